@@ -1,0 +1,23 @@
+"""Exception types shared by every stage.
+
+The CLI turns a ``KilomlError`` into one line on stderr and exit code 1; anything else is a bug
+and shows a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+
+class KilomlError(Exception):
+    """A failure caused by the user's input or environment, reported as one clear line."""
+
+
+class InvalidModelError(KilomlError):
+    """The model file is malformed: truncated, wrong magic, indices out of range, bad shapes."""
+
+
+class UnsupportedModelError(KilomlError):
+    """The model is well formed but uses ops, types or options kiloml does not implement."""
+
+
+class ToolchainError(KilomlError):
+    """A C compiler or other external tool is missing or failed."""
