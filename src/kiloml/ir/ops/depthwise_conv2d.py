@@ -106,7 +106,7 @@ class DepthwiseConv2D(OpDef):
                 f"activation {node.attrs.activation} -> clamp [{p.act_min}, {p.act_max}]"]
 
     def emit(self, g, node, p, ctx):
-        ctx.use_kernel("depthwise")
+        ctx.use_kernel("conv")
         params = ctx.struct("kml_conv_params", "p", conv_struct_fields(p))
         mult = ctx.array("mult", "int32_t", p.mult)
         shift = ctx.array("shift", "int32_t", p.shift)

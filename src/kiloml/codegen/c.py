@@ -1,0 +1,321 @@
+"""IR -> standalone C99: ``<prefix>.h``, ``<prefix>.c`` and the runtime kernels the model uses.
+
+The output is a product a firmware engineer reads and ships: deterministic (same model and
+command give byte-identical files), no malloc, no stdio, no mutable globals except one static
+aligned arena, one ``static`` function per node with a comment block giving shapes, scales,
+zero points and multipliers, and weights as ``static const`` arrays.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from kiloml import __version__
+from kiloml.errors import KilomlError
+from kiloml.ir.graph import Graph, Tensor
+from kiloml.ir.ops import REGISTRY
+from kiloml.ir.passes import pipeline
+from kiloml.ir.planner import Plan, plan_memory
+
+CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
+          "float32": "float", "int64": "int64_t", "bool": "uint8_t"}
+ACCESSORS = {"int8": "s8", "uint8": "u8", "int16": "s16", "int32": "s32", "float32": "f32",
+             "int64": "s64", "bool": "u8"}
+RUNTIME = "portable"
+
+
+def sanitize(name: str) -> str:
+    s = re.sub(r"[^0-9A-Za-z_]", "_", name).strip("_").lower()
+    s = re.sub(r"_+", "_", s)
+    if not s or s[0].isdigit():
+        s = "t_" + s
+    return s[:48]
+
+
+def format_array(values: np.ndarray, indent: str = "    ", width: int = 100) -> str:
+    """Comma-separated values wrapped at ``width`` columns."""
+    if values.dtype == np.float32:
+        items = [repr(float(v)) + "f" for v in values.reshape(-1)]
+    else:
+        items = [str(int(v)) for v in values.reshape(-1)]
+    lines, cur = [], indent
+    for it in items:
+        piece = it + ","
+        if len(cur) + len(piece) + 1 > width and cur.strip():
+            lines.append(cur.rstrip())
+            cur = indent
+        cur += piece + " "
+    if cur.strip():
+        lines.append(cur.rstrip())
+    return "\n".join(lines)
+
+
+@dataclass
+class EmitContext:
+    """Collects declarations while ops emit their node functions."""
+
+    graph: Graph
+    prefix: str
+    plan: Plan
+    const_names: dict[int, str]
+    node_index: int = 0
+    kernels: set[str] = field(default_factory=set)
+    decls: list[str] = field(default_factory=list)
+    accessors: set[str] = field(default_factory=set)
+    consts_used: set[int] = field(default_factory=set)
+
+    def use_kernel(self, name: str) -> None:
+        self.kernels.add(name)
+
+    def _sym(self, suffix: str) -> str:
+        return f"{self.prefix}_n{self.node_index}_{suffix}"
+
+    def struct(self, ctype: str, suffix: str, fields: dict[str, int]) -> str:
+        sym = self._sym(suffix)
+        body = ", ".join(f".{k} = {int(v)}" for k, v in fields.items())
+        text = f"static const {ctype} {sym} = {{{body}}};"
+        if len(text) > 100:
+            items = [f".{k} = {int(v)}," for k, v in fields.items()]
+            lines, cur = [], "   "
+            for it in items:
+                if len(cur) + len(it) + 1 > 100:
+                    lines.append(cur)
+                    cur = "   "
+                cur += " " + it
+            lines.append(cur)
+            text = f"static const {ctype} {sym} = {{\n" + "\n".join(lines) + "\n};"
+        self.decls.append(text)
+        return sym
+
+    def array(self, suffix: str, ctype: str, values) -> str:
+        sym = self._sym(suffix)
+        arr = np.asarray(values).reshape(-1)
+        self.decls.append(f"static const {ctype} {sym}[{arr.size}] = {{\n{format_array(arr)}\n}};")
+        return sym
+
+    def ptr(self, tid: int) -> str:
+        """C expression for the data of tensor ``tid`` (const array or arena slice)."""
+        t = self.graph.tensors[tid]
+        if t.is_const:
+            self.consts_used.add(tid)
+            return self.const_names[tid]
+        acc = ACCESSORS[t.dtype]
+        self.accessors.add(t.dtype)
+        return f"{self.prefix}_{acc}({self.plan.offsets[tid]})"
+
+
+def _tensor_line(g: Graph, tid: int, plan: Plan) -> str:
+    if tid < 0:
+        return "(none)"
+    t: Tensor = g.tensors[tid]
+    where = "const" if t.is_const else f"arena+{plan.offsets[tid]}"
+    q = ""
+    if t.quant is not None:
+        if t.quant.per_channel:
+            q = f" per-channel axis {t.quant.axis} ({t.quant.scale.size} scales)"
+        else:
+            q = f" scale {float(t.quant.scale[0]):.9g} zp {int(t.quant.zero_point[0])}"
+    return f"%{tid} {t.dtype}{list(t.shape)}{q} @ {where}  \"{t.name}\""
+
+
+def _runtime_files(kernels: set[str]) -> dict[str, str]:
+    root = resources.files("kiloml.codegen") / "runtime" / RUNTIME
+    names = ["kml_common.h"]
+    for k in sorted(kernels):
+        names += [f"kml_{k}.h", f"kml_{k}.c"]
+    out = {}
+    for n in names:
+        out[n] = (root / n).read_text()
+        for inc in re.findall(r'#include "(kml_[a-z_]+\.h)"', out[n]):
+            if inc not in names:
+                names.append(inc)
+    for n in names:
+        out.setdefault(n, (root / n).read_text())
+    return out
+
+
+@dataclass
+class CompileResult:
+    files: dict[str, str]
+    plan: Plan
+    graph: Graph
+    prefix: str
+
+    def write(self, out_dir: str | Path) -> list[Path]:
+        """Write every file; on failure nothing half-written is left behind."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        try:
+            for name in sorted(self.files):
+                tmp = out / (name + ".tmp")
+                tmp.write_text(self.files[name])
+                written.append(tmp)
+            final = []
+            for tmp in written:
+                dst = tmp.with_suffix("")
+                tmp.replace(dst)
+                final.append(dst)
+            return final
+        except OSError as e:
+            for tmp in written:
+                tmp.unlink(missing_ok=True)
+            raise KilomlError(f"{out}: cannot write generated files ({e.strerror or e})") from None
+
+
+def generate_c(graph: Graph, prefix: str = "model", command: str = "kiloml compile",
+               inplace: bool = True) -> CompileResult:
+    """Lower the graph through the pass pipeline, plan memory and emit C sources."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", prefix):
+        raise KilomlError(f"--prefix {prefix!r} is not a C identifier")
+    g = pipeline(graph)
+    plan = plan_memory(g, inplace=inplace)
+    P = prefix
+    used = sorted({t for n in g.nodes for t in n.inputs if t >= 0 and g.tensors[t].is_const})
+    const_names: dict[int, str] = {}
+    taken: set[str] = set()
+    for t in used:
+        base = f"{P}_{sanitize(g.tensors[t].name)}"
+        name, k = base, 1
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        taken.add(name)
+        const_names[t] = name
+    ctx = EmitContext(g, P, plan, const_names)
+
+    funcs: list[str] = []
+    calls: list[str] = []
+    for n, node in enumerate(g.nodes):
+        op = REGISTRY[node.op]
+        if op.is_alias():
+            calls.append(f"    /* n{n} {node.op}: {g.tensors[node.outputs[0]].name} aliases its input */")
+            continue
+        ctx.node_index = n
+        params = op.prepare(g, node)
+        start = len(ctx.decls)
+        body = op.emit(g, node, params, ctx)
+        fname = f"{P}_n{n}_{node.op.lower()}"
+        com = [f"/* n{n} {node.op}  \"{node.name}\""]
+        com += [f" *   in  {_tensor_line(g, t, plan)}" for t in node.inputs]
+        com += [f" *   out {_tensor_line(g, t, plan)}" for t in node.outputs]
+        com += [f" *   {line}" for line in op.comment(g, node, params)]
+        com.append(" */")
+        decls = ctx.decls[start:]
+        del ctx.decls[start:]
+        funcs.append("\n".join(com + decls + [f"static void {fname}(void)", "{"]
+                               + [f"    {s}" for s in body] + ["}"]))
+        calls.append(f"    {fname}();")
+
+    weights = []
+    for t in sorted(ctx.consts_used):
+        ten = g.tensors[t]
+        arr = ten.data.reshape(-1)
+        weights.append(f"/* {ten.name}: {ten.dtype}{list(ten.shape)} */\n"
+                       f"static const {CTYPES[ten.dtype]} {const_names[t]}[{max(arr.size, 1)}] = {{\n"
+                       f"{format_array(arr) if arr.size else '    0'}\n}};")
+
+    io = _io_specs(g)
+    header = _header(g, P, io, plan, command)
+    source = _source(g, P, io, plan, command, ctx, weights, funcs, calls)
+    files = {f"{P}.h": header, f"{P}.c": source}
+    files.update(_runtime_files(ctx.kernels))
+    return CompileResult(files, plan, g, P)
+
+
+@dataclass
+class IOSpec:
+    name: str  # C parameter name
+    tid: int
+    tensor: Tensor
+
+
+def _io_specs(g: Graph) -> tuple[list[IOSpec], list[IOSpec]]:
+    def names(kind: str, tids: list[int]) -> list[IOSpec]:
+        if len(tids) == 1:
+            return [IOSpec(kind, tids[0], g.tensors[tids[0]])]
+        return [IOSpec(f"{kind}{i}", t, g.tensors[t]) for i, t in enumerate(tids)]
+
+    return names("input", g.inputs), names("output", g.outputs)
+
+
+def _frontmatter(g: Graph, command: str) -> str:
+    return (f"/* Generated by kiloml {__version__} -- do not edit.\n"
+            f" * command: {command}\n"
+            f" * model sha256: {g.source_sha256 or '(built in memory)'}\n"
+            f" */\n")
+
+
+def _signature(P: str, io: tuple[list[IOSpec], list[IOSpec]]) -> str:
+    ins, outs = io
+    args = [f"const {CTYPES[s.tensor.dtype]} *{s.name}" for s in ins]
+    args += [f"{CTYPES[s.tensor.dtype]} *{s.name}" for s in outs]
+    return f"int {P}_invoke({', '.join(args)})"
+
+
+def _header(g: Graph, P: str, io, plan: Plan, command: str) -> str:
+    guard = f"{P.upper()}_H"
+    lines = [_frontmatter(g, command), f"#ifndef {guard}", f"#define {guard}", "",
+             "#include <stdint.h>", "", "#ifdef __cplusplus", 'extern "C" {', "#endif", ""]
+    enum = [f"    {P.upper()}_ARENA_BYTES = {plan.arena_bytes}"]
+    for s in io[0] + io[1]:
+        enum.append(f"    {P.upper()}_{s.name.upper()}_SIZE = {s.tensor.size}")
+        enum.append(f"    {P.upper()}_{s.name.upper()}_DIMS = {max(len(s.tensor.shape), 1)}")
+    lines += ["enum {", ",\n".join(enum), "};", ""]
+    for s in io[0] + io[1]:
+        n = f"{P}_{s.name}"
+        dims = max(len(s.tensor.shape), 1)
+        lines.append(f"/* {s.name}: {s.tensor.dtype}{list(s.tensor.shape)} \"{s.tensor.name}\" */")
+        lines.append(f"extern const int32_t {n}_shape[{dims}];")
+        if s.tensor.quant is not None:
+            lines.append(f"extern const float {n}_scale;  /* real = scale * (q - zero_point) */")
+            lines.append(f"extern const int32_t {n}_zero_point;")
+        lines.append("")
+    lines += ["/* Runs one inference; returns 0 on success. Not reentrant: one static arena. */",
+              _signature(P, io) + ";", "", "#ifdef __cplusplus", "}", "#endif", "",
+              f"#endif /* {guard} */", ""]
+    return "\n".join(lines)
+
+
+def _source(g: Graph, P: str, io, plan: Plan, command: str, ctx: EmitContext,
+            weights: list[str], funcs: list[str], calls: list[str]) -> str:
+    incs = [f'#include "{P}.h"', "", "#include <string.h>", "", '#include "kml_common.h"']
+    incs += [f'#include "kml_{k}.h"' for k in sorted(ctx.kernels)]
+    parts = [_frontmatter(g, command) + "\n".join(incs) + "\n"]
+    consts = []
+    for s in io[0] + io[1]:
+        n = f"{P}_{s.name}"
+        shape = list(s.tensor.shape) or [1]
+        consts.append(f"const int32_t {n}_shape[{len(shape)}] = {{{', '.join(map(str, shape))}}};")
+        if s.tensor.quant is not None:
+            consts.append(f"const float {n}_scale = {float(s.tensor.quant.scale[0])!r}f;")
+            consts.append(f"const int32_t {n}_zero_point = {int(s.tensor.quant.zero_point[0])};")
+    parts.append("\n".join(consts) + "\n")
+    parts.append(f"/* Activation arena: {plan.arena_bytes} bytes (op-level lower bound without "
+                 f"in-place execution: {plan.lower_bound_bytes}). */\n"
+                 f"static union {{\n    uint8_t bytes[{max(plan.arena_bytes, 4)}];\n"
+                 f"    int32_t align_i32;\n    float align_f32;\n}} {P}_arena;\n")
+    acc = []
+    for dt in sorted(ctx.accessors | {s.tensor.dtype for s in io[0] + io[1]}):
+        a = ACCESSORS[dt]
+        acc.append(f"static {CTYPES[dt]} *{P}_{a}(size_t offset)\n{{\n"
+                   f"    return ({CTYPES[dt]} *)(void *)&{P}_arena.bytes[offset];\n}}")
+    parts.append("\n\n".join(acc) + "\n")
+    parts += [w + "\n" for w in weights]
+    parts += [f + "\n" for f in funcs]
+    body = [_signature(P, io), "{"]
+    for s in io[0]:
+        body.append(f"    memcpy({P}_{ACCESSORS[s.tensor.dtype]}({plan.offsets[s.tid]}), {s.name}, "
+                    f"{s.tensor.nbytes});")
+    body += calls
+    for s in io[1]:
+        body.append(f"    memcpy({s.name}, {P}_{ACCESSORS[s.tensor.dtype]}({plan.offsets[s.tid]}), "
+                    f"{s.tensor.nbytes});")
+    body += ["    return 0;", "}"]
+    parts.append("\n".join(body) + "\n")
+    return "\n".join(parts)

@@ -1,0 +1,37 @@
+/* kiloml runtime: CONV_2D and DEPTHWISE_CONV_2D, int8 NHWC, per-channel requantization. */
+#ifndef KML_CONV_H
+#define KML_CONV_H
+
+#include "kml_common.h"
+
+typedef struct {
+    int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w;
+    int32_t stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+    int32_t in_offset, out_offset, act_min, act_max;
+} kml_conv_params;
+
+/* An ADD fused behind a convolution: out = add(conv, residual), TFLite's ADD arithmetic.
+ * ``conv_first`` is 1 when the convolution result is ADD's first operand. */
+typedef struct {
+    int32_t conv_first, conv_offset, res_offset, out_offset, left_shift;
+    int32_t conv_mult, conv_shift, res_mult, res_shift, out_mult, out_shift;
+    int32_t act_min, act_max;
+} kml_add_epilogue;
+
+/* Output pixels are written in increasing address order, each after all reads of the window
+ * that produces it, so the output may overlap the input as the planner allows. */
+void kml_conv2d_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                   const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                   int8_t *output);
+
+/* CONV_2D whose result goes straight into an ADD with ``residual``; ``output`` may be
+ * ``residual`` itself (each element is read before it is written). */
+void kml_conv2d_add_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                       const kml_add_epilogue *ep, const int8_t *residual, int8_t *output);
+
+void kml_depthwise_conv2d_s8(const kml_conv_params *p, const int8_t *input,
+                             const int8_t *filter, const int32_t *bias, const int32_t *mult,
+                             const int32_t *shift, int8_t *output);
+
+#endif /* KML_CONV_H */

@@ -1,0 +1,15 @@
+/* kiloml runtime: FULLY_CONNECTED, int8, weights [units][depth]. */
+#ifndef KML_FULLY_CONNECTED_H
+#define KML_FULLY_CONNECTED_H
+
+#include "kml_common.h"
+
+typedef struct {
+    int32_t batches, depth, units, in_offset, out_offset, act_min, act_max;
+} kml_fc_params;
+
+void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const int8_t *weights,
+                            const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                            int8_t *output);
+
+#endif /* KML_FULLY_CONNECTED_H */

@@ -1,0 +1,46 @@
+/* kiloml runtime: portable int8 SOFTMAX, TFLite reference semantics (gemmlowp exp). */
+#include "kml_softmax.h"
+#include "kml_fixedpoint.h"
+
+#define KML_SCALED_DIFF_BITS 5
+#define KML_ACCUM_BITS 12
+
+static int32_t scaled_exp(const kml_softmax_params *p, int32_t diff)
+{
+    const int32_t shifted = (int32_t)(uint32_t)((uint32_t)diff << p->input_left_shift);
+    return kml_exp_on_negative_values(kml_srdhm(shifted, p->input_multiplier), KML_SCALED_DIFF_BITS);
+}
+
+void kml_softmax_s8(const kml_softmax_params *p, const int8_t *input, int8_t *output)
+{
+    int32_t r, c;
+    for (r = 0; r < p->rows; ++r) {
+        const int8_t *x = input + (size_t)r * (size_t)p->depth;
+        int8_t *y = output + (size_t)r * (size_t)p->depth;
+        int32_t max_v = -128;
+        int32_t sum = 0;
+        int32_t headroom, bits, scale;
+        for (c = 0; c < p->depth; ++c) {
+            max_v = x[c] > max_v ? x[c] : max_v;
+        }
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t diff = (int32_t)x[c] - max_v;
+            if (diff >= p->diff_min) {
+                sum = kml_wrap_add(sum, kml_sat_shift(scaled_exp(p, diff), -KML_ACCUM_BITS));
+            }
+        }
+        headroom = kml_clz32((uint32_t)sum);
+        bits = KML_ACCUM_BITS - headroom;
+        scale = kml_one_over_one_plus_x(
+            (int32_t)(uint32_t)(((uint32_t)sum << headroom) - 0x80000000u));
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t diff = (int32_t)x[c] - max_v;
+            int32_t out = -128;
+            if (diff >= p->diff_min) {
+                out = kml_rdbp(kml_srdhm(scale, scaled_exp(p, diff)), bits + 31 - 8) - 128;
+                out = kml_clamp(out, -128, 127);
+            }
+            y[c] = (int8_t)out;
+        }
+    }
+}
