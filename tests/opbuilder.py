@@ -38,7 +38,7 @@ from kiloml.ir.ops.reshape import ReshapeAttrs
 from kiloml.ir.ops.softmax import SoftmaxAttrs
 
 CALIBRATION_SAMPLES = 8
-TARGET_STD = 3.0
+TARGET_STD = 4.0
 
 Pair = int | tuple[int, int]
 
@@ -354,9 +354,11 @@ def fc_model(rng, in_shape=(1, 16), units=8, depth=None, activation="NONE", keep
 
 
 def pool_model(rng, kind="AVG", in_shape=(1, 8, 8, 4), filter_size: Pair = 2, stride: Pair = 2,
-               padding="VALID", activation="NONE") -> Graph:
+               padding="VALID", activation="NONE", in_scale: float | None = None,
+               in_zero_point: int | None = None) -> Graph:
     m = ModelBuilder(rng, f"{kind.lower()}_pool")
-    return m.build(m.pool(m.input(in_shape), kind, filter_size, stride, padding, activation))
+    x = m.input(in_shape, in_scale, in_zero_point)
+    return m.build(m.pool(x, kind, filter_size, stride, padding, activation))
 
 
 def add_model(rng, shape_a=(1, 4, 4, 8), shape_b=(1, 4, 4, 8), activation="NONE",
