@@ -135,6 +135,32 @@ def run(
     _guard(go)
 
 
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo_out"), "--out", help="Directory for the demo's files."),
+    as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
+) -> None:
+    """Build a model, compile it to C, verify it bit for bit and print its figures."""
+
+    def go():
+        from kiloml.demo import run_demo
+
+        res = run_demo(out)
+        if as_json:
+            typer.echo(json.dumps(res, indent=2))
+            return
+        t = Table(title="kiloml demo: DS-CNN (MLPerf Tiny KWS layout) -> C99", title_justify="left")
+        t.add_column("figure")
+        t.add_column("value", justify="right")
+        for k, v in res.items():
+            t.add_row(k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
+        err.print(t)
+        if not res["c_equals_reference"] or res.get("tflm_equals_reference") is False:
+            _fail("generated C or TFLM disagrees with the reference interpreter")
+
+    _guard(go)
+
+
 def main() -> None:
     """Console-script entry point (typer's standalone mode: usage errors exit 2)."""
     app(prog_name="kiloml")
