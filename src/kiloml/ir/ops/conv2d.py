@@ -67,8 +67,10 @@ class Conv2D(OpDef):
                          "(grouped convolution is not supported)")
         if not probs:
             probs += check_geometry(g, node, w.shape[1], w.shape[2], node.attrs, w.shape[0])
-        if not probs and w.quant.scale.size not in (1, w.shape[0]):
-            probs.append("filter quantization must be per-tensor or per output channel")
+        if not probs and (w.quant.scale.size not in (1, w.shape[0])
+                          or (w.quant.per_channel and w.quant.axis != 0)):
+            probs.append("filter quantization must be per-tensor or per output channel "
+                         "(axis 0)")
         if not probs and bias is not None and (not bias.is_const or bias.size != w.shape[0]):
             probs.append("bias must be a constant with one value per output channel")
         return probs

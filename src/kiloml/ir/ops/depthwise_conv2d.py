@@ -74,8 +74,10 @@ class DepthwiseConv2D(OpDef):
                 probs.append(f"filter channels {co} are not a multiple of input channels {ci}")
         if not probs:
             probs += check_geometry(g, node, w.shape[1], w.shape[2], node.attrs, w.shape[3])
-        if not probs and w.quant.scale.size not in (1, w.shape[3]):
-            probs.append("filter quantization must be per-tensor or per output channel")
+        if not probs and (w.quant.scale.size not in (1, w.shape[3])
+                          or (w.quant.per_channel and w.quant.axis != 3)):
+            probs.append("filter quantization must be per-tensor or per output channel "
+                         "(axis 3)")
         if not probs and bias is not None and (not bias.is_const or bias.size != w.shape[3]):
             probs.append("bias must be a constant with one value per output channel")
         return probs

@@ -73,7 +73,7 @@ class FullyConnected(OpDef):
             return [f"output shape {list(y.shape)} does not match {x.size // depth} x {units}"]
         if int(np.abs(w.quant.zero_point).max()) != 0:
             return ["weights must be symmetric (zero point 0)"]
-        if w.quant.scale.size not in (1, units):
+        if w.quant.scale.size not in (1, units) or (w.quant.per_channel and w.quant.axis != 0):
             return ["weight quantization must be per-tensor or per unit"]
         if bias is not None and (not bias.is_const or bias.size != units):
             return ["bias must be a constant with one value per unit"]
