@@ -1,3 +1,44 @@
-"""kiloml: a local TinyML toolchain from sensor data to bit-exact int8 C for microcontrollers."""
+"""kiloml: a local TinyML toolchain from sensor data to bit-exact int8 C for microcontrollers.
+
+Public API (lazy imports keep ``import kiloml`` cheap)::
+
+    read_tflite(path) -> Graph            parse_tflite(bytes) -> Graph
+    write_tflite(graph) -> bytes          save_tflite(graph, path)
+    Interpreter(graph).run(*arrays)       numpy reference interpreter (TFLite integer semantics)
+    plan_memory(graph) -> Plan            arena offsets, peak and op-level lower bound
+    generate_c(graph, prefix) -> CompileResult (.files, .plan, .write(dir))
+    compile_model(path, out_dir)          what ``kiloml compile`` does
+    run_model(path, inputs, outputs)      what ``kiloml run`` does
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "read_tflite": "kiloml.io.tflite_reader",
+    "parse_tflite": "kiloml.io.tflite_reader",
+    "write_tflite": "kiloml.io.tflite_writer",
+    "save_tflite": "kiloml.io.tflite_writer",
+    "Graph": "kiloml.ir.graph",
+    "Tensor": "kiloml.ir.graph",
+    "Node": "kiloml.ir.graph",
+    "QuantParams": "kiloml.ir.graph",
+    "Interpreter": "kiloml.ir.interpreter",
+    "plan_memory": "kiloml.ir.planner",
+    "generate_c": "kiloml.codegen.c",
+    "compile_model": "kiloml.api",
+    "run_model": "kiloml.api",
+    "KilomlError": "kiloml.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'kiloml' has no attribute {name!r}")
