@@ -320,6 +320,16 @@ class ModelBuilder:
         self.calib[out] = e / e.sum(axis=-1, keepdims=True)
         return self._node("SOFTMAX", [x], out, SoftmaxAttrs(float(beta)))
 
+    def generic(self, op: str, inputs: list[int], shape: Sequence[int], dtype: str = "int8",
+                quant: QuantParams | None = None, attrs=None) -> int:
+        """Any op, e.g. one kiloml does not implement (``TANH``), for reader tests. Its
+        calibration passes input 0's through when the shapes agree (zeros otherwise)."""
+        out = self.tensor(op.lower(), shape, dtype, quant=quant)
+        src = self.calib.get(inputs[0]) if inputs and inputs[0] >= 0 else None
+        same = src is not None and src.shape[1:] == tuple(shape)
+        self.calib[out] = src if same else np.zeros((CALIBRATION_SAMPLES, *shape))
+        return self._node(op, inputs, out, attrs)
+
     def build(self, outputs: int | Sequence[int]) -> Graph:
         outs = [outputs] if isinstance(outputs, int) else list(outputs)
         return Graph(list(self.tensors), list(self.nodes), list(self.inputs), outs, name=self.name)

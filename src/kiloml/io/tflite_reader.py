@@ -151,7 +151,12 @@ def _read_tensor(model, t, index: int, n_buffers: int, data: bytes, where: str) 
         axis = int(q.QuantizedDimension())
         if zp.size not in (1, scale.size) or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
             raise _bad(where, f"tensor {index} {name!r} has invalid quantization parameters")
-        if scale.size > 1 and (axis >= max(len(shape), 1) or shape[axis] != scale.size):
+        if dtype in ("int8", "uint8", "int16"):
+            info = np.iinfo(DTYPES[dtype])
+            if zp.min() < info.min or zp.max() > info.max:
+                raise _bad(where, f"tensor {index} {name!r}: zero point outside the {dtype} range "
+                                  f"[{info.min}, {info.max}]")
+        if scale.size > 1 and (not 0 <= axis < len(shape) or shape[axis] != scale.size):
             raise _bad(where, f"tensor {index} {name!r}: {scale.size} scales do not match "
                               f"axis {axis} of shape {list(shape)}")
         if zp.size == 1 and scale.size > 1:
