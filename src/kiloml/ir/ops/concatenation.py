@@ -1,10 +1,10 @@
 """CONCATENATION of int8 tensors along one axis (negative axes count from the end).
 
-TFLite Micro's int8 CONCATENATION copies the raw values and never rescales: when an input's
-scale or zero point differs from the output's, TFLM returns that input's bytes unchanged
-(in the wrong scale) while LiteRT requantizes them. The runtimes disagree, so kiloml rejects
-such models with a reason rather than pick one answer; the converter always gives every input
-the output's quantization. TFLM also requires a NONE fused activation.
+TFLite Micro's int8 CONCATENATION copies the raw values. Its Prepare fails when any input's
+scale or zero point differs from the output's (older releases copied such inputs unchanged,
+in the wrong scale); LiteRT's int8 kernel refuses them too. kiloml rejects them with the same
+reason; the converter always gives every input the output's quantization. TFLM also requires
+a NONE fused activation.
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ class Concatenation(OpDef):
         for t in ins:
             if not same_quant(t, y):
                 return [f"input {t.name!r} has scale {t.scale:.9g} zero point {t.zero_point}, "
-                        f"output {y.scale:.9g} / {y.zero_point}: TFLM copies raw values without "
-                        "rescaling (LiteRT rescales), so kiloml needs equal quantization"]
+                        f"output {y.scale:.9g} / {y.zero_point}: int8 concatenation copies raw "
+                        "values and needs equal quantization (TFLM and LiteRT refuse it too)"]
         return []
 
     def prepare(self, g, node):
