@@ -167,3 +167,22 @@ def padding_name(code: int) -> str:
 
 def check_activation(activation: str) -> list[str]:
     return [] if activation in ACTIVATION_CODES else [f"fused activation {activation} is not supported"]
+
+
+MAX_PADDING = 32767  # TFLite keeps padding in int16_t (PaddingValues)
+
+
+def window_problems(in_size: int, filter_size: int, stride: int, dilation: int, padding: str,
+                    axis: str) -> list[str]:
+    """Reject window geometries TFLite cannot represent (padding beyond int16) or whose
+    dilated filter spans far more than the input (no real model does; it would only make the
+    reference interpreter's cost grow with the filter, not the data)."""
+    from kiloml.ir.quant import compute_padding
+
+    eff = (filter_size - 1) * dilation + 1
+    if eff > 4 * in_size + 16:
+        return [f"{axis} filter extent {eff} is far larger than the input ({in_size})"]
+    _, pad = compute_padding(in_size, filter_size, stride, dilation, padding)
+    if pad > MAX_PADDING:
+        return [f"{axis} padding {pad} exceeds TFLite's int16 range"]
+    return []

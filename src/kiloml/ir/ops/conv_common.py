@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kiloml.ir.graph import Graph, Node
+from kiloml.ir.ops.base import window_problems
 from kiloml.ir.quant import activation_range, compute_padding, quantize_multipliers
 
 
@@ -65,6 +66,10 @@ def check_geometry(g: Graph, node: Node, k_h: int, k_w: int, attrs, out_c: int) 
         return [f"input and output must be 4-D NHWC, got {list(x.shape)} and {list(y.shape)}"]
     if min(attrs.stride_h, attrs.stride_w, attrs.dilation_h, attrs.dilation_w) < 1:
         return ["strides and dilations must be >= 1"]
+    probs = (window_problems(x.shape[1], k_h, attrs.stride_h, attrs.dilation_h, attrs.padding, "height")
+             + window_problems(x.shape[2], k_w, attrs.stride_w, attrs.dilation_w, attrs.padding, "width"))
+    if probs:
+        return probs
     ho, _ = compute_padding(x.shape[1], k_h, attrs.stride_h, attrs.dilation_h, attrs.padding)
     wo, _ = compute_padding(x.shape[2], k_w, attrs.stride_w, attrs.dilation_w, attrs.padding)
     want = (x.shape[0], ho, wo, out_c)

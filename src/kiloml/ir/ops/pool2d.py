@@ -10,7 +10,8 @@ import tflite
 from kiloml.ir.graph import Graph, Node
 from kiloml.ir.ops.base import (ACTIVATION_CODES, PADDING_CODES, OpDef, activation_name,
                                 check_activation, dtype_problems, need_quant, padding_name,
-                                read_table, register, window_inplace_delta)
+                                read_table, register, window_inplace_delta,
+                                window_problems)
 from kiloml.ir.quant import activation_range, compute_padding
 
 
@@ -79,6 +80,10 @@ class _Pool2D(OpDef):
             return ["input and output must be 4-D NHWC"]
         if min(a.filter_h, a.filter_w, a.stride_h, a.stride_w) < 1:
             return ["filter size and strides must be >= 1"]
+        probs = (window_problems(x.shape[1], a.filter_h, a.stride_h, 1, a.padding, "height")
+                 + window_problems(x.shape[2], a.filter_w, a.stride_w, 1, a.padding, "width"))
+        if probs:
+            return probs
         ho, _ = compute_padding(x.shape[1], a.filter_h, a.stride_h, 1, a.padding)
         wo, _ = compute_padding(x.shape[2], a.filter_w, a.stride_w, 1, a.padding)
         if tuple(y.shape) != (x.shape[0], ho, wo, x.shape[3]) or ho < 1 or wo < 1:
