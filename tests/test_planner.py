@@ -85,3 +85,16 @@ def test_window_delta_is_safe_bound(stride):
             slack = min(later) - written_end
             worst = slack if worst is None else min(worst, slack)
     assert d <= worst
+
+
+def test_no_inplace_when_operand_is_also_read_elsewhere_in_the_node():
+    """conv(y) + y fused: the skip operand is the conv input, so it must not be overwritten."""
+    b = GraphBuilder(5)
+    x = b.input(b.rng.normal(0, 1, (8, 1, 6, 6, 8)))
+    y = b.conv2d(x, 8, (1, 1), name="c0")
+    z = b.conv2d(y, 8, (1, 1), activation="NONE", name="c1")
+    g = pipeline(b.build([b.add(y, z)]))
+    assert g.nodes[-1].op == "CONV_2D_ADD" and g.nodes[-1].inputs[0] == g.nodes[-1].inputs[3]
+    plan = plan_memory(g)
+    assert all(n != len(g.nodes) - 1 for n, _, _ in plan.inplace)
+    _check_no_collisions(g, plan)

@@ -131,6 +131,12 @@ def _plan_with(g: Graph, buffers: list[Buffer], owner: dict[int, int], deltas: d
             bi = owner[t]
             if buffers[bi].last != n:
                 continue
+            # another operand in the same bytes (x + x, conv(x) + x, aliases) must be one the
+            # op also declared safe to overwrite at this offset
+            shared = [j for j, u in enumerate(node.inputs)
+                      if j != slot and u >= 0 and not g.tensors[u].is_const and owner[u] == bi]
+            if any(deltas[n].get(j, -1) < min(delta, 0) for j in shared):
+                continue
             blk = block_of[bi]
             cand = rel[bi] + _align_down(min(delta, 0))
             ob = buffers[bo]
