@@ -73,7 +73,8 @@ class Concatenation(OpDef):
         axis %= rank
         total = 0
         for t in ins:
-            if len(t.shape) != rank or any(t.shape[i] != y.shape[i] for i in range(rank) if i != axis):
+            if len(t.shape) != rank or any(t.shape[i] != y.shape[i]
+                                           for i in range(rank) if i != axis):
                 return [f"input {t.name!r} of shape {list(t.shape)} does not fit output "
                         f"{list(y.shape)} along axis {axis}"]
             total += t.shape[axis]

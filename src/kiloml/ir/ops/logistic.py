@@ -20,7 +20,8 @@ from kiloml.ir import fixedpoint as fp
 from kiloml.ir.graph import Graph, Node
 from kiloml.ir.ops.base import NoAttrs, OpDef, register
 from kiloml.ir.ops.movement import unary_problems
-from kiloml.ir.quant import multiply_by_quantized_multiplier, rounding_divide_by_pot, round_half_away
+from kiloml.ir.quant import (multiply_by_quantized_multiplier, round_half_away,
+                              rounding_divide_by_pot)
 
 INPUT_INTEGER_BITS = 4
 

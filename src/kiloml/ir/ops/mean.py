@@ -129,7 +129,7 @@ class Mean(OpDef):
     def comment(self, g, node, p):
         axes = [i - (4 - len(g.tensors[node.inputs[0]].shape)) for i in range(4) if p.reduce[i]]
         return [f"mean over axes {axes} ({p.count} values), keep_dims {node.attrs.keep_dims}",
-                f"(sum - {p.in_zp} x {p.count}) x{p.mult} shift {p.shift} + {p.out_zp}"]
+                f"(sum - in_zp {p.in_zp} x {p.count}) x{p.mult} shift {p.shift}, + out_zp {p.out_zp}"]
 
     def emit(self, g, node, p, ctx):
         ctx.use_kernel("mean")

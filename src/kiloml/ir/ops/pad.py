@@ -36,7 +36,8 @@ class Pad(OpDef):
     def check(self, g: Graph, node: Node) -> list[str]:
         if len(node.inputs) != 2 or len(node.outputs) != 1 or min(node.inputs) < 0:
             return ["needs an input, a constant paddings tensor and one output"]
-        x, pads, y = g.tensors[node.inputs[0]], g.tensors[node.inputs[1]], g.tensors[node.outputs[0]]
+        x, pads = g.tensors[node.inputs[0]], g.tensors[node.inputs[1]]
+        y = g.tensors[node.outputs[0]]
         probs = unary_problems("PAD", g, Node(node.op, node.inputs[:1], node.outputs, node.attrs))
         probs = [p for p in probs if not p.startswith("output shape")]
         if probs:
@@ -57,7 +58,8 @@ class Pad(OpDef):
         return []
 
     def prepare(self, g, node):
-        x, pads, y = g.tensors[node.inputs[0]], g.tensors[node.inputs[1]], g.tensors[node.outputs[0]]
+        x, pads = g.tensors[node.inputs[0]], g.tensors[node.inputs[1]]
+        y = g.tensors[node.outputs[0]]
         rank = len(x.shape)
         pv = pads.data.reshape(rank, 2).astype(np.int64).tolist()
         k = 4 - rank
@@ -74,7 +76,8 @@ class Pad(OpDef):
     def comment(self, g, node, p):
         rank = len(g.tensors[node.inputs[0]].shape)
         pairs = list(zip(p.before, p.after))[4 - rank:]
-        lines = [f"paddings {[list(q) for q in pairs]}, pad value {p.pad_value} (output zero point)"]
+        lines = [f"paddings {[list(q) for q in pairs]}, pad value {p.pad_value} "
+                 "(output zero point)"]
         if not same_quant(g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]):
             lines.append("input and output quantization differ: values are copied unchanged, "
                          "as TFLM and LiteRT do")

@@ -98,9 +98,10 @@ class Quantize(OpDef):
 
     def comment(self, g, node, p):
         if isinstance(p, AffineParams):
-            return [f"float32 -> int8: round(x / {float(p.scale):.9g}) + {p.zero_point}, halves "
-                    "away from zero"]
-        return [f"int8 -> int8: (x - {p.in_zp}) x{p.mult} shift {p.shift} + {p.out_zp}"]
+            return [f"float32 -> int8: round(x / {float(p.scale):.9g}) + zp {p.zero_point}, "
+                    "halves away from zero"]
+        return [f"int8 -> int8: (x - in_zp {p.in_zp}) x{p.mult} shift {p.shift}, + out_zp "
+                f"{p.out_zp}"]
 
     def emit(self, g, node, p, ctx):
         ctx.use_kernel("quantize")
@@ -136,7 +137,7 @@ class Dequantize(OpDef):
         return [dequantize_s8(inputs[0], p.scale, p.zero_point)]
 
     def comment(self, g, node, p):
-        return [f"int8 -> float32: {float(p.scale):.9g} * (x - {p.zero_point})"]
+        return [f"int8 -> float32: {float(p.scale):.9g} * (x - zp), zp {p.zero_point}"]
 
     def emit(self, g, node, p, ctx):
         ctx.use_kernel("quantize")

@@ -19,7 +19,8 @@ import tflite
 from kiloml.ir.graph import Graph, Node
 from kiloml.ir.ops.base import NoAttrs, OpDef, register
 from kiloml.ir.ops.movement import same_quant, unary_problems
-from kiloml.ir.quant import multiply_by_quantized_multiplier, quantize_multiplier, quantize_scalar_f32
+from kiloml.ir.quant import (multiply_by_quantized_multiplier, quantize_multiplier,
+                              quantize_scalar_f32)
 
 # |x - in_zp| <= 255 < 2^8: a left shift up to 23 stays inside int32
 MAX_LEFT_SHIFT = 23
@@ -68,7 +69,7 @@ class Relu(OpDef):
         return [np.clip(out, p.act_min, p.act_max).astype(np.int8)]
 
     def comment(self, g, node, p):
-        return [f"(x - {p.in_zp}) x{p.mult} shift {p.shift} + {p.out_zp}, clamp "
+        return [f"(x - in_zp {p.in_zp}) x{p.mult} shift {p.shift}, + out_zp {p.out_zp}, clamp "
                 f"[{p.act_min}, {p.act_max}]"]
 
     def emit(self, g, node, p, ctx):
