@@ -123,19 +123,30 @@ def _tensor_line(g: Graph, tid: int, plan: Plan) -> str:
     return f"%{tid} {t.dtype}{list(t.shape)}{q} @ {where}  \"{t.name}\""
 
 
-def _runtime_files(kernels: set[str]) -> dict[str, str]:
-    root = resources.files("kiloml.codegen") / "runtime" / RUNTIME
+RUNTIMES = ("portable", "armv7em")
+
+
+def _runtime_files(kernels: set[str], runtime: str = RUNTIME) -> dict[str, str]:
+    """Kernel sources for ``runtime``; a file the optimized directory lacks comes from portable
+    (both directories share file names and function signatures)."""
+    base = resources.files("kiloml.codegen") / "runtime"
+
+    def read(name: str) -> str:
+        opt = base / runtime / name
+        return (opt if opt.is_file() else base / "portable" / name).read_text()
+
     names = ["kml_common.h"]
     for k in sorted(kernels):
         names += [f"kml_{k}.h", f"kml_{k}.c"]
-    out = {}
-    for n in names:
-        out[n] = (root / n).read_text()
-        for inc in re.findall(r'#include "(kml_[a-z_]+\.h)"', out[n]):
-            if inc not in names:
-                names.append(inc)
-    for n in names:
-        out.setdefault(n, (root / n).read_text())
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(names):
+        n = names[i]
+        if n not in out:
+            out[n] = read(n)
+            names += [inc for inc in re.findall(r'#include "(kml_[a-z0-9_]+\.h)"', out[n])
+                      if inc not in names]
+        i += 1
     return out
 
 
@@ -169,7 +180,7 @@ class CompileResult:
 
 
 def generate_c(graph: Graph, prefix: str = "model", command: str = "kiloml compile",
-               inplace: bool = True) -> CompileResult:
+               inplace: bool = True, runtime: str = RUNTIME) -> CompileResult:
     """Lower the graph through the pass pipeline, plan memory and emit C sources."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", prefix):
         raise KilomlError(f"--prefix {prefix!r} is not a C identifier")
@@ -224,7 +235,9 @@ def generate_c(graph: Graph, prefix: str = "model", command: str = "kiloml compi
     header = _header(g, P, io, plan, command)
     source = _source(g, P, io, plan, command, ctx, weights, funcs, calls)
     files = {f"{P}.h": header, f"{P}.c": source}
-    files.update(_runtime_files(ctx.kernels))
+    if runtime not in RUNTIMES:
+        raise KilomlError(f"unknown kernel runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
+    files.update(_runtime_files(ctx.kernels, runtime))
     return CompileResult(files, plan, g, P)
 
 
