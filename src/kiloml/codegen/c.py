@@ -23,9 +23,9 @@ from kiloml.ir.passes import pipeline
 from kiloml.ir.planner import Plan, plan_memory
 
 CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
-          "float32": "float", "int64": "int64_t", "bool": "uint8_t"}
+          "float32": "float", "int64": "int64_t"}
 ACCESSORS = {"int8": "s8", "uint8": "u8", "int16": "s16", "int32": "s32", "float32": "f32",
-             "int64": "s64", "bool": "u8"}
+             "int64": "s64"}
 RUNTIME = "portable"
 
 
@@ -63,6 +63,7 @@ class EmitContext:
     prefix: str
     plan: Plan
     const_names: dict[int, str]
+    runtime: str = RUNTIME
     node_index: int = 0
     kernels: set[str] = field(default_factory=set)
     decls: list[str] = field(default_factory=list)
@@ -97,6 +98,15 @@ class EmitContext:
         arr = np.asarray(values).reshape(-1)
         self.decls.append(f"static const {ctype} {sym}[{arr.size}] = {{\n{format_array(arr)}\n}};")
         return sym
+
+    def scratch(self, ctype: str = "int16_t") -> str:
+        """Pointer to this node's scratch buffer (see ``OpDef.scratch_bytes``), or ``0``."""
+        off = self.plan.scratch.get(self.node_index)
+        if off is None:
+            return "0"
+        dt = {v: k for k, v in CTYPES.items()}[ctype]
+        self.accessors.add(dt)
+        return f"{self.prefix}_{ACCESSORS[dt]}({off})"
 
     def ptr(self, tid: int) -> str:
         """C expression for the data of tensor ``tid`` (const array or arena slice)."""
@@ -184,8 +194,11 @@ def generate_c(graph: Graph, prefix: str = "model", command: str = "kiloml compi
     """Lower the graph through the pass pipeline, plan memory and emit C sources."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", prefix):
         raise KilomlError(f"--prefix {prefix!r} is not a C identifier")
+    if runtime not in RUNTIMES:
+        raise KilomlError(f"unknown kernel runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
     g = pipeline(graph)
-    plan = plan_memory(g, inplace=inplace)
+    scratch = {n: REGISTRY[node.op].scratch_bytes(g, node, runtime) for n, node in enumerate(g.nodes)}
+    plan = plan_memory(g, inplace=inplace, scratch=scratch)
     P = prefix
     used = sorted({t for n in g.nodes for t in n.inputs if t >= 0 and g.tensors[t].is_const})
     const_names: dict[int, str] = {}
@@ -198,7 +211,7 @@ def generate_c(graph: Graph, prefix: str = "model", command: str = "kiloml compi
             name = f"{base}_{k}"
         taken.add(name)
         const_names[t] = name
-    ctx = EmitContext(g, P, plan, const_names)
+    ctx = EmitContext(g, P, plan, const_names, runtime=runtime)
 
     funcs: list[str] = []
     calls: list[str] = []
@@ -235,8 +248,6 @@ def generate_c(graph: Graph, prefix: str = "model", command: str = "kiloml compi
     header = _header(g, P, io, plan, command)
     source = _source(g, P, io, plan, command, ctx, weights, funcs, calls)
     files = {f"{P}.h": header, f"{P}.c": source}
-    if runtime not in RUNTIMES:
-        raise KilomlError(f"unknown kernel runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
     files.update(_runtime_files(ctx.kernels, runtime))
     return CompileResult(files, plan, g, P)
 

@@ -53,6 +53,7 @@ class Plan:
     arena_bytes: int
     lower_bound_bytes: int
     inplace: list[tuple[int, int, int]] = field(default_factory=list)  # (node, in tensor, delta)
+    scratch: dict[int, int] = field(default_factory=dict)  # node -> offset of its scratch buffer
 
 
 class _Rects:
@@ -175,16 +176,23 @@ def _plan_with(g: Graph, buffers: list[Buffer], owner: dict[int, int], deltas: d
         base[blk] = placed
         for m, r in ms:
             rects.items.append((placed + r, buffers[m].size, buffers[m].first, buffers[m].last))
-    offsets = {}
-    for t, b in owner.items():
-        offsets[t] = base[block_of[b]] + rel[b]
+    buf_offsets = [base[block_of[b]] + rel[b] for b in range(len(buffers))]
     arena = max((o + s for o, s, _, _ in rects.items), default=0)
-    return offsets, arena, used
+    return buf_offsets, arena, used
 
 
-def plan_memory(g: Graph, inplace: bool = True) -> Plan:
-    """Place every activation tensor in one arena; see the module docstring."""
+def plan_memory(g: Graph, inplace: bool = True, scratch: dict[int, int] | None = None) -> Plan:
+    """Place every activation tensor in one arena; see the module docstring.
+
+    ``scratch`` maps node index -> bytes of temporary memory the node's kernel needs while it
+    runs (live at that step only, never overlapping the node's operands).
+    """
     buffers, owner = _buffers(g)
+    scratch_buf: dict[int, int] = {}
+    for n, nbytes in sorted((scratch or {}).items()):
+        if nbytes > 0:
+            scratch_buf[n] = len(buffers)
+            buffers.append(Buffer([], _align_up(nbytes), n, n))
     lb, live = lower_bound(buffers, len(g.nodes))
     deltas = {n: REGISTRY[node.op].inplace_delta(g, node) if inplace else {}
               for n, node in enumerate(g.nodes)}
@@ -196,5 +204,6 @@ def plan_memory(g: Graph, inplace: bool = True) -> Plan:
             trial = _plan_with(g, buffers, owner, deltas, set(candidates[:k]))
             if trial[1] < best[1]:
                 best = trial
-    offsets, arena, used = best
-    return Plan(offsets, arena, lb, used)
+    buf_offsets, arena, used = best
+    offsets = {t: buf_offsets[b] for t, b in owner.items()}
+    return Plan(offsets, arena, lb, used, {n: buf_offsets[b] for n, b in scratch_buf.items()})

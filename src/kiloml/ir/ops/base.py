@@ -75,6 +75,10 @@ class OpDef:
         return []
 
     # -- memory --------------------------------------------------------------------------------
+    def scratch_bytes(self, g: Graph, node: Node, runtime: str) -> int:
+        """Temporary arena bytes the ``runtime``'s kernel needs while this node runs."""
+        return 0
+
     def is_alias(self) -> bool:
         """True when output 0 is input 0's bytes reinterpreted (RESHAPE): no code, no copy."""
         return False
