@@ -7,6 +7,7 @@ counted in the emulator; cycles, latency and energy are estimates from the cycle
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -186,7 +187,7 @@ def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int
         "macs_per_cycle": round(macs / emu.cycles, 3) if emu.cycles else None,
         "macs_per_instruction": round(macs / emu.instructions, 3) if emu.instructions else None,
         "latency_ms": round(latency_ms, 4),
-        "energy_uj": round(latency_ms * float(board["active_power_mw"]), 3),
+        "energy_uj": _energy(latency_ms, board),
         "fits": flash <= board["flash_bytes"] and ram <= board["ram_bytes"],
         "flash_available_bytes": int(board["flash_bytes"]),
         "ram_available_bytes": int(board["ram_bytes"]),
@@ -227,7 +228,7 @@ def _analytic(g: Graph, board: dict, out: dict) -> dict:
         "arena_bytes": arena, "stack_bytes": None, "weights_bytes": g.weights_bytes(),
         "macs": macs, "instructions": None, "cycles": int(cycles), "cycles_estimated": True,
         "macs_per_cycle": mpc, "latency_ms": round(latency_ms, 4),
-        "energy_uj": round(latency_ms * float(board["active_power_mw"]), 3),
+        "energy_uj": _energy(latency_ms, board),
         "fits": g.weights_bytes() + 10240 <= board["flash_bytes"] and arena + 2048 <= board["ram_bytes"],
         "flash_available_bytes": int(board["flash_bytes"]),
         "ram_available_bytes": int(board["ram_bytes"]),
@@ -236,10 +237,21 @@ def _analytic(g: Graph, board: dict, out: dict) -> dict:
     return out
 
 
-def battery_days(res: dict, board: dict, rate_hz: float, battery_mah: float) -> float:
-    """Days on a battery: inferences at ``rate_hz``, idle (sleep) power in between."""
+def _energy(latency_ms: float, board: dict) -> float | None:
+    """µJ per inference = ms x mW; None where the board's datasheet power is not known."""
+    p = float(board["active_power_mw"])
+    return None if math.isnan(p) else round(latency_ms * p, 3)
+
+
+def battery_days(res: dict, board: dict, rate_hz: float, battery_mah: float) -> float | None:
+    """Days on a battery: inferences at ``rate_hz``, idle (sleep) power in between.
+
+    Battery energy = mAh x the board's supply voltage; None where power figures are unknown.
+    If inferences cannot keep up with ``rate_hz`` the MCU is simply always active."""
+    if math.isnan(float(board["active_power_mw"])) or math.isnan(float(board["idle_power_mw"])):
+        return None
     lat_s = res["latency_ms"] / 1e3
     duty = min(rate_hz * lat_s, 1.0)
     avg_mw = duty * float(board["active_power_mw"]) + (1 - duty) * float(board["idle_power_mw"])
     energy_mwh = battery_mah * float(board.get("vdd_v", 3.0))
-    return energy_mwh / avg_mw / 24.0
+    return round(energy_mwh / avg_mw / 24.0, 2)
