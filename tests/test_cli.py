@@ -14,7 +14,7 @@ import pytest
 from kiloml.io.tflite_writer import save_tflite
 from kiloml.ir.builder import demo_dscnn
 
-KILOML = [sys.executable, "-m", "kiloml.cli"]
+KILOML = [sys.executable, "-m", "kiloml"]
 
 
 def kiloml(*args, cwd=None):

@@ -181,6 +181,3 @@ def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
 
 # verbs defined in other modules register themselves on ``app`` when imported
 import kiloml.cli_targets  # noqa: E402,F401  (registers boards/profile verbs)
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -1,0 +1,5 @@
+"""``python -m kiloml`` runs the CLI."""
+
+from kiloml.cli import main
+
+main()

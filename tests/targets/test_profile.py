@@ -1,0 +1,123 @@
+"""``kiloml profile``: real ELF in the emulator, bit-exact output, sizes, per-layer figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kiloml.io.tflite_writer import save_tflite
+from kiloml.ir.builder import GraphBuilder, demo_dscnn
+from kiloml.targets.cycles import block_cost, classify
+from kiloml.targets.profile import battery_days, load_boards, profile_graph
+
+SHARED = Path(os.environ.get("KILOML_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+KILOML = [sys.executable, "-m", "kiloml"]
+
+REQUIRED = ["board", "core", "clock_hz", "flash_bytes", "ram_bytes", "arena_bytes", "stack_bytes",
+            "weights_bytes", "instructions", "cycles", "latency_ms", "energy_uj", "fits",
+            "output_matches_reference", "layers"]
+
+
+def test_board_database_complete_and_cited():
+    db = load_boards()
+    assert {"nano33ble", "nucleo-l4r5zi", "stm32f746-disco", "stm32h743", "pico", "nrf5340dk",
+            "esp32s3"} <= set(db)
+    for bid, b in db.items():
+        for key in ("name", "core", "clock_hz", "flash_bytes", "ram_bytes", "active_power_mw",
+                    "idle_power_mw", "sources"):
+            assert key in b, (bid, key)
+        assert b["sources"], bid
+    assert db["nucleo-l4r5zi"]["clock_hz"] == 120_000_000
+    assert db["pico"]["core"] == "cortex-m0plus"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["nucleo-l4r5zi", "pico", "stm32f746-disco", "nrf5340dk"])
+def test_profile_demo_model_matches_reference(board):
+    g = demo_dscnn(2)
+    r = profile_graph(g, board, runtime="portable")
+    for k in REQUIRED:
+        assert k in r
+    assert r["output_matches_reference"] is True
+    assert r["fits"] is True
+    assert r["instructions"] > r["macs"] // 2  # portable kernels: at least one instruction per MAC pair
+    assert r["flash_bytes"] > r["weights_bytes"]
+    # RAM = .data + .bss (the arena and the harness's output buffer) + stack high-water mark
+    assert r["arena_bytes"] <= r["ram_bytes"] - r["stack_bytes"] <= r["arena_bytes"] + 64
+    assert 0 < r["stack_bytes"] < 4096
+    # per-layer figures add up to (almost) the total: invoke's own glue is the rest
+    assert len(r["layers"]) == 12  # 9 convolutions, pool, FC, softmax (RESHAPE has no code)
+    layer_cycles = sum(layer["cycles"] for layer in r["layers"])
+    assert 0.95 * r["cycles"] <= layer_cycles <= r["cycles"]
+
+
+def test_model_that_does_not_fit_says_so(tmp_path):
+    b = GraphBuilder(1)
+    x = b.input(b.rng.normal(0, 1, (4, 1, 256)))
+    g = b.build([b.fully_connected(x, 5000)])  # 1.28 MB of weights
+    save_tflite(g, tmp_path / "big.tflite")
+    r = subprocess.run(KILOML + ["profile", str(tmp_path / "big.tflite"), "--board", "nano33ble",
+                                 "--kernels", "portable", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["fits"] is False
+    assert res["flash_bytes"] > res["flash_available_bytes"] == 1_048_576
+    assert res["output_matches_reference"] is True
+
+
+def test_board_all_and_battery(tmp_path):
+    model = SHARED / "models" / "tflm_examples" / "hello_world_int8.tflite"
+    r = subprocess.run(KILOML + ["profile", str(model), "--board", "all", "--rate", "10",
+                                 "--battery", "220", "--json"], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = {x["board"]: x for x in json.loads(r.stdout)}
+    assert set(rows) == set(load_boards())
+    assert rows["esp32s3"]["runtime"] == "analytic-estimate" and "analytic" in rows["esp32s3"]["estimate"]
+    for bid, x in rows.items():
+        if bid != "esp32s3":
+            assert x["output_matches_reference"] is True
+    # same core, different clock: latency scales with the clock
+    m4a, m4b = rows["nano33ble"], rows["nucleo-l4r5zi"]
+    assert m4a["cycles"] == m4b["cycles"]
+    assert m4a["latency_ms"] == pytest.approx(m4b["latency_ms"] * 120 / 64, rel=1e-3)
+    assert rows["nano33ble"]["battery_days"] > 0
+    assert rows["stm32h743"]["battery_days"] is None  # no datasheet power figure: n/a, not a guess
+
+
+def test_battery_math():
+    board = {"active_power_mw": 10.0, "idle_power_mw": 0.01, "vdd_v": 3.0}
+    res = {"latency_ms": 100.0}
+    # 1 Hz x 0.1 s = 10 % duty: 0.1 x 10 + 0.9 x 0.01 = 1.009 mW; 1000 mAh x 3 V = 3000 mWh
+    assert battery_days(res, board, 1.0, 1000.0) == pytest.approx(3000 / 1.009 / 24, rel=1e-3)
+    assert battery_days(res, board, 100.0, 1000.0) == pytest.approx(3000 / 10 / 24, rel=1e-3)
+
+
+def test_bad_usage(tmp_path):
+    model = SHARED / "models" / "tflm_examples" / "hello_world_int8.tflite"
+    assert subprocess.run(KILOML + ["profile", str(model), "--board", "nope"],
+                          capture_output=True).returncode == 2
+    assert subprocess.run(KILOML + ["profile", str(model), "--board", "pico", "--rate", "1"],
+                          capture_output=True).returncode == 2
+
+
+def test_cycle_model_classes():
+    import capstone
+
+    md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
+    # smlad r0, r1, r2, r0 ; ldr r3, [r4] ; ldr r5, [r4, #4] ; adds r0, #1
+    code = bytes.fromhex("21fb0200" "2368" "6568" "0130")
+    insns = list(md.disasm(code, 0x1000))
+    assert [classify(i.mnemonic, i.op_str) for i in insns] == ["mac", "load", "load", "alu"]
+    cost = block_cost(insns, "cortex-m4")
+    assert cost.instructions == 4
+    assert cost.cycles == 1 + 2 + 1 + 1  # second load pipelines with the first
+    assert cost.macs_simd == 1
+    assert np.isclose(block_cost(insns, "cortex-m7").cycles, 1 + 1 + 1 + 0.5)
