@@ -181,3 +181,4 @@ def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
 
 # verbs defined in other modules register themselves on ``app`` when imported
 import kiloml.cli_targets  # noqa: E402,F401  (registers boards/profile verbs)
+import kiloml.cli_data  # noqa: E402,F401  (registers init/data/dsp verbs)

@@ -21,3 +21,18 @@ class UnsupportedModelError(KilomlError):
 
 class ToolchainError(KilomlError):
     """A C compiler or other external tool is missing or failed."""
+
+
+class DataError(KilomlError):
+    """A data file cannot be imported: truncated, corrupt, wrong rate or channels, bad values.
+
+    The message names the file (and line or position) and what was expected.
+    """
+
+
+class ProjectError(KilomlError):
+    """The project directory or its kiloml.toml / dataset index is missing or invalid."""
+
+
+class DSPError(KilomlError):
+    """Invalid DSP block parameters or input that a block cannot process."""

@@ -1,0 +1,245 @@
+"""``kiloml data import``: read files into the project's dataset index, atomically.
+
+Every file is decoded and checked (sample rate and channel count against kiloml.toml, values
+finite) before anything is written. If one file is bad the import fails with one line naming it
+and the index is left byte for byte as it was; with ``skip_bad`` the good files are imported
+and the bad ones listed. The new index is written to a temporary file and renamed.
+
+Labels, in order of precedence: ``label``; ``label_regex`` (first group, or the group named
+``label``, matched against the path relative to the imported folder); the name of the folder
+the file is in (one folder per label); the file name up to its first dot (``punch.csv``,
+Edge Impulse's ``wave.1a2b.json``).
+
+Groups: ``group_regex``; the Speech Commands speaker (8 hex digits before ``_nohash_``); the
+magic_wand person (``output_<label>_<person>.txt``); the recording itself for files that are
+one continuous recording (.mat, or a log with no separators and no person); else none.
+
+Folders named ``_background_noise_`` hold noise clips for augmentation (role ``noise``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kiloml.data.index import DatasetIndex, Sample
+from kiloml.data.readers import FORMATS, Recording, detect_format, read_file
+from kiloml.data.splits import assign_splits
+from kiloml.errors import DataError, ProjectError
+
+NOISE_DIR = "_background_noise_"
+_DOC_FILE = re.compile(r"^(readme|license|licence|copying|notice|source|changelog|authors)"
+                       r"([._-].*)?$|.*\.(md|rst|pdf|html?)$", re.I)
+_SPEAKER = re.compile(r"(?:^|_)([0-9a-fA-F]{8})_nohash_")
+_MAGIC_WAND = re.compile(r"^output_(?P<label>[A-Za-z]+)_(?P<rest>.+)$")
+
+
+@dataclass
+class ImportResult:
+    added: list[Sample] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)   # (file, reason)
+    ignored: list[str] = field(default_factory=list)               # not data files
+    duplicates: int = 0
+    notes: list[str] = field(default_factory=list)
+    files: int = 0
+
+    def summary(self) -> dict:
+        from collections import Counter
+
+        return {
+            "files": self.files,
+            "added": len(self.added),
+            "labels": dict(sorted(Counter(s.label for s in self.added
+                                          if s.role == "sample").items())),
+            "splits": dict(sorted(Counter(s.split for s in self.added
+                                          if s.role == "sample").items())),
+            "noise_clips": sum(s.role == "noise" for s in self.added),
+            "duplicates": self.duplicates,
+            "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
+            "ignored": self.ignored,
+            "notes": self.notes,
+        }
+
+
+def _collect(path: Path, fmt: str) -> tuple[Path, list[Path], list[str]]:
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
+    if path.is_file():
+        return path.parent, [path], []
+    files, ignored = [], []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if name.startswith(".") or _DOC_FILE.match(name):
+                ignored.append(str(p))
+            elif fmt == "auto" and detect_format(p) is None:
+                ignored.append(str(p))
+            else:
+                files.append(p)
+    return path, files, ignored
+
+
+def _regex(pattern: str | None, what: str) -> re.Pattern | None:
+    if pattern is None:
+        return None
+    try:
+        rx = re.compile(pattern)
+    except re.error as e:
+        raise DataError(f"--{what}-regex {pattern!r}: invalid regular expression: {e}") from None
+    if rx.groups < 1:
+        raise DataError(f"--{what}-regex {pattern!r}: needs a capturing group")
+    return rx
+
+
+def _match(rx: re.Pattern, rel: str, name: str) -> str | None:
+    m = rx.search(rel)
+    if not m:
+        return None
+    return m.group(name) if name in rx.groupindex else m.group(1)
+
+
+def label_for(rel: Path, label: str | None, label_rx: re.Pattern | None) -> str:
+    if label is not None:
+        return label
+    if label_rx is not None:
+        got = _match(label_rx, rel.as_posix(), "label")
+        if got is None:
+            raise DataError(f"{rel}: --label-regex {label_rx.pattern!r} does not match")
+        return got
+    if len(rel.parts) > 1:
+        return rel.parts[-2]
+    return rel.name.split(".")[0]
+
+
+def group_for(rel: Path, label: str, rec: Recording, fmt: str,
+              group_rx: re.Pattern | None) -> str:
+    if group_rx is not None:
+        got = _match(group_rx, rel.as_posix(), "group")
+        if got is None:
+            raise DataError(f"{rel}: --group-regex {group_rx.pattern!r} does not match")
+        return got
+    m = _SPEAKER.search(rel.name)
+    if m:
+        return m.group(1).lower()
+    stem = rel.name.split(".")[0]
+    m = _MAGIC_WAND.match(stem)
+    if m and fmt == "serial":
+        rest = m.group("rest")
+        return rest.lower() if rest.isalpha() else stem
+    if fmt == "mat" or (fmt == "serial" and len(rec.segments) == 1):
+        return stem
+    return ""
+
+
+def _checksum(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _source_name(p: Path, root: Path) -> str:
+    rp = p.resolve()
+    try:
+        return rp.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(rp)
+
+
+def import_data(project, path: str | Path, fmt: str = "auto", label: str | None = None,
+                label_regex: str | None = None, group_regex: str | None = None,
+                rate: float | None = None, rows: int | None = None,
+                variable: str | None = None, split: str = "auto",
+                skip_bad: bool = False) -> ImportResult:
+    """Import a file or folder into ``project``'s index (see the module doc)."""
+    cfg = project.config.data
+    if fmt != "auto" and fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r} (expected auto or one of {', '.join(FORMATS)})")
+    if split not in ("auto", "train", "validation", "test"):
+        raise DataError(f"--split must be auto, train, validation or test, not {split!r}")
+    if label is not None and not label.strip():
+        raise DataError("--label must not be empty")
+    label_rx, group_rx = _regex(label_regex, "label"), _regex(group_regex, "group")
+    index = DatasetIndex.load(project.index_path)
+    root, files, ignored = _collect(Path(path), fmt)
+    res = ImportResult(ignored=ignored, files=len(files))
+    if not files:
+        raise DataError(f"{path}: no data files found"
+                        + (f" ({len(ignored)} ignored: not a known data format)" if ignored else ""))
+    # A time-blocked recording's first (train) block starts at the original offset.
+    existing_loc = {(s.source, s.offset) for s in index}
+    taken = set(index.ids)
+    new: list[Sample] = []
+    for p in files:
+        rel = p.relative_to(root)
+        try:
+            role = "noise" if NOISE_DIR in rel.parts else "sample"
+            lab = "" if role == "noise" else label_for(rel, label, label_rx)
+            f = fmt if fmt != "auto" else (detect_format(p) or "")
+            rec = read_file(p, f, rate=rate if rate is not None else cfg.sample_rate,
+                            rows=rows, variable=variable)
+            if cfg.sample_rate is not None and abs(rec.sample_rate - cfg.sample_rate) > 1e-6 * cfg.sample_rate:
+                raise DataError(f"{p}: sample rate {rec.sample_rate:g} Hz, project expects "
+                                f"{cfg.sample_rate:g} Hz (data.sample_rate in kiloml.toml)")
+            if cfg.channels is not None and rec.channels != cfg.channels:
+                raise DataError(f"{p}: {rec.channels} channel(s), project expects {cfg.channels} "
+                                "(data.channels in kiloml.toml)")
+            grp = group_for(rel, lab, rec, f, group_rx)
+        except DataError as e:
+            if not skip_bad:
+                raise
+            res.skipped.append((str(p), str(e)))
+            continue
+        for n in rec.notes:
+            res.notes.append(f"{p}: {n}")
+        src = _source_name(p, project.root)
+        opts: dict = {}
+        if f in ("serial", "csv", "mat", "npy") and rate is not None:
+            opts["rate"] = rec.sample_rate
+        if rows is not None and f == "csv":
+            opts["rows"] = rows
+        if variable is not None and f == "mat":
+            opts["variable"] = variable
+        checksum = _checksum(p)
+        base = rel.with_suffix("").as_posix()
+        multi = len(rec.segments) > 1
+        for k, (off, length) in enumerate(rec.segments):
+            if (src, off) in existing_loc:
+                res.duplicates += 1
+                continue
+            sid = f"{base}#{k}" if multi else base
+            if sid in taken:
+                j = 2
+                while f"{sid}~{j}" in taken:
+                    j += 1
+                sid = f"{sid}~{j}"
+            taken.add(sid)
+            new.append(Sample(id=sid, label=lab, group=grp if role == "sample" else base,
+                              split="train", role=role, source=src, format=f, offset=off,
+                              length=length, sample_rate=rec.sample_rate, channels=rec.channels,
+                              options=json.dumps(opts, separators=(",", ":"), sort_keys=True),
+                              checksum=checksum))
+    if split == "auto":
+        new = assign_splits(new, index.samples, cfg.validation, cfg.test, seed=cfg.seed,
+                            by=cfg.split_by, notes=res.notes)
+    else:
+        new = [s.with_(split=split) if s.role == "sample" else s for s in new]
+    res.added = new
+    if new:
+        DatasetIndex(index.samples + new).save(project.index_path)
+    return res
+
+
+def load_project(project_dir: str | Path):
+    from kiloml.project import Project
+
+    p = Project.load(project_dir)
+    if not p.index_path.exists():
+        raise ProjectError(f"{p.index_path}: dataset index missing")
+    return p

@@ -1,0 +1,117 @@
+"""``kiloml data info``: what the dataset holds and what is wrong with it."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from kiloml.data.index import SPLITS, DatasetIndex
+from kiloml.data.splits import group_leaks
+
+MIN_PER_LABEL = 10
+IMBALANCE_RATIO = 3.0
+
+
+def source_path(project_root: Path, source: str) -> Path:
+    p = Path(source)
+    return p if p.is_absolute() else project_root / p
+
+
+def dataset_info(project, verify: bool = True) -> dict:
+    """Counts per label and split, groups, durations, sample rates and problems found.
+
+    ``verify`` re-hashes every source file to detect missing or changed files."""
+    from kiloml.data.importer import _checksum
+
+    idx = DatasetIndex.load(project.index_path)
+    cfg = project.config.data
+    samples = idx.of_role("sample")
+    noise = idx.of_role("noise")
+    labels = Counter(s.label for s in samples)
+    splits = Counter(s.split for s in samples)
+    per = defaultdict(Counter)
+    dur = defaultdict(float)
+    for s in samples:
+        per[s.label][s.split] += 1
+        dur[s.label] += s.duration_s
+    groups = {s.group for s in samples if s.group}
+    ungrouped = sum(1 for s in samples if not s.group)
+    rates = Counter(s.sample_rate for s in samples)
+    chans = Counter(s.channels for s in samples)
+    lengths = [s.duration_s for s in samples]
+    problems: list[str] = []
+
+    if verify:
+        sums: dict[str, str | None] = {}
+        for s in idx:
+            if s.source not in sums:
+                p = source_path(project.root, s.source)
+                sums[s.source] = _checksum(p) if p.is_file() else None
+        missing = sorted(k for k, v in sums.items() if v is None)
+        changed = sorted({s.source for s in idx if sums[s.source] not in (None, s.checksum)})
+        if missing:
+            problems.append(f"{len(missing)} source file(s) missing, e.g. {missing[0]}")
+        if changed:
+            problems.append(f"{len(changed)} source file(s) changed since import, e.g. {changed[0]}")
+    leaks = group_leaks(samples)
+    if leaks:
+        g, sp = next(iter(sorted(leaks.items())))
+        problems.append(f"{len(leaks)} group(s) in more than one split, e.g. {g!r} in {sp}")
+    from kiloml.data.windowing import make_windows
+    from kiloml.errors import DataError
+
+    try:
+        wins = make_windows(samples, cfg.window_ms, cfg.stride_ms, cfg.pad)
+    except DataError as e:
+        wins = []
+        problems.append(f"cannot window the data: {e}")
+    wcount = Counter(w.label for w in wins)
+    wsplit = defaultdict(Counter)
+    for w in wins:
+        wsplit[w.label][w.split] += 1
+    for lab in sorted(labels):
+        if wcount[lab] < MIN_PER_LABEL:
+            problems.append(f"label {lab!r}: only {wcount[lab]} window(s) of "
+                            f"{cfg.window_ms:g} ms")
+        empty = [sp for sp in SPLITS if sp != "train" and not per[lab][sp]]
+        if empty and (cfg.validation if "validation" in empty else cfg.test) > 0:
+            problems.append(f"label {lab!r}: no samples in {', '.join(empty)}")
+    if labels and max(labels.values()) > IMBALANCE_RATIO * min(labels.values()):
+        lo, hi = min(labels, key=labels.get), max(labels, key=labels.get)
+        problems.append(f"class imbalance: {hi!r} has {labels[hi]} samples, {lo!r} {labels[lo]} "
+                        f"(consider data.balance)")
+    if len(rates) > 1:
+        problems.append("mixed sample rates: " + ", ".join(f"{r:g} Hz x{n}" for r, n in
+                                                          sorted(rates.items())))
+    if len(chans) > 1:
+        problems.append("mixed channel counts: " + ", ".join(f"{c} x{n}" for c, n in
+                                                            sorted(chans.items())))
+    if ungrouped and samples:
+        problems.append(f"{ungrouped} sample(s) without speaker/person/recording group: split "
+                        "per sample (leaks if they share a source)")
+    win = cfg.window_ms / 1000.0
+    short = sum(1 for x in lengths if x < win - 1e-9)
+    if short:
+        problems.append(f"{short} sample(s) shorter than the {cfg.window_ms:g} ms window "
+                        f"(data.pad = {cfg.pad})")
+    return {
+        "samples": len(samples),
+        "labels": dict(sorted(labels.items())),
+        "groups": len(groups),
+        "splits": {sp: splits.get(sp, 0) for sp in SPLITS},
+        "label_splits": {lab: {sp: per[lab].get(sp, 0) for sp in SPLITS}
+                         for lab in sorted(labels)},
+        "windows": dict(sorted(wcount.items())),
+        "window_splits": {lab: {sp: wsplit[lab].get(sp, 0) for sp in SPLITS}
+                          for lab in sorted(labels)},
+        "ungrouped_samples": ungrouped,
+        "duration_s": round(sum(lengths), 3),
+        "label_duration_s": {lab: round(d, 3) for lab, d in sorted(dur.items())},
+        "length_s": {"min": round(min(lengths), 4), "max": round(max(lengths), 4)}
+        if lengths else {},
+        "sample_rates": {f"{r:g}": n for r, n in sorted(rates.items())},
+        "channels": {str(c): n for c, n in sorted(chans.items())},
+        "noise": {"clips": len(noise), "duration_s": round(sum(s.duration_s for s in noise), 3)},
+        "sources": len({s.source for s in idx}),
+        "problems": problems,
+    }
