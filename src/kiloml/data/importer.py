@@ -32,6 +32,7 @@ from kiloml.data.splits import assign_splits
 from kiloml.errors import DataError, ProjectError
 
 NOISE_DIR = "_background_noise_"
+MAX_STEM_LABELS = 20   # more files than this, each its own label: surely a mistake
 _DOC_FILE = re.compile(r"^(readme|license|licence|copying|notice|source|changelog|authors)"
                        r"([._-].*)?$|.*\.(md|rst|pdf|html?)$", re.I)
 _SPEAKER = re.compile(r"(?:^|_)([0-9a-fA-F]{8})_nohash_")
@@ -192,8 +193,6 @@ def import_data(project, path: str | Path, fmt: str = "auto", label: str | None 
                                 "(data.channels in kiloml.toml)")
             grp = group_for(rel, lab, rec, f, group_rx)
         except DataError as e:
-            if not skip_bad:
-                raise
             res.skipped.append((str(p), str(e)))
             continue
         for n in rec.notes:
@@ -225,6 +224,16 @@ def import_data(project, path: str | Path, fmt: str = "auto", label: str | None 
                               length=length, sample_rate=rec.sample_rate, channels=rec.channels,
                               options=json.dumps(opts, separators=(",", ":"), sort_keys=True),
                               checksum=checksum))
+    stem_labels = [f for f in files if len(f.relative_to(root).parts) == 1]
+    if (label is None and label_rx is None and len(stem_labels) > MAX_STEM_LABELS
+            and len({f.name.split(".")[0] for f in stem_labels}) == len(stem_labels)):
+        raise DataError(f"{path}: every one of its {len(stem_labels)} files would be its own "
+                        "label (labels come from sub-folder names, else from file names): pass "
+                        "--label, --label-regex, or import the parent folder")
+    if res.skipped and not skip_bad:
+        more = len(res.skipped) - 1
+        raise DataError(res.skipped[0][1] + (f" (and {more} more bad file(s))" if more else "")
+                        + "; nothing imported (--skip-bad imports the rest)")
     if split == "auto":
         new = assign_splits(new, index.samples, cfg.validation, cfg.test, seed=cfg.seed,
                             by=cfg.split_by, notes=res.notes)

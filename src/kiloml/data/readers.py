@@ -31,6 +31,7 @@ import numpy as np
 
 from kiloml.errors import DataError
 
+F32_MAX = float(np.finfo(np.float32).max)
 FORMATS = ("wav", "serial", "csv", "mat", "ei-json", "npy")
 EXTENSIONS = {".wav": "wav", ".wave": "wav", ".csv": "csv", ".tsv": "csv", ".txt": "serial",
               ".log": "serial", ".mat": "mat", ".json": "ei-json", ".npy": "npy"}
@@ -173,8 +174,8 @@ def read_serial_log(p: Path, rate: float | None = None) -> Recording:
     if not rows:
         raise DataError(f"{p}: no numeric 'x,y,z' lines found (is this a serial log?)")
     data = np.asarray(rows, dtype=np.float64)
-    if not np.isfinite(data.astype(np.float32)).all():
-        raise DataError(f"{p}: values overflow float32")
+    if (np.abs(data) > F32_MAX).any():
+        raise DataError(f"{p}: value beyond the float32 range")
     c = data.shape[1]
     axes = ["x", "y", "z"] if c == 3 else [f"ch{i}" for i in range(c)]
     notes = [f"skipped {junk} terminal junk line(s)"] if junk else []
@@ -266,9 +267,11 @@ def read_csv(p: Path, rate: float | None = None, rows: int | None = None) -> Rec
         if not names:
             raise DataError(f"{p}: only a timestamp column, no data")
     rate = _need_rate(p, rate, "a CSV file without a timestamp column")
+    big = np.abs(vals) > F32_MAX
+    if big.any():
+        r = int(np.flatnonzero(big.any(axis=1))[0])
+        raise DataError(f"{p}:{body[r][0]}: value beyond the float32 range")
     data = vals.astype(np.float32)
-    if not np.isfinite(data).all():
-        raise DataError(f"{p}: values overflow float32")
     n = data.shape[0]
     if rows is not None:
         if rows <= 0:
@@ -325,7 +328,8 @@ def read_mat(p: Path, rate: float | None = None, variable: str | None = None) ->
                         "a (frames, channels) matrix")
     elif v.shape[0] < v.shape[1]:
         v = v.T
-    data = v.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = v.astype(np.float32)
     if not np.isfinite(data).all():
         bad = int(np.flatnonzero(~np.isfinite(data).all(axis=1))[0])
         raise DataError(f"{p}: variable {chosen[0]!r}: NaN or infinite value at frame {bad}")
@@ -382,7 +386,7 @@ def read_ei_json(p: Path) -> Recording:
         for v in row:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise DataError(f"{p}: payload.values[{i}]: {v!r} is not a number")
-            if not math.isfinite(v) or abs(v) > 3.4e38:
+            if not math.isfinite(v) or abs(v) > F32_MAX:
                 raise DataError(f"{p}: payload.values[{i}]: {v!r} is not a finite float32")
         rows.append(row)
     data = np.asarray(rows, dtype=np.float32).reshape(len(rows), c)
@@ -418,7 +422,8 @@ def read_npy(p: Path, rate: float | None = None) -> Recording:
         raise DataError(f"{p}: array of shape {a.shape}; expected (T,), (T, C) or (N, T, C)")
     if data.size == 0:
         raise DataError(f"{p}: empty array {a.shape}")
-    data = data.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = data.astype(np.float32)
     if not np.isfinite(data).all():
-        raise DataError(f"{p}: NaN or infinite values")
+        raise DataError(f"{p}: NaN or infinite values (or beyond the float32 range)")
     return Recording(data, rate, [f"ch{i}" for i in range(data.shape[1])], segs)
