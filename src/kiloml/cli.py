@@ -155,7 +155,8 @@ def demo(
         for k, v in res.items():
             t.add_row(k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
         err.print(t)
-        if not res["c_equals_reference"] or res.get("tflm_equals_reference") is False:
+        if (not res["c_equals_reference"] or res.get("tflm_equals_reference") is False
+                or res.get("board_output_matches_reference") is False):
             _fail("generated C or TFLM disagrees with the reference interpreter")
 
     _guard(go)

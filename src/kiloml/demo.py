@@ -2,8 +2,9 @@
 
 Until training lands the demo builds its own model (a DS-CNN in the MLPerf Tiny KWS layout
 with seeded random weights), writes it as .tflite, compiles it to C, checks the host-compiled
-C against the reference interpreter (and TFLite Micro when installed) and cross-compiles it
-for a Cortex-M4, printing the figures.
+C against the reference interpreter (and TFLite Micro when installed), cross-compiles it for
+a Cortex-M4 and profiles one inference of the real ELF in the emulator on NUCLEO-L4R5ZI,
+printing the figures.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 from kiloml.api import compile_model, model_macs
 
 
-def run_demo(out_dir: str | Path, n_inputs: int = 20, seed: int = 0) -> dict:
+def run_demo(out_dir: str | Path, n_inputs: int = 20, seed: int = 0,
+             board: str = "nucleo-l4r5zi") -> dict:
     from kiloml.codegen.c import generate_c
     from kiloml.codegen.host import HostBuild
     from kiloml.io.tflite_reader import read_tflite
@@ -65,4 +67,20 @@ def run_demo(out_dir: str | Path, n_inputs: int = 20, seed: int = 0) -> dict:
         res["cortex_m4_bss_bytes"] = sizes["bss"]
     except Exception as e:  # the cross compiler is optional for the demo
         res["cortex_m4_error"] = str(e).splitlines()[0]
+        return res
+    from kiloml.targets.profile import profile_graph
+
+    prof = profile_graph(g, board)
+    res.update({
+        "board": prof["board"],
+        "board_kernels": prof["runtime"],
+        "board_flash_bytes": prof["flash_bytes"],
+        "board_ram_bytes": prof["ram_bytes"],
+        "board_instructions": prof["instructions"],
+        "board_cycles_estimated": prof["cycles"],
+        "board_macs_per_cycle": prof["macs_per_cycle"],
+        "board_latency_ms": prof["latency_ms"],
+        "board_energy_uj": prof["energy_uj"],
+        "board_output_matches_reference": prof["output_matches_reference"],
+    })
     return res
