@@ -80,8 +80,9 @@ class Block:
     def cost(self, frames: int, channels: int = 1, variant: str = "f32") -> Cost:
         raise NotImplementedError
 
-    def c_sources(self, prefix: str, frames: int, channels: int = 1,
-                  variant: str = "f32") -> dict[str, str]:
+    def c_sources(self, prefix: str, frames: int, channels: int = 1, variant: str = "f32",
+                  command: str = "kiloml dsp") -> dict[str, str]:
+        """C files (name -> text) computing this block on ``frames`` input frames."""
         raise NotImplementedError
 
     # --- shared

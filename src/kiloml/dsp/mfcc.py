@@ -109,12 +109,11 @@ class MFCC(Block):
         ops = self.front.cost_ops(frames)
         f = self.front.num_frames(frames)
         ops["mac"] += f * p.num_coefficients * p.num_filters
-        es = 2 if variant == "q15" else 4
-        return Cost(ram, flash + es * p.num_coefficients * p.num_filters, ops)
+        return Cost(ram, flash + 4 * p.num_coefficients * p.num_filters, ops)
 
-    def c_sources(self, prefix: str, frames: int, channels: int = 1,
-                  variant: str = "f32") -> dict[str, str]:
+    def c_sources(self, prefix: str, frames: int, channels: int = 1, variant: str = "f32",
+                  command: str = "kiloml dsp") -> dict[str, str]:
         from kiloml.dsp.cgen import emit_mel_block
 
         self.check_variant(variant)
-        return emit_mel_block(self, prefix, frames, variant)
+        return emit_mel_block(self, prefix, frames, variant, command=command)

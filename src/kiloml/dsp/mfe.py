@@ -83,14 +83,14 @@ class MelFrontEnd:
                            "band or a longer fft_length")
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
+        """Truncate to ``pad_to``, normalise over the real samples, zero-pad to ``pad_to``,
+        pre-emphasise."""
         p = self.p
+        if p.pad_to is not None and x.shape[-1] > p.pad_to:
+            x = x[..., :p.pad_to]
         x = common.normalize(x, p.normalize)
-        if p.pad_to is not None:
-            n = x.shape[-1]
-            if n < p.pad_to:
-                x = np.concatenate([x, np.zeros(x.shape[:-1] + (p.pad_to - n,))], axis=-1)
-            elif n > p.pad_to:
-                x = x[..., :p.pad_to]
+        if p.pad_to is not None and x.shape[-1] < p.pad_to:
+            x = np.concatenate([x, np.zeros(x.shape[:-1] + (p.pad_to - x.shape[-1],))], axis=-1)
         if p.pre_emphasis:
             x = np.concatenate([x[..., :1], x[..., 1:] - p.pre_emphasis * x[..., :-1]], axis=-1)
         return x
@@ -141,16 +141,17 @@ class MelFrontEnd:
         return common.sparse_filters(self.filters)
 
     def cost_memory(self, variant: str) -> tuple[int, int]:
-        """(RAM, flash) bytes of the front end for a C variant: the FFT buffer, the spectrum
-        and the mel energies; window, twiddles and packed filters."""
+        """(RAM, flash) bytes of the generated C (kiloml.dsp.cgen), exactly: the scratch
+        buffer (FFT buffer, spectrum, mel energies) and the constant tables (window,
+        twiddles, filter starts/lengths, packed weights). Code size is not included."""
         p = self.p
-        es = {"f32": 4, "q31": 4, "q15": 2}[variant]
         _, lens, _ = self.sparse()
-        ram = es * p.fft_length + 4 * p.num_bins + 8 * p.num_filters
-        flash = (es * p.frame_length + es * p.fft_length + 2 * 2 * p.num_filters
-                 + es * int(lens.sum()))
+        nbins = p.num_bins
+        es = 2 if variant == "q15" else 4
+        fft_words = (p.fft_length + 1) // 2 if variant == "q15" else p.fft_length
+        ram = 4 * (fft_words + nbins + p.num_filters)
+        flash = es * p.frame_length + es * p.fft_length + 4 * p.num_filters + 4 * int(lens.sum())
         return ram, flash
-
 
 class MFE(Block):
     """Log mel-filterbank energies, (frames, num_filters)."""
@@ -180,9 +181,9 @@ class MFE(Block):
         ram, flash = self.front.cost_memory(variant)
         return Cost(ram, flash, self.front.cost_ops(frames))
 
-    def c_sources(self, prefix: str, frames: int, channels: int = 1,
-                  variant: str = "f32") -> dict[str, str]:
+    def c_sources(self, prefix: str, frames: int, channels: int = 1, variant: str = "f32",
+                  command: str = "kiloml dsp") -> dict[str, str]:
         from kiloml.dsp.cgen import emit_mel_block
 
         self.check_variant(variant)
-        return emit_mel_block(self, prefix, frames, variant)
+        return emit_mel_block(self, prefix, frames, variant, command=command)

@@ -71,9 +71,9 @@ class Raw(Block):
         self.check_variant(variant)
         return Cost(0, 8 * channels, {"mac": frames * channels})
 
-    def c_sources(self, prefix: str, frames: int, channels: int = 1,
-                  variant: str = "f32") -> dict[str, str]:
+    def c_sources(self, prefix: str, frames: int, channels: int = 1, variant: str = "f32",
+                  command: str = "kiloml dsp") -> dict[str, str]:
         from kiloml.dsp.cgen import emit_raw
 
         self.check_variant(variant)
-        return emit_raw(self, prefix, frames, channels)
+        return emit_raw(self, prefix, frames, channels, command=command)

@@ -10,7 +10,8 @@ Output (axes * features,) in axis-major order; ``feature_names()`` lists them.
 Definitions and the independent references the tests compare with
     statistics   population moments (ddof 0): skewness m3 / m2^1.5 and excess kurtosis
                  m4 / m2^2 - 3 are ``scipy.stats.skew`` / ``kurtosis`` with their defaults
-                 (bias=True, fisher=True); a constant axis gives 0 and 0 (scipy: NaN).
+                 (bias=True, fisher=True); an axis whose variance is below 1e-12 mean^2 (float32
+                 resolution) counts as constant and gives 0 and 0 (scipy: NaN or noise).
     PSD          ``scipy.signal.welch(x, fs=sample_rate, window="hann", nperseg=min(fft_length,
                  frames), noverlap=nperseg // 2, nfft=fft_length, detrend="constant" or False,
                  scaling="density")``: mean of |rfft(segment * hann)|^2 / (fs * sum(hann^2))
@@ -121,7 +122,7 @@ class Spectral(Block):
             m2 = (d ** 2).mean(axis=-2)
             m3 = (d ** 3).mean(axis=-2)
             m4 = (d ** 4).mean(axis=-2)
-            ok = m2 > 1e-30 * np.maximum(mean ** 2, 1e-300)
+            ok = m2 > 1e-12 * mean ** 2 + 1e-30     # below float32 resolution: constant
             safe = np.where(ok, m2, 1.0)
             skew = np.where(ok, m3 / safe ** 1.5, 0.0)
             kurt = np.where(ok, m4 / safe ** 2 - 3.0, 0.0)
@@ -171,13 +172,13 @@ class Spectral(Block):
                     "mul": 4 * frames + nseg * (seg + 4 * bf + 4 * m + 2 * nb),
                     "sqrt": 2, "div": 4, "log": len(p.band_edges_hz) if p.log_bands else 0}
         ops = {k: v * channels for k, v in per_axis.items()}
-        ram = 4 * p.fft_length + 4 * nb
+        ram = 4 * (p.fft_length + nb)
         flash = 4 * (seg + p.fft_length) + 2 * 2 * max(len(p.band_edges_hz) - 1, 0)
         return Cost(ram, flash, ops)
 
-    def c_sources(self, prefix: str, frames: int, channels: int = 1,
-                  variant: str = "f32") -> dict[str, str]:
+    def c_sources(self, prefix: str, frames: int, channels: int = 1, variant: str = "f32",
+                  command: str = "kiloml dsp") -> dict[str, str]:
         from kiloml.dsp.cgen import emit_spectral
 
         self.check_variant(variant)
-        return emit_spectral(self, prefix, frames, channels)
+        return emit_spectral(self, prefix, frames, channels, command=command)

@@ -102,11 +102,12 @@ class Spectrogram(Block):
         if p.normalize != "none":
             ops["div"] = 1
             ops["mul"] += frames
-        return Cost(4 * p.fft_length, 4 * (p.frame_length + p.fft_length), ops)
+        nbins = p.fft_length // 2 + 1
+        return Cost(4 * (p.fft_length + nbins + (b - a)), 4 * (p.frame_length + p.fft_length), ops)
 
-    def c_sources(self, prefix: str, frames: int, channels: int = 1,
-                  variant: str = "f32") -> dict[str, str]:
+    def c_sources(self, prefix: str, frames: int, channels: int = 1, variant: str = "f32",
+                  command: str = "kiloml dsp") -> dict[str, str]:
         from kiloml.dsp.cgen import emit_spectrogram
 
         self.check_variant(variant)
-        return emit_spectrogram(self, prefix, frames)
+        return emit_spectrogram(self, prefix, frames, command=command)

@@ -1,0 +1,137 @@
+/* kiloml framed spectral front end, float32: normalise -> pad/truncate -> pre-emphasis ->
+ * frame -> window -> real FFT -> |X| or |X|^2 -> mel filters (or a bin range) -> log ->
+ * DCT -> int8 quantization. Mirrors kiloml/dsp/mfe.py, mfcc.py and spectrogram.py. */
+#include <math.h>
+
+#include "kml_dsp.h"
+
+/* Sample t of the normalised, padded and pre-emphasised signal; n real samples. */
+static float sample_at(const kml_frontend_f32_cfg *c, const float *x, uint32_t n, uint32_t t,
+                       float gain)
+{
+    float v;
+    if (t >= c->used_samples) {
+        return 0.0f;
+    }
+    v = t < n ? x[t] * gain : 0.0f;
+    if (c->pre_emphasis != 0.0f && t > 0u && t - 1u < n) {
+        v -= c->pre_emphasis * (x[t - 1u] * gain);
+    }
+    return v;
+}
+
+static float apply_log(const kml_frontend_f32_cfg *c, float v)
+{
+    float y;
+    if (c->log_kind == KML_LOG_NONE) {
+        return v;
+    }
+    y = c->log_mode == KML_LOGMODE_ADD ? v + c->log_offset
+                                      : (v > c->log_offset ? v : c->log_offset);
+    if (c->log_kind == KML_LOG_LN) {
+        return logf(y);
+    }
+    if (c->log_kind == KML_LOG_LOG10) {
+        return log10f(y);
+    }
+    return 10.0f * log10f(y);
+}
+
+static int8_t quantize(const kml_frontend_f32_cfg *c, float v)
+{
+    float r = v * c->out_inv_scale;
+    int32_t q;
+    r = r >= 0.0f ? floorf(r + 0.5f) : -floorf(-r + 0.5f);   /* half away from zero */
+    if (r > 1000.0f) {
+        r = 1000.0f;
+    } else if (r < -1000.0f) {
+        r = -1000.0f;
+    }
+    q = (int32_t)r + c->out_zero_point;
+    if (q > 127) {
+        q = 127;
+    } else if (q < -128) {
+        q = -128;
+    }
+    return (int8_t)q;
+}
+
+int kml_frontend_f32(const kml_frontend_f32_cfg *c, const float *x, float *scratch, void *out)
+{
+    float *fft = scratch;
+    float *spec = scratch + c->fft_length;
+    float *mel = spec + c->fft_length / 2u + 1u;
+    const uint32_t nbins = c->fft_length / 2u + 1u;
+    const uint32_t n = c->used_samples < c->input_samples ? c->used_samples : c->input_samples;
+    const uint32_t width = c->num_coeffs ? c->num_coeffs
+                           : (c->num_filters ? c->num_filters : (uint32_t)(c->bin_hi - c->bin_lo));
+    float gain = 1.0f;
+    uint32_t f, i, k;
+
+    if (c->normalize != KML_NORM_NONE && n > 0u) {
+        float m = c->normalize == KML_NORM_PEAK ? x[0] : fabsf(x[0]);
+        for (i = 1; i < n; ++i) {
+            const float v = c->normalize == KML_NORM_PEAK ? x[i] : fabsf(x[i]);
+            if (v > m) {
+                m = v;
+            }
+        }
+        if (m > 0.0f) {
+            gain = 1.0f / m;
+        }
+    }
+    for (f = 0; f < c->num_frames; ++f) {
+        const uint32_t t0 = f * c->frame_step;
+        for (i = 0; i < c->frame_length; ++i) {
+            fft[i] = sample_at(c, x, n, t0 + i, gain) * c->window[i];
+        }
+        for (; i < c->fft_length; ++i) {
+            fft[i] = 0.0f;
+        }
+        kml_rfft_f32(fft, c->fft_length, c->twiddle);
+        spec[0] = fft[0] * fft[0];
+        spec[nbins - 1u] = fft[1] * fft[1];
+        for (k = 1; k + 1u < nbins; ++k) {
+            spec[k] = fft[2u * k] * fft[2u * k] + fft[2u * k + 1u] * fft[2u * k + 1u];
+        }
+        if (c->power == 1u) {
+            for (k = 0; k < nbins; ++k) {
+                spec[k] = sqrtf(spec[k]);
+            }
+        }
+        if (c->num_filters) {
+            const float *w = c->filter_weights;
+            for (k = 0; k < c->num_filters; ++k) {
+                const float *s = spec + c->filter_start[k];
+                float acc = 0.0f;
+                for (i = 0; i < c->filter_len[k]; ++i) {
+                    acc += s[i] * w[i];
+                }
+                w += c->filter_len[k];
+                mel[k] = apply_log(c, acc);
+            }
+        } else {
+            for (k = c->bin_lo; k < c->bin_hi; ++k) {
+                mel[k - c->bin_lo] = apply_log(c, spec[k]);
+            }
+        }
+        for (k = 0; k < width; ++k) {
+            float v;
+            if (c->num_coeffs) {
+                const float *row = c->dct + k * c->num_filters;
+                v = 0.0f;
+                for (i = 0; i < c->num_filters; ++i) {
+                    v += row[i] * mel[i];
+                }
+            } else {
+                v = mel[k];
+            }
+            if (c->quantize) {
+                ((int8_t *)out)[f * width + k] = quantize(c, v);
+            } else {
+                ((float *)out)[f * width + k] = v;
+            }
+        }
+    }
+    return 0;
+}
