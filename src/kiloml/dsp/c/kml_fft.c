@@ -1,30 +1,24 @@
-/* kiloml real FFTs: an n-point real FFT as an n/2-point complex radix-2 FFT (iterative,
+/* kiloml real FFT, float32: an n-point real FFT as an n/2-point complex radix-2 FFT (iterative,
  * decimation in time, in place) followed by the standard split step
  *     X[k] = E[k] - i W^k O[k],  E = (Z[k] + conj Z[m-k]) / 2,  O = (Z[k] - conj Z[m-k]) / 2,
  * where z[j] = x[2j] + i x[2j+1], Z = FFT_m(z), m = n/2 and W = exp(-2 pi i / n).
  * The complex stages take their twiddles from the same n/2-entry table with a stride.
- * Fixed point: every butterfly and the split halve their results (rounded), so X / n comes
- * out and nothing can overflow for any input. */
+ * The fixed-point variants are in kml_fft_q.c (a separate file so that integer-only builds
+ * never see a float). */
 #include "kml_dsp.h"
 
-static void bit_reverse(uint32_t m, void *data, int elem)
+/* In-place bit-reversal permutation of m interleaved complex values. */
+static void bit_reverse(float *b, uint32_t m)
 {
     uint32_t i, j = 0, bit;
     for (i = 0; i < m; ++i) {
         if (i < j) {
-            if (elem == 4) {
-                float *b = (float *)data, t;
-                t = b[2 * i]; b[2 * i] = b[2 * j]; b[2 * j] = t;
-                t = b[2 * i + 1]; b[2 * i + 1] = b[2 * j + 1]; b[2 * j + 1] = t;
-            } else if (elem == 5) {
-                int32_t *b = (int32_t *)data, t;
-                t = b[2 * i]; b[2 * i] = b[2 * j]; b[2 * j] = t;
-                t = b[2 * i + 1]; b[2 * i + 1] = b[2 * j + 1]; b[2 * j + 1] = t;
-            } else {
-                int16_t *b = (int16_t *)data, t;
-                t = b[2 * i]; b[2 * i] = b[2 * j]; b[2 * j] = t;
-                t = b[2 * i + 1]; b[2 * i + 1] = b[2 * j + 1]; b[2 * j + 1] = t;
-            }
+            float t = b[2 * i];
+            b[2 * i] = b[2 * j];
+            b[2 * j] = t;
+            t = b[2 * i + 1];
+            b[2 * i + 1] = b[2 * j + 1];
+            b[2 * j + 1] = t;
         }
         bit = m >> 1;
         while (bit != 0u && (j & bit) != 0u) {
@@ -42,7 +36,7 @@ void kml_rfft_f32(float *buf, uint32_t n, const float *tw)
     const uint32_t m = n / 2u;
     uint32_t len, i, t, k;
     float z0r, z0i;
-    bit_reverse(m, buf, 4);
+    bit_reverse(buf, m);
     for (len = 2u; len <= m; len <<= 1) {
         const uint32_t half = len / 2u, step = n / len;
         for (i = 0; i < m; i += len) {
@@ -75,112 +69,6 @@ void kml_rfft_f32(float *buf, uint32_t n, const float *tw)
         if (j != k) {
             buf[2u * j] = er - q;
             buf[2u * j + 1u] = -ei - p;
-        }
-    }
-}
-
-/* ------------------------------------------------------------------ q31 */
-
-static int32_t mul_q31(int32_t a, int32_t b)
-{
-    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 30)) >> 31);
-}
-
-static int32_t half_sum(int32_t a, int32_t b)
-{
-    return (int32_t)(((int64_t)a + b + 1) >> 1);
-}
-
-void kml_rfft_q31(int32_t *buf, uint32_t n, const int32_t *tw)
-{
-    const uint32_t m = n / 2u;
-    uint32_t len, i, t, k;
-    int32_t z0r, z0i;
-    bit_reverse(m, buf, 5);
-    for (len = 2u; len <= m; len <<= 1) {
-        const uint32_t half = len / 2u, step = n / len;
-        for (i = 0; i < m; i += len) {
-            for (t = 0; t < half; ++t) {
-                const int64_t c = tw[2u * t * step], s = tw[2u * t * step + 1u];
-                int32_t *a = &buf[2u * (i + t)], *b = &buf[2u * (i + t + half)];
-                /* (b * W) / 2 in one rounding, then (a / 2) +- that. */
-                const int32_t wr = (int32_t)((b[0] * c + b[1] * s + ((int64_t)1 << 31)) >> 32);
-                const int32_t wi = (int32_t)((b[1] * c - b[0] * s + ((int64_t)1 << 31)) >> 32);
-                const int32_t ar = a[0] >> 1, ai = a[1] >> 1;
-                a[0] = ar + wr;
-                a[1] = ai + wi;
-                b[0] = ar - wr;
-                b[1] = ai - wi;
-            }
-        }
-    }
-    z0r = buf[0];
-    z0i = buf[1];
-    buf[0] = half_sum(z0r, z0i);
-    buf[1] = half_sum(z0r, -z0i);
-    for (k = 1u; k <= m / 2u; ++k) {
-        const uint32_t j = m - k;
-        const int32_t ar = buf[2u * k], ai = buf[2u * k + 1u];
-        const int32_t br = buf[2u * j], bi = buf[2u * j + 1u];
-        /* E and O halved once (their definition) and once more (the output scale). */
-        const int32_t er = (int32_t)(((int64_t)ar + br + 2) >> 2);
-        const int32_t ei = (int32_t)(((int64_t)ai - bi + 2) >> 2);
-        const int32_t orr = (int32_t)(((int64_t)ar - br + 2) >> 2);
-        const int32_t oi = (int32_t)(((int64_t)ai + bi + 2) >> 2);
-        const int32_t c = tw[2u * k], s = tw[2u * k + 1u];
-        const int32_t p = mul_q31(c, orr) + mul_q31(s, oi);
-        const int32_t q = mul_q31(c, oi) - mul_q31(s, orr);
-        buf[2u * k] = er + q;
-        buf[2u * k + 1u] = ei - p;
-        if (j != k) {
-            buf[2u * j] = er - q;
-            buf[2u * j + 1u] = -ei - p;
-        }
-    }
-}
-
-/* ------------------------------------------------------------------ q15 */
-
-void kml_rfft_q15(int16_t *buf, uint32_t n, const int16_t *tw)
-{
-    const uint32_t m = n / 2u;
-    uint32_t len, i, t, k;
-    int32_t z0r, z0i;
-    bit_reverse(m, buf, 2);
-    for (len = 2u; len <= m; len <<= 1) {
-        const uint32_t half = len / 2u, step = n / len;
-        for (i = 0; i < m; i += len) {
-            for (t = 0; t < half; ++t) {
-                const int32_t c = tw[2u * t * step], s = tw[2u * t * step + 1u];
-                int16_t *a = &buf[2u * (i + t)], *b = &buf[2u * (i + t + half)];
-                const int32_t wr = (b[0] * c + b[1] * s + (1 << 15)) >> 16;
-                const int32_t wi = (b[1] * c - b[0] * s + (1 << 15)) >> 16;
-                const int32_t ar = a[0] >> 1, ai = a[1] >> 1;
-                a[0] = (int16_t)(ar + wr);
-                a[1] = (int16_t)(ai + wi);
-                b[0] = (int16_t)(ar - wr);
-                b[1] = (int16_t)(ai - wi);
-            }
-        }
-    }
-    z0r = buf[0];
-    z0i = buf[1];
-    buf[0] = (int16_t)((z0r + z0i + 1) >> 1);
-    buf[1] = (int16_t)((z0r - z0i + 1) >> 1);
-    for (k = 1u; k <= m / 2u; ++k) {
-        const uint32_t j = m - k;
-        const int32_t ar = buf[2u * k], ai = buf[2u * k + 1u];
-        const int32_t br = buf[2u * j], bi = buf[2u * j + 1u];
-        const int32_t er = (ar + br + 2) >> 2, ei = (ai - bi + 2) >> 2;
-        const int32_t orr = (ar - br + 2) >> 2, oi = (ai + bi + 2) >> 2;
-        const int32_t c = tw[2u * k], s = tw[2u * k + 1u];
-        const int32_t p = (c * orr + s * oi + (1 << 14)) >> 15;
-        const int32_t q = (c * oi - s * orr + (1 << 14)) >> 15;
-        buf[2u * k] = (int16_t)(er + q);
-        buf[2u * k + 1u] = (int16_t)(ei - p);
-        if (j != k) {
-            buf[2u * j] = (int16_t)(er - q);
-            buf[2u * j + 1u] = (int16_t)(-ei - p);
         }
     }
 }
