@@ -103,11 +103,17 @@ class Conv2D(OpDef):
     def emit(self, g, node, p, ctx):
         ctx.use_kernel("conv")
         params = ctx.struct("kml_conv_params", "p", conv_struct_fields(p))
-        mult = ctx.array("mult", "int32_t", p.mult)
-        shift = ctx.array("shift", "int32_t", p.shift)
-        bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] >= 0 else "0"
-        return [f"kml_conv2d_s8(&{params}, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.inputs[1])}, "
-                f"{bias}, {mult}, {shift}, {ctx.ptr(node.outputs[0])});"]
+        filt, extra = conv_weight_args(g, node, p, ctx)
+        return [f"kml_conv2d_s8(&{params}, {ctx.ptr(node.inputs[0])}, {filt[0]}, {filt[3]}, "
+                f"{filt[1]}, {filt[2]}, {ctx.ptr(node.outputs[0])}, {extra});"]
+
+    def scratch_bytes(self, g, node, runtime):
+        if runtime != "armv7em":
+            return 0
+        from kiloml.codegen.armv7em import column_bytes
+
+        w = g.tensors[node.inputs[1]]
+        return column_bytes(w.shape[1] * w.shape[2] * w.shape[3])
 
     def inplace_delta(self, g, node):
         p = self.prepare(g, node)
@@ -115,3 +121,18 @@ class Conv2D(OpDef):
                                  p.stride_h, p.stride_w, p.pad_top, p.pad_left)
         return {} if d is None else {0: d}
 
+
+
+def conv_weight_args(g, node, p, ctx) -> tuple[tuple[str, str, str, str], str]:
+    """((filter, mult, shift, bias), "packed, scratch") C arguments of the conv kernels for
+    ``ctx.runtime``; shared with CONV_2D_ADD."""
+    if ctx.runtime == "armv7em":
+        from kiloml.codegen.armv7em import matrix_args
+
+        w = g.tensors[node.inputs[1]].data
+        packed = matrix_args(ctx, g, node, p, w.reshape(w.shape[0], -1))
+        return ("0", "0", "0", "0"), f"{packed}, {ctx.scratch('int32_t')}"
+    mult = ctx.array("mult", "int32_t", p.mult)
+    shift = ctx.array("shift", "int32_t", p.shift)
+    bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] >= 0 else "0"
+    return (ctx.ptr(node.inputs[1]), mult, shift, bias), "0, 0"

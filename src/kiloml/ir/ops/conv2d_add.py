@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from kiloml.ir.graph import Graph, Node
 from kiloml.ir.ops.add import Add, AddAttrs
 from kiloml.ir.ops.base import REGISTRY, OpDef, register
-from kiloml.ir.ops.conv2d import Conv2D, Conv2DAttrs
+from kiloml.ir.ops.conv2d import Conv2D, Conv2DAttrs, conv_weight_args
 from kiloml.ir.ops.conv_common import conv_struct_fields
 
 
@@ -77,12 +77,18 @@ class Conv2DAdd(OpDef):
             "out_offset": ap.out_offset, "left_shift": ap.left_shift, "conv_mult": c_m,
             "conv_shift": c_s, "res_mult": r_m, "res_shift": r_s, "out_mult": ap.out_mult,
             "out_shift": ap.out_shift, "act_min": ap.act_min, "act_max": ap.act_max})
-        mult = ctx.array("mult", "int32_t", cp.mult)
-        shift = ctx.array("shift", "int32_t", cp.shift)
         x, w, b, res = node.inputs
-        bias = ctx.ptr(b) if b >= 0 else "0"
-        return [f"kml_conv2d_add_s8(&{params}, {ctx.ptr(x)}, {ctx.ptr(w)}, {bias}, {mult}, "
-                f"{shift}, &{ep}, {ctx.ptr(res)}, {ctx.ptr(node.outputs[0])});"]
+        filt, extra = conv_weight_args(g, node, cp, ctx)
+        return [f"kml_conv2d_add_s8(&{params}, {ctx.ptr(x)}, {filt[0]}, {filt[3]}, {filt[1]}, "
+                f"{filt[2]}, &{ep}, {ctx.ptr(res)}, {ctx.ptr(node.outputs[0])}, {extra});"]
+
+    def scratch_bytes(self, g, node, runtime):
+        if runtime != "armv7em":
+            return 0
+        from kiloml.codegen.armv7em import column_bytes
+
+        w = g.tensors[node.inputs[1]]
+        return column_bytes(w.shape[1] * w.shape[2] * w.shape[3]) + (2 * w.shape[0] + 3) // 4 * 4
 
     def inplace_delta(self, g, node):
         return {3: 0}  # each output element overwrites the skip element it was added to

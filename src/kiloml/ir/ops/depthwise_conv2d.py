@@ -110,11 +110,20 @@ class DepthwiseConv2D(OpDef):
     def emit(self, g, node, p, ctx):
         ctx.use_kernel("conv")
         params = ctx.struct("kml_conv_params", "p", conv_struct_fields(p))
+        x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
+        has_bias = len(node.inputs) > 2 and node.inputs[2] >= 0
+        if ctx.runtime == "armv7em" and p.out_c == p.in_c and p.in_c % 4 == 0:
+            from kiloml.codegen.armv7em import depthwise_stream
+
+            bias = g.tensors[node.inputs[2]].data if has_bias else None
+            packed = ctx.array("packed", "int32_t", depthwise_stream(
+                g.tensors[node.inputs[1]].data, bias, p.mult, p.shift, p.in_offset))
+            return [f"kml_depthwise_conv2d_s8(&{params}, {x}, 0, 0, 0, 0, {y}, {packed}, 0);"]
         mult = ctx.array("mult", "int32_t", p.mult)
         shift = ctx.array("shift", "int32_t", p.shift)
-        bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] >= 0 else "0"
-        return [f"kml_depthwise_conv2d_s8(&{params}, {ctx.ptr(node.inputs[0])}, "
-                f"{ctx.ptr(node.inputs[1])}, {bias}, {mult}, {shift}, {ctx.ptr(node.outputs[0])});"]
+        bias = ctx.ptr(node.inputs[2]) if has_bias else "0"
+        return [f"kml_depthwise_conv2d_s8(&{params}, {x}, {ctx.ptr(node.inputs[1])}, {bias}, "
+                f"{mult}, {shift}, {y}, 0, 0);"]
 
     def inplace_delta(self, g, node):
         p = self.prepare(g, node)

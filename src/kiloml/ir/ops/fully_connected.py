@@ -120,4 +120,5 @@ class FullyConnected(OpDef):
         shift = ctx.array("shift", "int32_t", p.shift)
         bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] >= 0 else "0"
         return [f"kml_fully_connected_s8(&{params}, {ctx.ptr(node.inputs[0])}, "
-                f"{ctx.ptr(node.inputs[1])}, {bias}, {mult}, {shift}, {ctx.ptr(node.outputs[0])});"]
+                f"{ctx.ptr(node.inputs[1])}, {bias}, {mult}, {shift}, {ctx.ptr(node.outputs[0])}, "
+                "0, 0);"]

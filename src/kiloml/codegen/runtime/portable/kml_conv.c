@@ -43,9 +43,11 @@ static int32_t requant(const kml_conv_params *p, int32_t acc, const int32_t *bia
 
 void kml_conv2d_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
                    const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                   int8_t *output)
+                   int8_t *output, const int32_t *packed, int32_t *scratch)
 {
     int32_t b, oy, ox, oc;
+    (void)packed;
+    (void)scratch;
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < p->out_h; ++oy) {
             for (ox = 0; ox < p->out_w; ++ox) {
@@ -67,9 +69,12 @@ static int32_t add_scaled(int32_t v, int32_t offset, int32_t left_shift, int32_t
 
 void kml_conv2d_add_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
                        const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                       const kml_add_epilogue *ep, const int8_t *residual, int8_t *output)
+                       const kml_add_epilogue *ep, const int8_t *residual, int8_t *output,
+                       const int32_t *packed, int32_t *scratch)
 {
     int32_t b, oy, ox, oc;
+    (void)packed;
+    (void)scratch;
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < p->out_h; ++oy) {
             for (ox = 0; ox < p->out_w; ++ox) {
@@ -92,10 +97,13 @@ void kml_conv2d_add_s8(const kml_conv_params *p, const int8_t *input, const int8
 
 void kml_depthwise_conv2d_s8(const kml_conv_params *p, const int8_t *input,
                              const int8_t *filter, const int32_t *bias, const int32_t *mult,
-                             const int32_t *shift, int8_t *output)
+                             const int32_t *shift, int8_t *output, const int32_t *packed,
+                             int32_t *scratch)
 {
     const int32_t depth_mult = p->out_c / p->in_c;
     int32_t b, oy, ox, oc;
+    (void)packed;
+    (void)scratch;
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < p->out_h; ++oy) {
             for (ox = 0; ox < p->out_w; ++ox) {

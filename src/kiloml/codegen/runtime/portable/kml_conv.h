@@ -18,20 +18,27 @@ typedef struct {
     int32_t act_min, act_max;
 } kml_add_epilogue;
 
+/* The last two arguments of every kernel carry data only the optimized runtimes use (the
+ * portable kernels take 0 and ignore them): ``packed``, the weights, biases and requantization
+ * parameters rearranged for the target's SIMD instructions (``filter``, ``bias``, ``mult`` and
+ * ``shift`` are then 0), and ``scratch``, the kernel's temporary buffer in the arena. */
+
 /* Output pixels are written in increasing address order, each after all reads of the window
  * that produces it, so the output may overlap the input as the planner allows. */
 void kml_conv2d_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
                    const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                   int8_t *output);
+                   int8_t *output, const int32_t *packed, int32_t *scratch);
 
 /* CONV_2D whose result goes straight into an ADD with ``residual``; ``output`` may be
  * ``residual`` itself (each element is read before it is written). */
 void kml_conv2d_add_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
                        const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                       const kml_add_epilogue *ep, const int8_t *residual, int8_t *output);
+                       const kml_add_epilogue *ep, const int8_t *residual, int8_t *output,
+                       const int32_t *packed, int32_t *scratch);
 
 void kml_depthwise_conv2d_s8(const kml_conv_params *p, const int8_t *input,
                              const int8_t *filter, const int32_t *bias, const int32_t *mult,
-                             const int32_t *shift, int8_t *output);
+                             const int32_t *shift, int8_t *output, const int32_t *packed,
+                             int32_t *scratch);
 
 #endif /* KML_CONV_H */

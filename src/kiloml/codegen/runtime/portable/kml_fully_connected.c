@@ -3,9 +3,11 @@
 
 void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const int8_t *weights,
                             const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                            int8_t *output)
+                            int8_t *output, const int32_t *packed, int32_t *scratch)
 {
     int32_t b, u, d;
+    (void)packed;
+    (void)scratch;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *x = input + (size_t)b * (size_t)p->depth;
         for (u = 0; u < p->units; ++u) {

@@ -1,0 +1,115 @@
+/* kiloml runtime (armv7em): building blocks of the kernels for Cortex-M cores with the DSP
+ * extension (Cortex-M4, M7, M33): dual 16-bit MACs (SMLAD) and an exact fast requantization.
+ * Everything is bit-exact with kml_common.h (TFLite's reference arithmetic).
+ *
+ * A few single instructions that GCC's ACLE header does not expose (SXTB16 with rotation,
+ * SMMLAR, SSAT into an int32, LDRD with post-increment) are one-line inline assembly.
+ *
+ * Columns. The matrix kernels multiply int8 weight rows with int16 "columns": the K inputs of
+ * one output (a convolution window or a FULLY_CONNECTED row) plus the input offset, 0 for
+ * padding and for the zero tail up to K8 (K rounded up to a multiple of 8). Values come in
+ * groups of four, stored as two words (v0, v2) and (v1, v3) (low half first): what SXTAB16 and
+ * SXTAB16 ROR #8 make of four int8 inputs, and what SXTB16 / SXTB16 ROR #8 make of a weight
+ * word (four int8 weights in natural order), so SMLAD pairs each input with its weight.
+ */
+#ifndef KML_ARM_H
+#define KML_ARM_H
+
+#include <arm_acle.h>
+#include <string.h>
+
+#include "kml_common.h"
+
+/* SXTB16 of x rotated right by 8: bytes 1 and 3 sign-extended into the two halfwords. */
+static inline int32_t kml_sxtb16_ror8(int32_t x)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* SXTAB16 of x rotated right by 8: a + bytes 1 and 3, per halfword. */
+static inline int32_t kml_sxtab16_ror8(int32_t a, int32_t x)
+{
+    int32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+
+/* SMMLAR: acc + ((a * b + 2^31) >> 32), the 64-bit product rounded to its high word. */
+static inline int32_t kml_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+
+/* SSAT #8: v saturated to [-128, 127]. */
+static inline int32_t kml_ssat8(int32_t v)
+{
+    int32_t r;
+    __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
+    return r;
+}
+
+/* LDRD with post-increment: *lo = p[0], *hi = p[1], p += 2. */
+static inline void kml_ldrd(const int32_t **p, int32_t *lo, int32_t *hi)
+{
+    const int32_t *q = *p;
+    int32_t a, b;
+    __asm__("ldrd %0, %1, [%2], #8" : "=r"(a), "=r"(b), "+r"(q) : "m"(*(const int32_t(*)[2])q));
+    *p = q;
+    *lo = a;
+    *hi = b;
+}
+
+/* Unaligned 32-bit load (LDR allows it on ARMv7-M) without aliasing trouble. */
+static inline int32_t kml_ld32(const void *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* v in both int16 halves of a word. */
+static inline int32_t kml_pair16(int32_t v)
+{
+    return (int32_t)(((uint32_t)v & 0xFFFFu) * 0x10001u);
+}
+
+/* -- requantization ---------------------------------------------------------------------------
+ * For a right shift r >= 1 (TFLite shift -r) and |acc| < 2^30 (the code generator checks both):
+ *   MultiplyByQuantizedMultiplier(acc, m, -r) + out_offset
+ *     == (SMMLAR(2 * acc, m, k) - (acc < 0)) >> r,   k = ((2 * out_offset + 1) << r) >> 1
+ * SMMLAR(2a, m) == (a*m + 2^30) >> 31 is SaturatingRoundingDoublingHighMul (m >= 0, no
+ * saturation case); k adds the rounding half and the output offset; subtracting (acc < 0)
+ * gives RoundingDivideByPOT's round-half-away-from-zero (the sign of acc stands in for the
+ * sign of the product: they differ only when the product rounds to 0, where both agree). */
+static inline int32_t kml_rq_k(int32_t c2, int32_t r)
+{
+    return (int32_t)((uint32_t)c2 << r) >> 1; /* c2 = 2 * out_offset + 1 */
+}
+
+static inline int32_t kml_rq(int32_t acc, int32_t m, int32_t r, int32_t k)
+{
+    const int32_t v = kml_smmlar((int32_t)((uint32_t)acc << 1), m, k);
+    return (v - (int32_t)((uint32_t)acc >> 31)) >> r;
+}
+
+static inline int8_t kml_clamp8(int32_t v, int32_t lo, int32_t hi)
+{
+    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+
+/* Requantization of one output of a kernel whose parameters come from a ``packed`` stream
+ * (kiloml/codegen/armv7em.py): ``fast_mode`` says whether r is a right shift for kml_rq
+ * or a TFLite shift. Used where speed does not matter (odd channels, narrow clamps). */
+static inline int8_t kml_rq_any(int32_t fast_mode, int32_t acc, int32_t m, int32_t r,
+                                int32_t out_offset, int32_t lo, int32_t hi)
+{
+    const int32_t v = fast_mode ? kml_rq(acc, m, r, kml_rq_k(2 * out_offset + 1, r))
+                                : kml_mbqm(acc, m, r) + out_offset;
+    return kml_clamp8(v, lo, hi);
+}
+
+#endif /* KML_ARM_H */
