@@ -23,9 +23,13 @@ class BlockParams(BaseModel):
 
 @dataclass(frozen=True)
 class Cost:
-    """Device cost of one window. ``ram_bytes``: working buffers (not the input or output
-    arrays, which belong to the caller); ``flash_bytes``: constant tables; ``ops``: counts per
-    window by kind (``mac`` multiply-accumulates, ``mul``, ``add``, ``sqrt``, ``log``, ``div``)."""
+    """Device cost of one window, for the profiler to add to the model's figures.
+
+    ``ram_bytes``: the generated code's static scratch buffer (the input and output arrays
+    belong to the caller); ``flash_bytes``: its constant tables (window, twiddles, filters,
+    DCT) — the small config struct and the code itself come from the real cross build;
+    ``ops``: counts per window by kind (``mac`` multiply-accumulates, ``mul``, ``add``,
+    ``sqrt``, ``log``, ``div``) of the float32 algorithm."""
 
     ram_bytes: int
     flash_bytes: int

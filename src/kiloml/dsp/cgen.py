@@ -165,20 +165,20 @@ def emit_mel_block(block, prefix: str, frames: int, variant: str,
         wtype = "int32_t" if is31 else "int16_t"
         fb = 31 if is31 else 15
         win = np.clip(np.round(front.win * 2 ** fb), -2 ** fb, 2 ** fb - 1)
-        # Filter weights: F fraction bits so that weights fit 32 bits and no accumulator can
-        # exceed 2^61 (spectrum values below 2^spec_bits).
-        spec_bits = {("q31", 1): 32, ("q31", 2): 31, ("q15", 1): 16, ("q15", 2): 31}[
+        # Filter weights: F fraction bits so that weights fit 32 bits and no (96-bit)
+        # accumulator can exceed 2^94 (spectrum values below 2^spec_bits).
+        spec_bits = {("q31", 1): 32, ("q31", 2): 63, ("q15", 1): 16, ("q15", 2): 31}[
             (variant, p.power)]
         wmax = float(packed.max())
         wsum = max(float(packed[o:o + n].sum()) for o, n in
                    zip(np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) if n)
         F = min(31 - max(math.ceil(math.log2(wmax)), 0) - (1 if wmax >= 1 else 0),
-                61 - spec_bits - max(math.ceil(math.log2(wsum)), 0))
+                94 - spec_bits - max(math.ceil(math.log2(wsum)), 0))
         if F < 8:
             raise DSPError(f"{block.name}: filter weights too large for the {variant} variant")
         wq = np.round(packed * 2.0 ** F).astype(np.int64)
         log2n = int(round(math.log2(p.fft_length)))
-        G0 = -F + p.power * log2n + (32 if (p.power == 2 and is31) else 0)
+        G0 = -F + p.power * log2n
         m, e = math.frexp(p.log_offset * 2.0 ** (-G0))      # offset * 2^-G0 = m * 2^e
         mant = int(round(m * 2 ** 31))
         exp = e - 31
@@ -196,7 +196,7 @@ def emit_mel_block(block, prefix: str, frames: int, variant: str,
         else:
             mult, sh = 0, 0
         fft_words = p.fft_length if is31 else (p.fft_length + 1) // 2
-        scratch = fft_words + nbins + p.num_filters
+        scratch = fft_words + (fft_words & 1) + 2 * nbins + p.num_filters
         body += [table(f"{P}_window", wtype, win),
                  table(f"{P}_twiddle", wtype, twiddles(p.fft_length, variant)),
                  table(f"{P}_filter_start", "uint16_t", starts),

@@ -1,7 +1,7 @@
 """MFE: log mel-filterbank energies of framed audio.
 
-Pipeline (each step a parameter): optional peak normalisation -> zero-pad/truncate to
-``pad_to`` samples -> optional pre-emphasis -> frames of ``frame_length`` every
+Pipeline (each step a parameter): truncate to ``pad_to`` samples -> optional peak
+normalisation (over the real samples) -> zero-pad to ``pad_to`` -> optional pre-emphasis -> frames of ``frame_length`` every
 ``frame_step`` samples -> window -> |rfft| (or |rfft|^2) of ``fft_length`` points -> mel
 filters -> log -> optional int8 quantization. Output (frames, num_filters).
 
@@ -148,8 +148,11 @@ class MelFrontEnd:
         _, lens, _ = self.sparse()
         nbins = p.num_bins
         es = 2 if variant == "q15" else 4
-        fft_words = (p.fft_length + 1) // 2 if variant == "q15" else p.fft_length
-        ram = 4 * (fft_words + nbins + p.num_filters)
+        if variant == "f32":
+            ram = 4 * (p.fft_length + nbins + p.num_filters)
+        else:   # int32 FFT words (int16 pairs for q15), uint64 spectrum, int32 mel energies
+            fft_words = (p.fft_length + 1) // 2 if variant == "q15" else p.fft_length
+            ram = 4 * (fft_words + (fft_words & 1) + 2 * nbins + p.num_filters)
         flash = es * p.frame_length + es * p.fft_length + 4 * p.num_filters + 4 * int(lens.sum())
         return ram, flash
 

@@ -78,8 +78,8 @@ typedef struct {
     int32_t out_mult, out_shift, out_zero_point;
 } kml_frontend_q_cfg;
 
-/* Scratch: (q31) fft_length + fft_length/2 + 1 + num_filters int32 words;
- *          (q15) fft_length/2 + fft_length/2 + 1 + num_filters int32 words.
+/* Scratch (int32 words): W + 2 * (fft_length/2 + 1) + num_filters, where W = fft_length
+ * (q31) or fft_length/2 (q15), rounded up to even (the spectrum is uint64). 
  * out: int8 (quantize) or int32 Q20. */
 int kml_frontend_q31(const kml_frontend_q_cfg *c, const int16_t *pcm, int32_t *scratch, void *out);
 int kml_frontend_q15(const kml_frontend_q_cfg *c, const int16_t *pcm, int32_t *scratch, void *out);

@@ -8,8 +8,9 @@
  *   for none or when the peak is <= 0). The clip is shifted left by the largest S that keeps
  *   every sample (after pre-emphasis) below 2^30 in a 32-bit word (block floating point), so
  *   quiet clips keep their precision. With F the filter weights' fraction bits, n the FFT
- *   length and p = 1 (magnitude) or 2 (power), the mel accumulator acc satisfies
- *       mel = acc * 2^(G0 - p*S') / D^p,    G0 = -F + p*log2(n) (+32 for q31 power),
+ *   length and p = 1 (magnitude) or 2 (power), the mel accumulator acc (96 bits: power
+ *   spectra need twice the bits of magnitudes) satisfies
+ *       mel = acc * 2^(G0 - p*S') / D^p,    G0 = -F + p*log2(n),
  *   S' the buffer's shift (S, or S - 16 for q15). Hence
  *       log(mel + off) = log(acc + off * D^p * 2^(p*S' - G0)) + (G0 - p*S') log 2 - p log D,
  *   all of it computed with integer log2 (bit-by-bit squaring, 24 fraction bits). */
@@ -60,6 +61,21 @@ static int32_t log2_q24(uint64_t v)
     return ip * (1 << 24) + frac;
 }
 
+/* log2(hi * 2^32 + lo) in Q24 (0 for 0): the top 64 bits and the exponent of the rest. */
+static int64_t log2_q24_96(uint64_t hi, uint32_t lo)
+{
+    int32_t bh = 0;
+    if (hi >> 32 == 0u) {
+        return log2_q24((hi << 32) | lo);
+    }
+    while ((hi >> bh) != 0u) {
+        ++bh;
+    }
+    /* total has bh + 32 bits: keep its top 64, e = bh - 32 dropped. */
+    return (int64_t)log2_q24((hi << (64 - bh)) | ((uint64_t)lo >> (bh - 32)))
+           + (int64_t)(bh - 32) * (1 << 24);
+}
+
 static int64_t round_shift(int64_t v, int32_t sh)
 {
     if (sh <= 0) {
@@ -92,13 +108,13 @@ static int frontend_q(const kml_frontend_q_cfg *c, const int16_t *pcm, int32_t *
     const uint32_t fft_words = is_q31 ? c->fft_length : (c->fft_length + 1u) / 2u;
     int32_t *buf32 = scratch;
     int16_t *buf16 = (int16_t *)(void *)scratch;
-    uint32_t *spec = (uint32_t *)(scratch + fft_words);
-    int32_t *mel = (int32_t *)(spec + nbins);
+    uint64_t *spec = (uint64_t *)(void *)(scratch + fft_words + (fft_words & 1u));
+    int32_t *mel = (int32_t *)(void *)(spec + nbins);
     const int32_t p = c->power == 2u ? 2 : 1;
     const uint32_t width = c->num_coeffs ? c->num_coeffs : c->num_filters;
     int32_t amax = 0, peak = INT32_MIN, D, S, Sb, G, log2_d;
     uint32_t f, i, k;
-    uint64_t off_int = 0;
+    uint64_t off_hi = 0, off_lo = 0;
 
     for (i = 0; i < n; ++i) {
         const int32_t v = pcm[i];
@@ -141,23 +157,25 @@ static int frontend_q(const kml_frontend_q_cfg *c, const int16_t *pcm, int32_t *
             }
         }
         Sb = is_q31 ? S : S - 16;
-        G = -c->filter_frac_bits + p * (int32_t)c->log2_fft + ((p == 2 && is_q31) ? 32 : 0)
-            - p * Sb;
-        off_int = 0;
+        G = -c->filter_frac_bits + p * (int32_t)c->log2_fft - p * Sb;
+        off_hi = 0;
+        off_lo = 0;
         if (c->log_mode == KML_LOGMODE_ADD) {
+            /* offset * D^p * 2^(p S' - G0) = v * 2^sh as a 96-bit off_hi * 2^32 + off_lo */
             uint64_t v = (uint64_t)c->log_off_mant * (uint64_t)D;
-            const int32_t sh = c->log_off_exp + p * Sb;   /* offset * D^p * 2^(p S' - G0) */
+            const int32_t sh = c->log_off_exp + p * Sb;
             if (p == 2) {
                 v *= (uint64_t)D;
             }
-            if (sh >= 0) {
-                if (sh >= 62 || v >= ((uint64_t)1 << (62 - sh))) {
-                    off_int = (uint64_t)1 << 62;     /* saturate: the offset dominates anyway */
-                } else {
-                    off_int = v << sh;
-                }
+            if (sh < 0) {
+                off_lo = -sh >= 64 ? 0u : (v + ((uint64_t)1 << (-sh - 1))) >> (-sh);
+            } else if (sh < 32) {
+                off_hi = v >> (32 - sh);
+                off_lo = (v << sh) & 0xFFFFFFFFu;
+            } else if (sh - 32 < 62 && v < ((uint64_t)1 << (62 - (sh - 32)))) {
+                off_hi = v << (sh - 32);
             } else {
-                off_int = -sh >= 64 ? 0u : (v + ((uint64_t)1 << (-sh - 1))) >> (-sh);
+                off_hi = (uint64_t)1 << 62;      /* saturate: the offset dominates anyway */
             }
         }
         for (i = 0; i < c->frame_length; ++i) {
@@ -202,29 +220,35 @@ static int frontend_q(const kml_frontend_q_cfg *c, const int16_t *pcm, int32_t *
                 im = is_q31 ? buf32[2u * k + 1u] : buf16[2u * k + 1u];
             }
             m2 = (uint64_t)(re * re) + (uint64_t)(im * im);
-            if (p == 1) {
-                spec[k] = kml_isqrt64(m2);
-            } else {
-                spec[k] = is_q31 ? (uint32_t)((m2 + ((uint64_t)1 << 31)) >> 32) : (uint32_t)m2;
-            }
+            spec[k] = p == 1 ? kml_isqrt64(m2) : m2;
         }
         {
             const uint32_t *w = c->filter_weights;
             for (k = 0; k < c->num_filters; ++k) {
-                const uint32_t *s = spec + c->filter_start[k];
-                uint64_t acc = 0;
+                const uint64_t *s = spec + c->filter_start[k];
+                uint64_t hi = 0, lo = 0;       /* 96-bit accumulator: hi * 2^32 + lo */
                 int64_t l2;
                 int32_t lq;
                 for (i = 0; i < c->filter_len[k]; ++i) {
-                    acc += (uint64_t)s[i] * w[i];
+                    const uint64_t plo = (s[i] & 0xFFFFFFFFu) * w[i];
+                    hi += (s[i] >> 32) * w[i];
+                    lo += plo;
+                    if (lo < plo) {
+                        hi += (uint64_t)1 << 32;
+                    }
                 }
                 w += c->filter_len[k];
                 if (c->log_mode == KML_LOGMODE_ADD) {
-                    acc = acc + off_int < acc ? UINT64_MAX : acc + off_int;
+                    lo += off_lo;
+                    if (lo < off_lo) {
+                        hi += (uint64_t)1 << 32;
+                    }
+                    hi += off_hi;
                 }
-                l2 = (int64_t)log2_q24(acc) + (int64_t)G * (1 << 24) - (int64_t)p * log2_d;
+                l2 = log2_q24_96(hi + (lo >> 32), (uint32_t)(lo & 0xFFFFFFFFu));
+                l2 += (int64_t)G * (1 << 24) - (int64_t)p * log2_d;
                 lq = (int32_t)round_shift(l2 * c->log_scale_q30, 34);
-                if (c->log_mode == KML_LOGMODE_CLAMP && (acc == 0u || lq < c->log_floor_q20)) {
+                if (c->log_mode == KML_LOGMODE_CLAMP && ((hi | lo) == 0u || lq < c->log_floor_q20)) {
                     lq = c->log_floor_q20;
                 }
                 mel[k] = lq;
