@@ -53,62 +53,79 @@ def acc_bound(abs_weight_sums: np.ndarray, bias: np.ndarray | None, in_offset: i
     return abs_weight_sums.astype(np.int64) * input_magnitude(in_offset) + b
 
 
-def fast_requant(mult: np.ndarray, shift: np.ndarray,
-                 bound: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(multiplier, right shift >= 1) per channel for ``kml_rq``, or None if not exact."""
+def fast_channels(mult: np.ndarray, shift: np.ndarray,
+                  bound: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per channel: (multiplier, right shift, ok) for ``kml_rq``. ``ok`` is False where the
+    channel needs TFLite's general path (left shift, accumulator that may reach 2^30, huge
+    right shift whose output is not a constant); the other two are then meaningless."""
     mult = np.asarray(mult, np.int64).copy()
     rsh = -np.asarray(shift, np.int64)
     bound = np.asarray(bound, np.int64)
-    if bound.size and int(bound.max()) >= ACC_LIMIT:
-        return None
+    ok = bound < ACC_LIMIT
     for c in range(mult.size):
         m, r = int(mult[c]), int(rsh[c])
         if m == 0:
             mult[c], rsh[c] = 0, 1  # output is the offset whatever the shift
-            continue
-        if r < 1:
-            return None
-        if r > MAX_RSHIFT:
+        elif r < 1:
+            ok[c] = False
+        elif r > MAX_RSHIFT:
             # |srdhm(acc, m)| <= (bound*m + 2^30) >> 31 rounds to 0 below half of 2^r
             if (int(bound[c]) * m + (1 << 30)) >> 31 <= (1 << (r - 1)) - 1:
                 mult[c], rsh[c] = 0, 1
-                continue
-            return None
-    return mult, rsh
+            else:
+                ok[c] = False
+    return mult, rsh, ok
+
+
+def fast_requant(mult: np.ndarray, shift: np.ndarray,
+                 bound: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(multiplier, right shift >= 1) per channel for ``kml_rq``, or None if a channel is not
+    exact that way."""
+    m, r, ok = fast_channels(mult, shift, bound)
+    return (m, r) if bool(ok.all()) else None
 
 
 def _byte(v: int) -> int:
     return int(v) & 0xFF
 
 
+def _signed32(v: int) -> int:
+    """A 32-bit pattern as the int32 C initializer value."""
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+GENERIC_PAIR = 1 << 16
+
+
 def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
-                  shift: np.ndarray, in_offset: int) -> np.ndarray:
+                  shift: np.ndarray, in_offset: int, full_clamp: bool) -> np.ndarray:
     """The ``packed`` argument of the matrix kernels (CONV_2D, FULLY_CONNECTED) as int32 words.
 
-    Word 0 is the requantization mode: 1 when ``fast_requant`` applies (the per-channel bytes
-    are right shifts), 0 otherwise (they are TFLite's shifts). Then, per pair of output
-    channels: bias[2i], bias[2i+1], the pair's interleaved weight words (``pack_rows``),
-    mult[2i], mult[2i+1] and one word holding the two shift bytes (2i in bits 0-7, 2i+1 in
-    bits 8-15). An odd last channel: bias, its weight words, mult, shift byte.
+    Per pair of output channels: bias[2i], bias[2i+1], the pair's interleaved weight words
+    (``pack_rows``), mult[2i], mult[2i+1] and a word with two shift bytes (2i in bits 0-7,
+    2i+1 in bits 8-15). When both channels take the fast requantization (``fast_channels``)
+    and the clamp is [-128, 127] (``full_clamp``) the bytes are right shifts for ``kml_rq``;
+    otherwise bit 16 (``GENERIC_PAIR``) is set and they are TFLite's shifts. An odd last
+    channel: bias, its weight words, mult, shift word (same encoding).
     """
     oc, k = rows.shape
     b = np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)
     bound = acc_bound(np.abs(rows.astype(np.int64)).sum(axis=1), bias, in_offset)
-    fast = fast_requant(mult, shift, bound)
-    m, r = fast if fast is not None else (np.asarray(mult, np.int64), np.asarray(shift, np.int64))
+    fm, fr, ok = fast_channels(mult, shift, bound)
     w = pack_rows(rows)
     per = (k + 7) // 8 * 2  # words per channel
-    out = [np.array([1 if fast is not None else 0], np.int64)]
-    for c in range(0, oc - 1, 2):
-        out.append(np.array([b[c], b[c + 1]], np.int64))
-        out.append(w[c * per:(c + 2) * per])
-        out.append(np.array([m[c], m[c + 1], _byte(r[c]) | _byte(r[c + 1]) << 8], np.int64))
-    if oc % 2:
-        c = oc - 1
-        out.append(np.array([b[c]], np.int64))
-        out.append(w[c * per:(c + 1) * per])
-        out.append(np.array([m[c], _byte(r[c])], np.int64))
-    return np.concatenate(out)
+    out = []
+    for c in range(0, oc, 2):
+        chans = [c, c + 1] if c + 1 < oc else [c]
+        fast = full_clamp and all(bool(ok[i]) for i in chans)
+        m = [int(fm[i]) if fast else int(mult[i]) for i in chans]
+        r = [int(fr[i]) if fast else int(shift[i]) for i in chans]
+        rs = sum(_byte(v) << (8 * j) for j, v in enumerate(r)) | (0 if fast else GENERIC_PAIR)
+        out.append(b[chans])
+        out.append(w[c * per:(c + len(chans)) * per])
+        out.append(np.array(m + [rs], np.int64))
+    return np.concatenate(out).astype(np.int64)
 
 
 def depthwise_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
@@ -128,15 +145,17 @@ def depthwise_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
         out.append(b[g:g + 4])
         out.append(words(np.ascontiguousarray(taps[:, g:g + 4]).reshape(-1)))
         out.append(np.asarray(m[g:g + 4], np.int64))
-        out.append(np.array([sum(_byte(r[g + i]) << (8 * i) for i in range(4))], np.int64))
+        out.append(np.array([_signed32(sum(_byte(r[g + i]) << (8 * i) for i in range(4)))],
+                            np.int64))
     return np.concatenate(out).astype(np.int64)
 
 
 def matrix_args(ctx, g, node, p, rows: np.ndarray) -> str:
     """Emit the stream of a kernel built on the matrix routines; returns its C name. ``rows``
     are the int8 weights as [output channels, K]; the bias is input slot 2."""
+    full = p.act_min == -128 and p.act_max == 127
     return ctx.array("packed", "int32_t",
-                     matrix_stream(rows, _bias(g, node), p.mult, p.shift, p.in_offset))
+                     matrix_stream(rows, _bias(g, node), p.mult, p.shift, p.in_offset, full))
 
 
 def _bias(g, node, slot: int = 2) -> np.ndarray | None:

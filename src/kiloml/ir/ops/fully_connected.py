@@ -116,9 +116,14 @@ class FullyConnected(OpDef):
         params = ctx.struct("kml_fc_params", "p", {
             "batches": p.batches, "depth": p.depth, "units": p.units, "in_offset": p.in_offset,
             "out_offset": p.out_offset, "act_min": p.act_min, "act_max": p.act_max})
+        x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
+        if ctx.runtime == "armv7em":
+            from kiloml.codegen.armv7em import matrix_args
+
+            packed = matrix_args(ctx, g, node, p, g.tensors[node.inputs[1]].data)
+            return [f"kml_fully_connected_s8(&{params}, {x}, 0, 0, 0, 0, {y}, {packed}, 0);"]
         mult = ctx.array("mult", "int32_t", p.mult)
         shift = ctx.array("shift", "int32_t", p.shift)
         bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] >= 0 else "0"
-        return [f"kml_fully_connected_s8(&{params}, {ctx.ptr(node.inputs[0])}, "
-                f"{ctx.ptr(node.inputs[1])}, {bias}, {mult}, {shift}, {ctx.ptr(node.outputs[0])}, "
-                "0, 0);"]
+        return [f"kml_fully_connected_s8(&{params}, {x}, {ctx.ptr(node.inputs[1])}, {bias}, "
+                f"{mult}, {shift}, {y}, 0, 0);"]

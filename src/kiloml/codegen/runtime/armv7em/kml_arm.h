@@ -96,6 +96,10 @@ static inline int32_t kml_rq(int32_t acc, int32_t m, int32_t r, int32_t k)
     return (v - (int32_t)((uint32_t)acc >> 31)) >> r;
 }
 
+/* Flag in the shift word of a channel pair of a matrix stream: the pair takes TFLite's general
+ * requantization (its shift bytes are TFLite shifts), not kml_rq. */
+#define KML_GENERIC_PAIR 0x10000
+
 static inline int8_t kml_clamp8(int32_t v, int32_t lo, int32_t hi)
 {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));

@@ -6,10 +6,10 @@
  * windows happen before either pixel is written, so the portable kernel's in-place bound
  * (output pixel q is written after the windows <= q are read) still holds.
  *
- * ``packed`` (kiloml/codegen/armv7em.py, matrix_stream): word 0 is the requantization mode,
- * then per output channel pair: two biases, the weight words of the pair (for each group of
- * four inputs, the word of channel 2i then that of channel 2i+1), two multipliers and a word
- * with the two shift bytes; an odd last channel has one of each and its own weight words.
+ * ``packed`` (kiloml/codegen/armv7em.py, matrix_stream): per output channel pair, two biases,
+ * the weight words of the pair (for each group of four inputs, the word of channel 2i then
+ * that of channel 2i+1), two multipliers and a word with the two shift bytes and the
+ * KML_GENERIC_PAIR flag; an odd last channel has one of each and its own weight words.
  * The pair layout of the column buffer: group g of column j is words 4g + 2j, 4g + 2j + 1.
  */
 #include "kml_conv.h"
@@ -22,13 +22,42 @@
  * dst[0], dst[1], dst[4], dst[5], ... */
 static void col_quads(int32_t *dst, const int8_t *x, int32_t n, int32_t off2)
 {
-    do {
+    if (n & 1) {
         const int32_t v = kml_ld32(x);
         dst[0] = __sxtab16(off2, v);
         dst[1] = kml_sxtab16_ror8(off2, v);
         dst += 4;
         x += 4;
-    } while (--n > 0);
+    }
+    n >>= 1;
+    if (n > 0 && ((uintptr_t)x & 3) == 0) {
+        /* two groups per step: LDRD, 4 SXTAB16, two STRD */
+        int32_t v0, v1, t0, t1;
+        __asm__ volatile("1:\n\t"
+                         "ldrd %[v0], %[v1], [%[x]], #8\n\t"
+                         "sxtab16 %[t0], %[o2], %[v0]\n\t"
+                         "sxtab16 %[t1], %[o2], %[v0], ror #8\n\t"
+                         "strd %[t0], %[t1], [%[d]], #16\n\t"
+                         "sxtab16 %[t0], %[o2], %[v1]\n\t"
+                         "sxtab16 %[t1], %[o2], %[v1], ror #8\n\t"
+                         "strd %[t0], %[t1], [%[d]], #16\n\t"
+                         "subs %[n], %[n], #1\n\t"
+                         "bne 1b"
+                         : [v0] "=&r"(v0), [v1] "=&r"(v1), [t0] "=&r"(t0), [t1] "=&r"(t1),
+                           [x] "+r"(x), [d] "+r"(dst), [n] "+r"(n)
+                         : [o2] "r"(off2)
+                         : "cc", "memory");
+        return;
+    }
+    for (; n > 0; --n) {
+        const int32_t v0 = kml_ld32(x), v1 = kml_ld32(x + 4);
+        dst[0] = __sxtab16(off2, v0);
+        dst[1] = kml_sxtab16_ror8(off2, v0);
+        dst[4] = __sxtab16(off2, v1);
+        dst[5] = kml_sxtab16_ror8(off2, v1);
+        dst += 8;
+        x += 8;
+    }
 }
 
 /* Zero variant of col_quads. */
@@ -112,6 +141,18 @@ static void conv_column(const kml_conv_params *p, const int8_t *in, int32_t oy, 
     if ((row_len & 3) == 0) {
         const int32_t inside = lo == 0 && hi == p->k_w && p->dil_w == 1;
         int32_t *dst = col;
+        if (inside && iy0 >= 0 && iy0 + (p->k_h - 1) * p->dil_h < p->in_h) {
+            /* the whole window is inside the image: one run of groups per row */
+            const int8_t *src = in + (size_t)iy0 * in_row + ix0 * c;
+            const size_t step = in_row * (size_t)p->dil_h;
+            for (ky = 0; ky < p->k_h; ++ky, dst += row_len, src += step) {
+                col_quads(dst, src, row_len >> 2, off2);
+            }
+            if (dst < col + k8) {
+                col_quads_zero(dst, (int32_t)(col + k8 - dst) >> 2);
+            }
+            return;
+        }
         for (ky = 0; ky < p->k_h; ++ky, dst += row_len) {
             const int32_t iy = iy0 + ky * p->dil_h;
             if (iy < 0 || iy >= p->in_h) {
@@ -127,12 +168,22 @@ static void conv_column(const kml_conv_params *p, const int8_t *in, int32_t oy, 
             col_quads_zero(dst, (int32_t)(col + k8 - dst) >> 2);
         }
     } else {
+        /* tmp[K .. k8) holds the zero point already (conv_run) */
         int8_t *t = tmp;
-        for (ky = 0; ky < p->k_h; ++ky, t += row_len) {
-            const int32_t iy = iy0 + ky * p->dil_h;
-            window_row(p, iy < 0 || iy >= p->in_h ? 0 : in + (size_t)iy * in_row, ix0, lo, hi, t);
+        if (lo == 0 && hi == p->k_w && p->dil_w == 1 && iy0 >= 0
+            && iy0 + (p->k_h - 1) * p->dil_h < p->in_h) {
+            const int8_t *src = in + (size_t)iy0 * in_row + ix0 * c;
+            const size_t step = in_row * (size_t)p->dil_h;
+            for (ky = 0; ky < p->k_h; ++ky, t += row_len, src += step) {
+                bytes_copy(t, src, row_len);
+            }
+        } else {
+            for (ky = 0; ky < p->k_h; ++ky, t += row_len) {
+                const int32_t iy = iy0 + ky * p->dil_h;
+                window_row(p, iy < 0 || iy >= p->in_h ? 0 : in + (size_t)iy * in_row, ix0, lo,
+                           hi, t);
+            }
         }
-        bytes_fill(t, (int8_t)(-p->in_offset), (int32_t)(tmp + k8 - t));
         col_quads(col, tmp, k8 >> 2, off2);
     }
 }
@@ -140,11 +191,15 @@ static void conv_column(const kml_conv_params *p, const int8_t *in, int32_t oy, 
 /* -- matrix kernel ---------------------------------------------------------------------------- */
 
 typedef struct {
-    const int32_t *stream; /* packed, past the mode word */
-    int32_t fast_mode;     /* the stream's shifts are right shifts for kml_rq */
-    int32_t full;          /* fast_mode and the clamp is [-128, 127] (SSAT) */
+    const int32_t *stream; /* packed */
     int32_t out_c, groups, out_offset, act_min, act_max;
 } mm_args;
+
+/* Output of accumulator ``acc`` for a channel marked generic: TFLite's arithmetic. */
+static int8_t mm_generic(const mm_args *a, int32_t acc, int32_t m, int32_t shift)
+{
+    return kml_clamp8(kml_mbqm(acc, m, shift) + a->out_offset, a->act_min, a->act_max);
+}
 
 /* One group of four inputs for 2 columns x 2 channels: the three loads are issued back to
  * back (they pipeline), then 4 SXTB16 and 8 SMLAD. A macro rather than a function so that the
@@ -197,7 +252,7 @@ static void mm2(const mm_args *a, const int32_t *col, int8_t *out_a, int8_t *out
         }
         kml_ldrd(&w, &m0, &m1);
         rs = *w++;
-        if (a->full) {
+        if ((rs & KML_GENERIC_PAIR) == 0) {
             const int32_t r0 = rs & 0xFF, r1 = (rs >> 8) & 0xFF;
             const int32_t k0 = kml_rq_k(c2, r0), k1 = kml_rq_k(c2, r1);
             out_a[oc] = (int8_t)kml_ssat8(kml_rq(a0, m0, r0, k0));
@@ -206,15 +261,14 @@ static void mm2(const mm_args *a, const int32_t *col, int8_t *out_a, int8_t *out
             out_b[oc + 1] = (int8_t)kml_ssat8(kml_rq(c1, m1, r1, k1));
         } else {
             const int32_t r0 = (int8_t)rs, r1 = (int8_t)(rs >> 8);
-            const int32_t f = a->fast_mode, off = a->out_offset, lo = a->act_min, hi = a->act_max;
-            out_a[oc] = kml_rq_any(f, a0, m0, r0, off, lo, hi);
-            out_a[oc + 1] = kml_rq_any(f, a1, m1, r1, off, lo, hi);
-            out_b[oc] = kml_rq_any(f, c0, m0, r0, off, lo, hi);
-            out_b[oc + 1] = kml_rq_any(f, c1, m1, r1, off, lo, hi);
+            out_a[oc] = mm_generic(a, a0, m0, r0);
+            out_a[oc + 1] = mm_generic(a, a1, m1, r1);
+            out_b[oc] = mm_generic(a, c0, m0, r0);
+            out_b[oc + 1] = mm_generic(a, c1, m1, r1);
         }
     }
     if (oc < a->out_c) {
-        int32_t a0 = *w++, c0 = a0, m0, r0;
+        int32_t a0 = *w++, c0 = a0, m0, r0, rs;
         const int32_t *x = col;
         do {
             const int32_t w0 = *w++;
@@ -226,9 +280,15 @@ static void mm2(const mm_args *a, const int32_t *col, int8_t *out_a, int8_t *out
             x += 4;
         } while (x < x_end);
         m0 = w[0];
-        r0 = (int8_t)w[1];
-        out_a[oc] = kml_rq_any(a->fast_mode, a0, m0, r0, a->out_offset, a->act_min, a->act_max);
-        out_b[oc] = kml_rq_any(a->fast_mode, c0, m0, r0, a->out_offset, a->act_min, a->act_max);
+        rs = w[1];
+        if ((rs & KML_GENERIC_PAIR) == 0) {
+            r0 = rs & 0xFF;
+            out_a[oc] = (int8_t)kml_ssat8(kml_rq(a0, m0, r0, kml_rq_k(c2, r0)));
+            out_b[oc] = (int8_t)kml_ssat8(kml_rq(c0, m0, r0, kml_rq_k(c2, r0)));
+        } else {
+            out_a[oc] = mm_generic(a, a0, m0, (int8_t)rs);
+            out_b[oc] = mm_generic(a, c0, m0, (int8_t)rs);
+        }
     }
 }
 
@@ -248,9 +308,7 @@ static void conv_run(const kml_conv_params *p, const int32_t *packed, const int8
     mm_args a;
     int8_t *tmp, *gather;
     int32_t b;
-    a.stream = packed + 1;
-    a.fast_mode = packed[0];
-    a.full = packed[0] && p->act_min == -128 && p->act_max == 127;
+    a.stream = packed;
     a.out_c = p->out_c;
     a.groups = ((k + 7) >> 3) * 2;
     a.out_offset = p->out_offset;
@@ -258,6 +316,7 @@ static void conv_run(const kml_conv_params *p, const int32_t *packed, const int8
     a.act_max = p->act_max;
     gather = (int8_t *)(void *)(scratch + 4 * a.groups);
     tmp = gather + 4 * a.groups;
+    bytes_fill(gather + k, (int8_t)(-p->in_offset), 4 * a.groups - k);
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in = input + (size_t)b * in_image;
         const size_t first = (size_t)b * (size_t)n;
@@ -302,13 +361,26 @@ void kml_conv2d_s8(const kml_conv_params *p, const int8_t *input, const int8_t *
     conv_run(p, packed, input, output, scratch, 0, 0);
 }
 
-/* -- fused ADD -------------------------------------------------------------------------------- */
+/* -- fused ADD --------------------------------------------------------------------------------
+ * TFLite's ADD: each operand (v + offset) << left_shift is scaled by MultiplyByQuantizedMultiplier
+ * (a right shift r >= 0), the sum is requantized to the output. With left_shift <= 21 every
+ * value stays below 2^30, so each scaling is exactly
+ *     (SMMLAR(2x, m, h) - ((x < 0) & (r > 0))) >> r,   h = r > 0 ? 2^(r-1) : 0
+ * (kml_arm.h; for r == 0 there is no rounding shift and no sign correction), and the output
+ * offset folds into the last one as in kml_rq. Other parameters take the reference path. */
 
 typedef struct {
     const kml_add_epilogue *ep;
     const int8_t *residual;
     int8_t *output;
-    int32_t channels;
+    int32_t channels, fast, full;
+    int32_t c_off, r_off, ls1;            /* operands: offsets, left shift + 1 */
+    int32_t c_m, c_h, c_r, c_cm;          /* conv operand: multiplier, half, shift, sign mask */
+    int32_t r_m, r_h, r_r, r_cm;          /* residual operand */
+    int32_t o_m, o_k, o_r, o_cm;          /* output: k includes the output offset */
+    int32_t simple;                       /* 1: conv operand is x / 2 (m = 2^30, r = 0), 2: the
+                                             residual is; the other one and the output have
+                                             r >= 1 and the clamp is [-128, 127] */
 } add_ctx;
 
 static int32_t add_scaled(int32_t v, int32_t offset, int32_t left_shift, int32_t mult,
@@ -317,18 +389,78 @@ static int32_t add_scaled(int32_t v, int32_t offset, int32_t left_shift, int32_t
     return kml_mbqm((v + offset) * (1 << left_shift), mult, shift);
 }
 
+/* One operand of the fast path. */
+static inline int32_t add_term(int32_t v, int32_t off, int32_t ls1, int32_t m, int32_t h,
+                               int32_t r, int32_t cm)
+{
+    const int32_t x2 = (int32_t)((uint32_t)(v + off) << ls1);
+    const int32_t t = kml_smmlar(x2, m, h);
+    return (t - (int32_t)((uint32_t)x2 >> 31 & (uint32_t)cm)) >> r;
+}
+
+/* The common case of add_pixel (add_ctx.simple): operand a is (a + off) << (left_shift - 1)
+ * exactly (the larger-scale input of ADD has multiplier 2^30 with no shift). */
+static void add_pixel_simple(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
+                             const add_ctx *c)
+{
+    const int32_t simple_conv = c->simple == 1;
+    const int32_t a_off = (int32_t)((uint32_t)(simple_conv ? c->c_off : c->r_off) << (c->ls1 - 2));
+    const int32_t lsm1 = c->ls1 - 2;
+    const int32_t b_off = simple_conv ? c->r_off : c->c_off;
+    const int32_t b_m = simple_conv ? c->r_m : c->c_m;
+    const int32_t b_h = simple_conv ? c->r_h : c->c_h;
+    const int32_t b_r = simple_conv ? c->r_r : c->c_r;
+    const int32_t ls1 = c->ls1, o_m = c->o_m, o_k = c->o_k, o_r = c->o_r;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const int32_t sa = (int32_t)((uint32_t)a[i] << lsm1) + a_off;
+        const int32_t x2 = (int32_t)((uint32_t)(b[i] + b_off) << ls1);
+        const int32_t sb = (kml_smmlar(x2, b_m, b_h) - (int32_t)((uint32_t)x2 >> 31)) >> b_r;
+        const int32_t sum = sa + sb;
+        const int32_t t = kml_smmlar((int32_t)((uint32_t)sum << 1), o_m, o_k);
+        out[i] = (int8_t)kml_ssat8((t - (int32_t)((uint32_t)sum >> 31)) >> o_r);
+    }
+}
+
 static void add_pixel(const add_ctx *c, const int8_t *conv, size_t pixel)
 {
     const kml_add_epilogue *ep = c->ep;
     const size_t base = pixel * (size_t)c->channels;
+    const int8_t *res = c->residual + base;
+    int8_t *out = c->output + base;
     int32_t i;
+    if (c->simple != 0) {
+        if (c->simple == 1) {
+            add_pixel_simple(conv, res, out, c->channels, c);
+        } else {
+            add_pixel_simple(res, conv, out, c->channels, c);
+        }
+        return;
+    }
+    if (c->fast) {
+        /* locals: the int8 stores below may alias anything, so the struct would be reread */
+        const int32_t n = c->channels, ls1 = c->ls1, full = c->full;
+        const int32_t c_off = c->c_off, c_m = c->c_m, c_h = c->c_h, c_r = c->c_r, c_cm = c->c_cm;
+        const int32_t r_off = c->r_off, r_m = c->r_m, r_h = c->r_h, r_r = c->r_r, r_cm = c->r_cm;
+        const int32_t o_m = c->o_m, o_k = c->o_k, o_r = c->o_r, o_cm = c->o_cm;
+        const int32_t lo = ep->act_min, hi = ep->act_max;
+        for (i = 0; i < n; ++i) {
+            const int32_t sum = add_term(conv[i], c_off, ls1, c_m, c_h, c_r, c_cm)
+                                + add_term(res[i], r_off, ls1, r_m, r_h, r_r, r_cm);
+            const int32_t t = kml_smmlar((int32_t)((uint32_t)sum << 1), o_m, o_k);
+            const int32_t o = (t - (int32_t)((uint32_t)sum >> 31 & (uint32_t)o_cm)) >> o_r;
+            out[i] = full ? (int8_t)kml_ssat8(o) : kml_clamp8(o, lo, hi);
+        }
+        return;
+    }
     for (i = 0; i < c->channels; ++i) {
         const int32_t sc = add_scaled((int32_t)conv[i], ep->conv_offset, ep->left_shift,
                                       ep->conv_mult, ep->conv_shift);
-        const int32_t sr = add_scaled((int32_t)c->residual[base + (size_t)i], ep->res_offset,
-                                      ep->left_shift, ep->res_mult, ep->res_shift);
-        const int32_t o = kml_mbqm(sc + sr, ep->out_mult, ep->out_shift) + ep->out_offset;
-        c->output[base + (size_t)i] = kml_clamp8(o, ep->act_min, ep->act_max);
+        const int32_t sr = add_scaled((int32_t)res[i], ep->res_offset, ep->left_shift,
+                                      ep->res_mult, ep->res_shift);
+        const int32_t o = kml_mbqm(ep->conv_first ? sc + sr : sr + sc, ep->out_mult,
+                                   ep->out_shift) + ep->out_offset;
+        out[i] = kml_clamp8(o, ep->act_min, ep->act_max);
     }
 }
 
@@ -338,6 +470,42 @@ static void add_sink(const void *ctx, const int8_t *a, const int8_t *b, size_t p
     add_pixel(c, a, pixel);
     if (b != a) {
         add_pixel(c, b, pixel + 1);
+    }
+}
+
+static void add_setup(add_ctx *c, const kml_add_epilogue *ep)
+{
+    const int32_t cr = -ep->conv_shift, rr = -ep->res_shift, orr = -ep->out_shift;
+    c->fast = ep->left_shift >= 0 && ep->left_shift <= 21 && cr >= 0 && cr <= 31 && rr >= 0
+              && rr <= 31 && orr >= 0 && orr <= 22 && ep->conv_mult >= 0 && ep->res_mult >= 0
+              && ep->out_mult >= 0;
+    c->full = ep->act_min == -128 && ep->act_max == 127;
+    c->simple = 0;
+    if (!c->fast) {
+        return;
+    }
+    c->c_off = ep->conv_offset;
+    c->r_off = ep->res_offset;
+    c->ls1 = ep->left_shift + 1;
+    c->c_m = ep->conv_mult;
+    c->c_r = cr;
+    c->c_h = cr > 0 ? (int32_t)(1u << (cr - 1)) : 0;
+    c->c_cm = cr > 0;
+    c->r_m = ep->res_mult;
+    c->r_r = rr;
+    c->r_h = rr > 0 ? (int32_t)(1u << (rr - 1)) : 0;
+    c->r_cm = rr > 0;
+    c->o_m = ep->out_mult;
+    c->o_r = orr;
+    c->o_k = orr > 0 ? kml_rq_k(2 * ep->out_offset + 1, orr) : ep->out_offset;
+    c->o_cm = orr > 0;
+    c->simple = 0;
+    if (c->full && ep->left_shift >= 1 && orr >= 1) {
+        if (ep->conv_mult == 0x40000000 && cr == 0 && rr >= 1) {
+            c->simple = 1;
+        } else if (ep->res_mult == 0x40000000 && rr == 0 && cr >= 1) {
+            c->simple = 2;
+        }
     }
 }
 
@@ -355,6 +523,7 @@ void kml_conv2d_add_s8(const kml_conv_params *p, const int8_t *input, const int8
     c.residual = residual;
     c.output = output;
     c.channels = p->out_c;
+    add_setup(&c, ep);
     conv_run(p, packed, input, output, scratch, add_sink, &c);
 }
 

@@ -1,0 +1,220 @@
+"""Arm-optimized (armv7em) kernels: the real ELF in the emulator vs the reference interpreter.
+
+Every model in ``../shared/models`` and a set of small per-op models (built with ``opbuilder``)
+is compiled for a Cortex-M core with ``runtime="armv7em"`` (arm-none-eabi-gcc -O2, -Wall
+-Wextra -Wconversion -Werror), run once in Unicorn on seeded random inputs, and its outputs
+must equal ``kiloml.ir.interpreter.Interpreter``'s element for element (the interpreter is
+itself bit-exact with TFLite Micro, see test_ops_reference.py / test_models.py). To keep the
+number of ELF builds small, each per-op model holds many independent single-op branches, one
+graph input and output each; graph inputs are overwritten in place as the planner allows, so
+the kernels' in-place bounds are exercised too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import opbuilder as ob
+from kiloml.codegen.c import _io_specs
+from kiloml.ir.graph import DTYPES
+from kiloml.ir.interpreter import Interpreter
+from kiloml.io.tflite_reader import read_tflite
+from kiloml.targets.emulator import emulate
+from kiloml.targets.profile import build_elf
+
+SHARED = Path(os.environ.get("KILOML_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+MODELS = sorted((SHARED / "models").glob("*/*.tflite"))
+
+pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                                reason="arm-none-eabi-gcc not installed")
+
+
+def run_armv7em(graph, inputs, workdir: Path, core: str = "cortex-m4") -> list[np.ndarray]:
+    build = build_elf(graph, core, inputs, workdir, runtime="armv7em")
+    outs = _io_specs(build.result.graph)[1]
+    emu = emulate(build.elf, core, None,
+                  {f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})
+    return [np.frombuffer(emu.memory[f"kml_profile_{s.name}"], DTYPES[s.tensor.dtype])
+            .reshape(s.tensor.shape) for s in outs]
+
+
+def check(graph, workdir: Path, seed: int, core: str = "cortex-m4") -> None:
+    rng = np.random.default_rng(seed)
+    inputs = ob.random_inputs(rng, graph)
+    want = Interpreter(graph).run(*inputs)
+    got = run_armv7em(graph, inputs, workdir, core)
+    assert len(got) == len(want)
+    for k, (w, o) in enumerate(zip(want, got)):
+        assert o.shape == w.shape and o.dtype == w.dtype
+        if not np.array_equal(o, w):
+            diff = np.argwhere(o != w)
+            name = graph.tensors[graph.outputs[k]].name
+            raise AssertionError(f"output {k} ({name}): {len(diff)}/{w.size} elements differ, "
+                                 f"first at {diff[0].tolist()}: armv7em {o[tuple(diff[0])]}, "
+                                 f"reference {w[tuple(diff[0])]}")
+        # a kernel test whose outputs are all one value would pass for any kernel
+        assert len(np.unique(w)) > 1 or w.size == 1, f"output {k} is constant"
+
+
+# -- real models -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
+def test_model_bit_exact(path, tmp_path):
+    check(read_tflite(path), tmp_path, seed=1)
+
+
+@pytest.mark.parametrize("core", ["cortex-m7", "cortex-m33"])
+def test_other_dsp_cores(core, tmp_path):
+    check(read_tflite(SHARED / "models" / "mlperf_tiny" / "kws_ref_model.tflite"), tmp_path,
+          seed=2, core=core)
+
+
+# -- per-op models -----------------------------------------------------------------------------
+
+def branches(seed: int, cases, make) -> object:
+    """One graph: per case an input and ``make(builder, input, **case)``'s output."""
+    m = ob.ModelBuilder(np.random.default_rng(seed), "branches")
+    outs = []
+    for case in cases:
+        case = dict(case)
+        x = m.input(case.pop("in_shape"))
+        outs.append(make(m, x, **case))
+    return m.build(outs)
+
+
+CONV_CASES = (
+    [dict(in_shape=(1, 9, 9, 3), out_channels=4, kernel=3, stride=s, dilation=d, padding=p,
+          activation=a)
+     for p in ("SAME", "VALID") for s in (1, 2) for d in (1, 2)
+     for a in (("RELU",) if (s, d) == (1, 1) else ("NONE",))]
+    + [
+        dict(in_shape=(1, 6, 6, 8), out_channels=5, kernel=1),                  # 1x1, odd channels
+        dict(in_shape=(1, 6, 7, 16), out_channels=8, kernel=1, stride=2, padding="VALID"),
+        dict(in_shape=(1, 5, 5, 32), out_channels=16, kernel=3, activation="RELU6"),
+        dict(in_shape=(1, 7, 7, 16), out_channels=6, kernel=3, stride=2, per_channel=False),
+        dict(in_shape=(1, 8, 7, 12), out_channels=7, kernel=3, bias=False, activation="RELU"),
+        dict(in_shape=(1, 10, 7, 2), out_channels=3, kernel=(2, 3), stride=(1, 2),
+             dilation=(2, 1)),
+        dict(in_shape=(1, 12, 9, 3), out_channels=4, kernel=(5, 3), stride=(3, 2),
+             padding="VALID", activation="RELU6"),
+        dict(in_shape=(1, 3, 3, 2), out_channels=4, kernel=5),                  # window > input
+        dict(in_shape=(2, 1, 16, 4), out_channels=8, kernel=(1, 5), stride=(1, 2),
+             per_channel=False),                                                # batch 2
+        dict(in_shape=(1, 49, 10, 1), out_channels=8, kernel=(10, 4), stride=2),  # KWS-like
+        dict(in_shape=(1, 11, 11, 3), out_channels=8, kernel=3, stride=2),        # VWW-like
+        dict(in_shape=(1, 4, 4, 20), out_channels=3, kernel=3, dilation=2, activation="RELU"),
+        dict(in_shape=(1, 3, 5, 64), out_channels=64, kernel=1, activation="RELU"),
+        dict(in_shape=(1, 1, 1, 9), out_channels=2, kernel=1),                  # one pixel
+    ])
+
+
+def test_conv2d_options(tmp_path):
+    check(branches(11, CONV_CASES, lambda m, x, **kw: m.conv2d(x, **kw)), tmp_path, seed=12)
+
+
+DW_CASES = (
+    [dict(in_shape=(1, 9, 8, c), depth_multiplier=mult, kernel=3, stride=s, dilation=d,
+          padding=p)
+     for c, mult in ((8, 1), (3, 2)) for p in ("SAME", "VALID") for s in (1, 2) for d in (1, 2)]
+    + [
+        dict(in_shape=(1, 8, 8, 4), kernel=3, activation="RELU"),
+        dict(in_shape=(1, 8, 8, 4), kernel=3, activation="RELU6"),
+        dict(in_shape=(1, 8, 8, 4), kernel=3, activation="RELU_N1_TO_1"),
+        dict(in_shape=(2, 7, 7, 4), depth_multiplier=2, kernel=3, stride=2, activation="RELU6",
+             per_channel=False, bias=False),
+        dict(in_shape=(1, 6, 6, 2), depth_multiplier=3, kernel=(3, 2), stride=(2, 1),
+             dilation=(1, 2)),
+        dict(in_shape=(1, 8, 8, 16), kernel=3, stride=2),
+        dict(in_shape=(1, 1, 20, 4), kernel=(1, 7), dilation=(1, 3), padding="VALID"),
+        dict(in_shape=(1, 7, 6, 12), kernel=5, activation="RELU"),
+        dict(in_shape=(2, 5, 5, 8), kernel=3, per_channel=False, bias=False),
+        dict(in_shape=(1, 25, 5, 64), kernel=3, activation="RELU"),             # KWS-like
+        dict(in_shape=(1, 10, 8, 1), depth_multiplier=8, kernel=(5, 4), stride=2),  # micro_speech
+        dict(in_shape=(1, 3, 3, 32), kernel=3, stride=2),
+    ])
+
+
+def test_depthwise_conv2d_options(tmp_path):
+    check(branches(21, DW_CASES, lambda m, x, **kw: m.depthwise_conv2d(x, **kw)), tmp_path,
+          seed=22)
+
+
+FC_CASES = [
+    dict(in_shape=(1, 16), units=8),
+    dict(in_shape=(1, 7), units=3, activation="RELU"),
+    dict(in_shape=(1, 9), units=1),
+    dict(in_shape=(1, 37), units=13, activation="RELU6", per_channel=True),
+    dict(in_shape=(3, 12), units=5, bias=False),                               # 3 rows
+    dict(in_shape=(1, 2, 3, 8), units=4, depth=24),
+    dict(in_shape=(1, 640), units=16, activation="RELU"),
+    dict(in_shape=(2, 64), units=12, keep_num_dims=True),
+    dict(in_shape=(1, 1), units=16, activation="RELU"),
+]
+
+
+def test_fully_connected_options(tmp_path):
+    check(branches(31, FC_CASES, lambda m, x, **kw: m.fully_connected(x, **kw)), tmp_path,
+          seed=32)
+
+
+def _conv_add(m, x, conv_first=True, activation="NONE", res_from_input=True, **kw):
+    y = m.conv2d(x, **kw)
+    if res_from_input:
+        r = m.conv2d(x, m.tensors[y].shape[3], kernel=1, stride=kw.get("stride", 1))
+    else:
+        r = m.const_int8(m.tensors[y].shape)
+    return m.add(y, r, activation) if conv_first else m.add(r, y, activation)
+
+
+ADD_CASES = [
+    dict(in_shape=(1, 8, 8, 16), out_channels=16, kernel=3),
+    dict(in_shape=(1, 8, 8, 16), out_channels=16, kernel=3, conv_first=False, activation="RELU"),
+    dict(in_shape=(1, 8, 8, 16), out_channels=32, kernel=3, stride=2),
+    dict(in_shape=(1, 6, 6, 8), out_channels=5, kernel=1, activation="RELU6"),
+    dict(in_shape=(1, 5, 5, 8), out_channels=8, kernel=3, res_from_input=False),
+]
+
+
+def test_conv_add_options(tmp_path):
+    g = branches(41, ADD_CASES, _conv_add)
+    from kiloml.ir.passes import pipeline
+
+    assert sum(n.op == "CONV_2D_ADD" for n in pipeline(g).nodes) == len(ADD_CASES)
+    check(g, tmp_path, seed=42)
+
+
+def test_requantization_edge_cases(tmp_path):
+    """Channels the fast requantization cannot take (accumulators that may reach 2^30,
+    multipliers with a left shift, tiny multipliers) take TFLite's general path, pair by pair;
+    dead channels (scale 0) and huge right shifts become constants."""
+    m = ob.ModelBuilder(np.random.default_rng(51), "edges")
+    outs = []
+    for kind in ("conv", "dw", "fc"):
+        x = m.input((1, 5, 5, 8) if kind != "fc" else (1, 24))
+        if kind == "conv":
+            y = m.conv2d(x, 8, kernel=3)
+        elif kind == "dw":
+            y = m.depthwise_conv2d(x, kernel=3)
+        else:
+            y = m.fully_connected(x, 8)
+        outs.append(y)
+    g = m.build(outs)
+    for node in g.nodes:
+        w = g.tensors[node.inputs[1]]
+        b = g.tensors[node.inputs[2]]
+        axis = 3 if node.op == "DEPTHWISE_CONV_2D" else 0
+        scale = np.array(np.broadcast_to(w.quant.scale, (w.shape[axis],)), np.float32)
+        scale[1] *= 64.0          # real multiplier > 1 for this channel: left shift
+        scale[2] *= 1e-9          # tiny multiplier: huge right shift, constant output
+        scale[3] = 0.0            # dead channel
+        bdata = b.data.copy()
+        bdata[4] = (1 << 30) - 5  # accumulator may exceed 2^30
+        bdata[5] = -(1 << 30)
+        w.quant = type(w.quant)(scale, np.zeros(scale.size, np.int64), axis)
+        b.data = bdata
+    check(g, tmp_path, seed=52)
