@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 import numpy as np
+import scipy.fft
 from pydantic import Field, model_validator
 
 from kiloml.dsp import common
@@ -105,12 +106,24 @@ class MelFrontEnd:
             raise DSPError(f"{n} samples is shorter than one {p.frame_length}-sample frame")
         return f
 
+    CHUNK = 32   # signals per step: keeps the frames and spectra of a step in cache
+
     def mel(self, x: np.ndarray) -> np.ndarray:
         """(..., samples) -> linear mel energies (..., frames, num_filters)."""
         p = self.p
-        fr = common.frame(self.prepare(x), p.frame_length, p.frame_step, p.pad_end) * self.win
-        spec = common.rfft_magnitude(fr, p.fft_length, power=p.power == 2)
-        return spec @ self.filters
+        lead = x.shape[:-1]
+        flat = x.reshape((-1, x.shape[-1]))
+        # Bins above the last filter's reach carry no weight: skip them in the product.
+        top = int(np.flatnonzero(self.filters.any(axis=1))[-1]) + 1
+        w = self.filters[:top]
+        out = np.empty((flat.shape[0], self.num_frames(x.shape[-1]), p.num_filters))
+        for s in range(0, flat.shape[0], self.CHUNK):
+            fr = common.frame(self.prepare(flat[s:s + self.CHUNK]), p.frame_length,
+                              p.frame_step, p.pad_end) * self.win
+            spec = scipy.fft.rfft(fr, n=p.fft_length, axis=-1)[..., :top]
+            mag = spec.real ** 2 + spec.imag ** 2 if p.power == 2 else np.abs(spec)
+            out[s:s + self.CHUNK] = mag @ w
+        return out.reshape(lead + out.shape[1:])
 
     def log_mel(self, x: np.ndarray) -> np.ndarray:
         p = self.p
@@ -128,7 +141,7 @@ class MelFrontEnd:
         ops = {"mul": f * (p.frame_length + 4 * bf + 4 * m + 2 * p.num_bins),
                "add": f * (6 * bf + 6 * m + p.num_bins),
                "mac": f * nnz,
-               "sqrt": f * p.num_bins if p.power == 1 else 0,
+               "sqrt": f * self.used_bins() if p.power == 1 else 0,
                "log": f * p.num_filters if p.log != "none" else 0}
         if p.pre_emphasis:
             ops["mac"] += self.input_samples(n)
@@ -136,6 +149,11 @@ class MelFrontEnd:
             ops["div"] = 1
             ops["mul"] += self.input_samples(n)
         return ops
+
+    def used_bins(self) -> int:
+        """Bins some filter touches (the C computes magnitudes only for these)."""
+        nz = np.flatnonzero(self.filters.any(axis=1))
+        return int(nz[-1] - nz[0] + 1)
 
     def sparse(self):
         return common.sparse_filters(self.filters)

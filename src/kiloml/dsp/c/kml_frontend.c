@@ -66,7 +66,20 @@ int kml_frontend_f32(const kml_frontend_f32_cfg *c, const float *x, float *scrat
     const uint32_t width = c->num_coeffs ? c->num_coeffs
                            : (c->num_filters ? c->num_filters : (uint32_t)(c->bin_hi - c->bin_lo));
     float gain = 1.0f;
-    uint32_t f, i, k;
+    uint32_t f, i, k, bin_lo = c->bin_lo, bin_hi = c->bin_hi;
+
+    if (c->num_filters) {   /* only the bins some filter uses need a square root */
+        bin_lo = nbins;
+        bin_hi = 0;
+        for (k = 0; k < c->num_filters; ++k) {
+            if (c->filter_len[k] != 0u && c->filter_start[k] < bin_lo) {
+                bin_lo = c->filter_start[k];
+            }
+            if ((uint32_t)c->filter_start[k] + c->filter_len[k] > bin_hi) {
+                bin_hi = (uint32_t)c->filter_start[k] + c->filter_len[k];
+            }
+        }
+    }
 
     if (c->normalize != KML_NORM_NONE && n > 0u) {
         float m = c->normalize == KML_NORM_PEAK ? x[0] : fabsf(x[0]);
@@ -95,7 +108,7 @@ int kml_frontend_f32(const kml_frontend_f32_cfg *c, const float *x, float *scrat
             spec[k] = fft[2u * k] * fft[2u * k] + fft[2u * k + 1u] * fft[2u * k + 1u];
         }
         if (c->power == 1u) {
-            for (k = 0; k < nbins; ++k) {
+            for (k = bin_lo; k < bin_hi; ++k) {
                 spec[k] = sqrtf(spec[k]);
             }
         }

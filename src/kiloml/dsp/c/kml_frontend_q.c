@@ -16,12 +16,27 @@
  *   all of it computed with integer log2 (bit-by-bit squaring, 24 fraction bits). */
 #include "kml_dsp.h"
 
+/* Number of significant bits of v (0 for 0), by binary search: six steps, no loop over bits. */
+static int32_t bit_length(uint64_t v)
+{
+    int32_t n = 0;
+    if (v >> 32) { n += 32; v >>= 32; }
+    if (v >> 16) { n += 16; v >>= 16; }
+    if (v >> 8) { n += 8; v >>= 8; }
+    if (v >> 4) { n += 4; v >>= 4; }
+    if (v >> 2) { n += 2; v >>= 2; }
+    if (v >> 1) { n += 1; v >>= 1; }
+    return n + (int32_t)v;
+}
+
 uint32_t kml_isqrt64(uint64_t v)
 {
-    uint64_t res = 0, bit = (uint64_t)1 << 62;
-    while (bit > v) {
-        bit >>= 2;
+    uint64_t res = 0, bit;
+    const int32_t nb = bit_length(v);
+    if (nb == 0) {
+        return 0;
     }
+    bit = (uint64_t)1 << ((nb - 1) & ~1);      /* the largest power of four <= v */
     while (bit != 0u) {
         if (v >= res + bit) {
             v -= res + bit;
@@ -40,15 +55,13 @@ uint32_t kml_isqrt64(uint64_t v)
 /* log2(v) in Q24 for v >= 1 (v = 0 is treated as 1). */
 static int32_t log2_q24(uint64_t v)
 {
-    int32_t ip = 63, i;
+    int32_t ip, i;
     uint64_t m;
     int32_t frac = 0;
     if (v == 0u) {
         return 0;
     }
-    while ((v >> ip) == 0u) {
-        --ip;
-    }
+    ip = bit_length(v) - 1;
     m = ip >= 30 ? (v >> (ip - 30)) : (v << (30 - ip));     /* Q30 in [1, 2) */
     for (i = 0; i < 24; ++i) {
         m = (m * m + ((uint64_t)1 << 29)) >> 30;
@@ -64,13 +77,11 @@ static int32_t log2_q24(uint64_t v)
 /* log2(hi * 2^32 + lo) in Q24 (0 for 0): the top 64 bits and the exponent of the rest. */
 static int64_t log2_q24_96(uint64_t hi, uint32_t lo)
 {
-    int32_t bh = 0;
+    int32_t bh;
     if (hi >> 32 == 0u) {
         return log2_q24((hi << 32) | lo);
     }
-    while ((hi >> bh) != 0u) {
-        ++bh;
-    }
+    bh = bit_length(hi);
     /* total has bh + 32 bits: keep its top 64, e = bh - 32 dropped. */
     return (int64_t)log2_q24((hi << (64 - bh)) | ((uint64_t)lo >> (bh - 32)))
            + (int64_t)(bh - 32) * (1 << 24);
@@ -113,7 +124,7 @@ static int frontend_q(const kml_frontend_q_cfg *c, const int16_t *pcm, int32_t *
     const int32_t p = c->power == 2u ? 2 : 1;
     const uint32_t width = c->num_coeffs ? c->num_coeffs : c->num_filters;
     int32_t amax = 0, peak = INT32_MIN, D, S, Sb, G, log2_d;
-    uint32_t f, i, k;
+    uint32_t f, i, k, bin_lo = nbins, bin_hi = 0;
     uint64_t off_hi = 0, off_lo = 0;
 
     for (i = 0; i < n; ++i) {
@@ -134,6 +145,15 @@ static int frontend_q(const kml_frontend_q_cfg *c, const int16_t *pcm, int32_t *
         D = 32768;
     }
     log2_d = log2_q24((uint64_t)D);
+    /* Only the bins some filter uses need a magnitude (e.g. 1..128 of 257 for 20-4000 Hz). */
+    for (k = 0; k < c->num_filters; ++k) {
+        if (c->filter_len[k] != 0u && c->filter_start[k] < bin_lo) {
+            bin_lo = c->filter_start[k];
+        }
+        if ((uint32_t)c->filter_start[k] + c->filter_len[k] > bin_hi) {
+            bin_hi = (uint32_t)c->filter_start[k] + c->filter_len[k];
+        }
+    }
     for (f = 0; f < c->num_frames; ++f) {
         const uint32_t t0 = f * c->frame_step;
         int32_t famax = 0;
@@ -209,7 +229,7 @@ static int frontend_q(const kml_frontend_q_cfg *c, const int16_t *pcm, int32_t *
         } else {
             kml_rfft_q15(buf16, c->fft_length, (const int16_t *)c->twiddle);
         }
-        for (k = 0; k < nbins; ++k) {
+        for (k = bin_lo; k < bin_hi; ++k) {
             int64_t re, im;
             uint64_t m2;
             if (k == 0u || k == nbins - 1u) {
