@@ -1,0 +1,338 @@
+"""The model zoo: small PyTorch models that lower to TFLite int8 ops (kiloml.compress.quantize).
+
+=================  ==========================================================================
+arch               model
+=================  ==========================================================================
+ds-cnn (-s/-m/-l)  depthwise-separable CNN for keyword spotting (Zhang et al. 2017, "Hello
+                   Edge"; the MLPerf Tiny KWS reference is DS-CNN-S): conv 10x4 stride 2, then
+                   depthwise 3x3 + pointwise 1x1 blocks, BN + ReLU after each, global average
+                   pool, dense. S: 64 channels x 4 blocks, M: 172 x 4, L: 276 x 5.
+cnn1d              1-D CNN for IMU / vibration windows: conv + BN + ReLU + max-pool blocks,
+                   global average pool, dense.
+dense              MLP on a feature vector (spectral features): dense + BN + ReLU layers.
+autoencoder        the MLPerf Tiny anomaly-detection autoencoder (640 in, 4 x 128, bottleneck
+                   8, 4 x 128, 640 out; BN + ReLU), reconstruction error = anomaly score.
+mobilenet-v1       MobileNetV1 (width 0.25 by default; MLPerf Tiny visual wake words, 96x96x3).
+resnet8            the MLPerf Tiny image-classification ResNet-8 (CIFAR-10, 32x32x3).
+kmeans             not a network: ``KMeansScorer``, distance to the nearest cluster of normal
+                   feature vectors (Edge Impulse's anomaly block), numpy only.
+=================  ==========================================================================
+
+Every convolution uses TFLite ``SAME`` padding (``Conv2dSame``), so training and deployment
+compute the same function. ``input_layout(arch)`` says how a feature array (what a DSP block
+produces per window) becomes the model's input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from kiloml.errors import KilomlError
+from kiloml.train.layers import Conv1dSame, Conv2dSame
+
+DS_CNN_SIZES = {"s": (64, 4), "m": (172, 4), "l": (276, 5)}
+ARCHS = ("ds-cnn", "ds-cnn-s", "ds-cnn-m", "ds-cnn-l", "cnn1d", "dense", "autoencoder",
+         "mobilenet-v1", "resnet8", "kmeans")
+
+
+class ModelError(KilomlError):
+    """Unknown architecture or parameters that do not fit the input."""
+
+
+def _conv_bn(cin: int, cout: int, k, stride=1, groups: int = 1) -> list[nn.Module]:
+    return [Conv2dSame(cin, cout, k, stride=stride, groups=groups, bias=False),
+            nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class DSCNN(nn.Module):
+    """DS-CNN on (N, 1, frames, coefficients) features."""
+
+    def __init__(self, num_classes: int, channels: int = 64, blocks: int = 4,
+                 first_kernel: tuple[int, int] = (10, 4), first_stride: int = 2,
+                 dropout: float = 0.2, final_dropout: float = 0.4) -> None:
+        super().__init__()
+        layers = _conv_bn(1, channels, tuple(first_kernel), stride=first_stride)
+        layers.append(nn.Dropout(dropout))
+        for _ in range(blocks):
+            layers += _conv_bn(channels, channels, 3, groups=channels)
+            layers += _conv_bn(channels, channels, 1)
+        layers.append(nn.Dropout(final_dropout))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+class CNN1D(nn.Module):
+    """1-D CNN on (N, axes, frames) windows."""
+
+    def __init__(self, in_channels: int, num_classes: int, channels=(16, 32, 64), kernel: int = 5,
+                 first_kernel: int | None = None, first_stride: int = 1, pool: int = 2,
+                 dropout: float = 0.2) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = in_channels
+        for i, c in enumerate(channels):
+            k = first_kernel if (i == 0 and first_kernel) else kernel
+            s = first_stride if i == 0 else 1
+            layers += [Conv1dSame(cin, c, k, stride=s, bias=False), nn.BatchNorm1d(c), nn.ReLU()]
+            if pool > 1 and i < len(channels) - 1:
+                layers.append(nn.MaxPool1d(pool))
+            cin = c
+        layers.append(nn.Dropout(dropout))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.classifier = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+class Dense(nn.Module):
+    """MLP on (N, features)."""
+
+    def __init__(self, in_features: int, num_classes: int, hidden=(64, 32),
+                 dropout: float = 0.2) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = in_features
+        for h in hidden:
+            layers += [nn.Linear(cin, h, bias=False), nn.BatchNorm1d(h), nn.ReLU(),
+                       nn.Dropout(dropout)]
+            cin = h
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class AutoEncoder(nn.Module):
+    """MLPerf Tiny AD autoencoder: reconstructs its (N, features) input."""
+
+    def __init__(self, in_features: int = 640, hidden: int = 128, bottleneck: int = 8,
+                 depth: int = 4) -> None:
+        super().__init__()
+
+        def block(i: int, o: int) -> list[nn.Module]:
+            return [nn.Linear(i, o, bias=False), nn.BatchNorm1d(o), nn.ReLU()]
+
+        layers: list[nn.Module] = []
+        cin = in_features
+        for _ in range(depth):
+            layers += block(cin, hidden)
+            cin = hidden
+        layers += block(cin, bottleneck)
+        cin = bottleneck
+        for _ in range(depth):
+            layers += block(cin, hidden)
+            cin = hidden
+        layers.append(nn.Linear(cin, in_features))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class MobileNetV1(nn.Module):
+    """MobileNetV1 on (N, C, H, W) images; ``alpha`` scales every layer's width."""
+
+    CFG = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
+           (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
+
+    def __init__(self, num_classes: int = 2, in_channels: int = 3, alpha: float = 0.25) -> None:
+        super().__init__()
+        c0 = max(8, int(32 * alpha))
+        layers = _conv_bn(in_channels, c0, 3, stride=2)
+        cin = c0
+        for c, s in self.CFG:
+            c = max(8, int(c * alpha))
+            layers += _conv_bn(cin, cin, 3, stride=s, groups=cin)
+            layers += _conv_bn(cin, c, 1)
+            cin = c
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = Conv2dSame(cin, cout, 3, stride=stride, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu1 = nn.ReLU()
+        self.conv2 = Conv2dSame(cout, cout, 3, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = Conv2dSame(cin, cout, 1, stride=stride) if (stride != 1 or cin != cout) \
+            else nn.Identity()
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        return self.relu2(y + self.shortcut(x))
+
+
+class ResNet8(nn.Module):
+    """MLPerf Tiny ResNet-8 on (N, 3, 32, 32)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 16) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(*_conv_bn(in_channels, width, 3))
+        self.stack1 = _ResBlock(width, width, 1)
+        self.stack2 = _ResBlock(width, 2 * width, 2)
+        self.stack3 = _ResBlock(2 * width, 4 * width, 2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stack3(self.stack2(self.stack1(self.stem(x))))
+        return self.classifier(torch.flatten(self.pool(x), 1))
+
+
+# ---------------------------------------------------------------- k-means anomaly scorer
+
+
+class KMeansScorer:
+    """Anomaly score = distance to the nearest cluster centre of normal data, in units of that
+    cluster's RMS radius (so tight and loose clusters compare), on standardized features.
+
+    Parameters in the constructor; ``fit`` sets ``mean_``, ``std_``, ``centers_``,
+    ``radius_`` (scikit-learn style). k-means++ initialisation, Lloyd iterations, fixed seed.
+    """
+
+    def __init__(self, n_clusters: int = 16, iterations: int = 100, seed: int = 0) -> None:
+        self.n_clusters = n_clusters
+        self.iterations = iterations
+        self.seed = seed
+
+    def _std(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, np.float64).reshape(len(x), -1) - self.mean_) / self.std_
+
+    def fit(self, x: np.ndarray) -> "KMeansScorer":
+        x = np.asarray(x, np.float64).reshape(len(x), -1)
+        if len(x) < 2:
+            raise ModelError("k-means needs at least two training vectors")
+        self.mean_ = x.mean(axis=0)
+        sd = x.std(axis=0)
+        self.std_ = np.where(sd > 1e-12, sd, 1.0)
+        z = self._std(x)
+        k = min(self.n_clusters, len(z))
+        rng = np.random.default_rng(self.seed)
+        centers = [z[rng.integers(len(z))]]
+        for _ in range(1, k):
+            d2 = np.min(((z[:, None] - np.array(centers)[None]) ** 2).sum(-1), axis=1)
+            p = d2 / d2.sum() if d2.sum() > 0 else None
+            centers.append(z[rng.choice(len(z), p=p)])
+        c = np.array(centers)
+        for _ in range(self.iterations):
+            assign = np.argmin(((z[:, None] - c[None]) ** 2).sum(-1), axis=1)
+            new = np.array([z[assign == j].mean(0) if (assign == j).any() else c[j]
+                            for j in range(k)])
+            if np.allclose(new, c):
+                break
+            c = new
+        assign = np.argmin(((z[:, None] - c[None]) ** 2).sum(-1), axis=1)
+        radius = np.array([np.sqrt(((z[assign == j] - c[j]) ** 2).sum(-1).mean())
+                           if (assign == j).sum() > 1 else 0.0 for j in range(k)])
+        positive = radius[radius > 0]
+        floor = float(np.median(positive)) if positive.size else 1.0
+        self.centers_ = c
+        self.radius_ = np.maximum(radius, 0.1 * floor)
+        return self
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """Anomaly score per vector: higher = more anomalous (about 1 inside a cluster)."""
+        z = self._std(x)
+        d = np.sqrt(((z[:, None] - self.centers_[None]) ** 2).sum(-1)) / self.radius_[None]
+        return d.min(axis=1)
+
+    def state(self) -> dict[str, Any]:
+        return {"n_clusters": self.n_clusters, "iterations": self.iterations, "seed": self.seed,
+                "mean": self.mean_.tolist(), "std": self.std_.tolist(),
+                "centers": self.centers_.tolist(), "radius": self.radius_.tolist()}
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> "KMeansScorer":
+        k = cls(d["n_clusters"], d["iterations"], d["seed"])
+        k.mean_, k.std_ = np.array(d["mean"]), np.array(d["std"])
+        k.centers_, k.radius_ = np.array(d["centers"]), np.array(d["radius"])
+        return k
+
+
+# ---------------------------------------------------------------- registry
+
+
+def input_layout(arch: str, feature_shape: tuple[int, ...]) -> str:
+    """How per-window features become model input: ``image1`` (H, W) -> (1, H, W);
+    ``chw`` (H, W, C) -> (C, H, W); ``seq`` (frames, axes) -> (axes, frames); ``flat``."""
+    if arch in ("dense", "autoencoder", "kmeans"):
+        return "flat"
+    if arch == "cnn1d":
+        if len(feature_shape) == 1:
+            return "seq1"
+        return "seq"
+    if len(feature_shape) == 3:
+        return "chw"
+    if len(feature_shape) == 2:
+        return "image1"
+    raise ModelError(f"{arch} needs 2-D or 3-D features, got shape {list(feature_shape)}")
+
+
+def to_model_input(x: np.ndarray, layout: str) -> np.ndarray:
+    """(N, *feature_shape) -> (N, *model_input_shape), float32. Byte order is unchanged for
+    ``image1``, ``seq1`` and ``flat``; ``seq`` and ``chw`` transpose to channels first (the int8
+    graph reads the features in their original channels-last order)."""
+    x = np.asarray(x, np.float32)
+    if layout == "image1":
+        return x[:, None]
+    if layout == "chw":
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    if layout == "seq":
+        return np.ascontiguousarray(x.transpose(0, 2, 1))
+    if layout == "seq1":
+        return x[:, None, :]
+    return x.reshape(len(x), -1)
+
+
+def build_model(arch: str, feature_shape: tuple[int, ...], num_classes: int,
+                **params: Any) -> nn.Module:
+    """A zoo model for features of ``feature_shape`` (one window, no batch axis)."""
+    feature_shape = tuple(int(v) for v in feature_shape)
+    try:
+        if arch.startswith("ds-cnn"):
+            size = params.pop("size", arch[7:] if len(arch) > 6 else "s")
+            if size not in DS_CNN_SIZES:
+                raise ModelError(f"ds-cnn size must be s, m or l, not {size!r}")
+            ch, blocks = DS_CNN_SIZES[size]
+            params.setdefault("channels", ch)
+            params.setdefault("blocks", blocks)
+            return DSCNN(num_classes, **params)
+        if arch == "cnn1d":
+            axes = feature_shape[1] if len(feature_shape) == 2 else 1
+            return CNN1D(axes, num_classes, **params)
+        if arch == "dense":
+            return Dense(int(np.prod(feature_shape)), num_classes, **params)
+        if arch == "autoencoder":
+            return AutoEncoder(int(np.prod(feature_shape)), **params)
+        if arch == "mobilenet-v1":
+            cin = feature_shape[2] if len(feature_shape) == 3 else 1
+            return MobileNetV1(num_classes, cin, **params)
+        if arch == "resnet8":
+            cin = feature_shape[2] if len(feature_shape) == 3 else 1
+            return ResNet8(num_classes, cin, **params)
+    except TypeError as e:
+        raise ModelError(f"{arch}: bad model parameter ({e})") from None
+    if arch == "kmeans":
+        raise ModelError("kmeans is not a network: use KMeansScorer")
+    raise ModelError(f"unknown model arch {arch!r} (have: {', '.join(ARCHS)})")
