@@ -98,8 +98,10 @@ def main() -> int:
     res["kiloml_numpy_batch256_clips_per_s"] = n / t
     t = best_of(lambda: [librosa_mfcc(xf32[s:s + 256]) for s in range(0, n, 256)], repeat=2)
     res["librosa_batch256_clips_per_s"] = n / t
-    res["ratio_per_clip"] = res["kiloml_numpy_per_clip_clips_per_s"] / res["librosa_per_clip_clips_per_s"]
-    res["ratio_batch"] = res["kiloml_numpy_batch256_clips_per_s"] / res["librosa_batch256_clips_per_s"]
+    res["ratio_per_clip"] = (res["kiloml_numpy_per_clip_clips_per_s"]
+                             / res["librosa_per_clip_clips_per_s"])
+    res["ratio_batch"] = (res["kiloml_numpy_batch256_clips_per_s"]
+                          / res["librosa_batch256_clips_per_s"])
     res["ratio_best"] = max(res["kiloml_numpy_per_clip_clips_per_s"],
                             res["kiloml_numpy_batch256_clips_per_s"]) / \
         max(res["librosa_per_clip_clips_per_s"], res["librosa_batch256_clips_per_s"])

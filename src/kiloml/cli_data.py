@@ -38,7 +38,8 @@ def init(
     directory: Path = typer.Argument(..., help="Project directory (created if missing)."),
     task: str = typer.Option(..., "--task", help="kws | motion | vibration | anomaly | custom"),
     name: Optional[str] = typer.Option(None, "--name", help="Project name (default: folder name)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing kiloml.toml and index."),
+    force: bool = typer.Option(False, "--force",
+                               help="Overwrite an existing kiloml.toml and index."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
     """Create a project: kiloml.toml with the task's defaults and an empty dataset index."""
@@ -73,11 +74,14 @@ def data_import(
                             help="auto | wav | serial | csv | mat | ei-json | npy"),
     label: Optional[str] = typer.Option(None, "--label", help="Label for every imported sample."),
     label_regex: Optional[str] = typer.Option(
-        None, "--label-regex", help="Regex on the relative path; group 1 (or 'label') is the label."),
+        None, "--label-regex",
+        help="Regex on the relative path; group 1 (or 'label') is the label."),
     group_regex: Optional[str] = typer.Option(
-        None, "--group-regex", help="Regex on the relative path; group 1 (or 'group') is the group."),
+        None, "--group-regex",
+        help="Regex on the relative path; group 1 (or 'group') is the group."),
     rate: Optional[float] = typer.Option(
-        None, "--rate", help="Sample rate in Hz for files that carry none (logs, CSV, .mat, .npy)."),
+        None, "--rate",
+        help="Sample rate in Hz for files that carry none (logs, CSV, .mat, .npy)."),
     rows: Optional[int] = typer.Option(None, "--rows", help="CSV: fixed rows per sample."),
     variable: Optional[str] = typer.Option(
         None, "--variable", help=".mat: variable name or glob (default *_DE_time)."),

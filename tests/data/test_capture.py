@@ -9,7 +9,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from datahelp import DATA, kiloml, one_line_error
 from kiloml.data.capture import capture_to_project, parse_lines

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections import Counter, defaultdict
 
@@ -230,7 +229,8 @@ def test_explicit_split_label_and_regex(tmp_path):
 def test_index_is_validated(tmp_path):
     proj = init_project(tmp_path / "p", "kws")
     import_data(proj, DATA / "speech_commands" / "yes" / "022cd682_nohash_0.wav")
-    text = proj.index_path.read_text().replace(",train,", ",holdout,").replace(",test,", ",holdout,")
+    text = proj.index_path.read_text().replace(",train,", ",holdout,")
+    text = text.replace(",test,", ",holdout,")
     text = text.replace(",validation,", ",holdout,")
     proj.index_path.write_text(text)
     with pytest.raises(ProjectError, match=r"index.csv:2: split must be one of"):

@@ -11,7 +11,8 @@ import scipy.io
 import scipy.io.wavfile
 
 from datahelp import DATA, tone, wav_bytes
-from kiloml.data.readers import read_csv, read_ei_json, read_file, read_mat, read_npy, read_serial_log
+from kiloml.data.readers import (read_csv, read_ei_json, read_file, read_mat, read_npy,
+                                 read_serial_log)
 from kiloml.data.wav import parse_wav, read_wav, write_wav
 from kiloml.errors import DataError
 

@@ -78,8 +78,8 @@ def test_one_group_many_samples_split_by_order():
 
 
 def test_time_blocks_skip_empty_fraction():
-    assert [b.split for b in time_blocks(sample(0, "a", "r", 10), {"train": 0.9, "validation": 0.0,
-                                                                    "test": 0.1})] == ["train", "test"]
+    frac = {"train": 0.9, "validation": 0.0, "test": 0.1}
+    assert [b.split for b in time_blocks(sample(0, "a", "r", 10), frac)] == ["train", "test"]
 
 
 def test_by_sample_ignores_groups():

@@ -40,7 +40,8 @@ def speech(n=12):
 # ---------------------------------------------------------------- MFE
 
 
-@pytest.mark.parametrize("power,log,scale,norm", [(1, "ln", "htk", "none"), (2, "db", "htk", "slaney"),
+@pytest.mark.parametrize("power,log,scale,norm", [(1, "ln", "htk", "none"),
+                                                  (2, "db", "htk", "slaney"),
                                                   (2, "log10", "slaney", "slaney")])
 def test_mfe_matches_librosa(power, log, scale, norm):
     import librosa
@@ -155,7 +156,8 @@ def vibration_windows() -> np.ndarray:
         from kiloml.data.readers import read_mat
 
         d = read_mat(p, rate=12000).data[:, 0]
-        return np.stack([d[k * 2048:(k + 1) * 2048] for k in range(6)])[..., None].astype(np.float64)
+        w = np.stack([d[k * 2048:(k + 1) * 2048] for k in range(6)])
+        return w[..., None].astype(np.float64)
     return np.random.default_rng(2).standard_normal((6, 2048, 1))
 
 

@@ -101,7 +101,8 @@ def test_bad_input_files(tmp_path):
     r = kiloml("dsp", "--preset", "mlperf-kws", "-i", tmp_path / "st.wav", "-o", tmp_path / "o.npy")
     assert r.returncode == 1 and "st.wav: 2 channels" in one_line(r.stderr)
     write_wav(tmp_path / "r8k.wav", np.zeros(8000, np.int16), 8000)
-    r = kiloml("dsp", "--preset", "mlperf-kws", "-i", tmp_path / "r8k.wav", "-o", tmp_path / "o.npy")
+    r = kiloml("dsp", "--preset", "mlperf-kws", "-i", tmp_path / "r8k.wav", "-o",
+               tmp_path / "o.npy")
     assert r.returncode == 1 and "sample rate 8000 Hz" in one_line(r.stderr)
     (tmp_path / "x.csv").write_text("a\n1\n2\n")
     r = kiloml("dsp", "--block", "mfcc", "-i", tmp_path / "x.csv", "-o", tmp_path / "o.npy",

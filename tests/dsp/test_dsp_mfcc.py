@@ -187,7 +187,8 @@ def _edge_inputs() -> np.ndarray:
     t = np.arange(16000)
     return np.stack([
         np.zeros(16000), np.full(16000, -1200.0), np.where(t % 40 < 20, 32767, -32768),
-        np.round(rng.standard_normal(16000) * 3), np.round(np.sin(2 * np.pi * 1000 * t / 16000) * 30000),
+        np.round(rng.standard_normal(16000) * 3),
+        np.round(np.sin(2 * np.pi * 1000 * t / 16000) * 30000),
         np.concatenate([np.round(rng.standard_normal(5000) * 8000), np.zeros(11000)]),
     ]).astype(np.int16)
 

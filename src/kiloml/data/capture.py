@@ -16,8 +16,6 @@ import math
 import re
 import time
 from datetime import datetime, timezone
-from pathlib import Path
-
 from kiloml.data.readers import _TIME_UNITS, _clean_terminal_line
 from kiloml.errors import DataError
 
@@ -25,7 +23,8 @@ _NUM = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\- ]*$")
 
 
-def read_lines(port: str, baud: int, seconds: float, max_bytes: int = 64 << 20) -> list[tuple[float, str]]:
+def read_lines(port: str, baud: int, seconds: float,
+               max_bytes: int = 64 << 20) -> list[tuple[float, str]]:
     """Lines received during ``seconds`` with their arrival time (s since the start)."""
     import serial
 

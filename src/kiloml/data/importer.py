@@ -172,7 +172,8 @@ def import_data(project, path: str | Path, fmt: str = "auto", label: str | None 
     res = ImportResult(ignored=ignored, files=len(files))
     if not files:
         raise DataError(f"{path}: no data files found"
-                        + (f" ({len(ignored)} ignored: not a known data format)" if ignored else ""))
+                        + (f" ({len(ignored)} ignored: not a known data format)"
+                           if ignored else ""))
     # A time-blocked recording's first (train) block starts at the original offset.
     existing_loc = {(s.source, s.offset) for s in index}
     taken = set(index.ids)
@@ -185,7 +186,8 @@ def import_data(project, path: str | Path, fmt: str = "auto", label: str | None 
             f = fmt if fmt != "auto" else (detect_format(p) or "")
             rec = read_file(p, f, rate=rate if rate is not None else cfg.sample_rate,
                             rows=rows, variable=variable)
-            if cfg.sample_rate is not None and abs(rec.sample_rate - cfg.sample_rate) > 1e-6 * cfg.sample_rate:
+            want = cfg.sample_rate
+            if want is not None and abs(rec.sample_rate - want) > 1e-6 * want:
                 raise DataError(f"{p}: sample rate {rec.sample_rate:g} Hz, project expects "
                                 f"{cfg.sample_rate:g} Hz (data.sample_rate in kiloml.toml)")
             if cfg.channels is not None and rec.channels != cfg.channels:

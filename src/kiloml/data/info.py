@@ -52,7 +52,8 @@ def dataset_info(project, verify: bool = True) -> dict:
         if missing:
             problems.append(f"{len(missing)} source file(s) missing, e.g. {missing[0]}")
         if changed:
-            problems.append(f"{len(changed)} source file(s) changed since import, e.g. {changed[0]}")
+            problems.append(f"{len(changed)} source file(s) changed since import, "
+                            f"e.g. {changed[0]}")
     leaks = group_leaks(samples)
     if leaks:
         g, sp = next(iter(sorted(leaks.items())))

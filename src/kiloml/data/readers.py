@@ -333,7 +333,8 @@ def read_mat(p: Path, rate: float | None = None, variable: str | None = None) ->
     if not np.isfinite(data).all():
         bad = int(np.flatnonzero(~np.isfinite(data).all(axis=1))[0])
         raise DataError(f"{p}: variable {chosen[0]!r}: NaN or infinite value at frame {bad}")
-    axes = [chosen[0]] if data.shape[1] == 1 else [f"{chosen[0]}[{i}]" for i in range(data.shape[1])]
+    name = chosen[0]
+    axes = [name] if data.shape[1] == 1 else [f"{name}[{i}]" for i in range(data.shape[1])]
     return Recording(data, rate, axes, [(0, data.shape[0])])
 
 

@@ -108,7 +108,8 @@ class Block:
 
     def check_variant(self, variant: str) -> None:
         if variant not in self.variants:
-            raise DSPError(f"{self.name}: no {variant!r} C variant (has {', '.join(self.variants)})")
+            raise DSPError(f"{self.name}: no {variant!r} C variant "
+                           f"(has {', '.join(self.variants)})")
 
     def describe(self, frames: int, channels: int = 1) -> dict:
         """Everything the profiler and `kiloml dsp --json` report about this block."""

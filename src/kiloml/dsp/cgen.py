@@ -150,8 +150,10 @@ def emit_mel_block(block, prefix: str, frames: int, variant: str,
                  f"    {P}_window, {P}_twiddle,",
                  f"    {p.num_filters}u, {P}_filter_start, {P}_filter_len, {P}_filter_weights,",
                  "    0u, 0u,",
-                 f"    {width if dct is not None else 0}u, {P + '_dct' if dct is not None else 'NULL'},",
-                 f"    {1 if quant else 0}u, {f32_literal(1.0 / p.output_scale) if quant else '0.0f'}, "
+                 f"    {width if dct is not None else 0}u, "
+                 f"{P + '_dct' if dct is not None else 'NULL'},",
+                 f"    {1 if quant else 0}u, "
+                 f"{f32_literal(1.0 / p.output_scale) if quant else '0.0f'}, "
                  f"{p.output_zero_point if quant else 0}",
                  "};", "", sig, "{",
                  f"    return kml_frontend_f32(&{P}_cfg, input, {P}_scratch, output);", "}", ""]
@@ -239,7 +241,8 @@ def emit_mel_block(block, prefix: str, frames: int, variant: str,
     return files
 
 
-def emit_spectrogram(block, prefix: str, frames: int, command: str = "kiloml dsp") -> dict[str, str]:
+def emit_spectrogram(block, prefix: str, frames: int,
+                     command: str = "kiloml dsp") -> dict[str, str]:
     p = block.params
     P = prefix
     nf = block.num_frames(frames)

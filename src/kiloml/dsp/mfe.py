@@ -1,7 +1,8 @@
 """MFE: log mel-filterbank energies of framed audio.
 
 Pipeline (each step a parameter): truncate to ``pad_to`` samples -> optional peak
-normalisation (over the real samples) -> zero-pad to ``pad_to`` -> optional pre-emphasis -> frames of ``frame_length`` every
+normalisation (over the real samples) -> zero-pad to ``pad_to`` -> optional pre-emphasis ->
+frames of ``frame_length`` every
 ``frame_step`` samples -> window -> |rfft| (or |rfft|^2) of ``fft_length`` points -> mel
 filters -> log -> optional int8 quantization. Output (frames, num_filters).
 

@@ -101,7 +101,8 @@ class Spectral(Block):
         if p.detrend == "constant":
             fr = fr - fr.mean(axis=-1, keepdims=True)
         w = common.window("hann", seg, periodic=True)
-        P = common.rfft_magnitude(fr * w, p.fft_length, power=True) / (p.sample_rate * np.sum(w * w))
+        P = common.rfft_magnitude(fr * w, p.fft_length, power=True)
+        P = P / (p.sample_rate * np.sum(w * w))
         P = P.mean(axis=-2)
         P[..., 1:] *= 2.0
         if p.fft_length % 2 == 0:

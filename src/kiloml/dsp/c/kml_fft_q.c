@@ -1,5 +1,6 @@
 /* kiloml real FFTs in fixed point (q31, q15), integer arithmetic only: an n-point real FFT
- * as an n/2-point complex radix-2 FFT (iterative, decimation in time, in place) followed by the standard split step
+ * as an n/2-point complex radix-2 FFT (iterative, decimation in time, in place) followed by
+ * the standard split step
  *     X[k] = E[k] - i W^k O[k],  E = (Z[k] + conj Z[m-k]) / 2,  O = (Z[k] - conj Z[m-k]) / 2,
  * where z[j] = x[2j] + i x[2j+1], Z = FFT_m(z), m = n/2 and W = exp(-2 pi i / n).
  * The complex stages take their twiddles from the same n/2-entry table with a stride.

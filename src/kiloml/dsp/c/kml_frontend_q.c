@@ -268,7 +268,8 @@ static int frontend_q(const kml_frontend_q_cfg *c, const int16_t *pcm, int32_t *
                 l2 = log2_q24_96(hi + (lo >> 32), (uint32_t)(lo & 0xFFFFFFFFu));
                 l2 += (int64_t)G * (1 << 24) - (int64_t)p * log2_d;
                 lq = (int32_t)round_shift(l2 * c->log_scale_q30, 34);
-                if (c->log_mode == KML_LOGMODE_CLAMP && ((hi | lo) == 0u || lq < c->log_floor_q20)) {
+                if (c->log_mode == KML_LOGMODE_CLAMP
+                    && ((hi | lo) == 0u || lq < c->log_floor_q20)) {
                     lq = c->log_floor_q20;
                 }
                 mel[k] = lq;
