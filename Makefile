@@ -34,6 +34,7 @@ test: $(VENV)/.test toolchain
 
 bench: $(VENV)/.test toolchain
 	$(PY) benchmarks/compare_tflm.py
+	$(PY) benchmarks/features.py
 
 clean:
 	rm -rf demo_out build .pytest_cache

@@ -9,6 +9,14 @@ Public API (lazy imports keep ``import kiloml`` cheap)::
     generate_c(graph, prefix) -> CompileResult (.files, .plan, .write(dir))
     compile_model(path, out_dir)          what ``kiloml compile`` does
     run_model(path, inputs, outputs)      what ``kiloml run`` does
+    init_project(dir, task) -> Project    kiloml.toml + empty dataset index (``kiloml init``)
+    Project.load(dir)                     validated kiloml.toml of a project directory
+    import_data(project, path, ...)       what ``kiloml data import`` does (atomic)
+    dataset_info(project) -> dict         what ``kiloml data info`` does
+    DatasetIndex.load(path)               the dataset index (dataset/index.csv)
+    read_file(path, fmt, rate=...)        any supported sensor file -> Recording
+    make_block(block, preset, params)     a DSP block (mfcc, mfe, spectrogram, spectral, raw)
+    compute_features(input, output, ...)  what ``kiloml dsp`` does
 """
 
 from __future__ import annotations
@@ -33,6 +41,14 @@ _EXPORTS = {
     "compile_model": "kiloml.api",
     "run_model": "kiloml.api",
     "KilomlError": "kiloml.errors",
+    "init_project": "kiloml.project",
+    "Project": "kiloml.project",
+    "import_data": "kiloml.data.importer",
+    "dataset_info": "kiloml.data.info",
+    "DatasetIndex": "kiloml.data.index",
+    "read_file": "kiloml.data.readers",
+    "make_block": "kiloml.dsp",
+    "compute_features": "kiloml.dsp.run",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
