@@ -101,3 +101,11 @@ def test_balance_and_weights():
     assert sum(w[lab] for lab in labels) == pytest.approx(len(labels))
     assert w["c"] == pytest.approx(10 * w["a"])
     assert np.array_equal(balance(labels, "none"), np.arange(len(labels)))
+
+
+def test_short_single_clip_is_not_cut():
+    one = [sample(0, "yes", "spk1", length=100)]          # 1 s at 100 Hz
+    res = assign_splits(one, [], 0.1, 0.1, window_ms=1000)
+    assert len(res) == 1 and res[0].length == 100
+    long = [sample(0, "hum", "rec", length=100 * 600)]    # 10 min: blocks hold windows
+    assert len(assign_splits(long, [], 0.1, 0.1, window_ms=1000)) == 3

@@ -238,7 +238,7 @@ def import_data(project, path: str | Path, fmt: str = "auto", label: str | None 
                         + "; nothing imported (--skip-bad imports the rest)")
     if split == "auto":
         new = assign_splits(new, index.samples, cfg.validation, cfg.test, seed=cfg.seed,
-                            by=cfg.split_by, notes=res.notes)
+                            by=cfg.split_by, notes=res.notes, window_ms=cfg.window_ms)
     else:
         new = [s.with_(split=split) if s.role == "sample" else s for s in new]
     res.added = new

@@ -62,9 +62,12 @@ def time_blocks(s: Sample, frac: dict[str, float]) -> list[Sample]:
 
 def assign_splits(new: Sequence[Sample], existing: Sequence[Sample], validation: float,
                   test: float, seed: int = 0, by: str = "auto",
-                  notes: list[str] | None = None) -> list[Sample]:
+                  notes: list[str] | None = None,
+                  window_ms: float | None = None) -> list[Sample]:
     """Give each new sample a split (see the module doc); returns the new samples (time-split
-    labels come back cut into blocks). ``by``: auto | group | time | sample."""
+    labels come back cut into blocks). ``by``: auto | group | time | sample. With
+    ``window_ms``, ``auto`` cuts a single recording in time only if its smallest block holds
+    a whole window (a one-second keyword clip is never cut)."""
     frac = targets(validation, test)
     notes = notes if notes is not None else []
     if by not in ("auto", "group", "time", "sample"):
@@ -93,6 +96,15 @@ def assign_splits(new: Sequence[Sample], existing: Sequence[Sample], validation:
             if lab not in old_labels and lab not in ungrouped and len(by_label[lab]) == 1:
                 time_labels.add(lab)
 
+    smallest = min((f for f in frac.values() if f > 0), default=1.0)
+
+    def long_enough(s: Sample) -> bool:
+        return window_ms is None or s.length / s.sample_rate * smallest >= window_ms / 1000.0
+
+    if by == "auto":
+        time_labels = {lab for lab in time_labels
+                       if sum(s.label == lab for s in cand) > 1
+                       or all(long_enough(s) for s in cand if s.label == lab)}
     for lab in sorted(time_labels):
         members = [s for s in cand if s.label == lab]
         if len(members) == 1:
