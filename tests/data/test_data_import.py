@@ -176,7 +176,8 @@ def test_bad_file_leaves_index_untouched(tmp_path):
                        r"Hz .* \(and 3 more bad file\(s\)\); nothing imported"):
         import_data(proj, _bad_folder(tmp_path))
     assert proj.index_path.read_bytes() == before
-    assert not [p for p in proj.index_path.parent.iterdir() if p.name != "index.csv"]
+    assert not [p for p in proj.index_path.parent.iterdir()
+                if p.name not in ("index.csv", ".index.lock")]          # no temp files left
 
 
 def test_skip_bad_imports_the_rest(tmp_path):
@@ -290,3 +291,14 @@ def test_windows_pad_and_drop(tmp_path):
         if w.valid < w.length:
             assert not x[i, w.valid:].any()
     shutil.rmtree(proj.root)
+
+
+def test_concurrent_import_is_refused(tmp_path):
+    import fcntl
+
+    proj = init_project(tmp_path / "p", "kws")
+    with open(proj.index_path.parent / ".index.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        with pytest.raises(DataError, match="another kiloml process is importing"):
+            import_data(proj, DATA / "speech_commands" / "yes", label="yes")
+    assert len(import_data(proj, DATA / "speech_commands" / "yes", label="yes").added) == 344

@@ -19,6 +19,7 @@ Folders named ``_background_noise_`` hold noise clips for augmentation (role ``n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -153,12 +154,36 @@ def _source_name(p: Path, root: Path) -> str:
         return str(rp)
 
 
-def import_data(project, path: str | Path, fmt: str = "auto", label: str | None = None,
-                label_regex: str | None = None, group_regex: str | None = None,
-                rate: float | None = None, rows: int | None = None,
-                variable: str | None = None, split: str = "auto",
-                skip_bad: bool = False) -> ImportResult:
-    """Import a file or folder into ``project``'s index (see the module doc)."""
+@contextlib.contextmanager
+def index_lock(index_path: Path):
+    """Exclusive lock on the index for a read-modify-write (released when the process ends,
+    so a crash leaves no stale lock)."""
+    index_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(index_path.parent / ".index.lock", "w") as f:
+        try:
+            import fcntl
+
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(f"{index_path}: another kiloml process is importing into this "
+                            "project; try again when it has finished") from None
+        except ImportError:  # pragma: no cover - not POSIX
+            pass
+        yield
+
+
+def import_data(project, path: str | Path, **kw) -> ImportResult:
+    """Import a file or folder into ``project``'s index (see the module doc and
+    ``_import_locked`` for the options), holding the index lock."""
+    with index_lock(project.index_path):
+        return _import_locked(project, path, **kw)
+
+
+def _import_locked(project, path: str | Path, fmt: str = "auto", label: str | None = None,
+                   label_regex: str | None = None, group_regex: str | None = None,
+                   rate: float | None = None, rows: int | None = None,
+                   variable: str | None = None, split: str = "auto",
+                   skip_bad: bool = False) -> ImportResult:
     cfg = project.config.data
     if fmt != "auto" and fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r} (expected auto or one of {', '.join(FORMATS)})")
