@@ -136,6 +136,10 @@ DW_CASES = (
         dict(in_shape=(1, 25, 5, 64), kernel=3, activation="RELU"),             # KWS-like
         dict(in_shape=(1, 10, 8, 1), depth_multiplier=8, kernel=(5, 4), stride=2),  # micro_speech
         dict(in_shape=(1, 3, 3, 32), kernel=3, stride=2),
+        dict(in_shape=(1, 7, 9, 6), kernel=3, activation="RELU"),               # C % 4 != 0
+        dict(in_shape=(1, 7, 9, 5), kernel=3, stride=2, padding="VALID"),
+        dict(in_shape=(1, 6, 11, 12), kernel=3, stride=2, activation="RELU6"),
+        dict(in_shape=(1, 4, 1, 8), kernel=3),                                  # one column
     ])
 
 
@@ -218,3 +222,20 @@ def test_requantization_edge_cases(tmp_path):
         w.quant = type(w.quant)(scale, np.zeros(scale.size, np.int64), axis)
         b.data = bdata
     check(g, tmp_path, seed=52)
+
+
+POOL_CASES = [
+    dict(in_shape=(1, 8, 8, 8), kind="AVG", filter_size=2, stride=2),
+    dict(in_shape=(1, 7, 9, 6), kind="AVG", filter_size=3, stride=1, padding="SAME"),
+    dict(in_shape=(1, 25, 5, 64), kind="AVG", filter_size=(25, 5), stride=(25, 5)),  # KWS
+    dict(in_shape=(1, 16, 16, 4), kind="AVG", filter_size=16, stride=16),  # 256 taps: int32 path
+    dict(in_shape=(2, 6, 6, 12), kind="AVG", filter_size=3, stride=2, padding="SAME",
+         activation="RELU6"),
+    dict(in_shape=(1, 8, 8, 8), kind="MAX", filter_size=2, stride=2),
+    dict(in_shape=(1, 7, 7, 5), kind="MAX", filter_size=3, stride=1, padding="SAME",
+         activation="RELU"),
+]
+
+
+def test_pool_options(tmp_path):
+    check(branches(61, POOL_CASES, lambda m, x, **kw: m.pool(x, **kw)), tmp_path, seed=62)

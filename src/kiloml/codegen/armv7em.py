@@ -77,6 +77,25 @@ def fast_channels(mult: np.ndarray, shift: np.ndarray,
     return mult, rsh, ok
 
 
+def fast_params(mult: np.ndarray, shift: np.ndarray, wsum: np.ndarray, bias: np.ndarray | None,
+                in_offset: int, out_offset: int, act_min: int, act_max: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per channel (bias, multiplier, right shift, ok) for ``kml_rq`` (see ``fast_channels``;
+    ``wsum``: sum of |weights| per channel). A channel whose weights are all 0 has a constant
+    output V: it becomes bias 4 (V - out_offset), multiplier 2^30, shift 1, which kml_rq maps
+    to V exactly (2 (V - out_offset) after the multiplier, rounding-halved by the shift)."""
+    from kiloml.ir.quant import multiply_by_quantized_multiplier
+
+    b = np.zeros(np.asarray(wsum).shape, np.int64) if bias is None else bias.astype(np.int64)
+    m, r, ok = fast_channels(mult, shift, acc_bound(wsum, bias, in_offset))
+    b = b.copy()
+    for c in np.nonzero(np.asarray(wsum) == 0)[0]:
+        v = int(multiply_by_quantized_multiplier(np.array([b[c]]), int(mult[c]), int(shift[c]))[0])
+        v = min(max(v + out_offset, act_min), act_max)
+        b[c], m[c], r[c], ok[c] = 4 * (v - out_offset), 1 << 30, 1, True
+    return b, m, r, ok
+
+
 def fast_requant(mult: np.ndarray, shift: np.ndarray,
                  bound: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(multiplier, right shift >= 1) per channel for ``kml_rq``, or None if a channel is not
@@ -99,7 +118,8 @@ GENERIC_PAIR = 1 << 16
 
 
 def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
-                  shift: np.ndarray, in_offset: int, full_clamp: bool) -> np.ndarray:
+                  shift: np.ndarray, in_offset: int, out_offset: int,
+                  full_clamp: bool) -> np.ndarray:
     """The ``packed`` argument of the matrix kernels (CONV_2D, FULLY_CONNECTED) as int32 words.
 
     Per pair of output channels: bias[2i], bias[2i+1], the pair's interleaved weight words
@@ -111,8 +131,8 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
     """
     oc, k = rows.shape
     b = np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)
-    bound = acc_bound(np.abs(rows.astype(np.int64)).sum(axis=1), bias, in_offset)
-    fm, fr, ok = fast_channels(mult, shift, bound)
+    fb, fm, fr, ok = fast_params(mult, shift, np.abs(rows.astype(np.int64)).sum(axis=1), bias,
+                                 in_offset, out_offset, -128, 127)
     w = pack_rows(rows)
     per = (k + 7) // 8 * 2  # words per channel
     out = []
@@ -122,32 +142,46 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
         m = [int(fm[i]) if fast else int(mult[i]) for i in chans]
         r = [int(fr[i]) if fast else int(shift[i]) for i in chans]
         rs = sum(_byte(v) << (8 * j) for j, v in enumerate(r)) | (0 if fast else GENERIC_PAIR)
-        out.append(b[chans])
+        out.append(fb[chans] if fast else b[chans])
         out.append(w[c * per:(c + len(chans)) * per])
         out.append(np.array(m + [rs], np.int64))
     return np.concatenate(out).astype(np.int64)
 
 
+def depthwise_eligible(p) -> bool:
+    """The armv7em depthwise kernel's geometry: 3x3, stride 1 or 2 (same both ways), no
+    dilation, depth multiplier 1."""
+    return (p.k_h == 3 and p.k_w == 3 and p.stride_h == p.stride_w and p.stride_w in (1, 2)
+            and p.dil_h == 1 and p.dil_w == 1 and p.out_c == p.in_c)
+
+
+def depthwise_scratch(p) -> int:
+    """Bytes of the depthwise kernel's line ring: 3 rows of C lines and one pad line."""
+    lw = ((p.out_w - 1) * p.stride_w + 4 + 3) // 4 * 4
+    return (3 * p.in_c + 1) * lw
+
+
 def depthwise_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
-                     shift: np.ndarray, in_offset: int) -> np.ndarray:
-    """The ``packed`` argument of the depthwise kernel (depth multiplier 1, channels a multiple
-    of 4). ``w`` is the [1, kh, kw, C] filter. Word 0 is the requantization mode (as
-    ``matrix_stream``), then per group of 4 channels: 4 biases, one word per tap (the 4
-    channels' weights), 4 multipliers and a word of 4 shift bytes."""
-    _, kh, kw, c = w.shape
-    taps = w.reshape(kh * kw, c)
-    b = np.zeros(c, np.int64) if bias is None else bias.astype(np.int64)
-    bound = acc_bound(np.abs(taps.astype(np.int64)).sum(axis=0), bias, in_offset)
-    fast = fast_requant(mult, shift, bound)
-    m, r = fast if fast is not None else (np.asarray(mult, np.int64), np.asarray(shift, np.int64))
-    out = [np.array([1 if fast is not None else 0], np.int64)]
-    for g in range(0, c, 4):
-        out.append(b[g:g + 4])
-        out.append(words(np.ascontiguousarray(taps[:, g:g + 4]).reshape(-1)))
-        out.append(np.asarray(m[g:g + 4], np.int64))
-        out.append(np.array([_signed32(sum(_byte(r[g + i]) << (8 * i) for i in range(4)))],
-                            np.int64))
-    return np.concatenate(out).astype(np.int64)
+                     shift: np.ndarray, in_offset: int, out_offset: int, act_min: int,
+                     act_max: int) -> np.ndarray | None:
+    """The ``packed`` argument of the depthwise kernel (``depthwise_eligible``), or None when
+    a channel needs TFLite's general requantization. ``w`` is the [1, 3, 3, C] filter. One
+    18-byte record per channel: bias and multiplier (int32 little-endian), the 9 weights
+    (rows of 3) and the right shift."""
+    c = w.shape[3]
+    taps = w.reshape(9, c)
+    bias, m, r, ok = fast_params(mult, shift, np.abs(taps.astype(np.int64)).sum(axis=0), bias,
+                                 in_offset, out_offset, act_min, act_max)
+    if not bool(ok.all()):
+        return None
+    rec = np.zeros((c, 18), np.uint8)
+    rec[:, 0:4] = np.asarray(bias, "<i4").view(np.uint8).reshape(c, 4)
+    rec[:, 4:8] = np.asarray(m, "<i4").view(np.uint8).reshape(c, 4)
+    rec[:, 8:17] = taps.T.astype(np.int8).view(np.uint8)
+    rec[:, 17] = np.asarray(r, np.uint8)
+    data = np.zeros((rec.size + 3) // 4 * 4 + 4, np.uint8)  # + a word: loads read ahead
+    data[:rec.size] = rec.reshape(-1)
+    return words(data.view(np.int8))
 
 
 def matrix_args(ctx, g, node, p, rows: np.ndarray) -> str:
@@ -155,7 +189,8 @@ def matrix_args(ctx, g, node, p, rows: np.ndarray) -> str:
     are the int8 weights as [output channels, K]; the bias is input slot 2."""
     full = p.act_min == -128 and p.act_max == 127
     return ctx.array("packed", "int32_t",
-                     matrix_stream(rows, _bias(g, node), p.mult, p.shift, p.in_offset, full))
+                     matrix_stream(rows, _bias(g, node), p.mult, p.shift, p.in_offset,
+                                   p.out_offset, full))
 
 
 def _bias(g, node, slot: int = 2) -> np.ndarray | None:

@@ -112,18 +112,32 @@ class DepthwiseConv2D(OpDef):
         params = ctx.struct("kml_conv_params", "p", conv_struct_fields(p))
         x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
         has_bias = len(node.inputs) > 2 and node.inputs[2] >= 0
-        if ctx.runtime == "armv7em" and p.out_c == p.in_c and p.in_c % 4 == 0:
-            from kiloml.codegen.armv7em import depthwise_stream
+        if ctx.runtime == "armv7em":
+            from kiloml.codegen.armv7em import depthwise_eligible, depthwise_stream
 
-            bias = g.tensors[node.inputs[2]].data if has_bias else None
-            packed = ctx.array("packed", "int32_t", depthwise_stream(
-                g.tensors[node.inputs[1]].data, bias, p.mult, p.shift, p.in_offset))
-            return [f"kml_depthwise_conv2d_s8(&{params}, {x}, 0, 0, 0, 0, {y}, {packed}, 0);"]
+            stream = None
+            if depthwise_eligible(p):
+                stream = depthwise_stream(g.tensors[node.inputs[1]].data,
+                                          g.tensors[node.inputs[2]].data if has_bias else None,
+                                          p.mult, p.shift, p.in_offset, p.out_offset,
+                                          p.act_min, p.act_max)
+            if stream is not None:
+                packed = ctx.array("packed", "int32_t", stream)
+                return [f"kml_depthwise_conv2d_3x3_s8(&{params}, {x}, 0, 0, 0, 0, {y}, {packed}, "
+                        f"{ctx.scratch('int32_t')});"]
         mult = ctx.array("mult", "int32_t", p.mult)
         shift = ctx.array("shift", "int32_t", p.shift)
         bias = ctx.ptr(node.inputs[2]) if has_bias else "0"
         return [f"kml_depthwise_conv2d_s8(&{params}, {x}, {ctx.ptr(node.inputs[1])}, {bias}, "
                 f"{mult}, {shift}, {y}, 0, 0);"]
+
+    def scratch_bytes(self, g, node, runtime):
+        if runtime != "armv7em":
+            return 0
+        from kiloml.codegen.armv7em import depthwise_eligible, depthwise_scratch
+
+        p = self.prepare(g, node)
+        return depthwise_scratch(p) if depthwise_eligible(p) else 0
 
     def inplace_delta(self, g, node):
         p = self.prepare(g, node)

@@ -528,180 +528,268 @@ void kml_conv2d_add_s8(const kml_conv_params *p, const int8_t *input, const int8
 }
 
 /* -- DEPTHWISE_CONV_2D ------------------------------------------------------------------------
- * Depth multiplier 1 and channels a multiple of 4 (``packed`` != 0, depthwise_stream in
- * kiloml/codegen/armv7em.py): four channels at a time. One 32-bit load gives four inputs,
- * SXTAB16 / SXTAB16 ROR #8 add the offset and split them into channels (0, 2) and (1, 3),
- * the filter word of the tap splits the same way, and SMLABB / SMLATT accumulate per channel.
- * Per group of four channels the stream holds 4 biases, one word per tap, 4 multipliers and a
- * word of 4 shift bytes. Pixels whose window is all inside the image and 3x3 take an unrolled
- * path; the others loop over their valid taps only (TFLite skips padded taps). Each output
- * pixel is written after its window is read, in increasing order (in-place as portable). */
+ * 3x3 filters, stride 1 or 2, no dilation, depth multiplier 1 (``packed`` != 0,
+ * depthwise_stream in kiloml/codegen/armv7em.py). The input rows a row of outputs needs are
+ * transposed into ``scratch`` (a ring of 3 rows, each C lines of ``lw`` int8 values, padded
+ * with the zero point, which the input offset turns into 0) so that one channel's inputs are
+ * contiguous: one 32-bit load of a line gives x0..x3, SXTAB16 / SXTAB16 ROR #8 make (x0, x2)
+ * and (x1, x3) with the offset added, and two outputs of a filter row are
+ *     out(i)   += SMLAD((x0, x2), (w0, w2)) + SMLABB((x1, x3), w1)
+ *     out(i+1) += SMLAD((x1, x3), (w0, w2)) + SMLATB((x0, x2), w1)
+ * (w = the row's 3 weights; one unaligned word load, SXTB16 / SXTB16 ROR #8). Rows outside the
+ * image read a pad line. Outputs are written a row at a time after all the input rows that row
+ * needs are transposed, so the portable kernel's in-place bound holds. Stream: per group of 4
+ * channels, 4 biases, the 4 channels' 9 weights (36 bytes, channel-major), 4 multipliers and a
+ * word of 4 right shifts; the requantization is always the fast one (else ``packed`` is 0). */
 
-/* acc (channels 0..3) += one tap: four inputs at x and the tap's filter word at w. One asm
- * block per tap keeps the temporaries in four registers (GCC otherwise hoists loads and
- * spills the accumulators). */
-static inline void dw_tap(const int8_t *x, const int32_t *w, int32_t off2, int32_t *a0,
-                          int32_t *a1, int32_t *a2, int32_t *a3)
+/* UXTB16 of x rotated right by 8: bytes 1 and 3 zero-extended into the two halfwords. */
+static inline uint32_t dw_uxtb16_ror8(uint32_t x)
 {
-    int32_t xv, wv, xe, we;
-    __asm__("ldr %[xv], [%[x]]\n\t"
-            "ldr %[wv], [%[w]]\n\t"
-            "sxtab16 %[xe], %[o2], %[xv]\n\t"
-            "sxtab16 %[xv], %[o2], %[xv], ror #8\n\t"
-            "sxtb16 %[we], %[wv]\n\t"
-            "sxtb16 %[wv], %[wv], ror #8\n\t"
-            "smlabb %[a0], %[xe], %[we], %[a0]\n\t"
-            "smlatt %[a2], %[xe], %[we], %[a2]\n\t"
-            "smlabb %[a1], %[xv], %[wv], %[a1]\n\t"
-            "smlatt %[a3], %[xv], %[wv], %[a3]"
-            : [xv] "=&r"(xv), [wv] "=&r"(wv), [xe] "=&r"(xe), [we] "=&r"(we), [a0] "+r"(*a0),
-              [a1] "+r"(*a1), [a2] "+r"(*a2), [a3] "+r"(*a3)
-            : [x] "r"(x), [w] "r"(w), [o2] "r"(off2), "m"(*w), "m"(*(const int8_t(*)[4])x));
+    uint32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
 }
 
-/* dw_tap for the three taps of a 3-wide filter row: inputs at r, r + c, r + 2c, filter
- * words w[0..2]. */
-static inline void dw_row3(const int8_t *r, int32_t c, const int32_t *w, int32_t off2,
-                           int32_t *a0, int32_t *a1, int32_t *a2, int32_t *a3)
+/* PKHBT: low half of a, high half from b's low half; PKHTB: high half of a, low from b's high. */
+static inline uint32_t dw_pkhbt(uint32_t a, uint32_t b)
 {
-    int32_t xv, wv, xe, we;
-    __asm__("ldr %[xv], [%[r]]\n\t"
-            "ldr %[wv], [%[w]]\n\t"
-            "sxtab16 %[xe], %[o2], %[xv]\n\t"
-            "sxtab16 %[xv], %[o2], %[xv], ror #8\n\t"
-            "sxtb16 %[we], %[wv]\n\t"
-            "sxtb16 %[wv], %[wv], ror #8\n\t"
-            "smlabb %[a0], %[xe], %[we], %[a0]\n\t"
-            "smlatt %[a2], %[xe], %[we], %[a2]\n\t"
-            "smlabb %[a1], %[xv], %[wv], %[a1]\n\t"
-            "smlatt %[a3], %[xv], %[wv], %[a3]\n\t"
-            "ldr %[xv], [%[r], %[c]]\n\t"
-            "ldr %[wv], [%[w], #4]\n\t"
-            "sxtab16 %[xe], %[o2], %[xv]\n\t"
-            "sxtab16 %[xv], %[o2], %[xv], ror #8\n\t"
-            "sxtb16 %[we], %[wv]\n\t"
-            "sxtb16 %[wv], %[wv], ror #8\n\t"
-            "smlabb %[a0], %[xe], %[we], %[a0]\n\t"
-            "smlatt %[a2], %[xe], %[we], %[a2]\n\t"
-            "smlabb %[a1], %[xv], %[wv], %[a1]\n\t"
-            "smlatt %[a3], %[xv], %[wv], %[a3]\n\t"
-            "ldr %[xv], [%[r], %[c], lsl #1]\n\t"
-            "ldr %[wv], [%[w], #8]\n\t"
-            "sxtab16 %[xe], %[o2], %[xv]\n\t"
-            "sxtab16 %[xv], %[o2], %[xv], ror #8\n\t"
-            "sxtb16 %[we], %[wv]\n\t"
-            "sxtb16 %[wv], %[wv], ror #8\n\t"
-            "smlabb %[a0], %[xe], %[we], %[a0]\n\t"
-            "smlatt %[a2], %[xe], %[we], %[a2]\n\t"
-            "smlabb %[a1], %[xv], %[wv], %[a1]\n\t"
-            "smlatt %[a3], %[xv], %[wv], %[a3]"
-            : [xv] "=&r"(xv), [wv] "=&r"(wv), [xe] "=&r"(xe), [we] "=&r"(we), [a0] "+r"(*a0),
-              [a1] "+r"(*a1), [a2] "+r"(*a2), [a3] "+r"(*a3)
-            : [r] "r"(r), [c] "r"(c), [w] "r"(w), [o2] "r"(off2), "m"(*(const int32_t(*)[3])w),
-              "m"(*r));
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
 }
 
-/* The four channels of a group requantized into out[0..3]; t: multipliers, shift bytes.
- * The fast requantization with the [-128, 127] clamp (SSAT). */
-static inline __attribute__((always_inline)) void dw_store4(const int32_t *t, int32_t a0,
-                                                            int32_t a1, int32_t a2, int32_t a3,
-                                                            int8_t *out, int32_t c2)
+static inline uint32_t dw_pkhtb(uint32_t a, uint32_t b)
 {
-    const int32_t rs = t[4];
-    const int32_t r0 = rs & 0xFF, r1 = (rs >> 8) & 0xFF, r2 = (rs >> 16) & 0xFF;
-    const int32_t r3 = (int32_t)((uint32_t)rs >> 24);
-    out[0] = (int8_t)kml_ssat8(kml_rq(a0, t[0], r0, kml_rq_k(c2, r0)));
-    out[1] = (int8_t)kml_ssat8(kml_rq(a1, t[1], r1, kml_rq_k(c2, r1)));
-    out[2] = (int8_t)kml_ssat8(kml_rq(a2, t[2], r2, kml_rq_k(c2, r2)));
-    out[3] = (int8_t)kml_ssat8(kml_rq(a3, t[3], r3, kml_rq_k(c2, r3)));
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
 }
 
-/* dw_store4 for any requantization mode and clamp. */
-static void dw_store4_any(const int32_t *t, const int32_t *acc, int8_t *out,
-                          const kml_conv_params *p, int32_t fast_mode)
+static inline void dw_st32(int8_t *d, uint32_t v)
 {
-    int32_t i;
-    for (i = 0; i < 4; ++i) {
-        out[i] = kml_rq_any(fast_mode, acc[i], t[i], (int8_t)(t[4] >> (8 * i)), p->out_offset,
-                            p->act_min, p->act_max);
+    memcpy(d, &v, sizeof v);
+}
+
+/* Input row ``row`` (in_w pixels x C channels) into the C lines at ``slot`` (values from
+ * index pad_left on): 4 pixels x 4 channels at a time as a 4x4 byte transpose. */
+static void dw_transpose(const kml_conv_params *p, const int8_t *row, int8_t *slot, int32_t lw)
+{
+    const int32_t c = p->in_c, w = p->in_w;
+    int8_t *dst = slot + p->pad_left;
+    int32_t x = 0, ch;
+    if ((c & 3) == 0) {
+        for (; x + 4 <= w; x += 4, row += 4 * c, dst += 4) {
+            int8_t *d = dst;
+            for (ch = 0; ch < c; ch += 4, d += 4 * lw) {
+                const uint32_t r0 = (uint32_t)kml_ld32(row + ch);
+                const uint32_t r1 = (uint32_t)kml_ld32(row + c + ch);
+                const uint32_t r2 = (uint32_t)kml_ld32(row + 2 * c + ch);
+                const uint32_t r3 = (uint32_t)kml_ld32(row + 3 * c + ch);
+                const uint32_t e01 = __uxtb16(r0) | __uxtb16(r1) << 8;
+                const uint32_t o01 = dw_uxtb16_ror8(r0) | dw_uxtb16_ror8(r1) << 8;
+                const uint32_t e23 = __uxtb16(r2) | __uxtb16(r3) << 8;
+                const uint32_t o23 = dw_uxtb16_ror8(r2) | dw_uxtb16_ror8(r3) << 8;
+                dw_st32(d, dw_pkhbt(e01, e23));
+                dw_st32(d + lw, dw_pkhbt(o01, o23));
+                dw_st32(d + 2 * lw, dw_pkhtb(e23, e01));
+                dw_st32(d + 3 * lw, dw_pkhtb(o23, o01));
+            }
+        }
+    }
+    for (; x < w; ++x, row += c, ++dst) {
+        int8_t *d = dst;
+        for (ch = 0; ch < c; ++ch, d += lw) {
+            *d = row[ch];
+        }
     }
 }
 
-static void dw_fast(const kml_conv_params *p, const int8_t *input, const int32_t *packed,
-                    int8_t *output)
+/* One filter row of a pair of outputs (stride 1): x0..x3 at P, weights at rec + 8 + OFF. */
+#define DW3_ROW2(P, OFF)                                                                     \
+    "ldr %[x], [%[" P "]]\n\t"                                                               \
+    "ldr %[w1], [%[rec], #" OFF "]\n\t"                                                      \
+    "sxtab16 %[e], %[o2], %[x]\n\t"                                                          \
+    "sxtab16 %[x], %[o2], %[x], ror #8\n\t"                                                  \
+    "sxtb16 %[w02], %[w1]\n\t"                                                               \
+    "sxtb16 %[w1], %[w1], ror #8\n\t"                                                        \
+    "smlad %[a0], %[e], %[w02], %[a0]\n\t"                                                   \
+    "smlabb %[a0], %[x], %[w1], %[a0]\n\t"                                                   \
+    "smlad %[a1], %[x], %[w02], %[a1]\n\t"                                                   \
+    "smlatb %[a1], %[e], %[w1], %[a1]\n\t"
+
+/* The same for one output (x0..x2 at P). */
+#define DW3_ROW1(P, OFF)                                                                     \
+    "ldr %[x], [%[" P "]]\n\t"                                                               \
+    "ldr %[w1], [%[rec], #" OFF "]\n\t"                                                      \
+    "sxtab16 %[e], %[o2], %[x]\n\t"                                                          \
+    "sxtab16 %[x], %[o2], %[x], ror #8\n\t"                                                  \
+    "sxtb16 %[w02], %[w1]\n\t"                                                               \
+    "sxtb16 %[w1], %[w1], ror #8\n\t"                                                        \
+    "smlad %[a0], %[e], %[w02], %[a0]\n\t"                                                   \
+    "smlabb %[a0], %[x], %[w1], %[a0]\n\t"
+
+/* Load m, k, r of the channel into w02, w1, e (k was stored in the ``k`` slot). */
+#define DW3_CONSTS                                                                           \
+    "ldr %[w02], [%[rec], #4]\n\t"                                                           \
+    "ldr %[w1], %[k]\n\t"                                                                    \
+    "ldrb %[e], [%[rec], #17]\n\t"
+
+/* Requantize accumulator A (kml_rq) and saturate into x. */
+#define DW3_RQ(A)                                                                            \
+    "lsl %[x], %[" A "], #1\n\t"                                                             \
+    "smmlar %[x], %[x], %[w02], %[w1]\n\t"                                                   \
+    "sub %[x], %[x], %[" A "], lsr #31\n\t"                                                  \
+    "asr %[x], %[x], %[e]\n\t"                                                               \
+    "ssat %[x], #8, %[x]\n\t"
+
+/* Per-layer values the channel routine reads from memory (all registers are taken). */
+typedef struct {
+    int32_t c2, c, s, singles, k;
+} dw3_layer;
+
+/* One output row of one channel: lines p0, p1, p2 from index 0, the channel's 18-byte
+ * record at rec (bias, multiplier, 9 weights, shift), outputs at o, o + c, ... ``pairs``
+ * pairs of outputs (stride 1) then L->singles single outputs (stride L->s). Per pair: 2 x 3
+ * filter rows (30 instructions, 18 MACs), the requantization and two stores. */
+static void dw3_channel(const int8_t *p0, const int8_t *p1, const int8_t *p2,
+                        const int8_t *rec, int32_t off2, int8_t *o, int32_t pairs,
+                        dw3_layer *L)
 {
-    const int32_t fast_mode = packed[0];
-    const int32_t full = fast_mode && p->act_min == -128 && p->act_max == 127;
+    int32_t a0, a1, x, e, w02, w1;
+    __asm__ volatile(
+        "ldrb %[e], [%[rec], #17]\n\t"
+        "ldr %[w1], %[c2]\n\t"
+        "lsl %[w1], %[w1], %[e]\n\t"
+        "asr %[w1], %[w1], #1\n\t"
+        "str %[w1], %[k]\n\t"
+        "cmp %[n], #0\n\t"
+        "beq 2f\n"
+        "1:\n\t"
+        "ldr %[a0], [%[rec]]\n\t"
+        "mov %[a1], %[a0]\n\t"
+        DW3_ROW2("p0", "8") DW3_ROW2("p1", "11") DW3_ROW2("p2", "14")
+        DW3_CONSTS
+        DW3_RQ("a0")
+        "strb %[x], [%[o]]\n\t"
+        DW3_RQ("a1")
+        "ldr %[e], %[c]\n\t"
+        "strb %[x], [%[o], %[e]]\n\t"
+        "add %[o], %[o], %[e], lsl #1\n\t"
+        "adds %[p0], %[p0], #2\n\t"
+        "adds %[p1], %[p1], #2\n\t"
+        "adds %[p2], %[p2], #2\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b\n"
+        "2:\n\t"
+        "ldr %[n], %[singles]\n\t"
+        "cmp %[n], #0\n\t"
+        "beq 4f\n"
+        "3:\n\t"
+        "ldr %[a0], [%[rec]]\n\t"
+        DW3_ROW1("p0", "8") DW3_ROW1("p1", "11") DW3_ROW1("p2", "14")
+        DW3_CONSTS
+        DW3_RQ("a0")
+        "strb %[x], [%[o]]\n\t"
+        "ldr %[e], %[c]\n\t"
+        "add %[o], %[o], %[e]\n\t"
+        "ldr %[e], %[s]\n\t"
+        "add %[p0], %[p0], %[e]\n\t"
+        "add %[p1], %[p1], %[e]\n\t"
+        "add %[p2], %[p2], %[e]\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 3b\n"
+        "4:"
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [x] "=&r"(x), [e] "=&r"(e), [w02] "=&r"(w02),
+          [w1] "=&r"(w1), [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o),
+          [n] "+r"(pairs), [k] "=m"(L->k)
+        : [rec] "r"(rec), [o2] "r"(off2), [c2] "m"(L->c2), [c] "m"(L->c), [s] "m"(L->s),
+          [singles] "m"(L->singles)
+        : "cc", "memory");
+}
+
+/* Bytes of the line ring in scratch (kiloml/codegen/armv7em.py computes the same). */
+static int32_t dw3_line(const kml_conv_params *p)
+{
+    return ((p->out_w - 1) * p->stride_w + 4 + 3) & ~3;
+}
+
+#define DW3_REC 18 /* stream bytes per channel */
+
+static void dw3(const kml_conv_params *p, const int8_t *input, const int32_t *packed,
+                int8_t *output, int8_t *ring)
+{
     const int32_t c = p->in_c;
-    const int32_t taps = p->k_h * p->k_w;
-    const int32_t gwords = taps + 9;
+    const int32_t lw = dw3_line(p);
+    const int32_t slot_bytes = c * lw;
+    int8_t *const pad = ring + 3 * slot_bytes;
+    const int8_t zp = (int8_t)(-p->in_offset);
     const int32_t off2 = kml_pair16(p->in_offset);
-    const int32_t c2 = 2 * p->out_offset + 1;
-    const size_t row = (size_t)(p->in_w * c);
-    const int32_t k33 = p->k_h == 3 && p->k_w == 3 && p->dil_w == 1;
-    const size_t row3 = row * (size_t)p->dil_h;
-    int32_t b, oy, ox, g;
-    int8_t *out = output;
+    const int32_t s = p->stride_w;
+    const int32_t pairs = s == 1 ? p->out_w >> 1 : 0;
+    const size_t in_row = (size_t)(p->in_w * c);
+    dw3_layer L;
+    int32_t b, oy, i;
+    L.c2 = 2 * p->out_offset + 1;
+    L.c = c;
+    L.s = s;
+    L.singles = p->out_w - 2 * pairs;
+    for (i = 0; i < 3 * slot_bytes + lw; ++i) {
+        ring[i] = zp; /* padding columns stay the zero point; rows overwrite the middle */
+    }
     for (b = 0; b < p->batches; ++b) {
-        const int8_t *in = input + (size_t)b * (size_t)p->in_h * row;
-        for (oy = 0; oy < p->out_h; ++oy) {
-            const int32_t iy0 = oy * p->stride_h - p->pad_top;
-            int32_t ky0 = 0, ky1 = p->k_h;
-            while (ky0 < ky1 && iy0 + ky0 * p->dil_h < 0) {
-                ++ky0;
-            }
-            while (ky1 > ky0 && iy0 + (ky1 - 1) * p->dil_h >= p->in_h) {
-                --ky1;
-            }
-            for (ox = 0; ox < p->out_w; ++ox, out += c) {
-                const int32_t ix0 = ox * p->stride_w - p->pad_left;
-                const int32_t *t = packed + 1;
-                int32_t kx0 = 0, kx1 = p->k_w;
-                while (kx0 < kx1 && ix0 + kx0 * p->dil_w < 0) {
-                    ++kx0;
-                }
-                while (kx1 > kx0 && ix0 + (kx1 - 1) * p->dil_w >= p->in_w) {
-                    --kx1;
-                }
-                if (k33 && ky0 == 0 && ky1 == 3 && kx0 == 0 && kx1 == 3) {
-                    const int8_t *x = in + (size_t)iy0 * row + (size_t)(ix0 * c);
-                    for (g = 0; g < c; g += 4, t += gwords, x += 4) {
-                        int32_t a0 = t[0], a1 = t[1], a2 = t[2], a3 = t[3];
-                        dw_row3(x, c, t + 4, off2, &a0, &a1, &a2, &a3);
-                        dw_row3(x + row3, c, t + 7, off2, &a0, &a1, &a2, &a3);
-                        dw_row3(x + 2 * row3, c, t + 10, off2, &a0, &a1, &a2, &a3);
-                        if (full) {
-                            dw_store4(t + 13, a0, a1, a2, a3, out + g, c2);
-                        } else {
-                            const int32_t acc[4] = {a0, a1, a2, a3};
-                            dw_store4_any(t + 13, acc, out + g, p, fast_mode);
-                        }
-                    }
+        const int8_t *in = input + (size_t)b * (size_t)p->in_h * in_row;
+        int32_t held[3] = {-1 - p->pad_top - 2, -1 - p->pad_top - 2, -1 - p->pad_top - 2};
+        int8_t *out = output + (size_t)b * (size_t)(p->out_h * p->out_w * c);
+        for (oy = 0; oy < p->out_h; ++oy, out += (size_t)(p->out_w * c)) {
+            const int8_t *line[3];
+            int32_t cs[3], ky, ch;
+            const int8_t *rec = (const int8_t *)(const void *)packed;
+            for (ky = 0; ky < 3; ++ky) {
+                const int32_t iy = oy * p->stride_h - p->pad_top + ky;
+                int32_t k;
+                if (iy < 0 || iy >= p->in_h) {
+                    line[ky] = pad;
+                    cs[ky] = 0;
                     continue;
                 }
-                for (g = 0; g < c; g += 4, t += gwords) {
-                    int32_t a0 = t[0], a1 = t[1], a2 = t[2], a3 = t[3];
-                    int32_t ky, kx;
-                    for (ky = ky0; ky < ky1; ++ky) {
-                        const int8_t *r = in + (size_t)(iy0 + ky * p->dil_h) * row + g;
-                        const int32_t *w = t + 4 + ky * p->k_w;
-                        for (kx = kx0; kx < kx1; ++kx) {
-                            dw_tap(r + (ix0 + kx * p->dil_w) * c, w + kx, off2, &a0, &a1, &a2,
-                                   &a3);
-                        }
+                for (k = 0; k < 3 && held[k] != iy; ++k) {
+                }
+                if (k == 3) { /* replace a row no longer needed (before this output row) */
+                    for (k = 0; held[k] >= oy * p->stride_h - p->pad_top; ++k) {
                     }
-                    if (full) {
-                        dw_store4(t + 4 + taps, a0, a1, a2, a3, out + g, c2);
-                    } else {
-                        const int32_t acc[4] = {a0, a1, a2, a3};
-                        dw_store4_any(t + 4 + taps, acc, out + g, p, fast_mode);
-                    }
+                    held[k] = iy;
+                    dw_transpose(p, in + (size_t)iy * in_row, ring + k * slot_bytes, lw);
+                }
+                line[ky] = ring + k * slot_bytes;
+                cs[ky] = lw;
+            }
+            for (ch = 0; ch < c; ++ch, rec += DW3_REC) {
+                dw3_channel(line[0] + ch * cs[0], line[1] + ch * cs[1], line[2] + ch * cs[2],
+                            rec, off2, out + ch, pairs, &L);
+            }
+            if (p->act_min != -128 || p->act_max != 127) {
+                /* the kernel saturated to [-128, 127]; narrow to the activation */
+                for (i = 0; i < p->out_w * c; ++i) {
+                    out[i] = kml_clamp8(out[i], p->act_min, p->act_max);
                 }
             }
         }
     }
 }
 
+void kml_depthwise_conv2d_3x3_s8(const kml_conv_params *p, const int8_t *input,
+                                 const int8_t *filter, const int32_t *bias, const int32_t *mult,
+                                 const int32_t *shift, int8_t *output, const int32_t *packed,
+                                 int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch);
+}
+
+/* Any other geometry: TFLite's reference loops. */
 void kml_depthwise_conv2d_s8(const kml_conv_params *p, const int8_t *input,
                              const int8_t *filter, const int32_t *bias, const int32_t *mult,
                              const int32_t *shift, int8_t *output, const int32_t *packed,
@@ -709,11 +797,8 @@ void kml_depthwise_conv2d_s8(const kml_conv_params *p, const int8_t *input,
 {
     const int32_t depth_mult = p->out_c / p->in_c;
     int32_t b, oy, ox, oc;
+    (void)packed;
     (void)scratch;
-    if (packed != 0) {
-        dw_fast(p, input, packed, output);
-        return;
-    }
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < p->out_h; ++oy) {
             for (ox = 0; ox < p->out_w; ++ox) {
