@@ -227,6 +227,9 @@ def dsp(
     variant: str = typer.Option("f32", "--variant", help="C variant: f32 | q15 | q31."),
     fmt: str = typer.Option("auto", "--format", help="Input format (see `data import`)."),
     rate: Optional[float] = typer.Option(None, "--rate", help="Hz, for inputs without one."),
+    c_out: Optional[Path] = typer.Option(
+        None, "--c-out", help="Also write the block's C (--variant, sized for the input) here."),
+    prefix: str = typer.Option("features", "--prefix", help="C name prefix for --c-out."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
     """Compute features for one file or every file of a folder (sorted path order).
@@ -253,7 +256,7 @@ def dsp(
 
         res = compute_features(inp, output, preset=preset, block=block, params=params,
                                engine=engine, variant=variant, fmt=fmt, rate=rate,
-                               command=_command_line())
+                               command=_command_line(), c_out=c_out, prefix=prefix)
         if as_json:
             typer.echo(json.dumps(res, indent=2))
         else:
@@ -263,5 +266,7 @@ def dsp(
             c = res["cost"]
             err.print(f"per window on the device: RAM {c['ram_bytes']:,} B, flash "
                       f"{c['flash_bytes']:,} B, {c['total_ops']:,} ops")
+            if res["c_files"]:
+                err.print(f"C in {c_out}: " + ", ".join(res["c_files"]))
 
     _guard(go)

@@ -108,3 +108,25 @@ def test_bad_input_files(tmp_path):
     r = kiloml("dsp", "--block", "mfcc", "-i", tmp_path / "x.csv", "-o", tmp_path / "o.npy",
                "--engine", "c", "--variant", "q15", "--rate", "16000")
     assert r.returncode == 1 and "16-bit PCM WAV" in one_line(r.stderr)
+
+
+def test_c_out_writes_buildable_sources(clips, tmp_path):
+    import subprocess
+
+    from kiloml.codegen.host import WARNINGS, find_cc
+
+    out = tmp_path / "c"
+    r = kiloml("dsp", "--preset", "mlperf-kws", "-i", clips, "-o", tmp_path / "f.npy", "--c-out",
+               out, "--variant", "q15", "--prefix", "kws_mfcc", "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert sorted(s["c_files"]) == sorted(p.name for p in out.iterdir())
+    assert "kws_mfcc.h" in s["c_files"] and s["cost"]["ram_bytes"] == 3240
+    assert "--c-out" in (out / "kws_mfcc.c").read_text()         # the command is recorded
+    srcs = [str(p) for p in out.glob("*.c")]
+    cc = subprocess.run([find_cc(), *WARNINGS, "-c", *srcs], cwd=tmp_path, capture_output=True,
+                        text=True)
+    assert cc.returncode == 0, cc.stderr
+    r = kiloml("dsp", "--preset", "mlperf-kws", "-i", clips, "-o", tmp_path / "f.npy", "--c-out",
+               out, "--prefix", "9bad")
+    assert r.returncode == 1 and "not a valid C identifier" in one_line(r.stderr)

@@ -8,6 +8,7 @@ recursively, documentation files skipped); the output stacks (samples, *output_s
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -38,8 +39,10 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 def compute_features(inp: str | Path, output: str | Path, preset: str | None = None,
                      block: str | None = None, params: dict | None = None,
                      engine: str = "numpy", variant: str = "f32", fmt: str = "auto",
-                     rate: float | None = None, command: str = "kiloml dsp") -> dict:
-    """Compute and save features; returns the summary ``--json`` prints."""
+                     rate: float | None = None, command: str = "kiloml dsp",
+                     c_out: str | Path | None = None, prefix: str = "features") -> dict:
+    """Compute and save features; returns the summary ``--json`` prints. ``c_out``: also
+    write the block's generated C (``variant``, sized for the first sample) to that folder."""
     from kiloml.data.readers import read_file
     from kiloml.dsp import make_block
 
@@ -101,9 +104,22 @@ def compute_features(inp: str | Path, output: str | Path, preset: str | None = N
             for k, i in enumerate(idx):
                 feats[i] = out[k]
     arr = np.stack(feats)
-    _save_npy(output, arr)
     n0 = items[0][2]
     ch0 = items[0][3].shape[-1] if items[0][3].ndim > 1 else 1
+    c_files: list[str] = []
+    if c_out is not None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,47}", prefix):
+            raise DSPError(f"--prefix {prefix!r} is not a valid C identifier")
+        blk.check_variant(variant)
+        files = blk.c_sources(prefix, n0, ch0, variant, command=command)
+        out_dir = Path(c_out)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise DSPError(f"{out_dir}: exists and is not a directory")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in sorted(files.items()):
+            (out_dir / name).write_text(text)
+            c_files.append(name)
+    _save_npy(output, arr)
     return {
         "output": str(output),
         "shape": list(arr.shape),
@@ -115,6 +131,7 @@ def compute_features(inp: str | Path, output: str | Path, preset: str | None = N
         "variant": variant if engine == "c" else None,
         "files": [str(f) for f in files],
         "samples": [{"file": str(f), "offset": off, "length": n} for f, off, n, _ in items],
-        "cost": blk.cost(n0, ch0, variant if engine == "c" else "f32").as_dict(),
+        "cost": blk.cost(n0, ch0, variant if (engine == "c" or c_out) else "f32").as_dict(),
+        "c_files": c_files,
         "command": command,
     }
