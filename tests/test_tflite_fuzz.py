@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 import opbuilder as ob
-from kiloml.errors import InvalidModelError, KilomlError, UnsupportedModelError
+from kiloml.errors import InvalidModelError, UnsupportedModelError
 from kiloml.io.tflite_reader import parse_tflite
 from kiloml.io.tflite_writer import write_tflite
 from kiloml.ir.graph import QuantParams

@@ -83,7 +83,7 @@ def _load_input(path: Path, spec, where: str) -> tuple[np.ndarray, bool]:
 def run_model(model: str | Path, inputs: list[Path], outputs: list[Path],
               engine: str = "ref") -> dict:
     """Run on .npy inputs with ``ref`` (numpy interpreter) or ``c`` (generated C on the host)."""
-    from kiloml.cli import atomic_save_npy
+    from kiloml.fileio import atomic_save_npy
 
     g = load_model(model)
     if len(inputs) != len(g.inputs):

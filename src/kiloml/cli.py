@@ -8,14 +8,10 @@ traceback only with ``--debug``.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
-import tempfile
 from pathlib import Path
-from typing import Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -167,19 +163,7 @@ def main() -> None:
     app(prog_name="kiloml")
 
 
-def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    """Write an .npy file so that a failure never leaves a half-written file behind."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # verbs defined in other modules register themselves on ``app`` when imported
 import kiloml.cli_targets  # noqa: E402,F401  (registers boards/profile verbs)
+import kiloml.cli_train  # noqa: E402,F401  (registers train/test/optimize verbs)
 import kiloml.cli_data  # noqa: E402,F401  (registers init/data/dsp verbs)

@@ -37,12 +37,8 @@ def sanitize(name: str) -> str:
     return s[:48]
 
 
-def format_array(values: np.ndarray, indent: str = "    ", width: int = 100) -> str:
-    """Comma-separated values wrapped at ``width`` columns."""
-    if values.dtype == np.float32:
-        items = [repr(float(v)) + "f" for v in values.reshape(-1)]
-    else:
-        items = [str(int(v)) for v in values.reshape(-1)]
+def wrap_items(items: list[str], indent: str = "    ", width: int = 100) -> str:
+    """C initializer items, comma-separated and wrapped at ``width`` columns."""
     lines, cur = [], indent
     for it in items:
         piece = it + ","
@@ -53,6 +49,15 @@ def format_array(values: np.ndarray, indent: str = "    ", width: int = 100) -> 
     if cur.strip():
         lines.append(cur.rstrip())
     return "\n".join(lines)
+
+
+def format_array(values: np.ndarray, indent: str = "    ", width: int = 100) -> str:
+    """Array values as a wrapped C initializer (float32 as exact ``f`` literals)."""
+    if values.dtype == np.float32:
+        items = [repr(float(v)) + "f" for v in values.reshape(-1)]
+    else:
+        items = [str(int(v)) for v in values.reshape(-1)]
+    return wrap_items(items, indent, width)
 
 
 @dataclass

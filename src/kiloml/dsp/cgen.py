@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from kiloml import __version__
+from kiloml.codegen.c import wrap_items
 from kiloml.errors import DSPError
 
 C_DIR = Path(__file__).parent / "c"
@@ -46,17 +47,7 @@ def c_array(values, ctype: str, indent: str = "    ", width: int = 100) -> str:
         items = [f32_literal(v) for v in vals]
     else:
         items = [str(int(v)) + ("u" if ctype in ("uint32_t",) else "") for v in vals]
-    if not items:
-        items = ["0"]
-    lines, cur = [], indent
-    for it in items:
-        piece = it + ","
-        if len(cur) + len(piece) + 1 > width and cur.strip():
-            lines.append(cur.rstrip())
-            cur = indent
-        cur += piece + " "
-    lines.append(cur.rstrip())
-    return "\n".join(lines)
+    return wrap_items(items or ["0"], indent, width)
 
 
 def table(name: str, ctype: str, values) -> str:

@@ -7,14 +7,13 @@ recursively, documentation files skipped); the output stacks (samples, *output_s
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from kiloml.errors import DSPError
+from kiloml.fileio import atomic_save_npy
 
 
 def _files(inp: Path, fmt: str) -> list[Path]:
@@ -22,18 +21,6 @@ def _files(inp: Path, fmt: str) -> list[Path]:
 
     _, files, _ = _collect(inp, fmt)
     return files
-
-
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def compute_features(inp: str | Path, output: str | Path, preset: str | None = None,
@@ -119,7 +106,7 @@ def compute_features(inp: str | Path, output: str | Path, preset: str | None = N
         for name, text in sorted(files.items()):
             (out_dir / name).write_text(text)
             c_files.append(name)
-    _save_npy(output, arr)
+    atomic_save_npy(output, arr, make_parents=True)
     return {
         "output": str(output),
         "shape": list(arr.shape),

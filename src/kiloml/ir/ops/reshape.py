@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import tflite
 
 from kiloml.ir.graph import Graph, Node
