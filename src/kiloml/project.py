@@ -118,6 +118,30 @@ class ModelSection(_Strict):
     params: dict[str, Any] = {}
 
 
+class TrainSection(_Strict):
+    """Training recipe for ``kiloml train``; unset values take the task's defaults
+    (kiloml.train.pipeline.TASK_DEFAULTS)."""
+
+    epochs: Optional[int] = Field(None, ge=1)
+    batch_size: Optional[int] = Field(None, ge=2)
+    lr: Optional[float] = Field(None, gt=0)
+    weight_decay: Optional[float] = Field(None, ge=0)
+    label_smoothing: Optional[float] = Field(None, ge=0, lt=1)
+    patience: Optional[int] = Field(None, ge=0, description="early stopping; 0 = off")
+    seed: int = 0
+    augment_banks: Optional[int] = Field(None, ge=1, description="augmented copies of the "
+                                         "training set (audio)")
+    calibration: Optional[Literal["minmax", "percentile", "mse"]] = None
+    qat_epochs: Optional[int] = Field(None, ge=0, description="quantization-aware fine-tuning")
+    normalize: Optional[Literal["none", "global", "feature"]] = None
+    teacher: Optional[str] = Field(None, description="int8 .tflite teacher for distillation")
+    teacher_labels: Optional[list[str]] = None
+    distill_alpha: Optional[float] = Field(None, ge=0, le=1)
+    temperature: Optional[float] = Field(None, gt=0)
+    normal_labels: Optional[list[str]] = Field(None, description="anomaly models: the labels "
+                                               "that count as normal")
+
+
 class BoardSection(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -128,6 +152,7 @@ class ProjectConfig(_Strict):
     dsp: DSPSection
     model: ModelSection
     board: BoardSection
+    train: TrainSection = TrainSection()
 
 
 def task_defaults(task: str, name: str) -> ProjectConfig:

@@ -1110,11 +1110,25 @@ def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return np.clip(q, QMIN, QMAX).astype(np.int8)
 
 
-def run_int8(graph: Graph, x: np.ndarray, dequantize: bool = True) -> np.ndarray:
+def logits_graph(graph: Graph) -> Graph:
+    """The graph whose output is its final SOFTMAX's input (itself when it has none)."""
+    last = next((n for n in graph.nodes if graph.outputs[0] in n.outputs), None)
+    if last is None or last.op != "SOFTMAX":
+        return graph
+    return Graph(graph.tensors, [n for n in graph.nodes if n is not last], graph.inputs,
+                 [last.inputs[0]], graph.name, graph.source_sha256, dict(graph.meta))
+
+
+def run_int8(graph: Graph, x: np.ndarray, dequantize: bool = True,
+             logits: bool = False) -> np.ndarray:
     """Run the int8 graph with kiloml's reference interpreter on a float batch in the model's
-    layout; returns the outputs (N, ...) dequantized (or raw int8)."""
+    layout; returns the outputs (N, ...) dequantized (or raw int8). ``logits`` stops before a
+    final SOFTMAX: its int8 input decides the predicted class without the ties that 8-bit
+    probabilities have (the softmax is monotonic, so the class is the same otherwise)."""
     from kiloml.ir.interpreter import Interpreter
 
+    if logits:
+        graph = logits_graph(graph)
     it = Interpreter(graph)
     tin = graph.tensors[graph.inputs[0]]
     tout = graph.tensors[graph.outputs[0]]

@@ -1,0 +1,244 @@
+"""``kiloml optimize``: variants of a trained project model, side by side.
+
+=========  ==================================================================================
+variant    how it is made
+=========  ==================================================================================
+float      the trained float model (flash = 4 bytes per weight, RAM = 4 x the int8 arena:
+           estimates, marked ~; no float kernels to measure)
+ptq        post-training quantization of the float model (the project's calibration method)
+qat        ptq + quantization-aware fine-tuning (``train.qat_epochs``, at least 4)
+pruned     structured channel pruning (``prune_ratio`` of the channels of every prunable
+           layer really removed), float fine-tuning, calibration, quantization-aware fine-tuning
+sparse     unstructured magnitude pruning (``sparsity`` of the weights zeroed), fine-tuning,
+           calibration: same flash, RAM and latency (weights are stored densely)
+distilled  a student distilled from a teacher: the project's ``train.teacher`` (.tflite) with the
+           project's model as student; without one, the trained float model teaches a student
+           of half its width. Then ptq.
+=========  ==================================================================================
+
+Accuracy of every int8 variant is that of the exported graph run by kiloml's reference
+interpreter on the test split (anomaly models: ROC AUC). Flash, RAM and latency come from
+kiloml.targets.profile (real arm-none-eabi build, emulated run, cycle model) on the project's
+board; MACs from the graph.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kiloml.errors import KilomlError
+
+VARIANTS = ("float", "ptq", "qat", "pruned", "sparse", "distilled")
+
+
+def _metric(prep, out, data) -> float:
+    from kiloml.train.pipeline import report
+
+    r = report(prep, out, data)
+    return r["roc_auc"] if prep.anomaly else r["accuracy"]
+
+
+def _int8_row(name: str, prep, graph, board: str | None, out_dir: Path, notes: list) -> dict:
+    from kiloml.io.tflite_writer import save_tflite
+    from kiloml.ir.planner import plan_memory
+    from kiloml.train.pipeline import predict_int8
+
+    path = save_tflite(graph, out_dir / f"{name}.tflite")
+    row: dict[str, Any] = {"name": name, "file": str(path),
+                           "metric": _metric(prep, predict_int8(prep, graph, prep.test.x),
+                                             prep.test)}
+    from kiloml.api import model_macs
+
+    row["macs"] = model_macs(graph)
+    row["weights_bytes"] = graph.weights_bytes()
+    row["arena_bytes"] = plan_memory(graph).arena_bytes
+    if board:
+        try:
+            from kiloml.targets.profile import profile_graph
+
+            p = profile_graph(graph, board)
+            row.update({"flash_bytes": p["flash_bytes"], "ram_bytes": p["ram_bytes"],
+                        "latency_ms": p["latency_ms"], "cycles": p.get("cycles"),
+                        "profile_runtime": p.get("runtime")})
+            if p.get("runtime") == "analytic-estimate":
+                row["estimated"] = True
+        except KilomlError as e:
+            notes.append(f"{name}: profiling failed ({e}); flash/RAM are weights + arena")
+            board = None
+    if not board:
+        row.update({"flash_bytes": row["weights_bytes"], "ram_bytes": row["arena_bytes"],
+                    "latency_ms": None, "estimated": True})
+    return row
+
+
+def _student_params(prep) -> dict:
+    """Half-width version of the project's model (for self-distillation)."""
+    p = dict(prep.params)
+    a = prep.arch
+    if a.startswith("ds-cnn"):
+        from kiloml.train.models import DS_CNN_SIZES
+
+        size = a[7:] if len(a) > 6 else p.get("size", "s")
+        p["channels"] = max(8, p.get("channels", DS_CNN_SIZES[size][0]) // 2)
+    elif a == "cnn1d":
+        p["channels"] = tuple(max(4, c // 2) for c in p.get("channels", (16, 32, 64)))
+    elif a == "dense":
+        p["hidden"] = tuple(max(4, h // 2) for h in p.get("hidden", (64, 32)))
+    elif a == "mobilenet-v1":
+        p["alpha"] = p.get("alpha", 0.25) / 2
+    elif a == "resnet8":
+        p["width"] = max(4, p.get("width", 16) // 2)
+    elif a == "autoencoder":
+        p["hidden"] = max(8, p.get("hidden", 128) // 2)
+    return p
+
+
+def optimize_project(project_dir=".", variants=VARIANTS, prune_ratio: float = 0.5,
+                     sparsity: float = 0.5, board: str | None = None, progress: bool = True,
+                     finetune_epochs: int | None = None) -> dict:
+    """Build the requested variants (see the module doc); returns the table as a dict and
+    writes the variants' .tflite files and ``variants.json`` to ``<project>/model/variants``."""
+    from kiloml.compress.prune import channel_prune, magnitude_prune, sparsity as sparsity_of
+    from kiloml.compress.quantize import calibrate, to_graph
+    from kiloml.train import pipeline as P
+    from kiloml.train.loop import TrainConfig, fit
+    from kiloml.train.models import build_model
+
+    project = P._load_project(project_dir)
+    meta = P.load_meta(project)
+    if meta["arch"] == "kmeans":
+        raise P.PipelineError("k-means scorers have no network variants")
+    prep = P.prepare(project)
+    r = prep.recipe
+    board = board or project.config.board.name
+    if board == "none":
+        board = None
+    ck = torch.load(P.model_dir(project) / "float.pt", map_location="cpu", weights_only=False)
+    model = build_model(ck["arch"], tuple(ck["feature_shape"]), ck["num_classes"], **ck["params"])
+    model.load_state_dict(ck["state"])
+    model.eval()
+    out_dir = P.model_dir(project) / "variants"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ft = finetune_epochs or max(4, r.epochs // 4)
+    qat_ep = max(4, r.qat_epochs or 0)
+    notes: list[str] = []
+    rows: list[dict] = []
+    ptq_net = None
+
+    def calib(net):
+        x = torch.as_tensor(prep.model_input(prep.train.x[:2000]))
+        calibrate(net, (x[i:i + 256] for i in range(0, len(x), 256)), method=r.calibration,
+                  input_quant=prep.input_quant)
+        return net
+
+    def finetune(net, epochs: int, title: str):
+        net.set_mode("float")
+        cfg = TrainConfig(epochs=epochs, batch_size=r.batch_size, lr=r.lr * 0.3,
+                          weight_decay=r.weight_decay, seed=r.seed + 11,
+                          label_smoothing=0.0 if prep.anomaly else r.label_smoothing,
+                          loss="mse" if prep.anomaly else "ce")
+        fit(net, P.epoch_source(prep, False), cfg, val=P._val_data(prep), progress=progress,
+            forward=lambda x: net(x, logits=True), title=title)
+        return net
+
+    for name in variants:
+        if name == "float":
+            f_out = P.predict_float(prep, model, prep.test.x)
+            n_w = sum(p.numel() for p in model.parameters())
+            probe, g = P.quantize(prep, model)
+            from kiloml.ir.planner import plan_memory
+
+            rows.append({"name": "float", "metric": _metric(prep, f_out, prep.test),
+                         "flash_bytes": 4 * n_w, "ram_bytes": 4 * plan_memory(g).arena_bytes,
+                         "macs": probe.macs(), "latency_ms": None, "estimated": True,
+                         "file": str(P.model_dir(project) / "float.pt")})
+        elif name == "ptq":
+            ptq_net, g = P.quantize(prep, model)
+            rows.append(_int8_row("ptq", prep, g, board, out_dir, notes))
+        elif name == "qat":
+            net, _ = P.quantize(prep, model)
+            net, _ = P.qat(prep, net, qat_ep, progress=progress)
+            rows.append(_int8_row("qat", prep, to_graph(net), board, out_dir, notes))
+        elif name == "pruned":
+            net, _ = P.quantize(prep, model)
+            rep = channel_prune(net, prune_ratio, multiple=4)
+            if not rep:
+                notes.append("pruned: no layer could be pruned (residual / final layers only)")
+            finetune(net, ft, "prune fine-tune")
+            calib(net)
+            net, _ = P.qat(prep, net, qat_ep, progress=progress)
+            row = _int8_row("pruned", prep, to_graph(net), board, out_dir, notes)
+            row["pruned_channels"] = {k: list(v) for k, v in rep.items()}
+            rows.append(row)
+        elif name == "sparse":
+            net, _ = P.quantize(prep, model)
+            magnitude_prune(net, sparsity)
+            finetune(net, ft, "sparse fine-tune")
+            calib(net)
+            row = _int8_row("sparse", prep, to_graph(net), board, out_dir, notes)
+            row["sparsity"] = round(sparsity_of(net), 4)
+            rows.append(row)
+            notes.append("sparse: zero weights are still stored and multiplied (dense kernels)")
+        elif name == "distilled":
+            if r.teacher:
+                student, res = P.train_float(prep, progress=progress, distill=True,
+                                             title="distill")
+                src = f"teacher {r.teacher}"
+            else:
+                from kiloml.compress.distill import TorchTeacher
+
+                teacher = TorchTeacher(copy.deepcopy(model))
+                sp = _student_params(prep)
+                student = build_model(prep.arch, prep.feature_shape, len(prep.labels), **sp)
+                student, res = _self_distill(prep, student, teacher, progress)
+                src = f"trained float model teaching a half-width student ({sp})"
+            _, g = P.quantize(prep, student)
+            row = _int8_row("distilled", prep, g, board, out_dir, notes)
+            row["source"] = src
+            row["train_seconds"] = res.seconds
+            rows.append(row)
+        else:
+            raise KilomlError(f"unknown variant {name!r}")
+    result = {"project": str(project.root), "arch": prep.arch, "board": board,
+              "metric": "roc_auc" if prep.anomaly else "accuracy", "n_test": int(len(prep.test.x)),
+              "variants": rows, "notes": notes}
+    (out_dir / "variants.json").write_text(json.dumps(result, indent=1, default=_jsonable))
+    return json.loads(json.dumps(result, default=_jsonable))
+
+
+def _jsonable(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, tuple):
+        return list(v)
+    return str(v)
+
+
+def _self_distill(prep, student, teacher, progress: bool):
+    """Train ``student`` with soft targets from a float torch teacher (same features)."""
+    from kiloml.train import pipeline as P
+    from kiloml.train.loop import EpochData, TrainConfig, fit
+
+    r = prep.recipe
+    base = P.epoch_source(prep, False)
+
+    def get(epoch: int) -> EpochData:
+        d = base(epoch)
+        return EpochData(d.x, d.y, torch.as_tensor(teacher.logits(d.x.numpy()), dtype=torch.float32))
+
+    cfg = TrainConfig(epochs=r.epochs, batch_size=r.batch_size, lr=r.lr,
+                      weight_decay=r.weight_decay, label_smoothing=r.label_smoothing,
+                      warmup_epochs=min(2, r.epochs // 10), seed=r.seed + 5,
+                      loss="mse" if prep.anomaly else "ce",
+                      distill_alpha=0.0 if prep.anomaly else r.distill_alpha,
+                      temperature=r.temperature)
+    res = fit(student, get, cfg, val=P._val_data(prep), progress=progress, title="distill")
+    return student, res

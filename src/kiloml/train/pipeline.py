@@ -1,0 +1,590 @@
+"""``kiloml train`` / ``kiloml test``: a project's data -> trained float model -> deployed int8.
+
+Steps of ``train_project``
+    1. features of the train / validation / test splits (kiloml.train.features), class list,
+       normalization (``none`` when the DSP block already outputs int8, else fitted on the
+       training split and recorded in meta.json: the device applies it before quantizing)
+    2. float training (kiloml.train.loop; augmented banks for audio, per-epoch motion
+       augmentation, SpecAugment; distillation when ``train.teacher`` is set)
+    3. post-training quantization (calibration on training features), then optional
+       quantization-aware fine-tuning (``train.qat_epochs``)
+    4. ``model/model.tflite`` (the deployed int8 model), ``model/float.pt``, ``model/qnet.pt``,
+       ``model/meta.json`` (labels, feature layout, input quantization, normalizer, accuracies
+       of the float and the int8 model, training time, the command)
+
+Anomaly models (``autoencoder``, ``kmeans``) train on the training samples whose label is in
+``train.normal_labels`` (default: ``normal`` if such a label exists, else every label) and are
+scored by ROC AUC of normal vs. everything else on the test split.
+
+Task defaults (``TASK_DEFAULTS``) are what ``kiloml train`` uses for anything the project's
+``[train]`` section leaves unset.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from kiloml import __version__
+from kiloml.errors import KilomlError
+
+MODEL_DIR = "model"
+
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "kws": dict(epochs=80, batch_size=100, lr=3e-3, weight_decay=1e-2, label_smoothing=0.1,
+                patience=0, augment_banks=20, calibration="minmax", qat_epochs=0,
+                distill_alpha=0.7, temperature=4.0),
+    "motion": dict(epochs=60, batch_size=32, lr=3e-3, weight_decay=1e-2, label_smoothing=0.1,
+                   patience=0, augment_banks=1, calibration="minmax", qat_epochs=0,
+                   distill_alpha=0.7, temperature=4.0),
+    "vibration": dict(epochs=40, batch_size=32, lr=3e-3, weight_decay=1e-2, label_smoothing=0.1,
+                      patience=0, augment_banks=1, calibration="minmax", qat_epochs=0,
+                      distill_alpha=0.7, temperature=4.0),
+    "anomaly": dict(epochs=60, batch_size=32, lr=1e-3, weight_decay=1e-4, label_smoothing=0.0,
+                    patience=0, augment_banks=1, calibration="minmax", qat_epochs=0,
+                    distill_alpha=0.0, temperature=4.0),
+    "custom": dict(epochs=40, batch_size=32, lr=3e-3, weight_decay=1e-2, label_smoothing=0.0,
+                   patience=0, augment_banks=1, calibration="minmax", qat_epochs=0,
+                   distill_alpha=0.7, temperature=4.0),
+}
+ANOMALY_ARCHS = ("autoencoder", "kmeans")
+
+
+class PipelineError(KilomlError):
+    """The project cannot be trained or tested as configured."""
+
+
+# ---------------------------------------------------------------- recipe and data
+
+
+@dataclass
+class Recipe:
+    """The resolved training settings (project [train] over task defaults)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    label_smoothing: float
+    patience: int
+    seed: int
+    augment_banks: int
+    calibration: str
+    qat_epochs: int
+    normalize: Optional[str]
+    teacher: Optional[str]
+    teacher_labels: Optional[list[str]]
+    distill_alpha: float
+    temperature: float
+    normal_labels: Optional[list[str]]
+
+    @classmethod
+    def of(cls, project, **overrides) -> "Recipe":
+        t = project.config.train.model_dump()
+        d = dict(TASK_DEFAULTS[project.config.project.task])
+        for k, v in t.items():
+            if v is not None:
+                d[k] = v
+        for k, v in overrides.items():
+            if v is not None:
+                d[k] = v
+        d.setdefault("normalize", None)
+        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
+
+
+class Normalizer:
+    """x' = (x - mean) / std with ``kind`` none | global (one mean/std) | feature (per value)."""
+
+    def __init__(self, kind: str = "none", mean=0.0, std=1.0) -> None:
+        self.kind = kind
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+
+    @classmethod
+    def fit(cls, kind: str, x: np.ndarray) -> "Normalizer":
+        if kind == "none" or len(x) == 0:
+            return cls("none")
+        if kind == "global":
+            sd = float(x.std())
+            return cls(kind, float(x.mean()), sd if sd > 0 else 1.0)
+        sd = x.std(axis=0)
+        return cls(kind, x.mean(axis=0), np.where(sd > 1e-12, sd, 1.0))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.kind == "none":
+            return np.asarray(x, np.float32)
+        return ((x - self.mean) / self.std).astype(np.float32)
+
+    def state(self) -> dict:
+        return {"kind": self.kind, "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_state(cls, d: dict) -> "Normalizer":
+        return cls(d["kind"], d["mean"], d["std"])
+
+
+@dataclass
+class Prepared:
+    project: Any
+    recipe: Recipe
+    arch: str
+    params: dict
+    labels: list[str]
+    layout: str
+    input_quant: Optional[tuple[float, int]]
+    normalizer: Normalizer
+    train: Any
+    val: Any
+    test: Any
+    anomaly: bool = False
+    normal_ids: list[int] = field(default_factory=list)
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return self.train.feature_shape
+
+    def model_input(self, x: np.ndarray) -> np.ndarray:
+        from kiloml.train.models import to_model_input
+
+        return to_model_input(self.normalizer(x), self.layout)
+
+
+def _load_project(project_dir):
+    from kiloml.data.importer import load_project
+
+    return load_project(project_dir)
+
+
+def prepare(project, recipe: Recipe | None = None) -> Prepared:
+    """Features of all splits and everything derived from the project configuration."""
+    from kiloml.train.features import block_quant, class_list, dsp_block, load_split
+    from kiloml.train.models import ARCHS, input_layout
+
+    recipe = recipe or Recipe.of(project)
+    arch = project.config.model.arch
+    if arch not in ARCHS:
+        raise PipelineError(f"{project.config_path}: model.arch {arch!r} is not in the zoo "
+                            f"(have: {', '.join(ARCHS)})")
+    labels = class_list(project)
+    tr = load_split(project, "train", labels)
+    va = load_split(project, "validation", labels)
+    te = load_split(project, "test", labels)
+    if len(tr.x) == 0:
+        raise PipelineError(f"{project.index_path}: no training windows")
+    block = dsp_block(project)
+    iq = block_quant(block)
+    kind = recipe.normalize or ("none" if iq is not None else
+                                ("global" if project.config.dsp.block == "raw" else "feature"))
+    if iq is not None and kind != "none":
+        raise PipelineError("the DSP block outputs int8: normalize must be none")
+    anomaly = arch in ANOMALY_ARCHS
+    normal = recipe.normal_labels or (["normal"] if "normal" in labels else list(labels))
+    bad = [n for n in normal if n not in labels]
+    if anomaly and bad:
+        raise PipelineError(f"train.normal_labels: no samples labelled {bad[0]!r}")
+    normal_ids = [labels.index(n) for n in normal] if anomaly else []
+    fit_x = tr.x[np.isin(tr.y, normal_ids)] if anomaly else tr.x
+    norm = Normalizer.fit(kind, fit_x)
+    return Prepared(project, recipe, arch, dict(project.config.model.params), labels,
+                    input_layout(arch, tr.feature_shape), iq, norm, tr, va, te, anomaly,
+                    normal_ids)
+
+
+# ---------------------------------------------------------------- training
+
+
+def _teacher_logits(prep: Prepared, feats: np.ndarray, key: str) -> np.ndarray:
+    """Cached logits of the configured .tflite teacher on (unnormalized) features."""
+    from kiloml.compress.distill import MLPERF_KWS_LABELS, TfliteTeacher
+    from kiloml.train.features import _hash, _load_cached, _save_cached, cache_path
+
+    r = prep.recipe
+    path = Path(r.teacher)
+    if not path.is_absolute():
+        path = Path(prep.project.root) / path
+    if not path.is_file():
+        raise PipelineError(f"train.teacher: {path}: no such file")
+    tl = r.teacher_labels
+    if tl == ["mlperf-kws"]:
+        tl = MLPERF_KWS_LABELS
+    cp = cache_path(prep.project, "teacher", _hash(key, path.read_bytes(), tl))
+    cached = _load_cached(cp)
+    if cached is not None:
+        return cached["logits"]
+    t = TfliteTeacher(path, tl)
+    if t.num_outputs != len(prep.labels):
+        raise PipelineError(f"{path}: teacher has {t.num_outputs} outputs, the project "
+                            f"{len(prep.labels)} classes")
+    logits = t.reorder(t.logits(feats), prep.labels).astype(np.float32)
+    _save_cached(cp, logits=logits)
+    return logits
+
+
+def epoch_source(prep: Prepared, distill: bool):
+    """``epoch -> EpochData`` for kiloml.train.loop.fit (augmentation, teacher logits)."""
+    from kiloml.train import augment as A
+    from kiloml.train.features import AugmentedBanks
+    from kiloml.train.loop import EpochData
+
+    r = prep.recipe
+    aug = prep.project.config.data.augment
+    tr = prep.train
+    keep = np.isin(tr.y, prep.normal_ids) if prep.anomaly else np.ones(len(tr.y), bool)
+    banks = AugmentedBanks(prep.project, prep.labels, banks=r.augment_banks, seed=r.seed)
+    if prep.anomaly:
+        banks.audio = banks.motion = False
+    spec = A.features_enabled(aug) and len(prep.feature_shape) == 2 and not prep.anomaly \
+        and prep.project.config.dsp.block in ("mfcc", "mfe", "spectrogram")
+    y = torch.as_tensor(tr.y[keep])
+    teacher_plain = None
+    if distill and not banks.enabled:
+        teacher_plain = torch.as_tensor(_teacher_logits(prep, tr.x[keep], "plain"))
+
+    def get(epoch: int) -> EpochData:
+        x = banks.bank(epoch)[keep] if banks.enabled else tr.x[keep]
+        teacher = teacher_plain
+        if distill and banks.enabled:
+            k = epoch % r.augment_banks if banks.audio else epoch
+            teacher = torch.as_tensor(_teacher_logits(prep, x, f"{banks.key}-{k}"))
+        if spec:
+            x = A.spec_augment(x, aug, np.random.default_rng([r.seed, 7, epoch]))
+        return EpochData(torch.as_tensor(prep.model_input(x)), y, teacher)
+
+    return get
+
+
+def _val_data(prep: Prepared):
+    from kiloml.train.loop import EpochData
+
+    v = prep.val if len(prep.val.x) else prep.train
+    keep = np.isin(v.y, prep.normal_ids) if prep.anomaly else np.ones(len(v.y), bool)
+    return EpochData(torch.as_tensor(prep.model_input(v.x[keep])), torch.as_tensor(v.y[keep]))
+
+
+def train_float(prep: Prepared, model=None, checkpoint_dir=None, progress: bool = True,
+                distill: bool = False, epochs: int | None = None, title: str = "float"):
+    """Train the project's zoo model in float; returns (model, TrainResult)."""
+    from kiloml.train.loop import TrainConfig, fit
+    from kiloml.train.models import build_model
+
+    r = prep.recipe
+    torch.manual_seed(r.seed)
+    if model is None:
+        model = build_model(prep.arch, prep.feature_shape, len(prep.labels), **prep.params)
+    cfg = TrainConfig(epochs=epochs or r.epochs, batch_size=r.batch_size, lr=r.lr,
+                      weight_decay=r.weight_decay,
+                      label_smoothing=0.0 if prep.anomaly else r.label_smoothing,
+                      patience=r.patience, warmup_epochs=min(2, (epochs or r.epochs) // 10),
+                      seed=r.seed, loss="mse" if prep.anomaly else "ce",
+                      distill_alpha=r.distill_alpha if distill else 0.0,
+                      temperature=r.temperature)
+    res = fit(model, epoch_source(prep, distill), cfg, val=_val_data(prep),
+              checkpoint_dir=checkpoint_dir, progress=progress, title=title)
+    return model, res
+
+
+def quantize(prep: Prepared, model, method: str | None = None):
+    """PTQ of a float model on (at most 2,000) training windows: (QNet, Graph)."""
+    from kiloml.compress.quantize import calibrate, lower, to_graph
+
+    x = prep.model_input(prep.train.x)
+    if prep.anomaly:
+        x = x[np.isin(prep.train.y, prep.normal_ids)]
+    rng = np.random.default_rng(prep.recipe.seed)
+    if len(x) > 2000:
+        x = x[np.sort(rng.choice(len(x), 2000, replace=False))]
+    xt = torch.as_tensor(x)
+    net = lower(model, xt[:1], append_softmax=not prep.anomaly,
+                name=f"{prep.project.config.project.name}")
+    calibrate(net, (xt[i:i + 256] for i in range(0, len(xt), 256)),
+              method=method or prep.recipe.calibration, input_quant=prep.input_quant)
+    return net, to_graph(net)
+
+
+def qat(prep: Prepared, net, epochs: int, checkpoint_dir=None, progress: bool = True,
+        distill: bool = False, lr_scale: float = 0.1):
+    """Quantization-aware fine-tuning of a calibrated QNet ("fake" mode, STE gradients).
+
+    Activation ranges follow an EMA of the batches for the first half of the epochs and are
+    frozen for the second half, so the final model is evaluated with the ranges it exports."""
+    from kiloml.train.loop import TrainConfig, fit
+
+    r = prep.recipe
+    net.set_mode("fake")
+    net.freeze_observers(False)
+    half = max(1, epochs // 2)
+
+    def on_end(epoch: int) -> None:
+        if epoch + 1 >= half:
+            net.freeze_observers(True)
+
+    cfg = TrainConfig(epochs=epochs, batch_size=r.batch_size, lr=r.lr * lr_scale,
+                      weight_decay=0.0, label_smoothing=0.0 if prep.anomaly else r.label_smoothing,
+                      seed=r.seed + 1, loss="mse" if prep.anomaly else "ce",
+                      distill_alpha=r.distill_alpha if distill else 0.0,
+                      temperature=r.temperature)
+
+    def fwd(x):
+        return net(x, logits=True)
+
+    res = fit(net, epoch_source(prep, distill), cfg, val=_val_data(prep),
+              checkpoint_dir=checkpoint_dir, forward=fwd, progress=progress, title="QAT",
+              on_epoch_end=on_end)
+    net.freeze_observers(True)
+    net.set_mode("fake").eval()
+    return net, res
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def predict_float(prep: Prepared, model, x: np.ndarray) -> np.ndarray:
+    model.eval()
+    xt = torch.as_tensor(prep.model_input(x))
+    with torch.no_grad():
+        return torch.cat([model(xt[i:i + 256]) for i in range(0, len(xt), 256)]).numpy() \
+            if len(xt) else np.zeros((0, len(prep.labels)))
+
+
+def predict_int8(prep: Prepared, graph, x: np.ndarray) -> np.ndarray:
+    """Dequantized outputs of the int8 graph; for classifiers the logits (the predicted class
+    is the largest int8 logit: the class with the largest probability, ties in the 8-bit
+    softmax output broken by the logits)."""
+    from kiloml.compress.quantize import run_int8
+
+    return run_int8(graph, prep.model_input(x), logits=not prep.anomaly)
+
+
+def anomaly_scores(prep: Prepared, outputs: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Autoencoder reconstruction MSE per window (on the normalized features)."""
+    xin = prep.model_input(x).reshape(len(x), -1)
+    return ((outputs.reshape(len(x), -1) - xin) ** 2).mean(axis=1)
+
+
+def report(prep: Prepared, outputs: np.ndarray, data, threshold: float | None = None) -> dict:
+    """Classification report (or anomaly report) of model outputs on a FeatureData."""
+    from kiloml.train.metrics import classification_report, roc_auc
+
+    if not prep.anomaly:
+        if (data.y < 0).any():
+            raise PipelineError("the data has labels the model does not know")
+        return classification_report(data.y, outputs.argmax(1), prep.labels)
+    scores = outputs if outputs.ndim == 1 else anomaly_scores(prep, outputs, data.x)
+    is_anom = ~np.isin(data.y, prep.normal_ids)
+    out = classification_report(is_anom.astype(int),
+                                (scores > threshold).astype(int) if threshold is not None
+                                else np.zeros(len(scores), int), ["normal", "anomaly"])
+    out["roc_auc"] = round(roc_auc(is_anom, scores), 4) if 0 < is_anom.sum() < len(is_anom) \
+        else None
+    out["threshold"] = threshold
+    return out
+
+
+def anomaly_threshold(scores_normal: np.ndarray) -> float:
+    """Scores above the 99th percentile of normal validation windows count as anomalies."""
+    return float(np.percentile(scores_normal, 99)) if len(scores_normal) else float("inf")
+
+
+# ---------------------------------------------------------------- the verbs
+
+
+def model_dir(project) -> Path:
+    return Path(project.root) / MODEL_DIR
+
+
+def train_project(project_dir: str | Path = ".", progress: bool = True, fresh: bool = False,
+                  epochs: int | None = None, qat_epochs: int | None = None,
+                  command: str = "kiloml train") -> dict:
+    """Train the project's model and deploy its int8 version (see the module doc)."""
+    import shutil
+
+    from kiloml.compress.quantize import run_fake
+    from kiloml.io.tflite_writer import save_tflite
+    from kiloml.ir.planner import plan_memory
+    from kiloml.train.models import KMeansScorer
+
+    project = _load_project(project_dir)
+    recipe = Recipe.of(project, epochs=epochs, qat_epochs=qat_epochs)
+    t0 = time.time()
+    prep = prepare(project, recipe)
+    out = model_dir(project)
+    if fresh and (out / "checkpoints").exists():
+        shutil.rmtree(out / "checkpoints")
+    out.mkdir(parents=True, exist_ok=True)
+    t_feat = time.time() - t0
+    meta: dict[str, Any] = {
+        "kiloml_version": __version__, "command": command, "task": project.config.project.task,
+        "arch": prep.arch, "params": prep.params, "labels": prep.labels,
+        "feature_shape": list(prep.feature_shape), "layout": prep.layout,
+        "input_quant": list(prep.input_quant) if prep.input_quant else None,
+        "normalizer": prep.normalizer.state(), "anomaly": prep.anomaly,
+        "normal_labels": [prep.labels[i] for i in prep.normal_ids],
+        "recipe": recipe.__dict__, "features_seconds": round(t_feat, 2),
+    }
+    if prep.arch == "kmeans":
+        t1 = time.time()
+        tr = prep.train
+        scorer = KMeansScorer(**prep.params).fit(
+            prep.normalizer(tr.x[np.isin(tr.y, prep.normal_ids)]).reshape(-1, int(np.prod(prep.feature_shape))))
+        val = prep.val if len(prep.val.x) else tr
+        vs = scorer.score(prep.normalizer(val.x[np.isin(val.y, prep.normal_ids)]))
+        thr = anomaly_threshold(vs)
+        rep = report(prep, scorer.score(prep.normalizer(prep.test.x)), prep.test, thr)
+        meta.update({"kmeans": scorer.state(), "threshold": thr, "train_seconds":
+                     round(time.time() - t1, 2), "test": {"float": rep}})
+        (out / "meta.json").write_text(json.dumps(meta, indent=1))
+        return _summary(meta, out)
+
+    distill = bool(recipe.teacher)
+    model, res = train_float(prep, checkpoint_dir=out / "checkpoints" / "float",
+                             progress=progress, distill=distill)
+    t_float = res.seconds
+    net, graph = quantize(prep, model)
+    qres = None
+    if recipe.qat_epochs:
+        net, qres = qat(prep, net, recipe.qat_epochs, out / "checkpoints" / "qat", progress,
+                        distill=distill)
+        from kiloml.compress.quantize import to_graph
+
+        graph = to_graph(net)
+    graph.meta = {"labels": ",".join(prep.labels), "command": command}
+    save_tflite(graph, out / "model.tflite")
+    torch.save({"arch": prep.arch, "params": prep.params, "state": model.state_dict(),
+                "feature_shape": list(prep.feature_shape), "num_classes": len(prep.labels)},
+               out / "float.pt")
+    torch.save(net.state_dict(), out / "qnet.pt")
+
+    val = prep.val if len(prep.val.x) else prep.train
+    f_out = predict_float(prep, model, prep.test.x)
+    q_out = predict_int8(prep, graph, prep.test.x)
+    thr_f = thr_q = None
+    if prep.anomaly:
+        vn = val.x[np.isin(val.y, prep.normal_ids)]
+        thr_f = anomaly_threshold(anomaly_scores(prep, predict_float(prep, model, vn), vn))
+        thr_q = anomaly_threshold(anomaly_scores(prep, predict_int8(prep, graph, vn), vn))
+        meta["threshold"] = thr_q
+    test = {"float": report(prep, f_out, prep.test, thr_f),
+            "int8": report(prep, q_out, prep.test, thr_q)}
+    if qres is not None and not prep.anomaly:
+        fk = run_fake(net, prep.model_input(prep.test.x), logits=True)
+        test["qat_eval"] = report(prep, fk, prep.test)
+    meta.update({
+        "test": test, "float_train": _res_dict(res), "qat_train": _res_dict(qres),
+        "train_seconds": round(t_float + (qres.seconds if qres else 0.0), 2),
+        "arena_bytes": plan_memory(graph).arena_bytes, "weights_bytes": graph.weights_bytes(),
+        "macs": net.macs(), "model_file": "model.tflite",
+    })
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    return _summary(meta, out)
+
+
+def _res_dict(res) -> Optional[dict]:
+    if res is None:
+        return None
+    return {"epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
+            "best_metric": res.best_metric, "seconds": res.seconds,
+            "stopped_early": res.stopped_early, "resumed_from": res.resumed_from,
+            "history": res.history}
+
+
+def _summary(meta: dict, out: Path) -> dict:
+    test = meta.get("test", {})
+    s = {"model_dir": str(out), "arch": meta["arch"], "task": meta["task"],
+         "labels": meta["labels"], "train_seconds": meta.get("train_seconds")}
+    for k, v in test.items():
+        s[f"{k}_accuracy"] = v.get("accuracy")
+        if v.get("roc_auc") is not None:
+            s[f"{k}_roc_auc"] = v["roc_auc"]
+    for k in ("arena_bytes", "weights_bytes", "macs", "threshold"):
+        if k in meta:
+            s[k] = meta[k]
+    return s
+
+
+def load_meta(project) -> dict:
+    p = model_dir(project) / "meta.json"
+    if not p.is_file():
+        raise PipelineError(f"{p}: no trained model (run `kiloml train` first)")
+    try:
+        return json.loads(p.read_text())
+    except ValueError as e:
+        raise PipelineError(f"{p}: not valid JSON ({e})") from None
+
+
+def test_project(project_dir: str | Path = ".", data: str | Path | None = None) -> dict:
+    """Evaluate the deployed int8 model (model/model.tflite) on the test split, or on the
+    data at ``data`` (any importable format) -> accuracy, per_class, confusion, n."""
+    import tempfile
+
+    from kiloml.io.tflite_reader import read_tflite
+    from kiloml.train.features import load_split
+    from kiloml.train.models import KMeansScorer
+
+    project = _load_project(project_dir)
+    meta = load_meta(project)
+    labels = meta["labels"]
+    tmp = None
+    try:
+        if data is not None:
+            tmp = tempfile.TemporaryDirectory(prefix="kiloml_test_")
+            src = _import_elsewhere(project, Path(data), Path(tmp.name))
+            fd = load_split(src, "test", labels, use_cache=False)
+            unknown = sorted({s for s, y in zip(fd.sample_ids, fd.y) if y < 0})
+            if unknown and not meta["anomaly"]:
+                raise PipelineError(f"{data}: sample {unknown[0]!r} has a label the model does "
+                                    f"not know (model labels: {', '.join(labels)})")
+            fd.y = np.where(fd.y < 0, -2, fd.y)
+        else:
+            fd = load_split(project, "test", labels)
+        if len(fd.x) == 0:
+            raise PipelineError("no test windows to evaluate")
+        if list(fd.feature_shape) != list(meta["feature_shape"]):
+            raise PipelineError(f"features are {list(fd.feature_shape)}, the model was trained "
+                                f"on {meta['feature_shape']}")
+        prep = _prep_from_meta(project, meta, fd)
+        if meta["arch"] == "kmeans":
+            scorer = KMeansScorer.from_state(meta["kmeans"])
+            out = report(prep, scorer.score(prep.normalizer(fd.x)), fd, meta.get("threshold"))
+            out["model"] = "k-means scorer (numpy)"
+            return out
+        graph = read_tflite(model_dir(project) / meta["model_file"])
+        out = report(prep, predict_int8(prep, graph, fd.x), fd, meta.get("threshold"))
+        out["model"] = str(model_dir(project) / meta["model_file"])
+        return out
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _prep_from_meta(project, meta: dict, fd) -> Prepared:
+    from kiloml.train.features import FeatureData
+
+    labels = meta["labels"]
+    empty = FeatureData(fd.x[:0], fd.y[:0], labels)
+    normal_ids = [labels.index(n) for n in meta.get("normal_labels", []) if n in labels]
+    return Prepared(project, Recipe.of(project), meta["arch"], meta["params"], labels,
+                    meta["layout"], tuple(meta["input_quant"]) if meta["input_quant"] else None,
+                    Normalizer.from_state(meta["normalizer"]), fd, empty, fd,
+                    meta["anomaly"], normal_ids)
+
+
+def _import_elsewhere(project, data: Path, tmpdir: Path):
+    """A throw-away copy of the project (same kiloml.toml, empty index) holding ``data`` as
+    its test split."""
+    from kiloml.data.importer import import_data
+    from kiloml.data.index import DatasetIndex
+    from kiloml.project import Project
+
+    root = tmpdir / "p"
+    root.mkdir()
+    (root / "kiloml.toml").write_text(project.config_path.read_text())
+    p = Project.load(root)
+    DatasetIndex([]).save(p.index_path)
+    import_data(p, data, split="test")
+    return p
