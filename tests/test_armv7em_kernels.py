@@ -166,6 +166,16 @@ def test_fully_connected_options(tmp_path):
           seed=32)
 
 
+def test_fully_connected_in_conv_model(tmp_path):
+    """With convolutions in the model, FULLY_CONNECTED runs on the convolution kernel."""
+    m = ob.ModelBuilder(np.random.default_rng(71), "fc_conv")
+    outs = [m.conv2d(m.input((1, 4, 4, 8)), 4, kernel=1)]
+    for case in FC_CASES[:6]:
+        case = dict(case)
+        outs.append(m.fully_connected(m.input(case.pop("in_shape")), **case))
+    check(m.build(outs), tmp_path, seed=72)
+
+
 def _conv_add(m, x, conv_first=True, activation="NONE", res_from_input=True, **kw):
     y = m.conv2d(x, **kw)
     if res_from_input:

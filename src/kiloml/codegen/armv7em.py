@@ -118,27 +118,27 @@ GENERIC_PAIR = 1 << 16
 
 
 def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
-                  shift: np.ndarray, in_offset: int, out_offset: int,
-                  full_clamp: bool) -> np.ndarray:
+                  shift: np.ndarray, in_offset: int, out_offset: int, act_min: int,
+                  act_max: int) -> np.ndarray:
     """The ``packed`` argument of the matrix kernels (CONV_2D, FULLY_CONNECTED) as int32 words.
 
     Per pair of output channels: bias[2i], bias[2i+1], the pair's interleaved weight words
     (``pack_rows``), mult[2i], mult[2i+1] and a word with two shift bytes (2i in bits 0-7,
-    2i+1 in bits 8-15). When both channels take the fast requantization (``fast_channels``)
-    and the clamp is [-128, 127] (``full_clamp``) the bytes are right shifts for ``kml_rq``;
-    otherwise bit 16 (``GENERIC_PAIR``) is set and they are TFLite's shifts. An odd last
-    channel: bias, its weight words, mult, shift word (same encoding).
+    2i+1 in bits 8-15). When both channels take the fast requantization (``fast_params``)
+    the bytes are right shifts for ``kml_rq``; otherwise bit 16 (``GENERIC_PAIR``) is set and
+    they are TFLite's shifts. An odd last channel: bias, its weight words, mult, shift word
+    (same encoding). The kernels saturate to int8 and apply [act_min, act_max] afterwards.
     """
     oc, k = rows.shape
     b = np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)
     fb, fm, fr, ok = fast_params(mult, shift, np.abs(rows.astype(np.int64)).sum(axis=1), bias,
-                                 in_offset, out_offset, -128, 127)
+                                 in_offset, out_offset, act_min, act_max)
     w = pack_rows(rows)
     per = (k + 7) // 8 * 2  # words per channel
     out = []
     for c in range(0, oc, 2):
         chans = [c, c + 1] if c + 1 < oc else [c]
-        fast = full_clamp and all(bool(ok[i]) for i in chans)
+        fast = all(bool(ok[i]) for i in chans)
         m = [int(fm[i]) if fast else int(mult[i]) for i in chans]
         r = [int(fr[i]) if fast else int(shift[i]) for i in chans]
         rs = sum(_byte(v) << (8 * j) for j, v in enumerate(r)) | (0 if fast else GENERIC_PAIR)
@@ -184,13 +184,19 @@ def depthwise_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
     return words(data.view(np.int8))
 
 
-def matrix_args(ctx, g, node, p, rows: np.ndarray) -> str:
+def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False) -> str:
     """Emit the stream of a kernel built on the matrix routines; returns its C name. ``rows``
-    are the int8 weights as [output channels, K]; the bias is input slot 2."""
-    full = p.act_min == -128 and p.act_max == 127
+    are the int8 weights as [output channels, K]; the bias is input slot 2. ``even`` pads an
+    odd channel count with a zero channel (FULLY_CONNECTED's layout)."""
+    bias = _bias(g, node)
+    mult, shift = np.asarray(p.mult), np.asarray(p.shift)
+    if even and rows.shape[0] % 2:
+        rows = np.concatenate([rows, np.zeros((1, rows.shape[1]), rows.dtype)])
+        bias = np.concatenate([bias, [0]]) if bias is not None else None
+        mult, shift = np.concatenate([mult, [0]]), np.concatenate([shift, [0]])
     return ctx.array("packed", "int32_t",
-                     matrix_stream(rows, _bias(g, node), p.mult, p.shift, p.in_offset,
-                                   p.out_offset, full))
+                     matrix_stream(rows, bias, mult, shift, p.in_offset, p.out_offset,
+                                   p.act_min, p.act_max))
 
 
 def _bias(g, node, slot: int = 2) -> np.ndarray | None:

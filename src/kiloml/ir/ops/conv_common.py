@@ -66,6 +66,8 @@ def check_geometry(g: Graph, node: Node, k_h: int, k_w: int, attrs, out_c: int) 
         return [f"input and output must be 4-D NHWC, got {list(x.shape)} and {list(y.shape)}"]
     if min(attrs.stride_h, attrs.stride_w, attrs.dilation_h, attrs.dilation_w) < 1:
         return ["strides and dilations must be >= 1"]
+    if max(k_h, k_w, attrs.stride_h, attrs.stride_w, attrs.dilation_h, attrs.dilation_w) > 32767:
+        return ["filter sizes, strides and dilations must be < 32768"]
     probs = (window_problems(x.shape[1], k_h, attrs.stride_h, attrs.dilation_h, attrs.padding, "height")
              + window_problems(x.shape[2], k_w, attrs.stride_w, attrs.dilation_w, attrs.padding, "width"))
     if probs:

@@ -115,8 +115,9 @@ static void window_row(const kml_conv_params *p, const int8_t *row, int32_t ix0,
 }
 
 /* Column of output pixel (oy, ox) (the k_h x k_w x in_c window of image ``in``, k8 values)
- * into ``col``. Rows of whole groups that lie inside the image are converted straight from
- * the input; other rows go through the byte buffer ``tmp`` first (window_row). */
+ * into ``col``. A window inside the image whose rows are whole groups of four is converted
+ * straight from the input; any other goes through the byte buffer ``tmp`` first (window_row;
+ * tmp[K .. k8) holds the zero point already, see conv_run). */
 static void conv_column(const kml_conv_params *p, const int8_t *in, int32_t oy, int32_t ox,
                         int32_t *col, int32_t k8, int8_t *tmp)
 {
@@ -129,6 +130,7 @@ static void conv_column(const kml_conv_params *p, const int8_t *in, int32_t oy, 
     int32_t lo = ix0 < 0 ? -ix0 : 0; /* taps [lo, hi) of a row are inside the image */
     int32_t hi = p->in_w - ix0;
     int32_t ky;
+    int8_t *t = tmp;
     if (lo > p->k_w) {
         lo = p->k_w;
     }
@@ -138,54 +140,24 @@ static void conv_column(const kml_conv_params *p, const int8_t *in, int32_t oy, 
     if (hi < lo) {
         hi = lo;
     }
-    if ((row_len & 3) == 0) {
-        const int32_t inside = lo == 0 && hi == p->k_w && p->dil_w == 1;
+    if ((row_len & 3) == 0 && lo == 0 && hi == p->k_w && p->dil_w == 1 && iy0 >= 0
+        && iy0 + (p->k_h - 1) * p->dil_h < p->in_h) {
+        const int8_t *src = in + (size_t)iy0 * in_row + ix0 * c;
+        const size_t step = (size_t)(p->in_w * c * p->dil_h);
         int32_t *dst = col;
-        if (inside && iy0 >= 0 && iy0 + (p->k_h - 1) * p->dil_h < p->in_h) {
-            /* the whole window is inside the image: one run of groups per row */
-            const int8_t *src = in + (size_t)iy0 * in_row + ix0 * c;
-            const size_t step = in_row * (size_t)p->dil_h;
-            for (ky = 0; ky < p->k_h; ++ky, dst += row_len, src += step) {
-                col_quads(dst, src, row_len >> 2, off2);
-            }
-            if (dst < col + k8) {
-                col_quads_zero(dst, (int32_t)(col + k8 - dst) >> 2);
-            }
-            return;
-        }
-        for (ky = 0; ky < p->k_h; ++ky, dst += row_len) {
-            const int32_t iy = iy0 + ky * p->dil_h;
-            if (iy < 0 || iy >= p->in_h) {
-                col_quads_zero(dst, row_len >> 2);
-            } else if (inside) {
-                col_quads(dst, in + (size_t)iy * in_row + ix0 * c, row_len >> 2, off2);
-            } else {
-                window_row(p, in + (size_t)iy * in_row, ix0, lo, hi, tmp);
-                col_quads(dst, tmp, row_len >> 2, off2);
-            }
+        for (ky = 0; ky < p->k_h; ++ky, dst += row_len, src += step) {
+            col_quads(dst, src, row_len >> 2, off2);
         }
         if (dst < col + k8) {
             col_quads_zero(dst, (int32_t)(col + k8 - dst) >> 2);
         }
-    } else {
-        /* tmp[K .. k8) holds the zero point already (conv_run) */
-        int8_t *t = tmp;
-        if (lo == 0 && hi == p->k_w && p->dil_w == 1 && iy0 >= 0
-            && iy0 + (p->k_h - 1) * p->dil_h < p->in_h) {
-            const int8_t *src = in + (size_t)iy0 * in_row + ix0 * c;
-            const size_t step = in_row * (size_t)p->dil_h;
-            for (ky = 0; ky < p->k_h; ++ky, t += row_len, src += step) {
-                bytes_copy(t, src, row_len);
-            }
-        } else {
-            for (ky = 0; ky < p->k_h; ++ky, t += row_len) {
-                const int32_t iy = iy0 + ky * p->dil_h;
-                window_row(p, iy < 0 || iy >= p->in_h ? 0 : in + (size_t)iy * in_row, ix0, lo,
-                           hi, t);
-            }
-        }
-        col_quads(col, tmp, k8 >> 2, off2);
+        return;
     }
+    for (ky = 0; ky < p->k_h; ++ky, t += row_len) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        window_row(p, iy < 0 || iy >= p->in_h ? 0 : in + (size_t)iy * in_row, ix0, lo, hi, t);
+    }
+    col_quads(col, tmp, k8 >> 2, off2);
 }
 
 /* -- matrix kernel ---------------------------------------------------------------------------- */
@@ -195,35 +167,60 @@ typedef struct {
     int32_t out_c, groups, out_offset, act_min, act_max;
 } mm_args;
 
-/* Output of accumulator ``acc`` for a channel marked generic: TFLite's arithmetic. */
-static int8_t mm_generic(const mm_args *a, int32_t acc, int32_t m, int32_t shift)
+/* Output of accumulator ``acc`` for a channel marked generic: TFLite's arithmetic (saturated
+ * to int8; conv_run applies a narrower activation clamp). */
+static __attribute__((noinline)) int8_t mm_generic(const mm_args *a, int32_t acc, int32_t m,
+                                                  int32_t shift)
 {
-    return kml_clamp8(kml_mbqm(acc, m, shift) + a->out_offset, a->act_min, a->act_max);
+    return kml_clamp8(kml_mbqm(acc, m, shift) + a->out_offset, -128, 127);
 }
 
 /* One group of four inputs for 2 columns x 2 channels: the three loads are issued back to
- * back (they pipeline), then 4 SXTB16 and 8 SMLAD. A macro rather than a function so that the
- * pointers stay in the registers the loop keeps them in. */
-#define MAC_2X2(w, x, a0, a1, c0, c1)                                                        \
-    do {                                                                                     \
-        int32_t w0_, w1_, x0_, x1_, x2_, x3_, wo_;                                           \
-        __asm__("ldrd %0, %1, [%6], #8\n\tldrd %2, %3, [%7], #8\n\tldrd %4, %5, [%7], #8"   \
-                : "=&r"(w0_), "=&r"(w1_), "=&r"(x0_), "=&r"(x1_), "=&r"(x2_), "=&r"(x3_),   \
-                  "+r"(w), "+r"(x)                                                           \
-                : "m"(*(const int32_t(*)[2])w), "m"(*(const int32_t(*)[4])x));              \
-        wo_ = kml_sxtb16_ror8(w0_);                                                          \
-        w0_ = __sxtb16(w0_);                                                                 \
-        a0 = __smlad(x0_, w0_, a0);                                                          \
-        a0 = __smlad(x1_, wo_, a0);                                                          \
-        c0 = __smlad(x2_, w0_, c0);                                                          \
-        c0 = __smlad(x3_, wo_, c0);                                                          \
-        wo_ = kml_sxtb16_ror8(w1_);                                                          \
-        w1_ = __sxtb16(w1_);                                                                 \
-        a1 = __smlad(x0_, w1_, a1);                                                          \
-        a1 = __smlad(x1_, wo_, a1);                                                          \
-        c1 = __smlad(x2_, w1_, c1);                                                          \
-        c1 = __smlad(x3_, wo_, c1);                                                          \
-    } while (0)
+ * back (they pipeline), then 4 SXTB16 and 8 SMLAD. */
+#define MM_GROUP                                                                             \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                      \
+    "ldrd %[x0], %[x1], [%[x]], #8\n\t"                                                      \
+    "ldrd %[x2], %[x3], [%[x]], #8\n\t"                                                      \
+    "sxtb16 %[wo], %[w0], ror #8\n\t"                                                        \
+    "sxtb16 %[w0], %[w0]\n\t"                                                                \
+    "smlad %[a0], %[x0], %[w0], %[a0]\n\t"                                                   \
+    "smlad %[a0], %[x1], %[wo], %[a0]\n\t"                                                   \
+    "smlad %[c0], %[x2], %[w0], %[c0]\n\t"                                                   \
+    "smlad %[c0], %[x3], %[wo], %[c0]\n\t"                                                   \
+    "sxtb16 %[wo], %[w1], ror #8\n\t"                                                        \
+    "sxtb16 %[w1], %[w1]\n\t"                                                                \
+    "smlad %[a1], %[x0], %[w1], %[a1]\n\t"                                                   \
+    "smlad %[a1], %[x1], %[wo], %[a1]\n\t"                                                   \
+    "smlad %[c1], %[x2], %[w1], %[c1]\n\t"                                                   \
+    "smlad %[c1], %[x3], %[wo], %[c1]\n\t"
+
+/* The dot products of a channel pair with the two columns at col (groups words 4g .. 4g+3);
+ * four groups per loop iteration, entered halfway when the group count is 2 mod 4. One asm
+ * block: it needs all 14 allocatable registers, and GCC must not split or spill the loop. */
+static inline void mm_dot(const int32_t **wp, const int32_t *col, const int32_t *x_end,
+                          const int32_t *half, int32_t *acc)
+{
+    const int32_t *w = *wp, *x = col;
+    int32_t a0 = acc[0], a1 = acc[1], c0 = acc[2], c1 = acc[3];
+    int32_t w0, w1, x0, x1, x2, x3, wo;
+    __asm__("ldr %[w0], %[half]\n\t"
+            "cmp %[w0], #0\n\t"
+            "bne 2f\n"
+            "1:\n\t" MM_GROUP MM_GROUP
+            "2:\n\t" MM_GROUP MM_GROUP
+            "cmp %[x], %[xe]\n\t"
+            "bcc 1b"
+            : [w0] "=&r"(w0), [w1] "=&r"(w1), [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2),
+              [x3] "=&r"(x3), [wo] "=&r"(wo), [a0] "+r"(a0), [a1] "+r"(a1), [c0] "+r"(c0),
+              [c1] "+r"(c1), [w] "+r"(w), [x] "+r"(x)
+            : [xe] "r"(x_end), [half] "m"(*half)
+            : "cc", "memory");
+    *wp = w;
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = c0;
+    acc[3] = c1;
+}
 
 /* out_a[oc] and out_b[oc] (every channel) from the two columns of ``col``. */
 static void mm2(const mm_args *a, const int32_t *col, int8_t *out_a, int8_t *out_b)
@@ -231,25 +228,21 @@ static void mm2(const mm_args *a, const int32_t *col, int8_t *out_a, int8_t *out
     const int32_t *w = a->stream;
     const int32_t *x_end = col + 4 * a->groups;
     const int32_t c2 = 2 * a->out_offset + 1;
-    const int32_t two_more = a->groups & 2; /* groups is even; loop takes 4 at a time */
     const int32_t pairs = a->out_c >> 1;
+    const int32_t half = a->groups & 2; /* groups is even; the loop takes 4 at a time */
     int32_t oc;
     for (oc = 0; oc < 2 * pairs; oc += 2) {
-        int32_t a0, a1, c0, c1, m0, m1, rs;
-        const int32_t *x = col;
+        int32_t a0, a1, c0, c1, m0, m1, rs, acc[4];
         kml_ldrd(&w, &a0, &a1);
-        c0 = a0;
-        c1 = a1;
-        if (two_more) {
-            MAC_2X2(w, x, a0, a1, c0, c1);
-            MAC_2X2(w, x, a0, a1, c0, c1);
-        }
-        while (x < x_end) {
-            MAC_2X2(w, x, a0, a1, c0, c1);
-            MAC_2X2(w, x, a0, a1, c0, c1);
-            MAC_2X2(w, x, a0, a1, c0, c1);
-            MAC_2X2(w, x, a0, a1, c0, c1);
-        }
+        acc[0] = a0;
+        acc[1] = a1;
+        acc[2] = a0;
+        acc[3] = a1;
+        mm_dot(&w, col, x_end, &half, acc);
+        a0 = acc[0];
+        a1 = acc[1];
+        c0 = acc[2];
+        c1 = acc[3];
         kml_ldrd(&w, &m0, &m1);
         rs = *w++;
         if ((rs & KML_GENERIC_PAIR) == 0) {
@@ -294,17 +287,21 @@ static void mm2(const mm_args *a, const int32_t *col, int8_t *out_a, int8_t *out
 
 /* -- CONV_2D ---------------------------------------------------------------------------------- */
 
-/* Called with each finished pair of output pixels (b == a for a single last pixel) when the
- * convolution result is not the output itself. */
-typedef void (*conv_sink)(const void *ctx, const int8_t *a, const int8_t *b, size_t pixel);
+struct add_ctx;
+static void add_pixel(const struct add_ctx *c, const int8_t *conv, size_t pixel);
 
-static void conv_run(const kml_conv_params *p, const int32_t *packed, const int8_t *input,
-                     int8_t *output, int32_t *scratch, conv_sink sink, const void *sink_ctx)
+/* The convolution, two output pixels at a time; with ``add`` (CONV_2D_ADD) each pair of
+ * convolution results goes into a small buffer and through the ADD epilogue. Inlined into its
+ * two callers so that a model without fused ADDs carries no epilogue code. */
+static inline __attribute__((always_inline)) void conv_run(
+    const kml_conv_params *p, const int32_t *packed, const int8_t *input, int8_t *output,
+    int32_t *scratch, const struct add_ctx *add)
 {
     const int32_t k = p->k_h * p->k_w * p->in_c;
     const int32_t n = p->out_h * p->out_w;
     const size_t in_image = (size_t)(p->in_h * p->in_w * p->in_c);
     const size_t out_c = (size_t)p->out_c;
+    const int32_t full = p->act_min == -128 && p->act_max == 127;
     mm_args a;
     int8_t *tmp, *gather;
     int32_t b;
@@ -323,7 +320,7 @@ static void conv_run(const kml_conv_params *p, const int32_t *packed, const int8
         int32_t q, oy = 0, ox = 0;
         for (q = 0; q < n; q += 2) {
             const int32_t two = q + 1 < n;
-            int8_t *out = sink != 0 ? tmp : output + (first + (size_t)q) * out_c;
+            int8_t *out = add != 0 ? tmp : output + (first + (size_t)q) * out_c;
             conv_column(p, in, oy, ox, scratch, 4 * a.groups, gather);
             if (++ox == p->out_w) {
                 ox = 0;
@@ -343,8 +340,17 @@ static void conv_run(const kml_conv_params *p, const int32_t *packed, const int8
                 }
             }
             mm2(&a, scratch, out, two ? out + out_c : out);
-            if (sink != 0) {
-                sink(sink_ctx, tmp, two ? tmp + out_c : tmp, first + (size_t)q);
+            if (!full) { /* mm2 saturated to [-128, 127]; narrow to the activation */
+                size_t i;
+                for (i = 0; i < (two ? 2 : 1) * out_c; ++i) {
+                    out[i] = kml_clamp8(out[i], p->act_min, p->act_max);
+                }
+            }
+            if (add != 0) {
+                add_pixel(add, tmp, first + (size_t)q);
+                if (two) {
+                    add_pixel(add, tmp + out_c, first + (size_t)q + 1);
+                }
             }
         }
     }
@@ -358,7 +364,7 @@ void kml_conv2d_s8(const kml_conv_params *p, const int8_t *input, const int8_t *
     (void)bias;
     (void)mult;
     (void)shift;
-    conv_run(p, packed, input, output, scratch, 0, 0);
+    conv_run(p, packed, input, output, scratch, 0);
 }
 
 /* -- fused ADD --------------------------------------------------------------------------------
@@ -369,7 +375,7 @@ void kml_conv2d_s8(const kml_conv_params *p, const int8_t *input, const int8_t *
  * (kml_arm.h; for r == 0 there is no rounding shift and no sign correction), and the output
  * offset folds into the last one as in kml_rq. Other parameters take the reference path. */
 
-typedef struct {
+typedef struct add_ctx {
     const kml_add_epilogue *ep;
     const int8_t *residual;
     int8_t *output;
@@ -422,7 +428,7 @@ static void add_pixel_simple(const int8_t *a, const int8_t *b, int8_t *out, int3
     }
 }
 
-static void add_pixel(const add_ctx *c, const int8_t *conv, size_t pixel)
+static void add_pixel(const struct add_ctx *c, const int8_t *conv, size_t pixel)
 {
     const kml_add_epilogue *ep = c->ep;
     const size_t base = pixel * (size_t)c->channels;
@@ -461,15 +467,6 @@ static void add_pixel(const add_ctx *c, const int8_t *conv, size_t pixel)
         const int32_t o = kml_mbqm(ep->conv_first ? sc + sr : sr + sc, ep->out_mult,
                                    ep->out_shift) + ep->out_offset;
         out[i] = kml_clamp8(o, ep->act_min, ep->act_max);
-    }
-}
-
-static void add_sink(const void *ctx, const int8_t *a, const int8_t *b, size_t pixel)
-{
-    const add_ctx *c = (const add_ctx *)ctx;
-    add_pixel(c, a, pixel);
-    if (b != a) {
-        add_pixel(c, b, pixel + 1);
     }
 }
 
@@ -524,7 +521,7 @@ void kml_conv2d_add_s8(const kml_conv_params *p, const int8_t *input, const int8
     c.output = output;
     c.channels = p->out_c;
     add_setup(&c, ep);
-    conv_run(p, packed, input, output, scratch, add_sink, &c);
+    conv_run(p, packed, input, output, scratch, &c);
 }
 
 /* -- DEPTHWISE_CONV_2D ------------------------------------------------------------------------

@@ -5,8 +5,8 @@
  * units' weight words, 4 SXTB16 and 4 SMLAD. The input is read in place (no scratch: a
  * converted copy would cost as much RAM as the input and is reused only units / 2 times); the
  * last partial group comes from a small zero-padded copy on the stack. ``packed`` is the
- * matrix stream of kiloml/codegen/armv7em.py (as CONV_2D's, rows padded to a multiple of 8);
- * ``weights``, ``bias``, ``mult`` and ``shift`` are then 0.
+ * matrix stream of kiloml/codegen/armv7em.py (as CONV_2D's, rows padded to a multiple of 8,
+ * units padded to an even count); ``weights``, ``bias``, ``mult`` and ``shift`` are then 0.
  */
 #include "kml_fully_connected.h"
 
@@ -37,20 +37,14 @@ static inline void fc_mac(const int32_t **w, const int8_t *x, int32_t off2, int3
     *w = pw;
 }
 
-static int8_t fc_generic(const kml_fc_params *p, int32_t acc, int32_t m, int32_t shift)
-{
-    return kml_clamp8(kml_mbqm(acc, m, shift) + p->out_offset, p->act_min, p->act_max);
-}
-
 void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const int8_t *weights,
                             const int32_t *bias, const int32_t *mult, const int32_t *shift,
                             int8_t *output, const int32_t *packed, int32_t *scratch)
 {
     const int32_t groups = ((p->depth + 7) >> 3) * 2; /* per weight row, zero padded */
-    const int32_t full = p->depth >> 2;                 /* groups read from the input */
+    const int32_t whole = p->depth >> 2;                /* groups read from the input */
     const int32_t off2 = kml_pair16(p->in_offset);
     const int32_t c2 = 2 * p->out_offset + 1;
-    const int8_t zp = (int8_t)(-p->in_offset);
     int32_t b;
     (void)weights;
     (void)bias;
@@ -59,48 +53,37 @@ void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const i
     (void)scratch;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *x0 = input + (size_t)b * (size_t)p->depth;
-        const int8_t *x_full = x0 + 4 * full;
+        const int8_t *x_end = x0 + 4 * whole;
         int8_t *out = output + (size_t)b * (size_t)p->units;
         const int32_t *w = packed;
         int8_t tail[8]; /* the last partial group(s), zero point padded (0 with the offset) */
         int32_t u, i;
-        for (i = 0; i < 4 * (groups - full); ++i) {
-            tail[i] = 4 * full + i < p->depth ? x_full[i] : zp;
+        for (i = 0; i < 4 * (groups - whole); ++i) {
+            tail[i] = 4 * whole + i < p->depth ? x_end[i] : (int8_t)(-p->in_offset);
         }
         for (u = 0; u < p->units; u += 2) {
-            const int32_t two = u + 1 < p->units;
-            int32_t a0 = w[0], a1 = two ? w[1] : 0;
-            const int8_t *x = x0;
-            w += two ? 2 : 1;
-            if (two) {
-                for (; x < x_full; x += 4) {
-                    fc_mac(&w, x, off2, &a0, &a1);
-                }
-                for (i = 0; i < groups - full; ++i) {
-                    fc_mac(&w, tail + 4 * i, off2, &a0, &a1);
-                }
-            } else {
-                for (i = 0; i < groups; ++i, ++w) {
-                    const int32_t v = kml_ld32(i < full ? x0 + 4 * i : tail + 4 * (i - full));
-                    a0 = __smlad(__sxtab16(off2, v), __sxtb16(*w), a0);
-                    a0 = __smlad(kml_sxtab16_ror8(off2, v), kml_sxtb16_ror8(*w), a0);
-                }
+            int32_t a0 = w[0], a1 = w[1], m0, m1, rs, o;
+            const int8_t *x;
+            w += 2;
+            for (x = x0; x < x_end; x += 4) {
+                fc_mac(&w, x, off2, &a0, &a1);
             }
-            {
-                const int32_t m0 = w[0], m1 = two ? w[1] : 0, rs = two ? w[2] : w[1];
-                w += two ? 3 : 2;
+            for (i = 0; i < groups - whole; ++i) {
+                fc_mac(&w, tail + 4 * i, off2, &a0, &a1);
+            }
+            m0 = w[0];
+            m1 = w[1];
+            rs = w[2];
+            w += 3;
+            for (i = 0; i < 2 && u + i < p->units; ++i) {
+                const int32_t acc = i == 0 ? a0 : a1, m = i == 0 ? m0 : m1;
                 if ((rs & KML_GENERIC_PAIR) == 0) {
-                    const int32_t r0 = rs & 0xFF, r1 = (rs >> 8) & 0xFF;
-                    out[u] = (int8_t)kml_ssat8(kml_rq(a0, m0, r0, kml_rq_k(c2, r0)));
-                    if (two) {
-                        out[u + 1] = (int8_t)kml_ssat8(kml_rq(a1, m1, r1, kml_rq_k(c2, r1)));
-                    }
+                    const int32_t r = (rs >> (8 * i)) & 0xFF;
+                    o = kml_rq(acc, m, r, kml_rq_k(c2, r));
                 } else {
-                    out[u] = fc_generic(p, a0, m0, (int8_t)rs);
-                    if (two) {
-                        out[u + 1] = fc_generic(p, a1, m1, (int8_t)(rs >> 8));
-                    }
+                    o = kml_mbqm(acc, m, (int8_t)(rs >> (8 * i))) + p->out_offset;
                 }
+                out[u + i] = kml_clamp8(o, p->act_min, p->act_max);
             }
         }
     }

@@ -21,7 +21,7 @@ static void pool(const kml_pool_params *p, const int8_t *input, int8_t *output, 
 {
     const size_t c = (size_t)p->channels;
     const size_t row = (size_t)p->in_w * c;
-    int32_t b, oy, ox, g, ky, kx;
+    int32_t b, oy, ox, g, ky, kx, i, sum[4];
     int8_t *out = output;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in = input + (size_t)b * (size_t)p->in_h * row;
@@ -48,10 +48,13 @@ static void pool(const kml_pool_params *p, const int8_t *input, int8_t *output, 
                                 o = kml_sxtab16_ror8(o, v);
                             }
                         }
-                        out[g] = pool_out(p, (int16_t)e, count, 0);
-                        out[g + 1] = pool_out(p, (int16_t)o, count, 0);
-                        out[g + 2] = pool_out(p, e >> 16, count, 0);
-                        out[g + 3] = pool_out(p, o >> 16, count, 0);
+                        sum[0] = (int16_t)e;
+                        sum[1] = (int16_t)o;
+                        sum[2] = e >> 16;
+                        sum[3] = o >> 16;
+                        for (i = 0; i < 4; ++i) {
+                            out[g + i] = pool_out(p, sum[i], count, 0);
+                        }
                     }
                 }
                 for (; g < (int32_t)c; ++g) {

@@ -4,10 +4,12 @@
 
 #include "kml_common.h"
 
+/* Sizes are int32; filter geometry, padding, offsets and clamps fit int16 (the ops check it),
+ * which keeps the per-layer constant small in flash. */
 typedef struct {
-    int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w;
-    int32_t stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
-    int32_t in_offset, out_offset, act_min, act_max;
+    int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
+    int16_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+    int16_t in_offset, out_offset, act_min, act_max;
 } kml_conv_params;
 
 /* An ADD fused behind a convolution: out = add(conv, residual), TFLite's ADD arithmetic.
