@@ -122,7 +122,8 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
                   act_max: int) -> np.ndarray:
     """The ``packed`` argument of the matrix kernels (CONV_2D, FULLY_CONNECTED) as int32 words.
 
-    Per pair of output channels: bias[2i], bias[2i+1], the pair's interleaved weight words
+    Word 0 is 1 when some pair is generic (below), else 0. Then per pair of output
+    channels: bias[2i], bias[2i+1], the pair's interleaved weight words
     (``pack_rows``), mult[2i], mult[2i+1] and a word with two shift bytes (2i in bits 0-7,
     2i+1 in bits 8-15). When both channels take the fast requantization (``fast_params``)
     the bytes are right shifts for ``kml_rq``; otherwise bit 16 (``GENERIC_PAIR``) is set and
@@ -131,6 +132,7 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
     """
     oc, k = rows.shape
     b = np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)
+    any_generic = False
     fb, fm, fr, ok = fast_params(mult, shift, np.abs(rows.astype(np.int64)).sum(axis=1), bias,
                                  in_offset, out_offset, act_min, act_max)
     w = pack_rows(rows)
@@ -142,10 +144,11 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
         m = [int(fm[i]) if fast else int(mult[i]) for i in chans]
         r = [int(fr[i]) if fast else int(shift[i]) for i in chans]
         rs = sum(_byte(v) << (8 * j) for j, v in enumerate(r)) | (0 if fast else GENERIC_PAIR)
+        any_generic = any_generic or not fast
         out.append(fb[chans] if fast else b[chans])
         out.append(w[c * per:(c + len(chans)) * per])
         out.append(np.array(m + [rs], np.int64))
-    return np.concatenate(out).astype(np.int64)
+    return np.concatenate([np.array([int(any_generic)], np.int64)] + out).astype(np.int64)
 
 
 def depthwise_eligible(p) -> bool:

@@ -140,17 +140,24 @@ static void conv_column(const kml_conv_params *p, const int8_t *in, int32_t oy, 
     if (hi < lo) {
         hi = lo;
     }
-    if ((row_len & 3) == 0 && lo == 0 && hi == p->k_w && p->dil_w == 1 && iy0 >= 0
-        && iy0 + (p->k_h - 1) * p->dil_h < p->in_h) {
+    if (lo == 0 && hi == p->k_w && p->dil_w == 1 && iy0 >= 0
+        && iy0 + (p->k_h - 1) * p->dil_h < p->in_h) { /* the window is inside the image */
         const int8_t *src = in + (size_t)iy0 * in_row + ix0 * c;
         const size_t step = (size_t)(p->in_w * c * p->dil_h);
         int32_t *dst = col;
-        for (ky = 0; ky < p->k_h; ++ky, dst += row_len, src += step) {
-            col_quads(dst, src, row_len >> 2, off2);
+        if ((row_len & 3) == 0) { /* rows of whole groups: straight from the input */
+            for (ky = 0; ky < p->k_h; ++ky, dst += row_len, src += step) {
+                col_quads(dst, src, row_len >> 2, off2);
+            }
+            if (dst < col + k8) {
+                col_quads_zero(dst, (int32_t)(col + k8 - dst) >> 2);
+            }
+            return;
         }
-        if (dst < col + k8) {
-            col_quads_zero(dst, (int32_t)(col + k8 - dst) >> 2);
+        for (ky = 0; ky < p->k_h; ++ky, t += row_len, src += step) {
+            bytes_copy(t, src, row_len);
         }
+        col_quads(col, tmp, k8 >> 2, off2);
         return;
     }
     for (ky = 0; ky < p->k_h; ++ky, t += row_len) {
@@ -194,94 +201,126 @@ static __attribute__((noinline)) int8_t mm_generic(const mm_args *a, int32_t acc
     "smlad %[c1], %[x2], %[w1], %[c1]\n\t"                                                   \
     "smlad %[c1], %[x3], %[wo], %[c1]\n\t"
 
-/* The dot products of a channel pair with the two columns at col (groups words 4g .. 4g+3);
- * four groups per loop iteration, entered halfway when the group count is 2 mod 4. One asm
- * block: it needs all 14 allocatable registers, and GCC must not split or spill the loop. */
-static inline void mm_dot(const int32_t **wp, const int32_t *col, const int32_t *x_end,
-                          const int32_t *half, int32_t *acc)
+/* Requantize accumulator A with multiplier M, k K and shift R (kml_rq), store at [P, #OFF]. */
+#define MM_RQ(A, M, K, R, P, OFF)                                                            \
+    "lsl %[wo], %[" A "], #1\n\t"                                                            \
+    "smmlar %[wo], %[wo], %[" M "], %[" K "]\n\t"                                            \
+    "sub %[wo], %[wo], %[" A "], lsr #31\n\t"                                                \
+    "asr %[wo], %[wo], %[" R "]\n\t"                                                         \
+    "ssat %[wo], #8, %[wo]\n\t"                                                              \
+    "strb %[wo], [%[" P "], #" OFF "]\n\t"
+
+/* out_a[oc], out_b[oc] for every channel pair of the stream: the two columns at col times
+ * the pair's weights (four groups per loop iteration, entered halfway when the group count is
+ * 2 mod 4: three back-to-back loads, 4 SXTB16, 8 SMLAD per group), kml_rq, SSAT, four stores.
+ * Pairs flagged KML_GENERIC_PAIR are skipped (mm2 redoes them). One asm block: the loop
+ * needs all 14 allocatable registers (everything else lives in memory operands), and GCC must
+ * not split, duplicate or spill it. */
+static void mm_pairs(const int32_t *w, const int32_t *col, const int32_t *x_end, int32_t half,
+                     int32_t c2, int8_t *out_a, int32_t ob_off, int32_t pairs)
 {
-    const int32_t *w = *wp, *x = col;
-    int32_t a0 = acc[0], a1 = acc[1], c0 = acc[2], c1 = acc[3];
-    int32_t w0, w1, x0, x1, x2, x3, wo;
-    __asm__("ldr %[w0], %[half]\n\t"
-            "cmp %[w0], #0\n\t"
-            "bne 2f\n"
-            "1:\n\t" MM_GROUP MM_GROUP
-            "2:\n\t" MM_GROUP MM_GROUP
-            "cmp %[x], %[xe]\n\t"
-            "bcc 1b"
-            : [w0] "=&r"(w0), [w1] "=&r"(w1), [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2),
-              [x3] "=&r"(x3), [wo] "=&r"(wo), [a0] "+r"(a0), [a1] "+r"(a1), [c0] "+r"(c0),
-              [c1] "+r"(c1), [w] "+r"(w), [x] "+r"(x)
-            : [xe] "r"(x_end), [half] "m"(*half)
-            : "cc", "memory");
-    *wp = w;
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = c0;
-    acc[3] = c1;
+    const int32_t *x;
+    int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6;
+    __asm__ volatile(
+        "0:\n\t"
+        "ldrd %[a0], %[a1], [%[w]], #8\n\t"
+        "mov %[c0], %[a0]\n\t"
+        "mov %[c1], %[a1]\n\t"
+        "ldr %[x], %[col]\n\t"
+        "ldr %[w0], %[half]\n\t"
+        "cmp %[w0], #0\n\t"
+        "bne 2f\n"
+        "1:\n\t" MM_GROUP MM_GROUP
+        "2:\n\t" MM_GROUP MM_GROUP
+        "cmp %[x], %[xe]\n\t"
+        "bcc 1b\n\t"
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */
+        "ldr %[x0], [%[w]], #4\n\t"           /* shift bytes and flag */
+        "tst %[x0], #0x10000\n\t"
+        "bne 5f\n\t"
+        "ldr %[x1], %[c2]\n\t"
+        "uxtb %[x2], %[x0]\n\t"               /* r0 */
+        "ubfx %[x0], %[x0], #8, #8\n\t"       /* r1 */
+        "lsl %[x3], %[x1], %[x2]\n\t"
+        "asr %[x3], %[x3], #1\n\t"            /* k0 */
+        "lsl %[x1], %[x1], %[x0]\n\t"
+        "asr %[x1], %[x1], #1\n\t"            /* k1 */
+        "ldr %[x], %[oa]\n\t"
+        MM_RQ("a0", "w0", "x3", "x2", "x", "0")
+        MM_RQ("a1", "w1", "x1", "x0", "x", "1")
+        "ldr %[a0], %[ob]\n\t"
+        "add %[a0], %[a0], %[x]\n\t"
+        MM_RQ("c0", "w0", "x3", "x2", "a0", "0")
+        MM_RQ("c1", "w1", "x1", "x0", "a0", "1")
+        "5:\n\t"
+        "ldr %[x], %[oa]\n\t"
+        "add %[x], %[x], #2\n\t"
+        "str %[x], %[oa]\n\t"
+        "ldr %[w0], %[n]\n\t"
+        "subs %[w0], %[w0], #1\n\t"
+        "str %[w0], %[n]\n\t"
+        "bne 0b"
+        : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),
+          [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0),
+          [c1] "=&r"(c1), [x] "=&r"(x), [w] "+r"(w), [oa] "+m"(out_a), [n] "+m"(pairs)
+        : [xe] "r"(x_end), [col] "m"(col), [half] "m"(half), [c2] "m"(c2), [ob] "m"(ob_off)
+        : "cc", "memory");
+}
+
+/* The pair of outputs of one channel (or the two channels of a generic pair) done in C:
+ * dot products with both columns, then ``rq`` for each output. */
+static const int32_t *mm_slow(const mm_args *a, const int32_t *w, int32_t nch,
+                              const int32_t *col, int8_t *out_a, int8_t *out_b)
+{
+    const int32_t c2 = 2 * a->out_offset + 1;
+    const int32_t *wm = w + nch + nch * a->groups; /* the multipliers */
+    const int32_t rs = wm[nch];
+    int32_t ch;
+    for (ch = 0; ch < nch; ++ch) {
+        int32_t acc[2], i, g;
+        for (i = 0; i < 2; ++i) {
+            acc[i] = w[ch];
+            for (g = 0; g < a->groups; ++g) {
+                const int32_t wv = w[nch + g * nch + ch];
+                acc[i] = __smlad(col[4 * g + 2 * i], __sxtb16(wv), acc[i]);
+                acc[i] = __smlad(col[4 * g + 2 * i + 1], kml_sxtb16_ror8(wv), acc[i]);
+            }
+            if ((rs & KML_GENERIC_PAIR) == 0) {
+                const int32_t r = (rs >> (8 * ch)) & 0xFF;
+                acc[i] = kml_ssat8(kml_rq(acc[i], wm[ch], r, kml_rq_k(c2, r)));
+            } else {
+                acc[i] = mm_generic(a, acc[i], wm[ch], (int8_t)(rs >> (8 * ch)));
+            }
+        }
+        out_a[ch] = (int8_t)acc[0];
+        out_b[ch] = (int8_t)acc[1];
+    }
+    return wm + nch + 1;
 }
 
 /* out_a[oc] and out_b[oc] (every channel) from the two columns of ``col``. */
 static void mm2(const mm_args *a, const int32_t *col, int8_t *out_a, int8_t *out_b)
 {
-    const int32_t *w = a->stream;
-    const int32_t *x_end = col + 4 * a->groups;
-    const int32_t c2 = 2 * a->out_offset + 1;
+    const int32_t *w = a->stream + 1;
     const int32_t pairs = a->out_c >> 1;
-    const int32_t half = a->groups & 2; /* groups is even; the loop takes 4 at a time */
-    int32_t oc;
-    for (oc = 0; oc < 2 * pairs; oc += 2) {
-        int32_t a0, a1, c0, c1, m0, m1, rs, acc[4];
-        kml_ldrd(&w, &a0, &a1);
-        acc[0] = a0;
-        acc[1] = a1;
-        acc[2] = a0;
-        acc[3] = a1;
-        mm_dot(&w, col, x_end, &half, acc);
-        a0 = acc[0];
-        a1 = acc[1];
-        c0 = acc[2];
-        c1 = acc[3];
-        kml_ldrd(&w, &m0, &m1);
-        rs = *w++;
-        if ((rs & KML_GENERIC_PAIR) == 0) {
-            const int32_t r0 = rs & 0xFF, r1 = (rs >> 8) & 0xFF;
-            const int32_t k0 = kml_rq_k(c2, r0), k1 = kml_rq_k(c2, r1);
-            out_a[oc] = (int8_t)kml_ssat8(kml_rq(a0, m0, r0, k0));
-            out_a[oc + 1] = (int8_t)kml_ssat8(kml_rq(a1, m1, r1, k1));
-            out_b[oc] = (int8_t)kml_ssat8(kml_rq(c0, m0, r0, k0));
-            out_b[oc + 1] = (int8_t)kml_ssat8(kml_rq(c1, m1, r1, k1));
-        } else {
-            const int32_t r0 = (int8_t)rs, r1 = (int8_t)(rs >> 8);
-            out_a[oc] = mm_generic(a, a0, m0, r0);
-            out_a[oc + 1] = mm_generic(a, a1, m1, r1);
-            out_b[oc] = mm_generic(a, c0, m0, r0);
-            out_b[oc + 1] = mm_generic(a, c1, m1, r1);
-        }
+    if (pairs > 0) {
+        mm_pairs(w, col, col + 4 * a->groups, a->groups & 2, 2 * a->out_offset + 1, out_a,
+                 (int32_t)(out_b - out_a), pairs);
     }
-    if (oc < a->out_c) {
-        int32_t a0 = *w++, c0 = a0, m0, r0, rs;
-        const int32_t *x = col;
-        do {
-            const int32_t w0 = *w++;
-            const int32_t w0e = __sxtb16(w0), w0o = kml_sxtb16_ror8(w0);
-            a0 = __smlad(x[0], w0e, a0);
-            a0 = __smlad(x[1], w0o, a0);
-            c0 = __smlad(x[2], w0e, c0);
-            c0 = __smlad(x[3], w0o, c0);
-            x += 4;
-        } while (x < x_end);
-        m0 = w[0];
-        rs = w[1];
-        if ((rs & KML_GENERIC_PAIR) == 0) {
-            r0 = rs & 0xFF;
-            out_a[oc] = (int8_t)kml_ssat8(kml_rq(a0, m0, r0, kml_rq_k(c2, r0)));
-            out_b[oc] = (int8_t)kml_ssat8(kml_rq(c0, m0, r0, kml_rq_k(c2, r0)));
-        } else {
-            out_a[oc] = mm_generic(a, a0, m0, (int8_t)rs);
-            out_b[oc] = mm_generic(a, c0, m0, (int8_t)rs);
+    if (a->stream[0] != 0) { /* some pairs take the general requantization: redo them */
+        int32_t oc;
+        for (oc = 0; oc < 2 * pairs; oc += 2) {
+            const int32_t *next = w + 5 + 2 * a->groups;
+            if ((next[-1] & KML_GENERIC_PAIR) != 0) {
+                mm_slow(a, w, 2, col, out_a + oc, out_b + oc);
+            }
+            w = next;
         }
+    } else {
+        w += pairs * (5 + 2 * a->groups);
+    }
+    if (a->out_c & 1) {
+        mm_slow(a, w, 1, col, out_a + a->out_c - 1, out_b + a->out_c - 1);
     }
 }
 

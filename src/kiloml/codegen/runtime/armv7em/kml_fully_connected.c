@@ -55,7 +55,7 @@ void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const i
         const int8_t *x0 = input + (size_t)b * (size_t)p->depth;
         const int8_t *x_end = x0 + 4 * whole;
         int8_t *out = output + (size_t)b * (size_t)p->units;
-        const int32_t *w = packed;
+        const int32_t *w = packed + 1; /* past the stream's generic flag */
         int8_t tail[8]; /* the last partial group(s), zero point padded (0 with the offset) */
         int32_t u, i;
         for (i = 0; i < 4 * (groups - whole); ++i) {
