@@ -70,7 +70,7 @@ static void col_quads_zero(int32_t *dst, int32_t n)
     } while (--n > 0);
 }
 
-static void bytes_fill(int8_t *d, int8_t v, int32_t n)
+static __attribute__((noinline)) void bytes_fill(int8_t *d, int8_t v, int32_t n)
 {
     for (; n > 0; --n) {
         *d++ = v;
@@ -78,7 +78,7 @@ static void bytes_fill(int8_t *d, int8_t v, int32_t n)
 }
 
 /* n bytes, four at a time (unaligned word accesses) then one at a time. */
-static void bytes_copy(int8_t *d, const int8_t *s, int32_t n)
+static __attribute__((noinline)) void bytes_copy(int8_t *d, const int8_t *s, int32_t n)
 {
     for (; n >= 4; n -= 4, d += 4, s += 4) {
         memcpy(d, s, 4);
@@ -171,16 +171,8 @@ static void conv_column(const kml_conv_params *p, const int8_t *in, int32_t oy, 
 
 typedef struct {
     const int32_t *stream; /* packed */
-    int32_t out_c, groups, out_offset, act_min, act_max;
+    int32_t out_c, groups, out_offset;
 } mm_args;
-
-/* Output of accumulator ``acc`` for a channel marked generic: TFLite's arithmetic (saturated
- * to int8; conv_run applies a narrower activation clamp). */
-static __attribute__((noinline)) int8_t mm_generic(const mm_args *a, int32_t acc, int32_t m,
-                                                  int32_t shift)
-{
-    return kml_clamp8(kml_mbqm(acc, m, shift) + a->out_offset, -128, 127);
-}
 
 /* One group of four inputs for 2 columns x 2 channels: the three loads are issued back to
  * back (they pipeline), then 4 SXTB16 and 8 SMLAD. */
@@ -267,33 +259,29 @@ static void mm_pairs(const int32_t *w, const int32_t *col, const int32_t *x_end,
         : "cc", "memory");
 }
 
-/* The pair of outputs of one channel (or the two channels of a generic pair) done in C:
- * dot products with both columns, then ``rq`` for each output. */
+/* One channel (an odd last one) or the two channels of a generic pair, in C: dot products
+ * with both columns, then kml_rq or, for a generic pair, TFLite's arithmetic. Returns the
+ * stream past the channels. */
 static const int32_t *mm_slow(const mm_args *a, const int32_t *w, int32_t nch,
                               const int32_t *col, int8_t *out_a, int8_t *out_b)
 {
-    const int32_t c2 = 2 * a->out_offset + 1;
     const int32_t *wm = w + nch + nch * a->groups; /* the multipliers */
     const int32_t rs = wm[nch];
-    int32_t ch;
+    int32_t ch, i, g;
     for (ch = 0; ch < nch; ++ch) {
-        int32_t acc[2], i, g;
+        const int32_t r = (int8_t)(rs >> (8 * ch));
         for (i = 0; i < 2; ++i) {
-            acc[i] = w[ch];
+            int32_t acc = w[ch];
             for (g = 0; g < a->groups; ++g) {
                 const int32_t wv = w[nch + g * nch + ch];
-                acc[i] = __smlad(col[4 * g + 2 * i], __sxtb16(wv), acc[i]);
-                acc[i] = __smlad(col[4 * g + 2 * i + 1], kml_sxtb16_ror8(wv), acc[i]);
+                acc = __smlad(col[4 * g + 2 * i], __sxtb16(wv), acc);
+                acc = __smlad(col[4 * g + 2 * i + 1], kml_sxtb16_ror8(wv), acc);
             }
-            if ((rs & KML_GENERIC_PAIR) == 0) {
-                const int32_t r = (rs >> (8 * ch)) & 0xFF;
-                acc[i] = kml_ssat8(kml_rq(acc[i], wm[ch], r, kml_rq_k(c2, r)));
-            } else {
-                acc[i] = mm_generic(a, acc[i], wm[ch], (int8_t)(rs >> (8 * ch)));
-            }
+            acc = (rs & KML_GENERIC_PAIR) == 0
+                      ? kml_rq(acc, wm[ch], r & 0xFF, kml_rq_k(2 * a->out_offset + 1, r & 0xFF))
+                      : kml_mbqm(acc, wm[ch], r) + a->out_offset;
+            (i == 0 ? out_a : out_b)[ch] = kml_clamp8(acc, -128, 127);
         }
-        out_a[ch] = (int8_t)acc[0];
-        out_b[ch] = (int8_t)acc[1];
     }
     return wm + nch + 1;
 }
@@ -348,8 +336,6 @@ static inline __attribute__((always_inline)) void conv_run(
     a.out_c = p->out_c;
     a.groups = ((k + 7) >> 3) * 2;
     a.out_offset = p->out_offset;
-    a.act_min = p->act_min;
-    a.act_max = p->act_max;
     gather = (int8_t *)(void *)(scratch + 4 * a.groups);
     tmp = gather + 4 * a.groups;
     bytes_fill(gather + k, (int8_t)(-p->in_offset), 4 * a.groups - k);
@@ -563,20 +549,7 @@ void kml_conv2d_add_s8(const kml_conv_params *p, const int8_t *input, const int8
     conv_run(p, packed, input, output, scratch, &c);
 }
 
-/* -- DEPTHWISE_CONV_2D ------------------------------------------------------------------------
- * 3x3 filters, stride 1 or 2, no dilation, depth multiplier 1 (``packed`` != 0,
- * depthwise_stream in kiloml/codegen/armv7em.py). The input rows a row of outputs needs are
- * transposed into ``scratch`` (a ring of 3 rows, each C lines of ``lw`` int8 values, padded
- * with the zero point, which the input offset turns into 0) so that one channel's inputs are
- * contiguous: one 32-bit load of a line gives x0..x3, SXTAB16 / SXTAB16 ROR #8 make (x0, x2)
- * and (x1, x3) with the offset added, and two outputs of a filter row are
- *     out(i)   += SMLAD((x0, x2), (w0, w2)) + SMLABB((x1, x3), w1)
- *     out(i+1) += SMLAD((x1, x3), (w0, w2)) + SMLATB((x0, x2), w1)
- * (w = the row's 3 weights; one unaligned word load, SXTB16 / SXTB16 ROR #8). Rows outside the
- * image read a pad line. Outputs are written a row at a time after all the input rows that row
- * needs are transposed, so the portable kernel's in-place bound holds. Stream: per group of 4
- * channels, 4 biases, the 4 channels' 9 weights (36 bytes, channel-major), 4 multipliers and a
- * word of 4 right shifts; the requantization is always the fast one (else ``packed`` is 0). */
+
 
 /* UXTB16 of x rotated right by 8: bytes 1 and 3 zero-extended into the two halfwords. */
 static inline uint32_t dw_uxtb16_ror8(uint32_t x)
@@ -774,7 +747,7 @@ static void dw3(const kml_conv_params *p, const int8_t *input, const int32_t *pa
     }
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in = input + (size_t)b * (size_t)p->in_h * in_row;
-        int32_t held[3] = {-1 - p->pad_top - 2, -1 - p->pad_top - 2, -1 - p->pad_top - 2};
+        int32_t held[3] = {-1, -1, -1}; /* input row in each ring slot (row iy: slot iy % 3) */
         int8_t *out = output + (size_t)b * (size_t)(p->out_h * p->out_w * c);
         for (oy = 0; oy < p->out_h; ++oy, out += (size_t)(p->out_w * c)) {
             const int8_t *line[3];
@@ -783,16 +756,13 @@ static void dw3(const kml_conv_params *p, const int8_t *input, const int32_t *pa
             for (ky = 0; ky < 3; ++ky) {
                 const int32_t iy = oy * p->stride_h - p->pad_top + ky;
                 int32_t k;
+                line[ky] = pad;
+                cs[ky] = 0;
                 if (iy < 0 || iy >= p->in_h) {
-                    line[ky] = pad;
-                    cs[ky] = 0;
                     continue;
                 }
-                for (k = 0; k < 3 && held[k] != iy; ++k) {
-                }
-                if (k == 3) { /* replace a row no longer needed (before this output row) */
-                    for (k = 0; held[k] >= oy * p->stride_h - p->pad_top; ++k) {
-                    }
+                k = iy % 3;
+                if (held[k] != iy) {
                     held[k] = iy;
                     dw_transpose(p, in + (size_t)iy * in_row, ring + k * slot_bytes, lw);
                 }

@@ -9,19 +9,11 @@
 
 #include "kml_arm.h"
 
-static int8_t pool_out(const kml_pool_params *p, int32_t acc, int32_t count, int is_max)
-{
-    if (!is_max) {
-        acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-    }
-    return kml_clamp8(acc, p->act_min, p->act_max);
-}
-
 static void pool(const kml_pool_params *p, const int8_t *input, int8_t *output, int is_max)
 {
     const size_t c = (size_t)p->channels;
     const size_t row = (size_t)p->in_w * c;
-    int32_t b, oy, ox, g, ky, kx, i, sum[4];
+    int32_t b, oy, ox, g, ky, kx, i;
     int8_t *out = output;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in = input + (size_t)b * (size_t)p->in_h * row;
@@ -35,38 +27,34 @@ static void pool(const kml_pool_params *p, const int8_t *input, int8_t *output, 
                 const int32_t kx1 = p->in_w - x0 < p->k_w ? p->in_w - x0 : p->k_w;
                 const int32_t count = (ky1 - ky0) * (kx1 - kx0);
                 const int8_t *win = in + (size_t)(y0 + ky0) * row + (size_t)(x0 + kx0) * c;
-                g = 0;
-                if (!is_max && count <= 255) {
-                    for (; g + 4 <= (int32_t)c; g += 4) {
-                        const int8_t *r = win + g;
-                        int32_t e = 0, o = 0; /* int16 lane sums of channels (0, 2), (1, 3) */
-                        for (ky = ky0; ky < ky1; ++ky, r += row) {
-                            const int8_t *x = r;
-                            for (kx = kx0; kx < kx1; ++kx, x += c) {
-                                const int32_t v = kml_ld32(x);
-                                e = __sxtab16(e, v);
-                                o = kml_sxtab16_ror8(o, v);
-                            }
-                        }
-                        sum[0] = (int16_t)e;
-                        sum[1] = (int16_t)o;
-                        sum[2] = e >> 16;
-                        sum[3] = o >> 16;
-                        for (i = 0; i < 4; ++i) {
-                            out[g + i] = pool_out(p, sum[i], count, 0);
-                        }
-                    }
-                }
-                for (; g < (int32_t)c; ++g) {
+                for (g = 0; g < (int32_t)c; g += i) {
+                    /* four channels in two int16 lane pairs, or one channel in e */
+                    const int32_t simd = !is_max && count <= 255 && g + 4 <= (int32_t)c;
                     const int8_t *r = win + g;
-                    int32_t acc = is_max ? -128 : 0;
+                    int32_t e = is_max ? -128 : 0, o = 0, sum[4];
                     for (ky = ky0; ky < ky1; ++ky, r += row) {
                         const int8_t *x = r;
                         for (kx = kx0; kx < kx1; ++kx, x += c) {
-                            acc = is_max ? (*x > acc ? *x : acc) : acc + *x;
+                            if (simd) {
+                                const int32_t v = kml_ld32(x);
+                                e = __sxtab16(e, v);
+                                o = kml_sxtab16_ror8(o, v);
+                            } else {
+                                e = is_max ? (*x > e ? *x : e) : e + *x;
+                            }
                         }
                     }
-                    out[g] = pool_out(p, acc, count, is_max);
+                    sum[0] = simd ? (int16_t)e : e;
+                    sum[1] = (int16_t)o;
+                    sum[2] = e >> 16;
+                    sum[3] = o >> 16;
+                    for (i = 0; i < (simd ? 4 : 1); ++i) {
+                        int32_t v = sum[i];
+                        if (!is_max) {
+                            v = v > 0 ? (v + count / 2) / count : (v - count / 2) / count;
+                        }
+                        out[g + i] = kml_clamp8(v, p->act_min, p->act_max);
+                    }
                 }
             }
         }
