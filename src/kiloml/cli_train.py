@@ -119,6 +119,12 @@ def optimize(
                                       help="Fraction of channels structured pruning removes."),
     sparsity: float = typer.Option(0.5, "--sparsity", min=0.0, max=0.95,
                                    help="Fraction of weights unstructured pruning zeroes."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher",
+                                           help="int8 .tflite teacher for the distilled variant "
+                                                "(default: train.teacher, else self-distillation)."),
+    teacher_labels: Optional[str] = typer.Option(None, "--teacher-labels",
+                                                 help="Comma-separated class order of the "
+                                                      "teacher's outputs, or 'mlperf-kws'."),
     board: Optional[str] = typer.Option(None, "--board",
                                         help="Board for flash/RAM/latency (default: the "
                                              "project's); 'none' skips profiling."),
@@ -129,6 +135,8 @@ def optimize(
     trained model and compare accuracy, flash, RAM, MACs and estimated latency."""
     from kiloml.compress.optimize import VARIANTS
 
+    if teacher is not None and not teacher.is_file():
+        _fail(f"--teacher {teacher}: no such file", 2)
     wanted = [v.strip() for v in variants.split(",") if v.strip()]
     bad = [v for v in wanted if v not in VARIANTS]
     if bad or not wanted:
@@ -138,8 +146,10 @@ def optimize(
     def go():
         from kiloml.compress.optimize import optimize_project
 
+        tl = [v.strip() for v in teacher_labels.split(",")] if teacher_labels else None
         r = optimize_project(project, wanted, prune_ratio=prune_ratio, sparsity=sparsity,
-                             board=board, progress=not quiet)
+                             board=board, progress=not quiet, teacher=teacher,
+                             teacher_labels=tl)
         if as_json:
             typer.echo(json.dumps(r, indent=2))
             return

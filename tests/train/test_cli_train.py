@@ -132,3 +132,23 @@ def test_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "magic" in r.stderr
     r = H.kiloml("train", "-p", tmp_path / "not-a-project")
     assert r.returncode == 1 and "not a kiloml project" in r.stderr
+
+
+def test_train_with_a_tflite_teacher_and_qat(trained, tmp_path):
+    """Distillation from an int8 .tflite teacher (here the model trained above) through the
+    project's [train] section, then QAT: the exported model scores what QAT evaluation said."""
+    teacher_root, s, _ = trained
+    root = tmp_path / "d"
+    proj = _cwru(root, epochs=8)
+    proj.config.train.teacher = str(teacher_root / "model" / "model.tflite")
+    proj.config.train.teacher_labels = s["labels"]
+    proj.save()
+    r = H.kiloml("train", "-p", root, "--qat-epochs", "2", "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((root / "model" / "meta.json").read_text())
+    assert meta["recipe"]["teacher"].endswith("model.tflite")
+    assert meta["qat_train"]["epochs_run"] == 2
+    t = meta["test"]
+    assert t["int8"]["accuracy"] >= 0.9, t
+    assert abs(t["qat_eval"]["accuracy"] - t["int8"]["accuracy"]) <= 1 / 122 + 1e-9
+    assert any(p.name.startswith("teacher-") for p in (root / ".kiloml" / "cache").iterdir())

@@ -101,9 +101,12 @@ def _student_params(prep) -> dict:
 
 def optimize_project(project_dir=".", variants=VARIANTS, prune_ratio: float = 0.5,
                      sparsity: float = 0.5, board: str | None = None, progress: bool = True,
-                     finetune_epochs: int | None = None) -> dict:
+                     finetune_epochs: int | None = None, teacher: str | None = None,
+                     teacher_labels: list[str] | None = None) -> dict:
     """Build the requested variants (see the module doc); returns the table as a dict and
-    writes the variants' .tflite files and ``variants.json`` to ``<project>/model/variants``."""
+    writes the variants' .tflite files and ``variants.json`` to ``<project>/model/variants``.
+    ``teacher`` / ``teacher_labels`` override the project's ``train.teacher`` for the distilled
+    variant."""
     from kiloml.compress.prune import channel_prune, magnitude_prune, sparsity as sparsity_of
     from kiloml.compress.quantize import calibrate, to_graph
     from kiloml.train import pipeline as P
@@ -116,6 +119,8 @@ def optimize_project(project_dir=".", variants=VARIANTS, prune_ratio: float = 0.
         raise P.PipelineError("k-means scorers have no network variants")
     prep = P.prepare(project)
     r = prep.recipe
+    if teacher:
+        r.teacher, r.teacher_labels = str(teacher), teacher_labels or r.teacher_labels
     board = board or project.config.board.name
     if board == "none":
         board = None

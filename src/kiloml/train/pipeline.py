@@ -200,7 +200,8 @@ def prepare(project, recipe: Recipe | None = None) -> Prepared:
 
 
 def _teacher_logits(prep: Prepared, feats: np.ndarray, key: str) -> np.ndarray:
-    """Cached logits of the configured .tflite teacher on (unnormalized) features."""
+    """Cached logits of the configured .tflite teacher on the features the student sees
+    (normalized, channels last: the layout a deployed model reads)."""
     from kiloml.compress.distill import MLPERF_KWS_LABELS, TfliteTeacher
     from kiloml.train.features import _hash, _load_cached, _save_cached, cache_path
 
@@ -213,7 +214,8 @@ def _teacher_logits(prep: Prepared, feats: np.ndarray, key: str) -> np.ndarray:
     tl = r.teacher_labels
     if tl == ["mlperf-kws"]:
         tl = MLPERF_KWS_LABELS
-    cp = cache_path(prep.project, "teacher", _hash(key, path.read_bytes(), tl))
+    cp = cache_path(prep.project, "teacher", _hash(key, path.read_bytes(), tl,
+                                                   prep.normalizer.state()))
     cached = _load_cached(cp)
     if cached is not None:
         return cached["logits"]
@@ -244,14 +246,16 @@ def epoch_source(prep: Prepared, distill: bool):
     y = torch.as_tensor(tr.y[keep])
     teacher_plain = None
     if distill and not banks.enabled:
-        teacher_plain = torch.as_tensor(_teacher_logits(prep, tr.x[keep], "plain"))
+        teacher_plain = torch.as_tensor(_teacher_logits(prep, prep.normalizer(tr.x[keep]),
+                                                        "plain"))
 
     def get(epoch: int) -> EpochData:
         x = banks.bank(epoch)[keep] if banks.enabled else tr.x[keep]
         teacher = teacher_plain
         if distill and banks.enabled:
             k = epoch % r.augment_banks if banks.audio else epoch
-            teacher = torch.as_tensor(_teacher_logits(prep, x, f"{banks.key}-{k}"))
+            teacher = torch.as_tensor(_teacher_logits(prep, prep.normalizer(x),
+                                                      f"{banks.key}-{k}"))
         if spec:
             x = A.spec_augment(x, aug, np.random.default_rng([r.seed, 7, epoch]))
         return EpochData(torch.as_tensor(prep.model_input(x)), y, teacher)

@@ -1,0 +1,90 @@
+"""Quantization on real data: a small DS-CNN trained on the Speech Commands clips (MFCC
+``mlperf-kws`` features, speaker-disjoint split). The int8 model must track the float model;
+QAT's "fake" evaluation must predict what the exported int8 model scores; the MLPerf Tiny
+reference model works as a distillation teacher."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import trainhelp as H  # noqa: E402
+from kiloml.compress.distill import MLPERF_KWS_LABELS, TfliteTeacher  # noqa: E402
+from kiloml.compress.quantize import (quantize_input, quantize_ptq, run_fake, run_int8,  # noqa: E402
+                                      to_graph, to_nhwc)
+from kiloml.io.tflite_writer import write_tflite  # noqa: E402
+from kiloml.ir.interpreter import Interpreter  # noqa: E402
+from kiloml.train import pipeline as P  # noqa: E402
+from kiloml.train.loop import EpochData, TrainConfig, fit  # noqa: E402
+from kiloml.train.models import build_model  # noqa: E402
+
+pytestmark = pytest.mark.slow
+torch.set_num_threads(2)
+KWS_Q = (0.584703, 83)
+
+
+@pytest.fixture(scope="module")
+def kws(tmp_path_factory):
+    proj, _ = H.make_project(tmp_path_factory.mktemp("kws") / "p", "kws", "speech_commands")
+    prep = P.prepare(proj)
+    torch.manual_seed(0)
+    model = build_model("ds-cnn", (49, 10), 12, channels=24, blocks=2)
+    cfg = TrainConfig(epochs=8, batch_size=64, lr=5e-3, label_smoothing=0.1)
+    xtr = torch.as_tensor(prep.model_input(prep.train.x))
+    fit(model, lambda e: EpochData(xtr, torch.as_tensor(prep.train.y)), cfg, progress=False)
+    return prep, model
+
+
+def _acc(out, y):
+    return float((out.argmax(1) == y).mean())
+
+
+def test_int8_tracks_the_float_model_on_unseen_speakers(kws):
+    prep, model = kws
+    xte, yte = prep.model_input(prep.test.x), prep.test.y
+    with torch.no_grad():
+        f = model.eval()(torch.as_tensor(xte)).numpy()
+    net, g = quantize_ptq(model, prep.model_input(prep.train.x[:1000]), append_softmax=True,
+                          input_quant=KWS_Q)
+    q = run_int8(g, xte, logits=True)
+    assert len(yte) >= 350
+    assert _acc(f, yte) >= 0.6                          # a small model, 8 epochs, no augmentation
+    assert (f.argmax(1) == q.argmax(1)).mean() >= 0.95
+    assert abs(_acc(q, yte) - _acc(f, yte)) <= 0.02
+    # the real features through TFLM: bit-exact with kiloml
+    b = write_tflite(g)
+    tin = g.tensors[g.inputs[0]]
+    assert (tin.scale, tin.zero_point) == (pytest.approx(KWS_Q[0]), KWS_Q[1])
+    it = Interpreter(g)
+    for xi in quantize_input(to_nhwc(xte[:5]), *KWS_Q):
+        xi = xi.reshape(tin.shape)
+        assert np.array_equal(H.run_tflm(b, xi).reshape(-1), it.run(xi)[0].reshape(-1))
+
+
+def test_qat_evaluation_predicts_the_exported_int8_model(kws):
+    prep, model = kws
+    import copy
+
+    net, _ = P.quantize(prep, copy.deepcopy(model))
+    net, _ = P.qat(prep, net, 2, progress=False)
+    xte, yte = prep.model_input(prep.test.x), prep.test.y
+    fake = run_fake(net, xte, logits=True)
+    q = run_int8(to_graph(net), xte, logits=True)
+    assert (fake.argmax(1) == q.argmax(1)).mean() >= 0.99
+    assert abs(_acc(fake, yte) - _acc(q, yte)) <= 0.005
+
+
+def test_mlperf_reference_model_as_teacher(kws):
+    prep, _ = kws
+    t = TfliteTeacher(H.KWS_REF, MLPERF_KWS_LABELS)
+    logits = t.reorder(t.logits(prep.test.x), prep.labels)
+    assert logits.shape == (len(prep.test.y), 12)
+    assert _acc(logits, prep.test.y) >= 0.88           # ~92 % on these unseen speakers
+    with pytest.raises(Exception, match="no class"):
+        TfliteTeacher(H.KWS_REF, MLPERF_KWS_LABELS).reorder(logits, ["yes", "maybe"])

@@ -1,0 +1,75 @@
+"""Augmentation: seeded, shape-preserving, and doing what its parameters say."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kiloml.project import AugmentSection  # noqa: E402
+from kiloml.train import augment as A  # noqa: E402
+
+
+def _clips(n=8, length=16000, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / 16000
+    return 0.3 * np.sin(2 * np.pi * rng.uniform(200, 800, (n, 1)) * t)
+
+
+def test_time_shift_moves_and_zero_fills():
+    aug = AugmentSection(time_shift_ms=100)
+    x = _clips(4)
+    y = A.augment_audio(x, aug, 16000, [], np.random.default_rng(1))
+    assert y.shape == x.shape
+    for a, b in zip(x, y):
+        # the shifted clip equals the original moved by s samples, |s| <= 1600
+        best = max(range(-1600, 1601, 1), key=lambda s: -np.abs(np.roll(a, s)[1600:-1600]
+                                                                 - b[1600:-1600]).max())
+        assert np.allclose(np.roll(a, best)[1600:-1600], b[1600:-1600])
+        assert (b[:best] == 0).all() if best > 0 else (b[len(b) + best:] == 0).all()
+
+
+def test_noise_is_mixed_at_the_requested_snr():
+    aug = AugmentSection(noise_probability=1.0, noise_snr_db=(10.0, 10.0))
+    noise = [np.random.default_rng(2).normal(0, 0.5, 48000)]
+    x = _clips(6)
+    y = A.augment_audio(x, aug, 16000, noise, np.random.default_rng(3))
+    for a, b in zip(x, y):
+        snr = 10 * np.log10(np.mean(a ** 2) / np.mean((b - a) ** 2))
+        assert abs(snr - 10.0) < 0.5
+
+
+def test_no_augmentation_is_identity_and_seeds_repeat():
+    x = _clips(3)
+    assert np.array_equal(A.augment_audio(x, AugmentSection(), 16000, [],
+                                          np.random.default_rng(0)), x)
+    aug = AugmentSection(time_shift_ms=50, gain_db=3, noise_probability=0.5)
+    noise = [np.random.default_rng(5).normal(0, 0.1, 20000)]
+    a = A.augment_audio(x, aug, 16000, noise, np.random.default_rng(7))
+    b = A.augment_audio(x, aug, 16000, noise, np.random.default_rng(7))
+    assert np.array_equal(a, b) and not np.array_equal(a, x)
+
+
+def test_spec_augment_masks_bands_and_spans():
+    aug = AugmentSection(spec_freq_masks=1, spec_freq_width=3, spec_time_masks=1,
+                         spec_time_width=6)
+    f = np.ones((200, 49, 10), np.float32)
+    m = A.spec_augment(f, aug, np.random.default_rng(0))
+    zero_cols = (m == 0).all(axis=1).sum(axis=1)          # fully masked coefficients
+    zero_rows = (m == 0).all(axis=2).sum(axis=1)          # fully masked frames
+    assert zero_cols.max() <= 3 and zero_rows.max() <= 6
+    assert zero_cols.mean() > 0.5 and zero_rows.mean() > 1
+    assert (f == 1).all()                                 # input untouched
+
+
+def test_motion_rotation_keeps_norms_and_scale_changes_them():
+    x = np.random.default_rng(0).normal(0, 1, (10, 50, 3)).astype(np.float32)
+    r = A.augment_motion(x, AugmentSection(rotate_deg=30), np.random.default_rng(1))
+    assert np.allclose(np.linalg.norm(r, axis=2), np.linalg.norm(x, axis=2), atol=1e-4)
+    assert not np.allclose(r, x)
+    s = A.augment_motion(x, AugmentSection(scale_range=0.2), np.random.default_rng(1))
+    ratio = np.linalg.norm(s, axis=(1, 2)) / np.linalg.norm(x, axis=(1, 2))
+    assert ((ratio >= 0.8 - 1e-6) & (ratio <= 1.2 + 1e-6)).all() and ratio.std() > 0.01
