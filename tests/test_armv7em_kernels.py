@@ -205,7 +205,7 @@ def test_conv_add_options(tmp_path):
 def test_requantization_edge_cases(tmp_path):
     """Channels the fast requantization cannot take (accumulators that may reach 2^30,
     multipliers with a left shift, tiny multipliers) take TFLite's general path, pair by pair;
-    dead channels (scale 0) and huge right shifts become constants."""
+    dead channels (scale 0), huge right shifts and all-zero weights become constants."""
     m = ob.ModelBuilder(np.random.default_rng(51), "edges")
     outs = []
     for kind in ("conv", "dw", "fc"):
@@ -229,7 +229,11 @@ def test_requantization_edge_cases(tmp_path):
         bdata = b.data.copy()
         bdata[4] = (1 << 30) - 5  # accumulator may exceed 2^30
         bdata[5] = -(1 << 30)
+        wdata = w.data.copy()
+        np.moveaxis(wdata, axis, 0)[6] = 0  # a pruned channel: constant output from its bias
+        bdata[6] = -(1 << 30) + 77
         w.quant = type(w.quant)(scale, np.zeros(scale.size, np.int64), axis)
+        w.data = wdata
         b.data = bdata
     check(g, tmp_path, seed=52)
 

@@ -3,13 +3,15 @@
 The ops' ``emit`` calls these when ``ctx.runtime == "armv7em"``; the portable kernels get 0
 in the same argument slots. Layouts are described in ``runtime/armv7em/kml_arm.h``:
 
-* ``pack_rows``: int8 weight rows [channels, K] -> int32 words, four int8 per word in natural
-  order, rows zero padded to a multiple of eight, channels taken in interleaved pairs. Same
-  bytes as the original weights (plus the padding), so flash does not grow; the original int8
-  array is then not emitted.
-* ``fast_requant``: per-channel (multiplier, right shift) of the exact SMMLAR requantization,
-  or None when a channel needs TFLite's general path (left shift, accumulator that may reach
-  2^30, huge right shift that is not a constant output).
+* ``matrix_stream`` (CONV_2D, CONV_2D_ADD, FULLY_CONNECTED): biases, int8 weights packed four
+  per int32 word (``pack_rows``: natural order, rows zero padded to a multiple of eight,
+  channels in interleaved pairs), multipliers and shifts, in the order the kernel reads them.
+  Biases and weights are the same bytes as the original tensors (plus padding), which are then
+  not emitted, so flash grows only by the multipliers and shifts.
+* ``depthwise_stream``: one 18-byte record per channel for the 3x3 depthwise kernel.
+* ``fast_params``: per-channel (bias, multiplier, right shift) of the exact SMMLAR
+  requantization (``kml_rq`` in kml_arm.h); channels it cannot take (left shift, accumulator
+  that may reach 2^30, huge right shift whose output is not constant) use TFLite's path.
 """
 
 from __future__ import annotations
@@ -94,14 +96,6 @@ def fast_params(mult: np.ndarray, shift: np.ndarray, wsum: np.ndarray, bias: np.
         v = min(max(v + out_offset, act_min), act_max)
         b[c], m[c], r[c], ok[c] = 4 * (v - out_offset), 1 << 30, 1, True
     return b, m, r, ok
-
-
-def fast_requant(mult: np.ndarray, shift: np.ndarray,
-                 bound: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(multiplier, right shift >= 1) per channel for ``kml_rq``, or None if a channel is not
-    exact that way."""
-    m, r, ok = fast_channels(mult, shift, bound)
-    return (m, r) if bool(ok.all()) else None
 
 
 def _byte(v: int) -> int:

@@ -2,8 +2,9 @@
  * extension (Cortex-M4, M7, M33): dual 16-bit MACs (SMLAD) and an exact fast requantization.
  * Everything is bit-exact with kml_common.h (TFLite's reference arithmetic).
  *
- * A few single instructions that GCC's ACLE header does not expose (SXTB16 with rotation,
- * SMMLAR, SSAT into an int32, LDRD with post-increment) are one-line inline assembly.
+ * A few single instructions that GCC's ACLE header does not expose (SXTB16 / SXTAB16 with
+ * rotation, SMMLAR, SSAT into an int32) are one-line inline assembly; the innermost loops of
+ * the convolution and depthwise kernels are asm blocks (kml_conv.c says why).
  *
  * Columns. The matrix kernels multiply int8 weight rows with int16 "columns": the K inputs of
  * one output (a convolution window or a FULLY_CONNECTED row) plus the input offset, 0 for
@@ -52,17 +53,6 @@ static inline int32_t kml_ssat8(int32_t v)
     return r;
 }
 
-/* LDRD with post-increment: *lo = p[0], *hi = p[1], p += 2. */
-static inline void kml_ldrd(const int32_t **p, int32_t *lo, int32_t *hi)
-{
-    const int32_t *q = *p;
-    int32_t a, b;
-    __asm__("ldrd %0, %1, [%2], #8" : "=r"(a), "=r"(b), "+r"(q) : "m"(*(const int32_t(*)[2])q));
-    *p = q;
-    *lo = a;
-    *hi = b;
-}
-
 /* Unaligned 32-bit load (LDR allows it on ARMv7-M) without aliasing trouble. */
 static inline int32_t kml_ld32(const void *p)
 {
@@ -103,17 +93,6 @@ static inline int32_t kml_rq(int32_t acc, int32_t m, int32_t r, int32_t k)
 static inline int8_t kml_clamp8(int32_t v, int32_t lo, int32_t hi)
 {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
-}
-
-/* Requantization of one output of a kernel whose parameters come from a ``packed`` stream
- * (kiloml/codegen/armv7em.py): ``fast_mode`` says whether r is a right shift for kml_rq
- * or a TFLite shift. Used where speed does not matter (odd channels, narrow clamps). */
-static inline int8_t kml_rq_any(int32_t fast_mode, int32_t acc, int32_t m, int32_t r,
-                                int32_t out_offset, int32_t lo, int32_t hi)
-{
-    const int32_t v = fast_mode ? kml_rq(acc, m, r, kml_rq_k(2 * out_offset + 1, r))
-                                : kml_mbqm(acc, m, r) + out_offset;
-    return kml_clamp8(v, lo, hi);
 }
 
 #endif /* KML_ARM_H */

@@ -74,6 +74,7 @@ static __attribute__((noinline)) void bytes_fill(int8_t *d, int8_t v, int32_t n)
 {
     for (; n > 0; --n) {
         *d++ = v;
+        __asm__("" : "+r"(d)); /* a few bytes: keep the loop (not a call to memset) */
     }
 }
 
