@@ -128,6 +128,7 @@ class TrainSection(_Strict):
     weight_decay: Optional[float] = Field(None, ge=0)
     label_smoothing: Optional[float] = Field(None, ge=0, lt=1)
     patience: Optional[int] = Field(None, ge=0, description="early stopping; 0 = off")
+    ema: Optional[float] = Field(None, ge=0, lt=1, description="weight averaging decay; 0 = off")
     seed: int = 0
     augment_banks: Optional[int] = Field(None, ge=1, description="augmented copies of the "
                                          "training set (audio)")

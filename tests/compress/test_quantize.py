@@ -308,3 +308,18 @@ def test_fixed_input_quantization_is_kept():
     tin = g.tensors[g.inputs[0]]
     assert tin.scale == pytest.approx(0.584703) and tin.zero_point == 83
     assert tin.shape == (1, 49, 10, 1)
+
+
+def test_batched_runs_equal_single_runs():
+    """run_batched (a batch-N copy of the graph) equals N batch-1 runs, on the MLPerf models."""
+    from kiloml.api import load_model
+    from kiloml.compress.quantize import run_batched
+
+    H.require_shared()
+    for name in ("kws_ref_model", "ad01_int8", "pretrainedResnet_quant"):
+        g = load_model(H.MODELS / "mlperf_tiny" / f"{name}.tflite")
+        tin = g.tensors[g.inputs[0]]
+        x = np.random.default_rng(0).integers(-128, 128, (7,) + tin.shape[1:], dtype=np.int8)
+        it = Interpreter(g)
+        want = np.stack([it.run(xi.reshape(tin.shape))[0][0] for xi in x])
+        assert np.array_equal(run_batched(g, x, batch=3), want), name

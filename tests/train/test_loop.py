@@ -54,8 +54,9 @@ def test_same_seed_same_model_and_it_learns():
     assert [h["epoch"] for h in ra.history] == list(range(1, 13))
 
 
-def test_resume_after_interruption_equals_uninterrupted(tmp_path):
-    cfg = TrainConfig(epochs=6, batch_size=32, lr=1e-2, seed=5)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_interruption_equals_uninterrupted(tmp_path, ema):
+    cfg = TrainConfig(epochs=6, batch_size=32, lr=1e-2, seed=5, ema=ema)
     ref = _model()
     fit(ref, _ed, cfg, val=EpochData(XV, YV), progress=False)
 
@@ -153,3 +154,13 @@ def test_roc_auc_equals_pairwise_definition():
     assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1
     with pytest.raises(ValueError):
         roc_auc([1, 1], [0.1, 0.2])
+
+
+def test_weight_averaging_returns_the_averaged_weights():
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=5e-2, seed=1, ema=0.5)
+    a = _model()
+    fit(a, _ed, cfg, val=EpochData(XV, YV), progress=False)
+    b = _model()
+    fit(b, _ed, TrainConfig(epochs=3, batch_size=32, lr=5e-2, seed=1), val=EpochData(XV, YV),
+        progress=False)
+    assert not torch.equal(_weights(a), _weights(b))    # same trajectory, averaged weights

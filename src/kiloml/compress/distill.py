@@ -50,16 +50,15 @@ class TfliteTeacher:
     def logits(self, features: np.ndarray) -> np.ndarray:
         """(N, *feature_shape) float features (channels last, as the DSP block gives them) ->
         (N, classes) float logits."""
-        from kiloml.compress.quantize import quantize_input
-        from kiloml.ir.interpreter import Interpreter
+        from kiloml.compress.quantize import quantize_input, run_batched
 
-        it = Interpreter(self.graph)
         xq = quantize_input(features, self.input.scale, self.input.zero_point)
-        if xq[0].size != self.input.size:
+        if len(xq) and xq[0].size != self.input.size:
             raise KilomlError(f"{self.path}: teacher input is {list(self.input.shape)}, features "
                               f"are {list(features.shape[1:])}")
-        out = np.stack([it.run(x.reshape(self.input.shape))[0].reshape(-1) for x in xq])
-        return (out.astype(np.float64) - self.output.zero_point) * self.output.scale
+        out = run_batched(self.graph, xq.reshape((len(xq),) + tuple(self.input.shape[1:])))
+        return (out.reshape(len(xq), -1).astype(np.float64) - self.output.zero_point) \
+            * self.output.scale
 
     def reorder(self, logits: np.ndarray, student_labels: list[str]) -> np.ndarray:
         """Columns in the student's class order (the teacher's ``labels`` must cover them)."""

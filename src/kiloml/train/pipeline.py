@@ -38,19 +38,19 @@ MODEL_DIR = "model"
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "kws": dict(epochs=80, batch_size=100, lr=3e-3, weight_decay=1e-2, label_smoothing=0.1,
-                patience=0, augment_banks=20, calibration="minmax", qat_epochs=0,
+                patience=0, ema=0.995, augment_banks=20, calibration="minmax", qat_epochs=0,
                 distill_alpha=0.7, temperature=4.0),
     "motion": dict(epochs=60, batch_size=32, lr=3e-3, weight_decay=1e-2, label_smoothing=0.1,
-                   patience=0, augment_banks=1, calibration="minmax", qat_epochs=0,
+                   patience=0, ema=0.0, augment_banks=1, calibration="minmax", qat_epochs=0,
                    distill_alpha=0.7, temperature=4.0),
     "vibration": dict(epochs=40, batch_size=32, lr=3e-3, weight_decay=1e-2, label_smoothing=0.1,
-                      patience=0, augment_banks=1, calibration="minmax", qat_epochs=0,
+                      patience=0, ema=0.0, augment_banks=1, calibration="minmax", qat_epochs=0,
                       distill_alpha=0.7, temperature=4.0),
     "anomaly": dict(epochs=60, batch_size=32, lr=1e-3, weight_decay=1e-4, label_smoothing=0.0,
-                    patience=0, augment_banks=1, calibration="minmax", qat_epochs=0,
+                    patience=0, ema=0.0, augment_banks=1, calibration="minmax", qat_epochs=0,
                     distill_alpha=0.0, temperature=4.0),
     "custom": dict(epochs=40, batch_size=32, lr=3e-3, weight_decay=1e-2, label_smoothing=0.0,
-                   patience=0, augment_banks=1, calibration="minmax", qat_epochs=0,
+                   patience=0, ema=0.0, augment_banks=1, calibration="minmax", qat_epochs=0,
                    distill_alpha=0.7, temperature=4.0),
 }
 ANOMALY_ARCHS = ("autoencoder", "kmeans")
@@ -73,6 +73,7 @@ class Recipe:
     weight_decay: float
     label_smoothing: float
     patience: int
+    ema: float
     seed: int
     augment_banks: int
     calibration: str
@@ -285,6 +286,7 @@ def train_float(prep: Prepared, model=None, checkpoint_dir=None, progress: bool 
                       weight_decay=r.weight_decay,
                       label_smoothing=0.0 if prep.anomaly else r.label_smoothing,
                       patience=r.patience, warmup_epochs=min(2, (epochs or r.epochs) // 10),
+                      ema=r.ema,
                       seed=r.seed, loss="mse" if prep.anomaly else "ce",
                       distill_alpha=r.distill_alpha if distill else 0.0,
                       temperature=r.temperature)
