@@ -796,41 +796,88 @@ void kml_depthwise_conv2d_3x3_s8(const kml_conv_params *p, const int8_t *input,
     dw3(p, input, packed, output, (int8_t *)(void *)scratch);
 }
 
-/* Any other geometry: TFLite's reference loops. */
+/* Any other geometry. Four output channels at a time when the channel count allows it and
+ * the depth multiplier is 1 (four consecutive inputs in one word) or a multiple of 4 (one
+ * input broadcast to both halves): per tap one word of inputs split by SXTAB16 (offset added),
+ * the filter word of the 4 channels split by SXTB16, and SMLABB / SMLATT per channel; only the
+ * taps inside the image are visited (TFLite skips padded taps). Otherwise one channel at a
+ * time. TFLite's requantization. Output pixels are written in order after their window is
+ * read (in place as portable). */
 void kml_depthwise_conv2d_s8(const kml_conv_params *p, const int8_t *input,
                              const int8_t *filter, const int32_t *bias, const int32_t *mult,
                              const int32_t *shift, int8_t *output, const int32_t *packed,
                              int32_t *scratch)
 {
-    const int32_t depth_mult = p->out_c / p->in_c;
-    int32_t b, oy, ox, oc;
+    const int32_t c = p->in_c, oc_n = p->out_c;
+    const int32_t m = oc_n / c;
+    const int32_t off2 = kml_pair16(p->in_offset);
+    const int32_t step = (oc_n & 3) == 0 && (m == 1 || (m & 3) == 0) ? 4 : 1;
+    int32_t b, oy, ox, oc, ky, kx, i;
+    int8_t *out = output;
     (void)packed;
     (void)scratch;
     for (b = 0; b < p->batches; ++b) {
+        const int8_t *in = input + (size_t)b * (size_t)(p->in_h * p->in_w * c);
         for (oy = 0; oy < p->out_h; ++oy) {
-            for (ox = 0; ox < p->out_w; ++ox) {
-                int8_t *out = output + ((size_t)(b * p->out_h + oy) * (size_t)p->out_w + (size_t)ox) * (size_t)p->out_c;
-                for (oc = 0; oc < p->out_c; ++oc) {
-                    const int32_t ic = oc / depth_mult;
-                    int32_t acc = bias != 0 ? bias[oc] : 0;
-                    int32_t ky, kx;
-                    for (ky = 0; ky < p->k_h; ++ky) {
-                        const int32_t iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
-                        if (iy < 0 || iy >= p->in_h) {
-                            continue;
-                        }
-                        for (kx = 0; kx < p->k_w; ++kx) {
-                            const int32_t ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
-                            int32_t xv;
-                            if (ix < 0 || ix >= p->in_w) {
-                                continue;
+            const int32_t iy0 = oy * p->stride_h - p->pad_top;
+            for (ox = 0; ox < p->out_w; ++ox, out += oc_n) {
+                const int32_t ix0 = ox * p->stride_w - p->pad_left;
+                int32_t kx0 = 0, kx1 = p->k_w, ky0 = 0, ky1 = p->k_h;
+                while (kx0 < kx1 && ix0 + kx0 * p->dil_w < 0) {
+                    ++kx0;
+                }
+                while (kx1 > kx0 && ix0 + (kx1 - 1) * p->dil_w >= p->in_w) {
+                    --kx1;
+                }
+                while (ky0 < ky1 && iy0 + ky0 * p->dil_h < 0) {
+                    ++ky0;
+                }
+                while (ky1 > ky0 && iy0 + (ky1 - 1) * p->dil_h >= p->in_h) {
+                    --ky1;
+                }
+                for (oc = 0; oc < oc_n; oc += step) {
+                    int32_t acc[4], a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                    for (ky = ky0; ky < ky1; ++ky) {
+                        const int8_t *x = in + ((size_t)(iy0 + ky * p->dil_h) * (size_t)p->in_w
+                                                + (size_t)(ix0 + kx0 * p->dil_w)) * (size_t)c + (size_t)(oc / m);
+                        const int8_t *w = filter + (size_t)(ky * p->k_w + kx0) * (size_t)oc_n + (size_t)oc;
+                        const size_t xs = (size_t)(p->dil_w * c);
+                        if (step == 1) {
+                            for (kx = kx0; kx < kx1; ++kx, x += xs, w += oc_n) {
+                                a0 += (int32_t)*w * ((int32_t)*x + p->in_offset);
                             }
-                            xv = input[((size_t)(b * p->in_h + iy) * (size_t)p->in_w + (size_t)ix) * (size_t)p->in_c + (size_t)ic];
-                            acc += (int32_t)filter[(size_t)(ky * p->k_w + kx) * (size_t)p->out_c + (size_t)oc] * (xv + p->in_offset);
+                        } else if (m == 1) { /* four consecutive inputs */
+                            for (kx = kx0; kx < kx1; ++kx, x += xs, w += oc_n) {
+                                const int32_t wv = kml_ld32(w), xv = kml_ld32(x);
+                                const int32_t xe = __sxtab16(off2, xv);
+                                const int32_t xo = kml_sxtab16_ror8(off2, xv);
+                                const int32_t we = __sxtb16(wv), wo = kml_sxtb16_ror8(wv);
+                                a0 = __smlabb(xe, we, a0);
+                                a2 = __smlatt(xe, we, a2);
+                                a1 = __smlabb(xo, wo, a1);
+                                a3 = __smlatt(xo, wo, a3);
+                            }
+                        } else { /* one input for all four channels */
+                            for (kx = kx0; kx < kx1; ++kx, x += xs, w += oc_n) {
+                                const int32_t wv = kml_ld32(w);
+                                const int32_t xx = kml_pair16((int32_t)*x + p->in_offset);
+                                const int32_t we = __sxtb16(wv), wo = kml_sxtb16_ror8(wv);
+                                a0 = __smlabb(xx, we, a0);
+                                a2 = __smlatt(xx, we, a2);
+                                a1 = __smlabb(xx, wo, a1);
+                                a3 = __smlatt(xx, wo, a3);
+                            }
                         }
                     }
-                    acc = kml_mbqm(acc, mult[oc], shift[oc]) + p->out_offset;
-                    out[oc] = kml_clamp8(acc, p->act_min, p->act_max);
+                    acc[0] = a0;
+                    acc[1] = a1;
+                    acc[2] = a2;
+                    acc[3] = a3;
+                    for (i = 0; i < step; ++i) {
+                        const int32_t a = acc[i] + (bias != 0 ? bias[oc + i] : 0);
+                        out[oc + i] = kml_clamp8(kml_mbqm(a, mult[oc + i], shift[oc + i]) + p->out_offset,
+                                                 p->act_min, p->act_max);
+                    }
                 }
             }
         }
