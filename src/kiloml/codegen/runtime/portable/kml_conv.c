@@ -7,6 +7,7 @@ static int32_t conv_acc(const kml_conv_params *p, const int8_t *input, const int
     const int32_t in_y0 = oy * p->stride_h - p->pad_top;
     const int32_t in_x0 = ox * p->stride_w - p->pad_left;
     const int8_t *w = filter + (size_t)oc * (size_t)(p->k_h * p->k_w * p->in_c);
+    const int32_t in_c = p->in_c, in_offset = p->in_offset;
     int32_t acc = 0;
     int32_t ky, kx, ic;
     for (ky = 0; ky < p->k_h; ++ky) {
@@ -23,8 +24,8 @@ static int32_t conv_acc(const kml_conv_params *p, const int8_t *input, const int
             }
             x = input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w + (size_t)ix) * (size_t)p->in_c;
             wk = w + (size_t)(ky * p->k_w + kx) * (size_t)p->in_c;
-            for (ic = 0; ic < p->in_c; ++ic) {
-                acc += (int32_t)wk[ic] * ((int32_t)x[ic] + p->in_offset);
+            for (ic = 0; ic < in_c; ++ic) {
+                acc += (int32_t)wk[ic] * ((int32_t)x[ic] + in_offset);
             }
         }
     }
