@@ -4,13 +4,18 @@
  * columns in ``scratch`` (kml_arm.h), then ``mm2`` multiplies them with the weights, two output
  * channels at a time (2 x 2 accumulators, 8 SMLAD per group of four inputs). All reads of both
  * windows happen before either pixel is written, so the portable kernel's in-place bound
- * (output pixel q is written after the windows <= q are read) still holds.
+ * (output pixel q is written after the windows <= q are read) still holds. Scratch: the
+ * column pair (4 * K8 bytes), a window byte buffer (K8), and for CONV_2D_ADD 2 * out_c bytes.
  *
- * ``packed`` (kiloml/codegen/armv7em.py, matrix_stream): per output channel pair, two biases,
- * the weight words of the pair (for each group of four inputs, the word of channel 2i then
- * that of channel 2i+1), two multipliers and a word with the two shift bytes and the
- * KML_GENERIC_PAIR flag; an odd last channel has one of each and its own weight words.
- * The pair layout of the column buffer: group g of column j is words 4g + 2j, 4g + 2j + 1.
+ * ``packed`` (kiloml/codegen/armv7em.py, matrix_stream): a word flagging generic pairs, then
+ * per output channel pair two biases, the weight words of the pair (for each group of four
+ * inputs, the word of channel 2i then that of channel 2i+1), two multipliers and a word with
+ * the two shift bytes and the KML_GENERIC_PAIR flag; an odd last channel has one of each and
+ * its own weight words. Group g of column j of the pair buffer is words 4g + 2j, 4g + 2j + 1.
+ *
+ * The innermost loops (mm_pairs, dw3_channel) are asm blocks: they need all 14 allocatable
+ * registers, and GCC otherwise spills accumulators or duplicates loop bodies (measured: 10 to
+ * 40 % more instructions, and more flash). Everything around them is C with ACLE intrinsics.
  */
 #include "kml_conv.h"
 
