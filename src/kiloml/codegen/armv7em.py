@@ -163,14 +163,17 @@ def depthwise_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
                      act_max: int) -> np.ndarray | None:
     """The ``packed`` argument of the depthwise kernel (``depthwise_eligible``), or None when
     a channel needs TFLite's general requantization. ``w`` is the [1, 3, 3, C] filter. One
-    18-byte record per channel: bias and multiplier (int32 little-endian), the 9 weights
-    (rows of 3) and the right shift."""
+    18-byte record per channel: bias (input offset folded in) and multiplier (int32
+    little-endian), the 9 weights (rows of 3) and the right shift."""
     c = w.shape[3]
     taps = w.reshape(9, c)
     bias, m, r, ok = fast_params(mult, shift, np.abs(taps.astype(np.int64)).sum(axis=0), bias,
                                  in_offset, out_offset, act_min, act_max)
     if not bool(ok.all()):
         return None
+    # the kernel reads raw inputs (zero point where the window leaves the image): fold the
+    # input offset into the bias, exact in int32 (|result| stays below the accumulator bound)
+    bias = np.asarray(bias, np.int64) + in_offset * taps.astype(np.int64).sum(axis=0)
     rec = np.zeros((c, 18), np.uint8)
     rec[:, 0:4] = np.asarray(bias, "<i4").view(np.uint8).reshape(c, 4)
     rec[:, 4:8] = np.asarray(m, "<i4").view(np.uint8).reshape(c, 4)

@@ -623,8 +623,8 @@ static void dw_transpose(const kml_conv_params *p, const int8_t *row, int8_t *sl
 #define DW3_ROW2(P, OFF)                                                                     \
     "ldr %[x], [%[" P "]]\n\t"                                                               \
     "ldr %[w1], [%[rec], #" OFF "]\n\t"                                                      \
-    "sxtab16 %[e], %[o2], %[x]\n\t"                                                          \
-    "sxtab16 %[x], %[o2], %[x], ror #8\n\t"                                                  \
+    "sxtb16 %[e], %[x]\n\t"                                                          \
+    "sxtb16 %[x], %[x], ror #8\n\t"                                                  \
     "sxtb16 %[w02], %[w1]\n\t"                                                               \
     "sxtb16 %[w1], %[w1], ror #8\n\t"                                                        \
     "smlad %[a0], %[e], %[w02], %[a0]\n\t"                                                   \
@@ -636,47 +636,47 @@ static void dw_transpose(const kml_conv_params *p, const int8_t *row, int8_t *sl
 #define DW3_ROW1(P, OFF)                                                                     \
     "ldr %[x], [%[" P "]]\n\t"                                                               \
     "ldr %[w1], [%[rec], #" OFF "]\n\t"                                                      \
-    "sxtab16 %[e], %[o2], %[x]\n\t"                                                          \
-    "sxtab16 %[x], %[o2], %[x], ror #8\n\t"                                                  \
+    "sxtb16 %[e], %[x]\n\t"                                                          \
+    "sxtb16 %[x], %[x], ror #8\n\t"                                                  \
     "sxtb16 %[w02], %[w1]\n\t"                                                               \
     "sxtb16 %[w1], %[w1], ror #8\n\t"                                                        \
     "smlad %[a0], %[e], %[w02], %[a0]\n\t"                                                   \
     "smlabb %[a0], %[x], %[w1], %[a0]\n\t"
 
-/* Load m, k, r of the channel into w02, w1, e (k was stored in the ``k`` slot). */
+/* Load m and r of the channel into w02, e. */
 #define DW3_CONSTS                                                                           \
     "ldr %[w02], [%[rec], #4]\n\t"                                                           \
-    "ldr %[w1], %[k]\n\t"                                                                    \
     "ldrb %[e], [%[rec], #17]\n\t"
 
 /* Requantize accumulator A (kml_rq) and saturate into x. */
 #define DW3_RQ(A)                                                                            \
     "lsl %[x], %[" A "], #1\n\t"                                                             \
-    "smmlar %[x], %[x], %[w02], %[w1]\n\t"                                                   \
+    "smmlar %[x], %[x], %[w02], %[kk]\n\t"                                                   \
     "sub %[x], %[x], %[" A "], lsr #31\n\t"                                                  \
     "asr %[x], %[x], %[e]\n\t"                                                               \
     "ssat %[x], #8, %[x]\n\t"
 
 /* Per-layer values the channel routine reads from memory (all registers are taken). */
 typedef struct {
-    int32_t c2, c, s, singles, k;
+    int32_t c2, s, singles;
 } dw3_layer;
 
 /* One output row of one channel: lines p0, p1, p2 from index 0, the channel's 18-byte
- * record at rec (bias, multiplier, 9 weights, shift), outputs at o, o + c, ... ``pairs``
+ * record at rec (bias with the input offset folded in, multiplier, 9 weights, shift; the lines
+ * hold raw inputs and the zero point where the window leaves the image, whose products with
+ * the folded offset cancel), outputs at o, o + c, ... ``pairs``
  * pairs of outputs (stride 1) then L->singles single outputs (stride L->s). Per pair: 2 x 3
  * filter rows (30 instructions, 18 MACs), the requantization and two stores. */
 static void dw3_channel(const int8_t *p0, const int8_t *p1, const int8_t *p2,
-                        const int8_t *rec, int32_t off2, int8_t *o, int32_t pairs,
-                        dw3_layer *L)
+                        const int8_t *rec, int32_t c, int8_t *o, int32_t pairs,
+                        const dw3_layer *L)
 {
-    int32_t a0, a1, x, e, w02, w1;
+    int32_t a0, a1, x, e, w02, w1, kk;
     __asm__ volatile(
         "ldrb %[e], [%[rec], #17]\n\t"
-        "ldr %[w1], %[c2]\n\t"
-        "lsl %[w1], %[w1], %[e]\n\t"
-        "asr %[w1], %[w1], #1\n\t"
-        "str %[w1], %[k]\n\t"
+        "ldr %[kk], %[c2]\n\t"
+        "lsl %[kk], %[kk], %[e]\n\t"
+        "asr %[kk], %[kk], #1\n\t"
         "cmp %[n], #0\n\t"
         "beq 2f\n"
         "1:\n\t"
@@ -687,9 +687,8 @@ static void dw3_channel(const int8_t *p0, const int8_t *p1, const int8_t *p2,
         DW3_RQ("a0")
         "strb %[x], [%[o]]\n\t"
         DW3_RQ("a1")
-        "ldr %[e], %[c]\n\t"
-        "strb %[x], [%[o], %[e]]\n\t"
-        "add %[o], %[o], %[e], lsl #1\n\t"
+        "strb %[x], [%[o], %[c]]\n\t"
+        "add %[o], %[o], %[c], lsl #1\n\t"
         "adds %[p0], %[p0], #2\n\t"
         "adds %[p1], %[p1], #2\n\t"
         "adds %[p2], %[p2], #2\n\t"
@@ -705,8 +704,7 @@ static void dw3_channel(const int8_t *p0, const int8_t *p1, const int8_t *p2,
         DW3_CONSTS
         DW3_RQ("a0")
         "strb %[x], [%[o]]\n\t"
-        "ldr %[e], %[c]\n\t"
-        "add %[o], %[o], %[e]\n\t"
+        "add %[o], %[o], %[c]\n\t"
         "ldr %[e], %[s]\n\t"
         "add %[p0], %[p0], %[e]\n\t"
         "add %[p1], %[p1], %[e]\n\t"
@@ -716,9 +714,8 @@ static void dw3_channel(const int8_t *p0, const int8_t *p1, const int8_t *p2,
         "4:"
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [x] "=&r"(x), [e] "=&r"(e), [w02] "=&r"(w02),
           [w1] "=&r"(w1), [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o),
-          [n] "+r"(pairs), [k] "=m"(L->k)
-        : [rec] "r"(rec), [o2] "r"(off2), [c2] "m"(L->c2), [c] "m"(L->c), [s] "m"(L->s),
-          [singles] "m"(L->singles)
+          [n] "+r"(pairs), [kk] "=&r"(kk)
+        : [rec] "r"(rec), [c] "r"(c), [c2] "m"(L->c2), [s] "m"(L->s), [singles] "m"(L->singles)
         : "cc", "memory");
 }
 
@@ -738,14 +735,12 @@ static void dw3(const kml_conv_params *p, const int8_t *input, const int32_t *pa
     const int32_t slot_bytes = c * lw;
     int8_t *const pad = ring + 3 * slot_bytes;
     const int8_t zp = (int8_t)(-p->in_offset);
-    const int32_t off2 = kml_pair16(p->in_offset);
     const int32_t s = p->stride_w;
     const int32_t pairs = s == 1 ? p->out_w >> 1 : 0;
     const size_t in_row = (size_t)(p->in_w * c);
     dw3_layer L;
     int32_t b, oy, i;
     L.c2 = 2 * p->out_offset + 1;
-    L.c = c;
     L.s = s;
     L.singles = p->out_w - 2 * pairs;
     for (i = 0; i < 3 * slot_bytes + lw; ++i) {
@@ -777,7 +772,7 @@ static void dw3(const kml_conv_params *p, const int8_t *input, const int32_t *pa
             }
             for (ch = 0; ch < c; ++ch, rec += DW3_REC) {
                 dw3_channel(line[0] + ch * cs[0], line[1] + ch * cs[1], line[2] + ch * cs[2],
-                            rec, off2, out + ch, pairs, &L);
+                            rec, c, out + ch, pairs, &L);
             }
             if (p->act_min != -128 || p->act_max != 127) {
                 /* the kernel saturated to [-128, 127]; narrow to the activation */
