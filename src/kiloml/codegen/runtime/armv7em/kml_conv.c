@@ -13,7 +13,7 @@
  * the two shift bytes and the KML_GENERIC_PAIR flag; an odd last channel has one of each and
  * its own weight words. Group g of column j of the pair buffer is words 4g + 2j, 4g + 2j + 1.
  *
- * The innermost loops (mm_pairs, dw3_channel) are asm blocks: they need all 14 allocatable
+ * The innermost loops (mm_pairs, dw3_row) are asm blocks: they need all 14 allocatable
  * registers, and GCC otherwise spills accumulators or duplicates loop bodies (measured: 10 to
  * 40 % more instructions, and more flash). Everything around them is C with ACLE intrinsics.
  */
@@ -656,27 +656,34 @@ static void dw_transpose(const kml_conv_params *p, const int8_t *row, int8_t *sl
     "asr %[x], %[x], %[e]\n\t"                                                               \
     "ssat %[x], #8, %[x]\n\t"
 
-/* Per-layer values the channel routine reads from memory (all registers are taken). */
+/* Values the row routine reads from memory (all registers are taken): per-layer constants,
+ * the pointer steps from the end of one channel's row to the start of the next, and the
+ * channel count. */
 typedef struct {
-    int32_t c2, s, singles;
-} dw3_layer;
+    int32_t c2, s, pairs, singles, d0, d1, d2, dout, nch, c, d5[3], dout5;
+} dw3_row_args;
 
-/* One output row of one channel: lines p0, p1, p2 from index 0, the channel's 18-byte
- * record at rec (bias with the input offset folded in, multiplier, 9 weights, shift; the lines
- * hold raw inputs and the zero point where the window leaves the image, whose products with
- * the folded offset cancel), outputs at o, o + c, ... ``pairs``
- * pairs of outputs (stride 1) then L->singles single outputs (stride L->s). Per pair: 2 x 3
- * filter rows (30 instructions, 18 MACs), the requantization and two stores. */
-static void dw3_channel(const int8_t *p0, const int8_t *p1, const int8_t *p2,
-                        const int8_t *rec, int32_t c, int8_t *o, int32_t pairs,
-                        const dw3_layer *L)
+/* One output row, every channel: lines p0, p1, p2 of channel 0 from index 0 (the next
+ * channel's lines follow at L->d* past the end of a row), the channels' 18-byte records from
+ * rec (bias with the input offset folded in, multiplier, 9 weights, shift; the lines hold raw
+ * inputs and the zero point where the window leaves the image, whose products with the folded
+ * offset cancel), outputs at o, o + c, ... Per channel L->pairs pairs of outputs (stride 1)
+ * then L->singles single outputs (stride L->s). Per pair: 2 x 3 filter rows (30
+ * instructions, 18 MACs), the requantization and two stores. The channel loop is in the asm
+ * block too (in C it costs about 25 instructions per channel in spills). */
+static inline __attribute__((always_inline)) void dw3_row(const int8_t *p0, const int8_t *p1,
+                                                          const int8_t *p2, const int8_t *rec,
+                                                          int32_t c, int8_t *o,
+                                                          dw3_row_args *L)
 {
-    int32_t a0, a1, x, e, w02, w1, kk;
+    int32_t a0, a1, x, e, w02, w1, kk, n;
     __asm__ volatile(
+        "0:\n\t"
         "ldrb %[e], [%[rec], #17]\n\t"
         "ldr %[kk], %[c2]\n\t"
         "lsl %[kk], %[kk], %[e]\n\t"
         "asr %[kk], %[kk], #1\n\t"
+        "ldr %[n], %[pairs]\n\t"
         "cmp %[n], #0\n\t"
         "beq 2f\n"
         "1:\n\t"
@@ -711,11 +718,115 @@ static void dw3_channel(const int8_t *p0, const int8_t *p1, const int8_t *p2,
         "add %[p2], %[p2], %[e]\n\t"
         "subs %[n], %[n], #1\n\t"
         "bne 3b\n"
-        "4:"
+        "4:\n\t"
+        "ldr %[x], %[d0]\n\t"
+        "add %[p0], %[p0], %[x]\n\t"
+        "ldr %[x], %[d1]\n\t"
+        "add %[p1], %[p1], %[x]\n\t"
+        "ldr %[x], %[d2]\n\t"
+        "add %[p2], %[p2], %[x]\n\t"
+        "ldr %[x], %[dout]\n\t"
+        "add %[o], %[o], %[x]\n\t"
+        "add %[rec], %[rec], #18\n\t"
+        "ldr %[x], %[nch]\n\t"
+        "subs %[x], %[x], #1\n\t"
+        "str %[x], %[nch]\n\t"
+        "bne 0b"
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [x] "=&r"(x), [e] "=&r"(e), [w02] "=&r"(w02),
           [w1] "=&r"(w1), [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o),
-          [n] "+r"(pairs), [kk] "=&r"(kk)
-        : [rec] "r"(rec), [c] "r"(c), [c2] "m"(L->c2), [s] "m"(L->s), [singles] "m"(L->singles)
+          [n] "=&r"(n), [kk] "=&r"(kk), [rec] "+r"(rec), [nch] "+m"(L->nch)
+        : [c] "r"(c), [c2] "m"(L->c2), [s] "m"(L->s), [pairs] "m"(L->pairs),
+          [singles] "m"(L->singles), [d0] "m"(L->d0), [d1] "m"(L->d1), [d2] "m"(L->d2),
+          [dout] "m"(L->dout)
+        : "cc", "memory");
+}
+
+/* One filter row of five outputs (stride 1): x0..x7 at P (x7 unused), weights at rec + OFF,
+ * with four temporaries: W02 = (w0, w2) in t0, W1 in t1, the even and odd inputs of each
+ * word in t3, t2. 12 MAC instructions for 15 MACs. */
+#define DW5_ROW(P, OFF)                                                                      \
+    "ldr %[t0], [%[rec], #" OFF "]\n\t"                                                      \
+    "sxtb16 %[t1], %[t0], ror #8\n\t"                                                        \
+    "sxtb16 %[t0], %[t0]\n\t"                                                                \
+    "ldr %[t2], [%[" P "]]\n\t"                                                              \
+    "sxtb16 %[t3], %[t2]\n\t"                                                                \
+    "sxtb16 %[t2], %[t2], ror #8\n\t"                                                        \
+    "smlad %[a0], %[t3], %[t0], %[a0]\n\t"                                                   \
+    "smlabb %[a0], %[t2], %[t1], %[a0]\n\t"                                                  \
+    "smlad %[a1], %[t2], %[t0], %[a1]\n\t"                                                   \
+    "smlatb %[a1], %[t3], %[t1], %[a1]\n\t"                                                  \
+    "smlatb %[a2], %[t3], %[t0], %[a2]\n\t"                                                  \
+    "smlatb %[a2], %[t2], %[t1], %[a2]\n\t"                                                  \
+    "smlatb %[a3], %[t2], %[t0], %[a3]\n\t"                                                  \
+    "ldr %[t2], [%[" P "], #4]\n\t"                                                          \
+    "sxtb16 %[t3], %[t2]\n\t"                                                                \
+    "sxtb16 %[t2], %[t2], ror #8\n\t"                                                        \
+    "smlabt %[a2], %[t3], %[t0], %[a2]\n\t"                                                  \
+    "smlabb %[a3], %[t3], %[t1], %[a3]\n\t"                                                  \
+    "smlabt %[a3], %[t2], %[t0], %[a3]\n\t"                                                  \
+    "smlad %[a4], %[t3], %[t0], %[a4]\n\t"                                                   \
+    "smlabb %[a4], %[t2], %[t1], %[a4]\n\t"
+
+/* kml_rq of accumulator A (multiplier t0, shift t1, k t2), saturated into t3. */
+#define DW5_RQ(A)                                                                            \
+    "lsl %[t3], %[" A "], #1\n\t"                                                            \
+    "smmlar %[t3], %[t3], %[t0], %[t2]\n\t"                                                  \
+    "sub %[t3], %[t3], %[" A "], lsr #31\n\t"                                                \
+    "asr %[t3], %[t3], %[t1]\n\t"                                                            \
+    "ssat %[t3], #8, %[t3]\n\t"
+
+/* Outputs 0 .. 4 of one output row (stride 1), every channel, as dw3_row: five accumulators
+ * and four temporaries; the channel stride of the outputs is read into the first accumulator
+ * once that one is stored. Per channel 63 instructions for 45 MACs. */
+static inline __attribute__((always_inline)) void dw3_row5(const int8_t *p0, const int8_t *p1,
+                                                           const int8_t *p2, const int8_t *rec,
+                                                           int8_t *o, dw3_row_args *L)
+{
+    int32_t a0, a1, a2, a3, a4, t0, t1, t2, t3;
+    __asm__ volatile(
+        "0:\n\t"
+        "ldr %[a0], [%[rec]]\n\t"
+        "mov %[a1], %[a0]\n\t"
+        "mov %[a2], %[a0]\n\t"
+        "mov %[a3], %[a0]\n\t"
+        "mov %[a4], %[a0]\n\t"
+        DW5_ROW("p0", "8") DW5_ROW("p1", "11") DW5_ROW("p2", "14")
+        "ldr %[t0], [%[rec], #4]\n\t"
+        "ldrb %[t1], [%[rec], #17]\n\t"
+        "ldr %[t2], %[c2]\n\t"
+        "lsl %[t2], %[t2], %[t1]\n\t"
+        "asr %[t2], %[t2], #1\n\t"
+        DW5_RQ("a0")
+        "strb %[t3], [%[o]]\n\t"
+        "ldr %[a0], %[c]\n\t"
+        DW5_RQ("a1")
+        "strb %[t3], [%[o], %[a0]]\n\t"
+        "add %[o], %[o], %[a0], lsl #1\n\t"
+        DW5_RQ("a2")
+        "strb %[t3], [%[o]]\n\t"
+        DW5_RQ("a3")
+        "strb %[t3], [%[o], %[a0]]\n\t"
+        "add %[o], %[o], %[a0], lsl #1\n\t"
+        DW5_RQ("a4")
+        "strb %[t3], [%[o]]\n\t"
+        "ldr %[t0], %[dout]\n\t"
+        "add %[o], %[o], %[t0]\n\t"
+        "ldr %[t0], %[d0]\n\t"
+        "add %[p0], %[p0], %[t0]\n\t"
+        "ldr %[t0], %[d1]\n\t"
+        "add %[p1], %[p1], %[t0]\n\t"
+        "ldr %[t0], %[d2]\n\t"
+        "add %[p2], %[p2], %[t0]\n\t"
+        "add %[rec], %[rec], #18\n\t"
+        "ldr %[t0], %[nch]\n\t"
+        "subs %[t0], %[t0], #1\n\t"
+        "str %[t0], %[nch]\n\t"
+        "bne 0b"
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),
+          [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [p0] "+r"(p0),
+          [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [rec] "+r"(rec), [nch] "+m"(L->nch)
+        : [c2] "m"(L->c2), [c] "m"(L->c), [d0] "m"(L->d5[0]), [d1] "m"(L->d5[1]),
+          [d2] "m"(L->d5[2]), [dout] "m"(L->dout5)
         : "cc", "memory");
 }
 
@@ -725,7 +836,6 @@ static int32_t dw3_line(const kml_conv_params *p)
     return ((p->out_w - 1) * p->stride_w + 4 + 3) & ~3;
 }
 
-#define DW3_REC 18 /* stream bytes per channel */
 
 static void dw3(const kml_conv_params *p, const int8_t *input, const int32_t *packed,
                 int8_t *output, int8_t *ring)
@@ -736,13 +846,19 @@ static void dw3(const kml_conv_params *p, const int8_t *input, const int32_t *pa
     int8_t *const pad = ring + 3 * slot_bytes;
     const int8_t zp = (int8_t)(-p->in_offset);
     const int32_t s = p->stride_w;
-    const int32_t pairs = s == 1 ? p->out_w >> 1 : 0;
+    const int32_t five = s == 1 && p->out_w >= 5 ? 5 : 0; /* outputs done by dw3_row5 */
+    const int32_t pairs = s == 1 ? (p->out_w - five) >> 1 : 0;
     const size_t in_row = (size_t)(p->in_w * c);
-    dw3_layer L;
+    const int32_t adv = 2 * pairs + (p->out_w - five - 2 * pairs) * s; /* line bytes */
+    dw3_row_args L;
     int32_t b, oy, i;
     L.c2 = 2 * p->out_offset + 1;
     L.s = s;
-    L.singles = p->out_w - 2 * pairs;
+    L.pairs = pairs;
+    L.singles = p->out_w - five - 2 * pairs;
+    L.dout = 1 - (p->out_w - five) * c;
+    L.c = c;
+    L.dout5 = 1 - 4 * c;
     for (i = 0; i < 3 * slot_bytes + lw; ++i) {
         ring[i] = zp; /* padding columns stay the zero point; rows overwrite the middle */
     }
@@ -752,7 +868,7 @@ static void dw3(const kml_conv_params *p, const int8_t *input, const int32_t *pa
         int8_t *out = output + (size_t)b * (size_t)(p->out_h * p->out_w * c);
         for (oy = 0; oy < p->out_h; ++oy, out += (size_t)(p->out_w * c)) {
             const int8_t *line[3];
-            int32_t cs[3], ky, ch;
+            int32_t cs[3], ky;
             const int8_t *rec = (const int8_t *)(const void *)packed;
             for (ky = 0; ky < 3; ++ky) {
                 const int32_t iy = oy * p->stride_h - p->pad_top + ky;
@@ -770,9 +886,20 @@ static void dw3(const kml_conv_params *p, const int8_t *input, const int32_t *pa
                 line[ky] = ring + k * slot_bytes;
                 cs[ky] = lw;
             }
-            for (ch = 0; ch < c; ++ch, rec += DW3_REC) {
-                dw3_channel(line[0] + ch * cs[0], line[1] + ch * cs[1], line[2] + ch * cs[2],
-                            rec, c, out + ch, pairs, &L);
+            if (five != 0) {
+                L.d5[0] = cs[0];
+                L.d5[1] = cs[1];
+                L.d5[2] = cs[2];
+                L.nch = c;
+                dw3_row5(line[0], line[1], line[2], rec, out, &L);
+            }
+            if (p->out_w > five) {
+                L.d0 = cs[0] - adv;
+                L.d1 = cs[1] - adv;
+                L.d2 = cs[2] - adv;
+                L.nch = c;
+                dw3_row(line[0] + five, line[1] + five, line[2] + five, rec, c, out + five * c,
+                        &L);
             }
             if (p->act_min != -128 || p->act_max != 127) {
                 /* the kernel saturated to [-128, 127]; narrow to the activation */
