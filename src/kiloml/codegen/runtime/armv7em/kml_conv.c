@@ -217,17 +217,24 @@ typedef struct {
 static void mm_pairs(const int32_t *w, const int32_t *col, const int32_t *x_end, int32_t half,
                      int32_t c2, int8_t *out_a, int32_t ob_off, int32_t pairs)
 {
+    const int32_t *const w_end = w + pairs * (5 + 2 * ((x_end - col) >> 2));
     const int32_t *x;
     int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6;
     __asm__ volatile(
+        "ldr %[w1], %[half]\n\t"            /* the loop entry, once: half ? 2f : 1f */
+        "cmp %[w1], #0\n\t"
+        "ite ne\n\t"
+        "adrne %[w0], 2f\n\t"
+        "adreq %[w0], 1f\n\t"
+        "str %[w0], %[half]\n"
         "0:\n\t"
         "ldrd %[a0], %[a1], [%[w]], #8\n\t"
         "mov %[c0], %[a0]\n\t"
         "mov %[c1], %[a1]\n\t"
         "ldr %[x], %[col]\n\t"
         "ldr %[w0], %[half]\n\t"
-        "cmp %[w0], #0\n\t"
-        "bne 2f\n"
+        "mov pc, %[w0]\n\t"                 /* ARMv7-M: bit 0 of the address is ignored */
+        ".p2align 2\n"
         "1:\n\t" MM_GROUP MM_GROUP
         "2:\n\t" MM_GROUP MM_GROUP
         "cmp %[x], %[xe]\n\t"
@@ -236,32 +243,35 @@ static void mm_pairs(const int32_t *w, const int32_t *col, const int32_t *x_end,
         "ldr %[x0], [%[w]], #4\n\t"           /* shift bytes and flag */
         "tst %[x0], #0x10000\n\t"
         "bne 5f\n\t"
-        "ldr %[x1], %[c2]\n\t"
-        "uxtb %[x2], %[x0]\n\t"               /* r0 */
-        "ubfx %[x0], %[x0], #8, #8\n\t"       /* r1 */
-        "lsl %[x3], %[x1], %[x2]\n\t"
+        "ldr %[x1], %[c2]\n\t"              /* register shifts read the low byte: */
+        "lsr %[x2], %[x0], #8\n\t"            /* r0 in x0, r1 in x2 */
+        "lsl %[x3], %[x1], %[x0]\n\t"
         "asr %[x3], %[x3], #1\n\t"            /* k0 */
-        "lsl %[x1], %[x1], %[x0]\n\t"
+        "lsl %[x1], %[x1], %[x2]\n\t"
         "asr %[x1], %[x1], #1\n\t"            /* k1 */
         "ldr %[x], %[oa]\n\t"
-        MM_RQ("a0", "w0", "x3", "x2", "x", "0")
-        MM_RQ("a1", "w1", "x1", "x0", "x", "1")
+        MM_RQ("a0", "w0", "x3", "x0", "x", "0")
+        MM_RQ("a1", "w1", "x1", "x2", "x", "1")
         "ldr %[a0], %[ob]\n\t"
         "add %[a0], %[a0], %[x]\n\t"
-        MM_RQ("c0", "w0", "x3", "x2", "a0", "0")
-        MM_RQ("c1", "w1", "x1", "x0", "a0", "1")
-        "5:\n\t"
+        MM_RQ("c0", "w0", "x3", "x0", "a0", "0")
+        MM_RQ("c1", "w1", "x1", "x2", "a0", "1")
+        "add %[x], %[x], #2\n"
+        "6:\n\t"
+        "str %[x], %[oa]\n\t"
+        "ldr %[w0], %[we]\n\t"
+        "cmp %[w], %[w0]\n\t"
+        "bne 0b\n\t"
+        "b 7f\n"
+        "5:\n\t"                            /* a generic pair: mm2 redoes it */
         "ldr %[x], %[oa]\n\t"
         "add %[x], %[x], #2\n\t"
-        "str %[x], %[oa]\n\t"
-        "ldr %[w0], %[n]\n\t"
-        "subs %[w0], %[w0], #1\n\t"
-        "str %[w0], %[n]\n\t"
-        "bne 0b"
+        "b 6b\n"
+        "7:"
         : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),
           [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0),
-          [c1] "=&r"(c1), [x] "=&r"(x), [w] "+r"(w), [oa] "+m"(out_a), [n] "+m"(pairs)
-        : [xe] "r"(x_end), [col] "m"(col), [half] "m"(half), [c2] "m"(c2), [ob] "m"(ob_off)
+          [c1] "=&r"(c1), [x] "=&r"(x), [w] "+r"(w), [oa] "+m"(out_a), [half] "+m"(half)
+        : [xe] "r"(x_end), [col] "m"(col), [c2] "m"(c2), [ob] "m"(ob_off), [we] "m"(w_end)
         : "cc", "memory");
 }
 
@@ -613,7 +623,17 @@ static void dw_transpose(const kml_conv_params *p, const int8_t *row, int8_t *sl
     }
     for (; x < w; ++x, row += c, ++dst) {
         int8_t *d = dst;
-        for (ch = 0; ch < c; ++ch, d += lw) {
+        ch = 0;
+        if ((c & 3) == 0) { /* a word of four channels to four lines */
+            for (; ch < c; ch += 4, d += 4 * lw) {
+                const uint32_t v = (uint32_t)kml_ld32(row + ch);
+                d[0] = (int8_t)v;
+                d[lw] = (int8_t)(v >> 8);
+                d[2 * lw] = (int8_t)(v >> 16);
+                d[3 * lw] = (int8_t)(v >> 24);
+            }
+        }
+        for (; ch < c; ++ch, d += lw) {
             *d = row[ch];
         }
     }
@@ -660,7 +680,8 @@ static void dw_transpose(const kml_conv_params *p, const int8_t *row, int8_t *sl
  * the pointer steps from the end of one channel's row to the start of the next, and the
  * channel count. */
 typedef struct {
-    int32_t c2, s, pairs, singles, d0, d1, d2, dout, nch, c, d5[3], dout5;
+    int32_t c2, s, pairs, singles, d0, d1, d2, dout, nch, c, d5[3];
+    const int8_t *end; /* dw3_row5: the end of the channel records */
 } dw3_row_args;
 
 /* One output row, every channel: lines p0, p1, p2 of channel 0 from index 0 (the next
@@ -743,21 +764,23 @@ static inline __attribute__((always_inline)) void dw3_row(const int8_t *p0, cons
 
 /* One filter row of five outputs (stride 1): x0..x7 at P (x7 unused), weights at rec + OFF,
  * with four temporaries: W02 = (w0, w2) in t0, W1 in t1, the even and odd inputs of each
- * word in t3, t2. 12 MAC instructions for 15 MACs. */
-#define DW5_ROW(P, OFF)                                                                      \
+ * word in t3, t2. 12 MAC instructions for 15 MACs. The first MAC of accumulator i adds
+ * register Si (the accumulator itself, or for the first filter row the bias, held in a4 until
+ * a4's own first MAC). */
+#define DW5_ROWS(P, OFF, S0, S1, S2, S3)                                                     \
     "ldr %[t0], [%[rec], #" OFF "]\n\t"                                                      \
     "sxtb16 %[t1], %[t0], ror #8\n\t"                                                        \
     "sxtb16 %[t0], %[t0]\n\t"                                                                \
     "ldr %[t2], [%[" P "]]\n\t"                                                              \
     "sxtb16 %[t3], %[t2]\n\t"                                                                \
     "sxtb16 %[t2], %[t2], ror #8\n\t"                                                        \
-    "smlad %[a0], %[t3], %[t0], %[a0]\n\t"                                                   \
+    "smlad %[a0], %[t3], %[t0], %[" S0 "]\n\t"                                               \
     "smlabb %[a0], %[t2], %[t1], %[a0]\n\t"                                                  \
-    "smlad %[a1], %[t2], %[t0], %[a1]\n\t"                                                   \
+    "smlad %[a1], %[t2], %[t0], %[" S1 "]\n\t"                                               \
     "smlatb %[a1], %[t3], %[t1], %[a1]\n\t"                                                  \
-    "smlatb %[a2], %[t3], %[t0], %[a2]\n\t"                                                  \
+    "smlatb %[a2], %[t3], %[t0], %[" S2 "]\n\t"                                              \
     "smlatb %[a2], %[t2], %[t1], %[a2]\n\t"                                                  \
-    "smlatb %[a3], %[t2], %[t0], %[a3]\n\t"                                                  \
+    "smlatb %[a3], %[t2], %[t0], %[" S3 "]\n\t"                                              \
     "ldr %[t2], [%[" P "], #4]\n\t"                                                          \
     "sxtb16 %[t3], %[t2]\n\t"                                                                \
     "sxtb16 %[t2], %[t2], ror #8\n\t"                                                        \
@@ -766,6 +789,7 @@ static inline __attribute__((always_inline)) void dw3_row(const int8_t *p0, cons
     "smlabt %[a3], %[t2], %[t0], %[a3]\n\t"                                                  \
     "smlad %[a4], %[t3], %[t0], %[a4]\n\t"                                                   \
     "smlabb %[a4], %[t2], %[t1], %[a4]\n\t"
+#define DW5_ROW(P, OFF) DW5_ROWS(P, OFF, "a0", "a1", "a2", "a3")
 
 /* kml_rq of accumulator A (multiplier t0, shift t1, k t2), saturated into t3. */
 #define DW5_RQ(A)                                                                            \
@@ -785,19 +809,15 @@ static inline __attribute__((always_inline)) void dw3_row5(const int8_t *p0, con
     int32_t a0, a1, a2, a3, a4, t0, t1, t2, t3;
     __asm__ volatile(
         "0:\n\t"
-        "ldr %[a0], [%[rec]]\n\t"
-        "mov %[a1], %[a0]\n\t"
-        "mov %[a2], %[a0]\n\t"
-        "mov %[a3], %[a0]\n\t"
-        "mov %[a4], %[a0]\n\t"
-        DW5_ROW("p0", "8") DW5_ROW("p1", "11") DW5_ROW("p2", "14")
+        "ldr %[a4], [%[rec]]\n\t" /* the bias */
+        DW5_ROWS("p0", "8", "a4", "a4", "a4", "a4") DW5_ROW("p1", "11") DW5_ROW("p2", "14")
         "ldr %[t0], [%[rec], #4]\n\t"
         "ldrb %[t1], [%[rec], #17]\n\t"
         "ldr %[t2], %[c2]\n\t"
         "lsl %[t2], %[t2], %[t1]\n\t"
         "asr %[t2], %[t2], #1\n\t"
         DW5_RQ("a0")
-        "strb %[t3], [%[o]]\n\t"
+        "strb %[t3], [%[o], #1]!\n\t"
         "ldr %[a0], %[c]\n\t"
         DW5_RQ("a1")
         "strb %[t3], [%[o], %[a0]]\n\t"
@@ -809,24 +829,21 @@ static inline __attribute__((always_inline)) void dw3_row5(const int8_t *p0, con
         "add %[o], %[o], %[a0], lsl #1\n\t"
         DW5_RQ("a4")
         "strb %[t3], [%[o]]\n\t"
-        "ldr %[t0], %[dout]\n\t"
-        "add %[o], %[o], %[t0]\n\t"
-        "ldr %[t0], %[d0]\n\t"
+        "sub %[o], %[o], %[a0], lsl #2\n\t"
+        "ldrd %[t0], %[t1], %[d01]\n\t"
+        "ldr %[t2], %[d2]\n\t"
         "add %[p0], %[p0], %[t0]\n\t"
-        "ldr %[t0], %[d1]\n\t"
-        "add %[p1], %[p1], %[t0]\n\t"
-        "ldr %[t0], %[d2]\n\t"
-        "add %[p2], %[p2], %[t0]\n\t"
+        "add %[p1], %[p1], %[t1]\n\t"
+        "add %[p2], %[p2], %[t2]\n\t"
         "add %[rec], %[rec], #18\n\t"
-        "ldr %[t0], %[nch]\n\t"
-        "subs %[t0], %[t0], #1\n\t"
-        "str %[t0], %[nch]\n\t"
+        "ldr %[t0], %[end]\n\t"
+        "cmp %[rec], %[t0]\n\t"
         "bne 0b"
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),
           [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [p0] "+r"(p0),
-          [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [rec] "+r"(rec), [nch] "+m"(L->nch)
-        : [c2] "m"(L->c2), [c] "m"(L->c), [d0] "m"(L->d5[0]), [d1] "m"(L->d5[1]),
-          [d2] "m"(L->d5[2]), [dout] "m"(L->dout5)
+          [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [rec] "+r"(rec)
+        : [c2] "m"(L->c2), [c] "m"(L->c), [d01] "m"(L->d5), [d2] "m"(L->d5[2]),
+          [end] "m"(L->end)
         : "cc", "memory");
 }
 
@@ -858,7 +875,7 @@ static void dw3(const kml_conv_params *p, const int8_t *input, const int32_t *pa
     L.singles = p->out_w - five - 2 * pairs;
     L.dout = 1 - (p->out_w - five) * c;
     L.c = c;
-    L.dout5 = 1 - 4 * c;
+    L.end = (const int8_t *)(const void *)packed + 18 * c;
     for (i = 0; i < 3 * slot_bytes + lw; ++i) {
         ring[i] = zp; /* padding columns stay the zero point; rows overwrite the middle */
     }
@@ -890,8 +907,7 @@ static void dw3(const kml_conv_params *p, const int8_t *input, const int32_t *pa
                 L.d5[0] = cs[0];
                 L.d5[1] = cs[1];
                 L.d5[2] = cs[2];
-                L.nch = c;
-                dw3_row5(line[0], line[1], line[2], rec, out, &L);
+                dw3_row5(line[0], line[1], line[2], rec, out - 1, &L);
             }
             if (p->out_w > five) {
                 L.d0 = cs[0] - adv;
