@@ -151,6 +151,17 @@ static void conv_column(const kml_conv_params *p, const int8_t *in, int32_t oy, 
         const int8_t *src = in + (size_t)iy0 * in_row + ix0 * c;
         const size_t step = (size_t)(p->in_w * c * p->dil_h);
         int32_t *dst = col;
+        if (row_len == 4) { /* rows of one group (a single input channel): no calls */
+            for (ky = 0; ky < p->k_h; ++ky, dst += 4, src += step) {
+                const int32_t v = kml_ld32(src);
+                dst[0] = __sxtab16(off2, v);
+                dst[1] = kml_sxtab16_ror8(off2, v);
+            }
+            if (dst < col + k8) {
+                col_quads_zero(dst, (int32_t)(col + k8 - dst) >> 2);
+            }
+            return;
+        }
         if ((row_len & 3) == 0) { /* rows of whole groups: straight from the input */
             for (ky = 0; ky < p->k_h; ++ky, dst += row_len, src += step) {
                 col_quads(dst, src, row_len >> 2, off2);
@@ -639,128 +650,12 @@ static void dw_transpose(const kml_conv_params *p, const int8_t *row, int8_t *sl
     }
 }
 
-/* One filter row of a pair of outputs (stride 1): x0..x3 at P, weights at rec + 8 + OFF. */
-#define DW3_ROW2(P, OFF)                                                                     \
-    "ldr %[x], [%[" P "]]\n\t"                                                               \
-    "ldr %[w1], [%[rec], #" OFF "]\n\t"                                                      \
-    "sxtb16 %[e], %[x]\n\t"                                                          \
-    "sxtb16 %[x], %[x], ror #8\n\t"                                                  \
-    "sxtb16 %[w02], %[w1]\n\t"                                                               \
-    "sxtb16 %[w1], %[w1], ror #8\n\t"                                                        \
-    "smlad %[a0], %[e], %[w02], %[a0]\n\t"                                                   \
-    "smlabb %[a0], %[x], %[w1], %[a0]\n\t"                                                   \
-    "smlad %[a1], %[x], %[w02], %[a1]\n\t"                                                   \
-    "smlatb %[a1], %[e], %[w1], %[a1]\n\t"
-
-/* The same for one output (x0..x2 at P). */
-#define DW3_ROW1(P, OFF)                                                                     \
-    "ldr %[x], [%[" P "]]\n\t"                                                               \
-    "ldr %[w1], [%[rec], #" OFF "]\n\t"                                                      \
-    "sxtb16 %[e], %[x]\n\t"                                                          \
-    "sxtb16 %[x], %[x], ror #8\n\t"                                                  \
-    "sxtb16 %[w02], %[w1]\n\t"                                                               \
-    "sxtb16 %[w1], %[w1], ror #8\n\t"                                                        \
-    "smlad %[a0], %[e], %[w02], %[a0]\n\t"                                                   \
-    "smlabb %[a0], %[x], %[w1], %[a0]\n\t"
-
-/* Load m and r of the channel into w02, e. */
-#define DW3_CONSTS                                                                           \
-    "ldr %[w02], [%[rec], #4]\n\t"                                                           \
-    "ldrb %[e], [%[rec], #17]\n\t"
-
-/* Requantize accumulator A (kml_rq) and saturate into x. */
-#define DW3_RQ(A)                                                                            \
-    "lsl %[x], %[" A "], #1\n\t"                                                             \
-    "smmlar %[x], %[x], %[w02], %[kk]\n\t"                                                   \
-    "sub %[x], %[x], %[" A "], lsr #31\n\t"                                                  \
-    "asr %[x], %[x], %[e]\n\t"                                                               \
-    "ssat %[x], #8, %[x]\n\t"
-
-/* Values the row routine reads from memory (all registers are taken): per-layer constants,
- * the pointer steps from the end of one channel's row to the start of the next, and the
- * channel count. */
+/* Values the row routines read from memory (all registers are taken): dw3_row5's steps to
+ * the next channel's lines, dw3_row1's from the end of a channel's row to the next one. */
 typedef struct {
-    int32_t c2, s, pairs, singles, d0, d1, d2, dout, nch, c, d5[3];
-    const int8_t *end; /* dw3_row5: the end of the channel records */
+    int32_t c2, c, d5[3], s, n, d1[3], dout;
+    const int8_t *end; /* the end of the channel records */
 } dw3_row_args;
-
-/* One output row, every channel: lines p0, p1, p2 of channel 0 from index 0 (the next
- * channel's lines follow at L->d* past the end of a row), the channels' 18-byte records from
- * rec (bias with the input offset folded in, multiplier, 9 weights, shift; the lines hold raw
- * inputs and the zero point where the window leaves the image, whose products with the folded
- * offset cancel), outputs at o, o + c, ... Per channel L->pairs pairs of outputs (stride 1)
- * then L->singles single outputs (stride L->s). Per pair: 2 x 3 filter rows (30
- * instructions, 18 MACs), the requantization and two stores. The channel loop is in the asm
- * block too (in C it costs about 25 instructions per channel in spills). */
-static inline __attribute__((always_inline)) void dw3_row(const int8_t *p0, const int8_t *p1,
-                                                          const int8_t *p2, const int8_t *rec,
-                                                          int32_t c, int8_t *o,
-                                                          dw3_row_args *L)
-{
-    int32_t a0, a1, x, e, w02, w1, kk, n;
-    __asm__ volatile(
-        "0:\n\t"
-        "ldrb %[e], [%[rec], #17]\n\t"
-        "ldr %[kk], %[c2]\n\t"
-        "lsl %[kk], %[kk], %[e]\n\t"
-        "asr %[kk], %[kk], #1\n\t"
-        "ldr %[n], %[pairs]\n\t"
-        "cmp %[n], #0\n\t"
-        "beq 2f\n"
-        "1:\n\t"
-        "ldr %[a0], [%[rec]]\n\t"
-        "mov %[a1], %[a0]\n\t"
-        DW3_ROW2("p0", "8") DW3_ROW2("p1", "11") DW3_ROW2("p2", "14")
-        DW3_CONSTS
-        DW3_RQ("a0")
-        "strb %[x], [%[o]]\n\t"
-        DW3_RQ("a1")
-        "strb %[x], [%[o], %[c]]\n\t"
-        "add %[o], %[o], %[c], lsl #1\n\t"
-        "adds %[p0], %[p0], #2\n\t"
-        "adds %[p1], %[p1], #2\n\t"
-        "adds %[p2], %[p2], #2\n\t"
-        "subs %[n], %[n], #1\n\t"
-        "bne 1b\n"
-        "2:\n\t"
-        "ldr %[n], %[singles]\n\t"
-        "cmp %[n], #0\n\t"
-        "beq 4f\n"
-        "3:\n\t"
-        "ldr %[a0], [%[rec]]\n\t"
-        DW3_ROW1("p0", "8") DW3_ROW1("p1", "11") DW3_ROW1("p2", "14")
-        DW3_CONSTS
-        DW3_RQ("a0")
-        "strb %[x], [%[o]]\n\t"
-        "add %[o], %[o], %[c]\n\t"
-        "ldr %[e], %[s]\n\t"
-        "add %[p0], %[p0], %[e]\n\t"
-        "add %[p1], %[p1], %[e]\n\t"
-        "add %[p2], %[p2], %[e]\n\t"
-        "subs %[n], %[n], #1\n\t"
-        "bne 3b\n"
-        "4:\n\t"
-        "ldr %[x], %[d0]\n\t"
-        "add %[p0], %[p0], %[x]\n\t"
-        "ldr %[x], %[d1]\n\t"
-        "add %[p1], %[p1], %[x]\n\t"
-        "ldr %[x], %[d2]\n\t"
-        "add %[p2], %[p2], %[x]\n\t"
-        "ldr %[x], %[dout]\n\t"
-        "add %[o], %[o], %[x]\n\t"
-        "add %[rec], %[rec], #18\n\t"
-        "ldr %[x], %[nch]\n\t"
-        "subs %[x], %[x], #1\n\t"
-        "str %[x], %[nch]\n\t"
-        "bne 0b"
-        : [a0] "=&r"(a0), [a1] "=&r"(a1), [x] "=&r"(x), [e] "=&r"(e), [w02] "=&r"(w02),
-          [w1] "=&r"(w1), [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o),
-          [n] "=&r"(n), [kk] "=&r"(kk), [rec] "+r"(rec), [nch] "+m"(L->nch)
-        : [c] "r"(c), [c2] "m"(L->c2), [s] "m"(L->s), [pairs] "m"(L->pairs),
-          [singles] "m"(L->singles), [d0] "m"(L->d0), [d1] "m"(L->d1), [d2] "m"(L->d2),
-          [dout] "m"(L->dout)
-        : "cc", "memory");
-}
 
 /* One filter row of five outputs (stride 1): x0..x7 at P (x7 unused), weights at rec + OFF,
  * with four temporaries: W02 = (w0, w2) in t0, W1 in t1, the even and odd inputs of each
@@ -799,9 +694,14 @@ static inline __attribute__((always_inline)) void dw3_row(const int8_t *p0, cons
     "asr %[t3], %[t3], %[t1]\n\t"                                                            \
     "ssat %[t3], #8, %[t3]\n\t"
 
-/* Outputs 0 .. 4 of one output row (stride 1), every channel, as dw3_row: five accumulators
- * and four temporaries; the channel stride of the outputs is read into the first accumulator
- * once that one is stored. Per channel 63 instructions for 45 MACs. */
+/* Five outputs of one output row, every channel: lines p0, p1, p2 of channel 0 at the first
+ * window (channel ch's lines follow at ch * L->d5[ky]: the line width, or 0 for the pad line),
+ * the channels' 18-byte records from rec (bias with the input offset folded in, multiplier,
+ * 9 weights, shift; the lines hold raw inputs and the zero point where the window leaves the
+ * image, whose products with the folded offset cancel), outputs at o + 1, o + 1 + c, ...
+ * Five accumulators and four temporaries; the channel stride of the outputs is read into the
+ * first accumulator once that one is stored. Per channel 63 MAC-phase instructions for 45
+ * MACs, 111 in all. */
 static inline __attribute__((always_inline)) void dw3_row5(const int8_t *p0, const int8_t *p1,
                                                            const int8_t *p2, const int8_t *rec,
                                                            int8_t *o, dw3_row_args *L)
@@ -847,6 +747,69 @@ static inline __attribute__((always_inline)) void dw3_row5(const int8_t *p0, con
         : "cc", "memory");
 }
 
+/* One filter row of one output: x0..x2 at P, weights at rec + OFF. */
+#define DW1_ROW(P, OFF)                                                                      \
+    "ldr %[t0], [%[" P "]]\n\t"                                                              \
+    "ldr %[t1], [%[rec], #" OFF "]\n\t"                                                      \
+    "sxtb16 %[t2], %[t0]\n\t"                                                                \
+    "sxtb16 %[t0], %[t0], ror #8\n\t"                                                        \
+    "sxtb16 %[t3], %[t1]\n\t"                                                                \
+    "sxtb16 %[t1], %[t1], ror #8\n\t"                                                        \
+    "smlad %[a0], %[t2], %[t3], %[a0]\n\t"                                                   \
+    "smlabb %[a0], %[t0], %[t1], %[a0]\n\t"
+
+/* L->n single outputs (window step L->s) of one output row, every channel, otherwise as
+ * dw3_row5 (rows narrower than five outputs, stride 2). */
+static inline __attribute__((always_inline)) void dw3_row1(const int8_t *p0, const int8_t *p1,
+                                                           const int8_t *p2, const int8_t *rec,
+                                                           int32_t c, int8_t *o,
+                                                           dw3_row_args *L)
+{
+    int32_t a0, t0, t1, t2, t3, kk, n;
+    __asm__ volatile(
+        "0:\n\t"
+        "ldrb %[t2], [%[rec], #17]\n\t"
+        "ldr %[kk], %[c2]\n\t"
+        "lsl %[kk], %[kk], %[t2]\n\t"
+        "asr %[kk], %[kk], #1\n\t"
+        "ldr %[n], %[nn]\n"
+        "1:\n\t"
+        "ldr %[a0], [%[rec]]\n\t"
+        DW1_ROW("p0", "8") DW1_ROW("p1", "11") DW1_ROW("p2", "14")
+        "ldr %[t3], [%[rec], #4]\n\t"
+        "ldrb %[t2], [%[rec], #17]\n\t"
+        "lsl %[t0], %[a0], #1\n\t"
+        "smmlar %[t0], %[t0], %[t3], %[kk]\n\t"
+        "sub %[t0], %[t0], %[a0], lsr #31\n\t"
+        "asr %[t0], %[t0], %[t2]\n\t"
+        "ssat %[t0], #8, %[t0]\n\t"
+        "strb %[t0], [%[o]]\n\t"
+        "add %[o], %[o], %[c]\n\t"
+        "ldr %[t2], %[s]\n\t"
+        "add %[p0], %[p0], %[t2]\n\t"
+        "add %[p1], %[p1], %[t2]\n\t"
+        "add %[p2], %[p2], %[t2]\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b\n\t"
+        "ldrd %[t0], %[t1], %[d01]\n\t"
+        "ldr %[t2], %[d2]\n\t"
+        "ldr %[t3], %[dout]\n\t"
+        "add %[p0], %[p0], %[t0]\n\t"
+        "add %[p1], %[p1], %[t1]\n\t"
+        "add %[p2], %[p2], %[t2]\n\t"
+        "add %[o], %[o], %[t3]\n\t"
+        "add %[rec], %[rec], #18\n\t"
+        "ldr %[t0], %[end]\n\t"
+        "cmp %[rec], %[t0]\n\t"
+        "bne 0b"
+        : [a0] "=&r"(a0), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3),
+          [kk] "=&r"(kk), [n] "=&r"(n), [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2),
+          [o] "+r"(o), [rec] "+r"(rec)
+        : [c] "r"(c), [c2] "m"(L->c2), [s] "m"(L->s), [nn] "m"(L->n), [d01] "m"(L->d1),
+          [d2] "m"(L->d1[2]), [dout] "m"(L->dout), [end] "m"(L->end)
+        : "cc", "memory");
+}
+
 /* Bytes of the line ring in scratch (kiloml/codegen/armv7em.py computes the same). */
 static int32_t dw3_line(const kml_conv_params *p)
 {
@@ -862,20 +825,13 @@ static void dw3(const kml_conv_params *p, const int8_t *input, const int32_t *pa
     const int32_t slot_bytes = c * lw;
     int8_t *const pad = ring + 3 * slot_bytes;
     const int8_t zp = (int8_t)(-p->in_offset);
-    const int32_t s = p->stride_w;
-    const int32_t five = s == 1 && p->out_w >= 5 ? 5 : 0; /* outputs done by dw3_row5 */
-    const int32_t pairs = s == 1 ? (p->out_w - five) >> 1 : 0;
     const size_t in_row = (size_t)(p->in_w * c);
-    const int32_t adv = 2 * pairs + (p->out_w - five - 2 * pairs) * s; /* line bytes */
     dw3_row_args L;
     int32_t b, oy, i;
     L.c2 = 2 * p->out_offset + 1;
-    L.s = s;
-    L.pairs = pairs;
-    L.singles = p->out_w - five - 2 * pairs;
-    L.dout = 1 - (p->out_w - five) * c;
     L.c = c;
     L.end = (const int8_t *)(const void *)packed + 18 * c;
+    L.s = p->stride_w;
     for (i = 0; i < 3 * slot_bytes + lw; ++i) {
         ring[i] = zp; /* padding columns stay the zero point; rows overwrite the middle */
     }
@@ -885,7 +841,7 @@ static void dw3(const kml_conv_params *p, const int8_t *input, const int32_t *pa
         int8_t *out = output + (size_t)b * (size_t)(p->out_h * p->out_w * c);
         for (oy = 0; oy < p->out_h; ++oy, out += (size_t)(p->out_w * c)) {
             const int8_t *line[3];
-            int32_t cs[3], ky;
+            int32_t cs[3], ky, x;
             const int8_t *rec = (const int8_t *)(const void *)packed;
             for (ky = 0; ky < 3; ++ky) {
                 const int32_t iy = oy * p->stride_h - p->pad_top + ky;
@@ -903,19 +859,27 @@ static void dw3(const kml_conv_params *p, const int8_t *input, const int32_t *pa
                 line[ky] = ring + k * slot_bytes;
                 cs[ky] = lw;
             }
-            if (five != 0) {
+            x = 0; /* outputs [x, out_w) are left for dw3_row1 */
+            if (p->stride_w == 1 && p->out_w >= 5) {
                 L.d5[0] = cs[0];
                 L.d5[1] = cs[1];
                 L.d5[2] = cs[2];
-                dw3_row5(line[0], line[1], line[2], rec, out - 1, &L);
+                for (; p->out_w - x >= 3; x += 5) { /* the last five may overlap: cheaper
+                                                      * than three singles */
+                    if (x > p->out_w - 5) {
+                        x = p->out_w - 5;
+                    }
+                    dw3_row5(line[0] + x, line[1] + x, line[2] + x, rec, out + x * c - 1, &L);
+                }
             }
-            if (p->out_w > five) {
-                L.d0 = cs[0] - adv;
-                L.d1 = cs[1] - adv;
-                L.d2 = cs[2] - adv;
-                L.nch = c;
-                dw3_row(line[0] + five, line[1] + five, line[2] + five, rec, c, out + five * c,
-                        &L);
+            if (x < p->out_w) {
+                const int32_t n = p->out_w - x, sx = x * p->stride_w;
+                L.n = n;
+                L.dout = 1 - n * c;
+                for (ky = 0; ky < 3; ++ky) {
+                    L.d1[ky] = cs[ky] - n * p->stride_w;
+                }
+                dw3_row1(line[0] + sx, line[1] + sx, line[2] + sx, rec, c, out + x * c, &L);
             }
             if (p->act_min != -128 || p->act_max != 127) {
                 /* the kernel saturated to [-128, 127]; narrow to the activation */
