@@ -13,9 +13,15 @@
  * the two shift bytes and the KML_GENERIC_PAIR flag; an odd last channel has one of each and
  * its own weight words. Group g of column j of the pair buffer is words 4g + 2j, 4g + 2j + 1.
  *
- * The innermost loops (mm_pairs, dw3_row) are asm blocks: they need all 14 allocatable
- * registers, and GCC otherwise spills accumulators or duplicates loop bodies (measured: 10 to
- * 40 % more instructions, and more flash). Everything around them is C with ACLE intrinsics.
+ * DEPTHWISE_CONV_2D 3x3 (depth multiplier 1): input rows are transposed into a ring of
+ * per-channel lines; an output row is computed five outputs at a time for every channel
+ * (dw3_row5: five accumulators, weights split once per filter row, 12 MAC instructions per
+ * 15 MACs; a last group of five may overlap the previous one), leftovers and stride 2 one
+ * output at a time (dw3_row1). The channel loop is inside the asm blocks.
+ *
+ * The innermost loops (mm_pairs, dw3_row5, dw3_row1) are asm blocks: they need all 14
+ * allocatable registers, and GCC otherwise spills accumulators or duplicates loop bodies
+ * (measured: 10 to 40 % more instructions, and more flash). Everything around them is C with ACLE intrinsics.
  */
 #include "kml_conv.h"
 
