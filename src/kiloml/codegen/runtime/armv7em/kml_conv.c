@@ -21,7 +21,8 @@
  *
  * The innermost loops (mm_pairs, dw3_row5, dw3_row1) are asm blocks: they need all 14
  * allocatable registers, and GCC otherwise spills accumulators or duplicates loop bodies
- * (measured: 10 to 40 % more instructions, and more flash). Everything around them is C with ACLE intrinsics.
+ * (measured: 10 to 40 % more instructions, and more flash). Everything around them is C
+ * with ACLE intrinsics.
  */
 #include "kml_conv.h"
 
