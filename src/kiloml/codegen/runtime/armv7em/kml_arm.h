@@ -21,6 +21,14 @@
 
 #include "kml_common.h"
 
+/* Compiled for size: code that runs once per row, channel or layer, not per MAC (measured
+ * smaller and no slower at -O2 on the shared models). Only GCC has the attribute. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define KML_SMALL __attribute__((optimize("Os")))
+#else
+#define KML_SMALL
+#endif
+
 /* SXTB16 of x rotated right by 8: bytes 1 and 3 sign-extended into the two halfwords. */
 static inline int32_t kml_sxtb16_ror8(int32_t x)
 {

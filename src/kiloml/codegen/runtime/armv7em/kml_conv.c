@@ -103,8 +103,8 @@ static __attribute__((noinline)) void bytes_copy(int8_t *d, const int8_t *s, int
 
 /* Row ky of the window of output pixel (oy, ox) as bytes: the zero point where the window
  * leaves the image (it becomes 0 with the input offset). */
-static void window_row(const kml_conv_params *p, const int8_t *row, int32_t ix0, int32_t lo,
-                       int32_t hi, int8_t *t)
+static KML_SMALL void window_row(const kml_conv_params *p, const int8_t *row, int32_t ix0,
+                                 int32_t lo, int32_t hi, int8_t *t)
 {
     const int32_t c = p->in_c;
     const int8_t zp = (int8_t)(-p->in_offset);
@@ -296,8 +296,8 @@ static void mm_pairs(const int32_t *w, const int32_t *col, const int32_t *x_end,
 /* One channel (an odd last one) or the two channels of a generic pair, in C: dot products
  * with both columns, then kml_rq or, for a generic pair, TFLite's arithmetic. Returns the
  * stream past the channels. */
-static const int32_t *mm_slow(const mm_args *a, const int32_t *w, int32_t nch,
-                              const int32_t *col, int8_t *out_a, int8_t *out_b)
+static KML_SMALL const int32_t *mm_slow(const mm_args *a, const int32_t *w, int32_t nch,
+                                       const int32_t *col, int8_t *out_a, int8_t *out_b)
 {
     const int32_t *wm = w + nch + nch * a->groups; /* the multipliers */
     const int32_t rs = wm[nch];
@@ -321,7 +321,7 @@ static const int32_t *mm_slow(const mm_args *a, const int32_t *w, int32_t nch,
 }
 
 /* out_a[oc] and out_b[oc] (every channel) from the two columns of ``col``. */
-static void mm2(const mm_args *a, const int32_t *col, int8_t *out_a, int8_t *out_b)
+static KML_SMALL void mm2(const mm_args *a, const int32_t *col, int8_t *out_a, int8_t *out_b)
 {
     const int32_t *w = a->stream + 1;
     const int32_t pairs = a->out_c >> 1;
@@ -824,8 +824,8 @@ static int32_t dw3_line(const kml_conv_params *p)
 }
 
 
-static void dw3(const kml_conv_params *p, const int8_t *input, const int32_t *packed,
-                int8_t *output, int8_t *ring)
+static KML_SMALL void dw3(const kml_conv_params *p, const int8_t *input,
+                          const int32_t *packed, int8_t *output, int8_t *ring)
 {
     const int32_t c = p->in_c;
     const int32_t lw = dw3_line(p);

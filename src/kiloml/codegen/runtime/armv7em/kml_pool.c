@@ -9,7 +9,8 @@
 
 #include "kml_arm.h"
 
-static void pool(const kml_pool_params *p, const int8_t *input, int8_t *output, int is_max)
+static KML_SMALL void pool(const kml_pool_params *p, const int8_t *input, int8_t *output,
+                           int is_max)
 {
     const size_t c = (size_t)p->channels;
     const size_t row = (size_t)p->in_w * c;
