@@ -23,3 +23,32 @@ def test_cross_compiles_clean(tmp_path, cpu):
     assert sizes["text"] > weights  # weights live in flash (.rodata counted in text)
     assert sizes["data"] == 0  # no initialized mutable globals
     assert sizes["bss"] == res.plan.arena_bytes  # the arena is the only RAM
+
+
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m7", "cortex-m33"])
+def test_armv7em_kernels_cross_compile_clean(tmp_path, cpu):
+    res = generate_c(demo_dscnn(), "kws", runtime="armv7em")
+    res.write(tmp_path)
+    sizes = cross_compile_sizes(tmp_path, cpu)
+    assert sizes["data"] == 0
+    assert sizes["bss"] == res.plan.arena_bytes
+    assert "__smlad" in "".join(res.files.values()) or "smlad" in "".join(res.files.values())
+
+
+def test_compile_cli_kernels_option(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from kiloml.io.tflite_writer import save_tflite
+
+    save_tflite(demo_dscnn(), tmp_path / "m.tflite")
+    r = subprocess.run([sys.executable, "-m", "kiloml", "compile", str(tmp_path / "m.tflite"), "-o",
+                        str(tmp_path / "c"), "--kernels", "armv7em", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["kernels"] == "armv7em"
+    assert (tmp_path / "c" / "kml_arm.h").exists()
+    bad = subprocess.run([sys.executable, "-m", "kiloml", "compile", str(tmp_path / "m.tflite"),
+                          "-o", str(tmp_path / "d"), "--kernels", "gpu"], capture_output=True)
+    assert bad.returncode == 2 and not (tmp_path / "d").exists()

@@ -25,7 +25,8 @@ def model_macs(g: Graph) -> int:
 
 
 def compile_model(model: str | Path, out_dir: str | Path, prefix: str = "model",
-                  command: str = "kiloml compile", inplace: bool = True) -> dict:
+                  command: str = "kiloml compile", inplace: bool = True,
+                  kernels: str = "portable") -> dict:
     """Compile a .tflite file to C in ``out_dir``; returns the summary ``--json`` prints."""
     from kiloml.codegen.c import generate_c
     from kiloml.ir.ops import REGISTRY
@@ -34,7 +35,7 @@ def compile_model(model: str | Path, out_dir: str | Path, prefix: str = "model",
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise KilomlError(f"{out}: exists and is not a directory")
-    result = generate_c(g, prefix=prefix, command=command, inplace=inplace)
+    result = generate_c(g, prefix=prefix, command=command, inplace=inplace, runtime=kernels)
     paths = result.write(out)
     lg = result.graph
     layers = []
@@ -47,6 +48,7 @@ def compile_model(model: str | Path, out_dir: str | Path, prefix: str = "model",
         "model": str(model),
         "out_dir": str(out),
         "prefix": prefix,
+        "kernels": kernels,
         "ops": dict(sorted(Counter(n.op for n in g.nodes).items())),
         "nodes": len(g.nodes),
         "macs": model_macs(g),

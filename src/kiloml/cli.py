@@ -8,6 +8,7 @@ traceback only with ``--debug``.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -72,15 +73,22 @@ def compile(
     out: Path = typer.Option(..., "-o", "--out", help="Directory for the generated C."),
     prefix: str = typer.Option("model", "--prefix", help="C name prefix (and file names)."),
     no_inplace: bool = typer.Option(False, "--no-inplace", help="Disable in-place execution."),
+    kernels: str = typer.Option("portable", "--kernels",
+                                help="portable (any C99 target) or armv7em (Cortex-M4/M7/M33 "
+                                     "DSP-extension kernels; arm-none-eabi-gcc, not the host)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
     """Compile a .tflite model to standalone C99 (NAME.h, NAME.c and the kernels it needs)."""
+    if kernels not in ("portable", "armv7em"):
+        _fail(f"--kernels must be portable or armv7em, not {kernels!r}", 2)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", prefix):
+        _fail(f"--prefix {prefix!r} is not a C identifier", 2)
 
     def go():
         from kiloml.api import compile_model
 
         summary = compile_model(model, out, prefix=prefix, command=_command_line(),
-                                inplace=not no_inplace)
+                                inplace=not no_inplace, kernels=kernels)
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
         else:
