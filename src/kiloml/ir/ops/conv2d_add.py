@@ -88,7 +88,9 @@ class Conv2DAdd(OpDef):
         from kiloml.codegen.armv7em import column_bytes
 
         w = g.tensors[node.inputs[1]]
-        return column_bytes(w.shape[1] * w.shape[2] * w.shape[3]) + (2 * w.shape[0] + 3) // 4 * 4
+        # columns, window, two pixels of convolution results, the ADD operand table (256 words)
+        return (column_bytes(w.shape[1] * w.shape[2] * w.shape[3]) + (2 * w.shape[0] + 3) // 4 * 4
+                + 1024)
 
     def inplace_delta(self, g, node):
         return {3: 0}  # each output element overwrites the skip element it was added to

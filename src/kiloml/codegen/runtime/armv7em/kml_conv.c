@@ -446,6 +446,9 @@ typedef struct add_ctx {
     int32_t simple;                       /* 1: conv operand is x / 2 (m = 2^30, r = 0), 2: the
                                              residual is; the other one and the output have
                                              r >= 1 and the clamp is [-128, 127] */
+    int32_t *tab;                         /* simple: the scaled other operand plus the scaled
+                                             offset of the first, for each int8 value (index:
+                                             the value as uint8) */
 } add_ctx;
 
 static int32_t add_scaled(int32_t v, int32_t offset, int32_t left_shift, int32_t mult,
@@ -464,26 +467,36 @@ static inline int32_t add_term(int32_t v, int32_t off, int32_t ls1, int32_t m, i
 }
 
 /* The common case of add_pixel (add_ctx.simple): operand a is (a + off) << (left_shift - 1)
- * exactly (the larger-scale input of ADD has multiplier 2^30 with no shift). */
+ * exactly (the larger-scale input of ADD has multiplier 2^30 with no shift); the other
+ * operand's scaled value plus a's scaled offset comes from add_ctx.tab (add_table). */
 static void add_pixel_simple(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
                              const add_ctx *c)
 {
+    const int32_t *tab = c->tab;
+    const int32_t lsm1 = c->ls1 - 2, o_m = c->o_m, o_k = c->o_k, o_r = c->o_r;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const int32_t sum = (int32_t)((uint32_t)a[i] << lsm1) + tab[(uint8_t)b[i]];
+        const int32_t t = kml_smmlar((int32_t)((uint32_t)sum << 1), o_m, o_k);
+        out[i] = (int8_t)kml_ssat8((t - (int32_t)((uint32_t)sum >> 31)) >> o_r);
+    }
+}
+
+/* add_ctx.tab for the simple case, once per layer: 256 words. */
+static KML_SMALL void add_table(const add_ctx *c)
+{
     const int32_t simple_conv = c->simple == 1;
-    const int32_t a_off = (int32_t)((uint32_t)(simple_conv ? c->c_off : c->r_off) << (c->ls1 - 2));
-    const int32_t lsm1 = c->ls1 - 2;
+    const int32_t a_off = (int32_t)((uint32_t)(simple_conv ? c->c_off : c->r_off)
+                                    << (c->ls1 - 2));
     const int32_t b_off = simple_conv ? c->r_off : c->c_off;
     const int32_t b_m = simple_conv ? c->r_m : c->c_m;
     const int32_t b_h = simple_conv ? c->r_h : c->c_h;
     const int32_t b_r = simple_conv ? c->r_r : c->c_r;
-    const int32_t ls1 = c->ls1, o_m = c->o_m, o_k = c->o_k, o_r = c->o_r;
-    int32_t i;
-    for (i = 0; i < n; ++i) {
-        const int32_t sa = (int32_t)((uint32_t)a[i] << lsm1) + a_off;
-        const int32_t x2 = (int32_t)((uint32_t)(b[i] + b_off) << ls1);
-        const int32_t sb = (kml_smmlar(x2, b_m, b_h) - (int32_t)((uint32_t)x2 >> 31)) >> b_r;
-        const int32_t sum = sa + sb;
-        const int32_t t = kml_smmlar((int32_t)((uint32_t)sum << 1), o_m, o_k);
-        out[i] = (int8_t)kml_ssat8((t - (int32_t)((uint32_t)sum >> 31)) >> o_r);
+    int32_t v;
+    for (v = -128; v < 128; ++v) {
+        const int32_t x2 = (int32_t)((uint32_t)(v + b_off) << c->ls1);
+        c->tab[(uint8_t)v] = a_off + ((kml_smmlar(x2, b_m, b_h)
+                                       - (int32_t)((uint32_t)x2 >> 31)) >> b_r);
     }
 }
 
@@ -580,6 +593,11 @@ void kml_conv2d_add_s8(const kml_conv_params *p, const int8_t *input, const int8
     c.output = output;
     c.channels = p->out_c;
     add_setup(&c, ep);
+    if (c.simple != 0) { /* the table follows the columns, window and result buffers */
+        const int32_t k8 = (p->k_h * p->k_w * p->in_c + 7) / 8 * 8;
+        c.tab = scratch + (5 * k8 + (2 * p->out_c + 3) / 4 * 4) / 4;
+        add_table(&c);
+    }
     conv_run(p, packed, input, output, scratch, &c);
 }
 
