@@ -217,6 +217,25 @@ typedef struct {
     "smlad %[c1], %[x2], %[w1], %[c1]\n\t"                                                   \
     "smlad %[c1], %[x3], %[wo], %[c1]\n\t"
 
+/* The first group of a channel pair: the accumulators of the second column start from the
+ * biases in a0, a1 (no copies). */
+#define MM_GROUP0                                                                            \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                      \
+    "ldrd %[x0], %[x1], [%[x]], #8\n\t"                                                      \
+    "ldrd %[x2], %[x3], [%[x]], #8\n\t"                                                      \
+    "sxtb16 %[wo], %[w0], ror #8\n\t"                                                        \
+    "sxtb16 %[w0], %[w0]\n\t"                                                                \
+    "smlad %[c0], %[x2], %[w0], %[a0]\n\t"                                                   \
+    "smlad %[c0], %[x3], %[wo], %[c0]\n\t"                                                   \
+    "smlad %[a0], %[x0], %[w0], %[a0]\n\t"                                                   \
+    "smlad %[a0], %[x1], %[wo], %[a0]\n\t"                                                   \
+    "sxtb16 %[wo], %[w1], ror #8\n\t"                                                        \
+    "sxtb16 %[w1], %[w1]\n\t"                                                                \
+    "smlad %[c1], %[x2], %[w1], %[a1]\n\t"                                                   \
+    "smlad %[c1], %[x3], %[wo], %[c1]\n\t"                                                   \
+    "smlad %[a1], %[x0], %[w1], %[a1]\n\t"                                                   \
+    "smlad %[a1], %[x1], %[wo], %[a1]\n\t"
+
 /* Requantize accumulator A with multiplier M, k K and shift R (kml_rq), store at [P, #OFF]. */
 #define MM_RQ(A, M, K, R, P, OFF)                                                            \
     "lsl %[wo], %[" A "], #1\n\t"                                                            \
@@ -239,22 +258,22 @@ static void mm_pairs(const int32_t *w, const int32_t *col, const int32_t *x_end,
     const int32_t *x;
     int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6;
     __asm__ volatile(
-        "ldr %[w1], %[half]\n\t"            /* the loop entry, once: half ? 2f : 1f */
-        "cmp %[w1], #0\n\t"
+        "ldr %[w1], %[half]\n\t"            /* the loop entry after the first group, once: */
+        "cmp %[w1], #0\n\t"                 /* 1 or 3 (mod 4) groups left */
         "ite ne\n\t"
-        "adrne %[w0], 2f\n\t"
-        "adreq %[w0], 1f\n\t"
+        "adrne %[w0], 4f\n\t"
+        "adreq %[w0], 3f\n\t"
         "str %[w0], %[half]\n"
         "0:\n\t"
         "ldrd %[a0], %[a1], [%[w]], #8\n\t"
-        "mov %[c0], %[a0]\n\t"
-        "mov %[c1], %[a1]\n\t"
         "ldr %[x], %[col]\n\t"
+        MM_GROUP0
         "ldr %[w0], %[half]\n\t"
         "mov pc, %[w0]\n\t"                 /* ARMv7-M: bit 0 of the address is ignored */
         ".p2align 2\n"
-        "1:\n\t" MM_GROUP MM_GROUP
-        "2:\n\t" MM_GROUP MM_GROUP
+        "1:\n\t" MM_GROUP
+        "3:\n\t" MM_GROUP MM_GROUP
+        "4:\n\t" MM_GROUP
         "cmp %[x], %[xe]\n\t"
         "bcc 1b\n\t"
         "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */
