@@ -519,7 +519,7 @@ static KML_SMALL void add_table(const add_ctx *c)
     }
 }
 
-static void add_pixel(const struct add_ctx *c, const int8_t *conv, size_t pixel)
+static KML_SMALL void add_pixel(const struct add_ctx *c, const int8_t *conv, size_t pixel)
 {
     const kml_add_epilogue *ep = c->ep;
     const size_t base = pixel * (size_t)c->channels;
