@@ -158,17 +158,6 @@ static void conv_column(const kml_conv_params *p, const int8_t *in, int32_t oy, 
         const int8_t *src = in + (size_t)iy0 * in_row + ix0 * c;
         const size_t step = (size_t)(p->in_w * c * p->dil_h);
         int32_t *dst = col;
-        if (row_len == 4) { /* rows of one group (a single input channel): no calls */
-            for (ky = 0; ky < p->k_h; ++ky, dst += 4, src += step) {
-                const int32_t v = kml_ld32(src);
-                dst[0] = __sxtab16(off2, v);
-                dst[1] = kml_sxtab16_ror8(off2, v);
-            }
-            if (dst < col + k8) {
-                col_quads_zero(dst, (int32_t)(col + k8 - dst) >> 2);
-            }
-            return;
-        }
         if ((row_len & 3) == 0) { /* rows of whole groups: straight from the input */
             for (ky = 0; ky < p->k_h; ++ky, dst += row_len, src += step) {
                 col_quads(dst, src, row_len >> 2, off2);
@@ -678,17 +667,7 @@ static void dw_transpose(const kml_conv_params *p, const int8_t *row, int8_t *sl
     }
     for (; x < w; ++x, row += c, ++dst) {
         int8_t *d = dst;
-        ch = 0;
-        if ((c & 3) == 0) { /* a word of four channels to four lines */
-            for (; ch < c; ch += 4, d += 4 * lw) {
-                const uint32_t v = (uint32_t)kml_ld32(row + ch);
-                d[0] = (int8_t)v;
-                d[lw] = (int8_t)(v >> 8);
-                d[2 * lw] = (int8_t)(v >> 16);
-                d[3 * lw] = (int8_t)(v >> 24);
-            }
-        }
-        for (; ch < c; ++ch, d += lw) {
+        for (ch = 0; ch < c; ++ch, d += lw) {
             *d = row[ch];
         }
     }
