@@ -57,6 +57,7 @@ class AugmentSection(_Strict):
     noise_snr_db: tuple[float, float] = (5.0, 20.0)
     time_shift_ms: float = Field(0.0, ge=0)
     gain_db: float = Field(0.0, ge=0)
+    speed_range: float = Field(0.0, ge=0, lt=0.5, description="audio speed/pitch change, +-")
     spec_freq_masks: int = Field(0, ge=0)
     spec_freq_width: int = Field(0, ge=0)
     spec_time_masks: int = Field(0, ge=0)
@@ -129,6 +130,7 @@ class TrainSection(_Strict):
     label_smoothing: Optional[float] = Field(None, ge=0, lt=1)
     patience: Optional[int] = Field(None, ge=0, description="early stopping; 0 = off")
     ema: Optional[float] = Field(None, ge=0, lt=1, description="weight averaging decay; 0 = off")
+    mixup: Optional[float] = Field(None, ge=0, description="mixup Beta(a, a); 0 = off")
     seed: int = 0
     augment_banks: Optional[int] = Field(None, ge=1, description="augmented copies of the "
                                          "training set (audio)")
@@ -137,6 +139,8 @@ class TrainSection(_Strict):
     normalize: Optional[Literal["none", "global", "feature"]] = None
     teacher: Optional[str] = Field(None, description="int8 .tflite teacher for distillation")
     teacher_labels: Optional[list[str]] = None
+    teacher_sees: Optional[Literal["clean", "augmented"]] = Field(
+        None, description="teacher logits from the un-augmented or the augmented windows")
     distill_alpha: Optional[float] = Field(None, ge=0, le=1)
     temperature: Optional[float] = Field(None, gt=0)
     normal_labels: Optional[list[str]] = Field(None, description="anomaly models: the labels "

@@ -73,3 +73,13 @@ def test_motion_rotation_keeps_norms_and_scale_changes_them():
     s = A.augment_motion(x, AugmentSection(scale_range=0.2), np.random.default_rng(1))
     ratio = np.linalg.norm(s, axis=(1, 2)) / np.linalg.norm(x, axis=(1, 2))
     assert ((ratio >= 0.8 - 1e-6) & (ratio <= 1.2 + 1e-6)).all() and ratio.std() > 0.01
+
+
+def test_speed_perturbation_scales_frequency_and_keeps_length():
+    t = np.arange(16000) / 16000
+    x = np.sin(2 * np.pi * 500 * t)[None].repeat(20, 0)
+    y = A.augment_audio(x, AugmentSection(speed_range=0.2), 16000, [], np.random.default_rng(0))
+    assert y.shape == x.shape
+    peaks = [np.argmax(np.abs(np.fft.rfft(c * np.hanning(16000)))) for c in y]   # 1 Hz bins
+    assert 400 <= min(peaks) and max(peaks) <= 600 and np.std(peaks) > 20
+    assert np.array_equal(A._resample_centred(x[0], 1.0), x[0])

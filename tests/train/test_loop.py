@@ -164,3 +164,13 @@ def test_weight_averaging_returns_the_averaged_weights():
     fit(b, _ed, TrainConfig(epochs=3, batch_size=32, lr=5e-2, seed=1), val=EpochData(XV, YV),
         progress=False)
     assert not torch.equal(_weights(a), _weights(b))    # same trajectory, averaged weights
+
+
+def test_mixup_trains_and_is_reproducible():
+    cfg = TrainConfig(epochs=30, batch_size=32, lr=1e-2, seed=3, mixup=0.2)
+    a, b = _model(), _model()
+    ra = fit(a, _ed, cfg, val=EpochData(XV, YV), progress=False)
+    fit(b, _ed, cfg, val=EpochData(XV, YV), progress=False)
+    assert torch.equal(_weights(a), _weights(b))
+    assert ra.history[-1]["train_loss"] < ra.history[0]["train_loss"]
+    assert ra.best_metric > 0.7, ra.best_metric

@@ -1,6 +1,9 @@
 """Training-time augmentation driven by ``[data.augment]`` in kiloml.toml (AugmentSection).
 
 Audio (before the DSP block, on (N, samples) clips)
+    speed         each clip resampled by a uniform factor in 1 +- speed_range (linear
+                  interpolation; speed and pitch change together, like a different speaker),
+                  then cut or zero-padded back to its length around its centre
     time shift    each clip moved by a uniform whole number of samples in +-time_shift_ms,
                   zero filled (the TF speech-commands recipe)
     gain          uniform in +-gain_db
@@ -25,7 +28,8 @@ import numpy as np
 
 
 def audio_enabled(aug) -> bool:
-    return bool(aug.time_shift_ms or aug.gain_db or aug.noise_probability)
+    return bool(aug.time_shift_ms or aug.gain_db or aug.noise_probability
+                or getattr(aug, "speed_range", 0.0))
 
 
 def features_enabled(aug) -> bool:
@@ -42,6 +46,9 @@ def augment_audio(clips: np.ndarray, aug, sample_rate: float, noise: list[np.nda
     """(N, samples) float clips -> augmented copies (see the module doc)."""
     x = np.array(clips, dtype=np.float64, copy=True)
     n, length = x.shape
+    speed = getattr(aug, "speed_range", 0.0)
+    if speed:
+        x = np.stack([_resample_centred(c, rng.uniform(1 - speed, 1 + speed)) for c in x])
     shift = int(round(aug.time_shift_ms * sample_rate / 1000.0))
     if shift:
         s = rng.integers(-shift, shift + 1, n)
@@ -72,6 +79,22 @@ def augment_audio(clips: np.ndarray, aug, sample_rate: float, noise: list[np.nda
             snr = rng.uniform(lo, hi)
             x[i] += seg * (ref / nr) / 10.0 ** (snr / 20.0)
     return np.clip(x, -1.0, 1.0)
+
+
+def _resample_centred(clip: np.ndarray, factor: float) -> np.ndarray:
+    """Play ``clip`` ``factor`` times faster (linear interpolation), keep its length: the
+    centre stays in place, the ends are cut or zero-padded."""
+    n = len(clip)
+    m = max(2, int(round(n / factor)))
+    y = np.interp(np.arange(m) * factor, np.arange(n), clip, right=0.0)
+    out = np.zeros(n)
+    if m >= n:
+        s = (m - n) // 2
+        out[:] = y[s:s + n]
+    else:
+        s = (n - m) // 2
+        out[s:s + m] = y
+    return out
 
 
 def spec_augment(feats: np.ndarray, aug, rng: np.random.Generator) -> np.ndarray:

@@ -16,6 +16,9 @@ every step, with TensorFlow's warm-up min(decay, (1 + t) / (10 + t)) at step t);
 the best-epoch choice and the returned model use the averaged
 weights, which generalize better on small data sets than the last iterate.
 
+``mixup`` > 0 trains on convex combinations of pairs of examples and of their targets (Zhang
+et al. 2018), lambda ~ Beta(mixup, mixup) per batch.
+
 Losses: ``ce`` (cross entropy with optional label smoothing, optionally distilled: soft
 targets from a teacher, ``alpha`` x T^2 x KL + (1 - alpha) x CE), ``mse`` (autoencoders: the
 target is the input).
@@ -61,6 +64,7 @@ class TrainConfig:
     monitor: str = "auto"             # val_acc | val_loss | auto (acc for ce, loss for mse)
     grad_clip: float = 5.0
     ema: float = 0.0                  # decay of an exponential moving average of the weights
+    mixup: float = 0.0                # Beta(a, a) mixup of inputs and targets; 0 = off
 
     def fingerprint(self) -> str:
         d = asdict(self)
@@ -97,15 +101,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _loss(cfg: TrainConfig, out: torch.Tensor, batch: EpochData) -> torch.Tensor:
+def _loss(cfg: TrainConfig, out: torch.Tensor, batch: EpochData,
+          mix: Optional[tuple[float, torch.Tensor]] = None) -> torch.Tensor:
+    """The configured loss; ``mix`` = (lambda, permutation) of a mixup batch."""
     if cfg.loss == "mse":
         return F.mse_loss(out, batch.x.reshape(out.shape))
-    ce = F.cross_entropy(out, batch.y, label_smoothing=cfg.label_smoothing)
+
+    def ce_of(y):
+        return F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
+
+    def soft(teacher):
+        return F.softmax(teacher / cfg.temperature, dim=-1)
+
+    if mix is None:
+        ce = ce_of(batch.y)
+    else:
+        lam, perm = mix
+        ce = lam * ce_of(batch.y) + (1 - lam) * ce_of(batch.y[perm])
     if batch.teacher is None or cfg.distill_alpha <= 0:
         return ce
     t = cfg.temperature
-    kd = F.kl_div(F.log_softmax(out / t, dim=-1), F.softmax(batch.teacher / t, dim=-1),
-                  reduction="batchmean") * (t * t)
+    target = soft(batch.teacher) if mix is None else \
+        mix[0] * soft(batch.teacher) + (1 - mix[0]) * soft(batch.teacher[mix[1]])
+    kd = F.kl_div(F.log_softmax(out / t, dim=-1), target, reduction="batchmean") * (t * t)
     return cfg.distill_alpha * kd + (1 - cfg.distill_alpha) * ce
 
 
@@ -236,8 +254,15 @@ def fit(model: nn.Module, epoch_data: Callable[[int], EpochData], cfg: TrainConf
                     continue                    # a batch of one breaks batch norm
                 batch = EpochData(data.x[idx], None if data.y is None else data.y[idx],
                                   None if data.teacher is None else data.teacher[idx])
-                out = train_forward(batch.x)
-                loss = _loss(cfg, out, batch)
+                mix = None
+                if cfg.mixup > 0 and cfg.loss == "ce":
+                    lam = float(np.random.beta(cfg.mixup, cfg.mixup))
+                    pairs = torch.randperm(len(idx))
+                    mix = (lam, pairs)
+                    out = train_forward(lam * batch.x + (1 - lam) * batch.x[pairs])
+                else:
+                    out = train_forward(batch.x)
+                loss = _loss(cfg, out, batch, mix)
                 if not torch.isfinite(loss):
                     raise TrainError(f"epoch {epoch + 1}: loss became {float(loss)} (lower lr?)")
                 opt.zero_grad(set_to_none=True)

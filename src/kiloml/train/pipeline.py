@@ -36,22 +36,17 @@ from kiloml.errors import KilomlError
 
 MODEL_DIR = "model"
 
+_COMMON: dict[str, Any] = dict(batch_size=32, lr=3e-3, weight_decay=1e-2, label_smoothing=0.1,
+                               patience=0, ema=0.0, mixup=0.0, augment_banks=1,
+                               calibration="minmax", qat_epochs=0, distill_alpha=0.7,
+                               temperature=4.0, teacher_sees="clean")
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "kws": dict(epochs=80, batch_size=100, lr=3e-3, weight_decay=1e-2, label_smoothing=0.1,
-                patience=0, ema=0.995, augment_banks=20, calibration="minmax", qat_epochs=0,
-                distill_alpha=0.7, temperature=4.0),
-    "motion": dict(epochs=60, batch_size=32, lr=3e-3, weight_decay=1e-2, label_smoothing=0.1,
-                   patience=0, ema=0.0, augment_banks=1, calibration="minmax", qat_epochs=0,
-                   distill_alpha=0.7, temperature=4.0),
-    "vibration": dict(epochs=40, batch_size=32, lr=3e-3, weight_decay=1e-2, label_smoothing=0.1,
-                      patience=0, ema=0.0, augment_banks=1, calibration="minmax", qat_epochs=0,
-                      distill_alpha=0.7, temperature=4.0),
-    "anomaly": dict(epochs=60, batch_size=32, lr=1e-3, weight_decay=1e-4, label_smoothing=0.0,
-                    patience=0, ema=0.0, augment_banks=1, calibration="minmax", qat_epochs=0,
-                    distill_alpha=0.0, temperature=4.0),
-    "custom": dict(epochs=40, batch_size=32, lr=3e-3, weight_decay=1e-2, label_smoothing=0.0,
-                   patience=0, ema=0.0, augment_banks=1, calibration="minmax", qat_epochs=0,
-                   distill_alpha=0.7, temperature=4.0),
+    "kws": {**_COMMON, "epochs": 80, "batch_size": 100, "ema": 0.995, "augment_banks": 20},
+    "motion": {**_COMMON, "epochs": 60},
+    "vibration": {**_COMMON, "epochs": 40},
+    "anomaly": {**_COMMON, "epochs": 60, "lr": 1e-3, "weight_decay": 1e-4,
+                "label_smoothing": 0.0, "distill_alpha": 0.0},
+    "custom": {**_COMMON, "epochs": 40, "label_smoothing": 0.0},
 }
 ANOMALY_ARCHS = ("autoencoder", "kmeans")
 
@@ -74,6 +69,7 @@ class Recipe:
     label_smoothing: float
     patience: int
     ema: float
+    mixup: float
     seed: int
     augment_banks: int
     calibration: str
@@ -81,6 +77,7 @@ class Recipe:
     normalize: Optional[str]
     teacher: Optional[str]
     teacher_labels: Optional[list[str]]
+    teacher_sees: str
     distill_alpha: float
     temperature: float
     normal_labels: Optional[list[str]]
@@ -246,14 +243,15 @@ def epoch_source(prep: Prepared, distill: bool):
         and prep.project.config.dsp.block in ("mfcc", "mfe", "spectrogram")
     y = torch.as_tensor(tr.y[keep])
     teacher_plain = None
-    if distill and not banks.enabled:
+    per_bank = distill and banks.enabled and r.teacher_sees == "augmented"
+    if distill and not per_bank:
         teacher_plain = torch.as_tensor(_teacher_logits(prep, prep.normalizer(tr.x[keep]),
                                                         "plain"))
 
     def get(epoch: int) -> EpochData:
         x = banks.bank(epoch)[keep] if banks.enabled else tr.x[keep]
         teacher = teacher_plain
-        if distill and banks.enabled:
+        if per_bank:
             k = epoch % r.augment_banks if banks.audio else epoch
             teacher = torch.as_tensor(_teacher_logits(prep, prep.normalizer(x),
                                                       f"{banks.key}-{k}"))
@@ -286,7 +284,7 @@ def train_float(prep: Prepared, model=None, checkpoint_dir=None, progress: bool 
                       weight_decay=r.weight_decay,
                       label_smoothing=0.0 if prep.anomaly else r.label_smoothing,
                       patience=r.patience, warmup_epochs=min(2, (epochs or r.epochs) // 10),
-                      ema=r.ema,
+                      ema=r.ema, mixup=0.0 if prep.anomaly else r.mixup,
                       seed=r.seed, loss="mse" if prep.anomaly else "ce",
                       distill_alpha=r.distill_alpha if distill else 0.0,
                       temperature=r.temperature)
@@ -467,19 +465,21 @@ def train_project(project_dir: str | Path = ".", progress: bool = True, fresh: b
     torch.save(net.state_dict(), out / "qnet.pt")
 
     val = prep.val if len(prep.val.x) else prep.train
-    f_out = predict_float(prep, model, prep.test.x)
-    q_out = predict_int8(prep, graph, prep.test.x)
-    thr_f = thr_q = None
-    if prep.anomaly:
-        vn = val.x[np.isin(val.y, prep.normal_ids)]
-        thr_f = anomaly_threshold(anomaly_scores(prep, predict_float(prep, model, vn), vn))
-        thr_q = anomaly_threshold(anomaly_scores(prep, predict_int8(prep, graph, vn), vn))
-        meta["threshold"] = thr_q
-    test = {"float": report(prep, f_out, prep.test, thr_f),
-            "int8": report(prep, q_out, prep.test, thr_q)}
-    if qres is not None and not prep.anomaly:
-        fk = run_fake(net, prep.model_input(prep.test.x), logits=True)
-        test["qat_eval"] = report(prep, fk, prep.test)
+    ev, ev_name = (prep.test, "test") if len(prep.test.x) else (prep.val, "validation")
+    test: dict[str, Any] = {}
+    if len(ev.x):
+        thr_f = thr_q = None
+        if prep.anomaly:
+            vn = val.x[np.isin(val.y, prep.normal_ids)]
+            thr_f = anomaly_threshold(anomaly_scores(prep, predict_float(prep, model, vn), vn))
+            thr_q = anomaly_threshold(anomaly_scores(prep, predict_int8(prep, graph, vn), vn))
+            meta["threshold"] = thr_q
+        test = {"float": report(prep, predict_float(prep, model, ev.x), ev, thr_f),
+                "int8": report(prep, predict_int8(prep, graph, ev.x), ev, thr_q)}
+        if qres is not None and not prep.anomaly:
+            fk = run_fake(net, prep.model_input(ev.x), logits=True)
+            test["qat_eval"] = report(prep, fk, ev)
+    meta["evaluated_on"] = ev_name if len(ev.x) else None
     meta.update({
         "test": test, "float_train": _res_dict(res), "qat_train": _res_dict(qres),
         "train_seconds": round(t_float + (qres.seconds if qres else 0.0), 2),
