@@ -1,0 +1,213 @@
+"""Train, quantize and compress on the real data sets; print training times and variant tables.
+
+    python benchmarks/train.py [--workdir DIR] [--tasks kws,wand,cwru,anomaly] [--board ID]
+
+Tasks (all splits disjoint in the group that matters; see each setup below)
+    kws      Speech Commands (12 classes, 3,975 clips of 191 speakers), MFCC 49x10
+             (``mlperf-kws``), DS-CNN-S, the ``kws`` task's default recipe (noise mixing,
+             time shift, SpecAugment), speaker-disjoint test split. Variants include the model
+             distilled from the MLPerf Tiny reference model (../shared/models).
+    wand     magic_wand (4 classes, 8 people), raw 3-axis windows of 4 s, 1-D CNN. Gestures are
+             split by person (unseen people in test); the person-less negative recordings by
+             recording: continuous streams 1 and 2 train, 3 validation, 4 test, the segmented
+             ones automatically.
+    cwru     CWRU bearing 0 HP (10 classes), 1,024-sample windows, the ``vibration`` task's
+             spectral features + dense model; held-out time blocks of each recording.
+    anomaly  CWRU: k-means scorer and the MLPerf-style autoencoder trained on "normal" windows
+             only; ROC AUC of normal vs. the nine faults on the held-out blocks.
+
+Projects and caches live in --workdir (default /tmp/kiloml-bench-train); a rerun reuses
+features, augmentation banks and teacher logits but retrains. Training uses the machine as it
+is (2 threads, idle-waiting OpenMP): times are wall clock on a shared 2-core box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+SHARED = Path(os.environ.get("KILOML_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+DATA = SHARED / "data"
+KWS_REF = SHARED / "models" / "mlperf_tiny" / "kws_ref_model.tflite"
+out = Console(width=130)
+
+
+def setup_kws(root: Path):
+    from kiloml.data.importer import import_data
+    from kiloml.project import init_project
+
+    p = init_project(root, "kws", force=True)
+    import_data(p, DATA / "speech_commands")
+    return p
+
+
+def setup_wand(root: Path):
+    from kiloml.data.importer import import_data
+    from kiloml.project import DSPSection, ModelSection, Project, init_project
+
+    p = init_project(root, "motion", force=True)
+    p.config.data.sample_rate = 25
+    p.config.data.window_ms = 4000
+    p.config.data.stride_ms = 2000
+    p.config.dsp = DSPSection(block="raw")
+    p.config.model = ModelSection(arch="cnn1d")
+    p.save()
+    p = Project.load(root)
+    w = DATA / "magic_wand"
+    for lab in ("ring", "slope", "wing"):
+        import_data(p, w / lab, label=lab)
+    streams = {"output_negative_1.txt": "train", "output_negative_2.txt": "train",
+               "output_negative_3.txt": "validation", "output_negative_4.txt": "test"}
+    for f in sorted((w / "negative").iterdir()):
+        import_data(p, f, label="negative", split=streams.get(f.name, "auto"))
+    return p
+
+
+def setup_cwru(root: Path, arch: str = "dense", **params):
+    from kiloml.data.importer import import_data
+    from kiloml.project import ModelSection, Project, init_project
+
+    p = init_project(root, "vibration", force=True)
+    p.config.model = ModelSection(arch=arch, params=params)
+    p.save()
+    p = Project.load(root)
+    import_data(p, DATA / "cwru_bearing_0hp", label_regex=r"(normal|IR\d+|B\d+|OR\d+)")
+    return p
+
+
+def fresh_root(workdir: Path, name: str) -> Path:
+    """Project directory; keeps the feature cache of a previous run, drops its model."""
+    root = workdir / name
+    if (root / "model").exists():
+        shutil.rmtree(root / "model")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def splits_of(root: Path) -> dict:
+    from collections import Counter
+
+    from kiloml.data.index import DatasetIndex
+
+    s = DatasetIndex.load(root / "dataset" / "index.csv").of_role("sample")
+    groups = {sp: sorted({x.group for x in s if x.split == sp and x.group})
+              for sp in ("train", "validation", "test")}
+    return {"samples": dict(Counter(x.split for x in s)),
+            "test_groups": groups["test"][:6] + (["..."] if len(groups["test"]) > 6 else []),
+            "groups_disjoint": not (set(groups["train"]) & set(groups["test"]))}
+
+
+def run_task(name: str, root: Path, variants: list[str], board: str, optimize_kw: dict) -> dict:
+    from kiloml.compress.optimize import optimize_project
+    from kiloml.train.pipeline import train_project
+
+    t0 = time.time()
+    summary = train_project(root, progress=False, command=f"benchmarks/train.py ({name})")
+    train_wall = time.time() - t0
+    meta = json.loads((root / "model" / "meta.json").read_text())
+    res = {"task": name, "summary": summary, "train_wall_s": round(train_wall, 1),
+           "split": splits_of(root), "features_s": meta.get("features_seconds")}
+    if variants:
+        t1 = time.time()
+        res["variants"] = optimize_project(root, variants, board=board, progress=False,
+                                           **optimize_kw)
+        res["optimize_wall_s"] = round(time.time() - t1, 1)
+    return res
+
+
+def print_task(res: dict) -> None:
+    s = res["summary"]
+    sp = res["split"]
+    out.rule(f"[bold]{res['task']}[/bold]: {s['arch']} ({s['task']})")
+    out.print(f"samples per split {sp['samples']}; test groups {sp['test_groups']}; "
+              f"train/test groups disjoint: {sp['groups_disjoint']}", highlight=False)
+    keys = [k for k in s if k.endswith("accuracy") or k.endswith("roc_auc")]
+    out.print("  ".join(f"{k} {100 * s[k]:.2f} %" if k.endswith("accuracy") else
+                        f"{k} {s[k]:.4f}" for k in keys), highlight=False)
+    out.print(f"training {s.get('train_seconds')} s (wall incl. features, quantization and "
+              f"evaluation {res['train_wall_s']} s)"
+              + (f"; int8 arena {s['arena_bytes']:,} B, weights {s['weights_bytes']:,} B, "
+                 f"{s['macs']:,} MACs" if "arena_bytes" in s else ""), highlight=False)
+    v = res.get("variants")
+    if not v:
+        return
+    t = Table(title=f"variants on {v['n_test']:,} test windows, board {v['board']} "
+                    f"(optimize took {res['optimize_wall_s']} s)", title_justify="left")
+    for col in ("variant", v["metric"], "flash B", "RAM B", "arena B", "MACs", "latency ms",
+                "train s"):
+        t.add_column(col, justify="left" if col == "variant" else "right")
+    for r in v["variants"]:
+        est = "~" if r.get("estimated") else ""
+        metric = f"{100 * r['metric']:.2f} %" if v["metric"] == "accuracy" else f"{r['metric']:.4f}"
+        t.add_row(r["name"], metric, est + f"{r.get('flash_bytes') or 0:,}",
+                  est + f"{r.get('ram_bytes') or 0:,}",
+                  f"{r['arena_bytes']:,}" if r.get("arena_bytes") else "",
+                  f"{r.get('macs') or 0:,}",
+                  f"{r['latency_ms']:.2f}" if r.get("latency_ms") else "n/a",
+                  f"{r['train_seconds']:.0f}" if r.get("train_seconds") else "")
+    out.print(t)
+    for n in v.get("notes", []):
+        out.print(f"  note: {n}", highlight=False)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/kiloml-bench-train"))
+    ap.add_argument("--tasks", default="kws,wand,cwru,anomaly")
+    ap.add_argument("--board", default=None, help="profile on this board (default: project's)")
+    ap.add_argument("--json", type=Path, default=None, help="also write all results here")
+    a = ap.parse_args()
+    if not DATA.is_dir():
+        print(f"no shared data at {DATA}", file=sys.stderr)
+        return 1
+    a.workdir.mkdir(parents=True, exist_ok=True)
+    results = []
+    tasks = [t.strip() for t in a.tasks.split(",")]
+    for task in tasks:
+        if task == "kws":
+            root = fresh_root(a.workdir, "kws")
+            setup_kws(root)
+            res = run_task("kws", root, ["float", "ptq", "qat", "pruned", "distilled"],
+                           a.board, {"teacher": str(KWS_REF), "teacher_labels": ["mlperf-kws"]})
+        elif task == "wand":
+            root = fresh_root(a.workdir, "wand")
+            setup_wand(root)
+            res = run_task("magic_wand", root, ["float", "ptq", "qat", "pruned", "distilled"],
+                           a.board, {})
+        elif task == "cwru":
+            root = fresh_root(a.workdir, "cwru")
+            setup_cwru(root)
+            res = run_task("cwru", root, ["float", "ptq", "qat", "pruned", "distilled"],
+                           a.board, {})
+        elif task == "anomaly":
+            for arch, params in (("kmeans", {"n_clusters": 8}),
+                                 ("autoencoder", {"hidden": 32, "bottleneck": 4, "depth": 2})):
+                root = fresh_root(a.workdir, f"cwru-{arch}")
+                setup_cwru(root, arch, **params)
+                res = run_task(f"cwru anomaly ({arch})", root,
+                               ["float", "ptq"] if arch == "autoencoder" else [], a.board, {})
+                print_task(res)
+                results.append(res)
+            continue
+        else:
+            print(f"unknown task {task!r}", file=sys.stderr)
+            return 2
+        print_task(res)
+        results.append(res)
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
