@@ -139,8 +139,9 @@ class TrainSection(_Strict):
     normalize: Optional[Literal["none", "global", "feature"]] = None
     teacher: Optional[str] = Field(None, description="int8 .tflite teacher for distillation")
     teacher_labels: Optional[list[str]] = None
-    teacher_sees: Optional[Literal["clean", "augmented"]] = Field(
-        None, description="teacher logits from the un-augmented or the augmented windows")
+    teacher_sees: Optional[Literal["clean", "augmented", "batch"]] = Field(
+        None, description="teacher logits from the un-augmented windows, the augmented ones, "
+                          "or every training batch as the student sees it")
     distill_alpha: Optional[float] = Field(None, ge=0, le=1)
     temperature: Optional[float] = Field(None, gt=0)
     normal_labels: Optional[list[str]] = Field(None, description="anomaly models: the labels "

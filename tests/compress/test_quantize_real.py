@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import trainhelp as H  # noqa: E402
-from kiloml.compress.distill import MLPERF_KWS_LABELS, TfliteTeacher  # noqa: E402
+from kiloml.compress.distill import MLPERF_KWS_LABELS, TfliteTeacher, TorchGraph  # noqa: E402
 from kiloml.compress.quantize import (quantize_input, quantize_ptq, run_fake, run_int8,  # noqa: E402
                                       to_graph, to_nhwc)
 from kiloml.io.tflite_writer import write_tflite  # noqa: E402
@@ -90,3 +90,19 @@ def test_mlperf_reference_model_as_teacher(kws):
     assert _acc(logits, prep.test.y) >= 0.88           # ~92 % on these unseen speakers
     with pytest.raises(Exception, match="no class"):
         TfliteTeacher(H.KWS_REF, MLPERF_KWS_LABELS).reorder(logits, ["yes", "maybe"])
+
+
+def test_teacher_in_pytorch_tracks_the_interpreter(kws):
+    """TorchGraph (float arithmetic, every activation re-quantized) is the int8 teacher up to
+    rounding ties, which compound over its nine convolutions: same class on nearly every
+    clip, logits within a few LSB."""
+    prep, _ = kws
+    t = TfliteTeacher(H.KWS_REF, MLPERF_KWS_LABELS)
+    exact = t.logits(prep.test.x)
+    fast = TorchGraph(t.graph)(torch.as_tensor(prep.test.x)).numpy()
+    assert fast.shape == exact.shape
+    assert (fast.argmax(1) == exact.argmax(1)).mean() >= 0.98
+    lsb = float(t.output.scale)
+    assert np.abs(fast - exact).max() <= 6 * lsb + 1e-9
+    assert np.median(np.abs(fast - exact)) <= lsb + 1e-9
+

@@ -67,8 +67,11 @@ class TrainConfig:
     mixup: float = 0.0                # Beta(a, a) mixup of inputs and targets; 0 = off
 
     def fingerprint(self) -> str:
-        d = asdict(self)
-        d.pop("threads")
+        """Hash of the settings that differ from their defaults (so a checkpoint stays valid
+        when a later kiloml adds a setting); ``threads`` does not change results."""
+        default = TrainConfig()
+        d = {k: v for k, v in asdict(self).items()
+             if k != "threads" and v != getattr(default, k)}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -102,8 +105,10 @@ def seed_everything(seed: int) -> None:
 
 
 def _loss(cfg: TrainConfig, out: torch.Tensor, batch: EpochData,
-          mix: Optional[tuple[float, torch.Tensor]] = None) -> torch.Tensor:
-    """The configured loss; ``mix`` = (lambda, permutation) of a mixup batch."""
+          mix: Optional[tuple[float, torch.Tensor]] = None,
+          consistent: bool = False) -> torch.Tensor:
+    """The configured loss; ``mix`` = (lambda, permutation) of a mixup batch; ``consistent``:
+    the teacher logits were computed on the (mixed) input itself."""
     if cfg.loss == "mse":
         return F.mse_loss(out, batch.x.reshape(out.shape))
 
@@ -121,7 +126,7 @@ def _loss(cfg: TrainConfig, out: torch.Tensor, batch: EpochData,
     if batch.teacher is None or cfg.distill_alpha <= 0:
         return ce
     t = cfg.temperature
-    target = soft(batch.teacher) if mix is None else \
+    target = soft(batch.teacher) if (mix is None or consistent) else \
         mix[0] * soft(batch.teacher) + (1 - mix[0]) * soft(batch.teacher[mix[1]])
     kd = F.kl_div(F.log_softmax(out / t, dim=-1), target, reduction="batchmean") * (t * t)
     return cfg.distill_alpha * kd + (1 - cfg.distill_alpha) * ce
@@ -185,12 +190,15 @@ def fit(model: nn.Module, epoch_data: Callable[[int], EpochData], cfg: TrainConf
         val: Optional[EpochData] = None, checkpoint_dir: str | Path | None = None,
         forward: Optional[Callable] = None, train_forward: Optional[Callable] = None,
         progress: bool = True, title: str = "training",
-        on_epoch_end: Optional[Callable[[int], None]] = None) -> TrainResult:
+        on_epoch_end: Optional[Callable[[int], None]] = None,
+        teacher_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> TrainResult:
     """Train ``model`` in place; on return it holds the best weights (by ``cfg.monitor``).
 
     ``epoch_data(epoch)`` gives each epoch's (possibly augmented) training data. ``forward``
     (default ``model``) maps a batch to outputs for evaluation, ``train_forward`` for training
     (e.g. a QNet's logits). ``checkpoint_dir``: write ``last.pt`` every epoch and resume from it.
+    ``teacher_fn`` maps each training batch, as the student sees it (after mixup), to teacher
+    logits for distillation ("consistent" teaching).
     """
     torch.set_num_threads(max(1, cfg.threads))
     forward = forward or model
@@ -259,10 +267,13 @@ def fit(model: nn.Module, epoch_data: Callable[[int], EpochData], cfg: TrainConf
                     lam = float(np.random.beta(cfg.mixup, cfg.mixup))
                     pairs = torch.randperm(len(idx))
                     mix = (lam, pairs)
-                    out = train_forward(lam * batch.x + (1 - lam) * batch.x[pairs])
+                    xin = lam * batch.x + (1 - lam) * batch.x[pairs]
                 else:
-                    out = train_forward(batch.x)
-                loss = _loss(cfg, out, batch, mix)
+                    xin = batch.x
+                if teacher_fn is not None:           # the teacher sees the student's input
+                    batch.teacher = teacher_fn(xin).detach()
+                out = train_forward(xin)
+                loss = _loss(cfg, out, batch, mix, consistent=teacher_fn is not None)
                 if not torch.isfinite(loss):
                     raise TrainError(f"epoch {epoch + 1}: loss became {float(loss)} (lower lr?)")
                 opt.zero_grad(set_to_none=True)

@@ -244,7 +244,7 @@ def epoch_source(prep: Prepared, distill: bool):
     y = torch.as_tensor(tr.y[keep])
     teacher_plain = None
     per_bank = distill and banks.enabled and r.teacher_sees == "augmented"
-    if distill and not per_bank:
+    if distill and not per_bank and r.teacher_sees != "batch":
         teacher_plain = torch.as_tensor(_teacher_logits(prep, prep.normalizer(tr.x[keep]),
                                                         "plain"))
 
@@ -260,6 +260,30 @@ def epoch_source(prep: Prepared, distill: bool):
         return EpochData(torch.as_tensor(prep.model_input(x)), y, teacher)
 
     return get
+
+
+def batch_teacher(prep: Prepared):
+    """``train.teacher_sees = "batch"``: the .tflite teacher in PyTorch (TorchGraph), called on
+    every training batch as the student sees it (model layout -> channels-last features)."""
+    from kiloml.compress.distill import MLPERF_KWS_LABELS, TfliteTeacher, TorchGraph
+    from kiloml.compress.quantize import to_nhwc
+
+    r = prep.recipe
+    path = Path(r.teacher)
+    if not path.is_absolute():
+        path = Path(prep.project.root) / path
+    tl = MLPERF_KWS_LABELS if r.teacher_labels == ["mlperf-kws"] else r.teacher_labels
+    t = TfliteTeacher(path, tl)
+    tg = TorchGraph(t.graph)
+    order = None
+    if tl is not None and list(tl) != list(prep.labels):
+        order = torch.as_tensor([list(tl).index(s) for s in prep.labels])
+
+    def fn(xb: torch.Tensor) -> torch.Tensor:
+        y = tg(torch.as_tensor(to_nhwc(xb.detach().numpy())))
+        return y if order is None else y[:, order]
+
+    return fn
 
 
 def _val_data(prep: Prepared):
@@ -288,8 +312,9 @@ def train_float(prep: Prepared, model=None, checkpoint_dir=None, progress: bool 
                       seed=r.seed, loss="mse" if prep.anomaly else "ce",
                       distill_alpha=r.distill_alpha if distill else 0.0,
                       temperature=r.temperature)
+    tfn = batch_teacher(prep) if distill and r.teacher_sees == "batch" else None
     res = fit(model, epoch_source(prep, distill), cfg, val=_val_data(prep),
-              checkpoint_dir=checkpoint_dir, progress=progress, title=title)
+              checkpoint_dir=checkpoint_dir, progress=progress, title=title, teacher_fn=tfn)
     return model, res
 
 
