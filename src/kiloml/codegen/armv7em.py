@@ -44,6 +44,18 @@ def pack_rows(w: np.ndarray) -> np.ndarray:
     return words(np.concatenate(out))
 
 
+def conv_rows(w: np.ndarray) -> np.ndarray:
+    """[O, KH, KW, I] filter -> [O, K] rows in the order the convolution kernel's columns take
+    (kml_conv.c, col_window): when a window row (KW * I bytes) is not a whole number of groups
+    of four, the first 4 * floor(KW * I / 4) bytes of every row, row after row, then the
+    remaining bytes of every row; otherwise the natural order."""
+    o, kh = w.shape[0], w.shape[1]
+    rows = w.reshape(o, kh, -1)
+    whole = rows.shape[2] // 4 * 4
+    return np.concatenate([rows[:, :, :whole].reshape(o, -1), rows[:, :, whole:].reshape(o, -1)],
+                          axis=1)
+
+
 def input_magnitude(in_offset: int) -> int:
     """Largest |x + in_offset| over int8 x."""
     return max(abs(-128 + in_offset), abs(127 + in_offset))

@@ -127,10 +127,9 @@ def conv_weight_args(g, node, p, ctx) -> tuple[tuple[str, str, str, str], str]:
     """((filter, mult, shift, bias), "packed, scratch") C arguments of the conv kernels for
     ``ctx.runtime``; shared with CONV_2D_ADD."""
     if ctx.runtime == "armv7em":
-        from kiloml.codegen.armv7em import matrix_args
+        from kiloml.codegen.armv7em import conv_rows, matrix_args
 
-        w = g.tensors[node.inputs[1]].data
-        packed = matrix_args(ctx, g, node, p, w.reshape(w.shape[0], -1))
+        packed = matrix_args(ctx, g, node, p, conv_rows(g.tensors[node.inputs[1]].data))
         return ("0", "0", "0", "0"), f"{packed}, {ctx.scratch('int32_t')}"
     mult = ctx.array("mult", "int32_t", p.mult)
     shift = ctx.array("shift", "int32_t", p.shift)

@@ -32,7 +32,8 @@
 
 /* n (> 0) groups of four inputs x[0 ..] + offset (off2 in both halves) into column words
  * dst[0], dst[1], dst[4], dst[5], ... */
-static void col_quads(int32_t *dst, const int8_t *x, int32_t n, int32_t off2)
+static inline __attribute__((always_inline)) void col_quads(int32_t *dst, const int8_t *x,
+                                                            int32_t n, int32_t off2)
 {
     if (n & 1) {
         const int32_t v = kml_ld32(x);
@@ -72,14 +73,15 @@ static void col_quads(int32_t *dst, const int8_t *x, int32_t n, int32_t off2)
     }
 }
 
-/* Zero variant of col_quads. */
-static void col_quads_zero(int32_t *dst, int32_t n)
+/* ``rows`` (> 0) rows of n groups (row r at x + r * step) into consecutive column groups. */
+static void col_rows(int32_t *dst, const int8_t *x, int32_t rows, int32_t n, int32_t step,
+                     int32_t off2)
 {
     do {
-        dst[0] = 0;
-        dst[1] = 0;
-        dst += 4;
-    } while (--n > 0);
+        col_quads(dst, x, n, off2);
+        dst += 4 * n;
+        x += step;
+    } while (--rows > 0);
 }
 
 static __attribute__((noinline)) void bytes_fill(int8_t *d, int8_t v, int32_t n)
@@ -127,57 +129,270 @@ static KML_SMALL void window_row(const kml_conv_params *p, const int8_t *row, in
     }
 }
 
-/* Column of output pixel (oy, ox) (the k_h x k_w x in_c window of image ``in``, k8 values)
- * into ``col``. A window inside the image whose rows are whole groups of four is converted
- * straight from the input; any other goes through the byte buffer ``tmp`` first (window_row;
- * tmp[K .. k8) holds the zero point already, see conv_run). */
-static void conv_column(const kml_conv_params *p, const int8_t *in, int32_t oy, int32_t ox,
-                        int32_t *col, int32_t k8, int8_t *tmp)
+/* Per-layer constants of the column builder (conv_geometry). Windows of outputs in
+ * [ox_lo, ox_lo + nx) x [oy_lo, oy_lo + ny) lie inside the image with contiguous rows. */
+typedef struct {
+    const kml_conv_params *p;
+    const int8_t *in;         /* the current image */
+    int32_t ox_lo, oy_lo;
+    uint32_t nx, ny;
+    int32_t in_row;           /* bytes of an input row */
+    int32_t step;             /* bytes between the rows of a window */
+    int32_t row_len;          /* bytes of a window row: row_groups groups of four + row_rest */
+    int32_t row_groups, row_rest;
+    int32_t off2, k8;
+    int32_t xstep, ystep;     /* window offset steps per output column, per output row */
+    int32_t col0;             /* column part of the window offset at ox = 0 */
+    /* the walk over output pixels: the next pixel (oy, ox), whether row oy has windows
+     * inside the image, the window's byte offset in the image (row part + column part) */
+    int32_t oy, ox, row_ok, row, col;
+} col_geo;
+
+
+static KML_SMALL void conv_geometry(col_geo *G, const kml_conv_params *p, int32_t k8)
 {
-    const int32_t c = p->in_c;
-    const int32_t row_len = p->k_w * c;
-    const int32_t iy0 = oy * p->stride_h - p->pad_top;
-    const int32_t ix0 = ox * p->stride_w - p->pad_left;
-    const size_t in_row = (size_t)(p->in_w * c);
-    const int32_t off2 = kml_pair16(p->in_offset);
-    int32_t lo = ix0 < 0 ? -ix0 : 0; /* taps [lo, hi) of a row are inside the image */
-    int32_t hi = p->in_w - ix0;
+    const int32_t span_w = (p->k_w - 1) * p->dil_w, span_h = (p->k_h - 1) * p->dil_h;
+    const int32_t top_x = p->in_w - 1 - span_w + p->pad_left;
+    const int32_t top_y = p->in_h - 1 - span_h + p->pad_top;
+    const int32_t x_lo = (p->pad_left + p->stride_w - 1) / p->stride_w;
+    const int32_t y_lo = (p->pad_top + p->stride_h - 1) / p->stride_h;
+    int32_t x_hi = top_x < 0 ? 0 : top_x / p->stride_w + 1;
+    int32_t y_hi = top_y < 0 ? 0 : top_y / p->stride_h + 1;
+    if (x_hi > p->out_w) {
+        x_hi = p->out_w;
+    }
+    if (y_hi > p->out_h) {
+        y_hi = p->out_h;
+    }
+    G->p = p;
+    G->ox_lo = x_lo;
+    G->oy_lo = y_lo;
+    G->nx = p->dil_w == 1 && x_hi > x_lo ? (uint32_t)(x_hi - x_lo) : 0u;
+    G->ny = y_hi > y_lo ? (uint32_t)(y_hi - y_lo) : 0u;
+    G->in_row = p->in_w * p->in_c;
+    G->step = G->in_row * p->dil_h;
+    G->row_len = p->k_w * p->in_c;
+    G->row_groups = G->row_len >> 2;
+    G->row_rest = G->row_len & 3;
+    G->off2 = kml_pair16(p->in_offset);
+    G->k8 = k8;
+    G->xstep = p->stride_w * p->in_c;
+    G->ystep = p->stride_h * G->in_row;
+    G->col0 = -p->pad_left * p->in_c;
+}
+
+/* The walk at the image's first pixel. */
+static void walk_start(col_geo *G, const int8_t *in)
+{
+    G->in = in;
+    G->oy = 0;
+    G->ox = 0;
+    G->row_ok = (uint32_t)(0 - G->oy_lo) < G->ny;
+    G->row = -G->p->pad_top * G->in_row;
+    G->col = G->col0;
+}
+
+/* The window of the walk's pixel when it lies inside the image with contiguous rows, else 0;
+ * the walk moves to the next pixel. */
+static inline const int8_t *walk_next(col_geo *G)
+{
+    const int8_t *src = 0;
+    if (G->row_ok && (uint32_t)(G->ox - G->ox_lo) < G->nx) {
+        src = G->in + G->row + G->col;
+    }
+    G->col += G->xstep;
+    if (++G->ox == G->p->out_w) {
+        G->ox = 0;
+        G->col = G->col0;
+        ++G->oy;
+        G->row += G->ystep;
+        G->row_ok = (uint32_t)(G->oy - G->oy_lo) < G->ny;
+    }
+    return src;
+}
+
+/* The window of output pixel (oy, ox) when it lies inside the image with contiguous rows,
+ * else 0. */
+static const int8_t *col_src(const col_geo *G, int32_t oy, int32_t ox)
+{
+    const kml_conv_params *p = G->p;
+    if ((uint32_t)(ox - G->ox_lo) < G->nx && (uint32_t)(oy - G->oy_lo) < G->ny) {
+        return G->in + (oy * p->stride_h - p->pad_top) * G->in_row
+               + (ox * p->stride_w - p->pad_left) * p->in_c;
+    }
+    return 0;
+}
+
+/* The column of one window (rows at src + ky * step) in the kernel's K order (conv_rows in
+ * kiloml/codegen/armv7em.py): the whole groups of every row, then the remaining bytes of all
+ * rows packed four to a group. Weights past K are zero (pack_rows), so whatever a partial
+ * last group and the padding groups hold does not matter. */
+static void col_window(const col_geo *G, int32_t *dst, const int8_t *src, int32_t step)
+{
+    const int32_t rows = G->p->k_h, r = G->row_rest;
     int32_t ky;
-    int8_t *t = tmp;
-    if (lo > p->k_w) {
-        lo = p->k_w;
+    if (G->row_groups > 0) {
+        col_rows(dst, src, rows, G->row_groups, step, G->off2);
+        dst += 4 * G->row_groups * rows;
     }
-    if (hi > p->k_w) {
-        hi = p->k_w;
-    }
-    if (hi < lo) {
-        hi = lo;
-    }
-    if (lo == 0 && hi == p->k_w && p->dil_w == 1 && iy0 >= 0
-        && iy0 + (p->k_h - 1) * p->dil_h < p->in_h) { /* the window is inside the image */
-        const int8_t *src = in + (size_t)iy0 * in_row + ix0 * c;
-        const size_t step = (size_t)(p->in_w * c * p->dil_h);
-        int32_t *dst = col;
-        if ((row_len & 3) == 0) { /* rows of whole groups: straight from the input */
-            for (ky = 0; ky < p->k_h; ++ky, dst += row_len, src += step) {
-                col_quads(dst, src, row_len >> 2, off2);
+    if (r > 0) {
+        uint32_t v = 0;
+        int32_t nb = 0, j;
+        src += 4 * G->row_groups;
+        for (ky = 0; ky < rows; ++ky, src += step) {
+            for (j = 0; j < r; ++j) {
+                v |= (uint32_t)(uint8_t)src[j] << (8 * nb);
+                if (++nb == 4 || (ky == rows - 1 && j == r - 1)) {
+                    dst[0] = __sxtab16(G->off2, (int32_t)v);
+                    dst[1] = kml_sxtab16_ror8(G->off2, (int32_t)v);
+                    dst += 4;
+                    v = 0;
+                    nb = 0;
+                }
             }
-            if (dst < col + k8) {
-                col_quads_zero(dst, (int32_t)(col + k8 - dst) >> 2);
+        }
+    }
+}
+
+/* One group of both columns of a pair: B's four inputs at [a + db], A's at [a] (a advances),
+ * stored as A's two column words then B's. */
+#define COL_PAIR_GROUP                                                                       \
+    "ldr %[vb], [%[a], %[db]]\n\t"                                                           \
+    "ldr %[va], [%[a]], #4\n\t"                                                              \
+    "sxtab16 %[t0], %[o2], %[va]\n\t"                                                        \
+    "sxtab16 %[t1], %[o2], %[va], ror #8\n\t"                                                \
+    "sxtab16 %[t2], %[o2], %[vb]\n\t"                                                        \
+    "sxtab16 %[vb], %[o2], %[vb], ror #8\n\t"                                                \
+    "strd %[t0], %[t1], [%[d]], #8\n\t"                                                      \
+    "strd %[t2], %[vb], [%[d]], #8\n\t"
+
+/* Group words of both columns from four input bytes each. */
+static inline void col_put2(int32_t *dst, uint32_t xa, uint32_t xb, int32_t o2)
+{
+    dst[0] = __sxtab16(o2, (int32_t)xa);
+    dst[1] = kml_sxtab16_ror8(o2, (int32_t)xa);
+    dst[2] = __sxtab16(o2, (int32_t)xb);
+    dst[3] = kml_sxtab16_ror8(o2, (int32_t)xb);
+}
+
+/* Both columns of a pixel pair whose windows lie inside the image: A's rows at
+ * a + ky * step, B's at the same + db (col_window's order: whole groups by LDR, which takes
+ * unaligned addresses, then the remaining bytes). */
+static void col_pair(const col_geo *G, int32_t *dst, const int8_t *a, int32_t db)
+{
+    const int32_t n = G->row_groups, skip = G->step - 4 * n, o2 = G->off2;
+    const int32_t r = G->row_rest;
+    const int8_t *const a0 = a;
+    int32_t rows = G->p->k_h, va, vb, t0, t1, t2, k;
+    if (n > 0) {
+        __asm__ volatile(
+            "0:\n\t"
+            "lsrs %[k], %[n], #1\n\t" /* pairs of groups; an odd one first */
+            "bcc 2f\n\t"
+            COL_PAIR_GROUP
+            "cmp %[k], #0\n\t"
+            "beq 3f\n"
+            "2:\n\t"
+            COL_PAIR_GROUP COL_PAIR_GROUP
+            "subs %[k], %[k], #1\n\t"
+            "bne 2b\n"
+            "3:\n\t"
+            "add %[a], %[a], %[skip]\n\t"
+            "subs %[rows], %[rows], #1\n\t"
+            "bne 0b"
+            : [va] "=&r"(va), [vb] "=&r"(vb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+              [k] "=&r"(k), [a] "+r"(a), [d] "+r"(dst), [rows] "+r"(rows)
+            : [db] "r"(db), [n] "r"(n), [skip] "r"(skip), [o2] "r"(o2)
+            : "cc", "memory");
+    }
+    if (r == 1 && G->p->k_h <= 4) { /* one byte a row, one group */
+        const int8_t *s = a0 + 4 * n;
+        uint32_t xa = 0, xb = 0;
+        int32_t sh;
+        for (sh = 0; sh < 8 * G->p->k_h; sh += 8, s += G->step) {
+            xa |= (uint32_t)(uint8_t)s[0] << sh;
+            xb |= (uint32_t)(uint8_t)s[db] << sh;
+        }
+        col_put2(dst, xa, xb, o2);
+    } else if (r > 0) {
+        const int8_t *s = a0 + 4 * n;
+        uint32_t xa = 0, xb = 0;
+        int32_t sh = 0, ky, j;
+        for (ky = G->p->k_h; ky > 0; --ky, s += G->step) {
+            for (j = 0; j < r; ++j) {
+                xa |= (uint32_t)(uint8_t)s[j] << sh;
+                xb |= (uint32_t)(uint8_t)s[j + db] << sh;
+                sh += 8;
+                if (sh == 32) {
+                    col_put2(dst, xa, xb, o2);
+                    dst += 4;
+                    xa = 0;
+                    xb = 0;
+                    sh = 0;
+                }
             }
-            return;
         }
-        for (ky = 0; ky < p->k_h; ++ky, t += row_len, src += step) {
-            bytes_copy(t, src, row_len);
+        if (sh != 0) {
+            col_put2(dst, xa, xb, o2);
         }
-        col_quads(col, tmp, k8 >> 2, off2);
+    }
+}
+
+/* Column of output pixel (oy, ox) (the k_h x k_w x in_c window of the image) into ``col``:
+ * straight from the input when the window lies inside the image, else through the byte
+ * buffer ``tmp`` (window_row: the zero point where the window leaves the image). */
+static void conv_column(const col_geo *G, int32_t oy, int32_t ox, int32_t *col, int8_t *tmp)
+{
+    const kml_conv_params *p = G->p;
+    const int8_t *src = col_src(G, oy, ox);
+    if (src == 0) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_top;
+        const int32_t ix0 = ox * p->stride_w - p->pad_left;
+        int32_t lo = ix0 < 0 ? -ix0 : 0; /* taps [lo, hi) of a row are inside the image */
+        int32_t hi = p->in_w - ix0, ky;
+        int8_t *t = tmp;
+        if (lo > p->k_w) {
+            lo = p->k_w;
+        }
+        if (hi > p->k_w) {
+            hi = p->k_w;
+        }
+        if (hi < lo) {
+            hi = lo;
+        }
+        for (ky = 0; ky < p->k_h; ++ky, t += G->row_len) {
+            const int32_t iy = iy0 + ky * p->dil_h;
+            window_row(p, iy < 0 || iy >= p->in_h ? 0 : G->in + (size_t)iy * (size_t)G->in_row,
+                       ix0, lo, hi, t);
+        }
+        col_window(G, col, tmp, G->row_len);
         return;
     }
-    for (ky = 0; ky < p->k_h; ++ky, t += row_len) {
-        const int32_t iy = iy0 + ky * p->dil_h;
-        window_row(p, iy < 0 || iy >= p->in_h ? 0 : in + (size_t)iy * in_row, ix0, lo, hi, t);
+    col_window(G, col, src, G->step);
+}
+
+/* The columns of the walk's next two pixels (of one when ``two`` is 0: the second column
+ * is a copy) into ``col``; the walk moves past them. */
+static void conv_columns(col_geo *G, int32_t *col, int8_t *tmp, int32_t two)
+{
+    const int32_t oy = G->oy, ox = G->ox;
+    const int8_t *src_a = walk_next(G), *src_b = 0;
+    if (two) {
+        const int32_t oy_b = G->oy, ox_b = G->ox;
+        src_b = walk_next(G);
+        if (src_a != 0 && src_b != 0) {
+            col_pair(G, col, src_a, (int32_t)(src_b - src_a));
+            return;
+        }
+        conv_column(G, oy, ox, col, tmp);
+        conv_column(G, oy_b, ox_b, col + 2, tmp);
+        return;
     }
-    col_quads(col, tmp, k8 >> 2, off2);
+    conv_column(G, oy, ox, col, tmp);
+    for (two = 0; two < G->k8; two += 4) {
+        col[two + 2] = col[two];
+        col[two + 3] = col[two + 1];
+    }
 }
 
 /* -- matrix kernel ---------------------------------------------------------------------------- */
@@ -371,7 +586,11 @@ static inline __attribute__((always_inline)) void conv_run(
     const size_t in_image = (size_t)(p->in_h * p->in_w * p->in_c);
     const size_t out_c = (size_t)p->out_c;
     const int32_t full = p->act_min == -128 && p->act_max == 127;
+    const int32_t flat = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1
+                         && p->pad_top == 0 && p->pad_left == 0 && p->in_h == p->out_h
+                         && p->in_w == p->out_w;
     mm_args a;
+    col_geo G;
     int8_t *tmp, *gather;
     int32_t b;
     a.stream = packed;
@@ -380,31 +599,22 @@ static inline __attribute__((always_inline)) void conv_run(
     a.out_offset = p->out_offset;
     gather = (int8_t *)(void *)(scratch + 4 * a.groups);
     tmp = gather + 4 * a.groups;
-    bytes_fill(gather + k, (int8_t)(-p->in_offset), 4 * a.groups - k);
+    conv_geometry(&G, p, 4 * a.groups);
     for (b = 0; b < p->batches; ++b) {
-        const int8_t *in = input + (size_t)b * in_image;
         const size_t first = (size_t)b * (size_t)n;
-        int32_t q, oy = 0, ox = 0;
+        int32_t q;
+        walk_start(&G, input + (size_t)b * in_image);
         for (q = 0; q < n; q += 2) {
             const int32_t two = q + 1 < n;
             int8_t *out = add != 0 ? tmp : output + (first + (size_t)q) * out_c;
-            conv_column(p, in, oy, ox, scratch, 4 * a.groups, gather);
-            if (++ox == p->out_w) {
-                ox = 0;
-                ++oy;
-            }
-            if (two) {
-                conv_column(p, in, oy, ox, scratch + 2, 4 * a.groups, gather);
-                if (++ox == p->out_w) {
-                    ox = 0;
-                    ++oy;
-                }
+            if (flat && two) { /* 1x1, stride 1, no padding: pixel q's window at q * in_c */
+                col_pair(&G, scratch, G.in + q * p->in_c, p->in_c);
             } else {
-                int32_t g; /* a last single pixel: both columns the same */
-                for (g = 0; g < 4 * a.groups; g += 4) {
-                    scratch[g + 2] = scratch[g];
-                    scratch[g + 3] = scratch[g + 1];
+                if (flat) {
+                    G.oy = q / p->out_w;
+                    G.ox = q % p->out_w;
                 }
+                conv_columns(&G, scratch, gather, two);
             }
             mm2(&a, scratch, out, two ? out + out_c : out);
             if (!full) { /* mm2 saturated to [-128, 127]; narrow to the activation */
