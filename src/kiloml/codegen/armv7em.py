@@ -196,19 +196,23 @@ def depthwise_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
     return words(data.view(np.int8))
 
 
-def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False) -> str:
+def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,
+                prefix: np.ndarray | None = None) -> str:
     """Emit the stream of a kernel built on the matrix routines; returns its C name. ``rows``
     are the int8 weights as [output channels, K]; the bias is input slot 2. ``even`` pads an
-    odd channel count with a zero channel (FULLY_CONNECTED's layout)."""
+    odd channel count with a zero channel (FULLY_CONNECTED's layout). ``prefix``: words put
+    before the stream (CONV_2D_ADD's table, ``add_table``)."""
     bias = _bias(g, node)
     mult, shift = np.asarray(p.mult), np.asarray(p.shift)
     if even and rows.shape[0] % 2:
         rows = np.concatenate([rows, np.zeros((1, rows.shape[1]), rows.dtype)])
         bias = np.concatenate([bias, [0]]) if bias is not None else None
         mult, shift = np.concatenate([mult, [0]]), np.concatenate([shift, [0]])
-    return ctx.array("packed", "int32_t",
-                     matrix_stream(rows, bias, mult, shift, p.in_offset, p.out_offset,
-                                   p.act_min, p.act_max))
+    stream = matrix_stream(rows, bias, mult, shift, p.in_offset, p.out_offset, p.act_min,
+                           p.act_max)
+    if prefix is not None:
+        stream = np.concatenate([np.asarray(prefix, np.int64), stream])
+    return ctx.array("packed", "int32_t", stream)
 
 
 def _bias(g, node, slot: int = 2) -> np.ndarray | None:
@@ -219,5 +223,39 @@ def _bias(g, node, slot: int = 2) -> np.ndarray | None:
 
 def column_bytes(k: int) -> int:
     """Scratch of the convolution kernel: a pair of int16 columns of K values (padded to a
-    multiple of 8) and a byte buffer of one window."""
-    return 5 * ((k + 7) // 8 * 8)
+    multiple of 8) and a byte buffer of two windows."""
+    return 6 * ((k + 7) // 8 * 8)
+
+
+def _smmlar(a: int, b: int, acc: int) -> int:
+    """SMMLAR: acc + ((a * b + 2^31) >> 32), wrapped to int32."""
+    return _signed32(acc + ((a * b + (1 << 31)) >> 32))
+
+
+def add_table(conv_offset: int, res_offset: int, left_shift: int, conv_mult: int,
+              conv_shift: int, res_mult: int, res_shift: int, out_mult: int, out_shift: int,
+              act_min: int, act_max: int) -> np.ndarray:
+    """The words CONV_2D_ADD's ``packed`` starts with: [1, 256-word table] when the fused ADD
+    takes the kernel's table path, else [0] (kml_conv.c, add_setup decides the same). On that
+    path one operand a is exactly (a + offset) << (left_shift - 1) (multiplier 2^30, no shift);
+    entry v (index v as uint8) is twice (2 x a's scaled offset + the other operand's scaled
+    value of v), so the kernel adds 2 x a << (left_shift - 1) and requantizes the sum doubled."""
+    cr, rr, orr = -conv_shift, -res_shift, -out_shift
+    fast = (0 <= left_shift <= 21 and 0 <= cr <= 31 and 0 <= rr <= 31 and 0 <= orr <= 22
+            and conv_mult >= 0 and res_mult >= 0 and out_mult >= 0)
+    full = act_min == -128 and act_max == 127
+    if not (fast and full and left_shift >= 1 and orr >= 1):
+        return np.zeros(1, np.int64)
+    if conv_mult == 1 << 30 and cr == 0 and rr >= 1:
+        a_off, b_off, b_m, b_r = conv_offset, res_offset, res_mult, rr
+    elif res_mult == 1 << 30 and rr == 0 and cr >= 1:
+        a_off, b_off, b_m, b_r = res_offset, conv_offset, conv_mult, cr
+    else:
+        return np.zeros(1, np.int64)
+    tab = np.zeros(257, np.int64)
+    tab[0] = 1
+    for v in range(-128, 128):
+        x2 = _signed32((v + b_off) << (left_shift + 1))
+        scaled = (_smmlar(x2, b_m, 1 << (b_r - 1)) - (1 if x2 < 0 else 0)) >> b_r
+        tab[1 + (v & 0xFF)] = _signed32(2 * _signed32((a_off << (left_shift - 1)) + scaled))
+    return tab

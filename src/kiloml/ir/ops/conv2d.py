@@ -123,13 +123,14 @@ class Conv2D(OpDef):
 
 
 
-def conv_weight_args(g, node, p, ctx) -> tuple[tuple[str, str, str, str], str]:
+def conv_weight_args(g, node, p, ctx, prefix=None) -> tuple[tuple[str, str, str, str], str]:
     """((filter, mult, shift, bias), "packed, scratch") C arguments of the conv kernels for
-    ``ctx.runtime``; shared with CONV_2D_ADD."""
+    ``ctx.runtime``; shared with CONV_2D_ADD (``prefix``: words before armv7em's stream)."""
     if ctx.runtime == "armv7em":
         from kiloml.codegen.armv7em import conv_rows, matrix_args
 
-        packed = matrix_args(ctx, g, node, p, conv_rows(g.tensors[node.inputs[1]].data))
+        packed = matrix_args(ctx, g, node, p, conv_rows(g.tensors[node.inputs[1]].data),
+                             prefix=prefix)
         return ("0", "0", "0", "0"), f"{packed}, {ctx.scratch('int32_t')}"
     mult = ctx.array("mult", "int32_t", p.mult)
     shift = ctx.array("shift", "int32_t", p.shift)

@@ -72,13 +72,21 @@ class Conv2DAdd(OpDef):
         c_off, r_off = (ap.in1_offset, ap.in2_offset) if first else (ap.in2_offset, ap.in1_offset)
         c_m, c_s, r_m, r_s = ((ap.in1_mult, ap.in1_shift, ap.in2_mult, ap.in2_shift) if first
                               else (ap.in2_mult, ap.in2_shift, ap.in1_mult, ap.in1_shift))
-        ep = ctx.struct("kml_add_epilogue", "add", {
+        fields = {
             "conv_first": int(first), "conv_offset": c_off, "res_offset": r_off,
             "out_offset": ap.out_offset, "left_shift": ap.left_shift, "conv_mult": c_m,
             "conv_shift": c_s, "res_mult": r_m, "res_shift": r_s, "out_mult": ap.out_mult,
-            "out_shift": ap.out_shift, "act_min": ap.act_min, "act_max": ap.act_max})
+            "out_shift": ap.out_shift, "act_min": ap.act_min, "act_max": ap.act_max}
+        ep = ctx.struct("kml_add_epilogue", "add", fields)
         x, w, b, res = node.inputs
-        filt, extra = conv_weight_args(g, node, cp, ctx)
+        prefix = None
+        if ctx.runtime == "armv7em":
+            from kiloml.codegen.armv7em import add_table
+
+            prefix = add_table(*(int(fields[k]) for k in (
+                "conv_offset", "res_offset", "left_shift", "conv_mult", "conv_shift", "res_mult",
+                "res_shift", "out_mult", "out_shift", "act_min", "act_max")))
+        filt, extra = conv_weight_args(g, node, cp, ctx, prefix)
         return [f"kml_conv2d_add_s8(&{params}, {ctx.ptr(x)}, {filt[0]}, {filt[3]}, {filt[1]}, "
                 f"{filt[2]}, &{ep}, {ctx.ptr(res)}, {ctx.ptr(node.outputs[0])}, {extra});"]
 
@@ -88,9 +96,9 @@ class Conv2DAdd(OpDef):
         from kiloml.codegen.armv7em import column_bytes
 
         w = g.tensors[node.inputs[1]]
-        # columns, window, two pixels of convolution results, the ADD operand table (256 words)
-        return (column_bytes(w.shape[1] * w.shape[2] * w.shape[3]) + (2 * w.shape[0] + 3) // 4 * 4
-                + 1024)
+        # columns, windows, two pixels of convolution results (the ADD operand table is a
+        # constant in flash: codegen/armv7em.py add_table)
+        return column_bytes(w.shape[1] * w.shape[2] * w.shape[3]) + (2 * w.shape[0] + 3) // 4 * 4
 
     def inplace_delta(self, g, node):
         return {3: 0}  # each output element overwrites the skip element it was added to

@@ -4,7 +4,8 @@
  *
  * A few single instructions that GCC's ACLE header does not expose (SXTB16 / SXTAB16 with
  * rotation, SMMLAR, SSAT into an int32) are one-line inline assembly; the innermost loops of
- * the convolution and depthwise kernels are asm blocks (kml_conv.c says why).
+ * the convolution and depthwise kernels are asm blocks (kml_conv.c says why). KML_SMALL
+ * (kml_common.h) marks code that runs once per row, channel or layer, not per MAC.
  *
  * Columns. The matrix kernels multiply int8 weight rows with int16 "columns": the K inputs of
  * one output (a convolution window or a FULLY_CONNECTED row) plus the input offset, 0 for
@@ -21,13 +22,6 @@
 
 #include "kml_common.h"
 
-/* Compiled for size: code that runs once per row, channel or layer, not per MAC (measured
- * smaller and no slower at -O2 on the shared models). Only GCC has the attribute. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define KML_SMALL __attribute__((optimize("Os")))
-#else
-#define KML_SMALL
-#endif
 
 /* SXTB16 of x rotated right by 8: bytes 1 and 3 sign-extended into the two halfwords. */
 static inline int32_t kml_sxtb16_ror8(int32_t x)

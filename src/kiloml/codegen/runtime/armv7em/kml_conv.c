@@ -5,7 +5,8 @@
  * channels at a time (2 x 2 accumulators, 8 SMLAD per group of four inputs). All reads of both
  * windows happen before either pixel is written, so the portable kernel's in-place bound
  * (output pixel q is written after the windows <= q are read) still holds. Scratch: the
- * column pair (4 * K8 bytes), a window byte buffer (K8), and for CONV_2D_ADD 2 * out_c bytes.
+ * column pair (4 * K8 bytes), two window byte buffers (2 * K8, for windows that leave the
+ * image), and for CONV_2D_ADD 2 * out_c bytes.
  *
  * ``packed`` (kiloml/codegen/armv7em.py, matrix_stream): a word flagging generic pairs, then
  * per output channel pair two biases, the weight words of the pair (for each group of four
@@ -29,60 +30,6 @@
 #include "kml_arm.h"
 
 /* -- columns -------------------------------------------------------------------------------- */
-
-/* n (> 0) groups of four inputs x[0 ..] + offset (off2 in both halves) into column words
- * dst[0], dst[1], dst[4], dst[5], ... */
-static inline __attribute__((always_inline)) void col_quads(int32_t *dst, const int8_t *x,
-                                                            int32_t n, int32_t off2)
-{
-    if (n & 1) {
-        const int32_t v = kml_ld32(x);
-        dst[0] = __sxtab16(off2, v);
-        dst[1] = kml_sxtab16_ror8(off2, v);
-        dst += 4;
-        x += 4;
-    }
-    n >>= 1;
-    if (n > 0 && ((uintptr_t)x & 3) == 0) {
-        /* two groups per step: LDRD, 4 SXTAB16, two STRD */
-        int32_t v0, v1, t0, t1;
-        __asm__ volatile("1:\n\t"
-                         "ldrd %[v0], %[v1], [%[x]], #8\n\t"
-                         "sxtab16 %[t0], %[o2], %[v0]\n\t"
-                         "sxtab16 %[t1], %[o2], %[v0], ror #8\n\t"
-                         "strd %[t0], %[t1], [%[d]], #16\n\t"
-                         "sxtab16 %[t0], %[o2], %[v1]\n\t"
-                         "sxtab16 %[t1], %[o2], %[v1], ror #8\n\t"
-                         "strd %[t0], %[t1], [%[d]], #16\n\t"
-                         "subs %[n], %[n], #1\n\t"
-                         "bne 1b"
-                         : [v0] "=&r"(v0), [v1] "=&r"(v1), [t0] "=&r"(t0), [t1] "=&r"(t1),
-                           [x] "+r"(x), [d] "+r"(dst), [n] "+r"(n)
-                         : [o2] "r"(off2)
-                         : "cc", "memory");
-        return;
-    }
-    for (; n > 0; --n) {
-        const int32_t v0 = kml_ld32(x), v1 = kml_ld32(x + 4);
-        dst[0] = __sxtab16(off2, v0);
-        dst[1] = kml_sxtab16_ror8(off2, v0);
-        dst[4] = __sxtab16(off2, v1);
-        dst[5] = kml_sxtab16_ror8(off2, v1);
-        dst += 8;
-        x += 8;
-    }
-}
-
-/* ``rows`` (> 0) rows of n groups (row r at x + r * step) into consecutive column groups. */
-static void col_rows(int32_t *dst, const int8_t *x, int32_t rows, int32_t n, int32_t step,
-                     int32_t off2)
-{
-    do {
-        col_quads(dst, x, n, off2);
-        dst += 4 * n;
-        x += step;
-    } while (--rows > 0);
-}
 
 static __attribute__((noinline)) void bytes_fill(int8_t *d, int8_t v, int32_t n)
 {
@@ -211,49 +158,6 @@ static inline const int8_t *walk_next(col_geo *G)
     return src;
 }
 
-/* The window of output pixel (oy, ox) when it lies inside the image with contiguous rows,
- * else 0. */
-static const int8_t *col_src(const col_geo *G, int32_t oy, int32_t ox)
-{
-    const kml_conv_params *p = G->p;
-    if ((uint32_t)(ox - G->ox_lo) < G->nx && (uint32_t)(oy - G->oy_lo) < G->ny) {
-        return G->in + (oy * p->stride_h - p->pad_top) * G->in_row
-               + (ox * p->stride_w - p->pad_left) * p->in_c;
-    }
-    return 0;
-}
-
-/* The column of one window (rows at src + ky * step) in the kernel's K order (conv_rows in
- * kiloml/codegen/armv7em.py): the whole groups of every row, then the remaining bytes of all
- * rows packed four to a group. Weights past K are zero (pack_rows), so whatever a partial
- * last group and the padding groups hold does not matter. */
-static void col_window(const col_geo *G, int32_t *dst, const int8_t *src, int32_t step)
-{
-    const int32_t rows = G->p->k_h, r = G->row_rest;
-    int32_t ky;
-    if (G->row_groups > 0) {
-        col_rows(dst, src, rows, G->row_groups, step, G->off2);
-        dst += 4 * G->row_groups * rows;
-    }
-    if (r > 0) {
-        uint32_t v = 0;
-        int32_t nb = 0, j;
-        src += 4 * G->row_groups;
-        for (ky = 0; ky < rows; ++ky, src += step) {
-            for (j = 0; j < r; ++j) {
-                v |= (uint32_t)(uint8_t)src[j] << (8 * nb);
-                if (++nb == 4 || (ky == rows - 1 && j == r - 1)) {
-                    dst[0] = __sxtab16(G->off2, (int32_t)v);
-                    dst[1] = kml_sxtab16_ror8(G->off2, (int32_t)v);
-                    dst += 4;
-                    v = 0;
-                    nb = 0;
-                }
-            }
-        }
-    }
-}
-
 /* One group of both columns of a pair: B's four inputs at [a + db], A's at [a] (a advances),
  * stored as A's two column words then B's. */
 #define COL_PAIR_GROUP                                                                       \
@@ -275,12 +179,15 @@ static inline void col_put2(int32_t *dst, uint32_t xa, uint32_t xb, int32_t o2)
     dst[3] = kml_sxtab16_ror8(o2, (int32_t)xb);
 }
 
-/* Both columns of a pixel pair whose windows lie inside the image: A's rows at
- * a + ky * step, B's at the same + db (col_window's order: whole groups by LDR, which takes
- * unaligned addresses, then the remaining bytes). */
-static void col_pair(const col_geo *G, int32_t *dst, const int8_t *a, int32_t db)
+/* Both columns of a pixel pair (group g at dst[4g], dst[4g + 1] for A, dst[4g + 2],
+ * dst[4g + 3] for B) from their windows: A's rows at a + ky * step, B's at the same + db.
+ * The kernel's K order (conv_rows in kiloml/codegen/armv7em.py): the whole groups of every
+ * row (LDR, which takes unaligned addresses), then the remaining bytes of all rows packed four
+ * to a group. Weights past K are zero (pack_rows), so whatever a partial last group and the
+ * padding groups hold does not matter. */
+static void col_pair(const col_geo *G, int32_t *dst, const int8_t *a, int32_t db, int32_t step)
 {
-    const int32_t n = G->row_groups, skip = G->step - 4 * n, o2 = G->off2;
+    const int32_t n = G->row_groups, skip = step - 4 * n, o2 = G->off2;
     const int32_t r = G->row_rest;
     const int8_t *const a0 = a;
     int32_t rows = G->p->k_h, va, vb, t0, t1, t2, k;
@@ -309,7 +216,7 @@ static void col_pair(const col_geo *G, int32_t *dst, const int8_t *a, int32_t db
         const int8_t *s = a0 + 4 * n;
         uint32_t xa = 0, xb = 0;
         int32_t sh;
-        for (sh = 0; sh < 8 * G->p->k_h; sh += 8, s += G->step) {
+        for (sh = 0; sh < 8 * G->p->k_h; sh += 8, s += step) {
             xa |= (uint32_t)(uint8_t)s[0] << sh;
             xb |= (uint32_t)(uint8_t)s[db] << sh;
         }
@@ -318,7 +225,7 @@ static void col_pair(const col_geo *G, int32_t *dst, const int8_t *a, int32_t db
         const int8_t *s = a0 + 4 * n;
         uint32_t xa = 0, xb = 0;
         int32_t sh = 0, ky, j;
-        for (ky = G->p->k_h; ky > 0; --ky, s += G->step) {
+        for (ky = G->p->k_h; ky > 0; --ky, s += step) {
             for (j = 0; j < r; ++j) {
                 xa |= (uint32_t)(uint8_t)s[j] << sh;
                 xb |= (uint32_t)(uint8_t)s[j + db] << sh;
@@ -338,61 +245,51 @@ static void col_pair(const col_geo *G, int32_t *dst, const int8_t *a, int32_t db
     }
 }
 
-/* Column of output pixel (oy, ox) (the k_h x k_w x in_c window of the image) into ``col``:
- * straight from the input when the window lies inside the image, else through the byte
- * buffer ``tmp`` (window_row: the zero point where the window leaves the image). */
-static void conv_column(const col_geo *G, int32_t oy, int32_t ox, int32_t *col, int8_t *tmp)
+/* The window of output pixel (oy, ox) as K bytes in natural order at t: the zero point where
+ * it leaves the image (it becomes 0 with the input offset). */
+static KML_SMALL void window_bytes(const col_geo *G, int32_t oy, int32_t ox, int8_t *t)
 {
     const kml_conv_params *p = G->p;
-    const int8_t *src = col_src(G, oy, ox);
-    if (src == 0) {
-        const int32_t iy0 = oy * p->stride_h - p->pad_top;
-        const int32_t ix0 = ox * p->stride_w - p->pad_left;
-        int32_t lo = ix0 < 0 ? -ix0 : 0; /* taps [lo, hi) of a row are inside the image */
-        int32_t hi = p->in_w - ix0, ky;
-        int8_t *t = tmp;
-        if (lo > p->k_w) {
-            lo = p->k_w;
-        }
-        if (hi > p->k_w) {
-            hi = p->k_w;
-        }
-        if (hi < lo) {
-            hi = lo;
-        }
-        for (ky = 0; ky < p->k_h; ++ky, t += G->row_len) {
-            const int32_t iy = iy0 + ky * p->dil_h;
-            window_row(p, iy < 0 || iy >= p->in_h ? 0 : G->in + (size_t)iy * (size_t)G->in_row,
-                       ix0, lo, hi, t);
-        }
-        col_window(G, col, tmp, G->row_len);
-        return;
+    const int32_t iy0 = oy * p->stride_h - p->pad_top;
+    const int32_t ix0 = ox * p->stride_w - p->pad_left;
+    int32_t lo = ix0 < 0 ? -ix0 : 0; /* taps [lo, hi) of a row are inside the image */
+    int32_t hi = p->in_w - ix0, ky;
+    if (lo > p->k_w) {
+        lo = p->k_w;
     }
-    col_window(G, col, src, G->step);
+    if (hi > p->k_w) {
+        hi = p->k_w;
+    }
+    if (hi < lo) {
+        hi = lo;
+    }
+    for (ky = 0; ky < p->k_h; ++ky, t += G->row_len) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        window_row(p, iy < 0 || iy >= p->in_h ? 0 : G->in + (size_t)iy * (size_t)G->in_row,
+                   ix0, lo, hi, t);
+    }
 }
 
-/* The columns of the walk's next two pixels (of one when ``two`` is 0: the second column
- * is a copy) into ``col``; the walk moves past them. */
+/* The columns of the walk's next two pixels (of one when ``two`` is 0: both columns are
+ * that pixel's) into ``col``; the walk moves past them. Windows inside the image are read in
+ * place, others are first written out as bytes (window_bytes) in ``tmp`` (2 * k8 bytes). */
 static void conv_columns(col_geo *G, int32_t *col, int8_t *tmp, int32_t two)
 {
     const int32_t oy = G->oy, ox = G->ox;
-    const int8_t *src_a = walk_next(G), *src_b = 0;
+    const int8_t *src_a = walk_next(G);
+    int32_t db = 0;
     if (two) {
         const int32_t oy_b = G->oy, ox_b = G->ox;
-        src_b = walk_next(G);
+        const int8_t *src_b = walk_next(G);
         if (src_a != 0 && src_b != 0) {
-            col_pair(G, col, src_a, (int32_t)(src_b - src_a));
+            col_pair(G, col, src_a, (int32_t)(src_b - src_a), G->step);
             return;
         }
-        conv_column(G, oy, ox, col, tmp);
-        conv_column(G, oy_b, ox_b, col + 2, tmp);
-        return;
+        db = G->k8;
+        window_bytes(G, oy_b, ox_b, tmp + db);
     }
-    conv_column(G, oy, ox, col, tmp);
-    for (two = 0; two < G->k8; two += 4) {
-        col[two + 2] = col[two];
-        col[two + 3] = col[two + 1];
-    }
+    window_bytes(G, oy, ox, tmp);
+    col_pair(G, col, tmp, db, G->row_len);
 }
 
 /* -- matrix kernel ---------------------------------------------------------------------------- */
@@ -598,7 +495,7 @@ static inline __attribute__((always_inline)) void conv_run(
     a.groups = ((k + 7) >> 3) * 2;
     a.out_offset = p->out_offset;
     gather = (int8_t *)(void *)(scratch + 4 * a.groups);
-    tmp = gather + 4 * a.groups;
+    tmp = gather + 8 * a.groups;
     conv_geometry(&G, p, 4 * a.groups);
     for (b = 0; b < p->batches; ++b) {
         const size_t first = (size_t)b * (size_t)n;
@@ -608,7 +505,7 @@ static inline __attribute__((always_inline)) void conv_run(
             const int32_t two = q + 1 < n;
             int8_t *out = add != 0 ? tmp : output + (first + (size_t)q) * out_c;
             if (flat && two) { /* 1x1, stride 1, no padding: pixel q's window at q * in_c */
-                col_pair(&G, scratch, G.in + q * p->in_c, p->in_c);
+                col_pair(&G, scratch, G.in + q * p->in_c, p->in_c, p->in_c);
             } else {
                 if (flat) {
                     G.oy = q / p->out_w;
@@ -664,9 +561,9 @@ typedef struct add_ctx {
     int32_t simple;                       /* 1: conv operand is x / 2 (m = 2^30, r = 0), 2: the
                                              residual is; the other one and the output have
                                              r >= 1 and the clamp is [-128, 127] */
-    int32_t *tab;                         /* simple: the scaled other operand plus the scaled
-                                             offset of the first, for each int8 value (index:
-                                             the value as uint8) */
+    const int32_t *tab;                   /* simple: twice the scaled other operand plus the
+                                             scaled offset of the first, for each int8 value
+                                             (index: the value as uint8) */
 } add_ctx;
 
 static int32_t add_scaled(int32_t v, int32_t offset, int32_t left_shift, int32_t mult,
@@ -686,35 +583,19 @@ static inline int32_t add_term(int32_t v, int32_t off, int32_t ls1, int32_t m, i
 
 /* The common case of add_pixel (add_ctx.simple): operand a is (a + off) << (left_shift - 1)
  * exactly (the larger-scale input of ADD has multiplier 2^30 with no shift); the other
- * operand's scaled value plus a's scaled offset comes from add_ctx.tab (add_table). */
+ * operand's scaled value plus a's scaled offset, doubled, comes from add_ctx.tab (a constant
+ * in flash: add_table in kiloml/codegen/armv7em.py). Every sum stays below 2^30, so the
+ * doubled sum keeps its sign in bit 31. */
 static void add_pixel_simple(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
                              const add_ctx *c)
 {
     const int32_t *tab = c->tab;
-    const int32_t lsm1 = c->ls1 - 2, o_m = c->o_m, o_k = c->o_k, o_r = c->o_r;
+    const int32_t ls = c->ls1 - 1, o_m = c->o_m, o_k = c->o_k, o_r = c->o_r;
     int32_t i;
     for (i = 0; i < n; ++i) {
-        const int32_t sum = (int32_t)((uint32_t)a[i] << lsm1) + tab[(uint8_t)b[i]];
-        const int32_t t = kml_smmlar((int32_t)((uint32_t)sum << 1), o_m, o_k);
-        out[i] = (int8_t)kml_ssat8((t - (int32_t)((uint32_t)sum >> 31)) >> o_r);
-    }
-}
-
-/* add_ctx.tab for the simple case, once per layer: 256 words. */
-static KML_SMALL void add_table(const add_ctx *c)
-{
-    const int32_t simple_conv = c->simple == 1;
-    const int32_t a_off = (int32_t)((uint32_t)(simple_conv ? c->c_off : c->r_off)
-                                    << (c->ls1 - 2));
-    const int32_t b_off = simple_conv ? c->r_off : c->c_off;
-    const int32_t b_m = simple_conv ? c->r_m : c->c_m;
-    const int32_t b_h = simple_conv ? c->r_h : c->c_h;
-    const int32_t b_r = simple_conv ? c->r_r : c->c_r;
-    int32_t v;
-    for (v = -128; v < 128; ++v) {
-        const int32_t x2 = (int32_t)((uint32_t)(v + b_off) << c->ls1);
-        c->tab[(uint8_t)v] = a_off + ((kml_smmlar(x2, b_m, b_h)
-                                       - (int32_t)((uint32_t)x2 >> 31)) >> b_r);
+        const int32_t sum2 = (int32_t)((uint32_t)a[i] << ls) + tab[(uint8_t)b[i]];
+        const int32_t t = kml_smmlar(sum2, o_m, o_k);
+        out[i] = (int8_t)kml_ssat8((t - (int32_t)((uint32_t)sum2 >> 31)) >> o_r);
     }
 }
 
@@ -811,11 +692,15 @@ void kml_conv2d_add_s8(const kml_conv_params *p, const int8_t *input, const int8
     c.output = output;
     c.channels = p->out_c;
     add_setup(&c, ep);
-    if (c.simple != 0) { /* the table follows the columns, window and result buffers */
-        const int32_t k8 = (p->k_h * p->k_w * p->in_c + 7) / 8 * 8;
-        c.tab = scratch + (5 * k8 + (2 * p->out_c + 3) / 4 * 4) / 4;
-        add_table(&c);
+    /* packed: 1 and the table when the generator took the table path (add_table in
+     * kiloml/codegen/armv7em.py decides as add_setup does), else 0; then the matrix stream */
+    c.tab = packed + 1;
+    if (packed[0] == 0) {
+        c.simple = 0;
+    } else {
+        packed += 256;
     }
+    ++packed;
     conv_run(p, packed, input, output, scratch, &c);
 }
 

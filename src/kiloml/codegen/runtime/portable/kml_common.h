@@ -6,6 +6,14 @@
 #include <stdint.h>
 #include <stddef.h>
 
+/* Compiled for size: code that runs once per inference, layer, row or channel, not per MAC
+ * (measured smaller and no slower at -O2 on the shared models). Only GCC has the attribute. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define KML_SMALL __attribute__((optimize("Os")))
+#else
+#define KML_SMALL
+#endif
+
 /* gemmlowp SaturatingRoundingDoublingHighMul: (a * b * 2) >> 32, rounded. */
 static inline int32_t kml_srdhm(int32_t a, int32_t b)
 {

@@ -5,13 +5,13 @@
 #define KML_SCALED_DIFF_BITS 5
 #define KML_ACCUM_BITS 12
 
-static int32_t scaled_exp(const kml_softmax_params *p, int32_t diff)
+static KML_SMALL int32_t scaled_exp(const kml_softmax_params *p, int32_t diff)
 {
     const int32_t shifted = (int32_t)(uint32_t)((uint32_t)diff << p->input_left_shift);
     return kml_exp_on_negative_values(kml_srdhm(shifted, p->input_multiplier), KML_SCALED_DIFF_BITS);
 }
 
-void kml_softmax_s8(const kml_softmax_params *p, const int8_t *input, int8_t *output)
+KML_SMALL void kml_softmax_s8(const kml_softmax_params *p, const int8_t *input, int8_t *output)
 {
     int32_t r, c;
     for (r = 0; r < p->rows; ++r) {
