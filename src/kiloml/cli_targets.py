@@ -52,8 +52,16 @@ def boards(as_json: bool = typer.Option(False, "--json", help="Print the databas
 
 @app.command()
 def profile(
-    model: Path = typer.Argument(..., help="int8 .tflite model."),
-    board: str = typer.Option(..., "--board", help="Board id (see `kiloml boards`) or 'all'."),
+    model: Path = typer.Argument(None, help="int8 .tflite model (default with --project: the "
+                                            "project's model/model.tflite)."),
+    board: str = typer.Option(None, "--board", help="Board id (see `kiloml boards`) or 'all' "
+                                                    "(default with --project: the project's)."),
+    project_dir: Path = typer.Option(None, "--project", "-p",
+                                     help="Also profile the project's DSP block on its first "
+                                          "test window: feature extraction + inference."),
+    dsp_variant: str = typer.Option(None, "--dsp-variant",
+                                    help="DSP C variant: f32, q31 or q15 (default: f32 on "
+                                         "FPU cores, else q15 where the block has it)."),
     rate: float = typer.Option(None, "--rate", help="Inferences per second, for battery life."),
     battery: float = typer.Option(None, "--battery", help="Battery capacity in mAh."),
     runtime: str = typer.Option(None, "--kernels",
@@ -68,18 +76,41 @@ def profile(
         _fail("--rate and --battery must be positive", 2)
     if runtime not in (None, "armv7em", "portable"):
         _fail(f"--kernels must be armv7em or portable, not {runtime!r}", 2)
+    if model is None and project_dir is None:
+        _fail("give a MODEL, or --project DIR to profile a project's model and DSP block", 2)
+    if dsp_variant is not None and project_dir is None:
+        _fail("--dsp-variant needs --project", 2)
+    if dsp_variant not in (None, "f32", "q31", "q15"):
+        _fail(f"--dsp-variant must be f32, q31 or q15, not {dsp_variant!r}", 2)
 
     def go():
         from kiloml.api import load_model
         from kiloml.targets.profile import battery_days, load_boards, profile_graph
 
         db = load_boards()
-        if board != "all" and board not in db:
-            _fail(f"unknown board {board!r} (known: {', '.join(db)}, all)", 2)
-        g = load_model(model)
-        ids = list(db) if board == "all" else [board]
+        proj = dsp_in = None
+        model_path, board_id = model, board
+        if project_dir is not None:
+            from kiloml.targets.dsp_profile import project_window
+            from kiloml.train.pipeline import _load_project
+
+            proj = _load_project(project_dir)
+            model_path = model_path or proj.root / "model" / "model.tflite"
+            if not Path(model_path).is_file():
+                _fail(f"{model_path}: no trained model (run `kiloml train -p {project_dir}`)")
+            board_id = board_id or proj.config.board.name
+            dsp_in = project_window(proj)
+            if dsp_variant is not None:
+                dsp_in[0].check_variant(dsp_variant)
+        if board_id is None:
+            _fail("--board is required (a board id or 'all')", 2)
+        if board_id != "all" and board_id not in db:
+            _fail(f"unknown board {board_id!r} (known: {', '.join(db)}, all)", 2)
+        g = load_model(model_path)
+        ids = list(db) if board_id == "all" else [board_id]
         results = []
         cache: dict = {}
+        dsp_cache: dict = {}
         for bid in ids:
             rt = runtime
             if rt == "armv7em" and not db[bid].get("dsp", False):
@@ -88,8 +119,13 @@ def profile(
             base = cache.get(key)
             res = profile_graph(g, bid, runtime=rt) if base is None else _rescale(base, db[bid], bid)
             cache.setdefault(key, res)
+            if dsp_in is not None:
+                res["dsp"] = _dsp_for(dsp_in, db[bid], dsp_variant, dsp_cache)
+                res["dsp"]["window"] = dsp_in[4]
+                res["pipeline"] = _pipeline(res, db[bid])
             if rate is not None:
-                res["battery_days"] = battery_days(res, db[bid], rate, battery)
+                lat = res.get("pipeline", res)
+                res["battery_days"] = battery_days(lat, db[bid], rate, battery)
                 res["rate_hz"] = rate
                 res["battery_mah"] = battery
             results.append(res)
@@ -101,6 +137,39 @@ def profile(
             _print_one(results[0])
 
     _guard(go)
+
+
+def _dsp_for(dsp_in, b: dict, variant, cache: dict) -> dict:
+    """The DSP block on board ``b``; boards with the same core, FPU and variant share one
+    emulated run, rescaled to their clock and power."""
+    from kiloml.targets.dsp_profile import c_input, choose_variant, profile_dsp
+    from kiloml.targets.profile import _energy
+
+    block, frames, channels, window, _ = dsp_in
+    v = variant or choose_variant(block, b)
+    key = (b["core"], bool(b.get("fpu")), v)
+    if key not in cache:
+        cache[key] = profile_dsp(block, frames, channels, c_input(block, window, v), b, v)
+    res = dict(cache[key])
+    if res.get("cycles") is not None:
+        lat = res["cycles"] / float(b["clock_hz"]) * 1e3
+        res["latency_ms"] = round(lat, 4)
+        res["energy_uj"] = _energy(lat, b)
+    return res
+
+
+def _pipeline(res: dict, b: dict) -> dict:
+    """Feature extraction + one inference: what a device spends per decision."""
+    from kiloml.targets.profile import _energy
+
+    d = res["dsp"]
+    known = d.get("latency_ms") is not None and res.get("latency_ms") is not None
+    lat = round(d["latency_ms"] + res["latency_ms"], 4) if known else None
+    flash = res["flash_bytes"] + d["flash_bytes"]
+    ram = res["ram_bytes"] + d["ram_bytes"]
+    return {"latency_ms": lat, "energy_uj": _energy(lat, b) if known else None,
+            "flash_bytes": flash, "ram_bytes": ram,
+            "fits": flash <= b["flash_bytes"] and ram <= b["ram_bytes"]}
 
 
 def _rescale(base: dict, b: dict, bid: str) -> dict:
@@ -134,6 +203,17 @@ def _print_one(r: dict) -> None:
             ("latency", f"{_fmt(r['latency_ms'], 3)} ms"),
             ("energy / inference", f"{_fmt(r['energy_uj'], 1)} µJ"),
             ("output = reference", _fmt(r["output_matches_reference"]))]
+    if "dsp" in r:
+        d, pl = r["dsp"], r["pipeline"]
+        rows += [("DSP block", f"{d['block']} {d['variant']} ({d['runtime']}), {d['window']}"),
+                 ("DSP instructions", _fmt(d["instructions"])),
+                 ("DSP latency", f"{_fmt(d['latency_ms'], 3)} ms"),
+                 ("DSP flash / RAM", f"{_fmt(d['flash_bytes'])} B / {_fmt(d['ram_bytes'])} B"),
+                 ("DSP output = host C", _fmt(d["output_matches_host"])),
+                 ("features + inference", f"{_fmt(pl['latency_ms'], 3)} ms"),
+                 ("energy / decision", f"{_fmt(pl['energy_uj'], 1)} µJ"),
+                 ("total flash / RAM", f"{_fmt(pl['flash_bytes'])} B / {_fmt(pl['ram_bytes'])} B"),
+                 ("total fits", _fmt(pl["fits"]))]
     if "battery_days" in r:
         rows.append((f"battery ({r['battery_mah']:g} mAh @ {r['rate_hz']:g} Hz)",
                      f"{_fmt(r['battery_days'], 1)} days"))
@@ -155,13 +235,20 @@ def _print_one(r: dict) -> None:
 
 
 def _print_all(rs: list[dict]) -> None:
-    t = Table(title="which board for this model", title_justify="left")
-    for col in ("board", "core", "MHz", "fits", "flash B", "RAM B", "latency ms", "energy µJ",
-                "battery days", "note"):
+    dsp = bool(rs) and "dsp" in rs[0]
+    title = "which board for this model" + (" (features + inference)" if dsp else "")
+    t = Table(title=title, title_justify="left")
+    cols = ["board", "core", "MHz", "fits", "flash B", "RAM B"] + (["DSP ms"] if dsp else []) + [
+        "latency ms", "energy µJ", "battery days", "note"]
+    for col in cols:
         t.add_column(col, justify="left" if col in ("board", "core", "note", "fits") else "right")
     for r in rs:
         note = "analytic estimate" if r["runtime"] == "analytic-estimate" else r["runtime"]
-        t.add_row(r["board"], r["core"], _fmt(r["clock_hz"] / 1e6, 0), _fmt(r["fits"]),
-                  _fmt(r["flash_bytes"]), _fmt(r["ram_bytes"]), _fmt(r["latency_ms"], 3),
-                  _fmt(r["energy_uj"], 1), _fmt(r.get("battery_days"), 1), note)
+        x = r.get("pipeline", r)  # with --project: features + inference
+        extra = [_fmt(r["dsp"]["latency_ms"], 3)] if dsp else []
+        if dsp and r["dsp"]["runtime"] != "analytic-estimate":
+            note += f", DSP {r['dsp']['variant']}"
+        t.add_row(r["board"], r["core"], _fmt(r["clock_hz"] / 1e6, 0), _fmt(x["fits"]),
+                  _fmt(x["flash_bytes"]), _fmt(x["ram_bytes"]), *extra, _fmt(x["latency_ms"], 3),
+                  _fmt(x["energy_uj"], 1), _fmt(r.get("battery_days"), 1), note)
     err.print(t)

@@ -110,6 +110,35 @@ def test_optimize_variants(trained):
     assert human.returncode == 0 and "variants of dense" in human.stderr
 
 
+def test_profile_project_features_and_inference(trained):
+    """``kiloml profile -p``: the project's spectral block (f32) and model on the board; the
+    DSP C's output in the emulator equals the host build's; totals add up."""
+    root, _, _ = trained
+    r = H.kiloml("profile", "-p", root, "--board", "nucleo-l4r5zi", "--rate", "10",
+                 "--battery", "500", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    d, pl = out["dsp"], out["pipeline"]
+    assert out["output_matches_reference"] is True and d["output_matches_host"] is True
+    assert d["block"] == "spectral" and d["runtime"] == "hard-float" and d["cycles"] > 0
+    assert "test window" in d["window"]
+    assert pl["latency_ms"] == pytest.approx(out["latency_ms"] + d["latency_ms"], abs=1e-3)
+    assert pl["flash_bytes"] == out["flash_bytes"] + d["flash_bytes"]
+    assert pl["ram_bytes"] == out["ram_bytes"] + d["ram_bytes"] and pl["fits"] is True
+    assert out["battery_days"] > 0
+    # Cortex-M0+ has no FPU: the float-only spectral block runs in software floating point
+    r = H.kiloml("profile", "-p", root, "--board", "pico", "--json")
+    assert r.returncode == 0, r.stderr
+    pico = json.loads(r.stdout)["dsp"]
+    assert pico["runtime"] == "soft-float" and pico["output_matches_host"] is True
+    assert pico["cycles"] > 3 * d["cycles"]
+    human = H.kiloml("profile", "-p", root)          # the project's board
+    assert human.returncode == 0 and "features + inference" in human.stderr
+    bad = H.kiloml("profile", "-p", root, "--dsp-variant", "q15")
+    assert bad.returncode == 1 and "q15" in bad.stderr and "Traceback" not in bad.stderr
+    assert H.kiloml("profile").returncode == 2
+
+
 def test_kmeans_anomaly_detector(tmp_path):
     root = tmp_path / "a"
     _cwru(root, arch="kmeans", n_clusters=8)

@@ -67,9 +67,7 @@ class DSPHostBuild:
         for name, text in files.items():
             (self.dir / name).write_text(text)
         self.files = files
-        self.in_type = "int16_t" if variant in ("q15", "q31") else "float"
-        quant = getattr(block.params, "output_scale", None) is not None
-        self.out_type = ("int8_t" if quant else ("int32_t" if variant != "f32" else "float"))
+        self.in_type, self.out_type = self.types(block, variant)
         self.out_shape = tuple(block.output_shape(frames, channels))
         self.in_size = frames * (1 if block.audio else channels)
         self.out_size = int(np.prod(self.out_shape))
@@ -84,6 +82,13 @@ class DSPHostBuild:
         if proc.returncode != 0:
             raise ToolchainError(f"gcc failed on the generated DSP C:\n{proc.stderr.strip()}")
         self.seconds = 0.0
+
+    @staticmethod
+    def types(block, variant: str) -> tuple[str, str]:
+        """C element types of the generated entry point's input and output."""
+        quant = getattr(block.params, "output_scale", None) is not None
+        return ("int16_t" if variant in ("q15", "q31") else "float",
+                "int8_t" if quant else ("int32_t" if variant != "f32" else "float"))
 
     def run(self, x: np.ndarray, repeat: int = 1) -> np.ndarray:
         """Features of every window of ``x``; ``repeat`` re-runs each window (timing only)."""

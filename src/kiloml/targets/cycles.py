@@ -13,7 +13,7 @@ state or bus contention modelled (zero-wait-state memory, as with ART/TCM at ful
 | load / store     | 2, or 1 after another load/store (pipelined) | 2          | 1                       |
 | ldm/stm/push/pop | 1 + N registers (+2 with PC)    | 1 + N (+2 with PC)      | 1 + N/2                 |
 | branch           | taken 1 + 2 refill; not taken 1 | taken 2 (BL 3); not 1   | 1 (predicted)           |
-| fpu              | 1 (VDIV/VSQRT 14)               | -                       | 1                       |
+| fpu              | 1 (VDIV/VSQRT 14); VLDR/VSTR as LDR/STR; VLDM/VSTM/VPUSH/VPOP 1 + N words | - | 1 |
 | it               | 0 (folded)                      | -                       | 0                       |
 
 Conditional branches: a block's final conditional branch is counted taken when it jumps
@@ -119,13 +119,29 @@ def block_cost(insns: list, core: str) -> BlockCost:
             else:
                 cycles += t["branch_taken"]
         elif cls == "fpu":
-            cycles += t["fpu_div"] if m in ("vdiv", "vsqrt") else t["fpu"]
+            if m in ("vldr", "vstr"):      # single load/store: as LDR/STR
+                cycles += t["pipelined_ls"] if prev_ls else t["load"]
+            elif m in ("vldm", "vstm", "vpush", "vpop") or m.startswith(("vldm", "vstm")):
+                cycles += t["ldm_base"] + t["ldm_reg"] * _fp_words(ins.op_str)
+            else:
+                cycles += t["fpu_div"] if m in ("vdiv", "vsqrt") else t["fpu"]
         else:
             cycles += t[cls]
         if m in ("smlad", "smladx", "smuad", "smlsd", "smusd", "smlald", "smlaldx"):
             simd += 1
-        prev_ls = cls in ("load", "store")
+        prev_ls = cls in ("load", "store") or m in ("vldr", "vstr")
     return BlockCost(len(insns), cycles, classes, simd)
+
+
+def _fp_words(op_str: str) -> int:
+    """Words moved by VLDM/VSTM/VPUSH/VPOP: N single or 2N double registers in the list."""
+    regs = op_str[op_str.find("{") + 1:op_str.rfind("}")].replace(" ", "").split(",")
+    words = 0
+    for r in regs:
+        lo, _, hi = r.partition("-")
+        n = int(hi[1:]) - int(lo[1:]) + 1 if hi else 1
+        words += 2 * n if lo.startswith("d") else n
+    return max(words, 1)
 
 
 def _branch_target(ins) -> int | None:

@@ -77,10 +77,14 @@ class ElfImage:
 
 
 def emulate(image: ElfImage, core: str, kernel_entries: list[str] | None = None,
-            read_back: dict[str, int] | None = None) -> EmulationResult:
-    """Run from reset to ``kml_profile_end``; see the module docstring."""
+            read_back: dict[str, int] | None = None, fpu: bool = False) -> EmulationResult:
+    """Run from reset to ``kml_profile_end``; see the module docstring. ``fpu``: the image
+    uses the floating-point unit (hard-float build): enable it (CPACR CP10/CP11 full access,
+    as a startup file on the device does)."""
     uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
     uc.ctl_set_cpu_model(CPU_MODELS[core])
+    if fpu:
+        uc.reg_write(arm_const.UC_ARM_REG_C1_C0_2, 0xF << 20)
     uc.mem_map(FLASH_BASE, FLASH_SIZE)
     uc.mem_map(RAM_BASE, RAM_SIZE)
     for addr, data in image.segments:

@@ -1,0 +1,170 @@
+"""Profile a DSP block's generated C on a board's core, like ``profile_graph`` does a model.
+
+The block's C (``block.c_sources``) is cross-compiled with arm-none-eabi-gcc -O2 together with
+a harness holding one real input window; one call of ``<prefix>_features`` runs in the
+emulator between the profiling markers. Instructions are counted and cycles estimated with
+the same cycle model as the model's kernels, and the output is compared with the same C built
+for the host (``DSPHostBuild``): bit for bit for integer outputs, within float rounding for
+float outputs (the Arm build uses newlib's ``logf``/``sqrtf`` and the FPU, the host glibc).
+
+Variant: ``f32`` with the hardware FPU on cores that have one (hard-float build, the FPU
+enabled as a device's startup code does), the block's integer ``q15`` variant otherwise when
+it has one (MFCC / MFE), else ``f32`` in software floating point.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from kiloml.dsp.cgen import f32_literal
+from kiloml.errors import KilomlError, ToolchainError
+from kiloml.targets.emulator import ElfImage, emulate
+from kiloml.targets.toolchain import arm_gcc
+
+PREFIX = "kml_dsp_block"
+HARD_FLOAT = {
+    "cortex-m4": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+    "cortex-m7": ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"],
+    "cortex-m33": ["-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"],
+}
+# harness and startup functions: not part of the block's flash
+_HARNESS_SYMBOLS = ("main", "Reset_Handler", "Default_Handler", "kml_vectors",
+                    "kml_profile_begin", "kml_profile_end")
+
+
+def choose_variant(block, board: dict) -> str:
+    if board.get("fpu") and board["core"] in HARD_FLOAT:
+        return "f32"
+    return "q15" if "q15" in block.variants else "f32"
+
+
+def _literal(v, ctype: str) -> str:
+    return f32_literal(float(v)) if ctype == "float" else str(int(v))
+
+
+def harness(in_type: str, out_type: str, window: np.ndarray, n_out: int) -> str:
+    from kiloml.codegen.c import wrap_items
+
+    items = [_literal(v, in_type) for v in np.asarray(window).reshape(-1)]
+    return "\n".join([
+        "/* kiloml DSP profiling harness: one fixed window, markers around one call */",
+        "#include <stdint.h>", f'#include "{PREFIX}.h"', "",
+        f"static const {in_type} kml_dsp_input[{len(items)}] = {{",
+        wrap_items(items, "    ", 100), "};",
+        f"{out_type} kml_dsp_output[{n_out}];",
+        "int main(void);",
+        "__attribute__((noinline)) void kml_profile_begin(void);",
+        "__attribute__((noinline)) void kml_profile_end(void);",
+        'void kml_profile_begin(void) { __asm volatile ("" ::: "memory"); }',
+        'void kml_profile_end(void) { __asm volatile ("" ::: "memory"); }',
+        "int main(void)", "{", "    int rc;", "    kml_profile_begin();",
+        f"    rc = {PREFIX}_features(kml_dsp_input, kml_dsp_output);",
+        "    kml_profile_end();", "    return rc;", "}", ""])
+
+
+def profile_dsp(block, frames: int, channels: int, window: np.ndarray, board: dict,
+                variant: str | None = None, workdir: str | Path | None = None) -> dict:
+    """One window of ``block`` on ``board`` (a boards.toml entry); see the module doc.
+
+    ``window``: (frames,) audio (float in [-1, 1) for f32, int16 PCM for q15/q31) or
+    (frames, channels) float32 sensor data."""
+    from kiloml.dsp.host import NP, DSPHostBuild
+    from kiloml.targets.profile import PROFILE_FLAGS, _energy, elf_sizes
+
+    core = board["core"]
+    variant = variant or choose_variant(block, board)
+    block.check_variant(variant)
+    in_type, out_type = DSPHostBuild.types(block, variant)
+    window = np.ascontiguousarray(window, dtype=NP[in_type])
+    out_shape = tuple(block.output_shape(frames, channels))
+    n_out = int(np.prod(out_shape))
+    out: dict = {"block": block.name, "variant": variant, "frames": frames,
+                 "channels": channels, "output_shape": list(out_shape)}
+    if core not in PROFILE_FLAGS:
+        c = block.cost(frames, channels, variant)
+        out.update({"runtime": "analytic-estimate", "estimate": "no cross compiler for this "
+                    "core: DSP latency not measured", "ops": c.total_ops, "latency_ms": None,
+                    "cycles": None, "instructions": None, "energy_uj": None,
+                    "flash_bytes": c.flash_bytes, "ram_bytes": c.ram_bytes,
+                    "stack_bytes": None, "output_matches_host": None})
+        return out
+    hard = variant == "f32" and bool(board.get("fpu")) and core in HARD_FLOAT
+    flags = HARD_FLOAT[core] if hard else PROFILE_FLAGS[core]
+    tmp = None if workdir else tempfile.TemporaryDirectory(prefix="kiloml_dspprof_")
+    wd = Path(workdir or tmp.name)
+    wd.mkdir(parents=True, exist_ok=True)
+    try:
+        for name, text in block.c_sources(PREFIX, frames, channels, variant,
+                                          command="kiloml profile").items():
+            (wd / name).write_text(text)
+        (wd / "dsp_main.c").write_text(harness(in_type, out_type, window, n_out))
+        bm = resources.files("kiloml.targets") / "baremetal"
+        (wd / "startup.c").write_text((bm / "startup.c").read_text())
+        (wd / "link.ld").write_text((bm / "link.ld").read_text())
+        elf = wd / "dsp.elf"
+        cmd = [arm_gcc(), *flags, "-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Werror",
+               "-O2", "-ffunction-sections", "-fdata-sections", "-nostartfiles",
+               "--specs=nano.specs", "-Wl,--gc-sections", "-T", str(wd / "link.ld"), "-I",
+               str(wd), *sorted(str(p) for p in wd.glob("*.c")), "-o", str(elf), "-lm"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ToolchainError(f"arm-none-eabi-gcc failed on the DSP C:\n"
+                                 f"{proc.stderr.strip()[:3000]}")
+        image = ElfImage(elf)
+        nbytes = n_out * np.dtype(NP[out_type]).itemsize
+        emu = emulate(image, core, read_back={"kml_dsp_output": nbytes}, fpu=hard)
+        host = DSPHostBuild(block, frames, channels, variant).run(window[None])[0]
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    got = np.frombuffer(emu.memory["kml_dsp_output"], NP[out_type]).reshape(out_shape)
+    diff = np.abs(got.astype(np.float64) - host.astype(np.float64))
+    if out_type == "float":
+        scale = max(float(np.max(np.abs(host))), 1e-30)
+        match = bool(np.all(diff <= 1e-4 * scale + 1e-5 * np.abs(host)))
+    else:
+        match = bool(np.array_equal(got, host))
+    sizes = elf_sizes(image)
+    harness_flash = sum(image.symbols.get(s, (0, 0))[1] for s in _HARNESS_SYMBOLS)
+    flash = sizes["flash"] - window.nbytes - harness_flash
+    ram = sizes["ram"] + emu.stack_bytes
+    lat = emu.cycles / float(board["clock_hz"]) * 1e3
+    out.update({
+        "runtime": "hard-float" if hard else ("integer" if variant != "f32" else "soft-float"),
+        "instructions": emu.instructions, "cycles": int(round(emu.cycles)),
+        "cycles_estimated": True, "latency_ms": round(lat, 4),
+        "energy_uj": _energy(lat, board), "flash_bytes": int(flash), "ram_bytes": int(ram),
+        "stack_bytes": emu.stack_bytes, "output_matches_host": match,
+        "max_abs_diff_vs_host": float(diff.max()) if diff.size else 0.0,
+    })
+    return out
+
+
+def project_window(project) -> tuple[object, int, int, np.ndarray, str]:
+    """The project's DSP block and its first test window (else validation, else train):
+    (block, frames, channels, window as (frames, channels) float32, description)."""
+    from kiloml.data.windowing import load_windows
+    from kiloml.train.features import dsp_block
+
+    block = dsp_block(project)
+    for split in ("test", "validation", "train"):
+        frames, wins = load_windows(project, split=split)
+        if len(wins):
+            w = np.asarray(frames[0], np.float32)
+            return block, int(w.shape[0]), int(w.shape[1]), w, \
+                f"first {split} window ({wins[0].sample_id})"
+    raise KilomlError(f"{project.root}: the dataset has no windows to profile the DSP block on")
+
+
+def c_input(block, window: np.ndarray, variant: str) -> np.ndarray:
+    """A (frames, channels) float window as the generated C takes it: mono float audio for
+    f32, 16-bit PCM for q15/q31 (audio read from 16-bit WAV is exactly k / 32768)."""
+    w = window[:, 0] if block.audio else window
+    if variant in ("q15", "q31"):
+        return np.clip(np.round(np.asarray(w, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+    return np.asarray(w, np.float32)
