@@ -337,18 +337,18 @@ typedef struct {
     "smlad %[a1], %[x0], %[w1], %[a1]\n\t"                                                   \
     "smlad %[a1], %[x1], %[wo], %[a1]\n\t"
 
-/* Requantize accumulator A with multiplier M, k K and shift R (kml_rq), store at [P, #OFF]. */
-#define MM_RQ(A, M, K, R, P, OFF)                                                            \
+/* Requantize accumulator A with multiplier M, k K and shift R (kml_rq), saturated into A. */
+#define MM_RQ(A, M, K, R)                                                                    \
     "lsl %[wo], %[" A "], #1\n\t"                                                            \
     "smmlar %[wo], %[wo], %[" M "], %[" K "]\n\t"                                            \
     "sub %[wo], %[wo], %[" A "], lsr #31\n\t"                                                \
     "asr %[wo], %[wo], %[" R "]\n\t"                                                         \
-    "ssat %[wo], #8, %[wo]\n\t"                                                              \
-    "strb %[wo], [%[" P "], #" OFF "]\n\t"
+    "ssat %[" A "], #8, %[wo]\n\t"
 
 /* out_a[oc], out_b[oc] for every channel pair of the stream: the two columns at col times
  * the pair's weights (four groups per loop iteration, entered halfway when the group count is
- * 2 mod 4: three back-to-back loads, 4 SXTB16, 8 SMLAD per group), kml_rq, SSAT, four stores.
+ * 2 mod 4: three back-to-back loads, 4 SXTB16, 8 SMLAD per group), kml_rq, SSAT, four
+ * back-to-back stores.
  * Pairs flagged KML_GENERIC_PAIR are skipped (mm2 redoes them). One asm block: the loop
  * needs all 14 allocatable registers (everything else lives in memory operands), and GCC must
  * not split, duplicate or spill it. */
@@ -387,14 +387,17 @@ static void mm_pairs(const int32_t *w, const int32_t *col, const int32_t *x_end,
         "asr %[x3], %[x3], #1\n\t"            /* k0 */
         "lsl %[x1], %[x1], %[x2]\n\t"
         "asr %[x1], %[x1], #1\n\t"            /* k1 */
-        "ldr %[x], %[oa]\n\t"
-        MM_RQ("a0", "w0", "x3", "x0", "x", "0")
-        MM_RQ("a1", "w1", "x1", "x2", "x", "1")
-        "ldr %[a0], %[ob]\n\t"
-        "add %[a0], %[a0], %[x]\n\t"
-        MM_RQ("c0", "w0", "x3", "x0", "a0", "0")
-        MM_RQ("c1", "w1", "x1", "x2", "a0", "1")
-        "add %[x], %[x], #2\n"
+        MM_RQ("a0", "w0", "x3", "x0")
+        MM_RQ("a1", "w1", "x1", "x2")
+        MM_RQ("c0", "w0", "x3", "x0")
+        MM_RQ("c1", "w1", "x1", "x2")
+        "ldr %[x], %[oa]\n\t"             /* the four stores back to back (they pipeline) */
+        "ldr %[w0], %[ob]\n\t"
+        "add %[w0], %[w0], %[x]\n\t"
+        "strb %[a0], [%[x]], #2\n\t"
+        "strb %[a1], [%[x], #-1]\n\t"
+        "strb %[c0], [%[w0]]\n\t"
+        "strb %[c1], [%[w0], #1]\n"
         "6:\n\t"
         "str %[x], %[oa]\n\t"
         "ldr %[w0], %[we]\n\t"
@@ -782,9 +785,9 @@ typedef struct {
  * a4's own first MAC). */
 #define DW5_ROWS(P, OFF, S0, S1, S2, S3)                                                     \
     "ldr %[t0], [%[rec], #" OFF "]\n\t"                                                      \
+    "ldr %[t2], [%[" P "]]\n\t"                                                              \
     "sxtb16 %[t1], %[t0], ror #8\n\t"                                                        \
     "sxtb16 %[t0], %[t0]\n\t"                                                                \
-    "ldr %[t2], [%[" P "]]\n\t"                                                              \
     "sxtb16 %[t3], %[t2]\n\t"                                                                \
     "sxtb16 %[t2], %[t2], ror #8\n\t"                                                        \
     "smlad %[a0], %[t3], %[t0], %[" S0 "]\n\t"                                               \
@@ -804,22 +807,21 @@ typedef struct {
     "smlabb %[a4], %[t2], %[t1], %[a4]\n\t"
 #define DW5_ROW(P, OFF) DW5_ROWS(P, OFF, "a0", "a1", "a2", "a3")
 
-/* kml_rq of accumulator A (multiplier t0, shift t1, k t2), saturated into t3. */
+/* kml_rq of accumulator A (multiplier t0, shift t1, k t2), saturated into A. */
 #define DW5_RQ(A)                                                                            \
     "lsl %[t3], %[" A "], #1\n\t"                                                            \
     "smmlar %[t3], %[t3], %[t0], %[t2]\n\t"                                                  \
     "sub %[t3], %[t3], %[" A "], lsr #31\n\t"                                                \
     "asr %[t3], %[t3], %[t1]\n\t"                                                            \
-    "ssat %[t3], #8, %[t3]\n\t"
+    "ssat %[" A "], #8, %[t3]\n\t"
 
 /* Five outputs of one output row, every channel: lines p0, p1, p2 of channel 0 at the first
  * window (channel ch's lines follow at ch * L->d5[ky]: the line width, or 0 for the pad line),
  * the channels' 18-byte records from rec (bias with the input offset folded in, multiplier,
  * 9 weights, shift; the lines hold raw inputs and the zero point where the window leaves the
  * image, whose products with the folded offset cancel), outputs at o + 1, o + 1 + c, ...
- * Five accumulators and four temporaries; the channel stride of the outputs is read into the
- * first accumulator once that one is stored. Per channel 63 MAC-phase instructions for 45
- * MACs, 111 in all. */
+ * Five accumulators and four temporaries; the five results are saturated in place and stored
+ * back to back. Per channel 63 MAC-phase instructions for 45 MACs, 111 in all. */
 static inline __attribute__((always_inline)) void dw3_row5(const int8_t *p0, const int8_t *p1,
                                                            const int8_t *p2, const int8_t *rec,
                                                            int8_t *o, dw3_row_args *L)
@@ -834,28 +836,24 @@ static inline __attribute__((always_inline)) void dw3_row5(const int8_t *p0, con
         "ldr %[t2], %[c2]\n\t"
         "lsl %[t2], %[t2], %[t1]\n\t"
         "asr %[t2], %[t2], #1\n\t"
-        DW5_RQ("a0")
-        "strb %[t3], [%[o], #1]!\n\t"
-        "ldr %[a0], %[c]\n\t"
-        DW5_RQ("a1")
-        "strb %[t3], [%[o], %[a0]]\n\t"
-        "add %[o], %[o], %[a0], lsl #1\n\t"
-        DW5_RQ("a2")
-        "strb %[t3], [%[o]]\n\t"
-        DW5_RQ("a3")
-        "strb %[t3], [%[o], %[a0]]\n\t"
-        "add %[o], %[o], %[a0], lsl #1\n\t"
-        DW5_RQ("a4")
-        "strb %[t3], [%[o]]\n\t"
-        "sub %[o], %[o], %[a0], lsl #2\n\t"
+        DW5_RQ("a0") DW5_RQ("a1") DW5_RQ("a2") DW5_RQ("a3") DW5_RQ("a4")
+        "ldr %[t0], %[c]\n\t"             /* the five stores back to back (they pipeline) */
+        "add %[o], %[o], #1\n\t"
+        "add %[t1], %[o], %[t0], lsl #1\n\t"
+        "add %[t2], %[t1], %[t0], lsl #1\n\t"
+        "strb %[a0], [%[o]]\n\t"
+        "strb %[a1], [%[o], %[t0]]\n\t"
+        "strb %[a2], [%[t1]]\n\t"
+        "strb %[a3], [%[t1], %[t0]]\n\t"
+        "strb %[a4], [%[t2]]\n\t"
         "ldrd %[t0], %[t1], %[d01]\n\t"
         "ldr %[t2], %[d2]\n\t"
+        "ldr %[t3], %[end]\n\t"
         "add %[p0], %[p0], %[t0]\n\t"
         "add %[p1], %[p1], %[t1]\n\t"
         "add %[p2], %[p2], %[t2]\n\t"
         "add %[rec], %[rec], #18\n\t"
-        "ldr %[t0], %[end]\n\t"
-        "cmp %[rec], %[t0]\n\t"
+        "cmp %[rec], %[t3]\n\t"
         "bne 0b"
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),
           [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [p0] "+r"(p0),
