@@ -11,6 +11,9 @@ Tasks (all splits disjoint in the group that matters; see each setup below)
              split by person (unseen people in test); the person-less negative recordings by
              recording: continuous streams 1 and 2 train, 3 validation, 4 test, the segmented
              ones automatically.
+    wand-lopo  magic_wand leave-one-person-out: each of the 8 people is the test set once
+             (the next one validation, the other six train; negative streams as above);
+             float and int8 accuracy per held-out person, mean and worst.
     cwru     CWRU bearing 0 HP (10 classes), 1,024-sample windows, the ``vibration`` task's
              spectral features + dense model; held-out time blocks of each recording.
     anomaly  CWRU: k-means scorer and the MLPerf-style autoencoder trained on "normal" windows
@@ -71,6 +74,66 @@ def setup_wand(root: Path):
     for f in sorted((w / "negative").iterdir()):
         import_data(p, f, label="negative", split=streams.get(f.name, "auto"))
     return p
+
+
+def wand_people(root: Path) -> list[str]:
+    from kiloml.data.index import DatasetIndex
+
+    s = DatasetIndex.load(root / "dataset" / "index.csv").of_role("sample")
+    return sorted({x.group for x in s if x.label != "negative"})
+
+
+def resplit_wand(root: Path, test: str, val: str) -> None:
+    """Person ``test`` is the test set, ``val`` validation, the others train; the negative
+    recordings keep their splits except a person's own negatives, which follow the person."""
+    from kiloml.data.index import DatasetIndex
+
+    idx_path = root / "dataset" / "index.csv"
+    idx = DatasetIndex.load(idx_path)
+    people = set(wand_people(root))
+    out = []
+    for x in idx.samples:
+        if x.group in people:
+            x = x.with_(split="test" if x.group == test else
+                        "validation" if x.group == val else "train")
+        out.append(x)
+    DatasetIndex(out).save(idx_path)
+
+
+def run_wand_lopo(workdir: Path) -> dict:
+    from kiloml.train.pipeline import train_project
+
+    root = fresh_root(workdir, "wand-lopo")
+    setup_wand(root)
+    people = wand_people(root)
+    rows = []
+    t0 = time.time()
+    for i, person in enumerate(people):
+        if (root / "model").exists():
+            shutil.rmtree(root / "model")
+        resplit_wand(root, person, people[(i + 1) % len(people)])
+        s = train_project(root, progress=False, command="benchmarks/train.py (wand-lopo)")
+        meta = json.loads((root / "model" / "meta.json").read_text())
+        rows.append({"person": person, "n_test": meta["test"]["int8"]["n"],
+                     "float_accuracy": s["float_accuracy"], "int8_accuracy": s["int8_accuracy"]})
+    return {"task": "magic_wand leave-one-person-out", "rows": rows,
+            "wall_s": round(time.time() - t0, 1)}
+
+
+def print_lopo(res: dict) -> None:
+    out.rule(f"[bold]{res['task']}[/bold]: cnn1d (motion)")
+    t = Table(title=f"each person held out once (total {res['wall_s']} s)", title_justify="left")
+    for col in ("test person", "test windows", "float", "int8"):
+        t.add_column(col, justify="left" if col == "test person" else "right")
+    for r in res["rows"]:
+        t.add_row(r["person"], str(r["n_test"]), f"{100 * r['float_accuracy']:.2f} %",
+                  f"{100 * r['int8_accuracy']:.2f} %")
+    f = [r["float_accuracy"] for r in res["rows"]]
+    q = [r["int8_accuracy"] for r in res["rows"]]
+    t.add_row("mean", str(sum(r["n_test"] for r in res["rows"])),
+              f"{100 * sum(f) / len(f):.2f} %", f"{100 * sum(q) / len(q):.2f} %")
+    t.add_row("worst", "", f"{100 * min(f):.2f} %", f"{100 * min(q):.2f} %")
+    out.print(t)
 
 
 def setup_cwru(root: Path, arch: str = "dense", **params):
@@ -193,6 +256,11 @@ def main() -> int:
             setup_wand(root)
             res = run_task("magic_wand", root, ["float", "ptq", "qat", "pruned", "distilled"],
                            a.board, {})
+        elif task == "wand-lopo":
+            res = run_wand_lopo(a.workdir)
+            print_lopo(res)
+            results.append(res)
+            continue
         elif task == "cwru":
             root = fresh_root(a.workdir, "cwru")
             setup_cwru(root)
