@@ -138,6 +138,7 @@ DW_CASES = (
         dict(in_shape=(1, 3, 3, 32), kernel=3, stride=2),
         dict(in_shape=(1, 7, 9, 6), kernel=3, activation="RELU"),               # C % 4 != 0
         dict(in_shape=(1, 7, 9, 5), kernel=3, stride=2, padding="VALID"),
+        dict(in_shape=(1, 5, 10, 4), kernel=3, stride=2, activation="RELU"),  # 3 + 2 outputs
         dict(in_shape=(1, 6, 11, 12), kernel=3, stride=2, activation="RELU6"),
         dict(in_shape=(1, 4, 1, 8), kernel=3),                                  # one column
     ])

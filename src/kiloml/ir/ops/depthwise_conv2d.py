@@ -123,7 +123,8 @@ class DepthwiseConv2D(OpDef):
                                           p.act_min, p.act_max)
             if stream is not None:
                 packed = ctx.array("packed", "int32_t", stream)
-                return [f"kml_depthwise_conv2d_3x3_s8(&{params}, {x}, 0, 0, 0, 0, {y}, {packed}, "
+                fn = "kml_depthwise_conv2d_3x3" + ("_s2" if p.stride_w == 2 else "")
+                return [f"{fn}_s8(&{params}, {x}, 0, 0, 0, 0, {y}, {packed}, "
                         f"{ctx.scratch('int32_t')});"]
         mult = ctx.array("mult", "int32_t", p.mult)
         shift = ctx.array("shift", "int32_t", p.shift)

@@ -17,10 +17,11 @@
  * DEPTHWISE_CONV_2D 3x3 (depth multiplier 1): input rows are transposed into a ring of
  * per-channel lines; an output row is computed five outputs at a time for every channel
  * (dw3_row5: five accumulators, weights split once per filter row, 12 MAC instructions per
- * 15 MACs; a last group of five may overlap the previous one), leftovers and stride 2 one
+ * 15 MACs; a last group of five may overlap the previous one); at stride 2 (its own entry
+ * point) three outputs at a time (dw3_row3s2: 7 MAC instructions per 9 MACs); leftovers one
  * output at a time (dw3_row1). The channel loop is inside the asm blocks.
  *
- * The innermost loops (mm_pairs, dw3_row5, dw3_row1) are asm blocks: they need all 14
+ * The innermost loops (mm_pairs, dw3_row5, dw3_row3s2, dw3_row1) are asm blocks: they need all 14
  * allocatable registers, and GCC otherwise spills accumulators or duplicates loop bodies
  * (measured: 10 to 40 % more instructions, and more flash). Everything around them is C
  * with ACLE intrinsics.
@@ -863,6 +864,71 @@ static inline __attribute__((always_inline)) void dw3_row5(const int8_t *p0, con
         : "cc", "memory");
 }
 
+/* One filter row of three outputs at stride 2: x0..x7 at P (x7 unused), weights at rec + OFF.
+ * W02 = (w0, w2) in t0, W1 in t1, the even and odd inputs of the two words in t2, t3 and t4,
+ * t5: 7 MAC instructions for 9 MACs. The first MAC of accumulator i adds register Si (the
+ * accumulator itself, or for the first filter row the bias, held in a2 until a2's own first
+ * MAC). */
+#define DW3S2_ROWS(P, OFF, S0, S1)                                                           \
+    "ldr %[t0], [%[rec], #" OFF "]\n\t"                                                      \
+    "ldr %[t2], [%[" P "]]\n\t"                                                              \
+    "ldr %[t4], [%[" P "], #4]\n\t"                                                          \
+    "sxtb16 %[t1], %[t0], ror #8\n\t"                                                        \
+    "sxtb16 %[t0], %[t0]\n\t"                                                                \
+    "sxtb16 %[t3], %[t2], ror #8\n\t"                                                        \
+    "sxtb16 %[t2], %[t2]\n\t"                                                                \
+    "sxtb16 %[t5], %[t4], ror #8\n\t"                                                        \
+    "sxtb16 %[t4], %[t4]\n\t"                                                                \
+    "smlad %[a0], %[t2], %[t0], %[" S0 "]\n\t"   /* x0 w0 + x2 w2 */                        \
+    "smlabb %[a0], %[t3], %[t1], %[a0]\n\t"      /* x1 w1 */                                \
+    "smlatb %[a1], %[t2], %[t0], %[" S1 "]\n\t"  /* x2 w0 */                                \
+    "smlatb %[a1], %[t3], %[t1], %[a1]\n\t"      /* x3 w1 */                                \
+    "smlabt %[a1], %[t4], %[t0], %[a1]\n\t"      /* x4 w2 */                                \
+    "smlad %[a2], %[t4], %[t0], %[a2]\n\t"       /* x4 w0 + x6 w2 */                        \
+    "smlabb %[a2], %[t5], %[t1], %[a2]\n\t"      /* x5 w1 */
+#define DW3S2_ROW(P, OFF) DW3S2_ROWS(P, OFF, "a0", "a1")
+
+/* Three outputs of one output row at stride 2, every channel; otherwise as dw3_row5 (outputs
+ * at o + 1, o + 1 + c, o + 1 + 2c). Per channel 48 MAC-phase instructions for 27 MACs. */
+static inline __attribute__((always_inline)) void dw3_row3s2(const int8_t *p0, const int8_t *p1,
+                                                             const int8_t *p2,
+                                                             const int8_t *rec, int8_t *o,
+                                                             dw3_row_args *L)
+{
+    int32_t a0, a1, a2, t0, t1, t2, t3, t4, t5;
+    __asm__ volatile(
+        "0:\n\t"
+        "ldr %[a2], [%[rec]]\n\t" /* the bias */
+        DW3S2_ROWS("p0", "8", "a2", "a2") DW3S2_ROW("p1", "11") DW3S2_ROW("p2", "14")
+        "ldr %[t0], [%[rec], #4]\n\t"
+        "ldrb %[t1], [%[rec], #17]\n\t"
+        "ldr %[t2], %[c2]\n\t"
+        "lsl %[t2], %[t2], %[t1]\n\t"
+        "asr %[t2], %[t2], #1\n\t"
+        DW5_RQ("a0") DW5_RQ("a1") DW5_RQ("a2")
+        "ldr %[t0], %[c]\n\t"
+        "add %[o], %[o], #1\n\t"
+        "add %[t1], %[o], %[t0], lsl #1\n\t"
+        "strb %[a0], [%[o]]\n\t"
+        "strb %[a1], [%[o], %[t0]]\n\t"
+        "strb %[a2], [%[t1]]\n\t"
+        "ldrd %[t0], %[t1], %[d01]\n\t"
+        "ldr %[t2], %[d2]\n\t"
+        "ldr %[t3], %[end]\n\t"
+        "add %[p0], %[p0], %[t0]\n\t"
+        "add %[p1], %[p1], %[t1]\n\t"
+        "add %[p2], %[p2], %[t2]\n\t"
+        "add %[rec], %[rec], #18\n\t"
+        "cmp %[rec], %[t3]\n\t"
+        "bne 0b"
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [t0] "=&r"(t0), [t1] "=&r"(t1),
+          [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5), [p0] "+r"(p0),
+          [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [rec] "+r"(rec)
+        : [c2] "m"(L->c2), [c] "m"(L->c), [d01] "m"(L->d5), [d2] "m"(L->d5[2]),
+          [end] "m"(L->end)
+        : "cc", "memory");
+}
+
 /* One filter row of one output: x0..x2 at P, weights at rec + OFF. */
 #define DW1_ROW(P, OFF)                                                                      \
     "ldr %[t0], [%[" P "]]\n\t"                                                              \
@@ -933,8 +999,12 @@ static int32_t dw3_line(const kml_conv_params *p)
 }
 
 
-static KML_SMALL void dw3(const kml_conv_params *p, const int8_t *input,
-                          const int32_t *packed, int8_t *output, int8_t *ring)
+/* The depthwise 3x3 kernel; ``s2`` (a constant in each entry point, so that a model links only
+ * the row routines it uses): stride 2, rows in steps of three outputs. */
+static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
+                                                      const int8_t *input,
+                                                      const int32_t *packed, int8_t *output,
+                                                      int8_t *ring, int32_t s2)
 {
     const int32_t c = p->in_c;
     const int32_t lw = dw3_line(p);
@@ -976,10 +1046,15 @@ static KML_SMALL void dw3(const kml_conv_params *p, const int8_t *input,
                 cs[ky] = lw;
             }
             x = 0; /* outputs [x, out_w) are left for dw3_row1 */
-            if (p->stride_w == 1 && p->out_w >= 5) {
-                L.d5[0] = cs[0];
-                L.d5[1] = cs[1];
-                L.d5[2] = cs[2];
+            L.d5[0] = cs[0];
+            L.d5[1] = cs[1];
+            L.d5[2] = cs[2];
+            if (s2) {
+                for (; p->out_w - x >= 3; x += 3) {
+                    dw3_row3s2(line[0] + 2 * x, line[1] + 2 * x, line[2] + 2 * x, rec,
+                               out + x * c - 1, &L);
+                }
+            } else if (p->stride_w == 1 && p->out_w >= 5) {
                 for (; p->out_w - x >= 3; x += 5) { /* the last five may overlap: cheaper
                                                       * than three singles */
                     if (x > p->out_w - 5) {
@@ -1007,16 +1082,30 @@ static KML_SMALL void dw3(const kml_conv_params *p, const int8_t *input,
     }
 }
 
-void kml_depthwise_conv2d_3x3_s8(const kml_conv_params *p, const int8_t *input,
-                                 const int8_t *filter, const int32_t *bias, const int32_t *mult,
-                                 const int32_t *shift, int8_t *output, const int32_t *packed,
-                                 int32_t *scratch)
+KML_SMALL void kml_depthwise_conv2d_3x3_s8(const kml_conv_params *p, const int8_t *input,
+                                           const int8_t *filter, const int32_t *bias,
+                                           const int32_t *mult, const int32_t *shift,
+                                           int8_t *output, const int32_t *packed,
+                                           int32_t *scratch)
 {
     (void)filter;
     (void)bias;
     (void)mult;
     (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch);
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0);
+}
+
+KML_SMALL void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const int8_t *input,
+                                              const int8_t *filter, const int32_t *bias,
+                                              const int32_t *mult, const int32_t *shift,
+                                              int8_t *output, const int32_t *packed,
+                                              int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1);
 }
 
 /* Any other geometry. Four output channels at a time when the channel count allows it and

@@ -43,12 +43,17 @@ void kml_depthwise_conv2d_s8(const kml_conv_params *p, const int8_t *input,
                              const int32_t *shift, int8_t *output, const int32_t *packed,
                              int32_t *scratch);
 
-/* DEPTHWISE_CONV_2D for 3x3 filters, stride 1 or 2 (both ways), no dilation, depth multiplier
- * 1: optimized runtimes have a dedicated kernel (its ``scratch`` and ``packed`` layouts are the
- * runtime's); the portable one is kml_depthwise_conv2d_s8. */
+/* DEPTHWISE_CONV_2D for 3x3 filters, stride 1 (_3x3) or 2 (_3x3_s2) both ways, no dilation,
+ * depth multiplier 1: optimized runtimes have dedicated kernels (their ``scratch`` and
+ * ``packed`` layouts are the runtime's); the portable ones are kml_depthwise_conv2d_s8. */
 void kml_depthwise_conv2d_3x3_s8(const kml_conv_params *p, const int8_t *input,
                                  const int8_t *filter, const int32_t *bias, const int32_t *mult,
                                  const int32_t *shift, int8_t *output, const int32_t *packed,
                                  int32_t *scratch);
+
+void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const int8_t *input,
+                                    const int8_t *filter, const int32_t *bias,
+                                    const int32_t *mult, const int32_t *shift, int8_t *output,
+                                    const int32_t *packed, int32_t *scratch);
 
 #endif /* KML_CONV_H */
