@@ -215,6 +215,19 @@ def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,
     return ctx.array("packed", "int32_t", stream)
 
 
+def conv_kernel(g, node, p, rows: np.ndarray, row_len: int) -> str:
+    """The convolution kernel for the stream ``matrix_args`` makes of the same arguments:
+    ``kml_conv2d_pairs_s8`` (links neither the general requantization nor the column code for
+    window rows that are not whole groups) when every channel pair takes the fast
+    requantization, the channel count is even and a window row (``row_len`` = k_w x in_c bytes)
+    is a whole number of groups of four, else ``kml_conv2d_s8``."""
+    if rows.shape[0] % 2 or row_len % 4:
+        return "kml_conv2d_s8"
+    _, _, _, ok = fast_params(p.mult, p.shift, np.abs(rows.astype(np.int64)).sum(axis=1),
+                              _bias(g, node), p.in_offset, p.out_offset, p.act_min, p.act_max)
+    return "kml_conv2d_pairs_s8" if bool(np.all(ok)) else "kml_conv2d_s8"
+
+
 def _bias(g, node, slot: int = 2) -> np.ndarray | None:
     if len(node.inputs) > slot and node.inputs[slot] >= 0:
         return g.tensors[node.inputs[slot]].data

@@ -104,7 +104,13 @@ class Conv2D(OpDef):
         ctx.use_kernel("conv")
         params = ctx.struct("kml_conv_params", "p", conv_struct_fields(p))
         filt, extra = conv_weight_args(g, node, p, ctx)
-        return [f"kml_conv2d_s8(&{params}, {ctx.ptr(node.inputs[0])}, {filt[0]}, {filt[3]}, "
+        fn = "kml_conv2d_s8"
+        if ctx.runtime == "armv7em":
+            from kiloml.codegen.armv7em import conv_kernel, conv_rows
+
+            w = g.tensors[node.inputs[1]].data
+            fn = conv_kernel(g, node, p, conv_rows(w), w.shape[2] * w.shape[3])
+        return [f"{fn}(&{params}, {ctx.ptr(node.inputs[0])}, {filt[0]}, {filt[3]}, "
                 f"{filt[1]}, {filt[2]}, {ctx.ptr(node.outputs[0])}, {extra});"]
 
     def scratch_bytes(self, g, node, runtime):

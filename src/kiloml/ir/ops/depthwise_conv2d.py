@@ -123,7 +123,10 @@ class DepthwiseConv2D(OpDef):
                                           p.act_min, p.act_max)
             if stream is not None:
                 packed = ctx.array("packed", "int32_t", stream)
-                fn = "kml_depthwise_conv2d_3x3" + ("_s2" if p.stride_w == 2 else "")
+                # entry points that link only the row routines the layer needs
+                w5 = p.out_w >= 5 and p.out_w % 5 not in (1, 2)
+                fn = "kml_depthwise_conv2d_3x3" + ("_s2" if p.stride_w == 2 else
+                                                   "_w5" if w5 else "")
                 return [f"{fn}_s8(&{params}, {x}, 0, 0, 0, 0, {y}, {packed}, "
                         f"{ctx.scratch('int32_t')});"]
         mult = ctx.array("mult", "int32_t", p.mult)

@@ -114,7 +114,7 @@ class FullyConnected(OpDef):
     def emit(self, g, node, p, ctx):
         x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
         if ctx.runtime == "armv7em":
-            from kiloml.codegen.armv7em import matrix_args
+            from kiloml.codegen.armv7em import conv_kernel, matrix_args
 
             w = g.tensors[node.inputs[1]].data
             if _conv_kernel(g):
@@ -128,7 +128,8 @@ class FullyConnected(OpDef):
                     "in_offset": p.in_offset, "out_offset": p.out_offset,
                     "act_min": p.act_min, "act_max": p.act_max})
                 packed = matrix_args(ctx, g, node, p, w)
-                return [f"kml_conv2d_s8(&{conv}, {x}, 0, 0, 0, 0, {y}, {packed}, "
+                fn = conv_kernel(g, node, p, w, p.depth)
+                return [f"{fn}(&{conv}, {x}, 0, 0, 0, 0, {y}, {packed}, "
                         f"{ctx.scratch('int32_t')});"]
             ctx.use_kernel("fully_connected")
             params = _fc_struct(ctx, p)

@@ -79,7 +79,7 @@ static KML_SMALL void window_row(const kml_conv_params *p, const int8_t *row, in
 
 /* Per-layer constants of the column builder (conv_geometry). Windows of outputs in
  * [ox_lo, ox_lo + nx) x [oy_lo, oy_lo + ny) lie inside the image with contiguous rows. */
-typedef struct {
+typedef struct col_geo {
     const kml_conv_params *p;
     const int8_t *in;         /* the current image */
     int32_t ox_lo, oy_lo;
@@ -94,6 +94,8 @@ typedef struct {
     /* the walk over output pixels: the next pixel (oy, ox), whether row oy has windows
      * inside the image, the window's byte offset in the image (row part + column part) */
     int32_t oy, ox, row_ok, row, col;
+    /* col_rest when window rows are not whole groups (kml_conv2d_s8 only), else 0 */
+    void (*rest)(const struct col_geo *, int32_t *, const int8_t *, int32_t, int32_t);
 } col_geo;
 
 
@@ -180,31 +182,67 @@ static inline void col_put2(int32_t *dst, uint32_t xa, uint32_t xb, int32_t o2)
     dst[3] = kml_sxtab16_ror8(o2, (int32_t)xb);
 }
 
+/* The remaining bytes of every window row (k_w * in_c not a multiple of 4) of both windows of
+ * a pair, packed four to a group, at dst (col_pair's layout); A's first one at s, rows at
+ * ``step``, B's at the same + db. Reached through col_geo.rest, which only kml_conv2d_s8 sets:
+ * a model whose layers all take kml_conv2d_pairs_s8 does not link it. */
+static void col_rest(const col_geo *G, int32_t *dst, const int8_t *s, int32_t db,
+                     int32_t step)
+{
+    const int32_t r = G->row_rest, o2 = G->off2;
+    uint32_t xa = 0, xb = 0;
+    int32_t sh = 0, ky, j;
+    if (r == 1 && G->p->k_h <= 4) { /* one byte a row, one group */
+        for (; sh < 8 * G->p->k_h; sh += 8, s += step) {
+            xa |= (uint32_t)(uint8_t)s[0] << sh;
+            xb |= (uint32_t)(uint8_t)s[db] << sh;
+        }
+        col_put2(dst, xa, xb, o2);
+        return;
+    }
+    for (ky = G->p->k_h; ky > 0; --ky, s += step) {
+        for (j = 0; j < r; ++j) {
+            xa |= (uint32_t)(uint8_t)s[j] << sh;
+            xb |= (uint32_t)(uint8_t)s[j + db] << sh;
+            sh += 8;
+            if (sh == 32) {
+                col_put2(dst, xa, xb, o2);
+                dst += 4;
+                xa = 0;
+                xb = 0;
+                sh = 0;
+            }
+        }
+    }
+    if (sh != 0) {
+        col_put2(dst, xa, xb, o2);
+    }
+}
+
 /* Both columns of a pixel pair (group g at dst[4g], dst[4g + 1] for A, dst[4g + 2],
  * dst[4g + 3] for B) from their windows: A's rows at a + ky * step, B's at the same + db.
  * The kernel's K order (conv_rows in kiloml/codegen/armv7em.py): the whole groups of every
- * row (LDR, which takes unaligned addresses), then the remaining bytes of all rows packed four
- * to a group. Weights past K are zero (pack_rows), so whatever a partial last group and the
- * padding groups hold does not matter. */
+ * row (LDR, which takes unaligned addresses; two per loop step, an odd count entering the
+ * loop halfway), then the remaining bytes of all rows (col_rest). Weights past K are zero
+ * (pack_rows), so whatever a partial last group and the padding groups hold does not
+ * matter. */
 static void col_pair(const col_geo *G, int32_t *dst, const int8_t *a, int32_t db, int32_t step)
 {
     const int32_t n = G->row_groups, skip = step - 4 * n, o2 = G->off2;
-    const int32_t r = G->row_rest;
     const int8_t *const a0 = a;
     int32_t rows = G->p->k_h, va, vb, t0, t1, t2, k;
     if (n > 0) {
         __asm__ volatile(
             "0:\n\t"
-            "lsrs %[k], %[n], #1\n\t" /* pairs of groups; an odd one first */
-            "bcc 2f\n\t"
-            COL_PAIR_GROUP
-            "cmp %[k], #0\n\t"
-            "beq 3f\n"
+            "lsrs %[k], %[n], #1\n\t" /* (n + 1) / 2 steps; n odd: enter at the second group */
+            "adc %[k], %[k], #0\n\t"
+            "bcs 3f\n"
             "2:\n\t"
-            COL_PAIR_GROUP COL_PAIR_GROUP
-            "subs %[k], %[k], #1\n\t"
-            "bne 2b\n"
+            COL_PAIR_GROUP
             "3:\n\t"
+            COL_PAIR_GROUP
+            "subs %[k], %[k], #1\n\t"
+            "bne 2b\n\t"
             "add %[a], %[a], %[skip]\n\t"
             "subs %[rows], %[rows], #1\n\t"
             "bne 0b"
@@ -213,36 +251,8 @@ static void col_pair(const col_geo *G, int32_t *dst, const int8_t *a, int32_t db
             : [db] "r"(db), [n] "r"(n), [skip] "r"(skip), [o2] "r"(o2)
             : "cc", "memory");
     }
-    if (r == 1 && G->p->k_h <= 4) { /* one byte a row, one group */
-        const int8_t *s = a0 + 4 * n;
-        uint32_t xa = 0, xb = 0;
-        int32_t sh;
-        for (sh = 0; sh < 8 * G->p->k_h; sh += 8, s += step) {
-            xa |= (uint32_t)(uint8_t)s[0] << sh;
-            xb |= (uint32_t)(uint8_t)s[db] << sh;
-        }
-        col_put2(dst, xa, xb, o2);
-    } else if (r > 0) {
-        const int8_t *s = a0 + 4 * n;
-        uint32_t xa = 0, xb = 0;
-        int32_t sh = 0, ky, j;
-        for (ky = G->p->k_h; ky > 0; --ky, s += step) {
-            for (j = 0; j < r; ++j) {
-                xa |= (uint32_t)(uint8_t)s[j] << sh;
-                xb |= (uint32_t)(uint8_t)s[j + db] << sh;
-                sh += 8;
-                if (sh == 32) {
-                    col_put2(dst, xa, xb, o2);
-                    dst += 4;
-                    xa = 0;
-                    xb = 0;
-                    sh = 0;
-                }
-            }
-        }
-        if (sh != 0) {
-            col_put2(dst, xa, xb, o2);
-        }
+    if (G->rest != 0) {
+        G->rest(G, dst, a0 + 4 * n, db, step);
     }
 }
 
@@ -480,7 +490,7 @@ static void add_pixel(const struct add_ctx *c, const int8_t *conv, size_t pixel)
  * two callers so that a model without fused ADDs carries no epilogue code. */
 static inline __attribute__((always_inline)) void conv_run(
     const kml_conv_params *p, const int32_t *packed, const int8_t *input, int8_t *output,
-    int32_t *scratch, const struct add_ctx *add)
+    int32_t *scratch, const struct add_ctx *add, int32_t fast)
 {
     const int32_t k = p->k_h * p->k_w * p->in_c;
     const int32_t n = p->out_h * p->out_w;
@@ -493,7 +503,7 @@ static inline __attribute__((always_inline)) void conv_run(
     mm_args a;
     col_geo G;
     int8_t *tmp, *gather;
-    int32_t b;
+    int32_t b, direct;
     a.stream = packed;
     a.out_c = p->out_c;
     a.groups = ((k + 7) >> 3) * 2;
@@ -501,6 +511,8 @@ static inline __attribute__((always_inline)) void conv_run(
     gather = (int8_t *)(void *)(scratch + 4 * a.groups);
     tmp = gather + 8 * a.groups;
     conv_geometry(&G, p, 4 * a.groups);
+    G.rest = !fast && G.row_rest != 0 ? col_rest : 0;
+    direct = fast || (packed[0] == 0 && (p->out_c & 1) == 0);
     for (b = 0; b < p->batches; ++b) {
         const size_t first = (size_t)b * (size_t)n;
         int32_t q;
@@ -517,7 +529,12 @@ static inline __attribute__((always_inline)) void conv_run(
                 }
                 conv_columns(&G, scratch, gather, two);
             }
-            mm2(&a, scratch, out, two ? out + out_c : out);
+            if (direct) { /* every pair takes kml_rq, even channel count: no mm_slow */
+                mm_pairs(packed + 1, scratch, scratch + 4 * a.groups, a.groups & 2,
+                         2 * a.out_offset + 1, out, two ? p->out_c : 0, p->out_c >> 1);
+            } else {
+                mm2(&a, scratch, out, two ? out + out_c : out);
+            }
             if (!full) { /* mm2 saturated to [-128, 127]; narrow to the activation */
                 size_t i;
                 for (i = 0; i < (two ? 2 : 1) * out_c; ++i) {
@@ -542,7 +559,18 @@ void kml_conv2d_s8(const kml_conv_params *p, const int8_t *input, const int8_t *
     (void)bias;
     (void)mult;
     (void)shift;
-    conv_run(p, packed, input, output, scratch, 0);
+    conv_run(p, packed, input, output, scratch, 0, 0);
+}
+
+void kml_conv2d_pairs_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                         const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                         int8_t *output, const int32_t *packed, int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    conv_run(p, packed, input, output, scratch, 0, 1);
 }
 
 /* -- fused ADD --------------------------------------------------------------------------------
@@ -705,7 +733,7 @@ void kml_conv2d_add_s8(const kml_conv_params *p, const int8_t *input, const int8
         packed += 256;
     }
     ++packed;
-    conv_run(p, packed, input, output, scratch, &c);
+    conv_run(p, packed, input, output, scratch, &c, 0);
 }
 
 
@@ -999,12 +1027,13 @@ static int32_t dw3_line(const kml_conv_params *p)
 }
 
 
-/* The depthwise 3x3 kernel; ``s2`` (a constant in each entry point, so that a model links only
- * the row routines it uses): stride 2, rows in steps of three outputs. */
+/* The depthwise 3x3 kernel. ``s2`` and ``w5`` are constants in each entry point, so that a
+ * model links only the row routines it uses: ``s2``, stride 2, rows in steps of three outputs;
+ * ``w5``, stride 1 and rows that steps of five outputs cover (no dw3_row1). */
 static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                                                       const int8_t *input,
                                                       const int32_t *packed, int8_t *output,
-                                                      int8_t *ring, int32_t s2)
+                                                      int8_t *ring, int32_t s2, int32_t w5)
 {
     const int32_t c = p->in_c;
     const int32_t lw = dw3_line(p);
@@ -1063,7 +1092,7 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                     dw3_row5(line[0] + x, line[1] + x, line[2] + x, rec, out + x * c - 1, &L);
                 }
             }
-            if (x < p->out_w) {
+            if (!w5 && x < p->out_w) {
                 const int32_t n = p->out_w - x, sx = x * p->stride_w;
                 L.n = n;
                 L.dout = 1 - n * c;
@@ -1092,7 +1121,20 @@ KML_SMALL void kml_depthwise_conv2d_3x3_s8(const kml_conv_params *p, const int8_
     (void)bias;
     (void)mult;
     (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0);
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 0);
+}
+
+KML_SMALL void kml_depthwise_conv2d_3x3_w5_s8(const kml_conv_params *p, const int8_t *input,
+                                              const int8_t *filter, const int32_t *bias,
+                                              const int32_t *mult, const int32_t *shift,
+                                              int8_t *output, const int32_t *packed,
+                                              int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1);
 }
 
 KML_SMALL void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const int8_t *input,
@@ -1105,7 +1147,7 @@ KML_SMALL void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const in
     (void)bias;
     (void)mult;
     (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1);
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1, 0);
 }
 
 /* Any other geometry. Four output channels at a time when the channel count allows it and

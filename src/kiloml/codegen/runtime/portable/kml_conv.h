@@ -31,6 +31,13 @@ void kml_conv2d_s8(const kml_conv_params *p, const int8_t *input, const int8_t *
                    const int32_t *bias, const int32_t *mult, const int32_t *shift,
                    int8_t *output, const int32_t *packed, int32_t *scratch);
 
+/* CONV_2D whose weights the generator found to need no general case: optimized runtimes may
+ * link less code for it (armv7em: every channel pair takes the fast requantization, even
+ * channel count); otherwise kml_conv2d_s8. */
+void kml_conv2d_pairs_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                         const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                         int8_t *output, const int32_t *packed, int32_t *scratch);
+
 /* CONV_2D whose result goes straight into an ADD with ``residual``; ``output`` may be
  * ``residual`` itself (each element is read before it is written). */
 void kml_conv2d_add_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
@@ -43,13 +50,19 @@ void kml_depthwise_conv2d_s8(const kml_conv_params *p, const int8_t *input,
                              const int32_t *shift, int8_t *output, const int32_t *packed,
                              int32_t *scratch);
 
-/* DEPTHWISE_CONV_2D for 3x3 filters, stride 1 (_3x3) or 2 (_3x3_s2) both ways, no dilation,
- * depth multiplier 1: optimized runtimes have dedicated kernels (their ``scratch`` and
- * ``packed`` layouts are the runtime's); the portable ones are kml_depthwise_conv2d_s8. */
+/* DEPTHWISE_CONV_2D for 3x3 filters, stride 1 (_3x3; _3x3_w5 when the output width is at
+ * least 5 and not 1 or 2 mod 5) or 2 (_3x3_s2) both ways, no dilation, depth multiplier 1:
+ * optimized runtimes have dedicated kernels (their ``scratch`` and ``packed`` layouts are the
+ * runtime's); the portable ones are kml_depthwise_conv2d_s8. */
 void kml_depthwise_conv2d_3x3_s8(const kml_conv_params *p, const int8_t *input,
                                  const int8_t *filter, const int32_t *bias, const int32_t *mult,
                                  const int32_t *shift, int8_t *output, const int32_t *packed,
                                  int32_t *scratch);
+
+void kml_depthwise_conv2d_3x3_w5_s8(const kml_conv_params *p, const int8_t *input,
+                                    const int8_t *filter, const int32_t *bias,
+                                    const int32_t *mult, const int32_t *shift, int8_t *output,
+                                    const int32_t *packed, int32_t *scratch);
 
 void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const int8_t *input,
                                     const int8_t *filter, const int32_t *bias,
