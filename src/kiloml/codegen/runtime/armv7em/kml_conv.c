@@ -59,18 +59,18 @@ static KML_SMALL void window_row(const kml_conv_params *p, const int8_t *row, in
     const int32_t c = p->in_c;
     const int8_t zp = (int8_t)(-p->in_offset);
     int32_t kx;
+    if (row == 0 || lo > 0 || hi < p->k_w || p->dil_w != 1) {
+        bytes_fill(t, zp, p->k_w * c); /* then the taps inside the image over it */
+    }
     if (row == 0) {
-        bytes_fill(t, zp, p->k_w * c);
-    } else if (p->dil_w == 1) {
-        bytes_fill(t, zp, lo * c);
+        return;
+    }
+    if (p->dil_w == 1) {
         bytes_copy(t + lo * c, row + (ix0 + lo) * c, (hi - lo) * c);
-        bytes_fill(t + hi * c, zp, (p->k_w - hi) * c);
     } else {
         for (kx = 0; kx < p->k_w; ++kx) {
             const int32_t ix = ix0 + kx * p->dil_w;
-            if (ix < 0 || ix >= p->in_w) {
-                bytes_fill(t + kx * c, zp, c);
-            } else {
+            if (ix >= 0 && ix < p->in_w) {
                 bytes_copy(t + kx * c, row + (size_t)(ix * c), c);
             }
         }
