@@ -34,6 +34,11 @@
 
 static __attribute__((noinline)) void bytes_fill(int8_t *d, int8_t v, int32_t n)
 {
+    const uint32_t w = (uint8_t)v * 0x01010101u;
+    for (; n >= 4; n -= 4, d += 4) {
+        memcpy(d, &w, 4);
+        __asm__("" : "+r"(d)); /* a few words: keep the loop (not a call to memset) */
+    }
     for (; n > 0; --n) {
         *d++ = v;
         __asm__("" : "+r"(d)); /* a few bytes: keep the loop (not a call to memset) */
@@ -192,6 +197,15 @@ static void col_rest(const col_geo *G, int32_t *dst, const int8_t *s, int32_t db
     const int32_t r = G->row_rest, o2 = G->off2;
     uint32_t xa = 0, xb = 0;
     int32_t sh = 0, ky, j;
+    if (r == 1 && G->p->k_h == 3) { /* the common RGB 3x3 case, straight */
+        const int8_t *s2 = s + 2 * step;
+        xa = (uint32_t)(uint8_t)s[0] | (uint32_t)(uint8_t)s[step] << 8
+             | (uint32_t)(uint8_t)s2[0] << 16;
+        xb = (uint32_t)(uint8_t)s[db] | (uint32_t)(uint8_t)s[step + db] << 8
+             | (uint32_t)(uint8_t)s2[db] << 16;
+        col_put2(dst, xa, xb, o2);
+        return;
+    }
     if (r == 1 && G->p->k_h <= 4) { /* one byte a row, one group */
         for (; sh < 8 * G->p->k_h; sh += 8, s += step) {
             xa |= (uint32_t)(uint8_t)s[0] << sh;
