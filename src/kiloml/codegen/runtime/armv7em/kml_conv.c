@@ -1,30 +1,37 @@
 /* kiloml runtime (armv7em): CONV_2D (+ fused ADD) and DEPTHWISE_CONV_2D with dual 16-bit MACs.
  *
- * CONV_2D: two output pixels at a time. Their receptive fields are copied into a pair of int16
- * columns in ``scratch`` (kml_arm.h), then ``mm2`` multiplies them with the weights, two output
- * channels at a time (2 x 2 accumulators, 8 SMLAD per group of four inputs). All reads of both
- * windows happen before either pixel is written, so the portable kernel's in-place bound
- * (output pixel q is written after the windows <= q are read) still holds. Scratch: the
- * column pair (4 * K8 bytes), two window byte buffers (2 * K8, for windows that leave the
- * image), and for CONV_2D_ADD 2 * out_c bytes.
+ * CONV_2D: two output pixels at a time. Their receptive fields become a pair of int16 columns
+ * in ``scratch`` (kml_arm.h; col_pair reads windows inside the image in place, windows that
+ * leave it are first written out as bytes), then ``mm_pairs`` multiplies them with the
+ * weights, two output channels at a time (2 x 2 accumulators, 8 SMLAD per group of four
+ * inputs). The K order is the weight packing's (conv_rows in kiloml/codegen/armv7em.py): the
+ * whole groups of four of every window row, then the remaining bytes of all rows. All reads
+ * of both windows happen before either pixel is written, so the portable kernel's in-place
+ * bound (output pixel q is written after the windows <= q are read) still holds. Scratch: the
+ * column pair (4 * K8 bytes), two window byte buffers (2 * K8), and for CONV_2D_ADD 2 * out_c
+ * bytes. Entry points: kml_conv2d_s8 (any stream), kml_conv2d_pairs_s8 (the generator's
+ * promise: every pair fast, even channel count, window rows of whole groups; links less code),
+ * kml_conv2d_add_s8.
  *
  * ``packed`` (kiloml/codegen/armv7em.py, matrix_stream): a word flagging generic pairs, then
  * per output channel pair two biases, the weight words of the pair (for each group of four
  * inputs, the word of channel 2i then that of channel 2i+1), two multipliers and a word with
  * the two shift bytes and the KML_GENERIC_PAIR flag; an odd last channel has one of each and
  * its own weight words. Group g of column j of the pair buffer is words 4g + 2j, 4g + 2j + 1.
+ * CONV_2D_ADD's stream starts with 1 and a 256-word ADD table (add_table) or with 0.
  *
  * DEPTHWISE_CONV_2D 3x3 (depth multiplier 1): input rows are transposed into a ring of
  * per-channel lines; an output row is computed five outputs at a time for every channel
  * (dw3_row5: five accumulators, weights split once per filter row, 12 MAC instructions per
  * 15 MACs; a last group of five may overlap the previous one); at stride 2 (its own entry
  * point) three outputs at a time (dw3_row3s2: 7 MAC instructions per 9 MACs); leftovers one
- * output at a time (dw3_row1). The channel loop is inside the asm blocks.
+ * output at a time (dw3_row1, not linked by the _w5 entry). The channel loop is inside the
+ * asm blocks.
  *
- * The innermost loops (mm_pairs, dw3_row5, dw3_row3s2, dw3_row1) are asm blocks: they need all 14
- * allocatable registers, and GCC otherwise spills accumulators or duplicates loop bodies
- * (measured: 10 to 40 % more instructions, and more flash). Everything around them is C
- * with ACLE intrinsics.
+ * The innermost loops (mm_pairs, col_pair, dw3_row5, dw3_row3s2, dw3_row1) are asm blocks:
+ * they need all 14 allocatable registers, and GCC otherwise spills accumulators or
+ * duplicates loop bodies (measured: 10 to 40 % more instructions, and more flash). Everything
+ * around them is C with ACLE intrinsics.
  */
 #include "kml_conv.h"
 

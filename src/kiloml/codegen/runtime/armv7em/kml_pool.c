@@ -35,14 +35,16 @@ static KML_SMALL void pool(const kml_pool_params *p, const int8_t *input, int8_t
                     int32_t e = is_max ? -128 : 0, o = 0, sum[4];
                     for (ky = ky0; ky < ky1; ++ky, r += row) {
                         const int8_t *x = r;
-                        for (kx = kx0; kx < kx1; ++kx, x += c) {
-                            if (simd) {
+                        if (simd) { /* the hot case: no per-tap tests */
+                            for (kx = kx0; kx < kx1; ++kx, x += c) {
                                 const int32_t v = kml_ld32(x);
                                 e = __sxtab16(e, v);
                                 o = kml_sxtab16_ror8(o, v);
-                            } else {
-                                e = is_max ? (*x > e ? *x : e) : e + *x;
                             }
+                            continue;
+                        }
+                        for (kx = kx0; kx < kx1; ++kx, x += c) {
+                            e = is_max ? (*x > e ? *x : e) : e + *x;
                         }
                     }
                     sum[0] = simd ? (int16_t)e : e;
