@@ -411,10 +411,11 @@ static void mm_pairs(const int32_t *w, const int32_t *col, const int32_t *x_end,
         "bcc 1b\n\t"
         "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */
         "ldr %[x0], [%[w]], #4\n\t"           /* shift bytes and flag */
+        "ldr %[x1], %[c2]\n\t"              /* (after a load: pipelined) */
         "tst %[x0], #0x10000\n\t"
         "bne 5f\n\t"
-        "ldr %[x1], %[c2]\n\t"              /* register shifts read the low byte: */
-        "lsr %[x2], %[x0], #8\n\t"            /* r0 in x0, r1 in x2 */
+        "lsr %[x2], %[x0], #8\n\t"            /* register shifts read the low byte: */
+                                               /* r0 in x0, r1 in x2 */
         "lsl %[x3], %[x1], %[x0]\n\t"
         "asr %[x3], %[x3], #1\n\t"            /* k0 */
         "lsl %[x1], %[x1], %[x2]\n\t"
