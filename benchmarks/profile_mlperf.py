@@ -41,14 +41,14 @@ def main() -> None:
             r["tflm_instructions"] = TFLM_INSTR[name]
             r["vs_tflm"] = round(r["instructions"] / TFLM_INSTR[name], 3)
             r["cubeai_ms"] = CUBEAI_MS.get(name)
-            r.pop("layers")
+            r["n_layers"] = len(r.pop("layers"))
             rows.append(r)
     if "--json" in sys.argv:
         print(json.dumps(rows, indent=2))
         return
     head = (f"{'model':22s} {'kernels':8s} {'instr':>11s} {'vs TFLM':>7s} {'cycles(est)':>12s} "
             f"{'MAC/cyc':>7s} {'ms@120MHz':>9s} {'CubeAI ms':>9s} {'uJ':>8s} {'flash':>8s} "
-            f"{'overhead':>8s} {'RAM':>7s} {'match':>5s} {'emu s':>5s}")
+            f"{'overhead':>8s} {'RAM':>7s} {'match':>5s} {'layers':>7s} {'emu s':>5s}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -56,7 +56,13 @@ def main() -> None:
         print(f"{r['model']:22s} {r['runtime']:8s} {r['instructions']:>11,} {r['vs_tflm']:>7.2f} "
               f"{r['cycles']:>12,} {r['macs_per_cycle']:>7.3f} {r['latency_ms']:>9.2f} {cube:>9s} "
               f"{r['energy_uj']:>8.0f} {r['flash_bytes']:>8,} {r['flash_overhead_bytes']:>8,} "
-              f"{r['ram_bytes']:>7,} {str(r['output_matches_reference']):>5s} {r['emulation_s']:>5.1f}")
+              f"{r['ram_bytes']:>7,} {str(r['output_matches_reference']):>5s} "
+              f"{_layers_ok(r):>7s} {r['emulation_s']:>5.1f}")
+
+
+def _layers_ok(r: dict) -> str:
+    """Every checked layer's output bit-exact in the emulator: 'k/n' layers, or 'NO'."""
+    return f"{r['layers_checked']}/{r['n_layers']}" if r["layers_match_reference"] else "NO"
 
 
 if __name__ == "__main__":

@@ -203,6 +203,9 @@ def _print_one(r: dict) -> None:
             ("latency", f"{_fmt(r['latency_ms'], 3)} ms"),
             ("energy / inference", f"{_fmt(r['energy_uj'], 1)} µJ"),
             ("output = reference", _fmt(r["output_matches_reference"]))]
+    if r.get("layers_checked"):
+        rows.append(("every layer = reference", f"{_fmt(r['layers_match_reference'])} "
+                                                 f"({r['layers_checked']} layers checked)"))
     if "dsp" in r:
         d, pl = r["dsp"], r["pipeline"]
         rows += [("DSP block", f"{d['block']} {d['variant']} ({d['runtime']}), {d['window']}"),
@@ -226,11 +229,12 @@ def _print_one(r: dict) -> None:
                   f"{r['ram_available_bytes']:,}")
     if r["layers"]:
         lt = Table(title="per layer", title_justify="left")
-        for col in ("node", "op", "kernel", "MACs", "cycles", "MAC/cycle"):
+        for col in ("node", "op", "kernel", "MACs", "cycles", "MAC/cycle", "exact"):
             lt.add_column(col, justify="right" if col in ("MACs", "cycles", "MAC/cycle") else "left")
         for layer in r["layers"]:
             lt.add_row(str(layer["node"]), layer["op"], layer["kernel"], _fmt(layer["macs"]),
-                       _fmt(layer["cycles"]), _fmt(layer["macs_per_cycle"], 3))
+                       _fmt(layer["cycles"]), _fmt(layer["macs_per_cycle"], 3),
+                       _fmt(layer.get("matches_reference")))
         err.print(lt)
 
 

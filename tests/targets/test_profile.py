@@ -123,3 +123,31 @@ def test_cycle_model_classes():
     assert cost.cycles == 1 + 2 + 1 + 1  # second load pipelines with the first
     assert cost.macs_simd == 1
     assert np.isclose(block_cost(insns, "cortex-m7").cycles, 1 + 1 + 1 + 0.5)
+
+
+def test_every_layer_is_checked_and_a_wrong_layer_is_caught(monkeypatch):
+    """The emulated arena is read after each kernel call and compared with the reference
+    interpreter's tensor; a layer whose generated code is deliberately broken (its ReLU
+    clamped at -100 instead of 127) is flagged by node, the layers before it still match."""
+    from kiloml.io.tflite_reader import read_tflite
+    from kiloml.targets import profile as prof
+
+    g = read_tflite(SHARED / "models" / "tflm_examples" / "hello_world_int8.tflite")
+    good = profile_graph(g, "pico")
+    assert good["output_matches_reference"] and good["layers_match_reference"]
+    assert good["layers_checked"] == len(good["layers"]) == 3
+    real = prof.generate_c
+
+    def broken(*a, **kw):
+        res = real(*a, **kw)
+        src = res.files[f"{res.prefix}.c"]
+        head, tail = src.split(f"static const kml_fc_params {res.prefix}_n1_p", 1)
+        res.files[f"{res.prefix}.c"] = (head + f"static const kml_fc_params {res.prefix}_n1_p"
+                                        + tail.replace(".act_max = 127", ".act_max = -100", 1))
+        return res
+
+    monkeypatch.setattr(prof, "generate_c", broken)
+    bad = profile_graph(g, "pico")
+    by_node = {x["node"]: x["matches_reference"] for x in bad["layers"]}
+    assert bad["layers_match_reference"] is False
+    assert by_node[0] is True and by_node[1] is False

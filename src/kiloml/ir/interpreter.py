@@ -23,6 +23,11 @@ class Interpreter:
         self.params: list[Any] = [REGISTRY[n.op].prepare(graph, n) for n in graph.nodes]
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        values = self.run_all(*inputs)
+        return [values[t] for t in self.graph.outputs]
+
+    def run_all(self, *inputs: np.ndarray) -> dict[int, np.ndarray]:
+        """Every activation tensor's value (tensor index -> array), inputs included."""
         g = self.graph
         if len(inputs) != len(g.inputs):
             raise KilomlError(f"model has {len(g.inputs)} inputs, got {len(inputs)} arrays")
@@ -40,7 +45,7 @@ class Interpreter:
             outs = REGISTRY[node.op].reference(g, node, p, ins)
             for t, arr in zip(node.outputs, outs):
                 values[t] = arr
-        return [values[t] for t in g.outputs]
+        return values
 
 
 def run_reference(graph: Graph, *inputs: np.ndarray) -> list[np.ndarray]:

@@ -53,6 +53,7 @@ class EmulationResult:
     segments: list[Segment]
     stack_bytes: int
     memory: dict[str, bytes]
+    snapshots: list = field(default_factory=list)
 
 
 class ElfImage:
@@ -77,10 +78,13 @@ class ElfImage:
 
 
 def emulate(image: ElfImage, core: str, kernel_entries: list[str] | None = None,
-            read_back: dict[str, int] | None = None, fpu: bool = False) -> EmulationResult:
+            read_back: dict[str, int] | None = None, fpu: bool = False,
+            snapshots: list[tuple[int, int] | None] | None = None) -> EmulationResult:
     """Run from reset to ``kml_profile_end``; see the module docstring. ``fpu``: the image
     uses the floating-point unit (hard-float build): enable it (CPACR CP10/CP11 full access,
-    as a startup file on the device does)."""
+    as a startup file on the device does). ``snapshots[j]``: (address, bytes) to read when
+    the j-th kernel call has finished (when the next kernel call starts, or at the end
+    marker); the bytes are returned in ``EmulationResult.snapshots[j]``."""
     uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
     uc.ctl_set_cpu_model(CPU_MODELS[core])
     if fpu:
@@ -100,6 +104,12 @@ def emulate(image: ElfImage, core: str, kernel_entries: list[str] | None = None,
     state = {"seg": segments[0].blocks, "counting": False}
     entries = {image.addr(k): k for k in (kernel_entries or []) if k in image.symbols}
 
+    snaps: list[bytes | None] = [None] * len(snapshots or [])
+
+    def take(j: int) -> None:
+        if 0 <= j < len(snaps) and snapshots[j] is not None:
+            snaps[j] = bytes(uc.mem_read(*snapshots[j]))
+
     def on_block(uc_, address, size, _user):
         if state["counting"]:
             key = (address, size)
@@ -110,6 +120,7 @@ def emulate(image: ElfImage, core: str, kernel_entries: list[str] | None = None,
             segments.append(Segment("(invoke)"))
             state["seg"] = segments[-1].blocks
         elif address in entries and state["counting"]:
+            take(len(segments) - 3)  # the kernel call before this one has returned
             segments.append(Segment(entries[address]))
             state["seg"] = segments[-1].blocks
             # this block was tallied in the previous segment: move it
@@ -126,6 +137,7 @@ def emulate(image: ElfImage, core: str, kernel_entries: list[str] | None = None,
     if uc.reg_read(arm_const.UC_ARM_REG_PC) & ~1 != end:
         raise ToolchainError(f"{image.path}: emulation did not reach kml_profile_end "
                              f"(instruction limit {MAX_INSTRUCTIONS:,})")
+    take(len(segments) - 3)
 
     md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
     cache = {}
@@ -150,4 +162,4 @@ def emulate(image: ElfImage, core: str, kernel_entries: list[str] | None = None,
     stack_bytes = (estack - ebss) - untouched
     memory = {name: bytes(uc.mem_read(image.addr(name), size))
               for name, size in (read_back or {}).items()}
-    return EmulationResult(total_i, total_c, segments[1:], stack_bytes, memory)
+    return EmulationResult(total_i, total_c, segments[1:], stack_bytes, memory, snaps)

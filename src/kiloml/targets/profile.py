@@ -157,14 +157,17 @@ def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int
         b = build_elf(g, core, inputs, wd, runtime)
         calls = _kernel_calls(b.result)
         ins, outs = _io_specs(b.result.graph)
+        snap = _layer_snapshots(b, calls)
         emu = emulate(b.elf, core, kernel_entries=sorted({f for _, f in calls}),
-                      read_back={f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})
+                      read_back={f"kml_profile_{s.name}": s.tensor.nbytes for s in outs},
+                      snapshots=[x[1] if x else None for x in snap])
     finally:
         if tmp is not None:
             tmp.cleanup()
     match = all(np.array_equal(np.frombuffer(emu.memory[f"kml_profile_{s.name}"],
                                              DTYPES[s.tensor.dtype]).reshape(s.tensor.shape), r)
                 for s, r in zip(outs, ref))
+    layer_match = _compare_layers(b.result.graph, inputs, snap, emu.snapshots)
     sizes = elf_sizes(b.elf)
     lg = b.result.graph
     macs = sum(REGISTRY[n.op].macs(lg, n) for n in lg.nodes)
@@ -192,9 +195,55 @@ def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int
         "flash_available_bytes": int(board["flash_bytes"]),
         "ram_available_bytes": int(board["ram_bytes"]),
         "output_matches_reference": bool(match),
+        "layers_checked": len(layer_match),
+        "layers_match_reference": all(layer_match.values()),
         "layers": _layers(lg, calls, emu),
     })
+    for layer in out["layers"]:
+        if layer["node"] in layer_match:
+            layer["matches_reference"] = layer_match[layer["node"]]
     return out
+
+
+def _layer_snapshots(b: Build, calls) -> list:
+    """Per kernel call: (output tensor, (address, bytes)) to read from the arena once the call
+    returns, or None where another node's code runs before the next kernel call (its output
+    could be overwritten in place by then)."""
+    lg, plan = b.result.graph, b.result.plan
+    arena = f"{b.result.prefix}_arena"
+    if arena not in b.elf.symbols:
+        return [None] * len(calls)
+    base = b.elf.addr(arena)
+    called = {n for n, _ in calls}
+    out = []
+    for j, (n, _) in enumerate(calls):
+        nxt = calls[j + 1][0] if j + 1 < len(calls) else len(lg.nodes)
+        between = [m for m in range(n + 1, nxt) if m not in called
+                   and not REGISTRY[lg.nodes[m].op].is_alias()]
+        t = lg.nodes[n].outputs[0]
+        if between or t not in plan.offsets:
+            out.append(None)
+        else:
+            out.append((t, (base + plan.offsets[t], lg.tensors[t].nbytes)))
+    return out
+
+
+def _compare_layers(lg: Graph, inputs, snap, got) -> dict[int, bool]:
+    """Node -> its output in the emulator's arena equals the reference interpreter's."""
+    values = Interpreter(lg).run_all(*inputs)
+    res = {}
+    for (j, s), data in zip(enumerate(snap), got):
+        if s is None or data is None:
+            continue
+        t = s[0]
+        ref = values[t]
+        res[_node_of(lg, t)] = bool(np.array_equal(
+            np.frombuffer(data, ref.dtype).reshape(ref.shape), ref))
+    return res
+
+
+def _node_of(lg: Graph, t: int) -> int:
+    return next(i for i, n in enumerate(lg.nodes) if t in n.outputs)
 
 
 def _layers(lg: Graph, calls, emu) -> list[dict]:
