@@ -328,7 +328,7 @@ static void conv_columns(col_geo *G, int32_t *col, int8_t *tmp, int32_t two)
 
 typedef struct {
     const int32_t *stream; /* packed */
-    int32_t out_c, groups, out_offset;
+    int32_t out_c, groups, out_offset, back; /* back: mm_back(groups) */
 } mm_args;
 
 /* One group of four inputs for 2 columns x 2 channels: the three loads are issued back to
@@ -377,43 +377,54 @@ typedef struct {
     "asr %[wo], %[wo], %[" R "]\n\t"                                                         \
     "ssat %[" A "], #8, %[wo]\n\t"
 
+/* Groups of four inputs per iteration of mm_pairs' loop (its body is MM_UNROLL copies of
+ * MM_GROUP, MM_GROUP_BYTES of code each). */
+#define MM_UNROLL 6
+#define MM_GROUP_BYTES 60
+#define MM_GROUP2 MM_GROUP MM_GROUP
+#define MM_GROUP6 MM_GROUP2 MM_GROUP2 MM_GROUP2
+
+/* Bytes of mm_pairs' loop body before its test that the first pass skips: the groups after
+ * the first one (``groups`` is even, groups - 1 odd) not a multiple of MM_UNROLL. */
+static KML_SMALL int32_t mm_back(int32_t groups)
+{
+    return ((groups - 1) % MM_UNROLL) * MM_GROUP_BYTES;
+}
+
 /* out_a[oc], out_b[oc] for every channel pair of the stream: the two columns at col times
- * the pair's weights (four groups per loop iteration, entered halfway when the group count is
- * 2 mod 4: three back-to-back loads, 4 SXTB16, 8 SMLAD per group), kml_rq, SSAT, four
- * back-to-back stores.
- * Pairs flagged KML_GENERIC_PAIR are skipped (mm2 redoes them). One asm block: the loop
- * needs all 14 allocatable registers (everything else lives in memory operands), and GCC must
- * not split, duplicate or spill it. */
-static void mm_pairs(const int32_t *w, const int32_t *col, const int32_t *x_end, int32_t half,
+ * the pair's weights (MM_UNROLL groups per loop iteration, the first pass entered at ``back``
+ * bytes before the test so that it ends the groups: three back-to-back loads, 4 SXTB16,
+ * 8 SMLAD per group), kml_rq, SSAT, four back-to-back stores.
+ * Pairs flagged KML_GENERIC_PAIR are not told apart: their (meaningless) results are
+ * stored like the others and mm2 overwrites them (the outputs are written after every read
+ * of the columns, and nothing reads them in between); no test per pair. One asm block: the
+ * loop needs all 14 allocatable registers (everything else lives in memory operands), and
+ * GCC must not split, duplicate or spill it. */
+static void mm_pairs(const int32_t *w, const int32_t *col, const int32_t *x_end, int32_t back,
                      int32_t c2, int8_t *out_a, int32_t ob_off, int32_t pairs)
 {
     const int32_t *const w_end = w + pairs * (5 + 2 * ((x_end - col) >> 2));
     const int32_t *x;
     int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6;
     __asm__ volatile(
-        "ldr %[w1], %[half]\n\t"            /* the loop entry after the first group, once: */
-        "cmp %[w1], #0\n\t"                 /* 1 or 3 (mod 4) groups left */
-        "ite ne\n\t"
-        "adrne %[w0], 4f\n\t"
-        "adreq %[w0], 3f\n\t"
-        "str %[w0], %[half]\n"
+        "ldr %[w1], %[back]\n\t"            /* the loop entry after the first group, once */
+        "adr %[w0], 9f\n\t"
+        "sub %[w0], %[w0], %[w1]\n\t"
+        "str %[w0], %[back]\n"
         "0:\n\t"
         "ldrd %[a0], %[a1], [%[w]], #8\n\t"
         "ldr %[x], %[col]\n\t"
         MM_GROUP0
-        "ldr %[w0], %[half]\n\t"
+        "ldr %[w0], %[back]\n\t"
         "mov pc, %[w0]\n\t"                 /* ARMv7-M: bit 0 of the address is ignored */
         ".p2align 2\n"
-        "1:\n\t" MM_GROUP
-        "3:\n\t" MM_GROUP MM_GROUP
-        "4:\n\t" MM_GROUP
+        "1:\n\t" MM_GROUP6
+        "9:\n\t"
         "cmp %[x], %[xe]\n\t"
         "bcc 1b\n\t"
         "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */
         "ldr %[x0], [%[w]], #4\n\t"           /* shift bytes and flag */
         "ldr %[x1], %[c2]\n\t"              /* (after a load: pipelined) */
-        "tst %[x0], #0x10000\n\t"
-        "bne 5f\n\t"
         "lsr %[x2], %[x0], #8\n\t"            /* register shifts read the low byte: */
                                                /* r0 in x0, r1 in x2 */
         "lsl %[x3], %[x1], %[x0]\n\t"
@@ -430,21 +441,14 @@ static void mm_pairs(const int32_t *w, const int32_t *col, const int32_t *x_end,
         "strb %[a0], [%[x]], #2\n\t"
         "strb %[a1], [%[x], #-1]\n\t"
         "strb %[c0], [%[w0]]\n\t"
-        "strb %[c1], [%[w0], #1]\n"
-        "6:\n\t"
+        "strb %[c1], [%[w0], #1]\n\t"
         "str %[x], %[oa]\n\t"
         "ldr %[w0], %[we]\n\t"
         "cmp %[w], %[w0]\n\t"
-        "bne 0b\n\t"
-        "b 7f\n"
-        "5:\n\t"                            /* a generic pair: mm2 redoes it */
-        "ldr %[x], %[oa]\n\t"
-        "add %[x], %[x], #2\n\t"
-        "b 6b\n"
-        "7:"
+        "bne 0b"
         : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),
           [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0),
-          [c1] "=&r"(c1), [x] "=&r"(x), [w] "+r"(w), [oa] "+m"(out_a), [half] "+m"(half)
+          [c1] "=&r"(c1), [x] "=&r"(x), [w] "+r"(w), [oa] "+m"(out_a), [back] "+m"(back)
         : [xe] "r"(x_end), [col] "m"(col), [c2] "m"(c2), [ob] "m"(ob_off), [we] "m"(w_end)
         : "cc", "memory");
 }
@@ -482,7 +486,7 @@ static KML_SMALL void mm2(const mm_args *a, const int32_t *col, int8_t *out_a, i
     const int32_t *w = a->stream + 1;
     const int32_t pairs = a->out_c >> 1;
     if (pairs > 0) {
-        mm_pairs(w, col, col + 4 * a->groups, a->groups & 2, 2 * a->out_offset + 1, out_a,
+        mm_pairs(w, col, col + 4 * a->groups, a->back, 2 * a->out_offset + 1, out_a,
                  (int32_t)(out_b - out_a), pairs);
     }
     if (a->stream[0] != 0) { /* some pairs take the general requantization: redo them */
@@ -529,6 +533,7 @@ static inline __attribute__((always_inline)) void conv_run(
     a.stream = packed;
     a.out_c = p->out_c;
     a.groups = ((k + 7) >> 3) * 2;
+    a.back = mm_back(a.groups);
     a.out_offset = p->out_offset;
     gather = (int8_t *)(void *)(scratch + 4 * a.groups);
     tmp = gather + 8 * a.groups;
@@ -552,7 +557,7 @@ static inline __attribute__((always_inline)) void conv_run(
                 conv_columns(&G, scratch, gather, two);
             }
             if (direct) { /* every pair takes kml_rq, even channel count: no mm_slow */
-                mm_pairs(packed + 1, scratch, scratch + 4 * a.groups, a.groups & 2,
+                mm_pairs(packed + 1, scratch, scratch + 4 * a.groups, a.back,
                          2 * a.out_offset + 1, out, two ? p->out_c : 0, p->out_c >> 1);
             } else {
                 mm2(&a, scratch, out, two ? out + out_c : out);
