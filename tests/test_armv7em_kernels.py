@@ -106,6 +106,9 @@ CONV_CASES = (
         dict(in_shape=(2, 1, 16, 4), out_channels=8, kernel=(1, 5), stride=(1, 2),
              per_channel=False),                                                # batch 2
         dict(in_shape=(1, 49, 10, 1), out_channels=8, kernel=(10, 4), stride=2),  # KWS-like
+        dict(in_shape=(2, 7, 7, 1), out_channels=4, kernel=(3, 4), stride=(2, 4)),  # padded
+        dict(in_shape=(1, 9, 8, 1), out_channels=6, kernel=(2, 4), stride=(1, 2),  # copy, or
+             padding="VALID"),                                                  # none needed
         dict(in_shape=(1, 11, 11, 3), out_channels=8, kernel=3, stride=2),        # VWW-like
         dict(in_shape=(1, 4, 4, 20), out_channels=3, kernel=3, dilation=2, activation="RELU"),
         dict(in_shape=(1, 3, 5, 64), out_channels=64, kernel=1, activation="RELU"),

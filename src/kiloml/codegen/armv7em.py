@@ -215,17 +215,31 @@ def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,
     return ctx.array("packed", "int32_t", stream)
 
 
-def conv_kernel(g, node, p, rows: np.ndarray, row_len: int) -> str:
+def conv_kernel(g, node, p, rows: np.ndarray, row_len: int, inside: bool = False) -> str:
     """The convolution kernel for the stream ``matrix_args`` makes of the same arguments:
     ``kml_conv2d_pairs_s8`` (links neither the general requantization nor the column code for
     window rows that are not whole groups) when every channel pair takes the fast
     requantization, the channel count is even and a window row (``row_len`` = k_w x in_c bytes)
-    is a whole number of groups of four, else ``kml_conv2d_s8``."""
+    is a whole number of groups of four, else ``kml_conv2d_s8``; ``kml_conv2d_pairs_inside_s8``
+    (no code for windows that leave the image) for the former when ``inside``
+    (windows_inside)."""
     if rows.shape[0] % 2 or row_len % 4:
         return "kml_conv2d_s8"
     _, _, _, ok = fast_params(p.mult, p.shift, np.abs(rows.astype(np.int64)).sum(axis=1),
                               _bias(g, node), p.in_offset, p.out_offset, p.act_min, p.act_max)
-    return "kml_conv2d_pairs_s8" if bool(np.all(ok)) else "kml_conv2d_s8"
+    if not bool(np.all(ok)):
+        return "kml_conv2d_s8"
+    return "kml_conv2d_pairs_inside_s8" if inside else "kml_conv2d_pairs_s8"
+
+
+def windows_inside(p) -> bool:
+    """Every window of the convolution lies inside its image, or inside the padded copy the
+    kernel makes (pad_image_bytes)."""
+    hp = (p.out_h - 1) * p.stride_h + p.k_h
+    wp = (p.out_w - 1) * p.stride_w + p.k_w
+    return p.dil_h == 1 and p.dil_w == 1 and (
+        pad_image_bytes(p) > 0 or (p.pad_top == 0 and p.pad_left == 0 and hp <= p.in_h
+                                   and wp <= p.in_w))
 
 
 def _bias(g, node, slot: int = 2) -> np.ndarray | None:
@@ -238,6 +252,17 @@ def column_bytes(k: int) -> int:
     """Scratch of the convolution kernel: a pair of int16 columns of K values (padded to a
     multiple of 8) and a byte buffer of two windows."""
     return 6 * ((k + 7) // 8 * 8)
+
+
+def pad_image_bytes(p) -> int:
+    """Extra scratch of the convolution kernel for a single-channel input with padding: the
+    padded image (kml_conv.c, pad_image_bytes computes the same), else 0."""
+    hp = (p.out_h - 1) * p.stride_h + p.k_h
+    wp = (p.out_w - 1) * p.stride_w + p.k_w
+    if p.in_c != 1 or p.dil_h != 1 or p.dil_w != 1 or (
+            p.pad_top == 0 and p.pad_left == 0 and hp <= p.in_h and wp <= p.in_w):
+        return 0
+    return (hp * wp + 3) // 4 * 4
 
 
 def _smmlar(a: int, b: int, acc: int) -> int:

@@ -106,20 +106,22 @@ class Conv2D(OpDef):
         filt, extra = conv_weight_args(g, node, p, ctx)
         fn = "kml_conv2d_s8"
         if ctx.runtime == "armv7em":
-            from kiloml.codegen.armv7em import conv_kernel, conv_rows
+            from kiloml.codegen.armv7em import conv_kernel, conv_rows, windows_inside
 
             w = g.tensors[node.inputs[1]].data
-            fn = conv_kernel(g, node, p, conv_rows(w), w.shape[2] * w.shape[3])
+            fn = conv_kernel(g, node, p, conv_rows(w), w.shape[2] * w.shape[3],
+                             windows_inside(p))
         return [f"{fn}(&{params}, {ctx.ptr(node.inputs[0])}, {filt[0]}, {filt[3]}, "
                 f"{filt[1]}, {filt[2]}, {ctx.ptr(node.outputs[0])}, {extra});"]
 
     def scratch_bytes(self, g, node, runtime):
         if runtime != "armv7em":
             return 0
-        from kiloml.codegen.armv7em import column_bytes
+        from kiloml.codegen.armv7em import column_bytes, pad_image_bytes
 
         w = g.tensors[node.inputs[1]]
-        return column_bytes(w.shape[1] * w.shape[2] * w.shape[3])
+        return (column_bytes(w.shape[1] * w.shape[2] * w.shape[3])
+                + pad_image_bytes(self.prepare(g, node)))
 
     def inplace_delta(self, g, node):
         p = self.prepare(g, node)

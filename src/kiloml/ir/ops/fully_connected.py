@@ -128,7 +128,7 @@ class FullyConnected(OpDef):
                     "in_offset": p.in_offset, "out_offset": p.out_offset,
                     "act_min": p.act_min, "act_max": p.act_max})
                 packed = matrix_args(ctx, g, node, p, w)
-                fn = conv_kernel(g, node, p, w, p.depth)
+                fn = conv_kernel(g, node, p, w, p.depth, inside=True)
                 return [f"{fn}(&{conv}, {x}, 0, 0, 0, 0, {y}, {packed}, "
                         f"{ctx.scratch('int32_t')});"]
             ctx.use_kernel("fully_connected")

@@ -511,12 +511,52 @@ static KML_SMALL void mm2(const mm_args *a, const int32_t *col, int8_t *out_a, i
 struct add_ctx;
 static void add_pixel(const struct add_ctx *c, const int8_t *conv, size_t pixel);
 
+/* Bytes of the padded image (pad_image) when a layer takes it, else 0; the generator
+ * reserves as much after the column buffers (kiloml/codegen/armv7em.py, pad_image_bytes). A
+ * single-channel input with padding (the first layer of audio models): most windows leave
+ * the image and would each go through window_bytes row by row. */
+static int32_t pad_image_bytes(const kml_conv_params *p)
+{
+    const int32_t hp = (p->out_h - 1) * p->stride_h + p->k_h;
+    const int32_t wp = (p->out_w - 1) * p->stride_w + p->k_w;
+    if (p->in_c != 1 || p->dil_h != 1 || p->dil_w != 1
+        || (p->pad_top == 0 && p->pad_left == 0 && hp <= p->in_h && wp <= p->in_w)) {
+        return 0;
+    }
+    return hp * wp;
+}
+
+/* The image of one batch at ``in`` copied into ``img`` with its padding (the zero point) as
+ * an image of its own that every window lies in; ``q``: p with that image's geometry. */
+static KML_SMALL void pad_image(kml_conv_params *q, const kml_conv_params *p, const int8_t *in,
+                                int8_t *img)
+{
+    const int32_t hp = (p->out_h - 1) * p->stride_h + p->k_h;
+    const int32_t wp = (p->out_w - 1) * p->stride_w + p->k_w;
+    int32_t n = p->in_w, y;
+    *q = *p;
+    q->in_h = hp;
+    q->in_w = wp;
+    q->pad_top = 0;
+    q->pad_left = 0;
+    if (n > wp - p->pad_left) {
+        n = wp - p->pad_left;
+    }
+    bytes_fill(img, (int8_t)(-p->in_offset), hp * wp);
+    for (y = 0; y < hp; ++y) {
+        const int32_t iy = y - p->pad_top;
+        if (iy >= 0 && iy < p->in_h && n > 0) {
+            bytes_copy(img + y * wp + p->pad_left, in + iy * p->in_w, n);
+        }
+    }
+}
+
 /* The convolution, two output pixels at a time; with ``add`` (CONV_2D_ADD) each pair of
  * convolution results goes into a small buffer and through the ADD epilogue. Inlined into its
  * two callers so that a model without fused ADDs carries no epilogue code. */
 static inline __attribute__((always_inline)) void conv_run(
     const kml_conv_params *p, const int32_t *packed, const int8_t *input, int8_t *output,
-    int32_t *scratch, const struct add_ctx *add, int32_t fast)
+    int32_t *scratch, const struct add_ctx *add, int32_t fast, int32_t inside)
 {
     const int32_t k = p->k_h * p->k_w * p->in_c;
     const int32_t n = p->out_h * p->out_w;
@@ -537,17 +577,30 @@ static inline __attribute__((always_inline)) void conv_run(
     a.out_offset = p->out_offset;
     gather = (int8_t *)(void *)(scratch + 4 * a.groups);
     tmp = gather + 8 * a.groups;
+    const int32_t padded = add == 0 ? pad_image_bytes(p) : 0;
+    kml_conv_params pq;
     conv_geometry(&G, p, 4 * a.groups);
+    if (padded != 0) { /* windows read from the padded image: tmp (no ADD) holds it */
+        pad_image(&pq, p, input, tmp);
+        conv_geometry(&G, &pq, 4 * a.groups);
+    }
     G.rest = !fast && G.row_rest != 0 ? col_rest : 0;
     direct = fast || (packed[0] == 0 && (p->out_c & 1) == 0);
     for (b = 0; b < p->batches; ++b) {
         const size_t first = (size_t)b * (size_t)n;
         int32_t q;
-        walk_start(&G, input + (size_t)b * in_image);
+        if (padded != 0 && b > 0) {
+            pad_image(&pq, p, input + (size_t)b * in_image, tmp);
+        }
+        walk_start(&G, padded != 0 ? tmp : input + (size_t)b * in_image);
         for (q = 0; q < n; q += 2) {
             const int32_t two = q + 1 < n;
             int8_t *out = add != 0 ? tmp : output + (first + (size_t)q) * out_c;
-            if (flat && two) { /* 1x1, stride 1, no padding: pixel q's window at q * in_c */
+            if (inside) { /* every window in the (padded) image: read in place */
+                const int8_t *src_a = flat ? G.in + q * p->in_c : walk_next(&G);
+                const int8_t *src_b = !two ? src_a : flat ? src_a + p->in_c : walk_next(&G);
+                col_pair(&G, scratch, src_a, (int32_t)(src_b - src_a), G.step);
+            } else if (flat && two) { /* 1x1, stride 1, no padding: pixel q's window at q * in_c */
                 col_pair(&G, scratch, G.in + q * p->in_c, p->in_c, p->in_c);
             } else {
                 if (flat) {
@@ -586,7 +639,7 @@ void kml_conv2d_s8(const kml_conv_params *p, const int8_t *input, const int8_t *
     (void)bias;
     (void)mult;
     (void)shift;
-    conv_run(p, packed, input, output, scratch, 0, 0);
+    conv_run(p, packed, input, output, scratch, 0, 0, 0);
 }
 
 void kml_conv2d_pairs_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
@@ -597,7 +650,21 @@ void kml_conv2d_pairs_s8(const kml_conv_params *p, const int8_t *input, const in
     (void)bias;
     (void)mult;
     (void)shift;
-    conv_run(p, packed, input, output, scratch, 0, 1);
+    conv_run(p, packed, input, output, scratch, 0, 1, 0);
+}
+
+/* kml_conv2d_pairs_s8 whose windows all lie in the image, or in its padded copy (the
+ * generator's promise): no code for windows that leave it (window_bytes). */
+void kml_conv2d_pairs_inside_s8(const kml_conv_params *p, const int8_t *input,
+                                const int8_t *filter, const int32_t *bias, const int32_t *mult,
+                                const int32_t *shift, int8_t *output, const int32_t *packed,
+                                int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    conv_run(p, packed, input, output, scratch, 0, 1, 1);
 }
 
 /* -- fused ADD --------------------------------------------------------------------------------
@@ -760,7 +827,7 @@ void kml_conv2d_add_s8(const kml_conv_params *p, const int8_t *input, const int8
         packed += 256;
     }
     ++packed;
-    conv_run(p, packed, input, output, scratch, &c, 0);
+    conv_run(p, packed, input, output, scratch, &c, 0, 0);
 }
 
 

@@ -38,6 +38,13 @@ void kml_conv2d_pairs_s8(const kml_conv_params *p, const int8_t *input, const in
                          const int32_t *bias, const int32_t *mult, const int32_t *shift,
                          int8_t *output, const int32_t *packed, int32_t *scratch);
 
+/* kml_conv2d_pairs_s8 whose windows all lie inside the image or, for a single-channel input,
+ * inside its padded copy (optimized runtimes: no code for windows that leave the image). */
+void kml_conv2d_pairs_inside_s8(const kml_conv_params *p, const int8_t *input,
+                                const int8_t *filter, const int32_t *bias, const int32_t *mult,
+                                const int32_t *shift, int8_t *output, const int32_t *packed,
+                                int32_t *scratch);
+
 /* CONV_2D whose result goes straight into an ADD with ``residual``; ``output`` may be
  * ``residual`` itself (each element is read before it is written). */
 void kml_conv2d_add_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
