@@ -144,6 +144,10 @@ class TrainSection(_Strict):
                           "or every training batch as the student sees it")
     distill_alpha: Optional[float] = Field(None, ge=0, le=1)
     temperature: Optional[float] = Field(None, gt=0)
+    distill_epochs: Optional[int] = Field(None, ge=1, description="epochs when a teacher "
+                                          "labels the data (default: epochs)")
+    distill_mixup: Optional[float] = Field(None, ge=0, description="mixup when distilling "
+                                           "(default: mixup)")
     normal_labels: Optional[list[str]] = Field(None, description="anomaly models: the labels "
                                                "that count as normal")
 

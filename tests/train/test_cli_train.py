@@ -171,11 +171,13 @@ def test_train_with_a_tflite_teacher_and_qat(trained, tmp_path):
     proj = _cwru(root, epochs=8)
     proj.config.train.teacher = str(teacher_root / "model" / "model.tflite")
     proj.config.train.teacher_labels = s["labels"]
+    proj.config.train.distill_epochs = 6             # distilling: these, not train.epochs
     proj.save()
     r = H.kiloml("train", "-p", root, "--qat-epochs", "2", "--json", "-q")
     assert r.returncode == 0, r.stderr
     meta = json.loads((root / "model" / "meta.json").read_text())
     assert meta["recipe"]["teacher"].endswith("model.tflite")
+    assert meta["float_train"]["epochs_run"] == 6 and meta["recipe"]["epochs"] == 8
     assert meta["qat_train"]["epochs_run"] == 2
     t = meta["test"]
     assert t["int8"]["accuracy"] >= 0.9, t

@@ -41,7 +41,11 @@ _COMMON: dict[str, Any] = dict(batch_size=32, lr=3e-3, weight_decay=1e-2, label_
                                calibration="minmax", qat_epochs=0, distill_alpha=0.7,
                                temperature=4.0, teacher_sees="clean")
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "kws": {**_COMMON, "epochs": 80, "batch_size": 100, "ema": 0.995, "augment_banks": 20},
+    # distilling (a teacher configured): the teacher labels every batch as the student sees
+    # it, mixup gives it new inputs to label, and a longer schedule lets the student match it
+    "kws": {**_COMMON, "epochs": 80, "batch_size": 100, "ema": 0.995, "augment_banks": 20,
+            "teacher_sees": "batch", "distill_alpha": 0.9, "temperature": 2.0,
+            "distill_epochs": 120, "distill_mixup": 0.4},
     "motion": {**_COMMON, "epochs": 60},
     "vibration": {**_COMMON, "epochs": 40},
     "anomaly": {**_COMMON, "epochs": 60, "lr": 1e-3, "weight_decay": 1e-4,
@@ -81,6 +85,8 @@ class Recipe:
     distill_alpha: float
     temperature: float
     normal_labels: Optional[list[str]]
+    distill_epochs: Optional[int] = None
+    distill_mixup: Optional[float] = None
 
     @classmethod
     def of(cls, project, **overrides) -> "Recipe":
@@ -304,11 +310,13 @@ def train_float(prep: Prepared, model=None, checkpoint_dir=None, progress: bool 
     torch.manual_seed(r.seed)
     if model is None:
         model = build_model(prep.arch, prep.feature_shape, len(prep.labels), **prep.params)
-    cfg = TrainConfig(epochs=epochs or r.epochs, batch_size=r.batch_size, lr=r.lr,
+    epochs = epochs or (r.distill_epochs if distill and r.distill_epochs else r.epochs)
+    mixup = r.distill_mixup if distill and r.distill_mixup is not None else r.mixup
+    cfg = TrainConfig(epochs=epochs, batch_size=r.batch_size, lr=r.lr,
                       weight_decay=r.weight_decay,
                       label_smoothing=0.0 if prep.anomaly else r.label_smoothing,
-                      patience=r.patience, warmup_epochs=min(2, (epochs or r.epochs) // 10),
-                      ema=r.ema, mixup=0.0 if prep.anomaly else r.mixup,
+                      patience=r.patience, warmup_epochs=min(2, epochs // 10),
+                      ema=r.ema, mixup=0.0 if prep.anomaly else mixup,
                       seed=r.seed, loss="mse" if prep.anomaly else "ce",
                       distill_alpha=r.distill_alpha if distill else 0.0,
                       temperature=r.temperature)
@@ -362,9 +370,10 @@ def qat(prep: Prepared, net, epochs: int, checkpoint_dir=None, progress: bool = 
     def fwd(x):
         return net(x, logits=True)
 
+    tfn = batch_teacher(prep) if distill and r.teacher_sees == "batch" else None
     res = fit(net, epoch_source(prep, distill), cfg, val=_val_data(prep),
               checkpoint_dir=checkpoint_dir, forward=fwd, progress=progress, title="QAT",
-              on_epoch_end=on_end)
+              on_epoch_end=on_end, teacher_fn=tfn)
     net.freeze_observers(True)
     net.set_mode("fake").eval()
     return net, res
