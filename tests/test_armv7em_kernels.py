@@ -137,6 +137,8 @@ DW_CASES = (
         dict(in_shape=(1, 7, 6, 12), kernel=5, activation="RELU"),
         dict(in_shape=(2, 5, 5, 8), kernel=3, per_channel=False, bias=False),
         dict(in_shape=(1, 25, 5, 64), kernel=3, activation="RELU"),             # KWS-like
+        dict(in_shape=(1, 6, 9, 8), kernel=3, activation="RELU"),               # int16 lines,
+        dict(in_shape=(2, 5, 7, 4), kernel=3, padding="VALID"),                 # widths 9, 5
         dict(in_shape=(1, 10, 8, 1), depth_multiplier=8, kernel=(5, 4), stride=2),  # micro_speech
         dict(in_shape=(1, 3, 3, 32), kernel=3, stride=2),
         dict(in_shape=(1, 7, 9, 6), kernel=3, activation="RELU"),               # C % 4 != 0

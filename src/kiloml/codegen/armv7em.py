@@ -164,10 +164,18 @@ def depthwise_eligible(p) -> bool:
             and p.dil_h == 1 and p.dil_w == 1 and p.out_c == p.in_c)
 
 
+def depthwise_w5(p) -> bool:
+    """The depthwise kernel's _w5 entry (int16 lines, groups of five outputs at even
+    offsets: 0, and out_w - 5): stride 1, output width 5 or 9, channel count a multiple
+    of 4."""
+    return p.stride_w == 1 and p.out_w in (5, 9) and p.in_c % 4 == 0
+
+
 def depthwise_scratch(p) -> int:
-    """Bytes of the depthwise kernel's line ring: 3 rows of C lines and one pad line."""
+    """Bytes of the depthwise kernel's line ring: 3 rows of C lines and one pad line (of
+    int16 values for depthwise_w5)."""
     lw = ((p.out_w - 1) * p.stride_w + 4 + 3) // 4 * 4
-    return (3 * p.in_c + 1) * lw
+    return (3 * p.in_c + 1) * lw * (2 if depthwise_w5(p) else 1)
 
 
 def depthwise_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,

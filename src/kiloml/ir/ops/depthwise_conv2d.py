@@ -113,7 +113,8 @@ class DepthwiseConv2D(OpDef):
         x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
         has_bias = len(node.inputs) > 2 and node.inputs[2] >= 0
         if ctx.runtime == "armv7em":
-            from kiloml.codegen.armv7em import depthwise_eligible, depthwise_stream
+            from kiloml.codegen.armv7em import (depthwise_eligible, depthwise_stream,
+                                                depthwise_w5)
 
             stream = None
             if depthwise_eligible(p):
@@ -124,7 +125,7 @@ class DepthwiseConv2D(OpDef):
             if stream is not None:
                 packed = ctx.array("packed", "int32_t", stream)
                 # entry points that link only the row routines the layer needs
-                w5 = p.out_w >= 5 and p.out_w % 5 not in (1, 2)
+                w5 = depthwise_w5(p)
                 fn = "kml_depthwise_conv2d_3x3" + ("_s2" if p.stride_w == 2 else
                                                    "_w5" if w5 else "")
                 return [f"{fn}_s8(&{params}, {x}, 0, 0, 0, 0, {y}, {packed}, "

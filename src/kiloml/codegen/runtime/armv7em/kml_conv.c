@@ -25,10 +25,12 @@
  * (dw3_row5: five accumulators, weights split once per filter row, 12 MAC instructions per
  * 15 MACs; a last group of five may overlap the previous one); at stride 2 (its own entry
  * point) three outputs at a time (dw3_row3s2: 7 MAC instructions per 9 MACs); leftovers one
- * output at a time (dw3_row1, not linked by the _w5 entry). The channel loop is inside the
- * asm blocks.
+ * output at a time (dw3_row1, not linked by the _w5 entry). The _w5 entry (stride 1, output
+ * width 5 or 9: groups at even offsets) keeps the lines as int16 values (dw_transpose16,
+ * twice the ring) and takes dw3_row5h: words of two neighbouring inputs, no input splitting,
+ * 10 MAC instructions per 15 MACs. The channel loop is inside the asm blocks.
  *
- * The innermost loops (mm_pairs, col_pair, dw3_row5, dw3_row3s2, dw3_row1) are asm blocks:
+ * The innermost loops (mm_pairs, col_pair, dw3_row5(h), dw3_row3s2, dw3_row1) are asm blocks:
  * they need all 14 allocatable registers, and GCC otherwise spills accumulators or
  * duplicates loop bodies (measured: 10 to 40 % more instructions, and more flash). Everything
  * around them is C with ACLE intrinsics.
@@ -894,6 +896,43 @@ static void dw_transpose(const kml_conv_params *p, const int8_t *row, int8_t *sl
     }
 }
 
+/* Pixels x and x + 1 of the input row (``rb``: x + 1's channels, or the zero point in every
+ * byte of ``zp4`` when x is the last pixel: the pad value right of the image) into the int16
+ * lines at d (channel ch's at d + ch * lw): per 4 channels, two words split by SXTB16 and
+ * packed into one (x, x + 1) word per channel. */
+static inline __attribute__((always_inline)) void dw_t16(const int8_t *ra, const int8_t *rb,
+                                                         int32_t zp4, int32_t c, int16_t *d,
+                                                         int32_t lw, int32_t last)
+{
+    int32_t ch;
+    for (ch = 0; ch < c; ch += 4, d += 4 * lw) {
+        const int32_t r0 = kml_ld32(ra + ch), r1 = last ? zp4 : kml_ld32(rb + ch);
+        const uint32_t e0 = (uint32_t)__sxtb16(r0), e1 = (uint32_t)__sxtb16(r1);
+        const uint32_t o0 = (uint32_t)kml_sxtb16_ror8(r0), o1 = (uint32_t)kml_sxtb16_ror8(r1);
+        dw_st32((int8_t *)(void *)d, dw_pkhbt(e0, e1));
+        dw_st32((int8_t *)(void *)(d + lw), dw_pkhbt(o0, o1));
+        dw_st32((int8_t *)(void *)(d + 2 * lw), dw_pkhtb(e1, e0));
+        dw_st32((int8_t *)(void *)(d + 3 * lw), dw_pkhtb(o1, o0));
+    }
+}
+
+/* Input row ``row`` into the C int16 lines (lw values each) at ``slot``, values from index
+ * pad_left on (channel count a multiple of 4; an odd last pixel also writes the zero point
+ * right of the image, which the line holds there anyway). */
+static void dw_transpose16(const kml_conv_params *p, const int8_t *row, int16_t *slot,
+                           int32_t lw, int32_t zp4)
+{
+    const int32_t c = p->in_c, w = p->in_w;
+    int16_t *dst = slot + p->pad_left;
+    int32_t x = 0;
+    for (; x + 2 <= w; x += 2, row += 2 * c, dst += 2) {
+        dw_t16(row, row + c, zp4, c, dst, lw, 0);
+    }
+    if (x < w) {
+        dw_t16(row, row, zp4, c, dst, lw, 1);
+    }
+}
+
 /* Values the row routines read from memory (all registers are taken): dw3_row5's steps to
  * the next channel's lines, dw3_row1's from the end of a channel's row to the next one. */
 typedef struct {
@@ -954,6 +993,74 @@ static inline __attribute__((always_inline)) void dw3_row5(const int8_t *p0, con
         "0:\n\t"
         "ldr %[a4], [%[rec]]\n\t" /* the bias */
         DW5_ROWS("p0", "8", "a4", "a4", "a4", "a4") DW5_ROW("p1", "11") DW5_ROW("p2", "14")
+        "ldr %[t0], [%[rec], #4]\n\t"
+        "ldrb %[t1], [%[rec], #17]\n\t"
+        "ldr %[t2], %[c2]\n\t"
+        "lsl %[t2], %[t2], %[t1]\n\t"
+        "asr %[t2], %[t2], #1\n\t"
+        DW5_RQ("a0") DW5_RQ("a1") DW5_RQ("a2") DW5_RQ("a3") DW5_RQ("a4")
+        "ldr %[t0], %[c]\n\t"             /* the five stores back to back (they pipeline) */
+        "add %[o], %[o], #1\n\t"
+        "add %[t1], %[o], %[t0], lsl #1\n\t"
+        "add %[t2], %[t1], %[t0], lsl #1\n\t"
+        "strb %[a0], [%[o]]\n\t"
+        "strb %[a1], [%[o], %[t0]]\n\t"
+        "strb %[a2], [%[t1]]\n\t"
+        "strb %[a3], [%[t1], %[t0]]\n\t"
+        "strb %[a4], [%[t2]]\n\t"
+        "ldrd %[t0], %[t1], %[d01]\n\t"
+        "ldr %[t2], %[d2]\n\t"
+        "ldr %[t3], %[end]\n\t"
+        "add %[p0], %[p0], %[t0]\n\t"
+        "add %[p1], %[p1], %[t1]\n\t"
+        "add %[p2], %[p2], %[t2]\n\t"
+        "add %[rec], %[rec], #18\n\t"
+        "cmp %[rec], %[t3]\n\t"
+        "bne 0b"
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),
+          [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [p0] "+r"(p0),
+          [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [rec] "+r"(rec)
+        : [c2] "m"(L->c2), [c] "m"(L->c), [d01] "m"(L->d5), [d2] "m"(L->d5[2]),
+          [end] "m"(L->end)
+        : "cc", "memory");
+}
+
+/* One filter row of five outputs on int16 lines: (x0, x1) .. (x6, x7) in four words at P
+ * (word aligned), weights at rec + OFF: W12 = (w1, w2) in t1, W01 = (w0, w1) in t0 (from
+ * SXTB16's (w0, w2) and (w1, -)), inputs in t2, t3. 10 MAC instructions for 15 MACs, no
+ * input splitting. The first MAC of accumulator i adds register Si (as DW5_ROWS). */
+#define DW16_ROWS(P, OFF, S0, S1, S2, S3, S4)                                                \
+    "ldr %[t0], [%[rec], #" OFF "]\n\t"                                                      \
+    "ldrd %[t2], %[t3], [%[" P "]]\n\t"                                                      \
+    "sxtb16 %[t1], %[t0], ror #8\n\t"                                                        \
+    "sxtb16 %[t0], %[t0]\n\t"                                                                \
+    "pkhbt %[t1], %[t1], %[t0]\n\t"                                                          \
+    "pkhbt %[t0], %[t0], %[t1], lsl #16\n\t"                                                 \
+    "smlad %[a0], %[t2], %[t0], %[" S0 "]\n\t"  /* x0 w0 + x1 w1 */                         \
+    "smlabt %[a0], %[t3], %[t1], %[a0]\n\t"     /* x2 w2 */                                 \
+    "smlatb %[a1], %[t2], %[t0], %[" S1 "]\n\t" /* x1 w0 */                                 \
+    "smlad %[a1], %[t3], %[t1], %[a1]\n\t"      /* x2 w1 + x3 w2 */                         \
+    "smlad %[a2], %[t3], %[t0], %[" S2 "]\n\t"  /* x2 w0 + x3 w1 */                         \
+    "smlatb %[a3], %[t3], %[t0], %[" S3 "]\n\t" /* x3 w0 */                                 \
+    "ldrd %[t2], %[t3], [%[" P "], #8]\n\t"                                                  \
+    "smlabt %[a2], %[t2], %[t1], %[a2]\n\t"     /* x4 w2 */                                 \
+    "smlad %[a3], %[t2], %[t1], %[a3]\n\t"      /* x4 w1 + x5 w2 */                         \
+    "smlad %[a4], %[t2], %[t0], %[" S4 "]\n\t"  /* x4 w0 + x5 w1 */                         \
+    "smlabt %[a4], %[t3], %[t1], %[a4]\n\t"     /* x6 w2 */
+#define DW16_ROW(P, OFF) DW16_ROWS(P, OFF, "a0", "a1", "a2", "a3", "a4")
+
+/* dw3_row5 on int16 lines (the _w5 entry): p0, p1, p2 word aligned. Per channel 54
+ * MAC-phase instructions for 45 MACs. */
+static inline __attribute__((always_inline)) void dw3_row5h(const int8_t *p0, const int8_t *p1,
+                                                            const int8_t *p2, const int8_t *rec,
+                                                            int8_t *o, dw3_row_args *L)
+{
+    int32_t a0, a1, a2, a3, a4, t0, t1, t2, t3;
+    __asm__ volatile(
+        "0:\n\t"
+        "ldr %[a4], [%[rec]]\n\t" /* the bias */
+        DW16_ROWS("p0", "8", "a4", "a4", "a4", "a4", "a4") DW16_ROW("p1", "11")
+        DW16_ROW("p2", "14")
         "ldr %[t0], [%[rec], #4]\n\t"
         "ldrb %[t1], [%[rec], #17]\n\t"
         "ldr %[t2], %[c2]\n\t"
@@ -1123,7 +1230,8 @@ static int32_t dw3_line(const kml_conv_params *p)
 
 /* The depthwise 3x3 kernel. ``s2`` and ``w5`` are constants in each entry point, so that a
  * model links only the row routines it uses: ``s2``, stride 2, rows in steps of three outputs;
- * ``w5``, stride 1 and rows that steps of five outputs cover (no dw3_row1). */
+ * ``w5``, stride 1, rows of 5 or 9 outputs (groups at offsets 0 and out_w - 5, both even: no
+ * dw3_row1), int16 lines (kiloml/codegen/armv7em.py, depthwise_w5 and depthwise_scratch). */
 static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                                                       const int8_t *input,
                                                       const int32_t *packed, int8_t *output,
@@ -1131,7 +1239,8 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
 {
     const int32_t c = p->in_c;
     const int32_t lw = dw3_line(p);
-    const int32_t slot_bytes = c * lw;
+    const int32_t h = w5 ? 2 : 1; /* bytes per line value: _w5 keeps int16 lines */
+    const int32_t slot_bytes = c * lw * h;
     int8_t *const pad = ring + 3 * slot_bytes;
     const int8_t zp = (int8_t)(-p->in_offset);
     const size_t in_row = (size_t)(p->in_w * c);
@@ -1141,8 +1250,17 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
     L.c = c;
     L.end = (const int8_t *)(const void *)packed + 18 * c;
     L.s = p->stride_w;
-    for (i = 0; i < 3 * slot_bytes + lw; ++i) {
-        ring[i] = zp; /* padding columns stay the zero point; rows overwrite the middle */
+    if (w5) { /* two words a step: (3 * c + 1) * lw values, lw a multiple of 4 */
+        const uint32_t z2 = (uint32_t)(uint16_t)zp * 0x10001u;
+        uint32_t *r32 = (uint32_t *)(void *)ring;
+        for (i = 0; i < (3 * c + 1) * lw; i += 4, r32 += 2) {
+            r32[0] = z2; /* padding columns stay the zero point; rows overwrite the middle */
+            r32[1] = z2;
+        }
+    } else {
+        for (i = 0; i < 3 * slot_bytes + lw; ++i) {
+            ring[i] = zp; /* padding columns stay the zero point; rows overwrite the middle */
+        }
     }
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in = input + (size_t)b * (size_t)p->in_h * in_row;
@@ -1163,10 +1281,16 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                 k = iy % 3;
                 if (held[k] != iy) {
                     held[k] = iy;
-                    dw_transpose(p, in + (size_t)iy * in_row, ring + k * slot_bytes, lw);
+                    if (w5) {
+                        dw_transpose16(p, in + (size_t)iy * in_row,
+                                       (int16_t *)(void *)(ring + k * slot_bytes), lw,
+                                       (int32_t)((uint8_t)zp * 0x01010101u));
+                    } else {
+                        dw_transpose(p, in + (size_t)iy * in_row, ring + k * slot_bytes, lw);
+                    }
                 }
                 line[ky] = ring + k * slot_bytes;
-                cs[ky] = lw;
+                cs[ky] = lw * h;
             }
             x = 0; /* outputs [x, out_w) are left for dw3_row1 */
             L.d5[0] = cs[0];
@@ -1183,7 +1307,13 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                     if (x > p->out_w - 5) {
                         x = p->out_w - 5;
                     }
-                    dw3_row5(line[0] + x, line[1] + x, line[2] + x, rec, out + x * c - 1, &L);
+                    if (w5) {
+                        dw3_row5h(line[0] + 2 * x, line[1] + 2 * x, line[2] + 2 * x, rec,
+                                  out + x * c - 1, &L);
+                    } else {
+                        dw3_row5(line[0] + x, line[1] + x, line[2] + x, rec, out + x * c - 1,
+                                 &L);
+                    }
                 }
             }
             if (!w5 && x < p->out_w) {

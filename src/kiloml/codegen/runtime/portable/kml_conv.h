@@ -57,8 +57,9 @@ void kml_depthwise_conv2d_s8(const kml_conv_params *p, const int8_t *input,
                              const int32_t *shift, int8_t *output, const int32_t *packed,
                              int32_t *scratch);
 
-/* DEPTHWISE_CONV_2D for 3x3 filters, stride 1 (_3x3; _3x3_w5 when the output width is at
- * least 5 and not 1 or 2 mod 5) or 2 (_3x3_s2) both ways, no dilation, depth multiplier 1:
+/* DEPTHWISE_CONV_2D for 3x3 filters, stride 1 (_3x3; _3x3_w5 when the output width is 5 or
+ * 9 and the channel count a multiple of 4) or 2 (_3x3_s2) both ways, no dilation, depth
+ * multiplier 1:
  * optimized runtimes have dedicated kernels (their ``scratch`` and ``packed`` layouts are the
  * runtime's); the portable ones are kml_depthwise_conv2d_s8. */
 void kml_depthwise_conv2d_3x3_s8(const kml_conv_params *p, const int8_t *input,
