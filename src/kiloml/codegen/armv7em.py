@@ -171,11 +171,19 @@ def depthwise_w5(p) -> bool:
     return p.stride_w == 1 and p.out_w in (5, 9) and p.in_c % 4 == 0
 
 
+def depthwise_h(p) -> bool:
+    """The depthwise kernel's _h entry (int16 lines, groups of five at even and odd
+    offsets): stride 1, output width at least 5 and not 1 or 2 mod 5 (steps of five cover
+    the rows), channel count a multiple of 4, not depthwise_w5."""
+    return (p.stride_w == 1 and p.out_w >= 5 and p.out_w % 5 not in (1, 2)
+            and p.in_c % 4 == 0 and not depthwise_w5(p))
+
+
 def depthwise_scratch(p) -> int:
     """Bytes of the depthwise kernel's line ring: 3 rows of C lines and one pad line (of
-    int16 values for depthwise_w5)."""
+    int16 values for depthwise_w5 and depthwise_h)."""
     lw = ((p.out_w - 1) * p.stride_w + 4 + 3) // 4 * 4
-    return (3 * p.in_c + 1) * lw * (2 if depthwise_w5(p) else 1)
+    return (3 * p.in_c + 1) * lw * (2 if depthwise_w5(p) or depthwise_h(p) else 1)
 
 
 def depthwise_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,

@@ -113,8 +113,8 @@ class DepthwiseConv2D(OpDef):
         x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
         has_bias = len(node.inputs) > 2 and node.inputs[2] >= 0
         if ctx.runtime == "armv7em":
-            from kiloml.codegen.armv7em import (depthwise_eligible, depthwise_stream,
-                                                depthwise_w5)
+            from kiloml.codegen.armv7em import (depthwise_eligible, depthwise_h,
+                                                depthwise_stream, depthwise_w5)
 
             stream = None
             if depthwise_eligible(p):
@@ -125,9 +125,9 @@ class DepthwiseConv2D(OpDef):
             if stream is not None:
                 packed = ctx.array("packed", "int32_t", stream)
                 # entry points that link only the row routines the layer needs
-                w5 = depthwise_w5(p)
                 fn = "kml_depthwise_conv2d_3x3" + ("_s2" if p.stride_w == 2 else
-                                                   "_w5" if w5 else "")
+                                                   "_w5" if depthwise_w5(p) else
+                                                   "_h" if depthwise_h(p) else "")
                 return [f"{fn}_s8(&{params}, {x}, 0, 0, 0, 0, {y}, {packed}, "
                         f"{ctx.scratch('int32_t')});"]
         mult = ctx.array("mult", "int32_t", p.mult)

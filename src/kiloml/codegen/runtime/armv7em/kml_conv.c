@@ -1049,49 +1049,74 @@ static inline __attribute__((always_inline)) void dw3_row5(const int8_t *p0, con
     "smlabt %[a4], %[t3], %[t1], %[a4]\n\t"     /* x6 w2 */
 #define DW16_ROW(P, OFF) DW16_ROWS(P, OFF, "a0", "a1", "a2", "a3", "a4")
 
-/* dw3_row5 on int16 lines (the _w5 entry): p0, p1, p2 word aligned. Per channel 54
+/* DW16_ROWS for a group at an odd offset: P is the word before it, (x-1, x0), (x1, x2) ..
+ * (x5, x6). */
+#define DW16O_ROWS(P, OFF, S0, S1, S2, S3, S4)                                               \
+    "ldr %[t0], [%[rec], #" OFF "]\n\t"                                                      \
+    "ldrd %[t2], %[t3], [%[" P "]]\n\t"                                                      \
+    "sxtb16 %[t1], %[t0], ror #8\n\t"                                                        \
+    "sxtb16 %[t0], %[t0]\n\t"                                                                \
+    "pkhbt %[t1], %[t1], %[t0]\n\t"                                                          \
+    "pkhbt %[t0], %[t0], %[t1], lsl #16\n\t"                                                 \
+    "smlatb %[a0], %[t2], %[t0], %[" S0 "]\n\t" /* x0 w0 */                                 \
+    "smlad %[a0], %[t3], %[t1], %[a0]\n\t"      /* x1 w1 + x2 w2 */                         \
+    "smlad %[a1], %[t3], %[t0], %[" S1 "]\n\t"  /* x1 w0 + x2 w1 */                         \
+    "smlatb %[a2], %[t3], %[t0], %[" S2 "]\n\t" /* x2 w0 */                                 \
+    "ldrd %[t2], %[t3], [%[" P "], #8]\n\t"                                                  \
+    "smlabt %[a1], %[t2], %[t1], %[a1]\n\t"     /* x3 w2 */                                 \
+    "smlad %[a2], %[t2], %[t1], %[a2]\n\t"      /* x3 w1 + x4 w2 */                         \
+    "smlad %[a3], %[t2], %[t0], %[" S3 "]\n\t"  /* x3 w0 + x4 w1 */                         \
+    "smlabt %[a3], %[t3], %[t1], %[a3]\n\t"     /* x5 w2 */                                 \
+    "smlatb %[a4], %[t2], %[t0], %[" S4 "]\n\t" /* x4 w0 */                                 \
+    "smlad %[a4], %[t3], %[t1], %[a4]\n\t"      /* x5 w1 + x6 w2 */
+#define DW16O_ROW(P, OFF) DW16O_ROWS(P, OFF, "a0", "a1", "a2", "a3", "a4")
+
+/* dw3_row5 on int16 lines (the _w5 and _h entries): p0, p1, p2 word aligned (the group's
+ * first input, or for dw3_row5ho at an odd offset the one before it). Per channel 54
  * MAC-phase instructions for 45 MACs. */
-static inline __attribute__((always_inline)) void dw3_row5h(const int8_t *p0, const int8_t *p1,
-                                                            const int8_t *p2, const int8_t *rec,
-                                                            int8_t *o, dw3_row_args *L)
-{
-    int32_t a0, a1, a2, a3, a4, t0, t1, t2, t3;
-    __asm__ volatile(
-        "0:\n\t"
-        "ldr %[a4], [%[rec]]\n\t" /* the bias */
-        DW16_ROWS("p0", "8", "a4", "a4", "a4", "a4", "a4") DW16_ROW("p1", "11")
-        DW16_ROW("p2", "14")
-        "ldr %[t0], [%[rec], #4]\n\t"
-        "ldrb %[t1], [%[rec], #17]\n\t"
-        "ldr %[t2], %[c2]\n\t"
-        "lsl %[t2], %[t2], %[t1]\n\t"
-        "asr %[t2], %[t2], #1\n\t"
-        DW5_RQ("a0") DW5_RQ("a1") DW5_RQ("a2") DW5_RQ("a3") DW5_RQ("a4")
-        "ldr %[t0], %[c]\n\t"             /* the five stores back to back (they pipeline) */
-        "add %[o], %[o], #1\n\t"
-        "add %[t1], %[o], %[t0], lsl #1\n\t"
-        "add %[t2], %[t1], %[t0], lsl #1\n\t"
-        "strb %[a0], [%[o]]\n\t"
-        "strb %[a1], [%[o], %[t0]]\n\t"
-        "strb %[a2], [%[t1]]\n\t"
-        "strb %[a3], [%[t1], %[t0]]\n\t"
-        "strb %[a4], [%[t2]]\n\t"
-        "ldrd %[t0], %[t1], %[d01]\n\t"
-        "ldr %[t2], %[d2]\n\t"
-        "ldr %[t3], %[end]\n\t"
-        "add %[p0], %[p0], %[t0]\n\t"
-        "add %[p1], %[p1], %[t1]\n\t"
-        "add %[p2], %[p2], %[t2]\n\t"
-        "add %[rec], %[rec], #18\n\t"
-        "cmp %[rec], %[t3]\n\t"
-        "bne 0b"
-        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),
-          [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [p0] "+r"(p0),
-          [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [rec] "+r"(rec)
-        : [c2] "m"(L->c2), [c] "m"(L->c), [d01] "m"(L->d5), [d2] "m"(L->d5[2]),
-          [end] "m"(L->end)
-        : "cc", "memory");
+#define DW3_ROW5H(NAME, ROWS, ROW)                                                           \
+static inline __attribute__((always_inline)) void NAME(const int8_t *p0, const int8_t *p1,    \
+                                                       const int8_t *p2, const int8_t *rec,   \
+                                                       int8_t *o, dw3_row_args *L)            \
+{                                                                                            \
+    int32_t a0, a1, a2, a3, a4, t0, t1, t2, t3;                                              \
+    __asm__ volatile(                                                                        \
+        "0:\n\t"                                                                             \
+        "ldr %[a4], [%[rec]]\n\t" /* the bias */                                             \
+        ROWS("p0", "8", "a4", "a4", "a4", "a4", "a4") ROW("p1", "11") ROW("p2", "14")        \
+        "ldr %[t0], [%[rec], #4]\n\t"                                                        \
+        "ldrb %[t1], [%[rec], #17]\n\t"                                                      \
+        "ldr %[t2], %[c2]\n\t"                                                               \
+        "lsl %[t2], %[t2], %[t1]\n\t"                                                        \
+        "asr %[t2], %[t2], #1\n\t"                                                           \
+        DW5_RQ("a0") DW5_RQ("a1") DW5_RQ("a2") DW5_RQ("a3") DW5_RQ("a4")                     \
+        "ldr %[t0], %[c]\n\t"             /* the five stores back to back (they pipeline) */ \
+        "add %[o], %[o], #1\n\t"                                                             \
+        "add %[t1], %[o], %[t0], lsl #1\n\t"                                                 \
+        "add %[t2], %[t1], %[t0], lsl #1\n\t"                                                \
+        "strb %[a0], [%[o]]\n\t"                                                             \
+        "strb %[a1], [%[o], %[t0]]\n\t"                                                      \
+        "strb %[a2], [%[t1]]\n\t"                                                            \
+        "strb %[a3], [%[t1], %[t0]]\n\t"                                                     \
+        "strb %[a4], [%[t2]]\n\t"                                                            \
+        "ldrd %[t0], %[t1], %[d01]\n\t"                                                      \
+        "ldr %[t2], %[d2]\n\t"                                                               \
+        "ldr %[t3], %[end]\n\t"                                                              \
+        "add %[p0], %[p0], %[t0]\n\t"                                                        \
+        "add %[p1], %[p1], %[t1]\n\t"                                                        \
+        "add %[p2], %[p2], %[t2]\n\t"                                                        \
+        "add %[rec], %[rec], #18\n\t"                                                        \
+        "cmp %[rec], %[t3]\n\t"                                                              \
+        "bne 0b"                                                                             \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),    \
+          [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [p0] "+r"(p0),     \
+          [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [rec] "+r"(rec)                         \
+        : [c2] "m"(L->c2), [c] "m"(L->c), [d01] "m"(L->d5), [d2] "m"(L->d5[2]),              \
+          [end] "m"(L->end)                                                                  \
+        : "cc", "memory");                                                                   \
 }
+DW3_ROW5H(dw3_row5h, DW16_ROWS, DW16_ROW)
+DW3_ROW5H(dw3_row5ho, DW16O_ROWS, DW16O_ROW)
 
 /* One filter row of three outputs at stride 2: x0..x7 at P (x7 unused), weights at rec + OFF.
  * W02 = (w0, w2) in t0, W1 in t1, the even and odd inputs of the two words in t2, t3 and t4,
@@ -1235,11 +1260,12 @@ static int32_t dw3_line(const kml_conv_params *p)
 static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                                                       const int8_t *input,
                                                       const int32_t *packed, int8_t *output,
-                                                      int8_t *ring, int32_t s2, int32_t w5)
+                                                      int8_t *ring, int32_t s2, int32_t w5,
+                                                      int32_t h16)
 {
     const int32_t c = p->in_c;
     const int32_t lw = dw3_line(p);
-    const int32_t h = w5 ? 2 : 1; /* bytes per line value: _w5 keeps int16 lines */
+    const int32_t h = h16 ? 2 : 1; /* bytes per line value: _w5 and _h keep int16 lines */
     const int32_t slot_bytes = c * lw * h;
     int8_t *const pad = ring + 3 * slot_bytes;
     const int8_t zp = (int8_t)(-p->in_offset);
@@ -1250,7 +1276,7 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
     L.c = c;
     L.end = (const int8_t *)(const void *)packed + 18 * c;
     L.s = p->stride_w;
-    if (w5) { /* two words a step: (3 * c + 1) * lw values, lw a multiple of 4 */
+    if (h16) { /* two words a step: (3 * c + 1) * lw values, lw a multiple of 4 */
         const uint32_t z2 = (uint32_t)(uint16_t)zp * 0x10001u;
         uint32_t *r32 = (uint32_t *)(void *)ring;
         for (i = 0; i < (3 * c + 1) * lw; i += 4, r32 += 2) {
@@ -1281,7 +1307,7 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                 k = iy % 3;
                 if (held[k] != iy) {
                     held[k] = iy;
-                    if (w5) {
+                    if (h16) {
                         dw_transpose16(p, in + (size_t)iy * in_row,
                                        (int16_t *)(void *)(ring + k * slot_bytes), lw,
                                        (int32_t)((uint8_t)zp * 0x01010101u));
@@ -1307,7 +1333,10 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                     if (x > p->out_w - 5) {
                         x = p->out_w - 5;
                     }
-                    if (w5) {
+                    if (h16 == 2 && (x & 1)) { /* _h: odd offsets from the word before */
+                        dw3_row5ho(line[0] + 2 * x - 2, line[1] + 2 * x - 2,
+                                   line[2] + 2 * x - 2, rec, out + x * c - 1, &L);
+                    } else if (h16) {
                         dw3_row5h(line[0] + 2 * x, line[1] + 2 * x, line[2] + 2 * x, rec,
                                   out + x * c - 1, &L);
                     } else {
@@ -1345,7 +1374,7 @@ KML_SMALL void kml_depthwise_conv2d_3x3_s8(const kml_conv_params *p, const int8_
     (void)bias;
     (void)mult;
     (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 0);
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 0, 0);
 }
 
 KML_SMALL void kml_depthwise_conv2d_3x3_w5_s8(const kml_conv_params *p, const int8_t *input,
@@ -1358,7 +1387,22 @@ KML_SMALL void kml_depthwise_conv2d_3x3_w5_s8(const kml_conv_params *p, const in
     (void)bias;
     (void)mult;
     (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1);
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1, 1);
+}
+
+/* Stride 1, output width at least 5 and not 1 or 2 mod 5 (steps of five cover the rows),
+ * channel count a multiple of 4: int16 lines, groups at even and odd offsets. */
+KML_SMALL void kml_depthwise_conv2d_3x3_h_s8(const kml_conv_params *p, const int8_t *input,
+                                             const int8_t *filter, const int32_t *bias,
+                                             const int32_t *mult, const int32_t *shift,
+                                             int8_t *output, const int32_t *packed,
+                                             int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1, 2);
 }
 
 KML_SMALL void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const int8_t *input,
@@ -1371,7 +1415,7 @@ KML_SMALL void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const in
     (void)bias;
     (void)mult;
     (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1, 0);
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1, 0, 0);
 }
 
 /* Any other geometry. Four output channels at a time when the channel count allows it and

@@ -151,6 +151,14 @@ void kml_depthwise_conv2d_3x3_w5_s8(const kml_conv_params *p, const int8_t *inpu
     kml_depthwise_conv2d_s8(p, input, filter, bias, mult, shift, output, packed, scratch);
 }
 
+void kml_depthwise_conv2d_3x3_h_s8(const kml_conv_params *p, const int8_t *input,
+                                   const int8_t *filter, const int32_t *bias,
+                                   const int32_t *mult, const int32_t *shift, int8_t *output,
+                                   const int32_t *packed, int32_t *scratch)
+{
+    kml_depthwise_conv2d_s8(p, input, filter, bias, mult, shift, output, packed, scratch);
+}
+
 void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const int8_t *input,
                                     const int8_t *filter, const int32_t *bias,
                                     const int32_t *mult, const int32_t *shift, int8_t *output,

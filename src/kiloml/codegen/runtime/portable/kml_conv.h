@@ -72,6 +72,12 @@ void kml_depthwise_conv2d_3x3_w5_s8(const kml_conv_params *p, const int8_t *inpu
                                     const int32_t *mult, const int32_t *shift, int8_t *output,
                                     const int32_t *packed, int32_t *scratch);
 
+/* Stride 1, output width at least 5 and not 1 or 2 mod 5, channel count a multiple of 4. */
+void kml_depthwise_conv2d_3x3_h_s8(const kml_conv_params *p, const int8_t *input,
+                                   const int8_t *filter, const int32_t *bias,
+                                   const int32_t *mult, const int32_t *shift, int8_t *output,
+                                   const int32_t *packed, int32_t *scratch);
+
 void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const int8_t *input,
                                     const int8_t *filter, const int32_t *bias,
                                     const int32_t *mult, const int32_t *shift, int8_t *output,
