@@ -888,9 +888,19 @@ static void dw_transpose(const kml_conv_params *p, const int8_t *row, int8_t *sl
             }
         }
     }
-    for (; x < w; ++x, row += c, ++dst) {
+    for (; x < w; ++x, row += c, ++dst) { /* the last pixels: one word of 4 channels each */
         int8_t *d = dst;
-        for (ch = 0; ch < c; ++ch, d += lw) {
+        ch = 0;
+        if ((c & 3) == 0) {
+            for (; ch < c; ch += 4, d += 4 * lw) {
+                const uint32_t r0 = (uint32_t)kml_ld32(row + ch);
+                d[0] = (int8_t)r0;
+                d[lw] = (int8_t)(r0 >> 8);
+                d[2 * lw] = (int8_t)(r0 >> 16);
+                d[3 * lw] = (int8_t)(r0 >> 24);
+            }
+        }
+        for (; ch < c; ++ch, d += lw) {
             *d = row[ch];
         }
     }
