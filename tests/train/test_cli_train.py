@@ -171,15 +171,22 @@ def test_train_with_a_tflite_teacher_and_qat(trained, tmp_path):
     proj = _cwru(root, epochs=8)
     proj.config.train.teacher = str(teacher_root / "model" / "model.tflite")
     proj.config.train.teacher_labels = s["labels"]
-    proj.config.train.distill_epochs = 6             # distilling: these, not train.epochs
+    proj.config.train.distill_epochs = 6             # after train.epochs on the labels
     proj.save()
     r = H.kiloml("train", "-p", root, "--qat-epochs", "2", "--json", "-q")
     assert r.returncode == 0, r.stderr
     meta = json.loads((root / "model" / "meta.json").read_text())
     assert meta["recipe"]["teacher"].endswith("model.tflite")
-    assert meta["float_train"]["epochs_run"] == 6 and meta["recipe"]["epochs"] == 8
+    assert meta["float_train"]["epochs_run"] == 8 and meta["distill_train"]["epochs_run"] == 6
     assert meta["qat_train"]["epochs_run"] == 2
     t = meta["test"]
     assert t["int8"]["accuracy"] >= 0.9, t
     assert abs(t["qat_eval"]["accuracy"] - t["int8"]["accuracy"]) <= 1 / 122 + 1e-9
     assert any(p.name.startswith("teacher-") for p in (root / ".kiloml" / "cache").iterdir())
+    # the distilled variant: the trained model is the student's starting point
+    r = H.kiloml("optimize", "-p", root, "--variants", "distilled", "--board", "none", "--json",
+                 "-q")
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)["variants"][0]
+    assert "teaching the trained model" in row["source"] and row["metric"] >= 0.9, row
+    assert (root / "model" / "variants" / "distilled_float.pt").is_file()

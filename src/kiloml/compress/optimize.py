@@ -12,9 +12,9 @@ pruned     structured channel pruning (``prune_ratio`` of the channels of every 
 sparse     unstructured magnitude pruning (``sparsity`` of the weights zeroed), fine-tuning,
            calibration: same flash, RAM and latency (weights are stored densely)
 distilled  a student distilled from a teacher: the project's ``train.teacher`` (.tflite) with the
-           project's model as student (``distill_*`` settings), then ptq and quantization-
-           aware fine-tuning with the teacher still teaching; without a teacher, the trained
-           float model teaches a student of half its width, then ptq.
+           trained float model as the student's starting point (``distill_*`` settings), then
+           ptq; without a teacher, the trained float model teaches a student of half its
+           width, then ptq.
 =========  ==================================================================================
 
 Accuracy of every int8 variant is that of the exported graph run by kiloml's reference
@@ -193,23 +193,19 @@ def optimize_project(project_dir=".", variants=VARIANTS, prune_ratio: float = 0.
             notes.append("sparse: zero weights are still stored and multiplied (dense kernels)")
         elif name == "distilled":
             if r.teacher:
-                student, res = P.train_float(prep, progress=progress, distill=True,
-                                             title="distill")
-                src = f"teacher {r.teacher}"
+                # the trained model (labels only) is the student's starting point
+                student, res = P.train_float(prep, copy.deepcopy(model), progress=progress,
+                                             distill=True, title="distill")
+                src = f"teacher {r.teacher} teaching the trained model"
                 torch.save({"arch": prep.arch, "state": student.state_dict()},
                            out_dir / "distilled_float.pt")
                 f_acc = _metric(prep, P.predict_float(prep, student, prep.test.x), prep.test)
-                net, g = P.quantize(prep, student)
-                p_acc = _metric(prep, P.predict_int8(prep, g, prep.test.x), prep.test)
-                # quantization-aware fine-tuning, the teacher still teaching
-                net, _ = P.qat(prep, net, qat_ep, progress=progress, distill=True)
-                row = _int8_row("distilled", prep, to_graph(net), board, out_dir, notes)
-                row.update({"source": src + f" (+{qat_ep} QAT epochs with the teacher)",
-                            "train_seconds": res.seconds, "float_metric": f_acc,
-                            "ptq_metric": p_acc})
+                _, g = P.quantize(prep, student)
+                row = _int8_row("distilled", prep, g, board, out_dir, notes)
+                row.update({"source": src, "train_seconds": res.seconds, "float_metric": f_acc})
                 rows.append(row)
-                notes.append(f"distilled: float {100 * f_acc:.2f} %, int8 PTQ {100 * p_acc:.2f} "
-                             f"%, after QAT {100 * row['metric']:.2f} %")
+                notes.append(f"distilled: float {100 * f_acc:.2f} %, int8 {100 * row['metric']:.2f}"
+                             " %")
                 continue
             else:
                 from kiloml.compress.distill import TorchTeacher
