@@ -232,6 +232,14 @@ def print_task(res: dict) -> None:
         out.print(f"  note: {n}", highlight=False)
 
 
+# task -> (title, project setup, optimize_project arguments)
+CLASSIFIERS = {
+    "kws": ("kws", setup_kws, {"teacher": str(KWS_REF), "teacher_labels": ["mlperf-kws"]}),
+    "wand": ("magic_wand", setup_wand, {}),
+    "cwru": ("cwru", setup_cwru, {}),
+}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/kiloml-bench-train"))
@@ -246,26 +254,17 @@ def main() -> int:
     results = []
     tasks = [t.strip() for t in a.tasks.split(",")]
     for task in tasks:
-        if task == "kws":
-            root = fresh_root(a.workdir, "kws")
-            setup_kws(root)
-            res = run_task("kws", root, ["float", "ptq", "qat", "pruned", "distilled"],
-                           a.board, {"teacher": str(KWS_REF), "teacher_labels": ["mlperf-kws"]})
-        elif task == "wand":
-            root = fresh_root(a.workdir, "wand")
-            setup_wand(root)
-            res = run_task("magic_wand", root, ["float", "ptq", "qat", "pruned", "distilled"],
-                           a.board, {})
+        if task in CLASSIFIERS:
+            title, setup, extra = CLASSIFIERS[task]
+            root = fresh_root(a.workdir, task)
+            setup(root)
+            res = run_task(title, root, ["float", "ptq", "qat", "pruned", "distilled"], a.board,
+                           extra)
         elif task == "wand-lopo":
             res = run_wand_lopo(a.workdir)
             print_lopo(res)
             results.append(res)
             continue
-        elif task == "cwru":
-            root = fresh_root(a.workdir, "cwru")
-            setup_cwru(root)
-            res = run_task("cwru", root, ["float", "ptq", "qat", "pruned", "distilled"],
-                           a.board, {})
         elif task == "anomaly":
             for arch, params in (("kmeans", {"n_clusters": 8}),
                                  ("autoencoder", {"hidden": 32, "bottleneck": 4, "depth": 2})):
