@@ -143,16 +143,24 @@ RUNTIMES = ("portable", "armv7em")
 
 def _runtime_files(kernels: set[str], runtime: str = RUNTIME) -> dict[str, str]:
     """Kernel sources for ``runtime``; a file the optimized directory lacks comes from portable
-    (both directories share file names and function signatures)."""
+    (both directories share file names and function signatures). A kernel is ``kml_K.h`` and
+    ``kml_K.c``, plus any ``kml_K_*.c`` of the same directory (armv7em's depthwise code is
+    ``kml_conv_dw.c``)."""
     base = resources.files("kiloml.codegen") / "runtime"
 
-    def read(name: str) -> str:
+    def where(name: str):
         opt = base / runtime / name
-        return (opt if opt.is_file() else base / "portable" / name).read_text()
+        return opt if opt.is_file() else base / "portable" / name
+
+    def read(name: str) -> str:
+        return where(name).read_text()
 
     names = ["kml_common.h"]
     for k in sorted(kernels):
         names += [f"kml_{k}.h", f"kml_{k}.c"]
+        # a kernel's source may be split: kml_{k}_*.c beside the kml_{k}.c that is used
+        names += sorted(f.name for f in where(f"kml_{k}.c").parent.iterdir()
+                        if f.name.startswith(f"kml_{k}_") and f.name.endswith(".c"))
     out: dict[str, str] = {}
     i = 0
     while i < len(names):

@@ -1,0 +1,700 @@
+/* kiloml runtime (armv7em): DEPTHWISE_CONV_2D with dual 16-bit MACs (declared in kml_conv.h;
+ * linked with kml_conv.c wherever the conv kernels are).
+ *
+ * DEPTHWISE_CONV_2D 3x3 (depth multiplier 1): input rows are transposed into a ring of
+ * per-channel lines; an output row is computed five outputs at a time for every channel
+ * (dw3_row5: five accumulators, weights split once per filter row, 12 MAC instructions per
+ * 15 MACs; a last group of five may overlap the previous one); at stride 2 (its own entry
+ * point) three outputs at a time (dw3_row3s2: 7 MAC instructions per 9 MACs); leftovers one
+ * output at a time (dw3_row1, not linked by the _w5 entry). The _w5 entry (stride 1, output
+ * width 5 or 9: groups at even offsets) keeps the lines as int16 values (dw_transpose16,
+ * twice the ring) and takes dw3_row5h: words of two neighbouring inputs, no input splitting,
+ * 10 MAC instructions per 15 MACs. The channel loop is inside the asm blocks.
+ *
+ * The innermost loops are asm blocks (see kml_conv.c for why).
+ */
+#include "kml_conv.h"
+
+#include "kml_arm.h"
+
+/* UXTB16 of x rotated right by 8: bytes 1 and 3 zero-extended into the two halfwords. */
+static inline uint32_t dw_uxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* PKHBT: low half of a, high half from b's low half; PKHTB: high half of a, low from b's high. */
+static inline uint32_t dw_pkhbt(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+static inline uint32_t dw_pkhtb(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+static inline void dw_st32(int8_t *d, uint32_t v)
+{
+    memcpy(d, &v, sizeof v);
+}
+
+/* Input row ``row`` (in_w pixels x C channels) into the C lines at ``slot`` (values from
+ * index pad_left on): 4 pixels x 4 channels at a time as a 4x4 byte transpose. */
+static void dw_transpose(const kml_conv_params *p, const int8_t *row, int8_t *slot, int32_t lw)
+{
+    const int32_t c = p->in_c, w = p->in_w;
+    int8_t *dst = slot + p->pad_left;
+    int32_t x = 0, ch;
+    if ((c & 3) == 0) {
+        for (; x + 4 <= w; x += 4, row += 4 * c, dst += 4) {
+            int8_t *d = dst;
+            for (ch = 0; ch < c; ch += 4, d += 4 * lw) {
+                const uint32_t r0 = (uint32_t)kml_ld32(row + ch);
+                const uint32_t r1 = (uint32_t)kml_ld32(row + c + ch);
+                const uint32_t r2 = (uint32_t)kml_ld32(row + 2 * c + ch);
+                const uint32_t r3 = (uint32_t)kml_ld32(row + 3 * c + ch);
+                const uint32_t e01 = __uxtb16(r0) | __uxtb16(r1) << 8;
+                const uint32_t o01 = dw_uxtb16_ror8(r0) | dw_uxtb16_ror8(r1) << 8;
+                const uint32_t e23 = __uxtb16(r2) | __uxtb16(r3) << 8;
+                const uint32_t o23 = dw_uxtb16_ror8(r2) | dw_uxtb16_ror8(r3) << 8;
+                dw_st32(d, dw_pkhbt(e01, e23));
+                dw_st32(d + lw, dw_pkhbt(o01, o23));
+                dw_st32(d + 2 * lw, dw_pkhtb(e23, e01));
+                dw_st32(d + 3 * lw, dw_pkhtb(o23, o01));
+            }
+        }
+    }
+    for (; x < w; ++x, row += c, ++dst) { /* the last pixels: one word of 4 channels each */
+        int8_t *d = dst;
+        ch = 0;
+        if ((c & 3) == 0) {
+            for (; ch < c; ch += 4, d += 4 * lw) {
+                const uint32_t r0 = (uint32_t)kml_ld32(row + ch);
+                d[0] = (int8_t)r0;
+                d[lw] = (int8_t)(r0 >> 8);
+                d[2 * lw] = (int8_t)(r0 >> 16);
+                d[3 * lw] = (int8_t)(r0 >> 24);
+            }
+        }
+        for (; ch < c; ++ch, d += lw) {
+            *d = row[ch];
+        }
+    }
+}
+
+/* Pixels x and x + 1 of the input row (``rb``: x + 1's channels, or the zero point in every
+ * byte of ``zp4`` when x is the last pixel: the pad value right of the image) into the int16
+ * lines at d (channel ch's at d + ch * lw): per 4 channels, two words split by SXTB16 and
+ * packed into one (x, x + 1) word per channel. */
+static inline __attribute__((always_inline)) void dw_t16(const int8_t *ra, const int8_t *rb,
+                                                         int32_t zp4, int32_t c, int16_t *d,
+                                                         int32_t lw, int32_t last)
+{
+    int32_t ch;
+    for (ch = 0; ch < c; ch += 4, d += 4 * lw) {
+        const int32_t r0 = kml_ld32(ra + ch), r1 = last ? zp4 : kml_ld32(rb + ch);
+        const uint32_t e0 = (uint32_t)__sxtb16(r0), e1 = (uint32_t)__sxtb16(r1);
+        const uint32_t o0 = (uint32_t)kml_sxtb16_ror8(r0), o1 = (uint32_t)kml_sxtb16_ror8(r1);
+        dw_st32((int8_t *)(void *)d, dw_pkhbt(e0, e1));
+        dw_st32((int8_t *)(void *)(d + lw), dw_pkhbt(o0, o1));
+        dw_st32((int8_t *)(void *)(d + 2 * lw), dw_pkhtb(e1, e0));
+        dw_st32((int8_t *)(void *)(d + 3 * lw), dw_pkhtb(o1, o0));
+    }
+}
+
+/* Input row ``row`` into the C int16 lines (lw values each) at ``slot``, values from index
+ * pad_left on (channel count a multiple of 4; an odd last pixel also writes the zero point
+ * right of the image, which the line holds there anyway). */
+static void dw_transpose16(const kml_conv_params *p, const int8_t *row, int16_t *slot,
+                           int32_t lw, int32_t zp4)
+{
+    const int32_t c = p->in_c, w = p->in_w;
+    int16_t *dst = slot + p->pad_left;
+    int32_t x = 0;
+    for (; x + 2 <= w; x += 2, row += 2 * c, dst += 2) {
+        dw_t16(row, row + c, zp4, c, dst, lw, 0);
+    }
+    if (x < w) {
+        dw_t16(row, row, zp4, c, dst, lw, 1);
+    }
+}
+
+/* Values the row routines read from memory (all registers are taken): dw3_row5's steps to
+ * the next channel's lines, dw3_row1's from the end of a channel's row to the next one. */
+typedef struct {
+    int32_t c2, c, d5[3], s, n, d1[3], dout;
+    const int8_t *end; /* the end of the channel records */
+} dw3_row_args;
+
+/* One filter row of five outputs (stride 1): x0..x7 at P (x7 unused), weights at rec + OFF,
+ * with four temporaries: W02 = (w0, w2) in t0, W1 in t1, the even and odd inputs of each
+ * word in t3, t2. 12 MAC instructions for 15 MACs. The first MAC of accumulator i adds
+ * register Si (the accumulator itself, or for the first filter row the bias, held in a4 until
+ * a4's own first MAC). */
+#define DW5_ROWS(P, OFF, S0, S1, S2, S3)                                                     \
+    "ldr %[t0], [%[rec], #" OFF "]\n\t"                                                      \
+    "ldr %[t2], [%[" P "]]\n\t"                                                              \
+    "sxtb16 %[t1], %[t0], ror #8\n\t"                                                        \
+    "sxtb16 %[t0], %[t0]\n\t"                                                                \
+    "sxtb16 %[t3], %[t2]\n\t"                                                                \
+    "sxtb16 %[t2], %[t2], ror #8\n\t"                                                        \
+    "smlad %[a0], %[t3], %[t0], %[" S0 "]\n\t"                                               \
+    "smlabb %[a0], %[t2], %[t1], %[a0]\n\t"                                                  \
+    "smlad %[a1], %[t2], %[t0], %[" S1 "]\n\t"                                               \
+    "smlatb %[a1], %[t3], %[t1], %[a1]\n\t"                                                  \
+    "smlatb %[a2], %[t3], %[t0], %[" S2 "]\n\t"                                              \
+    "smlatb %[a2], %[t2], %[t1], %[a2]\n\t"                                                  \
+    "smlatb %[a3], %[t2], %[t0], %[" S3 "]\n\t"                                              \
+    "ldr %[t2], [%[" P "], #4]\n\t"                                                          \
+    "sxtb16 %[t3], %[t2]\n\t"                                                                \
+    "sxtb16 %[t2], %[t2], ror #8\n\t"                                                        \
+    "smlabt %[a2], %[t3], %[t0], %[a2]\n\t"                                                  \
+    "smlabb %[a3], %[t3], %[t1], %[a3]\n\t"                                                  \
+    "smlabt %[a3], %[t2], %[t0], %[a3]\n\t"                                                  \
+    "smlad %[a4], %[t3], %[t0], %[a4]\n\t"                                                   \
+    "smlabb %[a4], %[t2], %[t1], %[a4]\n\t"
+#define DW5_ROW(P, OFF) DW5_ROWS(P, OFF, "a0", "a1", "a2", "a3")
+
+/* kml_rq of accumulator A (multiplier t0, shift t1, k t2), saturated into A. */
+#define DW5_RQ(A)                                                                            \
+    "lsl %[t3], %[" A "], #1\n\t"                                                            \
+    "smmlar %[t3], %[t3], %[t0], %[t2]\n\t"                                                  \
+    "sub %[t3], %[t3], %[" A "], lsr #31\n\t"                                                \
+    "asr %[t3], %[t3], %[t1]\n\t"                                                            \
+    "ssat %[" A "], #8, %[t3]\n\t"
+
+/* Five outputs of one output row, every channel: lines p0, p1, p2 of channel 0 at the first
+ * window (channel ch's lines follow at ch * L->d5[ky]: the line width, or 0 for the pad line),
+ * the channels' 18-byte records from rec (bias with the input offset folded in, multiplier,
+ * 9 weights, shift; the lines hold raw inputs and the zero point where the window leaves the
+ * image, whose products with the folded offset cancel), outputs at o + 1, o + 1 + c, ...
+ * Five accumulators and four temporaries; the five results are saturated in place and stored
+ * back to back. Per channel 63 MAC-phase instructions for 45 MACs, 111 in all. */
+static inline __attribute__((always_inline)) void dw3_row5(const int8_t *p0, const int8_t *p1,
+                                                           const int8_t *p2, const int8_t *rec,
+                                                           int8_t *o, dw3_row_args *L)
+{
+    int32_t a0, a1, a2, a3, a4, t0, t1, t2, t3;
+    __asm__ volatile(
+        "0:\n\t"
+        "ldr %[a4], [%[rec]]\n\t" /* the bias */
+        DW5_ROWS("p0", "8", "a4", "a4", "a4", "a4") DW5_ROW("p1", "11") DW5_ROW("p2", "14")
+        "ldr %[t0], [%[rec], #4]\n\t"
+        "ldrb %[t1], [%[rec], #17]\n\t"
+        "ldr %[t2], %[c2]\n\t"
+        "lsl %[t2], %[t2], %[t1]\n\t"
+        "asr %[t2], %[t2], #1\n\t"
+        DW5_RQ("a0") DW5_RQ("a1") DW5_RQ("a2") DW5_RQ("a3") DW5_RQ("a4")
+        "ldr %[t0], %[c]\n\t"             /* the five stores back to back (they pipeline) */
+        "add %[o], %[o], #1\n\t"
+        "add %[t1], %[o], %[t0], lsl #1\n\t"
+        "add %[t2], %[t1], %[t0], lsl #1\n\t"
+        "strb %[a0], [%[o]]\n\t"
+        "strb %[a1], [%[o], %[t0]]\n\t"
+        "strb %[a2], [%[t1]]\n\t"
+        "strb %[a3], [%[t1], %[t0]]\n\t"
+        "strb %[a4], [%[t2]]\n\t"
+        "ldrd %[t0], %[t1], %[d01]\n\t"
+        "ldr %[t2], %[d2]\n\t"
+        "ldr %[t3], %[end]\n\t"
+        "add %[p0], %[p0], %[t0]\n\t"
+        "add %[p1], %[p1], %[t1]\n\t"
+        "add %[p2], %[p2], %[t2]\n\t"
+        "add %[rec], %[rec], #18\n\t"
+        "cmp %[rec], %[t3]\n\t"
+        "bne 0b"
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),
+          [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [p0] "+r"(p0),
+          [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [rec] "+r"(rec)
+        : [c2] "m"(L->c2), [c] "m"(L->c), [d01] "m"(L->d5), [d2] "m"(L->d5[2]),
+          [end] "m"(L->end)
+        : "cc", "memory");
+}
+
+/* One filter row of five outputs on int16 lines: (x0, x1) .. (x6, x7) in four words at P
+ * (word aligned), weights at rec + OFF: W12 = (w1, w2) in t1, W01 = (w0, w1) in t0 (from
+ * SXTB16's (w0, w2) and (w1, -)), inputs in t2, t3. 10 MAC instructions for 15 MACs, no
+ * input splitting. The first MAC of accumulator i adds register Si (as DW5_ROWS). */
+#define DW16_ROWS(P, OFF, S0, S1, S2, S3, S4)                                                \
+    "ldr %[t0], [%[rec], #" OFF "]\n\t"                                                      \
+    "ldrd %[t2], %[t3], [%[" P "]]\n\t"                                                      \
+    "sxtb16 %[t1], %[t0], ror #8\n\t"                                                        \
+    "sxtb16 %[t0], %[t0]\n\t"                                                                \
+    "pkhbt %[t1], %[t1], %[t0]\n\t"                                                          \
+    "pkhbt %[t0], %[t0], %[t1], lsl #16\n\t"                                                 \
+    "smlad %[a0], %[t2], %[t0], %[" S0 "]\n\t"  /* x0 w0 + x1 w1 */                         \
+    "smlabt %[a0], %[t3], %[t1], %[a0]\n\t"     /* x2 w2 */                                 \
+    "smlatb %[a1], %[t2], %[t0], %[" S1 "]\n\t" /* x1 w0 */                                 \
+    "smlad %[a1], %[t3], %[t1], %[a1]\n\t"      /* x2 w1 + x3 w2 */                         \
+    "smlad %[a2], %[t3], %[t0], %[" S2 "]\n\t"  /* x2 w0 + x3 w1 */                         \
+    "smlatb %[a3], %[t3], %[t0], %[" S3 "]\n\t" /* x3 w0 */                                 \
+    "ldrd %[t2], %[t3], [%[" P "], #8]\n\t"                                                  \
+    "smlabt %[a2], %[t2], %[t1], %[a2]\n\t"     /* x4 w2 */                                 \
+    "smlad %[a3], %[t2], %[t1], %[a3]\n\t"      /* x4 w1 + x5 w2 */                         \
+    "smlad %[a4], %[t2], %[t0], %[" S4 "]\n\t"  /* x4 w0 + x5 w1 */                         \
+    "smlabt %[a4], %[t3], %[t1], %[a4]\n\t"     /* x6 w2 */
+#define DW16_ROW(P, OFF) DW16_ROWS(P, OFF, "a0", "a1", "a2", "a3", "a4")
+
+/* DW16_ROWS for a group at an odd offset: P is the word before it, (x-1, x0), (x1, x2) ..
+ * (x5, x6). */
+#define DW16O_ROWS(P, OFF, S0, S1, S2, S3, S4)                                               \
+    "ldr %[t0], [%[rec], #" OFF "]\n\t"                                                      \
+    "ldrd %[t2], %[t3], [%[" P "]]\n\t"                                                      \
+    "sxtb16 %[t1], %[t0], ror #8\n\t"                                                        \
+    "sxtb16 %[t0], %[t0]\n\t"                                                                \
+    "pkhbt %[t1], %[t1], %[t0]\n\t"                                                          \
+    "pkhbt %[t0], %[t0], %[t1], lsl #16\n\t"                                                 \
+    "smlatb %[a0], %[t2], %[t0], %[" S0 "]\n\t" /* x0 w0 */                                 \
+    "smlad %[a0], %[t3], %[t1], %[a0]\n\t"      /* x1 w1 + x2 w2 */                         \
+    "smlad %[a1], %[t3], %[t0], %[" S1 "]\n\t"  /* x1 w0 + x2 w1 */                         \
+    "smlatb %[a2], %[t3], %[t0], %[" S2 "]\n\t" /* x2 w0 */                                 \
+    "ldrd %[t2], %[t3], [%[" P "], #8]\n\t"                                                  \
+    "smlabt %[a1], %[t2], %[t1], %[a1]\n\t"     /* x3 w2 */                                 \
+    "smlad %[a2], %[t2], %[t1], %[a2]\n\t"      /* x3 w1 + x4 w2 */                         \
+    "smlad %[a3], %[t2], %[t0], %[" S3 "]\n\t"  /* x3 w0 + x4 w1 */                         \
+    "smlabt %[a3], %[t3], %[t1], %[a3]\n\t"     /* x5 w2 */                                 \
+    "smlatb %[a4], %[t2], %[t0], %[" S4 "]\n\t" /* x4 w0 */                                 \
+    "smlad %[a4], %[t3], %[t1], %[a4]\n\t"      /* x5 w1 + x6 w2 */
+#define DW16O_ROW(P, OFF) DW16O_ROWS(P, OFF, "a0", "a1", "a2", "a3", "a4")
+
+/* dw3_row5 on int16 lines (the _w5 and _h entries): p0, p1, p2 word aligned (the group's
+ * first input, or for dw3_row5ho at an odd offset the one before it). Per channel 54
+ * MAC-phase instructions for 45 MACs. */
+#define DW3_ROW5H(NAME, ROWS, ROW)                                                           \
+static inline __attribute__((always_inline)) void NAME(const int8_t *p0, const int8_t *p1,    \
+                                                       const int8_t *p2, const int8_t *rec,   \
+                                                       int8_t *o, dw3_row_args *L)            \
+{                                                                                            \
+    int32_t a0, a1, a2, a3, a4, t0, t1, t2, t3;                                              \
+    __asm__ volatile(                                                                        \
+        "0:\n\t"                                                                             \
+        "ldr %[a4], [%[rec]]\n\t" /* the bias */                                             \
+        ROWS("p0", "8", "a4", "a4", "a4", "a4", "a4") ROW("p1", "11") ROW("p2", "14")        \
+        "ldr %[t0], [%[rec], #4]\n\t"                                                        \
+        "ldrb %[t1], [%[rec], #17]\n\t"                                                      \
+        "ldr %[t2], %[c2]\n\t"                                                               \
+        "lsl %[t2], %[t2], %[t1]\n\t"                                                        \
+        "asr %[t2], %[t2], #1\n\t"                                                           \
+        DW5_RQ("a0") DW5_RQ("a1") DW5_RQ("a2") DW5_RQ("a3") DW5_RQ("a4")                     \
+        "ldr %[t0], %[c]\n\t"             /* the five stores back to back (they pipeline) */ \
+        "add %[o], %[o], #1\n\t"                                                             \
+        "add %[t1], %[o], %[t0], lsl #1\n\t"                                                 \
+        "add %[t2], %[t1], %[t0], lsl #1\n\t"                                                \
+        "strb %[a0], [%[o]]\n\t"                                                             \
+        "strb %[a1], [%[o], %[t0]]\n\t"                                                      \
+        "strb %[a2], [%[t1]]\n\t"                                                            \
+        "strb %[a3], [%[t1], %[t0]]\n\t"                                                     \
+        "strb %[a4], [%[t2]]\n\t"                                                            \
+        "ldrd %[t0], %[t1], %[d01]\n\t"                                                      \
+        "ldr %[t2], %[d2]\n\t"                                                               \
+        "ldr %[t3], %[end]\n\t"                                                              \
+        "add %[p0], %[p0], %[t0]\n\t"                                                        \
+        "add %[p1], %[p1], %[t1]\n\t"                                                        \
+        "add %[p2], %[p2], %[t2]\n\t"                                                        \
+        "add %[rec], %[rec], #18\n\t"                                                        \
+        "cmp %[rec], %[t3]\n\t"                                                              \
+        "bne 0b"                                                                             \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),    \
+          [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [p0] "+r"(p0),     \
+          [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [rec] "+r"(rec)                         \
+        : [c2] "m"(L->c2), [c] "m"(L->c), [d01] "m"(L->d5), [d2] "m"(L->d5[2]),              \
+          [end] "m"(L->end)                                                                  \
+        : "cc", "memory");                                                                   \
+}
+DW3_ROW5H(dw3_row5h, DW16_ROWS, DW16_ROW)
+DW3_ROW5H(dw3_row5ho, DW16O_ROWS, DW16O_ROW)
+
+/* One filter row of three outputs at stride 2: x0..x7 at P (x7 unused), weights at rec + OFF.
+ * W02 = (w0, w2) in t0, W1 in t1, the even and odd inputs of the two words in t2, t3 and t4,
+ * t5: 7 MAC instructions for 9 MACs. The first MAC of accumulator i adds register Si (the
+ * accumulator itself, or for the first filter row the bias, held in a2 until a2's own first
+ * MAC). */
+#define DW3S2_ROWS(P, OFF, S0, S1)                                                           \
+    "ldr %[t0], [%[rec], #" OFF "]\n\t"                                                      \
+    "ldr %[t2], [%[" P "]]\n\t"                                                              \
+    "ldr %[t4], [%[" P "], #4]\n\t"                                                          \
+    "sxtb16 %[t1], %[t0], ror #8\n\t"                                                        \
+    "sxtb16 %[t0], %[t0]\n\t"                                                                \
+    "sxtb16 %[t3], %[t2], ror #8\n\t"                                                        \
+    "sxtb16 %[t2], %[t2]\n\t"                                                                \
+    "sxtb16 %[t5], %[t4], ror #8\n\t"                                                        \
+    "sxtb16 %[t4], %[t4]\n\t"                                                                \
+    "smlad %[a0], %[t2], %[t0], %[" S0 "]\n\t"   /* x0 w0 + x2 w2 */                        \
+    "smlabb %[a0], %[t3], %[t1], %[a0]\n\t"      /* x1 w1 */                                \
+    "smlatb %[a1], %[t2], %[t0], %[" S1 "]\n\t"  /* x2 w0 */                                \
+    "smlatb %[a1], %[t3], %[t1], %[a1]\n\t"      /* x3 w1 */                                \
+    "smlabt %[a1], %[t4], %[t0], %[a1]\n\t"      /* x4 w2 */                                \
+    "smlad %[a2], %[t4], %[t0], %[a2]\n\t"       /* x4 w0 + x6 w2 */                        \
+    "smlabb %[a2], %[t5], %[t1], %[a2]\n\t"      /* x5 w1 */
+#define DW3S2_ROW(P, OFF) DW3S2_ROWS(P, OFF, "a0", "a1")
+
+/* Three outputs of one output row at stride 2, every channel; otherwise as dw3_row5 (outputs
+ * at o + 1, o + 1 + c, o + 1 + 2c). Per channel 48 MAC-phase instructions for 27 MACs. */
+static inline __attribute__((always_inline)) void dw3_row3s2(const int8_t *p0, const int8_t *p1,
+                                                             const int8_t *p2,
+                                                             const int8_t *rec, int8_t *o,
+                                                             dw3_row_args *L)
+{
+    int32_t a0, a1, a2, t0, t1, t2, t3, t4, t5;
+    __asm__ volatile(
+        "0:\n\t"
+        "ldr %[a2], [%[rec]]\n\t" /* the bias */
+        DW3S2_ROWS("p0", "8", "a2", "a2") DW3S2_ROW("p1", "11") DW3S2_ROW("p2", "14")
+        "ldr %[t0], [%[rec], #4]\n\t"
+        "ldrb %[t1], [%[rec], #17]\n\t"
+        "ldr %[t2], %[c2]\n\t"
+        "lsl %[t2], %[t2], %[t1]\n\t"
+        "asr %[t2], %[t2], #1\n\t"
+        DW5_RQ("a0") DW5_RQ("a1") DW5_RQ("a2")
+        "ldr %[t0], %[c]\n\t"
+        "add %[o], %[o], #1\n\t"
+        "add %[t1], %[o], %[t0], lsl #1\n\t"
+        "strb %[a0], [%[o]]\n\t"
+        "strb %[a1], [%[o], %[t0]]\n\t"
+        "strb %[a2], [%[t1]]\n\t"
+        "ldrd %[t0], %[t1], %[d01]\n\t"
+        "ldr %[t2], %[d2]\n\t"
+        "ldr %[t3], %[end]\n\t"
+        "add %[p0], %[p0], %[t0]\n\t"
+        "add %[p1], %[p1], %[t1]\n\t"
+        "add %[p2], %[p2], %[t2]\n\t"
+        "add %[rec], %[rec], #18\n\t"
+        "cmp %[rec], %[t3]\n\t"
+        "bne 0b"
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [t0] "=&r"(t0), [t1] "=&r"(t1),
+          [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5), [p0] "+r"(p0),
+          [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [rec] "+r"(rec)
+        : [c2] "m"(L->c2), [c] "m"(L->c), [d01] "m"(L->d5), [d2] "m"(L->d5[2]),
+          [end] "m"(L->end)
+        : "cc", "memory");
+}
+
+/* One filter row of one output: x0..x2 at P, weights at rec + OFF. */
+#define DW1_ROW(P, OFF)                                                                      \
+    "ldr %[t0], [%[" P "]]\n\t"                                                              \
+    "ldr %[t1], [%[rec], #" OFF "]\n\t"                                                      \
+    "sxtb16 %[t2], %[t0]\n\t"                                                                \
+    "sxtb16 %[t0], %[t0], ror #8\n\t"                                                        \
+    "sxtb16 %[t3], %[t1]\n\t"                                                                \
+    "sxtb16 %[t1], %[t1], ror #8\n\t"                                                        \
+    "smlad %[a0], %[t2], %[t3], %[a0]\n\t"                                                   \
+    "smlabb %[a0], %[t0], %[t1], %[a0]\n\t"
+
+/* L->n single outputs (window step L->s) of one output row, every channel, otherwise as
+ * dw3_row5 (rows narrower than five outputs, stride 2). */
+static inline __attribute__((always_inline)) void dw3_row1(const int8_t *p0, const int8_t *p1,
+                                                           const int8_t *p2, const int8_t *rec,
+                                                           int32_t c, int8_t *o,
+                                                           dw3_row_args *L)
+{
+    int32_t a0, t0, t1, t2, t3, kk, n;
+    __asm__ volatile(
+        "0:\n\t"
+        "ldrb %[t2], [%[rec], #17]\n\t"
+        "ldr %[kk], %[c2]\n\t"
+        "lsl %[kk], %[kk], %[t2]\n\t"
+        "asr %[kk], %[kk], #1\n\t"
+        "ldr %[n], %[nn]\n"
+        "1:\n\t"
+        "ldr %[a0], [%[rec]]\n\t"
+        DW1_ROW("p0", "8") DW1_ROW("p1", "11") DW1_ROW("p2", "14")
+        "ldr %[t3], [%[rec], #4]\n\t"
+        "ldrb %[t2], [%[rec], #17]\n\t"
+        "lsl %[t0], %[a0], #1\n\t"
+        "smmlar %[t0], %[t0], %[t3], %[kk]\n\t"
+        "sub %[t0], %[t0], %[a0], lsr #31\n\t"
+        "asr %[t0], %[t0], %[t2]\n\t"
+        "ssat %[t0], #8, %[t0]\n\t"
+        "strb %[t0], [%[o]]\n\t"
+        "add %[o], %[o], %[c]\n\t"
+        "ldr %[t2], %[s]\n\t"
+        "add %[p0], %[p0], %[t2]\n\t"
+        "add %[p1], %[p1], %[t2]\n\t"
+        "add %[p2], %[p2], %[t2]\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b\n\t"
+        "ldrd %[t0], %[t1], %[d01]\n\t"
+        "ldr %[t2], %[d2]\n\t"
+        "ldr %[t3], %[dout]\n\t"
+        "add %[p0], %[p0], %[t0]\n\t"
+        "add %[p1], %[p1], %[t1]\n\t"
+        "add %[p2], %[p2], %[t2]\n\t"
+        "add %[o], %[o], %[t3]\n\t"
+        "add %[rec], %[rec], #18\n\t"
+        "ldr %[t0], %[end]\n\t"
+        "cmp %[rec], %[t0]\n\t"
+        "bne 0b"
+        : [a0] "=&r"(a0), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3),
+          [kk] "=&r"(kk), [n] "=&r"(n), [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2),
+          [o] "+r"(o), [rec] "+r"(rec)
+        : [c] "r"(c), [c2] "m"(L->c2), [s] "m"(L->s), [nn] "m"(L->n), [d01] "m"(L->d1),
+          [d2] "m"(L->d1[2]), [dout] "m"(L->dout), [end] "m"(L->end)
+        : "cc", "memory");
+}
+
+/* Bytes of the line ring in scratch (kiloml/codegen/armv7em.py computes the same). */
+static int32_t dw3_line(const kml_conv_params *p)
+{
+    return ((p->out_w - 1) * p->stride_w + 4 + 3) & ~3;
+}
+
+
+/* The depthwise 3x3 kernel. ``s2`` and ``w5`` are constants in each entry point, so that a
+ * model links only the row routines it uses: ``s2``, stride 2, rows in steps of three outputs;
+ * ``w5``, stride 1, rows of 5 or 9 outputs (groups at offsets 0 and out_w - 5, both even: no
+ * dw3_row1), int16 lines (kiloml/codegen/armv7em.py, depthwise_w5 and depthwise_scratch). */
+static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
+                                                      const int8_t *input,
+                                                      const int32_t *packed, int8_t *output,
+                                                      int8_t *ring, int32_t s2, int32_t w5,
+                                                      int32_t h16)
+{
+    const int32_t c = p->in_c;
+    const int32_t lw = dw3_line(p);
+    const int32_t h = h16 ? 2 : 1; /* bytes per line value: _w5 and _h keep int16 lines */
+    const int32_t slot_bytes = c * lw * h;
+    int8_t *const pad = ring + 3 * slot_bytes;
+    const int8_t zp = (int8_t)(-p->in_offset);
+    const size_t in_row = (size_t)(p->in_w * c);
+    dw3_row_args L;
+    int32_t b, oy, i;
+    L.c2 = 2 * p->out_offset + 1;
+    L.c = c;
+    L.end = (const int8_t *)(const void *)packed + 18 * c;
+    L.s = p->stride_w;
+    if (h16) { /* two words a step: (3 * c + 1) * lw values, lw a multiple of 4 */
+        const uint32_t z2 = (uint32_t)(uint16_t)zp * 0x10001u;
+        uint32_t *r32 = (uint32_t *)(void *)ring;
+        for (i = 0; i < (3 * c + 1) * lw; i += 4, r32 += 2) {
+            r32[0] = z2; /* padding columns stay the zero point; rows overwrite the middle */
+            r32[1] = z2;
+        }
+    } else {
+        for (i = 0; i < 3 * slot_bytes + lw; ++i) {
+            ring[i] = zp; /* padding columns stay the zero point; rows overwrite the middle */
+        }
+    }
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *in = input + (size_t)b * (size_t)p->in_h * in_row;
+        int32_t held[3] = {-1, -1, -1}; /* input row in each ring slot (row iy: slot iy % 3) */
+        int8_t *out = output + (size_t)b * (size_t)(p->out_h * p->out_w * c);
+        for (oy = 0; oy < p->out_h; ++oy, out += (size_t)(p->out_w * c)) {
+            const int8_t *line[3];
+            int32_t cs[3], ky, x;
+            const int8_t *rec = (const int8_t *)(const void *)packed;
+            for (ky = 0; ky < 3; ++ky) {
+                const int32_t iy = oy * p->stride_h - p->pad_top + ky;
+                int32_t k;
+                line[ky] = pad;
+                cs[ky] = 0;
+                if (iy < 0 || iy >= p->in_h) {
+                    continue;
+                }
+                k = iy % 3;
+                if (held[k] != iy) {
+                    held[k] = iy;
+                    if (h16) {
+                        dw_transpose16(p, in + (size_t)iy * in_row,
+                                       (int16_t *)(void *)(ring + k * slot_bytes), lw,
+                                       (int32_t)((uint8_t)zp * 0x01010101u));
+                    } else {
+                        dw_transpose(p, in + (size_t)iy * in_row, ring + k * slot_bytes, lw);
+                    }
+                }
+                line[ky] = ring + k * slot_bytes;
+                cs[ky] = lw * h;
+            }
+            x = 0; /* outputs [x, out_w) are left for dw3_row1 */
+            L.d5[0] = cs[0];
+            L.d5[1] = cs[1];
+            L.d5[2] = cs[2];
+            if (s2) {
+                for (; p->out_w - x >= 3; x += 3) {
+                    dw3_row3s2(line[0] + 2 * x, line[1] + 2 * x, line[2] + 2 * x, rec,
+                               out + x * c - 1, &L);
+                }
+            } else if (p->stride_w == 1 && p->out_w >= 5) {
+                for (; p->out_w - x >= 3; x += 5) { /* the last five may overlap: cheaper
+                                                      * than three singles */
+                    if (x > p->out_w - 5) {
+                        x = p->out_w - 5;
+                    }
+                    if (h16 == 2 && (x & 1)) { /* _h: odd offsets from the word before */
+                        dw3_row5ho(line[0] + 2 * x - 2, line[1] + 2 * x - 2,
+                                   line[2] + 2 * x - 2, rec, out + x * c - 1, &L);
+                    } else if (h16) {
+                        dw3_row5h(line[0] + 2 * x, line[1] + 2 * x, line[2] + 2 * x, rec,
+                                  out + x * c - 1, &L);
+                    } else {
+                        dw3_row5(line[0] + x, line[1] + x, line[2] + x, rec, out + x * c - 1,
+                                 &L);
+                    }
+                }
+            }
+            if (!w5 && x < p->out_w) {
+                const int32_t n = p->out_w - x, sx = x * p->stride_w;
+                L.n = n;
+                L.dout = 1 - n * c;
+                for (ky = 0; ky < 3; ++ky) {
+                    L.d1[ky] = cs[ky] - n * p->stride_w;
+                }
+                dw3_row1(line[0] + sx, line[1] + sx, line[2] + sx, rec, c, out + x * c, &L);
+            }
+            if (p->act_min != -128 || p->act_max != 127) {
+                /* the kernel saturated to [-128, 127]; narrow to the activation */
+                for (i = 0; i < p->out_w * c; ++i) {
+                    out[i] = kml_clamp8(out[i], p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+KML_SMALL void kml_depthwise_conv2d_3x3_s8(const kml_conv_params *p, const int8_t *input,
+                                           const int8_t *filter, const int32_t *bias,
+                                           const int32_t *mult, const int32_t *shift,
+                                           int8_t *output, const int32_t *packed,
+                                           int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 0, 0);
+}
+
+KML_SMALL void kml_depthwise_conv2d_3x3_w5_s8(const kml_conv_params *p, const int8_t *input,
+                                              const int8_t *filter, const int32_t *bias,
+                                              const int32_t *mult, const int32_t *shift,
+                                              int8_t *output, const int32_t *packed,
+                                              int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1, 1);
+}
+
+/* Stride 1, output width at least 5 and not 1 or 2 mod 5 (steps of five cover the rows),
+ * channel count a multiple of 4: int16 lines, groups at even and odd offsets. */
+KML_SMALL void kml_depthwise_conv2d_3x3_h_s8(const kml_conv_params *p, const int8_t *input,
+                                             const int8_t *filter, const int32_t *bias,
+                                             const int32_t *mult, const int32_t *shift,
+                                             int8_t *output, const int32_t *packed,
+                                             int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1, 2);
+}
+
+KML_SMALL void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const int8_t *input,
+                                              const int8_t *filter, const int32_t *bias,
+                                              const int32_t *mult, const int32_t *shift,
+                                              int8_t *output, const int32_t *packed,
+                                              int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1, 0, 0);
+}
+
+/* Any other geometry. Four output channels at a time when the channel count allows it and
+ * the depth multiplier is 1 (four consecutive inputs in one word) or a multiple of 4 (one
+ * input broadcast to both halves): per tap one word of inputs split by SXTAB16 (offset added),
+ * the filter word of the 4 channels split by SXTB16, and SMLABB / SMLATT per channel; only the
+ * taps inside the image are visited (TFLite skips padded taps). Otherwise one channel at a
+ * time. TFLite's requantization. Output pixels are written in order after their window is
+ * read (in place as portable). */
+void kml_depthwise_conv2d_s8(const kml_conv_params *p, const int8_t *input,
+                             const int8_t *filter, const int32_t *bias, const int32_t *mult,
+                             const int32_t *shift, int8_t *output, const int32_t *packed,
+                             int32_t *scratch)
+{
+    const int32_t c = p->in_c, oc_n = p->out_c;
+    const int32_t m = oc_n / c;
+    const int32_t off2 = kml_pair16(p->in_offset);
+    const int32_t step = (oc_n & 3) == 0 && (m == 1 || (m & 3) == 0) ? 4 : 1;
+    int32_t b, oy, ox, oc, ky, kx, i;
+    int8_t *out = output;
+    (void)packed;
+    (void)scratch;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *in = input + (size_t)b * (size_t)(p->in_h * p->in_w * c);
+        for (oy = 0; oy < p->out_h; ++oy) {
+            const int32_t iy0 = oy * p->stride_h - p->pad_top;
+            for (ox = 0; ox < p->out_w; ++ox, out += oc_n) {
+                const int32_t ix0 = ox * p->stride_w - p->pad_left;
+                int32_t kx0 = 0, kx1 = p->k_w, ky0 = 0, ky1 = p->k_h;
+                while (kx0 < kx1 && ix0 + kx0 * p->dil_w < 0) {
+                    ++kx0;
+                }
+                while (kx1 > kx0 && ix0 + (kx1 - 1) * p->dil_w >= p->in_w) {
+                    --kx1;
+                }
+                while (ky0 < ky1 && iy0 + ky0 * p->dil_h < 0) {
+                    ++ky0;
+                }
+                while (ky1 > ky0 && iy0 + (ky1 - 1) * p->dil_h >= p->in_h) {
+                    --ky1;
+                }
+                for (oc = 0; oc < oc_n; oc += step) {
+                    int32_t acc[4], a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                    for (ky = ky0; ky < ky1; ++ky) {
+                        const int8_t *x = in + ((size_t)(iy0 + ky * p->dil_h) * (size_t)p->in_w
+                                                + (size_t)(ix0 + kx0 * p->dil_w)) * (size_t)c + (size_t)(oc / m);
+                        const int8_t *w = filter + (size_t)(ky * p->k_w + kx0) * (size_t)oc_n + (size_t)oc;
+                        const size_t xs = (size_t)(p->dil_w * c);
+                        if (step == 1) {
+                            for (kx = kx0; kx < kx1; ++kx, x += xs, w += oc_n) {
+                                a0 += (int32_t)*w * ((int32_t)*x + p->in_offset);
+                            }
+                        } else if (m == 1) { /* four consecutive inputs */
+                            for (kx = kx0; kx < kx1; ++kx, x += xs, w += oc_n) {
+                                const int32_t wv = kml_ld32(w), xv = kml_ld32(x);
+                                const int32_t xe = __sxtab16(off2, xv);
+                                const int32_t xo = kml_sxtab16_ror8(off2, xv);
+                                const int32_t we = __sxtb16(wv), wo = kml_sxtb16_ror8(wv);
+                                a0 = __smlabb(xe, we, a0);
+                                a2 = __smlatt(xe, we, a2);
+                                a1 = __smlabb(xo, wo, a1);
+                                a3 = __smlatt(xo, wo, a3);
+                            }
+                        } else { /* one input for all four channels */
+                            for (kx = kx0; kx < kx1; ++kx, x += xs, w += oc_n) {
+                                const int32_t wv = kml_ld32(w);
+                                const int32_t xx = kml_pair16((int32_t)*x + p->in_offset);
+                                const int32_t we = __sxtb16(wv), wo = kml_sxtb16_ror8(wv);
+                                a0 = __smlabb(xx, we, a0);
+                                a2 = __smlatt(xx, we, a2);
+                                a1 = __smlabb(xx, wo, a1);
+                                a3 = __smlatt(xx, wo, a3);
+                            }
+                        }
+                    }
+                    acc[0] = a0;
+                    acc[1] = a1;
+                    acc[2] = a2;
+                    acc[3] = a3;
+                    for (i = 0; i < step; ++i) {
+                        const int32_t a = acc[i] + (bias != 0 ? bias[oc + i] : 0);
+                        out[oc + i] = kml_clamp8(kml_mbqm(a, mult[oc + i], shift[oc + i]) + p->out_offset,
+                                                 p->act_min, p->act_max);
+                    }
+                }
+            }
+        }
+    }
+}
