@@ -107,3 +107,24 @@ def test_unknown_op_is_rejected():
     g.nodes[0].op = "NOT_AN_OP"
     with pytest.raises(ValueError, match="NOT_AN_OP"):
         write_tflite(g)
+
+
+def test_fully_connected_as_conv_agrees_in_all_runtimes(model):
+    """Written with FULLY_CONNECTED as RESHAPE + 1x1 CONV_2D, every real model gives the same
+    bytes in LiteRT (reference kernels), TFLite Micro and kiloml's interpreter: the rewrite
+    is what makes LiteRT agree (its FULLY_CONNECTED requantizes in floating point)."""
+    from kiloml.ir.interpreter import Interpreter
+    from kiloml.ir.passes import fully_connected_as_conv
+
+    original, _ = model
+    g = fully_connected_as_conv(parse_tflite(original))
+    assert "FULLY_CONNECTED" not in {n.op for n in g.nodes}
+    written = write_tflite(g)
+    it = Interpreter(parse_tflite(written))
+    rng = np.random.default_rng(11)
+    for _ in range(2):
+        inputs = opbuilder.random_inputs(rng, g)
+        want = it.run(*inputs)
+        for runtime in (opbuilder.run_tflm, opbuilder.run_litert_ref):
+            for w, o in zip(want, runtime(written, inputs)):
+                assert np.array_equal(w.reshape(o.shape), o), runtime.__name__

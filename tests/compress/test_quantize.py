@@ -1,6 +1,6 @@
 """PyTorch -> int8 IR: lowering (BN folding, activation fusion, layouts, padding), calibration,
-export bit-exact in TFLite Micro and (except FULLY_CONNECTED's float requantization) LiteRT,
-"fake" mode against the exported integer model, and compilation with ``kiloml compile``."""
+export bit-exact in TFLite Micro and LiteRT (linear layers written as 1x1 convolutions: LiteRT's
+FULLY_CONNECTED requantizes in floating point), "fake" mode against the exported integer model, and compilation with ``kiloml compile``."""
 
 from __future__ import annotations
 
@@ -85,27 +85,49 @@ def test_export_bit_exact_in_tflm_and_kiloml(exported):
         assert np.array_equal(H.run_tflm(b, xi).reshape(want.shape), want)
 
 
-def _trunk(g: Graph) -> Graph | None:
-    """The graph up to (not including) its first FULLY_CONNECTED."""
-    k = next((i for i, n in enumerate(g.nodes) if n.op == "FULLY_CONNECTED"), len(g.nodes))
-    if k == 0:
-        return None
-    return Graph(g.tensors, g.nodes[:k], g.inputs, g.nodes[k - 1].outputs)
-
-
-def test_export_bit_exact_in_litert_before_fully_connected(exported):
+def test_export_bit_exact_in_litert(exported):
+    """Whole exported models, linear layers included (written as RESHAPE + 1x1 CONV_2D)."""
     _, _, g, x, _ = exported
-    t = _trunk(g)
-    if t is None:
-        assert g.nodes[0].op == "FULLY_CONNECTED"     # dense / autoencoder: see the FC test
-        return
-    b = write_tflite(t)
-    tin = t.tensors[t.inputs[0]]
-    it = Interpreter(t)
+    assert "FULLY_CONNECTED" not in {n.op for n in g.nodes}
+    b = write_tflite(g)
+    tin = g.tensors[g.inputs[0]]
+    it = Interpreter(g)
     for xi in quantize_input(to_nhwc(x), tin.scale, tin.zero_point)[:4]:
         xi = xi.reshape(tin.shape)
         want = it.run(xi)[0]
         assert np.array_equal(H.run_litert_ref(b, xi).reshape(want.shape), want)
+
+
+def test_fully_connected_as_conv_keeps_results_and_compiles_back():
+    """The rewrite changes no output (weights per tensor and per unit, chained layers), and
+    the compiler turns the one-pixel convolutions back into FULLY_CONNECTED kernels: same
+    code size and arena as the FULLY_CONNECTED form."""
+    from kiloml.codegen.c import generate_c
+    from kiloml.ir.passes import fully_connected_as_conv, pipeline
+
+    torch.manual_seed(5)
+    m = nn.Sequential(nn.Linear(40, 32), nn.ReLU(), nn.Linear(32, 24), nn.ReLU(), nn.Linear(24, 6))
+    x = np.random.default_rng(5).normal(0, 1, (48, 40)).astype(np.float32)
+    net, _ = quantize_ptq(m, x[:32])
+    net.ops[2].per_channel = True                  # one layer with per-unit weight scales
+    fc = to_graph(net, fc_as_conv=False)
+    conv = fully_connected_as_conv(fc)
+    assert [n.op for n in fc.nodes] == ["FULLY_CONNECTED"] * 3
+    assert [n.op for n in conv.nodes] == ["RESHAPE", "CONV_2D", "CONV_2D", "CONV_2D", "RESHAPE"]
+    assert [n.op for n in pipeline(conv).nodes if n.op != "RESHAPE"] == ["FULLY_CONNECTED"] * 3
+    assert len(write_tflite(conv)) < len(write_tflite(fc)) + 1024    # no duplicated weights
+    tin = fc.tensors[fc.inputs[0]]
+    a, c, b = Interpreter(fc), Interpreter(conv), write_tflite(conv)
+    for xi in quantize_input(x[32:], tin.scale, tin.zero_point):
+        xi = xi.reshape(tin.shape)
+        want = a.run(xi)[0]
+        assert np.array_equal(c.run(xi)[0].reshape(want.shape), want)
+        assert np.array_equal(H.run_litert_ref(b, xi).reshape(want.shape), want)
+        assert np.array_equal(H.run_tflm(b, xi).reshape(want.shape), want)
+    for runtime in ("portable", "armv7em"):
+        r_fc, r_conv = generate_c(fc, "m", runtime=runtime), generate_c(conv, "m", runtime=runtime)
+        assert r_conv.plan.arena_bytes == r_fc.plan.arena_bytes
+        assert "kml_fully_connected" in r_conv.files["m.c"]
 
 
 def test_litert_fully_connected_requantizes_in_float():
@@ -115,7 +137,8 @@ def test_litert_fully_connected_requantizes_in_float():
     torch.manual_seed(3)
     m = nn.Sequential(nn.Linear(256, 256))
     x = np.random.default_rng(3).normal(0, 1, (64, 256)).astype(np.float32)
-    _, g = quantize_ptq(m, x[:32])
+    net, _ = quantize_ptq(m, x[:32])
+    g = to_graph(net, fc_as_conv=False)
     b = write_tflite(g)
     xt, wt, bt, yt = [g.tensors[i] for i in g.nodes[0].inputs + g.nodes[0].outputs]
     real = np.float64(xt.scale) * np.float64(wt.scale) / np.float64(yt.scale)

@@ -992,8 +992,14 @@ def _nhwc(shape: tuple) -> tuple[int, ...]:
     return (1,) + tuple(shape[1:])
 
 
-def to_graph(net: QNet, name: str | None = None) -> Graph:
-    """The int8 IR graph of a calibrated (or QAT-trained) QNet."""
+def to_graph(net: QNet, name: str | None = None, fc_as_conv: bool = True) -> Graph:
+    """The int8 IR graph of a calibrated (or QAT-trained) QNet.
+
+    Linear layers are written as 1x1 convolutions between RESHAPEs (``fc_as_conv``,
+    kiloml.ir.passes.fully_connected_as_conv) so the model gives the same bytes in kiloml,
+    TFLite Micro and LiteRT, whose reference FULLY_CONNECTED requantizes in floating point;
+    kiloml compiles them back to its FULLY_CONNECTED kernels. ``fc_as_conv=False`` keeps
+    FULLY_CONNECTED nodes (TFLM and kiloml still agree)."""
     tensors: list[Tensor] = []
     nodes: list[Node] = []
     tid: dict[int, int] = {}
@@ -1041,6 +1047,11 @@ def to_graph(net: QNet, name: str | None = None) -> Graph:
         tid[op.output] = out_t
     g = Graph(tensors, nodes, [tid[0]], [tid[net.output]], name=name or net.name)
     _check_graph(g)
+    if fc_as_conv:
+        from kiloml.ir.passes import fully_connected_as_conv
+
+        g = fully_connected_as_conv(g)
+        _check_graph(g)
     return g
 
 

@@ -17,6 +17,10 @@ from kiloml.ir.quant import activation_range, quantize_multipliers
 class FullyConnectedAttrs:
     activation: str = "NONE"
     keep_num_dims: bool = False
+    # compile-time only (never in a .tflite): the multiplier of a one-pixel CONV_2D that
+    # passes.pixel_conv_as_fully_connected turned into this node, i.e. the scales multiplied
+    # in double as CONV_2D does, not in float32 as TFLite's per-tensor FULLY_CONNECTED does
+    conv_multiplier: bool = False
 
 
 @dataclass
@@ -83,13 +87,14 @@ class FullyConnected(OpDef):
         x, w, y = g.tensors[node.inputs[0]], g.tensors[node.inputs[1]], g.tensors[node.outputs[0]]
         units, depth = w.shape
         ws = w.quant.scale
-        if ws.size == 1:
+        if ws.size == 1 and not node.attrs.conv_multiplier:
             # TFLM's per-tensor path multiplies the two float32 scales in float32 first.
             real = np.array([np.float64(np.float32(x.quant.scale[0]) * np.float32(ws[0]))
                              / np.float64(y.quant.scale[0])])
             real = np.repeat(real, units)
         else:
             real = np.float64(x.quant.scale[0]) * ws.astype(np.float64) / np.float64(y.quant.scale[0])
+            real = np.broadcast_to(real, (units,))
         mult, shift = quantize_multipliers(real)
         lo, hi = activation_range(node.attrs.activation, y.scale, y.zero_point)
         return FCParams(x.size // depth, depth, units, -x.zero_point, y.zero_point, lo, hi, mult, shift)
