@@ -113,8 +113,8 @@ class DepthwiseConv2D(OpDef):
         x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
         has_bias = len(node.inputs) > 2 and node.inputs[2] >= 0
         if ctx.runtime == "armv7em":
-            from kiloml.codegen.armv7em import (depthwise_eligible, depthwise_h,
-                                                depthwise_stream, depthwise_w5)
+            from kiloml.codegen.armv7em_dw import (depthwise_eligible, depthwise_h,
+                                                   depthwise_stream, depthwise_w5)
 
             stream = None
             if depthwise_eligible(p):
@@ -139,7 +139,7 @@ class DepthwiseConv2D(OpDef):
     def scratch_bytes(self, g, node, runtime):
         if runtime != "armv7em":
             return 0
-        from kiloml.codegen.armv7em import depthwise_eligible, depthwise_scratch
+        from kiloml.codegen.armv7em_dw import depthwise_eligible, depthwise_scratch
 
         p = self.prepare(g, node)
         return depthwise_scratch(p) if depthwise_eligible(p) else 0
