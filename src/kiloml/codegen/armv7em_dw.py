@@ -35,11 +35,27 @@ def depthwise_h(p) -> bool:
             and p.in_c % 4 == 0 and not depthwise_w5(p))
 
 
+def line_width(p) -> int:
+    """Values per line of the depthwise kernel's ring (``dw3_line`` in kml_conv_dw.c)."""
+    return ((p.out_w - 1) * p.stride_w + 4 + 3) // 4 * 4
+
+
+def depthwise_g6(p) -> bool:
+    """The depthwise kernel's _g6 / _g6s2 entries (int16 lines, pre-split weights, groups of
+    six then three outputs): channel count a multiple of 4, not depthwise_w5; stride 1 with
+    an output width that is a multiple of 3 (groups at even offsets), or stride 2 with an
+    output width of at least 3 (a last group of three may overlap). The input row, with an
+    odd last pixel's pad value, must fit in a line."""
+    return (p.in_c % 4 == 0 and not depthwise_w5(p) and p.out_w >= 3
+            and (p.out_w % 3 == 0 if p.stride_w == 1 else p.stride_w == 2)
+            and p.pad_left + p.in_w + p.in_w % 2 <= line_width(p))
+
+
 def depthwise_scratch(p) -> int:
     """Bytes of the depthwise kernel's line ring: 3 rows of C lines and one pad line (of
-    int16 values for depthwise_w5 and depthwise_h)."""
-    lw = ((p.out_w - 1) * p.stride_w + 4 + 3) // 4 * 4
-    return (3 * p.in_c + 1) * lw * (2 if depthwise_w5(p) or depthwise_h(p) else 1)
+    int16 values for depthwise_w5, depthwise_h and depthwise_g6)."""
+    int16 = depthwise_w5(p) or depthwise_h(p) or depthwise_g6(p)
+    return (3 * p.in_c + 1) * line_width(p) * (2 if int16 else 1)
 
 
 def depthwise_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
@@ -66,3 +82,36 @@ def depthwise_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
     data = np.zeros((rec.size + 3) // 4 * 4 + 4, np.uint8)  # + a word: loads read ahead
     data[:rec.size] = rec.reshape(-1)
     return words(data.view(np.int8))
+
+
+def depthwise_stream_g6(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
+                        shift: np.ndarray, in_offset: int, out_offset: int, act_min: int,
+                        act_max: int) -> np.ndarray | None:
+    """The ``packed`` argument of the _g6 entries (``depthwise_g6``), or None as
+    ``depthwise_stream``. One 40-byte record (ten int32 words) per channel: the bias with the
+    input offset folded in, doubled; per filter row the weight pairs (2 w0, 2 w1) and
+    (2 w1, 2 w2) as int16 (low half first); the multiplier; kml_rq_k(2 out_offset + 1, shift);
+    the right shift. The doubled weights give the doubled accumulator kml_rq takes."""
+    c = w.shape[3]
+    taps = w.reshape(9, c).astype(np.int64)
+    bias, m, r, ok = fast_params(mult, shift, np.abs(taps).sum(axis=0), bias, in_offset,
+                                 out_offset, act_min, act_max)
+    if not bool(ok.all()):
+        return None
+    bias = np.asarray(bias, np.int64) + in_offset * taps.sum(axis=0)
+    rec = np.zeros((c, 10), np.int64)
+    rec[:, 0] = 2 * bias
+    t2 = (2 * taps) & 0xFFFF  # [9, C] doubled weights as int16 bit patterns
+    for ky in range(3):
+        w0, w1, w2 = t2[3 * ky], t2[3 * ky + 1], t2[3 * ky + 2]
+        rec[:, 1 + 2 * ky] = w0 | (w1 << 16)
+        rec[:, 2 + 2 * ky] = w1 | (w2 << 16)
+    rec[:, 7] = np.asarray(m, np.int64)
+    c2 = 2 * out_offset + 1
+    for ch in range(c):
+        k = (c2 << int(r[ch])) & 0xFFFFFFFF
+        k = k - (1 << 32) if k >= 1 << 31 else k
+        rec[ch, 8] = k >> 1
+    rec[:, 9] = np.asarray(r, np.int64)
+    rec = rec.reshape(-1) & 0xFFFFFFFF
+    return np.where(rec >= 1 << 31, rec - (1 << 32), rec).astype(np.int64)

@@ -9,7 +9,13 @@
  * output at a time (dw3_row1, not linked by the _w5 entry). The _w5 entry (stride 1, output
  * width 5 or 9: groups at even offsets) keeps the lines as int16 values (dw_transpose16,
  * twice the ring) and takes dw3_row5h: words of two neighbouring inputs, no input splitting,
- * 10 MAC instructions per 15 MACs. The channel loop is inside the asm blocks.
+ * 10 MAC instructions per 15 MACs. The _g6 entries (stride 1 with an output width that is a
+ * multiple of 3: _g6; stride 2: _g6s2; channel count a multiple of 4) also keep int16 lines
+ * and take their own 40-byte channel records of pre-split, doubled weights (one LDRD per
+ * filter row, no SXTB16 / PKHBT, and the doubled accumulator kml_rq wants without an LSL):
+ * six outputs at a time (dwg_row6 / dwg_row6s2: 12 MAC instructions per 18 MACs at either
+ * stride), then three (dwg_row3 / dwg_row3s2; at stride 2 the last group may overlap). The
+ * channel loop is inside the asm blocks.
  *
  * The innermost loops are asm blocks (see kml_conv.c for why).
  */
@@ -439,8 +445,173 @@ static inline __attribute__((always_inline)) void dw3_row1(const int8_t *p0, con
         : "cc", "memory");
 }
 
+/* The _g6 entries: int16 lines and 40-byte channel records of pre-split weights (kiloml/
+ * codegen/armv7em_dw.py, depthwise_stream_g6): +0 the bias (input offset folded in) doubled,
+ * +4 + 8 ky: W01 = (2 w0, 2 w1) and W12 = (2 w1, 2 w2) of filter row ky as int16 pairs,
+ * +28 multiplier, +32 kml_rq_k, +36 right shift. Doubled weights make the accumulator the
+ * doubled one kml_rq takes (no LSL); one LDRD fetches a filter row (no SXTB16 / PKHBT). */
+
+/* One filter row of six outputs at stride 1: (x0, x1) .. (x6, x7) in four words at P, W01,
+ * W12 in w0, w1, inputs in x0, x1. 12 MAC instructions for 18 MACs. The first MAC of
+ * accumulator i adds register Si (as DW5_ROWS: the bias in a5 for the first filter row). */
+#define DWG6_ROWS(P, OFF, S0, S1, S2, S3, S4)                                                \
+    "ldrd %[w0], %[w1], [%[rec], #" OFF "]\n\t"                                              \
+    "ldrd %[x0], %[x1], [%[" P "]]\n\t"                                                      \
+    "smlad %[a0], %[x0], %[w0], %[" S0 "]\n\t"  /* x0 w0 + x1 w1 */                         \
+    "smlabt %[a0], %[x1], %[w1], %[a0]\n\t"     /* x2 w2 */                                 \
+    "smlatb %[a1], %[x0], %[w0], %[" S1 "]\n\t" /* x1 w0 */                                 \
+    "smlad %[a1], %[x1], %[w1], %[a1]\n\t"      /* x2 w1 + x3 w2 */                         \
+    "smlad %[a2], %[x1], %[w0], %[" S2 "]\n\t"  /* x2 w0 + x3 w1 */                         \
+    "smlatb %[a3], %[x1], %[w0], %[" S3 "]\n\t" /* x3 w0 */                                 \
+    "ldrd %[x0], %[x1], [%[" P "], #8]\n\t"                                                  \
+    "smlabt %[a2], %[x0], %[w1], %[a2]\n\t"     /* x4 w2 */                                 \
+    "smlad %[a3], %[x0], %[w1], %[a3]\n\t"      /* x4 w1 + x5 w2 */                         \
+    "smlad %[a4], %[x0], %[w0], %[" S4 "]\n\t"  /* x4 w0 + x5 w1 */                         \
+    "smlatb %[a5], %[x0], %[w0], %[a5]\n\t"     /* x5 w0 */                                 \
+    "smlabt %[a4], %[x1], %[w1], %[a4]\n\t"     /* x6 w2 */                                 \
+    "smlad %[a5], %[x1], %[w1], %[a5]\n\t"      /* x6 w1 + x7 w2 */
+
+/* The same at stride 2: (x0, x1) .. (x12, x13) in seven words at P; output i takes word i
+ * with W01 and word i + 1's low half with w2. */
+#define DWG6S2_ROWS(P, OFF, S0, S1, S2, S3, S4)                                              \
+    "ldrd %[w0], %[w1], [%[rec], #" OFF "]\n\t"                                              \
+    "ldrd %[x0], %[x1], [%[" P "]]\n\t"                                                      \
+    "smlad %[a0], %[x0], %[w0], %[" S0 "]\n\t"                                               \
+    "smlabt %[a0], %[x1], %[w1], %[a0]\n\t"                                                  \
+    "smlad %[a1], %[x1], %[w0], %[" S1 "]\n\t"                                               \
+    "ldrd %[x0], %[x1], [%[" P "], #8]\n\t"                                                  \
+    "smlabt %[a1], %[x0], %[w1], %[a1]\n\t"                                                  \
+    "smlad %[a2], %[x0], %[w0], %[" S2 "]\n\t"                                               \
+    "smlabt %[a2], %[x1], %[w1], %[a2]\n\t"                                                  \
+    "smlad %[a3], %[x1], %[w0], %[" S3 "]\n\t"                                               \
+    "ldrd %[x0], %[x1], [%[" P "], #16]\n\t"                                                 \
+    "smlabt %[a3], %[x0], %[w1], %[a3]\n\t"                                                  \
+    "smlad %[a4], %[x0], %[w0], %[" S4 "]\n\t"                                               \
+    "smlabt %[a4], %[x1], %[w1], %[a4]\n\t"                                                  \
+    "smlad %[a5], %[x1], %[w0], %[a5]\n\t"                                                   \
+    "ldr %[x0], [%[" P "], #24]\n\t"                                                         \
+    "smlabt %[a5], %[x0], %[w1], %[a5]\n\t"
+
+/* Exact kml_rq of the doubled accumulator A (multiplier w0, k w1, shift x0), saturated into
+ * A. */
+#define DWG_RQ(A)                                                                            \
+    "smmlar %[x1], %[" A "], %[w0], %[w1]\n\t"                                               \
+    "sub %[x1], %[x1], %[" A "], lsr #31\n\t"                                                \
+    "asr %[x1], %[x1], %[x0]\n\t"                                                            \
+    "ssat %[" A "], #8, %[x1]\n\t"
+
+/* Six outputs of one output row, every channel (lines and steps as dw3_row5, records as
+ * above, outputs at *o, *o + c, ..; *o is advanced by one per channel). Six accumulators, two
+ * weight and two input registers, the three line pointers and rec take all fourteen
+ * registers: the output pointer lives in memory (the caller's stack). */
+#define DWG_ROW6(NAME, ROWS)                                                                 \
+static inline __attribute__((always_inline)) void NAME(const int8_t *p0, const int8_t *p1,    \
+                                                       const int8_t *p2, const int8_t *rec,   \
+                                                       int8_t **o, dw3_row_args *L)           \
+{                                                                                            \
+    int32_t a0, a1, a2, a3, a4, a5, w0, w1, x0, x1;                                          \
+    __asm__ volatile(                                                                        \
+        "0:\n\t"                                                                             \
+        "ldr %[a5], [%[rec]]\n\t" /* the bias */                                             \
+        ROWS("p0", "4", "a5", "a5", "a5", "a5", "a5")                                        \
+        ROWS("p1", "12", "a0", "a1", "a2", "a3", "a4")                                       \
+        ROWS("p2", "20", "a0", "a1", "a2", "a3", "a4")                                       \
+        "ldrd %[w0], %[w1], [%[rec], #28]\n\t"                                               \
+        "ldr %[x0], [%[rec], #36]\n\t"                                                       \
+        DWG_RQ("a0") DWG_RQ("a1") DWG_RQ("a2") DWG_RQ("a3") DWG_RQ("a4") DWG_RQ("a5")        \
+        "ldr %[w0], %[o]\n\t"                                                                \
+        "ldr %[w1], %[c]\n\t"                                                                \
+        "add %[x1], %[w0], %[w1]\n\t"                 /* o + c */                            \
+        "add %[x0], %[x1], %[w1], lsl #1\n\t"         /* o + 3 c */                          \
+        "strb %[a0], [%[w0]], #1\n\t"                                                        \
+        "strb %[a1], [%[x1]]\n\t"                                                            \
+        "strb %[a2], [%[x1], %[w1]]\n\t"                                                     \
+        "strb %[a3], [%[x0]]\n\t"                                                            \
+        "strb %[a4], [%[x0], %[w1]]\n\t"                                                     \
+        "strb %[a5], [%[x0], %[w1], lsl #1]\n\t"                                             \
+        "str %[w0], %[o]\n\t"                                                                \
+        "ldrd %[w0], %[w1], %[d01]\n\t"                                                      \
+        "ldr %[x0], %[d2]\n\t"                                                               \
+        "ldr %[x1], %[end]\n\t"                                                              \
+        "add %[p0], %[p0], %[w0]\n\t"                                                        \
+        "add %[p1], %[p1], %[w1]\n\t"                                                        \
+        "add %[p2], %[p2], %[x0]\n\t"                                                        \
+        "add %[rec], %[rec], #40\n\t"                                                        \
+        "cmp %[rec], %[x1]\n\t"                                                              \
+        "bne 0b"                                                                             \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),    \
+          [a5] "=&r"(a5), [w0] "=&r"(w0), [w1] "=&r"(w1), [x0] "=&r"(x0), [x1] "=&r"(x1),    \
+          [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [rec] "+r"(rec), [o] "+m"(*o)         \
+        : [c] "m"(L->c), [d01] "m"(L->d5), [d2] "m"(L->d5[2]), [end] "m"(L->end)             \
+        : "cc", "memory");                                                                   \
+}
+DWG_ROW6(dwg_row6, DWG6_ROWS)
+DWG_ROW6(dwg_row6s2, DWG6S2_ROWS)
+
+/* One filter row of three outputs at stride 1: (x0, x1) .. (x4, x5) in three words at P. */
+#define DWG3_ROWS(P, OFF, S0, S1)                                                            \
+    "ldrd %[w0], %[w1], [%[rec], #" OFF "]\n\t"                                              \
+    "ldrd %[x0], %[x1], [%[" P "]]\n\t"                                                      \
+    "ldr %[x2], [%[" P "], #8]\n\t"                                                          \
+    "smlad %[a0], %[x0], %[w0], %[" S0 "]\n\t"                                               \
+    "smlabt %[a0], %[x1], %[w1], %[a0]\n\t"                                                  \
+    "smlatb %[a1], %[x0], %[w0], %[" S1 "]\n\t"                                              \
+    "smlad %[a1], %[x1], %[w1], %[a1]\n\t"                                                   \
+    "smlad %[a2], %[x1], %[w0], %[a2]\n\t"                                                   \
+    "smlabt %[a2], %[x2], %[w1], %[a2]\n\t"
+
+/* At stride 2: (x0, x1) .. (x6, x7) in four words at P. */
+#define DWG3S2_ROWS(P, OFF, S0, S1)                                                          \
+    "ldrd %[w0], %[w1], [%[rec], #" OFF "]\n\t"                                              \
+    "ldrd %[x0], %[x1], [%[" P "]]\n\t"                                                      \
+    "ldrd %[x2], %[x3], [%[" P "], #8]\n\t"                                                  \
+    "smlad %[a0], %[x0], %[w0], %[" S0 "]\n\t"                                               \
+    "smlabt %[a0], %[x1], %[w1], %[a0]\n\t"                                                  \
+    "smlad %[a1], %[x1], %[w0], %[" S1 "]\n\t"                                               \
+    "smlabt %[a1], %[x2], %[w1], %[a1]\n\t"                                                  \
+    "smlad %[a2], %[x2], %[w0], %[a2]\n\t"                                                   \
+    "smlabt %[a2], %[x3], %[w1], %[a2]\n\t"
+
+/* Three outputs of one output row, every channel, as dwg_row6 but with the output pointer o
+ * in a register (outputs at o, o + c, o + 2 c). */
+#define DWG_ROW3(NAME, ROWS)                                                                 \
+static inline __attribute__((always_inline)) void NAME(const int8_t *p0, const int8_t *p1,    \
+                                                       const int8_t *p2, const int8_t *rec,   \
+                                                       int8_t *o, dw3_row_args *L)            \
+{                                                                                            \
+    int32_t a0, a1, a2, w0, w1, x0, x1, x2, x3;                                              \
+    __asm__ volatile(                                                                        \
+        "0:\n\t"                                                                             \
+        "ldr %[a2], [%[rec]]\n\t" /* the bias */                                             \
+        ROWS("p0", "4", "a2", "a2") ROWS("p1", "12", "a0", "a1") ROWS("p2", "20", "a0", "a1") \
+        "ldrd %[w0], %[w1], [%[rec], #28]\n\t"                                               \
+        "ldr %[x0], [%[rec], #36]\n\t"                                                       \
+        DWG_RQ("a0") DWG_RQ("a1") DWG_RQ("a2")                                               \
+        "ldr %[w1], %[c]\n\t"                                                                \
+        "add %[x1], %[o], %[w1], lsl #1\n\t"                                                 \
+        "strb %[a1], [%[o], %[w1]]\n\t"                                                      \
+        "strb %[a0], [%[o]], #1\n\t"                                                         \
+        "strb %[a2], [%[x1]]\n\t"                                                            \
+        "ldrd %[w0], %[w1], %[d01]\n\t"                                                      \
+        "ldr %[x0], %[d2]\n\t"                                                               \
+        "ldr %[x1], %[end]\n\t"                                                              \
+        "add %[p0], %[p0], %[w0]\n\t"                                                        \
+        "add %[p1], %[p1], %[w1]\n\t"                                                        \
+        "add %[p2], %[p2], %[x0]\n\t"                                                        \
+        "add %[rec], %[rec], #40\n\t"                                                        \
+        "cmp %[rec], %[x1]\n\t"                                                              \
+        "bne 0b"                                                                             \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [w0] "=&r"(w0), [w1] "=&r"(w1),    \
+          [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3), [p0] "+r"(p0),     \
+          [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [rec] "+r"(rec)                         \
+        : [c] "m"(L->c), [d01] "m"(L->d5), [d2] "m"(L->d5[2]), [end] "m"(L->end)             \
+        : "cc", "memory");                                                                   \
+}
+DWG_ROW3(dwg_row3, DWG3_ROWS)
+DWG_ROW3(dwg_row3s2, DWG3S2_ROWS)
+
 /* Bytes of the line ring in scratch (kiloml/codegen/armv7em.py computes the same). */
-static int32_t dw3_line(const kml_conv_params *p)
+static inline __attribute__((always_inline)) int32_t dw3_line(const kml_conv_params *p)
 {
     return ((p->out_w - 1) * p->stride_w + 4 + 3) & ~3;
 }
@@ -454,7 +625,7 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                                                       const int8_t *input,
                                                       const int32_t *packed, int8_t *output,
                                                       int8_t *ring, int32_t s2, int32_t w5,
-                                                      int32_t h16)
+                                                      int32_t h16, int32_t g6)
 {
     const int32_t c = p->in_c;
     const int32_t lw = dw3_line(p);
@@ -467,7 +638,7 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
     int32_t b, oy, i;
     L.c2 = 2 * p->out_offset + 1;
     L.c = c;
-    L.end = (const int8_t *)(const void *)packed + 18 * c;
+    L.end = (const int8_t *)(const void *)packed + (g6 ? 40 : 18) * c;
     L.s = p->stride_w;
     if (h16) { /* two words a step: (3 * c + 1) * lw values, lw a multiple of 4 */
         const uint32_t z2 = (uint32_t)(uint16_t)zp * 0x10001u;
@@ -515,7 +686,31 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
             L.d5[0] = cs[0];
             L.d5[1] = cs[1];
             L.d5[2] = cs[2];
-            if (s2) {
+            if (g6) { /* groups of six, then of three (the last may overlap) */
+                const int32_t xs = 2 * p->stride_w; /* bytes per output in a line */
+                for (; p->out_w - x >= 6; x += 6) {
+                    int8_t *o6 = out + x * c;
+                    if (s2) {
+                        dwg_row6s2(line[0] + xs * x, line[1] + xs * x, line[2] + xs * x, rec,
+                                   &o6, &L);
+                    } else {
+                        dwg_row6(line[0] + xs * x, line[1] + xs * x, line[2] + xs * x, rec,
+                                 &o6, &L);
+                    }
+                }
+                for (; x < p->out_w; x += 3) {
+                    if (x > p->out_w - 3) {
+                        x = p->out_w - 3;
+                    }
+                    if (s2) {
+                        dwg_row3s2(line[0] + xs * x, line[1] + xs * x, line[2] + xs * x, rec,
+                                   out + x * c, &L);
+                    } else {
+                        dwg_row3(line[0] + xs * x, line[1] + xs * x, line[2] + xs * x, rec,
+                                 out + x * c, &L);
+                    }
+                }
+            } else if (s2) {
                 for (; p->out_w - x >= 3; x += 3) {
                     dw3_row3s2(line[0] + 2 * x, line[1] + 2 * x, line[2] + 2 * x, rec,
                                out + x * c - 1, &L);
@@ -538,7 +733,7 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                     }
                 }
             }
-            if (!w5 && x < p->out_w) {
+            if (!w5 && !g6 && x < p->out_w) {
                 const int32_t n = p->out_w - x, sx = x * p->stride_w;
                 L.n = n;
                 L.dout = 1 - n * c;
@@ -567,7 +762,7 @@ KML_SMALL void kml_depthwise_conv2d_3x3_s8(const kml_conv_params *p, const int8_
     (void)bias;
     (void)mult;
     (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 0, 0);
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 0, 0, 0);
 }
 
 KML_SMALL void kml_depthwise_conv2d_3x3_w5_s8(const kml_conv_params *p, const int8_t *input,
@@ -580,7 +775,7 @@ KML_SMALL void kml_depthwise_conv2d_3x3_w5_s8(const kml_conv_params *p, const in
     (void)bias;
     (void)mult;
     (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1, 1);
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1, 1, 0);
 }
 
 /* Stride 1, output width at least 5 and not 1 or 2 mod 5 (steps of five cover the rows),
@@ -595,7 +790,7 @@ KML_SMALL void kml_depthwise_conv2d_3x3_h_s8(const kml_conv_params *p, const int
     (void)bias;
     (void)mult;
     (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1, 2);
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1, 2, 0);
 }
 
 KML_SMALL void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const int8_t *input,
@@ -608,7 +803,37 @@ KML_SMALL void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const in
     (void)bias;
     (void)mult;
     (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1, 0, 0);
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1, 0, 0, 0);
+}
+
+/* Stride 1, output width a multiple of 3, channel count a multiple of 4: int16 lines,
+ * pre-split weights, groups of six then three outputs (dwg_row6, dwg_row3). */
+KML_SMALL void kml_depthwise_conv2d_3x3_g6_s8(const kml_conv_params *p, const int8_t *input,
+                                              const int8_t *filter, const int32_t *bias,
+                                              const int32_t *mult, const int32_t *shift,
+                                              int8_t *output, const int32_t *packed,
+                                              int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 0, 1, 1);
+}
+
+/* Stride 2, output width at least 3, channel count a multiple of 4: as _g6 (dwg_row6s2,
+ * dwg_row3s2; a last group of three may overlap the previous one). */
+KML_SMALL void kml_depthwise_conv2d_3x3_g6s2_s8(const kml_conv_params *p, const int8_t *input,
+                                                const int8_t *filter, const int32_t *bias,
+                                                const int32_t *mult, const int32_t *shift,
+                                                int8_t *output, const int32_t *packed,
+                                                int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1, 0, 1, 1);
 }
 
 /* Any other geometry. Four output channels at a time when the channel count allows it and
