@@ -45,10 +45,11 @@ def depthwise_g6(p) -> bool:
     six then three outputs): channel count a multiple of 4, not depthwise_w5; stride 1 with
     an output width that is a multiple of 3 (groups at even offsets), or stride 2 with an
     output width of at least 3 (a last group of three may overlap). The input row, with an
-    odd last pixel's pad value, must fit in a line."""
+    odd last pixel's pad value, must fit in a line: the transposition writes words from the
+    even index at or before pad_left to the even index at or after the row's end."""
     return (p.in_c % 4 == 0 and not depthwise_w5(p) and p.out_w >= 3
             and (p.out_w % 3 == 0 if p.stride_w == 1 else p.stride_w == 2)
-            and p.pad_left + p.in_w + p.in_w % 2 <= line_width(p))
+            and (p.pad_left + p.in_w + 1) // 2 * 2 <= line_width(p))
 
 
 def depthwise_scratch(p) -> int:

@@ -14,8 +14,11 @@
  * and take their own 40-byte channel records of pre-split, doubled weights (one LDRD per
  * filter row, no SXTB16 / PKHBT, and the doubled accumulator kml_rq wants without an LSL):
  * six outputs at a time (dwg_row6 / dwg_row6s2: 12 MAC instructions per 18 MACs at either
- * stride), then three (dwg_row3 / dwg_row3s2; at stride 2 the last group may overlap). The
- * channel loop is inside the asm blocks.
+ * stride), then three (dwg_row3 / dwg_row3s2; at stride 2 the last group may overlap). Their
+ * ring is filled with the zero point eight words a step, and rows of 16 pixels or more are
+ * transposed channel by channel of 4 (dwg_transpose: pixel pairs at even indices, loads and
+ * stores back to back); narrower rows pixel pair by pixel pair (dw_transpose16, fewer loop
+ * set-ups). The channel loop is inside the asm blocks.
  *
  * The innermost loops are asm blocks (see kml_conv.c for why).
  */
@@ -129,6 +132,90 @@ static void dw_transpose16(const kml_conv_params *p, const int8_t *row, int16_t 
     }
     if (x < w) {
         dw_t16(row, row, zp4, c, dst, lw, 1);
+    }
+}
+
+/* Two pixels' words of 4 channels (at src and src + c; src steps on by 2 c) into the four
+ * channels' (x, x + 1) int16 words at d0..d3 (each steps on by a word): the loads and the
+ * stores back to back. */
+#define DWG_T2                                                                               \
+    "ldr %[r0], [%[src]]\n\t"                                                                \
+    "ldr %[r1], [%[src], %[c]]\n\t"                                                          \
+    "add %[src], %[src], %[c], lsl #1\n\t"                                                   \
+    "sxtb16 %[t0], %[r0]\n\t"                                                                \
+    "sxtb16 %[t1], %[r1]\n\t"                                                                \
+    "sxtb16 %[r0], %[r0], ror #8\n\t"                                                        \
+    "sxtb16 %[r1], %[r1], ror #8\n\t"                                                        \
+    "pkhbt %[t2], %[t0], %[t1], lsl #16\n\t"                                                 \
+    "pkhtb %[t1], %[t1], %[t0], asr #16\n\t"                                                 \
+    "pkhbt %[t0], %[r0], %[r1], lsl #16\n\t"                                                 \
+    "pkhtb %[r1], %[r1], %[r0], asr #16\n\t"                                                 \
+    "str %[t2], [%[d0]], #4\n\t"                                                             \
+    "str %[t0], [%[d1]], #4\n\t"                                                             \
+    "str %[t1], [%[d2]], #4\n\t"                                                             \
+    "str %[r1], [%[d3]], #4\n\t"
+
+/* The _g6 entries' transposition: input row ``row`` into the C int16 lines (lw values each)
+ * at ``slot``, channel by channel of 4, pixels in pairs at even indices: with an odd
+ * pad_left the first word is (zero point, pixel 0); an odd pixel left over is paired with the
+ * zero point (depthwise_g6 checks that it fits in the line). */
+static void dwg_transpose(const kml_conv_params *p, const int8_t *row, int16_t *slot,
+                          int32_t lw, uint32_t z2)
+{
+    const int32_t c = p->in_c, odd = p->pad_left & 1;
+    const int32_t pairs = (p->in_w - odd) >> 1, last = (p->in_w - odd) & 1;
+    int32_t ch;
+    for (ch = 0; ch < c; ch += 4, row += 4) {
+        const int8_t *src = row;
+        int16_t *d0 = slot + ch * lw + (p->pad_left - odd), *d1 = d0 + lw, *d2 = d1 + lw;
+        int16_t *d3 = d2 + lw;
+        if (odd) { /* (zero point, pixel 0) */
+            const int32_t r = kml_ld32(src);
+            const uint32_t e = (uint32_t)__sxtb16(r), o = (uint32_t)kml_sxtb16_ror8(r);
+            dw_st32((int8_t *)(void *)d0, dw_pkhbt(z2, e));
+            dw_st32((int8_t *)(void *)d1, dw_pkhbt(z2, o));
+            dw_st32((int8_t *)(void *)d2, dw_pkhtb(e, z2));
+            dw_st32((int8_t *)(void *)d3, dw_pkhtb(o, z2));
+            src += c;
+            d0 += 2;
+            d1 += 2;
+            d2 += 2;
+            d3 += 2;
+        }
+        if (pairs >= 2) {
+            const int8_t *end = src + (pairs >> 1) * 4 * c;
+            uint32_t r0, r1, t0, t1, t2;
+            __asm__ volatile("1:\n\t" DWG_T2 DWG_T2
+                             "cmp %[src], %[end]\n\t"
+                             "bne 1b"
+                             : [r0] "=&r"(r0), [r1] "=&r"(r1), [t0] "=&r"(t0), [t1] "=&r"(t1),
+                               [t2] "=&r"(t2), [src] "+r"(src), [d0] "+r"(d0), [d1] "+r"(d1),
+                               [d2] "+r"(d2), [d3] "+r"(d3)
+                             : [c] "r"(c), [end] "r"(end)
+                             : "cc", "memory");
+        }
+        if (pairs & 1) {
+            const int32_t a = kml_ld32(src), b = kml_ld32(src + c);
+            const uint32_t ea = (uint32_t)__sxtb16(a), eb = (uint32_t)__sxtb16(b);
+            const uint32_t oa = (uint32_t)kml_sxtb16_ror8(a), ob = (uint32_t)kml_sxtb16_ror8(b);
+            dw_st32((int8_t *)(void *)d0, dw_pkhbt(ea, eb));
+            dw_st32((int8_t *)(void *)d1, dw_pkhbt(oa, ob));
+            dw_st32((int8_t *)(void *)d2, dw_pkhtb(eb, ea));
+            dw_st32((int8_t *)(void *)d3, dw_pkhtb(ob, oa));
+            src += 2 * c;
+            d0 += 2;
+            d1 += 2;
+            d2 += 2;
+            d3 += 2;
+        }
+        if (last) { /* (last pixel, zero point) */
+            const int32_t r = kml_ld32(src);
+            const uint32_t e = (uint32_t)__sxtb16(r), o = (uint32_t)kml_sxtb16_ror8(r);
+            dw_st32((int8_t *)(void *)d0, dw_pkhbt(e, z2));
+            dw_st32((int8_t *)(void *)d1, dw_pkhbt(o, z2));
+            dw_st32((int8_t *)(void *)d2, dw_pkhtb(z2, e));
+            dw_st32((int8_t *)(void *)d3, dw_pkhtb(z2, o));
+        }
     }
 }
 
@@ -640,7 +727,24 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
     L.c = c;
     L.end = (const int8_t *)(const void *)packed + (g6 ? 40 : 18) * c;
     L.s = p->stride_w;
-    if (h16) { /* two words a step: (3 * c + 1) * lw values, lw a multiple of 4 */
+    if (g6) { /* eight words a step, then two: (3 * c + 1) * lw / 2 words, an even count */
+        const uint32_t z2 = (uint32_t)(uint16_t)zp * 0x10001u;
+        uint32_t *r32 = (uint32_t *)(void *)ring;
+        for (i = (3 * c + 1) * lw / 2; i >= 8; i -= 8, r32 += 8) {
+            r32[0] = z2; /* padding columns stay the zero point; rows overwrite the middle */
+            r32[1] = z2;
+            r32[2] = z2;
+            r32[3] = z2;
+            r32[4] = z2;
+            r32[5] = z2;
+            r32[6] = z2;
+            r32[7] = z2;
+        }
+        for (; i > 0; i -= 2, r32 += 2) {
+            r32[0] = z2;
+            r32[1] = z2;
+        }
+    } else if (h16) { /* two words a step: (3 * c + 1) * lw values, lw a multiple of 4 */
         const uint32_t z2 = (uint32_t)(uint16_t)zp * 0x10001u;
         uint32_t *r32 = (uint32_t *)(void *)ring;
         for (i = 0; i < (3 * c + 1) * lw; i += 4, r32 += 2) {
@@ -671,7 +775,11 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                 k = iy % 3;
                 if (held[k] != iy) {
                     held[k] = iy;
-                    if (h16) {
+                    if (g6 && p->in_w >= 16) {
+                        dwg_transpose(p, in + (size_t)iy * in_row,
+                                      (int16_t *)(void *)(ring + k * slot_bytes), lw,
+                                      (uint32_t)(uint16_t)zp * 0x10001u);
+                    } else if (h16) {
                         dw_transpose16(p, in + (size_t)iy * in_row,
                                        (int16_t *)(void *)(ring + k * slot_bytes), lw,
                                        (int32_t)((uint8_t)zp * 0x01010101u));
