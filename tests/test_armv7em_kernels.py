@@ -146,6 +146,8 @@ DW_CASES = (
         dict(in_shape=(1, 5, 10, 4), kernel=3, stride=2, activation="RELU"),  # 3 + 2 outputs
         dict(in_shape=(1, 6, 11, 12), kernel=3, stride=2, activation="RELU6"),
         dict(in_shape=(1, 4, 1, 8), kernel=3),                                  # one column
+        dict(in_shape=(1, 5, 11, 4), kernel=3, padding="VALID"),                # _w5: 9, no pad
+        dict(in_shape=(2, 4, 5, 8), kernel=3, activation="RELU"),               # _w5 overlapping
     ])
 
 

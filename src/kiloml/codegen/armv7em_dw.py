@@ -22,8 +22,8 @@ def depthwise_eligible(p) -> bool:
 
 def depthwise_w5(p) -> bool:
     """The depthwise kernel's _w5 entry (int16 lines, groups of five outputs at even
-    offsets: 0, and out_w - 5): stride 1, output width 5 or 9, channel count a multiple
-    of 4."""
+    offsets: 0, and out_w - 5; lines that share their pad columns, see depthwise_scratch):
+    stride 1, output width 5 or 9, channel count a multiple of 4."""
     return p.stride_w == 1 and p.out_w in (5, 9) and p.in_c % 4 == 0
 
 
@@ -55,7 +55,11 @@ def depthwise_g6(p) -> bool:
 def depthwise_scratch(p) -> int:
     """Bytes of the depthwise kernel's line ring: 3 rows of C lines and one pad line (of
     int16 values for depthwise_w5, depthwise_h and depthwise_g6)."""
-    int16 = depthwise_w5(p) or depthwise_h(p) or depthwise_g6(p)
+    if depthwise_w5(p):
+        # lines overlap by their pad columns: pad_left + in_w values rounded up to even, and a
+        # pad line of two lines (the group at out_w - 5 reads out_w + 3 values)
+        return (3 * p.in_c + 2) * ((p.pad_left + p.in_w + 1) // 2 * 2) * 2
+    int16 = depthwise_h(p) or depthwise_g6(p)
     return (3 * p.in_c + 1) * line_width(p) * (2 if int16 else 1)
 
 

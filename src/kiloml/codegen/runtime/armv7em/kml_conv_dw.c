@@ -7,10 +7,12 @@
  * 15 MACs; a last group of five may overlap the previous one); at stride 2 (its own entry
  * point) three outputs at a time (dw3_row3s2: 7 MAC instructions per 9 MACs); leftovers one
  * output at a time (dw3_row1, not linked by the _w5 entry). The _w5 entry (stride 1, output
- * width 5 or 9: groups at even offsets) keeps the lines as int16 values (dw_transpose16,
- * twice the ring) and takes dw3_row5h: words of two neighbouring inputs, no input splitting,
- * 10 MAC instructions per 15 MACs. The _g6 entries (stride 1 with an output width that is a
- * multiple of 3: _g6; stride 2: _g6s2; channel count a multiple of 4) also keep int16 lines
+ * width 5 or 9: groups at even offsets) keeps the lines as int16 values (dw_transpose16;
+ * consecutive lines share their pad columns, so a line takes pad_left + in_w values rounded
+ * up to even, and the pad line two lines' length) and takes dw3_row5h: words of two
+ * neighbouring inputs, no input splitting, 10 MAC instructions per 15 MACs. The _g6 entries
+ * (stride 1 with an output width that is a multiple of 3: _g6; stride 2: _g6s2; channel
+ * count a multiple of 4) also keep int16 lines
  * and take their own 40-byte channel records of pre-split, doubled weights (one LDRD per
  * filter row, no SXTB16 / PKHBT, and the doubled accumulator kml_rq wants without an LSL):
  * six outputs at a time (dwg_row6 / dwg_row6s2: 12 MAC instructions per 18 MACs at either
@@ -715,7 +717,9 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                                                       int32_t h16, int32_t g6)
 {
     const int32_t c = p->in_c;
-    const int32_t lw = dw3_line(p);
+    /* _w5: lines overlap by their pad columns (a line's right pad is the next one's left pad,
+     * both the zero point), so a line holds only pad_left + in_w values, rounded up to even */
+    const int32_t lw = w5 && h16 == 1 ? (p->pad_left + p->in_w + 1) & ~1 : dw3_line(p);
     const int32_t h = h16 ? 2 : 1; /* bytes per line value: _w5 and _h keep int16 lines */
     const int32_t slot_bytes = c * lw * h;
     int8_t *const pad = ring + 3 * slot_bytes;
@@ -747,7 +751,7 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
     } else if (h16) { /* two words a step: (3 * c + 1) * lw values, lw a multiple of 4 */
         const uint32_t z2 = (uint32_t)(uint16_t)zp * 0x10001u;
         uint32_t *r32 = (uint32_t *)(void *)ring;
-        for (i = 0; i < (3 * c + 1) * lw; i += 4, r32 += 2) {
+        for (i = 0; i < (3 * c + 1 + (w5 && h16 == 1)) * lw; i += 4, r32 += 2) {
             r32[0] = z2; /* padding columns stay the zero point; rows overwrite the middle */
             r32[1] = z2;
         }
