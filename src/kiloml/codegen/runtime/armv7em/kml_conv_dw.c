@@ -102,21 +102,49 @@ static void dw_transpose(const kml_conv_params *p, const int8_t *row, int8_t *sl
 
 /* Pixels x and x + 1 of the input row (``rb``: x + 1's channels, or the zero point in every
  * byte of ``zp4`` when x is the last pixel: the pad value right of the image) into the int16
- * lines at d (channel ch's at d + ch * lw): per 4 channels, two words split by SXTB16 and
- * packed into one (x, x + 1) word per channel. */
+ * lines at d (channel ch's at d + ch * lw): per 4 channels, the two words' low and high
+ * halves packed together (PKHBT, PKHTB), each split by SXTB16 into two channels' (x, x + 1)
+ * words. */
 static inline __attribute__((always_inline)) void dw_t16(const int8_t *ra, const int8_t *rb,
                                                          int32_t zp4, int32_t c, int16_t *d,
                                                          int32_t lw, int32_t last)
 {
     int32_t ch;
+    if (!last) { /* the same in asm: the loads and the stores back to back */
+        const int8_t *end = ra + c;
+        const int32_t lw2 = 2 * lw, lw6 = 6 * lw;
+        int32_t r0, r1, t0, t1;
+        __asm__ volatile("1:\n\t"
+                         "ldr %[r0], [%[ra]], #4\n\t"
+                         "ldr %[r1], [%[rb]], #4\n\t"
+                         "pkhbt %[t0], %[r0], %[r1], lsl #16\n\t"
+                         "pkhtb %[r1], %[r1], %[r0], asr #16\n\t"
+                         "sxtb16 %[t1], %[t0], ror #8\n\t"
+                         "sxtb16 %[t0], %[t0]\n\t"
+                         "sxtb16 %[r0], %[r1], ror #8\n\t"
+                         "sxtb16 %[r1], %[r1]\n\t"
+                         "str %[t0], [%[d]]\n\t"
+                         "str %[t1], [%[d], %[lw2]]\n\t"
+                         "str %[r1], [%[d], %[lw2], lsl #1]\n\t"
+                         "str %[r0], [%[d], %[lw6]]\n\t"
+                         "add %[d], %[d], %[lw2], lsl #2\n\t"
+                         "cmp %[ra], %[end]\n\t"
+                         "bne 1b"
+                         : [r0] "=&r"(r0), [r1] "=&r"(r1), [t0] "=&r"(t0), [t1] "=&r"(t1),
+                           [ra] "+&r"(ra), [rb] "+&r"(rb), [d] "+&r"(d)
+                         : [lw2] "r"(lw2), [lw6] "r"(lw6), [end] "r"(end)
+                         : "cc", "memory");
+        return;
+    }
     for (ch = 0; ch < c; ch += 4, d += 4 * lw) {
         const int32_t r0 = kml_ld32(ra + ch), r1 = last ? zp4 : kml_ld32(rb + ch);
-        const uint32_t e0 = (uint32_t)__sxtb16(r0), e1 = (uint32_t)__sxtb16(r1);
-        const uint32_t o0 = (uint32_t)kml_sxtb16_ror8(r0), o1 = (uint32_t)kml_sxtb16_ror8(r1);
-        dw_st32((int8_t *)(void *)d, dw_pkhbt(e0, e1));
-        dw_st32((int8_t *)(void *)(d + lw), dw_pkhbt(o0, o1));
-        dw_st32((int8_t *)(void *)(d + 2 * lw), dw_pkhtb(e1, e0));
-        dw_st32((int8_t *)(void *)(d + 3 * lw), dw_pkhtb(o1, o0));
+        /* bytes (c0, c1, c0', c1') and (c2, c3, c2', c3'): SXTB16 gives the (x, x + 1) pairs */
+        const int32_t lo = (int32_t)dw_pkhbt((uint32_t)r0, (uint32_t)r1);
+        const int32_t hi = (int32_t)dw_pkhtb((uint32_t)r1, (uint32_t)r0);
+        dw_st32((int8_t *)(void *)d, (uint32_t)__sxtb16(lo));
+        dw_st32((int8_t *)(void *)(d + lw), (uint32_t)kml_sxtb16_ror8(lo));
+        dw_st32((int8_t *)(void *)(d + 2 * lw), (uint32_t)__sxtb16(hi));
+        dw_st32((int8_t *)(void *)(d + 3 * lw), (uint32_t)kml_sxtb16_ror8(hi));
     }
 }
 
@@ -138,31 +166,42 @@ static void dw_transpose16(const kml_conv_params *p, const int8_t *row, int16_t 
 }
 
 /* Two pixels' words of 4 channels (at src and src + c; src steps on by 2 c) into the four
- * channels' (x, x + 1) int16 words at d0..d3 (each steps on by a word): the loads and the
- * stores back to back. */
+ * channels' (x, x + 1) int16 words at d0..d3 (each steps on by a word): the words' low and
+ * high halves packed together, each split by SXTB16 into two channels' words; the loads and
+ * the stores back to back. */
 #define DWG_T2                                                                               \
     "ldr %[r0], [%[src]]\n\t"                                                                \
     "ldr %[r1], [%[src], %[c]]\n\t"                                                          \
     "add %[src], %[src], %[c], lsl #1\n\t"                                                   \
-    "sxtb16 %[t0], %[r0]\n\t"                                                                \
-    "sxtb16 %[t1], %[r1]\n\t"                                                                \
-    "sxtb16 %[r0], %[r0], ror #8\n\t"                                                        \
-    "sxtb16 %[r1], %[r1], ror #8\n\t"                                                        \
-    "pkhbt %[t2], %[t0], %[t1], lsl #16\n\t"                                                 \
-    "pkhtb %[t1], %[t1], %[t0], asr #16\n\t"                                                 \
-    "pkhbt %[t0], %[r0], %[r1], lsl #16\n\t"                                                 \
-    "pkhtb %[r1], %[r1], %[r0], asr #16\n\t"                                                 \
-    "str %[t2], [%[d0]], #4\n\t"                                                             \
-    "str %[t0], [%[d1]], #4\n\t"                                                             \
-    "str %[t1], [%[d2]], #4\n\t"                                                             \
-    "str %[r1], [%[d3]], #4\n\t"
+    "pkhbt %[t0], %[r0], %[r1], lsl #16\n\t" /* bytes c0, c1, c0', c1' */                     \
+    "pkhtb %[r1], %[r1], %[r0], asr #16\n\t" /* bytes c2, c3, c2', c3' */                     \
+    "sxtb16 %[t1], %[t0], ror #8\n\t"                                                        \
+    "sxtb16 %[t0], %[t0]\n\t"                                                                \
+    "sxtb16 %[r0], %[r1], ror #8\n\t"                                                        \
+    "sxtb16 %[r1], %[r1]\n\t"                                                                \
+    "str %[t0], [%[d0]], #4\n\t"                                                             \
+    "str %[t1], [%[d1]], #4\n\t"                                                             \
+    "str %[r1], [%[d2]], #4\n\t"                                                             \
+    "str %[r0], [%[d3]], #4\n\t"
+
+/* The four channels' (x, x + 1) int16 words of two words of 4 channels (x's a, x + 1's b)
+ * at d0..d3, as DWG_T2. */
+static inline __attribute__((always_inline)) void dwg_t4(uint32_t a, uint32_t b, int16_t *d0,
+                                                         int16_t *d1, int16_t *d2, int16_t *d3)
+{
+    const int32_t lo = (int32_t)dw_pkhbt(a, b), hi = (int32_t)dw_pkhtb(b, a);
+    dw_st32((int8_t *)(void *)d0, (uint32_t)__sxtb16(lo));
+    dw_st32((int8_t *)(void *)d1, (uint32_t)kml_sxtb16_ror8(lo));
+    dw_st32((int8_t *)(void *)d2, (uint32_t)__sxtb16(hi));
+    dw_st32((int8_t *)(void *)d3, (uint32_t)kml_sxtb16_ror8(hi));
+}
 
 /* The _g6 entries' transposition: input row ``row`` into the C int16 lines (lw values each)
  * at ``slot``, channel by channel of 4, pixels in pairs at even indices: with an odd
  * pad_left the first word is (zero point, pixel 0); an odd pixel left over is paired with the
- * zero point (depthwise_g6 checks that it fits in the line). */
+ * zero point (z4: in every byte; depthwise_g6 checks that it fits in the line). */
 static void dwg_transpose(const kml_conv_params *p, const int8_t *row, int16_t *slot,
-                          int32_t lw, uint32_t z2)
+                          int32_t lw, uint32_t z4)
 {
     const int32_t c = p->in_c, odd = p->pad_left & 1;
     const int32_t pairs = (p->in_w - odd) >> 1, last = (p->in_w - odd) & 1;
@@ -172,12 +211,7 @@ static void dwg_transpose(const kml_conv_params *p, const int8_t *row, int16_t *
         int16_t *d0 = slot + ch * lw + (p->pad_left - odd), *d1 = d0 + lw, *d2 = d1 + lw;
         int16_t *d3 = d2 + lw;
         if (odd) { /* (zero point, pixel 0) */
-            const int32_t r = kml_ld32(src);
-            const uint32_t e = (uint32_t)__sxtb16(r), o = (uint32_t)kml_sxtb16_ror8(r);
-            dw_st32((int8_t *)(void *)d0, dw_pkhbt(z2, e));
-            dw_st32((int8_t *)(void *)d1, dw_pkhbt(z2, o));
-            dw_st32((int8_t *)(void *)d2, dw_pkhtb(e, z2));
-            dw_st32((int8_t *)(void *)d3, dw_pkhtb(o, z2));
+            dwg_t4(z4, (uint32_t)kml_ld32(src), d0, d1, d2, d3);
             src += c;
             d0 += 2;
             d1 += 2;
@@ -186,24 +220,18 @@ static void dwg_transpose(const kml_conv_params *p, const int8_t *row, int16_t *
         }
         if (pairs >= 2) {
             const int8_t *end = src + (pairs >> 1) * 4 * c;
-            uint32_t r0, r1, t0, t1, t2;
+            uint32_t r0, r1, t0, t1;
             __asm__ volatile("1:\n\t" DWG_T2 DWG_T2
                              "cmp %[src], %[end]\n\t"
                              "bne 1b"
                              : [r0] "=&r"(r0), [r1] "=&r"(r1), [t0] "=&r"(t0), [t1] "=&r"(t1),
-                               [t2] "=&r"(t2), [src] "+r"(src), [d0] "+r"(d0), [d1] "+r"(d1),
-                               [d2] "+r"(d2), [d3] "+r"(d3)
+                               [src] "+&r"(src), [d0] "+&r"(d0), [d1] "+&r"(d1),
+                               [d2] "+&r"(d2), [d3] "+&r"(d3)
                              : [c] "r"(c), [end] "r"(end)
                              : "cc", "memory");
         }
         if (pairs & 1) {
-            const int32_t a = kml_ld32(src), b = kml_ld32(src + c);
-            const uint32_t ea = (uint32_t)__sxtb16(a), eb = (uint32_t)__sxtb16(b);
-            const uint32_t oa = (uint32_t)kml_sxtb16_ror8(a), ob = (uint32_t)kml_sxtb16_ror8(b);
-            dw_st32((int8_t *)(void *)d0, dw_pkhbt(ea, eb));
-            dw_st32((int8_t *)(void *)d1, dw_pkhbt(oa, ob));
-            dw_st32((int8_t *)(void *)d2, dw_pkhtb(eb, ea));
-            dw_st32((int8_t *)(void *)d3, dw_pkhtb(ob, oa));
+            dwg_t4((uint32_t)kml_ld32(src), (uint32_t)kml_ld32(src + c), d0, d1, d2, d3);
             src += 2 * c;
             d0 += 2;
             d1 += 2;
@@ -211,12 +239,7 @@ static void dwg_transpose(const kml_conv_params *p, const int8_t *row, int16_t *
             d3 += 2;
         }
         if (last) { /* (last pixel, zero point) */
-            const int32_t r = kml_ld32(src);
-            const uint32_t e = (uint32_t)__sxtb16(r), o = (uint32_t)kml_sxtb16_ror8(r);
-            dw_st32((int8_t *)(void *)d0, dw_pkhbt(e, z2));
-            dw_st32((int8_t *)(void *)d1, dw_pkhbt(o, z2));
-            dw_st32((int8_t *)(void *)d2, dw_pkhtb(z2, e));
-            dw_st32((int8_t *)(void *)d3, dw_pkhtb(z2, o));
+            dwg_t4((uint32_t)kml_ld32(src), z4, d0, d1, d2, d3);
         }
     }
 }
@@ -782,7 +805,7 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                     if (g6 && p->in_w >= 16) {
                         dwg_transpose(p, in + (size_t)iy * in_row,
                                       (int16_t *)(void *)(ring + k * slot_bytes), lw,
-                                      (uint32_t)(uint16_t)zp * 0x10001u);
+                                      (uint32_t)(uint8_t)zp * 0x01010101u);
                     } else if (h16) {
                         dw_transpose16(p, in + (size_t)iy * in_row,
                                        (int16_t *)(void *)(ring + k * slot_bytes), lw,
