@@ -249,6 +249,7 @@ static void dwg_transpose(const kml_conv_params *p, const int8_t *row, int16_t *
 typedef struct {
     int32_t c2, c, d5[3], s, n, d1[3], dout;
     const int8_t *end; /* the end of the channel records */
+    int32_t cc[3];     /* dwg_row6: c, 3 c, 5 c (output offsets) */
 } dw3_row_args;
 
 /* One filter row of five outputs (stride 1): x0..x7 at P (x7 unused), weights at rec + OFF,
@@ -631,16 +632,15 @@ static inline __attribute__((always_inline)) void NAME(const int8_t *p0, const i
         "ldrd %[w0], %[w1], [%[rec], #28]\n\t"                                               \
         "ldr %[x0], [%[rec], #36]\n\t"                                                       \
         DWG_RQ("a0") DWG_RQ("a1") DWG_RQ("a2") DWG_RQ("a3") DWG_RQ("a4") DWG_RQ("a5")        \
-        "ldr %[w0], %[o]\n\t"                                                                \
-        "ldr %[w1], %[c]\n\t"                                                                \
-        "add %[x1], %[w0], %[w1]\n\t"                 /* o + c */                            \
-        "add %[x0], %[x1], %[w1], lsl #1\n\t"         /* o + 3 c */                          \
+        "ldr %[w0], %[o]\n\t"             /* the loads and stores back to back */          \
+        "ldrd %[w1], %[x0], %[cc]\n\t"    /* c, 3 c */                                       \
+        "ldr %[x1], %[c5]\n\t"            /* 5 c */                                          \
+        "strb %[a1], [%[w0], %[w1]]\n\t"                                                     \
+        "strb %[a2], [%[w0], %[w1], lsl #1]\n\t"                                             \
+        "strb %[a3], [%[w0], %[x0]]\n\t"                                                     \
+        "strb %[a4], [%[w0], %[w1], lsl #2]\n\t"                                             \
+        "strb %[a5], [%[w0], %[x1]]\n\t"                                                     \
         "strb %[a0], [%[w0]], #1\n\t"                                                        \
-        "strb %[a1], [%[x1]]\n\t"                                                            \
-        "strb %[a2], [%[x1], %[w1]]\n\t"                                                     \
-        "strb %[a3], [%[x0]]\n\t"                                                            \
-        "strb %[a4], [%[x0], %[w1]]\n\t"                                                     \
-        "strb %[a5], [%[x0], %[w1], lsl #1]\n\t"                                             \
         "str %[w0], %[o]\n\t"                                                                \
         "ldrd %[w0], %[w1], %[d01]\n\t"                                                      \
         "ldr %[x0], %[d2]\n\t"                                                               \
@@ -654,7 +654,8 @@ static inline __attribute__((always_inline)) void NAME(const int8_t *p0, const i
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),    \
           [a5] "=&r"(a5), [w0] "=&r"(w0), [w1] "=&r"(w1), [x0] "=&r"(x0), [x1] "=&r"(x1),    \
           [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [rec] "+r"(rec), [o] "+m"(*o)         \
-        : [c] "m"(L->c), [d01] "m"(L->d5), [d2] "m"(L->d5[2]), [end] "m"(L->end)             \
+        : [cc] "m"(L->cc), [c5] "m"(L->cc[2]), [d01] "m"(L->d5), [d2] "m"(L->d5[2]),         \
+          [end] "m"(L->end)                                                                  \
         : "cc", "memory");                                                                   \
 }
 DWG_ROW6(dwg_row6, DWG6_ROWS)
@@ -700,10 +701,9 @@ static inline __attribute__((always_inline)) void NAME(const int8_t *p0, const i
         "ldr %[x0], [%[rec], #36]\n\t"                                                       \
         DWG_RQ("a0") DWG_RQ("a1") DWG_RQ("a2")                                               \
         "ldr %[w1], %[c]\n\t"                                                                \
-        "add %[x1], %[o], %[w1], lsl #1\n\t"                                                 \
         "strb %[a1], [%[o], %[w1]]\n\t"                                                      \
+        "strb %[a2], [%[o], %[w1], lsl #1]\n\t"                                              \
         "strb %[a0], [%[o]], #1\n\t"                                                         \
-        "strb %[a2], [%[x1]]\n\t"                                                            \
         "ldrd %[w0], %[w1], %[d01]\n\t"                                                      \
         "ldr %[x0], %[d2]\n\t"                                                               \
         "ldr %[x1], %[end]\n\t"                                                              \
@@ -822,6 +822,9 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
             L.d5[1] = cs[1];
             L.d5[2] = cs[2];
             if (g6) { /* groups of six, then of three (the last may overlap) */
+                L.cc[0] = c;
+                L.cc[1] = 3 * c;
+                L.cc[2] = 5 * c;
                 const int32_t xs = 2 * p->stride_w; /* bytes per output in a line */
                 for (; p->out_w - x >= 6; x += 6) {
                     int8_t *o6 = out + x * c;
