@@ -172,6 +172,8 @@ DW_G6_CASES = [
     dict(in_shape=(2, 7, 13, 4), kernel=3, stride=2, per_channel=False),        # odd, pad 1
     dict(in_shape=(1, 8, 16, 12), kernel=3, stride=2, padding="VALID", bias=False),  # 7
     dict(in_shape=(1, 6, 6, 32), kernel=3, stride=2, activation="RELU6"),       # 3
+    dict(in_shape=(1, 5, 19, 8), kernel=3, stride=2, padding="VALID"),          # 9 pairs + 1
+    dict(in_shape=(1, 6, 20, 4), kernel=3, stride=2),                           # 10 pairs
 ]
 
 
@@ -186,7 +188,7 @@ def test_depthwise_conv2d_g6(tmp_path):
     w.data = wdata
     src = generate_c(g, "model", command="test", runtime="armv7em").files["model.c"]
     assert src.count("kml_depthwise_conv2d_3x3_g6_s8(") == 6
-    assert src.count("kml_depthwise_conv2d_3x3_g6s2_s8(") == 6
+    assert src.count("kml_depthwise_conv2d_3x3_g6s2_s8(") == 8
     check(g, tmp_path, seed=24)
 
 

@@ -18,9 +18,9 @@
  * six outputs at a time (dwg_row6 / dwg_row6s2: 12 MAC instructions per 18 MACs at either
  * stride), then three (dwg_row3 / dwg_row3s2; at stride 2 the last group may overlap). Their
  * ring is filled with the zero point eight words a step, and rows of 16 pixels or more are
- * transposed channel by channel of 4 (dwg_transpose: pixel pairs at even indices, loads and
- * stores back to back); narrower rows pixel pair by pixel pair (dw_transpose16, fewer loop
- * set-ups). The channel loop is inside the asm blocks.
+ * transposed channel by channel of 4 (dwg_transpose: pixel pairs at even indices, four pairs
+ * a step, loads and stores back to back); narrower rows pixel pair by pixel pair
+ * (dw_transpose16, fewer loop set-ups). The channel loop is inside the asm blocks.
  *
  * The innermost loops are asm blocks (see kml_conv.c for why).
  */
@@ -218,25 +218,26 @@ static void dwg_transpose(const kml_conv_params *p, const int8_t *row, int16_t *
             d2 += 2;
             d3 += 2;
         }
-        if (pairs >= 2) {
-            const int8_t *end = src + (pairs >> 1) * 4 * c;
+        if (pairs > 0) { /* four pairs a step; the first step enters for pairs mod 4 */
+            const int8_t *end = src + pairs * 2 * c;
+            const int32_t rem = pairs & 3;
             uint32_t r0, r1, t0, t1;
-            __asm__ volatile("1:\n\t" DWG_T2 DWG_T2
+            __asm__ volatile("cmp %[rem], #2\n\t"
+                             "beq 3f\n\t"
+                             "bhi 2f\n\t"
+                             "cmp %[rem], #1\n\t"
+                             "beq 4f\n"
+                             "1:\n\t" DWG_T2
+                             "2:\n\t" DWG_T2
+                             "3:\n\t" DWG_T2
+                             "4:\n\t" DWG_T2
                              "cmp %[src], %[end]\n\t"
                              "bne 1b"
                              : [r0] "=&r"(r0), [r1] "=&r"(r1), [t0] "=&r"(t0), [t1] "=&r"(t1),
                                [src] "+&r"(src), [d0] "+&r"(d0), [d1] "+&r"(d1),
                                [d2] "+&r"(d2), [d3] "+&r"(d3)
-                             : [c] "r"(c), [end] "r"(end)
+                             : [c] "r"(c), [end] "r"(end), [rem] "r"(rem)
                              : "cc", "memory");
-        }
-        if (pairs & 1) {
-            dwg_t4((uint32_t)kml_ld32(src), (uint32_t)kml_ld32(src + c), d0, d1, d2, d3);
-            src += 2 * c;
-            d0 += 2;
-            d1 += 2;
-            d2 += 2;
-            d3 += 2;
         }
         if (last) { /* (last pixel, zero point) */
             dwg_t4((uint32_t)kml_ld32(src), z4, d0, d1, d2, d3);
