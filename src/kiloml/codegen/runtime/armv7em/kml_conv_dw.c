@@ -10,9 +10,11 @@
  * width 5 or 9: groups at even offsets) keeps the lines as int16 values (dw_transpose16;
  * consecutive lines share their pad columns, so a line takes pad_left + in_w values rounded
  * up to even, and the pad line two lines' length) and takes dw3_row5h: words of two
- * neighbouring inputs, no input splitting, 10 MAC instructions per 15 MACs. The _g6 entries
- * (stride 1 with an output width that is a multiple of 3: _g6; stride 2: _g6s2; channel
- * count a multiple of 4) also keep int16 lines
+ * neighbouring inputs, no input splitting, 10 MAC instructions per 15 MACs.
+ *
+ * The _g6 entries (stride 1 with an output width that is a multiple of 3: _g6; stride 2 with
+ * a width of at least 3: _g6s2; channel count a multiple of 4; kiloml/codegen/armv7em_dw.py,
+ * depthwise_g6, picks them before the others, except for _w5 layers) also keep int16 lines
  * and take their own 40-byte channel records of pre-split, doubled weights (one LDRD per
  * filter row, no SXTB16 / PKHBT, and the doubled accumulator kml_rq wants without an LSL):
  * six outputs at a time (dwg_row6 / dwg_row6s2: 12 MAC instructions per 18 MACs at either
@@ -723,17 +725,21 @@ static inline __attribute__((always_inline)) void NAME(const int8_t *p0, const i
 DWG_ROW3(dwg_row3, DWG3_ROWS)
 DWG_ROW3(dwg_row3s2, DWG3S2_ROWS)
 
-/* Bytes of the line ring in scratch (kiloml/codegen/armv7em.py computes the same). */
+/* Values per line of the ring (kiloml/codegen/armv7em_dw.py, line_width, computes the same;
+ * the _w5 entry's lines are shorter, see dw3). */
 static inline __attribute__((always_inline)) int32_t dw3_line(const kml_conv_params *p)
 {
     return ((p->out_w - 1) * p->stride_w + 4 + 3) & ~3;
 }
 
 
-/* The depthwise 3x3 kernel. ``s2`` and ``w5`` are constants in each entry point, so that a
- * model links only the row routines it uses: ``s2``, stride 2, rows in steps of three outputs;
- * ``w5``, stride 1, rows of 5 or 9 outputs (groups at offsets 0 and out_w - 5, both even: no
- * dw3_row1), int16 lines (kiloml/codegen/armv7em.py, depthwise_w5 and depthwise_scratch). */
+/* The depthwise 3x3 kernel. ``s2``, ``w5``, ``h16`` and ``g6`` are constants in each entry
+ * point, so that a model links only the row routines it uses: ``s2``, stride 2, rows in steps
+ * of three outputs (six then three with ``g6``); ``w5``, no dw3_row1 (_w5: rows of 5 or 9
+ * outputs, groups at offsets 0 and out_w - 5, both even; _h: steps of five cover the rows);
+ * ``h16``, int16 lines (2: _h, groups at odd offsets too); ``g6``, the _g6 records and row
+ * routines (kiloml/codegen/armv7em_dw.py: depthwise_w5, depthwise_h, depthwise_g6,
+ * depthwise_scratch). */
 static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                                                       const int8_t *input,
                                                       const int32_t *packed, int8_t *output,
