@@ -18,11 +18,12 @@
  * and take their own 40-byte channel records of pre-split, doubled weights (one LDRD per
  * filter row, no SXTB16 / PKHBT, and the doubled accumulator kml_rq wants without an LSL):
  * six outputs at a time (dwg_row6 / dwg_row6s2: 12 MAC instructions per 18 MACs at either
- * stride), then three (dwg_row3 / dwg_row3s2; at stride 2 the last group may overlap). Their
- * ring is filled with the zero point eight words a step, and rows of 16 pixels or more are
- * transposed channel by channel of 4 (dwg_transpose: pixel pairs at even indices, four pairs
- * a step, loads and stores back to back); narrower rows pixel pair by pixel pair
- * (dw_transpose16, fewer loop set-ups). The channel loop is inside the asm blocks.
+ * stride, two channels a loop step), then three (dwg_row3 / dwg_row3s2; at stride 2 the last
+ * group may overlap). Their ring is filled with the zero point eight words a step, and rows
+ * of 16 pixels or more are transposed channel by channel of 4 (dwg_transpose: pixel pairs at
+ * even indices, four pairs a step, loads and stores back to back); narrower rows pixel pair
+ * by pixel pair (dw_transpose16, fewer loop set-ups). The channel loop is inside the asm
+ * blocks.
  *
  * The innermost loops are asm blocks (see kml_conv.c for why).
  */
@@ -616,8 +617,35 @@ static inline __attribute__((always_inline)) void dw3_row1(const int8_t *p0, con
     "asr %[x1], %[x1], %[x0]\n\t"                                                            \
     "ssat %[" A "], #8, %[x1]\n\t"
 
+/* One channel of dwg_row6: its record at rec + B (B, B + 4, .., B + 36 in OB, O1 .. OS),
+ * outputs at *o, *o + c, ..; *o is advanced by one, the line pointers by the steps to the
+ * next channel's lines. */
+#define DWG_CH6(ROWS, OB, O1, O2, O3, OM, OS)                                                \
+    "ldr %[a5], [%[rec], #" OB "]\n\t" /* the bias */                                        \
+    ROWS("p0", O1, "a5", "a5", "a5", "a5", "a5")                                             \
+    ROWS("p1", O2, "a0", "a1", "a2", "a3", "a4")                                             \
+    ROWS("p2", O3, "a0", "a1", "a2", "a3", "a4")                                             \
+    "ldrd %[w0], %[w1], [%[rec], #" OM "]\n\t"                                               \
+    "ldr %[x0], [%[rec], #" OS "]\n\t"                                                       \
+    DWG_RQ("a0") DWG_RQ("a1") DWG_RQ("a2") DWG_RQ("a3") DWG_RQ("a4") DWG_RQ("a5")            \
+    "ldr %[w0], %[o]\n\t"             /* the loads and stores back to back */              \
+    "ldrd %[w1], %[x0], %[cc]\n\t"    /* c, 3 c */                                           \
+    "ldr %[x1], %[c5]\n\t"            /* 5 c */                                              \
+    "strb %[a1], [%[w0], %[w1]]\n\t"                                                         \
+    "strb %[a2], [%[w0], %[w1], lsl #1]\n\t"                                                 \
+    "strb %[a3], [%[w0], %[x0]]\n\t"                                                         \
+    "strb %[a4], [%[w0], %[w1], lsl #2]\n\t"                                                 \
+    "strb %[a5], [%[w0], %[x1]]\n\t"                                                         \
+    "strb %[a0], [%[w0]], #1\n\t"                                                            \
+    "str %[w0], %[o]\n\t"                                                                    \
+    "ldrd %[w0], %[w1], %[d01]\n\t"                                                          \
+    "ldr %[x0], %[d2]\n\t"                                                                   \
+    "add %[p0], %[p0], %[w0]\n\t"                                                            \
+    "add %[p1], %[p1], %[w1]\n\t"                                                            \
+    "add %[p2], %[p2], %[x0]\n\t"
+
 /* Six outputs of one output row, every channel (lines and steps as dw3_row5, records as
- * above, outputs at *o, *o + c, ..; *o is advanced by one per channel). Six accumulators, two
+ * above), two channels a step (the channel count is a multiple of 4). Six accumulators, two
  * weight and two input registers, the three line pointers and rec take all fourteen
  * registers: the output pointer lives in memory (the caller's stack). */
 #define DWG_ROW6(NAME, ROWS)                                                                 \
@@ -628,30 +656,10 @@ static inline __attribute__((always_inline)) void NAME(const int8_t *p0, const i
     int32_t a0, a1, a2, a3, a4, a5, w0, w1, x0, x1;                                          \
     __asm__ volatile(                                                                        \
         "0:\n\t"                                                                             \
-        "ldr %[a5], [%[rec]]\n\t" /* the bias */                                             \
-        ROWS("p0", "4", "a5", "a5", "a5", "a5", "a5")                                        \
-        ROWS("p1", "12", "a0", "a1", "a2", "a3", "a4")                                       \
-        ROWS("p2", "20", "a0", "a1", "a2", "a3", "a4")                                       \
-        "ldrd %[w0], %[w1], [%[rec], #28]\n\t"                                               \
-        "ldr %[x0], [%[rec], #36]\n\t"                                                       \
-        DWG_RQ("a0") DWG_RQ("a1") DWG_RQ("a2") DWG_RQ("a3") DWG_RQ("a4") DWG_RQ("a5")        \
-        "ldr %[w0], %[o]\n\t"             /* the loads and stores back to back */          \
-        "ldrd %[w1], %[x0], %[cc]\n\t"    /* c, 3 c */                                       \
-        "ldr %[x1], %[c5]\n\t"            /* 5 c */                                          \
-        "strb %[a1], [%[w0], %[w1]]\n\t"                                                     \
-        "strb %[a2], [%[w0], %[w1], lsl #1]\n\t"                                             \
-        "strb %[a3], [%[w0], %[x0]]\n\t"                                                     \
-        "strb %[a4], [%[w0], %[w1], lsl #2]\n\t"                                             \
-        "strb %[a5], [%[w0], %[x1]]\n\t"                                                     \
-        "strb %[a0], [%[w0]], #1\n\t"                                                        \
-        "str %[w0], %[o]\n\t"                                                                \
-        "ldrd %[w0], %[w1], %[d01]\n\t"                                                      \
-        "ldr %[x0], %[d2]\n\t"                                                               \
+        DWG_CH6(ROWS, "0", "4", "12", "20", "28", "36")                                      \
+        DWG_CH6(ROWS, "40", "44", "52", "60", "68", "76")                                    \
         "ldr %[x1], %[end]\n\t"                                                              \
-        "add %[p0], %[p0], %[w0]\n\t"                                                        \
-        "add %[p1], %[p1], %[w1]\n\t"                                                        \
-        "add %[p2], %[p2], %[x0]\n\t"                                                        \
-        "add %[rec], %[rec], #40\n\t"                                                        \
+        "add %[rec], %[rec], #80\n\t"                                                        \
         "cmp %[rec], %[x1]\n\t"                                                              \
         "bne 0b"                                                                             \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),    \
