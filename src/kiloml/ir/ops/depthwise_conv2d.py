@@ -127,7 +127,9 @@ class DepthwiseConv2D(OpDef):
             if stream is not None:
                 packed = ctx.array("packed", "int32_t", stream)
                 # entry points that link only the row routines the layer needs
-                fn = "kml_depthwise_conv2d_3x3" + (("_g6s2" if p.stride_w == 2 else "_g6")
+                # _g6r: no correction for negative accumulators, which clamp to act_min anyway
+                relu = "r" if p.act_min >= p.out_offset else ""
+                fn = "kml_depthwise_conv2d_3x3" + (("_g6s2" if p.stride_w == 2 else "_g6") + relu
                                                    if g6 else
                                                    "_s2" if p.stride_w == 2 else
                                                    "_w5" if depthwise_w5(p) else
