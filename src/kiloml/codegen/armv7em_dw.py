@@ -2,7 +2,8 @@
 which of their entry points a layer uses.
 
 ``depthwise_stream``: one 18-byte record per channel for the 3x3 depthwise kernel (bias with
-the input offset folded in, multiplier, 9 weights, right shift); ``depthwise_scratch``: the
+the input offset folded in, multiplier, 9 weights, right shift); ``depthwise_stream_g6``: the
+40-byte records of its _g6 entries (pre-split, doubled weights); ``depthwise_scratch``: the
 bytes of its line ring. The requantization parameters come from ``armv7em.fast_params``.
 """
 
