@@ -146,12 +146,53 @@ DW_CASES = (
         dict(in_shape=(1, 5, 10, 4), kernel=3, stride=2, activation="RELU"),  # 3 + 2 outputs
         dict(in_shape=(1, 6, 11, 12), kernel=3, stride=2, activation="RELU6"),
         dict(in_shape=(1, 4, 1, 8), kernel=3),                                  # one column
+        dict(in_shape=(1, 5, 11, 4), kernel=3, padding="VALID"),                # _w5: 9, no pad
+        dict(in_shape=(2, 4, 5, 8), kernel=3, activation="RELU"),               # _w5 overlapping
     ])
 
 
 def test_depthwise_conv2d_options(tmp_path):
     check(branches(21, DW_CASES, lambda m, x, **kw: m.depthwise_conv2d(x, **kw)), tmp_path,
           seed=22)
+
+
+# the _g6 entries (int16 lines, pre-split weights, groups of six then three outputs): stride 1
+# with output widths a multiple of 3, stride 2 with widths of at least 3 (overlapping last
+# groups), odd input widths, batches, activations, per-tensor weights, no bias
+DW_G6_CASES = [
+    dict(in_shape=(1, 5, 6, 8), kernel=3, activation="RELU"),                  # 6: one group
+    dict(in_shape=(1, 4, 3, 16), kernel=3),                                     # 3: VWW's last
+    dict(in_shape=(2, 7, 12, 4), kernel=3, activation="RELU6"),                 # 6 + 6
+    dict(in_shape=(1, 6, 15, 8), kernel=3, per_channel=False, bias=False),      # 6 + 6 + 3
+    dict(in_shape=(1, 5, 17, 4), kernel=3, padding="VALID"),                    # 15, VALID
+    dict(in_shape=(1, 3, 24, 12), kernel=3, activation="RELU_N1_TO_1"),
+    dict(in_shape=(1, 9, 8, 8), kernel=3, stride=2),                            # 4: 3 + 3
+    dict(in_shape=(1, 9, 25, 4), kernel=3, stride=2, activation="RELU"),        # 13: 6 6 3
+    dict(in_shape=(1, 7, 14, 8), kernel=3, stride=2, padding="VALID"),          # 6, VALID
+    dict(in_shape=(2, 7, 13, 4), kernel=3, stride=2, per_channel=False),        # odd, pad 1
+    dict(in_shape=(1, 8, 16, 12), kernel=3, stride=2, padding="VALID", bias=False),  # 7
+    dict(in_shape=(1, 6, 6, 32), kernel=3, stride=2, activation="RELU6"),       # 3
+    dict(in_shape=(1, 5, 19, 8), kernel=3, stride=2, padding="VALID"),          # 9 pairs + 1
+    dict(in_shape=(1, 6, 20, 4), kernel=3, stride=2),                           # 10 pairs
+]
+
+
+def test_depthwise_conv2d_g6(tmp_path):
+    from kiloml.codegen.c import generate_c
+
+    g = branches(23, DW_G6_CASES, lambda m, x, **kw: m.depthwise_conv2d(x, **kw))
+    node = next(n for n in g.nodes if n.op == "DEPTHWISE_CONV_2D")
+    w = g.tensors[node.inputs[1]]
+    wdata = w.data.copy()
+    wdata[..., 1] = 0  # a channel of zero weights: constant output from its bias
+    w.data = wdata
+    src = generate_c(g, "model", command="test", runtime="armv7em").files["model.c"]
+    import re
+
+    calls = re.findall(r"kml_depthwise_conv2d_3x3_(g6s2|g6)(r?)_s8\(", src)
+    assert sum(k == "g6" for k, _ in calls) == 6 and sum(k == "g6s2" for k, _ in calls) == 8
+    assert {r for _, r in calls} == {"", "r"}  # with and without the correction
+    check(g, tmp_path, seed=24)
 
 
 FC_CASES = [

@@ -8,7 +8,7 @@ in the same argument slots. Layouts are described in ``runtime/armv7em/kml_arm.h
   channels in interleaved pairs), multipliers and shifts, in the order the kernel reads them.
   Biases and weights are the same bytes as the original tensors (plus padding), which are then
   not emitted, so flash grows only by the multipliers and shifts.
-* ``depthwise_stream``: one 18-byte record per channel for the 3x3 depthwise kernel.
+* ``armv7em_dw.depthwise_stream``: one 18-byte record per channel for the 3x3 depthwise kernel.
 * ``fast_params``: per-channel (bias, multiplier, right shift) of the exact SMMLAR
   requantization (``kml_rq`` in kml_arm.h); channels it cannot take (left shift, accumulator
   that may reach 2^30, huge right shift whose output is not constant) use TFLite's path.
@@ -155,61 +155,6 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
         out.append(w[c * per:(c + len(chans)) * per])
         out.append(np.array(m + [rs], np.int64))
     return np.concatenate([np.array([int(any_generic)], np.int64)] + out).astype(np.int64)
-
-
-def depthwise_eligible(p) -> bool:
-    """The armv7em depthwise kernel's geometry: 3x3, stride 1 or 2 (same both ways), no
-    dilation, depth multiplier 1."""
-    return (p.k_h == 3 and p.k_w == 3 and p.stride_h == p.stride_w and p.stride_w in (1, 2)
-            and p.dil_h == 1 and p.dil_w == 1 and p.out_c == p.in_c)
-
-
-def depthwise_w5(p) -> bool:
-    """The depthwise kernel's _w5 entry (int16 lines, groups of five outputs at even
-    offsets: 0, and out_w - 5): stride 1, output width 5 or 9, channel count a multiple
-    of 4."""
-    return p.stride_w == 1 and p.out_w in (5, 9) and p.in_c % 4 == 0
-
-
-def depthwise_h(p) -> bool:
-    """The depthwise kernel's _h entry (int16 lines, groups of five at even and odd
-    offsets): stride 1, output width at least 5 and not 1 or 2 mod 5 (steps of five cover
-    the rows), channel count a multiple of 4, not depthwise_w5."""
-    return (p.stride_w == 1 and p.out_w >= 5 and p.out_w % 5 not in (1, 2)
-            and p.in_c % 4 == 0 and not depthwise_w5(p))
-
-
-def depthwise_scratch(p) -> int:
-    """Bytes of the depthwise kernel's line ring: 3 rows of C lines and one pad line (of
-    int16 values for depthwise_w5 and depthwise_h)."""
-    lw = ((p.out_w - 1) * p.stride_w + 4 + 3) // 4 * 4
-    return (3 * p.in_c + 1) * lw * (2 if depthwise_w5(p) or depthwise_h(p) else 1)
-
-
-def depthwise_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
-                     shift: np.ndarray, in_offset: int, out_offset: int, act_min: int,
-                     act_max: int) -> np.ndarray | None:
-    """The ``packed`` argument of the depthwise kernel (``depthwise_eligible``), or None when
-    a channel needs TFLite's general requantization. ``w`` is the [1, 3, 3, C] filter. One
-    18-byte record per channel: bias (input offset folded in) and multiplier (int32
-    little-endian), the 9 weights (rows of 3) and the right shift."""
-    c = w.shape[3]
-    taps = w.reshape(9, c)
-    bias, m, r, ok = fast_params(mult, shift, np.abs(taps.astype(np.int64)).sum(axis=0), bias,
-                                 in_offset, out_offset, act_min, act_max)
-    if not bool(ok.all()):
-        return None
-    # the kernel reads raw inputs (zero point where the window leaves the image): fold the
-    # input offset into the bias, exact in int32 (|result| stays below the accumulator bound)
-    bias = np.asarray(bias, np.int64) + in_offset * taps.astype(np.int64).sum(axis=0)
-    rec = np.zeros((c, 18), np.uint8)
-    rec[:, 0:4] = np.asarray(bias, "<i4").view(np.uint8).reshape(c, 4)
-    rec[:, 4:8] = np.asarray(m, "<i4").view(np.uint8).reshape(c, 4)
-    rec[:, 8:17] = taps.T.astype(np.int8).view(np.uint8)
-    rec[:, 17] = np.asarray(r, np.uint8)
-    data = np.zeros((rec.size + 3) // 4 * 4 + 4, np.uint8)  # + a word: loads read ahead
-    data[:rec.size] = rec.reshape(-1)
-    return words(data.view(np.int8))
 
 
 def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,

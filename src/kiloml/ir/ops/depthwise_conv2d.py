@@ -113,19 +113,25 @@ class DepthwiseConv2D(OpDef):
         x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
         has_bias = len(node.inputs) > 2 and node.inputs[2] >= 0
         if ctx.runtime == "armv7em":
-            from kiloml.codegen.armv7em import (depthwise_eligible, depthwise_h,
-                                                depthwise_stream, depthwise_w5)
+            from kiloml.codegen.armv7em_dw import (depthwise_eligible, depthwise_g6,
+                                                   depthwise_h, depthwise_stream,
+                                                   depthwise_stream_g6, depthwise_w5)
 
             stream = None
+            g6 = depthwise_eligible(p) and depthwise_g6(p)
             if depthwise_eligible(p):
-                stream = depthwise_stream(g.tensors[node.inputs[1]].data,
-                                          g.tensors[node.inputs[2]].data if has_bias else None,
-                                          p.mult, p.shift, p.in_offset, p.out_offset,
-                                          p.act_min, p.act_max)
+                make = depthwise_stream_g6 if g6 else depthwise_stream
+                stream = make(g.tensors[node.inputs[1]].data,
+                              g.tensors[node.inputs[2]].data if has_bias else None,
+                              p.mult, p.shift, p.in_offset, p.out_offset, p.act_min, p.act_max)
             if stream is not None:
                 packed = ctx.array("packed", "int32_t", stream)
                 # entry points that link only the row routines the layer needs
-                fn = "kml_depthwise_conv2d_3x3" + ("_s2" if p.stride_w == 2 else
+                # _g6r: no correction for negative accumulators, which clamp to act_min anyway
+                relu = "r" if p.act_min >= p.out_offset else ""
+                fn = "kml_depthwise_conv2d_3x3" + (("_g6s2" if p.stride_w == 2 else "_g6") + relu
+                                                   if g6 else
+                                                   "_s2" if p.stride_w == 2 else
                                                    "_w5" if depthwise_w5(p) else
                                                    "_h" if depthwise_h(p) else "")
                 return [f"{fn}_s8(&{params}, {x}, 0, 0, 0, 0, {y}, {packed}, "
@@ -139,7 +145,7 @@ class DepthwiseConv2D(OpDef):
     def scratch_bytes(self, g, node, runtime):
         if runtime != "armv7em":
             return 0
-        from kiloml.codegen.armv7em import depthwise_eligible, depthwise_scratch
+        from kiloml.codegen.armv7em_dw import depthwise_eligible, depthwise_scratch
 
         p = self.prepare(g, node)
         return depthwise_scratch(p) if depthwise_eligible(p) else 0

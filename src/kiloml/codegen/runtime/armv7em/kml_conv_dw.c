@@ -7,9 +7,25 @@
  * 15 MACs; a last group of five may overlap the previous one); at stride 2 (its own entry
  * point) three outputs at a time (dw3_row3s2: 7 MAC instructions per 9 MACs); leftovers one
  * output at a time (dw3_row1, not linked by the _w5 entry). The _w5 entry (stride 1, output
- * width 5 or 9: groups at even offsets) keeps the lines as int16 values (dw_transpose16,
- * twice the ring) and takes dw3_row5h: words of two neighbouring inputs, no input splitting,
- * 10 MAC instructions per 15 MACs. The channel loop is inside the asm blocks.
+ * width 5 or 9: groups at even offsets) keeps the lines as int16 values (dw_transpose16;
+ * consecutive lines share their pad columns, so a line takes pad_left + in_w values rounded
+ * up to even, and the pad line two lines' length) and takes dw3_row5h: words of two
+ * neighbouring inputs, no input splitting, 10 MAC instructions per 15 MACs.
+ *
+ * The _g6 entries (stride 1 with an output width that is a multiple of 3: _g6; stride 2 with
+ * a width of at least 3: _g6s2; channel count a multiple of 4; kiloml/codegen/armv7em_dw.py,
+ * depthwise_g6, picks them before the others, except for _w5 layers) also keep int16 lines
+ * and take their own 40-byte channel records of pre-split, doubled weights (one LDRD per
+ * filter row, no SXTB16 / PKHBT, and the doubled accumulator kml_rq wants without an LSL):
+ * six outputs at a time (dwg_row6 / dwg_row6s2: 12 MAC instructions per 18 MACs at either
+ * stride, two channels a loop step), then three (dwg_row3 / dwg_row3s2; at stride 2 the last
+ * group may overlap). Their ring is filled with the zero point eight words a step, and rows
+ * of 16 pixels or more are transposed channel by channel of 4 (dwg_transpose: pixel pairs at
+ * even indices, four pairs a step, loads and stores back to back); narrower rows pixel pair
+ * by pixel pair (dw_transpose16, fewer loop set-ups). The channel loop is inside the asm
+ * blocks. _g6r and _g6s2r, for layers whose activation minimum is at least the output offset
+ * (ReLU), requantize without the correction for negative accumulators (DWG_RQR: their
+ * outputs clamp to the minimum either way): 3 instructions per output instead of 4.
  *
  * The innermost loops are asm blocks (see kml_conv.c for why).
  */
@@ -91,21 +107,49 @@ static void dw_transpose(const kml_conv_params *p, const int8_t *row, int8_t *sl
 
 /* Pixels x and x + 1 of the input row (``rb``: x + 1's channels, or the zero point in every
  * byte of ``zp4`` when x is the last pixel: the pad value right of the image) into the int16
- * lines at d (channel ch's at d + ch * lw): per 4 channels, two words split by SXTB16 and
- * packed into one (x, x + 1) word per channel. */
+ * lines at d (channel ch's at d + ch * lw): per 4 channels, the two words' low and high
+ * halves packed together (PKHBT, PKHTB), each split by SXTB16 into two channels' (x, x + 1)
+ * words. */
 static inline __attribute__((always_inline)) void dw_t16(const int8_t *ra, const int8_t *rb,
                                                          int32_t zp4, int32_t c, int16_t *d,
                                                          int32_t lw, int32_t last)
 {
     int32_t ch;
+    if (!last) { /* the same in asm: the loads and the stores back to back */
+        const int8_t *end = ra + c;
+        const int32_t lw2 = 2 * lw, lw6 = 6 * lw;
+        int32_t r0, r1, t0, t1;
+        __asm__ volatile("1:\n\t"
+                         "ldr %[r0], [%[ra]], #4\n\t"
+                         "ldr %[r1], [%[rb]], #4\n\t"
+                         "pkhbt %[t0], %[r0], %[r1], lsl #16\n\t"
+                         "pkhtb %[r1], %[r1], %[r0], asr #16\n\t"
+                         "sxtb16 %[t1], %[t0], ror #8\n\t"
+                         "sxtb16 %[t0], %[t0]\n\t"
+                         "sxtb16 %[r0], %[r1], ror #8\n\t"
+                         "sxtb16 %[r1], %[r1]\n\t"
+                         "str %[t0], [%[d]]\n\t"
+                         "str %[t1], [%[d], %[lw2]]\n\t"
+                         "str %[r1], [%[d], %[lw2], lsl #1]\n\t"
+                         "str %[r0], [%[d], %[lw6]]\n\t"
+                         "add %[d], %[d], %[lw2], lsl #2\n\t"
+                         "cmp %[ra], %[end]\n\t"
+                         "bne 1b"
+                         : [r0] "=&r"(r0), [r1] "=&r"(r1), [t0] "=&r"(t0), [t1] "=&r"(t1),
+                           [ra] "+&r"(ra), [rb] "+&r"(rb), [d] "+&r"(d)
+                         : [lw2] "r"(lw2), [lw6] "r"(lw6), [end] "r"(end)
+                         : "cc", "memory");
+        return;
+    }
     for (ch = 0; ch < c; ch += 4, d += 4 * lw) {
         const int32_t r0 = kml_ld32(ra + ch), r1 = last ? zp4 : kml_ld32(rb + ch);
-        const uint32_t e0 = (uint32_t)__sxtb16(r0), e1 = (uint32_t)__sxtb16(r1);
-        const uint32_t o0 = (uint32_t)kml_sxtb16_ror8(r0), o1 = (uint32_t)kml_sxtb16_ror8(r1);
-        dw_st32((int8_t *)(void *)d, dw_pkhbt(e0, e1));
-        dw_st32((int8_t *)(void *)(d + lw), dw_pkhbt(o0, o1));
-        dw_st32((int8_t *)(void *)(d + 2 * lw), dw_pkhtb(e1, e0));
-        dw_st32((int8_t *)(void *)(d + 3 * lw), dw_pkhtb(o1, o0));
+        /* bytes (c0, c1, c0', c1') and (c2, c3, c2', c3'): SXTB16 gives the (x, x + 1) pairs */
+        const int32_t lo = (int32_t)dw_pkhbt((uint32_t)r0, (uint32_t)r1);
+        const int32_t hi = (int32_t)dw_pkhtb((uint32_t)r1, (uint32_t)r0);
+        dw_st32((int8_t *)(void *)d, (uint32_t)__sxtb16(lo));
+        dw_st32((int8_t *)(void *)(d + lw), (uint32_t)kml_sxtb16_ror8(lo));
+        dw_st32((int8_t *)(void *)(d + 2 * lw), (uint32_t)__sxtb16(hi));
+        dw_st32((int8_t *)(void *)(d + 3 * lw), (uint32_t)kml_sxtb16_ror8(hi));
     }
 }
 
@@ -126,11 +170,92 @@ static void dw_transpose16(const kml_conv_params *p, const int8_t *row, int16_t 
     }
 }
 
+/* Two pixels' words of 4 channels (at src and src + c; src steps on by 2 c) into the four
+ * channels' (x, x + 1) int16 words at d0..d3 (each steps on by a word): the words' low and
+ * high halves packed together, each split by SXTB16 into two channels' words; the loads and
+ * the stores back to back. */
+#define DWG_T2                                                                               \
+    "ldr %[r0], [%[src]]\n\t"                                                                \
+    "ldr %[r1], [%[src], %[c]]\n\t"                                                          \
+    "add %[src], %[src], %[c], lsl #1\n\t"                                                   \
+    "pkhbt %[t0], %[r0], %[r1], lsl #16\n\t" /* bytes c0, c1, c0', c1' */                     \
+    "pkhtb %[r1], %[r1], %[r0], asr #16\n\t" /* bytes c2, c3, c2', c3' */                     \
+    "sxtb16 %[t1], %[t0], ror #8\n\t"                                                        \
+    "sxtb16 %[t0], %[t0]\n\t"                                                                \
+    "sxtb16 %[r0], %[r1], ror #8\n\t"                                                        \
+    "sxtb16 %[r1], %[r1]\n\t"                                                                \
+    "str %[t0], [%[d0]], #4\n\t"                                                             \
+    "str %[t1], [%[d1]], #4\n\t"                                                             \
+    "str %[r1], [%[d2]], #4\n\t"                                                             \
+    "str %[r0], [%[d3]], #4\n\t"
+
+/* The four channels' (x, x + 1) int16 words of two words of 4 channels (x's a, x + 1's b)
+ * at d0..d3, as DWG_T2. */
+static inline __attribute__((always_inline)) void dwg_t4(uint32_t a, uint32_t b, int16_t *d0,
+                                                         int16_t *d1, int16_t *d2, int16_t *d3)
+{
+    const int32_t lo = (int32_t)dw_pkhbt(a, b), hi = (int32_t)dw_pkhtb(b, a);
+    dw_st32((int8_t *)(void *)d0, (uint32_t)__sxtb16(lo));
+    dw_st32((int8_t *)(void *)d1, (uint32_t)kml_sxtb16_ror8(lo));
+    dw_st32((int8_t *)(void *)d2, (uint32_t)__sxtb16(hi));
+    dw_st32((int8_t *)(void *)d3, (uint32_t)kml_sxtb16_ror8(hi));
+}
+
+/* The _g6 entries' transposition: input row ``row`` into the C int16 lines (lw values each)
+ * at ``slot``, channel by channel of 4, pixels in pairs at even indices: with an odd
+ * pad_left the first word is (zero point, pixel 0); an odd pixel left over is paired with the
+ * zero point (z4: in every byte; depthwise_g6 checks that it fits in the line). */
+static void dwg_transpose(const kml_conv_params *p, const int8_t *row, int16_t *slot,
+                          int32_t lw, uint32_t z4)
+{
+    const int32_t c = p->in_c, odd = p->pad_left & 1;
+    const int32_t pairs = (p->in_w - odd) >> 1, last = (p->in_w - odd) & 1;
+    int32_t ch;
+    for (ch = 0; ch < c; ch += 4, row += 4) {
+        const int8_t *src = row;
+        int16_t *d0 = slot + ch * lw + (p->pad_left - odd), *d1 = d0 + lw, *d2 = d1 + lw;
+        int16_t *d3 = d2 + lw;
+        if (odd) { /* (zero point, pixel 0) */
+            dwg_t4(z4, (uint32_t)kml_ld32(src), d0, d1, d2, d3);
+            src += c;
+            d0 += 2;
+            d1 += 2;
+            d2 += 2;
+            d3 += 2;
+        }
+        if (pairs > 0) { /* four pairs a step; the first step enters for pairs mod 4 */
+            const int8_t *end = src + pairs * 2 * c;
+            const int32_t rem = pairs & 3;
+            uint32_t r0, r1, t0, t1;
+            __asm__ volatile("cmp %[rem], #2\n\t"
+                             "beq 3f\n\t"
+                             "bhi 2f\n\t"
+                             "cmp %[rem], #1\n\t"
+                             "beq 4f\n"
+                             "1:\n\t" DWG_T2
+                             "2:\n\t" DWG_T2
+                             "3:\n\t" DWG_T2
+                             "4:\n\t" DWG_T2
+                             "cmp %[src], %[end]\n\t"
+                             "bne 1b"
+                             : [r0] "=&r"(r0), [r1] "=&r"(r1), [t0] "=&r"(t0), [t1] "=&r"(t1),
+                               [src] "+&r"(src), [d0] "+&r"(d0), [d1] "+&r"(d1),
+                               [d2] "+&r"(d2), [d3] "+&r"(d3)
+                             : [c] "r"(c), [end] "r"(end), [rem] "r"(rem)
+                             : "cc", "memory");
+        }
+        if (last) { /* (last pixel, zero point) */
+            dwg_t4((uint32_t)kml_ld32(src), z4, d0, d1, d2, d3);
+        }
+    }
+}
+
 /* Values the row routines read from memory (all registers are taken): dw3_row5's steps to
  * the next channel's lines, dw3_row1's from the end of a channel's row to the next one. */
 typedef struct {
     int32_t c2, c, d5[3], s, n, d1[3], dout;
     const int8_t *end; /* the end of the channel records */
+    int32_t cc[3];     /* dwg_row6: c, 3 c, 5 c (output offsets) */
 } dw3_row_args;
 
 /* One filter row of five outputs (stride 1): x0..x7 at P (x7 unused), weights at rec + OFF,
@@ -439,25 +564,216 @@ static inline __attribute__((always_inline)) void dw3_row1(const int8_t *p0, con
         : "cc", "memory");
 }
 
-/* Bytes of the line ring in scratch (kiloml/codegen/armv7em.py computes the same). */
-static int32_t dw3_line(const kml_conv_params *p)
+/* The _g6 entries: int16 lines and 40-byte channel records of pre-split weights (kiloml/
+ * codegen/armv7em_dw.py, depthwise_stream_g6): +0 the bias (input offset folded in) doubled,
+ * +4 + 8 ky: W01 = (2 w0, 2 w1) and W12 = (2 w1, 2 w2) of filter row ky as int16 pairs,
+ * +28 multiplier, +32 kml_rq_k, +36 right shift. Doubled weights make the accumulator the
+ * doubled one kml_rq takes (no LSL); one LDRD fetches a filter row (no SXTB16 / PKHBT). */
+
+/* One filter row of six outputs at stride 1: (x0, x1) .. (x6, x7) in four words at P, W01,
+ * W12 in w0, w1, inputs in x0, x1. 12 MAC instructions for 18 MACs. The first MAC of
+ * accumulator i adds register Si (as DW5_ROWS: the bias in a5 for the first filter row). */
+#define DWG6_ROWS(P, OFF, S0, S1, S2, S3, S4)                                                \
+    "ldrd %[w0], %[w1], [%[rec], #" OFF "]\n\t"                                              \
+    "ldrd %[x0], %[x1], [%[" P "]]\n\t"                                                      \
+    "smlad %[a0], %[x0], %[w0], %[" S0 "]\n\t"  /* x0 w0 + x1 w1 */                         \
+    "smlabt %[a0], %[x1], %[w1], %[a0]\n\t"     /* x2 w2 */                                 \
+    "smlatb %[a1], %[x0], %[w0], %[" S1 "]\n\t" /* x1 w0 */                                 \
+    "smlad %[a1], %[x1], %[w1], %[a1]\n\t"      /* x2 w1 + x3 w2 */                         \
+    "smlad %[a2], %[x1], %[w0], %[" S2 "]\n\t"  /* x2 w0 + x3 w1 */                         \
+    "smlatb %[a3], %[x1], %[w0], %[" S3 "]\n\t" /* x3 w0 */                                 \
+    "ldrd %[x0], %[x1], [%[" P "], #8]\n\t"                                                  \
+    "smlabt %[a2], %[x0], %[w1], %[a2]\n\t"     /* x4 w2 */                                 \
+    "smlad %[a3], %[x0], %[w1], %[a3]\n\t"      /* x4 w1 + x5 w2 */                         \
+    "smlad %[a4], %[x0], %[w0], %[" S4 "]\n\t"  /* x4 w0 + x5 w1 */                         \
+    "smlatb %[a5], %[x0], %[w0], %[a5]\n\t"     /* x5 w0 */                                 \
+    "smlabt %[a4], %[x1], %[w1], %[a4]\n\t"     /* x6 w2 */                                 \
+    "smlad %[a5], %[x1], %[w1], %[a5]\n\t"      /* x6 w1 + x7 w2 */
+
+/* The same at stride 2: (x0, x1) .. (x12, x13) in seven words at P; output i takes word i
+ * with W01 and word i + 1's low half with w2. */
+#define DWG6S2_ROWS(P, OFF, S0, S1, S2, S3, S4)                                              \
+    "ldrd %[w0], %[w1], [%[rec], #" OFF "]\n\t"                                              \
+    "ldrd %[x0], %[x1], [%[" P "]]\n\t"                                                      \
+    "smlad %[a0], %[x0], %[w0], %[" S0 "]\n\t"                                               \
+    "smlabt %[a0], %[x1], %[w1], %[a0]\n\t"                                                  \
+    "smlad %[a1], %[x1], %[w0], %[" S1 "]\n\t"                                               \
+    "ldrd %[x0], %[x1], [%[" P "], #8]\n\t"                                                  \
+    "smlabt %[a1], %[x0], %[w1], %[a1]\n\t"                                                  \
+    "smlad %[a2], %[x0], %[w0], %[" S2 "]\n\t"                                               \
+    "smlabt %[a2], %[x1], %[w1], %[a2]\n\t"                                                  \
+    "smlad %[a3], %[x1], %[w0], %[" S3 "]\n\t"                                               \
+    "ldrd %[x0], %[x1], [%[" P "], #16]\n\t"                                                 \
+    "smlabt %[a3], %[x0], %[w1], %[a3]\n\t"                                                  \
+    "smlad %[a4], %[x0], %[w0], %[" S4 "]\n\t"                                               \
+    "smlabt %[a4], %[x1], %[w1], %[a4]\n\t"                                                  \
+    "smlad %[a5], %[x1], %[w0], %[a5]\n\t"                                                   \
+    "ldr %[x0], [%[" P "], #24]\n\t"                                                         \
+    "smlabt %[a5], %[x0], %[w1], %[a5]\n\t"
+
+/* Exact kml_rq of the doubled accumulator A (multiplier w0, k w1, shift x0), saturated into
+ * A. */
+#define DWG_RQ(A)                                                                            \
+    "smmlar %[x1], %[" A "], %[w0], %[w1]\n\t"                                               \
+    "sub %[x1], %[x1], %[" A "], lsr #31\n\t"                                                \
+    "asr %[x1], %[x1], %[x0]\n\t"                                                            \
+    "ssat %[" A "], #8, %[x1]\n\t"
+
+/* DWG_RQ without kml_rq's correction for a negative accumulator (the _g6r entries: layers
+ * whose activation minimum is at least the output offset). A negative accumulator A gives
+ * SMMLAR <= 0 (the multiplier is not negative), so with k = out_offset 2^r + 2^(r-1) the
+ * shifted value is at most out_offset with or without the correction, and both clamp to the
+ * activation minimum. */
+#define DWG_RQR(A)                                                                           \
+    "smmlar %[x1], %[" A "], %[w0], %[w1]\n\t"                                               \
+    "asr %[x1], %[x1], %[x0]\n\t"                                                            \
+    "ssat %[" A "], #8, %[x1]\n\t"
+
+/* One channel of dwg_row6: its record at rec + B (B, B + 4, .., B + 36 in OB, O1 .. OS),
+ * outputs at *o, *o + c, ..; *o is advanced by one, the line pointers by the steps to the
+ * next channel's lines. */
+#define DWG_CH6(ROWS, RQ, OB, O1, O2, O3, OM, OS)                                            \
+    "ldr %[a5], [%[rec], #" OB "]\n\t" /* the bias */                                        \
+    ROWS("p0", O1, "a5", "a5", "a5", "a5", "a5")                                             \
+    ROWS("p1", O2, "a0", "a1", "a2", "a3", "a4")                                             \
+    ROWS("p2", O3, "a0", "a1", "a2", "a3", "a4")                                             \
+    "ldrd %[w0], %[w1], [%[rec], #" OM "]\n\t"                                               \
+    "ldr %[x0], [%[rec], #" OS "]\n\t"                                                       \
+    RQ("a0") RQ("a1") RQ("a2") RQ("a3") RQ("a4") RQ("a5")                                    \
+    "ldr %[w0], %[o]\n\t"             /* the loads and stores back to back */              \
+    "ldrd %[w1], %[x0], %[cc]\n\t"    /* c, 3 c */                                           \
+    "ldr %[x1], %[c5]\n\t"            /* 5 c */                                              \
+    "strb %[a1], [%[w0], %[w1]]\n\t"                                                         \
+    "strb %[a2], [%[w0], %[w1], lsl #1]\n\t"                                                 \
+    "strb %[a3], [%[w0], %[x0]]\n\t"                                                         \
+    "strb %[a4], [%[w0], %[w1], lsl #2]\n\t"                                                 \
+    "strb %[a5], [%[w0], %[x1]]\n\t"                                                         \
+    "strb %[a0], [%[w0]], #1\n\t"                                                            \
+    "str %[w0], %[o]\n\t"                                                                    \
+    "ldrd %[w0], %[w1], %[d01]\n\t"                                                          \
+    "ldr %[x0], %[d2]\n\t"                                                                   \
+    "add %[p0], %[p0], %[w0]\n\t"                                                            \
+    "add %[p1], %[p1], %[w1]\n\t"                                                            \
+    "add %[p2], %[p2], %[x0]\n\t"
+
+/* Six outputs of one output row, every channel (lines and steps as dw3_row5, records as
+ * above), two channels a step (the channel count is a multiple of 4). Six accumulators, two
+ * weight and two input registers, the three line pointers and rec take all fourteen
+ * registers: the output pointer lives in memory (the caller's stack). */
+#define DWG_ROW6(NAME, ROWS, RQ)                                                             \
+static inline __attribute__((always_inline)) void NAME(const int8_t *p0, const int8_t *p1,    \
+                                                       const int8_t *p2, const int8_t *rec,   \
+                                                       int8_t **o, dw3_row_args *L)           \
+{                                                                                            \
+    int32_t a0, a1, a2, a3, a4, a5, w0, w1, x0, x1;                                          \
+    __asm__ volatile(                                                                        \
+        "0:\n\t"                                                                             \
+        DWG_CH6(ROWS, RQ, "0", "4", "12", "20", "28", "36")                                  \
+        DWG_CH6(ROWS, RQ, "40", "44", "52", "60", "68", "76")                                \
+        "ldr %[x1], %[end]\n\t"                                                              \
+        "add %[rec], %[rec], #80\n\t"                                                        \
+        "cmp %[rec], %[x1]\n\t"                                                              \
+        "bne 0b"                                                                             \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),    \
+          [a5] "=&r"(a5), [w0] "=&r"(w0), [w1] "=&r"(w1), [x0] "=&r"(x0), [x1] "=&r"(x1),    \
+          [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [rec] "+r"(rec), [o] "+m"(*o)         \
+        : [cc] "m"(L->cc), [c5] "m"(L->cc[2]), [d01] "m"(L->d5), [d2] "m"(L->d5[2]),         \
+          [end] "m"(L->end)                                                                  \
+        : "cc", "memory");                                                                   \
+}
+DWG_ROW6(dwg_row6, DWG6_ROWS, DWG_RQ)
+DWG_ROW6(dwg_row6s2, DWG6S2_ROWS, DWG_RQ)
+DWG_ROW6(dwg_row6r, DWG6_ROWS, DWG_RQR)
+DWG_ROW6(dwg_row6s2r, DWG6S2_ROWS, DWG_RQR)
+
+/* One filter row of three outputs at stride 1: (x0, x1) .. (x4, x5) in three words at P. */
+#define DWG3_ROWS(P, OFF, S0, S1)                                                            \
+    "ldrd %[w0], %[w1], [%[rec], #" OFF "]\n\t"                                              \
+    "ldrd %[x0], %[x1], [%[" P "]]\n\t"                                                      \
+    "ldr %[x2], [%[" P "], #8]\n\t"                                                          \
+    "smlad %[a0], %[x0], %[w0], %[" S0 "]\n\t"                                               \
+    "smlabt %[a0], %[x1], %[w1], %[a0]\n\t"                                                  \
+    "smlatb %[a1], %[x0], %[w0], %[" S1 "]\n\t"                                              \
+    "smlad %[a1], %[x1], %[w1], %[a1]\n\t"                                                   \
+    "smlad %[a2], %[x1], %[w0], %[a2]\n\t"                                                   \
+    "smlabt %[a2], %[x2], %[w1], %[a2]\n\t"
+
+/* At stride 2: (x0, x1) .. (x6, x7) in four words at P. */
+#define DWG3S2_ROWS(P, OFF, S0, S1)                                                          \
+    "ldrd %[w0], %[w1], [%[rec], #" OFF "]\n\t"                                              \
+    "ldrd %[x0], %[x1], [%[" P "]]\n\t"                                                      \
+    "ldrd %[x2], %[x3], [%[" P "], #8]\n\t"                                                  \
+    "smlad %[a0], %[x0], %[w0], %[" S0 "]\n\t"                                               \
+    "smlabt %[a0], %[x1], %[w1], %[a0]\n\t"                                                  \
+    "smlad %[a1], %[x1], %[w0], %[" S1 "]\n\t"                                               \
+    "smlabt %[a1], %[x2], %[w1], %[a1]\n\t"                                                  \
+    "smlad %[a2], %[x2], %[w0], %[a2]\n\t"                                                   \
+    "smlabt %[a2], %[x3], %[w1], %[a2]\n\t"
+
+/* Three outputs of one output row, every channel, as dwg_row6 but with the output pointer o
+ * in a register (outputs at o, o + c, o + 2 c). */
+#define DWG_ROW3(NAME, ROWS, RQ)                                                             \
+static inline __attribute__((always_inline)) void NAME(const int8_t *p0, const int8_t *p1,    \
+                                                       const int8_t *p2, const int8_t *rec,   \
+                                                       int8_t *o, dw3_row_args *L)            \
+{                                                                                            \
+    int32_t a0, a1, a2, w0, w1, x0, x1, x2, x3;                                              \
+    __asm__ volatile(                                                                        \
+        "0:\n\t"                                                                             \
+        "ldr %[a2], [%[rec]]\n\t" /* the bias */                                             \
+        ROWS("p0", "4", "a2", "a2") ROWS("p1", "12", "a0", "a1") ROWS("p2", "20", "a0", "a1") \
+        "ldrd %[w0], %[w1], [%[rec], #28]\n\t"                                               \
+        "ldr %[x0], [%[rec], #36]\n\t"                                                       \
+        RQ("a0") RQ("a1") RQ("a2")                                                           \
+        "ldr %[w1], %[c]\n\t"                                                                \
+        "strb %[a1], [%[o], %[w1]]\n\t"                                                      \
+        "strb %[a2], [%[o], %[w1], lsl #1]\n\t"                                              \
+        "strb %[a0], [%[o]], #1\n\t"                                                         \
+        "ldrd %[w0], %[w1], %[d01]\n\t"                                                      \
+        "ldr %[x0], %[d2]\n\t"                                                               \
+        "ldr %[x1], %[end]\n\t"                                                              \
+        "add %[p0], %[p0], %[w0]\n\t"                                                        \
+        "add %[p1], %[p1], %[w1]\n\t"                                                        \
+        "add %[p2], %[p2], %[x0]\n\t"                                                        \
+        "add %[rec], %[rec], #40\n\t"                                                        \
+        "cmp %[rec], %[x1]\n\t"                                                              \
+        "bne 0b"                                                                             \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [w0] "=&r"(w0), [w1] "=&r"(w1),    \
+          [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3), [p0] "+r"(p0),     \
+          [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [rec] "+r"(rec)                         \
+        : [c] "m"(L->c), [d01] "m"(L->d5), [d2] "m"(L->d5[2]), [end] "m"(L->end)             \
+        : "cc", "memory");                                                                   \
+}
+DWG_ROW3(dwg_row3, DWG3_ROWS, DWG_RQ)
+DWG_ROW3(dwg_row3s2, DWG3S2_ROWS, DWG_RQ)
+DWG_ROW3(dwg_row3r, DWG3_ROWS, DWG_RQR)
+DWG_ROW3(dwg_row3s2r, DWG3S2_ROWS, DWG_RQR)
+
+/* Values per line of the ring (kiloml/codegen/armv7em_dw.py, line_width, computes the same;
+ * the _w5 entry's lines are shorter, see dw3). */
+static inline __attribute__((always_inline)) int32_t dw3_line(const kml_conv_params *p)
 {
     return ((p->out_w - 1) * p->stride_w + 4 + 3) & ~3;
 }
 
 
-/* The depthwise 3x3 kernel. ``s2`` and ``w5`` are constants in each entry point, so that a
- * model links only the row routines it uses: ``s2``, stride 2, rows in steps of three outputs;
- * ``w5``, stride 1, rows of 5 or 9 outputs (groups at offsets 0 and out_w - 5, both even: no
- * dw3_row1), int16 lines (kiloml/codegen/armv7em.py, depthwise_w5 and depthwise_scratch). */
+/* The depthwise 3x3 kernel. ``s2``, ``w5``, ``h16`` and ``g6`` are constants in each entry
+ * point, so that a model links only the row routines it uses: ``s2``, stride 2, rows in steps
+ * of three outputs (six then three with ``g6``); ``w5``, no dw3_row1 (_w5: rows of 5 or 9
+ * outputs, groups at offsets 0 and out_w - 5, both even; _h: steps of five cover the rows);
+ * ``h16``, int16 lines (2: _h, groups at odd offsets too); ``g6``, the _g6 records and row
+ * routines (kiloml/codegen/armv7em_dw.py: depthwise_w5, depthwise_h, depthwise_g6,
+ * depthwise_scratch). */
 static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                                                       const int8_t *input,
                                                       const int32_t *packed, int8_t *output,
                                                       int8_t *ring, int32_t s2, int32_t w5,
-                                                      int32_t h16)
+                                                      int32_t h16, int32_t g6)
 {
     const int32_t c = p->in_c;
-    const int32_t lw = dw3_line(p);
+    /* _w5: lines overlap by their pad columns (a line's right pad is the next one's left pad,
+     * both the zero point), so a line holds only pad_left + in_w values, rounded up to even */
+    const int32_t lw = w5 && h16 == 1 ? (p->pad_left + p->in_w + 1) & ~1 : dw3_line(p);
     const int32_t h = h16 ? 2 : 1; /* bytes per line value: _w5 and _h keep int16 lines */
     const int32_t slot_bytes = c * lw * h;
     int8_t *const pad = ring + 3 * slot_bytes;
@@ -467,12 +783,29 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
     int32_t b, oy, i;
     L.c2 = 2 * p->out_offset + 1;
     L.c = c;
-    L.end = (const int8_t *)(const void *)packed + 18 * c;
+    L.end = (const int8_t *)(const void *)packed + (g6 ? 40 : 18) * c;
     L.s = p->stride_w;
-    if (h16) { /* two words a step: (3 * c + 1) * lw values, lw a multiple of 4 */
+    if (g6) { /* eight words a step, then two: (3 * c + 1) * lw / 2 words, an even count */
         const uint32_t z2 = (uint32_t)(uint16_t)zp * 0x10001u;
         uint32_t *r32 = (uint32_t *)(void *)ring;
-        for (i = 0; i < (3 * c + 1) * lw; i += 4, r32 += 2) {
+        for (i = (3 * c + 1) * lw / 2; i >= 8; i -= 8, r32 += 8) {
+            r32[0] = z2; /* padding columns stay the zero point; rows overwrite the middle */
+            r32[1] = z2;
+            r32[2] = z2;
+            r32[3] = z2;
+            r32[4] = z2;
+            r32[5] = z2;
+            r32[6] = z2;
+            r32[7] = z2;
+        }
+        for (; i > 0; i -= 2, r32 += 2) {
+            r32[0] = z2;
+            r32[1] = z2;
+        }
+    } else if (h16) { /* two words a step: (3 * c + 1) * lw values, lw a multiple of 4 */
+        const uint32_t z2 = (uint32_t)(uint16_t)zp * 0x10001u;
+        uint32_t *r32 = (uint32_t *)(void *)ring;
+        for (i = 0; i < (3 * c + 1 + (w5 && h16 == 1)) * lw; i += 4, r32 += 2) {
             r32[0] = z2; /* padding columns stay the zero point; rows overwrite the middle */
             r32[1] = z2;
         }
@@ -500,7 +833,11 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                 k = iy % 3;
                 if (held[k] != iy) {
                     held[k] = iy;
-                    if (h16) {
+                    if (g6 && p->in_w >= 16) {
+                        dwg_transpose(p, in + (size_t)iy * in_row,
+                                      (int16_t *)(void *)(ring + k * slot_bytes), lw,
+                                      (uint32_t)(uint8_t)zp * 0x01010101u);
+                    } else if (h16) {
                         dw_transpose16(p, in + (size_t)iy * in_row,
                                        (int16_t *)(void *)(ring + k * slot_bytes), lw,
                                        (int32_t)((uint8_t)zp * 0x01010101u));
@@ -515,7 +852,42 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
             L.d5[0] = cs[0];
             L.d5[1] = cs[1];
             L.d5[2] = cs[2];
-            if (s2) {
+            if (g6) { /* groups of six, then of three (the last may overlap) */
+                L.cc[0] = c;
+                L.cc[1] = 3 * c;
+                L.cc[2] = 5 * c;
+                const int32_t xs = 2 * p->stride_w; /* bytes per output in a line */
+                for (; p->out_w - x >= 6; x += 6) {
+                    int8_t *o6 = out + x * c;
+                    const int8_t *q0 = line[0] + xs * x, *q1 = line[1] + xs * x;
+                    const int8_t *q2 = line[2] + xs * x;
+                    if (s2 && g6 == 2) {
+                        dwg_row6s2r(q0, q1, q2, rec, &o6, &L);
+                    } else if (s2) {
+                        dwg_row6s2(q0, q1, q2, rec, &o6, &L);
+                    } else if (g6 == 2) {
+                        dwg_row6r(q0, q1, q2, rec, &o6, &L);
+                    } else {
+                        dwg_row6(q0, q1, q2, rec, &o6, &L);
+                    }
+                }
+                for (; x < p->out_w; x += 3) {
+                    if (x > p->out_w - 3) {
+                        x = p->out_w - 3;
+                    }
+                    const int8_t *q0 = line[0] + xs * x, *q1 = line[1] + xs * x;
+                    const int8_t *q2 = line[2] + xs * x;
+                    if (s2 && g6 == 2) {
+                        dwg_row3s2r(q0, q1, q2, rec, out + x * c, &L);
+                    } else if (s2) {
+                        dwg_row3s2(q0, q1, q2, rec, out + x * c, &L);
+                    } else if (g6 == 2) {
+                        dwg_row3r(q0, q1, q2, rec, out + x * c, &L);
+                    } else {
+                        dwg_row3(q0, q1, q2, rec, out + x * c, &L);
+                    }
+                }
+            } else if (s2) {
                 for (; p->out_w - x >= 3; x += 3) {
                     dw3_row3s2(line[0] + 2 * x, line[1] + 2 * x, line[2] + 2 * x, rec,
                                out + x * c - 1, &L);
@@ -538,7 +910,7 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                     }
                 }
             }
-            if (!w5 && x < p->out_w) {
+            if (!w5 && !g6 && x < p->out_w) {
                 const int32_t n = p->out_w - x, sx = x * p->stride_w;
                 L.n = n;
                 L.dout = 1 - n * c;
@@ -567,7 +939,7 @@ KML_SMALL void kml_depthwise_conv2d_3x3_s8(const kml_conv_params *p, const int8_
     (void)bias;
     (void)mult;
     (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 0, 0);
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 0, 0, 0);
 }
 
 KML_SMALL void kml_depthwise_conv2d_3x3_w5_s8(const kml_conv_params *p, const int8_t *input,
@@ -580,7 +952,7 @@ KML_SMALL void kml_depthwise_conv2d_3x3_w5_s8(const kml_conv_params *p, const in
     (void)bias;
     (void)mult;
     (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1, 1);
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1, 1, 0);
 }
 
 /* Stride 1, output width at least 5 and not 1 or 2 mod 5 (steps of five cover the rows),
@@ -595,7 +967,7 @@ KML_SMALL void kml_depthwise_conv2d_3x3_h_s8(const kml_conv_params *p, const int
     (void)bias;
     (void)mult;
     (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1, 2);
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1, 2, 0);
 }
 
 KML_SMALL void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const int8_t *input,
@@ -608,7 +980,65 @@ KML_SMALL void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const in
     (void)bias;
     (void)mult;
     (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1, 0, 0);
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1, 0, 0, 0);
+}
+
+/* Stride 1, output width a multiple of 3, channel count a multiple of 4: int16 lines,
+ * pre-split weights, groups of six then three outputs (dwg_row6, dwg_row3). */
+KML_SMALL void kml_depthwise_conv2d_3x3_g6_s8(const kml_conv_params *p, const int8_t *input,
+                                              const int8_t *filter, const int32_t *bias,
+                                              const int32_t *mult, const int32_t *shift,
+                                              int8_t *output, const int32_t *packed,
+                                              int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 0, 1, 1);
+}
+
+/* Stride 2, output width at least 3, channel count a multiple of 4: as _g6 (dwg_row6s2,
+ * dwg_row3s2; a last group of three may overlap the previous one). */
+KML_SMALL void kml_depthwise_conv2d_3x3_g6s2_s8(const kml_conv_params *p, const int8_t *input,
+                                                const int8_t *filter, const int32_t *bias,
+                                                const int32_t *mult, const int32_t *shift,
+                                                int8_t *output, const int32_t *packed,
+                                                int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1, 0, 1, 1);
+}
+
+/* _g6 and _g6s2 for layers whose activation minimum is at least the output offset (ReLU):
+ * the requantization without the correction for negative accumulators (DWG_RQR). */
+KML_SMALL void kml_depthwise_conv2d_3x3_g6r_s8(const kml_conv_params *p, const int8_t *input,
+                                               const int8_t *filter, const int32_t *bias,
+                                               const int32_t *mult, const int32_t *shift,
+                                               int8_t *output, const int32_t *packed,
+                                               int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 0, 1, 2);
+}
+
+KML_SMALL void kml_depthwise_conv2d_3x3_g6s2r_s8(const kml_conv_params *p,
+                                                 const int8_t *input, const int8_t *filter,
+                                                 const int32_t *bias, const int32_t *mult,
+                                                 const int32_t *shift, int8_t *output,
+                                                 const int32_t *packed, int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1, 0, 1, 2);
 }
 
 /* Any other geometry. Four output channels at a time when the channel count allows it and

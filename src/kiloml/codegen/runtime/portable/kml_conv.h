@@ -83,4 +83,30 @@ void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const int8_t *inpu
                                     const int32_t *mult, const int32_t *shift, int8_t *output,
                                     const int32_t *packed, int32_t *scratch);
 
+/* Groups of six (then three) outputs on int16 lines with pre-split weights (``packed``: 40
+ * bytes per channel), channel count a multiple of 4: _g6 stride 1, output width a multiple
+ * of 3; _g6s2 stride 2, output width at least 3. */
+void kml_depthwise_conv2d_3x3_g6_s8(const kml_conv_params *p, const int8_t *input,
+                                    const int8_t *filter, const int32_t *bias,
+                                    const int32_t *mult, const int32_t *shift, int8_t *output,
+                                    const int32_t *packed, int32_t *scratch);
+
+void kml_depthwise_conv2d_3x3_g6s2_s8(const kml_conv_params *p, const int8_t *input,
+                                      const int8_t *filter, const int32_t *bias,
+                                      const int32_t *mult, const int32_t *shift,
+                                      int8_t *output, const int32_t *packed,
+                                      int32_t *scratch);
+
+/* _g6, _g6s2 for layers whose activation minimum is at least the output offset (ReLU). */
+void kml_depthwise_conv2d_3x3_g6r_s8(const kml_conv_params *p, const int8_t *input,
+                                     const int8_t *filter, const int32_t *bias,
+                                     const int32_t *mult, const int32_t *shift, int8_t *output,
+                                     const int32_t *packed, int32_t *scratch);
+
+void kml_depthwise_conv2d_3x3_g6s2r_s8(const kml_conv_params *p, const int8_t *input,
+                                       const int8_t *filter, const int32_t *bias,
+                                       const int32_t *mult, const int32_t *shift,
+                                       int8_t *output, const int32_t *packed,
+                                       int32_t *scratch);
+
 #endif /* KML_CONV_H */
