@@ -120,6 +120,44 @@ def test_conv2d_options(tmp_path):
     check(branches(11, CONV_CASES, lambda m, x, **kw: m.conv2d(x, **kw)), tmp_path, seed=12)
 
 
+CONV_1X1_CASES = [
+    dict(in_shape=(1, 5, 5, 8), out_channels=16, activation="RELU"),    # odd pixel count
+    dict(in_shape=(1, 6, 6, 12), out_channels=8),                        # K % 8 == 4
+    dict(in_shape=(2, 3, 3, 4), out_channels=6, activation="RELU6"),     # batch 2
+    dict(in_shape=(1, 1, 1, 16), out_channels=8),                        # one pixel
+    dict(in_shape=(1, 4, 6, 16), out_channels=8, per_channel=False),
+    dict(in_shape=(1, 4, 4, 64), out_channels=64),                       # K > SMALL_K
+    dict(in_shape=(1, 3, 3, 128), out_channels=64, bias=False),          # many groups
+    dict(in_shape=(1, 4, 4, 64), out_channels=16),                       # 2 out_c < K: pairs
+]
+
+
+def test_conv2d_1x1(tmp_path):
+    """kml_conv2d_1x1_s8 (a model with a 1x1 layer of at most SMALL_K input channels): odd
+    pixel counts, K not a multiple of 8, batches, activations, many groups."""
+    from kiloml.codegen.armv7em import conv_1x1
+    from kiloml.ir.ops.base import REGISTRY
+    from kiloml.ir.passes import pipeline
+
+    g = branches(81, CONV_1X1_CASES, lambda m, x, **kw: m.conv2d(x, kernel=1, **kw))
+    pg = pipeline(g)
+    took = [conv_1x1(pg, n, REGISTRY["CONV_2D"].prepare(pg, n)) for n in pg.nodes
+            if n.op == "CONV_2D"]
+    assert took == [True] * (len(CONV_1X1_CASES) - 1) + [False]
+    check(g, tmp_path, seed=82)
+
+
+def test_conv2d_1x1_not_linked_without_small_k():
+    """Without a 1x1 layer of at most SMALL_K input channels (KWS), no layer takes it."""
+    from kiloml.codegen.armv7em import conv_1x1
+    from kiloml.ir.ops.base import REGISTRY
+    from kiloml.ir.passes import pipeline
+
+    g = pipeline(read_tflite(SHARED / "models" / "mlperf_tiny" / "kws_ref_model.tflite"))
+    assert not any(conv_1x1(g, n, REGISTRY["CONV_2D"].prepare(g, n)) for n in g.nodes
+                   if n.op == "CONV_2D")
+
+
 DW_CASES = (
     [dict(in_shape=(1, 9, 8, c), depth_multiplier=mult, kernel=3, stride=s, dilation=d,
           padding=p)

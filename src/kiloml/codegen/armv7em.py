@@ -123,9 +123,14 @@ def _signed32(v: int) -> int:
 GENERIC_PAIR = 1 << 16
 
 
+def rq_k(out_offset: int, rshift: int) -> int:
+    """kml_rq_k (kml_arm.h): ((2 * out_offset + 1) << rshift) >> 1 in 32 bits."""
+    return _signed32((2 * out_offset + 1) << rshift) >> 1
+
+
 def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
                   shift: np.ndarray, in_offset: int, out_offset: int, act_min: int,
-                  act_max: int) -> np.ndarray:
+                  act_max: int, lean: bool = False) -> np.ndarray:
     """The ``packed`` argument of the matrix kernels (CONV_2D, FULLY_CONNECTED) as int32 words.
 
     Word 0 is 1 when some pair is generic (below), else 0. Then per pair of output
@@ -135,6 +140,10 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
     the bytes are right shifts for ``kml_rq``; otherwise bit 16 (``GENERIC_PAIR``) is set and
     they are TFLite's shifts. An odd last channel: bias, its weight words, mult, shift word
     (same encoding). The kernels saturate to int8 and apply [act_min, act_max] afterwards.
+
+    ``lean`` (kml_conv2d_1x1_s8, every pair fast, even channel count): the biases are doubled
+    (the kernel's columns hold 2 (x + in_offset)) and each pair's two kml_rq_k values (k0, k1)
+    come between the multipliers and the shift word.
     """
     oc, k = rows.shape
     b = np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)
@@ -151,6 +160,12 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
         r = [int(fr[i]) if fast else int(shift[i]) for i in chans]
         rs = sum(_byte(v) << (8 * j) for j, v in enumerate(r)) | (0 if fast else GENERIC_PAIR)
         any_generic = any_generic or not fast
+        if lean:
+            assert fast and len(chans) == 2, "lean streams are for all-fast even channel counts"
+            out.append(2 * fb[chans])
+            out.append(w[c * per:(c + len(chans)) * per])
+            out.append(np.array(m + [rq_k(out_offset, v) for v in r] + [rs], np.int64))
+            continue
         out.append(fb[chans] if fast else b[chans])
         out.append(w[c * per:(c + len(chans)) * per])
         out.append(np.array(m + [rs], np.int64))
@@ -213,11 +228,12 @@ def depthwise_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
 
 
 def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,
-                prefix: np.ndarray | None = None) -> str:
+                prefix: np.ndarray | None = None, lean: bool = False) -> str:
     """Emit the stream of a kernel built on the matrix routines; returns its C name. ``rows``
     are the int8 weights as [output channels, K]; the bias is input slot 2. ``even`` pads an
     odd channel count with a zero channel (FULLY_CONNECTED's layout). ``prefix``: words put
-    before the stream (CONV_2D_ADD's table, ``add_table``)."""
+    before the stream (CONV_2D_ADD's table, ``add_table``); ``lean``: matrix_stream's lean
+    layout (kml_conv2d_1x1_s8)."""
     bias = _bias(g, node)
     mult, shift = np.asarray(p.mult), np.asarray(p.shift)
     if even and rows.shape[0] % 2:
@@ -225,7 +241,7 @@ def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,
         bias = np.concatenate([bias, [0]]) if bias is not None else None
         mult, shift = np.concatenate([mult, [0]]), np.concatenate([shift, [0]])
     stream = matrix_stream(rows, bias, mult, shift, p.in_offset, p.out_offset, p.act_min,
-                           p.act_max)
+                           p.act_max, lean)
     if prefix is not None:
         stream = np.concatenate([np.asarray(prefix, np.int64), stream])
     return ctx.array("packed", "int32_t", stream)
@@ -246,6 +262,46 @@ def conv_kernel(g, node, p, rows: np.ndarray, row_len: int, inside: bool = False
     if not bool(np.all(ok)):
         return "kml_conv2d_s8"
     return "kml_conv2d_pairs_inside_s8" if inside else "kml_conv2d_pairs_s8"
+
+
+SMALL_K = 32  # input channels up to which a 1x1 layer makes a model link kml_conv2d_1x1_s8
+
+
+def flat_1x1(p) -> bool:
+    """1x1 filter, stride 1, no padding: output pixel q's window is input pixel q."""
+    return (p.k_h == 1 and p.k_w == 1 and p.stride_h == 1 and p.stride_w == 1
+            and p.pad_top == 0 and p.pad_left == 0 and p.in_h == p.out_h
+            and p.in_w == p.out_w)
+
+
+def _conv_1x1_fits(g, node, p) -> bool:
+    """kml_conv2d_1x1_s8 can take the node: flat_1x1, input channels a multiple of 4, and
+    conv_kernel's promise for kml_conv2d_pairs_s8 (every pair fast, even channel count)."""
+    if not flat_1x1(p) or p.in_c % 4 or p.out_c % 2:
+        return False
+    rows = conv_rows(g.tensors[node.inputs[1]].data)
+    return conv_kernel(g, node, p, rows, p.in_c) != "kml_conv2d_s8"
+
+
+def conv_1x1(g, node, p) -> bool:
+    """Whether the CONV_2D node takes ``kml_conv2d_1x1_s8`` (one asm loop over the whole
+    layer, doubled columns, the lean stream). Its gain is the per pixel-pair and per channel-pair
+    overhead, which weighs most when K is small, and its code costs flash; so a model links it
+    only when some 1x1 layer has at most SMALL_K input channels, and then every 1x1 layer whose
+    output channels are at least half its input channels takes it (the doubled columns cost
+    per pixel pair what they save per channel pair: 2 out_c >= in_c). KWS-like models (1x1
+    layers of 64 channels) keep kml_conv2d_pairs_inside_s8."""
+    from kiloml.ir.ops.base import REGISTRY
+
+    if not (_conv_1x1_fits(g, node, p) and 2 * p.out_c >= p.in_c):
+        return False
+    for other in g.nodes:
+        if other.op != "CONV_2D":
+            continue
+        q = REGISTRY["CONV_2D"].prepare(g, other)
+        if q.in_c <= SMALL_K and _conv_1x1_fits(g, other, q):
+            return True
+    return False
 
 
 def windows_inside(p) -> bool:

@@ -660,6 +660,176 @@ void kml_conv2d_pairs_inside_s8(const kml_conv_params *p, const int8_t *input,
     conv_run(p, packed, input, output, scratch, 0, 1, 1);
 }
 
+/* -- 1x1 kernel ------------------------------------------------------------------------------
+ * kml_conv2d_1x1_s8: 1x1 filter, stride 1, no padding (pixel q's window is the in_c bytes at
+ * q * in_c, batches included), in_c a multiple of 4, even out_c, every pair on kml_rq. One asm
+ * block runs the whole layer, two pixels at a time: their columns (col_pair's layout, values
+ * doubled: 2 (x + in_offset)), then every channel pair as in mm_pairs, from a leaner stream
+ * (matrix_stream with lean=True in kiloml/codegen/armv7em.py): per pair the doubled biases
+ * 2 b0, 2 b1, the weight words, m0, m1, k0, k1 (kml_rq_k, precomputed) and the shift word.
+ * With the accumulator already doubled, kml_rq is SMMLAR, SUB, ASR, SSAT (no LSL). */
+
+/* One group of a doubled column pair from A's four inputs at [x] (x advances) and B's at
+ * [x + xe]; o2: the input offset in both halves. */
+#define C1_GROUP                                                                             \
+    "ldr %[x1], [%[x], %[xe]]\n\t"                                                           \
+    "ldr %[x0], [%[x]], #4\n\t"                                                              \
+    "sxtab16 %[x2], %[wo], %[x0]\n\t"                                                        \
+    "sxtab16 %[x3], %[wo], %[x0], ror #8\n\t"                                                \
+    "sxtab16 %[a0], %[wo], %[x1]\n\t"                                                        \
+    "sxtab16 %[x1], %[wo], %[x1], ror #8\n\t"                                                \
+    "sadd16 %[x2], %[x2], %[x2]\n\t"                                                         \
+    "sadd16 %[x3], %[x3], %[x3]\n\t"                                                         \
+    "sadd16 %[a0], %[a0], %[a0]\n\t"                                                         \
+    "sadd16 %[x1], %[x1], %[x1]\n\t"                                                         \
+    "strd %[x2], %[x3], [%[w]], #8\n\t"                                                      \
+    "strd %[a0], %[x1], [%[w]], #8\n\t"
+
+/* kml_rq of the doubled accumulator A (multiplier M, k K, shift R), saturated into A. */
+#define C1_RQ(A, M, K, R)                                                                    \
+    "smmlar %[wo], %[" A "], %[" M "], %[" K "]\n\t"                                         \
+    "sub %[wo], %[wo], %[" A "], lsr #31\n\t"                                                \
+    "asr %[wo], %[wo], %[" R "]\n\t"                                                         \
+    "ssat %[" A "], #8, %[wo]\n\t"
+
+/* The layer state conv1x1_run keeps in memory (the asm block needs every register). */
+typedef struct {
+    const int8_t *src;   /* pixel A's inputs (B's at + db) */
+    int8_t *out;         /* pixel A's outputs (B's at + out_c) */
+    const int32_t *w, *w_end; /* the stream's channel pairs */
+    int32_t *col, *col_end;   /* the column pair, 4 words per group */
+    int32_t back;        /* mm_back(groups) */
+    int32_t db;          /* bytes from A's inputs to B's: in_c, or 0 (one pixel) */
+    int32_t ob1;         /* bytes from A's outputs to B's (out_c, or 0), minus 1 */
+    int32_t o2;          /* kml_pair16(in_offset) */
+    int32_t in_groups;   /* in_c / 4 */
+    int32_t n;           /* pixel pairs */
+} c1_args;
+
+static void conv1x1_run(c1_args *s)
+{
+    const int8_t *src = s->src;
+    int8_t *out = s->out;
+    const int32_t *const w_base = s->w, *const w_end = s->w_end;
+    int32_t *const col = s->col, *const col_end = s->col_end;
+    int32_t back = s->back, n = s->n;
+    const int32_t db = s->db, ob1 = s->ob1, o2 = s->o2, ng = s->in_groups;
+    const int32_t *x, *w;
+    int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6, xe;
+    __asm__ volatile(
+        "ldr %[w1], %[back]\n\t"            /* the channel loop's entry after the first group */
+        "adr %[w0], 9f\n\t"
+        "sub %[w0], %[w0], %[w1]\n\t"
+        "str %[w0], %[back]\n"
+        "7:\n\t"                            /* per pixel pair: the doubled columns */
+        "ldr %[x], %[src]\n\t"
+        "ldr %[w], %[col]\n\t"
+        "ldr %[xe], %[db]\n\t"
+        "ldr %[wo], %[o2]\n\t"
+        "ldr %[w1], %[ng]\n\t"
+        "lsrs %[w1], %[w1], #1\n\t"         /* (ng + 1) / 2 steps; ng odd: enter halfway */
+        "adc %[w1], %[w1], #0\n\t"
+        "bcs 5f\n"
+        "4:\n\t"
+        C1_GROUP
+        "5:\n\t"
+        C1_GROUP
+        "subs %[w1], %[w1], #1\n\t"
+        "bne 4b\n\t"
+        "add %[x], %[x], %[xe]\n\t"         /* the next pair's inputs */
+        "str %[x], %[src]\n\t"
+        "ldr %[w], %[wb]\n\t"
+        "ldr %[xe], %[ce]\n"
+        "0:\n\t"                            /* per channel pair */
+        "ldrd %[a0], %[a1], [%[w]], #8\n\t"
+        "ldr %[x], %[col]\n\t"
+        MM_GROUP0
+        "ldr %[w0], %[back]\n\t"
+        "mov pc, %[w0]\n\t"                 /* ARMv7-M: bit 0 of the address is ignored */
+        ".p2align 2\n"
+        "1:\n\t" MM_GROUP6
+        "9:\n\t"
+        "cmp %[x], %[xe]\n\t"
+        "bcc 1b\n\t"
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */
+        "ldrd %[x0], %[x1], [%[w]], #8\n\t"   /* k0, k1 */
+        "ldr %[x2], [%[w]], #4\n\t"           /* shift bytes: r0 in x2's low byte */
+        "lsr %[x3], %[x2], #8\n\t"            /* r1 */
+        C1_RQ("a0", "w0", "x0", "x2")
+        C1_RQ("a1", "w1", "x1", "x3")
+        C1_RQ("c0", "w0", "x0", "x2")
+        C1_RQ("c1", "w1", "x1", "x3")
+        "ldr %[x], %[out]\n\t"              /* the four stores back to back */
+        "ldr %[w0], %[ob1]\n\t"
+        "strb %[a0], [%[x]], #1\n\t"
+        "strb %[c0], [%[x], %[w0]]\n\t"
+        "strb %[a1], [%[x]], #1\n\t"
+        "strb %[c1], [%[x], %[w0]]\n\t"
+        "str %[x], %[out]\n\t"
+        "ldr %[w0], %[we]\n\t"
+        "cmp %[w], %[w0]\n\t"
+        "bne 0b\n\t"
+        "ldr %[w0], %[ob1]\n\t"             /* past pixel B's outputs: + (ob1 + 1) */
+        "add %[x], %[x], %[w0]\n\t"
+        "add %[x], %[x], #1\n\t"
+        "str %[x], %[out]\n\t"
+        "ldr %[w0], %[n]\n\t"
+        "subs %[w0], %[w0], #1\n\t"
+        "str %[w0], %[n]\n\t"
+        "bne 7b"
+        : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),
+          [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0),
+          [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w), [xe] "=&r"(xe), [src] "+m"(src),
+          [out] "+m"(out), [back] "+m"(back), [n] "+m"(n)
+        : [col] "m"(col), [ce] "m"(col_end), [wb] "m"(w_base), [we] "m"(w_end), [db] "m"(db),
+          [ob1] "m"(ob1), [o2] "m"(o2), [ng] "m"(ng)
+        : "cc", "memory");
+}
+
+/* 1x1, stride 1, no padding (the generator's promise; see the block comment above). */
+void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                       int8_t *output, const int32_t *packed, int32_t *scratch)
+{
+    const int32_t n = p->batches * p->out_h * p->out_w;
+    const int32_t groups = ((p->in_c + 7) >> 3) * 2;
+    const int32_t full = p->act_min == -128 && p->act_max == 127;
+    c1_args s;
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    s.w = packed + 1;
+    s.w_end = s.w + (p->out_c >> 1) * (7 + 2 * groups);
+    s.col = scratch;
+    s.col_end = scratch + 4 * groups;
+    s.back = mm_back(groups);
+    s.o2 = kml_pair16(p->in_offset);
+    s.in_groups = p->in_c >> 2;
+    if (n >= 2) {
+        s.src = input;
+        s.out = output;
+        s.db = p->in_c;
+        s.ob1 = p->out_c - 1;
+        s.n = n >> 1;
+        conv1x1_run(&s);
+    }
+    if (n & 1) { /* the last pixel alone: both columns its, both results stored at its place */
+        s.src = input + (size_t)(n - 1) * (size_t)p->in_c;
+        s.out = output + (size_t)(n - 1) * (size_t)p->out_c;
+        s.db = 0;
+        s.ob1 = -1;
+        s.n = 1;
+        conv1x1_run(&s);
+    }
+    if (!full) {
+        int32_t i;
+        for (i = 0; i < n * p->out_c; ++i) {
+            output[i] = kml_clamp8(output[i], p->act_min, p->act_max);
+        }
+    }
+}
+
 /* -- fused ADD --------------------------------------------------------------------------------
  * TFLite's ADD: each operand (v + offset) << left_shift is scaled by MultiplyByQuantizedMultiplier
  * (a right shift r >= 0), the sum is requantized to the output. With left_shift <= 21 every
