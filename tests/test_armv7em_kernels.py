@@ -158,6 +158,32 @@ def test_conv2d_1x1_not_linked_without_small_k():
                    if n.op == "CONV_2D")
 
 
+CONV_RGB_CASES = [
+    dict(in_shape=(1, 11, 11, 3), out_channels=8, kernel=3, stride=2),        # VWW-like
+    dict(in_shape=(2, 7, 9, 3), out_channels=4, kernel=3, activation="RELU"),  # pad all round
+    dict(in_shape=(1, 9, 10, 3), out_channels=6, kernel=3, stride=(1, 2), padding="VALID"),
+    dict(in_shape=(1, 8, 7, 3), out_channels=2, kernel=3, stride=2, activation="RELU6",
+         per_channel=False),                                                    # odd out_w
+    dict(in_shape=(1, 9, 9, 1), out_channels=4, kernel=(3, 5), bias=False),    # rows of 5
+    dict(in_shape=(1, 6, 6, 5), out_channels=4, kernel=(3, 1), stride=(2, 1)),  # rows of 5
+    dict(in_shape=(1, 12, 12, 3), out_channels=16, kernel=3, stride=2, padding="VALID"),
+]
+
+
+def test_conv2d_rgb(tmp_path):
+    """kml_conv2d_rgb_s8 (three window rows of 4n + 1 bytes): padding on every side, VALID,
+    strides, odd widths, batches, activations."""
+    from kiloml.codegen.armv7em import conv_rgb
+    from kiloml.ir.ops.base import REGISTRY
+    from kiloml.ir.passes import pipeline
+
+    g = branches(91, CONV_RGB_CASES, lambda m, x, **kw: m.conv2d(x, **kw))
+    pg = pipeline(g)
+    assert all(conv_rgb(pg, n, REGISTRY["CONV_2D"].prepare(pg, n)) for n in pg.nodes
+               if n.op == "CONV_2D")
+    check(g, tmp_path, seed=92)
+
+
 DW_CASES = (
     [dict(in_shape=(1, 9, 8, c), depth_multiplier=mult, kernel=3, stride=s, dilation=d,
           padding=p)

@@ -28,10 +28,11 @@ def words(b: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(b.astype(np.int8)).view("<i4").astype(np.int64)
 
 
-def pack_rows(w: np.ndarray) -> np.ndarray:
-    """[channels, K] int8 -> int32 words: per group of four values, channel pairs interleaved."""
+def pack_rows(w: np.ndarray, multiple: int = 8) -> np.ndarray:
+    """[channels, K] int8 -> int32 words: per group of four values, channel pairs interleaved;
+    rows zero padded to a multiple of ``multiple`` (8, or 4 for kml_conv2d_rgb_s8)."""
     oc, k = w.shape
-    k4 = (k + 7) // 8 * 8
+    k4 = (k + multiple - 1) // multiple * multiple
     pad = np.zeros((oc, k4), dtype=np.int8)
     pad[:, :k] = w
     g = pad.reshape(oc, k4 // 4, 4)
@@ -130,7 +131,7 @@ def rq_k(out_offset: int, rshift: int) -> int:
 
 def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
                   shift: np.ndarray, in_offset: int, out_offset: int, act_min: int,
-                  act_max: int, lean: bool = False) -> np.ndarray:
+                  act_max: int, lean: bool = False, multiple: int = 8) -> np.ndarray:
     """The ``packed`` argument of the matrix kernels (CONV_2D, FULLY_CONNECTED) as int32 words.
 
     Word 0 is 1 when some pair is generic (below), else 0. Then per pair of output
@@ -143,15 +144,15 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
 
     ``lean`` (kml_conv2d_1x1_s8, every pair fast, even channel count): the biases are doubled
     (the kernel's columns hold 2 (x + in_offset)) and each pair's two kml_rq_k values (k0, k1)
-    come between the multipliers and the shift word.
+    come between the multipliers and the shift word. ``multiple``: pack_rows' row padding.
     """
     oc, k = rows.shape
     b = np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)
     any_generic = False
     fb, fm, fr, ok = fast_params(mult, shift, np.abs(rows.astype(np.int64)).sum(axis=1), bias,
                                  in_offset, out_offset, act_min, act_max)
-    w = pack_rows(rows)
-    per = (k + 7) // 8 * 2  # words per channel
+    w = pack_rows(rows, multiple)
+    per = (k + multiple - 1) // multiple * multiple // 4  # words per channel
     out = []
     for c in range(0, oc, 2):
         chans = [c, c + 1] if c + 1 < oc else [c]
@@ -228,12 +229,12 @@ def depthwise_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
 
 
 def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,
-                prefix: np.ndarray | None = None, lean: bool = False) -> str:
+                prefix: np.ndarray | None = None, lean: bool = False, multiple: int = 8) -> str:
     """Emit the stream of a kernel built on the matrix routines; returns its C name. ``rows``
     are the int8 weights as [output channels, K]; the bias is input slot 2. ``even`` pads an
     odd channel count with a zero channel (FULLY_CONNECTED's layout). ``prefix``: words put
     before the stream (CONV_2D_ADD's table, ``add_table``); ``lean``: matrix_stream's lean
-    layout (kml_conv2d_1x1_s8)."""
+    layout (kml_conv2d_1x1_s8); ``multiple``: the row padding (4: kml_conv2d_rgb_s8)."""
     bias = _bias(g, node)
     mult, shift = np.asarray(p.mult), np.asarray(p.shift)
     if even and rows.shape[0] % 2:
@@ -241,7 +242,7 @@ def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,
         bias = np.concatenate([bias, [0]]) if bias is not None else None
         mult, shift = np.concatenate([mult, [0]]), np.concatenate([shift, [0]])
     stream = matrix_stream(rows, bias, mult, shift, p.in_offset, p.out_offset, p.act_min,
-                           p.act_max, lean)
+                           p.act_max, lean, multiple)
     if prefix is not None:
         stream = np.concatenate([np.asarray(prefix, np.int64), stream])
     return ctx.array("packed", "int32_t", stream)
@@ -302,6 +303,20 @@ def conv_1x1(g, node, p) -> bool:
         if q.in_c <= SMALL_K and _conv_1x1_fits(g, other, q):
             return True
     return False
+
+
+def conv_rgb(g, node, p) -> bool:
+    """Whether the CONV_2D node takes ``kml_conv2d_rgb_s8``: three window rows of 4n + 1
+    bytes with n >= 1 (3x3 over three channels, the RGB first layer), no dilation, even
+    channel count, every pair on the fast requantization."""
+    row = p.k_w * p.in_c
+    if not (p.k_h == 3 and p.dil_h == 1 and p.dil_w == 1 and row % 4 == 1 and row >= 5
+            and p.out_c % 2 == 0):
+        return False
+    rows = conv_rows(g.tensors[node.inputs[1]].data)
+    _, _, _, ok = fast_params(p.mult, p.shift, np.abs(rows.astype(np.int64)).sum(axis=1),
+                              _bias(g, node), p.in_offset, p.out_offset, p.act_min, p.act_max)
+    return bool(np.all(ok))
 
 
 def windows_inside(p) -> bool:

@@ -12,7 +12,10 @@
  * column pair (4 * K8 bytes), two window byte buffers (2 * K8), and for CONV_2D_ADD 2 * out_c
  * bytes. Entry points: kml_conv2d_s8 (any stream), kml_conv2d_pairs_s8 (the generator's
  * promise: every pair fast, even channel count, window rows of whole groups; links less code),
- * kml_conv2d_add_s8.
+ * kml_conv2d_pairs_inside_s8, kml_conv2d_add_s8, and two whole-layer asm loops that only the
+ * models needing them link: kml_conv2d_1x1_s8 (1x1 layers, doubled columns, a lean stream;
+ * see "1x1 kernel" below) and kml_conv2d_rgb_s8 (three window rows of 4n + 1 bytes, the RGB
+ * first layer; see "3-row kernel").
  *
  * ``packed`` (kiloml/codegen/armv7em.py, matrix_stream): a word flagging generic pairs, then
  * per output channel pair two biases, the weight words of the pair (for each group of four
@@ -21,9 +24,9 @@
  * its own weight words. Group g of column j of the pair buffer is words 4g + 2j, 4g + 2j + 1.
  * CONV_2D_ADD's stream starts with 1 and a 256-word ADD table (add_table) or with 0.
  *
- * The innermost loops (mm_pairs, col_pair, dw3_row5(h), dw3_row3s2, dw3_row1) are asm blocks:
- * they need all 14 allocatable registers, and GCC otherwise spills accumulators or
- * duplicates loop bodies (measured: 10 to 40 % more instructions, and more flash). Everything
+ * The innermost loops (mm_pairs, col_pair, conv1x1_run, rgb_run; the depthwise ones in
+ * kml_conv_dw.c) are asm blocks: they need all 14 allocatable registers, and GCC otherwise
+ * spills accumulators or duplicates loop bodies (measured: 10 to 40 % more instructions, and more flash). Everything
  * around them is C with ACLE intrinsics.
  */
 #include "kml_conv.h"
@@ -825,6 +828,231 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
     if (!full) {
         int32_t i;
         for (i = 0; i < n * p->out_c; ++i) {
+            output[i] = kml_clamp8(output[i], p->act_min, p->act_max);
+        }
+    }
+}
+
+/* -- 3-row kernel ------------------------------------------------------------------------------
+ * kml_conv2d_rgb_s8: three window rows of 4n + 1 bytes (3x3 over three channels: the RGB
+ * first layer), no dilation, even out_c, every pair on kml_rq; the usual stream
+ * (matrix_stream) but with rows padded to a multiple of 4, not 8 (K = 27: 7 groups, not 8), and
+ * the usual K order (conv_rows: the n groups of each row, then one group of the rows' last
+ * bytes). Along each output row, the pixel pairs whose windows lie inside the
+ * image go through one asm block (rgb_run: columns, then every channel pair as in mm_pairs);
+ * the others through window_bytes, col_pair and mm_pairs. */
+
+/* COL_PAIR_GROUP with the register names of the whole-layer asm blocks (rgb_run). */
+#define COL_PAIR_GROUP_R                                                                     \
+    "ldr %[x1], [%[x], %[xe]]\n\t"                                                           \
+    "ldr %[x0], [%[x]], #4\n\t"                                                              \
+    "sxtab16 %[x2], %[wo], %[x0]\n\t"                                                        \
+    "sxtab16 %[x3], %[wo], %[x0], ror #8\n\t"                                                \
+    "sxtab16 %[a0], %[wo], %[x1]\n\t"                                                        \
+    "sxtab16 %[x1], %[wo], %[x1], ror #8\n\t"                                                \
+    "strd %[x2], %[x3], [%[w]], #8\n\t"                                                      \
+    "strd %[a0], %[x1], [%[w]], #8\n\t"
+
+/* The layer state rgb_run keeps in memory (the asm block needs every register). */
+typedef struct {
+    const int8_t *src;   /* pixel A's window (B's at + db) */
+    int8_t *out, *out_end; /* pixel A's outputs (B's at + out_c), the end of the run */
+    const int32_t *w, *w_end; /* the stream's channel pairs */
+    int32_t *col, *col_end;   /* the column pair, 4 words per group */
+    int32_t back;        /* mm_back(groups) */
+    int32_t db;          /* bytes from A's window to B's: stride_w * in_c */
+    int32_t ob1;         /* out_c - 1 */
+    int32_t o2;          /* kml_pair16(in_offset) */
+    int32_t c2;          /* 2 * out_offset + 1 */
+    int32_t ng;          /* whole groups of a window row */
+    int32_t step;        /* bytes between the rows of a window */
+} rgb_args;
+
+static void rgb_run(const rgb_args *s)
+{
+    const int8_t *src = s->src;
+    int8_t *out = s->out;
+    int8_t *const out_end = s->out_end;
+    const int32_t *const w_base = s->w, *const w_end = s->w_end;
+    int32_t *const col = s->col, *const col_end = s->col_end;
+    const int32_t back = s->back, db = s->db, ob1 = s->ob1, o2 = s->o2, c2 = s->c2;
+    const int32_t ng = s->ng, step = s->step;
+    const int32_t *x, *w;
+    int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6, xe;
+    __asm__ volatile(
+        "7:\n\t"                            /* per pixel pair: the columns, row by row */
+        "ldr %[x], %[src]\n\t"
+        "ldr %[w], %[col]\n\t"
+        "ldr %[xe], %[db]\n\t"
+        "ldr %[wo], %[o2]\n\t"
+        "ldr %[a1], %[ng]\n\t"
+        "mov %[c1], #3\n"
+        "8:\n\t"
+        "mov %[w1], %[a1]\n"
+        "4:\n\t"
+        COL_PAIR_GROUP_R
+        "subs %[w1], %[w1], #1\n\t"
+        "bne 4b\n\t"
+        "ldr %[w0], %[step]\n\t"            /* the next row: + step - 4 ng */
+        "add %[x], %[x], %[w0]\n\t"
+        "sub %[x], %[x], %[a1], lsl #2\n\t"
+        "subs %[c1], %[c1], #1\n\t"
+        "bne 8b\n\t"
+        "sub %[x], %[x], %[w0]\n\t"         /* the last byte of each row, row 2 first */
+        "add %[x], %[x], %[a1], lsl #2\n\t"
+        "ldrb %[c0], [%[x]]\n\t"
+        "ldrb %[c1], [%[x], %[xe]]\n\t"
+        "sub %[x], %[x], %[w0]\n\t"
+        "ldrb %[x2], [%[x]]\n\t"
+        "ldrb %[x3], [%[x], %[xe]]\n\t"
+        "sub %[x], %[x], %[w0]\n\t"
+        "ldrb %[x0], [%[x]]\n\t"
+        "ldrb %[x1], [%[x], %[xe]]\n\t"
+        "orr %[x0], %[x0], %[x2], lsl #8\n\t"
+        "orr %[x0], %[x0], %[c0], lsl #16\n\t"
+        "orr %[x1], %[x1], %[x3], lsl #8\n\t"
+        "orr %[x1], %[x1], %[c1], lsl #16\n\t"
+        "sxtab16 %[x2], %[wo], %[x0]\n\t"
+        "sxtab16 %[x3], %[wo], %[x0], ror #8\n\t"
+        "sxtab16 %[a0], %[wo], %[x1]\n\t"
+        "sxtab16 %[x1], %[wo], %[x1], ror #8\n\t"
+        "strd %[x2], %[x3], [%[w]], #8\n\t"
+        "strd %[a0], %[x1], [%[w]], #8\n\t"
+        "ldr %[x], %[src]\n\t"              /* the next pair's windows */
+        "add %[x], %[x], %[xe], lsl #1\n\t"
+        "str %[x], %[src]\n\t"
+        "ldr %[w], %[wb]\n\t"
+        "ldr %[xe], %[ce]\n"
+        "0:\n\t"                            /* per channel pair: mm_pairs */
+        "ldrd %[a0], %[a1], [%[w]], #8\n\t"
+        "ldr %[x], %[col]\n\t"
+        MM_GROUP0
+        "ldr %[w1], %[back]\n\t"
+        "adr %[w0], 9f\n\t"
+        "sub %[w0], %[w0], %[w1]\n\t"
+        "mov pc, %[w0]\n\t"                 /* ARMv7-M: bit 0 of the address is ignored */
+        ".p2align 2\n"
+        "1:\n\t" MM_GROUP6
+        "9:\n\t"
+        "cmp %[x], %[xe]\n\t"
+        "bcc 1b\n\t"
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */
+        "ldr %[x0], [%[w]], #4\n\t"           /* shift bytes */
+        "ldr %[x1], %[c2]\n\t"
+        "lsr %[x2], %[x0], #8\n\t"            /* r0 in x0's low byte, r1 in x2's */
+        "lsl %[x3], %[x1], %[x0]\n\t"
+        "asr %[x3], %[x3], #1\n\t"            /* k0 */
+        "lsl %[x1], %[x1], %[x2]\n\t"
+        "asr %[x1], %[x1], #1\n\t"            /* k1 */
+        MM_RQ("a0", "w0", "x3", "x0")
+        MM_RQ("a1", "w1", "x1", "x2")
+        MM_RQ("c0", "w0", "x3", "x0")
+        MM_RQ("c1", "w1", "x1", "x2")
+        "ldr %[x], %[out]\n\t"              /* the four stores back to back */
+        "ldr %[w0], %[ob1]\n\t"
+        "strb %[a0], [%[x]], #1\n\t"
+        "strb %[c0], [%[x], %[w0]]\n\t"
+        "strb %[a1], [%[x]], #1\n\t"
+        "strb %[c1], [%[x], %[w0]]\n\t"
+        "str %[x], %[out]\n\t"
+        "ldr %[w0], %[we]\n\t"
+        "cmp %[w], %[w0]\n\t"
+        "bne 0b\n\t"
+        "ldr %[w0], %[ob1]\n\t"             /* past pixel B's outputs: + (ob1 + 1) */
+        "add %[x], %[x], %[w0]\n\t"
+        "add %[x], %[x], #1\n\t"
+        "str %[x], %[out]\n\t"
+        "ldr %[w0], %[oe]\n\t"
+        "cmp %[x], %[w0]\n\t"
+        "bne 7b"
+        : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),
+          [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0),
+          [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w), [xe] "=&r"(xe), [src] "+m"(src),
+          [out] "+m"(out)
+        : [col] "m"(col), [ce] "m"(col_end), [wb] "m"(w_base), [we] "m"(w_end), [db] "m"(db),
+          [ob1] "m"(ob1), [o2] "m"(o2), [ng] "m"(ng), [c2] "m"(c2), [step] "m"(step),
+          [oe] "m"(out_end), [back] "m"(back)
+        : "cc", "memory");
+}
+
+/* Pixels (oy, ox) and, with ``two``, (oy, ox + 1) the slow way: windows as bytes
+ * (window_bytes, the zero point outside the image), col_pair (with col_rest), mm_pairs. */
+static KML_SMALL void rgb_edge(const col_geo *G, const int32_t *packed, int32_t *scratch,
+                               int32_t groups, int32_t back, int32_t oy, int32_t ox,
+                               int32_t two, int8_t *out)
+{
+    const kml_conv_params *p = G->p;
+    int8_t *tmp = (int8_t *)(void *)(scratch + 4 * groups);
+    window_bytes(G, oy, ox, tmp);
+    if (two) {
+        window_bytes(G, oy, ox + 1, tmp + G->k8);
+    }
+    col_pair(G, scratch, tmp, two ? G->k8 : 0, G->row_len);
+    mm_pairs(packed + 1, scratch, scratch + 4 * groups, back, 2 * p->out_offset + 1, out,
+             two ? p->out_c : 0, p->out_c >> 1);
+}
+
+/* Three window rows of 4n + 1 bytes (the generator's promise; see the block comment above). */
+void kml_conv2d_rgb_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                       int8_t *output, const int32_t *packed, int32_t *scratch)
+{
+    const int32_t k = p->k_h * p->k_w * p->in_c;
+    const int32_t groups = (k + 3) >> 2; /* rows padded to a multiple of 4, not 8 */
+    const int32_t back = mm_back(groups);
+    const int32_t full = p->act_min == -128 && p->act_max == 127;
+    const size_t in_image = (size_t)(p->in_h * p->in_w * p->in_c);
+    const size_t out_c = (size_t)p->out_c;
+    col_geo G;
+    rgb_args s;
+    int32_t b, oy;
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    conv_geometry(&G, p, 4 * groups);
+    G.rest = col_rest;
+    s.w = packed + 1;
+    s.w_end = s.w + (p->out_c >> 1) * (5 + 2 * groups);
+    s.col = scratch;
+    s.col_end = scratch + 4 * groups;
+    s.back = back;
+    s.db = G.xstep;
+    s.ob1 = p->out_c - 1;
+    s.o2 = G.off2;
+    s.c2 = 2 * p->out_offset + 1;
+    s.ng = G.row_groups;
+    s.step = G.step;
+    for (b = 0; b < p->batches; ++b) {
+        G.in = input + (size_t)b * in_image;
+        for (oy = 0; oy < p->out_h; ++oy) {
+            const int32_t row_ok = (uint32_t)(oy - G.oy_lo) < G.ny;
+            const int32_t x_hi = G.ox_lo + (int32_t)G.nx;
+            int8_t *out = output + ((size_t)b * (size_t)p->out_h + (size_t)oy)
+                                   * (size_t)p->out_w * out_c;
+            int32_t ox = 0;
+            while (ox < p->out_w) {
+                if (row_ok && ox >= G.ox_lo && ox + 1 < x_hi) { /* a run of pairs inside */
+                    const int32_t pairs = (x_hi - ox) >> 1;
+                    s.src = G.in + (oy * p->stride_h - p->pad_top) * G.in_row
+                            + (ox * p->stride_w - p->pad_left) * p->in_c;
+                    s.out = out + (size_t)ox * out_c;
+                    s.out_end = s.out + (size_t)(2 * pairs) * out_c;
+                    rgb_run(&s);
+                    ox += 2 * pairs;
+                } else {
+                    const int32_t two = ox + 1 < p->out_w;
+                    rgb_edge(&G, packed, scratch, groups, back, oy, ox, two,
+                             out + (size_t)ox * out_c);
+                    ox += 1 + two;
+                }
+            }
+        }
+    }
+    if (!full) {
+        const int32_t n = p->batches * p->out_h * p->out_w * p->out_c;
+        int32_t i;
+        for (i = 0; i < n; ++i) {
             output[i] = kml_clamp8(output[i], p->act_min, p->act_max);
         }
     }
