@@ -134,7 +134,8 @@ CONV_1X1_CASES = [
 
 def test_conv2d_1x1(tmp_path):
     """kml_conv2d_1x1_s8 (a model with a 1x1 layer of at most SMALL_K input channels): odd
-    pixel counts, K not a multiple of 8, batches, activations, many groups."""
+    pixel counts, K not a multiple of 8, batches, activations, up to MM_SHORT groups (straight
+    code) and more (the loop)."""
     from kiloml.codegen.armv7em import conv_1x1
     from kiloml.ir.ops.base import REGISTRY
     from kiloml.ir.passes import pipeline
@@ -167,12 +168,14 @@ CONV_RGB_CASES = [
     dict(in_shape=(1, 9, 9, 1), out_channels=4, kernel=(3, 5), bias=False),    # rows of 5
     dict(in_shape=(1, 6, 6, 5), out_channels=4, kernel=(3, 1), stride=(2, 1)),  # rows of 5
     dict(in_shape=(1, 12, 12, 3), out_channels=16, kernel=3, stride=2, padding="VALID"),
+    dict(in_shape=(1, 6, 7, 7), out_channels=4, kernel=3),                     # K 63: loop
+    dict(in_shape=(1, 7, 5, 13), out_channels=6, kernel=(3, 1), stride=2),      # K 39: loop
 ]
 
 
 def test_conv2d_rgb(tmp_path):
     """kml_conv2d_rgb_s8 (three window rows of 4n + 1 bytes): padding on every side, VALID,
-    strides, odd widths, batches, activations."""
+    strides, odd widths, batches, activations; up to MM_SHORT groups and more."""
     from kiloml.codegen.armv7em import conv_rgb
     from kiloml.ir.ops.base import REGISTRY
     from kiloml.ir.passes import pipeline

@@ -377,6 +377,9 @@ typedef struct {
  * MM_GROUP, MM_GROUP_BYTES of code each). */
 #define MM_UNROLL 6
 #define MM_GROUP_BYTES 60
+/* Groups up to which the whole-layer kernels run the groups as straight code (MM_GROUP and
+ * MM_GROUP6: seven groups after MM_GROUP0), without a loop test. */
+#define MM_SHORT 8
 #define MM_GROUP2 MM_GROUP MM_GROUP
 #define MM_GROUP6 MM_GROUP2 MM_GROUP2 MM_GROUP2
 
@@ -674,8 +677,8 @@ void kml_conv2d_pairs_inside_s8(const kml_conv_params *p, const int8_t *input,
 
 /* One group of a doubled column pair from A's four inputs at [x] (x advances) and B's at
  * [x + xe]; o2: the input offset in both halves. */
-#define C1_GROUP                                                                             \
-    "ldr %[x1], [%[x], %[xe]]\n\t"                                                           \
+#define C1_GROUP_DB(DB)                                                                      \
+    "ldr %[x1], [%[x], %[" DB "]]\n\t"                                                       \
     "ldr %[x0], [%[x]], #4\n\t"                                                              \
     "sxtab16 %[x2], %[wo], %[x0]\n\t"                                                        \
     "sxtab16 %[x3], %[wo], %[x0], ror #8\n\t"                                                \
@@ -687,6 +690,8 @@ void kml_conv2d_pairs_inside_s8(const kml_conv_params *p, const int8_t *input,
     "sadd16 %[x1], %[x1], %[x1]\n\t"                                                         \
     "strd %[x2], %[x3], [%[w]], #8\n\t"                                                      \
     "strd %[a0], %[x1], [%[w]], #8\n\t"
+
+#define C1_GROUP C1_GROUP_DB("xe")
 
 /* kml_rq of the doubled accumulator A (multiplier M, k K, shift R), saturated into A. */
 #define C1_RQ(A, M, K, R)                                                                    \
@@ -789,6 +794,85 @@ static void conv1x1_run(c1_args *s)
         : "cc", "memory");
 }
 
+/* conv1x1_run for at most MM_SHORT groups: the groups are straight code entered at
+ * (groups - 1) * MM_GROUP_BYTES before the requantization (s->back), no loop test; the
+ * register the loop's end held keeps the output pointer (B's offset is in c1 meanwhile). */
+static void conv1x1_run_short(c1_args *s)
+{
+    const int8_t *src = s->src;
+    int8_t *const out = s->out;
+    const int32_t *const w_base = s->w, *const w_end = s->w_end;
+    int32_t *const col = s->col;
+    int32_t back = s->back, n = s->n;
+    const int32_t db = s->db, ob1 = s->ob1, o2 = s->o2, ng = s->in_groups;
+    const int32_t *x, *w;
+    int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6;
+    int8_t *o;
+    __asm__ volatile(
+        "ldr %[w1], %[back]\n\t"
+        "adr %[w0], 9f\n\t"
+        "sub %[w0], %[w0], %[w1]\n\t"
+        "str %[w0], %[back]\n\t"
+        "ldr %[o], %[out]\n"
+        "7:\n\t"
+        "ldr %[x], %[src]\n\t"
+        "ldr %[w], %[col]\n\t"
+        "ldr %[c1], %[db]\n\t"
+        "ldr %[wo], %[o2]\n\t"
+        "ldr %[w1], %[ng]\n\t"
+        "lsrs %[w1], %[w1], #1\n\t"
+        "adc %[w1], %[w1], #0\n\t"
+        "bcs 5f\n"
+        "4:\n\t"
+        C1_GROUP_DB("c1")
+        "5:\n\t"
+        C1_GROUP_DB("c1")
+        "subs %[w1], %[w1], #1\n\t"
+        "bne 4b\n\t"
+        "add %[x], %[x], %[c1]\n\t"
+        "str %[x], %[src]\n\t"
+        "ldr %[w], %[wb]\n"
+        "0:\n\t"
+        "ldrd %[a0], %[a1], [%[w]], #8\n\t"
+        "ldr %[x], %[col]\n\t"
+        MM_GROUP0
+        "ldr %[w0], %[back]\n\t"
+        "mov pc, %[w0]\n\t"                 /* ARMv7-M: bit 0 of the address is ignored */
+        ".p2align 2\n\t"
+        MM_GROUP MM_GROUP6
+        "9:\n\t"
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */
+        "ldrd %[x0], %[x1], [%[w]], #8\n\t"   /* k0, k1 */
+        "ldr %[x2], [%[w]], #4\n\t"           /* shift bytes: r0 in x2's low byte */
+        "lsr %[x3], %[x2], #8\n\t"            /* r1 */
+        C1_RQ("a0", "w0", "x0", "x2")
+        C1_RQ("a1", "w1", "x1", "x3")
+        C1_RQ("c0", "w0", "x0", "x2")
+        C1_RQ("c1", "w1", "x1", "x3")
+        "ldr %[w0], %[ob1]\n\t"
+        "strb %[a0], [%[o]], #1\n\t"
+        "strb %[c0], [%[o], %[w0]]\n\t"
+        "strb %[a1], [%[o]], #1\n\t"
+        "strb %[c1], [%[o], %[w0]]\n\t"
+        "ldr %[w0], %[we]\n\t"
+        "cmp %[w], %[w0]\n\t"
+        "bne 0b\n\t"
+        "ldr %[w0], %[ob1]\n\t"             /* past pixel B's outputs: + (ob1 + 1) */
+        "add %[o], %[o], %[w0]\n\t"
+        "add %[o], %[o], #1\n\t"
+        "ldr %[w0], %[n]\n\t"
+        "subs %[w0], %[w0], #1\n\t"
+        "str %[w0], %[n]\n\t"
+        "bne 7b"
+        : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),
+          [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0),
+          [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w), [o] "=&r"(o), [src] "+m"(src),
+          [back] "+m"(back), [n] "+m"(n)
+        : [out] "m"(out), [col] "m"(col), [wb] "m"(w_base), [we] "m"(w_end), [db] "m"(db),
+          [ob1] "m"(ob1), [o2] "m"(o2), [ng] "m"(ng)
+        : "cc", "memory");
+}
+
 /* 1x1, stride 1, no padding (the generator's promise; see the block comment above). */
 void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
                        const int32_t *bias, const int32_t *mult, const int32_t *shift,
@@ -806,7 +890,7 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
     s.w_end = s.w + (p->out_c >> 1) * (7 + 2 * groups);
     s.col = scratch;
     s.col_end = scratch + 4 * groups;
-    s.back = mm_back(groups);
+    s.back = groups <= MM_SHORT ? (groups - 1) * MM_GROUP_BYTES : mm_back(groups);
     s.o2 = kml_pair16(p->in_offset);
     s.in_groups = p->in_c >> 2;
     if (n >= 2) {
@@ -815,7 +899,7 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
         s.db = p->in_c;
         s.ob1 = p->out_c - 1;
         s.n = n >> 1;
-        conv1x1_run(&s);
+        (groups <= MM_SHORT ? conv1x1_run_short : conv1x1_run)(&s);
     }
     if (n & 1) { /* the last pixel alone: both columns its, both results stored at its place */
         s.src = input + (size_t)(n - 1) * (size_t)p->in_c;
@@ -823,7 +907,7 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
         s.db = 0;
         s.ob1 = -1;
         s.n = 1;
-        conv1x1_run(&s);
+        (groups <= MM_SHORT ? conv1x1_run_short : conv1x1_run)(&s);
     }
     if (!full) {
         int32_t i;
@@ -842,9 +926,10 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
  * image go through one asm block (rgb_run: columns, then every channel pair as in mm_pairs);
  * the others through window_bytes, col_pair and mm_pairs. */
 
-/* COL_PAIR_GROUP with the register names of the whole-layer asm blocks (rgb_run). */
-#define COL_PAIR_GROUP_R                                                                     \
-    "ldr %[x1], [%[x], %[xe]]\n\t"                                                           \
+/* COL_PAIR_GROUP with the register names of the whole-layer asm blocks (rgb_run), B's
+ * offset in register DB. */
+#define COL_PAIR_GROUP_DB(DB)                                                                \
+    "ldr %[x1], [%[x], %[" DB "]]\n\t"                                                       \
     "ldr %[x0], [%[x]], #4\n\t"                                                              \
     "sxtab16 %[x2], %[wo], %[x0]\n\t"                                                        \
     "sxtab16 %[x3], %[wo], %[x0], ror #8\n\t"                                                \
@@ -852,6 +937,8 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
     "sxtab16 %[x1], %[wo], %[x1], ror #8\n\t"                                                \
     "strd %[x2], %[x3], [%[w]], #8\n\t"                                                      \
     "strd %[a0], %[x1], [%[w]], #8\n\t"
+
+#define COL_PAIR_GROUP_R COL_PAIR_GROUP_DB("xe")
 
 /* The layer state rgb_run keeps in memory (the asm block needs every register). */
 typedef struct {
@@ -975,6 +1062,114 @@ static void rgb_run(const rgb_args *s)
         : "cc", "memory");
 }
 
+/* rgb_run for at most MM_SHORT groups (conv1x1_run_short's scheme): straight groups entered
+ * at s->back (computed once), the output pointer in a register; B's offset in w0 while the
+ * columns are built. */
+static void rgb_run_short(const rgb_args *s)
+{
+    const int8_t *src = s->src;
+    int8_t *const out = s->out, *const out_end = s->out_end;
+    const int32_t *const w_base = s->w, *const w_end = s->w_end;
+    int32_t *const col = s->col;
+    int32_t back = s->back;
+    const int32_t db = s->db, ob1 = s->ob1, o2 = s->o2, c2 = s->c2;
+    const int32_t ng = s->ng, step = s->step;
+    const int32_t *x, *w;
+    int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6;
+    int8_t *o;
+    __asm__ volatile(
+        "ldr %[w1], %[back]\n\t"
+        "adr %[w0], 9f\n\t"
+        "sub %[w0], %[w0], %[w1]\n\t"
+        "str %[w0], %[back]\n\t"
+        "ldr %[o], %[out]\n"
+        "7:\n\t"                            /* per pixel pair: the columns, row by row */
+        "ldr %[x], %[src]\n\t"
+        "ldr %[w], %[col]\n\t"
+        "ldr %[w0], %[db]\n\t"
+        "ldr %[wo], %[o2]\n\t"
+        "ldr %[a1], %[ng]\n\t"
+        "mov %[c1], #3\n"
+        "8:\n\t"
+        "mov %[w1], %[a1]\n"
+        "4:\n\t"
+        COL_PAIR_GROUP_DB("w0")
+        "subs %[w1], %[w1], #1\n\t"
+        "bne 4b\n\t"
+        "ldr %[w1], %[step]\n\t"            /* the next row: + step - 4 ng */
+        "add %[x], %[x], %[w1]\n\t"
+        "sub %[x], %[x], %[a1], lsl #2\n\t"
+        "subs %[c1], %[c1], #1\n\t"
+        "bne 8b\n\t"
+        "sub %[x], %[x], %[w1]\n\t"         /* the last byte of each row, row 2 first */
+        "add %[x], %[x], %[a1], lsl #2\n\t"
+        "ldrb %[c0], [%[x]]\n\t"
+        "ldrb %[c1], [%[x], %[w0]]\n\t"
+        "sub %[x], %[x], %[w1]\n\t"
+        "ldrb %[x2], [%[x]]\n\t"
+        "ldrb %[x3], [%[x], %[w0]]\n\t"
+        "sub %[x], %[x], %[w1]\n\t"
+        "ldrb %[x0], [%[x]]\n\t"
+        "ldrb %[x1], [%[x], %[w0]]\n\t"
+        "orr %[x0], %[x0], %[x2], lsl #8\n\t"
+        "orr %[x0], %[x0], %[c0], lsl #16\n\t"
+        "orr %[x1], %[x1], %[x3], lsl #8\n\t"
+        "orr %[x1], %[x1], %[c1], lsl #16\n\t"
+        "sxtab16 %[x2], %[wo], %[x0]\n\t"
+        "sxtab16 %[x3], %[wo], %[x0], ror #8\n\t"
+        "sxtab16 %[a0], %[wo], %[x1]\n\t"
+        "sxtab16 %[x1], %[wo], %[x1], ror #8\n\t"
+        "strd %[x2], %[x3], [%[w]], #8\n\t"
+        "strd %[a0], %[x1], [%[w]], #8\n\t"
+        "ldr %[x], %[src]\n\t"              /* the next pair's windows */
+        "add %[x], %[x], %[w0], lsl #1\n\t"
+        "str %[x], %[src]\n\t"
+        "ldr %[w], %[wb]\n"
+        "0:\n\t"                            /* per channel pair */
+        "ldrd %[a0], %[a1], [%[w]], #8\n\t"
+        "ldr %[x], %[col]\n\t"
+        MM_GROUP0
+        "ldr %[w0], %[back]\n\t"
+        "mov pc, %[w0]\n\t"                 /* ARMv7-M: bit 0 of the address is ignored */
+        ".p2align 2\n\t"
+        MM_GROUP MM_GROUP6
+        "9:\n\t"
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */
+        "ldr %[x0], [%[w]], #4\n\t"           /* shift bytes */
+        "ldr %[x1], %[c2]\n\t"
+        "lsr %[x2], %[x0], #8\n\t"            /* r0 in x0's low byte, r1 in x2's */
+        "lsl %[x3], %[x1], %[x0]\n\t"
+        "asr %[x3], %[x3], #1\n\t"            /* k0 */
+        "lsl %[x1], %[x1], %[x2]\n\t"
+        "asr %[x1], %[x1], #1\n\t"            /* k1 */
+        MM_RQ("a0", "w0", "x3", "x0")
+        MM_RQ("a1", "w1", "x1", "x2")
+        MM_RQ("c0", "w0", "x3", "x0")
+        MM_RQ("c1", "w1", "x1", "x2")
+        "ldr %[w0], %[ob1]\n\t"
+        "strb %[a0], [%[o]], #1\n\t"
+        "strb %[c0], [%[o], %[w0]]\n\t"
+        "strb %[a1], [%[o]], #1\n\t"
+        "strb %[c1], [%[o], %[w0]]\n\t"
+        "ldr %[w0], %[we]\n\t"
+        "cmp %[w], %[w0]\n\t"
+        "bne 0b\n\t"
+        "ldr %[w0], %[ob1]\n\t"             /* past pixel B's outputs: + (ob1 + 1) */
+        "add %[o], %[o], %[w0]\n\t"
+        "add %[o], %[o], #1\n\t"
+        "ldr %[w0], %[oe]\n\t"
+        "cmp %[o], %[w0]\n\t"
+        "bne 7b"
+        : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),
+          [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0),
+          [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w), [o] "=&r"(o), [src] "+m"(src),
+          [back] "+m"(back)
+        : [out] "m"(out), [oe] "m"(out_end), [col] "m"(col), [wb] "m"(w_base),
+          [we] "m"(w_end), [db] "m"(db), [ob1] "m"(ob1), [o2] "m"(o2), [c2] "m"(c2),
+          [ng] "m"(ng), [step] "m"(step)
+        : "cc", "memory");
+}
+
 /* Pixels (oy, ox) and, with ``two``, (oy, ox + 1) the slow way: windows as bytes
  * (window_bytes, the zero point outside the image), col_pair (with col_rest), mm_pairs. */
 static KML_SMALL void rgb_edge(const col_geo *G, const int32_t *packed, int32_t *scratch,
@@ -1016,7 +1211,7 @@ void kml_conv2d_rgb_s8(const kml_conv_params *p, const int8_t *input, const int8
     s.w_end = s.w + (p->out_c >> 1) * (5 + 2 * groups);
     s.col = scratch;
     s.col_end = scratch + 4 * groups;
-    s.back = back;
+    s.back = groups <= MM_SHORT ? (groups - 1) * MM_GROUP_BYTES : back;
     s.db = G.xstep;
     s.ob1 = p->out_c - 1;
     s.o2 = G.off2;
@@ -1038,7 +1233,7 @@ void kml_conv2d_rgb_s8(const kml_conv_params *p, const int8_t *input, const int8
                             + (ox * p->stride_w - p->pad_left) * p->in_c;
                     s.out = out + (size_t)ox * out_c;
                     s.out_end = s.out + (size_t)(2 * pairs) * out_c;
-                    rgb_run(&s);
+                    (groups <= MM_SHORT ? rgb_run_short : rgb_run)(&s);
                     ox += 2 * pairs;
                 } else {
                     const int32_t two = ox + 1 < p->out_w;
