@@ -380,6 +380,10 @@ typedef struct {
 /* Groups up to which the whole-layer kernels run the groups as straight code (MM_GROUP and
  * MM_GROUP6: seven groups after MM_GROUP0), without a loop test. */
 #define MM_SHORT 8
+/* Groups per iteration of conv1x1_run's loop (more groups: fewer loop tests per channel
+ * pair; only models with 1x1 layers of many channels link it). */
+#define MM_UNROLL_1X1 16
+#define MM_GROUP16 MM_GROUP6 MM_GROUP6 MM_GROUP2 MM_GROUP2
 #define MM_GROUP2 MM_GROUP MM_GROUP
 #define MM_GROUP6 MM_GROUP2 MM_GROUP2 MM_GROUP2
 
@@ -755,7 +759,7 @@ static void conv1x1_run(c1_args *s)
         "ldr %[w0], %[back]\n\t"
         "mov pc, %[w0]\n\t"                 /* ARMv7-M: bit 0 of the address is ignored */
         ".p2align 2\n"
-        "1:\n\t" MM_GROUP6
+        "1:\n\t" MM_GROUP16
         "9:\n\t"
         "cmp %[x], %[xe]\n\t"
         "bcc 1b\n\t"
@@ -890,7 +894,7 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
     s.w_end = s.w + (p->out_c >> 1) * (7 + 2 * groups);
     s.col = scratch;
     s.col_end = scratch + 4 * groups;
-    s.back = groups <= MM_SHORT ? (groups - 1) * MM_GROUP_BYTES : mm_back(groups);
+    s.back = (groups <= MM_SHORT ? groups - 1 : (groups - 1) % MM_UNROLL_1X1) * MM_GROUP_BYTES;
     s.o2 = kml_pair16(p->in_offset);
     s.in_groups = p->in_c >> 2;
     if (n >= 2) {
