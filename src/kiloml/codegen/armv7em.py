@@ -131,7 +131,8 @@ def rq_k(out_offset: int, rshift: int) -> int:
 
 def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
                   shift: np.ndarray, in_offset: int, out_offset: int, act_min: int,
-                  act_max: int, lean: bool = False, multiple: int = 8) -> np.ndarray:
+                  act_max: int, lean: bool = False, multiple: int = 8,
+                  doubled: bool = True) -> np.ndarray:
     """The ``packed`` argument of the matrix kernels (CONV_2D, FULLY_CONNECTED) as int32 words.
 
     Word 0 is 1 when some pair is generic (below), else 0. Then per pair of output
@@ -142,9 +143,10 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
     they are TFLite's shifts. An odd last channel: bias, its weight words, mult, shift word
     (same encoding). The kernels saturate to int8 and apply [act_min, act_max] afterwards.
 
-    ``lean`` (kml_conv2d_1x1_s8, every pair fast, even channel count): the biases are doubled
-    (the kernel's columns hold 2 (x + in_offset)) and each pair's two kml_rq_k values (k0, k1)
-    come between the multipliers and the shift word. ``multiple``: pack_rows' row padding.
+    ``lean`` (kml_conv2d_1x1_s8, kml_conv2d_rgb_s8; every pair fast, even channel count):
+    each pair's two kml_rq_k values (k0, k1) come between the multipliers and the shift word,
+    and with ``doubled`` the biases are doubled (kml_conv2d_1x1_s8's columns hold
+    2 (x + in_offset)). ``multiple``: pack_rows' row padding.
     """
     oc, k = rows.shape
     b = np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)
@@ -163,7 +165,7 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
         any_generic = any_generic or not fast
         if lean:
             assert fast and len(chans) == 2, "lean streams are for all-fast even channel counts"
-            out.append(2 * fb[chans])
+            out.append((2 if doubled else 1) * fb[chans])
             out.append(w[c * per:(c + len(chans)) * per])
             out.append(np.array(m + [rq_k(out_offset, v) for v in r] + [rs], np.int64))
             continue
@@ -229,12 +231,14 @@ def depthwise_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
 
 
 def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,
-                prefix: np.ndarray | None = None, lean: bool = False, multiple: int = 8) -> str:
+                prefix: np.ndarray | None = None, lean: bool = False, multiple: int = 8,
+                doubled: bool = True) -> str:
     """Emit the stream of a kernel built on the matrix routines; returns its C name. ``rows``
     are the int8 weights as [output channels, K]; the bias is input slot 2. ``even`` pads an
     odd channel count with a zero channel (FULLY_CONNECTED's layout). ``prefix``: words put
     before the stream (CONV_2D_ADD's table, ``add_table``); ``lean``: matrix_stream's lean
-    layout (kml_conv2d_1x1_s8); ``multiple``: the row padding (4: kml_conv2d_rgb_s8)."""
+    layout and ``doubled`` its biases (kml_conv2d_1x1_s8: both; kml_conv2d_rgb_s8: lean, not
+    doubled); ``multiple``: the row padding (4: kml_conv2d_rgb_s8)."""
     bias = _bias(g, node)
     mult, shift = np.asarray(p.mult), np.asarray(p.shift)
     if even and rows.shape[0] % 2:
@@ -242,7 +246,7 @@ def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,
         bias = np.concatenate([bias, [0]]) if bias is not None else None
         mult, shift = np.concatenate([mult, [0]]), np.concatenate([shift, [0]])
     stream = matrix_stream(rows, bias, mult, shift, p.in_offset, p.out_offset, p.act_min,
-                           p.act_max, lean, multiple)
+                           p.act_max, lean, multiple, doubled)
     if prefix is not None:
         stream = np.concatenate([np.asarray(prefix, np.int64), stream])
     return ctx.array("packed", "int32_t", stream)

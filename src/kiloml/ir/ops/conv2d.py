@@ -116,8 +116,9 @@ class Conv2D(OpDef):
             else:
                 fn = conv_kernel(g, node, p, conv_rows(w), w.shape[2] * w.shape[3],
                                  windows_inside(p))
-        filt, extra = conv_weight_args(g, node, p, ctx, lean=fn == "kml_conv2d_1x1_s8",
-                                       multiple=4 if fn == "kml_conv2d_rgb_s8" else 8)
+        rgb = fn == "kml_conv2d_rgb_s8"
+        filt, extra = conv_weight_args(g, node, p, ctx, lean=rgb or fn == "kml_conv2d_1x1_s8",
+                                       multiple=4 if rgb else 8, doubled=not rgb)
         return [f"{fn}(&{params}, {ctx.ptr(node.inputs[0])}, {filt[0]}, {filt[3]}, "
                 f"{filt[1]}, {filt[2]}, {ctx.ptr(node.outputs[0])}, {extra});"]
 
@@ -138,17 +139,17 @@ class Conv2D(OpDef):
 
 
 
-def conv_weight_args(g, node, p, ctx, prefix=None, lean: bool = False, multiple: int = 8
-                     ) -> tuple[tuple[str, str, str, str], str]:
+def conv_weight_args(g, node, p, ctx, prefix=None, lean: bool = False, multiple: int = 8,
+                     doubled: bool = True) -> tuple[tuple[str, str, str, str], str]:
     """((filter, mult, shift, bias), "packed, scratch") C arguments of the conv kernels for
     ``ctx.runtime``; shared with CONV_2D_ADD (``prefix``: words before armv7em's stream;
-    ``lean``: the stream of kml_conv2d_1x1_s8; ``multiple``: its rows' padding, 4 for
+    ``lean``, ``multiple``, ``doubled``: matrix_stream's options for kml_conv2d_1x1_s8 and
     kml_conv2d_rgb_s8)."""
     if ctx.runtime == "armv7em":
         from kiloml.codegen.armv7em import conv_rows, matrix_args
 
         packed = matrix_args(ctx, g, node, p, conv_rows(g.tensors[node.inputs[1]].data),
-                             prefix=prefix, lean=lean, multiple=multiple)
+                             prefix=prefix, lean=lean, multiple=multiple, doubled=doubled)
         return ("0", "0", "0", "0"), f"{packed}, {ctx.scratch('int32_t')}"
     mult = ctx.array("mult", "int32_t", p.mult)
     shift = ctx.array("shift", "int32_t", p.shift)
