@@ -127,15 +127,16 @@ CONV_1X1_CASES = [
     dict(in_shape=(1, 1, 1, 16), out_channels=8),                        # one pixel
     dict(in_shape=(1, 4, 6, 16), out_channels=8, per_channel=False),
     dict(in_shape=(1, 4, 4, 64), out_channels=64),                       # K > SMALL_K
-    dict(in_shape=(1, 3, 3, 128), out_channels=64, bias=False),          # many groups
+    dict(in_shape=(1, 3, 3, 128), out_channels=64, bias=False),          # 32 groups: straight
+    dict(in_shape=(1, 3, 2, 260), out_channels=132),                     # 66 groups: the loop
     dict(in_shape=(1, 4, 4, 64), out_channels=16),                       # 2 out_c < K: pairs
 ]
 
 
 def test_conv2d_1x1(tmp_path):
     """kml_conv2d_1x1_s8 (a model with a 1x1 layer of at most SMALL_K input channels): odd
-    pixel counts, K not a multiple of 8, batches, activations, up to MM_SHORT groups (straight
-    code) and more (the loop)."""
+    pixel counts, K not a multiple of 8, batches, activations, up to MM_SHORT_1X1 groups
+    (straight code) and more (the loop)."""
     from kiloml.codegen.armv7em import conv_1x1
     from kiloml.ir.ops.base import REGISTRY
     from kiloml.ir.passes import pipeline

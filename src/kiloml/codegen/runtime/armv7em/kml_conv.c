@@ -384,6 +384,9 @@ typedef struct {
  * pair; only models with 1x1 layers of many channels link it). */
 #define MM_UNROLL_1X1 16
 #define MM_GROUP16 MM_GROUP6 MM_GROUP6 MM_GROUP2 MM_GROUP2
+/* MM_SHORT for conv1x1_run_short: 31 straight groups after MM_GROUP0. */
+#define MM_SHORT_1X1 32
+#define MM_GROUP31 MM_GROUP MM_GROUP6 MM_GROUP6 MM_GROUP6 MM_GROUP6 MM_GROUP6
 #define MM_GROUP2 MM_GROUP MM_GROUP
 #define MM_GROUP6 MM_GROUP2 MM_GROUP2 MM_GROUP2
 
@@ -798,7 +801,7 @@ static void conv1x1_run(c1_args *s)
         : "cc", "memory");
 }
 
-/* conv1x1_run for at most MM_SHORT groups: the groups are straight code entered at
+/* conv1x1_run for at most MM_SHORT_1X1 groups: the groups are straight code entered at
  * (groups - 1) * MM_GROUP_BYTES before the requantization (s->back), no loop test; the
  * register the loop's end held keeps the output pointer (B's offset is in c1 meanwhile). */
 static void conv1x1_run_short(c1_args *s)
@@ -843,7 +846,7 @@ static void conv1x1_run_short(c1_args *s)
         "ldr %[w0], %[back]\n\t"
         "mov pc, %[w0]\n\t"                 /* ARMv7-M: bit 0 of the address is ignored */
         ".p2align 2\n\t"
-        MM_GROUP MM_GROUP6
+        MM_GROUP31
         "9:\n\t"
         "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */
         "ldrd %[x0], %[x1], [%[w]], #8\n\t"   /* k0, k1 */
@@ -894,7 +897,8 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
     s.w_end = s.w + (p->out_c >> 1) * (7 + 2 * groups);
     s.col = scratch;
     s.col_end = scratch + 4 * groups;
-    s.back = (groups <= MM_SHORT ? groups - 1 : (groups - 1) % MM_UNROLL_1X1) * MM_GROUP_BYTES;
+    s.back = (groups <= MM_SHORT_1X1 ? groups - 1 : (groups - 1) % MM_UNROLL_1X1)
+             * MM_GROUP_BYTES;
     s.o2 = kml_pair16(p->in_offset);
     s.in_groups = p->in_c >> 2;
     if (n >= 2) {
@@ -903,7 +907,7 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
         s.db = p->in_c;
         s.ob1 = p->out_c - 1;
         s.n = n >> 1;
-        (groups <= MM_SHORT ? conv1x1_run_short : conv1x1_run)(&s);
+        (groups <= MM_SHORT_1X1 ? conv1x1_run_short : conv1x1_run)(&s);
     }
     if (n & 1) { /* the last pixel alone: both columns its, both results stored at its place */
         s.src = input + (size_t)(n - 1) * (size_t)p->in_c;
@@ -911,7 +915,7 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
         s.db = 0;
         s.ob1 = -1;
         s.n = 1;
-        (groups <= MM_SHORT ? conv1x1_run_short : conv1x1_run)(&s);
+        (groups <= MM_SHORT_1X1 ? conv1x1_run_short : conv1x1_run)(&s);
     }
     if (!full) {
         int32_t i;
