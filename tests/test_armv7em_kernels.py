@@ -122,13 +122,13 @@ def test_conv2d_options(tmp_path):
 
 CONV_1X1_CASES = [
     dict(in_shape=(1, 5, 5, 8), out_channels=16, activation="RELU"),    # odd pixel count
-    dict(in_shape=(1, 6, 6, 12), out_channels=8),                        # K % 8 == 4
+    dict(in_shape=(1, 5, 7, 12), out_channels=8),                        # K % 8 == 4
     dict(in_shape=(2, 3, 3, 4), out_channels=6, activation="RELU6"),     # batch 2
     dict(in_shape=(1, 1, 1, 16), out_channels=8),                        # one pixel
     dict(in_shape=(1, 4, 6, 16), out_channels=8, per_channel=False),
     dict(in_shape=(1, 4, 4, 64), out_channels=64),                       # K > SMALL_K
     dict(in_shape=(1, 3, 3, 128), out_channels=64, bias=False),          # 32 groups: straight
-    dict(in_shape=(1, 3, 2, 260), out_channels=132),                     # 66 groups: the loop
+    dict(in_shape=(1, 3, 3, 260), out_channels=132),                     # 66 groups: the loop
     dict(in_shape=(1, 4, 4, 64), out_channels=16),                       # 2 out_c < K: pairs
 ]
 

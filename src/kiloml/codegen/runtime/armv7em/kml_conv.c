@@ -880,6 +880,76 @@ static void conv1x1_run_short(c1_args *s)
         : "cc", "memory");
 }
 
+/* The last pixel of an odd count alone: its doubled column (compact: group g at words 2g,
+ * 2g + 1), then per channel pair two accumulators, two groups per loop step (four
+ * back-to-back loads, 8 SXTB16, 8 SMLAD), kml_rq as in conv1x1_run. A pair pass spends the
+ * same loads and MACs on a copy of the pixel. */
+static void conv1x1_one(const c1_args *s, int32_t groups)
+{
+    int32_t *const col = s->col;
+    int32_t *const col_end = col + 2 * groups;
+    const int32_t *const w_base = s->w, *const w_end = s->w_end;
+    int8_t *out = s->out;
+    const int32_t *x, *w;
+    int32_t g, a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6, xe;
+    for (g = 0; g < s->in_groups; ++g) {
+        const int32_t v = kml_ld32(s->src + 4 * g);
+        const int32_t lo = __sxtab16(s->o2, v), hi = kml_sxtab16_ror8(s->o2, v);
+        col[2 * g] = __sadd16(lo, lo);
+        col[2 * g + 1] = __sadd16(hi, hi);
+    }
+    for (g *= 2; g < 2 * groups; ++g) {
+        col[g] = 0; /* the zero padding up to K8 (zero weights too) */
+    }
+    __asm__ volatile(
+        "ldr %[w], %[wb]\n\t"
+        "ldr %[xe], %[ce]\n"
+        "0:\n\t"
+        "ldrd %[a0], %[a1], [%[w]], #8\n\t"   /* doubled biases */
+        "ldr %[x], %[col]\n"
+        "1:\n\t"
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
+        "ldrd %[c0], %[c1], [%[w]], #8\n\t"
+        "ldrd %[x0], %[x1], [%[x]], #8\n\t"
+        "ldrd %[x2], %[x3], [%[x]], #8\n\t"
+        "sxtb16 %[wo], %[w0], ror #8\n\t"
+        "sxtb16 %[w0], %[w0]\n\t"
+        "smlad %[a0], %[x0], %[w0], %[a0]\n\t"
+        "smlad %[a0], %[x1], %[wo], %[a0]\n\t"
+        "sxtb16 %[wo], %[w1], ror #8\n\t"
+        "sxtb16 %[w1], %[w1]\n\t"
+        "smlad %[a1], %[x0], %[w1], %[a1]\n\t"
+        "smlad %[a1], %[x1], %[wo], %[a1]\n\t"
+        "sxtb16 %[wo], %[c0], ror #8\n\t"
+        "sxtb16 %[c0], %[c0]\n\t"
+        "smlad %[a0], %[x2], %[c0], %[a0]\n\t"
+        "smlad %[a0], %[x3], %[wo], %[a0]\n\t"
+        "sxtb16 %[wo], %[c1], ror #8\n\t"
+        "sxtb16 %[c1], %[c1]\n\t"
+        "smlad %[a1], %[x2], %[c1], %[a1]\n\t"
+        "smlad %[a1], %[x3], %[wo], %[a1]\n\t"
+        "cmp %[x], %[xe]\n\t"
+        "bcc 1b\n\t"
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */
+        "ldrd %[x0], %[x1], [%[w]], #8\n\t"   /* k0, k1 */
+        "ldr %[x2], [%[w]], #4\n\t"           /* shift bytes: r0 in x2's low byte */
+        "lsr %[x3], %[x2], #8\n\t"            /* r1 */
+        C1_RQ("a0", "w0", "x0", "x2")
+        C1_RQ("a1", "w1", "x1", "x3")
+        "ldr %[x], %[out]\n\t"
+        "strb %[a0], [%[x]], #1\n\t"
+        "strb %[a1], [%[x]], #1\n\t"
+        "str %[x], %[out]\n\t"
+        "ldr %[w0], %[we]\n\t"
+        "cmp %[w], %[w0]\n\t"
+        "bne 0b"
+        : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),
+          [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0),
+          [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w), [xe] "=&r"(xe), [out] "+m"(out)
+        : [col] "m"(col), [ce] "m"(col_end), [wb] "m"(w_base), [we] "m"(w_end)
+        : "cc", "memory");
+}
+
 /* 1x1, stride 1, no padding (the generator's promise; see the block comment above). */
 void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
                        const int32_t *bias, const int32_t *mult, const int32_t *shift,
@@ -909,13 +979,10 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
         s.n = n >> 1;
         (groups <= MM_SHORT_1X1 ? conv1x1_run_short : conv1x1_run)(&s);
     }
-    if (n & 1) { /* the last pixel alone: both columns its, both results stored at its place */
+    if (n & 1) { /* the last pixel alone */
         s.src = input + (size_t)(n - 1) * (size_t)p->in_c;
         s.out = output + (size_t)(n - 1) * (size_t)p->out_c;
-        s.db = 0;
-        s.ob1 = -1;
-        s.n = 1;
-        (groups <= MM_SHORT_1X1 ? conv1x1_run_short : conv1x1_run)(&s);
+        conv1x1_one(&s, groups);
     }
     if (!full) {
         int32_t i;
