@@ -384,6 +384,17 @@ typedef struct {
  * pair; only models with 1x1 layers of many channels link it). */
 #define MM_UNROLL_1X1 16
 #define MM_GROUP16 MM_GROUP6 MM_GROUP6 MM_GROUP2 MM_GROUP2
+/* The start of a channel pair in the straight-code kernels: the biases, MM_GROUP0, the jump
+ * into the straight groups (entry address at [back]). It stands twice in each: at the top and
+ * behind the requantization, where the loop goes on through a forward branch that is taken
+ * once per pixel pair (no backward branch per channel pair). */
+#define MM_HEAD                                                                              \
+    "ldrd %[a0], %[a1], [%[w]], #8\n\t"                                                      \
+    "ldr %[x], %[col]\n\t"                                                                   \
+    MM_GROUP0                                                                                \
+    "ldr %[w0], %[back]\n\t"                                                                 \
+    "mov pc, %[w0]\n\t"                 /* ARMv7-M: bit 0 of the address is ignored */
+
 /* MM_SHORT for conv1x1_run_short: 31 straight groups after MM_GROUP0. */
 #define MM_SHORT_1X1 32
 #define MM_GROUP31 MM_GROUP MM_GROUP6 MM_GROUP6 MM_GROUP6 MM_GROUP6 MM_GROUP6
@@ -838,13 +849,8 @@ static void conv1x1_run_short(c1_args *s)
         "bne 4b\n\t"
         "add %[x], %[x], %[c1]\n\t"
         "str %[x], %[src]\n\t"
-        "ldr %[w], %[wb]\n"
-        "0:\n\t"
-        "ldrd %[a0], %[a1], [%[w]], #8\n\t"
-        "ldr %[x], %[col]\n\t"
-        MM_GROUP0
-        "ldr %[w0], %[back]\n\t"
-        "mov pc, %[w0]\n\t"                 /* ARMv7-M: bit 0 of the address is ignored */
+        "ldr %[w], %[wb]\n\t"
+        MM_HEAD
         ".p2align 2\n\t"
         MM_GROUP31
         "9:\n\t"
@@ -863,7 +869,9 @@ static void conv1x1_run_short(c1_args *s)
         "strb %[c1], [%[o], %[w0]]\n\t"
         "ldr %[w0], %[we]\n\t"
         "cmp %[w], %[w0]\n\t"
-        "bne 0b\n\t"
+        "beq 6f\n\t"
+        MM_HEAD
+        "6:\n\t"
         "ldr %[w0], %[ob1]\n\t"             /* past pixel B's outputs: + (ob1 + 1) */
         "add %[o], %[o], %[w0]\n\t"
         "add %[o], %[o], #1\n\t"
@@ -1095,13 +1103,8 @@ typedef struct {
         "ldr %[x], %[src]\n\t"              /* the next pair's windows */                    \
         "add %[x], %[x], %[w0], lsl #1\n\t"                                                  \
         "str %[x], %[src]\n\t"                                                               \
-        "ldr %[w], %[wb]\n"                                                                  \
-        "0:\n\t"                            /* per channel pair */                           \
-        "ldrd %[a0], %[a1], [%[w]], #8\n\t"                                                  \
-        "ldr %[x], %[col]\n\t"                                                               \
-        MM_GROUP0                                                                            \
-        "ldr %[w0], %[back]\n\t"                                                             \
-        "mov pc, %[w0]\n\t"                 /* ARMv7-M: bit 0 of the address is ignored */   \
+        "ldr %[w], %[wb]\n\t"                                                                \
+        MM_HEAD                             /* the first channel pair */                     \
         ".p2align 2\n\t"                                                                     \
         MM_GROUP MM_GROUP6                                                                   \
         "9:\n\t"                                                                             \
@@ -1113,7 +1116,9 @@ typedef struct {
         "strb %[c1], [%[o], %[w0]]\n\t"                                                      \
         "ldr %[w0], %[we]\n\t"                                                               \
         "cmp %[w], %[w0]\n\t"                                                                \
-        "bne 0b\n\t"                                                                         \
+        "beq 6f\n\t"                                                                         \
+        MM_HEAD                             /* the next channel pair */                      \
+        "6:\n\t"                                                                             \
         "ldr %[w0], %[ob1]\n\t"             /* past pixel B's outputs: + (ob1 + 1) */        \
         "add %[o], %[o], %[w0]\n\t"                                                          \
         "add %[o], %[o], #1\n\t"                                                             \
