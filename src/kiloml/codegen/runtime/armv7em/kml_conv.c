@@ -1008,7 +1008,7 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
  * not doubled: doubling the columns would cost more per pixel pair than it saves here). Along
  * each output row, the pixel pairs whose windows lie inside the image go through one asm block
  * (rgb_run_short for n <= 2, i.e. up to MM_SHORT groups, else rgb_run): columns, then every
- * channel pair. Other pixels: their windows as bytes (window_bytes) in a small image of their
+ * channel pair. Other pixels: their windows as bytes (rgb_window) in a small image of their
  * own that the same asm block then reads. */
 
 /* The layer state the asm blocks keep in memory (they need every register). */
@@ -1231,6 +1231,30 @@ static void rgb_run(const rgb_args *s)
         : "cc", "memory");
 }
 
+/* The window of output pixel (oy, ox) as 3 rows of row_len bytes at t (window_bytes for
+ * kml_conv2d_rgb_s8's edge pixels, without its per-row calls): the zero point, then the
+ * bytes inside the image over it. */
+static KML_SMALL void rgb_window(const col_geo *G, int32_t oy, int32_t ox, int8_t *t)
+{
+    const kml_conv_params *p = G->p;
+    const int32_t c = p->in_c, n = G->row_len;
+    const int32_t iy0 = oy * p->stride_h - p->pad_top, x0 = (ox * p->stride_w - p->pad_left) * c;
+    const uint32_t zp4 = (uint8_t)(-p->in_offset) * 0x01010101u;
+    int32_t lo = x0 < 0 ? -x0 : 0, hi = G->in_row - x0, ky, i;
+    if (hi > n) {
+        hi = n;
+    }
+    for (i = 0; i < 3 * n; i += 4) {
+        memcpy(t + i, &zp4, 4); /* up to 4 * groups bytes: the window's slot */
+    }
+    for (ky = 0; ky < 3; ++ky, t += n) {
+        const int32_t iy = iy0 + ky;
+        if (iy >= 0 && iy < p->in_h && hi > lo) {
+            bytes_copy(t + lo, G->in + (size_t)iy * (size_t)G->in_row + x0 + lo, hi - lo);
+        }
+    }
+}
+
 /* Three window rows of 4n + 1 bytes (the generator's promise; see the block comment above). */
 void kml_conv2d_rgb_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
                        const int32_t *bias, const int32_t *mult, const int32_t *shift,
@@ -1283,9 +1307,9 @@ void kml_conv2d_rgb_s8(const kml_conv_params *p, const int8_t *input, const int8
                     ox += 2 * pairs;
                 } else { /* one or two pixels whose windows leave the image */
                     const int32_t two = ox + 1 < p->out_w;
-                    window_bytes(&G, oy, ox, tmp);
+                    rgb_window(&G, oy, ox, tmp);
                     if (two) {
-                        window_bytes(&G, oy, ox + 1, tmp + G.k8);
+                        rgb_window(&G, oy, ox + 1, tmp + G.k8);
                     }
                     e.src = tmp;
                     e.db = two ? G.k8 : 0;
