@@ -691,7 +691,10 @@ void kml_conv2d_pairs_inside_s8(const kml_conv_params *p, const int8_t *input,
  * doubled: 2 (x + in_offset)), then every channel pair as in mm_pairs, from a leaner stream
  * (matrix_stream with lean=True in kiloml/codegen/armv7em.py): per pair the doubled biases
  * 2 b0, 2 b1, the weight words, m0, m1, k0, k1 (kml_rq_k, precomputed) and the shift word.
- * With the accumulator already doubled, kml_rq is SMMLAR, SUB, ASR, SSAT (no LSL). */
+ * With the accumulator already doubled, kml_rq is SMMLAR, SUB, ASR, SSAT (no LSL). Variants
+ * by group count: conv1x1_run_g2 (two groups, out_c a multiple of 4: no jump, two channel
+ * pairs per loop step), conv1x1_run_short (up to MM_SHORT_1X1 groups as straight code),
+ * conv1x1_run (a loop of MM_UNROLL_1X1 groups); an odd last pixel takes conv1x1_one. */
 
 /* One group of a doubled column pair from A's four inputs at [x] (x advances) and B's at
  * [x + xe]; o2: the input offset in both halves. */
@@ -888,6 +891,77 @@ static void conv1x1_run_short(c1_args *s)
         : "cc", "memory");
 }
 
+/* One channel pair of conv1x1_run_g2: biases, the two groups, kml_rq, the four stores. */
+#define C1_PAIR_G2                                                                           \
+    "ldrd %[a0], %[a1], [%[w]], #8\n\t"                                                      \
+    "ldr %[x], %[col]\n\t"                                                                   \
+    MM_GROUP0                                                                                \
+    MM_GROUP                                                                                 \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */                                       \
+    "ldrd %[x0], %[x1], [%[w]], #8\n\t"   /* k0, k1 */                                       \
+    "ldr %[x2], [%[w]], #4\n\t"           /* shift bytes: r0 in x2's low byte */             \
+    "lsr %[x3], %[x2], #8\n\t"            /* r1 */                                           \
+    C1_RQ("a0", "w0", "x0", "x2")                                                            \
+    C1_RQ("a1", "w1", "x1", "x3")                                                            \
+    C1_RQ("c0", "w0", "x0", "x2")                                                            \
+    C1_RQ("c1", "w1", "x1", "x3")                                                            \
+    "ldr %[w0], %[ob1]\n\t"                                                                  \
+    "strb %[a0], [%[o]], #1\n\t"                                                             \
+    "strb %[c0], [%[o], %[w0]]\n\t"                                                          \
+    "strb %[a1], [%[o]], #1\n\t"                                                             \
+    "strb %[c1], [%[o], %[w0]]\n\t"
+
+/* conv1x1_run for exactly two groups (in_c 4 or 8) and a channel count that is a multiple
+ * of 4: the two groups straight (no jump), two channel pairs per loop step. */
+static void conv1x1_run_g2(c1_args *s)
+{
+    const int8_t *src = s->src;
+    int8_t *const out = s->out;
+    const int32_t *const w_base = s->w, *const w_end = s->w_end;
+    int32_t *const col = s->col;
+    int32_t n = s->n;
+    const int32_t db = s->db, ob1 = s->ob1, o2 = s->o2, ng = s->in_groups;
+    const int32_t *x, *w;
+    int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6;
+    int8_t *o;
+    __asm__ volatile(
+        "ldr %[o], %[out]\n"
+        "7:\n\t"
+        "ldr %[x], %[src]\n\t"
+        "ldr %[w], %[col]\n\t"
+        "ldr %[c1], %[db]\n\t"
+        "ldr %[wo], %[o2]\n\t"
+        "ldr %[w1], %[ng]\n\t"
+        "cmp %[w1], #1\n\t"
+        "beq 5f\n\t"
+        C1_GROUP_DB("c1")
+        "5:\n\t"
+        C1_GROUP_DB("c1")
+        "add %[x], %[x], %[c1]\n\t"
+        "str %[x], %[src]\n\t"
+        "ldr %[w], %[wb]\n"
+        "0:\n\t"
+        C1_PAIR_G2
+        C1_PAIR_G2
+        "ldr %[w0], %[we]\n\t"
+        "cmp %[w], %[w0]\n\t"
+        "bne 0b\n\t"
+        "ldr %[w0], %[ob1]\n\t"             /* past pixel B's outputs: + (ob1 + 1) */
+        "add %[o], %[o], %[w0]\n\t"
+        "add %[o], %[o], #1\n\t"
+        "ldr %[w0], %[n]\n\t"
+        "subs %[w0], %[w0], #1\n\t"
+        "str %[w0], %[n]\n\t"
+        "bne 7b"
+        : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),
+          [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0),
+          [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w), [o] "=&r"(o), [src] "+m"(src),
+          [n] "+m"(n)
+        : [out] "m"(out), [col] "m"(col), [wb] "m"(w_base), [we] "m"(w_end), [db] "m"(db),
+          [ob1] "m"(ob1), [o2] "m"(o2), [ng] "m"(ng)
+        : "cc", "memory");
+}
+
 /* The last pixel of an odd count alone: its doubled column (compact: group g at words 2g,
  * 2g + 1), then per channel pair two accumulators, two groups per loop step (four
  * back-to-back loads, 8 SXTB16, 8 SMLAD), kml_rq as in conv1x1_run. A pair pass spends the
@@ -985,7 +1059,11 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
         s.db = p->in_c;
         s.ob1 = p->out_c - 1;
         s.n = n >> 1;
-        (groups <= MM_SHORT_1X1 ? conv1x1_run_short : conv1x1_run)(&s);
+        if (groups == 2 && (p->out_c & 3) == 0) {
+            conv1x1_run_g2(&s);
+        } else {
+            (groups <= MM_SHORT_1X1 ? conv1x1_run_short : conv1x1_run)(&s);
+        }
     }
     if (n & 1) { /* the last pixel alone */
         s.src = input + (size_t)(n - 1) * (size_t)p->in_c;
