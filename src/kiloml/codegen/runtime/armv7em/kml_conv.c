@@ -692,8 +692,8 @@ void kml_conv2d_pairs_inside_s8(const kml_conv_params *p, const int8_t *input,
  * (matrix_stream with lean=True in kiloml/codegen/armv7em.py): per pair the doubled biases
  * 2 b0, 2 b1, the weight words, m0, m1, k0, k1 (kml_rq_k, precomputed) and the shift word.
  * With the accumulator already doubled, kml_rq is SMMLAR, SUB, ASR, SSAT (no LSL). Variants
- * by group count: conv1x1_run_g2 (two groups, out_c a multiple of 4: no jump, two channel
- * pairs per loop step), conv1x1_run_short (up to MM_SHORT_1X1 groups as straight code),
+ * by group count: conv1x1_run_g2, _g4, _g8 (2, 4 or 8 groups, out_c a multiple of 4: no
+ * jump, two channel pairs per loop step), conv1x1_run_short (up to MM_SHORT_1X1 groups as straight code),
  * conv1x1_run (a loop of MM_UNROLL_1X1 groups); an odd last pixel takes conv1x1_one. */
 
 /* One group of a doubled column pair from A's four inputs at [x] (x advances) and B's at
@@ -891,12 +891,12 @@ static void conv1x1_run_short(c1_args *s)
         : "cc", "memory");
 }
 
-/* One channel pair of conv1x1_run_g2: biases, the two groups, kml_rq, the four stores. */
-#define C1_PAIR_G2                                                                           \
+/* One channel pair of conv1x1_run_g (GROUPS: MM_GROUP0 and the other groups, straight):
+ * biases, the groups, kml_rq, the four stores. */
+#define C1_PAIR_G(GROUPS)                                                                    \
     "ldrd %[a0], %[a1], [%[w]], #8\n\t"                                                      \
     "ldr %[x], %[col]\n\t"                                                                   \
-    MM_GROUP0                                                                                \
-    MM_GROUP                                                                                 \
+    GROUPS                                                                                   \
     "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */                                       \
     "ldrd %[x0], %[x1], [%[w]], #8\n\t"   /* k0, k1 */                                       \
     "ldr %[x2], [%[w]], #4\n\t"           /* shift bytes: r0 in x2's low byte */             \
@@ -911,56 +911,81 @@ static void conv1x1_run_short(c1_args *s)
     "strb %[a1], [%[o]], #1\n\t"                                                             \
     "strb %[c1], [%[o], %[w0]]\n\t"
 
-/* conv1x1_run for exactly two groups (in_c 4 or 8) and a channel count that is a multiple
- * of 4: the two groups straight (no jump), two channel pairs per loop step. */
-static void conv1x1_run_g2(c1_args *s)
-{
-    const int8_t *src = s->src;
-    int8_t *const out = s->out;
-    const int32_t *const w_base = s->w, *const w_end = s->w_end;
-    int32_t *const col = s->col;
-    int32_t n = s->n;
-    const int32_t db = s->db, ob1 = s->ob1, o2 = s->o2, ng = s->in_groups;
-    const int32_t *x, *w;
-    int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6;
-    int8_t *o;
-    __asm__ volatile(
-        "ldr %[o], %[out]\n"
-        "7:\n\t"
-        "ldr %[x], %[src]\n\t"
-        "ldr %[w], %[col]\n\t"
-        "ldr %[c1], %[db]\n\t"
-        "ldr %[wo], %[o2]\n\t"
-        "ldr %[w1], %[ng]\n\t"
-        "cmp %[w1], #1\n\t"
-        "beq 5f\n\t"
-        C1_GROUP_DB("c1")
-        "5:\n\t"
-        C1_GROUP_DB("c1")
-        "add %[x], %[x], %[c1]\n\t"
-        "str %[x], %[src]\n\t"
-        "ldr %[w], %[wb]\n"
-        "0:\n\t"
-        C1_PAIR_G2
-        C1_PAIR_G2
-        "ldr %[w0], %[we]\n\t"
-        "cmp %[w], %[w0]\n\t"
-        "bne 0b\n\t"
-        "ldr %[w0], %[ob1]\n\t"             /* past pixel B's outputs: + (ob1 + 1) */
-        "add %[o], %[o], %[w0]\n\t"
-        "add %[o], %[o], #1\n\t"
-        "ldr %[w0], %[n]\n\t"
-        "subs %[w0], %[w0], #1\n\t"
-        "str %[w0], %[n]\n\t"
-        "bne 7b"
-        : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),
-          [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0),
-          [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w), [o] "=&r"(o), [src] "+m"(src),
-          [n] "+m"(n)
-        : [out] "m"(out), [col] "m"(col), [wb] "m"(w_base), [we] "m"(w_end), [db] "m"(db),
-          [ob1] "m"(ob1), [o2] "m"(o2), [ng] "m"(ng)
-        : "cc", "memory");
-}
+#define C1_G2 MM_GROUP0 MM_GROUP
+#define C1_G4 MM_GROUP0 MM_GROUP MM_GROUP2
+#define C1_G8 MM_GROUP0 MM_GROUP MM_GROUP6
+
+/* The doubled column pair from ng (in w1) groups per pixel: C1_COLS12 for one or two groups
+ * straight, C1_COLS the loop of two groups per step (ng odd: entered halfway). */
+#define C1_COLS12                                                                            \
+    "cmp %[w1], #1\n\t"                                                                      \
+    "beq 5f\n\t"                                                                             \
+    C1_GROUP_DB("c1")                                                                        \
+    "5:\n\t"                                                                                 \
+    C1_GROUP_DB("c1")
+#define C1_COLS                                                                              \
+    "lsrs %[w1], %[w1], #1\n\t"                                                              \
+    "adc %[w1], %[w1], #0\n\t"                                                               \
+    "bcs 5f\n"                                                                               \
+    "4:\n\t"                                                                                 \
+    C1_GROUP_DB("c1")                                                                        \
+    "5:\n\t"                                                                                 \
+    C1_GROUP_DB("c1")                                                                        \
+    "subs %[w1], %[w1], #1\n\t"                                                              \
+    "bne 4b\n\t"
+
+/* conv1x1_run for exactly 2, 4 or 8 groups (GROUPS: C1_G2, C1_G4, C1_G8) and a channel
+ * count that is a multiple of 4: the groups straight without the computed jump, two channel
+ * pairs per loop step. */
+#define C1_RUN_G(NAME, GROUPS, COLS)                                                         \
+    static void NAME(c1_args *s)                                                             \
+    {                                                                                        \
+        const int8_t *src = s->src;                                                          \
+        int8_t *const out = s->out;                                                          \
+        const int32_t *const w_base = s->w, *const w_end = s->w_end;                         \
+        int32_t *const col = s->col;                                                         \
+        int32_t n = s->n;                                                                    \
+        const int32_t db = s->db, ob1 = s->ob1, o2 = s->o2, ng = s->in_groups;               \
+        const int32_t *x, *w;                                                                \
+        int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6;                                  \
+        int8_t *o;                                                                           \
+        __asm__ volatile(                                                                    \
+            "ldr %[o], %[out]\n"                                                             \
+            "7:\n\t"                                                                         \
+            "ldr %[x], %[src]\n\t"                                                           \
+            "ldr %[w], %[col]\n\t"                                                           \
+            "ldr %[c1], %[db]\n\t"                                                           \
+            "ldr %[wo], %[o2]\n\t"                                                           \
+            "ldr %[w1], %[ng]\n\t"                                                           \
+            COLS                                                                             \
+            "add %[x], %[x], %[c1]\n\t"                                                      \
+            "str %[x], %[src]\n\t"                                                           \
+            "ldr %[w], %[wb]\n"                                                              \
+            "0:\n\t"                                                                         \
+            C1_PAIR_G(GROUPS)                                                                \
+            C1_PAIR_G(GROUPS)                                                                \
+            "ldr %[w0], %[we]\n\t"                                                           \
+            "cmp %[w], %[w0]\n\t"                                                            \
+            "bne 0b\n\t"                                                                     \
+            "ldr %[w0], %[ob1]\n\t"         /* past pixel B's outputs: + (ob1 + 1) */        \
+            "add %[o], %[o], %[w0]\n\t"                                                      \
+            "add %[o], %[o], #1\n\t"                                                         \
+            "ldr %[w0], %[n]\n\t"                                                            \
+            "subs %[w0], %[w0], #1\n\t"                                                      \
+            "str %[w0], %[n]\n\t"                                                            \
+            "bne 7b"                                                                         \
+            : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3),                \
+              [x2] "=&r"(t4), [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0),                \
+              [a1] "=&r"(a1), [c0] "=&r"(c0), [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w),    \
+              [o] "=&r"(o), [src] "+m"(src), [n] "+m"(n)                                     \
+            : [out] "m"(out), [col] "m"(col), [wb] "m"(w_base), [we] "m"(w_end),             \
+              [db] "m"(db), [ob1] "m"(ob1), [o2] "m"(o2), [ng] "m"(ng)                       \
+            : "cc", "memory");                                                               \
+    }
+
+C1_RUN_G(conv1x1_run_g2, C1_G2, C1_COLS12)
+C1_RUN_G(conv1x1_run_g4, C1_G4, C1_COLS)
+C1_RUN_G(conv1x1_run_g8, C1_G8, C1_COLS)
 
 /* The last pixel of an odd count alone: its doubled column (compact: group g at words 2g,
  * 2g + 1), then per channel pair two accumulators, two groups per loop step (four
@@ -1059,8 +1084,8 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
         s.db = p->in_c;
         s.ob1 = p->out_c - 1;
         s.n = n >> 1;
-        if (groups == 2 && (p->out_c & 3) == 0) {
-            conv1x1_run_g2(&s);
+        if ((groups == 2 || groups == 4 || groups == 8) && (p->out_c & 3) == 0) {
+            (groups == 2 ? conv1x1_run_g2 : groups == 4 ? conv1x1_run_g4 : conv1x1_run_g8)(&s);
         } else {
             (groups <= MM_SHORT_1X1 ? conv1x1_run_short : conv1x1_run)(&s);
         }
