@@ -7,7 +7,10 @@ in the same argument slots. Layouts are described in ``runtime/armv7em/kml_arm.h
   per int32 word (``pack_rows``: natural order, rows zero padded to a multiple of eight,
   channels in interleaved pairs), multipliers and shifts, in the order the kernel reads them.
   Biases and weights are the same bytes as the original tensors (plus padding), which are then
-  not emitted, so flash grows only by the multipliers and shifts.
+  not emitted, so flash grows only by the multipliers and shifts. The lean form
+  (``kml_conv2d_1x1_s8``, chosen by ``conv_1x1``; ``kml_conv2d_rgb_s8``, ``conv_rgb``, rows
+  padded to four) adds each pair's two precomputed ``kml_rq_k`` words (8 bytes per channel
+  pair) and, for the 1x1 kernel, doubles the biases.
 * ``depthwise_stream``: one 18-byte record per channel for the 3x3 depthwise kernel.
 * ``fast_params``: per-channel (bias, multiplier, right shift) of the exact SMMLAR
   requantization (``kml_rq`` in kml_arm.h); channels it cannot take (left shift, accumulator
