@@ -128,6 +128,9 @@ CONV_1X1_CASES = [
     dict(in_shape=(1, 4, 5, 4), out_channels=8, activation="RELU"),      # 2 groups, in_c 4
     dict(in_shape=(1, 3, 5, 32), out_channels=16),                       # 8 groups
     dict(in_shape=(1, 5, 3, 28), out_channels=16),                       # 8 groups, in_c 28
+    dict(in_shape=(1, 1, 2, 8), out_channels=516),                       # int8 weights (too
+    dict(in_shape=(1, 2, 1, 16), out_channels=260),                      # many for int16):
+    dict(in_shape=(1, 2, 3, 32), out_channels=132),                      # 2, 4, 8 groups
     dict(in_shape=(1, 4, 6, 16), out_channels=8, per_channel=False),
     dict(in_shape=(1, 4, 4, 64), out_channels=64),                       # K > SMALL_K
     dict(in_shape=(1, 3, 3, 128), out_channels=64, bias=False),          # 32 groups: straight
@@ -139,9 +142,10 @@ CONV_1X1_CASES = [
 def test_conv2d_1x1(tmp_path):
     """kml_conv2d_1x1_s8 (a model with a 1x1 layer of at most SMALL_K input channels): odd
     pixel counts, K not a multiple of 8, batches, activations, 2, 4 and 8 groups with out_c a
-    multiple of 4 (conv1x1_run_g2/4/8), up to MM_SHORT_1X1 groups otherwise (straight code)
-    and more (the loop)."""
-    from kiloml.codegen.armv7em import conv_1x1
+    multiple of 4 with int16 weights (conv_1x1_extended: conv1x1x_run_g2/4/8, conv1x1x_one)
+    and with int8 weights (too many for int16: conv1x1_run_g2/4/8), up to MM_SHORT_1X1
+    groups otherwise (straight code) and more (the loop)."""
+    from kiloml.codegen.armv7em import conv_1x1, conv_1x1_extended
     from kiloml.ir.ops.base import REGISTRY
     from kiloml.ir.passes import pipeline
 
@@ -150,6 +154,9 @@ def test_conv2d_1x1(tmp_path):
     took = [conv_1x1(pg, n, REGISTRY["CONV_2D"].prepare(pg, n)) for n in pg.nodes
             if n.op == "CONV_2D"]
     assert took == [True] * (len(CONV_1X1_CASES) - 1) + [False]
+    extended = [conv_1x1_extended(REGISTRY["CONV_2D"].prepare(pg, n)) for n in pg.nodes
+                if n.op == "CONV_2D"]
+    assert sum(extended) == 7 and not any(extended[-4:])
     check(g, tmp_path, seed=82)
 
 

@@ -10,7 +10,8 @@ in the same argument slots. Layouts are described in ``runtime/armv7em/kml_arm.h
   not emitted, so flash grows only by the multipliers and shifts. The lean form
   (``kml_conv2d_1x1_s8``, chosen by ``conv_1x1``; ``kml_conv2d_rgb_s8``, ``conv_rgb``, rows
   padded to four) adds each pair's two precomputed ``kml_rq_k`` words (8 bytes per channel
-  pair) and, for the 1x1 kernel, doubles the biases.
+  pair) and, for the 1x1 kernel, doubles the biases; small 1x1 layers (``conv_1x1_extended``)
+  store their weights as int16 (at most EXTENDED_MAX_WEIGHTS extra bytes per layer).
 * ``depthwise_stream``: one 18-byte record per channel for the 3x3 depthwise kernel.
 * ``fast_params``: per-channel (bias, multiplier, right shift) of the exact SMMLAR
   requantization (``kml_rq`` in kml_arm.h); channels it cannot take (left shift, accumulator
@@ -135,7 +136,7 @@ def rq_k(out_offset: int, rshift: int) -> int:
 def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
                   shift: np.ndarray, in_offset: int, out_offset: int, act_min: int,
                   act_max: int, lean: bool = False, multiple: int = 8,
-                  doubled: bool = True) -> np.ndarray:
+                  doubled: bool = True, extended: bool = False) -> np.ndarray:
     """The ``packed`` argument of the matrix kernels (CONV_2D, FULLY_CONNECTED) as int32 words.
 
     Word 0 is 1 when some pair is generic (below), else 0. Then per pair of output
@@ -149,7 +150,10 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
     ``lean`` (kml_conv2d_1x1_s8, kml_conv2d_rgb_s8; every pair fast, even channel count):
     each pair's two kml_rq_k values (k0, k1) come between the multipliers and the shift word,
     and with ``doubled`` the biases are doubled (kml_conv2d_1x1_s8's columns hold
-    2 (x + in_offset)). ``multiple``: pack_rows' row padding.
+    2 (x + in_offset)). ``multiple``: pack_rows' row padding. ``extended`` (lean streams of
+    conv_1x1_extended layers): word 0 is 2 and the weights are sign-extended, per group of
+    four (w0..w3) the words (w0, w2) and (w1, w3) as int16 pairs for channel 2i, then for
+    channel 2i + 1 (what SXTB16 and SXTB16 ROR #8 make of the packed word).
     """
     oc, k = rows.shape
     b = np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)
@@ -169,13 +173,31 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
         if lean:
             assert fast and len(chans) == 2, "lean streams are for all-fast even channel counts"
             out.append((2 if doubled else 1) * fb[chans])
-            out.append(w[c * per:(c + len(chans)) * per])
+            if extended:
+                out.append(_extended_words(rows[c:c + 2], multiple))
+            else:
+                out.append(w[c * per:(c + len(chans)) * per])
             out.append(np.array(m + [rq_k(out_offset, v) for v in r] + [rs], np.int64))
             continue
         out.append(fb[chans] if fast else b[chans])
         out.append(w[c * per:(c + len(chans)) * per])
         out.append(np.array(m + [rs], np.int64))
-    return np.concatenate([np.array([int(any_generic)], np.int64)] + out).astype(np.int64)
+    head = 2 if extended else int(any_generic)
+    return np.concatenate([np.array([head], np.int64)] + out).astype(np.int64)
+
+
+def _extended_words(pair: np.ndarray, multiple: int) -> np.ndarray:
+    """Two channels' weights [2, K] as the extended stream's words: per group of four, for
+    each channel (w0 | w2 << 16, w1 | w3 << 16) with 16-bit halves."""
+    k = pair.shape[1]
+    k4 = (k + multiple - 1) // multiple * multiple
+    pad = np.zeros((2, k4), np.int64)
+    pad[:, :k] = pair
+    g = pad.reshape(2, k4 // 4, 4) & 0xFFFF
+    e0 = g[:, :, 0] | g[:, :, 2] << 16
+    e1 = g[:, :, 1] | g[:, :, 3] << 16
+    words = np.stack([e0, e1], axis=2).transpose(1, 0, 2).reshape(-1)  # group, channel, word
+    return np.array([_signed32(int(v)) for v in words], np.int64)
 
 
 def depthwise_eligible(p) -> bool:
@@ -235,13 +257,14 @@ def depthwise_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
 
 def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,
                 prefix: np.ndarray | None = None, lean: bool = False, multiple: int = 8,
-                doubled: bool = True) -> str:
+                doubled: bool = True, extended: bool = False) -> str:
     """Emit the stream of a kernel built on the matrix routines; returns its C name. ``rows``
     are the int8 weights as [output channels, K]; the bias is input slot 2. ``even`` pads an
     odd channel count with a zero channel (FULLY_CONNECTED's layout). ``prefix``: words put
     before the stream (CONV_2D_ADD's table, ``add_table``); ``lean``: matrix_stream's lean
     layout and ``doubled`` its biases (kml_conv2d_1x1_s8: both; kml_conv2d_rgb_s8: lean, not
-    doubled); ``multiple``: the row padding (4: kml_conv2d_rgb_s8)."""
+    doubled); ``multiple``: the row padding (4: kml_conv2d_rgb_s8); ``extended``: int16
+    weights (conv_1x1_extended)."""
     bias = _bias(g, node)
     mult, shift = np.asarray(p.mult), np.asarray(p.shift)
     if even and rows.shape[0] % 2:
@@ -249,7 +272,7 @@ def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,
         bias = np.concatenate([bias, [0]]) if bias is not None else None
         mult, shift = np.concatenate([mult, [0]]), np.concatenate([shift, [0]])
     stream = matrix_stream(rows, bias, mult, shift, p.in_offset, p.out_offset, p.act_min,
-                           p.act_max, lean, multiple, doubled)
+                           p.act_max, lean, multiple, doubled, extended)
     if prefix is not None:
         stream = np.concatenate([np.asarray(prefix, np.int64), stream])
     return ctx.array("packed", "int32_t", stream)
@@ -324,6 +347,19 @@ def conv_rgb(g, node, p) -> bool:
     _, _, _, ok = fast_params(p.mult, p.shift, np.abs(rows.astype(np.int64)).sum(axis=1),
                               _bias(g, node), p.in_offset, p.out_offset, p.act_min, p.act_max)
     return bool(np.all(ok))
+
+
+EXTENDED_MAX_WEIGHTS = 4096  # int16 weights cost this many extra flash bytes at most per layer
+
+
+def conv_1x1_extended(p) -> bool:
+    """Whether a layer that takes kml_conv2d_1x1_s8 (conv_1x1) gets int16 weights
+    (matrix_stream's extended form): 2, 4 or 8 groups (K <= 32), out_c a multiple of 4, and at
+    most EXTENDED_MAX_WEIGHTS weights (the flash they add). Its groups then cost 13 cycles,
+    not 16."""
+    groups = (p.in_c + 7) // 8 * 2
+    return (groups in (2, 4, 8) and p.out_c % 4 == 0
+            and p.out_c * 4 * groups <= EXTENDED_MAX_WEIGHTS)
 
 
 def windows_inside(p) -> bool:

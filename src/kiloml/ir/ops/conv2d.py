@@ -105,8 +105,8 @@ class Conv2D(OpDef):
         params = ctx.struct("kml_conv_params", "p", conv_struct_fields(p))
         fn = "kml_conv2d_s8"
         if ctx.runtime == "armv7em":
-            from kiloml.codegen.armv7em import (conv_1x1, conv_kernel, conv_rgb, conv_rows,
-                                                windows_inside)
+            from kiloml.codegen.armv7em import (conv_1x1, conv_1x1_extended, conv_kernel,
+                                                conv_rgb, conv_rows, windows_inside)
 
             w = g.tensors[node.inputs[1]].data
             if conv_1x1(g, node, p):
@@ -116,9 +116,10 @@ class Conv2D(OpDef):
             else:
                 fn = conv_kernel(g, node, p, conv_rows(w), w.shape[2] * w.shape[3],
                                  windows_inside(p))
-        rgb = fn == "kml_conv2d_rgb_s8"
-        filt, extra = conv_weight_args(g, node, p, ctx, lean=rgb or fn == "kml_conv2d_1x1_s8",
-                                       multiple=4 if rgb else 8, doubled=not rgb)
+        rgb, one = fn == "kml_conv2d_rgb_s8", fn == "kml_conv2d_1x1_s8"
+        filt, extra = conv_weight_args(g, node, p, ctx, lean=rgb or one,
+                                       multiple=4 if rgb else 8, doubled=not rgb,
+                                       extended=one and conv_1x1_extended(p))
         return [f"{fn}(&{params}, {ctx.ptr(node.inputs[0])}, {filt[0]}, {filt[3]}, "
                 f"{filt[1]}, {filt[2]}, {ctx.ptr(node.outputs[0])}, {extra});"]
 
@@ -140,16 +141,18 @@ class Conv2D(OpDef):
 
 
 def conv_weight_args(g, node, p, ctx, prefix=None, lean: bool = False, multiple: int = 8,
-                     doubled: bool = True) -> tuple[tuple[str, str, str, str], str]:
+                     doubled: bool = True, extended: bool = False
+                     ) -> tuple[tuple[str, str, str, str], str]:
     """((filter, mult, shift, bias), "packed, scratch") C arguments of the conv kernels for
     ``ctx.runtime``; shared with CONV_2D_ADD (``prefix``: words before armv7em's stream;
-    ``lean``, ``multiple``, ``doubled``: matrix_stream's options for kml_conv2d_1x1_s8 and
-    kml_conv2d_rgb_s8)."""
+    ``lean``, ``multiple``, ``doubled``, ``extended``: matrix_stream's options for
+    kml_conv2d_1x1_s8 and kml_conv2d_rgb_s8)."""
     if ctx.runtime == "armv7em":
         from kiloml.codegen.armv7em import conv_rows, matrix_args
 
         packed = matrix_args(ctx, g, node, p, conv_rows(g.tensors[node.inputs[1]].data),
-                             prefix=prefix, lean=lean, multiple=multiple, doubled=doubled)
+                             prefix=prefix, lean=lean, multiple=multiple, doubled=doubled,
+                             extended=extended)
         return ("0", "0", "0", "0"), f"{packed}, {ctx.scratch('int32_t')}"
     mult = ctx.array("mult", "int32_t", p.mult)
     shift = ctx.array("shift", "int32_t", p.shift)

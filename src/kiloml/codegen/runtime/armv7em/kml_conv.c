@@ -987,6 +987,151 @@ C1_RUN_G(conv1x1_run_g2, C1_G2, C1_COLS12)
 C1_RUN_G(conv1x1_run_g4, C1_G4, C1_COLS)
 C1_RUN_G(conv1x1_run_g8, C1_G8, C1_COLS)
 
+/* -- 1x1 kernel, int16 weights ----------------------------------------------------------------
+ * For small 1x1 layers the generator may store the weights sign-extended (matrix_stream with
+ * extended=True, ``packed[0]`` == 2): per group the pair's words E0 = (w0, w2) and E1 =
+ * (w1, w3) of channel 2i, then those of channel 2i + 1, the halves SXTB16 and SXTB16 ROR #8
+ * would make. A group is then four back-to-back LDRD and 8 SMLAD (13 cycles, not 16); the
+ * output pointer goes to memory to free the fourth weight register. */
+
+/* One group of four inputs, 2 columns x 2 channels, int16 weights. */
+#define MMX_GROUP                                                                            \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                      \
+    "ldrd %[wo], %[w3], [%[w]], #8\n\t"                                                      \
+    "ldrd %[x0], %[x1], [%[x]], #8\n\t"                                                      \
+    "ldrd %[x2], %[x3], [%[x]], #8\n\t"                                                      \
+    "smlad %[a0], %[x0], %[w0], %[a0]\n\t"                                                   \
+    "smlad %[a0], %[x1], %[w1], %[a0]\n\t"                                                   \
+    "smlad %[c0], %[x2], %[w0], %[c0]\n\t"                                                   \
+    "smlad %[c0], %[x3], %[w1], %[c0]\n\t"                                                   \
+    "smlad %[a1], %[x0], %[wo], %[a1]\n\t"                                                   \
+    "smlad %[a1], %[x1], %[w3], %[a1]\n\t"                                                   \
+    "smlad %[c1], %[x2], %[wo], %[c1]\n\t"                                                   \
+    "smlad %[c1], %[x3], %[w3], %[c1]\n\t"
+
+/* The first group: the second column's accumulators start from the biases in a0, a1. */
+#define MMX_GROUP0                                                                           \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                      \
+    "ldrd %[wo], %[w3], [%[w]], #8\n\t"                                                      \
+    "ldrd %[x0], %[x1], [%[x]], #8\n\t"                                                      \
+    "ldrd %[x2], %[x3], [%[x]], #8\n\t"                                                      \
+    "smlad %[c0], %[x2], %[w0], %[a0]\n\t"                                                   \
+    "smlad %[c0], %[x3], %[w1], %[c0]\n\t"                                                   \
+    "smlad %[a0], %[x0], %[w0], %[a0]\n\t"                                                   \
+    "smlad %[a0], %[x1], %[w1], %[a0]\n\t"                                                   \
+    "smlad %[c1], %[x2], %[wo], %[a1]\n\t"                                                   \
+    "smlad %[c1], %[x3], %[w3], %[c1]\n\t"                                                   \
+    "smlad %[a1], %[x0], %[wo], %[a1]\n\t"                                                   \
+    "smlad %[a1], %[x1], %[w3], %[a1]\n\t"
+
+#define C1X_G2 MMX_GROUP0 MMX_GROUP
+#define C1X_G4 MMX_GROUP0 MMX_GROUP MMX_GROUP MMX_GROUP
+#define C1X_G8 C1X_G4 MMX_GROUP MMX_GROUP MMX_GROUP MMX_GROUP
+
+/* One channel pair: biases, the groups, kml_rq, the four stores through the output pointer
+ * in memory. */
+#define C1X_PAIR(GROUPS)                                                                     \
+    "ldrd %[a0], %[a1], [%[w]], #8\n\t"                                                      \
+    "ldr %[x], %[col]\n\t"                                                                   \
+    GROUPS                                                                                   \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */                                       \
+    "ldrd %[x0], %[x1], [%[w]], #8\n\t"   /* k0, k1 */                                       \
+    "ldr %[x2], [%[w]], #4\n\t"           /* shift bytes: r0 in x2's low byte */             \
+    "lsr %[x3], %[x2], #8\n\t"            /* r1 */                                           \
+    C1_RQ("a0", "w0", "x0", "x2")                                                            \
+    C1_RQ("a1", "w1", "x1", "x3")                                                            \
+    C1_RQ("c0", "w0", "x0", "x2")                                                            \
+    C1_RQ("c1", "w1", "x1", "x3")                                                            \
+    "ldr %[w3], %[out]\n\t"                                                                  \
+    "ldr %[w0], %[ob1]\n\t"                                                                  \
+    "strb %[a0], [%[w3]], #1\n\t"                                                            \
+    "strb %[c0], [%[w3], %[w0]]\n\t"                                                         \
+    "strb %[a1], [%[w3]], #1\n\t"                                                            \
+    "strb %[c1], [%[w3], %[w0]]\n\t"                                                         \
+    "str %[w3], %[out]\n\t"
+
+/* conv1x1_run_g2/4/8 for int16 weights. */
+#define C1X_RUN_G(NAME, GROUPS, COLS)                                                        \
+    static void NAME(c1_args *s)                                                             \
+    {                                                                                        \
+        const int8_t *src = s->src;                                                          \
+        int8_t *out = s->out;                                                                \
+        const int32_t *const w_base = s->w, *const w_end = s->w_end;                         \
+        int32_t *const col = s->col;                                                         \
+        int32_t n = s->n;                                                                    \
+        const int32_t db = s->db, ob1 = s->ob1, o2 = s->o2, ng = s->in_groups;               \
+        const int32_t *x, *w;                                                                \
+        int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6, t7;                              \
+        __asm__ volatile(                                                                    \
+            "7:\n\t"                                                                         \
+            "ldr %[x], %[src]\n\t"                                                           \
+            "ldr %[w], %[col]\n\t"                                                           \
+            "ldr %[c1], %[db]\n\t"                                                           \
+            "ldr %[wo], %[o2]\n\t"                                                           \
+            "ldr %[w1], %[ng]\n\t"                                                           \
+            COLS                                                                             \
+            "add %[x], %[x], %[c1]\n\t"                                                      \
+            "str %[x], %[src]\n\t"                                                           \
+            "ldr %[w], %[wb]\n"                                                              \
+            "0:\n\t"                                                                         \
+            C1X_PAIR(GROUPS)                                                                 \
+            C1X_PAIR(GROUPS)                                                                 \
+            "ldr %[w0], %[we]\n\t"                                                           \
+            "cmp %[w], %[w0]\n\t"                                                            \
+            "bne 0b\n\t"                                                                     \
+            "ldr %[w0], %[ob1]\n\t"         /* past pixel B's outputs: + (ob1 + 1) */        \
+            "add %[w3], %[w3], %[w0]\n\t"                                                    \
+            "add %[w3], %[w3], #1\n\t"                                                       \
+            "str %[w3], %[out]\n\t"                                                          \
+            "ldr %[w0], %[n]\n\t"                                                            \
+            "subs %[w0], %[w0], #1\n\t"                                                      \
+            "str %[w0], %[n]\n\t"                                                            \
+            "bne 7b"                                                                         \
+            : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3),                \
+              [x2] "=&r"(t4), [x3] "=&r"(t5), [wo] "=&r"(t6), [w3] "=&r"(t7),                \
+              [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0), [c1] "=&r"(c1), [x] "=&r"(x),  \
+              [w] "=&r"(w), [src] "+m"(src), [n] "+m"(n), [out] "+m"(out)                    \
+            : [col] "m"(col), [wb] "m"(w_base), [we] "m"(w_end), [db] "m"(db),               \
+              [ob1] "m"(ob1), [o2] "m"(o2), [ng] "m"(ng)                                     \
+            : "cc", "memory");                                                               \
+    }
+
+C1X_RUN_G(conv1x1x_run_g2, C1X_G2, C1_COLS12)
+C1X_RUN_G(conv1x1x_run_g4, C1X_G4, C1_COLS)
+C1X_RUN_G(conv1x1x_run_g8, C1X_G8, C1_COLS)
+
+/* The last pixel of an odd count with int16 weights, in C (once per layer). */
+static KML_SMALL void conv1x1x_one(const c1_args *s, int32_t groups)
+{
+    const int32_t *w = s->w;
+    int8_t *out = s->out;
+    int32_t g;
+    while (w != s->w_end) {
+        int32_t acc0 = w[0], acc1 = w[1];
+        w += 2;
+        for (g = 0; g < groups; ++g, w += 4) {
+            int32_t lo = 0, hi = 0;
+            if (g < s->in_groups) {
+                const int32_t v = kml_ld32(s->src + 4 * g);
+                lo = __sxtab16(s->o2, v);
+                hi = kml_sxtab16_ror8(s->o2, v);
+                lo = __sadd16(lo, lo);
+                hi = __sadd16(hi, hi);
+            }
+            acc0 = __smlad(lo, w[0], __smlad(hi, w[1], acc0));
+            acc1 = __smlad(lo, w[2], __smlad(hi, w[3], acc1));
+        }
+        {
+            const int32_t r0 = w[4] & 0xFF, r1 = (w[4] >> 8) & 0xFF;
+            const int32_t v0 = kml_smmlar(acc0, w[0], w[2]), v1 = kml_smmlar(acc1, w[1], w[3]);
+            out[0] = (int8_t)kml_ssat8((v0 - (int32_t)((uint32_t)acc0 >> 31)) >> r0);
+            out[1] = (int8_t)kml_ssat8((v1 - (int32_t)((uint32_t)acc1 >> 31)) >> r1);
+        }
+        out += 2;
+        w += 5;
+    }
+}
+
 /* The last pixel of an odd count alone: its doubled column (compact: group g at words 2g,
  * 2g + 1), then per channel pair two accumulators, two groups per loop step (four
  * back-to-back loads, 8 SXTB16, 8 SMLAD), kml_rq as in conv1x1_run. A pair pass spends the
@@ -1071,7 +1216,7 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
     (void)mult;
     (void)shift;
     s.w = packed + 1;
-    s.w_end = s.w + (p->out_c >> 1) * (7 + 2 * groups);
+    s.w_end = s.w + (p->out_c >> 1) * (7 + (packed[0] == 2 ? 4 : 2) * groups);
     s.col = scratch;
     s.col_end = scratch + 4 * groups;
     s.back = (groups <= MM_SHORT_1X1 ? groups - 1 : (groups - 1) % MM_UNROLL_1X1)
@@ -1084,7 +1229,10 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
         s.db = p->in_c;
         s.ob1 = p->out_c - 1;
         s.n = n >> 1;
-        if ((groups == 2 || groups == 4 || groups == 8) && (p->out_c & 3) == 0) {
+        if (packed[0] == 2) { /* int16 weights: 2, 4 or 8 groups, out_c a multiple of 4 */
+            (groups == 2 ? conv1x1x_run_g2 : groups == 4 ? conv1x1x_run_g4
+                                                         : conv1x1x_run_g8)(&s);
+        } else if ((groups == 2 || groups == 4 || groups == 8) && (p->out_c & 3) == 0) {
             (groups == 2 ? conv1x1_run_g2 : groups == 4 ? conv1x1_run_g4 : conv1x1_run_g8)(&s);
         } else {
             (groups <= MM_SHORT_1X1 ? conv1x1_run_short : conv1x1_run)(&s);
@@ -1093,7 +1241,11 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
     if (n & 1) { /* the last pixel alone */
         s.src = input + (size_t)(n - 1) * (size_t)p->in_c;
         s.out = output + (size_t)(n - 1) * (size_t)p->out_c;
-        conv1x1_one(&s, groups);
+        if (packed[0] == 2) {
+            conv1x1x_one(&s, groups);
+        } else {
+            conv1x1_one(&s, groups);
+        }
     }
     if (!full) {
         int32_t i;
