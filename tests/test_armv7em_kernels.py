@@ -180,6 +180,8 @@ CONV_RGB_CASES = [
     dict(in_shape=(1, 9, 9, 1), out_channels=4, kernel=(3, 5), bias=False),    # rows of 5
     dict(in_shape=(1, 6, 6, 5), out_channels=4, kernel=(3, 1), stride=(2, 1)),  # rows of 5
     dict(in_shape=(1, 12, 12, 3), out_channels=16, kernel=3, stride=2, padding="VALID"),
+    dict(in_shape=(1, 5, 5, 3), out_channels=148, kernel=3, stride=2),         # int8 weights
+    dict(in_shape=(1, 4, 5, 1), out_channels=258, kernel=(3, 5)),              # (too many)
     dict(in_shape=(1, 6, 7, 7), out_channels=4, kernel=3),                     # K 63: loop
     dict(in_shape=(1, 7, 5, 13), out_channels=6, kernel=(3, 1), stride=2),      # K 39: loop
 ]
@@ -187,15 +189,18 @@ CONV_RGB_CASES = [
 
 def test_conv2d_rgb(tmp_path):
     """kml_conv2d_rgb_s8 (three window rows of 4n + 1 bytes): padding on every side, VALID,
-    strides, odd widths, batches, activations; up to MM_SHORT groups and more."""
-    from kiloml.codegen.armv7em import conv_rgb
+    strides, odd widths, batches, activations; int16 weights (conv_rgb_extended), int8 weights
+    up to MM_SHORT groups and more."""
+    from kiloml.codegen.armv7em import conv_rgb, conv_rgb_extended
     from kiloml.ir.ops.base import REGISTRY
     from kiloml.ir.passes import pipeline
 
     g = branches(91, CONV_RGB_CASES, lambda m, x, **kw: m.conv2d(x, **kw))
     pg = pipeline(g)
-    assert all(conv_rgb(pg, n, REGISTRY["CONV_2D"].prepare(pg, n)) for n in pg.nodes
-               if n.op == "CONV_2D")
+    params = [REGISTRY["CONV_2D"].prepare(pg, n) for n in pg.nodes if n.op == "CONV_2D"]
+    assert all(conv_rgb(pg, n, q) for n, q in zip(
+        [n for n in pg.nodes if n.op == "CONV_2D"], params))
+    assert [conv_rgb_extended(q) for q in params] == [True] * 7 + [False] * 4
     check(g, tmp_path, seed=92)
 
 

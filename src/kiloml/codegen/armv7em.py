@@ -362,6 +362,15 @@ def conv_1x1_extended(p) -> bool:
             and p.out_c * 4 * groups <= EXTENDED_MAX_WEIGHTS)
 
 
+def conv_rgb_extended(p) -> bool:
+    """Whether a layer that takes kml_conv2d_rgb_s8 (conv_rgb) gets int16 weights: window
+    rows of one or two whole groups (4 or 7 groups in all) and at most EXTENDED_MAX_WEIGHTS
+    weights."""
+    row = p.k_w * p.in_c
+    groups = (3 * row + 3) // 4
+    return row // 4 in (1, 2) and p.out_c * 4 * groups <= EXTENDED_MAX_WEIGHTS
+
+
 def windows_inside(p) -> bool:
     """Every window of the convolution lies inside its image, or inside the padded copy the
     kernel makes (pad_image_bytes)."""

@@ -106,7 +106,8 @@ class Conv2D(OpDef):
         fn = "kml_conv2d_s8"
         if ctx.runtime == "armv7em":
             from kiloml.codegen.armv7em import (conv_1x1, conv_1x1_extended, conv_kernel,
-                                                conv_rgb, conv_rows, windows_inside)
+                                                conv_rgb, conv_rgb_extended, conv_rows,
+                                                windows_inside)
 
             w = g.tensors[node.inputs[1]].data
             if conv_1x1(g, node, p):
@@ -119,7 +120,8 @@ class Conv2D(OpDef):
         rgb, one = fn == "kml_conv2d_rgb_s8", fn == "kml_conv2d_1x1_s8"
         filt, extra = conv_weight_args(g, node, p, ctx, lean=rgb or one,
                                        multiple=4 if rgb else 8, doubled=not rgb,
-                                       extended=one and conv_1x1_extended(p))
+                                       extended=(one and conv_1x1_extended(p))
+                                       or (rgb and conv_rgb_extended(p)))
         return [f"{fn}(&{params}, {ctx.ptr(node.inputs[0])}, {filt[0]}, {filt[3]}, "
                 f"{filt[1]}, {filt[2]}, {ctx.ptr(node.outputs[0])}, {extra});"]
 

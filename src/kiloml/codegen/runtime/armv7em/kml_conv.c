@@ -22,7 +22,10 @@
  * inputs, the word of channel 2i then that of channel 2i+1), two multipliers and a word with
  * the two shift bytes and the KML_GENERIC_PAIR flag; an odd last channel has one of each and
  * its own weight words. Group g of column j of the pair buffer is words 4g + 2j, 4g + 2j + 1.
- * CONV_2D_ADD's stream starts with 1 and a 256-word ADD table (add_table) or with 0.
+ * CONV_2D_ADD's stream starts with 1 and a 256-word ADD table (add_table) or with 0. The
+ * whole-layer kernels take matrix_stream's lean form (k0, k1 precomputed after the
+ * multipliers), small layers with int16 weights (word 0 is 2; see "1x1 kernel, int16
+ * weights").
  *
  * The innermost loops (mm_pairs, col_pair, conv1x1_run, rgb_run; the depthwise ones in
  * kml_conv_dw.c) are asm blocks: they need all 14 allocatable registers, and GCC otherwise
@@ -1486,6 +1489,79 @@ static void rgb_run(const rgb_args *s)
         : "cc", "memory");
 }
 
+/* kml_conv2d_rgb_s8 with int16 weights (packed[0] == 2; conv_rgb_extended): rows of one or
+ * two groups, so 4 or 7 groups in all, straight (MMX_GROUP: 13 cycles, not 16), no jump; the
+ * output pointer in memory; two channel pairs per loop step (a forward exit between them). */
+#define RGBX_G4 MMX_GROUP0 MMX_GROUP MMX_GROUP MMX_GROUP
+#define RGBX_G7 RGBX_G4 MMX_GROUP MMX_GROUP MMX_GROUP
+
+#define RGBX_PAIR(GROUPS)                                                                    \
+    "ldrd %[a0], %[a1], [%[w]], #8\n\t"                                                      \
+    "ldr %[x], %[col]\n\t"                                                                   \
+    GROUPS                                                                                   \
+    RGB_RQ                                                                                   \
+    "ldr %[w3], %[out]\n\t"                                                                  \
+    "ldr %[w0], %[ob1]\n\t"                                                                  \
+    "strb %[a0], [%[w3]], #1\n\t"                                                            \
+    "strb %[c0], [%[w3], %[w0]]\n\t"                                                         \
+    "strb %[a1], [%[w3]], #1\n\t"                                                            \
+    "strb %[c1], [%[w3], %[w0]]\n\t"                                                         \
+    "str %[w3], %[out]\n\t"
+
+#define RGBX_ASM(NG, GROUPS)                                                                 \
+    __asm__ volatile(                                                                        \
+        "7:\n\t"                            /* per pixel pair: the columns */                \
+        "ldr %[x], %[src]\n\t"                                                               \
+        "ldr %[w], %[col]\n\t"                                                               \
+        "ldr %[w0], %[db]\n\t"                                                               \
+        "ldr %[wo], %[o2]\n\t"                                                               \
+        RGB_COLS(NG)                                                                         \
+        "ldr %[x], %[src]\n\t"              /* the next pair's windows */                    \
+        "add %[x], %[x], %[w0], lsl #1\n\t"                                                  \
+        "str %[x], %[src]\n\t"                                                               \
+        "ldr %[w], %[wb]\n"                                                                  \
+        "0:\n\t"                                                                             \
+        RGBX_PAIR(GROUPS)                                                                    \
+        "ldr %[w0], %[we]\n\t"                                                               \
+        "cmp %[w], %[w0]\n\t"                                                                \
+        "beq 6f\n\t"                                                                         \
+        RGBX_PAIR(GROUPS)                                                                    \
+        "ldr %[w0], %[we]\n\t"                                                               \
+        "cmp %[w], %[w0]\n\t"                                                                \
+        "bne 0b\n"                                                                           \
+        "6:\n\t"                                                                             \
+        "ldr %[w0], %[ob1]\n\t"             /* past pixel B's outputs: + (ob1 + 1) */        \
+        "add %[w3], %[w3], %[w0]\n\t"                                                        \
+        "add %[w3], %[w3], #1\n\t"                                                           \
+        "str %[w3], %[out]\n\t"                                                              \
+        "ldr %[w0], %[oe]\n\t"                                                               \
+        "cmp %[w3], %[w0]\n\t"                                                               \
+        "bne 7b"                                                                             \
+        : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),    \
+          [x3] "=&r"(t5), [wo] "=&r"(t6), [w3] "=&r"(t7), [a0] "=&r"(a0), [a1] "=&r"(a1),    \
+          [c0] "=&r"(c0), [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w), [src] "+m"(src),       \
+          [out] "+m"(out)                                                                    \
+        : [oe] "m"(out_end), [col] "m"(col), [wb] "m"(w_base), [we] "m"(w_end),              \
+          [db] "m"(db), [ob1] "m"(ob1), [o2] "m"(o2), [step] "m"(step)                       \
+        : "cc", "memory")
+
+static void rgbx_run_short(const rgb_args *s)
+{
+    const int8_t *src = s->src;
+    int8_t *out = s->out;
+    int8_t *const out_end = s->out_end;
+    const int32_t *const w_base = s->w, *const w_end = s->w_end;
+    int32_t *const col = s->col;
+    const int32_t db = s->db, ob1 = s->ob1, o2 = s->o2, step = s->step;
+    const int32_t *x, *w;
+    int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6, t7;
+    if (s->ng == 2) {
+        RGBX_ASM(2, RGBX_G7);
+    } else {
+        RGBX_ASM(1, RGBX_G4);
+    }
+}
+
 /* The window of output pixel (oy, ox) as 3 rows of row_len bytes at t (window_bytes for
  * kml_conv2d_rgb_s8's edge pixels, without its per-row calls): the zero point, then the
  * bytes inside the image over it. */
@@ -1520,7 +1596,8 @@ void kml_conv2d_rgb_s8(const kml_conv_params *p, const int8_t *input, const int8
     const int32_t full = p->act_min == -128 && p->act_max == 127;
     const size_t in_image = (size_t)(p->in_h * p->in_w * p->in_c);
     const size_t out_c = (size_t)p->out_c;
-    void (*const run)(const rgb_args *) = groups <= MM_SHORT ? rgb_run_short : rgb_run;
+    void (*const run)(const rgb_args *) = packed[0] == 2 ? rgbx_run_short
+                                          : groups <= MM_SHORT ? rgb_run_short : rgb_run;
     int8_t *const tmp = (int8_t *)(void *)(scratch + 4 * groups);
     col_geo G;
     rgb_args s, e;
@@ -1531,7 +1608,7 @@ void kml_conv2d_rgb_s8(const kml_conv_params *p, const int8_t *input, const int8
     (void)shift;
     conv_geometry(&G, p, 4 * groups);
     s.w = packed + 1;
-    s.w_end = s.w + (p->out_c >> 1) * (7 + 2 * groups);
+    s.w_end = s.w + (p->out_c >> 1) * (7 + (packed[0] == 2 ? 4 : 2) * groups);
     s.col = scratch;
     s.col_end = scratch + 4 * groups;
     s.back = (groups <= MM_SHORT ? groups - 1 : (groups - 1) % MM_UNROLL) * MM_GROUP_BYTES;
