@@ -204,6 +204,16 @@ def test_conv2d_rgb(tmp_path):
     check(g, tmp_path, seed=92)
 
 
+@pytest.mark.parametrize("core", ["cortex-m7", "cortex-m33"])
+def test_whole_layer_conv_kernels_other_cores(core, tmp_path):
+    """kml_conv2d_1x1_s8 and kml_conv2d_rgb_s8 (computed jumps into straight code) on the
+    other DSP cores."""
+    check(branches(81, CONV_1X1_CASES, lambda m, x, **kw: m.conv2d(x, kernel=1, **kw)),
+          tmp_path / "1x1", seed=83, core=core)
+    check(branches(91, CONV_RGB_CASES, lambda m, x, **kw: m.conv2d(x, **kw)),
+          tmp_path / "rgb", seed=93, core=core)
+
+
 DW_CASES = (
     [dict(in_shape=(1, 9, 8, c), depth_multiplier=mult, kernel=3, stride=s, dilation=d,
           padding=p)
