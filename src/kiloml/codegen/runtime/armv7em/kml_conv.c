@@ -1265,8 +1265,8 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
  * not 8 (K = 27: 7 groups), and the stream with k0, k1 precomputed (matrix_stream lean, biases
  * not doubled: doubling the columns would cost more per pixel pair than it saves here). Along
  * each output row, the pixel pairs whose windows lie inside the image go through one asm block
- * (rgb_run_short for n <= 2, i.e. up to MM_SHORT groups, else rgb_run): columns, then every
- * channel pair. Other pixels: their windows as bytes (rgb_window) in a small image of their
+ * (rgbx_run_short with int16 weights, below; else rgb_run_short for n <= 2, i.e. up to
+ * MM_SHORT groups, or rgb_run): columns, then every channel pair. Other pixels: their windows as bytes (rgb_window) in a small image of their
  * own that the same asm block then reads. */
 
 /* The layer state the asm blocks keep in memory (they need every register). */
