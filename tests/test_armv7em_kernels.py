@@ -120,6 +120,100 @@ def test_conv2d_options(tmp_path):
     check(branches(11, CONV_CASES, lambda m, x, **kw: m.conv2d(x, **kw)), tmp_path, seed=12)
 
 
+CONV_1X1_CASES = [
+    dict(in_shape=(1, 5, 5, 8), out_channels=16, activation="RELU"),    # odd pixel count
+    dict(in_shape=(1, 5, 7, 12), out_channels=8),                        # K % 8 == 4
+    dict(in_shape=(2, 3, 3, 4), out_channels=6, activation="RELU6"),     # batch 2
+    dict(in_shape=(1, 1, 1, 16), out_channels=8),                        # one pixel
+    dict(in_shape=(1, 4, 5, 4), out_channels=8, activation="RELU"),      # 2 groups, in_c 4
+    dict(in_shape=(1, 3, 5, 32), out_channels=16),                       # 8 groups
+    dict(in_shape=(1, 5, 3, 28), out_channels=16),                       # 8 groups, in_c 28
+    dict(in_shape=(1, 1, 2, 8), out_channels=516),                       # int8 weights (too
+    dict(in_shape=(1, 2, 1, 16), out_channels=260),                      # many for int16):
+    dict(in_shape=(1, 2, 3, 32), out_channels=132),                      # 2, 4, 8 groups
+    dict(in_shape=(1, 4, 6, 16), out_channels=8, per_channel=False),
+    dict(in_shape=(1, 4, 4, 64), out_channels=64),                       # K > SMALL_K
+    dict(in_shape=(1, 3, 3, 128), out_channels=64, bias=False),          # 32 groups: straight
+    dict(in_shape=(1, 3, 3, 260), out_channels=132),                     # 66 groups: the loop
+    dict(in_shape=(1, 4, 4, 64), out_channels=16),                       # 2 out_c < K: pairs
+]
+
+
+def test_conv2d_1x1(tmp_path):
+    """kml_conv2d_1x1_s8 (a model with a 1x1 layer of at most SMALL_K input channels): odd
+    pixel counts, K not a multiple of 8, batches, activations, 2, 4 and 8 groups with out_c a
+    multiple of 4 with int16 weights (conv_1x1_extended: conv1x1x_run_g2/4/8, conv1x1x_one)
+    and with int8 weights (too many for int16: conv1x1_run_g2/4/8), up to MM_SHORT_1X1
+    groups otherwise (straight code) and more (the loop)."""
+    from kiloml.codegen.armv7em import conv_1x1, conv_1x1_extended
+    from kiloml.ir.ops.base import REGISTRY
+    from kiloml.ir.passes import pipeline
+
+    g = branches(81, CONV_1X1_CASES, lambda m, x, **kw: m.conv2d(x, kernel=1, **kw))
+    pg = pipeline(g)
+    took = [conv_1x1(pg, n, REGISTRY["CONV_2D"].prepare(pg, n)) for n in pg.nodes
+            if n.op == "CONV_2D"]
+    assert took == [True] * (len(CONV_1X1_CASES) - 1) + [False]
+    extended = [conv_1x1_extended(REGISTRY["CONV_2D"].prepare(pg, n)) for n in pg.nodes
+                if n.op == "CONV_2D"]
+    assert sum(extended) == 7 and not any(extended[-4:])
+    check(g, tmp_path, seed=82)
+
+
+def test_conv2d_1x1_not_linked_without_small_k():
+    """Without a 1x1 layer of at most SMALL_K input channels (KWS), no layer takes it."""
+    from kiloml.codegen.armv7em import conv_1x1
+    from kiloml.ir.ops.base import REGISTRY
+    from kiloml.ir.passes import pipeline
+
+    g = pipeline(read_tflite(SHARED / "models" / "mlperf_tiny" / "kws_ref_model.tflite"))
+    assert not any(conv_1x1(g, n, REGISTRY["CONV_2D"].prepare(g, n)) for n in g.nodes
+                   if n.op == "CONV_2D")
+
+
+CONV_RGB_CASES = [
+    dict(in_shape=(1, 11, 11, 3), out_channels=8, kernel=3, stride=2),        # VWW-like
+    dict(in_shape=(2, 7, 9, 3), out_channels=4, kernel=3, activation="RELU"),  # pad all round
+    dict(in_shape=(1, 9, 10, 3), out_channels=6, kernel=3, stride=(1, 2), padding="VALID"),
+    dict(in_shape=(1, 8, 7, 3), out_channels=2, kernel=3, stride=2, activation="RELU6",
+         per_channel=False),                                                    # odd out_w
+    dict(in_shape=(1, 9, 9, 1), out_channels=4, kernel=(3, 5), bias=False),    # rows of 5
+    dict(in_shape=(1, 6, 6, 5), out_channels=4, kernel=(3, 1), stride=(2, 1)),  # rows of 5
+    dict(in_shape=(1, 12, 12, 3), out_channels=16, kernel=3, stride=2, padding="VALID"),
+    dict(in_shape=(1, 5, 5, 3), out_channels=148, kernel=3, stride=2),         # int8 weights
+    dict(in_shape=(1, 4, 5, 1), out_channels=258, kernel=(3, 5)),              # (too many)
+    dict(in_shape=(1, 6, 7, 7), out_channels=4, kernel=3),                     # K 63: loop
+    dict(in_shape=(1, 7, 5, 13), out_channels=6, kernel=(3, 1), stride=2),      # K 39: loop
+]
+
+
+def test_conv2d_rgb(tmp_path):
+    """kml_conv2d_rgb_s8 (three window rows of 4n + 1 bytes): padding on every side, VALID,
+    strides, odd widths, batches, activations; int16 weights (conv_rgb_extended), int8 weights
+    up to MM_SHORT groups and more."""
+    from kiloml.codegen.armv7em import conv_rgb, conv_rgb_extended
+    from kiloml.ir.ops.base import REGISTRY
+    from kiloml.ir.passes import pipeline
+
+    g = branches(91, CONV_RGB_CASES, lambda m, x, **kw: m.conv2d(x, **kw))
+    pg = pipeline(g)
+    params = [REGISTRY["CONV_2D"].prepare(pg, n) for n in pg.nodes if n.op == "CONV_2D"]
+    assert all(conv_rgb(pg, n, q) for n, q in zip(
+        [n for n in pg.nodes if n.op == "CONV_2D"], params))
+    assert [conv_rgb_extended(q) for q in params] == [True] * 7 + [False] * 4
+    check(g, tmp_path, seed=92)
+
+
+@pytest.mark.parametrize("core", ["cortex-m7", "cortex-m33"])
+def test_whole_layer_conv_kernels_other_cores(core, tmp_path):
+    """kml_conv2d_1x1_s8 and kml_conv2d_rgb_s8 (computed jumps into straight code) on the
+    other DSP cores."""
+    check(branches(81, CONV_1X1_CASES, lambda m, x, **kw: m.conv2d(x, kernel=1, **kw)),
+          tmp_path / "1x1", seed=83, core=core)
+    check(branches(91, CONV_RGB_CASES, lambda m, x, **kw: m.conv2d(x, **kw)),
+          tmp_path / "rgb", seed=93, core=core)
+
+
 DW_CASES = (
     [dict(in_shape=(1, 9, 8, c), depth_multiplier=mult, kernel=3, stride=s, dilation=d,
           padding=p)

@@ -7,8 +7,12 @@ in the same argument slots. Layouts are described in ``runtime/armv7em/kml_arm.h
   per int32 word (``pack_rows``: natural order, rows zero padded to a multiple of eight,
   channels in interleaved pairs), multipliers and shifts, in the order the kernel reads them.
   Biases and weights are the same bytes as the original tensors (plus padding), which are then
-  not emitted, so flash grows only by the multipliers and shifts.
-* ``armv7em_dw.depthwise_stream``: one 18-byte record per channel for the 3x3 depthwise kernel.
+  not emitted, so flash grows only by the multipliers and shifts. The lean form
+  (``kml_conv2d_1x1_s8``, chosen by ``conv_1x1``; ``kml_conv2d_rgb_s8``, ``conv_rgb``, rows
+  padded to four) adds each pair's two precomputed ``kml_rq_k`` words (8 bytes per channel
+  pair) and, for the 1x1 kernel, doubles the biases; small 1x1 layers (``conv_1x1_extended``)
+  store their weights as int16 (at most EXTENDED_MAX_WEIGHTS extra bytes per layer).
+* ``armv7em_dw``: the depthwise kernels' records (18 bytes per channel; 40 for the _g6 entries).
 * ``fast_params``: per-channel (bias, multiplier, right shift) of the exact SMMLAR
   requantization (``kml_rq`` in kml_arm.h); channels it cannot take (left shift, accumulator
   that may reach 2^30, huge right shift whose output is not constant) use TFLite's path.
@@ -28,10 +32,11 @@ def words(b: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(b.astype(np.int8)).view("<i4").astype(np.int64)
 
 
-def pack_rows(w: np.ndarray) -> np.ndarray:
-    """[channels, K] int8 -> int32 words: per group of four values, channel pairs interleaved."""
+def pack_rows(w: np.ndarray, multiple: int = 8) -> np.ndarray:
+    """[channels, K] int8 -> int32 words: per group of four values, channel pairs interleaved;
+    rows zero padded to a multiple of ``multiple`` (8, or 4 for kml_conv2d_rgb_s8)."""
     oc, k = w.shape
-    k4 = (k + 7) // 8 * 8
+    k4 = (k + multiple - 1) // multiple * multiple
     pad = np.zeros((oc, k4), dtype=np.int8)
     pad[:, :k] = w
     g = pad.reshape(oc, k4 // 4, 4)
@@ -123,9 +128,15 @@ def _signed32(v: int) -> int:
 GENERIC_PAIR = 1 << 16
 
 
+def rq_k(out_offset: int, rshift: int) -> int:
+    """kml_rq_k (kml_arm.h): ((2 * out_offset + 1) << rshift) >> 1 in 32 bits."""
+    return _signed32((2 * out_offset + 1) << rshift) >> 1
+
+
 def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
                   shift: np.ndarray, in_offset: int, out_offset: int, act_min: int,
-                  act_max: int) -> np.ndarray:
+                  act_max: int, lean: bool = False, multiple: int = 8,
+                  doubled: bool = True, extended: bool = False) -> np.ndarray:
     """The ``packed`` argument of the matrix kernels (CONV_2D, FULLY_CONNECTED) as int32 words.
 
     Word 0 is 1 when some pair is generic (below), else 0. Then per pair of output
@@ -135,14 +146,22 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
     the bytes are right shifts for ``kml_rq``; otherwise bit 16 (``GENERIC_PAIR``) is set and
     they are TFLite's shifts. An odd last channel: bias, its weight words, mult, shift word
     (same encoding). The kernels saturate to int8 and apply [act_min, act_max] afterwards.
+
+    ``lean`` (kml_conv2d_1x1_s8, kml_conv2d_rgb_s8; every pair fast, even channel count):
+    each pair's two kml_rq_k values (k0, k1) come between the multipliers and the shift word,
+    and with ``doubled`` the biases are doubled (kml_conv2d_1x1_s8's columns hold
+    2 (x + in_offset)). ``multiple``: pack_rows' row padding. ``extended`` (lean streams of
+    conv_1x1_extended layers): word 0 is 2 and the weights are sign-extended, per group of
+    four (w0..w3) the words (w0, w2) and (w1, w3) as int16 pairs for channel 2i, then for
+    channel 2i + 1 (what SXTB16 and SXTB16 ROR #8 make of the packed word).
     """
     oc, k = rows.shape
     b = np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)
     any_generic = False
     fb, fm, fr, ok = fast_params(mult, shift, np.abs(rows.astype(np.int64)).sum(axis=1), bias,
                                  in_offset, out_offset, act_min, act_max)
-    w = pack_rows(rows)
-    per = (k + 7) // 8 * 2  # words per channel
+    w = pack_rows(rows, multiple)
+    per = (k + multiple - 1) // multiple * multiple // 4  # words per channel
     out = []
     for c in range(0, oc, 2):
         chans = [c, c + 1] if c + 1 < oc else [c]
@@ -151,18 +170,46 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
         r = [int(fr[i]) if fast else int(shift[i]) for i in chans]
         rs = sum(_byte(v) << (8 * j) for j, v in enumerate(r)) | (0 if fast else GENERIC_PAIR)
         any_generic = any_generic or not fast
+        if lean:
+            assert fast and len(chans) == 2, "lean streams are for all-fast even channel counts"
+            out.append((2 if doubled else 1) * fb[chans])
+            if extended:
+                out.append(_extended_words(rows[c:c + 2], multiple))
+            else:
+                out.append(w[c * per:(c + len(chans)) * per])
+            out.append(np.array(m + [rq_k(out_offset, v) for v in r] + [rs], np.int64))
+            continue
         out.append(fb[chans] if fast else b[chans])
         out.append(w[c * per:(c + len(chans)) * per])
         out.append(np.array(m + [rs], np.int64))
-    return np.concatenate([np.array([int(any_generic)], np.int64)] + out).astype(np.int64)
+    head = 2 if extended else int(any_generic)
+    return np.concatenate([np.array([head], np.int64)] + out).astype(np.int64)
+
+
+def _extended_words(pair: np.ndarray, multiple: int) -> np.ndarray:
+    """Two channels' weights [2, K] as the extended stream's words: per group of four, for
+    each channel (w0 | w2 << 16, w1 | w3 << 16) with 16-bit halves."""
+    k = pair.shape[1]
+    k4 = (k + multiple - 1) // multiple * multiple
+    pad = np.zeros((2, k4), np.int64)
+    pad[:, :k] = pair
+    g = pad.reshape(2, k4 // 4, 4) & 0xFFFF
+    e0 = g[:, :, 0] | g[:, :, 2] << 16
+    e1 = g[:, :, 1] | g[:, :, 3] << 16
+    words = np.stack([e0, e1], axis=2).transpose(1, 0, 2).reshape(-1)  # group, channel, word
+    return np.array([_signed32(int(v)) for v in words], np.int64)
 
 
 def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,
-                prefix: np.ndarray | None = None) -> str:
+                prefix: np.ndarray | None = None, lean: bool = False, multiple: int = 8,
+                doubled: bool = True, extended: bool = False) -> str:
     """Emit the stream of a kernel built on the matrix routines; returns its C name. ``rows``
     are the int8 weights as [output channels, K]; the bias is input slot 2. ``even`` pads an
     odd channel count with a zero channel (FULLY_CONNECTED's layout). ``prefix``: words put
-    before the stream (CONV_2D_ADD's table, ``add_table``)."""
+    before the stream (CONV_2D_ADD's table, ``add_table``); ``lean``: matrix_stream's lean
+    layout and ``doubled`` its biases (kml_conv2d_1x1_s8: both; kml_conv2d_rgb_s8: lean, not
+    doubled); ``multiple``: the row padding (4: kml_conv2d_rgb_s8); ``extended``: int16
+    weights (conv_1x1_extended)."""
     bias = _bias(g, node)
     mult, shift = np.asarray(p.mult), np.asarray(p.shift)
     if even and rows.shape[0] % 2:
@@ -170,7 +217,7 @@ def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,
         bias = np.concatenate([bias, [0]]) if bias is not None else None
         mult, shift = np.concatenate([mult, [0]]), np.concatenate([shift, [0]])
     stream = matrix_stream(rows, bias, mult, shift, p.in_offset, p.out_offset, p.act_min,
-                           p.act_max)
+                           p.act_max, lean, multiple, doubled, extended)
     if prefix is not None:
         stream = np.concatenate([np.asarray(prefix, np.int64), stream])
     return ctx.array("packed", "int32_t", stream)
@@ -191,6 +238,82 @@ def conv_kernel(g, node, p, rows: np.ndarray, row_len: int, inside: bool = False
     if not bool(np.all(ok)):
         return "kml_conv2d_s8"
     return "kml_conv2d_pairs_inside_s8" if inside else "kml_conv2d_pairs_s8"
+
+
+SMALL_K = 32  # input channels up to which a 1x1 layer makes a model link kml_conv2d_1x1_s8
+
+
+def flat_1x1(p) -> bool:
+    """1x1 filter, stride 1, no padding: output pixel q's window is input pixel q."""
+    return (p.k_h == 1 and p.k_w == 1 and p.stride_h == 1 and p.stride_w == 1
+            and p.pad_top == 0 and p.pad_left == 0 and p.in_h == p.out_h
+            and p.in_w == p.out_w)
+
+
+def _conv_1x1_fits(g, node, p) -> bool:
+    """kml_conv2d_1x1_s8 can take the node: flat_1x1, input channels a multiple of 4, and
+    conv_kernel's promise for kml_conv2d_pairs_s8 (every pair fast, even channel count)."""
+    if not flat_1x1(p) or p.in_c % 4 or p.out_c % 2:
+        return False
+    rows = conv_rows(g.tensors[node.inputs[1]].data)
+    return conv_kernel(g, node, p, rows, p.in_c) != "kml_conv2d_s8"
+
+
+def conv_1x1(g, node, p) -> bool:
+    """Whether the CONV_2D node takes ``kml_conv2d_1x1_s8`` (one asm loop over the whole
+    layer, doubled columns, the lean stream). Its gain is the per pixel-pair and per channel-pair
+    overhead, which weighs most when K is small, and its code costs flash; so a model links it
+    only when some 1x1 layer has at most SMALL_K input channels, and then every 1x1 layer whose
+    output channels are at least half its input channels takes it (the doubled columns cost
+    per pixel pair what they save per channel pair: 2 out_c >= in_c). KWS-like models (1x1
+    layers of 64 channels) keep kml_conv2d_pairs_inside_s8."""
+    from kiloml.ir.ops.base import REGISTRY
+
+    if not (_conv_1x1_fits(g, node, p) and 2 * p.out_c >= p.in_c):
+        return False
+    for other in g.nodes:
+        if other.op != "CONV_2D":
+            continue
+        q = REGISTRY["CONV_2D"].prepare(g, other)
+        if q.in_c <= SMALL_K and _conv_1x1_fits(g, other, q):
+            return True
+    return False
+
+
+def conv_rgb(g, node, p) -> bool:
+    """Whether the CONV_2D node takes ``kml_conv2d_rgb_s8``: three window rows of 4n + 1
+    bytes with n >= 1 (3x3 over three channels, the RGB first layer), no dilation, even
+    channel count, every pair on the fast requantization."""
+    row = p.k_w * p.in_c
+    if not (p.k_h == 3 and p.dil_h == 1 and p.dil_w == 1 and row % 4 == 1 and row >= 5
+            and p.out_c % 2 == 0):
+        return False
+    rows = conv_rows(g.tensors[node.inputs[1]].data)
+    _, _, _, ok = fast_params(p.mult, p.shift, np.abs(rows.astype(np.int64)).sum(axis=1),
+                              _bias(g, node), p.in_offset, p.out_offset, p.act_min, p.act_max)
+    return bool(np.all(ok))
+
+
+EXTENDED_MAX_WEIGHTS = 4096  # int16 weights cost this many extra flash bytes at most per layer
+
+
+def conv_1x1_extended(p) -> bool:
+    """Whether a layer that takes kml_conv2d_1x1_s8 (conv_1x1) gets int16 weights
+    (matrix_stream's extended form): 2, 4 or 8 groups (K <= 32), out_c a multiple of 4, and at
+    most EXTENDED_MAX_WEIGHTS weights (the flash they add). Its groups then cost 13 cycles,
+    not 16."""
+    groups = (p.in_c + 7) // 8 * 2
+    return (groups in (2, 4, 8) and p.out_c % 4 == 0
+            and p.out_c * 4 * groups <= EXTENDED_MAX_WEIGHTS)
+
+
+def conv_rgb_extended(p) -> bool:
+    """Whether a layer that takes kml_conv2d_rgb_s8 (conv_rgb) gets int16 weights: window
+    rows of one or two whole groups (4 or 7 groups in all) and at most EXTENDED_MAX_WEIGHTS
+    weights."""
+    row = p.k_w * p.in_c
+    groups = (3 * row + 3) // 4
+    return row // 4 in (1, 2) and p.out_c * 4 * groups <= EXTENDED_MAX_WEIGHTS
 
 
 def windows_inside(p) -> bool:

@@ -103,14 +103,25 @@ class Conv2D(OpDef):
     def emit(self, g, node, p, ctx):
         ctx.use_kernel("conv")
         params = ctx.struct("kml_conv_params", "p", conv_struct_fields(p))
-        filt, extra = conv_weight_args(g, node, p, ctx)
         fn = "kml_conv2d_s8"
         if ctx.runtime == "armv7em":
-            from kiloml.codegen.armv7em import conv_kernel, conv_rows, windows_inside
+            from kiloml.codegen.armv7em import (conv_1x1, conv_1x1_extended, conv_kernel,
+                                                conv_rgb, conv_rgb_extended, conv_rows,
+                                                windows_inside)
 
             w = g.tensors[node.inputs[1]].data
-            fn = conv_kernel(g, node, p, conv_rows(w), w.shape[2] * w.shape[3],
-                             windows_inside(p))
+            if conv_1x1(g, node, p):
+                fn = "kml_conv2d_1x1_s8"
+            elif conv_rgb(g, node, p):
+                fn = "kml_conv2d_rgb_s8"
+            else:
+                fn = conv_kernel(g, node, p, conv_rows(w), w.shape[2] * w.shape[3],
+                                 windows_inside(p))
+        rgb, one = fn == "kml_conv2d_rgb_s8", fn == "kml_conv2d_1x1_s8"
+        filt, extra = conv_weight_args(g, node, p, ctx, lean=rgb or one,
+                                       multiple=4 if rgb else 8, doubled=not rgb,
+                                       extended=(one and conv_1x1_extended(p))
+                                       or (rgb and conv_rgb_extended(p)))
         return [f"{fn}(&{params}, {ctx.ptr(node.inputs[0])}, {filt[0]}, {filt[3]}, "
                 f"{filt[1]}, {filt[2]}, {ctx.ptr(node.outputs[0])}, {extra});"]
 
@@ -131,14 +142,19 @@ class Conv2D(OpDef):
 
 
 
-def conv_weight_args(g, node, p, ctx, prefix=None) -> tuple[tuple[str, str, str, str], str]:
+def conv_weight_args(g, node, p, ctx, prefix=None, lean: bool = False, multiple: int = 8,
+                     doubled: bool = True, extended: bool = False
+                     ) -> tuple[tuple[str, str, str, str], str]:
     """((filter, mult, shift, bias), "packed, scratch") C arguments of the conv kernels for
-    ``ctx.runtime``; shared with CONV_2D_ADD (``prefix``: words before armv7em's stream)."""
+    ``ctx.runtime``; shared with CONV_2D_ADD (``prefix``: words before armv7em's stream;
+    ``lean``, ``multiple``, ``doubled``, ``extended``: matrix_stream's options for
+    kml_conv2d_1x1_s8 and kml_conv2d_rgb_s8)."""
     if ctx.runtime == "armv7em":
         from kiloml.codegen.armv7em import conv_rows, matrix_args
 
         packed = matrix_args(ctx, g, node, p, conv_rows(g.tensors[node.inputs[1]].data),
-                             prefix=prefix)
+                             prefix=prefix, lean=lean, multiple=multiple, doubled=doubled,
+                             extended=extended)
         return ("0", "0", "0", "0"), f"{packed}, {ctx.scratch('int32_t')}"
     mult = ctx.array("mult", "int32_t", p.mult)
     shift = ctx.array("shift", "int32_t", p.shift)

@@ -12,18 +12,24 @@
  * column pair (4 * K8 bytes), two window byte buffers (2 * K8), and for CONV_2D_ADD 2 * out_c
  * bytes. Entry points: kml_conv2d_s8 (any stream), kml_conv2d_pairs_s8 (the generator's
  * promise: every pair fast, even channel count, window rows of whole groups; links less code),
- * kml_conv2d_add_s8.
+ * kml_conv2d_pairs_inside_s8, kml_conv2d_add_s8, and two whole-layer asm loops that only the
+ * models needing them link: kml_conv2d_1x1_s8 (1x1 layers, doubled columns, a lean stream;
+ * see "1x1 kernel" below) and kml_conv2d_rgb_s8 (three window rows of 4n + 1 bytes, the RGB
+ * first layer; see "3-row kernel").
  *
  * ``packed`` (kiloml/codegen/armv7em.py, matrix_stream): a word flagging generic pairs, then
  * per output channel pair two biases, the weight words of the pair (for each group of four
  * inputs, the word of channel 2i then that of channel 2i+1), two multipliers and a word with
  * the two shift bytes and the KML_GENERIC_PAIR flag; an odd last channel has one of each and
  * its own weight words. Group g of column j of the pair buffer is words 4g + 2j, 4g + 2j + 1.
- * CONV_2D_ADD's stream starts with 1 and a 256-word ADD table (add_table) or with 0.
+ * CONV_2D_ADD's stream starts with 1 and a 256-word ADD table (add_table) or with 0. The
+ * whole-layer kernels take matrix_stream's lean form (k0, k1 precomputed after the
+ * multipliers), small layers with int16 weights (word 0 is 2; see "1x1 kernel, int16
+ * weights").
  *
- * The innermost loops (mm_pairs, col_pair, dw3_row5(h), dw3_row3s2, dw3_row1) are asm blocks:
- * they need all 14 allocatable registers, and GCC otherwise spills accumulators or
- * duplicates loop bodies (measured: 10 to 40 % more instructions, and more flash). Everything
+ * The innermost loops (mm_pairs, col_pair, conv1x1_run, rgb_run; the depthwise ones in
+ * kml_conv_dw.c) are asm blocks: they need all 14 allocatable registers, and GCC otherwise
+ * spills accumulators or duplicates loop bodies (measured: 10 to 40 % more instructions, and more flash). Everything
  * around them is C with ACLE intrinsics.
  */
 #include "kml_conv.h"
@@ -374,6 +380,27 @@ typedef struct {
  * MM_GROUP, MM_GROUP_BYTES of code each). */
 #define MM_UNROLL 6
 #define MM_GROUP_BYTES 60
+/* Groups up to which the whole-layer kernels run the groups as straight code (MM_GROUP and
+ * MM_GROUP6: seven groups after MM_GROUP0), without a loop test. */
+#define MM_SHORT 8
+/* Groups per iteration of conv1x1_run's loop (more groups: fewer loop tests per channel
+ * pair; only models with 1x1 layers of many channels link it). */
+#define MM_UNROLL_1X1 16
+#define MM_GROUP16 MM_GROUP6 MM_GROUP6 MM_GROUP2 MM_GROUP2
+/* The start of a channel pair in the straight-code kernels: the biases, MM_GROUP0, the jump
+ * into the straight groups (entry address at [back]). It stands twice in each: at the top and
+ * behind the requantization, where the loop goes on through a forward branch that is taken
+ * once per pixel pair (no backward branch per channel pair). */
+#define MM_HEAD                                                                              \
+    "ldrd %[a0], %[a1], [%[w]], #8\n\t"                                                      \
+    "ldr %[x], %[col]\n\t"                                                                   \
+    MM_GROUP0                                                                                \
+    "ldr %[w0], %[back]\n\t"                                                                 \
+    "mov pc, %[w0]\n\t"                 /* ARMv7-M: bit 0 of the address is ignored */
+
+/* MM_SHORT for conv1x1_run_short: 31 straight groups after MM_GROUP0. */
+#define MM_SHORT_1X1 32
+#define MM_GROUP31 MM_GROUP MM_GROUP6 MM_GROUP6 MM_GROUP6 MM_GROUP6 MM_GROUP6
 #define MM_GROUP2 MM_GROUP MM_GROUP
 #define MM_GROUP6 MM_GROUP2 MM_GROUP2 MM_GROUP2
 
@@ -658,6 +685,982 @@ void kml_conv2d_pairs_inside_s8(const kml_conv_params *p, const int8_t *input,
     (void)mult;
     (void)shift;
     conv_run(p, packed, input, output, scratch, 0, 1, 1);
+}
+
+/* -- 1x1 kernel ------------------------------------------------------------------------------
+ * kml_conv2d_1x1_s8: 1x1 filter, stride 1, no padding (pixel q's window is the in_c bytes at
+ * q * in_c, batches included), in_c a multiple of 4, even out_c, every pair on kml_rq. One asm
+ * block runs the whole layer, two pixels at a time: their columns (col_pair's layout, values
+ * doubled: 2 (x + in_offset)), then every channel pair as in mm_pairs, from a leaner stream
+ * (matrix_stream with lean=True in kiloml/codegen/armv7em.py): per pair the doubled biases
+ * 2 b0, 2 b1, the weight words, m0, m1, k0, k1 (kml_rq_k, precomputed) and the shift word.
+ * With the accumulator already doubled, kml_rq is SMMLAR, SUB, ASR, SSAT (no LSL). Variants
+ * by group count: conv1x1_run_g2, _g4, _g8 (2, 4 or 8 groups, out_c a multiple of 4: no
+ * jump, two channel pairs per loop step), conv1x1_run_short (up to MM_SHORT_1X1 groups as straight code),
+ * conv1x1_run (a loop of MM_UNROLL_1X1 groups); an odd last pixel takes conv1x1_one. */
+
+/* One group of a doubled column pair from A's four inputs at [x] (x advances) and B's at
+ * [x + xe]; o2: the input offset in both halves. */
+#define C1_GROUP_DB(DB)                                                                      \
+    "ldr %[x1], [%[x], %[" DB "]]\n\t"                                                       \
+    "ldr %[x0], [%[x]], #4\n\t"                                                              \
+    "sxtab16 %[x2], %[wo], %[x0]\n\t"                                                        \
+    "sxtab16 %[x3], %[wo], %[x0], ror #8\n\t"                                                \
+    "sxtab16 %[a0], %[wo], %[x1]\n\t"                                                        \
+    "sxtab16 %[x1], %[wo], %[x1], ror #8\n\t"                                                \
+    "sadd16 %[x2], %[x2], %[x2]\n\t"                                                         \
+    "sadd16 %[x3], %[x3], %[x3]\n\t"                                                         \
+    "sadd16 %[a0], %[a0], %[a0]\n\t"                                                         \
+    "sadd16 %[x1], %[x1], %[x1]\n\t"                                                         \
+    "strd %[x2], %[x3], [%[w]], #8\n\t"                                                      \
+    "strd %[a0], %[x1], [%[w]], #8\n\t"
+
+#define C1_GROUP C1_GROUP_DB("xe")
+
+/* kml_rq of the doubled accumulator A (multiplier M, k K, shift R), saturated into A. */
+#define C1_RQ(A, M, K, R)                                                                    \
+    "smmlar %[wo], %[" A "], %[" M "], %[" K "]\n\t"                                         \
+    "sub %[wo], %[wo], %[" A "], lsr #31\n\t"                                                \
+    "asr %[wo], %[wo], %[" R "]\n\t"                                                         \
+    "ssat %[" A "], #8, %[wo]\n\t"
+
+/* The layer state conv1x1_run keeps in memory (the asm block needs every register). */
+typedef struct {
+    const int8_t *src;   /* pixel A's inputs (B's at + db) */
+    int8_t *out;         /* pixel A's outputs (B's at + out_c) */
+    const int32_t *w, *w_end; /* the stream's channel pairs */
+    int32_t *col, *col_end;   /* the column pair, 4 words per group */
+    int32_t back;        /* mm_back(groups) */
+    int32_t db;          /* bytes from A's inputs to B's: in_c, or 0 (one pixel) */
+    int32_t ob1;         /* bytes from A's outputs to B's (out_c, or 0), minus 1 */
+    int32_t o2;          /* kml_pair16(in_offset) */
+    int32_t in_groups;   /* in_c / 4 */
+    int32_t n;           /* pixel pairs */
+} c1_args;
+
+static void conv1x1_run(c1_args *s)
+{
+    const int8_t *src = s->src;
+    int8_t *out = s->out;
+    const int32_t *const w_base = s->w, *const w_end = s->w_end;
+    int32_t *const col = s->col, *const col_end = s->col_end;
+    int32_t back = s->back, n = s->n;
+    const int32_t db = s->db, ob1 = s->ob1, o2 = s->o2, ng = s->in_groups;
+    const int32_t *x, *w;
+    int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6, xe;
+    __asm__ volatile(
+        "ldr %[w1], %[back]\n\t"            /* the channel loop's entry after the first group */
+        "adr %[w0], 9f\n\t"
+        "sub %[w0], %[w0], %[w1]\n\t"
+        "str %[w0], %[back]\n"
+        "7:\n\t"                            /* per pixel pair: the doubled columns */
+        "ldr %[x], %[src]\n\t"
+        "ldr %[w], %[col]\n\t"
+        "ldr %[xe], %[db]\n\t"
+        "ldr %[wo], %[o2]\n\t"
+        "ldr %[w1], %[ng]\n\t"
+        "lsrs %[w1], %[w1], #1\n\t"         /* (ng + 1) / 2 steps; ng odd: enter halfway */
+        "adc %[w1], %[w1], #0\n\t"
+        "bcs 5f\n"
+        "4:\n\t"
+        C1_GROUP
+        "5:\n\t"
+        C1_GROUP
+        "subs %[w1], %[w1], #1\n\t"
+        "bne 4b\n\t"
+        "add %[x], %[x], %[xe]\n\t"         /* the next pair's inputs */
+        "str %[x], %[src]\n\t"
+        "ldr %[w], %[wb]\n\t"
+        "ldr %[xe], %[ce]\n"
+        "0:\n\t"                            /* per channel pair */
+        "ldrd %[a0], %[a1], [%[w]], #8\n\t"
+        "ldr %[x], %[col]\n\t"
+        MM_GROUP0
+        "ldr %[w0], %[back]\n\t"
+        "mov pc, %[w0]\n\t"                 /* ARMv7-M: bit 0 of the address is ignored */
+        ".p2align 2\n"
+        "1:\n\t" MM_GROUP16
+        "9:\n\t"
+        "cmp %[x], %[xe]\n\t"
+        "bcc 1b\n\t"
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */
+        "ldrd %[x0], %[x1], [%[w]], #8\n\t"   /* k0, k1 */
+        "ldr %[x2], [%[w]], #4\n\t"           /* shift bytes: r0 in x2's low byte */
+        "lsr %[x3], %[x2], #8\n\t"            /* r1 */
+        C1_RQ("a0", "w0", "x0", "x2")
+        C1_RQ("a1", "w1", "x1", "x3")
+        C1_RQ("c0", "w0", "x0", "x2")
+        C1_RQ("c1", "w1", "x1", "x3")
+        "ldr %[x], %[out]\n\t"              /* the four stores back to back */
+        "ldr %[w0], %[ob1]\n\t"
+        "strb %[a0], [%[x]], #1\n\t"
+        "strb %[c0], [%[x], %[w0]]\n\t"
+        "strb %[a1], [%[x]], #1\n\t"
+        "strb %[c1], [%[x], %[w0]]\n\t"
+        "str %[x], %[out]\n\t"
+        "ldr %[w0], %[we]\n\t"
+        "cmp %[w], %[w0]\n\t"
+        "bne 0b\n\t"
+        "ldr %[w0], %[ob1]\n\t"             /* past pixel B's outputs: + (ob1 + 1) */
+        "add %[x], %[x], %[w0]\n\t"
+        "add %[x], %[x], #1\n\t"
+        "str %[x], %[out]\n\t"
+        "ldr %[w0], %[n]\n\t"
+        "subs %[w0], %[w0], #1\n\t"
+        "str %[w0], %[n]\n\t"
+        "bne 7b"
+        : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),
+          [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0),
+          [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w), [xe] "=&r"(xe), [src] "+m"(src),
+          [out] "+m"(out), [back] "+m"(back), [n] "+m"(n)
+        : [col] "m"(col), [ce] "m"(col_end), [wb] "m"(w_base), [we] "m"(w_end), [db] "m"(db),
+          [ob1] "m"(ob1), [o2] "m"(o2), [ng] "m"(ng)
+        : "cc", "memory");
+}
+
+/* conv1x1_run for at most MM_SHORT_1X1 groups: the groups are straight code entered at
+ * (groups - 1) * MM_GROUP_BYTES before the requantization (s->back), no loop test; the
+ * register the loop's end held keeps the output pointer (B's offset is in c1 meanwhile). */
+static void conv1x1_run_short(c1_args *s)
+{
+    const int8_t *src = s->src;
+    int8_t *const out = s->out;
+    const int32_t *const w_base = s->w, *const w_end = s->w_end;
+    int32_t *const col = s->col;
+    int32_t back = s->back, n = s->n;
+    const int32_t db = s->db, ob1 = s->ob1, o2 = s->o2, ng = s->in_groups;
+    const int32_t *x, *w;
+    int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6;
+    int8_t *o;
+    __asm__ volatile(
+        "ldr %[w1], %[back]\n\t"
+        "adr %[w0], 9f\n\t"
+        "sub %[w0], %[w0], %[w1]\n\t"
+        "str %[w0], %[back]\n\t"
+        "ldr %[o], %[out]\n"
+        "7:\n\t"
+        "ldr %[x], %[src]\n\t"
+        "ldr %[w], %[col]\n\t"
+        "ldr %[c1], %[db]\n\t"
+        "ldr %[wo], %[o2]\n\t"
+        "ldr %[w1], %[ng]\n\t"
+        "lsrs %[w1], %[w1], #1\n\t"
+        "adc %[w1], %[w1], #0\n\t"
+        "bcs 5f\n"
+        "4:\n\t"
+        C1_GROUP_DB("c1")
+        "5:\n\t"
+        C1_GROUP_DB("c1")
+        "subs %[w1], %[w1], #1\n\t"
+        "bne 4b\n\t"
+        "add %[x], %[x], %[c1]\n\t"
+        "str %[x], %[src]\n\t"
+        "ldr %[w], %[wb]\n\t"
+        MM_HEAD
+        ".p2align 2\n\t"
+        MM_GROUP31
+        "9:\n\t"
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */
+        "ldrd %[x0], %[x1], [%[w]], #8\n\t"   /* k0, k1 */
+        "ldr %[x2], [%[w]], #4\n\t"           /* shift bytes: r0 in x2's low byte */
+        "lsr %[x3], %[x2], #8\n\t"            /* r1 */
+        C1_RQ("a0", "w0", "x0", "x2")
+        C1_RQ("a1", "w1", "x1", "x3")
+        C1_RQ("c0", "w0", "x0", "x2")
+        C1_RQ("c1", "w1", "x1", "x3")
+        "ldr %[w0], %[ob1]\n\t"
+        "strb %[a0], [%[o]], #1\n\t"
+        "strb %[c0], [%[o], %[w0]]\n\t"
+        "strb %[a1], [%[o]], #1\n\t"
+        "strb %[c1], [%[o], %[w0]]\n\t"
+        "ldr %[w0], %[we]\n\t"
+        "cmp %[w], %[w0]\n\t"
+        "beq 6f\n\t"
+        MM_HEAD
+        "6:\n\t"
+        "ldr %[w0], %[ob1]\n\t"             /* past pixel B's outputs: + (ob1 + 1) */
+        "add %[o], %[o], %[w0]\n\t"
+        "add %[o], %[o], #1\n\t"
+        "ldr %[w0], %[n]\n\t"
+        "subs %[w0], %[w0], #1\n\t"
+        "str %[w0], %[n]\n\t"
+        "bne 7b"
+        : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),
+          [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0),
+          [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w), [o] "=&r"(o), [src] "+m"(src),
+          [back] "+m"(back), [n] "+m"(n)
+        : [out] "m"(out), [col] "m"(col), [wb] "m"(w_base), [we] "m"(w_end), [db] "m"(db),
+          [ob1] "m"(ob1), [o2] "m"(o2), [ng] "m"(ng)
+        : "cc", "memory");
+}
+
+/* One channel pair of conv1x1_run_g (GROUPS: MM_GROUP0 and the other groups, straight):
+ * biases, the groups, kml_rq, the four stores. */
+#define C1_PAIR_G(GROUPS)                                                                    \
+    "ldrd %[a0], %[a1], [%[w]], #8\n\t"                                                      \
+    "ldr %[x], %[col]\n\t"                                                                   \
+    GROUPS                                                                                   \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */                                       \
+    "ldrd %[x0], %[x1], [%[w]], #8\n\t"   /* k0, k1 */                                       \
+    "ldr %[x2], [%[w]], #4\n\t"           /* shift bytes: r0 in x2's low byte */             \
+    "lsr %[x3], %[x2], #8\n\t"            /* r1 */                                           \
+    C1_RQ("a0", "w0", "x0", "x2")                                                            \
+    C1_RQ("a1", "w1", "x1", "x3")                                                            \
+    C1_RQ("c0", "w0", "x0", "x2")                                                            \
+    C1_RQ("c1", "w1", "x1", "x3")                                                            \
+    "ldr %[w0], %[ob1]\n\t"                                                                  \
+    "strb %[a0], [%[o]], #1\n\t"                                                             \
+    "strb %[c0], [%[o], %[w0]]\n\t"                                                          \
+    "strb %[a1], [%[o]], #1\n\t"                                                             \
+    "strb %[c1], [%[o], %[w0]]\n\t"
+
+#define C1_G2 MM_GROUP0 MM_GROUP
+#define C1_G4 MM_GROUP0 MM_GROUP MM_GROUP2
+#define C1_G8 MM_GROUP0 MM_GROUP MM_GROUP6
+
+/* The doubled column pair from ng (in w1) groups per pixel: C1_COLS12 for one or two groups
+ * straight, C1_COLS the loop of two groups per step (ng odd: entered halfway). */
+#define C1_COLS12                                                                            \
+    "cmp %[w1], #1\n\t"                                                                      \
+    "beq 5f\n\t"                                                                             \
+    C1_GROUP_DB("c1")                                                                        \
+    "5:\n\t"                                                                                 \
+    C1_GROUP_DB("c1")
+#define C1_COLS                                                                              \
+    "lsrs %[w1], %[w1], #1\n\t"                                                              \
+    "adc %[w1], %[w1], #0\n\t"                                                               \
+    "bcs 5f\n"                                                                               \
+    "4:\n\t"                                                                                 \
+    C1_GROUP_DB("c1")                                                                        \
+    "5:\n\t"                                                                                 \
+    C1_GROUP_DB("c1")                                                                        \
+    "subs %[w1], %[w1], #1\n\t"                                                              \
+    "bne 4b\n\t"
+
+/* conv1x1_run for exactly 2, 4 or 8 groups (GROUPS: C1_G2, C1_G4, C1_G8) and a channel
+ * count that is a multiple of 4: the groups straight without the computed jump, two channel
+ * pairs per loop step. */
+#define C1_RUN_G(NAME, GROUPS, COLS)                                                         \
+    static void NAME(c1_args *s)                                                             \
+    {                                                                                        \
+        const int8_t *src = s->src;                                                          \
+        int8_t *const out = s->out;                                                          \
+        const int32_t *const w_base = s->w, *const w_end = s->w_end;                         \
+        int32_t *const col = s->col;                                                         \
+        int32_t n = s->n;                                                                    \
+        const int32_t db = s->db, ob1 = s->ob1, o2 = s->o2, ng = s->in_groups;               \
+        const int32_t *x, *w;                                                                \
+        int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6;                                  \
+        int8_t *o;                                                                           \
+        __asm__ volatile(                                                                    \
+            "ldr %[o], %[out]\n"                                                             \
+            "7:\n\t"                                                                         \
+            "ldr %[x], %[src]\n\t"                                                           \
+            "ldr %[w], %[col]\n\t"                                                           \
+            "ldr %[c1], %[db]\n\t"                                                           \
+            "ldr %[wo], %[o2]\n\t"                                                           \
+            "ldr %[w1], %[ng]\n\t"                                                           \
+            COLS                                                                             \
+            "add %[x], %[x], %[c1]\n\t"                                                      \
+            "str %[x], %[src]\n\t"                                                           \
+            "ldr %[w], %[wb]\n"                                                              \
+            "0:\n\t"                                                                         \
+            C1_PAIR_G(GROUPS)                                                                \
+            C1_PAIR_G(GROUPS)                                                                \
+            "ldr %[w0], %[we]\n\t"                                                           \
+            "cmp %[w], %[w0]\n\t"                                                            \
+            "bne 0b\n\t"                                                                     \
+            "ldr %[w0], %[ob1]\n\t"         /* past pixel B's outputs: + (ob1 + 1) */        \
+            "add %[o], %[o], %[w0]\n\t"                                                      \
+            "add %[o], %[o], #1\n\t"                                                         \
+            "ldr %[w0], %[n]\n\t"                                                            \
+            "subs %[w0], %[w0], #1\n\t"                                                      \
+            "str %[w0], %[n]\n\t"                                                            \
+            "bne 7b"                                                                         \
+            : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3),                \
+              [x2] "=&r"(t4), [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0),                \
+              [a1] "=&r"(a1), [c0] "=&r"(c0), [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w),    \
+              [o] "=&r"(o), [src] "+m"(src), [n] "+m"(n)                                     \
+            : [out] "m"(out), [col] "m"(col), [wb] "m"(w_base), [we] "m"(w_end),             \
+              [db] "m"(db), [ob1] "m"(ob1), [o2] "m"(o2), [ng] "m"(ng)                       \
+            : "cc", "memory");                                                               \
+    }
+
+C1_RUN_G(conv1x1_run_g2, C1_G2, C1_COLS12)
+C1_RUN_G(conv1x1_run_g4, C1_G4, C1_COLS)
+C1_RUN_G(conv1x1_run_g8, C1_G8, C1_COLS)
+
+/* -- 1x1 kernel, int16 weights ----------------------------------------------------------------
+ * For small 1x1 layers the generator may store the weights sign-extended (matrix_stream with
+ * extended=True, ``packed[0]`` == 2): per group the pair's words E0 = (w0, w2) and E1 =
+ * (w1, w3) of channel 2i, then those of channel 2i + 1, the halves SXTB16 and SXTB16 ROR #8
+ * would make. A group is then four back-to-back LDRD and 8 SMLAD (13 cycles, not 16); the
+ * output pointer goes to memory to free the fourth weight register. */
+
+/* One group of four inputs, 2 columns x 2 channels, int16 weights. */
+#define MMX_GROUP                                                                            \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                      \
+    "ldrd %[wo], %[w3], [%[w]], #8\n\t"                                                      \
+    "ldrd %[x0], %[x1], [%[x]], #8\n\t"                                                      \
+    "ldrd %[x2], %[x3], [%[x]], #8\n\t"                                                      \
+    "smlad %[a0], %[x0], %[w0], %[a0]\n\t"                                                   \
+    "smlad %[a0], %[x1], %[w1], %[a0]\n\t"                                                   \
+    "smlad %[c0], %[x2], %[w0], %[c0]\n\t"                                                   \
+    "smlad %[c0], %[x3], %[w1], %[c0]\n\t"                                                   \
+    "smlad %[a1], %[x0], %[wo], %[a1]\n\t"                                                   \
+    "smlad %[a1], %[x1], %[w3], %[a1]\n\t"                                                   \
+    "smlad %[c1], %[x2], %[wo], %[c1]\n\t"                                                   \
+    "smlad %[c1], %[x3], %[w3], %[c1]\n\t"
+
+/* The first group: the second column's accumulators start from the biases in a0, a1. */
+#define MMX_GROUP0                                                                           \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                      \
+    "ldrd %[wo], %[w3], [%[w]], #8\n\t"                                                      \
+    "ldrd %[x0], %[x1], [%[x]], #8\n\t"                                                      \
+    "ldrd %[x2], %[x3], [%[x]], #8\n\t"                                                      \
+    "smlad %[c0], %[x2], %[w0], %[a0]\n\t"                                                   \
+    "smlad %[c0], %[x3], %[w1], %[c0]\n\t"                                                   \
+    "smlad %[a0], %[x0], %[w0], %[a0]\n\t"                                                   \
+    "smlad %[a0], %[x1], %[w1], %[a0]\n\t"                                                   \
+    "smlad %[c1], %[x2], %[wo], %[a1]\n\t"                                                   \
+    "smlad %[c1], %[x3], %[w3], %[c1]\n\t"                                                   \
+    "smlad %[a1], %[x0], %[wo], %[a1]\n\t"                                                   \
+    "smlad %[a1], %[x1], %[w3], %[a1]\n\t"
+
+#define C1X_G2 MMX_GROUP0 MMX_GROUP
+#define C1X_G4 MMX_GROUP0 MMX_GROUP MMX_GROUP MMX_GROUP
+#define C1X_G8 C1X_G4 MMX_GROUP MMX_GROUP MMX_GROUP MMX_GROUP
+
+/* One channel pair: biases, the groups, kml_rq, the four stores through the output pointer
+ * in memory. */
+#define C1X_PAIR(GROUPS)                                                                     \
+    "ldrd %[a0], %[a1], [%[w]], #8\n\t"                                                      \
+    "ldr %[x], %[col]\n\t"                                                                   \
+    GROUPS                                                                                   \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */                                       \
+    "ldrd %[x0], %[x1], [%[w]], #8\n\t"   /* k0, k1 */                                       \
+    "ldr %[x2], [%[w]], #4\n\t"           /* shift bytes: r0 in x2's low byte */             \
+    "lsr %[x3], %[x2], #8\n\t"            /* r1 */                                           \
+    C1_RQ("a0", "w0", "x0", "x2")                                                            \
+    C1_RQ("a1", "w1", "x1", "x3")                                                            \
+    C1_RQ("c0", "w0", "x0", "x2")                                                            \
+    C1_RQ("c1", "w1", "x1", "x3")                                                            \
+    "ldr %[w3], %[out]\n\t"                                                                  \
+    "ldr %[w0], %[ob1]\n\t"                                                                  \
+    "strb %[a0], [%[w3]], #1\n\t"                                                            \
+    "strb %[c0], [%[w3], %[w0]]\n\t"                                                         \
+    "strb %[a1], [%[w3]], #1\n\t"                                                            \
+    "strb %[c1], [%[w3], %[w0]]\n\t"                                                         \
+    "str %[w3], %[out]\n\t"
+
+/* conv1x1_run_g2/4/8 for int16 weights. */
+#define C1X_RUN_G(NAME, GROUPS, COLS)                                                        \
+    static void NAME(c1_args *s)                                                             \
+    {                                                                                        \
+        const int8_t *src = s->src;                                                          \
+        int8_t *out = s->out;                                                                \
+        const int32_t *const w_base = s->w, *const w_end = s->w_end;                         \
+        int32_t *const col = s->col;                                                         \
+        int32_t n = s->n;                                                                    \
+        const int32_t db = s->db, ob1 = s->ob1, o2 = s->o2, ng = s->in_groups;               \
+        const int32_t *x, *w;                                                                \
+        int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6, t7;                              \
+        __asm__ volatile(                                                                    \
+            "7:\n\t"                                                                         \
+            "ldr %[x], %[src]\n\t"                                                           \
+            "ldr %[w], %[col]\n\t"                                                           \
+            "ldr %[c1], %[db]\n\t"                                                           \
+            "ldr %[wo], %[o2]\n\t"                                                           \
+            "ldr %[w1], %[ng]\n\t"                                                           \
+            COLS                                                                             \
+            "add %[x], %[x], %[c1]\n\t"                                                      \
+            "str %[x], %[src]\n\t"                                                           \
+            "ldr %[w], %[wb]\n"                                                              \
+            "0:\n\t"                                                                         \
+            C1X_PAIR(GROUPS)                                                                 \
+            C1X_PAIR(GROUPS)                                                                 \
+            "ldr %[w0], %[we]\n\t"                                                           \
+            "cmp %[w], %[w0]\n\t"                                                            \
+            "bne 0b\n\t"                                                                     \
+            "ldr %[w0], %[ob1]\n\t"         /* past pixel B's outputs: + (ob1 + 1) */        \
+            "add %[w3], %[w3], %[w0]\n\t"                                                    \
+            "add %[w3], %[w3], #1\n\t"                                                       \
+            "str %[w3], %[out]\n\t"                                                          \
+            "ldr %[w0], %[n]\n\t"                                                            \
+            "subs %[w0], %[w0], #1\n\t"                                                      \
+            "str %[w0], %[n]\n\t"                                                            \
+            "bne 7b"                                                                         \
+            : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3),                \
+              [x2] "=&r"(t4), [x3] "=&r"(t5), [wo] "=&r"(t6), [w3] "=&r"(t7),                \
+              [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0), [c1] "=&r"(c1), [x] "=&r"(x),  \
+              [w] "=&r"(w), [src] "+m"(src), [n] "+m"(n), [out] "+m"(out)                    \
+            : [col] "m"(col), [wb] "m"(w_base), [we] "m"(w_end), [db] "m"(db),               \
+              [ob1] "m"(ob1), [o2] "m"(o2), [ng] "m"(ng)                                     \
+            : "cc", "memory");                                                               \
+    }
+
+C1X_RUN_G(conv1x1x_run_g2, C1X_G2, C1_COLS12)
+C1X_RUN_G(conv1x1x_run_g4, C1X_G4, C1_COLS)
+C1X_RUN_G(conv1x1x_run_g8, C1X_G8, C1_COLS)
+
+/* The last pixel of an odd count with int16 weights, in C (once per layer). */
+static KML_SMALL void conv1x1x_one(const c1_args *s, int32_t groups)
+{
+    const int32_t *w = s->w;
+    int8_t *out = s->out;
+    int32_t g;
+    while (w != s->w_end) {
+        int32_t acc0 = w[0], acc1 = w[1];
+        w += 2;
+        for (g = 0; g < groups; ++g, w += 4) {
+            int32_t lo = 0, hi = 0;
+            if (g < s->in_groups) {
+                const int32_t v = kml_ld32(s->src + 4 * g);
+                lo = __sxtab16(s->o2, v);
+                hi = kml_sxtab16_ror8(s->o2, v);
+                lo = __sadd16(lo, lo);
+                hi = __sadd16(hi, hi);
+            }
+            acc0 = __smlad(lo, w[0], __smlad(hi, w[1], acc0));
+            acc1 = __smlad(lo, w[2], __smlad(hi, w[3], acc1));
+        }
+        {
+            const int32_t r0 = w[4] & 0xFF, r1 = (w[4] >> 8) & 0xFF;
+            const int32_t v0 = kml_smmlar(acc0, w[0], w[2]), v1 = kml_smmlar(acc1, w[1], w[3]);
+            out[0] = (int8_t)kml_ssat8((v0 - (int32_t)((uint32_t)acc0 >> 31)) >> r0);
+            out[1] = (int8_t)kml_ssat8((v1 - (int32_t)((uint32_t)acc1 >> 31)) >> r1);
+        }
+        out += 2;
+        w += 5;
+    }
+}
+
+/* The last pixel of an odd count alone: its doubled column (compact: group g at words 2g,
+ * 2g + 1), then per channel pair two accumulators, two groups per loop step (four
+ * back-to-back loads, 8 SXTB16, 8 SMLAD), kml_rq as in conv1x1_run. A pair pass spends the
+ * same loads and MACs on a copy of the pixel. */
+static void conv1x1_one(const c1_args *s, int32_t groups)
+{
+    int32_t *const col = s->col;
+    int32_t *const col_end = col + 2 * groups;
+    const int32_t *const w_base = s->w, *const w_end = s->w_end;
+    int8_t *out = s->out;
+    const int32_t *x, *w;
+    int32_t g, a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6, xe;
+    for (g = 0; g < s->in_groups; ++g) {
+        const int32_t v = kml_ld32(s->src + 4 * g);
+        const int32_t lo = __sxtab16(s->o2, v), hi = kml_sxtab16_ror8(s->o2, v);
+        col[2 * g] = __sadd16(lo, lo);
+        col[2 * g + 1] = __sadd16(hi, hi);
+    }
+    for (g *= 2; g < 2 * groups; ++g) {
+        col[g] = 0; /* the zero padding up to K8 (zero weights too) */
+    }
+    __asm__ volatile(
+        "ldr %[w], %[wb]\n\t"
+        "ldr %[xe], %[ce]\n"
+        "0:\n\t"
+        "ldrd %[a0], %[a1], [%[w]], #8\n\t"   /* doubled biases */
+        "ldr %[x], %[col]\n"
+        "1:\n\t"
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
+        "ldrd %[c0], %[c1], [%[w]], #8\n\t"
+        "ldrd %[x0], %[x1], [%[x]], #8\n\t"
+        "ldrd %[x2], %[x3], [%[x]], #8\n\t"
+        "sxtb16 %[wo], %[w0], ror #8\n\t"
+        "sxtb16 %[w0], %[w0]\n\t"
+        "smlad %[a0], %[x0], %[w0], %[a0]\n\t"
+        "smlad %[a0], %[x1], %[wo], %[a0]\n\t"
+        "sxtb16 %[wo], %[w1], ror #8\n\t"
+        "sxtb16 %[w1], %[w1]\n\t"
+        "smlad %[a1], %[x0], %[w1], %[a1]\n\t"
+        "smlad %[a1], %[x1], %[wo], %[a1]\n\t"
+        "sxtb16 %[wo], %[c0], ror #8\n\t"
+        "sxtb16 %[c0], %[c0]\n\t"
+        "smlad %[a0], %[x2], %[c0], %[a0]\n\t"
+        "smlad %[a0], %[x3], %[wo], %[a0]\n\t"
+        "sxtb16 %[wo], %[c1], ror #8\n\t"
+        "sxtb16 %[c1], %[c1]\n\t"
+        "smlad %[a1], %[x2], %[c1], %[a1]\n\t"
+        "smlad %[a1], %[x3], %[wo], %[a1]\n\t"
+        "cmp %[x], %[xe]\n\t"
+        "bcc 1b\n\t"
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */
+        "ldrd %[x0], %[x1], [%[w]], #8\n\t"   /* k0, k1 */
+        "ldr %[x2], [%[w]], #4\n\t"           /* shift bytes: r0 in x2's low byte */
+        "lsr %[x3], %[x2], #8\n\t"            /* r1 */
+        C1_RQ("a0", "w0", "x0", "x2")
+        C1_RQ("a1", "w1", "x1", "x3")
+        "ldr %[x], %[out]\n\t"
+        "strb %[a0], [%[x]], #1\n\t"
+        "strb %[a1], [%[x]], #1\n\t"
+        "str %[x], %[out]\n\t"
+        "ldr %[w0], %[we]\n\t"
+        "cmp %[w], %[w0]\n\t"
+        "bne 0b"
+        : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),
+          [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0),
+          [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w), [xe] "=&r"(xe), [out] "+m"(out)
+        : [col] "m"(col), [ce] "m"(col_end), [wb] "m"(w_base), [we] "m"(w_end)
+        : "cc", "memory");
+}
+
+/* 1x1, stride 1, no padding (the generator's promise; see the block comment above). */
+void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                       int8_t *output, const int32_t *packed, int32_t *scratch)
+{
+    const int32_t n = p->batches * p->out_h * p->out_w;
+    const int32_t groups = ((p->in_c + 7) >> 3) * 2;
+    const int32_t full = p->act_min == -128 && p->act_max == 127;
+    c1_args s;
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    s.w = packed + 1;
+    s.w_end = s.w + (p->out_c >> 1) * (7 + (packed[0] == 2 ? 4 : 2) * groups);
+    s.col = scratch;
+    s.col_end = scratch + 4 * groups;
+    s.back = (groups <= MM_SHORT_1X1 ? groups - 1 : (groups - 1) % MM_UNROLL_1X1)
+             * MM_GROUP_BYTES;
+    s.o2 = kml_pair16(p->in_offset);
+    s.in_groups = p->in_c >> 2;
+    if (n >= 2) {
+        s.src = input;
+        s.out = output;
+        s.db = p->in_c;
+        s.ob1 = p->out_c - 1;
+        s.n = n >> 1;
+        if (packed[0] == 2) { /* int16 weights: 2, 4 or 8 groups, out_c a multiple of 4 */
+            (groups == 2 ? conv1x1x_run_g2 : groups == 4 ? conv1x1x_run_g4
+                                                         : conv1x1x_run_g8)(&s);
+        } else if ((groups == 2 || groups == 4 || groups == 8) && (p->out_c & 3) == 0) {
+            (groups == 2 ? conv1x1_run_g2 : groups == 4 ? conv1x1_run_g4 : conv1x1_run_g8)(&s);
+        } else {
+            (groups <= MM_SHORT_1X1 ? conv1x1_run_short : conv1x1_run)(&s);
+        }
+    }
+    if (n & 1) { /* the last pixel alone */
+        s.src = input + (size_t)(n - 1) * (size_t)p->in_c;
+        s.out = output + (size_t)(n - 1) * (size_t)p->out_c;
+        if (packed[0] == 2) {
+            conv1x1x_one(&s, groups);
+        } else {
+            conv1x1_one(&s, groups);
+        }
+    }
+    if (!full) {
+        int32_t i;
+        for (i = 0; i < n * p->out_c; ++i) {
+            output[i] = kml_clamp8(output[i], p->act_min, p->act_max);
+        }
+    }
+}
+
+/* -- 3-row kernel ------------------------------------------------------------------------------
+ * kml_conv2d_rgb_s8: three window rows of 4n + 1 bytes (3x3 over three channels: the RGB
+ * first layer), no dilation, even out_c, every pair on kml_rq. K order as conv_rows (the n
+ * groups of each row, then one group of the rows' last bytes), rows padded to a multiple of 4,
+ * not 8 (K = 27: 7 groups), and the stream with k0, k1 precomputed (matrix_stream lean, biases
+ * not doubled: doubling the columns would cost more per pixel pair than it saves here). Along
+ * each output row, the pixel pairs whose windows lie inside the image go through one asm block
+ * (rgbx_run_short with int16 weights, below; else rgb_run_short for n <= 2, i.e. up to
+ * MM_SHORT groups, or rgb_run): columns, then every channel pair. Other pixels: their windows as bytes (rgb_window) in a small image of their
+ * own that the same asm block then reads. */
+
+/* The layer state the asm blocks keep in memory (they need every register). */
+typedef struct {
+    const int8_t *src;   /* pixel A's window (B's at + db) */
+    int8_t *out, *out_end; /* pixel A's outputs (B's at + out_c), the end of the run */
+    const int32_t *w, *w_end; /* the stream's channel pairs */
+    int32_t *col, *col_end;   /* the column pair, 4 words per group */
+    int32_t back;        /* bytes of straight groups before the requantization to run */
+    int32_t db;          /* bytes from A's window to B's (0: one pixel) */
+    int32_t ob1;         /* bytes from A's outputs to B's (out_c, or 0), minus 1 */
+    int32_t o2;          /* kml_pair16(in_offset) */
+    int32_t ng;          /* whole groups of a window row */
+    int32_t step;        /* bytes between the rows of a window */
+} rgb_args;
+
+/* One group of both columns (col_pair's layout), B's four inputs at [x + DB]. */
+#define RGB_GROUP(DB)                                                                        \
+    "ldr %[x1], [%[x], %[" DB "]]\n\t"                                                       \
+    "ldr %[x0], [%[x]], #4\n\t"                                                              \
+    "sxtab16 %[x2], %[wo], %[x0]\n\t"                                                        \
+    "sxtab16 %[x3], %[wo], %[x0], ror #8\n\t"                                                \
+    "sxtab16 %[a0], %[wo], %[x1]\n\t"                                                        \
+    "sxtab16 %[x1], %[wo], %[x1], ror #8\n\t"                                                \
+    "strd %[x2], %[x3], [%[w]], #8\n\t"                                                      \
+    "strd %[a0], %[x1], [%[w]], #8\n\t"
+
+/* The group of the three rows' last bytes (x at row 2's, ST the row step, B's at + DB). */
+#define RGB_REST(DB, ST)                                                                     \
+    "ldrb %[c0], [%[x]]\n\t"                                                                 \
+    "ldrb %[c1], [%[x], %[" DB "]]\n\t"                                                      \
+    "sub %[x], %[x], %[" ST "]\n\t"                                                          \
+    "ldrb %[x2], [%[x]]\n\t"                                                                 \
+    "ldrb %[x3], [%[x], %[" DB "]]\n\t"                                                      \
+    "sub %[x], %[x], %[" ST "]\n\t"                                                          \
+    "ldrb %[x0], [%[x]]\n\t"                                                                 \
+    "ldrb %[x1], [%[x], %[" DB "]]\n\t"                                                      \
+    "orr %[x0], %[x0], %[x2], lsl #8\n\t"                                                    \
+    "orr %[x0], %[x0], %[c0], lsl #16\n\t"                                                   \
+    "orr %[x1], %[x1], %[x3], lsl #8\n\t"                                                    \
+    "orr %[x1], %[x1], %[c1], lsl #16\n\t"                                                   \
+    "sxtab16 %[x2], %[wo], %[x0]\n\t"                                                        \
+    "sxtab16 %[x3], %[wo], %[x0], ror #8\n\t"                                                \
+    "sxtab16 %[a0], %[wo], %[x1]\n\t"                                                        \
+    "sxtab16 %[x1], %[wo], %[x1], ror #8\n\t"                                                \
+    "strd %[x2], %[x3], [%[w]], #8\n\t"                                                      \
+    "strd %[a0], %[x1], [%[w]], #8\n\t"
+
+/* The columns for rows of n = 1 or 2 groups, straight: the row step in w1, B's offset in
+ * w0. */
+#define RGB_COLS(GROUPS)                                                                     \
+    "ldr %[w1], %[step]\n\t"                                                                 \
+    "sub %[w1], %[w1], #(" #GROUPS " * 4)\n\t"                                               \
+    RGB_ROW##GROUPS                                                                          \
+    "add %[x], %[x], %[w1]\n\t"                                                              \
+    RGB_ROW##GROUPS                                                                          \
+    "add %[x], %[x], %[w1]\n\t"                                                              \
+    RGB_ROW##GROUPS                                                                          \
+    "add %[w1], %[w1], #(" #GROUPS " * 4)\n\t"                                               \
+    RGB_REST("w0", "w1")
+#define RGB_ROW1 RGB_GROUP("w0")
+#define RGB_ROW2 RGB_GROUP("w0") RGB_GROUP("w0")
+
+/* kml_rq of the four accumulators from the pair's m0, m1, k0, k1 and shift word (lean
+ * stream), saturated in place. */
+#define RGB_RQ                                                                               \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t"   /* m0, m1 */                                       \
+    "ldrd %[x0], %[x1], [%[w]], #8\n\t"   /* k0, k1 */                                       \
+    "ldr %[x2], [%[w]], #4\n\t"           /* shift bytes: r0 in x2's low byte */             \
+    "lsr %[x3], %[x2], #8\n\t"            /* r1 */                                           \
+    MM_RQ("a0", "w0", "x0", "x2")                                                            \
+    MM_RQ("a1", "w1", "x1", "x3")                                                            \
+    MM_RQ("c0", "w0", "x0", "x2")                                                            \
+    MM_RQ("c1", "w1", "x1", "x3")
+
+/* Rows of one or two groups (MM_SHORT groups at most): MM_GROUP0, then straight groups
+ * entered at s->back bytes before the requantization (computed once), no loop test; the
+ * output pointer stays in a register. */
+#define RGB_SHORT_ASM(GROUPS)                                                                \
+    __asm__ volatile(                                                                        \
+        "ldr %[w1], %[back]\n\t"                                                             \
+        "adr %[w0], 9f\n\t"                                                                  \
+        "sub %[w0], %[w0], %[w1]\n\t"                                                        \
+        "str %[w0], %[back]\n\t"                                                             \
+        "ldr %[o], %[out]\n"                                                                 \
+        "7:\n\t"                            /* per pixel pair: the columns */                \
+        "ldr %[x], %[src]\n\t"                                                               \
+        "ldr %[w], %[col]\n\t"                                                               \
+        "ldr %[w0], %[db]\n\t"                                                               \
+        "ldr %[wo], %[o2]\n\t"                                                               \
+        RGB_COLS(GROUPS)                                                                     \
+        "ldr %[x], %[src]\n\t"              /* the next pair's windows */                    \
+        "add %[x], %[x], %[w0], lsl #1\n\t"                                                  \
+        "str %[x], %[src]\n\t"                                                               \
+        "ldr %[w], %[wb]\n\t"                                                                \
+        MM_HEAD                             /* the first channel pair */                     \
+        ".p2align 2\n\t"                                                                     \
+        MM_GROUP MM_GROUP6                                                                   \
+        "9:\n\t"                                                                             \
+        RGB_RQ                                                                               \
+        "ldr %[w0], %[ob1]\n\t"                                                              \
+        "strb %[a0], [%[o]], #1\n\t"                                                         \
+        "strb %[c0], [%[o], %[w0]]\n\t"                                                      \
+        "strb %[a1], [%[o]], #1\n\t"                                                         \
+        "strb %[c1], [%[o], %[w0]]\n\t"                                                      \
+        "ldr %[w0], %[we]\n\t"                                                               \
+        "cmp %[w], %[w0]\n\t"                                                                \
+        "beq 6f\n\t"                                                                         \
+        MM_HEAD                             /* the next channel pair */                      \
+        "6:\n\t"                                                                             \
+        "ldr %[w0], %[ob1]\n\t"             /* past pixel B's outputs: + (ob1 + 1) */        \
+        "add %[o], %[o], %[w0]\n\t"                                                          \
+        "add %[o], %[o], #1\n\t"                                                             \
+        "ldr %[w0], %[oe]\n\t"                                                               \
+        "cmp %[o], %[w0]\n\t"                                                                \
+        "bne 7b"                                                                             \
+        : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),    \
+          [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0),    \
+          [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w), [o] "=&r"(o), [src] "+m"(src),         \
+          [back] "+m"(back)                                                                  \
+        : [out] "m"(out), [oe] "m"(out_end), [col] "m"(col), [wb] "m"(w_base),               \
+          [we] "m"(w_end), [db] "m"(db), [ob1] "m"(ob1), [o2] "m"(o2), [step] "m"(step)      \
+        : "cc", "memory")
+
+static void rgb_run_short(const rgb_args *s)
+{
+    const int8_t *src = s->src;
+    int8_t *const out = s->out, *const out_end = s->out_end;
+    const int32_t *const w_base = s->w, *const w_end = s->w_end;
+    int32_t *const col = s->col;
+    int32_t back = s->back;
+    const int32_t db = s->db, ob1 = s->ob1, o2 = s->o2, step = s->step;
+    const int32_t *x, *w;
+    int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6;
+    int8_t *o;
+    if (s->ng == 2) {
+        RGB_SHORT_ASM(2);
+    } else {
+        RGB_SHORT_ASM(1);
+    }
+}
+
+/* Rows of three groups or more: the row loop, and mm_pairs' group loop. */
+static void rgb_run(const rgb_args *s)
+{
+    const int8_t *src = s->src;
+    int8_t *out = s->out;
+    int8_t *const out_end = s->out_end;
+    const int32_t *const w_base = s->w, *const w_end = s->w_end;
+    int32_t *const col = s->col, *const col_end = s->col_end;
+    const int32_t back = s->back, db = s->db, ob1 = s->ob1, o2 = s->o2;
+    const int32_t ng = s->ng, step = s->step;
+    const int32_t *x, *w;
+    int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6, xe;
+    __asm__ volatile(
+        "7:\n\t"                            /* per pixel pair: the columns, row by row */
+        "ldr %[x], %[src]\n\t"
+        "ldr %[w], %[col]\n\t"
+        "ldr %[xe], %[db]\n\t"
+        "ldr %[wo], %[o2]\n\t"
+        "ldr %[a1], %[ng]\n\t"
+        "mov %[c1], #3\n"
+        "8:\n\t"
+        "mov %[w1], %[a1]\n"
+        "4:\n\t"
+        RGB_GROUP("xe")
+        "subs %[w1], %[w1], #1\n\t"
+        "bne 4b\n\t"
+        "ldr %[w0], %[step]\n\t"            /* the next row: + step - 4 ng */
+        "add %[x], %[x], %[w0]\n\t"
+        "sub %[x], %[x], %[a1], lsl #2\n\t"
+        "subs %[c1], %[c1], #1\n\t"
+        "bne 8b\n\t"
+        "sub %[x], %[x], %[w0]\n\t"         /* row 2's last byte */
+        "add %[x], %[x], %[a1], lsl #2\n\t"
+        RGB_REST("xe", "w0")
+        "ldr %[x], %[src]\n\t"              /* the next pair's windows */
+        "add %[x], %[x], %[xe], lsl #1\n\t"
+        "str %[x], %[src]\n\t"
+        "ldr %[w], %[wb]\n\t"
+        "ldr %[xe], %[ce]\n"
+        "0:\n\t"                            /* per channel pair: mm_pairs' loop */
+        "ldrd %[a0], %[a1], [%[w]], #8\n\t"
+        "ldr %[x], %[col]\n\t"
+        MM_GROUP0
+        "ldr %[w1], %[back]\n\t"
+        "adr %[w0], 9f\n\t"
+        "sub %[w0], %[w0], %[w1]\n\t"
+        "mov pc, %[w0]\n\t"                 /* ARMv7-M: bit 0 of the address is ignored */
+        ".p2align 2\n"
+        "1:\n\t" MM_GROUP6
+        "9:\n\t"
+        "cmp %[x], %[xe]\n\t"
+        "bcc 1b\n\t"
+        RGB_RQ
+        "ldr %[x], %[out]\n\t"              /* the four stores back to back */
+        "ldr %[w0], %[ob1]\n\t"
+        "strb %[a0], [%[x]], #1\n\t"
+        "strb %[c0], [%[x], %[w0]]\n\t"
+        "strb %[a1], [%[x]], #1\n\t"
+        "strb %[c1], [%[x], %[w0]]\n\t"
+        "str %[x], %[out]\n\t"
+        "ldr %[w0], %[we]\n\t"
+        "cmp %[w], %[w0]\n\t"
+        "bne 0b\n\t"
+        "ldr %[w0], %[ob1]\n\t"             /* past pixel B's outputs: + (ob1 + 1) */
+        "add %[x], %[x], %[w0]\n\t"
+        "add %[x], %[x], #1\n\t"
+        "str %[x], %[out]\n\t"
+        "ldr %[w0], %[oe]\n\t"
+        "cmp %[x], %[w0]\n\t"
+        "bne 7b"
+        : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),
+          [x3] "=&r"(t5), [wo] "=&r"(t6), [a0] "=&r"(a0), [a1] "=&r"(a1), [c0] "=&r"(c0),
+          [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w), [xe] "=&r"(xe), [src] "+m"(src),
+          [out] "+m"(out)
+        : [col] "m"(col), [ce] "m"(col_end), [wb] "m"(w_base), [we] "m"(w_end), [db] "m"(db),
+          [ob1] "m"(ob1), [o2] "m"(o2), [ng] "m"(ng), [step] "m"(step),
+          [oe] "m"(out_end), [back] "m"(back)
+        : "cc", "memory");
+}
+
+/* kml_conv2d_rgb_s8 with int16 weights (packed[0] == 2; conv_rgb_extended): rows of one or
+ * two groups, so 4 or 7 groups in all, straight (MMX_GROUP: 13 cycles, not 16), no jump; the
+ * output pointer in memory; two channel pairs per loop step (a forward exit between them). */
+#define RGBX_G4 MMX_GROUP0 MMX_GROUP MMX_GROUP MMX_GROUP
+#define RGBX_G7 RGBX_G4 MMX_GROUP MMX_GROUP MMX_GROUP
+
+#define RGBX_PAIR(GROUPS)                                                                    \
+    "ldrd %[a0], %[a1], [%[w]], #8\n\t"                                                      \
+    "ldr %[x], %[col]\n\t"                                                                   \
+    GROUPS                                                                                   \
+    RGB_RQ                                                                                   \
+    "ldr %[w3], %[out]\n\t"                                                                  \
+    "ldr %[w0], %[ob1]\n\t"                                                                  \
+    "strb %[a0], [%[w3]], #1\n\t"                                                            \
+    "strb %[c0], [%[w3], %[w0]]\n\t"                                                         \
+    "strb %[a1], [%[w3]], #1\n\t"                                                            \
+    "strb %[c1], [%[w3], %[w0]]\n\t"                                                         \
+    "str %[w3], %[out]\n\t"
+
+#define RGBX_ASM(NG, GROUPS)                                                                 \
+    __asm__ volatile(                                                                        \
+        "7:\n\t"                            /* per pixel pair: the columns */                \
+        "ldr %[x], %[src]\n\t"                                                               \
+        "ldr %[w], %[col]\n\t"                                                               \
+        "ldr %[w0], %[db]\n\t"                                                               \
+        "ldr %[wo], %[o2]\n\t"                                                               \
+        RGB_COLS(NG)                                                                         \
+        "ldr %[x], %[src]\n\t"              /* the next pair's windows */                    \
+        "add %[x], %[x], %[w0], lsl #1\n\t"                                                  \
+        "str %[x], %[src]\n\t"                                                               \
+        "ldr %[w], %[wb]\n"                                                                  \
+        "0:\n\t"                                                                             \
+        RGBX_PAIR(GROUPS)                                                                    \
+        "ldr %[w0], %[we]\n\t"                                                               \
+        "cmp %[w], %[w0]\n\t"                                                                \
+        "beq 6f\n\t"                                                                         \
+        RGBX_PAIR(GROUPS)                                                                    \
+        "ldr %[w0], %[we]\n\t"                                                               \
+        "cmp %[w], %[w0]\n\t"                                                                \
+        "bne 0b\n"                                                                           \
+        "6:\n\t"                                                                             \
+        "ldr %[w0], %[ob1]\n\t"             /* past pixel B's outputs: + (ob1 + 1) */        \
+        "add %[w3], %[w3], %[w0]\n\t"                                                        \
+        "add %[w3], %[w3], #1\n\t"                                                           \
+        "str %[w3], %[out]\n\t"                                                              \
+        "ldr %[w0], %[oe]\n\t"                                                               \
+        "cmp %[w3], %[w0]\n\t"                                                               \
+        "bne 7b"                                                                             \
+        : [w0] "=&r"(t0), [w1] "=&r"(t1), [x0] "=&r"(t2), [x1] "=&r"(t3), [x2] "=&r"(t4),    \
+          [x3] "=&r"(t5), [wo] "=&r"(t6), [w3] "=&r"(t7), [a0] "=&r"(a0), [a1] "=&r"(a1),    \
+          [c0] "=&r"(c0), [c1] "=&r"(c1), [x] "=&r"(x), [w] "=&r"(w), [src] "+m"(src),       \
+          [out] "+m"(out)                                                                    \
+        : [oe] "m"(out_end), [col] "m"(col), [wb] "m"(w_base), [we] "m"(w_end),              \
+          [db] "m"(db), [ob1] "m"(ob1), [o2] "m"(o2), [step] "m"(step)                       \
+        : "cc", "memory")
+
+static void rgbx_run_short(const rgb_args *s)
+{
+    const int8_t *src = s->src;
+    int8_t *out = s->out;
+    int8_t *const out_end = s->out_end;
+    const int32_t *const w_base = s->w, *const w_end = s->w_end;
+    int32_t *const col = s->col;
+    const int32_t db = s->db, ob1 = s->ob1, o2 = s->o2, step = s->step;
+    const int32_t *x, *w;
+    int32_t a0, a1, c0, c1, t0, t1, t2, t3, t4, t5, t6, t7;
+    if (s->ng == 2) {
+        RGBX_ASM(2, RGBX_G7);
+    } else {
+        RGBX_ASM(1, RGBX_G4);
+    }
+}
+
+/* The window of output pixel (oy, ox) as 3 rows of row_len bytes at t (window_bytes for
+ * kml_conv2d_rgb_s8's edge pixels, without its per-row calls): the zero point, then the
+ * bytes inside the image over it. */
+static KML_SMALL void rgb_window(const col_geo *G, int32_t oy, int32_t ox, int8_t *t)
+{
+    const kml_conv_params *p = G->p;
+    const int32_t c = p->in_c, n = G->row_len;
+    const int32_t iy0 = oy * p->stride_h - p->pad_top, x0 = (ox * p->stride_w - p->pad_left) * c;
+    const uint32_t zp4 = (uint8_t)(-p->in_offset) * 0x01010101u;
+    int32_t lo = x0 < 0 ? -x0 : 0, hi = G->in_row - x0, ky, i;
+    if (hi > n) {
+        hi = n;
+    }
+    for (i = 0; i < 3 * n; i += 4) {
+        memcpy(t + i, &zp4, 4); /* up to 4 * groups bytes: the window's slot */
+    }
+    for (ky = 0; ky < 3; ++ky, t += n) {
+        const int32_t iy = iy0 + ky;
+        if (iy >= 0 && iy < p->in_h && hi > lo) {
+            bytes_copy(t + lo, G->in + (size_t)iy * (size_t)G->in_row + x0 + lo, hi - lo);
+        }
+    }
+}
+
+/* Three window rows of 4n + 1 bytes (the generator's promise; see the block comment above). */
+void kml_conv2d_rgb_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                       int8_t *output, const int32_t *packed, int32_t *scratch)
+{
+    const int32_t k = p->k_h * p->k_w * p->in_c;
+    const int32_t groups = (k + 3) >> 2; /* rows padded to a multiple of 4, not 8 */
+    const int32_t full = p->act_min == -128 && p->act_max == 127;
+    const size_t in_image = (size_t)(p->in_h * p->in_w * p->in_c);
+    const size_t out_c = (size_t)p->out_c;
+    void (*const run)(const rgb_args *) = packed[0] == 2 ? rgbx_run_short
+                                          : groups <= MM_SHORT ? rgb_run_short : rgb_run;
+    int8_t *const tmp = (int8_t *)(void *)(scratch + 4 * groups);
+    col_geo G;
+    rgb_args s, e;
+    int32_t b, oy;
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    conv_geometry(&G, p, 4 * groups);
+    s.w = packed + 1;
+    s.w_end = s.w + (p->out_c >> 1) * (7 + (packed[0] == 2 ? 4 : 2) * groups);
+    s.col = scratch;
+    s.col_end = scratch + 4 * groups;
+    s.back = (groups <= MM_SHORT ? groups - 1 : (groups - 1) % MM_UNROLL) * MM_GROUP_BYTES;
+    s.db = G.xstep;
+    s.ob1 = p->out_c - 1;
+    s.o2 = G.off2;
+    s.ng = G.row_groups;
+    s.step = G.step;
+    e = s; /* windows written out as bytes: rows at row_len, B's window at + k4 */
+    e.src = tmp;
+    e.step = G.row_len;
+    for (b = 0; b < p->batches; ++b) {
+        G.in = input + (size_t)b * in_image;
+        for (oy = 0; oy < p->out_h; ++oy) {
+            const int32_t row_ok = (uint32_t)(oy - G.oy_lo) < G.ny;
+            const int32_t x_hi = G.ox_lo + (int32_t)G.nx;
+            int8_t *out = output + ((size_t)b * (size_t)p->out_h + (size_t)oy)
+                                   * (size_t)p->out_w * out_c;
+            int32_t ox = 0;
+            while (ox < p->out_w) {
+                if (row_ok && ox >= G.ox_lo && ox + 1 < x_hi) { /* a run of pairs inside */
+                    const int32_t pairs = (x_hi - ox) >> 1;
+                    s.src = G.in + (oy * p->stride_h - p->pad_top) * G.in_row
+                            + (ox * p->stride_w - p->pad_left) * p->in_c;
+                    s.out = out + (size_t)ox * out_c;
+                    s.out_end = s.out + (size_t)(2 * pairs) * out_c;
+                    run(&s);
+                    ox += 2 * pairs;
+                } else { /* one or two pixels whose windows leave the image */
+                    const int32_t two = ox + 1 < p->out_w;
+                    rgb_window(&G, oy, ox, tmp);
+                    if (two) {
+                        rgb_window(&G, oy, ox + 1, tmp + G.k8);
+                    }
+                    e.src = tmp;
+                    e.db = two ? G.k8 : 0;
+                    e.ob1 = two ? p->out_c - 1 : -1;
+                    e.out = out + (size_t)ox * out_c;
+                    e.out_end = e.out + (size_t)(1 + two) * out_c;
+                    run(&e);
+                    ox += 1 + two;
+                }
+            }
+        }
+    }
+    if (!full) {
+        const int32_t n = p->batches * p->out_h * p->out_w * p->out_c;
+        int32_t i;
+        for (i = 0; i < n; ++i) {
+            output[i] = kml_clamp8(output[i], p->act_min, p->act_max);
+        }
+    }
 }
 
 /* -- fused ADD --------------------------------------------------------------------------------

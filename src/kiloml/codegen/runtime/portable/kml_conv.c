@@ -181,3 +181,17 @@ void kml_conv2d_pairs_inside_s8(const kml_conv_params *p, const int8_t *input,
 {
     kml_conv2d_s8(p, input, filter, bias, mult, shift, output, packed, scratch);
 }
+
+void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                       int8_t *output, const int32_t *packed, int32_t *scratch)
+{
+    kml_conv2d_s8(p, input, filter, bias, mult, shift, output, packed, scratch);
+}
+
+void kml_conv2d_rgb_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                       int8_t *output, const int32_t *packed, int32_t *scratch)
+{
+    kml_conv2d_s8(p, input, filter, bias, mult, shift, output, packed, scratch);
+}

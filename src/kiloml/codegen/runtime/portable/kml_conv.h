@@ -45,6 +45,20 @@ void kml_conv2d_pairs_inside_s8(const kml_conv_params *p, const int8_t *input,
                                 const int32_t *shift, int8_t *output, const int32_t *packed,
                                 int32_t *scratch);
 
+/* CONV_2D with a 1x1 filter, stride 1 and no padding, input channels a multiple of 4, and
+ * the promise of kml_conv2d_pairs_s8 (optimized runtimes: one loop over the whole layer with
+ * its own ``packed`` layout); the portable one is kml_conv2d_s8. */
+void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                       int8_t *output, const int32_t *packed, int32_t *scratch);
+
+/* CONV_2D with three window rows of 4n + 1 bytes (n >= 1; 3x3 over three channels), no
+ * dilation, and the promise of kml_conv2d_pairs_s8 (optimized runtimes: a dedicated column
+ * builder); the portable one is kml_conv2d_s8. */
+void kml_conv2d_rgb_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                       int8_t *output, const int32_t *packed, int32_t *scratch);
+
 /* CONV_2D whose result goes straight into an ADD with ``residual``; ``output`` may be
  * ``residual`` itself (each element is read before it is written). */
 void kml_conv2d_add_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
