@@ -124,7 +124,8 @@ CONV_1X1_CASES = [
     dict(in_shape=(1, 5, 5, 8), out_channels=16, activation="RELU"),    # odd pixel count
     dict(in_shape=(1, 5, 7, 12), out_channels=8),                        # K % 8 == 4
     dict(in_shape=(2, 3, 3, 4), out_channels=6, activation="RELU6"),     # batch 2
-    dict(in_shape=(1, 1, 1, 16), out_channels=8),                        # one pixel
+    dict(in_shape=(2, 1, 1, 16), out_channels=8),                        # 1 pixel x 2 (a
+    # single-pixel 1x1 CONV_2D is compiled as FULLY_CONNECTED: pixel_conv_as_fully_connected)
     dict(in_shape=(1, 4, 5, 4), out_channels=8, activation="RELU"),      # 2 groups, in_c 4
     dict(in_shape=(1, 3, 5, 32), out_channels=16),                       # 8 groups
     dict(in_shape=(1, 5, 3, 28), out_channels=16),                       # 8 groups, in_c 28

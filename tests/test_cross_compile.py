@@ -52,3 +52,36 @@ def test_compile_cli_kernels_option(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "kiloml", "compile", str(tmp_path / "m.tflite"),
                           "-o", str(tmp_path / "d"), "--kernels", "gpu"], capture_output=True)
     assert bad.returncode == 2 and not (tmp_path / "d").exists()
+
+
+def test_every_declared_kernel_is_defined_in_both_runtimes(tmp_path):
+    """Both runtimes share kml_*.h: every function a header declares links in each of them
+    (host build of a file that takes the address of each one)."""
+    import re
+    import subprocess
+    from importlib import resources
+
+    base = resources.files("kiloml.codegen") / "runtime"
+    headers = sorted(h.name for h in (base / "portable").iterdir() if h.name.endswith(".h"))
+    names = sorted({n for h in headers for n in re.findall(
+        r"^\w[\w\s\*]*?\b(kml_\w+)\(", (base / "portable" / h).read_text(), re.M)
+        if "static" not in n})
+    assert len(names) > 20
+    main = tmp_path / "all.c"
+    main.write_text("".join(f'#include "{h}"\n' for h in headers)
+                    + "int main(void)\n{\n    const void *volatile f;\n"
+                    + "".join(f"    f = (const void *)&{n};\n" for n in names)
+                    + "    (void)f;\n    return 0;\n}\n")
+    for runtime in ("portable", "armv7em"):
+        srcs = {f.name: f for f in (base / "portable").iterdir() if f.name.endswith(".c")}
+        srcs.update({f.name: f for f in (base / runtime).iterdir() if f.name.endswith(".c")})
+        if runtime == "armv7em":
+            # armv7em code is Thumb-2 asm: compile and link it for the Cortex-M4
+            cc = ["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-O2", "--specs=nosys.specs"]
+        else:
+            cc = ["cc", "-O1"]
+        r = subprocess.run(cc + ["-std=c99", "-Wall", "-Wextra", "-Werror", "-I", str(base / runtime),
+                                 "-I", str(base / "portable"), str(main),
+                                 *map(str, srcs.values()), "-o", str(tmp_path / runtime), "-lm"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, f"{runtime}: {r.stderr[-2000:]}"

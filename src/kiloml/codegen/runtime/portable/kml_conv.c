@@ -135,63 +135,27 @@ void kml_depthwise_conv2d_s8(const kml_conv_params *p, const int8_t *input,
     }
 }
 
-void kml_depthwise_conv2d_3x3_s8(const kml_conv_params *p, const int8_t *input,
-                                 const int8_t *filter, const int32_t *bias, const int32_t *mult,
-                                 const int32_t *shift, int8_t *output, const int32_t *packed,
-                                 int32_t *scratch)
-{
-    kml_depthwise_conv2d_s8(p, input, filter, bias, mult, shift, output, packed, scratch);
-}
+/* The specialised entry points of the optimized runtimes are the general kernels here. */
+#define KML_ENTRY(name, general)                                                          \
+    void name(const kml_conv_params *p, const int8_t *input, const int8_t *filter,      \
+              const int32_t *bias, const int32_t *mult, const int32_t *shift,           \
+              int8_t *output, const int32_t *packed, int32_t *scratch)                  \
+    {                                                                                   \
+        general(p, input, filter, bias, mult, shift, output, packed, scratch);          \
+    }
+#define KML_DEPTHWISE_ENTRY(name) KML_ENTRY(name, kml_depthwise_conv2d_s8)
+#define KML_CONV_ENTRY(name) KML_ENTRY(name, kml_conv2d_s8)
 
-void kml_depthwise_conv2d_3x3_w5_s8(const kml_conv_params *p, const int8_t *input,
-                                    const int8_t *filter, const int32_t *bias,
-                                    const int32_t *mult, const int32_t *shift, int8_t *output,
-                                    const int32_t *packed, int32_t *scratch)
-{
-    kml_depthwise_conv2d_s8(p, input, filter, bias, mult, shift, output, packed, scratch);
-}
+KML_CONV_ENTRY(kml_conv2d_pairs_s8)
+KML_CONV_ENTRY(kml_conv2d_pairs_inside_s8)
+KML_CONV_ENTRY(kml_conv2d_1x1_s8)
+KML_CONV_ENTRY(kml_conv2d_rgb_s8)
 
-void kml_depthwise_conv2d_3x3_h_s8(const kml_conv_params *p, const int8_t *input,
-                                   const int8_t *filter, const int32_t *bias,
-                                   const int32_t *mult, const int32_t *shift, int8_t *output,
-                                   const int32_t *packed, int32_t *scratch)
-{
-    kml_depthwise_conv2d_s8(p, input, filter, bias, mult, shift, output, packed, scratch);
-}
-
-void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const int8_t *input,
-                                    const int8_t *filter, const int32_t *bias,
-                                    const int32_t *mult, const int32_t *shift, int8_t *output,
-                                    const int32_t *packed, int32_t *scratch)
-{
-    kml_depthwise_conv2d_s8(p, input, filter, bias, mult, shift, output, packed, scratch);
-}
-
-void kml_conv2d_pairs_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
-                         const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                         int8_t *output, const int32_t *packed, int32_t *scratch)
-{
-    kml_conv2d_s8(p, input, filter, bias, mult, shift, output, packed, scratch);
-}
-
-void kml_conv2d_pairs_inside_s8(const kml_conv_params *p, const int8_t *input,
-                                const int8_t *filter, const int32_t *bias, const int32_t *mult,
-                                const int32_t *shift, int8_t *output, const int32_t *packed,
-                                int32_t *scratch)
-{
-    kml_conv2d_s8(p, input, filter, bias, mult, shift, output, packed, scratch);
-}
-
-void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
-                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                       int8_t *output, const int32_t *packed, int32_t *scratch)
-{
-    kml_conv2d_s8(p, input, filter, bias, mult, shift, output, packed, scratch);
-}
-
-void kml_conv2d_rgb_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
-                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                       int8_t *output, const int32_t *packed, int32_t *scratch)
-{
-    kml_conv2d_s8(p, input, filter, bias, mult, shift, output, packed, scratch);
-}
+KML_DEPTHWISE_ENTRY(kml_depthwise_conv2d_3x3_s8)
+KML_DEPTHWISE_ENTRY(kml_depthwise_conv2d_3x3_w5_s8)
+KML_DEPTHWISE_ENTRY(kml_depthwise_conv2d_3x3_h_s8)
+KML_DEPTHWISE_ENTRY(kml_depthwise_conv2d_3x3_s2_s8)
+KML_DEPTHWISE_ENTRY(kml_depthwise_conv2d_3x3_g6_s8)
+KML_DEPTHWISE_ENTRY(kml_depthwise_conv2d_3x3_g6s2_s8)
+KML_DEPTHWISE_ENTRY(kml_depthwise_conv2d_3x3_g6r_s8)
+KML_DEPTHWISE_ENTRY(kml_depthwise_conv2d_3x3_g6s2r_s8)
