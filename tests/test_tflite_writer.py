@@ -128,3 +128,34 @@ def test_fully_connected_as_conv_agrees_in_all_runtimes(model):
         for runtime in (opbuilder.run_tflm, opbuilder.run_litert_ref):
             for w, o in zip(want, runtime(written, inputs)):
                 assert np.array_equal(w.reshape(o.shape), o), runtime.__name__
+
+
+@pytest.mark.parametrize("case", [
+    dict(in_shape=(3, 16), units=5),                                       # three rows
+    dict(in_shape=(1, 2, 2, 12), units=7, depth=6, keep_num_dims=False),  # rows from a 4-D input
+    dict(in_shape=(2, 3, 8), units=4, keep_num_dims=True, activation="RELU"),
+    dict(in_shape=(1, 20), units=6, bias=False, per_channel=True),
+], ids=["rows", "4d-depth", "keep-dims", "no-bias-per-unit"])
+def test_fully_connected_as_conv_shapes(case):
+    """Batched rows, keep_num_dims, a depth smaller than the last dimension, no bias and
+    per-unit weights: same bytes in kiloml (before and after the rewrite), TFLM and LiteRT."""
+    from kiloml.ir.interpreter import Interpreter
+    from kiloml.ir.passes import fully_connected_as_conv
+
+    rng = np.random.default_rng(21)
+    m = opbuilder.ModelBuilder(rng, "fc")
+    x = m.input(case.pop("in_shape"))
+    y = m.fully_connected(x, case.pop("units"), **case)
+    y2 = m.fully_connected(y, 3, depth=m.tensors[y].shape[-1])
+    g = m.build([y, y2])
+    conv = fully_connected_as_conv(g)
+    assert "FULLY_CONNECTED" not in {n.op for n in conv.nodes}
+    written = write_tflite(conv)
+    a, b = Interpreter(g), Interpreter(parse_tflite(written))
+    for _ in range(3):
+        inputs = opbuilder.random_inputs(rng, g)
+        want = a.run(*inputs)
+        for got in (b.run(*inputs), opbuilder.run_tflm(written, inputs),
+                    opbuilder.run_litert_ref(written, inputs)):
+            for w, o in zip(want, got):
+                assert o.shape == w.shape and np.array_equal(w, o)

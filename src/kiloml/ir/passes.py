@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from kiloml.errors import InvalidModelError
-from kiloml.ir.graph import Graph, Node, Tensor
+from kiloml.ir.graph import Graph, Node, QuantParams, Tensor
 from kiloml.ir.ops.conv2d import Conv2DAttrs
 from kiloml.ir.ops.conv2d_add import Conv2DAddAttrs
 from kiloml.ir.ops.fully_connected import FullyConnectedAttrs
@@ -74,7 +76,8 @@ def fully_connected_as_conv(g: Graph) -> Graph:
 
     Pre: verified graph. Post: no FULLY_CONNECTED; each became a convolution over a
     1 x batches image of ``depth`` channels (VALID, stride 1, same activation) with the weights
-    as [units, 1, 1, depth] (same quantization) and the same bias, between RESHAPEs to and from NHWC (left out
+    as [units, 1, 1, depth] (same quantization) and the same bias (zeros if it had none: LiteRT's
+    int8 CONV_2D needs one), between RESHAPEs to and from NHWC (left out
     where the shape already is). Results are unchanged when the weights are quantized per
     unit. With one weight scale, FULLY_CONNECTED multiplies the two float32 scales in float32
     (TFLM, kiloml), CONV_2D in double: the multiplier can differ in its low bits, so the
@@ -127,7 +130,12 @@ def fully_connected_as_conv(g: Graph) -> Graph:
                 b = tensors[bi]
                 tensors[bi] = Tensor(b.name, (units,), "int32", b.data.reshape(units), b.quant)
                 done.add(bi)
-            ins.append(bi)
+        else:
+            # LiteRT's int8 CONV_2D requires a bias: zeros, scale input x weight scale
+            bs = (np.float64(x.quant.scale[0]) * w.quant.scale.astype(np.float64)).astype(np.float32)
+            bi = add(Tensor(f"{nm}/bias", (units,), "int32", np.zeros(units, np.int32),
+                            QuantParams(bs, np.zeros(bs.size, np.int64), 0)))
+        ins.append(bi)
         nodes.append(Node("CONV_2D", ins, [y4],
                           Conv2DAttrs(padding="VALID", activation=node.attrs.activation), nm))
         if y4 != node.outputs[0]:
