@@ -140,7 +140,16 @@ CONV_1X1_CASES = [
 ]
 
 
-def test_conv2d_1x1(tmp_path):
+@pytest.fixture
+def any_size(monkeypatch):
+    """The 1x1 kernel for the tests' small models too (MIN_WEIGHTS_1X1 keeps it out of
+    models with less weights than its code is worth)."""
+    import kiloml.codegen.armv7em as A
+
+    monkeypatch.setattr(A, "MIN_WEIGHTS_1X1", 0)
+
+
+def test_conv2d_1x1(tmp_path, any_size):
     """kml_conv2d_1x1_s8 (a model with a 1x1 layer of at most SMALL_K input channels): odd
     pixel counts, K not a multiple of 8, batches, activations, 2, 4 and 8 groups with out_c a
     multiple of 4 with int16 weights (conv_1x1_extended: conv1x1x_run_g2/4/8, conv1x1x_one)
@@ -159,6 +168,18 @@ def test_conv2d_1x1(tmp_path):
                 if n.op == "CONV_2D"]
     assert sum(extended) == 7 and not any(extended[-4:])
     check(g, tmp_path, seed=82)
+
+
+def test_conv2d_1x1_not_linked_for_small_models():
+    """A model with less than MIN_WEIGHTS_1X1 bytes of weights keeps the pair kernels."""
+    from kiloml.codegen.armv7em import MIN_WEIGHTS_1X1, conv_1x1
+    from kiloml.ir.ops.base import REGISTRY
+    from kiloml.ir.passes import pipeline
+
+    g = pipeline(branches(81, CONV_1X1_CASES[:3], lambda m, x, **kw: m.conv2d(x, kernel=1, **kw)))
+    assert g.weights_bytes() < MIN_WEIGHTS_1X1
+    assert not any(conv_1x1(g, n, REGISTRY["CONV_2D"].prepare(g, n)) for n in g.nodes
+                   if n.op == "CONV_2D")
 
 
 def test_conv2d_1x1_not_linked_without_small_k():
@@ -206,7 +227,7 @@ def test_conv2d_rgb(tmp_path):
 
 
 @pytest.mark.parametrize("core", ["cortex-m7", "cortex-m33"])
-def test_whole_layer_conv_kernels_other_cores(core, tmp_path):
+def test_whole_layer_conv_kernels_other_cores(core, tmp_path, any_size):
     """kml_conv2d_1x1_s8 and kml_conv2d_rgb_s8 (computed jumps into straight code) on the
     other DSP cores."""
     check(branches(81, CONV_1X1_CASES, lambda m, x, **kw: m.conv2d(x, kernel=1, **kw)),
