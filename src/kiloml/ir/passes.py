@@ -12,6 +12,7 @@ import numpy as np
 
 from kiloml.errors import InvalidModelError
 from kiloml.ir.graph import Graph, Node, QuantParams, Tensor
+from kiloml.ir.ops import REGISTRY
 from kiloml.ir.ops.conv2d import Conv2DAttrs
 from kiloml.ir.ops.conv2d_add import Conv2DAddAttrs
 from kiloml.ir.ops.fully_connected import FullyConnectedAttrs
@@ -161,8 +162,9 @@ def pixel_conv_as_fully_connected(g: Graph) -> Graph:
     for node in g.nodes:
         x = tensors[node.inputs[0]] if node.op == "CONV_2D" else None
         w = tensors[node.inputs[1]] if x is not None else None
-        if x is None or len(x.shape) != 4 or x.shape[:3] != (1, 1, 1) or w.shape[1:3] != (1, 1):
-            nodes.append(node)
+        if (x is None or len(x.shape) != 4 or x.shape[:3] != (1, 1, 1) or len(w.shape) != 4
+                or w.shape[1:3] != (1, 1) or REGISTRY["CONV_2D"].check(g, node)):
+            nodes.append(node)          # not a one-pixel 1x1 convolution, or not a valid one
             continue
         units, depth = w.shape[0], w.shape[3]
         tensors.append(replace(w, shape=(units, depth), data=w.data.reshape(units, depth)))
