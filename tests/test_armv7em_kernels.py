@@ -311,6 +311,47 @@ def test_depthwise_conv2d_g6(tmp_path):
     check(g, tmp_path, seed=24)
 
 
+# the _w5 / _w5r entries (stride 1, output width 5 or 9): _w5r for layers whose activation
+# minimum is at least the output offset (RELU, RELU6, no activation with output offset -128),
+# _w5 otherwise (no activation, RELU_N1_TO_1)
+DW_W5_CASES = [
+    dict(in_shape=(1, 6, 5, 8), kernel=3, activation="RELU"),                   # 5, SAME
+    dict(in_shape=(2, 5, 9, 4), kernel=3, activation="RELU"),                   # 9, batches
+    dict(in_shape=(1, 7, 5, 12), kernel=3, activation="RELU6"),
+    dict(in_shape=(1, 5, 11, 4), kernel=3, padding="VALID", activation="RELU6"),  # 9, VALID
+    dict(in_shape=(1, 6, 7, 8), kernel=3, padding="VALID", activation="RELU",
+         per_channel=False, bias=False),                                         # 5, VALID
+    dict(in_shape=(1, 4, 5, 16), kernel=3),                                      # no activation
+    dict(in_shape=(1, 5, 9, 8), kernel=3, bias=False),
+    dict(in_shape=(1, 6, 5, 4), kernel=3, activation="RELU_N1_TO_1"),
+    dict(in_shape=(2, 4, 9, 8), kernel=3, activation="RELU_N1_TO_1", per_channel=False),
+]
+
+
+def test_depthwise_conv2d_w5(tmp_path):
+    import re
+
+    from kiloml.codegen.c import generate_c
+    from kiloml.ir.ops.base import REGISTRY
+    from kiloml.ir.passes import pipeline
+
+    g = branches(25, DW_W5_CASES, lambda m, x, **kw: m.depthwise_conv2d(x, **kw))
+    node = next(n for n in g.nodes if n.op == "DEPTHWISE_CONV_2D")
+    w = g.tensors[node.inputs[1]]
+    wdata = w.data.copy()
+    wdata[..., 1] = 0  # a channel of zero weights: constant output from its bias
+    w.data = wdata
+    pg = pipeline(g)
+    params = [REGISTRY["DEPTHWISE_CONV_2D"].prepare(pg, n) for n in pg.nodes
+              if n.op == "DEPTHWISE_CONV_2D"]
+    want = ["r" if q.act_min >= q.out_offset else "" for q in params]
+    src = generate_c(g, "model", command="test", runtime="armv7em").files["model.c"]
+    calls = re.findall(r"kml_depthwise_conv2d_3x3_w5(r?)_s8\(", src)
+    assert calls == want
+    assert set(calls) == {"", "r"}  # with and without the correction
+    check(g, tmp_path, seed=26)
+
+
 FC_CASES = [
     dict(in_shape=(1, 16), units=8),
     dict(in_shape=(1, 7), units=3, activation="RELU"),

@@ -24,7 +24,9 @@ def depthwise_eligible(p) -> bool:
 def depthwise_w5(p) -> bool:
     """The depthwise kernel's _w5 entry (int16 lines, groups of five outputs at even
     offsets: 0, and out_w - 5; lines that share their pad columns, see depthwise_scratch):
-    stride 1, output width 5 or 9, channel count a multiple of 4."""
+    stride 1, output width 5 or 9, channel count a multiple of 4. Layers whose activation
+    minimum is at least the output offset take _w5r (no correction for negative
+    accumulators)."""
     return p.stride_w == 1 and p.out_w in (5, 9) and p.in_c % 4 == 0
 
 

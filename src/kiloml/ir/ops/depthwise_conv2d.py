@@ -127,12 +127,12 @@ class DepthwiseConv2D(OpDef):
             if stream is not None:
                 packed = ctx.array("packed", "int32_t", stream)
                 # entry points that link only the row routines the layer needs
-                # _g6r: no correction for negative accumulators, which clamp to act_min anyway
+                # _g6r, _w5r: no correction for negative accumulators (they clamp to act_min)
                 relu = "r" if p.act_min >= p.out_offset else ""
                 fn = "kml_depthwise_conv2d_3x3" + (("_g6s2" if p.stride_w == 2 else "_g6") + relu
                                                    if g6 else
                                                    "_s2" if p.stride_w == 2 else
-                                                   "_w5" if depthwise_w5(p) else
+                                                   "_w5" + relu if depthwise_w5(p) else
                                                    "_h" if depthwise_h(p) else "")
                 return [f"{fn}_s8(&{params}, {x}, 0, 0, 0, 0, {y}, {packed}, "
                         f"{ctx.scratch('int32_t')});"]

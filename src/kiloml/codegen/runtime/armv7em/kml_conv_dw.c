@@ -6,11 +6,14 @@
  * (dw3_row5: five accumulators, weights split once per filter row, 12 MAC instructions per
  * 15 MACs; a last group of five may overlap the previous one); at stride 2 (its own entry
  * point) three outputs at a time (dw3_row3s2: 7 MAC instructions per 9 MACs); leftovers one
- * output at a time (dw3_row1, not linked by the _w5 entry). The _w5 entry (stride 1, output
+ * output at a time (dw3_row1, not linked by the _w5 entries). The _w5 entry (stride 1, output
  * width 5 or 9: groups at even offsets) keeps the lines as int16 values (dw_transpose16;
  * consecutive lines share their pad columns, so a line takes pad_left + in_w values rounded
  * up to even, and the pad line two lines' length) and takes dw3_row5h: words of two
- * neighbouring inputs, no input splitting, 10 MAC instructions per 15 MACs.
+ * neighbouring inputs, no input splitting, 10 MAC instructions per 15 MACs. _w5r, for
+ * layers whose activation minimum is at least the output offset (ReLU, as _g6r below), takes
+ * dw3_row5hr: the requantization without kml_rq's correction for negative accumulators
+ * (DW5_RQR), 4 instructions per output instead of 5.
  *
  * The _g6 entries (stride 1 with an output width that is a multiple of 3: _g6; stride 2 with
  * a width of at least 3: _g6s2; channel count a multiple of 4; kiloml/codegen/armv7em_dw.py,
@@ -295,6 +298,15 @@ typedef struct {
     "asr %[t3], %[t3], %[t1]\n\t"                                                            \
     "ssat %[" A "], #8, %[t3]\n\t"
 
+/* DW5_RQ without kml_rq's correction for a negative accumulator (dw3_row5hr, the _w5r entry:
+ * layers whose activation minimum is at least the output offset; exact as DWG_RQR, which
+ * takes the same doubled accumulator and k). */
+#define DW5_RQR(A)                                                                           \
+    "lsl %[t3], %[" A "], #1\n\t"                                                            \
+    "smmlar %[t3], %[t3], %[t0], %[t2]\n\t"                                                  \
+    "asr %[t3], %[t3], %[t1]\n\t"                                                            \
+    "ssat %[" A "], #8, %[t3]\n\t"
+
 /* Five outputs of one output row, every channel: lines p0, p1, p2 of channel 0 at the first
  * window (channel ch's lines follow at ch * L->d5[ky]: the line width, or 0 for the pad line),
  * the channels' 18-byte records from rec (bias with the input offset folded in, multiplier,
@@ -389,10 +401,10 @@ static inline __attribute__((always_inline)) void dw3_row5(const int8_t *p0, con
     "smlad %[a4], %[t3], %[t1], %[a4]\n\t"      /* x5 w1 + x6 w2 */
 #define DW16O_ROW(P, OFF) DW16O_ROWS(P, OFF, "a0", "a1", "a2", "a3", "a4")
 
-/* dw3_row5 on int16 lines (the _w5 and _h entries): p0, p1, p2 word aligned (the group's
- * first input, or for dw3_row5ho at an odd offset the one before it). Per channel 54
- * MAC-phase instructions for 45 MACs. */
-#define DW3_ROW5H(NAME, ROWS, ROW)                                                           \
+/* dw3_row5 on int16 lines (the _w5, _w5r and _h entries): p0, p1, p2 word aligned (the
+ * group's first input, or for dw3_row5ho at an odd offset the one before it). Per channel 54
+ * MAC-phase instructions for 45 MACs; RQ is DW5_RQ, or DW5_RQR for dw3_row5hr (_w5r). */
+#define DW3_ROW5H(NAME, ROWS, ROW, RQ)                                                        \
 static inline __attribute__((always_inline)) void NAME(const int8_t *p0, const int8_t *p1,    \
                                                        const int8_t *p2, const int8_t *rec,   \
                                                        int8_t *o, dw3_row_args *L)            \
@@ -407,7 +419,7 @@ static inline __attribute__((always_inline)) void NAME(const int8_t *p0, const i
         "ldr %[t2], %[c2]\n\t"                                                               \
         "lsl %[t2], %[t2], %[t1]\n\t"                                                        \
         "asr %[t2], %[t2], #1\n\t"                                                           \
-        DW5_RQ("a0") DW5_RQ("a1") DW5_RQ("a2") DW5_RQ("a3") DW5_RQ("a4")                     \
+        RQ("a0") RQ("a1") RQ("a2") RQ("a3") RQ("a4")                                          \
         "ldr %[t0], %[c]\n\t"             /* the five stores back to back (they pipeline) */ \
         "add %[o], %[o], #1\n\t"                                                             \
         "add %[t1], %[o], %[t0], lsl #1\n\t"                                                 \
@@ -433,8 +445,9 @@ static inline __attribute__((always_inline)) void NAME(const int8_t *p0, const i
           [end] "m"(L->end)                                                                  \
         : "cc", "memory");                                                                   \
 }
-DW3_ROW5H(dw3_row5h, DW16_ROWS, DW16_ROW)
-DW3_ROW5H(dw3_row5ho, DW16O_ROWS, DW16O_ROW)
+DW3_ROW5H(dw3_row5h, DW16_ROWS, DW16_ROW, DW5_RQ)
+DW3_ROW5H(dw3_row5ho, DW16O_ROWS, DW16O_ROW, DW5_RQ)
+DW3_ROW5H(dw3_row5hr, DW16_ROWS, DW16_ROW, DW5_RQR)
 
 /* One filter row of three outputs at stride 2: x0..x7 at P (x7 unused), weights at rec + OFF.
  * W02 = (w0, w2) in t0, W1 in t1, the even and odd inputs of the two words in t2, t3 and t4,
@@ -750,7 +763,7 @@ DWG_ROW3(dwg_row3r, DWG3_ROWS, DWG_RQR)
 DWG_ROW3(dwg_row3s2r, DWG3S2_ROWS, DWG_RQR)
 
 /* Values per line of the ring (kiloml/codegen/armv7em_dw.py, line_width, computes the same;
- * the _w5 entry's lines are shorter, see dw3). */
+ * the _w5 entries' lines are shorter, see dw3). */
 static inline __attribute__((always_inline)) int32_t dw3_line(const kml_conv_params *p)
 {
     return ((p->out_w - 1) * p->stride_w + 4 + 3) & ~3;
@@ -760,7 +773,8 @@ static inline __attribute__((always_inline)) int32_t dw3_line(const kml_conv_par
 /* The depthwise 3x3 kernel. ``s2``, ``w5``, ``h16`` and ``g6`` are constants in each entry
  * point, so that a model links only the row routines it uses: ``s2``, stride 2, rows in steps
  * of three outputs (six then three with ``g6``); ``w5``, no dw3_row1 (_w5: rows of 5 or 9
- * outputs, groups at offsets 0 and out_w - 5, both even; _h: steps of five cover the rows);
+ * outputs, groups at offsets 0 and out_w - 5, both even; 2: _w5r, dw3_row5hr; _h: steps of
+ * five cover the rows);
  * ``h16``, int16 lines (2: _h, groups at odd offsets too); ``g6``, the _g6 records and row
  * routines (kiloml/codegen/armv7em_dw.py: depthwise_w5, depthwise_h, depthwise_g6,
  * depthwise_scratch). */
@@ -901,6 +915,9 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
                     if (h16 == 2 && (x & 1)) { /* _h: odd offsets from the word before */
                         dw3_row5ho(line[0] + 2 * x - 2, line[1] + 2 * x - 2,
                                    line[2] + 2 * x - 2, rec, out + x * c - 1, &L);
+                    } else if (h16 && w5 == 2) { /* _w5r */
+                        dw3_row5hr(line[0] + 2 * x, line[1] + 2 * x, line[2] + 2 * x, rec,
+                                   out + x * c - 1, &L);
                     } else if (h16) {
                         dw3_row5h(line[0] + 2 * x, line[1] + 2 * x, line[2] + 2 * x, rec,
                                   out + x * c - 1, &L);
@@ -953,6 +970,21 @@ KML_SMALL void kml_depthwise_conv2d_3x3_w5_s8(const kml_conv_params *p, const in
     (void)mult;
     (void)shift;
     dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1, 1, 0);
+}
+
+/* _w5 for layers whose activation minimum is at least the output offset (ReLU): the
+ * requantization without the correction for negative accumulators (DW5_RQR). */
+KML_SMALL void kml_depthwise_conv2d_3x3_w5r_s8(const kml_conv_params *p, const int8_t *input,
+                                               const int8_t *filter, const int32_t *bias,
+                                               const int32_t *mult, const int32_t *shift,
+                                               int8_t *output, const int32_t *packed,
+                                               int32_t *scratch)
+{
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 2, 1, 0);
 }
 
 /* Stride 1, output width at least 5 and not 1 or 2 mod 5 (steps of five cover the rows),

@@ -153,6 +153,7 @@ KML_CONV_ENTRY(kml_conv2d_rgb_s8)
 
 KML_DEPTHWISE_ENTRY(kml_depthwise_conv2d_3x3_s8)
 KML_DEPTHWISE_ENTRY(kml_depthwise_conv2d_3x3_w5_s8)
+KML_DEPTHWISE_ENTRY(kml_depthwise_conv2d_3x3_w5r_s8)
 KML_DEPTHWISE_ENTRY(kml_depthwise_conv2d_3x3_h_s8)
 KML_DEPTHWISE_ENTRY(kml_depthwise_conv2d_3x3_s2_s8)
 KML_DEPTHWISE_ENTRY(kml_depthwise_conv2d_3x3_g6_s8)

@@ -111,6 +111,12 @@ void kml_depthwise_conv2d_3x3_g6s2_s8(const kml_conv_params *p, const int8_t *in
                                       int8_t *output, const int32_t *packed,
                                       int32_t *scratch);
 
+/* _w5 for layers whose activation minimum is at least the output offset (ReLU). */
+void kml_depthwise_conv2d_3x3_w5r_s8(const kml_conv_params *p, const int8_t *input,
+                                     const int8_t *filter, const int32_t *bias,
+                                     const int32_t *mult, const int32_t *shift, int8_t *output,
+                                     const int32_t *packed, int32_t *scratch);
+
 /* _g6, _g6s2 for layers whose activation minimum is at least the output offset (ReLU). */
 void kml_depthwise_conv2d_3x3_g6r_s8(const kml_conv_params *p, const int8_t *input,
                                      const int8_t *filter, const int32_t *bias,
