@@ -946,132 +946,40 @@ static inline __attribute__((always_inline)) void dw3(const kml_conv_params *p,
     }
 }
 
-KML_SMALL void kml_depthwise_conv2d_3x3_s8(const kml_conv_params *p, const int8_t *input,
-                                           const int8_t *filter, const int32_t *bias,
-                                           const int32_t *mult, const int32_t *shift,
-                                           int8_t *output, const int32_t *packed,
-                                           int32_t *scratch)
-{
-    (void)filter;
-    (void)bias;
-    (void)mult;
-    (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 0, 0, 0);
-}
+/* The 3x3 entry points: dw3 with the entry's constant s2, w5, h16 and g6 (see dw3); the
+ * weights and requantization parameters are all in ``packed``. */
+#define KML_DW3_ENTRY(name, s2, w5, h16, g6)                                                   \
+    KML_SMALL void name(const kml_conv_params *p, const int8_t *input, const int8_t *filter, \
+                        const int32_t *bias, const int32_t *mult, const int32_t *shift,      \
+                        int8_t *output, const int32_t *packed, int32_t *scratch)             \
+    {                                                                                        \
+        (void)filter;                                                                        \
+        (void)bias;                                                                          \
+        (void)mult;                                                                          \
+        (void)shift;                                                                         \
+        dw3(p, input, packed, output, (int8_t *)(void *)scratch, s2, w5, h16, g6);           \
+    }
 
-KML_SMALL void kml_depthwise_conv2d_3x3_w5_s8(const kml_conv_params *p, const int8_t *input,
-                                              const int8_t *filter, const int32_t *bias,
-                                              const int32_t *mult, const int32_t *shift,
-                                              int8_t *output, const int32_t *packed,
-                                              int32_t *scratch)
-{
-    (void)filter;
-    (void)bias;
-    (void)mult;
-    (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1, 1, 0);
-}
-
+KML_DW3_ENTRY(kml_depthwise_conv2d_3x3_s8, 0, 0, 0, 0)
+KML_DW3_ENTRY(kml_depthwise_conv2d_3x3_w5_s8, 0, 1, 1, 0)
 /* _w5 for layers whose activation minimum is at least the output offset (ReLU): the
  * requantization without the correction for negative accumulators (DW5_RQR). */
-KML_SMALL void kml_depthwise_conv2d_3x3_w5r_s8(const kml_conv_params *p, const int8_t *input,
-                                               const int8_t *filter, const int32_t *bias,
-                                               const int32_t *mult, const int32_t *shift,
-                                               int8_t *output, const int32_t *packed,
-                                               int32_t *scratch)
-{
-    (void)filter;
-    (void)bias;
-    (void)mult;
-    (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 2, 1, 0);
-}
-
+KML_DW3_ENTRY(kml_depthwise_conv2d_3x3_w5r_s8, 0, 2, 1, 0)
 /* Stride 1, output width at least 5 and not 1 or 2 mod 5 (steps of five cover the rows),
  * channel count a multiple of 4: int16 lines, groups at even and odd offsets. */
-KML_SMALL void kml_depthwise_conv2d_3x3_h_s8(const kml_conv_params *p, const int8_t *input,
-                                             const int8_t *filter, const int32_t *bias,
-                                             const int32_t *mult, const int32_t *shift,
-                                             int8_t *output, const int32_t *packed,
-                                             int32_t *scratch)
-{
-    (void)filter;
-    (void)bias;
-    (void)mult;
-    (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 1, 2, 0);
-}
-
-KML_SMALL void kml_depthwise_conv2d_3x3_s2_s8(const kml_conv_params *p, const int8_t *input,
-                                              const int8_t *filter, const int32_t *bias,
-                                              const int32_t *mult, const int32_t *shift,
-                                              int8_t *output, const int32_t *packed,
-                                              int32_t *scratch)
-{
-    (void)filter;
-    (void)bias;
-    (void)mult;
-    (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1, 0, 0, 0);
-}
-
+KML_DW3_ENTRY(kml_depthwise_conv2d_3x3_h_s8, 0, 1, 2, 0)
+KML_DW3_ENTRY(kml_depthwise_conv2d_3x3_s2_s8, 1, 0, 0, 0)
 /* Stride 1, output width a multiple of 3, channel count a multiple of 4: int16 lines,
  * pre-split weights, groups of six then three outputs (dwg_row6, dwg_row3). */
-KML_SMALL void kml_depthwise_conv2d_3x3_g6_s8(const kml_conv_params *p, const int8_t *input,
-                                              const int8_t *filter, const int32_t *bias,
-                                              const int32_t *mult, const int32_t *shift,
-                                              int8_t *output, const int32_t *packed,
-                                              int32_t *scratch)
-{
-    (void)filter;
-    (void)bias;
-    (void)mult;
-    (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 0, 1, 1);
-}
-
+KML_DW3_ENTRY(kml_depthwise_conv2d_3x3_g6_s8, 0, 0, 1, 1)
 /* Stride 2, output width at least 3, channel count a multiple of 4: as _g6 (dwg_row6s2,
  * dwg_row3s2; a last group of three may overlap the previous one). */
-KML_SMALL void kml_depthwise_conv2d_3x3_g6s2_s8(const kml_conv_params *p, const int8_t *input,
-                                                const int8_t *filter, const int32_t *bias,
-                                                const int32_t *mult, const int32_t *shift,
-                                                int8_t *output, const int32_t *packed,
-                                                int32_t *scratch)
-{
-    (void)filter;
-    (void)bias;
-    (void)mult;
-    (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1, 0, 1, 1);
-}
-
+KML_DW3_ENTRY(kml_depthwise_conv2d_3x3_g6s2_s8, 1, 0, 1, 1)
 /* _g6 and _g6s2 for layers whose activation minimum is at least the output offset (ReLU):
  * the requantization without the correction for negative accumulators (DWG_RQR). */
-KML_SMALL void kml_depthwise_conv2d_3x3_g6r_s8(const kml_conv_params *p, const int8_t *input,
-                                               const int8_t *filter, const int32_t *bias,
-                                               const int32_t *mult, const int32_t *shift,
-                                               int8_t *output, const int32_t *packed,
-                                               int32_t *scratch)
-{
-    (void)filter;
-    (void)bias;
-    (void)mult;
-    (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 0, 0, 1, 2);
-}
+KML_DW3_ENTRY(kml_depthwise_conv2d_3x3_g6r_s8, 0, 0, 1, 2)
+KML_DW3_ENTRY(kml_depthwise_conv2d_3x3_g6s2r_s8, 1, 0, 1, 2)
 
-KML_SMALL void kml_depthwise_conv2d_3x3_g6s2r_s8(const kml_conv_params *p,
-                                                 const int8_t *input, const int8_t *filter,
-                                                 const int32_t *bias, const int32_t *mult,
-                                                 const int32_t *shift, int8_t *output,
-                                                 const int32_t *packed, int32_t *scratch)
-{
-    (void)filter;
-    (void)bias;
-    (void)mult;
-    (void)shift;
-    dw3(p, input, packed, output, (int8_t *)(void *)scratch, 1, 0, 1, 2);
-}
 
 /* Any other geometry. Four output channels at a time when the channel count allows it and
  * the depth multiplier is 1 (four consecutive inputs in one word) or a multiple of 4 (one
