@@ -189,7 +189,7 @@ def test_exported_model_compiles_and_generated_c_agrees(exported, tmp_path):
 def test_zoo_macs_match_the_mlperf_reference_models():
     """DS-CNN-S, ResNet-8, MobileNetV1-0.25 and the AD autoencoder as the zoo builds them have
     the MLPerf Tiny reference models' exact MAC counts: same architectures."""
-    from kiloml.api import load_model, model_macs
+    from kiloml.workflow.compile import load_model, model_macs
 
     H.require_shared()
     cases = [("ds-cnn", (49, 10), 12, {}, "kws_ref_model"),
@@ -335,7 +335,7 @@ def test_fixed_input_quantization_is_kept():
 
 def test_batched_runs_equal_single_runs():
     """run_batched (a batch-N copy of the graph) equals N batch-1 runs, on the MLPerf models."""
-    from kiloml.api import load_model
+    from kiloml.workflow.compile import load_model
     from kiloml.compress.quantize import run_batched
 
     H.require_shared()
