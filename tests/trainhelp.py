@@ -28,12 +28,13 @@ def require_shared() -> None:
 
 def make_project(root: Path, task: str, source: str, **import_kw):
     """A project with one of the real data sets imported (default splits)."""
-    from kiloml.data.importer import import_data
+    from kiloml.data import Dataset, import_data
     from kiloml.project import init_project
 
     require_shared()
     proj = init_project(root, task)
-    return proj, import_data(proj, DATA / source, **import_kw)
+    return proj, import_data(Dataset(proj.root, proj.index_path), proj.config.data,
+                             DATA / source, **import_kw)
 
 
 def randomize_bn(model, seed: int = 0) -> None:

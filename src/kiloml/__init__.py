@@ -11,8 +11,8 @@ Public API (lazy imports keep ``import kiloml`` cheap)::
     run_model(path, inputs, outputs)      what ``kiloml run`` does
     init_project(dir, task) -> Project    kiloml.toml + empty dataset index (``kiloml init``)
     Project.load(dir)                     validated kiloml.toml of a project directory
-    import_data(project, path, ...)       what ``kiloml data import`` does (atomic)
-    dataset_info(project) -> dict         what ``kiloml data info`` does
+    import_data(dataset, settings, path, ...)  what ``kiloml data import`` does (atomic)
+    dataset_info(dataset, settings) -> dict   what ``kiloml data info`` does
     DatasetIndex.load(path)               the dataset index (dataset/index.csv)
     read_file(path, fmt, rate=...)        any supported sensor file -> Recording
     make_block(block, preset, params)     a DSP block (mfcc, mfe, spectrogram, spectral, raw)

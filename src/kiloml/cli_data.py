@@ -104,12 +104,15 @@ def data_import(
         _fail(f"--rate must be a positive number of Hz, not {rate}", 2)
 
     def go():
-        from kiloml.data.importer import import_data, load_project
+        from kiloml.data.dataset import Dataset
+        from kiloml.data.importer import import_data
+        from kiloml.project import Project
 
-        proj = load_project(project)
-        res = import_data(proj, path, fmt=fmt, label=label, label_regex=label_regex,
-                          group_regex=group_regex, rate=rate, rows=rows, variable=variable,
-                          split=split, skip_bad=skip_bad)
+        proj = Project.load(project)
+        res = import_data(Dataset(proj.root, proj.index_path), proj.config.data, path, fmt=fmt,
+                          label=label, label_regex=label_regex, group_regex=group_regex,
+                          rate=rate, rows=rows, variable=variable, split=split,
+                          skip_bad=skip_bad)
         s = res.summary()
         if as_json:
             typer.echo(json.dumps(s, indent=2))
@@ -126,6 +129,8 @@ def data_import(
                 err.print(f"note: {n}", highlight=False)
             if len(s["notes"]) > 10:
                 err.print(f"note: ... {len(s['notes']) - 10} more notes (see --json)")
+            for w in s["warnings"]:
+                err.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
             for sk in s["skipped"]:
                 err.print(f"[yellow]skipped:[/yellow] {sk['reason']}", highlight=False)
         if res.skipped and not res.added:
@@ -144,10 +149,13 @@ def data_info(
     """Counts per label and split, groups, durations, sample rates and problems found."""
 
     def go():
-        from kiloml.data.importer import load_project
+        from kiloml.data.dataset import Dataset
         from kiloml.data.info import dataset_info
+        from kiloml.project import Project
 
-        info = dataset_info(load_project(project), verify=not no_verify)
+        proj = Project.load(project)
+        info = dataset_info(Dataset(proj.root, proj.index_path), proj.config.data,
+                            verify=not no_verify)
         if as_json:
             typer.echo(json.dumps(info, indent=2))
             return
@@ -198,11 +206,13 @@ def data_capture(
         _fail("--label must not be empty", 2)
 
     def go():
-        from kiloml.data.capture import capture_to_project
-        from kiloml.data.importer import load_project
+        from kiloml.data.capture import capture_to_dataset
+        from kiloml.data.dataset import Dataset
+        from kiloml.project import Project
 
-        proj = load_project(project)
-        res = capture_to_project(proj, port, baud, label, seconds, rate=rate)
+        proj = Project.load(project)
+        res = capture_to_dataset(Dataset(proj.root, proj.index_path), proj.config.data, port,
+                                 baud, label, seconds, rate=rate)
         if as_json:
             typer.echo(json.dumps(res, indent=2))
         else:

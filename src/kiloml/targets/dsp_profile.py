@@ -148,12 +148,14 @@ def profile_dsp(block, frames: int, channels: int, window: np.ndarray, board: di
 def project_window(project) -> tuple[object, int, int, np.ndarray, str]:
     """The project's DSP block and its first test window (else validation, else train):
     (block, frames, channels, window as (frames, channels) float32, description)."""
+    from kiloml.data.dataset import Dataset
     from kiloml.data.windowing import load_windows
     from kiloml.train.features import dsp_block
 
     block = dsp_block(project)
     for split in ("test", "validation", "train"):
-        frames, wins = load_windows(project, split=split)
+        frames, wins = load_windows(Dataset(project.root, project.index_path),
+                                    project.config.data, split=split)
         if len(wins):
             w = np.asarray(frames[0], np.float32)
             return block, int(w.shape[0]), int(w.shape[1]), w, \

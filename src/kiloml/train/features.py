@@ -121,6 +121,7 @@ def class_list(project) -> list[str]:
 def load_split(project, split: str, labels: list[str] | None = None,
                samples=None, use_cache: bool = True) -> FeatureData:
     """Features of one split (``train``, ``validation``, ``test``) without augmentation."""
+    from kiloml.data.dataset import Dataset
     from kiloml.data.windowing import load_windows
 
     labels = labels or class_list(project)
@@ -130,7 +131,8 @@ def load_split(project, split: str, labels: list[str] | None = None,
     if cached is not None:
         return FeatureData(cached["x"], cached["y"], labels, list(cached["groups"]),
                            list(cached["ids"]))
-    frames, wins = load_windows(project, samples=samples, split=split)
+    frames, wins = load_windows(Dataset(project.root, project.index_path), project.config.data,
+                                samples=samples, split=split)
     block = dsp_block(project)
     x = apply_block(block, frames) if len(wins) else np.zeros((0,), np.float32)
     index = {lab: i for i, lab in enumerate(labels)}
@@ -145,10 +147,11 @@ def load_split(project, split: str, labels: list[str] | None = None,
 
 def noise_clips(project) -> list[np.ndarray]:
     """The project's background-noise clips (role ``noise``), mono float."""
+    from kiloml.data.dataset import Dataset
     from kiloml.data.index import DatasetIndex
     from kiloml.data.loader import SourceCache
 
-    cache = SourceCache(project.root)
+    cache = SourceCache(Dataset(project.root, project.index_path))
     return [cache.load(s)[:, 0].astype(np.float64)
             for s in DatasetIndex.load(project.index_path).of_role("noise")]
 
@@ -182,9 +185,12 @@ class AugmentedBanks:
 
     def _load(self) -> None:
         if self._frames is None:
+            from kiloml.data.dataset import Dataset
             from kiloml.data.windowing import load_windows
 
-            self._frames, self._wins = load_windows(self.project, split="train")
+            self._frames, self._wins = load_windows(
+                Dataset(self.project.root, self.project.index_path), self.project.config.data,
+                split="train")
             if self.audio:
                 self._noise = noise_clips(self.project)
 

@@ -164,9 +164,13 @@ class Prepared:
 
 
 def _load_project(project_dir):
-    from kiloml.data.importer import load_project
+    from kiloml.errors import ProjectError
+    from kiloml.project import Project
 
-    return load_project(project_dir)
+    p = Project.load(project_dir)
+    if not p.index_path.exists():
+        raise ProjectError(f"{p.index_path}: dataset index missing")
+    return p
 
 
 def prepare(project, recipe: Recipe | None = None) -> Prepared:
@@ -628,6 +632,7 @@ def _prep_from_meta(project, meta: dict, fd) -> Prepared:
 def _import_elsewhere(project, data: Path, tmpdir: Path):
     """A throw-away copy of the project (same kiloml.toml, empty index) holding ``data`` as
     its test split."""
+    from kiloml.data.dataset import Dataset
     from kiloml.data.importer import import_data
     from kiloml.data.index import DatasetIndex
     from kiloml.project import Project
@@ -637,5 +642,5 @@ def _import_elsewhere(project, data: Path, tmpdir: Path):
     (root / "kiloml.toml").write_text(project.config_path.read_text())
     p = Project.load(root)
     DatasetIndex([]).save(p.index_path)
-    import_data(p, data, split="test")
+    import_data(Dataset(p.root, p.index_path), p.config.data, data, split="test")
     return p
