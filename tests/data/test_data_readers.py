@@ -140,7 +140,7 @@ def test_serial_log_bad(tmp_path):
         read_serial_log(p)
     p.write_text("-,-,-\nnan,1,2\ninf,0,0\n")
     with pytest.raises(DataError, match=r"log.txt: no usable 'x,y,z' line \(2 malformed line\(s\) "
-                       r"dropped, e.g. dropped line 'nan,1,2'"):
+                       r"dropped, e.g. line 2: dropped line 'nan,1,2'"):
         read_serial_log(p, rate=25)
 
 

@@ -184,7 +184,7 @@ def read_serial_log(p: Path, rate: float | None = None) -> Recording:
     c = max(counts, key=counts.get)        # dicts keep insertion order: ties go to the first
     rows: list[list[float]] = []
     segments: list[tuple[int, int]] = []
-    dropped: list[str] = []
+    dropped: list[tuple[int, str]] = []                    # (line number, why)
     start = 0
     for lineno, s, vals in lines:
         if vals is None:
@@ -192,22 +192,23 @@ def read_serial_log(p: Path, rate: float | None = None) -> Recording:
                 segments.append((start, len(rows) - start))
             start = len(rows)
         elif len(vals) != c:
-            dropped.append(f"{p}:{lineno}: dropped malformed line {s[:40]!r} ({len(vals)} "
-                           f"value{'s' if len(vals) != 1 else ''}, the log has {c} per line)")
+            dropped.append((lineno, f"dropped malformed line {s[:40]!r} ({len(vals)} value"
+                                    f"{'s' if len(vals) != 1 else ''}, the log has {c} per line)"))
         elif not all(math.isfinite(v) and abs(v) <= F32_MAX for v in vals):
-            dropped.append(f"{p}:{lineno}: dropped line {s[:40]!r} (NaN, infinite or beyond "
-                           "the float32 range)")
+            dropped.append((lineno, f"dropped line {s[:40]!r} (NaN, infinite or beyond the "
+                                    "float32 range)"))
         else:
             rows.append(vals)
     if len(rows) > start:
         segments.append((start, len(rows) - start))
     if not rows:
         raise DataError(f"{p}: no usable 'x,y,z' line ({len(dropped)} malformed line(s) "
-                        f"dropped, e.g. {dropped[0].split(': ', 1)[1]})")
+                        f"dropped, e.g. line {dropped[0][0]}: {dropped[0][1]})")
     data = np.asarray(rows, dtype=np.float32)
     axes = ["x", "y", "z"] if c == 3 else [f"ch{i}" for i in range(c)]
     notes = [f"skipped {junk} terminal junk line(s)"] if junk else []
-    return Recording(data, rate, axes, segments, notes=notes, dropped=dropped)
+    return Recording(data, rate, axes, segments, notes=notes,
+                     dropped=[f"{p}:{n}: {why}" for n, why in dropped])
 
 
 # ---------------------------------------------------------------- CSV
