@@ -173,6 +173,16 @@ def data_info(
         t.add_row("all", *(f"{info['splits'][sp]:,}" for sp in ("train", "validation", "test")),
                   f"{info['samples']:,}", f"{info['duration_s']:,.1f}")
         err.print(t)
+        w = Table(title="windows per split (share of the label's windows)", title_justify="left")
+        w.add_column("label")
+        for sp in ("train", "validation", "test"):
+            w.add_column(sp, justify="right")
+        for lab, c in info["window_splits"].items():
+            w.add_row(lab, *(f"{c[sp]:,} ({info['window_shares'][lab][sp]:.0%})"
+                             for sp in ("train", "validation", "test")))
+        err.print(w)
+        if info["dropped_lines"]:
+            err.print(f"malformed lines dropped at import: {info['dropped_lines']:,}")
         err.print("sample rates: " + ", ".join(f"{r} Hz x{n}" for r, n in
                                                 info["sample_rates"].items()))
         if info["noise"]["clips"]:
