@@ -160,6 +160,19 @@ def test_a_project_moved_with_its_data_still_loads(tmp_path):
     assert again.added == [] and again.duplicates == 40
 
 
+def test_symlinked_data_keeps_the_users_layout(tmp_path):
+    """A data folder linked into the project is indexed through the link (it moves with the
+    project); importing the link's target again is recognised as the same files."""
+    store = tmp_path / "store" / "yes"
+    store.mkdir(parents=True)
+    (store / "a.wav").write_bytes(wav_bytes(tone()))
+    ds, cfg = new_dataset(tmp_path / "p", KWS)
+    (ds.root / "clips").symlink_to(store.parent, target_is_directory=True)
+    res = import_data(ds, cfg, ds.root / "clips")
+    assert [s.source for s in res.added] == ["clips/yes/a.wav"]
+    assert import_data(ds, cfg, store.parent).duplicates == 1
+
+
 def test_old_absolute_entries_still_resolve(tmp_path):
     ds, cfg = new_dataset(tmp_path / "p", KWS)
     clip = tmp_path / "yes" / "a.wav"

@@ -48,9 +48,9 @@ class Dataset:
         return Path(rel).as_posix()
 
     def location(self, source: str) -> str:
-        """A canonical absolute form of an index ``source`` entry, to compare entries written
-        in different forms (relative, absolute, with ``..``)."""
-        return os.path.normpath(os.path.abspath(self.resolve(source)))
+        """The canonical absolute path of an index ``source`` entry (symbolic links resolved),
+        to recognise one file written in different forms (relative, absolute, ``..``)."""
+        return os.path.realpath(self.resolve(source))
 
     def load_index(self) -> DatasetIndex:
         return DatasetIndex.load(self.index_path)

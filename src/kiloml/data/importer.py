@@ -239,6 +239,7 @@ def _import_locked(dataset: Dataset, cfg: DataSettings, path: Path, fmt: str,
             res.warnings.append(f"{p}: ... and {len(rec.dropped) - MAX_WARNINGS_PER_FILE} more "
                                 "malformed line(s) dropped")
         src = dataset.source_name(p)
+        loc = dataset.location(src)
         opts: dict = {}
         if rows is not None and f == "csv":
             opts["rows"] = rows
@@ -251,7 +252,7 @@ def _import_locked(dataset: Dataset, cfg: DataSettings, path: Path, fmt: str,
         base = rel.with_suffix("").as_posix()
         multi = len(rec.segments) > 1
         for k, (off, length) in enumerate(rec.segments):
-            if (dataset.location(src), off) in existing_loc:
+            if (loc, off) in existing_loc:
                 res.duplicates += 1
                 continue
             sid = f"{base}#{k}" if multi else base

@@ -7,10 +7,10 @@ Rules (why: a speaker, person or recording on both sides of a split makes accura
 * Assignment is sticky: a group already in the index keeps its split, so importing more data
   never moves old samples.
 * What is balanced is what the model sees: the windows a sample yields (window_ms, stride_ms,
-  pad), not the sample count. A continuous 90 s recording that yields 170 windows weighs 170
-  one-window gestures; counting it as one sample is how four long negative recordings once
-  ended up holding 81 % of magic_wand's negative windows in the test split. Without
-  windowing parameters a sample weighs its duration.
+  pad), not the sample count. A continuous 90 s recording that yields 177 windows (2 s every
+  0.5 s) weighs as much as 177 one-window gestures; counting it as one sample is how four
+  long negative recordings once ended up holding 81 % of magic_wand's negative windows in the
+  test split. Without windowing parameters a sample weighs its duration.
 * New groups are assigned so that every label's weight per split is as close as whole groups
   allow to the target fractions: least squares of the per-label shares (each label relative
   to its own size, so small classes count as much as big ones). A greedy pass (largest group
@@ -23,7 +23,7 @@ Rules (why: a speaker, person or recording on both sides of a split makes accura
   by weight, too). Windows are later taken inside a block, so no window crosses a split
   boundary.
 
-The balance check (:func:`split_shares`, :func:`share_warnings`): a label's share of windows
+The balance check (:func:`share_tolerance`, :func:`share_warnings`): a label's share of windows
 in a split is far from its target fraction ``f`` when it is off by more than
 ``max(f / 2, g)``, where ``g`` is the share of that label's windows held by its largest group.
 Groups are indivisible, so one group's share is the granularity a split can be filled to;
