@@ -11,6 +11,8 @@ Public API (lazy imports keep ``import kiloml`` cheap)::
     run_model(path, inputs, outputs)      what ``kiloml run`` does
     init_project(dir, task) -> Project    kiloml.toml + empty dataset index (``kiloml init``)
     Project.load(dir)                     validated kiloml.toml of a project directory
+    Dataset(root, index_path)             where a data set lives (sources relative to root)
+    DataSettings(...)                     rate, channels, windowing, splits ([data] section)
     import_data(dataset, settings, path, ...)  what ``kiloml data import`` does (atomic)
     dataset_info(dataset, settings) -> dict   what ``kiloml data info`` does
     DatasetIndex.load(path)               the dataset index (dataset/index.csv)
@@ -43,6 +45,8 @@ _EXPORTS = {
     "KilomlError": "kiloml.errors",
     "init_project": "kiloml.project",
     "Project": "kiloml.project",
+    "Dataset": "kiloml.data.dataset",
+    "DataSettings": "kiloml.data.settings",
     "import_data": "kiloml.data.importer",
     "dataset_info": "kiloml.data.info",
     "DatasetIndex": "kiloml.data.index",

@@ -234,6 +234,9 @@ def test_index_is_validated(tmp_path):
     ds.index_path.write_text(text)
     with pytest.raises(ProjectError, match=r"index.csv:2: split must be one of"):
         DatasetIndex.load(ds.index_path)
+    ds.index_path.write_text(text.replace(",holdout,", ",train,").replace(",{},", ',"[1]",'))
+    with pytest.raises(ProjectError, match=r"index.csv:2: options must be a JSON object"):
+        DatasetIndex.load(ds.index_path)
 
 
 def test_config_validation(tmp_path):

@@ -132,9 +132,12 @@ class DatasetIndex:
                            offset=int(d["offset"]), length=int(d["length"]),
                            sample_rate=float(d["sample_rate"]), channels=int(d["channels"]),
                            options=d["options"] or "{}", checksum=d["checksum"])
-                json.loads(s.options)
+                opts = json.loads(s.options)
             except ValueError as e:
                 raise ProjectError(f"{p}:{lineno}: bad value ({e})") from None
+            if not isinstance(opts, dict):
+                raise ProjectError(f"{p}:{lineno}: options must be a JSON object, got "
+                                   f"{s.options[:40]!r}")
             if not s.id or s.id in seen:
                 raise ProjectError(f"{p}:{lineno}: empty or duplicate id {s.id!r}")
             if s.split not in SPLITS or s.role not in ROLES:

@@ -52,12 +52,14 @@ def dataset_info(dataset: Dataset, settings: DataSettings, verify: bool = True) 
         missing = sorted(k for k, v in sums.items() if v is None)
         changed = sorted({s.source for s in idx if sums[s.source] not in (None, s.checksum)})
         if missing:
-            problems.append(f"{len(missing)} source file(s) missing, e.g. {missing[0]}")
+            problems.append(f"{len(missing)} source file(s) missing, e.g. {missing[0]} (paths "
+                            f"are relative to {dataset.root}: keep the data where it was "
+                            "relative to it)")
         if changed:
             problems.append(f"{len(changed)} source file(s) changed since import, "
                             f"e.g. {changed[0]}")
-    dropped = {s.source: int(s.reader_options().get("dropped_lines", 0)) for s in idx}
-    dropped = {k: v for k, v in dropped.items() if v}
+    dropped = {s.source: s.reader_options().get("dropped_lines") for s in idx}
+    dropped = {k: v for k, v in dropped.items() if isinstance(v, int) and v > 0}
     if dropped:
         worst = max(sorted(dropped), key=dropped.get)
         problems.append(f"{sum(dropped.values())} malformed line(s) dropped at import from "
