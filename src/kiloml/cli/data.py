@@ -118,6 +118,8 @@ def data_import(
                 err.print(f"note: {n}", markup=False)
             if len(s["notes"]) > 10:
                 err.print(f"note: ... {len(s['notes']) - 10} more notes (see --json)")
+            for w in s["warnings"]:
+                warn(w)
             for sk in s["skipped"]:
                 warn(f"skipped: {sk['reason']}")
         if res.skipped and not res.added:
@@ -153,6 +155,14 @@ def data_info(
         t.add_row("all", *(f"{info['splits'][sp]:,}" for sp in ("train", "validation", "test")),
                   f"{info['samples']:,}", f"{info['duration_s']:,.1f}")
         out.print(t)
+        w = table("windows per split (share of the label's windows)",
+                  [("label", "l"), ("train", "r"), ("validation", "r"), ("test", "r")])
+        for lab, c in info["window_splits"].items():
+            w.add_row(lab, *(f"{c[sp]:,} ({info['window_shares'][lab][sp]:.0%})"
+                             for sp in ("train", "validation", "test")))
+        out.print(w)
+        if info["dropped_lines"]:
+            warn(f"malformed lines dropped at import: {info['dropped_lines']:,}")
         out.print("sample rates: " + ", ".join(f"{r} Hz x{n}" for r, n in
                                                 info["sample_rates"].items()))
         if info["noise"]["clips"]:

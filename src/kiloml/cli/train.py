@@ -36,7 +36,7 @@ def train(
             emit_json(s)
             return
         t = table(f"trained {s['arch']} ({s['task']}) -> {s['model_dir']}",
-                  [("figure", "l"), ("value", "r")])
+                  [("figure", "l"), ("value", "l")])
         for k, v in s.items():
             if k in ("model_dir", "arch", "task", "labels"):
                 continue

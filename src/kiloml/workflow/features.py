@@ -80,7 +80,8 @@ def load_split(project, split: str, labels: list[str] | None = None,
     if cached is not None:
         return FeatureData(cached["x"], cached["y"], labels, list(cached["groups"]),
                            list(cached["ids"]))
-    frames, wins = load_windows(project, samples=samples, split=split)
+    frames, wins = load_windows(project.dataset, project.config.data,
+                                samples=samples, split=split)
     block = dsp_block(project)
     x = apply_block(block, frames) if len(wins) else np.zeros((0,), np.float32)
     index = {lab: i for i, lab in enumerate(labels)}
@@ -95,7 +96,7 @@ def load_split(project, split: str, labels: list[str] | None = None,
 
 def noise_clips(project) -> list[np.ndarray]:
     """The project's background-noise clips (role ``noise``), mono float."""
-    cache = SourceCache(project.root)
+    cache = SourceCache(project.dataset)
     return [cache.load(s)[:, 0].astype(np.float64)
             for s in DatasetIndex.load(project.index_path).of_role("noise")]
 
@@ -127,7 +128,8 @@ class AugmentedBanks:
 
     def _load(self) -> None:
         if self._frames is None:
-            self._frames, self._wins = load_windows(self.project, split="train")
+            self._frames, self._wins = load_windows(self.project.dataset,
+                                                    self.project.config.data, split="train")
             if self.audio:
                 self._noise = noise_clips(self.project)
 

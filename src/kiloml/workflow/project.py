@@ -22,7 +22,10 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kiloml import __version__
+from kiloml.data.dataset import Dataset
 from kiloml.data.index import DatasetIndex
+from kiloml.data.settings import AugmentSettings as AugmentSection
+from kiloml.data.settings import DataSettings as DataSection
 from kiloml.dsp import make_block
 from kiloml.errors import ProjectError
 from kiloml.fileio import atomic_write_text
@@ -53,52 +56,6 @@ class ProjectSection(_Strict):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
             raise ValueError("use letters, digits, '_', '.', '-' (starting with a letter or digit)")
         return v
-
-
-class AugmentSection(_Strict):
-    """Training-time augmentation (see kiloml.data.augment); 0 disables a transform."""
-
-    noise_probability: float = Field(0.0, ge=0, le=1)
-    noise_snr_db: tuple[float, float] = (5.0, 20.0)
-    time_shift_ms: float = Field(0.0, ge=0)
-    gain_db: float = Field(0.0, ge=0)
-    speed_range: float = Field(0.0, ge=0, lt=0.5, description="audio speed/pitch change, +-")
-    spec_freq_masks: int = Field(0, ge=0)
-    spec_freq_width: int = Field(0, ge=0)
-    spec_time_masks: int = Field(0, ge=0)
-    spec_time_width: int = Field(0, ge=0)
-    jitter_std: float = Field(0.0, ge=0)
-    scale_range: float = Field(0.0, ge=0, lt=1)
-    rotate_deg: float = Field(0.0, ge=0, le=180)
-
-    @field_validator("noise_snr_db")
-    @classmethod
-    def _snr(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not (math.isfinite(v[0]) and math.isfinite(v[1]) and v[0] <= v[1]):
-            raise ValueError("must be [low, high] dB with low <= high")
-        return v
-
-
-class DataSection(_Strict):
-    """What the data must look like and how it is split and windowed."""
-
-    sample_rate: Optional[float] = Field(None, gt=0, description="Hz; null accepts any rate")
-    channels: Optional[int] = Field(None, ge=1, le=64, description="null accepts any count")
-    window_ms: float = Field(gt=0, description="model input window")
-    stride_ms: float = Field(gt=0, description="window stride over longer recordings")
-    pad: Literal["zero", "drop"] = "zero"
-    validation: float = Field(0.1, ge=0, lt=1)
-    test: float = Field(0.1, ge=0, lt=1)
-    split_by: Literal["auto", "group", "time", "sample"] = "auto"
-    seed: int = 0
-    balance: Literal["none", "undersample", "oversample", "weights"] = "none"
-    augment: AugmentSection = AugmentSection()
-
-    @model_validator(mode="after")
-    def _fractions(self) -> "DataSection":
-        if self.validation + self.test >= 1:
-            raise ValueError("validation + test must be < 1")
-        return self
 
 
 class DSPSection(_Strict):
@@ -269,6 +226,11 @@ class Project:
     @property
     def index_path(self) -> Path:
         return self.root / INDEX_REL
+
+    @property
+    def dataset(self) -> Dataset:
+        """The project's dataset as the data stage sees it (sources relative to the root)."""
+        return Dataset(self.root, self.index_path)
 
     @classmethod
     def load(cls, root: str | Path = ".") -> "Project":

@@ -516,5 +516,5 @@ def _import_elsewhere(project, data: Path, tmpdir: Path):
     (root / "kiloml.toml").write_text(project.config_path.read_text())
     p = Project.load(root)
     DatasetIndex([]).save(p.index_path)
-    import_data(p, data, split="test")
+    import_data(p.dataset, p.config.data, data, split="test")
     return p
