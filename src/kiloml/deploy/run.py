@@ -1,0 +1,355 @@
+"""Checks of a written package: its real C on this host or on a board's core in the emulator,
+and the Python path it must equal.
+
+``run_host`` and ``run_emulator`` compile the package's own files (as its ``<name>.json``
+lists them) with a small harness that feeds a batch of raw windows through
+``<name>_classify``; they also call the DSP function the library uses, so a caller can compare
+the features with the numpy block. ``run_python`` is the Python path: the numpy block
+(kiloml.dsp.apply.apply_block), the normalizer, ``to_model_input`` and the reference
+interpreter on the int8 input (kiloml.compress.quantize.run_int8). Every function returns a
+``RunResult(features, scores, predictions)``:
+
+    features     (N, *feature shape) float32, the values the model was trained on (int8 DSP
+                 output dequantized as apply_block does, Q20 output / 2^20), or None
+    scores       (N, classes) float32, the model's outputs dequantized in float32
+    predictions  (N,) int64, the top class (ties: the lowest index)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple, Optional
+
+import numpy as np
+
+from kiloml.codegen.host import SANITIZE, WARNINGS, find_cc
+from kiloml.compress.quantize import run_int8
+from kiloml.deploy.spec import DeploySpec, board_flags, find_board
+from kiloml.dsp.apply import apply_block
+from kiloml.dsp.cgen import c_array
+from kiloml.errors import KilomlError, ToolchainError
+from kiloml.targets.batch import END_MARKER, END_SYMBOL, build_image, run_image
+from kiloml.targets.profile import default_runtime, elf_sizes
+from kiloml.train.models import to_model_input
+from kiloml.train.normalize import Normalizer
+
+NP = {"int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32, "float": np.float32}
+
+
+class RunResult(NamedTuple):
+    features: Optional[np.ndarray]
+    scores: np.ndarray
+    predictions: np.ndarray
+
+
+def load_manifest(package_dir: str | Path) -> dict:
+    """The package's ``<name>.json`` (top folder, or ``extras/`` in an Arduino library)."""
+    root = Path(package_dir)
+    if not root.is_dir():
+        raise KilomlError(f"{root}: no such package folder")
+    found = []
+    for f in sorted(root.glob("*.json")) + sorted((root / "extras").glob("*.json")):
+        try:
+            meta = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and "kiloml_version" in meta and "build" in meta:
+            found.append(meta)
+    if len(found) != 1:
+        raise KilomlError(f"{root}: not a kiloml C or Arduino package (expected one "
+                          f"<name>.json with a 'build' section, found {len(found)})")
+    return found[0]
+
+
+def _raw(meta: dict, raw_windows) -> np.ndarray:
+    """Raw windows (N, size) of the package's sample type, checked."""
+    x = np.asarray(raw_windows)
+    size = int(meta["raw_input"]["size"])
+    if x.ndim < 2 or int(np.prod(x.shape[1:])) != size:
+        raise KilomlError(f"raw windows: expected (N, {meta['window_samples']}"
+                          + ("" if meta["channels"] == 1 and meta["raw_input"]["layout"] ==
+                             "samples" else f", {meta['channels']}")
+                          + f") values per window, got shape {list(x.shape)}")
+    ctype = meta["raw_input"]["ctype"]
+    if ctype == "int16_t":
+        if x.dtype.kind not in "iu" or (x.size and (x.min() < -32768 or x.max() > 32767)):
+            raise KilomlError("raw windows: this package takes 16-bit PCM (integers in "
+                              "[-32768, 32767])")
+    elif x.dtype.kind not in "iuf":
+        raise KilomlError(f"raw windows: numbers expected, got {x.dtype}")
+    return np.ascontiguousarray(x.reshape(len(x), size), dtype=NP[ctype])
+
+
+def features_from_c(meta: dict, q: np.ndarray) -> np.ndarray:
+    """The DSP function's output (N, size) -> float32 features (N, *shape) as the Python
+    path computes them (see the module doc)."""
+    f = meta["features"]
+    n = len(q)
+    if f["quantization"] is not None:
+        y = (q.astype(np.float32) - f["quantization"]["zero_point"]) \
+            * np.float32(f["quantization"]["scale"])
+    elif f["ctype"] == "int32_t":
+        y = q.astype(np.float32) * np.float32(2.0 ** -int(f["frac_bits"]))
+    else:
+        y = q.astype(np.float32)
+    return y.reshape((n,) + tuple(f["shape"]))
+
+
+def _kernel_set(meta: dict, wanted: str, where: str) -> str:
+    sets = meta["build"]["kernel_sets"]
+    if wanted in sets:
+        return wanted
+    if "portable" in sets:
+        return "portable"
+    raise KilomlError(f"this package has the model only with the {', '.join(sets)} kernels, "
+                      f"which do not build for {where}; deploy the C package (it also holds "
+                      "the portable kernels) or a package for a board with this core")
+
+
+def _c_names(meta: dict) -> dict[str, Any]:
+    n = meta["name"]
+    f = meta["features"]
+    return {"n": n, "raw_t": meta["raw_input"]["ctype"], "feat_t": f["ctype"],
+            "nin": int(meta["raw_input"]["size"]), "nfeat": int(np.prod(f["shape"])),
+            "ncls": len(meta["labels"]), "ffun": meta["build"]["features_function"],
+            "fhdr": meta["build"]["features_header"]}
+
+
+def _compile_list(root: Path, meta: dict, kset: str) -> tuple[list[Path], list[Path]]:
+    b = meta["build"]
+    ks = b["kernel_sets"][kset]
+    sources = [root / s for s in b["sources"] + ks["sources"]]
+    includes = [root] + [root / d for d in b["include_dirs"]] + [root / ks["include_dir"]]
+    missing = [str(s) for s in sources if not s.is_file()]
+    if missing:
+        raise KilomlError(f"{root}: package file missing: {missing[0]}")
+    return sources, includes
+
+
+HOST_HARNESS = """/* kiloml deploy check harness (host): not part of the package */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "{n}.h"
+#include "{fhdr}"
+
+static {raw_t} raw[{nin}];
+static {feat_t} feat[{nfeat}];
+static float scores[{ncls}];
+
+int main(int argc, char **argv)
+{{
+    FILE *fi, *fo;
+    long n, i;
+    int32_t top;
+    if (argc != 5) {{ return 2; }}
+    fi = fopen(argv[1], "rb");
+    fo = fopen(argv[2], "wb");
+    if (!fi || !fo) {{ return 3; }}
+    n = atol(argv[3]);
+    for (i = 0; i < n; ++i) {{
+        if (fread(raw, sizeof raw[0], {nin}, fi) != {nin}) {{ return 4; }}
+        if (argv[4][0] == '1') {{
+            if ({ffun}(raw, feat) != 0) {{ return 5; }}
+            fwrite(feat, sizeof feat[0], {nfeat}, fo);
+        }}
+        top = (int32_t){n}_classify(raw, scores);
+        if (top < 0) {{ return 6; }}
+        fwrite(scores, sizeof scores[0], {ncls}, fo);
+        fwrite(&top, sizeof top, 1, fo);
+    }}
+    fclose(fi);
+    fclose(fo);
+    return 0;
+}}
+"""
+
+
+def _split(meta: dict, blob: bytes, n: int, with_features: bool) -> RunResult:
+    c = _c_names(meta)
+    fbytes = c["nfeat"] * np.dtype(NP[c["feat_t"]]).itemsize if with_features else 0
+    per = fbytes + 4 * c["ncls"] + 4
+    if len(blob) != n * per:
+        raise ToolchainError(f"the package's harness wrote {len(blob)} bytes, expected {n * per}")
+    rows = np.frombuffer(blob, np.uint8).reshape(n, per)
+    feats = None
+    if with_features:
+        q = rows[:, :fbytes].copy().view(NP[c["feat_t"]]).reshape(n, c["nfeat"])
+        feats = features_from_c(meta, q)
+    scores = rows[:, fbytes:fbytes + 4 * c["ncls"]].copy().view(np.float32)
+    top = rows[:, fbytes + 4 * c["ncls"]:].copy().view(np.int32).reshape(n)
+    return RunResult(feats, scores.reshape(n, c["ncls"]), top.astype(np.int64))
+
+
+def run_host(package_dir: str | Path, raw_windows, sanitize: bool = False,
+             features: bool = True, opt: str = "-O2") -> RunResult:
+    """The package's C (portable kernels) built with the host gcc, warnings as errors
+    (``sanitize``: under ASan/UBSan), run on ``raw_windows`` (N windows of raw samples in the
+    package's sample type); see the module doc."""
+    root = Path(package_dir)
+    meta = load_manifest(root)
+    raw = _raw(meta, raw_windows)
+    sources, includes = _compile_list(root, meta, _kernel_set(meta, "portable", "the host"))
+    with tempfile.TemporaryDirectory(prefix="kiloml_deploy_host_") as tmp:
+        d = Path(tmp)
+        (d / "kml_deploy_harness.c").write_text(HOST_HARNESS.format(**_c_names(meta)))
+        exe = d / "package_host"
+        cmd = [find_cc(), *WARNINGS, opt, *(SANITIZE if sanitize else [])]
+        for inc in includes:
+            cmd += ["-I", str(inc)]
+        cmd += [str(s) for s in sources] + [str(d / "kml_deploy_harness.c"), "-o", str(exe),
+                                            "-lm"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            raise ToolchainError(f"gcc failed on the package:\n{proc.stderr.strip()[:3000]}")
+        fin, fout = d / "in.bin", d / "out.bin"
+        fin.write_bytes(raw.tobytes())
+        proc = subprocess.run([str(exe), str(fin), str(fout), str(len(raw)),
+                               "1" if features else "0"], capture_output=True, text=True,
+                              timeout=1800)
+        if proc.returncode != 0:
+            raise ToolchainError(f"the package failed on the host (exit {proc.returncode}):\n"
+                                 f"{proc.stderr.strip()[:2000]}")
+        return _split(meta, fout.read_bytes(), len(raw), features)
+
+
+def _emulator_harness(meta: dict, raw: np.ndarray, with_features: bool) -> str:
+    c = _c_names(meta)
+    n = len(raw)
+    lines = ["/* kiloml deploy check harness (bare metal): not part of the package */",
+             "#include <stdint.h>", "", f'#include "{c["n"]}.h"', f'#include "{c["fhdr"]}"', "",
+             f"static const {c['raw_t']} kml_batch_raw[{n * c['nin']}] = {{",
+             c_array(raw.reshape(-1), c["raw_t"]),
+             "};",
+             f"{c['feat_t']} kml_batch_features[{max(n * c['nfeat'], 1) if with_features else 1}];",
+             f"float kml_batch_scores[{n * c['ncls']}];", f"int32_t kml_batch_top[{n}];",
+             "int32_t kml_batch_status;", "int main(void);", END_MARKER,
+             "int main(void)", "{", "    uint32_t i;", f"    for (i = 0; i < {n}u; ++i) {{",
+             f"        const {c['raw_t']} *raw = &kml_batch_raw[i * {c['nin']}u];"]
+    if with_features:
+        lines += [f"        if ({c['ffun']}(raw, &kml_batch_features[i * {c['nfeat']}u]) != 0) {{",
+                  "            kml_batch_status = 1;", "        }"]
+    lines += [f"        kml_batch_top[i] = (int32_t){c['n']}_classify(raw, "
+              f"&kml_batch_scores[i * {c['ncls']}u]);",
+              "    }", f"    {END_SYMBOL}();", "    return 0;", "}", ""]
+    return "\n".join(lines)
+
+
+def _board(meta: dict, board) -> tuple[str, dict, list[str]]:
+    board_id, b = find_board(board if board is not None else meta["board"]["id"])
+    flags = board_flags(board_id, str(b["core"]))
+    if flags is None:
+        raise KilomlError(f"board {board_id}: kiloml has no cross compiler or emulator for its "
+                          f"{b['core']} core")
+    return board_id, b, flags
+
+
+def run_emulator(package_dir: str | Path, raw_windows, board: Any = None,
+                 features: bool = True, timeout_s: float = 600.0,
+                 workdir: str | Path | None = None) -> RunResult:
+    """The package's C cross-compiled for ``board``'s core (an id of boards.toml or a board
+    dict; default: the package's board) with its compiler flags and the kernel set that core
+    uses, linked bare-metal and run in the emulator on ``raw_windows`` (at most ``timeout_s``
+    seconds); see the module doc."""
+    root = Path(package_dir)
+    meta = load_manifest(root)
+    raw = _raw(meta, raw_windows)
+    board_id, b, flags = _board(meta, board)
+    core = str(b["core"])
+    kset = _kernel_set(meta, default_runtime(core), f"{board_id} ({core})")
+    sources, includes = _compile_list(root, meta, kset)
+    c = _c_names(meta)
+    n = len(raw)
+    tmp = None if workdir else tempfile.TemporaryDirectory(prefix="kiloml_deploy_emu_")
+    d = Path(workdir or tmp.name)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        harness = d / "kml_deploy_harness.c"
+        harness.write_text(_emulator_harness(meta, raw, features))
+        image = build_image(sources + [harness], includes, flags, d)
+        fsize = np.dtype(NP[c["feat_t"]]).itemsize
+        got = run_image(image, core, {
+            "kml_batch_features": max(n * c["nfeat"], 1) * fsize if features else fsize,
+            "kml_batch_scores": 4 * n * c["ncls"], "kml_batch_top": 4 * n,
+            "kml_batch_status": 4}, fpu=any(f.startswith("-mfpu") for f in flags),
+            timeout_s=timeout_s)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    if np.frombuffer(got["kml_batch_status"], np.int32)[0] != 0:
+        raise ToolchainError(f"{board_id}: the DSP function reported an error in the emulator")
+    top = np.frombuffer(got["kml_batch_top"], np.int32).astype(np.int64)
+    if (top < 0).any():
+        raise ToolchainError(f"{board_id}: {c['n']}_classify returned {int(top.min())} in the "
+                             "emulator")
+    feats = None
+    if features:
+        q = np.frombuffer(got["kml_batch_features"], NP[c["feat_t"]])[:n * c["nfeat"]]
+        feats = features_from_c(meta, q.reshape(n, c["nfeat"]))
+    scores = np.frombuffer(got["kml_batch_scores"], np.float32).reshape(n, c["ncls"]).copy()
+    return RunResult(feats, scores, top)
+
+
+FOOTPRINT_HARNESS = """/* kiloml footprint harness: one classification of a window in RAM */
+#include <stdint.h>
+
+#include "{n}.h"
+
+{raw_t} kml_footprint_raw[{nin}];
+float kml_footprint_scores[{ncls}];
+int main(void);
+{end}
+int main(void)
+{{
+    (void){n}_classify(kml_footprint_raw, kml_footprint_scores);
+    {end_symbol}();
+    return 0;
+}}
+"""
+
+
+def footprint(package_dir: str | Path, board: Any = None) -> dict:
+    """Flash and static RAM of the package linked for ``board`` (its flags and kernel set)
+    with a minimal bare-metal ``main`` and startup: measured from the ELF's sections, the raw
+    window and scores the harness holds excluded. Stack is not included."""
+    root = Path(package_dir)
+    meta = load_manifest(root)
+    board_id, b, flags = _board(meta, board)
+    core = str(b["core"])
+    kset = _kernel_set(meta, default_runtime(core), f"{board_id} ({core})")
+    sources, includes = _compile_list(root, meta, kset)
+    c = _c_names(meta)
+    with tempfile.TemporaryDirectory(prefix="kiloml_deploy_size_") as tmp:
+        d = Path(tmp)
+        harness = d / "kml_footprint.c"
+        harness.write_text(FOOTPRINT_HARNESS.format(end=END_MARKER, end_symbol=END_SYMBOL, **c))
+        image = build_image(sources + [harness], includes, flags, d)
+        sizes = elf_sizes(image)
+    held = c["nin"] * np.dtype(NP[c["raw_t"]]).itemsize + 4 * c["ncls"]
+    return {"board": board_id, "core": core, "kernels": kset, "flags": flags,
+            "flash_bytes": int(sizes["flash"]), "ram_bytes": int(sizes["ram"] - held)}
+
+
+def run_python(spec: DeploySpec, raw_windows) -> RunResult:
+    """The Python path on the same raw windows as the C (see the module doc): 16-bit PCM is
+    k / 32768 as the WAV reader gives it, float samples are taken as they are."""
+    block = spec.block
+    x = np.asarray(raw_windows)
+    n = len(x)
+    if block.audio:
+        x = x.reshape(n, int(spec.frames))
+        x = x / 32768.0 if spec.dsp_variant in ("q15", "q31") else x.astype(np.float32)
+        frames = x[..., None]
+    else:
+        frames = x.reshape(n, int(spec.frames), int(spec.channels)).astype(np.float32)
+    feats = apply_block(block, frames)
+    norm = spec.normalizer if isinstance(spec.normalizer, Normalizer) else \
+        Normalizer.from_state({"mean": 0.0, "std": 1.0, **spec.normalizer})
+    q = run_int8(spec.graph, to_model_input(norm(feats), spec.layout), dequantize=False)
+    q = q.reshape(n, -1)
+    tout = spec.graph.tensors[spec.graph.outputs[0]]
+    scores = (q.astype(np.int32) - tout.zero_point).astype(np.float32) * np.float32(tout.scale)
+    return RunResult(feats, scores, q.argmax(axis=1).astype(np.int64))

@@ -1,0 +1,368 @@
+"""What a deployed package is made of, checked once: ``DeploySpec`` -> ``Pipeline``.
+
+A ``DeploySpec`` holds the stage objects a workflow step hands over (the int8 graph, the DSP
+block, the window, labels, normalizer state, layout, DSP variant, board) and never a project.
+``resolve`` validates it and derives everything the format modules share: the C types at each
+step, how DSP outputs become model inputs (``convert``), the board's core and compiler flags,
+the generated model C (``generate_c`` with the core's kernel set) and the DSP C
+(``block.c_sources``). Every check raises ``KilomlError`` (``DSPError`` for DSP problems) with
+one line that says what is wrong, before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from kiloml import __version__
+from kiloml.codegen.c import CompileResult, generate_c
+from kiloml.compress.quantize import quantize_input, to_nhwc
+from kiloml.dsp.apply import block_quant
+from kiloml.dsp.base import Block
+from kiloml.dsp.host import DSPHostBuild
+from kiloml.errors import KilomlError
+from kiloml.io.tflite_writer import write_tflite
+from kiloml.ir.graph import Graph
+from kiloml.targets.profile import default_runtime, load_boards
+from kiloml.targets.toolchain import CPU_FLAGS
+from kiloml.train.models import to_model_input
+from kiloml.train.normalize import Normalizer
+
+# Boards whose Arduino core is known: board id -> (library.properties architecture, the
+# core's compiler flags). The Nano 33 BLE Sense's mbed core builds with the soft-float
+# calling convention and the FPU (softfp); the Pico's mbed core for a plain Cortex-M0+.
+ARDUINO_BOARDS: dict[str, tuple[str, list[str]]] = {
+    "nano33ble": ("mbed_nano", ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=softfp",
+                                "-mfpu=fpv4-sp-d16"]),
+    "pico": ("mbed_rp2040", ["-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"]),
+}
+CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Werror", "-O2"]
+
+# Package names that would shadow a header a package or its users include.
+RESERVED_NAMES = {
+    "assert", "complex", "ctype", "errno", "fenv", "float", "inttypes", "iso646", "limits",
+    "locale", "math", "setjmp", "signal", "stdarg", "stdbool", "stddef", "stdint", "stdio",
+    "stdlib", "string", "tgmath", "time", "wchar", "wctype", "arduino", "pdm", "wire", "spi",
+    "arduino_lsm9ds1", "main",
+}
+NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,23}")
+Q20 = 20
+
+
+@dataclass(frozen=True)
+class DeploySpec:
+    """Everything a deploy format needs, as stage objects.
+
+    ``frames``: samples (audio) or frames (motion) per window and channel; ``channels``: 1 for
+    audio; ``sample_rate`` in Hz and ``window_ms`` describe the same window. ``normalizer``:
+    ``Normalizer.state()`` (meta.json's ``normalizer``) or a ``Normalizer``. ``input_quant``:
+    meta.json's ``input_quant`` (the int8 quantization of the DSP block's output that the
+    model was calibrated with), None for float features; it must agree with the block and
+    the graph's input. ``layout``: meta.json's ``layout`` (kiloml.train.models.input_layout).
+    ``board``: an id of targets/boards.toml or a board dict with at least ``core``."""
+
+    name: str
+    graph: Graph
+    block: Block
+    frames: int
+    channels: int
+    sample_rate: float
+    window_ms: float
+    labels: Sequence[str]
+    normalizer: Any = field(default_factory=lambda: {"kind": "none", "mean": 0.0, "std": 1.0})
+    input_quant: Optional[tuple[float, int]] = None
+    layout: str = "flat"
+    dsp_variant: str = "f32"
+    board: Any = "nano33ble"
+    command: str = "kiloml deploy"
+    version: str = __version__
+
+
+@dataclass
+class Pipeline:
+    """A validated spec and what the format modules derive from it (see ``resolve``)."""
+
+    spec: DeploySpec
+    name: str
+    macro: str                          # upper-case prefix of the public macros
+    labels: list[str]
+    block: Block
+    variant: str
+    frames: int
+    channels: int
+    board_id: str
+    board: dict
+    core: str
+    flags: Optional[list[str]]          # the core's compiler flags; None: no cross compiler
+    runtime: str                        # model kernel set: armv7em | portable
+    sample_ctype: str                   # raw input element: int16_t | float
+    feature_ctype: str                  # DSP output element: int8_t | int32_t | float
+    feature_shape: tuple[int, ...]
+    feature_quant: Optional[tuple[float, int]]
+    normalizer: Normalizer
+    input_scale: float
+    input_zero_point: int
+    output_scale: float
+    output_zero_point: int
+    convert: str                        # direct | lut | float (see ``conversion``)
+    lut: Optional[np.ndarray]           # (256,) int8 for ``lut``
+    models: dict[str, CompileResult]    # kernel set -> generated model C (board's set first)
+    dsp_files: dict[str, str]
+    model_sha256: str
+    command: str                        # made safe for a C comment and one line
+    version: str
+
+    @property
+    def feature_size(self) -> int:
+        return int(np.prod(self.feature_shape))
+
+    @property
+    def input_size(self) -> int:
+        return self.frames * self.channels
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def dsp_prefix(self) -> str:
+        return f"{self.name}_dsp"
+
+    @property
+    def model_prefix(self) -> str:
+        return f"{self.name}_model"
+
+    @property
+    def model(self) -> CompileResult:
+        """The model's C with the board core's kernel set."""
+        return self.models[self.runtime]
+
+    @property
+    def arena_bytes(self) -> int:
+        return int(self.model.plan.arena_bytes)
+
+    @property
+    def arena_bytes_by_kernels(self) -> dict[str, int]:
+        return {rt: int(m.plan.arena_bytes) for rt, m in self.models.items()}
+
+
+def one_line(command: str) -> str:
+    """The command as one line that cannot end a C comment."""
+    return " ".join(str(command).split()).replace("*/", "* /")
+
+
+def check_name(name: str) -> str:
+    """A package name: a C identifier of at most 24 characters that no runtime file, standard
+    header or the Arduino headers the examples include can collide with."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise KilomlError(f"package name {name!r} must be a C identifier: a letter, then up to "
+                          "23 letters, digits or underscores")
+    if name.lower().startswith("kml"):
+        raise KilomlError(f"package name {name!r} collides with kiloml's runtime files "
+                          "(kml_*); choose another name")
+    if name.lower() in RESERVED_NAMES:
+        raise KilomlError(f"package name {name!r} would shadow the standard or Arduino header "
+                          f"{name}.h; choose another name")
+    return name
+
+
+def find_board(board: Any) -> tuple[str, dict]:
+    """(board id, board dict) from an id of boards.toml or a dict with a ``core``."""
+    if isinstance(board, dict):
+        if "core" not in board:
+            raise KilomlError("board: a board dict needs a 'core' (e.g. cortex-m4)")
+        return str(board.get("id", board.get("name", "custom"))), dict(board)
+    boards = load_boards()
+    if board not in boards:
+        raise KilomlError(f"unknown board {board!r} (known: {', '.join(sorted(boards))})")
+    return str(board), dict(boards[board])
+
+
+def board_flags(board_id: str, core: str) -> Optional[list[str]]:
+    """The compiler flags the board's toolchain uses for its core, None where kiloml has no
+    cross compiler for the core."""
+    if board_id in ARDUINO_BOARDS:
+        return list(ARDUINO_BOARDS[board_id][1])
+    flags = CPU_FLAGS.get(core)
+    return list(flags) if flags is not None else None
+
+
+def _normalizer(state: Any, feature_shape: tuple[int, ...]) -> Normalizer:
+    norm = state if isinstance(state, Normalizer) else None
+    if norm is None:
+        if not isinstance(state, dict) or "kind" not in state:
+            raise KilomlError("normalizer: expected Normalizer.state() ({kind, mean, std})")
+        norm = Normalizer.from_state({"mean": 0.0, "std": 1.0, **state})
+    if norm.kind not in ("none", "global", "feature"):
+        raise KilomlError(f"normalizer: unknown kind {norm.kind!r} (none, global, feature)")
+    if norm.kind == "global" and (norm.mean.size != 1 or norm.std.size != 1):
+        raise KilomlError("normalizer: a global normalizer has one mean and one std")
+    if norm.kind == "feature":
+        size = int(np.prod(feature_shape))
+        if norm.mean.size != size or norm.std.size != size:
+            raise KilomlError(f"normalizer: per-feature mean/std have {norm.mean.size}/"
+                              f"{norm.std.size} values, the features {size}")
+    return norm
+
+
+def _layout_is_identity(layout: str, feature_shape: tuple[int, ...], input_size: int) -> None:
+    """The graph reads the features in their own (channels-last) byte order for every layout
+    kiloml trains (to_model_input, then to_nhwc as the exported graph reads); check it."""
+    idx = np.arange(int(np.prod(feature_shape)), dtype=np.float32).reshape((1,) + feature_shape)
+    order = to_nhwc(to_model_input(idx, layout)).reshape(-1)
+    if order.size != input_size:
+        raise KilomlError(f"layout {layout!r}: features {list(feature_shape)} give "
+                          f"{order.size} model inputs, the graph takes {input_size}")
+    if not np.array_equal(order, np.arange(order.size)):
+        raise KilomlError(f"layout {layout!r} reorders the features; the deployed pipeline "
+                          "passes them in their own order")
+
+
+def dequantize_features(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """int8 DSP output -> float32 features, as kiloml.dsp.apply.apply_block computes them."""
+    return (np.asarray(q).astype(np.float32) - zero_point) * np.float32(scale)
+
+
+def conversion(feature_quant, norm: Normalizer, in_scale: float, in_zp: int):
+    """How one DSP output value becomes one model input, and the table when it is a table.
+
+    ``direct``: int8 features that already are the model's input (the usual trained project:
+    the model was calibrated with the block's quantization, no normalizer); ``lut``: int8
+    features through a 256-entry table computed here with the Python path's own functions
+    (dequantize as apply_block does, the normalizer, quantize_input), so it is exact by
+    construction; ``float``: float features (or a per-feature normalizer), normalized in
+    float32 and quantized in double in C exactly as quantize_input does."""
+    if feature_quant is None or norm.kind == "feature":
+        return "float", None
+    q = np.arange(-128, 128).astype(np.int8)
+    f = dequantize_features(q, *feature_quant)
+    lut = quantize_input(norm(f), in_scale, in_zp)
+    if np.array_equal(lut, q):
+        return "direct", None
+    return "lut", lut
+
+
+def model_sha256(graph: Graph) -> str:
+    """SHA-256 of the .tflite the graph serializes to (the graph's identity in every file)."""
+    return hashlib.sha256(write_tflite(graph)).hexdigest()
+
+
+def resolve(spec: DeploySpec, portable_too: bool = False, model_c: bool = True) -> Pipeline:
+    """Validate ``spec`` and derive the shared parts of every format (see the module doc).
+    ``portable_too``: also generate the model's C with the portable kernels when the board's
+    core uses another set (a package that builds on the host and on every core);
+    ``model_c=False``: no model C at all (the .tflite package)."""
+    name = check_name(spec.name)
+    labels = [str(s) for s in spec.labels]
+    if not labels or len(set(labels)) != len(labels):
+        raise KilomlError("labels: need at least one label and no duplicates")
+    block = spec.block
+    variant = spec.dsp_variant
+    block.check_variant(variant)
+    frames, channels = int(spec.frames), int(spec.channels)
+    if frames < 1 or channels < 1:
+        raise KilomlError(f"window: frames {frames} and channels {channels} must be >= 1")
+    if block.audio and channels != 1:
+        raise KilomlError(f"{block.name}: an audio block takes one channel, not {channels}")
+    rate = float(spec.sample_rate)
+    if not rate > 0:
+        raise KilomlError(f"sample_rate {spec.sample_rate!r} must be > 0 Hz")
+    if abs(frames - rate * float(spec.window_ms) / 1000.0) > 1.0:
+        raise KilomlError(f"window: {frames} samples at {rate:g} Hz is not {spec.window_ms} ms")
+    block_rate = getattr(block.params, "sample_rate", None)
+    if block_rate is not None and abs(float(block_rate) - rate) > 1e-6 * rate:
+        raise KilomlError(f"{block.name}: the block's sample_rate {block_rate:g} Hz differs "
+                          f"from the data's {rate:g} Hz")
+    board_id, board = find_board(spec.board)
+    core = str(board["core"])
+
+    g = spec.graph
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise KilomlError(f"model: a classifier has one input and one output, this graph "
+                          f"{len(g.inputs)} and {len(g.outputs)}")
+    tin, tout = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
+    for what, t in (("input", tin), ("output", tout)):
+        if t.dtype != "int8" or t.quant is None or t.quant.per_channel:
+            raise KilomlError(f"model: the {what} must be int8 with one scale and zero point "
+                              f"(got {t.dtype})")
+    if tout.size != len(labels):
+        raise KilomlError(f"model: {tout.size} outputs, but {len(labels)} labels")
+
+    feature_shape = tuple(int(v) for v in block.output_shape(frames, channels))
+    _layout_is_identity(spec.layout, feature_shape, tin.size)
+    sample_ctype, feature_ctype = DSPHostBuild.types(block, variant)
+    fq = block_quant(block)
+    if spec.input_quant is not None:
+        iq = (float(np.float32(spec.input_quant[0])), int(spec.input_quant[1]))
+        if fq is None or iq != fq:
+            raise KilomlError(f"input_quant {list(spec.input_quant)} is not the DSP block's "
+                              f"output quantization ({list(fq) if fq else 'float features'})")
+        if iq != (tin.scale, tin.zero_point):
+            raise KilomlError(f"input_quant {list(spec.input_quant)} is not the model input's "
+                              f"quantization [{tin.scale!r}, {tin.zero_point}]")
+    norm = _normalizer(spec.normalizer, feature_shape)
+    convert, lut = conversion(fq, norm, tin.scale, tin.zero_point)
+
+    command = one_line(spec.command)
+    runtime = default_runtime(core)
+    sets = ([runtime] if model_c else []) + \
+        (["portable"] if model_c and portable_too and runtime != "portable" else [])
+    models = {rt: generate_c(g, f"{name}_model", command=command, runtime=rt) for rt in sets}
+    dsp_files = block.c_sources(f"{name}_dsp", frames, channels, variant, command=command)
+    return Pipeline(
+        spec=spec, name=name, macro=name.upper(), labels=labels, block=block, variant=variant,
+        frames=frames, channels=channels, board_id=board_id, board=board, core=core,
+        flags=board_flags(board_id, core), runtime=runtime,
+        sample_ctype=sample_ctype, feature_ctype=feature_ctype, feature_shape=feature_shape,
+        feature_quant=fq, normalizer=norm, input_scale=tin.scale,
+        input_zero_point=tin.zero_point, output_scale=tout.scale,
+        output_zero_point=tout.zero_point, convert=convert, lut=lut, models=models,
+        dsp_files=dsp_files, model_sha256=model_sha256(g), command=command,
+        version=str(spec.version))
+
+
+def metadata(p: Pipeline) -> dict:
+    """The package's description for tools (written as ``<name>.json`` by every format)."""
+    spec = p.spec
+    return {
+        "kiloml_version": p.version,
+        "command": p.command,
+        "name": p.name,
+        "model_sha256": p.model_sha256,
+        "labels": list(p.labels),
+        "sample_rate_hz": float(spec.sample_rate),
+        "window_ms": float(spec.window_ms),
+        "window_samples": p.frames,
+        "channels": p.channels,
+        "dsp": {"block": p.block.name, "variant": p.variant,
+                "params": p.block.params.model_dump(mode="json")},
+        "raw_input": {"ctype": p.sample_ctype, "size": p.input_size,
+                      "layout": "samples" if p.block.audio else "frames x channels, interleaved",
+                      "units": raw_units(p)},
+        "features": {"shape": list(p.feature_shape), "ctype": p.feature_ctype,
+                     "quantization": (None if p.feature_quant is None else
+                                      {"scale": p.feature_quant[0],
+                                       "zero_point": p.feature_quant[1]}),
+                     "frac_bits": Q20 if p.feature_ctype == "int32_t" else None},
+        "normalizer": p.normalizer.state(),
+        "layout": spec.layout,
+        "model": {"input": {"shape": list(p.model.graph.tensors[p.model.graph.inputs[0]].shape),
+                            "scale": p.input_scale, "zero_point": p.input_zero_point,
+                            "rounding": "half away from zero"},
+                  "output": {"scale": p.output_scale, "zero_point": p.output_zero_point},
+                  "arena_bytes": p.arena_bytes_by_kernels,
+                  "kernels": p.runtime},
+        "board": {"id": p.board_id, "name": p.board.get("name", p.board_id), "core": p.core,
+                  "flags": p.flags},
+    }
+
+
+def raw_units(p: Pipeline) -> str:
+    if p.block.audio:
+        return ("16-bit PCM as read from the WAV file" if p.sample_ctype == "int16_t"
+                else "float PCM in [-1, 1) (16-bit PCM / 32768)")
+    return "the sensor's units, as the project's data stores them"

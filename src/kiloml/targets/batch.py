@@ -1,0 +1,87 @@
+"""Run many inputs through a bare-metal Cortex-M image in the emulator, at Unicorn's own speed.
+
+``profile.py`` and ``dsp_profile.py`` run one input with a hook on every executed basic block
+to count instructions. Checking a deployed package needs the outputs of a whole batch of
+windows, not counts, so this module links a folder's C sources with the profiler's startup
+code and link script (``baremetal/``) and runs the ELF from reset to the harness's end marker
+with no hooks at all, bounded by a wall-clock timeout and an instruction budget.
+
+A harness for this module defines ``main`` and calls ``kml_batch_end()`` (``END_MARKER``
+defines it) when its results are in memory; the caller reads them back by symbol name.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+import unicorn
+from unicorn import arm_const
+
+from kiloml.errors import ToolchainError
+from kiloml.targets.emulator import (CPU_MODELS, FLASH_BASE, FLASH_SIZE, RAM_BASE, RAM_SIZE,
+                                     ElfImage)
+from kiloml.targets.toolchain import WARN, arm_gcc
+
+END_SYMBOL = "kml_batch_end"
+END_MARKER = "\n".join([
+    f"__attribute__((noinline)) void {END_SYMBOL}(void);",
+    f'void {END_SYMBOL}(void) {{ __asm volatile ("" ::: "memory"); }}', ""])
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_MAX_INSTRUCTIONS = 4_000_000_000
+
+
+def build_image(sources: list[Path], include_dirs: list[Path], flags: list[str],
+                workdir: Path, opt: str = "-O2") -> ElfImage:
+    """Link ``sources`` (C files) with the bare-metal startup and link script for the core
+    that ``flags`` select (``-mcpu=...``), warnings as errors, unused sections dropped."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    bm = resources.files("kiloml.targets") / "baremetal"
+    startup, link = workdir / "kml_batch_startup.c", workdir / "kml_batch_link.ld"
+    startup.write_text((bm / "startup.c").read_text())
+    link.write_text((bm / "link.ld").read_text())
+    elf = workdir / "batch.elf"
+    cmd = [arm_gcc(), *flags, *WARN, opt, "-ffunction-sections", "-fdata-sections",
+           "-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections", "-T", str(link)]
+    for d in include_dirs:
+        cmd += ["-I", str(d)]
+    cmd += [str(s) for s in sources] + [str(startup), "-o", str(elf), "-lm"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise ToolchainError(f"arm-none-eabi-gcc failed:\n{proc.stderr.strip()[:3000]}")
+    return ElfImage(elf)
+
+
+def run_image(image: ElfImage, core: str, read_back: dict[str, int], fpu: bool = False,
+              timeout_s: float = DEFAULT_TIMEOUT_S,
+              max_instructions: int = DEFAULT_MAX_INSTRUCTIONS) -> dict[str, bytes]:
+    """Run ``image`` from ``Reset_Handler`` until ``kml_batch_end`` is entered; return the
+    bytes of each ``read_back`` symbol (name -> byte count). ``fpu``: enable the FPU (CPACR
+    CP10/CP11 full access, as a device's startup code does) for images built with
+    ``-mfloat-abi=softfp`` or ``hard``. Raises ToolchainError on a fault, or when the end
+    marker is not reached within ``timeout_s`` seconds or ``max_instructions``."""
+    if core not in CPU_MODELS:
+        raise ToolchainError(f"no emulator CPU model for {core!r} "
+                             f"(have: {', '.join(sorted(CPU_MODELS))})")
+    uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
+    uc.ctl_set_cpu_model(CPU_MODELS[core])
+    if fpu:
+        uc.reg_write(arm_const.UC_ARM_REG_C1_C0_2, 0xF << 20)
+    uc.mem_map(FLASH_BASE, FLASH_SIZE)
+    uc.mem_map(RAM_BASE, RAM_SIZE)
+    for addr, data in image.segments:
+        uc.mem_write(addr, data)
+    uc.reg_write(arm_const.UC_ARM_REG_SP, image.addr("_estack"))
+    end = image.addr(END_SYMBOL)
+    try:
+        uc.emu_start(image.addr("Reset_Handler") | 1, end, timeout=int(timeout_s * 1e6),
+                     count=max_instructions)
+    except unicorn.UcError as e:
+        pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
+        raise ToolchainError(f"{image.path}: emulation fault at pc=0x{pc:08x}: {e}") from None
+    if uc.reg_read(arm_const.UC_ARM_REG_PC) & ~1 != end:
+        raise ToolchainError(f"{image.path}: the emulated batch did not finish within "
+                             f"{timeout_s:g} s or {max_instructions:,} instructions")
+    return {name: bytes(uc.mem_read(image.addr(name), size)) for name, size in read_back.items()}
