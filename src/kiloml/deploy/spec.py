@@ -51,6 +51,8 @@ RESERVED_NAMES = {
 }
 NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,23}")
 Q20 = 20
+# kiloml.train.models.input_layout's layouts -> the feature rank each takes (None: any)
+LAYOUTS: dict[str, int | None] = {"flat": None, "image1": 2, "chw": 3, "seq": 2, "seq1": 1}
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,11 @@ def _normalizer(state: Any, feature_shape: tuple[int, ...]) -> Normalizer:
 def _layout_is_identity(layout: str, feature_shape: tuple[int, ...], input_size: int) -> None:
     """The graph reads the features in their own (channels-last) byte order for every layout
     kiloml trains (to_model_input, then to_nhwc as the exported graph reads); check it."""
+    if layout not in LAYOUTS:
+        raise KilomlError(f"layout {layout!r}: unknown (one of {', '.join(LAYOUTS)})")
+    if LAYOUTS[layout] is not None and len(feature_shape) != LAYOUTS[layout]:
+        raise KilomlError(f"layout {layout!r} takes {LAYOUTS[layout]}-D features, the block "
+                          f"gives {list(feature_shape)}")
     idx = np.arange(int(np.prod(feature_shape)), dtype=np.float32).reshape((1,) + feature_shape)
     order = to_nhwc(to_model_input(idx, layout)).reshape(-1)
     if order.size != input_size:
@@ -350,7 +357,7 @@ def metadata(p: Pipeline) -> dict:
                      "frac_bits": Q20 if p.feature_ctype == "int32_t" else None},
         "normalizer": p.normalizer.state(),
         "layout": spec.layout,
-        "model": {"input": {"shape": list(p.model.graph.tensors[p.model.graph.inputs[0]].shape),
+        "model": {"input": {"shape": list(spec.graph.tensors[spec.graph.inputs[0]].shape),
                             "scale": p.input_scale, "zero_point": p.input_zero_point,
                             "rounding": "half away from zero"},
                   "output": {"scale": p.output_scale, "zero_point": p.output_zero_point},
