@@ -35,6 +35,7 @@ from kiloml.deploy.spec import CFLAGS, DeploySpec, Pipeline, metadata, raw_units
 from kiloml.errors import KilomlError
 
 RUNTIME_PREFIX = "kml_"
+CTYPE_NAMES = {"int8_t": "int8", "int16_t": "int16", "int32_t": "int32", "float": "float32"}
 
 
 def _f32(v: float) -> str:
@@ -76,7 +77,7 @@ def frontmatter(p: Pipeline, what: str) -> str:
 def pipeline_summary(p: Pipeline) -> str:
     raw = (f"{p.frames} samples" if p.block.audio
            else f"{p.frames} frames x {p.channels} channels")
-    feat = f"{p.feature_ctype[:-2]}{list(p.feature_shape)}"
+    feat = f"{CTYPE_NAMES[p.feature_ctype]}{list(p.feature_shape)}"
     norm = "" if p.normalizer.kind == "none" else f" -> {p.normalizer.kind} normalizer"
     return (f"{raw} at {float(p.spec.sample_rate):g} Hz -> {p.block.name} ({p.variant}) -> "
             f"{feat}{norm} -> int8 input (scale {_f32(p.input_scale)}, zero point "
@@ -179,8 +180,8 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str) -> str:
              else f"int8: value = (q - {p.feature_quant[1]}) * {_f32(p.feature_quant[0])}")
     if p.feature_ctype == "int32_t":
         quant = "int32 Q20: value = q / 2^20"
-    lines += [f"/* DSP output of one window: {p.feature_ctype[:-2]}{list(p.feature_shape)}, "
-              f"{quant} */",
+    lines += [*block_comment(f"DSP output of one window: {CTYPE_NAMES[p.feature_ctype]}"
+                             f"{list(p.feature_shape)}, {quant}"),
               f"static {p.feature_ctype} {n}_features[{F}];"]
     if p.convert != "direct":
         lines += ["/* the model's int8 input */", f"static int8_t {n}_input[{F}];"]
