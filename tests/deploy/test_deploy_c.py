@@ -299,3 +299,57 @@ def test_run_checks_refuse_bad_input(imu_package, kws_packages):
         run_emulator(pkg, H.imu_windows()[:1], "esp32s3")
     with pytest.raises(KilomlError, match="not a kiloml C or Arduino package"):
         run_host(pkg / "dsp", H.imu_windows()[:1])
+
+
+# ---------------------------------------------------------------- every feature conversion
+
+
+@pytest.mark.parametrize("case", ["int8+global", "int8+feature", "q20+none", "q20+feature"])
+def test_every_feature_conversion_is_the_python_path(case, tmp_path):
+    """int8 features through the table with a global normalizer, int8 features dequantized in
+    float with a per-feature normalizer, and the Q20 int32 output of an unquantized integer
+    variant (value q / 2^20): the model part equals the Python path bit for bit on the C
+    features, and the scores equal wherever the C features equal numpy's."""
+    from kiloml.deploy import DeploySpec
+    from kiloml.dsp.apply import apply_block
+    from kiloml.train.normalize import Normalizer
+
+    kind, norm_kind = case.split("+")
+    block = H.kws_block() if kind == "int8" else \
+        make_block(preset="mlperf-kws", params=dict(output_scale=None))
+    raw = H.speech_windows()
+    calib = apply_block(block, H.speech_windows(per_label=2, skip=3)[..., None] / 32768)
+    norm = Normalizer.fit(norm_kind, calib)
+    g = H.kws_graph(norm(calib))
+    spec = DeploySpec("kws", g, block, 16000, 1, 16000.0, 1000.0, H.KWS_LABELS,
+                      normalizer=norm.state(), layout="image1", dsp_variant="q31", board="pico",
+                      command=H.COMMAND)
+    pkg = deploy_c(spec, tmp_path / "kws").path
+    src = (pkg / "kws.c").read_text()
+    expect = {"int8+global": "kws_lut[", "int8+feature": "kws_mean[",
+              "q20+none": "* 9.536743e-07f", "q20+feature": "kws_std["}[case]
+    assert expect in src
+    host = run_host(pkg, raw, sanitize=True)
+    py = run_python(spec, raw)
+    scores, preds = H.model_path(spec, host.features)
+    np.testing.assert_array_equal(host.scores, scores)
+    np.testing.assert_array_equal(host.predictions, preds)
+    if kind == "q20":
+        assert np.abs(host.features[:-4] - py.features[:-4]).max() < 1e-3   # speech
+    same = (H.model_input(spec, host.features) == H.model_input(spec, py.features)).all(axis=1)
+    assert same.mean() >= 0.5
+    np.testing.assert_array_equal(host.scores[same], py.scores[same])
+
+
+def test_footprint_is_measured_from_the_linked_image(imu_package):
+    from kiloml.deploy.run import footprint
+
+    spec, pkg = imu_package
+    m4 = footprint(pkg, "nano33ble")
+    m0 = footprint(pkg, "pico")
+    assert (m4["kernels"], m0["kernels"]) == ("armv7em", "portable")
+    weights = spec.graph.weights_bytes()
+    cost = spec.block.cost(H.IMU_FRAMES, 3)
+    for f in (m4, m0):
+        assert weights + cost.flash_bytes < f["flash_bytes"] < weights + cost.flash_bytes + 60000
+        assert cost.ram_bytes < f["ram_bytes"] < 16384

@@ -325,10 +325,10 @@ def readme(p: Pipeline, build_lines: list[str], layout_lines: list[str]) -> str:
         f"`{M}_FEATURE_SIZE` ({p.feature_size}), `{M}_ARENA_BYTES` ({p.arena_bytes}).", "",
         "## Files", "", *layout_lines, "",
         "## Build", "",
-        f"Compiler flags for the {p.core} core of this board: {_flags_text(p)}",
-        "" if fpu or p.variant != "f32" else
-        "\nThis core has no FPU: the f32 DSP variant runs in software floating point "
-        "(a q15/q31 variant is integer-only).", "",
+        f"Compiler flags for the {p.core} core of this board: {_flags_text(p)}", "",
+        *([] if fpu or p.variant != "f32" else
+          ["This core has no FPU: the f32 DSP variant runs in software floating point "
+           "(a q15/q31 variant of an audio block is integer-only).", ""]),
         *build_lines, "",
         "## Memory (from the generator; a real build measures code size)", "",
         f"- model activation arena: {p.arena_bytes} bytes (static), weights: "
