@@ -181,9 +181,10 @@ def test_kws_emulator_equals_host(kws_packages, board):
 
 @pytest.mark.parametrize("board", ["nano33ble", "pico"])
 def test_imu_emulator_equals_host(imu_package, board):
+    """Also in runs of five windows: one image, three batches."""
     spec, pkg = imu_package
     raw = H.imu_windows()
-    emu = run_emulator(pkg, raw, board, timeout_s=900)
+    emu = run_emulator(pkg, raw, board, timeout_s=900, chunk=5)
     host = run_host(pkg, raw)
     np.testing.assert_allclose(emu.features, host.features, rtol=1e-6,
                                atol=1e-6 * np.abs(host.features).max())
@@ -353,3 +354,11 @@ def test_footprint_is_measured_from_the_linked_image(imu_package):
     for f in (m4, m0):
         assert weights + cost.flash_bytes < f["flash_bytes"] < weights + cost.flash_bytes + 60000
         assert cost.ram_bytes < f["ram_bytes"] < 16384
+
+
+def test_emulator_runs_are_bounded_in_time(kws_packages):
+    from kiloml.errors import ToolchainError
+
+    _, pkg = kws_packages["q15"]
+    with pytest.raises(ToolchainError, match="did not finish within 0.05 s"):
+        run_emulator(pkg, H.speech_windows()[:4], "pico", timeout_s=0.05)

@@ -104,8 +104,8 @@ def public_header(p: Pipeline) -> str:
     for k, v, doc in defines:
         lines.append(f"#define {k} {v}".ljust(width + 1) + f"/* {doc} */")
     raw_doc = raw_units(p)
-    layout = ("" if p.block.audio else
-              f",\n *           interleaved: frame 0 channels 0..{p.channels - 1}, then frame 1, ...")
+    layout = ("" if p.block.audio else ",\n *           interleaved: frame 0 channels "
+              f"0..{p.channels - 1}, then frame 1, ...")
     lines += ["",
               f"/* One raw sample value: {raw_doc}. */",
               f"typedef {p.sample_ctype} {n}_sample_t;", "",

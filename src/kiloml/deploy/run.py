@@ -29,9 +29,8 @@ from kiloml.codegen.host import SANITIZE, WARNINGS, find_cc
 from kiloml.compress.quantize import run_int8
 from kiloml.deploy.spec import DeploySpec, board_flags, find_board
 from kiloml.dsp.apply import apply_block
-from kiloml.dsp.cgen import c_array
 from kiloml.errors import KilomlError, ToolchainError
-from kiloml.targets.batch import END_MARKER, END_SYMBOL, build_image, run_image
+from kiloml.targets.batch import END_MARKER, END_SYMBOL, INPUT_BASE, build_image, run_image
 from kiloml.targets.profile import default_runtime, elf_sizes
 from kiloml.train.models import to_model_input
 from kiloml.train.normalize import Normalizer
@@ -216,25 +215,30 @@ def run_host(package_dir: str | Path, raw_windows, sanitize: bool = False,
         return _split(meta, fout.read_bytes(), len(raw), features)
 
 
-def _emulator_harness(meta: dict, raw: np.ndarray, with_features: bool) -> str:
+def _emulator_harness(meta: dict, chunk: int, with_features: bool) -> str:
+    """Reads ``n`` (a uint32 at INPUT_BASE, at most ``chunk``) raw windows from INPUT_BASE + 8
+    and writes features, scores and classes to arrays the runner reads back."""
     c = _c_names(meta)
-    n = len(raw)
     lines = ["/* kiloml deploy check harness (bare metal): not part of the package */",
              "#include <stdint.h>", "", f'#include "{c["n"]}.h"', f'#include "{c["fhdr"]}"', "",
-             f"static const {c['raw_t']} kml_batch_raw[{n * c['nin']}] = {{",
-             c_array(raw.reshape(-1), c["raw_t"]),
-             "};",
-             f"{c['feat_t']} kml_batch_features[{max(n * c['nfeat'], 1) if with_features else 1}];",
-             f"float kml_batch_scores[{n * c['ncls']}];", f"int32_t kml_batch_top[{n}];",
+             f"#define KML_BATCH_BASE 0x{INPUT_BASE:08x}u",
+             f"{c['feat_t']} kml_batch_features[{chunk * c['nfeat'] if with_features else 1}];",
+             f"float kml_batch_scores[{chunk * c['ncls']}];", f"int32_t kml_batch_top[{chunk}];",
              "int32_t kml_batch_status;", "int main(void);", END_MARKER,
-             "int main(void)", "{", "    uint32_t i;", f"    for (i = 0; i < {n}u; ++i) {{",
-             f"        const {c['raw_t']} *raw = &kml_batch_raw[i * {c['nin']}u];"]
+             "int main(void)", "{",
+             "    const uint32_t n = *(const volatile uint32_t *)KML_BATCH_BASE;",
+             f"    const {c['raw_t']} *raw = (const {c['raw_t']} *)(KML_BATCH_BASE + 8u);",
+             "    uint32_t i;",
+             f"    if (n > {chunk}u) {{", "        kml_batch_status = 2;",
+             f"        {END_SYMBOL}();", "        return 1;", "    }",
+             "    for (i = 0; i < n; ++i) {"]
     if with_features:
         lines += [f"        if ({c['ffun']}(raw, &kml_batch_features[i * {c['nfeat']}u]) != 0) {{",
                   "            kml_batch_status = 1;", "        }"]
-    lines += [f"        kml_batch_top[i] = (int32_t){c['n']}_classify(raw, "
+    lines += ["        kml_batch_top[i] = (int32_t)" + c["n"] + "_classify(raw, "
               f"&kml_batch_scores[i * {c['ncls']}u]);",
-              "    }", f"    {END_SYMBOL}();", "    return 0;", "}", ""]
+              f"        raw += {c['nin']}u;", "    }", f"    {END_SYMBOL}();", "    return 0;",
+              "}", ""]
     return "\n".join(lines)
 
 
@@ -248,12 +252,12 @@ def _board(meta: dict, board) -> tuple[str, dict, list[str]]:
 
 
 def run_emulator(package_dir: str | Path, raw_windows, board: Any = None,
-                 features: bool = True, timeout_s: float = 600.0,
+                 features: bool = True, timeout_s: float = 600.0, chunk: int = 32,
                  workdir: str | Path | None = None) -> RunResult:
     """The package's C cross-compiled for ``board``'s core (an id of boards.toml or a board
     dict; default: the package's board) with its compiler flags and the kernel set that core
-    uses, linked bare-metal and run in the emulator on ``raw_windows`` (at most ``timeout_s``
-    seconds); see the module doc."""
+    uses, linked bare-metal once and run in the emulator on ``raw_windows``, ``chunk`` windows
+    per run, each run bounded by ``timeout_s`` seconds; see the module doc."""
     root = Path(package_dir)
     meta = load_manifest(root)
     raw = _raw(meta, raw_windows)
@@ -262,35 +266,43 @@ def run_emulator(package_dir: str | Path, raw_windows, board: Any = None,
     kset = _kernel_set(meta, default_runtime(core), f"{board_id} ({core})")
     sources, includes = _compile_list(root, meta, kset)
     c = _c_names(meta)
-    n = len(raw)
+    chunk = max(1, min(int(chunk), len(raw)))
+    fsize = np.dtype(NP[c["feat_t"]]).itemsize
+    read_back = {"kml_batch_features": (chunk * c["nfeat"] if features else 1) * fsize,
+                 "kml_batch_scores": 4 * chunk * c["ncls"], "kml_batch_top": 4 * chunk,
+                 "kml_batch_status": 4}
     tmp = None if workdir else tempfile.TemporaryDirectory(prefix="kiloml_deploy_emu_")
     d = Path(workdir or tmp.name)
+    feats, scores, tops = [], [], []
     try:
         d.mkdir(parents=True, exist_ok=True)
         harness = d / "kml_deploy_harness.c"
-        harness.write_text(_emulator_harness(meta, raw, features))
+        harness.write_text(_emulator_harness(meta, chunk, features))
         image = build_image(sources + [harness], includes, flags, d)
-        fsize = np.dtype(NP[c["feat_t"]]).itemsize
-        got = run_image(image, core, {
-            "kml_batch_features": max(n * c["nfeat"], 1) * fsize if features else fsize,
-            "kml_batch_scores": 4 * n * c["ncls"], "kml_batch_top": 4 * n,
-            "kml_batch_status": 4}, fpu=any(f.startswith("-mfpu") for f in flags),
-            timeout_s=timeout_s)
+        for at in range(0, len(raw), chunk):
+            part = raw[at:at + chunk]
+            n = len(part)
+            got = run_image(image, core, read_back, fpu=any(f.startswith("-mfpu") for f in flags),
+                            input_data=np.array([n, 0], np.uint32).tobytes() + part.tobytes(),
+                            timeout_s=timeout_s)
+            if np.frombuffer(got["kml_batch_status"], np.int32)[0] != 0:
+                raise ToolchainError(f"{board_id}: the DSP function reported an error in the "
+                                     "emulator")
+            top = np.frombuffer(got["kml_batch_top"], np.int32)[:n].astype(np.int64)
+            if (top < 0).any():
+                raise ToolchainError(f"{board_id}: {c['n']}_classify returned {int(top.min())} "
+                                     "in the emulator")
+            tops.append(top)
+            scores.append(np.frombuffer(got["kml_batch_scores"], np.float32)[:n * c["ncls"]]
+                          .reshape(n, c["ncls"]))
+            if features:
+                q = np.frombuffer(got["kml_batch_features"], NP[c["feat_t"]])[:n * c["nfeat"]]
+                feats.append(features_from_c(meta, q.reshape(n, c["nfeat"])))
     finally:
         if tmp is not None:
             tmp.cleanup()
-    if np.frombuffer(got["kml_batch_status"], np.int32)[0] != 0:
-        raise ToolchainError(f"{board_id}: the DSP function reported an error in the emulator")
-    top = np.frombuffer(got["kml_batch_top"], np.int32).astype(np.int64)
-    if (top < 0).any():
-        raise ToolchainError(f"{board_id}: {c['n']}_classify returned {int(top.min())} in the "
-                             "emulator")
-    feats = None
-    if features:
-        q = np.frombuffer(got["kml_batch_features"], NP[c["feat_t"]])[:n * c["nfeat"]]
-        feats = features_from_c(meta, q.reshape(n, c["nfeat"]))
-    scores = np.frombuffer(got["kml_batch_scores"], np.float32).reshape(n, c["ncls"]).copy()
-    return RunResult(feats, scores, top)
+    return RunResult(np.concatenate(feats) if features else None, np.concatenate(scores),
+                     np.concatenate(tops))
 
 
 FOOTPRINT_HARNESS = """/* kiloml footprint harness: one classification of a window in RAM */

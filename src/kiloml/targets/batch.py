@@ -7,7 +7,10 @@ code and link script (``baremetal/``) and runs the ELF from reset to the harness
 with no hooks at all, bounded by a wall-clock timeout and an instruction budget.
 
 A harness for this module defines ``main`` and calls ``kml_batch_end()`` (``END_MARKER``
-defines it) when its results are in memory; the caller reads them back by symbol name.
+defines it) when its results are in memory; the caller reads them back by symbol name. Inputs
+need not be compiled in: ``run_image(..., input_data=...)`` maps them read-only at
+``INPUT_BASE`` (the Cortex-M external RAM region, outside the link script's FLASH and RAM), so
+one image runs any number of batches.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ END_SYMBOL = "kml_batch_end"
 END_MARKER = "\n".join([
     f"__attribute__((noinline)) void {END_SYMBOL}(void);",
     f'void {END_SYMBOL}(void) {{ __asm volatile ("" ::: "memory"); }}', ""])
+INPUT_BASE = 0x60000000
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MAX_INSTRUCTIONS = 4_000_000_000
 
@@ -55,13 +59,14 @@ def build_image(sources: list[Path], include_dirs: list[Path], flags: list[str],
 
 
 def run_image(image: ElfImage, core: str, read_back: dict[str, int], fpu: bool = False,
-              timeout_s: float = DEFAULT_TIMEOUT_S,
+              input_data: bytes = b"", timeout_s: float = DEFAULT_TIMEOUT_S,
               max_instructions: int = DEFAULT_MAX_INSTRUCTIONS) -> dict[str, bytes]:
     """Run ``image`` from ``Reset_Handler`` until ``kml_batch_end`` is entered; return the
-    bytes of each ``read_back`` symbol (name -> byte count). ``fpu``: enable the FPU (CPACR
-    CP10/CP11 full access, as a device's startup code does) for images built with
-    ``-mfloat-abi=softfp`` or ``hard``. Raises ToolchainError on a fault, or when the end
-    marker is not reached within ``timeout_s`` seconds or ``max_instructions``."""
+    bytes of each ``read_back`` symbol (name -> byte count). ``input_data`` is mapped
+    read-only at ``INPUT_BASE``. ``fpu``: enable the FPU (CPACR CP10/CP11 full access, as a
+    device's startup code does) for images built with ``-mfloat-abi=softfp`` or ``hard``.
+    Raises ToolchainError on a fault, or when the end marker is not reached within
+    ``timeout_s`` seconds or ``max_instructions``."""
     if core not in CPU_MODELS:
         raise ToolchainError(f"no emulator CPU model for {core!r} "
                              f"(have: {', '.join(sorted(CPU_MODELS))})")
@@ -73,6 +78,10 @@ def run_image(image: ElfImage, core: str, read_back: dict[str, int], fpu: bool =
     uc.mem_map(RAM_BASE, RAM_SIZE)
     for addr, data in image.segments:
         uc.mem_write(addr, data)
+    if input_data:
+        size = (len(input_data) + 0xFFF) & ~0xFFF
+        uc.mem_map(INPUT_BASE, size, unicorn.UC_PROT_READ)
+        uc.mem_write(INPUT_BASE, bytes(input_data))
     uc.reg_write(arm_const.UC_ARM_REG_SP, image.addr("_estack"))
     end = image.addr(END_SYMBOL)
     try:
