@@ -362,3 +362,35 @@ def test_emulator_runs_are_bounded_in_time(kws_packages):
     _, pkg = kws_packages["q15"]
     with pytest.raises(ToolchainError, match="did not finish within 0.05 s"):
         run_emulator(pkg, H.speech_windows()[:4], "pico", timeout_s=0.05)
+
+
+def test_labels_survive_as_c_strings(tmp_path):
+    """Quotes, backslashes, trigraph-like runs, tabs, UTF-8 and a comment terminator in the
+    labels: the header stays valid and <NAME>_LABELS holds the exact bytes."""
+    from kiloml.deploy import DeploySpec
+
+    labels = ['say "hi"', "back\\slash", "what??=", "na\u00efve", "tab\there", "*/ end"]
+    spec = DeploySpec("odd", H.identity_graph(6, 0.5, 0),
+                      make_block("raw", params=dict(flatten=True)), 3, 2, 3.0, 1000.0, labels,
+                      board="pico", command=H.COMMAND)
+    pkg = deploy_c(spec, tmp_path / "odd").path
+    main = tmp_path / "labels.c"
+    main.write_text('#include <stdio.h>\n#include "odd.h"\nint main(void)\n{\n    int i;\n'
+                    "    for (i = 0; i < ODD_NUM_CLASSES; ++i) {\n"
+                    '        printf("%s\\n", ODD_LABELS[i]);\n    }\n    return 0;\n}\n')
+    sources, includes = H.package_sources(pkg, "portable")
+    exe = tmp_path / "labels"
+    r = subprocess.run([find_cc(), *H.WARN, *[f"-I{i}" for i in includes], *map(str, sources),
+                        str(main), "-o", str(exe), "-lm"], capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+    out = subprocess.run([str(exe)], capture_output=True, check=True).stdout
+    assert out.decode("utf-8").split("\n")[:-1] == labels
+
+
+def test_a_board_without_a_cross_compiler_gets_portable_c(tmp_path):
+    pkg = deploy_c(H.imu_spec(board="esp32s3"), tmp_path / "wand").path
+    assert sorted(p.name for p in (pkg / "model").iterdir()) == ["portable"]
+    assert "no cross compiler for the xtensa-lx7 core" in (pkg / "README.md").read_text()
+    raw = H.imu_windows()[:3]
+    np.testing.assert_array_equal(run_host(pkg, raw).scores,
+                                  run_python(H.imu_spec(board="esp32s3"), raw).scores)

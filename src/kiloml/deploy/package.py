@@ -51,7 +51,7 @@ def write_tree(files: dict[str, str | bytes], out: str | Path, force: bool = Fal
                fmt: str = "", name: str = "") -> Package:
     """Write ``files`` (relative path -> text or bytes) as the folder ``out``; see the module
     doc. ``force`` replaces an existing non-empty folder whole."""
-    out = Path(out)
+    out = Path(os.path.abspath(out))
     check_output(out, force)
     for rel in files:
         p = Path(rel)
