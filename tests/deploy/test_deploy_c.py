@@ -343,17 +343,25 @@ def test_every_feature_conversion_is_the_python_path(case, tmp_path):
 
 
 def test_footprint_is_measured_from_the_linked_image(imu_package):
-    from kiloml.deploy.run import footprint
+    from kiloml.deploy import footprint
 
     spec, pkg = imu_package
-    m4 = footprint(pkg, "nano33ble")
-    m0 = footprint(pkg, "pico")
+    window = H.imu_windows()[0]
+    m4 = footprint(pkg, "nano33ble", window)
+    m0 = footprint(pkg, "pico", window)
     assert (m4["kernels"], m0["kernels"]) == ("armv7em", "portable")
     weights = spec.graph.weights_bytes()
     cost = spec.block.cost(H.IMU_FRAMES, 3)
     for f in (m4, m0):
         assert weights + cost.flash_bytes < f["flash_bytes"] < weights + cost.flash_bytes + 60000
-        assert cost.ram_bytes < f["ram_bytes"] < 16384
+        assert cost.ram_bytes < f["static_ram_bytes"] < 16384
+        assert 0 < f["stack_bytes"] < 4096
+        assert f["ram_bytes"] == f["static_ram_bytes"] + f["stack_bytes"]
+        assert f["instructions"] > 10000 and f["cycles_estimated"] and f["latency_ms"] > 0
+    # the M0+ has no FPU: the f32 spectral block runs in software floating point
+    assert m0["instructions"] > 2 * m4["instructions"]
+    quick = footprint(pkg, "nano33ble", run=False)
+    assert quick["flash_bytes"] == m4["flash_bytes"] and "instructions" not in quick
 
 
 def test_emulator_runs_are_bounded_in_time(kws_packages):

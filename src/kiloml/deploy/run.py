@@ -29,8 +29,10 @@ from kiloml.codegen.host import SANITIZE, WARNINGS, find_cc
 from kiloml.compress.quantize import run_int8
 from kiloml.deploy.spec import DeploySpec, board_flags, find_board
 from kiloml.dsp.apply import apply_block
+from kiloml.dsp.cgen import c_array
 from kiloml.errors import KilomlError, ToolchainError
 from kiloml.targets.batch import END_MARKER, END_SYMBOL, INPUT_BASE, build_image, run_image
+from kiloml.targets.emulator import emulate
 from kiloml.targets.profile import default_runtime, elf_sizes
 from kiloml.train.models import to_model_input
 from kiloml.train.normalize import Normalizer
@@ -305,28 +307,40 @@ def run_emulator(package_dir: str | Path, raw_windows, board: Any = None,
                      np.concatenate(tops))
 
 
-FOOTPRINT_HARNESS = """/* kiloml footprint harness: one classification of a window in RAM */
+FOOTPRINT_HARNESS = """/* kiloml footprint harness: one classification between the profiling markers */
 #include <stdint.h>
 
 #include "{n}.h"
 
-{raw_t} kml_footprint_raw[{nin}];
+static const {raw_t} kml_footprint_raw[{nin}] = {{
+{values}
+}};
 float kml_footprint_scores[{ncls}];
+int32_t kml_footprint_top;
 int main(void);
-{end}
+__attribute__((noinline)) void kml_profile_begin(void);
+__attribute__((noinline)) void kml_profile_end(void);
+void kml_profile_begin(void) {{ __asm volatile ("" ::: "memory"); }}
+void kml_profile_end(void) {{ __asm volatile ("" ::: "memory"); }}
 int main(void)
 {{
-    (void){n}_classify(kml_footprint_raw, kml_footprint_scores);
-    {end_symbol}();
+    kml_profile_begin();
+    kml_footprint_top = (int32_t){n}_classify(kml_footprint_raw, kml_footprint_scores);
+    kml_profile_end();
     return 0;
 }}
 """
 
 
-def footprint(package_dir: str | Path, board: Any = None) -> dict:
-    """Flash and static RAM of the package linked for ``board`` (its flags and kernel set)
-    with a minimal bare-metal ``main`` and startup: measured from the ELF's sections, the raw
-    window and scores the harness holds excluded. Stack is not included."""
+def footprint(package_dir: str | Path, board: Any = None, window=None,
+              run: bool = True) -> dict:
+    """What the package costs on ``board`` (its flags and kernel set), linked bare-metal with a
+    minimal ``main`` and the profiler's startup code: ``flash_bytes`` and ``static_ram_bytes``
+    measured from the ELF's sections (the window the harness holds excluded, its few bytes of
+    code included). With ``run``, one ``<name>_classify`` on ``window`` (one raw window; zeros
+    by default) runs in the profiling emulator: ``stack_bytes`` measured, ``instructions``
+    counted, ``cycles`` and ``latency_ms`` estimated with kiloml's cycle model
+    (kiloml.targets.cycles) and the board's clock."""
     root = Path(package_dir)
     meta = load_manifest(root)
     board_id, b, flags = _board(meta, board)
@@ -334,15 +348,28 @@ def footprint(package_dir: str | Path, board: Any = None) -> dict:
     kset = _kernel_set(meta, default_runtime(core), f"{board_id} ({core})")
     sources, includes = _compile_list(root, meta, kset)
     c = _c_names(meta)
+    raw = _raw(meta, np.zeros((1, c["nin"])) if window is None else np.asarray(window)[None])
     with tempfile.TemporaryDirectory(prefix="kiloml_deploy_size_") as tmp:
         d = Path(tmp)
         harness = d / "kml_footprint.c"
-        harness.write_text(FOOTPRINT_HARNESS.format(end=END_MARKER, end_symbol=END_SYMBOL, **c))
+        harness.write_text(FOOTPRINT_HARNESS.format(values=c_array(raw[0], c["raw_t"]), **c))
         image = build_image(sources + [harness], includes, flags, d)
         sizes = elf_sizes(image)
-    held = c["nin"] * np.dtype(NP[c["raw_t"]]).itemsize + 4 * c["ncls"]
-    return {"board": board_id, "core": core, "kernels": kset, "flags": flags,
-            "flash_bytes": int(sizes["flash"]), "ram_bytes": int(sizes["ram"] - held)}
+        out = {"board": board_id, "core": core, "kernels": kset, "flags": flags,
+               "flash_bytes": int(sizes["flash"]) - raw.nbytes,
+               "static_ram_bytes": int(sizes["ram"])}
+        if run:
+            emu = emulate(image, core, fpu=any(f.startswith("-mfpu") for f in flags),
+                          read_back={"kml_footprint_top": 4})
+            top = int(np.frombuffer(emu.memory["kml_footprint_top"], np.int32)[0])
+            if top < 0:
+                raise ToolchainError(f"{board_id}: {c['n']}_classify returned {top}")
+            out.update({"stack_bytes": int(emu.stack_bytes),
+                        "ram_bytes": int(sizes["ram"]) + int(emu.stack_bytes),
+                        "instructions": int(emu.instructions),
+                        "cycles": int(round(emu.cycles)), "cycles_estimated": True,
+                        "latency_ms": round(emu.cycles / float(b["clock_hz"]) * 1e3, 3)})
+    return out
 
 
 def run_python(spec: DeploySpec, raw_windows) -> RunResult:
