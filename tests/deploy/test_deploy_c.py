@@ -179,7 +179,7 @@ def test_kws_emulator_equals_host(kws_packages, board):
     np.testing.assert_array_equal(emu.predictions, host.predictions)
 
 
-@pytest.mark.parametrize("board", ["nano33ble", "pico"])
+@pytest.mark.parametrize("board", ["nano33ble", "pico", "stm32f746-disco", "nrf5340dk"])
 def test_imu_emulator_equals_host(imu_package, board):
     """Also in runs of five windows: one image, three batches."""
     spec, pkg = imu_package
@@ -288,6 +288,9 @@ def test_kernel_sets_follow_the_board(tmp_path):
     assert meta["board"]["flags"] == ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=softfp",
                                       "-mfpu=fpv4-sp-d16"]
     assert "-mfloat-abi=softfp -mfpu=fpv4-sp-d16" in (nano / "README.md").read_text()
+    f746 = deploy_c(H.imu_spec(board="stm32f746-disco"), tmp_path / "f746").path
+    assert json.loads((f746 / "wand.json").read_text())["board"]["flags"][-1] == \
+        "-mfpu=fpv5-sp-d16"                     # the STM32F746's FPU is single precision
 
 
 def test_run_checks_refuse_bad_input(imu_package, kws_packages):

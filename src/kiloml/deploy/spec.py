@@ -32,14 +32,16 @@ from kiloml.targets.toolchain import CPU_FLAGS
 from kiloml.train.models import to_model_input
 from kiloml.train.normalize import Normalizer
 
-# Boards whose Arduino core is known: board id -> (library.properties architecture, the
-# core's compiler flags). The Nano 33 BLE Sense's mbed core builds with the soft-float
-# calling convention and the FPU (softfp); the Pico's mbed core for a plain Cortex-M0+.
-ARDUINO_BOARDS: dict[str, tuple[str, list[str]]] = {
-    "nano33ble": ("mbed_nano", ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=softfp",
-                                "-mfpu=fpv4-sp-d16"]),
-    "pico": ("mbed_rp2040", ["-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"]),
+# Boards whose compiler flags differ from their core's generic ones (toolchain.CPU_FLAGS):
+# the Nano 33 BLE Sense's Arduino mbed core builds with the soft-float calling convention and
+# the FPU (softfp); the STM32F746's Cortex-M7 has a single-precision FPU (fpv5-sp-d16; the
+# STM32F76x/H7 parts have the double-precision one the generic M7 flags assume).
+BOARD_FLAGS: dict[str, list[str]] = {
+    "nano33ble": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=softfp", "-mfpu=fpv4-sp-d16"],
+    "stm32f746-disco": ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"],
 }
+# Boards with a known Arduino core: board id -> library.properties architecture.
+ARDUINO_ARCHITECTURES: dict[str, str] = {"nano33ble": "mbed_nano", "pico": "mbed_rp2040"}
 CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Werror", "-O2"]
 
 # Package names that would shadow a header a package or its users include.
@@ -187,8 +189,8 @@ def find_board(board: Any) -> tuple[str, dict]:
 def board_flags(board_id: str, core: str) -> Optional[list[str]]:
     """The compiler flags the board's toolchain uses for its core, None where kiloml has no
     cross compiler for the core."""
-    if board_id in ARDUINO_BOARDS:
-        return list(ARDUINO_BOARDS[board_id][1])
+    if board_id in BOARD_FLAGS:
+        return list(BOARD_FLAGS[board_id])
     flags = CPU_FLAGS.get(core)
     return list(flags) if flags is not None else None
 
