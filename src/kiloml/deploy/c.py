@@ -2,14 +2,19 @@
 
 Layout of the folder ``deploy_c`` writes::
 
-    <name>.h            the public API: <name>_classify, <NAME>_LABELS and the constants
-    <name>.c            the pipeline: DSP -> normalizer -> input quantization -> model -> scores
-    <name>_dsp.c/.h     the DSP block's generated C (block.c_sources, the chosen variant)
-    <name>_model.c/.h   the model's generated C (generate_c, the board core's kernel set)
-    kml_*.c/.h          the runtime files the DSP block and the model use, nothing else
-    example/main.c      classifies one window
-    <name>.json         the package's description for tools (labels, DSP, quantization, board)
-    README.md           API, the board's compiler flags, memory
+    <name>.h             the public API: <name>_classify, <NAME>_LABELS and the constants
+    <name>.c             the pipeline: DSP -> normalizer -> input quantization -> model -> scores
+    dsp/                 the DSP block's generated C (block.c_sources, the chosen variant) and
+                         the runtime files it uses
+    model/<kernels>/     the model's generated C (generate_c) and the kernels it uses, once with
+                         the board core's kernel set (armv7em on Cortex-M4/M7/M33) and, when
+                         that is not the portable set, once with the portable kernels: a build
+                         compiles one of the folders and puts it on the include path (the host
+                         and the Cortex-M0+ the portable one); both give the same scores
+    example/main.c       classifies one window
+    <name>.json          the package's description for tools (labels, DSP, quantization, board,
+                         what to compile)
+    README.md            API, the board's compiler flags, build lines, memory
 
 Inside ``<name>_classify`` the features become the model's int8 input exactly as the Python
 path does it (kiloml.dsp.apply.apply_block, the normalizer, kiloml.compress.quantize.
