@@ -321,7 +321,7 @@ def run_emulator(package_dir: str | Path, raw_windows, board: Any = None,
                      np.concatenate(tops))
 
 
-FOOTPRINT_HARNESS = """/* kiloml footprint harness: one classification between the profiling markers */
+FOOTPRINT_HARNESS = """/* kiloml footprint harness: one classification between the markers */
 #include <stdint.h>
 
 #include "{n}.h"
