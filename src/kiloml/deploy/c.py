@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from kiloml.codegen.c import wrap_items
-from kiloml.dsp.cgen import f32_literal, table
+from kiloml.dsp.cgen import table
 from kiloml.deploy.package import (Package, c_string, check_output, comment_text, provenance,
                                    to_json, write_tree)
 from kiloml.deploy.spec import CFLAGS, DeploySpec, Pipeline, metadata, raw_units, resolve
@@ -41,6 +41,16 @@ from kiloml.errors import KilomlError
 
 RUNTIME_PREFIX = "kml_"
 CTYPE_NAMES = {"int8_t": "int8", "int16_t": "int16", "int32_t": "int32", "float": "float32"}
+
+
+def f32_literal(v: float) -> str:
+    """A float32 constant the compiler reads back bit for bit: the shortest decimal that
+    rounds to the float32 value, with a ``.`` or an exponent, and the ``f`` suffix."""
+    f = np.float32(v)
+    if not np.isfinite(f):
+        raise KilomlError(f"cannot write the non-finite value {float(f)} as a C constant")
+    s = str(f)
+    return (s if ("." in s or "e" in s) else s + ".0") + "f"
 
 
 def _f32(v: float) -> str:
