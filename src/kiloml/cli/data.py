@@ -57,15 +57,11 @@ def init(
     def go():
         from kiloml.workflow.examples import init_example
         from kiloml.workflow.project import init_project
-        from kiloml.workflow.run import run_project
 
         imported = None
         if example is not None:
-            p = init_example(directory, example, data, name=name, force=force)
-            r = run_project(p, until="import", progress=False,
-                            log=lambda m: err.print(f"  {m}", markup=False, highlight=False))
-            if r["error"]:
-                fail(r["error"])
+            p = init_example(directory, example, data, name=name, force=force,
+                             log=lambda m: err.print(f"  {m}", markup=False, highlight=False))
             imported = sum(1 for _ in p.dataset.load_index().of_role("sample"))
         else:
             p = init_project(directory, task, name=name, force=force)

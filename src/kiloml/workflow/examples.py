@@ -19,11 +19,14 @@ cwru          CWRU bearing .mat files at 12 kHz: class from the file name, spect
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import Callable
 
 from kiloml.errors import ProjectError, UsageError
 from kiloml.workflow.project import (DSPSection, ImportSection, ModelSection, Project,
                                      init_project)
+from kiloml.workflow.run import run_project
 
 EXAMPLES = ("kws", "magic_wand", "cwru")
 _TASK = {"kws": "kws", "magic_wand": "motion", "cwru": "vibration"}
@@ -42,9 +45,21 @@ def _check_layout(example: str, data: Path) -> None:
 
 
 def init_example(root: str | Path, example: str, data: str | Path, name: str | None = None,
-                 force: bool = False) -> Project:
+                 force: bool = False, log: Callable[[str], None] = lambda m: None) -> Project:
     """A project preconfigured for ``example`` whose ``[source]`` is ``data`` (stored relative
-    to the project, so project and data move together); ``kiloml run`` imports and trains."""
+    to the project, so project and data move together); ``kiloml run`` imports and trains.
+    If anything fails, a folder this call created is removed again (no half project)."""
+    created = not Path(root).exists()
+    try:
+        return _init_example(root, example, data, name, force, log)
+    except BaseException:
+        if created and Path(root).exists():
+            shutil.rmtree(root)
+        raise
+
+
+def _init_example(root: str | Path, example: str, data: str | Path, name: str | None,
+                  force: bool, log: Callable[[str], None]) -> Project:
     if example not in EXAMPLES:
         hint = (" (sp_sw_har needs multi-sensor projects, not available yet)"
                 if example == "sp_sw_har" else "")
@@ -66,4 +81,8 @@ def init_example(root: str | Path, example: str, data: str | Path, name: str | N
     else:
         c.source = ImportSection(path=rel, label_regex=r"(normal|IR\d+|B\d+|OR\d+)")
     p.save()
-    return Project.load(root)
+    p = Project.load(root)
+    r = run_project(p, until="import", progress=False, log=log)
+    if r["error"]:
+        raise ProjectError(r["error"])
+    return p

@@ -256,6 +256,25 @@ def _format_validation(path: Path, e: ValidationError) -> str:
     return f"{path}: {loc}: {msg}{more}"
 
 
+def _version_tuple(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
+
+
+def _made_by(path: Path, doc: dict) -> str:
+    """The kiloml version that wrote the project. An older one is read (its keys are a subset
+    of this schema; a key that was removed is reported as unknown); a newer one is refused,
+    since it may mean things this version does not know."""
+    v = doc.get("project", {}).get("kiloml_version") if isinstance(doc.get("project"), dict) \
+        else None
+    if not isinstance(v, str) or not re.fullmatch(r"\d+\.\d+\.\d+\S*", v):
+        raise ProjectError(f"{path}: project.kiloml_version missing or not a version "
+                           f"({v!r}); not a kiloml project file")
+    if _version_tuple(v) > _version_tuple(__version__):
+        raise ProjectError(f"{path}: made by kiloml {v}, newer than this kiloml "
+                           f"{__version__}: upgrade kiloml to use this project")
+    return v
+
+
 class Project:
     """A loaded project: its directory and validated configuration."""
 
@@ -289,16 +308,20 @@ class Project:
             raise ProjectError(f"{path}: not UTF-8 text") from None
         except tomllib.TOMLDecodeError as e:
             raise ProjectError(f"{path}: invalid TOML: {e}") from None
+        made_by = _made_by(path, doc)
         try:
             cfg = ProjectConfig.model_validate(doc)
         except ValidationError as e:
-            raise ProjectError(_format_validation(path, e)) from None
+            older = f" (written by kiloml {made_by}, this is {__version__})" \
+                if made_by != __version__ else ""
+            raise ProjectError(_format_validation(path, e) + older) from None
         return cls(root, cfg)
 
     def save(self) -> None:
         doc = self.config.model_dump(mode="json")
         atomic_write_text(self.config_path, to_toml(
-            doc, header=f"# kiloml project (written by kiloml {__version__}); see kiloml.workflow.project"))
+            doc, header=f"# kiloml project (written by kiloml {__version__}); "
+                        "see docs/architecture.md and kiloml.workflow.project"))
 
 
 def init_project(root: str | Path, task: str, name: str | None = None,
