@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import opbuilder as ob
-from kiloml.codegen.c import _io_specs
+from kiloml.codegen.c import io_specs
 from kiloml.ir.graph import DTYPES
 from kiloml.ir.interpreter import Interpreter
 from kiloml.io.tflite_reader import read_tflite
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
 
 def run_armv7em(graph, inputs, workdir: Path, core: str = "cortex-m4") -> list[np.ndarray]:
     build = build_elf(graph, core, inputs, workdir, runtime="armv7em")
-    outs = _io_specs(build.result.graph)[1]
+    outs = io_specs(build.result.graph)[1]
     emu = emulate(build.elf, core, None,
                   {f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})
     return [np.frombuffer(emu.memory[f"kml_profile_{s.name}"], DTYPES[s.tensor.dtype])

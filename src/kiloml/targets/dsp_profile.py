@@ -14,17 +14,14 @@ it has one (MFCC / MFE), else ``f32`` in software floating point.
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from kiloml.dsp.cgen import f32_literal
-from kiloml.errors import KilomlError, ToolchainError
-from kiloml.targets.emulator import ElfImage, emulate
-from kiloml.targets.toolchain import arm_gcc
+from kiloml.errors import KilomlError
+from kiloml.targets import harness
+from kiloml.targets.emulator import emulate
 
 PREFIX = "kml_dsp_block"
 HARD_FLOAT = {
@@ -32,9 +29,6 @@ HARD_FLOAT = {
     "cortex-m7": ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"],
     "cortex-m33": ["-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"],
 }
-# harness and startup functions: not part of the block's flash
-_HARNESS_SYMBOLS = ("main", "Reset_Handler", "Default_Handler", "kml_vectors",
-                    "kml_profile_begin", "kml_profile_end")
 
 
 def choose_variant(block, board: dict) -> str:
@@ -43,28 +37,15 @@ def choose_variant(block, board: dict) -> str:
     return "q15" if "q15" in block.variants else "f32"
 
 
-def _literal(v, ctype: str) -> str:
-    return f32_literal(float(v)) if ctype == "float" else str(int(v))
-
-
-def harness(in_type: str, out_type: str, window: np.ndarray, n_out: int) -> str:
-    from kiloml.codegen.c import wrap_items
-
-    items = [_literal(v, in_type) for v in np.asarray(window).reshape(-1)]
-    return "\n".join([
-        "/* kiloml DSP profiling harness: one fixed window, markers around one call */",
-        "#include <stdint.h>", f'#include "{PREFIX}.h"', "",
-        f"static const {in_type} kml_dsp_input[{len(items)}] = {{",
-        wrap_items(items, "    ", 100), "};",
-        f"{out_type} kml_dsp_output[{n_out}];",
-        "int main(void);",
-        "__attribute__((noinline)) void kml_profile_begin(void);",
-        "__attribute__((noinline)) void kml_profile_end(void);",
-        'void kml_profile_begin(void) { __asm volatile ("" ::: "memory"); }',
-        'void kml_profile_end(void) { __asm volatile ("" ::: "memory"); }',
-        "int main(void)", "{", "    int rc;", "    kml_profile_begin();",
-        f"    rc = {PREFIX}_features(kml_dsp_input, kml_dsp_output);",
-        "    kml_profile_end();", "    return rc;", "}", ""])
+def harness_source(in_type: str, out_type: str, window: np.ndarray, n_out: int) -> str:
+    """The profiling harness of a DSP block's C: ``window`` as ``kml_dsp_input``, the
+    features into ``kml_dsp_output`` (``n_out`` values), one ``<prefix>_features`` call
+    between the markers."""
+    buffers = [harness.Buffer("kml_dsp_input", in_type, np.asarray(window)),
+               harness.Buffer("kml_dsp_output", out_type, None, n_out)]
+    return harness.harness_source(
+        "kiloml DSP profiling harness: one fixed window, markers around one call",
+        f"{PREFIX}.h", buffers, f"{PREFIX}_features(kml_dsp_input, kml_dsp_output)")
 
 
 def profile_dsp(block, frames: int, channels: int, window: np.ndarray, board: dict,
@@ -102,20 +83,8 @@ def profile_dsp(block, frames: int, channels: int, window: np.ndarray, board: di
         for name, text in block.c_sources(PREFIX, frames, channels, variant,
                                           command="kiloml profile").items():
             (wd / name).write_text(text)
-        (wd / "dsp_main.c").write_text(harness(in_type, out_type, window, n_out))
-        bm = resources.files("kiloml.targets") / "baremetal"
-        (wd / "startup.c").write_text((bm / "startup.c").read_text())
-        (wd / "link.ld").write_text((bm / "link.ld").read_text())
-        elf = wd / "dsp.elf"
-        cmd = [arm_gcc(), *flags, "-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Werror",
-               "-O2", "-ffunction-sections", "-fdata-sections", "-nostartfiles",
-               "--specs=nano.specs", "-Wl,--gc-sections", "-T", str(wd / "link.ld"), "-I",
-               str(wd), *sorted(str(p) for p in wd.glob("*.c")), "-o", str(elf), "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ToolchainError(f"arm-none-eabi-gcc failed on the DSP C:\n"
-                                 f"{proc.stderr.strip()[:3000]}")
-        image = ElfImage(elf)
+        (wd / "dsp_main.c").write_text(harness_source(in_type, out_type, window, n_out))
+        image = harness.build_elf(wd, flags, "dsp.elf", libs=["-lm"])
         nbytes = n_out * np.dtype(NP[out_type]).itemsize
         emu = emulate(image, core, read_back={"kml_dsp_output": nbytes}, fpu=hard)
         host = DSPHostBuild(block, frames, channels, variant).run(window[None])[0]
@@ -130,7 +99,7 @@ def profile_dsp(block, frames: int, channels: int, window: np.ndarray, board: di
     else:
         match = bool(np.array_equal(got, host))
     sizes = elf_sizes(image)
-    harness_flash = sum(image.symbols.get(s, (0, 0))[1] for s in _HARNESS_SYMBOLS)
+    harness_flash = sum(image.symbols.get(s, (0, 0))[1] for s in harness.HARNESS_SYMBOLS)
     flash = sizes["flash"] - window.nbytes - harness_flash
     ram = sizes["ram"] + emu.stack_bytes
     lat = emu.cycles / float(board["clock_hz"]) * 1e3

@@ -8,8 +8,6 @@ counted in the emulator; cycles, latency and energy are estimates from the cycle
 from __future__ import annotations
 
 import math
-import re
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -18,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from kiloml.codegen.c import CTYPES, CompileResult, _io_specs, format_array, generate_c
-from kiloml.errors import KilomlError, ToolchainError
+from kiloml.codegen.c import CTYPES, CompileResult, generate_c, io_specs
+from kiloml.errors import KilomlError
 from kiloml.ir.graph import DTYPES, Graph
 from kiloml.ir.interpreter import Interpreter
 from kiloml.ir.ops import REGISTRY
+from kiloml.targets import harness
 from kiloml.targets.emulator import FLASH_BASE, RAM_BASE, ElfImage, emulate
-from kiloml.targets.toolchain import arm_gcc
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,24 +50,16 @@ def default_runtime(core: str) -> str:
 
 
 def harness_source(result: CompileResult, inputs: list[np.ndarray]) -> str:
-    ins, outs = _io_specs(result.graph)
-    P = result.prefix
-    lines = ["/* kiloml profiling harness: fixed input, markers around one invoke */",
-             "#include <stdint.h>", f'#include "{P}.h"', ""]
-    for s, arr in zip(ins, inputs):
-        lines.append(f"static const {CTYPES[s.tensor.dtype]} kml_profile_{s.name}[{arr.size}] = {{\n"
-                     f"{format_array(np.asarray(arr).reshape(-1))}\n}};")
-    for s in outs:
-        lines.append(f"{CTYPES[s.tensor.dtype]} kml_profile_{s.name}[{max(s.tensor.size, 1)}];")
-    lines += ["int main(void);",
-              "__attribute__((noinline)) void kml_profile_begin(void);",
-              "__attribute__((noinline)) void kml_profile_end(void);",
-              'void kml_profile_begin(void) { __asm volatile ("" ::: "memory"); }',
-              'void kml_profile_end(void) { __asm volatile ("" ::: "memory"); }',
-              "int main(void)", "{", "    int rc;", "    kml_profile_begin();"]
-    args = ", ".join(f"kml_profile_{s.name}" for s in ins + outs)
-    lines += [f"    rc = {P}_invoke({args});", "    kml_profile_end();", "    return rc;", "}", ""]
-    return "\n".join(lines)
+    """The profiling harness of a generated model: ``inputs`` as ``kml_profile_<input>``,
+    the outputs as ``kml_profile_<output>``, one ``<prefix>_invoke`` between the markers."""
+    ins, outs = io_specs(result.graph)
+    buffers = [harness.Buffer(f"kml_profile_{s.name}", CTYPES[s.tensor.dtype], np.asarray(a))
+               for s, a in zip(ins, inputs)]
+    buffers += [harness.Buffer(f"kml_profile_{s.name}", CTYPES[s.tensor.dtype], None,
+                               s.tensor.size) for s in outs]
+    call = f"{result.prefix}_invoke({', '.join(b.name for b in buffers)})"
+    return harness.harness_source("kiloml profiling harness: fixed input, markers around one "
+                                  "invoke", f"{result.prefix}.h", buffers, call)
 
 
 @dataclass
@@ -87,20 +77,9 @@ def build_elf(g: Graph, core: str, inputs: list[np.ndarray], workdir: Path,
     res = generate_c(g, "model", command="kiloml profile", runtime=runtime)
     res.write(workdir)
     (workdir / "profile_main.c").write_text(harness_source(res, inputs))
-    bm = resources.files("kiloml.targets") / "baremetal"
-    (workdir / "startup.c").write_text((bm / "startup.c").read_text())
-    (workdir / "link.ld").write_text((bm / "link.ld").read_text())
-    srcs = sorted(str(p) for p in workdir.glob("*.c"))
-    elf = workdir / "model.elf"
-    cmd = [arm_gcc(), *PROFILE_FLAGS[core], "-std=c99", "-Wall", "-Wextra", "-Wconversion",
-           "-Werror", opt, "-ffunction-sections", "-fdata-sections", "-nostartfiles",
-           "--specs=nano.specs", "-Wl,--gc-sections", "-T", str(workdir / "link.ld"),
-           "-I", str(workdir), *srcs, "-o", str(elf)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise ToolchainError(f"arm-none-eabi-gcc failed:\n{proc.stderr.strip()[:3000]}")
+    elf = harness.build_elf(workdir, PROFILE_FLAGS[core], "model.elf", opt)
     input_bytes = sum(np.asarray(a).nbytes for a in inputs)
-    return Build(ElfImage(elf), res, core, runtime, input_bytes)
+    return Build(elf, res, core, runtime, input_bytes)
 
 
 def elf_sizes(image: ElfImage) -> dict[str, int]:
@@ -119,14 +98,9 @@ def elf_sizes(image: ElfImage) -> dict[str, int]:
 
 
 def _kernel_calls(res: CompileResult) -> list[tuple[int, str]]:
-    """(node index, kernel function) in execution order, from the generated source."""
-    src = res.files[f"{res.prefix}.c"]
-    calls = []
-    for m in re.finditer(r"static void \w+_n(\d+)_\w+\(void\)\n\{\n(.*?)\n\}", src, re.S):
-        fns = re.findall(r"\b(kml_\w+)\(", m.group(2))
-        if len(fns) == 1:
-            calls.append((int(m.group(1)), fns[0]))
-    return calls
+    """(node index, kernel function) in execution order, as the generator reports them
+    (nodes that alias their input run no kernel)."""
+    return [(n, fn) for n, fn in enumerate(res.kernels) if fn]
 
 
 def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int = 0,
@@ -156,7 +130,7 @@ def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int
     try:
         b = build_elf(g, core, inputs, wd, runtime)
         calls = _kernel_calls(b.result)
-        ins, outs = _io_specs(b.result.graph)
+        ins, outs = io_specs(b.result.graph)
         snap = _layer_snapshots(b, calls)
         emu = emulate(b.elf, core, kernel_entries=sorted({f for _, f in calls}),
                       read_back={f"kml_profile_{s.name}": s.tensor.nbytes for s in outs},
