@@ -110,7 +110,8 @@ def float_literal(value: float | np.floating) -> str:
     for magnitudes in [1e-4, 1e16) and zero, scientific otherwise, always with a ``.`` and
     the ``f`` suffix: ``1.0f``, ``-0.5f``, ``0.1f``, ``1.0e-05f``. NaN and infinities have no
     C99 literal: ``KilomlError``."""
-    f = np.float32(value)
+    with np.errstate(over="ignore"):
+        f = np.float32(value)  # beyond float32's range: inf, refused below
     if not np.isfinite(f):
         raise KilomlError(f"cannot write the non-finite value {float(f)} as a C float constant")
     a = abs(float(f))
