@@ -54,10 +54,6 @@ class EmitContext:
     accessors: set[str] = field(default_factory=set)
     consts_used: set[int] = field(default_factory=set)
 
-    @property
-    def runtime(self) -> str:
-        return self.backend.name
-
     def use_kernel(self, module: str) -> None:
         self.modules.add(module)
 
