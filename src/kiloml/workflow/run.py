@@ -205,7 +205,7 @@ def _board(p: Project) -> dict:
 
 def _compile_key(p: Project, ctx: Context) -> list:
     b = _board(p)
-    return [ctx.digests["train"], p.config.board.name, b["core"], bool(b.get("dsp"))]
+    return [ctx.digests["train"], p.config.board.name, b.core, bool(b.dsp)]
 
 
 def _c_prefix(p: Project) -> str:
