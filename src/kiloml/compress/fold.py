@@ -57,9 +57,7 @@ def fold_batch_norms(lops: list[LOp], final: int) -> tuple[list[LOp], int]:
                 raise QuantizeError(f"{op.name}: a batch norm must directly follow a convolution "
                                     "or linear layer (nothing else reads that layer's output)")
             fold_batch_norm(p, op.attrs)
-            _rename(lops, op.output, p.output)
-            if final == op.output:
-                final = p.output
+            final = _rename(lops, op.output, p.output, final)
             continue
         out.append(op)
     return out, final
@@ -77,20 +75,20 @@ def fuse_activations(lops: list[LOp], final: int) -> tuple[list[LOp], int]:
                     and p.attrs.get("act", "NONE") == "NONE" and len(_users(lops, p.output)) == 1
                     and p.output != final):
                 p.attrs["act"] = op.attrs["act"]
-                _rename(lops, op.output, p.output)
-                if final == op.output:
-                    final = p.output
+                final = _rename(lops, op.output, p.output, final)
                 continue
             op.kind = "relu"
         out.append(op)
     return out, final
 
 
-def _rename(lops: list[LOp], old: int, new: int) -> None:
+def _rename(lops: list[LOp], old: int, new: int, final: int) -> int:
+    """Value ``old`` becomes ``new`` everywhere; returns the model output's new id."""
     for o in lops:
         o.inputs = [new if i == old else i for i in o.inputs]
         if o.output == old:
             o.output = new
+    return new if final == old else final
 
 
 def fold_batch_norm(p: LOp, bn: dict) -> None:

@@ -42,6 +42,11 @@ def _stride(t: Tensor) -> int:
     return -(-max(t.nbytes, 1) // ALIGN) * ALIGN
 
 
+def _slot(t: Tensor) -> int:
+    """Elements of one sample slot of tensor ``t``'s table."""
+    return _stride(t) // DTYPES[t.dtype].itemsize
+
+
 def harness_source(result: CompileResult, capacity: int) -> str:
     """C of the run harness: tables of ``capacity`` samples, one invoke per sample."""
     g = result.graph
@@ -50,29 +55,45 @@ def harness_source(result: CompileResult, capacity: int) -> str:
     lines = ["/* kiloml emulator run harness: one invoke per sample of an input table.",
              " * kiloml.targets.run writes the samples and their count into the image. */",
              "#include <stdint.h>", f'#include "{result.prefix}.h"', "",
-             f"const volatile uint32_t kml_run_count = {capacity}u;"]
+             "/* const data stays in flash; main reads the count through a volatile lvalue so",
+             " * the compiler cannot fold in this initial value */",
+             f"const uint32_t kml_run_count = {capacity}u;"]
     for k, t in enumerate(ins):
         lines.append(f"__attribute__((aligned({ALIGN}))) const {CTYPES[t.dtype]} "
-                     f"kml_run_in{k}[{capacity * _stride(t) // DTYPES[t.dtype].itemsize}] = {{0}};")
+                     f"kml_run_in{k}[{capacity * _slot(t)}] = {{0}};")
     for k, t in enumerate(outs):
         lines.append(f"__attribute__((aligned({ALIGN}))) {CTYPES[t.dtype]} "
-                     f"kml_run_out{k}[{capacity * _stride(t) // DTYPES[t.dtype].itemsize}];")
-    lines += ["uint32_t kml_run_done;", "int32_t kml_run_status;", "",
-              "int main(void);",
-              "__attribute__((noinline)) void kml_profile_begin(void);",
-              "__attribute__((noinline)) void kml_profile_end(void);",
-              'void kml_profile_begin(void) { __asm volatile ("" ::: "memory"); }',
-              'void kml_profile_end(void) { __asm volatile ("" ::: "memory"); }', "",
-              "int main(void)", "{", "    uint32_t i;", "    const uint32_t n = kml_run_count;",
-              "    kml_profile_begin();", "    for (i = 0u; i < n; ++i) {"]
-    args = [f"&kml_run_in{k}[i * {_stride(t) // DTYPES[t.dtype].itemsize}u]"
-            for k, t in enumerate(ins)]
-    args += [f"&kml_run_out{k}[i * {_stride(t) // DTYPES[t.dtype].itemsize}u]"
-             for k, t in enumerate(outs)]
-    lines += [f"        const int rc = {result.prefix}_invoke({', '.join(args)});",
-              "        if (rc != 0) {", "            kml_run_status = (int32_t)rc;",
-              "            break;", "        }", "        kml_run_done = i + 1u;", "    }",
-              "    kml_profile_end();", "    return 0;", "}", ""]
+                     f"kml_run_out{k}[{capacity * _slot(t)}];")
+    args = [f"&kml_run_in{k}[i * {_slot(t)}u]" for k, t in enumerate(ins)]
+    args += [f"&kml_run_out{k}[i * {_slot(t)}u]" for k, t in enumerate(outs)]
+    lines += [
+        "uint32_t kml_run_done;",
+        "int32_t kml_run_status;",
+        "",
+        "int main(void);",
+        "__attribute__((noinline)) void kml_profile_begin(void);",
+        "__attribute__((noinline)) void kml_profile_end(void);",
+        'void kml_profile_begin(void) { __asm volatile ("" ::: "memory"); }',
+        'void kml_profile_end(void) { __asm volatile ("" ::: "memory"); }',
+        "",
+        "int main(void)",
+        "{",
+        "    uint32_t i;",
+        "    const uint32_t n = *(const volatile uint32_t *)&kml_run_count;",
+        "    kml_profile_begin();",
+        "    for (i = 0u; i < n; ++i) {",
+        f"        const int rc = {result.prefix}_invoke({', '.join(args)});",
+        "        if (rc != 0) {",
+        "            kml_run_status = (int32_t)rc;",
+        "            break;",
+        "        }",
+        "        kml_run_done = i + 1u;",
+        "    }",
+        "    kml_profile_end();",
+        "    return 0;",
+        "}",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -92,10 +113,12 @@ class EmulatorBuild:
     """A model's generated C, built for one board's core, run in the emulator.
 
     ``runtime`` picks the kernels (default: the board's, as ``kiloml profile`` does);
-    ``workdir`` keeps the sources and the ELF (a temporary directory otherwise)."""
+    ``workdir`` keeps the sources and the ELF (a temporary directory otherwise);
+    ``max_samples`` lowers the table size (samples per emulation) below ``MAX_SAMPLES``."""
 
     def __init__(self, graph: Graph, board: str, runtime: str | None = None,
-                 workdir: str | Path | None = None, opt: str = "-O2") -> None:
+                 workdir: str | Path | None = None, opt: str = "-O2",
+                 max_samples: int = MAX_SAMPLES) -> None:
         self.board = board
         self.core = board_core(board)
         self.runtime = runtime or default_runtime(self.core)
@@ -104,7 +127,7 @@ class EmulatorBuild:
         self.inputs = [g.tensors[t] for t in g.inputs]
         self.outputs = [g.tensors[t] for t in g.outputs]
         widest = max(_stride(t) for t in self.inputs + self.outputs)
-        self.capacity = max(1, min(MAX_SAMPLES, MAX_TABLE_BYTES // widest))
+        self.capacity = max(1, min(max_samples, MAX_SAMPLES, MAX_TABLE_BYTES // widest))
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="kiloml_run_")
         self.dir = Path(workdir or self._tmp.name)
         self.dir.mkdir(parents=True, exist_ok=True)
