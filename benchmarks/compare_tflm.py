@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from kiloml.api import model_macs
+from kiloml.workflow.compile import model_macs
 from kiloml.codegen.c import generate_c
 from kiloml.io.tflite_reader import read_tflite
 

@@ -46,8 +46,8 @@ out = Console(width=130)
 
 
 def setup_kws(root: Path):
-    from kiloml.data.importer import import_data
-    from kiloml.project import init_project
+    from kiloml.workflow.data import import_files as import_data
+    from kiloml.workflow.project import init_project
 
     p = init_project(root, "kws", force=True)
     import_data(p, DATA / "speech_commands")
@@ -55,8 +55,8 @@ def setup_kws(root: Path):
 
 
 def setup_wand(root: Path):
-    from kiloml.data.importer import import_data
-    from kiloml.project import DSPSection, ModelSection, Project, init_project
+    from kiloml.workflow.data import import_files as import_data
+    from kiloml.workflow.project import DSPSection, ModelSection, Project, init_project
 
     p = init_project(root, "motion", force=True)
     p.config.data.sample_rate = 25
@@ -101,7 +101,7 @@ def resplit_wand(root: Path, test: str, val: str) -> None:
 
 
 def run_wand_lopo(workdir: Path) -> dict:
-    from kiloml.train.pipeline import train_project
+    from kiloml.workflow.train import train_project
 
     root = fresh_root(workdir, "wand-lopo")
     setup_wand(root)
@@ -137,8 +137,8 @@ def print_lopo(res: dict) -> None:
 
 
 def setup_cwru(root: Path, arch: str = "dense", **params):
-    from kiloml.data.importer import import_data
-    from kiloml.project import ModelSection, Project, init_project
+    from kiloml.workflow.data import import_files as import_data
+    from kiloml.workflow.project import ModelSection, Project, init_project
 
     p = init_project(root, "vibration", force=True)
     p.config.model = ModelSection(arch=arch, params=params)
@@ -177,8 +177,8 @@ def splits_of(root: Path) -> dict:
 
 
 def run_task(name: str, root: Path, variants: list[str], board: str, optimize_kw: dict) -> dict:
-    from kiloml.compress.optimize import optimize_project
-    from kiloml.train.pipeline import train_project
+    from kiloml.workflow.optimize import optimize_project
+    from kiloml.workflow.train import train_project
 
     t0 = time.time()
     summary = train_project(root, progress=False, command=f"benchmarks/train.py ({name})")

@@ -30,7 +30,7 @@ def model(tmp_path_factory) -> Path:
 
 
 def test_help_on_every_verb():
-    for verb in ([], ["compile"], ["run"], ["demo"], ["version"]):
+    for verb in ([], ["compile"], ["predict"], ["demo"], ["version"]):
         r = kiloml(*verb, "--help")
         assert r.returncode == 0, r.stderr
         assert "Usage" in r.stdout
@@ -55,7 +55,7 @@ def test_run_ref_and_c_agree(model, tmp_path):
     x = np.random.default_rng(0).integers(-128, 128, (4, 1, 49, 10, 1), dtype=np.int8)
     np.save(tmp_path / "x.npy", x)
     for engine in ("ref", "c"):
-        r = kiloml("run", model, "--input", tmp_path / "x.npy", "--output",
+        r = kiloml("predict", model, "--input", tmp_path / "x.npy", "--output",
                    tmp_path / f"{engine}.npy", "--engine", engine, "--json")
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["outputs"][0]["shape"] == [4, 1, 12]
@@ -63,7 +63,7 @@ def test_run_ref_and_c_agree(model, tmp_path):
     assert a.dtype == np.int8 and np.array_equal(a, b)
     single = x[0]
     np.save(tmp_path / "x1.npy", single)
-    r = kiloml("run", model, "--input", tmp_path / "x1.npy", "--output", tmp_path / "y1.npy")
+    r = kiloml("predict", model, "--input", tmp_path / "x1.npy", "--output", tmp_path / "y1.npy")
     assert r.returncode == 0
     assert np.array_equal(np.load(tmp_path / "y1.npy"), a[0])
 
@@ -96,7 +96,7 @@ def test_malformed_model_one_line_exit_1(model, tmp_path, kind):
 
 def test_bad_usage_exit_2(model, tmp_path):
     assert kiloml("compile", model).returncode == 2  # missing -o
-    r = kiloml("run", model, "--input", "x.npy", "--output", "y.npy", "--engine", "gpu")
+    r = kiloml("predict", model, "--input", "x.npy", "--output", "y.npy", "--engine", "gpu")
     assert r.returncode == 2
 
 
@@ -104,7 +104,7 @@ def test_bad_input_array(model, tmp_path):
     np.save(tmp_path / "f.npy", np.zeros((1, 49, 10, 1), np.float32))
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
     for f in ("f.npy", "junk.npy", "missing.npy"):
-        r = kiloml("run", model, "--input", tmp_path / f, "--output", tmp_path / "y.npy")
+        r = kiloml("predict", model, "--input", tmp_path / f, "--output", tmp_path / "y.npy")
         assert r.returncode == 1
         assert f in r.stderr and "Traceback" not in r.stderr
         assert not (tmp_path / "y.npy").exists()

@@ -28,8 +28,8 @@ def require_shared() -> None:
 
 def make_project(root: Path, task: str, source: str, **import_kw):
     """A project with one of the real data sets imported (default splits)."""
-    from kiloml.data.importer import import_data
-    from kiloml.project import init_project
+    from kiloml.workflow.data import import_files as import_data
+    from kiloml.workflow.project import init_project
 
     require_shared()
     proj = init_project(root, task)

@@ -8,11 +8,12 @@ Public API (lazy imports keep ``import kiloml`` cheap)::
     plan_memory(graph) -> Plan            arena offsets, peak and op-level lower bound
     generate_c(graph, prefix) -> CompileResult (.files, .plan, .write(dir))
     compile_model(path, out_dir)          what ``kiloml compile`` does
-    run_model(path, inputs, outputs)      what ``kiloml run`` does
+    predict_model(path, inputs, outputs)  what ``kiloml predict`` does
     init_project(dir, task) -> Project    kiloml.toml + empty dataset index (``kiloml init``)
-    Project.load(dir)                     validated kiloml.toml of a project directory
-    import_data(project, path, ...)       what ``kiloml data import`` does (atomic)
-    dataset_info(project) -> dict         what ``kiloml data info`` does
+    load_project(dir) -> Project          validated kiloml.toml of a project directory
+    import_files(project, path, ...)      what ``kiloml data import`` does (atomic)
+    project_info(project) -> dict         what ``kiloml data info`` does
+    train_project(project) / test_project(project)   ``kiloml train`` / ``kiloml test``
     DatasetIndex.load(path)               the dataset index (dataset/index.csv)
     read_file(path, fmt, rate=...)        any supported sensor file -> Recording
     make_block(block, preset, params)     a DSP block (mfcc, mfe, spectrogram, spectral, raw)
@@ -38,17 +39,20 @@ _EXPORTS = {
     "Interpreter": "kiloml.ir.interpreter",
     "plan_memory": "kiloml.ir.planner",
     "generate_c": "kiloml.codegen.c",
-    "compile_model": "kiloml.api",
-    "run_model": "kiloml.api",
+    "compile_model": "kiloml.workflow.compile",
+    "predict_model": "kiloml.workflow.compile",
     "KilomlError": "kiloml.errors",
-    "init_project": "kiloml.project",
-    "Project": "kiloml.project",
-    "import_data": "kiloml.data.importer",
-    "dataset_info": "kiloml.data.info",
+    "init_project": "kiloml.workflow.project",
+    "load_project": "kiloml.workflow.project",
+    "Project": "kiloml.workflow.project",
+    "import_files": "kiloml.workflow.data",
+    "project_info": "kiloml.workflow.data",
+    "train_project": "kiloml.workflow.train",
+    "test_project": "kiloml.workflow.train",
     "DatasetIndex": "kiloml.data.index",
     "read_file": "kiloml.data.readers",
     "make_block": "kiloml.dsp",
-    "compute_features": "kiloml.dsp.run",
+    "compute_features": "kiloml.workflow.dsp",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

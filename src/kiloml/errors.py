@@ -36,3 +36,9 @@ class ProjectError(KilomlError):
 
 class DSPError(KilomlError):
     """Invalid DSP block parameters or input that a block cannot process."""
+
+
+class UsageError(KilomlError):
+    """An argument or option the command cannot take (unknown board, conflicting options).
+
+    The CLI reports it as bad usage: exit code 2."""

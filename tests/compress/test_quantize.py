@@ -193,7 +193,7 @@ def test_exported_model_compiles_and_generated_c_agrees(exported, tmp_path):
 def test_zoo_macs_match_the_mlperf_reference_models():
     """DS-CNN-S, ResNet-8, MobileNetV1-0.25 and the AD autoencoder as the zoo builds them have
     the MLPerf Tiny reference models' exact MAC counts: same architectures."""
-    from kiloml.api import load_model, model_macs
+    from kiloml.workflow.compile import load_model, model_macs
 
     H.require_shared()
     cases = [("ds-cnn", (49, 10), 12, {}, "kws_ref_model"),

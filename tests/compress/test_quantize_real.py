@@ -20,7 +20,7 @@ from kiloml.compress.quantize import (quantize_input, quantize_ptq, run_fake, ru
                                       to_graph, to_nhwc)
 from kiloml.io.tflite_writer import write_tflite  # noqa: E402
 from kiloml.ir.interpreter import Interpreter  # noqa: E402
-from kiloml.train import pipeline as P  # noqa: E402
+from kiloml.workflow import train as P  # noqa: E402
 from kiloml.train.loop import EpochData, TrainConfig, fit  # noqa: E402
 from kiloml.train.models import build_model  # noqa: E402
 

@@ -8,7 +8,7 @@ import pytest
 from datahelp import DATA
 from kiloml.data import augment as A
 from kiloml.errors import DataError
-from kiloml.project import AugmentSection
+from kiloml.workflow.project import AugmentSection
 
 
 def rng(seed=0):

@@ -13,7 +13,7 @@ import numpy as np
 from datahelp import DATA, kiloml, one_line_error
 from kiloml.data.capture import capture_to_project, parse_lines
 from kiloml.data.index import DatasetIndex
-from kiloml.project import init_project
+from kiloml.workflow.project import init_project
 
 WAND = DATA / "magic_wand" / "wing" / "output_wing_lsj.txt"
 

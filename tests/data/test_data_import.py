@@ -16,7 +16,7 @@ from kiloml.data.loader import SourceCache
 from kiloml.data.splits import group_leaks
 from kiloml.data.windowing import load_windows, make_windows
 from kiloml.errors import DataError, ProjectError
-from kiloml.project import Project, init_project
+from kiloml.workflow.project import Project, init_project
 
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"no shared data at {DATA}")
 SC_LABELS = {"yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",

@@ -237,17 +237,13 @@ def test_spectral_c_matches_numpy(which):
 # ---------------------------------------------------------------- raw
 
 
-def test_raw_fit_standardize_and_c():
+def test_raw_scale_offset_and_c():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((20, 50, 3)) * [1, 10, 100] + [0, 5, -50]
-    b = make_block("raw", params=dict(standardize=True, scale=2.0, offset=1.0))
-    with pytest.raises(DSPError, match="needs fit"):
-        b(x)
-    b.fit(x)
-    y = b(x).reshape(-1, 3)
-    np.testing.assert_allclose(y.mean(axis=0), 0, atol=1e-5)
-    np.testing.assert_allclose(y.std(axis=0), 1, atol=1e-5)
-    assert b.params.offset == 1.0                      # fitted state is separate
+    b = make_block("raw", params=dict(scale=2.0, offset=1.0))
+    np.testing.assert_allclose(b(x), ((x - 1.0) * 2.0).astype(np.float32), rtol=1e-6)
+    with pytest.raises(DSPError, match="standardize"):   # removed: training normalizes
+        make_block("raw", params=dict(standardize=True))
     got = DSPHostBuild(b, 50, 3, sanitize=True).run(x.astype(np.float32))
     np.testing.assert_allclose(got, b(x), rtol=1e-5, atol=1e-5)
     assert make_block("raw", params=dict(flatten=True)).output_shape(50, 3) == (150,)

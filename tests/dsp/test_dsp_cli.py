@@ -58,7 +58,7 @@ def test_folder_numpy_and_c(clips, tmp_path):
     for variant in ("f32", "q31"):
         r = kiloml("dsp", "--preset", "mlperf-kws", "-i", clips, "-o", tmp_path / "c.npy",
                    "--engine", "c", "--variant", variant)
-        assert r.returncode == 0 and r.stdout == "", r.stderr
+        assert r.returncode == 0 and "wrote" in r.stdout, r.stderr
         c = np.load(tmp_path / "c.npy")
         assert np.abs(c.astype(int) - want.astype(int)).max() <= 1
 

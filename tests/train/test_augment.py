@@ -9,7 +9,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kiloml.project import AugmentSection  # noqa: E402
+from kiloml.workflow.project import AugmentSection  # noqa: E402
 from kiloml.train import augment as A  # noqa: E402
 
 

@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import trainhelp as H  # noqa: E402
-from kiloml.project import ModelSection, Project  # noqa: E402
+from kiloml.workflow.project import ModelSection, Project  # noqa: E402
 
 CWRU_LABELS = r"(normal|IR\d+|B\d+|OR\d+)"
 
@@ -62,7 +62,7 @@ def test_test_json_matches_training_summary(trained):
     assert out["n"] == sum(map(sum, out["confusion"])) == 122
     assert set(out["per_class"]) == set(s["labels"])
     human = H.kiloml("test", "-p", root)
-    assert human.returncode == 0 and human.stdout == "" and "accuracy" in human.stderr
+    assert human.returncode == 0 and "accuracy" in human.stdout
 
 
 def test_test_on_another_folder(trained, tmp_path):

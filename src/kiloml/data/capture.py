@@ -93,7 +93,7 @@ def capture_to_project(project, port: str, baud: int, label: str, seconds: float
                        rate: float | None = None) -> dict:
     """Record, save as CSV under the project, import; returns the summary ``--json`` prints."""
     from kiloml.data.importer import import_data
-    from kiloml.project import atomic_write_text
+    from kiloml.fileio import atomic_write_text
 
     lines = read_lines(port, baud, seconds)
     header, rows, times, junk = parse_lines(lines)

@@ -30,7 +30,7 @@ from pathlib import Path
 from kiloml.data.index import DatasetIndex, Sample
 from kiloml.data.readers import FORMATS, Recording, detect_format, read_file
 from kiloml.data.splits import assign_splits
-from kiloml.errors import DataError, ProjectError
+from kiloml.errors import DataError
 
 NOISE_DIR = "_background_noise_"
 MAX_STEM_LABELS = 20   # more files than this, each its own label: surely a mistake
@@ -67,7 +67,7 @@ class ImportResult:
         }
 
 
-def _collect(path: Path, fmt: str) -> tuple[Path, list[Path], list[str]]:
+def collect_files(path: Path, fmt: str) -> tuple[Path, list[Path], list[str]]:
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
     if path.is_file():
@@ -193,7 +193,7 @@ def _import_locked(project, path: str | Path, fmt: str = "auto", label: str | No
         raise DataError("--label must not be empty")
     label_rx, group_rx = _regex(label_regex, "label"), _regex(group_regex, "group")
     index = DatasetIndex.load(project.index_path)
-    root, files, ignored = _collect(Path(path), fmt)
+    root, files, ignored = collect_files(Path(path), fmt)
     res = ImportResult(ignored=ignored, files=len(files))
     if not files:
         raise DataError(f"{path}: no data files found"
@@ -270,12 +270,3 @@ def _import_locked(project, path: str | Path, fmt: str = "auto", label: str | No
     if new:
         DatasetIndex(index.samples + new).save(project.index_path)
     return res
-
-
-def load_project(project_dir: str | Path):
-    from kiloml.project import Project
-
-    p = Project.load(project_dir)
-    if not p.index_path.exists():
-        raise ProjectError(f"{p.index_path}: dataset index missing")
-    return p

@@ -99,7 +99,7 @@ class DatasetIndex:
         return buf.getvalue()
 
     def save(self, path: str | Path) -> None:
-        from kiloml.project import atomic_write_text
+        from kiloml.fileio import atomic_write_text
 
         atomic_write_text(Path(path), self.to_csv())
 

@@ -1,8 +1,9 @@
-"""Raw / normalize: the window itself, per axis ``(x - offset) * scale``, optionally
-standardised with a per-axis mean and standard deviation fitted on training data.
+"""Raw: the window itself, per axis ``(x - offset) * scale``; output (frames, axes), flattened
+to (frames * axes,) when ``flatten``.
 
-``fit`` (scikit-learn style) sets ``mean_`` and ``std_``; the parameters stay untouched.
-Output (frames, axes) flattened to (frames * axes,) when ``flatten``.
+Standardization fitted on training data is not the block's job: training fits it once for
+every block (kiloml.train.normalize, recorded in the model's meta.json), so the block has no
+fitted state.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from kiloml.errors import DSPError
 class RawParams(BlockParams):
     scale: float = Field(1.0, description="multiplies (x - offset)")
     offset: float = 0.0
-    standardize: bool = Field(False, description="subtract fitted mean_, divide by std_ per axis")
     flatten: bool = False
 
 
@@ -31,29 +31,12 @@ class Raw(Block):
         super().__init__(params, **kw)
         if not np.isfinite(self.params.scale) or self.params.scale == 0:
             raise DSPError("raw: scale must be finite and non-zero")
-        self.mean_: np.ndarray | None = None
-        self.std_: np.ndarray | None = None
-
-    def fit(self, x: np.ndarray) -> "Raw":
-        """Per-axis mean and std of ``(x - offset) * scale`` over all leading axes."""
-        y = (self.check_input(x) - self.params.offset) * self.params.scale
-        y = y.reshape(-1, y.shape[-1])
-        self.mean_ = y.mean(axis=0)
-        sd = y.std(axis=0)
-        self.std_ = np.where(sd > 0, sd, 1.0)
-        return self
 
     def _affine(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
         """out = x * a + b per axis."""
         p = self.params
         a = np.full(channels, p.scale)
         b = np.full(channels, -p.offset * p.scale)
-        if p.standardize:
-            if self.mean_ is None:
-                raise DSPError("raw: standardize=true needs fit() on training data first")
-            if len(self.mean_) != channels:
-                raise DSPError(f"raw: fitted on {len(self.mean_)} axes, input has {channels}")
-            a, b = a / self.std_, (b - self.mean_) / self.std_
         return a, b
 
     def output_shape(self, frames: int, channels: int = 1) -> tuple[int, ...]:

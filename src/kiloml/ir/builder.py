@@ -1,7 +1,7 @@
 """Build small int8 graphs in code, calibrated on sample data.
 
-Used by the demo (a DS-CNN keyword-spotting shaped model with seeded random weights, until
-training lands) and by tests. Each layer is computed in float on calibration inputs to pick
+Used by tests and benchmarks (``demo_dscnn``: a DS-CNN keyword-spotting shaped model with
+seeded random weights, for checks that need a realistic graph but no training). Each layer is computed in float on calibration inputs to pick
 output scales, so the int8 model does not saturate; weights are per-channel symmetric int8 and
 biases int32 with scale input_scale * weight_scale, as TFLite's converter produces them.
 """

@@ -1,6 +1,6 @@
 """TFLite's integer arithmetic in numpy: fixed-point multipliers, rounding shifts, activation ranges.
 
-These functions are the executable spec that the C runtime (``kiloml_common.h``) mirrors. All
+These functions are the executable spec that the C runtime (``codegen/runtime/portable/kml_fixedpoint.h``) mirrors. All
 array helpers work on int64 arrays holding int32 values, so intermediate products never
 overflow in numpy, and they are vectorized: a per-channel multiplier broadcasts along the
 last axis.

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from kiloml.dsp.cgen import f32_literal
-from kiloml.errors import KilomlError, ToolchainError
+from kiloml.errors import ToolchainError
 from kiloml.targets.emulator import ElfImage, emulate
 from kiloml.targets.toolchain import arm_gcc
 
@@ -143,22 +143,6 @@ def profile_dsp(block, frames: int, channels: int, window: np.ndarray, board: di
         "max_abs_diff_vs_host": float(diff.max()) if diff.size else 0.0,
     })
     return out
-
-
-def project_window(project) -> tuple[object, int, int, np.ndarray, str]:
-    """The project's DSP block and its first test window (else validation, else train):
-    (block, frames, channels, window as (frames, channels) float32, description)."""
-    from kiloml.data.windowing import load_windows
-    from kiloml.train.features import dsp_block
-
-    block = dsp_block(project)
-    for split in ("test", "validation", "train"):
-        frames, wins = load_windows(project, split=split)
-        if len(wins):
-            w = np.asarray(frames[0], np.float32)
-            return block, int(w.shape[0]), int(w.shape[1]), w, \
-                f"first {split} window ({wins[0].sample_id})"
-    raise KilomlError(f"{project.root}: the dataset has no windows to profile the DSP block on")
 
 
 def c_input(block, window: np.ndarray, variant: str) -> np.ndarray:

@@ -154,15 +154,17 @@ class _Progress:
             return
         from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+                                   TimeRemainingColumn)
 
         console = Console(stderr=True)
         self.console = console
         if console.is_terminal:
-            self.rich = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                                 TextColumn("{task.fields[info]}"), console=console,
-                                 transient=False)
+            # fixed-width columns so an 80-column terminal keeps the epoch count, the ETA and
+            # the metrics (a flexible bar squeezed them to "float ━ 3… … 0…")
+            self.rich = Progress(TextColumn("[bold]{task.description:<10.10}"),
+                                 BarColumn(bar_width=12), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                 console=console, transient=False)
             self.rich.start()
             self.epoch_task = self.rich.add_task(title, total=epochs, info="")
             self.batch_task = self.rich.add_task("  batches", total=1, info="")

@@ -1,9 +1,6 @@
 """CLI verbs for projects, data and DSP: ``init``, ``data import|info|capture`` and ``dsp``.
 
-Registered on kiloml.cli's ``app`` (imported at the bottom of kiloml/cli.py); same conventions:
-``--json`` on stdout, human output on stderr, exit 0 ok / 1 failure / 2 bad usage, one-line
-errors naming the file.
-"""
+Thin calls into kiloml.workflow (conventions: kiloml.cli.common)."""
 
 from __future__ import annotations
 
@@ -12,25 +9,19 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
-
-from kiloml.cli import _command_line, _fail, _guard, app, err
+from kiloml.cli.common import (PROJECT_OPT, app, command_line, emit_json, err, fail, guard, out,
+                               project_dir, table, warn)
 
 data_app = typer.Typer(add_completion=False, no_args_is_help=True,
                        help="Import, inspect and capture sensor data for a project.")
 app.add_typer(data_app, name="data")
 
-PROJECT_OPT = typer.Option(Path("."), "--project", "-p",
-                           help="Project directory (default: the current directory).")
-
 
 def _print_counts(title: str, rows: dict, cols: tuple[str, str] = ("label", "samples")) -> None:
-    t = Table(title=title, title_justify="left")
-    t.add_column(cols[0])
-    t.add_column(cols[1], justify="right")
+    t = table(title, [(cols[0], "l"), (cols[1], "r")])
     for k, v in rows.items():
         t.add_row(str(k), f"{v:,}")
-    err.print(t)
+    out.print(t)
 
 
 @app.command()
@@ -43,27 +34,27 @@ def init(
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
     """Create a project: kiloml.toml with the task's defaults and an empty dataset index."""
-    from kiloml.project import TASKS
+    from kiloml.workflow.project import TASKS
 
     if task not in TASKS:
-        _fail(f"--task must be one of {', '.join(TASKS)}, not {task!r}", 2)
+        fail(f"--task must be one of {', '.join(TASKS)}, not {task!r}", 2)
 
     def go():
-        from kiloml.project import init_project
+        from kiloml.workflow.project import init_project
 
         p = init_project(directory, task, name=name, force=force)
         res = {"project": str(p.root), "config": str(p.config_path), "index": str(p.index_path),
                "task": task, "dsp": p.config.dsp.model_dump(mode="json"),
                "model": p.config.model.arch, "board": p.config.board.name}
         if as_json:
-            typer.echo(json.dumps(res, indent=2))
+            emit_json(res)
         else:
-            err.print(f"created {p.config_path} ({task}: dsp {p.config.dsp.block}"
+            out.print(f"created {p.config_path} ({task}: dsp {p.config.dsp.block}"
                       f"{' preset ' + p.config.dsp.preset if p.config.dsp.preset else ''}, "
                       f"model {p.config.model.arch}, board {p.config.board.name}) and an empty "
                       f"index {p.index_path}")
 
-    _guard(go)
+    guard(go)
 
 
 @data_app.command("import")
@@ -95,43 +86,44 @@ def data_import(
     from kiloml.data.readers import FORMATS
 
     if fmt != "auto" and fmt not in FORMATS:
-        _fail(f"--format must be auto or one of {', '.join(FORMATS)}, not {fmt!r}", 2)
+        fail(f"--format must be auto or one of {', '.join(FORMATS)}, not {fmt!r}", 2)
     if split not in ("auto", "train", "validation", "test"):
-        _fail(f"--split must be auto, train, validation or test, not {split!r}", 2)
+        fail(f"--split must be auto, train, validation or test, not {split!r}", 2)
     if rows is not None and rows <= 0:
-        _fail(f"--rows must be positive, not {rows}", 2)
+        fail(f"--rows must be positive, not {rows}", 2)
     if rate is not None and not rate > 0:
-        _fail(f"--rate must be a positive number of Hz, not {rate}", 2)
+        fail(f"--rate must be a positive number of Hz, not {rate}", 2)
 
     def go():
-        from kiloml.data.importer import import_data, load_project
+        from kiloml.workflow.data import import_files
+        from kiloml.workflow.project import load_project
 
-        proj = load_project(project)
-        res = import_data(proj, path, fmt=fmt, label=label, label_regex=label_regex,
+        proj = load_project(project_dir(project))
+        res = import_files(proj, path, fmt=fmt, label=label, label_regex=label_regex,
                           group_regex=group_regex, rate=rate, rows=rows, variable=variable,
                           split=split, skip_bad=skip_bad)
         s = res.summary()
         if as_json:
-            typer.echo(json.dumps(s, indent=2))
+            emit_json(s)
         else:
-            err.print(f"imported {sum(s['labels'].values()):,} samples from {s['files']:,} "
+            out.print(f"imported {sum(s['labels'].values()):,} samples from {s['files']:,} "
                       f"files into {proj.index_path}")
             _print_counts("per label", s["labels"])
-            err.print("splits: " + ", ".join(f"{k} {v:,}" for k, v in s["splits"].items()))
+            out.print("splits: " + ", ".join(f"{k} {v:,}" for k, v in s["splits"].items()))
             if s["noise_clips"]:
-                err.print(f"background-noise clips: {s['noise_clips']}")
+                out.print(f"background-noise clips: {s['noise_clips']}")
             if s["duplicates"]:
-                err.print(f"already in the index (not added again): {s['duplicates']}")
+                out.print(f"already in the index (not added again): {s['duplicates']}")
             for n in s["notes"][:10]:
-                err.print(f"note: {n}", highlight=False)
+                err.print(f"note: {n}", markup=False)
             if len(s["notes"]) > 10:
                 err.print(f"note: ... {len(s['notes']) - 10} more notes (see --json)")
             for sk in s["skipped"]:
-                err.print(f"[yellow]skipped:[/yellow] {sk['reason']}", highlight=False)
+                warn(f"skipped: {sk['reason']}")
         if res.skipped and not res.added:
-            _fail(f"no file could be imported ({len(res.skipped)} skipped)")
+            fail(f"no file could be imported ({len(res.skipped)} skipped)")
 
-    _guard(go)
+    guard(go)
 
 
 @data_app.command("info")
@@ -144,38 +136,34 @@ def data_info(
     """Counts per label and split, groups, durations, sample rates and problems found."""
 
     def go():
-        from kiloml.data.importer import load_project
-        from kiloml.data.info import dataset_info
+        from kiloml.workflow.data import project_info
+        from kiloml.workflow.project import load_project
 
-        info = dataset_info(load_project(project), verify=not no_verify)
+        info = project_info(load_project(project_dir(project)), verify=not no_verify)
         if as_json:
-            typer.echo(json.dumps(info, indent=2))
+            emit_json(info)
             return
-        t = Table(title=f"{info['samples']:,} samples, {len(info['labels'])} labels, "
-                        f"{info['groups']:,} groups, {info['duration_s']:,.1f} s",
-                  title_justify="left")
-        t.add_column("label")
-        for sp in ("train", "validation", "test"):
-            t.add_column(sp, justify="right")
-        t.add_column("total", justify="right")
-        t.add_column("seconds", justify="right")
+        t = table(f"{info['samples']:,} samples, {len(info['labels'])} labels, "
+                  f"{info['groups']:,} groups, {info['duration_s']:,.1f} s",
+                  [("label", "l"), ("train", "r"), ("validation", "r"), ("test", "r"),
+                   ("total", "r"), ("seconds", "r")])
         for lab, c in info["label_splits"].items():
             t.add_row(lab, *(f"{c[sp]:,}" for sp in ("train", "validation", "test")),
                       f"{info['labels'][lab]:,}", f"{info['label_duration_s'][lab]:,.1f}")
         t.add_row("all", *(f"{info['splits'][sp]:,}" for sp in ("train", "validation", "test")),
                   f"{info['samples']:,}", f"{info['duration_s']:,.1f}")
-        err.print(t)
-        err.print("sample rates: " + ", ".join(f"{r} Hz x{n}" for r, n in
+        out.print(t)
+        out.print("sample rates: " + ", ".join(f"{r} Hz x{n}" for r, n in
                                                 info["sample_rates"].items()))
         if info["noise"]["clips"]:
-            err.print(f"background noise: {info['noise']['clips']} clips, "
+            out.print(f"background noise: {info['noise']['clips']} clips, "
                       f"{info['noise']['duration_s']:.1f} s")
         for pr in info["problems"]:
-            err.print(f"[yellow]problem:[/yellow] {pr}", highlight=False)
+            warn(f"problem: {pr}")
         if not info["problems"]:
-            err.print("no problems found")
+            out.print("no problems found")
 
-    _guard(go)
+    guard(go)
 
 
 @data_app.command("capture")
@@ -191,28 +179,28 @@ def data_capture(
 ) -> None:
     """Record CSV lines from a board over a serial port into the project and index them."""
     if not seconds > 0 or seconds > 24 * 3600:
-        _fail(f"--seconds must be in (0, 86400], not {seconds}", 2)
+        fail(f"--seconds must be in (0, 86400], not {seconds}", 2)
     if baud <= 0:
-        _fail(f"--baud must be positive, not {baud}", 2)
+        fail(f"--baud must be positive, not {baud}", 2)
     if not label.strip():
-        _fail("--label must not be empty", 2)
+        fail("--label must not be empty", 2)
 
     def go():
-        from kiloml.data.capture import capture_to_project
-        from kiloml.data.importer import load_project
+        from kiloml.workflow.data import capture
+        from kiloml.workflow.project import load_project
 
-        proj = load_project(project)
-        res = capture_to_project(proj, port, baud, label, seconds, rate=rate)
+        proj = load_project(project_dir(project))
+        res = capture(proj, port, baud, label, seconds, rate=rate)
         if as_json:
-            typer.echo(json.dumps(res, indent=2))
+            emit_json(res)
         else:
-            err.print(f"captured {res['rows']:,} rows x {res['channels']} channels "
+            out.print(f"captured {res['rows']:,} rows x {res['channels']} channels "
                       f"({res['sample_rate']:.1f} Hz) -> {res['file']}; "
                       f"indexed as {res['sample_id']} ({res['split']})")
             if res["junk_lines"]:
-                err.print(f"note: skipped {res['junk_lines']} non-numeric line(s)")
+                warn(f"skipped {res['junk_lines']} non-numeric line(s)")
 
-    _guard(go)
+    guard(go)
 
 
 @app.command()
@@ -236,15 +224,15 @@ def dsp(
 
     The output stacks one feature array per file: (files, *output_shape)."""
     if preset is None and block is None:
-        _fail("give --preset NAME or --block NAME", 2)
+        fail("give --preset NAME or --block NAME", 2)
     if engine not in ("numpy", "c"):
-        _fail(f"--engine must be numpy or c, not {engine!r}", 2)
+        fail(f"--engine must be numpy or c, not {engine!r}", 2)
     if variant not in ("f32", "q15", "q31"):
-        _fail(f"--variant must be f32, q15 or q31, not {variant!r}", 2)
+        fail(f"--variant must be f32, q15 or q31, not {variant!r}", 2)
     params = {}
     for kv in param:
         if "=" not in kv:
-            _fail(f"--param {kv!r}: expected KEY=VALUE", 2)
+            fail(f"--param {kv!r}: expected KEY=VALUE", 2)
         k, v = kv.split("=", 1)
         try:
             params[k.strip()] = json.loads(v)
@@ -252,21 +240,21 @@ def dsp(
             params[k.strip()] = v
 
     def go():
-        from kiloml.dsp.run import compute_features
+        from kiloml.workflow.dsp import compute_features
 
         res = compute_features(inp, output, preset=preset, block=block, params=params,
                                engine=engine, variant=variant, fmt=fmt, rate=rate,
-                               command=_command_line(), c_out=c_out, prefix=prefix)
+                               command=command_line(), c_out=c_out, prefix=prefix)
         if as_json:
-            typer.echo(json.dumps(res, indent=2))
+            emit_json(res)
         else:
-            err.print(f"wrote {res['output']}: {res['dtype']}{res['shape']} from "
+            out.print(f"wrote {res['output']}: {res['dtype']}{res['shape']} from "
                       f"{len(res['files'])} file(s) ({res['block']}, {res['engine']}"
                       f"{'/' + res['variant'] if res['engine'] == 'c' else ''})")
             c = res["cost"]
-            err.print(f"per window on the device: RAM {c['ram_bytes']:,} B, flash "
+            out.print(f"per window on the device: RAM {c['ram_bytes']:,} B, flash "
                       f"{c['flash_bytes']:,} B, {c['total_ops']:,} ops")
             if res["c_files"]:
-                err.print(f"C in {c_out}: " + ", ".join(res["c_files"]))
+                out.print(f"C in {c_out}: " + ", ".join(res["c_files"]))
 
-    _guard(go)
+    guard(go)

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
+from kiloml.data.importer import collect_files
+from kiloml.data.readers import read_file
+from kiloml.dsp import make_block
 from kiloml.errors import DSPError
 from kiloml.fileio import atomic_save_npy
 
 
 def _files(inp: Path, fmt: str) -> list[Path]:
-    from kiloml.data.importer import _collect
-
-    _, files, _ = _collect(inp, fmt)
+    _, files, _ = collect_files(inp, fmt)
     return files
 
 
@@ -30,9 +31,6 @@ def compute_features(inp: str | Path, output: str | Path, preset: str | None = N
                      c_out: str | Path | None = None, prefix: str = "features") -> dict:
     """Compute and save features; returns the summary ``--json`` prints. ``c_out``: also
     write the block's generated C (``variant``, sized for the first sample) to that folder."""
-    from kiloml.data.readers import read_file
-    from kiloml.dsp import make_block
-
     blk = make_block(block, preset=preset, params=params)
     if engine not in ("numpy", "c"):
         raise DSPError(f"unknown engine {engine!r} (numpy or c)")

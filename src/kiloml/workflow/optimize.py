@@ -33,35 +33,41 @@ from typing import Any
 import numpy as np
 import torch
 
+from kiloml.compress.distill import TorchTeacher
+from kiloml.compress.prune import channel_prune, magnitude_prune, sparsity as sparsity_of
+from kiloml.compress.quantize import calibrate, to_graph
 from kiloml.errors import KilomlError
+from kiloml.io.tflite_writer import save_tflite
+from kiloml.ir.planner import plan_memory
+from kiloml.targets.profile import profile_graph
+from kiloml.train.loop import EpochData, TrainConfig, fit
+from kiloml.train.models import DS_CNN_SIZES, build_model
+from kiloml.workflow import train as P
+from kiloml.workflow.compile import model_macs
+from kiloml.workflow.project import Project, as_project
+from kiloml.workflow.train import predict_int8, report
 
 VARIANTS = ("float", "ptq", "qat", "pruned", "sparse", "distilled")
 
 
 def _metric(prep, out, data) -> float:
-    from kiloml.train.pipeline import report
 
     r = report(prep, out, data)
     return r["roc_auc"] if prep.anomaly else r["accuracy"]
 
 
 def _int8_row(name: str, prep, graph, board: str | None, out_dir: Path, notes: list) -> dict:
-    from kiloml.io.tflite_writer import save_tflite
-    from kiloml.ir.planner import plan_memory
-    from kiloml.train.pipeline import predict_int8
 
     path = save_tflite(graph, out_dir / f"{name}.tflite")
     row: dict[str, Any] = {"name": name, "file": str(path),
                            "metric": _metric(prep, predict_int8(prep, graph, prep.test.x),
                                              prep.test)}
-    from kiloml.api import model_macs
 
     row["macs"] = model_macs(graph)
     row["weights_bytes"] = graph.weights_bytes()
     row["arena_bytes"] = plan_memory(graph).arena_bytes
     if board:
         try:
-            from kiloml.targets.profile import profile_graph
 
             p = profile_graph(graph, board)
             row.update({"flash_bytes": p["flash_bytes"], "ram_bytes": p["ram_bytes"],
@@ -83,7 +89,6 @@ def _student_params(prep) -> dict:
     p = dict(prep.params)
     a = prep.arch
     if a.startswith("ds-cnn"):
-        from kiloml.train.models import DS_CNN_SIZES
 
         size = a[7:] if len(a) > 6 else p.get("size", "s")
         p["channels"] = max(8, p.get("channels", DS_CNN_SIZES[size][0]) // 2)
@@ -100,21 +105,15 @@ def _student_params(prep) -> dict:
     return p
 
 
-def optimize_project(project_dir=".", variants=VARIANTS, prune_ratio: float = 0.5,
-                     sparsity: float = 0.5, board: str | None = None, progress: bool = True,
+def optimize_project(project: Project | str | Path | None = None, variants=VARIANTS,
+                     prune_ratio: float = 0.5, sparsity: float = 0.5, board: str | None = None, progress: bool = True,
                      finetune_epochs: int | None = None, teacher: str | None = None,
                      teacher_labels: list[str] | None = None) -> dict:
     """Build the requested variants (see the module doc); returns the table as a dict and
     writes the variants' .tflite files and ``variants.json`` to ``<project>/model/variants``.
     ``teacher`` / ``teacher_labels`` override the project's ``train.teacher`` for the distilled
     variant."""
-    from kiloml.compress.prune import channel_prune, magnitude_prune, sparsity as sparsity_of
-    from kiloml.compress.quantize import calibrate, to_graph
-    from kiloml.train import pipeline as P
-    from kiloml.train.loop import TrainConfig, fit
-    from kiloml.train.models import build_model
-
-    project = P._load_project(project_dir)
+    project = as_project(project)
     meta = P.load_meta(project)
     if meta["arch"] == "kmeans":
         raise P.PipelineError("k-means scorers have no network variants")
@@ -149,7 +148,7 @@ def optimize_project(project_dir=".", variants=VARIANTS, prune_ratio: float = 0.
                           weight_decay=r.weight_decay, seed=r.seed + 11,
                           label_smoothing=0.0 if prep.anomaly else r.label_smoothing,
                           loss="mse" if prep.anomaly else "ce")
-        fit(net, P.epoch_source(prep, False), cfg, val=P._val_data(prep), progress=progress,
+        fit(net, P.epoch_source(prep, False), cfg, val=P.val_data(prep), progress=progress,
             forward=lambda x: net(x, logits=True), title=title)
         return net
 
@@ -158,7 +157,6 @@ def optimize_project(project_dir=".", variants=VARIANTS, prune_ratio: float = 0.
             f_out = P.predict_float(prep, model, prep.test.x)
             n_w = sum(p.numel() for p in model.parameters())
             probe, g = P.quantize(prep, model)
-            from kiloml.ir.planner import plan_memory
 
             rows.append({"name": "float", "metric": _metric(prep, f_out, prep.test),
                          "flash_bytes": 4 * n_w, "ram_bytes": 4 * plan_memory(g).arena_bytes,
@@ -208,7 +206,6 @@ def optimize_project(project_dir=".", variants=VARIANTS, prune_ratio: float = 0.
                              " %")
                 continue
             else:
-                from kiloml.compress.distill import TorchTeacher
 
                 teacher = TorchTeacher(copy.deepcopy(model))
                 sp = _student_params(prep)
@@ -241,8 +238,6 @@ def _jsonable(v):
 
 def _self_distill(prep, student, teacher, progress: bool):
     """Train ``student`` with soft targets from a float torch teacher (same features)."""
-    from kiloml.train import pipeline as P
-    from kiloml.train.loop import EpochData, TrainConfig, fit
 
     r = prep.recipe
     base = P.epoch_source(prep, False)
@@ -257,5 +252,5 @@ def _self_distill(prep, student, teacher, progress: bool):
                       loss="mse" if prep.anomaly else "ce",
                       distill_alpha=0.0 if prep.anomaly else r.distill_alpha,
                       temperature=r.temperature)
-    res = fit(student, get, cfg, val=P._val_data(prep), progress=progress, title="distill")
+    res = fit(student, get, cfg, val=P.val_data(prep), progress=progress, title="distill")
     return student, res

@@ -1,4 +1,5 @@
-"""Public API: the functions behind the CLI verbs."""
+"""Model files: compile a .tflite to C (``kiloml compile``) and run one on .npy inputs
+(``kiloml predict``)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,21 @@ from pathlib import Path
 
 import numpy as np
 
+from kiloml.codegen.c import generate_c
+from kiloml.codegen.host import HostBuild
 from kiloml.errors import KilomlError
+from kiloml.fileio import atomic_save_npy
+from kiloml.io.tflite_reader import read_tflite
 from kiloml.ir.graph import DTYPES, Graph
+from kiloml.ir.interpreter import Interpreter
+from kiloml.ir.ops import REGISTRY
 
 
 def load_model(path: str | Path) -> Graph:
-    from kiloml.io.tflite_reader import read_tflite
-
     return read_tflite(path)
 
 
 def model_macs(g: Graph) -> int:
-    from kiloml.ir.ops import REGISTRY
-
     return sum(REGISTRY[n.op].macs(g, n) for n in g.nodes)
 
 
@@ -28,9 +31,6 @@ def compile_model(model: str | Path, out_dir: str | Path, prefix: str = "model",
                   command: str = "kiloml compile", inplace: bool = True,
                   kernels: str = "portable") -> dict:
     """Compile a .tflite file to C in ``out_dir``; returns the summary ``--json`` prints."""
-    from kiloml.codegen.c import generate_c
-    from kiloml.ir.ops import REGISTRY
-
     g = load_model(model)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -82,11 +82,9 @@ def _load_input(path: Path, spec, where: str) -> tuple[np.ndarray, bool]:
                       f"(optionally with a leading batch axis)")
 
 
-def run_model(model: str | Path, inputs: list[Path], outputs: list[Path],
-              engine: str = "ref") -> dict:
+def predict_model(model: str | Path, inputs: list[Path], outputs: list[Path],
+                  engine: str = "ref", board: str = "nucleo-l4r5zi") -> dict:
     """Run on .npy inputs with ``ref`` (numpy interpreter) or ``c`` (generated C on the host)."""
-    from kiloml.fileio import atomic_save_npy
-
     g = load_model(model)
     if len(inputs) != len(g.inputs):
         raise KilomlError(f"{model}: model has {len(g.inputs)} input(s), {len(inputs)} given")
@@ -104,16 +102,11 @@ def run_model(model: str | Path, inputs: list[Path], outputs: list[Path],
         if not parent.is_dir():
             raise KilomlError(f"{p}: directory {parent} does not exist")
     if engine == "ref":
-        from kiloml.ir.interpreter import Interpreter
-
         it = Interpreter(g)
         per = [it.run(*[a[i] for a in arrays]) for i in range(arrays[0].shape[0])]
         results = [np.stack([r[k] for r in per]) for k in range(len(g.outputs))]
     elif engine == "c":
-        from kiloml.codegen.c import generate_c
-        from kiloml.codegen.host import HostBuild
-
-        results = HostBuild(generate_c(g, "model", command=f"kiloml run {model}")).run(*arrays)
+        results = HostBuild(generate_c(g, "model", command=f"kiloml predict {model}")).run(*arrays)
     else:
         raise KilomlError(f"unknown engine {engine!r}")
     any_batched = any(batched)

@@ -13,18 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
-from kiloml.api import compile_model, model_macs
+from kiloml.codegen.c import generate_c
+from kiloml.codegen.host import HostBuild
+from kiloml.io.tflite_reader import read_tflite
+from kiloml.io.tflite_writer import save_tflite
+from kiloml.ir.builder import demo_dscnn
+from kiloml.ir.interpreter import Interpreter
+from kiloml.targets.profile import profile_graph
+from kiloml.targets.toolchain import cross_compile_sizes
+from kiloml.workflow.compile import compile_model, model_macs
 
 
 def run_demo(out_dir: str | Path, n_inputs: int = 20, seed: int = 0,
              board: str = "nucleo-l4r5zi") -> dict:
-    from kiloml.codegen.c import generate_c
-    from kiloml.codegen.host import HostBuild
-    from kiloml.io.tflite_reader import read_tflite
-    from kiloml.io.tflite_writer import save_tflite
-    from kiloml.ir.builder import demo_dscnn
-    from kiloml.ir.interpreter import Interpreter
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "demo_dscnn.tflite"
@@ -59,7 +60,6 @@ def run_demo(out_dir: str | Path, n_inputs: int = 20, seed: int = 0,
     except ImportError:
         res["tflm_equals_reference"] = None  # tflite-micro is a test extra
     try:
-        from kiloml.targets.toolchain import cross_compile_sizes
 
         sizes = cross_compile_sizes(out / "c", "cortex-m4")
         res["cortex_m4_text_bytes"] = sizes["text"]
@@ -68,7 +68,6 @@ def run_demo(out_dir: str | Path, n_inputs: int = 20, seed: int = 0,
     except Exception as e:  # the cross compiler is optional for the demo
         res["cortex_m4_error"] = str(e).splitlines()[0]
         return res
-    from kiloml.targets.profile import profile_graph
 
     prof = profile_graph(g, board)
     res.update({

@@ -1,7 +1,7 @@
 """``kiloml train`` / ``kiloml test``: a project's data -> trained float model -> deployed int8.
 
 Steps of ``train_project``
-    1. features of the train / validation / test splits (kiloml.train.features), class list,
+    1. features of the train / validation / test splits (kiloml.workflow.features), class list,
        normalization (``none`` when the DSP block already outputs int8, else fitted on the
        training split and recorded in meta.json: the device applies it before quantizing)
     2. float training (kiloml.train.loop; augmented banks for audio, per-epoch motion
@@ -16,13 +16,15 @@ Anomaly models (``autoencoder``, ``kmeans``) train on the training samples whose
 ``train.normal_labels`` (default: ``normal`` if such a label exists, else every label) and are
 scored by ROC AUC of normal vs. everything else on the test split.
 
-Task defaults (``TASK_DEFAULTS``) are what ``kiloml train`` uses for anything the project's
-``[train]`` section leaves unset.
+Task defaults (``kiloml.train.settings.TASK_DEFAULTS``) are what ``kiloml train`` uses for
+anything the project's ``[train]`` section leaves unset.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,31 +34,26 @@ import numpy as np
 import torch
 
 from kiloml import __version__
+from kiloml.compress.distill import MLPERF_KWS_LABELS, TfliteTeacher, TorchGraph
+from kiloml.compress.quantize import calibrate, lower, run_fake, run_int8, to_graph, to_nhwc
+from kiloml.data.importer import import_data
+from kiloml.data.index import DatasetIndex
 from kiloml.errors import KilomlError
+from kiloml.io.tflite_reader import read_tflite
+from kiloml.io.tflite_writer import save_tflite
+from kiloml.ir.planner import plan_memory
+from kiloml.train import augment as A
+from kiloml.train.loop import EpochData, TrainConfig, fit
+from kiloml.train.metrics import classification_report, roc_auc
+from kiloml.train.models import ARCHS, KMeansScorer, build_model, input_layout, to_model_input
+from kiloml.train.normalize import Normalizer
+from kiloml.train.settings import ANOMALY_ARCHS, TrainSettings
+from kiloml.workflow.cache import cache_path, content_hash, load_arrays, save_arrays
+from kiloml.workflow.features import (AugmentedBanks, FeatureData, block_quant, class_list,
+                                      dsp_block, load_split)
+from kiloml.workflow.project import Project, as_project
 
 MODEL_DIR = "model"
-
-_COMMON: dict[str, Any] = dict(batch_size=32, lr=3e-3, weight_decay=1e-2, label_smoothing=0.1,
-                               patience=0, ema=0.0, mixup=0.0, augment_banks=1,
-                               calibration="minmax", qat_epochs=0, distill_alpha=0.7,
-                               temperature=4.0, teacher_sees="clean")
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    # distilling (a teacher configured): the model trained on the labels is then taught by
-    # the teacher for distill_epochs; the teacher labels every batch as the student sees it,
-    # and mixup gives it new inputs to label
-    # kws calibrates with "mse": over four training seeds it scored 86.21 % on the validation
-    # split against 86.02 % for min/max (docs/train_and_compress.md, seed study)
-    "kws": {**_COMMON, "epochs": 80, "batch_size": 100, "ema": 0.995, "augment_banks": 20,
-            "calibration": "mse",
-            "teacher_sees": "batch", "distill_alpha": 0.9, "temperature": 2.0,
-            "distill_epochs": 60, "distill_mixup": 0.4},
-    "motion": {**_COMMON, "epochs": 60},
-    "vibration": {**_COMMON, "epochs": 40},
-    "anomaly": {**_COMMON, "epochs": 60, "lr": 1e-3, "weight_decay": 1e-4,
-                "label_smoothing": 0.0, "distill_alpha": 0.0},
-    "custom": {**_COMMON, "epochs": 40, "label_smoothing": 0.0},
-}
-ANOMALY_ARCHS = ("autoencoder", "kmeans")
 
 
 class PipelineError(KilomlError):
@@ -67,80 +64,9 @@ class PipelineError(KilomlError):
 
 
 @dataclass
-class Recipe:
-    """The resolved training settings (project [train] over task defaults)."""
-
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    label_smoothing: float
-    patience: int
-    ema: float
-    mixup: float
-    seed: int
-    augment_banks: int
-    calibration: str
-    qat_epochs: int
-    normalize: Optional[str]
-    teacher: Optional[str]
-    teacher_labels: Optional[list[str]]
-    teacher_sees: str
-    distill_alpha: float
-    temperature: float
-    normal_labels: Optional[list[str]]
-    distill_epochs: Optional[int] = None
-    distill_mixup: Optional[float] = None
-
-    @classmethod
-    def of(cls, project, **overrides) -> "Recipe":
-        t = project.config.train.model_dump()
-        d = dict(TASK_DEFAULTS[project.config.project.task])
-        for k, v in t.items():
-            if v is not None:
-                d[k] = v
-        for k, v in overrides.items():
-            if v is not None:
-                d[k] = v
-        d.setdefault("normalize", None)
-        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
-
-
-class Normalizer:
-    """x' = (x - mean) / std with ``kind`` none | global (one mean/std) | feature (per value)."""
-
-    def __init__(self, kind: str = "none", mean=0.0, std=1.0) -> None:
-        self.kind = kind
-        self.mean = np.asarray(mean, np.float32)
-        self.std = np.asarray(std, np.float32)
-
-    @classmethod
-    def fit(cls, kind: str, x: np.ndarray) -> "Normalizer":
-        if kind == "none" or len(x) == 0:
-            return cls("none")
-        if kind == "global":
-            sd = float(x.std())
-            return cls(kind, float(x.mean()), sd if sd > 0 else 1.0)
-        sd = x.std(axis=0)
-        return cls(kind, x.mean(axis=0), np.where(sd > 1e-12, sd, 1.0))
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.kind == "none":
-            return np.asarray(x, np.float32)
-        return ((x - self.mean) / self.std).astype(np.float32)
-
-    def state(self) -> dict:
-        return {"kind": self.kind, "mean": self.mean.tolist(), "std": self.std.tolist()}
-
-    @classmethod
-    def from_state(cls, d: dict) -> "Normalizer":
-        return cls(d["kind"], d["mean"], d["std"])
-
-
-@dataclass
 class Prepared:
     project: Any
-    recipe: Recipe
+    recipe: TrainSettings
     arch: str
     params: dict
     labels: list[str]
@@ -158,23 +84,17 @@ class Prepared:
         return self.train.feature_shape
 
     def model_input(self, x: np.ndarray) -> np.ndarray:
-        from kiloml.train.models import to_model_input
-
         return to_model_input(self.normalizer(x), self.layout)
 
 
-def _load_project(project_dir):
-    from kiloml.data.importer import load_project
+def resolve_settings(project: Project, **overrides) -> TrainSettings:
+    """The project's [train] section over its task's defaults (and ``overrides``)."""
+    return project.config.train.resolve(project.config.project.task, **overrides)
 
-    return load_project(project_dir)
 
-
-def prepare(project, recipe: Recipe | None = None) -> Prepared:
+def prepare(project: Project, recipe: TrainSettings | None = None) -> Prepared:
     """Features of all splits and everything derived from the project configuration."""
-    from kiloml.train.features import block_quant, class_list, dsp_block, load_split
-    from kiloml.train.models import ARCHS, input_layout
-
-    recipe = recipe or Recipe.of(project)
+    recipe = recipe or resolve_settings(project)
     arch = project.config.model.arch
     if arch not in ARCHS:
         raise PipelineError(f"{project.config_path}: model.arch {arch!r} is not in the zoo "
@@ -210,9 +130,6 @@ def prepare(project, recipe: Recipe | None = None) -> Prepared:
 def _teacher_logits(prep: Prepared, feats: np.ndarray, key: str) -> np.ndarray:
     """Cached logits of the configured .tflite teacher on the features the student sees
     (normalized, channels last: the layout a deployed model reads)."""
-    from kiloml.compress.distill import MLPERF_KWS_LABELS, TfliteTeacher
-    from kiloml.train.features import _hash, _load_cached, _save_cached, cache_path
-
     r = prep.recipe
     path = Path(r.teacher)
     if not path.is_absolute():
@@ -222,9 +139,9 @@ def _teacher_logits(prep: Prepared, feats: np.ndarray, key: str) -> np.ndarray:
     tl = r.teacher_labels
     if tl == ["mlperf-kws"]:
         tl = MLPERF_KWS_LABELS
-    cp = cache_path(prep.project, "teacher", _hash(key, path.read_bytes(), tl,
-                                                   prep.normalizer.state()))
-    cached = _load_cached(cp)
+    cp = cache_path(prep.project.root, "teacher", content_hash(key, path.read_bytes(), tl,
+                                                               prep.normalizer.state()))
+    cached = load_arrays(cp)
     if cached is not None:
         return cached["logits"]
     t = TfliteTeacher(path, tl)
@@ -232,16 +149,12 @@ def _teacher_logits(prep: Prepared, feats: np.ndarray, key: str) -> np.ndarray:
         raise PipelineError(f"{path}: teacher has {t.num_outputs} outputs, the project "
                             f"{len(prep.labels)} classes")
     logits = t.reorder(t.logits(feats), prep.labels).astype(np.float32)
-    _save_cached(cp, logits=logits)
+    save_arrays(cp, logits=logits)
     return logits
 
 
 def epoch_source(prep: Prepared, distill: bool):
     """``epoch -> EpochData`` for kiloml.train.loop.fit (augmentation, teacher logits)."""
-    from kiloml.train import augment as A
-    from kiloml.train.features import AugmentedBanks
-    from kiloml.train.loop import EpochData
-
     r = prep.recipe
     aug = prep.project.config.data.augment
     tr = prep.train
@@ -275,9 +188,6 @@ def epoch_source(prep: Prepared, distill: bool):
 def batch_teacher(prep: Prepared):
     """``train.teacher_sees = "batch"``: the .tflite teacher in PyTorch (TorchGraph), called on
     every training batch as the student sees it (model layout -> channels-last features)."""
-    from kiloml.compress.distill import MLPERF_KWS_LABELS, TfliteTeacher, TorchGraph
-    from kiloml.compress.quantize import to_nhwc
-
     r = prep.recipe
     path = Path(r.teacher)
     if not path.is_absolute():
@@ -296,9 +206,7 @@ def batch_teacher(prep: Prepared):
     return fn
 
 
-def _val_data(prep: Prepared):
-    from kiloml.train.loop import EpochData
-
+def val_data(prep: Prepared):
     v = prep.val if len(prep.val.x) else prep.train
     keep = np.isin(v.y, prep.normal_ids) if prep.anomaly else np.ones(len(v.y), bool)
     return EpochData(torch.as_tensor(prep.model_input(v.x[keep])), torch.as_tensor(v.y[keep]))
@@ -307,9 +215,6 @@ def _val_data(prep: Prepared):
 def train_float(prep: Prepared, model=None, checkpoint_dir=None, progress: bool = True,
                 distill: bool = False, epochs: int | None = None, title: str = "float"):
     """Train the project's zoo model in float; returns (model, TrainResult)."""
-    from kiloml.train.loop import TrainConfig, fit
-    from kiloml.train.models import build_model
-
     r = prep.recipe
     torch.manual_seed(r.seed)
     if model is None:
@@ -325,15 +230,13 @@ def train_float(prep: Prepared, model=None, checkpoint_dir=None, progress: bool 
                       distill_alpha=r.distill_alpha if distill else 0.0,
                       temperature=r.temperature)
     tfn = batch_teacher(prep) if distill and r.teacher_sees == "batch" else None
-    res = fit(model, epoch_source(prep, distill), cfg, val=_val_data(prep),
+    res = fit(model, epoch_source(prep, distill), cfg, val=val_data(prep),
               checkpoint_dir=checkpoint_dir, progress=progress, title=title, teacher_fn=tfn)
     return model, res
 
 
 def quantize(prep: Prepared, model, method: str | None = None):
     """PTQ of a float model on (at most 2,000) training windows: (QNet, Graph)."""
-    from kiloml.compress.quantize import calibrate, lower, to_graph
-
     x = prep.model_input(prep.train.x)
     if prep.anomaly:
         x = x[np.isin(prep.train.y, prep.normal_ids)]
@@ -354,8 +257,6 @@ def qat(prep: Prepared, net, epochs: int, checkpoint_dir=None, progress: bool = 
 
     Activation ranges follow an EMA of the batches for the first half of the epochs and are
     frozen for the second half, so the final model is evaluated with the ranges it exports."""
-    from kiloml.train.loop import TrainConfig, fit
-
     r = prep.recipe
     net.set_mode("fake")
     net.freeze_observers(False)
@@ -375,7 +276,7 @@ def qat(prep: Prepared, net, epochs: int, checkpoint_dir=None, progress: bool = 
         return net(x, logits=True)
 
     tfn = batch_teacher(prep) if distill and r.teacher_sees == "batch" else None
-    res = fit(net, epoch_source(prep, distill), cfg, val=_val_data(prep),
+    res = fit(net, epoch_source(prep, distill), cfg, val=val_data(prep),
               checkpoint_dir=checkpoint_dir, forward=fwd, progress=progress, title="QAT",
               on_epoch_end=on_end, teacher_fn=tfn)
     net.freeze_observers(True)
@@ -398,8 +299,6 @@ def predict_int8(prep: Prepared, graph, x: np.ndarray) -> np.ndarray:
     """Dequantized outputs of the int8 graph; for classifiers the logits (the predicted class
     is the largest int8 logit: the class with the largest probability, ties in the 8-bit
     softmax output broken by the logits)."""
-    from kiloml.compress.quantize import run_int8
-
     return run_int8(graph, prep.model_input(x), logits=not prep.anomaly)
 
 
@@ -411,8 +310,6 @@ def anomaly_scores(prep: Prepared, outputs: np.ndarray, x: np.ndarray) -> np.nda
 
 def report(prep: Prepared, outputs: np.ndarray, data, threshold: float | None = None) -> dict:
     """Classification report (or anomaly report) of model outputs on a FeatureData."""
-    from kiloml.train.metrics import classification_report, roc_auc
-
     if not prep.anomaly:
         if (data.y < 0).any():
             raise PipelineError("the data has labels the model does not know")
@@ -440,19 +337,12 @@ def model_dir(project) -> Path:
     return Path(project.root) / MODEL_DIR
 
 
-def train_project(project_dir: str | Path = ".", progress: bool = True, fresh: bool = False,
+def train_project(project: Project | str | Path | None = None, progress: bool = True, fresh: bool = False,
                   epochs: int | None = None, qat_epochs: int | None = None,
                   command: str = "kiloml train") -> dict:
     """Train the project's model and deploy its int8 version (see the module doc)."""
-    import shutil
-
-    from kiloml.compress.quantize import run_fake
-    from kiloml.io.tflite_writer import save_tflite
-    from kiloml.ir.planner import plan_memory
-    from kiloml.train.models import KMeansScorer
-
-    project = _load_project(project_dir)
-    recipe = Recipe.of(project, epochs=epochs, qat_epochs=qat_epochs)
+    project = as_project(project)
+    recipe = resolve_settings(project, epochs=epochs, qat_epochs=qat_epochs)
     t0 = time.time()
     prep = prepare(project, recipe)
     out = model_dir(project)
@@ -467,7 +357,7 @@ def train_project(project_dir: str | Path = ".", progress: bool = True, fresh: b
         "input_quant": list(prep.input_quant) if prep.input_quant else None,
         "normalizer": prep.normalizer.state(), "anomaly": prep.anomaly,
         "normal_labels": [prep.labels[i] for i in prep.normal_ids],
-        "recipe": recipe.__dict__, "features_seconds": round(t_feat, 2),
+        "recipe": recipe.model_dump(mode="json"), "features_seconds": round(t_feat, 2),
     }
     if prep.arch == "kmeans":
         t1 = time.time()
@@ -498,8 +388,6 @@ def train_project(project_dir: str | Path = ".", progress: bool = True, fresh: b
     if recipe.qat_epochs:
         net, qres = qat(prep, net, recipe.qat_epochs, out / "checkpoints" / "qat", progress,
                         distill=distill)
-        from kiloml.compress.quantize import to_graph
-
         graph = to_graph(net)
     graph.meta = {"labels": ",".join(prep.labels), "command": command}
     save_tflite(graph, out / "model.tflite")
@@ -568,16 +456,12 @@ def load_meta(project) -> dict:
         raise PipelineError(f"{p}: not valid JSON ({e})") from None
 
 
-def test_project(project_dir: str | Path = ".", data: str | Path | None = None) -> dict:
-    """Evaluate the deployed int8 model (model/model.tflite) on the test split, or on the
-    data at ``data`` (any importable format) -> accuracy, per_class, confusion, n."""
-    import tempfile
-
-    from kiloml.io.tflite_reader import read_tflite
-    from kiloml.train.features import load_split
-    from kiloml.train.models import KMeansScorer
-
-    project = _load_project(project_dir)
+def test_project(project: Project | str | Path | None = None, data: str | Path | None = None,
+                 model: str | Path | None = None) -> dict:
+    """Evaluate the deployed int8 model (model/model.tflite, or the int8 .tflite ``model``,
+    e.g. a variant of ``kiloml optimize``) on the test split, or on the data at ``data`` (any
+    importable format) -> accuracy, per_class, confusion, n."""
+    project = as_project(project)
     meta = load_meta(project)
     labels = meta["labels"]
     tmp = None
@@ -604,9 +488,10 @@ def test_project(project_dir: str | Path = ".", data: str | Path | None = None) 
             out = report(prep, scorer.score(prep.normalizer(fd.x)), fd, meta.get("threshold"))
             out["model"] = "k-means scorer (numpy)"
             return out
-        graph = read_tflite(model_dir(project) / meta["model_file"])
+        path = Path(model) if model is not None else model_dir(project) / meta["model_file"]
+        graph = read_tflite(path)
         out = report(prep, predict_int8(prep, graph, fd.x), fd, meta.get("threshold"))
-        out["model"] = str(model_dir(project) / meta["model_file"])
+        out["model"] = str(path)
         return out
     finally:
         if tmp is not None:
@@ -614,12 +499,10 @@ def test_project(project_dir: str | Path = ".", data: str | Path | None = None) 
 
 
 def _prep_from_meta(project, meta: dict, fd) -> Prepared:
-    from kiloml.train.features import FeatureData
-
     labels = meta["labels"]
     empty = FeatureData(fd.x[:0], fd.y[:0], labels)
     normal_ids = [labels.index(n) for n in meta.get("normal_labels", []) if n in labels]
-    return Prepared(project, Recipe.of(project), meta["arch"], meta["params"], labels,
+    return Prepared(project, resolve_settings(project), meta["arch"], meta["params"], labels,
                     meta["layout"], tuple(meta["input_quant"]) if meta["input_quant"] else None,
                     Normalizer.from_state(meta["normalizer"]), fd, empty, fd,
                     meta["anomaly"], normal_ids)
@@ -628,10 +511,6 @@ def _prep_from_meta(project, meta: dict, fd) -> Prepared:
 def _import_elsewhere(project, data: Path, tmpdir: Path):
     """A throw-away copy of the project (same kiloml.toml, empty index) holding ``data`` as
     its test split."""
-    from kiloml.data.importer import import_data
-    from kiloml.data.index import DatasetIndex
-    from kiloml.project import Project
-
     root = tmpdir / "p"
     root.mkdir()
     (root / "kiloml.toml").write_text(project.config_path.read_text())

@@ -11,23 +11,29 @@ expensive; ``AugmentedBanks`` computes ``banks`` augmented copies of the trainin
 (seeded), caches them on disk and serves bank ``epoch % banks`` per epoch (SpecAugment masks
 are drawn fresh every epoch on top). Motion augmentation is cheap and drawn per epoch.
 
-Cache: ``<project>/.kiloml/cache/*.npz``, keyed by a hash of the dataset index, the data, DSP
-and augmentation settings and the seed; delete the folder to recompute.
+Cache: ``<project>/.kiloml/cache/*.npz`` (kiloml.workflow.cache), keyed by a hash of the
+dataset index, the data, DSP and augmentation settings and the seed; delete the folder to
+recompute.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
+from kiloml.data.index import DatasetIndex
+from kiloml.data.loader import SourceCache
+from kiloml.data.windowing import load_windows
+from kiloml.dsp import make_block
+from kiloml.dsp.apply import apply_block, block_quant
 from kiloml.errors import DataError
+from kiloml.train import augment as A
+from kiloml.workflow.cache import cache_path, content_hash, load_arrays, save_arrays
+from kiloml.workflow.project import Project
 
-CACHE_DIR = ".kiloml/cache"
+__all__ = ["FeatureData", "AugmentedBanks", "apply_block", "block_quant", "class_list",
+           "dsp_block", "fingerprint", "load_split", "noise_clips"]
 
 
 @dataclass
@@ -43,75 +49,21 @@ class FeatureData:
         return tuple(self.x.shape[1:])
 
 
-def dsp_block(project):
-    from kiloml.dsp import make_block
-
+def dsp_block(project: Project):
+    """The project's DSP block (kiloml.dsp) from its [dsp] section."""
     d = project.config.dsp
     return make_block(d.block, preset=d.preset, params=d.params)
 
 
-def block_quant(block) -> Optional[tuple[float, int]]:
-    """(scale, zero point) when the DSP block outputs int8, else None."""
-    p = block.params
-    scale = getattr(p, "output_scale", None)
-    if scale is None:
-        return None
-    return float(np.float32(scale)), int(p.output_zero_point)
-
-
-def apply_block(block, frames: np.ndarray, batch: int = 512) -> np.ndarray:
-    """(N, window, channels) frames -> (N, *feature_shape) float32 (int8 outputs dequantized)."""
-    q = block_quant(block)
-    out = []
-    for i in range(0, len(frames), batch):
-        f = frames[i:i + batch]
-        y = block(f[..., 0] if block.audio else f)
-        if q is not None:
-            y = (y.astype(np.float32) - q[1]) * np.float32(q[0])
-        out.append(np.asarray(y, np.float32))
-    if not out:
-        return np.zeros((0,), np.float32)
-    return np.concatenate(out)
-
-
-def _hash(*parts) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:20]
-
-
-def _fingerprint(project) -> list:
+def fingerprint(project: Project) -> list:
+    """What every feature array of the project depends on: the index, data and DSP settings."""
     cfg = project.config
     return [project.index_path.read_bytes(), cfg.data.model_dump(mode="json"),
             cfg.dsp.model_dump(mode="json")]
 
 
-def cache_path(project, kind: str, key: str) -> Path:
-    return Path(project.root) / CACHE_DIR / f"{kind}-{key}.npz"
-
-
-def _load_cached(path: Path) -> Optional[dict]:
-    if not path.exists():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError):
-        return None
-
-
-def _save_cached(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
-
-
 def class_list(project) -> list[str]:
     """Sorted labels of the project's samples."""
-    from kiloml.data.index import DatasetIndex
-
     labels = sorted({s.label for s in DatasetIndex.load(project.index_path).of_role("sample")})
     if not labels:
         raise DataError(f"{project.index_path}: no samples; import data first")
@@ -121,12 +73,10 @@ def class_list(project) -> list[str]:
 def load_split(project, split: str, labels: list[str] | None = None,
                samples=None, use_cache: bool = True) -> FeatureData:
     """Features of one split (``train``, ``validation``, ``test``) without augmentation."""
-    from kiloml.data.windowing import load_windows
-
     labels = labels or class_list(project)
-    key = _hash(*_fingerprint(project), split, labels) if samples is None else None
-    path = cache_path(project, f"features-{split}", key) if key else None
-    cached = _load_cached(path) if (path and use_cache) else None
+    key = content_hash(*fingerprint(project), split, labels) if samples is None else None
+    path = cache_path(project.root, f"features-{split}", key) if key else None
+    cached = load_arrays(path) if use_cache else None
     if cached is not None:
         return FeatureData(cached["x"], cached["y"], labels, list(cached["groups"]),
                            list(cached["ids"]))
@@ -138,16 +88,13 @@ def load_split(project, split: str, labels: list[str] | None = None,
     groups = [w.group for w in wins]
     ids = [w.sample_id for w in wins]
     if path is not None and len(wins):
-        _save_cached(path, x=x, y=y, groups=np.array(groups, dtype=str),
+        save_arrays(path, x=x, y=y, groups=np.array(groups, dtype=str),
                      ids=np.array(ids, dtype=str))
     return FeatureData(x, y, labels, groups, ids)
 
 
 def noise_clips(project) -> list[np.ndarray]:
     """The project's background-noise clips (role ``noise``), mono float."""
-    from kiloml.data.index import DatasetIndex
-    from kiloml.data.loader import SourceCache
-
     cache = SourceCache(project.root)
     return [cache.load(s)[:, 0].astype(np.float64)
             for s in DatasetIndex.load(project.index_path).of_role("noise")]
@@ -158,8 +105,6 @@ class AugmentedBanks:
 
     def __init__(self, project, labels: list[str], banks: int = 8, seed: int = 0,
                  progress=None) -> None:
-        from kiloml.train import augment as A
-
         self.project = project
         self.labels = labels
         self.banks = banks
@@ -173,7 +118,7 @@ class AugmentedBanks:
         self._wins = None
         self._noise = None
         self._mem: dict[int, np.ndarray] = {}
-        self.key = _hash(*_fingerprint(project), "train", labels, seed,
+        self.key = content_hash(*fingerprint(project), "train", labels, seed,
                          self.aug.model_dump(mode="json"))
 
     @property
@@ -182,21 +127,17 @@ class AugmentedBanks:
 
     def _load(self) -> None:
         if self._frames is None:
-            from kiloml.data.windowing import load_windows
-
             self._frames, self._wins = load_windows(self.project, split="train")
             if self.audio:
                 self._noise = noise_clips(self.project)
 
     def bank(self, k: int) -> np.ndarray:
         """Features of augmented copy ``k`` (0 <= k < banks for audio; any k for motion)."""
-        from kiloml.train import augment as A
-
         k = k % self.banks if self.audio else k
         if k in self._mem:
             return self._mem[k]
-        path = cache_path(self.project, f"aug{k}", self.key) if self.audio else None
-        cached = _load_cached(path) if path else None
+        path = cache_path(self.project.root, f"aug{k}", self.key) if self.audio else None
+        cached = load_arrays(path)
         if cached is not None:
             x = cached["x"]
         else:
@@ -206,7 +147,7 @@ class AugmentedBanks:
                 rate = float(self.project.config.data.sample_rate or 16000)
                 clips = A.augment_audio(self._frames[..., 0], self.aug, rate, self._noise, rng)
                 x = apply_block(self.block, clips[..., None])
-                _save_cached(path, x=x)
+                save_arrays(path, x=x)
             else:
                 frames = A.augment_motion(self._frames, self.aug, rng)
                 x = apply_block(self.block, frames)

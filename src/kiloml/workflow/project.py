@@ -1,4 +1,6 @@
-"""The project directory and its ``kiloml.toml`` (validated with pydantic).
+"""The project directory and its ``kiloml.toml`` (validated with pydantic): the workflow
+floor's own object. Stages never see it; workflow steps hand them its parts (the dataset, the
+data/DSP/train settings).
 
 A project directory holds::
 
@@ -11,17 +13,20 @@ read and fill in their sections. Unknown keys are errors, so a typo never passes
 
 from __future__ import annotations
 
+import difflib
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kiloml import __version__
+from kiloml.data.index import DatasetIndex
+from kiloml.dsp import make_block
 from kiloml.errors import ProjectError
+from kiloml.fileio import atomic_write_text
+from kiloml.train.settings import TrainSettings
 
 try:  # Python >= 3.11
     import tomllib
@@ -105,8 +110,6 @@ class DSPSection(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "DSPSection":
-        from kiloml.dsp import make_block
-
         try:
             make_block(self.block, preset=self.preset, params=self.params)
         except Exception as e:  # DSPError: one line
@@ -119,39 +122,6 @@ class ModelSection(_Strict):
     params: dict[str, Any] = {}
 
 
-class TrainSection(_Strict):
-    """Training recipe for ``kiloml train``; unset values take the task's defaults
-    (kiloml.train.pipeline.TASK_DEFAULTS)."""
-
-    epochs: Optional[int] = Field(None, ge=1)
-    batch_size: Optional[int] = Field(None, ge=2)
-    lr: Optional[float] = Field(None, gt=0)
-    weight_decay: Optional[float] = Field(None, ge=0)
-    label_smoothing: Optional[float] = Field(None, ge=0, lt=1)
-    patience: Optional[int] = Field(None, ge=0, description="early stopping; 0 = off")
-    ema: Optional[float] = Field(None, ge=0, lt=1, description="weight averaging decay; 0 = off")
-    mixup: Optional[float] = Field(None, ge=0, description="mixup Beta(a, a); 0 = off")
-    seed: int = 0
-    augment_banks: Optional[int] = Field(None, ge=1, description="augmented copies of the "
-                                         "training set (audio)")
-    calibration: Optional[Literal["minmax", "percentile", "mse"]] = None
-    qat_epochs: Optional[int] = Field(None, ge=0, description="quantization-aware fine-tuning")
-    normalize: Optional[Literal["none", "global", "feature"]] = None
-    teacher: Optional[str] = Field(None, description="int8 .tflite teacher for distillation")
-    teacher_labels: Optional[list[str]] = None
-    teacher_sees: Optional[Literal["clean", "augmented", "batch"]] = Field(
-        None, description="teacher logits from the un-augmented windows, the augmented ones, "
-                          "or every training batch as the student sees it")
-    distill_alpha: Optional[float] = Field(None, ge=0, le=1)
-    temperature: Optional[float] = Field(None, gt=0)
-    distill_epochs: Optional[int] = Field(None, ge=1, description="epochs when a teacher "
-                                          "labels the data (default: epochs)")
-    distill_mixup: Optional[float] = Field(None, ge=0, description="mixup when distilling "
-                                           "(default: mixup)")
-    normal_labels: Optional[list[str]] = Field(None, description="anomaly models: the labels "
-                                               "that count as normal")
-
-
 class BoardSection(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -162,7 +132,7 @@ class ProjectConfig(_Strict):
     dsp: DSPSection
     model: ModelSection
     board: BoardSection
-    train: TrainSection = TrainSection()
+    train: TrainSettings = TrainSettings()
 
 
 def task_defaults(task: str, name: str) -> ProjectConfig:
@@ -250,27 +220,38 @@ def to_toml(doc: dict, header: str = "") -> str:
     return "\n".join(out).lstrip("\n") + "\n"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory and rename: never a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # ---------------------------------------------------------------- project directory
 
 
+def _section_model(loc: tuple) -> Optional[type[BaseModel]]:
+    """The pydantic model that holds the key at ``loc`` (for suggestions)."""
+    m: Any = ProjectConfig
+    for part in loc[:-1]:
+        field = getattr(m, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        m = field.annotation
+    return m if isinstance(m, type) and issubclass(m, BaseModel) else None
+
+
 def _format_validation(path: Path, e: ValidationError) -> str:
-    first = e.errors()[0]
+    """One line: an unknown key first (a typo hides behind the "Field required" it causes),
+    with the closest valid key; otherwise the key, the bad value and what is allowed."""
+    errors = e.errors()
+    unknown = [x for x in errors if x["type"] == "extra_forbidden"]
+    first = unknown[0] if unknown else errors[0]
     loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    if unknown:
+        model = _section_model(first["loc"])
+        valid = list(model.model_fields) if model is not None else []
+        close = difflib.get_close_matches(str(first["loc"][-1]), valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else \
+            (f" (valid keys: {', '.join(valid)})" if valid else "")
+        return f"{path}: {loc}: unknown key{hint}{more}"
     msg = first["msg"].removeprefix("Value error, ")
-    more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    if first["type"] != "missing" and "input" in first and not isinstance(first["input"], dict):
+        msg = f"{first['input']!r}: {msg}"
     return f"{path}: {loc}: {msg}{more}"
 
 
@@ -311,14 +292,12 @@ class Project:
     def save(self) -> None:
         doc = self.config.model_dump(mode="json")
         atomic_write_text(self.config_path, to_toml(
-            doc, header=f"# kiloml project (written by kiloml {__version__}); see kiloml.project"))
+            doc, header=f"# kiloml project (written by kiloml {__version__}); see kiloml.workflow.project"))
 
 
 def init_project(root: str | Path, task: str, name: str | None = None,
                  force: bool = False) -> Project:
     """Create ``root`` with kiloml.toml (the task's defaults) and an empty dataset index."""
-    from kiloml.data.index import DatasetIndex
-
     root = Path(root)
     if task not in TASKS:
         raise ProjectError(f"unknown task {task!r} (expected one of {', '.join(TASKS)})")
@@ -334,3 +313,32 @@ def init_project(root: str | Path, task: str, name: str | None = None,
     if force or not proj.index_path.exists():
         DatasetIndex([]).save(proj.index_path)
     return proj
+
+
+def find_project(path: str | Path | None = None) -> Path:
+    """``path`` when given; else the nearest directory holding kiloml.toml from the current
+    directory upwards (as git finds its repository)."""
+    if path is not None:
+        return Path(path)
+    here = Path.cwd()
+    for d in (here, *here.parents):
+        if (d / CONFIG_NAME).is_file():
+            return d
+    raise ProjectError(f"{here}: not inside a kiloml project (no {CONFIG_NAME} here or in a "
+                       "parent folder; create one with `kiloml init DIR --task ...` or pass "
+                       "--project)")
+
+
+def load_project(root: str | Path | None = None, need_index: bool = True) -> Project:
+    """The project at ``root`` (default: found from the current directory upwards), checked
+    to have its dataset index when ``need_index``."""
+    p = Project.load(find_project(root))
+    if need_index and not p.index_path.is_file():
+        raise ProjectError(f"{p.index_path}: dataset index missing (re-create it with "
+                           "`kiloml init --force`)")
+    return p
+
+
+def as_project(p: "Project | str | Path | None") -> Project:
+    """Workflow steps accept a loaded Project or its directory."""
+    return p if isinstance(p, Project) else load_project(p)
