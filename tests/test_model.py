@@ -207,3 +207,19 @@ def test_no_samples_give_no_outputs(small):
     for engine, board in (("ref", None), ("c", None), ("emulator", M4_BOARD)):
         got = model.predict(np.zeros((0, 7, 9, 1), np.int8), engine=engine, board=board)
         assert got.shape == (0, 5) and got.dtype == np.int8
+
+
+def test_model_sits_below_train_and_compress():
+    """kiloml.model may use the IR, the .tflite reader, the C generator and the targets, and
+    nothing above them (train, compress, data, dsp, workflow, cli): compress builds on it."""
+    import ast
+    from pathlib import Path
+
+    import kiloml.model
+
+    allowed = ("kiloml.errors", "kiloml.ir", "kiloml.io", "kiloml.codegen", "kiloml.targets")
+    tree = ast.parse(Path(kiloml.model.__file__).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    ours = sorted(m for m in imported if m.split(".")[0] == "kiloml")
+    assert ours and all(m.startswith(allowed) for m in ours), ours
