@@ -46,16 +46,16 @@ out = Console(width=130)
 
 
 def setup_kws(root: Path):
-    from kiloml.workflow.data import import_files as import_data
+    from kiloml.data import Dataset, import_data
     from kiloml.workflow.project import init_project
 
     p = init_project(root, "kws", force=True)
-    import_data(p, DATA / "speech_commands")
+    import_data(Dataset(p.root, p.index_path), p.config.data, DATA / "speech_commands")
     return p
 
 
 def setup_wand(root: Path):
-    from kiloml.workflow.data import import_files as import_data
+    from kiloml.data import Dataset, import_data
     from kiloml.workflow.project import DSPSection, ModelSection, Project, init_project
 
     p = init_project(root, "motion", force=True)
@@ -67,12 +67,13 @@ def setup_wand(root: Path):
     p.save()
     p = Project.load(root)
     w = DATA / "magic_wand"
+    ds = Dataset(p.root, p.index_path)
     for lab in ("ring", "slope", "wing"):
-        import_data(p, w / lab, label=lab)
+        import_data(ds, p.config.data, w / lab, label=lab)
     streams = {"output_negative_1.txt": "train", "output_negative_2.txt": "train",
                "output_negative_3.txt": "validation", "output_negative_4.txt": "test"}
     for f in sorted((w / "negative").iterdir()):
-        import_data(p, f, label="negative", split=streams.get(f.name, "auto"))
+        import_data(ds, p.config.data, f, label="negative", split=streams.get(f.name, "auto"))
     return p
 
 
@@ -137,14 +138,15 @@ def print_lopo(res: dict) -> None:
 
 
 def setup_cwru(root: Path, arch: str = "dense", **params):
-    from kiloml.workflow.data import import_files as import_data
+    from kiloml.data import Dataset, import_data
     from kiloml.workflow.project import ModelSection, Project, init_project
 
     p = init_project(root, "vibration", force=True)
     p.config.model = ModelSection(arch=arch, params=params)
     p.save()
     p = Project.load(root)
-    import_data(p, DATA / "cwru_bearing_0hp", label_regex=r"(normal|IR\d+|B\d+|OR\d+)")
+    import_data(Dataset(p.root, p.index_path), p.config.data, DATA / "cwru_bearing_0hp",
+                label_regex=r"(normal|IR\d+|B\d+|OR\d+)")
     return p
 
 

@@ -17,8 +17,9 @@ KILOML = [sys.executable, "-m", "kiloml"]
 
 
 def kiloml(*args, cwd=None, timeout=900):
+    """The CLI as a user in an 80-column terminal runs it."""
     return subprocess.run(KILOML + [str(a) for a in args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
+                          cwd=cwd, timeout=timeout, env=dict(os.environ, COLUMNS="80"))
 
 
 def require_shared() -> None:
@@ -28,12 +29,13 @@ def require_shared() -> None:
 
 def make_project(root: Path, task: str, source: str, **import_kw):
     """A project with one of the real data sets imported (default splits)."""
-    from kiloml.workflow.data import import_files as import_data
+    from kiloml.data import Dataset, import_data
     from kiloml.workflow.project import init_project
 
     require_shared()
     proj = init_project(root, task)
-    return proj, import_data(proj, DATA / source, **import_kw)
+    return proj, import_data(Dataset(proj.root, proj.index_path), proj.config.data,
+                             DATA / source, **import_kw)
 
 
 def randomize_bn(model, seed: int = 0) -> None:

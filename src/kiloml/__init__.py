@@ -14,6 +14,8 @@ Public API (lazy imports keep ``import kiloml`` cheap)::
     import_files(project, path, ...)      what ``kiloml data import`` does (atomic)
     project_info(project) -> dict         what ``kiloml data info`` does
     train_project(project) / test_project(project)   ``kiloml train`` / ``kiloml test``
+    Dataset(root, index_path)             where a data set lives (sources relative to root)
+    DataSettings(...)                     rate, channels, windowing, splits ([data] section)
     DatasetIndex.load(path)               the dataset index (dataset/index.csv)
     read_file(path, fmt, rate=...)        any supported sensor file -> Recording
     make_block(block, preset, params)     a DSP block (mfcc, mfe, spectrogram, spectral, raw)
@@ -49,6 +51,8 @@ _EXPORTS = {
     "project_info": "kiloml.workflow.data",
     "train_project": "kiloml.workflow.train",
     "test_project": "kiloml.workflow.train",
+    "Dataset": "kiloml.data.dataset",
+    "DataSettings": "kiloml.data.settings",
     "DatasetIndex": "kiloml.data.index",
     "read_file": "kiloml.data.readers",
     "make_block": "kiloml.dsp",

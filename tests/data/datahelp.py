@@ -39,3 +39,20 @@ def one_line_error(stderr: str) -> str:
     assert "Traceback" not in stderr, stderr
     assert joined.startswith("error:"), stderr
     return joined
+
+
+# Data settings of the kinds of data sets the tests import (the same values a project's task
+# defaults give; the data stage never sees a project).
+KWS = dict(sample_rate=16000, channels=1, window_ms=1000, stride_ms=1000)
+MOTION = dict(channels=3, window_ms=2000, stride_ms=500)
+VIBRATION = dict(sample_rate=12000, channels=1, window_ms=1024 / 12, stride_ms=1024 / 12)
+CUSTOM = dict(window_ms=1000, stride_ms=1000)
+
+
+def new_dataset(root: Path, kind: dict, **override):
+    """An empty data set at ``root`` (index ``root/dataset/index.csv``) and its settings."""
+    from kiloml.data import Dataset, DatasetIndex, DataSettings
+
+    ds = Dataset(root, root / "dataset" / "index.csv")
+    DatasetIndex([]).save(ds.index_path)
+    return ds, DataSettings(**{**kind, **override})

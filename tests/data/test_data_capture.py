@@ -10,10 +10,9 @@ import time
 
 import numpy as np
 
-from datahelp import DATA, kiloml, one_line_error
-from kiloml.data.capture import capture_to_project, parse_lines
+from datahelp import DATA, MOTION, kiloml, new_dataset, one_line_error
+from kiloml.data.capture import capture_to_dataset, parse_lines
 from kiloml.data.index import DatasetIndex
-from kiloml.workflow.project import init_project
 
 WAND = DATA / "magic_wand" / "wing" / "output_wing_lsj.txt"
 
@@ -67,15 +66,15 @@ def expected_rows(lines: list[bytes]) -> np.ndarray:
 
 
 def test_capture_api_records_imports_and_indexes(tmp_path):
-    proj = init_project(tmp_path / "p", "motion")
+    ds, cfg = new_dataset(tmp_path / "p", MOTION)
     lines = recorded_lines()
     with Replayer(lines) as r:
-        res = capture_to_project(proj, r.port, 115200, "wing", seconds=1.5, rate=25)
+        res = capture_to_dataset(ds, cfg, r.port, 115200, "wing", seconds=1.5, rate=25)
     want = expected_rows(lines)
     got = np.loadtxt(res["file"], delimiter=",", skiprows=1, dtype=np.float32)
     assert res["rows"] == len(got) > 50 and res["channels"] == 3 and res["sample_rate"] == 25
     np.testing.assert_array_equal(got, want[:len(got)])        # in order, none lost or made up
-    idx = DatasetIndex.load(proj.index_path)
+    idx = DatasetIndex.load(ds.index_path)
     assert [s.label for s in idx] == ["wing"] and idx.samples[0].length == res["rows"]
     if WAND.is_file():
         assert res["junk_lines"] > 0          # the terminal preamble and line noise

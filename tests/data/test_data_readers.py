@@ -113,19 +113,35 @@ def test_serial_log_continuous_stream_is_one_segment():
     assert rec.segments == [(0, 895)]
 
 
+def test_serial_log_malformed_lines_are_dropped(tmp_path):
+    p = tmp_path / "log.txt"
+    p.write_text("junk\n-,-,-\n1,2,3\n4,5,nan\n6,7,8\n-,-,-\n4,5\n9,9,9\n1e39,0,0\n")
+    rec = read_serial_log(p, rate=25)
+    assert rec.data.tolist() == [[1, 2, 3], [6, 7, 8], [9, 9, 9]]
+    assert rec.segments == [(0, 2), (2, 1)]
+    assert [d.split(": ", 1)[0] for d in rec.dropped] == [f"{p}:4", f"{p}:7", f"{p}:9"]
+    assert "NaN, infinite" in rec.dropped[0] and "(2 values, the log has 3 per line)" in \
+        rec.dropped[1] and "float32" in rec.dropped[2]
+
+
+def test_serial_log_axis_count_is_the_common_one(tmp_path):
+    p = tmp_path / "log.txt"
+    p.write_text("11\n1,2,3\n4,5,6\n")          # a glitch before the first good line
+    rec = read_serial_log(p, rate=25)
+    assert rec.channels == 3 and rec.frames == 2 and len(rec.dropped) == 1
+
+
 def test_serial_log_bad(tmp_path):
     p = tmp_path / "log.txt"
-    p.write_text("junk\n-,-,-\n1,2,3\n4,5,nan\n")
-    with pytest.raises(DataError, match=r"log.txt:4: NaN"):
-        read_serial_log(p, rate=25)
-    p.write_text("-,-,-\n1,2,3\n4,5\n")
-    with pytest.raises(DataError, match=r"log.txt:3: 2 values, earlier lines have 3"):
-        read_serial_log(p, rate=25)
     p.write_text("\x1b[2Jhello\nworld\n")
     with pytest.raises(DataError, match="no numeric"):
         read_serial_log(p, rate=25)
-    with pytest.raises(DataError, match="--rate"):
+    with pytest.raises(DataError, match="data.sample_rate"):
         read_serial_log(p)
+    p.write_text("-,-,-\nnan,1,2\ninf,0,0\n")
+    with pytest.raises(DataError, match=r"log.txt: no usable 'x,y,z' line \(2 malformed line\(s\) "
+                       r"dropped, e.g. line 2: dropped line 'nan,1,2'"):
+        read_serial_log(p, rate=25)
 
 
 # ---------------------------------------------------------------- CSV (Arduino IMU)

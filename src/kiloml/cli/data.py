@@ -27,32 +27,57 @@ def _print_counts(title: str, rows: dict, cols: tuple[str, str] = ("label", "sam
 @app.command()
 def init(
     directory: Path = typer.Argument(..., help="Project directory (created if missing)."),
-    task: str = typer.Option(..., "--task", help="kws | motion | vibration | anomaly | custom"),
+    task: Optional[str] = typer.Option(None, "--task",
+                                       help="kws | motion | vibration | anomaly | custom"),
+    example: Optional[str] = typer.Option(None, "--example",
+                                          help="kws | magic_wand | cwru: settings for that "
+                                               "public data set's layout (needs --data)."),
+    data: Optional[Path] = typer.Option(None, "--data",
+                                        help="With --example: the data set's folder; it is "
+                                             "imported now and by `kiloml run`."),
     name: Optional[str] = typer.Option(None, "--name", help="Project name (default: folder name)."),
     force: bool = typer.Option(False, "--force",
                                help="Overwrite an existing kiloml.toml and index."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
-    """Create a project: kiloml.toml with the task's defaults and an empty dataset index."""
+    """Create a project: kiloml.toml with the task's defaults and an empty dataset index, or
+    (--example) one preconfigured for a public data set and imported from --data."""
+    from kiloml.workflow.examples import EXAMPLES
     from kiloml.workflow.project import TASKS
 
-    if task not in TASKS:
+    if (task is None) == (example is None):
+        fail("give --task TASK or --example NAME --data PATH", 2)
+    if task is not None and task not in TASKS:
         fail(f"--task must be one of {', '.join(TASKS)}, not {task!r}", 2)
+    if example is not None and example not in EXAMPLES:
+        fail(f"--example must be one of {', '.join(EXAMPLES)}, not {example!r}", 2)
+    if (example is None) != (data is None):
+        fail("--example and --data go together", 2)
 
     def go():
+        from kiloml.workflow.examples import init_example
         from kiloml.workflow.project import init_project
 
-        p = init_project(directory, task, name=name, force=force)
+        imported = None
+        if example is not None:
+            p = init_example(directory, example, data, name=name, force=force,
+                             log=lambda m: err.print(f"  {m}", markup=False, highlight=False))
+            imported = sum(1 for _ in p.dataset.load_index().of_role("sample"))
+        else:
+            p = init_project(directory, task, name=name, force=force)
         res = {"project": str(p.root), "config": str(p.config_path), "index": str(p.index_path),
-               "task": task, "dsp": p.config.dsp.model_dump(mode="json"),
+               "task": p.config.project.task, "example": example, "samples": imported,
+               "dsp": p.config.dsp.model_dump(mode="json"),
                "model": p.config.model.arch, "board": p.config.board.name}
         if as_json:
             emit_json(res)
         else:
-            out.print(f"created {p.config_path} ({task}: dsp {p.config.dsp.block}"
+            out.print(f"created {p.config_path} ({res['task']}: dsp {p.config.dsp.block}"
                       f"{' preset ' + p.config.dsp.preset if p.config.dsp.preset else ''}, "
-                      f"model {p.config.model.arch}, board {p.config.board.name}) and an empty "
-                      f"index {p.index_path}")
+                      f"model {p.config.model.arch}, board {p.config.board.name})")
+            out.print(f"index {p.index_path}: " + (f"{imported:,} samples imported from {data};"
+                                                   " next: kiloml run" if imported is not None
+                                                   else "empty; next: kiloml data import"))
 
     guard(go)
 
@@ -118,6 +143,8 @@ def data_import(
                 err.print(f"note: {n}", markup=False)
             if len(s["notes"]) > 10:
                 err.print(f"note: ... {len(s['notes']) - 10} more notes (see --json)")
+            for w in s["warnings"]:
+                warn(w)
             for sk in s["skipped"]:
                 warn(f"skipped: {sk['reason']}")
         if res.skipped and not res.added:
@@ -153,6 +180,14 @@ def data_info(
         t.add_row("all", *(f"{info['splits'][sp]:,}" for sp in ("train", "validation", "test")),
                   f"{info['samples']:,}", f"{info['duration_s']:,.1f}")
         out.print(t)
+        w = table("windows per split (share of the label's windows)",
+                  [("label", "l"), ("train", "r"), ("validation", "r"), ("test", "r")])
+        for lab, c in info["window_splits"].items():
+            w.add_row(lab, *(f"{c[sp]:,} ({info['window_shares'][lab][sp]:.0%})"
+                             for sp in ("train", "validation", "test")))
+        out.print(w)
+        if info["dropped_lines"]:
+            warn(f"malformed lines dropped at import: {info['dropped_lines']:,}")
         out.print("sample rates: " + ", ".join(f"{r} Hz x{n}" for r, n in
                                                 info["sample_rates"].items()))
         if info["noise"]["clips"]:

@@ -104,7 +104,7 @@ def demo(
             emit_json(res)
         else:
             t = table("kiloml demo: DS-CNN (MLPerf Tiny KWS layout) -> C99",
-                      [("figure", "l"), ("value", "r")])
+                      [("figure", "l"), ("value", "l")])
             for k, v in res.items():
                 t.add_row(k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool)
                           else str(v))

@@ -85,7 +85,7 @@ def profile(
 def _print_one(r: dict) -> None:
     est = " (analytic estimate)" if r["runtime"] == "analytic-estimate" else ""
     t = table(f"{r['board_name']} ({r['core']} @ {r['clock_hz'] / 1e6:.0f} MHz){est}",
-              [("figure", "l"), ("value", "r")])
+              [("figure", "l"), ("value", "l")])
     rows = [("kernels", r["runtime"]),
             ("flash", f"{fmt(r['flash_bytes'])} B of {fmt(r['flash_available_bytes'])}"),
             ("RAM", f"{fmt(r['ram_bytes'])} B of {fmt(r['ram_available_bytes'])} "

@@ -36,7 +36,7 @@ def train(
             emit_json(s)
             return
         t = table(f"trained {s['arch']} ({s['task']}) -> {s['model_dir']}",
-                  [("figure", "l"), ("value", "r")])
+                  [("figure", "l"), ("value", "l")])
         for k, v in s.items():
             if k in ("model_dir", "arch", "task", "labels"):
                 continue
@@ -132,8 +132,11 @@ def optimize(
                              teacher_labels=tl)
         if as_json:
             emit_json(r)
-            return
-        print_variants(r)
+        else:
+            print_variants(r)
+        if r.get("interrupted"):
+            fail("interrupted (the finished variants are in model/variants/variants.json)",
+                 130)
 
     guard(go)
 

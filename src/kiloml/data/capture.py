@@ -2,12 +2,13 @@
 
 The board prints one line per sample, ``v1,v2,...`` (optionally a header line first, e.g.
 ``aX,aY,aZ`` or ``timestamp,aX,aY,aZ``). Terminal junk and malformed or non-finite lines are
-skipped and counted. The capture is written to ``<project>/data/captured/<label>/`` as a CSV
-file (atomically) and imported into the dataset index like any other file.
+skipped and counted. The capture is written to ``<root>/data/captured/<label>/`` (the data
+set's root) as a CSV file (atomically) and imported into the index like any other file.
 
-Sample rate, in order: ``--rate``; the timestamp column if the board sends one; the project's
-``data.sample_rate``; else the rate measured from arrival times (USB buffering makes that an
-estimate, so the summary always reports the measured rate too).
+Sample rate, in order: ``data.sample_rate`` (``--rate`` may repeat it, not contradict it);
+``--rate``; the timestamp column if the board sends one (which must agree with a stated
+rate); else the rate measured from arrival times (USB buffering makes that an estimate, so
+the summary always reports the measured rate too).
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ import math
 import re
 import time
 from datetime import datetime, timezone
+
+from kiloml.data.dataset import Dataset
+from kiloml.data.importer import import_data
 from kiloml.data.readers import _TIME_UNITS, _clean_terminal_line
+from kiloml.data.settings import DataSettings
 from kiloml.errors import DataError
+from kiloml.fileio import atomic_write_text
 
 _NUM = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\- ]*$")
@@ -89,12 +95,11 @@ def parse_lines(lines: list[tuple[float, str]]) -> tuple[list[str] | None, list[
     return header, rows, times, junk
 
 
-def capture_to_project(project, port: str, baud: int, label: str, seconds: float,
-                       rate: float | None = None) -> dict:
-    """Record, save as CSV under the project, import; returns the summary ``--json`` prints."""
-    from kiloml.data.importer import import_data
-    from kiloml.fileio import atomic_write_text
-
+def capture_to_dataset(dataset: Dataset, settings: DataSettings, port: str, baud: int,
+                       label: str, seconds: float, rate: float | None = None) -> dict:
+    """Record from ``port`` for ``seconds``, save the lines as CSV under the data set's root
+    (``data/captured/<label>/``) and import it with ``settings``; returns the summary
+    ``--json`` prints. The file is removed again if the import fails."""
     lines = read_lines(port, baud, seconds)
     header, rows, times, junk = parse_lines(lines)
     if not rows:
@@ -107,17 +112,17 @@ def capture_to_project(project, port: str, baud: int, label: str, seconds: float
     names = header or [f"ch{i}" for i in range(ncol)]
     has_time = any(n.lower() in _TIME_UNITS for n in names)
     use_rate = rate
-    if use_rate is None and not has_time:
-        use_rate = project.config.data.sample_rate or measured
-    if use_rate is None and not has_time:
-        raise DataError(f"{port}: cannot tell the sample rate (pass --rate)")
+    if use_rate is None and not has_time and settings.sample_rate is None:
+        use_rate = measured
+        if use_rate is None:
+            raise DataError(f"{port}: cannot tell the sample rate (pass --rate)")
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", label)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    path = project.root / "data" / "captured" / safe / f"{safe}.{stamp}.csv"
+    path = dataset.root / "data" / "captured" / safe / f"{safe}.{stamp}.csv"
     body = ",".join(names) + "\n" + "".join(",".join(repr(v) for v in r) + "\n" for r in rows)
     atomic_write_text(path, body)
     try:
-        res = import_data(project, path, fmt="csv", label=label, rate=use_rate)
+        res = import_data(dataset, settings, path, fmt="csv", label=label, rate=use_rate)
     except DataError:
         path.unlink(missing_ok=True)
         raise

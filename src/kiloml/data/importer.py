@@ -1,9 +1,9 @@
-"""``kiloml data import``: read files into the project's dataset index, atomically.
+"""``kiloml data import``: read files into a data set's index, atomically.
 
-Every file is decoded and checked (sample rate and channel count against kiloml.toml, values
-finite) before anything is written. If one file is bad the import fails with one line naming it
-and the index is left byte for byte as it was; with ``skip_bad`` the good files are imported
-and the bad ones listed. The new index is written to a temporary file and renamed.
+Every file is decoded and checked (sample rate and channel count against the data settings,
+values finite) before anything is written. If one file is bad the import fails with one line
+naming it and the index is left byte for byte as it was; with ``skip_bad`` the good files are
+imported and the bad ones listed. The new index is written to a temporary file and renamed.
 
 Labels, in order of precedence: ``label``; ``label_regex`` (first group, or the group named
 ``label``, matched against the path relative to the imported folder); the name of the folder
@@ -15,25 +15,37 @@ magic_wand person (``output_<label>_<person>.txt``); the recording itself for fi
 one continuous recording (.mat, or a log with no separators and no person); else none.
 
 Folders named ``_background_noise_`` hold noise clips for augmentation (role ``noise``).
+
+One rate, stated once: ``data.sample_rate`` (else ``rate``) is the rate of every sample.
+Rate-less files (serial logs, CSV without timestamps, .mat, .npy) take it; a file that states
+its own rate (WAV header, Edge Impulse interval_ms: within 0.1 %) or implies one (CSV
+timestamps: within 2 %, for clock drift and millisecond ticks) must agree with it, or the
+import names the file and both rates.
+
+A malformed line of a serial log (bytes lost on the link) drops that line with a warning
+naming ``file:line``; the count is kept in the sample's options (``dropped_lines``) for
+``kiloml data info``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiloml.data.index import DatasetIndex, Sample
+from kiloml.data.dataset import Dataset
+from kiloml.data.index import DatasetIndex, Sample, source_checksum
 from kiloml.data.readers import FORMATS, Recording, detect_format, read_file
+from kiloml.data.settings import DataSettings
 from kiloml.data.splits import assign_splits
-from kiloml.errors import DataError
+from kiloml.errors import DataError, ProjectError
 
 NOISE_DIR = "_background_noise_"
 MAX_STEM_LABELS = 20   # more files than this, each its own label: surely a mistake
+MAX_WARNINGS_PER_FILE = 5
 _DOC_FILE = re.compile(r"^(readme|license|licence|copying|notice|source|changelog|authors)"
                        r"([._-].*)?$|.*\.(md|rst|pdf|html?)$", re.I)
 _SPEAKER = re.compile(r"(?:^|_)([0-9a-fA-F]{8})_nohash_")
@@ -47,6 +59,8 @@ class ImportResult:
     ignored: list[str] = field(default_factory=list)               # not data files
     duplicates: int = 0
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)             # "file:line: what happened"
+    dropped_lines: int = 0                                         # malformed lines left out
     files: int = 0
 
     def summary(self) -> dict:
@@ -64,6 +78,8 @@ class ImportResult:
             "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
             "ignored": self.ignored,
             "notes": self.notes,
+            "dropped_lines": self.dropped_lines,
+            "warnings": self.warnings,
         }
 
 
@@ -138,69 +154,66 @@ def group_for(rel: Path, label: str, rec: Recording, fmt: str,
     return ""
 
 
-def _checksum(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+RATE_TOLERANCE = 1e-3              # a rate the file states (WAV header, interval_ms)
+RATE_TOLERANCE_TIMESTAMPS = 0.02   # a rate measured from timestamps (clock drift, ticks)
 
 
-def _source_name(p: Path, root: Path) -> str:
-    rp = p.resolve()
-    try:
-        return rp.relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(rp)
+def _check_rate(p: Path, rec: Recording, stated: float | None, stated_by: str) -> None:
+    """A file that states or implies its own rate must agree with the stated one."""
+    if stated is None or rec.file_rate is None:
+        return
+    tol = RATE_TOLERANCE_TIMESTAMPS if rec.file_rate_from == "timestamps" else RATE_TOLERANCE
+    if abs(rec.file_rate - stated) > tol * stated:
+        raise DataError(f"{p}: sample rate {rec.file_rate:g} Hz (from its {rec.file_rate_from}"
+                        f"), but {stated_by} states {stated:g} Hz")
 
 
-@contextlib.contextmanager
-def index_lock(index_path: Path):
-    """Exclusive lock on the index for a read-modify-write (released when the process ends,
-    so a crash leaves no stale lock)."""
-    index_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(index_path.parent / ".index.lock", "w") as f:
-        try:
-            import fcntl
-
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DataError(f"{index_path}: another kiloml process is importing into this "
-                            "project; try again when it has finished") from None
-        except ImportError:  # pragma: no cover - not POSIX
-            pass
-        yield
-
-
-def import_data(project, path: str | Path, **kw) -> ImportResult:
-    """Import a file or folder into ``project``'s index (see the module doc and
-    ``_import_locked`` for the options), holding the index lock."""
-    with index_lock(project.index_path):
-        return _import_locked(project, path, **kw)
-
-
-def _import_locked(project, path: str | Path, fmt: str = "auto", label: str | None = None,
-                   label_regex: str | None = None, group_regex: str | None = None,
-                   rate: float | None = None, rows: int | None = None,
-                   variable: str | None = None, split: str = "auto",
-                   skip_bad: bool = False) -> ImportResult:
-    cfg = project.config.data
+def import_data(dataset: Dataset, settings: DataSettings, path: str | Path, *,
+                fmt: str = "auto", label: str | None = None, label_regex: str | None = None,
+                group_regex: str | None = None, rate: float | None = None,
+                rows: int | None = None, variable: str | None = None, split: str = "auto",
+                skip_bad: bool = False) -> ImportResult:
+    """Import a file or folder into ``dataset``'s index, holding its lock (see the module
+    doc). ``settings`` give the rate and channel count every file must have and how new
+    samples are split. ``rate`` (Hz) is for files that carry none and only when
+    ``settings.sample_rate`` is unset (stating both differently is an error); ``rows`` cuts
+    CSV files into fixed-length samples; ``variable`` picks the .mat variable; ``split``
+    is ``auto`` (group-aware) or the split for every new sample."""
     if fmt != "auto" and fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r} (expected auto or one of {', '.join(FORMATS)})")
     if split not in ("auto", "train", "validation", "test"):
         raise DataError(f"--split must be auto, train, validation or test, not {split!r}")
     if label is not None and not label.strip():
         raise DataError("--label must not be empty")
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise DataError(f"--rate must be a positive number of Hz, not {rate}")
+    if (rate is not None and settings.sample_rate is not None
+            and abs(rate - settings.sample_rate) > RATE_TOLERANCE * settings.sample_rate):
+        raise DataError(f"--rate {rate:g} Hz contradicts data.sample_rate "
+                        f"{settings.sample_rate:g} Hz (state the rate once)")
+    if not dataset.index_path.is_file():
+        raise ProjectError(f"{dataset.index_path}: dataset index missing")
+    with dataset.lock():
+        return _import_locked(dataset, settings, Path(path), fmt, label, label_regex,
+                              group_regex, rate, rows, variable, split, skip_bad)
+
+
+def _import_locked(dataset: Dataset, cfg: DataSettings, path: Path, fmt: str,
+                   label: str | None, label_regex: str | None, group_regex: str | None,
+                   rate: float | None, rows: int | None, variable: str | None, split: str,
+                   skip_bad: bool) -> ImportResult:
     label_rx, group_rx = _regex(label_regex, "label"), _regex(group_regex, "group")
-    index = DatasetIndex.load(project.index_path)
-    root, files, ignored = collect_files(Path(path), fmt)
+    index = dataset.load_index()
+    root, files, ignored = collect_files(path, fmt)
     res = ImportResult(ignored=ignored, files=len(files))
     if not files:
         raise DataError(f"{path}: no data files found"
                         + (f" ({len(ignored)} ignored: not a known data format)"
                            if ignored else ""))
+    stated = cfg.sample_rate if cfg.sample_rate is not None else rate
+    stated_by = "data.sample_rate" if cfg.sample_rate is not None else "--rate"
     # A time-blocked recording's first (train) block starts at the original offset.
-    existing_loc = {(s.source, s.offset) for s in index}
+    existing_loc = {(dataset.location(s.source), s.offset) for s in index}
     taken = set(index.ids)
     new: list[Sample] = []
     for p in files:
@@ -209,34 +222,37 @@ def _import_locked(project, path: str | Path, fmt: str = "auto", label: str | No
             role = "noise" if NOISE_DIR in rel.parts else "sample"
             lab = "" if role == "noise" else label_for(rel, label, label_rx)
             f = fmt if fmt != "auto" else (detect_format(p) or "")
-            rec = read_file(p, f, rate=rate if rate is not None else cfg.sample_rate,
-                            rows=rows, variable=variable)
-            want = cfg.sample_rate
-            if want is not None and abs(rec.sample_rate - want) > 1e-6 * want:
-                raise DataError(f"{p}: sample rate {rec.sample_rate:g} Hz, project expects "
-                                f"{cfg.sample_rate:g} Hz (data.sample_rate in kiloml.toml)")
+            rec = read_file(p, f, rate=stated, rows=rows, variable=variable)
+            _check_rate(p, rec, stated, stated_by)
             if cfg.channels is not None and rec.channels != cfg.channels:
-                raise DataError(f"{p}: {rec.channels} channel(s), project expects {cfg.channels} "
-                                "(data.channels in kiloml.toml)")
+                raise DataError(f"{p}: {rec.channels} channel(s), data.channels is "
+                                f"{cfg.channels}")
             grp = group_for(rel, lab, rec, f, group_rx)
         except DataError as e:
             res.skipped.append((str(p), str(e)))
             continue
         for n in rec.notes:
             res.notes.append(f"{p}: {n}")
-        src = _source_name(p, project.root)
+        res.dropped_lines += len(rec.dropped)
+        res.warnings += rec.dropped[:MAX_WARNINGS_PER_FILE]
+        if len(rec.dropped) > MAX_WARNINGS_PER_FILE:
+            res.warnings.append(f"{p}: ... and {len(rec.dropped) - MAX_WARNINGS_PER_FILE} more "
+                                "malformed line(s) dropped")
+        src = dataset.source_name(p)
+        loc = dataset.location(src)
         opts: dict = {}
-        if f in ("serial", "csv", "mat", "npy") and rate is not None:
-            opts["rate"] = rec.sample_rate
         if rows is not None and f == "csv":
             opts["rows"] = rows
         if variable is not None and f == "mat":
             opts["variable"] = variable
-        checksum = _checksum(p)
+        if rec.dropped:
+            opts["dropped_lines"] = len(rec.dropped)
+        checksum = source_checksum(p)
+        sample_rate = stated if stated is not None else rec.sample_rate
         base = rel.with_suffix("").as_posix()
         multi = len(rec.segments) > 1
         for k, (off, length) in enumerate(rec.segments):
-            if (src, off) in existing_loc:
+            if (loc, off) in existing_loc:
                 res.duplicates += 1
                 continue
             sid = f"{base}#{k}" if multi else base
@@ -248,7 +264,7 @@ def _import_locked(project, path: str | Path, fmt: str = "auto", label: str | No
             taken.add(sid)
             new.append(Sample(id=sid, label=lab, group=grp if role == "sample" else base,
                               split="train", role=role, source=src, format=f, offset=off,
-                              length=length, sample_rate=rec.sample_rate, channels=rec.channels,
+                              length=length, sample_rate=sample_rate, channels=rec.channels,
                               options=json.dumps(opts, separators=(",", ":"), sort_keys=True),
                               checksum=checksum))
     stem_labels = [f for f in files if len(f.relative_to(root).parts) == 1]
@@ -263,10 +279,11 @@ def _import_locked(project, path: str | Path, fmt: str = "auto", label: str | No
                         + "; nothing imported (--skip-bad imports the rest)")
     if split == "auto":
         new = assign_splits(new, index.samples, cfg.validation, cfg.test, seed=cfg.seed,
-                            by=cfg.split_by, notes=res.notes, window_ms=cfg.window_ms)
+                            by=cfg.split_by, notes=res.notes, window_ms=cfg.window_ms,
+                            stride_ms=cfg.stride_ms, pad=cfg.pad)
     else:
         new = [s.with_(split=split) if s.role == "sample" else s for s in new]
     res.added = new
     if new:
-        DatasetIndex(index.samples + new).save(project.index_path)
+        DatasetIndex(index.samples + new).save(dataset.index_path)
     return res

@@ -1,4 +1,4 @@
-"""The dataset index: one CSV row per sample, in the project directory (``dataset/index.csv``).
+"""The dataset index: one CSV row per sample (a project keeps it in ``dataset/index.csv``).
 
 CSV because it is the most open format there is: a spreadsheet, pandas or ``csv`` reads it.
 The source files are referenced, not copied. A sample is a contiguous span of frames of one
@@ -11,19 +11,23 @@ Columns
                  sample is its own group)
     split        train | validation | test
     role         sample | noise (noise clips feed augmentation, never the model directly)
-    source       the file (relative to the project directory when inside it)
+    source       the file, relative to the data set's root (``../`` steps when outside it;
+                 see kiloml.data.dataset)
     format       reader (wav, serial, csv, mat, ei-json, npy)
     offset       first frame of the sample in the decoded file
     length       frames
     sample_rate  Hz
     channels     channel count
-    options      reader options as compact JSON ({"rows": 119}, {"variable": "X097_DE_time"})
+    options      reader options as compact JSON ({"rows": 119}, {"variable": "X097_DE_time"}),
+                 plus what the split and the reader recorded: ``time_block`` (a recording cut
+                 in time), ``dropped_lines`` (malformed lines of the source file left out)
     checksum     first 16 hex digits of the source file's SHA-256 (detects changed files)
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Iterable
 
 from kiloml.errors import ProjectError
+from kiloml.fileio import atomic_write_text
 
 SPLITS = ("train", "validation", "test")
 ROLES = ("sample", "noise")
@@ -99,8 +104,6 @@ class DatasetIndex:
         return buf.getvalue()
 
     def save(self, path: str | Path) -> None:
-        from kiloml.fileio import atomic_write_text
-
         atomic_write_text(Path(path), self.to_csv())
 
     @classmethod
@@ -129,9 +132,12 @@ class DatasetIndex:
                            offset=int(d["offset"]), length=int(d["length"]),
                            sample_rate=float(d["sample_rate"]), channels=int(d["channels"]),
                            options=d["options"] or "{}", checksum=d["checksum"])
-                json.loads(s.options)
+                opts = json.loads(s.options)
             except ValueError as e:
                 raise ProjectError(f"{p}:{lineno}: bad value ({e})") from None
+            if not isinstance(opts, dict):
+                raise ProjectError(f"{p}:{lineno}: options must be a JSON object, got "
+                                   f"{s.options[:40]!r}")
             if not s.id or s.id in seen:
                 raise ProjectError(f"{p}:{lineno}: empty or duplicate id {s.id!r}")
             if s.split not in SPLITS or s.role not in ROLES:
@@ -144,6 +150,15 @@ class DatasetIndex:
             seen.add(s.id)
             out.append(s)
         return cls(out)
+
+
+def source_checksum(path: str | Path) -> str:
+    """The ``checksum`` column: first 16 hex digits of the file's SHA-256."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 def _fmt_rate(r: float) -> str:

@@ -1,39 +1,41 @@
-"""``kiloml data info``: what the dataset holds and what is wrong with it."""
+"""``kiloml data info``: what the data set holds and what is wrong with it."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from pathlib import Path
 
-from kiloml.data.index import SPLITS, DatasetIndex
-from kiloml.data.splits import group_leaks
+from kiloml.data.dataset import Dataset
+from kiloml.data.index import SPLITS, source_checksum
+from kiloml.data.settings import DataSettings
+from kiloml.data.splits import group_leaks, share_warnings
+from kiloml.data.windowing import make_windows
+from kiloml.errors import DataError
 
 MIN_PER_LABEL = 10
 IMBALANCE_RATIO = 3.0
 
 
-def source_path(project_root: Path, source: str) -> Path:
-    p = Path(source)
-    return p if p.is_absolute() else project_root / p
+def dataset_info(dataset: Dataset, settings: DataSettings, verify: bool = True) -> dict:
+    """Counts per label and split (samples, windows, seconds), groups, durations, sample
+    rates, malformed lines dropped at import, and the problems found. ``verify`` re-hashes
+    every source file to detect missing or changed files.
 
-
-def dataset_info(project, verify: bool = True) -> dict:
-    """Counts per label and split, groups, durations, sample rates and problems found.
-
-    ``verify`` re-hashes every source file to detect missing or changed files."""
-    from kiloml.data.importer import _checksum
-
-    idx = DatasetIndex.load(project.index_path)
-    cfg = project.config.data
+    A label whose share of windows in a split is far from the configured fraction is a
+    problem (rule: kiloml.data.splits, off by more than max(half the target, the largest
+    group's share))."""
+    cfg = settings
+    idx = dataset.load_index()
     samples = idx.of_role("sample")
     noise = idx.of_role("noise")
     labels = Counter(s.label for s in samples)
     splits = Counter(s.split for s in samples)
     per = defaultdict(Counter)
     dur = defaultdict(float)
+    sec = defaultdict(Counter)
     for s in samples:
         per[s.label][s.split] += 1
         dur[s.label] += s.duration_s
+        sec[s.label][s.split] += s.duration_s
     groups = {s.group for s in samples if s.group}
     ungrouped = sum(1 for s in samples if not s.group)
     rates = Counter(s.sample_rate for s in samples)
@@ -45,24 +47,31 @@ def dataset_info(project, verify: bool = True) -> dict:
         sums: dict[str, str | None] = {}
         for s in idx:
             if s.source not in sums:
-                p = source_path(project.root, s.source)
-                sums[s.source] = _checksum(p) if p.is_file() else None
+                p = dataset.resolve(s.source)
+                sums[s.source] = source_checksum(p) if p.is_file() else None
         missing = sorted(k for k, v in sums.items() if v is None)
         changed = sorted({s.source for s in idx if sums[s.source] not in (None, s.checksum)})
         if missing:
-            problems.append(f"{len(missing)} source file(s) missing, e.g. {missing[0]}")
+            problems.append(f"{len(missing)} source file(s) missing, e.g. {missing[0]} (paths "
+                            f"are relative to {dataset.root}: keep the data where it was "
+                            "relative to it)")
         if changed:
             problems.append(f"{len(changed)} source file(s) changed since import, "
                             f"e.g. {changed[0]}")
+    dropped = {s.source: s.reader_options().get("dropped_lines") for s in idx}
+    dropped = {k: v for k, v in dropped.items() if isinstance(v, int) and v > 0}
+    if dropped:
+        worst = max(sorted(dropped), key=dropped.get)
+        problems.append(f"{sum(dropped.values())} malformed line(s) dropped at import from "
+                        f"{len(dropped)} file(s), e.g. {dropped[worst]} in {worst}")
     leaks = group_leaks(samples)
     if leaks:
         g, sp = next(iter(sorted(leaks.items())))
         problems.append(f"{len(leaks)} group(s) in more than one split, e.g. {g!r} in {sp}")
-    from kiloml.data.windowing import make_windows
-    from kiloml.errors import DataError
-
     try:
         wins = make_windows(samples, cfg.window_ms, cfg.stride_ms, cfg.pad)
+        problems += share_warnings(samples, cfg.validation, cfg.test, cfg.window_ms,
+                                   cfg.stride_ms, cfg.pad)
     except DataError as e:
         wins = []
         problems.append(f"cannot window the data: {e}")
@@ -105,14 +114,20 @@ def dataset_info(project, verify: bool = True) -> dict:
         "windows": dict(sorted(wcount.items())),
         "window_splits": {lab: {sp: wsplit[lab].get(sp, 0) for sp in SPLITS}
                           for lab in sorted(labels)},
+        "window_shares": {lab: {sp: round(wsplit[lab].get(sp, 0) / wcount[lab], 4)
+                                if wcount[lab] else 0.0 for sp in SPLITS}
+                          for lab in sorted(labels)},
         "ungrouped_samples": ungrouped,
         "duration_s": round(sum(lengths), 3),
         "label_duration_s": {lab: round(d, 3) for lab, d in sorted(dur.items())},
+        "label_split_seconds": {lab: {sp: round(sec[lab].get(sp, 0.0), 3) for sp in SPLITS}
+                                for lab in sorted(labels)},
         "length_s": {"min": round(min(lengths), 4), "max": round(max(lengths), 4)}
         if lengths else {},
         "sample_rates": {f"{r:g}": n for r, n in sorted(rates.items())},
         "channels": {str(c): n for c, n in sorted(chans.items())},
         "noise": {"clips": len(noise), "duration_s": round(sum(s.duration_s for s in noise), 3)},
         "sources": len({s.source for s in idx}),
+        "dropped_lines": sum(dropped.values()),
         "problems": problems,
     }

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 
+from kiloml.data.dataset import Dataset
 from kiloml.data.index import Sample
-from kiloml.data.info import source_path
 from kiloml.data.readers import Recording, read_file
 from kiloml.errors import DataError
 
 
 class SourceCache:
-    """Decoded source files, least recently used dropped beyond ``size`` entries."""
+    """Decoded source files of ``dataset``, least recently used dropped beyond ``size``
+    entries."""
 
-    def __init__(self, project_root: str | Path, size: int = 16) -> None:
-        self.root = Path(project_root)
+    def __init__(self, dataset: Dataset, size: int = 16) -> None:
+        self.dataset = dataset
         self.size = size
         self._d: OrderedDict[str, Recording] = OrderedDict()
 
@@ -26,7 +26,7 @@ class SourceCache:
             self._d.move_to_end(s.source)
             return self._d[s.source]
         o = s.reader_options()
-        rec = read_file(source_path(self.root, s.source), s.format,
+        rec = read_file(self.dataset.resolve(s.source), s.format,
                         rate=o.get("rate", s.sample_rate), rows=o.get("rows"),
                         variable=o.get("variable"))
         self._d[s.source] = rec
@@ -48,5 +48,6 @@ class SourceCache:
         return rec.data[s.offset:s.offset + s.length]
 
 
-def load_sample(s: Sample, project_root: str | Path, int16: bool = False) -> np.ndarray:
-    return SourceCache(project_root, size=1).load(s, int16=int16)
+def load_sample(dataset: Dataset, s: Sample, int16: bool = False) -> np.ndarray:
+    """Frames of one sample (see :meth:`SourceCache.load`)."""
+    return SourceCache(dataset, size=1).load(s, int16=int16)

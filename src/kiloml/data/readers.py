@@ -47,6 +47,11 @@ class Recording:
     segments: list[tuple[int, int]]       # (offset, length) in frames, in file order
     raw_int16: np.ndarray | None = None   # the original PCM for 16-bit WAV (fixed-point DSP)
     notes: list[str] = field(default_factory=list)   # non-fatal findings (junk lines skipped)
+    dropped: list[str] = field(default_factory=list)  # "file:line: why" of malformed lines
+    # The rate the file itself states (WAV header, interval_ms) or implies (timestamps), and
+    # which of these it is ("" when the file carries no rate and ``sample_rate`` was given).
+    file_rate: float | None = None
+    file_rate_from: str = ""
 
     @property
     def frames(self) -> int:
@@ -101,8 +106,8 @@ def _read_bytes(p: Path) -> bytes:
 
 def _need_rate(p: Path, rate: float | None, what: str) -> float:
     if rate is None:
-        raise DataError(f"{p}: {what} carries no sample rate; pass --rate HZ "
-                        "(or set data.sample_rate in kiloml.toml)")
+        raise DataError(f"{p}: {what} carries no sample rate; set data.sample_rate "
+                        "(or pass --rate HZ)")
     if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
         raise DataError(f"{p}: sample rate must be a positive number of Hz, got {rate!r}")
     return float(rate)
@@ -119,7 +124,8 @@ def read_wav_recording(p: Path) -> Recording:
         raise DataError(f"{p}: WAV has no samples")
     raw16 = w.data if (w.bits == 16 and not w.is_float) else None
     axes = ["audio"] if w.channels == 1 else [f"ch{i}" for i in range(w.channels)]
-    return Recording(w.as_float(), float(w.sample_rate), axes, [(0, w.frames)], raw_int16=raw16)
+    return Recording(w.as_float(), float(w.sample_rate), axes, [(0, w.frames)], raw_int16=raw16,
+                     file_rate=float(w.sample_rate), file_rate_from="WAV header")
 
 
 # ---------------------------------------------------------------- serial logs
@@ -128,58 +134,81 @@ _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07]*\x07|[()][0-9A-Za-z]|[=>
 _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _SEP = re.compile(r"^-(\s*,\s*-)+$")
-_NONFINITE = re.compile(r"^(?:[-+]?(?:nan|inf|infinity))$", re.I)
+_SERIAL_FIELD = re.compile(rf"^(?:{_NUM}|[-+]?(?:nan|inf|infinity))$", re.I)
 
 
 def _clean_terminal_line(line: str) -> str:
     return _CTRL.sub("", _ANSI.sub("", line)).strip()
 
 
+def _serial_values(s: str) -> list[float] | None:
+    """The numbers of a ``v1,v2,...`` line, or None when it is not such a line."""
+    fields = [f.strip() for f in s.split(",")]
+    if not all(_SERIAL_FIELD.match(f) for f in fields):
+        return None
+    return [float(f) for f in fields]
+
+
 def read_serial_log(p: Path, rate: float | None = None) -> Recording:
     """Terminal capture of ``x,y,z`` lines. A line of dashes (``-,-,-``) starts a new sample;
-    other non-numeric lines (shell prompts, escape codes, line noise) are skipped and counted.
-    The axis count is that of the first numeric line; a numeric-looking line with another
-    field count or a NaN/inf value is an error naming the line."""
+    other lines that are not comma-separated numbers (shell prompts, escape codes, line
+    noise) are terminal junk, skipped and counted in a note.
+
+    The axis count is the most common number of values per line. A line of numbers with
+    another count (``11`` among ``x,y,z`` lines: bytes lost on the serial link) or with a
+    NaN, infinite or beyond-float32 value is malformed: that line alone is dropped, listed in
+    ``Recording.dropped`` as ``file:line: why``. Only that line, not its gesture, because the
+    neighbouring lines are intact: the gesture loses one frame (40 ms at 25 Hz), whereas
+    dropping it would lose a labelled example, or a whole recording for a log without
+    separators. A log with no usable line is an error."""
     rate = _need_rate(p, rate, "a serial log")
     text = _read_bytes(p).decode("utf-8", errors="replace")
-    num_line = None
-    rows: list[list[float]] = []
-    segments: list[tuple[int, int]] = []
-    start = 0
+    lines: list[tuple[int, str, list[float] | None]] = []   # (line number, text, values)
+    counts: dict[int, int] = {}
     junk = 0
     for lineno, raw in enumerate(text.splitlines(), 1):
         s = _clean_terminal_line(raw)
         if not s:
             continue
         if _SEP.match(s):
+            lines.append((lineno, s, None))
+            continue
+        vals = _serial_values(s)
+        if vals is None:
+            junk += 1
+            continue
+        lines.append((lineno, s, vals))
+        counts[len(vals)] = counts.get(len(vals), 0) + 1
+    if not counts:
+        raise DataError(f"{p}: no numeric 'x,y,z' lines found (is this a serial log?)")
+    c = max(counts, key=counts.get)        # dicts keep insertion order: ties go to the first
+    rows: list[list[float]] = []
+    segments: list[tuple[int, int]] = []
+    dropped: list[tuple[int, str]] = []                    # (line number, why)
+    start = 0
+    for lineno, s, vals in lines:
+        if vals is None:
             if len(rows) > start:
                 segments.append((start, len(rows) - start))
             start = len(rows)
-            continue
-        fields = [f.strip() for f in s.split(",")]
-        if any(_NONFINITE.match(f) for f in fields):
-            raise DataError(f"{p}:{lineno}: NaN or infinite value in {s[:60]!r}")
-        if num_line is None:
-            num_line = re.compile(rf"^{_NUM}(?:\s*,\s*{_NUM})*$")
-        if not num_line.match(s):
-            junk += 1
-            continue
-        vals = [float(f) for f in fields]
-        if rows and len(vals) != len(rows[0]):
-            raise DataError(f"{p}:{lineno}: {len(vals)} values, earlier lines have "
-                            f"{len(rows[0])}: {s[:60]!r}")
-        rows.append(vals)
+        elif len(vals) != c:
+            dropped.append((lineno, f"dropped malformed line {s[:40]!r} ({len(vals)} value"
+                                    f"{'s' if len(vals) != 1 else ''}, the log has {c} per line)"))
+        elif not all(math.isfinite(v) and abs(v) <= F32_MAX for v in vals):
+            dropped.append((lineno, f"dropped line {s[:40]!r} (NaN, infinite or beyond the "
+                                    "float32 range)"))
+        else:
+            rows.append(vals)
     if len(rows) > start:
         segments.append((start, len(rows) - start))
     if not rows:
-        raise DataError(f"{p}: no numeric 'x,y,z' lines found (is this a serial log?)")
-    data = np.asarray(rows, dtype=np.float64)
-    if (np.abs(data) > F32_MAX).any():
-        raise DataError(f"{p}: value beyond the float32 range")
-    c = data.shape[1]
+        raise DataError(f"{p}: no usable 'x,y,z' line ({len(dropped)} malformed line(s) "
+                        f"dropped, e.g. line {dropped[0][0]}: {dropped[0][1]})")
+    data = np.asarray(rows, dtype=np.float32)
     axes = ["x", "y", "z"] if c == 3 else [f"ch{i}" for i in range(c)]
     notes = [f"skipped {junk} terminal junk line(s)"] if junk else []
-    return Recording(data.astype(np.float32), rate, axes, segments, notes=notes)
+    return Recording(data, rate, axes, segments, notes=notes,
+                     dropped=[f"{p}:{n}: {why}" for n, why in dropped])
 
 
 # ---------------------------------------------------------------- CSV
@@ -205,8 +234,9 @@ def read_csv(p: Path, rate: float | None = None, rows: int | None = None) -> Rec
     """Numeric CSV, one row per time step. A first row that is not all numbers is the header.
     A timestamp column (header ``timestamp``/``time``/``t``/``ms``/``millis`` in milliseconds,
     ``time_s``/``seconds`` in s, ``time_us``/``micros`` in µs) gives the sample rate and is
-    not a channel. ``rows``: fixed number of rows per sample (e.g. 119 for Arduino's
-    IMU_Capture); the row count must be a multiple of it."""
+    not a channel; a given ``rate`` takes precedence (``Recording.file_rate`` keeps the
+    timestamps' rate for the caller to compare). ``rows``: fixed number of rows per sample
+    (e.g. 119 for Arduino's IMU_Capture); the row count must be a multiple of it."""
     text = _read_bytes(p).decode("utf-8", errors="replace")
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -248,6 +278,7 @@ def read_csv(p: Path, rate: float | None = None, rows: int | None = None) -> Rec
                 raise DataError(f"{p}:{lineno}: column {names[k]!r}: {f!r} is not finite")
             vals[r, k] = v
     notes = []
+    file_rate = None
     if tcol is not None:
         unit = _TIME_UNITS[header[tcol].lower()]
         t = vals[:, tcol] * unit
@@ -257,11 +288,16 @@ def read_csv(p: Path, rate: float | None = None, rows: int | None = None) -> Rec
         if (dt <= 0).any():
             bad = int(np.flatnonzero(dt <= 0)[0]) + 1
             raise DataError(f"{p}:{body[bad][0]}: timestamp does not increase")
-        t_rate = 1.0 / float(np.median(dt))
-        jitter = float(np.max(np.abs(dt - np.median(dt))) / np.median(dt))
+        # The period: the mean of the steps within +-50 % of the median step, so that gaps
+        # (lost samples) do not lower the rate and millisecond ticks (8, 8, 9, 8 ms at
+        # 119 Hz) do not round it to 125 Hz.
+        med = float(np.median(dt))
+        period = float(np.mean(dt[np.abs(dt - med) <= 0.5 * med]))
+        file_rate = 1.0 / period
+        jitter = float(np.max(np.abs(dt - med)) / med)
         if jitter > 0.5:
             notes.append(f"timestamps jitter by up to {jitter:.0%} of the sample period")
-        rate = t_rate if rate is None else rate
+        rate = file_rate if rate is None else rate
         vals = np.delete(vals, tcol, axis=1)
         names = names[:tcol] + names[tcol + 1:]
         if not names:
@@ -282,7 +318,8 @@ def read_csv(p: Path, rate: float | None = None, rows: int | None = None) -> Rec
         segments = [(k, rows) for k in range(0, n, rows)]
     else:
         segments = [(0, n)]
-    return Recording(data, float(rate), names, segments, notes=notes)
+    return Recording(data, float(rate), names, segments, notes=notes, file_rate=file_rate,
+                     file_rate_from="timestamps" if file_rate is not None else "")
 
 
 # ---------------------------------------------------------------- MATLAB
@@ -391,7 +428,8 @@ def read_ei_json(p: Path) -> Recording:
                 raise DataError(f"{p}: payload.values[{i}]: {v!r} is not a finite float32")
         rows.append(row)
     data = np.asarray(rows, dtype=np.float32).reshape(len(rows), c)
-    return Recording(data, 1000.0 / float(iv), names, [(0, len(rows))])
+    return Recording(data, 1000.0 / float(iv), names, [(0, len(rows))],
+                     file_rate=1000.0 / float(iv), file_rate_from="payload.interval_ms")
 
 
 # ---------------------------------------------------------------- NumPy

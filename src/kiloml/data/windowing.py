@@ -13,7 +13,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from kiloml.data.dataset import Dataset
 from kiloml.data.index import Sample
+from kiloml.data.loader import SourceCache
+from kiloml.data.settings import DataSettings
 from kiloml.errors import DataError
 
 
@@ -46,6 +49,13 @@ def window_offsets(length: int, window: int, stride: int, pad: str = "zero") -> 
     return list(range(0, length - window + 1, stride))
 
 
+def sample_windows(s: Sample, window_ms: float, stride_ms: float,
+                   pad: str = "zero") -> list[int]:
+    """Start frames (relative to the sample) of the windows of one sample."""
+    return window_offsets(s.length, frames_for(window_ms, s.sample_rate),
+                          frames_for(stride_ms, s.sample_rate), pad)
+
+
 def make_windows(samples: Iterable[Sample], window_ms: float, stride_ms: float,
                  pad: str = "zero") -> list[Window]:
     out = []
@@ -53,8 +63,7 @@ def make_windows(samples: Iterable[Sample], window_ms: float, stride_ms: float,
         if s.role != "sample":
             continue
         w = frames_for(window_ms, s.sample_rate)
-        st = frames_for(stride_ms, s.sample_rate)
-        for off in window_offsets(s.length, w, st, pad):
+        for off in sample_windows(s, window_ms, stride_ms, pad):
             out.append(Window(s.id, s.label, s.split, s.group, off, w, min(w, s.length - off)))
     return out
 
@@ -68,24 +77,22 @@ def extract(frames: np.ndarray, win: Window) -> np.ndarray:
     return seg
 
 
-def load_windows(project, samples: Sequence[Sample] | None = None,
+def load_windows(dataset: Dataset, settings: DataSettings,
+                 samples: Sequence[Sample] | None = None,
                  split: str | None = None) -> tuple[np.ndarray, list[Window]]:
-    """All windows of a project's samples (optionally one split) as (N, window, channels)."""
-    from kiloml.data.index import DatasetIndex
-    from kiloml.data.loader import SourceCache
-
-    cfg = project.config.data
+    """All windows of the data set's samples (or of ``samples``; optionally one split) as
+    (N, window, channels) float32 frames, with their :class:`Window` records."""
     if samples is None:
-        samples = DatasetIndex.load(project.index_path).of_role("sample")
+        samples = dataset.load_index().of_role("sample")
     if split is not None:
         samples = [s for s in samples if s.split == split]
-    wins = make_windows(samples, cfg.window_ms, cfg.stride_ms, cfg.pad)
+    wins = make_windows(samples, settings.window_ms, settings.stride_ms, settings.pad)
     if not wins:
         return np.zeros((0, 0, 0), np.float32), []
     if len({w.length for w in wins}) > 1:
         raise DataError("samples have different sample rates: windows differ in length")
     by_id = {s.id: s for s in samples}
-    cache = SourceCache(project.root)
+    cache = SourceCache(dataset)
     out = np.empty((len(wins), wins[0].length, by_id[wins[0].sample_id].channels), np.float32)
     cur_id, cur = None, None
     for i, w in enumerate(wins):

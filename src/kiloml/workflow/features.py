@@ -25,12 +25,12 @@ import numpy as np
 from kiloml.data.index import DatasetIndex
 from kiloml.data.loader import SourceCache
 from kiloml.data.windowing import load_windows
-from kiloml.dsp import make_block
+from kiloml.dsp import block_class, make_block
 from kiloml.dsp.apply import apply_block, block_quant
-from kiloml.errors import DataError
+from kiloml.errors import DataError, ProjectError
 from kiloml.train import augment as A
 from kiloml.workflow.cache import cache_path, content_hash, load_arrays, save_arrays
-from kiloml.workflow.project import Project
+from kiloml.workflow.project import Project, dsp_params
 
 __all__ = ["FeatureData", "AugmentedBanks", "apply_block", "block_quant", "class_list",
            "dsp_block", "fingerprint", "load_split", "noise_clips"]
@@ -51,8 +51,12 @@ class FeatureData:
 
 def dsp_block(project: Project):
     """The project's DSP block (kiloml.dsp) from its [dsp] section."""
-    d = project.config.dsp
-    return make_block(d.block, preset=d.preset, params=d.params)
+    c = project.config
+    if c.data.sample_rate is None and \
+            "sample_rate" in block_class(c.dsp.block).Params.model_fields:
+        raise ProjectError(f"{project.config_path}: data.sample_rate is not set (import with "
+                           "--rate HZ, or set it in [data]): the DSP block needs the rate")
+    return make_block(c.dsp.block, preset=c.dsp.preset, params=dsp_params(c.data, c.dsp))
 
 
 def fingerprint(project: Project) -> list:
@@ -80,7 +84,8 @@ def load_split(project, split: str, labels: list[str] | None = None,
     if cached is not None:
         return FeatureData(cached["x"], cached["y"], labels, list(cached["groups"]),
                            list(cached["ids"]))
-    frames, wins = load_windows(project, samples=samples, split=split)
+    frames, wins = load_windows(project.dataset, project.config.data,
+                                samples=samples, split=split)
     block = dsp_block(project)
     x = apply_block(block, frames) if len(wins) else np.zeros((0,), np.float32)
     index = {lab: i for i, lab in enumerate(labels)}
@@ -95,7 +100,7 @@ def load_split(project, split: str, labels: list[str] | None = None,
 
 def noise_clips(project) -> list[np.ndarray]:
     """The project's background-noise clips (role ``noise``), mono float."""
-    cache = SourceCache(project.root)
+    cache = SourceCache(project.dataset)
     return [cache.load(s)[:, 0].astype(np.float64)
             for s in DatasetIndex.load(project.index_path).of_role("noise")]
 
@@ -127,7 +132,8 @@ class AugmentedBanks:
 
     def _load(self) -> None:
         if self._frames is None:
-            self._frames, self._wins = load_windows(self.project, split="train")
+            self._frames, self._wins = load_windows(self.project.dataset,
+                                                    self.project.config.data, split="train")
             if self.audio:
                 self._noise = noise_clips(self.project)
 

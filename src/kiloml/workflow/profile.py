@@ -28,7 +28,7 @@ def project_window(project: Project) -> tuple[object, int, int, np.ndarray, str]
     (block, frames, channels, window as (frames, channels) float32, description)."""
     block = dsp_block(project)
     for split in ("test", "validation", "train"):
-        frames, wins = load_windows(project, split=split)
+        frames, wins = load_windows(project.dataset, project.config.data, split=split)
         if len(wins):
             w = np.asarray(frames[0], np.float32)
             return block, int(w.shape[0]), int(w.shape[1]), w, \

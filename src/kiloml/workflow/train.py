@@ -443,6 +443,10 @@ def _summary(meta: dict, out: Path) -> dict:
     for k in ("arena_bytes", "weights_bytes", "macs", "threshold"):
         if k in meta:
             s[k] = meta[k]
+    resumed = {k: v["resumed_from"] for k in ("float_train", "distill_train", "qat_train")
+               if (v := meta.get(k)) and v.get("resumed_from")}
+    if resumed:
+        s["resumed_from_epoch"] = resumed
     return s
 
 
@@ -516,5 +520,5 @@ def _import_elsewhere(project, data: Path, tmpdir: Path):
     (root / "kiloml.toml").write_text(project.config_path.read_text())
     p = Project.load(root)
     DatasetIndex([]).save(p.index_path)
-    import_data(p, data, split="test")
+    import_data(p.dataset, p.config.data, data, split="test")
     return p
