@@ -28,7 +28,8 @@ from kiloml.codegen.c import CTYPES, CompileResult, generate_c
 from kiloml.errors import KilomlError, ToolchainError
 from kiloml.ir.graph import DTYPES, Graph, Tensor
 from kiloml.targets.emulator import MAX_INSTRUCTIONS, ElfImage, emulate
-from kiloml.targets.profile import PROFILE_FLAGS, default_runtime, load_boards
+from kiloml.targets.boards import load_boards
+from kiloml.targets.profile import PROFILE_FLAGS, default_runtime
 from kiloml.targets.toolchain import arm_gcc
 
 MAX_SAMPLES = 64
@@ -102,7 +103,7 @@ def board_core(board: str) -> str:
     boards = load_boards()
     if board not in boards:
         raise KilomlError(f"unknown board {board!r} (known: {', '.join(sorted(boards))})")
-    core = boards[board]["core"]
+    core = boards[board].core
     if core not in PROFILE_FLAGS:
         raise KilomlError(f"board {board!r} has a {core} core: the emulator runs only "
                           f"{', '.join(sorted(PROFILE_FLAGS))}")
