@@ -23,8 +23,8 @@ def test_newer_project_is_refused_older_is_read(tmp_path):
     with pytest.raises(ProjectError, match=r"train.old_knob: unknown key.*written by kiloml "
                                            r"0.0.1, this is"):
         Project.load(p.root)
-    cfg.write_text(text.replace(f'kiloml_version = "{__version__}"\n', ""))
-    with pytest.raises(ProjectError, match="kiloml_version missing"):
+    cfg.write_text(text.replace(f'kiloml_version = "{__version__}"', 'kiloml_version = "new"'))
+    with pytest.raises(ProjectError, match="kiloml_version 'new' is not a version"):
         Project.load(p.root)
 
 

@@ -266,9 +266,10 @@ def _made_by(path: Path, doc: dict) -> str:
     since it may mean things this version does not know."""
     v = doc.get("project", {}).get("kiloml_version") if isinstance(doc.get("project"), dict) \
         else None
+    if v is None:  # no [project] table: the schema check names what is missing
+        return __version__
     if not isinstance(v, str) or not re.fullmatch(r"\d+\.\d+\.\d+\S*", v):
-        raise ProjectError(f"{path}: project.kiloml_version missing or not a version "
-                           f"({v!r}); not a kiloml project file")
+        raise ProjectError(f"{path}: project.kiloml_version {v!r} is not a version")
     if _version_tuple(v) > _version_tuple(__version__):
         raise ProjectError(f"{path}: made by kiloml {v}, newer than this kiloml "
                            f"{__version__}: upgrade kiloml to use this project")

@@ -28,7 +28,7 @@ from kiloml.io.tflite_reader import read_tflite
 from kiloml.targets.emulator import emulate
 from kiloml.targets.profile import build_elf
 
-SHARED = Path(os.environ.get("KILOML_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SHARED = Path(os.environ.get("KILOML_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 MODELS = sorted((SHARED / "models").glob("*/*.tflite"))
 
 pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
