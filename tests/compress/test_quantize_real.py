@@ -76,7 +76,7 @@ def test_qat_evaluation_predicts_the_exported_int8_model(kws):
     xte, yte = prep.model_input(prep.test.x), prep.test.y
     fake = run_fake(net, xte, logits=True)
     q = run_int8(to_graph(net), xte, logits=True)
-    assert len(yte) == 400
+    assert 380 <= len(yte) <= 420   # speaker-disjoint test split: 396 clips (windows balanced)
     differ = int((fake.argmax(1) != q.argmax(1)).sum())
     correct_fake, correct_int8 = int((fake.argmax(1) == yte).sum()), int((q.argmax(1) == yte).sum())
     # Counted in whole clips. The clips whose class differs are near-ties that the int8

@@ -215,7 +215,7 @@ def _c_prefix(p: Project) -> str:
 
 def _compile_run(p: Project, ctx: Context) -> None:
     out = p.root / BUILD / "c"
-    kernels = "armv7em" if _board(p).get("dsp") else "portable"
+    kernels = "armv7em" if _board(p).dsp else "portable"
     s = compile_model(model_dir(p) / "model.tflite", out, prefix=_c_prefix(p),
                       command=ctx.command, kernels=kernels)
     ctx.log(f"compiled: {len(s['files'])} files in {out} ({kernels} kernels, arena "
