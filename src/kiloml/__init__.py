@@ -5,6 +5,7 @@ Public API (lazy imports keep ``import kiloml`` cheap)::
     read_tflite(path) -> Graph            parse_tflite(bytes) -> Graph
     write_tflite(graph) -> bytes          save_tflite(graph, path)
     Interpreter(graph).run(*arrays)       numpy reference interpreter (TFLite integer semantics)
+    Model(graph).predict(x, engine)       a batch through ref | c (host) | emulator (a board)
     plan_memory(graph) -> Plan            arena offsets, peak and op-level lower bound
     generate_c(graph, prefix) -> CompileResult (.files, .plan, .write(dir))
     compile_model(path, out_dir)          what ``kiloml compile`` does
@@ -39,6 +40,7 @@ _EXPORTS = {
     "Node": "kiloml.ir.graph",
     "QuantParams": "kiloml.ir.graph",
     "Interpreter": "kiloml.ir.interpreter",
+    "Model": "kiloml.model",
     "plan_memory": "kiloml.ir.planner",
     "generate_c": "kiloml.codegen.c",
     "compile_model": "kiloml.workflow.compile",

@@ -184,6 +184,10 @@ def test_exported_model_compiles_and_generated_c_agrees(exported, tmp_path):
     it = Interpreter(g)
     for xi, co in zip(xs, c_out):
         assert np.array_equal(co.reshape(-1), it.run(xi)[0].reshape(-1))
+    # compress's int8 evaluation on the generated C: the same bytes as on the reference
+    ref = run_int8(g, x, dequantize=False)
+    assert np.array_equal(run_int8(g, x, dequantize=False, engine="c"), ref)
+    assert np.array_equal(ref[:3].reshape(c_out.shape), c_out)
 
 
 def test_zoo_macs_match_the_mlperf_reference_models():
@@ -280,10 +284,35 @@ def test_conv1d_and_same_padding_layers():
     (nn.Sequential(nn.Conv2d(4, 4, 3), nn.GELU()), "GELU"),
     (nn.Sequential(nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3)), "batch norm"),
     (nn.Sequential(nn.Conv2d(4, 4, 3), nn.Linear(6, 2)), "linear layer"),
+    (nn.Sequential(nn.Conv2d(4, 4, 3), nn.Hardtanh(-1.0, 1.0)), "Hardtanh has no TFLite"),
+    (nn.Sequential(nn.Conv2d(4, 4, 3), nn.MaxPool2d(2, padding=1)), "padding or ceil_mode"),
+    (nn.Sequential(nn.Conv2d(4, 4, 3, padding_mode="reflect")), "padding_mode 'reflect'"),
 ])
 def test_unsupported_models_fail_with_a_clear_error(model, msg):
     with pytest.raises(QuantizeError, match=msg):
         lower(model.eval(), torch.zeros(1, 4, 8, 8))
+
+
+@pytest.mark.parametrize("tail", ["relu", "bn", "dropout", "relu6-module"])
+def test_models_ending_in_an_activation_bn_or_identity(tail):
+    """The last layer may be followed by a fused ReLU, a folded batch norm or an identity:
+    the model's output is then the folded layer's output (this used to fail with "the
+    model's output is not its last operation")."""
+    torch.manual_seed(6)
+    last = {"relu": nn.ReLU(), "bn": nn.BatchNorm1d(3), "dropout": nn.Dropout(0.2),
+            "relu6-module": nn.Hardtanh(0.0, 6.0)}[tail]
+    m = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3), last)
+    H.randomize_bn(m, 6)
+    x = np.random.default_rng(6).normal(0, 2, (40, 8)).astype(np.float32)
+    net, g = quantize_ptq(m, x[:32])
+    assert [op.kind for op in net.ops] == ["linear", "linear"]
+    assert net.ops[-1].act == {"relu": "RELU", "relu6-module": "RELU6"}.get(tail, "NONE")
+    net.set_mode("float")
+    with torch.no_grad():
+        assert torch.allclose(net(torch.as_tensor(x)), m(torch.as_tensor(x)), atol=1e-5)
+    fq = run_fake(net, x[32:])
+    tout = g.tensors[g.outputs[0]]
+    assert np.abs(run_int8(g, x[32:]) - fq).max() <= 2 * tout.scale + 1e-9
 
 
 # ---------------------------------------------------------------- calibration
@@ -331,18 +360,3 @@ def test_fixed_input_quantization_is_kept():
     tin = g.tensors[g.inputs[0]]
     assert tin.scale == pytest.approx(0.584703) and tin.zero_point == 83
     assert tin.shape == (1, 49, 10, 1)
-
-
-def test_batched_runs_equal_single_runs():
-    """run_batched (a batch-N copy of the graph) equals N batch-1 runs, on the MLPerf models."""
-    from kiloml.workflow.compile import load_model
-    from kiloml.compress.quantize import run_batched
-
-    H.require_shared()
-    for name in ("kws_ref_model", "ad01_int8", "pretrainedResnet_quant"):
-        g = load_model(H.MODELS / "mlperf_tiny" / f"{name}.tflite")
-        tin = g.tensors[g.inputs[0]]
-        x = np.random.default_rng(0).integers(-128, 128, (7,) + tin.shape[1:], dtype=np.int8)
-        it = Interpreter(g)
-        want = np.stack([it.run(xi.reshape(tin.shape))[0][0] for xi in x])
-        assert np.array_equal(run_batched(g, x, batch=3), want), name

@@ -44,7 +44,7 @@ def test_mfcc_f32_hard_float_on_m4(clip, mfcc):
     assert r["latency_ms"] == pytest.approx(r["cycles"] / 120e3, abs=1e-3)
     assert 0 < r["flash_bytes"] < 64 * 1024 and r["ram_bytes"] > r["stack_bytes"] > 0
     # the same code with software floating point: the FPU build must be far cheaper
-    soft = profile_dsp(mfcc, 16000, 1, c_input(mfcc, clip, "f32"), {**b, "fpu": False}, "f32")
+    soft = profile_dsp(mfcc, 16000, 1, c_input(mfcc, clip, "f32"), b.model_copy(update={"fpu": False}), "f32")
     assert soft["runtime"] == "soft-float" and soft["output_matches_host"] is True
     assert soft["instructions"] > 3 * r["instructions"]
 

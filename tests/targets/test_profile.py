@@ -16,6 +16,7 @@ from kiloml.ir.builder import GraphBuilder, demo_dscnn
 from kiloml.targets.cycles import block_cost, classify
 from kiloml.targets.profile import battery_days, load_boards, profile_graph
 
+SRC_BOARDS = Path(__file__).resolve().parents[2] / "src" / "kiloml" / "targets" / "boards.toml"
 SHARED = Path(os.environ.get("KILOML_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 KILOML = [sys.executable, "-m", "kiloml"]
 
@@ -31,10 +32,10 @@ def test_board_database_complete_and_cited():
     for bid, b in db.items():
         for key in ("name", "core", "clock_hz", "flash_bytes", "ram_bytes", "active_power_mw",
                     "idle_power_mw", "sources"):
-            assert key in b, (bid, key)
-        assert b["sources"], bid
-    assert db["nucleo-l4r5zi"]["clock_hz"] == 120_000_000
-    assert db["pico"]["core"] == "cortex-m0plus"
+            assert hasattr(b, key), (bid, key)
+        assert b.sources, bid
+    assert db["nucleo-l4r5zi"].clock_hz == 120_000_000
+    assert db["pico"].core == "cortex-m0plus"
 
 
 @pytest.mark.slow
@@ -95,11 +96,24 @@ def test_board_all_and_battery(tmp_path):
 
 
 def test_battery_math():
-    board = {"active_power_mw": 10.0, "idle_power_mw": 0.01, "vdd_v": 3.0}
+    board = load_boards()["nano33ble"].model_copy(
+        update={"active_power_mw": 10.0, "idle_power_mw": 0.01, "vdd_v": 3.0})
     res = {"latency_ms": 100.0}
     # 1 Hz x 0.1 s = 10 % duty: 0.1 x 10 + 0.9 x 0.01 = 1.009 mW; 1000 mAh x 3 V = 3000 mWh
     assert battery_days(res, board, 1.0, 1000.0) == pytest.approx(3000 / 1.009 / 24, rel=1e-3)
     assert battery_days(res, board, 100.0, 1000.0) == pytest.approx(3000 / 10 / 24, rel=1e-3)
+
+
+def test_board_database_is_validated(monkeypatch):
+    from kiloml.errors import KilomlError
+    from kiloml.targets import boards
+
+    good = (SRC_BOARDS).read_text()
+    bad = good.replace('clock_hz = 64000000', 'clock_hz = -1', 1)
+    with pytest.raises(KilomlError, match=r"boards.nano33ble.clock_hz: Input should be greater"):
+        boards._load(bad)
+    with pytest.raises(KilomlError, match=r"boards.nano33ble.active_power_mw"):
+        boards._load(good.replace("active_power_mw = 9.9", "active_power_mw = -9.9", 1))
 
 
 def test_bad_usage(tmp_path):

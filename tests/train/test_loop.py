@@ -55,7 +55,7 @@ def test_same_seed_same_model_and_it_learns():
 
 
 @pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_resume_after_interruption_equals_uninterrupted(tmp_path, ema):
+def test_resume_after_interruption_equals_uninterrupted(tmp_path, ema, capsys):
     cfg = TrainConfig(epochs=6, batch_size=32, lr=1e-2, seed=5, ema=ema)
     ref = _model()
     fit(ref, _ed, cfg, val=EpochData(XV, YV), progress=False)
@@ -73,9 +73,11 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, ema):
         fit(m, interrupted, cfg, val=EpochData(XV, YV), checkpoint_dir=tmp_path, progress=False)
     assert (tmp_path / "last.pt").is_file()
     m2 = _model(seed=99)                          # different init: everything comes from disk
-    res = fit(m2, _ed, cfg, val=EpochData(XV, YV), checkpoint_dir=tmp_path, progress=False)
+    res = fit(m2, _ed, cfg, val=EpochData(XV, YV), checkpoint_dir=tmp_path, progress=True,
+              title="float")
     assert res.resumed_from == 3 and res.epochs_run == 6
     assert torch.equal(_weights(m2), _weights(ref))
+    assert "float: resumed from" in capsys.readouterr().err   # the user is told
 
 
 def test_checkpoint_of_another_recipe_is_refused(tmp_path):

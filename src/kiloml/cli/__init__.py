@@ -3,11 +3,7 @@ kiloml.workflow or a stage; conventions, consoles and errors in ``common``."""
 
 from __future__ import annotations
 
-<<<<<<< Updated upstream
-from kiloml.cli import data, model, targets, train  # noqa: F401  (register their verbs)
-=======
 from kiloml.cli import data, deploy, model, run, targets, train  # noqa: F401  (register verbs)
->>>>>>> Stashed changes
 from kiloml.cli.common import app
 
 

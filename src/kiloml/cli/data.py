@@ -27,32 +27,57 @@ def _print_counts(title: str, rows: dict, cols: tuple[str, str] = ("label", "sam
 @app.command()
 def init(
     directory: Path = typer.Argument(..., help="Project directory (created if missing)."),
-    task: str = typer.Option(..., "--task", help="kws | motion | vibration | anomaly | custom"),
+    task: Optional[str] = typer.Option(None, "--task",
+                                       help="kws | motion | vibration | anomaly | custom"),
+    example: Optional[str] = typer.Option(None, "--example",
+                                          help="kws | magic_wand | cwru: settings for that "
+                                               "public data set's layout (needs --data)."),
+    data: Optional[Path] = typer.Option(None, "--data",
+                                        help="With --example: the data set's folder; it is "
+                                             "imported now and by `kiloml run`."),
     name: Optional[str] = typer.Option(None, "--name", help="Project name (default: folder name)."),
     force: bool = typer.Option(False, "--force",
                                help="Overwrite an existing kiloml.toml and index."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
-    """Create a project: kiloml.toml with the task's defaults and an empty dataset index."""
+    """Create a project: kiloml.toml with the task's defaults and an empty dataset index, or
+    (--example) one preconfigured for a public data set and imported from --data."""
+    from kiloml.workflow.examples import EXAMPLES
     from kiloml.workflow.project import TASKS
 
-    if task not in TASKS:
+    if (task is None) == (example is None):
+        fail("give --task TASK or --example NAME --data PATH", 2)
+    if task is not None and task not in TASKS:
         fail(f"--task must be one of {', '.join(TASKS)}, not {task!r}", 2)
+    if example is not None and example not in EXAMPLES:
+        fail(f"--example must be one of {', '.join(EXAMPLES)}, not {example!r}", 2)
+    if (example is None) != (data is None):
+        fail("--example and --data go together", 2)
 
     def go():
+        from kiloml.workflow.examples import init_example
         from kiloml.workflow.project import init_project
 
-        p = init_project(directory, task, name=name, force=force)
+        imported = None
+        if example is not None:
+            p = init_example(directory, example, data, name=name, force=force,
+                             log=lambda m: err.print(f"  {m}", markup=False, highlight=False))
+            imported = sum(1 for _ in p.dataset.load_index().of_role("sample"))
+        else:
+            p = init_project(directory, task, name=name, force=force)
         res = {"project": str(p.root), "config": str(p.config_path), "index": str(p.index_path),
-               "task": task, "dsp": p.config.dsp.model_dump(mode="json"),
+               "task": p.config.project.task, "example": example, "samples": imported,
+               "dsp": p.config.dsp.model_dump(mode="json"),
                "model": p.config.model.arch, "board": p.config.board.name}
         if as_json:
             emit_json(res)
         else:
-            out.print(f"created {p.config_path} ({task}: dsp {p.config.dsp.block}"
+            out.print(f"created {p.config_path} ({res['task']}: dsp {p.config.dsp.block}"
                       f"{' preset ' + p.config.dsp.preset if p.config.dsp.preset else ''}, "
-                      f"model {p.config.model.arch}, board {p.config.board.name}) and an empty "
-                      f"index {p.index_path}")
+                      f"model {p.config.model.arch}, board {p.config.board.name})")
+            out.print(f"index {p.index_path}: " + (f"{imported:,} samples imported from {data};"
+                                                   " next: kiloml run" if imported is not None
+                                                   else "empty; next: kiloml data import"))
 
     guard(go)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import typer
@@ -14,21 +13,19 @@ def boards(as_json: bool = typer.Option(False, "--json", help="Print the databas
     """List the boards kiloml knows, with their datasheet figures."""
 
     def go():
-        from kiloml.targets.profile import load_boards
+        from kiloml.targets.boards import load_boards
 
         db = load_boards()
         if as_json:
-            clean = {k: {kk: (None if isinstance(vv, float) and math.isnan(vv) else vv)
-                         for kk, vv in v.items()} for k, v in db.items()}
-            emit_json(clean)
+            emit_json({k: v.json_dict() for k, v in db.items()})
             return
         t = table("boards (figures and sources: src/kiloml/targets/boards.toml)",
                   [("id", "l"), ("board", "l"), ("core", "l!"), ("MHz", "r"), ("flash KB", "r"),
                    ("RAM KB", "r"), ("active mW", "r"), ("sleep mW", "r")])
         for k, b in db.items():
-            t.add_row(k, b["name"], b["core"], fmt(b["clock_hz"] / 1e6, 0),
-                      fmt(b["flash_bytes"] // 1024), fmt(b["ram_bytes"] // 1024),
-                      fmt(float(b["active_power_mw"])), fmt(float(b["idle_power_mw"]), 4))
+            t.add_row(k, b.name, b.core, fmt(b.clock_hz / 1e6, 0),
+                      fmt(b.flash_bytes // 1024), fmt(b.ram_bytes // 1024),
+                      fmt(float(b.active_power_mw)), fmt(float(b.idle_power_mw), 4))
         out.print(t)
 
     guard(go)

@@ -132,8 +132,11 @@ def optimize(
                              teacher_labels=tl)
         if as_json:
             emit_json(r)
-            return
-        print_variants(r)
+        else:
+            print_variants(r)
+        if r.get("interrupted"):
+            fail("interrupted (the finished variants are in model/variants/variants.json)",
+                 130)
 
     guard(go)
 

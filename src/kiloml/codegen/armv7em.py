@@ -1,7 +1,8 @@
 """Data the armv7em kernels (Cortex-M4/M7/M33 with the DSP extension) take precomputed.
 
-The ops' ``emit`` calls these when ``ctx.runtime == "armv7em"``; the portable kernels get 0
-in the same argument slots. Layouts are described in ``runtime/armv7em/kml_arm.h``:
+The armv7em backend (``armv7em_backend.py``) calls these, and decides with them which entry
+point a layer takes; the portable kernels get 0 in the same argument slots. Layouts are
+described in ``runtime/armv7em/kml_arm.h``:
 
 * ``matrix_stream`` (CONV_2D, CONV_2D_ADD, FULLY_CONNECTED): biases, int8 weights packed four
   per int32 word (``pack_rows``: natural order, rows zero padded to a multiple of eight,

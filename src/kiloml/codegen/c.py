@@ -13,99 +13,72 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-
-from kiloml import __version__
+from kiloml.codegen.backend import BACKENDS, Backend, get_backend
+from kiloml.codegen.cwriter import (NameTable, array_decl, comment, float_literal,
+                                    format_array, frontmatter, identifier, struct_decl,
+                                    wrap_items)
 from kiloml.errors import KilomlError
 from kiloml.ir.graph import Graph, Tensor
 from kiloml.ir.ops import REGISTRY
 from kiloml.ir.passes import pipeline
 from kiloml.ir.planner import Plan, plan_memory
 
+__all__ = ["ACCESSORS", "CTYPES", "RUNTIME", "RUNTIMES", "CompileResult", "EmitContext",
+           "IOSpec", "format_array", "generate_c", "io_specs", "sanitize", "wrap_items"]
+
 CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
           "float32": "float", "int64": "int64_t"}
 ACCESSORS = {"int8": "s8", "uint8": "u8", "int16": "s16", "int32": "s32", "float32": "f32",
              "int64": "s64"}
 RUNTIME = "portable"
+RUNTIMES = tuple(BACKENDS)
 
-
-def sanitize(name: str) -> str:
-    s = re.sub(r"[^0-9A-Za-z_]", "_", name).strip("_").lower()
-    s = re.sub(r"_+", "_", s)
-    if not s or s[0].isdigit():
-        s = "t_" + s
-    return s[:48]
-
-
-def wrap_items(items: list[str], indent: str = "    ", width: int = 100) -> str:
-    """C initializer items, comma-separated and wrapped at ``width`` columns."""
-    lines, cur = [], indent
-    for it in items:
-        piece = it + ","
-        if len(cur) + len(piece) + 1 > width and cur.strip():
-            lines.append(cur.rstrip())
-            cur = indent
-        cur += piece + " "
-    if cur.strip():
-        lines.append(cur.rstrip())
-    return "\n".join(lines)
-
-
-def format_array(values: np.ndarray, indent: str = "    ", width: int = 100) -> str:
-    """Array values as a wrapped C initializer (float32 as exact ``f`` literals)."""
-    if values.dtype == np.float32:
-        items = [repr(float(v)) + "f" for v in values.reshape(-1)]
-    else:
-        items = [str(int(v)) for v in values.reshape(-1)]
-    return wrap_items(items, indent, width)
+sanitize = identifier  # the generator's name for cwriter.identifier
 
 
 @dataclass
 class EmitContext:
-    """Collects declarations while ops emit their node functions."""
+    """Collects declarations while the backend emits the node functions; implements the
+    ``kiloml.ir.ops.base.EmitContext`` protocol the ops write their portable C through, plus
+    ``scratch`` for the backends' kernels."""
 
     graph: Graph
     prefix: str
     plan: Plan
     const_names: dict[int, str]
-    runtime: str = RUNTIME
+    backend: Backend = field(default_factory=lambda: BACKENDS[RUNTIME])
     node_index: int = 0
-    kernels: set[str] = field(default_factory=set)
+    modules: set[str] = field(default_factory=set)  # runtime modules: kml_<module>.h
+    kernels: dict[int, str] = field(default_factory=dict)  # node -> the function it calls
     decls: list[str] = field(default_factory=list)
     accessors: set[str] = field(default_factory=set)
     consts_used: set[int] = field(default_factory=set)
 
-    def use_kernel(self, name: str) -> None:
-        self.kernels.add(name)
+    def use_kernel(self, module: str) -> None:
+        self.modules.add(module)
+
+    def call(self, function: str, *args: str) -> str:
+        if self.node_index in self.kernels:
+            raise KilomlError(f"internal error: node {self.node_index} calls two kernels "
+                              f"({self.kernels[self.node_index]}, {function})")
+        self.kernels[self.node_index] = function
+        return f"{function}({', '.join(args)});"
 
     def _sym(self, suffix: str) -> str:
         return f"{self.prefix}_n{self.node_index}_{suffix}"
 
-    def struct(self, ctype: str, suffix: str, fields: dict[str, int]) -> str:
+    def struct(self, ctype: str, suffix: str, fields) -> str:
         sym = self._sym(suffix)
-        body = ", ".join(f".{k} = {int(v)}" for k, v in fields.items())
-        text = f"static const {ctype} {sym} = {{{body}}};"
-        if len(text) > 100:
-            items = [f".{k} = {int(v)}," for k, v in fields.items()]
-            lines, cur = [], "   "
-            for it in items:
-                if len(cur) + len(it) + 1 > 100:
-                    lines.append(cur)
-                    cur = "   "
-                cur += " " + it
-            lines.append(cur)
-            text = f"static const {ctype} {sym} = {{\n" + "\n".join(lines) + "\n};"
-        self.decls.append(text)
+        self.decls.append(struct_decl(ctype, sym, fields))
         return sym
 
     def array(self, suffix: str, ctype: str, values) -> str:
         sym = self._sym(suffix)
-        arr = np.asarray(values).reshape(-1)
-        self.decls.append(f"static const {ctype} {sym}[{arr.size}] = {{\n{format_array(arr)}\n}};")
+        self.decls.append(array_decl(ctype, sym, values))
         return sym
 
     def scratch(self, ctype: str = "int16_t") -> str:
-        """Pointer to this node's scratch buffer (see ``OpDef.scratch_bytes``), or ``0``."""
+        """Pointer to this node's scratch buffer (``Backend.scratch_bytes``), or ``0``."""
         off = self.plan.scratch.get(self.node_index)
         if off is None:
             return "0"
@@ -138,29 +111,21 @@ def _tensor_line(g: Graph, tid: int, plan: Plan) -> str:
     return f"%{tid} {t.dtype}{list(t.shape)}{q} @ {where}  \"{t.name}\""
 
 
-RUNTIMES = ("portable", "armv7em")
-
-
-def _runtime_files(kernels: set[str], runtime: str = RUNTIME) -> dict[str, str]:
-    """Kernel sources for ``runtime``; a file the optimized directory lacks comes from portable
-    (both directories share file names and function signatures). A kernel is ``kml_K.h`` and
-    ``kml_K.c``, plus any ``kml_K_*.c`` of the same directory (armv7em's depthwise code is
-    ``kml_conv_dw.c``)."""
+def _runtime_files(modules: set[str], functions: set[str],
+                   backend: Backend) -> dict[str, str]:
+    """The runtime sources a model needs: ``kml_common.h``, the header of each module it
+    uses, the .c files the backend names for the functions it calls (``Backend.sources``),
+    and the headers those include. A file the backend's directory lacks comes from portable
+    (both directories share file names and function signatures)."""
     base = resources.files("kiloml.codegen") / "runtime"
 
-    def where(name: str):
-        opt = base / runtime / name
-        return opt if opt.is_file() else base / "portable" / name
-
     def read(name: str) -> str:
-        return where(name).read_text()
+        opt = base / backend.directory / name
+        return (opt if opt.is_file() else base / "portable" / name).read_text()
 
     names = ["kml_common.h"]
-    for k in sorted(kernels):
-        names += [f"kml_{k}.h", f"kml_{k}.c"]
-        # a kernel's source may be split: kml_{k}_*.c beside the kml_{k}.c that is used
-        names += sorted(f.name for f in where(f"kml_{k}.c").parent.iterdir()
-                        if f.name.startswith(f"kml_{k}_") and f.name.endswith(".c"))
+    for m in sorted(modules):
+        names += [f"kml_{m}.h"] + backend.sources(m, functions)
     out: dict[str, str] = {}
     i = 0
     while i < len(names):
@@ -175,10 +140,16 @@ def _runtime_files(kernels: set[str], runtime: str = RUNTIME) -> dict[str, str]:
 
 @dataclass
 class CompileResult:
+    """The generated files (name -> text) of a lowered graph, its memory plan and, per node
+    of ``graph`` (in node order), the C function the node calls (``kernels``; "" for a node
+    that aliases its input and runs no code) of the ``runtime`` it was generated for."""
+
     files: dict[str, str]
     plan: Plan
     graph: Graph
     prefix: str
+    kernels: list[str] = field(default_factory=list)
+    runtime: str = RUNTIME
 
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write every file; on failure nothing half-written is left behind."""
@@ -204,65 +175,73 @@ class CompileResult:
 
 def generate_c(graph: Graph, prefix: str = "model", command: str = "kiloml compile",
                inplace: bool = True, runtime: str = RUNTIME) -> CompileResult:
-    """Lower the graph through the pass pipeline, plan memory and emit C sources."""
+    """Lower the graph through the pass pipeline, plan memory and emit C sources with the
+    kernels of ``runtime`` (``kiloml.codegen.backend.BACKENDS``)."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", prefix):
         raise KilomlError(f"--prefix {prefix!r} is not a C identifier")
-    if runtime not in RUNTIMES:
-        raise KilomlError(f"unknown kernel runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
+    backend = get_backend(runtime)
     g = pipeline(graph)
-    scratch = {n: REGISTRY[node.op].scratch_bytes(g, node, runtime) for n, node in enumerate(g.nodes)}
+    scratch = {n: backend.scratch_bytes(g, node) for n, node in enumerate(g.nodes)}
     plan = plan_memory(g, inplace=inplace, scratch=scratch)
     P = prefix
-    used = sorted({t for n in g.nodes for t in n.inputs if t >= 0 and g.tensors[t].is_const})
-    const_names: dict[int, str] = {}
-    taken: set[str] = set()
-    for t in used:
-        base = f"{P}_{sanitize(g.tensors[t].name)}"
-        name, k = base, 1
-        while name in taken:
-            k += 1
-            name = f"{base}_{k}"
-        taken.add(name)
-        const_names[t] = name
-    ctx = EmitContext(g, P, plan, const_names, runtime=runtime)
+    io = io_specs(g)
+    const_names = _const_names(g, P, io)
+    ctx = EmitContext(g, P, plan, const_names, backend=backend)
 
     funcs: list[str] = []
     calls: list[str] = []
     for n, node in enumerate(g.nodes):
         op = REGISTRY[node.op]
         if op.is_alias():
-            calls.append(f"    /* n{n} {node.op}: {g.tensors[node.outputs[0]].name} aliases its input */")
+            calls.append("    " + comment(f"n{n} {node.op}: {g.tensors[node.outputs[0]].name} "
+                                          "aliases its input"))
             continue
         ctx.node_index = n
         params = op.prepare(g, node)
         start = len(ctx.decls)
-        body = op.emit(g, node, params, ctx)
+        body = backend.emit(g, node, params, ctx)
+        if n not in ctx.kernels:
+            raise KilomlError(f"internal error: node {n} ({node.op}) calls no kernel")
         fname = f"{P}_n{n}_{node.op.lower()}"
-        com = [f"/* n{n} {node.op}  \"{node.name}\""]
-        com += [f" *   in  {_tensor_line(g, t, plan)}" for t in node.inputs]
-        com += [f" *   out {_tensor_line(g, t, plan)}" for t in node.outputs]
-        com += [f" *   {line}" for line in op.comment(g, node, params)]
-        com.append(" */")
+        com = [f"n{n} {node.op}  \"{node.name}\""]
+        com += [f"  in  {_tensor_line(g, t, plan)}" for t in node.inputs]
+        com += [f"  out {_tensor_line(g, t, plan)}" for t in node.outputs]
+        com += [f"  {line}" for line in op.comment(g, node, params)]
         decls = ctx.decls[start:]
         del ctx.decls[start:]
-        funcs.append("\n".join(com + decls + [f"static void {fname}(void)", "{"]
+        funcs.append("\n".join([comment(com)] + decls + [f"static void {fname}(void)", "{"]
                                + [f"    {s}" for s in body] + ["}"]))
         calls.append(f"    {fname}();")
 
     weights = []
     for t in sorted(ctx.consts_used):
         ten = g.tensors[t]
-        arr = ten.data.reshape(-1)
-        weights.append(f"/* {ten.name}: {ten.dtype}{list(ten.shape)} */\n"
-                       f"static const {CTYPES[ten.dtype]} {const_names[t]}[{max(arr.size, 1)}] = {{\n"
-                       f"{format_array(arr) if arr.size else '    0'}\n}};")
+        weights.append(comment(f"{ten.name}: {ten.dtype}{list(ten.shape)}") + "\n"
+                       + array_decl(CTYPES[ten.dtype], const_names[t], ten.data))
 
-    io = _io_specs(g)
     header = _header(g, P, io, plan, command)
     source = _source(g, P, io, plan, command, ctx, weights, funcs, calls)
     files = {f"{P}.h": header, f"{P}.c": source}
-    files.update(_runtime_files(ctx.kernels, runtime))
-    return CompileResult(files, plan, g, P)
+    files.update(_runtime_files(ctx.modules, set(ctx.kernels.values()), backend))
+    kernels = [ctx.kernels.get(n, "") for n in range(len(g.nodes))]
+    return CompileResult(files, plan, g, P, kernels, backend.name)
+
+
+def _const_names(g: Graph, P: str, io) -> dict[int, str]:
+    """C names of the constant tensors the nodes read: ``<prefix>_<tensor name>`` sanitized
+    and de-duplicated, never one of the generator's own symbols (the arena, its accessors,
+    the I/O constants, ``<prefix>_invoke``, the nodes' ``<prefix>_n<i>_...``)."""
+    reserved = {f"{P}_arena", f"{P}_invoke"} | {f"{P}_{a}" for a in ACCESSORS.values()}
+    for s in io[0] + io[1]:
+        reserved |= {f"{P}_{s.name}_{x}" for x in ("shape", "scale", "zero_point")}
+    names = NameTable(reserved)
+    out: dict[int, str] = {}
+    for t in sorted({t for n in g.nodes for t in n.inputs if t >= 0 and g.tensors[t].is_const}):
+        base = identifier(g.tensors[t].name)
+        if re.match(r"n\d+_", base):
+            base = "t_" + base
+        out[t] = names.add(f"{P}_{base}")
+    return out
 
 
 @dataclass
@@ -272,7 +251,10 @@ class IOSpec:
     tensor: Tensor
 
 
-def _io_specs(g: Graph) -> tuple[list[IOSpec], list[IOSpec]]:
+def io_specs(g: Graph) -> tuple[list[IOSpec], list[IOSpec]]:
+    """The model's inputs and outputs as the parameters of ``<prefix>_invoke``: ``input`` /
+    ``output`` when there is one, else ``input0``, ``input1``, ..."""
+
     def names(kind: str, tids: list[int]) -> list[IOSpec]:
         if len(tids) == 1:
             return [IOSpec(kind, tids[0], g.tensors[tids[0]])]
@@ -282,10 +264,7 @@ def _io_specs(g: Graph) -> tuple[list[IOSpec], list[IOSpec]]:
 
 
 def _frontmatter(g: Graph, command: str) -> str:
-    return (f"/* Generated by kiloml {__version__} -- do not edit.\n"
-            f" * command: {command}\n"
-            f" * model sha256: {g.source_sha256 or '(built in memory)'}\n"
-            f" */\n")
+    return frontmatter(command, [f"model sha256: {g.source_sha256 or '(built in memory)'}"])
 
 
 def _signature(P: str, io: tuple[list[IOSpec], list[IOSpec]]) -> str:
@@ -307,7 +286,8 @@ def _header(g: Graph, P: str, io, plan: Plan, command: str) -> str:
     for s in io[0] + io[1]:
         n = f"{P}_{s.name}"
         dims = max(len(s.tensor.shape), 1)
-        lines.append(f"/* {s.name}: {s.tensor.dtype}{list(s.tensor.shape)} \"{s.tensor.name}\" */")
+        lines.append(comment(f"{s.name}: {s.tensor.dtype}{list(s.tensor.shape)} "
+                             f"\"{s.tensor.name}\""))
         lines.append(f"extern const int32_t {n}_shape[{dims}];")
         if s.tensor.quant is not None:
             lines.append(f"extern const float {n}_scale;  /* real = scale * (q - zero_point) */")
@@ -322,7 +302,7 @@ def _header(g: Graph, P: str, io, plan: Plan, command: str) -> str:
 def _source(g: Graph, P: str, io, plan: Plan, command: str, ctx: EmitContext,
             weights: list[str], funcs: list[str], calls: list[str]) -> str:
     incs = [f'#include "{P}.h"', "", "#include <string.h>", "", '#include "kml_common.h"']
-    incs += [f'#include "kml_{k}.h"' for k in sorted(ctx.kernels)]
+    incs += [f'#include "kml_{m}.h"' for m in sorted(ctx.modules)]
     parts = [_frontmatter(g, command) + "\n".join(incs) + "\n"]
     consts = []
     for s in io[0] + io[1]:
@@ -330,7 +310,7 @@ def _source(g: Graph, P: str, io, plan: Plan, command: str, ctx: EmitContext,
         shape = list(s.tensor.shape) or [1]
         consts.append(f"const int32_t {n}_shape[{len(shape)}] = {{{', '.join(map(str, shape))}}};")
         if s.tensor.quant is not None:
-            consts.append(f"const float {n}_scale = {float(s.tensor.quant.scale[0])!r}f;")
+            consts.append(f"const float {n}_scale = {float_literal(s.tensor.quant.scale[0])};")
             consts.append(f"const int32_t {n}_zero_point = {int(s.tensor.quant.zero_point[0])};")
     parts.append("\n".join(consts) + "\n")
     parts.append(f"/* Activation arena: {plan.arena_bytes} bytes (op-level lower bound without "

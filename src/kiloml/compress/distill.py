@@ -22,26 +22,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from kiloml.compress.qmath import act_range, fake_quant
 from kiloml.errors import KilomlError
+from kiloml.model import Model, logits_graph
 
 
 class TfliteTeacher:
     """An int8 .tflite classifier as a teacher. ``labels`` maps its outputs to class names."""
 
     def __init__(self, path: str | Path, labels: list[str] | None = None) -> None:
-        from kiloml.io.tflite_reader import read_tflite
-
         self.path = Path(path)
-        g = read_tflite(self.path)
-        if len(g.inputs) != 1 or len(g.outputs) != 1:
+        full = Model.load(self.path)
+        if len(full.input_specs) != 1 or len(full.output_specs) != 1:
             raise KilomlError(f"{path}: a teacher needs one input and one output")
-        last = next((n for n in g.nodes if g.outputs[0] in n.outputs), None)
-        if last is not None and last.op == "SOFTMAX":
-            g.outputs = [last.inputs[0]]            # logits: the softmax's input
-        self.graph = g
+        self.model = full.logits()                  # logits: the softmax's input
+        self.graph = self.model.graph
         self.labels = labels
-        self.input = g.tensors[g.inputs[0]]
-        self.output = g.tensors[g.outputs[0]]
+        self.input = self.graph.tensors[self.graph.inputs[0]]
+        self.output = self.graph.tensors[self.graph.outputs[0]]
 
     @property
     def num_outputs(self) -> int:
@@ -50,15 +48,13 @@ class TfliteTeacher:
     def logits(self, features: np.ndarray) -> np.ndarray:
         """(N, *feature_shape) float features (channels last, as the DSP block gives them) ->
         (N, classes) float logits."""
-        from kiloml.compress.quantize import quantize_input, run_batched
-
-        xq = quantize_input(features, self.input.scale, self.input.zero_point)
-        if len(xq) and xq[0].size != self.input.size:
+        features = np.asarray(features)
+        if len(features) and features[0].size != self.input.size:
             raise KilomlError(f"{self.path}: teacher input is {list(self.input.shape)}, features "
                               f"are {list(features.shape[1:])}")
-        out = run_batched(self.graph, xq.reshape((len(xq),) + tuple(self.input.shape[1:])))
-        return (out.reshape(len(xq), -1).astype(np.float64) - self.output.zero_point) \
-            * self.output.scale
+        spec = self.model.input_spec
+        x = features.reshape((len(features),) + spec.sample_shape)
+        return self.model.predict(x, quantize=True, dequantize=True).reshape(len(x), -1)
 
     def reorder(self, logits: np.ndarray, student_labels: list[str]) -> np.ndarray:
         """Columns in the student's class order (the teacher's ``labels`` must cover them)."""
@@ -101,8 +97,6 @@ class TorchGraph(torch.nn.Module):
 
     def __init__(self, graph) -> None:
         super().__init__()
-        from kiloml.compress.quantize import logits_graph
-
         self.graph = logits_graph(graph)
         g = self.graph
         self._w: dict[int, torch.Tensor] = {}
@@ -121,8 +115,6 @@ class TorchGraph(torch.nn.Module):
                     self._w[i] = ((torch.as_tensor(t.data.astype(np.float64)) - z) * s).float()
 
     def _fq(self, y: torch.Tensor, t, act: str = "NONE") -> torch.Tensor:
-        from kiloml.compress.quantize import act_range, fake_quant
-
         s, z = float(t.quant.scale[0]), int(t.quant.zero_point[0])
         lo, hi = act_range(act, s, z) if act != "NONE" else (-128, 127)
         return fake_quant(y, s, z, lo, hi)

@@ -1,4 +1,4 @@
-"""Pruning on a lowered network (kiloml.compress.quantize.QNet, batch norms already folded).
+"""Pruning on a lowered network (kiloml.compress.qnet.QNet, batch norms already folded).
 
 Unstructured magnitude pruning (``magnitude_prune``) zeroes the smallest weights of each
 convolution / linear layer through a mask that stays applied during fine-tuning. It makes the
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kiloml.compress.quantize import QNet, QOp
+from kiloml.compress.qnet import QNet, QOp
 
 
 def _weighted(net: QNet) -> list[QOp]:

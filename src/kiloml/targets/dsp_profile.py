@@ -14,17 +14,14 @@ it has one (MFCC / MFE), else ``f32`` in software floating point.
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from kiloml.dsp.cgen import f32_literal
-from kiloml.errors import ToolchainError
-from kiloml.targets.emulator import ElfImage, emulate
-from kiloml.targets.toolchain import arm_gcc
+from kiloml.targets.boards import Board
+from kiloml.targets import harness
+from kiloml.targets.emulator import emulate
 
 PREFIX = "kml_dsp_block"
 HARD_FLOAT = {
@@ -32,51 +29,35 @@ HARD_FLOAT = {
     "cortex-m7": ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"],
     "cortex-m33": ["-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"],
 }
-# harness and startup functions: not part of the block's flash
-_HARNESS_SYMBOLS = ("main", "Reset_Handler", "Default_Handler", "kml_vectors",
-                    "kml_profile_begin", "kml_profile_end")
 
 
-def choose_variant(block, board: dict) -> str:
-    if board.get("fpu") and board["core"] in HARD_FLOAT:
+def choose_variant(block, board: Board) -> str:
+    if board.fpu and board.core in HARD_FLOAT:
         return "f32"
     return "q15" if "q15" in block.variants else "f32"
 
 
-def _literal(v, ctype: str) -> str:
-    return f32_literal(float(v)) if ctype == "float" else str(int(v))
+def harness_source(in_type: str, out_type: str, window: np.ndarray, n_out: int) -> str:
+    """The profiling harness of a DSP block's C: ``window`` as ``kml_dsp_input``, the
+    features into ``kml_dsp_output`` (``n_out`` values), one ``<prefix>_features`` call
+    between the markers."""
+    buffers = [harness.Buffer("kml_dsp_input", in_type, np.asarray(window)),
+               harness.Buffer("kml_dsp_output", out_type, None, n_out)]
+    return harness.harness_source(
+        "kiloml DSP profiling harness: one fixed window, markers around one call",
+        f"{PREFIX}.h", buffers, f"{PREFIX}_features(kml_dsp_input, kml_dsp_output)")
 
 
-def harness(in_type: str, out_type: str, window: np.ndarray, n_out: int) -> str:
-    from kiloml.codegen.c import wrap_items
-
-    items = [_literal(v, in_type) for v in np.asarray(window).reshape(-1)]
-    return "\n".join([
-        "/* kiloml DSP profiling harness: one fixed window, markers around one call */",
-        "#include <stdint.h>", f'#include "{PREFIX}.h"', "",
-        f"static const {in_type} kml_dsp_input[{len(items)}] = {{",
-        wrap_items(items, "    ", 100), "};",
-        f"{out_type} kml_dsp_output[{n_out}];",
-        "int main(void);",
-        "__attribute__((noinline)) void kml_profile_begin(void);",
-        "__attribute__((noinline)) void kml_profile_end(void);",
-        'void kml_profile_begin(void) { __asm volatile ("" ::: "memory"); }',
-        'void kml_profile_end(void) { __asm volatile ("" ::: "memory"); }',
-        "int main(void)", "{", "    int rc;", "    kml_profile_begin();",
-        f"    rc = {PREFIX}_features(kml_dsp_input, kml_dsp_output);",
-        "    kml_profile_end();", "    return rc;", "}", ""])
-
-
-def profile_dsp(block, frames: int, channels: int, window: np.ndarray, board: dict,
+def profile_dsp(block, frames: int, channels: int, window: np.ndarray, board: Board,
                 variant: str | None = None, workdir: str | Path | None = None) -> dict:
     """One window of ``block`` on ``board`` (a boards.toml entry); see the module doc.
 
     ``window``: (frames,) audio (float in [-1, 1) for f32, int16 PCM for q15/q31) or
     (frames, channels) float32 sensor data."""
     from kiloml.dsp.host import NP, DSPHostBuild
-    from kiloml.targets.profile import PROFILE_FLAGS, _energy, elf_sizes
+    from kiloml.targets.profile import PROFILE_FLAGS, energy_uj, elf_sizes
 
-    core = board["core"]
+    core = board.core
     variant = variant or choose_variant(block, board)
     block.check_variant(variant)
     in_type, out_type = DSPHostBuild.types(block, variant)
@@ -93,7 +74,7 @@ def profile_dsp(block, frames: int, channels: int, window: np.ndarray, board: di
                     "flash_bytes": c.flash_bytes, "ram_bytes": c.ram_bytes,
                     "stack_bytes": None, "output_matches_host": None})
         return out
-    hard = variant == "f32" and bool(board.get("fpu")) and core in HARD_FLOAT
+    hard = variant == "f32" and bool(board.fpu) and core in HARD_FLOAT
     flags = HARD_FLOAT[core] if hard else PROFILE_FLAGS[core]
     tmp = None if workdir else tempfile.TemporaryDirectory(prefix="kiloml_dspprof_")
     wd = Path(workdir or tmp.name)
@@ -102,20 +83,8 @@ def profile_dsp(block, frames: int, channels: int, window: np.ndarray, board: di
         for name, text in block.c_sources(PREFIX, frames, channels, variant,
                                           command="kiloml profile").items():
             (wd / name).write_text(text)
-        (wd / "dsp_main.c").write_text(harness(in_type, out_type, window, n_out))
-        bm = resources.files("kiloml.targets") / "baremetal"
-        (wd / "startup.c").write_text((bm / "startup.c").read_text())
-        (wd / "link.ld").write_text((bm / "link.ld").read_text())
-        elf = wd / "dsp.elf"
-        cmd = [arm_gcc(), *flags, "-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Werror",
-               "-O2", "-ffunction-sections", "-fdata-sections", "-nostartfiles",
-               "--specs=nano.specs", "-Wl,--gc-sections", "-T", str(wd / "link.ld"), "-I",
-               str(wd), *sorted(str(p) for p in wd.glob("*.c")), "-o", str(elf), "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ToolchainError(f"arm-none-eabi-gcc failed on the DSP C:\n"
-                                 f"{proc.stderr.strip()[:3000]}")
-        image = ElfImage(elf)
+        (wd / "dsp_main.c").write_text(harness_source(in_type, out_type, window, n_out))
+        image = harness.build_elf(wd, flags, "dsp.elf", libs=["-lm"])
         nbytes = n_out * np.dtype(NP[out_type]).itemsize
         emu = emulate(image, core, read_back={"kml_dsp_output": nbytes}, fpu=hard)
         host = DSPHostBuild(block, frames, channels, variant).run(window[None])[0]
@@ -130,15 +99,15 @@ def profile_dsp(block, frames: int, channels: int, window: np.ndarray, board: di
     else:
         match = bool(np.array_equal(got, host))
     sizes = elf_sizes(image)
-    harness_flash = sum(image.symbols.get(s, (0, 0))[1] for s in _HARNESS_SYMBOLS)
+    harness_flash = sum(image.symbols.get(s, (0, 0))[1] for s in harness.HARNESS_SYMBOLS)
     flash = sizes["flash"] - window.nbytes - harness_flash
     ram = sizes["ram"] + emu.stack_bytes
-    lat = emu.cycles / float(board["clock_hz"]) * 1e3
+    lat = emu.cycles / float(board.clock_hz) * 1e3
     out.update({
         "runtime": "hard-float" if hard else ("integer" if variant != "f32" else "soft-float"),
         "instructions": emu.instructions, "cycles": int(round(emu.cycles)),
         "cycles_estimated": True, "latency_ms": round(lat, 4),
-        "energy_uj": _energy(lat, board), "flash_bytes": int(flash), "ram_bytes": int(ram),
+        "energy_uj": energy_uj(lat, board), "flash_bytes": int(flash), "ram_bytes": int(ram),
         "stack_bytes": emu.stack_bytes, "output_matches_host": match,
         "max_abs_diff_vs_host": float(diff.max()) if diff.size else 0.0,
     })

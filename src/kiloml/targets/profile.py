@@ -8,28 +8,20 @@ counted in the emulator; cycles, latency and energy are estimates from the cycle
 from __future__ import annotations
 
 import math
-import re
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from kiloml.codegen.c import CTYPES, CompileResult, _io_specs, format_array, generate_c
-from kiloml.errors import KilomlError, ToolchainError
+from kiloml.codegen.c import CTYPES, CompileResult, generate_c, io_specs
+from kiloml.errors import KilomlError
 from kiloml.ir.graph import DTYPES, Graph
 from kiloml.ir.interpreter import Interpreter
 from kiloml.ir.ops import REGISTRY
+from kiloml.targets import harness
+from kiloml.targets.boards import Board, load_boards
 from kiloml.targets.emulator import FLASH_BASE, RAM_BASE, ElfImage, emulate
-from kiloml.targets.toolchain import arm_gcc
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 # Profiling builds use the soft-float ABI: the emulator starts with the FPU disabled, and the
 # integer kernels do not use it (only float QUANTIZE/DEQUANTIZE at model edges would).
@@ -42,9 +34,6 @@ PROFILE_FLAGS = {
 DSP_CORES = {"cortex-m4", "cortex-m7", "cortex-m33"}
 
 
-def load_boards() -> dict[str, dict]:
-    text = (resources.files("kiloml.targets") / "boards.toml").read_text()
-    return tomllib.loads(text)["boards"]
 
 
 def default_runtime(core: str) -> str:
@@ -52,24 +41,16 @@ def default_runtime(core: str) -> str:
 
 
 def harness_source(result: CompileResult, inputs: list[np.ndarray]) -> str:
-    ins, outs = _io_specs(result.graph)
-    P = result.prefix
-    lines = ["/* kiloml profiling harness: fixed input, markers around one invoke */",
-             "#include <stdint.h>", f'#include "{P}.h"', ""]
-    for s, arr in zip(ins, inputs):
-        lines.append(f"static const {CTYPES[s.tensor.dtype]} kml_profile_{s.name}[{arr.size}] = {{\n"
-                     f"{format_array(np.asarray(arr).reshape(-1))}\n}};")
-    for s in outs:
-        lines.append(f"{CTYPES[s.tensor.dtype]} kml_profile_{s.name}[{max(s.tensor.size, 1)}];")
-    lines += ["int main(void);",
-              "__attribute__((noinline)) void kml_profile_begin(void);",
-              "__attribute__((noinline)) void kml_profile_end(void);",
-              'void kml_profile_begin(void) { __asm volatile ("" ::: "memory"); }',
-              'void kml_profile_end(void) { __asm volatile ("" ::: "memory"); }',
-              "int main(void)", "{", "    int rc;", "    kml_profile_begin();"]
-    args = ", ".join(f"kml_profile_{s.name}" for s in ins + outs)
-    lines += [f"    rc = {P}_invoke({args});", "    kml_profile_end();", "    return rc;", "}", ""]
-    return "\n".join(lines)
+    """The profiling harness of a generated model: ``inputs`` as ``kml_profile_<input>``,
+    the outputs as ``kml_profile_<output>``, one ``<prefix>_invoke`` between the markers."""
+    ins, outs = io_specs(result.graph)
+    buffers = [harness.Buffer(f"kml_profile_{s.name}", CTYPES[s.tensor.dtype], np.asarray(a))
+               for s, a in zip(ins, inputs)]
+    buffers += [harness.Buffer(f"kml_profile_{s.name}", CTYPES[s.tensor.dtype], None,
+                               s.tensor.size) for s in outs]
+    call = f"{result.prefix}_invoke({', '.join(b.name for b in buffers)})"
+    return harness.harness_source("kiloml profiling harness: fixed input, markers around one "
+                                  "invoke", f"{result.prefix}.h", buffers, call)
 
 
 @dataclass
@@ -87,20 +68,9 @@ def build_elf(g: Graph, core: str, inputs: list[np.ndarray], workdir: Path,
     res = generate_c(g, "model", command="kiloml profile", runtime=runtime)
     res.write(workdir)
     (workdir / "profile_main.c").write_text(harness_source(res, inputs))
-    bm = resources.files("kiloml.targets") / "baremetal"
-    (workdir / "startup.c").write_text((bm / "startup.c").read_text())
-    (workdir / "link.ld").write_text((bm / "link.ld").read_text())
-    srcs = sorted(str(p) for p in workdir.glob("*.c"))
-    elf = workdir / "model.elf"
-    cmd = [arm_gcc(), *PROFILE_FLAGS[core], "-std=c99", "-Wall", "-Wextra", "-Wconversion",
-           "-Werror", opt, "-ffunction-sections", "-fdata-sections", "-nostartfiles",
-           "--specs=nano.specs", "-Wl,--gc-sections", "-T", str(workdir / "link.ld"),
-           "-I", str(workdir), *srcs, "-o", str(elf)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise ToolchainError(f"arm-none-eabi-gcc failed:\n{proc.stderr.strip()[:3000]}")
+    elf = harness.build_elf(workdir, PROFILE_FLAGS[core], "model.elf", opt)
     input_bytes = sum(np.asarray(a).nbytes for a in inputs)
-    return Build(ElfImage(elf), res, core, runtime, input_bytes)
+    return Build(elf, res, core, runtime, input_bytes)
 
 
 def elf_sizes(image: ElfImage) -> dict[str, int]:
@@ -119,14 +89,9 @@ def elf_sizes(image: ElfImage) -> dict[str, int]:
 
 
 def _kernel_calls(res: CompileResult) -> list[tuple[int, str]]:
-    """(node index, kernel function) in execution order, from the generated source."""
-    src = res.files[f"{res.prefix}.c"]
-    calls = []
-    for m in re.finditer(r"static void \w+_n(\d+)_\w+\(void\)\n\{\n(.*?)\n\}", src, re.S):
-        fns = re.findall(r"\b(kml_\w+)\(", m.group(2))
-        if len(fns) == 1:
-            calls.append((int(m.group(1)), fns[0]))
-    return calls
+    """(node index, kernel function) in execution order, as the generator reports them
+    (nodes that alias their input run no kernel)."""
+    return [(n, fn) for n, fn in enumerate(res.kernels) if fn]
 
 
 def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int = 0,
@@ -135,7 +100,7 @@ def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int
     if board_id not in boards:
         raise KilomlError(f"unknown board {board_id!r} (known: {', '.join(sorted(boards))})")
     board = boards[board_id]
-    core = board["core"]
+    core = board.core
     rng = np.random.default_rng(seed)
     inputs = []
     for t in g.inputs:
@@ -146,8 +111,8 @@ def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int
             info = np.iinfo(DTYPES[spec.dtype])
             inputs.append(rng.integers(info.min, info.max + 1, spec.shape, dtype=DTYPES[spec.dtype]))
     ref = Interpreter(g).run(*inputs)
-    out: dict = {"board": board_id, "board_name": board["name"], "core": core,
-                 "clock_hz": int(board["clock_hz"])}
+    out: dict = {"board": board_id, "board_name": board.name, "core": core,
+                 "clock_hz": int(board.clock_hz)}
     if core not in PROFILE_FLAGS:
         return _analytic(g, board, out)
     tmp = None if workdir else tempfile.TemporaryDirectory(prefix="kiloml_profile_")
@@ -156,7 +121,7 @@ def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int
     try:
         b = build_elf(g, core, inputs, wd, runtime)
         calls = _kernel_calls(b.result)
-        ins, outs = _io_specs(b.result.graph)
+        ins, outs = io_specs(b.result.graph)
         snap = _layer_snapshots(b, calls)
         emu = emulate(b.elf, core, kernel_entries=sorted({f for _, f in calls}),
                       read_back={f"kml_profile_{s.name}": s.tensor.nbytes for s in outs},
@@ -173,7 +138,7 @@ def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int
     macs = sum(REGISTRY[n.op].macs(lg, n) for n in lg.nodes)
     flash = sizes["flash"] - b.input_bytes
     ram = sizes["ram"] + emu.stack_bytes
-    clock = float(board["clock_hz"])
+    clock = float(board.clock_hz)
     latency_ms = emu.cycles / clock * 1e3
     out.update({
         "runtime": b.runtime,
@@ -190,10 +155,10 @@ def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int
         "macs_per_cycle": round(macs / emu.cycles, 3) if emu.cycles else None,
         "macs_per_instruction": round(macs / emu.instructions, 3) if emu.instructions else None,
         "latency_ms": round(latency_ms, 4),
-        "energy_uj": _energy(latency_ms, board),
-        "fits": flash <= board["flash_bytes"] and ram <= board["ram_bytes"],
-        "flash_available_bytes": int(board["flash_bytes"]),
-        "ram_available_bytes": int(board["ram_bytes"]),
+        "energy_uj": energy_uj(latency_ms, board),
+        "fits": flash <= board.flash_bytes and ram <= board.ram_bytes,
+        "flash_available_bytes": int(board.flash_bytes),
+        "ram_available_bytes": int(board.ram_bytes),
         "output_matches_reference": bool(match),
         "layers_checked": len(layer_match),
         "layers_match_reference": all(layer_match.values()),
@@ -260,47 +225,47 @@ def _layers(lg: Graph, calls, emu) -> list[dict]:
     return layers
 
 
-def _analytic(g: Graph, board: dict, out: dict) -> dict:
+def _analytic(g: Graph, board: Board, out: dict) -> dict:
     """No cross compiler for this core: a MAC-count estimate, marked as such everywhere."""
     macs = sum(REGISTRY[n.op].macs(g, n) for n in g.nodes)
-    mpc = float(board.get("assumed_macs_per_cycle", 0.5))
+    mpc = float(board.assumed_macs_per_cycle)
     cycles = macs / mpc
-    latency_ms = cycles / float(board["clock_hz"]) * 1e3
+    latency_ms = cycles / float(board.clock_hz) * 1e3
     from kiloml.ir.planner import plan_memory
 
     arena = plan_memory(g).arena_bytes
     out.update({
         "runtime": "analytic-estimate",
-        "estimate": f"analytic: no {board['core']} compiler here; cycles = MACs / {mpc} "
+        "estimate": f"analytic: no {board.core} compiler here; cycles = MACs / {mpc} "
                     "(assumed MAC/cycle); flash = weights + 10 KB, RAM = arena + 2 KB",
         "flash_bytes": g.weights_bytes() + 10240, "ram_bytes": arena + 2048,
         "arena_bytes": arena, "stack_bytes": None, "weights_bytes": g.weights_bytes(),
         "macs": macs, "instructions": None, "cycles": int(cycles), "cycles_estimated": True,
         "macs_per_cycle": mpc, "latency_ms": round(latency_ms, 4),
-        "energy_uj": _energy(latency_ms, board),
-        "fits": g.weights_bytes() + 10240 <= board["flash_bytes"] and arena + 2048 <= board["ram_bytes"],
-        "flash_available_bytes": int(board["flash_bytes"]),
-        "ram_available_bytes": int(board["ram_bytes"]),
+        "energy_uj": energy_uj(latency_ms, board),
+        "fits": g.weights_bytes() + 10240 <= board.flash_bytes and arena + 2048 <= board.ram_bytes,
+        "flash_available_bytes": int(board.flash_bytes),
+        "ram_available_bytes": int(board.ram_bytes),
         "output_matches_reference": None, "layers": [],
     })
     return out
 
 
-def _energy(latency_ms: float, board: dict) -> float | None:
+def energy_uj(latency_ms: float, board: Board) -> float | None:
     """µJ per inference = ms x mW; None where the board's datasheet power is not known."""
-    p = float(board["active_power_mw"])
+    p = float(board.active_power_mw)
     return None if math.isnan(p) else round(latency_ms * p, 3)
 
 
-def battery_days(res: dict, board: dict, rate_hz: float, battery_mah: float) -> float | None:
+def battery_days(res: dict, board: Board, rate_hz: float, battery_mah: float) -> float | None:
     """Days on a battery: inferences at ``rate_hz``, idle (sleep) power in between.
 
     Battery energy = mAh x the board's supply voltage; None where power figures are unknown.
     If inferences cannot keep up with ``rate_hz`` the MCU is simply always active."""
-    if math.isnan(float(board["active_power_mw"])) or math.isnan(float(board["idle_power_mw"])):
+    if math.isnan(float(board.active_power_mw)) or math.isnan(float(board.idle_power_mw)):
         return None
     lat_s = res["latency_ms"] / 1e3
     duty = min(rate_hz * lat_s, 1.0)
-    avg_mw = duty * float(board["active_power_mw"]) + (1 - duty) * float(board["idle_power_mw"])
-    energy_mwh = battery_mah * float(board.get("vdd_v", 3.0))
+    avg_mw = duty * float(board.active_power_mw) + (1 - duty) * float(board.idle_power_mw)
+    energy_mwh = battery_mah * float(board.vdd_v)
     return round(energy_mwh / avg_mw / 24.0, 2)

@@ -169,6 +169,13 @@ class _Progress:
             self.epoch_task = self.rich.add_task(title, total=epochs, info="")
             self.batch_task = self.rich.add_task("  batches", total=1, info="")
 
+    def note(self, msg: str) -> None:
+        """A line on stderr above the bars (e.g. "resumed from ... at epoch 12")."""
+        if self.rich:
+            self.rich.console.print(msg, markup=False, highlight=False)
+        elif self.enabled:
+            self.console.print(msg, markup=False, highlight=False)
+
     def start_epoch(self, epoch: int, batches: int) -> None:
         if self.rich:
             self.rich.reset(self.batch_task, total=batches, description=f"  epoch {epoch + 1}")
@@ -245,6 +252,9 @@ def fit(model: nn.Module, epoch_data: Callable[[int], EpochData], cfg: TrainConf
             ema = state["ema"]
     t0 = time.time() - (res.history[-1]["elapsed_s"] if res.history else 0.0)
     prog = _Progress(progress, cfg.epochs, title)
+    if res.resumed_from:
+        prog.note(f"{title}: resumed from {ckpt} at epoch {res.resumed_from + 1} of "
+                  f"{cfg.epochs}")
     try:
         for epoch in range(start_epoch, cfg.epochs):
             if res.history and bad_epochs >= cfg.patience > 0:

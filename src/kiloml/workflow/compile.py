@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from kiloml.codegen.c import generate_c
-from kiloml.codegen.host import HostBuild
 from kiloml.errors import KilomlError
 from kiloml.fileio import atomic_save_npy
 from kiloml.io.tflite_reader import read_tflite
 from kiloml.ir.graph import DTYPES, Graph
-from kiloml.ir.interpreter import Interpreter
 from kiloml.ir.ops import REGISTRY
+from kiloml.model import Model
 
 
 def load_model(path: str | Path) -> Graph:
@@ -84,7 +83,8 @@ def _load_input(path: Path, spec, where: str) -> tuple[np.ndarray, bool]:
 
 def predict_model(model: str | Path, inputs: list[Path], outputs: list[Path],
                   engine: str = "ref", board: str = "nucleo-l4r5zi") -> dict:
-    """Run on .npy inputs with ``ref`` (numpy interpreter) or ``c`` (generated C on the host)."""
+    """Run on .npy inputs with ``ref`` (numpy reference interpreter), ``c`` (generated C on
+    the host) or ``emulator`` (the board's ELF in the emulator): kiloml.model.Model."""
     g = load_model(model)
     if len(inputs) != len(g.inputs):
         raise KilomlError(f"{model}: model has {len(g.inputs)} input(s), {len(inputs)} given")
@@ -101,14 +101,12 @@ def predict_model(model: str | Path, inputs: list[Path], outputs: list[Path],
         parent = Path(p).parent
         if not parent.is_dir():
             raise KilomlError(f"{p}: directory {parent} does not exist")
-    if engine == "ref":
-        it = Interpreter(g)
-        per = [it.run(*[a[i] for a in arrays]) for i in range(arrays[0].shape[0])]
-        results = [np.stack([r[k] for r in per]) for k in range(len(g.outputs))]
-    elif engine == "c":
-        results = HostBuild(generate_c(g, "model", command=f"kiloml predict {model}")).run(*arrays)
-    else:
-        raise KilomlError(f"unknown engine {engine!r}")
+    m = Model(g)
+    res = m.predict(arrays if len(arrays) > 1 else arrays[0], engine=engine,
+                    board=board if engine == "emulator" else None)
+    res = res if isinstance(res, list) else [res]
+    results = [r.reshape((r.shape[0],) + tuple(g.tensors[t].shape))
+               for r, t in zip(res, g.outputs)]
     any_batched = any(batched)
     written = []
     for p, arr in zip(outputs, results):

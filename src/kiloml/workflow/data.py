@@ -13,9 +13,16 @@ from kiloml.workflow.project import Project, as_project
 
 
 def import_files(project: Project | str | Path, path: str | Path, **kw) -> ImportResult:
-    """``kiloml data import``: add a file or folder to the project's index (atomic)."""
+    """``kiloml data import``: add a file or folder to the project's index (atomic). A
+    ``rate`` given to a project that states none becomes the project's ``data.sample_rate``
+    (stated once; later imports, the DSP block and training take it from there)."""
     p = as_project(project)
-    return import_data(p.dataset, p.config.data, path, **kw)
+    res = import_data(p.dataset, p.config.data, path, **kw)
+    rate = kw.get("rate")
+    if rate is not None and p.config.data.sample_rate is None and res.added:
+        p.config.data.sample_rate = float(rate)
+        p.save()
+    return res
 
 
 def project_info(project: Project | str | Path, verify: bool = True) -> dict:

@@ -1,7 +1,8 @@
 """``kiloml demo``: the main job on bundled defaults, end to end, on any machine.
 
-Until training lands the demo builds its own model (a DS-CNN in the MLPerf Tiny KWS layout
-with seeded random weights), writes it as .tflite, compiles it to C, checks the host-compiled
+Today the demo builds its own model (a DS-CNN in the MLPerf Tiny KWS layout with seeded
+random weights; the trained main job on examples/magic_wand replaces it once `kiloml deploy`
+and `kiloml verify` land), writes it as .tflite, compiles it to C, checks the host-compiled
 C against the reference interpreter (and TFLite Micro when installed), cross-compiles it for
 a Cortex-M4 and profiles one inference of the real ELF in the emulator on NUCLEO-L4R5ZI,
 printing the figures.

@@ -25,12 +25,12 @@ import numpy as np
 from kiloml.data.index import DatasetIndex
 from kiloml.data.loader import SourceCache
 from kiloml.data.windowing import load_windows
-from kiloml.dsp import make_block
+from kiloml.dsp import block_class, make_block
 from kiloml.dsp.apply import apply_block, block_quant
-from kiloml.errors import DataError
+from kiloml.errors import DataError, ProjectError
 from kiloml.train import augment as A
 from kiloml.workflow.cache import cache_path, content_hash, load_arrays, save_arrays
-from kiloml.workflow.project import Project
+from kiloml.workflow.project import Project, dsp_params
 
 __all__ = ["FeatureData", "AugmentedBanks", "apply_block", "block_quant", "class_list",
            "dsp_block", "fingerprint", "load_split", "noise_clips"]
@@ -51,8 +51,12 @@ class FeatureData:
 
 def dsp_block(project: Project):
     """The project's DSP block (kiloml.dsp) from its [dsp] section."""
-    d = project.config.dsp
-    return make_block(d.block, preset=d.preset, params=d.params)
+    c = project.config
+    if c.data.sample_rate is None and \
+            "sample_rate" in block_class(c.dsp.block).Params.model_fields:
+        raise ProjectError(f"{project.config_path}: data.sample_rate is not set (import with "
+                           "--rate HZ, or set it in [data]): the DSP block needs the rate")
+    return make_block(c.dsp.block, preset=c.dsp.preset, params=dsp_params(c.data, c.dsp))
 
 
 def fingerprint(project: Project) -> list:

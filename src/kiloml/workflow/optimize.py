@@ -37,6 +37,7 @@ from kiloml.compress.distill import TorchTeacher
 from kiloml.compress.prune import channel_prune, magnitude_prune, sparsity as sparsity_of
 from kiloml.compress.quantize import calibrate, to_graph
 from kiloml.errors import KilomlError
+from kiloml.fileio import atomic_write_text
 from kiloml.io.tflite_writer import save_tflite
 from kiloml.ir.planner import plan_memory
 from kiloml.targets.profile import profile_graph
@@ -152,77 +153,82 @@ def optimize_project(project: Project | str | Path | None = None, variants=VARIA
             forward=lambda x: net(x, logits=True), title=title)
         return net
 
-    for name in variants:
-        if name == "float":
-            f_out = P.predict_float(prep, model, prep.test.x)
-            n_w = sum(p.numel() for p in model.parameters())
-            probe, g = P.quantize(prep, model)
+    interrupted = False
+    try:
+        for name in variants:
+            if name == "float":
+                f_out = P.predict_float(prep, model, prep.test.x)
+                n_w = sum(p.numel() for p in model.parameters())
+                probe, g = P.quantize(prep, model)
 
-            rows.append({"name": "float", "metric": _metric(prep, f_out, prep.test),
-                         "flash_bytes": 4 * n_w, "ram_bytes": 4 * plan_memory(g).arena_bytes,
-                         "macs": probe.macs(), "latency_ms": None, "estimated": True,
-                         "file": str(P.model_dir(project) / "float.pt")})
-        elif name == "ptq":
-            ptq_net, g = P.quantize(prep, model)
-            rows.append(_int8_row("ptq", prep, g, board, out_dir, notes))
-        elif name == "qat":
-            net, _ = P.quantize(prep, model)
-            net, _ = P.qat(prep, net, qat_ep, progress=progress)
-            rows.append(_int8_row("qat", prep, to_graph(net), board, out_dir, notes))
-        elif name == "pruned":
-            net, _ = P.quantize(prep, model)
-            rep = channel_prune(net, prune_ratio, multiple=4)
-            if not rep:
-                notes.append("pruned: no layer could be pruned (residual / final layers only)")
-            finetune(net, ft, "prune fine-tune")
-            calib(net)
-            net, _ = P.qat(prep, net, qat_ep, progress=progress)
-            row = _int8_row("pruned", prep, to_graph(net), board, out_dir, notes)
-            row["pruned_channels"] = {k: list(v) for k, v in rep.items()}
-            rows.append(row)
-        elif name == "sparse":
-            net, _ = P.quantize(prep, model)
-            magnitude_prune(net, sparsity)
-            finetune(net, ft, "sparse fine-tune")
-            calib(net)
-            row = _int8_row("sparse", prep, to_graph(net), board, out_dir, notes)
-            row["sparsity"] = round(sparsity_of(net), 4)
-            rows.append(row)
-            notes.append("sparse: zero weights are still stored and multiplied (dense kernels)")
-        elif name == "distilled":
-            if r.teacher:
-                # the trained model (labels only) is the student's starting point
-                student, res = P.train_float(prep, copy.deepcopy(model), progress=progress,
-                                             distill=True, title="distill")
-                src = f"teacher {r.teacher} teaching the trained model"
-                torch.save({"arch": prep.arch, "state": student.state_dict()},
-                           out_dir / "distilled_float.pt")
-                f_acc = _metric(prep, P.predict_float(prep, student, prep.test.x), prep.test)
+                rows.append({"name": "float", "metric": _metric(prep, f_out, prep.test),
+                             "flash_bytes": 4 * n_w, "ram_bytes": 4 * plan_memory(g).arena_bytes,
+                             "macs": probe.macs(), "latency_ms": None, "estimated": True,
+                             "file": str(P.model_dir(project) / "float.pt")})
+            elif name == "ptq":
+                ptq_net, g = P.quantize(prep, model)
+                rows.append(_int8_row("ptq", prep, g, board, out_dir, notes))
+            elif name == "qat":
+                net, _ = P.quantize(prep, model)
+                net, _ = P.qat(prep, net, qat_ep, progress=progress)
+                rows.append(_int8_row("qat", prep, to_graph(net), board, out_dir, notes))
+            elif name == "pruned":
+                net, _ = P.quantize(prep, model)
+                rep = channel_prune(net, prune_ratio, multiple=4)
+                if not rep:
+                    notes.append("pruned: no layer could be pruned (residual / final layers only)")
+                finetune(net, ft, "prune fine-tune")
+                calib(net)
+                net, _ = P.qat(prep, net, qat_ep, progress=progress)
+                row = _int8_row("pruned", prep, to_graph(net), board, out_dir, notes)
+                row["pruned_channels"] = {k: list(v) for k, v in rep.items()}
+                rows.append(row)
+            elif name == "sparse":
+                net, _ = P.quantize(prep, model)
+                magnitude_prune(net, sparsity)
+                finetune(net, ft, "sparse fine-tune")
+                calib(net)
+                row = _int8_row("sparse", prep, to_graph(net), board, out_dir, notes)
+                row["sparsity"] = round(sparsity_of(net), 4)
+                rows.append(row)
+                notes.append("sparse: zero weights are still stored and multiplied (dense kernels)")
+            elif name == "distilled":
+                if r.teacher:
+                    # the trained model (labels only) is the student's starting point
+                    student, res = P.train_float(prep, copy.deepcopy(model), progress=progress,
+                                                 distill=True, title="distill")
+                    src = f"teacher {r.teacher} teaching the trained model"
+                    torch.save({"arch": prep.arch, "state": student.state_dict()},
+                               out_dir / "distilled_float.pt")
+                    f_acc = _metric(prep, P.predict_float(prep, student, prep.test.x), prep.test)
+                    _, g = P.quantize(prep, student)
+                    row = _int8_row("distilled", prep, g, board, out_dir, notes)
+                    row.update({"source": src, "train_seconds": res.seconds, "float_metric": f_acc})
+                    rows.append(row)
+                    notes.append(f"distilled: float {100 * f_acc:.2f} %, int8 {100 * row['metric']:.2f}"
+                                 " %")
+                    continue
+                else:
+
+                    teacher = TorchTeacher(copy.deepcopy(model))
+                    sp = _student_params(prep)
+                    student = build_model(prep.arch, prep.feature_shape, len(prep.labels), **sp)
+                    student, res = _self_distill(prep, student, teacher, progress)
+                    src = f"trained float model teaching a half-width student ({sp})"
                 _, g = P.quantize(prep, student)
                 row = _int8_row("distilled", prep, g, board, out_dir, notes)
-                row.update({"source": src, "train_seconds": res.seconds, "float_metric": f_acc})
+                row["source"] = src
+                row["train_seconds"] = res.seconds
                 rows.append(row)
-                notes.append(f"distilled: float {100 * f_acc:.2f} %, int8 {100 * row['metric']:.2f}"
-                             " %")
-                continue
             else:
-
-                teacher = TorchTeacher(copy.deepcopy(model))
-                sp = _student_params(prep)
-                student = build_model(prep.arch, prep.feature_shape, len(prep.labels), **sp)
-                student, res = _self_distill(prep, student, teacher, progress)
-                src = f"trained float model teaching a half-width student ({sp})"
-            _, g = P.quantize(prep, student)
-            row = _int8_row("distilled", prep, g, board, out_dir, notes)
-            row["source"] = src
-            row["train_seconds"] = res.seconds
-            rows.append(row)
-        else:
-            raise KilomlError(f"unknown variant {name!r}")
+                raise KilomlError(f"unknown variant {name!r}")
+    except KeyboardInterrupt:  # keep and show what finished (Ctrl-C during a long variant)
+        interrupted = True
+        notes.append(f"interrupted: {len(rows)} of {len(variants)} variants finished")
     result = {"project": str(project.root), "arch": prep.arch, "board": board,
               "metric": "roc_auc" if prep.anomaly else "accuracy", "n_test": int(len(prep.test.x)),
-              "variants": rows, "notes": notes}
-    (out_dir / "variants.json").write_text(json.dumps(result, indent=1, default=_jsonable))
+              "variants": rows, "notes": notes, "interrupted": interrupted}
+    atomic_write_text(out_dir / "variants.json", json.dumps(result, indent=1, default=_jsonable))
     return json.loads(json.dumps(result, default=_jsonable))
 
 

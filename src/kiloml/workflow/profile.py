@@ -14,8 +14,9 @@ import numpy as np
 from kiloml.data.windowing import load_windows
 from kiloml.errors import KilomlError, UsageError
 from kiloml.io.tflite_reader import read_tflite
+from kiloml.targets.boards import Board
 from kiloml.targets.dsp_profile import c_input, choose_variant, profile_dsp
-from kiloml.targets.profile import _energy, battery_days, load_boards, profile_graph
+from kiloml.targets.profile import energy_uj, battery_days, load_boards, profile_graph
 from kiloml.workflow.features import dsp_block
 from kiloml.workflow.project import Project, as_project
 
@@ -81,9 +82,9 @@ def profile(model: Optional[Path] = None, board: Optional[str] = None,
     dsp_cache: dict = {}
     for bid in ids:
         rt = runtime
-        if rt == "armv7em" and not db[bid].get("dsp", False):
+        if rt == "armv7em" and not db[bid].dsp:
             rt = "portable"
-        key = (db[bid]["core"], rt)
+        key = (db[bid].core, rt)
         base = cache.get(key)
         res = profile_graph(g, bid, runtime=rt) if base is None else _rescale(base, db[bid], bid)
         cache.setdefault(key, res)
@@ -100,42 +101,42 @@ def profile(model: Optional[Path] = None, board: Optional[str] = None,
     return results
 
 
-def _dsp_for(dsp_in, b: dict, variant, cache: dict) -> dict:
+def _dsp_for(dsp_in, b: Board, variant, cache: dict) -> dict:
     """The DSP block on board ``b``; boards with the same core, FPU and variant share one
     emulated run, rescaled to their clock and power."""
     block, frames, channels, window, _ = dsp_in
     v = variant or choose_variant(block, b)
-    key = (b["core"], bool(b.get("fpu")), v)
+    key = (b.core, bool(b.fpu), v)
     if key not in cache:
         cache[key] = profile_dsp(block, frames, channels, c_input(block, window, v), b, v)
     res = dict(cache[key])
     if res.get("cycles") is not None:
-        lat = res["cycles"] / float(b["clock_hz"]) * 1e3
+        lat = res["cycles"] / float(b.clock_hz) * 1e3
         res["latency_ms"] = round(lat, 4)
-        res["energy_uj"] = _energy(lat, b)
+        res["energy_uj"] = energy_uj(lat, b)
     return res
 
 
-def _pipeline(res: dict, b: dict) -> dict:
+def _pipeline(res: dict, b: Board) -> dict:
     """Feature extraction + one inference: what a device spends per decision."""
     d = res["dsp"]
     known = d.get("latency_ms") is not None and res.get("latency_ms") is not None
     lat = round(d["latency_ms"] + res["latency_ms"], 4) if known else None
     flash = res["flash_bytes"] + d["flash_bytes"]
     ram = res["ram_bytes"] + d["ram_bytes"]
-    return {"latency_ms": lat, "energy_uj": _energy(lat, b) if known else None,
+    return {"latency_ms": lat, "energy_uj": energy_uj(lat, b) if known else None,
             "flash_bytes": flash, "ram_bytes": ram,
-            "fits": flash <= b["flash_bytes"] and ram <= b["ram_bytes"]}
+            "fits": flash <= b.flash_bytes and ram <= b.ram_bytes}
 
 
-def _rescale(base: dict, b: dict, bid: str) -> dict:
+def _rescale(base: dict, b: Board, bid: str) -> dict:
     """Same core and kernels, other board: same build and counts, new clock and power."""
     res = dict(base)
-    res.update({"board": bid, "board_name": b["name"], "clock_hz": int(b["clock_hz"]),
-                "flash_available_bytes": int(b["flash_bytes"]),
-                "ram_available_bytes": int(b["ram_bytes"])})
-    lat = res["cycles"] / float(b["clock_hz"]) * 1e3
+    res.update({"board": bid, "board_name": b.name, "clock_hz": int(b.clock_hz),
+                "flash_available_bytes": int(b.flash_bytes),
+                "ram_available_bytes": int(b.ram_bytes)})
+    lat = res["cycles"] / float(b.clock_hz) * 1e3
     res["latency_ms"] = round(lat, 4)
-    res["energy_uj"] = _energy(lat, b)
-    res["fits"] = res["flash_bytes"] <= b["flash_bytes"] and res["ram_bytes"] <= b["ram_bytes"]
+    res["energy_uj"] = energy_uj(lat, b)
+    res["fits"] = res["flash_bytes"] <= b.flash_bytes and res["ram_bytes"] <= b.ram_bytes
     return res

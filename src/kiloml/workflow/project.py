@@ -26,8 +26,8 @@ from kiloml.data.dataset import Dataset
 from kiloml.data.index import DatasetIndex
 from kiloml.data.settings import AugmentSettings as AugmentSection
 from kiloml.data.settings import DataSettings as DataSection
-from kiloml.dsp import make_block
-from kiloml.errors import ProjectError
+from kiloml.dsp import block_class, make_block, presets
+from kiloml.errors import KilomlError, ProjectError
 from kiloml.fileio import atomic_write_text
 from kiloml.train.settings import TrainSettings
 
@@ -65,13 +65,23 @@ class DSPSection(_Strict):
     preset: Optional[str] = None
     params: dict[str, Any] = {}
 
-    @model_validator(mode="after")
-    def _check(self) -> "DSPSection":
-        try:
-            make_block(self.block, preset=self.preset, params=self.params)
-        except Exception as e:  # DSPError: one line
-            raise ValueError(str(e)) from None
-        return self
+
+def dsp_params(data: DataSection, dsp: DSPSection) -> dict[str, Any]:
+    """The block's parameters with the one sample rate of the project: ``[data] sample_rate``
+    is stated once and the block takes it; a block rate (in ``[dsp.params]`` or its preset)
+    that differs from it is an error, never silently used on data of another rate."""
+    params = dict(dsp.params)
+    rate = data.sample_rate
+    if rate is None or "sample_rate" not in block_class(dsp.block).Params.model_fields:
+        return params
+    stated = params.get("sample_rate")
+    if stated is None and dsp.preset is not None:
+        stated = presets().get(dsp.preset, (None, {}))[1].get("sample_rate")
+    if stated is not None and abs(float(stated) - rate) > 1e-9 * rate:
+        raise ValueError(f"the DSP block's sample_rate {float(stated):g} Hz differs from "
+                         f"data.sample_rate {rate:g} Hz (state the rate once, in [data])")
+    params["sample_rate"] = float(rate)
+    return params
 
 
 class ModelSection(_Strict):
@@ -83,6 +93,28 @@ class BoardSection(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+class ImportSection(_Strict):
+    """Where ``kiloml run`` imports the data from (paths relative to the project folder).
+    Without ``path`` the dataset is what ``kiloml data import`` put in the index."""
+
+    path: Optional[str] = Field(None, min_length=1)
+    format: str = "auto"
+    label: Optional[str] = None
+    label_regex: Optional[str] = None
+    group_regex: Optional[str] = None
+    rows: Optional[int] = Field(None, ge=1)
+    variable: Optional[str] = None
+    skip_bad: bool = False
+
+
+class OptimizeSection(_Strict):
+    """Variants ``kiloml run`` builds after training (empty: the optimize step is skipped)."""
+
+    variants: list[Literal["float", "ptq", "qat", "pruned", "sparse", "distilled"]] = []
+    prune_ratio: float = Field(0.5, ge=0, le=0.95)
+    sparsity: float = Field(0.5, ge=0, le=0.95)
+
+
 class ProjectConfig(_Strict):
     project: ProjectSection
     data: DataSection
@@ -90,6 +122,17 @@ class ProjectConfig(_Strict):
     model: ModelSection
     board: BoardSection
     train: TrainSettings = TrainSettings()
+    source: ImportSection = ImportSection()
+    optimize: OptimizeSection = OptimizeSection()
+
+    @model_validator(mode="after")
+    def _dsp(self) -> "ProjectConfig":
+        try:
+            make_block(self.dsp.block, preset=self.dsp.preset,
+                       params=dsp_params(self.data, self.dsp))
+        except (KilomlError, ValueError) as e:  # DSPError: one line
+            raise ValueError(f"dsp: {e}") from None
+        return self
 
 
 def task_defaults(task: str, name: str) -> ProjectConfig:
@@ -113,14 +156,15 @@ def task_defaults(task: str, name: str) -> ProjectConfig:
             data=DataSection(sample_rate=None, channels=3, window_ms=2000, stride_ms=500,
                              augment=AugmentSection(jitter_std=0.01, scale_range=0.1,
                                                     rotate_deg=15)),
-            dsp=DSPSection(block="spectral", params={"sample_rate": 100.0}),
+            # bands up to 12 Hz: valid from 25 Hz (magic_wand) up; gestures live below it
+            dsp=DSPSection(block="spectral", params={"band_edges_hz": [0, 1, 2, 4, 8, 12]}),
             model=ModelSection(arch="dense"), board=BoardSection(name="nano33ble"))
     if task == "vibration":
         return ProjectConfig(
             project=p,
             data=DataSection(sample_rate=12000, channels=1, window_ms=1024 / 12, stride_ms=1024 / 12,
                              split_by="auto"),
-            dsp=DSPSection(block="spectral", params={"sample_rate": 12000.0, "fft_length": 1024,
+            dsp=DSPSection(block="spectral", params={"fft_length": 1024,
                                                      "band_edges_hz": [0, 500, 1000, 2000,
                                                                        3000, 4000, 6000]}),
             model=ModelSection(arch="dense"), board=BoardSection(name="nucleo-l4r5zi"))
@@ -128,7 +172,7 @@ def task_defaults(task: str, name: str) -> ProjectConfig:
         return ProjectConfig(
             project=p,
             data=DataSection(sample_rate=16000, channels=1, window_ms=1000, stride_ms=500),
-            dsp=DSPSection(block="mfe", params={"sample_rate": 16000.0}),
+            dsp=DSPSection(block="mfe"),
             model=ModelSection(arch="autoencoder"), board=BoardSection(name="nano33ble"))
     return ProjectConfig(
         project=p, data=DataSection(window_ms=1000, stride_ms=1000),
@@ -212,6 +256,26 @@ def _format_validation(path: Path, e: ValidationError) -> str:
     return f"{path}: {loc}: {msg}{more}"
 
 
+def _version_tuple(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
+
+
+def _made_by(path: Path, doc: dict) -> str:
+    """The kiloml version that wrote the project. An older one is read (its keys are a subset
+    of this schema; a key that was removed is reported as unknown); a newer one is refused,
+    since it may mean things this version does not know."""
+    v = doc.get("project", {}).get("kiloml_version") if isinstance(doc.get("project"), dict) \
+        else None
+    if v is None:  # no [project] table: the schema check names what is missing
+        return __version__
+    if not isinstance(v, str) or not re.fullmatch(r"\d+\.\d+\.\d+\S*", v):
+        raise ProjectError(f"{path}: project.kiloml_version {v!r} is not a version")
+    if _version_tuple(v) > _version_tuple(__version__):
+        raise ProjectError(f"{path}: made by kiloml {v}, newer than this kiloml "
+                           f"{__version__}: upgrade kiloml to use this project")
+    return v
+
+
 class Project:
     """A loaded project: its directory and validated configuration."""
 
@@ -245,16 +309,20 @@ class Project:
             raise ProjectError(f"{path}: not UTF-8 text") from None
         except tomllib.TOMLDecodeError as e:
             raise ProjectError(f"{path}: invalid TOML: {e}") from None
+        made_by = _made_by(path, doc)
         try:
             cfg = ProjectConfig.model_validate(doc)
         except ValidationError as e:
-            raise ProjectError(_format_validation(path, e)) from None
+            older = f" (written by kiloml {made_by}, this is {__version__})" \
+                if made_by != __version__ else ""
+            raise ProjectError(_format_validation(path, e) + older) from None
         return cls(root, cfg)
 
     def save(self) -> None:
         doc = self.config.model_dump(mode="json")
         atomic_write_text(self.config_path, to_toml(
-            doc, header=f"# kiloml project (written by kiloml {__version__}); see kiloml.workflow.project"))
+            doc, header=f"# kiloml project (written by kiloml {__version__}); "
+                        "see docs/architecture.md and kiloml.workflow.project"))
 
 
 def init_project(root: str | Path, task: str, name: str | None = None,

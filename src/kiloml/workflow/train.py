@@ -443,6 +443,10 @@ def _summary(meta: dict, out: Path) -> dict:
     for k in ("arena_bytes", "weights_bytes", "macs", "threshold"):
         if k in meta:
             s[k] = meta[k]
+    resumed = {k: v["resumed_from"] for k in ("float_train", "distill_train", "qat_train")
+               if (v := meta.get(k)) and v.get("resumed_from")}
+    if resumed:
+        s["resumed_from_epoch"] = resumed
     return s
 
 
@@ -468,7 +472,7 @@ def test_project(project: Project | str | Path | None = None, data: str | Path |
     try:
         if data is not None:
             tmp = tempfile.TemporaryDirectory(prefix="kiloml_test_")
-            src = _import_elsewhere(project, Path(data), Path(tmp.name))
+            src = import_elsewhere(project, Path(data), Path(tmp.name))
             fd = load_split(src, "test", labels, use_cache=False)
             unknown = sorted({s for s, y in zip(fd.sample_ids, fd.y) if y < 0})
             if unknown and not meta["anomaly"]:
@@ -508,7 +512,7 @@ def _prep_from_meta(project, meta: dict, fd) -> Prepared:
                     meta["anomaly"], normal_ids)
 
 
-def _import_elsewhere(project, data: Path, tmpdir: Path):
+def import_elsewhere(project, data: Path, tmpdir: Path):
     """A throw-away copy of the project (same kiloml.toml, empty index) holding ``data`` as
     its test split."""
     root = tmpdir / "p"

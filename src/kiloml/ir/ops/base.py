@@ -4,21 +4,22 @@ An op is one module under ``kiloml.ir.ops`` defining an attribute dataclass and 
 subclass registered with ``@register``. The op owns everything about itself: how its options
 are read from and written to .tflite, which types/options it supports, the integer parameters
 derived from quantization (``prepare``, shared by the interpreter and the C generator so they
-cannot disagree), the numpy reference kernel, its MAC count, its C emission and how its output
-may overlap its input in memory.
+cannot disagree), the numpy reference kernel, its MAC count, its portable C emission and how
+its output may overlap its input in memory. Which optimized kernel a target runs, the scratch
+it needs and its packed weight layouts belong to the code generator's kernel backends
+(codegen/backend.py), which sit above the IR: the ops import nothing from the generator and
+write C only through ``EmitContext``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from kiloml.ir.graph import Graph, Node, Tensor
-
-if TYPE_CHECKING:  # pragma: no cover
-    from kiloml.codegen.c import EmitContext
 
 ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
 ACTIVATION_CODES = {v: k for k, v in ACTIVATIONS.items()}
@@ -29,6 +30,29 @@ PADDING_CODES = {v: k for k, v in PADDINGS.items()}
 @dataclass(frozen=True)
 class NoAttrs:
     """For ops without options."""
+
+
+class EmitContext(Protocol):
+    """What an op's ``emit`` may use to write the body of its node function. The C generator
+    implements it; every method returns C text (a symbol, an expression or a statement)."""
+
+    def use_kernel(self, module: str) -> None:
+        """The node calls a function of the runtime module ``kml_<module>.h``."""
+
+    def call(self, function: str, *args: str) -> str:
+        """The statement ``function(args...);``; ``function`` is recorded as the node's
+        kernel (each node calls exactly one)."""
+
+    def struct(self, ctype: str, suffix: str, fields: Mapping[str, Any]) -> str:
+        """Declare this node's ``static const <ctype>`` initialized from ``fields`` (float
+        values as float32 constants, others as integers); returns its name."""
+
+    def array(self, suffix: str, ctype: str, values: Any) -> str:
+        """Declare this node's ``static const <ctype>`` array of ``values``; returns its
+        name."""
+
+    def ptr(self, tid: int) -> str:
+        """C expression of the data of tensor ``tid`` (a constant array or the arena)."""
 
 
 class OpDef:
@@ -66,8 +90,9 @@ class OpDef:
         return 0
 
     # -- code generation ---------------------------------------------------------------------
-    def emit(self, g: Graph, node: Node, params: Any, ctx: "EmitContext") -> list[str]:
-        """C statements of the node's function body."""
+    def emit(self, g: Graph, node: Node, params: Any, ctx: EmitContext) -> list[str]:
+        """C statements of the node's function body with the portable kernels (the ones in
+        ``codegen/runtime/portable``); one of them is ``ctx.call(...)``."""
         raise NotImplementedError(self.name)
 
     def comment(self, g: Graph, node: Node, params: Any) -> list[str]:
@@ -75,10 +100,6 @@ class OpDef:
         return []
 
     # -- memory --------------------------------------------------------------------------------
-    def scratch_bytes(self, g: Graph, node: Node, runtime: str) -> int:
-        """Temporary arena bytes the ``runtime``'s kernel needs while this node runs."""
-        return 0
-
     def is_alias(self) -> bool:
         """True when output 0 is input 0's bytes reinterpreted (RESHAPE): no code, no copy."""
         return False
@@ -145,10 +166,6 @@ def window_inplace_delta(in_shape: tuple[int, ...], out_shape: tuple[int, ...], 
     first_needed = (ys[:, None] * wi + xs[None, :]) * ci * in_itemsize
     written_end = (np.arange(ho * wo).reshape(ho, wo) + 1) * co * out_itemsize
     return int((first_needed - written_end).min())
-
-
-def c_int_list(values: np.ndarray | list[int]) -> str:
-    return ", ".join(str(int(v)) for v in np.asarray(values).reshape(-1))
 
 
 def read_table(op: Any, cls: type) -> Any | None:

@@ -108,7 +108,8 @@ class Concatenation(OpDef):
         sizes = ctx.array("sizes", "int32_t", p.sizes)
         ptrs = ", ".join(ctx.ptr(t) for t in node.inputs)
         return [f"const int8_t *const inputs[{len(node.inputs)}] = {{{ptrs}}};",
-                f"kml_concat_s8(&{params}, inputs, {sizes}, {ctx.ptr(node.outputs[0])});"]
+                ctx.call("kml_concat_s8", f"&{params}", "inputs", sizes,
+                         ctx.ptr(node.outputs[0]))]
 
     def inplace_delta(self, g, node):
         p = self.prepare(g, node)

@@ -103,36 +103,9 @@ class Conv2D(OpDef):
     def emit(self, g, node, p, ctx):
         ctx.use_kernel("conv")
         params = ctx.struct("kml_conv_params", "p", conv_struct_fields(p))
-        fn = "kml_conv2d_s8"
-        if ctx.runtime == "armv7em":
-            from kiloml.codegen.armv7em import (conv_1x1, conv_1x1_extended, conv_kernel,
-                                                conv_rgb, conv_rgb_extended, conv_rows,
-                                                windows_inside)
-
-            w = g.tensors[node.inputs[1]].data
-            if conv_1x1(g, node, p):
-                fn = "kml_conv2d_1x1_s8"
-            elif conv_rgb(g, node, p):
-                fn = "kml_conv2d_rgb_s8"
-            else:
-                fn = conv_kernel(g, node, p, conv_rows(w), w.shape[2] * w.shape[3],
-                                 windows_inside(p))
-        rgb, one = fn == "kml_conv2d_rgb_s8", fn == "kml_conv2d_1x1_s8"
-        filt, extra = conv_weight_args(g, node, p, ctx, lean=rgb or one,
-                                       multiple=4 if rgb else 8, doubled=not rgb,
-                                       extended=(one and conv_1x1_extended(p))
-                                       or (rgb and conv_rgb_extended(p)))
-        return [f"{fn}(&{params}, {ctx.ptr(node.inputs[0])}, {filt[0]}, {filt[3]}, "
-                f"{filt[1]}, {filt[2]}, {ctx.ptr(node.outputs[0])}, {extra});"]
-
-    def scratch_bytes(self, g, node, runtime):
-        if runtime != "armv7em":
-            return 0
-        from kiloml.codegen.armv7em import column_bytes, pad_image_bytes
-
-        w = g.tensors[node.inputs[1]]
-        return (column_bytes(w.shape[1] * w.shape[2] * w.shape[3])
-                + pad_image_bytes(self.prepare(g, node)))
+        filt, mult, shift, bias = conv_weight_args(g, node, p, ctx)
+        return [ctx.call("kml_conv2d_s8", f"&{params}", ctx.ptr(node.inputs[0]), filt, bias,
+                         mult, shift, ctx.ptr(node.outputs[0]), "0", "0")]
 
     def inplace_delta(self, g, node):
         p = self.prepare(g, node)
@@ -141,22 +114,10 @@ class Conv2D(OpDef):
         return {} if d is None else {0: d}
 
 
-
-def conv_weight_args(g, node, p, ctx, prefix=None, lean: bool = False, multiple: int = 8,
-                     doubled: bool = True, extended: bool = False
-                     ) -> tuple[tuple[str, str, str, str], str]:
-    """((filter, mult, shift, bias), "packed, scratch") C arguments of the conv kernels for
-    ``ctx.runtime``; shared with CONV_2D_ADD (``prefix``: words before armv7em's stream;
-    ``lean``, ``multiple``, ``doubled``, ``extended``: matrix_stream's options for
-    kml_conv2d_1x1_s8 and kml_conv2d_rgb_s8)."""
-    if ctx.runtime == "armv7em":
-        from kiloml.codegen.armv7em import conv_rows, matrix_args
-
-        packed = matrix_args(ctx, g, node, p, conv_rows(g.tensors[node.inputs[1]].data),
-                             prefix=prefix, lean=lean, multiple=multiple, doubled=doubled,
-                             extended=extended)
-        return ("0", "0", "0", "0"), f"{packed}, {ctx.scratch('int32_t')}"
+def conv_weight_args(g, node, p, ctx) -> tuple[str, str, str, str]:
+    """(filter, mult, shift, bias) C arguments of the portable conv kernels: the filter and
+    bias tensors, the multiplier and shift arrays; shared with CONV_2D_ADD."""
     mult = ctx.array("mult", "int32_t", p.mult)
     shift = ctx.array("shift", "int32_t", p.shift)
     bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] >= 0 else "0"
-    return (ctx.ptr(node.inputs[1]), mult, shift, bias), "0, 0"
+    return ctx.ptr(node.inputs[1]), mult, shift, bias

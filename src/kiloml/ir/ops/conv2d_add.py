@@ -68,37 +68,24 @@ class Conv2DAdd(OpDef):
         cp, ap = p
         ctx.use_kernel("conv")
         params = ctx.struct("kml_conv_params", "p", conv_struct_fields(cp))
-        first = node.attrs.conv_first
-        c_off, r_off = (ap.in1_offset, ap.in2_offset) if first else (ap.in2_offset, ap.in1_offset)
-        c_m, c_s, r_m, r_s = ((ap.in1_mult, ap.in1_shift, ap.in2_mult, ap.in2_shift) if first
-                              else (ap.in2_mult, ap.in2_shift, ap.in1_mult, ap.in1_shift))
-        fields = {
-            "conv_first": int(first), "conv_offset": c_off, "res_offset": r_off,
-            "out_offset": ap.out_offset, "left_shift": ap.left_shift, "conv_mult": c_m,
-            "conv_shift": c_s, "res_mult": r_m, "res_shift": r_s, "out_mult": ap.out_mult,
-            "out_shift": ap.out_shift, "act_min": ap.act_min, "act_max": ap.act_max}
-        ep = ctx.struct("kml_add_epilogue", "add", fields)
+        ep = ctx.struct("kml_add_epilogue", "add", epilogue_fields(node, ap))
         x, w, b, res = node.inputs
-        prefix = None
-        if ctx.runtime == "armv7em":
-            from kiloml.codegen.armv7em import add_table
-
-            prefix = add_table(*(int(fields[k]) for k in (
-                "conv_offset", "res_offset", "left_shift", "conv_mult", "conv_shift", "res_mult",
-                "res_shift", "out_mult", "out_shift", "act_min", "act_max")))
-        filt, extra = conv_weight_args(g, node, cp, ctx, prefix)
-        return [f"kml_conv2d_add_s8(&{params}, {ctx.ptr(x)}, {filt[0]}, {filt[3]}, {filt[1]}, "
-                f"{filt[2]}, &{ep}, {ctx.ptr(res)}, {ctx.ptr(node.outputs[0])}, {extra});"]
-
-    def scratch_bytes(self, g, node, runtime):
-        if runtime != "armv7em":
-            return 0
-        from kiloml.codegen.armv7em import column_bytes
-
-        w = g.tensors[node.inputs[1]]
-        # columns, windows, two pixels of convolution results (the ADD operand table is a
-        # constant in flash: codegen/armv7em.py add_table)
-        return column_bytes(w.shape[1] * w.shape[2] * w.shape[3]) + (2 * w.shape[0] + 3) // 4 * 4
+        filt, mult, shift, bias = conv_weight_args(g, node, cp, ctx)
+        return [ctx.call("kml_conv2d_add_s8", f"&{params}", ctx.ptr(x), filt, bias, mult, shift,
+                         f"&{ep}", ctx.ptr(res), ctx.ptr(node.outputs[0]), "0", "0")]
 
     def inplace_delta(self, g, node):
         return {3: 0}  # each output element overwrites the skip element it was added to
+
+
+def epilogue_fields(node: Node, ap) -> dict[str, int]:
+    """The ``kml_add_epilogue`` of a CONV_2D_ADD node: ADD's parameters ``ap`` ordered as
+    (convolution operand, residual operand)."""
+    first = node.attrs.conv_first
+    c_off, r_off = (ap.in1_offset, ap.in2_offset) if first else (ap.in2_offset, ap.in1_offset)
+    c_m, c_s, r_m, r_s = ((ap.in1_mult, ap.in1_shift, ap.in2_mult, ap.in2_shift) if first
+                          else (ap.in2_mult, ap.in2_shift, ap.in1_mult, ap.in1_shift))
+    return {"conv_first": int(first), "conv_offset": c_off, "res_offset": r_off,
+            "out_offset": ap.out_offset, "left_shift": ap.left_shift, "conv_mult": c_m,
+            "conv_shift": c_s, "res_mult": r_m, "res_shift": r_s, "out_mult": ap.out_mult,
+            "out_shift": ap.out_shift, "act_min": ap.act_min, "act_max": ap.act_max}

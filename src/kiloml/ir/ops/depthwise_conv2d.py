@@ -111,44 +111,11 @@ class DepthwiseConv2D(OpDef):
         ctx.use_kernel("conv")
         params = ctx.struct("kml_conv_params", "p", conv_struct_fields(p))
         x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
-        has_bias = len(node.inputs) > 2 and node.inputs[2] >= 0
-        if ctx.runtime == "armv7em":
-            from kiloml.codegen.armv7em_dw import (depthwise_eligible, depthwise_g6,
-                                                   depthwise_h, depthwise_stream,
-                                                   depthwise_stream_g6, depthwise_w5)
-
-            stream = None
-            g6 = depthwise_eligible(p) and depthwise_g6(p)
-            if depthwise_eligible(p):
-                make = depthwise_stream_g6 if g6 else depthwise_stream
-                stream = make(g.tensors[node.inputs[1]].data,
-                              g.tensors[node.inputs[2]].data if has_bias else None,
-                              p.mult, p.shift, p.in_offset, p.out_offset, p.act_min, p.act_max)
-            if stream is not None:
-                packed = ctx.array("packed", "int32_t", stream)
-                # entry points that link only the row routines the layer needs
-                # _g6r, _w5r: no correction for negative accumulators (they clamp to act_min)
-                relu = "r" if p.act_min >= p.out_offset else ""
-                fn = "kml_depthwise_conv2d_3x3" + (("_g6s2" if p.stride_w == 2 else "_g6") + relu
-                                                   if g6 else
-                                                   "_s2" if p.stride_w == 2 else
-                                                   "_w5" + relu if depthwise_w5(p) else
-                                                   "_h" if depthwise_h(p) else "")
-                return [f"{fn}_s8(&{params}, {x}, 0, 0, 0, 0, {y}, {packed}, "
-                        f"{ctx.scratch('int32_t')});"]
         mult = ctx.array("mult", "int32_t", p.mult)
         shift = ctx.array("shift", "int32_t", p.shift)
-        bias = ctx.ptr(node.inputs[2]) if has_bias else "0"
-        return [f"kml_depthwise_conv2d_s8(&{params}, {x}, {ctx.ptr(node.inputs[1])}, {bias}, "
-                f"{mult}, {shift}, {y}, 0, 0);"]
-
-    def scratch_bytes(self, g, node, runtime):
-        if runtime != "armv7em":
-            return 0
-        from kiloml.codegen.armv7em_dw import depthwise_eligible, depthwise_scratch
-
-        p = self.prepare(g, node)
-        return depthwise_scratch(p) if depthwise_eligible(p) else 0
+        bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] >= 0 else "0"
+        return [ctx.call("kml_depthwise_conv2d_s8", f"&{params}", x, ctx.ptr(node.inputs[1]),
+                         bias, mult, shift, y, "0", "0")]
 
     def inplace_delta(self, g, node):
         p = self.prepare(g, node)

@@ -117,51 +117,17 @@ class FullyConnected(OpDef):
                 f"-> clamp [{p.act_min}, {p.act_max}]"]
 
     def emit(self, g, node, p, ctx):
-        x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
-        if ctx.runtime == "armv7em":
-            from kiloml.codegen.armv7em import conv_kernel, matrix_args
-
-            w = g.tensors[node.inputs[1]].data
-            if _conv_kernel(g):
-                # the model links the convolution kernel anyway: run this layer as a 1x1
-                # convolution over a 1 x batches image (same memory layout), no FC code
-                ctx.use_kernel("conv")
-                conv = ctx.struct("kml_conv_params", "conv", {
-                    "batches": 1, "in_h": 1, "in_w": p.batches, "in_c": p.depth, "out_h": 1,
-                    "out_w": p.batches, "out_c": p.units, "k_h": 1, "k_w": 1, "stride_h": 1,
-                    "stride_w": 1, "dil_h": 1, "dil_w": 1, "pad_top": 0, "pad_left": 0,
-                    "in_offset": p.in_offset, "out_offset": p.out_offset,
-                    "act_min": p.act_min, "act_max": p.act_max})
-                packed = matrix_args(ctx, g, node, p, w)
-                fn = conv_kernel(g, node, p, w, p.depth, inside=True)
-                return [f"{fn}(&{conv}, {x}, 0, 0, 0, 0, {y}, {packed}, "
-                        f"{ctx.scratch('int32_t')});"]
-            ctx.use_kernel("fully_connected")
-            params = _fc_struct(ctx, p)
-            packed = matrix_args(ctx, g, node, p, w, even=True)
-            return [f"kml_fully_connected_s8(&{params}, {x}, 0, 0, 0, 0, {y}, {packed}, 0);"]
         ctx.use_kernel("fully_connected")
-        params = _fc_struct(ctx, p)
+        params = ctx.struct("kml_fc_params", "p", fc_struct_fields(p))
         mult = ctx.array("mult", "int32_t", p.mult)
         shift = ctx.array("shift", "int32_t", p.shift)
         bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] >= 0 else "0"
-        return [f"kml_fully_connected_s8(&{params}, {x}, {ctx.ptr(node.inputs[1])}, {bias}, "
-                f"{mult}, {shift}, {y}, 0, 0);"]
-
-    def scratch_bytes(self, g, node, runtime):
-        if runtime != "armv7em" or not _conv_kernel(g):
-            return 0
-        from kiloml.codegen.armv7em import column_bytes
-
-        return column_bytes(g.tensors[node.inputs[1]].shape[1])
+        return [ctx.call("kml_fully_connected_s8", f"&{params}", ctx.ptr(node.inputs[0]),
+                         ctx.ptr(node.inputs[1]), bias, mult, shift, ctx.ptr(node.outputs[0]),
+                         "0", "0")]
 
 
-def _conv_kernel(g: Graph) -> bool:
-    """The graph runs CONV_2D kernels (so FULLY_CONNECTED can reuse them on armv7em)."""
-    return any(n.op in ("CONV_2D", "CONV_2D_ADD") for n in g.nodes)
-
-
-def _fc_struct(ctx, p) -> str:
-    return ctx.struct("kml_fc_params", "p", {
-        "batches": p.batches, "depth": p.depth, "units": p.units, "in_offset": p.in_offset,
-        "out_offset": p.out_offset, "act_min": p.act_min, "act_max": p.act_max})
+def fc_struct_fields(p: FCParams) -> dict[str, int]:
+    """The fields of ``kml_fc_params``."""
+    return {"batches": p.batches, "depth": p.depth, "units": p.units, "in_offset": p.in_offset,
+            "out_offset": p.out_offset, "act_min": p.act_min, "act_max": p.act_max}

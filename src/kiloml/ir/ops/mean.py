@@ -138,7 +138,8 @@ class Mean(OpDef):
         fields.update({"count": p.count, "in_zp": p.in_zp, "out_zp": p.out_zp, "mult": p.mult,
                        "shift": p.shift})
         params = ctx.struct("kml_mean_params", "p", fields)
-        return [f"kml_mean_s8(&{params}, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});"]
+        return [ctx.call("kml_mean_s8", f"&{params}", ctx.ptr(node.inputs[0]),
+                         ctx.ptr(node.outputs[0]))]
 
     def inplace_delta(self, g, node):
         p = self.prepare(g, node)

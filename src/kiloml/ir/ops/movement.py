@@ -3,22 +3,15 @@
 * ``map_inplace_delta``: the in-place bound of a kernel that walks its output in increasing
   address order and reads, for each output element, input elements that it names;
 * ``unary_problems``: the structural checks of a one-input one-output element-wise op;
-* ``float_struct``: a ``static const`` parameter struct whose fields may be float (the
-  generator's ``EmitContext.struct`` prints integers only);
-* ``c_float``: a float32 value as a C literal that parses back to the same float.
+* ``same_quant``, ``round_half_away_f32``: quantization helpers of several ops.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kiloml.ir.graph import Graph, Node
 from kiloml.ir.ops.base import dtype_problems, need_quant
-
-if TYPE_CHECKING:  # pragma: no cover
-    from kiloml.codegen.c import EmitContext
 
 
 def map_inplace_delta(src: np.ndarray, in_itemsize: int = 1, out_itemsize: int = 1) -> int | None:
@@ -63,34 +56,6 @@ def unary_problems(op: str, g: Graph, node: Node, in_dtype: str = "int8",
 def same_quant(a, b) -> bool:
     """Per-tensor scale and zero point equal (the float32 scales compared exactly)."""
     return (np.float32(a.scale) == np.float32(b.scale)) and a.zero_point == b.zero_point
-
-
-def c_float(v: float) -> str:
-    """A float32 value as a C float literal that the compiler reads back bit for bit."""
-    f = float(np.float32(v))
-    if not np.isfinite(f):
-        raise ValueError(f"cannot print non-finite float {f} as a C constant")
-    return repr(f) + "f"
-
-
-def float_struct(ctx: "EmitContext", ctype: str, suffix: str,
-                 fields: dict[str, int | float | np.floating]) -> str:
-    """Emit ``static const <ctype> <prefix>_n<i>_<suffix> = {...};``; float fields print as
-    exact float32 literals, everything else as integers. Returns the symbol."""
-    sym = f"{ctx.prefix}_n{ctx.node_index}_{suffix}"
-    items = []
-    for k, v in fields.items():
-        text = c_float(v) if isinstance(v, (float, np.floating)) else str(int(v))
-        items.append(f".{k} = {text},")
-    lines, cur = [], "   "
-    for it in items:
-        if len(cur) + len(it) + 1 > 100:
-            lines.append(cur)
-            cur = "   "
-        cur += " " + it
-    lines.append(cur)
-    ctx.decls.append(f"static const {ctype} {sym} = {{\n" + "\n".join(lines) + "\n};")
-    return sym
 
 
 def round_half_away_f32(x: np.ndarray) -> np.ndarray:

@@ -96,8 +96,8 @@ class Mul(OpDef):
         fields = elementwise_emit_shapes(g, node)
         fields.update({k: int(getattr(p, k)) for k in MulParams.__dataclass_fields__})
         params = ctx.struct("kml_mul_params", "p", fields)
-        return [f"kml_mul_s8(&{params}, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.inputs[1])}, "
-                f"{ctx.ptr(node.outputs[0])});"]
+        return [ctx.call("kml_mul_s8", f"&{params}", ctx.ptr(node.inputs[0]),
+                         ctx.ptr(node.inputs[1]), ctx.ptr(node.outputs[0]))]
 
     def inplace_delta(self, g, node):
         return elementwise_inplace(g, node)

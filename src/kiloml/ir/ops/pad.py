@@ -90,7 +90,8 @@ class Pad(OpDef):
         fields.update({f"a{i}": p.after[i] for i in range(4)})
         fields["pad_value"] = p.pad_value
         params = ctx.struct("kml_pad_params", "p", fields)
-        return [f"kml_pad_s8(&{params}, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});"]
+        return [ctx.call("kml_pad_s8", f"&{params}", ctx.ptr(node.inputs[0]),
+                         ctx.ptr(node.outputs[0]))]
 
     def inplace_delta(self, g, node):
         p = self.prepare(g, node)

@@ -118,7 +118,8 @@ class _Pool2D(OpDef):
         ctx.use_kernel("pool")
         fields = {k: int(getattr(p, k)) for k in PoolParams.__dataclass_fields__}
         params = ctx.struct("kml_pool_params", "p", fields)
-        return [f"{self.kernel_fn}(&{params}, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});"]
+        return [ctx.call(self.kernel_fn, f"&{params}", ctx.ptr(node.inputs[0]),
+                         ctx.ptr(node.outputs[0]))]
 
     def inplace_delta(self, g, node):
         p = self.prepare(g, node)

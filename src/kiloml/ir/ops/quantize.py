@@ -23,8 +23,7 @@ import tflite
 
 from kiloml.ir.graph import Graph, Node
 from kiloml.ir.ops.base import NoAttrs, OpDef, register
-from kiloml.ir.ops.movement import (float_struct, map_inplace_delta, round_half_away_f32,
-                                    unary_problems)
+from kiloml.ir.ops.movement import map_inplace_delta, round_half_away_f32, unary_problems
 from kiloml.ir.quant import multiply_by_quantized_multiplier, quantize_multiplier
 
 # |x - in_zp| <= 255 < 2^8: a left shift up to 23 stays inside int32
@@ -107,10 +106,10 @@ class Quantize(OpDef):
         ctx.use_kernel("quantize")
         src, dst = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
         if isinstance(p, AffineParams):
-            params = float_struct(ctx, "kml_affine_params", "p", vars(p))
-            return [f"kml_quantize_f32_s8(&{params}, {src}, {dst});"]
+            params = ctx.struct("kml_affine_params", "p", vars(p))
+            return [ctx.call("kml_quantize_f32_s8", f"&{params}", src, dst)]
         params = ctx.struct("kml_requantize_params", "p", vars(p))
-        return [f"kml_requantize_s8(&{params}, {src}, {dst});"]
+        return [ctx.call("kml_requantize_s8", f"&{params}", src, dst)]
 
     def inplace_delta(self, g, node):
         x = g.tensors[node.inputs[0]]
@@ -141,9 +140,9 @@ class Dequantize(OpDef):
 
     def emit(self, g, node, p, ctx):
         ctx.use_kernel("quantize")
-        params = float_struct(ctx, "kml_affine_params", "p", vars(p))
-        return [f"kml_dequantize_s8_f32(&{params}, {ctx.ptr(node.inputs[0])}, "
-                f"{ctx.ptr(node.outputs[0])});"]
+        params = ctx.struct("kml_affine_params", "p", vars(p))
+        return [ctx.call("kml_dequantize_s8_f32", f"&{params}", ctx.ptr(node.inputs[0]),
+                         ctx.ptr(node.outputs[0]))]
 
     def inplace_delta(self, g, node):
         x = g.tensors[node.inputs[0]]

@@ -75,7 +75,8 @@ class Relu(OpDef):
     def emit(self, g, node, p, ctx):
         ctx.use_kernel("activations")
         params = ctx.struct("kml_relu_params", "p", vars(p))
-        return [f"kml_relu_s8(&{params}, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});"]
+        return [ctx.call("kml_relu_s8", f"&{params}", ctx.ptr(node.inputs[0]),
+                         ctx.ptr(node.outputs[0]))]
 
     def inplace_delta(self, g, node):
         return {0: 0}
@@ -113,8 +114,8 @@ class Relu6(OpDef):
 
     def emit(self, g, node, p, ctx):
         ctx.use_kernel("activations")
-        return [f"kml_clamp_s8({p.count}, {p.lo}, {p.hi}, {ctx.ptr(node.inputs[0])}, "
-                f"{ctx.ptr(node.outputs[0])});"]
+        return [ctx.call("kml_clamp_s8", str(p.count), str(p.lo), str(p.hi),
+                         ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]))]
 
     def inplace_delta(self, g, node):
         return {0: 0}

@@ -96,7 +96,8 @@ class Softmax(OpDef):
         params = ctx.struct("kml_softmax_params", "p", {
             "rows": p.rows, "depth": p.depth, "input_multiplier": p.input_multiplier,
             "input_left_shift": p.input_left_shift, "diff_min": p.diff_min})
-        return [f"kml_softmax_s8(&{params}, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});"]
+        return [ctx.call("kml_softmax_s8", f"&{params}", ctx.ptr(node.inputs[0]),
+                         ctx.ptr(node.outputs[0]))]
 
     def inplace_delta(self, g, node):
         return {0: 0}

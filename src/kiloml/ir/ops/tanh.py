@@ -38,7 +38,8 @@ class Tanh(OpDef):
     def emit(self, g, node, p, ctx):
         ctx.use_kernel("activations")
         params = ctx.struct("kml_sigmoid_params", "p", vars(p))
-        return [f"kml_tanh_s8(&{params}, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});"]
+        return [ctx.call("kml_tanh_s8", f"&{params}", ctx.ptr(node.inputs[0]),
+                         ctx.ptr(node.outputs[0]))]
 
     def inplace_delta(self, g, node):
         return {0: 0}

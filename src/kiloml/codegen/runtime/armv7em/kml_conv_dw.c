@@ -1,5 +1,5 @@
 /* kiloml runtime (armv7em): DEPTHWISE_CONV_2D with dual 16-bit MACs (declared in kml_conv.h;
- * linked with kml_conv.c wherever the conv kernels are).
+ * copied into the models that call one of its entry points).
  *
  * DEPTHWISE_CONV_2D 3x3 (depth multiplier 1): input rows are transposed into a ring of
  * per-channel lines; an output row is computed five outputs at a time for every channel

@@ -20,7 +20,7 @@ from kiloml.io.tflite_reader import read_tflite
 from kiloml.ir.interpreter import Interpreter
 from kiloml.ir.passes import pipeline
 
-SHARED = Path(os.environ.get("KILOML_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SHARED = Path(os.environ.get("KILOML_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 MODELS = sorted((SHARED / "models").glob("*/*.tflite"))
 N_INPUTS = 20
 

@@ -13,6 +13,7 @@ the kernels' in-place bounds are exercised too.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -20,14 +21,14 @@ import numpy as np
 import pytest
 
 import opbuilder as ob
-from kiloml.codegen.c import _io_specs
+from kiloml.codegen.c import io_specs
 from kiloml.ir.graph import DTYPES
 from kiloml.ir.interpreter import Interpreter
 from kiloml.io.tflite_reader import read_tflite
 from kiloml.targets.emulator import emulate
 from kiloml.targets.profile import build_elf
 
-SHARED = Path(os.environ.get("KILOML_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SHARED = Path(os.environ.get("KILOML_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 MODELS = sorted((SHARED / "models").glob("*/*.tflite"))
 
 pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
 
 def run_armv7em(graph, inputs, workdir: Path, core: str = "cortex-m4") -> list[np.ndarray]:
     build = build_elf(graph, core, inputs, workdir, runtime="armv7em")
-    outs = _io_specs(build.result.graph)[1]
+    outs = io_specs(build.result.graph)[1]
     emu = emulate(build.elf, core, None,
                   {f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})
     return [np.frombuffer(emu.memory[f"kml_profile_{s.name}"], DTYPES[s.tensor.dtype])
@@ -302,10 +303,9 @@ def test_depthwise_conv2d_g6(tmp_path):
     wdata = w.data.copy()
     wdata[..., 1] = 0  # a channel of zero weights: constant output from its bias
     w.data = wdata
-    src = generate_c(g, "model", command="test", runtime="armv7em").files["model.c"]
-    import re
-
-    calls = re.findall(r"kml_depthwise_conv2d_3x3_(g6s2|g6)(r?)_s8\(", src)
+    kernels = generate_c(g, "model", command="test", runtime="armv7em").kernels
+    calls = [re.fullmatch(r"kml_depthwise_conv2d_3x3_(g6s2|g6)(r?)_s8", k).groups()
+             for k in kernels]
     assert sum(k == "g6" for k, _ in calls) == 6 and sum(k == "g6s2" for k, _ in calls) == 8
     assert {r for _, r in calls} == {"", "r"}  # with and without the correction
     check(g, tmp_path, seed=24)
@@ -329,8 +329,6 @@ DW_W5_CASES = [
 
 
 def test_depthwise_conv2d_w5(tmp_path):
-    import re
-
     from kiloml.codegen.c import generate_c
     from kiloml.ir.ops.base import REGISTRY
     from kiloml.ir.passes import pipeline
@@ -345,8 +343,8 @@ def test_depthwise_conv2d_w5(tmp_path):
     params = [REGISTRY["DEPTHWISE_CONV_2D"].prepare(pg, n) for n in pg.nodes
               if n.op == "DEPTHWISE_CONV_2D"]
     want = ["r" if q.act_min >= q.out_offset else "" for q in params]
-    src = generate_c(g, "model", command="test", runtime="armv7em").files["model.c"]
-    calls = re.findall(r"kml_depthwise_conv2d_3x3_w5(r?)_s8\(", src)
+    kernels = generate_c(g, "model", command="test", runtime="armv7em").kernels
+    calls = [re.fullmatch(r"kml_depthwise_conv2d_3x3_w5(r?)_s8", k).group(1) for k in kernels]
     assert calls == want
     assert set(calls) == {"", "r"}  # with and without the correction
     check(g, tmp_path, seed=26)

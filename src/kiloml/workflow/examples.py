@@ -1,0 +1,88 @@
+"""Example projects for public data sets: ``kiloml init DIR --example NAME --data PATH``.
+
+Each example is the project settings that suit one data set's layout (the layouts of
+../shared/data: the same folders and file names, wherever they live), so a user needs no
+Python to set its rate, window, DSP block, model and groups:
+
+============  =================================================================================
+kws           Speech Commands (folder per label, ``_background_noise_`` clips, speaker = the
+              hex id before ``_nohash_``): MFCC ``mlperf-kws``, DS-CNN, speaker-disjoint splits
+magic_wand    TFLM magic_wand serial logs (folder per gesture, person in the file name, 25 Hz
+              milli-g): raw 4 s windows every 2 s, 1-D CNN, person-disjoint splits
+cwru          CWRU bearing .mat files at 12 kHz: class from the file name, spectral bands of
+              1024-sample windows, dense model, contiguous time blocks per recording
+============  =================================================================================
+
+``sp_sw_har`` (phone + watch) needs several sensors per project, which the fusion issue adds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from kiloml.errors import ProjectError, UsageError
+from kiloml.workflow.project import (DSPSection, ImportSection, ModelSection, Project,
+                                     init_project)
+from kiloml.workflow.run import run_project
+
+EXAMPLES = ("kws", "magic_wand", "cwru")
+_TASK = {"kws": "kws", "magic_wand": "motion", "cwru": "vibration"}
+_MARKERS = {"kws": ("yes", "no"), "magic_wand": ("ring", "wing"), "cwru": ()}
+
+
+def _check_layout(example: str, data: Path) -> None:
+    if not data.is_dir():
+        raise ProjectError(f"{data}: not a folder (the {example} data set's folder)")
+    missing = [m for m in _MARKERS[example] if not (data / m).is_dir()]
+    if missing:
+        raise ProjectError(f"{data}: no {missing[0]}/ folder: not laid out like the {example} "
+                           "data set (see ../shared/data/README.md)")
+    if example == "cwru" and not any(data.glob("*.mat")):
+        raise ProjectError(f"{data}: no .mat files: not laid out like the CWRU data set")
+
+
+def init_example(root: str | Path, example: str, data: str | Path, name: str | None = None,
+                 force: bool = False, log: Callable[[str], None] = lambda m: None) -> Project:
+    """A project preconfigured for ``example`` whose ``[source]`` is ``data`` (stored relative
+    to the project, so project and data move together); ``kiloml run`` imports and trains.
+    If anything fails, a folder this call created is removed again (no half project)."""
+    created = not Path(root).exists()
+    try:
+        return _init_example(root, example, data, name, force, log)
+    except BaseException:
+        if created and Path(root).exists():
+            shutil.rmtree(root)
+        raise
+
+
+def _init_example(root: str | Path, example: str, data: str | Path, name: str | None,
+                  force: bool, log: Callable[[str], None]) -> Project:
+    if example not in EXAMPLES:
+        hint = (" (sp_sw_har needs multi-sensor projects, not available yet)"
+                if example == "sp_sw_har" else "")
+        raise UsageError(f"unknown example {example!r} (have: {', '.join(EXAMPLES)}){hint}")
+    root, data = Path(root), Path(data)
+    _check_layout(example, data)
+    p = init_project(root, _TASK[example], name=name, force=force)
+    c = p.config
+    rel = os.path.relpath(data.resolve(), root.resolve())
+    if example == "kws":
+        c.source = ImportSection(path=rel)
+    elif example == "magic_wand":
+        c.data.sample_rate = 25.0
+        c.data.window_ms = 4000
+        c.data.stride_ms = 2000
+        c.dsp = DSPSection(block="raw")
+        c.model = ModelSection(arch="cnn1d")
+        c.source = ImportSection(path=rel)
+    else:
+        c.source = ImportSection(path=rel, label_regex=r"(normal|IR\d+|B\d+|OR\d+)")
+    p.save()
+    p = Project.load(root)
+    r = run_project(p, until="import", progress=False, log=log)
+    if r["error"]:
+        raise ProjectError(r["error"])
+    return p
