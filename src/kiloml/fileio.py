@@ -17,7 +17,8 @@ from typing import IO, Iterator
 import numpy as np
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -36,7 +37,7 @@ def atomic_open(path: str | Path, mode: str = "w", make_parents: bool = False,
     try:
         with os.fdopen(fd, mode, **kw) as f:
             yield f
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiloml.errors import KilomlError
+from kiloml.fileio import umask
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,6 @@ class Package:
     format: str
     name: str
     files: tuple[str, ...]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def check_output(out: Path, force: bool) -> None:
@@ -67,7 +62,7 @@ def write_tree(files: dict[str, str | bytes], out: str | Path, force: bool = Fal
     try:
         for rel in sorted(files):
             write_file(tmp / rel, files[rel])
-        mode = 0o777 & ~_umask()
+        mode = 0o777 & ~umask()
         for d in [tmp, *sorted(p for p in tmp.rglob("*") if p.is_dir())]:
             os.chmod(d, mode)
         if out.exists():

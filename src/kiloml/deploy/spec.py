@@ -27,7 +27,8 @@ from kiloml.dsp.host import DSPHostBuild
 from kiloml.errors import KilomlError
 from kiloml.io.tflite_writer import write_tflite
 from kiloml.ir.graph import Graph
-from kiloml.targets.profile import default_runtime, load_boards
+from kiloml.targets.boards import load_boards
+from kiloml.targets.profile import default_runtime
 from kiloml.targets.toolchain import CPU_FLAGS
 from kiloml.train.models import to_model_input
 from kiloml.train.normalize import Normalizer
@@ -183,7 +184,7 @@ def find_board(board: Any) -> tuple[str, dict]:
     boards = load_boards()
     if board not in boards:
         raise KilomlError(f"unknown board {board!r} (known: {', '.join(sorted(boards))})")
-    return str(board), dict(boards[board])
+    return str(board), boards[board].json_dict()
 
 
 def board_flags(board_id: str, core: str) -> Optional[list[str]]:
