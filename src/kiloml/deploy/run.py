@@ -21,7 +21,7 @@ import json
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
@@ -266,11 +266,13 @@ def _board(meta: dict, board) -> tuple[str, dict, list[str]]:
 
 def run_emulator(package_dir: str | Path, raw_windows, board: Any = None,
                  features: bool = True, timeout_s: float = 600.0, chunk: int = 32,
-                 workdir: str | Path | None = None) -> RunResult:
+                 workdir: str | Path | None = None,
+                 on_progress: Optional[Callable[[int], None]] = None) -> RunResult:
     """The package's C cross-compiled for ``board``'s core (an id of boards.toml or a board
     dict; default: the package's board) with its compiler flags and the kernel set that core
     uses, linked bare-metal once and run in the emulator on ``raw_windows``, ``chunk`` windows
-    per run, each run bounded by ``timeout_s`` seconds; see the module doc."""
+    per run, each run bounded by ``timeout_s`` seconds (``on_progress(windows done)`` after each);
+    see the module doc."""
     root = Path(package_dir)
     meta = load_manifest(root)
     raw = _raw(meta, raw_windows)
@@ -314,6 +316,8 @@ def run_emulator(package_dir: str | Path, raw_windows, board: Any = None,
             if features:
                 q = np.frombuffer(got["kml_batch_features"], NP[c["feat_t"]])[:n * c["nfeat"]]
                 feats.append(features_from_c(meta, q.reshape(n, c["nfeat"])))
+            if on_progress is not None:
+                on_progress(at + n)
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -17,7 +17,7 @@ import difflib
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -89,8 +89,15 @@ class ModelSection(_Strict):
     params: dict[str, Any] = {}
 
 
+BOARD_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
 class BoardSection(_Strict):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """The board the project targets (compile, deploy, verify); ``compare``: more boards the
+    profile step measures the same pipeline on, for choosing one."""
+
+    name: str = Field(min_length=1, pattern=BOARD_ID)
+    compare: list[Annotated[str, Field(min_length=1, pattern=BOARD_ID)]] = []
 
 
 class ImportSection(_Strict):
@@ -115,6 +122,18 @@ class OptimizeSection(_Strict):
     sparsity: float = Field(0.5, ge=0, le=0.95)
 
 
+class DeploySection(_Strict):
+    """What ``kiloml run`` deploys into build/deploy/<format> (empty: no deploy or verify
+    step) and with which DSP variant (default: f32 on FPU cores, else the block's integer
+    variant). ``verify``: the run checks the deployed C against training on the test split
+    (at most ``verify_limit`` windows when set)."""
+
+    formats: list[Literal["c", "arduino", "tflite"]] = ["c", "arduino"]
+    dsp_variant: Optional[Literal["f32", "q31", "q15"]] = None
+    verify: bool = True
+    verify_limit: Optional[int] = Field(None, ge=1)
+
+
 class ProjectConfig(_Strict):
     project: ProjectSection
     data: DataSection
@@ -124,6 +143,7 @@ class ProjectConfig(_Strict):
     train: TrainSettings = TrainSettings()
     source: ImportSection = ImportSection()
     optimize: OptimizeSection = OptimizeSection()
+    deploy: DeploySection = DeploySection()
 
     @model_validator(mode="after")
     def _dsp(self) -> "ProjectConfig":

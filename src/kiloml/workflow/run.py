@@ -2,7 +2,10 @@
 depends on changed.
 
 Steps: import -> features -> train -> optimize (when ``[optimize] variants`` is set) ->
-compile -> profile (deploy, verify and report join as they land).
+compile -> profile (the project's board and ``[board] compare``) -> deploy (``[deploy]
+formats`` into build/deploy/<format>) -> verify (the deployed C package on the board's core
+in the emulator against the Python pipeline, on the test split; a disagreement fails the
+step and the run).
 
 Caching. A step's *key* is a content hash of its own parameters and of the *digest* of the
 outputs it reads (the dataset index bytes, the feature settings, the model file bytes, the
@@ -30,16 +33,18 @@ from kiloml.data.importer import import_data
 from kiloml.data.index import DatasetIndex
 from kiloml.errors import KilomlError, UsageError
 from kiloml.fileio import atomic_write_text
-from kiloml.targets.profile import load_boards
+from kiloml.targets.boards import Board, load_boards
 from kiloml.workflow.cache import content_hash
 from kiloml.workflow.compile import compile_model
+from kiloml.workflow.deploy import deploy_project
 from kiloml.workflow.features import class_list, fingerprint, load_split
 from kiloml.workflow.optimize import optimize_project
 from kiloml.workflow.profile import profile
 from kiloml.workflow.project import Project, as_project
 from kiloml.workflow.train import model_dir, train_project
+from kiloml.workflow.verify import verify_project
 
-STEPS = ("import", "features", "train", "optimize", "compile", "profile")
+STEPS = ("import", "features", "train", "optimize", "compile", "profile", "deploy", "verify")
 STATE = ".kiloml/steps.json"
 BUILD = "build"
 
@@ -195,11 +200,13 @@ def _optimize_outputs(p: Project) -> list[Path]:
     return [model_dir(p) / "variants" / "variants.json"]
 
 
-def _board(p: Project) -> dict:
+def _board(p: Project) -> Board:
     db = load_boards()
-    if p.config.board.name not in db:
-        raise StepError(f"{p.config_path}: board.name {p.config.board.name!r} is not a known "
-                        f"board (known: {', '.join(db)})")
+    for key, bid in [("name", p.config.board.name)] + \
+            [(f"compare[{i}]", b) for i, b in enumerate(p.config.board.compare)]:
+        if bid not in db:
+            raise StepError(f"{p.config_path}: board.{key} {bid!r} is not a known board "
+                            f"(known: {', '.join(db)})")
     return db[p.config.board.name]
 
 
@@ -230,16 +237,26 @@ def _compile_digest(p: Project) -> str:
     return _tree_digest(p.root / BUILD / "c")
 
 
+def _profile_boards(p: Project) -> list[str]:
+    b = p.config.board
+    return [b.name] + [x for x in dict.fromkeys(b.compare) if x != b.name]
+
+
 def _profile_key(p: Project, ctx: Context) -> list:
-    return [ctx.digests["compile"], ctx.digests["features"], p.config.board.name]
+    _board(p)
+    return [ctx.digests["compile"], ctx.digests["features"], _profile_boards(p)]
 
 
 def _profile_run(p: Project, ctx: Context) -> None:
-    r = profile(None, p.config.board.name, p)[0]
-    atomic_write_text(p.root / BUILD / "profile.json", json.dumps(r, indent=1))
-    x = r.get("pipeline", r)
-    ctx.log(f"profiled on {r['board']}: flash {x['flash_bytes']:,} B, RAM "
-            f"{x['ram_bytes']:,} B, {x['latency_ms']} ms per decision, fits: {x['fits']}")
+    results = []
+    for bid in _profile_boards(p):
+        r = profile(None, bid, p)[0]
+        results.append(r)
+        x = r.get("pipeline", r)
+        ctx.log(f"profiled on {r['board']}: flash {x['flash_bytes']:,} B, RAM "
+                f"{x['ram_bytes']:,} B, {x['latency_ms']} ms per decision, fits: {x['fits']}")
+    atomic_write_text(p.root / BUILD / "profile.json",
+                      json.dumps({"boards": results}, indent=1))
 
 
 def _profile_outputs(p: Project) -> list[Path]:
@@ -248,6 +265,61 @@ def _profile_outputs(p: Project) -> list[Path]:
 
 def _profile_digest(p: Project) -> str:
     return _file_digest(p.root / BUILD / "profile.json")
+
+
+def deploy_dir(p: Project, fmt: str) -> Path:
+    return p.root / BUILD / "deploy" / fmt
+
+
+def _deploy_key(p: Project, ctx: Context) -> list:
+    _board(p)
+    return [ctx.digests["train"], ctx.digests["features"], p.config.board.name,
+            p.config.deploy.formats, p.config.deploy.dsp_variant, p.config.project.name]
+
+
+def _deploy_run(p: Project, ctx: Context) -> None:
+    for fmt in p.config.deploy.formats:
+        pkg = deploy_project(p, fmt, deploy_dir(p, fmt), force=True, command=ctx.command,
+                             dsp_variant=p.config.deploy.dsp_variant)
+        ctx.log(f"deployed the {fmt} package {pkg.name} to {pkg.path} ({len(pkg.files)} files)")
+
+
+def _deploy_outputs(p: Project) -> list[Path]:
+    return [deploy_dir(p, f) for f in p.config.deploy.formats]
+
+
+def _deploy_digest(p: Project) -> str:
+    return content_hash(*[_tree_digest(d) for d in _deploy_outputs(p)])
+
+
+def _verify_key(p: Project, ctx: Context) -> list:
+    return [ctx.digests["deploy"], ctx.digests["features"], p.config.deploy.verify_limit]
+
+
+def _verify_run(p: Project, ctx: Context) -> None:
+    d = p.config.deploy
+    pkg = deploy_dir(p, "c") if "c" in d.formats else None
+    r = verify_project(p, limit=d.verify_limit, dsp_variant=d.dsp_variant, package=pkg,
+                       progress=ctx.progress, command=ctx.command)
+    atomic_write_text(p.root / BUILD / "verify.json", json.dumps(r, indent=1))
+    ctx.log(f"verified on {r['board']} ({r['dsp_variant']} DSP): {r['clips']:,} windows, "
+            f"features max diff {r['feature_max_abs_diff']:.3g} (tolerance "
+            f"{r['feature_tolerance']:.3g}), scores bit-exact: {r['scores_bit_exact']}, "
+            f"predictions equal {r['predictions_equal']:,}/{r['clips']:,}")
+    if not r["ok"]:
+        (p.root / BUILD / "verify.json").replace(p.root / BUILD / "verify.failed.json")
+        raise StepError(f"the device disagrees with training: {r['features_over_tolerance']} "
+                        f"window(s) over the feature tolerance, "
+                        f"{r['clips'] - r['predictions_equal']} prediction(s) differ (see "
+                        f"{p.root / BUILD / 'verify.failed.json'})")
+
+
+def _verify_outputs(p: Project) -> list[Path]:
+    return [p.root / BUILD / "verify.json"]
+
+
+def _verify_digest(p: Project) -> str:
+    return _file_digest(p.root / BUILD / "verify.json")
 
 
 @dataclass(frozen=True)
@@ -268,6 +340,10 @@ PIPELINE = (
          enabled=lambda p: bool(p.config.optimize.variants)),
     Step("compile", _compile_key, _compile_run, _compile_outputs, _compile_digest),
     Step("profile", _profile_key, _profile_run, _profile_outputs, _profile_digest),
+    Step("deploy", _deploy_key, _deploy_run, _deploy_outputs, _deploy_digest,
+         enabled=lambda p: bool(p.config.deploy.formats)),
+    Step("verify", _verify_key, _verify_run, _verify_outputs, _verify_digest,
+         enabled=lambda p: bool(p.config.deploy.formats) and p.config.deploy.verify),
 )
 
 

@@ -19,9 +19,11 @@ import numpy as np
 
 from kiloml.data.windowing import load_windows
 from kiloml.deploy import deploy_c
-from kiloml.deploy.run import run_emulator, run_host, run_python
+from kiloml.deploy.run import load_manifest, run_emulator, run_host, run_python
+from kiloml.deploy.spec import metadata, resolve
 from kiloml.errors import KilomlError
 from kiloml.workflow.deploy import project_spec
+from kiloml.workflow.progress import counter
 from kiloml.workflow.project import Project, as_project
 from kiloml.workflow.train import import_elsewhere, load_meta
 
@@ -46,6 +48,17 @@ def feature_tolerance(block, variant: str, ref: np.ndarray) -> float:
     return a + r * float(np.abs(ref).max(initial=0.0))
 
 
+def check_package(pkg_dir: Path, spec) -> None:
+    """Refuse a package that is not the project's current pipeline (another model, DSP block,
+    parameters or variant): verifying it would prove nothing about this project."""
+    meta = load_manifest(pkg_dir)
+    want = metadata(resolve(spec, model_c=False))
+    for key in ("model_sha256", "labels", "dsp", "window_samples", "channels"):
+        if meta.get(key) != want.get(key):
+            raise KilomlError(f"{pkg_dir}: the package's {key} is not the project's (deploy "
+                              "again)")
+
+
 def _raw_windows(spec, frames: np.ndarray) -> np.ndarray:
     """Windows (N, frames, channels) float32 as the data stage loads them -> the package's
     raw input: int16 PCM for integer audio variants (WAV samples are k / 32768), else float."""
@@ -62,6 +75,7 @@ def _raw_windows(spec, frames: np.ndarray) -> np.ndarray:
 def verify_project(project: Project | str | Path | None = None, data: Optional[Path] = None,
                    board: Optional[str] = None, limit: Optional[int] = None,
                    dsp_variant: Optional[str] = None, engine: str = "emulator",
+                   package: Optional[Path] = None, progress: bool = False,
                    command: str = "kiloml verify") -> dict:
     """Compare the Python pipeline with the deployed C on the project's test split (or the
     recordings in ``data``, laid out like an import). ``engine``: ``emulator`` (the board's
@@ -97,9 +111,16 @@ def verify_project(project: Project | str | Path | None = None, data: Optional[P
                                  if skipped else ""))
         raw = _raw_windows(spec, frames[keep])
         with tempfile.TemporaryDirectory(prefix="kiloml_verify_pkg_") as d:
-            pkg = deploy_c(spec, Path(d) / "pkg")
-            dev = run_emulator(pkg.path, raw, board=spec.board) if engine == "emulator" \
-                else run_host(pkg.path, raw)
+            if package is None:
+                pkg_dir = deploy_c(spec, Path(d) / "pkg").path
+            else:
+                pkg_dir = Path(package)
+                check_package(pkg_dir, spec)
+            if engine == "emulator":
+                with counter(f"emulated {spec.board}", len(raw), progress, " windows") as upd:
+                    dev = run_emulator(pkg_dir, raw, board=spec.board, on_progress=upd)
+            else:
+                dev = run_host(pkg_dir, raw)
         ref = run_python(spec, raw)
     finally:
         if tmp is not None:
