@@ -27,7 +27,7 @@ toolchain:
 	  $(SUDO) apt-get install -y -qq --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi; }
 
 demo: $(VENV)/.base toolchain
-	$(VENV)/bin/kiloml demo --out demo_out
+	$(VENV)/bin/kiloml demo --out demo_out --data examples/magic_wand
 
 test: $(VENV)/.test toolchain
 	$(PY) -m pytest -q

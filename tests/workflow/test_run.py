@@ -6,54 +6,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(os.environ.get("KILOML_SHARED", Path(__file__).resolve().parents[3] / "shared"))
-WAND = SHARED / "data" / "magic_wand"
-KILOML = [sys.executable, "-m", "kiloml"]
-
-
-def kiloml(*args, cwd=None):
-    return subprocess.run(KILOML + [str(a) for a in args], capture_output=True, text=True,
-                          cwd=cwd, timeout=900, env=dict(os.environ, COLUMNS="80"))
-
-
-def statuses(r) -> dict[str, str]:
-    return {s["name"]: s["status"] for s in json.loads(r.stdout)["steps"]}
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new, 1))
+from projhelp import WAND, edit, kiloml, statuses, wand_project
 
 
 @pytest.fixture()
 def project(tmp_path) -> Path:
-    data = tmp_path / "wand"
-    for lab in ("ring", "wing"):   # two gestures of every person: small and real
-        shutil.copytree(WAND / lab, data / lab)
-    root = tmp_path / "p"
-    r = kiloml("init", root, "--task", "motion")
-    assert r.returncode == 0, r.stderr
-    cfg = root / "kiloml.toml"
-    edit(cfg, "[source]\n", '[source]\npath = "../wand"\n')
-    edit(cfg, "[data]\n", "[data]\nsample_rate = 25.0\n")
-    edit(cfg, "[train]\n", "[train]\nepochs = 2\n")
-    return root
+    return wand_project(tmp_path)
 
 
 def test_run_caches_and_reruns_exactly_the_dependent_steps(project):
     r = kiloml("run", "--json", "-q", cwd=project)
     assert r.returncode == 0, r.stderr
     assert statuses(r) == {s: "ran" for s in ("import", "features", "train", "compile",
-                                              "profile")}
+                                              "profile", "deploy", "verify")}
     assert (project / "model" / "model.tflite").is_file()
-    prof = json.loads((project / "build" / "profile.json").read_text())
+    prof = json.loads((project / "build" / "profile.json").read_text())["boards"][0]
     assert prof["board"] == "nano33ble" and prof["output_matches_reference"] is True
     assert prof["dsp"]["output_matches_host"] is True
     # nothing changed: everything cached
@@ -65,13 +36,23 @@ def test_run_caches_and_reruns_exactly_the_dependent_steps(project):
     r = kiloml("run", "--json", "-q", cwd=project)
     assert r.returncode == 0, r.stderr
     assert statuses(r) == {"import": "cached", "features": "ran", "train": "ran",
-                           "compile": "ran", "profile": "ran"}
+                           "compile": "ran", "profile": "ran", "deploy": "ran", "verify": "ran"}
     # another board: compile and profile only (same model bytes)
     edit(project / "kiloml.toml", 'name = "nano33ble"', 'name = "pico"')
     r = kiloml("run", "--json", "-q", cwd=project)
     assert statuses(r) == {"import": "cached", "features": "cached", "train": "cached",
-                           "compile": "ran", "profile": "ran"}
-    assert json.loads((project / "build" / "profile.json").read_text())["board"] == "pico"
+                           "compile": "ran", "profile": "ran", "deploy": "ran", "verify": "ran"}
+    prof = json.loads((project / "build" / "profile.json").read_text())["boards"]
+    assert [b["board"] for b in prof] == ["pico"]
+    assert json.loads((project / "build" / "verify.json").read_text())["board"] == "pico"
+    # only the Arduino library: deploy and verify again (verify builds the C it checks)
+    edit(project / "kiloml.toml", '[deploy]\nformats = ["c", "arduino"]',
+         '[deploy]\nformats = ["arduino"]')
+    r = kiloml("run", "--json", "-q", cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert {k: v for k, v in statuses(r).items() if v == "ran"} == {"deploy": "ran",
+                                                                  "verify": "ran"}
+    assert sorted(os.listdir(project / "build" / "deploy")) == ["arduino", "c"]
     # a new recording in the source folder: the import runs again
     shutil.copy(WAND / "slope" / sorted(os.listdir(WAND / "slope"))[0],
                 project.parent / "wand" / "ring" / "extra.txt")

@@ -75,7 +75,8 @@ def guard(fn: Callable[[], T]) -> T:
 
 def command_line() -> str:
     """The command as the user typed it (recorded in every artifact kiloml writes)."""
-    args = [Path(sys.argv[0]).name] + sys.argv[1:]
+    prog = Path(sys.argv[0]).name
+    args = ["kiloml" if prog == "__main__.py" else prog] + sys.argv[1:]  # python -m kiloml
     return " ".join(shlex.quote(a) for a in args)
 
 

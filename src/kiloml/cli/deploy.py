@@ -61,6 +61,9 @@ def verify(
     dsp_variant: Optional[str] = DSP_OPT,
     host: bool = typer.Option(False, "--host", help="Run the C on this machine instead of "
                                                    "the board's core in the emulator."),
+    package: Optional[Path] = typer.Option(None, "--package",
+                                           help="A C package of the project to check (default: "
+                                                "a fresh one, as `kiloml deploy` writes it)."),
     project: Optional[Path] = PROJECT_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
@@ -69,6 +72,8 @@ def verify(
     disagree beyond the block's stated tolerance."""
     if data is not None and not data.exists():
         fail(f"--data {data}: no such file or directory", 2)
+    if package is not None and not package.is_dir():
+        fail(f"--package {package}: not a folder", 2)
 
     def go():
         from kiloml.workflow.project import load_project
@@ -76,12 +81,14 @@ def verify(
 
         r = verify_project(load_project(project_dir(project)), data=data, board=board,
                            limit=limit, dsp_variant=dsp_variant,
-                           engine="host" if host else "emulator", command=command_line())
+                           engine="host" if host else "emulator", package=package,
+                           progress=not as_json, command=command_line())
         if as_json:
             emit_json(r)
         else:
-            t = table(f"verify on {r['board']} ({r['dsp_variant']} DSP), {r['clips']:,} windows",
-                      [("figure", "l"), ("value", "l")])
+            out.print(f"verify on {r['board']} ({r['dsp_variant']} DSP, {r['engine']}): "
+                      f"{r['clips']:,} windows", highlight=False)
+            t = table("", [("figure", "l"), ("value", "l")])
             for k in ("feature_max_abs_diff", "feature_tolerance", "features_over_tolerance",
                       "scores_bit_exact", "predictions_equal", "accuracy_reference",
                       "accuracy_device"):

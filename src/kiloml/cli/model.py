@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Optional
 
 import typer
 
-from kiloml.cli.common import app, command_line, emit_json, fail, guard, out, table
+from kiloml.cli.common import (app, command_line, emit_json, err, fail, fmt, guard, out, pct,
+                               table)
 
 ENGINES = ("ref", "c", "emulator")
 
@@ -91,26 +93,53 @@ def predict(
 
 @app.command()
 def demo(
-    out_dir: Path = typer.Option(Path("demo_out"), "--out", help="Directory for the demo's files."),
+    out_dir: Path = typer.Option(Path("demo_out"), "--out",
+                                 help="Folder for the demo's project and packages."),
+    data: Optional[Path] = typer.Option(None, "--data", help="The magic_wand data set's "
+                                        "folder (default: the bundled examples/magic_wand)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
-    """Build a model, compile it to C, verify it bit for bit and print its figures."""
+    """The main job on bundled real data: a gesture project (magic_wand) imported, trained,
+    quantized, compiled, profiled on three boards, deployed as C and Arduino libraries and
+    verified in the emulator on the held-out people; ends with one summary."""
+    if data is not None and not data.is_dir():
+        fail(f"--data {data}: not a folder", 2)
 
     def go():
         from kiloml.workflow.demo import run_demo
 
-        res = run_demo(out_dir)
+        def on_step(name: str, status: str) -> None:
+            if status == "running":
+                err.print(f"[bold]▶ {name}[/bold]")
+            elif status == "cached" and not quiet:
+                err.print(f"  {name}: cached", highlight=False)
+
+        res = run_demo(out_dir, data, progress=not quiet, on_step=on_step,
+                       log=lambda m: err.print(f"  {m}", markup=False, highlight=False),
+                       command=command_line())
         if as_json:
             emit_json(res)
-        else:
-            t = table("kiloml demo: DS-CNN (MLPerf Tiny KWS layout) -> C99",
-                      [("figure", "l"), ("value", "l")])
-            for k, v in res.items():
-                t.add_row(k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool)
-                          else str(v))
-            out.print(t)
-        if (not res["c_equals_reference"] or res.get("tflm_equals_reference") is False
-                or res.get("board_output_matches_reference") is False):
-            fail("generated C or TFLM disagrees with the reference interpreter")
+            return
+        v = res["verify"]
+        out.print(f"magic_wand gestures ({', '.join(res['labels'])}): int8 accuracy "
+                  f"{pct(res['accuracy_int8'])} on {res['test_windows']} test windows of "
+                  f"held-out people (float {pct(res['accuracy_float'])})", highlight=False)
+        t = table(f"per decision (DSP + model); battery: {res['decisions_per_s']:g}/s, "
+                  f"{res['battery_mah']:,.0f} mAh",
+                  [("board", "l"), ("core", "l"), ("flash B", "r"), ("RAM B", "r"),
+                   ("ms", "r"), ("µJ", "r"), ("days", "r")])
+        for b in res["boards"]:
+            t.add_row(b["board"], b["core"].replace("cortex-", ""), fmt(b["flash_bytes"]),
+                      fmt(b["ram_bytes"]), fmt(b["latency_ms"], 2), fmt(b["energy_uj"], 0),
+                      fmt(b["battery_days"], 0))
+        out.print(t)
+        out.print(f"verify on {v['board']} ({v['dsp_variant']} DSP, emulated): "
+                  f"{v['predictions_equal']}/{v['clips']} predictions equal, scores "
+                  f"bit-exact: {v['scores_bit_exact']}, max feature diff "
+                  f"{v['feature_max_abs_diff']:.3g}, device accuracy "
+                  f"{pct(v['accuracy_device'])}", highlight=False)
+        for f, path in res["packages"].items():
+            out.print(f"{f} package: {path}", highlight=False)
 
     guard(go)

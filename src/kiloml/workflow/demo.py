@@ -1,86 +1,105 @@
-"""``kiloml demo``: the main job on bundled defaults, end to end, on any machine.
+"""``kiloml demo``: the main job, end to end, on the gesture recordings that ship with kiloml.
 
-Today the demo builds its own model (a DS-CNN in the MLPerf Tiny KWS layout with seeded
-random weights; the trained main job on examples/magic_wand replaces it once `kiloml deploy`
-and `kiloml verify` land), writes it as .tflite, compiles it to C, checks the host-compiled
-C against the reference interpreter (and TFLite Micro when installed), cross-compiles it for
-a Cortex-M4 and profiles one inference of the real ELF in the emulator on NUCLEO-L4R5ZI,
-printing the figures.
+It is what a user does with their own data, in one command: a project for the TFLM
+magic_wand data set (``examples/magic_wand``: 4 gestures, 25 Hz accelerometer logs of
+several people, person-disjoint splits) is created, imported, trained (1-D CNN, int8 with
+quantization-aware training), compiled to C, profiled in the emulator on three boards
+(Arduino Nano 33 BLE Sense, Raspberry Pi Pico, STM32H743), deployed as a C library and an
+Arduino library, and verified: the deployed C, cross-compiled for the Nano's Cortex-M4F and
+run in the emulator, classifies every test window of the held-out people as the Python
+pipeline does. It ends with one summary.
+
+Every step is a ``kiloml run`` step, so a second ``kiloml demo`` reuses what did not change.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Callable, Optional
 
-import numpy as np
+from kiloml.errors import KilomlError, ProjectError
+from kiloml.targets.boards import load_boards
+from kiloml.targets.profile import battery_days
+from kiloml.workflow.examples import init_example
+from kiloml.workflow.project import CONFIG_NAME, Project
+from kiloml.workflow.run import BUILD, deploy_dir, run_project
+from kiloml.workflow.train import load_meta
 
-from kiloml.codegen.c import generate_c
-from kiloml.codegen.host import HostBuild
-from kiloml.io.tflite_reader import read_tflite
-from kiloml.io.tflite_writer import save_tflite
-from kiloml.ir.builder import demo_dscnn
-from kiloml.ir.interpreter import Interpreter
-from kiloml.targets.profile import profile_graph
-from kiloml.targets.toolchain import cross_compile_sizes
-from kiloml.workflow.compile import compile_model, model_macs
+BOARDS = ("nano33ble", "pico", "stm32h743")
+BATTERY_MAH = 1000.0  # a small Li-Po; decisions at the window stride (one every 2 s)
 
 
-def run_demo(out_dir: str | Path, n_inputs: int = 20, seed: int = 0,
-             board: str = "nucleo-l4r5zi") -> dict:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model_path = out / "demo_dscnn.tflite"
-    save_tflite(demo_dscnn(seed), model_path)
-    g = read_tflite(model_path)
-    summary = compile_model(model_path, out / "c", prefix="kws", command="kiloml demo")
-    rng = np.random.default_rng(seed)
-    xs = rng.integers(-128, 128, (n_inputs,) + g.tensors[g.inputs[0]].shape, dtype=np.int8)
-    it = Interpreter(g)
-    ref = np.stack([it.run(x)[0] for x in xs])
-    c_out = HostBuild(generate_c(g, "kws", command="kiloml demo")).run(xs)[0]
-    res = {
-        "model": str(model_path),
-        "c_dir": str(out / "c"),
-        "macs": model_macs(g),
-        "weights_bytes": summary["weights_bytes"],
-        "arena_bytes": summary["arena_bytes"],
-        "arena_lower_bound_bytes": summary["arena_lower_bound_bytes"],
-        "inputs_checked": n_inputs,
-        "c_equals_reference": bool(np.array_equal(ref, c_out)),
+def bundled_data() -> Optional[Path]:
+    """examples/magic_wand of the source tree kiloml runs from, or of the current folder."""
+    here = Path(__file__).resolve()
+    for base in [Path.cwd(), *here.parents]:
+        d = base / "examples" / "magic_wand"
+        if (d / "ring").is_dir():
+            return d
+    return None
+
+
+def demo_project(out_dir: str | Path, data: Optional[str | Path] = None,
+                 log: Callable[[str], None] = lambda m: None) -> Project:
+    """The demo's project in ``out_dir/magic_wand`` (made on the first run)."""
+    root = Path(out_dir) / "magic_wand"
+    if (root / CONFIG_NAME).is_file():
+        return Project.load(root)
+    src = Path(data) if data is not None else bundled_data()
+    if src is None:
+        raise ProjectError("no examples/magic_wand folder found: give --data PATH (the "
+                           "magic_wand data set's folder)")
+    p = init_example(root, "magic_wand", src, name="magic_wand", log=log)
+    p.config.board.name = BOARDS[0]
+    p.config.board.compare = list(BOARDS[1:])
+    p.config.deploy.formats = ["c", "arduino"]
+    p.save()
+    return Project.load(root)
+
+
+def summary(p: Project) -> dict:
+    """Accuracy, per-board figures, verify result and package paths of a finished run."""
+    meta = load_meta(p)
+    test = meta.get("test") or {}
+    prof = json.loads((p.root / BUILD / "profile.json").read_text())["boards"]
+    ver = json.loads((p.root / BUILD / "verify.json").read_text())
+    db = load_boards()
+    rate = 1000.0 / float(p.config.data.stride_ms)
+    boards = []
+    for r in prof:
+        x = r.get("pipeline", r)
+        boards.append({
+            "board": r["board"], "core": r["core"], "flash_bytes": x["flash_bytes"],
+            "ram_bytes": x["ram_bytes"], "latency_ms": x["latency_ms"],
+            "energy_uj": x["energy_uj"], "fits": x["fits"],
+            "battery_days": battery_days(x, db[r["board"]], rate, BATTERY_MAH)
+            if x["latency_ms"] is not None else None})
+    return {
+        "project": str(p.root),
+        "labels": list(meta["labels"]),
+        "test_windows": (test.get("int8") or {}).get("n"),
+        "accuracy_int8": (test.get("int8") or {}).get("accuracy"),
+        "accuracy_float": (test.get("float") or {}).get("accuracy"),
+        "decisions_per_s": round(rate, 4), "battery_mah": BATTERY_MAH,
+        "boards": boards,
+        "verify": {k: ver[k] for k in ("board", "dsp_variant", "clips", "feature_max_abs_diff",
+                                       "scores_bit_exact", "predictions_equal",
+                                       "accuracy_reference", "accuracy_device", "ok")},
+        "packages": {f: str(deploy_dir(p, f)) for f in p.config.deploy.formats},
     }
-    try:
-        from tflite_micro.python.tflite_micro import runtime
 
-        tf = runtime.Interpreter.from_bytes(model_path.read_bytes())
-        outs = []
-        for x in xs:
-            tf.set_input(x, 0)
-            tf.invoke()
-            outs.append(tf.get_output(0))
-        res["tflm_equals_reference"] = bool(np.array_equal(np.stack(outs), ref))
-    except ImportError:
-        res["tflm_equals_reference"] = None  # tflite-micro is a test extra
-    try:
 
-        sizes = cross_compile_sizes(out / "c", "cortex-m4")
-        res["cortex_m4_text_bytes"] = sizes["text"]
-        res["cortex_m4_data_bytes"] = sizes["data"]
-        res["cortex_m4_bss_bytes"] = sizes["bss"]
-    except Exception as e:  # the cross compiler is optional for the demo
-        res["cortex_m4_error"] = str(e).splitlines()[0]
-        return res
+def run_demo(out_dir: str | Path = "demo_out", data: Optional[str | Path] = None,
+             progress: bool = True, log: Callable[[str], None] = lambda m: None,
+             on_step: Callable[[str, str], None] = lambda name, status: None,
+             command: str = "kiloml demo") -> dict:
+    """Create (first time) and run the demo project; returns ``summary`` plus the steps."""
+    p = demo_project(out_dir, data, log=log)
+    res = run_project(p, progress=progress, log=log, on_step=on_step, command=command)
+    if res["error"]:
+        raise KilomlError(res["error"])
+    return {**summary(p), "steps": res["steps"]}
 
-    prof = profile_graph(g, board)
-    res.update({
-        "board": prof["board"],
-        "board_kernels": prof["runtime"],
-        "board_flash_bytes": prof["flash_bytes"],
-        "board_ram_bytes": prof["ram_bytes"],
-        "board_instructions": prof["instructions"],
-        "board_cycles_estimated": prof["cycles"],
-        "board_macs_per_cycle": prof["macs_per_cycle"],
-        "board_latency_ms": prof["latency_ms"],
-        "board_energy_uj": prof["energy_uj"],
-        "board_output_matches_reference": prof["output_matches_reference"],
-    })
-    return res
+
+__all__ = ["BOARDS", "bundled_data", "demo_project", "run_demo", "summary"]
