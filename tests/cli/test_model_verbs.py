@@ -108,11 +108,3 @@ def test_bad_input_array(model, tmp_path):
         assert r.returncode == 1
         assert f in r.stderr and "Traceback" not in r.stderr
         assert not (tmp_path / "y.npy").exists()
-
-
-def test_demo_runs(tmp_path):
-    r = kiloml("demo", "--out", tmp_path / "d", "--json")
-    assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout)
-    assert res["c_equals_reference"] is True
-    assert res["tflm_equals_reference"] is True

@@ -59,6 +59,9 @@ class DataSettings(_Strict):
     split_by: Literal["auto", "group", "time", "sample"] = "auto"
     seed: int = 0
     balance: Literal["none", "undersample", "oversample", "weights"] = "none"
+    units: Optional[Literal["g", "mg", "m/s2"]] = Field(
+        None, description="accelerometer data's units: deployed IMU sketches scale the "
+                          "sensor's g to them")
     augment: AugmentSettings = AugmentSettings()
 
     @model_validator(mode="after")

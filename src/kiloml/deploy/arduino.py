@@ -38,6 +38,9 @@ PDM_RATES = (16000, 41667)      # sample rates the Nano 33 BLE Sense's PDM libra
 IMU_CHANNELS = (1, 2, 3, 6)     # accelerometer x[, y[, z]], or accelerometer + gyroscope
 
 
+# the sensor's g -> the data's units (standard gravity for m/s2)
+ACCEL_SCALES = {"g": "1.0f", "mg": "1000.0f", "m/s2": "9.80665f"}
+
 def library_name(name: str) -> str:
     """``magic_wand`` -> ``MagicWand``."""
     return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
@@ -174,6 +177,9 @@ def imu_sketch(p: Pipeline, sketch: str) -> str:
                           f"axes (1 to 3 channels) or accelerometer + gyroscope (6); this model "
                           f"takes {ch} channels")
     period = int(round(1e6 / float(p.spec.sample_rate)))
+    units = p.spec.units
+    if units is not None and units not in ACCEL_SCALES:
+        raise KilomlError(f"units {units!r}: the IMU sketch knows {', '.join(ACCEL_SCALES)}")
     names = ["ax", "ay", "az", "gx", "gy", "gz"][:ch] if ch == 6 else ["ax", "ay", "az"][:ch]
     values = [f"{v} * {'GYRO' if v[0] == 'g' else 'ACCEL'}_SCALE" for v in names]
     lines = _sketch_head(p, sketch, "classifies the IMU continuously") + [
@@ -182,8 +188,10 @@ def imu_sketch(p: Pipeline, sketch: str) -> str:
         "// Arduino_LSM9DS1 reports acceleration in g"
         + (" and angular rate in degrees/s" if ch == 6 else "")
         + ": scale the readings to the",
-        "// units of the data the model was trained on.",
-        "static const float ACCEL_SCALE = 1.0f;"]
+        "// units of the data the model was trained on"
+        + (f" ({units}, [data] units of the project)." if units else
+           " (not declared: [data] units in kiloml.toml; g assumed)."),
+        f"static const float ACCEL_SCALE = {ACCEL_SCALES[units or 'g']};"]
     if ch == 6:
         lines.append("static const float GYRO_SCALE = 1.0f;")
     lines += [

@@ -85,6 +85,7 @@ class DeploySpec:
     board: Any = "nano33ble"
     command: str = "kiloml deploy"
     version: str = __version__
+    units: Optional[str] = None  # accelerometer data: "g", "mg" or "m/s2" (IMU sketch scale)
 
 
 @dataclass

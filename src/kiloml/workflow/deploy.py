@@ -73,7 +73,8 @@ def project_spec(project: Project | str | Path | None, board: Optional[str] = No
         window_ms=float(p.config.data.window_ms), labels=list(meta["labels"]),
         normalizer=meta["normalizer"],
         input_quant=tuple(meta["input_quant"]) if meta.get("input_quant") else None,
-        layout=meta["layout"], dsp_variant=variant, board=board_id, command=command)
+        layout=meta["layout"], dsp_variant=variant, board=board_id, command=command,
+        units=p.config.data.units)
 
 
 def deploy_project(project: Project | str | Path | None, fmt: str, out: str | Path,

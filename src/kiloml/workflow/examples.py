@@ -73,6 +73,7 @@ def _init_example(root: str | Path, example: str, data: str | Path, name: str | 
         c.source = ImportSection(path=rel)
     elif example == "magic_wand":
         c.data.sample_rate = 25.0
+        c.data.units = "mg"
         c.data.window_ms = 4000
         c.data.stride_ms = 2000
         c.dsp = DSPSection(block="raw")
