@@ -20,6 +20,7 @@ Public API (lazy imports keep ``import kiloml`` cheap)::
     DatasetIndex.load(path)               the dataset index (dataset/index.csv)
     read_file(path, fmt, rate=...)        any supported sensor file -> Recording
     make_block(block, preset, params)     a DSP block (mfcc, mfe, spectrogram, spectral, raw)
+    fixed_features(block, pcm, variant)   the q15 / q31 MFE / MFCC C in numpy, bit for bit
     compute_features(input, output, ...)  what ``kiloml dsp`` does
 """
 
@@ -58,6 +59,7 @@ _EXPORTS = {
     "DatasetIndex": "kiloml.data.index",
     "read_file": "kiloml.data.readers",
     "make_block": "kiloml.dsp",
+    "fixed_features": "kiloml.dsp.fixed",
     "compute_features": "kiloml.workflow.dsp",
 }
 

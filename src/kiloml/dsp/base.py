@@ -93,6 +93,22 @@ class Block:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
 
+    def features(self, x: np.ndarray, variant: str = "f32") -> np.ndarray:
+        """The features the ``variant`` C computes on the device: ``forward`` (float64,
+        within the stated tolerance of the f32 C) for f32; for the integer variants
+        (q15 / q31, MFE / MFCC) ``kiloml.dsp.fixed.fixed_features``, bit for bit the C's
+        int8 / int32 Q20 output. Audio ``x`` is (N, samples) int16 PCM or float in [-1, 1)
+        (PCM / 32768, exact for 16-bit WAV); either is converted to what the variant takes."""
+        self.check_variant(variant)
+        x = np.asarray(x)
+        if variant == "f32":
+            return self.forward(x / 32768.0 if self.audio and x.dtype.kind in "iu" else x)
+        from kiloml.dsp.fixed import fixed_features
+
+        if x.dtype.kind == "f":
+            x = np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+        return fixed_features(self, x, variant)
+
     def check_input(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.dtype.kind not in "iuf":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,82 @@ def _log_value(kind: str, v: float) -> float:
     return {"ln": math.log, "log10": math.log10, "db": lambda x: 10 * math.log10(x)}[kind](v)
 
 
+@dataclass(frozen=True, eq=False)
+class QConfig:
+    """Every table and constant of a mel block's q15 / q31 C (``kml_frontend_q_cfg``), as
+    ``emit_mel_block`` writes them and ``kiloml.dsp.fixed`` computes with them: one source,
+    so the numpy twin cannot drift from the C. Integer arrays are int64."""
+
+    variant: str
+    window: np.ndarray          # Q31 (q31) or Q15 (q15), frame_length
+    twiddle: np.ndarray         # interleaved cos/sin, fft_length
+    filter_start: np.ndarray
+    filter_len: np.ndarray
+    filter_weights: np.ndarray  # packed, unsigned, 2^-filter_frac_bits units
+    filter_frac_bits: int
+    log2_fft: int
+    pre_emphasis_q15: int
+    log_off_mant: int           # add mode: offset * 2^-G0 = mant * 2^log_off_exp
+    log_off_exp: int
+    log_floor_q20: int          # clamp mode: log(offset), Q20
+    log_scale_q30: int          # ln 2, log10 2 or 10 log10 2, Q30
+    dct_q29: np.ndarray | None  # (num_coefficients, num_filters), None for MFE
+    out_mult: int               # int8 output: q = round_shift(v_q20 * mult, shift) + zp
+    out_shift: int
+
+
+def q_config(block, variant: str) -> QConfig:
+    """The integer tables and constants of ``block`` (MFE / MFCC) for ``variant``."""
+    p = block.params
+    if variant not in ("q15", "q31"):
+        raise DSPError(f"{block.name}: {variant!r} is not an integer variant (q15, q31)")
+    if p.log == "none":
+        raise DSPError(f"{block.name}: the {variant} variant needs a log (log != none)")
+    front = block.front
+    starts, lens, packed = front.sparse()
+    fb = 31 if variant == "q31" else 15
+    win = np.clip(np.round(front.win * 2 ** fb), -2 ** fb, 2 ** fb - 1).astype(np.int64)
+    # Filter weights: F fraction bits so that weights fit 32 bits and no (96-bit)
+    # accumulator can exceed 2^94 (spectrum values below 2^spec_bits).
+    spec_bits = {("q31", 1): 32, ("q31", 2): 63, ("q15", 1): 16, ("q15", 2): 31}[
+        (variant, p.power)]
+    wmax = float(packed.max())
+    wsum = max(float(packed[o:o + n].sum()) for o, n in
+               zip(np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) if n)
+    F = min(31 - max(math.ceil(math.log2(wmax)), 0) - (1 if wmax >= 1 else 0),
+            94 - spec_bits - max(math.ceil(math.log2(wsum)), 0))
+    if F < 8:
+        raise DSPError(f"{block.name}: filter weights too large for the {variant} variant")
+    wq = np.round(packed * 2.0 ** F).astype(np.int64)
+    log2n = int(round(math.log2(p.fft_length)))
+    G0 = -F + p.power * log2n
+    m, e = math.frexp(p.log_offset * 2.0 ** (-G0))      # offset * 2^-G0 = m * 2^e
+    mant = int(round(m * 2 ** 31))
+    exp = e - 31
+    if mant >= 2 ** 31:
+        mant //= 2
+        exp += 1
+    floor_q20 = int(round(_log_value(p.log, p.log_offset) * 2 ** 20))
+    scale_q30 = int(round(LOG_SCALE[p.log] * 2 ** 30))
+    if p.output_scale is not None:
+        target = 1.0 / (p.output_scale * 2 ** 20)
+        sh = 0
+        while target * 2 ** (sh + 1) < 2 ** 31 and sh < 62:
+            sh += 1
+        mult = int(round(target * 2 ** sh))
+    else:
+        mult, sh = 0, 0
+    dct = getattr(block, "dct", None)
+    dq = None
+    if dct is not None:
+        dq = np.round(dct * 2 ** 29).astype(np.int64)
+        if np.abs(dq).max() >= 2 ** 31:
+            raise DSPError(f"{block.name}: DCT coefficients too large for Q29")
+    return QConfig(variant, win, twiddles(p.fft_length, variant), np.asarray(starts, np.int64),
+                   np.asarray(lens, np.int64), wq, F, log2n, int(round(p.pre_emphasis * 2 ** 15)),
+                   mant, exp, floor_q20, scale_q30, dq, mult, sh)
+
+
 def emit_mel_block(block, prefix: str, frames: int, variant: str,
                    command: str = "kiloml dsp") -> dict[str, str]:
     """MFE or MFCC (mfcc when ``block`` has a ``dct``)."""
@@ -136,57 +213,23 @@ def emit_mel_block(block, prefix: str, frames: int, variant: str,
                  f"    return kml_frontend_f32(&{P}_cfg, input, {P}_scratch, output);", "}", ""]
         files = _runtime(["kml_fft.c", "kml_frontend.c"])
     else:
-        if p.log == "none":
-            raise DSPError(f"{block.name}: the {variant} variant needs a log (log != none)")
-        is31 = variant == "q31"
+        q = q_config(block, variant)
         out_t = "int8_t" if quant else "int32_t"
         sig = f"int {P}_features(const int16_t *input, {out_t} *output)"
-        wtype = "int32_t" if is31 else "int16_t"
-        fb = 31 if is31 else 15
-        win = np.clip(np.round(front.win * 2 ** fb), -2 ** fb, 2 ** fb - 1)
-        # Filter weights: F fraction bits so that weights fit 32 bits and no (96-bit)
-        # accumulator can exceed 2^94 (spectrum values below 2^spec_bits).
-        spec_bits = {("q31", 1): 32, ("q31", 2): 63, ("q15", 1): 16, ("q15", 2): 31}[
-            (variant, p.power)]
-        wmax = float(packed.max())
-        wsum = max(float(packed[o:o + n].sum()) for o, n in
-                   zip(np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) if n)
-        F = min(31 - max(math.ceil(math.log2(wmax)), 0) - (1 if wmax >= 1 else 0),
-                94 - spec_bits - max(math.ceil(math.log2(wsum)), 0))
-        if F < 8:
-            raise DSPError(f"{block.name}: filter weights too large for the {variant} variant")
-        wq = np.round(packed * 2.0 ** F).astype(np.int64)
-        log2n = int(round(math.log2(p.fft_length)))
-        G0 = -F + p.power * log2n
-        m, e = math.frexp(p.log_offset * 2.0 ** (-G0))      # offset * 2^-G0 = m * 2^e
-        mant = int(round(m * 2 ** 31))
-        exp = e - 31
-        if mant >= 2 ** 31:
-            mant //= 2
-            exp += 1
-        floor_q20 = int(round(_log_value(p.log, p.log_offset) * 2 ** 20))
-        scale_q30 = int(round(LOG_SCALE[p.log] * 2 ** 30))
-        if quant:
-            target = 1.0 / (p.output_scale * 2 ** 20)
-            sh = 0
-            while target * 2 ** (sh + 1) < 2 ** 31 and sh < 62:
-                sh += 1
-            mult = int(round(target * 2 ** sh))
-        else:
-            mult, sh = 0, 0
-        fft_words = p.fft_length if is31 else (p.fft_length + 1) // 2
+        wtype = "int32_t" if variant == "q31" else "int16_t"
+        fft_words = p.fft_length if variant == "q31" else (p.fft_length + 1) // 2
         scratch = fft_words + (fft_words & 1) + 2 * nbins + p.num_filters
-        body += [table(f"{P}_window", wtype, win),
-                 table(f"{P}_twiddle", wtype, twiddles(p.fft_length, variant)),
-                 table(f"{P}_filter_start", "uint16_t", starts),
-                 table(f"{P}_filter_len", "uint16_t", lens),
-                 table(f"{P}_filter_weights", "uint32_t", wq)]
-        if dct is not None:
-            dq = np.round(dct * 2 ** 29).astype(np.int64)
-            if np.abs(dq).max() >= 2 ** 31:
-                raise DSPError(f"{block.name}: DCT coefficients too large for Q29")
-            body.append(table(f"{P}_dct", "int32_t", dq))
-        pre_q15 = int(round(p.pre_emphasis * 2 ** 15))
+        body += [table(f"{P}_window", wtype, q.window),
+                 table(f"{P}_twiddle", wtype, q.twiddle),
+                 table(f"{P}_filter_start", "uint16_t", q.filter_start),
+                 table(f"{P}_filter_len", "uint16_t", q.filter_len),
+                 table(f"{P}_filter_weights", "uint32_t", q.filter_weights)]
+        if q.dct_q29 is not None:
+            body.append(table(f"{P}_dct", "int32_t", q.dct_q29))
+        F, log2n, pre_q15 = q.filter_frac_bits, q.log2_fft, q.pre_emphasis_q15
+        mant, exp, floor_q20, scale_q30 = (q.log_off_mant, q.log_off_exp, q.log_floor_q20,
+                                           q.log_scale_q30)
+        mult, sh = q.out_mult, q.out_shift
         body += [f"static int32_t {P}_scratch[{scratch}];", "",
                  f"static const kml_frontend_q_cfg {P}_cfg = {{",
                  f"    {frames}u, {used}u,",
