@@ -7,7 +7,9 @@ lists them) with a small harness that feeds a batch of raw windows through
 the features with the numpy block. ``run_python`` is the Python path: the numpy block
 (kiloml.dsp.apply.apply_block), the normalizer, ``to_model_input`` and the reference
 interpreter on the int8 input (kiloml.compress.quantize.run_int8). Every function returns a
-``RunResult(features, scores, predictions)``:
+``RunResult(features, scores, predictions)``. With integer audio DSP (q15 / q31) the Python
+path computes the features with the block's numpy twin of the integer C
+(kiloml.dsp.fixed), so features, scores and predictions equal the device's bit for bit:
 
     features     (N, *feature shape) float32, the values the model was trained on (int8 DSP
                  output dequantized as apply_block does, Q20 output / 2^20), or None
@@ -27,8 +29,8 @@ import numpy as np
 
 from kiloml.codegen.host import SANITIZE, WARNINGS, find_cc
 from kiloml.compress.quantize import run_int8
-from kiloml.deploy.spec import DeploySpec, board_flags, find_board
-from kiloml.dsp.apply import apply_block
+from kiloml.deploy.spec import Q20, DeploySpec, board_flags, find_board
+from kiloml.dsp.apply import apply_block, block_quant
 from kiloml.dsp.cgen import c_array
 from kiloml.errors import KilomlError, ToolchainError
 from kiloml.targets.batch import END_MARKER, END_SYMBOL, INPUT_BASE, build_image, run_image
@@ -398,13 +400,18 @@ def run_python(spec: DeploySpec, raw_windows) -> RunResult:
     block = spec.block
     x = np.asarray(raw_windows)
     n = len(x)
-    if block.audio:
-        x = x.reshape(n, int(spec.frames))
-        x = x / 32768.0 if spec.dsp_variant in ("q15", "q31") else x.astype(np.float32)
-        frames = x[..., None]
+    if block.audio and spec.dsp_variant in ("q15", "q31"):
+        # the integer DSP's numpy twin: the C's int8 / Q20 output bit for bit
+        q = block.features(x.reshape(n, int(spec.frames)), spec.dsp_variant)
+        bq = block_quant(block)
+        feats = ((q.astype(np.float32) - bq[1]) * np.float32(bq[0]) if bq is not None
+                 else q.astype(np.float32) * np.float32(2.0 ** -Q20))
     else:
-        frames = x.reshape(n, int(spec.frames), int(spec.channels)).astype(np.float32)
-    feats = apply_block(block, frames)
+        if block.audio:
+            frames = x.reshape(n, int(spec.frames)).astype(np.float32)[..., None]
+        else:
+            frames = x.reshape(n, int(spec.frames), int(spec.channels)).astype(np.float32)
+        feats = apply_block(block, frames)
     norm = spec.normalizer if isinstance(spec.normalizer, Normalizer) else \
         Normalizer.from_state({"mean": 0.0, "std": 1.0, **spec.normalizer})
     q = run_int8(spec.graph, to_model_input(norm(feats), spec.layout), dequantize=False)
