@@ -166,3 +166,18 @@ def test_verify_kws_on_other_speakers_and_a_corrupt_wav(kws, tmp_path):
     r = kiloml("verify", "--data", other, "--host", cwd=kws)
     assert r.returncode == 1 and "broken.wav" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("variant, board, engine", [("q15", "nano33ble", "--host"),
+                                                    ("q31", "nano33ble", "--host"),
+                                                    ("q15", "nano33ble", None)])
+def test_verify_with_integer_dsp_is_bit_exact(kws, variant, board, engine):
+    """Integer DSP: the Python side runs the numpy twin of the C, so every feature, score and
+    prediction must be identical (the device's C on the host, or on the M4F in the emulator)."""
+    args = ["verify", "--dsp-variant", variant, "--board", board, "--limit", "4", "--json"]
+    r = kiloml(*args, *([engine] if engine else []), cwd=kws)
+    assert r.returncode == 0, r.stderr
+    v = json.loads(r.stdout)
+    assert v["dsp_variant"] == variant and v["clips"] == 4
+    assert v["feature_max_abs_diff"] == 0.0 and v["feature_tolerance"] == 0.0
+    assert v["scores_bit_exact"] is True and v["predictions_equal"] == 4 and v["ok"]
