@@ -1,6 +1,6 @@
 """``kiloml data stream`` and ``kiloml simulate --stream``: long recordings from a project's
 split, and the project's streaming pipeline run over one (kiloml.data.stream builds and reads
-them; kiloml.deploy.stream is the streaming pipeline; kiloml.train.stream_metrics scores it).
+them; kiloml.deploy.stream is the streaming pipeline; kiloml.train.streaming scores it).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ import pytest
 
 from kiloml.data.stream import TruthEvent
 from kiloml.errors import DataError
-from kiloml.train.stream_metrics import score_stream
+from kiloml.train.streaming import score_stream
 
 TRUTH = [TruthEvent("yes", 10.0, 11.0), TruthEvent("_unknown_", 20.0, 21.0),
          TruthEvent("no", 30.0, 31.0), TruthEvent("yes", 40.0, 41.0)]
