@@ -87,3 +87,56 @@ def load_truth(path: str | Path, duration_s: float) -> list:
         raise DataError(f"{path}: event {late[0].label!r} at {late[0].start_s:g} s starts "
                         f"after the stream's end ({duration_s:g} s)")
     return truth
+
+
+ENGINES = ("python", "c")
+
+
+def simulate_stream(project: Project | str | Path | None, stream: str | Path,
+                    truth: Optional[str | Path] = None, *, board: Optional[str] = None,
+                    engine: str = "python", dsp_variant: Optional[str] = None,
+                    command: str = "kiloml simulate") -> dict:
+    """The project's deployed streaming pipeline (settings: ``[stream]``) over a recording:
+    every detection, the pipeline's figures and, with a truth CSV, the MLPerf Tiny streaming
+    scores (kiloml.train.streaming.score_stream)."""
+    import time
+
+    from kiloml.deploy.stream import run_stream
+    from kiloml.train.streaming import score_stream
+    from kiloml.workflow.deploy import project_spec
+
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "c":
+        raise UsageError("--engine c: the C streaming API is not written yet; use --engine "
+                         "python")
+    p = as_project(project)
+    spec = project_spec(p, board=board, dsp_variant=dsp_variant, command=command)
+    settings = p.config.stream
+    x = read_stream(stream, float(spec.sample_rate), int(spec.channels), spec.block.audio)
+    duration = len(x) / float(spec.sample_rate)
+    events = load_truth(truth, duration) if truth is not None else None
+    if len(x) < spec.frames:
+        raise DataError(f"{stream}: {duration:g} s is shorter than one "
+                        f"{spec.window_ms:g} ms window")
+    t0 = time.perf_counter()
+    dets, pipe = run_stream(spec, x, settings)
+    seconds = time.perf_counter() - t0
+    wf = pipe.features
+    res = {
+        "stream": str(stream), "duration_s": duration, "engine": engine,
+        "board": spec.board, "dsp_variant": spec.dsp_variant,
+        "settings": settings.model_dump(mode="json"),
+        "stride_ms": pipe.stride / float(spec.sample_rate) * 1000.0,
+        "windows": pipe.windows,
+        "incremental": bool(wf is not None and wf.incremental),
+        "incremental_note": (wf.reason if wf is not None else "IMU blocks recompute every "
+                             "window") or None,
+        "frames_per_stride": (wf.frames_computed / max(pipe.windows, 1)
+                              if wf is not None and hasattr(wf, "nfr") else None),
+        "frames_per_window": getattr(wf, "nfr", None),
+        "seconds": round(seconds, 3),
+        "detections": [d.as_dict() for d in dets],
+        "score": score_stream(events, dets, duration) if events is not None else None,
+    }
+    return res
