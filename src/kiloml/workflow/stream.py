@@ -55,7 +55,7 @@ def build_stream(project: Project | str | Path | None, out: str | Path, truth: s
             **res.summary()}
 
 
-def read_stream(path: str | Path, rate: float, channels: int,
+def read_stream(path: str | Path, rate: float, channels: Optional[int],
                 audio: bool) -> np.ndarray:
     """A stream file as the pipeline takes it: int16 PCM (N,) for audio (a 16-bit mono WAV
     at the project's rate), float32 (N, channels) for IMU (.npy / .csv at the project's
@@ -73,7 +73,7 @@ def read_stream(path: str | Path, rate: float, channels: int,
         x = rec.data
     if rec.file_rate is not None and abs(rec.file_rate - rate) > 1e-3 * rate:
         raise DataError(f"{p}: sample rate {rec.file_rate:g} Hz, the project's is {rate:g} Hz")
-    if x.shape[1] != channels:
+    if channels is not None and x.shape[1] != channels:
         raise DataError(f"{p}: {x.shape[1]} channel(s), the project has {channels}")
     if x.shape[0] == 0:
         raise DataError(f"{p}: the stream is empty (0 samples)")
@@ -111,11 +111,20 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
         raise UsageError("--engine c: the C streaming API is not written yet; use --engine "
                          "python")
     p = as_project(project)
-    spec = project_spec(p, board=board, dsp_variant=dsp_variant, command=command)
-    settings = p.config.stream
-    x = read_stream(stream, float(spec.sample_rate), int(spec.channels), spec.block.audio)
-    duration = len(x) / float(spec.sample_rate)
+    # the recording and the truth first: bad input fails before the model is loaded
+    block, data = dsp_block(p), p.config.data
+    spec = None
+    rate = float(data.sample_rate or getattr(block.params, "sample_rate", 0) or 0)
+    if not rate > 0:    # no stated rate: the trained pipeline's
+        spec = project_spec(p, board=board, dsp_variant=dsp_variant, command=command)
+        rate = float(spec.sample_rate)
+    x = read_stream(stream, rate, 1 if block.audio else data.channels, block.audio)
+    duration = len(x) / rate
     events = load_truth(truth, duration) if truth is not None else None
+    spec = spec or project_spec(p, board=board, dsp_variant=dsp_variant, command=command)
+    settings = p.config.stream
+    if not block.audio and x.shape[1] != int(spec.channels):
+        raise DataError(f"{stream}: {x.shape[1]} channel(s), the model takes {spec.channels}")
     if len(x) < spec.frames:
         raise DataError(f"{stream}: {duration:g} s is shorter than one "
                         f"{spec.window_ms:g} ms window")
