@@ -27,7 +27,7 @@ import numpy as np
 
 from kiloml.deploy.run import block_output_features, classify_features
 from kiloml.deploy.stream import StreamPipeline, u8_scores
-from kiloml.train.streaming import Detection, RecognizeCommands, StreamSettings, score_stream
+from kiloml.train.streaming import Detection, RecognizeCommands, score_stream
 from kiloml.workflow.deploy import project_spec
 from kiloml.workflow.project import load_project
 from kiloml.workflow.stream import build_stream, load_truth, read_stream
