@@ -16,6 +16,10 @@ def _stream(n: int, seed: int = 0) -> np.ndarray:
     x[n // 3:n // 3 + 4000] *= 0.01                       # a quiet stretch
     x[n // 2] = 32767                                     # a peak that moves D
     x[2 * n // 3:2 * n // 3 + 900] = 0                    # digital silence
+    # spikes just before window starts: a window's first frame must not see them (the C
+    # reads a zero before a clip), every later frame that starts after one must
+    x[16000 * np.arange(1, n // 16000) - 1] = 25000
+    x[16000 * np.arange(1, n // 16000) + 320 * 7 - 1] = -25000
     return np.clip(np.round(x), -32768, 32767).astype(np.int16)
 
 
