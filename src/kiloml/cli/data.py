@@ -238,6 +238,52 @@ def data_capture(
     guard(go)
 
 
+@data_app.command("stream")
+def data_stream(
+    output: Path = typer.Option(..., "--output", "-o",
+                                help="Stream to write: .wav (audio) or .npy / .csv (IMU)."),
+    truth: Path = typer.Option(..., "--truth", help="Truth CSV to write (label,start_s,end_s)."),
+    project: Path = PROJECT_OPT,
+    minutes: Optional[float] = typer.Option(
+        None, "--minutes", help="Length (audio default 20; IMU default: the whole split)."),
+    snr: float = typer.Option(10.0, "--snr", help="Audio: words this many dB above the noise."),
+    split: str = typer.Option("test", "--split", help="train | validation | test"),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same stream)."),
+    keywords: int = typer.Option(50, "--keywords", help="Audio: keyword clips to place."),
+    unknown: int = typer.Option(50, "--unknown", help="Audio: unknown-word clips to place."),
+    as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
+) -> None:
+    """Build a long recording from the project's split and its truth: keywords and unknown
+    words at random times over background noise (audio), or the split's recordings end to
+    end (IMU). Deterministic per seed."""
+    if split not in ("train", "validation", "test"):
+        fail(f"--split must be train, validation or test, not {split!r}", 2)
+    if keywords < 0 or unknown < 0:
+        fail("--keywords and --unknown must be >= 0", 2)
+    if minutes is not None and not minutes > 0:
+        fail(f"--minutes must be > 0, not {minutes}", 2)
+
+    def go():
+        from kiloml.workflow.project import load_project
+        from kiloml.workflow.stream import build_stream
+
+        res = build_stream(load_project(project_dir(project)), output, truth, minutes=minutes,
+                           snr_db=snr, split=split, seed=seed, keywords=keywords,
+                           unknown=unknown)
+        if as_json:
+            emit_json(res)
+            return
+        snr_txt = f" at {res['snr_db']:g} dB SNR" if res["audio"] else ""
+        out.print(f"wrote {res['stream']}: {res['seconds'] / 60:.2f} min, {res['events']} "
+                  f"events{snr_txt} from the {split} split (seed {seed}); truth "
+                  f"{res['truth']}")
+        _print_counts("events per label", res["labels"], ("label", "events"))
+        for n in res["notes"]:
+            err.print(f"note: {n}", markup=False)
+
+    guard(go)
+
+
 @app.command()
 def dsp(
     inp: Path = typer.Option(..., "--input", "-i", help="A data file or a folder of them."),

@@ -402,16 +402,28 @@ def run_python(spec: DeploySpec, raw_windows) -> RunResult:
     n = len(x)
     if block.audio and spec.dsp_variant in ("q15", "q31"):
         # the integer DSP's numpy twin: the C's int8 / Q20 output bit for bit
-        q = block.features(x.reshape(n, int(spec.frames)), spec.dsp_variant)
-        bq = block_quant(block)
-        feats = ((q.astype(np.float32) - bq[1]) * np.float32(bq[0]) if bq is not None
-                 else q.astype(np.float32) * np.float32(2.0 ** -Q20))
+        feats = block_output_features(spec, block.features(x.reshape(n, int(spec.frames)),
+                                                           spec.dsp_variant))
     else:
         if block.audio:
             frames = x.reshape(n, int(spec.frames)).astype(np.float32)[..., None]
         else:
             frames = x.reshape(n, int(spec.frames), int(spec.channels)).astype(np.float32)
         feats = apply_block(block, frames)
+    return classify_features(spec, feats)
+
+
+def block_output_features(spec: DeploySpec, q: np.ndarray) -> np.ndarray:
+    """The integer DSP's int8 / Q20 output -> float32 features as training computed them."""
+    bq = block_quant(spec.block)
+    return ((q.astype(np.float32) - bq[1]) * np.float32(bq[0]) if bq is not None
+            else q.astype(np.float32) * np.float32(2.0 ** -Q20))
+
+
+def classify_features(spec: DeploySpec, feats: np.ndarray) -> RunResult:
+    """Float32 features (N, *shape) through the normalizer, the layout and the int8 model
+    (reference interpreter): the second half of ``run_python``."""
+    n = len(feats)
     norm = spec.normalizer if isinstance(spec.normalizer, Normalizer) else \
         Normalizer.from_state({"mean": 0.0, "std": 1.0, **spec.normalizer})
     q = run_int8(spec.graph, to_model_input(norm(feats), spec.layout), dequantize=False)

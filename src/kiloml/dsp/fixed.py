@@ -248,19 +248,11 @@ def _log2_96(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     return _log2_q24(v) + np.where(small, 0, (bh - 32) * (1 << 24))
 
 
-def _frames(block, q: QConfig, limbs, pcm: np.ndarray, n_in: int) -> np.ndarray:
-    """Features of a chunk of clips, (N, frames, width), int32 Q20 (before quantization)."""
-    p = block.params
-    front = block.front
-    is31 = q.variant == "q31"
-    N = pcm.shape[0]
-    used = front.input_samples(n_in)
-    n = min(used, n_in)
-    nfr = front.num_frames(n_in)
-    fl, fs, nfft = p.frame_length, p.frame_step, p.fft_length
-    pw = 2 if p.power == 2 else 1
-    x = pcm[:, :n].astype(np.int64)
-
+def divisor(p, pcm: np.ndarray) -> np.ndarray:
+    """The clip divisor D of ``normalize`` (peak: the signed maximum, peak_abs: the largest
+    magnitude, 32768 for none or a peak <= 0) per row of (N, n) PCM, int64."""
+    x = pcm.astype(np.int64)
+    N, n = x.shape
     if p.normalize == "peak":
         peak = x.max(axis=1) if n else np.full(N, -1)
         D = np.where(peak > 0, peak, 32768)
@@ -269,62 +261,118 @@ def _frames(block, q: QConfig, limbs, pcm: np.ndarray, n_in: int) -> np.ndarray:
         D = np.where(amax > 0, amax, 32768)
     else:
         D = np.full(N, 32768)
-    D = D.astype(np.int64)
-    log2_d = _log2_q24(D)
+    return D.astype(np.int64)
 
-    # xz[t + 1] = pcm[t] for t < n, zero elsewhere (and at t = -1).
-    t0 = np.arange(nfr) * fs
-    length = max(int(t0[-1]) + fl, used) + 2
-    xz = np.zeros((N, length), np.int64)
-    xz[:, 1:n + 1] = x
-    idx = t0[:, None] + np.arange(fl + 1)[None, :]           # pcm[t0 - 1 .. t0 + fl - 1]
-    win = xz[:, idx]                                         # (N, nfr, fl + 1)
-    famax = np.abs(win).max(axis=2)
-    S = np.zeros(famax.shape, np.int64)
-    for s in range(30):
-        S += (famax << (s + 1)) < (1 << 30)
-    if q.pre_emphasis_q15:
-        S = np.where(S > 0, S - 1, S)
-    S = np.where(famax > 0, S, 30)
-    Sb = S if is31 else S - 16
-    G = -q.filter_frac_bits + pw * q.log2_fft - pw * Sb
 
-    cur, prev = win[:, :, 1:], win[:, :, :-1]
-    t = t0[:, None] + np.arange(fl)[None, :]
-    Sx = S[:, :, None]
-    y = cur << Sx
-    if q.pre_emphasis_q15:
-        y = y - np.where(t > 0, _round_shift(q.pre_emphasis_q15 * prev << Sx, 15), 0)
-    y = np.where(t < used, y, 0)
-    if is31:
-        frame = _wrap(_round_shift(y * q.window, 31), 32)
-    else:
-        frame = _wrap(_round_shift(_round_shift(y, 16) * q.window, 15), 16)
-    buf = np.zeros((N * nfr, nfft), np.int64)
-    buf[:, :fl] = frame.reshape(N * nfr, fl)
+class FixedStages:
+    """The integer front end in two stages, so a stream can compute each frame once.
 
-    re, im = _rfft(buf, q)
-    b0, limbs = limbs                     # only the bins some filter uses, as the C
-    re, im = re[:, b0:b0 + limbs[0].shape[0]], im[:, b0:b0 + limbs[0].shape[0]]
-    m2 = re * re + im * im
-    spec = _isqrt_round(m2) if pw == 1 else m2
-    hi, lo = _mel_acc(spec, limbs)
-    hi = hi.reshape(N, nfr, -1)
-    lo = lo.reshape(N, nfr, -1)
-    zero = (hi == 0) & (lo == 0)
-    if p.log_mode == "add":
-        off_hi, off_lo = _log_offset(q, D[:, None], Sb, pw)
-        lo = lo + (off_lo & _MASK32)[:, :, None]
-        hi = hi + (off_hi + (off_lo >> 32))[:, :, None] + (lo >> 32)
-        lo &= _MASK32
-    l2 = _log2_96(hi, lo) + (G * (1 << 24))[:, :, None] - pw * log2_d[:, None, None]
-    mel = _wrap(_round_shift(l2 * q.log_scale_q30, 34), 32)
-    if p.log_mode == "clamp":
-        mel = np.where(zero | (mel < q.log_floor_q20), q.log_floor_q20, mel)
-    if q.dct_q29 is None:
-        return mel
-    acc = mel @ q.dct_q29.T                  # int64, wraps like the C's int64 accumulator
-    return _wrap(_round_shift(acc, 29), 32)
+    ``frame_mel`` is everything that depends on one frame only (block floating point, window,
+    FFT, magnitudes, the 96-bit mel sums): it takes the frame's ``frame_length`` samples
+    *and the sample before it* (0 for a clip's first frame, as the C reads it), and returns
+    (hi, lo, Sb). ``finish`` is what depends on the clip: the log offset and divisor of the
+    clip's peak normalisation ``D``, the log and the DCT, giving the Q20 features (before the
+    int8 requantization of ``quantize``). ``fixed_features`` is exactly these two stages."""
+
+    def __init__(self, block, variant: str) -> None:
+        block.check_variant(variant)
+        self.block = block
+        self.p = block.params
+        self.q = q_config(block, variant)
+        self.limbs = _filter_limbs(self.q)
+        self.pw = 2 if self.p.power == 2 else 1
+
+    def frame_mel(self, win: np.ndarray, valid: np.ndarray | None = None):
+        """(R, frame_length + 1) int frames (previous sample first) -> hi, lo (R, filters)
+        and Sb (R,). ``valid`` (R or 1, frame_length) bool: samples at or past the clip's
+        used length are zero (the C's ``t < used_samples``); None: all valid."""
+        q, p = self.q, self.p
+        is31 = q.variant == "q31"
+        fl, nfft = p.frame_length, p.fft_length
+        win = np.asarray(win, np.int64)
+        R = win.shape[0]
+        famax = np.abs(win).max(axis=1)
+        S = np.zeros(famax.shape, np.int64)
+        for s in range(30):
+            S += (famax << (s + 1)) < (1 << 30)
+        if q.pre_emphasis_q15:
+            S = np.where(S > 0, S - 1, S)
+        S = np.where(famax > 0, S, 30)
+        Sb = S if is31 else S - 16
+        cur, prev = win[:, 1:], win[:, :-1]
+        Sx = S[:, None]
+        y = cur << Sx
+        if q.pre_emphasis_q15:    # the previous sample of a clip's first frame is 0
+            y = y - _round_shift(q.pre_emphasis_q15 * prev << Sx, 15)
+        if valid is not None:
+            y = np.where(valid, y, 0)
+        if is31:
+            frame = _wrap(_round_shift(y * q.window, 31), 32)
+        else:
+            frame = _wrap(_round_shift(_round_shift(y, 16) * q.window, 15), 16)
+        buf = np.zeros((R, nfft), np.int64)
+        buf[:, :fl] = frame
+        re, im = _rfft(buf, q)
+        b0, limbs = self.limbs            # only the bins some filter uses, as the C
+        re, im = re[:, b0:b0 + limbs[0].shape[0]], im[:, b0:b0 + limbs[0].shape[0]]
+        m2 = re * re + im * im
+        spec = _isqrt_round(m2) if self.pw == 1 else m2
+        hi, lo = _mel_acc(spec, limbs)
+        return hi, lo, Sb
+
+    def finish(self, hi: np.ndarray, lo: np.ndarray, Sb: np.ndarray,
+               D: np.ndarray) -> np.ndarray:
+        """(..., filters) mel sums with their (...) Sb and the clip divisor ``D`` (broadcast
+        to Sb's shape) -> (..., width) int32 Q20 features."""
+        q, p, pw = self.q, self.p, self.pw
+        D = np.broadcast_to(np.asarray(D, np.int64), Sb.shape)
+        log2_d = _log2_q24(D)
+        G = -q.filter_frac_bits + pw * q.log2_fft - pw * Sb
+        zero = (hi == 0) & (lo == 0)
+        if p.log_mode == "add":
+            off_hi, off_lo = _log_offset(q, D, Sb, pw)
+            lo = lo + (off_lo & _MASK32)[..., None]
+            hi = hi + (off_hi + (off_lo >> 32))[..., None] + (lo >> 32)
+            lo = lo & _MASK32
+        l2 = _log2_96(hi, lo) + (G * (1 << 24))[..., None] - pw * log2_d[..., None]
+        mel = _wrap(_round_shift(l2 * q.log_scale_q30, 34), 32)
+        if p.log_mode == "clamp":
+            mel = np.where(zero | (mel < q.log_floor_q20), q.log_floor_q20, mel)
+        if q.dct_q29 is None:
+            return mel
+        acc = mel @ q.dct_q29.T                  # int64, wraps like the C's int64 accumulator
+        return _wrap(_round_shift(acc, 29), 32)
+
+    def quantize(self, v: np.ndarray) -> np.ndarray:
+        """Q20 features -> the block's int8 output (unchanged when it has none)."""
+        p, q = self.p, self.q
+        if p.output_scale is None:
+            return v.astype(np.int32)
+        return np.clip(_round_shift(v * q.out_mult, q.out_shift) + p.output_zero_point,
+                       -128, 127).astype(np.int8)
+
+    def clip_frames(self, pcm: np.ndarray, n_in: int) -> np.ndarray:
+        """Features of a chunk of clips, (N, frames, width), int32 Q20 (before
+        quantization): the two stages over every frame of every clip."""
+        p, front = self.p, self.block.front
+        N = pcm.shape[0]
+        used = front.input_samples(n_in)
+        n = min(used, n_in)
+        nfr = front.num_frames(n_in)
+        fl, fs = p.frame_length, p.frame_step
+        D = divisor(p, pcm[:, :n])
+        # xz[t + 1] = pcm[t] for t < n, zero elsewhere (and at t = -1).
+        t0 = np.arange(nfr) * fs
+        length = max(int(t0[-1]) + fl, used) + 2
+        xz = np.zeros((N, length), np.int64)
+        xz[:, 1:n + 1] = pcm[:, :n]
+        idx = t0[:, None] + np.arange(fl + 1)[None, :]       # pcm[t0 - 1 .. t0 + fl - 1]
+        win = xz[:, idx].reshape(N * nfr, fl + 1)
+        t = t0[:, None] + np.arange(fl)[None, :]
+        valid = np.broadcast_to((t < used)[None], (N, nfr, fl)).reshape(N * nfr, fl)
+        hi, lo, Sb = self.frame_mel(win, valid)
+        return self.finish(hi.reshape(N, nfr, -1), lo.reshape(N, nfr, -1),
+                           Sb.reshape(N, nfr), D[:, None])
 
 
 def fixed_features(block, pcm: np.ndarray, variant: str) -> np.ndarray:
@@ -332,7 +380,6 @@ def fixed_features(block, pcm: np.ndarray, variant: str) -> np.ndarray:
     ``pcm``: (N, samples) 16-bit PCM -> (N, *block.output_shape(samples)), int8 when the
     block quantizes its output, else int32 Q20 (value * 2^20); bit for bit."""
     block.check_variant(variant)
-    q = q_config(block, variant)
     pcm = np.asarray(pcm)
     if pcm.ndim != 2:
         raise DSPError(f"{block.name}: fixed_features takes (N, samples) PCM, got shape "
@@ -346,11 +393,7 @@ def fixed_features(block, pcm: np.ndarray, variant: str) -> np.ndarray:
     quant = p.output_scale is not None
     out = np.empty((pcm.shape[0],) + shape, np.int8 if quant else np.int32)
     step = max(1, _FRAMES_PER_STEP // shape[0])
-    limbs = _filter_limbs(q)
+    stages = FixedStages(block, variant)
     for a in range(0, pcm.shape[0], step):
-        v = _frames(block, q, limbs, pcm[a:a + step], n_in)
-        if quant:
-            v = np.clip(_round_shift(v * q.out_mult, q.out_shift) + p.output_zero_point,
-                        -128, 127)
-        out[a:a + step] = v
+        out[a:a + step] = stages.quantize(stages.clip_frames(pcm[a:a + step], n_in))
     return out

@@ -30,6 +30,7 @@ from kiloml.dsp import block_class, make_block, presets
 from kiloml.errors import KilomlError, ProjectError
 from kiloml.fileio import atomic_write_text
 from kiloml.train.settings import TrainSettings
+from kiloml.train.streaming import StreamSettings as StreamSection
 
 try:  # Python >= 3.11
     import tomllib
@@ -144,6 +145,7 @@ class ProjectConfig(_Strict):
     source: ImportSection = ImportSection()
     optimize: OptimizeSection = OptimizeSection()
     deploy: DeploySection = DeploySection()
+    stream: StreamSection = StreamSection()
 
     @model_validator(mode="after")
     def _dsp(self) -> "ProjectConfig":

@@ -1,0 +1,183 @@
+"""Continuous inference's decisions and how they are scored: ``StreamSettings`` (the
+``[stream]`` section of kiloml.toml), ``RecognizeCommands`` (posterior smoothing, threshold,
+suppression and minimum count, as TensorFlow Lite Micro's micro_speech example decides) and
+``score_stream`` (MLPerf Tiny's streaming wakeword scoring). Pure Python: the numpy twin of
+the streaming pipeline (kiloml.deploy.stream) and the C streaming API decide the same way.
+
+RecognizeCommands, per result (one per stride, ``time_ms`` the end of its window):
+
+1. Append the result (scores 0..255); drop results older than ``average_window_ms``.
+2. Fewer than ``minimum_count`` results, or results spanning less than a quarter of the
+   window: no decision.
+3. Average each class's scores over the results (integer division, as the C++).
+4. The top class (first of equal averages); it is a new command when its average exceeds
+   ``detection_threshold`` and it differs from the previous top class or the previous one
+   was found more than ``suppression_ms`` ago (no suppression after a non-firing class:
+   TFLM's rule for its "silence" class, applied to every non-firing class).
+5. Unknown / silence classes update the state like any class but never become events.
+
+Defaults are micro_speech's: 1000 ms average window, threshold 200 of 255, 1500 ms
+suppression, minimum count 3.
+
+Scoring rules (times in seconds):
+
+- The targets are the truth rows whose label is a keyword (``kiloml.data.stream.is_keyword``);
+  unknown-word and silence rows are distractors and cannot be hit.
+- A detection of label L at time t hits the earliest target of label L with
+  ``start_s <= t <= end_s + hit_window_s`` (1 s) that is not hit yet.
+- A detection of L in the window of a target of L that is already hit repeats that hit: it is
+  neither a hit nor a false accept (the hit is debounced).
+- Every other detection is a false accept, debounced over ``debounce_s`` (1 s): one that comes
+  less than 1 s after the previous counted false accept (of any label) is the same false
+  accept and is not counted again.
+- ``misses`` are the targets no detection hit; ``miss_rate = misses / targets``;
+  ``fa_per_hour = false_accepts / duration_h``.
+
+Per label: targets, hits, misses and miss_rate of that keyword, and the false accepts whose
+detected label it is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kiloml.data.stream import TruthEvent, is_keyword
+from kiloml.errors import DataError
+
+
+class StreamSettings(BaseModel):
+    """Continuous inference: a window every ``window / slices_per_window`` (Edge Impulse's
+    continuous mode), smoothed and decided by RecognizeCommands (see the module doc)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    slices_per_window: int = Field(4, ge=1, le=100, description="windows per window length")
+    average_window_ms: float = Field(1000.0, gt=0, description="posterior smoothing window")
+    detection_threshold: int = Field(200, ge=0, le=255, description="of 255")
+    suppression_ms: float = Field(1500.0, ge=0, description="after a detection")
+    minimum_count: int = Field(3, ge=1, description="results needed in the window")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """An event of the stream: the window's end (s and sample), the class and its smoothed
+    score (0..255)."""
+
+    t_s: float
+    sample: int
+    label: str
+    score: int
+
+    def as_dict(self) -> dict:
+        return {"t_s": round(self.t_s, 6), "sample": self.sample, "label": self.label,
+                "score": self.score}
+
+
+class RecognizeCommands:
+    """TFLM micro_speech's RecognizeCommands (see the module doc) over ``labels``."""
+
+    def __init__(self, labels: Sequence[str], settings: Optional[StreamSettings] = None) -> None:
+        self.labels = list(labels)
+        self.s = settings or StreamSettings()
+        self.fires = [is_keyword(lab) for lab in self.labels]
+        self.results: deque[tuple[int, list[int]]] = deque()
+        self.prev_top: Optional[int] = None
+        self.prev_time: Optional[int] = None
+
+    def process(self, scores: Sequence[int], time_ms: int) -> tuple[int, int, bool]:
+        """(top class, its average score, whether it is a new command) after the result
+        ``scores`` (0..255 per class) of the window ending at ``time_ms``; the class is -1
+        while there are too few results."""
+        if len(scores) != len(self.labels):
+            raise ValueError(f"{len(scores)} scores for {len(self.labels)} labels")
+        if self.results and time_ms < self.results[-1][0]:
+            raise ValueError("results must come in time order")
+        self.results.append((int(time_ms), [int(v) for v in scores]))
+        limit = time_ms - self.s.average_window_ms
+        while self.results and self.results[0][0] < limit:
+            self.results.popleft()
+        n = len(self.results)
+        if n < self.s.minimum_count or time_ms - self.results[0][0] < \
+                self.s.average_window_ms / 4:
+            return -1, 0, False
+        sums = [0] * len(self.labels)
+        for _, r in self.results:
+            for i, v in enumerate(r):
+                sums[i] += v
+        avg = [v // n for v in sums]
+        top, top_score = 0, 0
+        for i, v in enumerate(avg):
+            if v > top_score:
+                top, top_score = i, v
+        if self.prev_top is None or not self.fires[self.prev_top]:
+            since = math.inf
+        else:
+            since = time_ms - self.prev_time
+        new = top_score > self.s.detection_threshold and (top != self.prev_top or
+                                                          since > self.s.suppression_ms)
+        if new:
+            self.prev_top, self.prev_time = top, int(time_ms)
+        return top, top_score, new
+
+    def detect(self, scores: Sequence[int], time_ms: int) -> Optional[tuple[int, int]]:
+        """(class, score) when the result makes a new command of a class that fires."""
+        top, score, new = self.process(scores, time_ms)
+        return (top, score) if new and self.fires[top] else None
+
+
+def _time_label(d: Any) -> tuple[float, str]:
+    if isinstance(d, dict):
+        return float(d["t_s"]), str(d["label"])
+    if isinstance(d, (tuple, list)):
+        return float(d[0]), str(d[1])
+    return float(d.t_s), str(d.label)
+
+
+def score_stream(truth: Sequence[TruthEvent], detections: Iterable[Any], duration_s: float,
+                 hit_window_s: float = 1.0, debounce_s: float = 1.0) -> dict:
+    """Hits, misses, false accepts (see the module doc). ``detections``: objects with
+    ``t_s`` and ``label``, dicts with those keys, or (t_s, label) pairs, in any order."""
+    if not (duration_s > 0 and math.isfinite(duration_s)):
+        raise DataError(f"stream duration must be > 0 s, not {duration_s}")
+    targets = [e for e in truth if is_keyword(e.label)]
+    hit = [False] * len(targets)
+    per: dict[str, dict] = {}
+
+    def row(label: str) -> dict:
+        return per.setdefault(label, {"targets": 0, "hits": 0, "misses": 0,
+                                      "false_accepts": 0})
+
+    for e in targets:
+        row(e.label)["targets"] += 1
+    false_accepts = 0
+    last_fa = -math.inf
+    for t, label in sorted(_time_label(d) for d in detections):
+        cands = [i for i, e in enumerate(targets)
+                 if e.label == label and e.start_s <= t <= e.end_s + hit_window_s]
+        fresh = [i for i in cands if not hit[i]]
+        if fresh:
+            i = min(fresh, key=lambda k: targets[k].start_s)
+            hit[i] = True
+            row(label)["hits"] += 1
+            continue
+        if cands:          # a repeat of a hit
+            continue
+        if t - last_fa < debounce_s:
+            continue
+        last_fa = t
+        false_accepts += 1
+        row(label)["false_accepts"] += 1
+    for lab, r in per.items():
+        r["misses"] = r["targets"] - r["hits"]
+        r["miss_rate"] = r["misses"] / r["targets"] if r["targets"] else None
+    n = len(targets)
+    hits = int(sum(hit))
+    return {"targets": n, "hits": hits, "misses": n - hits,
+            "miss_rate": (n - hits) / n if n else None, "false_accepts": false_accepts,
+            "fa_per_hour": false_accepts / (duration_s / 3600.0), "duration_s": duration_s,
+            "per_label": dict(sorted(per.items()))}

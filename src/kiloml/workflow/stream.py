@@ -1,0 +1,151 @@
+"""``kiloml data stream`` and ``kiloml simulate --stream``: long recordings from a project's
+split, and the project's streaming pipeline run over one (kiloml.data.stream builds and reads
+them; kiloml.deploy.stream is the streaming pipeline; kiloml.train.streaming scores it).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from kiloml.data.index import DatasetIndex
+from kiloml.data.readers import read_file
+from kiloml.data.stream import (make_audio_stream, make_imu_stream, read_truth, write_stream,
+                                write_truth)
+from kiloml.errors import DataError, UsageError
+from kiloml.workflow.features import dsp_block
+from kiloml.workflow.project import Project, as_project
+
+DEFAULT_MINUTES = 20.0
+
+
+def build_stream(project: Project | str | Path | None, out: str | Path, truth: str | Path, *,
+                 minutes: Optional[float] = None, snr_db: float = 10.0, split: str = "test",
+                 seed: int = 0, keywords: int = 50, unknown: int = 50) -> dict:
+    """Write a stream of the project's ``split`` to ``out`` and its truth CSV to ``truth``
+    (audio projects: keyword and unknown clips over background noise at ``snr_db``; IMU
+    projects: the split's recordings end to end). Returns a summary."""
+    p = as_project(project)
+    if split not in ("train", "validation", "test"):
+        raise UsageError(f"--split must be train, validation or test, not {split!r}")
+    if Path(out).resolve() == Path(truth).resolve():
+        raise UsageError("the stream and its truth file must be different files")
+    index = DatasetIndex.load(p.index_path)
+    samples = [s for s in index.of_role("sample") if s.split == split]
+    if not samples:
+        raise DataError(f"{p.index_path}: no samples in the {split} split")
+    block = dsp_block(p)
+    if block.audio:
+        rate = float(p.config.data.sample_rate or samples[0].sample_rate)
+        data, res = make_audio_stream(p.dataset, samples, index.of_role("noise"), rate,
+                                      minutes=DEFAULT_MINUTES if minutes is None else minutes,
+                                      snr_db=snr_db, keywords=keywords, unknown=unknown,
+                                      seed=seed)
+    else:
+        if minutes is not None and not (minutes > 0 and math.isfinite(minutes)):
+            raise DataError(f"--minutes must be > 0, not {minutes}")
+        data, res = make_imu_stream(p.dataset, samples, minutes=minutes, seed=seed)
+    write_stream(out, data, res.sample_rate)
+    write_truth(truth, res.truth)
+    return {"stream": str(out), "truth": str(truth), "split": split, "seed": seed,
+            "snr_db": snr_db if block.audio else None, "audio": block.audio,
+            **res.summary()}
+
+
+def read_stream(path: str | Path, rate: float, channels: Optional[int],
+                audio: bool) -> np.ndarray:
+    """A stream file as the pipeline takes it: int16 PCM (N,) for audio (a 16-bit mono WAV
+    at the project's rate), float32 (N, channels) for IMU (.npy / .csv at the project's
+    rate). One clear line for another rate, channel count or an empty stream."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    if audio:
+        rec = read_file(p, "wav")
+        if rec.raw_int16 is None:
+            raise DataError(f"{p}: must be 16-bit PCM WAV")
+        x = rec.raw_int16
+    else:
+        rec = read_file(p, "auto", rate=rate)
+        x = rec.data
+    if rec.file_rate is not None and abs(rec.file_rate - rate) > 1e-3 * rate:
+        raise DataError(f"{p}: sample rate {rec.file_rate:g} Hz, the project's is {rate:g} Hz")
+    if channels is not None and x.shape[1] != channels:
+        raise DataError(f"{p}: {x.shape[1]} channel(s), the project has {channels}")
+    if x.shape[0] == 0:
+        raise DataError(f"{p}: the stream is empty (0 samples)")
+    return x[:, 0] if audio else x
+
+
+def load_truth(path: str | Path, duration_s: float) -> list:
+    truth = read_truth(path)
+    late = [e for e in truth if e.start_s >= duration_s]
+    if late:
+        raise DataError(f"{path}: event {late[0].label!r} at {late[0].start_s:g} s starts "
+                        f"after the stream's end ({duration_s:g} s)")
+    return truth
+
+
+ENGINES = ("python", "c")
+
+
+def simulate_stream(project: Project | str | Path | None, stream: str | Path,
+                    truth: Optional[str | Path] = None, *, board: Optional[str] = None,
+                    engine: str = "python", dsp_variant: Optional[str] = None,
+                    command: str = "kiloml simulate") -> dict:
+    """The project's deployed streaming pipeline (settings: ``[stream]``) over a recording:
+    every detection, the pipeline's figures and, with a truth CSV, the MLPerf Tiny streaming
+    scores (kiloml.train.streaming.score_stream)."""
+    import time
+
+    from kiloml.deploy.stream import run_stream
+    from kiloml.train.streaming import score_stream
+    from kiloml.workflow.deploy import project_spec
+
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "c":
+        raise UsageError("--engine c: the C streaming API is not written yet; use --engine "
+                         "python")
+    p = as_project(project)
+    # the recording and the truth first: bad input fails before the model is loaded
+    block, data = dsp_block(p), p.config.data
+    spec = None
+    rate = float(data.sample_rate or getattr(block.params, "sample_rate", 0) or 0)
+    if not rate > 0:    # no stated rate: the trained pipeline's
+        spec = project_spec(p, board=board, dsp_variant=dsp_variant, command=command)
+        rate = float(spec.sample_rate)
+    x = read_stream(stream, rate, 1 if block.audio else data.channels, block.audio)
+    duration = len(x) / rate
+    events = load_truth(truth, duration) if truth is not None else None
+    spec = spec or project_spec(p, board=board, dsp_variant=dsp_variant, command=command)
+    settings = p.config.stream
+    if not block.audio and x.shape[1] != int(spec.channels):
+        raise DataError(f"{stream}: {x.shape[1]} channel(s), the model takes {spec.channels}")
+    if len(x) < spec.frames:
+        raise DataError(f"{stream}: {duration:g} s is shorter than one "
+                        f"{spec.window_ms:g} ms window")
+    t0 = time.perf_counter()
+    dets, pipe = run_stream(spec, x, settings)
+    seconds = time.perf_counter() - t0
+    wf = pipe.features
+    res = {
+        "stream": str(stream), "duration_s": duration, "engine": engine,
+        "board": spec.board, "dsp_variant": spec.dsp_variant,
+        "settings": settings.model_dump(mode="json"),
+        "stride_ms": pipe.stride / float(spec.sample_rate) * 1000.0,
+        "windows": pipe.windows,
+        "incremental": bool(wf is not None and wf.incremental),
+        "incremental_note": (wf.reason if wf is not None else "IMU blocks recompute every "
+                             "window") or None,
+        "frames_per_stride": (wf.frames_computed / max(pipe.windows, 1)
+                              if wf is not None and hasattr(wf, "nfr") else None),
+        "frames_per_window": getattr(wf, "nfr", None),
+        "seconds": round(seconds, 3),
+        "detections": [d.as_dict() for d in dets],
+        "score": score_stream(events, dets, duration) if events is not None else None,
+    }
+    return res
