@@ -3,7 +3,7 @@ kiloml.workflow or a stage; conventions, consoles and errors in ``common``."""
 
 from __future__ import annotations
 
-from kiloml.cli import data, deploy, model, run, targets, train  # noqa: F401  (register verbs)
+from kiloml.cli import data, deploy, model, report, run, targets, train  # noqa: F401 (verbs)
 from kiloml.cli.common import app
 
 
