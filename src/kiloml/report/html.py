@@ -285,11 +285,9 @@ def _model(m: dict, boards: list[dict]) -> str:
 
 
 def _boards(boards: list[dict], battery: dict) -> str:
-    body = [plots_div(plots.grouped_bars(
-        [b["board"] for b in boards],
-        {"latency ms per decision": [b.get("latency_ms") for b in boards],
-         "energy µJ per decision": [b.get("energy_uj") for b in boards]}, "",
-        "boards-latency"))]
+    body = [plots_div(plots.board_bars([b["board"] for b in boards],
+                                       [b.get("latency_ms") for b in boards],
+                                       [b.get("energy_uj") for b in boards]))]
     rows = [(b["board"], b.get("board_name", ""), b.get("core", ""),
              num(b.get("clock_hz", 0) / 1e6, 0) + " MHz", num(b.get("fits")),
              num(b.get("flash_bytes")), num(b.get("ram_bytes")), num(b.get("latency_ms"), 3),

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from kiloml.report.svg import COLORS, new_figure, styled, to_svg
 
@@ -41,7 +42,8 @@ def label_splits(counts: dict[str, dict[str, int]], key: str = "data-labels",
     ax.invert_yaxis()
     ax.set_xlabel(unit)
     ax.set_xlim(0, max(left.max(initial=1), 1) * 1.12)
-    ax.legend(ncols=3, loc="lower right", fontsize=8, frameon=False)
+    ax.legend(ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8,
+              frameon=False)
     return to_svg(fig, key)
 
 
@@ -148,6 +150,7 @@ def training_curves(phases: list[dict], key: str = "training-curves") -> str:
             if ph.get("best_epoch"):
                 ax.axvline(ph["best_epoch"], color="#555555", ls=":", lw=1,
                            label=f"chosen epoch {ph['best_epoch']}")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_title(f"{ph['name']}: {what}")
             ax.set_xlabel("epoch")
             ax.legend(fontsize=7, frameon=False)
@@ -196,7 +199,8 @@ def grouped_bars(groups: list[str], series: dict[str, Sequence[float]], ylabel: 
     ax.set_ylabel(ylabel)
     if ylim:
         ax.set_ylim(*ylim)
-    ax.legend(fontsize=8, frameon=False, ncols=k, loc="lower right")
+    ax.legend(fontsize=8, frameon=False, ncols=k, loc="lower center",
+              bbox_to_anchor=(0.5, 1.0))
     return to_svg(fig, key)
 
 
@@ -257,7 +261,10 @@ def layer_bars(names: list[str], series: list[tuple[str, Sequence[float], str]],
         ax.barh(y, v, color=_color(i), height=0.7)
         ax.set_title(title)
         ax.set_xlabel(unit)
-        ax.set_yticks(y, names if i == 0 else [""] * len(names))
+        if i == 0:
+            ax.set_yticks(y, names)
+        else:
+            ax.tick_params(labelleft=False)
     axes[0].invert_yaxis()
     return to_svg(fig, key)
 
@@ -317,7 +324,33 @@ def memory_vs_limits(boards: list[dict], key: str = "model-memory") -> str:
         ax.set_title(f"{what.upper() if what == 'ram' else what}: % of the board's")
         ax.set_xlabel("%")
         ax.set_yticks(y, names)
-        ax.legend(fontsize=7, frameon=False, loc="lower right")
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(0.0, -0.25),
+                  ncols=2)
+    axes[0].invert_yaxis()
+    return to_svg(fig, key)
+
+
+@styled
+def board_bars(boards: list[str], latency_ms: Sequence[Optional[float]],
+               energy_uj: Sequence[Optional[float]], key: str = "boards-latency") -> str:
+    """Latency and energy per decision, one bar per board (n/a: no bar, marked)."""
+    fig = new_figure(7.5, 0.9 + 0.32 * max(len(boards), 2))
+    axes = fig.subplots(1, 2, sharey=True)
+    y = np.arange(len(boards))
+    for i, (ax, vals, title) in enumerate(((axes[0], latency_ms, "latency per decision (ms)"),
+                                           (axes[1], energy_uj, "energy per decision (µJ)"))):
+        v = np.array([np.nan if x is None else x for x in vals], float)
+        ax.barh(y, np.nan_to_num(v), color=_color(i), height=0.65)
+        for j, x in enumerate(v):
+            ax.text(0 if np.isnan(x) else x, j, " n/a" if np.isnan(x) else f" {x:,.3g}",
+                    va="center", fontsize=7)
+        ax.set_title(title)
+        top = np.nanmax(v) if np.isfinite(v).any() else 1.0
+        ax.set_xlim(0, top * 1.25)
+        if i == 0:
+            ax.set_yticks(y, boards)
+        else:
+            ax.tick_params(labelleft=False)
     axes[0].invert_yaxis()
     return to_svg(fig, key)
 
@@ -335,7 +368,7 @@ def verify_bars(agree: int, total: int, feat_diff: float, tolerance: float,
     ax.set_yticks([])
     ax.set_xlim(0, max(total, 1))
     ax.set_title(f"predictions: {agree:,} of {total:,} equal")
-    ax.legend(fontsize=7, frameon=False, ncols=2, loc="lower right")
+    ax.legend(fontsize=7, frameon=False, ncols=2, loc="upper left", bbox_to_anchor=(0.0, -0.3))
     ax = axes[1]
     ax.barh([1, 0], [tolerance, feat_diff], color=["#bbbbbb", COLORS[0]])
     ax.set_yticks([1, 0], ["tolerance", "max |diff|"])

@@ -334,6 +334,12 @@ def report_path(project: Project) -> Path:
     return project.root / REPORT
 
 
+def report_inputs(project: Project) -> list[Path]:
+    """The files the report shows that ``kiloml run``'s step digests do not cover."""
+    return [f for f in (model_dir(project) / "meta.json",
+                        model_dir(project) / "variants" / "variants.json") if f.is_file()]
+
+
 def write_report(project: Project | str | Path | None = None,
                  out: str | Path | None = None) -> dict:
     """Write the project's report (default ``build/report.html``) atomically; returns
