@@ -92,3 +92,14 @@ def test_pca_signs_are_fixed_and_projection_matches_the_fit():
     assert ev[0] >= ev[1] > 0 and sum(ev) <= 1
     # the same axes for the mirrored data (signs fixed by the loadings): mirrored points
     np.testing.assert_allclose(p2, -p1, atol=1e-9)
+
+
+def test_audio_examples_draw_an_image_of_the_2d_features():
+    rng = np.random.default_rng(2)
+    feats = {"block": "mfcc", "examples": [
+        {"label": lab, "raw": rng.normal(size=(16000, 1)), "rate": 16000.0,
+         "channel_names": ["audio"], "features": rng.normal(size=(49, 10))} for lab in LABELS]}
+    page = render_report(_data(features=feats, training=None, accuracy=None, variants=None))
+    body = page.split('<section id="features"', 1)[1]
+    assert body.count("<image") == len(LABELS)   # one MFCC image per class
+    assert len(page) < 400_000                   # the waveforms are thinned
