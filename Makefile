@@ -18,13 +18,16 @@ $(VENV)/.test: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(VENV)/.base $@
 
-# Host C compiler (generated C is built and sanitized on the host) and the Cortex-M cross
-# compiler (Debian's gcc-arm-none-eabi + newlib), installed only when missing.
+# Host C compiler (generated C is built and sanitized on the host), the Cortex-M cross
+# compiler (Debian's gcc-arm-none-eabi + newlib) and headless Chromium (the report's browser
+# test), installed only when missing.
 toolchain:
 	@command -v gcc >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) apt-get install -y -qq --no-install-recommends gcc libc6-dev; }
 	@command -v arm-none-eabi-gcc >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) apt-get install -y -qq --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi; }
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
 demo: $(VENV)/.base toolchain
 	$(VENV)/bin/kiloml demo --out demo_out --data examples/magic_wand
@@ -35,6 +38,7 @@ test: $(VENV)/.test toolchain
 bench: $(VENV)/.test toolchain
 	$(PY) benchmarks/compare_tflm.py
 	$(PY) benchmarks/features.py
+	$(PY) benchmarks/report.py
 
 clean:
 	rm -rf demo_out build .pytest_cache

@@ -22,6 +22,8 @@ Public API (lazy imports keep ``import kiloml`` cheap)::
     make_block(block, preset, params)     a DSP block (mfcc, mfe, spectrogram, spectral, raw)
     fixed_features(block, pcm, variant)   the q15 / q31 MFE / MFCC C in numpy, bit for bit
     compute_features(input, output, ...)  what ``kiloml dsp`` does
+    write_report(project, out) -> dict    what ``kiloml report`` does (one HTML page)
+    render_report(data) -> str            that page from plain data (kiloml.report)
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ _EXPORTS = {
     "make_block": "kiloml.dsp",
     "fixed_features": "kiloml.dsp.fixed",
     "compute_features": "kiloml.workflow.dsp",
+    "write_report": "kiloml.workflow.report",
+    "render_report": "kiloml.report",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

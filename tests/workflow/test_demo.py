@@ -17,7 +17,7 @@ def test_demo_runs_the_main_job_and_reuses_it(tmp_path):
     # the import ran when the project was made; every later step runs now
     assert [(s["name"], s["status"]) for s in res["steps"]][:2] == [("import", "cached"),
                                                                    ("features", "ran")]
-    assert [s["status"] for s in res["steps"][1:]] == ["ran"] * 6
+    assert [s["status"] for s in res["steps"][1:]] == ["ran"] * 7
     assert res["labels"] == ["negative", "ring", "slope", "wing"]
     # held-out people: training seeds 0-7 gave 76.8-98.6 % int8 accuracy on this split (seed
     # 0, the demo's: 89.9 %), so the bound leaves room for another machine's floating point
@@ -27,6 +27,7 @@ def test_demo_runs_the_main_job_and_reuses_it(tmp_path):
     v = res["verify"]
     assert v["ok"] and v["clips"] == 69 and v["predictions_equal"] == 69
     assert round(v["accuracy_device"] * 69) == round(res["accuracy_int8"] * 69)  # same clips right
+    assert Path(res["report"]).is_file()
     for path in res["packages"].values():
         assert (Path(path) / "README.md").is_file()
     # the data are milli-g, the Nano's IMU reports g: the sketch scales by 1000
@@ -37,4 +38,4 @@ def test_demo_runs_the_main_job_and_reuses_it(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "verify on nano33ble" in r.stdout and "stm32h743" in r.stdout
     assert max(map(len, r.stdout.splitlines())) <= 80
-    assert r.stderr.count(": cached") == 7
+    assert r.stderr.count(": cached") == 8

@@ -22,7 +22,8 @@ def test_run_caches_and_reruns_exactly_the_dependent_steps(project):
     r = kiloml("run", "--json", "-q", cwd=project)
     assert r.returncode == 0, r.stderr
     assert statuses(r) == {s: "ran" for s in ("import", "features", "train", "compile",
-                                              "profile", "deploy", "verify")}
+                                              "profile", "deploy", "verify",
+                                              "report")}
     assert (project / "model" / "model.tflite").is_file()
     prof = json.loads((project / "build" / "profile.json").read_text())["boards"][0]
     assert prof["board"] == "nano33ble" and prof["output_matches_reference"] is True
@@ -36,12 +37,14 @@ def test_run_caches_and_reruns_exactly_the_dependent_steps(project):
     r = kiloml("run", "--json", "-q", cwd=project)
     assert r.returncode == 0, r.stderr
     assert statuses(r) == {"import": "cached", "features": "ran", "train": "ran",
-                           "compile": "ran", "profile": "ran", "deploy": "ran", "verify": "ran"}
+                           "compile": "ran", "profile": "ran", "deploy": "ran", "verify": "ran",
+                           "report": "ran"}
     # another board: compile and profile only (same model bytes)
     edit(project / "kiloml.toml", 'name = "nano33ble"', 'name = "pico"')
     r = kiloml("run", "--json", "-q", cwd=project)
     assert statuses(r) == {"import": "cached", "features": "cached", "train": "cached",
-                           "compile": "ran", "profile": "ran", "deploy": "ran", "verify": "ran"}
+                           "compile": "ran", "profile": "ran", "deploy": "ran", "verify": "ran",
+                           "report": "ran"}
     prof = json.loads((project / "build" / "profile.json").read_text())["boards"]
     assert [b["board"] for b in prof] == ["pico"]
     assert json.loads((project / "build" / "verify.json").read_text())["board"] == "pico"
@@ -51,7 +54,8 @@ def test_run_caches_and_reruns_exactly_the_dependent_steps(project):
     r = kiloml("run", "--json", "-q", cwd=project)
     assert r.returncode == 0, r.stderr
     assert {k: v for k, v in statuses(r).items() if v == "ran"} == {"deploy": "ran",
-                                                                  "verify": "ran"}
+                                                                  "verify": "ran",
+                                                                  "report": "ran"}
     assert sorted(os.listdir(project / "build" / "deploy")) == ["arduino", "c"]
     # a new recording in the source folder: the import runs again
     shutil.copy(WAND / "slope" / sorted(os.listdir(WAND / "slope"))[0],

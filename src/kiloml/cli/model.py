@@ -141,5 +141,6 @@ def demo(
                   f"{pct(v['accuracy_device'])}", highlight=False)
         for f, path in res["packages"].items():
             out.print(f"{f} package: {path}", highlight=False)
+        out.print(f"report: {res['report']}", highlight=False)
 
     guard(go)

@@ -39,6 +39,10 @@ from kiloml.targets.profile import default_runtime, elf_sizes
 from kiloml.train.models import to_model_input
 from kiloml.train.normalize import Normalizer
 
+# The emulator's budget per window: a one-second KWS window (q31 MFCC in 64-bit arithmetic
+# by library calls + DS-CNN) takes well over 100 M instructions on the Cortex-M0+.
+MAX_INSTRUCTIONS_PER_WINDOW = 1_000_000_000
+
 NP = {"int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32, "float": np.float32}
 
 
@@ -302,7 +306,8 @@ def run_emulator(package_dir: str | Path, raw_windows, board: Any = None,
             try:
                 got = run_image(image, core, read_back, fpu=_fpu(flags), timeout_s=timeout_s,
                                 input_data=np.array([n, 0], np.uint32).tobytes()
-                                + part.tobytes())
+                                + part.tobytes(),
+                                max_instructions=n * MAX_INSTRUCTIONS_PER_WINDOW)
             except ToolchainError as e:
                 raise ToolchainError(f"{e}{_emulator_hint(flags, str(e))}") from None
             if np.frombuffer(got["kml_batch_status"], np.int32)[0] != 0:

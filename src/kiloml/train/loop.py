@@ -16,6 +16,11 @@ every step, with TensorFlow's warm-up min(decay, (1 + t) / (10 + t)) at step t);
 the best-epoch choice and the returned model use the averaged
 weights, which generalize better on small data sets than the last iterate.
 
+Each epoch's history row holds ``train_loss`` and, for classifiers trained without mixup,
+``train_acc``: both measured on the training batches as they were trained (augmented, dropout
+on, weights changing during the epoch, as Keras reports them), next to ``val_*`` measured on
+the validation data after the epoch.
+
 ``mixup`` > 0 trains on convex combinations of pairs of examples and of their targets (Zhang
 et al. 2018), lambda ~ Beta(mixup, mixup) per batch.
 
@@ -268,6 +273,7 @@ def fit(model: nn.Module, epoch_data: Callable[[int], EpochData], cfg: TrainConf
             prog.start_epoch(epoch, nb)
             model.train()
             total, count = 0.0, 0
+            correct, scored = 0, 0
             for b in range(nb):
                 idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 if len(idx) < 2 and n > 1:
@@ -298,6 +304,9 @@ def fit(model: nn.Module, epoch_data: Callable[[int], EpochData], cfg: TrainConf
                     _ema_update(ema, model, min(cfg.ema, (1 + steps) / (10 + steps)))
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
+                if cfg.loss == "ce" and mix is None and batch.y is not None:
+                    correct += int((out.detach().argmax(1) == batch.y).sum())
+                    scored += len(idx)
                 prog.batch()
             sched.step()
             if on_epoch_end is not None:
@@ -305,6 +314,8 @@ def fit(model: nn.Module, epoch_data: Callable[[int], EpochData], cfg: TrainConf
             model.eval()
             row = {"epoch": epoch + 1, "train_loss": round(total / max(count, 1), 5),
                    "lr": round(opt.param_groups[0]["lr"], 6)}
+            if scored:
+                row["train_acc"] = round(correct / scored, 5)
             live = None
             if ema is not None:                 # evaluate (and keep) the averaged weights
                 live = {k: v.detach().clone() for k, v in model.state_dict().items()}

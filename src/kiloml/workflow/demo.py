@@ -87,6 +87,7 @@ def summary(p: Project) -> dict:
                                        "scores_bit_exact", "predictions_equal",
                                        "accuracy_reference", "accuracy_device", "ok")},
         "packages": {f: str(deploy_dir(p, f)) for f in p.config.deploy.formats},
+        "report": str(p.root / BUILD / "report.html"),
     }
 
 

@@ -5,7 +5,7 @@ Steps: import -> features -> train -> optimize (when ``[optimize] variants`` is 
 compile -> profile (the project's board and ``[board] compare``) -> deploy (``[deploy]
 formats`` into build/deploy/<format>) -> verify (the deployed C package on the board's core
 in the emulator against the Python pipeline, on the test split; a disagreement fails the
-step and the run).
+step and the run) -> report (build/report.html, kiloml.workflow.report).
 
 Caching. A step's *key* is a content hash of its own parameters and of the *digest* of the
 outputs it reads (the dataset index bytes, the feature settings, the model file bytes, the
@@ -41,10 +41,12 @@ from kiloml.workflow.features import class_list, fingerprint, load_split
 from kiloml.workflow.optimize import optimize_project
 from kiloml.workflow.profile import profile
 from kiloml.workflow.project import Project, as_project
+from kiloml.workflow.report import report_inputs, report_path, write_report
 from kiloml.workflow.train import model_dir, train_project
 from kiloml.workflow.verify import verify_project
 
-STEPS = ("import", "features", "train", "optimize", "compile", "profile", "deploy", "verify")
+STEPS = ("import", "features", "train", "optimize", "compile", "profile", "deploy", "verify",
+         "report")
 STATE = ".kiloml/steps.json"
 BUILD = "build"
 
@@ -322,6 +324,19 @@ def _verify_digest(p: Project) -> str:
     return _file_digest(p.root / BUILD / "verify.json")
 
 
+def _report_key(p: Project, ctx: Context) -> list:
+    # every digest the report reads (steps that did not run have none), the files it shows
+    # that no digest covers (meta.json's history and test results, variants.json), kiloml's
+    # version (the page's look) and the settings it shows (name, board, stride)
+    return [__version__, [ctx.digests.get(s) for s in STEPS[:-1]],
+            [f.read_bytes() for f in report_inputs(p)], p.config.model_dump(mode="json")]
+
+
+def _report_run(p: Project, ctx: Context) -> None:
+    r = write_report(p)
+    ctx.log(f"report: {r['path']} ({r['bytes'] / 1024:,.0f} KB; {', '.join(r['sections'])})")
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
@@ -344,6 +359,8 @@ PIPELINE = (
          enabled=lambda p: bool(p.config.deploy.formats)),
     Step("verify", _verify_key, _verify_run, _verify_outputs, _verify_digest,
          enabled=lambda p: bool(p.config.deploy.formats) and p.config.deploy.verify),
+    Step("report", _report_key, _report_run, lambda p: [report_path(p)],
+         lambda p: _file_digest(report_path(p))),
 )
 
 

@@ -1,0 +1,105 @@
+"""The renderer alone, on small hand-made data: sections appear exactly when their data does,
+the page is self-contained and byte-identical from run to run, ids are unique, the Pareto
+rule, the PCA's fixed signs."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from kiloml.report import SECTIONS, pca2, render_report
+from kiloml.report.plots import pareto
+
+LABELS = ["left", "right", "up"]
+
+
+def _data(**over) -> dict:
+    rng = np.random.default_rng(0)
+    d = {
+        "header": {"project": "demo <&>", "kiloml_version": "0.1.0", "facts": ["task motion"],
+                   "artifacts": [{"artifact": "model/model.tflite", "command": "kiloml train",
+                                  "sha256": "ab" * 32}]},
+        "training": {"phases": [{"name": "float", "best_epoch": 2, "epochs_run": 3,
+                                 "history": [{"epoch": e, "train_loss": 1.0 / e,
+                                              "train_acc": 0.5 + 0.1 * e, "val_loss": 1.1 / e,
+                                              "val_acc": 0.5 + 0.09 * e} for e in (1, 2, 3)]}]},
+        "accuracy": {"test": {"labels": LABELS, "confusion": [[5, 1, 0], [0, 7, 2], [1, 0, 9]],
+                              "per_class": {lab: {"precision": 0.8, "recall": 0.7, "f1": 0.75,
+                                                  "support": 6} for lab in LABELS},
+                              "accuracy": 0.84, "n": 25},
+                     "float_int8": {"float": {"accuracy": 0.88}, "int8": {"accuracy": 0.84}}},
+        "features": {"block": "spectral", "examples": [
+            {"label": lab, "raw": rng.normal(size=(50, 3)), "rate": 25.0,
+             "features": rng.normal(size=(12,))} for lab in LABELS],
+            "pca": {"points": rng.normal(size=(30, 2)), "y": np.arange(30) % 3,
+                    "labels": LABELS, "is_test": np.arange(30) >= 20,
+                    "wrong": np.arange(30) == 25, "explained": [0.5, 0.2],
+                    "wrong_ids": [("s25", "up", "left")]}},
+        "variants": {"metric": "accuracy", "board": "nano33ble", "variants": [
+            {"name": "ptq", "metric": 0.9, "flash_bytes": 9000, "latency_ms": 1.0},
+            {"name": "pruned", "metric": 0.85, "flash_bytes": 6000, "latency_ms": 0.6},
+            {"name": "sparse", "metric": 0.8, "flash_bytes": 9500, "latency_ms": 1.1}]},
+    }
+    d.update(over)
+    return d
+
+
+def test_sections_follow_the_data_and_each_has_a_plot():
+    page = render_report(_data())
+    got = re.findall(r'<section id="([a-z]+)"', page)
+    assert got == ["features", "training", "accuracy", "variants"]
+    for sid in got:
+        body = page.split(f'<section id="{sid}"', 1)[1].split("</section>", 1)[0]
+        assert '<svg class="plot"' in body, sid
+    page = render_report({"header": _data()["header"]})
+    assert "<section" not in page
+    assert set(SECTIONS) >= set(got)
+
+
+def test_page_is_self_contained_deterministic_and_ids_are_unique():
+    a, b = render_report(_data()), render_report(_data())
+    assert a == b
+    assert "<script" not in a and "@import" not in a and "<link" not in a
+    urls = re.findall(r'(?:src|href)="([^"#][^"]*)"', a)
+    assert not [u for u in urls if not u.startswith("data:")], urls
+    assert not re.search(r"https?://(?!www\.w3\.org/)", a)
+    ids = re.findall(r'\bid="([^"]+)"', a)
+    assert len(ids) == len(set(ids))
+    assert "demo &lt;&amp;&gt;" in a and "demo <&>" not in a
+    assert not re.search(r"<dc:date>|\d{4}-\d\d-\d\dT\d\d:\d\d", a)
+
+
+def test_confusion_table_holds_the_numbers():
+    page = render_report(_data())
+    table = page.split('class="confusion"', 1)[1].split("</table>", 1)[0]
+    rows = [[int(c) for c in re.findall(r'<td class="n">([\d,]+)</td>', r)]
+            for r in table.split("<tr>")[2:]]
+    assert rows == [[5, 1, 0], [0, 7, 2], [1, 0, 9]]
+
+
+def test_pareto_front():
+    # (metric: higher better, flash, latency: lower better)
+    pts = [(0.9, 9000, 1.0), (0.85, 6000, 0.6), (0.8, 9500, 1.1), (0.9, 9000, None)]
+    assert pareto(pts) == [True, True, False, True]
+
+
+def test_pca_signs_are_fixed_and_projection_matches_the_fit():
+    x = np.random.default_rng(1).normal(size=(40, 5)) * [5, 2, 1, 1, 1]
+    (p1, q), ev = pca2(x, x[:7])
+    [p2], _ = pca2(-x)
+    np.testing.assert_allclose(q, p1[:7])
+    assert ev[0] >= ev[1] > 0 and sum(ev) <= 1
+    # the same axes for the mirrored data (signs fixed by the loadings): mirrored points
+    np.testing.assert_allclose(p2, -p1, atol=1e-9)
+
+
+def test_audio_examples_draw_an_image_of_the_2d_features():
+    rng = np.random.default_rng(2)
+    feats = {"block": "mfcc", "examples": [
+        {"label": lab, "raw": rng.normal(size=(16000, 1)), "rate": 16000.0,
+         "channel_names": ["audio"], "features": rng.normal(size=(49, 10))} for lab in LABELS]}
+    page = render_report(_data(features=feats, training=None, accuracy=None, variants=None))
+    body = page.split('<section id="features"', 1)[1]
+    assert body.count("<image") == len(LABELS)   # one MFCC image per class
+    assert len(page) < 400_000                   # the waveforms are thinned
