@@ -251,7 +251,7 @@ def test_config_validation(tmp_path):
                                            r"mean 'validation'\?"):
         Project.load(proj.root)
     cfg.write_text(cfg.read_text().replace("validaton = 0.1", "validation = 0.1")
-                   .replace("window_ms", "windw_ms"))
+                   .replace("\nwindow_ms =", "\nwindw_ms ="))
     with pytest.raises(ProjectError, match=r"data.windw_ms: unknown key; did you mean "
                                            r"'window_ms'\? \(\+1 more\)"):
         Project.load(proj.root)
