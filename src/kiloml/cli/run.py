@@ -21,8 +21,8 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the steps as JSON on stdout."),
 ) -> None:
     """Run every out-of-date step of the project: import, features, train, optimize (when
-    configured), compile, profile. Unchanged steps are reused (content hashes in
-    .kiloml/steps.json)."""
+    configured), compile, profile, deploy, verify, report. Unchanged steps are reused
+    (content hashes in .kiloml/steps.json)."""
     from kiloml.workflow.run import STEPS
 
     for name in ([until] if until else []) + list(force):
