@@ -83,6 +83,26 @@ def test_verify_catches_a_dsp_parameter_changed_in_the_deployed_c(trained, tmp_p
     assert r.returncode == 1 and "dsp is not the project's" in r.stderr
 
 
+def test_library_properties_from_the_project(trained, tmp_path):
+    cfg = trained / "kiloml.toml"
+    text = cfg.read_text()
+    try:
+        edit(cfg, 'url = "https://example.com/"', 'url = "https://example.org/wand"')
+        edit(cfg, 'author = "kiloml"', 'author = "Ada"')
+        edit(cfg, 'library_version = "1.0.0"', 'library_version = "2.1.0"')
+        r = kiloml("deploy", "--format", "arduino", "-o", tmp_path / "Wand", cwd=trained)
+        assert r.returncode == 0, r.stderr
+        props = (tmp_path / "Wand" / "library.properties").read_text().splitlines()
+        for line in ("url=https://example.org/wand", "author=Ada", "maintainer=Ada",
+                     "version=2.1.0"):
+            assert line in props
+        edit(cfg, 'library_version = "2.1.0"', 'library_version = "two"')
+        r = kiloml("deploy", "--format", "arduino", "-o", tmp_path / "W2", cwd=trained)
+        assert r.returncode == 1 and "deploy.library_version" in r.stderr
+    finally:
+        cfg.write_text(text)
+
+
 def test_deploy_refuses_an_existing_folder_unless_forced(trained, tmp_path):
     out = tmp_path / "lib"
     out.mkdir()

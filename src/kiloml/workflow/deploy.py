@@ -84,8 +84,13 @@ def deploy_project(project: Project | str | Path | None, fmt: str, out: str | Pa
     ``force``, which replaces it whole; nothing is half-written on failure)."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r} (have: {', '.join(FORMATS)})")
-    spec = project_spec(project, board, dsp_variant, command=command)
-    write = {"c": deploy_c, "arduino": deploy_arduino, "tflite": deploy_tflite}[fmt]
+    p = as_project(project)
+    spec = project_spec(p, board, dsp_variant, command=command)
+    if fmt == "arduino":
+        d = p.config.deploy
+        return deploy_arduino(spec, out, force=force, version=d.library_version,
+                              author=d.author, maintainer=d.author, url=d.url)
+    write = {"c": deploy_c, "tflite": deploy_tflite}[fmt]
     return write(spec, out, force=force)
 
 

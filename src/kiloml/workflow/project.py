@@ -133,6 +133,11 @@ class DeploySection(_Strict):
     dsp_variant: Optional[Literal["f32", "q31", "q15"]] = None
     verify: bool = True
     verify_limit: Optional[int] = Field(None, ge=1)
+    # the Arduino library's library.properties (Arduino Library Specification 1.5)
+    library_version: str = Field("1.0.0", pattern=r"^\d+\.\d+\.\d+$")
+    author: str = Field("kiloml", min_length=1)
+    url: str = Field("https://example.com/", pattern=r"^https?://\S+$",
+                     description="the library's web page (Library Manager's 'More info')")
 
 
 class ProjectConfig(_Strict):
