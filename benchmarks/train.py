@@ -1,6 +1,12 @@
 """Train, quantize and compress on the real data sets; print training times and variant tables.
 
     python benchmarks/train.py [--workdir DIR] [--tasks kws,wand,cwru,anomaly] [--board ID]
+                               [--seeds 0,1,2,3] [--variants ptq,distilled|none]
+
+With ``--seeds`` every classifier task is trained once per training seed (``[train] seed``:
+weight init, batch order, augmentation draws; the split stays the same) and a table of the
+int8 test accuracy (and of each variant's) per seed with mean, min and max follows: the spread
+that a single figure in README.md has to be read against.
 
 Tasks (all splits disjoint in the group that matters; see each setup below)
     kws      Speech Commands (12 classes, 3,975 clips of 191 speakers), MFCC 49x10
@@ -234,6 +240,45 @@ def print_task(res: dict) -> None:
         out.print(f"  note: {n}", highlight=False)
 
 
+def run_seeds(name: str, root: Path, seeds: list[int], variants: list[str], board: str,
+              optimize_kw: dict) -> dict:
+    """The same project and split trained once per seed; int8 test accuracy and each
+    variant's metric per seed."""
+    from kiloml.workflow.project import Project
+
+    rows = []
+    for seed in seeds:
+        p = Project.load(root)
+        p.config.train.seed = seed
+        p.save()
+        root = fresh_root(root.parent, root.name)
+        res = run_task(name, root, variants, board, optimize_kw)
+        row = {"seed": seed, "int8": res["summary"]["int8_accuracy"],
+               "train_wall_s": res["train_wall_s"]}
+        for v in (res.get("variants") or {}).get("variants", []):
+            row[v["name"]] = v["metric"]
+        rows.append(row)
+        out.print(f"  {name} seed {seed}: " + "  ".join(
+            f"{k} {100 * x:.2f} %" for k, x in row.items() if k not in ("seed", "train_wall_s")),
+            highlight=False)
+    return {"task": name, "seeds": rows, "n_test": res["summary"].get("n_test")}
+
+
+def print_seeds(res: dict) -> None:
+    rows = res["seeds"]
+    cols = [k for k in rows[0] if k not in ("seed", "train_wall_s")]
+    t = Table(title=f"{res['task']}: test accuracy per training seed (same split)",
+              title_justify="left")
+    t.add_column("seed")
+    for c in cols:
+        t.add_column(c, justify="right")
+    for r in rows:
+        t.add_row(str(r["seed"]), *(f"{100 * r[c]:.2f} %" for c in cols))
+    for what, f in (("mean", lambda v: sum(v) / len(v)), ("min", min), ("max", max)):
+        t.add_row(what, *(f"{100 * f([r[c] for r in rows]):.2f} %" for c in cols))
+    out.print(t)
+
+
 # task -> (title, project setup, optimize_project arguments)
 CLASSIFIERS = {
     "kws": ("kws", setup_kws, {"teacher": str(KWS_REF), "teacher_labels": ["mlperf-kws"]}),
@@ -248,7 +293,11 @@ def main() -> int:
     ap.add_argument("--tasks", default="kws,wand,cwru,anomaly")
     ap.add_argument("--board", default=None, help="profile on this board (default: project's)")
     ap.add_argument("--json", type=Path, default=None, help="also write all results here")
+    ap.add_argument("--seeds", default=None, help="comma-separated training seeds (seed study)")
+    ap.add_argument("--variants", default="float,ptq,qat,pruned,distilled",
+                    help="optimize variants per classifier task, or 'none'")
     a = ap.parse_args()
+    variants = [] if a.variants == "none" else [v.strip() for v in a.variants.split(",")]
     if not DATA.is_dir():
         print(f"no shared data at {DATA}", file=sys.stderr)
         return 1
@@ -260,8 +309,13 @@ def main() -> int:
             title, setup, extra = CLASSIFIERS[task]
             root = fresh_root(a.workdir, task)
             setup(root)
-            res = run_task(title, root, ["float", "ptq", "qat", "pruned", "distilled"], a.board,
-                           extra)
+            if a.seeds:
+                res = run_seeds(title, root, [int(x) for x in a.seeds.split(",")], variants,
+                                a.board, extra)
+                print_seeds(res)
+                results.append(res)
+                continue
+            res = run_task(title, root, variants, a.board, extra)
         elif task == "wand-lopo":
             res = run_wand_lopo(a.workdir)
             print_lopo(res)

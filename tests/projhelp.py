@@ -45,3 +45,11 @@ def wand_project(tmp_path: Path, epochs: int = 2, labels=("ring", "wing")) -> Pa
     edit(cfg, "[data]\n", "[data]\nsample_rate = 25.0\n")
     edit(cfg, "[train]\n", f"[train]\nepochs = {epochs}\n")
     return root
+
+
+def ran_wand_project(tmp_path: Path) -> tuple[Path, list[dict]]:
+    """``wand_project`` after a whole ``kiloml run`` (import .. report); the run's steps."""
+    root = wand_project(tmp_path)
+    r = kiloml("run", "-q", "--json", cwd=root)
+    assert r.returncode == 0, r.stderr
+    return root, json.loads(r.stdout)["steps"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from browserhelp import chromium, load_page
-from projhelp import kiloml, wand_project
+from projhelp import kiloml, ran_wand_project
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +35,8 @@ LABELS_JS = """[...document.querySelectorAll('table.confusion thead th')].slice(
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> tuple[Path, Path]:
     chromium()  # fail first, clearly, when the browser is missing
-    root = wand_project(tmp_path_factory.mktemp("browser"))
-    r = kiloml("run", "-q", "--json", cwd=root)
-    assert r.returncode == 0, r.stderr
-    last = json.loads(r.stdout)["steps"][-1]
+    root, steps = ran_wand_project(tmp_path_factory.mktemp("browser"))
+    last = steps[-1]
     assert (last["name"], last["status"]) == ("report", "ran")
     return root, root / "build" / "report.html"
 

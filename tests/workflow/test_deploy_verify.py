@@ -12,17 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from projhelp import SHARED, edit, kiloml, statuses, wand_project
+from projhelp import SHARED, edit, kiloml, ran_wand_project
 
 SPEECH = SHARED / "data" / "speech_commands"
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    root = wand_project(tmp_path_factory.mktemp("dv"))
-    r = kiloml("run", "--json", "-q", cwd=root)
-    assert r.returncode == 0, r.stderr
-    assert statuses(r)["verify"] == "ran"
+    root, steps = ran_wand_project(tmp_path_factory.mktemp("dv"))
+    assert {s["name"]: s["status"] for s in steps}["verify"] == "ran"
     return root
 
 
