@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from browserhelp import chromium, load_page
-from projhelp import kiloml, ran_wand_project
+from projhelp import SHARED, edit, kiloml, ran_wand_project
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +28,9 @@ SECTIONS_JS = """[...document.querySelectorAll('main > section')].map(s => {
 })"""
 CONFUSION_JS = """[...document.querySelectorAll('table.confusion tbody tr')].map(
   r => [...r.querySelectorAll('td.n')].map(c => Number(c.textContent.replace(/,/g, ''))))"""
+VARIANT_ROWS_JS = """[...document.querySelectorAll('#variants table tbody tr')].map(
+  r => [...r.querySelectorAll('td, th')].map(c => c.textContent.trim()))"""
+FEATURE_IMAGES_JS = "document.querySelectorAll('#features svg.plot image').length"
 LABELS_JS = """[...document.querySelectorAll('table.confusion thead th')].slice(1).map(
   h => h.textContent)"""
 
@@ -81,3 +84,45 @@ def test_the_browser_check_catches_a_page_that_reaches_out(report, tmp_path):
     assert any(e.startswith("exception") for e in page.errors), page.errors
     assert any(not u.startswith(("file:", "data:")) for u in page.requests)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def kws_report(tmp_path_factory) -> Path:
+    """A tiny KWS project (3 words, 1 epoch) with ``[optimize] variants``: the audio examples
+    (waveform + MFCC image) and the variants section, which the wand project has not."""
+    chromium()
+    base = tmp_path_factory.mktemp("kwsreport")
+    for lab in ("yes", "no", "up"):
+        (base / "sc" / lab).mkdir(parents=True)
+        for f in sorted((SHARED / "data" / "speech_commands" / lab).glob("*.wav"))[:20]:
+            shutil.copy(f, base / "sc" / lab / f.name)
+    root = base / "p"
+    assert kiloml("init", root, "--task", "kws").returncode == 0
+    cfg = root / "kiloml.toml"
+    edit(cfg, "[source]\n", '[source]\npath = "../sc"\n')
+    edit(cfg, "[train]\n", "[train]\nepochs = 1\n")
+    edit(cfg, "variants = []", 'variants = ["ptq", "pruned"]')
+    edit(cfg, 'formats = ["c", "arduino"]', "formats = []")
+    r = kiloml("run", "-q", "--json", cwd=root)
+    assert r.returncode == 0, r.stderr
+    steps = {s["name"]: s["status"] for s in json.loads(r.stdout)["steps"]}
+    assert steps["optimize"] == "ran" and steps["report"] == "ran", steps
+    return root / "build" / "report.html"
+
+
+def test_kws_report_shows_mfcc_images_and_the_variants_front(kws_report):
+    page = load_page(kws_report, {"sections": SECTIONS_JS, "variants": VARIANT_ROWS_JS,
+                                  "images": FEATURE_IMAGES_JS})
+    assert page.errors == []
+    sections = {s["id"]: s for s in page.values["sections"]}
+    assert {"data", "features", "training", "accuracy", "variants", "model", "boards"} <= \
+        set(sections), list(sections)
+    assert "verify" not in sections                    # nothing deployed, no verify section
+    for sid, s in sections.items():
+        assert s["plots"] >= 1 and s["drawn"] == s["plots"], s
+    # one MFCC image per word under its waveform
+    assert page.values["images"] >= 3, page.values["images"]
+    # the variants table lists what [optimize] asked for, and the front plot marks them
+    names = [row[0] for row in page.values["variants"]]
+    assert {"ptq", "pruned"} <= set(names), names
+    assert min(sections["variants"]["marks"]) > 5
