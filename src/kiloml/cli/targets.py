@@ -27,6 +27,9 @@ def boards(as_json: bool = typer.Option(False, "--json", help="Print the databas
                       fmt(b.flash_bytes // 1024), fmt(b.ram_bytes // 1024),
                       fmt(float(b.active_power_mw)), fmt(float(b.idle_power_mw), 4))
         out.print(t)
+        for k, b in db.items():
+            if b.caveat:
+                out.print(f"caveat ({k}): {b.caveat}")
 
     guard(go)
 
@@ -113,6 +116,8 @@ def _print_one(r: dict) -> None:
     for k, v in rows:
         t.add_row(k, v)
     out.print(t)
+    if r.get("caveat"):
+        out.print(f"caveat ({r['board']}): {r['caveat']}")
     if not r["fits"]:
         err.print(f"[yellow]does not fit:[/yellow] needs {r['flash_bytes']:,} B flash and "
                   f"{r['ram_bytes']:,} B RAM; the board has {r['flash_available_bytes']:,} and "
@@ -148,3 +153,6 @@ def _print_all(rs: list[dict]) -> None:
     out.print(t)
     if estimated:
         out.print("~ analytic estimate (no cross compiler for that core)")
+    for r in rs:
+        if r.get("caveat"):
+            out.print(f"caveat ({r['board']}): {r['caveat']}")

@@ -44,6 +44,8 @@ class Board(BaseModel):
                                           "(cores without a cross compiler)")
     sources: list[str] = Field(min_length=1)
     note: str = ""
+    caveat: str = Field("", description="one line printed beside every figure derived from "
+                                        "this board's power figures (low confidence, board-level)")
 
     @field_validator("active_power_mw", "idle_power_mw")
     @classmethod

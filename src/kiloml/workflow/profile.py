@@ -133,6 +133,7 @@ def _rescale(base: dict, b: Board, bid: str) -> dict:
     """Same core and kernels, other board: same build and counts, new clock and power."""
     res = dict(base)
     res.update({"board": bid, "board_name": b.name, "clock_hz": int(b.clock_hz),
+                "caveat": b.caveat or None,
                 "flash_available_bytes": int(b.flash_bytes),
                 "ram_available_bytes": int(b.ram_bytes)})
     lat = res["cycles"] / float(b.clock_hz) * 1e3
