@@ -106,7 +106,7 @@ def _dsp_for(dsp_in, b: Board, variant, cache: dict) -> dict:
     emulated run, rescaled to their clock and power."""
     block, frames, channels, window, _ = dsp_in
     v = variant or choose_variant(block, b)
-    key = (b.core, bool(b.fpu), v)
+    key = (b.core, bool(b.fpu), bool(b.fpu_double), v)
     if key not in cache:
         cache[key] = profile_dsp(block, frames, channels, c_input(block, window, v), b, v)
     res = dict(cache[key])
