@@ -106,6 +106,12 @@ def fp_add(x: int, y: int) -> int:
     return b(a + c)
 
 
+def fp_sub(x: int, y: int) -> int:
+    """FPSub: NaNs are processed as they are (not negated), then x + (-y)."""
+    n = process_nans(x, y)
+    return n if n is not None else fp_add(x, neg(y))
+
+
 def fp_mul(x: int, y: int) -> int:
     n = process_nans(x, y)
     if n is not None:
@@ -341,7 +347,7 @@ def execute(i: int, read, write, fpscr: int, apsr: int):
             r = fp_mul(x, y)
             r = neg(r) if op6 else r
         elif opc1 == 0x3:  # VADD / VSUB
-            r = fp_add(x, neg(y) if op6 else y)
+            r = fp_sub(x, y) if op6 else fp_add(x, y)
         elif opc1 == 0x8 and not op6:  # VDIV
             r = fp_div(x, y)
         elif opc1 == 0x9:  # VFNMS (op 0) / VFNMA (op 1)
