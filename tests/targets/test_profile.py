@@ -147,7 +147,7 @@ def test_every_layer_is_checked_and_a_wrong_layer_is_caught(monkeypatch):
     from kiloml.targets import profile as prof
 
     g = read_tflite(SHARED / "models" / "tflm_examples" / "hello_world_int8.tflite")
-    good = profile_graph(g, "pico")
+    good = profile_graph(g, "pico", runtime="portable")  # the portable FC's struct is edited
     assert good["output_matches_reference"] and good["layers_match_reference"]
     assert good["layers_checked"] == len(good["layers"]) == 3
     real = prof.generate_c
@@ -161,7 +161,7 @@ def test_every_layer_is_checked_and_a_wrong_layer_is_caught(monkeypatch):
         return res
 
     monkeypatch.setattr(prof, "generate_c", broken)
-    bad = profile_graph(g, "pico")
+    bad = profile_graph(g, "pico", runtime="portable")
     by_node = {x["node"]: x["matches_reference"] for x in bad["layers"]}
     assert bad["layers_match_reference"] is False
     assert by_node[0] is True and by_node[1] is False

@@ -59,8 +59,8 @@ def profile(
         fail("--rate and --battery go together", 2)
     if rate is not None and (rate <= 0 or battery <= 0):
         fail("--rate and --battery must be positive", 2)
-    if runtime not in (None, "armv7em", "portable"):
-        fail(f"--kernels must be armv7em or portable, not {runtime!r}", 2)
+    if runtime not in (None, "armv7em", "armv6m", "portable"):
+        fail(f"--kernels must be armv7em, armv6m or portable, not {runtime!r}", 2)
     if dsp_variant is not None and project is None and model is not None:
         fail("--dsp-variant needs --project", 2)
     if dsp_variant not in (None, "f32", "q31", "q15"):

@@ -36,8 +36,16 @@ DSP_CORES = {"cortex-m4", "cortex-m7", "cortex-m33"}
 
 
 
+ARMV6M_CORES = {"cortex-m0plus"}
+RUNTIME_CORES = {"armv7em": "Cortex-M4, M7 and M33", "armv6m": "Cortex-M0+"}
+
+
 def default_runtime(core: str) -> str:
-    return "armv7em" if core in DSP_CORES else "portable"
+    """The kernel set a core runs: the DSP-extension kernels (armv7em) on Cortex-M4/M7/M33,
+    the Armv6-M kernels (armv6m) on the Cortex-M0+, portable C elsewhere."""
+    if core in DSP_CORES:
+        return "armv7em"
+    return "armv6m" if core in ARMV6M_CORES else "portable"
 
 
 def harness_source(result: CompileResult, inputs: list[np.ndarray]) -> str:

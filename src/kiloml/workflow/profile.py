@@ -21,7 +21,7 @@ from kiloml.workflow.features import dsp_block
 from kiloml.workflow.project import Project, as_project
 
 DSP_VARIANTS = ("f32", "q31", "q15")
-KERNEL_SETS = ("armv7em", "portable")
+KERNEL_SETS = ("armv7em", "armv6m", "portable")
 
 
 def project_window(project: Project) -> tuple[object, int, int, np.ndarray, str]:
