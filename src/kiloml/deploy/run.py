@@ -109,8 +109,9 @@ def _kernel_set(meta: dict, wanted: str, where: str) -> str:
     sets = meta["build"]["kernel_sets"]
     if wanted in sets:
         return wanted
-    if "portable" in sets:
-        return "portable"
+    for c_everywhere in ("portable", "armv6m"):  # plain C99 (armv6m: its asm is Thumb-1 only)
+        if c_everywhere in sets:
+            return c_everywhere
     raise KilomlError(f"this package has the model only with the {', '.join(sets)} kernels, "
                       f"which do not build for {where}; deploy the C package (it also holds "
                       "the portable kernels) or a package for a board with this core")
