@@ -1,6 +1,6 @@
 """The armv6m kernel backend (Cortex-M0+: no DSP extension, single-cycle 32-bit multiply).
 
-CONV_2D (any geometry), FULLY_CONNECTED (as a 1x1 convolution over a 1 x rows image, the same
+CONV_2D (any geometry) and CONV_2D_ADD, FULLY_CONNECTED (as a 1x1 convolution over a 1 x rows image, the same
 memory layout) and DEPTHWISE_CONV_2D (depth multiplier 1, channels a multiple of four) call
 the kernels of ``codegen/runtime/armv6m/kml_conv_m0.c`` with a packed stream this module
 builds (layout in kml_conv_m0.h); every other node, and depthwise layers those kernels do not
@@ -15,12 +15,14 @@ import numpy as np
 
 from kiloml.codegen.portable import PortableBackend
 from kiloml.ir.graph import Graph, Node
+from kiloml.ir.ops.conv2d_add import epilogue_fields
 from kiloml.ir.ops.conv_common import conv_struct_fields
 
 if TYPE_CHECKING:  # pragma: no cover
     from kiloml.codegen.c import EmitContext
 
 CONV = "kml_conv2d_m0_s8"
+CONV_ADD = "kml_conv2d_add_m0_s8"
 DEPTHWISE = "kml_depthwise_conv2d_m0_s8"
 
 
@@ -78,7 +80,7 @@ class Armv6mBackend(PortableBackend):
     directory = "armv6m"
 
     def scratch_bytes(self, g: Graph, node: Node) -> int:
-        if node.op == "CONV_2D":
+        if node.op in ("CONV_2D", "CONV_2D_ADD"):
             w = g.tensors[node.inputs[1]]
             return 4 * int(np.prod(w.shape[1:]))
         if node.op == "FULLY_CONNECTED":
@@ -86,6 +88,18 @@ class Armv6mBackend(PortableBackend):
         return 0
 
     def emit(self, g: Graph, node: Node, params: Any, ctx: "EmitContext") -> list[str]:
+        if node.op == "CONV_2D_ADD":
+            cp, ap = params
+            x, w, _, res = node.inputs
+            wd = g.tensors[w].data
+            ctx.use_kernel("conv_m0")
+            st = ctx.struct("kml_conv_params", "p", conv_struct_fields(cp))
+            ep = ctx.struct("kml_add_epilogue", "add", epilogue_fields(node, ap))
+            packed = ctx.array("packed", "int32_t", conv_stream(
+                wd.reshape(wd.shape[0], -1), _bias(g, node), cp.mult, cp.shift))
+            return [ctx.call(CONV_ADD, f"&{st}", ctx.ptr(x), "0", "0", "0", "0", f"&{ep}",
+                             ctx.ptr(res), ctx.ptr(node.outputs[0]), packed,
+                             ctx.scratch("int32_t"))]
         if node.op == "CONV_2D":
             w = g.tensors[node.inputs[1]].data
             stream = conv_stream(w.reshape(w.shape[0], -1), _bias(g, node), params.mult,

@@ -73,16 +73,17 @@ static int32_t m0_srdhm(int32_t a, int32_t b)
  * unsigned 64-bit product from four 16x16 products. */
 static inline int32_t m0_srdhm_pos(int32_t a, int32_t b)
 {
+    /* |a| b + nudge = ah bh 2^32 + m 2^16 + t + nudge with m = ah bl + al bh < 2^32 and
+     * t = al bl; over 2^31: 2 ah bh + (m >> 15) + floor((A + t) / 2^31), A the rest of m
+     * (15 bits, shifted) plus the nudge (< 2^32), the carry of A + t counting 2. */
     const uint32_t sign = (uint32_t)0 - ((uint32_t)a >> 31);      /* all ones for a < 0 */
     const uint32_t u = ((uint32_t)a ^ sign) - sign;              /* |a| */
     const uint32_t ub = (uint32_t)b;
-    const uint32_t ul = u & 0xFFFFu, uh = u >> 16, bl = ub & 0xFFFFu, bh = ub >> 16;
-    const uint32_t ll = ul * bl, lh = ul * bh, hl = uh * bl;
-    const uint32_t mid = (ll >> 16) + (lh & 0xFFFFu) + (hl & 0xFFFFu);
-    const uint32_t lo = (ll & 0xFFFFu) | (mid << 16);
-    const uint32_t l2 = lo + 0x40000000u + sign;                 /* 2^30, or 2^30 - 1 */
-    const uint32_t hi = uh * bh + (lh >> 16) + (hl >> 16) + (mid >> 16) + (l2 < lo ? 1u : 0u);
-    const uint32_t r = (hi << 1) | (l2 >> 31);
+    const uint32_t al = u & 0xFFFFu, ah = u >> 16, bl = ub & 0xFFFFu, bh = ub >> 16;
+    const uint32_t m = ah * bl + al * bh;
+    const uint32_t A = ((m & 0x7FFFu) << 16) + 0x40000000u + sign;   /* nudge 2^30 or 2^30-1 */
+    const uint32_t X = A + al * bl;
+    const uint32_t r = 2u * ah * bh + (m >> 15) + (X >> 31) + (X < A ? 2u : 0u);
     return (int32_t)((r ^ sign) - sign);
 }
 
@@ -104,6 +105,15 @@ static inline int8_t m0_out(int32_t acc, int32_t mult, int32_t shift, int32_t ou
     const int32_t shifted = (int32_t)((uint32_t)acc << left);
     const int32_t m = mult >= 0 ? m0_srdhm_pos(shifted, mult) : m0_srdhm(shifted, mult);
     return (int8_t)kml_clamp(m0_rdbp(m, right) + out_offset, lo, hi);
+}
+
+/* kml_mbqm without 64-bit types. */
+static inline int32_t m0_mbqm(int32_t x, int32_t mult, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    const int32_t shifted = (int32_t)((uint32_t)x << left);
+    return m0_rdbp(mult >= 0 ? m0_srdhm_pos(shifted, mult) : m0_srdhm(shifted, mult), right);
 }
 
 /* The window of output pixel (b, oy, ox) as int32 x + offset (0 outside the image);
@@ -136,14 +146,48 @@ static KML_SMALL int32_t m0_column(const kml_conv_params *p, const int8_t *input
     return sum;
 }
 
+/* acc[0..3] += the column c[0..K) x a group's weight bytes w (K words): the inner product. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void m0_group(const int32_t *c, int32_t K, const uint8_t *w, int32_t *acc)
+{
+    const int32_t *c4 = c + (K & ~3), *cend = c + K;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    while (c != c4) {
+#if KML_M0_ASM
+        M0_MAC4(0, 0) M0_MAC4(4, 4) M0_MAC4(8, 8) M0_MAC4(12, 12)
+#else
+        int32_t v = c[0];
+        a0 += v * w[0]; a1 += v * w[1]; a2 += v * w[2]; a3 += v * w[3];
+        v = c[1];
+        a0 += v * w[4]; a1 += v * w[5]; a2 += v * w[6]; a3 += v * w[7];
+        v = c[2];
+        a0 += v * w[8]; a1 += v * w[9]; a2 += v * w[10]; a3 += v * w[11];
+        v = c[3];
+        a0 += v * w[12]; a1 += v * w[13]; a2 += v * w[14]; a3 += v * w[15];
+#endif
+        c += 4;
+        w += 16;
+    }
+    while (c != cend) {
+        const int32_t v = *c++;
+        a0 += v * w[0]; a1 += v * w[1]; a2 += v * w[2]; a3 += v * w[3];
+        w += 4;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
 void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
                       int8_t *output, const int32_t *packed, int32_t *scratch)
 {
     const int32_t K = p->k_h * p->k_w * p->in_c, out_c = p->out_c;
-    const int32_t K4 = K & ~3;
     const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
-    int32_t b, oy, ox, oc;
+    int32_t b, oy, ox, oc, i;
     (void)filter;
     (void)bias;
     (void)mult;
@@ -154,51 +198,65 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                 const int32_t corr = -128 * m0_column(p, input, b, oy, ox, scratch);
                 const int32_t *s = packed;
                 for (oc = 0; oc < out_c; oc += 4) {
-                    const uint8_t *w = (const uint8_t *)(s + 12);
-                    const int32_t *c = scratch;
-                    const int32_t *c4 = scratch + K4;
-                    const int32_t *cend = scratch + K;
-                    int32_t a0 = s[0] + corr, a1 = s[1] + corr, a2 = s[2] + corr,
-                            a3 = s[3] + corr;
-                    int32_t n;
-                    while (c != c4) {
-#if KML_M0_ASM
-                        M0_MAC4(0, 0) M0_MAC4(4, 4) M0_MAC4(8, 8) M0_MAC4(12, 12)
-                        c += 4;
-                        w += 16;
-#else
-                        int32_t v = c[0];
-                        a0 += v * w[0]; a1 += v * w[1]; a2 += v * w[2]; a3 += v * w[3];
-                        v = c[1];
-                        a0 += v * w[4]; a1 += v * w[5]; a2 += v * w[6]; a3 += v * w[7];
-                        v = c[2];
-                        a0 += v * w[8]; a1 += v * w[9]; a2 += v * w[10]; a3 += v * w[11];
-                        v = c[3];
-                        a0 += v * w[12]; a1 += v * w[13]; a2 += v * w[14]; a3 += v * w[15];
-                        c += 4;
-                        w += 16;
-#endif
-                    }
-                    while (c != cend) {
-                        const int32_t v = *c++;
-                        a0 += v * w[0]; a1 += v * w[1]; a2 += v * w[2]; a3 += v * w[3];
-                        w += 4;
-                    }
-                    n = out_c - oc;
-                    output[0] = m0_out(a0, s[4], s[8], out_off, lo, hi);
-                    if (n >= 4) {
-                        output[1] = m0_out(a1, s[5], s[9], out_off, lo, hi);
-                        output[2] = m0_out(a2, s[6], s[10], out_off, lo, hi);
-                        output[3] = m0_out(a3, s[7], s[11], out_off, lo, hi);
-                        output += 4;
+                    const int32_t n = out_c - oc < 4 ? out_c - oc : 4;
+                    int32_t a[4];
+                    a[0] = s[0] + corr; a[1] = s[1] + corr; a[2] = s[2] + corr;
+                    a[3] = s[3] + corr;
+                    m0_group(scratch, K, (const uint8_t *)(s + 12), a);
+                    if (n == 4) {
+                        output[0] = m0_out(a[0], s[4], s[8], out_off, lo, hi);
+                        output[1] = m0_out(a[1], s[5], s[9], out_off, lo, hi);
+                        output[2] = m0_out(a[2], s[6], s[10], out_off, lo, hi);
+                        output[3] = m0_out(a[3], s[7], s[11], out_off, lo, hi);
                     } else {
-                        if (n > 1) {
-                            output[1] = m0_out(a1, s[5], s[9], out_off, lo, hi);
+                        for (i = 0; i < n; ++i) {
+                            output[i] = m0_out(a[i], s[4 + i], s[8 + i], out_off, lo, hi);
                         }
-                        if (n > 2) {
-                            output[2] = m0_out(a2, s[6], s[10], out_off, lo, hi);
-                        }
-                        output += n;
+                    }
+                    output += n;
+                    s += 12 + K;
+                }
+            }
+        }
+    }
+}
+
+void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
+                          const int8_t *filter, const int32_t *bias, const int32_t *mult,
+                          const int32_t *shift, const kml_add_epilogue *ep,
+                          const int8_t *residual, int8_t *output, const int32_t *packed,
+                          int32_t *scratch)
+{
+    const int32_t K = p->k_h * p->k_w * p->in_c, out_c = p->out_c;
+    const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
+    const int32_t lshift = ep->left_shift;
+    int32_t b, oy, ox, oc, i;
+    size_t at = 0;
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    for (b = 0; b < p->batches; ++b) {
+        for (oy = 0; oy < p->out_h; ++oy) {
+            for (ox = 0; ox < p->out_w; ++ox) {
+                const int32_t corr = -128 * m0_column(p, input, b, oy, ox, scratch);
+                const int32_t *s = packed;
+                for (oc = 0; oc < out_c; oc += 4) {
+                    const int32_t n = out_c - oc < 4 ? out_c - oc : 4;
+                    int32_t a[4];
+                    a[0] = s[0] + corr; a[1] = s[1] + corr; a[2] = s[2] + corr;
+                    a[3] = s[3] + corr;
+                    m0_group(scratch, K, (const uint8_t *)(s + 12), a);
+                    for (i = 0; i < n; ++i, ++at) {
+                        const int32_t c = m0_out(a[i], s[4 + i], s[8 + i], out_off, lo, hi);
+                        const int32_t sc = m0_mbqm((c + ep->conv_offset) * (1 << lshift),
+                                                   ep->conv_mult, ep->conv_shift);
+                        const int32_t sr = m0_mbqm(((int32_t)residual[at] + ep->res_offset)
+                                                   * (1 << lshift), ep->res_mult, ep->res_shift);
+                        const int32_t sum = ep->conv_first ? sc + sr : sr + sc;
+                        const int32_t o = m0_mbqm(sum, ep->out_mult, ep->out_shift)
+                                          + ep->out_offset;
+                        output[at] = (int8_t)kml_clamp(o, ep->act_min, ep->act_max);
                     }
                     s += 12 + K;
                 }

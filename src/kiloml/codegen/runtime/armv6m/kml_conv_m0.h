@@ -29,6 +29,13 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
                       int8_t *output, const int32_t *packed, int32_t *scratch);
 
+/* CONV_2D fused with the ADD behind it (kml_conv2d_add_s8's epilogue), same stream. */
+void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
+                          const int8_t *filter, const int32_t *bias, const int32_t *mult,
+                          const int32_t *shift, const kml_add_epilogue *ep,
+                          const int8_t *residual, int8_t *output, const int32_t *packed,
+                          int32_t *scratch);
+
 void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                                 const int8_t *filter, const int32_t *bias,
                                 const int32_t *mult, const int32_t *shift, int8_t *output,
