@@ -87,14 +87,11 @@ def test_same_c_on_the_host_under_sanitizers(graph):
             assert np.array_equal(o[s], w)
 
 
-def test_requantization_without_64_bit_types_equals_kml_srdhm(tmp_path):
-    rt = resources.files("kiloml.codegen") / "runtime"
-    (tmp_path / "t.c").write_text(r'''
-#include <stdio.h>
+SRDHM_CHECK = r'''
 #include "kml_conv_m0.c"
 static uint64_t st = 88172645463325252ull;
 static uint32_t rnd(void) { st ^= st << 13; st ^= st >> 7; st ^= st << 17; return (uint32_t)st; }
-int main(void)
+static long check(long n)
 {
     static const int32_t e[] = {0, 1, -1, 2, -2, INT32_MIN, INT32_MAX, INT32_MIN + 1,
         INT32_MAX - 1, 0x40000000, -0x40000000, 0x3FFFFFFF, -0x3FFFFFFF, 65535, -65536, 65536,
@@ -110,7 +107,7 @@ int main(void)
             }
         }
     }
-    for (i = 0; i < 3000000; ++i) {
+    for (i = 0; i < n; ++i) {
         int32_t a = (int32_t)rnd(), b = (int32_t)rnd();
         int32_t sh = (int32_t)(rnd() & 31u);
         if (i & 1) { a >>= sh; }
@@ -119,9 +116,16 @@ int main(void)
         bad += m0_srdhm_pos(a, b) != kml_srdhm(a, b);
         bad += m0_rdbp(a, sh) != kml_rdbp(a, sh);
     }
-    printf("%ld\n", bad);
-    return 0;
+    return bad;
 }
+'''
+
+
+def test_requantization_without_64_bit_types_equals_kml_srdhm(tmp_path):
+    """The C forms, on the host."""
+    rt = resources.files("kiloml.codegen") / "runtime"
+    (tmp_path / "t.c").write_text("#include <stdio.h>\n" + SRDHM_CHECK + r'''
+int main(void) { printf("%ld\n", check(3000000)); return 0; }
 ''')
     exe = tmp_path / "t"
     subprocess.run(["gcc", "-O1", "-std=c99", "-fsanitize=undefined", "-fno-sanitize-recover=all",
@@ -129,6 +133,23 @@ int main(void)
                     "-o", str(exe)], check=True, capture_output=True)
     assert subprocess.run([str(exe)], capture_output=True, text=True,
                           check=True).stdout.strip() == "0"
+
+
+def test_requantization_asm_on_the_cortex_m0plus_equals_kml_srdhm(tmp_path):
+    """The Thumb-1 asm form of m0_srdhm_pos, in the emulator, against kml_srdhm (whose int64
+    arithmetic GCC makes library calls on Armv6-M)."""
+    from kiloml.targets.batch import END_MARKER, END_SYMBOL, build_image, run_image
+    from kiloml.targets.profile import PROFILE_FLAGS
+
+    rt = resources.files("kiloml.codegen") / "runtime"
+    (tmp_path / "t.c").write_text(SRDHM_CHECK + END_MARKER + f'''
+volatile int32_t kml_bad = -1;
+int main(void) {{ kml_bad = (int32_t)check(200000); {END_SYMBOL}(); return 0; }}
+''')
+    image = build_image([tmp_path / "t.c"], [Path(str(rt / "armv6m")), Path(str(rt / "portable"))],
+                        PROFILE_FLAGS["cortex-m0plus"], tmp_path / "build")
+    got = run_image(image, "cortex-m0plus", {"kml_bad": 4})
+    assert int(np.frombuffer(got["kml_bad"], np.int32)[0]) == 0
 
 
 def test_cortex_m0plus_runs_the_armv6m_kernels_by_default():

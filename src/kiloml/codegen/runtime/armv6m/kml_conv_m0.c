@@ -73,6 +73,46 @@ static int32_t m0_srdhm(int32_t a, int32_t b)
  * unsigned 64-bit product from four 16x16 products. */
 static inline int32_t m0_srdhm_pos(int32_t a, int32_t b)
 {
+#if KML_M0_ASM
+    /* the C below, in 31 instructions and seven low registers */
+    int32_t s_, ah_, bl_, m_, t_;
+    __asm__(".syntax unified\n\t"
+            "asrs %[s], %[a], #31\n\t"
+            "eors %[a], %[s]\n\t"
+            "subs %[a], %[a], %[s]\n\t"        /* u = |a| */
+            "lsrs %[ah], %[a], #16\n\t"
+            "uxth %[a], %[a]\n\t"              /* al */
+            "uxth %[bl], %[b]\n\t"
+            "lsrs %[b], %[b], #16\n\t"         /* bh */
+            "movs %[m], %[ah]\n\t"
+            "muls %[m], %[bl]\n\t"              /* ah bl */
+            "movs %[t], %[a]\n\t"
+            "muls %[t], %[b]\n\t"               /* al bh */
+            "adds %[m], %[m], %[t]\n\t"        /* m */
+            "muls %[bl], %[a]\n\t"              /* al bl */
+            "muls %[b], %[ah]\n\t"              /* ah bh */
+            "lsls %[t], %[m], #17\n\t"
+            "lsrs %[t], %[t], #1\n\t"
+            "adds %[t], %[t], %[s]\n\t"
+            "movs %[ah], #1\n\t"
+            "lsls %[ah], %[ah], #30\n\t"
+            "adds %[t], %[t], %[ah]\n\t"       /* A */
+            "adds %[bl], %[bl], %[t]\n\t"      /* X, carry */
+            "movs %[ah], #0\n\t"
+            "adcs %[ah], %[ah]\n\t"
+            "adds %[b], %[b], %[ah]\n\t"
+            "lsls %[b], %[b], #1\n\t"
+            "lsrs %[m], %[m], #15\n\t"
+            "adds %[b], %[b], %[m]\n\t"
+            "lsrs %[bl], %[bl], #31\n\t"
+            "adds %[b], %[b], %[bl]\n\t"
+            "eors %[b], %[s]\n\t"
+            "subs %[b], %[b], %[s]\n\t"
+            ".syntax divided"
+            : [a] "+l"(a), [b] "+l"(b), [s] "=&l"(s_), [ah] "=&l"(ah_), [bl] "=&l"(bl_),
+              [m] "=&l"(m_), [t] "=&l"(t_) : : "cc");
+    return b;
+#else
     /* |a| b + nudge = ah bh 2^32 + m 2^16 + t + nudge with m = ah bl + al bh < 2^32 and
      * t = al bl; over 2^31: 2 ah bh + (m >> 15) + floor((A + t) / 2^31), A the rest of m
      * (15 bits, shifted) plus the nudge (< 2^32), the carry of A + t counting 2. */
@@ -85,6 +125,7 @@ static inline int32_t m0_srdhm_pos(int32_t a, int32_t b)
     const uint32_t X = A + al * bl;
     const uint32_t r = 2u * ah * bh + (m >> 15) + (X >> 31) + (X < A ? 2u : 0u);
     return (int32_t)((r ^ sign) - sign);
+#endif
 }
 
 /* kml_rdbp with a 32-bit mask (exponent 0..31). */
