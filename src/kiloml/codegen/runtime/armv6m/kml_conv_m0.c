@@ -28,6 +28,19 @@
     "mul %[t], %[v]\n\t" "add %[a3], %[t]" \
     : [a0] "+l"(a0), [a1] "+l"(a1), [a2] "+l"(a2), [a3] "+l"(a3), [v] "=&l"(v_), \
       [t] "=&l"(t_) : [x] "l"(x), [w] "l"(w) : "cc", "memory"); }
+/* M0_TAP4, then x += xstep (a high register) and w += 4 words. */
+#define M0_TAP4S { int32_t v_, t_; __asm__( \
+    "ldrb %[v], [%[x], #0]\n\t" "sxtb %[v], %[v]\n\t" "ldr %[t], [%[w], #0]\n\t" \
+    "mul %[t], %[v]\n\t" "add %[a0], %[t]\n\t" \
+    "ldrb %[v], [%[x], #1]\n\t" "sxtb %[v], %[v]\n\t" "ldr %[t], [%[w], #4]\n\t" \
+    "mul %[t], %[v]\n\t" "add %[a1], %[t]\n\t" \
+    "ldrb %[v], [%[x], #2]\n\t" "sxtb %[v], %[v]\n\t" "ldr %[t], [%[w], #8]\n\t" \
+    "mul %[t], %[v]\n\t" "add %[a2], %[t]\n\t" \
+    "ldrb %[v], [%[x], #3]\n\t" "sxtb %[v], %[v]\n\t" "ldr %[t], [%[w], #12]\n\t" \
+    "mul %[t], %[v]\n\t" "add %[a3], %[t]\n\t" \
+    "add %[x], %[xs]\n\t" "add %[w], #16" \
+    : [a0] "+l"(a0), [a1] "+l"(a1), [a2] "+l"(a2), [a3] "+l"(a3), [v] "=&l"(v_), \
+      [t] "=&l"(t_), [x] "+l"(x), [w] "+l"(w) : [xs] "h"(xstep) : "cc", "memory"); }
 #else
 #define KML_M0_ASM 0
 #endif
@@ -158,17 +171,30 @@ static inline int32_t m0_mbqm(int32_t x, int32_t mult, int32_t shift)
 }
 
 /* The window of output pixel (b, oy, ox) as int32 x + offset (0 outside the image);
- * returns their sum. */
-static KML_SMALL int32_t m0_column(const kml_conv_params *p, const int8_t *input, int32_t b,
-                                   int32_t oy, int32_t ox, int32_t *col)
+ * returns their sum. A window row inside the image without dilation is one run of
+ * k_w x in_c bytes. */
+static int32_t m0_column(const kml_conv_params *p, const int8_t *input, int32_t b,
+                         int32_t oy, int32_t ox, int32_t *col)
 {
-    const int32_t in_c = p->in_c, off = p->in_offset;
+    const int32_t in_c = p->in_c, off = p->in_offset, kw = p->k_w, dw = p->dil_w;
     const int32_t y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
+    const int row_inside = x0 >= 0 && x0 + (kw - 1) * dw < p->in_w;
     int32_t ky, kx, ic, sum = 0;
     for (ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = y0 + ky * p->dil_h;
-        for (kx = 0; kx < p->k_w; ++kx) {
-            const int32_t ix = x0 + kx * p->dil_w;
+        if (iy >= 0 && iy < p->in_h && row_inside && dw == 1) {
+            const int8_t *x = input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
+                                       + (size_t)x0) * (size_t)in_c;
+            const int8_t *end = x + (size_t)kw * (size_t)in_c;
+            while (x != end) {
+                const int32_t v = (int32_t)*x++ + off;
+                sum += v;
+                *col++ = v;
+            }
+            continue;
+        }
+        for (kx = 0; kx < kw; ++kx) {
+            const int32_t ix = x0 + kx * dw;
             if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
                 for (ic = 0; ic < in_c; ++ic) {
                     *col++ = 0;
@@ -338,6 +364,15 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                     if (inside) {
                         const int8_t *xr = base + ch;
                         a0 = s[0]; a1 = s[1]; a2 = s[2]; a3 = s[3];
+#if KML_M0_ASM
+                        if (kw == 3) {      /* the usual 3-wide window: no tap loop */
+                            for (ky = 0; ky < kh; ++ky) {
+                                const int8_t *x = xr;
+                                M0_TAP4S M0_TAP4S M0_TAP4S
+                                xr += ystep;
+                            }
+                        } else
+#endif
                         for (ky = 0; ky < kh; ++ky) {
                             const int8_t *x = xr;
                             for (kx = 0; kx < kw; ++kx) {
