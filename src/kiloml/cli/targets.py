@@ -50,7 +50,8 @@ def profile(
     rate: float = typer.Option(None, "--rate", help="Inferences per second, for battery life."),
     battery: float = typer.Option(None, "--battery", help="Battery capacity in mAh."),
     runtime: str = typer.Option(None, "--kernels",
-                                help="Kernel set: armv7em (DSP cores, default there) or portable."),
+                                help="Kernel set: armv7em (DSP cores, default there), armv6m "
+                                     "(Cortex-M0+, default there) or portable."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
     """Build for the board's core, run one inference in the emulator, report flash, RAM,
