@@ -95,7 +95,7 @@ def test_c_and_emulator_engines_equal_the_reference(small, board):
 def test_emulator_runs_more_samples_than_its_table_holds(small):
     model, xq = small
     eb = EmulatorBuild(model.graph, M0_BOARD, max_samples=3)
-    assert eb.capacity == 3 and eb.core == "cortex-m0plus" and eb.runtime == "portable"
+    assert eb.capacity == 3 and eb.core == "cortex-m0plus" and eb.runtime == "armv6m"
     x = xq[:8].reshape((8,) + model.input_spec.shape)
     got = eb.run(x)[0]                               # emulations of 1, 3, 3 and 1 samples
     assert got.shape == (8, 1, 5)

@@ -79,7 +79,7 @@ def test_profile_kernel_calls_come_from_the_generator():
 
 
 def test_unknown_runtime():
-    assert set(BACKENDS) == {"portable", "armv7em"}
+    assert set(BACKENDS) == {"portable", "armv7em", "armv6m"}
     with pytest.raises(KilomlError, match="armv7em"):
         get_backend("gpu")
     with pytest.raises(KilomlError, match="unknown kernel runtime"):

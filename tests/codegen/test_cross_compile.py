@@ -85,3 +85,18 @@ def test_every_declared_kernel_is_defined_in_both_runtimes(tmp_path):
                                  *map(str, srcs.values()), "-o", str(tmp_path / runtime), "-lm"],
                            capture_output=True, text=True)
         assert r.returncode == 0, f"{runtime}: {r.stderr[-2000:]}"
+
+
+def test_armv7em_kernels_for_m0plus_say_why(tmp_path):
+    """The DSP-extension kernels built for a Cortex-M0+ stop on one clear #error (not on
+    'impossible constraints' from their inline assembly)."""
+    from kiloml.errors import ToolchainError
+
+    generate_c(demo_dscnn(), "kws", runtime="armv7em").write(tmp_path)
+    with pytest.raises(ToolchainError) as e:
+        cross_compile_sizes(tmp_path, "cortex-m0plus")
+    msg = str(e.value)
+    first = next(line for line in msg.splitlines() if "error:" in line)
+    assert "#error" in first and "need a core with the DSP extension" in first
+    assert "--kernels portable" in first
+    assert "impossible constraints" not in msg

@@ -277,11 +277,12 @@ def test_package_layout_and_provenance(kws_packages, imu_package):
 
 
 def test_kernel_sets_follow_the_board(tmp_path):
-    """A Cortex-M0+ board gets the portable kernels only; a DSP core the Arm-optimized ones
-    plus the portable copy for the host."""
+    """A Cortex-M0+ board gets the armv6m kernels, a DSP core the armv7em ones, each plus the
+    portable copy for other cores."""
     pico = deploy_c(H.imu_spec(board="pico"), tmp_path / "pico").path
     nano = deploy_c(H.imu_spec(board="nano33ble"), tmp_path / "nano").path
-    assert sorted(p.name for p in (pico / "model").iterdir()) == ["portable"]
+    assert sorted(p.name for p in (pico / "model").iterdir()) == ["armv6m", "portable"]
+    assert json.loads((pico / "wand.json").read_text())["build"]["board_kernels"] == "armv6m"
     assert sorted(p.name for p in (nano / "model").iterdir()) == ["armv7em", "portable"]
     meta = json.loads((nano / "wand.json").read_text())
     assert meta["build"]["board_kernels"] == "armv7em"

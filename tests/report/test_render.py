@@ -103,3 +103,18 @@ def test_audio_examples_draw_an_image_of_the_2d_features():
     body = page.split('<section id="features"', 1)[1]
     assert body.count("<image") == len(LABELS)   # one MFCC image per class
     assert len(page) < 400_000                   # the waveforms are thinned
+
+
+def test_board_caveats_travel_with_the_figures():
+    """A board's caveat (boards.toml: low-confidence, board-level or missing power figures)
+    is printed under the boards table, escaped."""
+    rows = [{"board": "pico", "board_name": "Pico", "core": "cortex-m0plus", "clock_hz": 133e6,
+             "fits": True, "flash_bytes": 1, "ram_bytes": 1, "latency_ms": 1.0,
+             "energy_uj": 2.0, "battery_days": 3.0, "caveat": "board-level <5 V>"},
+            {"board": "nano33ble", "board_name": "Nano", "core": "cortex-m4", "clock_hz": 64e6,
+             "fits": True, "flash_bytes": 1, "ram_bytes": 1, "latency_ms": 1.0,
+             "energy_uj": 2.0, "battery_days": 3.0, "caveat": None}]
+    page = render_report(_data(boards=rows, battery={"mah": 220, "period_s": 1.0}))
+    body = page.split('<section id="boards"', 1)[1].split("</section>", 1)[0]
+    assert "<p>caveat (pico): board-level &lt;5 V&gt;</p>" in body
+    assert "caveat (nano33ble)" not in body

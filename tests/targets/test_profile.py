@@ -147,7 +147,7 @@ def test_every_layer_is_checked_and_a_wrong_layer_is_caught(monkeypatch):
     from kiloml.targets import profile as prof
 
     g = read_tflite(SHARED / "models" / "tflm_examples" / "hello_world_int8.tflite")
-    good = profile_graph(g, "pico")
+    good = profile_graph(g, "pico", runtime="portable")  # the portable FC's struct is edited
     assert good["output_matches_reference"] and good["layers_match_reference"]
     assert good["layers_checked"] == len(good["layers"]) == 3
     real = prof.generate_c
@@ -161,7 +161,50 @@ def test_every_layer_is_checked_and_a_wrong_layer_is_caught(monkeypatch):
         return res
 
     monkeypatch.setattr(prof, "generate_c", broken)
-    bad = profile_graph(g, "pico")
+    bad = profile_graph(g, "pico", runtime="portable")
     by_node = {x["node"]: x["matches_reference"] for x in bad["layers"]}
     assert bad["layers_match_reference"] is False
     assert by_node[0] is True and by_node[1] is False
+
+
+def test_low_confidence_board_figures_carry_their_caveat():
+    """A board whose notes call its power figures low confidence, board-level or missing has a
+    one-line caveat, and `kiloml profile` prints it with the figures (table and JSON)."""
+    db = load_boards()
+    for bid, b in db.items():
+        doubtful = any(w in b.note.upper() for w in ("LOW CONFIDENCE", "BOARD-LEVEL", "MISSING"))
+        assert bool(b.caveat) == doubtful, bid
+    model = SHARED / "models" / "tflm_examples" / "hello_world_int8.tflite"
+    r = subprocess.run(KILOML + ["profile", str(model), "--board", "nucleo-l4r5zi"],
+                       capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, COLUMNS="200"))
+    assert r.returncode == 0, r.stderr
+    assert f"caveat (nucleo-l4r5zi): {db['nucleo-l4r5zi'].caveat}" in r.stdout
+    r = subprocess.run(KILOML + ["profile", str(model), "--board", "all", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = {x["board"]: x for x in json.loads(r.stdout)}
+    assert rows["pico"]["caveat"] == db["pico"].caveat  # also on boards sharing a core's run
+    assert rows["nucleo-l4r5zi"]["caveat"] == db["nucleo-l4r5zi"].caveat
+    assert rows["nano33ble"]["caveat"] is None
+
+
+def test_battery_is_na_where_the_dsp_latency_is_not_measured(monkeypatch):
+    """--rate/--battery with a project on the ESP32-S3 (no cross compiler: the DSP block has
+    no latency): the pipeline latency and battery life are n/a, not a TypeError."""
+    from types import SimpleNamespace
+
+    from kiloml.dsp import make_block
+    from kiloml.workflow import profile as wp
+
+    block = make_block(preset="mlperf-kws")
+    proj = SimpleNamespace(root=SHARED, config=SimpleNamespace(board=SimpleNamespace(name="esp32s3")))
+    monkeypatch.setattr(wp, "as_project", lambda p: proj)
+    monkeypatch.setattr(wp, "project_window", lambda p: (
+        block, 16000, 1, np.zeros((16000, 1), np.float32), "a silent window"))
+    model = SHARED / "models" / "tflm_examples" / "hello_world_int8.tflite"
+    (res,) = wp.profile(model, "esp32s3", project="x", rate=1.0, battery=220.0)
+    assert res["dsp"]["latency_ms"] is None
+    assert res["pipeline"]["latency_ms"] is None and res["pipeline"]["energy_uj"] is None
+    assert res["battery_days"] is None
+    assert battery_days({"latency_ms": None}, load_boards()["nano33ble"], 1.0, 220.0) is None

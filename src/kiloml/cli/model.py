@@ -23,13 +23,14 @@ def compile(
     prefix: str = typer.Option("model", "--prefix", help="C name prefix (and file names)."),
     no_inplace: bool = typer.Option(False, "--no-inplace", help="Disable in-place execution."),
     kernels: str = typer.Option("portable", "--kernels",
-                                help="portable (any C99 target) or armv7em (Cortex-M4/M7/M33 "
-                                     "DSP-extension kernels; arm-none-eabi-gcc, not the host)."),
+                                help="portable (any C99 target), armv7em (Cortex-M4/M7/M33 "
+                                     "DSP-extension kernels; arm-none-eabi-gcc, not the host) "
+                                     "or armv6m (Cortex-M0+ kernels)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
     """Compile a .tflite model to standalone C99 (NAME.h, NAME.c and the kernels it needs)."""
-    if kernels not in ("portable", "armv7em"):
-        fail(f"--kernels must be portable or armv7em, not {kernels!r}", 2)
+    if kernels not in ("portable", "armv7em", "armv6m"):
+        fail(f"--kernels must be portable, armv7em or armv6m, not {kernels!r}", 2)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", prefix):
         fail(f"--prefix {prefix!r} is not a C identifier", 2)
 

@@ -27,6 +27,9 @@ def boards(as_json: bool = typer.Option(False, "--json", help="Print the databas
                       fmt(b.flash_bytes // 1024), fmt(b.ram_bytes // 1024),
                       fmt(float(b.active_power_mw)), fmt(float(b.idle_power_mw), 4))
         out.print(t)
+        for k, b in db.items():
+            if b.caveat:
+                out.print(f"caveat ({k}): {b.caveat}")
 
     guard(go)
 
@@ -47,7 +50,8 @@ def profile(
     rate: float = typer.Option(None, "--rate", help="Inferences per second, for battery life."),
     battery: float = typer.Option(None, "--battery", help="Battery capacity in mAh."),
     runtime: str = typer.Option(None, "--kernels",
-                                help="Kernel set: armv7em (DSP cores, default there) or portable."),
+                                help="Kernel set: armv7em (DSP cores, default there), armv6m "
+                                     "(Cortex-M0+, default there) or portable."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
     """Build for the board's core, run one inference in the emulator, report flash, RAM,
@@ -56,8 +60,8 @@ def profile(
         fail("--rate and --battery go together", 2)
     if rate is not None and (rate <= 0 or battery <= 0):
         fail("--rate and --battery must be positive", 2)
-    if runtime not in (None, "armv7em", "portable"):
-        fail(f"--kernels must be armv7em or portable, not {runtime!r}", 2)
+    if runtime not in (None, "armv7em", "armv6m", "portable"):
+        fail(f"--kernels must be armv7em, armv6m or portable, not {runtime!r}", 2)
     if dsp_variant is not None and project is None and model is not None:
         fail("--dsp-variant needs --project", 2)
     if dsp_variant not in (None, "f32", "q31", "q15"):
@@ -113,6 +117,8 @@ def _print_one(r: dict) -> None:
     for k, v in rows:
         t.add_row(k, v)
     out.print(t)
+    if r.get("caveat"):
+        out.print(f"caveat ({r['board']}): {r['caveat']}")
     if not r["fits"]:
         err.print(f"[yellow]does not fit:[/yellow] needs {r['flash_bytes']:,} B flash and "
                   f"{r['ram_bytes']:,} B RAM; the board has {r['flash_available_bytes']:,} and "
@@ -148,3 +154,6 @@ def _print_all(rs: list[dict]) -> None:
     out.print(t)
     if estimated:
         out.print("~ analytic estimate (no cross compiler for that core)")
+    for r in rs:
+        if r.get("caveat"):
+            out.print(f"caveat ({r['board']}): {r['caveat']}")

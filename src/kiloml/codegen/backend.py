@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kiloml.codegen.armv6m_backend import Armv6mBackend
 from kiloml.codegen.armv7em_backend import Armv7emBackend
 from kiloml.codegen.portable import PortableBackend
 from kiloml.errors import KilomlError
@@ -39,7 +40,8 @@ class Backend(Protocol):
         it calls ``functions`` (all the kernels the model calls, of every module)."""
 
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (PortableBackend(), Armv7emBackend())}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (PortableBackend(), Armv7emBackend(),
+                                                    Armv6mBackend())}
 
 
 def get_backend(runtime: str) -> Backend:

@@ -26,6 +26,7 @@ from kiloml.deploy.c import arduino_library, build_manifest, frontmatter, readme
 from kiloml.deploy.package import Package, check_output, to_json, write_tree
 from kiloml.deploy.spec import ARDUINO_ARCHITECTURES, DeploySpec, Pipeline, metadata, resolve
 from kiloml.errors import KilomlError
+from kiloml.targets.profile import RUNTIME_CORES
 
 # Library Specification 1.5 (rev. 2.2), library.properties ``category``.
 CATEGORIES = ("Display", "Communication", "Signal Input/Output", "Sensors", "Device Control",
@@ -285,7 +286,7 @@ def files_arduino(p: Pipeline, lib: str, version: str = "1.0.0", author: str = "
               "per window."]
     if p.runtime != "portable":
         build += ["", f"The model uses the {p.runtime} kernels: the library builds for "
-                  "Cortex-M4, M7 and M33 cores."]
+                  f"{RUNTIME_CORES.get(p.runtime, p.core)} cores."]
     layout = [f"- `src/{p.name}.h`: the public API; `src/{p.name}.c`: the pipeline",
               f"- `src/{p.name}/`: the {p.block.name} block ({p.variant}), the model "
               f"({p.runtime} kernels) and their runtime files",

@@ -38,6 +38,7 @@ from kiloml.deploy.package import (Package, c_string, check_output, comment_text
                                    to_json, write_tree)
 from kiloml.deploy.spec import CFLAGS, DeploySpec, Pipeline, metadata, raw_units, resolve
 from kiloml.errors import KilomlError
+from kiloml.targets.profile import RUNTIME_CORES
 
 RUNTIME_PREFIX = "kml_"
 CTYPE_NAMES = {"int8_t": "int8", "int16_t": "int16", "int32_t": "int32", "float": "float32"}
@@ -395,9 +396,9 @@ def files_c(p: Pipeline) -> dict[str, str]:
              f"arm-none-eabi-gcc {flags} -std=c99 -O2 -I. -Imodel/{p.runtime} -c \\",
              f"    *.c dsp/*.c model/{p.runtime}/*.c", "```", ""]
     if "portable" in p.models and p.runtime != "portable":
-        build += [f"`model/{p.runtime}` holds the model with the Arm-optimized kernels (Cortex-M4, "
-                  "M7, M33); `model/portable` the same model with the portable C kernels, for "
-                  "the host and for cores without the DSP extension (Cortex-M0+). Compile "
+        build += [f"`model/{p.runtime}` holds the model with the Arm-optimized kernels "
+                  f"({RUNTIME_CORES.get(p.runtime, p.core)}); `model/portable` the same model "
+                  "with the portable C kernels, for the host and any other core. Compile "
                   "exactly one of the two folders and put it on the include path. Both give "
                   "the same scores, bit for bit.", ""]
     build += ["Host build of the example:", "", "```sh",

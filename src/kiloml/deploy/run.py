@@ -109,8 +109,9 @@ def _kernel_set(meta: dict, wanted: str, where: str) -> str:
     sets = meta["build"]["kernel_sets"]
     if wanted in sets:
         return wanted
-    if "portable" in sets:
-        return "portable"
+    for c_everywhere in ("portable", "armv6m"):  # plain C99 (armv6m: its asm is Thumb-1 only)
+        if c_everywhere in sets:
+            return c_everywhere
     raise KilomlError(f"this package has the model only with the {', '.join(sets)} kernels, "
                       f"which do not build for {where}; deploy the C package (it also holds "
                       "the portable kernels) or a package for a board with this core")
@@ -254,13 +255,6 @@ def _fpu(flags: list[str]) -> bool:
     return any(f.startswith("-mfpu") for f in flags)
 
 
-def _emulator_hint(flags: list[str], message: str) -> str:
-    if "-mfpu=fpv5-d16" in flags and "Invalid instruction" in message:
-        return (" (the emulator's Cortex-M7 has no double-precision FPU, which this board's "
-                "-mfpu=fpv5-d16 build uses for double arithmetic and newlib's float math)")
-    return ""
-
-
 def _board(meta: dict, board) -> tuple[str, dict, list[str]]:
     board_id, b = find_board(board if board is not None else meta["board"]["id"])
     flags = board_flags(board_id, str(b["core"]))
@@ -303,13 +297,9 @@ def run_emulator(package_dir: str | Path, raw_windows, board: Any = None,
         for at in range(0, len(raw), chunk):
             part = raw[at:at + chunk]
             n = len(part)
-            try:
-                got = run_image(image, core, read_back, fpu=_fpu(flags), timeout_s=timeout_s,
-                                input_data=np.array([n, 0], np.uint32).tobytes()
-                                + part.tobytes(),
-                                max_instructions=n * MAX_INSTRUCTIONS_PER_WINDOW)
-            except ToolchainError as e:
-                raise ToolchainError(f"{e}{_emulator_hint(flags, str(e))}") from None
+            got = run_image(image, core, read_back, fpu=_fpu(flags), timeout_s=timeout_s,
+                            input_data=np.array([n, 0], np.uint32).tobytes() + part.tobytes(),
+                            max_instructions=n * MAX_INSTRUCTIONS_PER_WINDOW)
             if np.frombuffer(got["kml_batch_status"], np.int32)[0] != 0:
                 raise ToolchainError(f"{board_id}: the DSP function reported an error in the "
                                      "emulator")
@@ -384,10 +374,7 @@ def footprint(package_dir: str | Path, board: Any = None, window=None,
                "flash_bytes": int(sizes["flash"]) - raw.nbytes,
                "static_ram_bytes": int(sizes["ram"])}
         if run:
-            try:
-                emu = emulate(image, core, fpu=_fpu(flags), read_back={"kml_footprint_top": 4})
-            except ToolchainError as e:
-                raise ToolchainError(f"{e}{_emulator_hint(flags, str(e))}") from None
+            emu = emulate(image, core, fpu=_fpu(flags), read_back={"kml_footprint_top": 4})
             top = int(np.frombuffer(emu.memory["kml_footprint_top"], np.int32)[0])
             if top < 0:
                 raise ToolchainError(f"{board_id}: {c['n']}_classify returned {top}")

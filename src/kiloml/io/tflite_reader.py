@@ -149,6 +149,7 @@ def _read_tensor(model, t, index: int, n_buffers: int, data: bytes, where: str) 
         if zp.size == 0:
             zp = np.zeros(1, np.int64)
         axis = int(q.QuantizedDimension())
+        scale, zp, axis = _tolerated_layout(scale, zp, axis, shape)
         if zp.size not in (1, scale.size) or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
             raise _bad(where, f"tensor {index} {name!r} has invalid quantization parameters")
         if dtype in ("int8", "uint8", "int16"):
@@ -185,6 +186,26 @@ def _read_tensor(model, t, index: int, n_buffers: int, data: bytes, where: str) 
                                   f"shape {list(shape)} {dtype} needs {want}")
             const = np.frombuffer(raw, dtype=DTYPES[dtype]).reshape(shape).copy()
     return Tensor(name, shape, dtype, const, quant)
+
+
+def _tolerated_layout(scale: np.ndarray, zp: np.ndarray, axis: int,
+                      shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Quantization layouts converters wrote that TFLite Micro runs, as the one it means.
+
+    * One scale with a zero-point array (a per-channel array of zeros on per-tensor weights,
+      or the zero point repeated): TFLM takes element 0 of each (``TfLiteTensor.params``),
+      so does kiloml.
+    * One scale with any ``quantized_dimension`` (per-tensor data written as a one-element
+      per-channel array): per-tensor, axis 0.
+    * A 1-D tensor (a bias) with one scale per element and a ``quantized_dimension`` copied
+      from the weights (e.g. 3 from a depthwise filter): its only axis, 0. TFLM's kernels
+      never read a bias's quantization (they requantize with input x filter scales).
+    """
+    if scale.size == 1:
+        return scale, zp[:1], 0
+    if len(shape) == 1 and shape[0] == scale.size:
+        axis = 0
+    return scale, zp, axis
 
 
 def _check_structure(g: Graph, where: str) -> None:

@@ -295,6 +295,8 @@ def _boards(boards: list[dict], battery: dict) -> str:
     body.append(table(["board", "name", "core", "clock", "fits", "flash B", "RAM B",
                        "latency ms", "energy µJ", "battery days"], rows,
                       numeric=(3, 5, 6, 7, 8, 9), raw=True))
+    body += [f"<p>caveat ({esc(b['board'])}): {esc(b['caveat'])}</p>"
+             for b in boards if b.get("caveat")]
     intro = ("DSP features + one inference per decision (kiloml profile: real arm-none-eabi "
              "build, emulated run, cycle model; energy from datasheet power, n/a where the "
              f"datasheet gives none). Battery: {num(battery.get('mah'), 0)} mAh at one "

@@ -23,6 +23,7 @@ import unicorn
 from unicorn import arm_const
 
 from kiloml.errors import ToolchainError
+from kiloml.targets import vfp_double
 from kiloml.targets.emulator import (CPU_MODELS, FLASH_BASE, FLASH_SIZE, RAM_BASE, RAM_SIZE,
                                      ElfImage)
 from kiloml.targets.toolchain import WARN, arm_gcc
@@ -74,6 +75,8 @@ def run_image(image: ElfImage, core: str, read_back: dict[str, int], fpu: bool =
     uc.ctl_set_cpu_model(CPU_MODELS[core])
     if fpu:
         uc.reg_write(arm_const.UC_ARM_REG_C1_C0_2, 0xF << 20)
+        if core == "cortex-m7":  # double-precision FPU of the STM32H7 / F76x
+            vfp_double.install(uc)
     uc.mem_map(FLASH_BASE, FLASH_SIZE)
     uc.mem_map(RAM_BASE, RAM_SIZE)
     for addr, data in image.segments:
@@ -90,6 +93,8 @@ def run_image(image: ElfImage, core: str, read_back: dict[str, int], fpu: bool =
     except unicorn.UcError as e:
         pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
         raise ToolchainError(f"{image.path}: emulation fault at pc=0x{pc:08x}: {e}") from None
+    except ToolchainError as e:  # from the double-precision hook
+        raise ToolchainError(f"{image.path}: {e}") from None
     if uc.reg_read(arm_const.UC_ARM_REG_PC) & ~1 != end:
         raise ToolchainError(f"{image.path}: the emulated batch did not finish within "
                              f"{timeout_s:g} s or {max_instructions:,} instructions")

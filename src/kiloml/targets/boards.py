@@ -33,6 +33,8 @@ class Board(BaseModel):
     mcu: str = Field(min_length=1)
     core: Literal["cortex-m0plus", "cortex-m4", "cortex-m7", "cortex-m33", "xtensa-lx7"]
     fpu: bool
+    fpu_double: bool = Field(False, description="double-precision FPU (Cortex-M7 FPv5-D16: "
+                             "STM32H7, STM32F76x); else single precision (FPv4-SP / FPv5-SP)")
     dsp: bool = Field(description="Armv7E-M DSP extension (SMLAD...): armv7em kernels")
     clock_hz: int = Field(gt=0)
     flash_bytes: int = Field(gt=0)
@@ -44,6 +46,8 @@ class Board(BaseModel):
                                           "(cores without a cross compiler)")
     sources: list[str] = Field(min_length=1)
     note: str = ""
+    caveat: str = Field("", description="one line printed beside every figure derived from "
+                                        "this board's power figures (low confidence, board-level)")
 
     @field_validator("active_power_mw", "idle_power_mw")
     @classmethod

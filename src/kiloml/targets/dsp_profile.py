@@ -26,9 +26,22 @@ from kiloml.targets.emulator import emulate
 PREFIX = "kml_dsp_block"
 HARD_FLOAT = {
     "cortex-m4": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
-    "cortex-m7": ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"],
+    "cortex-m7": ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"],
     "cortex-m33": ["-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"],
 }
+# A Cortex-M7 with the double-precision FPU (boards.toml fpu_double: STM32H7, F76x) is built
+# as its vendor's projects build it: doubles (and newlib's float math, which computes in
+# double) use the FPU; the emulator executes those instructions in a hook (vfp_double.py).
+HARD_FLOAT_DOUBLE = {
+    "cortex-m7": ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"],
+}
+
+
+def hard_float_flags(board: Board) -> list[str]:
+    """The hard-float flags of ``board``: its core's, for its FPU's precision."""
+    if board.fpu_double and board.core in HARD_FLOAT_DOUBLE:
+        return HARD_FLOAT_DOUBLE[board.core]
+    return HARD_FLOAT[board.core]
 
 
 def choose_variant(block, board: Board) -> str:
@@ -75,7 +88,7 @@ def profile_dsp(block, frames: int, channels: int, window: np.ndarray, board: Bo
                     "stack_bytes": None, "output_matches_host": None})
         return out
     hard = variant == "f32" and bool(board.fpu) and core in HARD_FLOAT
-    flags = HARD_FLOAT[core] if hard else PROFILE_FLAGS[core]
+    flags = hard_float_flags(board) if hard else PROFILE_FLAGS[core]
     tmp = None if workdir else tempfile.TemporaryDirectory(prefix="kiloml_dspprof_")
     wd = Path(workdir or tmp.name)
     wd.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from elftools.elf.elffile import ELFFile
 from unicorn import arm_const
 
 from kiloml.errors import ToolchainError
+from kiloml.targets import vfp_double
 from kiloml.targets.cycles import block_cost
 
 CPU_MODELS = {
@@ -82,13 +83,16 @@ def emulate(image: ElfImage, core: str, kernel_entries: list[str] | None = None,
             snapshots: list[tuple[int, int] | None] | None = None) -> EmulationResult:
     """Run from reset to ``kml_profile_end``; see the module docstring. ``fpu``: the image
     uses the floating-point unit (hard-float build): enable it (CPACR CP10/CP11 full access,
-    as a startup file on the device does). ``snapshots[j]``: (address, bytes) to read when
+    as a startup file on the device does); on a Cortex-M7 also execute double-precision
+    instructions (``vfp_double``). ``snapshots[j]``: (address, bytes) to read when
     the j-th kernel call has finished (when the next kernel call starts, or at the end
     marker); the bytes are returned in ``EmulationResult.snapshots[j]``."""
     uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
     uc.ctl_set_cpu_model(CPU_MODELS[core])
     if fpu:
         uc.reg_write(arm_const.UC_ARM_REG_C1_C0_2, 0xF << 20)
+        if core == "cortex-m7":  # Unicorn's M7 lacks the double-precision FPU of H7/F76x parts
+            vfp_double.install(uc)
     uc.mem_map(FLASH_BASE, FLASH_SIZE)
     uc.mem_map(RAM_BASE, RAM_SIZE)
     for addr, data in image.segments:
@@ -111,6 +115,8 @@ def emulate(image: ElfImage, core: str, kernel_entries: list[str] | None = None,
             snaps[j] = bytes(uc.mem_read(*snapshots[j]))
 
     def on_block(uc_, address, size, _user):
+        if address >= vfp_double.TRAMPOLINE:  # the double-precision hook's helper: not code
+            return
         if state["counting"]:
             key = (address, size)
             blocks = state["seg"]
@@ -134,6 +140,8 @@ def emulate(image: ElfImage, core: str, kernel_entries: list[str] | None = None,
     except unicorn.UcError as e:
         pc = uc.reg_read(arm_const.UC_ARM_REG_PC)
         raise ToolchainError(f"{image.path}: emulation fault at pc=0x{pc:08x}: {e}") from None
+    except ToolchainError as e:  # from the double-precision hook
+        raise ToolchainError(f"{image.path}: {e}") from None
     if uc.reg_read(arm_const.UC_ARM_REG_PC) & ~1 != end:
         raise ToolchainError(f"{image.path}: emulation did not reach kml_profile_end "
                              f"(instruction limit {MAX_INSTRUCTIONS:,})")

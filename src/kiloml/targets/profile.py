@@ -36,8 +36,16 @@ DSP_CORES = {"cortex-m4", "cortex-m7", "cortex-m33"}
 
 
 
+ARMV6M_CORES = {"cortex-m0plus"}
+RUNTIME_CORES = {"armv7em": "Cortex-M4, M7 and M33", "armv6m": "Cortex-M0+"}
+
+
 def default_runtime(core: str) -> str:
-    return "armv7em" if core in DSP_CORES else "portable"
+    """The kernel set a core runs: the DSP-extension kernels (armv7em) on Cortex-M4/M7/M33,
+    the Armv6-M kernels (armv6m) on the Cortex-M0+, portable C elsewhere."""
+    if core in DSP_CORES:
+        return "armv7em"
+    return "armv6m" if core in ARMV6M_CORES else "portable"
 
 
 def harness_source(result: CompileResult, inputs: list[np.ndarray]) -> str:
@@ -112,7 +120,7 @@ def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int
             inputs.append(rng.integers(info.min, info.max + 1, spec.shape, dtype=DTYPES[spec.dtype]))
     ref = Interpreter(g).run(*inputs)
     out: dict = {"board": board_id, "board_name": board.name, "core": core,
-                 "clock_hz": int(board.clock_hz)}
+                 "clock_hz": int(board.clock_hz), "caveat": board.caveat or None}
     if core not in PROFILE_FLAGS:
         return _analytic(g, board, out)
     tmp = None if workdir else tempfile.TemporaryDirectory(prefix="kiloml_profile_")
@@ -260,9 +268,12 @@ def energy_uj(latency_ms: float, board: Board) -> float | None:
 def battery_days(res: dict, board: Board, rate_hz: float, battery_mah: float) -> float | None:
     """Days on a battery: inferences at ``rate_hz``, idle (sleep) power in between.
 
-    Battery energy = mAh x the board's supply voltage; None where power figures are unknown.
+    Battery energy = mAh x the board's supply voltage; None where power figures or the
+    latency are unknown.
     If inferences cannot keep up with ``rate_hz`` the MCU is simply always active."""
     if math.isnan(float(board.active_power_mw)) or math.isnan(float(board.idle_power_mw)):
+        return None
+    if res.get("latency_ms") is None:  # not measured (no cross compiler for a block): n/a
         return None
     lat_s = res["latency_ms"] / 1e3
     duty = min(rate_hz * lat_s, 1.0)

@@ -21,7 +21,7 @@ from kiloml.workflow.features import dsp_block
 from kiloml.workflow.project import Project, as_project
 
 DSP_VARIANTS = ("f32", "q31", "q15")
-KERNEL_SETS = ("armv7em", "portable")
+KERNEL_SETS = ("armv7em", "armv6m", "portable")
 
 
 def project_window(project: Project) -> tuple[object, int, int, np.ndarray, str]:
@@ -106,7 +106,7 @@ def _dsp_for(dsp_in, b: Board, variant, cache: dict) -> dict:
     emulated run, rescaled to their clock and power."""
     block, frames, channels, window, _ = dsp_in
     v = variant or choose_variant(block, b)
-    key = (b.core, bool(b.fpu), v)
+    key = (b.core, bool(b.fpu), bool(b.fpu_double), v)
     if key not in cache:
         cache[key] = profile_dsp(block, frames, channels, c_input(block, window, v), b, v)
     res = dict(cache[key])
@@ -133,6 +133,7 @@ def _rescale(base: dict, b: Board, bid: str) -> dict:
     """Same core and kernels, other board: same build and counts, new clock and power."""
     res = dict(base)
     res.update({"board": bid, "board_name": b.name, "clock_hz": int(b.clock_hz),
+                "caveat": b.caveat or None,
                 "flash_available_bytes": int(b.flash_bytes),
                 "ram_available_bytes": int(b.ram_bytes)})
     lat = res["cycles"] / float(b.clock_hz) * 1e3

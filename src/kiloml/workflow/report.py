@@ -44,7 +44,7 @@ from kiloml.io.tflite_reader import read_tflite
 from kiloml.ir.ops import REGISTRY
 from kiloml.report import pca2, render_report, subsample
 from kiloml.targets.boards import load_boards
-from kiloml.targets.profile import battery_days
+from kiloml.targets.profile import battery_days, default_runtime
 from kiloml.train.models import to_model_input
 from kiloml.train.normalize import Normalizer
 from kiloml.workflow.data import project_info
@@ -224,7 +224,7 @@ def _kernels(p: Project) -> str:
     """The kernel set ``kiloml run`` compiles the project's model with."""
     db = load_boards()
     b = db.get(p.config.board.name)
-    return "armv7em" if b is not None and b.dsp else "portable"
+    return default_runtime(b.core) if b is not None else "portable"
 
 
 def _model(p: Project, graph, profile: Optional[dict]) -> Optional[dict]:

@@ -17,6 +17,12 @@
 #ifndef KML_ARM_H
 #define KML_ARM_H
 
+/* Built for a core without the DSP extension (Cortex-M0+, M3, M23...), the inline assembly
+ * below would fail with "impossible constraints" or unknown instructions: say why instead. */
+#if !defined(__ARM_FEATURE_DSP) || __ARM_FEATURE_DSP != 1
+#error "kiloml armv7em kernels need a core with the DSP extension (Cortex-M4, M7, M33): generate this model with the portable kernels (--kernels portable) for this core"
+#endif
+
 #include <arm_acle.h>
 #include <string.h>
 

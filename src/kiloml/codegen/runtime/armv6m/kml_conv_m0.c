@@ -1,0 +1,424 @@
+/* kiloml runtime (armv6m): see kml_conv_m0.h. */
+#include "kml_conv_m0.h"
+
+/* On Armv6-M (Thumb-1) the innermost steps are asm blocks: GCC's register allocation for
+ * them spills accumulators to the stack and copies through r12. The asm keeps the eight
+ * values of a step in the eight low registers; elsewhere (host builds) the C below. */
+#if defined(__thumb__) && !defined(__thumb2__)
+#define KML_M0_ASM 1
+/* Four accumulators += the int32 column value c[cw / 4] x the unsigned weight bytes
+ * w[wb .. wb + 3]. */
+#define M0_MAC4(cw, wb) { int32_t v_, t_; __asm__( \
+    "ldr %[v], [%[c], #" #cw "]\n\t" \
+    "ldrb %[t], [%[w], #" #wb "]\n\t" "mul %[t], %[v]\n\t" "add %[a0], %[t]\n\t" \
+    "ldrb %[t], [%[w], #" #wb "+1]\n\t" "mul %[t], %[v]\n\t" "add %[a1], %[t]\n\t" \
+    "ldrb %[t], [%[w], #" #wb "+2]\n\t" "mul %[t], %[v]\n\t" "add %[a2], %[t]\n\t" \
+    "ldrb %[t], [%[w], #" #wb "+3]\n\t" "mul %[t], %[v]\n\t" "add %[a3], %[t]" \
+    : [a0] "+l"(a0), [a1] "+l"(a1), [a2] "+l"(a2), [a3] "+l"(a3), [v] "=&l"(v_), \
+      [t] "=&l"(t_) : [c] "l"(c), [w] "l"(w) : "cc", "memory"); }
+/* Four accumulators += int8 inputs x[0..3] x int32 weights w[0..3]. */
+#define M0_TAP4 { int32_t v_, t_; __asm__( \
+    "ldrb %[v], [%[x], #0]\n\t" "sxtb %[v], %[v]\n\t" "ldr %[t], [%[w], #0]\n\t" \
+    "mul %[t], %[v]\n\t" "add %[a0], %[t]\n\t" \
+    "ldrb %[v], [%[x], #1]\n\t" "sxtb %[v], %[v]\n\t" "ldr %[t], [%[w], #4]\n\t" \
+    "mul %[t], %[v]\n\t" "add %[a1], %[t]\n\t" \
+    "ldrb %[v], [%[x], #2]\n\t" "sxtb %[v], %[v]\n\t" "ldr %[t], [%[w], #8]\n\t" \
+    "mul %[t], %[v]\n\t" "add %[a2], %[t]\n\t" \
+    "ldrb %[v], [%[x], #3]\n\t" "sxtb %[v], %[v]\n\t" "ldr %[t], [%[w], #12]\n\t" \
+    "mul %[t], %[v]\n\t" "add %[a3], %[t]" \
+    : [a0] "+l"(a0), [a1] "+l"(a1), [a2] "+l"(a2), [a3] "+l"(a3), [v] "=&l"(v_), \
+      [t] "=&l"(t_) : [x] "l"(x), [w] "l"(w) : "cc", "memory"); }
+/* M0_TAP4, then x += xstep (a high register) and w += 4 words. */
+#define M0_TAP4S { int32_t v_, t_; __asm__( \
+    "ldrb %[v], [%[x], #0]\n\t" "sxtb %[v], %[v]\n\t" "ldr %[t], [%[w], #0]\n\t" \
+    "mul %[t], %[v]\n\t" "add %[a0], %[t]\n\t" \
+    "ldrb %[v], [%[x], #1]\n\t" "sxtb %[v], %[v]\n\t" "ldr %[t], [%[w], #4]\n\t" \
+    "mul %[t], %[v]\n\t" "add %[a1], %[t]\n\t" \
+    "ldrb %[v], [%[x], #2]\n\t" "sxtb %[v], %[v]\n\t" "ldr %[t], [%[w], #8]\n\t" \
+    "mul %[t], %[v]\n\t" "add %[a2], %[t]\n\t" \
+    "ldrb %[v], [%[x], #3]\n\t" "sxtb %[v], %[v]\n\t" "ldr %[t], [%[w], #12]\n\t" \
+    "mul %[t], %[v]\n\t" "add %[a3], %[t]\n\t" \
+    "add %[x], %[xs]\n\t" "add %[w], #16" \
+    : [a0] "+l"(a0), [a1] "+l"(a1), [a2] "+l"(a2), [a3] "+l"(a3), [v] "=&l"(v_), \
+      [t] "=&l"(t_), [x] "+l"(x), [w] "+l"(w) : [xs] "h"(xstep) : "cc", "memory"); }
+#else
+#define KML_M0_ASM 0
+#endif
+
+/* kml_srdhm without 64-bit types: Armv6-M has no 32x32->64 multiply, and GCC makes
+ * kml_srdhm's int64 product and division library calls (hundreds of cycles per output).
+ * The 64-bit two's-complement product comes from four 16x16 products (unsigned, then
+ * corrected for negative operands); adding the nudge and dividing by 2^31 rounding toward
+ * zero follow on the (hi, lo) pair. Equal to kml_srdhm for every pair of int32. */
+static int32_t m0_srdhm(int32_t a, int32_t b)
+{
+    const uint32_t ua = (uint32_t)a, ub = (uint32_t)b;
+    const uint32_t al = ua & 0xFFFFu, ah = ua >> 16, bl = ub & 0xFFFFu, bh = ub >> 16;
+    const uint32_t ll = al * bl, lh = al * bh, hl = ah * bl;
+    const uint32_t mid = (ll >> 16) + (lh & 0xFFFFu) + (hl & 0xFFFFu);
+    uint32_t lo = (ll & 0xFFFFu) | (mid << 16);
+    uint32_t hi = ah * bh + (lh >> 16) + (hl >> 16) + (mid >> 16);
+    uint32_t q;
+    if (a == b && a == INT32_MIN) {
+        return INT32_MAX;
+    }
+    if (a < 0) {
+        hi -= ub;
+    }
+    if (b < 0) {
+        hi -= ua;
+    }
+    if ((int32_t)hi >= 0) {                 /* + 2^30, then floor(x / 2^31) */
+        const uint32_t l2 = lo + 0x40000000u;
+        hi += l2 < lo;
+        return (int32_t)((hi << 1) | (l2 >> 31));
+    }
+    {                                      /* + (1 - 2^30), then truncate toward zero */
+        const uint32_t l2 = lo + 0xC0000001u;
+        hi += (l2 < lo) ? 0u : 0xFFFFFFFFu;
+        q = (hi << 1) | (l2 >> 31);
+        return (int32_t)(q + ((l2 & 0x7FFFFFFFu) != 0u));
+    }
+}
+
+/* kml_srdhm for b >= 0 (every requantization multiplier is): -floor((|a| b + 2^30 - 1) /
+ * 2^31) for a < 0, floor((a b + 2^30) / 2^31) otherwise, which is kml_srdhm's rounding; the
+ * unsigned 64-bit product from four 16x16 products. */
+static inline int32_t m0_srdhm_pos(int32_t a, int32_t b)
+{
+#if KML_M0_ASM
+    /* the C below, in 31 instructions and seven low registers */
+    int32_t s_, ah_, bl_, m_, t_;
+    __asm__(".syntax unified\n\t"
+            "asrs %[s], %[a], #31\n\t"
+            "eors %[a], %[s]\n\t"
+            "subs %[a], %[a], %[s]\n\t"        /* u = |a| */
+            "lsrs %[ah], %[a], #16\n\t"
+            "uxth %[a], %[a]\n\t"              /* al */
+            "uxth %[bl], %[b]\n\t"
+            "lsrs %[b], %[b], #16\n\t"         /* bh */
+            "movs %[m], %[ah]\n\t"
+            "muls %[m], %[bl]\n\t"              /* ah bl */
+            "movs %[t], %[a]\n\t"
+            "muls %[t], %[b]\n\t"               /* al bh */
+            "adds %[m], %[m], %[t]\n\t"        /* m */
+            "muls %[bl], %[a]\n\t"              /* al bl */
+            "muls %[b], %[ah]\n\t"              /* ah bh */
+            "lsls %[t], %[m], #17\n\t"
+            "lsrs %[t], %[t], #1\n\t"
+            "adds %[t], %[t], %[s]\n\t"
+            "movs %[ah], #1\n\t"
+            "lsls %[ah], %[ah], #30\n\t"
+            "adds %[t], %[t], %[ah]\n\t"       /* A */
+            "adds %[bl], %[bl], %[t]\n\t"      /* X, carry */
+            "movs %[ah], #0\n\t"
+            "adcs %[ah], %[ah]\n\t"
+            "adds %[b], %[b], %[ah]\n\t"
+            "lsls %[b], %[b], #1\n\t"
+            "lsrs %[m], %[m], #15\n\t"
+            "adds %[b], %[b], %[m]\n\t"
+            "lsrs %[bl], %[bl], #31\n\t"
+            "adds %[b], %[b], %[bl]\n\t"
+            "eors %[b], %[s]\n\t"
+            "subs %[b], %[b], %[s]\n\t"
+            ".syntax divided"
+            : [a] "+l"(a), [b] "+l"(b), [s] "=&l"(s_), [ah] "=&l"(ah_), [bl] "=&l"(bl_),
+              [m] "=&l"(m_), [t] "=&l"(t_) : : "cc");
+    return b;
+#else
+    /* |a| b + nudge = ah bh 2^32 + m 2^16 + t + nudge with m = ah bl + al bh < 2^32 and
+     * t = al bl; over 2^31: 2 ah bh + (m >> 15) + floor((A + t) / 2^31), A the rest of m
+     * (15 bits, shifted) plus the nudge (< 2^32), the carry of A + t counting 2. */
+    const uint32_t sign = (uint32_t)0 - ((uint32_t)a >> 31);      /* all ones for a < 0 */
+    const uint32_t u = ((uint32_t)a ^ sign) - sign;              /* |a| */
+    const uint32_t ub = (uint32_t)b;
+    const uint32_t al = u & 0xFFFFu, ah = u >> 16, bl = ub & 0xFFFFu, bh = ub >> 16;
+    const uint32_t m = ah * bl + al * bh;
+    const uint32_t A = ((m & 0x7FFFu) << 16) + 0x40000000u + sign;   /* nudge 2^30 or 2^30-1 */
+    const uint32_t X = A + al * bl;
+    const uint32_t r = 2u * ah * bh + (m >> 15) + (X >> 31) + (X < A ? 2u : 0u);
+    return (int32_t)((r ^ sign) - sign);
+#endif
+}
+
+/* kml_rdbp with a 32-bit mask (exponent 0..31). */
+static inline int32_t m0_rdbp(int32_t x, int32_t exponent)
+{
+    const int32_t mask = (int32_t)((1u << exponent) - 1u);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)x >> 31);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* Requantize, add the output offset, clamp: kml_mbqm + kml_clamp. */
+static inline int8_t m0_out(int32_t acc, int32_t mult, int32_t shift, int32_t out_offset,
+                            int32_t lo, int32_t hi)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    const int32_t shifted = (int32_t)((uint32_t)acc << left);
+    const int32_t m = mult >= 0 ? m0_srdhm_pos(shifted, mult) : m0_srdhm(shifted, mult);
+    return (int8_t)kml_clamp(m0_rdbp(m, right) + out_offset, lo, hi);
+}
+
+/* kml_mbqm without 64-bit types. */
+static inline int32_t m0_mbqm(int32_t x, int32_t mult, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    const int32_t shifted = (int32_t)((uint32_t)x << left);
+    return m0_rdbp(mult >= 0 ? m0_srdhm_pos(shifted, mult) : m0_srdhm(shifted, mult), right);
+}
+
+/* The window of output pixel (b, oy, ox) as int32 x + offset (0 outside the image);
+ * returns their sum. A window row inside the image without dilation is one run of
+ * k_w x in_c bytes. */
+static int32_t m0_column(const kml_conv_params *p, const int8_t *input, int32_t b,
+                         int32_t oy, int32_t ox, int32_t *col)
+{
+    const int32_t in_c = p->in_c, off = p->in_offset, kw = p->k_w, dw = p->dil_w;
+    const int32_t y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
+    const int row_inside = x0 >= 0 && x0 + (kw - 1) * dw < p->in_w;
+    int32_t ky, kx, ic, sum = 0;
+    for (ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = y0 + ky * p->dil_h;
+        if (iy >= 0 && iy < p->in_h && row_inside && dw == 1) {
+            const int8_t *x = input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
+                                       + (size_t)x0) * (size_t)in_c;
+            const int8_t *end = x + (size_t)kw * (size_t)in_c;
+            while (x != end) {
+                const int32_t v = (int32_t)*x++ + off;
+                sum += v;
+                *col++ = v;
+            }
+            continue;
+        }
+        for (kx = 0; kx < kw; ++kx) {
+            const int32_t ix = x0 + kx * dw;
+            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                for (ic = 0; ic < in_c; ++ic) {
+                    *col++ = 0;
+                }
+            } else {
+                const int8_t *x = input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
+                                           + (size_t)ix) * (size_t)in_c;
+                for (ic = 0; ic < in_c; ++ic) {
+                    const int32_t v = (int32_t)x[ic] + off;
+                    sum += v;
+                    *col++ = v;
+                }
+            }
+        }
+    }
+    return sum;
+}
+
+/* acc[0..3] += the column c[0..K) x a group's weight bytes w (K words): the inner product. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void m0_group(const int32_t *c, int32_t K, const uint8_t *w, int32_t *acc)
+{
+    const int32_t *c4 = c + (K & ~3), *cend = c + K;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    while (c != c4) {
+#if KML_M0_ASM
+        M0_MAC4(0, 0) M0_MAC4(4, 4) M0_MAC4(8, 8) M0_MAC4(12, 12)
+#else
+        int32_t v = c[0];
+        a0 += v * w[0]; a1 += v * w[1]; a2 += v * w[2]; a3 += v * w[3];
+        v = c[1];
+        a0 += v * w[4]; a1 += v * w[5]; a2 += v * w[6]; a3 += v * w[7];
+        v = c[2];
+        a0 += v * w[8]; a1 += v * w[9]; a2 += v * w[10]; a3 += v * w[11];
+        v = c[3];
+        a0 += v * w[12]; a1 += v * w[13]; a2 += v * w[14]; a3 += v * w[15];
+#endif
+        c += 4;
+        w += 16;
+    }
+    while (c != cend) {
+        const int32_t v = *c++;
+        a0 += v * w[0]; a1 += v * w[1]; a2 += v * w[2]; a3 += v * w[3];
+        w += 4;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                      const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                      int8_t *output, const int32_t *packed, int32_t *scratch)
+{
+    const int32_t K = p->k_h * p->k_w * p->in_c, out_c = p->out_c;
+    const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
+    int32_t b, oy, ox, oc, i;
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    for (b = 0; b < p->batches; ++b) {
+        for (oy = 0; oy < p->out_h; ++oy) {
+            for (ox = 0; ox < p->out_w; ++ox) {
+                const int32_t corr = -128 * m0_column(p, input, b, oy, ox, scratch);
+                const int32_t *s = packed;
+                for (oc = 0; oc < out_c; oc += 4) {
+                    const int32_t n = out_c - oc < 4 ? out_c - oc : 4;
+                    int32_t a[4];
+                    a[0] = s[0] + corr; a[1] = s[1] + corr; a[2] = s[2] + corr;
+                    a[3] = s[3] + corr;
+                    m0_group(scratch, K, (const uint8_t *)(s + 12), a);
+                    if (n == 4) {
+                        output[0] = m0_out(a[0], s[4], s[8], out_off, lo, hi);
+                        output[1] = m0_out(a[1], s[5], s[9], out_off, lo, hi);
+                        output[2] = m0_out(a[2], s[6], s[10], out_off, lo, hi);
+                        output[3] = m0_out(a[3], s[7], s[11], out_off, lo, hi);
+                    } else {
+                        for (i = 0; i < n; ++i) {
+                            output[i] = m0_out(a[i], s[4 + i], s[8 + i], out_off, lo, hi);
+                        }
+                    }
+                    output += n;
+                    s += 12 + K;
+                }
+            }
+        }
+    }
+}
+
+void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
+                          const int8_t *filter, const int32_t *bias, const int32_t *mult,
+                          const int32_t *shift, const kml_add_epilogue *ep,
+                          const int8_t *residual, int8_t *output, const int32_t *packed,
+                          int32_t *scratch)
+{
+    const int32_t K = p->k_h * p->k_w * p->in_c, out_c = p->out_c;
+    const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
+    const int32_t lshift = ep->left_shift;
+    int32_t b, oy, ox, oc, i;
+    size_t at = 0;
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    for (b = 0; b < p->batches; ++b) {
+        for (oy = 0; oy < p->out_h; ++oy) {
+            for (ox = 0; ox < p->out_w; ++ox) {
+                const int32_t corr = -128 * m0_column(p, input, b, oy, ox, scratch);
+                const int32_t *s = packed;
+                for (oc = 0; oc < out_c; oc += 4) {
+                    const int32_t n = out_c - oc < 4 ? out_c - oc : 4;
+                    int32_t a[4];
+                    a[0] = s[0] + corr; a[1] = s[1] + corr; a[2] = s[2] + corr;
+                    a[3] = s[3] + corr;
+                    m0_group(scratch, K, (const uint8_t *)(s + 12), a);
+                    for (i = 0; i < n; ++i, ++at) {
+                        const int32_t c = m0_out(a[i], s[4 + i], s[8 + i], out_off, lo, hi);
+                        const int32_t sc = m0_mbqm((c + ep->conv_offset) * (1 << lshift),
+                                                   ep->conv_mult, ep->conv_shift);
+                        const int32_t sr = m0_mbqm(((int32_t)residual[at] + ep->res_offset)
+                                                   * (1 << lshift), ep->res_mult, ep->res_shift);
+                        const int32_t sum = ep->conv_first ? sc + sr : sr + sc;
+                        const int32_t o = m0_mbqm(sum, ep->out_mult, ep->out_shift)
+                                          + ep->out_offset;
+                        output[at] = (int8_t)kml_clamp(o, ep->act_min, ep->act_max);
+                    }
+                    s += 12 + K;
+                }
+            }
+        }
+    }
+}
+
+void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
+                                const int8_t *filter, const int32_t *bias,
+                                const int32_t *mult, const int32_t *shift, int8_t *output,
+                                const int32_t *packed, int32_t *scratch)
+{
+    const int32_t C = p->in_c, taps = p->k_h * p->k_w, off = p->in_offset;
+    const int32_t kh = p->k_h, kw = p->k_w, dh = p->dil_h, dw = p->dil_w;
+    const int32_t in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w;
+    const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
+    const size_t xstep = (size_t)dw * (size_t)C, ystep = (size_t)dh * (size_t)in_w * (size_t)C;
+    int32_t b, oy, ox, ch, ky, kx;
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    (void)scratch;
+    for (b = 0; b < p->batches; ++b) {
+        for (oy = 0; oy < out_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_top;
+            for (ox = 0; ox < out_w; ++ox) {
+                const int32_t x0 = ox * p->stride_w - p->pad_left;
+                const int inside = y0 >= 0 && x0 >= 0 && y0 + (kh - 1) * dh < in_h
+                    && x0 + (kw - 1) * dw < in_w;
+                const int8_t *base = input + ((size_t)(b * in_h + y0) * (size_t)in_w
+                                              + (size_t)x0) * (size_t)C;
+                const int32_t *s = packed;
+                for (ch = 0; ch < C; ch += 4) {
+                    const int32_t *w = s + 12;
+                    int32_t a0, a1, a2, a3;
+                    if (inside) {
+                        const int8_t *xr = base + ch;
+                        a0 = s[0]; a1 = s[1]; a2 = s[2]; a3 = s[3];
+#if KML_M0_ASM
+                        if (kw == 3) {      /* the usual 3-wide window: no tap loop */
+                            for (ky = 0; ky < kh; ++ky) {
+                                const int8_t *x = xr;
+                                M0_TAP4S M0_TAP4S M0_TAP4S
+                                xr += ystep;
+                            }
+                        } else
+#endif
+                        for (ky = 0; ky < kh; ++ky) {
+                            const int8_t *x = xr;
+                            for (kx = 0; kx < kw; ++kx) {
+#if KML_M0_ASM
+                                M0_TAP4
+#else
+                                a0 += x[0] * w[0]; a1 += x[1] * w[1];
+                                a2 += x[2] * w[2]; a3 += x[3] * w[3];
+#endif
+                                x += xstep;
+                                w += 4;
+                            }
+                            xr += ystep;
+                        }
+                    } else {   /* taps outside the image: take their weights out of
+                                  * the folded offset term instead */
+                        a0 = s[0]; a1 = s[1]; a2 = s[2]; a3 = s[3];
+                        for (ky = 0; ky < kh; ++ky) {
+                            const int32_t iy = y0 + ky * dh;
+                            for (kx = 0; kx < kw; ++kx, w += 4) {
+                                const int32_t ix = x0 + kx * dw;
+                                const int8_t *x;
+                                if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
+                                    a0 -= off * w[0]; a1 -= off * w[1];
+                                    a2 -= off * w[2]; a3 -= off * w[3];
+                                    continue;
+                                }
+                                x = input + ((size_t)(b * in_h + iy) * (size_t)in_w
+                                             + (size_t)ix) * (size_t)C + (size_t)ch;
+#if KML_M0_ASM
+                                M0_TAP4
+#else
+                                a0 += x[0] * w[0]; a1 += x[1] * w[1];
+                                a2 += x[2] * w[2]; a3 += x[3] * w[3];
+#endif
+                            }
+                        }
+                    }
+                    output[0] = m0_out(a0, s[4], s[8], out_off, lo, hi);
+                    output[1] = m0_out(a1, s[5], s[9], out_off, lo, hi);
+                    output[2] = m0_out(a2, s[6], s[10], out_off, lo, hi);
+                    output[3] = m0_out(a3, s[7], s[11], out_off, lo, hi);
+                    output += 4;
+                    s += 12 + 4 * taps;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+/* kiloml runtime (armv6m): CONV_2D, FULLY_CONNECTED (as a 1x1 convolution) and
+ * DEPTHWISE_CONV_2D for cores without the DSP extension (Cortex-M0+). Plain C99, bit-exact
+ * with the portable kernels (TFLite's reference arithmetic).
+ *
+ * The signatures are the portable kernels' (kml_conv.h); ``filter``, ``bias``, ``mult`` and
+ * ``shift`` are 0: ``packed`` holds them, arranged by the generator (codegen/armv6m.py).
+ *
+ * kml_conv2d_m0_s8: per output pixel, the window is copied once into ``scratch`` as int32
+ * values x + input offset (0 for padding) with their sum S; then groups of four output
+ * channels multiply it with weights stored as unsigned bytes w + 128, four per word (one
+ * LDRB per weight with an immediate offset, no sign extension):
+ *     sum(c * w) = sum(c * (w + 128)) - 128 * S.
+ * Stream, per group of four channels: bias[4], mult[4], shift[4], then K words of the four
+ * channels' weights at window position k (a missing fourth channel has weights 0, i.e. 128).
+ *
+ * kml_depthwise_conv2d_m0_s8 (depth multiplier 1, channels a multiple of 4): per output pixel
+ * and group of four channels, the window's taps; the input offset is folded into the bias
+ * (bias + offset x sum of the channel's weights, in the stream), less offset x weight for
+ * each tap outside the image. Stream, per group: folded bias[4], mult[4], shift[4], then for
+ * each of
+ * the k_h x k_w taps the four channels' weights as int32 (one LDR each, no sign extension;
+ * depthwise weights are few). */
+#ifndef KML_CONV_M0_H
+#define KML_CONV_M0_H
+
+#include "kml_conv.h"
+
+void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                      const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                      int8_t *output, const int32_t *packed, int32_t *scratch);
+
+/* CONV_2D fused with the ADD behind it (kml_conv2d_add_s8's epilogue), same stream. */
+void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
+                          const int8_t *filter, const int32_t *bias, const int32_t *mult,
+                          const int32_t *shift, const kml_add_epilogue *ep,
+                          const int8_t *residual, int8_t *output, const int32_t *packed,
+                          int32_t *scratch);
+
+void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
+                                const int8_t *filter, const int32_t *bias,
+                                const int32_t *mult, const int32_t *shift, int8_t *output,
+                                const int32_t *packed, int32_t *scratch);
+
+#endif /* KML_CONV_M0_H */

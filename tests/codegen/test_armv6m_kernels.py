@@ -1,0 +1,166 @@
+"""Cortex-M0+ (armv6m) kernels: bit-exact with the reference interpreter, layer by layer.
+
+Small models with many independent single-op branches (conv geometries: padding, stride,
+dilation, channel counts that are not multiples of four, window sizes that are not; depthwise
+layers the armv6m kernel takes and ones it leaves to portable; per-tensor and per-channel
+FULLY_CONNECTED, batched) are built for the Cortex-M0+ with ``runtime="armv6m"`` and run in the
+emulator (the Thumb-1 asm steps), every layer compared with the interpreter
+(``profile_graph``'s per-layer snapshots); the same C is built for the host under ASan/UBSan
+(the C steps). The 64-bit-free requantization is compared with kml_common.h's kml_srdhm on
+edge and random operands. The MLPerf Tiny models run on the Pico in test_real_models-style
+checks (slow).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import opbuilder as ob
+from kiloml.codegen.c import generate_c
+from kiloml.codegen.host import HostBuild
+from kiloml.io.tflite_reader import read_tflite
+from kiloml.ir.interpreter import Interpreter
+from kiloml.targets.profile import default_runtime, profile_graph
+
+if shutil.which("arm-none-eabi-gcc") is None:
+    pytest.fail("arm-none-eabi-gcc is missing: run `make toolchain`", pytrace=False)
+
+SHARED = Path(os.environ.get("KILOML_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+CONV = "kml_conv2d_m0_s8"
+DEPTHWISE = "kml_depthwise_conv2d_m0_s8"
+
+
+def branches(seed: int):
+    m = ob.ModelBuilder(np.random.default_rng(seed), "m0")
+    outs = []
+    for shape, kw in [((1, 9, 7, 3), dict(out_channels=6, kernel=3, padding="SAME")),
+                      ((1, 10, 8, 5), dict(out_channels=8, kernel=(3, 2), stride=2)),
+                      ((1, 9, 9, 4), dict(out_channels=7, kernel=3, dilation=2,
+                                           padding="SAME", activation="RELU")),
+                      ((2, 5, 5, 16), dict(out_channels=9, kernel=1)),
+                      ((1, 12, 4, 1), dict(out_channels=5, kernel=(5, 3), stride=(2, 1),
+                                           padding="SAME", per_channel=False)),
+                      ((1, 6, 6, 8), dict(out_channels=4, kernel=3, bias=False))]:
+        outs.append(m.conv2d(m.input(shape), **kw))
+    for shape, kw in [((1, 9, 7, 8), dict(kernel=3, padding="SAME")),
+                      ((1, 11, 9, 12), dict(kernel=3, stride=2, padding="SAME",
+                                            activation="RELU6")),
+                      ((1, 8, 8, 4), dict(kernel=(3, 5), dilation=2, padding="SAME")),
+                      ((2, 6, 6, 4), dict(kernel=3, padding="VALID", bias=False)),
+                      ((1, 7, 7, 6), dict(kernel=3, padding="SAME")),           # C % 4: portable
+                      ((1, 6, 6, 4), dict(kernel=3, depth_multiplier=2))]:      # dm 2: portable
+        outs.append(m.depthwise_conv2d(m.input(shape), **kw))
+    for shape, kw in [((1, 37), dict(units=10)), ((3, 20), dict(units=6, per_channel=True)),
+                      ((2, 3, 16), dict(units=5, keep_num_dims=True, activation="RELU"))]:
+        outs.append(m.fully_connected(m.input(shape), **kw))
+    return m.build(outs)
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return branches(5)
+
+
+def test_every_layer_bit_exact_in_the_emulator(graph):
+    r = profile_graph(graph, "pico", runtime="armv6m")
+    assert r["runtime"] == "armv6m" and r["output_matches_reference"] is True
+    assert r["layers_checked"] == len(graph.nodes) and r["layers_match_reference"] is True
+    kernels = [layer["kernel"] for layer in r["layers"]]
+    assert kernels.count(CONV) == 6 + 3 and kernels.count(DEPTHWISE) == 4
+    assert kernels.count("kml_depthwise_conv2d_s8") == 2   # the layers it does not take
+
+
+def test_same_c_on_the_host_under_sanitizers(graph):
+    samples = [ob.random_inputs(np.random.default_rng(s), graph) for s in range(3)]
+    batch = [np.stack([x[k] for x in samples]) for k in range(len(graph.inputs))]
+    got = HostBuild(generate_c(graph, "m", runtime="armv6m"), sanitize=True).run(*batch)
+    it = Interpreter(graph)
+    for s, x in enumerate(samples):
+        for o, w in zip(got, it.run(*x)):
+            assert np.array_equal(o[s], w)
+
+
+SRDHM_CHECK = r'''
+#include "kml_conv_m0.c"
+static uint64_t st = 88172645463325252ull;
+static uint32_t rnd(void) { st ^= st << 13; st ^= st >> 7; st ^= st << 17; return (uint32_t)st; }
+static long check(long n)
+{
+    static const int32_t e[] = {0, 1, -1, 2, -2, INT32_MIN, INT32_MAX, INT32_MIN + 1,
+        INT32_MAX - 1, 0x40000000, -0x40000000, 0x3FFFFFFF, -0x3FFFFFFF, 65535, -65536, 65536,
+        32768, -32768, 1518500250, -1518500250};
+    long bad = 0, i;
+    size_t j, k;
+    for (j = 0; j < sizeof e / sizeof e[0]; ++j) {
+        for (k = 0; k < sizeof e / sizeof e[0]; ++k) {
+            bad += m0_srdhm(e[j], e[k]) != kml_srdhm(e[j], e[k]);
+            if (e[k] >= 0) { bad += m0_srdhm_pos(e[j], e[k]) != kml_srdhm(e[j], e[k]); }
+            if (e[k] >= 0 && e[k] < 32) {
+                bad += m0_rdbp(e[j], e[k]) != kml_rdbp(e[j], e[k]);
+            }
+        }
+    }
+    for (i = 0; i < n; ++i) {
+        int32_t a = (int32_t)rnd(), b = (int32_t)rnd();
+        int32_t sh = (int32_t)(rnd() & 31u);
+        if (i & 1) { a >>= sh; }
+        bad += m0_srdhm(a, b) != kml_srdhm(a, b);
+        if (b < 0) { b = -(b + 1); }
+        bad += m0_srdhm_pos(a, b) != kml_srdhm(a, b);
+        bad += m0_rdbp(a, sh) != kml_rdbp(a, sh);
+    }
+    return bad;
+}
+'''
+
+
+def test_requantization_without_64_bit_types_equals_kml_srdhm(tmp_path):
+    """The C forms, on the host."""
+    rt = resources.files("kiloml.codegen") / "runtime"
+    (tmp_path / "t.c").write_text("#include <stdio.h>\n" + SRDHM_CHECK + r'''
+int main(void) { printf("%ld\n", check(3000000)); return 0; }
+''')
+    exe = tmp_path / "t"
+    subprocess.run(["gcc", "-O1", "-std=c99", "-fsanitize=undefined", "-fno-sanitize-recover=all",
+                    "-I", str(rt / "armv6m"), "-I", str(rt / "portable"), str(tmp_path / "t.c"),
+                    "-o", str(exe)], check=True, capture_output=True)
+    assert subprocess.run([str(exe)], capture_output=True, text=True,
+                          check=True).stdout.strip() == "0"
+
+
+def test_requantization_asm_on_the_cortex_m0plus_equals_kml_srdhm(tmp_path):
+    """The Thumb-1 asm form of m0_srdhm_pos, in the emulator, against kml_srdhm (whose int64
+    arithmetic GCC makes library calls on Armv6-M)."""
+    from kiloml.targets.batch import END_MARKER, END_SYMBOL, build_image, run_image
+    from kiloml.targets.profile import PROFILE_FLAGS
+
+    rt = resources.files("kiloml.codegen") / "runtime"
+    (tmp_path / "t.c").write_text(SRDHM_CHECK + END_MARKER + f'''
+volatile int32_t kml_bad = -1;
+int main(void) {{ kml_bad = (int32_t)check(200000); {END_SYMBOL}(); return 0; }}
+''')
+    image = build_image([tmp_path / "t.c"], [Path(str(rt / "armv6m")), Path(str(rt / "portable"))],
+                        PROFILE_FLAGS["cortex-m0plus"], tmp_path / "build")
+    got = run_image(image, "cortex-m0plus", {"kml_bad": 4})
+    assert int(np.frombuffer(got["kml_bad"], np.int32)[0]) == 0
+
+
+def test_cortex_m0plus_runs_the_armv6m_kernels_by_default():
+    assert default_runtime("cortex-m0plus") == "armv6m"
+    assert default_runtime("cortex-m4") == "armv7em"
+    assert default_runtime("xtensa-lx7") == "portable"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["kws_ref_model", "ad01_int8"])
+def test_mlperf_models_bit_exact_on_the_pico(name):
+    r = profile_graph(read_tflite(SHARED / "models" / "mlperf_tiny" / f"{name}.tflite"), "pico")
+    assert r["runtime"] == "armv6m"
+    assert r["output_matches_reference"] is True and r["layers_match_reference"] is True
