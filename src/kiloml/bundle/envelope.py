@@ -150,6 +150,11 @@ def open_envelope(data: bytes, where: str = "bundle") -> tuple[dict, bytes, byte
     if not isinstance(header, dict) or header.get(3) != CONTENT_TYPE:
         raise SignatureError(f"{where}: not a kiloml bundle (content type "
                              f"{header.get(3) if isinstance(header, dict) else None!r})")
+    if (set(header) != {1, 3, 4} or header[1] not in (ALG_EDDSA, ALG_ES256)
+            or not isinstance(header[4], bytes) or len(header[4]) != 8
+            or _unprotected != {}):
+        raise SignatureError(f"{where}: malformed COSE header (expected alg -8 or -7, the "
+                             "content type, an 8-byte key id, no unprotected fields)")
     if cbor2.dumps(obj) != data:
         raise SignatureError(f"{where}: trailing or non-canonical bytes after the envelope")
     return header, protected, payload, sig

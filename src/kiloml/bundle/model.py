@@ -31,6 +31,10 @@ FORMAT = 1
 FIELDS = ("kind", "format", "project", "version", "counter", "board", "kernels", "abi_hash",
           "payload_bytes", "slot_bytes", "arena_bytes", "labels", "dsp", "model_sha256",
           "kiloml_version", "command", "slot_image")
+TYPES = {"project": str, "version": str, "counter": int, "board": str, "kernels": str,
+         "abi_hash": bytes, "payload_bytes": int, "slot_bytes": int, "arena_bytes": int,
+         "labels": (list, tuple), "dsp": dict, "model_sha256": str, "kiloml_version": str,
+         "command": str, "slot_image": bytes}
 
 
 def version_counter(version: str) -> int:
@@ -74,6 +78,9 @@ def _check_content(content, where: str) -> dict:
     missing = [f for f in FIELDS if f not in content]
     if missing:
         raise KilomlError(f"{where}: bundle lacks {', '.join(missing)}")
+    for f, kind in TYPES.items():
+        if not isinstance(content[f], kind) or isinstance(content[f], bool):
+            raise KilomlError(f"{where}: bundle field {f} is a {type(content[f]).__name__}")
     image = content["slot_image"]
     if not isinstance(image, bytes):
         raise KilomlError(f"{where}: slot_image is not a byte string")
