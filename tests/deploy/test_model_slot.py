@@ -27,7 +27,8 @@ from kiloml.deploy import deploy_c  # noqa: E402
 from kiloml.deploy.run import classify_features, features_from_c, load_manifest  # noqa: E402
 from kiloml.deploy.slot import ERRORS, slot_image, slot_sources  # noqa: E402
 from kiloml.deploy.spec import board_flags  # noqa: E402
-from kiloml.targets.batch import END_MARKER, END_SYMBOL, INPUT_BASE, build_image, run_image  # noqa: E402,E501
+from kiloml.targets.batch import (END_MARKER, END_SYMBOL, INPUT_BASE, build_image,  # noqa: E402
+                                  run_image)
 
 SLOT_A, SLOT_B = 0x08800000, 0x08C00000
 N = 6  # windows classified per run

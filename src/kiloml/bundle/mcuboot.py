@@ -53,7 +53,8 @@ def sign_mcuboot(firmware: str | Path, key: str | Path, version: str, counter: i
                       str(firmware), str(signed)], str(firmware))
         if r.returncode != 0:
             msg = (r.stderr.strip() or r.stdout.strip()).splitlines()
-            raise KilomlError(f"{firmware}: imgtool sign failed: {msg[-1] if msg else r.returncode}")
+            raise KilomlError(f"{firmware}: imgtool sign failed: "
+                              f"{msg[-1] if msg else r.returncode}")
         data = signed.read_bytes()
     atomic_write_bytes(out, data)
     return {"format": "mcuboot", "path": str(out), "firmware": str(firmware),

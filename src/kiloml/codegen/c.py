@@ -369,9 +369,9 @@ def _header(g: Graph, P: str, io, plan: Plan, command: str,
             lines.append(f"extern const int32_t {n}_zero_point;")
         lines.append("")
     if slot is not None:
-        lines += ["/* The model's weights, biases and per-channel arrays live in a model slot: hand",
-                  f" * the payload ({P.upper()}_SLOT_BYTES bytes, {SLOT_ALIGN}-byte aligned) "
-                  "to this before invoking. */",
+        lines += ["/* The model's weights, biases and per-channel arrays live in a model slot:",
+                  f" * hand the payload ({P.upper()}_SLOT_BYTES bytes, {SLOT_ALIGN}-byte "
+                  "aligned) to this before invoking. */",
                   f"void {P}_use_slot(const uint8_t *payload);", ""]
     lines += ["/* Runs one inference; returns 0 on success. Not reentrant: one static arena. */",
               _signature(P, io) + ";", "", "#ifdef __cplusplus", "}", "#endif", "",
