@@ -8,10 +8,14 @@ zero points and multipliers, and weights as ``static const`` arrays.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Optional
+
+import numpy as np
 
 from kiloml.codegen.backend import BACKENDS, Backend, get_backend
 from kiloml.codegen.cwriter import (NameTable, array_decl, comment, float_literal,
@@ -23,8 +27,9 @@ from kiloml.ir.ops import REGISTRY
 from kiloml.ir.passes import pipeline
 from kiloml.ir.planner import Plan, plan_memory
 
-__all__ = ["ACCESSORS", "CTYPES", "RUNTIME", "RUNTIMES", "CompileResult", "EmitContext",
-           "IOSpec", "format_array", "generate_c", "io_specs", "sanitize", "wrap_items"]
+__all__ = ["ACCESSORS", "CTYPES", "RUNTIME", "RUNTIMES", "SLOT_ALIGN", "CompileResult",
+           "EmitContext", "IOSpec", "SlotLayout", "abi_hash", "format_array", "generate_c",
+           "io_specs", "sanitize", "wrap_items"]
 
 CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
           "float32": "float", "int64": "int64_t"}
@@ -34,6 +39,39 @@ RUNTIME = "portable"
 RUNTIMES = tuple(BACKENDS)
 
 sanitize = identifier  # the generator's name for cwriter.identifier
+SLOT_ALIGN = 8  # bytes: every array of a model slot payload starts at a multiple of this
+
+
+@dataclass
+class SlotLayout:
+    """The model's data when it lives in a flash slot instead of the firmware (``generate_c(
+    slot=True)``): every constant tensor the nodes read (weights, biases) and every per-node
+    array (per-channel multipliers and shifts, the Arm kernels' packed weight streams), each
+    little-endian at a multiple of ``SLOT_ALIGN`` bytes, in the order the nodes first use
+    them. ``entries``: (C name, C type, offset, bytes); ``payload``: the bytes."""
+
+    entries: list[tuple[str, str, int, int]] = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def place(self, name: str, ctype: str, values) -> int:
+        dt = {v: k for k, v in CTYPES.items()}[ctype]
+        data = np.ascontiguousarray(np.asarray(values).reshape(-1), dtype=np.dtype(dt)
+                                    .newbyteorder("<")).tobytes()
+        pad = -self.size % SLOT_ALIGN
+        self.chunks.append(bytes(pad) + data)
+        off = self.size + pad
+        self.entries.append((name, ctype, off, len(data)))
+        self.size = off + len(data)
+        return off
+
+    @property
+    def payload(self) -> bytes:
+        return b"".join(self.chunks) + bytes(-self.size % SLOT_ALIGN)
+
+    @property
+    def payload_bytes(self) -> int:
+        return self.size + (-self.size % SLOT_ALIGN)
 
 
 @dataclass
@@ -53,6 +91,13 @@ class EmitContext:
     decls: list[str] = field(default_factory=list)
     accessors: set[str] = field(default_factory=set)
     consts_used: set[int] = field(default_factory=set)
+    slot: Optional[SlotLayout] = None
+    slot_exprs: dict[int, str] = field(default_factory=dict)
+
+    def slot_ref(self, name: str, ctype: str, values) -> str:
+        """C expression: a pointer to ``values`` in the active slot's payload."""
+        off = self.slot.place(name, ctype, values)
+        return f"{self.prefix}_w({off}u)"
 
     def use_kernel(self, module: str) -> None:
         self.modules.add(module)
@@ -74,6 +119,8 @@ class EmitContext:
 
     def array(self, suffix: str, ctype: str, values) -> str:
         sym = self._sym(suffix)
+        if self.slot is not None:
+            return self.slot_ref(sym, ctype, values)
         self.decls.append(array_decl(ctype, sym, values))
         return sym
 
@@ -91,6 +138,11 @@ class EmitContext:
         t = self.graph.tensors[tid]
         if t.is_const:
             self.consts_used.add(tid)
+            if self.slot is not None:
+                if tid not in self.slot_exprs:
+                    self.slot_exprs[tid] = self.slot_ref(self.const_names[tid],
+                                                         CTYPES[t.dtype], t.data)
+                return self.slot_exprs[tid]
             return self.const_names[tid]
         acc = ACCESSORS[t.dtype]
         self.accessors.add(t.dtype)
@@ -150,6 +202,7 @@ class CompileResult:
     prefix: str
     kernels: list[str] = field(default_factory=list)
     runtime: str = RUNTIME
+    slot: Optional[SlotLayout] = None
 
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write every file; on failure nothing half-written is left behind."""
@@ -174,9 +227,11 @@ class CompileResult:
 
 
 def generate_c(graph: Graph, prefix: str = "model", command: str = "kiloml compile",
-               inplace: bool = True, runtime: str = RUNTIME) -> CompileResult:
+               inplace: bool = True, runtime: str = RUNTIME, slot: bool = False) -> CompileResult:
     """Lower the graph through the pass pipeline, plan memory and emit C sources with the
-    kernels of ``runtime`` (``kiloml.codegen.backend.BACKENDS``)."""
+    kernels of ``runtime`` (``kiloml.codegen.backend.BACKENDS``). ``slot``: the model's data
+    (``SlotLayout``) is not compiled in: the code reads it from a payload the firmware hands
+    to ``<prefix>_use_slot`` (a model slot in flash), and ``CompileResult.slot`` holds it."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", prefix):
         raise KilomlError(f"--prefix {prefix!r} is not a C identifier")
     backend = get_backend(runtime)
@@ -186,7 +241,8 @@ def generate_c(graph: Graph, prefix: str = "model", command: str = "kiloml compi
     P = prefix
     io = io_specs(g)
     const_names = _const_names(g, P, io)
-    ctx = EmitContext(g, P, plan, const_names, backend=backend)
+    ctx = EmitContext(g, P, plan, const_names, backend=backend,
+                      slot=SlotLayout() if slot else None)
 
     funcs: list[str] = []
     calls: list[str] = []
@@ -214,17 +270,33 @@ def generate_c(graph: Graph, prefix: str = "model", command: str = "kiloml compi
         calls.append(f"    {fname}();")
 
     weights = []
-    for t in sorted(ctx.consts_used):
+    for t in sorted(ctx.consts_used - set(ctx.slot_exprs)):
         ten = g.tensors[t]
         weights.append(comment(f"{ten.name}: {ten.dtype}{list(ten.shape)}") + "\n"
                        + array_decl(CTYPES[ten.dtype], const_names[t], ten.data))
 
-    header = _header(g, P, io, plan, command)
+    header = _header(g, P, io, plan, command, ctx.slot)
     source = _source(g, P, io, plan, command, ctx, weights, funcs, calls)
     files = {f"{P}.h": header, f"{P}.c": source}
     files.update(_runtime_files(ctx.modules, set(ctx.kernels.values()), backend))
     kernels = [ctx.kernels.get(n, "") for n in range(len(g.nodes))]
-    return CompileResult(files, plan, g, P, kernels, backend.name)
+    return CompileResult(files, plan, g, P, kernels, backend.name, ctx.slot)
+
+
+def abi_hash(result: CompileResult) -> bytes:
+    """SHA-256 of what a model slot payload must fit: the generated model sources of a
+    ``slot=True`` build without their frontmatter (which names the model's SHA-256 and the
+    command). Two models with the same hash run the same code on the same payload layout;
+    their payloads differ only in the values of weights, biases and per-channel arrays."""
+    if result.slot is None:
+        raise KilomlError("internal error: the ABI hash is defined for slot builds only")
+    h = hashlib.sha256()
+    for name in sorted(result.files):
+        text = result.files[name]
+        if name.startswith(result.prefix + "."):
+            text = text.split(" */\n", 1)[1]  # drop the frontmatter comment
+        h.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return h.digest()
 
 
 def _const_names(g: Graph, P: str, io) -> dict[int, str]:
@@ -274,11 +346,14 @@ def _signature(P: str, io: tuple[list[IOSpec], list[IOSpec]]) -> str:
     return f"int {P}_invoke({', '.join(args)})"
 
 
-def _header(g: Graph, P: str, io, plan: Plan, command: str) -> str:
+def _header(g: Graph, P: str, io, plan: Plan, command: str,
+            slot: Optional[SlotLayout] = None) -> str:
     guard = f"{P.upper()}_H"
     lines = [_frontmatter(g, command), f"#ifndef {guard}", f"#define {guard}", "",
              "#include <stdint.h>", "", "#ifdef __cplusplus", 'extern "C" {', "#endif", ""]
     enum = [f"    {P.upper()}_ARENA_BYTES = {plan.arena_bytes}"]
+    if slot is not None:
+        enum.append(f"    {P.upper()}_SLOT_BYTES = {slot.payload_bytes}")
     for s in io[0] + io[1]:
         enum.append(f"    {P.upper()}_{s.name.upper()}_SIZE = {s.tensor.size}")
         enum.append(f"    {P.upper()}_{s.name.upper()}_DIMS = {max(len(s.tensor.shape), 1)}")
@@ -293,6 +368,11 @@ def _header(g: Graph, P: str, io, plan: Plan, command: str) -> str:
             lines.append(f"extern const float {n}_scale;  /* real = scale * (q - zero_point) */")
             lines.append(f"extern const int32_t {n}_zero_point;")
         lines.append("")
+    if slot is not None:
+        lines += ["/* The model's weights, biases and per-channel arrays live in a model slot:",
+                  f" * hand the payload ({P.upper()}_SLOT_BYTES bytes, {SLOT_ALIGN}-byte "
+                  "aligned) to this before invoking. */",
+                  f"void {P}_use_slot(const uint8_t *payload);", ""]
     lines += ["/* Runs one inference; returns 0 on success. Not reentrant: one static arena. */",
               _signature(P, io) + ";", "", "#ifdef __cplusplus", "}", "#endif", "",
               f"#endif /* {guard} */", ""]
@@ -323,9 +403,20 @@ def _source(g: Graph, P: str, io, plan: Plan, command: str, ctx: EmitContext,
         acc.append(f"static {CTYPES[dt]} *{P}_{a}(size_t offset)\n{{\n"
                    f"    return ({CTYPES[dt]} *)(void *)&{P}_arena.bytes[offset];\n}}")
     parts.append("\n\n".join(acc) + "\n")
+    if ctx.slot is not None:
+        parts.append(f"/* The active model slot's payload: {ctx.slot.payload_bytes} bytes. */\n"
+                     f"static const uint8_t *{P}_slot;\n\n"
+                     f"void {P}_use_slot(const uint8_t *payload)\n{{\n"
+                     f"    {P}_slot = payload;\n}}\n\n"
+                     f"/* Data at byte {{offset}} of the payload (see the SlotLayout of "
+                     f"kiloml.codegen.c). */\n"
+                     f"static const void *{P}_w(size_t offset)\n{{\n"
+                     f"    return {P}_slot + offset;\n}}\n")
     parts += [w + "\n" for w in weights]
     parts += [f + "\n" for f in funcs]
     body = [_signature(P, io), "{"]
+    if ctx.slot is not None:
+        body += [f"    if ({P}_slot == 0) {{", "        return 1;", "    }"]
     for s in io[0]:
         body.append(f"    memcpy({P}_{ACCESSORS[s.tensor.dtype]}({plan.offsets[s.tid]}), {s.name}, "
                     f"{s.tensor.nbytes});")

@@ -36,6 +36,7 @@ from kiloml.codegen.c import wrap_items
 from kiloml.dsp.cgen import table
 from kiloml.deploy.package import (Package, c_string, check_output, comment_text, provenance,
                                    to_json, write_tree)
+from kiloml.deploy import slot
 from kiloml.deploy.spec import CFLAGS, DeploySpec, Pipeline, metadata, raw_units, resolve
 from kiloml.errors import KilomlError
 from kiloml.targets.profile import RUNTIME_CORES
@@ -136,6 +137,7 @@ def public_header(p: Pipeline) -> str:
               " * block or the model reports an error. Not reentrant: the DSP scratch, the",
               " * feature buffer and the model arena are static. */",
               f"int {n}_classify(const {n}_sample_t *raw, float *scores);", "",
+              *(slot.header_api(p) if p.spec.model_slot else []),
               "#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */", ""]
     return "\n".join(lines)
 
@@ -189,7 +191,9 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str) -> str:
     lines = [frontmatter(p, "the pipeline behind the public API"),
              f'#include "{n}.h"', "", "#include <stdint.h>", "",
              f'#include "{dsp_include}"',
-             f'#include "{model_include}"', "",
+             f'#include "{model_include}"',
+             *([f'#include "{p.model_prefix}_abi.h"', '#include "kml_slot.h"']
+               if p.spec.model_slot else []), "",
              f"const char *const {M}_LABELS[{M}_NUM_CLASSES] = {{",
              c_array_strings(p.labels), "};", ""]
     quant = ("float" if p.feature_quant is None
@@ -213,6 +217,8 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str) -> str:
                   table(f"{n}_std", "float", p.normalizer.std.reshape(-1))]
     if p.convert == "float":
         lines += _quantize_function(p)
+    if p.spec.model_slot:
+        lines += slot.pipeline_api(p)
     model_in = f"{n}_features" if p.convert == "direct" else f"{n}_input"
     body = [f"int {n}_classify(const {n}_sample_t *raw, float *scores)", "{",
             "    uint32_t i;", "    uint32_t top = 0;",
@@ -268,11 +274,15 @@ def c_library(p: Pipeline) -> dict[str, str]:
     in ``dsp/``, the model's C with each kernel set in ``model/<set>/`` (a build compiles one
     of them and puts it on the include path: the board core's set, or ``portable`` on the
     host and on cores without the DSP extension)."""
-    files = {f"{p.name}.h": public_header(p),
-             f"{p.name}.c": pipeline_source(p, f"dsp/{p.dsp_prefix}.h", f"{p.model_prefix}.h")}
+    pipeline_c = pipeline_source(p, f"dsp/{p.dsp_prefix}.h", f"{p.model_prefix}.h")
+    files = {f"{p.name}.h": public_header(p), f"{p.name}.c": pipeline_c}
     _place(files, "dsp/", _with_notes(p, p.dsp_files))
     for rt, res in p.models.items():
         _place(files, f"model/{rt}/", _with_notes(p, res.files))
+        if p.spec.model_slot:
+            files[f"model/{rt}/{p.model_prefix}_abi.h"] = slot.abi_header(p, rt, pipeline_c)
+    if p.spec.model_slot:
+        _place(files, "slot/", _with_notes(p, slot.slot_sources()))
     return dict(sorted(files.items()))
 
 
@@ -370,9 +380,11 @@ def build_manifest(p: Pipeline, pipeline_c: str, dsp_dir: str, kernel_dirs: dict
                    include_dirs: list[str]) -> dict:
     """What a tool needs to build the package: the sources every build compiles (pipeline and
     DSP), and per kernel set its folder (on the include path) and the model's sources."""
+    slot_c = sorted(f"slot/{f}" for f in slot.SLOT_FILES if f.endswith(".c"))
     return {
-        "sources": [pipeline_c] + sorted(dsp_dir + f for f in p.dsp_files if f.endswith(".c")),
-        "include_dirs": include_dirs,
+        "sources": [pipeline_c] + sorted(dsp_dir + f for f in p.dsp_files if f.endswith(".c"))
+        + (slot_c if p.spec.model_slot else []),
+        "include_dirs": include_dirs + (["slot"] if p.spec.model_slot else []),
         "kernel_sets": {rt: {"include_dir": d.rstrip("/"),
                              "sources": sorted(d + f for f in p.models[rt].files
                                                if f.endswith(".c"))}
@@ -389,6 +401,13 @@ def files_c(p: Pipeline) -> dict[str, str]:
     n = p.name
     meta = metadata(p)
     meta["format"] = "c"
+    if p.spec.model_slot:
+        pipeline_c = files[f"{n}.c"]
+        meta["model_slot"] = {
+            "slot_bytes": slot.capacity(p), "symbols": ["kml_model_slot_a", "kml_model_slot_b"],
+            "kernel_sets": {rt: {"abi_hash": slot.package_abi(p, rt, pipeline_c).hex(),
+                                 "payload_bytes": m.slot.payload_bytes}
+                            for rt, m in p.models.items()}}
     meta["build"] = build_manifest(p, f"{n}.c", "dsp/", {rt: f"model/{rt}/" for rt in p.models},
                                    ["."])
     flags = " ".join(p.flags) if p.flags else "<your core's flags>"

@@ -86,6 +86,7 @@ class DeploySpec:
     command: str = "kiloml deploy"
     version: str = __version__
     units: Optional[str] = None  # accelerometer data: "g", "mg" or "m/s2" (IMU sketch scale)
+    model_slot: bool = False     # C package: weights in an A/B flash slot (kiloml.deploy.slot)
 
 
 @dataclass
@@ -322,7 +323,10 @@ def resolve(spec: DeploySpec, portable_too: bool = False, model_c: bool = True) 
     runtime = default_runtime(core)
     sets = ([runtime] if model_c else []) + \
         (["portable"] if model_c and portable_too and runtime != "portable" else [])
-    models = {rt: generate_c(g, f"{name}_model", command=command, runtime=rt) for rt in sets}
+    if spec.model_slot and len(board_id.encode()) > 23:
+        raise KilomlError(f"board id {board_id!r}: a model slot header holds at most 23 bytes")
+    models = {rt: generate_c(g, f"{name}_model", command=command, runtime=rt,
+                             slot=spec.model_slot) for rt in sets}
     dsp_files = block.c_sources(f"{name}_dsp", frames, channels, variant, command=command)
     return Pipeline(
         spec=spec, name=name, macro=name.upper(), labels=labels, block=block, variant=variant,

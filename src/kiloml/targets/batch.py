@@ -61,13 +61,22 @@ def build_image(sources: list[Path], include_dirs: list[Path], flags: list[str],
 
 def run_image(image: ElfImage, core: str, read_back: dict[str, int], fpu: bool = False,
               input_data: bytes = b"", timeout_s: float = DEFAULT_TIMEOUT_S,
-              max_instructions: int = DEFAULT_MAX_INSTRUCTIONS) -> dict[str, bytes]:
+              max_instructions: int = DEFAULT_MAX_INSTRUCTIONS,
+              memory: dict[int, bytes] | None = None,
+              dump: dict[str, tuple[int, int]] | None = None,
+              power_cut: tuple[str, int] | None = None) -> dict[str, bytes]:
     """Run ``image`` from ``Reset_Handler`` until ``kml_batch_end`` is entered; return the
     bytes of each ``read_back`` symbol (name -> byte count). ``input_data`` is mapped
     read-only at ``INPUT_BASE``. ``fpu``: enable the FPU (CPACR CP10/CP11 full access, as a
     device's startup code does) for images built with ``-mfloat-abi=softfp`` or ``hard``.
     Raises ToolchainError on a fault, or when the end marker is not reached within
-    ``timeout_s`` seconds or ``max_instructions``."""
+    ``timeout_s`` seconds or ``max_instructions``.
+
+    Flash that persists across runs (a device's model slots): ``memory`` (address -> bytes)
+    is written after the ELF is loaded, ``dump`` (key -> (address, bytes)) is read back with
+    ``read_back``. ``power_cut = (function, k)`` stops the core when ``function`` is entered
+    for the k-th time (k >= 1), as a power loss would: then only ``dump`` is read back, under
+    its keys, plus ``"power_cut": b"1"``."""
     if core not in CPU_MODELS:
         raise ToolchainError(f"no emulator CPU model for {core!r} "
                              f"(have: {', '.join(sorted(CPU_MODELS))})")
@@ -85,8 +94,21 @@ def run_image(image: ElfImage, core: str, read_back: dict[str, int], fpu: bool =
         size = (len(input_data) + 0xFFF) & ~0xFFF
         uc.mem_map(INPUT_BASE, size, unicorn.UC_PROT_READ)
         uc.mem_write(INPUT_BASE, bytes(input_data))
+    for addr, data in (memory or {}).items():
+        uc.mem_write(addr, bytes(data))
     uc.reg_write(arm_const.UC_ARM_REG_SP, image.addr("_estack"))
     end = image.addr(END_SYMBOL)
+    cut = {"left": 0}
+    if power_cut is not None:
+        cut["left"] = int(power_cut[1])
+
+        def on_entry(uc_, _address, _size, _user):
+            cut["left"] -= 1
+            if cut["left"] == 0:
+                uc_.emu_stop()
+
+        at = image.addr(power_cut[0])
+        uc.hook_add(unicorn.UC_HOOK_CODE, on_entry, begin=at, end=at)
     try:
         uc.emu_start(image.addr("Reset_Handler") | 1, end, timeout=int(timeout_s * 1e6),
                      count=max_instructions)
@@ -95,7 +117,11 @@ def run_image(image: ElfImage, core: str, read_back: dict[str, int], fpu: bool =
         raise ToolchainError(f"{image.path}: emulation fault at pc=0x{pc:08x}: {e}") from None
     except ToolchainError as e:  # from the double-precision hook
         raise ToolchainError(f"{image.path}: {e}") from None
+    dumped = {k: bytes(uc.mem_read(a, n)) for k, (a, n) in (dump or {}).items()}
+    if power_cut is not None and cut["left"] == 0:
+        return {**dumped, "power_cut": b"1"}
     if uc.reg_read(arm_const.UC_ARM_REG_PC) & ~1 != end:
         raise ToolchainError(f"{image.path}: the emulated batch did not finish within "
                              f"{timeout_s:g} s or {max_instructions:,} instructions")
-    return {name: bytes(uc.mem_read(image.addr(name), size)) for name, size in read_back.items()}
+    return {**{name: bytes(uc.mem_read(image.addr(name), size))
+               for name, size in read_back.items()}, **dumped}
