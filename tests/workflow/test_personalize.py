@@ -1,0 +1,105 @@
+"""On-device personalization (kiloml.deploy.personalize): the generated C update equals its
+numpy twin byte for byte on the host (under ASan/UBSan) and in the emulator (Cortex-M4 with
+its FPU, Cortex-M0+ in software float), inference with the RAM slot equals the reference
+interpreter on the personalized graph, and bad input is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from projhelp import ran_wand_project
+
+from kiloml.deploy.personalize import (Settings, check_samples, find_head, personalize,
+                                       personalize_files, personalized_graph, run_model,
+                                       run_update_emulator, run_update_host)
+from kiloml.deploy.spec import board_flags, find_board
+from kiloml.errors import KilomlError
+from kiloml.ir.ops import REGISTRY
+
+CASES = [Settings(epochs=0, lr=0.05, max_samples=16), Settings(epochs=1, lr=0.05, max_samples=16),
+         Settings(epochs=7, lr=0.5, max_samples=16)]
+
+
+@pytest.fixture(scope="module")
+def person(tmp_path_factory):
+    """The trained wand project's model head and the int8 model inputs of its test person."""
+    from kiloml.data.windowing import load_windows
+    from kiloml.workflow.deploy import project_spec
+    from kiloml.workflow.personalize import model_inputs
+    from kiloml.workflow.project import load_project
+
+    root, _ = ran_wand_project(tmp_path_factory.mktemp("pz"))
+    p = load_project(root)
+    spec = project_spec(p)
+    frames, wins = load_windows(p.dataset, p.config.data, split="test")
+    x = model_inputs(spec, frames)
+    y = np.array([list(spec.labels).index(w.label) for w in wins])
+    return spec, find_head(spec.graph), x, y
+
+
+def _samples(x, y, rng):
+    pick = np.concatenate([rng.choice(np.flatnonzero(y == c), 4, replace=False)
+                           for c in np.unique(y)])
+    noise = rng.integers(-128, 128, (4, x.shape[1])).astype(np.int8)  # off-distribution too
+    return (np.concatenate([x[pick], noise]),
+            np.concatenate([y[pick], rng.integers(0, y.max() + 1, 4)]))
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_host_c_update_equals_the_twin_and_the_slot_infers_like_the_exported_graph(person,
+                                                                                  case):
+    spec, head, x, y = person
+    s = CASES[case]
+    xs, ys = _samples(x, y, np.random.default_rng(case))
+    q, ws, qb, mult, shift = personalize(head, xs, ys, s)
+    bundle = personalize_files(head, "pz", s)
+    got = run_update_host(bundle, head, "pz", xs, ys, eval_inputs=x, sanitize=True)
+    assert got.weights.tobytes() == q.tobytes()
+    assert got.bias.tobytes() == qb.tobytes()
+    if s.epochs:
+        assert not np.array_equal(q, head.weights)      # the update changed the head
+    g = personalized_graph(head, q, ws, qb)
+    assert np.array_equal(got.outputs, run_model(g, x))
+    # the multipliers the twin derived are the ones the FULLY_CONNECTED op prepares
+    p = REGISTRY["FULLY_CONNECTED"].prepare(g, g.nodes[head.node])
+    assert p.mult.tolist() == mult.tolist() and p.shift.tolist() == shift.tolist()
+
+
+@pytest.mark.parametrize("board", ["nano33ble", "pico"])
+def test_emulator_c_update_equals_the_twin_within_the_ram_budget(person, board):
+    spec, head, x, y = person
+    s = CASES[2]
+    xs, ys = _samples(x, y, np.random.default_rng(7))
+    q, ws, qb, _, _ = personalize(head, xs, ys, s)
+    bundle = personalize_files(head, "pz", s)
+    bid, b = find_board(board)
+    got = run_update_emulator(bundle, head, "pz", xs, ys, str(b["core"]),
+                              board_flags(bid, str(b["core"])))
+    assert got.weights.tobytes() == q.tobytes()
+    assert got.bias.tobytes() == qb.tobytes()
+    assert 0 < got.stack_bytes < 4096 and got.cycles > got.instructions > 0
+
+
+def test_reset_restores_the_factory_head_and_an_empty_store_leaves_the_slot(person, tmp_path):
+    """The host harness calls reset first: with zero epochs the update only requantizes the
+    factory head, whose inference equals the factory graph on every window."""
+    spec, head, x, y = person
+    s = CASES[0]
+    bundle = personalize_files(head, "pz", s)
+    got = run_update_host(bundle, head, "pz", x[:2], y[:2], eval_inputs=x)
+    assert np.array_equal(got.outputs.argmax(axis=1), run_model(head.graph, x).argmax(axis=1))
+    src = bundle.files["pz_personalize.c"]
+    assert "static const int8_t pz_factory_w[" in src and "static int8_t pz_slot_w[" in src
+
+
+def test_bad_samples_are_refused(person):
+    from kiloml.workflow.personalize import pick_shots
+
+    spec, head, x, y = person
+    with pytest.raises(KilomlError, match="outside"):
+        check_samples(np.array([0, head.units]), head.units, Settings())
+    with pytest.raises(KilomlError, match="no samples"):
+        check_samples(np.array([], int), head.units, Settings())
+    with pytest.raises(KilomlError, match="needs at least"):
+        pick_shots(y, int((y == 0).sum()), head.units, list(spec.labels))
