@@ -103,3 +103,23 @@ def test_bad_samples_are_refused(person):
         check_samples(np.array([], int), head.units, Settings())
     with pytest.raises(KilomlError, match="needs at least"):
         pick_shots(y, int((y == 0).sum()), head.units, list(spec.labels))
+
+
+def test_opt_in_c_package_holds_the_update_and_reports_its_memory(person, tmp_path):
+    import dataclasses
+    import json
+
+    from kiloml.deploy import deploy_c
+
+    spec, head, x, y = person
+    plain = deploy_c(spec, tmp_path / "plain")
+    assert not (tmp_path / "plain" / "personalize").exists() and plain is not None
+    deploy_c(dataclasses.replace(spec, personalize=Settings(epochs=3)), tmp_path / "pz")
+    meta = json.loads(next((tmp_path / "pz").glob("*.json")).read_text())
+    rep = meta["personalize"]
+    name = meta["name"]
+    assert (tmp_path / "pz" / "personalize" / f"{name}_personalize.c").is_file()
+    assert rep["head_units"] == head.units and rep["head_depth"] == head.depth
+    assert rep["budget_bytes"] == 2 * rep["model_arena_bytes"]
+    assert rep["working_bytes"] == 4 * (head.units * head.depth + 2 * head.units) \
+        + head.depth + head.units

@@ -769,3 +769,21 @@ def run_update_emulator(bundle: Bundle, head: Head, name: str, model_inputs, lab
     return UpdateResult(np.frombuffer(res.memory[f"{name}_slot_w"], np.int8).reshape(U, D),
                         np.frombuffer(res.memory[f"{name}_slot_b"], np.int32), None,
                         int(res.stack_bytes), int(res.instructions), int(round(res.cycles)))
+
+
+def package_files(p) -> tuple[dict[str, str], dict]:
+    """The C package's ``personalize/`` folder for a resolved deploy Pipeline ``p`` (the
+    portable kernels; compile it with ``-ffp-contract=off``) and its memory report: the
+    working memory of the update against the budget of twice the model's arena."""
+    head = find_head(p.spec.graph)
+    s = p.spec.personalize
+    b = personalize_files(head, p.name, s, command=p.command)
+    budget = 2 * int(p.arena_bytes)
+    report = {"head_units": head.units, "head_depth": head.depth, "epochs": s.epochs,
+              "lr": s.lr, "max_samples": s.max_samples,
+              "working_bytes": b.working_bytes, "store_bytes": b.store_bytes,
+              "slot_bytes": b.slot_bytes, "model_arena_bytes": int(p.arena_bytes),
+              "budget_bytes": budget, "working_within_budget": b.working_bytes <= budget,
+              "compile_flags": FP_FLAGS,
+              "sources": sorted("personalize/" + f for f in b.files if f.endswith(".c"))}
+    return {"personalize/" + k: v for k, v in b.files.items()}, report

@@ -86,6 +86,7 @@ class DeploySpec:
     command: str = "kiloml deploy"
     version: str = __version__
     units: Optional[str] = None  # accelerometer data: "g", "mg" or "m/s2" (IMU sketch scale)
+    personalize: Any = None      # kiloml.deploy.personalize.Settings: add personalize/ (C)
 
 
 @dataclass
