@@ -12,7 +12,8 @@ The scheme (docs/personalization.md states it for users):
   ``b = (float)q_b * (in_scale * ws)``) and runs ``epochs`` passes of plain per-sample SGD on
   softmax cross-entropy, samples in the order they were added. Per sample: ``x_i = (float)(q_i
   - zp) * in_scale``; logits ``z_u = b_u + w_u0 x_0 + w_u1 x_1 + ...`` summed left to right;
-  ``m = max z``; ``e_u = kml_expf(z_u - m)`` (the polynomial below, not libm, so C and numpy
+  each logit clamped to the range the int8 head output holds (``logit_range``; a clamped
+  one gets no gradient); ``m = max z``; ``e_u = kml_expf(z_u - m)`` (the polynomial below, not libm, so C and numpy
   agree); ``s = e_0 + e_1 + ...``; ``g_u = lr * (e_u / s - [u == label])``; ``w_ui -= g_u *
   x_i``; ``b_u -= g_u``. Every operation is one IEEE float32 operation (no FMA contraction).
 * Requantization per unit: ``ws = max_i |w_ui| / 127`` (raised to ``|b_u| / (in_scale * 2^30)``
@@ -150,6 +151,12 @@ def head_inputs_float(head: Head, q: np.ndarray) -> np.ndarray:
     return (q.astype(np.int32) - head.in_zp).astype(F32) * head.in_scale
 
 
+def logit_range(head: Head) -> tuple[np.float32, np.float32]:
+    """The real values the int8 head output can hold: (act_min - zp) * s, (act_max - zp) * s."""
+    return (F32(head.act_min - head.out_zp) * head.out_scale,
+            F32(head.act_max - head.out_zp) * head.out_scale)
+
+
 def train_head(head: Head, q: np.ndarray, labels: np.ndarray, s: Settings
                ) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample SGD on softmax cross-entropy (see the module doc): float32 (w, b)."""
@@ -157,11 +164,16 @@ def train_head(head: Head, q: np.ndarray, labels: np.ndarray, s: Settings
     xs = head_inputs_float(head, np.asarray(q).reshape(-1, head.depth))
     lr = F32(s.lr)
     U = head.units
+    lo, hi = logit_range(head)
     for _ in range(int(s.epochs)):
         for x, lab in zip(xs, np.asarray(labels)):
             # z_u = ((b_u + w_u0 x_0) + w_u1 x_1) + ...: a left-to-right accumulation
             terms = np.concatenate([b[:, None], w * x[None, :]], axis=1)
             z = np.add.accumulate(terms, axis=1)[:, -1]
+            # the int8 head output saturates: train on the logits it can represent, with no
+            # gradient through a clamped one (as the int8 model computes them)
+            live = (z >= lo) & (z <= hi)
+            z = np.where(z < lo, lo, np.where(z > hi, hi, z)).astype(F32)
             m = z[0]
             for u in range(1, U):
                 if z[u] > m:
@@ -170,7 +182,7 @@ def train_head(head: Head, q: np.ndarray, labels: np.ndarray, s: Settings
             tot = np.add.accumulate(e)[-1]
             p = e / tot
             p[int(lab)] = p[int(lab)] - F32(1.0)
-            g = lr * p
+            g = np.where(live, lr * p, F32(0.0)).astype(F32)
             w = w - np.outer(g, x).astype(F32)
             b = b - g
     return w, b
@@ -397,6 +409,7 @@ int {n}_personalize_update(void)
     uint32_t epoch, k, u, i;
     const float lr = {lr};
     float x[D];
+    uint8_t live[U];
     if ({n}_count == 0u) {{
         return -1;
     }}
@@ -419,6 +432,15 @@ int {n}_personalize_update(void)
                 for (i = 0; i < D; ++i) {{
                     z = z + {n}_w[u * D + i] * x[i];
                 }}
+                /* the int8 head output saturates: no gradient through a clamped logit */
+                live[u] = 0u;
+                if (z < {lo}) {{
+                    z = {lo};
+                }} else if (z > {hi}) {{
+                    z = {hi};
+                }} else {{
+                    live[u] = 1u;
+                }}
                 {n}_z[u] = z;
             }}
             m = {n}_z[0];
@@ -437,7 +459,7 @@ int {n}_personalize_update(void)
                 if (u == label) {{
                     p = p - 1.0f;
                 }}
-                g = lr * p;
+                g = live[u] ? lr * p : 0.0f;
                 for (i = 0; i < D; ++i) {{
                     {n}_w[u * D + i] = {n}_w[u * D + i] - g * x[i];
                 }}
@@ -586,7 +608,7 @@ def personalize_files(head: Head, name: str, s: Settings, command: str = "kiloml
         exp_min=_f(EXP_MIN), log2e=_f(LOG2E), ln2_hi=_f(LN2_HI), ln2_lo=_f(LN2_LO),
         c0=_f(EXP_POLY[0]), horner=horner, lr=_f(s.lr), epochs=int(s.epochs),
         in_scale=_f(head.in_scale), in_zp=head.in_zp, out_scale=_f(head.out_scale),
-        tail_call=tail_call)
+        tail_call=tail_call, lo=_f(logit_range(head)[0]), hi=_f(logit_range(head)[1]))
     files[f"{n}_personalize.c"] = text
     files[f"{n}_personalize.h"] = C_HEADER.format(
         front=front, n=n, M=n.upper(), units=U, depth=D, max_n=s.max_samples, working=working,

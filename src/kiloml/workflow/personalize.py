@@ -33,8 +33,9 @@ def model_inputs(spec: DeploySpec, frames: np.ndarray) -> np.ndarray:
 
 def pick_shots(labels: np.ndarray, shots: int, num_classes: int,
                names: list[str] | None = None) -> np.ndarray:
-    """Indices of the first ``shots`` windows of every class (classes in order, then window
-    order); KilomlError when a class has fewer than ``shots + 1`` (one left to evaluate)."""
+    """Indices of ``shots`` windows of every class, evenly spaced over the class's windows in
+    their order (the ends excluded: recordings start and stop atypically); classes in
+    order. KilomlError when a class has fewer than ``shots + 1`` (one left to evaluate)."""
     labels = np.asarray(labels)
     picked = []
     for c in range(num_classes):
@@ -43,7 +44,7 @@ def pick_shots(labels: np.ndarray, shots: int, num_classes: int,
             name = names[c] if names else str(c)
             raise KilomlError(f"class {name!r} has {len(idx)} windows; --shots {shots} needs "
                               f"at least {shots + 1} (the rest are evaluated)")
-        picked.append(idx[:shots])
+        picked.append(idx[np.round(np.linspace(0, len(idx) - 1, shots + 2)[1:-1]).astype(int)])
     return np.concatenate(picked)
 
 
