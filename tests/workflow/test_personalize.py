@@ -22,15 +22,20 @@ CASES = [Settings(epochs=0, lr=0.05, max_samples=16), Settings(epochs=1, lr=0.05
 
 
 @pytest.fixture(scope="module")
-def person(tmp_path_factory):
+def trained(tmp_path_factory):
+    root, _ = ran_wand_project(tmp_path_factory.mktemp("pz"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def person(trained):
     """The trained wand project's model head and the int8 model inputs of its test person."""
     from kiloml.data.windowing import load_windows
     from kiloml.workflow.deploy import project_spec
     from kiloml.workflow.personalize import model_inputs
     from kiloml.workflow.project import load_project
 
-    root, _ = ran_wand_project(tmp_path_factory.mktemp("pz"))
-    p = load_project(root)
+    p = load_project(trained)
     spec = project_spec(p)
     frames, wins = load_windows(p.dataset, p.config.data, split="test")
     x = model_inputs(spec, frames)
@@ -123,3 +128,57 @@ def test_opt_in_c_package_holds_the_update_and_reports_its_memory(person, tmp_pa
     assert rep["budget_bytes"] == 2 * rep["model_arena_bytes"]
     assert rep["working_bytes"] == 4 * (head.units * head.depth + 2 * head.units) \
         + head.depth + head.units
+
+
+def _person_dir(tmp_path, labels=("ring", "wing"), who="dengyl"):
+    from projhelp import WAND
+
+    d = tmp_path / "person"
+    for lab in labels:
+        (d / lab).mkdir(parents=True)
+        for f in (WAND / lab).glob(f"*{who}*"):
+            (d / lab / f.name).write_bytes(f.read_bytes())
+    return d
+
+
+def test_cli_personalizes_in_the_emulator_and_reports(trained, tmp_path):
+    import json
+
+    from projhelp import kiloml
+
+    root = trained
+    model = (root / "model" / "model.tflite").read_bytes()
+    r = kiloml("personalize", "--data", _person_dir(tmp_path), "--shots", "3", "--json",
+               cwd=root)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["c_equals_twin"] is True and rep["samples"] == 6
+    assert 0 <= rep["accuracy_before"] <= 1 and 0 <= rep["accuracy_after"] <= 1
+    assert rep["update_cycles"] > 0 and rep["update_stack_bytes"] > 0 and rep["energy_uj"] > 0
+    assert (root / "model" / "model.tflite").read_bytes() == model   # factory untouched
+
+
+@pytest.mark.parametrize("kind", ["empty", "unknown", "few"])
+def test_cli_bad_input_is_one_line_and_exit_1(trained, tmp_path, kind):
+    from projhelp import kiloml
+
+    root = trained
+    model = (root / "model" / "model.tflite").read_bytes()
+    if kind == "empty":
+        d, shots, msg = tmp_path / "empty", "3", "no recordings"
+        d.mkdir()
+    elif kind == "unknown":
+        d, shots, msg = _person_dir(tmp_path, ("ring", "slope")), "3", "'slope' is not one"
+    else:
+        d, shots, msg = _person_dir(tmp_path), "60", "needs at least"
+    if kind == "few":   # room in the store, too few windows of the class
+        (root / "kiloml.toml").write_text((root / "kiloml.toml").read_text()
+                                          + "\n[personalize]\nmax_samples = 200\n")
+    try:
+        r = kiloml("personalize", "--data", d, "--shots", shots, cwd=root)
+    finally:
+        text = (root / "kiloml.toml").read_text()
+        (root / "kiloml.toml").write_text(text.split("\n[personalize]")[0])
+    assert r.returncode == 1, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.stderr
+    assert (root / "model" / "model.tflite").read_bytes() == model

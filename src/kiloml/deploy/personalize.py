@@ -256,7 +256,7 @@ def check_samples(labels: np.ndarray, num_classes: int, s: Settings) -> None:
         raise KilomlError("personalize: no samples")
     if len(labels) > s.max_samples:
         raise KilomlError(f"personalize: {len(labels)} samples, the store holds "
-                          f"{s.max_samples} ([personalize] max_samples)")
+                          f"{s.max_samples} (the max_samples setting of personalize in kiloml.toml)")
     if labels.min() < 0 or labels.max() >= num_classes:
         raise KilomlError(f"personalize: label {int(labels.max())} outside 0..{num_classes - 1}")
 

@@ -76,3 +76,96 @@ def evaluate_person(spec: DeploySpec, head: Head, inputs: np.ndarray, labels: np
     return Evaluation(acc_b, acc_a, rel, upd, train)
 
 
+
+
+def project_settings(p) -> Settings:
+    """``[personalize]`` of the project, or the defaults."""
+    s = p.config.personalize
+    return Settings() if s is None else Settings(s.epochs, s.lr, s.max_samples)
+
+
+def personalize_project(project, data, shots: int, board: str | None = None,
+                        command: str = "kiloml personalize") -> dict:
+    """``kiloml personalize``: ``shots`` windows per class of the recordings in ``data`` (one
+    person, laid out like an import) personalize the head through the generated C in the
+    emulator on ``board`` (checked equal to the twin byte for byte); the rest of ``data`` is
+    evaluated with the factory and the personalized model. Nothing of the project is
+    written: the factory model stays as it is."""
+    import tempfile
+    from pathlib import Path
+
+    from kiloml.data.windowing import load_windows
+    from kiloml.deploy.personalize import find_head, personalize_files, run_update_emulator
+    from kiloml.deploy.spec import board_flags
+    from kiloml.targets.boards import load_boards
+    from kiloml.targets.profile import energy_uj
+    from kiloml.workflow.deploy import package_name, project_spec
+    from kiloml.workflow.project import as_project
+    from kiloml.workflow.train import import_elsewhere
+
+    p = as_project(project)
+    data = Path(data)
+    if not data.is_dir():
+        raise KilomlError(f"--data {data}: not a folder")
+    if not any(f.is_file() for f in data.rglob("*")):
+        raise KilomlError(f"--data {data}: no recordings in the folder")
+    if shots < 1:
+        raise KilomlError(f"--shots {shots}: at least 1 sample per class")
+    spec = project_spec(p, board, command=command)
+    head = find_head(spec.graph)
+    settings = project_settings(p)
+    labels = list(spec.labels)
+    with tempfile.TemporaryDirectory(prefix="kiloml_personalize_") as tmp:
+        src = import_elsewhere(p, data, Path(tmp))
+        frames, wins = load_windows(src.dataset, src.config.data, split="test")
+    if not wins:
+        raise KilomlError(f"--data {data}: no windows in the recordings")
+    unknown = sorted({w.label for w in wins} - set(labels))
+    if unknown:
+        raise KilomlError(f"--data {data}: label {unknown[0]!r} is not one of the model's "
+                          f"classes ({', '.join(labels)})")
+    if len(labels) * shots > settings.max_samples:
+        raise KilomlError(f"--shots {shots}: {len(labels) * shots} samples exceed the store "
+                          f"of {settings.max_samples} (the max_samples setting of personalize in kiloml.toml)")
+    y = np.array([labels.index(w.label) for w in wins])
+    x = model_inputs(spec, frames)
+    ev = evaluate_person(spec, head, x, y, shots, settings)
+    name = package_name(p)
+    bundle = personalize_files(head, name, settings, command=command)
+    b = load_boards()[spec.board]
+    flags = board_flags(spec.board, str(b.core))
+    if flags is None:
+        raise KilomlError(f"board {spec.board}: no cross compiler or emulator for its "
+                          f"{b.core} core")
+    dev = run_update_emulator(bundle, head, name, x[ev.train_index], y[ev.train_index],
+                              str(b.core), flags)
+    if dev.weights.tobytes() != ev.update[0].tobytes() or \
+            dev.bias.tobytes() != ev.update[2].tobytes():
+        raise KilomlError("personalize: the C update on the emulator differs from its Python "
+                          "twin (a bug: please report it)")
+    ms = dev.cycles / float(b.clock_hz) * 1e3
+    arena = int(project_arena(spec))
+    return {
+        "board": spec.board, "core": str(b.core), "shots": shots,
+        "samples": int(len(ev.train_index)), "evaluated": int(len(y) - len(ev.train_index)),
+        "epochs": settings.epochs, "lr": settings.lr,
+        "accuracy_before": round(ev.accuracy_before, 6),
+        "accuracy_after": round(ev.accuracy_after, 6),
+        "relative_error_reduction": round(ev.relative_error_reduction, 6),
+        "update_ram_bytes": bundle.working_bytes + bundle.store_bytes + dev.stack_bytes,
+        "update_stack_bytes": dev.stack_bytes, "update_static_bytes": bundle.working_bytes,
+        "sample_store_bytes": bundle.store_bytes, "model_arena_bytes": arena,
+        "ram_budget_bytes": 2 * arena,
+        "update_within_budget": bundle.working_bytes + dev.stack_bytes <= 2 * arena,
+        "update_cycles": dev.cycles, "update_instructions": dev.instructions,
+        "cycles_estimated": True,
+        "update_ms": round(ms, 3), "energy_uj": energy_uj(ms, b),
+        "c_equals_twin": True,
+    }
+
+
+def project_arena(spec: DeploySpec) -> int:
+    """The model's activation arena in bytes (the C package's, portable kernels)."""
+    from kiloml.codegen.c import generate_c
+
+    return generate_c(spec.graph, prefix="m").plan.arena_bytes
