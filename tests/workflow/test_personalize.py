@@ -182,3 +182,34 @@ def test_cli_bad_input_is_one_line_and_exit_1(trained, tmp_path, kind):
     assert r.returncode == 1, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.stderr
     assert (root / "model" / "model.tflite").read_bytes() == model
+
+
+def test_gateway_messages_round_trip_and_refuse_corruption(person):
+    from kiloml.deploy.personalize import (backbone_outputs, decode_head, decode_samples,
+                                           encode_head, encode_samples)
+
+    spec, head, x, y = person
+    xs, ys = _samples(x, y, np.random.default_rng(3))
+    feats = backbone_outputs(head, xs)
+    msg = encode_samples(feats, ys, head.units)
+    assert len(msg) == 12 + len(ys) * (head.depth + 1) + 4
+    f2, y2, units = decode_samples(msg)
+    assert np.array_equal(f2, feats) and np.array_equal(y2, ys) and units == head.units
+    # the gateway's samples give the update the board computes
+    s = CASES[2]
+    from kiloml.deploy.personalize import requantize_head, train_head
+
+    upd = requantize_head(head, *train_head(head, f2, y2, s))
+    want = personalize(head, xs, ys, s)
+    assert all(np.array_equal(a, b) for a, b in zip(upd, want))
+    blob = encode_head(*[want[i] for i in (0, 1, 2, 3, 4)])
+    got = decode_head(blob)
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(got, want))
+    bad = bytearray(blob)
+    bad[20] ^= 1
+    for broken, msg_ in ((bytes(bad), "checksum"), (blob[:10], "shorter"),
+                         (b"XXXX" + blob[4:], "magic")):
+        with pytest.raises(KilomlError, match=msg_):
+            decode_head(broken)
+    with pytest.raises(KilomlError, match="kind"):
+        decode_samples(blob)

@@ -809,3 +809,91 @@ def package_files(p) -> tuple[dict[str, str], dict]:
               "compile_flags": FP_FLAGS,
               "sources": sorted("personalize/" + f for f in b.files if f.endswith(".c"))}
     return {"personalize/" + k: v for k, v in b.files.items()}, report
+
+
+# ---------------------------------------------------------------- the gateway byte format
+
+GATEWAY_MAGIC = b"KMLP"
+GATEWAY_VERSION = 1
+KIND_SAMPLES, KIND_HEAD = 1, 2
+_GATEWAY_HEADER = "<4sBBHHH"   # magic, version, kind, units, depth, count (samples) / 0 (head)
+
+
+def _frame(kind: int, units: int, depth: int, count: int, body: bytes) -> bytes:
+    import struct
+    import zlib
+
+    head = struct.pack(_GATEWAY_HEADER, GATEWAY_MAGIC, GATEWAY_VERSION, kind, units, depth, count)
+    return head + body + struct.pack("<I", zlib.crc32(head + body))
+
+
+def _unframe(blob: bytes, kind: int, what: str) -> tuple[int, int, int, bytes]:
+    import struct
+    import zlib
+
+    n = struct.calcsize(_GATEWAY_HEADER)
+    if len(blob) < n + 4:
+        raise KilomlError(f"{what}: {len(blob)} bytes, shorter than the header and checksum")
+    magic, ver, k, units, depth, count = struct.unpack_from(_GATEWAY_HEADER, blob)
+    if magic != GATEWAY_MAGIC:
+        raise KilomlError(f"{what}: not a kiloml personalization message (magic {magic!r})")
+    if ver != GATEWAY_VERSION:
+        raise KilomlError(f"{what}: format version {ver}, this kiloml reads {GATEWAY_VERSION}")
+    if k != kind:
+        raise KilomlError(f"{what}: message kind {k}, expected {kind}")
+    if struct.unpack_from("<I", blob, len(blob) - 4)[0] != zlib.crc32(blob[:-4]):
+        raise KilomlError(f"{what}: checksum mismatch (corrupted in transit)")
+    return units, depth, count, blob[n:-4]
+
+
+def encode_samples(head_inputs: np.ndarray, labels: np.ndarray, units: int) -> bytes:
+    """The update's input as the board sends it to a gateway (or a gateway to a board): the
+    int8 head inputs and labels of the stored samples. Layout (little-endian): header
+    ``"KMLP", version u8 = 1, kind u8 = 1, units u16, depth u16, count u16``; then per sample
+    ``label u8`` and ``depth`` int8 values; then CRC-32 (zlib) of everything before, u32."""
+    q = np.asarray(head_inputs, np.int8)
+    y = np.asarray(labels).reshape(-1)
+    if q.ndim != 2 or len(q) != len(y):
+        raise KilomlError("encode_samples: (count, depth) head inputs and count labels")
+    if len(y) and (y.min() < 0 or y.max() >= units or len(y) > 65535):
+        raise KilomlError("encode_samples: labels must lie in 0..units-1, at most 65535 samples")
+    body = b"".join(bytes([int(lab)]) + row.tobytes() for lab, row in zip(y, q))
+    return _frame(KIND_SAMPLES, units, q.shape[1], len(y), body)
+
+
+def decode_samples(blob: bytes) -> tuple[np.ndarray, np.ndarray, int]:
+    """``encode_samples`` read back: (int8 head inputs (count, depth), labels, units);
+    KilomlError on anything malformed."""
+    units, depth, count, body = _unframe(bytes(blob), KIND_SAMPLES, "samples message")
+    if len(body) != count * (depth + 1):
+        raise KilomlError(f"samples message: {len(body)} bytes of samples, expected "
+                          f"{count * (depth + 1)}")
+    rows = np.frombuffer(body, np.uint8).reshape(count, depth + 1)
+    labels = rows[:, 0].astype(np.int64)
+    if count and labels.max() >= units:
+        raise KilomlError(f"samples message: label {int(labels.max())} >= units {units}")
+    return rows[:, 1:].copy().view(np.int8), labels, units
+
+
+def encode_head(q: np.ndarray, ws: np.ndarray, qb: np.ndarray, mult: np.ndarray,
+                shift: np.ndarray) -> bytes:
+    """The update's output (the RAM slot) as a board sends it: header with kind 2 and count
+    0, then ``units x depth`` int8 weights (row per unit), ``units`` int32 biases, int32
+    multipliers, int32 shifts and float32 weight scales; CRC-32 last."""
+    q = np.asarray(q, np.int8)
+    units, depth = q.shape
+    body = (q.tobytes() + np.asarray(qb, "<i4").tobytes() + np.asarray(mult, "<i4").tobytes()
+            + np.asarray(shift, "<i4").tobytes() + np.asarray(ws, "<f4").tobytes())
+    return _frame(KIND_HEAD, units, depth, 0, body)
+
+
+def decode_head(blob: bytes):
+    """``encode_head`` read back: (int8 weights, float32 scales, int32 bias, mult, shift)."""
+    units, depth, _, body = _unframe(bytes(blob), KIND_HEAD, "head message")
+    if len(body) != units * depth + 16 * units:
+        raise KilomlError(f"head message: {len(body)} bytes, expected {units * depth + 16 * units}")
+    q = np.frombuffer(body[:units * depth], np.int8).reshape(units, depth).copy()
+    at = units * depth
+    ints = np.frombuffer(body[at:at + 12 * units], "<i4").reshape(3, units).astype(np.int32)
+    ws = np.frombuffer(body[at + 12 * units:], "<f4").astype(np.float32)
+    return q, ws, ints[0], ints[1], ints[2]
