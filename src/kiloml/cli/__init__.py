@@ -3,8 +3,8 @@ kiloml.workflow or a stage; conventions, consoles and errors in ``common``."""
 
 from __future__ import annotations
 
-from kiloml.cli import (bundle, data, deploy, model, report, run, stream, targets,  # noqa: F401
-                        train)  # (register their verbs)
+from kiloml.cli import (bundle, data, deploy, model, personalize, report, run,  # noqa: F401
+                        stream, targets, train)  # (register their verbs)
 from kiloml.cli.common import app
 
 

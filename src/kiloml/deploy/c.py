@@ -430,6 +430,11 @@ def files_c(p: Pipeline) -> dict[str, str]:
                 for rt in p.models],
               "- `example/main.c`: classifies one window",
               f"- `{n}.json`: labels, DSP parameters, quantization, board, build (for tools)"]
+    if p.spec.personalize is not None:  # opt-in: [personalize] (docs/personalization.md)
+        from kiloml.deploy.personalize import package_files
+
+        extra, meta["personalize"] = package_files(p)
+        files.update(extra)
     files["README.md"] = readme(p, build, layout)
     files["example/main.c"] = example_main(p)
     files[f"{n}.json"] = to_json(meta)

@@ -87,6 +87,7 @@ class DeploySpec:
     version: str = __version__
     units: Optional[str] = None  # accelerometer data: "g", "mg" or "m/s2" (IMU sketch scale)
     model_slot: bool = False     # C package: weights in an A/B flash slot (kiloml.deploy.slot)
+    personalize: Any = None      # kiloml.deploy.personalize.Settings: add personalize/ (C)
 
 
 @dataclass

@@ -74,7 +74,15 @@ def project_spec(project: Project | str | Path | None, board: Optional[str] = No
         normalizer=meta["normalizer"],
         input_quant=tuple(meta["input_quant"]) if meta.get("input_quant") else None,
         layout=meta["layout"], dsp_variant=variant, board=board_id, command=command,
-        units=p.config.data.units)
+        units=p.config.data.units, personalize=_personalize(p))
+
+
+def _personalize(p: Project):
+    """``[personalize]`` as the update's Settings, or None (not opted in)."""
+    from kiloml.deploy.personalize import Settings
+
+    s = p.config.personalize
+    return None if s is None else Settings(s.epochs, s.lr, s.max_samples)
 
 
 def deploy_project(project: Project | str | Path | None, fmt: str, out: str | Path,

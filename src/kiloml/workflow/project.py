@@ -140,6 +140,16 @@ class DeploySection(_Strict):
                      description="the library's web page (Library Manager's 'More info')")
 
 
+class PersonalizeSection(_Strict):
+    """Opt-in on-device personalization (``[personalize]``; docs/personalization.md): the C
+    package gets ``personalize/`` (head update, RAM slot, reset). ``epochs`` passes of
+    per-sample SGD at learning rate ``lr`` over at most ``max_samples`` stored samples."""
+
+    epochs: int = Field(30, ge=0, le=10000)
+    lr: float = Field(0.05, gt=0, le=10)
+    max_samples: int = Field(64, ge=1, le=255)
+
+
 class ProjectConfig(_Strict):
     project: ProjectSection
     data: DataSection
@@ -151,6 +161,7 @@ class ProjectConfig(_Strict):
     optimize: OptimizeSection = OptimizeSection()
     deploy: DeploySection = DeploySection()
     stream: StreamSection = StreamSection()
+    personalize: Optional[PersonalizeSection] = None
 
     @model_validator(mode="after")
     def _dsp(self) -> "ProjectConfig":
