@@ -33,6 +33,8 @@ class AugmentSettings(_Strict):
     jitter_std: float = Field(0.0, ge=0)
     scale_range: float = Field(0.0, ge=0, lt=1)
     rotate_deg: float = Field(0.0, ge=0, le=180)
+    sensor_dropout: float = Field(0.0, ge=0, le=1, description="multi-sensor: probability "
+                                  "that a training window loses one random sensor (zeros)")
 
     @field_validator("noise_snr_db")
     @classmethod

@@ -86,6 +86,9 @@ class DeploySpec:
     command: str = "kiloml deploy"
     version: str = __version__
     units: Optional[str] = None  # accelerometer data: "g", "mg" or "m/s2" (IMU sketch scale)
+    # multi-sensor projects: (sensor name, axes) in channel order; the C API then also takes
+    # one buffer per sensor (<name>_classify_sensors)
+    sensors: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -279,6 +282,11 @@ def resolve(spec: DeploySpec, portable_too: bool = False, model_c: bool = True) 
         raise KilomlError(f"window: frames {frames} and channels {channels} must be >= 1")
     if block.audio and channels != 1:
         raise KilomlError(f"{block.name}: an audio block takes one channel, not {channels}")
+    if spec.sensors and (sum(a for _, a in spec.sensors) != channels
+                         or len({nm for nm, _ in spec.sensors}) != len(spec.sensors)
+                         or not all(NAME_RE.fullmatch(nm) for nm, _ in spec.sensors)):
+        raise KilomlError(f"sensors {list(spec.sensors)}: need unique C-identifier names and "
+                          f"axes adding up to the {channels} channels")
     rate = float(spec.sample_rate)
     if not rate > 0:
         raise KilomlError(f"sample_rate {spec.sample_rate!r} must be > 0 Hz")

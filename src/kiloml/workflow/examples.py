@@ -68,6 +68,8 @@ def sp_sw_har_settings(c) -> None:
     c.dsp = DSPSection(block="spectral", params={"fft_length": 64,
                                                  "band_edges_hz": [0, 1, 2, 4, 8, 16, 32]})
     c.model = ModelSection(arch="dense")
+    c.data.augment.sensor_dropout = 0.25   # the missing-sensor policy (kiloml.train.augment)
+    c.deploy.formats = ["c"]   # the Arduino sketch reads one board's IMU, not phone + watch
 
 
 def init_example(root: str | Path, example: str, data: str | Path, name: str | None = None,
