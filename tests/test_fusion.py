@@ -248,3 +248,33 @@ def test_sensor_dropout_zeroes_one_whole_sensor():
     assert 900 < (half == 0).all(axis=1).any(axis=1).sum() < 1100
     # single-sensor data: no dropout
     assert (augment_motion(x, aug, np.random.default_rng(0), [(0, 12)]) == 1).all()
+
+
+@pytest.mark.skipif(not SPSW.is_dir(), reason="needs ../shared/data/sp_sw_har")
+def test_sp_sw_har_example_runs_deploys_verifies_and_tests_other_people(tmp_path):
+    # 4 people x 3 recordings to train on (person-disjoint splits), 1 other person to test
+    data, other = tmp_path / "DATA", tmp_path / "OTHER"
+    for person in ("s01", "s02", "s03", "s05"):
+        for f in sorted((SPSW / person).glob("*_0[123]_s?.csv")):
+            (data / person).mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, data / person / f.name)
+    for f in sorted((SPSW / "s06").glob("*_0[12]_s?.csv")):
+        (other / "s06").mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, other / "s06" / f.name)
+    root = tmp_path / "har"
+    r = kiloml("init", root, "--example", "sp_sw_har", "--data", data)
+    assert r.returncode == 0, r.stderr
+    cfg = root / "kiloml.toml"
+    cfg.write_text(cfg.read_text().replace("[train]\n", "[train]\nepochs = 4\n"))
+    r = kiloml("run", "--project", root, "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    st = {s["name"]: s["status"] for s in json.loads(r.stdout)["steps"]}
+    assert st["deploy"] == "ran" and st["verify"] == "ran"
+    v = json.loads((root / "build" / "verify.json").read_text())
+    assert v["ok"] and v["scores_bit_exact"] and v["predictions_equal"] == v["clips"] > 0
+    header = next((root / "build" / "deploy" / "c").glob("*.h")).read_text()
+    assert "_classify_sensors(const" in header and "_WATCH_AXES 6" in header
+    r = kiloml("test", "--project", root, "--data", other, "--json")
+    assert r.returncode == 0, r.stderr
+    t = json.loads(r.stdout)
+    assert t["n"] > 20 and set(t["labels"]) >= {"WALKING", "TURNING"}
