@@ -278,3 +278,27 @@ def test_sp_sw_har_example_runs_deploys_verifies_and_tests_other_people(tmp_path
     assert r.returncode == 0, r.stderr
     t = json.loads(r.stdout)
     assert t["n"] > 20 and set(t["labels"]) >= {"WALKING", "TURNING"}
+
+
+def test_same_recording_names_from_two_folders_do_not_collide(tmp_path):
+    from kiloml.data.dataset import Dataset
+    from kiloml.data.importer import import_data
+    from kiloml.data.index import DatasetIndex
+    from kiloml.data.settings import DataSettings, SensorSettings
+
+    cfg = DataSettings(sample_rate=100.0, window_ms=1000, stride_ms=250,
+                       sensors=[SensorSettings(name="phone", suffix="_sp", axes=AXES),
+                                SensorSettings(name="watch", suffix="_sw", axes=AXES)])
+    ds = Dataset(tmp_path / "p", tmp_path / "p" / "dataset" / "index.csv")
+    ds.index_path.parent.mkdir(parents=True)
+    DatasetIndex([]).save(ds.index_path)
+    a = import_data(ds, cfg, _synthetic(tmp_path / "a"))
+    b = import_data(ds, cfg, _synthetic(tmp_path / "b"))
+    again = import_data(ds, cfg, tmp_path / "a")
+    assert len(a.added) == len(b.added) == 12 and b.duplicates == 0
+    assert not again.added and again.duplicates == 12
+    idx = ds.load_index()
+    assert len({s.source for s in idx}) == 12 and len(set(idx.ids)) == 24
+    for s in idx:   # each indexed run is the aligned frames of its label
+        x = np.load(ds.resolve(s.source))[s.offset:s.offset + s.length]
+        assert x.shape == (s.length, 12)

@@ -29,6 +29,7 @@ naming ``file:line``; the count is kept in the sample's options (``dropped_lines
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -170,6 +171,17 @@ def _check_rate(p: Path, rec: Recording, stated: float | None, stated_by: str) -
                         f"), but {stated_by} states {stated:g} Hz")
 
 
+def _unique_id(sid: str, taken: set[str]) -> str:
+    """``sid``, or ``sid~2``, ``sid~3``... if taken; added to ``taken``."""
+    if sid in taken:
+        j = 2
+        while f"{sid}~{j}" in taken:
+            j += 1
+        sid = f"{sid}~{j}"
+    taken.add(sid)
+    return sid
+
+
 def import_data(dataset: Dataset, settings: DataSettings, path: str | Path, *,
                 fmt: str = "auto", label: str | None = None, label_regex: str | None = None,
                 group_regex: str | None = None, rate: float | None = None,
@@ -260,13 +272,7 @@ def _import_locked(dataset: Dataset, cfg: DataSettings, path: Path, fmt: str,
             if (loc, off) in existing_loc:
                 res.duplicates += 1
                 continue
-            sid = f"{base}#{k}" if multi else base
-            if sid in taken:
-                j = 2
-                while f"{sid}~{j}" in taken:
-                    j += 1
-                sid = f"{sid}~{j}"
-            taken.add(sid)
+            sid = _unique_id(f"{base}#{k}" if multi else base, taken)
             new.append(Sample(id=sid, label=lab, group=grp if role == "sample" else base,
                               split="train", role=role, source=src, format=f, offset=off,
                               length=length, sample_rate=sample_rate, channels=rec.channels,
@@ -316,7 +322,8 @@ def _import_sensors_locked(dataset: Dataset, cfg: DataSettings, path: Path,
                            group_regex: str | None, split: str,
                            skip_bad: bool) -> ImportResult:
     """Multi-sensor import (kiloml.data.fusion): each recording's sensor files are aligned and
-    resampled into one ``aligned/<recording>.npy`` next to the index, cut into label runs."""
+    resampled into one ``aligned/<folder hash>/<recording>.npy`` next to the index, cut into
+    label runs."""
     group_rx = _regex(group_regex, "group")
     index = dataset.load_index()
     root, files, ignored = collect_files(path, "auto")
@@ -332,7 +339,11 @@ def _import_sensors_locked(dataset: Dataset, cfg: DataSettings, path: Path,
     res.files = sum(len(r) for r in recs.values())
     rate = float(cfg.sample_rate)
     min_run = max(1, int(round(cfg.min_run_ms * rate / 1000.0)))
-    adir = dataset.index_path.parent / ALIGNED_DIR
+    # one folder per imported folder (named by a hash of its path relative to the data set's
+    # root, so project and data still move together): equal recording names from two
+    # folders never collide
+    tag = hashlib.sha256(dataset.source_name(root).encode()).hexdigest()[:8]
+    adir = dataset.index_path.parent / ALIGNED_DIR / tag
     known = {s.source for s in index}
     taken = set(index.ids)
     new: list[Sample] = []
@@ -371,8 +382,7 @@ def _import_sensors_locked(dataset: Dataset, cfg: DataSettings, path: Path,
         al.stats["from"] = [dataset.source_name(got[s.name]) for s in cfg.sensors]
         opts = json.dumps({"align": al.stats}, separators=(",", ":"), sort_keys=True)
         for k, (off, n, lab) in enumerate(runs):
-            sid = f"{key}#{k}"
-            taken.add(sid)
+            sid = _unique_id(f"{key}#{k}", taken)
             new.append(Sample(id=sid, label=str(lab), group=grp, split="train", role="sample",
                               source=src, format="npy", offset=off, length=n,
                               sample_rate=rate, channels=int(al.data.shape[1]),
