@@ -405,3 +405,42 @@ def test_refusals(tmp_path):
     lib = deploy_arduino(spec, tmp_path / "Wand").path
     with pytest.raises(KilomlError, match="armv7em kernels, which do not build for the host"):
         run_host(lib, H.imu_windows()[:1])
+
+
+def test_imu_sketch_of_a_two_sensor_project_uses_one_buffer_per_sensor(tmp_path):
+    """Single-board fusion (accelerometer + gyroscope as two sensors): the sketch passes one
+    buffer per sensor to <name>_classify_sensors; the simulated board's gyroscope never has
+    data, so every window is classified with the gyroscope missing (zeros) and says so."""
+    from dataclasses import replace
+
+    from kiloml.dsp.apply import apply_block
+    from kiloml.train.normalize import Normalizer
+
+    block = H.imu_block()
+    x = H.imu_windows(per_label=6)
+    x6 = np.concatenate([x, x[:, :, ::-1] * 0.5], axis=2)
+    norm = Normalizer.fit("feature", apply_block(block, x6))
+    g = H.dense_graph(norm(apply_block(block, x6)), len(H.IMU_LABELS))
+    spec = replace(H.imu_spec(board="pico"), graph=g, channels=6, normalizer=norm.state(),
+                   sensors=(("accel", 3), ("gyro", 3)))
+    lib = deploy_arduino(spec, tmp_path / "Fused").path
+    sketch = _sketch(lib).read_text()
+    assert "wand_classify_sensors(accel_frames, gyro_frames_age <" in sketch
+    frames = H.imu_windows().reshape(-1, 3)[:160]
+    printed = _simulate(lib, frames, "imu", 40000, tmp_path)
+    windows, since = [], 0
+    for k in range(1, len(frames) + 1):
+        since += 1
+        if since >= 12 and k >= H.IMU_FRAMES:
+            since = 0
+            w = np.zeros((H.IMU_FRAMES, 6), np.float32)
+            w[:, :3] = frames[k - H.IMU_FRAMES:k]
+            windows.append(w)
+    want = run_host(lib, np.stack(windows), features=False)
+    results = printed[0::2]
+    assert len(results) == len(windows) >= 5
+    assert all(" ".join(m) == "(gyro missing: classified with its channels as zeros)"
+               for m in printed[1::2])
+    assert [p[0] for p in results] == [H.IMU_LABELS[k] for k in want.predictions]
+    assert [p[1] for p in results] == [f"{want.scores[i, k]:.3f}"
+                                       for i, k in enumerate(want.predictions)]

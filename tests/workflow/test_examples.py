@@ -49,8 +49,9 @@ def test_example_errors(tmp_path):
     r = kiloml("init", tmp_path / "a", "--example", "magic_wand", "--data", DATA / "cwru_bearing_0hp")
     assert r.returncode == 1 and "not laid out like the magic_wand" in r.stderr
     assert not (tmp_path / "a" / "kiloml.toml").exists()
-    r = kiloml("init", tmp_path / "b", "--example", "sp_sw_har", "--data", DATA / "sp_sw_har")
-    assert r.returncode == 2 and "sp_sw_har" in r.stderr
+    r = kiloml("init", tmp_path / "b", "--example", "sp_sw_har", "--data", DATA / "magic_wand")
+    assert r.returncode == 1 and "not laid out like the sp_sw_har" in r.stderr
+    assert not (tmp_path / "b").exists()
     r = kiloml("init", tmp_path / "c", "--example", "kws")
     assert r.returncode == 2 and "--data" in r.stderr
     r = kiloml("init", tmp_path / "d")

@@ -188,6 +188,20 @@ def data_info(
         out.print(w)
         if info["dropped_lines"]:
             warn(f"malformed lines dropped at import: {info['dropped_lines']:,}")
+        al = info.get("alignment")
+        if al:
+            a = table(f"sensor alignment, {al['recordings']:,} recordings (start spread median "
+                      f"{al['start_spread_ms']['median']:g} / max {al['start_spread_ms']['max']:g}"
+                      f" ms, end {al['end_spread_ms']['median']:g} / "
+                      f"{al['end_spread_ms']['max']:g} ms; labels agree on "
+                      f"{al['label_agreement']['mean']:.1%})",
+                      [("sensor", "l"), ("rows", "r"), ("rate Hz", "r"), ("duplicated", "r"),
+                       ("dropped", "r"), ("max gap ms", "r"), ("lag ms med/max", "r")])
+            for n, x in al["sensors"].items():
+                a.add_row(n, f"{x['rows']:,}", f"{x['rate_hz_median']:g}",
+                          f"{x['duplicated']:,}", f"{x['dropped']:,}", f"{x['max_gap_ms']:g}",
+                          f"{x['lag_ms_median']:g} / {x['lag_ms_max_abs']:g}")
+            out.print(a)
         out.print("sample rates: " + ", ".join(f"{r} Hz x{n}" for r, n in
                                                 info["sample_rates"].items()))
         if info["noise"]["clips"]:

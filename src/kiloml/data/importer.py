@@ -29,6 +29,7 @@ naming ``file:line``; the count is kept in the sample's options (``dropped_lines
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -37,11 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiloml.data.dataset import Dataset
+from kiloml.data.fusion import align, label_runs, read_sensor_csv
 from kiloml.data.index import DatasetIndex, Sample, source_checksum
 from kiloml.data.readers import FORMATS, Recording, detect_format, read_file
 from kiloml.data.settings import DataSettings
 from kiloml.data.splits import assign_splits
 from kiloml.errors import DataError, ProjectError
+from kiloml.fileio import atomic_save_npy
 
 NOISE_DIR = "_background_noise_"
 MAX_STEM_LABELS = 20   # more files than this, each its own label: surely a mistake
@@ -168,6 +171,17 @@ def _check_rate(p: Path, rec: Recording, stated: float | None, stated_by: str) -
                         f"), but {stated_by} states {stated:g} Hz")
 
 
+def _unique_id(sid: str, taken: set[str]) -> str:
+    """``sid``, or ``sid~2``, ``sid~3``... if taken; added to ``taken``."""
+    if sid in taken:
+        j = 2
+        while f"{sid}~{j}" in taken:
+            j += 1
+        sid = f"{sid}~{j}"
+    taken.add(sid)
+    return sid
+
+
 def import_data(dataset: Dataset, settings: DataSettings, path: str | Path, *,
                 fmt: str = "auto", label: str | None = None, label_regex: str | None = None,
                 group_regex: str | None = None, rate: float | None = None,
@@ -194,6 +208,9 @@ def import_data(dataset: Dataset, settings: DataSettings, path: str | Path, *,
     if not dataset.index_path.is_file():
         raise ProjectError(f"{dataset.index_path}: dataset index missing")
     with dataset.lock():
+        if settings.sensors:
+            return _import_sensors_locked(dataset, settings, Path(path), group_regex, split,
+                                          skip_bad)
         return _import_locked(dataset, settings, Path(path), fmt, label, label_regex,
                               group_regex, rate, rows, variable, split, skip_bad)
 
@@ -255,13 +272,7 @@ def _import_locked(dataset: Dataset, cfg: DataSettings, path: Path, fmt: str,
             if (loc, off) in existing_loc:
                 res.duplicates += 1
                 continue
-            sid = f"{base}#{k}" if multi else base
-            if sid in taken:
-                j = 2
-                while f"{sid}~{j}" in taken:
-                    j += 1
-                sid = f"{sid}~{j}"
-            taken.add(sid)
+            sid = _unique_id(f"{base}#{k}" if multi else base, taken)
             new.append(Sample(id=sid, label=lab, group=grp if role == "sample" else base,
                               split="train", role=role, source=src, format=f, offset=off,
                               length=length, sample_rate=sample_rate, channels=rec.channels,
@@ -283,6 +294,115 @@ def _import_locked(dataset: Dataset, cfg: DataSettings, path: Path, fmt: str,
                             stride_ms=cfg.stride_ms, pad=cfg.pad)
     else:
         new = [s.with_(split=split) if s.role == "sample" else s for s in new]
+    res.added = new
+    if new:
+        DatasetIndex(index.samples + new).save(dataset.index_path)
+    return res
+
+
+ALIGNED_DIR = "aligned"
+
+
+def _recordings(cfg: DataSettings, root: Path, files: list[Path],
+                res: ImportResult) -> dict[str, dict[str, Path]]:
+    """Files grouped by recording (the path without its sensor suffix), per sensor name."""
+    recs: dict[str, dict[str, Path]] = {}
+    for p in files:
+        rel = p.relative_to(root).with_suffix("").as_posix()
+        hit = next((s for s in cfg.sensors if p.suffix.lower() == ".csv"
+                    and rel.endswith(s.suffix)), None)
+        if hit is None:
+            res.ignored.append(str(p))
+            continue
+        recs.setdefault(rel[:-len(hit.suffix)], {})[hit.name] = p
+    return recs
+
+
+def _import_sensors_locked(dataset: Dataset, cfg: DataSettings, path: Path,
+                           group_regex: str | None, split: str,
+                           skip_bad: bool) -> ImportResult:
+    """Multi-sensor import (kiloml.data.fusion): each recording's sensor files are aligned and
+    resampled into one ``aligned/<folder hash>/<recording>.npy`` next to the index, cut into
+    label runs."""
+    group_rx = _regex(group_regex, "group")
+    index = dataset.load_index()
+    root, files, ignored = collect_files(path, "auto")
+    res = ImportResult(ignored=ignored)
+    recs = _recordings(cfg, root, files, res)
+    if not recs:
+        raise DataError(f"{path}: no sensor files found (names ending in "
+                        f"{', '.join(s.suffix + '.csv' for s in cfg.sensors)})")
+    for s in cfg.sensors:
+        if not any(s.name in r for r in recs.values()):
+            raise DataError(f"{path}: no file of sensor {s.name!r} (*{s.suffix}.csv) although "
+                            "data.sensors declares it")
+    res.files = sum(len(r) for r in recs.values())
+    rate = float(cfg.sample_rate)
+    min_run = max(1, int(round(cfg.min_run_ms * rate / 1000.0)))
+    # one folder per imported folder (named by a hash of its path relative to the data set's
+    # root, so project and data still move together): equal recording names from two
+    # folders never collide
+    tag = hashlib.sha256(dataset.source_name(root).encode()).hexdigest()[:8]
+    adir = dataset.index_path.parent / ALIGNED_DIR / tag
+    known = {s.source for s in index}
+    taken = set(index.ids)
+    new: list[Sample] = []
+    arrays: list[tuple[Path, object]] = []
+    for key, got in sorted(recs.items()):
+        first = next(iter(got.values()))
+        try:
+            absent = [s for s in cfg.sensors if s.name not in got]
+            if absent:
+                s = absent[0]
+                raise DataError(f"{first}: no {s.name} file {Path(key).name}{s.suffix}.csv "
+                                "next to it for this recording")
+            streams = [(s.name, read_sensor_csv(got[s.name], s.axes, cfg.label_column))
+                       for s in cfg.sensors]
+            if all(st.labels is None for _, st in streams):
+                raise DataError(f"{first}: no {cfg.label_column!r} column in any sensor file")
+            al = align(streams, rate, cfg.align_tolerance_ms)
+            runs, relabelled = label_runs(al.labels, min_run)
+            if group_rx is not None:
+                grp = _match(group_rx, key, "group")
+                if grp is None:
+                    raise DataError(f"{first}: --group-regex {group_rx.pattern!r} does not "
+                                    "match")
+            else:
+                grp = Path(key).parent.name or key
+        except DataError as e:
+            res.skipped.append((str(first), str(e)))
+            continue
+        npy = adir / f"{key}.npy"
+        src = dataset.source_name(npy)
+        if src in known:
+            res.duplicates += len(runs)
+            continue
+        arrays.append((npy, al.data))
+        al.stats["relabelled"] = relabelled
+        al.stats["from"] = [dataset.source_name(got[s.name]) for s in cfg.sensors]
+        opts = json.dumps({"align": al.stats}, separators=(",", ":"), sort_keys=True)
+        for k, (off, n, lab) in enumerate(runs):
+            sid = _unique_id(f"{key}#{k}", taken)
+            new.append(Sample(id=sid, label=str(lab), group=grp, split="train", role="sample",
+                              source=src, format="npy", offset=off, length=n,
+                              sample_rate=rate, channels=int(al.data.shape[1]),
+                              options=opts, checksum=""))
+    if res.skipped and not skip_bad:
+        more = len(res.skipped) - 1
+        raise DataError(res.skipped[0][1] + (f" (and {more} more bad recording(s))"
+                                             if more else "")
+                        + "; nothing imported (--skip-bad imports the rest)")
+    sums = {}
+    for npy, arr in arrays:
+        atomic_save_npy(npy, arr, make_parents=True)
+        sums[dataset.source_name(npy)] = source_checksum(npy)
+    new = [s.with_(checksum=sums[s.source]) for s in new]
+    if split == "auto":
+        new = assign_splits(new, index.samples, cfg.validation, cfg.test, seed=cfg.seed,
+                            by=cfg.split_by, notes=res.notes, window_ms=cfg.window_ms,
+                            stride_ms=cfg.stride_ms, pad=cfg.pad)
+    else:
+        new = [s.with_(split=split) for s in new]
     res.added = new
     if new:
         DatasetIndex(index.samples + new).save(dataset.index_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from kiloml.data.dataset import Dataset
+from kiloml.data.fusion import alignment_summary
 from kiloml.data.index import SPLITS, source_checksum
 from kiloml.data.settings import DataSettings
 from kiloml.data.splits import group_leaks, share_warnings
@@ -129,5 +130,6 @@ def dataset_info(dataset: Dataset, settings: DataSettings, verify: bool = True) 
         "noise": {"clips": len(noise), "duration_s": round(sum(s.duration_s for s in noise), 3)},
         "sources": len({s.source for s in idx}),
         "dropped_lines": sum(dropped.values()),
+        "alignment": alignment_summary(samples),
         "problems": problems,
     }

@@ -33,6 +33,8 @@ class AugmentSettings(_Strict):
     jitter_std: float = Field(0.0, ge=0)
     scale_range: float = Field(0.0, ge=0, lt=1)
     rotate_deg: float = Field(0.0, ge=0, le=180)
+    sensor_dropout: float = Field(0.0, ge=0, le=1, description="multi-sensor: probability "
+                                  "that a training window loses one random sensor (zeros)")
 
     @field_validator("noise_snr_db")
     @classmethod
@@ -40,6 +42,22 @@ class AugmentSettings(_Strict):
         if not (math.isfinite(v[0]) and math.isfinite(v[1]) and v[0] <= v[1]):
             raise ValueError("must be [low, high] dB with low <= high")
         return v
+
+
+class SensorSettings(_Strict):
+    """One sensor of a multi-sensor project (``[[data.sensors]]``; see kiloml.data.fusion).
+
+    Each recording is one CSV file per sensor, named ``<recording><suffix>.csv`` (e.g.
+    ``s01_01_sp.csv`` and ``s01_01_sw.csv`` for ``suffix = "_sp"`` / ``"_sw"``), with a
+    timestamp column (ms), the ``axes`` columns and optionally a per-sample label column.
+    The sensor is resampled to ``rate`` (default: ``data.sample_rate``) on a grid shared by
+    all sensors, and its axes take the next ``len(axes)`` channels, in declaration order."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=32)
+    suffix: str = Field(min_length=1, description="file name ending before .csv")
+    axes: list[str] = Field(min_length=1, max_length=32, description="CSV columns, in order")
+    units: str = ""
+    rate: Optional[float] = Field(None, gt=0, description="nominal Hz; default data.sample_rate")
 
 
 class DataSettings(_Strict):
@@ -63,9 +81,45 @@ class DataSettings(_Strict):
         None, description="accelerometer data's units: deployed IMU sketches scale the "
                           "sensor's g to them")
     augment: AugmentSettings = AugmentSettings()
+    sensors: list[SensorSettings] = Field(
+        default_factory=list, description="several sensors per recording (kiloml.data.fusion)")
+    label_column: str = Field("label", description="multi-sensor CSV: per-sample label column")
+    align_tolerance_ms: float = Field(
+        2000.0, gt=0, description="multi-sensor: largest start/end difference between sensors")
+    min_run_ms: float = Field(
+        100.0, ge=0, description="multi-sensor: a label run shorter than this joins the run "
+                                 "before it")
 
     @model_validator(mode="after")
     def _fractions(self) -> "DataSettings":
         if self.validation + self.test >= 1:
             raise ValueError("validation + test must be < 1")
         return self
+
+    @model_validator(mode="after")
+    def _sensors(self) -> "DataSettings":
+        if not self.sensors:
+            return self
+        names = [s.name for s in self.sensors]
+        sufs = [s.suffix for s in self.sensors]
+        if len(set(names)) != len(names) or len(set(sufs)) != len(sufs):
+            raise ValueError("sensors: names and suffixes must be unique")
+        if self.sample_rate is None:
+            raise ValueError("sensors: data.sample_rate is required (the shared grid's rate)")
+        for s in self.sensors:
+            if s.rate is not None and abs(s.rate - self.sample_rate) > 1e-9 * self.sample_rate:
+                raise ValueError(f"sensor {s.name!r}: rate {s.rate:g} Hz; all sensors are "
+                                 f"resampled to data.sample_rate {self.sample_rate:g} Hz "
+                                 "(sensors at different rates are not supported yet)")
+        total = sum(len(s.axes) for s in self.sensors)
+        if self.channels is not None and self.channels != total:
+            raise ValueError(f"channels {self.channels} != {total}, the sensors' axes")
+        return self
+
+    def sensor_channels(self) -> dict[str, tuple[int, int]]:
+        """Each sensor's [first, end) channel range in the aligned frames."""
+        out, k = {}, 0
+        for s in self.sensors:
+            out[s.name] = (k, k + len(s.axes))
+            k += len(s.axes)
+        return out

@@ -182,6 +182,11 @@ def imu_sketch(p: Pipeline, sketch: str) -> str:
     if units is not None and units not in ACCEL_SCALES:
         raise KilomlError(f"units {units!r}: the IMU sketch knows {', '.join(ACCEL_SCALES)}")
     names = ["ax", "ay", "az", "gx", "gy", "gz"][:ch] if ch == 6 else ["ax", "ay", "az"][:ch]
+    # a multi-sensor project of accelerometer + gyroscope (single-board fusion): one buffer
+    # per sensor through <name>_classify_sensors; a gyroscope silent for a window is missing
+    fused = ch == 6 and [k for _, k in p.spec.sensors] == [3, 3]
+    gname = p.spec.sensors[1][0] if fused else ""
+    a, g = (f"{p.spec.sensors[0][0]}_frames", f"{gname}_frames") if fused else ("", "")
     values = [f"{v} * {'GYRO' if v[0] == 'g' else 'ACCEL'}_SCALE" for v in names]
     lines = _sketch_head(p, sketch, "classifies the IMU continuously") + [
         "#include <Arduino.h>", "#include <Arduino_LSM9DS1.h>", "#include <string.h>", "",
@@ -200,7 +205,14 @@ def imu_sketch(p: Pipeline, sketch: str) -> str:
         f"static const unsigned long PERIOD_US = {period}UL;",
         "// A new classification every STRIDE frames: four per window.",
         f"static const uint32_t STRIDE = {max(p.frames // 4, 1)};", "",
-        f"static float window[{M}_INPUT_SIZE];  // oldest frame first, channels interleaved",
+        *([f"static float window[{M}_INPUT_SIZE];  // oldest frame first, channels "
+           "interleaved"] if not fused else [
+            "// one buffer per sensor, oldest frame first, axes interleaved",
+            f"static float {a}[{M}_WINDOW_SAMPLES * 3];",
+            f"static float {g}[{M}_WINDOW_SAMPLES * 3];",
+            f"// frames since the last {gname} reading: none for a whole window = missing",
+            f"static uint32_t {g}_age = {M}_WINDOW_SAMPLES;",
+            "static uint32_t missing = 0;"]),
         f"static float scores[{M}_NUM_CLASSES];",
         "static uint32_t frames_seen = 0;",
         "static uint32_t since_last = 0;",
@@ -227,7 +239,9 @@ def imu_sketch(p: Pipeline, sketch: str) -> str:
         "  float ax, ay, az;",
         "  IMU.readAcceleration(ax, ay, az);"]
     if ch == 6:
-        lines += ["  if (IMU.gyroscopeAvailable()) {", "    IMU.readGyroscope(gx, gy, gz);", "  }"]
+        lines += ["  if (IMU.gyroscopeAvailable()) {", "    IMU.readGyroscope(gx, gy, gz);"]
+        lines += [f"    {g}_age = 0;", f"  }} else if ({g}_age < {M}_WINDOW_SAMPLES) {{",
+                  f"    ++{g}_age;", "  }"] if fused else ["  }"]
     unused = [v for v in ["ax", "ay", "az"] if v not in names]
     lines += [f"  (void){v};" for v in unused]
     lines += [
@@ -235,10 +249,19 @@ def imu_sketch(p: Pipeline, sketch: str) -> str:
         "  if ((long)(now - next_us) > (long)PERIOD_US) {",
         "    next_us = now;  // fell behind (a classification took longer): resynchronize",
         "  }",
-        f"  memmove(window, window + {M}_CHANNELS, sizeof(float) * ({M}_INPUT_SIZE - "
-        f"{M}_CHANNELS));",
-        f"  float *frame = window + ({M}_INPUT_SIZE - {M}_CHANNELS);"]
-    lines += [f"  frame[{i}] = {v};" for i, v in enumerate(values)]
+    ]
+    if fused:
+        for buf, vals in ((a, values[:3]), (g, values[3:])):
+            lines += [f"  memmove({buf}, {buf} + 3, sizeof(float) * ({M}_WINDOW_SAMPLES - 1) "
+                      "* 3);"]
+            lines += [f"  {buf}[({M}_WINDOW_SAMPLES - 1) * 3 + {i}] = {v};"
+                      for i, v in enumerate(vals)]
+    else:
+        lines += [
+            f"  memmove(window, window + {M}_CHANNELS, sizeof(float) * ({M}_INPUT_SIZE - "
+            f"{M}_CHANNELS));",
+            f"  float *frame = window + ({M}_INPUT_SIZE - {M}_CHANNELS);"]
+        lines += [f"  frame[{i}] = {v};" for i, v in enumerate(values)]
     lines += [
         f"  if (frames_seen < {M}_WINDOW_SAMPLES) {{",
         "    ++frames_seen;",
@@ -247,11 +270,17 @@ def imu_sketch(p: Pipeline, sketch: str) -> str:
         "    return;",
         "  }",
         "  since_last = 0;",
-        f"  int top = {n}_classify(window, scores);",
+        f"  int top = {n}_classify(window, scores);" if not fused else
+        f"  int top = {n}_classify_sensors({a}, {g}_age < {M}_WINDOW_SAMPLES ? {g} : NULL, "
+        "scores, &missing);",
         "  if (top >= 0) {",
         f"    Serial.print({M}_LABELS[top]);",
         "    Serial.print(' ');",
         "    Serial.println(scores[top], 3);",
+        *([] if not fused else [
+            "    if (missing != 0) {",
+            f'      Serial.println("({gname} missing: classified with its channels as zeros)");',
+            "    }"]),
         "  }",
         "}", ""]
     return "\n".join(lines)

@@ -137,9 +137,56 @@ def public_header(p: Pipeline) -> str:
               " * block or the model reports an error. Not reentrant: the DSP scratch, the",
               " * feature buffer and the model arena are static. */",
               f"int {n}_classify(const {n}_sample_t *raw, float *scores);", "",
-              *(slot.header_api(p) if p.spec.model_slot else []),
-              "#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */", ""]
+              *(slot.header_api(p) if p.spec.model_slot else [])]
+    lines += _sensors_header(p)
+    lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */", ""]
     return "\n".join(lines)
+
+
+def _sensors_header(p: Pipeline) -> list[str]:
+    """Multi-sensor projects: the channels of each sensor and the one-buffer-per-sensor API."""
+    if not p.spec.sensors:
+        return []
+    M, n = p.macro, p.name
+    out, first = [], 0
+    for nm, axes in p.spec.sensors:
+        out += [f"#define {M}_{nm.upper()}_FIRST_CHANNEL {first}",
+                f"#define {M}_{nm.upper()}_AXES {axes}"]
+        first += axes
+    args = ", ".join(f"const {n}_sample_t *{nm}" for nm, _ in p.spec.sensors)
+    names = ", ".join(nm for nm, _ in p.spec.sensors)
+    return ["", "/* Classifies one window given one buffer per sensor (" + names + "):",
+            f" * each {M}_WINDOW_SAMPLES frames of that sensor's axes, oldest first, frames",
+            " * interleaved, at the window's sample rate. A NULL buffer is a missing sensor",
+            " * (out of range): its channels are zeros, as the model saw in training with",
+            " * sensor dropout; *missing receives a bit per NULL sensor (bit k: sensor k, in",
+            " * the order above) when missing is not NULL. Returns as "
+            f"{n}_classify. */",
+            f"int {n}_classify_sensors({args}, float *scores, uint32_t *missing);", ""] \
+        + ["/* Each sensor's channels in the raw window */", *out, ""]
+
+
+def _sensors_source(p: Pipeline) -> list[str]:
+    if not p.spec.sensors:
+        return []
+    M, n = p.macro, p.name
+    args = ", ".join(f"const {n}_sample_t *{nm}" for nm, _ in p.spec.sensors)
+    body = ["/* the interleaved window assembled from the sensors' buffers */",
+            f"static {n}_sample_t {n}_window[{M}_INPUT_SIZE];", "",
+            f"int {n}_classify_sensors({args}, float *scores, uint32_t *missing)", "{",
+            "    uint32_t f;", "    uint32_t a;", "    uint32_t gone = 0u;"]
+    first = 0
+    for k, (nm, axes) in enumerate(p.spec.sensors):
+        body += [f"    if ({nm} == 0) {{", f"        gone |= {1 << k}u;", "    }",
+                 f"    for (f = 0; f < {M}_WINDOW_SAMPLES; ++f) {{",
+                 f"        for (a = 0; a < {axes}u; ++a) {{",
+                 f"            {n}_window[f * {M}_CHANNELS + {first}u + a] = "
+                 f"{nm} == 0 ? ({n}_sample_t)0 : {nm}[f * {axes}u + a];",
+                 "        }", "    }"]
+        first += axes
+    body += ["    if (missing != 0) {", "        *missing = gone;", "    }",
+             f"    return {n}_classify({n}_window, scores);", "}", ""]
+    return body
 
 
 def _feature_value(p: Pipeline, i: str) -> str:
@@ -243,7 +290,7 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str) -> str:
              f"{f32_literal(p.output_scale)};",
              f"        if ({n}_output[i] > {n}_output[top]) {{", "            top = i;",
              "        }", "    }", "    return (int)top;", "}", ""]
-    return "\n".join(lines + body)
+    return "\n".join(lines + body + _sensors_source(p))
 
 
 def c_array_strings(labels: list[str]) -> str:

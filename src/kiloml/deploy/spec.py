@@ -88,6 +88,9 @@ class DeploySpec:
     units: Optional[str] = None  # accelerometer data: "g", "mg" or "m/s2" (IMU sketch scale)
     model_slot: bool = False     # C package: weights in an A/B flash slot (kiloml.deploy.slot)
     personalize: Any = None      # kiloml.deploy.personalize.Settings: add personalize/ (C)
+    # multi-sensor projects: (sensor name, axes) in channel order; the C API then also takes
+    # one buffer per sensor (<name>_classify_sensors)
+    sensors: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -281,6 +284,11 @@ def resolve(spec: DeploySpec, portable_too: bool = False, model_c: bool = True) 
         raise KilomlError(f"window: frames {frames} and channels {channels} must be >= 1")
     if block.audio and channels != 1:
         raise KilomlError(f"{block.name}: an audio block takes one channel, not {channels}")
+    if spec.sensors and (sum(a for _, a in spec.sensors) != channels
+                         or len({nm for nm, _ in spec.sensors}) != len(spec.sensors)
+                         or not all(NAME_RE.fullmatch(nm) for nm, _ in spec.sensors)):
+        raise KilomlError(f"sensors {list(spec.sensors)}: need unique C-identifier names and "
+                          f"axes adding up to the {channels} channels")
     rate = float(spec.sample_rate)
     if not rate > 0:
         raise KilomlError(f"sample_rate {spec.sample_rate!r} must be > 0 Hz")

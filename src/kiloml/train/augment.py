@@ -18,6 +18,10 @@ Motion (on (N, frames, axes) windows)
     jitter        additive Gaussian noise, jitter_std x the window's RMS
     scale         per-window gain uniform in 1 +- scale_range
     rotate        a random 3-D rotation of up to rotate_deg about a random axis (3-axis data)
+    sensor drop   multi-sensor windows (``sensors``: each sensor's channel range): with
+                  probability sensor_dropout one sensor, chosen uniformly, is set to zeros, as
+                  a deployed device does for a sensor that is missing (the missing-sensor
+                  policy: train with dropout, zero the sensor at run time, flag it)
 
 Every function takes a ``numpy.random.Generator`` so a seed fixes the result.
 """
@@ -38,7 +42,8 @@ def features_enabled(aug) -> bool:
 
 
 def motion_enabled(aug) -> bool:
-    return bool(aug.jitter_std or aug.scale_range or aug.rotate_deg)
+    return bool(aug.jitter_std or aug.scale_range or aug.rotate_deg
+                or getattr(aug, "sensor_dropout", 0.0))
 
 
 def augment_audio(clips: np.ndarray, aug, sample_rate: float, noise: list[np.ndarray],
@@ -121,8 +126,10 @@ def _band(idx: np.ndarray, f0: np.ndarray, w: np.ndarray, frames: int) -> np.nda
     return np.broadcast_to(m[:, None, :], (m.shape[0], frames, m.shape[1]))
 
 
-def augment_motion(windows: np.ndarray, aug, rng: np.random.Generator) -> np.ndarray:
-    """(N, frames, axes) -> jittered, scaled and (for 3 axes) rotated copies."""
+def augment_motion(windows: np.ndarray, aug, rng: np.random.Generator,
+                   sensors: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """(N, frames, axes) -> jittered, scaled and (for 3 axes) rotated copies, with sensor
+    dropout over the ``sensors`` channel ranges."""
     x = np.array(windows, dtype=np.float64, copy=True)
     n, _, axes = x.shape
     if aug.rotate_deg and axes == 3:
@@ -133,6 +140,13 @@ def augment_motion(windows: np.ndarray, aug, rng: np.random.Generator) -> np.nda
     if aug.jitter_std:
         rms = np.sqrt(np.mean(x ** 2, axis=(1, 2), keepdims=True))
         x += rng.normal(0, 1, x.shape) * aug.jitter_std * rms
+    drop = getattr(aug, "sensor_dropout", 0.0)
+    if drop and sensors and len(sensors) > 1:
+        hit = np.flatnonzero(rng.random(n) < drop)
+        which = rng.integers(0, len(sensors), hit.size)
+        for i, k in zip(hit, which):
+            a, b = sensors[k]
+            x[i, :, a:b] = 0.0
     return x.astype(np.float32)
 
 

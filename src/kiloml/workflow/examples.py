@@ -11,9 +11,11 @@ magic_wand    TFLM magic_wand serial logs (folder per gesture, person in the fil
               milli-g): raw 4 s windows every 2 s, 1-D CNN, person-disjoint splits
 cwru          CWRU bearing .mat files at 12 kHz: class from the file name, spectral bands of
               1024-sample windows, dense model, contiguous time blocks per recording
+sp_sw_har     smartphone + smartwatch accelerometer and gyroscope (``sNN/sNN_EE_sp.csv`` and
+              ``_sw.csv``, per-sample activity labels, Unix-ms timestamps): two sensors aligned
+              and resampled to 100 Hz (kiloml.data.fusion), spectral features of all 12 axes
+              (early fusion), dense model, person-disjoint splits (person = the ``sNN`` folder)
 ============  =================================================================================
-
-``sp_sw_har`` (phone + watch) needs several sensors per project, which the fusion issue adds.
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from kiloml.data.settings import SensorSettings
 from kiloml.errors import ProjectError, UsageError
 from kiloml.workflow.project import (DSPSection, ImportSection, ModelSection, Project,
                                      init_project)
 from kiloml.workflow.run import run_project
 
-EXAMPLES = ("kws", "magic_wand", "cwru")
-_TASK = {"kws": "kws", "magic_wand": "motion", "cwru": "vibration"}
-_MARKERS = {"kws": ("yes", "no"), "magic_wand": ("ring", "wing"), "cwru": ()}
+EXAMPLES = ("kws", "magic_wand", "cwru", "sp_sw_har")
+_TASK = {"kws": "kws", "magic_wand": "motion", "cwru": "vibration", "sp_sw_har": "motion"}
+_MARKERS = {"kws": ("yes", "no"), "magic_wand": ("ring", "wing"), "cwru": (), "sp_sw_har": ()}
+SP_SW_HAR_AXES = ["x_acc", "y_acc", "z_acc", "x_gyro", "y_gyro", "z_gyro"]
 
 
 def _check_layout(example: str, data: Path) -> None:
@@ -42,6 +46,30 @@ def _check_layout(example: str, data: Path) -> None:
                            "data set (see ../shared/data/README.md)")
     if example == "cwru" and not any(data.glob("*.mat")):
         raise ProjectError(f"{data}: no .mat files: not laid out like the CWRU data set")
+    if example == "sp_sw_har" and not any(data.glob("s*/s*_sp.csv")):
+        raise ProjectError(f"{data}: no sNN/sNN_EE_sp.csv files: not laid out like the "
+                           "sp_sw_har data set's DATA folder")
+
+
+def sp_sw_har_settings(c) -> None:
+    """The phone + watch fusion settings (also used by benchmarks/fusion.py)."""
+    c.data.sample_rate = 100.0
+    c.data.channels = None
+    c.data.sensors = [SensorSettings(name="phone", suffix="_sp", axes=SP_SW_HAR_AXES,
+                                     units="m/s2, rad/s"),
+                      SensorSettings(name="watch", suffix="_sw", axes=SP_SW_HAR_AXES,
+                                     units="m/s2, rad/s")]
+    c.data.channels = 12
+    c.data.units = "m/s2"
+    c.data.window_ms = 1000
+    c.data.stride_ms = 250
+    c.data.validation = 0.15
+    c.data.test = 0.15
+    c.dsp = DSPSection(block="spectral", params={"fft_length": 64,
+                                                 "band_edges_hz": [0, 1, 2, 4, 8, 16, 32]})
+    c.model = ModelSection(arch="dense")
+    c.data.augment.sensor_dropout = 0.25   # the missing-sensor policy (kiloml.train.augment)
+    c.deploy.formats = ["c"]   # the Arduino sketch reads one board's IMU, not phone + watch
 
 
 def init_example(root: str | Path, example: str, data: str | Path, name: str | None = None,
@@ -61,9 +89,7 @@ def init_example(root: str | Path, example: str, data: str | Path, name: str | N
 def _init_example(root: str | Path, example: str, data: str | Path, name: str | None,
                   force: bool, log: Callable[[str], None]) -> Project:
     if example not in EXAMPLES:
-        hint = (" (sp_sw_har needs multi-sensor projects, not available yet)"
-                if example == "sp_sw_har" else "")
-        raise UsageError(f"unknown example {example!r} (have: {', '.join(EXAMPLES)}){hint}")
+        raise UsageError(f"unknown example {example!r} (have: {', '.join(EXAMPLES)})")
     root, data = Path(root), Path(data)
     _check_layout(example, data)
     p = init_project(root, _TASK[example], name=name, force=force)
@@ -78,6 +104,9 @@ def _init_example(root: str | Path, example: str, data: str | Path, name: str | 
         c.data.stride_ms = 2000
         c.dsp = DSPSection(block="raw")
         c.model = ModelSection(arch="cnn1d")
+        c.source = ImportSection(path=rel)
+    elif example == "sp_sw_har":
+        sp_sw_har_settings(c)
         c.source = ImportSection(path=rel)
     else:
         c.source = ImportSection(path=rel, label_regex=r"(normal|IR\d+|B\d+|OR\d+)")

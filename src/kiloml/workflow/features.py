@@ -155,7 +155,9 @@ class AugmentedBanks:
                 x = apply_block(self.block, clips[..., None])
                 save_arrays(path, x=x)
             else:
-                frames = A.augment_motion(self._frames, self.aug, rng)
+                frames = A.augment_motion(
+                    self._frames, self.aug, rng,
+                    list(self.project.config.data.sensor_channels().values()))
                 x = apply_block(self.block, frames)
         if self.audio:
             self._mem[k] = x

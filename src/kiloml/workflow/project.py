@@ -241,19 +241,29 @@ def _toml_key(k: str) -> str:
     return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_value(k)
 
 
+ARRAY_TABLES = ("sensors",)   # lists of tables in our schema ([[data.sensors]])
+
+
 def to_toml(doc: dict, header: str = "") -> str:
     """A small TOML writer for our schema: scalars, arrays and nested tables (None omitted)."""
     out: list[str] = [header] if header else []
 
-    def table(prefix: str, d: dict) -> None:
-        scalars = [(k, v) for k, v in d.items() if v is not None and not isinstance(v, dict)]
+    def table(prefix: str, d: dict, array: bool = False) -> None:
+        scalars = [(k, v) for k, v in d.items() if v is not None and not isinstance(v, dict)
+                   and k not in ARRAY_TABLES]
         subs = [(k, v) for k, v in d.items() if isinstance(v, dict)]
-        if prefix and (scalars or not subs):
+        arrays = [(k, v) for k, v in d.items() if k in ARRAY_TABLES and isinstance(v, list)]
+        if array:
+            out.append(f"\n[[{prefix}]]")
+        elif prefix and (scalars or not (subs or arrays)):
             out.append(f"\n[{prefix}]")
         for k, v in scalars:
             out.append(f"{_toml_key(k)} = {_toml_value(v)}")
         for k, v in subs:
             table(f"{prefix}.{_toml_key(k)}" if prefix else _toml_key(k), v)
+        for k, v in arrays:   # [[data.sensors]]: written only when there are some
+            for item in v:
+                table(f"{prefix}.{_toml_key(k)}" if prefix else _toml_key(k), item, True)
 
     table("", doc)
     return "\n".join(out).lstrip("\n") + "\n"

@@ -1,0 +1,162 @@
+"""Phone, watch and phone+watch fusion on sp_sw_har, person-disjoint; prints tables.
+
+    python benchmarks/fusion.py [--data DIR] [--folds 4] [--workdir DIR] [--json FILE]
+
+Data: the sp_sw_har recordings (../shared/data/sp_sw_har/DATA, 16 people; Matey-Sanz,
+Casteleyn & Granell 2023, CC BY 4.0). Each setup is the ``kiloml init --example sp_sw_har``
+project (two sensors aligned and resampled to 100 Hz, 1 s windows every 250 ms, spectral
+features, dense model, int8) with only the phone, only the watch, or both:
+
+    phone / watch     the project with that one sensor declared (6 axes)
+    fusion            both sensors (12 axes, early fusion: features concatenated), trained with
+                      sensor dropout 0.25 (the missing-sensor policy); also scored with the
+                      watch and with the phone missing (their channels zeroed at run time)
+
+Folds: people sorted by id, fold f tests people[f::folds] (4 people for 4 folds); validation is
+two other people (the first two of the next fold), training the rest. Every figure is the
+deployed int8 pipeline (kiloml.deploy.run.run_python: the Python twin of the C library, whose
+scores ``kiloml verify`` shows bit-exact in the emulator) on the test people's windows;
+flash, RAM, arena and latency (DSP + model) come from ``kiloml run``'s nano33ble profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from kiloml.data.index import DatasetIndex  # noqa: E402
+from kiloml.data.windowing import load_windows  # noqa: E402
+from kiloml.deploy.run import run_python  # noqa: E402
+from kiloml.train.metrics import classification_report  # noqa: E402
+from kiloml.workflow.deploy import project_spec  # noqa: E402
+from kiloml.workflow.examples import init_example  # noqa: E402
+from kiloml.workflow.project import ImportSection, Project  # noqa: E402
+from kiloml.workflow.run import run_project  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "sp_sw_har" / "DATA"
+SETUPS = ("phone", "watch", "fusion")
+DROPOUT = 0.25
+
+
+def base_project(work: Path, setup: str, data: Path) -> Path:
+    root = work / f"base_{setup}"
+    if (root / "dataset" / "index.csv").is_file():
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    # the example project, then narrowed to one sensor and re-imported
+    p = init_example(root, "sp_sw_har", data)
+    c = p.config
+    if setup != "fusion":
+        c.data.channels = None
+        c.data.sensors = [s for s in c.data.sensors if s.name == setup]
+        c.data.channels = 6
+    else:
+        c.data.augment.sensor_dropout = DROPOUT
+    c.deploy.verify = False
+    p.save()
+    r = run_project(Project.load(root), until="import", force=("import",), progress=False)
+    assert not r["error"], r["error"]
+    return root
+
+
+def fold_project(work: Path, base: Path, setup: str, fold: int, test: set, val: set) -> Path:
+    root = work / f"{setup}_f{fold}"
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(base, root, ignore=shutil.ignore_patterns("build", ".kiloml"))
+    p = Project.load(root)
+    p.config.source = ImportSection()
+    p.config.project.name = f"{setup}_f{fold}"
+    p.save()
+    idx = DatasetIndex.load(p.index_path)
+    DatasetIndex([s.with_(split="test" if s.group in test else "validation" if s.group in val
+                          else "train") for s in idx.samples]).save(p.index_path)
+    return root
+
+
+def score(p: Project, zero: tuple[int, int] | None = None) -> dict:
+    spec = project_spec(p)
+    frames, wins = load_windows(p.dataset, p.config.data, split="test")
+    if zero is not None:
+        frames = frames.copy()
+        frames[:, :, zero[0]:zero[1]] = 0.0
+    res = run_python(spec, frames)
+    y = np.array([spec.labels.index(w.label) for w in wins])
+    r = classification_report(y, np.asarray(res.predictions), list(spec.labels))
+    return {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "windows": r["n"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=SHARED)
+    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/kiloml-bench-fusion"))
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+    con = Console(width=110)
+    a.workdir.mkdir(parents=True, exist_ok=True)
+    people = sorted(d.name for d in a.data.iterdir() if d.is_dir())
+    rows: dict[str, list] = {k: [] for k in SETUPS + ("fusion, watch missing",
+                                                       "fusion, phone missing")}
+    cost: dict[str, dict] = {}
+    t0 = time.time()
+    for setup in SETUPS:
+        base = base_project(a.workdir, setup, a.data)
+        for f in range(a.folds):
+            test = set(people[f::a.folds])
+            nxt = [x for x in people[(f + 1) % a.folds::a.folds] if x not in test]
+            val = set(nxt[:2])
+            root = fold_project(a.workdir, base, setup, f, test, val)
+            r = run_project(Project.load(root), until="profile", progress=False)
+            if r["error"]:
+                sys.exit(f"{setup} fold {f}: {r['error']}")
+            p = Project.load(root)
+            rows[setup].append(score(p))
+            if setup == "fusion":
+                ch = p.config.data.sensor_channels()
+                rows["fusion, watch missing"].append(score(p, ch["watch"]))
+                rows["fusion, phone missing"].append(score(p, ch["phone"]))
+            prof = json.loads((root / "build" / "profile.json").read_text())["boards"][0]
+            cost[setup] = {"flash_bytes": prof["pipeline"]["flash_bytes"],
+                           "ram_bytes": prof["pipeline"]["ram_bytes"],
+                           "arena_bytes": prof["arena_bytes"],
+                           "latency_ms": prof["pipeline"]["latency_ms"],
+                           "dsp_ms": prof["dsp"]["latency_ms"]}
+            con.print(f"{setup} fold {f} (test {', '.join(sorted(test))}): "
+                      f"{rows[setup][-1]}  [{time.time() - t0:.0f} s]")
+    t = Table(title=f"sp_sw_har, {a.folds} person-disjoint folds ({len(people)} people), "
+                    "int8 deployed pipeline, nano33ble")
+    for col in ("setup", "accuracy %", "macro-F1 %", "min fold F1 %", "flash B", "RAM B",
+                "arena B", "latency ms"):
+        t.add_column(col, justify="left" if col == "setup" else "right")
+    out = {}
+    for k, v in rows.items():
+        acc = np.array([x["accuracy"] for x in v]) * 100
+        f1 = np.array([x["macro_f1"] for x in v]) * 100
+        c = cost.get(k.split(",")[0], {})
+        out[k] = {"folds": v, "accuracy_mean": round(float(acc.mean()), 2),
+                  "accuracy_std": round(float(acc.std()), 2),
+                  "macro_f1_mean": round(float(f1.mean()), 2),
+                  "macro_f1_std": round(float(f1.std()), 2), **c}
+        t.add_row(k, f"{acc.mean():.2f} ± {acc.std():.2f}", f"{f1.mean():.2f} ± {f1.std():.2f}",
+                  f"{f1.min():.2f}", *(f"{c[x]:,}" if c else "" for x in
+                                        ("flash_bytes", "ram_bytes", "arena_bytes")),
+                  f"{c['latency_ms']:.2f}" if c else "")
+    con.print(t)
+    con.print(f"total {time.time() - t0:.0f} s wall")
+    if a.json:
+        a.json.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
