@@ -86,6 +86,7 @@ class DeploySpec:
     command: str = "kiloml deploy"
     version: str = __version__
     units: Optional[str] = None  # accelerometer data: "g", "mg" or "m/s2" (IMU sketch scale)
+    stream: Any = None  # kiloml.train.streaming.StreamSettings (None: the defaults)
 
 
 @dataclass

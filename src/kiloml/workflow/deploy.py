@@ -74,7 +74,7 @@ def project_spec(project: Project | str | Path | None, board: Optional[str] = No
         normalizer=meta["normalizer"],
         input_quant=tuple(meta["input_quant"]) if meta.get("input_quant") else None,
         layout=meta["layout"], dsp_variant=variant, board=board_id, command=command,
-        units=p.config.data.units)
+        units=p.config.data.units, stream=p.config.stream)
 
 
 def deploy_project(project: Project | str | Path | None, fmt: str, out: str | Path,
