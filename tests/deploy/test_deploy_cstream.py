@@ -100,7 +100,8 @@ def test_stream_ram_is_what_the_header_says(tmp_path):
     compile_objects(need("gcc"), ["-O2"], [pkg / "kws.c"], includes, tmp_path)
     nm = subprocess.run([need("nm"), "-S", "--size-sort", str(tmp_path / "kws.o")],
                         capture_output=True, text=True, check=True).stdout
-    names = re.compile(r"kws_(ring|window|ring_at|position|next_end|rc_\w+)(\.\d+)?$")
+    names = re.compile(r"kws_(ring|window|ring_at|position|next_end|rc_\w+|fc_\w+|f0_\w+|"
+                       r"frames_computed)(\.\d+)?$")
     got = sum(int(f[1], 16) for f in (line.split() for line in nm.splitlines())
               if len(f) == 4 and f[2] in "bBdD" and names.match(f[3]))
     assert got == want

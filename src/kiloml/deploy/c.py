@@ -215,11 +215,9 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str) -> str:
     if p.convert == "float":
         lines += _quantize_function(p)
     model_in = f"{n}_features" if p.convert == "direct" else f"{n}_input"
-    body = [f"/* One window of raw samples -> {n}_output: 0, or -1 (DSP) / -2 (model) */",
-            f"static int {n}_run(const {n}_sample_t *raw)", "{",
-            *([] if p.convert == "direct" else ["    uint32_t i;"]),
-            f"    if ({p.dsp_prefix}_features(raw, {n}_features) != 0) {{", "        return -1;",
-            "    }"]
+    body = [f"/* {n}_features -> {n}_output: 0, or -2 (model) */",
+            f"static int {n}_infer(void)", "{",
+            *([] if p.convert == "direct" else ["    uint32_t i;"])]
     if p.convert == "lut":
         body += [f"    for (i = 0; i < {F}u; ++i) {{",
                  f"        {n}_input[i] = {n}_lut[(int32_t){n}_features[i] + 128];", "    }"]
@@ -234,6 +232,10 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str) -> str:
                  f"        {n}_input[i] = {n}_quantize({x});", "    }"]
     body += [f"    if ({p.model_prefix}_invoke({model_in}, {n}_output) != 0) {{",
              "        return -2;", "    }", "    return 0;", "}", "",
+             f"/* One window of raw samples -> {n}_output: 0, or -1 (DSP) / -2 (model) */",
+             f"static int {n}_run(const {n}_sample_t *raw)", "{",
+             f"    if ({p.dsp_prefix}_features(raw, {n}_features) != 0) {{", "        return -1;",
+             "    }", f"    return {n}_infer();", "}", "",
              f"int {n}_classify(const {n}_sample_t *raw, float *scores)", "{",
              "    uint32_t i;", "    uint32_t top = 0;", f"    int status = {n}_run(raw);",
              "    if (status != 0) {", "        return status;", "    }",
@@ -242,7 +244,7 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str) -> str:
              f"{f32_literal(p.output_scale)};",
              f"        if ({n}_output[i] > {n}_output[top]) {{", "            top = i;",
              "        }", "    }", "    return (int)top;", "}"]
-    body += cstream.source_lines(p, f"{n}_run")
+    body += cstream.source_lines(p)
     return "\n".join(lines + body)
 
 

@@ -17,8 +17,15 @@
   sums are kept running (the twin sums afresh: equal, integers). Unknown / silence classes
   update the state but never fire.
 
-Features are the whole window's every stride (``<name>_classify``'s DSP call); the Python
-twin's incremental features are bit-exact with them, so the decisions are the twin's.
+Incremental features, as the twin (kiloml.dsp.stream) for mel blocks in q15 / q31: the DSP
+block's C exposes its two stages (``<dsp>_frame``: one frame's 96-bit mel sums and shift;
+``<dsp>_finish``: the window's divisor D, log and DCT of a frame), which its whole-window
+function is made of. Frames 1 .. of a window are kept by stream position in
+``<NAME>_STREAM_FRAME_SLOTS`` slots (the inner frames of a window for each of up to
+``MAX_PHASES`` phases of the stride against the frame step; a frame that finds no slot is
+computed and not kept), frame 0 of every window is computed (a zero before it, as in a clip),
+the divisor is the window's. So the features are the whole window's bit for bit, whatever is
+kept. Other blocks, f32 and IMU: the whole window every stride (``<name>_classify``'s DSP).
 """
 
 from __future__ import annotations
@@ -47,6 +54,30 @@ def stride(p: Pipeline) -> int:
     return stride_samples(p.frames, settings_of(p).slices_per_window)
 
 
+def incremental(p: Pipeline) -> tuple[bool, str]:
+    """Whether the C computes each frame once (the twin's own rule,
+    kiloml.dsp.stream.WindowFeatures), and why not."""
+    if not p.block.audio:
+        return False, "IMU blocks recompute every window"
+    from kiloml.dsp.stream import WindowFeatures
+
+    wf = WindowFeatures(p.block, p.variant, p.frames, stride(p))
+    return wf.incremental, wf.reason
+
+
+MAX_PHASES = 2
+
+
+def frame_slots(p: Pipeline) -> int:
+    """Kept frames: the inner frames (1 ..) of a window, for each of the stride's phases
+    against the frame step (at most MAX_PHASES; frames of further phases are recomputed)."""
+    if not incremental(p)[0]:
+        return 0
+    fs = p.block.params.frame_step
+    phases = fs // math.gcd(stride(p), fs)
+    return min(phases, MAX_PHASES) * (p.block.front.num_frames(p.frames) - 1)
+
+
 def rate_is_whole(p: Pipeline) -> bool:
     r = float(p.spec.sample_rate)
     return r.is_integer()
@@ -72,7 +103,10 @@ def u8_table(p: Pipeline) -> np.ndarray:
 
 def stream_constants(p: Pipeline) -> dict:
     s = settings_of(p)
+    inc, why = incremental(p)
     return {"stride_samples": stride(p), "slices_per_window": s.slices_per_window,
+            "incremental": inc, "incremental_note": why or None,
+            "frame_slots": frame_slots(p),
             "max_results": max_results(p), "settings": s.model_dump(mode="json"),
             "event_bytes": EVENT_BYTES, "ram_bytes": ram_bytes(p)}
 
@@ -85,7 +119,12 @@ def ram_bytes(p: Pipeline) -> int:
     """Static RAM of the streaming state: ring + window copy, the results ring (times and
     scores), the running sums and the counters."""
     r, k = max_results(p), p.num_classes
-    return (2 * p.input_size * _sample_size(p) + r * (8 + k) + 4 * k + 8 + 8 + 8 + 4 * 4)
+    ram = 2 * p.input_size * _sample_size(p) + r * (8 + k) + 4 * k + 8 + 8 + 8 + 4 * 4
+    slots = frame_slots(p)
+    if slots:       # kept frames (mel sums, shift, position, used) + one frame + counter
+        nfl = p.block.params.num_filters
+        ram += slots * (12 * nfl + 4 + 8 + 1) + 12 * nfl + 4
+    return ram
 
 
 def header_lines(p: Pipeline) -> list[str]:
@@ -99,6 +138,8 @@ def header_lines(p: Pipeline) -> list[str]:
         (f"{M}_STREAM_SLICES_PER_WINDOW", str(s.slices_per_window), "windows per window length"),
         (f"{M}_STREAM_MAX_RESULTS", str(max_results(p)),
          "window results the smoothing keeps at most"),
+        (f"{M}_STREAM_FRAME_SLOTS", str(frame_slots(p)),
+         "DSP frames kept between windows (0: whole window)"),
         (f"{M}_STREAM_RAM_BYTES", str(ram_bytes(p)),
          "static RAM of the streaming state"),
     ]
@@ -130,9 +171,63 @@ def header_lines(p: Pipeline) -> list[str]:
     return lines
 
 
-def source_lines(p: Pipeline, run: str) -> list[str]:
-    """The streaming part of ``<name>.c``; ``run(raw)`` classifies one window into
-    ``<name>_output`` and returns 0 or a negative error."""
+def _incremental_lines(p: Pipeline) -> list[str]:
+    """``<name>_stream_window(window, start)``: features with each frame computed once."""
+    n, D = p.name, p.dsp_prefix
+    DM = D.upper()
+    nfr = p.block.front.num_frames(p.frames)
+    return [
+        f"/* kept frames (kiloml.dsp.stream): 96-bit mel sums, shift, stream position */",
+        f"static uint64_t {n}_fc_hi[{p.macro}_STREAM_FRAME_SLOTS][{DM}_NUM_FILTERS];",
+        f"static uint32_t {n}_fc_lo[{p.macro}_STREAM_FRAME_SLOTS][{DM}_NUM_FILTERS];",
+        f"static int32_t {n}_fc_sb[{p.macro}_STREAM_FRAME_SLOTS];",
+        f"static uint64_t {n}_fc_at[{p.macro}_STREAM_FRAME_SLOTS];",
+        f"static uint8_t {n}_fc_used[{p.macro}_STREAM_FRAME_SLOTS];",
+        "/* a frame not kept (each window's first: it sees a zero before it, as in a clip) */",
+        f"static uint64_t {n}_f0_hi[{DM}_NUM_FILTERS];",
+        f"static uint32_t {n}_f0_lo[{DM}_NUM_FILTERS];",
+        f"static uint32_t {n}_frames_computed; /* frame stages run since init */", "",
+        f"/* Features of the window starting at stream sample start: frames 1 .. of it are "
+        "looked up",
+        " * by their stream position or computed and kept; the result is the whole window's "
+        "bit for bit. */",
+        f"static int {n}_stream_window(const {n}_sample_t *win, uint64_t start)", "{",
+        f"    const int32_t d = {D}_divisor(win);",
+        "    uint32_t f, k;",
+        f"    for (f = 0; f < {nfr}u; ++f) {{",
+        f"        const uint64_t at = start + (uint64_t)f * {DM}_FRAME_STEP;",
+        f"        const uint64_t *hi = {n}_f0_hi;",
+        f"        const uint32_t *lo = {n}_f0_lo;",
+        "        int32_t sb = 0;",
+        f"        uint32_t slot = {p.macro}_STREAM_FRAME_SLOTS;",
+        "        int found = 0;",
+        "        if (f > 0u) {",
+        f"            for (k = 0; k < {p.macro}_STREAM_FRAME_SLOTS; ++k) {{",
+        f"                if ({n}_fc_used[k] && {n}_fc_at[k] == at) {{",
+        "                    found = 1;", "                    slot = k;", "                    break;",
+        "                }",
+        f"                if (slot == {p.macro}_STREAM_FRAME_SLOTS && (!{n}_fc_used[k] ||",
+        f"                    {n}_fc_at[k] < start + {DM}_FRAME_STEP)) {{",
+        "                    slot = k; /* free, or a frame no later window needs */",
+        "                }", "            }", "        }",
+        "        if (found) {",
+        f"            hi = {n}_fc_hi[slot];", f"            lo = {n}_fc_lo[slot];",
+        f"            sb = {n}_fc_sb[slot];",
+        f"        }} else if (slot < {p.macro}_STREAM_FRAME_SLOTS) {{",
+        f"            sb = {D}_frame(win, f * {DM}_FRAME_STEP, {n}_fc_hi[slot], {n}_fc_lo[slot]);",
+        f"            {n}_fc_sb[slot] = sb;", f"            {n}_fc_at[slot] = at;",
+        f"            {n}_fc_used[slot] = 1u;",
+        f"            hi = {n}_fc_hi[slot];", f"            lo = {n}_fc_lo[slot];",
+        f"            ++{n}_frames_computed;",
+        "        } else {",
+        f"            sb = {D}_frame(win, f * {DM}_FRAME_STEP, {n}_f0_hi, {n}_f0_lo);",
+        f"            ++{n}_frames_computed;", "        }",
+        f"        {D}_finish(hi, lo, sb, d, {n}_features, f);", "    }",
+        f"    return {n}_infer();", "}", ""]
+
+
+def source_lines(p: Pipeline) -> list[str]:
+    """The streaming part of ``<name>.c`` (after ``<name>_run`` and ``<name>_infer``)."""
     n, M = p.name, p.macro
     s = settings_of(p)
     k = p.num_classes
@@ -146,6 +241,8 @@ def source_lines(p: Pipeline, run: str) -> list[str]:
     else:
         time_ms = f"(int64_t)((double)(end * 1000u) / {rate!r})"
     C = p.channels
+    call = (f"{n}_stream_window({n}_window, end - {M}_WINDOW_SAMPLES)" if frame_slots(p)
+            else f"{n}_run({n}_window)")
     lines = [
         "", "/* ---- continuous inference: ring buffer, windows, RecognizeCommands ---- */",
         f"static {n}_sample_t {n}_ring[{M}_INPUT_SIZE];   /* the last window, circular */",
@@ -165,6 +262,7 @@ def source_lines(p: Pipeline, run: str) -> list[str]:
         table(f"{n}_fires", "uint8_t", np.asarray(fires)),
         "/* int8 model output q -> 0..255 score, at [q + 128] (as the Python twin rounds) */",
         table(f"{n}_u8", "uint8_t", u8_table(p)), "",
+        *(_incremental_lines(p) if frame_slots(p) else []),
         f"void {n}_stream_init(void)", "{",
         "    uint32_t i;",
         f"    for (i = 0; i < {M}_INPUT_SIZE; ++i) {{",
@@ -174,7 +272,10 @@ def source_lines(p: Pipeline, run: str) -> list[str]:
         f"    {n}_ring_at = 0u;", f"    {n}_position = 0u;",
         f"    {n}_next_end = {M}_WINDOW_SAMPLES;",
         f"    {n}_rc_head = 0u;", f"    {n}_rc_count = 0u;",
-        f"    {n}_rc_prev_top = -1;", f"    {n}_rc_prev_time = 0;", "}", "",
+        f"    {n}_rc_prev_top = -1;", f"    {n}_rc_prev_time = 0;",
+        *([f"    for (i = 0; i < {M}_STREAM_FRAME_SLOTS; ++i) {{",
+           f"        {n}_fc_used[i] = 0u;", "    }", f"    {n}_frames_computed = 0u;"]
+          if frame_slots(p) else []), "}", "",
         "/* RecognizeCommands on the scores of the window ending at time_ms: 1 and the class",
         " * and smoothed score when it is a new command of a class that fires. */",
         f"static int {n}_recognize(const uint8_t *scores, int64_t time_ms, int32_t *label,",
@@ -239,7 +340,7 @@ def source_lines(p: Pipeline, run: str) -> list[str]:
         f"                if (++j == {M}_INPUT_SIZE) {{", "                    j = 0u;",
         "                }", "            }",
         f"            {n}_next_end += {M}_STREAM_STRIDE_SAMPLES;",
-        f"            if ({run}({n}_window) != 0) {{", "                return -1;", "            }",
+        f"            if ({call} != 0) {{", "                return -1;", "            }",
         f"            for (v = 0; v < {M}_NUM_CLASSES; ++v) {{",
         f"                scores[v] = {n}_u8[(int32_t){n}_output[v] + 128];", "            }",
         f"            if ({n}_recognize(scores, {time_ms}, &label, &score)) {{",
