@@ -105,3 +105,15 @@ def test_stream_ram_is_what_the_header_says(tmp_path):
     got = sum(int(f[1], 16) for f in (line.split() for line in nm.splitlines())
               if len(f) == 4 and f[2] in "bBdD" and names.match(f[3]))
     assert got == want
+
+
+def test_incremental_features_cost_fewer_dsp_cycles(tmp_path):
+    """At 5 slices the stride is 10 frame steps: 11 of 49 frames computed per stride (plus
+    the per-window log and DCT of all 49), against all 49 for the whole window."""
+    from kiloml.deploy.stream import stream_cycles
+
+    settings = StreamSettings(slices_per_window=5)
+    spec, pkg = _package(tmp_path, kws_spec("q15", direct=True), settings)
+    r = stream_cycles(pkg, _stream(4.0, seed=2), windows=3)
+    assert r["incremental"]
+    assert r["stream"]["dsp"] < r["full"]["dsp"] / 2

@@ -326,3 +326,91 @@ def run_stream_emulator(package_dir, samples, board=None, block: int = 1000,
         s = int(r[8:].copy().view("<u8")[0])
         out.append(Detection(s / rate, s, meta["labels"][label], score))
     return out
+
+
+def _cycles_harness(meta: dict, warm: np.ndarray, measure: np.ndarray,
+                    offsets: Optional[list[int]]) -> str:
+    """Pushes ``warm`` outside the counted region, then ``measure`` inside it; or, with
+    ``offsets``, classifies the windows of ``measure`` starting at those frames instead."""
+    from kiloml.dsp.cgen import table
+
+    n, raw_t = meta["name"], meta["raw_input"]["ctype"]
+    ch = int(meta["channels"])
+    lines = ["/* kiloml stream cycles harness: not part of the package */", "#include <stdint.h>",
+             "", f'#include "{n}.h"', "",
+             *([table("kml_warm", raw_t, warm.reshape(-1))] if offsets is None else []),
+             table("kml_measure", raw_t, measure.reshape(-1)),
+             f"{n}_event_t kml_events[64];",
+             f"float kml_scores[{len(meta['labels'])}];", "volatile int32_t kml_result;",
+             "int main(void);",
+             "__attribute__((noinline)) void kml_profile_begin(void);",
+             "__attribute__((noinline)) void kml_profile_end(void);",
+             'void kml_profile_begin(void) { __asm volatile ("" ::: "memory"); }',
+             'void kml_profile_end(void) { __asm volatile ("" ::: "memory"); }',
+             "int main(void)", "{", "    int32_t r = 0;"]
+    if offsets is None:
+        lines += [f"    {n}_stream_init();",
+                  f"    r += {n}_stream_push(kml_warm, {len(warm)}u, kml_events, 64u);",
+                  "    kml_profile_begin();",
+                  f"    r += {n}_stream_push(kml_measure, {len(measure)}u, kml_events, 64u);"]
+    else:
+        lines += ["    kml_profile_begin();"]
+        lines += [f"    r += {n}_classify(kml_measure + {o * ch}u, kml_scores);" for o in offsets]
+    lines += ["    kml_profile_end();", "    kml_result = r;", "    return 0;", "}", ""]
+    return "\n".join(lines)
+
+
+def stream_cycles(package_dir, samples, board=None, warm_windows: int = 2,
+                  windows: int = 4) -> dict:
+    """Cycles per stride of the package's streaming pipeline on ``board``'s core (emulator,
+    estimated cycles as kiloml profile counts them): ``stream`` (``<name>_stream_push`` in
+    steady state, after ``warm_windows`` windows) and ``full`` (``<name>_classify`` on the
+    same windows: the whole window recomputed), each split into ``dsp`` (from the DSP
+    function's entry to the model's) and ``model`` (the model, then the smoothing, scores and
+    ring up to the next DSP call), per stride."""
+    import tempfile
+    from pathlib import Path
+
+    from kiloml.deploy.run import _board, _compile_list, _fpu, _kernel_set
+    from kiloml.targets.batch import build_image
+    from kiloml.targets.emulator import emulate
+    from kiloml.targets.profile import default_runtime
+
+    root = Path(package_dir)
+    meta, st = _stream_meta(root)
+    x = _stream_samples(meta, samples)
+    W, S = int(meta["window_samples"]), int(st["stride_samples"])
+    warm_end = W + (max(1, warm_windows) - 1) * S        # the warm-up windows end here
+    end = warm_end + windows * S
+    if len(x) < end:
+        raise KilomlError(f"cycles: need {end} samples, got {len(x)}")
+    first = warm_end + S - W                              # the first measured window's start
+    board_id, b, flags = _board(meta, board)
+    core = str(b["core"])
+    sources, includes = _compile_list(root, meta, _kernel_set(meta, default_runtime(core),
+                                                              f"{board_id} ({core})"))
+    n = meta["name"]
+    dsp_entry = f"{n}_dsp_divisor" if st.get("frame_slots") else meta["build"]["features_function"]
+    out = {"board": board_id, "core": core, "clock_hz": float(b["clock_hz"]),
+           "windows": windows, "incremental": bool(st.get("frame_slots"))}
+    for mode in ("stream", "full"):
+        with tempfile.TemporaryDirectory(prefix="kiloml_stream_cycles_") as tmp:
+            d = Path(tmp)
+            if mode == "full":
+                h = _cycles_harness(meta, x[:0], x[first:end], [k * S for k in range(windows)])
+            else:
+                h = _cycles_harness(meta, x[:warm_end], x[warm_end:end], None)
+            (d / "kml_cycles_harness.c").write_text(h)
+            image = build_image(sources + [d / "kml_cycles_harness.c"], includes, flags, d)
+            entry = meta["build"]["features_function"] if mode == "full" else dsp_entry
+            emu = emulate(image, core, kernel_entries=[entry, f"{n}_model_invoke"],
+                          fpu=_fpu(flags))
+        dsp = sum(s.cycles for s in emu.segments if s.name == entry)
+        model = sum(s.cycles for s in emu.segments if s.name == f"{n}_model_invoke")
+        calls = sum(1 for s in emu.segments if s.name == entry)
+        if calls != windows:
+            raise KilomlError(f"cycles: {calls} DSP calls in the measured part, expected "
+                              f"{windows}")
+        out[mode] = {"dsp": dsp / windows, "model": model / windows,
+                     "total": emu.cycles / windows}
+    return out
