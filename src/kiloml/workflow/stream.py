@@ -135,7 +135,7 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
     else:
         pipe.windows = max(0, (len(x) - pipe.window) // pipe.stride + 1)
     seconds = time.perf_counter() - t0
-    wf = pipe.features if engine == "python" else None
+    wf = pipe.features      # the C keeps frames by the same rule (kiloml.deploy.cstream)
     res = {
         "stream": str(stream), "duration_s": duration, "engine": engine,
         "board": spec.board, "dsp_variant": spec.dsp_variant,
@@ -143,12 +143,11 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
         "stride_ms": pipe.stride / float(spec.sample_rate) * 1000.0,
         "windows": pipe.windows,
         "incremental": bool(wf is not None and wf.incremental),
-        "incremental_note": ("the C recomputes the whole window every stride"
-                             if engine == "c" else
-                             (wf.reason if wf is not None else "IMU blocks recompute every "
-                              "window") or None),
+        "incremental_note": (wf.reason if wf is not None else "IMU blocks recompute every "
+                             "window") or None,
         "frames_per_stride": (wf.frames_computed / max(pipe.windows, 1)
-                              if wf is not None and hasattr(wf, "nfr") else None),
+                              if engine == "python" and wf is not None and hasattr(wf, "nfr")
+                              else None),
         "frames_per_window": getattr(wf, "nfr", None),
         "seconds": round(seconds, 3),
         "detections": [d.as_dict() for d in dets],
