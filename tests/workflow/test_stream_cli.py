@@ -102,3 +102,24 @@ def test_imu_stream_concatenates_the_split(tmp_path):
     assert truth[0].start_s == 0 and abs(truth[-1].end_s - len(x) / 25.0) < 1e-6
     assert all(abs(e.start_s - f.end_s) < 1e-9 for f, e in zip(truth, truth[1:]))
     assert {e.label for e in truth} <= {"ring", "wing"}
+
+
+def test_simulate_engine_c_equals_the_python_twin(tmp_path):
+    """A trained motion project: the deploy package's C streaming API built for the host and
+    the Python twin decide the same, event for event, on the test split's stream."""
+    root = wand_project(tmp_path)
+    r = kiloml("run", "-q", "--until", "train", cwd=root)
+    assert r.returncode == 0, r.stderr
+    r = kiloml("data", "stream", "-o", tmp_path / "s.npy", "--truth", tmp_path / "t.csv",
+               cwd=root)
+    assert r.returncode == 0, r.stderr
+    res = {}
+    for engine in ("python", "c"):
+        r = kiloml("simulate", "--stream", tmp_path / "s.npy", "--truth", tmp_path / "t.csv",
+                   "--engine", engine, "--json", cwd=root)
+        assert r.returncode == 0, r.stderr
+        res[engine] = json.loads(r.stdout)
+    assert res["c"]["engine"] == "c" and res["c"]["windows"] == res["python"]["windows"]
+    assert len(res["python"]["detections"]) >= 10
+    assert res["c"]["detections"] == res["python"]["detections"]
+    assert res["c"]["score"] == res["python"]["score"]

@@ -43,8 +43,9 @@ def simulate(
         if as_json:
             emit_json(res)
             return
-        inc = ("incremental features, "
-               f"{res['frames_per_stride']:.1f} of {res['frames_per_window']} frames a stride"
+        fps = res["frames_per_stride"]
+        inc = ("incremental features" + (f", {fps:.1f} of {res['frames_per_window']} frames a "
+                                         "stride" if fps is not None else "")
                if res["incremental"] else f"whole window a stride ({res['incremental_note']})")
         out.print(f"{res['stream']}: {res['duration_s'] / 60:.2f} min, {res['windows']:,} "
                   f"windows every {res['stride_ms']:g} ms on {res['board']} "

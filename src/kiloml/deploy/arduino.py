@@ -24,6 +24,7 @@ from pathlib import Path
 
 from kiloml.deploy.c import arduino_library, build_manifest, frontmatter, readme
 from kiloml.deploy.package import Package, check_output, to_json, write_tree
+from kiloml.deploy import cstream
 from kiloml.deploy.spec import ARDUINO_ARCHITECTURES, DeploySpec, Pipeline, metadata, resolve
 from kiloml.errors import KilomlError
 from kiloml.targets.profile import RUNTIME_CORES
@@ -298,7 +299,7 @@ def files_arduino(p: Pipeline, lib: str, version: str = "1.0.0", author: str = "
     files["library.properties"] = properties(p, lib, version, author, maintainer, url,
                                              category)
     meta = metadata(p)
-    meta.update({"format": "arduino", "library": lib,
+    meta.update({"format": "arduino", "stream": cstream.stream_constants(p), "library": lib,
                  "build": build_manifest(p, f"src/{p.name}.c", f"src/{p.name}/",
                                          {p.runtime: f"src/{p.name}/"}, ["src"])})
     files[f"extras/{p.name}.json"] = to_json(meta)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from kiloml.codegen.c import wrap_items
+from kiloml.deploy import cstream
 from kiloml.dsp.cgen import table
 from kiloml.deploy.package import (Package, c_string, check_output, comment_text, provenance,
                                    to_json, write_tree)
@@ -136,7 +137,8 @@ def public_header(p: Pipeline) -> str:
               " * Returns the top class (ties: the lowest index), or a negative value if the DSP",
               " * block or the model reports an error. Not reentrant: the DSP scratch, the",
               " * feature buffer and the model arena are static. */",
-              f"int {n}_classify(const {n}_sample_t *raw, float *scores);", "",
+              f"int {n}_classify(const {n}_sample_t *raw, float *scores);",
+              *cstream.header_lines(p), "",
               *(slot.header_api(p) if p.spec.model_slot else [])]
     lines += _sensors_header(p)
     lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */", ""]
@@ -267,10 +269,9 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str) -> str:
     if p.spec.model_slot:
         lines += slot.pipeline_api(p)
     model_in = f"{n}_features" if p.convert == "direct" else f"{n}_input"
-    body = [f"int {n}_classify(const {n}_sample_t *raw, float *scores)", "{",
-            "    uint32_t i;", "    uint32_t top = 0;",
-            f"    if ({p.dsp_prefix}_features(raw, {n}_features) != 0) {{", "        return -1;",
-            "    }"]
+    body = [f"/* {n}_features -> {n}_output: 0, or -2 (model) */",
+            f"static int {n}_infer(void)", "{",
+            *([] if p.convert == "direct" else ["    uint32_t i;"])]
     if p.convert == "lut":
         body += [f"    for (i = 0; i < {F}u; ++i) {{",
                  f"        {n}_input[i] = {n}_lut[(int32_t){n}_features[i] + 128];", "    }"]
@@ -284,13 +285,21 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str) -> str:
         body += [f"    for (i = 0; i < {F}u; ++i) {{",
                  f"        {n}_input[i] = {n}_quantize({x});", "    }"]
     body += [f"    if ({p.model_prefix}_invoke({model_in}, {n}_output) != 0) {{",
-             "        return -2;", "    }",
+             "        return -2;", "    }", "    return 0;", "}", "",
+             f"/* One window of raw samples -> {n}_output: 0, or -1 (DSP) / -2 (model) */",
+             f"static int {n}_run(const {n}_sample_t *raw)", "{",
+             f"    if ({p.dsp_prefix}_features(raw, {n}_features) != 0) {{", "        return -1;",
+             "    }", f"    return {n}_infer();", "}", "",
+             f"int {n}_classify(const {n}_sample_t *raw, float *scores)", "{",
+             "    uint32_t i;", "    uint32_t top = 0;", f"    int status = {n}_run(raw);",
+             "    if (status != 0) {", "        return status;", "    }",
              f"    for (i = 0; i < {M}_NUM_CLASSES; ++i) {{",
              f"        scores[i] = (float)((int32_t){n}_output[i] - ({p.output_zero_point})) * "
              f"{f32_literal(p.output_scale)};",
              f"        if ({n}_output[i] > {n}_output[top]) {{", "            top = i;",
-             "        }", "    }", "    return (int)top;", "}", ""]
-    return "\n".join(lines + body + _sensors_source(p))
+             "        }", "    }", "    return (int)top;", "}"]
+    body += cstream.source_lines(p)
+    return "\n".join(lines + body + [""] + _sensors_source(p))
 
 
 def c_array_strings(labels: list[str]) -> str:
@@ -455,6 +464,7 @@ def files_c(p: Pipeline) -> dict[str, str]:
             "kernel_sets": {rt: {"abi_hash": slot.package_abi(p, rt, pipeline_c).hex(),
                                  "payload_bytes": m.slot.payload_bytes}
                             for rt, m in p.models.items()}}
+    meta["stream"] = cstream.stream_constants(p)
     meta["build"] = build_manifest(p, f"{n}.c", "dsp/", {rt: f"model/{rt}/" for rt in p.models},
                                    ["."])
     flags = " ".join(p.flags) if p.flags else "<your core's flags>"

@@ -91,6 +91,7 @@ class DeploySpec:
     # multi-sensor projects: (sensor name, axes) in channel order; the C API then also takes
     # one buffer per sensor (<name>_classify_sensors)
     sensors: tuple[tuple[str, int], ...] = ()
+    stream: Any = None  # kiloml.train.streaming.StreamSettings (None: the defaults)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Optional
 
 import numpy as np
 
+from kiloml.deploy.cstream import EVENT_BYTES
 from kiloml.deploy.run import block_output_features, classify_features
 from kiloml.deploy.spec import DeploySpec
 from kiloml.dsp.apply import apply_block, block_quant
@@ -136,3 +137,280 @@ def run_stream(spec: DeploySpec, samples, settings: Optional[StreamSettings] = N
     for a in range(0, len(x), block):
         events += pipe.push(x[a:a + block])
     return events, pipe
+
+
+# ---- the package's C streaming API (kiloml.deploy.cstream) on the host and in the emulator --
+
+PUSH_EVENTS = 64        # events room per push in the harnesses
+
+STREAM_HOST_HARNESS = """/* kiloml stream check harness (host): not part of the package */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "{n}.h"
+
+static {raw_t} buf[{block} * {channels}];
+static {n}_event_t events[{room}];
+
+int main(int argc, char **argv)
+{{
+    FILE *fi, *fo;
+    size_t got;
+    int32_t k, i;
+    if (argc != 3) {{ return 2; }}
+    fi = fopen(argv[1], "rb");
+    fo = fopen(argv[2], "wb");
+    if (!fi || !fo) {{ return 3; }}
+    {n}_stream_init();
+    while ((got = fread(buf, sizeof buf[0] * {channels}, {block}, fi)) > 0) {{
+        k = {n}_stream_push(buf, (uint32_t)got, events, {room}u);
+        if (k < 0) {{ return 5; }}
+        if (k > {room}) {{ return 6; }}
+        for (i = 0; i < k; ++i) {{
+            int64_t rec[2];
+            rec[0] = (int64_t)events[i].label * 65536 + events[i].score;
+            rec[1] = (int64_t)events[i].sample;
+            fwrite(rec, sizeof rec[0], 2, fo);
+        }}
+    }}
+    fclose(fi);
+    fclose(fo);
+    return 0;
+}}
+"""
+
+
+def _stream_meta(package_dir) -> tuple[dict, dict]:
+    from kiloml.deploy.run import load_manifest
+
+    meta = load_manifest(package_dir)
+    if "stream" not in meta:
+        raise KilomlError(f"{package_dir}: the package has no streaming API (written by an "
+                          "older kiloml): deploy it again")
+    return meta, meta["stream"]
+
+
+def _stream_samples(meta: dict, samples) -> np.ndarray:
+    x = np.asarray(samples)
+    ch = int(meta["channels"])
+    if meta["raw_input"]["ctype"] == "int16_t":
+        if x.ndim != 1 or x.dtype.kind not in "iu":
+            raise KilomlError("stream: audio is pushed as 1-D 16-bit PCM")
+        return x.astype("<i2")
+    if x.ndim == 1 and ch == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[1] != ch:
+        raise KilomlError(f"stream: the package takes (n, {ch}) frames")
+    return np.ascontiguousarray(x, dtype="<f4")
+
+
+def _events(meta: dict, rec: np.ndarray) -> list[Detection]:
+    rate = float(meta["sample_rate_hz"])
+    rec = rec.reshape(-1, 2)
+    return [Detection(int(s) / rate, int(s), meta["labels"][int(ls) >> 16], int(ls) & 0xFFFF)
+            for ls, s in rec]
+
+
+def run_stream_host(package_dir, samples, block: int = 1000, sanitize: bool = False) \
+        -> list[Detection]:
+    """The package's C streaming API built for the host (portable kernels, warnings as
+    errors, ``sanitize``: ASan/UBSan) and fed ``samples`` in pushes of ``block`` samples
+    (frames); the detections."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from kiloml.codegen.host import SANITIZE, WARNINGS, find_cc
+    from kiloml.deploy.run import _compile_list, _kernel_set
+    from kiloml.errors import ToolchainError
+
+    root = Path(package_dir)
+    meta, _ = _stream_meta(root)
+    x = _stream_samples(meta, samples)
+    block = max(1, int(block))
+    sources, includes = _compile_list(root, meta, _kernel_set(meta, "portable", "the host"))
+    with tempfile.TemporaryDirectory(prefix="kiloml_stream_host_") as tmp:
+        d = Path(tmp)
+        (d / "kml_stream_harness.c").write_text(STREAM_HOST_HARNESS.format(
+            n=meta["name"], raw_t=meta["raw_input"]["ctype"], block=block,
+            channels=int(meta["channels"]), room=PUSH_EVENTS))
+        exe = d / "stream_host"
+        cmd = [find_cc(), *WARNINGS, "-O2", *(SANITIZE if sanitize else [])]
+        for inc in includes:
+            cmd += ["-I", str(inc)]
+        cmd += [str(s) for s in sources] + [str(d / "kml_stream_harness.c"), "-o", str(exe),
+                                            "-lm"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            raise ToolchainError(f"gcc failed on the package:\n{proc.stderr.strip()[:3000]}")
+        fin, fout = d / "in.bin", d / "out.bin"
+        fin.write_bytes(x.tobytes())
+        proc = subprocess.run([str(exe), str(fin), str(fout)], capture_output=True, text=True,
+                              timeout=3600)
+        if proc.returncode != 0:
+            raise ToolchainError(f"the package's stream failed on the host (exit "
+                                 f"{proc.returncode}):\n{proc.stderr.strip()[:2000]}")
+        return _events(meta, np.frombuffer(fout.read_bytes(), "<i8"))
+
+
+def _stream_emulator_harness(meta: dict, block: int, room: int) -> str:
+    from kiloml.targets.batch import END_MARKER, END_SYMBOL, INPUT_BASE
+
+    n, ch, raw_t = meta["name"], int(meta["channels"]), meta["raw_input"]["ctype"]
+    return "\n".join([
+        "/* kiloml stream check harness (bare metal): not part of the package */",
+        "#include <stdint.h>", "", f'#include "{n}.h"', "",
+        f"#define KML_BATCH_BASE 0x{INPUT_BASE:08x}u",
+        f"{n}_event_t kml_stream_events[{room}];", "int32_t kml_stream_count;",
+        "int32_t kml_stream_status;", "int main(void);", END_MARKER,
+        "int main(void)", "{",
+        "    const uint32_t frames = *(const volatile uint32_t *)KML_BATCH_BASE;",
+        f"    const {raw_t} *raw = (const {raw_t} *)(KML_BATCH_BASE + 8u);",
+        "    uint32_t at = 0;", "    int32_t k;",
+        f"    {n}_stream_init();",
+        "    kml_stream_count = 0;",
+        "    while (at < frames) {",
+        f"        uint32_t take = frames - at < {block}u ? frames - at : {block}u;",
+        f"        k = {n}_stream_push(raw + at * {ch}u, take, &kml_stream_events[kml_stream_count],",
+        f"                          {room}u - (uint32_t)kml_stream_count);",
+        "        if (k < 0 || kml_stream_count + k > " + str(room) + ") {",
+        "            kml_stream_status = k < 0 ? 1 : 2;", f"            {END_SYMBOL}();",
+        "            return 1;", "        }",
+        "        kml_stream_count += k;", "        at += take;", "    }",
+        f"    {END_SYMBOL}();", "    return 0;", "}", ""])
+
+
+def run_stream_emulator(package_dir, samples, board=None, block: int = 1000,
+                        room: int = 256, timeout_s: float = 600.0) -> list[Detection]:
+    """The package's C streaming API cross-compiled for ``board``'s core (default: the
+    package's board) and run in the emulator over ``samples`` in pushes of ``block``; the
+    detections (at most ``room``)."""
+    import tempfile
+    from pathlib import Path
+
+    from kiloml.deploy.run import (MAX_INSTRUCTIONS_PER_WINDOW, _board, _compile_list, _fpu,
+                                   _kernel_set)
+    from kiloml.errors import ToolchainError
+    from kiloml.targets.batch import build_image, run_image
+    from kiloml.targets.profile import default_runtime
+
+    root = Path(package_dir)
+    meta, st = _stream_meta(root)
+    x = _stream_samples(meta, samples)
+    frames = len(x)
+    board_id, b, flags = _board(meta, board)
+    core = str(b["core"])
+    sources, includes = _compile_list(root, meta, _kernel_set(meta, default_runtime(core),
+                                                              f"{board_id} ({core})"))
+    windows = max(0, (frames - int(meta["window_samples"])) // int(st["stride_samples"]) + 1)
+    with tempfile.TemporaryDirectory(prefix="kiloml_stream_emu_") as tmp:
+        d = Path(tmp)
+        harness = d / "kml_stream_harness.c"
+        harness.write_text(_stream_emulator_harness(meta, max(1, int(block)), room))
+        image = build_image(sources + [harness], includes, flags, d)
+        got = run_image(image, core, {"kml_stream_events": EVENT_BYTES * room,
+                                      "kml_stream_count": 4, "kml_stream_status": 4},
+                        fpu=_fpu(flags), timeout_s=timeout_s,
+                        input_data=np.array([frames, 0], np.uint32).tobytes() + x.tobytes(),
+                        max_instructions=(windows + 1) * MAX_INSTRUCTIONS_PER_WINDOW)
+    status = int(np.frombuffer(got["kml_stream_status"], np.int32)[0])
+    if status:
+        raise ToolchainError(f"{board_id}: {meta['name']}_stream_push failed in the emulator "
+                             f"({'DSP or model error' if status == 1 else 'too many events'})")
+    count = int(np.frombuffer(got["kml_stream_count"], np.int32)[0])
+    ev = np.frombuffer(got["kml_stream_events"], np.uint8).reshape(room, EVENT_BYTES)[:count]
+    rate = float(meta["sample_rate_hz"])
+    out = []
+    for r in ev:
+        label, score = (int(v) for v in r[:8].copy().view("<i4"))
+        s = int(r[8:].copy().view("<u8")[0])
+        out.append(Detection(s / rate, s, meta["labels"][label], score))
+    return out
+
+
+def _cycles_harness(meta: dict, warm: np.ndarray, measure: np.ndarray,
+                    offsets: Optional[list[int]]) -> str:
+    """Pushes ``warm`` outside the counted region, then ``measure`` inside it; or, with
+    ``offsets``, classifies the windows of ``measure`` starting at those frames instead."""
+    from kiloml.dsp.cgen import table
+
+    n, raw_t = meta["name"], meta["raw_input"]["ctype"]
+    ch = int(meta["channels"])
+    lines = ["/* kiloml stream cycles harness: not part of the package */", "#include <stdint.h>",
+             "", f'#include "{n}.h"', "",
+             *([table("kml_warm", raw_t, warm.reshape(-1))] if offsets is None else []),
+             table("kml_measure", raw_t, measure.reshape(-1)),
+             f"{n}_event_t kml_events[64];",
+             f"float kml_scores[{len(meta['labels'])}];", "volatile int32_t kml_result;",
+             "int main(void);",
+             "__attribute__((noinline)) void kml_profile_begin(void);",
+             "__attribute__((noinline)) void kml_profile_end(void);",
+             'void kml_profile_begin(void) { __asm volatile ("" ::: "memory"); }',
+             'void kml_profile_end(void) { __asm volatile ("" ::: "memory"); }',
+             "int main(void)", "{", "    int32_t r = 0;"]
+    if offsets is None:
+        lines += [f"    {n}_stream_init();",
+                  f"    r += {n}_stream_push(kml_warm, {len(warm)}u, kml_events, 64u);",
+                  "    kml_profile_begin();",
+                  f"    r += {n}_stream_push(kml_measure, {len(measure)}u, kml_events, 64u);"]
+    else:
+        lines += ["    kml_profile_begin();"]
+        lines += [f"    r += {n}_classify(kml_measure + {o * ch}u, kml_scores);" for o in offsets]
+    lines += ["    kml_profile_end();", "    kml_result = r;", "    return 0;", "}", ""]
+    return "\n".join(lines)
+
+
+def stream_cycles(package_dir, samples, board=None, warm_windows: int = 2,
+                  windows: int = 4) -> dict:
+    """Cycles per stride of the package's streaming pipeline on ``board``'s core (emulator,
+    estimated cycles as kiloml profile counts them): ``stream`` (``<name>_stream_push`` in
+    steady state, after ``warm_windows`` windows) and ``full`` (``<name>_classify`` on the
+    same windows: the whole window recomputed), each split into ``dsp`` (from the DSP
+    function's entry to the model's) and ``model`` (the model, then the smoothing, scores and
+    ring up to the next DSP call), per stride."""
+    import tempfile
+    from pathlib import Path
+
+    from kiloml.deploy.run import _board, _compile_list, _fpu, _kernel_set
+    from kiloml.targets.batch import build_image
+    from kiloml.targets.emulator import emulate
+    from kiloml.targets.profile import default_runtime
+
+    root = Path(package_dir)
+    meta, st = _stream_meta(root)
+    x = _stream_samples(meta, samples)
+    W, S = int(meta["window_samples"]), int(st["stride_samples"])
+    warm_end = W + (max(1, warm_windows) - 1) * S        # the warm-up windows end here
+    end = warm_end + windows * S
+    if len(x) < end:
+        raise KilomlError(f"cycles: need {end} samples, got {len(x)}")
+    first = warm_end + S - W                              # the first measured window's start
+    board_id, b, flags = _board(meta, board)
+    core = str(b["core"])
+    sources, includes = _compile_list(root, meta, _kernel_set(meta, default_runtime(core),
+                                                              f"{board_id} ({core})"))
+    n = meta["name"]
+    dsp_entry = f"{n}_dsp_divisor" if st.get("frame_slots") else meta["build"]["features_function"]
+    out = {"board": board_id, "core": core, "clock_hz": float(b["clock_hz"]),
+           "windows": windows, "incremental": bool(st.get("frame_slots"))}
+    for mode in ("stream", "full"):
+        with tempfile.TemporaryDirectory(prefix="kiloml_stream_cycles_") as tmp:
+            d = Path(tmp)
+            if mode == "full":
+                h = _cycles_harness(meta, x[:0], x[first:end], [k * S for k in range(windows)])
+            else:
+                h = _cycles_harness(meta, x[:warm_end], x[warm_end:end], None)
+            (d / "kml_cycles_harness.c").write_text(h)
+            image = build_image(sources + [d / "kml_cycles_harness.c"], includes, flags, d)
+            entry = meta["build"]["features_function"] if mode == "full" else dsp_entry
+            emu = emulate(image, core, kernel_entries=[entry, f"{n}_model_invoke"],
+                          fpu=_fpu(flags))
+        dsp = sum(s.cycles for s in emu.segments if s.name == entry)
+        model = sum(s.cycles for s in emu.segments if s.name == f"{n}_model_invoke")
+        calls = sum(1 for s in emu.segments if s.name == entry)
+        if calls != windows:
+            raise KilomlError(f"cycles: {calls} DSP calls in the measured part, expected "
+                              f"{windows}")
+        out[mode] = {"dsp": dsp / windows, "model": model / windows,
+                     "total": emu.cycles / windows}
+    return out

@@ -68,7 +68,7 @@ def twiddles(n: int, variant: str) -> np.ndarray:
 
 
 def _header(P: str, block, command: str, variant: str, defines: dict[str, int],
-            signature: str, doc: str = "") -> str:
+            signature: str, doc: str = "", extra: tuple[str, ...] = ()) -> str:
     guard = f"{P.upper()}_H"
     lines = [frontmatter(block, command, variant), f"#ifndef {guard}", f"#define {guard}", "",
              "#include <stdint.h>", "", "#ifdef __cplusplus", 'extern "C" {', "#endif", ""]
@@ -77,7 +77,8 @@ def _header(P: str, block, command: str, variant: str, defines: dict[str, int],
     lines.append("")
     if doc:
         lines.append(comment(doc.split("\n")))
-    lines += [signature + ";", "", "#ifdef __cplusplus", "}", "#endif", "",
+    lines += [signature + ";", "", *extra, *([""] if extra else []),
+              "#ifdef __cplusplus", "}", "#endif", "",
               f"#endif /* {guard} */", ""]
     return "\n".join(lines)
 
@@ -183,6 +184,7 @@ def emit_mel_block(block, prefix: str, frames: int, variant: str,
     body = [frontmatter(block, command, variant), f'#include "{P}.h"', f'#include "{HEADER}"', ""]
     defines = {"INPUT_SAMPLES": frames, "OUTPUT_FRAMES": nf, "OUTPUT_WIDTH": width,
                "OUTPUT_SIZE": nf * width}
+    extra: tuple[str, ...] = ()
     if variant == "f32":
         out_t = "int8_t" if quant else "float"
         sig = f"int {P}_features(const float *input, {out_t} *output)"
@@ -218,7 +220,7 @@ def emit_mel_block(block, prefix: str, frames: int, variant: str,
         sig = f"int {P}_features(const int16_t *input, {out_t} *output)"
         wtype = "int32_t" if variant == "q31" else "int16_t"
         fft_words = p.fft_length if variant == "q31" else (p.fft_length + 1) // 2
-        scratch = fft_words + (fft_words & 1) + 2 * nbins + p.num_filters
+        scratch = fft_words + (fft_words & 1) + 2 * nbins + 4 * p.num_filters
         body += [table(f"{P}_window", wtype, q.window),
                  table(f"{P}_twiddle", wtype, q.twiddle),
                  table(f"{P}_filter_start", "uint16_t", q.filter_start),
@@ -247,8 +249,28 @@ def emit_mel_block(block, prefix: str, frames: int, variant: str,
                  "};", "", sig, "{",
                  f"    return kml_frontend_{variant}(&{P}_cfg, input, {P}_scratch, output);",
                  "}", ""]
+        stages = [
+            f"int32_t {P}_divisor(const int16_t *input)",
+            f"int32_t {P}_frame(const int16_t *input, uint32_t t0, uint64_t *mel_hi, "
+            "uint32_t *mel_lo)",
+            f"void {P}_finish(const uint64_t *mel_hi, const uint32_t *mel_lo, int32_t sb, "
+            f"int32_t d, {out_t} *output, uint32_t f)"]
+        mel_at = fft_words + (fft_words & 1) + 2 * nbins
+        body += ["/* the two stages of a stream (kml_frontend_q_frame / _finish) */",
+                 stages[0], "{", f"    return kml_frontend_q_divisor(&{P}_cfg, input);", "}",
+                 "", stages[1], "{",
+                 f"    return kml_frontend_q_frame(&{P}_cfg, input, t0, {P}_scratch, mel_hi, "
+                 f"mel_lo, {1 if variant == 'q31' else 0});", "}", "", stages[2], "{",
+                 f"    kml_frontend_q_finish(&{P}_cfg, mel_hi, mel_lo, sb, d, "
+                 f"{P}_scratch + {mel_at}, output, f);", "}", ""]
+        extra = (comment(["Stages for streams (each frame computed once): the window's "
+                          "divisor D; frame", "t0 / FRAME_STEP of the window -> its "
+                          "NUM_FILTERS mel sums, returns S'; row f of", "output from them."]),
+                 *[sg + ";" for sg in stages])
         files = _runtime(["kml_fft_q.c", "kml_frontend_q.c"])
         defines["OUTPUT_FRAC_BITS"] = 0 if quant else 20
+        defines["FRAME_STEP"] = p.frame_step
+        defines["NUM_FILTERS"] = p.num_filters
     qdoc = (f"int8 quantized: value = (q - {p.output_zero_point}) * {p.output_scale!r}" if quant
              else ("float" if variant == "f32" else "int32 Q20: value = q / 2^20"))
     indoc = ("float samples (16-bit PCM / 32768)" if variant == "f32"
@@ -256,7 +278,7 @@ def emit_mel_block(block, prefix: str, frames: int, variant: str,
     doc = (f"input: {P.upper()}_INPUT_SAMPLES {indoc};\noutput: {P.upper()}_OUTPUT_FRAMES x "
            f"{P.upper()}_OUTPUT_WIDTH, row-major,\n{qdoc}.\nReturns 0. Not reentrant (static "
            "scratch buffer).")
-    files[f"{P}.h"] = _header(P, block, command, variant, defines, sig, doc)
+    files[f"{P}.h"] = _header(P, block, command, variant, defines, sig, doc, extra)
     files[f"{P}.c"] = "\n".join(body)
     return files
 

@@ -169,9 +169,10 @@ class MelFrontEnd:
         es = 2 if variant == "q15" else 4
         if variant == "f32":
             ram = 4 * (p.fft_length + nbins + p.num_filters)
-        else:   # int32 FFT words (int16 pairs for q15), uint64 spectrum, int32 mel energies
+        else:   # int32 FFT words (int16 pairs for q15), uint64 spectrum, 96-bit mel sums,
+            # int32 mel energies
             fft_words = (p.fft_length + 1) // 2 if variant == "q15" else p.fft_length
-            ram = 4 * (fft_words + (fft_words & 1) + 2 * nbins + p.num_filters)
+            ram = 4 * (fft_words + (fft_words & 1) + 2 * nbins + 4 * p.num_filters)
         flash = es * p.frame_length + es * p.fft_length + 4 * p.num_filters + 4 * int(lens.sum())
         return ram, flash
 

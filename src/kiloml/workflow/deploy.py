@@ -74,7 +74,7 @@ def project_spec(project: Project | str | Path | None, board: Optional[str] = No
         normalizer=meta["normalizer"],
         input_quant=tuple(meta["input_quant"]) if meta.get("input_quant") else None,
         layout=meta["layout"], dsp_variant=variant, board=board_id, command=command,
-        units=p.config.data.units, personalize=_personalize(p),
+        units=p.config.data.units, personalize=_personalize(p), stream=p.config.stream,
         sensors=tuple((s.name, len(s.axes)) for s in p.config.data.sensors))
 
 

@@ -101,15 +101,12 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
     scores (kiloml.train.streaming.score_stream)."""
     import time
 
-    from kiloml.deploy.stream import run_stream
+    from kiloml.deploy.stream import StreamPipeline
     from kiloml.train.streaming import score_stream
     from kiloml.workflow.deploy import project_spec
 
     if engine not in ENGINES:
         raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    if engine == "c":
-        raise UsageError("--engine c: the C streaming API is not written yet; use --engine "
-                         "python")
     p = as_project(project)
     # the recording and the truth first: bad input fails before the model is loaded
     block, data = dsp_block(p), p.config.data
@@ -129,9 +126,16 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
         raise DataError(f"{stream}: {duration:g} s is shorter than one "
                         f"{spec.window_ms:g} ms window")
     t0 = time.perf_counter()
-    dets, pipe = run_stream(spec, x, settings)
+    if engine == "c":
+        dets = c_stream(spec, x)
+    # the twin's counters (and with --engine python its detections)
+    pipe = StreamPipeline(spec, settings)
+    if engine == "python":
+        dets = pipe.push(x)
+    else:
+        pipe.windows = max(0, (len(x) - pipe.window) // pipe.stride + 1)
     seconds = time.perf_counter() - t0
-    wf = pipe.features
+    wf = pipe.features      # the C keeps frames by the same rule (kiloml.deploy.cstream)
     res = {
         "stream": str(stream), "duration_s": duration, "engine": engine,
         "board": spec.board, "dsp_variant": spec.dsp_variant,
@@ -142,10 +146,25 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
         "incremental_note": (wf.reason if wf is not None else "IMU blocks recompute every "
                              "window") or None,
         "frames_per_stride": (wf.frames_computed / max(pipe.windows, 1)
-                              if wf is not None and hasattr(wf, "nfr") else None),
+                              if engine == "python" and wf is not None and hasattr(wf, "nfr")
+                              else None),
         "frames_per_window": getattr(wf, "nfr", None),
         "seconds": round(seconds, 3),
         "detections": [d.as_dict() for d in dets],
         "score": score_stream(events, dets, duration) if events is not None else None,
     }
     return res
+
+
+def c_stream(spec, x) -> list:
+    """The spec's C package (kiloml.deploy.c) built for the host, its streaming API fed
+    ``x`` in pushes of 1,000 samples (frames); the detections."""
+    import tempfile
+
+    from kiloml.deploy.c import deploy_c
+    from kiloml.deploy.stream import run_stream_host
+
+    with tempfile.TemporaryDirectory(prefix="kiloml_simulate_c_") as tmp:
+        pkg = Path(tmp) / "pkg"
+        deploy_c(spec, pkg)
+        return run_stream_host(pkg, x, block=1000)

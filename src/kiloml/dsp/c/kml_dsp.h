@@ -78,11 +78,24 @@ typedef struct {
     int32_t out_mult, out_shift, out_zero_point;
 } kml_frontend_q_cfg;
 
-/* Scratch (int32 words): W + 2 * (fft_length/2 + 1) + num_filters, where W = fft_length
- * (q31) or fft_length/2 (q15), rounded up to even (the spectrum is uint64). 
+/* Scratch (int32 words): W + 2 * (fft_length/2 + 1) + 4 * num_filters, where W = fft_length
+ * (q31) or fft_length/2 (q15), rounded up to even (the spectrum and the mel sums are uint64).
  * out: int8 (quantize) or int32 Q20. */
 int kml_frontend_q31(const kml_frontend_q_cfg *c, const int16_t *pcm, int32_t *scratch, void *out);
 int kml_frontend_q15(const kml_frontend_q_cfg *c, const int16_t *pcm, int32_t *scratch, void *out);
+
+/* The two stages of those (a stream computes each frame once, see kiloml/dsp/stream.py):
+ * the clip divisor D of the normalization; one frame starting at sample t0 of the clip pcm
+ * (it reads pcm[t0 - 1] when t0 > 0) -> its 96-bit mel sums mel_hi * 2^32 + mel_lo and the
+ * returned buffer shift S'; and the frame's features (row f of out) from those sums, S' and D
+ * (mel: num_filters int32 of scratch). The frame scratch is the first W + 2 * (fft_length/2 +
+ * 1) words of the scratch above. */
+int32_t kml_frontend_q_divisor(const kml_frontend_q_cfg *c, const int16_t *pcm);
+int32_t kml_frontend_q_frame(const kml_frontend_q_cfg *c, const int16_t *pcm, uint32_t t0,
+                             int32_t *scratch, uint64_t *mel_hi, uint32_t *mel_lo, int is_q31);
+void kml_frontend_q_finish(const kml_frontend_q_cfg *c, const uint64_t *mel_hi,
+                           const uint32_t *mel_lo, int32_t Sb, int32_t D, int32_t *mel,
+                           void *out, uint32_t f);
 
 /* Spectral analysis of one (frames x axes) window, float32; see kiloml/dsp/spectral.py. */
 typedef struct {

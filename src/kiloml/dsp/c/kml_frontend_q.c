@@ -111,22 +111,11 @@ static int32_t out_value(const kml_frontend_q_cfg *c, int32_t v_q20, void *out, 
     return 0;
 }
 
-static int frontend_q(const kml_frontend_q_cfg *c, const int16_t *pcm, int32_t *scratch,
-                      void *out, int is_q31)
+int32_t kml_frontend_q_divisor(const kml_frontend_q_cfg *c, const int16_t *pcm)
 {
     const uint32_t n = c->used_samples < c->input_samples ? c->used_samples : c->input_samples;
-    const uint32_t nbins = c->fft_length / 2u + 1u;
-    const uint32_t fft_words = is_q31 ? c->fft_length : (c->fft_length + 1u) / 2u;
-    int32_t *buf32 = scratch;
-    int16_t *buf16 = (int16_t *)(void *)scratch;
-    uint64_t *spec = (uint64_t *)(void *)(scratch + fft_words + (fft_words & 1u));
-    int32_t *mel = (int32_t *)(void *)(spec + nbins);
-    const int32_t p = c->power == 2u ? 2 : 1;
-    const uint32_t width = c->num_coeffs ? c->num_coeffs : c->num_filters;
-    int32_t amax = 0, peak = INT32_MIN, D, S, Sb, G, log2_d;
-    uint32_t f, i, k, bin_lo = nbins, bin_hi = 0;
-    uint64_t off_hi = 0, off_lo = 0;
-
+    int32_t amax = 0, peak = INT32_MIN;
+    uint32_t i;
     for (i = 0; i < n; ++i) {
         const int32_t v = pcm[i];
         const int32_t a = v < 0 ? -v : v;
@@ -138,13 +127,28 @@ static int frontend_q(const kml_frontend_q_cfg *c, const int16_t *pcm, int32_t *
         }
     }
     if (c->normalize == KML_NORM_PEAK) {
-        D = peak > 0 ? peak : 32768;
-    } else if (c->normalize == KML_NORM_PEAK_ABS) {
-        D = amax > 0 ? amax : 32768;
-    } else {
-        D = 32768;
+        return peak > 0 ? peak : 32768;
     }
-    log2_d = log2_q24((uint64_t)D);
+    if (c->normalize == KML_NORM_PEAK_ABS) {
+        return amax > 0 ? amax : 32768;
+    }
+    return 32768;
+}
+
+int32_t kml_frontend_q_frame(const kml_frontend_q_cfg *c, const int16_t *pcm, uint32_t t0,
+                             int32_t *scratch, uint64_t *mel_hi, uint32_t *mel_lo, int is_q31)
+{
+    const uint32_t n = c->used_samples < c->input_samples ? c->used_samples : c->input_samples;
+    const uint32_t nbins = c->fft_length / 2u + 1u;
+    const uint32_t fft_words = is_q31 ? c->fft_length : (c->fft_length + 1u) / 2u;
+    int32_t *buf32 = scratch;
+    int16_t *buf16 = (int16_t *)(void *)scratch;
+    uint64_t *spec = (uint64_t *)(void *)(scratch + fft_words + (fft_words & 1u));
+    const int32_t p = c->power == 2u ? 2 : 1;
+    int32_t famax = 0, S;
+    uint32_t i, k, bin_lo = nbins, bin_hi = 0;
+    const uint32_t *w = c->filter_weights;
+
     /* Only the bins some filter uses need a magnitude (e.g. 1..128 of 257 for 20-4000 Hz). */
     for (k = 0; k < c->num_filters; ++k) {
         if (c->filter_len[k] != 0u && c->filter_start[k] < bin_lo) {
@@ -154,141 +158,165 @@ static int frontend_q(const kml_frontend_q_cfg *c, const int16_t *pcm, int32_t *
             bin_hi = (uint32_t)c->filter_start[k] + c->filter_len[k];
         }
     }
-    for (f = 0; f < c->num_frames; ++f) {
-        const uint32_t t0 = f * c->frame_step;
-        int32_t famax = 0;
-        /* Block floating point per frame: the largest S with famax * 2^S < 2^30 (one bit
-         * less with pre-emphasis, which can nearly double a sample), so quiet frames keep
-         * their precision. */
-        for (i = t0 > 0u ? t0 - 1u : 0u; i < t0 + c->frame_length && i < n; ++i) {
-            const int32_t a = pcm[i] < 0 ? -(int32_t)pcm[i] : (int32_t)pcm[i];
-            if (a > famax) {
-                famax = a;
-            }
+    /* Block floating point per frame: the largest S with famax * 2^S < 2^30 (one bit
+     * less with pre-emphasis, which can nearly double a sample), so quiet frames keep
+     * their precision. */
+    for (i = t0 > 0u ? t0 - 1u : 0u; i < t0 + c->frame_length && i < n; ++i) {
+        const int32_t a = pcm[i] < 0 ? -(int32_t)pcm[i] : (int32_t)pcm[i];
+        if (a > famax) {
+            famax = a;
         }
-        S = 30;
-        if (famax > 0) {
-            S = 0;
-            while (S < 30 && ((int64_t)famax << (S + 1)) < ((int64_t)1 << 30)) {
-                ++S;
-            }
-            if (c->pre_emphasis_q15 != 0 && S > 0) {
-                --S;
-            }
+    }
+    S = 30;
+    if (famax > 0) {
+        S = 0;
+        while (S < 30 && ((int64_t)famax << (S + 1)) < ((int64_t)1 << 30)) {
+            ++S;
         }
-        Sb = is_q31 ? S : S - 16;
-        G = -c->filter_frac_bits + p * (int32_t)c->log2_fft - p * Sb;
-        off_hi = 0;
-        off_lo = 0;
-        if (c->log_mode == KML_LOGMODE_ADD) {
-            /* offset * D^p * 2^(p S' - G0) = v * 2^sh as a 96-bit off_hi * 2^32 + off_lo */
-            uint64_t v = (uint64_t)c->log_off_mant * (uint64_t)D;
-            const int32_t sh = c->log_off_exp + p * Sb;
-            if (p == 2) {
-                v *= (uint64_t)D;
-            }
-            if (sh < 0) {
-                off_lo = -sh >= 64 ? 0u : (v + ((uint64_t)1 << (-sh - 1))) >> (-sh);
-            } else if (sh < 32) {
-                off_hi = v >> (32 - sh);
-                off_lo = (v << sh) & 0xFFFFFFFFu;
-            } else if (sh - 32 < 62 && v < ((uint64_t)1 << (62 - (sh - 32)))) {
-                off_hi = v << (sh - 32);
-            } else {
-                off_hi = (uint64_t)1 << 62;      /* saturate: the offset dominates anyway */
-            }
+        if (c->pre_emphasis_q15 != 0 && S > 0) {
+            --S;
         }
-        for (i = 0; i < c->frame_length; ++i) {
-            const uint32_t t = t0 + i;
-            int64_t y = 0;
-            if (t < c->used_samples) {
-                y = t < n ? (int64_t)pcm[t] * ((int64_t)1 << S) : 0;
-                if (c->pre_emphasis_q15 != 0 && t > 0u && t - 1u < n) {
-                    y -= round_shift((int64_t)c->pre_emphasis_q15 * pcm[t - 1u] *
-                                     ((int64_t)1 << S), 15);
-                }
-            }
-            if (is_q31) {
-                const int32_t *w = (const int32_t *)c->window;
-                buf32[i] = (int32_t)round_shift(y * w[i], 31);
-            } else {
-                const int16_t *w = (const int16_t *)c->window;
-                const int64_t y16 = round_shift(y, 16);
-                buf16[i] = (int16_t)round_shift(y16 * w[i], 15);
-            }
-        }
-        for (; i < c->fft_length; ++i) {
-            if (is_q31) {
-                buf32[i] = 0;
-            } else {
-                buf16[i] = 0;
+    }
+    for (i = 0; i < c->frame_length; ++i) {
+        const uint32_t t = t0 + i;
+        int64_t y = 0;
+        if (t < c->used_samples) {
+            y = t < n ? (int64_t)pcm[t] * ((int64_t)1 << S) : 0;
+            if (c->pre_emphasis_q15 != 0 && t > 0u && t - 1u < n) {
+                y -= round_shift((int64_t)c->pre_emphasis_q15 * pcm[t - 1u] *
+                                 ((int64_t)1 << S), 15);
             }
         }
         if (is_q31) {
-            kml_rfft_q31(buf32, c->fft_length, (const int32_t *)c->twiddle);
+            const int32_t *win = (const int32_t *)c->window;
+            buf32[i] = (int32_t)round_shift(y * win[i], 31);
         } else {
-            kml_rfft_q15(buf16, c->fft_length, (const int16_t *)c->twiddle);
+            const int16_t *win = (const int16_t *)c->window;
+            const int64_t y16 = round_shift(y, 16);
+            buf16[i] = (int16_t)round_shift(y16 * win[i], 15);
         }
-        for (k = bin_lo; k < bin_hi; ++k) {
-            int64_t re, im;
-            uint64_t m2;
-            if (k == 0u || k == nbins - 1u) {
-                re = is_q31 ? buf32[k == 0u ? 0 : 1] : buf16[k == 0u ? 0 : 1];
-                im = 0;
-            } else {
-                re = is_q31 ? buf32[2u * k] : buf16[2u * k];
-                im = is_q31 ? buf32[2u * k + 1u] : buf16[2u * k + 1u];
-            }
-            m2 = (uint64_t)(re * re) + (uint64_t)(im * im);
-            spec[k] = p == 1 ? kml_isqrt64(m2) : m2;
+    }
+    for (; i < c->fft_length; ++i) {
+        if (is_q31) {
+            buf32[i] = 0;
+        } else {
+            buf16[i] = 0;
         }
-        {
-            const uint32_t *w = c->filter_weights;
-            for (k = 0; k < c->num_filters; ++k) {
-                const uint64_t *s = spec + c->filter_start[k];
-                uint64_t hi = 0, lo = 0;       /* 96-bit accumulator: hi * 2^32 + lo */
-                int64_t l2;
-                int32_t lq;
-                for (i = 0; i < c->filter_len[k]; ++i) {
-                    const uint64_t plo = (s[i] & 0xFFFFFFFFu) * w[i];
-                    hi += (s[i] >> 32) * w[i];
-                    lo += plo;
-                    if (lo < plo) {
-                        hi += (uint64_t)1 << 32;
-                    }
-                }
-                w += c->filter_len[k];
-                if (c->log_mode == KML_LOGMODE_ADD) {
-                    lo += off_lo;
-                    if (lo < off_lo) {
-                        hi += (uint64_t)1 << 32;
-                    }
-                    hi += off_hi;
-                }
-                l2 = log2_q24_96(hi + (lo >> 32), (uint32_t)(lo & 0xFFFFFFFFu));
-                l2 += (int64_t)G * (1 << 24) - (int64_t)p * log2_d;
-                lq = (int32_t)round_shift(l2 * c->log_scale_q30, 34);
-                if (c->log_mode == KML_LOGMODE_CLAMP
-                    && ((hi | lo) == 0u || lq < c->log_floor_q20)) {
-                    lq = c->log_floor_q20;
-                }
-                mel[k] = lq;
+    }
+    if (is_q31) {
+        kml_rfft_q31(buf32, c->fft_length, (const int32_t *)c->twiddle);
+    } else {
+        kml_rfft_q15(buf16, c->fft_length, (const int16_t *)c->twiddle);
+    }
+    for (k = bin_lo; k < bin_hi; ++k) {
+        int64_t re, im;
+        uint64_t m2;
+        if (k == 0u || k == nbins - 1u) {
+            re = is_q31 ? buf32[k == 0u ? 0 : 1] : buf16[k == 0u ? 0 : 1];
+            im = 0;
+        } else {
+            re = is_q31 ? buf32[2u * k] : buf16[2u * k];
+            im = is_q31 ? buf32[2u * k + 1u] : buf16[2u * k + 1u];
+        }
+        m2 = (uint64_t)(re * re) + (uint64_t)(im * im);
+        spec[k] = p == 1 ? kml_isqrt64(m2) : m2;
+    }
+    for (k = 0; k < c->num_filters; ++k) {
+        const uint64_t *s = spec + c->filter_start[k];
+        uint64_t hi = 0, lo = 0;       /* 96-bit accumulator: hi * 2^32 + lo */
+        for (i = 0; i < c->filter_len[k]; ++i) {
+            const uint64_t plo = (s[i] & 0xFFFFFFFFu) * w[i];
+            hi += (s[i] >> 32) * w[i];
+            lo += plo;
+            if (lo < plo) {
+                hi += (uint64_t)1 << 32;
             }
         }
-        for (k = 0; k < width; ++k) {
-            int32_t v;
-            if (c->num_coeffs) {
-                const int32_t *row = c->dct_q29 + k * c->num_filters;
-                int64_t acc = 0;
-                for (i = 0; i < c->num_filters; ++i) {
-                    acc += (int64_t)row[i] * mel[i];
-                }
-                v = (int32_t)round_shift(acc, 29);
-            } else {
-                v = mel[k];
-            }
-            out_value(c, v, out, f * width + k);
+        w += c->filter_len[k];
+        mel_hi[k] = hi + (lo >> 32);   /* the same 96-bit value, lo < 2^32 */
+        mel_lo[k] = (uint32_t)(lo & 0xFFFFFFFFu);
+    }
+    return is_q31 ? S : S - 16;
+}
+
+void kml_frontend_q_finish(const kml_frontend_q_cfg *c, const uint64_t *mel_hi,
+                           const uint32_t *mel_lo, int32_t Sb, int32_t D, int32_t *mel,
+                           void *out, uint32_t f)
+{
+    const int32_t p = c->power == 2u ? 2 : 1;
+    const uint32_t width = c->num_coeffs ? c->num_coeffs : c->num_filters;
+    const int32_t G = -c->filter_frac_bits + p * (int32_t)c->log2_fft - p * Sb;
+    const int64_t log2_d = log2_q24((uint64_t)D);
+    uint64_t off_hi = 0, off_lo = 0;
+    uint32_t i, k;
+    if (c->log_mode == KML_LOGMODE_ADD) {
+        /* offset * D^p * 2^(p S' - G0) = v * 2^sh as a 96-bit off_hi * 2^32 + off_lo */
+        uint64_t v = (uint64_t)c->log_off_mant * (uint64_t)D;
+        const int32_t sh = c->log_off_exp + p * Sb;
+        if (p == 2) {
+            v *= (uint64_t)D;
         }
+        if (sh < 0) {
+            off_lo = -sh >= 64 ? 0u : (v + ((uint64_t)1 << (-sh - 1))) >> (-sh);
+        } else if (sh < 32) {
+            off_hi = v >> (32 - sh);
+            off_lo = (v << sh) & 0xFFFFFFFFu;
+        } else if (sh - 32 < 62 && v < ((uint64_t)1 << (62 - (sh - 32)))) {
+            off_hi = v << (sh - 32);
+        } else {
+            off_hi = (uint64_t)1 << 62;      /* saturate: the offset dominates anyway */
+        }
+    }
+    for (k = 0; k < c->num_filters; ++k) {
+        uint64_t hi = mel_hi[k], lo = mel_lo[k];
+        int64_t l2;
+        int32_t lq;
+        if (c->log_mode == KML_LOGMODE_ADD) {
+            lo += off_lo;
+            if (lo < off_lo) {
+                hi += (uint64_t)1 << 32;
+            }
+            hi += off_hi;
+        }
+        l2 = log2_q24_96(hi + (lo >> 32), (uint32_t)(lo & 0xFFFFFFFFu));
+        l2 += (int64_t)G * (1 << 24) - (int64_t)p * log2_d;
+        lq = (int32_t)round_shift(l2 * c->log_scale_q30, 34);
+        if (c->log_mode == KML_LOGMODE_CLAMP && ((hi | lo) == 0u || lq < c->log_floor_q20)) {
+            lq = c->log_floor_q20;
+        }
+        mel[k] = lq;
+    }
+    for (k = 0; k < width; ++k) {
+        int32_t v;
+        if (c->num_coeffs) {
+            const int32_t *row = c->dct_q29 + k * c->num_filters;
+            int64_t acc = 0;
+            for (i = 0; i < c->num_filters; ++i) {
+                acc += (int64_t)row[i] * mel[i];
+            }
+            v = (int32_t)round_shift(acc, 29);
+        } else {
+            v = mel[k];
+        }
+        out_value(c, v, out, f * width + k);
+    }
+}
+
+static int frontend_q(const kml_frontend_q_cfg *c, const int16_t *pcm, int32_t *scratch,
+                      void *out, int is_q31)
+{
+    const uint32_t nbins = c->fft_length / 2u + 1u;
+    const uint32_t fft_words = is_q31 ? c->fft_length : (c->fft_length + 1u) / 2u;
+    int32_t *after = scratch + fft_words + (fft_words & 1u) + 2u * nbins;
+    uint64_t *mel_hi = (uint64_t *)(void *)after;
+    int32_t *mel = after + 2u * c->num_filters;
+    uint32_t *mel_lo = (uint32_t *)(void *)(mel + c->num_filters);
+    const int32_t D = kml_frontend_q_divisor(c, pcm);
+    uint32_t f;
+    for (f = 0; f < c->num_frames; ++f) {
+        const int32_t Sb = kml_frontend_q_frame(c, pcm, f * c->frame_step, scratch, mel_hi,
+                                                mel_lo, is_q31);
+        kml_frontend_q_finish(c, mel_hi, mel_lo, Sb, D, mel, out, f);
     }
     return 0;
 }
