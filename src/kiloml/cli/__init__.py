@@ -4,7 +4,7 @@ kiloml.workflow or a stage; conventions, consoles and errors in ``common``."""
 from __future__ import annotations
 
 from kiloml.cli import (data, deploy, model, report, run, stream, targets,  # noqa: F401
-                        train)  # (register their verbs)
+                        train, tune)  # (register their verbs)
 from kiloml.cli.common import app
 
 
