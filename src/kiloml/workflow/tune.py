@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -404,8 +405,14 @@ def make_search(project: Project | str | Path | None, board: Optional[str] = Non
     epochs = t.epochs or resolve_settings(p).epochs
     s = Search(p, search_space(p), limits, epochs,
                tuple(rungs(epochs, t.min_epochs, t.reduction)), t.reduction, t.seed)
+    keyed = _base_doc(p.config)  # without the searched settings: --apply keeps the study
+    for d in s.dims:
+        parts = d.key.split(".")
+        parent = _get(keyed, ".".join(parts[:-1]))
+        if isinstance(parent, dict):
+            parent.pop(parts[-1], None)
     s.name = "kiloml-" + content_hash(
-        _base_doc(p.config), [(d.key, d.choices, d.range.model_dump() if d.range else None)
+        keyed, [(d.key, d.choices, d.range.model_dump() if d.range else None)
                               for d in s.dims],
         limits.__dict__, epochs, s.rung_epochs, s.reduction, s.seed,
         DatasetIndex.load(p.index_path).to_csv())[:12]
@@ -420,30 +427,32 @@ def _optuna():
     return optuna
 
 
-def _constraints(trial) -> list[float]:
-    return trial.user_attrs.get("constraints", [1.0])
-
-
 def open_study(s: Search, create: bool = True):
     optuna = _optuna()
-    sampler = optuna.samplers.TPESampler(seed=s.seed, constraints_func=_constraints,
-                                         n_startup_trials=10, multivariate=True,
-                                         warn_independent_sampling=False)
+    with warnings.catch_warnings():  # multivariate TPE is "experimental"
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=10,
+                                             multivariate=True)
     if not create:
         try:
             return optuna.load_study(study_name=s.name, storage=s.storage, sampler=sampler)
         except KeyError:
-            raise TuneError(f"{s.project.root}: no tuning study for these settings (run "
-                            "`kiloml tune` first)") from None
+            raise TuneError(f"{s.db}: no tuning study for these settings (board, limits, "
+                            "space, schedule; run `kiloml tune` with them first)") from None
     s.db.parent.mkdir(parents=True, exist_ok=True)
     return optuna.create_study(study_name=s.name, storage=s.storage, sampler=sampler,
                                load_if_exists=True, directions=["maximize", "minimize",
                                                                 "minimize", "minimize"])
 
 
+CONSTRAINTS = ("board_ram", "board_flash", "max_ram", "max_flash", "max_latency")
+
+
 def _record_attrs(trial, rec: dict) -> None:
     for k, v in rec.items():
         trial.set_user_attr(k, v)
+    for k, v in zip(CONSTRAINTS, rec.get("constraints", [])):
+        trial.set_constraint(k, v)
 
 
 def _rung_pruner(study, s: Search, number: int) -> Callable[[int, float, dict], None]:
@@ -475,6 +484,7 @@ def tune(project: Project | str | Path | None = None, board: Optional[str] = Non
     if timeout_min is not None and timeout_min <= 0:
         raise UsageError("--timeout must be positive (minutes)")
     study = open_study(s)
+    _remember(s)
     TS = optuna.trial.TrialState
     for t in study.get_trials(deepcopy=False, states=(TS.RUNNING, TS.WAITING)):
         if t.state == TS.RUNNING:  # interrupted: run the same values again
@@ -482,13 +492,11 @@ def tune(project: Project | str | Path | None = None, board: Optional[str] = Non
             study.enqueue_trial(t.params)
             log_fn(f"trial {t.number} was interrupted: it runs again")
     if "defaults" not in study.user_attrs:
-        log_fn("the project's own settings (the reference)")
-        rec = run_trial(s.project, {}, s.folder / "defaults", s.folder / "cache", s.limits,
-                        s.epochs)
-        study.set_user_attr("defaults", rec)
+        study.set_user_attr("defaults", _defaults(s, log_fn))
     t0 = time.time()
     while True:
-        done = len(study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED, TS.FAIL)))
+        done = sum("state" in t.user_attrs for t in  # not the interrupted ones
+                   study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED, TS.FAIL)))
         if done >= total:
             break
         if timeout_min is not None and time.time() - t0 > timeout_min * 60:
@@ -502,6 +510,27 @@ def tune(project: Project | str | Path | None = None, board: Optional[str] = Non
         _tell(study, trial, rec)
         log_fn(f"trial {trial.number}: {_one_line(rec)}")
     return summary(s, study)
+
+
+def _defaults(s: Search, log_fn: Callable[[str], None]) -> dict:
+    """The project's own settings, trained and measured once for every study of the same
+    project and schedule (within the board's limits only), then held to this search's."""
+    key = content_hash(_base_doc(s.project.config), s.epochs, s.limits.board,
+                       DatasetIndex.load(s.project.index_path).to_csv())[:12]
+    path = s.db.parent / f"defaults-{key}.json"
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        log_fn("the project's own settings (the reference)")
+        board_only = Limits(s.limits.board, board_ram_kb=s.limits.board_ram_kb,
+                            board_flash_kb=s.limits.board_flash_kb)
+        rec = run_trial(s.project, {}, s.db.parent / f"defaults-{key}", s.folder / "cache",
+                        board_only, s.epochs)
+        atomic_write_text(path, json.dumps(rec))
+    if "ram_kb" in rec:
+        rec["constraints"] = s.limits.violations(rec)
+        rec["fits"] = max(rec["constraints"]) <= 0
+    return rec
 
 
 def _tell(study, trial, rec: dict) -> None:
@@ -579,11 +608,34 @@ def summary(s: Search, study) -> dict:
     return out
 
 
-def load_summary(project: Project | str | Path | None = None, board: Optional[str] = None,
-                 **limits) -> dict:
-    s = make_search(project, board, **limits)
+LATEST = "latest.json"
+
+
+def _remember(s: Search) -> None:
+    """The last search run, for ``--show`` and ``--apply`` without limits."""
+    lim = {k: getattr(s.limits, k) for k in ("max_ram_kb", "max_flash_kb", "max_latency_ms")}
+    atomic_write_text(s.db.with_name(LATEST), json.dumps({"board": s.limits.board, **lim}))
+
+
+def _stored_search(project, board: Optional[str], limits: dict) -> Search:
+    """The study of these limits; with none given, that of the last ``kiloml tune``."""
+    p = as_project(project)
+    last = p.root / TUNE_DIR / LATEST
+    if board is None and all(v is None for v in limits.values()) and last.is_file():
+        try:
+            stored = json.loads(last.read_text())
+            board, limits = stored.pop("board"), stored
+        except (ValueError, KeyError, AttributeError):
+            pass  # unreadable: the project's own settings
+    s = make_search(p, board, **limits)
     if not s.db.is_file():
         raise TuneError(f"{s.db}: no tuning study yet (run `kiloml tune` first)")
+    return s
+
+
+def load_summary(project: Project | str | Path | None = None, board: Optional[str] = None,
+                 **limits) -> dict:
+    s = _stored_search(project, board, limits)
     return summary(s, open_study(s, create=False))
 
 
@@ -591,9 +643,7 @@ def apply_trial(number: int, project: Project | str | Path | None = None,
                 board: Optional[str] = None, **limits) -> dict:
     """Write trial ``number``'s settings into kiloml.toml (atomically) and evaluate its model
     on the test split: the only test-split figure of the search."""
-    s = make_search(project, board, **limits)
-    if not s.db.is_file():
-        raise TuneError(f"{s.db}: no tuning study yet (run `kiloml tune` first)")
+    s = _stored_search(project, board, limits)
     study = open_study(s, create=False)
     rows = {r["number"]: r for r in summary(s, study)["trials"]}
     if number not in rows:
