@@ -504,9 +504,14 @@ def tune(project: Project | str | Path | None = None, board: Optional[str] = Non
             break
         trial = study.ask()
         params = {d.key: d.suggest(trial) for d in s.dims}
-        rec = run_trial(s.project, params, s.folder / f"trial-{trial.number}",
-                        s.folder / "cache", s.limits, s.epochs,
-                        _rung_pruner(study, s, trial.number), s.rung_epochs)
+        same = [t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED))
+                if t.user_attrs.get("params") == params and "state" in t.user_attrs]
+        if same:  # trials are deterministic given their values: reuse, do not re-train
+            rec = dict(same[0].user_attrs, same_as=same[0].number, seconds=0.0)
+        else:
+            rec = run_trial(s.project, params, s.folder / f"trial-{trial.number}",
+                            s.folder / "cache", s.limits, s.epochs,
+                            _rung_pruner(study, s, trial.number), s.rung_epochs)
         _tell(study, trial, rec)
         log_fn(f"trial {trial.number}: {_one_line(rec)}")
     return summary(s, study)
@@ -658,7 +663,7 @@ def apply_trial(number: int, project: Project | str | Path | None = None,
     for k, v in rec["params"].items():
         _set(doc, k, v)
     p.config = trial_config(p.config, doc)
-    test_acc = _test_accuracy(s.folder / f"trial-{number}", s.epochs)
+    test_acc = _test_accuracy(s.folder / f"trial-{rec.get('same_as', number)}", s.epochs)
     p.save()
     return {"project": str(p.root), "trial": number, "params": rec["params"],
             "validation_accuracy": rec["accuracy"], "test_accuracy": test_acc,
