@@ -118,6 +118,13 @@ def test_resume_runs_only_the_missing_trials_and_apply(searched):
     assert "[tune.space]" in text  # the search itself is kept
     bad = kiloml("tune", "--apply", 99, cwd=root)
     assert bad.returncode == 2 and "no trial 99" in bad.stderr
+    # the last study again, without new trials, and its plot
+    show = kiloml("tune", "--show", "--plot", root / "front.svg", "--json", cwd=root)
+    assert show.returncode == 0, show.stderr
+    assert [t["number"] for t in json.loads(show.stdout)["trials"]] == [0, 1, 2, 3]
+    svg = (root / "front.svg").read_text()
+    assert svg.startswith("<svg") and 'data-plot="tune-front"' in svg
+    assert svg.count("<path") > 3 * len(again["trials"])  # a marker per trial and panel
 
 
 def test_impossible_limit_is_a_message_after_the_search(imported):
@@ -164,6 +171,7 @@ def test_bad_tune_settings_are_one_line(fresh, tmp_path, old, new, where):
     (["--max-ram-kb", "-1"], "--max-ram-kb must be a positive number"),
     (["--board", "nope"], "unknown board 'nope'"),
     (["--backend", "spark"], "--backend must be local or ray"),
+    (["--plot", "front.png"], "the plot is SVG"),
 ])
 def test_bad_usage_exits_2(fresh, args, where):
     r = kiloml("tune", *args, cwd=fresh)

@@ -59,6 +59,8 @@ def tune(
     apply: Optional[int] = typer.Option(None, "--apply", help="Write this trial's settings "
                                         "into kiloml.toml and test its model."),
     show: bool = typer.Option(False, "--show", help="Print the study without running trials."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also write the trials and the "
+                                        "front as an SVG file."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Search DSP parameters, model width/depth and quantization ([tune] space in kiloml.toml,
@@ -69,6 +71,8 @@ def tune(
         fail(f"--backend must be local or ray, not {backend!r}", 2)
     if backend == "ray" or address is not None:
         fail("--backend ray is not available in this version (use --backend local)", 2)
+    if plot is not None and plot.suffix.lower() != ".svg":
+        fail(f"{plot}: the plot is SVG; give a file name ending in .svg", 2)
     limits = dict(max_ram_kb=max_ram_kb, max_flash_kb=max_flash_kb,
                   max_latency_ms=max_latency_ms)
 
@@ -94,6 +98,11 @@ def tune(
             res = T.tune(proj, board, trials=trials, timeout_min=timeout,
                          log_fn=lambda m: err.print(f"  {m}", markup=False, highlight=False),
                          **limits)
+        if plot is not None:
+            from kiloml.fileio import atomic_write_text
+            from kiloml.report.plots import tune_front
+
+            atomic_write_text(plot, tune_front(res["trials"], res["defaults"]) + "\n")
         if as_json:
             emit_json(res)
         else:
