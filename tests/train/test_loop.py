@@ -176,3 +176,25 @@ def test_mixup_trains_and_is_reproducible():
     assert torch.equal(_weights(a), _weights(b))
     assert ra.history[-1]["train_loss"] < ra.history[0]["train_loss"]
     assert ra.best_metric > 0.7, ra.best_metric
+
+
+def test_on_validated_sees_each_epoch_and_can_stop_the_training():
+    cfg = TrainConfig(epochs=5, batch_size=64, lr=1e-2)
+    rows = []
+    fit(_model(), _ed, cfg, val=EpochData(XV, YV), progress=False,
+        on_validated=lambda e, r: rows.append((e, r)))
+    assert [e for e, _ in rows] == [0, 1, 2, 3, 4]
+    assert all("val_acc" in r and r["epoch"] == e + 1 for e, r in rows)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_2(epoch, row):
+        if epoch == 1:
+            raise Stop(row["val_acc"])
+
+    seen = []
+    with pytest.raises(Stop):
+        fit(_model(), lambda e: seen.append(e) or _ed(e), cfg, val=EpochData(XV, YV),
+            progress=False, on_validated=stop_at_2)
+    assert seen == [0, 1]  # no epoch after the one that raised

@@ -4,7 +4,7 @@ kiloml.workflow or a stage; conventions, consoles and errors in ``common``."""
 from __future__ import annotations
 
 from kiloml.cli import (bundle, data, deploy, model, personalize, report, run,  # noqa: F401
-                        stream, targets, train)  # (register their verbs)
+                        stream, targets, train, tune)  # (register their verbs)
 from kiloml.cli.common import app
 
 

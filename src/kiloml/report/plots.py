@@ -374,3 +374,32 @@ def verify_bars(agree: int, total: int, feat_diff: float, tolerance: float,
     ax.set_yticks([1, 0], ["tolerance", "max |diff|"])
     ax.set_title("features: largest difference")
     return to_svg(fig, key)
+
+
+@styled
+def tune_front(rows: list[dict], defaults: Optional[dict] = None,
+               key: str = "tune-front") -> str:
+    """kiloml tune: validation accuracy (%) vs latency, RAM and flash of every trained trial;
+    the Pareto front (``row["pareto"]``) as filled stars, trials over a limit (``fits``
+    false) as crosses, the others as open circles, the project's defaults as a diamond."""
+    fig = new_figure(9.0, 3.0)
+    axes = fig.subplots(1, 3, sharey=True)
+    done = [r for r in rows if r.get("accuracy") is not None]
+    for ax, cost, xlabel in ((axes[0], "latency_ms", "latency (ms)"),
+                             (axes[1], "ram_kb", "RAM (KB)"), (axes[2], "flash_kb", "flash (KB)")):
+        for r in done:
+            x, y = r[cost], 100 * r["accuracy"]
+            if r.get("pareto"):
+                ax.scatter([x], [y], marker="*", s=110, color=COLORS[1], zorder=3)
+            elif not r.get("fits", True):
+                ax.scatter([x], [y], marker="x", s=30, color=COLORS[3])
+            else:
+                ax.scatter([x], [y], s=30, facecolors="none", edgecolors=COLORS[0])
+        if defaults and defaults.get("accuracy") is not None:
+            ax.scatter([defaults[cost]], [100 * defaults["accuracy"]], marker="D", s=45,
+                       color=COLORS[2], zorder=4)
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel("validation accuracy, int8 (%)")
+    axes[0].set_title("★ Pareto front, ○ dominated, × over a limit, ◆ defaults", fontsize=8,
+                      loc="left")
+    return to_svg(fig, key)

@@ -205,14 +205,17 @@ def fit(model: nn.Module, epoch_data: Callable[[int], EpochData], cfg: TrainConf
         forward: Optional[Callable] = None, train_forward: Optional[Callable] = None,
         progress: bool = True, title: str = "training",
         on_epoch_end: Optional[Callable[[int], None]] = None,
-        teacher_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> TrainResult:
+        teacher_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        on_validated: Optional[Callable[[int, dict], None]] = None) -> TrainResult:
     """Train ``model`` in place; on return it holds the best weights (by ``cfg.monitor``).
 
     ``epoch_data(epoch)`` gives each epoch's (possibly augmented) training data. ``forward``
     (default ``model``) maps a batch to outputs for evaluation, ``train_forward`` for training
     (e.g. a QNet's logits). ``checkpoint_dir``: write ``last.pt`` every epoch and resume from it.
     ``teacher_fn`` maps each training batch, as the student sees it (after mixup), to teacher
-    logits for distillation ("consistent" teaching).
+    logits for distillation ("consistent" teaching). ``on_validated(epoch, row)`` sees each
+    epoch's figures (``val_acc`` ...) once they are recorded; an exception it raises (a tuner
+    pruning a hopeless trial) stops the training and propagates.
     """
     torch.set_num_threads(max(1, cfg.threads))
     forward = forward or model
@@ -336,6 +339,8 @@ def fit(model: nn.Module, epoch_data: Callable[[int], EpochData], cfg: TrainConf
                 model.load_state_dict(live)
             info = "  ".join(f"{k} {v}" for k, v in row.items() if k not in ("epoch", "elapsed_s"))
             prog.end_epoch(epoch, info)
+            if on_validated is not None:
+                on_validated(epoch, dict(row))
             if ckpt is not None:
                 ckpt.parent.mkdir(parents=True, exist_ok=True)
                 tmp = ckpt.with_suffix(".tmp")

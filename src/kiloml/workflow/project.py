@@ -150,6 +150,60 @@ class PersonalizeSection(_Strict):
     max_samples: int = Field(64, ge=1, le=255)
 
 
+class TuneRange(_Strict):
+    """A numeric range of the search: integers when ``low``, ``high`` (and ``step``) are
+    integers, else floats; ``log`` samples on a log scale."""
+
+    low: float | int
+    high: float | int
+    step: Optional[float | int] = Field(None, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _range(self) -> "TuneRange":
+        if not self.high > self.low:
+            raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("a log range takes no step")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return all(isinstance(v, int) for v in (self.low, self.high, self.step or 1))
+
+
+TuneChoice = Annotated[list[Any], Field(min_length=1)]
+
+
+class TuneSection(_Strict):
+    """``kiloml tune``: the search (kiloml.workflow.tune). ``space`` maps a dotted setting of
+    this file (``data.window_ms``, ``dsp.params.fft_length``, ``model.params.hidden``,
+    ``train.calibration``) to a list of choices or a range; unset: the task's default space.
+    Limits beyond the board's own RAM and flash (``--max-*`` options override them)."""
+
+    trials: int = Field(40, ge=1, le=10000)
+    seed: int = 0
+    epochs: Optional[int] = Field(None, ge=1, description="a trial's full training (default: "
+                                  "the [train] epochs)")
+    min_epochs: int = Field(2, ge=1, description="the first rung of the pruning schedule")
+    reduction: int = Field(3, ge=2, le=10, description="rungs every reduction-fold epochs; "
+                           "at each, a trial behind the best 1/reduction of the trials that "
+                           "cost no more is pruned")
+    max_ram_kb: Optional[float] = Field(None, gt=0)
+    max_flash_kb: Optional[float] = Field(None, gt=0)
+    max_latency_ms: Optional[float] = Field(None, gt=0)
+    space: Optional[dict[str, TuneRange | TuneChoice]] = None
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, v):
+        if v is not None and not v:
+            raise ValueError("an empty search space (leave it out for the task's default)")
+        return v
+
+
 class ProjectConfig(_Strict):
     project: ProjectSection
     data: DataSection
@@ -162,6 +216,7 @@ class ProjectConfig(_Strict):
     deploy: DeploySection = DeploySection()
     stream: StreamSection = StreamSection()
     personalize: Optional[PersonalizeSection] = None
+    tune: TuneSection = TuneSection()
 
     @model_validator(mode="after")
     def _dsp(self) -> "ProjectConfig":

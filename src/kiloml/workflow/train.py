@@ -213,8 +213,10 @@ def val_data(prep: Prepared):
 
 
 def train_float(prep: Prepared, model=None, checkpoint_dir=None, progress: bool = True,
-                distill: bool = False, epochs: int | None = None, title: str = "float"):
-    """Train the project's zoo model in float; returns (model, TrainResult)."""
+                distill: bool = False, epochs: int | None = None, title: str = "float",
+                on_validated=None):
+    """Train the project's zoo model in float; returns (model, TrainResult).
+    ``on_validated(epoch, row)``: kiloml.train.loop.fit's per-epoch hook."""
     r = prep.recipe
     torch.manual_seed(r.seed)
     if model is None:
@@ -231,7 +233,8 @@ def train_float(prep: Prepared, model=None, checkpoint_dir=None, progress: bool 
                       temperature=r.temperature)
     tfn = batch_teacher(prep) if distill and r.teacher_sees == "batch" else None
     res = fit(model, epoch_source(prep, distill), cfg, val=val_data(prep),
-              checkpoint_dir=checkpoint_dir, progress=progress, title=title, teacher_fn=tfn)
+              checkpoint_dir=checkpoint_dir, progress=progress, title=title, teacher_fn=tfn,
+              on_validated=on_validated)
     return model, res
 
 
