@@ -23,9 +23,7 @@ import unicorn
 from unicorn import arm_const
 
 from kiloml.errors import ToolchainError
-from kiloml.targets import vfp_double
-from kiloml.targets.emulator import (CPU_MODELS, FLASH_BASE, FLASH_SIZE, RAM_BASE, RAM_SIZE,
-                                     ElfImage)
+from kiloml.targets.emulator import ElfImage, new_machine
 from kiloml.targets.toolchain import WARN, arm_gcc
 
 END_SYMBOL = "kml_batch_end"
@@ -77,19 +75,7 @@ def run_image(image: ElfImage, core: str, read_back: dict[str, int], fpu: bool =
     ``read_back``. ``power_cut = (function, k)`` stops the core when ``function`` is entered
     for the k-th time (k >= 1), as a power loss would: then only ``dump`` is read back, under
     its keys, plus ``"power_cut": b"1"``."""
-    if core not in CPU_MODELS:
-        raise ToolchainError(f"no emulator CPU model for {core!r} "
-                             f"(have: {', '.join(sorted(CPU_MODELS))})")
-    uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
-    uc.ctl_set_cpu_model(CPU_MODELS[core])
-    if fpu:
-        uc.reg_write(arm_const.UC_ARM_REG_C1_C0_2, 0xF << 20)
-        if core == "cortex-m7":  # double-precision FPU of the STM32H7 / F76x
-            vfp_double.install(uc)
-    uc.mem_map(FLASH_BASE, FLASH_SIZE)
-    uc.mem_map(RAM_BASE, RAM_SIZE)
-    for addr, data in image.segments:
-        uc.mem_write(addr, data)
+    uc = new_machine(image, core, fpu)
     if input_data:
         size = (len(input_data) + 0xFFF) & ~0xFFF
         uc.mem_map(INPUT_BASE, size, unicorn.UC_PROT_READ)

@@ -78,6 +78,27 @@ class ElfImage:
         return self.symbols[name][0] & ~1
 
 
+def new_machine(image: ElfImage, core: str, fpu: bool = False) -> unicorn.Uc:
+    """A Cortex-M core of model ``core`` with flash and RAM mapped and ``image`` loaded (not
+    started). ``fpu``: enable the FPU (CPACR CP10/CP11 full access, as a device's startup code
+    does); on a Cortex-M7 also execute double-precision instructions (``vfp_double``:
+    Unicorn's M7 lacks the double-precision FPU of H7/F76x parts)."""
+    if core not in CPU_MODELS:
+        raise ToolchainError(f"no emulator CPU model for {core!r} "
+                             f"(have: {', '.join(sorted(CPU_MODELS))})")
+    uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
+    uc.ctl_set_cpu_model(CPU_MODELS[core])
+    if fpu:
+        uc.reg_write(arm_const.UC_ARM_REG_C1_C0_2, 0xF << 20)
+        if core == "cortex-m7":
+            vfp_double.install(uc)
+    uc.mem_map(FLASH_BASE, FLASH_SIZE)
+    uc.mem_map(RAM_BASE, RAM_SIZE)
+    for addr, data in image.segments:
+        uc.mem_write(addr, data)
+    return uc
+
+
 def emulate(image: ElfImage, core: str, kernel_entries: list[str] | None = None,
             read_back: dict[str, int] | None = None, fpu: bool = False,
             snapshots: list[tuple[int, int] | None] | None = None) -> EmulationResult:
@@ -87,16 +108,7 @@ def emulate(image: ElfImage, core: str, kernel_entries: list[str] | None = None,
     instructions (``vfp_double``). ``snapshots[j]``: (address, bytes) to read when
     the j-th kernel call has finished (when the next kernel call starts, or at the end
     marker); the bytes are returned in ``EmulationResult.snapshots[j]``."""
-    uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
-    uc.ctl_set_cpu_model(CPU_MODELS[core])
-    if fpu:
-        uc.reg_write(arm_const.UC_ARM_REG_C1_C0_2, 0xF << 20)
-        if core == "cortex-m7":  # Unicorn's M7 lacks the double-precision FPU of H7/F76x parts
-            vfp_double.install(uc)
-    uc.mem_map(FLASH_BASE, FLASH_SIZE)
-    uc.mem_map(RAM_BASE, RAM_SIZE)
-    for addr, data in image.segments:
-        uc.mem_write(addr, data)
+    uc = new_machine(image, core, fpu)
     ebss = image.addr("_ebss")
     estack = image.addr("_estack")
     uc.mem_write(ebss, bytes([STACK_PAINT]) * (estack - ebss))
