@@ -87,6 +87,7 @@ def test_stream_and_simulate_refuse_bad_input(tmp_path):
         assert r.returncode == 1, (args, r.stdout)
         assert words in r.stderr.replace("\n", " "), r.stderr
         assert "Traceback" not in r.stderr
+    assert not (root / "build" / "simulate.json").exists()   # nothing stored for the report
 
 
 def test_imu_stream_concatenates_the_split(tmp_path):
@@ -123,3 +124,14 @@ def test_simulate_engine_c_equals_the_python_twin(tmp_path):
     assert len(res["python"]["detections"]) >= 10
     assert res["c"]["detections"] == res["python"]["detections"]
     assert res["c"]["score"] == res["python"]["score"]
+    # the last simulation is the report's streaming section: its timeline and its scores
+    stored = json.loads((root / "build" / "simulate.json").read_text())
+    assert stored["engine"] == "c" and len(stored["truth"]) == len(read_truth(tmp_path / "t.csv"))
+    r = kiloml("report", "-o", tmp_path / "r.html", cwd=root)
+    assert r.returncode == 0, r.stderr
+    html = (tmp_path / "r.html").read_text()
+    sec = html[html.index('<section id="streaming">'):]
+    sec = sec[:sec.index("</section>")]
+    assert sec.count("<svg") == 1
+    sc = res["c"]["score"]
+    assert f"{sc['hits']} hits, {sc['misses']} misses, {sc['false_accepts']} false accepts" in sec

@@ -7,6 +7,8 @@ section); each present section holds at least one plot, and its tables carry the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import html
 import math
 from typing import Any, Iterable, Optional, Sequence
@@ -16,10 +18,10 @@ import numpy as np
 from kiloml.report import plots
 
 SECTIONS = ("data", "features", "training", "accuracy", "variants", "model", "boards",
-            "verify")
+            "streaming", "verify")
 TITLES = {"data": "Data", "features": "Features", "training": "Training",
           "accuracy": "Accuracy", "variants": "Variants", "model": "Model on the device",
-          "boards": "Boards", "verify": "Verify"}
+          "boards": "Boards", "streaming": "Streaming", "verify": "Verify"}
 SPLITS = ("train", "validation", "test")
 
 CSS = """
@@ -321,6 +323,33 @@ def _verify(v: dict) -> str:
                    f"emulator against the Python pipeline: {res}.")
 
 
+def _streaming(s: dict) -> str:
+    """The last ``kiloml simulate --stream``: detections over time against the truth and,
+    with a truth file, the MLPerf Tiny streaming scores."""
+    body = [plots_div(plots.stream_timeline(s.get("truth") or [], s.get("detections") or [],
+                                            float(s["duration_s"])))]
+    sc = s.get("score")
+    if sc:
+        rows = [(lab, num(v.get("targets")), num(v.get("hits")), num(v.get("misses")),
+                 num(v.get("false_accepts"))) for lab, v in (sc.get("per_label") or {}).items()]
+        rows.append(("all", num(sc["targets"]), num(sc["hits"]), num(sc["misses"]),
+                     num(sc["false_accepts"])))
+        body.append(table(["label", "keywords", "hits", "misses", "false accepts"], rows,
+                          numeric=(1, 2, 3, 4), raw=True))
+    st = s.get("settings") or {}
+    score = (f" {sc['hits']} hits, {sc['misses']} misses, {sc['false_accepts']} false accepts "
+             f"({num(sc['fa_per_hour'], 3)} per hour)." if sc else " No truth file given.")
+    intro = (f"kiloml simulate --stream {esc(Path(s['stream']).name)} ({esc(s['engine'])} engine, "
+             f"{esc(s.get('dsp_variant') or '')} DSP, board {esc(s.get('board') or '')}): "
+             f"{num(s['duration_s'] / 60, 3)} min, a window every {num(s['stride_ms'], 4)} ms, "
+             f"{len(s.get('detections') or [])} detections; smoothing "
+             f"{num(st.get('average_window_ms'))} ms, threshold "
+             f"{num(st.get('detection_threshold'))}, suppression {num(st.get('suppression_ms'))}"
+             f" ms, minimum count {num(st.get('minimum_count'))}." + esc(score)
+             + " Not yet shown: a DET curve (simulate --calibrate) and the duty cycle.")
+    return section("streaming", body, intro)
+
+
 # ---------------------------------------------------------------- the page
 
 
@@ -341,6 +370,8 @@ def render_page(d: dict) -> str:
         parts.append(("model", _model(d["model"], d.get("boards") or [])))
     if d.get("boards"):
         parts.append(("boards", _boards(d["boards"], d.get("battery") or {})))
+    if d.get("streaming"):
+        parts.append(("streaming", _streaming(d["streaming"])))
     if d.get("verify"):
         parts.append(("verify", _verify(d["verify"])))
     nav = "".join(f'<a href="#{sid}">{esc(TITLES[sid])}</a>' for sid, _ in parts)

@@ -356,6 +356,29 @@ def board_bars(boards: list[str], latency_ms: Sequence[Optional[float]],
 
 
 @styled
+def stream_timeline(truth: list[dict], detections: list[dict], duration_s: float,
+                    key: str = "stream-timeline") -> str:
+    """One row per label over the stream's time: the truth's clips as spans, the detections
+    as marks (a detection outside every span of its label is a false accept or a repeat)."""
+    labels = sorted({e["label"] for e in truth} | {d["label"] for d in detections})
+    fig = new_figure(7.5, 0.9 + 0.3 * max(len(labels), 2))
+    ax = fig.add_subplot()
+    scale, unit = (60.0, "min") if duration_s > 120 else (1.0, "s")
+    for i, lab in enumerate(labels):
+        spans = [(e["start_s"] / scale, (e["end_s"] - e["start_s"]) / scale)
+                 for e in truth if e["label"] == lab]
+        if spans:
+            ax.broken_barh(spans, (i - 0.35, 0.7), color="#cccccc")
+        t = [d["t_s"] / scale for d in detections if d["label"] == lab]
+        ax.plot(t, [i] * len(t), "|", ms=12, mew=1.6, color=_color(i))
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_ylim(-0.6, len(labels) - 0.4)
+    ax.set_xlim(0, duration_s / scale)
+    ax.set_xlabel(f"time ({unit}); grey: truth, |: detections")
+    return to_svg(fig, key)
+
+
+@styled
 def verify_bars(agree: int, total: int, feat_diff: float, tolerance: float,
                 key: str = "verify-agreement") -> str:
     """Device vs Python: predictions that agree, and the largest feature difference against

@@ -326,6 +326,7 @@ def collect(project: Project | str | Path | None = None) -> dict:
         "model": _model(p, graph, profile),
         "boards": _boards(p, profile),
         "battery": {"mah": BATTERY_MAH, "period_s": p.config.data.stride_ms / 1000.0},
+        "streaming": _json(p.root / "build" / "simulate.json"),
         "verify": _json(p.root / "build" / "verify.json"),
     }
 
@@ -337,7 +338,8 @@ def report_path(project: Project) -> Path:
 def report_inputs(project: Project) -> list[Path]:
     """The files the report shows that ``kiloml run``'s step digests do not cover."""
     return [f for f in (model_dir(project) / "meta.json",
-                        model_dir(project) / "variants" / "variants.json") if f.is_file()]
+                        model_dir(project) / "variants" / "variants.json",
+                        project.root / "build" / "simulate.json") if f.is_file()]
 
 
 def write_report(project: Project | str | Path | None = None,

@@ -5,6 +5,7 @@ them; kiloml.deploy.stream is the streaming pipeline; kiloml.train.streaming sco
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Optional
@@ -16,8 +17,11 @@ from kiloml.data.readers import read_file
 from kiloml.data.stream import (make_audio_stream, make_imu_stream, read_truth, write_stream,
                                 write_truth)
 from kiloml.errors import DataError, UsageError
+from kiloml.fileio import atomic_write_text
 from kiloml.workflow.features import dsp_block
 from kiloml.workflow.project import Project, as_project
+
+SIMULATION = "build/simulate.json"  # the last kiloml simulate --stream (the report shows it)
 
 DEFAULT_MINUTES = 20.0
 
@@ -153,6 +157,10 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
         "detections": [d.as_dict() for d in dets],
         "score": score_stream(events, dets, duration) if events is not None else None,
     }
+    # the last simulation, with its truth, for the report's streaming section
+    stored = dict(res, truth=[{"label": e.label, "start_s": e.start_s, "end_s": e.end_s}
+                              for e in events] if events is not None else None)
+    atomic_write_text(p.root / SIMULATION, json.dumps(stored, indent=1))
     return res
 
 
