@@ -177,7 +177,7 @@ def _incremental_lines(p: Pipeline) -> list[str]:
     DM = D.upper()
     nfr = p.block.front.num_frames(p.frames)
     return [
-        f"/* kept frames (kiloml.dsp.stream): 96-bit mel sums, shift, stream position */",
+        "/* kept frames (kiloml.dsp.stream): 96-bit mel sums, shift, stream position */",
         f"static uint64_t {n}_fc_hi[{p.macro}_STREAM_FRAME_SLOTS][{DM}_NUM_FILTERS];",
         f"static uint32_t {n}_fc_lo[{p.macro}_STREAM_FRAME_SLOTS][{DM}_NUM_FILTERS];",
         f"static int32_t {n}_fc_sb[{p.macro}_STREAM_FRAME_SLOTS];",
@@ -187,7 +187,7 @@ def _incremental_lines(p: Pipeline) -> list[str]:
         f"static uint64_t {n}_f0_hi[{DM}_NUM_FILTERS];",
         f"static uint32_t {n}_f0_lo[{DM}_NUM_FILTERS];",
         f"static uint32_t {n}_frames_computed; /* frame stages run since init */", "",
-        f"/* Features of the window starting at stream sample start: frames 1 .. of it are "
+        "/* Features of the window starting at stream sample start: frames 1 .. of it are "
         "looked up",
         " * by their stream position or computed and kept; the result is the whole window's "
         "bit for bit. */",
@@ -230,7 +230,6 @@ def source_lines(p: Pipeline) -> list[str]:
     """The streaming part of ``<name>.c`` (after ``<name>_run`` and ``<name>_infer``)."""
     n, M = p.name, p.macro
     s = settings_of(p)
-    k = p.num_classes
     fires = [1 if is_keyword(lab) else 0 for lab in p.labels]
     avg_floor = int(math.floor(s.average_window_ms))
     quarter_ceil = int(math.ceil(s.average_window_ms / 4.0))

@@ -192,6 +192,24 @@ def _split(meta: dict, blob: bytes, n: int, with_features: bool) -> RunResult:
     return RunResult(feats, scores.reshape(n, c["ncls"]), top.astype(np.int64))
 
 
+def build_host_exe(root: Path, meta: dict, harness: Path, text: str, opt: str = "-O2",
+                   sanitize: bool = False) -> Path:
+    """The package at ``root`` (portable kernels) and the harness ``text`` (written to
+    ``harness``) built with the host gcc, warnings as errors (``sanitize``: ASan/UBSan);
+    the executable beside the harness."""
+    sources, includes = _compile_list(root, meta, _kernel_set(meta, "portable", "the host"))
+    harness.write_text(text)
+    exe = harness.with_suffix("")
+    cmd = [find_cc(), *WARNINGS, opt, *(SANITIZE if sanitize else [])]
+    for inc in includes:
+        cmd += ["-I", str(inc)]
+    cmd += [str(s) for s in sources] + [str(harness), "-o", str(exe), "-lm"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise ToolchainError(f"gcc failed on the package:\n{proc.stderr.strip()[:3000]}")
+    return exe
+
+
 def run_host(package_dir: str | Path, raw_windows, sanitize: bool = False,
              features: bool = True, opt: str = "-O2") -> RunResult:
     """The package's C (portable kernels) built with the host gcc, warnings as errors
@@ -200,19 +218,10 @@ def run_host(package_dir: str | Path, raw_windows, sanitize: bool = False,
     root = Path(package_dir)
     meta = load_manifest(root)
     raw = _raw(meta, raw_windows)
-    sources, includes = _compile_list(root, meta, _kernel_set(meta, "portable", "the host"))
     with tempfile.TemporaryDirectory(prefix="kiloml_deploy_host_") as tmp:
         d = Path(tmp)
-        (d / "kml_deploy_harness.c").write_text(HOST_HARNESS.format(**_c_names(meta)))
-        exe = d / "package_host"
-        cmd = [find_cc(), *WARNINGS, opt, *(SANITIZE if sanitize else [])]
-        for inc in includes:
-            cmd += ["-I", str(inc)]
-        cmd += [str(s) for s in sources] + [str(d / "kml_deploy_harness.c"), "-o", str(exe),
-                                            "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            raise ToolchainError(f"gcc failed on the package:\n{proc.stderr.strip()[:3000]}")
+        exe = build_host_exe(root, meta, d / "kml_deploy_harness.c",
+                             HOST_HARNESS.format(**_c_names(meta)), opt=opt, sanitize=sanitize)
         fin, fout = d / "in.bin", d / "out.bin"
         fin.write_bytes(raw.tobytes())
         proc = subprocess.run([str(exe), str(fin), str(fout), str(len(raw)),

@@ -220,29 +220,18 @@ def run_stream_host(package_dir, samples, block: int = 1000, sanitize: bool = Fa
     import tempfile
     from pathlib import Path
 
-    from kiloml.codegen.host import SANITIZE, WARNINGS, find_cc
-    from kiloml.deploy.run import _compile_list, _kernel_set
+    from kiloml.deploy.run import build_host_exe
     from kiloml.errors import ToolchainError
 
     root = Path(package_dir)
     meta, _ = _stream_meta(root)
     x = _stream_samples(meta, samples)
     block = max(1, int(block))
-    sources, includes = _compile_list(root, meta, _kernel_set(meta, "portable", "the host"))
     with tempfile.TemporaryDirectory(prefix="kiloml_stream_host_") as tmp:
         d = Path(tmp)
-        (d / "kml_stream_harness.c").write_text(STREAM_HOST_HARNESS.format(
+        exe = build_host_exe(root, meta, d / "kml_stream_harness.c", STREAM_HOST_HARNESS.format(
             n=meta["name"], raw_t=meta["raw_input"]["ctype"], block=block,
-            channels=int(meta["channels"]), room=PUSH_EVENTS))
-        exe = d / "stream_host"
-        cmd = [find_cc(), *WARNINGS, "-O2", *(SANITIZE if sanitize else [])]
-        for inc in includes:
-            cmd += ["-I", str(inc)]
-        cmd += [str(s) for s in sources] + [str(d / "kml_stream_harness.c"), "-o", str(exe),
-                                            "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            raise ToolchainError(f"gcc failed on the package:\n{proc.stderr.strip()[:3000]}")
+            channels=int(meta["channels"]), room=PUSH_EVENTS), sanitize=sanitize)
         fin, fout = d / "in.bin", d / "out.bin"
         fin.write_bytes(x.tobytes())
         proc = subprocess.run([str(exe), str(fin), str(fout)], capture_output=True, text=True,
