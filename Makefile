@@ -15,7 +15,7 @@ $(VENV)/.base: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.test: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,fleet]'
 	touch $(VENV)/.base $@
 
 # Host C compiler (generated C is built and sanitized on the host), the Cortex-M cross
