@@ -157,10 +157,17 @@ def logit_range(head: Head) -> tuple[np.float32, np.float32]:
             F32(head.act_max - head.out_zp) * head.out_scale)
 
 
-def train_head(head: Head, q: np.ndarray, labels: np.ndarray, s: Settings
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample SGD on softmax cross-entropy (see the module doc): float32 (w, b)."""
+def train_head(head: Head, q: np.ndarray, labels: np.ndarray, s: Settings,
+               prox_mu: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample SGD on softmax cross-entropy (see the module doc): float32 (w, b).
+
+    ``prox_mu`` > 0 adds FedProx's proximal term ``mu / 2 * |(w, b) - (w0, b0)|^2`` (w0, b0:
+    the starting head) to the loss: each step also subtracts ``lr * mu * (w - w0)`` (and the
+    same for b), computed from the weights before the step. Federated clients only (the C
+    update has no proximal term; with ``prox_mu`` = 0 this is the C's update)."""
     w, b = dequantize_head(head)
+    w0, b0 = w.copy(), b.copy()
+    mu = F32(prox_mu) * F32(s.lr)
     xs = head_inputs_float(head, np.asarray(q).reshape(-1, head.depth))
     lr = F32(s.lr)
     U = head.units
@@ -183,8 +190,13 @@ def train_head(head: Head, q: np.ndarray, labels: np.ndarray, s: Settings
             p = e / tot
             p[int(lab)] = p[int(lab)] - F32(1.0)
             g = np.where(live, lr * p, F32(0.0)).astype(F32)
+            if prox_mu:
+                dw, db = (mu * (w - w0)).astype(F32), (mu * (b - b0)).astype(F32)
             w = w - np.outer(g, x).astype(F32)
             b = b - g
+            if prox_mu:
+                w = w - dw
+                b = b - db
     return w, b
 
 
