@@ -3,8 +3,8 @@ kiloml.workflow or a stage; conventions, consoles and errors in ``common``."""
 
 from __future__ import annotations
 
-from kiloml.cli import (bundle, data, deploy, model, personalize, report, run,  # noqa: F401
-                        stream, targets, train, tune)  # (register their verbs)
+from kiloml.cli import (bundle, data, deploy, federate, model, personalize, report,  # noqa: F401
+                        run, stream, targets, train, tune)  # (register their verbs)
 from kiloml.cli.common import app
 
 
