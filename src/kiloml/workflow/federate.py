@@ -69,9 +69,13 @@ def head_with(head: Head, q: np.ndarray, ws: np.ndarray, qb: np.ndarray) -> Head
 
 
 def factory_message(head: Head) -> bytes:
-    """The factory head as a gateway head message."""
-    w, b = dequantize_head(head)
-    return encode_head(*requantize_head(head, w, b))
+    """The factory head (its int8 constants as they are) as a gateway head message."""
+    from kiloml.ir.quant import quantize_multipliers
+
+    real = np.float64(head.in_scale) * head.wscale.astype(np.float64) / np.float64(head.out_scale)
+    mult, shift = quantize_multipliers(real)
+    return encode_head(head.weights, head.wscale, head.bias, mult.astype(np.int32),
+                       shift.astype(np.int32))
 
 
 def read_message(head: Head, blob: bytes, who: str) -> Head:
@@ -422,4 +426,6 @@ def federate_project(project, clients_dir, s: FederateSettings = FederateSetting
             "message": max(max(r["bytes_up_per_client"], r["bytes_down_per_client"])
                            for r in fl["rounds"])},
         "federated_s": round(wall, 1),
+        # the global head as the gateway head message a phone or gateway relays to the boards
+        "global_head_message": fl["final"].hex(),
     }
