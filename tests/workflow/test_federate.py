@@ -218,3 +218,36 @@ def test_bad_input_one_line(fleet, tmp_path, case):
     assert r.returncode == code, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.stderr
     assert r.stdout == ""
+
+
+def test_a_board_is_a_federated_client_through_the_gateway_format(fleet, run):
+    """The C on the host (ASan/UBSan): the board exports its updated head and its samples as
+    gateway messages equal to the Python encoders'; it installs the run's global head relayed
+    by a gateway, retrains from it (update_from_slot) exactly as the twin's client update
+    does, and refuses a corrupted message with its slot untouched."""
+    from kiloml.deploy.personalize import (backbone_outputs, encode_samples, personalize,
+                                           personalize_files, run_gateway_host)
+    from kiloml.workflow.deploy import project_spec
+    from kiloml.workflow.federate import load_clients, read_message
+    from kiloml.workflow.project import load_project
+
+    root, clients = fleet
+    p = load_project(root)
+    spec = project_spec(p)
+    head = find_head(spec.graph)
+    c = load_clients(p, spec, head, clients)[4]
+    pick = np.random.default_rng(1).choice(len(c.labels), 12, replace=False)
+    xs, ys = c.inputs[pick], c.labels[pick]
+    s = Settings(epochs=3, lr=0.02, max_samples=16)
+    msg = bytes.fromhex(run["global_head_message"])
+    bad = bytearray(msg)
+    bad[40] ^= 0x10
+    got = run_gateway_host(personalize_files(head, "fz", s), head, "fz", xs, ys, msg, bytes(bad))
+    assert got["head"] == encode_head(*personalize(head, xs, ys, s))
+    assert got["samples"] == encode_samples(backbone_outputs(head, xs), ys, head.units)
+    assert got["rc"] == 0
+    start = read_message(head, msg, "test")
+    want = encode_head(*requantize_head(head, *train_head(start, backbone_outputs(head, xs), ys, s)))
+    assert got["head_after"] == want
+    assert got["head_after"] != got["head"]
+    assert got["rc_bad"] == -4 and got["head_after_bad"] == want

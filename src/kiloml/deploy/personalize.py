@@ -282,7 +282,7 @@ class Bundle:
     files: dict[str, str]
     working_bytes: int     # float head, its bias and the logits (static)
     store_bytes: int       # the sample store: max_samples x (depth + 1) bytes (static)
-    slot_bytes: int        # the RAM slot: int8 weights, int32 bias, mult, shift
+    slot_bytes: int        # the RAM slot: int8 weights, int32 bias, mult, shift, scales
     arena_bytes: int       # the backbone's and the tail's activation arenas
 
 
@@ -392,6 +392,7 @@ void {n}_personalize_reset(void)
     memcpy({n}_slot_b, {n}_factory_b, sizeof {n}_slot_b);
     memcpy({n}_slot_mult, {n}_factory_mult, sizeof {n}_slot_mult);
     memcpy({n}_slot_shift, {n}_factory_shift, sizeof {n}_slot_shift);
+    memcpy({n}_slot_ws, {n}_factory_ws, sizeof {n}_slot_ws);
     {n}_count = 0u;
 }}
 
@@ -416,7 +417,7 @@ int {n}_personalize_add(const int8_t *model_input, int32_t label)
     return 0;
 }}
 
-int {n}_personalize_update(void)
+static int {n}_train(const int8_t *w0, const int32_t *b0, const float *ws0)
 {{
     uint32_t epoch, k, u, i;
     const float lr = {lr};
@@ -427,9 +428,9 @@ int {n}_personalize_update(void)
     }}
     for (u = 0; u < U; ++u) {{
         for (i = 0; i < D; ++i) {{
-            {n}_w[u * D + i] = (float){n}_factory_w[u * D + i] * {n}_factory_ws[u];
+            {n}_w[u * D + i] = (float)w0[u * D + i] * ws0[u];
         }}
-        {n}_b[u] = (float){n}_factory_b[u] * ({in_scale} * {n}_factory_ws[u]);
+        {n}_b[u] = (float)b0[u] * ({in_scale} * ws0[u]);
     }}
     for (epoch = 0; epoch != {epochs}u; ++epoch) {{
         for (k = 0; k < {n}_count; ++k) {{
@@ -503,8 +504,147 @@ int {n}_personalize_update(void)
         {n}_slot_b[u] = {n}_round({n}_b[u] / bs);
         {n}_multiplier((double){in_scale} * (double)ws / (double){out_scale}, &{n}_slot_mult[u],
                        &{n}_slot_shift[u]);
+        {n}_slot_ws[u] = ws;
     }}
     return 0;
+}}
+
+int {n}_personalize_update(void)
+{{
+    return {n}_train({n}_factory_w, {n}_factory_b, {n}_factory_ws);
+}}
+
+int {n}_personalize_update_from_slot(void)
+{{
+    return {n}_train({n}_slot_w, {n}_slot_b, {n}_slot_ws);
+}}
+
+/* ---- the gateway byte format (docs/personalization.md): little-endian, CRC-32 last */
+
+#define {M}_HEAD_MSG (12u + U * D + 16u * U + 4u)
+
+static uint32_t {n}_crc32(const uint8_t *p, uint32_t len)
+{{
+    uint32_t c = 0xFFFFFFFFu, i, k;
+    for (i = 0; i < len; ++i) {{
+        c ^= p[i];
+        for (k = 0; k < 8u; ++k) {{
+            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+        }}
+    }}
+    return c ^ 0xFFFFFFFFu;
+}}
+
+static void {n}_put32(uint8_t *p, uint32_t v)
+{{
+    p[0] = (uint8_t)(v & 0xFFu);
+    p[1] = (uint8_t)((v >> 8) & 0xFFu);
+    p[2] = (uint8_t)((v >> 16) & 0xFFu);
+    p[3] = (uint8_t)((v >> 24) & 0xFFu);
+}}
+
+static uint32_t {n}_get32(const uint8_t *p)
+{{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}}
+
+static void {n}_header(uint8_t *p, uint8_t kind, uint32_t count)
+{{
+    p[0] = (uint8_t)'K';
+    p[1] = (uint8_t)'M';
+    p[2] = (uint8_t)'L';
+    p[3] = (uint8_t)'P';
+    p[4] = 1u;
+    p[5] = kind;
+    p[6] = (uint8_t)(U & 0xFFu);
+    p[7] = (uint8_t)((U >> 8) & 0xFFu);
+    p[8] = (uint8_t)(D & 0xFFu);
+    p[9] = (uint8_t)((D >> 8) & 0xFFu);
+    p[10] = (uint8_t)(count & 0xFFu);
+    p[11] = (uint8_t)((count >> 8) & 0xFFu);
+}}
+
+uint32_t {n}_personalize_export_head(uint8_t *buf, uint32_t cap)
+{{
+    uint32_t at = 12u, i;
+    union {{ float f; uint32_t u; }} v;
+    if (cap < {M}_HEAD_MSG) {{
+        return 0u;
+    }}
+    {n}_header(buf, 2u, 0u);
+    for (i = 0; i < U * D; ++i) {{
+        buf[at++] = (uint8_t){n}_slot_w[i];
+    }}
+    for (i = 0; i < U; ++i, at += 4u) {{
+        {n}_put32(&buf[at], (uint32_t){n}_slot_b[i]);
+    }}
+    for (i = 0; i < U; ++i, at += 4u) {{
+        {n}_put32(&buf[at], (uint32_t){n}_slot_mult[i]);
+    }}
+    for (i = 0; i < U; ++i, at += 4u) {{
+        {n}_put32(&buf[at], (uint32_t){n}_slot_shift[i]);
+    }}
+    for (i = 0; i < U; ++i, at += 4u) {{
+        v.f = {n}_slot_ws[i];
+        {n}_put32(&buf[at], v.u);
+    }}
+    {n}_put32(&buf[at], {n}_crc32(buf, at));
+    return at + 4u;
+}}
+
+int {n}_personalize_import_head(const uint8_t *buf, uint32_t len)
+{{
+    uint32_t at = 12u, i;
+    union {{ float f; uint32_t u; }} v;
+    if (len != {M}_HEAD_MSG) {{
+        return -1;
+    }}
+    if (buf[0] != (uint8_t)'K' || buf[1] != (uint8_t)'M' || buf[2] != (uint8_t)'L' ||
+        buf[3] != (uint8_t)'P' || buf[4] != 1u || buf[5] != 2u) {{
+        return -2;
+    }}
+    if ((uint32_t)(buf[6] | (buf[7] << 8)) != U || (uint32_t)(buf[8] | (buf[9] << 8)) != D ||
+        buf[10] != 0u || buf[11] != 0u) {{
+        return -3;
+    }}
+    if ({n}_get32(&buf[len - 4u]) != {n}_crc32(buf, len - 4u)) {{
+        return -4;
+    }}
+    for (i = 0; i < U * D; ++i) {{
+        {n}_slot_w[i] = (int8_t)buf[at++];
+    }}
+    for (i = 0; i < U; ++i, at += 4u) {{
+        {n}_slot_b[i] = (int32_t){n}_get32(&buf[at]);
+    }}
+    for (i = 0; i < U; ++i, at += 4u) {{
+        {n}_slot_mult[i] = (int32_t){n}_get32(&buf[at]);
+    }}
+    for (i = 0; i < U; ++i, at += 4u) {{
+        {n}_slot_shift[i] = (int32_t){n}_get32(&buf[at]);
+    }}
+    for (i = 0; i < U; ++i, at += 4u) {{
+        v.u = {n}_get32(&buf[at]);
+        {n}_slot_ws[i] = v.f;
+    }}
+    return 0;
+}}
+
+uint32_t {n}_personalize_export_samples(uint8_t *buf, uint32_t cap)
+{{
+    uint32_t at = 12u, k, i;
+    if (cap < 16u + {n}_count * (D + 1u)) {{
+        return 0u;
+    }}
+    {n}_header(buf, 1u, {n}_count);
+    for (k = 0; k < {n}_count; ++k) {{
+        buf[at++] = {n}_store_labels[k];
+        for (i = 0; i < D; ++i) {{
+            buf[at++] = (uint8_t){n}_store[k * D + i];
+        }}
+    }}
+    {n}_put32(&buf[at], {n}_crc32(buf, at));
+    return at + 4u;
 }}
 
 int {n}_personalize_invoke(const int8_t *model_input, int8_t *model_output)
@@ -561,6 +701,24 @@ int {n}_personalize_invoke(const int8_t *model_input, int8_t *model_output);
 const int8_t *{n}_personalize_weights(void);
 const int32_t *{n}_personalize_bias(void);
 
+/* A federated client's round: retrains the head starting from the RAM slot (a global head
+ * installed by {n}_personalize_import_head) instead of the factory head. */
+int {n}_personalize_update_from_slot(void);
+
+/* The gateway byte format (docs/personalization.md), for a phone or gateway to relay over
+ * serial or BLE. Head message: the RAM slot, {M}_HEAD_MESSAGE_BYTES bytes. */
+#define {M}_HEAD_MESSAGE_BYTES {head_msg}u
+/* Samples message: 16 + count x (1 + {M}_HEAD_DEPTH) bytes, at most this many. */
+#define {M}_SAMPLES_MESSAGE_MAX_BYTES {samples_msg}u
+/* Writes the RAM slot as a head message; returns its length, 0 if cap is too small. */
+uint32_t {n}_personalize_export_head(uint8_t *buf, uint32_t cap);
+/* Installs a head message into the RAM slot. Returns 0, or (the slot untouched) -1 for a
+ * wrong length, -2 for another magic, version or kind, -3 for another head shape, -4 for a
+ * checksum mismatch. */
+int {n}_personalize_import_head(const uint8_t *buf, uint32_t len);
+/* Writes the stored samples as a samples message; its length, 0 if cap is too small. */
+uint32_t {n}_personalize_export_samples(uint8_t *buf, uint32_t cap);
+
 #ifdef __cplusplus
 }}
 #endif
@@ -608,7 +766,8 @@ def personalize_files(head: Head, name: str, s: Settings, command: str = "kiloml
         array_decl("int8_t", f"{n}_slot_w", head.weights.reshape(-1), storage="static"),
         array_decl("int32_t", f"{n}_slot_b", head.bias, storage="static"),
         array_decl("int32_t", f"{n}_slot_mult", fm, storage="static"),
-        array_decl("int32_t", f"{n}_slot_shift", fs, storage="static")])
+        array_decl("int32_t", f"{n}_slot_shift", fs, storage="static"),
+        array_decl("float", f"{n}_slot_ws", _floats(head.wscale), storage="static")])
     horner = "".join(f"    p = p * r + {_f(c)};\n" for c in EXP_POLY[1:])
     front = f"/* Generated by kiloml -- do not edit.\n * command: {command}\n */\n"
     working = 4 * (U * D + 2 * U) + D + U
@@ -620,12 +779,14 @@ def personalize_files(head: Head, name: str, s: Settings, command: str = "kiloml
         exp_min=_f(EXP_MIN), log2e=_f(LOG2E), ln2_hi=_f(LN2_HI), ln2_lo=_f(LN2_LO),
         c0=_f(EXP_POLY[0]), horner=horner, lr=_f(s.lr), epochs=int(s.epochs),
         in_scale=_f(head.in_scale), in_zp=head.in_zp, out_scale=_f(head.out_scale),
-        tail_call=tail_call, lo=_f(logit_range(head)[0]), hi=_f(logit_range(head)[1]))
+        tail_call=tail_call, lo=_f(logit_range(head)[0]), hi=_f(logit_range(head)[1]),
+        M=n.upper())
     files[f"{n}_personalize.c"] = text
     files[f"{n}_personalize.h"] = C_HEADER.format(
         front=front, n=n, M=n.upper(), units=U, depth=D, max_n=s.max_samples, working=working,
-        store_bytes=store + s.max_samples)
-    slot_bytes = U * D + 3 * 4 * U
+        store_bytes=store + s.max_samples, head_msg=12 + U * D + 16 * U + 4,
+        samples_msg=16 + s.max_samples * (D + 1))
+    slot_bytes = U * D + 4 * 4 * U
     return Bundle(dict(sorted(files.items())), working, store + s.max_samples, slot_bytes,
                   arena)
 
@@ -717,6 +878,121 @@ def _check_inputs(head: Head, model_inputs, labels) -> tuple[np.ndarray, np.ndar
     return x, y
 
 
+def _host_exe(bundle: Bundle, harness: str, d, sanitize: bool):
+    """The bundle's C and ``harness`` built in folder ``d`` with the host gcc (warnings as
+    errors; ``sanitize``: ASan and UBSan); the executable's path."""
+    import subprocess
+    from pathlib import Path
+
+    from kiloml.codegen.host import SANITIZE, WARNINGS, find_cc
+    from kiloml.errors import ToolchainError
+
+    d = Path(d)
+    srcs = _write(bundle.files, d)
+    (d / "kml_p_harness.c").write_text(harness)
+    exe = d / "harness"
+    cmd = [find_cc(), *WARNINGS, *FP_FLAGS, "-O2", *(SANITIZE if sanitize else []),
+           "-I", str(d), *map(str, srcs), str(d / "kml_p_harness.c"), "-o", str(exe), "-lm"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise ToolchainError(f"gcc failed on the personalization C:\n{proc.stderr[:3000]}")
+    return exe
+
+
+GATEWAY_HARNESS = """/* kiloml gateway-format check harness (host): not part of the package */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "{n}_personalize.h"
+
+static int8_t in[{insize}];
+static uint8_t msg[{M}_HEAD_MESSAGE_BYTES + 64];
+static uint8_t buf[{M}_SAMPLES_MESSAGE_MAX_BYTES + {M}_HEAD_MESSAGE_BYTES];
+
+static void put(FILE *fo, uint32_t len)
+{{
+    fwrite(&len, sizeof len, 1, fo);
+    fwrite(buf, 1, len, fo);
+}}
+
+int main(int argc, char **argv)
+{{
+    FILE *fi, *fo;
+    long n, i;
+    int32_t label, rc;
+    uint32_t len;
+    if (argc != 4) {{ return 2; }}
+    fi = fopen(argv[1], "rb");
+    fo = fopen(argv[2], "wb");
+    if (!fi || !fo) {{ return 3; }}
+    n = atol(argv[3]);
+    {n}_personalize_reset();
+    for (i = 0; i < n; ++i) {{
+        if (fread(in, 1, sizeof in, fi) != sizeof in) {{ return 4; }}
+        if (fread(&label, sizeof label, 1, fi) != 1) {{ return 4; }}
+        if ({n}_personalize_add(in, label) != 0) {{ return 5; }}
+    }}
+    if ({n}_personalize_update() != 0) {{ return 6; }}
+    put(fo, {n}_personalize_export_head(buf, sizeof buf));
+    put(fo, {n}_personalize_export_samples(buf, sizeof buf));
+    if ({n}_personalize_export_head(buf, {M}_HEAD_MESSAGE_BYTES - 1u) != 0u) {{ return 8; }}
+    /* a global head relayed by the gateway, then the same message corrupted */
+    for (i = 0; i < 2; ++i) {{
+        if (fread(&len, sizeof len, 1, fi) != 1 || len > sizeof msg) {{ return 4; }}
+        if (fread(msg, 1, len, fi) != len) {{ return 4; }}
+        rc = {n}_personalize_import_head(msg, len);
+        fwrite(&rc, sizeof rc, 1, fo);
+        if (rc == 0 && {n}_personalize_update_from_slot() != 0) {{ return 7; }}
+        put(fo, {n}_personalize_export_head(buf, sizeof buf));
+    }}
+    fclose(fi);
+    fclose(fo);
+    return 0;
+}}
+"""
+
+
+def run_gateway_host(bundle: Bundle, head: Head, name: str, model_inputs, labels,
+                     message: bytes, corrupted: bytes, sanitize: bool = True) -> dict:
+    """The bundle's gateway functions on the host: reset, add every sample, update, export
+    the head message (``"head"``) and the samples message (``"samples"``); then import
+    ``message`` (a global head from a gateway), update from the slot and export
+    (``"rc"``, ``"head_after"``); then import ``corrupted`` and export again (``"rc_bad"``,
+    ``"head_after_bad"``)."""
+    import struct
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from kiloml.errors import ToolchainError
+
+    x, y = _check_inputs(head, model_inputs, labels)
+    with tempfile.TemporaryDirectory(prefix="kiloml_gateway_") as tmp:
+        d = Path(tmp)
+        exe = _host_exe(bundle, GATEWAY_HARNESS.format(n=name, M=name.upper(),
+                                                       insize=x.shape[1]), d, sanitize)
+        blob = b"".join(x[i].tobytes() + y[i:i + 1].tobytes() for i in range(len(x)))
+        for m in (message, corrupted):
+            blob += struct.pack("<I", len(m)) + m
+        (d / "in.bin").write_bytes(blob)
+        proc = subprocess.run([str(exe), str(d / "in.bin"), str(d / "out.bin"), str(len(x))],
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise ToolchainError(f"the gateway C failed on the host (exit "
+                                 f"{proc.returncode}):\n{proc.stderr[:2000]}")
+        out = (d / "out.bin").read_bytes()
+    res, at = {}, 0
+    for key in ("head", "samples", "rc", "head_after", "rc_bad", "head_after_bad"):
+        if key.startswith("rc"):
+            res[key] = struct.unpack_from("<i", out, at)[0]
+            at += 4
+            continue
+        n = struct.unpack_from("<I", out, at)[0]
+        res[key] = out[at + 4:at + 4 + n]
+        at += 4 + n
+    return res
+
+
 def run_update_host(bundle: Bundle, head: Head, name: str, model_inputs, labels,
                     eval_inputs=None, sanitize: bool = False) -> UpdateResult:
     """The bundle's C built with the host gcc (warnings as errors, ``sanitize``: ASan and
@@ -725,7 +1001,6 @@ def run_update_host(bundle: Bundle, head: Head, name: str, model_inputs, labels,
     import tempfile
     from pathlib import Path
 
-    from kiloml.codegen.host import SANITIZE, WARNINGS, find_cc
     from kiloml.errors import ToolchainError
 
     x, y = _check_inputs(head, model_inputs, labels)
@@ -735,15 +1010,8 @@ def run_update_host(bundle: Bundle, head: Head, name: str, model_inputs, labels,
     U, D = head.units, head.depth
     with tempfile.TemporaryDirectory(prefix="kiloml_personalize_") as tmp:
         d = Path(tmp)
-        srcs = _write(bundle.files, d)
-        (d / "kml_p_harness.c").write_text(HOST_HARNESS.format(
-            n=name, insize=size, units=U, wsize=U * D))
-        exe = d / "harness"
-        cmd = [find_cc(), *WARNINGS, *FP_FLAGS, "-O2", *(SANITIZE if sanitize else []),
-               "-I", str(d), *map(str, srcs), str(d / "kml_p_harness.c"), "-o", str(exe), "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            raise ToolchainError(f"gcc failed on the personalization C:\n{proc.stderr[:3000]}")
+        exe = _host_exe(bundle, HOST_HARNESS.format(n=name, insize=size, units=U, wsize=U * D),
+                        d, sanitize)
         blob = b"".join(x[i].tobytes() + y[i:i + 1].tobytes() for i in range(len(x)))
         (d / "in.bin").write_bytes(blob + ev.tobytes())
         proc = subprocess.run([str(exe), str(d / "in.bin"), str(d / "out.bin"), str(len(x)),
