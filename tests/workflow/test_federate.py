@@ -251,3 +251,21 @@ def test_a_board_is_a_federated_client_through_the_gateway_format(fleet, run):
     assert got["head_after"] == want
     assert got["head_after"] != got["head"]
     assert got["rc_bad"] == -4 and got["head_after_bad"] == want
+
+
+def test_accuracy_from_head_inputs_equals_the_whole_int8_model(fleet, run):
+    from kiloml.deploy.personalize import run_model
+    from kiloml.workflow.deploy import project_spec
+    from kiloml.workflow.federate import accuracy, global_graph, load_clients
+    from kiloml.workflow.project import load_project
+
+    root, clients = fleet
+    p = load_project(root)
+    spec = project_spec(p)
+    head = find_head(spec.graph)
+    held = [c for c in load_clients(p, spec, head, clients) if c.name in HELD_OUT]
+    blob = bytes.fromhex(run["global_head_message"])
+    acc, per = accuracy(head, blob, held)
+    g = global_graph(head, blob)      # the whole exported int8 model, raw model inputs in
+    want = [float(np.mean(run_model(g, c.inputs).argmax(axis=1) == c.labels)) for c in held]
+    assert per == want and round(acc, 6) == run["accuracy_federated"]

@@ -129,11 +129,16 @@ def global_graph(head: Head, blob: bytes):
 
 def accuracy(head: Head, blob: bytes, clients: list[Client]) -> tuple[float, list[float]]:
     """Accuracy of the int8 model with the head of ``blob`` over all windows of ``clients``
-    (reference interpreter), and per client."""
+    (reference interpreter), and per client. The backbone is the factory's, so the model runs
+    from the clients' stored head inputs (its int8 backbone outputs): the head and the tail."""
+    from kiloml.ir.graph import Graph
+
     g = global_graph(head, blob)
+    top = Graph(g.tensors, g.nodes[head.node:], [g.nodes[head.node].inputs[0]],
+                list(g.outputs), name=g.name + "_top")
     per, right, n = [], 0, 0
     for c in clients:
-        pred = run_model(g, c.inputs).argmax(axis=1)
+        pred = run_model(top, c.feats).argmax(axis=1)
         ok = int(np.sum(pred == c.labels))
         per.append(ok / len(c.labels))
         right, n = right + ok, n + len(c.labels)
