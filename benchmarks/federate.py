@@ -10,9 +10,12 @@ clients (same update code, as many passes over each sample).
 
     nice -n 10 python benchmarks/federate.py [--workdir DIR] [--rounds 5] [--epochs 5]
                                              [--folds liucx,lsj;pengxl,shiyun;shiyun,tangsy]
-                                             [--json FILE]
+                                             [--lr 0.02] [--json FILE]
+    nice -n 10 python benchmarks/federate.py --task kws [--epochs 15] [--lr 0.002]
+                                             [--kws-clients 30] [--kws-holdout 10]
 
 Prints one table per fold (held-out accuracy per round) and a summary over folds.
+``--task kws``: speakers as clients (see setup_kws); one fold.
 """
 
 from __future__ import annotations
@@ -61,6 +64,53 @@ def setup(workdir: Path, epochs: int) -> tuple[Path, Path]:
     return root, clients
 
 
+def setup_kws(workdir: Path, epochs: int, clients_n: int, holdout_n: int
+              ) -> tuple[Path, Path, str]:
+    """KWS: speakers are the clients. Every third speaker (name order) is a pilot: the
+    factory model (the kws template, ``epochs`` epochs) is trained on their clips plus all
+    ``_silence_`` clips and the background noise. The fleet: the first ``clients_n +
+    holdout_n`` other speakers with at least 10 clips (the last ``holdout_n`` held out); a
+    client's folder holds its clips by label (no silence: it has no speaker)."""
+    from collections import defaultdict
+
+    from kiloml.data import Dataset, import_data
+    from kiloml.workflow.project import Project, init_project
+    from kiloml.workflow.train import train_project
+
+    sc = WAND.parent / "speech_commands"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    clips = defaultdict(list)
+    for lab in sorted(p.name for p in sc.iterdir() if p.is_dir() and not p.name.startswith("_b")):
+        if lab == "_silence_":
+            continue
+        for f in sorted((sc / lab).glob("*.wav")):
+            clips[f.stem.split("_nohash_")[0].split("_")[-1]].append((lab, f))
+    speakers = sorted(clips)
+    pilots = set(speakers[::3])
+    fleet = [s for s in speakers if s not in pilots and len(clips[s]) >= 10]
+    fleet = fleet[:clients_n + holdout_n]
+    data, clients = workdir / "pilots", workdir / "clients"
+    for s in speakers:
+        for lab, f in clips[s]:
+            dst = (data if s in pilots else clients / s) / lab
+            if s in pilots or s in fleet:
+                dst.mkdir(parents=True, exist_ok=True)
+                (dst / f.name).symlink_to(f)
+    for extra in ("_silence_", "_background_noise_"):
+        (data / extra).mkdir()
+        for f in sorted((sc / extra).glob("*.wav")):
+            (data / extra / f.name).symlink_to(f)
+    root = workdir / "p"
+    p = init_project(root, "kws")
+    p.config.train.epochs = epochs
+    p.save()
+    p = Project.load(root)
+    import_data(Dataset(p.root, p.index_path), p.config.data, data)
+    train_project(root, progress=False, command="benchmarks/federate.py --task kws")
+    return root, clients, ",".join(fleet[-holdout_n:])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/kiloml-bench-federate"))
@@ -68,15 +118,24 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=5, help="factory model training epochs")
     ap.add_argument("--folds", default="liucx,lsj;pengxl,shiyun;shiyun,tangsy")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--task", choices=("wand", "kws"), default="wand")
+    ap.add_argument("--lr", type=float, default=0.02, help="the update's learning rate")
+    ap.add_argument("--kws-clients", type=int, default=30)
+    ap.add_argument("--kws-holdout", type=int, default=10)
     a = ap.parse_args()
     from kiloml.workflow.federate import FederateSettings, federate_project
 
     t0 = time.time()
-    root, clients = setup(a.workdir, a.epochs)
+    if a.task == "kws":
+        root, clients, held = setup_kws(a.workdir, a.epochs, a.kws_clients, a.kws_holdout)
+        a.folds = held
+    else:
+        root, clients = setup(a.workdir, a.epochs)
+    print(f"setup {time.time() - t0:.0f} s", flush=True)
     con = Console(width=120)
     runs = []
     for fold in a.folds.split(";"):
-        res = {s: federate_project(root, clients, FederateSettings(rounds=a.rounds, strategy=s),
+        res = {s: federate_project(root, clients, FederateSettings(rounds=a.rounds, strategy=s, lr=a.lr),
                                    holdout=fold, command="benchmarks/federate.py")
                for s in ("fedavg", "fedprox")}
         runs.append({"holdout": fold, **res})
@@ -94,7 +153,7 @@ def main() -> int:
         t.add_row("centralized", f"{100 * avg['accuracy_centralized']:.2f} %",
                   f"{100 * prox['accuracy_centralized']:.2f} %", "")
         con.print(t)
-    s = Table(title=f"summary over {len(runs)} folds ({a.rounds} rounds; total "
+    s = Table(title=f"summary over {len(runs)} folds ({a.rounds} rounds, lr {a.lr}; total "
                     f"{time.time() - t0:.0f} s)", title_justify="left")
     for col in ("held out", "start", "FedAvg", "FedProx", "centralized", "Flower+Ray s"):
         s.add_column(col, justify="right")
