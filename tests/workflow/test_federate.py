@@ -269,3 +269,35 @@ def test_accuracy_from_head_inputs_equals_the_whole_int8_model(fleet, run):
     g = global_graph(head, blob)      # the whole exported int8 model, raw model inputs in
     want = [float(np.mean(run_model(g, c.inputs).argmax(axis=1) == c.labels)) for c in held]
     assert per == want and round(acc, 6) == run["accuracy_federated"]
+
+
+@pytest.mark.parametrize("board", ["nano33ble", "pico"])
+def test_the_board_round_is_bit_exact_in_the_emulator(fleet, run, board):
+    """The same round cross-compiled for the board (Cortex-M4F hard float, Cortex-M0+ soft
+    float) and run in the emulator: the messages equal the Python encoders' and the twin's."""
+    from kiloml.deploy.personalize import (backbone_outputs, encode_samples, personalize,
+                                           personalize_files, run_gateway_emulator)
+    from kiloml.deploy.spec import board_flags, find_board
+    from kiloml.workflow.deploy import project_spec
+    from kiloml.workflow.federate import load_clients, read_message
+    from kiloml.workflow.project import load_project
+
+    root, clients = fleet
+    p = load_project(root)
+    spec = project_spec(p)
+    head = find_head(spec.graph)
+    c = load_clients(p, spec, head, clients)[5]
+    pick = np.random.default_rng(2).choice(len(c.labels), 9, replace=False)
+    xs, ys = c.inputs[pick], c.labels[pick]
+    s = Settings(epochs=2, lr=0.02, max_samples=12)
+    msg = bytes.fromhex(run["global_head_message"])
+    bid, b = find_board(board)
+    got = run_gateway_emulator(personalize_files(head, "fz", s), head, "fz", xs, ys, msg,
+                               str(b["core"]), board_flags(bid, str(b["core"])))
+    feats = backbone_outputs(head, xs)
+    assert got["head"] == encode_head(*personalize(head, xs, ys, s))
+    assert got["samples"] == encode_samples(feats, ys, head.units)
+    start = read_message(head, msg, "test")
+    assert got["rc"] == 0
+    assert got["head_after"] == encode_head(*requantize_head(head, *train_head(start, feats,
+                                                                                ys, s)))

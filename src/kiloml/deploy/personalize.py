@@ -993,6 +993,66 @@ def run_gateway_host(bundle: Bundle, head: Head, name: str, model_inputs, labels
     return res
 
 
+def run_gateway_emulator(bundle: Bundle, head: Head, name: str, model_inputs, labels,
+                         message: bytes, core: str, flags: list[str]) -> dict:
+    """A board's federated round in the profiling emulator (``flags`` for ``core``): reset,
+    add every sample, update, export the head and the samples messages; import ``message``,
+    update from the slot and export the head again. Returns ``"head"``, ``"samples"``,
+    ``"rc"`` (the import's return) and ``"head_after"`` as bytes / int."""
+    import struct
+    import tempfile
+    from pathlib import Path
+
+    from kiloml.targets.emulator import emulate
+    from kiloml.targets.harness import BEGIN, END, build_elf
+
+    x, y = _check_inputs(head, model_inputs, labels)
+    M, U, D = name.upper(), head.units, head.depth
+    head_n, samples_n = 12 + U * D + 16 * U + 4, 16 + len(x) * (D + 1)
+    lines = ["/* kiloml gateway harness (bare metal): not part of the package */",
+             "#include <stdint.h>", f'#include "{name}_personalize.h"', "",
+             array_decl("int8_t", "kml_g_inputs", x.reshape(-1)),
+             array_decl("int32_t", "kml_g_labels", y),
+             array_decl("uint8_t", "kml_g_message", np.frombuffer(message, np.uint8)),
+             f"uint8_t kml_g_head[{M}_HEAD_MESSAGE_BYTES];",
+             f"uint8_t kml_g_samples[{M}_SAMPLES_MESSAGE_MAX_BYTES];",
+             f"uint8_t kml_g_after[{M}_HEAD_MESSAGE_BYTES];",
+             "int32_t kml_g_status[4];",
+             "int main(void);",
+             f"__attribute__((noinline)) void {BEGIN}(void);",
+             f"__attribute__((noinline)) void {END}(void);",
+             f'void {BEGIN}(void) {{ __asm volatile ("" ::: "memory"); }}',
+             f'void {END}(void) {{ __asm volatile ("" ::: "memory"); }}',
+             "int main(void)", "{", "    uint32_t i;", f"    {name}_personalize_reset();",
+             f"    {BEGIN}();",
+             f"    for (i = 0; i < {len(x)}u; ++i) {{",
+             f"        if ({name}_personalize_add(&kml_g_inputs[i * {x.shape[1]}u], "
+             "kml_g_labels[i]) != 0) {", "            kml_g_status[0] = 1;", "        }", "    }",
+             f"    kml_g_status[1] = {name}_personalize_update();",
+             f"    (void){name}_personalize_export_head(kml_g_head, sizeof kml_g_head);",
+             f"    (void){name}_personalize_export_samples(kml_g_samples, sizeof kml_g_samples);",
+             f"    kml_g_status[2] = {name}_personalize_import_head(kml_g_message, "
+             "sizeof kml_g_message);",
+             f"    kml_g_status[3] = {name}_personalize_update_from_slot();",
+             f"    (void){name}_personalize_export_head(kml_g_after, sizeof kml_g_after);",
+             f"    {END}();",
+             "    return 0;", "}", ""]
+    with tempfile.TemporaryDirectory(prefix="kiloml_gateway_emu_") as tmp:
+        d = Path(tmp)
+        _write(bundle.files, d)
+        (d / "kml_p_harness.c").write_text("\n".join(lines))
+        image = build_elf(d, [*flags, *FP_FLAGS], "gateway.elf", libs=["-lm"])
+        fpu = any(f.startswith("-mfpu") for f in flags)
+        res = emulate(image, core, fpu=fpu, read_back={
+            "kml_g_status": 16, "kml_g_head": head_n, "kml_g_samples": samples_n,
+            "kml_g_after": head_n})
+    status = struct.unpack("<4i", res.memory["kml_g_status"])
+    if status[0] or status[1] or status[3]:
+        raise KilomlError(f"personalize: the gateway round failed in the emulator {status}")
+    return {"head": bytes(res.memory["kml_g_head"]), "samples": bytes(res.memory["kml_g_samples"]),
+            "rc": status[2], "head_after": bytes(res.memory["kml_g_after"])}
+
+
 def run_update_host(bundle: Bundle, head: Head, name: str, model_inputs, labels,
                     eval_inputs=None, sanitize: bool = False) -> UpdateResult:
     """The bundle's C built with the host gcc (warnings as errors, ``sanitize``: ASan and
