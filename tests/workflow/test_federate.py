@@ -14,41 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from projhelp import WAND, edit, kiloml
+from fedhelp import HELD_OUT, make_fleet
+from projhelp import WAND, kiloml
 
 from kiloml.deploy.personalize import (Settings, decode_head, dequantize_head, encode_head,
                                        find_head, requantize_head, train_head)
 from kiloml.errors import KilomlError
 
-LABELS = ("ring", "slope", "wing")
-PILOTS = ("dengyl", "hyw", "jiangyh")      # the factory model's people
-HELD_OUT = ["shiyun", "tangsy"]            # never train (the last two in name order)
-
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    """(project root, clients folder): the project trained (5 epochs) on the pilots' data."""
-    tmp = tmp_path_factory.mktemp("fed")
-    data, clients = tmp / "wand", tmp / "clients"
-    for lab in LABELS:
-        for f in sorted((WAND / lab).iterdir()):
-            person = f.stem.rsplit("_", 1)[1]
-            (clients / person / lab).mkdir(parents=True, exist_ok=True)
-            shutil.copy(f, clients / person / lab / f.name)
-            if person in PILOTS:
-                (data / lab).mkdir(parents=True, exist_ok=True)
-                shutil.copy(f, data / lab / f.name)
-    root = tmp / "p"
-    r = kiloml("init", root, "--task", "motion")
-    assert r.returncode == 0, r.stderr
-    cfg = root / "kiloml.toml"
-    edit(cfg, "[source]\n", '[source]\npath = "../wand"\n')
-    edit(cfg, "[data]\n", "[data]\nsample_rate = 25.0\n")
-    edit(cfg, "[train]\n", "[train]\nepochs = 5\n")
-    r = kiloml("run", "-q", "--until", "train", cwd=root)
-    assert r.returncode == 0, r.stderr
-    assert len(list(clients.iterdir())) == 8
-    return root, clients
+    return make_fleet(tmp_path_factory.mktemp("fed"))
 
 
 def _ray_processes(tag: str) -> list[str]:
@@ -220,39 +196,6 @@ def test_bad_input_one_line(fleet, tmp_path, case):
     assert r.stdout == ""
 
 
-def test_a_board_is_a_federated_client_through_the_gateway_format(fleet, run):
-    """The C on the host (ASan/UBSan): the board exports its updated head and its samples as
-    gateway messages equal to the Python encoders'; it installs the run's global head relayed
-    by a gateway, retrains from it (update_from_slot) exactly as the twin's client update
-    does, and refuses a corrupted message with its slot untouched."""
-    from kiloml.deploy.personalize import (backbone_outputs, encode_samples, personalize,
-                                           personalize_files, run_gateway_host)
-    from kiloml.workflow.deploy import project_spec
-    from kiloml.workflow.federate import load_clients, read_message
-    from kiloml.workflow.project import load_project
-
-    root, clients = fleet
-    p = load_project(root)
-    spec = project_spec(p)
-    head = find_head(spec.graph)
-    c = load_clients(p, spec, head, clients)[4]
-    pick = np.random.default_rng(1).choice(len(c.labels), 12, replace=False)
-    xs, ys = c.inputs[pick], c.labels[pick]
-    s = Settings(epochs=3, lr=0.02, max_samples=16)
-    msg = bytes.fromhex(run["global_head_message"])
-    bad = bytearray(msg)
-    bad[40] ^= 0x10
-    got = run_gateway_host(personalize_files(head, "fz", s), head, "fz", xs, ys, msg, bytes(bad))
-    assert got["head"] == encode_head(*personalize(head, xs, ys, s))
-    assert got["samples"] == encode_samples(backbone_outputs(head, xs), ys, head.units)
-    assert got["rc"] == 0
-    start = read_message(head, msg, "test")
-    want = encode_head(*requantize_head(head, *train_head(start, backbone_outputs(head, xs), ys, s)))
-    assert got["head_after"] == want
-    assert got["head_after"] != got["head"]
-    assert got["rc_bad"] == -4 and got["head_after_bad"] == want
-
-
 def test_accuracy_from_head_inputs_equals_the_whole_int8_model(fleet, run):
     from kiloml.deploy.personalize import run_model
     from kiloml.workflow.deploy import project_spec
@@ -269,35 +212,3 @@ def test_accuracy_from_head_inputs_equals_the_whole_int8_model(fleet, run):
     g = global_graph(head, blob)      # the whole exported int8 model, raw model inputs in
     want = [float(np.mean(run_model(g, c.inputs).argmax(axis=1) == c.labels)) for c in held]
     assert per == want and round(acc, 6) == run["accuracy_federated"]
-
-
-@pytest.mark.parametrize("board", ["nano33ble", "pico"])
-def test_the_board_round_is_bit_exact_in_the_emulator(fleet, run, board):
-    """The same round cross-compiled for the board (Cortex-M4F hard float, Cortex-M0+ soft
-    float) and run in the emulator: the messages equal the Python encoders' and the twin's."""
-    from kiloml.deploy.personalize import (backbone_outputs, encode_samples, personalize,
-                                           personalize_files, run_gateway_emulator)
-    from kiloml.deploy.spec import board_flags, find_board
-    from kiloml.workflow.deploy import project_spec
-    from kiloml.workflow.federate import load_clients, read_message
-    from kiloml.workflow.project import load_project
-
-    root, clients = fleet
-    p = load_project(root)
-    spec = project_spec(p)
-    head = find_head(spec.graph)
-    c = load_clients(p, spec, head, clients)[5]
-    pick = np.random.default_rng(2).choice(len(c.labels), 9, replace=False)
-    xs, ys = c.inputs[pick], c.labels[pick]
-    s = Settings(epochs=2, lr=0.02, max_samples=12)
-    msg = bytes.fromhex(run["global_head_message"])
-    bid, b = find_board(board)
-    got = run_gateway_emulator(personalize_files(head, "fz", s), head, "fz", xs, ys, msg,
-                               str(b["core"]), board_flags(bid, str(b["core"])))
-    feats = backbone_outputs(head, xs)
-    assert got["head"] == encode_head(*personalize(head, xs, ys, s))
-    assert got["samples"] == encode_samples(feats, ys, head.units)
-    start = read_message(head, msg, "test")
-    assert got["rc"] == 0
-    assert got["head_after"] == encode_head(*requantize_head(head, *train_head(start, feats,
-                                                                                ys, s)))
