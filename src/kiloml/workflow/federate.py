@@ -206,12 +206,16 @@ def run_flower(head: Head, train: list[Client], s: FederateSettings, evaluate,
     head message and the per-round bytes and sample counts."""
     import logging
 
-    import ray
-    from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
-    from flwr.clientapp import ClientApp
-    from flwr.serverapp import ServerApp
-    from flwr.serverapp.strategy import FedAvg, FedProx
-    from flwr.simulation import run_simulation
+    try:
+        import ray
+        from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
+        from flwr.clientapp import ClientApp
+        from flwr.serverapp import ServerApp
+        from flwr.serverapp.strategy import FedAvg, FedProx
+        from flwr.simulation import run_simulation
+    except ImportError as e:
+        raise KilomlError(f"federate needs Flower and Ray (pip install 'kiloml[fleet]'): "
+                          f"{e}") from None
 
     light = dataclasses.replace(head, graph=None)    # the clients need the constants only
     data = [(c.feats, c.labels) for c in train]
