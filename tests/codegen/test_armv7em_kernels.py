@@ -360,12 +360,69 @@ FC_CASES = [
     dict(in_shape=(1, 640), units=16, activation="RELU"),
     dict(in_shape=(2, 64), units=12, keep_num_dims=True),
     dict(in_shape=(1, 1), units=16, activation="RELU"),
+    dict(in_shape=(1, 8), units=6),                       # one 8-input half: enters mid-loop
+    dict(in_shape=(1, 48), units=4, activation="RELU"),   # three halves
+    dict(in_shape=(1, 128), units=9, per_channel=True),   # whole 16-input iterations, 4+4+1
+    dict(in_shape=(2, 21), units=7, activation="RELU6"),  # 2 rows, odd depth, 4+3 units
 ]
 
 
 def test_fully_connected_options(tmp_path):
     check(branches(31, FC_CASES, lambda m, x, **kw: m.fully_connected(x, **kw)), tmp_path,
           seed=32)
+
+
+def test_fully_connected_stream_folds_the_input_offset():
+    """fc_stream's biases are bias + in_offset x row sum (the kernel multiplies raw inputs),
+    its weight words per input group in unit order, units padded to 4 and depth to 8."""
+    from kiloml.codegen.armv7em import fc_stream
+
+    rng = np.random.default_rng(5)
+    w = rng.integers(-127, 128, (5, 11)).astype(np.int8)
+    bias = rng.integers(-1000, 1000, 5)
+    s = fc_stream(w, bias, np.full(5, 1 << 30), np.full(5, -8), 37, -3, -128, 127)
+    d8 = 16
+    group = 4 + 4 * d8 // 4 + 13
+    assert s.size == 2 * group
+    assert list(s[:4]) == list(bias[:4] + 37 * w[:4].astype(np.int64).sum(axis=1))
+    assert s[group] == bias[4] + 37 * int(w[4].astype(np.int64).sum())
+    first = np.array(s[4:8], "<i4").view(np.int8).reshape(4, 4)  # inputs 0-3 of units 0-3
+    assert np.array_equal(first, w[:4, :4])
+    assert s[group - 1] == 0  # fast requantization: flag 0
+
+
+def test_fully_connected_requantization_edge_cases(tmp_path):
+    """kml_fully_connected_s8 (a model without convolutions): groups whose units need TFLite's
+    general requantization (left shift, accumulator that may reach 2^30), huge right shifts,
+    dead units and all-zero rows, next to fast groups and a partial last group."""
+    m = ob.ModelBuilder(np.random.default_rng(53), "fc_edges")
+    outs = [m.fully_connected(m.input((1, 24)), 14), m.fully_connected(m.input((1, 37)), 10,
+                                                                       activation="RELU")]
+    g = m.build(outs)
+    for node in g.nodes:
+        w, b = g.tensors[node.inputs[1]], g.tensors[node.inputs[2]]
+        scale = np.array(np.broadcast_to(w.quant.scale, (w.shape[0],)), np.float32)
+        scale[1] *= 64.0          # left shift: group 0 takes the general path
+        scale[5] *= 1e-9          # tiny multiplier
+        scale[6] = 0.0            # dead unit
+        bdata = b.data.copy()
+        bdata[9] = (1 << 30) - 5  # group 2 (units 8-11, partial in the second layer)
+        wdata = w.data.copy()
+        wdata[7] = 0              # a pruned unit: constant output from its bias
+        bdata[7] = -(1 << 20) + 77
+        w.quant = type(w.quant)(scale, np.zeros(scale.size, np.int64), 0)
+        w.data, b.data = wdata, bdata
+    check(g, tmp_path, seed=54)
+
+
+@pytest.mark.parametrize("core", ["cortex-m7", "cortex-m33"])
+def test_fully_connected_other_cores(core, tmp_path):
+    """kml_fully_connected_s8 on the other DSP cores: the per-op cases and the MLPerf AD
+    autoencoder (ten FULLY_CONNECTED layers)."""
+    check(branches(31, FC_CASES, lambda m, x, **kw: m.fully_connected(x, **kw)),
+          tmp_path / "ops", seed=33, core=core)
+    check(read_tflite(SHARED / "models" / "mlperf_tiny" / "ad01_int8.tflite"), tmp_path / "ad",
+          seed=34, core=core)
 
 
 def test_fully_connected_in_conv_model(tmp_path):

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kiloml.codegen.armv7em import (add_table, column_bytes, conv_1x1, conv_1x1_extended,
-                                    conv_kernel, conv_rgb, conv_rgb_extended, conv_rows,
-                                    matrix_args, pad_image_bytes, windows_inside)
+from kiloml.codegen.armv7em import (_bias, add_table, column_bytes, conv_1x1,
+                                    conv_1x1_extended, conv_kernel, conv_rgb, conv_rgb_extended,
+                                    conv_rows, fc_scratch_bytes, fc_stream, matrix_args,
+                                    pad_image_bytes, windows_inside)
 from kiloml.codegen.armv7em_dw import (depthwise_eligible, depthwise_g6, depthwise_h,
                                        depthwise_scratch, depthwise_stream,
                                        depthwise_stream_g6, depthwise_w5)
@@ -71,8 +72,9 @@ class Armv7emBackend(PortableBackend):
         if node.op == "DEPTHWISE_CONV_2D":
             p = REGISTRY["DEPTHWISE_CONV_2D"].prepare(g, node)
             return depthwise_scratch(p) if depthwise_eligible(p) else 0
-        if node.op == "FULLY_CONNECTED" and _has_conv(g):
-            return column_bytes(g.tensors[node.inputs[1]].shape[1])
+        if node.op == "FULLY_CONNECTED":
+            depth = g.tensors[node.inputs[1]].shape[1]
+            return column_bytes(depth) if _has_conv(g) else fc_scratch_bytes(depth)
         return 0
 
     def emit(self, g: Graph, node: Node, params: Any, ctx: "EmitContext") -> list[str]:
@@ -158,7 +160,8 @@ class Armv7emBackend(PortableBackend):
     def _fully_connected(self, g, node, p, ctx) -> list[str]:
         """In a model that links the convolution kernels anyway: a 1x1 convolution over a
         1 x batches image (same memory layout), no FULLY_CONNECTED code; else
-        kml_fully_connected_s8 with the matrix stream (units padded to an even count)."""
+        kml_fully_connected_s8 (four units per pass over the input, widened once to int16 in
+        the scratch) with fc_stream's packed weights."""
         x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
         w = g.tensors[node.inputs[1]].data
         if _has_conv(g):
@@ -175,6 +178,8 @@ class Armv7emBackend(PortableBackend):
                              ctx.scratch("int32_t"))]
         ctx.use_kernel("fully_connected")
         params = ctx.struct("kml_fc_params", "p", fc_struct_fields(p))
-        packed = matrix_args(ctx, g, node, p, w, even=True)
+        packed = ctx.array("packed", "int32_t", fc_stream(
+            w, _bias(g, node), p.mult, p.shift, p.in_offset, p.out_offset, p.act_min,
+            p.act_max))
         return [ctx.call("kml_fully_connected_s8", f"&{params}", x, "0", "0", "0", "0", y,
-                         packed, "0")]
+                         packed, ctx.scratch("int32_t"))]
