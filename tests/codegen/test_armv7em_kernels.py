@@ -507,6 +507,11 @@ POOL_CASES = [
     dict(in_shape=(1, 8, 8, 8), kind="MAX", filter_size=2, stride=2),
     dict(in_shape=(1, 7, 7, 5), kind="MAX", filter_size=3, stride=1, padding="SAME",
          activation="RELU"),
+    # four channels per word (SSUB8 / SEL), clamped to the activation in the lanes
+    dict(in_shape=(2, 9, 7, 12), kind="MAX", filter_size=3, stride=2, padding="SAME",
+         activation="RELU6"),
+    dict(in_shape=(1, 6, 10, 7), kind="MAX", filter_size=(2, 3), stride=(2, 1),
+         padding="VALID", activation="RELU_N1_TO_1"),
 ]
 
 
