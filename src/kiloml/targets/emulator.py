@@ -21,7 +21,7 @@ from unicorn import arm_const
 
 from kiloml.errors import ToolchainError
 from kiloml.targets import vfp_double
-from kiloml.targets.cycles import block_cost
+from kiloml.targets.cycles import block_cost, carried
 
 CPU_MODELS = {
     "cortex-m0plus": arm_const.UC_CPU_ARM_CORTEX_M0,
@@ -175,6 +175,7 @@ def emulate(image: ElfImage, core: str, kernel_entries: list[str] | None = None,
             seg.simd_macs += 2 * bc.macs_simd * n
             for k, v in bc.classes.items():
                 seg.classes[k] = seg.classes.get(k, 0) + v * n
+        seg.cycles -= carried(seg.blocks, cache, first_insn, core)
         total_i += seg.instructions
         total_c += seg.cycles
     stack = bytes(uc.mem_read(ebss, estack - ebss))
