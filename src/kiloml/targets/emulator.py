@@ -162,6 +162,10 @@ def emulate(image: ElfImage, core: str, kernel_entries: list[str] | None = None,
     md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
     cache = {}
     total_i, total_c = 0, 0.0
+
+    def first_insn(addr: int):
+        return next(md.disasm(bytes(uc.mem_read(addr, 4)), addr, 1), None)
+
     for seg in segments[1:]:
         for (addr, size), n in seg.blocks.items():
             if n == 0:
