@@ -362,8 +362,9 @@ FC_CASES = [
     dict(in_shape=(1, 1), units=16, activation="RELU"),
     dict(in_shape=(1, 8), units=6),                       # one 8-input half: enters mid-loop
     dict(in_shape=(1, 48), units=4, activation="RELU"),   # three halves
-    dict(in_shape=(1, 128), units=9, per_channel=True),   # whole 16-input iterations, 4+4+1
-    dict(in_shape=(2, 21), units=7, activation="RELU6"),  # 2 rows, odd depth, 4+3 units
+    dict(in_shape=(1, 128), units=9, per_channel=True),   # whole 16-input passes, 4+4+1 units
+    dict(in_shape=(2, 21), units=7, activation="RELU6"),  # 2 rows, depth 21 padded to 24
+    dict(in_shape=(1, 5), units=5),                       # one half, a partial group of 1
 ]
 
 
