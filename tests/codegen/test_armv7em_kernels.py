@@ -383,24 +383,30 @@ def test_fully_connected_stream_folds_the_input_offset():
     bias = rng.integers(-1000, 1000, 5)
     s = fc_stream(w, bias, np.full(5, 1 << 30), np.full(5, -8), 37, -3, -128, 127)
     d8 = 16
-    group = 4 + 4 * d8 // 4 + 13
-    assert s.size == 2 * group
-    assert list(s[:4]) == list(bias[:4] + 37 * w[:4].astype(np.int64).sum(axis=1))
-    assert s[group] == bias[4] + 37 * int(w[4].astype(np.int64).sum())
-    first = np.array(s[4:8], "<i4").view(np.int8).reshape(4, 4)  # inputs 0-3 of units 0-3
+    group = 4 + 4 * d8 // 4 + 5
+    assert s.size == 1 + 2 * group
+    assert s[0] == 0  # every unit on the fast requantization
+    assert list(s[1:5]) == list(bias[:4] + 37 * w[:4].astype(np.int64).sum(axis=1))
+    assert s[1 + group] == bias[4] + 37 * int(w[4].astype(np.int64).sum())
+    first = np.array(s[5:9], "<i4").view(np.int8).reshape(4, 4)  # inputs 0-3 of units 0-3
     assert np.array_equal(first, w[:4, :4])
-    assert s[group - 1] == 0  # fast requantization: flag 0
+    assert s[group] == 8 | 8 << 8 | 8 << 16 | 8 << 24  # right shifts 8 as bytes
 
 
 def test_fully_connected_requantization_edge_cases(tmp_path):
-    """kml_fully_connected_s8 (a model without convolutions): groups whose units need TFLite's
+    """kml_fully_connected_s8 (a model without convolutions): layers whose units need TFLite's
     general requantization (left shift, accumulator that may reach 2^30), huge right shifts,
-    dead units and all-zero rows, next to fast groups and a partial last group."""
+    dead units and all-zero rows, a partial last group; and a layer on the fast path with a
+    dead unit, a pruned unit and a huge right shift."""
     m = ob.ModelBuilder(np.random.default_rng(53), "fc_edges")
     outs = [m.fully_connected(m.input((1, 24)), 14), m.fully_connected(m.input((1, 37)), 10,
-                                                                       activation="RELU")]
+                                                                       activation="RELU"),
+            m.fully_connected(m.input((1, 40)), 12, activation="RELU6")]
     g = m.build(outs)
-    for node in g.nodes:
+    from kiloml.codegen.armv7em import fc_stream
+    from kiloml.ir.ops.base import REGISTRY
+
+    for node in g.nodes[:2]:
         w, b = g.tensors[node.inputs[1]], g.tensors[node.inputs[2]]
         scale = np.array(np.broadcast_to(w.quant.scale, (w.shape[0],)), np.float32)
         scale[1] *= 64.0          # left shift: group 0 takes the general path
@@ -413,6 +419,20 @@ def test_fully_connected_requantization_edge_cases(tmp_path):
         bdata[7] = -(1 << 20) + 77
         w.quant = type(w.quant)(scale, np.zeros(scale.size, np.int64), 0)
         w.data, b.data = wdata, bdata
+    w, b = (g.tensors[t] for t in g.nodes[2].inputs[1:3])
+    scale = np.array(np.broadcast_to(w.quant.scale, (w.shape[0],)), np.float32)
+    scale[1], scale[2] = 0.0, scale[2] * 1e-9  # dead, huge right shift: still fast
+    wdata = w.data.copy()
+    wdata[3] = 0
+    w.quant = type(w.quant)(scale, np.zeros(scale.size, np.int64), 0)
+    w.data = wdata
+    flags = []
+    for node in g.nodes:
+        p = REGISTRY["FULLY_CONNECTED"].prepare(g, node)
+        flags.append(int(fc_stream(g.tensors[node.inputs[1]].data, g.tensors[node.inputs[2]].data,
+                                   p.mult, p.shift, p.in_offset, p.out_offset, p.act_min,
+                                   p.act_max)[0]))
+    assert flags == [1, 1, 0]
     check(g, tmp_path, seed=54)
 
 

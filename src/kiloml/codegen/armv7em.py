@@ -15,8 +15,8 @@ described in ``runtime/armv7em/kml_arm.h``:
   store their weights as int16 (at most EXTENDED_MAX_WEIGHTS extra bytes per layer).
 * ``fc_stream`` (FULLY_CONNECTED in models without convolutions, kml_fully_connected_s8):
   groups of four units, the input offset folded into the biases, weight words interleaved per
-  group of four inputs, then the requantization words of the group (4 extra words per unit
-  over the int8 weights and biases, plus padding to 4 units and 8 inputs).
+  group of four inputs, then the group's multipliers and shifts (5 bytes per unit over the int8
+  weights and biases, plus padding to 4 units and 8 inputs).
 * ``armv7em_dw``: the depthwise kernels' records (18 bytes per channel; 40 for the _g6 entries).
 * ``fast_params``: per-channel (bias, multiplier, right shift) of the exact SMMLAR
   requantization (``kml_rq`` in kml_arm.h); channels it cannot take (left shift, accumulator
@@ -401,15 +401,16 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
     """The ``packed`` argument of kml_fully_connected_s8 (runtime/armv7em/kml_fully_connected.c)
     for int8 weights ``w`` [units, depth], as int32 words.
 
-    Units are padded to a multiple of 4 with zero rows, depth to a multiple of 8 with zero
-    weights. Per group of four units: the four biases with the input offset folded in
-    (bias + in_offset x the sum of the unit's weights: the kernel multiplies the raw inputs);
-    per group of four inputs the four units' weight words (four int8 weights, natural order);
-    the four multipliers; four kml_rq_k words; the four shifts; a flag word. When
-    every unit of the group takes the fast requantization (``fast_params``) the flag is 0 and
-    the shifts are kml_rq's right shifts; otherwise the flag is 1, the multipliers and shifts
-    are TFLite's and the k words 0. The accumulator equals TFLite's (the fold is exact modulo
-    2^32, and the true value is in range), so the bound checks of ``fast_params`` hold."""
+    Word 0 is 0 when every unit takes the fast requantization (``fast_params``: the shifts are
+    kml_rq's right shifts, k is computed from them), 1 when some unit does not (the whole layer
+    then takes TFLite's: its multipliers and shifts). Units are padded to a multiple of 4 with
+    zero rows, depth to a multiple of 8 with zero weights. Per group of four units: the four
+    biases with the input offset folded in (bias + in_offset x the sum of the unit's weights:
+    the kernel multiplies the raw inputs); per group of four inputs the four units' weight
+    words (four int8 weights, natural order); the four multipliers; a word of the four shifts
+    as bytes (unit 0 in bits 0-7). Flash: 4 bytes per unit over the int8 weights and biases
+    (+1 per unit, + padding). The fold is exact modulo 2^32 and the accumulator's true value
+    is unchanged, so the bound checks of ``fast_params`` hold."""
     units, depth = w.shape
     u4, d8 = (units + 3) // 4 * 4, (depth + 7) // 8 * 8
     rows = np.zeros((u4, d8), np.int64)
@@ -423,22 +424,17 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
     s0[:units] = np.broadcast_to(np.asarray(shift, np.int64), (units,))
     fb, fm, fr, ok = fast_params(m0, s0, np.abs(rows).sum(axis=1), b, in_offset, out_offset,
                                  act_min, act_max)
-    folded = np.asarray(fb, np.int64) + in_offset * rows.sum(axis=1)
-    tflite_folded = b + in_offset * rows.sum(axis=1)
+    fast = bool(np.all(ok))
+    sums = in_offset * rows.sum(axis=1)
+    bias_f, mult_f, shift_f = (np.asarray(fb, np.int64) + sums, fm, fr) if fast else \
+        (b + sums, m0, s0)
     wwords = words(rows.astype(np.int8).reshape(-1)).reshape(u4, d8 // 4)
-    out = []
+    out = [np.array([0 if fast else 1], np.int64)]
     for g in range(0, u4, 4):
         sl = slice(g, g + 4)
-        fast = bool(np.all(ok[sl]))
-        out.append(folded[sl] if fast else tflite_folded[sl])
-        out.append(wwords[sl].T.reshape(-1))  # input group, then unit
-        if fast:
-            out.append(fm[sl])
-            out.append(np.array([rq_k(out_offset, int(r)) for r in fr[sl]], np.int64))
-            out.append(fr[sl])
-        else:
-            out += [m0[sl], np.zeros(4, np.int64), s0[sl]]
-        out.append(np.array([0 if fast else 1], np.int64))
+        out += [bias_f[sl], wwords[sl].T.reshape(-1), mult_f[sl],  # input group, then unit
+                np.array([sum(_byte(int(r)) << (8 * j) for j, r in enumerate(shift_f[sl]))],
+                         np.int64)]
     return np.array([_signed32(int(v)) for v in np.concatenate(out)], np.int64)
 
 

@@ -6,13 +6,14 @@
  * (armv7em.py, fc_stream). Then per group of four units one asm loop over the row: per four
  * inputs one LDRD of the input pair and two LDRD of the four units' weight words back to back
  * (14 registers in all), 8 SXTB16 and 8 SMLAD (16 MACs), unrolled four times (entered in the
- * middle for an odd number of 8-input halves); the four accumulators are requantized in C
- * (kml_rq, or TFLite's general path for groups that need it).
+ * middle for an odd number of 8-input halves); the four accumulators are requantized in asm
+ * (kml_rq with its k computed from the shift, and the activation clamp), or in C by TFLite's
+ * general path in layers that need it.
  *
- * ``packed`` (fc_stream), per group of four units (units padded to a multiple of 4 with zero
+ * ``packed`` (fc_stream): a flag word (1: the layer takes TFLite's requantization, the shifts
+ * are TFLite's), then per group of four units (units padded to a multiple of 4 with zero
  * rows): 4 biases (offset folded in); per group of four inputs the four units' weight words
- * (int8, natural order); 4 multipliers; 4 kml_rq_k words; 4 shifts; one flag word (1: the
- * group takes TFLite's requantization, its shifts are TFLite shifts).
+ * (int8, natural order); 4 multipliers; a word of the four shifts (bytes, unit 0 lowest).
  * ``weights``, ``bias``, ``mult`` and ``shift`` are then 0; ``scratch`` holds 2 x depth
  * (rounded up to 8) bytes.
  */
@@ -55,28 +56,30 @@ static KML_SMALL void fc_widen(const int8_t *x, int32_t n, int32_t n8, int32_t *
     }
 }
 
-/* The general path for one group (TFLite's requantization, or fewer than four units left). */
+/* The general path for one group (TFLite's requantization when ``generic``, or fewer than
+ * four units left): multipliers at w[0..3], the shift bytes in w[4]. */
 static KML_SMALL __attribute__((noinline)) void fc_group_out(const kml_fc_params *p,
                                                              const int32_t *acc,
                                                              const int32_t *w, int8_t *out,
-                                                             int32_t n)
+                                                             int32_t n, int32_t generic)
 {
     int32_t i;
     for (i = 0; i < n; ++i) {
-        const int32_t o = w[12] ? kml_mbqm(acc[i], w[i], w[8 + i]) + p->out_offset
-                                : kml_rq(acc[i], w[i], w[8 + i], w[4 + i]);
+        const int32_t r = (int8_t)(w[4] >> (8 * i));
+        const int32_t o = generic ? kml_mbqm(acc[i], w[i], r) + p->out_offset
+                                  : kml_rq(acc[i], w[i], r, kml_rq_k(2 * p->out_offset + 1, r));
         out[i] = kml_clamp8(o, p->act_min, p->act_max);
     }
 }
 
-/* kml_rq of accumulator A (unit I of the group: multiplier, k and shift words at [w]),
- * clamped to [lo, hi] and stored to out[I]. */
-#define FC_RQ(A, I)                                                                          \
-    "ldr %[m], [%[w], #" #I " * 4]\n\t"                                                       \
-    "ldr %[k], [%[w], #16 + " #I " * 4]\n\t"                                                  \
-    "ldr %[r], [%[w], #32 + " #I " * 4]\n\t"                                                  \
+/* kml_rq of accumulator A with multiplier M, unit I of the group (right shift in byte I of
+ * sw, kml_rq_k from c2 = 2 out_offset + 1), clamped to [lo, hi] and stored to out[I]. */
+#define FC_RQ(A, M, I)                                                                       \
+    "ubfx %[r], %[sw], #" #I " * 8, #8\n\t"                                                   \
+    "lsl %[k], %[c2], %[r]\n\t"                                                              \
+    "asr %[k], %[k], #1\n\t"                                                                 \
     "lsl %[t], %[" A "], #1\n\t"                                                             \
-    "smmlar %[t], %[t], %[m], %[k]\n\t"                                                      \
+    "smmlar %[t], %[t], %[" M "], %[k]\n\t"                                                  \
     "sub %[t], %[t], %[" A "], lsr #31\n\t"                                                  \
     "asr %[t], %[t], %[r]\n\t"                                                               \
     "cmp %[t], %[lo]\n\t"                                                                    \
@@ -87,12 +90,23 @@ static KML_SMALL __attribute__((noinline)) void fc_group_out(const kml_fc_params
     "movgt %[t], %[hi]\n\t"                                                                  \
     "strb %[t], [%[out], #" #I "]\n\t"
 
+/* Units I0 and I0 + 1 (accumulators A0, A1): one LDRD of their multipliers. */
+#define FC_RQ2(A0, A1, I0, I1)                                                               \
+    __asm__ volatile("ldrd %[m0], %[m1], [%[w], #" #I0 " * 4]\n\t"                          \
+                     FC_RQ("a0", "m0", I0) FC_RQ("a1", "m1", I1)                             \
+                     : [m0] "=&r"(m0), [m1] "=&r"(m1), [k] "=&r"(k), [r] "=&r"(r),           \
+                       [t] "=&r"(t)                                                          \
+                     : [a0] "r"(A0), [a1] "r"(A1), [w] "r"(w), [out] "r"(o),                 \
+                       [sw] "r"(sw), [c2] "r"(c2), [lo] "r"(lo), [hi] "r"(hi)                \
+                     : "cc", "memory")
+
 void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const int8_t *weights,
                             const int32_t *bias, const int32_t *mult, const int32_t *shift,
                             int8_t *output, const int32_t *packed, int32_t *scratch)
 {
     const int32_t n8 = (p->depth + 7) & ~7;
     const int32_t units = p->units, lo = p->act_min, hi = p->act_max;
+    const int32_t c2 = 2 * p->out_offset + 1, generic = packed[0];
     const int32_t *const end = scratch + n8 / 2;
     int32_t b;
     (void)weights;
@@ -101,10 +115,11 @@ void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const i
     (void)shift;
     for (b = 0; b < p->batches; ++b) {
         int8_t *out = output + (size_t)b * (size_t)units;
-        const int32_t *w = packed;
-        int32_t u;
+        const int32_t *w = packed + 1; /* past the layer's flag */
+        int8_t *o;
+        int8_t *const o_end = out + units;
         fc_widen(input + (size_t)b * (size_t)p->depth, p->depth, n8, scratch);
-        for (u = 0; u < units; u += 4) {
+        for (o = out; o < o_end; o += 4) {
             int32_t a0 = w[0], a1 = w[1], a2 = w[2], a3 = w[3];
             int32_t x0, x1, w0, w1, w2, w3, t;
             const int32_t *px = scratch;
@@ -124,19 +139,17 @@ void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const i
                                [pw] "+r"(pw)
                              : [end] "r"(end)
                              : "cc", "memory");
-            w = pw; /* 4 multipliers, 4 kml_rq_k, 4 shifts, the flag */
-            if (w[12] == 0 && u + 4 <= units) {
-                int32_t m, k, r;
-                __asm__ volatile(FC_RQ("a0", 0) FC_RQ("a1", 1) FC_RQ("a2", 2) FC_RQ("a3", 3)
-                                 : [m] "=&r"(m), [k] "=&r"(k), [r] "=&r"(r), [t] "=&r"(t)
-                                 : [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3),
-                                   [w] "r"(w), [out] "r"(out + u), [lo] "r"(lo), [hi] "r"(hi)
-                                 : "cc", "memory");
+            w = pw; /* 4 multipliers, the shift bytes */
+            if (!generic && o_end - o >= 4) {
+                const int32_t sw = w[4];
+                int32_t m0, m1, k, r;
+                FC_RQ2(a0, a1, 0, 1);
+                FC_RQ2(a2, a3, 2, 3);
             } else {
                 const int32_t acc[4] = {a0, a1, a2, a3};
-                fc_group_out(p, acc, w, out + u, units - u < 4 ? units - u : 4);
+                fc_group_out(p, acc, w, o, o_end - o < 4 ? (int32_t)(o_end - o) : 4, generic);
             }
-            w += 13;
+            w += 5;
         }
     }
 }
