@@ -1,13 +1,13 @@
-/* kiloml runtime (armv7em): pooling four channels per 32-bit word; the remaining channels
- * one at a time as portable.
+/* kiloml runtime (armv7em): pooling four channels per 32-bit word.
  *
  * AVERAGE_POOL_2D: SXTAB16 adds a word's bytes 0 and 2 (and, rotated, 1 and 3) to two int16
  * lanes, so four channels take two instructions per tap; windows of up to 255 taps cannot
  * overflow a lane (255 * 128 < 2^15). MAX_POOL_2D: SSUB8 sets the GE flag of each byte lane
  * where the tap is >= the running maximum, SEL then takes those lanes from the tap (two
  * instructions per tap of four channels); the activation clamps the same way against
- * [act_min, act_max] replicated in the four lanes. Output pixels are written in increasing
- * order after their window is read (in place as the portable kernel). */
+ * [act_min, act_max] replicated in the four lanes; layers whose channel count is not a
+ * multiple of 4 take the one-channel path (as portable). Output pixels are written in
+ * increasing order after their window is read (in place as the portable kernel). */
 #include "kml_pool.h"
 
 #include "kml_arm.h"
@@ -54,7 +54,7 @@ static inline int32_t max_window4(const int8_t *r, size_t row, size_t c, int32_t
     return min8x4(m, hi4);
 }
 
-static int32_t lanes(int32_t v)
+static inline int32_t lanes(int32_t v)
 {
     return (int32_t)(((uint32_t)v & 0xFFu) * 0x01010101u);
 }
@@ -64,7 +64,6 @@ static KML_SMALL void pool(const kml_pool_params *p, const int8_t *input, int8_t
 {
     const size_t c = (size_t)p->channels;
     const size_t row = (size_t)p->in_w * c;
-    const int32_t lo4 = lanes(p->act_min), hi4 = lanes(p->act_max);
     int32_t b, oy, ox, g, ky, kx, i;
     int8_t *out = output;
     for (b = 0; b < p->batches; ++b) {
@@ -79,15 +78,7 @@ static KML_SMALL void pool(const kml_pool_params *p, const int8_t *input, int8_t
                 const int32_t kx1 = p->in_w - x0 < p->k_w ? p->in_w - x0 : p->k_w;
                 const int32_t count = (ky1 - ky0) * (kx1 - kx0);
                 const int8_t *win = in + (size_t)(y0 + ky0) * row + (size_t)(x0 + kx0) * c;
-                g = 0;
-                if (is_max) { /* four channels per word */
-                    for (; g + 4 <= (int32_t)c; g += 4) {
-                        const int32_t v = max_window4(win + g, row, c, kx0, kx1, ky0, ky1,
-                                                      lo4, hi4);
-                        memcpy(out + g, &v, sizeof v);
-                    }
-                }
-                for (; g < (int32_t)c; g += i) {
+                for (g = 0; g < (int32_t)c; g += i) {
                     /* four channels in two int16 lane pairs, or one channel in e */
                     const int32_t simd = !is_max && count <= 255 && g + 4 <= (int32_t)c;
                     const int8_t *r = win + g;
@@ -128,7 +119,40 @@ void kml_avg_pool_s8(const kml_pool_params *p, const int8_t *input, int8_t *outp
     pool(p, input, output, 0);
 }
 
+/* MAX_POOL_2D with a channel count that is a multiple of 4: every channel four per word. */
+static KML_SMALL void max_pool4(const kml_pool_params *p, const int8_t *input, int8_t *output)
+{
+    const size_t c = (size_t)p->channels;
+    const size_t row = (size_t)p->in_w * c;
+    const int32_t lo4 = lanes(p->act_min), hi4 = lanes(p->act_max);
+    int32_t b, oy, ox, g;
+    int8_t *out = output;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *in = input + (size_t)b * (size_t)p->in_h * row;
+        for (oy = 0; oy < p->out_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_top;
+            const int32_t ky0 = y0 < 0 ? -y0 : 0;
+            const int32_t ky1 = p->in_h - y0 < p->k_h ? p->in_h - y0 : p->k_h;
+            for (ox = 0; ox < p->out_w; ++ox, out += c) {
+                const int32_t x0 = ox * p->stride_w - p->pad_left;
+                const int32_t kx0 = x0 < 0 ? -x0 : 0;
+                const int32_t kx1 = p->in_w - x0 < p->k_w ? p->in_w - x0 : p->k_w;
+                const int8_t *win = in + (size_t)(y0 + ky0) * row + (size_t)(x0 + kx0) * c;
+                for (g = 0; g < (int32_t)c; g += 4) {
+                    const int32_t v = max_window4(win + g, row, c, kx0, kx1, ky0, ky1, lo4,
+                                                  hi4);
+                    memcpy(out + g, &v, sizeof v);
+                }
+            }
+        }
+    }
+}
+
 void kml_max_pool_s8(const kml_pool_params *p, const int8_t *input, int8_t *output)
 {
-    pool(p, input, output, 1);
+    if (p->channels % 4 == 0) {
+        max_pool4(p, input, output);
+    } else {
+        pool(p, input, output, 1);
+    }
 }
