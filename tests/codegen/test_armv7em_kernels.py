@@ -35,8 +35,9 @@ pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                 reason="arm-none-eabi-gcc not installed")
 
 
-def run_armv7em(graph, inputs, workdir: Path, core: str = "cortex-m4") -> list[np.ndarray]:
-    build = build_elf(graph, core, inputs, workdir, runtime="armv7em")
+def run_armv7em(graph, inputs, workdir: Path, core: str = "cortex-m4",
+                prefer: str = "balanced") -> list[np.ndarray]:
+    build = build_elf(graph, core, inputs, workdir, runtime="armv7em", prefer=prefer)
     outs = io_specs(build.result.graph)[1]
     emu = emulate(build.elf, core, None,
                   {f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})
@@ -44,11 +45,12 @@ def run_armv7em(graph, inputs, workdir: Path, core: str = "cortex-m4") -> list[n
             .reshape(s.tensor.shape) for s in outs]
 
 
-def check(graph, workdir: Path, seed: int, core: str = "cortex-m4") -> None:
+def check(graph, workdir: Path, seed: int, core: str = "cortex-m4",
+          prefer: str = "balanced") -> None:
     rng = np.random.default_rng(seed)
     inputs = ob.random_inputs(rng, graph)
     want = Interpreter(graph).run(*inputs)
-    got = run_armv7em(graph, inputs, workdir, core)
+    got = run_armv7em(graph, inputs, workdir, core, prefer)
     assert len(got) == len(want)
     for k, (w, o) in enumerate(zip(want, got)):
         assert o.shape == w.shape and o.dtype == w.dtype
@@ -192,6 +194,40 @@ def test_conv2d_1x1_not_linked_without_small_k():
     g = pipeline(read_tflite(SHARED / "models" / "mlperf_tiny" / "kws_ref_model.tflite"))
     assert not any(conv_1x1(g, n, REGISTRY["CONV_2D"].prepare(g, n)) for n in g.nodes
                    if n.op == "CONV_2D")
+
+
+def test_prefer_chooses_kernels_and_weight_layouts(tmp_path):
+    """``prefer``: "speed" links kml_conv2d_1x1_s8 in a model below MIN_WEIGHTS_1X1 and gives
+    every fitting layer int16 weights, "size" links neither, "balanced" keeps the rules; all
+    three bit-exact. An unknown preference is refused naming the choices."""
+    from kiloml.codegen.armv7em import MIN_WEIGHTS_1X1
+    from kiloml.codegen.c import generate_c
+    from kiloml.errors import KilomlError
+    from kiloml.ir.passes import pipeline
+
+    m = ob.ModelBuilder(np.random.default_rng(85), "prefer")
+    outs = [m.conv2d(m.input(c.pop("in_shape")), kernel=1, **c)
+            for c in (dict(CONV_1X1_CASES[0]), dict(CONV_1X1_CASES[7]))]  # 16 and 516 channels
+    outs.append(m.conv2d(m.input((1, 9, 9, 3)), 8, kernel=3, stride=2))   # RGB
+    g = m.build(outs)
+    assert pipeline(g).weights_bytes() < MIN_WEIGHTS_1X1
+    res = {pr: generate_c(g, "m", command="test", runtime="armv7em", prefer=pr)
+           for pr in ("speed", "size", "balanced")}
+    assert res["speed"].kernels.count("kml_conv2d_1x1_s8") == 2
+    assert "kml_conv2d_1x1_s8" not in res["size"].kernels + res["balanced"].kernels
+    assert res["size"].prefer == "size"
+
+    def packed_words(r):  # int32 words of the packed streams
+        src = r.files["m.c"]
+        return sum(len(re.findall(r"-?\d+", body)) for body in
+                   re.findall(r"_packed\[\d*\] = \{([^}]*)\}", src))
+
+    # int16 weights (speed) cost more stream words than int8 (size)
+    assert packed_words(res["speed"]) > packed_words(res["balanced"]) > packed_words(res["size"])
+    for pr in ("speed", "size"):
+        check(g, tmp_path / pr, seed=86, prefer=pr)
+    with pytest.raises(KilomlError, match="speed, size, balanced"):
+        generate_c(g, "m", runtime="armv7em", prefer="fast")
 
 
 CONV_RGB_CASES = [

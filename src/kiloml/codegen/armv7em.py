@@ -245,6 +245,12 @@ def conv_kernel(g, node, p, rows: np.ndarray, row_len: int, inside: bool = False
     return "kml_conv2d_pairs_inside_s8" if inside else "kml_conv2d_pairs_s8"
 
 
+# what a kernel choice that trades flash for speed follows (generate_c's ``prefer``):
+# "speed" takes every faster entry point a layer fits (kml_conv2d_1x1_s8 whatever the model's
+# size, int16 weights), "size" none that costs flash (no kml_conv2d_1x1_s8 straight code, int8
+# weights), "balanced" the rules below (MIN_WEIGHTS_1X1, EXTENDED_MAX_WEIGHTS)
+PREFERENCES = ("speed", "size", "balanced")
+
 SMALL_K = 32  # input channels up to which a 1x1 layer makes a model link kml_conv2d_1x1_s8
 # ... if the model has at least this many bytes of weights: the kernel's straight-line code
 # (about 15 KB) then adds at most a quarter to the flash. Measured on the Cortex-M4: VWW
@@ -269,7 +275,7 @@ def _conv_1x1_fits(g, node, p) -> bool:
     return conv_kernel(g, node, p, rows, p.in_c) != "kml_conv2d_s8"
 
 
-def conv_1x1(g, node, p) -> bool:
+def conv_1x1(g, node, p, prefer: str = "balanced") -> bool:
     """Whether the CONV_2D node takes ``kml_conv2d_1x1_s8`` (one asm loop over the whole
     layer, doubled columns, the lean stream). Its gain is the per pixel-pair and per channel-pair
     overhead, which weighs most when K is small, and its code costs flash; so a model links it
@@ -277,11 +283,14 @@ def conv_1x1(g, node, p) -> bool:
     SMALL_K input channels, and then every 1x1 layer whose
     output channels are at least half its input channels takes it (the doubled columns cost
     per pixel pair what they save per channel pair: 2 out_c >= in_c). KWS-like models (1x1
-    layers of 64 channels) keep kml_conv2d_pairs_inside_s8."""
+    layers of 64 channels) keep kml_conv2d_pairs_inside_s8. ``prefer`` (PREFERENCES): "speed"
+    drops the two model conditions, "size" never takes the kernel."""
     from kiloml.ir.ops.base import REGISTRY
 
-    if not (_conv_1x1_fits(g, node, p) and 2 * p.out_c >= p.in_c):
+    if prefer == "size" or not (_conv_1x1_fits(g, node, p) and 2 * p.out_c >= p.in_c):
         return False
+    if prefer == "speed":
+        return True
     if g.weights_bytes() < MIN_WEIGHTS_1X1:
         return False
     for other in g.nodes:
@@ -310,23 +319,24 @@ def conv_rgb(g, node, p) -> bool:
 EXTENDED_MAX_WEIGHTS = 4096  # int16 weights cost this many extra flash bytes at most per layer
 
 
-def conv_1x1_extended(p) -> bool:
+def conv_1x1_extended(p, prefer: str = "balanced") -> bool:
     """Whether a layer that takes kml_conv2d_1x1_s8 (conv_1x1) gets int16 weights
     (matrix_stream's extended form): 2, 4 or 8 groups (K <= 32), out_c a multiple of 4, and at
-    most EXTENDED_MAX_WEIGHTS weights (the flash they add). Its groups then cost 13 cycles,
-    not 16."""
+    most EXTENDED_MAX_WEIGHTS weights (the flash they add; any count with ``prefer`` "speed",
+    never with "size"). Its groups then cost 13 cycles, not 16."""
     groups = (p.in_c + 7) // 8 * 2
-    return (groups in (2, 4, 8) and p.out_c % 4 == 0
-            and p.out_c * 4 * groups <= EXTENDED_MAX_WEIGHTS)
+    return (prefer != "size" and groups in (2, 4, 8) and p.out_c % 4 == 0
+            and (prefer == "speed" or p.out_c * 4 * groups <= EXTENDED_MAX_WEIGHTS))
 
 
-def conv_rgb_extended(p) -> bool:
+def conv_rgb_extended(p, prefer: str = "balanced") -> bool:
     """Whether a layer that takes kml_conv2d_rgb_s8 (conv_rgb) gets int16 weights: window
     rows of one or two whole groups (4 or 7 groups in all) and at most EXTENDED_MAX_WEIGHTS
-    weights."""
+    weights (any count with ``prefer`` "speed", never with "size")."""
     row = p.k_w * p.in_c
     groups = (3 * row + 3) // 4
-    return row // 4 in (1, 2) and p.out_c * 4 * groups <= EXTENDED_MAX_WEIGHTS
+    return (prefer != "size" and row // 4 in (1, 2)
+            and (prefer == "speed" or p.out_c * 4 * groups <= EXTENDED_MAX_WEIGHTS))
 
 
 def windows_inside(p) -> bool:

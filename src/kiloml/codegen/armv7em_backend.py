@@ -58,6 +58,9 @@ class Armv7emBackend(PortableBackend):
     name = "armv7em"
     directory = "armv7em"
 
+    def __init__(self, prefer: str = "balanced") -> None:
+        self.prefer = prefer  # armv7em.PREFERENCES: which flash-for-speed choices to make
+
     def scratch_bytes(self, g: Graph, node: Node) -> int:
         if node.op == "CONV_2D":
             w = g.tensors[node.inputs[1]]
@@ -98,7 +101,7 @@ class Armv7emBackend(PortableBackend):
         ctx.use_kernel("conv")
         params = ctx.struct("kml_conv_params", "p", conv_struct_fields(p))
         w = g.tensors[node.inputs[1]].data
-        if conv_1x1(g, node, p):
+        if conv_1x1(g, node, p, self.prefer):
             fn = CONV_1X1
         elif conv_rgb(g, node, p):
             fn = CONV_RGB
@@ -108,8 +111,8 @@ class Armv7emBackend(PortableBackend):
         rgb, one = fn == CONV_RGB, fn == CONV_1X1
         packed = matrix_args(ctx, g, node, p, conv_rows(w), lean=rgb or one,
                              multiple=4 if rgb else 8, doubled=not rgb,
-                             extended=(one and conv_1x1_extended(p))
-                             or (rgb and conv_rgb_extended(p)))
+                             extended=(one and conv_1x1_extended(p, self.prefer))
+                             or (rgb and conv_rgb_extended(p, self.prefer)))
         return [ctx.call(fn, f"&{params}", ctx.ptr(node.inputs[0]), "0", "0", "0", "0",
                          ctx.ptr(node.outputs[0]), packed, ctx.scratch("int32_t"))]
 
