@@ -198,8 +198,9 @@ def test_conv2d_1x1_not_linked_without_small_k():
 
 def test_prefer_chooses_kernels_and_weight_layouts(tmp_path):
     """``prefer``: "speed" links kml_conv2d_1x1_s8 in a model below MIN_WEIGHTS_1X1 and gives
-    every fitting layer int16 weights, "size" links neither, "balanced" keeps the rules; all
-    three bit-exact. An unknown preference is refused naming the choices."""
+    every fitting layer int16 weights, "size" links neither nor the depthwise _g6 entries,
+    "balanced" keeps the rules; speed and size bit-exact. An unknown preference is refused
+    naming the choices."""
     from kiloml.codegen.armv7em import MIN_WEIGHTS_1X1
     from kiloml.codegen.c import generate_c
     from kiloml.errors import KilomlError
@@ -209,12 +210,15 @@ def test_prefer_chooses_kernels_and_weight_layouts(tmp_path):
     outs = [m.conv2d(m.input(c.pop("in_shape")), kernel=1, **c)
             for c in (dict(CONV_1X1_CASES[0]), dict(CONV_1X1_CASES[7]))]  # 16 and 516 channels
     outs.append(m.conv2d(m.input((1, 9, 9, 3)), 8, kernel=3, stride=2))   # RGB
+    outs.append(m.depthwise_conv2d(m.input((1, 5, 6, 8)), kernel=3, activation="RELU"))  # _g6
     g = m.build(outs)
     assert pipeline(g).weights_bytes() < MIN_WEIGHTS_1X1
     res = {pr: generate_c(g, "m", command="test", runtime="armv7em", prefer=pr)
            for pr in ("speed", "size", "balanced")}
     assert res["speed"].kernels.count("kml_conv2d_1x1_s8") == 2
     assert "kml_conv2d_1x1_s8" not in res["size"].kernels + res["balanced"].kernels
+    assert "kml_depthwise_conv2d_3x3_g6r_s8" in res["balanced"].kernels
+    assert not any("_g6" in k for k in res["size"].kernels)
     assert res["size"].prefer == "size"
 
     def packed_words(r):  # int32 words of the packed streams

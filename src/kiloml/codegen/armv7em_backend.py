@@ -133,12 +133,13 @@ class Armv7emBackend(PortableBackend):
                          ctx.scratch("int32_t"))]
 
     def _depthwise(self, g, node, p, ctx) -> list[str]:
-        """The 3x3 entry point the layer's geometry allows (depthwise_eligible, _g6, _w5,
-        _h, _s2; the r variants for ReLU layers); the portable kernel when none does or a
-        channel needs TFLite's general requantization."""
+        """The 3x3 entry point the layer's geometry allows (depthwise_eligible, _g6 (not with
+        prefer "size": 40 bytes per channel, not 18), _w5, _h, _s2; the r variants for ReLU
+        layers); the portable kernel when none does or a channel needs TFLite's general
+        requantization."""
         has_bias = len(node.inputs) > 2 and node.inputs[2] >= 0
         stream = None
-        g6 = depthwise_eligible(p) and depthwise_g6(p)
+        g6 = depthwise_eligible(p) and depthwise_g6(p) and self.prefer != "size"
         if depthwise_eligible(p):
             make = depthwise_stream_g6 if g6 else depthwise_stream
             stream = make(g.tensors[node.inputs[1]].data,
