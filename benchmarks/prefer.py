@@ -5,8 +5,8 @@ balanced) for the armv7em kernels.
 ``prefer`` (kiloml.codegen.c.generate_c, kiloml.targets.profile.profile_graph) decides the
 kernel choices that trade flash for speed: "speed" links kml_conv2d_1x1_s8 (straight code)
 for every 1x1 layer it fits and gives int16 weights to every layer that can take them, "size"
-neither (nor the depthwise _g6 entries: 40-byte records per channel, not 18), "balanced"
-follows armv7em.MIN_WEIGHTS_1X1 (64 KB of weights) and
+neither, nor the depthwise _g6 entries (40-byte records per channel, not 18) nor
+kml_conv2d_rgb_s8, "balanced" follows armv7em.MIN_WEIGHTS_1X1 (64 KB of weights) and
 EXTENDED_MAX_WEIGHTS (4 KB per layer). Each row is one real build run once in the emulator
 (cycles from the cycle model, every layer checked against the reference interpreter); flash
 overhead = flash - weights.

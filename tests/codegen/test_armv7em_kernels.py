@@ -198,8 +198,8 @@ def test_conv2d_1x1_not_linked_without_small_k():
 
 def test_prefer_chooses_kernels_and_weight_layouts(tmp_path):
     """``prefer``: "speed" links kml_conv2d_1x1_s8 in a model below MIN_WEIGHTS_1X1 and gives
-    every fitting layer int16 weights, "size" links neither nor the depthwise _g6 entries,
-    "balanced" keeps the rules; speed and size bit-exact. An unknown preference is refused
+    every fitting layer int16 weights, "size" links neither nor the depthwise _g6 entries nor
+    kml_conv2d_rgb_s8, "balanced" keeps the rules; speed and size bit-exact. An unknown preference is refused
     naming the choices."""
     from kiloml.codegen.armv7em import MIN_WEIGHTS_1X1
     from kiloml.codegen.c import generate_c
@@ -219,6 +219,8 @@ def test_prefer_chooses_kernels_and_weight_layouts(tmp_path):
     assert "kml_conv2d_1x1_s8" not in res["size"].kernels + res["balanced"].kernels
     assert "kml_depthwise_conv2d_3x3_g6r_s8" in res["balanced"].kernels
     assert not any("_g6" in k for k in res["size"].kernels)
+    assert "kml_conv2d_rgb_s8" in res["balanced"].kernels
+    assert "kml_conv2d_rgb_s8" not in res["size"].kernels
     assert res["size"].prefer == "size"
 
     def packed_words(r):  # int32 words of the packed streams

@@ -248,8 +248,9 @@ def conv_kernel(g, node, p, rows: np.ndarray, row_len: int, inside: bool = False
 # what a kernel choice that trades flash for speed follows (generate_c's ``prefer``):
 # "speed" takes every faster entry point a layer fits (kml_conv2d_1x1_s8 whatever the model's
 # size, int16 weights), "size" none that costs flash (no kml_conv2d_1x1_s8 straight code, int8
-# weights, the depthwise kernels' 18-byte records, not the 40-byte ones of the _g6 entries),
-# "balanced" the rules below (MIN_WEIGHTS_1X1, EXTENDED_MAX_WEIGHTS; _g6 where it fits)
+# weights, the depthwise kernels' 18-byte records, not the 40-byte ones of the _g6 entries,
+# no kml_conv2d_rgb_s8 code), "balanced" the rules below (MIN_WEIGHTS_1X1,
+# EXTENDED_MAX_WEIGHTS; _g6 and kml_conv2d_rgb_s8 where they fit)
 PREFERENCES = ("speed", "size", "balanced")
 
 SMALL_K = 32  # input channels up to which a 1x1 layer makes a model link kml_conv2d_1x1_s8

@@ -96,14 +96,14 @@ class Armv7emBackend(PortableBackend):
     # -- the ops with optimized kernels ------------------------------------------------------
 
     def _conv2d(self, g, node, p, ctx) -> list[str]:
-        """kml_conv2d_1x1_s8 (conv_1x1), kml_conv2d_rgb_s8 (conv_rgb), else the column-builder
-        kernel conv_kernel picks; the lean stream for the first two."""
+        """kml_conv2d_1x1_s8 (conv_1x1), kml_conv2d_rgb_s8 (conv_rgb; not with prefer "size"),
+        else the column-builder kernel conv_kernel picks; the lean stream for the first two."""
         ctx.use_kernel("conv")
         params = ctx.struct("kml_conv_params", "p", conv_struct_fields(p))
         w = g.tensors[node.inputs[1]].data
         if conv_1x1(g, node, p, self.prefer):
             fn = CONV_1X1
-        elif conv_rgb(g, node, p):
+        elif conv_rgb(g, node, p) and self.prefer != "size":
             fn = CONV_RGB
         else:
             fn = conv_kernel(g, node, p, conv_rows(w), w.shape[2] * w.shape[3],
