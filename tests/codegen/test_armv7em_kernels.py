@@ -35,8 +35,9 @@ pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                 reason="arm-none-eabi-gcc not installed")
 
 
-def run_armv7em(graph, inputs, workdir: Path, core: str = "cortex-m4") -> list[np.ndarray]:
-    build = build_elf(graph, core, inputs, workdir, runtime="armv7em")
+def run_armv7em(graph, inputs, workdir: Path, core: str = "cortex-m4",
+                prefer: str = "balanced") -> list[np.ndarray]:
+    build = build_elf(graph, core, inputs, workdir, runtime="armv7em", prefer=prefer)
     outs = io_specs(build.result.graph)[1]
     emu = emulate(build.elf, core, None,
                   {f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})
@@ -44,11 +45,12 @@ def run_armv7em(graph, inputs, workdir: Path, core: str = "cortex-m4") -> list[n
             .reshape(s.tensor.shape) for s in outs]
 
 
-def check(graph, workdir: Path, seed: int, core: str = "cortex-m4") -> None:
+def check(graph, workdir: Path, seed: int, core: str = "cortex-m4",
+          prefer: str = "balanced") -> None:
     rng = np.random.default_rng(seed)
     inputs = ob.random_inputs(rng, graph)
     want = Interpreter(graph).run(*inputs)
-    got = run_armv7em(graph, inputs, workdir, core)
+    got = run_armv7em(graph, inputs, workdir, core, prefer)
     assert len(got) == len(want)
     for k, (w, o) in enumerate(zip(want, got)):
         assert o.shape == w.shape and o.dtype == w.dtype
@@ -192,6 +194,46 @@ def test_conv2d_1x1_not_linked_without_small_k():
     g = pipeline(read_tflite(SHARED / "models" / "mlperf_tiny" / "kws_ref_model.tflite"))
     assert not any(conv_1x1(g, n, REGISTRY["CONV_2D"].prepare(g, n)) for n in g.nodes
                    if n.op == "CONV_2D")
+
+
+def test_prefer_chooses_kernels_and_weight_layouts(tmp_path):
+    """``prefer``: "speed" links kml_conv2d_1x1_s8 in a model below MIN_WEIGHTS_1X1 and gives
+    every fitting layer int16 weights, "size" links neither nor the depthwise _g6 entries nor
+    kml_conv2d_rgb_s8, "balanced" keeps the rules; speed and size bit-exact. An unknown preference is refused
+    naming the choices."""
+    from kiloml.codegen.armv7em import MIN_WEIGHTS_1X1
+    from kiloml.codegen.c import generate_c
+    from kiloml.errors import KilomlError
+    from kiloml.ir.passes import pipeline
+
+    m = ob.ModelBuilder(np.random.default_rng(85), "prefer")
+    outs = [m.conv2d(m.input(c.pop("in_shape")), kernel=1, **c)
+            for c in (dict(CONV_1X1_CASES[0]), dict(CONV_1X1_CASES[7]))]  # 16 and 516 channels
+    outs.append(m.conv2d(m.input((1, 9, 9, 3)), 8, kernel=3, stride=2))   # RGB
+    outs.append(m.depthwise_conv2d(m.input((1, 5, 6, 8)), kernel=3, activation="RELU"))  # _g6
+    g = m.build(outs)
+    assert pipeline(g).weights_bytes() < MIN_WEIGHTS_1X1
+    res = {pr: generate_c(g, "m", command="test", runtime="armv7em", prefer=pr)
+           for pr in ("speed", "size", "balanced")}
+    assert res["speed"].kernels.count("kml_conv2d_1x1_s8") == 2
+    assert "kml_conv2d_1x1_s8" not in res["size"].kernels + res["balanced"].kernels
+    assert "kml_depthwise_conv2d_3x3_g6r_s8" in res["balanced"].kernels
+    assert not any("_g6" in k for k in res["size"].kernels)
+    assert "kml_conv2d_rgb_s8" in res["balanced"].kernels
+    assert "kml_conv2d_rgb_s8" not in res["size"].kernels
+    assert res["size"].prefer == "size"
+
+    def packed_words(r):  # int32 words of the packed streams
+        src = r.files["m.c"]
+        return sum(len(re.findall(r"-?\d+", body)) for body in
+                   re.findall(r"_packed\[\d*\] = \{([^}]*)\}", src))
+
+    # int16 weights (speed) cost more stream words than int8 (size)
+    assert packed_words(res["speed"]) > packed_words(res["balanced"]) > packed_words(res["size"])
+    for pr in ("speed", "size"):
+        check(g, tmp_path / pr, seed=86, prefer=pr)
+    with pytest.raises(KilomlError, match="speed, size, balanced"):
+        generate_c(g, "m", runtime="armv7em", prefer="fast")
 
 
 CONV_RGB_CASES = [
@@ -360,12 +402,90 @@ FC_CASES = [
     dict(in_shape=(1, 640), units=16, activation="RELU"),
     dict(in_shape=(2, 64), units=12, keep_num_dims=True),
     dict(in_shape=(1, 1), units=16, activation="RELU"),
+    dict(in_shape=(1, 8), units=6),                       # one 8-input half: enters mid-loop
+    dict(in_shape=(1, 48), units=4, activation="RELU"),   # three halves
+    dict(in_shape=(1, 128), units=9, per_channel=True),   # whole 16-input passes, 4+4+1 units
+    dict(in_shape=(2, 21), units=7, activation="RELU6"),  # 2 rows, depth 21 padded to 24
+    dict(in_shape=(1, 5), units=5),                       # one half, a partial group of 1
 ]
 
 
 def test_fully_connected_options(tmp_path):
     check(branches(31, FC_CASES, lambda m, x, **kw: m.fully_connected(x, **kw)), tmp_path,
           seed=32)
+
+
+def test_fully_connected_stream_folds_the_input_offset():
+    """fc_stream's biases are bias + in_offset x row sum (the kernel multiplies raw inputs),
+    its weight words per input group in unit order, units padded to 4 and depth to 8."""
+    from kiloml.codegen.armv7em import fc_stream
+
+    rng = np.random.default_rng(5)
+    w = rng.integers(-127, 128, (5, 11)).astype(np.int8)
+    bias = rng.integers(-1000, 1000, 5)
+    s = fc_stream(w, bias, np.full(5, 1 << 30), np.full(5, -8), 37, -3, -128, 127)
+    d8 = 16
+    group = 4 + 4 * d8 // 4 + 5
+    assert s.size == 1 + 2 * group
+    assert s[0] == 0  # every unit on the fast requantization
+    assert list(s[1:5]) == list(bias[:4] + 37 * w[:4].astype(np.int64).sum(axis=1))
+    assert s[1 + group] == bias[4] + 37 * int(w[4].astype(np.int64).sum())
+    first = np.array(s[5:9], "<i4").view(np.int8).reshape(4, 4)  # inputs 0-3 of units 0-3
+    assert np.array_equal(first, w[:4, :4])
+    assert s[group] == 8 | 8 << 8 | 8 << 16 | 8 << 24  # right shifts 8 as bytes
+
+
+def test_fully_connected_requantization_edge_cases(tmp_path):
+    """kml_fully_connected_s8 (a model without convolutions): layers whose units need TFLite's
+    general requantization (left shift, accumulator that may reach 2^30), huge right shifts,
+    dead units and all-zero rows, a partial last group; and a layer on the fast path with a
+    dead unit, a pruned unit and a huge right shift."""
+    m = ob.ModelBuilder(np.random.default_rng(53), "fc_edges")
+    outs = [m.fully_connected(m.input((1, 24)), 14), m.fully_connected(m.input((1, 37)), 10,
+                                                                       activation="RELU"),
+            m.fully_connected(m.input((1, 40)), 12, activation="RELU6")]
+    g = m.build(outs)
+    from kiloml.codegen.armv7em import fc_stream
+    from kiloml.ir.ops.base import REGISTRY
+
+    for node in g.nodes[:2]:
+        w, b = g.tensors[node.inputs[1]], g.tensors[node.inputs[2]]
+        scale = np.array(np.broadcast_to(w.quant.scale, (w.shape[0],)), np.float32)
+        scale[1] *= 64.0          # left shift: group 0 takes the general path
+        scale[5] *= 1e-9          # tiny multiplier
+        scale[6] = 0.0            # dead unit
+        bdata = b.data.copy()
+        bdata[9] = (1 << 30) - 5  # group 2 (units 8-11, partial in the second layer)
+        wdata = w.data.copy()
+        wdata[7] = 0              # a pruned unit: constant output from its bias
+        bdata[7] = -(1 << 20) + 77
+        w.quant = type(w.quant)(scale, np.zeros(scale.size, np.int64), 0)
+        w.data, b.data = wdata, bdata
+    w, b = (g.tensors[t] for t in g.nodes[2].inputs[1:3])
+    scale = np.array(np.broadcast_to(w.quant.scale, (w.shape[0],)), np.float32)
+    scale[1], scale[2] = 0.0, scale[2] * 1e-9  # dead, huge right shift: still fast
+    wdata = w.data.copy()
+    wdata[3] = 0
+    w.quant = type(w.quant)(scale, np.zeros(scale.size, np.int64), 0)
+    w.data = wdata
+    flags = []
+    for node in g.nodes:
+        p = REGISTRY["FULLY_CONNECTED"].prepare(g, node)
+        flags.append(int(fc_stream(g.tensors[node.inputs[1]].data, g.tensors[node.inputs[2]].data,
+                                   p.mult, p.shift, p.in_offset, p.out_offset, p.act_min,
+                                   p.act_max)[0]))
+    assert flags == [1, 1, 0]
+    check(g, tmp_path, seed=54)
+
+
+@pytest.mark.parametrize("core", ["cortex-m7", "cortex-m33"])
+def test_fully_connected_other_cores(core, tmp_path):
+    """kml_fully_connected_s8 on the other DSP cores: the per-op cases and the MLPerf AD
+    autoencoder (ten FULLY_CONNECTED layers)."""
+    check(branches(31, FC_CASES, lambda m, x, **kw: m.fully_connected(x, **kw)),
+          tmp_path / "ops", seed=33, core=core)
+    check(read_tflite(SHARED / "models" / "mlperf_tiny" / "ad01_int8.tflite"), tmp_path / "ad",
+          seed=34, core=core)
 
 
 def test_fully_connected_in_conv_model(tmp_path):
@@ -450,6 +570,11 @@ POOL_CASES = [
     dict(in_shape=(1, 8, 8, 8), kind="MAX", filter_size=2, stride=2),
     dict(in_shape=(1, 7, 7, 5), kind="MAX", filter_size=3, stride=1, padding="SAME",
          activation="RELU"),
+    # four channels per word (SSUB8 / SEL), clamped to the activation in the lanes
+    dict(in_shape=(2, 9, 7, 12), kind="MAX", filter_size=3, stride=2, padding="SAME",
+         activation="RELU6"),
+    dict(in_shape=(1, 6, 10, 7), kind="MAX", filter_size=(2, 3), stride=(2, 1),
+         padding="VALID", activation="RELU_N1_TO_1"),
 ]
 
 

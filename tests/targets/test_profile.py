@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,72 @@ def test_battery_is_na_where_the_dsp_latency_is_not_measured(monkeypatch):
     assert res["pipeline"]["latency_ms"] is None and res["pipeline"]["energy_uj"] is None
     assert res["battery_days"] is None
     assert battery_days({"latency_ms": None}, load_boards()["nano33ble"], 1.0, 220.0) is None
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                    reason="arm-none-eabi-gcc not installed")
+def test_cycle_model_carries_load_pipelining_across_a_block_split(tmp_path):
+    """Unicorn ends a block at every 1 KB page boundary without a branch: eight loads in a row
+    across 0x08000400 run as two blocks, and the first load of the second block still
+    pipelines with the last of the first. The emulator's cycles equal the cost of the same
+    instructions priced as one block (plus the branch that jumps there)."""
+    import capstone
+
+    from kiloml.targets.emulator import ElfImage, emulate
+
+    (tmp_path / "t.S").write_text("""
+    .syntax unified
+    .thumb
+    .text
+    .global Reset_Handler
+    .thumb_func
+Reset_Handler:
+    ldr r1, =0x20000100
+    bl kml_profile_begin
+    b.w region
+    .thumb_func
+kml_profile_begin:
+    bx lr
+    .thumb_func
+kml_profile_end:
+    b kml_profile_end
+    .ltorg
+    .org 0x400 - 8
+region:
+    ldr r0, [r1]
+    ldr r0, [r1]
+    ldr r0, [r1]
+    ldr r0, [r1]
+    ldr r0, [r1]
+    ldr r0, [r1]
+    ldr r0, [r1]
+    ldr r0, [r1]
+    adds r0, #1
+    bl kml_profile_end
+""")
+    (tmp_path / "t.ld").write_text("""
+MEMORY { FLASH (rx) : ORIGIN = 0x08000000, LENGTH = 64K
+         RAM (rwx) : ORIGIN = 0x20000000, LENGTH = 16K }
+SECTIONS { .text : { *(.text*) } > FLASH
+           .bss : { *(.bss*) _ebss = .; } > RAM
+           _estack = ORIGIN(RAM) + LENGTH(RAM); }
+""")
+    elf = tmp_path / "t.elf"
+    subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-nostdlib", "-T",
+                    str(tmp_path / "t.ld"), str(tmp_path / "t.S"), "-o", str(elf)], check=True)
+    image = ElfImage(elf)
+    region = image.addr("region")
+    assert region == 0x08000400 - 8
+    emu = emulate(image, "cortex-m4")
+    blocks = {k for seg in emu.segments for k, n in seg.blocks.items() if n}
+    assert (region, 8) in blocks  # the split: four loads up to the page boundary
+    md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
+    with open(elf, "rb") as f:
+        from elftools.elf.elffile import ELFFile
+
+        text = ELFFile(f).get_section_by_name(".text")
+        code = text.data()[region - text["sh_addr"]:region - text["sh_addr"] + 8 * 2 + 2 + 4]
+    one_block = block_cost(list(md.disasm(code, region)), "cortex-m4").cycles
+    assert one_block == 2 + 7 * 1 + 1 + 3
+    assert emu.instructions == 1 + 10
+    assert emu.cycles == 3 + one_block  # b.w region, then the region as one block

@@ -13,6 +13,10 @@ described in ``runtime/armv7em/kml_arm.h``:
   padded to four) adds each pair's two precomputed ``kml_rq_k`` words (8 bytes per channel
   pair) and, for the 1x1 kernel, doubles the biases; small 1x1 layers (``conv_1x1_extended``)
   store their weights as int16 (at most EXTENDED_MAX_WEIGHTS extra bytes per layer).
+* ``fc_stream`` (FULLY_CONNECTED in models without convolutions, kml_fully_connected_s8):
+  groups of four units, the input offset folded into the biases, weight words interleaved per
+  group of four inputs, then the group's multipliers and shifts (5 bytes per unit over the int8
+  weights and biases, plus padding to 4 units and 8 inputs).
 * ``armv7em_dw``: the depthwise kernels' records (18 bytes per channel; 40 for the _g6 entries).
 * ``fast_params``: per-channel (bias, multiplier, right shift) of the exact SMMLAR
   requantization (``kml_rq`` in kml_arm.h); channels it cannot take (left shift, accumulator
@@ -241,6 +245,14 @@ def conv_kernel(g, node, p, rows: np.ndarray, row_len: int, inside: bool = False
     return "kml_conv2d_pairs_inside_s8" if inside else "kml_conv2d_pairs_s8"
 
 
+# what a kernel choice that trades flash for speed follows (generate_c's ``prefer``):
+# "speed" takes every faster entry point a layer fits (kml_conv2d_1x1_s8 whatever the model's
+# size, int16 weights), "size" none that costs flash (no kml_conv2d_1x1_s8 straight code, int8
+# weights, the depthwise kernels' 18-byte records, not the 40-byte ones of the _g6 entries,
+# no kml_conv2d_rgb_s8 code), "balanced" the rules below (MIN_WEIGHTS_1X1,
+# EXTENDED_MAX_WEIGHTS; _g6 and kml_conv2d_rgb_s8 where they fit)
+PREFERENCES = ("speed", "size", "balanced")
+
 SMALL_K = 32  # input channels up to which a 1x1 layer makes a model link kml_conv2d_1x1_s8
 # ... if the model has at least this many bytes of weights: the kernel's straight-line code
 # (about 15 KB) then adds at most a quarter to the flash. Measured on the Cortex-M4: VWW
@@ -265,7 +277,7 @@ def _conv_1x1_fits(g, node, p) -> bool:
     return conv_kernel(g, node, p, rows, p.in_c) != "kml_conv2d_s8"
 
 
-def conv_1x1(g, node, p) -> bool:
+def conv_1x1(g, node, p, prefer: str = "balanced") -> bool:
     """Whether the CONV_2D node takes ``kml_conv2d_1x1_s8`` (one asm loop over the whole
     layer, doubled columns, the lean stream). Its gain is the per pixel-pair and per channel-pair
     overhead, which weighs most when K is small, and its code costs flash; so a model links it
@@ -273,11 +285,14 @@ def conv_1x1(g, node, p) -> bool:
     SMALL_K input channels, and then every 1x1 layer whose
     output channels are at least half its input channels takes it (the doubled columns cost
     per pixel pair what they save per channel pair: 2 out_c >= in_c). KWS-like models (1x1
-    layers of 64 channels) keep kml_conv2d_pairs_inside_s8."""
+    layers of 64 channels) keep kml_conv2d_pairs_inside_s8. ``prefer`` (PREFERENCES): "speed"
+    drops the two model conditions, "size" never takes the kernel."""
     from kiloml.ir.ops.base import REGISTRY
 
-    if not (_conv_1x1_fits(g, node, p) and 2 * p.out_c >= p.in_c):
+    if prefer == "size" or not (_conv_1x1_fits(g, node, p) and 2 * p.out_c >= p.in_c):
         return False
+    if prefer == "speed":
+        return True
     if g.weights_bytes() < MIN_WEIGHTS_1X1:
         return False
     for other in g.nodes:
@@ -306,23 +321,24 @@ def conv_rgb(g, node, p) -> bool:
 EXTENDED_MAX_WEIGHTS = 4096  # int16 weights cost this many extra flash bytes at most per layer
 
 
-def conv_1x1_extended(p) -> bool:
+def conv_1x1_extended(p, prefer: str = "balanced") -> bool:
     """Whether a layer that takes kml_conv2d_1x1_s8 (conv_1x1) gets int16 weights
     (matrix_stream's extended form): 2, 4 or 8 groups (K <= 32), out_c a multiple of 4, and at
-    most EXTENDED_MAX_WEIGHTS weights (the flash they add). Its groups then cost 13 cycles,
-    not 16."""
+    most EXTENDED_MAX_WEIGHTS weights (the flash they add; any count with ``prefer`` "speed",
+    never with "size"). Its groups then cost 13 cycles, not 16."""
     groups = (p.in_c + 7) // 8 * 2
-    return (groups in (2, 4, 8) and p.out_c % 4 == 0
-            and p.out_c * 4 * groups <= EXTENDED_MAX_WEIGHTS)
+    return (prefer != "size" and groups in (2, 4, 8) and p.out_c % 4 == 0
+            and (prefer == "speed" or p.out_c * 4 * groups <= EXTENDED_MAX_WEIGHTS))
 
 
-def conv_rgb_extended(p) -> bool:
+def conv_rgb_extended(p, prefer: str = "balanced") -> bool:
     """Whether a layer that takes kml_conv2d_rgb_s8 (conv_rgb) gets int16 weights: window
     rows of one or two whole groups (4 or 7 groups in all) and at most EXTENDED_MAX_WEIGHTS
-    weights."""
+    weights (any count with ``prefer`` "speed", never with "size")."""
     row = p.k_w * p.in_c
     groups = (3 * row + 3) // 4
-    return row // 4 in (1, 2) and p.out_c * 4 * groups <= EXTENDED_MAX_WEIGHTS
+    return (prefer != "size" and row // 4 in (1, 2)
+            and (prefer == "speed" or p.out_c * 4 * groups <= EXTENDED_MAX_WEIGHTS))
 
 
 def windows_inside(p) -> bool:
@@ -390,3 +406,50 @@ def add_table(conv_offset: int, res_offset: int, left_shift: int, conv_mult: int
         scaled = (_smmlar(x2, b_m, 1 << (b_r - 1)) - (1 if x2 < 0 else 0)) >> b_r
         tab[1 + (v & 0xFF)] = _signed32(2 * _signed32((a_off << (left_shift - 1)) + scaled))
     return tab
+
+
+def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: np.ndarray,
+              in_offset: int, out_offset: int, act_min: int, act_max: int) -> np.ndarray:
+    """The ``packed`` argument of kml_fully_connected_s8 (runtime/armv7em/kml_fully_connected.c)
+    for int8 weights ``w`` [units, depth], as int32 words.
+
+    Word 0 is 0 when every unit takes the fast requantization (``fast_params``: the shifts are
+    kml_rq's right shifts, k is computed from them), 1 when some unit does not (the whole layer
+    then takes TFLite's: its multipliers and shifts). Units are padded to a multiple of 4 with
+    zero rows, depth to a multiple of 8 with zero weights. Per group of four units: the four
+    biases with the input offset folded in (bias + in_offset x the sum of the unit's weights:
+    the kernel multiplies the raw inputs); per group of four inputs the four units' weight
+    words (four int8 weights, natural order); the four multipliers; a word of the four shifts
+    as bytes (unit 0 in bits 0-7). Flash: 4 bytes per unit over the int8 weights and biases
+    (+1 per unit, + padding). The fold is exact modulo 2^32 and the accumulator's true value
+    is unchanged, so the bound checks of ``fast_params`` hold."""
+    units, depth = w.shape
+    u4, d8 = (units + 3) // 4 * 4, (depth + 7) // 8 * 8
+    rows = np.zeros((u4, d8), np.int64)
+    rows[:units, :depth] = w
+    b = np.zeros(u4, np.int64)
+    if bias is not None:
+        b[:units] = np.asarray(bias, np.int64)
+    m0 = np.zeros(u4, np.int64)
+    m0[:units] = np.broadcast_to(np.asarray(mult, np.int64), (units,))
+    s0 = np.zeros(u4, np.int64)
+    s0[:units] = np.broadcast_to(np.asarray(shift, np.int64), (units,))
+    fb, fm, fr, ok = fast_params(m0, s0, np.abs(rows).sum(axis=1), b, in_offset, out_offset,
+                                 act_min, act_max)
+    fast = bool(np.all(ok))
+    sums = in_offset * rows.sum(axis=1)
+    bias_f, mult_f, shift_f = (np.asarray(fb, np.int64) + sums, fm, fr) if fast else \
+        (b + sums, m0, s0)
+    wwords = words(rows.astype(np.int8).reshape(-1)).reshape(u4, d8 // 4)
+    out = [np.array([0 if fast else 1], np.int64)]
+    for g in range(0, u4, 4):
+        sl = slice(g, g + 4)
+        out += [bias_f[sl], wwords[sl].T.reshape(-1), mult_f[sl],  # input group, then unit
+                np.array([sum(_byte(int(r)) << (8 * j) for j, r in enumerate(shift_f[sl]))],
+                         np.int64)]
+    return np.array([_signed32(int(v)) for v in np.concatenate(out)], np.int64)
+
+
+def fc_scratch_bytes(depth: int) -> int:
+    """Scratch of kml_fully_connected_s8: one input row as int16, padded to 8 values."""
+    return 2 * ((depth + 7) // 8 * 8)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kiloml.codegen.armv7em import (add_table, column_bytes, conv_1x1, conv_1x1_extended,
-                                    conv_kernel, conv_rgb, conv_rgb_extended, conv_rows,
-                                    matrix_args, pad_image_bytes, windows_inside)
+from kiloml.codegen.armv7em import (_bias, add_table, column_bytes, conv_1x1,
+                                    conv_1x1_extended, conv_kernel, conv_rgb, conv_rgb_extended,
+                                    conv_rows, fc_scratch_bytes, fc_stream, matrix_args,
+                                    pad_image_bytes, windows_inside)
 from kiloml.codegen.armv7em_dw import (depthwise_eligible, depthwise_g6, depthwise_h,
                                        depthwise_scratch, depthwise_stream,
                                        depthwise_stream_g6, depthwise_w5)
@@ -57,6 +58,9 @@ class Armv7emBackend(PortableBackend):
     name = "armv7em"
     directory = "armv7em"
 
+    def __init__(self, prefer: str = "balanced") -> None:
+        self.prefer = prefer  # armv7em.PREFERENCES: which flash-for-speed choices to make
+
     def scratch_bytes(self, g: Graph, node: Node) -> int:
         if node.op == "CONV_2D":
             w = g.tensors[node.inputs[1]]
@@ -71,8 +75,9 @@ class Armv7emBackend(PortableBackend):
         if node.op == "DEPTHWISE_CONV_2D":
             p = REGISTRY["DEPTHWISE_CONV_2D"].prepare(g, node)
             return depthwise_scratch(p) if depthwise_eligible(p) else 0
-        if node.op == "FULLY_CONNECTED" and _has_conv(g):
-            return column_bytes(g.tensors[node.inputs[1]].shape[1])
+        if node.op == "FULLY_CONNECTED":
+            depth = g.tensors[node.inputs[1]].shape[1]
+            return column_bytes(depth) if _has_conv(g) else fc_scratch_bytes(depth)
         return 0
 
     def emit(self, g: Graph, node: Node, params: Any, ctx: "EmitContext") -> list[str]:
@@ -91,14 +96,14 @@ class Armv7emBackend(PortableBackend):
     # -- the ops with optimized kernels ------------------------------------------------------
 
     def _conv2d(self, g, node, p, ctx) -> list[str]:
-        """kml_conv2d_1x1_s8 (conv_1x1), kml_conv2d_rgb_s8 (conv_rgb), else the column-builder
-        kernel conv_kernel picks; the lean stream for the first two."""
+        """kml_conv2d_1x1_s8 (conv_1x1), kml_conv2d_rgb_s8 (conv_rgb; not with prefer "size"),
+        else the column-builder kernel conv_kernel picks; the lean stream for the first two."""
         ctx.use_kernel("conv")
         params = ctx.struct("kml_conv_params", "p", conv_struct_fields(p))
         w = g.tensors[node.inputs[1]].data
-        if conv_1x1(g, node, p):
+        if conv_1x1(g, node, p, self.prefer):
             fn = CONV_1X1
-        elif conv_rgb(g, node, p):
+        elif conv_rgb(g, node, p) and self.prefer != "size":
             fn = CONV_RGB
         else:
             fn = conv_kernel(g, node, p, conv_rows(w), w.shape[2] * w.shape[3],
@@ -106,8 +111,8 @@ class Armv7emBackend(PortableBackend):
         rgb, one = fn == CONV_RGB, fn == CONV_1X1
         packed = matrix_args(ctx, g, node, p, conv_rows(w), lean=rgb or one,
                              multiple=4 if rgb else 8, doubled=not rgb,
-                             extended=(one and conv_1x1_extended(p))
-                             or (rgb and conv_rgb_extended(p)))
+                             extended=(one and conv_1x1_extended(p, self.prefer))
+                             or (rgb and conv_rgb_extended(p, self.prefer)))
         return [ctx.call(fn, f"&{params}", ctx.ptr(node.inputs[0]), "0", "0", "0", "0",
                          ctx.ptr(node.outputs[0]), packed, ctx.scratch("int32_t"))]
 
@@ -128,12 +133,13 @@ class Armv7emBackend(PortableBackend):
                          ctx.scratch("int32_t"))]
 
     def _depthwise(self, g, node, p, ctx) -> list[str]:
-        """The 3x3 entry point the layer's geometry allows (depthwise_eligible, _g6, _w5,
-        _h, _s2; the r variants for ReLU layers); the portable kernel when none does or a
-        channel needs TFLite's general requantization."""
+        """The 3x3 entry point the layer's geometry allows (depthwise_eligible, _g6 (not with
+        prefer "size": 40 bytes per channel, not 18), _w5, _h, _s2; the r variants for ReLU
+        layers); the portable kernel when none does or a channel needs TFLite's general
+        requantization."""
         has_bias = len(node.inputs) > 2 and node.inputs[2] >= 0
         stream = None
-        g6 = depthwise_eligible(p) and depthwise_g6(p)
+        g6 = depthwise_eligible(p) and depthwise_g6(p) and self.prefer != "size"
         if depthwise_eligible(p):
             make = depthwise_stream_g6 if g6 else depthwise_stream
             stream = make(g.tensors[node.inputs[1]].data,
@@ -158,7 +164,8 @@ class Armv7emBackend(PortableBackend):
     def _fully_connected(self, g, node, p, ctx) -> list[str]:
         """In a model that links the convolution kernels anyway: a 1x1 convolution over a
         1 x batches image (same memory layout), no FULLY_CONNECTED code; else
-        kml_fully_connected_s8 with the matrix stream (units padded to an even count)."""
+        kml_fully_connected_s8 (four units per pass over the input, widened once to int16 in
+        the scratch) with fc_stream's packed weights."""
         x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
         w = g.tensors[node.inputs[1]].data
         if _has_conv(g):
@@ -175,6 +182,8 @@ class Armv7emBackend(PortableBackend):
                              ctx.scratch("int32_t"))]
         ctx.use_kernel("fully_connected")
         params = ctx.struct("kml_fc_params", "p", fc_struct_fields(p))
-        packed = matrix_args(ctx, g, node, p, w, even=True)
+        packed = ctx.array("packed", "int32_t", fc_stream(
+            w, _bias(g, node), p.mult, p.shift, p.in_offset, p.out_offset, p.act_min,
+            p.act_max))
         return [ctx.call("kml_fully_connected_s8", f"&{params}", x, "0", "0", "0", "0", y,
-                         packed, "0")]
+                         packed, ctx.scratch("int32_t"))]

@@ -44,9 +44,18 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (PortableBackend(), Armv7emBa
                                                     Armv6mBackend())}
 
 
-def get_backend(runtime: str) -> Backend:
-    """The backend of ``runtime``; an unknown name is a ``KilomlError`` naming the choices."""
+def get_backend(runtime: str, prefer: str = "balanced") -> Backend:
+    """The backend of ``runtime``, making the flash-for-speed choices ``prefer`` asks for
+    (``armv7em.PREFERENCES``; only the armv7em kernels have such choices); an unknown name is
+    a ``KilomlError`` naming the choices."""
+    from kiloml.codegen.armv7em import PREFERENCES
+
     if runtime not in BACKENDS:
         raise KilomlError(f"unknown kernel runtime {runtime!r} (choose from "
                           f"{', '.join(BACKENDS)})")
+    if prefer not in PREFERENCES:
+        raise KilomlError(f"unknown preference {prefer!r} (choose from "
+                          f"{', '.join(PREFERENCES)})")
+    if runtime == "armv7em" and prefer != "balanced":
+        return Armv7emBackend(prefer)
     return BACKENDS[runtime]

@@ -203,6 +203,7 @@ class CompileResult:
     kernels: list[str] = field(default_factory=list)
     runtime: str = RUNTIME
     slot: Optional[SlotLayout] = None
+    prefer: str = "balanced"
 
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write every file; on failure nothing half-written is left behind."""
@@ -227,14 +228,17 @@ class CompileResult:
 
 
 def generate_c(graph: Graph, prefix: str = "model", command: str = "kiloml compile",
-               inplace: bool = True, runtime: str = RUNTIME, slot: bool = False) -> CompileResult:
+               inplace: bool = True, runtime: str = RUNTIME, slot: bool = False,
+               prefer: str = "balanced") -> CompileResult:
     """Lower the graph through the pass pipeline, plan memory and emit C sources with the
     kernels of ``runtime`` (``kiloml.codegen.backend.BACKENDS``). ``slot``: the model's data
     (``SlotLayout``) is not compiled in: the code reads it from a payload the firmware hands
-    to ``<prefix>_use_slot`` (a model slot in flash), and ``CompileResult.slot`` holds it."""
+    to ``<prefix>_use_slot`` (a model slot in flash), and ``CompileResult.slot`` holds it.
+    ``prefer``: speed, size or balanced, the kernel choices that trade flash for speed
+    (``armv7em.PREFERENCES``); ``CompileResult.kernels`` reports each node's choice."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", prefix):
         raise KilomlError(f"--prefix {prefix!r} is not a C identifier")
-    backend = get_backend(runtime)
+    backend = get_backend(runtime, prefer)
     g = pipeline(graph)
     scratch = {n: backend.scratch_bytes(g, node) for n, node in enumerate(g.nodes)}
     plan = plan_memory(g, inplace=inplace, scratch=scratch)
@@ -280,7 +284,7 @@ def generate_c(graph: Graph, prefix: str = "model", command: str = "kiloml compi
     files = {f"{P}.h": header, f"{P}.c": source}
     files.update(_runtime_files(ctx.modules, set(ctx.kernels.values()), backend))
     kernels = [ctx.kernels.get(n, "") for n in range(len(g.nodes))]
-    return CompileResult(files, plan, g, P, kernels, backend.name, ctx.slot)
+    return CompileResult(files, plan, g, P, kernels, backend.name, ctx.slot, prefer)
 
 
 def abi_hash(result: CompileResult) -> bytes:

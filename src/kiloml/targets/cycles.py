@@ -18,6 +18,12 @@ state or bus contention modelled (zero-wait-state memory, as with ART/TCM at ful
 
 Conditional branches: a block's final conditional branch is counted taken when it jumps
 backwards (loops) and not taken when it jumps forwards; unconditional branches are taken.
+
+Load/store pipelining across blocks: the emulator's blocks also end without a branch (Unicorn
+ends a translation block at every 1 KB page boundary and after 512 instructions, so long
+straight-line kernels are split). A block that ends with a load or store falls through to the
+next address; when the block there starts with a load or store, that first access pipelines
+as it would inside one block (``carried``).
 """
 
 from __future__ import annotations
@@ -86,6 +92,7 @@ class BlockCost:
     cycles: float
     classes: dict[str, int]
     macs_simd: int  # dual-MAC instructions (SMLAD family): 2 MACs each
+    ends_ls: bool = False  # last instruction a load/store (no branch: falls through)
 
 
 def block_cost(insns: list, core: str) -> BlockCost:
@@ -130,7 +137,42 @@ def block_cost(insns: list, core: str) -> BlockCost:
         if m in ("smlad", "smladx", "smuad", "smlsd", "smusd", "smlald", "smlaldx"):
             simd += 1
         prev_ls = cls in ("load", "store") or m in ("vldr", "vstr")
-    return BlockCost(len(insns), cycles, classes, simd)
+    ends_ls = bool(insns) and prev_ls and not _writes_pc(insns[-1])
+    return BlockCost(len(insns), cycles, classes, simd, ends_ls)
+
+
+def _writes_pc(ins) -> bool:
+    """A load into PC (a branch)."""
+    return "pc" in ins.op_str.split(",")[0]
+
+
+def first_ls_saving(ins, core: str) -> float:
+    """Cycles ``block_cost`` charged a block's first instruction ``ins`` beyond its cost right
+    after a load/store: load - pipelined for a load/store (VLDR/VSTR), else 0."""
+    t = TABLES[core]
+    cls = classify(ins.mnemonic, ins.op_str)
+    m = ins.mnemonic.lower().split(".")[0]
+    if cls in ("load", "store"):
+        return t[cls] - t["pipelined_ls"]
+    if m in ("vldr", "vstr"):
+        return t["load"] - t["pipelined_ls"]
+    return 0.0
+
+
+def carried(blocks: dict[tuple[int, int], int], costs: dict[tuple[int, int], BlockCost],
+            first_insn, core: str) -> float:
+    """Cycles to subtract from the sum of ``blocks``' costs (tally per (address, size)) for
+    load/store pipelining carried across block splits: every execution of a block that ends
+    with a load/store is followed by the instruction at address + size (``first_insn``:
+    address -> capstone instruction, or None), whose first-access cost ``first_ls_saving``
+    then does not apply."""
+    saved = 0.0
+    for (addr, size), n in blocks.items():
+        if n and costs[(addr, size)].ends_ls:
+            ins = first_insn(addr + size)
+            if ins is not None:
+                saved += n * first_ls_saving(ins, core)
+    return saved
 
 
 def _fp_words(op_str: str) -> int:

@@ -21,7 +21,7 @@ from unicorn import arm_const
 
 from kiloml.errors import ToolchainError
 from kiloml.targets import vfp_double
-from kiloml.targets.cycles import block_cost
+from kiloml.targets.cycles import block_cost, carried
 
 CPU_MODELS = {
     "cortex-m0plus": arm_const.UC_CPU_ARM_CORTEX_M0,
@@ -162,6 +162,10 @@ def emulate(image: ElfImage, core: str, kernel_entries: list[str] | None = None,
     md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
     cache = {}
     total_i, total_c = 0, 0.0
+
+    def first_insn(addr: int):
+        return next(md.disasm(bytes(uc.mem_read(addr, 4)), addr, 1), None)
+
     for seg in segments[1:]:
         for (addr, size), n in seg.blocks.items():
             if n == 0:
@@ -175,6 +179,7 @@ def emulate(image: ElfImage, core: str, kernel_entries: list[str] | None = None,
             seg.simd_macs += 2 * bc.macs_simd * n
             for k, v in bc.classes.items():
                 seg.classes[k] = seg.classes.get(k, 0) + v * n
+        seg.cycles -= carried(seg.blocks, cache, first_insn, core)
         total_i += seg.instructions
         total_c += seg.cycles
     stack = bytes(uc.mem_read(ebss, estack - ebss))

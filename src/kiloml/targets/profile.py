@@ -71,9 +71,9 @@ class Build:
 
 
 def build_elf(g: Graph, core: str, inputs: list[np.ndarray], workdir: Path,
-              runtime: str | None = None, opt: str = "-O2") -> Build:
+              runtime: str | None = None, opt: str = "-O2", prefer: str = "balanced") -> Build:
     runtime = runtime or default_runtime(core)
-    res = generate_c(g, "model", command="kiloml profile", runtime=runtime)
+    res = generate_c(g, "model", command="kiloml profile", runtime=runtime, prefer=prefer)
     res.write(workdir)
     (workdir / "profile_main.c").write_text(harness_source(res, inputs))
     elf = harness.build_elf(workdir, PROFILE_FLAGS[core], "model.elf", opt)
@@ -103,7 +103,7 @@ def _kernel_calls(res: CompileResult) -> list[tuple[int, str]]:
 
 
 def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int = 0,
-                  workdir: str | Path | None = None) -> dict:
+                  workdir: str | Path | None = None, prefer: str = "balanced") -> dict:
     boards = load_boards()
     if board_id not in boards:
         raise KilomlError(f"unknown board {board_id!r} (known: {', '.join(sorted(boards))})")
@@ -127,7 +127,7 @@ def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int
     wd = Path(workdir or tmp.name)
     wd.mkdir(parents=True, exist_ok=True)
     try:
-        b = build_elf(g, core, inputs, wd, runtime)
+        b = build_elf(g, core, inputs, wd, runtime, prefer=prefer)
         calls = _kernel_calls(b.result)
         ins, outs = io_specs(b.result.graph)
         snap = _layer_snapshots(b, calls)
@@ -150,6 +150,7 @@ def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int
     latency_ms = emu.cycles / clock * 1e3
     out.update({
         "runtime": b.runtime,
+        "prefer": prefer,
         "flash_bytes": flash,
         "ram_bytes": ram,
         "arena_bytes": b.result.plan.arena_bytes,

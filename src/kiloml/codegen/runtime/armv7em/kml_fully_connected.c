@@ -1,90 +1,155 @@
-/* kiloml runtime (armv7em): FULLY_CONNECTED with dual 16-bit MACs.
+/* kiloml runtime (armv7em): FULLY_CONNECTED, four output units per pass over the input.
  *
- * Two output units at a time; per group of four inputs: one load of four int8 inputs split
- * into int16 lanes (0, 2) and (1, 3) with the offset added (SXTAB16), one LDRD of the two
- * units' weight words, 4 SXTB16 and 4 SMLAD. The input is read in place (no scratch: a
- * converted copy would cost as much RAM as the input and is reused only units / 2 times); the
- * last partial group comes from a small zero-padded copy on the stack. ``packed`` is the
- * matrix stream of kiloml/codegen/armv7em.py (as CONV_2D's, rows padded to a multiple of 8,
- * units padded to an even count); ``weights``, ``bias``, ``mult`` and ``shift`` are then 0.
+ * Each input row is widened once to int16 in ``scratch`` (SXTB16: per group of four inputs
+ * the words (x0, x2) and (x1, x3), zero padded to a multiple of 8 inputs); the input offset is
+ * not added: the code generator folds in_offset x (sum of the unit's weights) into the bias
+ * (armv7em.py, fc_stream). Then per group of four units one asm loop over the row: per four
+ * inputs one LDRD of the input pair and two LDRD of the four units' weight words back to back
+ * (14 registers in all), 8 SXTB16 and 8 SMLAD (16 MACs), unrolled four times (entered in the
+ * middle for an odd number of 8-input halves); the four accumulators are requantized in asm
+ * (kml_rq with its k computed from the shift, and the activation clamp), or in C by TFLite's
+ * general path in layers that need it.
+ *
+ * ``packed`` (fc_stream): a flag word (1: the layer takes TFLite's requantization, the shifts
+ * are TFLite's), then per group of four units (units padded to a multiple of 4 with zero
+ * rows): 4 biases (offset folded in); per group of four inputs the four units' weight words
+ * (int8, natural order); 4 multipliers; a word of the four shifts (bytes, unit 0 lowest).
+ * ``weights``, ``bias``, ``mult`` and ``shift`` are then 0; ``scratch`` holds 2 x depth
+ * (rounded up to 8) bytes.
  */
 #include "kml_fully_connected.h"
 
 #include "kml_arm.h"
 
-/* One group of four inputs (at x) for 2 units. */
-static inline void fc_mac(const int32_t **w, const int8_t *x, int32_t off2, int32_t *a0,
-                          int32_t *a1)
+/* Four inputs (the int16 words x0, x1) for unit A of weight word W. */
+#define FC_UNIT(A, W)                                                                        \
+    "sxtb16 %[t], %[" W "]\n\t"                                                              \
+    "smlad %[" A "], %[x0], %[t], %[" A "]\n\t"                                              \
+    "sxtb16 %[" W "], %[" W "], ror #8\n\t"                                                  \
+    "smlad %[" A "], %[x1], %[" W "], %[" A "]\n\t"
+
+/* Four inputs for the four units: the three loads back to back (they pipeline). */
+#define FC_STEP                                                                              \
+    "ldrd %[x0], %[x1], [%[px]], #8\n\t"                                                     \
+    "ldrd %[w0], %[w1], [%[pw]], #8\n\t"                                                     \
+    "ldrd %[w2], %[w3], [%[pw]], #8\n\t"                                                     \
+    FC_UNIT("a0", "w0") FC_UNIT("a1", "w1") FC_UNIT("a2", "w2") FC_UNIT("a3", "w3")
+
+/* Widen ``n`` int8 inputs to the scratch's int16 words, zero padded to ``n8`` inputs. */
+static KML_SMALL void fc_widen(const int8_t *x, int32_t n, int32_t n8, int32_t *s)
 {
-    int32_t w0, w1, xv, xo, wo;
-    const int32_t *pw = *w;
-    __asm__("ldr %[xv], [%[x]]\n\t"
-            "ldrd %[w0], %[w1], [%[pw]], #8\n\t"
-            "sxtab16 %[xo], %[o2], %[xv], ror #8\n\t"
-            "sxtab16 %[xv], %[o2], %[xv]\n\t"
-            "sxtb16 %[wo], %[w0], ror #8\n\t"
-            "sxtb16 %[w0], %[w0]\n\t"
-            "smlad %[a0], %[xv], %[w0], %[a0]\n\t"
-            "smlad %[a0], %[xo], %[wo], %[a0]\n\t"
-            "sxtb16 %[wo], %[w1], ror #8\n\t"
-            "sxtb16 %[w1], %[w1]\n\t"
-            "smlad %[a1], %[xv], %[w1], %[a1]\n\t"
-            "smlad %[a1], %[xo], %[wo], %[a1]"
-            : [w0] "=&r"(w0), [w1] "=&r"(w1), [xv] "=&r"(xv), [xo] "=&r"(xo), [wo] "=&r"(wo),
-              [pw] "+r"(pw), [a0] "+r"(*a0), [a1] "+r"(*a1)
-            : [x] "r"(x), [o2] "r"(off2), "m"(*(const int32_t(*)[2])pw),
-              "m"(*(const int8_t(*)[4])x));
-    *w = pw;
+    int32_t i;
+    for (i = 0; i + 4 <= n; i += 4, s += 2) {
+        const int32_t v = kml_ld32(x + i);
+        s[0] = __sxtb16(v);
+        s[1] = kml_sxtb16_ror8(v);
+    }
+    for (; i < n8; i += 4, s += 2) {
+        int8_t tail[4] = {0, 0, 0, 0};
+        int32_t j, v;
+        for (j = 0; j < 4 && i + j < n; ++j) {
+            tail[j] = x[i + j];
+        }
+        v = kml_ld32(tail);
+        s[0] = __sxtb16(v);
+        s[1] = kml_sxtb16_ror8(v);
+    }
 }
+
+/* The general path for one group (TFLite's requantization when ``generic``, or fewer than
+ * four units left): multipliers at w[0..3], the shift bytes in w[4]. */
+static KML_SMALL __attribute__((noinline)) void fc_group_out(const kml_fc_params *p,
+                                                             const int32_t *acc,
+                                                             const int32_t *w, int8_t *out,
+                                                             int32_t n, int32_t generic)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const int32_t r = (int8_t)(w[4] >> (8 * i));
+        const int32_t o = generic ? kml_mbqm(acc[i], w[i], r) + p->out_offset
+                                  : kml_rq(acc[i], w[i], r, kml_rq_k(2 * p->out_offset + 1, r));
+        out[i] = kml_clamp8(o, p->act_min, p->act_max);
+    }
+}
+
+/* kml_rq of accumulator A with multiplier M, unit I of the group (right shift in byte I of
+ * sw, kml_rq_k from c2 = 2 out_offset + 1), clamped to [lo, hi] and stored to out[I]. */
+#define FC_RQ(A, M, I)                                                                       \
+    "ubfx %[r], %[sw], #" #I " * 8, #8\n\t"                                                   \
+    "lsl %[k], %[c2], %[r]\n\t"                                                              \
+    "asr %[k], %[k], #1\n\t"                                                                 \
+    "lsl %[t], %[" A "], #1\n\t"                                                             \
+    "smmlar %[t], %[t], %[" M "], %[k]\n\t"                                                  \
+    "sub %[t], %[t], %[" A "], lsr #31\n\t"                                                  \
+    "asr %[t], %[t], %[r]\n\t"                                                               \
+    "cmp %[t], %[lo]\n\t"                                                                    \
+    "it lt\n\t"                                                                              \
+    "movlt %[t], %[lo]\n\t"                                                                  \
+    "cmp %[t], %[hi]\n\t"                                                                    \
+    "it gt\n\t"                                                                              \
+    "movgt %[t], %[hi]\n\t"                                                                  \
+    "strb %[t], [%[out], #" #I "]\n\t"
+
+/* Units I0 and I0 + 1 (accumulators A0, A1): one LDRD of their multipliers. */
+#define FC_RQ2(A0, A1, I0, I1)                                                               \
+    __asm__ volatile("ldrd %[m0], %[m1], [%[w], #" #I0 " * 4]\n\t"                          \
+                     FC_RQ("a0", "m0", I0) FC_RQ("a1", "m1", I1)                             \
+                     : [m0] "=&r"(m0), [m1] "=&r"(m1), [k] "=&r"(k), [r] "=&r"(r),           \
+                       [t] "=&r"(t)                                                          \
+                     : [a0] "r"(A0), [a1] "r"(A1), [w] "r"(w), [out] "r"(o),                 \
+                       [sw] "r"(sw), [c2] "r"(c2), [lo] "r"(lo), [hi] "r"(hi)                \
+                     : "cc", "memory")
 
 void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const int8_t *weights,
                             const int32_t *bias, const int32_t *mult, const int32_t *shift,
                             int8_t *output, const int32_t *packed, int32_t *scratch)
 {
-    const int32_t groups = ((p->depth + 7) >> 3) * 2; /* per weight row, zero padded */
-    const int32_t whole = p->depth >> 2;                /* groups read from the input */
-    const int32_t off2 = kml_pair16(p->in_offset);
-    const int32_t c2 = 2 * p->out_offset + 1;
+    const int32_t n8 = (p->depth + 7) & ~7;
+    const int32_t units = p->units, lo = p->act_min, hi = p->act_max;
+    const int32_t c2 = 2 * p->out_offset + 1, generic = packed[0];
+    const int32_t *const end = scratch + n8 / 2;
     int32_t b;
     (void)weights;
     (void)bias;
     (void)mult;
     (void)shift;
-    (void)scratch;
     for (b = 0; b < p->batches; ++b) {
-        const int8_t *x0 = input + (size_t)b * (size_t)p->depth;
-        const int8_t *x_end = x0 + 4 * whole;
-        int8_t *out = output + (size_t)b * (size_t)p->units;
-        const int32_t *w = packed + 1; /* past the stream's generic flag */
-        int8_t tail[8]; /* the last partial group(s), zero point padded (0 with the offset) */
-        int32_t u, i;
-        for (i = 0; i < 4 * (groups - whole); ++i) {
-            tail[i] = 4 * whole + i < p->depth ? x_end[i] : (int8_t)(-p->in_offset);
-        }
-        for (u = 0; u < p->units; u += 2) {
-            int32_t a0 = w[0], a1 = w[1], m0, m1, rs, o;
-            const int8_t *x;
-            w += 2;
-            for (x = x0; x < x_end; x += 4) {
-                fc_mac(&w, x, off2, &a0, &a1);
+        int8_t *out = output + (size_t)b * (size_t)units;
+        const int32_t *w = packed + 1; /* past the layer's flag */
+        int8_t *o;
+        int8_t *const o_end = out + units;
+        fc_widen(input + (size_t)b * (size_t)p->depth, p->depth, n8, scratch);
+        for (o = out; o < o_end; o += 4) {
+            int32_t a0 = w[0], a1 = w[1], a2 = w[2], a3 = w[3];
+            int32_t x0, x1, w0, w1, w2, w3, t;
+            const int32_t *px = scratch;
+            const int32_t *pw = w + 4;
+            /* 4 steps (16 inputs) per iteration; an odd number of 8-input halves enters at
+             * the second half (bit 4 of the scratch's byte length) */
+            __asm__ volatile("sub %[t], %[end], %[px]\n\t"
+                             "tst %[t], #16\n\t"
+                             "bne 2f\n"
+                             "1:\n\t" FC_STEP FC_STEP
+                             "2:\n\t" FC_STEP FC_STEP
+                             "cmp %[px], %[end]\n\t"
+                             "bne 1b"
+                             : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
+                               [x0] "=&r"(x0), [x1] "=&r"(x1), [w0] "=&r"(w0), [w1] "=&r"(w1),
+                               [w2] "=&r"(w2), [w3] "=&r"(w3), [t] "=&r"(t), [px] "+r"(px),
+                               [pw] "+r"(pw)
+                             : [end] "r"(end)
+                             : "cc", "memory");
+            w = pw; /* 4 multipliers, the shift bytes */
+            if (!generic && o_end - o >= 4) {
+                const int32_t sw = w[4];
+                int32_t m0, m1, k, r;
+                FC_RQ2(a0, a1, 0, 1);
+                FC_RQ2(a2, a3, 2, 3);
+            } else {
+                const int32_t acc[4] = {a0, a1, a2, a3};
+                fc_group_out(p, acc, w, o, o_end - o < 4 ? (int32_t)(o_end - o) : 4, generic);
             }
-            for (i = 0; i < groups - whole; ++i) {
-                fc_mac(&w, tail + 4 * i, off2, &a0, &a1);
-            }
-            m0 = w[0];
-            m1 = w[1];
-            rs = w[2];
-            w += 3;
-            for (i = 0; i < 2 && u + i < p->units; ++i) {
-                const int32_t acc = i == 0 ? a0 : a1, m = i == 0 ? m0 : m1;
-                if ((rs & KML_GENERIC_PAIR) == 0) {
-                    const int32_t r = (rs >> (8 * i)) & 0xFF;
-                    o = kml_rq(acc, m, r, kml_rq_k(c2, r));
-                } else {
-                    o = kml_mbqm(acc, m, (int8_t)(rs >> (8 * i))) + p->out_offset;
-                }
-                out[u + i] = kml_clamp8(o, p->act_min, p->act_max);
-            }
+            w += 5;
         }
     }
 }
