@@ -242,3 +242,23 @@ def test_pruned_trial_stops_at_its_rung_and_interrupted_trial_runs_again(importe
     assert res["trials"][-1]["params"] == params
     TS = optuna.trial.TrialState
     assert study.get_trials(states=(TS.RUNNING,)) == []
+
+
+def test_a_trial_measures_the_same_whatever_ran_before_it(imported, tmp_path):
+    """The untrained model's figures (the pruner's and an infeasible trial's) do not depend
+    on the process's random state: its initialization is seeded per trial. (Unseeded, the
+    calibration of random weights moves the emulated latency by a few microseconds.)"""
+    import torch
+
+    from kiloml.workflow.project import Project
+    from kiloml.workflow.tune import Limits, make_search, run_trial
+
+    s = make_search(Project.load(imported))
+    tiny = Limits(s.limits.board, max_ram_kb=0.01)  # infeasible: measured, never trained
+    recs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        recs.append(run_trial(s.project, {"model.params.hidden": [32, 16]},
+                              tmp_path / f"t{seed}", tmp_path / "c", tiny, 3))
+    assert recs[0]["state"] == "infeasible", recs[0]
+    assert recs[0]["pre_figures"] == recs[1]["pre_figures"]
