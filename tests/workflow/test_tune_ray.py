@@ -18,6 +18,7 @@ from projhelp import edit, kiloml, wand_project
 # a one-machine Ray: every server on 127.0.0.1 (read when Ray is first imported); the kiloml
 # processes this test starts inherit it
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # a FutureWarning otherwise
 ray = pytest.importorskip("ray", reason="the fleet extra (ray[tune]) is not installed")
 
 SPACE = """
