@@ -83,3 +83,22 @@ def test_speed_perturbation_scales_frequency_and_keeps_length():
     peaks = [np.argmax(np.abs(np.fft.rfft(c * np.hanning(16000)))) for c in y]   # 1 Hz bins
     assert 400 <= min(peaks) and max(peaks) <= 600 and np.std(peaks) > 20
     assert np.array_equal(A._resample_centred(x[0], 1.0), x[0])
+
+
+def test_motion_speed_and_gain_move_frequency_and_level():
+    """Vibration windows (another shaft speed, another level): a 1,000 Hz tone at 12 kHz
+    comes back within 1 +- speed_range of its frequency and within +-gain_db of its level,
+    and both transforms are drawn (not constant)."""
+    fs = 12000.0
+    t = np.arange(8192) / fs
+    x = np.sin(2 * np.pi * 1000.0 * t)[None, :, None].repeat(40, 0).astype(np.float32)
+    y = A.augment_motion(x, AugmentSection(speed_range=0.05), np.random.default_rng(0))
+    assert y.shape == x.shape and y.dtype == np.float32
+    spec = np.abs(np.fft.rfft(y[:, :, 0] * np.hanning(8192), axis=1))
+    f = np.argmax(spec, axis=1) * fs / 8192
+    assert (f >= 1000 * 0.95 - 2).all() and (f <= 1000 * 1.05 + 2).all() and f.std() > 10
+    g = A.augment_motion(x, AugmentSection(gain_db=6.0), np.random.default_rng(0))
+    db = 20 * np.log10(np.sqrt((g ** 2).mean(axis=(1, 2))) / np.sqrt((x ** 2).mean(axis=(1, 2))))
+    assert (np.abs(db) <= 6.0 + 1e-4).all() and db.std() > 1.0
+    assert A.motion_enabled(AugmentSection(gain_db=1.0))
+    assert A.motion_enabled(AugmentSection(speed_range=0.01))

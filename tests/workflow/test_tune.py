@@ -242,3 +242,53 @@ def test_pruned_trial_stops_at_its_rung_and_interrupted_trial_runs_again(importe
     assert res["trials"][-1]["params"] == params
     TS = optuna.trial.TrialState
     assert study.get_trials(states=(TS.RUNNING,)) == []
+
+
+def test_a_trial_measures_the_same_whatever_ran_before_it(imported, tmp_path):
+    """The untrained model's figures (the pruner's and an infeasible trial's) do not depend
+    on the process's random state: its initialization is seeded per trial. (Unseeded, the
+    calibration of random weights moves the emulated latency by a few microseconds.)"""
+    import torch
+
+    from kiloml.workflow.project import Project
+    from kiloml.workflow.tune import Limits, make_search, run_trial
+
+    s = make_search(Project.load(imported))
+    tiny = Limits(s.limits.board, max_ram_kb=0.01)  # infeasible: measured, never trained
+    recs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        recs.append(run_trial(s.project, {"model.params.hidden": [32, 16]},
+                              tmp_path / f"t{seed}", tmp_path / "c", tiny, 3))
+    assert recs[0]["state"] == "infeasible", recs[0]
+    assert recs[0]["pre_figures"] == recs[1]["pre_figures"]
+
+
+def test_report_has_a_deterministic_tuning_section(searched, tmp_path):
+    import re
+
+    root, _ = searched
+    show = kiloml("tune", "--show", "--json", cwd=root)
+    assert show.returncode == 0, show.stderr
+    res = json.loads(show.stdout)
+    pages = []
+    for name in ("a.html", "b.html"):
+        r = kiloml("report", "-o", tmp_path / name, cwd=root)
+        assert r.returncode == 0, r.stderr
+        pages.append((tmp_path / name).read_bytes())
+    assert pages[0] == pages[1]  # no wall-clock times of the trials, same SVG
+    page = pages[0].decode()
+    sec = page[page.index('<section id="tuning">'):]
+    sec = sec[:sec.index("</section>")]
+    assert sec.count("<svg") == 1 and 'data-plot="tune-front"' in sec
+    body = sec[sec.index("<tbody>"):]
+    rows = re.findall(r"<tr><td>([^<]+)</td>", body)
+    assert rows == ["defaults"] + [str(t["number"]) for t in res["trials"]]
+    for t in res["trials"]:
+        row = body.split(f"<tr><td>{t['number']}</td>")[1].split("</tr>")[0]
+        assert ("★" in row) == (t["number"] in res["pareto"])
+        if t.get("latency_ms") is not None:
+            assert f'<td class="n">{t["latency_ms"]:,.3f}</td>' in row
+        if t.get("accuracy") is not None:
+            assert f'<td class="n">{100 * t["accuracy"]:,.2f}</td>' in row
+    assert f"Pareto front: trials {', '.join(map(str, res['pareto']))}" in sec

@@ -54,8 +54,11 @@ def tune(
                                               "trials); a re-run resumes."),
     timeout: Optional[float] = typer.Option(None, "--timeout",
                                             help="Start no trial after this many minutes."),
-    backend: str = typer.Option("local", "--backend", help="local (ray: not yet)."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address."),
+    backend: str = typer.Option("local", "--backend", help="local, or ray: the same trials "
+                                "as Ray Tune trials (a private local Ray unless --address)."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --backend ray: the "
+                                          "Ray cluster's GCS address HOST:PORT (run kiloml on "
+                                          "a node of the cluster)."),
     apply: Optional[int] = typer.Option(None, "--apply", help="Write this trial's settings "
                                         "into kiloml.toml and test its model."),
     show: bool = typer.Option(False, "--show", help="Print the study without running trials."),
@@ -69,8 +72,8 @@ def tune(
     are never on the Pareto front. The study is kept in .kiloml/tune (re-running resumes)."""
     if backend not in ("local", "ray"):
         fail(f"--backend must be local or ray, not {backend!r}", 2)
-    if backend == "ray" or address is not None:
-        fail("--backend ray is not available in this version (use --backend local)", 2)
+    if address is not None and backend != "ray":
+        fail("--address is the Ray cluster's: give it with --backend ray", 2)
     if plot is not None and plot.suffix.lower() != ".svg":
         fail(f"{plot}: the plot is SVG; give a file name ending in .svg", 2)
     limits = dict(max_ram_kb=max_ram_kb, max_flash_kb=max_flash_kb,
@@ -97,7 +100,7 @@ def tune(
         else:
             res = T.tune(proj, board, trials=trials, timeout_min=timeout,
                          log_fn=lambda m: err.print(f"  {m}", markup=False, highlight=False),
-                         **limits)
+                         backend=backend, address=address, **limits)
         if plot is not None:
             from kiloml.fileio import atomic_write_text
             from kiloml.report.plots import tune_front

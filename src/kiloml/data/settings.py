@@ -25,7 +25,8 @@ class AugmentSettings(_Strict):
     noise_snr_db: tuple[float, float] = (5.0, 20.0)
     time_shift_ms: float = Field(0.0, ge=0)
     gain_db: float = Field(0.0, ge=0)
-    speed_range: float = Field(0.0, ge=0, lt=0.5, description="audio speed/pitch change, +-")
+    speed_range: float = Field(0.0, ge=0, lt=0.5, description="speed change, +- (audio: speed and "
+                               "pitch; motion/vibration: the window resampled)")
     spec_freq_masks: int = Field(0, ge=0)
     spec_freq_width: int = Field(0, ge=0)
     spec_time_masks: int = Field(0, ge=0)

@@ -16,6 +16,10 @@ training  {"phases": [{"name", "history": [{"epoch", "train_loss", "train_acc", 
 accuracy  {"test": the ``kiloml test --json`` report, "float_int8": {"float": {...},
           "int8": {...}}, "model", "split"}
 variants  model/variants/variants.json
+tuning    kiloml.workflow.tune.summary of the last study without wall-clock times:
+          {"study", "limits", "epochs", "rungs", "trials": [{"number", "state", "params",
+          "accuracy", "latency_ms", "ram_kb", "flash_kb", "fits", "pareto", ...}], "pareto",
+          "defaults", "better_than_defaults", "error"}
 model     {"layers": [{"node", "op", "name", "output_shape", "macs", "weights_bytes",
           "kernel", "cycles", "macs_per_cycle"}], "arena": {"arena_bytes",
           "lower_bound_bytes", "buffers": [{"name", "kind", "offset", "size", "first",

@@ -17,10 +17,11 @@ import numpy as np
 
 from kiloml.report import plots
 
-SECTIONS = ("data", "features", "training", "accuracy", "variants", "model", "boards",
-            "streaming", "verify")
+SECTIONS = ("data", "features", "training", "accuracy", "variants", "tuning", "model",
+            "boards", "streaming", "verify")
 TITLES = {"data": "Data", "features": "Features", "training": "Training",
-          "accuracy": "Accuracy", "variants": "Variants", "model": "Model on the device",
+          "accuracy": "Accuracy", "variants": "Variants", "tuning": "Tuning",
+          "model": "Model on the device",
           "boards": "Boards", "streaming": "Streaming", "verify": "Verify"}
 SPLITS = ("train", "validation", "test")
 
@@ -247,6 +248,39 @@ def _variants(v: dict) -> str:
     return section("variants", body, intro)
 
 
+def _tuning(t: dict) -> str:
+    """The project's last ``kiloml tune`` study: every trial and the Pareto front (validation
+    accuracy of the int8 model against measured latency, RAM and flash)."""
+    rows = t["trials"]
+    d = t.get("defaults")
+    body = [plots_div(plots.tune_front(rows, d))]
+    shown = ([dict(d, number="defaults", pareto=False)] if d else []) + rows
+    body.append(table(
+        ["trial", "state", "val acc % (int8)", "latency ms", "RAM KB", "flash KB", "front",
+         "settings"],
+        [(esc(r["number"]), esc(r["state"]) + (f" (= {esc(r['same_as'])})"
+                                               if "same_as" in r else ""),
+          num(None if r.get("accuracy") is None else 100 * r["accuracy"]),
+          num(r.get("latency_ms"), 3), num(r.get("ram_kb"), 2), num(r.get("flash_kb"), 2),
+          "★" if r.get("pareto") else "",
+          esc(r.get("error") if r["state"] == "failed" else
+              ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["params"].items())
+              or "the project's"))
+         for r in shown], numeric=(2, 3, 4, 5), raw=True))
+    better = t.get("better_than_defaults") or []
+    intro = (f"kiloml tune, study {esc(t['study'])}: {len(rows)} trials on "
+             f"{esc(t['limits'])}; {num(t['epochs'])} epochs a trial, pruning rungs at "
+             f"{esc(', '.join(map(str, t.get('rungs') or [])) or 'none')}. Pareto front: trials "
+             f"{esc(', '.join(map(str, t['pareto'])) or 'none')}"
+             + (f"; more accurate than the project's settings at no more latency and RAM: "
+                f"{esc(', '.join(map(str, better)))}" if better else "")
+             + ". Accuracy on the validation split (test accuracy only for a trial applied "
+             "with kiloml tune --apply); latency, RAM and flash of the DSP block and model "
+             "from a real compile and emulator run."
+             + (f" {esc(t['error'])}." if t.get("error") else ""))
+    return section("tuning", body, intro)
+
+
 def _model(m: dict, boards: list[dict]) -> str:
     layers = m["layers"]
     names = [f"n{r['node']} {r['op'].lower()}" for r in layers]
@@ -366,6 +400,8 @@ def render_page(d: dict) -> str:
         parts.append(("accuracy", _accuracy(d["accuracy"])))
     if d.get("variants") and d["variants"].get("variants"):
         parts.append(("variants", _variants(d["variants"])))
+    if d.get("tuning") and d["tuning"].get("trials"):
+        parts.append(("tuning", _tuning(d["tuning"])))
     if d.get("model"):
         parts.append(("model", _model(d["model"], d.get("boards") or [])))
     if d.get("boards"):

@@ -14,7 +14,12 @@ Audio (before the DSP block, on (N, samples) clips)
 Features (after the DSP block, on (N, frames, bins))
     SpecAugment   spec_freq_masks bands of up to spec_freq_width bins and spec_time_masks
                   spans of up to spec_time_width frames set to 0
-Motion (on (N, frames, axes) windows)
+Motion and vibration (on (N, frames, axes) windows)
+    speed         each window resampled by a uniform factor in 1 +- speed_range around its
+                  centre (linear interpolation, the ends held at the edge values): a machine
+                  turning a few percent faster or slower (another load) moves every shaft-
+                  and fault-frequency by that factor
+    gain          uniform in +-gain_db per window (another mounting, sensor or load)
     jitter        additive Gaussian noise, jitter_std x the window's RMS
     scale         per-window gain uniform in 1 +- scale_range
     rotate        a random 3-D rotation of up to rotate_deg about a random axis (3-axis data)
@@ -42,8 +47,8 @@ def features_enabled(aug) -> bool:
 
 
 def motion_enabled(aug) -> bool:
-    return bool(aug.jitter_std or aug.scale_range or aug.rotate_deg
-                or getattr(aug, "sensor_dropout", 0.0))
+    return bool(aug.jitter_std or aug.scale_range or aug.rotate_deg or aug.gain_db
+                or getattr(aug, "speed_range", 0.0) or getattr(aug, "sensor_dropout", 0.0))
 
 
 def augment_audio(clips: np.ndarray, aug, sample_rate: float, noise: list[np.ndarray],
@@ -128,15 +133,24 @@ def _band(idx: np.ndarray, f0: np.ndarray, w: np.ndarray, frames: int) -> np.nda
 
 def augment_motion(windows: np.ndarray, aug, rng: np.random.Generator,
                    sensors: list[tuple[int, int]] | None = None) -> np.ndarray:
-    """(N, frames, axes) -> jittered, scaled and (for 3 axes) rotated copies, with sensor
-    dropout over the ``sensors`` channel ranges."""
+    """(N, frames, axes) -> resampled, (for 3 axes) rotated, scaled, gained and jittered
+    copies, with sensor dropout over the ``sensors`` channel ranges."""
     x = np.array(windows, dtype=np.float64, copy=True)
-    n, _, axes = x.shape
+    n, frames, axes = x.shape
+    speed = getattr(aug, "speed_range", 0.0)
+    if speed:
+        t = np.arange(frames) - (frames - 1) / 2.0
+        for i, f in enumerate(rng.uniform(1 - speed, 1 + speed, n)):
+            pos = t * f + (frames - 1) / 2.0
+            x[i] = np.stack([np.interp(pos, np.arange(frames), x[i, :, a])
+                             for a in range(axes)], axis=1)
     if aug.rotate_deg and axes == 3:
         for i in range(n):
             x[i] = x[i] @ _rotation(rng, np.deg2rad(aug.rotate_deg)).T
     if aug.scale_range:
         x *= rng.uniform(1 - aug.scale_range, 1 + aug.scale_range, (n, 1, 1))
+    if aug.gain_db:
+        x *= 10.0 ** (rng.uniform(-aug.gain_db, aug.gain_db, (n, 1, 1)) / 20.0)
     if aug.jitter_std:
         rms = np.sqrt(np.mean(x ** 2, axis=(1, 2), keepdims=True))
         x += rng.normal(0, 1, x.shape) * aug.jitter_std * rms

@@ -255,9 +255,13 @@ def task_defaults(task: str, name: str) -> ProjectConfig:
     if task == "vibration":
         return ProjectConfig(
             project=p,
+            # robust to the operating point (another load turns the shaft a few percent
+            # slower and changes amplitudes): speed and gain augmentation, log band powers
+            # (a gain is then an offset); docs/vibration_robustness.md
             data=DataSection(sample_rate=12000, channels=1, window_ms=1024 / 12, stride_ms=1024 / 12,
-                             split_by="auto"),
-            dsp=DSPSection(block="spectral", params={"fft_length": 1024,
+                             split_by="auto",
+                             augment=AugmentSection(speed_range=0.03, gain_db=6.0)),
+            dsp=DSPSection(block="spectral", params={"fft_length": 1024, "log_bands": True,
                                                      "band_edges_hz": [0, 500, 1000, 2000,
                                                                        3000, 4000, 6000]}),
             model=ModelSection(arch="dense"), board=BoardSection(name="nucleo-l4r5zi"))

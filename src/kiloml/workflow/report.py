@@ -10,6 +10,8 @@ Features   one window per class (test split first) through the project's DSP blo
 Training   model/meta.json: per-epoch history of every training phase, the chosen epoch
 Accuracy   ``kiloml test`` (the int8 model on the test split), float vs int8 from meta.json
 Variants   model/variants/variants.json (``kiloml optimize``)
+Tuning     the study of the last ``kiloml tune`` (.kiloml/tune/study.db, read, never run):
+           trials and Pareto front, without the trials' wall-clock seconds
 Model      the model compiled in memory as ``kiloml run`` compiles it (the project's board's
            kernels): per-node MACs, weights and the arena plan; cycles per node from
            build/profile.json
@@ -51,6 +53,7 @@ from kiloml.workflow.data import project_info
 from kiloml.workflow.features import apply_block, dsp_block, load_split
 from kiloml.workflow.project import Project, as_project
 from kiloml.workflow.train import model_dir, test_project
+from kiloml.workflow.tune import DB_NAME, TUNE_DIR, load_summary
 
 REPORT = "build/report.html"
 BATTERY_MAH = 1000.0
@@ -309,6 +312,20 @@ def _boards(p: Project, profile: Optional[dict]) -> Optional[list[dict]]:
 # ---------------------------------------------------------------- the verb
 
 
+def _tuning(p: Project) -> Optional[dict]:
+    """The last ``kiloml tune`` study (None without one, or when the project's settings no
+    longer match any study)."""
+    if not (p.root / TUNE_DIR / DB_NAME).is_file():
+        return None
+    try:
+        res = load_summary(p)
+    except KilomlError:
+        return None
+    for r in res["trials"] + ([res["defaults"]] if res.get("defaults") else []):
+        r.pop("seconds", None)  # the page holds no timing of its own making
+    return res
+
+
 def collect(project: Project | str | Path | None = None) -> dict:
     """Everything the report shows, as plain data (kiloml.report.render_report's input)."""
     p = as_project(project)
@@ -323,6 +340,7 @@ def collect(project: Project | str | Path | None = None) -> dict:
         "training": _training(meta),
         "accuracy": _accuracy(p, meta),
         "variants": _json(model_dir(p) / "variants" / "variants.json"),
+        "tuning": _tuning(p),
         "model": _model(p, graph, profile),
         "boards": _boards(p, profile),
         "battery": {"mah": BATTERY_MAH, "period_s": p.config.data.stride_ms / 1000.0},
@@ -339,7 +357,8 @@ def report_inputs(project: Project) -> list[Path]:
     """The files the report shows that ``kiloml run``'s step digests do not cover."""
     return [f for f in (model_dir(project) / "meta.json",
                         model_dir(project) / "variants" / "variants.json",
-                        project.root / "build" / "simulate.json") if f.is_file()]
+                        project.root / "build" / "simulate.json",
+                        project.root / TUNE_DIR / DB_NAME) if f.is_file()]
 
 
 def write_report(project: Project | str | Path | None = None,

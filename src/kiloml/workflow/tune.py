@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import torch
+
 from kiloml.compress.quantize import to_graph
 from kiloml.data.index import DatasetIndex
 from kiloml.errors import KilomlError, UsageError
@@ -312,6 +314,10 @@ def run_trial(base: Project, params: dict, scratch: Path, cache: Path, limits: L
         proj = scratch_project(base, cfg, scratch, cache)
         recipe = resolve_settings(proj, epochs=epochs)
         prep = prepare(proj, recipe)
+        # the untrained model's weights set its calibration and hence (through data-dependent
+        # kernel paths) its measured latency: seeded, so a trial measures the same in any
+        # process (a Ray worker, a resumed study) whatever ran before it
+        torch.manual_seed(recipe.seed)
         model = build_model(prep.arch, prep.feature_shape, len(prep.labels), **prep.params)
         _, graph = quantize(prep, model)  # untrained: the trained model's sizes
         pre = _measure(proj, graph, limits.board)
@@ -427,12 +433,16 @@ def _optuna():
     return optuna
 
 
-def open_study(s: Search, create: bool = True):
+def _sampler(seed: int):
     optuna = _optuna()
     with warnings.catch_warnings():  # multivariate TPE is "experimental"
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=10,
-                                             multivariate=True)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True)
+
+
+def open_study(s: Search, create: bool = True):
+    optuna = _optuna()
+    sampler = _sampler(s.seed)
     if not create:
         try:
             return optuna.load_study(study_name=s.name, storage=s.storage, sampler=sampler)
@@ -456,7 +466,9 @@ def _record_attrs(trial, rec: dict) -> None:
 
 
 def _rung_pruner(study, s: Search, number: int) -> Callable[[int, float, dict], None]:
-    """Successive halving among the trials that cost no more (see the module doc)."""
+    """Successive halving among the trials that cost no more (see the module doc).
+    ``study``: anything with Optuna's ``user_attrs`` and ``set_user_attr`` (the rungs
+    reached so far are stored there as ``rung<epoch>-trial<number>``)."""
 
     def on_rung(epoch: int, acc: float, pre: dict) -> None:
         study.set_user_attr(f"rung{epoch}-trial{number}", [acc, pre])
@@ -474,18 +486,49 @@ def tune(project: Project | str | Path | None = None, board: Optional[str] = Non
          max_ram_kb: Optional[float] = None, max_flash_kb: Optional[float] = None,
          max_latency_ms: Optional[float] = None, trials: Optional[int] = None,
          timeout_min: Optional[float] = None,
-         log_fn: Callable[[str], None] = lambda m: None) -> dict:
-    """Run (or resume) the search up to ``trials`` trials in all; returns ``summary``."""
-    optuna = _optuna()
+         log_fn: Callable[[str], None] = lambda m: None, backend: str = "local",
+         address: Optional[str] = None) -> dict:
+    """Run (or resume) the search up to ``trials`` trials in all; returns ``summary``.
+    ``backend="ray"`` runs the same trials as Ray Tune trials (kiloml.workflow.tune_ray):
+    on a private local Ray instance, or on the cluster at ``address``."""
+    if backend not in ("local", "ray"):
+        raise UsageError(f"--backend must be local or ray, not {backend!r}")
+    if address is not None and backend != "ray":
+        raise UsageError("--address is the Ray cluster's: give it with --backend ray")
+    if backend == "ray":
+        from kiloml.workflow.tune_ray import check_address
+
+        check_address(address)  # before any work: an unreachable cluster is one line
     s = make_search(project, board, max_ram_kb, max_flash_kb, max_latency_ms)
     total = trials if trials is not None else s.project.config.tune.trials
     if total < 1:
         raise UsageError("--trials must be at least 1")
     if timeout_min is not None and timeout_min <= 0:
         raise UsageError("--timeout must be positive (minutes)")
+    study = start_study(s, log_fn)
+    stop = Stopper(study, total, timeout_min, log_fn)
+    if backend == "ray":
+        from kiloml.workflow.tune_ray import run_on_ray
+
+        run_on_ray(s, study, stop, address, log_fn)
+    else:
+        while not stop():
+            trial, params, rec = next_trial(s, study)
+            if rec is None:
+                rec = run_trial(s.project, params, s.folder / f"trial-{trial.number}",
+                                s.folder / "cache", s.limits, s.epochs,
+                                _rung_pruner(study, s, trial.number), s.rung_epochs)
+            _tell(study, trial, rec)
+            log_fn(f"trial {trial.number}: {_one_line(rec)}")
+    return summary(s, study)
+
+
+def start_study(s: Search, log_fn: Callable[[str], None]):
+    """Open (or resume) the study: an interrupted trial's values run again, the project's own
+    settings are measured once as the reference."""
+    TS = _optuna().trial.TrialState
     study = open_study(s)
     _remember(s)
-    TS = optuna.trial.TrialState
     for t in study.get_trials(deepcopy=False, states=(TS.RUNNING, TS.WAITING)):
         if t.state == TS.RUNNING:  # interrupted: run the same values again
             study.tell(t.number, state=TS.FAIL)
@@ -493,28 +536,46 @@ def tune(project: Project | str | Path | None = None, board: Optional[str] = Non
             log_fn(f"trial {t.number} was interrupted: it runs again")
     if "defaults" not in study.user_attrs:
         study.set_user_attr("defaults", _defaults(s, log_fn))
-    t0 = time.time()
-    while True:
+    return study
+
+
+class Stopper:
+    """True once the study holds ``total`` finished trials or ``timeout_min`` has passed."""
+
+    def __init__(self, study, total: int, timeout_min: Optional[float],
+                 log_fn: Callable[[str], None]) -> None:
+        self.study, self.total, self.timeout_min, self.log_fn = study, total, timeout_min, log_fn
+        self.t0 = time.time()
+
+    def __call__(self) -> bool:
+        TS = _optuna().trial.TrialState
         done = sum("state" in t.user_attrs for t in  # not the interrupted ones
-                   study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED, TS.FAIL)))
-        if done >= total:
-            break
-        if timeout_min is not None and time.time() - t0 > timeout_min * 60:
-            log_fn(f"--timeout: stopped after {done} of {total} trials")
-            break
-        trial = study.ask()
-        params = {d.key: d.suggest(trial) for d in s.dims}
-        same = [t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED))
-                if t.user_attrs.get("params") == params and "state" in t.user_attrs]
-        if same:  # trials are deterministic given their values: reuse, do not re-train
-            rec = dict(same[0].user_attrs, same_as=same[0].number, seconds=0.0)
-        else:
-            rec = run_trial(s.project, params, s.folder / f"trial-{trial.number}",
-                            s.folder / "cache", s.limits, s.epochs,
-                            _rung_pruner(study, s, trial.number), s.rung_epochs)
-        _tell(study, trial, rec)
-        log_fn(f"trial {trial.number}: {_one_line(rec)}")
-    return summary(s, study)
+                   self.study.get_trials(deepcopy=False,
+                                         states=(TS.COMPLETE, TS.PRUNED, TS.FAIL)))
+        if done >= self.total:
+            return True
+        if self.timeout_min is not None and time.time() - self.t0 > self.timeout_min * 60:
+            self.log_fn(f"--timeout: stopped after {done} of {self.total} trials")
+            return True
+        return False
+
+
+def next_trial(s: Search, study):
+    """The sampler's next trial: ``(trial, params, record)``, the record already known when
+    these values were tried before (trials are deterministic given their values: reused,
+    not re-trained), else None (the caller runs the trial)."""
+    TS = _optuna().trial.TrialState
+    # the sampler's random state from (seed, trial number), not from the trials this process
+    # happened to ask before: a resumed study (or another backend) proposes what an
+    # uninterrupted one would
+    study.sampler = _sampler(s.seed * 100_003 + len(study.get_trials(deepcopy=False)))
+    trial = study.ask()
+    params = {d.key: d.suggest(trial) for d in s.dims}
+    same = [t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED))
+            if t.user_attrs.get("params") == params and "state" in t.user_attrs]
+    if same:
+        return trial, params, dict(same[0].user_attrs, same_as=same[0].number, seconds=0.0)
+    return trial, params, None
 
 
 def _defaults(s: Search, log_fn: Callable[[str], None]) -> dict:
