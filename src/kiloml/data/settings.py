@@ -44,6 +44,16 @@ class AugmentSettings(_Strict):
         return v
 
 
+class SensorDSPSettings(_Strict):
+    """A sensor's own DSP block (``[data.sensors.dsp]``): ``spectral`` or ``raw`` and its
+    parameters (kiloml.dsp; ``sample_rate`` comes from ``data.sample_rate``). Sensors without
+    one use the project's ``[dsp]`` block; the features are concatenated sensor by sensor
+    (kiloml.dsp.sensors)."""
+
+    block: Literal["spectral", "raw"]
+    params: dict = Field(default_factory=dict)
+
+
 class SensorSettings(_Strict):
     """One sensor of a multi-sensor project (``[[data.sensors]]``; see kiloml.data.fusion).
 
@@ -58,6 +68,7 @@ class SensorSettings(_Strict):
     axes: list[str] = Field(min_length=1, max_length=32, description="CSV columns, in order")
     units: str = ""
     rate: Optional[float] = Field(None, gt=0, description="nominal Hz; default data.sample_rate")
+    dsp: Optional[SensorDSPSettings] = None
 
 
 class DataSettings(_Strict):

@@ -30,7 +30,7 @@ from kiloml.dsp.apply import apply_block, block_quant
 from kiloml.errors import DataError, ProjectError
 from kiloml.train import augment as A
 from kiloml.workflow.cache import cache_path, content_hash, load_arrays, save_arrays
-from kiloml.workflow.project import Project, dsp_params
+from kiloml.workflow.project import Project, block_spec
 
 __all__ = ["FeatureData", "AugmentedBanks", "apply_block", "block_quant", "class_list",
            "dsp_block", "fingerprint", "load_split", "noise_clips"]
@@ -56,7 +56,8 @@ def dsp_block(project: Project):
             "sample_rate" in block_class(c.dsp.block).Params.model_fields:
         raise ProjectError(f"{project.config_path}: data.sample_rate is not set (import with "
                            "--rate HZ, or set it in [data]): the DSP block needs the rate")
-    return make_block(c.dsp.block, preset=c.dsp.preset, params=dsp_params(c.data, c.dsp))
+    block, preset, params = block_spec(c.data, c.dsp)
+    return make_block(block, preset=preset, params=params)
 
 
 def fingerprint(project: Project) -> list:
