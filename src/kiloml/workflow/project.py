@@ -137,7 +137,8 @@ class ImportSection(_Strict):
 class OptimizeSection(_Strict):
     """Variants ``kiloml run`` builds after training (empty: the optimize step is skipped)."""
 
-    variants: list[Literal["float", "ptq", "qat", "pruned", "sparse", "distilled"]] = []
+    variants: list[Literal["float", "ptq", "qat", "pruned", "sparse", "distilled",
+                           "sensors"]] = []
     prune_ratio: float = Field(0.5, ge=0, le=0.95)
     sparsity: float = Field(0.5, ge=0, le=0.95)
 
