@@ -443,10 +443,16 @@ def _summary(meta: dict, out: Path) -> dict:
     test = meta.get("test", {})
     s = {"model_dir": str(out), "arch": meta["arch"], "task": meta["task"],
          "labels": meta["labels"], "train_seconds": meta.get("train_seconds")}
+    on = meta.get("evaluated_on", "test")
+    if on != "test":
+        # the test split has no windows: no test figure (n/a), never the validation's under
+        # its name; the validation figures keep their own names
+        s.update({"float_accuracy": None, "int8_accuracy": None, "evaluated_on": on})
     for k, v in test.items():
-        s[f"{k}_accuracy"] = v.get("accuracy")
+        name = k if on == "test" else f"{on}_{k}"
+        s[f"{name}_accuracy"] = v.get("accuracy")
         if v.get("roc_auc") is not None:
-            s[f"{k}_roc_auc"] = v["roc_auc"]
+            s[f"{name}_roc_auc"] = v["roc_auc"]
     for k in ("arena_bytes", "weights_bytes", "macs", "threshold"):
         if k in meta:
             s[k] = meta[k]
