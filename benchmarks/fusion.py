@@ -2,6 +2,7 @@
 
     python benchmarks/fusion.py [--data DIR] [--folds 4] [--workdir DIR] [--json FILE]
         [--setups phone,watch,fusion] [--dropout 0.25] [--sensor-dsp SENSOR=raw|spectral ...]
+        [--compare-only]
 
 Data: the sp_sw_har recordings (../shared/data/sp_sw_har/DATA, 16 people; Matey-Sanz,
 Casteleyn & Granell 2023, CC BY 4.0). Each setup is the ``kiloml init --example sp_sw_har``
@@ -138,6 +139,9 @@ def main() -> None:
                     help="the fusion's sensor dropout (data.augment.sensor_dropout)")
     ap.add_argument("--sensor-dsp", action="append", default=[], metavar="SENSOR=BLOCK",
                     help="a sensor's own DSP block: raw or spectral (repeatable)")
+    ap.add_argument("--compare-only", action="store_true",
+                    help="run nothing: print the targets table of the fusion row of these "
+                         "options against the single-sensor rows in --json")
     a = ap.parse_args()
     setups = [x.strip() for x in a.setups.split(",") if x.strip()]
     if not setups or any(x not in SETUPS for x in setups):
@@ -149,6 +153,12 @@ def main() -> None:
             ap.error(f"--sensor-dsp {item!r}: expected phone|watch=raw|spectral")
         sensor_dsp[s] = blk
     con = Console(width=110)
+    if a.compare_only:
+        if not (a.json and a.json.is_file()):
+            ap.error("--compare-only needs --json FILE with the measured rows")
+        compare(con, json.loads(a.json.read_text()),
+                [setup_name("fusion", a.dropout, sensor_dsp)], sensor_dsp)
+        return
     a.workdir.mkdir(parents=True, exist_ok=True)
     people = sorted(d.name for d in a.data.iterdir() if d.is_dir())
     names = {x: setup_name(x, a.dropout, sensor_dsp) for x in setups}
@@ -215,8 +225,10 @@ def compare(con: Console, out: dict, fusions: list[str], sensor_dsp: dict[str, s
     or of the merged --json file): macro-F1 over the best single device, and each device
     alone against the fusion with the other one missing."""
     for fz in fusions:
-        alone = {s: setup_name(s, DROPOUT, sensor_dsp) for s in ("phone", "watch")}
-        if not all(alone[s] in out for s in alone):
+        # each device alone with the same DSP when measured, else with the default one
+        alone = {s: next((n for n in (setup_name(s, DROPOUT, sensor_dsp), s) if n in out), "")
+                 for s in ("phone", "watch")}
+        if fz not in out or not all(alone.values()):
             con.print(f"{fz}: no single-sensor rows to compare with (run --setups phone,watch)")
             continue
         f1 = {s: out[alone[s]]["macro_f1_mean"] for s in alone}
@@ -224,10 +236,10 @@ def compare(con: Console, out: dict, fusions: list[str], sensor_dsp: dict[str, s
         t = Table(title=f"{fz} against each device alone (macro-F1 points, mean over folds)")
         for col in ("figure", "value", "target"):
             t.add_column(col, justify="left" if col != "value" else "right")
-        t.add_row(f"fusion - best single ({best})",
+        t.add_row(f"fusion - best single ({alone[best]})",
                   f"{out[fz]['macro_f1_mean'] - f1[best]:+.2f}", ">= +3")
         for gone, kept in (("phone", "watch"), ("watch", "phone")):
-            t.add_row(f"{gone} missing - {kept} alone",
+            t.add_row(f"{gone} missing - {alone[kept]} alone",
                       f"{out[f'{fz}, {gone} missing']['macro_f1_mean'] - f1[kept]:+.2f}",
                       ">= -2")
         con.print(t)

@@ -24,8 +24,8 @@ sensors    multi-sensor projects, a family of rows (flash, RAM and latency of th
            (the run-time policy of ``_classify_sensors``)
 =========  ==================================================================================
 
-Accuracy (and, for classifiers, macro-F1) of every int8 variant is that of the exported graph run by kiloml's reference
-interpreter on the test split (anomaly models: ROC AUC). Flash, RAM and latency come from
+Accuracy (and, for classifiers, macro-F1) of every int8 variant is that of the exported graph
+run by kiloml's reference interpreter on the test split (anomaly models: ROC AUC). Flash, RAM and latency come from
 kiloml.targets.profile (real arm-none-eabi build, emulated run, cycle model) on the project's
 board; MACs from the graph.
 """
@@ -45,16 +45,16 @@ from kiloml.compress.prune import channel_prune, magnitude_prune, sparsity as sp
 from kiloml.compress.quantize import calibrate, to_graph
 from kiloml.errors import KilomlError
 from kiloml.fileio import atomic_write_text
+from kiloml.io.tflite_reader import read_tflite
 from kiloml.io.tflite_writer import save_tflite
 from kiloml.ir.planner import plan_memory
+from kiloml.targets.boards import load_boards
+from kiloml.targets.dsp_profile import c_input, choose_variant, profile_dsp
 from kiloml.targets.profile import profile_graph
 from kiloml.train.loop import EpochData, TrainConfig, fit
 from kiloml.train.models import DS_CNN_SIZES, build_model
 from kiloml.workflow import train as P
 from kiloml.workflow.compile import model_macs
-from kiloml.io.tflite_reader import read_tflite
-from kiloml.targets.boards import load_boards
-from kiloml.targets.dsp_profile import c_input, choose_variant, profile_dsp
 from kiloml.workflow.features import SensorView
 from kiloml.workflow.profile import project_window
 from kiloml.workflow.project import Project, as_project
@@ -242,8 +242,7 @@ def optimize_project(project: Project | str | Path | None = None, variants=VARIA
                 row["train_seconds"] = res.seconds
                 rows.append(row)
             elif name == "sensors":
-                rows.extend(_sensor_rows(project, prep, board, out_dir, notes, qat_ep,
-                                         progress))
+                rows.extend(_sensor_rows(project, prep, board, out_dir, notes, progress))
             else:
                 raise KilomlError(f"unknown variant {name!r}")
     except KeyboardInterrupt:  # keep and show what finished (Ctrl-C during a long variant)
@@ -288,12 +287,12 @@ def _pipeline_cost(row: dict, block, window: np.ndarray, board: str | None,
 
 
 def _sensor_rows(project: Project, prep, board: str | None, out_dir: Path, notes: list,
-                 qat_epochs: int, progress: bool) -> list[dict]:
+                 progress: bool) -> list[dict]:
     """The ``sensors`` family (see the module doc)."""
     sensors = [s.name for s in project.config.data.sensors]
     if len(sensors) < 2:
         raise KilomlError(f"{project.config_path}: the sensors variants need a multi-sensor "
-                          "project (two or more [[data.sensors]])")
+                          "project (two or more data.sensors entries)")
     if prep.anomaly:
         raise KilomlError("the sensors variants compare classifiers, not anomaly models")
     meta = P.load_meta(project)
@@ -318,8 +317,8 @@ def _sensor_rows(project: Project, prep, board: str | None, out_dir: Path, notes
         ps = P.prepare(project, r, view=view)
         model, _ = P.train_float(ps, progress=progress, title=f"{s} only")
         net, g = P.quantize(ps, model)
-        if r.qat_epochs:
-            net, _ = P.qat(ps, net, qat_epochs, progress=progress)
+        if r.qat_epochs:   # as kiloml train does for the project's model
+            net, _ = P.qat(ps, net, r.qat_epochs, progress=progress)
             g = to_graph(net)
         row = scored(f"{s} only", ps, g, f"sensors_{s}_only")
         _pipeline_cost(row, view.block(project), view.frames(project, window[None])[0],
