@@ -173,3 +173,31 @@ def test_block_per_sensor_deploys_and_the_emulator_gives_the_python_predictions(
         assert list(dev.predictions) == list(ref.predictions)
         np.testing.assert_array_equal(dev.scores, ref.scores)
         assert np.abs(dev.features - ref.features).max() <= 1e-4 * np.abs(ref.features).max()
+
+
+def test_block_per_sensor_arduino_library_cross_compiles(tmp_path):
+    # single-board fusion with a block per sensor (accelerometer spectral, gyroscope raw):
+    # the Arduino library holds every part's C and its sketch feeds one buffer per sensor
+    from dataclasses import replace
+
+    from kiloml.deploy.arduino import deploy_arduino
+
+    spec, x = _spec()
+    block = make_block("sensors", params={"sensors": [
+        {"name": "accel", "axes": 3, "block": "spectral",
+         "params": dict(sample_rate=25.0, fft_length=32, band_edges_hz=[0.0, 1.0, 3.0, 6.0,
+                                                                         12.5])},
+        {"name": "gyro", "axes": 3, "block": "raw", "params": {"flatten": True}}]})
+    norm = Normalizer.fit("feature", apply_block(block, x))
+    g = H.dense_graph(norm(apply_block(block, x)), len(LABELS))
+    spec = replace(spec, graph=g, block=block, normalizer=norm.state(),
+                   sensors=(("accel", 3), ("gyro", 3)))
+    lib = deploy_arduino(spec, tmp_path / "Fus").path
+    sketch = next(lib.glob("examples/*/*.ino")).read_text()
+    assert "fus_classify_sensors(accel_frames, gyro_frames_age <" in sketch
+    src = lib / "src"
+    sources = sorted(src.rglob("*.c"))
+    assert {"fus_dsp.c", "fus_dsp_accel.c", "fus_dsp_gyro.c"} <= {p.name for p in sources}
+    flags, _ = H.CORES["cortex-m4f-softfp"]
+    H.compile_objects(H.need("arm-none-eabi-gcc"), flags, sources,
+                      sorted({p.parent for p in sources} | {src}), tmp_path / "o")
