@@ -25,9 +25,9 @@ sensors    multi-sensor projects, a family of rows (flash, RAM and latency of th
 =========  ==================================================================================
 
 Accuracy (and, for classifiers, macro-F1) of every int8 variant is that of the exported graph
-run by kiloml's reference interpreter on the test split (anomaly models: ROC AUC). Flash, RAM and latency come from
-kiloml.targets.profile (real arm-none-eabi build, emulated run, cycle model) on the project's
-board; MACs from the graph.
+run by kiloml's reference interpreter on the test split (anomaly models: ROC AUC). Flash, RAM
+and latency come from kiloml.targets.profile (real arm-none-eabi build, emulated run, cycle
+model) on the project's board; MACs from the graph.
 """
 
 from __future__ import annotations
