@@ -201,3 +201,82 @@ def test_block_per_sensor_arduino_library_cross_compiles(tmp_path):
     flags, _ = H.CORES["cortex-m4f-softfp"]
     H.compile_objects(H.need("arm-none-eabi-gcc"), flags, sources,
                       sorted({p.parent for p in sources} | {src}), tmp_path / "o")
+
+
+STREAM_HARNESS = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "fus.h"
+
+#define CHUNK 37u
+static float raw[CHUNK * FUS_CHANNELS];
+static float phone[CHUNK * 3u];
+static float watch[CHUNK * 3u];
+static fus_event_t events[8];
+
+int main(int argc, char **argv)
+{
+    FILE *fi = fopen(argv[1], "rb");
+    int nowatch = argv[2][0] == 'n';
+    size_t got;
+    uint32_t f, a, missing = 99u;
+    int32_t k, i, total = 0;
+    (void)argc;
+    fus_stream_init();
+    while ((got = fread(raw, sizeof raw[0] * FUS_CHANNELS, CHUNK, fi)) > 0) {
+        for (f = 0; f < (uint32_t)got; ++f) {
+            for (a = 0; a < 3u; ++a) {
+                phone[f * 3u + a] = raw[f * FUS_CHANNELS + FUS_PHONE_FIRST_CHANNEL + a];
+                watch[f * 3u + a] = raw[f * FUS_CHANNELS + FUS_WATCH_FIRST_CHANNEL + a];
+            }
+        }
+        k = fus_stream_push_sensors(phone, nowatch ? 0 : watch, (uint32_t)got, events, 8u,
+                                    &missing);
+        if (k < 0 || k > 8) { return 5; }
+        for (i = 0; i < k; ++i) {
+            printf("event %d %d %llu\n", (int)events[i].label, (int)events[i].score,
+                   (unsigned long long)events[i].sample);
+        }
+        total += k;
+    }
+    printf("missing %u total %d\n", missing, (int)total);
+    fclose(fi);
+    return 0;
+}
+"""
+
+
+def test_stream_push_sensors_detects_as_the_python_stream(tmp_path):
+    # <name>_stream_push_sensors (one buffer per sensor, pushed in pieces of 37 frames) gives
+    # the Python twin's detections (kiloml.deploy.stream.run_stream) on the interleaved
+    # recording, and with the watch NULL those of the recording with the watch zeroed
+    from dataclasses import replace
+
+    from kiloml.deploy.run import build_host_exe, load_manifest
+    from kiloml.deploy.stream import run_stream
+    from kiloml.train.streaming import StreamSettings
+
+    spec, x = _spec()
+    spec = replace(spec, stream=StreamSettings(detection_threshold=100, minimum_count=1,
+                                               suppression_ms=0.0, average_window_ms=500.0))
+    pkg = tmp_path / "pkg"
+    deploy_c(spec, pkg)
+    assert "int32_t fus_stream_push_sensors(const fus_sample_t *phone, " in \
+        (pkg / "fus.h").read_text()
+    rec = x.reshape(-1, 6)                         # 24 windows one after the other
+    exe = build_host_exe(pkg, load_manifest(pkg), tmp_path / "h.c", STREAM_HARNESS,
+                         sanitize=True)
+    rec.astype("<f4").tofile(tmp_path / "in.bin")
+    zw = rec.copy()
+    zw[:, 3:] = 0.0
+    for mode, frames, flag in (("both", rec, "0"), ("nowatch", zw, "2")):
+        r = subprocess.run([str(exe), str(tmp_path / "in.bin"), mode], capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.split("\n")
+        got = [tuple(int(v) for v in ln.split()[1:]) for ln in lines if ln.startswith("event")]
+        want, _ = run_stream(spec, frames, spec.stream)
+        assert got == [(LABELS.index(d.label), d.score, d.sample) for d in want]
+        assert len(want) > 3
+        tail = next(ln for ln in lines if ln.startswith("missing")).split()
+        assert tail[1] == flag and int(tail[3]) == len(want)
