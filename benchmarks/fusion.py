@@ -1,6 +1,8 @@
 """Phone, watch and phone+watch fusion on sp_sw_har, person-disjoint; prints tables.
 
     python benchmarks/fusion.py [--data DIR] [--folds 4] [--workdir DIR] [--json FILE]
+        [--setups phone,watch,fusion] [--dropout 0.25] [--sensor-dsp SENSOR=raw|spectral ...]
+        [--compare-only]
 
 Data: the sp_sw_har recordings (../shared/data/sp_sw_har/DATA, 16 people; Matey-Sanz,
 Casteleyn & Granell 2023, CC BY 4.0). Each setup is the ``kiloml init --example sp_sw_har``
@@ -9,8 +11,14 @@ features, dense model, int8) with only the phone, only the watch, or both:
 
     phone / watch     the project with that one sensor declared (6 axes)
     fusion            both sensors (12 axes, early fusion: features concatenated), trained with
-                      sensor dropout 0.25 (the missing-sensor policy); also scored with the
-                      watch and with the phone missing (their channels zeroed at run time)
+                      sensor dropout ``--dropout`` (the missing-sensor policy); also scored with
+                      the watch and with the phone missing (their channels zeroed at run time)
+
+``--setups`` runs a subset; ``--sensor-dsp watch=raw`` gives that sensor its own block
+(``[data.sensors.dsp]``: ``raw`` flattened, or ``spectral`` with the example's parameters) in
+the setups that include it. Rows are named by the setup and the options that differ from the
+defaults (``fusion, dropout 0.5``); ``--json`` merges them into the file (other rows kept),
+so single-sensor rows from an earlier run compare with a new fusion run.
 
 Folds: people sorted by id, fold f tests people[f::folds] (4 people for 4 folds); validation is
 two other people (the first two of the next fold), training the rest. Every figure is the
@@ -36,6 +44,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from kiloml.data.index import DatasetIndex  # noqa: E402
+from kiloml.data.settings import SensorDSPSettings  # noqa: E402
 from kiloml.data.windowing import load_windows  # noqa: E402
 from kiloml.deploy.run import run_python  # noqa: E402
 from kiloml.train.metrics import classification_report  # noqa: E402
@@ -49,8 +58,26 @@ SETUPS = ("phone", "watch", "fusion")
 DROPOUT = 0.25
 
 
-def base_project(work: Path, setup: str, data: Path) -> Path:
-    root = work / f"base_{setup}"
+SENSOR_DSP = {"raw": {"flatten": True},
+              "spectral": {"fft_length": 64, "band_edges_hz": [0, 1, 2, 4, 8, 16, 32]}}
+
+
+def setup_name(setup: str, dropout: float, sensor_dsp: dict[str, str]) -> str:
+    """The row name: the setup and the options that differ from the defaults."""
+    name = setup
+    if setup == "fusion" and dropout != DROPOUT:
+        name += f", dropout {dropout:g}"
+    for s, blk in sorted(sensor_dsp.items()):
+        if setup in ("fusion", s):
+            name += f", {s} {blk}"
+    return name
+
+
+def base_project(work: Path, setup: str, data: Path, dropout: float = DROPOUT,
+                 sensor_dsp: dict[str, str] | None = None) -> Path:
+    sensor_dsp = sensor_dsp or {}
+    tag = setup_name(setup, dropout, sensor_dsp).replace(", ", "_").replace(" ", "-")
+    root = work / f"base_{tag}"
     if (root / "dataset" / "index.csv").is_file():
         return root
     shutil.rmtree(root, ignore_errors=True)
@@ -62,7 +89,11 @@ def base_project(work: Path, setup: str, data: Path) -> Path:
         c.data.sensors = [s for s in c.data.sensors if s.name == setup]
         c.data.channels = 6
     else:
-        c.data.augment.sensor_dropout = DROPOUT
+        c.data.augment.sensor_dropout = dropout
+    for s in c.data.sensors:
+        if s.name in sensor_dsp:
+            blk = sensor_dsp[s.name]
+            s.dsp = SensorDSPSettings(block=blk, params=dict(SENSOR_DSP[blk]))
     c.deploy.verify = False
     p.save()
     r = run_project(Project.load(root), until="import", force=("import",), progress=False)
@@ -71,12 +102,12 @@ def base_project(work: Path, setup: str, data: Path) -> Path:
 
 
 def fold_project(work: Path, base: Path, setup: str, fold: int, test: set, val: set) -> Path:
-    root = work / f"{setup}_f{fold}"
+    root = work / f"{base.name.removeprefix('base_')}_f{fold}"
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(base, root, ignore=shutil.ignore_patterns("build", ".kiloml"))
     p = Project.load(root)
     p.config.source = ImportSection()
-    p.config.project.name = f"{setup}_f{fold}"
+    p.config.project.name = f"{root.name}"
     p.save()
     idx = DatasetIndex.load(p.index_path)
     DatasetIndex([s.with_(split="test" if s.group in test else "validation" if s.group in val
@@ -101,17 +132,47 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=SHARED)
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/kiloml-bench-fusion"))
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json", type=Path, help="merge the rows into this file")
+    ap.add_argument("--setups", default=",".join(SETUPS),
+                    help="comma-separated subset of phone, watch, fusion")
+    ap.add_argument("--dropout", type=float, default=DROPOUT,
+                    help="the fusion's sensor dropout (data.augment.sensor_dropout)")
+    ap.add_argument("--sensor-dsp", action="append", default=[], metavar="SENSOR=BLOCK",
+                    help="a sensor's own DSP block: raw or spectral (repeatable)")
+    ap.add_argument("--compare-only", action="store_true",
+                    help="run nothing: print the targets table of the fusion row of these "
+                         "options against the single-sensor rows in --json")
     a = ap.parse_args()
+    setups = [x.strip() for x in a.setups.split(",") if x.strip()]
+    if not setups or any(x not in SETUPS for x in setups):
+        ap.error(f"--setups: choose from {', '.join(SETUPS)}")
+    sensor_dsp = {}
+    for item in a.sensor_dsp:
+        s, _, blk = item.partition("=")
+        if s not in ("phone", "watch") or blk not in SENSOR_DSP:
+            ap.error(f"--sensor-dsp {item!r}: expected phone|watch=raw|spectral")
+        sensor_dsp[s] = blk
     con = Console(width=110)
+    if a.compare_only:
+        if not (a.json and a.json.is_file()):
+            ap.error("--compare-only needs --json FILE with the measured rows")
+        compare(con, json.loads(a.json.read_text()),
+                [setup_name("fusion", a.dropout, sensor_dsp)], sensor_dsp)
+        return
     a.workdir.mkdir(parents=True, exist_ok=True)
     people = sorted(d.name for d in a.data.iterdir() if d.is_dir())
-    rows: dict[str, list] = {k: [] for k in SETUPS + ("fusion, watch missing",
-                                                       "fusion, phone missing")}
+    names = {x: setup_name(x, a.dropout, sensor_dsp) for x in setups}
+    rows: dict[str, list] = {}
+    for x in setups:
+        rows[names[x]] = []
+        if x == "fusion":
+            rows[names[x] + ", watch missing"] = []
+            rows[names[x] + ", phone missing"] = []
     cost: dict[str, dict] = {}
     t0 = time.time()
-    for setup in SETUPS:
-        base = base_project(a.workdir, setup, a.data)
+    for setup in setups:
+        name = names[setup]
+        base = base_project(a.workdir, setup, a.data, a.dropout, sensor_dsp)
         for f in range(a.folds):
             test = set(people[f::a.folds])
             nxt = [x for x in people[(f + 1) % a.folds::a.folds] if x not in test]
@@ -121,29 +182,29 @@ def main() -> None:
             if r["error"]:
                 sys.exit(f"{setup} fold {f}: {r['error']}")
             p = Project.load(root)
-            rows[setup].append(score(p))
+            rows[name].append(score(p))
             if setup == "fusion":
                 ch = p.config.data.sensor_channels()
-                rows["fusion, watch missing"].append(score(p, ch["watch"]))
-                rows["fusion, phone missing"].append(score(p, ch["phone"]))
+                rows[name + ", watch missing"].append(score(p, ch["watch"]))
+                rows[name + ", phone missing"].append(score(p, ch["phone"]))
             prof = json.loads((root / "build" / "profile.json").read_text())["boards"][0]
-            cost[setup] = {"flash_bytes": prof["pipeline"]["flash_bytes"],
+            cost[name] = {"flash_bytes": prof["pipeline"]["flash_bytes"],
                            "ram_bytes": prof["pipeline"]["ram_bytes"],
                            "arena_bytes": prof["arena_bytes"],
                            "latency_ms": prof["pipeline"]["latency_ms"],
                            "dsp_ms": prof["dsp"]["latency_ms"]}
-            con.print(f"{setup} fold {f} (test {', '.join(sorted(test))}): "
-                      f"{rows[setup][-1]}  [{time.time() - t0:.0f} s]")
+            con.print(f"{name} fold {f} (test {', '.join(sorted(test))}): "
+                      f"{rows[name][-1]}  [{time.time() - t0:.0f} s]")
     t = Table(title=f"sp_sw_har, {a.folds} person-disjoint folds ({len(people)} people), "
                     "int8 deployed pipeline, nano33ble")
     for col in ("setup", "accuracy %", "macro-F1 %", "min fold F1 %", "flash B", "RAM B",
                 "arena B", "latency ms"):
         t.add_column(col, justify="left" if col == "setup" else "right")
-    out = {}
+    out = json.loads(a.json.read_text()) if a.json and a.json.is_file() else {}
     for k, v in rows.items():
         acc = np.array([x["accuracy"] for x in v]) * 100
         f1 = np.array([x["macro_f1"] for x in v]) * 100
-        c = cost.get(k.split(",")[0], {})
+        c = cost.get(k.removesuffix(", watch missing").removesuffix(", phone missing"), {})
         out[k] = {"folds": v, "accuracy_mean": round(float(acc.mean()), 2),
                   "accuracy_std": round(float(acc.std()), 2),
                   "macro_f1_mean": round(float(f1.mean()), 2),
@@ -153,9 +214,35 @@ def main() -> None:
                                         ("flash_bytes", "ram_bytes", "arena_bytes")),
                   f"{c['latency_ms']:.2f}" if c else "")
     con.print(t)
+    compare(con, out, [names[x] for x in setups if x == "fusion"], sensor_dsp)
     con.print(f"total {time.time() - t0:.0f} s wall")
     if a.json:
         a.json.write_text(json.dumps(out, indent=1))
+
+
+def compare(con: Console, out: dict, fusions: list[str], sensor_dsp: dict[str, str]) -> None:
+    """The issue's targets for each fusion row against the single-sensor rows (of this run
+    or of the merged --json file): macro-F1 over the best single device, and each device
+    alone against the fusion with the other one missing."""
+    for fz in fusions:
+        # each device alone with the same DSP when measured, else with the default one
+        alone = {s: next((n for n in (setup_name(s, DROPOUT, sensor_dsp), s) if n in out), "")
+                 for s in ("phone", "watch")}
+        if fz not in out or not all(alone.values()):
+            con.print(f"{fz}: no single-sensor rows to compare with (run --setups phone,watch)")
+            continue
+        f1 = {s: out[alone[s]]["macro_f1_mean"] for s in alone}
+        best = max(f1, key=f1.get)
+        t = Table(title=f"{fz} against each device alone (macro-F1 points, mean over folds)")
+        for col in ("figure", "value", "target"):
+            t.add_column(col, justify="left" if col != "value" else "right")
+        t.add_row(f"fusion - best single ({alone[best]})",
+                  f"{out[fz]['macro_f1_mean'] - f1[best]:+.2f}", ">= +3")
+        for gone, kept in (("phone", "watch"), ("watch", "phone")):
+            t.add_row(f"{gone} missing - {alone[kept]} alone",
+                      f"{out[f'{fz}, {gone} missing']['macro_f1_mean'] - f1[kept]:+.2f}",
+                      ">= -2")
+        con.print(t)
 
 
 if __name__ == "__main__":

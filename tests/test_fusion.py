@@ -302,3 +302,80 @@ def test_same_recording_names_from_two_folders_do_not_collide(tmp_path):
     for s in idx:   # each indexed run is the aligned frames of its label
         x = np.load(ds.resolve(s.source))[s.offset:s.offset + s.length]
         assert x.shape == (s.length, 12)
+
+
+# ---------------------------------------------------------------- one file, several sensors
+
+
+def _imu_file(path: Path, t0: float, n: int, rate: float, rng) -> np.ndarray:
+    """One device's log: accelerometer and gyroscope columns in one CSV, labelled."""
+    t = np.round(t0 + np.arange(n) * 1000.0 / rate)
+    v = rng.standard_normal((n, 6))
+    labels = ["REST"] * (n // 2) + ["SHAKE"] * (n - n // 2)
+    lines = ["timestamp,gx,gy,gz,ax,ay,az,label"]
+    for i in range(n):
+        lines.append(f"{int(t[i])}," + ",".join(f"{x:.6f}" for x in v[i]) + f",{labels[i]}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return v
+
+
+def test_one_csv_holds_several_sensors(tmp_path):
+    from kiloml.data.dataset import Dataset
+    from kiloml.data.importer import import_data
+    from kiloml.data.index import DatasetIndex
+    from kiloml.data.settings import DataSettings, SensorSettings
+    from pydantic import ValidationError
+
+    rng = np.random.default_rng(5)
+    vals = {}
+    for rec in ("p1/a", "p1/b", "p2/a"):
+        # exactly on the 100 Hz grid: the aligned frames are the file's rows
+        vals[rec] = _imu_file(tmp_path / "d" / f"{rec}.csv", 1.7e12, 300, 100.0, rng)
+    cfg = DataSettings(sample_rate=100.0, window_ms=500, stride_ms=250,
+                       sensors=[SensorSettings(name="accel", suffix="", axes=["ax", "ay", "az"]),
+                                SensorSettings(name="gyro", suffix="", axes=["gx", "gy", "gz"])])
+    assert cfg.sensor_channels() == {"accel": (0, 3), "gyro": (3, 6)}
+    ds = Dataset(tmp_path / "p", tmp_path / "p" / "dataset" / "index.csv")
+    ds.index_path.parent.mkdir(parents=True)
+    DatasetIndex([]).save(ds.index_path)
+    res = import_data(ds, cfg, tmp_path / "d")
+    assert res.files == 3 and len(res.added) == 6          # 3 files, 2 label runs each
+    idx = ds.load_index()
+    for s in idx:
+        x = np.load(ds.resolve(s.source))
+        rec = next(r for r in vals if s.source.endswith(f"{r}.npy"))
+        # channels in declaration order: accel = the file's ax, ay, az; gyro = gx, gy, gz
+        np.testing.assert_allclose(x[:, :3], vals[rec][:, 3:], atol=1e-6)
+        np.testing.assert_allclose(x[:, 3:], vals[rec][:, :3], atol=1e-6)
+        al = s.reader_options()["align"]
+        assert al["start_spread_ms"] == 0 and al["sensors"]["gyro"]["rows"] == 300
+    assert {s.label for s in idx} == {"REST", "SHAKE"}
+    # a shared file's sensor lacking its column: one line naming the file and the column
+    bad = DataSettings(sample_rate=100.0, window_ms=500, stride_ms=250,
+                       sensors=[SensorSettings(name="accel", suffix="", axes=["ax", "ay", "az"]),
+                                SensorSettings(name="mag", suffix="", axes=["mx", "my", "mz"])])
+    with pytest.raises(DataError, match=r"a\.csv: no column 'mx'"):
+        import_data(ds, bad, tmp_path / "d")
+    # two sensors of one file claiming the same column
+    with pytest.raises(ValidationError, match="share the file suffix '' and the column 'ax'"):
+        DataSettings(sample_rate=100.0, window_ms=500, stride_ms=250,
+                     sensors=[SensorSettings(name="a", suffix="", axes=["ax", "ay"]),
+                              SensorSettings(name="b", suffix="", axes=["ax"])])
+
+
+def test_shared_and_own_files_mix_by_the_longest_suffix(tmp_path):
+    # watch in its own file (<rec>_sw.csv), phone accelerometer + gyroscope in <rec>.csv
+    from kiloml.data.importer import ImportResult, _recordings
+    from kiloml.data.settings import DataSettings, SensorSettings
+
+    cfg = DataSettings(sample_rate=100.0, window_ms=500, stride_ms=250,
+                       sensors=[SensorSettings(name="acc", suffix="", axes=["ax"]),
+                                SensorSettings(name="gyr", suffix="", axes=["gx"]),
+                                SensorSettings(name="watch", suffix="_sw", axes=["ax"])])
+    root = tmp_path
+    files = [root / "s1" / "r1.csv", root / "s1" / "r1_sw.csv", root / "notes.txt"]
+    res = ImportResult()
+    recs = _recordings(cfg, root, files, res)
+    assert recs == {"s1/r1": {"acc": files[0], "gyr": files[0], "watch": files[1]}}
+    assert res.ignored == [str(files[2])]

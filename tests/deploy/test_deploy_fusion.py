@@ -137,3 +137,146 @@ def test_sensors_must_add_up_to_the_channels(tmp_path):
     with pytest.raises(KilomlError, match="sensors .* axes adding up to the 6 channels"):
         deploy_c(replace(spec, sensors=(("phone", 3), ("watch", 2))), tmp_path / "a")
     assert not (tmp_path / "a").exists()
+
+
+def test_block_per_sensor_deploys_and_the_emulator_gives_the_python_predictions(tmp_path):
+    # phone: spectral features, watch: its raw window; one composite DSP block (kiloml.dsp.
+    # sensors) in the package; the nano33ble image in the emulator and the host build under
+    # ASan/UBSan classify every window (with both sensors, and with the watch zeroed as
+    # _classify_sensors does for a NULL buffer) as the Python twin does
+    from dataclasses import replace
+
+    from kiloml.deploy.run import run_emulator, run_host
+
+    spec, x = _spec()
+    block = make_block("sensors", params={"sensors": [
+        {"name": "phone", "axes": 3, "block": "spectral",
+         "params": dict(sample_rate=25.0, fft_length=32, band_edges_hz=[0.0, 1.0, 3.0, 6.0,
+                                                                         12.5])},
+        {"name": "watch", "axes": 3, "block": "raw", "params": {"scale": 0.5}}]})
+    train = np.concatenate([x, x.copy()])
+    train[24:, :, 3:] = 0.0
+    norm = Normalizer.fit("feature", apply_block(block, train))
+    g = H.dense_graph(norm(apply_block(block, train)), len(LABELS))
+    spec = replace(spec, graph=g, block=block, normalizer=norm.state())
+    pkg = tmp_path / "pkg"
+    deploy_c(spec, pkg)
+    assert (pkg / "dsp" / "fus_dsp_phone.c").is_file() and (pkg / "dsp" / "fus_dsp_watch.c") \
+        .is_file()
+    zw = x.copy()
+    zw[:, :, 3:] = 0.0
+    windows = np.concatenate([x, zw])
+    ref = run_python(spec, windows)
+    assert len(set(ref.predictions.tolist())) > 1
+    for dev in (run_emulator(pkg, windows, "nano33ble", timeout_s=900),
+                run_host(pkg, windows, sanitize=True)):
+        assert list(dev.predictions) == list(ref.predictions)
+        np.testing.assert_array_equal(dev.scores, ref.scores)
+        assert np.abs(dev.features - ref.features).max() <= 1e-4 * np.abs(ref.features).max()
+
+
+def test_block_per_sensor_arduino_library_cross_compiles(tmp_path):
+    # single-board fusion with a block per sensor (accelerometer spectral, gyroscope raw):
+    # the Arduino library holds every part's C and its sketch feeds one buffer per sensor
+    from dataclasses import replace
+
+    from kiloml.deploy.arduino import deploy_arduino
+
+    spec, x = _spec()
+    block = make_block("sensors", params={"sensors": [
+        {"name": "accel", "axes": 3, "block": "spectral",
+         "params": dict(sample_rate=25.0, fft_length=32, band_edges_hz=[0.0, 1.0, 3.0, 6.0,
+                                                                         12.5])},
+        {"name": "gyro", "axes": 3, "block": "raw", "params": {"flatten": True}}]})
+    norm = Normalizer.fit("feature", apply_block(block, x))
+    g = H.dense_graph(norm(apply_block(block, x)), len(LABELS))
+    spec = replace(spec, graph=g, block=block, normalizer=norm.state(),
+                   sensors=(("accel", 3), ("gyro", 3)))
+    lib = deploy_arduino(spec, tmp_path / "Fus").path
+    sketch = next(lib.glob("examples/*/*.ino")).read_text()
+    assert "fus_classify_sensors(accel_frames, gyro_frames_age <" in sketch
+    src = lib / "src"
+    sources = sorted(src.rglob("*.c"))
+    assert {"fus_dsp.c", "fus_dsp_accel.c", "fus_dsp_gyro.c"} <= {p.name for p in sources}
+    flags, _ = H.CORES["cortex-m4f-softfp"]
+    H.compile_objects(H.need("arm-none-eabi-gcc"), flags, sources,
+                      sorted({p.parent for p in sources} | {src}), tmp_path / "o")
+
+
+STREAM_HARNESS = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "fus.h"
+
+#define CHUNK 37u
+static float raw[CHUNK * FUS_CHANNELS];
+static float phone[CHUNK * 3u];
+static float watch[CHUNK * 3u];
+static fus_event_t events[8];
+
+int main(int argc, char **argv)
+{
+    FILE *fi = fopen(argv[1], "rb");
+    int nowatch = argv[2][0] == 'n';
+    size_t got;
+    uint32_t f, a, missing = 99u;
+    int32_t k, i, total = 0;
+    (void)argc;
+    fus_stream_init();
+    while ((got = fread(raw, sizeof raw[0] * FUS_CHANNELS, CHUNK, fi)) > 0) {
+        for (f = 0; f < (uint32_t)got; ++f) {
+            for (a = 0; a < 3u; ++a) {
+                phone[f * 3u + a] = raw[f * FUS_CHANNELS + FUS_PHONE_FIRST_CHANNEL + a];
+                watch[f * 3u + a] = raw[f * FUS_CHANNELS + FUS_WATCH_FIRST_CHANNEL + a];
+            }
+        }
+        k = fus_stream_push_sensors(phone, nowatch ? 0 : watch, (uint32_t)got, events, 8u,
+                                    &missing);
+        if (k < 0 || k > 8) { return 5; }
+        for (i = 0; i < k; ++i) {
+            printf("event %d %d %llu\n", (int)events[i].label, (int)events[i].score,
+                   (unsigned long long)events[i].sample);
+        }
+        total += k;
+    }
+    printf("missing %u total %d\n", missing, (int)total);
+    fclose(fi);
+    return 0;
+}
+"""
+
+
+def test_stream_push_sensors_detects_as_the_python_stream(tmp_path):
+    # <name>_stream_push_sensors (one buffer per sensor, pushed in pieces of 37 frames) gives
+    # the Python twin's detections (kiloml.deploy.stream.run_stream) on the interleaved
+    # recording, and with the watch NULL those of the recording with the watch zeroed
+    from dataclasses import replace
+
+    from kiloml.deploy.run import build_host_exe, load_manifest
+    from kiloml.deploy.stream import run_stream
+    from kiloml.train.streaming import StreamSettings
+
+    spec, x = _spec()
+    spec = replace(spec, stream=StreamSettings(detection_threshold=100, minimum_count=1,
+                                               suppression_ms=0.0, average_window_ms=500.0))
+    pkg = tmp_path / "pkg"
+    deploy_c(spec, pkg)
+    assert "int32_t fus_stream_push_sensors(const fus_sample_t *phone, " in \
+        (pkg / "fus.h").read_text()
+    rec = x.reshape(-1, 6)                         # 24 windows one after the other
+    exe = build_host_exe(pkg, load_manifest(pkg), tmp_path / "h.c", STREAM_HARNESS,
+                         sanitize=True)
+    rec.astype("<f4").tofile(tmp_path / "in.bin")
+    zw = rec.copy()
+    zw[:, 3:] = 0.0
+    for mode, frames, flag in (("both", rec, "0"), ("nowatch", zw, "2")):
+        r = subprocess.run([str(exe), str(tmp_path / "in.bin"), mode], capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.split("\n")
+        got = [tuple(int(v) for v in ln.split()[1:]) for ln in lines if ln.startswith("event")]
+        want, _ = run_stream(spec, frames, spec.stream)
+        assert got == [(LABELS.index(d.label), d.score, d.sample) for d in want]
+        assert len(want) > 3
+        tail = next(ln for ln in lines if ln.startswith("missing")).split()
+        assert tail[1] == flag and int(tail[3]) == len(want)

@@ -94,7 +94,8 @@ def optimize(
     project: Path = PROJECT_OPT,
     variants: str = typer.Option("float,ptq,qat,pruned,sparse,distilled", "--variants",
                                  help="Comma-separated: float, ptq, qat, pruned, sparse, "
-                                      "distilled."),
+                                      "distilled, sensors (multi-sensor projects: each "
+                                      "sensor alone vs the fusion, DSP included)."),
     prune_ratio: float = typer.Option(0.5, "--prune-ratio", min=0.0, max=0.95,
                                       help="Fraction of channels structured pruning removes."),
     sparsity: float = typer.Option(0.5, "--sparsity", min=0.0, max=0.95,
@@ -142,15 +143,20 @@ def optimize(
 
 
 def print_variants(r: dict) -> None:
+    f1 = any("macro_f1" in v for v in r["variants"])
     t = table(f"variants of {r['arch']} on {r['n_test']:,} test windows "
-              f"(board {r['board'] or 'none'})",
-              [("variant", "l"), (r["metric"], "r"), ("flash B", "r"), ("RAM B", "r"),
-               ("MACs", "r"), ("latency ms", "r"), ("file", "l")])
+              f"(board {r['board'] or 'none'}; files: model/variants/)",
+              [("variant", "l"), (r["metric"], "r"), *([("macro-F1", "r")] if f1 else []),
+               ("flash B", "r"), ("RAM B", "r"), ("MACs", "r"), ("latency ms", "r")])
     for v in r["variants"]:
         est = "~" if v.get("estimated") else ""
+        dsp = "+" if v.get("with_dsp") else ""
         t.add_row(v["name"], pct(v["metric"]) if r["metric"] == "accuracy" else fmt(v["metric"]),
-                  est + fmt(v.get("flash_bytes")), est + fmt(v.get("ram_bytes")),
-                  fmt(v.get("macs")), fmt(v.get("latency_ms")), v.get("file") or "")
+                  *([pct(v["macro_f1"]) if "macro_f1" in v else ""] if f1 else []),
+                  dsp + est + fmt(v.get("flash_bytes")), dsp + est + fmt(v.get("ram_bytes")),
+                  fmt(v.get("macs")), dsp + fmt(v.get("latency_ms")))
     out.print(t)
+    if any(v.get("with_dsp") for v in r["variants"]):
+        err.print("note: + marks the whole pipeline (DSP block + model)", markup=False)
     for note in r.get("notes", []):
         err.print(f"note: {note}", markup=False)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiloml.data.dataset import Dataset
-from kiloml.data.fusion import align, label_runs, read_sensor_csv
+from kiloml.data.fusion import SensorStream, align, label_runs, read_sensor_csv
 from kiloml.data.index import DatasetIndex, Sample, source_checksum
 from kiloml.data.readers import FORMATS, Recording, detect_format, read_file
 from kiloml.data.settings import DataSettings
@@ -309,13 +309,35 @@ def _recordings(cfg: DataSettings, root: Path, files: list[Path],
     recs: dict[str, dict[str, Path]] = {}
     for p in files:
         rel = p.relative_to(root).with_suffix("").as_posix()
-        hit = next((s for s in cfg.sensors if p.suffix.lower() == ".csv"
-                    and rel.endswith(s.suffix)), None)
-        if hit is None:
+        hits = [s.suffix for s in cfg.sensors if p.suffix.lower() == ".csv"
+                and rel.endswith(s.suffix)]
+        if not hits:
             res.ignored.append(str(p))
             continue
-        recs.setdefault(rel[:-len(hit.suffix)], {})[hit.name] = p
+        suffix = max(hits, key=len)      # "_sw" before "" (the most specific ending)
+        key = rel[:len(rel) - len(suffix)]
+        for s in cfg.sensors:            # sensors sharing a suffix share the file
+            if s.suffix == suffix:
+                recs.setdefault(key, {})[s.name] = p
     return recs
+
+
+def _read_streams(cfg: DataSettings, got: dict[str, Path]) -> list[tuple[str, SensorStream]]:
+    """Each sensor's stream of one recording; a file shared by several sensors is read once
+    (their columns together) and split, its labels kept with the first of them."""
+    by_file: dict[Path, list] = {}
+    for s in cfg.sensors:
+        by_file.setdefault(got[s.name], []).append(s)
+    read = {p: read_sensor_csv(p, [a for s in ss for a in s.axes], cfg.label_column)
+            for p, ss in by_file.items()}
+    out = []
+    for s in cfg.sensors:
+        p = got[s.name]
+        st, ss = read[p], by_file[p]
+        k = sum(len(x.axes) for x in ss[:ss.index(s)])
+        out.append((s.name, SensorStream(p, st.t_ms, st.values[:, k:k + len(s.axes)],
+                                         st.labels if ss[0] is s else None)))
+    return out
 
 
 def _import_sensors_locked(dataset: Dataset, cfg: DataSettings, path: Path,
@@ -336,7 +358,7 @@ def _import_sensors_locked(dataset: Dataset, cfg: DataSettings, path: Path,
         if not any(s.name in r for r in recs.values()):
             raise DataError(f"{path}: no file of sensor {s.name!r} (*{s.suffix}.csv) although "
                             "data.sensors declares it")
-    res.files = sum(len(r) for r in recs.values())
+    res.files = sum(len(set(r.values())) for r in recs.values())
     rate = float(cfg.sample_rate)
     min_run = max(1, int(round(cfg.min_run_ms * rate / 1000.0)))
     # one folder per imported folder (named by a hash of its path relative to the data set's
@@ -356,8 +378,7 @@ def _import_sensors_locked(dataset: Dataset, cfg: DataSettings, path: Path,
                 s = absent[0]
                 raise DataError(f"{first}: no {s.name} file {Path(key).name}{s.suffix}.csv "
                                 "next to it for this recording")
-            streams = [(s.name, read_sensor_csv(got[s.name], s.axes, cfg.label_column))
-                       for s in cfg.sensors]
+            streams = _read_streams(cfg, got)
             if all(st.labels is None for _, st in streams):
                 raise DataError(f"{first}: no {cfg.label_column!r} column in any sensor file")
             al = align(streams, rate, cfg.align_tolerance_ms)

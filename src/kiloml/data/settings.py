@@ -45,20 +45,34 @@ class AugmentSettings(_Strict):
         return v
 
 
+class SensorDSPSettings(_Strict):
+    """A sensor's own DSP block (``[data.sensors.dsp]``): ``spectral`` or ``raw`` and its
+    parameters (kiloml.dsp; ``sample_rate`` comes from ``data.sample_rate``). Sensors without
+    one use the project's ``[dsp]`` block; the features are concatenated sensor by sensor
+    (kiloml.dsp.sensors)."""
+
+    block: Literal["spectral", "raw"]
+    params: dict = Field(default_factory=dict)
+
+
 class SensorSettings(_Strict):
     """One sensor of a multi-sensor project (``[[data.sensors]]``; see kiloml.data.fusion).
 
     Each recording is one CSV file per sensor, named ``<recording><suffix>.csv`` (e.g.
     ``s01_01_sp.csv`` and ``s01_01_sw.csv`` for ``suffix = "_sp"`` / ``"_sw"``), with a
     timestamp column (ms), the ``axes`` columns and optionally a per-sample label column.
-    The sensor is resampled to ``rate`` (default: ``data.sample_rate``) on a grid shared by
-    all sensors, and its axes take the next ``len(axes)`` channels, in declaration order."""
+    Sensors with the same ``suffix`` share one file (one device logging several sensors:
+    ``ax, ay, az, gx, gy, gz``), each taking its own ``axes`` columns; an empty suffix makes
+    every CSV file a recording. The sensor is resampled to ``rate`` (default:
+    ``data.sample_rate``) on a grid shared by all sensors, and its axes take the next
+    ``len(axes)`` channels, in declaration order."""
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=32)
-    suffix: str = Field(min_length=1, description="file name ending before .csv")
+    suffix: str = Field(description="file name ending before .csv (shared: one file)")
     axes: list[str] = Field(min_length=1, max_length=32, description="CSV columns, in order")
     units: str = ""
     rate: Optional[float] = Field(None, gt=0, description="nominal Hz; default data.sample_rate")
+    dsp: Optional[SensorDSPSettings] = None
 
 
 class DataSettings(_Strict):
@@ -102,9 +116,17 @@ class DataSettings(_Strict):
         if not self.sensors:
             return self
         names = [s.name for s in self.sensors]
-        sufs = [s.suffix for s in self.sensors]
-        if len(set(names)) != len(names) or len(set(sufs)) != len(sufs):
-            raise ValueError("sensors: names and suffixes must be unique")
+        if len(set(names)) != len(names):
+            raise ValueError("sensors: names must be unique")
+        for i, a in enumerate(self.sensors):
+            for b in self.sensors[:i]:
+                both = [c for c in a.axes if c in b.axes]
+                if a.suffix == b.suffix and both:
+                    raise ValueError(f"sensors {b.name!r} and {a.name!r} share the file suffix "
+                                     f"{a.suffix!r} and the column {both[0]!r}: each sensor of "
+                                     "a file takes its own columns")
+            if len(set(a.axes)) != len(a.axes):
+                raise ValueError(f"sensor {a.name!r}: a column is listed twice in axes")
         if self.sample_rate is None:
             raise ValueError("sensors: data.sample_rate is required (the shared grid's rate)")
         for s in self.sensors:

@@ -164,8 +164,19 @@ def _sensors_header(p: Pipeline) -> list[str]:
             " * sensor dropout; *missing receives a bit per NULL sensor (bit k: sensor k, in",
             " * the order above) when missing is not NULL. Returns as "
             f"{n}_classify. */",
-            f"int {n}_classify_sensors({args}, float *scores, uint32_t *missing);", ""] \
+            f"int {n}_classify_sensors({args}, float *scores, uint32_t *missing);", "",
+            "/* Continuous inference with one buffer per sensor: n frames of each sensor",
+            " * (that sensor's axes, interleaved), the same n for all, at the window's sample",
+            " * rate; a NULL buffer is a missing sensor (zeros; bit k of *missing, when not",
+            f" * NULL). Exactly {n}_stream_push on the interleaved frames: same detections,",
+            " * same return value and events. */",
+            f"int32_t {n}_stream_push_sensors({args}, uint32_t n,",
+            f"                                {n}_event_t *events, uint32_t max_events, "
+            "uint32_t *missing);", ""] \
         + ["/* Each sensor's channels in the raw window */", *out, ""]
+
+
+STAGE_FRAMES = 16   # frames per chunk of <name>_stream_push_sensors' interleaving buffer
 
 
 def _sensors_source(p: Pipeline) -> list[str]:
@@ -188,6 +199,35 @@ def _sensors_source(p: Pipeline) -> list[str]:
         first += axes
     body += ["    if (missing != 0) {", "        *missing = gone;", "    }",
              f"    return {n}_classify({n}_window, scores);", "}", ""]
+    body += ["/* frames of the sensors' buffers interleaved, a chunk at a time */",
+             f"static {n}_sample_t {n}_stage[{STAGE_FRAMES}u * {M}_CHANNELS];", "",
+             f"int32_t {n}_stream_push_sensors({args}, uint32_t n,",
+             f"                                {n}_event_t *events, uint32_t max_events, "
+             "uint32_t *missing)", "{",
+             "    uint32_t done = 0u;", "    uint32_t f;", "    uint32_t a;",
+             "    uint32_t gone = 0u;", "    int32_t found = 0;"]
+    for k, (nm, _) in enumerate(p.spec.sensors):
+        body += [f"    if ({nm} == 0) {{", f"        gone |= {1 << k}u;", "    }"]
+    body += ["    if (missing != 0) {", "        *missing = gone;", "    }",
+             "    while (done < n) {",
+             f"        uint32_t take = n - done < {STAGE_FRAMES}u ? n - done : {STAGE_FRAMES}u;",
+             "        uint32_t room = (uint32_t)found < max_events ? "
+             "max_events - (uint32_t)found : 0u;",
+             "        int32_t k;",
+             "        for (f = 0; f < take; ++f) {"]
+    first = 0
+    for nm, axes in p.spec.sensors:
+        body += [f"            for (a = 0; a < {axes}u; ++a) {{",
+                 f"                {n}_stage[f * {M}_CHANNELS + {first}u + a] = {nm} == 0 ? "
+                 f"({n}_sample_t)0 :",
+                 f"                    {nm}[(done + f) * {axes}u + a];", "            }"]
+        first += axes
+    body += ["        }",
+             f"        k = {n}_stream_push({n}_stage, take, room > 0u ? events + found : events,"
+             " room);",
+             "        if (k < 0) {", "            return k;", "        }",
+             "        found += k;", "        done += take;", "    }", "    return found;", "}",
+             ""]
     return body
 
 

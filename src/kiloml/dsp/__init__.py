@@ -10,7 +10,7 @@ from typing import Any
 
 from kiloml.errors import DSPError
 
-BLOCKS = ("mfcc", "mfe", "spectrogram", "spectral", "raw")
+BLOCKS = ("mfcc", "mfe", "spectrogram", "spectral", "raw", "sensors")
 
 
 def block_class(name: str):
@@ -24,6 +24,8 @@ def block_class(name: str):
         from kiloml.dsp.spectral import Spectral as cls
     elif name == "raw":
         from kiloml.dsp.raw import Raw as cls
+    elif name == "sensors":   # one block per sensor ([data.sensors.dsp])
+        from kiloml.dsp.sensors import Sensors as cls
     else:
         raise DSPError(f"unknown DSP block {name!r} (have: {', '.join(BLOCKS)})")
     return cls

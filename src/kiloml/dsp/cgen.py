@@ -376,3 +376,58 @@ def emit_raw(block, prefix: str, frames: int, channels: int,
     n_out = frames * channels
     defines = {"INPUT_FRAMES": frames, "INPUT_AXES": channels, "OUTPUT_SIZE": n_out}
     return {f"{P}.h": _header(P, block, command, "f32", defines, sig), f"{P}.c": "\n".join(body)}
+
+
+def emit_sensors(block, prefix: str, frames: int,
+                 command: str = "kiloml dsp") -> dict[str, str]:
+    """The per-sensor composite (kiloml.dsp.sensors): each part's own C under
+    ``<prefix>_<name>`` and an entry point that runs them on their channels in turn."""
+    P = prefix
+    ch = block.channels
+    buf = block._buffer(frames)
+    files: dict[str, str] = {}
+    for nm, a, e, b in block.parts:
+        for fname, text in b.c_sources(f"{P}_{nm}", frames, e - a, "f32",
+                                       command=command).items():
+            if fname in files and files[fname] != text:
+                raise DSPError(f"sensors: two parts generate different {fname}")
+            files[fname] = text
+    source = ["block: sensors (f32), one block per sensor, outputs concatenated:"]
+    for (nm, a, e, b), n in zip(block.parts, block.part_sizes(frames)):
+        source.append(f"  {nm}: channels [{a}, {e}), block {b.name} ({P}_{nm}.h), "
+                      f"{n} outputs")
+    front = cwriter.frontmatter(command, source)
+    sig = f"int {P}_features(const float *input, float *output)"
+    body = [front, f'#include "{P}.h"', *[f'#include "{P}_{nm}.h"' for nm, *_ in block.parts],
+            "", comment("one sensor's channels, de-interleaved from the window"),
+            f"static float {P}_part[{buf}];", "", sig, "{", "    uint32_t i, c;", "    int r;"]
+    off = 0
+    for (nm, a, e, b), n in zip(block.parts, block.part_sizes(frames)):
+        axes = e - a
+        body += [f"    /* {nm}: channels [{a}, {e}) -> output [{off}, {off + n}) */",
+                 f"    for (i = 0; i < {frames}u; ++i) {{",
+                 f"        for (c = 0; c < {axes}u; ++c) {{",
+                 f"            {P}_part[i * {axes}u + c] = input[i * {ch}u + {a}u + c];",
+                 "        }", "    }",
+                 f"    r = {P}_{nm}_features({P}_part, output + {off});",
+                 "    if (r != 0) {", "        return r;", "    }"]
+        off += n
+    body += ["    return 0;", "}", ""]
+    defines = {"INPUT_FRAMES": frames, "INPUT_AXES": ch, "OUTPUT_SIZE": off}
+    offs = 0
+    for (nm, *_), n in zip(block.parts, block.part_sizes(frames)):
+        defines[f"{nm.upper()}_OUTPUT_OFFSET"] = offs
+        defines[f"{nm.upper()}_OUTPUT_SIZE"] = n
+        offs += n
+    guard = f"{P.upper()}_H"
+    doc = [f"input: {P.upper()}_INPUT_FRAMES frames x {P.upper()}_INPUT_AXES channels, "
+           "interleaved;", "output: each sensor's features at its OUTPUT_OFFSET, float.",
+           "Returns 0 or the first non-zero part's code. Not reentrant (static buffers)."]
+    header = [front, f"#ifndef {guard}", f"#define {guard}", "", "#include <stdint.h>", "",
+              "#ifdef __cplusplus", 'extern "C" {', "#endif", "",
+              *[f"#define {P.upper()}_{k} {v}" for k, v in defines.items()], "",
+              comment(doc), sig + ";", "", "#ifdef __cplusplus", "}", "#endif", "",
+              f"#endif /* {guard} */", ""]
+    files[f"{P}.h"] = "\n".join(header)
+    files[f"{P}.c"] = "\n".join(body)
+    return files

@@ -235,13 +235,17 @@ def _variants(v: dict) -> str:
     front = plots.pareto([(r["metric"], r.get("flash_bytes"), r.get("latency_ms"))
                           for r in rows])
     body = [plots_div(plots.variants(rows, metric))]
-    body.append(table(["variant", metric, "flash B", "RAM B", "latency ms", "MACs",
-                       "Pareto"],
-                      [(r["name"] + ("~" if r.get("estimated") else ""),
-                        num(r.get("metric"), 4), num(r.get("flash_bytes")),
+    f1 = any("macro_f1" in r for r in rows)
+    body.append(table(["variant", metric, *(["macro-F1"] if f1 else []), "flash B", "RAM B",
+                       "latency ms", "MACs", "Pareto"],
+                      [(esc(r["name"] + ("~" if r.get("estimated") else "")
+                            + (" (+DSP)" if r.get("with_dsp") else "")),
+                        num(r.get("metric"), 4),
+                        *([num(r.get("macro_f1"), 4)] if f1 else []),
+                        num(r.get("flash_bytes")),
                         num(r.get("ram_bytes")), num(r.get("latency_ms"), 3),
                         num(r.get("macs")), "★" if f else "") for r, f in zip(rows, front)],
-                      numeric=(1, 2, 3, 4, 5), raw=True))
+                      numeric=tuple(range(1, 7 if f1 else 6)), raw=True))
     notes = v.get("notes") or []
     intro = (f"kiloml optimize on {esc(v.get('board') or 'no board')}; ~ marks estimates. "
              + " ".join(esc(n) for n in notes))

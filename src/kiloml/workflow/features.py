@@ -30,10 +30,10 @@ from kiloml.dsp.apply import apply_block, block_quant
 from kiloml.errors import DataError, ProjectError
 from kiloml.train import augment as A
 from kiloml.workflow.cache import cache_path, content_hash, load_arrays, save_arrays
-from kiloml.workflow.project import Project, dsp_params
+from kiloml.workflow.project import Project, block_spec
 
-__all__ = ["FeatureData", "AugmentedBanks", "apply_block", "block_quant", "class_list",
-           "dsp_block", "fingerprint", "load_split", "noise_clips"]
+__all__ = ["FeatureData", "AugmentedBanks", "SensorView", "apply_block", "block_quant",
+           "class_list", "dsp_block", "fingerprint", "load_split", "noise_clips", "view_block"]
 
 
 @dataclass
@@ -56,7 +56,50 @@ def dsp_block(project: Project):
             "sample_rate" in block_class(c.dsp.block).Params.model_fields:
         raise ProjectError(f"{project.config_path}: data.sample_rate is not set (import with "
                            "--rate HZ, or set it in [data]): the DSP block needs the rate")
-    return make_block(c.dsp.block, preset=c.dsp.preset, params=dsp_params(c.data, c.dsp))
+    block, preset, params = block_spec(c.data, c.dsp)
+    return make_block(block, preset=preset, params=params)
+
+
+@dataclass(frozen=True)
+class SensorView:
+    """One sensor of a multi-sensor project, for comparing it with the fusion (``kiloml
+    optimize``'s ``sensors`` family): ``only`` is that sensor's channels through its own
+    block (its ``[data.sensors.dsp]`` block, else the project's ``[dsp]`` block on its axes);
+    ``missing`` is every channel through the project's block with that sensor's zeroed (what
+    the deployed ``_classify_sensors`` does for a NULL buffer)."""
+
+    sensor: str
+    mode: str = "only"
+
+    def channels(self, project: Project) -> tuple[int, int]:
+        ch = project.config.data.sensor_channels()
+        if self.sensor not in ch:
+            raise ProjectError(f"{project.config_path}: no sensor {self.sensor!r} "
+                               f"(data.sensors: {', '.join(ch) or 'none'})")
+        return ch[self.sensor]
+
+    def block(self, project: Project):
+        """The block the view's features come from."""
+        full = dsp_block(project)
+        if self.mode == "missing":
+            return full
+        parts = getattr(full, "parts", None)
+        if parts:
+            return next(b for nm, _, _, b in parts if nm == self.sensor)
+        return full
+
+    def frames(self, project: Project, frames: np.ndarray) -> np.ndarray:
+        """(N, window, channels) windows of the project -> the view's windows."""
+        a, e = self.channels(project)
+        if self.mode == "only":
+            return np.ascontiguousarray(frames[..., a:e])
+        out = frames.copy()
+        out[..., a:e] = 0.0
+        return out
+
+
+def view_block(project: Project, view: "SensorView | None"):
+    return dsp_block(project) if view is None else view.block(project)
 
 
 def fingerprint(project: Project) -> list:
@@ -75,10 +118,14 @@ def class_list(project) -> list[str]:
 
 
 def load_split(project, split: str, labels: list[str] | None = None,
-               samples=None, use_cache: bool = True) -> FeatureData:
-    """Features of one split (``train``, ``validation``, ``test``) without augmentation."""
+               samples=None, use_cache: bool = True,
+               view: SensorView | None = None) -> FeatureData:
+    """Features of one split (``train``, ``validation``, ``test``) without augmentation;
+    ``view``: one sensor's (SensorView) instead of the project's."""
     labels = labels or class_list(project)
-    key = content_hash(*fingerprint(project), split, labels) if samples is None else None
+    vkey = [] if view is None else [view.sensor, view.mode]
+    key = content_hash(*fingerprint(project), split, labels, *vkey) if samples is None \
+        else None
     path = cache_path(project.root, f"features-{split}", key) if key else None
     cached = load_arrays(path) if use_cache else None
     if cached is not None:
@@ -86,7 +133,9 @@ def load_split(project, split: str, labels: list[str] | None = None,
                            list(cached["ids"]))
     frames, wins = load_windows(project.dataset, project.config.data,
                                 samples=samples, split=split)
-    block = dsp_block(project)
+    block = view_block(project, view)
+    if view is not None and len(wins):
+        frames = view.frames(project, frames)
     x = apply_block(block, frames) if len(wins) else np.zeros((0,), np.float32)
     index = {lab: i for i, lab in enumerate(labels)}
     y = np.array([index.get(w.label, -1) for w in wins], np.int64)
@@ -109,13 +158,14 @@ class AugmentedBanks:
     """``banks`` augmented copies of the training split's features (see the module doc)."""
 
     def __init__(self, project, labels: list[str], banks: int = 8, seed: int = 0,
-                 progress=None) -> None:
+                 progress=None, view: SensorView | None = None) -> None:
         self.project = project
         self.labels = labels
         self.banks = banks
         self.seed = seed
+        self.view = view
         self.aug = project.config.data.augment
-        self.block = dsp_block(project)
+        self.block = view_block(project, view)
         self.audio = self.block.audio and A.audio_enabled(self.aug)
         self.motion = (not self.block.audio) and A.motion_enabled(self.aug)
         self.progress = progress
@@ -124,7 +174,8 @@ class AugmentedBanks:
         self._noise = None
         self._mem: dict[int, np.ndarray] = {}
         self.key = content_hash(*fingerprint(project), "train", labels, seed,
-                         self.aug.model_dump(mode="json"))
+                                self.aug.model_dump(mode="json"),
+                                *([] if view is None else [view.sensor, view.mode]))
 
     @property
     def enabled(self) -> bool:
@@ -134,6 +185,8 @@ class AugmentedBanks:
         if self._frames is None:
             self._frames, self._wins = load_windows(self.project.dataset,
                                                     self.project.config.data, split="train")
+            if self.view is not None and len(self._wins):
+                self._frames = self.view.frames(self.project, self._frames)
             if self.audio:
                 self._noise = noise_clips(self.project)
 
@@ -155,9 +208,9 @@ class AugmentedBanks:
                 x = apply_block(self.block, clips[..., None])
                 save_arrays(path, x=x)
             else:
-                frames = A.augment_motion(
-                    self._frames, self.aug, rng,
-                    list(self.project.config.data.sensor_channels().values()))
+                sensors = list(self.project.config.data.sensor_channels().values()) \
+                    if self.view is None else None   # one sensor: nothing to drop
+                frames = A.augment_motion(self._frames, self.aug, rng, sensors)
                 x = apply_block(self.block, frames)
         if self.audio:
             self._mem[k] = x

@@ -15,12 +15,19 @@ distilled  a student distilled from a teacher: the project's ``train.teacher`` (
            trained float model as the student's starting point (``distill_*`` settings), then
            ptq; without a teacher, the trained float model teaches a student of half its
            width, then ptq.
+sensors    multi-sensor projects, a family of rows (flash, RAM and latency of the whole
+           pipeline: the DSP block's real build on the board plus the model): ``fusion``, the
+           project's trained model; ``<sensor> only`` for each sensor, a model of the
+           project's architecture and recipe trained (float, ptq, the recipe's QAT) on that
+           sensor's features alone (its own block, else the project's block on its axes);
+           ``fusion, <sensor> missing``, the project's model with that sensor's channels zeroed
+           (the run-time policy of ``_classify_sensors``)
 =========  ==================================================================================
 
-Accuracy of every int8 variant is that of the exported graph run by kiloml's reference
-interpreter on the test split (anomaly models: ROC AUC). Flash, RAM and latency come from
-kiloml.targets.profile (real arm-none-eabi build, emulated run, cycle model) on the project's
-board; MACs from the graph.
+Accuracy (and, for classifiers, macro-F1) of every int8 variant is that of the exported graph
+run by kiloml's reference interpreter on the test split (anomaly models: ROC AUC). Flash, RAM
+and latency come from kiloml.targets.profile (real arm-none-eabi build, emulated run, cycle
+model) on the project's board; MACs from the graph.
 """
 
 from __future__ import annotations
@@ -38,17 +45,22 @@ from kiloml.compress.prune import channel_prune, magnitude_prune, sparsity as sp
 from kiloml.compress.quantize import calibrate, to_graph
 from kiloml.errors import KilomlError
 from kiloml.fileio import atomic_write_text
+from kiloml.io.tflite_reader import read_tflite
 from kiloml.io.tflite_writer import save_tflite
 from kiloml.ir.planner import plan_memory
+from kiloml.targets.boards import load_boards
+from kiloml.targets.dsp_profile import c_input, choose_variant, profile_dsp
 from kiloml.targets.profile import profile_graph
 from kiloml.train.loop import EpochData, TrainConfig, fit
 from kiloml.train.models import DS_CNN_SIZES, build_model
 from kiloml.workflow import train as P
 from kiloml.workflow.compile import model_macs
+from kiloml.workflow.features import SensorView
+from kiloml.workflow.profile import project_window
 from kiloml.workflow.project import Project, as_project
 from kiloml.workflow.train import predict_int8, report
 
-VARIANTS = ("float", "ptq", "qat", "pruned", "sparse", "distilled")
+VARIANTS = ("float", "ptq", "qat", "pruned", "sparse", "distilled", "sensors")
 
 
 def _metric(prep, out, data) -> float:
@@ -57,12 +69,20 @@ def _metric(prep, out, data) -> float:
     return r["roc_auc"] if prep.anomaly else r["accuracy"]
 
 
-def _int8_row(name: str, prep, graph, board: str | None, out_dir: Path, notes: list) -> dict:
+def _f1(prep, out, data) -> dict:
+    """{"macro_f1": ...} for classifiers (nothing for anomaly models)."""
+    if prep.anomaly:
+        return {}
+    return {"macro_f1": report(prep, out, data)["macro_f1"]}
 
-    path = save_tflite(graph, out_dir / f"{name}.tflite")
+
+def _int8_row(name: str, prep, graph, board: str | None, out_dir: Path, notes: list,
+              file: str | None = None) -> dict:
+
+    path = save_tflite(graph, out_dir / f"{file or name}.tflite")
+    out = predict_int8(prep, graph, prep.test.x)
     row: dict[str, Any] = {"name": name, "file": str(path),
-                           "metric": _metric(prep, predict_int8(prep, graph, prep.test.x),
-                                             prep.test)}
+                           "metric": _metric(prep, out, prep.test), **_f1(prep, out, prep.test)}
 
     row["macs"] = model_macs(graph)
     row["weights_bytes"] = graph.weights_bytes()
@@ -162,6 +182,7 @@ def optimize_project(project: Project | str | Path | None = None, variants=VARIA
                 probe, g = P.quantize(prep, model)
 
                 rows.append({"name": "float", "metric": _metric(prep, f_out, prep.test),
+                             **_f1(prep, f_out, prep.test),
                              "flash_bytes": 4 * n_w, "ram_bytes": 4 * plan_memory(g).arena_bytes,
                              "macs": probe.macs(), "latency_ms": None, "estimated": True,
                              "file": str(P.model_dir(project) / "float.pt")})
@@ -220,6 +241,8 @@ def optimize_project(project: Project | str | Path | None = None, variants=VARIA
                 row["source"] = src
                 row["train_seconds"] = res.seconds
                 rows.append(row)
+            elif name == "sensors":
+                rows.extend(_sensor_rows(project, prep, board, out_dir, notes, progress))
             else:
                 raise KilomlError(f"unknown variant {name!r}")
     except KeyboardInterrupt:  # keep and show what finished (Ctrl-C during a long variant)
@@ -230,6 +253,99 @@ def optimize_project(project: Project | str | Path | None = None, variants=VARIA
               "variants": rows, "notes": notes, "interrupted": interrupted}
     atomic_write_text(out_dir / "variants.json", json.dumps(result, indent=1, default=_jsonable))
     return json.loads(json.dumps(result, default=_jsonable))
+
+
+def _pipeline_cost(row: dict, block, window: np.ndarray, board: str | None,
+                   cache: dict) -> None:
+    """Adds the DSP block's figures (``dsp_*``) to a model row and makes its flash, RAM and
+    latency the pipeline's (DSP + model); the block is profiled once per block."""
+    frames, channels = window.shape
+    key = json.dumps([block.name, block.params.model_dump(mode="json"), frames, channels])
+    if key not in cache:
+        if board:
+            b = load_boards()[board]
+            v = choose_variant(block, b)
+            d = profile_dsp(block, frames, channels, c_input(block, window, v), b, v)
+        else:
+            c = block.cost(frames, channels)
+            d = {"flash_bytes": c.flash_bytes, "ram_bytes": c.ram_bytes, "latency_ms": None}
+        cache[key] = d
+    d = cache[key]
+    row.update({"dsp_block": block.name, "dsp_flash_bytes": d["flash_bytes"],
+                "dsp_ram_bytes": d["ram_bytes"], "dsp_latency_ms": d.get("latency_ms"),
+                "model_flash_bytes": row.get("flash_bytes"), "model_ram_bytes":
+                row.get("ram_bytes"), "model_latency_ms": row.get("latency_ms"),
+                "flash_bytes": (row.get("flash_bytes") or 0) + d["flash_bytes"],
+                "ram_bytes": (row.get("ram_bytes") or 0) + d["ram_bytes"],
+                "with_dsp": True})
+    if row.get("latency_ms") is not None and d.get("latency_ms") is not None:
+        row["latency_ms"] = round(row["latency_ms"] + d["latency_ms"], 4)
+    else:
+        row["latency_ms"] = None
+    if not board:
+        row["estimated"] = True
+
+
+def _sensor_rows(project: Project, prep, board: str | None, out_dir: Path, notes: list,
+                 progress: bool) -> list[dict]:
+    """The ``sensors`` family (see the module doc)."""
+    sensors = [s.name for s in project.config.data.sensors]
+    if len(sensors) < 2:
+        raise KilomlError(f"{project.config_path}: the sensors variants need a multi-sensor "
+                          "project (two or more data.sensors entries)")
+    if prep.anomaly:
+        raise KilomlError("the sensors variants compare classifiers, not anomaly models")
+    meta = P.load_meta(project)
+    graph = read_tflite(P.model_dir(project) / "model.tflite")
+    block, _, _, window, _ = project_window(project)
+    cache: dict = {}
+    rows: list[dict] = []
+
+    def scored(name: str, p, g, file: str) -> dict:
+        row = _int8_row(name, p, g, board, out_dir, notes, file=file)
+        row["family"] = "sensors"
+        row["test_windows"] = int(len(p.test.x))
+        return row
+
+    fusion = scored("fusion", prep, graph, "sensors_fusion")
+    _pipeline_cost(fusion, block, window, board, cache)
+    fusion["sensors"] = sensors
+    rows.append(fusion)
+    r = prep.recipe
+    for s in sensors:
+        view = SensorView(s, "only")
+        ps = P.prepare(project, r, view=view)
+        model, _ = P.train_float(ps, progress=progress, title=f"{s} only")
+        net, g = P.quantize(ps, model)
+        if r.qat_epochs:   # as kiloml train does for the project's model
+            net, _ = P.qat(ps, net, r.qat_epochs, progress=progress)
+            g = to_graph(net)
+        row = scored(f"{s} only", ps, g, f"sensors_{s}_only")
+        _pipeline_cost(row, view.block(project), view.frames(project, window[None])[0],
+                       board, cache)
+        row["sensors"] = [s]
+        row["feature_shape"] = list(ps.feature_shape)
+        rows.append(row)
+    for s in sensors:
+        ps = P.prepare(project, r, view=SensorView(s, "missing"))
+        # the deployed model and normalizer on the zeroed windows' features
+        ps.normalizer = prep.normalizer
+        row = scored(f"fusion, {s} missing", ps, graph, f"sensors_fusion_no_{s}")
+        _pipeline_cost(row, block, window, board, cache)
+        row["sensors"] = [x for x in sensors if x != s]
+        rows.append(row)
+    base = {x["name"]: x for x in rows}
+    for s in sensors:   # what each sensor adds: the fusion against the others alone
+        others = [x for x in sensors if x != s]
+        if len(others) == 1:
+            alone = base[f"{others[0]} only"]
+            fusion[f"gain_over_{others[0]}_only"] = {
+                "accuracy": round(fusion["metric"] - alone["metric"], 4),
+                "macro_f1": round(fusion["macro_f1"] - alone["macro_f1"], 4)}
+    notes.append("sensors: flash, RAM and latency of these rows are the pipeline's (DSP "
+                 "block + model); the fusion rows are the trained project model "
+                 f"({meta.get('arch')}), the 'only' rows models trained on one sensor")
+    return rows
 
 
 def _jsonable(v):

@@ -85,6 +85,25 @@ def dsp_params(data: DataSection, dsp: DSPSection) -> dict[str, Any]:
     return params
 
 
+def block_spec(data: DataSection, dsp: DSPSection) -> tuple[str, Optional[str], dict[str, Any]]:
+    """(block, preset, params) of the project's feature block: the ``[dsp]`` block, or, when
+    a sensor declares its own (``[data.sensors.dsp]``), the per-sensor composite
+    (kiloml.dsp.sensors) in which the other sensors take the ``[dsp]`` block."""
+    if not any(s.dsp is not None for s in data.sensors):
+        return dsp.block, dsp.preset, dsp_params(data, dsp)
+    parts = []
+    for s in data.sensors:
+        own = s.dsp if s.dsp is not None else dsp
+        if own is dsp and (dsp.preset is not None or dsp.block not in ("spectral", "raw")):
+            raise ValueError(f"sensor {s.name!r} has no data.sensors.dsp table and the dsp "
+                             f"block ({dsp.preset or dsp.block}) cannot run per sensor: give "
+                             "it one (spectral or raw)")
+        params = dsp_params(data, DSPSection(block=own.block, params=own.params))
+        parts.append({"name": s.name, "axes": len(s.axes), "block": own.block,
+                      "params": params})
+    return "sensors", None, {"sensors": parts}
+
+
 class ModelSection(_Strict):
     arch: str = Field(min_length=1)
     params: dict[str, Any] = {}
@@ -118,7 +137,8 @@ class ImportSection(_Strict):
 class OptimizeSection(_Strict):
     """Variants ``kiloml run`` builds after training (empty: the optimize step is skipped)."""
 
-    variants: list[Literal["float", "ptq", "qat", "pruned", "sparse", "distilled"]] = []
+    variants: list[Literal["float", "ptq", "qat", "pruned", "sparse", "distilled",
+                           "sensors"]] = []
     prune_ratio: float = Field(0.5, ge=0, le=0.95)
     sparsity: float = Field(0.5, ge=0, le=0.95)
 
@@ -221,8 +241,8 @@ class ProjectConfig(_Strict):
     @model_validator(mode="after")
     def _dsp(self) -> "ProjectConfig":
         try:
-            make_block(self.dsp.block, preset=self.dsp.preset,
-                       params=dsp_params(self.data, self.dsp))
+            block, preset, params = block_spec(self.data, self.dsp)
+            make_block(block, preset=preset, params=params)
         except (KilomlError, ValueError) as e:  # DSPError: one line
             raise ValueError(f"dsp: {e}") from None
         return self

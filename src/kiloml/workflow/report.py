@@ -93,7 +93,10 @@ def _c_command(c_dir: Path) -> tuple[Optional[str], Optional[str]]:
 
 def _header(p: Project, meta: Optional[dict]) -> dict:
     c = p.config
-    facts = [f"task {c.project.task}", f"board {c.board.name}", f"DSP {c.dsp.block}"]
+    per_sensor = [f"{s.name} {s.dsp.block if s.dsp else c.dsp.block}" for s in c.data.sensors]
+    dsp = f"DSP per sensor ({', '.join(per_sensor)})" if any(s.dsp for s in c.data.sensors) \
+        else f"DSP {c.dsp.block}"
+    facts = [f"task {c.project.task}", f"board {c.board.name}", dsp]
     if meta:
         facts.append(f"model {meta['arch']} ({len(meta['labels'])} classes)")
     arts: list[dict] = [{"artifact": "dataset/index.csv", "sha256": _sha256(p.index_path),
@@ -167,9 +170,9 @@ def _features(p: Project, meta: Optional[dict], graph) -> Optional[dict]:
         examples.append({"label": lab, "raw": frames[0], "rate": p.config.data.sample_rate,
                          "channel_names": _channel_names(frames.shape[2], block.audio),
                          "features": shown,
-                         "feature_title": f"{p.config.dsp.block} features" if two_d else
-                         f"{p.config.dsp.block} features (normalized)"})
-    out: dict[str, Any] = {"block": p.config.dsp.block, "examples": examples}
+                         "feature_title": f"{block.name} features" if two_d else
+                         f"{block.name} features (normalized)"})
+    out: dict[str, Any] = {"block": block.name, "examples": examples}
     tr = load_split(p, "train", labels)
     te = load_split(p, "test", labels)
     if len(tr.x) >= 3 and tr.x[0].size >= 2:

@@ -49,8 +49,8 @@ from kiloml.train.models import ARCHS, KMeansScorer, build_model, input_layout, 
 from kiloml.train.normalize import Normalizer
 from kiloml.train.settings import ANOMALY_ARCHS, TrainSettings
 from kiloml.workflow.cache import cache_path, content_hash, load_arrays, save_arrays
-from kiloml.workflow.features import (AugmentedBanks, FeatureData, block_quant, class_list,
-                                      dsp_block, load_split)
+from kiloml.workflow.features import (AugmentedBanks, FeatureData, SensorView, block_quant,
+                                      class_list, load_split, view_block)
 from kiloml.workflow.project import Project, as_project
 
 MODEL_DIR = "model"
@@ -78,6 +78,7 @@ class Prepared:
     test: Any
     anomaly: bool = False
     normal_ids: list[int] = field(default_factory=list)
+    view: Optional[SensorView] = None   # one sensor's features (kiloml optimize's sensors)
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
@@ -92,23 +93,25 @@ def resolve_settings(project: Project, **overrides) -> TrainSettings:
     return project.config.train.resolve(project.config.project.task, **overrides)
 
 
-def prepare(project: Project, recipe: TrainSettings | None = None) -> Prepared:
-    """Features of all splits and everything derived from the project configuration."""
+def prepare(project: Project, recipe: TrainSettings | None = None,
+            view: SensorView | None = None) -> Prepared:
+    """Features of all splits and everything derived from the project configuration;
+    ``view``: of one sensor of a multi-sensor project instead (SensorView)."""
     recipe = recipe or resolve_settings(project)
     arch = project.config.model.arch
     if arch not in ARCHS:
         raise PipelineError(f"{project.config_path}: model.arch {arch!r} is not in the zoo "
                             f"(have: {', '.join(ARCHS)})")
     labels = class_list(project)
-    tr = load_split(project, "train", labels)
-    va = load_split(project, "validation", labels)
-    te = load_split(project, "test", labels)
+    tr = load_split(project, "train", labels, view=view)
+    va = load_split(project, "validation", labels, view=view)
+    te = load_split(project, "test", labels, view=view)
     if len(tr.x) == 0:
         raise PipelineError(f"{project.index_path}: no training windows")
-    block = dsp_block(project)
+    block = view_block(project, view)
     iq = block_quant(block)
     kind = recipe.normalize or ("none" if iq is not None else
-                                ("global" if project.config.dsp.block == "raw" else "feature"))
+                                ("global" if block.name == "raw" else "feature"))
     if iq is not None and kind != "none":
         raise PipelineError("the DSP block outputs int8: normalize must be none")
     anomaly = arch in ANOMALY_ARCHS
@@ -121,7 +124,7 @@ def prepare(project: Project, recipe: TrainSettings | None = None) -> Prepared:
     norm = Normalizer.fit(kind, fit_x)
     return Prepared(project, recipe, arch, dict(project.config.model.params), labels,
                     input_layout(arch, tr.feature_shape), iq, norm, tr, va, te, anomaly,
-                    normal_ids)
+                    normal_ids, view)
 
 
 # ---------------------------------------------------------------- training
@@ -159,7 +162,8 @@ def epoch_source(prep: Prepared, distill: bool):
     aug = prep.project.config.data.augment
     tr = prep.train
     keep = np.isin(tr.y, prep.normal_ids) if prep.anomaly else np.ones(len(tr.y), bool)
-    banks = AugmentedBanks(prep.project, prep.labels, banks=r.augment_banks, seed=r.seed)
+    banks = AugmentedBanks(prep.project, prep.labels, banks=r.augment_banks, seed=r.seed,
+                           view=prep.view)
     if prep.anomaly:
         banks.audio = banks.motion = False
     spec = A.features_enabled(aug) and len(prep.feature_shape) == 2 and not prep.anomaly \
@@ -439,10 +443,16 @@ def _summary(meta: dict, out: Path) -> dict:
     test = meta.get("test", {})
     s = {"model_dir": str(out), "arch": meta["arch"], "task": meta["task"],
          "labels": meta["labels"], "train_seconds": meta.get("train_seconds")}
+    on = meta.get("evaluated_on", "test")
+    if on != "test":
+        # the test split has no windows: no test figure (n/a), never the validation's under
+        # its name; the validation figures keep their own names
+        s.update({"float_accuracy": None, "int8_accuracy": None, "evaluated_on": on})
     for k, v in test.items():
-        s[f"{k}_accuracy"] = v.get("accuracy")
+        name = k if on == "test" else f"{on}_{k}"
+        s[f"{name}_accuracy"] = v.get("accuracy")
         if v.get("roc_auc") is not None:
-            s[f"{k}_roc_auc"] = v["roc_auc"]
+            s[f"{name}_roc_auc"] = v["roc_auc"]
     for k in ("arena_bytes", "weights_bytes", "macs", "threshold"):
         if k in meta:
             s[k] = meta[k]
