@@ -51,6 +51,10 @@ def simulate(
                   f"windows every {res['stride_ms']:g} ms on {res['board']} "
                   f"({res['dsp_variant']}; {inc}); {len(res['detections'])} detections "
                   f"({res['engine']}, {res['seconds']:.1f} s)")
+        wk = res["wake"]
+        if wk["enabled"]:
+            out.print(f"wake gate: {wk['windows_passed']:,} of {wk['windows_seen']:,} windows "
+                      f"let through ({pct(wk['passed_fraction'])})")
         t = table("detections", [("t_s", "r"), ("label", "l"), ("score", "r")])
         for d in res["detections"][:50]:
             t.add_row(f"{d['t_s']:.3f}", d["label"], str(d["score"]))

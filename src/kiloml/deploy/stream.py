@@ -15,6 +15,10 @@
    (kiloml.train.streaming) at the window's end time in whole milliseconds; a new command of
    a class that fires is a ``Detection`` at the window's end.
 
+With ``[stream] wake = true`` (audio only) a wake gate (kiloml.train.streaming.WakeGate)
+decides first, on the energy of each window's last stride: a window it does not let through
+gets no features, no inference and no result in the smoothing (the C skips the same work).
+
 Windows that complete within one push are computed together (batched), so the decisions do
 not depend on how the samples are cut into pushes (the tests check it).
 """
@@ -31,9 +35,12 @@ from kiloml.deploy.spec import DeploySpec
 from kiloml.dsp.apply import apply_block, block_quant
 from kiloml.dsp.stream import WindowFeatures
 from kiloml.errors import KilomlError
-from kiloml.train.streaming import Detection, RecognizeCommands, StreamSettings
+from kiloml.train.streaming import (Detection, RecognizeCommands, StreamSettings, WakeGate,
+                                    stride_energy)
 
 WINDOWS_PER_STEP = 256
+WAKE_IMU = ("[stream] wake = true: the wake gate measures audio energy; an IMU project "
+            "streams with wake = false")
 
 
 def stride_samples(frames: int, slices: int) -> int:
@@ -64,11 +71,21 @@ class StreamPipeline:
         self.features = WindowFeatures(spec.block, spec.dsp_variant, self.window,
                                        self.stride) if self.audio else None
         self.recognizer = RecognizeCommands(spec.labels, self.settings)
+        if self.settings.wake and not self.audio:
+            raise KilomlError(WAKE_IMU)
+        self.gate = WakeGate(self.settings, self.stride, self.rate) if self.settings.wake \
+            else None
         shape = (0,) if self.audio else (0, int(spec.channels))
         self._buf = np.zeros(shape, np.int16 if self.audio else np.float32)
         self._buf_start = 0              # stream position of _buf[0]
         self._next = 0                   # start of the next window
         self.windows = 0
+
+    def wake_stats(self) -> tuple[int, int]:
+        """(windows seen, windows let through) by the wake gate (all of them without one)."""
+        if self.gate is None:
+            return self.windows, self.windows
+        return self.gate.seen, self.gate.passed
 
     @property
     def position(self) -> int:
@@ -92,11 +109,16 @@ class StreamPipeline:
         self._buf = np.concatenate([self._buf, x])
         end = self.position
         starts = list(range(self._next, end - self.window + 1, self.stride))
+        if starts:
+            self._next = starts[-1] + self.stride
+        self.windows += len(starts)
+        if self.gate is not None:
+            b, w, st = self._buf, self.window, self.stride
+            starts = [s for s in starts if self.gate.step(stride_energy(
+                b[s + w - st - self._buf_start:s + w - self._buf_start]))]
         events: list[Detection] = []
         for a in range(0, len(starts), WINDOWS_PER_STEP):
             events += self._windows(starts[a:a + WINDOWS_PER_STEP])
-        if starts:
-            self._next = starts[-1] + self.stride
         drop = min(self._next, end) - self._buf_start
         if drop > 0:
             self._buf = self._buf[drop:]
@@ -119,7 +141,6 @@ class StreamPipeline:
         for s, sc in zip(starts, scores):
             end = s + self.window
             got = self.recognizer.detect(sc.tolist(), int(end * 1000 // self.rate))
-            self.windows += 1
             if got is not None:
                 out.append(Detection(end / self.rate, end, spec.labels[got[0]], got[1]))
         return out
@@ -173,6 +194,11 @@ int main(int argc, char **argv)
             fwrite(rec, sizeof rec[0], 2, fo);
         }}
     }}
+    {{
+        uint64_t st[2];
+        {n}_stream_wake_stats(&st[0], &st[1]);
+        fwrite(st, sizeof st[0], 2, fo);
+    }}
     fclose(fi);
     fclose(fo);
     return 0;
@@ -211,11 +237,12 @@ def _events(meta: dict, rec: np.ndarray) -> list[Detection]:
             for ls, s in rec]
 
 
-def run_stream_host(package_dir, samples, block: int = 1000, sanitize: bool = False) \
-        -> list[Detection]:
+def run_stream_host(package_dir, samples, block: int = 1000, sanitize: bool = False,
+                    stats: Optional[dict] = None) -> list[Detection]:
     """The package's C streaming API built for the host (portable kernels, warnings as
     errors, ``sanitize``: ASan/UBSan) and fed ``samples`` in pushes of ``block`` samples
-    (frames); the detections."""
+    (frames); the detections. ``stats``, when given, gets ``seen`` and ``passed`` (windows,
+    ``<name>_stream_wake_stats``)."""
     import subprocess
     import tempfile
     from pathlib import Path
@@ -239,7 +266,10 @@ def run_stream_host(package_dir, samples, block: int = 1000, sanitize: bool = Fa
         if proc.returncode != 0:
             raise ToolchainError(f"the package's stream failed on the host (exit "
                                  f"{proc.returncode}):\n{proc.stderr.strip()[:2000]}")
-        return _events(meta, np.frombuffer(fout.read_bytes(), "<i8"))
+        rec = np.frombuffer(fout.read_bytes(), "<i8")
+        if stats is not None:
+            stats["seen"], stats["passed"] = (int(v) for v in rec[-2:].view("<u8"))
+        return _events(meta, rec[:-2])
 
 
 def _stream_emulator_harness(meta: dict, block: int, room: int) -> str:

@@ -114,6 +114,10 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
     p = as_project(project)
     # the recording and the truth first: bad input fails before the model is loaded
     block, data = dsp_block(p), p.config.data
+    if p.config.stream.wake and not block.audio:
+        from kiloml.deploy.stream import WAKE_IMU
+
+        raise UsageError(f"{p.root / 'kiloml.toml'}: {WAKE_IMU}")
     spec = None
     rate = float(data.sample_rate or getattr(block.params, "sample_rate", 0) or 0)
     if not rate > 0:    # no stated rate: the trained pipeline's
@@ -130,14 +134,16 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
         raise DataError(f"{stream}: {duration:g} s is shorter than one "
                         f"{spec.window_ms:g} ms window")
     t0 = time.perf_counter()
-    if engine == "c":
-        dets = c_stream(spec, x)
-    # the twin's counters (and with --engine python its detections)
+    stats: dict = {}
+    # the twin's counters (and with --engine python its detections); refuses a wake gate on
+    # an IMU project before anything is built
     pipe = StreamPipeline(spec, settings)
-    if engine == "python":
-        dets = pipe.push(x)
-    else:
+    if engine == "c":
+        dets = c_stream(spec, x, stats)
         pipe.windows = max(0, (len(x) - pipe.window) // pipe.stride + 1)
+    else:
+        dets = pipe.push(x)
+        stats["seen"], stats["passed"] = pipe.wake_stats()
     seconds = time.perf_counter() - t0
     wf = pipe.features      # the C keeps frames by the same rule (kiloml.deploy.cstream)
     res = {
@@ -153,6 +159,9 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
                               if engine == "python" and wf is not None and hasattr(wf, "nfr")
                               else None),
         "frames_per_window": getattr(wf, "nfr", None),
+        "wake": {"enabled": settings.wake, "windows_seen": stats["seen"],
+                 "windows_passed": stats["passed"],
+                 "passed_fraction": stats["passed"] / max(stats["seen"], 1)},
         "seconds": round(seconds, 3),
         "detections": [d.as_dict() for d in dets],
         "score": score_stream(events, dets, duration) if events is not None else None,
@@ -164,9 +173,10 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
     return res
 
 
-def c_stream(spec, x) -> list:
+def c_stream(spec, x, stats: Optional[dict] = None) -> list:
     """The spec's C package (kiloml.deploy.c) built for the host, its streaming API fed
-    ``x`` in pushes of 1,000 samples (frames); the detections."""
+    ``x`` in pushes of 1,000 samples (frames); the detections (``stats``: the wake gate's
+    windows seen and passed)."""
     import tempfile
 
     from kiloml.deploy.c import deploy_c
@@ -175,4 +185,4 @@ def c_stream(spec, x) -> list:
     with tempfile.TemporaryDirectory(prefix="kiloml_simulate_c_") as tmp:
         pkg = Path(tmp) / "pkg"
         deploy_c(spec, pkg)
-        return run_stream_host(pkg, x, block=1000)
+        return run_stream_host(pkg, x, block=1000, stats=stats)
