@@ -165,20 +165,22 @@ def test_wake_gate_c_equals_the_twin_window_for_window(tmp_path, variant):
 
 def test_wake_gate_decisions_by_hand():
     """The gate on energies whose decisions are worked out by hand: ratio 2, least energy
-    100, hold 2 windows (500 ms at a 250 ms stride), floor up by 1/2 of the gap."""
+    100, hold 2 windows (500 ms at a 250 ms stride), the floor moves 1/2 of the gap."""
     from kiloml.train.streaming import WakeGate, stride_energy
 
     st = StreamSettings(wake=True, wake_ratio=2.0, wake_min_energy=100, wake_hold_ms=500,
                         wake_floor_shift=1)
     g = WakeGate(st, stride=4000, rate=16000)
     assert g.hold_strides == 2
-    # e (floor before -> after): 80 first, open (-> 80); 500 > 2 x 80 wakes (-> 290);
-    # 500 held (-> 395); 500 held (-> 447); 300 shut (-> 300, down at once); 90 under 100
-    # (-> 90); 1000 > 180 wakes (-> 545); 200 held (-> 200); 150 held (-> 150); 150 shut
-    energies = [80, 500, 500, 500, 300, 90, 1000, 200, 150, 150]
-    want = [True, True, True, True, False, False, True, True, True, False]
+    # e (floor after): 80 first, open (80); 500 > 2 x 80 wakes (290); 500 held (395); 500
+    # held (447); 300 shut (374); 90 under 100 (232); 200 < 2 x 232 shut (216: a floor that
+    # dropped to 90 at once would have woken here); 1000 wakes (608); 200 held (404); 150
+    # held (277); 150 shut
+    energies = [80, 500, 500, 500, 300, 90, 200, 1000, 200, 150, 150]
+    want = [True, True, True, True, False, False, False, True, True, True, False]
     assert [g.step(e) for e in energies] == want
-    assert (g.seen, g.passed) == (10, 7)
+    assert g.floor == 277 - ((277 - 150) >> 1)
+    assert (g.seen, g.passed) == (11, 7)
     assert stride_energy(np.array([3, -4, 0], np.int16)) == 8      # (9 + 16) // 3
 
 

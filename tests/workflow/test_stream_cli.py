@@ -87,6 +87,9 @@ def test_stream_and_simulate_refuse_bad_input(tmp_path):
         assert r.returncode == 1, (args, r.stdout)
         assert words in r.stderr.replace("\n", " "), r.stderr
         assert "Traceback" not in r.stderr
+    r = kiloml("simulate", "--stream", tmp_path / "ok.wav", "--duty-cycle", "--battery", "0",
+               cwd=root)
+    assert r.returncode == 2 and "--battery" in r.stderr, r.stderr
     assert not (root / "build" / "simulate.json").exists()   # nothing stored for the report
 
 

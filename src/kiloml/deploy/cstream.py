@@ -180,7 +180,7 @@ def header_lines(p: Pipeline) -> list[str]:
                  (f"{M}_STREAM_WAKE_HOLD_STRIDES", f"{hold_strides(p)}u",
                   "windows let through after the last wake"),
                  (f"{M}_STREAM_WAKE_FLOOR_SHIFT", str(s.wake_floor_shift),
-                  "the floor rises by 2^-shift of the gap a stride")]
+                  "the floor moves 2^-shift of the gap a stride")]
     width = max(len(d[0]) + len(d[1]) for d in defs) + 9
     lines = ["", "/* Continuous inference (kiloml.toml [stream]): smoothing over "
              f"{s.average_window_ms:g} ms, threshold",
@@ -297,10 +297,11 @@ def _wake_lines(p: Pipeline) -> list[str]:
         f"        }} else if ({n}_wake_hold > 0u) {{",
         "            ok = 1;", f"            --{n}_wake_hold;",
         "        } else {", "            ok = 0;", "        }",
-        "        /* the floor follows: down at once, up by 2^-shift of the gap */",
-        f"        if (e < {n}_wake_floor) {{", f"            {n}_wake_floor = e;",
+        "        /* the floor moves 2^-shift of the gap towards the energy */",
+        f"        if (e >= {n}_wake_floor) {{",
+        f"            {n}_wake_floor += (e - {n}_wake_floor) >> {W}_FLOOR_SHIFT;",
         "        } else {",
-        f"            {n}_wake_floor += (e - {n}_wake_floor) >> {W}_FLOOR_SHIFT;", "        }",
+        f"            {n}_wake_floor -= ({n}_wake_floor - e) >> {W}_FLOOR_SHIFT;", "        }",
         "    }",
         f"    ++{n}_wake_seen;",
         "    if (ok) {", f"        ++{n}_wake_passed;", "    }",

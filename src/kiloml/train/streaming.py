@@ -71,7 +71,7 @@ class StreamSettings(BaseModel):
     wake_hold_ms: float = Field(1000.0, ge=0, le=60000.0,
                                 description="stay awake this long after the last wake")
     wake_floor_shift: int = Field(4, ge=0, le=16,
-                                  description="the noise floor rises by 2**-shift a stride")
+                                  description="the noise floor moves 2**-shift of the gap a stride")
 
 
 @dataclass(frozen=True)
@@ -108,8 +108,9 @@ class WakeGate:
     - A window wakes when its energy is at least ``wake_min_energy`` and over
       ``wake_ratio`` x the floor (compared in 1/256ths: ``E * 256 > round(ratio * 256) * F``);
       the gate then stays open for the next ``hold`` windows (``wake_hold_ms``).
-    - After each decision the floor follows the energy: down at once (``F = E`` when
-      ``E < F``), up by ``(E - F) >> wake_floor_shift``.
+    - After each decision the floor moves towards the energy by ``2**-wake_floor_shift`` of
+      the gap (``F += (E - F) >> shift``, or ``F -= (F - E) >> shift`` below it): a running
+      mean of the stride energy, so a noise that fluctuates (pink, a fan) does not wake it.
 
     Integers only, so the C decides the same, window for window. ``seen`` and ``passed`` count
     the windows decided and let through."""
@@ -136,7 +137,10 @@ class WakeGate:
                 ok, self.hold = True, self.hold - 1
             else:
                 ok = False
-            self.floor = e if e < self.floor else self.floor + ((e - self.floor) >> self.shift)
+            if e >= self.floor:
+                self.floor += (e - self.floor) >> self.shift
+            else:
+                self.floor -= (self.floor - e) >> self.shift
         self.seen += 1
         self.passed += int(ok)
         return ok
@@ -251,3 +255,48 @@ def score_stream(truth: Sequence[TruthEvent], detections: Iterable[Any], duratio
             "miss_rate": (n - hits) / n if n else None, "false_accepts": false_accepts,
             "fa_per_hour": false_accepts / (duration_s / 3600.0), "duration_s": duration_s,
             "per_label": dict(sorted(per.items()))}
+
+
+# ---- calibration: RecognizeCommands' settings swept over one stream's window scores -------
+
+# 48 points: average window x threshold x suppression x minimum count (slices per window and
+# the wake gate are kept: they change the windows and so the scores themselves)
+CALIBRATION_GRID: list[dict] = [
+    {"average_window_ms": a, "detection_threshold": t, "suppression_ms": s, "minimum_count": m}
+    for a in (500.0, 750.0, 1000.0) for t in (100, 130, 160, 200) for s in (1000.0, 1500.0)
+    for m in (1, 3)]
+
+
+def sweep_settings(labels: Sequence[str], ends_s: Sequence[float], times_ms: Sequence[int],
+                   scores, truth: Sequence[TruthEvent], duration_s: float,
+                   base: Optional[StreamSettings] = None,
+                   grid: Sequence[dict] = CALIBRATION_GRID) -> list[dict]:
+    """Every setting of ``grid`` (over ``base``) applied to the same window results (the
+    window ends in s and whole ms, 0..255 scores per class), scored against ``truth``: one
+    DET point each (the setting, hits, misses, miss rate, false accepts, FA/h)."""
+    base = base or StreamSettings()
+    rows = [list(map(int, r)) for r in np.asarray(scores)]
+    points = []
+    for g in grid:
+        st = base.model_copy(update=g)
+        rc = RecognizeCommands(labels, st)
+        dets = []
+        for t_s, t_ms, sc in zip(ends_s, times_ms, rows):
+            got = rc.detect(sc, int(t_ms))
+            if got is not None:
+                dets.append((float(t_s), labels[got[0]]))
+        sc = score_stream(truth, dets, duration_s)
+        points.append({**{k: st.model_dump()[k] for k in g}, "detections": len(dets),
+                       **{k: sc[k] for k in ("targets", "hits", "misses", "miss_rate",
+                                             "false_accepts", "fa_per_hour")}})
+    return points
+
+
+def choose_setting(points: Sequence[dict], target_fa_per_hour: float) -> Optional[int]:
+    """The index of the point with the fewest misses among those at or under the target
+    false-accept rate (ties: fewer false accepts, then the grid's order); None when no point
+    reaches the target."""
+    ok = [i for i, p in enumerate(points) if p["fa_per_hour"] <= target_fa_per_hour + 1e-9]
+    if not ok:
+        return None
+    return min(ok, key=lambda i: (points[i]["misses"], points[i]["false_accepts"], i))
