@@ -327,6 +327,7 @@ def collect(project: Project | str | Path | None = None) -> dict:
         "boards": _boards(p, profile),
         "battery": {"mah": BATTERY_MAH, "period_s": p.config.data.stride_ms / 1000.0},
         "streaming": _json(p.root / "build" / "simulate.json"),
+        "calibration": _json(p.root / "build" / "calibrate.json"),
         "verify": _json(p.root / "build" / "verify.json"),
     }
 
@@ -339,7 +340,8 @@ def report_inputs(project: Project) -> list[Path]:
     """The files the report shows that ``kiloml run``'s step digests do not cover."""
     return [f for f in (model_dir(project) / "meta.json",
                         model_dir(project) / "variants" / "variants.json",
-                        project.root / "build" / "simulate.json") if f.is_file()]
+                        project.root / "build" / "simulate.json",
+                        project.root / "build" / "calibrate.json") if f.is_file()]
 
 
 def write_report(project: Project | str | Path | None = None,
