@@ -44,7 +44,10 @@ def simulate(
 ) -> None:
     """Run the deployed streaming pipeline ([stream] in kiloml.toml: slices per window,
     smoothing, threshold, suppression, minimum count) over a long recording: every detection
-    and, with --truth, hits, misses and false accepts per hour as MLPerf Tiny scores them."""
+    and, with --truth, hits, misses and false accepts per hour as MLPerf Tiny scores them;
+    with --duty-cycle, the board's duty cycle and battery life with and without the wake gate.
+    --calibrate --target-fa-per-hour X instead tunes the smoothing on a validation-split
+    stream and writes it into kiloml.toml."""
     if engine not in ("python", "c"):
         fail(f"--engine must be python or c, not {engine!r}", 2)
     if dsp_variant is not None and dsp_variant not in ("f32", "q31", "q15"):
