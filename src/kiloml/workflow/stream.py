@@ -231,9 +231,8 @@ def calibrate_stream(project: Project | str | Path | None, target_fa_per_hour: f
     p = as_project(project)
     block = dsp_block(p)
     if not block.audio:
-        raise UsageError("--calibrate: builds a keyword stream of the validation split; an IMU "
-                         "project has none (calibrate on a recording with --stream instead is "
-                         "not supported)")
+        raise UsageError("--calibrate builds a stream of keywords from the validation split: "
+                         "audio projects only")
     folder = p.root / CALIBRATION_STREAM
     folder.mkdir(parents=True, exist_ok=True)
     wav, csv = folder / "validation.wav", folder / "validation.csv"
