@@ -8,6 +8,7 @@ stub implementations that feed it real microphone / IMU data: what it prints is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -90,7 +91,9 @@ public:
     explicit operator bool() const;
     size_t print(const char *s);
     size_t print(char c);
+    size_t print(int v);
     size_t println(const char *s);
+    size_t println(int v);
     size_t println(double v, int digits = 2);
 };
 extern HardwareSerialStub Serial;
@@ -127,7 +130,8 @@ extern LSM9DS1Class IMU;
 #endif
 """
 # The simulated board: Serial to stdout; PDM delivers the int16 stream of argv[1] in chunks of
-# 256 samples, calling the sketch's callback and then loop() after each; the IMU delivers the
+# 256 samples, calling the sketch's callback and then loop() after each (mode "a"), or after
+# every third only (mode "o": a loop() too slow for the microphone); the IMU delivers the
 # float frames (x, y, z) of argv[1] one per loop(), the clock advancing by argv[2] us each time.
 SIMULATOR = r"""
 #include <stdio.h>
@@ -152,6 +156,8 @@ void HardwareSerialStub::begin(unsigned long) {}
 HardwareSerialStub::operator bool() const { return true; }
 size_t HardwareSerialStub::print(const char *s) { return (size_t)printf("%s", s); }
 size_t HardwareSerialStub::print(char c) { return (size_t)printf("%c", c); }
+size_t HardwareSerialStub::print(int v) { return (size_t)printf("%d", v); }
+size_t HardwareSerialStub::println(int v) { return (size_t)printf("%d\n", v); }
 size_t HardwareSerialStub::println(const char *s) { return (size_t)printf("%s\n", s); }
 size_t HardwareSerialStub::println(double v, int digits) {
     return (size_t)printf("%.*f\n", digits, v);
@@ -195,14 +201,18 @@ int main(int argc, char **argv) {
     fclose(f);
     unsigned long period = strtoul(argv[2], 0, 10);
     setup();
-    if (argv[3][0] == 'a') {
-        for (long at = 0; at + 512 <= size; at += 512) {
+    if (argv[3][0] == 'a' || argv[3][0] == 'o') {
+        long k = 0;
+        for (long at = 0; at + 512 <= size; at += 512, ++k) {
             pending = data + at;
             pending_bytes = 512;
             now_us += 16000;
             pdm_callback();
-            loop();
+            if (argv[3][0] == 'a' || k % 3 == 2) {  // 'o': loop() too slow, 1 call in 3
+                loop();
+            }
         }
+        loop();
     } else {
         for (long at = 0; at + 12 <= size; at += 12) {
             now_us += period;
@@ -332,28 +342,53 @@ def _simulate(lib: Path, stream: np.ndarray, mode: str, period_us: int, tmp_path
     return [tuple(line.split()) for line in r.stdout.splitlines()]
 
 
+def _double_buffer(chunks: int, every: int) -> tuple[list[int], int]:
+    """The chunks a double-buffered callback keeps (in push order) when loop() runs after
+    every ``every``-th callback and pushes all full blocks; and the overruns."""
+    filled, fill, push, kept, overruns = [None, None], 0, 0, [], 0
+    for k in range(chunks):
+        if filled[fill] is None:
+            filled[fill], fill = k, fill ^ 1
+        else:
+            overruns += 1
+        if k % every == every - 1 or k == chunks - 1:
+            while filled[push] is not None:
+                kept.append(filled[push])
+                filled[push], push = None, push ^ 1
+    return kept, overruns
+
+
 @pytest.mark.parametrize("variant", ["q15", "f32"])
-def test_microphone_sketch_classifies_the_windows_a_device_sees(variant, tmp_path):
-    """Three clips streamed through PDM in 256-sample chunks: a first window once 16,000
-    samples are in, then one every 4,000 new samples, each the last 16,000, oldest first."""
-    lib = deploy_arduino(H.kws_spec(variant, board="pico"), tmp_path / "Kws").path
-    stream = H.speech_windows()[[2, 5, 9]].reshape(-1)
-    printed = _simulate(lib, stream, "audio", 0, tmp_path)
-    windows, received, needed, total = [], 0, 16000, 0
-    for _ in range(len(stream) // 256):
-        total += 256
-        received += 256
-        if received >= needed:
-            windows.append(stream[total - 16000:total])
-            received, needed = 0, 4000
-    raw = np.stack(windows)
-    if variant == "f32":
-        raw = raw.astype(np.float32) / 32768
-    want = run_host(lib, raw, features=False)
-    assert len(printed) == len(windows) >= 7
-    assert [p[0] for p in printed] == [H.KWS_LABELS[k] for k in want.predictions]
-    assert [p[1] for p in printed] == [f"{want.scores[i, k]:.3f}"
-                                       for i, k in enumerate(want.predictions)]
+def test_microphone_sketch_streams_double_buffered_and_reports_overruns(variant, tmp_path):
+    """Clips streamed through PDM in 256-sample chunks into the streaming API: with loop()
+    keeping up, the sketch prints the Python twin's detections of the whole stream; with
+    loop() running after one callback in three, the callback finds no free block for one
+    chunk in three, says so ("overrun N lost M"), and the detections are the twin's on the
+    audio that was kept."""
+    from kiloml.deploy.stream import run_stream
+    from kiloml.train.streaming import StreamSettings
+
+    st = StreamSettings(slices_per_window=5, average_window_ms=400, detection_threshold=40,
+                        suppression_ms=300, minimum_count=1)
+    spec = dataclasses.replace(H.kws_spec(variant, board="pico"), stream=st)
+    lib = deploy_arduino(spec, tmp_path / "Kws").path
+    stream = H.speech_windows()[[2, 5, 9, 1, 7, 3]].reshape(-1)
+
+    def events(x):
+        return [(d.label, str(d.score), f"{d.sample / 16000:.3f}")
+                for d in run_stream(spec, x, st)[0]]
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "o").mkdir()
+    printed = _simulate(lib, stream, "audio", 0, tmp_path / "a")
+    assert printed == events(stream) and len(printed) >= 3
+    chunks = stream[:len(stream) // 256 * 256].reshape(-1, 256)
+    kept, overruns = _double_buffer(len(chunks), 3)
+    assert overruns > 0
+    printed = _simulate(lib, stream, "overrun", 0, tmp_path / "o")
+    reports = [p for p in printed if p[0] == "overrun"]
+    assert reports[-1] == ("overrun", str(overruns), "lost", str(256 * overruns))
+    assert [p for p in printed if p[0] != "overrun"] == events(chunks[kept].reshape(-1))
 
 
 def test_imu_sketch_classifies_the_windows_a_device_sees(tmp_path):

@@ -43,6 +43,24 @@ def _stream(seconds: float, seed: int = 3) -> np.ndarray:
     return np.clip(x, -32768, 32767).astype(np.int16)
 
 
+def _gappy(seconds: float, seed: int = 5) -> np.ndarray:
+    """Speech clips separated by 1-5 s of quiet noise (the wake gate's idle stretches)."""
+    w = speech_windows()
+    rng = np.random.default_rng(seed)
+    parts, n = [], 0
+    while n < seconds * 16000:
+        gap = np.round(rng.standard_normal(int(rng.integers(16000, 80000))) * 40)
+        clip = w[int(rng.integers(len(w))), :int(rng.integers(8000, 16000))]
+        parts += [gap.astype(np.int32), clip.astype(np.int32)]
+        n += len(gap) + len(clip)
+    x = np.concatenate(parts)[:int(seconds * 16000)]
+    return np.clip(x, -32768, 32767).astype(np.int16)
+
+
+WAKE = LOW.model_copy(update={"wake": True, "wake_ratio": 3.0, "wake_min_energy": 400,
+                              "wake_hold_ms": 600, "wake_floor_shift": 3})
+
+
 def _package(tmp_path, spec, settings, name="pkg"):
     spec = dataclasses.replace(spec, stream=settings)
     deploy_c(spec, tmp_path / name)
@@ -83,24 +101,26 @@ def test_c_stream_imu(tmp_path):
     assert _key(run_stream_host(pkg, x, block=7, sanitize=True)) == _key(twin)
 
 
-@pytest.mark.parametrize("board,seconds", [("nano33ble", 8.0), ("pico", 3.0)])
-def test_c_stream_in_the_emulator_equals_the_host(tmp_path, board, seconds):
-    spec, pkg = _package(tmp_path, kws_spec("q15", direct=True, board=board), LOW)
-    x = _stream(seconds, seed=11)
+@pytest.mark.parametrize("board,seconds,settings", [("nano33ble", 8.0, WAKE),
+                                                    ("pico", 3.0, LOW)])
+def test_c_stream_in_the_emulator_equals_the_host(tmp_path, board, seconds, settings):
+    spec, pkg = _package(tmp_path, kws_spec("q15", direct=True, board=board), settings)
+    x = _gappy(seconds, seed=2) if settings.wake else _stream(seconds, seed=11)
     host = run_stream_host(pkg, x, block=500)
     assert len(host) >= 2
     assert _key(run_stream_emulator(pkg, x, block=333)) == _key(host)
 
 
-def test_stream_ram_is_what_the_header_says(tmp_path):
-    spec, pkg = _package(tmp_path, kws_spec("q15", direct=True), ODD, name="kws")
+@pytest.mark.parametrize("settings", [ODD, WAKE])
+def test_stream_ram_is_what_the_header_says(tmp_path, settings):
+    spec, pkg = _package(tmp_path, kws_spec("q15", direct=True), settings, name="kws")
     header = (pkg / "kws.h").read_text()
     want = int(re.search(r"#define KWS_STREAM_RAM_BYTES (\d+)", header).group(1))
     sources, includes = package_sources(pkg, "portable")
     compile_objects(need("gcc"), ["-O2"], [pkg / "kws.c"], includes, tmp_path)
     nm = subprocess.run([need("nm"), "-S", "--size-sort", str(tmp_path / "kws.o")],
                         capture_output=True, text=True, check=True).stdout
-    names = re.compile(r"kws_(ring|window|ring_at|position|next_end|rc_\w+|fc_\w+|f0_\w+|"
+    names = re.compile(r"kws_(ring|window|ring_at|position|next_end|rc_\w+|fc_\w+|f0_\w+|wake_\w+|"
                        r"frames_computed)(\.\d+)?$")
     got = sum(int(f[1], 16) for f in (line.split() for line in nm.splitlines())
               if len(f) == 4 and f[2] in "bBdD" and names.match(f[3]))
@@ -117,3 +137,59 @@ def test_incremental_features_cost_fewer_dsp_cycles(tmp_path):
     r = stream_cycles(pkg, _stream(4.0, seed=2), windows=3)
     assert r["incremental"]
     assert r["stream"]["dsp"] < r["full"]["dsp"] / 2
+
+
+@pytest.mark.parametrize("variant", ["q15", "f32"])
+def test_wake_gate_c_equals_the_twin_window_for_window(tmp_path, variant):
+    """Minutes of speech between quiet stretches: the gate closes and opens, and the C skips
+    and decides exactly as the twin (events, windows seen and let through)."""
+    spec, pkg = _package(tmp_path, kws_spec(variant, direct=True), WAKE)
+    x = _gappy(240.0)
+    twin, pipe = run_stream(spec, x, WAKE)
+    stats: dict = {}
+    c = run_stream_host(pkg, x, block=977, stats=stats)
+    seen, passed = pipe.wake_stats()
+    assert seen == pipe.windows == (len(x) - 16000) // pipe.stride + 1
+    assert 0.15 * seen < passed < 0.8 * seen, (passed, seen)
+    assert stats == {"seen": seen, "passed": passed}
+    assert len(twin) >= 20, len(twin)
+    assert _key(c) == _key(twin)
+    # the gate changes the decisions (skipped windows are not smoothed), so the test is not
+    # the ungated stream's
+    assert _key(run_stream(spec, x, LOW)[0]) != _key(twin)
+    # and under ASan/UBSan with odd pushes, on a shorter piece
+    short = x[:16000 * 30]
+    want, _ = run_stream(spec, short, WAKE)
+    assert _key(run_stream_host(pkg, short, block=1, sanitize=True)) == _key(want)
+
+
+def test_wake_gate_decisions_by_hand():
+    """The gate on energies whose decisions are worked out by hand: ratio 2, least energy
+    100, hold 2 windows (500 ms at a 250 ms stride), the floor moves 1/2 of the gap."""
+    from kiloml.train.streaming import WakeGate, stride_energy
+
+    st = StreamSettings(wake=True, wake_ratio=2.0, wake_min_energy=100, wake_hold_ms=500,
+                        wake_floor_shift=1)
+    g = WakeGate(st, stride=4000, rate=16000)
+    assert g.hold_strides == 2
+    # e (floor after): 80 first, open (80); 500 > 2 x 80 wakes (290); 500 held (395); 500
+    # held (447); 300 shut (374); 90 under 100 (232); 200 < 2 x 232 shut (216: a floor that
+    # dropped to 90 at once would have woken here); 1000 wakes (608); 200 held (404); 150
+    # held (277); 150 shut
+    energies = [80, 500, 500, 500, 300, 90, 200, 1000, 200, 150, 150]
+    want = [True, True, True, True, False, False, False, True, True, True, False]
+    assert [g.step(e) for e in energies] == want
+    assert g.floor == 277 - ((277 - 150) >> 1)
+    assert (g.seen, g.passed) == (11, 7)
+    assert stride_energy(np.array([3, -4, 0], np.int16)) == 8      # (9 + 16) // 3
+
+
+def test_wake_gate_is_refused_for_imu(tmp_path):
+    from kiloml.deploy.stream import StreamPipeline
+    from kiloml.errors import KilomlError
+
+    st = LOW.model_copy(update={"wake": True})
+    with pytest.raises(KilomlError, match="IMU"):
+        StreamPipeline(imu_spec(), st)
+    with pytest.raises(KilomlError, match="IMU"):
+        _package(tmp_path, imu_spec(), st)

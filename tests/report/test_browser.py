@@ -126,3 +126,23 @@ def test_kws_report_shows_mfcc_images_and_the_variants_front(kws_report):
     names = [row[0] for row in page.values["variants"]]
     assert {"ptq", "pruned"} <= set(names), names
     assert min(sections["variants"]["marks"]) > 5
+
+
+def test_streaming_section_draws_the_det_curve_and_the_duty_table(tmp_path):
+    """The streaming section with a simulation (timeline, duty cycle) and a calibration (DET
+    curve), from test_render's hand-made data: both plots drawn in the browser, the duty
+    table's battery days on the page, no console error."""
+    from kiloml.report import render_report
+    from test_render import _data, _streaming_data
+
+    chromium()
+    html = tmp_path / "streaming.html"
+    html.write_text(render_report(_data(**_streaming_data())))
+    page = load_page(html, {"sections": SECTIONS_JS, "plots": """[...document.querySelectorAll(
+        '#streaming svg.plot')].map(v => v.dataset.plot)""", "cells": """[...document
+        .querySelectorAll('#streaming table td')].map(c => c.textContent.trim())"""})
+    assert page.errors == []
+    s = {x["id"]: x for x in page.values["sections"]}["streaming"]
+    assert s["plots"] == 2 and s["drawn"] == 2 and all(m > 5 for m in s["marks"]), s
+    assert page.values["plots"] == ["stream-timeline", "stream-det"]
+    assert "188.5" in page.values["cells"] and "34.6" in page.values["cells"]

@@ -118,3 +118,40 @@ def test_board_caveats_travel_with_the_figures():
     body = page.split('<section id="boards"', 1)[1].split("</section>", 1)[0]
     assert "<p>caveat (pico): board-level &lt;5 V&gt;</p>" in body
     assert "caveat (nano33ble)" not in body
+
+
+def _streaming_data() -> dict:
+    pts = [{"average_window_ms": 500.0, "detection_threshold": t, "suppression_ms": 1000.0,
+            "minimum_count": 1, "detections": 40 - t // 10, "targets": 20,
+            "hits": 20 - k, "misses": k, "miss_rate": k / 20, "false_accepts": 12 - 2 * k,
+            "fa_per_hour": 36.0 - 6 * k} for k, t in enumerate((100, 130, 160, 200))]
+    cal = {"points": pts, "chosen_index": 2, "chosen": {k: pts[2][k] for k in (
+        "average_window_ms", "detection_threshold", "suppression_ms", "minimum_count")},
+        "chosen_point": pts[2], "target_fa_per_hour": 24.0, "duration_s": 1200.0, "snr_db": 10}
+    row = {"cycles_per_stride": 5_800_000, "duty": 0.36, "real_time": True,
+           "average_power_mw": 3.61, "battery_days": 34.6}
+    duty = {"board": "nano33ble", "core": "cortex-m4", "clock_hz": 64e6, "stride_ms": 250.0,
+            "battery_mah": 1000.0, "cycles": {"gate_only": 88000, "active": 5_800_000},
+            "gate_cost": 0.015, "windows_seen": 100, "windows_passed": 15,
+            "passed_fraction": 0.15, "always_on": row,
+            "gated": dict(row, cycles_per_stride=900_000, duty=0.056, battery_days=188.5)}
+    sim = {"stream": "s.wav", "engine": "c", "duration_s": 1200.0, "stride_ms": 250.0,
+           "detections": [{"t_s": 3.0, "label": "yes", "score": 230}],
+           "truth": [{"label": "yes", "start_s": 2.5, "end_s": 3.4}], "score": None,
+           "settings": {}, "wake": {"enabled": True, "windows_seen": 100,
+                                    "windows_passed": 15}, "duty_cycle": duty}
+    return {"streaming": sim, "calibration": cal}
+
+
+def test_streaming_shows_the_det_curve_and_the_duty_cycle():
+    d = _data(**_streaming_data())
+    page = render_report(d)
+    sec = page.split('<section id="streaming"', 1)[1].split("</section>", 1)[0]
+    assert 'data-plot="stream-timeline"' in sec and 'data-plot="stream-det"' in sec
+    assert "188.5" in sec and "34.6" in sec and "15 of 100 windows" in sec
+    assert "threshold 160" in sec
+    assert render_report(_data(**_streaming_data())) == page          # deterministic
+    # the calibration alone (no simulation yet) still makes the section, with its plot
+    only = render_report(_data(calibration=_streaming_data()["calibration"]))
+    sec = only.split('<section id="streaming"', 1)[1].split("</section>", 1)[0]
+    assert 'data-plot="stream-det"' in sec and "stream-timeline" not in sec

@@ -63,3 +63,48 @@ def test_old_results_leave_the_window():
     out = run(rc, seq)
     # 500 ms window = 3 results: "yes" averages 83, 166, then 250 (> 200) at the 7th
     assert [i for i, d in enumerate(out) if d] == [6]
+
+
+def test_calibration_sweep_and_choice_by_hand():
+    """Windows every 250 ms over 60 s: "yes" scores 150 from 2.0 to 2.75 s (a keyword at
+    1.8-2.6 s) and 230 from 10.0 to 10.5 s (no keyword there: a false accept), "_unknown_"
+    20 in both bursts and 255 elsewhere. The points checked are worked out by hand with
+    RecognizeCommands' rules (in the comments)."""
+    from kiloml.data.stream import TruthEvent
+    from kiloml.train.streaming import CALIBRATION_GRID, choose_setting, sweep_settings
+
+    labels = ["_unknown_", "yes"]
+    ends_ms = list(range(1000, 60001, 250))
+    rows = []
+    for t in ends_ms:
+        yes = 150 if 2000 <= t <= 2750 else 230 if 10000 <= t <= 10500 else 0
+        rows.append([20 if yes else 255, yes])
+    truth = [TruthEvent("yes", 1.8, 2.6), TruthEvent("_unknown_", 20.0, 21.0)]
+    pts = sweep_settings(labels, [t / 1000 for t in ends_ms], ends_ms, rows, truth, 60.0)
+    assert len(pts) == len(CALIBRATION_GRID) == 48
+    at = {(q["average_window_ms"], q["detection_threshold"], q["suppression_ms"],
+           q["minimum_count"]): q for q in pts}
+    # 500 ms (3 results), min count 1: the 150 burst averages 150 at 2.5 s (> 100, > 130,
+    # not > 160); the 230 burst 153 at 10.25 s and 230 at 10.5 s
+    q = at[(500.0, 100, 1000.0, 1)]
+    assert (q["hits"], q["false_accepts"], q["targets"]) == (1, 1, 1)
+    assert (at[(500.0, 130, 1000.0, 1)]["hits"], at[(500.0, 160, 1000.0, 1)]["hits"]) == (1, 0)
+    assert at[(500.0, 200, 1500.0, 3)]["false_accepts"] == 1       # 230 > 200, 3 results
+    assert at[(500.0, 200, 1500.0, 3)]["misses"] == 1
+    # 1000 ms (5 results): at 2.75 s yes averages 600 / 5 = 120 (> 100, not > 130),
+    # _unknown_ (255 + 4 x 20) / 5 = 67
+    assert at[(1000.0, 100, 1000.0, 1)]["hits"] == 1
+    assert at[(1000.0, 130, 1000.0, 1)]["hits"] == 0
+    # each point equals RecognizeCommands run with its settings (the sweep reuses no state)
+    for g, q in zip(CALIBRATION_GRID, pts):
+        rc = RecognizeCommands(labels, StreamSettings(**g))
+        n = sum(rc.detect(r, t) is not None for t, r in zip(ends_ms, rows))
+        assert q["detections"] == n
+    # the choice: fewest misses at <= 60 FA/h (1 FA in a minute is 60 FA/h), then fewer FA
+    best = choose_setting(pts, 60.0)
+    assert pts[best]["misses"] == 0 and pts[best] is pts[min(
+        i for i, p in enumerate(pts) if p["misses"] == 0)]
+    assert choose_setting(pts, 59.0) is not None         # points without the false accept
+    assert pts[choose_setting(pts, 59.0)]["false_accepts"] == 0
+    none = [dict(p, fa_per_hour=99.0) for p in pts]
+    assert choose_setting(none, 10.0) is None

@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 
-from projhelp import SHARED, kiloml, wand_project
+from projhelp import SHARED, edit, kiloml, wand_project
 from kiloml.data.readers import read_file
 from kiloml.data.stream import read_truth
 from kiloml.data.wav import write_wav
@@ -87,6 +87,9 @@ def test_stream_and_simulate_refuse_bad_input(tmp_path):
         assert r.returncode == 1, (args, r.stdout)
         assert words in r.stderr.replace("\n", " "), r.stderr
         assert "Traceback" not in r.stderr
+    r = kiloml("simulate", "--stream", tmp_path / "ok.wav", "--duty-cycle", "--battery", "0",
+               cwd=root)
+    assert r.returncode == 2 and "--battery" in r.stderr, r.stderr
     assert not (root / "build" / "simulate.json").exists()   # nothing stored for the report
 
 
@@ -103,6 +106,11 @@ def test_imu_stream_concatenates_the_split(tmp_path):
     assert truth[0].start_s == 0 and abs(truth[-1].end_s - len(x) / 25.0) < 1e-6
     assert all(abs(e.start_s - f.end_s) < 1e-9 for f, e in zip(truth, truth[1:]))
     assert {e.label for e in truth} <= {"ring", "wing"}
+    # the wake gate measures audio energy: an IMU project with it is refused, clearly
+    edit(root / "kiloml.toml", "wake = false", "wake = true")
+    r = kiloml("simulate", "--stream", tmp_path / "s.npy", cwd=root)
+    assert r.returncode == 2 and "wake = true" in r.stderr and "IMU" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_simulate_engine_c_equals_the_python_twin(tmp_path):

@@ -7,9 +7,11 @@
     src/<name>.c                            the pipeline
     src/<name>/...                          DSP, model (the board core's kernels), runtime
     examples/<Lib>Continuous/<Lib>Continuous.ino
-                                            reads the Nano 33 BLE Sense's microphone (PDM) or
-                                            IMU (Arduino_LSM9DS1), classifies continuously and
-                                            prints the top class on Serial
+                                            reads the Nano 33 BLE Sense's microphone (PDM,
+                                            double-buffered, overruns reported) into the
+                                            streaming API and prints its detections, or the
+                                            IMU (Arduino_LSM9DS1), classifying continuously and
+                                            printing the top class on Serial
     extras/<name>.json                      description for tools (ignored by Arduino)
     README.md
 
@@ -94,48 +96,71 @@ def _sketch_head(p: Pipeline, sketch: str, what: str) -> list[str]:
 
 
 def audio_sketch(p: Pipeline, sketch: str) -> str:
+    """The microphone example: the PDM callback fills two buffers in turn (double
+    buffering), ``loop()`` pushes each full one to ``<name>_stream_push`` and prints the
+    detections; a callback that finds no free buffer drops its samples and counts an
+    overrun, which ``loop()`` prints (never a silent gap in the audio)."""
     n, M = p.name, p.macro
     rate = float(p.spec.sample_rate)
     if not rate.is_integer() or int(rate) not in PDM_RATES:
         raise KilomlError(f"the {sketch} example reads the Nano 33 BLE Sense microphone, whose "
                           f"PDM library runs at {' or '.join(map(str, PDM_RATES))} Hz; this "
                           f"model expects {rate:g} Hz")
-    sample = ("(float)ring[head] * (1.0f / 32768.0f)" if p.sample_ctype == "float"
-              else "ring[head]")
-    return "\n".join(_sketch_head(p, sketch, "classifies the microphone continuously") + [
+    conv = p.sample_ctype == "float"
+    push = ("    for (uint32_t i = 0; i < count; ++i) {\n"
+            "      samples[i] = (float)blocks[b][i] * (1.0f / 32768.0f);\n"
+            "    }\n"
+            f"    int32_t found = {n}_stream_push(samples, count, events, MAX_EVENTS);"
+            if conv else
+            f"    int32_t found = {n}_stream_push(blocks[b], count, events, MAX_EVENTS);")
+    return "\n".join(_sketch_head(p, sketch, "detects keywords in the microphone's stream") + [
         "#include <Arduino.h>", "#include <PDM.h>", "", f"#include <{n}.h>", "",
-        "// A new classification every STRIDE samples: four per window.",
-        f"static const uint32_t STRIDE = {M}_WINDOW_SAMPLES / 4;", "",
-        f"static int16_t ring[{M}_WINDOW_SAMPLES];  // the last window, filled by onPDMData",
-        "static volatile uint32_t ring_head = 0;     // where the next sample goes",
-        "static volatile uint32_t received = 0;      // samples since the last window was taken",
-        "static int16_t pdm_buffer[512];",
-        f"static {n}_sample_t window[{M}_INPUT_SIZE];  // the window to classify, oldest first",
-        f"static float scores[{M}_NUM_CLASSES];",
-        f"static uint32_t needed = {M}_WINDOW_SAMPLES;  // a full window first, then STRIDE", "",
+        "// Double buffering: the PDM callback fills one block while loop() pushes the other.",
+        "// A callback that finds no free block has nowhere to put its samples: it drops them",
+        "// and counts an overrun (loop() prints it) instead of losing audio silently.",
+        "#define BLOCK_SAMPLES 256",
+        "#define MAX_EVENTS 4",
+        "static int16_t blocks[2][BLOCK_SAMPLES];",
+        "static volatile uint32_t filled[2];      // samples waiting in each block (0: free)",
+        "static volatile uint8_t fill_block = 0;  // the block the callback fills next",
+        "static uint8_t push_block = 0;           // the block loop() pushes next",
+        "static volatile uint32_t overruns = 0;   // callbacks that found no free block",
+        "static volatile uint32_t lost = 0;       // samples they dropped",
+        "static uint32_t reported = 0;",
+        "static int16_t discard[BLOCK_SAMPLES];",
+        *([f"static {n}_sample_t samples[BLOCK_SAMPLES];"] if conv else []),
+        f"static {n}_event_t events[MAX_EVENTS];", "",
         "// Called by the PDM library when samples are ready (interrupt context).",
         "static void onPDMData() {",
         "  int bytes = PDM.available();",
-        "  if (bytes > (int)sizeof(pdm_buffer)) {",
-        "    bytes = (int)sizeof(pdm_buffer);",
-        "  }",
-        "  int count = PDM.read(pdm_buffer, (size_t)bytes) / 2;",
-        "  uint32_t head = ring_head;",
-        "  for (int i = 0; i < count; ++i) {",
-        "    ring[head] = pdm_buffer[i];",
-        f"    if (++head == {M}_WINDOW_SAMPLES) {{",
-        "      head = 0;",
+        "  uint8_t b = fill_block;",
+        "  if (filled[b] == 0 && bytes > 0) {",
+        "    int take = bytes < (int)sizeof(blocks[b]) ? bytes : (int)sizeof(blocks[b]);",
+        "    int count = PDM.read(blocks[b], (size_t)take) / 2;",
+        "    bytes -= take;",
+        "    if (count > 0) {",
+        "      filled[b] = (uint32_t)count;",
+        "      fill_block = (uint8_t)(b ^ 1u);",
         "    }",
         "  }",
-        "  ring_head = head;",
-        "  if (count > 0) {",
-        "    received += (uint32_t)count;",
+        "  if (bytes > 0) {  // no free block (or more than one block's worth): drop, count",
+        "    ++overruns;",
+        "    while (bytes > 0) {",
+        "      int take = bytes < (int)sizeof(discard) ? bytes : (int)sizeof(discard);",
+        "      int got = PDM.read(discard, (size_t)take);",
+        "      if (got <= 0) {",
+        "        break;",
+        "      }",
+        "      lost += (uint32_t)got / 2u;",
+        "      bytes -= got;",
+        "    }",
         "  }",
         "}", "",
         "void setup() {",
         "  Serial.begin(115200);",
         "  while (!Serial && millis() < 3000) {",
         "  }",
+        f"  {n}_stream_init();",
         "  PDM.onReceive(onPDMData);",
         f"  if (!PDM.begin(1, {M}_SAMPLE_RATE_HZ)) {{",
         '    Serial.println("Failed to start the PDM microphone");',
@@ -144,29 +169,39 @@ def audio_sketch(p: Pipeline, sketch: str) -> str:
         "  }",
         "}", "",
         "void loop() {",
-        "  noInterrupts();",
-        "  uint32_t fresh = received;",
-        "  interrupts();",
-        "  if (fresh < needed) {",
-        "    return;",
-        "  }",
-        "  // Copy the ring, oldest sample first, while no new samples arrive.",
-        "  noInterrupts();",
-        "  uint32_t head = ring_head;",
-        "  received = 0;",
-        f"  for (uint32_t i = 0; i < {M}_WINDOW_SAMPLES; ++i) {{",
-        f"    window[i] = {sample};",
-        f"    if (++head == {M}_WINDOW_SAMPLES) {{",
-        "      head = 0;",
+        "  for (;;) {  // every full block, oldest first",
+        "    uint8_t b = push_block;",
+        "    noInterrupts();",
+        "    uint32_t count = filled[b];",
+        "    interrupts();",
+        "    if (count == 0) {",
+        "      break;",
+        "    }",
+        push,
+        "    noInterrupts();",
+        "    filled[b] = 0;  // the callback may fill it again",
+        "    interrupts();",
+        "    push_block = (uint8_t)(b ^ 1u);",
+        "    if (found < 0) {",
+        '      Serial.println("stream error");',
+        "    }",
+        "    for (int32_t i = 0; i < found && i < MAX_EVENTS; ++i) {",
+        f"      Serial.print({M}_LABELS[events[i].label]);",
+        "      Serial.print(' ');",
+        "      Serial.print((int)events[i].score);",
+        "      Serial.print(' ');",
+        f"      Serial.println((double)events[i].sample / {M}_SAMPLE_RATE_HZ, 3);",
         "    }",
         "  }",
+        "  noInterrupts();",
+        "  uint32_t o = overruns, l = lost;",
         "  interrupts();",
-        "  needed = STRIDE;",
-        f"  int top = {n}_classify(window, scores);",
-        "  if (top >= 0) {",
-        f"    Serial.print({M}_LABELS[top]);",
-        "    Serial.print(' ');",
-        "    Serial.println(scores[top], 3);",
+        "  if (o != reported) {",
+        "    reported = o;",
+        '    Serial.print("overrun ");',
+        "    Serial.print((int)o);",
+        '    Serial.print(" lost ");',
+        "    Serial.println((int)l);",
         "  }",
         "}", ""])
 

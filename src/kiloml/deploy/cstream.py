@@ -26,6 +26,14 @@ function is made of. Frames 1 .. of a window are kept by stream position in
 computed and not kept), frame 0 of every window is computed (a zero before it, as in a clip),
 the divisor is the window's. So the features are the whole window's bit for bit, whatever is
 kept. Other blocks, f32 and IMU: the whole window every stride (``<name>_classify``'s DSP).
+
+The wake gate (``[stream] wake = true``, audio only), as the twin's
+kiloml.train.streaming.WakeGate: at each window end the mean square of the ring's last stride
+(uint64 sum, integer division) against the noise floor, in integers; a window it does not let
+through is neither copied, featurized, classified nor smoothed. A skipped window keeps no
+frames, so the next window it lets through recomputes the frames it needs (same features).
+``<name>_stream_wake_stats`` counts the windows seen and let through (all of them without a
+gate).
 """
 
 from __future__ import annotations
@@ -36,7 +44,9 @@ import numpy as np
 
 from kiloml.deploy.spec import Pipeline
 from kiloml.dsp.cgen import table
-from kiloml.train.streaming import StreamSettings, is_keyword
+from kiloml.errors import KilomlError
+from kiloml.train.streaming import (StreamSettings, is_keyword, wake_hold_strides,
+                                    wake_ratio_q8)
 
 EVENT_BYTES = 16        # int32 label, int32 score, uint64 sample
 
@@ -78,6 +88,21 @@ def frame_slots(p: Pipeline) -> int:
     return min(phases, MAX_PHASES) * (p.block.front.num_frames(p.frames) - 1)
 
 
+def wake(p: Pipeline) -> bool:
+    """Whether the package has a wake gate; refused for IMU blocks (no audio energy)."""
+    if not settings_of(p).wake:
+        return False
+    if not p.block.audio:
+        from kiloml.deploy.stream import WAKE_IMU
+
+        raise KilomlError(WAKE_IMU)
+    return True
+
+
+def hold_strides(p: Pipeline) -> int:
+    return wake_hold_strides(settings_of(p), stride(p), float(p.spec.sample_rate))
+
+
 def rate_is_whole(p: Pipeline) -> bool:
     r = float(p.spec.sample_rate)
     return r.is_integer()
@@ -105,6 +130,7 @@ def stream_constants(p: Pipeline) -> dict:
     s = settings_of(p)
     inc, why = incremental(p)
     return {"stride_samples": stride(p), "slices_per_window": s.slices_per_window,
+            "wake": wake(p), "wake_hold_strides": hold_strides(p) if wake(p) else None,
             "incremental": inc, "incremental_note": why or None,
             "frame_slots": frame_slots(p),
             "max_results": max_results(p), "settings": s.model_dump(mode="json"),
@@ -120,6 +146,7 @@ def ram_bytes(p: Pipeline) -> int:
     scores), the running sums and the counters."""
     r, k = max_results(p), p.num_classes
     ram = 2 * p.input_size * _sample_size(p) + r * (8 + k) + 4 * k + 8 + 8 + 8 + 4 * 4
+    ram += 8 + 8 + (8 + 4 if wake(p) else 0)     # seen, passed (floor, hold)
     slots = frame_slots(p)
     if slots:       # kept frames (mel sums, shift, position, used) + one frame + counter
         nfl = p.block.params.num_filters
@@ -142,7 +169,18 @@ def header_lines(p: Pipeline) -> list[str]:
          "DSP frames kept between windows (0: whole window)"),
         (f"{M}_STREAM_RAM_BYTES", str(ram_bytes(p)),
          "static RAM of the streaming state"),
+        (f"{M}_STREAM_WAKE", "1" if wake(p) else "0",
+         "1: a wake gate skips DSP and inference while idle"),
     ]
+    if wake(p):
+        defs += [(f"{M}_STREAM_WAKE_RATIO_Q8", str(wake_ratio_q8(s)),
+                  "wakes over this x the noise floor, in 1/256"),
+                 (f"{M}_STREAM_WAKE_MIN_ENERGY", f"{s.wake_min_energy}u",
+                  "least mean square of a stride that wakes"),
+                 (f"{M}_STREAM_WAKE_HOLD_STRIDES", f"{hold_strides(p)}u",
+                  "windows let through after the last wake"),
+                 (f"{M}_STREAM_WAKE_FLOOR_SHIFT", str(s.wake_floor_shift),
+                  "the floor moves 2^-shift of the gap a stride")]
     width = max(len(d[0]) + len(d[1]) for d in defs) + 9
     lines = ["", "/* Continuous inference (kiloml.toml [stream]): smoothing over "
              f"{s.average_window_ms:g} ms, threshold",
@@ -167,7 +205,10 @@ def header_lines(p: Pipeline) -> list[str]:
         " * lost), or a negative value if the DSP block or the model reports an error. Not",
         f" * reentrant, and not to be mixed with {n}_classify calls (shared static buffers). */",
         f"int32_t {n}_stream_push(const {n}_sample_t *samples, uint32_t n, {n}_event_t *events,",
-        "                        uint32_t max_events);"]
+        "                        uint32_t max_events);", "",
+        "/* Windows seen since init and windows the wake gate let through to the DSP and the",
+        " * model (equal without a gate). */",
+        f"void {n}_stream_wake_stats(uint64_t *seen, uint64_t *passed);"]
     return lines
 
 
@@ -226,6 +267,47 @@ def _incremental_lines(p: Pipeline) -> list[str]:
         f"    return {n}_infer();", "}", ""]
 
 
+def _wake_lines(p: Pipeline) -> list[str]:
+    """``<name>_wake()``: the wake gate's decision for the window ending now (the twin's
+    kiloml.train.streaming.WakeGate, in the same integers)."""
+    n, M = p.name, p.macro
+    W = f"{M}_STREAM_WAKE"
+    return [
+        "/* The wake gate: the mean square of the ring's last stride against the noise floor;",
+        " * 1 when the window ending now goes on to the DSP and the model. */",
+        f"static int {n}_wake(void)", "{",
+        "    uint64_t acc = 0u, e;",
+        f"    uint32_t j = {n}_ring_at + (uint32_t)({M}_INPUT_SIZE - {M}_STREAM_STRIDE_SAMPLES);",
+        "    uint32_t k;", "    int ok;",
+        f"    if (j >= (uint32_t){M}_INPUT_SIZE) {{",
+        f"        j -= (uint32_t){M}_INPUT_SIZE;", "    }",
+        f"    for (k = 0; k < (uint32_t){M}_STREAM_STRIDE_SAMPLES; ++k) {{",
+        f"        const int32_t v = (int32_t){n}_ring[j];",
+        "        acc += (uint64_t)(v * v);",
+        f"        if (++j == (uint32_t){M}_INPUT_SIZE) {{", "            j = 0u;", "        }",
+        "    }",
+        f"    e = acc / (uint64_t){M}_STREAM_STRIDE_SAMPLES;",
+        f"    if ({n}_wake_seen == 0u) {{ /* the first window: open, the floor is its energy */",
+        "        ok = 1;", f"        {n}_wake_floor = e;",
+        f"        {n}_wake_hold = {W}_HOLD_STRIDES;",
+        "    } else {",
+        f"        if (e >= {W}_MIN_ENERGY &&",
+        f"            e * 256u > (uint64_t){W}_RATIO_Q8 * {n}_wake_floor) {{",
+        "            ok = 1;", f"            {n}_wake_hold = {W}_HOLD_STRIDES;",
+        f"        }} else if ({n}_wake_hold > 0u) {{",
+        "            ok = 1;", f"            --{n}_wake_hold;",
+        "        } else {", "            ok = 0;", "        }",
+        "        /* the floor moves 2^-shift of the gap towards the energy */",
+        f"        if (e >= {n}_wake_floor) {{",
+        f"            {n}_wake_floor += (e - {n}_wake_floor) >> {W}_FLOOR_SHIFT;",
+        "        } else {",
+        f"            {n}_wake_floor -= ({n}_wake_floor - e) >> {W}_FLOOR_SHIFT;", "        }",
+        "    }",
+        f"    ++{n}_wake_seen;",
+        "    if (ok) {", f"        ++{n}_wake_passed;", "    }",
+        "    return ok;", "}", ""]
+
+
 def source_lines(p: Pipeline) -> list[str]:
     """The streaming part of ``<name>.c`` (after ``<name>_run`` and ``<name>_infer``)."""
     n, M = p.name, p.macro
@@ -257,6 +339,11 @@ def source_lines(p: Pipeline) -> list[str]:
         f"static int32_t {n}_rc_sum[{M}_NUM_CLASSES];",
         f"static int32_t {n}_rc_prev_top;  /* -1: none yet */",
         f"static int64_t {n}_rc_prev_time;",
+        f"static uint64_t {n}_wake_seen;   /* windows seen */",
+        f"static uint64_t {n}_wake_passed; /* windows let through (the wake gate) */",
+        *([f"static uint64_t {n}_wake_floor;  /* noise floor estimate (mean square) */",
+           f"static uint32_t {n}_wake_hold;   /* windows still let through after a wake */"]
+          if wake(p) else []),
         "/* classes that fire (not unknown / silence) */",
         table(f"{n}_fires", "uint8_t", np.asarray(fires)),
         "/* int8 model output q -> 0..255 score, at [q + 128] (as the Python twin rounds) */",
@@ -272,9 +359,14 @@ def source_lines(p: Pipeline) -> list[str]:
         f"    {n}_next_end = {M}_WINDOW_SAMPLES;",
         f"    {n}_rc_head = 0u;", f"    {n}_rc_count = 0u;",
         f"    {n}_rc_prev_top = -1;", f"    {n}_rc_prev_time = 0;",
+        f"    {n}_wake_seen = 0u;", f"    {n}_wake_passed = 0u;",
+        *([f"    {n}_wake_floor = 0u;", f"    {n}_wake_hold = 0u;"] if wake(p) else []),
         *([f"    for (i = 0; i < {M}_STREAM_FRAME_SLOTS; ++i) {{",
            f"        {n}_fc_used[i] = 0u;", "    }", f"    {n}_frames_computed = 0u;"]
           if frame_slots(p) else []), "}", "",
+        f"void {n}_stream_wake_stats(uint64_t *seen, uint64_t *passed)", "{",
+        f"    *seen = {n}_wake_seen;", f"    *passed = {n}_wake_passed;", "}", "",
+        *(_wake_lines(p) if wake(p) else []),
         "/* RecognizeCommands on the scores of the window ending at time_ms: 1 and the class",
         " * and smoothed score when it is a new command of a class that fires. */",
         f"static int {n}_recognize(const uint8_t *scores, int64_t time_ms, int32_t *label,",
@@ -333,12 +425,15 @@ def source_lines(p: Pipeline) -> list[str]:
         f"            uint64_t end = {n}_next_end;",
         f"            uint8_t scores[{M}_NUM_CLASSES];",
         "            int32_t label, score;",
+        f"            {n}_next_end += {M}_STREAM_STRIDE_SAMPLES;",
+        *([f"            if (!{n}_wake()) {{",
+           "                continue; /* idle: no DSP, no inference */", "            }"]
+          if wake(p) else [f"            ++{n}_wake_seen;", f"            ++{n}_wake_passed;"]),
         f"            j = {n}_ring_at;",
         f"            for (v = 0; v < {M}_INPUT_SIZE; ++v) {{",
         f"                {n}_window[v] = {n}_ring[j];",
         f"                if (++j == {M}_INPUT_SIZE) {{", "                    j = 0u;",
         "                }", "            }",
-        f"            {n}_next_end += {M}_STREAM_STRIDE_SAMPLES;",
         f"            if ({call} != 0) {{", "                return -1;", "            }",
         f"            for (v = 0; v < {M}_NUM_CLASSES; ++v) {{",
         f"                scores[v] = {n}_u8[(int32_t){n}_output[v] + 128];", "            }",

@@ -15,6 +15,10 @@
    (kiloml.train.streaming) at the window's end time in whole milliseconds; a new command of
    a class that fires is a ``Detection`` at the window's end.
 
+With ``[stream] wake = true`` (audio only) a wake gate (kiloml.train.streaming.WakeGate)
+decides first, on the energy of each window's last stride: a window it does not let through
+gets no features, no inference and no result in the smoothing (the C skips the same work).
+
 Windows that complete within one push are computed together (batched), so the decisions do
 not depend on how the samples are cut into pushes (the tests check it).
 """
@@ -31,9 +35,12 @@ from kiloml.deploy.spec import DeploySpec
 from kiloml.dsp.apply import apply_block, block_quant
 from kiloml.dsp.stream import WindowFeatures
 from kiloml.errors import KilomlError
-from kiloml.train.streaming import Detection, RecognizeCommands, StreamSettings
+from kiloml.train.streaming import (Detection, RecognizeCommands, StreamSettings, WakeGate,
+                                    stride_energy)
 
 WINDOWS_PER_STEP = 256
+WAKE_IMU = ("[stream] wake = true: the wake gate measures audio energy; an IMU project "
+            "streams with wake = false")
 
 
 def stride_samples(frames: int, slices: int) -> int:
@@ -64,11 +71,38 @@ class StreamPipeline:
         self.features = WindowFeatures(spec.block, spec.dsp_variant, self.window,
                                        self.stride) if self.audio else None
         self.recognizer = RecognizeCommands(spec.labels, self.settings)
+        if self.settings.wake and not self.audio:
+            raise KilomlError(WAKE_IMU)
+        self.gate = WakeGate(self.settings, self.stride, self.rate) if self.settings.wake \
+            else None
         shape = (0,) if self.audio else (0, int(spec.channels))
         self._buf = np.zeros(shape, np.int16 if self.audio else np.float32)
         self._buf_start = 0              # stream position of _buf[0]
         self._next = 0                   # start of the next window
         self.windows = 0
+
+    def _gated(self, starts: list[int]) -> list[int]:
+        """Count the windows ``starts`` and keep those the wake gate lets through."""
+        if starts:
+            self._next = starts[-1] + self.stride
+        self.windows += len(starts)
+        if self.gate is None:
+            return starts
+        b, w, st = self._buf, self.window, self.stride
+        return [s for s in starts if self.gate.step(stride_energy(
+            b[s + w - st - self._buf_start:s + w - self._buf_start]))]
+
+    def _drop(self, end: int) -> None:
+        drop = min(self._next, end) - self._buf_start
+        if drop > 0:
+            self._buf = self._buf[drop:]
+            self._buf_start += drop
+
+    def wake_stats(self) -> tuple[int, int]:
+        """(windows seen, windows let through) by the wake gate (all of them without one)."""
+        if self.gate is None:
+            return self.windows, self.windows
+        return self.gate.seen, self.gate.passed
 
     @property
     def position(self) -> int:
@@ -91,19 +125,32 @@ class StreamPipeline:
         x = self._check(samples)
         self._buf = np.concatenate([self._buf, x])
         end = self.position
-        starts = list(range(self._next, end - self.window + 1, self.stride))
+        starts = self._gated(list(range(self._next, end - self.window + 1, self.stride)))
         events: list[Detection] = []
         for a in range(0, len(starts), WINDOWS_PER_STEP):
             events += self._windows(starts[a:a + WINDOWS_PER_STEP])
-        if starts:
-            self._next = starts[-1] + self.stride
-        drop = min(self._next, end) - self._buf_start
-        if drop > 0:
-            self._buf = self._buf[drop:]
-            self._buf_start += drop
+        self._drop(end)
         return events
 
-    def _windows(self, starts: list[int]) -> list[Detection]:
+    def window_scores(self, samples) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``push`` but without the smoothing: the end (sample) and the 0..255 scores
+        of every window that ``samples`` complete and the wake gate lets through (the
+        calibration sweeps RecognizeCommands' settings over them)."""
+        x = self._check(samples)
+        self._buf = np.concatenate([self._buf, x])
+        end = self.position
+        starts = self._gated(list(range(self._next, end - self.window + 1, self.stride)))
+        ends, scores = [], []
+        for a in range(0, len(starts), WINDOWS_PER_STEP):
+            part = starts[a:a + WINDOWS_PER_STEP]
+            ends += [s + self.window for s in part]
+            scores.append(self._scores(part))
+        self._drop(end)
+        k = len(self.spec.labels)
+        return (np.asarray(ends, np.int64),
+                np.concatenate(scores) if scores else np.zeros((0, k), np.int64))
+
+    def _scores(self, starts: list[int]) -> np.ndarray:
         spec = self.spec
         if self.audio:
             f = self.features.features(self._buf, self._buf_start, starts)
@@ -113,13 +160,15 @@ class StreamPipeline:
         else:
             idx = np.asarray(starts)[:, None] - self._buf_start + np.arange(self.window)[None]
             feats = apply_block(spec.block, self._buf[idx])
-        probs = classify_features(spec, feats).scores
-        scores = u8_scores(probs)
+        return u8_scores(classify_features(spec, feats).scores)
+
+    def _windows(self, starts: list[int]) -> list[Detection]:
+        spec = self.spec
+        scores = self._scores(starts)
         out = []
         for s, sc in zip(starts, scores):
             end = s + self.window
             got = self.recognizer.detect(sc.tolist(), int(end * 1000 // self.rate))
-            self.windows += 1
             if got is not None:
                 out.append(Detection(end / self.rate, end, spec.labels[got[0]], got[1]))
         return out
@@ -173,6 +222,11 @@ int main(int argc, char **argv)
             fwrite(rec, sizeof rec[0], 2, fo);
         }}
     }}
+    {{
+        uint64_t st[2];
+        {n}_stream_wake_stats(&st[0], &st[1]);
+        fwrite(st, sizeof st[0], 2, fo);
+    }}
     fclose(fi);
     fclose(fo);
     return 0;
@@ -211,11 +265,12 @@ def _events(meta: dict, rec: np.ndarray) -> list[Detection]:
             for ls, s in rec]
 
 
-def run_stream_host(package_dir, samples, block: int = 1000, sanitize: bool = False) \
-        -> list[Detection]:
+def run_stream_host(package_dir, samples, block: int = 1000, sanitize: bool = False,
+                    stats: Optional[dict] = None) -> list[Detection]:
     """The package's C streaming API built for the host (portable kernels, warnings as
     errors, ``sanitize``: ASan/UBSan) and fed ``samples`` in pushes of ``block`` samples
-    (frames); the detections."""
+    (frames); the detections. ``stats``, when given, gets ``seen`` and ``passed`` (windows,
+    ``<name>_stream_wake_stats``)."""
     import subprocess
     import tempfile
     from pathlib import Path
@@ -239,7 +294,10 @@ def run_stream_host(package_dir, samples, block: int = 1000, sanitize: bool = Fa
         if proc.returncode != 0:
             raise ToolchainError(f"the package's stream failed on the host (exit "
                                  f"{proc.returncode}):\n{proc.stderr.strip()[:2000]}")
-        return _events(meta, np.frombuffer(fout.read_bytes(), "<i8"))
+        rec = np.frombuffer(fout.read_bytes(), "<i8")
+        if stats is not None:
+            stats["seen"], stats["passed"] = (int(v) for v in rec[-2:].view("<u8"))
+        return _events(meta, rec[:-2])
 
 
 def _stream_emulator_harness(meta: dict, block: int, room: int) -> str:
@@ -403,3 +461,132 @@ def stream_cycles(package_dir, samples, board=None, warm_windows: int = 2,
         out[mode] = {"dsp": dsp / windows, "model": model / windows,
                      "total": emu.cycles / windows}
     return out
+
+
+def gate_cycles(package_dir, board=None, strides: int = 4) -> float:
+    """Cycles per stride of a package with a wake gate while the gate is closed (on
+    zeros: the first window opens it, the hold lets windows through, then it stays shut):
+    the ring writes and the gate's energy, no DSP, no model (checked)."""
+    import tempfile
+    from pathlib import Path
+
+    from kiloml.deploy.run import _board, _compile_list, _fpu, _kernel_set
+    from kiloml.targets.batch import build_image
+    from kiloml.targets.emulator import emulate
+    from kiloml.targets.profile import default_runtime
+
+    root = Path(package_dir)
+    meta, st = _stream_meta(root)
+    if not st.get("wake"):
+        raise KilomlError(f"{root}: the package has no wake gate ([stream] wake = false)")
+    W, S = int(meta["window_samples"]), int(st["stride_samples"])
+    warm = np.zeros(W + (int(st["wake_hold_strides"]) + 2) * S, np.int16)
+    measure = np.zeros(strides * S, np.int16)
+    board_id, b, flags = _board(meta, board)
+    core = str(b["core"])
+    sources, includes = _compile_list(root, meta, _kernel_set(meta, default_runtime(core),
+                                                              f"{board_id} ({core})"))
+    n = meta["name"]
+    entries = [meta["build"]["features_function"], f"{n}_model_invoke"]
+    if st.get("frame_slots"):
+        entries.append(f"{n}_dsp_divisor")
+    with tempfile.TemporaryDirectory(prefix="kiloml_gate_cycles_") as tmp:
+        d = Path(tmp)
+        (d / "kml_cycles_harness.c").write_text(_cycles_harness(meta, warm, measure, None))
+        image = build_image(sources + [d / "kml_cycles_harness.c"], includes, flags, d)
+        emu = emulate(image, core, kernel_entries=entries, fpu=_fpu(flags))
+    if any(s.name in entries for s in emu.segments):
+        raise KilomlError("gate cycles: the gate let a window of zeros through")
+    return emu.cycles / strides
+
+
+def gate_sequence(settings: StreamSettings, samples, window: int, stride: int,
+                  rate: float) -> np.ndarray:
+    """The wake gate's decision (WakeGate, as the twin and the C decide) for every window
+    of a 16-bit recording: no DSP, no model, so it is cheap on long streams."""
+    x = np.asarray(samples, np.int64)
+    gate = WakeGate(settings, stride, rate)
+    ends = np.arange(window, len(x) + 1, stride)
+    sq = np.concatenate([[0], np.cumsum(x * x)])
+    return np.array([gate.step(int(sq[e] - sq[e - stride]) // stride) for e in ends], bool)
+
+
+def stream_duty(spec: DeploySpec, samples, board=None, battery_mah: float = 1000.0,
+                settings: Optional[StreamSettings] = None) -> dict:
+    """Duty cycle, average power and battery life of the spec's streaming pipeline on
+    ``board`` (default: the spec's) over a recording, always on and with the wake gate.
+
+    Per-stride cycles come from the emulator (``stream_cycles``, ``gate_cycles``; kiloml
+    profile's cycle model) and the fraction of windows the gate lets through from the gate
+    over the whole recording (``gate_sequence``, the twin's integers):
+
+    - always on: every stride costs ``active`` (the package's ``_stream_push`` in steady
+      state: incremental features, the model, the smoothing);
+    - with the gate: every stride costs ``gate_only`` (ring and energy on a closed gate),
+      and a window let through costs ``active`` on top, or ``wake_window`` (the whole window
+      recomputed: ``_classify``'s cycles) when the window before it was shut (its kept
+      frames are gone). Charging the ring twice on a window let through is an upper bound.
+
+    Duty = cycles / (stride x clock); power = duty x active + (1 - duty) x idle power
+    (boards.toml's datasheet figures); days = mAh x supply voltage / power."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from kiloml.deploy.c import deploy_c
+    from kiloml.targets.boards import load_boards
+    from kiloml.targets.profile import average_power_mw, battery_days_at, duty_cycle
+
+    if not spec.block.audio:
+        raise KilomlError("duty cycle: the wake gate measures audio energy; an IMU project "
+                          "has no gate to measure")
+    st = settings or (spec.stream if isinstance(spec.stream, StreamSettings)
+                      else StreamSettings(**(spec.stream or {})))
+    x = np.asarray(samples).astype(np.int16)
+    window = int(spec.frames)
+    stride = stride_samples(window, st.slices_per_window)
+    rate = float(spec.sample_rate)
+    need = window + 5 * stride
+    if len(x) < need:
+        raise KilomlError(f"duty cycle: the recording needs at least {need / rate:g} s "
+                          f"(a window and 5 strides), it has {len(x) / rate:g} s")
+    gated = gate_sequence(st.model_copy(update={"wake": True}), x, window, stride, rate)
+    seen, passed = len(gated), int(gated.sum())
+    wakes = int(gated[0]) + int(np.sum(gated[1:] & ~gated[:-1]))
+    board_arg = board if board is not None else spec.board
+    with tempfile.TemporaryDirectory(prefix="kiloml_duty_") as tmp:
+        d = Path(tmp)
+        deploy_c(dataclasses.replace(spec, stream=st.model_copy(update={"wake": False})),
+                 d / "on")
+        deploy_c(dataclasses.replace(spec, stream=st.model_copy(update={"wake": True})),
+                 d / "gate")
+        cyc = stream_cycles(d / "on", x, board=board_arg, windows=4)
+        gate = gate_cycles(d / "gate", board=board_arg)
+    board_id = cyc["board"]
+    boards = load_boards()
+    b = boards.get(board_id)
+    clock = float(cyc["clock_hz"])
+    stride_s = stride / rate
+    active, wake_window = cyc["stream"]["total"], cyc["full"]["total"]
+    gated_cycles = (seen * gate + (passed - wakes) * active + wakes * wake_window) / seen
+
+    def row(cycles: float) -> dict:
+        duty = duty_cycle(cycles, stride_s, clock)
+        power = average_power_mw(duty, b) if b is not None else None
+        return {"cycles_per_stride": round(cycles), "duty": duty, "real_time": duty <= 1.0,
+                "average_power_mw": power,
+                "battery_days": battery_days_at(power, b, battery_mah) if b is not None
+                else None}
+
+    return {"board": board_id, "core": cyc["core"], "clock_hz": clock,
+            "stride_ms": stride_s * 1000.0, "battery_mah": battery_mah,
+            "cycles": {"gate_only": round(gate), "active": round(active),
+                       "wake_window": round(wake_window), "dsp": round(cyc["stream"]["dsp"]),
+                       "model": round(cyc["stream"]["model"])},
+            "gate_cost": gate / active,
+            "windows_seen": seen, "windows_passed": passed, "wakes": wakes,
+            "passed_fraction": passed / seen,
+            "wake_settings": {k: v for k, v in st.model_dump(mode="json").items()
+                              if k.startswith("wake_")},
+            "always_on": row(active), "gated": row(gated_cycles),
+            "power_source": None if b is None else "boards.toml datasheet figures"}

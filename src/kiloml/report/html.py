@@ -361,9 +361,12 @@ def _verify(v: dict) -> str:
                    f"emulator against the Python pipeline: {res}.")
 
 
-def _streaming(s: dict) -> str:
+def _streaming(s: Optional[dict], cal: Optional[dict] = None) -> str:
     """The last ``kiloml simulate --stream``: detections over time against the truth and,
-    with a truth file, the MLPerf Tiny streaming scores."""
+    with a truth file, the MLPerf Tiny streaming scores; its duty cycle (``--duty-cycle``);
+    the last ``kiloml simulate --calibrate``'s DET curve."""
+    if not s:
+        return section("streaming", _calibration(cal), "")
     body = [plots_div(plots.stream_timeline(s.get("truth") or [], s.get("detections") or [],
                                             float(s["duration_s"])))]
     sc = s.get("score")
@@ -383,9 +386,56 @@ def _streaming(s: dict) -> str:
              f"{len(s.get('detections') or [])} detections; smoothing "
              f"{num(st.get('average_window_ms'))} ms, threshold "
              f"{num(st.get('detection_threshold'))}, suppression {num(st.get('suppression_ms'))}"
-             f" ms, minimum count {num(st.get('minimum_count'))}." + esc(score)
-             + " Not yet shown: a DET curve (simulate --calibrate) and the duty cycle.")
-    return section("streaming", body, intro)
+             f" ms, minimum count {num(st.get('minimum_count'))}." + esc(score))
+    wk = s.get("wake") or {}
+    if wk.get("enabled"):
+        intro += (f" Wake gate: {num(wk.get('windows_passed'))} of "
+                  f"{num(wk.get('windows_seen'))} windows let through.")
+    if s.get("duty_cycle"):
+        body.append(_duty(s["duty_cycle"]))
+    return section("streaming", body + _calibration(cal), intro)
+
+
+def _duty(d: dict) -> str:
+    """``simulate --duty-cycle``: per-stride cycles, duty, power and battery, always on and
+    with the wake gate."""
+    c = d["cycles"]
+    rows = []
+    for name, key in (("always on", "always_on"), ("wake gate", "gated")):
+        r = d[key]
+        rows.append((name, num(r["cycles_per_stride"]),
+                     pct(r["duty"]) + ("" if r["real_time"] else " (not real-time)"),
+                     num(r["average_power_mw"], 3), num(r["battery_days"], 1)))
+    note = (f"<p>Duty cycle on {esc(d['board'])} ({esc(d['core'])}, "
+            f"{num(d['clock_hz'] / 1e6, 0)} MHz), a stride every {num(d['stride_ms'], 0)} ms, "
+            f"{num(d['battery_mah'], 0)} mAh: gate only {num(c['gate_only'])} cycles a stride "
+            f"({pct(d['gate_cost'])} of an active stride), the gate let "
+            f"{num(d['windows_passed'])} of {num(d['windows_seen'])} windows through "
+            f"({pct(d['passed_fraction'])}). Cycles from the emulator (estimate), power from "
+            "the board's datasheet figures.</p>")
+    return note + table(["", "cycles / stride", "duty", "avg. power (mW)", "battery (days)"],
+                        rows, numeric=(1, 2, 3, 4), raw=True)
+
+
+def _calibration(cal: Optional[dict]) -> list[str]:
+    """``simulate --calibrate``: the DET points tried on the validation stream."""
+    if not cal or not cal.get("points"):
+        return []
+    c, q = cal.get("chosen"), cal.get("chosen_point")
+    got = (f"chosen: average window {num(c['average_window_ms'], 0)} ms, threshold "
+           f"{num(c['detection_threshold'])}, suppression {num(c['suppression_ms'], 0)} ms, "
+           f"minimum count {num(c['minimum_count'])} ({num(q['misses'])} of "
+           f"{num(q['targets'])} missed, {num(q['fa_per_hour'], 1)} FA/h)" if c
+           else "no setting reached the target")
+    note = (f"<p>Calibration (kiloml simulate --calibrate): {len(cal['points'])} settings on "
+            f"a {num(cal['duration_s'] / 60, 1)}-minute stream of the validation split at "
+            f"{num(cal['snr_db'], 0)} dB, target {num(cal['target_fa_per_hour'], 1)} false "
+            f"accepts per hour; {got}.</p>")
+    return [note, plots_div(plots.stream_det(cal["points"], cal.get("chosen_index"),
+                                             float(cal["target_fa_per_hour"])))]
+
+
+
 
 
 # ---------------------------------------------------------------- the page
@@ -410,8 +460,8 @@ def render_page(d: dict) -> str:
         parts.append(("model", _model(d["model"], d.get("boards") or [])))
     if d.get("boards"):
         parts.append(("boards", _boards(d["boards"], d.get("battery") or {})))
-    if d.get("streaming"):
-        parts.append(("streaming", _streaming(d["streaming"])))
+    if d.get("streaming") or (d.get("calibration") or {}).get("points"):
+        parts.append(("streaming", _streaming(d.get("streaming"), d.get("calibration"))))
     if d.get("verify"):
         parts.append(("verify", _verify(d["verify"])))
     nav = "".join(f'<a href="#{sid}">{esc(TITLES[sid])}</a>' for sid, _ in parts)

@@ -426,3 +426,34 @@ def tune_front(rows: list[dict], defaults: Optional[dict] = None,
     axes[0].set_title("★ Pareto front, ○ dominated, × over a limit, ◆ defaults", fontsize=8,
                       loc="left")
     return to_svg(fig, key)
+
+
+@styled
+def stream_det(points: list[dict], chosen: Optional[int], target_fa_per_hour: float,
+               key: str = "stream-det") -> str:
+    """kiloml simulate --calibrate: miss rate (%) vs false accepts per hour of every setting
+    tried (open circles), the DET curve (the lowest miss rate at each false-accept rate or
+    below: a step line), the target (dashed) and the chosen setting (a filled star)."""
+    fig = new_figure(7.5, 3.0)
+    ax = fig.add_subplot()
+    fa = np.array([p["fa_per_hour"] for p in points], float)
+    miss = np.array([100.0 * (p["miss_rate"] or 0.0) for p in points], float)
+    ax.scatter(fa, miss, s=26, facecolors="none", edgecolors=COLORS[0], zorder=2)
+    order = np.lexsort((miss, fa))
+    xs, ys, best = [], [], np.inf
+    for i in order:
+        if miss[i] < best:
+            best = miss[i]
+            xs.append(fa[i])
+            ys.append(miss[i])
+    if xs:
+        ax.step(xs, ys, where="post", color=COLORS[0], lw=1.2, zorder=1)
+    ax.axvline(target_fa_per_hour, color=COLORS[3], ls="--", lw=1)
+    if chosen is not None:
+        ax.scatter([fa[chosen]], [miss[chosen]], marker="*", s=160, color=COLORS[1], zorder=3)
+    ax.set_xlabel("false accepts per hour (validation stream)")
+    ax.set_ylabel("keywords missed (%)")
+    ax.set_ylim(-3, 103)
+    ax.set_xlim(left=-0.02 * max(fa.max(initial=1.0), target_fa_per_hour, 1.0))
+    ax.set_title("○ settings tried, — DET curve, ★ chosen, -- target", fontsize=8, loc="left")
+    return to_svg(fig, key)

@@ -281,3 +281,28 @@ def battery_days(res: dict, board: Board, rate_hz: float, battery_mah: float) ->
     avg_mw = duty * float(board.active_power_mw) + (1 - duty) * float(board.idle_power_mw)
     energy_mwh = battery_mah * float(board.vdd_v)
     return round(energy_mwh / avg_mw / 24.0, 2)
+
+
+def duty_cycle(cycles: float, period_s: float, clock_hz: float) -> float:
+    """The fraction of ``period_s`` the core is busy running ``cycles`` at ``clock_hz``
+    (over 1: the work does not fit its period, not real time)."""
+    if not (period_s > 0 and clock_hz > 0):
+        raise ValueError(f"period {period_s} s and clock {clock_hz} Hz must be > 0")
+    return float(cycles) / float(clock_hz) / float(period_s)
+
+
+def average_power_mw(duty: float, board: Board) -> float | None:
+    """mW averaged over time: active power for ``duty`` (capped at 1) of the time, idle
+    (sleep) power for the rest; None where the datasheet figures are not known."""
+    active, idle = float(board.active_power_mw), float(board.idle_power_mw)
+    if math.isnan(active) or math.isnan(idle):
+        return None
+    d = min(max(float(duty), 0.0), 1.0)
+    return d * active + (1.0 - d) * idle
+
+
+def battery_days_at(power_mw: float | None, board: Board, battery_mah: float) -> float | None:
+    """Days on ``battery_mah`` at the board's supply voltage and an average ``power_mw``."""
+    if power_mw is None or not power_mw > 0:
+        return None
+    return round(battery_mah * float(board.vdd_v) / power_mw / 24.0, 2)

@@ -44,6 +44,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from kiloml.data.stream import TruthEvent, is_keyword
@@ -61,6 +62,16 @@ class StreamSettings(BaseModel):
     detection_threshold: int = Field(200, ge=0, le=255, description="of 255")
     suppression_ms: float = Field(1500.0, ge=0, description="after a detection")
     minimum_count: int = Field(3, ge=1, description="results needed in the window")
+    # the event-driven wake gate (audio only; see WakeGate)
+    wake: bool = Field(False, description="skip DSP and inference while the signal is idle")
+    wake_ratio: float = Field(2.0, ge=1.0, le=255.0,
+                              description="stride energy over the noise floor that wakes")
+    wake_min_energy: int = Field(100, ge=0, le=2**30,
+                                 description="least mean square (int16 units) that wakes")
+    wake_hold_ms: float = Field(1000.0, ge=0, le=60000.0,
+                                description="stay awake this long after the last wake")
+    wake_floor_shift: int = Field(4, ge=0, le=16,
+                                  description="the noise floor moves 2**-shift of the gap a stride")
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,69 @@ class Detection:
     def as_dict(self) -> dict:
         return {"t_s": round(self.t_s, 6), "sample": self.sample, "label": self.label,
                 "score": self.score}
+
+
+def wake_ratio_q8(settings: StreamSettings) -> int:
+    """The wake ratio in 1/256ths, as the C compares it."""
+    return int(round(settings.wake_ratio * 256.0))
+
+
+def wake_hold_strides(settings: StreamSettings, stride: int, rate: float) -> int:
+    """Strides the gate stays open after the last wake: ``wake_hold_ms`` rounded up."""
+    return int(math.ceil(settings.wake_hold_ms * rate / (1000.0 * stride)))
+
+
+class WakeGate:
+    """The wake gate of the streaming pipeline (its C twin: kiloml.deploy.cstream): one
+    decision per window, on the integer energy of the stride that ends with it (mean of the
+    squared int16 samples, floored), against a noise floor estimate.
+
+    - The first window opens the gate and sets the floor to its energy.
+    - A window wakes when its energy is at least ``wake_min_energy`` and over
+      ``wake_ratio`` x the floor (compared in 1/256ths: ``E * 256 > round(ratio * 256) * F``);
+      the gate then stays open for the next ``hold`` windows (``wake_hold_ms``).
+    - After each decision the floor moves towards the energy by ``2**-wake_floor_shift`` of
+      the gap (``F += (E - F) >> shift``, or ``F -= (F - E) >> shift`` below it): a running
+      mean of the stride energy, so a noise that fluctuates (pink, a fan) does not wake it.
+
+    Integers only, so the C decides the same, window for window. ``seen`` and ``passed`` count
+    the windows decided and let through."""
+
+    def __init__(self, settings: StreamSettings, stride: int, rate: float) -> None:
+        self.ratio_q8 = wake_ratio_q8(settings)
+        self.min_energy = int(settings.wake_min_energy)
+        self.shift = int(settings.wake_floor_shift)
+        self.hold_strides = wake_hold_strides(settings, stride, rate)
+        self.floor = 0
+        self.hold = 0
+        self.seen = 0
+        self.passed = 0
+
+    def step(self, energy: int) -> bool:
+        """Whether the window whose last stride has mean square ``energy`` is let through."""
+        e = int(energy)
+        if self.seen == 0:
+            ok, self.floor, self.hold = True, e, self.hold_strides
+        else:
+            if e >= self.min_energy and e * 256 > self.ratio_q8 * self.floor:
+                ok, self.hold = True, self.hold_strides
+            elif self.hold > 0:
+                ok, self.hold = True, self.hold - 1
+            else:
+                ok = False
+            if e >= self.floor:
+                self.floor += (e - self.floor) >> self.shift
+            else:
+                self.floor -= (self.floor - e) >> self.shift
+        self.seen += 1
+        self.passed += int(ok)
+        return ok
+
+
+def stride_energy(pcm) -> int:
+    """Mean square of int16 samples, floored (the gate's energy of a stride)."""
+    x = np.asarray(pcm, dtype=np.int64)
+    return int(np.dot(x, x)) // max(len(x), 1)
 
 
 class RecognizeCommands:
@@ -181,3 +255,48 @@ def score_stream(truth: Sequence[TruthEvent], detections: Iterable[Any], duratio
             "miss_rate": (n - hits) / n if n else None, "false_accepts": false_accepts,
             "fa_per_hour": false_accepts / (duration_s / 3600.0), "duration_s": duration_s,
             "per_label": dict(sorted(per.items()))}
+
+
+# ---- calibration: RecognizeCommands' settings swept over one stream's window scores -------
+
+# 48 points: average window x threshold x suppression x minimum count (slices per window and
+# the wake gate are kept: they change the windows and so the scores themselves)
+CALIBRATION_GRID: list[dict] = [
+    {"average_window_ms": a, "detection_threshold": t, "suppression_ms": s, "minimum_count": m}
+    for a in (500.0, 750.0, 1000.0) for t in (100, 130, 160, 200) for s in (1000.0, 1500.0)
+    for m in (1, 3)]
+
+
+def sweep_settings(labels: Sequence[str], ends_s: Sequence[float], times_ms: Sequence[int],
+                   scores, truth: Sequence[TruthEvent], duration_s: float,
+                   base: Optional[StreamSettings] = None,
+                   grid: Sequence[dict] = CALIBRATION_GRID) -> list[dict]:
+    """Every setting of ``grid`` (over ``base``) applied to the same window results (the
+    window ends in s and whole ms, 0..255 scores per class), scored against ``truth``: one
+    DET point each (the setting, hits, misses, miss rate, false accepts, FA/h)."""
+    base = base or StreamSettings()
+    rows = [list(map(int, r)) for r in np.asarray(scores)]
+    points = []
+    for g in grid:
+        st = base.model_copy(update=g)
+        rc = RecognizeCommands(labels, st)
+        dets = []
+        for t_s, t_ms, sc in zip(ends_s, times_ms, rows):
+            got = rc.detect(sc, int(t_ms))
+            if got is not None:
+                dets.append((float(t_s), labels[got[0]]))
+        sc = score_stream(truth, dets, duration_s)
+        points.append({**{k: st.model_dump()[k] for k in g}, "detections": len(dets),
+                       **{k: sc[k] for k in ("targets", "hits", "misses", "miss_rate",
+                                             "false_accepts", "fa_per_hour")}})
+    return points
+
+
+def choose_setting(points: Sequence[dict], target_fa_per_hour: float) -> Optional[int]:
+    """The index of the point with the fewest misses among those at or under the target
+    false-accept rate (ties: fewer false accepts, then the grid's order); None when no point
+    reaches the target."""
+    ok = [i for i, p in enumerate(points) if p["fa_per_hour"] <= target_fa_per_hour + 1e-9]
+    if not ok:
+        return None
+    return min(ok, key=lambda i: (points[i]["misses"], points[i]["false_accepts"], i))

@@ -348,6 +348,7 @@ def collect(project: Project | str | Path | None = None) -> dict:
         "boards": _boards(p, profile),
         "battery": {"mah": BATTERY_MAH, "period_s": p.config.data.stride_ms / 1000.0},
         "streaming": _json(p.root / "build" / "simulate.json"),
+        "calibration": _json(p.root / "build" / "calibrate.json"),
         "verify": _json(p.root / "build" / "verify.json"),
     }
 
@@ -361,6 +362,7 @@ def report_inputs(project: Project) -> list[Path]:
     return [f for f in (model_dir(project) / "meta.json",
                         model_dir(project) / "variants" / "variants.json",
                         project.root / "build" / "simulate.json",
+                        project.root / "build" / "calibrate.json",
                         project.root / TUNE_DIR / DB_NAME) if f.is_file()]
 
 

@@ -99,10 +99,13 @@ ENGINES = ("python", "c")
 def simulate_stream(project: Project | str | Path | None, stream: str | Path,
                     truth: Optional[str | Path] = None, *, board: Optional[str] = None,
                     engine: str = "python", dsp_variant: Optional[str] = None,
+                    duty_cycle: bool = False, battery_mah: float = 1000.0,
                     command: str = "kiloml simulate") -> dict:
     """The project's deployed streaming pipeline (settings: ``[stream]``) over a recording:
     every detection, the pipeline's figures and, with a truth CSV, the MLPerf Tiny streaming
-    scores (kiloml.train.streaming.score_stream)."""
+    scores (kiloml.train.streaming.score_stream). ``duty_cycle``: also the duty cycle,
+    average power and battery days on the board, always on and with the wake gate
+    (kiloml.deploy.stream.stream_duty; audio only)."""
     import time
 
     from kiloml.deploy.stream import StreamPipeline
@@ -114,6 +117,15 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
     p = as_project(project)
     # the recording and the truth first: bad input fails before the model is loaded
     block, data = dsp_block(p), p.config.data
+    if p.config.stream.wake and not block.audio:
+        from kiloml.deploy.stream import WAKE_IMU
+
+        raise UsageError(f"{p.root / 'kiloml.toml'}: {WAKE_IMU}")
+    if duty_cycle and not block.audio:
+        raise UsageError("--duty-cycle: the wake gate measures audio energy; an IMU project "
+                         "has no gate to measure")
+    if not (battery_mah > 0 and math.isfinite(battery_mah)):
+        raise UsageError(f"--battery must be a capacity in mAh > 0, not {battery_mah:g}")
     spec = None
     rate = float(data.sample_rate or getattr(block.params, "sample_rate", 0) or 0)
     if not rate > 0:    # no stated rate: the trained pipeline's
@@ -130,15 +142,22 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
         raise DataError(f"{stream}: {duration:g} s is shorter than one "
                         f"{spec.window_ms:g} ms window")
     t0 = time.perf_counter()
-    if engine == "c":
-        dets = c_stream(spec, x)
-    # the twin's counters (and with --engine python its detections)
+    stats: dict = {}
+    # the twin's counters (and with --engine python its detections); refuses a wake gate on
+    # an IMU project before anything is built
     pipe = StreamPipeline(spec, settings)
-    if engine == "python":
-        dets = pipe.push(x)
-    else:
+    if engine == "c":
+        dets = c_stream(spec, x, stats)
         pipe.windows = max(0, (len(x) - pipe.window) // pipe.stride + 1)
+    else:
+        dets = pipe.push(x)
+        stats["seen"], stats["passed"] = pipe.wake_stats()
     seconds = time.perf_counter() - t0
+    duty = None
+    if duty_cycle:
+        from kiloml.deploy.stream import stream_duty
+
+        duty = stream_duty(spec, x, board=board, battery_mah=battery_mah, settings=settings)
     wf = pipe.features      # the C keeps frames by the same rule (kiloml.deploy.cstream)
     res = {
         "stream": str(stream), "duration_s": duration, "engine": engine,
@@ -153,9 +172,13 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
                               if engine == "python" and wf is not None and hasattr(wf, "nfr")
                               else None),
         "frames_per_window": getattr(wf, "nfr", None),
+        "wake": {"enabled": settings.wake, "windows_seen": stats["seen"],
+                 "windows_passed": stats["passed"],
+                 "passed_fraction": stats["passed"] / max(stats["seen"], 1)},
         "seconds": round(seconds, 3),
         "detections": [d.as_dict() for d in dets],
         "score": score_stream(events, dets, duration) if events is not None else None,
+        "duty_cycle": duty,
     }
     # the last simulation, with its truth, for the report's streaming section
     stored = dict(res, truth=[{"label": e.label, "start_s": e.start_s, "end_s": e.end_s}
@@ -164,9 +187,10 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
     return res
 
 
-def c_stream(spec, x) -> list:
+def c_stream(spec, x, stats: Optional[dict] = None) -> list:
     """The spec's C package (kiloml.deploy.c) built for the host, its streaming API fed
-    ``x`` in pushes of 1,000 samples (frames); the detections."""
+    ``x`` in pushes of 1,000 samples (frames); the detections (``stats``: the wake gate's
+    windows seen and passed)."""
     import tempfile
 
     from kiloml.deploy.c import deploy_c
@@ -175,4 +199,76 @@ def c_stream(spec, x) -> list:
     with tempfile.TemporaryDirectory(prefix="kiloml_simulate_c_") as tmp:
         pkg = Path(tmp) / "pkg"
         deploy_c(spec, pkg)
-        return run_stream_host(pkg, x, block=1000)
+        return run_stream_host(pkg, x, block=1000, stats=stats)
+
+
+CALIBRATION = "build/calibrate.json"     # the last kiloml simulate --calibrate (the report)
+CALIBRATION_STREAM = "build/calibrate"   # its validation stream and truth
+
+
+def calibrate_stream(project: Project | str | Path | None, target_fa_per_hour: float, *,
+                     minutes: float = DEFAULT_MINUTES, snr_db: float = 10.0, seed: int = 1,
+                     board: Optional[str] = None, dsp_variant: Optional[str] = None,
+                     command: str = "kiloml simulate --calibrate") -> dict:
+    """Choose RecognizeCommands' settings for the project like Edge Impulse's performance
+    calibration: a stream of the **validation** split (never the test split: the test
+    stream then measures the chosen settings honestly) at ``snr_db`` with 2.5 keywords and
+    2.5 unknown words a minute (MLPerf's 50 + 50 in 20 minutes), the deployed model's
+    window scores computed once by the streaming twin (with the project's slices per window
+    and wake gate), every point of kiloml.train.streaming.CALIBRATION_GRID scored on them,
+    and the point with the fewest misses at or under ``target_fa_per_hour`` written into
+    kiloml.toml's ``[stream]``. Writes ``build/calibrate.json`` (every DET point, the choice)
+    either way; kiloml.toml only when a point reaches the target."""
+    from kiloml.deploy.stream import StreamPipeline
+    from kiloml.errors import KilomlError
+    from kiloml.train.streaming import CALIBRATION_GRID, choose_setting, sweep_settings
+    from kiloml.workflow.deploy import project_spec
+
+    if not (target_fa_per_hour >= 0 and math.isfinite(target_fa_per_hour)):
+        raise UsageError(f"--target-fa-per-hour must be a rate >= 0, not {target_fa_per_hour:g}")
+    if not (minutes > 0 and math.isfinite(minutes)):
+        raise UsageError(f"--minutes must be > 0, not {minutes:g}")
+    p = as_project(project)
+    block = dsp_block(p)
+    if not block.audio:
+        raise UsageError("--calibrate builds a stream of keywords from the validation split: "
+                         "audio projects only")
+    folder = p.root / CALIBRATION_STREAM
+    folder.mkdir(parents=True, exist_ok=True)
+    wav, csv = folder / "validation.wav", folder / "validation.csv"
+    # MLPerf's density: 50 keywords and 50 unknown words in 20 minutes
+    words = max(2, int(round(minutes * 2.5)))
+    made = build_stream(p, wav, csv, minutes=minutes, snr_db=snr_db, split="validation",
+                        seed=seed, keywords=words, unknown=words)
+    spec = project_spec(p, board=board, dsp_variant=dsp_variant, command=command)
+    rate = float(spec.sample_rate)
+    x = read_stream(wav, rate, 1, True)
+    duration = len(x) / rate
+    truth = load_truth(csv, duration)
+    base = p.config.stream
+    pipe = StreamPipeline(spec, base)
+    ends, scores = pipe.window_scores(x)
+    points = sweep_settings(spec.labels, ends / rate, [int(e * 1000 // rate) for e in ends],
+                            scores, truth, duration, base=base, grid=CALIBRATION_GRID)
+    best = choose_setting(points, target_fa_per_hour)
+    keys = list(CALIBRATION_GRID[0])
+    chosen = None if best is None else {k: points[best][k] for k in keys}
+    res = {"command": command, "target_fa_per_hour": target_fa_per_hour,
+           "split": "validation", "stream": str(wav), "truth": str(csv), "seed": seed,
+           "snr_db": snr_db, "minutes": minutes, "duration_s": duration,
+           "labels": made["labels"], "board": spec.board,
+           "dsp_variant": spec.dsp_variant, "windows": pipe.windows,
+           "windows_scored": int(len(ends)),
+           "previous": {k: base.model_dump(mode="json")[k] for k in keys},
+           "points": points, "chosen_index": best, "chosen": chosen,
+           "chosen_point": None if best is None else points[best]}
+    atomic_write_text(p.root / CALIBRATION, json.dumps(res, indent=1))
+    if chosen is None:
+        low = min(points, key=lambda q: q["fa_per_hour"])
+        raise KilomlError(f"{p.root / CALIBRATION}: no setting of the {len(points)} tried "
+                          f"reaches {target_fa_per_hour:g} false accepts per hour on the "
+                          f"validation stream (the lowest: {low['fa_per_hour']:.1f}); "
+                          "kiloml.toml unchanged")
+    p.config.stream = base.model_copy(update=chosen)
+    p.save()
+    return res
