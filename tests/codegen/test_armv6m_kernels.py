@@ -95,7 +95,8 @@ static long check(long n)
 {
     static const int32_t e[] = {0, 1, -1, 2, -2, INT32_MIN, INT32_MAX, INT32_MIN + 1,
         INT32_MAX - 1, 0x40000000, -0x40000000, 0x3FFFFFFF, -0x3FFFFFFF, 65535, -65536, 65536,
-        32768, -32768, 1518500250, -1518500250};
+        32768, -32768, 1518500250, -1518500250, 0x7FFF8000, -0x7FFF8000, 0x40000001,
+        1073741823 + 1, -65537, 0x00FFFFFF, -0x01000000};
     long bad = 0, i;
     size_t j, k;
     for (j = 0; j < sizeof e / sizeof e[0]; ++j) {
@@ -115,6 +116,16 @@ static long check(long n)
         if (b < 0) { b = -(b + 1); }
         bad += m0_srdhm_pos(a, b) != kml_srdhm(a, b);
         bad += m0_rdbp(a, sh) != kml_rdbp(a, sh);
+        bad += m0_rq(a, b, -sh, (int32_t)((1u << sh) >> 1)) != kml_mbqm(a, b, -sh);
+    }
+    for (j = 0; j < sizeof e / sizeof e[0]; ++j) {      /* the requantization's one shift */
+        for (k = 0; k < sizeof e / sizeof e[0]; ++k) {
+            int32_t s;
+            for (s = 0; s < 32 && e[k] >= 0; ++s) {
+                bad += m0_rq(e[j], e[k], -s, (int32_t)((1u << s) >> 1))
+                       != kml_mbqm(e[j], e[k], -s);
+            }
+        }
     }
     return bad;
 }

@@ -141,6 +141,76 @@ static inline int32_t m0_srdhm_pos(int32_t a, int32_t b)
 #endif
 }
 
+/* |kml_srdhm(a, b)| for b >= 0, with *sgn all ones for a < 0 (0 otherwise): m0_srdhm_pos
+ * without its sign restore, so that the rounding shift can follow on the magnitude. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline uint32_t m0_mag(int32_t a, int32_t b, uint32_t *sgn)
+{
+#if KML_M0_ASM
+    int32_t s_, ah_, bl_, m_, t_;
+    __asm__(".syntax unified\n\t"
+            "asrs %[s], %[a], #31\n\t"
+            "eors %[a], %[s]\n\t"
+            "subs %[a], %[a], %[s]\n\t"        /* u = |a| */
+            "lsrs %[ah], %[a], #16\n\t"
+            "uxth %[a], %[a]\n\t"              /* al */
+            "uxth %[bl], %[b]\n\t"
+            "lsrs %[b], %[b], #16\n\t"         /* bh */
+            "movs %[m], %[ah]\n\t"
+            "muls %[m], %[bl]\n\t"              /* ah bl */
+            "movs %[t], %[a]\n\t"
+            "muls %[t], %[b]\n\t"               /* al bh */
+            "adds %[m], %[m], %[t]\n\t"        /* m */
+            "muls %[bl], %[a]\n\t"              /* al bl */
+            "muls %[b], %[ah]\n\t"              /* ah bh */
+            "lsls %[t], %[m], #17\n\t"
+            "lsrs %[t], %[t], #1\n\t"
+            "adds %[t], %[t], %[s]\n\t"
+            "movs %[ah], #1\n\t"
+            "lsls %[ah], %[ah], #30\n\t"
+            "adds %[t], %[t], %[ah]\n\t"       /* A */
+            "movs %[ah], #0\n\t"               /* (flags but C) */
+            "adds %[bl], %[bl], %[t]\n\t"      /* X, carry */
+            "adcs %[b], %[ah]\n\t"             /* ah bh + carry */
+            "lsls %[b], %[b], #1\n\t"
+            "lsrs %[m], %[m], #15\n\t"
+            "adds %[b], %[b], %[m]\n\t"
+            "lsrs %[bl], %[bl], #31\n\t"
+            "adds %[b], %[b], %[bl]\n\t"
+            ".syntax divided"
+            : [a] "+l"(a), [b] "+l"(b), [s] "=&l"(s_), [ah] "=&l"(ah_), [bl] "=&l"(bl_),
+              [m] "=&l"(m_), [t] "=&l"(t_) : : "cc");
+    *sgn = (uint32_t)s_;
+    return (uint32_t)b;
+#else
+    const uint32_t sign = (uint32_t)0 - ((uint32_t)a >> 31);
+    const uint32_t u = ((uint32_t)a ^ sign) - sign;
+    const uint32_t ub = (uint32_t)b;
+    const uint32_t al = u & 0xFFFFu, ah = u >> 16, bl = ub & 0xFFFFu, bh = ub >> 16;
+    const uint32_t m = ah * bl + al * bh;
+    const uint32_t A = ((m & 0x7FFFu) << 16) + 0x40000000u + sign;
+    const uint32_t X = A + al * bl;
+    *sgn = sign;
+    return 2u * (ah * bh + (X < A ? 1u : 0u)) + (m >> 15) + (X >> 31);
+#endif
+}
+
+/* kml_mbqm(acc, mult, shift) for mult >= 0 and shift <= 0, given rnd = 2^(-shift) / 2
+ * (rounded down): the rounding shift on the magnitude q of kml_srdhm's result, where
+ * kml_rdbp (round half away from zero) is floor((q + rnd) / 2^-shift), then the sign. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int32_t m0_rq(int32_t acc, int32_t mult, int32_t shift, int32_t rnd)
+{
+    uint32_t sg;
+    const uint32_t q = m0_mag(acc, mult, &sg);
+    const uint32_t r = (q + (uint32_t)rnd) >> (uint32_t)(-shift);
+    return (int32_t)((r ^ sg) - sg);
+}
+
 /* kml_rdbp with a 32-bit mask (exponent 0..31). */
 static inline int32_t m0_rdbp(int32_t x, int32_t exponent)
 {
@@ -151,14 +221,19 @@ static inline int32_t m0_rdbp(int32_t x, int32_t exponent)
 }
 
 /* Requantize, add the output offset, clamp: kml_mbqm + kml_clamp. */
-static inline int8_t m0_out(int32_t acc, int32_t mult, int32_t shift, int32_t out_offset,
-                            int32_t lo, int32_t hi)
+static inline int8_t m0_out(int32_t acc, int32_t mult, int32_t shift, int32_t rnd,
+                            int32_t out_offset, int32_t lo, int32_t hi)
 {
+    if (rnd >= 0) {    /* mult >= 0, shift <= 0: every layer TFLite's converter writes */
+        return (int8_t)kml_clamp(m0_rq(acc, mult, shift, rnd) + out_offset, lo, hi);
+    }
+    {
     const int32_t left = shift > 0 ? shift : 0;
     const int32_t right = shift > 0 ? 0 : -shift;
     const int32_t shifted = (int32_t)((uint32_t)acc << left);
     const int32_t m = mult >= 0 ? m0_srdhm_pos(shifted, mult) : m0_srdhm(shifted, mult);
     return (int8_t)kml_clamp(m0_rdbp(m, right) + out_offset, lo, hi);
+    }
 }
 
 /* kml_mbqm without 64-bit types. */
@@ -269,19 +344,20 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                     int32_t a[4];
                     a[0] = s[0] + corr; a[1] = s[1] + corr; a[2] = s[2] + corr;
                     a[3] = s[3] + corr;
-                    m0_group(scratch, K, (const uint8_t *)(s + 12), a);
+                    m0_group(scratch, K, (const uint8_t *)(s + 16), a);
                     if (n == 4) {
-                        output[0] = m0_out(a[0], s[4], s[8], out_off, lo, hi);
-                        output[1] = m0_out(a[1], s[5], s[9], out_off, lo, hi);
-                        output[2] = m0_out(a[2], s[6], s[10], out_off, lo, hi);
-                        output[3] = m0_out(a[3], s[7], s[11], out_off, lo, hi);
+                        output[0] = m0_out(a[0], s[4], s[8], s[12], out_off, lo, hi);
+                        output[1] = m0_out(a[1], s[5], s[9], s[13], out_off, lo, hi);
+                        output[2] = m0_out(a[2], s[6], s[10], s[14], out_off, lo, hi);
+                        output[3] = m0_out(a[3], s[7], s[11], s[15], out_off, lo, hi);
                     } else {
                         for (i = 0; i < n; ++i) {
-                            output[i] = m0_out(a[i], s[4 + i], s[8 + i], out_off, lo, hi);
+                            output[i] = m0_out(a[i], s[4 + i], s[8 + i], s[12 + i], out_off, lo,
+                                               hi);
                         }
                     }
                     output += n;
-                    s += 12 + K;
+                    s += 16 + K;
                 }
             }
         }
@@ -313,9 +389,10 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                     int32_t a[4];
                     a[0] = s[0] + corr; a[1] = s[1] + corr; a[2] = s[2] + corr;
                     a[3] = s[3] + corr;
-                    m0_group(scratch, K, (const uint8_t *)(s + 12), a);
+                    m0_group(scratch, K, (const uint8_t *)(s + 16), a);
                     for (i = 0; i < n; ++i, ++at) {
-                        const int32_t c = m0_out(a[i], s[4 + i], s[8 + i], out_off, lo, hi);
+                        const int32_t c = m0_out(a[i], s[4 + i], s[8 + i], s[12 + i], out_off,
+                                                   lo, hi);
                         const int32_t sc = m0_mbqm((c + ep->conv_offset) * (1 << lshift),
                                                    ep->conv_mult, ep->conv_shift);
                         const int32_t sr = m0_mbqm(((int32_t)residual[at] + ep->res_offset)
@@ -325,7 +402,7 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                                           + ep->out_offset;
                         output[at] = (int8_t)kml_clamp(o, ep->act_min, ep->act_max);
                     }
-                    s += 12 + K;
+                    s += 16 + K;
                 }
             }
         }
@@ -359,7 +436,7 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                                               + (size_t)x0) * (size_t)C;
                 const int32_t *s = packed;
                 for (ch = 0; ch < C; ch += 4) {
-                    const int32_t *w = s + 12;
+                    const int32_t *w = s + 16;
                     int32_t a0, a1, a2, a3;
                     if (inside) {
                         const int8_t *xr = base + ch;
@@ -411,12 +488,12 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                             }
                         }
                     }
-                    output[0] = m0_out(a0, s[4], s[8], out_off, lo, hi);
-                    output[1] = m0_out(a1, s[5], s[9], out_off, lo, hi);
-                    output[2] = m0_out(a2, s[6], s[10], out_off, lo, hi);
-                    output[3] = m0_out(a3, s[7], s[11], out_off, lo, hi);
+                    output[0] = m0_out(a0, s[4], s[8], s[12], out_off, lo, hi);
+                    output[1] = m0_out(a1, s[5], s[9], s[13], out_off, lo, hi);
+                    output[2] = m0_out(a2, s[6], s[10], s[14], out_off, lo, hi);
+                    output[3] = m0_out(a3, s[7], s[11], s[15], out_off, lo, hi);
                     output += 4;
-                    s += 12 + 4 * taps;
+                    s += 16 + 4 * taps;
                 }
             }
         }
