@@ -116,14 +116,17 @@ static long check(long n)
         if (b < 0) { b = -(b + 1); }
         bad += m0_srdhm_pos(a, b) != kml_srdhm(a, b);
         bad += m0_rdbp(a, sh) != kml_rdbp(a, sh);
-        bad += m0_rq(a, b, -sh, (int32_t)((1u << sh) >> 1)) != kml_mbqm(a, b, -sh);
+        {
+            const int32_t r[3] = {b, sh, (int32_t)((1u << sh) >> 1)};
+            bad += m0_rq(a, r) != kml_mbqm(a, b, -sh);
+        }
     }
     for (j = 0; j < sizeof e / sizeof e[0]; ++j) {      /* the requantization's one shift */
         for (k = 0; k < sizeof e / sizeof e[0]; ++k) {
             int32_t s;
             for (s = 0; s < 32 && e[k] >= 0; ++s) {
-                bad += m0_rq(e[j], e[k], -s, (int32_t)((1u << s) >> 1))
-                       != kml_mbqm(e[j], e[k], -s);
+                const int32_t r[3] = {e[k], s, (int32_t)((1u << s) >> 1)};
+                bad += m0_rq(e[j], r) != kml_mbqm(e[j], e[k], -s);
             }
         }
     }

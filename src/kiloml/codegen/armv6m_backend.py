@@ -36,28 +36,35 @@ def _per_channel(v, n: int) -> np.ndarray:
     return np.repeat(v, n) if v.size == 1 else v
 
 
-def rounding(mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """Per channel, the kernels' ``rnd`` word: 2^(-shift) / 2 rounded down where the fast
-    requantization applies (multiplier >= 0, shift -31..0), else -1 (kml_mbqm's general form)."""
+def records(mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Per channel the kernels' requantization record [mult, s, rnd], flattened: where the
+    one-shift form applies (multiplier >= 0, shift -31..0) s = -shift and rnd = 2^s / 2
+    rounded down, else s = shift and rnd = -1 (kml_mbqm's general form)."""
     mult, shift = np.asarray(mult, np.int64), np.asarray(shift, np.int64)
     fast = (mult >= 0) & (shift <= 0) & (shift >= -31)
-    return np.where(fast, (np.int64(1) << np.clip(-shift, 0, 31)) >> 1, -1)
+    s = np.where(fast, -shift, shift)
+    rnd = np.where(fast, (np.int64(1) << np.clip(-shift, 0, 31)) >> 1, -1)
+    return np.stack([mult, s, rnd], axis=1).reshape(-1)
 
 
 def conv_stream(rows: np.ndarray, bias, mult, shift) -> np.ndarray:
-    """kml_conv2d_m0_s8's stream for int8 weights ``rows`` [out_c, K] (window order)."""
+    """kml_conv2d_m0_s8's stream for int8 weights ``rows`` [out_c, K] (window order): groups
+    of eight output channels while more than four remain, then one of four."""
     co, k = rows.shape
-    groups = (co + 3) // 4
-    w = np.zeros((groups * 4, k), np.int64)
+    widths = []
+    while sum(widths) < co:
+        widths.append(8 if co - sum(widths) > 4 else 4)
+    total = sum(widths)
+    w = np.zeros((total, k), np.int64)
     w[:co] = rows.astype(np.int64)
     bias = np.zeros(co, np.int64) if bias is None else np.asarray(bias, np.int64)
     mult, shift = _per_channel(mult, co), _per_channel(shift, co)
-    rnd = rounding(mult, shift)
-    out = []
-    for gi in range(groups):
-        sl = slice(4 * gi, 4 * gi + 4)
-        pad = lambda v: np.concatenate([v[sl], np.zeros(4 - v[sl].size, np.int64)])  # noqa: E731
-        out += [pad(bias), pad(mult), pad(shift), pad(rnd), _words((w[sl] + 128).T)]
+    out, at = [], 0
+    for g in widths:
+        sl = slice(at, at + g)
+        pad = lambda v: np.concatenate([v[sl], np.zeros(g - v[sl].size, np.int64)])  # noqa: E731
+        out += [pad(bias), records(pad(mult), pad(shift)), _words((w[sl] + 128).T)]
+        at += g
     return np.concatenate(out)
 
 
@@ -68,11 +75,10 @@ def depthwise_stream(filt: np.ndarray, bias, mult, shift, in_offset: int) -> np.
     bias = np.zeros(c, np.int64) if bias is None else np.asarray(bias, np.int64)
     folded = bias + int(in_offset) * taps.sum(axis=0)
     mult, shift = _per_channel(mult, c), _per_channel(shift, c)
-    rnd = rounding(mult, shift)
     out = []
     for gi in range(c // 4):
         sl = slice(4 * gi, 4 * gi + 4)
-        out += [folded[sl], mult[sl], shift[sl], rnd[sl], taps[:, sl].reshape(-1)]
+        out += [folded[sl], records(mult[sl], shift[sl]), taps[:, sl].reshape(-1)]
     return np.concatenate(out)
 
 

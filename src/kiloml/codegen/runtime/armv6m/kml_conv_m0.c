@@ -141,74 +141,72 @@ static inline int32_t m0_srdhm_pos(int32_t a, int32_t b)
 #endif
 }
 
-/* |kml_srdhm(a, b)| for b >= 0, with *sgn all ones for a < 0 (0 otherwise): m0_srdhm_pos
- * without its sign restore, so that the rounding shift can follow on the magnitude. */
+/* kml_mbqm(acc, mult, shift) for mult >= 0 and shift <= 0, from the channel's record
+ * r = {mult, s = -shift, rnd = 2^s / 2 rounded down}. On the magnitude u = |acc|:
+ * q = |kml_srdhm(acc, mult)| = floor((u mult + 2^30 - [acc < 0]) / 2^31) (kml_srdhm rounds half
+ * away from zero above 0 and toward zero below), and kml_rdbp (round half away from zero)
+ * of +-q is +-floor((q + rnd) / 2^s); then the sign. u mult from four 16x16 products:
+ * u mult + nudge = uh bh 2^32 + m 2^16 + ul bl + nudge with m = uh bl + ul bh < 2^32; over
+ * 2^31: 2 uh bh + (m >> 15) + floor((A + ul bl) / 2^31), A = (m mod 2^15) 2^16 + nudge
+ * < 2^32, the carry of A + ul bl counting 2. */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
-static inline uint32_t m0_mag(int32_t a, int32_t b, uint32_t *sgn)
+static inline int32_t m0_rq(int32_t acc, const int32_t *r)
 {
 #if KML_M0_ASM
-    int32_t s_, ah_, bl_, m_, t_;
+    int32_t b_, s_, ah_, bl_, m_;
     __asm__(".syntax unified\n\t"
+            "ldr %[b], [%[r], #0]\n\t"          /* mult */
             "asrs %[s], %[a], #31\n\t"
             "eors %[a], %[s]\n\t"
-            "subs %[a], %[a], %[s]\n\t"        /* u = |a| */
+            "subs %[a], %[a], %[s]\n\t"        /* u = |acc| */
             "lsrs %[ah], %[a], #16\n\t"
-            "uxth %[a], %[a]\n\t"              /* al */
+            "uxth %[a], %[a]\n\t"              /* ul */
             "uxth %[bl], %[b]\n\t"
             "lsrs %[b], %[b], #16\n\t"         /* bh */
             "movs %[m], %[ah]\n\t"
-            "muls %[m], %[bl]\n\t"              /* ah bl */
-            "movs %[t], %[a]\n\t"
-            "muls %[t], %[b]\n\t"               /* al bh */
-            "adds %[m], %[m], %[t]\n\t"        /* m */
-            "muls %[bl], %[a]\n\t"              /* al bl */
-            "muls %[b], %[ah]\n\t"              /* ah bh */
-            "lsls %[t], %[m], #17\n\t"
-            "lsrs %[t], %[t], #1\n\t"
-            "adds %[t], %[t], %[s]\n\t"
+            "muls %[m], %[bl], %[m]\n\t"       /* uh bl */
+            "muls %[bl], %[a], %[bl]\n\t"      /* ul bl */
+            "muls %[a], %[b], %[a]\n\t"        /* ul bh */
+            "muls %[b], %[ah], %[b]\n\t"       /* uh bh */
+            "adds %[m], %[m], %[a]\n\t"        /* m */
+            "lsls %[a], %[m], #17\n\t"
+            "lsrs %[a], %[a], #1\n\t"
+            "adds %[a], %[a], %[s]\n\t"
             "movs %[ah], #1\n\t"
             "lsls %[ah], %[ah], #30\n\t"
-            "adds %[t], %[t], %[ah]\n\t"       /* A */
+            "adds %[a], %[a], %[ah]\n\t"       /* A */
             "movs %[ah], #0\n\t"               /* (flags but C) */
-            "adds %[bl], %[bl], %[t]\n\t"      /* X, carry */
-            "adcs %[b], %[ah]\n\t"             /* ah bh + carry */
+            "adds %[bl], %[bl], %[a]\n\t"      /* X = A + ul bl, carry */
+            "adcs %[b], %[ah]\n\t"             /* uh bh + carry */
             "lsls %[b], %[b], #1\n\t"
             "lsrs %[m], %[m], #15\n\t"
             "adds %[b], %[b], %[m]\n\t"
             "lsrs %[bl], %[bl], #31\n\t"
-            "adds %[b], %[b], %[bl]\n\t"
+            "adds %[b], %[b], %[bl]\n\t"       /* q */
+            "ldr %[a], [%[r], #8]\n\t"
+            "adds %[b], %[b], %[a]\n\t"        /* + rnd */
+            "ldr %[a], [%[r], #4]\n\t"
+            "lsrs %[b], %[a]\n\t"              /* >> s */
+            "eors %[b], %[s]\n\t"
+            "subs %[a], %[b], %[s]\n\t"        /* the sign */
             ".syntax divided"
-            : [a] "+l"(a), [b] "+l"(b), [s] "=&l"(s_), [ah] "=&l"(ah_), [bl] "=&l"(bl_),
-              [m] "=&l"(m_), [t] "=&l"(t_) : : "cc");
-    *sgn = (uint32_t)s_;
-    return (uint32_t)b;
+            : [a] "+l"(acc), [b] "=&l"(b_), [s] "=&l"(s_), [ah] "=&l"(ah_), [bl] "=&l"(bl_),
+              [m] "=&l"(m_) : [r] "l"(r) : "cc", "memory");
+    return acc;
 #else
-    const uint32_t sign = (uint32_t)0 - ((uint32_t)a >> 31);
-    const uint32_t u = ((uint32_t)a ^ sign) - sign;
-    const uint32_t ub = (uint32_t)b;
+    const uint32_t sign = (uint32_t)0 - ((uint32_t)acc >> 31);  /* all ones for acc < 0 */
+    const uint32_t u = ((uint32_t)acc ^ sign) - sign;
+    const uint32_t ub = (uint32_t)r[0];
     const uint32_t al = u & 0xFFFFu, ah = u >> 16, bl = ub & 0xFFFFu, bh = ub >> 16;
     const uint32_t m = ah * bl + al * bh;
     const uint32_t A = ((m & 0x7FFFu) << 16) + 0x40000000u + sign;
     const uint32_t X = A + al * bl;
-    *sgn = sign;
-    return 2u * (ah * bh + (X < A ? 1u : 0u)) + (m >> 15) + (X >> 31);
+    const uint32_t q = 2u * (ah * bh + (X < A ? 1u : 0u)) + (m >> 15) + (X >> 31);
+    const uint32_t v = (q + (uint32_t)r[2]) >> (uint32_t)r[1];
+    return (int32_t)((v ^ sign) - sign);
 #endif
-}
-
-/* kml_mbqm(acc, mult, shift) for mult >= 0 and shift <= 0, given rnd = 2^(-shift) / 2
- * (rounded down): the rounding shift on the magnitude q of kml_srdhm's result, where
- * kml_rdbp (round half away from zero) is floor((q + rnd) / 2^-shift), then the sign. */
-#if defined(__GNUC__)
-__attribute__((always_inline))
-#endif
-static inline int32_t m0_rq(int32_t acc, int32_t mult, int32_t shift, int32_t rnd)
-{
-    uint32_t sg;
-    const uint32_t q = m0_mag(acc, mult, &sg);
-    const uint32_t r = (q + (uint32_t)rnd) >> (uint32_t)(-shift);
-    return (int32_t)((r ^ sg) - sg);
 }
 
 /* kml_rdbp with a 32-bit mask (exponent 0..31). */
@@ -220,19 +218,21 @@ static inline int32_t m0_rdbp(int32_t x, int32_t exponent)
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-/* Requantize, add the output offset, clamp: kml_mbqm + kml_clamp. */
-static inline int8_t m0_out(int32_t acc, int32_t mult, int32_t shift, int32_t rnd,
-                            int32_t out_offset, int32_t lo, int32_t hi)
+/* Requantize, add the output offset, clamp: kml_mbqm + kml_clamp, for the channel's record
+ * r = {mult, s, rnd}: m0_rq where rnd >= 0, else the general form with shift = s. */
+static inline int8_t m0_out(int32_t acc, const int32_t *r, int32_t out_offset, int32_t lo,
+                            int32_t hi)
 {
-    if (rnd >= 0) {    /* mult >= 0, shift <= 0: every layer TFLite's converter writes */
-        return (int8_t)kml_clamp(m0_rq(acc, mult, shift, rnd) + out_offset, lo, hi);
+    if (r[2] >= 0) {    /* mult >= 0, shift <= 0: every layer TFLite's converter writes */
+        return (int8_t)kml_clamp(m0_rq(acc, r) + out_offset, lo, hi);
     }
     {
-    const int32_t left = shift > 0 ? shift : 0;
-    const int32_t right = shift > 0 ? 0 : -shift;
-    const int32_t shifted = (int32_t)((uint32_t)acc << left);
-    const int32_t m = mult >= 0 ? m0_srdhm_pos(shifted, mult) : m0_srdhm(shifted, mult);
-    return (int8_t)kml_clamp(m0_rdbp(m, right) + out_offset, lo, hi);
+        const int32_t mult = r[0], shift = r[1];
+        const int32_t left = shift > 0 ? shift : 0;
+        const int32_t right = shift > 0 ? 0 : -shift;
+        const int32_t shifted = (int32_t)((uint32_t)acc << left);
+        const int32_t m = mult >= 0 ? m0_srdhm_pos(shifted, mult) : m0_srdhm(shifted, mult);
+        return (int8_t)kml_clamp(m0_rdbp(m, right) + out_offset, lo, hi);
     }
 }
 
@@ -323,6 +323,92 @@ static inline void m0_group(const int32_t *c, int32_t K, const uint8_t *w, int32
     acc[3] = a3;
 }
 
+/* acc[0..7] += c[0 .. 4 * n4) x the weight bytes w (eight per column value): four column
+ * values per pass, the eight accumulators in r4-r7 and r8-r11 (ADD takes a high register),
+ * LDRB + MULS + ADD per MAC and one LDR per eight: 104 instructions per 32 MACs. */
+#if KML_M0_ASM
+__attribute__((naked, noinline))
+static void m0_dot8(const int32_t *c __attribute__((unused)),
+                    const int32_t *cend __attribute__((unused)),
+                    const uint8_t *w __attribute__((unused)),
+                    int32_t *acc __attribute__((unused)))
+{
+#define M0_D8(cw, wb) \
+    "ldr r1, [r0, #" #cw "]\n\t" \
+    "ldrb r3, [r2, #" #wb "+0]\n\t" "muls r3, r1, r3\n\t" "adds r4, r4, r3\n\t" \
+    "ldrb r3, [r2, #" #wb "+1]\n\t" "muls r3, r1, r3\n\t" "adds r5, r5, r3\n\t" \
+    "ldrb r3, [r2, #" #wb "+2]\n\t" "muls r3, r1, r3\n\t" "adds r6, r6, r3\n\t" \
+    "ldrb r3, [r2, #" #wb "+3]\n\t" "muls r3, r1, r3\n\t" "adds r7, r7, r3\n\t" \
+    "ldrb r3, [r2, #" #wb "+4]\n\t" "muls r3, r1, r3\n\t" "add r8, r3\n\t" \
+    "ldrb r3, [r2, #" #wb "+5]\n\t" "muls r3, r1, r3\n\t" "add r9, r3\n\t" \
+    "ldrb r3, [r2, #" #wb "+6]\n\t" "muls r3, r1, r3\n\t" "add r10, r3\n\t" \
+    "ldrb r3, [r2, #" #wb "+7]\n\t" "muls r3, r1, r3\n\t" "add r11, r3\n\t"
+    __asm__(".syntax unified\n\t"
+            "push {r4, r5, r6, r7, lr}\n\t"
+            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
+            "push {r3, r4, r5, r6, r7}\n\t"
+            "mov r12, r1\n\t"
+            "ldr r4, [r3, #16]\n\t" "mov r8, r4\n\t"
+            "ldr r4, [r3, #20]\n\t" "mov r9, r4\n\t"
+            "ldr r4, [r3, #24]\n\t" "mov r10, r4\n\t"
+            "ldr r4, [r3, #28]\n\t" "mov r11, r4\n\t"
+            "ldm r3!, {r4, r5, r6, r7}\n\t"
+            "cmp r0, r12\n\t"
+            "beq 2f\n"
+            "1:\n\t"
+            M0_D8(0, 0) M0_D8(4, 8) M0_D8(8, 16) M0_D8(12, 24)
+            "adds r0, #16\n\t"
+            "adds r2, #32\n\t"
+            "cmp r0, r12\n\t"
+            "bne 1b\n"
+            "2:\n\t"
+            "pop {r3}\n\t"
+            "stm r3!, {r4, r5, r6, r7}\n\t"
+            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
+            "stm r3!, {r4, r5, r6, r7}\n\t"
+            "pop {r4, r5, r6, r7}\n\t"
+            "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
+            "pop {r4, r5, r6, r7, pc}\n\t"
+            ".syntax divided");
+#undef M0_D8
+}
+#endif
+
+/* m0_group for eight channels (weights: eight bytes per column value). */
+static void m0_group8(const int32_t *c, int32_t K, const uint8_t *w, int32_t *acc)
+{
+    const int32_t *cend = c + K;
+    int32_t j;
+#if KML_M0_ASM
+    m0_dot8(c, c + (K & ~3), w, acc);
+    w += 8 * (K & ~3);
+    c += K & ~3;
+#endif
+    while (c != cend) {
+        const int32_t v = *c++;
+        for (j = 0; j < 8; ++j) {
+            acc[j] += v * w[j];
+        }
+        w += 8;
+    }
+}
+
+/* One output pixel's accumulators for the group at stream s (width G, 4 or 8): bias plus
+ * the correction, then the inner product with the column. */
+static inline void m0_acc(const int32_t *s, int32_t G, int32_t K, int32_t corr,
+                          const int32_t *col, int32_t *a)
+{
+    int32_t i;
+    for (i = 0; i < G; ++i) {
+        a[i] = s[i] + corr;
+    }
+    if (G == 8) {
+        m0_group8(col, K, (const uint8_t *)(s + 32), a);
+    } else {
+        m0_group(col, K, (const uint8_t *)(s + 16), a);
+    }
+}
+
 void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
                       int8_t *output, const int32_t *packed, int32_t *scratch)
@@ -339,25 +425,17 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
             for (ox = 0; ox < p->out_w; ++ox) {
                 const int32_t corr = -128 * m0_column(p, input, b, oy, ox, scratch);
                 const int32_t *s = packed;
-                for (oc = 0; oc < out_c; oc += 4) {
-                    const int32_t n = out_c - oc < 4 ? out_c - oc : 4;
-                    int32_t a[4];
-                    a[0] = s[0] + corr; a[1] = s[1] + corr; a[2] = s[2] + corr;
-                    a[3] = s[3] + corr;
-                    m0_group(scratch, K, (const uint8_t *)(s + 16), a);
-                    if (n == 4) {
-                        output[0] = m0_out(a[0], s[4], s[8], s[12], out_off, lo, hi);
-                        output[1] = m0_out(a[1], s[5], s[9], s[13], out_off, lo, hi);
-                        output[2] = m0_out(a[2], s[6], s[10], s[14], out_off, lo, hi);
-                        output[3] = m0_out(a[3], s[7], s[11], s[15], out_off, lo, hi);
-                    } else {
-                        for (i = 0; i < n; ++i) {
-                            output[i] = m0_out(a[i], s[4 + i], s[8 + i], s[12 + i], out_off, lo,
-                                               hi);
-                        }
+                for (oc = 0; oc < out_c;) {
+                    const int32_t G = out_c - oc > 4 ? 8 : 4;
+                    const int32_t n = out_c - oc < G ? out_c - oc : G;
+                    int32_t a[8];
+                    m0_acc(s, G, K, corr, scratch, a);
+                    for (i = 0; i < n; ++i) {
+                        output[i] = m0_out(a[i], s + G + 3 * i, out_off, lo, hi);
                     }
                     output += n;
-                    s += 16 + K;
+                    oc += n;
+                    s += 4 * G + K * (G / 4);
                 }
             }
         }
@@ -384,15 +462,13 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
             for (ox = 0; ox < p->out_w; ++ox) {
                 const int32_t corr = -128 * m0_column(p, input, b, oy, ox, scratch);
                 const int32_t *s = packed;
-                for (oc = 0; oc < out_c; oc += 4) {
-                    const int32_t n = out_c - oc < 4 ? out_c - oc : 4;
-                    int32_t a[4];
-                    a[0] = s[0] + corr; a[1] = s[1] + corr; a[2] = s[2] + corr;
-                    a[3] = s[3] + corr;
-                    m0_group(scratch, K, (const uint8_t *)(s + 16), a);
+                for (oc = 0; oc < out_c;) {
+                    const int32_t G = out_c - oc > 4 ? 8 : 4;
+                    const int32_t n = out_c - oc < G ? out_c - oc : G;
+                    int32_t a[8];
+                    m0_acc(s, G, K, corr, scratch, a);
                     for (i = 0; i < n; ++i, ++at) {
-                        const int32_t c = m0_out(a[i], s[4 + i], s[8 + i], s[12 + i], out_off,
-                                                   lo, hi);
+                        const int32_t c = m0_out(a[i], s + G + 3 * i, out_off, lo, hi);
                         const int32_t sc = m0_mbqm((c + ep->conv_offset) * (1 << lshift),
                                                    ep->conv_mult, ep->conv_shift);
                         const int32_t sr = m0_mbqm(((int32_t)residual[at] + ep->res_offset)
@@ -402,7 +478,8 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                                           + ep->out_offset;
                         output[at] = (int8_t)kml_clamp(o, ep->act_min, ep->act_max);
                     }
-                    s += 16 + K;
+                    oc += n;
+                    s += 4 * G + K * (G / 4);
                 }
             }
         }
@@ -488,10 +565,10 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                             }
                         }
                     }
-                    output[0] = m0_out(a0, s[4], s[8], s[12], out_off, lo, hi);
-                    output[1] = m0_out(a1, s[5], s[9], s[13], out_off, lo, hi);
-                    output[2] = m0_out(a2, s[6], s[10], s[14], out_off, lo, hi);
-                    output[3] = m0_out(a3, s[7], s[11], s[15], out_off, lo, hi);
+                    output[0] = m0_out(a0, s + 4, out_off, lo, hi);
+                    output[1] = m0_out(a1, s + 7, out_off, lo, hi);
+                    output[2] = m0_out(a2, s + 10, out_off, lo, hi);
+                    output[3] = m0_out(a3, s + 13, out_off, lo, hi);
                     output += 4;
                     s += 16 + 4 * taps;
                 }
