@@ -101,6 +101,10 @@ class Armv6mBackend(PortableBackend):
             return 4 * int(np.prod(w.shape[1:]))
         if node.op == "FULLY_CONNECTED":
             return 4 * int(g.tensors[node.inputs[1]].shape[1])
+        if node.op == "DEPTHWISE_CONV_2D":   # a border pixel's zero-point padded window
+            _, kh, kw, co = g.tensors[node.inputs[1]].shape
+            if co == g.tensors[node.inputs[0]].shape[-1] and co % 4 == 0:
+                return (int(kh * kw * co) + 3) // 4 * 4
         return 0
 
     def emit(self, g: Graph, node: Node, params: Any, ctx: "EmitContext") -> list[str]:

@@ -1,6 +1,8 @@
 /* kiloml runtime (armv6m): see kml_conv_m0.h. */
 #include "kml_conv_m0.h"
 
+#include <string.h>
+
 /* On Armv6-M (Thumb-1) the innermost steps are asm blocks: GCC's register allocation for
  * them spills accumulators to the stack and copies through r12. The asm keeps the eight
  * values of a step in the eight low registers; elsewhere (host builds) the C below. */
@@ -486,22 +488,44 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
     }
 }
 
+/* The window of a depthwise output pixel at the border, k_h x k_w x C bytes in win: the
+ * input where the tap is inside the image, the input zero point (-in_offset, whose x + offset
+ * is 0: TFLite's padding) where it is not. */
+static void m0_window(const kml_conv_params *p, const int8_t *input, int32_t b, int32_t y0,
+                      int32_t x0, int8_t *win)
+{
+    const int32_t C = p->in_c;
+    const int zp = (int)-p->in_offset;
+    int32_t ky, kx;
+    for (ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = y0 + ky * p->dil_h;
+        for (kx = 0; kx < p->k_w; ++kx, win += C) {
+            const int32_t ix = x0 + kx * p->dil_w;
+            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                memset(win, zp, (size_t)C);
+            } else {
+                memcpy(win, input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
+                                     + (size_t)ix) * (size_t)C, (size_t)C);
+            }
+        }
+    }
+}
+
 void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                                 const int8_t *filter, const int32_t *bias,
                                 const int32_t *mult, const int32_t *shift, int8_t *output,
                                 const int32_t *packed, int32_t *scratch)
 {
-    const int32_t C = p->in_c, taps = p->k_h * p->k_w, off = p->in_offset;
+    const int32_t C = p->in_c, taps = p->k_h * p->k_w;
     const int32_t kh = p->k_h, kw = p->k_w, dh = p->dil_h, dw = p->dil_w;
     const int32_t in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w;
     const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
-    const size_t xstep = (size_t)dw * (size_t)C, ystep = (size_t)dh * (size_t)in_w * (size_t)C;
+    int8_t *win = (int8_t *)scratch;
     int32_t b, oy, ox, ch, ky, kx;
     (void)filter;
     (void)bias;
     (void)mult;
     (void)shift;
-    (void)scratch;
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < out_h; ++oy) {
             const int32_t y0 = oy * p->stride_h - p->pad_top;
@@ -509,61 +533,46 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                 const int32_t x0 = ox * p->stride_w - p->pad_left;
                 const int inside = y0 >= 0 && x0 >= 0 && y0 + (kh - 1) * dh < in_h
                     && x0 + (kw - 1) * dw < in_w;
-                const int8_t *base = input + ((size_t)(b * in_h + y0) * (size_t)in_w
-                                              + (size_t)x0) * (size_t)C;
+                const int8_t *base;
+                size_t xstep, ystep;
                 const int32_t *s = packed;
+                if (inside) {
+                    base = input + ((size_t)(b * in_h + y0) * (size_t)in_w + (size_t)x0)
+                                   * (size_t)C;
+                    xstep = (size_t)dw * (size_t)C;
+                    ystep = (size_t)dh * (size_t)in_w * (size_t)C;
+                } else {   /* at the border: the zero-point padded window */
+                    m0_window(p, input, b, y0, x0, win);
+                    base = win;
+                    xstep = (size_t)C;
+                    ystep = (size_t)kw * (size_t)C;
+                }
                 for (ch = 0; ch < C; ch += 4) {
                     const int32_t *w = s + 16;
-                    int32_t a0, a1, a2, a3;
-                    if (inside) {
-                        const int8_t *xr = base + ch;
-                        a0 = s[0]; a1 = s[1]; a2 = s[2]; a3 = s[3];
+                    const int8_t *xr = base + ch;
+                    int32_t a0 = s[0], a1 = s[1], a2 = s[2], a3 = s[3];
 #if KML_M0_ASM
-                        if (kw == 3) {      /* the usual 3-wide window: no tap loop */
-                            for (ky = 0; ky < kh; ++ky) {
-                                const int8_t *x = xr;
-                                M0_TAP4S M0_TAP4S M0_TAP4S
-                                xr += ystep;
-                            }
-                        } else
-#endif
+                    if (kw == 3) {      /* the usual 3-wide window: no tap loop */
                         for (ky = 0; ky < kh; ++ky) {
                             const int8_t *x = xr;
-                            for (kx = 0; kx < kw; ++kx) {
-#if KML_M0_ASM
-                                M0_TAP4
-#else
-                                a0 += x[0] * w[0]; a1 += x[1] * w[1];
-                                a2 += x[2] * w[2]; a3 += x[3] * w[3];
-#endif
-                                x += xstep;
-                                w += 4;
-                            }
+                            M0_TAP4S M0_TAP4S M0_TAP4S
                             xr += ystep;
                         }
-                    } else {   /* taps outside the image: take their weights out of
-                                  * the folded offset term instead */
-                        a0 = s[0]; a1 = s[1]; a2 = s[2]; a3 = s[3];
-                        for (ky = 0; ky < kh; ++ky) {
-                            const int32_t iy = y0 + ky * dh;
-                            for (kx = 0; kx < kw; ++kx, w += 4) {
-                                const int32_t ix = x0 + kx * dw;
-                                const int8_t *x;
-                                if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
-                                    a0 -= off * w[0]; a1 -= off * w[1];
-                                    a2 -= off * w[2]; a3 -= off * w[3];
-                                    continue;
-                                }
-                                x = input + ((size_t)(b * in_h + iy) * (size_t)in_w
-                                             + (size_t)ix) * (size_t)C + (size_t)ch;
-#if KML_M0_ASM
-                                M0_TAP4
-#else
-                                a0 += x[0] * w[0]; a1 += x[1] * w[1];
-                                a2 += x[2] * w[2]; a3 += x[3] * w[3];
+                    } else
 #endif
-                            }
+                    for (ky = 0; ky < kh; ++ky) {
+                        const int8_t *x = xr;
+                        for (kx = 0; kx < kw; ++kx) {
+#if KML_M0_ASM
+                            M0_TAP4
+#else
+                            a0 += x[0] * w[0]; a1 += x[1] * w[1];
+                            a2 += x[2] * w[2]; a3 += x[3] * w[3];
+#endif
+                            x += xstep;
+                            w += 4;
                         }
+                        xr += ystep;
                     }
                     output[0] = m0_out(a0, s + 4, out_off, lo, hi);
                     output[1] = m0_out(a1, s + 7, out_off, lo, hi);

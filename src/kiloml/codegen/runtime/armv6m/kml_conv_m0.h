@@ -19,8 +19,9 @@
  *
  * kml_depthwise_conv2d_m0_s8 (depth multiplier 1, channels a multiple of 4): per output pixel
  * and group of four channels, the window's taps; the input offset is folded into the bias
- * (bias + offset x sum of the channel's weights, in the stream), less offset x weight for
- * each tap outside the image. Stream, per group: folded bias[4], 4 records, then for
+ * (bias + offset x sum of the channel's weights, in the stream); at the border the taps come
+ * from a copy of the window in ``scratch`` (k_h x k_w x C bytes) padded with the input zero
+ * point, whose x + offset is 0. Stream, per group: folded bias[4], 4 records, then for
  * each of
  * the k_h x k_w taps the four channels' weights as int32 (one LDR each, no sign extension;
  * depthwise weights are few). */
