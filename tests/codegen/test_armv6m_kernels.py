@@ -87,6 +87,44 @@ def test_same_c_on_the_host_under_sanitizers(graph):
             assert np.array_equal(o[s], w)
 
 
+def edge_graph(seed: int, out_scale_factor: float, in_zero_point: int):
+    """Conv, depthwise and FC branches whose output scales are multiplied by
+    ``out_scale_factor`` (small: effective scales above 1, TFLite's left shift, the kernels'
+    general requantization; large: multipliers near the bottom of the range, outputs mostly at
+    the clamp) on inputs with zero point ``in_zero_point``."""
+    from dataclasses import replace
+    m = ob.ModelBuilder(np.random.default_rng(seed), "m0e")
+    outs = [m.conv2d(m.input((1, 6, 5, 8), zero_point=in_zero_point), out_channels=12, kernel=3,
+                     padding="SAME"),
+            m.conv2d(m.input((1, 4, 4, 16), zero_point=in_zero_point), out_channels=9, kernel=1),
+            m.depthwise_conv2d(m.input((1, 7, 6, 8), zero_point=in_zero_point), kernel=3,
+                               padding="SAME"),
+            m.fully_connected(m.input((2, 24), zero_point=in_zero_point), units=13)]
+    g = m.build(outs)
+    for n in g.nodes:
+        t = g.tensors[n.outputs[0]]
+        q = t.quant
+        t.quant = replace(q, scale=(np.asarray(q.scale, np.float32)
+                                    * np.float32(out_scale_factor)).astype(np.float32))
+    return g
+
+
+@pytest.mark.parametrize("factor,zp", [(1 / 64, -128), (1 / 600, 127), (1 / 4096, -128),
+                                       (40.0, 0), (1.0, 127)])
+def test_requantization_edges_bit_exact_in_the_emulator(factor, zp):
+    """Left shifts (the general path), multipliers at the ends of the range, input zero
+    points -128 / 127 (padding with -128 / 127), on the Cortex-M0+ and on the host."""
+    g = edge_graph(11, factor, zp)
+    r = profile_graph(g, "pico", runtime="armv6m")
+    assert r["output_matches_reference"] is True and r["layers_match_reference"] is True
+    assert r["layers_checked"] == len(g.nodes)
+    x = ob.random_inputs(np.random.default_rng(3), g)
+    got = HostBuild(generate_c(g, "m", runtime="armv6m"), sanitize=True).run(
+        *[a[None] for a in x])
+    for o, w in zip(got, Interpreter(g).run(*x)):
+        assert np.array_equal(o[0], w)
+
+
 SRDHM_CHECK = r'''
 #include "kml_conv_m0.c"
 static uint64_t st = 88172645463325252ull;

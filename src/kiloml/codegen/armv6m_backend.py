@@ -38,10 +38,11 @@ def _per_channel(v, n: int) -> np.ndarray:
 
 def records(mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """Per channel the kernels' requantization record [mult, s, rnd], flattened: where the
-    one-shift form applies (multiplier >= 0, shift -31..0) s = -shift and rnd = 2^s / 2
-    rounded down, else s = shift and rnd = -1 (kml_mbqm's general form)."""
+    one-shift form applies to every channel of the layer (multiplier >= 0, shift -31..0)
+    s = -shift and rnd = 2^s / 2 rounded down, else s = shift and rnd = -1 (kml_mbqm's
+    general form); the kernels look at one channel per group."""
     mult, shift = np.asarray(mult, np.int64), np.asarray(shift, np.int64)
-    fast = (mult >= 0) & (shift <= 0) & (shift >= -31)
+    fast = np.full(mult.shape, bool(np.all((mult >= 0) & (shift <= 0) & (shift >= -31))))
     s = np.where(fast, -shift, shift)
     rnd = np.where(fast, (np.int64(1) << np.clip(-shift, 0, 31)) >> 1, -1)
     return np.stack([mult, s, rnd], axis=1).reshape(-1)

@@ -220,6 +220,84 @@ static inline int32_t m0_rdbp(int32_t x, int32_t exponent)
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
+/* kml_clamp(kml_mbqm(acc, ...) + off, lo, hi) for a record that takes m0_rq: m0_rq's asm
+ * with 2^30 in a high register, then the offset and the clamp (ADD, CMP and MOV take high
+ * registers). */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int32_t m0_rqc(int32_t acc, const int32_t *r, int32_t off, int32_t lo,
+                             int32_t hi)
+{
+#if KML_M0_ASM
+    const int32_t k30 = 0x40000000;
+    int32_t b_, s_, ah_, bl_, m_;
+    __asm__(".syntax unified\n\t"
+            "ldr %[b], [%[r], #0]\n\t"
+            "asrs %[s], %[a], #31\n\t"
+            "eors %[a], %[s]\n\t"
+            "subs %[a], %[a], %[s]\n\t"
+            "lsrs %[ah], %[a], #16\n\t"
+            "uxth %[a], %[a]\n\t"
+            "uxth %[bl], %[b]\n\t"
+            "lsrs %[b], %[b], #16\n\t"
+            "movs %[m], %[ah]\n\t"
+            "muls %[m], %[bl], %[m]\n\t"
+            "muls %[bl], %[a], %[bl]\n\t"
+            "muls %[a], %[b], %[a]\n\t"
+            "muls %[b], %[ah], %[b]\n\t"
+            "adds %[m], %[m], %[a]\n\t"
+            "lsls %[a], %[m], #17\n\t"
+            "lsrs %[a], %[a], #1\n\t"
+            "adds %[a], %[a], %[s]\n\t"
+            "add %[a], %[k]\n\t"              /* A */
+            "movs %[ah], #0\n\t"
+            "adds %[bl], %[bl], %[a]\n\t"
+            "adcs %[b], %[ah]\n\t"
+            "lsls %[b], %[b], #1\n\t"
+            "lsrs %[m], %[m], #15\n\t"
+            "adds %[b], %[b], %[m]\n\t"
+            "lsrs %[bl], %[bl], #31\n\t"
+            "adds %[b], %[b], %[bl]\n\t"       /* q */
+            "ldr %[a], [%[r], #8]\n\t"
+            "adds %[b], %[b], %[a]\n\t"
+            "ldr %[a], [%[r], #4]\n\t"
+            "lsrs %[b], %[a]\n\t"
+            "eors %[b], %[s]\n\t"
+            "subs %[a], %[b], %[s]\n\t"        /* kml_mbqm */
+            "add %[a], %[off]\n\t"
+            "cmp %[a], %[lo]\n\t"
+            "bge 1f\n\t"
+            "mov %[a], %[lo]\n"
+            "1:\n\t"
+            "cmp %[a], %[hi]\n\t"
+            "ble 2f\n\t"
+            "mov %[a], %[hi]\n"
+            "2:\n\t"
+            ".syntax divided"
+            : [a] "+l"(acc), [b] "=&l"(b_), [s] "=&l"(s_), [ah] "=&l"(ah_),
+              [bl] "=&l"(bl_), [m] "=&l"(m_)
+            : [r] "l"(r), [k] "h"(k30), [off] "h"(off), [lo] "h"(lo), [hi] "h"(hi)
+            : "cc", "memory");
+    return acc;
+#else
+    return kml_clamp(m0_rq(acc, r) + off, lo, hi);
+#endif
+}
+
+/* out[i] = m0_rqc(a[i], ...) for n channels whose records at r (three words each) all take
+ * m0_rq. */
+static void m0_store(const int32_t *a, const int32_t *r, int32_t n, int8_t *out, int32_t off,
+                     int32_t lo, int32_t hi)
+{
+    const int8_t *end = out + n;
+    while (out != end) {
+        *out++ = (int8_t)m0_rqc(*a++, r, off, lo, hi);
+        r += 3;
+    }
+}
+
+
 /* Requantize, add the output offset, clamp: kml_mbqm + kml_clamp, for the channel's record
  * r = {mult, s, rnd}: m0_rq where rnd >= 0, else the general form with shift = s. */
 static inline int8_t m0_out(int32_t acc, const int32_t *r, int32_t out_offset, int32_t lo,
@@ -432,8 +510,12 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                     const int32_t n = out_c - oc < G ? out_c - oc : G;
                     int32_t a[8];
                     m0_acc(s, G, K, corr, scratch, a);
-                    for (i = 0; i < n; ++i) {
-                        output[i] = m0_out(a[i], s + G + 3 * i, out_off, lo, hi);
+                    if (s[G + 2] >= 0) {   /* the layer takes m0_rq (all channels or none) */
+                        m0_store(a, s + G, n, output, out_off, lo, hi);
+                    } else {
+                        for (i = 0; i < n; ++i) {
+                            output[i] = m0_out(a[i], s + G + 3 * i, out_off, lo, hi);
+                        }
                     }
                     output += n;
                     oc += n;
@@ -574,10 +656,17 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                         }
                         xr += ystep;
                     }
-                    output[0] = m0_out(a0, s + 4, out_off, lo, hi);
-                    output[1] = m0_out(a1, s + 7, out_off, lo, hi);
-                    output[2] = m0_out(a2, s + 10, out_off, lo, hi);
-                    output[3] = m0_out(a3, s + 13, out_off, lo, hi);
+                    if (s[6] >= 0) {   /* the layer takes m0_rq (all channels or none) */
+                        output[0] = (int8_t)m0_rqc(a0, s + 4, out_off, lo, hi);
+                        output[1] = (int8_t)m0_rqc(a1, s + 7, out_off, lo, hi);
+                        output[2] = (int8_t)m0_rqc(a2, s + 10, out_off, lo, hi);
+                        output[3] = (int8_t)m0_rqc(a3, s + 13, out_off, lo, hi);
+                    } else {
+                        output[0] = m0_out(a0, s + 4, out_off, lo, hi);
+                        output[1] = m0_out(a1, s + 7, out_off, lo, hi);
+                        output[2] = m0_out(a2, s + 10, out_off, lo, hi);
+                        output[3] = m0_out(a3, s + 13, out_off, lo, hi);
+                    }
                     output += 4;
                     s += 16 + 4 * taps;
                 }
