@@ -403,8 +403,9 @@ static inline void m0_group(const int32_t *c, int32_t K, const uint8_t *w, int32
     acc[3] = a3;
 }
 
-/* acc[0..7] += c[0 .. 4 * n4) x the weight bytes w (eight per column value): four column
- * values per pass, the eight accumulators in r4-r7 and r8-r11 (ADD takes a high register),
+/* acc[0..7] = bias[0..7] + acc[0] (the correction) + c[0 .. cend) x the weight bytes w (eight
+ * per column value; cend - c a multiple of 4), bias the eight words 128 bytes before w (the
+ * group's stream): four column values per pass, the eight accumulators in r4-r7 and r8-r11 (ADD takes a high register),
  * LDRB + MULS + ADD per MAC and one LDR per eight: 104 instructions per 32 MACs. */
 #if KML_M0_ASM
 __attribute__((naked, noinline))
@@ -428,11 +429,16 @@ static void m0_dot8(const int32_t *c __attribute__((unused)),
             "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
             "push {r3, r4, r5, r6, r7}\n\t"
             "mov r12, r1\n\t"
-            "ldr r4, [r3, #16]\n\t" "mov r8, r4\n\t"
-            "ldr r4, [r3, #20]\n\t" "mov r9, r4\n\t"
-            "ldr r4, [r3, #24]\n\t" "mov r10, r4\n\t"
-            "ldr r4, [r3, #28]\n\t" "mov r11, r4\n\t"
-            "ldm r3!, {r4, r5, r6, r7}\n\t"
+            "ldr r3, [r3, #0]\n\t"              /* the correction */
+            "movs r1, r2\n\t"
+            "subs r1, #112\n\t"                 /* the group's bias[4..7] */
+            "ldm r1!, {r4, r5, r6, r7}\n\t"
+            "adds r4, r4, r3\n\t" "mov r8, r4\n\t" "adds r5, r5, r3\n\t" "mov r9, r5\n\t"
+            "adds r6, r6, r3\n\t" "mov r10, r6\n\t" "adds r7, r7, r3\n\t" "mov r11, r7\n\t"
+            "subs r1, #32\n\t"                  /* bias[0..3] */
+            "ldm r1!, {r4, r5, r6, r7}\n\t"
+            "adds r4, r4, r3\n\t" "adds r5, r5, r3\n\t" "adds r6, r6, r3\n\t"
+            "adds r7, r7, r3\n\t"
             "cmp r0, r12\n\t"
             "beq 2f\n"
             "1:\n\t"
@@ -479,12 +485,19 @@ static inline void m0_acc(const int32_t *s, int32_t G, int32_t K, int32_t corr,
                           const int32_t *col, int32_t *a)
 {
     int32_t i;
-    for (i = 0; i < G; ++i) {
-        a[i] = s[i] + corr;
-    }
     if (G == 8) {
+#if KML_M0_ASM
+        a[0] = corr;     /* m0_dot8 adds the biases */
+#else
+        for (i = 0; i < 8; ++i) {
+            a[i] = s[i] + corr;
+        }
+#endif
         m0_group8(col, K, (const uint8_t *)(s + 32), a);
     } else {
+        for (i = 0; i < 4; ++i) {
+            a[i] = s[i] + corr;
+        }
         m0_group(col, K, (const uint8_t *)(s + 16), a);
     }
 }
