@@ -55,9 +55,9 @@ def conv_stream(rows: np.ndarray, bias, mult, shift) -> np.ndarray:
     widths = []
     while sum(widths) < co:
         widths.append(8 if co - sum(widths) > 4 else 4)
-    total = sum(widths)
-    w = np.zeros((total, k), np.int64)
-    w[:co] = rows.astype(np.int64)
+    total, k4 = sum(widths), (k + 3) // 4 * 4          # the window padded to 4: weights 0
+    w = np.zeros((total, k4), np.int64)
+    w[:co, :k] = rows.astype(np.int64)
     bias = np.zeros(co, np.int64) if bias is None else np.asarray(bias, np.int64)
     mult, shift = _per_channel(mult, co), _per_channel(shift, co)
     out, at = [], 0
@@ -97,11 +97,11 @@ class Armv6mBackend(PortableBackend):
     directory = "armv6m"
 
     def scratch_bytes(self, g: Graph, node: Node) -> int:
-        if node.op in ("CONV_2D", "CONV_2D_ADD"):
+        if node.op in ("CONV_2D", "CONV_2D_ADD"):    # the window, padded to a multiple of 4
             w = g.tensors[node.inputs[1]]
-            return 4 * int(np.prod(w.shape[1:]))
+            return 4 * ((int(np.prod(w.shape[1:])) + 3) // 4 * 4)
         if node.op == "FULLY_CONNECTED":
-            return 4 * int(g.tensors[node.inputs[1]].shape[1])
+            return 4 * ((int(g.tensors[node.inputs[1]].shape[1]) + 3) // 4 * 4)
         if node.op == "DEPTHWISE_CONV_2D":   # a border pixel's zero-point padded window
             _, kh, kw, co = g.tensors[node.inputs[1]].shape
             if co == g.tensors[node.inputs[0]].shape[-1] and co % 4 == 0:

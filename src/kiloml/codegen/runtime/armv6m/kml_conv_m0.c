@@ -405,8 +405,9 @@ static inline void m0_group(const int32_t *c, int32_t K, const uint8_t *w, int32
 
 /* acc[0..7] = bias[0..7] + acc[0] (the correction) + c[0 .. cend) x the weight bytes w (eight
  * per column value; cend - c a multiple of 4), bias the eight words 128 bytes before w (the
- * group's stream): four column values per pass, the eight accumulators in r4-r7 and r8-r11 (ADD takes a high register),
- * LDRB + MULS + ADD per MAC and one LDR per eight: 104 instructions per 32 MACs. */
+ * group's stream): four column values per pass, the eight accumulators in r4-r7 and
+ * r8-r11 (ADD takes a high register), LDRB + MULS + ADD per MAC and one LDR per eight:
+ * 104 instructions per 32 MACs. */
 #if KML_M0_ASM
 __attribute__((naked, noinline))
 static void m0_dot8(const int32_t *c __attribute__((unused)),
@@ -506,13 +507,16 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
                       int8_t *output, const int32_t *packed, int32_t *scratch)
 {
-    const int32_t K = p->k_h * p->k_w * p->in_c, out_c = p->out_c;
+    const int32_t Kw = p->k_h * p->k_w * p->in_c, K = (Kw + 3) & ~3, out_c = p->out_c;
     const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
     int32_t b, oy, ox, oc, i;
     (void)filter;
     (void)bias;
     (void)mult;
     (void)shift;
+    for (i = Kw; i < K; ++i) {    /* the window padded to a multiple of 4: weights 0 */
+        scratch[i] = 0;
+    }
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < p->out_h; ++oy) {
             for (ox = 0; ox < p->out_w; ++ox) {
@@ -545,7 +549,7 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                           const int8_t *residual, int8_t *output, const int32_t *packed,
                           int32_t *scratch)
 {
-    const int32_t K = p->k_h * p->k_w * p->in_c, out_c = p->out_c;
+    const int32_t Kw = p->k_h * p->k_w * p->in_c, K = (Kw + 3) & ~3, out_c = p->out_c;
     const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
     const int32_t lshift = ep->left_shift;
     int32_t b, oy, ox, oc, i;
@@ -554,6 +558,9 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
     (void)bias;
     (void)mult;
     (void)shift;
+    for (i = Kw; i < K; ++i) {    /* the window padded to a multiple of 4: weights 0 */
+        scratch[i] = 0;
+    }
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < p->out_h; ++oy) {
             for (ox = 0; ox < p->out_w; ++ox) {
