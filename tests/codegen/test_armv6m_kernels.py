@@ -216,3 +216,33 @@ def test_mlperf_models_bit_exact_on_the_pico(name):
     r = profile_graph(read_tflite(SHARED / "models" / "mlperf_tiny" / f"{name}.tflite"), "pico")
     assert r["runtime"] == "armv6m"
     assert r["output_matches_reference"] is True and r["layers_match_reference"] is True
+
+
+def test_conv_add_bit_exact_in_the_emulator_and_on_the_host():
+    """CONV_2D_ADD (kml_conv2d_add_m0_s8): conv first or second, activations, stride, a
+    1x1 conv with 5 channels, a constant residual; every layer in the emulator, the host C
+    under sanitizers."""
+    from kiloml.ir.passes import pipeline
+    m = ob.ModelBuilder(np.random.default_rng(23), "m0a")
+    outs = []
+    for shape, first, act, kw in [((1, 6, 6, 16), True, "NONE", dict(out_channels=16, kernel=3)),
+                                  ((1, 6, 6, 8), False, "RELU", dict(out_channels=12, kernel=3,
+                                                                     stride=2)),
+                                  ((1, 5, 5, 8), True, "RELU6", dict(out_channels=5, kernel=1))]:
+        x = m.input(shape)
+        y = m.conv2d(x, **kw)
+        r = m.conv2d(x, m.tensors[y].shape[3], kernel=1, stride=kw.get("stride", 1))
+        outs.append(m.add(y, r, act) if first else m.add(r, y, act))
+    x = m.input((1, 4, 4, 8))
+    y = m.conv2d(x, out_channels=8, kernel=3, padding="SAME")
+    outs.append(m.add(y, m.const_int8(m.tensors[y].shape)))
+    g = m.build(outs)
+    assert sum(n.op == "CONV_2D_ADD" for n in pipeline(g).nodes) == 4
+    r = profile_graph(g, "pico", runtime="armv6m")
+    assert r["output_matches_reference"] is True and r["layers_match_reference"] is True
+    assert [la["kernel"] for la in r["layers"]].count("kml_conv2d_add_m0_s8") == 4
+    xs = ob.random_inputs(np.random.default_rng(4), g)
+    got = HostBuild(generate_c(g, "m", runtime="armv6m"), sanitize=True).run(
+        *[a[None] for a in xs])
+    for o, w in zip(got, Interpreter(g).run(*xs)):
+        assert np.array_equal(o[0], w)

@@ -543,6 +543,21 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
     }
 }
 
+/* The record {mult, s, rnd} of one multiplier (as the generator writes them, per layer). */
+static void m0_record(int32_t mult, int32_t shift, int32_t *r)
+{
+    const int fast = mult >= 0 && shift <= 0 && shift >= -31;
+    r[0] = mult;
+    r[1] = fast ? -shift : shift;
+    r[2] = fast ? (int32_t)((1u << (uint32_t)-shift) >> 1) : -1;
+}
+
+/* kml_mbqm for a record. */
+static inline int32_t m0_mbqm_r(int32_t x, const int32_t *r)
+{
+    return r[2] >= 0 ? m0_rq(x, r) : m0_mbqm(x, r[0], r[1]);
+}
+
 void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                           const int8_t *filter, const int32_t *bias, const int32_t *mult,
                           const int32_t *shift, const kml_add_epilogue *ep,
@@ -552,12 +567,15 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
     const int32_t Kw = p->k_h * p->k_w * p->in_c, K = (Kw + 3) & ~3, out_c = p->out_c;
     const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
     const int32_t lshift = ep->left_shift;
-    int32_t b, oy, ox, oc, i;
+    int32_t b, oy, ox, oc, i, rc[3], rr[3], ro[3];
     size_t at = 0;
     (void)filter;
     (void)bias;
     (void)mult;
     (void)shift;
+    m0_record(ep->conv_mult, ep->conv_shift, rc);
+    m0_record(ep->res_mult, ep->res_shift, rr);
+    m0_record(ep->out_mult, ep->out_shift, ro);
     for (i = Kw; i < K; ++i) {    /* the window padded to a multiple of 4: weights 0 */
         scratch[i] = 0;
     }
@@ -573,13 +591,12 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                     m0_acc(s, G, K, corr, scratch, a);
                     for (i = 0; i < n; ++i, ++at) {
                         const int32_t c = m0_out(a[i], s + G + 3 * i, out_off, lo, hi);
-                        const int32_t sc = m0_mbqm((c + ep->conv_offset) * (1 << lshift),
-                                                   ep->conv_mult, ep->conv_shift);
-                        const int32_t sr = m0_mbqm(((int32_t)residual[at] + ep->res_offset)
-                                                   * (1 << lshift), ep->res_mult, ep->res_shift);
+                        const int32_t sc = m0_mbqm_r((c + ep->conv_offset) * (1 << lshift),
+                                                     rc);
+                        const int32_t sr = m0_mbqm_r(((int32_t)residual[at] + ep->res_offset)
+                                                     * (1 << lshift), rr);
                         const int32_t sum = ep->conv_first ? sc + sr : sr + sc;
-                        const int32_t o = m0_mbqm(sum, ep->out_mult, ep->out_shift)
-                                          + ep->out_offset;
+                        const int32_t o = m0_mbqm_r(sum, ro) + ep->out_offset;
                         output[at] = (int8_t)kml_clamp(o, ep->act_min, ep->act_max);
                     }
                     oc += n;
