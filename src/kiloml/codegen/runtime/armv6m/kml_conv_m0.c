@@ -368,6 +368,26 @@ static int32_t m0_column(const kml_conv_params *p, const int8_t *input, int32_t 
     return sum;
 }
 
+/* m0_column of a 1x1 window without stride or padding (the pixel's n values at x). */
+static inline int32_t m0_column1(const int8_t *x, int32_t n, int32_t off, int32_t *col)
+{
+    const int8_t *end = x + n;
+    int32_t sum = 0;
+    while (x != end) {
+        const int32_t v = (int32_t)*x++ + off;
+        sum += v;
+        *col++ = v;
+    }
+    return sum;
+}
+
+/* Pointwise layers (and FULLY_CONNECTED): output pixel i's window is input pixel i. */
+static int m0_pointwise(const kml_conv_params *p)
+{
+    return p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1
+        && p->pad_top == 0 && p->pad_left == 0 && p->out_h == p->in_h && p->out_w == p->in_w;
+}
+
 /* acc[0..3] += the column c[0..K) x a group's weight bytes w (K words): the inner product. */
 #if defined(__GNUC__)
 __attribute__((always_inline))
@@ -509,6 +529,8 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
 {
     const int32_t Kw = p->k_h * p->k_w * p->in_c, K = (Kw + 3) & ~3, out_c = p->out_c;
     const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
+    const int pw = m0_pointwise(p);
+    const int8_t *px = input;
     int32_t b, oy, ox, oc, i;
     (void)filter;
     (void)bias;
@@ -519,8 +541,9 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
     }
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < p->out_h; ++oy) {
-            for (ox = 0; ox < p->out_w; ++ox) {
-                const int32_t corr = -128 * m0_column(p, input, b, oy, ox, scratch);
+            for (ox = 0; ox < p->out_w; ++ox, px += Kw) {
+                const int32_t corr = -128 * (pw ? m0_column1(px, Kw, p->in_offset, scratch)
+                                             : m0_column(p, input, b, oy, ox, scratch));
                 const int32_t *s = packed;
                 for (oc = 0; oc < out_c;) {
                     const int32_t G = out_c - oc > 4 ? 8 : 4;
@@ -567,6 +590,8 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
     const int32_t Kw = p->k_h * p->k_w * p->in_c, K = (Kw + 3) & ~3, out_c = p->out_c;
     const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
     const int32_t lshift = ep->left_shift;
+    const int pw = m0_pointwise(p);
+    const int8_t *px = input;
     int32_t b, oy, ox, oc, i, rc[3], rr[3], ro[3];
     size_t at = 0;
     (void)filter;
@@ -581,8 +606,9 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
     }
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < p->out_h; ++oy) {
-            for (ox = 0; ox < p->out_w; ++ox) {
-                const int32_t corr = -128 * m0_column(p, input, b, oy, ox, scratch);
+            for (ox = 0; ox < p->out_w; ++ox, px += Kw) {
+                const int32_t corr = -128 * (pw ? m0_column1(px, Kw, p->in_offset, scratch)
+                                             : m0_column(p, input, b, oy, ox, scratch));
                 const int32_t *s = packed;
                 for (oc = 0; oc < out_c;) {
                     const int32_t G = out_c - oc > 4 ? 8 : 4;
