@@ -541,9 +541,14 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
     }
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < p->out_h; ++oy) {
-            for (ox = 0; ox < p->out_w; ++ox, px += Kw) {
-                const int32_t corr = -128 * (pw ? m0_column1(px, Kw, p->in_offset, scratch)
-                                             : m0_column(p, input, b, oy, ox, scratch));
+            for (ox = 0; ox < p->out_w; ++ox) {
+                int32_t corr;
+                if (pw) {
+                    corr = -128 * m0_column1(px, Kw, p->in_offset, scratch);
+                    px += Kw;
+                } else {
+                    corr = -128 * m0_column(p, input, b, oy, ox, scratch);
+                }
                 const int32_t *s = packed;
                 for (oc = 0; oc < out_c;) {
                     const int32_t G = out_c - oc > 4 ? 8 : 4;
@@ -606,9 +611,14 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
     }
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < p->out_h; ++oy) {
-            for (ox = 0; ox < p->out_w; ++ox, px += Kw) {
-                const int32_t corr = -128 * (pw ? m0_column1(px, Kw, p->in_offset, scratch)
-                                             : m0_column(p, input, b, oy, ox, scratch));
+            for (ox = 0; ox < p->out_w; ++ox) {
+                int32_t corr;
+                if (pw) {
+                    corr = -128 * m0_column1(px, Kw, p->in_offset, scratch);
+                    px += Kw;
+                } else {
+                    corr = -128 * m0_column(p, input, b, oy, ox, scratch);
+                }
                 const int32_t *s = packed;
                 for (oc = 0; oc < out_c;) {
                     const int32_t G = out_c - oc > 4 ? 8 : 4;
