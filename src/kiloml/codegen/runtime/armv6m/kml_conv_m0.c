@@ -325,6 +325,30 @@ static inline int32_t m0_mbqm(int32_t x, int32_t mult, int32_t shift)
     return m0_rdbp(mult >= 0 ? m0_srdhm_pos(shifted, mult) : m0_srdhm(shifted, mult), right);
 }
 
+/* m0_column of a 1x1 window without stride or padding: the pixel's n values at x. */
+static inline int32_t m0_column1(const int8_t *x, int32_t n, int32_t off, int32_t *col)
+{
+    const int8_t *end4 = x + (n & ~3), *end = x + n;
+    int32_t sum = 0;
+    while (x != end4) {
+        const int32_t v0 = (int32_t)x[0] + off, v1 = (int32_t)x[1] + off;
+        const int32_t v2 = (int32_t)x[2] + off, v3 = (int32_t)x[3] + off;
+        col[0] = v0;
+        col[1] = v1;
+        col[2] = v2;
+        col[3] = v3;
+        sum += v0 + v1 + v2 + v3;
+        x += 4;
+        col += 4;
+    }
+    while (x != end) {
+        const int32_t v = (int32_t)*x++ + off;
+        sum += v;
+        *col++ = v;
+    }
+    return sum;
+}
+
 /* The window of output pixel (b, oy, ox) as int32 x + offset (0 outside the image);
  * returns their sum. A window row inside the image without dilation is one run of
  * k_w x in_c bytes. */
@@ -364,19 +388,6 @@ static int32_t m0_column(const kml_conv_params *p, const int8_t *input, int32_t 
                 }
             }
         }
-    }
-    return sum;
-}
-
-/* m0_column of a 1x1 window without stride or padding (the pixel's n values at x). */
-static inline int32_t m0_column1(const int8_t *x, int32_t n, int32_t off, int32_t *col)
-{
-    const int8_t *end = x + n;
-    int32_t sum = 0;
-    while (x != end) {
-        const int32_t v = (int32_t)*x++ + off;
-        sum += v;
-        *col++ = v;
     }
     return sum;
 }
