@@ -87,6 +87,44 @@ def test_same_c_on_the_host_under_sanitizers(graph):
             assert np.array_equal(o[s], w)
 
 
+def edge_graph(seed: int, out_scale_factor: float, in_zero_point: int):
+    """Conv, depthwise and FC branches whose output scales are multiplied by
+    ``out_scale_factor`` (small: effective scales above 1, TFLite's left shift, the kernels'
+    general requantization; large: multipliers near the bottom of the range, outputs mostly at
+    the clamp) on inputs with zero point ``in_zero_point``."""
+    from dataclasses import replace
+    m = ob.ModelBuilder(np.random.default_rng(seed), "m0e")
+    outs = [m.conv2d(m.input((1, 6, 5, 8), zero_point=in_zero_point), out_channels=12, kernel=3,
+                     padding="SAME"),
+            m.conv2d(m.input((1, 4, 4, 16), zero_point=in_zero_point), out_channels=9, kernel=1),
+            m.depthwise_conv2d(m.input((1, 7, 6, 8), zero_point=in_zero_point), kernel=3,
+                               padding="SAME"),
+            m.fully_connected(m.input((2, 24), zero_point=in_zero_point), units=13)]
+    g = m.build(outs)
+    for n in g.nodes:
+        t = g.tensors[n.outputs[0]]
+        q = t.quant
+        t.quant = replace(q, scale=(np.asarray(q.scale, np.float32)
+                                    * np.float32(out_scale_factor)).astype(np.float32))
+    return g
+
+
+@pytest.mark.parametrize("factor,zp", [(1 / 64, -128), (1 / 600, 127), (1 / 4096, -128),
+                                       (40.0, 0), (1.0, 127)])
+def test_requantization_edges_bit_exact_in_the_emulator(factor, zp):
+    """Left shifts (the general path), multipliers at the ends of the range, input zero
+    points -128 / 127 (padding with -128 / 127), on the Cortex-M0+ and on the host."""
+    g = edge_graph(11, factor, zp)
+    r = profile_graph(g, "pico", runtime="armv6m")
+    assert r["output_matches_reference"] is True and r["layers_match_reference"] is True
+    assert r["layers_checked"] == len(g.nodes)
+    x = ob.random_inputs(np.random.default_rng(3), g)
+    got = HostBuild(generate_c(g, "m", runtime="armv6m"), sanitize=True).run(
+        *[a[None] for a in x])
+    for o, w in zip(got, Interpreter(g).run(*x)):
+        assert np.array_equal(o[0], w)
+
+
 SRDHM_CHECK = r'''
 #include "kml_conv_m0.c"
 static uint64_t st = 88172645463325252ull;
@@ -95,7 +133,8 @@ static long check(long n)
 {
     static const int32_t e[] = {0, 1, -1, 2, -2, INT32_MIN, INT32_MAX, INT32_MIN + 1,
         INT32_MAX - 1, 0x40000000, -0x40000000, 0x3FFFFFFF, -0x3FFFFFFF, 65535, -65536, 65536,
-        32768, -32768, 1518500250, -1518500250};
+        32768, -32768, 1518500250, -1518500250, 0x7FFF8000, -0x7FFF8000, 0x40000001,
+        1073741823 + 1, -65537, 0x00FFFFFF, -0x01000000};
     long bad = 0, i;
     size_t j, k;
     for (j = 0; j < sizeof e / sizeof e[0]; ++j) {
@@ -115,6 +154,19 @@ static long check(long n)
         if (b < 0) { b = -(b + 1); }
         bad += m0_srdhm_pos(a, b) != kml_srdhm(a, b);
         bad += m0_rdbp(a, sh) != kml_rdbp(a, sh);
+        {
+            const int32_t r[3] = {b, sh, (int32_t)((1u << sh) >> 1)};
+            bad += m0_rq(a, r) != kml_mbqm(a, b, -sh);
+        }
+    }
+    for (j = 0; j < sizeof e / sizeof e[0]; ++j) {      /* the requantization's one shift */
+        for (k = 0; k < sizeof e / sizeof e[0]; ++k) {
+            int32_t s;
+            for (s = 0; s < 32 && e[k] >= 0; ++s) {
+                const int32_t r[3] = {e[k], s, (int32_t)((1u << s) >> 1)};
+                bad += m0_rq(e[j], r) != kml_mbqm(e[j], e[k], -s);
+            }
+        }
     }
     return bad;
 }
@@ -164,3 +216,33 @@ def test_mlperf_models_bit_exact_on_the_pico(name):
     r = profile_graph(read_tflite(SHARED / "models" / "mlperf_tiny" / f"{name}.tflite"), "pico")
     assert r["runtime"] == "armv6m"
     assert r["output_matches_reference"] is True and r["layers_match_reference"] is True
+
+
+def test_conv_add_bit_exact_in_the_emulator_and_on_the_host():
+    """CONV_2D_ADD (kml_conv2d_add_m0_s8): conv first or second, activations, stride, a
+    1x1 conv with 5 channels, a constant residual; every layer in the emulator, the host C
+    under sanitizers."""
+    from kiloml.ir.passes import pipeline
+    m = ob.ModelBuilder(np.random.default_rng(23), "m0a")
+    outs = []
+    for shape, first, act, kw in [((1, 6, 6, 16), True, "NONE", dict(out_channels=16, kernel=3)),
+                                  ((1, 6, 6, 8), False, "RELU", dict(out_channels=12, kernel=3,
+                                                                     stride=2)),
+                                  ((1, 5, 5, 8), True, "RELU6", dict(out_channels=5, kernel=1))]:
+        x = m.input(shape)
+        y = m.conv2d(x, **kw)
+        r = m.conv2d(x, m.tensors[y].shape[3], kernel=1, stride=kw.get("stride", 1))
+        outs.append(m.add(y, r, act) if first else m.add(r, y, act))
+    x = m.input((1, 4, 4, 8))
+    y = m.conv2d(x, out_channels=8, kernel=3, padding="SAME")
+    outs.append(m.add(y, m.const_int8(m.tensors[y].shape)))
+    g = m.build(outs)
+    assert sum(n.op == "CONV_2D_ADD" for n in pipeline(g).nodes) == 4
+    r = profile_graph(g, "pico", runtime="armv6m")
+    assert r["output_matches_reference"] is True and r["layers_match_reference"] is True
+    assert [la["kernel"] for la in r["layers"]].count("kml_conv2d_add_m0_s8") == 4
+    xs = ob.random_inputs(np.random.default_rng(4), g)
+    got = HostBuild(generate_c(g, "m", runtime="armv6m"), sanitize=True).run(
+        *[a[None] for a in xs])
+    for o, w in zip(got, Interpreter(g).run(*xs)):
+        assert np.array_equal(o[0], w)

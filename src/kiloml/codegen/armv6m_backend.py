@@ -36,19 +36,36 @@ def _per_channel(v, n: int) -> np.ndarray:
     return np.repeat(v, n) if v.size == 1 else v
 
 
+def records(mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Per channel the kernels' requantization record [mult, s, rnd], flattened: where the
+    one-shift form applies to every channel of the layer (multiplier >= 0, shift -31..0)
+    s = -shift and rnd = 2^s / 2 rounded down, else s = shift and rnd = -1 (kml_mbqm's
+    general form); the kernels look at one channel per group."""
+    mult, shift = np.asarray(mult, np.int64), np.asarray(shift, np.int64)
+    fast = np.full(mult.shape, bool(np.all((mult >= 0) & (shift <= 0) & (shift >= -31))))
+    s = np.where(fast, -shift, shift)
+    rnd = np.where(fast, (np.int64(1) << np.clip(-shift, 0, 31)) >> 1, -1)
+    return np.stack([mult, s, rnd], axis=1).reshape(-1)
+
+
 def conv_stream(rows: np.ndarray, bias, mult, shift) -> np.ndarray:
-    """kml_conv2d_m0_s8's stream for int8 weights ``rows`` [out_c, K] (window order)."""
+    """kml_conv2d_m0_s8's stream for int8 weights ``rows`` [out_c, K] (window order): groups
+    of eight output channels while more than four remain, then one of four."""
     co, k = rows.shape
-    groups = (co + 3) // 4
-    w = np.zeros((groups * 4, k), np.int64)
-    w[:co] = rows.astype(np.int64)
+    widths = []
+    while sum(widths) < co:
+        widths.append(8 if co - sum(widths) > 4 else 4)
+    total, k4 = sum(widths), (k + 3) // 4 * 4          # the window padded to 4: weights 0
+    w = np.zeros((total, k4), np.int64)
+    w[:co, :k] = rows.astype(np.int64)
     bias = np.zeros(co, np.int64) if bias is None else np.asarray(bias, np.int64)
     mult, shift = _per_channel(mult, co), _per_channel(shift, co)
-    out = []
-    for gi in range(groups):
-        sl = slice(4 * gi, 4 * gi + 4)
-        pad = lambda v: np.concatenate([v[sl], np.zeros(4 - v[sl].size, np.int64)])  # noqa: E731
-        out += [pad(bias), pad(mult), pad(shift), _words((w[sl] + 128).T)]
+    out, at = [], 0
+    for g in widths:
+        sl = slice(at, at + g)
+        pad = lambda v: np.concatenate([v[sl], np.zeros(g - v[sl].size, np.int64)])  # noqa: E731
+        out += [pad(bias), records(pad(mult), pad(shift)), _words((w[sl] + 128).T)]
+        at += g
     return np.concatenate(out)
 
 
@@ -62,7 +79,7 @@ def depthwise_stream(filt: np.ndarray, bias, mult, shift, in_offset: int) -> np.
     out = []
     for gi in range(c // 4):
         sl = slice(4 * gi, 4 * gi + 4)
-        out += [folded[sl], mult[sl], shift[sl], taps[:, sl].reshape(-1)]
+        out += [folded[sl], records(mult[sl], shift[sl]), taps[:, sl].reshape(-1)]
     return np.concatenate(out)
 
 
@@ -80,11 +97,15 @@ class Armv6mBackend(PortableBackend):
     directory = "armv6m"
 
     def scratch_bytes(self, g: Graph, node: Node) -> int:
-        if node.op in ("CONV_2D", "CONV_2D_ADD"):
+        if node.op in ("CONV_2D", "CONV_2D_ADD"):    # the window, padded to a multiple of 4
             w = g.tensors[node.inputs[1]]
-            return 4 * int(np.prod(w.shape[1:]))
+            return 4 * ((int(np.prod(w.shape[1:])) + 3) // 4 * 4)
         if node.op == "FULLY_CONNECTED":
-            return 4 * int(g.tensors[node.inputs[1]].shape[1])
+            return 4 * ((int(g.tensors[node.inputs[1]].shape[1]) + 3) // 4 * 4)
+        if node.op == "DEPTHWISE_CONV_2D":   # a border pixel's zero-point padded window
+            _, kh, kw, co = g.tensors[node.inputs[1]].shape
+            if co == g.tensors[node.inputs[0]].shape[-1] and co % 4 == 0:
+                return (int(kh * kw * co) + 3) // 4 * 4
         return 0
 
     def emit(self, g: Graph, node: Node, params: Any, ctx: "EmitContext") -> list[str]:

@@ -1,6 +1,8 @@
 /* kiloml runtime (armv6m): see kml_conv_m0.h. */
 #include "kml_conv_m0.h"
 
+#include <string.h>
+
 /* On Armv6-M (Thumb-1) the innermost steps are asm blocks: GCC's register allocation for
  * them spills accumulators to the stack and copies through r12. The asm keeps the eight
  * values of a step in the eight low registers; elsewhere (host builds) the C below. */
@@ -141,6 +143,74 @@ static inline int32_t m0_srdhm_pos(int32_t a, int32_t b)
 #endif
 }
 
+/* kml_mbqm(acc, mult, shift) for mult >= 0 and shift <= 0, from the channel's record
+ * r = {mult, s = -shift, rnd = 2^s / 2 rounded down}. On the magnitude u = |acc|:
+ * q = |kml_srdhm(acc, mult)| = floor((u mult + 2^30 - [acc < 0]) / 2^31) (kml_srdhm rounds half
+ * away from zero above 0 and toward zero below), and kml_rdbp (round half away from zero)
+ * of +-q is +-floor((q + rnd) / 2^s); then the sign. u mult from four 16x16 products:
+ * u mult + nudge = uh bh 2^32 + m 2^16 + ul bl + nudge with m = uh bl + ul bh < 2^32; over
+ * 2^31: 2 uh bh + (m >> 15) + floor((A + ul bl) / 2^31), A = (m mod 2^15) 2^16 + nudge
+ * < 2^32, the carry of A + ul bl counting 2. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int32_t m0_rq(int32_t acc, const int32_t *r)
+{
+#if KML_M0_ASM
+    int32_t b_, s_, ah_, bl_, m_;
+    __asm__(".syntax unified\n\t"
+            "ldr %[b], [%[r], #0]\n\t"          /* mult */
+            "asrs %[s], %[a], #31\n\t"
+            "eors %[a], %[s]\n\t"
+            "subs %[a], %[a], %[s]\n\t"        /* u = |acc| */
+            "lsrs %[ah], %[a], #16\n\t"
+            "uxth %[a], %[a]\n\t"              /* ul */
+            "uxth %[bl], %[b]\n\t"
+            "lsrs %[b], %[b], #16\n\t"         /* bh */
+            "movs %[m], %[ah]\n\t"
+            "muls %[m], %[bl], %[m]\n\t"       /* uh bl */
+            "muls %[bl], %[a], %[bl]\n\t"      /* ul bl */
+            "muls %[a], %[b], %[a]\n\t"        /* ul bh */
+            "muls %[b], %[ah], %[b]\n\t"       /* uh bh */
+            "adds %[m], %[m], %[a]\n\t"        /* m */
+            "lsls %[a], %[m], #17\n\t"
+            "lsrs %[a], %[a], #1\n\t"
+            "adds %[a], %[a], %[s]\n\t"
+            "movs %[ah], #1\n\t"
+            "lsls %[ah], %[ah], #30\n\t"
+            "adds %[a], %[a], %[ah]\n\t"       /* A */
+            "movs %[ah], #0\n\t"               /* (flags but C) */
+            "adds %[bl], %[bl], %[a]\n\t"      /* X = A + ul bl, carry */
+            "adcs %[b], %[ah]\n\t"             /* uh bh + carry */
+            "lsls %[b], %[b], #1\n\t"
+            "lsrs %[m], %[m], #15\n\t"
+            "adds %[b], %[b], %[m]\n\t"
+            "lsrs %[bl], %[bl], #31\n\t"
+            "adds %[b], %[b], %[bl]\n\t"       /* q */
+            "ldr %[a], [%[r], #8]\n\t"
+            "adds %[b], %[b], %[a]\n\t"        /* + rnd */
+            "ldr %[a], [%[r], #4]\n\t"
+            "lsrs %[b], %[a]\n\t"              /* >> s */
+            "eors %[b], %[s]\n\t"
+            "subs %[a], %[b], %[s]\n\t"        /* the sign */
+            ".syntax divided"
+            : [a] "+l"(acc), [b] "=&l"(b_), [s] "=&l"(s_), [ah] "=&l"(ah_), [bl] "=&l"(bl_),
+              [m] "=&l"(m_) : [r] "l"(r) : "cc", "memory");
+    return acc;
+#else
+    const uint32_t sign = (uint32_t)0 - ((uint32_t)acc >> 31);  /* all ones for acc < 0 */
+    const uint32_t u = ((uint32_t)acc ^ sign) - sign;
+    const uint32_t ub = (uint32_t)r[0];
+    const uint32_t al = u & 0xFFFFu, ah = u >> 16, bl = ub & 0xFFFFu, bh = ub >> 16;
+    const uint32_t m = ah * bl + al * bh;
+    const uint32_t A = ((m & 0x7FFFu) << 16) + 0x40000000u + sign;
+    const uint32_t X = A + al * bl;
+    const uint32_t q = 2u * (ah * bh + (X < A ? 1u : 0u)) + (m >> 15) + (X >> 31);
+    const uint32_t v = (q + (uint32_t)r[2]) >> (uint32_t)r[1];
+    return (int32_t)((v ^ sign) - sign);
+#endif
+}
+
 /* kml_rdbp with a 32-bit mask (exponent 0..31). */
 static inline int32_t m0_rdbp(int32_t x, int32_t exponent)
 {
@@ -150,15 +220,100 @@ static inline int32_t m0_rdbp(int32_t x, int32_t exponent)
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-/* Requantize, add the output offset, clamp: kml_mbqm + kml_clamp. */
-static inline int8_t m0_out(int32_t acc, int32_t mult, int32_t shift, int32_t out_offset,
-                            int32_t lo, int32_t hi)
+/* kml_clamp(kml_mbqm(acc, ...) + off, lo, hi) for a record that takes m0_rq: m0_rq's asm
+ * with 2^30 in a high register, then the offset and the clamp (ADD, CMP and MOV take high
+ * registers). */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int32_t m0_rqc(int32_t acc, const int32_t *r, int32_t off, int32_t lo,
+                             int32_t hi)
 {
-    const int32_t left = shift > 0 ? shift : 0;
-    const int32_t right = shift > 0 ? 0 : -shift;
-    const int32_t shifted = (int32_t)((uint32_t)acc << left);
-    const int32_t m = mult >= 0 ? m0_srdhm_pos(shifted, mult) : m0_srdhm(shifted, mult);
-    return (int8_t)kml_clamp(m0_rdbp(m, right) + out_offset, lo, hi);
+#if KML_M0_ASM
+    const int32_t k30 = 0x40000000;
+    int32_t b_, s_, ah_, bl_, m_;
+    __asm__(".syntax unified\n\t"
+            "ldr %[b], [%[r], #0]\n\t"
+            "asrs %[s], %[a], #31\n\t"
+            "eors %[a], %[s]\n\t"
+            "subs %[a], %[a], %[s]\n\t"
+            "lsrs %[ah], %[a], #16\n\t"
+            "uxth %[a], %[a]\n\t"
+            "uxth %[bl], %[b]\n\t"
+            "lsrs %[b], %[b], #16\n\t"
+            "movs %[m], %[ah]\n\t"
+            "muls %[m], %[bl], %[m]\n\t"
+            "muls %[bl], %[a], %[bl]\n\t"
+            "muls %[a], %[b], %[a]\n\t"
+            "muls %[b], %[ah], %[b]\n\t"
+            "adds %[m], %[m], %[a]\n\t"
+            "lsls %[a], %[m], #17\n\t"
+            "lsrs %[a], %[a], #1\n\t"
+            "adds %[a], %[a], %[s]\n\t"
+            "add %[a], %[k]\n\t"              /* A */
+            "movs %[ah], #0\n\t"
+            "adds %[bl], %[bl], %[a]\n\t"
+            "adcs %[b], %[ah]\n\t"
+            "lsls %[b], %[b], #1\n\t"
+            "lsrs %[m], %[m], #15\n\t"
+            "adds %[b], %[b], %[m]\n\t"
+            "lsrs %[bl], %[bl], #31\n\t"
+            "adds %[b], %[b], %[bl]\n\t"       /* q */
+            "ldr %[a], [%[r], #8]\n\t"
+            "adds %[b], %[b], %[a]\n\t"
+            "ldr %[a], [%[r], #4]\n\t"
+            "lsrs %[b], %[a]\n\t"
+            "eors %[b], %[s]\n\t"
+            "subs %[a], %[b], %[s]\n\t"        /* kml_mbqm */
+            "add %[a], %[off]\n\t"
+            "cmp %[a], %[lo]\n\t"
+            "bge 1f\n\t"
+            "mov %[a], %[lo]\n"
+            "1:\n\t"
+            "cmp %[a], %[hi]\n\t"
+            "ble 2f\n\t"
+            "mov %[a], %[hi]\n"
+            "2:\n\t"
+            ".syntax divided"
+            : [a] "+l"(acc), [b] "=&l"(b_), [s] "=&l"(s_), [ah] "=&l"(ah_),
+              [bl] "=&l"(bl_), [m] "=&l"(m_)
+            : [r] "l"(r), [k] "h"(k30), [off] "h"(off), [lo] "h"(lo), [hi] "h"(hi)
+            : "cc", "memory");
+    return acc;
+#else
+    return kml_clamp(m0_rq(acc, r) + off, lo, hi);
+#endif
+}
+
+/* out[i] = m0_rqc(a[i], ...) for n channels whose records at r (three words each) all take
+ * m0_rq. */
+static void m0_store(const int32_t *a, const int32_t *r, int32_t n, int8_t *out, int32_t off,
+                     int32_t lo, int32_t hi)
+{
+    const int8_t *end = out + n;
+    while (out != end) {
+        *out++ = (int8_t)m0_rqc(*a++, r, off, lo, hi);
+        r += 3;
+    }
+}
+
+
+/* Requantize, add the output offset, clamp: kml_mbqm + kml_clamp, for the channel's record
+ * r = {mult, s, rnd}: m0_rq where rnd >= 0, else the general form with shift = s. */
+static inline int8_t m0_out(int32_t acc, const int32_t *r, int32_t out_offset, int32_t lo,
+                            int32_t hi)
+{
+    if (r[2] >= 0) {    /* mult >= 0, shift <= 0: every layer TFLite's converter writes */
+        return (int8_t)kml_clamp(m0_rq(acc, r) + out_offset, lo, hi);
+    }
+    {
+        const int32_t mult = r[0], shift = r[1];
+        const int32_t left = shift > 0 ? shift : 0;
+        const int32_t right = shift > 0 ? 0 : -shift;
+        const int32_t shifted = (int32_t)((uint32_t)acc << left);
+        const int32_t m = mult >= 0 ? m0_srdhm_pos(shifted, mult) : m0_srdhm(shifted, mult);
+        return (int8_t)kml_clamp(m0_rdbp(m, right) + out_offset, lo, hi);
+    }
 }
 
 /* kml_mbqm without 64-bit types. */
@@ -168,6 +323,30 @@ static inline int32_t m0_mbqm(int32_t x, int32_t mult, int32_t shift)
     const int32_t right = shift > 0 ? 0 : -shift;
     const int32_t shifted = (int32_t)((uint32_t)x << left);
     return m0_rdbp(mult >= 0 ? m0_srdhm_pos(shifted, mult) : m0_srdhm(shifted, mult), right);
+}
+
+/* m0_column of a 1x1 window without stride or padding: the pixel's n values at x. */
+static inline int32_t m0_column1(const int8_t *x, int32_t n, int32_t off, int32_t *col)
+{
+    const int8_t *end4 = x + (n & ~3), *end = x + n;
+    int32_t sum = 0;
+    while (x != end4) {
+        const int32_t v0 = (int32_t)x[0] + off, v1 = (int32_t)x[1] + off;
+        const int32_t v2 = (int32_t)x[2] + off, v3 = (int32_t)x[3] + off;
+        col[0] = v0;
+        col[1] = v1;
+        col[2] = v2;
+        col[3] = v3;
+        sum += v0 + v1 + v2 + v3;
+        x += 4;
+        col += 4;
+    }
+    while (x != end) {
+        const int32_t v = (int32_t)*x++ + off;
+        sum += v;
+        *col++ = v;
+    }
+    return sum;
 }
 
 /* The window of output pixel (b, oy, ox) as int32 x + offset (0 outside the image);
@@ -213,6 +392,13 @@ static int32_t m0_column(const kml_conv_params *p, const int8_t *input, int32_t 
     return sum;
 }
 
+/* Pointwise layers (and FULLY_CONNECTED): output pixel i's window is input pixel i. */
+static int m0_pointwise(const kml_conv_params *p)
+{
+    return p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1
+        && p->pad_top == 0 && p->pad_left == 0 && p->out_h == p->in_h && p->out_w == p->in_w;
+}
+
 /* acc[0..3] += the column c[0..K) x a group's weight bytes w (K words): the inner product. */
 #if defined(__GNUC__)
 __attribute__((always_inline))
@@ -248,44 +434,167 @@ static inline void m0_group(const int32_t *c, int32_t K, const uint8_t *w, int32
     acc[3] = a3;
 }
 
+/* acc[0..7] = bias[0..7] + acc[0] (the correction) + c[0 .. cend) x the weight bytes w (eight
+ * per column value; cend - c a multiple of 4), bias the eight words 128 bytes before w (the
+ * group's stream): four column values per pass, the eight accumulators in r4-r7 and
+ * r8-r11 (ADD takes a high register), LDRB + MULS + ADD per MAC and one LDR per eight:
+ * 104 instructions per 32 MACs. */
+#if KML_M0_ASM
+__attribute__((naked, noinline))
+static void m0_dot8(const int32_t *c __attribute__((unused)),
+                    const int32_t *cend __attribute__((unused)),
+                    const uint8_t *w __attribute__((unused)),
+                    int32_t *acc __attribute__((unused)))
+{
+#define M0_D8(cw, wb) \
+    "ldr r1, [r0, #" #cw "]\n\t" \
+    "ldrb r3, [r2, #" #wb "+0]\n\t" "muls r3, r1, r3\n\t" "adds r4, r4, r3\n\t" \
+    "ldrb r3, [r2, #" #wb "+1]\n\t" "muls r3, r1, r3\n\t" "adds r5, r5, r3\n\t" \
+    "ldrb r3, [r2, #" #wb "+2]\n\t" "muls r3, r1, r3\n\t" "adds r6, r6, r3\n\t" \
+    "ldrb r3, [r2, #" #wb "+3]\n\t" "muls r3, r1, r3\n\t" "adds r7, r7, r3\n\t" \
+    "ldrb r3, [r2, #" #wb "+4]\n\t" "muls r3, r1, r3\n\t" "add r8, r3\n\t" \
+    "ldrb r3, [r2, #" #wb "+5]\n\t" "muls r3, r1, r3\n\t" "add r9, r3\n\t" \
+    "ldrb r3, [r2, #" #wb "+6]\n\t" "muls r3, r1, r3\n\t" "add r10, r3\n\t" \
+    "ldrb r3, [r2, #" #wb "+7]\n\t" "muls r3, r1, r3\n\t" "add r11, r3\n\t"
+    __asm__(".syntax unified\n\t"
+            "push {r4, r5, r6, r7, lr}\n\t"
+            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
+            "push {r3, r4, r5, r6, r7}\n\t"
+            "mov r12, r1\n\t"
+            "ldr r3, [r3, #0]\n\t"              /* the correction */
+            "movs r1, r2\n\t"
+            "subs r1, #112\n\t"                 /* the group's bias[4..7] */
+            "ldm r1!, {r4, r5, r6, r7}\n\t"
+            "adds r4, r4, r3\n\t" "mov r8, r4\n\t" "adds r5, r5, r3\n\t" "mov r9, r5\n\t"
+            "adds r6, r6, r3\n\t" "mov r10, r6\n\t" "adds r7, r7, r3\n\t" "mov r11, r7\n\t"
+            "subs r1, #32\n\t"                  /* bias[0..3] */
+            "ldm r1!, {r4, r5, r6, r7}\n\t"
+            "adds r4, r4, r3\n\t" "adds r5, r5, r3\n\t" "adds r6, r6, r3\n\t"
+            "adds r7, r7, r3\n\t"
+            "cmp r0, r12\n\t"
+            "beq 2f\n"
+            "1:\n\t"
+            M0_D8(0, 0) M0_D8(4, 8) M0_D8(8, 16) M0_D8(12, 24)
+            "adds r0, #16\n\t"
+            "adds r2, #32\n\t"
+            "cmp r0, r12\n\t"
+            "bne 1b\n"
+            "2:\n\t"
+            "pop {r3}\n\t"
+            "stm r3!, {r4, r5, r6, r7}\n\t"
+            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
+            "stm r3!, {r4, r5, r6, r7}\n\t"
+            "pop {r4, r5, r6, r7}\n\t"
+            "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
+            "pop {r4, r5, r6, r7, pc}\n\t"
+            ".syntax divided");
+#undef M0_D8
+}
+#endif
+
+/* m0_group for eight channels (weights: eight bytes per column value). */
+static void m0_group8(const int32_t *c, int32_t K, const uint8_t *w, int32_t *acc)
+{
+    const int32_t *cend = c + K;
+    int32_t j;
+#if KML_M0_ASM
+    m0_dot8(c, c + (K & ~3), w, acc);
+    w += 8 * (K & ~3);
+    c += K & ~3;
+#endif
+    while (c != cend) {
+        const int32_t v = *c++;
+        for (j = 0; j < 8; ++j) {
+            acc[j] += v * w[j];
+        }
+        w += 8;
+    }
+}
+
+/* One output pixel's accumulators for the group at stream s (width G, 4 or 8): bias plus
+ * the correction, then the inner product with the column. */
+static inline void m0_acc(const int32_t *s, int32_t G, int32_t K, int32_t corr,
+                          const int32_t *col, int32_t *a)
+{
+    int32_t i;
+    if (G == 8) {
+#if KML_M0_ASM
+        a[0] = corr;     /* m0_dot8 adds the biases */
+#else
+        for (i = 0; i < 8; ++i) {
+            a[i] = s[i] + corr;
+        }
+#endif
+        m0_group8(col, K, (const uint8_t *)(s + 32), a);
+    } else {
+        for (i = 0; i < 4; ++i) {
+            a[i] = s[i] + corr;
+        }
+        m0_group(col, K, (const uint8_t *)(s + 16), a);
+    }
+}
+
 void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
                       int8_t *output, const int32_t *packed, int32_t *scratch)
 {
-    const int32_t K = p->k_h * p->k_w * p->in_c, out_c = p->out_c;
+    const int32_t Kw = p->k_h * p->k_w * p->in_c, K = (Kw + 3) & ~3, out_c = p->out_c;
     const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
+    const int pw = m0_pointwise(p);
+    const int8_t *px = input;
     int32_t b, oy, ox, oc, i;
     (void)filter;
     (void)bias;
     (void)mult;
     (void)shift;
+    for (i = Kw; i < K; ++i) {    /* the window padded to a multiple of 4: weights 0 */
+        scratch[i] = 0;
+    }
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < p->out_h; ++oy) {
             for (ox = 0; ox < p->out_w; ++ox) {
-                const int32_t corr = -128 * m0_column(p, input, b, oy, ox, scratch);
+                int32_t corr;
+                if (pw) {
+                    corr = -128 * m0_column1(px, Kw, p->in_offset, scratch);
+                    px += Kw;
+                } else {
+                    corr = -128 * m0_column(p, input, b, oy, ox, scratch);
+                }
                 const int32_t *s = packed;
-                for (oc = 0; oc < out_c; oc += 4) {
-                    const int32_t n = out_c - oc < 4 ? out_c - oc : 4;
-                    int32_t a[4];
-                    a[0] = s[0] + corr; a[1] = s[1] + corr; a[2] = s[2] + corr;
-                    a[3] = s[3] + corr;
-                    m0_group(scratch, K, (const uint8_t *)(s + 12), a);
-                    if (n == 4) {
-                        output[0] = m0_out(a[0], s[4], s[8], out_off, lo, hi);
-                        output[1] = m0_out(a[1], s[5], s[9], out_off, lo, hi);
-                        output[2] = m0_out(a[2], s[6], s[10], out_off, lo, hi);
-                        output[3] = m0_out(a[3], s[7], s[11], out_off, lo, hi);
+                for (oc = 0; oc < out_c;) {
+                    const int32_t G = out_c - oc > 4 ? 8 : 4;
+                    const int32_t n = out_c - oc < G ? out_c - oc : G;
+                    int32_t a[8];
+                    m0_acc(s, G, K, corr, scratch, a);
+                    if (s[G + 2] >= 0) {   /* the layer takes m0_rq (all channels or none) */
+                        m0_store(a, s + G, n, output, out_off, lo, hi);
                     } else {
                         for (i = 0; i < n; ++i) {
-                            output[i] = m0_out(a[i], s[4 + i], s[8 + i], out_off, lo, hi);
+                            output[i] = m0_out(a[i], s + G + 3 * i, out_off, lo, hi);
                         }
                     }
                     output += n;
-                    s += 12 + K;
+                    oc += n;
+                    s += 4 * G + K * (G / 4);
                 }
             }
         }
     }
+}
+
+/* The record {mult, s, rnd} of one multiplier (as the generator writes them, per layer). */
+static void m0_record(int32_t mult, int32_t shift, int32_t *r)
+{
+    const int fast = mult >= 0 && shift <= 0 && shift >= -31;
+    r[0] = mult;
+    r[1] = fast ? -shift : shift;
+    r[2] = fast ? (int32_t)((1u << (uint32_t)-shift) >> 1) : -1;
+}
+
+/* kml_mbqm for a record. */
+static inline int32_t m0_mbqm_r(int32_t x, const int32_t *r)
+{
+    return r[2] >= 0 ? m0_rq(x, r) : m0_mbqm(x, r[0], r[1]);
 }
 
 void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
@@ -294,39 +603,125 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                           const int8_t *residual, int8_t *output, const int32_t *packed,
                           int32_t *scratch)
 {
-    const int32_t K = p->k_h * p->k_w * p->in_c, out_c = p->out_c;
+    const int32_t Kw = p->k_h * p->k_w * p->in_c, K = (Kw + 3) & ~3, out_c = p->out_c;
     const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
     const int32_t lshift = ep->left_shift;
-    int32_t b, oy, ox, oc, i;
+    const int pw = m0_pointwise(p);
+    const int8_t *px = input;
+    int32_t b, oy, ox, oc, i, rc[3], rr[3], ro[3];
     size_t at = 0;
     (void)filter;
     (void)bias;
     (void)mult;
     (void)shift;
+    m0_record(ep->conv_mult, ep->conv_shift, rc);
+    m0_record(ep->res_mult, ep->res_shift, rr);
+    m0_record(ep->out_mult, ep->out_shift, ro);
+    for (i = Kw; i < K; ++i) {    /* the window padded to a multiple of 4: weights 0 */
+        scratch[i] = 0;
+    }
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < p->out_h; ++oy) {
             for (ox = 0; ox < p->out_w; ++ox) {
-                const int32_t corr = -128 * m0_column(p, input, b, oy, ox, scratch);
+                int32_t corr;
+                if (pw) {
+                    corr = -128 * m0_column1(px, Kw, p->in_offset, scratch);
+                    px += Kw;
+                } else {
+                    corr = -128 * m0_column(p, input, b, oy, ox, scratch);
+                }
                 const int32_t *s = packed;
-                for (oc = 0; oc < out_c; oc += 4) {
-                    const int32_t n = out_c - oc < 4 ? out_c - oc : 4;
-                    int32_t a[4];
-                    a[0] = s[0] + corr; a[1] = s[1] + corr; a[2] = s[2] + corr;
-                    a[3] = s[3] + corr;
-                    m0_group(scratch, K, (const uint8_t *)(s + 12), a);
+                for (oc = 0; oc < out_c;) {
+                    const int32_t G = out_c - oc > 4 ? 8 : 4;
+                    const int32_t n = out_c - oc < G ? out_c - oc : G;
+                    int32_t a[8];
+                    m0_acc(s, G, K, corr, scratch, a);
                     for (i = 0; i < n; ++i, ++at) {
-                        const int32_t c = m0_out(a[i], s[4 + i], s[8 + i], out_off, lo, hi);
-                        const int32_t sc = m0_mbqm((c + ep->conv_offset) * (1 << lshift),
-                                                   ep->conv_mult, ep->conv_shift);
-                        const int32_t sr = m0_mbqm(((int32_t)residual[at] + ep->res_offset)
-                                                   * (1 << lshift), ep->res_mult, ep->res_shift);
+                        const int32_t c = m0_out(a[i], s + G + 3 * i, out_off, lo, hi);
+                        const int32_t sc = m0_mbqm_r((c + ep->conv_offset) * (1 << lshift),
+                                                     rc);
+                        const int32_t sr = m0_mbqm_r(((int32_t)residual[at] + ep->res_offset)
+                                                     * (1 << lshift), rr);
                         const int32_t sum = ep->conv_first ? sc + sr : sr + sc;
-                        const int32_t o = m0_mbqm(sum, ep->out_mult, ep->out_shift)
-                                          + ep->out_offset;
+                        const int32_t o = m0_mbqm_r(sum, ro) + ep->out_offset;
                         output[at] = (int8_t)kml_clamp(o, ep->act_min, ep->act_max);
                     }
-                    s += 12 + K;
+                    oc += n;
+                    s += 4 * G + K * (G / 4);
                 }
+            }
+        }
+    }
+}
+
+#if KML_M0_ASM
+/* A 3x3 depthwise window for four channels: acc[0..3] = bias[0..3] (the four words 64 bytes
+ * before w, the group's stream) + the nine taps x (int8, channels adjacent; x += xstep
+ * between taps of a row, x += acc[0] (on entry: ystep - 3 xstep) between rows) times the
+ * int32 weights w (four per tap). LDRSB with the offsets 0..3 kept in r4-r7, the
+ * accumulators in r8-r11: LDRSB + LDR + MULS + ADD per MAC, 17 instructions per tap. */
+__attribute__((naked, noinline))
+static void m0_dw3x3(const int8_t *x __attribute__((unused)),
+                     const int32_t *w __attribute__((unused)),
+                     int32_t xstep __attribute__((unused)),
+                     int32_t *acc __attribute__((unused)))
+{
+#define M0_DWT(wo) \
+    "ldrsb r2, [r0, r4]\n\t" "ldr r3, [r1, #" #wo "]\n\t" "muls r3, r2, r3\n\t" \
+    "add r8, r3\n\t" \
+    "ldrsb r2, [r0, r5]\n\t" "ldr r3, [r1, #" #wo "+4]\n\t" "muls r3, r2, r3\n\t" \
+    "add r9, r3\n\t" \
+    "ldrsb r2, [r0, r6]\n\t" "ldr r3, [r1, #" #wo "+8]\n\t" "muls r3, r2, r3\n\t" \
+    "add r10, r3\n\t" \
+    "ldrsb r2, [r0, r7]\n\t" "ldr r3, [r1, #" #wo "+12]\n\t" "muls r3, r2, r3\n\t" \
+    "add r11, r3\n\t"
+    __asm__(".syntax unified\n\t"
+            "push {r4, r5, r6, r7, lr}\n\t"
+            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
+            "push {r3, r4, r5, r6, r7}\n\t"
+            "mov r12, r2\n\t"                      /* xstep */
+            "ldr r2, [r3, #0]\n\t"
+            "mov lr, r2\n\t"                       /* ystep - 3 xstep */
+            "movs r2, r1\n\t"
+            "subs r2, #64\n\t"
+            "ldm r2!, {r4, r5, r6, r7}\n\t"        /* bias */
+            "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
+            "movs r4, #0\n\t" "movs r5, #1\n\t" "movs r6, #2\n\t" "movs r7, #3\n\t"
+            M0_DWT(0) "add r0, r12\n\t" M0_DWT(16) "add r0, r12\n\t" M0_DWT(32)
+            "add r0, r12\n\t" "add r0, lr\n\t"
+            M0_DWT(48) "add r0, r12\n\t" M0_DWT(64) "add r0, r12\n\t" M0_DWT(80)
+            "add r0, r12\n\t" "add r0, lr\n\t"
+            M0_DWT(96) "add r0, r12\n\t" M0_DWT(112) "add r0, r12\n\t"
+            "adds r1, #128\n\t" M0_DWT(0)
+            "pop {r3}\n\t"
+            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
+            "stm r3!, {r4, r5, r6, r7}\n\t"
+            "pop {r4, r5, r6, r7}\n\t"
+            "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
+            "pop {r4, r5, r6, r7, pc}\n\t"
+            ".syntax divided");
+#undef M0_DWT
+}
+#endif
+
+/* The window of a depthwise output pixel at the border, k_h x k_w x C bytes in win: the
+ * input where the tap is inside the image, the input zero point (-in_offset, whose x + offset
+ * is 0: TFLite's padding) where it is not. */
+static void m0_window(const kml_conv_params *p, const int8_t *input, int32_t b, int32_t y0,
+                      int32_t x0, int8_t *win)
+{
+    const int32_t C = p->in_c;
+    const int zp = (int)-p->in_offset;
+    int32_t ky, kx;
+    for (ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = y0 + ky * p->dil_h;
+        for (kx = 0; kx < p->k_w; ++kx, win += C) {
+            const int32_t ix = x0 + kx * p->dil_w;
+            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                memset(win, zp, (size_t)C);
+            } else {
+                memcpy(win, input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
+                                     + (size_t)ix) * (size_t)C, (size_t)C);
             }
         }
     }
@@ -337,17 +732,16 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                                 const int32_t *mult, const int32_t *shift, int8_t *output,
                                 const int32_t *packed, int32_t *scratch)
 {
-    const int32_t C = p->in_c, taps = p->k_h * p->k_w, off = p->in_offset;
+    const int32_t C = p->in_c, taps = p->k_h * p->k_w;
     const int32_t kh = p->k_h, kw = p->k_w, dh = p->dil_h, dw = p->dil_w;
     const int32_t in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w;
     const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
-    const size_t xstep = (size_t)dw * (size_t)C, ystep = (size_t)dh * (size_t)in_w * (size_t)C;
+    int8_t *win = (int8_t *)scratch;
     int32_t b, oy, ox, ch, ky, kx;
     (void)filter;
     (void)bias;
     (void)mult;
     (void)shift;
-    (void)scratch;
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < out_h; ++oy) {
             const int32_t y0 = oy * p->stride_h - p->pad_top;
@@ -355,68 +749,65 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                 const int32_t x0 = ox * p->stride_w - p->pad_left;
                 const int inside = y0 >= 0 && x0 >= 0 && y0 + (kh - 1) * dh < in_h
                     && x0 + (kw - 1) * dw < in_w;
-                const int8_t *base = input + ((size_t)(b * in_h + y0) * (size_t)in_w
-                                              + (size_t)x0) * (size_t)C;
+                const int8_t *base;
+                size_t xstep, ystep;
                 const int32_t *s = packed;
+                if (inside) {
+                    base = input + ((size_t)(b * in_h + y0) * (size_t)in_w + (size_t)x0)
+                                   * (size_t)C;
+                    xstep = (size_t)dw * (size_t)C;
+                    ystep = (size_t)dh * (size_t)in_w * (size_t)C;
+                } else {   /* at the border: the zero-point padded window */
+                    m0_window(p, input, b, y0, x0, win);
+                    base = win;
+                    xstep = (size_t)C;
+                    ystep = (size_t)kw * (size_t)C;
+                }
                 for (ch = 0; ch < C; ch += 4) {
-                    const int32_t *w = s + 12;
-                    int32_t a0, a1, a2, a3;
-                    if (inside) {
-                        const int8_t *xr = base + ch;
-                        a0 = s[0]; a1 = s[1]; a2 = s[2]; a3 = s[3];
+                    const int32_t *w = s + 16;
+                    const int8_t *xr = base + ch;
+                    int32_t a0 = s[0], a1 = s[1], a2 = s[2], a3 = s[3];
 #if KML_M0_ASM
-                        if (kw == 3) {      /* the usual 3-wide window: no tap loop */
-                            for (ky = 0; ky < kh; ++ky) {
-                                const int8_t *x = xr;
-                                M0_TAP4S M0_TAP4S M0_TAP4S
-                                xr += ystep;
-                            }
-                        } else
-#endif
+                    if (kw == 3 && kh == 3) {   /* the usual window: one call */
+                        int32_t a[4];
+                        a[0] = (int32_t)ystep - 3 * (int32_t)xstep;
+                        m0_dw3x3(xr, w, (int32_t)xstep, a);
+                        a0 = a[0]; a1 = a[1]; a2 = a[2]; a3 = a[3];
+                    } else if (kw == 3) {      /* 3-wide: no tap loop */
                         for (ky = 0; ky < kh; ++ky) {
                             const int8_t *x = xr;
-                            for (kx = 0; kx < kw; ++kx) {
-#if KML_M0_ASM
-                                M0_TAP4
-#else
-                                a0 += x[0] * w[0]; a1 += x[1] * w[1];
-                                a2 += x[2] * w[2]; a3 += x[3] * w[3];
-#endif
-                                x += xstep;
-                                w += 4;
-                            }
+                            M0_TAP4S M0_TAP4S M0_TAP4S
                             xr += ystep;
                         }
-                    } else {   /* taps outside the image: take their weights out of
-                                  * the folded offset term instead */
-                        a0 = s[0]; a1 = s[1]; a2 = s[2]; a3 = s[3];
-                        for (ky = 0; ky < kh; ++ky) {
-                            const int32_t iy = y0 + ky * dh;
-                            for (kx = 0; kx < kw; ++kx, w += 4) {
-                                const int32_t ix = x0 + kx * dw;
-                                const int8_t *x;
-                                if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
-                                    a0 -= off * w[0]; a1 -= off * w[1];
-                                    a2 -= off * w[2]; a3 -= off * w[3];
-                                    continue;
-                                }
-                                x = input + ((size_t)(b * in_h + iy) * (size_t)in_w
-                                             + (size_t)ix) * (size_t)C + (size_t)ch;
-#if KML_M0_ASM
-                                M0_TAP4
-#else
-                                a0 += x[0] * w[0]; a1 += x[1] * w[1];
-                                a2 += x[2] * w[2]; a3 += x[3] * w[3];
+                    } else
 #endif
-                            }
+                    for (ky = 0; ky < kh; ++ky) {
+                        const int8_t *x = xr;
+                        for (kx = 0; kx < kw; ++kx) {
+#if KML_M0_ASM
+                            M0_TAP4
+#else
+                            a0 += x[0] * w[0]; a1 += x[1] * w[1];
+                            a2 += x[2] * w[2]; a3 += x[3] * w[3];
+#endif
+                            x += xstep;
+                            w += 4;
                         }
+                        xr += ystep;
                     }
-                    output[0] = m0_out(a0, s[4], s[8], out_off, lo, hi);
-                    output[1] = m0_out(a1, s[5], s[9], out_off, lo, hi);
-                    output[2] = m0_out(a2, s[6], s[10], out_off, lo, hi);
-                    output[3] = m0_out(a3, s[7], s[11], out_off, lo, hi);
+                    if (s[6] >= 0) {   /* the layer takes m0_rq (all channels or none) */
+                        output[0] = (int8_t)m0_rqc(a0, s + 4, out_off, lo, hi);
+                        output[1] = (int8_t)m0_rqc(a1, s + 7, out_off, lo, hi);
+                        output[2] = (int8_t)m0_rqc(a2, s + 10, out_off, lo, hi);
+                        output[3] = (int8_t)m0_rqc(a3, s + 13, out_off, lo, hi);
+                    } else {
+                        output[0] = m0_out(a0, s + 4, out_off, lo, hi);
+                        output[1] = m0_out(a1, s + 7, out_off, lo, hi);
+                        output[2] = m0_out(a2, s + 10, out_off, lo, hi);
+                        output[3] = m0_out(a3, s + 13, out_off, lo, hi);
+                    }
                     output += 4;
-                    s += 12 + 4 * taps;
+                    s += 16 + 4 * taps;
                 }
             }
         }

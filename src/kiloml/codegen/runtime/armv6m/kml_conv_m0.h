@@ -10,15 +10,20 @@
  * channels multiply it with weights stored as unsigned bytes w + 128, four per word (one
  * LDRB per weight with an immediate offset, no sign extension):
  *     sum(c * w) = sum(c * (w + 128)) - 128 * S.
- * Stream, per group of four channels: bias[4], mult[4], shift[4], then K words of the four
- * channels' weights at window position k (a missing fourth channel has weights 0, i.e. 128).
+ * Groups of eight output channels while more than four remain (m0_dot8: the accumulators in
+ * eight registers, one LDR of the column value per eight MACs), then one of four.
+ * Stream, per group of G channels: bias[G], G requantization records {mult, s, rnd} (where
+ * mult >= 0 and shift <= 0: s = -shift and rnd = 2^s / 2, the rounding of the one shift of
+ * m0_rq; else s = shift and rnd = -1: the general form), then K x G bytes: the G channels'
+ * weights at window position k (a missing channel has weights 0, i.e. 128), K the window size
+ * rounded up to a multiple of 4 (the extra positions: weights 0, column values 0).
  *
  * kml_depthwise_conv2d_m0_s8 (depth multiplier 1, channels a multiple of 4): per output pixel
  * and group of four channels, the window's taps; the input offset is folded into the bias
- * (bias + offset x sum of the channel's weights, in the stream), less offset x weight for
- * each tap outside the image. Stream, per group: folded bias[4], mult[4], shift[4], then for
- * each of
- * the k_h x k_w taps the four channels' weights as int32 (one LDR each, no sign extension;
+ * (bias + offset x sum of the channel's weights, in the stream); at the border the taps come
+ * from a copy of the window in ``scratch`` (k_h x k_w x C bytes) padded with the input zero
+ * point, whose x + offset is 0. Stream, per group: folded bias[4], 4 records, then for
+ * each of the k_h x k_w taps the four channels' weights as int32 (one LDR each, no sign extension;
  * depthwise weights are few). */
 #ifndef KML_CONV_M0_H
 #define KML_CONV_M0_H
