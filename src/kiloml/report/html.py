@@ -66,6 +66,15 @@ def esc(v: Any) -> str:
     return html.escape(str(v), quote=True)
 
 
+def trim(v: Any, digits: int = 3) -> str:
+    """A measured quantity in prose: at most ``digits`` decimals, trailing zeros dropped
+    (250 ms, 20 min, 39.5 per hour); n/a for unknown."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    text = f"{float(v):,.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def num(v: Any, digits: int = 2) -> str:
     """Numbers for tables: thousands separators, n/a for unknown, yes/NO for booleans."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -379,13 +388,13 @@ def _streaming(s: Optional[dict], cal: Optional[dict] = None) -> str:
                           numeric=(1, 2, 3, 4), raw=True))
     st = s.get("settings") or {}
     score = (f" {sc['hits']} hits, {sc['misses']} misses, {sc['false_accepts']} false accepts "
-             f"({num(sc['fa_per_hour'], 3)} per hour)." if sc else " No truth file given.")
+             f"({trim(sc['fa_per_hour'], 1)} per hour)." if sc else " No truth file given.")
     intro = (f"kiloml simulate --stream {esc(Path(s['stream']).name)} ({esc(s['engine'])} engine, "
              f"{esc(s.get('dsp_variant') or '')} DSP, board {esc(s.get('board') or '')}): "
-             f"{num(s['duration_s'] / 60, 3)} min, a window every {num(s['stride_ms'], 4)} ms, "
+             f"{trim(s['duration_s'] / 60)} min, a window every {trim(s['stride_ms'])} ms, "
              f"{len(s.get('detections') or [])} detections; smoothing "
-             f"{num(st.get('average_window_ms'))} ms, threshold "
-             f"{num(st.get('detection_threshold'))}, suppression {num(st.get('suppression_ms'))}"
+             f"{trim(st.get('average_window_ms'))} ms, threshold "
+             f"{num(st.get('detection_threshold'))}, suppression {trim(st.get('suppression_ms'))}"
              f" ms, minimum count {num(st.get('minimum_count'))}." + esc(score))
     wk = s.get("wake") or {}
     if wk.get("enabled"):
