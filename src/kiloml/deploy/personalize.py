@@ -54,11 +54,13 @@ EXP_MIN = F32(-87.0)
 @dataclass(frozen=True)
 class Settings:
     """The update's parameters: ``epochs`` passes over the samples, learning rate ``lr``,
-    room for ``max_samples`` samples in the C sample store."""
+    room for ``max_samples`` samples in the C sample store; ``prox_mu`` > 0: FedProx's
+    proximal term (a board as a FedProx client; 0: plain SGD)."""
 
     epochs: int = 30
     lr: float = 0.05
     max_samples: int = 64
+    prox_mu: float = 0.0
 
 
 @dataclass
@@ -158,13 +160,16 @@ def logit_range(head: Head) -> tuple[np.float32, np.float32]:
 
 
 def train_head(head: Head, q: np.ndarray, labels: np.ndarray, s: Settings,
-               prox_mu: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+               prox_mu: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample SGD on softmax cross-entropy (see the module doc): float32 (w, b).
 
-    ``prox_mu`` > 0 adds FedProx's proximal term ``mu / 2 * |(w, b) - (w0, b0)|^2`` (w0, b0:
-    the starting head) to the loss: each step also subtracts ``lr * mu * (w - w0)`` (and the
-    same for b), computed from the weights before the step. Federated clients only (the C
-    update has no proximal term; with ``prox_mu`` = 0 this is the C's update)."""
+    ``prox_mu`` (None: ``s.prox_mu``) > 0 adds FedProx's proximal term ``mu / 2 * |(w, b) -
+    (w0, b0)|^2`` (w0, b0: the starting head) to the loss: each step also subtracts ``m * (w -
+    w0)`` with ``m = mu * lr`` (float32; and the same for b), computed from the weights before
+    the step: per element ``w = (w - g * x) - m * (w - w0)``. The C update does the same
+    (``prox_mu`` of the settings, or ``<name>_personalize_update_prox(mu)`` at run time)."""
+    if prox_mu is None:
+        prox_mu = s.prox_mu
     w, b = dequantize_head(head)
     w0, b0 = w.copy(), b.copy()
     mu = F32(prox_mu) * F32(s.lr)
@@ -417,10 +422,12 @@ int {n}_personalize_add(const int8_t *model_input, int32_t label)
     return 0;
 }}
 
-static int {n}_train(const int8_t *w0, const int32_t *b0, const float *ws0)
+static int {n}_train(const int8_t *w0, const int32_t *b0, const float *ws0, float prox_mu)
 {{
     uint32_t epoch, k, u, i;
     const float lr = {lr};
+    /* FedProx: each step also subtracts (prox_mu * lr) * (w - w0), w0 the starting head */
+    const float mu = prox_mu * lr;
     float x[D];
     uint8_t live[U];
     if ({n}_count == 0u) {{
@@ -473,6 +480,18 @@ static int {n}_train(const int8_t *w0, const int32_t *b0, const float *ws0)
                     p = p - 1.0f;
                 }}
                 g = live[u] ? lr * p : 0.0f;
+                if (mu != 0.0f) {{
+                    for (i = 0; i < D; ++i) {{
+                        const float wv = {n}_w[u * D + i];
+                        const float d = mu * (wv - (float)w0[u * D + i] * ws0[u]);
+                        {n}_w[u * D + i] = (wv - g * x[i]) - d;
+                    }}
+                    {{
+                        const float d = mu * ({n}_b[u] - (float)b0[u] * ({in_scale} * ws0[u]));
+                        {n}_b[u] = ({n}_b[u] - g) - d;
+                    }}
+                    continue;
+                }}
                 for (i = 0; i < D; ++i) {{
                     {n}_w[u * D + i] = {n}_w[u * D + i] - g * x[i];
                 }}
@@ -511,12 +530,20 @@ static int {n}_train(const int8_t *w0, const int32_t *b0, const float *ws0)
 
 int {n}_personalize_update(void)
 {{
-    return {n}_train({n}_factory_w, {n}_factory_b, {n}_factory_ws);
+    return {n}_train({n}_factory_w, {n}_factory_b, {n}_factory_ws, {prox_mu});
 }}
 
 int {n}_personalize_update_from_slot(void)
 {{
-    return {n}_train({n}_slot_w, {n}_slot_b, {n}_slot_ws);
+    return {n}_train({n}_slot_w, {n}_slot_b, {n}_slot_ws, {prox_mu});
+}}
+
+int {n}_personalize_update_prox(float prox_mu)
+{{
+    if (!(prox_mu >= 0.0f)) {{
+        return -2;
+    }}
+    return {n}_train({n}_slot_w, {n}_slot_b, {n}_slot_ws, prox_mu);
 }}
 
 /* ---- the gateway byte format (docs/personalization.md): little-endian, CRC-32 last */
@@ -704,6 +731,9 @@ const int32_t *{n}_personalize_bias(void);
 /* A federated client's round: retrains the head starting from the RAM slot (a global head
  * installed by {n}_personalize_import_head) instead of the factory head. */
 int {n}_personalize_update_from_slot(void);
+/* A FedProx client's round: as update_from_slot, with the proximal weight mu (>= 0) the
+ * server sent instead of the prox_mu setting ({prox_mu_setting}); -2 for a negative mu. */
+int {n}_personalize_update_prox(float prox_mu);
 
 /* The gateway byte format (docs/personalization.md), for a phone or gateway to relay over
  * serial or BLE. Head message: the RAM slot, {M}_HEAD_MESSAGE_BYTES bytes. */
@@ -780,12 +810,12 @@ def personalize_files(head: Head, name: str, s: Settings, command: str = "kiloml
         c0=_f(EXP_POLY[0]), horner=horner, lr=_f(s.lr), epochs=int(s.epochs),
         in_scale=_f(head.in_scale), in_zp=head.in_zp, out_scale=_f(head.out_scale),
         tail_call=tail_call, lo=_f(logit_range(head)[0]), hi=_f(logit_range(head)[1]),
-        M=n.upper())
+        M=n.upper(), prox_mu=_f(s.prox_mu))
     files[f"{n}_personalize.c"] = text
     files[f"{n}_personalize.h"] = C_HEADER.format(
         front=front, n=n, M=n.upper(), units=U, depth=D, max_n=s.max_samples, working=working,
         store_bytes=store + s.max_samples, head_msg=12 + U * D + 16 * U + 4,
-        samples_msg=16 + s.max_samples * (D + 1))
+        samples_msg=16 + s.max_samples * (D + 1), prox_mu_setting=float(F32(s.prox_mu)))
     slot_bytes = U * D + 4 * 4 * U
     return Bundle(dict(sorted(files.items())), working, store + s.max_samples, slot_bytes,
                   arena)
@@ -942,7 +972,7 @@ int main(int argc, char **argv)
         if (fread(msg, 1, len, fi) != len) {{ return 4; }}
         rc = {n}_personalize_import_head(msg, len);
         fwrite(&rc, sizeof rc, 1, fo);
-        if (rc == 0 && {n}_personalize_update_from_slot() != 0) {{ return 7; }}
+        if (rc == 0 && {update_call} != 0) {{ return 7; }}
         put(fo, {n}_personalize_export_head(buf, sizeof buf));
     }}
     fclose(fi);
@@ -952,12 +982,19 @@ int main(int argc, char **argv)
 """
 
 
+def _update_call(name: str, prox_mu: float | None) -> str:
+    if prox_mu is None:
+        return f"{name}_personalize_update_from_slot()"
+    return f"{name}_personalize_update_prox({_f(prox_mu)})"
+
+
 def run_gateway_host(bundle: Bundle, head: Head, name: str, model_inputs, labels,
-                     message: bytes, corrupted: bytes, sanitize: bool = True) -> dict:
+                     message: bytes, corrupted: bytes, sanitize: bool = True,
+                     prox_mu: float | None = None) -> dict:
     """The bundle's gateway functions on the host: reset, add every sample, update, export
     the head message (``"head"``) and the samples message (``"samples"``); then import
-    ``message`` (a global head from a gateway), update from the slot and export
-    (``"rc"``, ``"head_after"``); then import ``corrupted`` and export again (``"rc_bad"``,
+    ``message`` (a global head from a gateway), update from the slot (``prox_mu`` given:
+    ``update_prox(prox_mu)``) and export (``"rc"``, ``"head_after"``); then import ``corrupted`` and export again (``"rc_bad"``,
     ``"head_after_bad"``)."""
     import struct
     import subprocess
@@ -970,7 +1007,9 @@ def run_gateway_host(bundle: Bundle, head: Head, name: str, model_inputs, labels
     with tempfile.TemporaryDirectory(prefix="kiloml_gateway_") as tmp:
         d = Path(tmp)
         exe = _host_exe(bundle, GATEWAY_HARNESS.format(n=name, M=name.upper(),
-                                                       insize=x.shape[1]), d, sanitize)
+                                                       insize=x.shape[1],
+                                                       update_call=_update_call(name, prox_mu)),
+                        d, sanitize)
         blob = b"".join(x[i].tobytes() + y[i:i + 1].tobytes() for i in range(len(x)))
         for m in (message, corrupted):
             blob += struct.pack("<I", len(m)) + m
@@ -994,11 +1033,12 @@ def run_gateway_host(bundle: Bundle, head: Head, name: str, model_inputs, labels
 
 
 def run_gateway_emulator(bundle: Bundle, head: Head, name: str, model_inputs, labels,
-                         message: bytes, core: str, flags: list[str]) -> dict:
+                         message: bytes, core: str, flags: list[str],
+                         prox_mu: float | None = None) -> dict:
     """A board's federated round in the profiling emulator (``flags`` for ``core``): reset,
     add every sample, update, export the head and the samples messages; import ``message``,
-    update from the slot and export the head again. Returns ``"head"``, ``"samples"``,
-    ``"rc"`` (the import's return) and ``"head_after"`` as bytes / int."""
+    update from the slot (or ``update_prox(prox_mu)``) and export the head again. Returns
+    ``"head"``, ``"samples"``, ``"rc"`` (the import's return) and ``"head_after"`` as bytes / int."""
     import struct
     import tempfile
     from pathlib import Path
@@ -1033,7 +1073,7 @@ def run_gateway_emulator(bundle: Bundle, head: Head, name: str, model_inputs, la
              f"    (void){name}_personalize_export_samples(kml_g_samples, sizeof kml_g_samples);",
              f"    kml_g_status[2] = {name}_personalize_import_head(kml_g_message, "
              "sizeof kml_g_message);",
-             f"    kml_g_status[3] = {name}_personalize_update_from_slot();",
+             f"    kml_g_status[3] = {_update_call(name, prox_mu)};",
              f"    (void){name}_personalize_export_head(kml_g_after, sizeof kml_g_after);",
              f"    {END}();",
              "    return 0;", "}", ""]

@@ -81,7 +81,7 @@ def evaluate_person(spec: DeploySpec, head: Head, inputs: np.ndarray, labels: np
 def project_settings(p) -> Settings:
     """``[personalize]`` of the project, or the defaults."""
     s = p.config.personalize
-    return Settings() if s is None else Settings(s.epochs, s.lr, s.max_samples)
+    return Settings() if s is None else Settings(s.epochs, s.lr, s.max_samples, s.prox_mu)
 
 
 def personalize_project(project, data, shots: int, board: str | None = None,
