@@ -102,7 +102,7 @@ def pick_available(labels: np.ndarray, shots: int, num_classes: int) -> np.ndarr
     return np.concatenate(picked)
 
 
-def evaluate_available(spec, head, x, y, shots, settings, biases="head"):
+def evaluate_available(spec, head, x, y, shots, settings):
     from kiloml.deploy.personalize import check_samples, personalize, personalized_graph, run_model
 
     train = pick_available(y, shots, head.units)
@@ -110,7 +110,7 @@ def evaluate_available(spec, head, x, y, shots, settings, biases="head"):
     rest = np.setdiff1d(np.arange(len(y)), train)
     upd = personalize(head, x[train], y[train], settings)
     before = run_model(head.graph, x[rest]).argmax(axis=1)
-    after = run_model(personalized_graph(head, *upd[:3]), x[rest]).argmax(axis=1)
+    after = run_model(personalized_graph(head, *upd[:3], *upd[5:]), x[rest]).argmax(axis=1)
     acc_b, acc_a = float(np.mean(before == y[rest])), float(np.mean(after == y[rest]))
     eb = 1.0 - acc_b
     return acc_b, acc_a, ((eb - (1.0 - acc_a)) / eb if eb > 0 else 0.0), len(rest)
@@ -153,7 +153,7 @@ def run_kws(a, settings, shots) -> list[dict]:
         x = model_inputs(spec, frames[keep])
         y = np.array([labels.index(wins[i].label) for i in keep])
         for k in shots:
-            b, af, rel, n = evaluate_available(spec, head, x, y, k, settings, a.biases)
+            b, af, rel, n = evaluate_available(spec, head, x, y, k, settings)
             rows.append({"person": sp, "shots": k, "n_eval": n, "accuracy_before": b,
                          "accuracy_after": af, "relative_error_reduction": rel})
     return rows
@@ -178,7 +178,7 @@ def main() -> int:
     from kiloml.workflow.train import train_project
 
     shots = [int(s) for s in a.shots.split(",")]
-    settings = Settings(epochs=a.epochs, lr=a.lr, max_samples=64)
+    settings = Settings(epochs=a.epochs, lr=a.lr, max_samples=64, biases=a.biases)
     if a.task == "kws":
         t0 = time.time()
         rows = run_kws(a, settings, shots)

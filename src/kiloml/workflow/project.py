@@ -151,6 +151,8 @@ class PersonalizeSection(_Strict):
     max_samples: int = Field(64, ge=1, le=255)
     prox_mu: float = Field(0.0, ge=0, le=1000, description="FedProx's proximal weight of the "
                            "board's update (0: plain SGD)")
+    biases: Literal["head", "all"] = Field("head", description='"all": also train the bias of '
+                                           "the layer before the head (TinyTL style)")
 
 
 class TuneRange(_Strict):
