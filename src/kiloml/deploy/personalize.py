@@ -128,11 +128,12 @@ def find_head(graph: Graph) -> Head:
 class BiasLayer:
     """``[personalize] biases = "all"`` (TinyTL style): the CONV_2D before the head whose
     output reaches the head through its fused activation and a global average pool (plus
-    reshapes) only; its int32 bias is trained with the head, its int8 weights stay. The nodes
+    reshapes) only, or the FULLY_CONNECTED feeding the head through its activation; its int32 bias is trained with the head, its int8 weights stay. The nodes
     before it are then the backbone (the *stem*), those between it and the head the *mid*."""
 
     node: int
-    p: object              # kiloml.ir.ops.conv_common.ConvParams
+    op: str                # CONV_2D or FULLY_CONNECTED (a 1x1 convolution at one position)
+    p: object              # kiloml.ir.ops.conv_common.ConvParams (or the same fields)
     weights: np.ndarray    # int8 [C, kh, kw, in_c]
     bias: np.ndarray       # int32 [C]
     cs: np.ndarray         # float32 [C]: in_scale * weight scale (the bias scale)
@@ -173,13 +174,29 @@ def find_bias_layer(head: Head) -> BiasLayer:
             pooled = True
         i -= 1
     n = g.nodes[i] if i >= 0 else None
-    if n is None or n.op != "CONV_2D" or len(n.inputs) < 3 or n.inputs[2] < 0:
-        raise KilomlError('personalize: biases = "all" needs a CONV_2D with a bias before the '
-                          "head, reaching it through a global average pool (this model has "
-                          f"{n.op if n else 'nothing'} there)")
-    p = REGISTRY["CONV_2D"].prepare(g, n)
+    if n is None or n.op not in ("CONV_2D", "FULLY_CONNECTED") or len(n.inputs) < 3 or \
+            n.inputs[2] < 0 or (n.op == "FULLY_CONNECTED" and pooled):
+        raise KilomlError('personalize: biases = "all" needs a CONV_2D (through a global '
+                          "average pool) or a FULLY_CONNECTED with a bias before the head "
+                          f"(this model has {n.op if n else 'nothing'} there)")
     x, w, b = (g.tensors[t] for t in n.inputs[:3])
     y = g.tensors[n.outputs[0]]
+    if n.op == "CONV_2D":
+        p = REGISTRY["CONV_2D"].prepare(g, n)
+    else:   # a dense layer: a 1x1 convolution over one position
+        from types import SimpleNamespace
+
+        fp = REGISTRY["FULLY_CONNECTED"].prepare(g, n)
+        units, depth = w.shape
+        if x.size != depth:
+            raise KilomlError('personalize: biases = "all": the FULLY_CONNECTED before the '
+                              "head takes more than one sample")
+        p = SimpleNamespace(batches=1, in_h=1, in_w=1, in_c=int(depth), out_h=1, out_w=1,
+                            out_c=int(units), k_h=1, k_w=1, stride_h=1, stride_w=1, dil_h=1,
+                            dil_w=1, pad_top=0, pad_left=0,
+                            in_offset=-int(x.quant.zero_point[0]),
+                            out_offset=int(y.quant.zero_point[0]), act_min=int(fp.act_min),
+                            act_max=int(fp.act_max), mult=fp.mult, shift=fp.shift)
     if p.out_c != head.depth or p.batches != 1 or \
             (not pooled and p.out_h * p.out_w != 1):
         raise KilomlError(f'personalize: biases = "all": the CONV_2D before the head has '
@@ -187,7 +204,7 @@ def find_bias_layer(head: Head) -> BiasLayer:
     ws = np.broadcast_to(w.quant.scale.astype(F32), (p.out_c,))
     cs = (F32(x.quant.scale[0]) * ws).astype(F32)
     oz, osc = int(y.quant.zero_point[0]), F32(y.quant.scale[0])
-    return BiasLayer(i, p, w.data.astype(np.int8).reshape(p.out_c, p.k_h, p.k_w, p.in_c),
+    return BiasLayer(i, n.op, p, w.data.astype(np.int8).reshape(p.out_c, p.k_h, p.k_w, p.in_c),
                      b.data.astype(np.int32).reshape(p.out_c), cs,
                      F32(p.act_min - oz) * osc, F32(p.act_max - oz) * osc,
                      int(p.out_h * p.out_w), int(x.size), int(y.size))
@@ -1009,13 +1026,19 @@ def _layer_parts(head: Head, layer: BiasLayer | None, n: str, has_stem: bool,
     mid = layer.mid(head)
     if mid is not None:
         add_model(mid, f"{n}_pmid")
-    fields = conv_fields(p)
+    if layer.op == "CONV_2D":
+        fields = conv_fields(p)
+        ptype, call = "kml_conv_params", "kml_conv2d_s8"
+    else:
+        fields = f"1, {p.in_c}, {p.out_c}, {p.in_offset}, {p.out_offset}, {p.act_min}, {p.act_max}"
+        ptype, call = "kml_fc_params", "kml_fully_connected_s8"
     decls = "\n".join([
-        '#include "kml_conv.h"' + (f'\n#include "{n}_pmid.h"' if mid is not None else ""),
+        ('#include "kml_conv.h"' if layer.op == "CONV_2D" else "")
+        + (f'\n#include "{n}_pmid.h"' if mid is not None else ""),
         "",
-        "/* biases = \"all\": the CONV_2D before the head (its int8 weights in flash, its "
+        f"/* biases = \"all\": the {layer.op} before the head (its int8 weights in flash, its "
         "bias trained) */",
-        f"static const kml_conv_params {n}_conv_params = {{{fields}}};",
+        f"static const {ptype} {n}_conv_params = {{{fields}}};",
         array_decl("int8_t", f"{n}_conv_w", layer.weights.reshape(-1)),
         array_decl("int32_t", f"{n}_conv_mult", np.asarray(p.mult, np.int32)),
         array_decl("int32_t", f"{n}_conv_shift", np.asarray(p.shift, np.int32)),
@@ -1105,7 +1128,7 @@ def _layer_parts(head: Head, layer: BiasLayer | None, n: str, has_stem: bool,
     front = (f"""    if ({n}_pbb_invoke(model_input, {n}_conv_in) != 0) {{
         return -1;
     }}
-""" if has_stem else "") + f"""    kml_conv2d_s8(&{n}_conv_params, {conv_in}, {n}_conv_w, {n}_slot_cb, {n}_conv_mult,
+""" if has_stem else "") + f"""    {call}(&{n}_conv_params, {conv_in}, {n}_conv_w, {n}_slot_cb, {n}_conv_mult,
                   {n}_conv_shift, {n}_conv_out, 0, 0);
 """ + (f"""    if ({n}_pmid_invoke({n}_conv_out, {n}_head_in) != 0) {{
         return -1;
@@ -1119,7 +1142,7 @@ const int32_t *{n}_personalize_layer_bias(void)
 """
     api_h = (f"/* biases = \"all\": the RAM slot's int32 bias of the layer before the head "
              f"({head.depth} channels). */\nconst int32_t *{n}_personalize_layer_bias(void);\n")
-    extra = 12 * head.depth + (layer.in_size if has_stem else 0) + layer.out_size
+    extra = 8 * head.depth + (layer.in_size if has_stem else 0) + layer.out_size
     return {"layer_decls": decls, "add_store": add_store, "forward": forward,
             "backward": backward, "layer_requant": requant, "layer_reset": reset,
             "layer_start_factory": start(f"{n}_factory_cb"),
@@ -1129,11 +1152,11 @@ const int32_t *{n}_personalize_layer_bias(void)
 
 def trained_biases(head: Head, s: Settings) -> list[str]:
     """Which biases the update trains, by lowered-graph node: the head's, and with ``biases
-    = "all"`` the CONV_2D's before it."""
+    = "all"`` the bias layer's before it."""
     out = [f"head: node {head.node} FULLY_CONNECTED ({head.units})"]
     if s.biases == "all":
         lay = find_bias_layer(head)
-        out.append(f"node {lay.node} CONV_2D ({lay.p.out_c} channels)")
+        out.append(f"node {lay.node} {lay.op} ({lay.p.out_c} channels)")
     return out
 
 
