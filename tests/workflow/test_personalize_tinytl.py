@@ -147,3 +147,20 @@ def test_a_model_without_a_conv_before_the_head_is_refused():
         find_bias_layer(head)
     with pytest.raises(KilomlError, match="CONV_2D"):
         personalize_files(head, "ms", Settings(biases="all"))
+
+
+def test_the_c_package_reports_which_biases_it_trains(person, tmp_path):
+    import dataclasses
+    import json
+
+    from kiloml.deploy import deploy_c
+
+    spec, head, x, y = person
+    deploy_c(dataclasses.replace(spec, personalize=Settings(epochs=3, biases="all")), tmp_path)
+    meta = json.loads(next(tmp_path.glob("*.json")).read_text())
+    rep = meta["personalize"]
+    lay = find_bias_layer(head)
+    assert rep["biases"] == "all" and len(rep["trained_biases"]) == 2
+    assert rep["trained_biases"][1] == f"node {lay.node} {lay.op} ({head.depth} channels)"
+    src = (tmp_path / "personalize" / f"{meta['name']}_personalize.c").read_text()
+    assert f"{meta['name']}_slot_cb[{head.depth}]" in src
