@@ -172,13 +172,15 @@ def main() -> int:
     ap.add_argument("--speakers", type=int, default=8, help="kws: held-out speakers")
     ap.add_argument("--kws-epochs", type=int, default=12, help="kws: training epochs")
     ap.add_argument("--biases", choices=("head", "all"), default="head")
+    ap.add_argument("--bias-lr-scale", type=float, default=1.0)
     a = ap.parse_args()
     from kiloml.deploy.personalize import Settings
     from kiloml.workflow.personalize import evaluate_person
     from kiloml.workflow.train import train_project
 
     shots = [int(s) for s in a.shots.split(",")]
-    settings = Settings(epochs=a.epochs, lr=a.lr, max_samples=64, biases=a.biases)
+    settings = Settings(epochs=a.epochs, lr=a.lr, max_samples=64, biases=a.biases,
+                        bias_lr_scale=a.bias_lr_scale)
     if a.task == "kws":
         t0 = time.time()
         rows = run_kws(a, settings, shots)
@@ -228,7 +230,8 @@ def main() -> int:
 def print_tables(a, rows, shots, task, who) -> None:
     for k in shots:
         t = Table(title=f"{task} personalization, {k} shot(s) per class "
-                  f"(epochs {a.epochs}, lr {a.lr}, biases {a.biases})")
+                  f"(epochs {a.epochs}, lr {a.lr}, biases {a.biases}"
+                  + (f" x{a.bias_lr_scale:g}" if a.biases == "all" else "") + ")")
         for c in (who, "eval windows", "acc before", "acc after", "rel. error red."):
             t.add_column(c, justify="right")
         got = [r for r in rows if r["shots"] == k and "skipped" not in r]

@@ -19,7 +19,8 @@ from kiloml.ir.graph import Graph
 
 CASES = [Settings(epochs=0, lr=0.05, max_samples=16, biases="all"),
          Settings(epochs=3, lr=0.1, max_samples=16, biases="all"),
-         Settings(epochs=2, lr=0.2, max_samples=16, biases="all", prox_mu=0.7)]
+         Settings(epochs=2, lr=0.2, max_samples=16, biases="all", prox_mu=0.7,
+                  bias_lr_scale=3.0)]
 
 
 def _cnn1d_project(tmp_path):
@@ -109,6 +110,10 @@ def test_host_c_trains_the_layer_bias_like_the_twin(person, case):
     assert np.array_equal(got.outputs, run_model(personalized_graph(head, q, ws, qb, lb), x))
     # the head-only update on the same samples leaves the layer and trains another head
     h = personalize(head, xs, ys, Settings(s.epochs, s.lr, s.max_samples, s.prox_mu))
+    if s.bias_lr_scale != 1.0:     # the scale acts on the layer's bias
+        one = personalize(head, xs, ys, Settings(s.epochs, s.lr, s.max_samples, s.prox_mu,
+                                                 "all"))
+        assert one[5].tobytes() != lb.tobytes()
     assert len(h) == 5 and (not s.epochs or h[0].tobytes() != q.tobytes())
 
 

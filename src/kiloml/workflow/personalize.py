@@ -85,7 +85,8 @@ def project_settings(p) -> Settings:
     s = p.config.personalize
     if s is None:
         return Settings()
-    return Settings(s.epochs, s.lr, s.max_samples, s.prox_mu, s.biases)
+    return Settings(s.epochs, s.lr, s.max_samples, s.prox_mu, s.biases,
+                    s.bias_lr_scale)
 
 
 def personalize_project(project, data, shots: int, board: str | None = None,

@@ -153,6 +153,8 @@ class PersonalizeSection(_Strict):
                            "board's update (0: plain SGD)")
     biases: Literal["head", "all"] = Field("head", description='"all": also train the bias of '
                                            "the layer before the head (TinyTL style)")
+    bias_lr_scale: float = Field(1.0, gt=0, le=1000, description='biases = "all": the layer '
+                                 "bias's learning rate as a multiple of lr")
 
 
 class TuneRange(_Strict):
