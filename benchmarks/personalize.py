@@ -7,6 +7,10 @@ and after. K = 1, 3, 5, 10.
     nice -n 10 python benchmarks/personalize.py [--workdir DIR] [--people a,b] [--shots 1,3,5,10]
                                                 [--epochs 30] [--lr 0.05] [--reuse]
                                                 [--biases head|all] [--task wand|kws]
+                                                [--bias-lr-scale K]
+
+``--biases all``: the update also trains the bias of the layer before the head
+(kiloml.deploy.personalize.find_bias_layer), its step scaled by ``--bias-lr-scale``.
 
 ``--task kws``: keyword spotting on speakers absent from training. A ``kws`` project
 (benchmarks/train.py's setup: all of ../shared/data/speech_commands, MFCC, DS-CNN) is trained
