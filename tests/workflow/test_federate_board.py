@@ -107,3 +107,67 @@ def test_the_board_round_is_bit_exact_in_the_emulator(fleet, run, board):
     assert got["rc"] == 0
     assert got["head_after"] == encode_head(*requantize_head(head, *train_head(start, feats,
                                                                                 ys, s)))
+
+
+def test_a_board_is_a_fedprox_client_bit_exact_with_the_twin(fleet, run):
+    """FedProx in the C (host, ASan/UBSan): the global head relayed by a gateway, then
+    ``update_prox(mu)`` with the server's mu equals the twin's client update with the same
+    proximal term byte for byte, and differs from the plain update (the term acts); the
+    ``prox_mu`` setting gives the same through ``personalize_update`` from the factory head."""
+    from kiloml.deploy.personalize import (backbone_outputs, personalize, personalize_files,
+                                           run_gateway_host, run_update_host)
+    from kiloml.workflow.deploy import project_spec
+    from kiloml.workflow.federate import load_clients, read_message
+    from kiloml.workflow.project import load_project
+
+    root, clients = fleet
+    p = load_project(root)
+    spec = project_spec(p)
+    head = find_head(spec.graph)
+    c = load_clients(p, spec, head, clients)[3]
+    pick = np.random.default_rng(4).choice(len(c.labels), 12, replace=False)
+    xs, ys = c.inputs[pick], c.labels[pick]
+    s = Settings(epochs=4, lr=0.05, max_samples=16)
+    msg = bytes.fromhex(run["global_head_message"])
+    start = read_message(head, msg, "test")
+    feats = backbone_outputs(head, xs)
+    mu = 2.5
+    got = run_gateway_host(personalize_files(head, "fp", s), head, "fp", xs, ys, msg, msg[:-1],
+                           prox_mu=mu)
+    want = encode_head(*requantize_head(head, *train_head(start, feats, ys, s, prox_mu=mu)))
+    plain = encode_head(*requantize_head(head, *train_head(start, feats, ys, s)))
+    assert got["rc"] == 0 and got["head_after"] == want and want != plain
+    assert got["rc_bad"] == -1 and got["head_after_bad"] == want
+    sp = Settings(epochs=4, lr=0.05, max_samples=16, prox_mu=mu)
+    q, ws, qb, _, _ = personalize(head, xs, ys, sp)
+    dev = run_update_host(personalize_files(head, "fp", sp), head, "fp", xs, ys, sanitize=True)
+    assert dev.weights.tobytes() == q.tobytes() and dev.bias.tobytes() == qb.tobytes()
+    assert q.tobytes() != personalize(head, xs, ys, s)[0].tobytes()
+
+
+def test_the_fedprox_round_is_bit_exact_in_the_emulator(fleet, run):
+    """``update_prox`` cross-compiled for the Cortex-M0+ (software float) in the emulator."""
+    from kiloml.deploy.personalize import (backbone_outputs, personalize_files,
+                                           run_gateway_emulator)
+    from kiloml.deploy.spec import board_flags, find_board
+    from kiloml.workflow.deploy import project_spec
+    from kiloml.workflow.federate import load_clients, read_message
+    from kiloml.workflow.project import load_project
+
+    root, clients = fleet
+    p = load_project(root)
+    spec = project_spec(p)
+    head = find_head(spec.graph)
+    c = load_clients(p, spec, head, clients)[5]
+    pick = np.random.default_rng(5).choice(len(c.labels), 9, replace=False)
+    xs, ys = c.inputs[pick], c.labels[pick]
+    s = Settings(epochs=2, lr=0.05, max_samples=12)
+    msg = bytes.fromhex(run["global_head_message"])
+    bid, b = find_board("pico")
+    got = run_gateway_emulator(personalize_files(head, "fz", s), head, "fz", xs, ys, msg,
+                               str(b["core"]), board_flags(bid, str(b["core"])), prox_mu=1.5)
+    start = read_message(head, msg, "test")
+    feats = backbone_outputs(head, xs)
+    assert got["rc"] == 0
+    assert got["head_after"] == encode_head(*requantize_head(
+        head, *train_head(start, feats, ys, s, prox_mu=1.5)))

@@ -54,11 +54,15 @@ EXP_MIN = F32(-87.0)
 @dataclass(frozen=True)
 class Settings:
     """The update's parameters: ``epochs`` passes over the samples, learning rate ``lr``,
-    room for ``max_samples`` samples in the C sample store."""
+    room for ``max_samples`` samples in the C sample store; ``prox_mu`` > 0: FedProx's
+    proximal term (a board as a FedProx client; 0: plain SGD)."""
 
     epochs: int = 30
     lr: float = 0.05
     max_samples: int = 64
+    prox_mu: float = 0.0
+    biases: str = "head"    # "all": also the bias of the layer before the head (BiasLayer)
+    bias_lr_scale: float = 1.0   # biases = "all": the layer bias's step is scaled by this
 
 
 @dataclass
@@ -121,6 +125,114 @@ def find_head(graph: Graph) -> Head:
                 int(p.act_min), int(p.act_max))
 
 
+@dataclass
+class BiasLayer:
+    """``[personalize] biases = "all"`` (TinyTL style): the CONV_2D before the head whose
+    output reaches the head through its fused activation and a global average pool (plus
+    reshapes) only, or the FULLY_CONNECTED feeding the head through its activation; its int32 bias is trained with the head, its int8 weights stay. The nodes
+    before it are then the backbone (the *stem*), those between it and the head the *mid*."""
+
+    node: int
+    op: str                # CONV_2D or FULLY_CONNECTED (a 1x1 convolution at one position)
+    p: object              # kiloml.ir.ops.conv_common.ConvParams (or the same fields)
+    weights: np.ndarray    # int8 [C, kh, kw, in_c]
+    bias: np.ndarray       # int32 [C]
+    cs: np.ndarray         # float32 [C]: in_scale * weight scale (the bias scale)
+    lo: np.float32         # the real range of its clamped (activated) output
+    hi: np.float32
+    positions: int         # out_h * out_w: the average pool's count
+    in_size: int           # int8 values of its input (a stored sample)
+    out_size: int
+
+    def stem(self, head: Head) -> Graph | None:
+        g = head.graph
+        if self.node == 0:
+            return None
+        return Graph(g.tensors, g.nodes[:self.node], list(g.inputs),
+                     [g.nodes[self.node].inputs[0]], name=g.name + "_stem")
+
+    def mid(self, head: Head) -> Graph | None:
+        g = head.graph
+        if self.node + 1 == head.node:
+            return None
+        return Graph(g.tensors, g.nodes[self.node + 1:head.node], [g.nodes[self.node].outputs[0]],
+                     [g.nodes[head.node].inputs[0]], name=g.name + "_mid")
+
+
+def find_bias_layer(head: Head) -> BiasLayer:
+    """The layer whose bias ``biases = "all"`` trains; KilomlError when the head is not fed
+    by CONV_2D -> (global AVERAGE_POOL_2D or MEAN) -> RESHAPEs."""
+    from kiloml.ir.ops import REGISTRY
+
+    g = head.graph
+    i = head.node - 1
+    pooled = False
+    while i >= 0 and g.nodes[i].op in ("RESHAPE", "AVERAGE_POOL_2D", "MEAN"):
+        n = g.nodes[i]
+        if n.op != "RESHAPE":
+            if pooled or g.tensors[n.outputs[0]].size != head.depth:
+                break
+            pooled = True
+        i -= 1
+    n = g.nodes[i] if i >= 0 else None
+    if n is None or n.op not in ("CONV_2D", "FULLY_CONNECTED") or len(n.inputs) < 3 or \
+            n.inputs[2] < 0 or (n.op == "FULLY_CONNECTED" and pooled):
+        raise KilomlError('personalize: biases = "all" needs a CONV_2D (through a global '
+                          "average pool) or a FULLY_CONNECTED with a bias before the head "
+                          f"(this model has {n.op if n else 'nothing'} there)")
+    x, w, b = (g.tensors[t] for t in n.inputs[:3])
+    y = g.tensors[n.outputs[0]]
+    if n.op == "CONV_2D":
+        p = REGISTRY["CONV_2D"].prepare(g, n)
+    else:   # a dense layer: a 1x1 convolution over one position
+        from types import SimpleNamespace
+
+        fp = REGISTRY["FULLY_CONNECTED"].prepare(g, n)
+        units, depth = w.shape
+        if x.size != depth:
+            raise KilomlError('personalize: biases = "all": the FULLY_CONNECTED before the '
+                              "head takes more than one sample")
+        p = SimpleNamespace(batches=1, in_h=1, in_w=1, in_c=int(depth), out_h=1, out_w=1,
+                            out_c=int(units), k_h=1, k_w=1, stride_h=1, stride_w=1, dil_h=1,
+                            dil_w=1, pad_top=0, pad_left=0,
+                            in_offset=-int(x.quant.zero_point[0]),
+                            out_offset=int(y.quant.zero_point[0]), act_min=int(fp.act_min),
+                            act_max=int(fp.act_max), mult=fp.mult, shift=fp.shift)
+    if p.out_c != head.depth or p.batches != 1 or \
+            (not pooled and p.out_h * p.out_w != 1):
+        raise KilomlError(f'personalize: biases = "all": the CONV_2D before the head has '
+                          f"{p.out_c} channels for a head of depth {head.depth}")
+    ws = np.broadcast_to(w.quant.scale.astype(F32), (p.out_c,))
+    cs = (F32(x.quant.scale[0]) * ws).astype(F32)
+    oz, osc = int(y.quant.zero_point[0]), F32(y.quant.scale[0])
+    return BiasLayer(i, n.op, p, w.data.astype(np.int8).reshape(p.out_c, p.k_h, p.k_w, p.in_c),
+                     b.data.astype(np.int32).reshape(p.out_c), cs,
+                     F32(p.act_min - oz) * osc, F32(p.act_max - oz) * osc,
+                     int(p.out_h * p.out_w), int(x.size), int(y.size))
+
+
+def conv_accumulators(layer: BiasLayer, q: np.ndarray) -> np.ndarray:
+    """The layer's int32 accumulators sum((x + in_offset) * w) over the taps inside the
+    image, without the bias: (N, positions, C), exact integers (the C sums the same)."""
+    p = layer.p
+    x = np.asarray(q, np.int8).reshape(-1, p.in_h, p.in_w, p.in_c).astype(np.int64) + p.in_offset
+    n = len(x)
+    ph = p.pad_top + (p.out_h - 1) * p.stride_h + (p.k_h - 1) * p.dil_h + 1
+    pw = p.pad_left + (p.out_w - 1) * p.stride_w + (p.k_w - 1) * p.dil_w + 1
+    xp = np.zeros((n, max(ph, p.pad_top + p.in_h), max(pw, p.pad_left + p.in_w), p.in_c),
+                  np.int64)
+    xp[:, p.pad_top:p.pad_top + p.in_h, p.pad_left:p.pad_left + p.in_w] = x
+    w = layer.weights.astype(np.int64)
+    acc = np.zeros((n, p.out_h, p.out_w, p.out_c), np.int64)
+    for ky in range(p.k_h):
+        for kx in range(p.k_w):
+            y0, x0 = ky * p.dil_h, kx * p.dil_w
+            xs = xp[:, y0:y0 + (p.out_h - 1) * p.stride_h + 1:p.stride_h,
+                    x0:x0 + (p.out_w - 1) * p.stride_w + 1:p.stride_w]
+            acc += xs @ w[:, ky, kx, :].T
+    return acc.reshape(n, layer.positions, p.out_c)
+
+
 # ---------------------------------------------------------------- the numpy twin (float32)
 
 def expf(x: np.float32) -> np.float32:
@@ -158,22 +270,43 @@ def logit_range(head: Head) -> tuple[np.float32, np.float32]:
 
 
 def train_head(head: Head, q: np.ndarray, labels: np.ndarray, s: Settings,
-               prox_mu: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+               prox_mu: float | None = None):
     """Per-sample SGD on softmax cross-entropy (see the module doc): float32 (w, b).
 
-    ``prox_mu`` > 0 adds FedProx's proximal term ``mu / 2 * |(w, b) - (w0, b0)|^2`` (w0, b0:
-    the starting head) to the loss: each step also subtracts ``lr * mu * (w - w0)`` (and the
-    same for b), computed from the weights before the step. Federated clients only (the C
-    update has no proximal term; with ``prox_mu`` = 0 this is the C's update)."""
+    ``prox_mu`` (None: ``s.prox_mu``) > 0 adds FedProx's proximal term ``mu / 2 * |(w, b) -
+    (w0, b0)|^2`` (w0, b0: the starting head) to the loss: each step also subtracts ``m * (w -
+    w0)`` with ``m = mu * lr`` (float32; and the same for b), computed from the weights before
+    the step: per element ``w = (w - g * x) - m * (w - w0)``. The C update does the same
+    (``prox_mu`` of the settings, or ``<name>_personalize_update_prox(mu)`` at run time)."""
+    if prox_mu is None:
+        prox_mu = s.prox_mu
     w, b = dequantize_head(head)
     w0, b0 = w.copy(), b.copy()
     mu = F32(prox_mu) * F32(s.lr)
-    xs = head_inputs_float(head, np.asarray(q).reshape(-1, head.depth))
+    layer = find_bias_layer(head) if s.biases == "all" else None
+    if layer is None:
+        xs = head_inputs_float(head, np.asarray(q).reshape(-1, head.depth))
+    else:
+        # (float)acc of every sample once; the layer's forward is redone at every step
+        xs = conv_accumulators(layer, q).astype(F32)
+        cb = (layer.bias.astype(F32) * layer.cs).astype(F32)
+        pf = F32(layer.positions)
     lr = F32(s.lr)
     U = head.units
     lo, hi = logit_range(head)
     for _ in range(int(s.epochs)):
         for x, lab in zip(xs, np.asarray(labels)):
+            if layer is not None:
+                # v = (float)acc * cs + b, clamped to the activation's range (a clamped
+                # position passes no gradient); the head input is the mean over positions
+                v = ((x * layer.cs[None, :]).astype(F32) + cb[None, :]).astype(F32)
+                alive = (v >= layer.lo) & (v <= layer.hi)
+                v = np.where(v < layer.lo, layer.lo, np.where(v > layer.hi, layer.hi, v))
+                tot = np.zeros(len(cb), F32)
+                for row in v.astype(F32):
+                    tot = (tot + row).astype(F32)
+                x = (tot / pf).astype(F32)
+                frac = (alive.sum(axis=0).astype(F32) / pf).astype(F32)
             # z_u = ((b_u + w_u0 x_0) + w_u1 x_1) + ...: a left-to-right accumulation
             terms = np.concatenate([b[:, None], w * x[None, :]], axis=1)
             z = np.add.accumulate(terms, axis=1)[:, -1]
@@ -190,6 +323,14 @@ def train_head(head: Head, q: np.ndarray, labels: np.ndarray, s: Settings,
             p = e / tot
             p[int(lab)] = p[int(lab)] - F32(1.0)
             g = np.where(live, lr * p, F32(0.0)).astype(F32)
+            if layer is not None:
+                # dL/dx_c = sum_u g_u w_uc (u in order, the head before this step), through
+                # the pool and the activation: times (live positions) / positions
+                gx = (g[0] * w[0]).astype(F32)
+                for u in range(1, U):
+                    gx = (gx + (g[u] * w[u]).astype(F32)).astype(F32)
+                step = ((gx * frac).astype(F32) * F32(s.bias_lr_scale)).astype(F32)
+                cb = (cb - step).astype(F32)
             if prox_mu:
                 dw, db = (mu * (w - w0)).astype(F32), (mu * (b - b0)).astype(F32)
             w = w - np.outer(g, x).astype(F32)
@@ -197,7 +338,15 @@ def train_head(head: Head, q: np.ndarray, labels: np.ndarray, s: Settings,
             if prox_mu:
                 w = w - dw
                 b = b - db
+    if layer is not None:
+        return w, b, cb
     return w, b
+
+
+def requantize_bias(layer: BiasLayer, cb: np.ndarray) -> np.ndarray:
+    """The trained float32 bias of the layer -> int32: round_half_away(cb / cs)."""
+    return np.clip(round_half_away_f32((np.asarray(cb, F32) / layer.cs).astype(F32)),
+                   -(1 << 31), (1 << 31) - 1).astype(np.int32)
 
 
 def round_half_away_f32(v: np.ndarray) -> np.ndarray:
@@ -222,10 +371,15 @@ def requantize_head(head: Head, w: np.ndarray, b: np.ndarray):
     return q, ws, qb, mult.astype(np.int32), shift.astype(np.int32)
 
 
-def personalized_graph(head: Head, q: np.ndarray, ws: np.ndarray, qb: np.ndarray) -> Graph:
-    """The lowered graph with the head's constants replaced: the model that an export of
-    the personalized weights gives (the oracle of the RAM slot's inference)."""
+def personalized_graph(head: Head, q: np.ndarray, ws: np.ndarray, qb: np.ndarray,
+                       layer_bias: np.ndarray | None = None) -> Graph:
+    """The lowered graph with the head's constants replaced (and, ``layer_bias`` given, the
+    int32 bias of ``find_bias_layer``): the model that an export of the personalized weights
+    gives (the oracle of the RAM slot's inference)."""
     g = copy.deepcopy(head.graph)
+    if layer_bias is not None:
+        lt = g.tensors[g.nodes[find_bias_layer(head).node].inputs[2]]
+        lt.data = np.asarray(layer_bias, np.int32).reshape(lt.shape)
     node = g.nodes[head.node]
     wt, bt = g.tensors[node.inputs[1]], g.tensors[node.inputs[2]]
     wt.data = np.asarray(q, np.int8).reshape(wt.shape)
@@ -253,12 +407,29 @@ def run_model(graph: Graph, model_inputs: np.ndarray) -> np.ndarray:
     return np.asarray(out, np.int8).reshape(len(x), -1)
 
 
+def stored_samples(head: Head, model_inputs: np.ndarray, s: Settings) -> np.ndarray:
+    """What ``personalize_add`` stores per sample: the int8 head input, or (``biases =
+    "all"``) the int8 input of the bias layer."""
+    if s.biases != "all":
+        return backbone_outputs(head, model_inputs)
+    layer = find_bias_layer(head)
+    stem = layer.stem(head)
+    x = np.asarray(model_inputs, np.int8)
+    if stem is None:
+        return x.reshape(len(x), -1)
+    return run_model(stem, x).reshape(-1, layer.in_size)
+
+
 def personalize(head: Head, model_inputs: np.ndarray, labels: np.ndarray, s: Settings):
     """The whole twin: backbone, SGD, requantization. Returns
-    (int8 weights, float32 weight scales, int32 bias, mult, shift)."""
-    feats = backbone_outputs(head, model_inputs)
-    w, b = train_head(head, feats, labels, s)
-    return requantize_head(head, w, b)
+    (int8 weights, float32 weight scales, int32 bias, mult, shift), and with ``biases =
+    "all"`` the bias layer's int32 bias last."""
+    feats = stored_samples(head, model_inputs, s)
+    out = train_head(head, feats, labels, s)
+    if s.biases == "all":
+        return (*requantize_head(head, out[0], out[1]),
+                requantize_bias(find_bias_layer(head), out[2]))
+    return requantize_head(head, *out)
 
 
 def check_samples(labels: np.ndarray, num_classes: int, s: Settings) -> None:
@@ -304,11 +475,11 @@ C_SOURCE = """\
 #include <string.h>
 
 #include "kml_fully_connected.h"
-#include "{n}_pbb.h"
-{tail_include}
+{pbb_include}{tail_include}
 #define D {depth}u
 #define U {units}u
-
+#define SZ {sample_bytes}u  /* bytes of a stored sample */
+{layer_decls}
 /* factory head (flash) */
 {factory}
 /* the RAM slot inference reads: initialized to the factory head */
@@ -393,7 +564,7 @@ void {n}_personalize_reset(void)
     memcpy({n}_slot_mult, {n}_factory_mult, sizeof {n}_slot_mult);
     memcpy({n}_slot_shift, {n}_factory_shift, sizeof {n}_slot_shift);
     memcpy({n}_slot_ws, {n}_factory_ws, sizeof {n}_slot_ws);
-    {n}_count = 0u;
+{layer_reset}    {n}_count = 0u;
 }}
 
 void {n}_personalize_clear(void)
@@ -409,18 +580,18 @@ int {n}_personalize_add(const int8_t *model_input, int32_t label)
     if ({n}_count >= {max_n}u) {{
         return -2;
     }}
-    if ({n}_pbb_invoke(model_input, &{n}_store[{n}_count * D]) != 0) {{
-        return -3;
-    }}
+{add_store}
     {n}_store_labels[{n}_count] = (uint8_t)label;
     ++{n}_count;
     return 0;
 }}
 
-static int {n}_train(const int8_t *w0, const int32_t *b0, const float *ws0)
+static int {n}_train(const int8_t *w0, const int32_t *b0, const float *ws0, float prox_mu)
 {{
     uint32_t epoch, k, u, i;
     const float lr = {lr};
+    /* FedProx: each step also subtracts (prox_mu * lr) * (w - w0), w0 the starting head */
+    const float mu = prox_mu * lr;
     float x[D];
     uint8_t live[U];
     if ({n}_count == 0u) {{
@@ -434,13 +605,10 @@ static int {n}_train(const int8_t *w0, const int32_t *b0, const float *ws0)
     }}
     for (epoch = 0; epoch != {epochs}u; ++epoch) {{
         for (k = 0; k < {n}_count; ++k) {{
-            const int8_t *q = &{n}_store[k * D];
+            const int8_t *q = &{n}_store[k * SZ];
             const uint32_t label = {n}_store_labels[k];
             float m, tot, g;
-            for (i = 0; i < D; ++i) {{
-                x[i] = (float)((int32_t)q[i] - ({in_zp})) * {in_scale};
-            }}
-            for (u = 0; u < U; ++u) {{
+{forward}            for (u = 0; u < U; ++u) {{
                 float z = {n}_b[u];
                 for (i = 0; i < D; ++i) {{
                     z = z + {n}_w[u * D + i] * x[i];
@@ -472,7 +640,22 @@ static int {n}_train(const int8_t *w0, const int32_t *b0, const float *ws0)
                 if (u == label) {{
                     p = p - 1.0f;
                 }}
-                g = live[u] ? lr * p : 0.0f;
+                {n}_z[u] = live[u] ? lr * p : 0.0f;  /* z now holds the step g_u */
+            }}
+{backward}            for (u = 0; u < U; ++u) {{
+                g = {n}_z[u];
+                if (mu != 0.0f) {{
+                    for (i = 0; i < D; ++i) {{
+                        const float wv = {n}_w[u * D + i];
+                        const float d = mu * (wv - (float)w0[u * D + i] * ws0[u]);
+                        {n}_w[u * D + i] = (wv - g * x[i]) - d;
+                    }}
+                    {{
+                        const float d = mu * ({n}_b[u] - (float)b0[u] * ({in_scale} * ws0[u]));
+                        {n}_b[u] = ({n}_b[u] - g) - d;
+                    }}
+                    continue;
+                }}
                 for (i = 0; i < D; ++i) {{
                     {n}_w[u * D + i] = {n}_w[u * D + i] - g * x[i];
                 }}
@@ -506,17 +689,25 @@ static int {n}_train(const int8_t *w0, const int32_t *b0, const float *ws0)
                        &{n}_slot_shift[u]);
         {n}_slot_ws[u] = ws;
     }}
-    return 0;
+{layer_requant}    return 0;
 }}
 
 int {n}_personalize_update(void)
 {{
-    return {n}_train({n}_factory_w, {n}_factory_b, {n}_factory_ws);
+{layer_start_factory}    return {n}_train({n}_factory_w, {n}_factory_b, {n}_factory_ws, {prox_mu});
 }}
 
 int {n}_personalize_update_from_slot(void)
 {{
-    return {n}_train({n}_slot_w, {n}_slot_b, {n}_slot_ws);
+{layer_start_slot}    return {n}_train({n}_slot_w, {n}_slot_b, {n}_slot_ws, {prox_mu});
+}}
+
+int {n}_personalize_update_prox(float prox_mu)
+{{
+    if (!(prox_mu >= 0.0f)) {{
+        return -2;
+    }}
+{layer_start_slot}    return {n}_train({n}_slot_w, {n}_slot_b, {n}_slot_ws, prox_mu);
 }}
 
 /* ---- the gateway byte format (docs/personalization.md): little-endian, CRC-32 last */
@@ -549,7 +740,7 @@ static uint32_t {n}_get32(const uint8_t *p)
            ((uint32_t)p[3] << 24);
 }}
 
-static void {n}_header(uint8_t *p, uint8_t kind, uint32_t count)
+static void {n}_header(uint8_t *p, uint8_t kind, uint32_t count, uint32_t depth)
 {{
     p[0] = (uint8_t)'K';
     p[1] = (uint8_t)'M';
@@ -559,8 +750,8 @@ static void {n}_header(uint8_t *p, uint8_t kind, uint32_t count)
     p[5] = kind;
     p[6] = (uint8_t)(U & 0xFFu);
     p[7] = (uint8_t)((U >> 8) & 0xFFu);
-    p[8] = (uint8_t)(D & 0xFFu);
-    p[9] = (uint8_t)((D >> 8) & 0xFFu);
+    p[8] = (uint8_t)(depth & 0xFFu);
+    p[9] = (uint8_t)((depth >> 8) & 0xFFu);
     p[10] = (uint8_t)(count & 0xFFu);
     p[11] = (uint8_t)((count >> 8) & 0xFFu);
 }}
@@ -572,7 +763,7 @@ uint32_t {n}_personalize_export_head(uint8_t *buf, uint32_t cap)
     if (cap < {M}_HEAD_MSG) {{
         return 0u;
     }}
-    {n}_header(buf, 2u, 0u);
+    {n}_header(buf, 2u, 0u, D);
     for (i = 0; i < U * D; ++i) {{
         buf[at++] = (uint8_t){n}_slot_w[i];
     }}
@@ -633,14 +824,14 @@ int {n}_personalize_import_head(const uint8_t *buf, uint32_t len)
 uint32_t {n}_personalize_export_samples(uint8_t *buf, uint32_t cap)
 {{
     uint32_t at = 12u, k, i;
-    if (cap < 16u + {n}_count * (D + 1u)) {{
+    if (cap < 16u + {n}_count * (SZ + 1u)) {{
         return 0u;
     }}
-    {n}_header(buf, 1u, {n}_count);
+    {n}_header(buf, 1u, {n}_count, SZ);
     for (k = 0; k < {n}_count; ++k) {{
         buf[at++] = {n}_store_labels[k];
-        for (i = 0; i < D; ++i) {{
-            buf[at++] = (uint8_t){n}_store[k * D + i];
+        for (i = 0; i < SZ; ++i) {{
+            buf[at++] = (uint8_t){n}_store[k * SZ + i];
         }}
     }}
     {n}_put32(&buf[at], {n}_crc32(buf, at));
@@ -649,10 +840,7 @@ uint32_t {n}_personalize_export_samples(uint8_t *buf, uint32_t cap)
 
 int {n}_personalize_invoke(const int8_t *model_input, int8_t *model_output)
 {{
-    if ({n}_pbb_invoke(model_input, {n}_head_in) != 0) {{
-        return -1;
-    }}
-    kml_fully_connected_s8(&{n}_head_params, {n}_head_in, {n}_slot_w, {n}_slot_b, {n}_slot_mult,
+{invoke_front}    kml_fully_connected_s8(&{n}_head_params, {n}_head_in, {n}_slot_w, {n}_slot_b, {n}_slot_mult,
                            {n}_slot_shift, {n}_head_out, 0, 0);
 {tail_call}}}
 
@@ -665,7 +853,7 @@ const int32_t *{n}_personalize_bias(void)
 {{
     return {n}_slot_b;
 }}
-"""
+{layer_api_c}"""
 
 C_HEADER = """\
 {front}
@@ -700,10 +888,13 @@ int {n}_personalize_invoke(const int8_t *model_input, int8_t *model_output);
 /* The RAM slot: {units} x {depth} int8 weights, {units} int32 biases. */
 const int8_t *{n}_personalize_weights(void);
 const int32_t *{n}_personalize_bias(void);
-
+{layer_api_h}
 /* A federated client's round: retrains the head starting from the RAM slot (a global head
  * installed by {n}_personalize_import_head) instead of the factory head. */
 int {n}_personalize_update_from_slot(void);
+/* A FedProx client's round: as update_from_slot, with the proximal weight mu (>= 0) the
+ * server sent instead of the prox_mu setting ({prox_mu_setting}); -2 for a negative mu. */
+int {n}_personalize_update_prox(float prox_mu);
 
 /* The gateway byte format (docs/personalization.md), for a phone or gateway to relay over
  * serial or BLE. Head message: the RAM slot, {M}_HEAD_MESSAGE_BYTES bytes. */
@@ -730,31 +921,46 @@ uint32_t {n}_personalize_export_samples(uint8_t *buf, uint32_t cap);
 def personalize_files(head: Head, name: str, s: Settings, command: str = "kiloml deploy",
                       runtime: str = "portable") -> Bundle:
     """The personalization C of ``name``: ``<name>_personalize.{c,h}``, the backbone
-    (``<name>_pbb``) and tail (``<name>_ptail``) models and the kernels they use."""
+    (``<name>_pbb``) and tail (``<name>_ptail``) models and the kernels they use; with
+    ``biases = "all"`` the backbone is the stem before the bias layer, which the update and
+    ``personalize_invoke`` run themselves, followed by the mid model (``<name>_pmid``)."""
     n, U, D = name, head.units, head.depth
-    bb = generate_c(head.backbone, prefix=f"{n}_pbb", command=command, runtime=runtime)
-    files = dict(bb.files)
-    arena = bb.plan.arena_bytes
-    tail = head.tail
-    if tail is not None:
-        tr = generate_c(tail, prefix=f"{n}_ptail", command=command, runtime=runtime)
-        for k, v in tr.files.items():
+    layer = find_bias_layer(head) if s.biases == "all" else None
+    files: dict[str, str] = {}
+    arena = 0
+
+    def add_model(graph: Graph, prefix: str) -> None:
+        nonlocal arena
+        r = generate_c(graph, prefix=prefix, command=command, runtime=runtime)
+        for k, v in r.files.items():
             if k in files and files[k] != v:
                 raise KilomlError(f"personalize: two different runtime files named {k}")
             files[k] = v
-        arena += tr.plan.arena_bytes
+        arena += r.plan.arena_bytes
+
+    stem = head.backbone if layer is None else layer.stem(head)
+    if stem is not None:
+        add_model(stem, f"{n}_pbb")
+        pbb_include = f'#include "{n}_pbb.h"\n'
+    else:
+        pbb_include = ""
+    tail = head.tail
+    if tail is not None:
+        add_model(tail, f"{n}_ptail")
         tail_include = f'#include "{n}_ptail.h"\n'
         tail_call = f"    return {n}_ptail_invoke({n}_head_out, model_output);\n"
     else:
         tail_include = ""
         tail_call = f"    memcpy(model_output, {n}_head_out, U);\n    return 0;\n"
-    fc = generate_c(Graph(head.graph.tensors, [head.graph.nodes[head.node]],
-                          [head.graph.nodes[head.node].inputs[0]],
-                          list(head.graph.nodes[head.node].outputs)),
-                    prefix=f"{n}_phead", command=command, runtime=runtime)
-    for k, v in fc.files.items():
-        if k.startswith("kml_"):
-            files.setdefault(k, v)
+    g = head.graph
+    kernel_nodes = [head.node] + ([] if layer is None else [layer.node])
+    for i in kernel_nodes:
+        nd = g.nodes[i]
+        fc = generate_c(Graph(g.tensors, [nd], [nd.inputs[0]], list(nd.outputs)),
+                        prefix=f"{n}_pk{i}", command=command, runtime=runtime)
+        for k, v in fc.files.items():
+            if k.startswith("kml_"):
+                files.setdefault(k, v)
     fm, fs = _factory_mult(head)
     factory = "\n".join([
         array_decl("int8_t", f"{n}_factory_w", head.weights.reshape(-1)),
@@ -768,10 +974,13 @@ def personalize_files(head: Head, name: str, s: Settings, command: str = "kiloml
         array_decl("int32_t", f"{n}_slot_mult", fm, storage="static"),
         array_decl("int32_t", f"{n}_slot_shift", fs, storage="static"),
         array_decl("float", f"{n}_slot_ws", _floats(head.wscale), storage="static")])
+    parts = _layer_parts(head, layer, n, stem is not None, files, add_model,
+                         _f(s.bias_lr_scale))
     horner = "".join(f"    p = p * r + {_f(c)};\n" for c in EXP_POLY[1:])
     front = f"/* Generated by kiloml -- do not edit.\n * command: {command}\n */\n"
-    working = 4 * (U * D + 2 * U) + D + U
-    store = s.max_samples * D
+    sz = D if layer is None else layer.in_size
+    working = 4 * (U * D + 2 * U) + D + U + parts.pop("extra_working")
+    store = s.max_samples * sz
     text = C_SOURCE.format(
         front=front, n=n, depth=D, units=U, tail_include=tail_include, factory=factory,
         slot=slot, in_off=-head.in_zp, out_zp=head.out_zp, act_min=head.act_min,
@@ -780,15 +989,184 @@ def personalize_files(head: Head, name: str, s: Settings, command: str = "kiloml
         c0=_f(EXP_POLY[0]), horner=horner, lr=_f(s.lr), epochs=int(s.epochs),
         in_scale=_f(head.in_scale), in_zp=head.in_zp, out_scale=_f(head.out_scale),
         tail_call=tail_call, lo=_f(logit_range(head)[0]), hi=_f(logit_range(head)[1]),
-        M=n.upper())
+        M=n.upper(), prox_mu=_f(s.prox_mu), pbb_include=pbb_include, sample_bytes=sz,
+        **parts)
     files[f"{n}_personalize.c"] = text
     files[f"{n}_personalize.h"] = C_HEADER.format(
         front=front, n=n, M=n.upper(), units=U, depth=D, max_n=s.max_samples, working=working,
         store_bytes=store + s.max_samples, head_msg=12 + U * D + 16 * U + 4,
-        samples_msg=16 + s.max_samples * (D + 1))
-    slot_bytes = U * D + 4 * 4 * U
+        samples_msg=16 + s.max_samples * (sz + 1), prox_mu_setting=float(F32(s.prox_mu)),
+        layer_api_h=parts["layer_api_h"])
+    slot_bytes = U * D + 4 * 4 * U + (0 if layer is None else 4 * D)
     return Bundle(dict(sorted(files.items())), working, store + s.max_samples, slot_bytes,
                   arena)
+
+
+def _layer_parts(head: Head, layer: BiasLayer | None, n: str, has_stem: bool,
+                 files: dict, add_model, bias_k: str = "1.0f") -> dict:
+    """The C_SOURCE pieces that differ between ``biases = "head"`` and ``"all"``."""
+    if layer is None:
+        return {
+            "layer_decls": "",
+            "add_store": f"""    if ({n}_pbb_invoke(model_input, &{n}_store[{n}_count * SZ]) != 0) {{
+        return -3;
+    }}
+""",
+            "forward": f"""            for (i = 0; i < D; ++i) {{
+                x[i] = (float)((int32_t)q[i] - ({head.in_zp})) * {_f(head.in_scale)};
+            }}
+""",
+            "backward": "", "layer_requant": "", "layer_reset": "", "layer_start_factory": "",
+            "layer_start_slot": "",
+            "invoke_front": f"""    if ({n}_pbb_invoke(model_input, {n}_head_in) != 0) {{
+        return -1;
+    }}
+""",
+            "layer_api_c": "", "layer_api_h": "", "extra_working": 0}
+    p = layer.p
+    g = head.graph
+    node = g.nodes[layer.node]
+    mid = layer.mid(head)
+    if mid is not None:
+        add_model(mid, f"{n}_pmid")
+    if layer.op == "CONV_2D":
+        fields = conv_fields(p)
+        ptype, call = "kml_conv_params", "kml_conv2d_s8"
+    else:
+        fields = f"1, {p.in_c}, {p.out_c}, {p.in_offset}, {p.out_offset}, {p.act_min}, {p.act_max}"
+        ptype, call = "kml_fc_params", "kml_fully_connected_s8"
+    decls = "\n".join([
+        ('#include "kml_conv.h"' if layer.op == "CONV_2D" else "")
+        + (f'\n#include "{n}_pmid.h"' if mid is not None else ""),
+        "",
+        f"/* biases = \"all\": the {layer.op} before the head (its int8 weights in flash, its "
+        "bias trained) */",
+        f"static const {ptype} {n}_conv_params = {{{fields}}};",
+        array_decl("int8_t", f"{n}_conv_w", layer.weights.reshape(-1)),
+        array_decl("int32_t", f"{n}_conv_mult", np.asarray(p.mult, np.int32)),
+        array_decl("int32_t", f"{n}_conv_shift", np.asarray(p.shift, np.int32)),
+        array_decl("float", f"{n}_conv_cs", _floats(layer.cs)),
+        array_decl("int32_t", f"{n}_factory_cb", layer.bias),
+        array_decl("int32_t", f"{n}_slot_cb", layer.bias, storage="static"),
+        f"static float {n}_cb[D];",
+        f"static float {n}_frac[D];",
+        *([f"static int8_t {n}_conv_in[{layer.in_size}];"] if has_stem else []),
+        f"static int8_t {n}_conv_out[{layer.out_size}];", ""])
+    add_store = (f"""    if ({n}_pbb_invoke(model_input, &{n}_store[{n}_count * SZ]) != 0) {{
+        return -3;
+    }}
+""" if has_stem else f"""    memcpy(&{n}_store[{n}_count * SZ], model_input, SZ);
+""")
+    forward = f"""            /* the layer's forward: v = (float)acc * cs + b over every position, clamped
+             * to its activation's range; the head input is the mean of v */
+            for (i = 0; i < D; ++i) {{
+                const int32_t c = (int32_t)i;
+                float sum = 0.0f;
+                uint32_t alive = 0u;
+                int32_t oy, ox, ky, kx, ci;
+                for (oy = 0; oy < {p.out_h}; ++oy) {{
+                    for (ox = 0; ox < {p.out_w}; ++ox) {{
+                        int32_t acc = 0;
+                        float v;
+                        for (ky = 0; ky < {p.k_h}; ++ky) {{
+                            const int32_t iy = oy * {p.stride_h} - {p.pad_top} + ky * {p.dil_h};
+                            if (iy < 0 || iy >= {p.in_h}) {{
+                                continue;
+                            }}
+                            for (kx = 0; kx < {p.k_w}; ++kx) {{
+                                const int32_t ix = ox * {p.stride_w} - {p.pad_left} + kx * {p.dil_w};
+                                const int8_t *xi;
+                                const int8_t *wi;
+                                if (ix < 0 || ix >= {p.in_w}) {{
+                                    continue;
+                                }}
+                                xi = &q[(iy * {p.in_w} + ix) * {p.in_c}];
+                                wi = &{n}_conv_w[((c * {p.k_h} + ky) * {p.k_w} + kx) * {p.in_c}];
+                                for (ci = 0; ci < {p.in_c}; ++ci) {{
+                                    acc += ((int32_t)xi[ci] + ({p.in_offset})) * (int32_t)wi[ci];
+                                }}
+                            }}
+                        }}
+                        v = (float)acc * {n}_conv_cs[i];
+                        v = v + {n}_cb[i];
+                        if (v < {_f(layer.lo)}) {{
+                            v = {_f(layer.lo)};
+                        }} else if (v > {_f(layer.hi)}) {{
+                            v = {_f(layer.hi)};
+                        }} else {{
+                            ++alive;
+                        }}
+                        sum = sum + v;
+                    }}
+                }}
+                x[i] = sum / {_f(layer.positions)};
+                {n}_frac[i] = (float)alive / {_f(layer.positions)};
+            }}
+"""
+    backward = f"""            /* the layer's bias: dL/dx_c = sum_u g_u w_uc (the head before this step),
+             * times the share of its live positions */
+            for (i = 0; i < D; ++i) {{
+                float t = {n}_z[0] * {n}_w[i];
+                for (u = 1; u < U; ++u) {{
+                    t = t + {n}_z[u] * {n}_w[u * D + i];
+                }}
+                {n}_cb[i] = {n}_cb[i] - (t * {n}_frac[i]) * {bias_k};
+            }}
+"""
+    requant = f"""    for (i = 0; i < D; ++i) {{
+        {n}_slot_cb[i] = {n}_round({n}_cb[i] / {n}_conv_cs[i]);
+    }}
+"""
+    reset = f"    memcpy({n}_slot_cb, {n}_factory_cb, sizeof {n}_slot_cb);\n"
+
+    def start(src: str) -> str:
+        return f"""    {{
+        uint32_t c;
+        for (c = 0; c < D; ++c) {{
+            {n}_cb[c] = (float){src}[c] * {n}_conv_cs[c];
+        }}
+    }}
+"""
+    conv_in = f"{n}_conv_in" if has_stem else "model_input"
+    front = (f"""    if ({n}_pbb_invoke(model_input, {n}_conv_in) != 0) {{
+        return -1;
+    }}
+""" if has_stem else "") + f"""    {call}(&{n}_conv_params, {conv_in}, {n}_conv_w, {n}_slot_cb, {n}_conv_mult,
+                  {n}_conv_shift, {n}_conv_out, 0, 0);
+""" + (f"""    if ({n}_pmid_invoke({n}_conv_out, {n}_head_in) != 0) {{
+        return -1;
+    }}
+""" if mid is not None else f"    memcpy({n}_head_in, {n}_conv_out, D);\n")
+    api_c = f"""
+const int32_t *{n}_personalize_layer_bias(void)
+{{
+    return {n}_slot_cb;
+}}
+"""
+    api_h = (f"/* biases = \"all\": the RAM slot's int32 bias of the layer before the head "
+             f"({head.depth} channels). */\nconst int32_t *{n}_personalize_layer_bias(void);\n")
+    extra = 8 * head.depth + (layer.in_size if has_stem else 0) + layer.out_size
+    return {"layer_decls": decls, "add_store": add_store, "forward": forward,
+            "backward": backward, "layer_requant": requant, "layer_reset": reset,
+            "layer_start_factory": start(f"{n}_factory_cb"),
+            "layer_start_slot": start(f"{n}_slot_cb"), "invoke_front": front,
+            "layer_api_c": api_c, "layer_api_h": api_h, "extra_working": extra}
+
+
+def trained_biases(head: Head, s: Settings) -> list[str]:
+    """Which biases the update trains, by lowered-graph node: the head's, and with ``biases
+    = "all"`` the bias layer's before it."""
+    out = [f"head: node {head.node} FULLY_CONNECTED ({head.units})"]
+    if s.biases == "all":
+        lay = find_bias_layer(head)
+        out.append(f"node {lay.node} {lay.op} ({lay.p.out_c} channels)")
+    return out
+
+
+def conv_fields(p) -> str:
+    from kiloml.ir.ops.conv_common import conv_struct_fields
+
+    return ", ".join(str(v) for v in conv_struct_fields(p).values())
 
 
 def _factory_mult(head: Head) -> tuple[np.ndarray, np.ndarray]:
@@ -829,7 +1207,7 @@ int main(int argc, char **argv)
     if ({n}_personalize_update() != 0) {{ return 6; }}
     fwrite({n}_personalize_weights(), 1, {wsize}, fo);
     fwrite({n}_personalize_bias(), sizeof(int32_t), {units}, fo);
-    for (i = 0; i < m; ++i) {{
+{layer_write}    for (i = 0; i < m; ++i) {{
         if (fread(in, 1, sizeof in, fi) != sizeof in) {{ return 4; }}
         if ({n}_personalize_invoke(in, out) != 0) {{ return 7; }}
         fwrite(out, 1, sizeof out, fo);
@@ -856,6 +1234,7 @@ class UpdateResult:
     stack_bytes: int = 0
     instructions: int = 0
     cycles: int = 0
+    layer_bias: np.ndarray | None = None   # biases = "all": the bias layer's int32 bias
 
 
 def _write(files: dict[str, str], d) -> list:
@@ -942,7 +1321,7 @@ int main(int argc, char **argv)
         if (fread(msg, 1, len, fi) != len) {{ return 4; }}
         rc = {n}_personalize_import_head(msg, len);
         fwrite(&rc, sizeof rc, 1, fo);
-        if (rc == 0 && {n}_personalize_update_from_slot() != 0) {{ return 7; }}
+        if (rc == 0 && {update_call} != 0) {{ return 7; }}
         put(fo, {n}_personalize_export_head(buf, sizeof buf));
     }}
     fclose(fi);
@@ -952,12 +1331,19 @@ int main(int argc, char **argv)
 """
 
 
+def _update_call(name: str, prox_mu: float | None) -> str:
+    if prox_mu is None:
+        return f"{name}_personalize_update_from_slot()"
+    return f"{name}_personalize_update_prox({_f(prox_mu)})"
+
+
 def run_gateway_host(bundle: Bundle, head: Head, name: str, model_inputs, labels,
-                     message: bytes, corrupted: bytes, sanitize: bool = True) -> dict:
+                     message: bytes, corrupted: bytes, sanitize: bool = True,
+                     prox_mu: float | None = None) -> dict:
     """The bundle's gateway functions on the host: reset, add every sample, update, export
     the head message (``"head"``) and the samples message (``"samples"``); then import
-    ``message`` (a global head from a gateway), update from the slot and export
-    (``"rc"``, ``"head_after"``); then import ``corrupted`` and export again (``"rc_bad"``,
+    ``message`` (a global head from a gateway), update from the slot (``prox_mu`` given:
+    ``update_prox(prox_mu)``) and export (``"rc"``, ``"head_after"``); then import ``corrupted`` and export again (``"rc_bad"``,
     ``"head_after_bad"``)."""
     import struct
     import subprocess
@@ -970,7 +1356,9 @@ def run_gateway_host(bundle: Bundle, head: Head, name: str, model_inputs, labels
     with tempfile.TemporaryDirectory(prefix="kiloml_gateway_") as tmp:
         d = Path(tmp)
         exe = _host_exe(bundle, GATEWAY_HARNESS.format(n=name, M=name.upper(),
-                                                       insize=x.shape[1]), d, sanitize)
+                                                       insize=x.shape[1],
+                                                       update_call=_update_call(name, prox_mu)),
+                        d, sanitize)
         blob = b"".join(x[i].tobytes() + y[i:i + 1].tobytes() for i in range(len(x)))
         for m in (message, corrupted):
             blob += struct.pack("<I", len(m)) + m
@@ -994,11 +1382,12 @@ def run_gateway_host(bundle: Bundle, head: Head, name: str, model_inputs, labels
 
 
 def run_gateway_emulator(bundle: Bundle, head: Head, name: str, model_inputs, labels,
-                         message: bytes, core: str, flags: list[str]) -> dict:
+                         message: bytes, core: str, flags: list[str],
+                         prox_mu: float | None = None) -> dict:
     """A board's federated round in the profiling emulator (``flags`` for ``core``): reset,
     add every sample, update, export the head and the samples messages; import ``message``,
-    update from the slot and export the head again. Returns ``"head"``, ``"samples"``,
-    ``"rc"`` (the import's return) and ``"head_after"`` as bytes / int."""
+    update from the slot (or ``update_prox(prox_mu)``) and export the head again. Returns
+    ``"head"``, ``"samples"``, ``"rc"`` (the import's return) and ``"head_after"`` as bytes / int."""
     import struct
     import tempfile
     from pathlib import Path
@@ -1033,7 +1422,7 @@ def run_gateway_emulator(bundle: Bundle, head: Head, name: str, model_inputs, la
              f"    (void){name}_personalize_export_samples(kml_g_samples, sizeof kml_g_samples);",
              f"    kml_g_status[2] = {name}_personalize_import_head(kml_g_message, "
              "sizeof kml_g_message);",
-             f"    kml_g_status[3] = {name}_personalize_update_from_slot();",
+             f"    kml_g_status[3] = {_update_call(name, prox_mu)};",
              f"    (void){name}_personalize_export_head(kml_g_after, sizeof kml_g_after);",
              f"    {END}();",
              "    return 0;", "}", ""]
@@ -1070,8 +1459,11 @@ def run_update_host(bundle: Bundle, head: Head, name: str, model_inputs, labels,
     U, D = head.units, head.depth
     with tempfile.TemporaryDirectory(prefix="kiloml_personalize_") as tmp:
         d = Path(tmp)
-        exe = _host_exe(bundle, HOST_HARNESS.format(n=name, insize=size, units=U, wsize=U * D),
-                        d, sanitize)
+        nl = _layer_channels(bundle, name)
+        lw = (f"    fwrite({name}_personalize_layer_bias(), sizeof(int32_t), {nl}, fo);\n"
+              if nl else "")
+        exe = _host_exe(bundle, HOST_HARNESS.format(n=name, insize=size, units=U, wsize=U * D,
+                                                    layer_write=lw), d, sanitize)
         blob = b"".join(x[i].tobytes() + y[i:i + 1].tobytes() for i in range(len(x)))
         (d / "in.bin").write_bytes(blob + ev.tobytes())
         proc = subprocess.run([str(exe), str(d / "in.bin"), str(d / "out.bin"), str(len(x)),
@@ -1082,8 +1474,18 @@ def run_update_host(bundle: Bundle, head: Head, name: str, model_inputs, labels,
         out = (d / "out.bin").read_bytes()
     w = np.frombuffer(out[:U * D], np.int8).reshape(U, D)
     b = np.frombuffer(out[U * D:U * D + 4 * U], np.int32)
-    o = np.frombuffer(out[U * D + 4 * U:], np.int8).reshape(len(ev), U)
-    return UpdateResult(w.copy(), b.copy(), o.copy())
+    at = U * D + 4 * U
+    lb = np.frombuffer(out[at:at + 4 * nl], np.int32).copy() if nl else None
+    o = np.frombuffer(out[at + 4 * nl:], np.int8).reshape(len(ev), U)
+    return UpdateResult(w.copy(), b.copy(), o.copy(), layer_bias=lb)
+
+
+def _layer_channels(bundle: Bundle, name: str) -> int:
+    """The bias layer's channel count of a ``biases = "all"`` bundle, else 0."""
+    import re
+
+    m = re.search(rf"{name}_slot_cb\[(\d+)\]", bundle.files[f"{name}_personalize.c"])
+    return int(m.group(1)) if m else 0
 
 
 def run_update_emulator(bundle: Bundle, head: Head, name: str, model_inputs, labels,
@@ -1124,13 +1526,18 @@ def run_update_emulator(bundle: Bundle, head: Head, name: str, model_inputs, lab
         (d / "kml_p_harness.c").write_text("\n".join(lines))
         image = build_elf(d, [*flags, *FP_FLAGS], "personalize.elf", libs=["-lm"])
         fpu = any(f.startswith("-mfpu") for f in flags)
-        res = emulate(image, core, fpu=fpu, read_back={
-            "kml_p_status": 4, f"{name}_slot_w": U * D, f"{name}_slot_b": 4 * U})
+        nl = _layer_channels(bundle, name)
+        back = {"kml_p_status": 4, f"{name}_slot_w": U * D, f"{name}_slot_b": 4 * U}
+        if nl:
+            back[f"{name}_slot_cb"] = 4 * nl
+        res = emulate(image, core, fpu=fpu, read_back=back)
     if np.frombuffer(res.memory["kml_p_status"], np.int32)[0] != 0:
         raise KilomlError("personalize: the update failed in the emulator")
     return UpdateResult(np.frombuffer(res.memory[f"{name}_slot_w"], np.int8).reshape(U, D),
                         np.frombuffer(res.memory[f"{name}_slot_b"], np.int32), None,
-                        int(res.stack_bytes), int(res.instructions), int(round(res.cycles)))
+                        int(res.stack_bytes), int(res.instructions), int(round(res.cycles)),
+                        np.frombuffer(res.memory[f"{name}_slot_cb"], np.int32).copy()
+                        if nl else None)
 
 
 def package_files(p) -> tuple[dict[str, str], dict]:
@@ -1142,7 +1549,8 @@ def package_files(p) -> tuple[dict[str, str], dict]:
     b = personalize_files(head, p.name, s, command=p.command)
     budget = 2 * int(p.arena_bytes)
     report = {"head_units": head.units, "head_depth": head.depth, "epochs": s.epochs,
-              "lr": s.lr, "max_samples": s.max_samples,
+              "lr": s.lr, "max_samples": s.max_samples, "prox_mu": s.prox_mu,
+              "biases": s.biases, "trained_biases": trained_biases(head, s),
               "working_bytes": b.working_bytes, "store_bytes": b.store_bytes,
               "slot_bytes": b.slot_bytes, "model_arena_bytes": int(p.arena_bytes),
               "budget_bytes": budget, "working_within_budget": b.working_bytes <= budget,

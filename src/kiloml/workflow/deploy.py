@@ -83,7 +83,8 @@ def _personalize(p: Project):
     from kiloml.deploy.personalize import Settings
 
     s = p.config.personalize
-    return None if s is None else Settings(s.epochs, s.lr, s.max_samples)
+    return None if s is None else Settings(s.epochs, s.lr, s.max_samples, s.prox_mu,
+                                                 s.biases, s.bias_lr_scale)
 
 
 def deploy_project(project: Project | str | Path | None, fmt: str, out: str | Path,

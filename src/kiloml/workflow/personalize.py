@@ -68,7 +68,9 @@ def evaluate_person(spec: DeploySpec, head: Head, inputs: np.ndarray, labels: np
     rest = np.setdiff1d(np.arange(len(labels)), train)
     upd = personalize(head, inputs[train], labels[train], settings)
     before = run_model(head.graph, inputs[rest]).argmax(axis=1)
-    after = run_model(personalized_graph(head, *upd[:3]), inputs[rest]).argmax(axis=1)
+    # upd[5:]: the bias layer's int32 bias when biases = "all"
+    after = run_model(personalized_graph(head, *upd[:3], *upd[5:]),
+                      inputs[rest]).argmax(axis=1)
     acc_b = float(np.mean(before == labels[rest]))
     acc_a = float(np.mean(after == labels[rest]))
     err_b = 1.0 - acc_b
@@ -81,7 +83,10 @@ def evaluate_person(spec: DeploySpec, head: Head, inputs: np.ndarray, labels: np
 def project_settings(p) -> Settings:
     """``[personalize]`` of the project, or the defaults."""
     s = p.config.personalize
-    return Settings() if s is None else Settings(s.epochs, s.lr, s.max_samples)
+    if s is None:
+        return Settings()
+    return Settings(s.epochs, s.lr, s.max_samples, s.prox_mu, s.biases,
+                    s.bias_lr_scale)
 
 
 def personalize_project(project, data, shots: int, board: str | None = None,
@@ -140,7 +145,8 @@ def personalize_project(project, data, shots: int, board: str | None = None,
     dev = run_update_emulator(bundle, head, name, x[ev.train_index], y[ev.train_index],
                               str(b.core), flags)
     if dev.weights.tobytes() != ev.update[0].tobytes() or \
-            dev.bias.tobytes() != ev.update[2].tobytes():
+            dev.bias.tobytes() != ev.update[2].tobytes() or \
+            (dev.layer_bias is not None and dev.layer_bias.tobytes() != ev.update[5].tobytes()):
         raise KilomlError("personalize: the C update on the emulator differs from its Python "
                           "twin (a bug: please report it)")
     ms = dev.cycles / float(b.clock_hz) * 1e3
@@ -148,7 +154,7 @@ def personalize_project(project, data, shots: int, board: str | None = None,
     return {
         "board": spec.board, "core": str(b.core), "shots": shots,
         "samples": int(len(ev.train_index)), "evaluated": int(len(y) - len(ev.train_index)),
-        "epochs": settings.epochs, "lr": settings.lr,
+        "epochs": settings.epochs, "lr": settings.lr, "biases": settings.biases,
         "accuracy_before": round(ev.accuracy_before, 6),
         "accuracy_after": round(ev.accuracy_after, 6),
         "relative_error_reduction": round(ev.relative_error_reduction, 6),

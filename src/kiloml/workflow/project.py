@@ -163,11 +163,18 @@ class DeploySection(_Strict):
 class PersonalizeSection(_Strict):
     """Opt-in on-device personalization (``[personalize]``; docs/personalization.md): the C
     package gets ``personalize/`` (head update, RAM slot, reset). ``epochs`` passes of
-    per-sample SGD at learning rate ``lr`` over at most ``max_samples`` stored samples."""
+    per-sample SGD at learning rate ``lr`` over at most ``max_samples`` stored samples;
+    ``prox_mu`` > 0 adds FedProx's proximal term."""
 
     epochs: int = Field(30, ge=0, le=10000)
     lr: float = Field(0.05, gt=0, le=10)
     max_samples: int = Field(64, ge=1, le=255)
+    prox_mu: float = Field(0.0, ge=0, le=1000, description="FedProx's proximal weight of the "
+                           "board's update (0: plain SGD)")
+    biases: Literal["head", "all"] = Field("head", description='"all": also train the bias of '
+                                           "the layer before the head (TinyTL style)")
+    bias_lr_scale: float = Field(1.0, gt=0, le=1000, description='biases = "all": the layer '
+                                 "bias's learning rate as a multiple of lr")
 
 
 class TuneRange(_Strict):
