@@ -1,7 +1,7 @@
 """Phone, watch and phone+watch fusion on sp_sw_har, person-disjoint; prints tables.
 
     python benchmarks/fusion.py [--data DIR] [--folds 4] [--workdir DIR] [--json FILE]
-        [--setups phone,watch,fusion] [--dropout 0.25] [--sensor-dsp SENSOR=raw|spectral ...]
+        [--setups phone,watch,fusion,intermediate] [--dropout 0.25] [--sensor-dsp SENSOR=raw|spectral ...]
         [--compare-only]
 
 Data: the sp_sw_har recordings (../shared/data/sp_sw_har/DATA, 16 people; Matey-Sanz,
@@ -13,6 +13,9 @@ features, dense model, int8) with only the phone, only the watch, or both:
     fusion            both sensors (12 axes, early fusion: features concatenated), trained with
                       sensor dropout ``--dropout`` (the missing-sensor policy); also scored with
                       the watch and with the phone missing (their channels zeroed at run time)
+    intermediate      the same project with ``model.arch = "fusion"`` (intermediate fusion: a
+                      dense branch per sensor over its slice of the features, concatenated, a
+                      dense head; int8 SLICE + CONCATENATION), same dropout, same scoring
 
 ``--setups`` runs a subset; ``--sensor-dsp watch=raw`` gives that sensor its own block
 (``[data.sensors.dsp]``: ``raw`` flattened, or ``spectral`` with the example's parameters) in
@@ -50,11 +53,12 @@ from kiloml.deploy.run import run_python  # noqa: E402
 from kiloml.train.metrics import classification_report  # noqa: E402
 from kiloml.workflow.deploy import project_spec  # noqa: E402
 from kiloml.workflow.examples import init_example  # noqa: E402
-from kiloml.workflow.project import ImportSection, Project  # noqa: E402
+from kiloml.workflow.project import ImportSection, ModelSection, Project  # noqa: E402
 from kiloml.workflow.run import run_project  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "sp_sw_har" / "DATA"
-SETUPS = ("phone", "watch", "fusion")
+SETUPS = ("phone", "watch", "fusion", "intermediate")
+FUSIONS = ("fusion", "intermediate")
 DROPOUT = 0.25
 
 
@@ -65,10 +69,10 @@ SENSOR_DSP = {"raw": {"flatten": True},
 def setup_name(setup: str, dropout: float, sensor_dsp: dict[str, str]) -> str:
     """The row name: the setup and the options that differ from the defaults."""
     name = setup
-    if setup == "fusion" and dropout != DROPOUT:
+    if setup in FUSIONS and dropout != DROPOUT:
         name += f", dropout {dropout:g}"
     for s, blk in sorted(sensor_dsp.items()):
-        if setup in ("fusion", s):
+        if setup in (*FUSIONS, s):
             name += f", {s} {blk}"
     return name
 
@@ -81,10 +85,17 @@ def base_project(work: Path, setup: str, data: Path, dropout: float = DROPOUT,
     if (root / "dataset" / "index.csv").is_file():
         return root
     shutil.rmtree(root, ignore_errors=True)
+    if setup == "intermediate":   # the early-fusion base (imported once), another model
+        early = base_project(work, "fusion", data, dropout, sensor_dsp)
+        shutil.copytree(early, root, ignore=shutil.ignore_patterns("build", ".kiloml", "model"))
+        p = Project.load(root)
+        p.config.model = ModelSection(arch="fusion")
+        p.save()
+        return root
     # the example project, then narrowed to one sensor and re-imported
     p = init_example(root, "sp_sw_har", data)
     c = p.config
-    if setup != "fusion":
+    if setup not in FUSIONS:
         c.data.channels = None
         c.data.sensors = [s for s in c.data.sensors if s.name == setup]
         c.data.channels = 6
@@ -134,7 +145,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/kiloml-bench-fusion"))
     ap.add_argument("--json", type=Path, help="merge the rows into this file")
     ap.add_argument("--setups", default=",".join(SETUPS),
-                    help="comma-separated subset of phone, watch, fusion")
+                    help="comma-separated subset of phone, watch, fusion, intermediate")
     ap.add_argument("--dropout", type=float, default=DROPOUT,
                     help="the fusion's sensor dropout (data.augment.sensor_dropout)")
     ap.add_argument("--sensor-dsp", action="append", default=[], metavar="SENSOR=BLOCK",
@@ -165,7 +176,7 @@ def main() -> None:
     rows: dict[str, list] = {}
     for x in setups:
         rows[names[x]] = []
-        if x == "fusion":
+        if x in FUSIONS:
             rows[names[x] + ", watch missing"] = []
             rows[names[x] + ", phone missing"] = []
     cost: dict[str, dict] = {}
@@ -183,7 +194,7 @@ def main() -> None:
                 sys.exit(f"{setup} fold {f}: {r['error']}")
             p = Project.load(root)
             rows[name].append(score(p))
-            if setup == "fusion":
+            if setup in FUSIONS:
                 ch = p.config.data.sensor_channels()
                 rows[name + ", watch missing"].append(score(p, ch["watch"]))
                 rows[name + ", phone missing"].append(score(p, ch["phone"]))
@@ -214,7 +225,7 @@ def main() -> None:
                                         ("flash_bytes", "ram_bytes", "arena_bytes")),
                   f"{c['latency_ms']:.2f}" if c else "")
     con.print(t)
-    compare(con, out, [names[x] for x in setups if x == "fusion"], sensor_dsp)
+    compare(con, out, [names[x] for x in setups if x in FUSIONS], sensor_dsp)
     con.print(f"total {time.time() - t0:.0f} s wall")
     if a.json:
         a.json.write_text(json.dumps(out, indent=1))
