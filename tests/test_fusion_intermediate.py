@@ -68,3 +68,11 @@ def test_fusion_branches_train_deploy_and_verify_in_the_emulator(tmp_path, dsp):
     r = kiloml("test", "--project", root, "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["accuracy"] >= 0.9
+    if dsp == "spectral":   # each sensor alone: the same family with one branch
+        r = kiloml("optimize", "--project", root, "--variants", "sensors", "-q", "--json")
+        assert r.returncode == 0, r.stderr
+        rows = {v["name"]: v for v in json.loads(r.stdout)["variants"]}
+        assert list(rows) == ["fusion", "phone only", "watch only", "fusion, phone missing",
+                              "fusion, watch missing"]
+        assert rows["phone only"]["metric"] >= 0.9 and rows["watch only"]["metric"] <= 0.75
+        assert rows["phone only"]["model_flash_bytes"] < rows["fusion"]["model_flash_bytes"]
