@@ -113,3 +113,19 @@ def test_one_size_is_a_plain_dense_chain():
     assert [op.kind for op in net.ops] == ["linear", "linear", "linear"]
     g = to_graph(quantize_ptq(m, np.random.default_rng(1).standard_normal((32, 10)))[0])
     assert not {"SLICE", "CONCATENATION"} & {n.op for n in g.nodes}
+
+
+def test_teacher_in_pytorch_runs_slices_and_concatenation(exported, tmp_path):
+    """A fusion model as a distillation teacher: TorchGraph's fast path (float arithmetic,
+    activations re-quantized) tracks the int8 interpreter's logits."""
+    from kiloml.compress.distill import TfliteTeacher, TorchGraph
+
+    _, _, g, x = exported
+    path = tmp_path / "t.tflite"
+    path.write_bytes(write_tflite(g))
+    t = TfliteTeacher(path)
+    exact = t.logits(x)
+    fast = TorchGraph(t.graph)(torch.as_tensor(x)).numpy()
+    assert fast.shape == exact.shape
+    assert (fast.argmax(1) == exact.argmax(1)).mean() >= 0.95
+    assert np.abs(fast - exact).max() <= 3 * float(t.output.scale) + 1e-9
