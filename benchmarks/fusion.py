@@ -2,7 +2,7 @@
 
     python benchmarks/fusion.py [--data DIR] [--folds 4] [--workdir DIR] [--json FILE]
         [--setups phone,watch,fusion,intermediate] [--dropout 0.25] [--sensor-dsp SENSOR=raw|spectral ...]
-        [--compare-only]
+        [--compare-only] [--model-params JSON]
 
 Data: the sp_sw_har recordings (../shared/data/sp_sw_har/DATA, 16 people; Matey-Sanz,
 Casteleyn & Granell 2023, CC BY 4.0). Each setup is the ``kiloml init --example sp_sw_har``
@@ -17,7 +17,8 @@ features, dense model, int8) with only the phone, only the watch, or both:
                       dense branch per sensor over its slice of the features, concatenated, a
                       dense head; int8 SLICE + CONCATENATION), same dropout, same scoring
 
-``--setups`` runs a subset; ``--sensor-dsp watch=raw`` gives that sensor its own block
+``--model-params '{"branch": [32]}'`` sets the intermediate model's ``[model.params]`` (the row
+is named by them). ``--setups`` runs a subset; ``--sensor-dsp watch=raw`` gives that sensor its own block
 (``[data.sensors.dsp]``: ``raw`` flattened, or ``spectral`` with the example's parameters) in
 the setups that include it. Rows are named by the setup and the options that differ from the
 defaults (``fusion, dropout 0.5``); ``--json`` merges them into the file (other rows kept),
@@ -66,11 +67,15 @@ SENSOR_DSP = {"raw": {"flatten": True},
               "spectral": {"fft_length": 64, "band_edges_hz": [0, 1, 2, 4, 8, 16, 32]}}
 
 
-def setup_name(setup: str, dropout: float, sensor_dsp: dict[str, str]) -> str:
+def setup_name(setup: str, dropout: float, sensor_dsp: dict[str, str],
+               model_params: dict | None = None) -> str:
     """The row name: the setup and the options that differ from the defaults."""
     name = setup
     if setup in FUSIONS and dropout != DROPOUT:
         name += f", dropout {dropout:g}"
+    if setup == "intermediate" and model_params:
+        name += ", " + " ".join(f"{k} {'-'.join(map(str, v)) if isinstance(v, list) else v}"
+                               for k, v in sorted(model_params.items()))
     for s, blk in sorted(sensor_dsp.items()):
         if setup in (*FUSIONS, s):
             name += f", {s} {blk}"
@@ -78,9 +83,12 @@ def setup_name(setup: str, dropout: float, sensor_dsp: dict[str, str]) -> str:
 
 
 def base_project(work: Path, setup: str, data: Path, dropout: float = DROPOUT,
-                 sensor_dsp: dict[str, str] | None = None) -> Path:
+                 sensor_dsp: dict[str, str] | None = None,
+                 model_params: dict | None = None) -> Path:
     sensor_dsp = sensor_dsp or {}
-    tag = setup_name(setup, dropout, sensor_dsp).replace(", ", "_").replace(" ", "-")
+    tag = setup_name(setup, dropout, sensor_dsp, model_params).replace(", ", "_") \
+        .replace("intermediate", "im").replace("branch ", "b").replace("hidden ", "h") \
+        .replace(" ", "-")   # short: the C prefix (project name) has at most 32 characters
     root = work / f"base_{tag}"
     if (root / "dataset" / "index.csv").is_file():
         return root
@@ -89,7 +97,7 @@ def base_project(work: Path, setup: str, data: Path, dropout: float = DROPOUT,
         early = base_project(work, "fusion", data, dropout, sensor_dsp)
         shutil.copytree(early, root, ignore=shutil.ignore_patterns("build", ".kiloml", "model"))
         p = Project.load(root)
-        p.config.model = ModelSection(arch="fusion")
+        p.config.model = ModelSection(arch="fusion", params=dict(model_params or {}))
         p.save()
         return root
     # the example project, then narrowed to one sensor and re-imported
@@ -150,6 +158,8 @@ def main() -> None:
                     help="the fusion's sensor dropout (data.augment.sensor_dropout)")
     ap.add_argument("--sensor-dsp", action="append", default=[], metavar="SENSOR=BLOCK",
                     help="a sensor's own DSP block: raw or spectral (repeatable)")
+    ap.add_argument("--model-params", type=json.loads, default={},
+                    help="the intermediate model's [model.params] as JSON")
     ap.add_argument("--compare-only", action="store_true",
                     help="run nothing: print the targets table of the fusion row of these "
                          "options against the single-sensor rows in --json")
@@ -172,7 +182,7 @@ def main() -> None:
         return
     a.workdir.mkdir(parents=True, exist_ok=True)
     people = sorted(d.name for d in a.data.iterdir() if d.is_dir())
-    names = {x: setup_name(x, a.dropout, sensor_dsp) for x in setups}
+    names = {x: setup_name(x, a.dropout, sensor_dsp, a.model_params) for x in setups}
     rows: dict[str, list] = {}
     for x in setups:
         rows[names[x]] = []
@@ -183,7 +193,7 @@ def main() -> None:
     t0 = time.time()
     for setup in setups:
         name = names[setup]
-        base = base_project(a.workdir, setup, a.data, a.dropout, sensor_dsp)
+        base = base_project(a.workdir, setup, a.data, a.dropout, sensor_dsp, a.model_params)
         for f in range(a.folds):
             test = set(people[f::a.folds])
             nxt = [x for x in people[(f + 1) % a.folds::a.folds] if x not in test]
