@@ -129,3 +129,20 @@ def test_teacher_in_pytorch_runs_slices_and_concatenation(exported, tmp_path):
     assert fast.shape == exact.shape
     assert (fast.argmax(1) == exact.argmax(1)).mean() >= 0.95
     assert np.abs(fast - exact).max() <= 3 * float(t.output.scale) + 1e-9
+
+
+def test_self_distillation_student_is_half_as_wide():
+    from types import SimpleNamespace
+
+    from kiloml.workflow.optimize import _student_params
+
+    prep = SimpleNamespace(arch="fusion", params={"sizes": [12, 8], "branch": [32],
+                                                  "hidden": [64]})
+    p = _student_params(prep)
+    assert p == {"sizes": [12, 8], "branch": (16,), "hidden": (32,)}
+    teacher = build_model("fusion", (20,), 3, **prep.params)
+    student = build_model("fusion", (20,), 3, **p)
+    assert [m.out_features for m in student.modules() if isinstance(m, nn.Linear)] == \
+        [16, 16, 32, 3]
+    assert sum(t.numel() for t in student.parameters()) < \
+        sum(t.numel() for t in teacher.parameters()) / 2
