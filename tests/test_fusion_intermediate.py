@@ -76,3 +76,21 @@ def test_fusion_branches_train_deploy_and_verify_in_the_emulator(tmp_path, dsp):
                               "fusion, watch missing"]
         assert rows["phone only"]["metric"] >= 0.9 and rows["watch only"]["metric"] <= 0.75
         assert rows["phone only"]["model_flash_bytes"] < rows["fusion"]["model_flash_bytes"]
+
+
+def test_fusion_needs_each_sensors_features_apart(tmp_path):
+    """A raw [dsp] block over both sensors interleaves them frame by frame: no per-sensor
+    range, so ``train`` stops with one line naming kiloml.toml (exit 1) and writes no model."""
+    data = _data(tmp_path / "d")
+    root = tmp_path / "p"
+    assert kiloml("init", root, "--example", "sp_sw_har", "--data", data).returncode == 0
+    cfg = root / "kiloml.toml"
+    text = cfg.read_text().replace('arch = "dense"', 'arch = "fusion"')
+    head, tail = text.split("[dsp]\n", 1)
+    tail = tail.split("[model]", 1)[1]
+    cfg.write_text(head + '[dsp]\nblock = "raw"\n\n[model]' + tail)
+    r = kiloml("train", "--project", root, "-q")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "kiloml.toml" in lines[0] and "features apart" in lines[0], lines
+    assert not (root / "model" / "model.tflite").exists()
