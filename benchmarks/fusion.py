@@ -1,8 +1,8 @@
 """Phone, watch and phone+watch fusion on sp_sw_har, person-disjoint; prints tables.
 
     python benchmarks/fusion.py [--data DIR] [--folds 4] [--workdir DIR] [--json FILE]
-        [--setups phone,watch,fusion,intermediate] [--dropout 0.25] [--sensor-dsp SENSOR=raw|spectral ...]
-        [--compare-only] [--model-params JSON]
+        [--setups phone,watch,fusion,intermediate] [--dropout 0.25]
+        [--sensor-dsp SENSOR=raw|spectral ...] [--compare-only] [--model-params JSON]
 
 Data: the sp_sw_har recordings (../shared/data/sp_sw_har/DATA, 16 people; Matey-Sanz,
 Casteleyn & Granell 2023, CC BY 4.0). Each setup is the ``kiloml init --example sp_sw_har``
@@ -18,8 +18,8 @@ features, dense model, int8) with only the phone, only the watch, or both:
                       dense head; int8 SLICE + CONCATENATION), same dropout, same scoring
 
 ``--model-params '{"branch": [32]}'`` sets the intermediate model's ``[model.params]`` (the row
-is named by them). ``--setups`` runs a subset; ``--sensor-dsp watch=raw`` gives that sensor its own block
-(``[data.sensors.dsp]``: ``raw`` flattened, or ``spectral`` with the example's parameters) in
+is named by them). ``--setups`` runs a subset; ``--sensor-dsp watch=raw`` gives that sensor its
+own block (``[data.sensors.dsp]``: ``raw`` flattened, or ``spectral`` with the example's parameters) in
 the setups that include it. Rows are named by the setup and the options that differ from the
 defaults (``fusion, dropout 0.5``); ``--json`` merges them into the file (other rows kept),
 so single-sensor rows from an earlier run compare with a new fusion run.
