@@ -1,8 +1,8 @@
 """Phone, watch and phone+watch fusion on sp_sw_har, person-disjoint; prints tables.
 
     python benchmarks/fusion.py [--data DIR] [--folds 4] [--workdir DIR] [--json FILE]
-        [--setups phone,watch,fusion] [--dropout 0.25] [--sensor-dsp SENSOR=raw|spectral ...]
-        [--compare-only]
+        [--setups phone,watch,fusion,intermediate] [--dropout 0.25]
+        [--sensor-dsp SENSOR=raw|spectral ...] [--compare-only] [--model-params JSON]
 
 Data: the sp_sw_har recordings (../shared/data/sp_sw_har/DATA, 16 people; Matey-Sanz,
 Casteleyn & Granell 2023, CC BY 4.0). Each setup is the ``kiloml init --example sp_sw_har``
@@ -13,9 +13,13 @@ features, dense model, int8) with only the phone, only the watch, or both:
     fusion            both sensors (12 axes, early fusion: features concatenated), trained with
                       sensor dropout ``--dropout`` (the missing-sensor policy); also scored with
                       the watch and with the phone missing (their channels zeroed at run time)
+    intermediate      the same project with ``model.arch = "fusion"`` (intermediate fusion: a
+                      dense branch per sensor over its slice of the features, concatenated, a
+                      dense head; int8 SLICE + CONCATENATION), same dropout, same scoring
 
-``--setups`` runs a subset; ``--sensor-dsp watch=raw`` gives that sensor its own block
-(``[data.sensors.dsp]``: ``raw`` flattened, or ``spectral`` with the example's parameters) in
+``--model-params '{"branch": [32]}'`` sets the intermediate model's ``[model.params]`` (the row
+is named by them). ``--setups`` runs a subset; ``--sensor-dsp watch=raw`` gives that sensor its
+own block (``[data.sensors.dsp]``: ``raw`` flattened, or ``spectral`` with the example's parameters) in
 the setups that include it. Rows are named by the setup and the options that differ from the
 defaults (``fusion, dropout 0.5``); ``--json`` merges them into the file (other rows kept),
 so single-sensor rows from an earlier run compare with a new fusion run.
@@ -50,11 +54,12 @@ from kiloml.deploy.run import run_python  # noqa: E402
 from kiloml.train.metrics import classification_report  # noqa: E402
 from kiloml.workflow.deploy import project_spec  # noqa: E402
 from kiloml.workflow.examples import init_example  # noqa: E402
-from kiloml.workflow.project import ImportSection, Project  # noqa: E402
+from kiloml.workflow.project import ImportSection, ModelSection, Project  # noqa: E402
 from kiloml.workflow.run import run_project  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "sp_sw_har" / "DATA"
-SETUPS = ("phone", "watch", "fusion")
+SETUPS = ("phone", "watch", "fusion", "intermediate")
+FUSIONS = ("fusion", "intermediate")
 DROPOUT = 0.25
 
 
@@ -62,29 +67,43 @@ SENSOR_DSP = {"raw": {"flatten": True},
               "spectral": {"fft_length": 64, "band_edges_hz": [0, 1, 2, 4, 8, 16, 32]}}
 
 
-def setup_name(setup: str, dropout: float, sensor_dsp: dict[str, str]) -> str:
+def setup_name(setup: str, dropout: float, sensor_dsp: dict[str, str],
+               model_params: dict | None = None) -> str:
     """The row name: the setup and the options that differ from the defaults."""
     name = setup
-    if setup == "fusion" and dropout != DROPOUT:
+    if setup in FUSIONS and dropout != DROPOUT:
         name += f", dropout {dropout:g}"
+    if setup == "intermediate" and model_params:
+        name += ", " + " ".join(f"{k} {'-'.join(map(str, v)) if isinstance(v, list) else v}"
+                               for k, v in sorted(model_params.items()))
     for s, blk in sorted(sensor_dsp.items()):
-        if setup in ("fusion", s):
+        if setup in (*FUSIONS, s):
             name += f", {s} {blk}"
     return name
 
 
 def base_project(work: Path, setup: str, data: Path, dropout: float = DROPOUT,
-                 sensor_dsp: dict[str, str] | None = None) -> Path:
+                 sensor_dsp: dict[str, str] | None = None,
+                 model_params: dict | None = None) -> Path:
     sensor_dsp = sensor_dsp or {}
-    tag = setup_name(setup, dropout, sensor_dsp).replace(", ", "_").replace(" ", "-")
+    tag = setup_name(setup, dropout, sensor_dsp, model_params).replace(", ", "_") \
+        .replace("intermediate", "im").replace("branch ", "b").replace("hidden ", "h") \
+        .replace(" ", "-")   # short: the C prefix (project name) has at most 32 characters
     root = work / f"base_{tag}"
     if (root / "dataset" / "index.csv").is_file():
         return root
     shutil.rmtree(root, ignore_errors=True)
+    if setup == "intermediate":   # the early-fusion base (imported once), another model
+        early = base_project(work, "fusion", data, dropout, sensor_dsp)
+        shutil.copytree(early, root, ignore=shutil.ignore_patterns("build", ".kiloml", "model"))
+        p = Project.load(root)
+        p.config.model = ModelSection(arch="fusion", params=dict(model_params or {}))
+        p.save()
+        return root
     # the example project, then narrowed to one sensor and re-imported
     p = init_example(root, "sp_sw_har", data)
     c = p.config
-    if setup != "fusion":
+    if setup not in FUSIONS:
         c.data.channels = None
         c.data.sensors = [s for s in c.data.sensors if s.name == setup]
         c.data.channels = 6
@@ -134,11 +153,13 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/kiloml-bench-fusion"))
     ap.add_argument("--json", type=Path, help="merge the rows into this file")
     ap.add_argument("--setups", default=",".join(SETUPS),
-                    help="comma-separated subset of phone, watch, fusion")
+                    help="comma-separated subset of phone, watch, fusion, intermediate")
     ap.add_argument("--dropout", type=float, default=DROPOUT,
                     help="the fusion's sensor dropout (data.augment.sensor_dropout)")
     ap.add_argument("--sensor-dsp", action="append", default=[], metavar="SENSOR=BLOCK",
                     help="a sensor's own DSP block: raw or spectral (repeatable)")
+    ap.add_argument("--model-params", type=json.loads, default={},
+                    help="the intermediate model's [model.params] as JSON")
     ap.add_argument("--compare-only", action="store_true",
                     help="run nothing: print the targets table of the fusion row of these "
                          "options against the single-sensor rows in --json")
@@ -161,18 +182,18 @@ def main() -> None:
         return
     a.workdir.mkdir(parents=True, exist_ok=True)
     people = sorted(d.name for d in a.data.iterdir() if d.is_dir())
-    names = {x: setup_name(x, a.dropout, sensor_dsp) for x in setups}
+    names = {x: setup_name(x, a.dropout, sensor_dsp, a.model_params) for x in setups}
     rows: dict[str, list] = {}
     for x in setups:
         rows[names[x]] = []
-        if x == "fusion":
+        if x in FUSIONS:
             rows[names[x] + ", watch missing"] = []
             rows[names[x] + ", phone missing"] = []
     cost: dict[str, dict] = {}
     t0 = time.time()
     for setup in setups:
         name = names[setup]
-        base = base_project(a.workdir, setup, a.data, a.dropout, sensor_dsp)
+        base = base_project(a.workdir, setup, a.data, a.dropout, sensor_dsp, a.model_params)
         for f in range(a.folds):
             test = set(people[f::a.folds])
             nxt = [x for x in people[(f + 1) % a.folds::a.folds] if x not in test]
@@ -183,7 +204,7 @@ def main() -> None:
                 sys.exit(f"{setup} fold {f}: {r['error']}")
             p = Project.load(root)
             rows[name].append(score(p))
-            if setup == "fusion":
+            if setup in FUSIONS:
                 ch = p.config.data.sensor_channels()
                 rows[name + ", watch missing"].append(score(p, ch["watch"]))
                 rows[name + ", phone missing"].append(score(p, ch["phone"]))
@@ -214,7 +235,7 @@ def main() -> None:
                                         ("flash_bytes", "ram_bytes", "arena_bytes")),
                   f"{c['latency_ms']:.2f}" if c else "")
     con.print(t)
-    compare(con, out, [names[x] for x in setups if x == "fusion"], sensor_dsp)
+    compare(con, out, [names[x] for x in setups if x in FUSIONS], sensor_dsp)
     con.print(f"total {time.time() - t0:.0f} s wall")
     if a.json:
         a.json.write_text(json.dumps(out, indent=1))

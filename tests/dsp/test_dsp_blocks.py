@@ -324,3 +324,31 @@ def test_cost_scales_with_work():
     assert big.cost(16000).ops["mac"] > small.cost(16000).ops["mac"]
     assert small.cost(32000).total_ops > small.cost(16000).total_ops
     assert small.cost(16000, variant="q15").ram_bytes < small.cost(16000, variant="q31").ram_bytes
+
+
+def test_spectral_constant_window_has_no_peaks_in_c_and_numpy():
+    """A constant window's detrended PSD is float rounding noise with local maxima that the C
+    (float32) and numpy place differently; below PEAK_FLOOR x the mean square they are not
+    peaks, on both sides. A weak real tone on the same constant (-60 dB) still is one."""
+    params = dict(sample_rate=100, fft_length=64, band_edges_hz=[0, 1, 2, 4, 8, 16, 32],
+                  num_peaks=3)
+    b = make_block("spectral", params=params)
+    t = np.arange(100) / 100.0
+    x = np.zeros((3, 100, 4), np.float32)
+    x[:, :, 0] = 9.81
+    x[:, :, 1] = -0.377
+    x[:, :, 2] = 1234.5
+    x[:, :, 3] = 9.81 + 9.81e-3 * np.sin(2 * np.pi * 12.5 * t)   # a weak 12.5 Hz tone
+    x[1] *= -1.0
+    x[2, :, :3] = 0.0
+    P = b.psd(x[0].astype(np.float32))
+    noise = [(P[a, 1:-1] > P[a, :-2]) & (P[a, 1:-1] > P[a, 2:]) for a in range(3)]
+    assert any(n.any() for n in noise), "the float noise has local maxima (what is tested)"
+    want = b(x).reshape(3, 4, -1).astype(np.float64)
+    got = DSPHostBuild(b, 100, 4, sanitize=True).run(x).reshape(want.shape).astype(np.float64)
+    nb = len(params["band_edges_hz"]) - 1
+    assert (want[:, :3, 5 + nb:] == 0).all()          # constant axes: no peaks (f, h)
+    np.testing.assert_array_equal(got[:, :3, 5 + nb:], want[:, :3, 5 + nb:])
+    assert (want[:, 3, 5 + nb] == 12.5).all()          # the tone: the largest peak, both sides
+    np.testing.assert_array_equal(got[:, 3, 5 + nb::2], want[:, 3, 5 + nb::2])
+    np.testing.assert_allclose(got[:, 3, 6 + nb::2], want[:, 3, 6 + nb::2], rtol=1e-4)

@@ -92,7 +92,8 @@ class TorchGraph(torch.nn.Module):
     teacher logits for every (augmented, mixed) training batch on the fly.
 
     Supports CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, ADD,
-    PAD, RESHAPE, RELU, RELU6 and a final SOFTMAX (dropped: the output is the logits).
+    PAD, RESHAPE, RELU, RELU6, SLICE, CONCATENATION (both copy raw values) and a final SOFTMAX
+    (dropped: the output is the logits).
     """
 
     def __init__(self, graph) -> None:
@@ -169,6 +170,13 @@ class TorchGraph(torch.nn.Module):
                 y = F.pad(xin, tuple(int(q) for pair in p[::-1] for q in pair))
             elif node.op in ("RELU", "RELU6"):
                 y = self._fq(xin, out, node.op)
+            elif node.op == "SLICE":                                # every batch row
+                begin, size = (g.tensors[node.inputs[k]].data.reshape(-1) for k in (1, 2))
+                y = xin[(slice(None),) + tuple(
+                    slice(int(b), None if int(n) == -1 else int(b) + int(n))
+                    for b, n in zip(begin[1:], size[1:]))]
+            elif node.op == "CONCATENATION":
+                y = torch.cat([v[i] for i in node.inputs], dim=a.axis % len(out.shape))
             else:                                                   # RESHAPE
                 y = xin.reshape((len(xin),) + tuple(out.shape[1:]))
             v[node.outputs[0]] = y
@@ -176,4 +184,5 @@ class TorchGraph(torch.nn.Module):
 
 
 _TORCH_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D",
-              "MAX_POOL_2D", "ADD", "PAD", "RESHAPE", "RELU", "RELU6", "SOFTMAX")
+              "MAX_POOL_2D", "ADD", "PAD", "RESHAPE", "RELU", "RELU6", "SOFTMAX", "SLICE",
+              "CONCATENATION")

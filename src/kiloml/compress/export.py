@@ -27,6 +27,7 @@ from kiloml.compress.qnet import QNet, QOp, weight_quant
 from kiloml.ir.graph import Graph, Node, QuantParams, Tensor
 from kiloml.ir.ops.add import AddAttrs
 from kiloml.ir.ops.base import NoAttrs
+from kiloml.ir.ops.concatenation import ConcatenationAttrs
 from kiloml.ir.ops.conv2d import Conv2DAttrs
 from kiloml.ir.ops.depthwise_conv2d import DepthwiseConv2DAttrs
 from kiloml.ir.ops.fully_connected import FullyConnectedAttrs
@@ -128,6 +129,17 @@ def _export_add(wr: _Writer, op: QOp, nm: str, x: int, out_t: int) -> Node:
     return Node("ADD", [x, wr.tid[op.inputs[1]]], [out_t], AddAttrs(op.act), nm)
 
 
+def _export_slice(wr: _Writer, op: QOp, nm: str, x: int, out_t: int) -> Node:
+    bt = wr.tensor(Tensor(f"{nm}/begin", (2,), "int32", np.array([0, op.begin], np.int32)))
+    st = wr.tensor(Tensor(f"{nm}/size", (2,), "int32", np.array([1, op.size], np.int32)))
+    return Node("SLICE", [x, bt, st], [out_t], NoAttrs(), nm)
+
+
+def _export_concat(wr: _Writer, op: QOp, nm: str, x: int, out_t: int) -> Node:
+    return Node("CONCATENATION", [wr.tid[i] for i in op.inputs], [out_t],
+                ConcatenationAttrs(-1), nm)
+
+
 EXPORTERS: dict[str, Exporter] = {
     "conv": _export_weighted,
     "linear": _export_weighted,
@@ -135,6 +147,8 @@ EXPORTERS: dict[str, Exporter] = {
     "flatten": _export_flatten,
     "pad": _export_pad,
     "add": _export_add,
+    "slice": _export_slice,
+    "concat": _export_concat,
     "relu": lambda wr, op, nm, x, out_t: Node(op.act, [x], [out_t], NoAttrs(), nm),
     "softmax": lambda wr, op, nm, x, out_t: Node("SOFTMAX", [x], [out_t], SoftmaxAttrs(1.0), nm),
 }

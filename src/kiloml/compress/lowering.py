@@ -18,8 +18,8 @@ from torch import fx, nn
 
 from kiloml.compress.fold import simplify
 from kiloml.compress.qmath import QuantizeError
-from kiloml.compress.qnet import (QAdd, QConv, QFlatten, QLinear, QNet, QOp, QPad, QPool, QRelu,
-                                  QSoftmax)
+from kiloml.compress.qnet import (QAdd, QConcat, QConv, QFlatten, QLinear, QNet, QOp, QPad,
+                                  QPool, QRelu, QSlice, QSoftmax)
 from kiloml.compress.rules import LOp, Lowering, lower_node
 from kiloml.train.layers import Conv1dSame, Conv2dSame
 
@@ -124,6 +124,9 @@ BUILDERS: dict[str, Builder] = {
     "add": lambda o, shapes, producer: QAdd(o.name, o.inputs, o.output),
     "relu": lambda o, shapes, producer: QRelu(o.name, o.inputs, o.output, o.attrs["act"]),
     "softmax": lambda o, shapes, producer: QSoftmax(o.name, o.inputs, o.output),
+    "slice": lambda o, shapes, producer: QSlice(o.name, o.inputs, o.output, o.attrs["begin"],
+                                                o.attrs["size"]),
+    "concat": lambda o, shapes, producer: QConcat(o.name, o.inputs, o.output),
 }
 
 

@@ -1,7 +1,7 @@
 """The fake-quant network: a model lowered to TFLite int8 operations, as a trainable module.
 
 A ``QNet`` is a flat list of ``QOp`` s (CONV_2D / DEPTHWISE_CONV_2D, FULLY_CONNECTED, pooling,
-RESHAPE, PAD, ADD, RELU / RELU6, SOFTMAX) over numbered values (value 0 is the input), with one
+RESHAPE, PAD, ADD, RELU / RELU6, SOFTMAX, SLICE, CONCATENATION) over numbered values (value 0 is the input), with one
 ``Observer`` per quantized activation. It has three modes:
 
 ``float``    the folded model in float; equals the original model's eval-mode output.
@@ -11,7 +11,9 @@ RESHAPE, PAD, ADD, RELU / RELU6, SOFTMAX) over numbered values (value 0 is the i
              saturating, clamped to the fused activation's range), weights symmetric int8 per
              output channel (per tensor for FULLY_CONNECTED, as TFLite's converter does), biases
              int32 with scale input_scale x weight_scale, average pooling and reshapes keeping
-             their input's quantization, softmax output 1/256 with zero point -128. Gradients
+             their input's quantization, softmax output 1/256 with zero point -128, slices
+             their input's, and a concatenation's inputs and output one shared quantization
+             (int8 CONCATENATION copies raw values; TFLite's converter does the same). Gradients
              pass straight through (inside the clamp range) for quantization-aware training.
 
 Values use PyTorch's NCHW layout internally (1-D inputs get a height axis of 1); the exporter
@@ -274,6 +276,32 @@ class QSoftmax(QOp):
         return torch.softmax(xs[0], dim=-1)
 
 
+class QSlice(QOp):
+    """SLICE of a (batch, features) value: features [begin, begin + size)."""
+
+    kind = "slice"
+    shares_quant = True
+
+    def __init__(self, name: str, inputs: list[int], output: int, begin: int,
+                 size: int) -> None:
+        super().__init__(name, inputs, output)
+        self.begin, self.size = int(begin), int(size)
+
+    def run(self, net: "QNet", xs: list[torch.Tensor]) -> torch.Tensor:
+        return xs[0][:, self.begin:self.begin + self.size]
+
+
+class QConcat(QOp):
+    """CONCATENATION of (batch, features) values along the features; every input shares the
+    output's observer (``QNet`` merges them), as int8 CONCATENATION needs."""
+
+    kind = "concat"
+    shares_quant = True
+
+    def run(self, net: "QNet", xs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(xs, dim=1)
+
+
 class QNet(nn.Module):
     """A model lowered to TFLite int8 operations (see the module doc)."""
 
@@ -303,6 +331,9 @@ class QNet(nn.Module):
                 ob.non_negative = op.act in ("RELU", "RELU6")
                 self.quant_of[op.output] = len(observers)
                 observers.append(ob)
+        for op in ops:
+            if op.kind == "concat":
+                _share_observers(self.quant_of, observers, op)
         self.observers = nn.ModuleList(observers)
         self.output = ops[-1].output if ops else 0
 
@@ -372,3 +403,23 @@ class QNet(nn.Module):
             lines.append(f"{op.kind:8s} {op.op_name:24s} {list(op.inputs)} -> {op.output} "
                          f"{list(self.shapes[op.output])}{extra}")
         return lines
+
+
+def _share_observers(quant_of: dict[int, int], observers: list, op: QOp) -> None:
+    """Every value quantized like one of ``op``'s inputs takes the output's observer (its
+    range then covers all the inputs; non-negative only if all of them are)."""
+    from kiloml.compress.qmath import QuantizeError
+
+    target = quant_of[op.output]
+    for v in op.inputs:
+        src = quant_of[v]
+        if src == target:
+            continue
+        if bool(observers[src].fixed) or bool(observers[target].fixed):
+            raise QuantizeError(f"{op.op_name}: cannot concatenate a value of fixed "
+                                "quantization (softmax output)")
+        observers[target].non_negative = (observers[target].non_negative
+                                           and observers[src].non_negative)
+        for k, q in quant_of.items():
+            if q == src:
+                quant_of[k] = target

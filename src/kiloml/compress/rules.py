@@ -9,7 +9,8 @@ rule registered for it:
 ``METHOD_RULES``    keyed by the tensor method name (``call_method``: ``x.view``, ``x.mean``).
 
 A rule appends lowered operations (``LOp``) through the ``Lowering`` context: the QOp kinds
-(``conv``, ``linear``, ``pool``, ``flatten``, ``pad``, ``add``, ``softmax``) or the transient
+(``conv``, ``linear``, ``pool``, ``flatten``, ``pad``, ``add``, ``softmax``, ``slice``,
+``concat``) or the transient
 kinds ``bn``, ``act`` and ``identity`` that folding removes (kiloml.compress.fold). Supporting
 a new layer is one ``@rule(...)`` function here (plus a QOp and an export rule if it is a new
 kind of operation). Rules raise ``QuantizeError`` naming the node for what TFLite cannot do.
@@ -106,7 +107,8 @@ MODULE_RULES: dict[type, ModuleRule] = {}
 FUNCTION_RULES: dict[Any, CallRule] = {}
 METHOD_RULES: dict[str, CallRule] = {}
 SUPPORTED = ("Conv1d/Conv2d, depthwise convolution, Linear, BatchNorm, ReLU, ReLU6, pooling, "
-             "flatten, add, softmax, dropout")
+             "flatten, add, softmax, dropout, x[:, a:b] and torch.cat of (batch, features) "
+             "tensors")
 
 
 def module_rule(*classes: type) -> Callable[[ModuleRule], ModuleRule]:
@@ -342,3 +344,37 @@ def _adaptive_pool(lw: Lowering, n: fx.Node, where: str) -> None:
 @call_rule(F.dropout)
 def _dropout(lw: Lowering, n: fx.Node, where: str) -> None:
     lw.add("identity", [lw.value(n.args[0], where)], n)
+
+
+@call_rule(operator.getitem)
+def _getitem(lw: Lowering, n: fx.Node, where: str) -> None:
+    """``x[:, a:b]`` of a (batch, features) value: a SLICE (one sensor's range of a fused
+    feature vector)."""
+    x = lw.value(n.args[0], where)
+    idx = n.args[1]
+    s = lw.shapes[x]
+    full = slice(None, None, None)
+    if (len(s) != 2 or not isinstance(idx, tuple) or len(idx) != 2 or idx[0] != full
+            or not isinstance(idx[1], slice) or idx[1].step not in (None, 1)
+            or not all(v is None or isinstance(v, int) for v in (idx[1].start, idx[1].stop))):
+        raise QuantizeError(f"{where}: only x[:, a:b] (constant a, b, step 1) of a "
+                            "(batch, features) tensor is supported")
+    a, b, _ = idx[1].indices(int(s[1]))
+    if b <= a:
+        raise QuantizeError(f"{where}: the slice [{a}:{b}] is empty")
+    lw.add("slice", [x], n, begin=a, size=b - a)
+
+
+@call_rule(torch.cat, torch.concat)
+def _cat(lw: Lowering, n: fx.Node, where: str) -> None:
+    """``torch.cat([a, b, ...], dim=1)`` of (batch, features) values: a CONCATENATION (the
+    branches of intermediate fusion merged)."""
+    parts = n.args[0] if n.args else n.kwargs.get("tensors")
+    dim = n.kwargs.get("dim", n.args[1] if len(n.args) > 1 else 0)
+    if not isinstance(parts, (list, tuple)) or not parts:
+        raise QuantizeError(f"{where}: expected a list of tensors")
+    ins = [lw.value(a, where) for a in parts]
+    if any(len(lw.shapes[i]) != 2 for i in ins) or int(dim) not in (1, -1):
+        raise QuantizeError(f"{where}: only concatenating (batch, features) tensors along the "
+                            "features (dim 1) is supported")
+    lw.add("concat", ins, n)

@@ -19,8 +19,11 @@ Definitions and the independent references the tests compare with
     band power   sum of PSD[k] * fs / fft_length over bins with lo <= f_k < hi (rectangle rule);
                  ``log_bands`` gives log10(power + 1e-20).
     peaks        bins k (1 <= k < nbins - 1) with PSD[k] > PSD[k-1] and PSD[k] > PSD[k+1],
-                 which is ``scipy.signal.find_peaks`` except on exact plateaus; missing peaks
-                 are (0, 0).
+                 which is ``scipy.signal.find_peaks`` except on exact plateaus, and with
+                 PSD[k] * fs / fft_length > 1e-10 x the window's mean square (``PEAK_FLOOR``:
+                 a constant window's detrended PSD is float rounding noise, whose local maxima
+                 the C and numpy would place differently; real peaks are far above it);
+                 missing peaks are (0, 0).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from kiloml.dsp import common
 from kiloml.dsp.base import Block, BlockParams, Cost
 
 STATS = ("mean", "rms", "std", "skewness", "kurtosis")
+PEAK_FLOOR = 1e-10   # a peak's power (PSD x bin width) over the window's mean square, at least
 
 
 class SpectralParams(BlockParams):
@@ -138,16 +142,19 @@ class Spectral(Block):
             bp = P[..., sel].sum(axis=-1) * df
             parts.append(np.log10(bp + 1e-20) if p.log_bands else bp)
         if p.num_peaks:
-            pk_f, pk_h = self._peaks(P, freqs)
+            pk_f, pk_h = self._peaks(P, freqs, (np.asarray(x, np.float64) ** 2).mean(axis=-2))
             for k in range(p.num_peaks):
                 parts += [pk_f[..., k], pk_h[..., k]]
         out = np.stack(parts, axis=-1)          # (..., axes, features)
         return out.reshape(out.shape[:-2] + (-1,)).astype(np.float32)
 
-    def _peaks(self, P: np.ndarray, freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _peaks(self, P: np.ndarray, freqs: np.ndarray,
+               mean_square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k = self.params.num_peaks
         mid = P[..., 1:-1]
-        is_pk = (mid > P[..., :-2]) & (mid > P[..., 2:])
+        df = self.params.sample_rate / self.params.fft_length
+        floor = np.asarray(PEAK_FLOOR * mean_square / df)[..., None]
+        is_pk = (mid > P[..., :-2]) & (mid > P[..., 2:]) & (mid > floor)
         h = np.where(is_pk, mid, -np.inf)
         # Largest first; ties resolved towards the lower frequency (as the C does).
         order = np.argsort(-h, axis=-1, kind="stable")[..., :k]

@@ -21,12 +21,12 @@ from kiloml.ir.graph import DTYPES, Graph, Node
 from kiloml.ir.interpreter import Interpreter
 
 # Ops that compute each row of the leading axis from that row alone, given the conditions
-# ``_node_problem`` checks (MEAN, CONCATENATION and PAD must leave axis 0 alone). An op not
+# ``_node_problem`` checks (MEAN, CONCATENATION, PAD and SLICE must leave axis 0 alone). An op not
 # listed here is run sample by sample: correct, only slower.
 ROW_WISE = frozenset({
     "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_ADD", "FULLY_CONNECTED", "AVERAGE_POOL_2D",
     "MAX_POOL_2D", "ADD", "MUL", "SOFTMAX", "RELU", "RELU6", "LOGISTIC", "TANH", "QUANTIZE",
-    "DEQUANTIZE", "RESHAPE", "PAD", "MEAN", "CONCATENATION",
+    "DEQUANTIZE", "RESHAPE", "PAD", "MEAN", "CONCATENATION", "SLICE",
 })
 
 
@@ -46,6 +46,11 @@ def _node_problem(g: Graph, n: int, node: Node) -> str | None:
         pads = g.tensors[node.inputs[1]]
         if pads.data is None or np.asarray(pads.data).reshape(rank, 2)[0].any():
             return f"{where} may pad the batch axis"
+    elif node.op == "SLICE":
+        begin, size = (g.tensors[node.inputs[k]].data for k in (1, 2))
+        if begin is None or size is None or int(np.asarray(begin).reshape(-1)[0]) != 0 \
+                or int(np.asarray(size).reshape(-1)[0]) not in (-1, 1):
+            return f"{where} may slice the batch axis"
     return None
 
 
@@ -65,7 +70,7 @@ def batch_problem(graph: Graph) -> str | None:
 
 def batched_graph(graph: Graph, n: int) -> Graph:
     """The same graph with batch ``n`` instead of 1 (activations' leading axis, RESHAPE
-    targets). Raises ``KilomlError`` when ``batch_problem`` finds a reason it would differ."""
+    targets, SLICE sizes). Raises ``KilomlError`` when ``batch_problem`` finds a reason it would differ."""
     problem = batch_problem(graph)
     if problem:
         raise KilomlError(f"graph {graph.name!r} cannot run batched: {problem}")
@@ -83,6 +88,11 @@ def batched_graph(graph: Graph, n: int) -> Graph:
                                                   shape=(len(shape),))
             if node.attrs.new_shape:
                 node = replace(node, attrs=replace(node.attrs, new_shape=tuple(shape)))
+        elif node.op == "SLICE":        # size along the batch axis: all rows
+            st = tensors[node.inputs[2]]
+            size = np.array(st.data, copy=True).reshape(-1)
+            size[0] = -1
+            tensors[node.inputs[2]] = replace(st, data=size.astype(np.asarray(st.data).dtype))
         nodes.append(node)
     return Graph(tensors, nodes, list(graph.inputs), list(graph.outputs), graph.name,
                  graph.source_sha256, dict(graph.meta))

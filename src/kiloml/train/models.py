@@ -10,6 +10,10 @@ ds-cnn (-s/-m/-l)  depthwise-separable CNN for keyword spotting (Zhang et al. 20
 cnn1d              1-D CNN for IMU / vibration windows: conv + BN + ReLU + max-pool blocks,
                    global average pool, dense.
 dense              MLP on a feature vector (spectral features): dense + BN + ReLU layers.
+fusion             intermediate fusion of a multi-sensor feature vector: one small dense
+                   branch per sensor over that sensor's slice of the features (``sizes``,
+                   filled in from the project's ``sensors`` DSP block), the branches merged
+                   by concatenation, then a dense head (SLICE, CONCATENATION in int8).
 autoencoder        the MLPerf Tiny anomaly-detection autoencoder (640 in, 4 x 128, bottleneck
                    8, 4 x 128, 640 out; BN + ReLU), reconstruction error = anomaly score.
 mobilenet-v1       MobileNetV1 (width 0.25 by default; MLPerf Tiny visual wake words, 96x96x3).
@@ -35,8 +39,8 @@ from kiloml.errors import KilomlError
 from kiloml.train.layers import Conv1dSame, Conv2dSame
 
 DS_CNN_SIZES = {"s": (64, 4), "m": (172, 4), "l": (276, 5)}
-ARCHS = ("ds-cnn", "ds-cnn-s", "ds-cnn-m", "ds-cnn-l", "cnn1d", "dense", "autoencoder",
-         "mobilenet-v1", "resnet8", "kmeans")
+ARCHS = ("ds-cnn", "ds-cnn-s", "ds-cnn-m", "ds-cnn-l", "cnn1d", "dense", "fusion",
+         "autoencoder", "mobilenet-v1", "resnet8", "kmeans")
 
 
 class ModelError(KilomlError):
@@ -113,6 +117,55 @@ class Dense(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+def _dense_bn(cin: int, hidden, dropout: float) -> tuple[list[nn.Module], int]:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(cin, int(h), bias=False), nn.BatchNorm1d(int(h)), nn.ReLU(),
+                   nn.Dropout(dropout)]
+        cin = int(h)
+    return layers, cin
+
+
+class FusionBranches(nn.Module):
+    """Intermediate fusion on (N, features) where the features are the sensors' own, back to
+    back (``sizes[k]`` values of sensor k): branch k (dense + BN + ReLU layers of widths
+    ``branch``) reads ``x[:, a_k:b_k]``, the branches' outputs are concatenated and a dense
+    head (``hidden``) classifies. With one size it is a dense network with one more layer."""
+
+    def __init__(self, in_features: int, num_classes: int, sizes=None, branch=(16,),
+                 hidden=(32,), dropout: float = 0.2) -> None:
+        super().__init__()
+        sizes = [int(in_features)] if sizes is None else [int(v) for v in sizes]
+        if not sizes or min(sizes) < 1 or sum(sizes) != in_features:
+            raise ModelError(f"fusion: sensor feature sizes {sizes} do not add up to the "
+                             f"{in_features} features")
+        if not branch:
+            raise ModelError("fusion: branch needs at least one layer width")
+        self.bounds = []
+        k = 0
+        for n in sizes:
+            self.bounds.append((k, k + n))
+            k += n
+        branches = []
+        merged = 0
+        for n in sizes:
+            layers, out = _dense_bn(n, branch, dropout)
+            branches.append(nn.Sequential(*layers))
+            merged += out
+        self.branches = nn.ModuleList(branches)
+        layers, cin = _dense_bn(merged, hidden, dropout)
+        self.head = nn.Sequential(*layers)
+        self.classifier = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.bounds) == 1:
+            y = self.branches[0](x)
+        else:
+            y = torch.cat([br(x[:, a:b]) for (a, b), br in zip(self.bounds, self.branches)],
+                          dim=1)
+        return self.classifier(self.head(y))
 
 
 class AutoEncoder(nn.Module):
@@ -276,7 +329,7 @@ class KMeansScorer:
 def input_layout(arch: str, feature_shape: tuple[int, ...]) -> str:
     """How per-window features become model input: ``image1`` (H, W) -> (1, H, W);
     ``chw`` (H, W, C) -> (C, H, W); ``seq`` (frames, axes) -> (axes, frames); ``flat``."""
-    if arch in ("dense", "autoencoder", "kmeans"):
+    if arch in ("dense", "fusion", "autoencoder", "kmeans"):
         return "flat"
     if arch == "cnn1d":
         if len(feature_shape) == 1:
@@ -323,6 +376,8 @@ def build_model(arch: str, feature_shape: tuple[int, ...], num_classes: int,
             return CNN1D(axes, num_classes, **params)
         if arch == "dense":
             return Dense(int(np.prod(feature_shape)), num_classes, **params)
+        if arch == "fusion":
+            return FusionBranches(int(np.prod(feature_shape)), num_classes, **params)
         if arch == "autoencoder":
             return AutoEncoder(int(np.prod(feature_shape)), **params)
         if arch == "mobilenet-v1":

@@ -117,6 +117,9 @@ def _student_params(prep) -> dict:
         p["channels"] = tuple(max(4, c // 2) for c in p.get("channels", (16, 32, 64)))
     elif a == "dense":
         p["hidden"] = tuple(max(4, h // 2) for h in p.get("hidden", (64, 32)))
+    elif a == "fusion":
+        p["branch"] = tuple(max(4, h // 2) for h in p.get("branch", (16,)))
+        p["hidden"] = tuple(max(4, h // 2) for h in p.get("hidden", (32,)))
     elif a == "mobilenet-v1":
         p["alpha"] = p.get("alpha", 0.25) / 2
     elif a == "resnet8":

@@ -38,6 +38,7 @@ from kiloml.compress.distill import MLPERF_KWS_LABELS, TfliteTeacher, TorchGraph
 from kiloml.compress.quantize import calibrate, lower, run_fake, run_int8, to_graph, to_nhwc
 from kiloml.data.importer import import_data
 from kiloml.data.index import DatasetIndex
+from kiloml.data.windowing import make_windows
 from kiloml.errors import KilomlError
 from kiloml.io.tflite_reader import read_tflite
 from kiloml.io.tflite_writer import save_tflite
@@ -122,9 +123,40 @@ def prepare(project: Project, recipe: TrainSettings | None = None,
     normal_ids = [labels.index(n) for n in normal] if anomaly else []
     fit_x = tr.x[np.isin(tr.y, normal_ids)] if anomaly else tr.x
     norm = Normalizer.fit(kind, fit_x)
-    return Prepared(project, recipe, arch, dict(project.config.model.params), labels,
+    params = dict(project.config.model.params)
+    if arch == "fusion" and "sizes" not in params:
+        params["sizes"] = sensor_feature_sizes(project, block, tr.feature_shape, view)
+    return Prepared(project, recipe, arch, params, labels,
                     input_layout(arch, tr.feature_shape), iq, norm, tr, va, te, anomaly,
                     normal_ids, view)
+
+
+def sensor_feature_sizes(project: Project, block, feature_shape,
+                         view: SensorView | None = None) -> list[int]:
+    """Each sensor's number of features, in order, for the ``fusion`` model: the parts of a
+    ``sensors`` DSP block on the project's window; a ``spectral`` block's (its features are
+    axis by axis, so a sensor's axes give a contiguous range); one part for a single-sensor
+    project (or a one-sensor ``view``)."""
+    total = int(np.prod(feature_shape))
+    sensors = project.config.data.sensor_channels()
+    if hasattr(block, "part_sizes") and not (view is not None and view.mode == "only"):
+        cfg = project.config.data
+        wins = make_windows(project.dataset.load_index().of_role("sample"), cfg.window_ms,
+                            cfg.stride_ms, cfg.pad)
+        sizes = [int(v) for v in block.part_sizes(wins[0].length)] if wins else []
+    elif len(sensors) < 2 or (view is not None and view.mode == "only"):
+        return [total]
+    elif block.name == "spectral":
+        per_axis = total // sum(e - a for a, e in sensors.values())
+        sizes = [(e - a) * per_axis for a, e in sensors.values()]
+    else:
+        raise PipelineError(f"{project.config_path}: model.arch fusion needs each sensor's "
+                            f"features apart: a spectral [dsp] block or one per sensor "
+                            f"([data.sensors.dsp]), not {block.name}")
+    if sum(sizes) != total:
+        raise PipelineError(f"{project.config_path}: the sensors' feature counts {sizes} do "
+                            f"not add up to the {total} features")
+    return sizes
 
 
 # ---------------------------------------------------------------- training

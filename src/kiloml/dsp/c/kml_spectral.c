@@ -13,6 +13,7 @@ int kml_spectral_f32(const kml_spectral_cfg *c, const float *x, float *scratch, 
     const uint32_t nb = c->fft_length / 2u + 1u;
     const uint32_t per_axis = (c->statistics ? 5u : 0u) + c->num_bands + 2u * c->num_peaks;
     uint32_t a, i, k, s;
+    float floor_h = 0.0f;
     for (a = 0; a < c->axes; ++a) {
         float *o = out + a * per_axis;
         if (c->statistics) {
@@ -84,6 +85,16 @@ int kml_spectral_f32(const kml_spectral_cfg *c, const float *x, float *scratch, 
             bp *= c->bin_hz;
             *o++ = c->log_bands ? log10f(bp + 1e-20f) : bp;
         }
+        if (c->num_peaks > 0u) {
+            /* a peak's power must exceed 1e-10 x the window's mean square (PEAK_FLOOR in
+             * spectral.py): a constant window's PSD is rounding noise, not peaks */
+            float sq = 0.0f;
+            for (i = 0; i < c->frames; ++i) {
+                const float v = x[i * c->axes + a];
+                sq += v * v;
+            }
+            floor_h = 1e-10f * (sq / (float)c->frames) / c->bin_hz;
+        }
         for (k = 0; k < c->num_peaks; ++k) {
             /* The k-th largest local maximum: the largest peak below (height, bin) of the last
              * one taken, ties going to the lower bin as in numpy's stable sort. */
@@ -91,7 +102,7 @@ int kml_spectral_f32(const kml_spectral_cfg *c, const float *x, float *scratch, 
             uint32_t best_i = 0;
             for (i = 1; i + 1u < nb; ++i) {
                 const float h = psd[i];
-                if (!(h > psd[i - 1u] && h > psd[i + 1u])) {
+                if (!(h > psd[i - 1u] && h > psd[i + 1u] && h > floor_h)) {
                     continue;
                 }
                 if (k > 0u) {
