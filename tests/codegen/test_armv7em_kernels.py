@@ -180,9 +180,8 @@ def test_conv2d_1x1(tmp_path):
 
 def test_prefer_chooses_kernels_and_weight_layouts(tmp_path):
     """``prefer`` on a small model: "speed" takes every faster option (the 1x1 kernel, int16
-    weights, the RGB kernel, the _g6 records), "size" none of them here (their code costs
-    more flash than their cycles are worth at SIZE_RATE), "balanced" in between; every choice
-    is reported with its data bytes (exact: the stream's size) and estimated cycles; speed,
+    weights, the RGB kernel, the _g6 records), "size" none of them here (the code of each
+    costs more than SIZE_RATE cycles per byte on layers this small); every choice is reported with its data bytes (exact: the stream's size) and estimated cycles; speed,
     size and a mixed per-node choice are bit-exact. An unknown preference is refused naming
     the choices."""
     from kiloml.codegen.armv7em_choice import choose

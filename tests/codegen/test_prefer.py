@@ -24,6 +24,10 @@ def graphs():
             for n in ("kws_ref_model", "vww_96_int8", "pretrainedResnet_quant")}
 
 
+def options(g) -> dict:
+    return {n: o for n, node in enumerate(g.nodes) if (o := C.node_options(g, node))}
+
+
 def totals(picks) -> tuple[int, float]:
     """(flash: every node's data + the code of each function once, estimated cycles)."""
     code = sum(C.CODE_BYTES.get(f, 0) for f in {o.kernel for o, _ in picks.values()})
@@ -86,8 +90,8 @@ def test_shared_code_is_paid_once(graphs, monkeypatch):
 def test_forced_options_and_unknown_names(graphs):
     g = graphs["kws_ref_model"]
     nodes = sorted(C.choose(g, "speed"))
-    assert {o.name for o, _ in C.choose(g, "size").values()} == {"column"}
-    picks = C.choose(g, "size", {nodes[0]: "1x1", nodes[1]: "fast", nodes[2]: "rgb"})
+    assert {o.name for o, _ in C.choose(g, "balanced").values()} == {"column"}
+    picks = C.choose(g, "balanced", {nodes[0]: "1x1", nodes[1]: "fast", nodes[2]: "rgb"})
     assert picks[nodes[0]][0].name == "1x1" and picks[nodes[1]][0].name == "1x1"
     # an option the node lacks: the preference decides; the forced nodes link the 1x1 kernel
     # already, so its code is paid and the faster kernel costs only its stream bytes

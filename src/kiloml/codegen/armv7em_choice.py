@@ -49,8 +49,11 @@ PREFERENCES = ("speed", "size", "balanced")
 # balanced: 32 k cycles per KB (0.3 ms per inference at 100 MHz for each KB of flash): the
 # 1x1 kernel on VWW (~60 cycles per byte), not on KWS (~28: four 1x1 layers of 64 channels)
 BALANCED_RATE = 32.0
-# size: 128 k cycles per KB: only what saves most per byte (VWW: the RGB kernel with int16
-# weights and the _g6 records of the two widest depthwise layers)
+# size: 128 k cycles per KB, four times balanced's: only what pays most per byte (VWW: the
+# RGB kernel with int16 weights and the _g6 records of the two widest depthwise layers). Not
+# "the least flash within a cycle bound": on small models the code of every faster kernel
+# costs more than the layers' data, so the least flash is far slower than speed and a bound
+# would give them speed's flash under the name size.
 SIZE_RATE = 128.0
 RATES = {"speed": 0.0, "balanced": BALANCED_RATE, "size": SIZE_RATE}
 
@@ -227,8 +230,15 @@ def choose(g, prefer: str, force: dict[int, str] | None = None
     by ``prefer`` (PREFERENCES; see the module doc). ``force``: node index -> option name to
     take whatever the cost (calibration and tests; "fast" takes the last option, the fastest
     layout of the faster kernel, "base" the first)."""
-    rate = RATES[prefer]
     opts = {n: o for n, node in enumerate(g.nodes) if (o := node_options(g, node))}
+    picks = choose_at(opts, RATES[prefer], force)
+    return {n: (picks[n], opts[n]) for n in sorted(picks)}
+
+
+def choose_at(opts: dict[int, list[Option]], rate: float,
+              force: dict[int, str] | None = None) -> dict[int, Option]:
+    """The options (node index -> Option) that minimize cycles + ``rate`` x flash over the
+    nodes ``opts`` lists, the ``force``d ones pinned (``choose``)."""
     chosen: dict[int, Option] = {}
     free = {}
     for n, os_ in opts.items():
@@ -262,4 +272,4 @@ def choose(g, prefer: str, force: dict[int, str] | None = None
                 best = (key, pick)
     if best is not None:
         chosen.update(best[1])
-    return {n: (chosen[n], opts[n]) for n in sorted(chosen)}
+    return chosen
