@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
-from kiloml.codegen.armv7em_backend import CONV_1X1, CONV_RGB, DEPTHWISE_3X3
+from kiloml.codegen.armv7em_backend import CONV_1X1, CONV_1X1X, CONV_RGB, DEPTHWISE_3X3
 from kiloml.codegen.armv7em_choice import geometry
 from kiloml.io.tflite_reader import read_tflite
 from kiloml.ir.ops import REGISTRY
@@ -42,7 +42,7 @@ from kiloml.targets.toolchain import arm_gcc
 
 SHARED = Path(os.environ.get("KILOML_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 MODELS = ["kws_ref_model", "vww_96_int8", "pretrainedResnet_quant"]
-FUNCTIONS = [CONV_1X1, CONV_RGB, *DEPTHWISE_3X3]
+FUNCTIONS = [CONV_1X1, CONV_1X1X, CONV_RGB, *DEPTHWISE_3X3]
 COLUMN = ["kml_conv2d_pairs_inside_s8", "kml_conv2d_pairs_s8", "kml_conv2d_s8"]
 
 
@@ -82,7 +82,8 @@ def samples() -> dict[str, list[tuple[tuple[int, int, int], int]]]:
             for c in r["choices"]:
                 node = lg.nodes[c["node"]]
                 p = REGISTRY[node.op].prepare(lg, node)
-                key = c["kernel"] + ("/int16" if c["layout"] == "int16 weights" else "")
+                key = c["kernel"] + ("/int16" if c["layout"] == "int16 weights"
+                                     and c["kernel"] == CONV_RGB else "")
                 data.setdefault(key, []).append((geometry(p, node.op == "DEPTHWISE_CONV_2D"),
                                                  cyc[c["node"]]))
     return data

@@ -197,7 +197,7 @@ def test_prefer_chooses_kernels_and_weight_layouts(tmp_path):
     g = m.build(outs)
     res = {pr: generate_c(g, "m", command="test", runtime="armv7em", prefer=pr)
            for pr in ("speed", "size", "balanced")}
-    assert res["speed"].kernels.count("kml_conv2d_1x1_s8") == 2
+    assert res["speed"].kernels.count("kml_conv2d_1x1x_s8") == 2  # int16 weights
     assert "kml_conv2d_rgb_s8" in res["speed"].kernels
     assert "kml_depthwise_conv2d_3x3_g6r_s8" in res["speed"].kernels
     assert [c["option"] for c in res["speed"].choices] == ["1x1-int16", "1x1-int16",

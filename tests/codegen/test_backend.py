@@ -31,7 +31,9 @@ def one_by_one():
 def test_1x1_conv_reports_its_kernel_per_runtime():
     g = one_by_one()
     arm = generate_c(g, "m", runtime="armv7em", prefer="speed")
-    assert arm.kernels == ["kml_conv2d_1x1_s8"] and arm.runtime == "armv7em"
+    assert arm.kernels == ["kml_conv2d_1x1x_s8"] and arm.runtime == "armv7em"  # int16 weights
+    assert generate_c(g, "m", runtime="armv7em", options={0: "1x1"}).kernels == [
+        "kml_conv2d_1x1_s8"]
     assert generate_c(g, "m").kernels == ["kml_conv2d_s8"]
     # only the files of the entry point it calls
     assert {"kml_conv_1x1.c", "kml_conv_mm.h", "kml_conv.h"} <= set(arm.files)

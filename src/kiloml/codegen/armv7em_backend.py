@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kiloml.codegen.c import EmitContext
 
 CONV_1X1 = "kml_conv2d_1x1_s8"
+CONV_1X1X = "kml_conv2d_1x1x_s8"  # int16 weights
 CONV_RGB = "kml_conv2d_rgb_s8"
 DEPTHWISE_3X3 = tuple(f"kml_depthwise_conv2d_3x3{v}_s8"
                       for v in ("", "_w5", "_w5r", "_h", "_s2", "_g6", "_g6r", "_g6s2", "_g6s2r"))
@@ -42,6 +43,7 @@ CONV_SOURCES: dict[str, tuple[str, ...]] = {
     "kml_conv2d_pairs_inside_s8": ("kml_conv.c",),
     "kml_conv2d_add_s8": ("kml_conv.c",),
     CONV_1X1: ("kml_conv_1x1.c",),
+    CONV_1X1X: ("kml_conv_1x1.c",),
     CONV_RGB: ("kml_conv_rgb.c", "kml_conv.c"),
     "kml_depthwise_conv2d_s8": ("kml_conv_dw.c",),
     **{fn: ("kml_conv_dw.c",) for fn in DEPTHWISE_3X3},
@@ -108,18 +110,19 @@ class Armv7emBackend(PortableBackend):
     # -- the ops with optimized kernels ------------------------------------------------------
 
     def _conv2d(self, g, node, p, ctx) -> list[str]:
-        """The option ``plan`` chose (kml_conv2d_1x1_s8 or kml_conv2d_rgb_s8 with int8 or
-        int16 weights: the lean stream), else the column-builder kernel conv_kernel picks."""
+        """The option ``plan`` chose (kml_conv2d_1x1_s8, kml_conv2d_1x1x_s8 for int16 weights,
+        kml_conv2d_rgb_s8 with int8 or int16 weights: the lean stream), else the
+        column-builder kernel conv_kernel picks."""
         ctx.use_kernel("conv")
         params = ctx.struct("kml_conv_params", "p", conv_struct_fields(p))
         w = g.tensors[node.inputs[1]].data
         opt = self.chosen.get(ctx.node_index)
-        if opt is not None and opt.kernel in (CONV_1X1, CONV_RGB):
+        if opt is not None and opt.kernel in (CONV_1X1, CONV_1X1X, CONV_RGB):
             fn = opt.kernel
         else:
             fn = conv_kernel(g, node, p, conv_rows(w), w.shape[2] * w.shape[3],
                              windows_inside(p))
-        rgb, one = fn == CONV_RGB, fn == CONV_1X1
+        rgb, one = fn == CONV_RGB, fn in (CONV_1X1, CONV_1X1X)
         packed = matrix_args(ctx, g, node, p, conv_rows(w), lean=rgb or one,
                              multiple=4 if rgb else 8, doubled=not rgb,
                              extended=(rgb or one) and opt.layout == "int16 weights")

@@ -4,8 +4,8 @@ Some layers can run on more than one armv7em entry point, or on one entry point 
 one stream layout; the faster one costs flash (straight-line code, wider records):
 
 * a 1x1 CONV_2D (``armv7em._conv_1x1_fits``, 2 out_c >= in_c): the column kernel
-  (``conv_kernel``), ``kml_conv2d_1x1_s8`` with int8 weights, or with int16 weights
-  (``conv_1x1_extended``'s geometry);
+  (``conv_kernel``), ``kml_conv2d_1x1_s8`` (int8 weights), or ``kml_conv2d_1x1x_s8`` (int16
+  weights: 2, 4 or 8 groups, out_c a multiple of 4);
 * the RGB first layer (``conv_rgb``): the column kernel, ``kml_conv2d_rgb_s8`` with int8 or
   int16 weights;
 * a 3x3 DEPTHWISE_CONV_2D that fits the _g6 entries (``depthwise_g6``): the 18-byte records
@@ -46,25 +46,28 @@ from kiloml.ir.ops import REGISTRY
 PREFERENCES = ("speed", "size", "balanced")
 
 # cycles one byte of flash must save (per inference) for the faster option to be taken
-# balanced: 32 k cycles per KB (0.3 ms per inference at 100 MHz for each KB of flash): the
-# 1x1 kernel on VWW (~60 cycles per byte), not on KWS (~28: four 1x1 layers of 64 channels)
-BALANCED_RATE = 32.0
-# size: 128 k cycles per KB, four times balanced's: only what pays most per byte (VWW: the
-# RGB kernel with int16 weights and the _g6 records of the two widest depthwise layers). Not
-# "the least flash within a cycle bound": on small models the code of every faster kernel
-# costs more than the layers' data, so the least flash is far slower than speed and a bound
-# would give them speed's flash under the name size.
+# balanced: 48 k cycles per KB (0.5 ms per inference at 100 MHz for each KB of flash): on
+# VWW the int16-weight 1x1 entry for its four small-K layers, not the int8 one (~37 cycles
+# per byte for the other nine); not on KWS (~40: four 1x1 layers of 64 channels)
+BALANCED_RATE = 48.0
+# size: 128 k cycles per KB: only what pays most per byte (VWW: the RGB kernel with int16
+# weights, the int16-weight 1x1 entry on its three first 1x1 layers, the _g6 records of the
+# two widest depthwise layers). Not "the least flash within a cycle bound": on small models
+# the code of every faster kernel costs more than the layers' data, so the least flash is far
+# slower than speed and a bound would give them speed's flash under the name size.
 SIZE_RATE = 128.0
 RATES = {"speed": 0.0, "balanced": BALANCED_RATE, "size": SIZE_RATE}
 
 CONV_1X1 = "kml_conv2d_1x1_s8"
+CONV_1X1X = "kml_conv2d_1x1x_s8"  # int16 weights
 CONV_RGB = "kml_conv2d_rgb_s8"
 
 # Code bytes of each kernel function with everything it calls (Cortex-M4, -O2,
 # arm-none-eabi-gcc 12.2; benchmarks/prefer_calibrate.py: the runtime linked with
 # --gc-sections and the function as the entry point).
 CODE_BYTES: dict[str, int] = {
-    'kml_conv2d_1x1_s8': 10416,
+    'kml_conv2d_1x1_s8': 7548,
+    'kml_conv2d_1x1x_s8': 3132,
     'kml_conv2d_rgb_s8': 6224,
     'kml_depthwise_conv2d_3x3_s8': 1856,
     'kml_depthwise_conv2d_3x3_w5_s8': 1276,
@@ -83,9 +86,9 @@ CODE_BYTES: dict[str, int] = {
 # per kernel function: cycles = a MACs + b outputs + c output pixels + d (out_h x out_c) + e
 # (benchmarks/prefer_calibrate.py; outputs = out_h x out_w x out_c)
 CYCLES: dict[str, tuple[float, float, float, float, float]] = {  # layers, fit error
-    'kml_conv2d_1x1_s8': (1.061, 6.272, 40.773, 0.0, 3624.6),
+    'kml_conv2d_1x1_s8': (1.061, 6.273, 40.751, 0.0, 3634.238),
     # 10 layers, max error 3.1%
-    'kml_conv2d_1x1_s8/int16': (0.86, 7.946, 25.09, 0.0, 0.0),
+    'kml_conv2d_1x1x_s8': (0.86, 7.946, 25.092, 0.0, 0.0),
     # 4 layers, max error 1.2%
     'kml_conv2d_pairs_inside_s8': (1.092, 8.333, 142.805, 0.0, 22123.398),
     # 10 layers, max error 4.6%
@@ -172,10 +175,10 @@ def _conv_options(g, node, p) -> list[Option]:
         layouts = [False] + ([True] if groups in (2, 4, 8) and p.out_c % 4 == 0 else [])
         for ext in layouts:
             s = matrix_stream(*args, lean=True, multiple=8, doubled=True, extended=ext)
-            opts.append(Option("1x1-int16" if ext else "1x1", CONV_1X1,
+            fn = CONV_1X1X if ext else CONV_1X1
+            opts.append(Option("1x1-int16" if ext else "1x1", fn,
                                "int16 weights" if ext else "int8 lean stream",
-                               _stream_bytes(s), estimate(CONV_1X1 + ("/int16" if ext else ""),
-                                                          p)))
+                               _stream_bytes(s), estimate(fn, p)))
     else:
         row = p.k_w * p.in_c
         for ext in [False] + ([True] if row // 4 in (1, 2) else []):
