@@ -157,7 +157,7 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
     each pair's two kml_rq_k values (k0, k1) come between the multipliers and the shift word,
     and with ``doubled`` the biases are doubled (kml_conv2d_1x1_s8's columns hold
     2 (x + in_offset)). ``multiple``: pack_rows' row padding. ``extended`` (lean streams of
-    conv_1x1_extended layers): word 0 is 2 and the weights are sign-extended, per group of
+    layers on kml_conv2d_1x1x_s8): word 0 is 2 and the weights are sign-extended, per group of
     four (w0..w3) the words (w0, w2) and (w1, w3) as int16 pairs for channel 2i, then for
     channel 2i + 1 (what SXTB16 and SXTB16 ROR #8 make of the packed word).
     """
@@ -215,7 +215,7 @@ def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,
     before the stream (CONV_2D_ADD's table, ``add_table``); ``lean``: matrix_stream's lean
     layout and ``doubled`` its biases (kml_conv2d_1x1_s8: both; kml_conv2d_rgb_s8: lean, not
     doubled); ``multiple``: the row padding (4: kml_conv2d_rgb_s8); ``extended``: int16
-    weights (conv_1x1_extended)."""
+    weights (kml_conv2d_1x1x_s8, kml_conv2d_rgb_s8's int16 layout)."""
     bias = _bias(g, node)
     mult, shift = np.asarray(p.mult), np.asarray(p.shift)
     if even and rows.shape[0] % 2:
