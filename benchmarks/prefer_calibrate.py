@@ -10,12 +10,13 @@ needs (its share of helpers other functions also use is counted with each).
 Cycles: the MLPerf Tiny KWS, VWW and ResNet-8 models are profiled in the emulator
 (``profile_graph``, NUCLEO-L4R5ZI) once with every node that has a choice forced to each
 option in turn ("base", the int8 lean stream of the 1x1/RGB kernels, "fast"); each layer's
-measured cycles, keyed by kernel function (and "/int16" for the RGB kernel's int16 weights), are fitted by
-non-negative least squares (relative errors) to cycles = a MACs + b outputs + c pixels +
-d (rows x channels) + e: no coefficient below zero, so a formula never predicts fewer cycles
-for more work on layers unlike the measured ones. Single-layer models with random weights and quantization are no substitute: the
-kernels' paths depend on the data (one 48x48x8 depthwise layer runs 1.9x the instructions of
-VWW's layer of the same shape), so the formulas come from real models' layers only.
+measured cycles, keyed by kernel function (and "/int16" for the RGB kernel's int16
+weights), are fitted by non-negative least squares (relative errors) to cycles = a MACs +
+b outputs + c pixels + d (rows x channels) + e: no coefficient below zero, so a formula
+never predicts fewer cycles for more work on layers unlike the measured ones. Single-layer
+models with random weights and quantization are no substitute: the kernels' paths depend on
+the data (one 48x48x8 depthwise layer runs 1.9x the instructions of VWW's layer of the same
+shape), so the formulas come from real models' layers only.
 
 Run: .venv/bin/python benchmarks/prefer_calibrate.py     (prints both tables as Python)
 """
