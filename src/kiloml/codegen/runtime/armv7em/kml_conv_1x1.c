@@ -501,26 +501,38 @@ static void conv1x1_one(const c1_args *s, int32_t groups)
         : "cc", "memory");
 }
 
-/* What both entry points set up: the stream bounds, the column scratch and the offsets
- * (``wide``: int16 weights, 4 words per group and channel pair, else 2). */
-static void conv1x1_setup(c1_args *s, const kml_conv_params *p, const int32_t *packed,
-                          int32_t *scratch, int32_t groups, int32_t wide)
+/* The layer, shared by both entry points: pairs of pixels through ``run`` (one of the
+ * conv1x1_run* variants), an odd last pixel through ``one``, then the activation range when
+ * it is narrower than int8 (the kernels saturate to int8). ``wide``: int16 weights (4 words
+ * per group and channel pair, else 2). */
+static void conv1x1_layer(const kml_conv_params *p, const int8_t *input, int8_t *output,
+                          const int32_t *packed, int32_t *scratch, int32_t groups,
+                          int32_t wide, void (*run)(c1_args *),
+                          void (*one)(const c1_args *, int32_t))
 {
-    s->w = packed + 1;
-    s->w_end = s->w + (p->out_c >> 1) * (7 + (wide ? 4 : 2) * groups);
-    s->col = scratch;
-    s->col_end = scratch + 4 * groups;
-    s->back = (groups <= MM_SHORT_1X1 ? groups - 1 : (groups - 1) % MM_UNROLL_1X1)
-              * MM_GROUP_BYTES;
-    s->o2 = kml_pair16(p->in_offset);
-    s->in_groups = p->in_c >> 2;
-    s->db = p->in_c;
-    s->ob1 = p->out_c - 1;
-}
-
-/* The activation range when it is narrower than int8 (the kernels saturate to int8). */
-static void conv1x1_clamp(const kml_conv_params *p, int8_t *output, int32_t n)
-{
+    const int32_t n = p->batches * p->out_h * p->out_w;
+    c1_args s;
+    s.w = packed + 1;
+    s.w_end = s.w + (p->out_c >> 1) * (7 + (wide ? 4 : 2) * groups);
+    s.col = scratch;
+    s.col_end = scratch + 4 * groups;
+    s.back = (groups <= MM_SHORT_1X1 ? groups - 1 : (groups - 1) % MM_UNROLL_1X1)
+             * MM_GROUP_BYTES;
+    s.o2 = kml_pair16(p->in_offset);
+    s.in_groups = p->in_c >> 2;
+    s.db = p->in_c;
+    s.ob1 = p->out_c - 1;
+    if (n >= 2) {
+        s.src = input;
+        s.out = output;
+        s.n = n >> 1;
+        run(&s);
+    }
+    if (n & 1) { /* the last pixel alone */
+        s.src = input + (size_t)(n - 1) * (size_t)p->in_c;
+        s.out = output + (size_t)(n - 1) * (size_t)p->out_c;
+        one(&s, groups);
+    }
     if (p->act_min != -128 || p->act_max != 127) {
         int32_t i;
         for (i = 0; i < n * p->out_c; ++i) {
@@ -535,30 +547,17 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
                        const int32_t *bias, const int32_t *mult, const int32_t *shift,
                        int8_t *output, const int32_t *packed, int32_t *scratch)
 {
-    const int32_t n = p->batches * p->out_h * p->out_w;
     const int32_t groups = ((p->in_c + 7) >> 3) * 2;
-    c1_args s;
+    const int32_t by_g = (groups == 2 || groups == 4 || groups == 8) && (p->out_c & 3) == 0;
     (void)filter;
     (void)bias;
     (void)mult;
     (void)shift;
-    conv1x1_setup(&s, p, packed, scratch, groups, 0);
-    if (n >= 2) {
-        s.src = input;
-        s.out = output;
-        s.n = n >> 1;
-        if ((groups == 2 || groups == 4 || groups == 8) && (p->out_c & 3) == 0) {
-            (groups == 2 ? conv1x1_run_g2 : groups == 4 ? conv1x1_run_g4 : conv1x1_run_g8)(&s);
-        } else {
-            (groups <= MM_SHORT_1X1 ? conv1x1_run_short : conv1x1_run)(&s);
-        }
-    }
-    if (n & 1) { /* the last pixel alone */
-        s.src = input + (size_t)(n - 1) * (size_t)p->in_c;
-        s.out = output + (size_t)(n - 1) * (size_t)p->out_c;
-        conv1x1_one(&s, groups);
-    }
-    conv1x1_clamp(p, output, n);
+    conv1x1_layer(p, input, output, packed, scratch, groups, 0,
+                  by_g ? (groups == 2 ? conv1x1_run_g2 : groups == 4 ? conv1x1_run_g4
+                                                                      : conv1x1_run_g8)
+                       : groups <= MM_SHORT_1X1 ? conv1x1_run_short : conv1x1_run,
+                  conv1x1_one);
 }
 
 /* kml_conv2d_1x1_s8 with int16 weights (packed[0] 2: matrix_stream's extended form): 2, 4
@@ -568,24 +567,13 @@ void kml_conv2d_1x1x_s8(const kml_conv_params *p, const int8_t *input, const int
                         const int32_t *bias, const int32_t *mult, const int32_t *shift,
                         int8_t *output, const int32_t *packed, int32_t *scratch)
 {
-    const int32_t n = p->batches * p->out_h * p->out_w;
     const int32_t groups = ((p->in_c + 7) >> 3) * 2;
-    c1_args s;
     (void)filter;
     (void)bias;
     (void)mult;
     (void)shift;
-    conv1x1_setup(&s, p, packed, scratch, groups, 1);
-    if (n >= 2) {
-        s.src = input;
-        s.out = output;
-        s.n = n >> 1;
-        (groups == 2 ? conv1x1x_run_g2 : groups == 4 ? conv1x1x_run_g4 : conv1x1x_run_g8)(&s);
-    }
-    if (n & 1) { /* the last pixel alone */
-        s.src = input + (size_t)(n - 1) * (size_t)p->in_c;
-        s.out = output + (size_t)(n - 1) * (size_t)p->out_c;
-        conv1x1x_one(&s, groups);
-    }
-    conv1x1_clamp(p, output, n);
+    conv1x1_layer(p, input, output, packed, scratch, groups, 1,
+                  groups == 2 ? conv1x1x_run_g2 : groups == 4 ? conv1x1x_run_g4
+                                                              : conv1x1x_run_g8,
+                  conv1x1x_one);
 }
