@@ -36,8 +36,9 @@ pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
 
 
 def run_armv7em(graph, inputs, workdir: Path, core: str = "cortex-m4",
-                prefer: str = "balanced") -> list[np.ndarray]:
-    build = build_elf(graph, core, inputs, workdir, runtime="armv7em", prefer=prefer)
+                prefer: str = "balanced", options=None) -> list[np.ndarray]:
+    build = build_elf(graph, core, inputs, workdir, runtime="armv7em", prefer=prefer,
+                      options=options)
     outs = io_specs(build.result.graph)[1]
     emu = emulate(build.elf, core, None,
                   {f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})
@@ -46,11 +47,11 @@ def run_armv7em(graph, inputs, workdir: Path, core: str = "cortex-m4",
 
 
 def check(graph, workdir: Path, seed: int, core: str = "cortex-m4",
-          prefer: str = "balanced") -> None:
+          prefer: str = "balanced", options=None) -> None:
     rng = np.random.default_rng(seed)
     inputs = ob.random_inputs(rng, graph)
     want = Interpreter(graph).run(*inputs)
-    got = run_armv7em(graph, inputs, workdir, core, prefer)
+    got = run_armv7em(graph, inputs, workdir, core, prefer, options)
     assert len(got) == len(want)
     for k, (w, o) in enumerate(zip(want, got)):
         assert o.shape == w.shape and o.dtype == w.dtype
@@ -143,65 +144,47 @@ CONV_1X1_CASES = [
 ]
 
 
-@pytest.fixture
-def any_size(monkeypatch):
-    """The 1x1 kernel for the tests' small models too (MIN_WEIGHTS_1X1 keeps it out of
-    models with less weights than its code is worth)."""
-    import kiloml.codegen.armv7em as A
-
-    monkeypatch.setattr(A, "MIN_WEIGHTS_1X1", 0)
-
-
-def test_conv2d_1x1(tmp_path, any_size):
-    """kml_conv2d_1x1_s8 (a model with a 1x1 layer of at most SMALL_K input channels): odd
-    pixel counts, K not a multiple of 8, batches, activations, 2, 4 and 8 groups with out_c a
-    multiple of 4 with int16 weights (conv_1x1_extended: conv1x1x_run_g2/4/8, conv1x1x_one)
-    and with int8 weights (too many for int16: conv1x1_run_g2/4/8), up to MM_SHORT_1X1
-    groups otherwise (straight code) and more (the loop)."""
-    from kiloml.codegen.armv7em import conv_1x1, conv_1x1_extended
+def conv_options(g, int16) -> dict[int, str]:
+    """Pin the 1x1 kernel (int16 weights where ``int16(params)``) on every node of the lowered
+    graph that can take it: the kernel tests cover it whatever the flash-for-speed choice."""
+    from kiloml.codegen.armv7em_choice import node_options
     from kiloml.ir.ops.base import REGISTRY
     from kiloml.ir.passes import pipeline
 
-    g = branches(81, CONV_1X1_CASES, lambda m, x, **kw: m.conv2d(x, kernel=1, **kw))
     pg = pipeline(g)
-    took = [conv_1x1(pg, n, REGISTRY["CONV_2D"].prepare(pg, n)) for n in pg.nodes
-            if n.op == "CONV_2D"]
-    assert took == [True] * (len(CONV_1X1_CASES) - 1) + [False]
-    extended = [conv_1x1_extended(REGISTRY["CONV_2D"].prepare(pg, n)) for n in pg.nodes
-                if n.op == "CONV_2D"]
-    assert sum(extended) == 7 and not any(extended[-4:])
-    check(g, tmp_path, seed=82)
+    out = {}
+    for n, node in enumerate(pg.nodes):
+        names = [o.name for o in node_options(pg, node)]
+        if "1x1" in names:
+            p = REGISTRY["CONV_2D"].prepare(pg, node)
+            out[n] = "1x1-int16" if "1x1-int16" in names and int16(p) else "1x1"
+    return out
 
 
-def test_conv2d_1x1_not_linked_for_small_models():
-    """A model with less than MIN_WEIGHTS_1X1 bytes of weights keeps the pair kernels."""
-    from kiloml.codegen.armv7em import MIN_WEIGHTS_1X1, conv_1x1
-    from kiloml.ir.ops.base import REGISTRY
-    from kiloml.ir.passes import pipeline
-
-    g = pipeline(branches(81, CONV_1X1_CASES[:3], lambda m, x, **kw: m.conv2d(x, kernel=1, **kw)))
-    assert g.weights_bytes() < MIN_WEIGHTS_1X1
-    assert not any(conv_1x1(g, n, REGISTRY["CONV_2D"].prepare(g, n)) for n in g.nodes
-                   if n.op == "CONV_2D")
+def small_int16(p) -> bool:  # int16 weights where they add at most 4 KB (the old rule)
+    return p.out_c * 4 * ((p.in_c + 7) // 8 * 2) <= 4096
 
 
-def test_conv2d_1x1_not_linked_without_small_k():
-    """Without a 1x1 layer of at most SMALL_K input channels (KWS), no layer takes it."""
-    from kiloml.codegen.armv7em import conv_1x1
-    from kiloml.ir.ops.base import REGISTRY
-    from kiloml.ir.passes import pipeline
-
-    g = pipeline(read_tflite(SHARED / "models" / "mlperf_tiny" / "kws_ref_model.tflite"))
-    assert not any(conv_1x1(g, n, REGISTRY["CONV_2D"].prepare(g, n)) for n in g.nodes
-                   if n.op == "CONV_2D")
+def test_conv2d_1x1(tmp_path):
+    """kml_conv2d_1x1_s8 (pinned with generate_c's ``options``): odd pixel counts, K not a
+    multiple of 8, batches, activations, 2, 4 and 8 groups with out_c a multiple of 4 with
+    int16 weights (conv1x1x_run_g2/4/8, conv1x1x_one) and with int8 weights
+    (conv1x1_run_g2/4/8), up to MM_SHORT_1X1 groups otherwise (straight code) and more (the
+    loop); a layer with 2 out_c < in_c has no 1x1 option."""
+    g = branches(81, CONV_1X1_CASES, lambda m, x, **kw: m.conv2d(x, kernel=1, **kw))
+    opts = conv_options(g, small_int16)
+    assert len(opts) == len(CONV_1X1_CASES) - 1
+    assert sum(v == "1x1-int16" for v in opts.values()) == 7
+    check(g, tmp_path, seed=82, options=opts)
 
 
 def test_prefer_chooses_kernels_and_weight_layouts(tmp_path):
-    """``prefer``: "speed" links kml_conv2d_1x1_s8 in a model below MIN_WEIGHTS_1X1 and gives
-    every fitting layer int16 weights, "size" links neither nor the depthwise _g6 entries nor
-    kml_conv2d_rgb_s8, "balanced" keeps the rules; speed and size bit-exact. An unknown preference is refused
-    naming the choices."""
-    from kiloml.codegen.armv7em import MIN_WEIGHTS_1X1
+    """``prefer`` on a small model: "speed" takes every faster option (the 1x1 kernel, int16
+    weights, the RGB kernel, the _g6 records), "size" none of them here (the code of each
+    costs more than SIZE_RATE cycles per byte on layers this small); every choice is reported with its data bytes (exact: the stream's size) and estimated cycles; speed,
+    size and a mixed per-node choice are bit-exact. An unknown preference is refused naming
+    the choices."""
+    from kiloml.codegen.armv7em_choice import choose
     from kiloml.codegen.c import generate_c
     from kiloml.errors import KilomlError
     from kiloml.ir.passes import pipeline
@@ -212,26 +195,38 @@ def test_prefer_chooses_kernels_and_weight_layouts(tmp_path):
     outs.append(m.conv2d(m.input((1, 9, 9, 3)), 8, kernel=3, stride=2))   # RGB
     outs.append(m.depthwise_conv2d(m.input((1, 5, 6, 8)), kernel=3, activation="RELU"))  # _g6
     g = m.build(outs)
-    assert pipeline(g).weights_bytes() < MIN_WEIGHTS_1X1
     res = {pr: generate_c(g, "m", command="test", runtime="armv7em", prefer=pr)
            for pr in ("speed", "size", "balanced")}
-    assert res["speed"].kernels.count("kml_conv2d_1x1_s8") == 2
-    assert "kml_conv2d_1x1_s8" not in res["size"].kernels + res["balanced"].kernels
-    assert "kml_depthwise_conv2d_3x3_g6r_s8" in res["balanced"].kernels
-    assert not any("_g6" in k for k in res["size"].kernels)
-    assert "kml_conv2d_rgb_s8" in res["balanced"].kernels
-    assert "kml_conv2d_rgb_s8" not in res["size"].kernels
+    assert res["speed"].kernels.count("kml_conv2d_1x1x_s8") == 2  # int16 weights
+    assert "kml_conv2d_rgb_s8" in res["speed"].kernels
+    assert "kml_depthwise_conv2d_3x3_g6r_s8" in res["speed"].kernels
+    assert [c["option"] for c in res["speed"].choices] == ["1x1-int16", "1x1-int16",
+                                                           "rgb-int16", "dw40"]
+    assert [c["option"] for c in res["size"].choices] == ["column", "column", "column", "dw18"]
     assert res["size"].prefer == "size"
+    for c in res["speed"].choices:  # the chosen option is the fastest estimate of its node
+        assert all(a["cycles_est"] >= c["cycles_est"] for a in c["alternatives"])
+        assert c["flash_bytes"] > 0 and c["cycles_est"] > 0
 
     def packed_words(r):  # int32 words of the packed streams
         src = r.files["m.c"]
         return sum(len(re.findall(r"-?\d+", body)) for body in
                    re.findall(r"_packed\[\d*\] = \{([^}]*)\}", src))
 
-    # int16 weights (speed) cost more stream words than int8 (size)
-    assert packed_words(res["speed"]) > packed_words(res["balanced"]) > packed_words(res["size"])
+    # the reported flash bytes are the streams the C holds
+    for pr in ("speed", "size"):
+        assert 4 * packed_words(res[pr]) == sum(c["flash_bytes"] for c in res[pr].choices)
+    assert packed_words(res["speed"]) > packed_words(res["size"])
+    # a mixed choice: the 1x1 kernel with int8 weights on one layer, the column kernel on the
+    # other, the RGB kernel, the 18-byte depthwise records
+    pg = pipeline(g)
+    nodes = sorted(choose(pg, "speed"))
+    mixed = dict(zip(nodes, ["1x1", "column", "rgb", "dw18"]))
+    got = generate_c(g, "m", runtime="armv7em", options=mixed)
+    assert [c["option"] for c in got.choices] == ["1x1", "column", "rgb", "dw18"]
     for pr in ("speed", "size"):
         check(g, tmp_path / pr, seed=86, prefer=pr)
+    check(g, tmp_path / "mixed", seed=86, options=mixed)
     with pytest.raises(KilomlError, match="speed, size, balanced"):
         generate_c(g, "m", runtime="armv7em", prefer="fast")
 
@@ -256,27 +251,29 @@ def test_conv2d_rgb(tmp_path):
     """kml_conv2d_rgb_s8 (three window rows of 4n + 1 bytes): padding on every side, VALID,
     strides, odd widths, batches, activations; int16 weights (conv_rgb_extended), int8 weights
     up to MM_SHORT groups and more."""
-    from kiloml.codegen.armv7em import conv_rgb, conv_rgb_extended
-    from kiloml.ir.ops.base import REGISTRY
+    from kiloml.codegen.armv7em_choice import node_options
     from kiloml.ir.passes import pipeline
 
     g = branches(91, CONV_RGB_CASES, lambda m, x, **kw: m.conv2d(x, **kw))
     pg = pipeline(g)
-    params = [REGISTRY["CONV_2D"].prepare(pg, n) for n in pg.nodes if n.op == "CONV_2D"]
-    assert all(conv_rgb(pg, n, q) for n, q in zip(
-        [n for n in pg.nodes if n.op == "CONV_2D"], params))
-    assert [conv_rgb_extended(q) for q in params] == [True] * 7 + [False] * 4
-    check(g, tmp_path, seed=92)
+    names = {n: [o.name for o in node_options(pg, node)] for n, node in enumerate(pg.nodes)
+             if node.op == "CONV_2D"}
+    assert all("rgb" in v for v in names.values())
+    assert ["rgb-int16" in v for v in names.values()] == [True] * 9 + [False] * 2
+    # int16 weights on the first seven, int8 on the rest (both layouts of rows of one and two
+    # groups run)
+    opts = {n: "rgb-int16" if k < 7 else "rgb" for k, n in enumerate(names)}
+    check(g, tmp_path, seed=92, options=opts)
 
 
 @pytest.mark.parametrize("core", ["cortex-m7", "cortex-m33"])
-def test_whole_layer_conv_kernels_other_cores(core, tmp_path, any_size):
+def test_whole_layer_conv_kernels_other_cores(core, tmp_path):
     """kml_conv2d_1x1_s8 and kml_conv2d_rgb_s8 (computed jumps into straight code) on the
     other DSP cores."""
-    check(branches(81, CONV_1X1_CASES, lambda m, x, **kw: m.conv2d(x, kernel=1, **kw)),
-          tmp_path / "1x1", seed=83, core=core)
+    g = branches(81, CONV_1X1_CASES, lambda m, x, **kw: m.conv2d(x, kernel=1, **kw))
+    check(g, tmp_path / "1x1", seed=83, core=core, options=conv_options(g, small_int16))
     check(branches(91, CONV_RGB_CASES, lambda m, x, **kw: m.conv2d(x, **kw)),
-          tmp_path / "rgb", seed=93, core=core)
+          tmp_path / "rgb", seed=93, core=core, prefer="speed")
 
 
 DW_CASES = (
@@ -311,8 +308,9 @@ DW_CASES = (
 
 
 def test_depthwise_conv2d_options(tmp_path):
+    # prefer speed: the _g6 entries wherever they fit (the 18-byte records: test_depthwise_*)
     check(branches(21, DW_CASES, lambda m, x, **kw: m.depthwise_conv2d(x, **kw)), tmp_path,
-          seed=22)
+          seed=22, prefer="speed")
 
 
 # the _g6 entries (int16 lines, pre-split weights, groups of six then three outputs): stride 1
@@ -345,12 +343,12 @@ def test_depthwise_conv2d_g6(tmp_path):
     wdata = w.data.copy()
     wdata[..., 1] = 0  # a channel of zero weights: constant output from its bias
     w.data = wdata
-    kernels = generate_c(g, "model", command="test", runtime="armv7em").kernels
+    kernels = generate_c(g, "model", command="test", runtime="armv7em", prefer="speed").kernels
     calls = [re.fullmatch(r"kml_depthwise_conv2d_3x3_(g6s2|g6)(r?)_s8", k).groups()
              for k in kernels]
     assert sum(k == "g6" for k, _ in calls) == 6 and sum(k == "g6s2" for k, _ in calls) == 8
     assert {r for _, r in calls} == {"", "r"}  # with and without the correction
-    check(g, tmp_path, seed=24)
+    check(g, tmp_path, seed=24, prefer="speed")
 
 
 # the _w5 / _w5r entries (stride 1, output width 5 or 9): _w5r for layers whose activation

@@ -23,24 +23,17 @@ from kiloml.errors import KilomlError  # noqa: E402
 RUNTIME = resources.files("kiloml.codegen") / "runtime"
 
 
-@pytest.fixture
-def any_size(monkeypatch):
-    """kml_conv2d_1x1_s8 for small models too (MIN_WEIGHTS_1X1 keeps it out of models with
-    less weights than its code is worth)."""
-    import kiloml.codegen.armv7em as A
-
-    monkeypatch.setattr(A, "MIN_WEIGHTS_1X1", 0)
-
-
 def one_by_one():
     m = ob.ModelBuilder(np.random.default_rng(3), "one")
     return m.build(m.conv2d(m.input((1, 5, 5, 8)), 16, kernel=1, activation="RELU"))
 
 
-def test_1x1_conv_reports_its_kernel_per_runtime(any_size):
+def test_1x1_conv_reports_its_kernel_per_runtime():
     g = one_by_one()
-    arm = generate_c(g, "m", runtime="armv7em")
-    assert arm.kernels == ["kml_conv2d_1x1_s8"] and arm.runtime == "armv7em"
+    arm = generate_c(g, "m", runtime="armv7em", prefer="speed")
+    assert arm.kernels == ["kml_conv2d_1x1x_s8"] and arm.runtime == "armv7em"  # int16 weights
+    assert generate_c(g, "m", runtime="armv7em", options={0: "1x1"}).kernels == [
+        "kml_conv2d_1x1_s8"]
     assert generate_c(g, "m").kernels == ["kml_conv2d_s8"]
     # only the files of the entry point it calls
     assert {"kml_conv_1x1.c", "kml_conv_mm.h", "kml_conv.h"} <= set(arm.files)
@@ -60,7 +53,7 @@ def test_kernels_follow_node_order_and_aliases_run_none():
             ("armv7em", ["kml_conv2d_rgb_s8", "kml_depthwise_conv2d_3x3_g6r_s8",
                          "kml_avg_pool_s8", "", "kml_conv2d_pairs_inside_s8",
                          "kml_softmax_s8"])]:
-        res = generate_c(g, "m", runtime=runtime)
+        res = generate_c(g, "m", runtime=runtime, prefer="speed")
         assert [n.op for n in res.graph.nodes] == ["CONV_2D", "DEPTHWISE_CONV_2D",
                                                    "AVERAGE_POOL_2D", "RESHAPE",
                                                    "FULLY_CONNECTED", "SOFTMAX"]

@@ -199,7 +199,8 @@ def test_battery_is_na_where_the_dsp_latency_is_not_measured(monkeypatch):
     from kiloml.workflow import profile as wp
 
     block = make_block(preset="mlperf-kws")
-    proj = SimpleNamespace(root=SHARED, config=SimpleNamespace(board=SimpleNamespace(name="esp32s3")))
+    proj = SimpleNamespace(root=SHARED, config=SimpleNamespace(
+        board=SimpleNamespace(name="esp32s3"), deploy=SimpleNamespace(prefer="balanced")))
     monkeypatch.setattr(wp, "as_project", lambda p: proj)
     monkeypatch.setattr(wp, "project_window", lambda p: (
         block, 16000, 1, np.zeros((16000, 1), np.float32), "a silent window"))

@@ -127,6 +127,19 @@ def project_dir(path: Optional[Path]) -> Path:
     return find_project(path)
 
 
+PREFERENCES = ("speed", "size", "balanced")  # kiloml.codegen.armv7em_choice.PREFERENCES
+PREFER_OPT = typer.Option(None, "--prefer",
+                          help="speed | size | balanced: how the model's kernels trade flash "
+                               "for speed, node by node (default: the project's [deploy] "
+                               "prefer, else balanced).")
+
+
+def check_prefer(prefer: Optional[str]) -> None:
+    """``--prefer``: one of PREFERENCES or unset; anything else is bad usage (exit 2)."""
+    if prefer is not None and prefer not in PREFERENCES:
+        fail(f"--prefer must be speed, size or balanced, not {prefer!r}", 2)
+
+
 PROJECT_OPT = typer.Option(None, "--project", "-p",
                            help="Project directory (default: the nearest folder with a "
                                 "kiloml.toml, from the current directory upwards).")

@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from kiloml.cli.common import (PROJECT_OPT, app, command_line, emit_json, err, fail, fmt, guard,
-                               out, project_dir, table)
+from kiloml.cli.common import (PREFER_OPT, PROJECT_OPT, app, check_prefer, command_line,
+                               emit_json, err, fail, fmt, guard, out, project_dir, table)
 
 DSP_OPT = typer.Option(None, "--dsp-variant",
                        help="f32 | q31 | q15 (default: f32 on FPU cores, else the block's "
@@ -24,6 +24,7 @@ def deploy(
                                         help="Board id (default: the project's)."),
     dsp_variant: Optional[str] = DSP_OPT,
     force: bool = typer.Option(False, "--force", help="Replace an existing package folder."),
+    prefer: Optional[str] = PREFER_OPT,
     project: Optional[Path] = PROJECT_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
@@ -33,13 +34,15 @@ def deploy(
 
     if fmt_ not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt_!r}", 2)
+    check_prefer(prefer)
 
     def go():
         from kiloml.workflow.deploy import deploy_project, run_outputs
         from kiloml.workflow.project import load_project
 
         pkg = deploy_project(load_project(project_dir(project)), fmt_, out_dir, board=board,
-                             dsp_variant=dsp_variant, force=force, command=command_line())
+                             dsp_variant=dsp_variant, force=force, command=command_line(),
+                             prefer=prefer)
         res = run_outputs(pkg)
         if as_json:
             emit_json(res)

@@ -10,8 +10,8 @@ from typing import Optional
 
 import typer
 
-from kiloml.cli.common import (app, command_line, emit_json, err, fail, fmt, guard, out, pct,
-                               table)
+from kiloml.cli.common import (PREFER_OPT, app, check_prefer, command_line, emit_json, err,
+                               fail, fmt, guard, out, pct, table)
 
 ENGINES = ("ref", "c", "emulator")
 
@@ -26,11 +26,13 @@ def compile(
                                 help="portable (any C99 target), armv7em (Cortex-M4/M7/M33 "
                                      "DSP-extension kernels; arm-none-eabi-gcc, not the host) "
                                      "or armv6m (Cortex-M0+ kernels)."),
+    prefer: Optional[str] = PREFER_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
     """Compile a .tflite model to standalone C99 (NAME.h, NAME.c and the kernels it needs)."""
     if kernels not in ("portable", "armv7em", "armv6m"):
         fail(f"--kernels must be portable, armv7em or armv6m, not {kernels!r}", 2)
+    check_prefer(prefer)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", prefix):
         fail(f"--prefix {prefix!r} is not a C identifier", 2)
 
@@ -38,7 +40,8 @@ def compile(
         from kiloml.workflow.compile import compile_model
 
         summary = compile_model(model, out_dir, prefix=prefix, command=command_line(),
-                                inplace=not no_inplace, kernels=kernels)
+                                inplace=not no_inplace, kernels=kernels,
+                                prefer=prefer or "balanced")
         if as_json:
             emit_json(summary)
         else:
@@ -58,6 +61,10 @@ def _print_compile(s: dict) -> None:
     out.print(f"MACs {s['macs']:,}   weights {s['weights_bytes']:,} B   arena "
               f"{s['arena_bytes']:,} B (op-level lower bound without in-place: "
               f"{s['arena_lower_bound_bytes']:,} B)")
+    if s["choices"]:
+        fast = sum(c["option"] not in ("column", "dw18") for c in s["choices"])
+        out.print(f"prefer {s['prefer']}: {len(s['choices'])} layers with a kernel choice, "
+                  f"{fast} on the faster kernel or layout (--json: per layer)")
     out.print("files: " + ", ".join(s["files"]))
 
 

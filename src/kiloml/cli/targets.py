@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
-from kiloml.cli.common import app, emit_json, err, fail, fmt, guard, out, project_dir, table
+from kiloml.cli.common import (PREFER_OPT, app, check_prefer, emit_json, err, fail, fmt, guard,
+                               out, project_dir, table)
 
 
 @app.command()
@@ -52,6 +54,7 @@ def profile(
     runtime: str = typer.Option(None, "--kernels",
                                 help="Kernel set: armv7em (DSP cores, default there), armv6m "
                                      "(Cortex-M0+, default there) or portable."),
+    prefer: Optional[str] = PREFER_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
 ) -> None:
     """Build for the board's core, run one inference in the emulator, report flash, RAM,
@@ -66,13 +69,14 @@ def profile(
         fail("--dsp-variant needs --project", 2)
     if dsp_variant not in (None, "f32", "q31", "q15"):
         fail(f"--dsp-variant must be f32, q31 or q15, not {dsp_variant!r}", 2)
+    check_prefer(prefer)
 
     def go():
         from kiloml.workflow.profile import profile as run_profile
 
         proj = project_dir(project) if project is not None or model is None else None
         results = run_profile(model, board, proj, dsp_variant=dsp_variant, rate=rate,
-                              battery=battery, runtime=runtime)
+                              battery=battery, runtime=runtime, prefer=prefer)
         if as_json:
             emit_json(results if board == "all" else results[0])
         elif board == "all":
@@ -87,7 +91,12 @@ def _print_one(r: dict) -> None:
     est = " (analytic estimate)" if r["runtime"] == "analytic-estimate" else ""
     t = table(f"{r['board_name']} ({r['core']} @ {r['clock_hz'] / 1e6:.0f} MHz){est}",
               [("figure", "l"), ("value", "l")])
-    rows = [("kernels", r["runtime"]),
+    kern = r["runtime"]
+    if r.get("choices"):
+        fast = sum(c["option"] not in ("column", "dw18") for c in r["choices"])
+        kern += (f", prefer {r['prefer']} ({fast} of {len(r['choices'])} layers on the "
+                 "faster kernel)")
+    rows = [("kernels", kern),
             ("flash", f"{fmt(r['flash_bytes'])} B of {fmt(r['flash_available_bytes'])}"),
             ("RAM", f"{fmt(r['ram_bytes'])} B of {fmt(r['ram_available_bytes'])} "
                     f"(arena {fmt(r['arena_bytes'])}, stack {fmt(r['stack_bytes'])})"),

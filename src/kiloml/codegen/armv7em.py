@@ -9,10 +9,11 @@ described in ``runtime/armv7em/kml_arm.h``:
   channels in interleaved pairs), multipliers and shifts, in the order the kernel reads them.
   Biases and weights are the same bytes as the original tensors (plus padding), which are then
   not emitted, so flash grows only by the multipliers and shifts. The lean form
-  (``kml_conv2d_1x1_s8``, chosen by ``conv_1x1``; ``kml_conv2d_rgb_s8``, ``conv_rgb``, rows
-  padded to four) adds each pair's two precomputed ``kml_rq_k`` words (8 bytes per channel
-  pair) and, for the 1x1 kernel, doubles the biases; small 1x1 layers (``conv_1x1_extended``)
-  store their weights as int16 (at most EXTENDED_MAX_WEIGHTS extra bytes per layer).
+  (``kml_conv2d_1x1_s8``, which ``_conv_1x1_fits`` layers can take; ``kml_conv2d_rgb_s8``,
+  ``conv_rgb``, rows padded to four) adds each pair's two precomputed ``kml_rq_k`` words (8
+  bytes per channel pair) and, for the 1x1 kernel, doubles the biases; its ``extended`` form
+  stores the weights as int16. Whether a layer takes these kernels and layouts is a
+  flash-for-speed choice: ``armv7em_choice``.
 * ``fc_stream`` (FULLY_CONNECTED in models without convolutions, kml_fully_connected_s8):
   groups of four units, the input offset folded into the biases, weight words interleaved per
   group of four inputs, then the group's multipliers and shifts (5 bytes per unit over the int8
@@ -156,7 +157,7 @@ def matrix_stream(rows: np.ndarray, bias: np.ndarray | None, mult: np.ndarray,
     each pair's two kml_rq_k values (k0, k1) come between the multipliers and the shift word,
     and with ``doubled`` the biases are doubled (kml_conv2d_1x1_s8's columns hold
     2 (x + in_offset)). ``multiple``: pack_rows' row padding. ``extended`` (lean streams of
-    conv_1x1_extended layers): word 0 is 2 and the weights are sign-extended, per group of
+    layers on kml_conv2d_1x1x_s8): word 0 is 2 and the weights are sign-extended, per group of
     four (w0..w3) the words (w0, w2) and (w1, w3) as int16 pairs for channel 2i, then for
     channel 2i + 1 (what SXTB16 and SXTB16 ROR #8 make of the packed word).
     """
@@ -214,7 +215,7 @@ def matrix_args(ctx, g, node, p, rows: np.ndarray, even: bool = False,
     before the stream (CONV_2D_ADD's table, ``add_table``); ``lean``: matrix_stream's lean
     layout and ``doubled`` its biases (kml_conv2d_1x1_s8: both; kml_conv2d_rgb_s8: lean, not
     doubled); ``multiple``: the row padding (4: kml_conv2d_rgb_s8); ``extended``: int16
-    weights (conv_1x1_extended)."""
+    weights (kml_conv2d_1x1x_s8, kml_conv2d_rgb_s8's int16 layout)."""
     bias = _bias(g, node)
     mult, shift = np.asarray(p.mult), np.asarray(p.shift)
     if even and rows.shape[0] % 2:
@@ -245,22 +246,6 @@ def conv_kernel(g, node, p, rows: np.ndarray, row_len: int, inside: bool = False
     return "kml_conv2d_pairs_inside_s8" if inside else "kml_conv2d_pairs_s8"
 
 
-# what a kernel choice that trades flash for speed follows (generate_c's ``prefer``):
-# "speed" takes every faster entry point a layer fits (kml_conv2d_1x1_s8 whatever the model's
-# size, int16 weights), "size" none that costs flash (no kml_conv2d_1x1_s8 straight code, int8
-# weights, the depthwise kernels' 18-byte records, not the 40-byte ones of the _g6 entries,
-# no kml_conv2d_rgb_s8 code), "balanced" the rules below (MIN_WEIGHTS_1X1,
-# EXTENDED_MAX_WEIGHTS; _g6 and kml_conv2d_rgb_s8 where they fit)
-PREFERENCES = ("speed", "size", "balanced")
-
-SMALL_K = 32  # input channels up to which a 1x1 layer makes a model link kml_conv2d_1x1_s8
-# ... if the model has at least this many bytes of weights: the kernel's straight-line code
-# (about 15 KB) then adds at most a quarter to the flash. Measured on the Cortex-M4: VWW
-# (219 KB of weights) +20 KB flash for 11.5 % fewer cycles; the 50 %-pruned KWS of
-# benchmarks/train.py (8 KB) would have gone from 16.7 to 31.6 KB for 13.5 % fewer.
-MIN_WEIGHTS_1X1 = 64 * 1024
-
-
 def flat_1x1(p) -> bool:
     """1x1 filter, stride 1, no padding: output pixel q's window is input pixel q."""
     return (p.k_h == 1 and p.k_w == 1 and p.stride_h == 1 and p.stride_w == 1
@@ -277,33 +262,6 @@ def _conv_1x1_fits(g, node, p) -> bool:
     return conv_kernel(g, node, p, rows, p.in_c) != "kml_conv2d_s8"
 
 
-def conv_1x1(g, node, p, prefer: str = "balanced") -> bool:
-    """Whether the CONV_2D node takes ``kml_conv2d_1x1_s8`` (one asm loop over the whole
-    layer, doubled columns, the lean stream). Its gain is the per pixel-pair and per channel-pair
-    overhead, which weighs most when K is small, and its code costs flash; so a model links it
-    only when it has MIN_WEIGHTS_1X1 bytes of weights or more and some 1x1 layer has at most
-    SMALL_K input channels, and then every 1x1 layer whose
-    output channels are at least half its input channels takes it (the doubled columns cost
-    per pixel pair what they save per channel pair: 2 out_c >= in_c). KWS-like models (1x1
-    layers of 64 channels) keep kml_conv2d_pairs_inside_s8. ``prefer`` (PREFERENCES): "speed"
-    drops the two model conditions, "size" never takes the kernel."""
-    from kiloml.ir.ops.base import REGISTRY
-
-    if prefer == "size" or not (_conv_1x1_fits(g, node, p) and 2 * p.out_c >= p.in_c):
-        return False
-    if prefer == "speed":
-        return True
-    if g.weights_bytes() < MIN_WEIGHTS_1X1:
-        return False
-    for other in g.nodes:
-        if other.op != "CONV_2D":
-            continue
-        q = REGISTRY["CONV_2D"].prepare(g, other)
-        if q.in_c <= SMALL_K and _conv_1x1_fits(g, other, q):
-            return True
-    return False
-
-
 def conv_rgb(g, node, p) -> bool:
     """Whether the CONV_2D node takes ``kml_conv2d_rgb_s8``: three window rows of 4n + 1
     bytes with n >= 1 (3x3 over three channels, the RGB first layer), no dilation, even
@@ -316,29 +274,6 @@ def conv_rgb(g, node, p) -> bool:
     _, _, _, ok = fast_params(p.mult, p.shift, np.abs(rows.astype(np.int64)).sum(axis=1),
                               _bias(g, node), p.in_offset, p.out_offset, p.act_min, p.act_max)
     return bool(np.all(ok))
-
-
-EXTENDED_MAX_WEIGHTS = 4096  # int16 weights cost this many extra flash bytes at most per layer
-
-
-def conv_1x1_extended(p, prefer: str = "balanced") -> bool:
-    """Whether a layer that takes kml_conv2d_1x1_s8 (conv_1x1) gets int16 weights
-    (matrix_stream's extended form): 2, 4 or 8 groups (K <= 32), out_c a multiple of 4, and at
-    most EXTENDED_MAX_WEIGHTS weights (the flash they add; any count with ``prefer`` "speed",
-    never with "size"). Its groups then cost 13 cycles, not 16."""
-    groups = (p.in_c + 7) // 8 * 2
-    return (prefer != "size" and groups in (2, 4, 8) and p.out_c % 4 == 0
-            and (prefer == "speed" or p.out_c * 4 * groups <= EXTENDED_MAX_WEIGHTS))
-
-
-def conv_rgb_extended(p, prefer: str = "balanced") -> bool:
-    """Whether a layer that takes kml_conv2d_rgb_s8 (conv_rgb) gets int16 weights: window
-    rows of one or two whole groups (4 or 7 groups in all) and at most EXTENDED_MAX_WEIGHTS
-    weights (any count with ``prefer`` "speed", never with "size")."""
-    row = p.k_w * p.in_c
-    groups = (3 * row + 3) // 4
-    return (prefer != "size" and row // 4 in (1, 2)
-            and (prefer == "speed" or p.out_c * 4 * groups <= EXTENDED_MAX_WEIGHTS))
 
 
 def windows_inside(p) -> bool:

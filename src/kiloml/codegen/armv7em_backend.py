@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kiloml.codegen.armv7em import (_bias, add_table, column_bytes, conv_1x1,
-                                    conv_1x1_extended, conv_kernel, conv_rgb, conv_rgb_extended,
-                                    conv_rows, fc_scratch_bytes, fc_stream, matrix_args,
-                                    pad_image_bytes, windows_inside)
-from kiloml.codegen.armv7em_dw import (depthwise_eligible, depthwise_g6, depthwise_h,
-                                       depthwise_scratch, depthwise_stream,
-                                       depthwise_stream_g6, depthwise_w5)
+from kiloml.codegen.armv7em import (_bias, add_table, column_bytes, conv_kernel, conv_rows,
+                                    fc_scratch_bytes, fc_stream, matrix_args, pad_image_bytes,
+                                    windows_inside)
+from kiloml.codegen.armv7em_choice import choose, depthwise_kernel
+from kiloml.codegen.armv7em_dw import (depthwise_eligible, depthwise_scratch, depthwise_stream,
+                                       depthwise_stream_g6)
 from kiloml.codegen.portable import PortableBackend
 from kiloml.ir.graph import Graph, Node
 from kiloml.ir.ops import REGISTRY
@@ -31,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kiloml.codegen.c import EmitContext
 
 CONV_1X1 = "kml_conv2d_1x1_s8"
+CONV_1X1X = "kml_conv2d_1x1x_s8"  # int16 weights
 CONV_RGB = "kml_conv2d_rgb_s8"
 DEPTHWISE_3X3 = tuple(f"kml_depthwise_conv2d_3x3{v}_s8"
                       for v in ("", "_w5", "_w5r", "_h", "_s2", "_g6", "_g6r", "_g6s2", "_g6s2r"))
@@ -43,6 +43,7 @@ CONV_SOURCES: dict[str, tuple[str, ...]] = {
     "kml_conv2d_pairs_inside_s8": ("kml_conv.c",),
     "kml_conv2d_add_s8": ("kml_conv.c",),
     CONV_1X1: ("kml_conv_1x1.c",),
+    CONV_1X1X: ("kml_conv_1x1.c",),
     CONV_RGB: ("kml_conv_rgb.c", "kml_conv.c"),
     "kml_depthwise_conv2d_s8": ("kml_conv_dw.c",),
     **{fn: ("kml_conv_dw.c",) for fn in DEPTHWISE_3X3},
@@ -58,8 +59,21 @@ class Armv7emBackend(PortableBackend):
     name = "armv7em"
     directory = "armv7em"
 
-    def __init__(self, prefer: str = "balanced") -> None:
-        self.prefer = prefer  # armv7em.PREFERENCES: which flash-for-speed choices to make
+    def __init__(self, prefer: str = "balanced", options: dict[int, str] | None = None) -> None:
+        self.prefer = prefer  # armv7em_choice.PREFERENCES: how to trade flash for speed
+        self.options = options  # node index -> option name, overriding the preference
+        self.chosen: dict = {}  # node index -> armv7em_choice.Option (plan)
+
+    def plan(self, g: Graph) -> list[dict]:
+        """Choose the option of every node that has one (armv7em_choice.choose) for the
+        nodes ``emit`` is then asked for; returns the report ``CompileResult.choices``
+        holds: per such node its chosen option and the alternatives, with data bytes and
+        estimated cycles."""
+        picks = choose(g, self.prefer, self.options)
+        self.chosen = {n: o for n, (o, _) in picks.items()}
+        return [{"node": n, "op": g.nodes[n].op, "name": g.nodes[n].name, **o.as_dict(),
+                 "alternatives": [a.as_dict() for a in alts if a is not o]}
+                for n, (o, alts) in picks.items()]
 
     def scratch_bytes(self, g: Graph, node: Node) -> int:
         if node.op == "CONV_2D":
@@ -96,23 +110,22 @@ class Armv7emBackend(PortableBackend):
     # -- the ops with optimized kernels ------------------------------------------------------
 
     def _conv2d(self, g, node, p, ctx) -> list[str]:
-        """kml_conv2d_1x1_s8 (conv_1x1), kml_conv2d_rgb_s8 (conv_rgb; not with prefer "size"),
-        else the column-builder kernel conv_kernel picks; the lean stream for the first two."""
+        """The option ``plan`` chose (kml_conv2d_1x1_s8, kml_conv2d_1x1x_s8 for int16 weights,
+        kml_conv2d_rgb_s8 with int8 or int16 weights: the lean stream), else the
+        column-builder kernel conv_kernel picks."""
         ctx.use_kernel("conv")
         params = ctx.struct("kml_conv_params", "p", conv_struct_fields(p))
         w = g.tensors[node.inputs[1]].data
-        if conv_1x1(g, node, p, self.prefer):
-            fn = CONV_1X1
-        elif conv_rgb(g, node, p) and self.prefer != "size":
-            fn = CONV_RGB
+        opt = self.chosen.get(ctx.node_index)
+        if opt is not None and opt.kernel in (CONV_1X1, CONV_1X1X, CONV_RGB):
+            fn = opt.kernel
         else:
             fn = conv_kernel(g, node, p, conv_rows(w), w.shape[2] * w.shape[3],
                              windows_inside(p))
-        rgb, one = fn == CONV_RGB, fn == CONV_1X1
+        rgb, one = fn == CONV_RGB, fn in (CONV_1X1, CONV_1X1X)
         packed = matrix_args(ctx, g, node, p, conv_rows(w), lean=rgb or one,
                              multiple=4 if rgb else 8, doubled=not rgb,
-                             extended=(one and conv_1x1_extended(p, self.prefer))
-                             or (rgb and conv_rgb_extended(p, self.prefer)))
+                             extended=(rgb or one) and opt.layout == "int16 weights")
         return [ctx.call(fn, f"&{params}", ctx.ptr(node.inputs[0]), "0", "0", "0", "0",
                          ctx.ptr(node.outputs[0]), packed, ctx.scratch("int32_t"))]
 
@@ -133,13 +146,13 @@ class Armv7emBackend(PortableBackend):
                          ctx.scratch("int32_t"))]
 
     def _depthwise(self, g, node, p, ctx) -> list[str]:
-        """The 3x3 entry point the layer's geometry allows (depthwise_eligible, _g6 (not with
-        prefer "size": 40 bytes per channel, not 18), _w5, _h, _s2; the r variants for ReLU
-        layers); the portable kernel when none does or a channel needs TFLite's general
-        requantization."""
+        """The 3x3 entry point the layer's geometry allows (depthwise_eligible: _g6 where
+        ``plan`` chose its 40-byte records, _w5, _h, _s2; the r variants for ReLU layers); the
+        portable kernel when none does or a channel needs TFLite's general requantization."""
         has_bias = len(node.inputs) > 2 and node.inputs[2] >= 0
         stream = None
-        g6 = depthwise_eligible(p) and depthwise_g6(p) and self.prefer != "size"
+        opt = self.chosen.get(ctx.node_index)
+        g6 = opt is not None and opt.name == "dw40"
         if depthwise_eligible(p):
             make = depthwise_stream_g6 if g6 else depthwise_stream
             stream = make(g.tensors[node.inputs[1]].data,
@@ -152,13 +165,8 @@ class Armv7emBackend(PortableBackend):
         packed = ctx.array("packed", "int32_t", stream)
         # entry points that link only the row routines the layer needs
         # _g6r, _w5r: no correction for negative accumulators (they clamp to act_min)
-        relu = "r" if p.act_min >= p.out_offset else ""
-        fn = "kml_depthwise_conv2d_3x3" + (("_g6s2" if p.stride_w == 2 else "_g6") + relu
-                                           if g6 else
-                                           "_s2" if p.stride_w == 2 else
-                                           "_w5" + relu if depthwise_w5(p) else
-                                           "_h" if depthwise_h(p) else "")
-        return [ctx.call(f"{fn}_s8", f"&{params}", ctx.ptr(node.inputs[0]), "0", "0", "0", "0",
+        fn = depthwise_kernel(p, g6)
+        return [ctx.call(fn, f"&{params}", ctx.ptr(node.inputs[0]), "0", "0", "0", "0",
                          ctx.ptr(node.outputs[0]), packed, ctx.scratch("int32_t"))]
 
     def _fully_connected(self, g, node, p, ctx) -> list[str]:

@@ -44,11 +44,13 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (PortableBackend(), Armv7emBa
                                                     Armv6mBackend())}
 
 
-def get_backend(runtime: str, prefer: str = "balanced") -> Backend:
+def get_backend(runtime: str, prefer: str = "balanced",
+                options: dict[int, str] | None = None) -> Backend:
     """The backend of ``runtime``, making the flash-for-speed choices ``prefer`` asks for
-    (``armv7em.PREFERENCES``; only the armv7em kernels have such choices); an unknown name is
-    a ``KilomlError`` naming the choices."""
-    from kiloml.codegen.armv7em import PREFERENCES
+    (``armv7em_choice.PREFERENCES``; only the armv7em kernels have such choices: a fresh
+    backend per model, which ``plan`` tells its choices; ``options`` pins some, see
+    ``generate_c``); an unknown name is a ``KilomlError`` naming the choices."""
+    from kiloml.codegen.armv7em_choice import PREFERENCES
 
     if runtime not in BACKENDS:
         raise KilomlError(f"unknown kernel runtime {runtime!r} (choose from "
@@ -56,6 +58,6 @@ def get_backend(runtime: str, prefer: str = "balanced") -> Backend:
     if prefer not in PREFERENCES:
         raise KilomlError(f"unknown preference {prefer!r} (choose from "
                           f"{', '.join(PREFERENCES)})")
-    if runtime == "armv7em" and prefer != "balanced":
-        return Armv7emBackend(prefer)
+    if runtime == "armv7em":
+        return Armv7emBackend(prefer, options)
     return BACKENDS[runtime]

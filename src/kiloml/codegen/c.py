@@ -204,6 +204,9 @@ class CompileResult:
     runtime: str = RUNTIME
     slot: Optional[SlotLayout] = None
     prefer: str = "balanced"
+    # per node with a kernel or layout choice: the option taken, its kernel, layout, data
+    # bytes and estimated cycles, and the alternatives (armv7em_backend.plan)
+    choices: list[dict] = field(default_factory=list)
 
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write every file; on failure nothing half-written is left behind."""
@@ -229,17 +232,23 @@ class CompileResult:
 
 def generate_c(graph: Graph, prefix: str = "model", command: str = "kiloml compile",
                inplace: bool = True, runtime: str = RUNTIME, slot: bool = False,
-               prefer: str = "balanced") -> CompileResult:
+               prefer: str = "balanced", options: dict[int, str] | None = None
+               ) -> CompileResult:
     """Lower the graph through the pass pipeline, plan memory and emit C sources with the
     kernels of ``runtime`` (``kiloml.codegen.backend.BACKENDS``). ``slot``: the model's data
     (``SlotLayout``) is not compiled in: the code reads it from a payload the firmware hands
     to ``<prefix>_use_slot`` (a model slot in flash), and ``CompileResult.slot`` holds it.
     ``prefer``: speed, size or balanced, the kernel choices that trade flash for speed
-    (``armv7em.PREFERENCES``); ``CompileResult.kernels`` reports each node's choice."""
+    (``armv7em_choice``: a per-node choice by estimated cycles and flash bytes);
+    ``CompileResult.kernels`` reports each node's kernel, ``CompileResult.choices`` the choice
+    made where there was one. ``options``: node index (of the lowered graph) -> option name
+    (``armv7em_choice.Option``; "fast" or "base"), taken whatever ``prefer`` says (calibration
+    and kernel tests)."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", prefix):
         raise KilomlError(f"--prefix {prefix!r} is not a C identifier")
-    backend = get_backend(runtime, prefer)
+    backend = get_backend(runtime, prefer, options)
     g = pipeline(graph)
+    choices = backend.plan(g) if hasattr(backend, "plan") else []
     scratch = {n: backend.scratch_bytes(g, node) for n, node in enumerate(g.nodes)}
     plan = plan_memory(g, inplace=inplace, scratch=scratch)
     P = prefix
@@ -284,7 +293,7 @@ def generate_c(graph: Graph, prefix: str = "model", command: str = "kiloml compi
     files = {f"{P}.h": header, f"{P}.c": source}
     files.update(_runtime_files(ctx.modules, set(ctx.kernels.values()), backend))
     kernels = [ctx.kernels.get(n, "") for n in range(len(g.nodes))]
-    return CompileResult(files, plan, g, P, kernels, backend.name, ctx.slot, prefer)
+    return CompileResult(files, plan, g, P, kernels, backend.name, ctx.slot, prefer, choices)
 
 
 def abi_hash(result: CompileResult) -> bytes:

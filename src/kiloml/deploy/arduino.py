@@ -22,12 +22,14 @@ internal headers live in ``src/<name>/`` and sketches see ``<name>.h`` alone.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from kiloml.deploy.c import arduino_library, build_manifest, frontmatter, readme
 from kiloml.deploy.package import Package, check_output, to_json, write_tree
 from kiloml.deploy import cstream
-from kiloml.deploy.spec import ARDUINO_ARCHITECTURES, DeploySpec, Pipeline, metadata, resolve
+from kiloml.deploy.spec import (ARDUINO_ARCHITECTURES, DeploySpec, Pipeline, metadata,
+                                model_kernels, resolve)
 from kiloml.errors import KilomlError
 from kiloml.targets.profile import RUNTIME_CORES
 
@@ -378,4 +380,5 @@ def deploy_arduino(spec: DeploySpec, out: str | Path, force: bool = False,
     p = resolve(spec)
     lib = library if library is not None else library_name(p.name)
     files = files_arduino(p, lib, version, author, maintainer, url, category)
-    return write_tree(files, out, force, fmt="arduino", name=p.name)
+    return replace(write_tree(files, out, force, fmt="arduino", name=p.name),
+                   kernels=model_kernels(p))

@@ -28,6 +28,7 @@ outputs dequantized in float32: ``(q - zero_point) * scale``.
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,8 @@ from kiloml.dsp.cgen import table
 from kiloml.deploy.package import (Package, c_string, check_output, comment_text, provenance,
                                    to_json, write_tree)
 from kiloml.deploy import slot
-from kiloml.deploy.spec import CFLAGS, DeploySpec, Pipeline, metadata, raw_units, resolve
+from kiloml.deploy.spec import (CFLAGS, DeploySpec, Pipeline, metadata, model_kernels, raw_units,
+                                resolve)
 from kiloml.errors import KilomlError
 from kiloml.targets.profile import RUNTIME_CORES
 
@@ -543,4 +545,5 @@ def deploy_c(spec: DeploySpec, out: str | Path, force: bool = False) -> Package:
     ``force`` replaces an existing non-empty folder whole; nothing is written on an error."""
     check_output(Path(out), force)
     p = resolve(spec, portable_too=True)
-    return write_tree(files_c(p), out, force, fmt="c", name=p.name)
+    return replace(write_tree(files_c(p), out, force, fmt="c", name=p.name),
+                   kernels=model_kernels(p))

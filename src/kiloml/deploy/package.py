@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiloml.errors import KilomlError
@@ -26,6 +26,8 @@ class Package:
     format: str
     name: str
     files: tuple[str, ...]
+    # the model C's flash-for-speed choice (spec.model_kernels; empty without model C)
+    kernels: dict = field(default_factory=dict, compare=False)
 
 
 def check_output(out: Path, force: bool) -> None:

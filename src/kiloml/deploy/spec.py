@@ -92,6 +92,7 @@ class DeploySpec:
     # one buffer per sensor (<name>_classify_sensors)
     sensors: tuple[tuple[str, int], ...] = ()
     stream: Any = None  # kiloml.train.streaming.StreamSettings (None: the defaults)
+    prefer: str = "balanced"  # the model kernels' flash-for-speed choice (armv7em_choice)
 
 
 @dataclass
@@ -336,7 +337,7 @@ def resolve(spec: DeploySpec, portable_too: bool = False, model_c: bool = True) 
     if spec.model_slot and len(board_id.encode()) > 23:
         raise KilomlError(f"board id {board_id!r}: a model slot header holds at most 23 bytes")
     models = {rt: generate_c(g, f"{name}_model", command=command, runtime=rt,
-                             slot=spec.model_slot) for rt in sets}
+                             slot=spec.model_slot, prefer=spec.prefer) for rt in sets}
     dsp_files = block.c_sources(f"{name}_dsp", frames, channels, variant, command=command)
     return Pipeline(
         spec=spec, name=name, macro=name.upper(), labels=labels, block=block, variant=variant,
@@ -380,10 +381,17 @@ def metadata(p: Pipeline) -> dict:
                             "rounding": "half away from zero"},
                   "output": {"scale": p.output_scale, "zero_point": p.output_zero_point},
                   "arena_bytes": p.arena_bytes_by_kernels,
-                  "kernels": p.runtime},
+                  "kernels": p.runtime, **model_kernels(p)},
         "board": {"id": p.board_id, "name": p.board.get("name", p.board_id), "core": p.core,
                   "flags": p.flags},
     }
+
+
+def model_kernels(p: Pipeline) -> dict:
+    """The flash-for-speed choice of the board's model C: ``prefer`` and, per layer that had
+    a choice, the option taken (``CompileResult.choices``)."""
+    return {"prefer": p.spec.prefer,
+            "kernel_choices": p.model.choices if p.runtime in p.models else []}
 
 
 def raw_units(p: Pipeline) -> str:

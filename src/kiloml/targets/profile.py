@@ -71,9 +71,11 @@ class Build:
 
 
 def build_elf(g: Graph, core: str, inputs: list[np.ndarray], workdir: Path,
-              runtime: str | None = None, opt: str = "-O2", prefer: str = "balanced") -> Build:
+              runtime: str | None = None, opt: str = "-O2", prefer: str = "balanced",
+              options: dict[int, str] | None = None) -> Build:
     runtime = runtime or default_runtime(core)
-    res = generate_c(g, "model", command="kiloml profile", runtime=runtime, prefer=prefer)
+    res = generate_c(g, "model", command="kiloml profile", runtime=runtime, prefer=prefer,
+                     options=options)
     res.write(workdir)
     (workdir / "profile_main.c").write_text(harness_source(res, inputs))
     elf = harness.build_elf(workdir, PROFILE_FLAGS[core], "model.elf", opt)
@@ -103,7 +105,12 @@ def _kernel_calls(res: CompileResult) -> list[tuple[int, str]]:
 
 
 def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int = 0,
-                  workdir: str | Path | None = None, prefer: str = "balanced") -> dict:
+                  workdir: str | Path | None = None, prefer: str = "balanced",
+                  options: dict[int, str] | None = None) -> dict:
+    """Build ``g`` for the board's core, run one inference in the emulator, compare every
+    layer with the reference interpreter. ``prefer`` / ``options``: the flash-for-speed
+    choice (``generate_c``); the result's ``choices`` reports it per node, with the measured
+    cycles of each such layer beside the estimate."""
     boards = load_boards()
     if board_id not in boards:
         raise KilomlError(f"unknown board {board_id!r} (known: {', '.join(sorted(boards))})")
@@ -127,7 +134,7 @@ def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int
     wd = Path(workdir or tmp.name)
     wd.mkdir(parents=True, exist_ok=True)
     try:
-        b = build_elf(g, core, inputs, wd, runtime, prefer=prefer)
+        b = build_elf(g, core, inputs, wd, runtime, prefer=prefer, options=options)
         calls = _kernel_calls(b.result)
         ins, outs = io_specs(b.result.graph)
         snap = _layer_snapshots(b, calls)
@@ -176,6 +183,8 @@ def profile_graph(g: Graph, board_id: str, runtime: str | None = None, seed: int
     for layer in out["layers"]:
         if layer["node"] in layer_match:
             layer["matches_reference"] = layer_match[layer["node"]]
+    measured = {layer["node"]: layer["cycles"] for layer in out["layers"]}
+    out["choices"] = [{**c, "cycles": measured.get(c["node"])} for c in b.result.choices]
     return out
 
 

@@ -28,13 +28,17 @@ def model_macs(g: Graph) -> int:
 
 def compile_model(model: str | Path, out_dir: str | Path, prefix: str = "model",
                   command: str = "kiloml compile", inplace: bool = True,
-                  kernels: str = "portable") -> dict:
-    """Compile a .tflite file to C in ``out_dir``; returns the summary ``--json`` prints."""
+                  kernels: str = "portable", prefer: str = "balanced") -> dict:
+    """Compile a .tflite file to C in ``out_dir``; returns the summary ``--json`` prints.
+    ``prefer``: speed, size or balanced, the flash-for-speed choice of kernels and weight
+    layouts per node (kiloml.codegen.armv7em_choice; ``choices`` in the summary)."""
+    check_prefer(prefer)
     g = load_model(model)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise KilomlError(f"{out}: exists and is not a directory")
-    result = generate_c(g, prefix=prefix, command=command, inplace=inplace, runtime=kernels)
+    result = generate_c(g, prefix=prefix, command=command, inplace=inplace, runtime=kernels,
+                        prefer=prefer)
     paths = result.write(out)
     lg = result.graph
     layers = []
@@ -42,12 +46,15 @@ def compile_model(model: str | Path, out_dir: str | Path, prefix: str = "model",
         t = lg.tensors[node.outputs[0]]
         layers.append({"node": n, "op": node.op, "name": node.name,
                        "output_shape": list(t.shape), "macs": REGISTRY[node.op].macs(lg, node),
-                       "output_offset": result.plan.offsets.get(node.outputs[0])})
+                       "output_offset": result.plan.offsets.get(node.outputs[0]),
+                       "kernel": result.kernels[n] or None})
     return {
         "model": str(model),
         "out_dir": str(out),
         "prefix": prefix,
         "kernels": kernels,
+        "prefer": prefer,
+        "choices": result.choices,
         "ops": dict(sorted(Counter(n.op for n in g.nodes).items())),
         "nodes": len(g.nodes),
         "macs": model_macs(g),
@@ -58,6 +65,16 @@ def compile_model(model: str | Path, out_dir: str | Path, prefix: str = "model",
         "files": [p.name for p in paths],
         "layers": layers,
     }
+
+
+def check_prefer(prefer: str) -> str:
+    """``prefer`` if it is one of PREFERENCES, else a UsageError naming them (exit 2)."""
+    from kiloml.codegen.armv7em_choice import PREFERENCES
+    from kiloml.errors import UsageError
+
+    if prefer not in PREFERENCES:
+        raise UsageError(f"--prefer must be {', '.join(PREFERENCES)}, not {prefer!r}")
+    return prefer
 
 
 def _load_input(path: Path, spec, where: str) -> tuple[np.ndarray, bool]:

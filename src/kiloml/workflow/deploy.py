@@ -14,6 +14,7 @@ from kiloml.dsp.base import Block
 from kiloml.errors import KilomlError, UsageError
 from kiloml.io.tflite_reader import read_tflite
 from kiloml.targets.boards import load_boards
+from kiloml.workflow.compile import check_prefer
 from kiloml.workflow.features import dsp_block
 from kiloml.workflow.project import Project, as_project
 from kiloml.workflow.train import load_meta, model_dir
@@ -49,9 +50,13 @@ def package_name(project: Project) -> str:
 
 def project_spec(project: Project | str | Path | None, board: Optional[str] = None,
                  dsp_variant: Optional[str] = None, model: Optional[Path] = None,
-                 command: str = "kiloml deploy") -> DeploySpec:
+                 command: str = "kiloml deploy", prefer: Optional[str] = None) -> DeploySpec:
     """The DeploySpec of a trained project: its int8 model, DSP block, window, labels,
-    normalizer and input quantization as training recorded them (model/meta.json)."""
+    normalizer and input quantization as training recorded them (model/meta.json);
+    ``prefer`` (default: the project's ``[deploy] prefer``) the model kernels'
+    flash-for-speed choice."""
+    if prefer is not None:
+        check_prefer(prefer)
     p = as_project(project)
     meta = load_meta(p)
     if meta["arch"] == "kmeans":
@@ -75,7 +80,8 @@ def project_spec(project: Project | str | Path | None, board: Optional[str] = No
         input_quant=tuple(meta["input_quant"]) if meta.get("input_quant") else None,
         layout=meta["layout"], dsp_variant=variant, board=board_id, command=command,
         units=p.config.data.units, personalize=_personalize(p), stream=p.config.stream,
-        sensors=tuple((s.name, len(s.axes)) for s in p.config.data.sensors))
+        sensors=tuple((s.name, len(s.axes)) for s in p.config.data.sensors),
+        prefer=prefer or p.config.deploy.prefer)
 
 
 def _personalize(p: Project):
@@ -89,13 +95,15 @@ def _personalize(p: Project):
 
 def deploy_project(project: Project | str | Path | None, fmt: str, out: str | Path,
                    board: Optional[str] = None, dsp_variant: Optional[str] = None,
-                   force: bool = False, command: str = "kiloml deploy") -> Package:
+                   force: bool = False, command: str = "kiloml deploy",
+                   prefer: Optional[str] = None) -> Package:
     """Write the project's package in ``fmt`` to ``out`` (refused if it holds files, unless
-    ``force``, which replaces it whole; nothing is half-written on failure)."""
+    ``force``, which replaces it whole; nothing is half-written on failure). ``prefer``:
+    the model kernels' flash-for-speed choice (default: the project's ``[deploy] prefer``)."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r} (have: {', '.join(FORMATS)})")
     p = as_project(project)
-    spec = project_spec(p, board, dsp_variant, command=command)
+    spec = project_spec(p, board, dsp_variant, command=command, prefer=prefer)
     if fmt == "arduino":
         d = p.config.deploy
         return deploy_arduino(spec, out, force=force, version=d.library_version,
@@ -106,7 +114,7 @@ def deploy_project(project: Project | str | Path | None, fmt: str, out: str | Pa
 
 def run_outputs(pkg: Package) -> dict:
     return {"format": pkg.format, "path": str(pkg.path), "name": pkg.name,
-            "files": list(pkg.files)}
+            "files": list(pkg.files), **pkg.kernels}
 
 
 __all__ = ["FORMATS", "default_variant", "deploy_project", "package_name", "project_spec",

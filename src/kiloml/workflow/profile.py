@@ -17,6 +17,7 @@ from kiloml.io.tflite_reader import read_tflite
 from kiloml.targets.boards import Board
 from kiloml.targets.dsp_profile import c_input, choose_variant, profile_dsp
 from kiloml.targets.profile import energy_uj, battery_days, load_boards, profile_graph
+from kiloml.workflow.compile import check_prefer
 from kiloml.workflow.features import dsp_block
 from kiloml.workflow.project import Project, as_project
 
@@ -40,11 +41,12 @@ def project_window(project: Project) -> tuple[object, int, int, np.ndarray, str]
 def profile(model: Optional[Path] = None, board: Optional[str] = None,
             project: Project | str | Path | None = None, dsp_variant: Optional[str] = None,
             rate: Optional[float] = None, battery: Optional[float] = None,
-            runtime: Optional[str] = None) -> list[dict]:
+            runtime: Optional[str] = None, prefer: Optional[str] = None) -> list[dict]:
     """Profile ``model`` (default with ``project``: its model/model.tflite) on ``board`` (a
     board id or "all"; default: the project's). With a project its DSP block runs too, on its
     first test window, and ``dsp`` and ``pipeline`` (features + inference) join the figures.
-    Returns one result per board."""
+    ``prefer``: the flash-for-speed choice (default: the project's ``[deploy] prefer``, else
+    balanced). Returns one result per board."""
     if (rate is None) != (battery is None):
         raise UsageError("--rate and --battery go together")
     if rate is not None and (rate <= 0 or battery <= 0):
@@ -53,11 +55,14 @@ def profile(model: Optional[Path] = None, board: Optional[str] = None,
         raise UsageError(f"--kernels must be armv7em or portable, not {runtime!r}")
     if dsp_variant not in (None,) + DSP_VARIANTS:
         raise UsageError(f"--dsp-variant must be f32, q31 or q15, not {dsp_variant!r}")
+    if prefer is not None:
+        check_prefer(prefer)
     db = load_boards()
     dsp_in = None
     model_path, board_id = model, board
     if project is not None:
         proj = as_project(project)
+        prefer = prefer or proj.config.deploy.prefer
         model_path = model_path or proj.root / "model" / "model.tflite"
         if not Path(model_path).is_file():
             raise KilomlError(f"{model_path}: no trained model (run `kiloml train -p "
@@ -86,7 +91,8 @@ def profile(model: Optional[Path] = None, board: Optional[str] = None,
             rt = "portable"
         key = (db[bid].core, rt)
         base = cache.get(key)
-        res = profile_graph(g, bid, runtime=rt) if base is None else _rescale(base, db[bid], bid)
+        res = (profile_graph(g, bid, runtime=rt, prefer=prefer or "balanced") if base is None
+               else _rescale(base, db[bid], bid))
         cache.setdefault(key, res)
         if dsp_in is not None:
             res["dsp"] = _dsp_for(dsp_in, db[bid], dsp_variant, dsp_cache)

@@ -147,10 +147,14 @@ class DeploySection(_Strict):
     """What ``kiloml run`` deploys into build/deploy/<format> (empty: no deploy or verify
     step) and with which DSP variant (default: f32 on FPU cores, else the block's integer
     variant). ``verify``: the run checks the deployed C against training on the test split
-    (at most ``verify_limit`` windows when set)."""
+    (at most ``verify_limit`` windows when set). ``prefer``: how the model's kernels trade
+    flash for speed wherever the board's kernels offer a choice (speed, size or balanced;
+    kiloml.codegen.armv7em_choice), for compile, profile and deploy alike (each verb's
+    ``--prefer`` overrides it)."""
 
     formats: list[Literal["c", "arduino", "tflite"]] = ["c", "arduino"]
     dsp_variant: Optional[Literal["f32", "q31", "q15"]] = None
+    prefer: Literal["speed", "size", "balanced"] = "balanced"
     verify: bool = True
     verify_limit: Optional[int] = Field(None, ge=1)
     # the Arduino library's library.properties (Arduino Library Specification 1.5)

@@ -220,7 +220,8 @@ def _board(p: Project) -> Board:
 
 def _compile_key(p: Project, ctx: Context) -> list:
     b = _board(p)
-    return [ctx.digests["train"], p.config.board.name, b.core, bool(b.dsp)]
+    return [ctx.digests["train"], p.config.board.name, b.core, bool(b.dsp),
+            p.config.deploy.prefer]
 
 
 def _c_prefix(p: Project) -> str:
@@ -232,9 +233,9 @@ def _compile_run(p: Project, ctx: Context) -> None:
     out = p.root / BUILD / "c"
     kernels = "armv7em" if _board(p).dsp else "portable"
     s = compile_model(model_dir(p) / "model.tflite", out, prefix=_c_prefix(p),
-                      command=ctx.command, kernels=kernels)
-    ctx.log(f"compiled: {len(s['files'])} files in {out} ({kernels} kernels, arena "
-            f"{s['arena_bytes']:,} B)")
+                      command=ctx.command, kernels=kernels, prefer=p.config.deploy.prefer)
+    ctx.log(f"compiled: {len(s['files'])} files in {out} ({kernels} kernels, prefer "
+            f"{s['prefer']}, arena {s['arena_bytes']:,} B)")
 
 
 def _compile_outputs(p: Project) -> list[Path]:
@@ -252,7 +253,8 @@ def _profile_boards(p: Project) -> list[str]:
 
 def _profile_key(p: Project, ctx: Context) -> list:
     _board(p)
-    return [ctx.digests["compile"], ctx.digests["features"], _profile_boards(p)]
+    return [ctx.digests["compile"], ctx.digests["features"], _profile_boards(p),
+            p.config.deploy.prefer]
 
 
 def _profile_run(p: Project, ctx: Context) -> None:
@@ -282,7 +284,8 @@ def deploy_dir(p: Project, fmt: str) -> Path:
 def _deploy_key(p: Project, ctx: Context) -> list:
     _board(p)
     return [ctx.digests["train"], ctx.digests["features"], p.config.board.name,
-            p.config.deploy.formats, p.config.deploy.dsp_variant, p.config.project.name]
+            p.config.deploy.formats, p.config.deploy.dsp_variant, p.config.project.name,
+            p.config.deploy.prefer]
 
 
 def _deploy_run(p: Project, ctx: Context) -> None:

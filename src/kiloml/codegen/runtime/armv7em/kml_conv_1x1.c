@@ -1,5 +1,5 @@
 /* kiloml runtime (armv7em): CONV_2D with a 1x1 filter, stride 1 and no padding,
- * kml_conv2d_1x1_s8 (declared in kml_conv.h; the matrix fragments it shares with the other
+ * kml_conv2d_1x1_s8 and, for int16 weights, kml_conv2d_1x1x_s8 (declared in kml_conv.h; the matrix fragments it shares with the other
  * CONV_2D kernels are in kml_conv_mm.h). Only models with such layers link this file.
  */
 #include "kml_conv_mm.h"
@@ -501,55 +501,79 @@ static void conv1x1_one(const c1_args *s, int32_t groups)
         : "cc", "memory");
 }
 
-/* 1x1, stride 1, no padding (the generator's promise; see the block comment above). */
-void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
-                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                       int8_t *output, const int32_t *packed, int32_t *scratch)
+/* The layer, shared by both entry points: pairs of pixels through ``run`` (one of the
+ * conv1x1_run* variants), an odd last pixel through ``one``, then the activation range when
+ * it is narrower than int8 (the kernels saturate to int8). ``wide``: int16 weights (4 words
+ * per group and channel pair, else 2). */
+static void conv1x1_layer(const kml_conv_params *p, const int8_t *input, int8_t *output,
+                          const int32_t *packed, int32_t *scratch, int32_t groups,
+                          int32_t wide, void (*run)(c1_args *),
+                          void (*one)(const c1_args *, int32_t))
 {
     const int32_t n = p->batches * p->out_h * p->out_w;
-    const int32_t groups = ((p->in_c + 7) >> 3) * 2;
-    const int32_t full = p->act_min == -128 && p->act_max == 127;
     c1_args s;
-    (void)filter;
-    (void)bias;
-    (void)mult;
-    (void)shift;
     s.w = packed + 1;
-    s.w_end = s.w + (p->out_c >> 1) * (7 + (packed[0] == 2 ? 4 : 2) * groups);
+    s.w_end = s.w + (p->out_c >> 1) * (7 + (wide ? 4 : 2) * groups);
     s.col = scratch;
     s.col_end = scratch + 4 * groups;
     s.back = (groups <= MM_SHORT_1X1 ? groups - 1 : (groups - 1) % MM_UNROLL_1X1)
              * MM_GROUP_BYTES;
     s.o2 = kml_pair16(p->in_offset);
     s.in_groups = p->in_c >> 2;
+    s.db = p->in_c;
+    s.ob1 = p->out_c - 1;
     if (n >= 2) {
         s.src = input;
         s.out = output;
-        s.db = p->in_c;
-        s.ob1 = p->out_c - 1;
         s.n = n >> 1;
-        if (packed[0] == 2) { /* int16 weights: 2, 4 or 8 groups, out_c a multiple of 4 */
-            (groups == 2 ? conv1x1x_run_g2 : groups == 4 ? conv1x1x_run_g4
-                                                         : conv1x1x_run_g8)(&s);
-        } else if ((groups == 2 || groups == 4 || groups == 8) && (p->out_c & 3) == 0) {
-            (groups == 2 ? conv1x1_run_g2 : groups == 4 ? conv1x1_run_g4 : conv1x1_run_g8)(&s);
-        } else {
-            (groups <= MM_SHORT_1X1 ? conv1x1_run_short : conv1x1_run)(&s);
-        }
+        run(&s);
     }
     if (n & 1) { /* the last pixel alone */
         s.src = input + (size_t)(n - 1) * (size_t)p->in_c;
         s.out = output + (size_t)(n - 1) * (size_t)p->out_c;
-        if (packed[0] == 2) {
-            conv1x1x_one(&s, groups);
-        } else {
-            conv1x1_one(&s, groups);
-        }
+        one(&s, groups);
     }
-    if (!full) {
+    if (p->act_min != -128 || p->act_max != 127) {
         int32_t i;
         for (i = 0; i < n * p->out_c; ++i) {
             output[i] = kml_clamp8(output[i], p->act_min, p->act_max);
         }
     }
+}
+
+/* 1x1, stride 1, no padding (the generator's promise; see the block comment above), int8
+ * weights (packed[0] 0: matrix_stream's lean form). */
+void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                       int8_t *output, const int32_t *packed, int32_t *scratch)
+{
+    const int32_t groups = ((p->in_c + 7) >> 3) * 2;
+    const int32_t by_g = (groups == 2 || groups == 4 || groups == 8) && (p->out_c & 3) == 0;
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    conv1x1_layer(p, input, output, packed, scratch, groups, 0,
+                  by_g ? (groups == 2 ? conv1x1_run_g2 : groups == 4 ? conv1x1_run_g4
+                                                                      : conv1x1_run_g8)
+                       : groups <= MM_SHORT_1X1 ? conv1x1_run_short : conv1x1_run,
+                  conv1x1_one);
+}
+
+/* kml_conv2d_1x1_s8 with int16 weights (packed[0] 2: matrix_stream's extended form): 2, 4
+ * or 8 groups, out_c a multiple of 4. A separate entry point, so that a model links only
+ * the variants its layers use. */
+void kml_conv2d_1x1x_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                        const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                        int8_t *output, const int32_t *packed, int32_t *scratch)
+{
+    const int32_t groups = ((p->in_c + 7) >> 3) * 2;
+    (void)filter;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    conv1x1_layer(p, input, output, packed, scratch, groups, 1,
+                  groups == 2 ? conv1x1x_run_g2 : groups == 4 ? conv1x1x_run_g4
+                                                              : conv1x1x_run_g8,
+                  conv1x1x_one);
 }

@@ -149,6 +149,7 @@ void kml_depthwise_conv2d_s8(const kml_conv_params *p, const int8_t *input,
 KML_CONV_ENTRY(kml_conv2d_pairs_s8)
 KML_CONV_ENTRY(kml_conv2d_pairs_inside_s8)
 KML_CONV_ENTRY(kml_conv2d_1x1_s8)
+KML_CONV_ENTRY(kml_conv2d_1x1x_s8)
 KML_CONV_ENTRY(kml_conv2d_rgb_s8)
 
 KML_DEPTHWISE_ENTRY(kml_depthwise_conv2d_3x3_s8)

@@ -52,6 +52,13 @@ void kml_conv2d_1x1_s8(const kml_conv_params *p, const int8_t *input, const int8
                        const int32_t *bias, const int32_t *mult, const int32_t *shift,
                        int8_t *output, const int32_t *packed, int32_t *scratch);
 
+/* kml_conv2d_1x1_s8 with int16 weights (optimized runtimes: 2, 4 or 8 groups of input
+ * channels, out_c a multiple of 4; its own entry, so models without such layers do not link
+ * its code). */
+void kml_conv2d_1x1x_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
+                        const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                        int8_t *output, const int32_t *packed, int32_t *scratch);
+
 /* CONV_2D with three window rows of 4n + 1 bytes (n >= 1; 3x3 over three channels), no
  * dilation, and the promise of kml_conv2d_pairs_s8 (optimized runtimes: a dedicated column
  * builder); the portable one is kml_conv2d_s8. */
