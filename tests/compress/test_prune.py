@@ -81,16 +81,18 @@ def test_residual_connections_stay_aligned():
 
 
 def test_pruned_model_is_smaller_and_faster_on_the_board(tmp_path):
-    """Compiled for a Cortex-M4 and run in the emulator: fewer flash bytes, fewer cycles."""
+    """Compiled for a Cortex-M4 and run in the emulator: fewer flash bytes, fewer cycles.
+    Both with the same kernel policy (``prefer="size"``): under ``balanced`` a pruned model
+    may buy a faster kernel with the flash it saved, which is a choice, not a pruning result."""
     from kiloml.targets.profile import profile_graph
 
     net, x = _net("ds-cnn", (49, 10), 12, {"channels": 32, "blocks": 2})
     calibrate(net, [x])
-    full = profile_graph(to_graph(net), "nano33ble")
+    full = profile_graph(to_graph(net), "nano33ble", prefer="size")
     pruned = copy.deepcopy(net)
     channel_prune(pruned, 0.5, multiple=4)
     calibrate(pruned, [x])
-    small = profile_graph(to_graph(pruned), "nano33ble")
+    small = profile_graph(to_graph(pruned), "nano33ble", prefer="size")
     assert full["output_matches_reference"] and small["output_matches_reference"]
     assert small["flash_bytes"] < full["flash_bytes"]
     assert small["weights_bytes"] < 0.5 * full["weights_bytes"]
