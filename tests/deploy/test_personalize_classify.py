@@ -1,0 +1,181 @@
+"""``[personalize]`` in the C package end to end on raw samples: ``<name>_classify`` infers
+with the head in the RAM slot, so before an update it equals the factory model (the Python
+path), after ``_personalize_update`` it equals the numpy twin's personalized head applied to
+the Python path's model input, and after ``_personalize_reset`` the factory again; and
+``<name>_personalize_add_window`` (raw window in: the package's DSP and input quantization)
+stores what ``_personalize_add`` stores for the Python path's model input, byte for byte
+(``_export_samples`` against ``encode_samples``). Host gcc, ASan + UBSan, warnings as errors.
+
+The oracle's model input is computed from the C DSP's own features (deployhelp.model_input:
+the Python normalizer and quantize_input), so the f32 DSP's last-bit differences from numpy
+(tests/deploy/test_deploy_c.py) do not enter; the factory scores are also checked against the
+full Python path (run_python) on every window whose features agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import deployhelp as H  # noqa: E402
+
+from kiloml.deploy import deploy_c, run_python  # noqa: E402
+from kiloml.deploy.personalize import (Settings, encode_samples, find_head,  # noqa: E402
+                                       personalize, personalized_graph, run_model,
+                                       stored_samples)
+from kiloml.deploy.run import NP, build_host_exe, features_from_c  # noqa: E402
+
+HARNESS = """/* test harness: raw windows through classify before / after an update / after reset */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "{n}.h"
+#include "{fhdr}"
+
+static {raw_t} raw[{nin}];
+static {raw_t} shots[{k}][{nin}];
+static {feat_t} feat[{nfeat}];
+static float scores[{ncls}];
+static uint8_t msg[{M}_SAMPLES_MESSAGE_MAX_BYTES];
+
+static int classify_all(FILE *fi, FILE *fo, long n, int with_features)
+{{
+    long i;
+    int32_t top;
+    rewind(fi);
+    for (i = 0; i < n; ++i) {{
+        if (fread(raw, sizeof raw[0], {nin}, fi) != {nin}) {{ return 4; }}
+        if (with_features) {{
+            if ({ffun}(raw, feat) != 0) {{ return 5; }}
+            fwrite(feat, sizeof feat[0], {nfeat}, fo);
+        }}
+        top = (int32_t){n}_classify(raw, scores);
+        if (top < 0) {{ return 6; }}
+        fwrite(scores, sizeof scores[0], {ncls}, fo);
+        fwrite(&top, sizeof top, 1, fo);
+    }}
+    return 0;
+}}
+
+int main(int argc, char **argv)
+{{
+    FILE *fi, *fs, *fo;
+    long n, k;
+    int status;
+    uint32_t len;
+    static const int32_t labels[{k}] = {{{labels}}};
+    if (argc != 5) {{ return 2; }}
+    fi = fopen(argv[1], "rb");
+    fs = fopen(argv[2], "rb");
+    fo = fopen(argv[3], "wb");
+    if (!fi || !fs || !fo) {{ return 3; }}
+    n = atol(argv[4]);
+    if (fread(shots, sizeof shots[0][0], {k} * {nin}, fs) != {k} * {nin}) {{ return 4; }}
+    status = classify_all(fi, fo, n, 1);                 /* factory */
+    if (status != 0) {{ return status; }}
+    {n}_personalize_reset();
+    if ({n}_personalize_add_window(shots[0], {ncls}) != -1) {{ return 7; }}  /* bad label */
+    for (k = 0; k < {k}; ++k) {{
+        if ({n}_personalize_add_window(shots[k], labels[k]) != 0) {{ return 8; }}
+    }}
+    len = {n}_personalize_export_samples(msg, sizeof msg);
+    if (len == 0u) {{ return 9; }}
+    fwrite(&len, sizeof len, 1, fo);
+    fwrite(msg, 1, len, fo);
+    if ({n}_personalize_update() != 0) {{ return 10; }}
+    status = classify_all(fi, fo, n, 0);                 /* personalized */
+    if (status != 0) {{ return status; }}
+    {n}_personalize_reset();
+    status = classify_all(fi, fo, n, 0);                 /* factory again */
+    if (status != 0) {{ return status; }}
+    fclose(fi);
+    fclose(fs);
+    fclose(fo);
+    return 0;
+}}
+"""
+
+
+def _scores(graph, q):
+    t = graph.tensors[graph.outputs[0]]
+    return (q.astype(np.int32) - int(t.quant.zero_point[0])).astype(np.float32) \
+        * np.float32(t.quant.scale[0])
+
+
+def _run(pkg: Path, raw: np.ndarray, shots: np.ndarray, labels: np.ndarray, tmp: Path):
+    meta = json.loads((pkg / f"{pkg.name}.json").read_text())
+    n = meta["name"]
+    f = meta["features"]
+    nfeat, ncls = int(np.prod(f["shape"])), len(meta["labels"])
+    text = HARNESS.format(n=n, M=n.upper(), fhdr=meta["build"]["features_header"],
+                          raw_t=meta["raw_input"]["ctype"], feat_t=f["ctype"],
+                          nin=int(meta["raw_input"]["size"]), nfeat=nfeat, ncls=ncls,
+                          ffun=meta["build"]["features_function"], k=len(shots),
+                          labels=", ".join(str(int(v)) for v in labels))
+    exe = build_host_exe(pkg, meta, tmp / "harness.c", text, sanitize=True)
+    raw_t = NP[meta["raw_input"]["ctype"]]
+    (tmp / "raw.bin").write_bytes(raw.astype(raw_t).tobytes())
+    (tmp / "shots.bin").write_bytes(shots.astype(raw_t).tobytes())
+    r = subprocess.run([str(exe), str(tmp / "raw.bin"), str(tmp / "shots.bin"),
+                        str(tmp / "out.bin"), str(len(raw))], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    blob = (tmp / "out.bin").read_bytes()
+    fsz = np.dtype(NP[f["ctype"]]).itemsize
+    per = 4 * ncls + 4
+    at = len(raw) * (nfeat * fsz + per)
+    first = np.frombuffer(blob[:at], np.uint8).reshape(len(raw), -1)
+    feats = features_from_c(meta, first[:, :nfeat * fsz].copy().view(NP[f["ctype"]]))
+    a = first[:, nfeat * fsz:nfeat * fsz + 4 * ncls].copy().view(np.float32)
+    (mlen,) = np.frombuffer(blob[at:at + 4], np.uint32)
+    msg = blob[at + 4:at + 4 + int(mlen)]
+    rest = np.frombuffer(blob[at + 4 + int(mlen):], np.uint8).reshape(2, len(raw), per)
+    b, c = (r[:, :4 * ncls].copy().view(np.float32) for r in rest)
+    return feats, msg, a, b, c
+
+
+@pytest.mark.parametrize("biases", ["head", "all"])
+def test_classify_uses_the_personalized_head_and_add_window_stores_the_model_input(
+        tmp_path, biases):
+    raw = H.imu_windows(per_label=4)                     # 4 per label + a constant window
+    labels_all = np.array([i // 4 for i in range(len(raw) - 1)])
+    pick = np.array([0, 1, 4, 5, 8, 9, 12, 13])         # two windows of each gesture
+    s = Settings(epochs=7, lr=0.5, max_samples=16, biases=biases)
+    spec = dataclasses.replace(H.imu_spec(), personalize=s)
+    pkg = deploy_c(spec, tmp_path / "wand").path
+    assert "wand_personalize_invoke(wand_input, wand_output)" in (pkg / "wand.c").read_text()
+    feats, msg, before, after, again = _run(pkg, raw, raw[pick], labels_all[pick], tmp_path)
+
+    x = H.model_input(spec, feats)                       # the Python path's model input
+    head = find_head(spec.graph)
+    factory, _ = H.model_path(spec, feats)
+    np.testing.assert_array_equal(before, factory)
+    np.testing.assert_array_equal(again, factory)
+    py = run_python(spec, raw)
+    same = (H.model_input(spec, py.features) == x).all(axis=1)
+    assert same.mean() >= 0.75
+    np.testing.assert_array_equal(before[same], py.scores[same])
+
+    got = personalize(head, x[pick], labels_all[pick], s)
+    g = personalized_graph(head, *got[:3], *(got[5:] if biases == "all" else []))
+    want = _scores(g, run_model(g, x).reshape(len(x), -1))
+    np.testing.assert_array_equal(after, want)
+    assert not np.array_equal(after, factory)            # the update changed the decisions
+    assert msg == encode_samples(stored_samples(head, x[pick], s), labels_all[pick], head.units)
+
+
+def test_without_personalize_classify_calls_the_factory_model(tmp_path):
+    pkg = deploy_c(H.imu_spec(), tmp_path / "wand").path
+    src, hdr = (pkg / "wand.c").read_text(), (pkg / "wand.h").read_text()
+    assert "wand_model_invoke(wand_input, wand_output)" in src
+    assert "personalize" not in src + hdr
+    assert not any("personalize" in s for s in
+                   json.loads((pkg / "wand.json").read_text())["build"]["sources"])
