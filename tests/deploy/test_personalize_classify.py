@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import deployhelp as H  # noqa: E402
 
-from kiloml.deploy import deploy_c, run_python  # noqa: E402
+from kiloml.deploy import deploy_arduino, deploy_c, run_python  # noqa: E402
 from kiloml.deploy.personalize import (Settings, encode_samples, find_head,  # noqa: E402
                                        personalize, personalized_graph, run_model,
                                        stored_samples)
-from kiloml.deploy.run import NP, build_host_exe, features_from_c  # noqa: E402
+from kiloml.deploy.run import NP, build_host_exe, features_from_c, load_manifest  # noqa: E402
 
 HARNESS = """/* test harness: raw windows through classify before / after an update / after reset */
 #include <stdio.h>
@@ -111,7 +112,7 @@ def _scores(graph, q):
 
 
 def _run(pkg: Path, raw: np.ndarray, shots: np.ndarray, labels: np.ndarray, tmp: Path):
-    meta = json.loads((pkg / f"{pkg.name}.json").read_text())
+    meta = load_manifest(pkg)
     n = meta["name"]
     f = meta["features"]
     nfeat, ncls = int(np.prod(f["shape"])), len(meta["labels"])
@@ -142,16 +143,23 @@ def _run(pkg: Path, raw: np.ndarray, shots: np.ndarray, labels: np.ndarray, tmp:
     return feats, msg, a, b, c
 
 
-@pytest.mark.parametrize("biases", ["head", "all"])
+@pytest.mark.parametrize("biases,fmt", [("head", "c"), ("all", "c"), ("head", "arduino")])
 def test_classify_uses_the_personalized_head_and_add_window_stores_the_model_input(
-        tmp_path, biases):
+        tmp_path, biases, fmt):
+    """(The Arduino library for the pico: portable kernels, so its own files build on the
+    host.)"""
     raw = H.imu_windows(per_label=4)                     # 4 per label + a constant window
     labels_all = np.array([i // 4 for i in range(len(raw) - 1)])
     pick = np.array([0, 1, 4, 5, 8, 9, 12, 13])         # two windows of each gesture
     s = Settings(epochs=7, lr=0.5, max_samples=16, biases=biases)
-    spec = dataclasses.replace(H.imu_spec(), personalize=s)
-    pkg = deploy_c(spec, tmp_path / "wand").path
-    assert "wand_personalize_invoke(wand_input, wand_output)" in (pkg / "wand.c").read_text()
+    if fmt == "c":
+        spec = dataclasses.replace(H.imu_spec(), personalize=s)
+        pkg = deploy_c(spec, tmp_path / "wand").path
+    else:
+        spec = dataclasses.replace(H.imu_spec(board="pico"), personalize=s)
+        pkg = deploy_arduino(spec, tmp_path / "Wand").path
+    src = next(pkg.rglob("wand.c")).read_text()
+    assert "wand_personalize_invoke(wand_input, wand_output)" in src
     feats, msg, before, after, again = _run(pkg, raw, raw[pick], labels_all[pick], tmp_path)
 
     x = H.model_input(spec, feats)                       # the Python path's model input
@@ -179,3 +187,47 @@ def test_without_personalize_classify_calls_the_factory_model(tmp_path):
     assert "personalize" not in src + hdr
     assert not any("personalize" in s for s in
                    json.loads((pkg / "wand.json").read_text())["build"]["sources"])
+
+
+def test_arduino_library_carries_personalize_and_builds_for_the_nano_33_ble_sense(tmp_path):
+    """Every .c of src/ (what the Arduino IDE compiles) cross-compiles warning-free for the
+    Nano 33 BLE Sense, links together (one copy of each kernel: the model's armv7em set), and
+    the update has no fused multiply-add even under the core's -std=gnu11 (whose default
+    would contract a * b + c; the source turns contraction off itself)."""
+    spec = dataclasses.replace(H.imu_spec(), personalize=Settings(epochs=3))
+    lib = deploy_arduino(spec, tmp_path / "Wand").path
+    meta = load_manifest(lib)
+    assert meta["build"]["board_kernels"] == "armv7em"
+    assert meta["personalize"]["sources"] == ["src/wand/wand_pbb.c",
+                                              "src/wand/wand_personalize.c",
+                                              "src/wand/wand_ptail.c"]
+    assert '#include "wand/wand_personalize.h"' in (lib / "src" / "wand.h").read_text()
+    assert not (lib / "src" / "personalize").exists()
+    gcc = H.need("arm-none-eabi-gcc")
+    sources = sorted((lib / "src").rglob("*.c"))
+    nano = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+    H.compile_objects(gcc, nano, sources, [lib / "src"], tmp_path / "obj")
+    objs = sorted((tmp_path / "obj").glob("*.o"))
+    r = subprocess.run([gcc, *nano, "-r", "-nostdlib", *map(str, objs), "-o",
+                        str(tmp_path / "all.o")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr                  # no symbol defined twice
+    nm = subprocess.run([H.need("arm-none-eabi-nm"), "-u", str(tmp_path / "all.o")],
+                        capture_output=True, text=True).stdout
+    assert "wand_personalize" not in nm and "kml_" not in nm   # all resolved inside
+
+    def fmas(std: str, extra: list[str]) -> int:
+        o = tmp_path / f"pz{std}{len(extra)}.o"
+        subprocess.run([gcc, *nano, f"-std={std}", "-O2", *extra, f"-I{lib / 'src'}", "-c",
+                        str(lib / "src" / "wand" / "wand_personalize.c"), "-o", str(o)],
+                       check=True)
+        dis = subprocess.run([H.need("arm-none-eabi-objdump"), "-d", str(o)],
+                             capture_output=True, text=True, check=True).stdout
+        return len(re.findall(r"\svfn?m[as]\.f32", dis))
+
+    assert fmas("gnu11", []) == 0
+    # the oracle that the check can see a contraction: the same source without its pragma
+    text = (lib / "src" / "wand" / "wand_personalize.c").read_text()
+    plain = text.replace('#pragma GCC optimize("fp-contract=off")', "")
+    assert plain != text
+    (lib / "src" / "wand" / "wand_personalize.c").write_text(plain)
+    assert fmas("gnu11", []) > 0

@@ -24,7 +24,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kiloml.deploy.c import arduino_library, build_manifest, frontmatter, readme
+from kiloml.deploy.c import (arduino_library, arduino_personalize_files, build_manifest,
+                             frontmatter, personalize_sources, readme)
 from kiloml.deploy.package import Package, check_output, to_json, write_tree
 from kiloml.deploy import cstream
 from kiloml.deploy.spec import ARDUINO_ARCHITECTURES, DeploySpec, Pipeline, metadata, resolve
@@ -334,9 +335,16 @@ def files_arduino(p: Pipeline, lib: str, version: str = "1.0.0", author: str = "
     files["library.properties"] = properties(p, lib, version, author, maintainer, url,
                                              category)
     meta = metadata(p)
+    pz_sources: list[str] = []
+    if p.spec.personalize is not None:  # opt-in: [personalize] (docs/personalization.md)
+        from kiloml.deploy.personalize import package_files
+
+        meta["personalize"] = package_files(p)[1]
+        pz_sources = personalize_sources(p, arduino_personalize_files(p), f"src/{p.name}/")
+        meta["personalize"]["sources"] = pz_sources
     meta.update({"format": "arduino", "stream": cstream.stream_constants(p), "library": lib,
                  "build": build_manifest(p, f"src/{p.name}.c", f"src/{p.name}/",
-                                         {p.runtime: f"src/{p.name}/"}, ["src"])})
+                                         {p.runtime: f"src/{p.name}/"}, ["src"], pz_sources)})
     files[f"extras/{p.name}.json"] = to_json(meta)
     fqbn = FQBN.get(p.board_id)
     build = [f"Install: copy this folder into your sketchbook's `libraries/` folder (or "

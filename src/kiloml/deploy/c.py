@@ -421,14 +421,29 @@ def arduino_library(p: Pipeline, src: str = "src/") -> dict[str, str]:
     """The Arduino library's sources: the public header and the pipeline at the top of
     ``src/``, everything else (DSP, the model with the board core's kernels, runtime) in the
     internal folder ``src/<name>/`` (Arduino compiles ``src/`` recursively and exposes only
-    its top to sketches)."""
+    its top to sketches). With ``[personalize]`` its update, backbone and tail go into the
+    internal folder too (they use the model's kernels there: one copy of each)."""
     inner = f"{p.name}/"
-    files = {f"{src}{p.name}.h": public_header(p),
+    pz = p.spec.personalize is not None
+    files = {f"{src}{p.name}.h": public_header(
+                 p, f"{inner}{p.name}_personalize.h" if pz else None),
              f"{src}{p.name}.c": pipeline_source(p, f"{inner}{p.dsp_prefix}.h",
-                                                 f"{inner}{p.model_prefix}.h")}
+                                                 f"{inner}{p.model_prefix}.h", pz)}
     _place(files, src + inner, _with_notes(p, p.dsp_files))
     _place(files, src + inner, _with_notes(p, p.model.files))
+    if pz:
+        _place(files, src + inner, arduino_personalize_files(p))
     return dict(sorted(files.items()))
+
+
+def arduino_personalize_files(p: Pipeline) -> dict[str, str]:
+    """``personalize/`` of the C package without the kernel and runtime files the model's
+    kernel set already brings (same API; Arduino compiles every ``.c`` of ``src/``)."""
+    from kiloml.deploy.personalize import package_files
+
+    extra, _ = package_files(p)
+    pz = {k.removeprefix("personalize/"): v for k, v in extra.items()}
+    return {k: v for k, v in pz.items() if k not in p.model.files}
 
 
 def example_main(p: Pipeline) -> str:

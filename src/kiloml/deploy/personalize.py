@@ -469,6 +469,15 @@ def _floats(values) -> np.ndarray:
 
 C_SOURCE = """\
 {front}
+/* Every float32 step is one IEEE operation, as in the twin: no fused multiply-add even
+ * where the build does not pass -ffp-contract=off (an Arduino core compiles with -std=gnu11,
+ * whose default contracts a * b + c into one FMA on an FPU). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 #include "{n}_personalize.h"
 
 #include <stdint.h>
