@@ -592,6 +592,9 @@ def files_c(p: Pipeline) -> dict[str, str]:
               *[f"- `model/{rt}/`: the model with the {rt} kernels and their runtime files"
                 for rt in p.models],
               "- `example/main.c`: classifies one window",
+              *([f"- `personalize/`: on-device personalization (`{n}_personalize.h`; "
+                 f"`{n}_classify` uses the head in its RAM slot; docs/personalization.md)"]
+                if p.spec.personalize is not None else []),
               f"- `{n}.json`: labels, DSP parameters, quantization, board, build (for tools)"]
     files["README.md"] = readme(p, build, layout)
     files["example/main.c"] = example_main(p)
