@@ -191,34 +191,44 @@ def test_without_personalize_classify_calls_the_factory_model(tmp_path):
 
 def test_arduino_library_carries_personalize_and_builds_for_the_nano_33_ble_sense(tmp_path):
     """Every .c of src/ (what the Arduino IDE compiles) cross-compiles warning-free for the
-    Nano 33 BLE Sense, links together (one copy of each kernel: the model's armv7em set), and
+    Nano 33 BLE Sense and links together (the update's portable kernels renamed apart from the
+    model's armv7em set, whose fully connected kernel takes packed weights), and
     the update has no fused multiply-add even under the core's -std=gnu11 (whose default
     would contract a * b + c; the source turns contraction off itself)."""
     spec = dataclasses.replace(H.imu_spec(), personalize=Settings(epochs=3))
     lib = deploy_arduino(spec, tmp_path / "Wand").path
     meta = load_manifest(lib)
     assert meta["build"]["board_kernels"] == "armv7em"
-    assert meta["personalize"]["sources"] == ["src/wand/wand_pbb.c",
-                                              "src/wand/wand_personalize.c",
-                                              "src/wand/wand_ptail.c"]
-    assert '#include "wand/wand_personalize.h"' in (lib / "src" / "wand.h").read_text()
-    assert not (lib / "src" / "personalize").exists()
+    pz = "src/wand/personalize/"
+    assert meta["personalize"]["sources"] == [pz + "kml_fully_connected.c", pz + "kml_softmax.c",
+                                              pz + "wand_pbb.c", pz + "wand_personalize.c",
+                                              pz + "wand_ptail.c"]
+    assert set(meta["personalize"]["sources"]) <= set(meta["build"]["sources"])
+    assert '#include "wand/personalize/wand_personalize.h"' in \
+        (lib / "src" / "wand.h").read_text()
     gcc = H.need("arm-none-eabi-gcc")
     sources = sorted((lib / "src").rglob("*.c"))
     nano = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
-    H.compile_objects(gcc, nano, sources, [lib / "src"], tmp_path / "obj")
-    objs = sorted((tmp_path / "obj").glob("*.o"))
+    for i, folder in enumerate(sorted({s.parent for s in sources})):   # same names: apart
+        H.compile_objects(gcc, nano, [s for s in sources if s.parent == folder], [lib / "src"],
+                          tmp_path / "obj" / str(i))
+    objs = sorted((tmp_path / "obj").rglob("*.o"))
+    assert len(objs) == len(sources)
     r = subprocess.run([gcc, *nano, "-r", "-nostdlib", *map(str, objs), "-o",
                         str(tmp_path / "all.o")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr                  # no symbol defined twice
     nm = subprocess.run([H.need("arm-none-eabi-nm"), "-u", str(tmp_path / "all.o")],
                         capture_output=True, text=True).stdout
     assert "wand_personalize" not in nm and "kml_" not in nm   # all resolved inside
+    defined = subprocess.run([H.need("arm-none-eabi-nm"), "--defined-only",
+                              str(tmp_path / "all.o")], capture_output=True, text=True).stdout
+    assert " T kml_fully_connected_s8" in defined
+    assert " T wand_pz_kml_fully_connected_s8" in defined
 
     def fmas(std: str, extra: list[str]) -> int:
         o = tmp_path / f"pz{std}{len(extra)}.o"
         subprocess.run([gcc, *nano, f"-std={std}", "-O2", *extra, f"-I{lib / 'src'}", "-c",
-                        str(lib / "src" / "wand" / "wand_personalize.c"), "-o", str(o)],
+                        str(lib / "src" / "wand" / "personalize" / "wand_personalize.c"), "-o", str(o)],
                        check=True)
         dis = subprocess.run([H.need("arm-none-eabi-objdump"), "-d", str(o)],
                              capture_output=True, text=True, check=True).stdout
@@ -226,8 +236,25 @@ def test_arduino_library_carries_personalize_and_builds_for_the_nano_33_ble_sens
 
     assert fmas("gnu11", []) == 0
     # the oracle that the check can see a contraction: the same source without its pragma
-    text = (lib / "src" / "wand" / "wand_personalize.c").read_text()
+    text = (lib / "src" / "wand" / "personalize" / "wand_personalize.c").read_text()
     plain = text.replace('#pragma GCC optimize("fp-contract=off")', "")
     assert plain != text
-    (lib / "src" / "wand" / "wand_personalize.c").write_text(plain)
+    (lib / "src" / "wand" / "personalize" / "wand_personalize.c").write_text(plain)
     assert fmas("gnu11", []) > 0
+
+
+@pytest.mark.parametrize("board", ["nano33ble", "pico"])
+def test_the_package_with_personalize_classifies_in_the_emulator_as_on_the_host(tmp_path,
+                                                                               board):
+    """The build manifest's sources (personalize/ with its renamed portable kernels beside the
+    board's kernel set: armv7em on the Cortex-M4F, armv6m on the Cortex-M0+) link bare-metal;
+    classify (through the RAM slot, factory head) gives the host's scores bit for bit."""
+    from kiloml.deploy import run_emulator, run_host
+
+    spec = dataclasses.replace(H.imu_spec(board=board), personalize=Settings(epochs=3))
+    pkg = deploy_c(spec, tmp_path / "wand").path
+    raw = H.imu_windows(per_label=1)
+    host = run_host(pkg, raw)
+    emu = run_emulator(pkg, raw)
+    np.testing.assert_array_equal(emu.scores, host.scores)
+    np.testing.assert_array_equal(emu.predictions, host.predictions)

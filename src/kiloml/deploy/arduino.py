@@ -24,8 +24,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kiloml.deploy.c import (arduino_library, arduino_personalize_files, build_manifest,
-                             frontmatter, personalize_sources, readme)
+from kiloml.deploy.c import arduino_library, build_manifest, frontmatter, readme
 from kiloml.deploy.package import Package, check_output, to_json, write_tree
 from kiloml.deploy import cstream
 from kiloml.deploy.spec import ARDUINO_ARCHITECTURES, DeploySpec, Pipeline, metadata, resolve
@@ -373,7 +372,7 @@ def files_arduino(p: Pipeline, lib: str, version: str = "1.0.0", author: str = "
         from kiloml.deploy.personalize import package_files
 
         meta["personalize"] = package_files(p)[1]
-        pz_sources = personalize_sources(p, arduino_personalize_files(p), f"src/{p.name}/")
+        pz_sources = [f"src/{p.name}/{f}" for f in meta["personalize"]["sources"]]
         meta["personalize"]["sources"] = pz_sources
     meta.update({"format": "arduino", "stream": cstream.stream_constants(p), "library": lib,
                  "build": build_manifest(p, f"src/{p.name}.c", f"src/{p.name}/",
@@ -393,7 +392,8 @@ def files_arduino(p: Pipeline, lib: str, version: str = "1.0.0", author: str = "
     if p.spec.personalize is not None:
         build += ["", "On-device personalization ([personalize]: docs/personalization.md): "
                   f"`src/{p.name}.h` also declares `{p.name}_personalize_add_window` and "
-                  f"includes `{p.name}/{p.name}_personalize.h` (reset, update, export/import); "
+                  f"includes `{p.name}/personalize/{p.name}_personalize.h` (reset, update, "
+                  "export/import); "
                   f"`{p.name}_classify` uses the personalized head."
                   + ("" if p.block.audio or p.spec.sensors else
                      " The example takes Serial commands: a class number stores the last "

@@ -421,29 +421,21 @@ def arduino_library(p: Pipeline, src: str = "src/") -> dict[str, str]:
     """The Arduino library's sources: the public header and the pipeline at the top of
     ``src/``, everything else (DSP, the model with the board core's kernels, runtime) in the
     internal folder ``src/<name>/`` (Arduino compiles ``src/`` recursively and exposes only
-    its top to sketches). With ``[personalize]`` its update, backbone and tail go into the
-    internal folder too (they use the model's kernels there: one copy of each)."""
+    its top to sketches). With ``[personalize]`` the C package's ``personalize/`` goes into
+    ``src/<name>/personalize/`` (its kernels are renamed apart from the model's)."""
     inner = f"{p.name}/"
     pz = p.spec.personalize is not None
     files = {f"{src}{p.name}.h": public_header(
-                 p, f"{inner}{p.name}_personalize.h" if pz else None),
+                 p, f"{inner}personalize/{p.name}_personalize.h" if pz else None),
              f"{src}{p.name}.c": pipeline_source(p, f"{inner}{p.dsp_prefix}.h",
                                                  f"{inner}{p.model_prefix}.h", pz)}
     _place(files, src + inner, _with_notes(p, p.dsp_files))
     _place(files, src + inner, _with_notes(p, p.model.files))
     if pz:
-        _place(files, src + inner, arduino_personalize_files(p))
+        from kiloml.deploy.personalize import package_files
+
+        _place(files, src + inner, package_files(p)[0])
     return dict(sorted(files.items()))
-
-
-def arduino_personalize_files(p: Pipeline) -> dict[str, str]:
-    """``personalize/`` of the C package without the kernel and runtime files the model's
-    kernel set already brings (same API; Arduino compiles every ``.c`` of ``src/``)."""
-    from kiloml.deploy.personalize import package_files
-
-    extra, _ = package_files(p)
-    pz = {k.removeprefix("personalize/"): v for k, v in extra.items()}
-    return {k: v for k, v in pz.items() if k not in p.model.files}
 
 
 def example_main(p: Pipeline) -> str:
@@ -522,13 +514,6 @@ def _size(ctype: str) -> int:
     return {"int8_t": 1, "int16_t": 2, "int32_t": 4, "float": 4}[ctype]
 
 
-def personalize_sources(p: Pipeline, pz_files: dict[str, str], folder: str) -> list[str]:
-    """The ``.c`` files of ``personalize/`` a build of the package compiles: its own (update,
-    backbone, tail), not its copies of kernels the model's kernel set already has."""
-    kernels = {f for res in p.models.values() for f in res.files}
-    return sorted(folder + f for f in pz_files if f.endswith(".c") and f not in kernels)
-
-
 def build_manifest(p: Pipeline, pipeline_c: str, dsp_dir: str, kernel_dirs: dict[str, str],
                    include_dirs: list[str], extra_sources: list[str] | None = None) -> dict:
     """What a tool needs to build the package: the sources every build compiles (pipeline,
@@ -569,8 +554,8 @@ def files_c(p: Pipeline) -> dict[str, str]:
 
         extra, meta["personalize"] = package_files(p)
         files.update(extra)
-        pz_sources = personalize_sources(
-            p, {k.removeprefix("personalize/"): v for k, v in extra.items()}, "personalize/")
+        # its own copies of the portable kernels, renamed apart from the model's
+        pz_sources = sorted(f for f in extra if f.endswith(".c"))
     meta["build"] = build_manifest(p, f"{n}.c", "dsp/", {rt: f"model/{rt}/" for rt in p.models},
                                    ["."], pz_sources)
     flags = " ".join(p.flags) if p.flags else "<your core's flags>"
