@@ -200,9 +200,9 @@ def test_arduino_library_carries_personalize_and_builds_for_the_nano_33_ble_sens
     meta = load_manifest(lib)
     assert meta["build"]["board_kernels"] == "armv7em"
     pz = "src/wand/personalize/"
-    assert meta["personalize"]["sources"] == [pz + "kml_fully_connected.c", pz + "kml_softmax.c",
-                                              pz + "wand_pbb.c", pz + "wand_personalize.c",
-                                              pz + "wand_ptail.c"]
+    assert meta["personalize"]["sources"] == [
+        pz + "wand_pbb.c", pz + "wand_personalize.c", pz + "wand_ptail.c",
+        pz + "wand_pz_kml_fully_connected.c", pz + "wand_pz_kml_softmax.c"]
     assert set(meta["personalize"]["sources"]) <= set(meta["build"]["sources"])
     assert '#include "wand/personalize/wand_personalize.h"' in \
         (lib / "src" / "wand.h").read_text()
@@ -258,3 +258,39 @@ def test_the_package_with_personalize_classifies_in_the_emulator_as_on_the_host(
     emu = run_emulator(pkg, raw)
     np.testing.assert_array_equal(emu.scores, host.scores)
     np.testing.assert_array_equal(emu.predictions, host.predictions)
+
+
+def test_the_readme_builds_of_a_personalize_package_work(tmp_path):
+    """The README's host build (personalize/*.c included) links and the example runs; its
+    cross build (`-c` of every folder into one directory) gives no two objects of one name
+    (the update's kernel copies are <name>_pz_kml_*.c) and links with nothing unresolved."""
+    import shlex
+
+    spec = dataclasses.replace(H.imu_spec(), personalize=Settings(epochs=3))
+    pkg = deploy_c(spec, tmp_path / "wand").path
+    readme = (pkg / "README.md").read_text()
+    host = next(ln for ln in readme.splitlines() if ln.startswith("gcc -std=c99"))
+    assert "personalize/*.c" in host
+    r = subprocess.run(host + " -Wall -Wextra -Wconversion -Werror && ./example_main",
+                       shell=True, cwd=pkg, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.split()[0] in H.IMU_LABELS, r.stderr
+    lines = readme.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("arm-none-eabi-gcc"))
+    cross = lines[at].rstrip("\\ ") + " " + lines[at + 1].strip()
+    assert "personalize/*.c" in cross
+    out = tmp_path / "obj"
+    out.mkdir()
+    srcs = [str(p) for g in shlex.split(cross) if "*" in g for p in sorted(pkg.glob(g))]
+    flags = [a for a in shlex.split(cross) if "*" not in a and a != "-c"][1:]
+    r = subprocess.run([H.need("arm-none-eabi-gcc"), *flags, "-Wall", "-Wextra", "-Wconversion",
+                        "-Werror", f"-I{pkg}", f"-I{pkg / 'model' / 'armv7em'}", "-c", *srcs],
+                       cwd=out, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    objs = sorted(out.glob("*.o"))
+    assert len(objs) == len(srcs)                         # no object overwritten
+    r = subprocess.run([H.need("arm-none-eabi-ld"), "-r", *map(str, objs), "-o", "all.o"],
+                       cwd=out, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    nm = subprocess.run([H.need("arm-none-eabi-nm"), "-u", "all.o"], cwd=out,
+                        capture_output=True, text=True).stdout
+    assert "kml_" not in nm and "wand_" not in nm

@@ -559,9 +559,10 @@ def files_c(p: Pipeline) -> dict[str, str]:
     meta["build"] = build_manifest(p, f"{n}.c", "dsp/", {rt: f"model/{rt}/" for rt in p.models},
                                    ["."], pz_sources)
     flags = " ".join(p.flags) if p.flags else "<your core's flags>"
+    pz_glob = " personalize/*.c" if p.spec.personalize is not None else ""
     build = [f"Cross build for the board ({p.core}), warnings as errors:", "", "```sh",
              f"arm-none-eabi-gcc {flags} -std=c99 -O2 -I. -Imodel/{p.runtime} -c \\",
-             f"    *.c dsp/*.c model/{p.runtime}/*.c", "```", ""]
+             f"    *.c dsp/*.c model/{p.runtime}/*.c{pz_glob}", "```", ""]
     if "portable" in p.models and p.runtime != "portable":
         build += [f"`model/{p.runtime}` holds the model with the Arm-optimized kernels "
                   f"({RUNTIME_CORES.get(p.runtime, p.core)}); `model/portable` the same model "
@@ -570,7 +571,7 @@ def files_c(p: Pipeline) -> dict[str, str]:
                   "the same scores, bit for bit.", ""]
     build += ["Host build of the example:", "", "```sh",
               "gcc -std=c99 -O2 -I. -Imodel/portable *.c dsp/*.c model/portable/*.c "
-              "example/main.c -lm -o example_main",
+              f"{pz_glob.lstrip()}{' ' if pz_glob else ''}example/main.c -lm -o example_main",
               "./example_main", "```"]
     layout = [f"- `{n}.h`: the public API; `{n}.c`: the pipeline",
               f"- `dsp/`: the {p.block.name} block ({p.variant}) and its runtime files",

@@ -1566,8 +1566,10 @@ def package_files(p) -> tuple[dict[str, str], dict]:
               "slot_bytes": b.slot_bytes, "model_arena_bytes": int(p.arena_bytes),
               "budget_bytes": budget, "working_within_budget": b.working_bytes <= budget,
               "compile_flags": FP_FLAGS,
-              "sources": sorted("personalize/" + f for f in b.files if f.endswith(".c"))}
-    return {"personalize/" + k: v for k, v in private_kernels(b.files, p.name).items()}, report
+              "sources": []}
+    files = private_kernels(b.files, p.name)
+    report["sources"] = sorted("personalize/" + f for f in files if f.endswith(".c"))
+    return {"personalize/" + k: v for k, v in files.items()}, report
 
 
 _C_FUNCTION = re.compile(r"^(?!static\b)[A-Za-z_][\w \t*]*?\b(kml_\w+)\s*\(", re.M)
@@ -1578,7 +1580,9 @@ def private_kernels(files: dict[str, str], name: str) -> dict[str, str]:
     ``<name>_pz_<function>`` (a generated header of ``#define``s, included first by each
     ``.c``): the update's portable kernels then link beside the model's kernel set of any core
     (whose functions of the same name may take other arguments, e.g. armv7em's packed fully
-    connected layer) without a clash."""
+    connected layer) without a clash; their ``.c`` files are renamed ``<name>_pz_kml_*.c``
+    too, so that compiling every folder's ``.c`` files into one directory (``gcc -c``) gives
+    no two objects of the same name."""
     names = sorted({m for f, t in files.items() if f.endswith(".c")
                     for m in _C_FUNCTION.findall(t)})
     hdr = f"{name}_pz_kernels.h"
@@ -1592,7 +1596,7 @@ def private_kernels(files: dict[str, str], name: str) -> dict[str, str]:
         if f.endswith(".c") and "#include" in t:
             at = t.index("#include")
             t = t[:at] + f'#include "{hdr}"\n' + t[at:]
-        out[f] = t
+        out[f"{name}_pz_{f}" if f.endswith(".c") and f.startswith("kml_") else f] = t
     return out
 
 
