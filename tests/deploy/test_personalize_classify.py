@@ -228,7 +228,8 @@ def test_arduino_library_carries_personalize_and_builds_for_the_nano_33_ble_sens
     def fmas(std: str, extra: list[str]) -> int:
         o = tmp_path / f"pz{std}{len(extra)}.o"
         subprocess.run([gcc, *nano, f"-std={std}", "-O2", *extra, f"-I{lib / 'src'}", "-c",
-                        str(lib / "src" / "wand" / "personalize" / "wand_personalize.c"), "-o", str(o)],
+                        str(lib / "src" / "wand" / "personalize" / "wand_personalize.c"),
+                        "-o", str(o)],
                        check=True)
         dis = subprocess.run([H.need("arm-none-eabi-objdump"), "-d", str(o)],
                              capture_output=True, text=True, check=True).stdout
