@@ -95,6 +95,8 @@ public:
     size_t println(const char *s);
     size_t println(int v);
     size_t println(double v, int digits = 2);
+    int available(void);
+    int read(void);
 };
 extern HardwareSerialStub Serial;
 unsigned long millis(void);
@@ -273,6 +275,32 @@ def test_sketch_compiles_as_cpp(libraries, which, compiler, tmp_path):
            "-o", str(tmp_path / "sketch.o")]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+
+
+@pytest.mark.parametrize("compiler", ["arm-none-eabi-g++", "g++"])
+def test_personalize_sketch_takes_serial_commands_and_compiles(compiler, tmp_path):
+    """With [personalize] the IMU example stores the last window (add_window), updates and
+    resets on Serial commands; it compiles against the stubs, the library's src/ for the board
+    (tests/deploy/test_personalize_classify.py runs the library's C itself)."""
+    from kiloml.deploy.personalize import Settings
+
+    spec = dataclasses.replace(H.imu_spec(), personalize=Settings())
+    lib = deploy_arduino(spec, tmp_path / "Wand").path
+    ino = _sketch(lib).read_text()
+    for call in ("wand_personalize_add_window(window, c - '0')", "wand_personalize_update()",
+                 "wand_personalize_reset()", "personalize_commands();"):
+        assert call in ino
+    assert "wand_personalize_add_window" in (lib / "README.md").read_text()
+    stubs = write_stubs(tmp_path / "stubs")
+    cpp = tmp_path / "sketch.cpp"
+    cpp.write_text(ino)
+    flags = NANO if compiler.startswith("arm") else []
+    cmd = [H.need(compiler), *flags, *CXX, f"-I{stubs}", f"-I{lib / 'src'}", "-c", str(cpp),
+           "-o", str(tmp_path / "sketch.o")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+    plain = deploy_arduino(H.imu_spec(), tmp_path / "Plain").path
+    assert "personalize" not in _sketch(plain).read_text()
 
 
 # --------------------------------------------------------------- (c) the specification

@@ -257,6 +257,9 @@ def imu_sketch(p: Pipeline, sketch: str) -> str:
         "static unsigned long next_us = 0;"]
     if ch == 6:
         lines.append("static float gx = 0.0f, gy = 0.0f, gz = 0.0f;")
+    pz = p.spec.personalize is not None and not fused
+    if pz:
+        lines += _personalize_commands(p)
     lines += [
         "", "void setup() {",
         "  Serial.begin(115200);",
@@ -308,6 +311,7 @@ def imu_sketch(p: Pipeline, sketch: str) -> str:
         "    return;",
         "  }",
         "  since_last = 0;",
+        *(["  personalize_commands();"] if pz else []),
         f"  int top = {n}_classify(window, scores);" if not fused else
         f"  int top = {n}_classify_sensors({a}, {g}_age < {M}_WINDOW_SAMPLES ? {g} : NULL, "
         "scores, &missing);",
@@ -324,6 +328,35 @@ def imu_sketch(p: Pipeline, sketch: str) -> str:
     return "\n".join(lines)
 
 
+def _personalize_commands(p: Pipeline) -> list[str]:
+    """The IMU sketch's on-device personalization ([personalize]): Serial commands (a button
+    handler would make the same calls)."""
+    n, M = p.name, p.macro
+    last = min(p.num_classes, 10) - 1
+    return [
+        "",
+        "// On-device personalization ([personalize]) from the Serial Monitor: while doing a",
+        f"// gesture, send its class number (0..{last}, the order of {M}_LABELS) to store",
+        "// the last window as an example; 'u' retrains the head on the stored examples",
+        f"// ({n}_classify then uses it), 'r' restores the factory head and empties the store.",
+        "// A button handler makes the same calls.",
+        "static void personalize_commands() {",
+        "  while (Serial.available() > 0) {",
+        "    int c = Serial.read();",
+        f"    if (c >= '0' && c <= '{last}') {{",
+        "      Serial.print(\"add \");",
+        f"      Serial.println({n}_personalize_add_window(window, c - '0'));  // 0: stored",
+        "    } else if (c == 'u') {",
+        "      Serial.print(\"update \");",
+        f"      Serial.println({n}_personalize_update());  // 0: done, -1: no examples",
+        "    } else if (c == 'r') {",
+        f"      {n}_personalize_reset();",
+        "      Serial.println(\"reset\");",
+        "    }",
+        "  }",
+        "}"]
+
+
 def files_arduino(p: Pipeline, lib: str, version: str = "1.0.0", author: str = "kiloml",
                   maintainer: str = "kiloml", url: str = "https://example.com/",
                   category: str = "Data Processing") -> dict[str, str]:
@@ -336,9 +369,16 @@ def files_arduino(p: Pipeline, lib: str, version: str = "1.0.0", author: str = "
     files["library.properties"] = properties(p, lib, version, author, maintainer, url,
                                              category)
     meta = metadata(p)
+    pz_sources: list[str] = []
+    if p.spec.personalize is not None:  # opt-in: [personalize] (docs/personalization.md)
+        from kiloml.deploy.personalize import package_files
+
+        meta["personalize"] = package_files(p)[1]
+        pz_sources = [f"src/{p.name}/{f}" for f in meta["personalize"]["sources"]]
+        meta["personalize"]["sources"] = pz_sources
     meta.update({"format": "arduino", "stream": cstream.stream_constants(p), "library": lib,
                  "build": build_manifest(p, f"src/{p.name}.c", f"src/{p.name}/",
-                                         {p.runtime: f"src/{p.name}/"}, ["src"])})
+                                         {p.runtime: f"src/{p.name}/"}, ["src"], pz_sources)})
     files[f"extras/{p.name}.json"] = to_json(meta)
     fqbn = FQBN.get(p.board_id)
     build = [f"Install: copy this folder into your sketchbook's `libraries/` folder (or "
@@ -351,6 +391,15 @@ def files_arduino(p: Pipeline, lib: str, version: str = "1.0.0", author: str = "
                  "IMU (Arduino_LSM9DS1 library)")
               + " and prints the top class and its score on Serial (115200 baud) four times "
               "per window."]
+    if p.spec.personalize is not None:
+        build += ["", "On-device personalization ([personalize]: docs/personalization.md): "
+                  f"`src/{p.name}.h` also declares `{p.name}_personalize_add_window` and "
+                  f"includes `{p.name}/personalize/{p.name}_personalize.h` (reset, update, "
+                  "export/import); "
+                  f"`{p.name}_classify` uses the personalized head."
+                  + ("" if p.block.audio or p.spec.sensors else
+                     " The example takes Serial commands: a class number stores the last "
+                     "window as an example of that class, `u` updates, `r` resets.")]
     if p.runtime != "portable":
         build += ["", f"The model uses the {p.runtime} kernels: the library builds for "
                   f"{RUNTIME_CORES.get(p.runtime, p.core)} cores."]

@@ -104,7 +104,21 @@ def pipeline_summary(p: Pipeline) -> str:
             f"{p.input_zero_point}) -> {p.num_classes} scores")
 
 
-def public_header(p: Pipeline) -> str:
+def _personalize_header(p: Pipeline, include: str) -> list[str]:
+    """The raw-sample entry of on-device personalization (docs/personalization.md)."""
+    n, M = p.name, p.macro
+    return [f'#include "{include}"', "",
+            "/* On-device personalization ([personalize]): the rest of the API (reset, update,",
+            f" * export/import) is in {include.rsplit('/', 1)[-1]}; {n}_classify infers with",
+            " * the head in its RAM slot (the factory head until an update).",
+            " * Runs the DSP block and the input quantization on one window of raw samples",
+            f" * (as {n}_classify) and stores the model input with its label for the next",
+            f" * update. Returns 0, -1 for a label out of range, -2 when the store is full",
+            f" * ({M}_PERSONALIZE_MAX_SAMPLES), -3 on a model error, -4 on a DSP error. */",
+            f"int {n}_personalize_add_window(const {n}_sample_t *raw, int32_t label);", ""]
+
+
+def public_header(p: Pipeline, personalize_include: str | None = None) -> str:
     M, n = p.macro, p.name
     guard = f"{M}_H"
     defines = [
@@ -141,7 +155,8 @@ def public_header(p: Pipeline) -> str:
               " * feature buffer and the model arena are static. */",
               f"int {n}_classify(const {n}_sample_t *raw, float *scores);",
               *cstream.header_lines(p), "",
-              *(slot.header_api(p) if p.spec.model_slot else [])]
+              *(slot.header_api(p) if p.spec.model_slot else []),
+              *(_personalize_header(p, personalize_include) if personalize_include else [])]
     lines += _sensors_header(p)
     lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */", ""]
     return "\n".join(lines)
@@ -275,8 +290,12 @@ def _quantize_function(p: Pipeline) -> list[str]:
         "}", ""]
 
 
-def pipeline_source(p: Pipeline, dsp_include: str, model_include: str) -> str:
-    """``<name>.c``, including the DSP and model headers by the given paths."""
+def pipeline_source(p: Pipeline, dsp_include: str, model_include: str,
+                    personalize: bool = False) -> str:
+    """``<name>.c``, including the DSP and model headers by the given paths. ``personalize``
+    (``[personalize]`` on): the model runs with the head in the RAM slot
+    (``<name>_personalize_invoke``, declared through ``<name>.h``) and
+    ``<name>_personalize_add_window`` stores a raw window's model input."""
     n, M = p.name, p.macro
     F = p.feature_size
     lines = [frontmatter(p, "the pipeline behind the public API"),
@@ -311,9 +330,11 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str) -> str:
     if p.spec.model_slot:
         lines += slot.pipeline_api(p)
     model_in = f"{n}_features" if p.convert == "direct" else f"{n}_input"
-    body = [f"/* {n}_features -> {n}_output: 0, or -2 (model) */",
-            f"static int {n}_infer(void)", "{",
-            *([] if p.convert == "direct" else ["    uint32_t i;"])]
+    invoke = f"{n}_personalize_invoke" if personalize else f"{p.model_prefix}_invoke"
+    body = []
+    if p.convert != "direct":
+        body += [f"/* {n}_features -> {n}_input */", f"static void {n}_to_input(void)", "{",
+                 "    uint32_t i;"]
     if p.convert == "lut":
         body += [f"    for (i = 0; i < {F}u; ++i) {{",
                  f"        {n}_input[i] = {n}_lut[(int32_t){n}_features[i] + 128];", "    }"]
@@ -326,7 +347,13 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str) -> str:
             x = f"({x} - {n}_mean[i]) / {n}_std[i]"
         body += [f"    for (i = 0; i < {F}u; ++i) {{",
                  f"        {n}_input[i] = {n}_quantize({x});", "    }"]
-    body += [f"    if ({p.model_prefix}_invoke({model_in}, {n}_output) != 0) {{",
+    if p.convert != "direct":
+        body += ["}", ""]
+    body += [f"/* {n}_features -> {n}_output: 0, or -2 (model) */",
+             f"static int {n}_infer(void)", "{",
+             *([] if p.convert == "direct" else [f"    {n}_to_input();"]),
+             *(["    /* [personalize]: the head in the RAM slot */"] if personalize else []),
+             f"    if ({invoke}({model_in}, {n}_output) != 0) {{",
              "        return -2;", "    }", "    return 0;", "}", "",
              f"/* One window of raw samples -> {n}_output: 0, or -1 (DSP) / -2 (model) */",
              f"static int {n}_run(const {n}_sample_t *raw)", "{",
@@ -340,6 +367,12 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str) -> str:
              f"{f32_literal(p.output_scale)};",
              f"        if ({n}_output[i] > {n}_output[top]) {{", "            top = i;",
              "        }", "    }", "    return (int)top;", "}"]
+    if personalize:
+        body += ["", f"int {n}_personalize_add_window(const {n}_sample_t *raw, int32_t label)",
+                 "{", f"    if ({p.dsp_prefix}_features(raw, {n}_features) != 0) {{",
+                 "        return -4;", "    }",
+                 *([] if p.convert == "direct" else [f"    {n}_to_input();"]),
+                 f"    return {n}_personalize_add({model_in}, label);", "}"]
     body += cstream.source_lines(p)
     return "\n".join(lines + body + [""] + _sensors_source(p))
 
@@ -372,8 +405,10 @@ def c_library(p: Pipeline) -> dict[str, str]:
     in ``dsp/``, the model's C with each kernel set in ``model/<set>/`` (a build compiles one
     of them and puts it on the include path: the board core's set, or ``portable`` on the
     host and on cores without the DSP extension)."""
-    pipeline_c = pipeline_source(p, f"dsp/{p.dsp_prefix}.h", f"{p.model_prefix}.h")
-    files = {f"{p.name}.h": public_header(p), f"{p.name}.c": pipeline_c}
+    pz = p.spec.personalize is not None
+    pipeline_c = pipeline_source(p, f"dsp/{p.dsp_prefix}.h", f"{p.model_prefix}.h", pz)
+    files = {f"{p.name}.h": public_header(
+        p, f"personalize/{p.name}_personalize.h" if pz else None), f"{p.name}.c": pipeline_c}
     _place(files, "dsp/", _with_notes(p, p.dsp_files))
     for rt, res in p.models.items():
         _place(files, f"model/{rt}/", _with_notes(p, res.files))
@@ -388,13 +423,20 @@ def arduino_library(p: Pipeline, src: str = "src/") -> dict[str, str]:
     """The Arduino library's sources: the public header and the pipeline at the top of
     ``src/``, everything else (DSP, the model with the board core's kernels, runtime) in the
     internal folder ``src/<name>/`` (Arduino compiles ``src/`` recursively and exposes only
-    its top to sketches)."""
+    its top to sketches). With ``[personalize]`` the C package's ``personalize/`` goes into
+    ``src/<name>/personalize/`` (its kernels are renamed apart from the model's)."""
     inner = f"{p.name}/"
-    files = {f"{src}{p.name}.h": public_header(p),
+    pz = p.spec.personalize is not None
+    files = {f"{src}{p.name}.h": public_header(
+                 p, f"{inner}personalize/{p.name}_personalize.h" if pz else None),
              f"{src}{p.name}.c": pipeline_source(p, f"{inner}{p.dsp_prefix}.h",
-                                                 f"{inner}{p.model_prefix}.h")}
+                                                 f"{inner}{p.model_prefix}.h", pz)}
     _place(files, src + inner, _with_notes(p, p.dsp_files))
     _place(files, src + inner, _with_notes(p, p.model.files))
+    if pz:
+        from kiloml.deploy.personalize import package_files
+
+        _place(files, src + inner, package_files(p)[0])
     return dict(sorted(files.items()))
 
 
@@ -475,13 +517,14 @@ def _size(ctype: str) -> int:
 
 
 def build_manifest(p: Pipeline, pipeline_c: str, dsp_dir: str, kernel_dirs: dict[str, str],
-                   include_dirs: list[str]) -> dict:
-    """What a tool needs to build the package: the sources every build compiles (pipeline and
-    DSP), and per kernel set its folder (on the include path) and the model's sources."""
+                   include_dirs: list[str], extra_sources: list[str] | None = None) -> dict:
+    """What a tool needs to build the package: the sources every build compiles (pipeline,
+    DSP, ``extra_sources``), and per kernel set its folder (on the include path) and the
+    model's sources."""
     slot_c = sorted(f"slot/{f}" for f in slot.SLOT_FILES if f.endswith(".c"))
     return {
         "sources": [pipeline_c] + sorted(dsp_dir + f for f in p.dsp_files if f.endswith(".c"))
-        + (slot_c if p.spec.model_slot else []),
+        + (slot_c if p.spec.model_slot else []) + list(extra_sources or []),
         "include_dirs": include_dirs + (["slot"] if p.spec.model_slot else []),
         "kernel_sets": {rt: {"include_dir": d.rstrip("/"),
                              "sources": sorted(d + f for f in p.models[rt].files
@@ -507,12 +550,21 @@ def files_c(p: Pipeline) -> dict[str, str]:
                                  "payload_bytes": m.slot.payload_bytes}
                             for rt, m in p.models.items()}}
     meta["stream"] = cstream.stream_constants(p)
+    pz_sources: list[str] = []
+    if p.spec.personalize is not None:  # opt-in: [personalize] (docs/personalization.md)
+        from kiloml.deploy.personalize import package_files
+
+        extra, meta["personalize"] = package_files(p)
+        files.update(extra)
+        # its own copies of the portable kernels, renamed apart from the model's
+        pz_sources = sorted(f for f in extra if f.endswith(".c"))
     meta["build"] = build_manifest(p, f"{n}.c", "dsp/", {rt: f"model/{rt}/" for rt in p.models},
-                                   ["."])
+                                   ["."], pz_sources)
     flags = " ".join(p.flags) if p.flags else "<your core's flags>"
+    pz_glob = " personalize/*.c" if p.spec.personalize is not None else ""
     build = [f"Cross build for the board ({p.core}), warnings as errors:", "", "```sh",
              f"arm-none-eabi-gcc {flags} -std=c99 -O2 -I. -Imodel/{p.runtime} -c \\",
-             f"    *.c dsp/*.c model/{p.runtime}/*.c", "```", ""]
+             f"    *.c dsp/*.c model/{p.runtime}/*.c{pz_glob}", "```", ""]
     if "portable" in p.models and p.runtime != "portable":
         build += [f"`model/{p.runtime}` holds the model with the Arm-optimized kernels "
                   f"({RUNTIME_CORES.get(p.runtime, p.core)}); `model/portable` the same model "
@@ -521,19 +573,17 @@ def files_c(p: Pipeline) -> dict[str, str]:
                   "the same scores, bit for bit.", ""]
     build += ["Host build of the example:", "", "```sh",
               "gcc -std=c99 -O2 -I. -Imodel/portable *.c dsp/*.c model/portable/*.c "
-              "example/main.c -lm -o example_main",
+              f"{pz_glob.lstrip()}{' ' if pz_glob else ''}example/main.c -lm -o example_main",
               "./example_main", "```"]
     layout = [f"- `{n}.h`: the public API; `{n}.c`: the pipeline",
               f"- `dsp/`: the {p.block.name} block ({p.variant}) and its runtime files",
               *[f"- `model/{rt}/`: the model with the {rt} kernels and their runtime files"
                 for rt in p.models],
               "- `example/main.c`: classifies one window",
+              *([f"- `personalize/`: on-device personalization (`{n}_personalize.h`; "
+                 f"`{n}_classify` uses the head in its RAM slot; docs/personalization.md)"]
+                if p.spec.personalize is not None else []),
               f"- `{n}.json`: labels, DSP parameters, quantization, board, build (for tools)"]
-    if p.spec.personalize is not None:  # opt-in: [personalize] (docs/personalization.md)
-        from kiloml.deploy.personalize import package_files
-
-        extra, meta["personalize"] = package_files(p)
-        files.update(extra)
     files["README.md"] = readme(p, build, layout)
     files["example/main.c"] = example_main(p)
     files[f"{n}.json"] = to_json(meta)
