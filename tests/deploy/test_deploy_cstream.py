@@ -28,6 +28,10 @@ LOW = StreamSettings(slices_per_window=5, average_window_ms=400, detection_thres
 ODD = StreamSettings(slices_per_window=4, average_window_ms=733.7, detection_threshold=35,
                      suppression_ms=250.5, minimum_count=2)
 
+# the streaming preset's case: 4 slices, stride rounded to 12 frame steps (3840 samples)
+ALIGNED = LOW.model_copy(update={"slices_per_window": 4, "align_stride": True})
+STREAM_PRESET = "mlperf-kws-stream"
+
 
 def _stream(seconds: float, seed: int = 3) -> np.ndarray:
     """Speech clips cut at random lengths, end to end, over low noise."""
@@ -83,6 +87,25 @@ def test_c_stream_equals_the_twin_on_minutes(tmp_path, variant, settings):
     assert pipe.windows == (len(x) - 16000) // pipe.stride + 1
 
 
+@pytest.mark.parametrize("variant", ["q15", "q31"])
+def test_stream_preset_c_equals_the_twin(tmp_path, variant):
+    """mlperf-kws-stream, frame-aligned stride: the C keeps each frame's output row (D is
+    constant) and decides as the twin, event for event; sanitizer-clean on odd push sizes."""
+    spec, pkg = _package(tmp_path, kws_spec(variant, direct=True, preset=STREAM_PRESET),
+                         ALIGNED)
+    x = _stream(150.0, seed=4)
+    twin, pipe = run_stream(spec, x, ALIGNED)
+    assert pipe.stride == 3840
+    assert len(twin) >= 20, len(twin)
+    c = run_stream_host(pkg, x, block=1237)
+    assert _key(c) == _key(twin)
+    assert "kws_fc_row" in (pkg / "kws.c").read_text() or "_fc_row" in \
+        "".join(f.read_text() for f in pkg.glob("*.c"))
+    short = x[:16000 * 10]
+    want = _key(run_stream(spec, short, ALIGNED)[0])
+    assert _key(run_stream_host(pkg, short, block=3, sanitize=True)) == want
+
+
 def test_c_stream_is_sanitizer_clean_and_ignores_push_sizes(tmp_path):
     spec, pkg = _package(tmp_path, kws_spec("q15", direct=True), ODD)
     x = _stream(12.0, seed=7)
@@ -111,9 +134,11 @@ def test_c_stream_in_the_emulator_equals_the_host(tmp_path, board, seconds, sett
     assert _key(run_stream_emulator(pkg, x, block=333)) == _key(host)
 
 
-@pytest.mark.parametrize("settings", [ODD, WAKE])
-def test_stream_ram_is_what_the_header_says(tmp_path, settings):
-    spec, pkg = _package(tmp_path, kws_spec("q15", direct=True), settings, name="kws")
+@pytest.mark.parametrize("settings,preset", [(ODD, "mlperf-kws"), (WAKE, "mlperf-kws"),
+                                            (ALIGNED, STREAM_PRESET)])
+def test_stream_ram_is_what_the_header_says(tmp_path, settings, preset):
+    spec, pkg = _package(tmp_path, kws_spec("q15", direct=True, preset=preset), settings,
+                         name="kws")
     header = (pkg / "kws.h").read_text()
     want = int(re.search(r"#define KWS_STREAM_RAM_BYTES (\d+)", header).group(1))
     sources, includes = package_sources(pkg, "portable")

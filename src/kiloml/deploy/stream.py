@@ -43,13 +43,23 @@ WAKE_IMU = ("[stream] wake = true: the wake gate measures audio energy; an IMU p
             "streams with wake = false")
 
 
-def stride_samples(frames: int, slices: int) -> int:
-    """Samples between window starts: the window over ``slices``, rounded."""
-    s = int(round(frames / slices))
+def stride_samples(frames: int, slices: int, step: int = 1) -> int:
+    """Samples between window starts: the window over ``slices``, rounded to a whole number
+    of ``step`` samples (the DSP block's frame step with ``[stream] align_stride``)."""
+    s = int(round(frames / slices / step)) * step
     if s < 1:
         raise KilomlError(f"{slices} slices per window of {frames} samples: the stride would "
                           "be under one sample")
     return s
+
+
+def window_stride(block, frames: int, settings: StreamSettings) -> int:
+    """The stream's stride for ``block``: ``stride_samples`` with the block's frame step when
+    ``settings.align_stride`` and the block has frames (audio mel blocks), else 1."""
+    step = 1
+    if settings.align_stride and getattr(block, "audio", False) and hasattr(block, "front"):
+        step = int(block.params.frame_step)
+    return stride_samples(int(frames), settings.slices_per_window, step)
 
 
 def u8_scores(probs: np.ndarray) -> np.ndarray:
@@ -65,7 +75,7 @@ class StreamPipeline:
         self.settings = settings or StreamSettings()
         self.window = int(spec.frames)
         self.rate = float(spec.sample_rate)
-        self.stride = stride_samples(self.window, self.settings.slices_per_window)
+        self.stride = window_stride(spec.block, self.window, self.settings)
         self.audio = bool(spec.block.audio)
         self.integer = self.audio and spec.dsp_variant in ("q15", "q31")
         self.features = WindowFeatures(spec.block, spec.dsp_variant, self.window,
@@ -544,7 +554,7 @@ def stream_duty(spec: DeploySpec, samples, board=None, battery_mah: float = 1000
                       else StreamSettings(**(spec.stream or {})))
     x = np.asarray(samples).astype(np.int16)
     window = int(spec.frames)
-    stride = stride_samples(window, st.slices_per_window)
+    stride = window_stride(spec.block, window, st)
     rate = float(spec.sample_rate)
     need = window + 5 * stride
     if len(x) < need:

@@ -62,6 +62,9 @@ class StreamSettings(BaseModel):
     detection_threshold: int = Field(200, ge=0, le=255, description="of 255")
     suppression_ms: float = Field(1500.0, ge=0, description="after a detection")
     minimum_count: int = Field(3, ge=1, description="results needed in the window")
+    align_stride: bool = Field(False, description="round the stride to whole frame steps of "
+                               "the DSP block (audio mel blocks): every window then shares all "
+                               "its frames but the newest with the one before")
     # the event-driven wake gate (audio only; see WakeGate)
     wake: bool = Field(False, description="skip DSP and inference while the signal is idle")
     wake_ratio: float = Field(2.0, ge=1.0, le=255.0,
