@@ -209,12 +209,42 @@ def test_wake_gate_decisions_by_hand():
     assert stride_energy(np.array([3, -4, 0], np.int16)) == 8      # (9 + 16) // 3
 
 
-def test_wake_gate_is_refused_for_imu(tmp_path):
-    from kiloml.deploy.stream import StreamPipeline
-    from kiloml.errors import KilomlError
+def _still_and_moving(seconds: float, seed: int = 8) -> np.ndarray:
+    """IMU (n, 3) milli-g: gesture windows between 2-6 s of a still sensor (gravity on one
+    axis, 2 milli-g noise): the IMU gate's idle stretches."""
+    w = imu_windows()
+    rng = np.random.default_rng(seed)
+    parts, n = [], 0
+    while n < seconds * 25:
+        k = int(rng.integers(50, 150))
+        still = np.array([0.0, 0.0, 1000.0]) + rng.standard_normal((k, 3)) * 2
+        parts += [still.astype(np.float32), w[int(rng.integers(len(w)))].astype(np.float32)]
+        n += len(parts[-2]) + len(parts[-1])
+    return np.concatenate(parts)[:int(seconds * 25)]
 
-    st = LOW.model_copy(update={"wake": True})
-    with pytest.raises(KilomlError, match="IMU"):
-        StreamPipeline(imu_spec(), st)
-    with pytest.raises(KilomlError, match="IMU"):
-        _package(tmp_path, imu_spec(), st)
+
+IMU_WAKE = LOW.model_copy(update={"average_window_ms": 1000, "wake": True, "wake_ratio": 4.0,
+                                  "wake_min_energy": 50, "wake_hold_ms": 1000,
+                                  "wake_floor_shift": 3})
+
+
+def test_imu_wake_gate_c_equals_the_twin(tmp_path):
+    """Half an hour of an IMU stream, still between gestures: the motion-variance gate closes
+    and opens, the C skips and decides exactly as the twin (events, windows seen and let
+    through), sanitizer-clean."""
+    from kiloml.train.streaming import motion_energy
+
+    spec, pkg = _package(tmp_path, imu_spec(), IMU_WAKE)
+    x = _still_and_moving(1800.0)
+    twin, pipe = run_stream(spec, x, IMU_WAKE)
+    seen, passed = pipe.wake_stats()
+    assert seen == pipe.windows and 0.2 * seen < passed < 0.8 * seen, (seen, passed)
+    assert len(twin) >= 10, len(twin)
+    stats = {}
+    c = run_stream_host(pkg, x, block=7, sanitize=True, stats=stats)
+    assert _key(c) == _key(twin)
+    assert (stats["seen"], stats["passed"]) == (seen, passed)
+    # the energy by hand: per-channel population variance, summed, floored
+    q = np.trunc(x[:12].astype(np.float64))
+    assert motion_energy(x[:12], 1.0) == int(sum(
+        (12 * (q[:, c] ** 2).sum() - q[:, c].sum() ** 2) // 144 for c in range(3)))

@@ -44,9 +44,8 @@ import numpy as np
 
 from kiloml.deploy.spec import Pipeline
 from kiloml.dsp.cgen import table
-from kiloml.errors import KilomlError
-from kiloml.train.streaming import (StreamSettings, is_keyword, wake_hold_strides,
-                                    wake_ratio_q8)
+from kiloml.train.streaming import (IMU_CLAMP, StreamSettings, is_keyword,
+                                    wake_hold_strides, wake_ratio_q8)
 
 EVENT_BYTES = 16        # int32 label, int32 score, uint64 sample
 
@@ -96,14 +95,8 @@ def const_divisor(p: Pipeline) -> bool:
 
 
 def wake(p: Pipeline) -> bool:
-    """Whether the package has a wake gate; refused for IMU blocks (no audio energy)."""
-    if not settings_of(p).wake:
-        return False
-    if not p.block.audio:
-        from kiloml.deploy.stream import WAKE_IMU
-
-        raise KilomlError(WAKE_IMU)
-    return True
+    """Whether the package has a wake gate (audio: stride energy; IMU: motion variance)."""
+    return bool(settings_of(p).wake)
 
 
 def hold_strides(p: Pipeline) -> int:
@@ -191,6 +184,9 @@ def header_lines(p: Pipeline) -> list[str]:
                   "least mean square of a stride that wakes"),
                  (f"{M}_STREAM_WAKE_HOLD_STRIDES", f"{hold_strides(p)}u",
                   "windows let through after the last wake"),
+                 *([(f"{M}_STREAM_WAKE_IMU_SCALE", f"{float(np.float32(s.wake_imu_scale))!r}f",
+                     "IMU: sensor units -> the gate's integer units")]
+                   if not p.block.audio else []),
                  (f"{M}_STREAM_WAKE_FLOOR_SHIFT", str(s.wake_floor_shift),
                   "the floor moves 2^-shift of the gap a stride")]
     width = max(len(d[0]) + len(d[1]) for d in defs) + 9
@@ -306,21 +302,56 @@ def _wake_lines(p: Pipeline) -> list[str]:
     kiloml.train.streaming.WakeGate, in the same integers)."""
     n, M = p.name, p.macro
     W = f"{M}_STREAM_WAKE"
+    if p.block.audio:
+        energy = [
+            "/* The wake gate: the mean square of the ring's last stride against the noise "
+            "floor;", " * 1 when the window ending now goes on to the DSP and the model. */",
+            f"static int {n}_wake(void)", "{",
+            "    uint64_t acc = 0u, e;",
+            f"    uint32_t j = {n}_ring_at + (uint32_t)({M}_INPUT_SIZE - "
+            f"{M}_STREAM_STRIDE_SAMPLES);",
+            "    uint32_t k;", "    int ok;",
+            f"    if (j >= (uint32_t){M}_INPUT_SIZE) {{",
+            f"        j -= (uint32_t){M}_INPUT_SIZE;", "    }",
+            f"    for (k = 0; k < (uint32_t){M}_STREAM_STRIDE_SAMPLES; ++k) {{",
+            f"        const int32_t v = (int32_t){n}_ring[j];",
+            "        acc += (uint64_t)(v * v);",
+            f"        if (++j == (uint32_t){M}_INPUT_SIZE) {{", "            j = 0u;", "        }",
+            "    }",
+            f"    e = acc / (uint64_t){M}_STREAM_STRIDE_SAMPLES;"]
+    else:
+        C = int(p.channels)
+        energy = [
+            "/* The wake gate (IMU): the variance of each channel over the ring's last stride, in",
+            f" * the gate's integer units (value x {W}_IMU_SCALE in float, clamped to "
+            f"+-{IMU_CLAMP},", " * truncated), summed over the channels, against the noise "
+            "floor; 1 when the window", " * ending now goes on to the DSP and the model. */",
+            f"static int {n}_wake(void)", "{",
+            f"    int64_t s1[{C}], s2[{C}];",
+            f"    const int64_t nn = (int64_t){M}_STREAM_STRIDE_SAMPLES;",
+            "    uint64_t e = 0u;",
+            f"    uint32_t j = {n}_ring_at + (uint32_t)({M}_INPUT_SIZE - "
+            f"{M}_STREAM_STRIDE_SAMPLES * {C});",
+            "    uint32_t k, c;", "    int ok;",
+            f"    if (j >= (uint32_t){M}_INPUT_SIZE) {{",
+            f"        j -= (uint32_t){M}_INPUT_SIZE;", "    }",
+            f"    for (c = 0; c < {C}u; ++c) {{", "        s1[c] = 0;", "        s2[c] = 0;", "    }",
+            f"    for (k = 0; k < (uint32_t){M}_STREAM_STRIDE_SAMPLES; ++k) {{",
+            f"        for (c = 0; c < {C}u; ++c) {{",
+            f"            float v = {n}_ring[j] * {W}_IMU_SCALE;",
+            "            int64_t q;",
+            "            if (v != v) {", "                v = 0.0f; /* NaN */", "            }",
+            f"            if (v > {IMU_CLAMP}.0f) {{", f"                v = {IMU_CLAMP}.0f;",
+            f"            }} else if (v < -{IMU_CLAMP}.0f) {{",
+            f"                v = -{IMU_CLAMP}.0f;", "            }",
+            "            q = (int64_t)(int32_t)v;",
+            "            s1[c] += q;", "            s2[c] += q * q;",
+            f"            if (++j == (uint32_t){M}_INPUT_SIZE) {{", "                j = 0u;",
+            "            }", "        }", "    }",
+            f"    for (c = 0; c < {C}u; ++c) {{",
+            "        e += (uint64_t)((nn * s2[c] - s1[c] * s1[c]) / (nn * nn));", "    }"]
     return [
-        "/* The wake gate: the mean square of the ring's last stride against the noise floor;",
-        " * 1 when the window ending now goes on to the DSP and the model. */",
-        f"static int {n}_wake(void)", "{",
-        "    uint64_t acc = 0u, e;",
-        f"    uint32_t j = {n}_ring_at + (uint32_t)({M}_INPUT_SIZE - {M}_STREAM_STRIDE_SAMPLES);",
-        "    uint32_t k;", "    int ok;",
-        f"    if (j >= (uint32_t){M}_INPUT_SIZE) {{",
-        f"        j -= (uint32_t){M}_INPUT_SIZE;", "    }",
-        f"    for (k = 0; k < (uint32_t){M}_STREAM_STRIDE_SAMPLES; ++k) {{",
-        f"        const int32_t v = (int32_t){n}_ring[j];",
-        "        acc += (uint64_t)(v * v);",
-        f"        if (++j == (uint32_t){M}_INPUT_SIZE) {{", "            j = 0u;", "        }",
-        "    }",
-        f"    e = acc / (uint64_t){M}_STREAM_STRIDE_SAMPLES;",
+        *energy,
         f"    if ({n}_wake_seen == 0u) {{ /* the first window: open, the floor is its energy */",
         "        ok = 1;", f"        {n}_wake_floor = e;",
         f"        {n}_wake_hold = {W}_HOLD_STRIDES;",

@@ -36,11 +36,9 @@ from kiloml.dsp.apply import apply_block, block_quant
 from kiloml.dsp.stream import WindowFeatures
 from kiloml.errors import KilomlError
 from kiloml.train.streaming import (Detection, RecognizeCommands, StreamSettings, WakeGate,
-                                    stride_energy)
+                                    motion_energy, stride_energy)
 
 WINDOWS_PER_STEP = 256
-WAKE_IMU = ("[stream] wake = true: the wake gate measures audio energy; an IMU project "
-            "streams with wake = false")
 
 
 def stride_samples(frames: int, slices: int, step: int = 1) -> int:
@@ -81,8 +79,6 @@ class StreamPipeline:
         self.features = WindowFeatures(spec.block, spec.dsp_variant, self.window,
                                        self.stride) if self.audio else None
         self.recognizer = RecognizeCommands(spec.labels, self.settings)
-        if self.settings.wake and not self.audio:
-            raise KilomlError(WAKE_IMU)
         self.gate = WakeGate(self.settings, self.stride, self.rate) if self.settings.wake \
             else None
         shape = (0,) if self.audio else (0, int(spec.channels))
@@ -99,8 +95,12 @@ class StreamPipeline:
         if self.gate is None:
             return starts
         b, w, st = self._buf, self.window, self.stride
-        return [s for s in starts if self.gate.step(stride_energy(
-            b[s + w - st - self._buf_start:s + w - self._buf_start]))]
+        if self.audio:
+            return [s for s in starts if self.gate.step(stride_energy(
+                b[s + w - st - self._buf_start:s + w - self._buf_start]))]
+        scale = self.settings.wake_imu_scale
+        return [s for s in starts if self.gate.step(motion_energy(
+            b[s + w - st - self._buf_start:s + w - self._buf_start], scale))]
 
     def _drop(self, end: int) -> None:
         drop = min(self._next, end) - self._buf_start

@@ -117,10 +117,6 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
     p = as_project(project)
     # the recording and the truth first: bad input fails before the model is loaded
     block, data = dsp_block(p), p.config.data
-    if p.config.stream.wake and not block.audio:
-        from kiloml.deploy.stream import WAKE_IMU
-
-        raise UsageError(f"{p.root / 'kiloml.toml'}: {WAKE_IMU}")
     if duty_cycle and not block.audio:
         raise UsageError("--duty-cycle: the wake gate measures audio energy; an IMU project "
                          "has no gate to measure")
