@@ -490,8 +490,10 @@ def gate_cycles(package_dir, board=None, strides: int = 4) -> float:
     if not st.get("wake"):
         raise KilomlError(f"{root}: the package has no wake gate ([stream] wake = false)")
     W, S = int(meta["window_samples"]), int(st["stride_samples"])
-    warm = np.zeros(W + (int(st["wake_hold_strides"]) + 2) * S, np.int16)
-    measure = np.zeros(strides * S, np.int16)
+    shape = () if meta["raw_input"]["ctype"] == "int16_t" else (int(meta["channels"]),)
+    dtype = np.int16 if not shape else np.float32
+    warm = np.zeros((W + (int(st["wake_hold_strides"]) + 2) * S,) + shape, dtype)
+    measure = np.zeros((strides * S,) + shape, dtype)
     board_id, b, flags = _board(meta, board)
     core = str(b["core"])
     sources, includes = _compile_list(root, meta, _kernel_set(meta, default_runtime(core),
@@ -513,9 +515,15 @@ def gate_cycles(package_dir, board=None, strides: int = 4) -> float:
 def gate_sequence(settings: StreamSettings, samples, window: int, stride: int,
                   rate: float) -> np.ndarray:
     """The wake gate's decision (WakeGate, as the twin and the C decide) for every window
-    of a 16-bit recording: no DSP, no model, so it is cheap on long streams."""
-    x = np.asarray(samples, np.int64)
+    of a 16-bit recording (or of (n, channels) IMU frames: the motion energy): no DSP, no
+    model, so it is cheap on long streams."""
     gate = WakeGate(settings, stride, rate)
+    x = np.asarray(samples)
+    if x.ndim == 2:          # IMU frames: the motion energy of each window's last stride
+        ends = np.arange(window, len(x) + 1, stride)
+        return np.array([gate.step(motion_energy(x[e - stride:e], settings.wake_imu_scale))
+                         for e in ends], bool)
+    x = x.astype(np.int64)
     ends = np.arange(window, len(x) + 1, stride)
     sq = np.concatenate([[0], np.cumsum(x * x)])
     return np.array([gate.step(int(sq[e] - sq[e - stride]) // stride) for e in ends], bool)
@@ -547,12 +555,12 @@ def stream_duty(spec: DeploySpec, samples, board=None, battery_mah: float = 1000
     from kiloml.targets.boards import load_boards
     from kiloml.targets.profile import average_power_mw, battery_days_at, duty_cycle
 
-    if not spec.block.audio:
-        raise KilomlError("duty cycle: the wake gate measures audio energy; an IMU project "
-                          "has no gate to measure")
     st = settings or (spec.stream if isinstance(spec.stream, StreamSettings)
                       else StreamSettings(**(spec.stream or {})))
-    x = np.asarray(samples).astype(np.int16)
+    if spec.block.audio:
+        x = np.asarray(samples).astype(np.int16)
+    else:                    # IMU: (frames, channels) float32, the motion gate
+        x = np.asarray(samples, np.float32).reshape(len(samples), int(spec.channels))
     window = int(spec.frames)
     stride = window_stride(spec.block, window, st)
     rate = float(spec.sample_rate)
