@@ -124,10 +124,13 @@ def test_c_stream_imu(tmp_path):
     assert _key(run_stream_host(pkg, x, block=7, sanitize=True)) == _key(twin)
 
 
-@pytest.mark.parametrize("board,seconds,settings", [("nano33ble", 8.0, WAKE),
-                                                    ("pico", 3.0, LOW)])
-def test_c_stream_in_the_emulator_equals_the_host(tmp_path, board, seconds, settings):
-    spec, pkg = _package(tmp_path, kws_spec("q15", direct=True, board=board), settings)
+@pytest.mark.parametrize("board,seconds,settings,preset",
+                         [("nano33ble", 8.0, WAKE, "mlperf-kws"),
+                          ("pico", 3.0, LOW, "mlperf-kws"),
+                          ("nano33ble", 4.0, ALIGNED, STREAM_PRESET)])
+def test_c_stream_in_the_emulator_equals_the_host(tmp_path, board, seconds, settings, preset):
+    spec, pkg = _package(tmp_path, kws_spec("q15", direct=True, board=board, preset=preset),
+                         settings)
     x = _gappy(seconds, seed=2) if settings.wake else _stream(seconds, seed=11)
     host = run_stream_host(pkg, x, block=500)
     assert len(host) >= 2
@@ -248,3 +251,14 @@ def test_imu_wake_gate_c_equals_the_twin(tmp_path):
     q = np.trunc(x[:12].astype(np.float64))
     assert motion_energy(x[:12], 1.0) == int(sum(
         (12 * (q[:, c] ** 2).sum() - q[:, c].sum() ** 2) // 144 for c in range(3)))
+
+
+def test_imu_wake_gate_in_the_emulator_equals_the_twin(tmp_path):
+    """The motion gate's float32 scaling and int64 sums on the Cortex-M4F (nano33ble) decide
+    as the twin."""
+    spec, pkg = _package(tmp_path, imu_spec(), IMU_WAKE)
+    x = _still_and_moving(240.0, seed=3)
+    twin, pipe = run_stream(spec, x, IMU_WAKE)
+    seen, passed = pipe.wake_stats()
+    assert passed < seen and len(twin) >= 2, (seen, passed, len(twin))
+    assert _key(run_stream_emulator(pkg, x, block=33)) == _key(twin)
