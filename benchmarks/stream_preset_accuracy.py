@@ -14,6 +14,7 @@ augmented copies instead of its 20; both presets get the same seed, epochs and b
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def run(preset: str, root: Path, epochs: int, banks: int, data: Path) -> dict:
     from kiloml.workflow.project import Project, init_project
     from kiloml.workflow.train import train_project
 
+    shutil.rmtree(root, ignore_errors=True)      # a fresh project: no stale checkpoints
     p = init_project(root, "kws", force=True)
     import_data(Dataset(p.root, p.index_path), p.config.data, data / "speech_commands")
     p = Project.load(root)
