@@ -4,7 +4,7 @@ normalization, so a stream computes only its new frames), on ../shared speech_co
 the kws task's speaker-disjoint split; float and int8 accuracy on the test clips.
 
     PYTHONPATH=src .venv/bin/python benchmarks/stream_preset_accuracy.py [--epochs 10]
-                                                                      [--workdir DIR]
+                                           [--banks 2] [--seed 0] [--workdir DIR]
 
 Short on purpose (a shared 2-core machine): the kws task's default recipe (DS-CNN-S, noise
 mixing, time shift, SpecAugment) with ``--epochs`` instead of its 80 and ``--banks``
@@ -21,7 +21,7 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def run(preset: str, root: Path, epochs: int, banks: int, data: Path) -> dict:
+def run(preset: str, root: Path, epochs: int, banks: int, data: Path, seed: int) -> dict:
     from kiloml.data import Dataset, import_data
     from kiloml.workflow.project import Project, init_project
     from kiloml.workflow.train import train_project
@@ -33,6 +33,7 @@ def run(preset: str, root: Path, epochs: int, banks: int, data: Path) -> dict:
     p.config.dsp.preset = preset
     p.config.train.epochs = epochs
     p.config.train.augment_banks = banks
+    p.config.train.seed = seed
     p.save()
     t0 = time.time()
     s = train_project(root, progress=False, command="benchmarks/stream_preset_accuracy.py")
@@ -44,12 +45,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--banks", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0, help="[train] seed (both presets)")
     ap.add_argument("--workdir", default="/tmp/kiloml-bench-stream-preset")
     ap.add_argument("--data", default=str(DATA))
     a = ap.parse_args()
-    rows = [run(pr, Path(a.workdir) / pr, a.epochs, a.banks, Path(a.data))
+    rows = [run(pr, Path(a.workdir) / pr, a.epochs, a.banks, Path(a.data), a.seed)
             for pr in ("mlperf-kws", "mlperf-kws-stream")]
-    print(f"kws task recipe, {a.epochs} epochs, {a.banks} augmentation banks, "
+    print(f"kws task recipe, {a.epochs} epochs, {a.banks} augmentation banks, seed {a.seed}, "
           "speech_commands (speaker-disjoint test split)")
     print("| preset | float test accuracy | int8 test accuracy | train time |")
     print("|---|---|---|---|")
