@@ -10,7 +10,13 @@ The model: the seeded test DS-CNN-like model of tests/deploy/deployhelp.py with 
 MFE q15 (a trained model has other model cycles, the same DSP and gate), 4 slices per window,
 the default [stream] wake settings.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/stream_duty.py [board ...]
+IMU rows (``--imu``: only them): the motion gate (summed per-channel variance of the last
+stride, default [stream] wake settings, wake_imu_scale 1 for milli-g) on 10 minutes at 25 Hz
+of a still sensor (gravity on z, 2 milli-g noise) with a magic_wand gesture (2 s) every 20 s:
+motion 10 % of the time; the magic_wand test pipeline of tests/deploy/deployhelp.py (spectral
+f32 features, dense model, 2 s window, 4 slices).
+
+    PYTHONPATH=src .venv/bin/python benchmarks/stream_duty.py [--imu] [board ...]
 """
 
 import dataclasses
@@ -21,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "deploy"))
 
-from deployhelp import SPEECH, kws_spec  # noqa: E402
+from deployhelp import SPEECH, imu_spec, imu_windows, kws_spec  # noqa: E402
 from kiloml.data.wav import read_wav  # noqa: E402
 from kiloml.deploy.stream import stream_duty  # noqa: E402
 from kiloml.train.streaming import StreamSettings  # noqa: E402
@@ -51,18 +57,33 @@ def quiet_stream(bed_glob: str = "pink_noise.wav", minutes: float = 5.0, words: 
     return np.clip(np.round(x), -32768, 32767).astype(np.int16)
 
 
-def main(boards):
-    quiet = quiet_stream()
+def imu_stream(minutes: float = 10.0, seed: int = 0) -> np.ndarray:
+    """(n, 3) float32 milli-g: 18 s still, 2 s gesture, repeated."""
+    w = imu_windows()
+    rng = np.random.default_rng(seed)
+    parts, n = [], 0
+    while n < minutes * 60 * 25:
+        still = np.array([0.0, 0.0, 1000.0]) + rng.standard_normal((450, 3)) * 2.0
+        parts += [still.astype(np.float32), w[int(rng.integers(len(w)))].astype(np.float32)]
+        n += 450 + len(parts[-1])
+    return np.concatenate(parts)
+
+
+def main(boards, imu_only=False):
+    quiet = None if imu_only else quiet_stream()
     print("| board | bed | stride ms | gate only cycles/stride | gate cost | "
           "active cycles/stride | wake window | passed | always-on duty | gated duty | always-on mW | gated mW | "
           "always-on days | gated days |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    runs = [(b, "pink", quiet) for b in boards]
-    if "nano33ble" in boards:
+    runs = [] if imu_only else [(b, "pink", quiet) for b in boards]
+    if "nano33ble" in boards and not imu_only:
         runs.append(("nano33ble", "household", quiet_stream("*.wav")))
+    imu = imu_stream()
+    runs += [(b, "IMU still 90 %", imu) for b in boards]
     for board, bed, x in runs:
-        spec = dataclasses.replace(kws_spec("q15", direct=True, board=board),
-                                   stream=StreamSettings(wake=True))
+        base = imu_spec(board=board) if bed.startswith("IMU") else \
+            kws_spec("q15", direct=True, board=board)
+        spec = dataclasses.replace(base, stream=StreamSettings(wake=True))
         r = stream_duty(spec, x, battery_mah=1000.0)
         a, g, c = r["always_on"], r["gated"], r["cycles"]
 
@@ -82,4 +103,5 @@ def main(boards):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["nano33ble", "nucleo-l4r5zi", "pico"])
+    args = [a for a in sys.argv[1:] if a != "--imu"]
+    main(args or ["nano33ble", "nucleo-l4r5zi", "pico"], imu_only="--imu" in sys.argv[1:])

@@ -105,8 +105,8 @@ def imu_windows(per_label: int = 3) -> np.ndarray:
 # ---------------------------------------------------------------- blocks and graphs
 
 
-def kws_block():
-    return make_block(preset="mlperf-kws")
+def kws_block(preset: str = "mlperf-kws"):
+    return make_block(preset=preset)
 
 
 def imu_block():
@@ -167,19 +167,21 @@ def identity_graph(size: int, scale: float, zero_point: int) -> Graph:
 
 
 @functools.lru_cache(maxsize=None)
-def kws_calibration() -> np.ndarray:
+def kws_calibration(preset: str = "mlperf-kws") -> np.ndarray:
     """mlperf-kws features (dequantized) of clips not used as test windows."""
     x = speech_windows(per_label=2, skip=3).astype(np.float64) / 32768
-    return apply_block(kws_block(), x[..., None])
+    return apply_block(kws_block(preset), x[..., None])
 
 
 def kws_spec(variant: str = "q15", board="nano33ble", direct: bool = False,
-             name: str = "kws", command: str = COMMAND) -> DeploySpec:
+             name: str = "kws", command: str = COMMAND,
+             preset: str = "mlperf-kws") -> DeploySpec:
     """The KWS pipeline; ``direct``: the model calibrated with the block's own quantization
-    (what training does), else with its own input scale (the table path)."""
-    block = kws_block()
+    (what training does), else with its own input scale (the table path); ``preset``: the
+    MFCC preset (mlperf-kws-stream: without the per-clip peak normalization)."""
+    block = kws_block(preset)
     iq = block_quant(block) if direct else None
-    g = kws_graph(kws_calibration(), input_quant=iq)
+    g = kws_graph(kws_calibration(preset), input_quant=iq)
     return DeploySpec(name, g, block, 16000, 1, 16000.0, 1000.0, KWS_LABELS,
                       input_quant=iq, layout="image1", dsp_variant=variant, board=board,
                       command=command)

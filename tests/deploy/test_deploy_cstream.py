@@ -28,6 +28,10 @@ LOW = StreamSettings(slices_per_window=5, average_window_ms=400, detection_thres
 ODD = StreamSettings(slices_per_window=4, average_window_ms=733.7, detection_threshold=35,
                      suppression_ms=250.5, minimum_count=2)
 
+# the streaming preset's case: 4 slices, stride rounded to 12 frame steps (3840 samples)
+ALIGNED = LOW.model_copy(update={"slices_per_window": 4, "align_stride": True})
+STREAM_PRESET = "mlperf-kws-stream"
+
 
 def _stream(seconds: float, seed: int = 3) -> np.ndarray:
     """Speech clips cut at random lengths, end to end, over low noise."""
@@ -83,6 +87,25 @@ def test_c_stream_equals_the_twin_on_minutes(tmp_path, variant, settings):
     assert pipe.windows == (len(x) - 16000) // pipe.stride + 1
 
 
+@pytest.mark.parametrize("variant", ["q15", "q31"])
+def test_stream_preset_c_equals_the_twin(tmp_path, variant):
+    """mlperf-kws-stream, frame-aligned stride: the C keeps each frame's output row (D is
+    constant) and decides as the twin, event for event; sanitizer-clean on odd push sizes."""
+    spec, pkg = _package(tmp_path, kws_spec(variant, direct=True, preset=STREAM_PRESET),
+                         ALIGNED)
+    x = _stream(150.0, seed=4)
+    twin, pipe = run_stream(spec, x, ALIGNED)
+    assert pipe.stride == 3840
+    assert len(twin) >= 20, len(twin)
+    c = run_stream_host(pkg, x, block=1237)
+    assert _key(c) == _key(twin)
+    assert "kws_fc_row" in (pkg / "kws.c").read_text() or "_fc_row" in \
+        "".join(f.read_text() for f in pkg.glob("*.c"))
+    short = x[:16000 * 10]
+    want = _key(run_stream(spec, short, ALIGNED)[0])
+    assert _key(run_stream_host(pkg, short, block=3, sanitize=True)) == want
+
+
 def test_c_stream_is_sanitizer_clean_and_ignores_push_sizes(tmp_path):
     spec, pkg = _package(tmp_path, kws_spec("q15", direct=True), ODD)
     x = _stream(12.0, seed=7)
@@ -101,19 +124,24 @@ def test_c_stream_imu(tmp_path):
     assert _key(run_stream_host(pkg, x, block=7, sanitize=True)) == _key(twin)
 
 
-@pytest.mark.parametrize("board,seconds,settings", [("nano33ble", 8.0, WAKE),
-                                                    ("pico", 3.0, LOW)])
-def test_c_stream_in_the_emulator_equals_the_host(tmp_path, board, seconds, settings):
-    spec, pkg = _package(tmp_path, kws_spec("q15", direct=True, board=board), settings)
+@pytest.mark.parametrize("board,seconds,settings,preset",
+                         [("nano33ble", 8.0, WAKE, "mlperf-kws"),
+                          ("pico", 3.0, LOW, "mlperf-kws"),
+                          ("nano33ble", 4.0, ALIGNED, STREAM_PRESET)])
+def test_c_stream_in_the_emulator_equals_the_host(tmp_path, board, seconds, settings, preset):
+    spec, pkg = _package(tmp_path, kws_spec("q15", direct=True, board=board, preset=preset),
+                         settings)
     x = _gappy(seconds, seed=2) if settings.wake else _stream(seconds, seed=11)
     host = run_stream_host(pkg, x, block=500)
     assert len(host) >= 2
     assert _key(run_stream_emulator(pkg, x, block=333)) == _key(host)
 
 
-@pytest.mark.parametrize("settings", [ODD, WAKE])
-def test_stream_ram_is_what_the_header_says(tmp_path, settings):
-    spec, pkg = _package(tmp_path, kws_spec("q15", direct=True), settings, name="kws")
+@pytest.mark.parametrize("settings,preset", [(ODD, "mlperf-kws"), (WAKE, "mlperf-kws"),
+                                            (ALIGNED, STREAM_PRESET)])
+def test_stream_ram_is_what_the_header_says(tmp_path, settings, preset):
+    spec, pkg = _package(tmp_path, kws_spec("q15", direct=True, preset=preset), settings,
+                         name="kws")
     header = (pkg / "kws.h").read_text()
     want = int(re.search(r"#define KWS_STREAM_RAM_BYTES (\d+)", header).group(1))
     sources, includes = package_sources(pkg, "portable")
@@ -184,12 +212,53 @@ def test_wake_gate_decisions_by_hand():
     assert stride_energy(np.array([3, -4, 0], np.int16)) == 8      # (9 + 16) // 3
 
 
-def test_wake_gate_is_refused_for_imu(tmp_path):
-    from kiloml.deploy.stream import StreamPipeline
-    from kiloml.errors import KilomlError
+def _still_and_moving(seconds: float, seed: int = 8) -> np.ndarray:
+    """IMU (n, 3) milli-g: gesture windows between 2-6 s of a still sensor (gravity on one
+    axis, 2 milli-g noise): the IMU gate's idle stretches."""
+    w = imu_windows()
+    rng = np.random.default_rng(seed)
+    parts, n = [], 0
+    while n < seconds * 25:
+        k = int(rng.integers(50, 150))
+        still = np.array([0.0, 0.0, 1000.0]) + rng.standard_normal((k, 3)) * 2
+        parts += [still.astype(np.float32), w[int(rng.integers(len(w)))].astype(np.float32)]
+        n += len(parts[-2]) + len(parts[-1])
+    return np.concatenate(parts)[:int(seconds * 25)]
 
-    st = LOW.model_copy(update={"wake": True})
-    with pytest.raises(KilomlError, match="IMU"):
-        StreamPipeline(imu_spec(), st)
-    with pytest.raises(KilomlError, match="IMU"):
-        _package(tmp_path, imu_spec(), st)
+
+IMU_WAKE = LOW.model_copy(update={"average_window_ms": 1000, "wake": True, "wake_ratio": 4.0,
+                                  "wake_min_energy": 50, "wake_hold_ms": 1000,
+                                  "wake_floor_shift": 3})
+
+
+def test_imu_wake_gate_c_equals_the_twin(tmp_path):
+    """Half an hour of an IMU stream, still between gestures: the motion-variance gate closes
+    and opens, the C skips and decides exactly as the twin (events, windows seen and let
+    through), sanitizer-clean."""
+    from kiloml.train.streaming import motion_energy
+
+    spec, pkg = _package(tmp_path, imu_spec(), IMU_WAKE)
+    x = _still_and_moving(1800.0)
+    twin, pipe = run_stream(spec, x, IMU_WAKE)
+    seen, passed = pipe.wake_stats()
+    assert seen == pipe.windows and 0.2 * seen < passed < 0.8 * seen, (seen, passed)
+    assert len(twin) >= 10, len(twin)
+    stats = {}
+    c = run_stream_host(pkg, x, block=7, sanitize=True, stats=stats)
+    assert _key(c) == _key(twin)
+    assert (stats["seen"], stats["passed"]) == (seen, passed)
+    # the energy by hand: per-channel population variance, summed, floored
+    q = np.trunc(x[:12].astype(np.float64))
+    assert motion_energy(x[:12], 1.0) == int(sum(
+        (12 * (q[:, c] ** 2).sum() - q[:, c].sum() ** 2) // 144 for c in range(3)))
+
+
+def test_imu_wake_gate_in_the_emulator_equals_the_twin(tmp_path):
+    """The motion gate's float32 scaling and int64 sums on the Cortex-M4F (nano33ble) decide
+    as the twin."""
+    spec, pkg = _package(tmp_path, imu_spec(), IMU_WAKE)
+    x = _still_and_moving(240.0, seed=3)
+    twin, pipe = run_stream(spec, x, IMU_WAKE)
+    seen, passed = pipe.wake_stats()
+    assert passed < seen and len(twin) >= 2, (seen, passed, len(twin))
+    assert _key(run_stream_emulator(pkg, x, block=33)) == _key(twin)

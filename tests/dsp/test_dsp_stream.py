@@ -25,6 +25,7 @@ def _stream(n: int, seed: int = 0) -> np.ndarray:
 
 BLOCKS = {
     "mlperf-kws": dict(preset="mlperf-kws"),
+    "mlperf-kws-stream": dict(preset="mlperf-kws-stream"),
     "mfe-preemph": dict(block="mfe", params=dict(pre_emphasis=0.97, normalize="peak_abs",
                                                  frame_length=400, frame_step=160,
                                                  num_filters=32)),
@@ -56,6 +57,31 @@ def test_incremental_equals_full_recomputation(name, variant, slices):
     assert wf.frames_computed < wf.frames_full
     if name == "mlperf-kws" and slices == 5:      # 10 frame steps a stride: 10 + 1 frames
         assert wf.frames_computed == block.front.num_frames(window) + 11 * (len(starts) - 1)
+
+
+@pytest.mark.parametrize("variant", ["q15", "q31"])
+def test_stream_preset_with_a_frame_aligned_stride(variant):
+    """mlperf-kws-stream at 4 slices with [stream] align_stride: stride 3840 samples = 12
+    frame steps, so a stride computes its 12 new frames and the window's first frame (13 of
+    49); the features equal the whole window's, bit for bit."""
+    from kiloml.deploy.stream import window_stride
+    from kiloml.train.streaming import StreamSettings
+
+    block = make_block(preset="mlperf-kws-stream")
+    assert block.params.normalize == "none"
+    window = 16000
+    stride = window_stride(block, window, StreamSettings(slices_per_window=4,
+                                                         align_stride=True))
+    assert stride == 3840
+    assert window_stride(block, window, StreamSettings(slices_per_window=4)) == 4000
+    x = _stream(6 * 16000 + 77, seed=9)
+    starts = list(range(0, len(x) - window + 1, stride))
+    wf = WindowFeatures(block, variant, window, stride)
+    assert wf.incremental, wf.reason
+    got = np.concatenate([wf.features(x, 0, starts[:5]), wf.features(x, 0, starts[5:])])
+    full = block.features(np.stack([x[s:s + window] for s in starts]), variant)
+    assert got.dtype == full.dtype and np.array_equal(got, full)
+    assert wf.frames_computed == block.front.num_frames(window) + 13 * (len(starts) - 1)
 
 
 def test_f32_and_other_blocks_recompute_every_window():

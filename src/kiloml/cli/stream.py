@@ -26,8 +26,8 @@ def simulate(
                                     "board's)."),
     duty_cycle: bool = typer.Option(
         False, "--duty-cycle", help="Also the duty cycle, average power and battery life on "
-                                    "the board, always on and with the wake gate (audio; "
-                                    "cycles from the emulator)."),
+                                    "the board, always on and with the wake gate (audio or "
+                                    "IMU; cycles from the emulator)."),
     battery: float = typer.Option(1000.0, "--battery", help="Battery capacity in mAh "
                                                             "(--duty-cycle)."),
     calibrate: bool = typer.Option(

@@ -44,9 +44,8 @@ import numpy as np
 
 from kiloml.deploy.spec import Pipeline
 from kiloml.dsp.cgen import table
-from kiloml.errors import KilomlError
-from kiloml.train.streaming import (StreamSettings, is_keyword, wake_hold_strides,
-                                    wake_ratio_q8)
+from kiloml.train.streaming import (IMU_CLAMP, StreamSettings, is_keyword,
+                                    wake_hold_strides, wake_ratio_q8)
 
 EVENT_BYTES = 16        # int32 label, int32 score, uint64 sample
 
@@ -59,9 +58,9 @@ def settings_of(p: Pipeline) -> StreamSettings:
 
 def stride(p: Pipeline) -> int:
     """Samples between window starts, as the twin computes it."""
-    from kiloml.deploy.stream import stride_samples
+    from kiloml.deploy.stream import window_stride
 
-    return stride_samples(p.frames, settings_of(p).slices_per_window)
+    return window_stride(p.block, p.frames, settings_of(p))
 
 
 def incremental(p: Pipeline) -> tuple[bool, str]:
@@ -88,15 +87,16 @@ def frame_slots(p: Pipeline) -> int:
     return min(phases, MAX_PHASES) * (p.block.front.num_frames(p.frames) - 1)
 
 
-def wake(p: Pipeline) -> bool:
-    """Whether the package has a wake gate; refused for IMU blocks (no audio energy)."""
-    if not settings_of(p).wake:
-        return False
-    if not p.block.audio:
-        from kiloml.deploy.stream import WAKE_IMU
+def const_divisor(p: Pipeline) -> bool:
+    """Whether every window's divisor D is the same (``normalize = "none"``): a kept frame's
+    finished output row (log, DCT, quantization) is then the same in every window and is kept
+    with its mel sums (the mlperf-kws-stream preset)."""
+    return bool(frame_slots(p)) and p.block.params.normalize == "none"
 
-        raise KilomlError(WAKE_IMU)
-    return True
+
+def wake(p: Pipeline) -> bool:
+    """Whether the package has a wake gate (audio: stride energy; IMU: motion variance)."""
+    return bool(settings_of(p).wake)
 
 
 def hold_strides(p: Pipeline) -> int:
@@ -150,7 +150,12 @@ def ram_bytes(p: Pipeline) -> int:
     slots = frame_slots(p)
     if slots:       # kept frames (mel sums, shift, position, used) + one frame + counter
         nfl = p.block.params.num_filters
-        ram += slots * (12 * nfl + 4 + 8 + 1) + 12 * nfl + 4
+        if const_divisor(p):    # output rows instead of mel sums and shift
+            width = int(p.block.output_shape(p.frames)[-1])
+            ram += slots * width * {"int8_t": 1, "int32_t": 4, "float": 4}[p.feature_ctype]
+        else:
+            ram += slots * (12 * nfl + 4)
+        ram += slots * (8 + 1) + 12 * nfl + 4
     return ram
 
 
@@ -179,6 +184,9 @@ def header_lines(p: Pipeline) -> list[str]:
                   "least mean square of a stride that wakes"),
                  (f"{M}_STREAM_WAKE_HOLD_STRIDES", f"{hold_strides(p)}u",
                   "windows let through after the last wake"),
+                 *([(f"{M}_STREAM_WAKE_IMU_SCALE", f"{float(np.float32(s.wake_imu_scale))!r}f",
+                     "IMU: sensor units -> the gate's integer units")]
+                   if not p.block.audio else []),
                  (f"{M}_STREAM_WAKE_FLOOR_SHIFT", str(s.wake_floor_shift),
                   "the floor moves 2^-shift of the gap a stride")]
     width = max(len(d[0]) + len(d[1]) for d in defs) + 9
@@ -213,17 +221,44 @@ def header_lines(p: Pipeline) -> list[str]:
 
 
 def _incremental_lines(p: Pipeline) -> list[str]:
-    """``<name>_stream_window(window, start)``: features with each frame computed once."""
+    """``<name>_stream_window(window, start)``: features with each frame computed once.
+    With a constant divisor (``const_divisor``) a kept frame is its finished output row (the
+    log, DCT and quantization are not redone either), else its mel sums and shift."""
     n, D = p.name, p.dsp_prefix
     DM = D.upper()
+    S = f"{p.macro}_STREAM_FRAME_SLOTS"
     nfr = p.block.front.num_frames(p.frames)
+    rows = const_divisor(p)
+    W = int(p.block.output_shape(p.frames)[-1])
+    if rows:
+        kept = [f"/* kept frames (kiloml.dsp.stream; normalize = none: D is constant, so a "
+                f"frame's output row, {W} values, is the same in every window) */",
+                f"static {p.feature_ctype} {n}_fc_row[{S}][{W}];"]
+        use = [f"            for (k = 0; k < {W}u; ++k) {{",
+               f"                {n}_features[f * {W}u + k] = {n}_fc_row[slot][k];",
+               "            }"]
+        make = [f"            sb = {D}_frame(win, f * {DM}_FRAME_STEP, {n}_f0_hi, {n}_f0_lo);",
+                f"            {D}_finish({n}_f0_hi, {n}_f0_lo, sb, d, {n}_features, f);",
+                f"            for (k = 0; k < {W}u; ++k) {{",
+                f"                {n}_fc_row[slot][k] = {n}_features[f * {W}u + k];",
+                "            }"]
+    else:
+        kept = ["/* kept frames (kiloml.dsp.stream): 96-bit mel sums, shift */",
+                f"static uint64_t {n}_fc_hi[{S}][{DM}_NUM_FILTERS];",
+                f"static uint32_t {n}_fc_lo[{S}][{DM}_NUM_FILTERS];",
+                f"static int32_t {n}_fc_sb[{S}];"]
+        use = [f"            {D}_finish({n}_fc_hi[slot], {n}_fc_lo[slot], {n}_fc_sb[slot], d, "
+               f"{n}_features, f);"]
+        make = [f"            sb = {D}_frame(win, f * {DM}_FRAME_STEP, {n}_fc_hi[slot], "
+                f"{n}_fc_lo[slot]);",
+                f"            {n}_fc_sb[slot] = sb;",
+                f"            {D}_finish({n}_fc_hi[slot], {n}_fc_lo[slot], sb, d, "
+                f"{n}_features, f);"]
     return [
-        "/* kept frames (kiloml.dsp.stream): 96-bit mel sums, shift, stream position */",
-        f"static uint64_t {n}_fc_hi[{p.macro}_STREAM_FRAME_SLOTS][{DM}_NUM_FILTERS];",
-        f"static uint32_t {n}_fc_lo[{p.macro}_STREAM_FRAME_SLOTS][{DM}_NUM_FILTERS];",
-        f"static int32_t {n}_fc_sb[{p.macro}_STREAM_FRAME_SLOTS];",
-        f"static uint64_t {n}_fc_at[{p.macro}_STREAM_FRAME_SLOTS];",
-        f"static uint8_t {n}_fc_used[{p.macro}_STREAM_FRAME_SLOTS];",
+        *kept,
+        "/* and their stream positions */",
+        f"static uint64_t {n}_fc_at[{S}];",
+        f"static uint8_t {n}_fc_used[{S}];",
         "/* a frame not kept (each window's first: it sees a zero before it, as in a clip) */",
         f"static uint64_t {n}_f0_hi[{DM}_NUM_FILTERS];",
         f"static uint32_t {n}_f0_lo[{DM}_NUM_FILTERS];",
@@ -237,56 +272,86 @@ def _incremental_lines(p: Pipeline) -> list[str]:
         "    uint32_t f, k;",
         f"    for (f = 0; f < {nfr}u; ++f) {{",
         f"        const uint64_t at = start + (uint64_t)f * {DM}_FRAME_STEP;",
-        f"        const uint64_t *hi = {n}_f0_hi;",
-        f"        const uint32_t *lo = {n}_f0_lo;",
-        "        int32_t sb = 0;",
-        f"        uint32_t slot = {p.macro}_STREAM_FRAME_SLOTS;",
+        "        int32_t sb;",
+        f"        uint32_t slot = {S};",
         "        int found = 0;",
         "        if (f > 0u) {",
-        f"            for (k = 0; k < {p.macro}_STREAM_FRAME_SLOTS; ++k) {{",
+        f"            for (k = 0; k < {S}; ++k) {{",
         f"                if ({n}_fc_used[k] && {n}_fc_at[k] == at) {{",
         "                    found = 1;", "                    slot = k;", "                    break;",
         "                }",
-        f"                if (slot == {p.macro}_STREAM_FRAME_SLOTS && (!{n}_fc_used[k] ||",
+        f"                if (slot == {S} && (!{n}_fc_used[k] ||",
         f"                    {n}_fc_at[k] < start + {DM}_FRAME_STEP)) {{",
         "                    slot = k; /* free, or a frame no later window needs */",
         "                }", "            }", "        }",
         "        if (found) {",
-        f"            hi = {n}_fc_hi[slot];", f"            lo = {n}_fc_lo[slot];",
-        f"            sb = {n}_fc_sb[slot];",
-        f"        }} else if (slot < {p.macro}_STREAM_FRAME_SLOTS) {{",
-        f"            sb = {D}_frame(win, f * {DM}_FRAME_STEP, {n}_fc_hi[slot], {n}_fc_lo[slot]);",
-        f"            {n}_fc_sb[slot] = sb;", f"            {n}_fc_at[slot] = at;",
+        *use,
+        f"        }} else if (slot < {S}) {{",
+        *make,
+        f"            {n}_fc_at[slot] = at;",
         f"            {n}_fc_used[slot] = 1u;",
-        f"            hi = {n}_fc_hi[slot];", f"            lo = {n}_fc_lo[slot];",
         f"            ++{n}_frames_computed;",
         "        } else {",
         f"            sb = {D}_frame(win, f * {DM}_FRAME_STEP, {n}_f0_hi, {n}_f0_lo);",
-        f"            ++{n}_frames_computed;", "        }",
-        f"        {D}_finish(hi, lo, sb, d, {n}_features, f);", "    }",
+        f"            {D}_finish({n}_f0_hi, {n}_f0_lo, sb, d, {n}_features, f);",
+        f"            ++{n}_frames_computed;", "        }", "    }",
         f"    return {n}_infer();", "}", ""]
-
 
 def _wake_lines(p: Pipeline) -> list[str]:
     """``<name>_wake()``: the wake gate's decision for the window ending now (the twin's
     kiloml.train.streaming.WakeGate, in the same integers)."""
     n, M = p.name, p.macro
     W = f"{M}_STREAM_WAKE"
+    if p.block.audio:
+        energy = [
+            "/* The wake gate: the mean square of the ring's last stride against the noise "
+            "floor;", " * 1 when the window ending now goes on to the DSP and the model. */",
+            f"static int {n}_wake(void)", "{",
+            "    uint64_t acc = 0u, e;",
+            f"    uint32_t j = {n}_ring_at + (uint32_t)({M}_INPUT_SIZE - "
+            f"{M}_STREAM_STRIDE_SAMPLES);",
+            "    uint32_t k;", "    int ok;",
+            f"    if (j >= (uint32_t){M}_INPUT_SIZE) {{",
+            f"        j -= (uint32_t){M}_INPUT_SIZE;", "    }",
+            f"    for (k = 0; k < (uint32_t){M}_STREAM_STRIDE_SAMPLES; ++k) {{",
+            f"        const int32_t v = (int32_t){n}_ring[j];",
+            "        acc += (uint64_t)(v * v);",
+            f"        if (++j == (uint32_t){M}_INPUT_SIZE) {{", "            j = 0u;", "        }",
+            "    }",
+            f"    e = acc / (uint64_t){M}_STREAM_STRIDE_SAMPLES;"]
+    else:
+        C = int(p.channels)
+        energy = [
+            "/* The wake gate (IMU): the variance of each channel over the ring's last stride, in",
+            f" * the gate's integer units (value x {W}_IMU_SCALE in float, clamped to "
+            f"+-{IMU_CLAMP},", " * truncated), summed over the channels, against the noise "
+            "floor; 1 when the window", " * ending now goes on to the DSP and the model. */",
+            f"static int {n}_wake(void)", "{",
+            f"    int64_t s1[{C}], s2[{C}];",
+            f"    const int64_t nn = (int64_t){M}_STREAM_STRIDE_SAMPLES;",
+            "    uint64_t e = 0u;",
+            f"    uint32_t j = {n}_ring_at + (uint32_t)({M}_INPUT_SIZE - "
+            f"{M}_STREAM_STRIDE_SAMPLES * {C});",
+            "    uint32_t k, c;", "    int ok;",
+            f"    if (j >= (uint32_t){M}_INPUT_SIZE) {{",
+            f"        j -= (uint32_t){M}_INPUT_SIZE;", "    }",
+            f"    for (c = 0; c < {C}u; ++c) {{", "        s1[c] = 0;", "        s2[c] = 0;", "    }",
+            f"    for (k = 0; k < (uint32_t){M}_STREAM_STRIDE_SAMPLES; ++k) {{",
+            f"        for (c = 0; c < {C}u; ++c) {{",
+            f"            float v = {n}_ring[j] * {W}_IMU_SCALE;",
+            "            int64_t q;",
+            "            if (v != v) {", "                v = 0.0f; /* NaN */", "            }",
+            f"            if (v > {IMU_CLAMP}.0f) {{", f"                v = {IMU_CLAMP}.0f;",
+            f"            }} else if (v < -{IMU_CLAMP}.0f) {{",
+            f"                v = -{IMU_CLAMP}.0f;", "            }",
+            "            q = (int64_t)(int32_t)v;",
+            "            s1[c] += q;", "            s2[c] += q * q;",
+            f"            if (++j == (uint32_t){M}_INPUT_SIZE) {{", "                j = 0u;",
+            "            }", "        }", "    }",
+            f"    for (c = 0; c < {C}u; ++c) {{",
+            "        e += (uint64_t)((nn * s2[c] - s1[c] * s1[c]) / (nn * nn));", "    }"]
     return [
-        "/* The wake gate: the mean square of the ring's last stride against the noise floor;",
-        " * 1 when the window ending now goes on to the DSP and the model. */",
-        f"static int {n}_wake(void)", "{",
-        "    uint64_t acc = 0u, e;",
-        f"    uint32_t j = {n}_ring_at + (uint32_t)({M}_INPUT_SIZE - {M}_STREAM_STRIDE_SAMPLES);",
-        "    uint32_t k;", "    int ok;",
-        f"    if (j >= (uint32_t){M}_INPUT_SIZE) {{",
-        f"        j -= (uint32_t){M}_INPUT_SIZE;", "    }",
-        f"    for (k = 0; k < (uint32_t){M}_STREAM_STRIDE_SAMPLES; ++k) {{",
-        f"        const int32_t v = (int32_t){n}_ring[j];",
-        "        acc += (uint64_t)(v * v);",
-        f"        if (++j == (uint32_t){M}_INPUT_SIZE) {{", "            j = 0u;", "        }",
-        "    }",
-        f"    e = acc / (uint64_t){M}_STREAM_STRIDE_SAMPLES;",
+        *energy,
         f"    if ({n}_wake_seen == 0u) {{ /* the first window: open, the floor is its energy */",
         "        ok = 1;", f"        {n}_wake_floor = e;",
         f"        {n}_wake_hold = {W}_HOLD_STRIDES;",

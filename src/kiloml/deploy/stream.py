@@ -36,20 +36,28 @@ from kiloml.dsp.apply import apply_block, block_quant
 from kiloml.dsp.stream import WindowFeatures
 from kiloml.errors import KilomlError
 from kiloml.train.streaming import (Detection, RecognizeCommands, StreamSettings, WakeGate,
-                                    stride_energy)
+                                    motion_energy, stride_energy)
 
 WINDOWS_PER_STEP = 256
-WAKE_IMU = ("[stream] wake = true: the wake gate measures audio energy; an IMU project "
-            "streams with wake = false")
 
 
-def stride_samples(frames: int, slices: int) -> int:
-    """Samples between window starts: the window over ``slices``, rounded."""
-    s = int(round(frames / slices))
+def stride_samples(frames: int, slices: int, step: int = 1) -> int:
+    """Samples between window starts: the window over ``slices``, rounded to a whole number
+    of ``step`` samples (the DSP block's frame step with ``[stream] align_stride``)."""
+    s = int(round(frames / slices / step)) * step
     if s < 1:
         raise KilomlError(f"{slices} slices per window of {frames} samples: the stride would "
                           "be under one sample")
     return s
+
+
+def window_stride(block, frames: int, settings: StreamSettings) -> int:
+    """The stream's stride for ``block``: ``stride_samples`` with the block's frame step when
+    ``settings.align_stride`` and the block has frames (audio mel blocks), else 1."""
+    step = 1
+    if settings.align_stride and getattr(block, "audio", False) and hasattr(block, "front"):
+        step = int(block.params.frame_step)
+    return stride_samples(int(frames), settings.slices_per_window, step)
 
 
 def u8_scores(probs: np.ndarray) -> np.ndarray:
@@ -65,14 +73,12 @@ class StreamPipeline:
         self.settings = settings or StreamSettings()
         self.window = int(spec.frames)
         self.rate = float(spec.sample_rate)
-        self.stride = stride_samples(self.window, self.settings.slices_per_window)
+        self.stride = window_stride(spec.block, self.window, self.settings)
         self.audio = bool(spec.block.audio)
         self.integer = self.audio and spec.dsp_variant in ("q15", "q31")
         self.features = WindowFeatures(spec.block, spec.dsp_variant, self.window,
                                        self.stride) if self.audio else None
         self.recognizer = RecognizeCommands(spec.labels, self.settings)
-        if self.settings.wake and not self.audio:
-            raise KilomlError(WAKE_IMU)
         self.gate = WakeGate(self.settings, self.stride, self.rate) if self.settings.wake \
             else None
         shape = (0,) if self.audio else (0, int(spec.channels))
@@ -89,8 +95,12 @@ class StreamPipeline:
         if self.gate is None:
             return starts
         b, w, st = self._buf, self.window, self.stride
-        return [s for s in starts if self.gate.step(stride_energy(
-            b[s + w - st - self._buf_start:s + w - self._buf_start]))]
+        if self.audio:
+            return [s for s in starts if self.gate.step(stride_energy(
+                b[s + w - st - self._buf_start:s + w - self._buf_start]))]
+        scale = self.settings.wake_imu_scale
+        return [s for s in starts if self.gate.step(motion_energy(
+            b[s + w - st - self._buf_start:s + w - self._buf_start], scale))]
 
     def _drop(self, end: int) -> None:
         drop = min(self._next, end) - self._buf_start
@@ -480,8 +490,10 @@ def gate_cycles(package_dir, board=None, strides: int = 4) -> float:
     if not st.get("wake"):
         raise KilomlError(f"{root}: the package has no wake gate ([stream] wake = false)")
     W, S = int(meta["window_samples"]), int(st["stride_samples"])
-    warm = np.zeros(W + (int(st["wake_hold_strides"]) + 2) * S, np.int16)
-    measure = np.zeros(strides * S, np.int16)
+    shape = () if meta["raw_input"]["ctype"] == "int16_t" else (int(meta["channels"]),)
+    dtype = np.int16 if not shape else np.float32
+    warm = np.zeros((W + (int(st["wake_hold_strides"]) + 2) * S,) + shape, dtype)
+    measure = np.zeros((strides * S,) + shape, dtype)
     board_id, b, flags = _board(meta, board)
     core = str(b["core"])
     sources, includes = _compile_list(root, meta, _kernel_set(meta, default_runtime(core),
@@ -503,9 +515,15 @@ def gate_cycles(package_dir, board=None, strides: int = 4) -> float:
 def gate_sequence(settings: StreamSettings, samples, window: int, stride: int,
                   rate: float) -> np.ndarray:
     """The wake gate's decision (WakeGate, as the twin and the C decide) for every window
-    of a 16-bit recording: no DSP, no model, so it is cheap on long streams."""
-    x = np.asarray(samples, np.int64)
+    of a 16-bit recording (or of (n, channels) IMU frames: the motion energy): no DSP, no
+    model, so it is cheap on long streams."""
     gate = WakeGate(settings, stride, rate)
+    x = np.asarray(samples)
+    if x.ndim == 2:          # IMU frames: the motion energy of each window's last stride
+        ends = np.arange(window, len(x) + 1, stride)
+        return np.array([gate.step(motion_energy(x[e - stride:e], settings.wake_imu_scale))
+                         for e in ends], bool)
+    x = x.astype(np.int64)
     ends = np.arange(window, len(x) + 1, stride)
     sq = np.concatenate([[0], np.cumsum(x * x)])
     return np.array([gate.step(int(sq[e] - sq[e - stride]) // stride) for e in ends], bool)
@@ -537,14 +555,14 @@ def stream_duty(spec: DeploySpec, samples, board=None, battery_mah: float = 1000
     from kiloml.targets.boards import load_boards
     from kiloml.targets.profile import average_power_mw, battery_days_at, duty_cycle
 
-    if not spec.block.audio:
-        raise KilomlError("duty cycle: the wake gate measures audio energy; an IMU project "
-                          "has no gate to measure")
     st = settings or (spec.stream if isinstance(spec.stream, StreamSettings)
                       else StreamSettings(**(spec.stream or {})))
-    x = np.asarray(samples).astype(np.int16)
+    if spec.block.audio:
+        x = np.asarray(samples).astype(np.int16)
+    else:                    # IMU: (frames, channels) float32, the motion gate
+        x = np.asarray(samples, np.float32).reshape(len(samples), int(spec.channels))
     window = int(spec.frames)
-    stride = stride_samples(window, st.slices_per_window)
+    stride = window_stride(spec.block, window, st)
     rate = float(spec.sample_rate)
     need = window + 5 * stride
     if len(x) < need:

@@ -16,7 +16,11 @@ MFCC) in an integer variant (q15 / q31) the features of a window split into
   scaled by D, log2 D subtracted), so only the log and the DCT of each frame are recomputed
   per window, from the kept mel sums. The result is the full recomputation bit for bit; the
   ``mlperf-kws`` preset streams with its training-time normalization and no accuracy cost.
-  Blocks without normalization (``normalize = "none"``) have D = 32768 for every window.
+  Blocks without normalization (``normalize = "none"``, e.g. the ``mlperf-kws-stream``
+  preset) have D = 32768 for every window: a frame's finished output row is then the same in
+  every window, and the C keeps the row itself (kiloml.deploy.cstream), not redoing the log
+  and DCT; with a stride of whole frame steps (``[stream] align_stride``) a stride then
+  computes only its new frames and the window's first.
 
 Other blocks and the f32 variant recompute the whole window every stride (stated as
 ``incremental = False`` with the reason).

@@ -62,7 +62,10 @@ class StreamSettings(BaseModel):
     detection_threshold: int = Field(200, ge=0, le=255, description="of 255")
     suppression_ms: float = Field(1500.0, ge=0, description="after a detection")
     minimum_count: int = Field(3, ge=1, description="results needed in the window")
-    # the event-driven wake gate (audio only; see WakeGate)
+    align_stride: bool = Field(False, description="round the stride to whole frame steps of "
+                               "the DSP block (audio mel blocks): every window then shares all "
+                               "its frames but the newest with the one before")
+    # the event-driven wake gate (see WakeGate; audio: stride energy, IMU: motion variance)
     wake: bool = Field(False, description="skip DSP and inference while the signal is idle")
     wake_ratio: float = Field(2.0, ge=1.0, le=255.0,
                               description="stride energy over the noise floor that wakes")
@@ -70,6 +73,9 @@ class StreamSettings(BaseModel):
                                  description="least mean square (int16 units) that wakes")
     wake_hold_ms: float = Field(1000.0, ge=0, le=60000.0,
                                 description="stay awake this long after the last wake")
+    wake_imu_scale: float = Field(1.0, gt=0, le=1e6,
+                                  description="IMU: sensor units -> the gate's integer units "
+                                  "(1 for milli-g data, 1000 for data in g)")
     wake_floor_shift: int = Field(4, ge=0, le=16,
                                   description="the noise floor moves 2**-shift of the gap a stride")
 
@@ -101,8 +107,10 @@ def wake_hold_strides(settings: StreamSettings, stride: int, rate: float) -> int
 
 class WakeGate:
     """The wake gate of the streaming pipeline (its C twin: kiloml.deploy.cstream): one
-    decision per window, on the integer energy of the stride that ends with it (mean of the
-    squared int16 samples, floored), against a noise floor estimate.
+    decision per window, on the integer energy of the stride that ends with it, against a
+    noise floor estimate: audio, the mean of the squared int16 samples, floored
+    (``stride_energy``); IMU, the summed per-channel variance of the values in the gate's
+    integer units (``motion_energy``).
 
     - The first window opens the gate and sets the floor to its energy.
     - A window wakes when its energy is at least ``wake_min_energy`` and over
@@ -150,6 +158,33 @@ def stride_energy(pcm) -> int:
     """Mean square of int16 samples, floored (the gate's energy of a stride)."""
     x = np.asarray(pcm, dtype=np.int64)
     return int(np.dot(x, x)) // max(len(x), 1)
+
+
+IMU_CLAMP = 32767     # the IMU gate's integer units are clamped to +-this (int64 sums)
+
+
+def imu_units(values, scale: float) -> np.ndarray:
+    """IMU values -> the gate's integers: float32 ``value * scale`` clamped to +-IMU_CLAMP and
+    truncated towards zero (the C: ``(int32_t)(v * scale)`` in float32 after the clamp)."""
+    v = np.asarray(values, np.float32) * np.float32(scale)
+    v = np.clip(v, np.float32(-IMU_CLAMP), np.float32(IMU_CLAMP))
+    v = np.where(np.isnan(v), np.float32(0), v)
+    return np.trunc(v).astype(np.int64)
+
+
+def motion_energy(values, scale: float) -> int:
+    """The IMU gate's energy of a stride of (n, channels) values: the variance of each channel
+    in the gate's integer units (``imu_units``), summed over the channels, floored:
+    ``sum_c (n * sum q^2 - (sum q)^2) // n^2`` (the gravity / offset of a still sensor is
+    not motion)."""
+    q = imu_units(values, scale)
+    q = q.reshape(len(q), -1)
+    n = len(q)
+    if n == 0:
+        return 0
+    s1 = q.sum(axis=0)
+    s2 = (q * q).sum(axis=0)
+    return int(((n * s2 - s1 * s1) // (n * n)).sum())
 
 
 class RecognizeCommands:

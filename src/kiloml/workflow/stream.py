@@ -105,7 +105,7 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
     every detection, the pipeline's figures and, with a truth CSV, the MLPerf Tiny streaming
     scores (kiloml.train.streaming.score_stream). ``duty_cycle``: also the duty cycle,
     average power and battery days on the board, always on and with the wake gate
-    (kiloml.deploy.stream.stream_duty; audio only)."""
+    (kiloml.deploy.stream.stream_duty; IMU projects: the motion gate)."""
     import time
 
     from kiloml.deploy.stream import StreamPipeline
@@ -117,13 +117,6 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
     p = as_project(project)
     # the recording and the truth first: bad input fails before the model is loaded
     block, data = dsp_block(p), p.config.data
-    if p.config.stream.wake and not block.audio:
-        from kiloml.deploy.stream import WAKE_IMU
-
-        raise UsageError(f"{p.root / 'kiloml.toml'}: {WAKE_IMU}")
-    if duty_cycle and not block.audio:
-        raise UsageError("--duty-cycle: the wake gate measures audio energy; an IMU project "
-                         "has no gate to measure")
     if not (battery_mah > 0 and math.isfinite(battery_mah)):
         raise UsageError(f"--battery must be a capacity in mAh > 0, not {battery_mah:g}")
     spec = None
@@ -143,8 +136,7 @@ def simulate_stream(project: Project | str | Path | None, stream: str | Path,
                         f"{spec.window_ms:g} ms window")
     t0 = time.perf_counter()
     stats: dict = {}
-    # the twin's counters (and with --engine python its detections); refuses a wake gate on
-    # an IMU project before anything is built
+    # the twin's counters (and with --engine python its detections)
     pipe = StreamPipeline(spec, settings)
     if engine == "c":
         dets = c_stream(spec, x, stats)
