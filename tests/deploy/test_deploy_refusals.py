@@ -147,3 +147,13 @@ def test_rename_failure_restores_the_old_package(spec, tmp_path, monkeypatch):
         deploy_c(spec, out, force=True)
     assert H.tree(out) == before
     assert _siblings(out) == []
+
+
+def test_refuses_a_model_slot_with_personalization(spec, tmp_path):
+    """A personalized head would shadow an installed slot model: refused, nothing written."""
+    from kiloml.deploy.personalize import Settings
+
+    for deploy in (deploy_c, deploy_arduino):
+        with pytest.raises(KilomlError, match="model_slot and \\[personalize\\]"):
+            deploy(replace(spec, model_slot=True, personalize=Settings()), tmp_path / "out")
+        assert not (tmp_path / "out").exists()

@@ -334,6 +334,9 @@ def resolve(spec: DeploySpec, portable_too: bool = False, model_c: bool = True) 
     runtime = default_runtime(core)
     sets = ([runtime] if model_c else []) + \
         (["portable"] if model_c and portable_too and runtime != "portable" else [])
+    if spec.model_slot and spec.personalize is not None:
+        raise KilomlError("[deploy] model_slot and [personalize] cannot be on together yet: "
+                          "classify would run the personalized head, never the slot's model")
     if spec.model_slot and len(board_id.encode()) > 23:
         raise KilomlError(f"board id {board_id!r}: a model slot header holds at most 23 bytes")
     models = {rt: generate_c(g, f"{name}_model", command=command, runtime=rt,
