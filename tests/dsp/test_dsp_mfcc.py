@@ -159,7 +159,12 @@ def test_preset_is_the_mlperf_recipe():
         assert t.shape == (1, 49, 10, 1)
         assert p.output_scale == pytest.approx(t.quant.scale[0], rel=1e-6)
         assert p.output_zero_point == t.quant.zero_point[0]
-    assert set(PRESETS) == {"mlperf-kws"}
+    assert set(PRESETS) == {"mlperf-kws", "mlperf-kws-stream"}
+    # the streaming preset is the same recipe without the per-clip peak step
+    s = MFCC.preset("mlperf-kws-stream").params
+    assert s.normalize == "none"
+    assert {k: v for k, v in vars(s).items() if k != "normalize"} == \
+        {k: v for k, v in vars(p).items() if k != "normalize"}
 
 
 def test_preset_edge_cases():
