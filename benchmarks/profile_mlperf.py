@@ -11,8 +11,10 @@ emulator: executed instructions are counted, cycles are estimated with kiloml's 
 Anchors: TFLM + CMSIS-NN instructions measured the same way (issues 9 and 17: Cortex-M4 and
 Cortex-M0+ builds; none for M7/M33), STM32Cube.AI 10.2 latency on the L4R5ZI (published
 MLPerf Tiny results).
+``--prefer speed|size|balanced``: the kernels' flash-for-speed choice (default balanced,
+as kiloml compile / profile / deploy).
 Run: .venv/bin/python benchmarks/profile_mlperf.py [--all-cores | --board ID] [--portable-too]
-     [--json]
+     [--prefer P] [--json]
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def _boards() -> list[str]:
 
 def main() -> None:
     db = load_boards()
+    prefer = sys.argv[sys.argv.index("--prefer") + 1] if "--prefer" in sys.argv else "balanced"
     rows = []
     for board in _boards():
         core = db[board].core
@@ -59,7 +62,7 @@ def main() -> None:
             g = read_tflite(SHARED / "models" / "mlperf_tiny" / f"{name}.tflite")
             for rt in runtimes:
                 t0 = time.time()
-                r = profile_graph(g, board, runtime=rt)
+                r = profile_graph(g, board, runtime=rt, prefer=prefer)
                 r["emulation_s"] = round(time.time() - t0, 1)
                 r["model"] = name
                 tflm = TFLM_INSTR.get(core, {}).get(name)
