@@ -1189,6 +1189,23 @@ def _factory_mult(head: Head) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------- running the C
 
+# Both harnesses: reset, add n (model input, int32 label) records read from fi, update;
+# 0 or the harness's exit code (4 short file, 5 add refused, 6 update failed).
+TRAIN_FROM = """
+static int train_from(FILE *fi, long n)
+{{
+    long i;
+    int32_t label;
+    {n}_personalize_reset();
+    for (i = 0; i < n; ++i) {{
+        if (fread(in, 1, sizeof in, fi) != sizeof in) {{ return 4; }}
+        if (fread(&label, sizeof label, 1, fi) != 1) {{ return 4; }}
+        if ({n}_personalize_add(in, label) != 0) {{ return 5; }}
+    }}
+    return {n}_personalize_update() != 0 ? 6 : 0;
+}}
+"""
+
 HOST_HARNESS = """/* kiloml personalization check harness (host): not part of the package */
 #include <stdio.h>
 #include <stdlib.h>
@@ -1197,25 +1214,20 @@ HOST_HARNESS = """/* kiloml personalization check harness (host): not part of th
 
 static int8_t in[{insize}];
 static int8_t out[{units}];
-
+""" + TRAIN_FROM + """
 int main(int argc, char **argv)
 {{
     FILE *fi, *fo;
     long n, m, i;
-    int32_t label;
+    int rc;
     if (argc != 5) {{ return 2; }}
     fi = fopen(argv[1], "rb");
     fo = fopen(argv[2], "wb");
     if (!fi || !fo) {{ return 3; }}
     n = atol(argv[3]);
     m = atol(argv[4]);
-    {n}_personalize_reset();
-    for (i = 0; i < n; ++i) {{
-        if (fread(in, 1, sizeof in, fi) != sizeof in) {{ return 4; }}
-        if (fread(&label, sizeof label, 1, fi) != 1) {{ return 4; }}
-        if ({n}_personalize_add(in, label) != 0) {{ return 5; }}
-    }}
-    if ({n}_personalize_update() != 0) {{ return 6; }}
+    rc = train_from(fi, n);
+    if (rc != 0) {{ return rc; }}
     fwrite({n}_personalize_weights(), 1, {wsize}, fo);
     fwrite({n}_personalize_bias(), sizeof(int32_t), {units}, fo);
 {layer_write}    for (i = 0; i < m; ++i) {{
@@ -1304,25 +1316,20 @@ static void put(FILE *fo, uint32_t len)
     fwrite(&len, sizeof len, 1, fo);
     fwrite(buf, 1, len, fo);
 }}
-
+""" + TRAIN_FROM + """
 int main(int argc, char **argv)
 {{
     FILE *fi, *fo;
     long n, i;
-    int32_t label, rc;
+    int32_t rc;
     uint32_t len;
     if (argc != 4) {{ return 2; }}
     fi = fopen(argv[1], "rb");
     fo = fopen(argv[2], "wb");
     if (!fi || !fo) {{ return 3; }}
     n = atol(argv[3]);
-    {n}_personalize_reset();
-    for (i = 0; i < n; ++i) {{
-        if (fread(in, 1, sizeof in, fi) != sizeof in) {{ return 4; }}
-        if (fread(&label, sizeof label, 1, fi) != 1) {{ return 4; }}
-        if ({n}_personalize_add(in, label) != 0) {{ return 5; }}
-    }}
-    if ({n}_personalize_update() != 0) {{ return 6; }}
+    rc = train_from(fi, n);
+    if (rc != 0) {{ return rc; }}
     put(fo, {n}_personalize_export_head(buf, sizeof buf));
     put(fo, {n}_personalize_export_samples(buf, sizeof buf));
     if ({n}_personalize_export_head(buf, {M}_HEAD_MESSAGE_BYTES - 1u) != 0u) {{ return 8; }}
