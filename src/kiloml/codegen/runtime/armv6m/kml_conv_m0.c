@@ -285,12 +285,86 @@ static inline int32_t m0_rqc(int32_t acc, const int32_t *r, int32_t off, int32_t
 #endif
 }
 
+/* m0_rqc for a layer whose clamp starts at or above the output offset (lo >= off: a fused
+ * ReLU, ReLU6 or ReLU-N): acc <= 0 gives kml_mbqm(acc, mult >= 0, ...) <= 0, so the output
+ * is lo without the multiply; acc > 0 skips m0_rqc's sign steps. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int32_t m0_rqcz(int32_t acc, const int32_t *r, int32_t off, int32_t lo,
+                              int32_t hi)
+{
+#if KML_M0_ASM
+    const int32_t k30 = 0x40000000;
+    int32_t b_, ah_, bl_, m_;
+    __asm__(".syntax unified\n\t"
+            "cmp %[a], #0\n\t"
+            "bgt 3f\n\t"
+            "mov %[a], %[lo]\n\t"            /* acc <= 0 */
+            "b 2f\n"
+            "3:\n\t"
+            "ldr %[b], [%[r], #0]\n\t"
+            "lsrs %[ah], %[a], #16\n\t"
+            "uxth %[a], %[a]\n\t"
+            "uxth %[bl], %[b]\n\t"
+            "lsrs %[b], %[b], #16\n\t"
+            "movs %[m], %[ah]\n\t"
+            "muls %[m], %[bl], %[m]\n\t"
+            "muls %[bl], %[a], %[bl]\n\t"
+            "muls %[a], %[b], %[a]\n\t"
+            "muls %[b], %[ah], %[b]\n\t"
+            "adds %[m], %[m], %[a]\n\t"
+            "lsls %[a], %[m], #17\n\t"
+            "lsrs %[a], %[a], #1\n\t"
+            "add %[a], %[k]\n\t"              /* A (nudge 2^30: acc > 0) */
+            "movs %[ah], #0\n\t"
+            "adds %[bl], %[bl], %[a]\n\t"
+            "adcs %[b], %[ah]\n\t"
+            "lsls %[b], %[b], #1\n\t"
+            "lsrs %[m], %[m], #15\n\t"
+            "adds %[b], %[b], %[m]\n\t"
+            "lsrs %[bl], %[bl], #31\n\t"
+            "adds %[b], %[b], %[bl]\n\t"       /* q */
+            "ldr %[a], [%[r], #8]\n\t"
+            "adds %[b], %[b], %[a]\n\t"
+            "ldr %[a], [%[r], #4]\n\t"
+            "lsrs %[b], %[a]\n\t"              /* kml_mbqm */
+            "add %[b], %[off]\n\t"
+            "mov %[a], %[b]\n\t"
+            "cmp %[a], %[lo]\n\t"
+            "bge 1f\n\t"
+            "mov %[a], %[lo]\n"
+            "1:\n\t"
+            "cmp %[a], %[hi]\n\t"
+            "ble 2f\n\t"
+            "mov %[a], %[hi]\n"
+            "2:\n\t"
+            ".syntax divided"
+            : [a] "+l"(acc), [b] "=&l"(b_), [ah] "=&l"(ah_), [bl] "=&l"(bl_), [m] "=&l"(m_)
+            : [r] "l"(r), [k] "h"(k30), [off] "h"(off), [lo] "h"(lo), [hi] "h"(hi)
+            : "cc", "memory");
+    return acc;
+#else
+    if (acc <= 0) {
+        return lo;
+    }
+    return kml_clamp(m0_rq(acc, r) + off, lo, hi);
+#endif
+}
+
 /* out[i] = m0_rqc(a[i], ...) for n channels whose records at r (three words each) all take
- * m0_rq. */
+ * m0_rq; m0_rqcz where lo >= off. */
 static void m0_store(const int32_t *a, const int32_t *r, int32_t n, int8_t *out, int32_t off,
                      int32_t lo, int32_t hi)
 {
     const int8_t *end = out + n;
+    if (lo >= off) {
+        while (out != end) {
+            *out++ = (int8_t)m0_rqcz(*a++, r, off, lo, hi);
+            r += 3;
+        }
+        return;
+    }
     while (out != end) {
         *out++ = (int8_t)m0_rqc(*a++, r, off, lo, hi);
         r += 3;
@@ -795,7 +869,12 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                         }
                         xr += ystep;
                     }
-                    if (s[6] >= 0) {   /* the layer takes m0_rq (all channels or none) */
+                    if (s[6] >= 0 && lo >= out_off) {   /* m0_rq and a fused ReLU */
+                        output[0] = (int8_t)m0_rqcz(a0, s + 4, out_off, lo, hi);
+                        output[1] = (int8_t)m0_rqcz(a1, s + 7, out_off, lo, hi);
+                        output[2] = (int8_t)m0_rqcz(a2, s + 10, out_off, lo, hi);
+                        output[3] = (int8_t)m0_rqcz(a3, s + 13, out_off, lo, hi);
+                    } else if (s[6] >= 0) {   /* the layer takes m0_rq (all or none) */
                         output[0] = (int8_t)m0_rqc(a0, s + 4, out_off, lo, hi);
                         output[1] = (int8_t)m0_rqc(a1, s + 7, out_off, lo, hi);
                         output[2] = (int8_t)m0_rqc(a2, s + 10, out_off, lo, hi);
