@@ -129,6 +129,17 @@ SRDHM_CHECK = r'''
 #include "kml_conv_m0.c"
 static uint64_t st = 88172645463325252ull;
 static uint32_t rnd(void) { st ^= st << 13; st ^= st >> 7; st ^= st << 17; return (uint32_t)st; }
+/* m0_rqc and (lo >= off) m0_rqcz against kml_clamp(kml_mbqm + off): 0 or the misses. */
+static long rqc_bad(int32_t a, const int32_t *r, int32_t off, int32_t lo, int32_t hi)
+{
+    const int32_t q = kml_mbqm(a, r[0], -r[1]);
+    int32_t want;
+    if (q > 0x40000000 || q < -0x40000000) {   /* q + off would overflow int32 (TFLite too) */
+        return 0;
+    }
+    want = kml_clamp(q + off, lo, hi);
+    return (m0_rqc(a, r, off, lo, hi) != want) + (lo >= off && m0_rqcz(a, r, off, lo, hi) != want);
+}
 static long check(long n)
 {
     static const int32_t e[] = {0, 1, -1, 2, -2, INT32_MIN, INT32_MAX, INT32_MIN + 1,
@@ -156,7 +167,26 @@ static long check(long n)
         bad += m0_rdbp(a, sh) != kml_rdbp(a, sh);
         {
             const int32_t r[3] = {b, sh, (int32_t)((1u << sh) >> 1)};
+            const int32_t off = (int32_t)(rnd() % 256u) - 128;
+            const int32_t lo = off + (int32_t)(rnd() % (uint32_t)(128 - off)), hi = 127;
             bad += m0_rq(a, r) != kml_mbqm(a, b, -sh);
+            bad += rqc_bad(a, r, off, lo, hi);
+            a = (int32_t)(rnd() % 4096u) - 2048;    /* near 0: the fused-ReLU shortcut */
+            bad += rqc_bad(a, r, off, lo, hi) + rqc_bad(a, r, off, off, lo);
+        }
+    }
+    for (j = 0; j < sizeof e / sizeof e[0]; ++j) {      /* the clamped forms at the edges */
+        for (k = 0; k < sizeof e / sizeof e[0]; ++k) {
+            static const int32_t offs[][3] = {{-128, -128, 127}, {5, 5, 127}, {-7, 0, 6},
+                                              {127, 127, 127}, {-20, -20, -10}};
+            int32_t s;
+            size_t o;
+            for (s = 0; s < 32 && e[k] >= 0; s += 3) {
+                const int32_t r[3] = {e[k], s, (int32_t)((1u << s) >> 1)};
+                for (o = 0; o < sizeof offs / sizeof offs[0]; ++o) {
+                    bad += rqc_bad(e[j], r, offs[o][0], offs[o][1], offs[o][2]);
+                }
+            }
         }
     }
     for (j = 0; j < sizeof e / sizeof e[0]; ++j) {      /* the requantization's one shift */
