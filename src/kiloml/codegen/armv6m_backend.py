@@ -99,7 +99,9 @@ class Armv6mBackend(PortableBackend):
     def scratch_bytes(self, g: Graph, node: Node) -> int:
         if node.op in ("CONV_2D", "CONV_2D_ADD"):    # the window, padded to a multiple of 4
             w = g.tensors[node.inputs[1]]
-            return 4 * ((int(np.prod(w.shape[1:])) + 3) // 4 * 4)
+            window = 4 * ((int(np.prod(w.shape[1:])) + 3) // 4 * 4)
+            # CONV_2D_ADD: two 256-entry tables (the rescaled conv output and residual)
+            return window + (2 * 256 * 4 if node.op == "CONV_2D_ADD" else 0)
         if node.op == "FULLY_CONNECTED":
             return 4 * ((int(g.tensors[node.inputs[1]].shape[1]) + 3) // 4 * 4)
         if node.op == "DEPTHWISE_CONV_2D":   # a border pixel's zero-point padded window

@@ -688,11 +688,20 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
     (void)bias;
     (void)mult;
     (void)shift;
+    int32_t *const tc = scratch + K, *const tr = tc + 256;
+    int relu;
     m0_record(ep->conv_mult, ep->conv_shift, rc);
     m0_record(ep->res_mult, ep->res_shift, rr);
     m0_record(ep->out_mult, ep->out_shift, ro);
+    /* an ADD activation starting at or above its output offset and a multiplier >= 0: a sum
+     * <= 0 requantizes to <= 0, the output is act_min */
+    relu = ep->act_min >= ep->out_offset && ep->out_mult >= 0;
     for (i = Kw; i < K; ++i) {    /* the window padded to a multiple of 4: weights 0 */
         scratch[i] = 0;
+    }
+    for (i = 0; i < 256; ++i) {   /* the two int8 operands of the ADD, rescaled: 256 values each */
+        tc[i] = m0_mbqm_r((i - 128 + ep->conv_offset) * (1 << lshift), rc);
+        tr[i] = m0_mbqm_r((i - 128 + ep->res_offset) * (1 << lshift), rr);
     }
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < p->out_h; ++oy) {
@@ -712,13 +721,15 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                     m0_acc(s, G, K, corr, scratch, a);
                     for (i = 0; i < n; ++i, ++at) {
                         const int32_t c = m0_out(a[i], s + G + 3 * i, out_off, lo, hi);
-                        const int32_t sc = m0_mbqm_r((c + ep->conv_offset) * (1 << lshift),
-                                                     rc);
-                        const int32_t sr = m0_mbqm_r(((int32_t)residual[at] + ep->res_offset)
-                                                     * (1 << lshift), rr);
+                        const int32_t sc = tc[c + 128];
+                        const int32_t sr = tr[(int32_t)residual[at] + 128];
                         const int32_t sum = ep->conv_first ? sc + sr : sr + sc;
-                        const int32_t o = m0_mbqm_r(sum, ro) + ep->out_offset;
-                        output[at] = (int8_t)kml_clamp(o, ep->act_min, ep->act_max);
+                        if (relu && sum <= 0) {
+                            output[at] = (int8_t)ep->act_min;
+                        } else {
+                            const int32_t o = m0_mbqm_r(sum, ro) + ep->out_offset;
+                            output[at] = (int8_t)kml_clamp(o, ep->act_min, ep->act_max);
+                        }
                     }
                     oc += n;
                     s += 4 * G + K * (G / 4);
