@@ -287,7 +287,11 @@ static inline int32_t m0_rqc(int32_t acc, const int32_t *r, int32_t off, int32_t
 
 /* m0_rqc for a layer whose clamp starts at or above the output offset (lo >= off: a fused
  * ReLU, ReLU6 or ReLU-N): acc <= 0 gives kml_mbqm(acc, mult >= 0, ...) <= 0, so the output
- * is lo without the multiply; acc > 0 skips m0_rqc's sign steps. */
+ * is lo without the multiply; acc > 0 skips m0_rqc's sign steps. With acc > 0 the two
+ * roundings are one: floor((floor((u M + 2^30) / 2^31) + rnd) / 2^s) = floor((u M + C) /
+ * 2^(31+s)), C = 2^30 + rnd 2^31 (a multiple of 2^16); for u < 2^16 and s <= 16 that is
+ * (u bh + floor(u bl / 2^16) + C / 2^16) >> (15 + s), M = bh 2^16 + bl, the sum < 2^32: two
+ * products instead of four. */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
@@ -303,8 +307,28 @@ static inline int32_t m0_rqcz(int32_t acc, const int32_t *r, int32_t off, int32_
             "mov %[a], %[lo]\n\t"            /* acc <= 0 */
             "b 2f\n"
             "3:\n\t"
-            "ldr %[b], [%[r], #0]\n\t"
             "lsrs %[ah], %[a], #16\n\t"
+            "bne 4f\n\t"                      /* u >= 2^16: the four products */
+            "ldr %[m], [%[r], #4]\n\t"
+            "cmp %[m], #16\n\t"
+            "bhi 4f\n\t"                      /* s > 16 */
+            "ldr %[b], [%[r], #0]\n\t"        /* u < 2^16, s <= 16: two products */
+            "uxth %[bl], %[b]\n\t"
+            "lsrs %[b], %[b], #16\n\t"
+            "muls %[b], %[a], %[b]\n\t"       /* u bh */
+            "muls %[a], %[bl], %[a]\n\t"      /* u bl */
+            "lsrs %[a], %[a], #16\n\t"
+            "adds %[b], %[b], %[a]\n\t"
+            "ldr %[a], [%[r], #8]\n\t"
+            "lsls %[a], %[a], #1\n\t"
+            "adds %[a], #1\n\t"
+            "lsls %[a], %[a], #14\n\t"        /* (2^30 + rnd 2^31) / 2^16 */
+            "adds %[b], %[b], %[a]\n\t"
+            "adds %[m], #15\n\t"
+            "lsrs %[b], %[m]\n\t"             /* kml_mbqm */
+            "b 5f\n"
+            "4:\n\t"
+            "ldr %[b], [%[r], #0]\n\t"
             "uxth %[a], %[a]\n\t"
             "uxth %[bl], %[b]\n\t"
             "lsrs %[b], %[b], #16\n\t"
@@ -328,7 +352,8 @@ static inline int32_t m0_rqcz(int32_t acc, const int32_t *r, int32_t off, int32_
             "ldr %[a], [%[r], #8]\n\t"
             "adds %[b], %[b], %[a]\n\t"
             "ldr %[a], [%[r], #4]\n\t"
-            "lsrs %[b], %[a]\n\t"              /* kml_mbqm */
+            "lsrs %[b], %[a]\n"                /* kml_mbqm */
+            "5:\n\t"
             "add %[b], %[off]\n\t"
             "mov %[a], %[b]\n\t"
             "cmp %[a], %[lo]\n\t"
