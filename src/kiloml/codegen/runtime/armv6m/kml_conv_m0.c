@@ -814,6 +814,38 @@ static void m0_dw3x3(const int8_t *x __attribute__((unused)),
 }
 #endif
 
+#if KML_M0_ASM
+/* One output pixel of a 3x3 depthwise layer whose records all take m0_rq: every group of four
+ * channels (stream s, ``words`` per group) in one tight loop, m0_dw3x3 then the four
+ * requantizations (m0_rqcz where lo >= off). */
+__attribute__((noinline))
+static void m0_dw3x3_pixel(const int8_t *x, const int32_t *s, const int32_t *end, int32_t words,
+                           int32_t xstep, int32_t yadj, int8_t *out, int32_t off, int32_t lo,
+                           int32_t hi)
+{
+    int32_t a[4];
+    if (lo >= off) {
+        for (; s != end; s += words, x += 4, out += 4) {
+            a[0] = yadj;
+            m0_dw3x3(x, s + 16, xstep, a);
+            out[0] = (int8_t)m0_rqcz(a[0], s + 4, off, lo, hi);
+            out[1] = (int8_t)m0_rqcz(a[1], s + 7, off, lo, hi);
+            out[2] = (int8_t)m0_rqcz(a[2], s + 10, off, lo, hi);
+            out[3] = (int8_t)m0_rqcz(a[3], s + 13, off, lo, hi);
+        }
+        return;
+    }
+    for (; s != end; s += words, x += 4, out += 4) {
+        a[0] = yadj;
+        m0_dw3x3(x, s + 16, xstep, a);
+        out[0] = (int8_t)m0_rqc(a[0], s + 4, off, lo, hi);
+        out[1] = (int8_t)m0_rqc(a[1], s + 7, off, lo, hi);
+        out[2] = (int8_t)m0_rqc(a[2], s + 10, off, lo, hi);
+        out[3] = (int8_t)m0_rqc(a[3], s + 13, off, lo, hi);
+    }
+}
+#endif
+
 /* The window of a depthwise output pixel at the border, k_h x k_w x C bytes in win: the
  * input where the tap is inside the image, the input zero point (-in_offset, whose x + offset
  * is 0: TFLite's padding) where it is not. */
@@ -873,6 +905,16 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                     xstep = (size_t)C;
                     ystep = (size_t)kw * (size_t)C;
                 }
+#if KML_M0_ASM
+                if (kw == 3 && kh == 3 && packed[6] >= 0) {   /* 3x3, m0_rq: one call */
+                    const int32_t words = 16 + 4 * taps;
+                    m0_dw3x3_pixel(base, packed, packed + (C / 4) * words, words,
+                                   (int32_t)xstep, (int32_t)ystep - 3 * (int32_t)xstep,
+                                   output, out_off, lo, hi);
+                    output += C;
+                    continue;
+                }
+#endif
                 for (ch = 0; ch < C; ch += 4) {
                     const int32_t *w = s + 16;
                     const int8_t *xr = base + ch;
