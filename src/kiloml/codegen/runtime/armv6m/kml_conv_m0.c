@@ -463,12 +463,9 @@ static int32_t m0_column(const kml_conv_params *p, const int8_t *input, int32_t 
         if (iy >= 0 && iy < p->in_h && row_inside && dw == 1) {
             const int8_t *x = input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
                                        + (size_t)x0) * (size_t)in_c;
-            const int8_t *end = x + (size_t)kw * (size_t)in_c;
-            while (x != end) {
-                const int32_t v = (int32_t)*x++ + off;
-                sum += v;
-                *col++ = v;
-            }
+            const int32_t run = kw * in_c;
+            sum += m0_column1(x, run, off, col);    /* four values per step */
+            col += run;
             continue;
         }
         for (kx = 0; kx < kw; ++kx) {
