@@ -464,8 +464,17 @@ static int32_t m0_column(const kml_conv_params *p, const int8_t *input, int32_t 
             const int8_t *x = input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
                                        + (size_t)x0) * (size_t)in_c;
             const int32_t run = kw * in_c;
-            sum += m0_column1(x, run, off, col);    /* four values per step */
-            col += run;
+            if (run >= 8 && (run & 3) == 0) {
+                sum += m0_column1(x, run, off, col);    /* four values per step */
+                col += run;
+            } else {
+                const int8_t *end = x + run;
+                while (x != end) {
+                    const int32_t v = (int32_t)*x++ + off;
+                    sum += v;
+                    *col++ = v;
+                }
+            }
             continue;
         }
         for (kx = 0; kx < kw; ++kx) {
