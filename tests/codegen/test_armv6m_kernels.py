@@ -276,3 +276,33 @@ def test_conv_add_bit_exact_in_the_emulator_and_on_the_host():
         *[a[None] for a in xs])
     for o, w in zip(got, Interpreter(g).run(*xs)):
         assert np.array_equal(o[0], w)
+
+
+
+def test_debug_build_takes_the_c_steps_bit_exact(graph, tmp_path):
+    """At -O0 (r7 the frame pointer) GCC cannot allocate the asm blocks' registers: the
+    kernels compile with their C steps and stay bit-exact in the emulator."""
+    from kiloml.codegen.c import io_specs
+    from kiloml.ir.graph import DTYPES
+    from kiloml.targets.emulator import emulate
+    from kiloml.targets.profile import build_elf
+
+    x = ob.random_inputs(np.random.default_rng(8), graph)
+    b = build_elf(graph, "cortex-m0plus", x, tmp_path, "armv6m", opt="-O0")
+    _, outs = io_specs(b.result.graph)
+    emu = emulate(b.elf, "cortex-m0plus",
+                  read_back={f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})
+    for s, want in zip(outs, Interpreter(graph).run(*x)):
+        got = np.frombuffer(emu.memory[f"kml_profile_{s.name}"], DTYPES[s.tensor.dtype])
+        assert np.array_equal(got.reshape(s.tensor.shape), want)
+
+
+@pytest.mark.parametrize("opt", ["-O0", "-Os", "-O1", "-O2", "-O3"])
+def test_kernels_compile_warning_free_at_every_level(tmp_path, opt):
+    """-Os and -O0 used to stop on "inconsistent operand constraints" in the asm blocks."""
+    rt = resources.files("kiloml.codegen") / "runtime"
+    r = subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m0plus", "-mthumb", opt, "-std=c99",
+                        "-Wall", "-Wextra", "-Wconversion", "-Werror", "-I", str(rt / "armv6m"),
+                        "-I", str(rt / "portable"), "-c", str(rt / "armv6m" / "kml_conv_m0.c"),
+                        "-o", str(tmp_path / "k.o")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -6,7 +6,11 @@
 /* On Armv6-M (Thumb-1) the innermost steps are asm blocks: GCC's register allocation for
  * them spills accumulators to the stack and copies through r12. The asm keeps the eight
  * values of a step in the eight low registers; elsewhere (host builds) the C below. */
-#if defined(__thumb__) && !defined(__thumb2__)
+/* Only in optimized builds other than -Os: at -O0 (r7 the frame pointer) and -Os GCC cannot
+ * give the blocks their low and high registers ("inconsistent operand constraints"); those
+ * builds take the C steps, bit-exact and slower. */
+#if defined(__thumb__) && !defined(__thumb2__) && defined(__OPTIMIZE__) \
+    && !defined(__OPTIMIZE_SIZE__)
 #define KML_M0_ASM 1
 /* Four accumulators += the int32 column value c[cw / 4] x the unsigned weight bytes
  * w[wb .. wb + 3]. */
