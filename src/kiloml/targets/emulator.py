@@ -66,16 +66,22 @@ class ElfImage:
                              if s["p_type"] == "PT_LOAD" and s["p_filesz"] > 0]
             symtab = elf.get_section_by_name(".symtab")
             self.symbols: dict[str, tuple[int, int]] = {}
+            self.functions: set[str] = set()
             for sym in symtab.iter_symbols():
                 if sym.name and sym["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE"):
                     self.symbols[sym.name] = (sym["st_value"], sym["st_size"])
+                    if sym["st_info"]["type"] == "STT_FUNC":
+                        self.functions.add(sym.name)
             self.sections = {s.name: (s["sh_addr"], s["sh_size"], s["sh_flags"], s["sh_type"])
                              for s in elf.iter_sections() if s.name}
 
     def addr(self, name: str) -> int:
         if name not in self.symbols:
             raise ToolchainError(f"{self.path}: symbol {name} not found")
-        return self.symbols[name][0] & ~1
+        # a function's value carries the Thumb bit; a data object's (an int8 array at -Os)
+        # may be odd
+        v = self.symbols[name][0]
+        return v & ~1 if name in self.functions else v
 
 
 def new_machine(image: ElfImage, core: str, fpu: bool = False) -> unicorn.Uc:
