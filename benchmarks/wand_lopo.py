@@ -36,9 +36,18 @@ from rich.table import Table  # noqa: E402
 
 from train import resplit_wand, setup_wand, wand_people  # noqa: E402
 
+_STRONG = {"jitter_std": 0.03, "scale_range": 0.2, "rotate_deg": 30.0, "speed_range": 0.1,
+           "gain_db": 1.0}
+# [data.augment] settings; "train.*" keys set [train], "model.*" keys [model.params]
 RECIPES = {"defaults": {},
-           "strong": {"jitter_std": 0.03, "scale_range": 0.2, "rotate_deg": 30.0,
-                      "speed_range": 0.1, "gain_db": 1.0}}
+           "strong": _STRONG,
+           "mid": {"jitter_std": 0.02, "scale_range": 0.15, "rotate_deg": 25.0,
+                   "speed_range": 0.1},
+           "strong-long": {**_STRONG, "train.epochs": 120},
+           "strong-mixup": {**_STRONG, "train.mixup": 0.2},
+           "strong-wide": {**_STRONG, "model.channels": [24, 48, 96]},
+           "mid-long": {"jitter_std": 0.02, "scale_range": 0.15, "rotate_deg": 25.0,
+                        "speed_range": 0.1, "train.epochs": 120}}
 
 out = Console()
 
@@ -51,7 +60,12 @@ def run(workdir: Path, recipe: str, people_n: int | None) -> dict:
     setup_wand(root)
     p = Project.load(root)
     for k, v in RECIPES[recipe].items():
-        setattr(p.config.data.augment, k, v)
+        if k.startswith("train."):
+            setattr(p.config.train, k[6:], v)
+        elif k.startswith("model."):
+            p.config.model.params = {**p.config.model.params, k[6:]: v}
+        else:
+            setattr(p.config.data.augment, k, v)
     p.save()
     people = wand_people(root)
     rows = []
@@ -63,7 +77,8 @@ def run(workdir: Path, recipe: str, people_n: int | None) -> dict:
         s = train_project(root, progress=False, command=f"benchmarks/wand_lopo.py ({recipe})")
         meta = json.loads((root / "model" / "meta.json").read_text())
         rows.append({"person": person, "n": meta["test"]["int8"]["n"],
-                     "int8": s["int8_accuracy"]})
+                     "int8": s["int8_accuracy"],
+                     "val": meta["float_train"]["best_metric"]})
         print(f"{recipe} {person}: {100 * s['int8_accuracy']:.2f} % "
               f"({time.time() - t0:.0f} s)", file=sys.stderr)
     return {"recipe": recipe, "rows": rows, "wall_s": round(time.time() - t0)}
@@ -74,8 +89,11 @@ def main() -> int:
     ap.add_argument("--recipes", default="defaults,strong")
     ap.add_argument("--people", type=int, default=None)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/kiloml-bench-wand-lopo"))
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     a = ap.parse_args()
     res = [run(a.workdir, r, a.people) for r in a.recipes.split(",")]
+    if a.json:
+        (a.json).write_text(json.dumps(res, indent=1))
     t = Table(title="magic_wand leave-one-person-out: int8 test accuracy (%) per held-out "
                     "person")
     t.add_column("person")
@@ -88,6 +106,8 @@ def main() -> int:
     t.add_row("mean", "", *(f"{100 * sum(x['int8'] for x in r['rows']) / len(r['rows']):.2f}"
                             for r in res))
     t.add_row("worst", "", *(f"{100 * min(x['int8'] for x in r['rows']):.2f}" for r in res))
+    t.add_row("val mean", "", *(f"{100 * sum(x['val'] for x in r['rows']) / len(r['rows']):.2f}"
+                                for r in res))
     t.add_row("wall s", "", *(str(r["wall_s"]) for r in res))
     out.print(t)
     return 0
