@@ -9,13 +9,17 @@ for each person: that person's gestures are the test split, the next person's va
 other six train (the person-less negative streams keep their fixed splits). The int8 test
 accuracy per held-out person, mean and worst, per recipe:
 
-    defaults   [data.augment] as the motion task sets it: jitter 0.01, scale +-10 %, rotation
+    defaults   [data.augment] as the motion task sets it (since this comparison: ``strong``)
+    before     the motion task's former augmentation: jitter 0.01, scale +-10 %, rotation
                up to 15 degrees
     strong     jitter 0.03, scale +-20 %, rotation up to 30 degrees, speed +-10 % (each
                window resampled: people draw gestures at different speeds), gain +-1 dB
 
-``--seed S`` trains every fold with seed S. ``--people N`` holds out only the first N people (a quicker, partial run: say so when
-quoting it).
+    mid, strong-mixup (mixup 0.2), strong-long (120 epochs), strong-wide (channels 24/48/96),
+    mid-long   the candidates of docs/wand_lopo.md
+
+``--seed S`` trains every fold with seed S. ``--people N`` holds out only the first N people
+(a quicker, partial run: say so when quoting it).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ _STRONG = {"jitter_std": 0.03, "scale_range": 0.2, "rotate_deg": 30.0, "speed_ra
            "gain_db": 1.0}
 # [data.augment] settings; "train.*" keys set [train], "model.*" keys [model.params]
 RECIPES = {"defaults": {},
+           "before": {"jitter_std": 0.01, "scale_range": 0.1, "rotate_deg": 15.0,
+                      "speed_range": 0.0, "gain_db": 0.0},
            "strong": _STRONG,
            "mid": {"jitter_std": 0.02, "scale_range": 0.15, "rotate_deg": 25.0,
                    "speed_range": 0.1},
