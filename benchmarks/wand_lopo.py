@@ -9,13 +9,17 @@ for each person: that person's gestures are the test split, the next person's va
 other six train (the person-less negative streams keep their fixed splits). The int8 test
 accuracy per held-out person, mean and worst, per recipe:
 
-    defaults   [data.augment] as the motion task sets it: jitter 0.01, scale +-10 %, rotation
+    defaults   [data.augment] as the motion task sets it (since this comparison: ``strong``)
+    before     the motion task's former augmentation: jitter 0.01, scale +-10 %, rotation
                up to 15 degrees
     strong     jitter 0.03, scale +-20 %, rotation up to 30 degrees, speed +-10 % (each
                window resampled: people draw gestures at different speeds), gain +-1 dB
 
-``--people N`` holds out only the first N people (a quicker, partial run: say so when
-quoting it).
+    mid, strong-mixup (mixup 0.2), strong-long (120 epochs), strong-wide (channels 24/48/96),
+    mid-long   the candidates of docs/wand_lopo.md
+
+``--seed S`` trains every fold with seed S. ``--people N`` holds out only the first N people
+(a quicker, partial run: say so when quoting it).
 """
 
 from __future__ import annotations
@@ -36,22 +40,39 @@ from rich.table import Table  # noqa: E402
 
 from train import resplit_wand, setup_wand, wand_people  # noqa: E402
 
+_STRONG = {"jitter_std": 0.03, "scale_range": 0.2, "rotate_deg": 30.0, "speed_range": 0.1,
+           "gain_db": 1.0}
+# [data.augment] settings; "train.*" keys set [train], "model.*" keys [model.params]
 RECIPES = {"defaults": {},
-           "strong": {"jitter_std": 0.03, "scale_range": 0.2, "rotate_deg": 30.0,
-                      "speed_range": 0.1, "gain_db": 1.0}}
+           "before": {"jitter_std": 0.01, "scale_range": 0.1, "rotate_deg": 15.0,
+                      "speed_range": 0.0, "gain_db": 0.0},
+           "strong": _STRONG,
+           "mid": {"jitter_std": 0.02, "scale_range": 0.15, "rotate_deg": 25.0,
+                   "speed_range": 0.1},
+           "strong-long": {**_STRONG, "train.epochs": 120},
+           "strong-mixup": {**_STRONG, "train.mixup": 0.2},
+           "strong-wide": {**_STRONG, "model.channels": [24, 48, 96]},
+           "mid-long": {"jitter_std": 0.02, "scale_range": 0.15, "rotate_deg": 25.0,
+                        "speed_range": 0.1, "train.epochs": 120}}
 
-out = Console()
+out = Console(width=160)  # whole tables when not on a terminal
 
 
-def run(workdir: Path, recipe: str, people_n: int | None) -> dict:
+def run(workdir: Path, recipe: str, people_n: int | None, seed: int = 0) -> dict:
     from kiloml.workflow.project import Project
     from kiloml.workflow.train import train_project
 
-    root = workdir / f"wand-lopo-{recipe}"
+    root = workdir / f"wand-lopo-{recipe}-{seed}"
     setup_wand(root)
     p = Project.load(root)
+    p.config.train.seed = seed
     for k, v in RECIPES[recipe].items():
-        setattr(p.config.data.augment, k, v)
+        if k.startswith("train."):
+            setattr(p.config.train, k[6:], v)
+        elif k.startswith("model."):
+            p.config.model.params = {**p.config.model.params, k[6:]: v}
+        else:
+            setattr(p.config.data.augment, k, v)
     p.save()
     people = wand_people(root)
     rows = []
@@ -63,7 +84,8 @@ def run(workdir: Path, recipe: str, people_n: int | None) -> dict:
         s = train_project(root, progress=False, command=f"benchmarks/wand_lopo.py ({recipe})")
         meta = json.loads((root / "model" / "meta.json").read_text())
         rows.append({"person": person, "n": meta["test"]["int8"]["n"],
-                     "int8": s["int8_accuracy"]})
+                     "int8": s["int8_accuracy"],
+                     "val": meta["float_train"]["best_metric"]})
         print(f"{recipe} {person}: {100 * s['int8_accuracy']:.2f} % "
               f"({time.time() - t0:.0f} s)", file=sys.stderr)
     return {"recipe": recipe, "rows": rows, "wall_s": round(time.time() - t0)}
@@ -74,10 +96,15 @@ def main() -> int:
     ap.add_argument("--recipes", default="defaults,strong")
     ap.add_argument("--people", type=int, default=None)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/kiloml-bench-wand-lopo"))
+    ap.add_argument("--seed", type=int, default=0, help="the training seed of every fold")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     a = ap.parse_args()
-    res = [run(a.workdir, r, a.people) for r in a.recipes.split(",")]
+    res = [run(a.workdir, r, a.people, a.seed) for r in a.recipes.split(",")]
+    if a.json:
+        (a.json).write_text(json.dumps(res, indent=1))
     t = Table(title="magic_wand leave-one-person-out: int8 test accuracy (%) per held-out "
-                    "person")
+                    f"person (seed {a.seed}; val mean: the float model's best accuracy on each "
+                    "fold's validation person)")
     t.add_column("person")
     t.add_column("windows", justify="right")
     for r in res:
@@ -88,6 +115,8 @@ def main() -> int:
     t.add_row("mean", "", *(f"{100 * sum(x['int8'] for x in r['rows']) / len(r['rows']):.2f}"
                             for r in res))
     t.add_row("worst", "", *(f"{100 * min(x['int8'] for x in r['rows']):.2f}" for r in res))
+    t.add_row("val mean", "", *(f"{100 * sum(x['val'] for x in r['rows']) / len(r['rows']):.2f}"
+                                for r in res))
     t.add_row("wall s", "", *(str(r["wall_s"]) for r in res))
     out.print(t)
     return 0

@@ -31,7 +31,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
             "teacher_sees": "batch", "distill_alpha": 0.9, "temperature": 2.0,
             "distill_epochs": 60, "distill_mixup": 0.4},
     "motion": {**_COMMON, "epochs": 60},
-    "vibration": {**_COMMON, "epochs": 40},
+    # vibration trains without label smoothing: over seeds 0-3 it tied 60 epochs for the best
+    # validation accuracy (100 % each) at no extra cost (docs/vibration_robustness.md)
+    "vibration": {**_COMMON, "epochs": 40, "label_smoothing": 0.0},
     "anomaly": {**_COMMON, "epochs": 60, "lr": 1e-3, "weight_decay": 1e-4,
                 "label_smoothing": 0.0, "distill_alpha": 0.0},
     "custom": {**_COMMON, "epochs": 40, "label_smoothing": 0.0},
