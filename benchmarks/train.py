@@ -355,8 +355,9 @@ def print_seeds(res: dict, table_file: Path | None = None, settings: list[str] =
             lines.append(f"| {r['seed']} | " + " | ".join(fmt_cell(c, r[c]) for c in cols) + " |")
         lines.append("| mean | " + " | ".join(
             fmt_cell(c, sum(r[c] for r in rows) / len(rows)) for c in cols) + " |")
+        walls = ", ".join(fmt_cell("train_wall_s", r["train_wall_s"]) for r in rows)
         lines.append(", ".join(f"{k} {fmt_cell(k, v)}" for k, v in dev.items())
-                     + f"; train wall s {', '.join(fmt_cell('train_wall_s', r['train_wall_s']) for r in rows)}")
+                     + f"; train wall s {walls}")
         with open(table_file, "a") as f:
             f.write("\n".join(lines) + "\n\n")
 
