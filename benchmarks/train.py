@@ -2,11 +2,20 @@
 
     python benchmarks/train.py [--workdir DIR] [--tasks kws,wand,cwru,anomaly] [--board ID]
                                [--seeds 0,1,2,3] [--variants ptq,distilled|none]
+                               [--set kws:model.params.channels=80 ...] [--table FILE]
 
 With ``--seeds`` every classifier task is trained once per training seed (``[train] seed``:
 weight init, batch order, augmentation draws; the split stays the same) and a table of the
 int8 test accuracy (and of each variant's) per seed with mean, min and max follows: the spread
-that a single figure in README.md has to be read against.
+that a single figure in README.md has to be read against. The seed table also holds each int8
+model's validation accuracy ("val ..." columns): recipes are chosen on validation, the test
+columns are the figures to report.
+
+``--set TASK:KEY=VALUE`` (repeatable) changes one setting of a task's project before training,
+e.g. ``--set kws:model.params.channels=80 --set kws:train.epochs=30
+--set kws:data.augment.noise_probability=0.9`` (VALUE is read as JSON, else as a string): the
+recipe experiments of docs/kws_accuracy.md. ``--table FILE`` appends the seed table (plain
+text, with the settings) to FILE.
 
 Tasks (all splits disjoint in the group that matters; see each setup below)
     kws      Speech Commands (12 classes, 3,975 clips of 191 speakers), MFCC 49x10
@@ -156,6 +165,47 @@ def setup_cwru(root: Path, arch: str = "dense", **params):
     return p
 
 
+def apply_settings(root: Path, sets: list[str]) -> None:
+    """``KEY=VALUE`` settings (dotted keys into kiloml.toml's sections) on a project."""
+    from kiloml.workflow.project import Project
+
+    if not sets:
+        return
+    p = Project.load(root)
+    d = p.config.model_dump()
+    for kv in sets:
+        key, _, raw = kv.partition("=")
+        try:
+            val = json.loads(raw)
+        except json.JSONDecodeError:
+            val = raw
+        *path, last = key.split(".")
+        node = d
+        for k in path:
+            node = node.setdefault(k, {}) if isinstance(node, dict) else None
+            if node is None:
+                raise SystemExit(f"--set {kv}: {k} is not a section")
+        node[last] = val
+    p.config = type(p.config).model_validate(d)
+    p.save()
+
+
+def val_int8(root: Path, model_file: Path | None = None) -> float:
+    """Accuracy of the int8 model (the project's, or the variant ``model_file``) on the
+    validation split: what a recipe is chosen on."""
+    from kiloml.io.tflite_reader import read_tflite
+    from kiloml.workflow.features import load_split
+    from kiloml.workflow.project import Project
+    from kiloml.workflow.train import _prep_from_meta, load_meta, predict_int8, report
+
+    p = Project.load(root)
+    meta = load_meta(p)
+    fd = load_split(p, "validation", meta["labels"])
+    prep = _prep_from_meta(p, meta, fd)
+    graph = read_tflite(model_file or root / "model" / meta["model_file"])
+    return report(prep, predict_int8(prep, graph, fd.x), fd)["accuracy"]
+
+
 def fresh_root(workdir: Path, name: str) -> Path:
     """Project directory; keeps the feature cache of a previous run, drops its model."""
     root = workdir / name
@@ -254,29 +304,62 @@ def run_seeds(name: str, root: Path, seeds: list[int], variants: list[str], boar
         root = fresh_root(root.parent, root.name)
         res = run_task(name, root, variants, board, optimize_kw)
         row = {"seed": seed, "int8": res["summary"]["int8_accuracy"],
-               "train_wall_s": res["train_wall_s"]}
+               "val int8": val_int8(root), "train_wall_s": res["train_wall_s"]}
         for v in (res.get("variants") or {}).get("variants", []):
             row[v["name"]] = v["metric"]
+            if v["name"] != "float" and str(v.get("file", "")).endswith(".tflite"):
+                row[f"val {v['name']}"] = val_int8(root, Path(v["file"]))
+            if v.get("latency_ms"):
+                lat = max(lat, v["latency_ms"]) if (lat := row.get("ms")) else v["latency_ms"]
+                row["ms"] = lat
+                row["arena B"] = max(row.get("arena B", 0), v.get("arena_bytes") or 0)
         rows.append(row)
         out.print(f"  {name} seed {seed}: " + "  ".join(
-            f"{k} {100 * x:.2f} %" for k, x in row.items() if k not in ("seed", "train_wall_s")),
-            highlight=False)
+            f"{k} {fmt_cell(k, x)}" for k, x in row.items() if k != "seed"), highlight=False)
     return {"task": name, "seeds": rows, "n_test": res["summary"].get("n_test")}
 
 
-def print_seeds(res: dict) -> None:
+def fmt_cell(col: str, x) -> str:
+    if col == "ms":
+        return f"{x:.2f}"
+    if col == "arena B":
+        return f"{x:,}"
+    if col == "train_wall_s":
+        return f"{x:.0f}"
+    return f"{100 * x:.2f} %"
+
+
+def print_seeds(res: dict, table_file: Path | None = None, settings: list[str] = ()) -> None:
     rows = res["seeds"]
-    cols = [k for k in rows[0] if k not in ("seed", "train_wall_s")]
-    t = Table(title=f"{res['task']}: test accuracy per training seed (same split)",
-              title_justify="left")
+    acc = [k for k in rows[0] if k not in ("seed", "train_wall_s", "ms", "arena B")]
+    # test columns first, then the validation ones, then the device figures of the last seed
+    cols = [c for c in acc if not c.startswith("val ")] + [c for c in acc if c.startswith("val ")]
+    t = Table(title=f"{res['task']}: accuracy per training seed (same split; val = validation "
+                    f"split, the others test)", title_justify="left")
     t.add_column("seed")
     for c in cols:
         t.add_column(c, justify="right")
     for r in rows:
-        t.add_row(str(r["seed"]), *(f"{100 * r[c]:.2f} %" for c in cols))
+        t.add_row(str(r["seed"]), *(fmt_cell(c, r[c]) for c in cols))
     for what, f in (("mean", lambda v: sum(v) / len(v)), ("min", min), ("max", max)):
-        t.add_row(what, *(f"{100 * f([r[c] for r in rows]):.2f} %" for c in cols))
+        t.add_row(what, *(fmt_cell(c, f([r[c] for r in rows])) for c in cols))
     out.print(t)
+    dev = {k: rows[-1][k] for k in ("ms", "arena B") if k in rows[-1]}
+    if dev:
+        out.print("  device (largest variant): " + ", ".join(f"{k} {fmt_cell(k, v)}"
+                                                         for k, v in dev.items()), highlight=False)
+    if table_file is not None:
+        lines = [f"## {res['task']}: " + (" ".join(settings) or "task defaults"),
+                 "| seed | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for r in rows:
+            lines.append(f"| {r['seed']} | " + " | ".join(fmt_cell(c, r[c]) for c in cols) + " |")
+        lines.append("| mean | " + " | ".join(
+            fmt_cell(c, sum(r[c] for r in rows) / len(rows)) for c in cols) + " |")
+        walls = ", ".join(fmt_cell("train_wall_s", r["train_wall_s"]) for r in rows)
+        lines.append(", ".join(f"{k} {fmt_cell(k, v)}" for k, v in dev.items())
+                     + f"; train wall s {walls}")
+        with open(table_file, "a") as f:
+            f.write("\n".join(lines) + "\n\n")
 
 
 # task -> (title, project setup, optimize_project arguments)
@@ -296,7 +379,18 @@ def main() -> int:
     ap.add_argument("--seeds", default=None, help="comma-separated training seeds (seed study)")
     ap.add_argument("--variants", default="float,ptq,qat,pruned,distilled",
                     help="optimize variants per classifier task, or 'none'")
+    ap.add_argument("--set", action="append", default=[], metavar="TASK:KEY=VALUE",
+                    help="change one project setting of a task before training (repeatable)")
+    ap.add_argument("--table", type=Path, default=None,
+                    help="append the seed table (markdown, with the settings) to this file")
     a = ap.parse_args()
+    sets: dict[str, list[str]] = {}
+    for x in a.set:
+        task, sep, kv = x.partition(":")
+        if not sep or "=" not in kv:
+            print(f"--set {x}: expected TASK:KEY=VALUE", file=sys.stderr)
+            return 2
+        sets.setdefault(task, []).append(kv)
     variants = [] if a.variants == "none" else [v.strip() for v in a.variants.split(",")]
     if not DATA.is_dir():
         print(f"no shared data at {DATA}", file=sys.stderr)
@@ -309,10 +403,11 @@ def main() -> int:
             title, setup, extra = CLASSIFIERS[task]
             root = fresh_root(a.workdir, task)
             setup(root)
+            apply_settings(root, sets.get(task, []))
             if a.seeds:
                 res = run_seeds(title, root, [int(x) for x in a.seeds.split(",")], variants,
                                 a.board, extra)
-                print_seeds(res)
+                print_seeds(res, a.table, sets.get(task, []))
                 results.append(res)
                 continue
             res = run_task(title, root, variants, a.board, extra)
