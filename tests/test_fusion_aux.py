@@ -39,9 +39,14 @@ def test_aux_loss_is_the_mean_of_the_branch_cross_entropies():
     assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-6)
     assert m.extra_loss(y) == 0.0          # consumed: no stale term on the next batch
     lam, perm = 0.3, torch.randperm(16)
+    torch.manual_seed(3)
     m(x)
     mixed = m.extra_loss(y, (lam, perm))
-    assert float(mixed) > 0
+    torch.manual_seed(3)
+    o = [m.aux_heads[0](m.branches[0](x[:, :6])), m.aux_heads[1](m.branches[1](x[:, 6:]))]
+    want = 0.7 * sum(lam * F.cross_entropy(v, y) + (1 - lam) * F.cross_entropy(v, y[perm])
+                     for v in o) / 2
+    assert float(mixed.detach()) == pytest.approx(float(want.detach()), rel=1e-6)
 
 
 def test_aux_heads_are_not_in_the_evaluated_or_exported_model():
