@@ -126,7 +126,7 @@ def fold_project(work: Path, base: Path, setup: str, fold: int, test: set, val: 
     shutil.copytree(base, root, ignore=shutil.ignore_patterns("build", ".kiloml"))
     p = Project.load(root)
     p.config.source = ImportSection()
-    p.config.project.name = f"{root.name}"
+    p.config.project.name = root.name.replace("dropout-", "d")   # the C prefix: <= 32 chars
     p.save()
     idx = DatasetIndex.load(p.index_path)
     DatasetIndex([s.with_(split="test" if s.group in test else "validation" if s.group in val
