@@ -18,7 +18,7 @@ features, dense model, int8) with only the phone, only the watch, or both:
                       dense head; int8 SLICE + CONCATENATION), same dropout, same scoring
 
 ``--model-params '{"branch": [32]}'`` sets the intermediate model's ``[model.params]`` (the row
-is named by them). ``--setups`` runs a subset; ``--sensor-dsp watch=raw`` gives that sensor its
+is named by them; ``"aux": 1`` adds each branch's own training-only classifier to the loss). ``--setups`` runs a subset; ``--sensor-dsp watch=raw`` gives that sensor its
 own block (``[data.sensors.dsp]``: ``raw`` flattened, or ``spectral`` with the example's parameters) in
 the setups that include it. Rows are named by the setup and the options that differ from the
 defaults (``fusion, dropout 0.5``); ``--json`` merges them into the file (other rows kept),
@@ -126,7 +126,7 @@ def fold_project(work: Path, base: Path, setup: str, fold: int, test: set, val: 
     shutil.copytree(base, root, ignore=shutil.ignore_patterns("build", ".kiloml"))
     p = Project.load(root)
     p.config.source = ImportSection()
-    p.config.project.name = f"{root.name}"
+    p.config.project.name = root.name.replace("dropout-", "d")   # the C prefix: <= 32 chars
     p.save()
     idx = DatasetIndex.load(p.index_path)
     DatasetIndex([s.with_(split="test" if s.group in test else "validation" if s.group in val

@@ -32,7 +32,7 @@ flatten = true
 def test_fusion_branches_train_deploy_and_verify_in_the_emulator(tmp_path, dsp):
     """``spectral``: one block over all axes (axis by axis, so each sensor's features are a
     contiguous range); ``watch raw``: a block per sensor (the watch's raw window), the
-    composite ``sensors`` block's parts."""
+    composite ``sensors`` block's parts, and the branches' auxiliary classifiers (``aux``)."""
     data = _data(tmp_path / "d")
     root = tmp_path / "p"
     r = kiloml("init", root, "--example", "sp_sw_har", "--data", data)
@@ -44,6 +44,9 @@ def test_fusion_branches_train_deploy_and_verify_in_the_emulator(tmp_path, dsp):
     if dsp == "watch raw":   # the last sensor table (the watch) gets its own block
         head, tail = text.rsplit('units = "m/s2, rad/s"\n\n[dsp]', 1)
         text = head + WATCH_RAW + tail
+        # and the branches' training-only classifiers: the deployed graph is the same kind
+        assert text.count("[model.params]\n\n") == 1       # empty: add the one setting
+        text = text.replace("[model.params]\n\n", "[model.params]\naux = 1.0\n\n")
     cfg.write_text(text.replace("[train]\n", "[train]\nepochs = 6\n"))
     r = kiloml("run", "--project", root, "--json")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -51,6 +54,7 @@ def test_fusion_branches_train_deploy_and_verify_in_the_emulator(tmp_path, dsp):
     assert st["deploy"] == "ran" and st["verify"] == "ran"
     meta = json.loads((root / "model" / "meta.json").read_text())
     assert meta["arch"] == "fusion"
+    assert meta["params"].get("aux") == (1.0 if dsp == "watch raw" else None)
     sizes = meta["params"]["sizes"]
     assert len(sizes) == 2 and sum(sizes) == meta["feature_shape"][0]
     phone = 6 * (5 + 6 + 3 * 2)   # per axis: 5 statistics, 6 band powers, 3 peaks (f, h)

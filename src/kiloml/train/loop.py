@@ -295,6 +295,9 @@ def fit(model: nn.Module, epoch_data: Callable[[int], EpochData], cfg: TrainConf
                     batch.teacher = teacher_fn(xin).detach()
                 out = train_forward(xin)
                 loss = _loss(cfg, out, batch, mix, consistent=teacher_fn is not None)
+                extra = getattr(model, "extra_loss", None)   # e.g. fusion's branch heads
+                if extra is not None and cfg.loss == "ce":
+                    loss = loss + extra(batch.y, mix)
                 if not torch.isfinite(loss):
                     raise TrainError(f"epoch {epoch + 1}: loss became {float(loss)} (lower lr?)")
                 opt.zero_grad(set_to_none=True)

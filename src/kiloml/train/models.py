@@ -132,10 +132,16 @@ class FusionBranches(nn.Module):
     """Intermediate fusion on (N, features) where the features are the sensors' own, back to
     back (``sizes[k]`` values of sensor k): branch k (dense + BN + ReLU layers of widths
     ``branch``) reads ``x[:, a_k:b_k]``, the branches' outputs are concatenated and a dense
-    head (``hidden``) classifies. With one size it is a dense network with one more layer."""
+    head (``hidden``) classifies. With one size it is a dense network with one more layer.
+
+    ``aux`` > 0 (several sensors): in training only, each branch also has its own linear
+    classifier and the loss adds ``aux`` x the mean of their cross-entropies (``extra_loss``),
+    so that each branch alone tells the classes apart and the head, trained with sensor
+    dropout, keeps a good answer when a sensor is zeroed. The auxiliary classifiers are not
+    part of the exported model (evaluation mode runs only the fused path)."""
 
     def __init__(self, in_features: int, num_classes: int, sizes=None, branch=(16,),
-                 hidden=(32,), dropout: float = 0.2) -> None:
+                 hidden=(32,), dropout: float = 0.2, aux: float = 0.0) -> None:
         super().__init__()
         sizes = [int(in_features)] if sizes is None else [int(v) for v in sizes]
         if not sizes or min(sizes) < 1 or sum(sizes) != in_features:
@@ -148,24 +154,48 @@ class FusionBranches(nn.Module):
         for n in sizes:
             self.bounds.append((k, k + n))
             k += n
+        if aux < 0:
+            raise ModelError(f"fusion: aux must be >= 0, not {aux}")
         branches = []
         merged = 0
+        outs = []
         for n in sizes:
             layers, out = _dense_bn(n, branch, dropout)
             branches.append(nn.Sequential(*layers))
             merged += out
+            outs.append(out)
         self.branches = nn.ModuleList(branches)
         layers, cin = _dense_bn(merged, hidden, dropout)
         self.head = nn.Sequential(*layers)
         self.classifier = nn.Linear(cin, num_classes)
+        self.aux = float(aux) if len(sizes) > 1 else 0.0
+        self.aux_heads = nn.ModuleList([nn.Linear(o, num_classes) for o in outs]) \
+            if self.aux > 0 else None
+        self._aux_out: list[torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.bounds) == 1:
-            y = self.branches[0](x)
-        else:
-            y = torch.cat([br(x[:, a:b]) for (a, b), br in zip(self.bounds, self.branches)],
-                          dim=1)
-        return self.classifier(self.head(y))
+            return self.classifier(self.head(self.branches[0](x)))
+        parts = [br(x[:, a:b]) for (a, b), br in zip(self.bounds, self.branches)]
+        if self.training and self.aux_heads is not None:
+            self._aux_out = [h(y) for h, y in zip(self.aux_heads, parts)]
+        return self.classifier(self.head(torch.cat(parts, dim=1)))
+
+    def extra_loss(self, y: torch.Tensor, mix=None) -> torch.Tensor | float:
+        """``aux`` x the mean cross-entropy of the branches' own classifiers on the last
+        training forward (``mix``: (lambda, permutation) of a mixup batch); 0 without."""
+        outs, self._aux_out = self._aux_out, None
+        if not outs or y is None:
+            return 0.0
+
+        def ce(o):
+            if mix is None:
+                return nn.functional.cross_entropy(o, y)
+            lam, perm = mix
+            return lam * nn.functional.cross_entropy(o, y) + \
+                (1 - lam) * nn.functional.cross_entropy(o, y[perm])
+
+        return self.aux * sum(ce(o) for o in outs) / len(outs)
 
 
 class AutoEncoder(nn.Module):
