@@ -183,7 +183,9 @@ class AugmentedBanks:
                                 self.aug.model_dump(mode="json", exclude=None
                                                     if self.aug.stream_negatives
                                                     else {"stream_negatives"}),
-                                *([] if view is None else [view.sensor, view.mode]))
+                                *([] if view is None else [view.sensor, view.mode]),
+                                *(["negatives", len(self.extra_y)] if len(self.extra_y)
+                                  else []))
 
     @property
     def enabled(self) -> bool:
@@ -194,8 +196,11 @@ class AugmentedBanks:
         kiloml.train.augment.stream_negatives needs to draw them (None: no extras)."""
         frac = getattr(self.aug, "stream_negatives", 0.0)
         none = np.zeros(0, np.int64), None
-        if not (self.audio and frac and self.train_y is not None and len(self.train_y)):
+        if not (frac and self.train_y is not None and len(self.train_y)):
             return none
+        if not self.block.audio:
+            raise ProjectError(f"{self.project.config_path}: data.augment.stream_negatives is "
+                               "for audio projects (the DSP block reads a microphone)")
         from kiloml.data.stream import NON_FIRING
 
         def find(names):
