@@ -47,7 +47,7 @@ def test_imu_duty_cycle_and_the_motion_gate(wand):
         assert on["duty"] == pytest.approx(duty, rel=1e-3)
         power = duty * b.active_power_mw + (1 - duty) * b.idle_power_mw
         assert on["average_power_mw"] == pytest.approx(power, rel=1e-3)
-        assert d["gate_cost"] == pytest.approx(c["gate_only"] / c["active"], rel=1e-6)
+        assert d["gate_cost"] == pytest.approx(c["gate_only"] / c["active"], rel=1e-3)
     # the still minutes are shut out: the gate lets a smaller part of the strides through
     # and the board lives longer with it than always on; the gestures alone keep it open
     seen_extra = quiet["windows_seen"] - busy["windows_seen"]
