@@ -102,3 +102,51 @@ def test_motion_speed_and_gain_move_frequency_and_level():
     assert (np.abs(db) <= 6.0 + 1e-4).all() and db.std() > 1.0
     assert A.motion_enabled(AugmentSection(gain_db=1.0))
     assert A.motion_enabled(AugmentSection(speed_range=0.01))
+
+
+def test_stream_negative_counts():
+    assert A.stream_negative_counts(100, 0.4, True, True) == (20, 10, 10)
+    assert A.stream_negative_counts(100, 0.4, True, False) == (27, 13, 0)
+    assert A.stream_negative_counts(100, 0.4, False, True) == (0, 0, 40)
+    assert A.stream_negative_counts(100, 0.4, False, False) == (0, 0, 0)
+    assert A.stream_negative_counts(100, 0.0, True, True) == (0, 0, 0)
+
+
+def test_stream_negatives_cut_keywords_shift_unknown_words_and_add_noise():
+    """Keyword clips: a 200 ms tone burst at 400..600 ms; unknown clips: a constant level
+    that names the clip; one noise recording. Every keyword negative keeps at most 40 % of
+    its burst inside the window, every unknown one is its clip moved by at most half a window
+    (zero filled), every noise window a stretch of the recording at -50..-10 dBFS."""
+    n, hop = 16000, 320
+    t = np.arange(n)
+    burst = np.where((t >= 6400) & (t < 9600), 0.5 * np.sin(2 * np.pi * 1000 * t / n), 0.0)
+    assert A.active_span(burst, 16000) == (6400, 9600)
+    assert A.active_span(np.zeros(n), 16000) == (0, 0)
+    unknown = [np.full(n, 0.01 * (k + 1)) for k in range(3)]
+    clips = np.stack([burst, burst] + unknown)
+    labels = np.array([2, 3, 1, 1, 1])
+    noise = [np.random.default_rng(5).normal(0, 0.2, 5 * n)]
+    rng = np.random.default_rng(0)
+    out = A.stream_negatives(clips, labels, (30, 40, 20), 1, np.array([2, 3, 4]), noise,
+                             16000, rng)
+    assert out.shape == (90, n)
+    for w in out[:30]:
+        levels = np.unique(np.round(w[w != 0], 6))
+        assert len(levels) == 1 and levels[0] in {0.01, 0.02, 0.03}
+        kept = np.count_nonzero(w)
+        assert kept >= n // 2 and (w[0] == 0 or w[-1] == 0 or kept == n)
+    inside = [np.count_nonzero(w) / 3200 for w in out[30:70]]
+    assert max(inside) <= 0.4 + 1e-9 and min(inside) >= 0.0
+    assert len({round(v, 3) for v in inside}) > 5                 # shifts drawn, not fixed
+    for w in out[70:]:
+        dbfs = 20 * np.log10(np.sqrt(np.mean(w ** 2)))
+        assert -50 - 1e-6 <= dbfs <= -10 + 1e-6
+        z = noise[0]
+        c = w[0] / z[:4 * n + 1]                       # w = c x z[o:o + n], c > 0
+        o = np.flatnonzero((c > 0) & (np.abs(c * z[1:4 * n + 2] - w[1]) < 1e-12))
+        assert len(o)
+        want = np.clip(c[o[0]] * z[o[0]:o[0] + n], -1, 1)        # full scale clips
+        assert np.allclose(want, w, rtol=0, atol=1e-9)
+    again = A.stream_negatives(clips, labels, (30, 40, 20), 1, np.array([2, 3, 4]), noise,
+                               16000, np.random.default_rng(0))
+    assert np.array_equal(out, again)

@@ -11,6 +11,20 @@ Audio (before the DSP block, on (N, samples) clips)
                   background-noise clip (role ``noise`` in the index) mixed in at a uniform SNR
                   in noise_snr_db (relative to the clip's RMS; a silent clip gets the noise at
                   the level it would have against full-scale speech at that SNR, 0.1 RMS)
+Stream negatives (``stream_negatives`` > 0; audio projects with an unknown and/or a silence
+class; ``stream_negative_counts`` / ``stream_negatives``)
+    An always-on stream shows the model windows that a clip-by-clip training set never has:
+    unknown words anywhere in the window and cut by its edges, the first or last third of a
+    keyword, and stretches of background noise alone. Each augmented bank gets
+    ``round(stream_negatives x N)`` extra windows (N: training windows), half unknown-word clips
+    moved by a uniform shift of up to half a window (labelled unknown), a quarter keyword
+    clips moved so that at most 40 % of the word's active part (its 20 ms frames within 20 dB
+    of its loudest) stays inside the window (labelled unknown), a quarter background-noise
+    windows at a uniform level of -50..-10 dBFS RMS (labelled silence); with only one of the
+    two classes, all of them get that class's kinds. The labels are fixed per bank (same count
+    of each kind); which clips, shifts and noise stretches are drawn per bank. The extra
+    windows then go through the same audio augmentation as the training clips (noise at
+    noise_snr_db, gain, speed).
 Features (after the DSP block, on (N, frames, bins))
     SpecAugment   spec_freq_masks bands of up to spec_freq_width bins and spec_time_masks
                   spans of up to spec_time_width frames set to 0
@@ -38,7 +52,7 @@ import numpy as np
 
 def audio_enabled(aug) -> bool:
     return bool(aug.time_shift_ms or aug.gain_db or aug.noise_probability
-                or getattr(aug, "speed_range", 0.0))
+                or getattr(aug, "speed_range", 0.0) or getattr(aug, "stream_negatives", 0.0))
 
 
 def features_enabled(aug) -> bool:
@@ -89,6 +103,96 @@ def augment_audio(clips: np.ndarray, aug, sample_rate: float, noise: list[np.nda
             snr = rng.uniform(lo, hi)
             x[i] += seg * (ref / nr) / 10.0 ** (snr / 20.0)
     return np.clip(x, -1.0, 1.0)
+
+
+NEG_WORD_INSIDE = 0.4          # keyword negatives: at most this part of the word in the window
+NEG_ACTIVE_DB = 20.0           # a word's active part: 20 ms frames within this of its loudest
+NEG_NOISE_DBFS = (-50.0, -10.0)
+
+
+def stream_negative_counts(n_train: int, fraction: float, has_unknown: bool,
+                           has_silence: bool) -> tuple[int, int, int]:
+    """(unknown-word windows, keyword-edge windows, noise windows) added to each bank."""
+    total = int(round(fraction * n_train))
+    if total <= 0 or not (has_unknown or has_silence):
+        return 0, 0, 0
+    if not has_silence:
+        return total - total // 3, total // 3, 0
+    if not has_unknown:
+        return 0, 0, total
+    unk = total // 2
+    kw = total // 4
+    return unk, kw, total - unk - kw
+
+
+def active_span(clip: np.ndarray, sample_rate: float) -> tuple[int, int]:
+    """[start, end) samples of the clip's active part (see the module doc); (0, 0) if silent."""
+    hop = max(1, int(round(0.020 * sample_rate)))
+    nf = len(clip) // hop
+    if nf == 0:
+        return 0, 0
+    e = np.mean(clip[:nf * hop].reshape(nf, hop) ** 2, axis=1)
+    top = float(e.max())
+    if top <= 0:
+        return 0, 0
+    on = np.flatnonzero(e >= top * 10 ** (-NEG_ACTIVE_DB / 10))
+    return int(on[0] * hop), int((on[-1] + 1) * hop)
+
+
+def _shifted(clip: np.ndarray, s: int) -> np.ndarray:
+    out = np.zeros_like(clip)
+    n = len(clip)
+    if s >= n or -s >= n:
+        return out
+    if s >= 0:
+        out[s:] = clip[:n - s]
+    else:
+        out[:n + s] = clip[-s:]
+    return out
+
+
+def edge_shift(span: tuple[int, int], length: int, rng: np.random.Generator) -> int:
+    """A shift that leaves at most NEG_WORD_INSIDE of the word [a, b) inside [0, length)."""
+    a, b = span
+    keep = int(NEG_WORD_INSIDE * (b - a))
+    right = max(0, length - a - keep)       # word starts at a + s: inside = length - (a + s)
+    left = max(0, b - keep)                 # word ends at b - s: inside = b - s
+    if rng.random() < 0.5:
+        return int(rng.integers(right, max(right, length - a) + 1))
+    return -int(rng.integers(left, max(left, b) + 1))
+
+
+def stream_negatives(clips: np.ndarray, labels: np.ndarray, counts: tuple[int, int, int],
+                     unknown_id: int, keyword_ids: np.ndarray, noise: list[np.ndarray],
+                     sample_rate: float, rng: np.random.Generator) -> np.ndarray:
+    """(N, samples) training clips with their label ids -> the (sum(counts), samples) extra
+    windows of one bank, in the order unknown words, keyword edges, noise (see the module
+    doc). Kinds without a source (no unknown clip, no keyword clip, no noise) are silence."""
+    n_unk, n_kw, n_sil = counts
+    length = clips.shape[1]
+    out = np.zeros((n_unk + n_kw + n_sil, length))
+    unk = np.flatnonzero(labels == unknown_id) if unknown_id >= 0 else np.zeros(0, int)
+    kws = np.flatnonzero(np.isin(labels, keyword_ids))
+    half = length // 2
+    for i in range(n_unk):
+        if len(unk):
+            c = clips[unk[rng.integers(len(unk))]]
+            out[i] = _shifted(c, int(rng.integers(-half, half + 1)))
+    for i in range(n_unk, n_unk + n_kw):
+        if len(kws):
+            c = clips[kws[rng.integers(len(kws))]]
+            span = active_span(c, sample_rate)
+            if span[1] > span[0]:
+                out[i] = _shifted(c, edge_shift(span, length, rng))
+    for i in range(n_unk + n_kw, len(out)):
+        if noise:
+            clip = noise[rng.integers(len(noise))]
+            seg = clip[(o := int(rng.integers(0, max(1, len(clip) - length + 1)))):o + length] \
+                if len(clip) >= length else np.resize(clip, length)
+            r = float(np.sqrt(np.mean(seg ** 2)))
+            if r > 0:
+                out[i] = seg / r * 10 ** (rng.uniform(*NEG_NOISE_DBFS) / 20.0)
+    return np.clip(out, -1.0, 1.0)
 
 
 def _resample_centred(clip: np.ndarray, factor: float) -> np.ndarray:

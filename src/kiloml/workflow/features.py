@@ -10,6 +10,9 @@ Augmented training epochs: audio augmentation happens before the DSP block, so i
 expensive; ``AugmentedBanks`` computes ``banks`` augmented copies of the training set once
 (seeded), caches them on disk and serves bank ``epoch % banks`` per epoch (SpecAugment masks
 are drawn fresh every epoch on top). Motion augmentation is cheap and drawn per epoch.
+With ``stream_negatives`` (audio), every bank is the training windows followed by the same
+number of stream-like negative windows (kiloml.train.augment.stream_negatives), whose labels
+``AugmentedBanks.extra_y`` are the same for every bank.
 
 Cache: ``<project>/.kiloml/cache/*.npz`` (kiloml.workflow.cache), keyed by a hash of the
 dataset index, the data, DSP and augmentation settings and the seed; delete the folder to
@@ -158,7 +161,8 @@ class AugmentedBanks:
     """``banks`` augmented copies of the training split's features (see the module doc)."""
 
     def __init__(self, project, labels: list[str], banks: int = 8, seed: int = 0,
-                 progress=None, view: SensorView | None = None) -> None:
+                 progress=None, view: SensorView | None = None,
+                 train_y: np.ndarray | None = None) -> None:
         self.project = project
         self.labels = labels
         self.banks = banks
@@ -169,17 +173,51 @@ class AugmentedBanks:
         self.audio = self.block.audio and A.audio_enabled(self.aug)
         self.motion = (not self.block.audio) and A.motion_enabled(self.aug)
         self.progress = progress
+        self.train_y = None if train_y is None else np.asarray(train_y)
+        self.extra_y, self._neg = self._negatives()
         self._frames = None
         self._wins = None
         self._noise = None
         self._mem: dict[int, np.ndarray] = {}
         self.key = content_hash(*fingerprint(project), "train", labels, seed,
-                                self.aug.model_dump(mode="json"),
-                                *([] if view is None else [view.sensor, view.mode]))
+                                self.aug.model_dump(mode="json", exclude=None
+                                                    if self.aug.stream_negatives
+                                                    else {"stream_negatives"}),
+                                *([] if view is None else [view.sensor, view.mode]),
+                                *(["negatives", len(self.extra_y)] if len(self.extra_y)
+                                  else []))
 
     @property
     def enabled(self) -> bool:
         return self.audio or self.motion
+
+    def _negatives(self):
+        """Label ids of the extra stream-negative windows of every bank, and what
+        kiloml.train.augment.stream_negatives needs to draw them (None: no extras)."""
+        frac = getattr(self.aug, "stream_negatives", 0.0)
+        none = np.zeros(0, np.int64), None
+        if not (frac and self.train_y is not None and len(self.train_y)):
+            return none
+        if not self.block.audio:
+            raise ProjectError(f"{self.project.config_path}: data.augment.stream_negatives is "
+                               "for audio projects (the DSP block reads a microphone)")
+        from kiloml.data.stream import NON_FIRING
+
+        def find(names):
+            return next((i for i, lab in enumerate(self.labels) if lab in names), -1)
+
+        unk = find(("_unknown_", "unknown"))
+        sil = find(("_silence_", "silence"))
+        if unk < 0 and sil < 0:
+            raise ProjectError(f"{self.project.config_path}: data.augment.stream_negatives needs"
+                               " an unknown or a silence class (_unknown_, _silence_); labels: "
+                               f"{', '.join(self.labels)}")
+        counts = A.stream_negative_counts(len(self.train_y), frac, unk >= 0, sil >= 0)
+        n_unk, n_kw, n_sil = counts
+        y = np.array([unk] * (n_unk + n_kw) + [sil] * n_sil, np.int64)
+        kw = np.array([i for i, lab in enumerate(self.labels) if lab not in NON_FIRING],
+                      np.int64)
+        return y, (counts, unk, kw)
 
     def _load(self) -> None:
         if self._frames is None:
@@ -204,7 +242,14 @@ class AugmentedBanks:
             rng = np.random.default_rng([self.seed, k])
             if self.audio:
                 rate = float(self.project.config.data.sample_rate or 16000)
-                clips = A.augment_audio(self._frames[..., 0], self.aug, rate, self._noise, rng)
+                clips = self._frames[..., 0]
+                if self._neg is not None:
+                    counts, unk, kw = self._neg
+                    extra = A.stream_negatives(clips, self.train_y, counts, unk, kw,
+                                               self._noise, rate,
+                                               np.random.default_rng([self.seed, k, 11]))
+                    clips = np.concatenate([clips, extra.astype(clips.dtype)])
+                clips = A.augment_audio(clips, self.aug, rate, self._noise, rng)
                 x = apply_block(self.block, clips[..., None])
                 save_arrays(path, x=x)
             else:

@@ -195,12 +195,14 @@ def epoch_source(prep: Prepared, distill: bool):
     tr = prep.train
     keep = np.isin(tr.y, prep.normal_ids) if prep.anomaly else np.ones(len(tr.y), bool)
     banks = AugmentedBanks(prep.project, prep.labels, banks=r.augment_banks, seed=r.seed,
-                           view=prep.view)
+                           view=prep.view, train_y=None if prep.anomaly else tr.y)
     if prep.anomaly:
         banks.audio = banks.motion = False
+    if len(banks.extra_y):      # stream negatives: every bank ends with the same extra labels
+        keep = np.concatenate([keep, np.ones(len(banks.extra_y), bool)])
     spec = A.features_enabled(aug) and len(prep.feature_shape) == 2 and not prep.anomaly \
         and prep.project.config.dsp.block in ("mfcc", "mfe", "spectrogram")
-    y = torch.as_tensor(tr.y[keep])
+    y = torch.as_tensor(np.concatenate([tr.y, banks.extra_y])[keep])
     teacher_plain = None
     per_bank = distill and banks.enabled and r.teacher_sees == "augmented"
     if distill and not per_bank and r.teacher_sees != "batch":
