@@ -32,6 +32,14 @@ def make_fleet(tmp: Path) -> tuple[Path, Path]:
     edit(cfg, "[source]\n", '[source]\npath = "../wand"\n')
     edit(cfg, "[data]\n", "[data]\nsample_rate = 25.0\n")
     edit(cfg, "[train]\n", "[train]\nepochs = 5\n")
+    # the factory model of the measured setup (benchmarks/federate.py, docs/federate.md): the
+    # motion task's former, milder augmentation; with today's stronger default the 5-epoch
+    # factory model already generalizes to the held-out people about as well as the head
+    # update can bring it (80.3 % before and after), which says nothing about federation
+    for key, old, new in (("gain_db", "1.0", "0.0"), ("speed_range", "0.1", "0.0"),
+                          ("jitter_std", "0.03", "0.01"), ("scale_range", "0.2", "0.1"),
+                          ("rotate_deg", "30.0", "15.0")):
+        edit(cfg, f"\n{key} = {old}\n", f"\n{key} = {new}\n")
     r = kiloml("run", "-q", "--until", "train", cwd=root)
     assert r.returncode == 0, r.stderr
     assert len(list(clients.iterdir())) == 8
