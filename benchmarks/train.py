@@ -285,7 +285,12 @@ def run_task(name: str, root: Path, variants: list[str], board: str, optimize_kw
     res = {"task": name, "summary": summary, "train_wall_s": round(train_wall, 1),
            "split": splits_of(root), "features_s": meta.get("features_seconds")}
     if device and meta["arch"] != "kmeans":
-        res["device"] = device_time(root, board, name)
+        from kiloml.errors import KilomlError
+
+        try:
+            res["device"] = device_time(root, board, name)
+        except KilomlError as e:            # say so, keep the accuracy figures
+            res["device_error"] = str(e)
     if variants:
         t1 = time.time()
         res["variants"] = optimize_project(root, variants, board=board, progress=False,
@@ -330,6 +335,8 @@ def print_task(res: dict) -> None:
                  f"{s['macs']:,} MACs" if "arena_bytes" in s else ""), highlight=False)
     if res.get("device"):
         out.print(device_line(res["device"]), highlight=False)
+    elif res.get("device_error"):
+        out.print(f"device: not profiled ({res['device_error']})", highlight=False)
     v = res.get("variants")
     if not v:
         return
