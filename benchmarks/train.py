@@ -3,6 +3,7 @@
     python benchmarks/train.py [--workdir DIR] [--tasks kws,wand,cwru,anomaly] [--board ID]
                                [--seeds 0,1,2,3] [--variants ptq,distilled|none]
                                [--set kws:model.params.channels=80 ...] [--table FILE]
+                               [--teacher T.tflite [--teacher-labels L] ...]
 
 With ``--seeds`` every classifier task is trained once per training seed (``[train] seed``:
 weight init, batch order, augmentation draws; the split stays the same) and a table of the
@@ -16,6 +17,18 @@ e.g. ``--set kws:model.params.channels=80 --set kws:train.epochs=30
 --set kws:data.augment.noise_probability=0.9`` (VALUE is read as JSON, else as a string): the
 recipe experiments of docs/kws_accuracy.md. ``--table FILE`` appends the seed table (plain
 text, with the settings) to FILE.
+
+``--teacher FILE`` (repeatable: an ensemble, the mean of the teachers' logits) is the teacher
+of the ``distilled`` variant of every classifier task run (default: kws the MLPerf reference
+model, the others self-distillation); ``--teacher-labels`` as ``kiloml optimize``'s (once for
+all teachers or once per teacher, '' = the project's order, ``mlperf-kws``). Distilling in
+``kiloml train`` itself is ``--set 'kws:train.teacher=["a.tflite", "b.tflite"]'``.
+
+Device time: after training, the project's DSP block and its int8 model are profiled on the
+board (``--board``, default the project's) as ``kiloml profile --project`` does (generated C,
+real arm-none-eabi build, emulator, cycle model, on the first test window); "DSP + model ms"
+is the DSP block's latency plus each model's, against the issue-15 budget where one applies
+(kws: 100 ms per one-second window on nano33ble).
 
 Tasks (all splits disjoint in the group that matters; see each setup below)
     kws      Speech Commands (12 classes, 3,975 clips of 191 speakers), MFCC 49x10
@@ -57,6 +70,8 @@ from rich.table import Table  # noqa: E402
 SHARED = Path(os.environ.get("KILOML_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DATA = SHARED / "data"
 KWS_REF = SHARED / "models" / "mlperf_tiny" / "kws_ref_model.tflite"
+# issue 15's latency budget per decision (DSP + model), on its board
+LATENCY_BUDGET_MS = {"kws": ("nano33ble", 100.0)}
 out = Console(width=130)
 
 
@@ -234,7 +249,32 @@ def splits_of(root: Path) -> dict:
             "time_blocks_disjoint": blocks_disjoint if shared else None}
 
 
-def run_task(name: str, root: Path, variants: list[str], board: str, optimize_kw: dict) -> dict:
+def device_time(root: Path, board: str | None, budget_key: str | None = None) -> dict:
+    """The project's DSP block and trained int8 model profiled on ``board`` (default: the
+    project's) as ``kiloml profile --project`` does; the latency budget that applies to the
+    task on that board, if any."""
+    from kiloml.workflow.profile import profile
+
+    p = profile(project=root, board=board)[0]
+    d = p["dsp"]
+    dev = {"board": p["board"], "dsp_block": d["block"], "dsp_variant": d["variant"],
+           "dsp_runtime": d["runtime"], "dsp_ms": d.get("latency_ms"),
+           "model_ms": p.get("latency_ms"), "dsp_model_ms": p["pipeline"]["latency_ms"]}
+    budget = LATENCY_BUDGET_MS.get(budget_key or "")
+    if budget is not None and budget[0] == p["board"]:
+        dev["budget_ms"] = budget[1]
+    return dev
+
+
+def with_dsp(dev: dict | None, model_ms: float | None) -> float | None:
+    """DSP + model latency (ms) for a model latency measured on ``dev``'s board."""
+    if dev is None or dev.get("dsp_ms") is None or model_ms is None:
+        return None
+    return round(dev["dsp_ms"] + model_ms, 4)
+
+
+def run_task(name: str, root: Path, variants: list[str], board: str, optimize_kw: dict,
+             device: bool = True) -> dict:
     from kiloml.workflow.optimize import optimize_project
     from kiloml.workflow.train import train_project
 
@@ -244,12 +284,37 @@ def run_task(name: str, root: Path, variants: list[str], board: str, optimize_kw
     meta = json.loads((root / "model" / "meta.json").read_text())
     res = {"task": name, "summary": summary, "train_wall_s": round(train_wall, 1),
            "split": splits_of(root), "features_s": meta.get("features_seconds")}
+    if device and meta["arch"] != "kmeans":
+        from kiloml.errors import KilomlError
+
+        try:
+            res["device"] = device_time(root, board, name)
+        except KilomlError as e:            # say so, keep the accuracy figures
+            res["device_error"] = str(e)
     if variants:
         t1 = time.time()
         res["variants"] = optimize_project(root, variants, board=board, progress=False,
                                            **optimize_kw)
         res["optimize_wall_s"] = round(time.time() - t1, 1)
+        same_board = res.get("device", {}).get("board") == res["variants"]["board"]
+        for r in res["variants"]["variants"]:
+            if same_board and not r.get("with_dsp"):
+                r["dsp_model_ms"] = with_dsp(res["device"], r.get("latency_ms"))
     return res
+
+
+def device_line(dev: dict) -> str:
+    """One line: DSP + model latency on the board, and the budget verdict."""
+    def ms(v):
+        return "n/a" if v is None else f"{v:.2f} ms"
+
+    line = (f"device {dev['board']}: DSP {dev['dsp_block']} ({dev['dsp_variant']}, "
+            f"{dev['dsp_runtime']}) {ms(dev['dsp_ms'])} + model {ms(dev['model_ms'])} = "
+            f"{ms(dev['dsp_model_ms'])} per window")
+    if "budget_ms" in dev and dev["dsp_model_ms"] is not None:
+        ok = dev["dsp_model_ms"] <= dev["budget_ms"]
+        line += (f" ({'meets' if ok else 'exceeds'} the {dev['budget_ms']:.0f} ms budget)")
+    return line
 
 
 def print_task(res: dict) -> None:
@@ -268,13 +333,19 @@ def print_task(res: dict) -> None:
               f"evaluation {res['train_wall_s']} s)"
               + (f"; int8 arena {s['arena_bytes']:,} B, weights {s['weights_bytes']:,} B, "
                  f"{s['macs']:,} MACs" if "arena_bytes" in s else ""), highlight=False)
+    if res.get("device"):
+        out.print(device_line(res["device"]), highlight=False)
+    elif res.get("device_error"):
+        out.print(f"device: not profiled ({res['device_error']})", highlight=False)
     v = res.get("variants")
     if not v:
         return
+    dev = res.get("device") or {}
+    budget = f" (<= {dev['budget_ms']:.0f})" if "budget_ms" in dev else ""
     t = Table(title=f"variants on {v['n_test']:,} test windows, board {v['board']} "
                     f"(optimize took {res['optimize_wall_s']} s)", title_justify="left")
     for col in ("variant", v["metric"], "flash B", "RAM B", "arena B", "MACs", "latency ms",
-                "train s"):
+                f"DSP + model ms{budget}", "train s"):
         t.add_column(col, justify="left" if col == "variant" else "right")
     for r in v["variants"]:
         est = "~" if r.get("estimated") else ""
@@ -284,14 +355,22 @@ def print_task(res: dict) -> None:
                   f"{r['arena_bytes']:,}" if r.get("arena_bytes") else "",
                   f"{r.get('macs') or 0:,}",
                   f"{r['latency_ms']:.2f}" if r.get("latency_ms") else "n/a",
+                  fmt_total(r.get("dsp_model_ms"), dev.get("budget_ms")),
                   f"{r['train_seconds']:.0f}" if r.get("train_seconds") else "")
     out.print(t)
     for n in v.get("notes", []):
         out.print(f"  note: {n}", highlight=False)
 
 
+def fmt_total(ms: float | None, budget: float | None) -> str:
+    """A DSP + model latency cell, marked when it is over the budget."""
+    if ms is None:
+        return "n/a"
+    return f"{ms:.2f}" + (" (over)" if budget is not None and ms > budget else "")
+
+
 def run_seeds(name: str, root: Path, seeds: list[int], variants: list[str], board: str,
-              optimize_kw: dict) -> dict:
+              optimize_kw: dict, device: bool = True) -> dict:
     """The same project and split trained once per seed; int8 test accuracy and each
     variant's metric per seed."""
     from kiloml.workflow.project import Project
@@ -302,7 +381,7 @@ def run_seeds(name: str, root: Path, seeds: list[int], variants: list[str], boar
         p.config.train.seed = seed
         p.save()
         root = fresh_root(root.parent, root.name)
-        res = run_task(name, root, variants, board, optimize_kw)
+        res = run_task(name, root, variants, board, optimize_kw, device)
         row = {"seed": seed, "int8": res["summary"]["int8_accuracy"],
                "val int8": val_int8(root), "train_wall_s": res["train_wall_s"]}
         for v in (res.get("variants") or {}).get("variants", []):
@@ -313,14 +392,26 @@ def run_seeds(name: str, root: Path, seeds: list[int], variants: list[str], boar
                 lat = max(lat, v["latency_ms"]) if (lat := row.get("ms")) else v["latency_ms"]
                 row["ms"] = lat
                 row["arena B"] = max(row.get("arena B", 0), v.get("arena_bytes") or 0)
+        dev = res.get("device") or {}
+        if dev.get("dsp_ms") is not None:
+            row["DSP ms"] = dev["dsp_ms"]
+            # the slowest model of the seed (a variant, else the trained model) with the DSP
+            row["DSP + model ms"] = with_dsp(dev, row.get("ms", dev.get("model_ms")))
+            if "budget_ms" in dev:
+                row["budget ms"] = dev["budget_ms"]
         rows.append(row)
         out.print(f"  {name} seed {seed}: " + "  ".join(
             f"{k} {fmt_cell(k, x)}" for k, x in row.items() if k != "seed"), highlight=False)
     return {"task": name, "seeds": rows, "n_test": res["summary"].get("n_test")}
 
 
+DEVICE_COLS = ("ms", "arena B", "DSP ms", "DSP + model ms", "budget ms")
+
+
 def fmt_cell(col: str, x) -> str:
-    if col == "ms":
+    if x is None:
+        return "n/a"
+    if col in ("ms", "DSP ms", "DSP + model ms", "budget ms"):
         return f"{x:.2f}"
     if col == "arena B":
         return f"{x:,}"
@@ -331,7 +422,7 @@ def fmt_cell(col: str, x) -> str:
 
 def print_seeds(res: dict, table_file: Path | None = None, settings: list[str] = ()) -> None:
     rows = res["seeds"]
-    acc = [k for k in rows[0] if k not in ("seed", "train_wall_s", "ms", "arena B")]
+    acc = [k for k in rows[0] if k not in ("seed", "train_wall_s") + DEVICE_COLS]
     # test columns first, then the validation ones, then the device figures of the last seed
     cols = [c for c in acc if not c.startswith("val ")] + [c for c in acc if c.startswith("val ")]
     t = Table(title=f"{res['task']}: accuracy per training seed (same split; val = validation "
@@ -344,10 +435,15 @@ def print_seeds(res: dict, table_file: Path | None = None, settings: list[str] =
     for what, f in (("mean", lambda v: sum(v) / len(v)), ("min", min), ("max", max)):
         t.add_row(what, *(fmt_cell(c, f([r[c] for r in rows])) for c in cols))
     out.print(t)
-    dev = {k: rows[-1][k] for k in ("ms", "arena B") if k in rows[-1]}
+    dev = {k: rows[-1][k] for k in DEVICE_COLS if k in rows[-1]}
     if dev:
-        out.print("  device (largest variant): " + ", ".join(f"{k} {fmt_cell(k, v)}"
-                                                         for k, v in dev.items()), highlight=False)
+        verdict = ""
+        if dev.get("budget ms") is not None and dev.get("DSP + model ms") is not None:
+            verdict = (" (meets the budget)" if dev["DSP + model ms"] <= dev["budget ms"]
+                       else " (exceeds the budget)")
+        out.print("  device (slowest variant): " + ", ".join(f"{k} {fmt_cell(k, v)}"
+                                                          for k, v in dev.items()) + verdict,
+                  highlight=False)
     if table_file is not None:
         lines = [f"## {res['task']}: " + (" ".join(settings) or "task defaults"),
                  "| seed | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
@@ -360,6 +456,24 @@ def print_seeds(res: dict, table_file: Path | None = None, settings: list[str] =
                      + f"; train wall s {walls}")
         with open(table_file, "a") as f:
             f.write("\n".join(lines) + "\n\n")
+
+
+def teacher_args(teachers: list[Path], labels: list[str]) -> dict | str:
+    """optimize_project's teacher arguments from ``--teacher`` / ``--teacher-labels`` ({} when
+    no teacher is given), or the usage error as a string."""
+    if not teachers:
+        return "--teacher-labels needs --teacher" if labels else {}
+    if len(labels) > 1 and len(labels) != len(teachers):
+        return (f"--teacher-labels: given {len(labels)} times for {len(teachers)} --teacher "
+                "files (give it once, or once per teacher)")
+    missing = [t for t in teachers if not t.is_file()]
+    if missing:
+        return f"--teacher {missing[0]}: no such file"
+    tl = [[x.strip() for x in lab.split(",") if x.strip()] for lab in labels]
+    kw: dict = {"teacher": [str(t) for t in teachers] if len(teachers) > 1 else str(teachers[0])}
+    if tl:
+        kw["teacher_labels"] = (tl[0] or None) if len(tl) == 1 else tl
+    return kw
 
 
 # task -> (title, project setup, optimize_project arguments)
@@ -383,6 +497,14 @@ def main() -> int:
                     help="change one project setting of a task before training (repeatable)")
     ap.add_argument("--table", type=Path, default=None,
                     help="append the seed table (markdown, with the settings) to this file")
+    ap.add_argument("--teacher", action="append", type=Path, default=[], metavar="FILE",
+                    help="int8 .tflite teacher of the distilled variant (repeatable: an "
+                         "ensemble, the mean of the teachers' logits)")
+    ap.add_argument("--teacher-labels", action="append", default=[], metavar="LABELS",
+                    help="comma-separated class order of the teachers' outputs or mlperf-kws; "
+                         "once for all teachers or once per --teacher ('' = the project's)")
+    ap.add_argument("--no-device", action="store_true",
+                    help="skip profiling the DSP block and model after training")
     a = ap.parse_args()
     sets: dict[str, list[str]] = {}
     for x in a.set:
@@ -392,6 +514,10 @@ def main() -> int:
             return 2
         sets.setdefault(task, []).append(kv)
     variants = [] if a.variants == "none" else [v.strip() for v in a.variants.split(",")]
+    teacher_kw = teacher_args(a.teacher, a.teacher_labels)
+    if isinstance(teacher_kw, str):
+        print(teacher_kw, file=sys.stderr)
+        return 2
     if not DATA.is_dir():
         print(f"no shared data at {DATA}", file=sys.stderr)
         return 1
@@ -401,16 +527,17 @@ def main() -> int:
     for task in tasks:
         if task in CLASSIFIERS:
             title, setup, extra = CLASSIFIERS[task]
+            extra = teacher_kw or extra
             root = fresh_root(a.workdir, task)
             setup(root)
             apply_settings(root, sets.get(task, []))
             if a.seeds:
                 res = run_seeds(title, root, [int(x) for x in a.seeds.split(",")], variants,
-                                a.board, extra)
+                                a.board, extra, not a.no_device)
                 print_seeds(res, a.table, sets.get(task, []))
                 results.append(res)
                 continue
-            res = run_task(title, root, variants, a.board, extra)
+            res = run_task(title, root, variants, a.board, extra, not a.no_device)
         elif task == "wand-lopo":
             res = run_wand_lopo(a.workdir)
             print_lopo(res)
@@ -422,7 +549,8 @@ def main() -> int:
                 root = fresh_root(a.workdir, f"cwru-{arch}")
                 setup_cwru(root, arch, **params)
                 res = run_task(f"cwru anomaly ({arch})", root,
-                               ["float", "ptq"] if arch == "autoencoder" else [], a.board, {})
+                               ["float", "ptq"] if arch == "autoencoder" else [], a.board, {},
+                               not a.no_device)
                 print_task(res)
                 results.append(res)
             continue

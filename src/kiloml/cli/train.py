@@ -100,12 +100,14 @@ def optimize(
                                       help="Fraction of channels structured pruning removes."),
     sparsity: float = typer.Option(0.5, "--sparsity", min=0.0, max=0.95,
                                    help="Fraction of weights unstructured pruning zeroes."),
-    teacher: Optional[Path] = typer.Option(None, "--teacher",
-                                           help="int8 .tflite teacher for the distilled variant "
-                                                "(default: train.teacher, else self-distillation)."),
-    teacher_labels: Optional[str] = typer.Option(None, "--teacher-labels",
-                                                 help="Comma-separated class order of the "
-                                                      "teacher's outputs, or 'mlperf-kws'."),
+    teacher: Optional[list[Path]] = typer.Option(
+        None, "--teacher", help="int8 .tflite teacher for the distilled variant (default: "
+                                "train.teacher, else self-distillation); repeat it for an "
+                                "ensemble (the mean of the teachers' logits)."),
+    teacher_labels: Optional[list[str]] = typer.Option(
+        None, "--teacher-labels", help="Comma-separated class order of the teacher's outputs, "
+                                       "or 'mlperf-kws'; once for every teacher or once per "
+                                       "--teacher ('' = the project's order)."),
     board: Optional[str] = typer.Option(None, "--board",
                                         help="Board for flash/RAM/latency (default: the "
                                              "project's); 'none' skips profiling."),
@@ -116,8 +118,12 @@ def optimize(
     trained model and compare accuracy, flash, RAM, MACs and estimated latency."""
     from kiloml.workflow.optimize import VARIANTS
 
-    if teacher is not None and not teacher.is_file():
-        fail(f"--teacher {teacher}: no such file", 2)
+    for t in teacher or []:
+        if not t.is_file():
+            fail(f"--teacher {t}: no such file", 2)
+    if teacher_labels and len(teacher_labels) > 1 and len(teacher_labels) != len(teacher or []):
+        fail(f"--teacher-labels: given {len(teacher_labels)} times for "
+             f"{len(teacher or [])} --teacher files (give it once, or once per teacher)", 2)
     wanted = [v.strip() for v in variants.split(",") if v.strip()]
     bad = [v for v in wanted if v not in VARIANTS]
     if bad or not wanted:
@@ -127,10 +133,11 @@ def optimize(
     def go():
         from kiloml.workflow.optimize import optimize_project
 
-        tl = [v.strip() for v in teacher_labels.split(",")] if teacher_labels else None
+        tl = [[v.strip() for v in x.split(",") if v.strip()] for x in teacher_labels or []]
+        labels = (tl[0] or None) if len(tl) == 1 else (tl or None)
         r = optimize_project(project_dir(project), wanted, prune_ratio=prune_ratio, sparsity=sparsity,
-                             board=board, progress=not quiet, teacher=teacher,
-                             teacher_labels=tl)
+                             board=board, progress=not quiet, teacher=teacher or None,
+                             teacher_labels=labels)
         if as_json:
             emit_json(r)
         else:

@@ -3,7 +3,7 @@
 Reproducible: every epoch reseeds torch from ``(seed, epoch)`` before shuffling and dropout, so
 a run interrupted after epoch k and resumed from its checkpoint continues exactly as the
 uninterrupted run would have (the tests check the weights are identical). CPU-friendly:
-``torch.set_num_threads(threads)`` (2 by default).
+``torch.set_num_threads(threads)`` (2 by default; ``[train] threads``).
 
 Progress goes to stderr as a rich progress bar (one line per epoch with the metrics when stderr
 is not a terminal). The checkpoint (``last.pt``) holds the model, optimizer and scheduler
@@ -73,7 +73,9 @@ class TrainConfig:
 
     def fingerprint(self) -> str:
         """Hash of the settings that differ from their defaults (so a checkpoint stays valid
-        when a later kiloml adds a setting); ``threads`` does not change results."""
+        when a later kiloml adds a setting). ``threads`` is left out, so a run may resume with
+        another thread count; torch then splits float sums differently, so the weights may
+        differ in their last bits from an uninterrupted run with one count."""
         default = TrainConfig()
         d = {k: v for k, v in asdict(self).items()
              if k != "threads" and v != getattr(default, k)}

@@ -10,16 +10,16 @@ different epochs, learning rates and losses), derived from a resolved ``TrainSet
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ANOMALY_ARCHS = ("autoencoder", "kmeans")
 
 _COMMON: dict[str, Any] = dict(batch_size=32, lr=3e-3, weight_decay=1e-2, label_smoothing=0.1,
                                patience=0, ema=0.0, mixup=0.0, augment_banks=1,
                                calibration="minmax", qat_epochs=0, distill_alpha=0.7,
-                               temperature=4.0, teacher_sees="clean")
+                               temperature=4.0, teacher_sees="clean", threads=2)
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # distilling (a teacher configured): the model trained on the labels is then taught by
     # the teacher for distill_epochs; the teacher labels every batch as the student sees it,
@@ -59,8 +59,13 @@ class TrainSettings(BaseModel):
     calibration: Optional[Literal["minmax", "percentile", "mse"]] = None
     qat_epochs: Optional[int] = Field(None, ge=0, description="quantization-aware fine-tuning")
     normalize: Optional[Literal["none", "global", "feature"]] = None
-    teacher: Optional[str] = Field(None, description="int8 .tflite teacher for distillation")
-    teacher_labels: Optional[list[str]] = None
+    teacher: Optional[Union[str, list[str]]] = Field(
+        None, description="int8 .tflite teacher for distillation, or a list of them: an "
+                          "ensemble whose logits are the mean of the teachers' logits")
+    teacher_labels: Optional[Union[list[str], list[list[str]]]] = Field(
+        None, description="the class order of the teacher's outputs (['mlperf-kws'] names the "
+                          "MLPerf Tiny KWS order); with several teachers one list per teacher "
+                          "([] = the project's order) or one list for all")
     teacher_sees: Optional[Literal["clean", "augmented", "batch"]] = Field(
         None, description="teacher logits from the un-augmented windows, the augmented ones, "
                           "or every training batch as the student sees it")
@@ -72,6 +77,40 @@ class TrainSettings(BaseModel):
                                            "(default: mixup)")
     normal_labels: Optional[list[str]] = Field(None, description="anomaly models: the labels "
                                                "that count as normal")
+    threads: Optional[int] = Field(None, ge=1, description="torch intra-op threads for "
+                                   "training (default 2)")
+
+    @field_validator("teacher")
+    @classmethod
+    def _teacher_paths(cls, v):
+        paths = [v] if isinstance(v, str) else v
+        if paths is not None and (not paths or any(not p.strip() for p in paths)):
+            raise ValueError("expected a .tflite path or a non-empty list of them")
+        return v
+
+    @model_validator(mode="after")
+    def _labels_per_teacher(self):
+        tl = self.teacher_labels
+        if tl and isinstance(tl[0], list) and len(tl) != len(self.teachers()):
+            raise ValueError(f"teacher_labels: {len(tl)} label lists for {len(self.teachers())} "
+                             "teachers (give one list per teacher, or one list for all)")
+        return self
+
+    def teachers(self) -> list[str]:
+        """The configured teachers' paths ([] without a teacher; one for a single string)."""
+        if self.teacher is None:
+            return []
+        return [self.teacher] if isinstance(self.teacher, str) else list(self.teacher)
+
+    def teacher_label_lists(self) -> list[Optional[list[str]]]:
+        """Each teacher's class order, None where it is the project's."""
+        n = len(self.teachers())
+        tl = self.teacher_labels
+        if not tl:
+            return [None] * n
+        if isinstance(tl[0], list):
+            return [list(x) or None for x in tl]
+        return [list(tl)] * n
 
     def resolve(self, task: str, **overrides: Any) -> "TrainSettings":
         """A copy with every unset field taken from the task's defaults; ``overrides`` that

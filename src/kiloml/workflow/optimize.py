@@ -11,7 +11,8 @@ pruned     structured channel pruning (``prune_ratio`` of the channels of every 
            layer really removed), float fine-tuning, calibration, quantization-aware fine-tuning
 sparse     unstructured magnitude pruning (``sparsity`` of the weights zeroed), fine-tuning,
            calibration: same flash, RAM and latency (weights are stored densely)
-distilled  a student distilled from a teacher: the project's ``train.teacher`` (.tflite) with the
+distilled  a student distilled from a teacher: the project's ``train.teacher`` (.tflite, or a
+           list of them taught as an ensemble: the mean of their logits) with the
            trained float model as the student's starting point (``distill_*`` settings), then
            ptq; without a teacher, the trained float model teaches a student of half its
            width, then ptq.
@@ -43,7 +44,7 @@ import torch
 from kiloml.compress.distill import TorchTeacher
 from kiloml.compress.prune import channel_prune, magnitude_prune, sparsity as sparsity_of
 from kiloml.compress.quantize import calibrate, to_graph
-from kiloml.errors import KilomlError
+from kiloml.errors import KilomlError, UsageError
 from kiloml.fileio import atomic_write_text
 from kiloml.io.tflite_reader import read_tflite
 from kiloml.io.tflite_writer import save_tflite
@@ -53,6 +54,7 @@ from kiloml.targets.dsp_profile import c_input, choose_variant, profile_dsp
 from kiloml.targets.profile import profile_graph
 from kiloml.train.loop import EpochData, TrainConfig, fit
 from kiloml.train.models import DS_CNN_SIZES, build_model
+from kiloml.train.settings import TrainSettings
 from kiloml.workflow import train as P
 from kiloml.workflow.compile import model_macs
 from kiloml.workflow.features import SensorView
@@ -105,6 +107,23 @@ def _int8_row(name: str, prep, graph, board: str | None, out_dir: Path, notes: l
     return row
 
 
+def _with_teachers(r: TrainSettings, teacher, labels) -> TrainSettings:
+    """The recipe with ``teacher`` (a path or a list) instead of ``train.teacher``; the
+    project's ``teacher_labels`` stay unless ``labels`` are given (and fit the teachers)."""
+    paths = [str(t) for t in teacher] if isinstance(teacher, (list, tuple)) else [str(teacher)]
+    if labels is None:
+        labels = r.teacher_labels
+        if labels and isinstance(labels[0], list) and len(labels) != len(paths):
+            labels = None
+    d = r.model_dump()
+    d.update(teacher=paths[0] if len(paths) == 1 else paths, teacher_labels=labels or None)
+    try:
+        return TrainSettings.model_validate(d)
+    except ValueError as e:
+        first = e.errors()[0]["msg"] if hasattr(e, "errors") else str(e)
+        raise UsageError(f"--teacher: {first.removeprefix('Value error, ')}") from None
+
+
 def _student_params(prep) -> dict:
     """Half-width version of the project's model (for self-distillation)."""
     p = dict(prep.params)
@@ -131,20 +150,26 @@ def _student_params(prep) -> dict:
 
 def optimize_project(project: Project | str | Path | None = None, variants=VARIANTS,
                      prune_ratio: float = 0.5, sparsity: float = 0.5, board: str | None = None, progress: bool = True,
-                     finetune_epochs: int | None = None, teacher: str | None = None,
-                     teacher_labels: list[str] | None = None) -> dict:
+                     finetune_epochs: int | None = None,
+                     teacher: str | Path | list[str | Path] | None = None,
+                     teacher_labels: list[str] | list[list[str]] | None = None) -> dict:
     """Build the requested variants (see the module doc); returns the table as a dict and
     writes the variants' .tflite files and ``variants.json`` to ``<project>/model/variants``.
-    ``teacher`` / ``teacher_labels`` override the project's ``train.teacher`` for the distilled
-    variant."""
+    ``teacher`` (one .tflite or a list: an ensemble) / ``teacher_labels`` (as
+    ``train.teacher_labels``) override the project's ``train.teacher`` for the distilled
+    variant. The teachers are checked before any variant is built."""
     project = as_project(project)
     meta = P.load_meta(project)
     if meta["arch"] == "kmeans":
         raise P.PipelineError("k-means scorers have no network variants")
     prep = P.prepare(project)
-    r = prep.recipe
+    setting = "train.teacher"
     if teacher:
-        r.teacher, r.teacher_labels = str(teacher), teacher_labels or r.teacher_labels
+        prep.recipe = _with_teachers(prep.recipe, teacher, teacher_labels)
+        setting = "--teacher"
+    r = prep.recipe
+    if "distilled" in variants and r.teachers():
+        P.teacher_ensemble(prep, setting)
     board = board or project.config.board.name
     if board == "none":
         board = None
@@ -171,7 +196,8 @@ def optimize_project(project: Project | str | Path | None = None, variants=VARIA
         cfg = TrainConfig(epochs=epochs, batch_size=r.batch_size, lr=r.lr * 0.3,
                           weight_decay=r.weight_decay, seed=r.seed + 11,
                           label_smoothing=0.0 if prep.anomaly else r.label_smoothing,
-                          loss="mse" if prep.anomaly else "ce")
+                          loss="mse" if prep.anomaly else "ce",
+                          threads=r.threads or TrainConfig.threads)
         fit(net, P.epoch_source(prep, False), cfg, val=P.val_data(prep), progress=progress,
             forward=lambda x: net(x, logits=True), title=title)
         return net
@@ -221,7 +247,10 @@ def optimize_project(project: Project | str | Path | None = None, variants=VARIA
                     # the trained model (labels only) is the student's starting point
                     student, res = P.train_float(prep, copy.deepcopy(model), progress=progress,
                                                  distill=True, title="distill")
-                    src = f"teacher {r.teacher} teaching the trained model"
+                    names = r.teachers()
+                    src = (f"teacher {names[0]}" if len(names) == 1 else
+                           f"ensemble of {len(names)} teachers (mean logits: "
+                           f"{', '.join(names)})") + " teaching the trained model"
                     torch.save({"arch": prep.arch, "state": student.state_dict()},
                                out_dir / "distilled_float.pt")
                     f_acc = _metric(prep, P.predict_float(prep, student, prep.test.x), prep.test)
@@ -376,6 +405,6 @@ def _self_distill(prep, student, teacher, progress: bool):
                       warmup_epochs=min(2, r.epochs // 10), seed=r.seed + 5,
                       loss="mse" if prep.anomaly else "ce",
                       distill_alpha=0.0 if prep.anomaly else r.distill_alpha,
-                      temperature=r.temperature)
+                      temperature=r.temperature, threads=r.threads or TrainConfig.threads)
     res = fit(student, get, cfg, val=P.val_data(prep), progress=progress, title="distill")
     return student, res

@@ -5,7 +5,9 @@ Steps of ``train_project``
        normalization (``none`` when the DSP block already outputs int8, else fitted on the
        training split and recorded in meta.json: the device applies it before quantizing)
     2. float training (kiloml.train.loop; augmented banks for audio, per-epoch motion
-       augmentation, SpecAugment; distillation when ``train.teacher`` is set)
+       augmentation, SpecAugment; distillation when ``train.teacher`` is set: one int8
+       .tflite, or a list of them taught as an ensemble, kiloml.compress.ensemble; every
+       teacher is checked before anything is trained)
     3. post-training quantization (calibration on training features), then optional
        quantization-aware fine-tuning (``train.qat_epochs``)
     4. ``model/model.tflite`` (the deployed int8 model), ``model/float.pt``, ``model/qnet.pt``,
@@ -34,8 +36,8 @@ import numpy as np
 import torch
 
 from kiloml import __version__
-from kiloml.compress.distill import MLPERF_KWS_LABELS, TfliteTeacher, TorchGraph
-from kiloml.compress.quantize import calibrate, lower, run_fake, run_int8, to_graph, to_nhwc
+from kiloml.compress.ensemble import TeacherEnsemble, load_ensemble, mean_logits
+from kiloml.compress.quantize import calibrate, lower, run_fake, run_int8, to_graph
 from kiloml.data.importer import import_data
 from kiloml.data.index import DatasetIndex
 from kiloml.data.windowing import make_windows
@@ -80,6 +82,7 @@ class Prepared:
     anomaly: bool = False
     normal_ids: list[int] = field(default_factory=list)
     view: Optional[SensorView] = None   # one sensor's features (kiloml optimize's sensors)
+    ensemble: Optional[TeacherEnsemble] = None   # the checked teachers (teacher_ensemble)
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
@@ -162,30 +165,50 @@ def sensor_feature_sizes(project: Project, block, feature_shape,
 # ---------------------------------------------------------------- training
 
 
-def _teacher_logits(prep: Prepared, feats: np.ndarray, key: str) -> np.ndarray:
-    """Cached logits of the configured .tflite teacher on the features the student sees
-    (normalized, channels last: the layout a deployed model reads)."""
+def teacher_paths(prep: Prepared) -> list[Path]:
+    """The configured teachers' files (relative paths are the project root's)."""
+    root = Path(prep.project.root)
+    return [Path(t) if Path(t).is_absolute() else root / t for t in prep.recipe.teachers()]
+
+
+def teacher_ensemble(prep: Prepared, setting: str = "train.teacher") -> TeacherEnsemble:
+    """The configured teacher(s), each checked (file, int8 classifier over the project's
+    labels, input of the project's features; with ``teacher_sees = "batch"`` also its PyTorch
+    fast path) before anything is trained; kept on ``prep``. A bad teacher is one
+    PipelineError line naming ``setting`` and the file."""
+    if prep.ensemble is not None:
+        return prep.ensemble
     r = prep.recipe
-    path = Path(r.teacher)
-    if not path.is_absolute():
-        path = Path(prep.project.root) / path
-    if not path.is_file():
-        raise PipelineError(f"train.teacher: {path}: no such file")
-    tl = r.teacher_labels
-    if tl == ["mlperf-kws"]:
-        tl = MLPERF_KWS_LABELS
-    cp = cache_path(prep.project.root, "teacher", content_hash(key, path.read_bytes(), tl,
-                                                               prep.normalizer.state()))
-    cached = load_arrays(cp)
-    if cached is not None:
-        return cached["logits"]
-    t = TfliteTeacher(path, tl)
-    if t.num_outputs != len(prep.labels):
-        raise PipelineError(f"{path}: teacher has {t.num_outputs} outputs, the project "
-                            f"{len(prep.labels)} classes")
-    logits = t.reorder(t.logits(feats), prep.labels).astype(np.float32)
-    save_arrays(cp, logits=logits)
-    return logits
+    if not r.teachers():
+        raise PipelineError(f"{setting}: no teacher configured")
+    try:
+        ens = load_ensemble(teacher_paths(prep), r.teacher_label_lists(), prep.labels,
+                            prep.feature_shape)
+        if r.teacher_sees == "batch":
+            ens.torch_fn()
+    except KilomlError as e:
+        raise PipelineError(f"{setting}: {e}") from None
+    prep.ensemble = ens
+    return ens
+
+
+def _teacher_logits(prep: Prepared, feats: np.ndarray, key: str) -> np.ndarray:
+    """Logits of the configured teacher (the mean of the teachers' for an ensemble) on the
+    features the student sees (normalized, channels last: the layout a deployed model reads);
+    each teacher's logits cached apart, so a teacher added to an ensemble reuses the others'."""
+    ens = teacher_ensemble(prep)
+    out = []
+    for m in ens.members:
+        cp = cache_path(prep.project.root, "teacher",
+                        content_hash(key, m.path.read_bytes(), m.labels, prep.normalizer.state()))
+        cached = load_arrays(cp)
+        if cached is None:
+            logits = m.logits(feats).astype(np.float32)
+            save_arrays(cp, logits=logits)
+        else:
+            logits = cached["logits"]
+        out.append(logits)
+    return out[0] if len(out) == 1 else mean_logits(out).astype(np.float32)
 
 
 def epoch_source(prep: Prepared, distill: bool):
@@ -224,24 +247,10 @@ def epoch_source(prep: Prepared, distill: bool):
 
 
 def batch_teacher(prep: Prepared):
-    """``train.teacher_sees = "batch"``: the .tflite teacher in PyTorch (TorchGraph), called on
-    every training batch as the student sees it (model layout -> channels-last features)."""
-    r = prep.recipe
-    path = Path(r.teacher)
-    if not path.is_absolute():
-        path = Path(prep.project.root) / path
-    tl = MLPERF_KWS_LABELS if r.teacher_labels == ["mlperf-kws"] else r.teacher_labels
-    t = TfliteTeacher(path, tl)
-    tg = TorchGraph(t.graph)
-    order = None
-    if tl is not None and list(tl) != list(prep.labels):
-        order = torch.as_tensor([list(tl).index(s) for s in prep.labels])
-
-    def fn(xb: torch.Tensor) -> torch.Tensor:
-        y = tg(torch.as_tensor(to_nhwc(xb.detach().numpy())))
-        return y if order is None else y[:, order]
-
-    return fn
+    """``train.teacher_sees = "batch"``: the .tflite teacher(s) in PyTorch (TorchGraph), called
+    on every training batch as the student sees it (model layout -> channels-last features);
+    an ensemble's logits are the mean of its teachers'."""
+    return teacher_ensemble(prep).torch_fn()
 
 
 def val_data(prep: Prepared):
@@ -268,7 +277,7 @@ def train_float(prep: Prepared, model=None, checkpoint_dir=None, progress: bool 
                       ema=r.ema, mixup=0.0 if prep.anomaly else mixup,
                       seed=r.seed, loss="mse" if prep.anomaly else "ce",
                       distill_alpha=r.distill_alpha if distill else 0.0,
-                      temperature=r.temperature)
+                      temperature=r.temperature, threads=r.threads or TrainConfig.threads)
     tfn = batch_teacher(prep) if distill and r.teacher_sees == "batch" else None
     res = fit(model, epoch_source(prep, distill), cfg, val=val_data(prep),
               checkpoint_dir=checkpoint_dir, progress=progress, title=title, teacher_fn=tfn,
@@ -311,7 +320,7 @@ def qat(prep: Prepared, net, epochs: int, checkpoint_dir=None, progress: bool = 
                       weight_decay=0.0, label_smoothing=0.0 if prep.anomaly else r.label_smoothing,
                       seed=r.seed + 1, loss="mse" if prep.anomaly else "ce",
                       distill_alpha=r.distill_alpha if distill else 0.0,
-                      temperature=r.temperature)
+                      temperature=r.temperature, threads=r.threads or TrainConfig.threads)
 
     def fwd(x):
         return net(x, logits=True)
@@ -386,6 +395,9 @@ def train_project(project: Project | str | Path | None = None, progress: bool = 
     recipe = resolve_settings(project, epochs=epochs, qat_epochs=qat_epochs)
     t0 = time.time()
     prep = prepare(project, recipe)
+    distill = bool(recipe.teachers()) and prep.arch != "kmeans"
+    if distill:
+        teacher_ensemble(prep)       # every teacher checked before anything is trained
     out = model_dir(project)
     if fresh and (out / "checkpoints").exists():
         shutil.rmtree(out / "checkpoints")
@@ -414,7 +426,6 @@ def train_project(project: Project | str | Path | None = None, progress: bool = 
         (out / "meta.json").write_text(json.dumps(meta, indent=1))
         return _summary(meta, out)
 
-    distill = bool(recipe.teacher)
     # with a teacher: first on the labels, then the teacher teaches that model
     model, res = train_float(prep, checkpoint_dir=out / "checkpoints" / "float",
                              progress=progress)
