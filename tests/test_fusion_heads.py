@@ -305,3 +305,13 @@ def test_project_with_branch_heads_runs_deploys_and_verifies(tmp_path):
     assert (watchless.predictions == y).mean() >= 0.9      # the phone's head: it can tell
     r = kiloml("test", "--project", root, "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["accuracy"] >= 0.9, r.stderr
+
+
+def test_arduino_imu_sketch_says_which_head_answered(trained, tmp_path):
+    from kiloml.deploy.arduino import deploy_arduino
+
+    spec, *_ = trained
+    lib = deploy_arduino(replace(spec, sensors=(("accel", 3), ("gyro", 3))), tmp_path / "Fus").path
+    sketch = next(lib.glob("examples/*/*.ino")).read_text()
+    assert '"(gyro missing: classified by the accel head)"' in sketch
+    assert "fus_head_gyro" in (lib / "src" / "fus.c").read_text()
