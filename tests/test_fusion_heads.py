@@ -264,7 +264,9 @@ def test_missing_setting_needs_intermediate_fusion_with_aux(tmp_path):
     # a bad value is refused when the project loads
     cfg.write_text(text.replace('arch = "dense"\n', 'arch = "fusion"\nmissing = "drop"\n'))
     r = kiloml("train", "--project", root, "-q")
-    assert r.returncode != 0 and "missing" in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "kiloml.toml: model.missing" in lines[0] \
+        and "'zero' or 'branch-head'" in lines[0], r.stderr
 
 
 def test_project_with_branch_heads_runs_deploys_and_verifies(tmp_path):
