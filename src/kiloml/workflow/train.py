@@ -131,7 +131,7 @@ def prepare(project: Project, recipe: TrainSettings | None = None,
     missing = missing_policy(project, arch, params) if view is None else "zero"
     return Prepared(project, recipe, arch, params, labels,
                     input_layout(arch, tr.feature_shape), iq, norm, tr, va, te, anomaly,
-                    normal_ids, view, missing)
+                    normal_ids, view, missing=missing)
 
 
 # The policy of an intermediate-fusion model with auxiliary branch classifiers when
