@@ -378,14 +378,6 @@ class QNet(nn.Module):
             vals[op.output] = self._quant(op.output, y, op.act, op)
         return vals[self.output]
 
-    def heads(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every output, ``output`` first then ``extra_outputs``, in the net's mode."""
-        vals: dict[int, torch.Tensor] = {0: self._quant(0, self.to_internal(x), "NONE")}
-        for op in self.ops:
-            y = op.run(self, [vals[i] for i in op.inputs])
-            vals[op.output] = self._quant(op.output, y, op.act, op)
-        return [vals[v] for v in [self.output, *self.extra_outputs]]
-
     def _quant(self, value: int, y: torch.Tensor, act: str, op: QOp | None = None) -> torch.Tensor:
         ob = self.observers[self.quant_of[value]]
         if self.mode == "float":
