@@ -271,7 +271,7 @@ def test_missing_setting_needs_intermediate_fusion_with_aux(tmp_path):
 
 def test_project_with_branch_heads_runs_deploys_and_verifies(tmp_path):
     """``kiloml run`` on the synthetic phone + watch project (only the phone tells the classes
-    apart) with intermediate fusion, aux 1 and the default policy: the model has three
+    apart) with intermediate fusion, aux 1, QAT and the default policy: the model has three
     heads, verify in the emulator is bit-exact, and the deployed pipeline with the watch
     missing answers with the phone's head (the twin, as the C above)."""
     from test_fusion_optimize import _data
@@ -288,11 +288,13 @@ def test_project_with_branch_heads_runs_deploys_and_verifies(tmp_path):
     text = cfg.read_text().replace('arch = "dense"', 'arch = "fusion"')
     assert text.count("[model.params]\n\n") == 1
     text = text.replace("[model.params]\n\n", "[model.params]\naux = 1.0\n\n")
-    cfg.write_text(text.replace("[train]\n", "[train]\nepochs = 6\n"))
+    # QAT too: the fake-quant network trains with the extra heads in it
+    cfg.write_text(text.replace("[train]\n", "[train]\nepochs = 6\nqat_epochs = 2\n"))
     r = kiloml("run", "--project", root, "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     meta = json.loads((root / "model" / "meta.json").read_text())
     assert meta["missing"] == "branch-head" and meta["heads"] == ["fusion", "phone", "watch"]
+    assert meta["qat_train"]["epochs_run"] == 2
     g = read_tflite(root / "model" / "model.tflite")
     assert len(g.outputs) == 3
     v = json.loads((root / "build" / "verify.json").read_text())
