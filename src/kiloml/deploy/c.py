@@ -557,7 +557,9 @@ def readme(p: Pipeline, build_lines: list[str], layout_lines: list[str]) -> str:
         "of tables (flash)",
         f"- pipeline buffers: {p.feature_size * _size(p.feature_ctype)} bytes of features"
         + ("" if p.convert == "direct" else f", {p.feature_size} bytes of model input")
-        + f", {p.num_classes} bytes of model output", "",
+        + f", {p.num_classes} bytes of model output"
+        + (f" and {p.num_classes} per sensor head ({len(p.spec.sensors)} heads: missing = "
+           "branch-head)" if branch_heads(p) else ""), "",
         "## Notes", "",
         "- The kernels (`kml_*`) are shared by every kiloml library: link one kiloml "
         "library per firmware image.",
