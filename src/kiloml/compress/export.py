@@ -175,7 +175,9 @@ def to_graph(net: QNet, name: str | None = None, fc_as_conv: bool = True) -> Gra
             raise QuantizeError(f"internal: no exporter for QOp kind {op.kind!r}")
         wr.nodes.append(EXPORTERS[op.kind](wr, op, nm, wr.tid[op.inputs[0]], out_t))
         wr.tid[op.output] = out_t
-    g = Graph(wr.tensors, wr.nodes, [wr.tid[0]], [wr.tid[net.output]], name=name or net.name)
+    outs = [net.output, *getattr(net, "extra_outputs", [])]   # several heads: fused first
+    g = Graph(wr.tensors, wr.nodes, [wr.tid[0]], [wr.tid[v] for v in outs],
+              name=name or net.name)
     _check_graph(g)
     if fc_as_conv:
         from kiloml.ir.passes import fully_connected_as_conv

@@ -9,7 +9,8 @@ Three passes over the ``LOp`` list, in order (``simplify`` runs them):
    activation: a clamp of the output, free at run time); one that cannot be fused stays a
    standalone ``relu`` op.
 
-Each pass returns the new list and the (possibly renamed) value id of the model's output.
+Each pass returns the new list and the (possibly renamed) value ids of the model's outputs
+(one, or several for a model with several heads: kiloml.train.models.BranchHeads).
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from kiloml.compress.qmath import QuantizeError
 from kiloml.compress.rules import LOp
 
 
-def simplify(lops: list[LOp], final: int) -> tuple[list[LOp], int]:
-    """All three passes (see the module doc)."""
-    lops, final = drop_identities(lops, final)
-    lops, final = fold_batch_norms(lops, final)
-    return fuse_activations(lops, final)
+def simplify(lops: list[LOp], finals: list[int]) -> tuple[list[LOp], list[int]]:
+    """All three passes (see the module doc); ``finals``: the model's output values."""
+    lops, finals = drop_identities(lops, finals)
+    lops, finals = fold_batch_norms(lops, finals)
+    return fuse_activations(lops, finals)
 
 
-def drop_identities(lops: list[LOp], final: int) -> tuple[list[LOp], int]:
+def drop_identities(lops: list[LOp], finals: list[int]) -> tuple[list[LOp], list[int]]:
     """Remove ``identity`` ops; their readers read the identity's input instead."""
     alias: dict[int, int] = {}
     kept = []
@@ -37,14 +38,14 @@ def drop_identities(lops: list[LOp], final: int) -> tuple[list[LOp], int]:
             alias[op.output] = op.inputs[0]
         else:
             kept.append(op)
-    return kept, alias.get(final, final)
+    return kept, [alias.get(f, f) for f in finals]
 
 
 def _users(lops: list[LOp], v: int) -> list[LOp]:
     return [o for o in lops if v in o.inputs]
 
 
-def fold_batch_norms(lops: list[LOp], final: int) -> tuple[list[LOp], int]:
+def fold_batch_norms(lops: list[LOp], finals: list[int]) -> tuple[list[LOp], list[int]]:
     """Fold every ``bn`` into the conv / linear that produces its input, which nothing else
     may read (the unfolded value would be lost)."""
     producer = {o.output: o for o in lops}
@@ -53,17 +54,17 @@ def fold_batch_norms(lops: list[LOp], final: int) -> tuple[list[LOp], int]:
         if op.kind == "bn":
             p = producer.get(op.inputs[0])
             if p is None or p.kind not in ("conv", "linear") or len(_users(lops, p.output)) != 1 \
-                    or p.attrs.get("act", "NONE") != "NONE" or p.output == final:
+                    or p.attrs.get("act", "NONE") != "NONE" or p.output in finals:
                 raise QuantizeError(f"{op.name}: a batch norm must directly follow a convolution "
                                     "or linear layer (nothing else reads that layer's output)")
             fold_batch_norm(p, op.attrs)
-            final = _rename(lops, op.output, p.output, final)
+            finals = _rename(lops, op.output, p.output, finals)
             continue
         out.append(op)
-    return out, final
+    return out, finals
 
 
-def fuse_activations(lops: list[LOp], final: int) -> tuple[list[LOp], int]:
+def fuse_activations(lops: list[LOp], finals: list[int]) -> tuple[list[LOp], list[int]]:
     """Fuse each ``act`` into its producer when that is a conv, linear or add without an
     activation whose output only the act reads; otherwise keep it as a ``relu`` op."""
     producer = {o.output: o for o in lops}
@@ -73,22 +74,22 @@ def fuse_activations(lops: list[LOp], final: int) -> tuple[list[LOp], int]:
             p = producer.get(op.inputs[0])
             if (p is not None and p.kind in ("conv", "linear", "add")
                     and p.attrs.get("act", "NONE") == "NONE" and len(_users(lops, p.output)) == 1
-                    and p.output != final):
+                    and p.output not in finals):
                 p.attrs["act"] = op.attrs["act"]
-                final = _rename(lops, op.output, p.output, final)
+                finals = _rename(lops, op.output, p.output, finals)
                 continue
             op.kind = "relu"
         out.append(op)
-    return out, final
+    return out, finals
 
 
-def _rename(lops: list[LOp], old: int, new: int, final: int) -> int:
-    """Value ``old`` becomes ``new`` everywhere; returns the model output's new id."""
+def _rename(lops: list[LOp], old: int, new: int, finals: list[int]) -> list[int]:
+    """Value ``old`` becomes ``new`` everywhere; returns the model outputs' new ids."""
     for o in lops:
         o.inputs = [new if i == old else i for i in o.inputs]
         if o.output == old:
             o.output = new
-    return new if final == old else final
+    return [new if f == old else f for f in finals]
 
 
 def fold_batch_norm(p: LOp, bn: dict) -> None:

@@ -38,7 +38,12 @@ def lower(model: nn.Module, example_input: torch.Tensor, append_softmax: bool = 
     """Trace ``model`` (in eval mode) and lower it to a QNet (float mode).
 
     ``example_input`` is one batch (N >= 1) in the model's layout: (N, C, H, W), (N, C, L) or
-    (N, F). ``append_softmax`` adds a SOFTMAX after a model that outputs logits.
+    (N, F). ``append_softmax`` adds a SOFTMAX after a model that outputs logits (after each
+    output of one that returns a tuple).
+
+    A model whose forward returns a tuple (kiloml.train.models.BranchHeads: several heads)
+    gives a QNet whose ``forward`` is the first element and whose ``extra_outputs`` are the
+    others; the first element must be computed by the model's last operation.
     """
     from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
@@ -56,7 +61,7 @@ def lower(model: nn.Module, example_input: torch.Tensor, append_softmax: bool = 
                             f"{list(ex.shape)}")
 
     lw = Lowering(gm)
-    final = 0
+    finals = [0]
     for n in graph.nodes:
         if n.op == "placeholder":
             if lw.value_of:
@@ -65,11 +70,10 @@ def lower(model: nn.Module, example_input: torch.Tensor, append_softmax: bool = 
             lw.shapes[0] = lw.internal(n.meta["tensor_meta"].shape)
         elif n.op == "output":
             out = n.args[0]
-            if isinstance(out, (tuple, list)):
-                if len(out) != 1:
-                    raise QuantizeError("models with more than one output are not supported")
-                out = out[0]
-            final = lw.value(out, "output")
+            outs = list(out) if isinstance(out, (tuple, list)) else [out]
+            if not outs:
+                raise QuantizeError("the model returns no output")
+            finals = [lw.value(o, "output") for o in outs]
         elif not isinstance(n.meta.get("tensor_meta"), TensorMetadata):
             continue            # x.size(0), shape arithmetic: only feeds view/reshape
         elif n.op == "get_attr":
@@ -79,17 +83,24 @@ def lower(model: nn.Module, example_input: torch.Tensor, append_softmax: bool = 
             lower_node(lw, n)
 
     lops = lw.lops
-    if append_softmax:
-        v = lw.fresh(lw.shapes[final])
-        lops.append(LOp("softmax", [final], v, "softmax"))
-        final = v
-    lops, final = simplify(lops, final)
+    if len(set(finals)) != len(finals):
+        raise QuantizeError("the model returns one value twice")
+    if append_softmax:   # the extra outputs' first: the first output stays the last op's
+        for k in [*range(1, len(finals)), 0]:
+            v = lw.fresh(lw.shapes[finals[k]])
+            lops.append(LOp("softmax", [finals[k]], v, "softmax" if k == 0 else
+                            f"softmax_{k}"))
+            finals[k] = v
+    lops, finals = simplify(lops, finals)
+    final = finals[0]
     ops = build_ops(lops, lw.shapes)
     if not ops:
         raise QuantizeError("the model has no operations")
     if ops[-1].output != final:
         raise QuantizeError("the model's output is not its last operation")
-    return QNet(ops, tuple(ex.shape[1:]), lw.shapes, name=name)
+    net = QNet(ops, tuple(ex.shape[1:]), lw.shapes, name=name)
+    net.extra_outputs = list(finals[1:])
+    return net
 
 
 Builder = Callable[[LOp, dict, dict], QOp]

@@ -336,6 +336,9 @@ class QNet(nn.Module):
                 _share_observers(self.quant_of, observers, op)
         self.observers = nn.ModuleList(observers)
         self.output = ops[-1].output if ops else 0
+        # more heads of the same model (kiloml.train.models.BranchHeads): graph outputs 1, 2,
+        # ... of the exported graph; ``forward`` returns only ``output``
+        self.extra_outputs: list[int] = []
 
     # -- modes ---------------------------------------------------------------------------------
     def set_mode(self, mode: str) -> "QNet":

@@ -321,7 +321,10 @@ def imu_sketch(p: Pipeline, sketch: str) -> str:
         "    Serial.println(scores[top], 3);",
         *([] if not fused else [
             "    if (missing != 0) {",
-            f'      Serial.println("({gname} missing: classified with its channels as zeros)");',
+            f'      Serial.println("({gname} missing: classified with its channels as zeros)");'
+            if p.spec.missing != "branch-head" else
+            f'      Serial.println("({gname} missing: classified by the {p.spec.sensors[0][0]} '
+            'head)");',
             "    }"]),
         "  }",
         "}", ""]

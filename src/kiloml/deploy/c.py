@@ -39,8 +39,8 @@ from kiloml.dsp.cgen import table
 from kiloml.deploy.package import (Package, c_string, check_output, comment_text, provenance,
                                    to_json, write_tree)
 from kiloml.deploy import slot
-from kiloml.deploy.spec import (CFLAGS, DeploySpec, Pipeline, metadata, model_kernels, raw_units,
-                                resolve)
+from kiloml.deploy.spec import (CFLAGS, DeploySpec, Pipeline, head_for_missing, metadata,
+                                model_kernels, raw_units, resolve)
 from kiloml.errors import KilomlError
 from kiloml.targets.profile import RUNTIME_CORES
 
@@ -174,13 +174,20 @@ def _sensors_header(p: Pipeline) -> list[str]:
         first += axes
     args = ", ".join(f"const {n}_sample_t *{nm}" for nm, _ in p.spec.sensors)
     names = ", ".join(nm for nm, _ in p.spec.sensors)
+    policy = ([" * (out of range): its channels are zeros, as the model saw in training with",
+               " * sensor dropout; *missing receives a bit per NULL sensor (bit k: sensor k, in",
+               " * the order above) when missing is not NULL. Returns as "
+               f"{n}_classify. */"] if not branch_heads(p) else
+              [" * (out of range): its channels are zeros and bit k of *missing is set (sensor",
+               " * k, in the order above; when missing is not NULL). The answer: when exactly",
+               " * one sensor remains, the scores of that sensor's own head (its branch's",
+               " * classifier, part of the model); otherwise the fused head's, as "
+               f"{n}_classify.",
+               f" * Returns the top class of those scores, or as {n}_classify on an error. */"])
     return ["", "/* Classifies one window given one buffer per sensor (" + names + "):",
             f" * each {M}_WINDOW_SAMPLES frames of that sensor's axes, oldest first, frames",
             " * interleaved, at the window's sample rate. A NULL buffer is a missing sensor",
-            " * (out of range): its channels are zeros, as the model saw in training with",
-            " * sensor dropout; *missing receives a bit per NULL sensor (bit k: sensor k, in",
-            " * the order above) when missing is not NULL. Returns as "
-            f"{n}_classify. */",
+            *policy,
             f"int {n}_classify_sensors({args}, float *scores, uint32_t *missing);", "",
             "/* Continuous inference with one buffer per sensor: n frames of each sensor",
             " * (that sensor's axes, interleaved), the same n for all, at the window's sample",
@@ -214,8 +221,11 @@ def _sensors_source(p: Pipeline) -> list[str]:
                  f"{nm} == 0 ? ({n}_sample_t)0 : {nm}[f * {axes}u + a];",
                  "        }", "    }"]
         first += axes
-    body += ["    if (missing != 0) {", "        *missing = gone;", "    }",
-             f"    return {n}_classify({n}_window, scores);", "}", ""]
+    body += ["    if (missing != 0) {", "        *missing = gone;", "    }"]
+    if branch_heads(p):
+        body += [f"    return {n}_answer({n}_window, gone, scores);", "}", ""]
+    else:
+        body += [f"    return {n}_classify({n}_window, scores);", "}", ""]
     body += ["/* frames of the sensors' buffers interleaved, a chunk at a time */",
              f"static {n}_sample_t {n}_stage[{STAGE_FRAMES}u * {M}_CHANNELS];", "",
              f"int32_t {n}_stream_push_sensors({args}, uint32_t n,",
@@ -316,6 +326,11 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str,
     if p.convert != "direct":
         lines += ["/* the model's int8 input */", f"static int8_t {n}_input[{F}];"]
     lines += ["/* the model's int8 output */", f"static int8_t {n}_output[{M}_NUM_CLASSES];", ""]
+    if branch_heads(p):
+        lines += ["/* each sensor branch's own head (model outputs 1, 2, ...: missing = "
+                  "branch-head) */"]
+        lines += [f"static int8_t {n}_head_{nm}[{M}_NUM_CLASSES];" for nm, _ in p.spec.sensors]
+        lines += [""]
     if p.convert == "lut":
         lines += [f"/* int8 feature q -> int8 model input, at [q + 128]: dequantized, "
                   f"{p.normalizer.kind} normalizer,", " * quantized (computed with kiloml's "
@@ -353,7 +368,7 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str,
              f"static int {n}_infer(void)", "{",
              *([] if p.convert == "direct" else [f"    {n}_to_input();"]),
              *(["    /* [personalize]: the head in the RAM slot */"] if personalize else []),
-             f"    if ({invoke}({model_in}, {n}_output) != 0) {{",
+             f"    if ({invoke}({model_in}, {n}_output{_head_args(p)}) != 0) {{",
              "        return -2;", "    }", "    return 0;", "}", "",
              f"/* One window of raw samples -> {n}_output: 0, or -1 (DSP) / -2 (model) */",
              f"static int {n}_run(const {n}_sample_t *raw)", "{",
@@ -367,6 +382,8 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str,
              f"{f32_literal(p.output_scale)};",
              f"        if ({n}_output[i] > {n}_output[top]) {{", "            top = i;",
              "        }", "    }", "    return (int)top;", "}"]
+    if branch_heads(p):
+        body += _answer_source(p)
     if personalize:
         body += ["", f"int {n}_personalize_add_window(const {n}_sample_t *raw, int32_t label)",
                  "{", f"    if ({p.dsp_prefix}_features(raw, {n}_features) != 0) {{",
@@ -375,6 +392,43 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str,
                  f"    return {n}_personalize_add({model_in}, label);", "}"]
     body += cstream.source_lines(p)
     return "\n".join(lines + body + [""] + _sensors_source(p))
+
+
+def branch_heads(p: Pipeline) -> bool:
+    """The model has a head per sensor besides the fused one ([model] missing =
+    "branch-head")."""
+    return p.spec.missing == "branch-head"
+
+
+def _head_args(p: Pipeline) -> str:
+    return "".join(f", {p.name}_head_{nm}" for nm, _ in p.spec.sensors) \
+        if branch_heads(p) else ""
+
+
+def _answer_source(p: Pipeline) -> list[str]:
+    """``<name>_answer``: the window through the pipeline, then the scores of the head the
+    missing mask selects (kiloml.deploy.spec.head_for_missing, the Python twin's rule)."""
+    n, M = p.name, p.macro
+    count = len(p.spec.sensors)
+    out = ["", f"/* One window -> the scores of the head that answers for the mask of missing "
+           "sensors:", " * the remaining sensor's own head when exactly one remains, else the "
+           "fused head. */",
+           f"static int {n}_answer(const {n}_sample_t *raw, uint32_t gone, float *scores)",
+           "{", "    uint32_t i;", "    uint32_t top = 0;",
+           f"    const int8_t *out = {n}_output;", f"    int status = {n}_run(raw);",
+           "    if (status != 0) {", "        return status;", "    }"]
+    for mask in range(1 << count):
+        h = head_for_missing(count, mask)
+        if h:
+            nm = p.spec.sensors[h - 1][0]
+            out += [f"    if (gone == {mask}u) {{", f"        out = {n}_head_{nm};  "
+                    f"/* only {nm} remains */", "    }"]
+    out += [f"    for (i = 0; i < {M}_NUM_CLASSES; ++i) {{",
+            f"        scores[i] = (float)((int32_t)out[i] - ({p.output_zero_point})) * "
+            f"{f32_literal(p.output_scale)};",
+            "        if (out[i] > out[top]) {", "            top = i;", "        }", "    }",
+            "    return (int)top;", "}"]
+    return out
 
 
 def c_array_strings(labels: list[str]) -> str:
@@ -503,7 +557,9 @@ def readme(p: Pipeline, build_lines: list[str], layout_lines: list[str]) -> str:
         "of tables (flash)",
         f"- pipeline buffers: {p.feature_size * _size(p.feature_ctype)} bytes of features"
         + ("" if p.convert == "direct" else f", {p.feature_size} bytes of model input")
-        + f", {p.num_classes} bytes of model output", "",
+        + f", {p.num_classes} bytes of model output"
+        + (f" and {p.num_classes} per sensor head ({len(p.spec.sensors)} heads: missing = "
+           "branch-head)" if branch_heads(p) else ""), "",
         "## Notes", "",
         "- The kernels (`kml_*`) are shared by every kiloml library: link one kiloml "
         "library per firmware image.",

@@ -29,7 +29,7 @@ import numpy as np
 
 from kiloml.codegen.host import SANITIZE, WARNINGS, find_cc
 from kiloml.compress.quantize import run_int8
-from kiloml.deploy.spec import Q20, DeploySpec, board_flags, find_board
+from kiloml.deploy.spec import Q20, DeploySpec, board_flags, find_board, head_for_missing
 from kiloml.dsp.apply import apply_block, block_quant
 from kiloml.dsp.cgen import c_array
 from kiloml.errors import KilomlError, ToolchainError
@@ -395,11 +395,18 @@ def footprint(package_dir: str | Path, board: Any = None, window=None,
     return out
 
 
-def run_python(spec: DeploySpec, raw_windows) -> RunResult:
+def run_python(spec: DeploySpec, raw_windows, missing: int = 0) -> RunResult:
     """The Python path on the same raw windows as the C (see the module doc): 16-bit PCM is
-    k / 32768 as the WAV reader gives it, float samples are taken as they are."""
+    k / 32768 as the WAV reader gives it, float samples are taken as they are.
+
+    ``missing`` (multi-sensor): the twin of ``<name>_classify_sensors`` with the sensors of
+    that bit mask NULL (bit k: sensor k of ``spec.sensors``): their channels are zeroed and,
+    under the branch-head policy, the head ``head_for_missing`` picks answers; 0 is
+    ``<name>_classify``."""
     block = spec.block
     x = np.asarray(raw_windows)
+    if missing:
+        x = zero_sensors(spec, x, missing)
     n = len(x)
     if block.audio and spec.dsp_variant in ("q15", "q31"):
         # the integer DSP's numpy twin: the C's int8 / Q20 output bit for bit
@@ -411,7 +418,24 @@ def run_python(spec: DeploySpec, raw_windows) -> RunResult:
         else:
             frames = x.reshape(n, int(spec.frames), int(spec.channels)).astype(np.float32)
         feats = apply_block(block, frames)
-    return classify_features(spec, feats)
+    return classify_features(spec, feats, missing)
+
+
+def zero_sensors(spec: DeploySpec, raw_windows, missing: int) -> np.ndarray:
+    """Raw windows (N, frames, channels) or (N, frames x channels) with the channels of the
+    sensors in the bit mask ``missing`` set to zeros, as ``<name>_classify_sensors`` does for
+    a NULL buffer."""
+    if not spec.sensors or not 0 <= int(missing) < (1 << len(spec.sensors)):
+        raise KilomlError(f"missing mask {missing}: the model has sensors "
+                          f"{[nm for nm, _ in spec.sensors]}")
+    x = np.array(raw_windows, copy=True)
+    v = x.reshape(len(x), int(spec.frames), int(spec.channels))
+    first = 0
+    for k, (_, axes) in enumerate(spec.sensors):
+        if int(missing) >> k & 1:
+            v[:, :, first:first + axes] = 0
+        first += axes
+    return x
 
 
 def block_output_features(spec: DeploySpec, q: np.ndarray) -> np.ndarray:
@@ -421,14 +445,19 @@ def block_output_features(spec: DeploySpec, q: np.ndarray) -> np.ndarray:
             else q.astype(np.float32) * np.float32(2.0 ** -Q20))
 
 
-def classify_features(spec: DeploySpec, feats: np.ndarray) -> RunResult:
+def classify_features(spec: DeploySpec, feats: np.ndarray, missing: int = 0) -> RunResult:
     """Float32 features (N, *shape) through the normalizer, the layout and the int8 model
-    (reference interpreter): the second half of ``run_python``."""
+    (reference interpreter): the second half of ``run_python``. A model with a head per
+    sensor (``spec.missing`` = ``branch-head``) answers with the head that
+    ``head_for_missing`` picks for the bit mask ``missing`` (the fused head for 0)."""
     n = len(feats)
     norm = spec.normalizer if isinstance(spec.normalizer, Normalizer) else \
         Normalizer.from_state({"mean": 0.0, "std": 1.0, **spec.normalizer})
     q = run_int8(spec.graph, to_model_input(norm(feats), spec.layout), dequantize=False)
+    h = head_for_missing(len(spec.sensors), missing) if spec.missing == "branch-head" else 0
+    if isinstance(q, list):     # several outputs: the heads, the fused one first
+        q = q[h]
     q = q.reshape(n, -1)
-    tout = spec.graph.tensors[spec.graph.outputs[0]]
+    tout = spec.graph.tensors[spec.graph.outputs[h]]
     scores = (q.astype(np.int32) - tout.zero_point).astype(np.float32) * np.float32(tout.scale)
     return RunResult(feats, scores, q.argmax(axis=1).astype(np.int64))

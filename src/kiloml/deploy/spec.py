@@ -93,6 +93,10 @@ class DeploySpec:
     sensors: tuple[tuple[str, int], ...] = ()
     stream: Any = None  # kiloml.train.streaming.StreamSettings (None: the defaults)
     prefer: str = "balanced"  # the model kernels' flash-for-speed choice (armv7em_choice)
+    # the missing-sensor policy (multi-sensor): "zero" (the fused head answers on zeros) or
+    # "branch-head": the graph's outputs are the fused head then each sensor's own head, and
+    # <name>_classify_sensors answers with the remaining sensor's head (head_for_missing)
+    missing: str = "zero"
 
 
 @dataclass
@@ -304,16 +308,23 @@ def resolve(spec: DeploySpec, portable_too: bool = False, model_c: bool = True) 
     core = str(board["core"])
 
     g = spec.graph
-    if len(g.inputs) != 1 or len(g.outputs) != 1:
-        raise KilomlError(f"model: a classifier has one input and one output, this graph "
-                          f"{len(g.inputs)} and {len(g.outputs)}")
+    heads = _check_heads(spec)
+    if len(g.inputs) != 1 or len(g.outputs) != heads:
+        raise KilomlError(f"model: a classifier has one input and {heads} output"
+                          f"{'s' if heads > 1 else ''}, this graph {len(g.inputs)} and "
+                          f"{len(g.outputs)}")
     tin, tout = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
-    for what, t in (("input", tin), ("output", tout)):
+    for what, t in (("input", tin), *(("output", g.tensors[o]) for o in g.outputs)):
         if t.dtype != "int8" or t.quant is None or t.quant.per_channel:
             raise KilomlError(f"model: the {what} must be int8 with one scale and zero point "
                               f"(got {t.dtype})")
-    if tout.size != len(labels):
-        raise KilomlError(f"model: {tout.size} outputs, but {len(labels)} labels")
+    for o in g.outputs:
+        t = g.tensors[o]
+        if t.size != len(labels):
+            raise KilomlError(f"model: {t.size} outputs, but {len(labels)} labels")
+        if (t.scale, t.zero_point) != (tout.scale, tout.zero_point):
+            raise KilomlError("model: the heads' outputs must share one quantization (each "
+                              "ends in a softmax)")
 
     feature_shape = tuple(int(v) for v in block.output_shape(frames, channels))
     _layout_is_identity(spec.layout, feature_shape, tin.size)
@@ -354,6 +365,35 @@ def resolve(spec: DeploySpec, portable_too: bool = False, model_c: bool = True) 
         version=str(spec.version))
 
 
+def _check_heads(spec: DeploySpec) -> int:
+    """The number of graph outputs the missing-sensor policy needs (1 for ``zero``)."""
+    if spec.missing == "zero":
+        return 1
+    if spec.missing != "branch-head":
+        raise KilomlError(f"missing: {spec.missing!r} is not a policy (zero, branch-head)")
+    if len(spec.sensors) < 2:
+        raise KilomlError("missing = branch-head: needs a multi-sensor model (a head per "
+                          "sensor), this one has "
+                          f"{len(spec.sensors)} sensor{'s' if len(spec.sensors) != 1 else ''}")
+    if spec.model_slot or spec.personalize is not None:
+        raise KilomlError("missing = branch-head cannot be deployed with [deploy] model_slot "
+                          "or [personalize] yet (they run a single-output model)")
+    return 1 + len(spec.sensors)
+
+
+def head_for_missing(sensors: int, missing: int) -> int:
+    """The graph output that answers under the branch-head policy for the bit mask of
+    missing sensors (bit k: sensor k): the head of the one remaining sensor (output 1 + k)
+    when exactly one remains, else the fused head (output 0: nothing missing, or with more
+    than two sensors several still present, or none left, where the missing channels are
+    zeros as under the zero policy)."""
+    everyone = (1 << sensors) - 1
+    present = everyone & ~int(missing)
+    if sensors > 1 and present and present & (present - 1) == 0 and present != everyone:
+        return 1 + present.bit_length() - 1
+    return 0
+
+
 def metadata(p: Pipeline) -> dict:
     """The package's description for tools (written as ``<name>.json`` by every format)."""
     spec = p.spec
@@ -383,6 +423,9 @@ def metadata(p: Pipeline) -> dict:
                             "scale": p.input_scale, "zero_point": p.input_zero_point,
                             "rounding": "half away from zero"},
                   "output": {"scale": p.output_scale, "zero_point": p.output_zero_point},
+                  **({"missing": "branch-head",
+                      "heads": ["fusion"] + [nm for nm, _ in spec.sensors]}
+                     if spec.missing == "branch-head" else {}),
                   "arena_bytes": p.arena_bytes_by_kernels,
                   "kernels": p.runtime, **model_kernels(p)},
         "board": {"id": p.board_id, "name": p.board.get("name", p.board_id), "core": p.core,

@@ -137,8 +137,10 @@ class FusionBranches(nn.Module):
     ``aux`` > 0 (several sensors): in training only, each branch also has its own linear
     classifier and the loss adds ``aux`` x the mean of their cross-entropies (``extra_loss``),
     so that each branch alone tells the classes apart and the head, trained with sensor
-    dropout, keeps a good answer when a sensor is zeroed. The auxiliary classifiers are not
-    part of the exported model (evaluation mode runs only the fused path)."""
+    dropout, keeps a good answer when a sensor is zeroed. Evaluation mode runs only the fused
+    path, so by default the auxiliary classifiers are not part of the exported model;
+    ``BranchHeads(model)`` is the module that exports them too (``[model] missing =
+    "branch-head"``: the deployed model answers with the remaining sensor's own head)."""
 
     def __init__(self, in_features: int, num_classes: int, sizes=None, branch=(16,),
                  hidden=(32,), dropout: float = 0.2, aux: float = 0.0) -> None:
@@ -196,6 +198,31 @@ class FusionBranches(nn.Module):
                 (1 - lam) * nn.functional.cross_entropy(o, y[perm])
 
         return self.aux * sum(ce(o) for o in outs) / len(outs)
+
+    def all_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(fused logits, branch 0's own classifier's logits, branch 1's, ...) of one batch;
+        the fused head is computed last, so it is the last operation of a lowered model."""
+        if self.aux_heads is None:
+            raise ModelError("fusion: the branch heads need aux > 0 and several sensors")
+        parts = [br(x[:, a:b]) for (a, b), br in zip(self.bounds, self.branches)]
+        own = [h(y) for h, y in zip(self.aux_heads, parts)]
+        return (self.classifier(self.head(torch.cat(parts, dim=1))), *own)
+
+
+class BranchHeads(nn.Module):
+    """A trained ``FusionBranches`` (with ``aux`` > 0) whose forward returns every head: the
+    fused head first, then each sensor branch's own classifier in sensor order. Lowering it
+    (kiloml.compress.lowering.lower) gives one int8 graph with one output per head."""
+
+    def __init__(self, model: FusionBranches) -> None:
+        super().__init__()
+        if not isinstance(model, FusionBranches) or model.aux_heads is None:
+            raise ModelError("branch heads: the model must be intermediate fusion (arch "
+                             "fusion) with several sensors and aux > 0")
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.model.all_heads(x)
 
 
 class AutoEncoder(nn.Module):

@@ -81,7 +81,15 @@ def project_spec(project: Project | str | Path | None, board: Optional[str] = No
         layout=meta["layout"], dsp_variant=variant, board=board_id, command=command,
         units=p.config.data.units, personalize=_personalize(p), stream=p.config.stream,
         sensors=tuple((s.name, len(s.axes)) for s in p.config.data.sensors),
-        prefer=prefer or p.config.deploy.prefer)
+        prefer=prefer or p.config.deploy.prefer,
+        missing=meta.get("missing", "zero") if model is None else _missing_of(meta, graph))
+
+
+def _missing_of(meta: dict, graph) -> str:
+    """The policy of another .tflite of the project (a variant): branch-head only when it
+    has the trained model's heads."""
+    heads = meta.get("heads") or []
+    return "branch-head" if heads and len(graph.outputs) == len(heads) else "zero"
 
 
 def _personalize(p: Project):

@@ -48,7 +48,8 @@ from kiloml.ir.planner import plan_memory
 from kiloml.train import augment as A
 from kiloml.train.loop import EpochData, TrainConfig, fit
 from kiloml.train.metrics import classification_report, roc_auc
-from kiloml.train.models import ARCHS, KMeansScorer, build_model, input_layout, to_model_input
+from kiloml.train.models import (ARCHS, BranchHeads, KMeansScorer, build_model, input_layout,
+                                 to_model_input)
 from kiloml.train.normalize import Normalizer
 from kiloml.train.settings import ANOMALY_ARCHS, TrainSettings
 from kiloml.workflow.cache import cache_path, content_hash, load_arrays, save_arrays
@@ -83,6 +84,7 @@ class Prepared:
     normal_ids: list[int] = field(default_factory=list)
     view: Optional[SensorView] = None   # one sensor's features (kiloml optimize's sensors)
     ensemble: Optional[TeacherEnsemble] = None   # the checked teachers (teacher_ensemble)
+    missing: str = "zero"               # the missing-sensor policy (missing_policy)
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
@@ -129,9 +131,42 @@ def prepare(project: Project, recipe: TrainSettings | None = None,
     params = dict(project.config.model.params)
     if arch == "fusion" and "sizes" not in params:
         params["sizes"] = sensor_feature_sizes(project, block, tr.feature_shape, view)
+    missing = missing_policy(project, arch, params) if view is None else "zero"
     return Prepared(project, recipe, arch, params, labels,
                     input_layout(arch, tr.feature_shape), iq, norm, tr, va, te, anomaly,
-                    normal_ids, view)
+                    normal_ids, view, missing=missing)
+
+
+# The policy of an intermediate-fusion model with auxiliary branch classifiers when
+# ``[model] missing`` is unset (docs/fusion.md, "Run-time head selection": measured on
+# sp_sw_har, 4 person-disjoint folds).
+DEFAULT_MISSING = "branch-head"
+
+
+def missing_policy(project: Project, arch: str, params: dict) -> str:
+    """``[model] missing`` resolved: ``branch-head`` (the deployed model also computes each
+    sensor branch's own classifier, and the C / Python pipeline answers with the remaining
+    sensor's head when exactly one sensor remains) or ``zero`` (the fused head answers, the
+    missing sensor's channels zeros). The setting applies to intermediate fusion (arch
+    ``fusion``) with ``params.aux`` > 0 and several sensors; set on another model it is
+    refused with one line naming kiloml.toml. Unset: ``DEFAULT_MISSING`` where it applies,
+    else ``zero`` (what every other model does)."""
+    chosen = project.config.model.missing
+    sizes = params.get("sizes") or []
+    try:
+        aux = float(params.get("aux", 0.0) or 0.0)
+    except (TypeError, ValueError):
+        aux = 0.0
+    applies = arch == "fusion" and aux > 0 and len(sizes) > 1
+    if chosen is None:
+        return DEFAULT_MISSING if applies else "zero"
+    if not applies:
+        why = ("arch is not fusion" if arch != "fusion" else
+               "params.aux is not > 0" if aux <= 0 else "the project has one sensor")
+        raise PipelineError(f"{project.config_path}: model.missing = {chosen!r} applies only "
+                            f"to intermediate fusion (arch \"fusion\") with model.params.aux "
+                            f"> 0 and several sensors; here {why} (remove the setting)")
+    return chosen
 
 
 def sensor_feature_sizes(project: Project, block, feature_shape,
@@ -294,7 +329,9 @@ def quantize(prep: Prepared, model, method: str | None = None):
     if len(x) > 2000:
         x = x[np.sort(rng.choice(len(x), 2000, replace=False))]
     xt = torch.as_tensor(x)
-    net = lower(model, xt[:1], append_softmax=not prep.anomaly,
+    # branch-head policy: one graph with every head (fused first, then each sensor's own)
+    traced = BranchHeads(model) if prep.missing == "branch-head" else model
+    net = lower(traced, xt[:1], append_softmax=not prep.anomaly,
                 name=f"{prep.project.config.project.name}")
     calibrate(net, (xt[i:i + 256] for i in range(0, len(xt), 256)),
               method=method or prep.recipe.calibration, input_quant=prep.input_quant)
@@ -411,7 +448,10 @@ def train_project(project: Project | str | Path | None = None, progress: bool = 
         "normalizer": prep.normalizer.state(), "anomaly": prep.anomaly,
         "normal_labels": [prep.labels[i] for i in prep.normal_ids],
         "recipe": recipe.model_dump(mode="json"), "features_seconds": round(t_feat, 2),
+        "missing": prep.missing,
     }
+    if prep.missing == "branch-head":   # the graph's outputs, in order
+        meta["heads"] = ["fusion"] + [s.name for s in project.config.data.sensors]
     if prep.arch == "kmeans":
         t1 = time.time()
         tr = prep.train
@@ -442,6 +482,8 @@ def train_project(project: Project | str | Path | None = None, progress: bool = 
                         distill=distill)
         graph = to_graph(net)
     graph.meta = {"labels": ",".join(prep.labels), "command": command}
+    if "heads" in meta:
+        graph.meta["heads"] = ",".join(meta["heads"])
     save_tflite(graph, out / "model.tflite")
     torch.save({"arch": prep.arch, "params": prep.params, "state": model.state_dict(),
                 "feature_shape": list(prep.feature_shape), "num_classes": len(prep.labels)},

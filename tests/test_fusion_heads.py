@@ -1,0 +1,321 @@
+"""Run-time head selection for a missing sensor (``[model] missing = "branch-head"``): the
+deployed intermediate-fusion model keeps each sensor branch's auxiliary classifier as an extra
+output, and ``<name>_classify_sensors`` (and its Python twin, kiloml.deploy.run.run_python with
+a ``missing`` mask) answers with the remaining sensor's own head.
+
+The oracles are independent of the selection code: the float PyTorch model's heads
+(``FusionBranches.all_heads``, softmax in float) and, for the C, the reference interpreter on
+the int8 graph through the twin."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent / "deploy"))
+import deployhelp as H  # noqa: E402
+
+from kiloml.codegen.host import SANITIZE, find_cc  # noqa: E402
+from kiloml.compress.quantize import quantize_ptq  # noqa: E402
+from kiloml.deploy import DeploySpec  # noqa: E402
+from kiloml.deploy.c import deploy_c  # noqa: E402
+from kiloml.deploy.run import run_python  # noqa: E402
+from kiloml.deploy.spec import head_for_missing  # noqa: E402
+from kiloml.dsp import make_block  # noqa: E402
+from kiloml.dsp.apply import apply_block  # noqa: E402
+from kiloml.errors import KilomlError  # noqa: E402
+from kiloml.model import Model  # noqa: E402
+from kiloml.train.loop import EpochData, TrainConfig, fit  # noqa: E402
+from kiloml.train.models import BranchHeads, ModelError, build_model  # noqa: E402
+from kiloml.train.normalize import Normalizer  # noqa: E402
+
+from projhelp import kiloml  # noqa: E402
+
+FRAMES = 50
+LABELS = ["still", "walk", "turn"]
+SENSORS = (("phone", 3), ("watch", 3))
+LSB = 1.0 / 256          # the softmax output's quantization step
+
+
+def _windows(seed: int, n: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """Windows (n, 50, 6) at 25 Hz in which both sensors tell the classes apart: the phone by
+    its frequency (0.5 / 1.5 / 2.5 Hz), the watch by its amplitude; noise on both."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(FRAMES) / 25.0
+    x, y = [], []
+    for k in range(n):
+        c = k % 3
+        w = np.zeros((FRAMES, 6))
+        w[:, :3] = np.sin(2 * np.pi * (0.5 + c) * t + rng.uniform(0, 6))[:, None] \
+            * rng.uniform(0.8, 1.2, 3)
+        w[:, 3:] = (0.5 + c) * np.sin(2 * np.pi * 1.0 * t + rng.uniform(0, 6))[:, None]
+        x.append(w + 0.4 * rng.standard_normal((FRAMES, 6)))
+        y.append(c)
+    return np.array(x, np.float32), np.array(y)
+
+
+def _trained() -> tuple[DeploySpec, torch.nn.Module, Normalizer, np.ndarray]:
+    """A small intermediate-fusion model with aux heads, trained with sensor dropout (each
+    window also with the phone and with the watch zeroed), its int8 graph of every head, and
+    the deploy spec of the pipeline; plus test windows."""
+    block = make_block("spectral", params=dict(sample_rate=25.0, fft_length=32,
+                                               band_edges_hz=[0.0, 1.0, 3.0, 6.0, 12.5]))
+    x, y = _windows(0, 90)
+    zp, zw = x.copy(), x.copy()
+    zp[:, :, :3] = 0.0
+    zw[:, :, 3:] = 0.0
+    train = np.concatenate([x, zp, zw])
+    ty = np.concatenate([y, y, y])
+    feats = apply_block(block, train)
+    norm = Normalizer.fit("feature", feats)
+    f = norm(feats).reshape(len(feats), -1).astype(np.float32)
+    half = f.shape[1] // 2                 # spectral: axis by axis, so the phone's come first
+    torch.manual_seed(0)
+    m = build_model("fusion", (f.shape[1],), 3, sizes=[half, half], branch=[16], hidden=[16],
+                    aux=1.0)
+    fit(m, lambda e: EpochData(torch.as_tensor(f), torch.as_tensor(ty)),
+        TrainConfig(epochs=30, batch_size=32, lr=3e-3, seed=0), progress=False)
+    m.eval()
+    _, g = quantize_ptq(BranchHeads(m), f, append_softmax=True)
+    spec = DeploySpec("fus", g, block, FRAMES, 6, 25.0, 2000.0, LABELS,
+                      normalizer=norm.state(), layout="flat", dsp_variant="f32",
+                      board="nano33ble", sensors=SENSORS, missing="branch-head")
+    test, _ = _windows(1, 30)
+    return spec, m, norm, test
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return _trained()
+
+
+def _float_heads(m, norm, block, windows) -> list[np.ndarray]:
+    """Softmax of every head of the float model, computed by PyTorch (the oracle)."""
+    f = norm(apply_block(block, windows)).reshape(len(windows), -1).astype(np.float32)
+    with torch.no_grad():
+        return [torch.softmax(h, 1).numpy() for h in m.all_heads(torch.as_tensor(f))]
+
+
+def test_the_rule_for_every_mask():
+    # the stated rule, written out: the remaining sensor's head when exactly one remains
+    assert [head_for_missing(2, k) for k in range(4)] == [0, 2, 1, 0]
+    assert [head_for_missing(3, k) for k in range(8)] == [0, 0, 0, 3, 0, 2, 1, 0]
+
+
+def test_exported_model_has_the_fused_head_then_a_head_per_sensor(trained):
+    spec, m, norm, test = trained
+    g = spec.graph
+    assert len(g.inputs) == 1 and len(g.outputs) == 3
+    assert [n.op for n in g.nodes].count("SOFTMAX") == 3
+    # each output is that head of the float model, within int8 tolerance
+    q = Model(g).predict(H.model_input(spec, apply_block(spec.block, test)))
+    want = _float_heads(m, norm, spec.block, test)
+    for k, (o, w) in enumerate(zip(q, want)):
+        got = (o.reshape(len(test), -1).astype(np.float64) + 128) * LSB
+        assert np.abs(got - w).max() <= 8 * LSB, k
+        assert (got.argmax(1) == w.argmax(1)).mean() >= 0.9, k
+    # the heads are different functions (else the selection could not be tested)
+    assert np.abs(want[1] - want[2]).max() > 0.2
+
+
+def test_without_aux_there_are_no_heads_to_export():
+    with pytest.raises(ModelError, match="aux > 0"):
+        BranchHeads(build_model("fusion", (10,), 3, sizes=[6, 4]))
+    with pytest.raises(ModelError, match="aux > 0"):
+        BranchHeads(build_model("dense", (10,), 3))
+
+
+HARNESS = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "fus.h"
+
+static float phone[FUS_WINDOW_SAMPLES * FUS_PHONE_AXES];
+static float watch[FUS_WINDOW_SAMPLES * FUS_WATCH_AXES];
+static float raw[FUS_INPUT_SIZE];
+static float scores[FUS_NUM_CLASSES];
+
+int main(int argc, char **argv)
+{
+    FILE *fi = fopen(argv[1], "rb");
+    long n = atol(argv[2]), i;
+    uint32_t f, a, mask, missing;
+    int top, c;
+    (void)argc;
+    for (i = 0; i < n; ++i) {
+        if (fread(raw, sizeof raw[0], FUS_INPUT_SIZE, fi) != FUS_INPUT_SIZE) { return 4; }
+        for (f = 0; f < FUS_WINDOW_SAMPLES; ++f) {
+            for (a = 0; a < 3u; ++a) {
+                phone[f * 3u + a] = raw[f * FUS_CHANNELS + FUS_PHONE_FIRST_CHANNEL + a];
+                watch[f * 3u + a] = raw[f * FUS_CHANNELS + FUS_WATCH_FIRST_CHANNEL + a];
+            }
+        }
+        for (mask = 0; mask < 4u; ++mask) {
+            missing = 99u;
+            top = fus_classify_sensors((mask & 1u) ? 0 : phone, (mask & 2u) ? 0 : watch,
+                                       scores, &missing);
+            printf("%u %u %d", mask, missing, top);
+            for (c = 0; c < FUS_NUM_CLASSES; ++c) { printf(" %.9g", (double)scores[c]); }
+            printf("\n");
+        }
+        top = fus_classify(raw, scores);
+        printf("classify %d", top);
+        for (c = 0; c < FUS_NUM_CLASSES; ++c) { printf(" %.9g", (double)scores[c]); }
+        printf("\n");
+    }
+    fclose(fi);
+    return 0;
+}
+"""
+
+
+def test_c_and_twin_choose_the_same_head_for_every_mask(trained, tmp_path):
+    spec, m, norm, test = trained
+    pkg = tmp_path / "pkg"
+    deploy_c(spec, pkg)
+    meta = json.loads((pkg / "fus.json").read_text())
+    assert meta["model"]["heads"] == ["fusion", "phone", "watch"]
+    sources, includes = H.package_sources(pkg, "portable")
+    (tmp_path / "main.c").write_text(HARNESS)
+    exe = tmp_path / "fus"
+    cmd = [find_cc(), *H.WARN, *SANITIZE, *[f"-I{i}" for i in [pkg, *includes]],
+           *map(str, sources), str(tmp_path / "main.c"), "-o", str(exe), "-lm"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+    test.tofile(tmp_path / "in.bin")
+    r = subprocess.run([str(exe), str(tmp_path / "in.bin"), str(len(test))],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+    rows = [ln.split() for ln in r.stdout.splitlines()]
+    want = _float_heads(m, norm, spec.block, test)
+    fused_zeroed = {}
+    for mask in range(4):
+        got = [row for row in rows if row[0] == str(mask)]
+        assert len(got) == len(test) and {row[1] for row in got} == {str(mask)}
+        c_scores = np.array([[float(v) for v in row[3:]] for row in got], np.float32)
+        twin = run_python(spec, test, missing=mask)
+        assert [int(row[2]) for row in got] == list(twin.predictions)
+        np.testing.assert_array_equal(c_scores, twin.scores)
+        # the zero policy on the same graph: the fused head on the zeroed windows
+        zero = run_python(replace(spec, missing="zero"), test, missing=mask)
+        fused_zeroed[mask] = zero.scores
+        if mask in (1, 2):   # one sensor remains: its own head, not the zeroed fusion
+            own = want[1 + (mask == 1)]          # phone missing -> the watch's head
+            assert np.abs(c_scores - own).max() <= 8 * LSB
+            assert np.abs(c_scores - zero.scores).max() > 16 * LSB
+        else:                # nothing missing, or nothing left: the fused head
+            np.testing.assert_array_equal(c_scores, zero.scores)
+    np.testing.assert_allclose(fused_zeroed[0], want[0], atol=8 * LSB)
+    plain = [row for row in rows if row[0] == "classify"]
+    assert [[float(v) for v in row[2:]] for row in plain] == \
+        [[float(v) for v in row[3:]] for row in rows if row[0] == "0"]
+
+
+def test_branch_heads_cross_compile_for_the_nano33ble(trained, tmp_path):
+    spec, *_ = trained
+    pkg = tmp_path / "pkg"
+    deploy_c(spec, pkg)
+    flags, kernels = H.CORES["cortex-m4f-softfp"]
+    sources, includes = H.package_sources(pkg, kernels)
+    H.compile_objects(H.need("arm-none-eabi-gcc"), flags, sources, [pkg, *includes],
+                      tmp_path / "o")
+
+
+def test_deploy_refuses_heads_that_do_not_fit(trained, tmp_path):
+    spec, *_ = trained
+    with pytest.raises(KilomlError, match="one input and 1 output, this graph 1 and 3"):
+        deploy_c(replace(spec, missing="zero"), tmp_path / "a")
+    with pytest.raises(KilomlError, match="needs a multi-sensor model"):
+        deploy_c(replace(spec, sensors=(), missing="branch-head"), tmp_path / "b")
+    with pytest.raises(KilomlError, match="not a policy"):
+        deploy_c(replace(spec, missing="fallback"), tmp_path / "c")
+    assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_missing_setting_needs_intermediate_fusion_with_aux(tmp_path):
+    """``[model] missing`` on the example's dense model: one line naming kiloml.toml, exit 1,
+    no model written."""
+    from test_fusion_optimize import _data
+
+    data = _data(tmp_path / "d")
+    root = tmp_path / "p"
+    assert kiloml("init", root, "--example", "sp_sw_har", "--data", data).returncode == 0
+    cfg = root / "kiloml.toml"
+    text = cfg.read_text()
+    assert 'arch = "dense"\n' in text
+    cfg.write_text(text.replace('arch = "dense"\n', 'arch = "dense"\nmissing = "branch-head"\n'))
+    r = kiloml("train", "--project", root, "-q")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "kiloml.toml" in lines[0] and "model.missing" in lines[0] \
+        and "arch is not fusion" in lines[0], lines
+    assert not (root / "model" / "model.tflite").exists()
+    # fusion without aux: refused too, naming why
+    cfg.write_text(text.replace('arch = "dense"\n', 'arch = "fusion"\nmissing = "zero"\n'))
+    r = kiloml("train", "--project", root, "-q")
+    assert r.returncode == 1 and "params.aux is not > 0" in r.stderr, r.stderr
+    # a bad value is refused when the project loads
+    cfg.write_text(text.replace('arch = "dense"\n', 'arch = "fusion"\nmissing = "drop"\n'))
+    r = kiloml("train", "--project", root, "-q")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "kiloml.toml: model.missing" in lines[0] \
+        and "'zero' or 'branch-head'" in lines[0], r.stderr
+
+
+def test_project_with_branch_heads_runs_deploys_and_verifies(tmp_path):
+    """``kiloml run`` on the synthetic phone + watch project (only the phone tells the classes
+    apart) with intermediate fusion, aux 1, QAT and the default policy: the model has three
+    heads, verify in the emulator is bit-exact, and the deployed pipeline with the watch
+    missing answers with the phone's head (the twin, as the C above)."""
+    from test_fusion_optimize import _data
+
+    from kiloml.io.tflite_reader import read_tflite
+    from kiloml.workflow.deploy import project_spec
+    from kiloml.workflow.project import Project
+    from kiloml.data.windowing import load_windows
+
+    data = _data(tmp_path / "d")
+    root = tmp_path / "p"
+    assert kiloml("init", root, "--example", "sp_sw_har", "--data", data).returncode == 0
+    cfg = root / "kiloml.toml"
+    text = cfg.read_text().replace('arch = "dense"', 'arch = "fusion"')
+    assert text.count("[model.params]\n\n") == 1
+    text = text.replace("[model.params]\n\n", "[model.params]\naux = 1.0\n\n")
+    # QAT too: the fake-quant network trains with the extra heads in it
+    cfg.write_text(text.replace("[train]\n", "[train]\nepochs = 6\nqat_epochs = 2\n"))
+    r = kiloml("run", "--project", root, "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((root / "model" / "meta.json").read_text())
+    assert meta["missing"] == "branch-head" and meta["heads"] == ["fusion", "phone", "watch"]
+    assert meta["qat_train"]["epochs_run"] == 2
+    g = read_tflite(root / "model" / "model.tflite")
+    assert len(g.outputs) == 3
+    v = json.loads((root / "build" / "verify.json").read_text())
+    assert v["ok"] and v["scores_bit_exact"] and v["predictions_equal"] == v["clips"] > 0
+    header = next((root / "build" / "deploy" / "c").glob("*.h")).read_text()
+    assert "that sensor's own head" in header
+    p = Project.load(root)
+    spec = project_spec(p)
+    frames, wins = load_windows(p.dataset, p.config.data, split="test")
+    y = np.array([spec.labels.index(w.label) for w in wins])
+    watchless = run_python(spec, frames, missing=2)
+    assert (watchless.predictions == y).mean() >= 0.9      # the phone's head: it can tell
+    r = kiloml("test", "--project", root, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["accuracy"] >= 0.9, r.stderr
+
+
+def test_arduino_imu_sketch_says_which_head_answered(trained, tmp_path):
+    from kiloml.deploy.arduino import deploy_arduino
+
+    spec, *_ = trained
+    lib = deploy_arduino(replace(spec, sensors=(("accel", 3), ("gyro", 3))), tmp_path / "Fus").path
+    sketch = next(lib.glob("examples/*/*.ino")).read_text()
+    assert '"(gyro missing: classified by the accel head)"' in sketch
+    assert "fus_head_gyro" in (lib / "src" / "fus.c").read_text()
