@@ -544,8 +544,8 @@ static inline void m0_group(const int32_t *c, int32_t K, const uint8_t *w, int32
 }
 
 /* acc[0..7] = bias[0..7] + acc[0] (the correction) + c[0 .. cend) x the weight bytes w (eight
- * per column value; cend - c a multiple of 4), bias the eight words 128 bytes before w (the
- * group's stream): four column values per pass, the eight accumulators in r4-r7 and
+ * per column value; cend - c a multiple of 4), bias the eight words at the address in acc[1]
+ * (the group's stream): four column values per pass, the eight accumulators in r4-r7 and
  * r8-r11 (ADD takes a high register), LDRB + MULS + ADD per MAC and one LDR per eight:
  * 104 instructions per 32 MACs. */
 #if KML_M0_ASM
@@ -570,9 +570,9 @@ static void m0_dot8(const int32_t *c __attribute__((unused)),
             "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
             "push {r3, r4, r5, r6, r7}\n\t"
             "mov r12, r1\n\t"
+            "ldr r1, [r3, #4]\n\t"              /* the group's bias */
             "ldr r3, [r3, #0]\n\t"              /* the correction */
-            "movs r1, r2\n\t"
-            "subs r1, #112\n\t"                 /* the group's bias[4..7] */
+            "adds r1, #16\n\t"                  /* bias[4..7] */
             "ldm r1!, {r4, r5, r6, r7}\n\t"
             "adds r4, r4, r3\n\t" "mov r8, r4\n\t" "adds r5, r5, r3\n\t" "mov r9, r5\n\t"
             "adds r6, r6, r3\n\t" "mov r10, r6\n\t" "adds r7, r7, r3\n\t" "mov r11, r7\n\t"
@@ -620,27 +620,150 @@ static void m0_group8(const int32_t *c, int32_t K, const uint8_t *w, int32_t *ac
     }
 }
 
-/* One output pixel's accumulators for the group at stream s (width G, 4 or 8): bias plus
- * the correction, then the inner product with the column. */
-static inline void m0_acc(const int32_t *s, int32_t G, int32_t K, int32_t corr,
+/* One output pixel's accumulators for the group at stream s (width G, 4 or 8; hdr words per
+ * channel before the weights: 4 with the group's records, 1 without): bias plus the
+ * correction, then the inner product with the column. */
+static inline void m0_acc(const int32_t *s, int32_t G, int32_t hdr, int32_t K, int32_t corr,
                           const int32_t *col, int32_t *a)
 {
     int32_t i;
     if (G == 8) {
 #if KML_M0_ASM
-        a[0] = corr;     /* m0_dot8 adds the biases */
+        a[0] = corr;     /* m0_dot8 adds the biases, at the address in a[1] */
+        a[1] = (int32_t)(intptr_t)s;
 #else
         for (i = 0; i < 8; ++i) {
             a[i] = s[i] + corr;
         }
 #endif
-        m0_group8(col, K, (const uint8_t *)(s + 32), a);
+        m0_group8(col, K, (const uint8_t *)(s + 8 * hdr), a);
     } else {
         for (i = 0; i < 4; ++i) {
             a[i] = s[i] + corr;
         }
-        m0_group(col, K, (const uint8_t *)(s + 16), a);
+        m0_group(col, K, (const uint8_t *)(s + 4 * hdr), a);
     }
+}
+
+/* Bounded requantization, for layers where the generator proved at compile time that every
+ * channel's accumulator satisfies |acc| < 2^21 (its range over every int8 input, from the
+ * weights and the bias), with a multiplier M > 0 and a right shift s <= 22 (channels whose
+ * output is constant are rewritten to a small bias). Per channel a record of five words
+ * {m0, m1, m2, c2, sh}: M = m2 2^22 + m1 2^11 + m0 (m0 >= 1), c2 = (2^30 + rnd 2^31) / 2^22
+ * with rnd = 2^s / 2, sh = 9 + s. m0_rq's two roundings in one, on u = |acc| < 2^21 and
+ * n = [acc < 0]: kml_mbqm's magnitude is floor((u M + 2^30 - n + rnd 2^31) / 2^(31 + s)),
+ * and with three 32-bit products (no carries between words):
+ *     P0 = u m0 - n, P1 = u m1 + (P0 >> 11), P2 = u m2 + (P1 >> 11) + c2, v = P2 >> sh
+ * (u m0 <= (2^21 - 1) 2^11 and P1 <= (2^21 - 1) 2^11 < 2^32, P2 < 2^31 + 2^22). Then the
+ * output offset and the clamp: off + v for acc >= 0, off - v below. */
+#if !KML_M0_ASM
+static void m0_rqb_c(const int32_t *acc, const int32_t *rec, int8_t *out, int32_t n,
+                     int32_t off, int32_t lo, int32_t hi)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i, rec += 5) {
+        const int32_t a = acc[i];
+        const uint32_t neg = a < 0 ? 1u : 0u;
+        const uint32_t u = neg ? (uint32_t)0 - (uint32_t)a : (uint32_t)a;
+        uint32_t t = u * (uint32_t)rec[0] - neg;
+        t = u * (uint32_t)rec[1] + (t >> 11);
+        t = u * (uint32_t)rec[2] + (t >> 11) + (uint32_t)rec[3];
+        t >>= (uint32_t)rec[4];
+        out[i] = (int8_t)kml_clamp(neg ? off - (int32_t)t : off + (int32_t)t, lo, hi);
+    }
+}
+#endif
+
+#if KML_M0_ASM
+/* m0_rqb_c in Thumb-1: par = {n, off, lo, hi}. One LDM loads a record's first four words;
+ * where lo == off (a fused ReLU, ReLU6 or ReLU-N clamp starting at the offset) acc <= 0 gives
+ * lo without the products. 21 instructions per output above 0, 10 at or below (ReLU). */
+#define M0_RQB_CHAIN(neg) \
+    "ldm r1!, {r4, r5, r6, r7}\n\t" \
+    "muls r4, r3, r4\n\t" neg "lsrs r4, r4, #11\n\t" \
+    "muls r5, r3, r5\n\t" "adds r4, r4, r5\n\t" "lsrs r4, r4, #11\n\t" \
+    "muls r6, r3, r6\n\t" "adds r4, r4, r6\n\t" "adds r4, r4, r7\n\t" \
+    "ldm r1!, {r5}\n\t" "lsrs r4, r4, r5\n\t"
+__attribute__((naked, noinline))
+static void m0_rqb(const int32_t *acc __attribute__((unused)),
+                   const int32_t *rec __attribute__((unused)),
+                   int8_t *out __attribute__((unused)),
+                   const int32_t *par __attribute__((unused)))
+{
+    __asm__(".syntax unified\n\t"
+            "push {r4, r5, r6, r7, lr}\n\t"
+            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
+            "push {r4, r5, r6, r7}\n\t"
+            "ldm r3!, {r4, r5, r6, r7}\n\t"          /* n, off, lo, hi */
+            "adds r4, r2, r4\n\t"
+            "mov r11, r4\n\t"                        /* the end of the output */
+            "mov r8, r5\n\t" "mov r9, r6\n\t" "mov r10, r7\n\t"
+            "cmp r5, r6\n\t"
+            "bne 5f\n"
+            "1:\n\t"                                 /* lo == off */
+            "ldm r0!, {r3}\n\t"
+            "cmp r3, #0\n\t"
+            "ble 4f\n\t"
+            M0_RQB_CHAIN("")
+            "add r4, r8\n\t"
+            "cmp r4, r10\n\t"
+            "ble 2f\n\t"
+            "mov r4, r10\n"
+            "2:\n\t"
+            "strb r4, [r2, #0]\n\t"
+            "adds r2, #1\n\t"
+            "cmp r2, r11\n\t"
+            "bne 1b\n\t"
+            "b 9f\n"
+            "4:\n\t"                                 /* acc <= 0: lo */
+            "mov r4, r9\n\t"
+            "adds r1, #20\n\t"
+            "b 2b\n"
+            "5:\n\t"                                 /* any clamp: both signs */
+            "ldm r0!, {r3}\n\t"
+            "cmp r3, #0\n\t"
+            "blt 7f\n\t"
+            M0_RQB_CHAIN("")
+            "add r4, r8\n"                           /* off + v */
+            "6:\n\t"
+            "cmp r4, r10\n\t"
+            "ble 8f\n\t"
+            "mov r4, r10\n"
+            "8:\n\t"
+            "cmp r4, r9\n\t"
+            "bge 3f\n\t"
+            "mov r4, r9\n"
+            "3:\n\t"
+            "strb r4, [r2, #0]\n\t"
+            "adds r2, #1\n\t"
+            "cmp r2, r11\n\t"
+            "bne 5b\n\t"
+            "b 9f\n"
+            "7:\n\t"                                 /* acc < 0 */
+            "rsbs r3, r3, #0\n\t"
+            M0_RQB_CHAIN("subs r4, #1\n\t")
+            "mov r5, r8\n\t"
+            "subs r4, r5, r4\n\t"                    /* off - v */
+            "b 6b\n"
+            "9:\n\t"
+            "pop {r4, r5, r6, r7}\n\t"
+            "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
+            "pop {r4, r5, r6, r7, pc}\n\t"
+            ".syntax divided");
+}
+#undef M0_RQB_CHAIN
+#endif
+
+/* One output pixel's n accumulators -> n int8 outputs with the bounded records rec;
+ * par = {n, off, lo, hi}. */
+static inline void m0_rqb_run(const int32_t *acc, const int32_t *rec, int8_t *out,
+                              const int32_t *par)
+{
+#if KML_M0_ASM
+    m0_rqb(acc, rec, out, par);
+#else
+    m0_rqb_c(acc, rec, out, par[0], par[1], par[2], par[3]);
+#endif
 }
 
 void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
@@ -651,10 +774,12 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
     const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
     const int pw = m0_pointwise(p);
     const int8_t *px = input;
+    const int32_t *const rq = mult;    /* the bounded records, or 0 */
+    int32_t *const acc = scratch + K;  /* with rq: one pixel's accumulators */
+    const int32_t par[4] = {out_c, out_off, lo, hi};
     int32_t b, oy, ox, oc, i;
     (void)filter;
     (void)bias;
-    (void)mult;
     (void)shift;
     for (i = Kw; i < K; ++i) {    /* the window padded to a multiple of 4: weights 0 */
         scratch[i] = 0;
@@ -670,11 +795,22 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                     corr = -128 * m0_column(p, input, b, oy, ox, scratch);
                 }
                 const int32_t *s = packed;
+                if (rq) {   /* the stream without records, then the pixel's requantization */
+                    for (oc = 0; oc < out_c;) {
+                        const int32_t G = out_c - oc > 4 ? 8 : 4;
+                        m0_acc(s, G, 1, K, corr, scratch, acc + oc);
+                        oc += G;
+                        s += G + K * (G / 4);
+                    }
+                    m0_rqb_run(acc, rq, output, par);
+                    output += out_c;
+                    continue;
+                }
                 for (oc = 0; oc < out_c;) {
                     const int32_t G = out_c - oc > 4 ? 8 : 4;
                     const int32_t n = out_c - oc < G ? out_c - oc : G;
                     int32_t a[8];
-                    m0_acc(s, G, K, corr, scratch, a);
+                    m0_acc(s, G, 4, K, corr, scratch, a);
                     if (s[G + 2] >= 0) {   /* the layer takes m0_rq (all channels or none) */
                         m0_store(a, s + G, n, output, out_off, lo, hi);
                     } else {
@@ -753,7 +889,7 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                     const int32_t G = out_c - oc > 4 ? 8 : 4;
                     const int32_t n = out_c - oc < G ? out_c - oc : G;
                     int32_t a[8];
-                    m0_acc(s, G, K, corr, scratch, a);
+                    m0_acc(s, G, 4, K, corr, scratch, a);
                     for (i = 0; i < n; ++i, ++at) {
                         const int32_t c = m0_out(a[i], s + G + 3 * i, out_off, lo, hi);
                         const int32_t sc = tc[c + 128];
@@ -775,8 +911,8 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
 }
 
 #if KML_M0_ASM
-/* A 3x3 depthwise window for four channels: acc[0..3] = bias[0..3] (the four words 64 bytes
- * before w, the group's stream) + the nine taps x (int8, channels adjacent; x += xstep
+/* A 3x3 depthwise window for four channels: acc[0..3] = bias[0..3] (the four words at the
+ * address in acc[1] on entry, the group's stream) + the nine taps x (int8, channels adjacent; x += xstep
  * between taps of a row, x += acc[0] (on entry: ystep - 3 xstep) between rows) times the
  * int32 weights w (four per tap). LDRSB with the offsets 0..3 kept in r4-r7, the
  * accumulators in r8-r11: LDRSB + LDR + MULS + ADD per MAC, 17 instructions per tap. */
@@ -802,8 +938,7 @@ static void m0_dw3x3(const int8_t *x __attribute__((unused)),
             "mov r12, r2\n\t"                      /* xstep */
             "ldr r2, [r3, #0]\n\t"
             "mov lr, r2\n\t"                       /* ystep - 3 xstep */
-            "movs r2, r1\n\t"
-            "subs r2, #64\n\t"
+            "ldr r2, [r3, #4]\n\t"
             "ldm r2!, {r4, r5, r6, r7}\n\t"        /* bias */
             "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
             "movs r4, #0\n\t" "movs r5, #1\n\t" "movs r6, #2\n\t" "movs r7, #3\n\t"
@@ -837,6 +972,7 @@ static void m0_dw3x3_pixel(const int8_t *x, const int32_t *s, const int32_t *end
     if (lo >= off) {
         for (; s != end; s += words, x += 4, out += 4) {
             a[0] = yadj;
+            a[1] = (int32_t)(intptr_t)s;
             m0_dw3x3(x, s + 16, xstep, a);
             out[0] = (int8_t)m0_rqcz(a[0], s + 4, off, lo, hi);
             out[1] = (int8_t)m0_rqcz(a[1], s + 7, off, lo, hi);
@@ -847,11 +983,27 @@ static void m0_dw3x3_pixel(const int8_t *x, const int32_t *s, const int32_t *end
     }
     for (; s != end; s += words, x += 4, out += 4) {
         a[0] = yadj;
+        a[1] = (int32_t)(intptr_t)s;
         m0_dw3x3(x, s + 16, xstep, a);
         out[0] = (int8_t)m0_rqc(a[0], s + 4, off, lo, hi);
         out[1] = (int8_t)m0_rqc(a[1], s + 7, off, lo, hi);
         out[2] = (int8_t)m0_rqc(a[2], s + 10, off, lo, hi);
         out[3] = (int8_t)m0_rqc(a[3], s + 13, off, lo, hi);
+    }
+}
+#endif
+
+#if KML_M0_ASM
+/* One output pixel of a 3x3 depthwise layer with bounded records: every group of four
+ * channels (stream s, ``words`` per group, no records) in one loop, accumulators to acc. */
+__attribute__((noinline))
+static void m0_dw3x3_acc(const int8_t *x, const int32_t *s, const int32_t *end, int32_t words,
+                         int32_t xstep, int32_t yadj, int32_t *acc)
+{
+    for (; s != end; s += words, x += 4, acc += 4) {
+        acc[0] = yadj;
+        acc[1] = (int32_t)(intptr_t)s;
+        m0_dw3x3(x, s + 4, xstep, acc);
     }
 }
 #endif
@@ -889,10 +1041,14 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
     const int32_t in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w;
     const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
     int8_t *win = (int8_t *)scratch;
+    const int32_t *const rq = mult;          /* the bounded records, or 0 */
+    const int32_t hdr = rq ? 1 : 4;          /* words per channel before the taps */
+    const int32_t words = 4 * hdr + 4 * taps;
+    int32_t *const acc = scratch + (taps * C + 3) / 4;   /* with rq: one pixel's */
+    const int32_t par[4] = {C, out_off, lo, hi};
     int32_t b, oy, ox, ch, ky, kx;
     (void)filter;
     (void)bias;
-    (void)mult;
     (void)shift;
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < out_h; ++oy) {
@@ -916,8 +1072,14 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                     ystep = (size_t)kw * (size_t)C;
                 }
 #if KML_M0_ASM
+                if (kw == 3 && kh == 3 && rq) {   /* 3x3, bounded: two calls */
+                    m0_dw3x3_acc(base, packed, packed + (C / 4) * words, words, (int32_t)xstep,
+                                 (int32_t)ystep - 3 * (int32_t)xstep, acc);
+                    m0_rqb(acc, rq, output, par);
+                    output += C;
+                    continue;
+                }
                 if (kw == 3 && kh == 3 && packed[6] >= 0) {   /* 3x3, m0_rq: one call */
-                    const int32_t words = 16 + 4 * taps;
                     m0_dw3x3_pixel(base, packed, packed + (C / 4) * words, words,
                                    (int32_t)xstep, (int32_t)ystep - 3 * (int32_t)xstep,
                                    output, out_off, lo, hi);
@@ -926,13 +1088,14 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                 }
 #endif
                 for (ch = 0; ch < C; ch += 4) {
-                    const int32_t *w = s + 16;
+                    const int32_t *w = s + 4 * hdr;
                     const int8_t *xr = base + ch;
                     int32_t a0 = s[0], a1 = s[1], a2 = s[2], a3 = s[3];
 #if KML_M0_ASM
                     if (kw == 3 && kh == 3) {   /* the usual window: one call */
                         int32_t a[4];
                         a[0] = (int32_t)ystep - 3 * (int32_t)xstep;
+                        a[1] = (int32_t)(intptr_t)s;
                         m0_dw3x3(xr, w, (int32_t)xstep, a);
                         a0 = a[0]; a1 = a[1]; a2 = a[2]; a3 = a[3];
                     } else if (kw == 3) {      /* 3-wide: no tap loop */
@@ -957,7 +1120,12 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                         }
                         xr += ystep;
                     }
-                    if (s[6] >= 0 && lo >= out_off) {   /* m0_rq and a fused ReLU */
+                    if (rq) {                           /* requantized per pixel */
+                        acc[ch] = a0;
+                        acc[ch + 1] = a1;
+                        acc[ch + 2] = a2;
+                        acc[ch + 3] = a3;
+                    } else if (s[6] >= 0 && lo >= out_off) {   /* m0_rq and a fused ReLU */
                         output[0] = (int8_t)m0_rqcz(a0, s + 4, out_off, lo, hi);
                         output[1] = (int8_t)m0_rqcz(a1, s + 7, out_off, lo, hi);
                         output[2] = (int8_t)m0_rqcz(a2, s + 10, out_off, lo, hi);
@@ -973,8 +1141,14 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                         output[2] = m0_out(a2, s + 10, out_off, lo, hi);
                         output[3] = m0_out(a3, s + 13, out_off, lo, hi);
                     }
-                    output += 4;
-                    s += 16 + 4 * taps;
+                    if (!rq) {
+                        output += 4;
+                    }
+                    s += words;
+                }
+                if (rq) {
+                    m0_rqb_run(acc, rq, output, par);
+                    output += C;
                 }
             }
         }
