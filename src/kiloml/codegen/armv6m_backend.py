@@ -51,7 +51,7 @@ def records(mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
 CHAIN_BITS = 21   # the bounded requantization is exact for |accumulator| < 2^21
 CHAIN_MAX_S = 22  # and right shifts up to 22 (its nudge stays below 2^31)
-RQB_WORDS = 5     # words per channel of a bounded-requantization record
+RQB_WORDS = 4     # words per channel of a bounded-requantization record
 
 
 def acc_range(rows: np.ndarray, bias, in_offset: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,8 +69,9 @@ def acc_range(rows: np.ndarray, bias, in_offset: int) -> tuple[np.ndarray, np.nd
 def chain_record(mult: int, s: int) -> list[int]:
     """The bounded-requantization record of a multiplier M > 0 and right shift s (0..22):
     M = m2 2^22 + m1 2^11 + m0 with m0 >= 1 (where M's low 11 bits are 0, one unit is
-    borrowed from m1 or m2, so m0 = 2048: the negative path subtracts 1 from u m0), the nudge
-    c2 = (2^30 + rnd 2^31) / 2^22 with rnd = 2^s / 2, and the final shift 9 + s."""
+    borrowed from m1 or m2, so m0 = 2048: the negative path subtracts 1 from u m0), and
+    W = c2 + sh: the nudge c2 = (2^30 + rnd 2^31) / 2^22 with rnd = 2^s / 2 (a multiple of
+    2^8) plus the final shift sh = 9 + s in the low byte (layout in kml_conv_m0.c)."""
     m0, m1, m2 = mult & 2047, (mult >> 11) & 2047, mult >> 22
     if m0 == 0:
         if m1 > 0:
@@ -78,7 +79,7 @@ def chain_record(mult: int, s: int) -> list[int]:
         else:
             m2, m1, m0 = m2 - 1, 2047, 2048
     rnd = (1 << s) >> 1
-    return [m0, m1, m2, (1 << 8) + (rnd << 9), 9 + s]
+    return [m0, m1, m2, (1 << 8) + (rnd << 9) + 9 + s]
 
 
 def bounded(rows: np.ndarray, bias, mult, shift, in_offset: int, out_offset: int,
@@ -89,7 +90,7 @@ def bounded(rows: np.ndarray, bias, mult, shift, in_offset: int, out_offset: int
     one value: all weights 0, or a multiplier too small to move it) becomes a constant
     channel: weights 0, bias 2 d, record of M = 2^30, s = 0, which give out_offset + d, the
     constant. Every other channel needs M > 0, a right shift s <= 22 and |accumulator| <
-    2^21 over acc_range (checked here, at compile time). Returns (records [out_c x 5], rows,
+    2^21 over acc_range (checked here, at compile time). Returns (records [out_c x 4], rows,
     bias) with the constant channels rewritten, rows and bias to build the stream from."""
     from kiloml.ir.quant import multiply_by_quantized_multiplier
 

@@ -648,42 +648,47 @@ static inline void m0_acc(const int32_t *s, int32_t G, int32_t hdr, int32_t K, i
 /* Bounded requantization, for layers where the generator proved at compile time that every
  * channel's accumulator satisfies |acc| < 2^21 (its range over every int8 input, from the
  * weights and the bias), with a multiplier M > 0 and a right shift s <= 22 (channels whose
- * output is constant are rewritten to a small bias). Per channel a record of five words
- * {m0, m1, m2, c2, sh}: M = m2 2^22 + m1 2^11 + m0 (m0 >= 1), c2 = (2^30 + rnd 2^31) / 2^22
- * with rnd = 2^s / 2, sh = 9 + s. m0_rq's two roundings in one, on u = |acc| < 2^21 and
+ * output is constant are rewritten to a small bias). Per channel a record of four words
+ * {m0, m1, m2, W}: M = m2 2^22 + m1 2^11 + m0 (m0 >= 1), W = c2 + sh with the nudge
+ * c2 = (2^30 + rnd 2^31) / 2^22 (rnd = 2^s / 2, so c2 is a multiple of 2^8) and the shift
+ * sh = 9 + s (< 2^8) in its low byte. m0_rq's two roundings in one, on u = |acc| < 2^21 and
  * n = [acc < 0]: kml_mbqm's magnitude is floor((u M + 2^30 - n + rnd 2^31) / 2^(31 + s)),
  * and with three 32-bit products (no carries between words):
- *     P0 = u m0 - n, P1 = u m1 + (P0 >> 11), P2 = u m2 + (P1 >> 11) + c2, v = P2 >> sh
- * (u m0 <= (2^21 - 1) 2^11 and P1 <= (2^21 - 1) 2^11 < 2^32, P2 < 2^31 + 2^22). Then the
- * output offset and the clamp: off + v for acc >= 0, off - v below. */
+ *     P0 = u m0 - n, P1 = u m1 + (P0 >> 11), P2 = u m2 + (P1 >> 11),
+ *     v = floor((P2 + c2) / 2^sh) = ((P2 >> 8 << 8) + W) >> (W mod 2^8)
+ * (u m0 <= (2^21 - 1) 2^11 and P1 <= (2^21 - 1) 2^11 < 2^32, P2 < 2^30 + 2^21; P2's low
+ * byte cannot change the quotient since c2 and 2^sh are multiples of 2^8, and sh < 2^8 in
+ * the low byte cannot carry). Then the output offset and the clamp: off + v for acc >= 0,
+ * off - v below. */
 #if !KML_M0_ASM
 static void m0_rqb_c(const int32_t *acc, const int32_t *rec, int8_t *out, int32_t n,
                      int32_t off, int32_t lo, int32_t hi)
 {
     int32_t i;
-    for (i = 0; i < n; ++i, rec += 5) {
+    for (i = 0; i < n; ++i, rec += 4) {
         const int32_t a = acc[i];
         const uint32_t neg = a < 0 ? 1u : 0u;
         const uint32_t u = neg ? (uint32_t)0 - (uint32_t)a : (uint32_t)a;
+        const uint32_t w = (uint32_t)rec[3];
         uint32_t t = u * (uint32_t)rec[0] - neg;
         t = u * (uint32_t)rec[1] + (t >> 11);
-        t = u * (uint32_t)rec[2] + (t >> 11) + (uint32_t)rec[3];
-        t >>= (uint32_t)rec[4];
+        t = u * (uint32_t)rec[2] + (t >> 11);
+        t = (((t >> 8) << 8) + w) >> (w & 0xFFu);
         out[i] = (int8_t)kml_clamp(neg ? off - (int32_t)t : off + (int32_t)t, lo, hi);
     }
 }
 #endif
 
 #if KML_M0_ASM
-/* m0_rqb_c in Thumb-1: par = {n, off, lo, hi}. One LDM loads a record's first four words;
- * where lo == off (a fused ReLU, ReLU6 or ReLU-N clamp starting at the offset) acc <= 0 gives
- * lo without the products. 21 instructions per output above 0, 10 at or below (ReLU). */
+/* m0_rqb_c in Thumb-1: par = {n, off, lo, hi}. One LDM loads a record; where lo == off (a
+ * fused ReLU, ReLU6 or ReLU-N clamp starting at the offset) acc <= 0 gives lo without the
+ * products. 22 instructions per output above 0, 10 at or below (ReLU). */
 #define M0_RQB_CHAIN(neg) \
     "ldm r1!, {r4, r5, r6, r7}\n\t" \
     "muls r4, r3, r4\n\t" neg "lsrs r4, r4, #11\n\t" \
     "muls r5, r3, r5\n\t" "adds r4, r4, r5\n\t" "lsrs r4, r4, #11\n\t" \
-    "muls r6, r3, r6\n\t" "adds r4, r4, r6\n\t" "adds r4, r4, r7\n\t" \
-    "ldm r1!, {r5}\n\t" "lsrs r4, r4, r5\n\t"
+    "muls r6, r3, r6\n\t" "adds r4, r4, r6\n\t" \
+    "lsrs r4, r4, #8\n\t" "lsls r4, r4, #8\n\t" "adds r4, r4, r7\n\t" "lsrs r4, r4, r7\n\t"
 __attribute__((naked, noinline))
 static void m0_rqb(const int32_t *acc __attribute__((unused)),
                    const int32_t *rec __attribute__((unused)),
@@ -717,7 +722,7 @@ static void m0_rqb(const int32_t *acc __attribute__((unused)),
             "b 9f\n"
             "4:\n\t"                                 /* acc <= 0: lo */
             "mov r4, r9\n\t"
-            "adds r1, #20\n\t"
+            "adds r1, #16\n\t"
             "b 2b\n"
             "5:\n\t"                                 /* any clamp: both signs */
             "ldm r0!, {r3}\n\t"
@@ -955,8 +960,56 @@ static void m0_dw3x3(const int8_t *x __attribute__((unused)),
             "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
             "pop {r4, r5, r6, r7, pc}\n\t"
             ".syntax divided");
-#undef M0_DWT
 }
+
+/* m0_dw3x3 for every group of four channels of a pixel of a layer with bounded records (the
+ * stream's groups: bias[4] then the nine taps' weights, 40 words): the accumulators of the
+ * whole pixel to acc, in one call. par = {xstep, ystep - 3 xstep, back, acc end}, back =
+ * 2 ystep + 2 xstep - 4 (x after a group's taps, less the next group's x). */
+__attribute__((naked, noinline))
+static void m0_dw3x3_all(const int8_t *x __attribute__((unused)),
+                         const int32_t *s __attribute__((unused)),
+                         int32_t *acc __attribute__((unused)),
+                         const int32_t *par __attribute__((unused)))
+{
+    __asm__(".syntax unified\n\t"
+            "push {r4, r5, r6, r7, lr}\n\t"
+            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
+            "push {r4, r5, r6, r7}\n\t"
+            "ldm r3!, {r4, r5, r6, r7}\n\t"
+            "mov r12, r4\n\t"                      /* xstep */
+            "mov lr, r5\n\t"                       /* ystep - 3 xstep */
+            "push {r2, r6, r7}\n\t"                /* [sp] acc, [sp, 4] back, [sp, 8] end */
+            "1:\n\t"
+            "ldm r1!, {r4, r5, r6, r7}\n\t"        /* bias */
+            "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
+            "movs r4, #0\n\t" "movs r5, #1\n\t" "movs r6, #2\n\t" "movs r7, #3\n\t"
+            M0_DWT(0) "add r0, r12\n\t" M0_DWT(16) "add r0, r12\n\t" M0_DWT(32)
+            "add r0, r12\n\t" "add r0, lr\n\t"
+            M0_DWT(48) "add r0, r12\n\t" M0_DWT(64) "add r0, r12\n\t" M0_DWT(80)
+            "add r0, r12\n\t" "add r0, lr\n\t"
+            M0_DWT(96) "add r0, r12\n\t" M0_DWT(112) "add r0, r12\n\t"
+            "adds r1, #128\n\t" M0_DWT(0)
+            "adds r1, #16\n\t"                     /* the next group */
+            "ldr r2, [sp, #4]\n\t"
+            "subs r0, r0, r2\n\t"                  /* its x */
+            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
+            "ldr r2, [sp, #0]\n\t"
+            "stm r2!, {r4, r5, r6, r7}\n\t"
+            "str r2, [sp, #0]\n\t"
+            "ldr r3, [sp, #8]\n\t"
+            "cmp r2, r3\n\t"
+            "beq 2f\n\t"
+            "b 1b\n"
+            "2:\n\t"
+            "add sp, #12\n\t"
+            "pop {r4, r5, r6, r7}\n\t"
+            "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
+            "pop {r4, r5, r6, r7, pc}\n\t"
+            ".syntax divided");
+}
+#undef M0_DWT
+
 #endif
 
 #if KML_M0_ASM
@@ -993,20 +1046,6 @@ static void m0_dw3x3_pixel(const int8_t *x, const int32_t *s, const int32_t *end
 }
 #endif
 
-#if KML_M0_ASM
-/* One output pixel of a 3x3 depthwise layer with bounded records: every group of four
- * channels (stream s, ``words`` per group, no records) in one loop, accumulators to acc. */
-__attribute__((noinline))
-static void m0_dw3x3_acc(const int8_t *x, const int32_t *s, const int32_t *end, int32_t words,
-                         int32_t xstep, int32_t yadj, int32_t *acc)
-{
-    for (; s != end; s += words, x += 4, acc += 4) {
-        acc[0] = yadj;
-        acc[1] = (int32_t)(intptr_t)s;
-        m0_dw3x3(x, s + 4, xstep, acc);
-    }
-}
-#endif
 
 /* The window of a depthwise output pixel at the border, k_h x k_w x C bytes in win: the
  * input where the tap is inside the image, the input zero point (-in_offset, whose x + offset
@@ -1073,8 +1112,10 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                 }
 #if KML_M0_ASM
                 if (kw == 3 && kh == 3 && rq) {   /* 3x3, bounded: two calls */
-                    m0_dw3x3_acc(base, packed, packed + (C / 4) * words, words, (int32_t)xstep,
-                                 (int32_t)ystep - 3 * (int32_t)xstep, acc);
+                    const int32_t xs = (int32_t)xstep, ys = (int32_t)ystep;
+                    const int32_t dpar[4] = {xs, ys - 3 * xs, 2 * ys + 2 * xs - 4,
+                                             (int32_t)(intptr_t)(acc + C)};
+                    m0_dw3x3_all(base, packed, acc, dpar);
                     m0_rqb(acc, rq, output, par);
                     output += C;
                     continue;
