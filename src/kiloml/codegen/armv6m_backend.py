@@ -162,6 +162,20 @@ def depthwise_m0(g: Graph, node: Node, p) -> bool:
     return p.out_c == p.in_c and p.in_c % 4 == 0
 
 
+def sparse_input(g: Graph, node: Node) -> bool:
+    """Whether the node's input is the output of a fused ReLU or ReLU6 (whose clamp starts at
+    the zero point, so many of its values are x + offset = 0): the conv kernel then skips a
+    pixel's zero column values (the sparse pairs, ``m0_pairs``). A static choice: other
+    layers keep the dense loop, a little faster where few values are 0."""
+    t = node.inputs[0]
+    for n in g.nodes:
+        if t in n.outputs:
+            a = n.attrs
+            act = getattr(getattr(a, "add", a), "activation", None)
+            return act in ("RELU", "RELU6")
+    return False
+
+
 def _bias(g: Graph, node: Node):
     return g.tensors[node.inputs[2]].data if len(node.inputs) > 2 and node.inputs[2] >= 0 else None
 
@@ -179,18 +193,23 @@ class Armv6mBackend(PortableBackend):
         if node.op in ("CONV_2D", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D") \
                 and self._bounded(g, node) is not None:
             acc = 4 * ((int(g.tensors[node.outputs[0]].shape[-1]) + 7) // 8 * 8)
-        if node.op in ("CONV_2D", "CONV_2D_ADD"):    # the window, padded to a multiple of 4
+        if node.op in ("CONV_2D", "CONV_2D_ADD", "FULLY_CONNECTED"):
             w = g.tensors[node.inputs[1]]
-            window = 4 * ((int(np.prod(w.shape[1:])) + 3) // 4 * 4)
+            window = 4 * ((int(np.prod(w.shape[1:])) + 3) // 4 * 4)   # padded to 4
+            # the sparse column: a pair of words per window value
+            pairs = 2 * window if sparse_input(g, node) else 0
             # CONV_2D_ADD: two 256-entry tables (the rescaled conv output and residual)
-            return window + (2 * 256 * 4 if node.op == "CONV_2D_ADD" else acc)
-        if node.op == "FULLY_CONNECTED":
-            return 4 * ((int(g.tensors[node.inputs[1]].shape[1]) + 3) // 4 * 4) + acc
+            return window + (2 * 256 * 4 if node.op == "CONV_2D_ADD" else acc) + pairs
         if node.op == "DEPTHWISE_CONV_2D":   # a border pixel's zero-point padded window
             _, kh, kw, co = g.tensors[node.inputs[1]].shape
             if co == g.tensors[node.inputs[0]].shape[-1] and co % 4 == 0:
                 return (int(kh * kw * co) + 3) // 4 * 4 + acc
         return 0
+
+    @staticmethod
+    def _mode(g: Graph, node: Node, ctx: "EmitContext") -> str:
+        """The conv kernels' ``shift`` argument: {1} (skip zero column values) or 0."""
+        return ctx.array("mode", "int32_t", np.array([1])) if sparse_input(g, node) else "0"
 
     def _bounded(self, g: Graph, node: Node, params: Any = None):
         """``bounded`` for a CONV_2D, FULLY_CONNECTED or (taken) DEPTHWISE_CONV_2D node."""
@@ -217,7 +236,8 @@ class Armv6mBackend(PortableBackend):
             ep = ctx.struct("kml_add_epilogue", "add", epilogue_fields(node, ap))
             packed = ctx.array("packed", "int32_t", conv_stream(
                 wd.reshape(wd.shape[0], -1), _bias(g, node), cp.mult, cp.shift))
-            return [ctx.call(CONV_ADD, f"&{st}", ctx.ptr(x), "0", "0", "0", "0", f"&{ep}",
+            return [ctx.call(CONV_ADD, f"&{st}", ctx.ptr(x), "0", "0", "0", self._mode(g, node, ctx),
+                             f"&{ep}",
                              ctx.ptr(res), ctx.ptr(node.outputs[0]), packed,
                              ctx.scratch("int32_t"))]
         rq = self._bounded(g, node, params) if node.op in (
@@ -252,5 +272,6 @@ class Armv6mBackend(PortableBackend):
         packed = ctx.array("packed", "int32_t", stream)
         # the bounded requantization's records travel in ``mult`` (0: the stream's records)
         recs = "0" if rq is None else ctx.array("rq", "int32_t", rq[0])
-        return [ctx.call(fn, f"&{st}", ctx.ptr(node.inputs[0]), "0", "0", recs, "0",
+        mode = self._mode(g, node, ctx) if fn == CONV else "0"
+        return [ctx.call(fn, f"&{st}", ctx.ptr(node.inputs[0]), "0", "0", recs, mode,
                          ctx.ptr(node.outputs[0]), packed, ctx.scratch("int32_t"))]

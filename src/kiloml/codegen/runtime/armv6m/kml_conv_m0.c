@@ -543,6 +543,33 @@ static inline void m0_group(const int32_t *c, int32_t K, const uint8_t *w, int32
     acc[3] = a3;
 }
 
+#if KML_M0_ASM
+#define M0_D8_PRO \
+    "push {r4, r5, r6, r7, lr}\n\t" \
+    "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t" \
+    "push {r3, r4, r5, r6, r7}\n\t" \
+    "mov r12, r1\n\t" \
+    "ldr r1, [r3, #4]\n\t"              /* the group's bias */ \
+    "ldr r3, [r3, #0]\n\t"              /* the correction */ \
+    "adds r1, #16\n\t"                  /* bias[4..7] */ \
+    "ldm r1!, {r4, r5, r6, r7}\n\t" \
+    "adds r4, r4, r3\n\t" "mov r8, r4\n\t" "adds r5, r5, r3\n\t" "mov r9, r5\n\t" \
+    "adds r6, r6, r3\n\t" "mov r10, r6\n\t" "adds r7, r7, r3\n\t" "mov r11, r7\n\t" \
+    "subs r1, #32\n\t"                  /* bias[0..3] */ \
+    "ldm r1!, {r4, r5, r6, r7}\n\t" \
+    "adds r4, r4, r3\n\t" "adds r5, r5, r3\n\t" "adds r6, r6, r3\n\t" \
+    "adds r7, r7, r3\n\t"
+#define M0_D8_EPI \
+    "2:\n\t" \
+    "pop {r3}\n\t" \
+    "stm r3!, {r4, r5, r6, r7}\n\t" \
+    "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t" \
+    "stm r3!, {r4, r5, r6, r7}\n\t" \
+    "pop {r4, r5, r6, r7}\n\t" \
+    "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t" \
+    "pop {r4, r5, r6, r7, pc}\n\t"
+#endif
+
 /* acc[0..7] = bias[0..7] + acc[0] (the correction) + c[0 .. cend) x the weight bytes w (eight
  * per column value; cend - c a multiple of 4), bias the eight words at the address in acc[1]
  * (the group's stream): four column values per pass, the eight accumulators in r4-r7 and
@@ -556,7 +583,8 @@ static void m0_dot8(const int32_t *c __attribute__((unused)),
                     int32_t *acc __attribute__((unused)))
 {
 #define M0_D8(cw, wb) \
-    "ldr r1, [r0, #" #cw "]\n\t" \
+    "ldr r1, [r0, #" #cw "]\n\t" M0_D8W(wb)
+#define M0_D8W(wb) \
     "ldrb r3, [r2, #" #wb "+0]\n\t" "muls r3, r1, r3\n\t" "adds r4, r4, r3\n\t" \
     "ldrb r3, [r2, #" #wb "+1]\n\t" "muls r3, r1, r3\n\t" "adds r5, r5, r3\n\t" \
     "ldrb r3, [r2, #" #wb "+2]\n\t" "muls r3, r1, r3\n\t" "adds r6, r6, r3\n\t" \
@@ -566,20 +594,7 @@ static void m0_dot8(const int32_t *c __attribute__((unused)),
     "ldrb r3, [r2, #" #wb "+6]\n\t" "muls r3, r1, r3\n\t" "add r10, r3\n\t" \
     "ldrb r3, [r2, #" #wb "+7]\n\t" "muls r3, r1, r3\n\t" "add r11, r3\n\t"
     __asm__(".syntax unified\n\t"
-            "push {r4, r5, r6, r7, lr}\n\t"
-            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
-            "push {r3, r4, r5, r6, r7}\n\t"
-            "mov r12, r1\n\t"
-            "ldr r1, [r3, #4]\n\t"              /* the group's bias */
-            "ldr r3, [r3, #0]\n\t"              /* the correction */
-            "adds r1, #16\n\t"                  /* bias[4..7] */
-            "ldm r1!, {r4, r5, r6, r7}\n\t"
-            "adds r4, r4, r3\n\t" "mov r8, r4\n\t" "adds r5, r5, r3\n\t" "mov r9, r5\n\t"
-            "adds r6, r6, r3\n\t" "mov r10, r6\n\t" "adds r7, r7, r3\n\t" "mov r11, r7\n\t"
-            "subs r1, #32\n\t"                  /* bias[0..3] */
-            "ldm r1!, {r4, r5, r6, r7}\n\t"
-            "adds r4, r4, r3\n\t" "adds r5, r5, r3\n\t" "adds r6, r6, r3\n\t"
-            "adds r7, r7, r3\n\t"
+            M0_D8_PRO
             "cmp r0, r12\n\t"
             "beq 2f\n"
             "1:\n\t"
@@ -588,17 +603,38 @@ static void m0_dot8(const int32_t *c __attribute__((unused)),
             "adds r2, #32\n\t"
             "cmp r0, r12\n\t"
             "bne 1b\n"
-            "2:\n\t"
-            "pop {r3}\n\t"
-            "stm r3!, {r4, r5, r6, r7}\n\t"
-            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
-            "stm r3!, {r4, r5, r6, r7}\n\t"
-            "pop {r4, r5, r6, r7}\n\t"
-            "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
-            "pop {r4, r5, r6, r7, pc}\n\t"
+            M0_D8_EPI
             ".syntax divided");
-#undef M0_D8
 }
+
+/* m0_dot8 over a pixel's sparse column (the layers whose input is a ReLU's output, where
+ * many values equal the zero point: x + offset = 0): pairs {c, 8 (k - k')} of its non-zero
+ * values c at window position k (k' the previous one's, 0 first) from p to pend; per pair
+ * one LDM and the step to the weights of position k, then the eight MACs: 28 instructions
+ * per non-zero value (the dense loop: 26 per value). */
+__attribute__((naked, noinline))
+static void m0_dot8s(const int32_t *p __attribute__((unused)),
+                     const int32_t *pend __attribute__((unused)),
+                     const uint8_t *w __attribute__((unused)),
+                     int32_t *acc __attribute__((unused)))
+{
+    __asm__(".syntax unified\n\t"
+            M0_D8_PRO
+            "cmp r0, r12\n\t"
+            "beq 2f\n"
+            "1:\n\t"
+            "ldm r0!, {r1, r3}\n\t"
+            "adds r2, r2, r3\n\t"
+            M0_D8W(0)
+            "cmp r0, r12\n\t"
+            "bne 1b\n"
+            M0_D8_EPI
+            ".syntax divided");
+}
+#undef M0_D8
+#undef M0_D8W
+#undef M0_D8_PRO
+#undef M0_D8_EPI
 #endif
 
 /* m0_group for eight channels (weights: eight bytes per column value). */
@@ -620,28 +656,72 @@ static void m0_group8(const int32_t *c, int32_t K, const uint8_t *w, int32_t *ac
     }
 }
 
+/* A pixel's column col[0..K) as pairs {c, 8 (k - k')} of its non-zero values (k' the
+ * previous non-zero value's position, 0 first) at p; returns the end of the pairs. */
+static int32_t *m0_pairs(const int32_t *col, int32_t K, int32_t *p)
+{
+    int32_t k, prev = 0;
+    for (k = 0; k < K; ++k) {
+        const int32_t v = col[k];
+        if (v != 0) {
+            p[0] = v;
+            p[1] = 8 * (k - prev);
+            prev = k;
+            p += 2;
+        }
+    }
+    return p;
+}
+
 /* One output pixel's accumulators for the group at stream s (width G, 4 or 8; hdr words per
  * channel before the weights: 4 with the group's records, 1 without): bias plus the
- * correction, then the inner product with the column. */
+ * correction, then the inner product with the column (pairs != 0: with its non-zero values,
+ * the pairs from pairs to pend). */
 static inline void m0_acc(const int32_t *s, int32_t G, int32_t hdr, int32_t K, int32_t corr,
-                          const int32_t *col, int32_t *a)
+                          const int32_t *col, int32_t *a, const int32_t *pairs,
+                          const int32_t *pend)
 {
-    int32_t i;
+    int32_t i, j;
+    const uint8_t *w = (const uint8_t *)(s + G * hdr);
     if (G == 8) {
 #if KML_M0_ASM
         a[0] = corr;     /* m0_dot8 adds the biases, at the address in a[1] */
         a[1] = (int32_t)(intptr_t)s;
+        if (pairs) {
+            m0_dot8s(pairs, pend, w, a);
+            return;
+        }
 #else
         for (i = 0; i < 8; ++i) {
             a[i] = s[i] + corr;
         }
+        if (pairs) {
+            for (; pairs != pend; pairs += 2) {
+                const int32_t v = pairs[0];
+                w += pairs[1];
+                for (j = 0; j < 8; ++j) {
+                    a[j] += v * w[j];
+                }
+            }
+            return;
+        }
 #endif
-        m0_group8(col, K, (const uint8_t *)(s + 8 * hdr), a);
+        m0_group8(col, K, w, a);
     } else {
         for (i = 0; i < 4; ++i) {
             a[i] = s[i] + corr;
         }
-        m0_group(col, K, (const uint8_t *)(s + 4 * hdr), a);
+        if (pairs) {
+            for (; pairs != pend; pairs += 2) {
+                const int32_t v = pairs[0];
+                w += pairs[1] / 2;
+                for (j = 0; j < 4; ++j) {
+                    a[j] += v * w[j];
+                }
+            }
+            return;
+        }
+        m0_group(col, K, w, a);
     }
 }
 
@@ -782,10 +862,12 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
     const int32_t *const rq = mult;    /* the bounded records, or 0 */
     int32_t *const acc = scratch + K;  /* with rq: one pixel's accumulators */
     const int32_t par[4] = {out_c, out_off, lo, hi};
+    /* shift = {1}: the column's non-zero values as pairs, after the accumulators */
+    int32_t *const pbuf = shift && shift[0] == 1 ? acc + (rq ? (out_c + 7) & ~7 : 0) : 0;
+    const int32_t *pairs = 0, *pend = 0;
     int32_t b, oy, ox, oc, i;
     (void)filter;
     (void)bias;
-    (void)shift;
     for (i = Kw; i < K; ++i) {    /* the window padded to a multiple of 4: weights 0 */
         scratch[i] = 0;
     }
@@ -799,11 +881,15 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                 } else {
                     corr = -128 * m0_column(p, input, b, oy, ox, scratch);
                 }
+                if (pbuf) {
+                    pairs = pbuf;
+                    pend = m0_pairs(scratch, K, pbuf);
+                }
                 const int32_t *s = packed;
                 if (rq) {   /* the stream without records, then the pixel's requantization */
                     for (oc = 0; oc < out_c;) {
                         const int32_t G = out_c - oc > 4 ? 8 : 4;
-                        m0_acc(s, G, 1, K, corr, scratch, acc + oc);
+                        m0_acc(s, G, 1, K, corr, scratch, acc + oc, pairs, pend);
                         oc += G;
                         s += G + K * (G / 4);
                     }
@@ -815,7 +901,7 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                     const int32_t G = out_c - oc > 4 ? 8 : 4;
                     const int32_t n = out_c - oc < G ? out_c - oc : G;
                     int32_t a[8];
-                    m0_acc(s, G, 4, K, corr, scratch, a);
+                    m0_acc(s, G, 4, K, corr, scratch, a, pairs, pend);
                     if (s[G + 2] >= 0) {   /* the layer takes m0_rq (all channels or none) */
                         m0_store(a, s + G, n, output, out_off, lo, hi);
                     } else {
@@ -863,8 +949,10 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
     (void)filter;
     (void)bias;
     (void)mult;
-    (void)shift;
     int32_t *const tc = scratch + K, *const tr = tc + 256;
+    /* shift = {1}: the column's non-zero values as pairs, after the two tables */
+    int32_t *const pbuf = shift && shift[0] == 1 ? tr + 256 : 0;
+    const int32_t *pairs = 0, *pend = 0;
     int relu;
     m0_record(ep->conv_mult, ep->conv_shift, rc);
     m0_record(ep->res_mult, ep->res_shift, rr);
@@ -889,12 +977,16 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                 } else {
                     corr = -128 * m0_column(p, input, b, oy, ox, scratch);
                 }
+                if (pbuf) {
+                    pairs = pbuf;
+                    pend = m0_pairs(scratch, K, pbuf);
+                }
                 const int32_t *s = packed;
                 for (oc = 0; oc < out_c;) {
                     const int32_t G = out_c - oc > 4 ? 8 : 4;
                     const int32_t n = out_c - oc < G ? out_c - oc : G;
                     int32_t a[8];
-                    m0_acc(s, G, 4, K, corr, scratch, a);
+                    m0_acc(s, G, 4, K, corr, scratch, a, pairs, pend);
                     for (i = 0; i < n; ++i, ++at) {
                         const int32_t c = m0_out(a[i], s + G + 3 * i, out_off, lo, hi);
                         const int32_t sc = tc[c + 128];
