@@ -186,6 +186,10 @@ class Armv6mBackend(PortableBackend):
     # layers where every channel's accumulator bound allows it take the bounded
     # requantization (False: every layer takes the per-group records; tests compare both)
     bounded_requant = True
+    # layers whose input is a ReLU's output skip zero column values: "skip"; "off": the
+    # dense loop everywhere; "all": the sparse loop with every value (its worst case, for
+    # benchmarks/profile_m0_sparse.py)
+    sparse_columns = "skip"
 
     def scratch_bytes(self, g: Graph, node: Node) -> int:
         # bounded requantization: one output pixel's accumulators (out_c rounded up to 8)
@@ -197,7 +201,7 @@ class Armv6mBackend(PortableBackend):
             w = g.tensors[node.inputs[1]]
             window = 4 * ((int(np.prod(w.shape[1:])) + 3) // 4 * 4)   # padded to 4
             # the sparse column: a pair of words per window value
-            pairs = 2 * window if sparse_input(g, node) else 0
+            pairs = 2 * window if self._sparse(g, node) else 0
             # CONV_2D_ADD: two 256-entry tables (the rescaled conv output and residual)
             return window + (2 * 256 * 4 if node.op == "CONV_2D_ADD" else acc) + pairs
         if node.op == "DEPTHWISE_CONV_2D":   # a border pixel's zero-point padded window
@@ -206,10 +210,15 @@ class Armv6mBackend(PortableBackend):
                 return (int(kh * kw * co) + 3) // 4 * 4 + acc
         return 0
 
-    @staticmethod
-    def _mode(g: Graph, node: Node, ctx: "EmitContext") -> str:
-        """The conv kernels' ``shift`` argument: {1} (skip zero column values) or 0."""
-        return ctx.array("mode", "int32_t", np.array([1])) if sparse_input(g, node) else "0"
+    def _sparse(self, g: Graph, node: Node) -> bool:
+        return self.sparse_columns != "off" and sparse_input(g, node)
+
+    def _mode(self, g: Graph, node: Node, ctx: "EmitContext") -> str:
+        """The conv kernels' ``shift`` argument: {1} (skip zero column values), {2} (the
+        sparse loop over every value) or 0 (dense)."""
+        if not self._sparse(g, node):
+            return "0"
+        return ctx.array("mode", "int32_t", np.array([2 if self.sparse_columns == "all" else 1]))
 
     def _bounded(self, g: Graph, node: Node, params: Any = None):
         """``bounded`` for a CONV_2D, FULLY_CONNECTED or (taken) DEPTHWISE_CONV_2D node."""

@@ -657,13 +657,14 @@ static void m0_group8(const int32_t *c, int32_t K, const uint8_t *w, int32_t *ac
 }
 
 /* A pixel's column col[0..K) as pairs {c, 8 (k - k')} of its non-zero values (k' the
- * previous non-zero value's position, 0 first) at p; returns the end of the pairs. */
-static int32_t *m0_pairs(const int32_t *col, int32_t K, int32_t *p)
+ * previous pair's position, 0 first) at p; returns the end of the pairs. ``all``: a pair
+ * for every value, zeros too (the sparse loop's worst case, for measurements). */
+static int32_t *m0_pairs(const int32_t *col, int32_t K, int32_t *p, int all)
 {
     int32_t k, prev = 0;
     for (k = 0; k < K; ++k) {
         const int32_t v = col[k];
-        if (v != 0) {
+        if (v != 0 || all) {
             p[0] = v;
             p[1] = 8 * (k - prev);
             prev = k;
@@ -862,8 +863,10 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
     const int32_t *const rq = mult;    /* the bounded records, or 0 */
     int32_t *const acc = scratch + K;  /* with rq: one pixel's accumulators */
     const int32_t par[4] = {out_c, out_off, lo, hi};
-    /* shift = {1}: the column's non-zero values as pairs, after the accumulators */
-    int32_t *const pbuf = shift && shift[0] == 1 ? acc + (rq ? (out_c + 7) & ~7 : 0) : 0;
+    /* shift = {1}: the column's non-zero values as pairs, after the accumulators ({2}: all
+     * its values, the worst case of {1}) */
+    int32_t *const pbuf = shift && shift[0] != 0 ? acc + (rq ? (out_c + 7) & ~7 : 0) : 0;
+    const int all = shift && shift[0] == 2;
     const int32_t *pairs = 0, *pend = 0;
     int32_t b, oy, ox, oc, i;
     (void)filter;
@@ -883,7 +886,7 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                 }
                 if (pbuf) {
                     pairs = pbuf;
-                    pend = m0_pairs(scratch, K, pbuf);
+                    pend = m0_pairs(scratch, K, pbuf, all);
                 }
                 const int32_t *s = packed;
                 if (rq) {   /* the stream without records, then the pixel's requantization */
@@ -950,8 +953,9 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
     (void)bias;
     (void)mult;
     int32_t *const tc = scratch + K, *const tr = tc + 256;
-    /* shift = {1}: the column's non-zero values as pairs, after the two tables */
-    int32_t *const pbuf = shift && shift[0] == 1 ? tr + 256 : 0;
+    /* shift = {1}: the column's non-zero values as pairs, after the two tables ({2}: all) */
+    int32_t *const pbuf = shift && shift[0] != 0 ? tr + 256 : 0;
+    const int all = shift && shift[0] == 2;
     const int32_t *pairs = 0, *pend = 0;
     int relu;
     m0_record(ep->conv_mult, ep->conv_shift, rc);
@@ -979,7 +983,7 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                 }
                 if (pbuf) {
                     pairs = pbuf;
-                    pend = m0_pairs(scratch, K, pbuf);
+                    pend = m0_pairs(scratch, K, pbuf, all);
                 }
                 const int32_t *s = packed;
                 for (oc = 0; oc < out_c;) {
