@@ -187,8 +187,8 @@ class Armv6mBackend(PortableBackend):
     # requantization (False: every layer takes the per-group records; tests compare both)
     bounded_requant = True
     # layers whose input is a ReLU's output skip zero column values: "skip"; "off": the
-    # dense loop everywhere; "all": the sparse loop with every value (its worst case, for
-    # benchmarks/profile_m0_sparse.py)
+    # dense loop everywhere; "all": their cost for a column without zeros, whatever the input
+    # (the worst case of "skip", for benchmarks/profile_m0_sparse.py)
     sparse_columns = "skip"
 
     def scratch_bytes(self, g: Graph, node: Node) -> int:
@@ -200,8 +200,8 @@ class Armv6mBackend(PortableBackend):
         if node.op in ("CONV_2D", "CONV_2D_ADD", "FULLY_CONNECTED"):
             w = g.tensors[node.inputs[1]]
             window = 4 * ((int(np.prod(w.shape[1:])) + 3) // 4 * 4)   # padded to 4
-            # the sparse column: a pair of words per window value
-            pairs = 2 * window if self._sparse(g, node) else 0
+            # the sparse column: a pair of words per window value (+ the ones of "all")
+            pairs = (2 + (self.sparse_columns == "all")) * window if self._sparse(g, node) else 0
             # CONV_2D_ADD: two 256-entry tables (the rescaled conv output and residual)
             return window + (2 * 256 * 4 if node.op == "CONV_2D_ADD" else acc) + pairs
         if node.op == "DEPTHWISE_CONV_2D":   # a border pixel's zero-point padded window
@@ -214,8 +214,8 @@ class Armv6mBackend(PortableBackend):
         return self.sparse_columns != "off" and sparse_input(g, node)
 
     def _mode(self, g: Graph, node: Node, ctx: "EmitContext") -> str:
-        """The conv kernels' ``shift`` argument: {1} (skip zero column values), {2} (the
-        sparse loop over every value) or 0 (dense)."""
+        """The conv kernels' ``shift`` argument: {1} (skip zero column values), {2} (the cost
+        of a column without zeros: measurements) or 0 (dense)."""
         if not self._sparse(g, node):
             return "0"
         return ctx.array("mode", "int32_t", np.array([2 if self.sparse_columns == "all" else 1]))

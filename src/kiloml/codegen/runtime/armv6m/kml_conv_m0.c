@@ -656,15 +656,42 @@ static void m0_group8(const int32_t *c, int32_t K, const uint8_t *w, int32_t *ac
     }
 }
 
-/* A pixel's column col[0..K) as pairs {c, 8 (k - k')} of its non-zero values (k' the
- * previous pair's position, 0 first) at p; returns the end of the pairs. ``all``: a pair
- * for every value, zeros too (the sparse loop's worst case, for measurements). */
-static int32_t *m0_pairs(const int32_t *col, int32_t K, int32_t *p, int all)
+/* A pixel's column col[0..K) (K a multiple of 4) as pairs {c, 8 (k - k')} of its non-zero
+ * values (k' the previous pair's position, 0 first) at p; returns the end of the pairs. */
+#if KML_M0_ASM
+/* Four values per pass: LDM, ADDS (the step), CMP, BEQ per value, then STM of the pair. */
+__attribute__((naked, noinline))
+static int32_t *m0_pairs_nz(const int32_t *col __attribute__((unused)),
+                            const int32_t *cend __attribute__((unused)),
+                            int32_t *p __attribute__((unused)))
 {
+#define M0_PV(n) \
+    "ldm r0!, {r3}\n\t" "adds r4, #8\n\t" "cmp r3, #0\n\t" "beq " #n "f\n\t" \
+    "stm r2!, {r3, r4}\n\t" "movs r4, #0\n" #n ":\n\t"
+    __asm__(".syntax unified\n\t"
+            "push {r4, lr}\n\t"
+            "movs r4, #8\n\t"
+            "rsbs r4, r4, #0\n"                  /* the step before the first value */
+            "1:\n\t"
+            M0_PV(2) M0_PV(3) M0_PV(4) M0_PV(5)
+            "cmp r0, r1\n\t"
+            "bne 1b\n\t"
+            "movs r0, r2\n\t"
+            "pop {r4, pc}\n\t"
+            ".syntax divided");
+#undef M0_PV
+}
+#endif
+
+static int32_t *m0_pairs(const int32_t *col, int32_t K, int32_t *p)
+{
+#if KML_M0_ASM
+    return m0_pairs_nz(col, col + K, p);
+#else
     int32_t k, prev = 0;
     for (k = 0; k < K; ++k) {
         const int32_t v = col[k];
-        if (v != 0 || all) {
+        if (v != 0) {
             p[0] = v;
             p[1] = 8 * (k - prev);
             prev = k;
@@ -672,39 +699,49 @@ static int32_t *m0_pairs(const int32_t *col, int32_t K, int32_t *p, int all)
         }
     }
     return p;
+#endif
+}
+
+/* The pairs of a pixel's column (pend: their end) are worth the sparse loop (28 instructions
+ * per pair and group of eight channels) over the dense one (26 per value) where
+ * 14 pairs < 13 K; else 0 (the dense loop). */
+static inline const int32_t *m0_sparse_or_dense(const int32_t *pbuf, const int32_t *pend,
+                                                int32_t K)
+{
+    return 7 * (int32_t)(pend - pbuf) < 13 * K ? pbuf : 0;
+}
+
+/* Mode {2} (measurements only): the cost of a column without zero values, whatever the
+ * input: the pairs of K ones (``ones``, filled once per call), then the dense loop. */
+static const int32_t *m0_pixel_pairs(const int32_t *col, int32_t K, int32_t *pbuf,
+                                     const int32_t *ones, const int32_t **pend)
+{
+    if (ones) {
+        *pend = m0_pairs(ones, K, pbuf);
+        return 0;
+    }
+    *pend = m0_pairs(col, K, pbuf);
+    return m0_sparse_or_dense(pbuf, *pend, K);
 }
 
 /* One output pixel's accumulators for the group at stream s (width G, 4 or 8; hdr words per
  * channel before the weights: 4 with the group's records, 1 without): bias plus the
- * correction, then the inner product with the column (pairs != 0: with its non-zero values,
- * the pairs from pairs to pend). */
+ * correction, then the inner product with the column. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
 static inline void m0_acc(const int32_t *s, int32_t G, int32_t hdr, int32_t K, int32_t corr,
-                          const int32_t *col, int32_t *a, const int32_t *pairs,
-                          const int32_t *pend)
+                          const int32_t *col, int32_t *a)
 {
-    int32_t i, j;
+    int32_t i;
     const uint8_t *w = (const uint8_t *)(s + G * hdr);
     if (G == 8) {
 #if KML_M0_ASM
         a[0] = corr;     /* m0_dot8 adds the biases, at the address in a[1] */
         a[1] = (int32_t)(intptr_t)s;
-        if (pairs) {
-            m0_dot8s(pairs, pend, w, a);
-            return;
-        }
 #else
         for (i = 0; i < 8; ++i) {
             a[i] = s[i] + corr;
-        }
-        if (pairs) {
-            for (; pairs != pend; pairs += 2) {
-                const int32_t v = pairs[0];
-                w += pairs[1];
-                for (j = 0; j < 8; ++j) {
-                    a[j] += v * w[j];
-                }
-            }
-            return;
         }
 #endif
         m0_group8(col, K, w, a);
@@ -712,17 +749,33 @@ static inline void m0_acc(const int32_t *s, int32_t G, int32_t hdr, int32_t K, i
         for (i = 0; i < 4; ++i) {
             a[i] = s[i] + corr;
         }
-        if (pairs) {
-            for (; pairs != pend; pairs += 2) {
-                const int32_t v = pairs[0];
-                w += pairs[1] / 2;
-                for (j = 0; j < 4; ++j) {
-                    a[j] += v * w[j];
-                }
-            }
-            return;
-        }
         m0_group(col, K, w, a);
+    }
+}
+
+/* m0_acc with the column's non-zero values: the pairs from pairs to pend (m0_pairs). */
+static void m0_acc_sparse(const int32_t *s, int32_t G, int32_t hdr, int32_t corr, int32_t *a,
+                          const int32_t *pairs, const int32_t *pend)
+{
+    int32_t i, j;
+    const uint8_t *w = (const uint8_t *)(s + G * hdr);
+#if KML_M0_ASM
+    if (G == 8) {
+        a[0] = corr;
+        a[1] = (int32_t)(intptr_t)s;
+        m0_dot8s(pairs, pend, w, a);
+        return;
+    }
+#endif
+    for (i = 0; i < G; ++i) {
+        a[i] = s[i] + corr;
+    }
+    for (; pairs != pend; pairs += 2) {   /* weights: G bytes per window position */
+        const int32_t v = pairs[0];
+        w += pairs[1] / (8 / G);
+        for (j = 0; j < G; ++j) {
+            a[j] += v * w[j];
+        }
     }
 }
 
@@ -866,13 +919,16 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
     /* shift = {1}: the column's non-zero values as pairs, after the accumulators ({2}: all
      * its values, the worst case of {1}) */
     int32_t *const pbuf = shift && shift[0] != 0 ? acc + (rq ? (out_c + 7) & ~7 : 0) : 0;
-    const int all = shift && shift[0] == 2;
+    int32_t *const ones = shift && shift[0] == 2 ? pbuf + 2 * K : 0;
     const int32_t *pairs = 0, *pend = 0;
     int32_t b, oy, ox, oc, i;
     (void)filter;
     (void)bias;
     for (i = Kw; i < K; ++i) {    /* the window padded to a multiple of 4: weights 0 */
         scratch[i] = 0;
+    }
+    for (i = 0; ones && i < K; ++i) {
+        ones[i] = 1;
     }
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < p->out_h; ++oy) {
@@ -885,14 +941,17 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                     corr = -128 * m0_column(p, input, b, oy, ox, scratch);
                 }
                 if (pbuf) {
-                    pairs = pbuf;
-                    pend = m0_pairs(scratch, K, pbuf, all);
+                    pairs = m0_pixel_pairs(scratch, K, pbuf, ones, &pend);
                 }
                 const int32_t *s = packed;
                 if (rq) {   /* the stream without records, then the pixel's requantization */
                     for (oc = 0; oc < out_c;) {
                         const int32_t G = out_c - oc > 4 ? 8 : 4;
-                        m0_acc(s, G, 1, K, corr, scratch, acc + oc, pairs, pend);
+                        if (pairs) {
+                            m0_acc_sparse(s, G, 1, corr, acc + oc, pairs, pend);
+                        } else {
+                            m0_acc(s, G, 1, K, corr, scratch, acc + oc);
+                        }
                         oc += G;
                         s += G + K * (G / 4);
                     }
@@ -904,7 +963,11 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                     const int32_t G = out_c - oc > 4 ? 8 : 4;
                     const int32_t n = out_c - oc < G ? out_c - oc : G;
                     int32_t a[8];
-                    m0_acc(s, G, 4, K, corr, scratch, a, pairs, pend);
+                    if (pairs) {
+                        m0_acc_sparse(s, G, 4, corr, a, pairs, pend);
+                    } else {
+                        m0_acc(s, G, 4, K, corr, scratch, a);
+                    }
                     if (s[G + 2] >= 0) {   /* the layer takes m0_rq (all channels or none) */
                         m0_store(a, s + G, n, output, out_off, lo, hi);
                     } else {
@@ -955,7 +1018,7 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
     int32_t *const tc = scratch + K, *const tr = tc + 256;
     /* shift = {1}: the column's non-zero values as pairs, after the two tables ({2}: all) */
     int32_t *const pbuf = shift && shift[0] != 0 ? tr + 256 : 0;
-    const int all = shift && shift[0] == 2;
+    int32_t *const ones = shift && shift[0] == 2 ? pbuf + 2 * K : 0;
     const int32_t *pairs = 0, *pend = 0;
     int relu;
     m0_record(ep->conv_mult, ep->conv_shift, rc);
@@ -966,6 +1029,9 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
     relu = ep->act_min >= ep->out_offset && ep->out_mult >= 0;
     for (i = Kw; i < K; ++i) {    /* the window padded to a multiple of 4: weights 0 */
         scratch[i] = 0;
+    }
+    for (i = 0; ones && i < K; ++i) {
+        ones[i] = 1;
     }
     for (i = 0; i < 256; ++i) {   /* the two int8 operands of the ADD, rescaled: 256 values each */
         tc[i] = m0_mbqm_r((i - 128 + ep->conv_offset) * (1 << lshift), rc);
@@ -982,15 +1048,18 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                     corr = -128 * m0_column(p, input, b, oy, ox, scratch);
                 }
                 if (pbuf) {
-                    pairs = pbuf;
-                    pend = m0_pairs(scratch, K, pbuf, all);
+                    pairs = m0_pixel_pairs(scratch, K, pbuf, ones, &pend);
                 }
                 const int32_t *s = packed;
                 for (oc = 0; oc < out_c;) {
                     const int32_t G = out_c - oc > 4 ? 8 : 4;
                     const int32_t n = out_c - oc < G ? out_c - oc : G;
                     int32_t a[8];
-                    m0_acc(s, G, 4, K, corr, scratch, a, pairs, pend);
+                    if (pairs) {
+                        m0_acc_sparse(s, G, 4, corr, a, pairs, pend);
+                    } else {
+                        m0_acc(s, G, 4, K, corr, scratch, a);
+                    }
                     for (i = 0; i < n; ++i, ++at) {
                         const int32_t c = m0_out(a[i], s + G + 3 * i, out_off, lo, hi);
                         const int32_t sc = tc[c + 128];
