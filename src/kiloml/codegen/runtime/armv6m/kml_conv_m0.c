@@ -716,11 +716,7 @@ static inline const int32_t *m0_sparse_or_dense(const int32_t *pbuf, const int32
 static const int32_t *m0_pixel_pairs(const int32_t *col, int32_t K, int32_t *pbuf,
                                      const int32_t *ones, const int32_t **pend)
 {
-    if (ones) {
-        *pend = m0_pairs(ones, K, pbuf);
-        return 0;
-    }
-    *pend = m0_pairs(col, K, pbuf);
+    *pend = m0_pairs(ones ? ones : col, K, pbuf);    /* ones: K pairs, the dense loop */
     return m0_sparse_or_dense(pbuf, *pend, K);
 }
 
@@ -753,9 +749,11 @@ static inline void m0_acc(const int32_t *s, int32_t G, int32_t hdr, int32_t K, i
     }
 }
 
-/* m0_acc with the column's non-zero values: the pairs from pairs to pend (m0_pairs). */
-static void m0_acc_sparse(const int32_t *s, int32_t G, int32_t hdr, int32_t corr, int32_t *a,
-                          const int32_t *pairs, const int32_t *pend)
+/* m0_acc with the column's non-zero values: the pairs from pairs to pend (m0_pairs); a
+ * group of four (the last of a layer) takes the dense loop in the Thumb-1 builds. */
+static void m0_acc_sparse(const int32_t *s, int32_t G, int32_t hdr, int32_t K, int32_t corr,
+                          const int32_t *col, int32_t *a, const int32_t *pairs,
+                          const int32_t *pend)
 {
     int32_t i, j;
     const uint8_t *w = (const uint8_t *)(s + G * hdr);
@@ -764,8 +762,15 @@ static void m0_acc_sparse(const int32_t *s, int32_t G, int32_t hdr, int32_t corr
         a[0] = corr;
         a[1] = (int32_t)(intptr_t)s;
         m0_dot8s(pairs, pend, w, a);
-        return;
+    } else {
+        m0_acc(s, G, hdr, K, corr, col, a);
     }
+    (void)i;
+    (void)j;
+    return;
+#else
+    (void)K;
+    (void)col;
 #endif
     for (i = 0; i < G; ++i) {
         a[i] = s[i] + corr;
@@ -948,7 +953,7 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                     for (oc = 0; oc < out_c;) {
                         const int32_t G = out_c - oc > 4 ? 8 : 4;
                         if (pairs) {
-                            m0_acc_sparse(s, G, 1, corr, acc + oc, pairs, pend);
+                            m0_acc_sparse(s, G, 1, K, corr, scratch, acc + oc, pairs, pend);
                         } else {
                             m0_acc(s, G, 1, K, corr, scratch, acc + oc);
                         }
@@ -964,7 +969,7 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                     const int32_t n = out_c - oc < G ? out_c - oc : G;
                     int32_t a[8];
                     if (pairs) {
-                        m0_acc_sparse(s, G, 4, corr, a, pairs, pend);
+                        m0_acc_sparse(s, G, 4, K, corr, scratch, a, pairs, pend);
                     } else {
                         m0_acc(s, G, 4, K, corr, scratch, a);
                     }
@@ -1056,7 +1061,7 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                     const int32_t n = out_c - oc < G ? out_c - oc : G;
                     int32_t a[8];
                     if (pairs) {
-                        m0_acc_sparse(s, G, 4, corr, a, pairs, pend);
+                        m0_acc_sparse(s, G, 4, K, corr, scratch, a, pairs, pend);
                     } else {
                         m0_acc(s, G, 4, K, corr, scratch, a);
                     }
