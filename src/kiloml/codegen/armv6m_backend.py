@@ -4,7 +4,9 @@ CONV_2D (any geometry) and CONV_2D_ADD, FULLY_CONNECTED (as a 1x1 convolution ov
 memory layout) and DEPTHWISE_CONV_2D (depth multiplier 1, channels a multiple of four) call
 the kernels of ``codegen/runtime/armv6m/kml_conv_m0.c`` with a packed stream this module
 builds (layout in kml_conv_m0.h); every other node, and depthwise layers those kernels do not
-take, run the portable kernels (``PortableBackend``).
+take, run the portable kernels (``PortableBackend``). Layers whose accumulators the weights
+bound by |acc| < 2^21 take the bounded requantization (``bounded``); conv / FC layers fed by
+a fused ReLU skip zero column values (``sparse_input``).
 """
 
 from __future__ import annotations
@@ -245,8 +247,8 @@ class Armv6mBackend(PortableBackend):
             ep = ctx.struct("kml_add_epilogue", "add", epilogue_fields(node, ap))
             packed = ctx.array("packed", "int32_t", conv_stream(
                 wd.reshape(wd.shape[0], -1), _bias(g, node), cp.mult, cp.shift))
-            return [ctx.call(CONV_ADD, f"&{st}", ctx.ptr(x), "0", "0", "0", self._mode(g, node, ctx),
-                             f"&{ep}",
+            mode = self._mode(g, node, ctx)
+            return [ctx.call(CONV_ADD, f"&{st}", ctx.ptr(x), "0", "0", "0", mode, f"&{ep}",
                              ctx.ptr(res), ctx.ptr(node.outputs[0]), packed,
                              ctx.scratch("int32_t"))]
         rq = self._bounded(g, node, params) if node.op in (

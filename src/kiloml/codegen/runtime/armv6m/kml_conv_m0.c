@@ -1087,8 +1087,8 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
 
 #if KML_M0_ASM
 /* A 3x3 depthwise window for four channels: acc[0..3] = bias[0..3] (the four words at the
- * address in acc[1] on entry, the group's stream) + the nine taps x (int8, channels adjacent; x += xstep
- * between taps of a row, x += acc[0] (on entry: ystep - 3 xstep) between rows) times the
+ * address in acc[1] on entry, the group's stream) + the nine taps x (int8, channels
+ * adjacent; x += xstep between taps of a row, x += acc[0] (on entry: ystep - 3 xstep) between rows) times the
  * int32 weights w (four per tap). LDRSB with the offsets 0..3 kept in r4-r7, the
  * accumulators in r8-r11: LDRSB + LDR + MULS + ADD per MAC, 17 instructions per tap. */
 __attribute__((naked, noinline))
