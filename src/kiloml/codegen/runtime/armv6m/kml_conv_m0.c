@@ -711,6 +711,21 @@ static inline const int32_t *m0_sparse_or_dense(const int32_t *pbuf, const int32
     return 7 * (int32_t)(pend - pbuf) < 13 * K ? pbuf : 0;
 }
 
+/* Whether a pixel's pairs (n of them, K values) paid for themselves: building them costs
+ * 4.5 instructions per zero value and 6.5 per other (m0_pairs_nz), and each of the g8 groups
+ * of eight channels saves 26 K - 28 n (dense loop: 26 per value; sparse: 28 per pair). After
+ * a pixel where they did not (the dense loop taken, or a saving below their cost), the next
+ * M0_DENSE_RUN pixels take the dense loop without building pairs: in every run of
+ * M0_DENSE_RUN + 1 pixels at most one costs more than the dense loop, by at most the pairs'
+ * cost, which bounds the worst case (measured with mode {2}: no pixel pays). */
+#define M0_DENSE_RUN 7
+static inline int m0_pairs_paid(const int32_t *pbuf, const int32_t *pend, int32_t K,
+                                int32_t g8)
+{
+    const int32_t n = (int32_t)(pend - pbuf) / 2;
+    return 2 * g8 * (26 * K - 28 * n) >= 9 * K + 4 * n;
+}
+
 /* Mode {2} (measurements only): the cost of a column without zero values, whatever the
  * input: the pairs of K ones (``ones``, filled once per call), then the dense loop. */
 static const int32_t *m0_pixel_pairs(const int32_t *col, int32_t K, int32_t *pbuf,
@@ -926,6 +941,8 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
     int32_t *const pbuf = shift && shift[0] != 0 ? acc + (rq ? (out_c + 7) & ~7 : 0) : 0;
     int32_t *const ones = shift && shift[0] == 2 ? pbuf + 2 * K : 0;
     const int32_t *pairs = 0, *pend = 0;
+    int32_t rest = 0;   /* pixels left to run dense without building their pairs */
+    const int32_t g8 = (out_c + 3) / 8;   /* groups of eight channels */
     int32_t b, oy, ox, oc, i;
     (void)filter;
     (void)bias;
@@ -945,8 +962,12 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                 } else {
                     corr = -128 * m0_column(p, input, b, oy, ox, scratch);
                 }
-                if (pbuf) {
+                if (pbuf && rest == 0) {
                     pairs = m0_pixel_pairs(scratch, K, pbuf, ones, &pend);
+                    rest = m0_pairs_paid(pbuf, pend, K, g8) ? 0 : M0_DENSE_RUN;
+                } else if (pbuf) {
+                    pairs = 0;
+                    --rest;
                 }
                 const int32_t *s = packed;
                 if (rq) {   /* the stream without records, then the pixel's requantization */
@@ -1025,6 +1046,8 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
     int32_t *const pbuf = shift && shift[0] != 0 ? tr + 256 : 0;
     int32_t *const ones = shift && shift[0] == 2 ? pbuf + 2 * K : 0;
     const int32_t *pairs = 0, *pend = 0;
+    int32_t rest = 0;   /* pixels left to run dense without building their pairs */
+    const int32_t g8 = (out_c + 3) / 8;   /* groups of eight channels */
     int relu;
     m0_record(ep->conv_mult, ep->conv_shift, rc);
     m0_record(ep->res_mult, ep->res_shift, rr);
@@ -1052,8 +1075,12 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                 } else {
                     corr = -128 * m0_column(p, input, b, oy, ox, scratch);
                 }
-                if (pbuf) {
+                if (pbuf && rest == 0) {
                     pairs = m0_pixel_pairs(scratch, K, pbuf, ones, &pend);
+                    rest = m0_pairs_paid(pbuf, pend, K, g8) ? 0 : M0_DENSE_RUN;
+                } else if (pbuf) {
+                    pairs = 0;
+                    --rest;
                 }
                 const int32_t *s = packed;
                 for (oc = 0; oc < out_c;) {
