@@ -137,3 +137,24 @@ def test_relu_inputs_only():
     g = m.build([a, b, c])
     assert [m0b.sparse_input(g, n) for n in g.nodes] == [False, False, False, False, False,
                                                          True]
+
+
+@pytest.mark.parametrize("opt", ["-O0", "-Os"])
+def test_debug_and_size_builds_bit_exact(tmp_path, opt):
+    """At -O0 / -Os the kernels take their C steps (pairs, sparse groups, bounded
+    requantization in C) on the Cortex-M0+: the outputs in the emulator equal the
+    interpreter's, with some zero values."""
+    from kiloml.codegen.c import io_specs
+    from kiloml.ir.graph import DTYPES
+    from kiloml.targets.emulator import emulate
+    from kiloml.targets.profile import build_elf
+
+    g = sparse_graph(0.0)
+    x = ob.random_inputs(np.random.default_rng(8), g)
+    b = build_elf(g, "cortex-m0plus", x, tmp_path, "armv6m", opt=opt)
+    _, outs = io_specs(b.result.graph)
+    emu = emulate(b.elf, "cortex-m0plus",
+                  read_back={f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})
+    for s, want in zip(outs, Interpreter(g).run(*x)):
+        got = np.frombuffer(emu.memory[f"kml_profile_{s.name}"], DTYPES[s.tensor.dtype])
+        assert np.array_equal(got.reshape(s.tensor.shape), want)
