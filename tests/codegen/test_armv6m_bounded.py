@@ -359,3 +359,21 @@ def test_geometry_branches_take_the_bounded_path():
         if n.op == "DEPTHWISE_CONV_2D" and t:
             p = m0b.REGISTRY[n.op].prepare(g, n)
             assert m0b.depthwise_m0(g, n, p)
+
+
+def test_left_shift_channels_are_not_made_constant():
+    """With a left shift the requantization wraps in int32 (TFLite's x * 2^left), so equal
+    outputs at the two ends of a channel's range do not make it constant: here both ends give
+    0 and the middle -128; the layer keeps the per-group records. A single accumulator value
+    (zero weights) is constant whatever the shift."""
+    k = 66312                                  # 127 x 255 x k ~ 2^31: the range wraps
+    rows = np.full((1, k), 127)
+    bias = np.array([-(1 << 31) + 16256 * k + 5])
+    mult, shift = np.array([1 << 14]), np.array([1])
+    lo, hi = m0b.acc_range(rows, bias, 0)
+    assert lo[0] == -(1 << 31) + 5 and hi[0] < (1 << 31)
+    q = multiply_by_quantized_multiplier(np.array([lo[0], -(1 << 30), hi[0]]), mult, shift)
+    assert list(np.clip(q, -128, 127)) == [0, -128, 0]
+    assert m0b.bounded(rows, bias, mult, shift, 0, 0, -128, 127) is None
+    zero = np.zeros((1, 8), np.int64)
+    assert m0b.bounded(zero, bias, mult, shift, 0, 0, -128, 127) is not None

@@ -89,8 +89,8 @@ def bounded(rows: np.ndarray, bias, mult, shift, in_offset: int, out_offset: int
     """The bounded requantization of a layer, or None where it does not apply.
 
     Every channel whose output is the same for every input (its accumulator range maps to
-    one value: all weights 0, or a multiplier too small to move it) becomes a constant
-    channel: weights 0, bias 2 d, record of M = 2^30, s = 0, which give out_offset + d, the
+    one value: all weights 0, or a multiplier too small to move it; channels without a left
+    shift, where the requantization is monotone) becomes a constant channel: weights 0, bias 2 d, record of M = 2^30, s = 0, which give out_offset + d, the
     constant. Every other channel needs M > 0, a right shift s <= 22 and |accumulator| <
     2^21 over acc_range (checked here, at compile time). Returns (records [out_c x 4], rows,
     bias) with the constant channels rewritten, rows and bias to build the stream from."""
@@ -105,7 +105,9 @@ def bounded(rows: np.ndarray, bias, mult, shift, in_offset: int, out_offset: int
                    act_min, act_max) for a in (amin, amax)]
     recs = []
     for c in range(co):
-        if out[0][c] == out[1][c]:            # a constant channel
+        # a constant channel (the requantization is monotone in the accumulator where it
+        # does not shift left: a left shift wraps in int32, so the ends would not tell)
+        if (shift[c] <= 0 or amin[c] == amax[c]) and out[0][c] == out[1][c]:
             d = int(out[0][c]) - int(out_offset)
             rows[c] = 0
             bias[c] = 2 * d
@@ -145,7 +147,8 @@ def conv_stream(rows: np.ndarray, bias, mult, shift, with_records: bool = True) 
 def depthwise_stream(filt: np.ndarray, bias, mult, shift, in_offset: int,
                      with_records: bool = True) -> np.ndarray:
     """kml_depthwise_conv2d_m0_s8's stream for a [1, k_h, k_w, C] filter (C % 4 == 0); without
-    the per-group requantization records for the bounded requantization (``with_records`` False)."""
+    the per-group requantization records for the bounded requantization (``with_records``
+    False)."""
     c = filt.shape[3]
     taps = filt.reshape(-1, c).astype(np.int64)           # [k_h * k_w, C]
     bias = np.zeros(c, np.int64) if bias is None else np.asarray(bias, np.int64)
