@@ -4,7 +4,9 @@ CONV_2D (any geometry) and CONV_2D_ADD, FULLY_CONNECTED (as a 1x1 convolution ov
 memory layout) and DEPTHWISE_CONV_2D (depth multiplier 1, channels a multiple of four) call
 the kernels of ``codegen/runtime/armv6m/kml_conv_m0.c`` with a packed stream this module
 builds (layout in kml_conv_m0.h); every other node, and depthwise layers those kernels do not
-take, run the portable kernels (``PortableBackend``).
+take, run the portable kernels (``PortableBackend``). Layers whose accumulators the weights
+bound by |acc| < 2^21 take the bounded requantization (``bounded``); conv / FC layers fed by
+a fused ReLU skip zero column values (``sparse_input``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 from kiloml.codegen.portable import PortableBackend
 from kiloml.ir.graph import Graph, Node
+from kiloml.ir.ops import REGISTRY
 from kiloml.ir.ops.conv2d_add import epilogue_fields
 from kiloml.ir.ops.conv_common import conv_struct_fields
 
@@ -48,9 +51,80 @@ def records(mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
     return np.stack([mult, s, rnd], axis=1).reshape(-1)
 
 
-def conv_stream(rows: np.ndarray, bias, mult, shift) -> np.ndarray:
+CHAIN_BITS = 21   # the bounded requantization is exact for |accumulator| < 2^21
+CHAIN_MAX_S = 22  # and right shifts up to 22 (its nudge stays below 2^31)
+RQB_WORDS = 4     # words per channel of a bounded-requantization record
+
+
+def acc_range(rows: np.ndarray, bias, in_offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output channel the least and the greatest accumulator ``bias + sum_k w_k (x_k +
+    in_offset)`` any int8 input can give (padding contributes 0, inside the range of x +
+    offset): both are reached by an input at -128 / 127 chosen by the weights' signs.
+    ``rows`` [out_c, K] int8 weights."""
+    rows = np.asarray(rows, np.int64)
+    b = np.zeros(rows.shape[0], np.int64) if bias is None else np.asarray(bias, np.int64)
+    lo, hi = -128 + int(in_offset), 127 + int(in_offset)
+    return (b + np.minimum(rows * lo, rows * hi).sum(axis=1),
+            b + np.maximum(rows * lo, rows * hi).sum(axis=1))
+
+
+def chain_record(mult: int, s: int) -> list[int]:
+    """The bounded-requantization record of a multiplier M > 0 and right shift s (0..22):
+    M = m2 2^22 + m1 2^11 + m0 with m0 >= 1 (where M's low 11 bits are 0, one unit is
+    borrowed from m1 or m2, so m0 = 2048: the negative path subtracts 1 from u m0), and
+    W = c2 + sh: the nudge c2 = (2^30 + rnd 2^31) / 2^22 with rnd = 2^s / 2 (a multiple of
+    2^8) plus the final shift sh = 9 + s in the low byte (layout in kml_conv_m0.c)."""
+    m0, m1, m2 = mult & 2047, (mult >> 11) & 2047, mult >> 22
+    if m0 == 0:
+        if m1 > 0:
+            m1, m0 = m1 - 1, 2048
+        else:
+            m2, m1, m0 = m2 - 1, 2047, 2048
+    rnd = (1 << s) >> 1
+    return [m0, m1, m2, (1 << 8) + (rnd << 9) + 9 + s]
+
+
+def bounded(rows: np.ndarray, bias, mult, shift, in_offset: int, out_offset: int,
+            act_min: int, act_max: int):
+    """The bounded requantization of a layer, or None where it does not apply.
+
+    Every channel whose output is the same for every input (its accumulator range maps to
+    one value: all weights 0, or a multiplier too small to move it; channels without a left
+    shift, where the requantization is monotone) becomes a constant channel: weights 0, bias 2 d, record of M = 2^30, s = 0, which give out_offset + d, the
+    constant. Every other channel needs M > 0, a right shift s <= 22 and |accumulator| <
+    2^21 over acc_range (checked here, at compile time). Returns (records [out_c x 4], rows,
+    bias) with the constant channels rewritten, rows and bias to build the stream from."""
+    from kiloml.ir.quant import multiply_by_quantized_multiplier
+
+    rows = np.asarray(rows, np.int64).copy()
+    co = rows.shape[0]
+    bias = np.zeros(co, np.int64) if bias is None else np.asarray(bias, np.int64).copy()
+    mult, shift = _per_channel(mult, co), _per_channel(shift, co)
+    amin, amax = acc_range(rows, bias, in_offset)
+    out = [np.clip(multiply_by_quantized_multiplier(a, mult, shift) + out_offset,
+                   act_min, act_max) for a in (amin, amax)]
+    recs = []
+    for c in range(co):
+        # a constant channel (the requantization is monotone in the accumulator where it
+        # does not shift left: a left shift wraps in int32, so the ends would not tell)
+        if (shift[c] <= 0 or amin[c] == amax[c]) and out[0][c] == out[1][c]:
+            d = int(out[0][c]) - int(out_offset)
+            rows[c] = 0
+            bias[c] = 2 * d
+            recs += chain_record(1 << 30, 0)
+            continue
+        if not (mult[c] > 0 and -CHAIN_MAX_S <= shift[c] <= 0
+                and max(amax[c], -amin[c]) < (1 << CHAIN_BITS)):
+            return None
+        recs += chain_record(int(mult[c]), int(-shift[c]))
+    return np.asarray(recs, np.int64), rows, bias
+
+
+def conv_stream(rows: np.ndarray, bias, mult, shift, with_records: bool = True) -> np.ndarray:
     """kml_conv2d_m0_s8's stream for int8 weights ``rows`` [out_c, K] (window order): groups
-    of eight output channels while more than four remain, then one of four."""
+    of eight output channels while more than four remain, then one of four; without the
+    per-group requantization records where the layer takes the bounded requantization
+    (``with_records`` False)."""
     co, k = rows.shape
     widths = []
     while sum(widths) < co:
@@ -64,13 +138,17 @@ def conv_stream(rows: np.ndarray, bias, mult, shift) -> np.ndarray:
     for g in widths:
         sl = slice(at, at + g)
         pad = lambda v: np.concatenate([v[sl], np.zeros(g - v[sl].size, np.int64)])  # noqa: E731
-        out += [pad(bias), records(pad(mult), pad(shift)), _words((w[sl] + 128).T)]
+        out += [pad(bias)] + ([records(pad(mult), pad(shift))] if with_records else []) \
+            + [_words((w[sl] + 128).T)]
         at += g
     return np.concatenate(out)
 
 
-def depthwise_stream(filt: np.ndarray, bias, mult, shift, in_offset: int) -> np.ndarray:
-    """kml_depthwise_conv2d_m0_s8's stream for a [1, k_h, k_w, C] filter (C % 4 == 0)."""
+def depthwise_stream(filt: np.ndarray, bias, mult, shift, in_offset: int,
+                     with_records: bool = True) -> np.ndarray:
+    """kml_depthwise_conv2d_m0_s8's stream for a [1, k_h, k_w, C] filter (C % 4 == 0); without
+    the per-group requantization records for the bounded requantization (``with_records``
+    False)."""
     c = filt.shape[3]
     taps = filt.reshape(-1, c).astype(np.int64)           # [k_h * k_w, C]
     bias = np.zeros(c, np.int64) if bias is None else np.asarray(bias, np.int64)
@@ -79,13 +157,28 @@ def depthwise_stream(filt: np.ndarray, bias, mult, shift, in_offset: int) -> np.
     out = []
     for gi in range(c // 4):
         sl = slice(4 * gi, 4 * gi + 4)
-        out += [folded[sl], records(mult[sl], shift[sl]), taps[:, sl].reshape(-1)]
+        out += [folded[sl]] + ([records(mult[sl], shift[sl])] if with_records else []) \
+            + [taps[:, sl].reshape(-1)]
     return np.concatenate(out)
 
 
 def depthwise_m0(g: Graph, node: Node, p) -> bool:
     """The layer kml_depthwise_conv2d_m0_s8 takes: depth multiplier 1, channels % 4 == 0."""
     return p.out_c == p.in_c and p.in_c % 4 == 0
+
+
+def sparse_input(g: Graph, node: Node) -> bool:
+    """Whether the node's input is the output of a fused ReLU or ReLU6 (whose clamp starts at
+    the zero point, so many of its values are x + offset = 0): the conv kernel then skips a
+    pixel's zero column values (the sparse pairs, ``m0_pairs``). A static choice: other
+    layers keep the dense loop, a little faster where few values are 0."""
+    t = node.inputs[0]
+    for n in g.nodes:
+        if t in n.outputs:
+            a = n.attrs
+            act = getattr(getattr(a, "add", a), "activation", None)
+            return act in ("RELU", "RELU6")
+    return False
 
 
 def _bias(g: Graph, node: Node):
@@ -95,20 +188,57 @@ def _bias(g: Graph, node: Node):
 class Armv6mBackend(PortableBackend):
     name = "armv6m"
     directory = "armv6m"
+    # layers where every channel's accumulator bound allows it take the bounded
+    # requantization (False: every layer takes the per-group records; tests compare both)
+    bounded_requant = True
+    # layers whose input is a ReLU's output skip zero column values: "skip"; "off": the
+    # dense loop everywhere; "all": their cost for a column without zeros, whatever the input
+    # (the worst case of "skip", for benchmarks/profile_m0_sparse.py)
+    sparse_columns = "skip"
 
     def scratch_bytes(self, g: Graph, node: Node) -> int:
-        if node.op in ("CONV_2D", "CONV_2D_ADD"):    # the window, padded to a multiple of 4
+        # bounded requantization: one output pixel's accumulators (out_c rounded up to 8)
+        acc = 0
+        if node.op in ("CONV_2D", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D") \
+                and self._bounded(g, node) is not None:
+            acc = 4 * ((int(g.tensors[node.outputs[0]].shape[-1]) + 7) // 8 * 8)
+        if node.op in ("CONV_2D", "CONV_2D_ADD", "FULLY_CONNECTED"):
             w = g.tensors[node.inputs[1]]
-            window = 4 * ((int(np.prod(w.shape[1:])) + 3) // 4 * 4)
+            window = 4 * ((int(np.prod(w.shape[1:])) + 3) // 4 * 4)   # padded to 4
+            # the sparse column: a pair of words per window value (+ the ones of "all")
+            pairs = (2 + (self.sparse_columns == "all")) * window if self._sparse(g, node) else 0
             # CONV_2D_ADD: two 256-entry tables (the rescaled conv output and residual)
-            return window + (2 * 256 * 4 if node.op == "CONV_2D_ADD" else 0)
-        if node.op == "FULLY_CONNECTED":
-            return 4 * ((int(g.tensors[node.inputs[1]].shape[1]) + 3) // 4 * 4)
+            return window + (2 * 256 * 4 if node.op == "CONV_2D_ADD" else acc) + pairs
         if node.op == "DEPTHWISE_CONV_2D":   # a border pixel's zero-point padded window
             _, kh, kw, co = g.tensors[node.inputs[1]].shape
             if co == g.tensors[node.inputs[0]].shape[-1] and co % 4 == 0:
-                return (int(kh * kw * co) + 3) // 4 * 4
+                return (int(kh * kw * co) + 3) // 4 * 4 + acc
         return 0
+
+    def _sparse(self, g: Graph, node: Node) -> bool:
+        return self.sparse_columns != "off" and sparse_input(g, node)
+
+    def _mode(self, g: Graph, node: Node, ctx: "EmitContext") -> str:
+        """The conv kernels' ``shift`` argument: {1} (skip zero column values), {2} (the cost
+        of a column without zeros: measurements) or 0 (dense)."""
+        if not self._sparse(g, node):
+            return "0"
+        return ctx.array("mode", "int32_t", np.array([2 if self.sparse_columns == "all" else 1]))
+
+    def _bounded(self, g: Graph, node: Node, params: Any = None):
+        """``bounded`` for a CONV_2D, FULLY_CONNECTED or (taken) DEPTHWISE_CONV_2D node."""
+        p = REGISTRY[node.op].prepare(g, node) if params is None else params
+        w = np.asarray(g.tensors[node.inputs[1]].data)
+        if node.op == "DEPTHWISE_CONV_2D":
+            if not depthwise_m0(g, node, p):
+                return None
+            rows = w.reshape(-1, w.shape[3]).T
+        else:
+            rows = w.reshape(w.shape[0], -1)
+        if not self.bounded_requant:
+            return None
+        return bounded(rows, _bias(g, node), p.mult, p.shift, p.in_offset, p.out_offset,
+                       p.act_min, p.act_max)
 
     def emit(self, g: Graph, node: Node, params: Any, ctx: "EmitContext") -> list[str]:
         if node.op == "CONV_2D_ADD":
@@ -120,25 +250,33 @@ class Armv6mBackend(PortableBackend):
             ep = ctx.struct("kml_add_epilogue", "add", epilogue_fields(node, ap))
             packed = ctx.array("packed", "int32_t", conv_stream(
                 wd.reshape(wd.shape[0], -1), _bias(g, node), cp.mult, cp.shift))
-            return [ctx.call(CONV_ADD, f"&{st}", ctx.ptr(x), "0", "0", "0", "0", f"&{ep}",
+            mode = self._mode(g, node, ctx)
+            return [ctx.call(CONV_ADD, f"&{st}", ctx.ptr(x), "0", "0", "0", mode, f"&{ep}",
                              ctx.ptr(res), ctx.ptr(node.outputs[0]), packed,
                              ctx.scratch("int32_t"))]
+        rq = self._bounded(g, node, params) if node.op in (
+            "CONV_2D", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D") else None
+        bias = _bias(g, node) if rq is None else rq[2]
         if node.op == "CONV_2D":
             w = g.tensors[node.inputs[1]].data
-            stream = conv_stream(w.reshape(w.shape[0], -1), _bias(g, node), params.mult,
-                                 params.shift)
+            rows = w.reshape(w.shape[0], -1) if rq is None else rq[1]
+            stream = conv_stream(rows, bias, params.mult, params.shift, rq is None)
             fields = conv_struct_fields(params)
         elif node.op == "FULLY_CONNECTED":
             p = params
-            stream = conv_stream(g.tensors[node.inputs[1]].data, _bias(g, node), p.mult, p.shift)
+            rows = g.tensors[node.inputs[1]].data if rq is None else rq[1]
+            stream = conv_stream(rows, bias, p.mult, p.shift, rq is None)
             fields = {"batches": 1, "in_h": 1, "in_w": p.batches, "in_c": p.depth, "out_h": 1,
                       "out_w": p.batches, "out_c": p.units, "k_h": 1, "k_w": 1, "stride_h": 1,
                       "stride_w": 1, "dil_h": 1, "dil_w": 1, "pad_top": 0, "pad_left": 0,
                       "in_offset": p.in_offset, "out_offset": p.out_offset,
                       "act_min": p.act_min, "act_max": p.act_max}
         elif node.op == "DEPTHWISE_CONV_2D" and depthwise_m0(g, node, params):
-            stream = depthwise_stream(g.tensors[node.inputs[1]].data, _bias(g, node),
-                                      params.mult, params.shift, params.in_offset)
+            filt = g.tensors[node.inputs[1]].data
+            if rq is not None:
+                filt = rq[1].T.reshape(filt.shape)
+            stream = depthwise_stream(filt, bias, params.mult, params.shift, params.in_offset,
+                                      rq is None)
             fields = conv_struct_fields(params)
         else:
             return super().emit(g, node, params, ctx)
@@ -146,5 +284,8 @@ class Armv6mBackend(PortableBackend):
         ctx.use_kernel("conv_m0")
         st = ctx.struct("kml_conv_params", "p", fields)
         packed = ctx.array("packed", "int32_t", stream)
-        return [ctx.call(fn, f"&{st}", ctx.ptr(node.inputs[0]), "0", "0", "0", "0",
+        # the bounded requantization's records travel in ``mult`` (0: the stream's records)
+        recs = "0" if rq is None else ctx.array("rq", "int32_t", rq[0])
+        mode = self._mode(g, node, ctx) if fn == CONV else "0"
+        return [ctx.call(fn, f"&{st}", ctx.ptr(node.inputs[0]), "0", "0", recs, mode,
                          ctx.ptr(node.outputs[0]), packed, ctx.scratch("int32_t"))]

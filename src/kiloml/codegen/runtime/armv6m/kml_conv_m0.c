@@ -543,9 +543,36 @@ static inline void m0_group(const int32_t *c, int32_t K, const uint8_t *w, int32
     acc[3] = a3;
 }
 
+#if KML_M0_ASM
+#define M0_D8_PRO \
+    "push {r4, r5, r6, r7, lr}\n\t" \
+    "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t" \
+    "push {r3, r4, r5, r6, r7}\n\t" \
+    "mov r12, r1\n\t" \
+    "ldr r1, [r3, #4]\n\t"              /* the group's bias */ \
+    "ldr r3, [r3, #0]\n\t"              /* the correction */ \
+    "adds r1, #16\n\t"                  /* bias[4..7] */ \
+    "ldm r1!, {r4, r5, r6, r7}\n\t" \
+    "adds r4, r4, r3\n\t" "mov r8, r4\n\t" "adds r5, r5, r3\n\t" "mov r9, r5\n\t" \
+    "adds r6, r6, r3\n\t" "mov r10, r6\n\t" "adds r7, r7, r3\n\t" "mov r11, r7\n\t" \
+    "subs r1, #32\n\t"                  /* bias[0..3] */ \
+    "ldm r1!, {r4, r5, r6, r7}\n\t" \
+    "adds r4, r4, r3\n\t" "adds r5, r5, r3\n\t" "adds r6, r6, r3\n\t" \
+    "adds r7, r7, r3\n\t"
+#define M0_D8_EPI \
+    "2:\n\t" \
+    "pop {r3}\n\t" \
+    "stm r3!, {r4, r5, r6, r7}\n\t" \
+    "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t" \
+    "stm r3!, {r4, r5, r6, r7}\n\t" \
+    "pop {r4, r5, r6, r7}\n\t" \
+    "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t" \
+    "pop {r4, r5, r6, r7, pc}\n\t"
+#endif
+
 /* acc[0..7] = bias[0..7] + acc[0] (the correction) + c[0 .. cend) x the weight bytes w (eight
- * per column value; cend - c a multiple of 4), bias the eight words 128 bytes before w (the
- * group's stream): four column values per pass, the eight accumulators in r4-r7 and
+ * per column value; cend - c a multiple of 4), bias the eight words at the address in acc[1]
+ * (the group's stream): four column values per pass, the eight accumulators in r4-r7 and
  * r8-r11 (ADD takes a high register), LDRB + MULS + ADD per MAC and one LDR per eight:
  * 104 instructions per 32 MACs. */
 #if KML_M0_ASM
@@ -556,7 +583,8 @@ static void m0_dot8(const int32_t *c __attribute__((unused)),
                     int32_t *acc __attribute__((unused)))
 {
 #define M0_D8(cw, wb) \
-    "ldr r1, [r0, #" #cw "]\n\t" \
+    "ldr r1, [r0, #" #cw "]\n\t" M0_D8W(wb)
+#define M0_D8W(wb) \
     "ldrb r3, [r2, #" #wb "+0]\n\t" "muls r3, r1, r3\n\t" "adds r4, r4, r3\n\t" \
     "ldrb r3, [r2, #" #wb "+1]\n\t" "muls r3, r1, r3\n\t" "adds r5, r5, r3\n\t" \
     "ldrb r3, [r2, #" #wb "+2]\n\t" "muls r3, r1, r3\n\t" "adds r6, r6, r3\n\t" \
@@ -566,20 +594,7 @@ static void m0_dot8(const int32_t *c __attribute__((unused)),
     "ldrb r3, [r2, #" #wb "+6]\n\t" "muls r3, r1, r3\n\t" "add r10, r3\n\t" \
     "ldrb r3, [r2, #" #wb "+7]\n\t" "muls r3, r1, r3\n\t" "add r11, r3\n\t"
     __asm__(".syntax unified\n\t"
-            "push {r4, r5, r6, r7, lr}\n\t"
-            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
-            "push {r3, r4, r5, r6, r7}\n\t"
-            "mov r12, r1\n\t"
-            "ldr r3, [r3, #0]\n\t"              /* the correction */
-            "movs r1, r2\n\t"
-            "subs r1, #112\n\t"                 /* the group's bias[4..7] */
-            "ldm r1!, {r4, r5, r6, r7}\n\t"
-            "adds r4, r4, r3\n\t" "mov r8, r4\n\t" "adds r5, r5, r3\n\t" "mov r9, r5\n\t"
-            "adds r6, r6, r3\n\t" "mov r10, r6\n\t" "adds r7, r7, r3\n\t" "mov r11, r7\n\t"
-            "subs r1, #32\n\t"                  /* bias[0..3] */
-            "ldm r1!, {r4, r5, r6, r7}\n\t"
-            "adds r4, r4, r3\n\t" "adds r5, r5, r3\n\t" "adds r6, r6, r3\n\t"
-            "adds r7, r7, r3\n\t"
+            M0_D8_PRO
             "cmp r0, r12\n\t"
             "beq 2f\n"
             "1:\n\t"
@@ -588,17 +603,38 @@ static void m0_dot8(const int32_t *c __attribute__((unused)),
             "adds r2, #32\n\t"
             "cmp r0, r12\n\t"
             "bne 1b\n"
-            "2:\n\t"
-            "pop {r3}\n\t"
-            "stm r3!, {r4, r5, r6, r7}\n\t"
-            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
-            "stm r3!, {r4, r5, r6, r7}\n\t"
-            "pop {r4, r5, r6, r7}\n\t"
-            "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
-            "pop {r4, r5, r6, r7, pc}\n\t"
+            M0_D8_EPI
             ".syntax divided");
-#undef M0_D8
 }
+
+/* m0_dot8 over a pixel's sparse column (the layers whose input is a ReLU's output, where
+ * many values equal the zero point: x + offset = 0): pairs {c, 8 (k - k')} of its non-zero
+ * values c at window position k (k' the previous one's, 0 first) from p to pend; per pair
+ * one LDM and the step to the weights of position k, then the eight MACs: 28 instructions
+ * per non-zero value (the dense loop: 26 per value). */
+__attribute__((naked, noinline))
+static void m0_dot8s(const int32_t *p __attribute__((unused)),
+                     const int32_t *pend __attribute__((unused)),
+                     const uint8_t *w __attribute__((unused)),
+                     int32_t *acc __attribute__((unused)))
+{
+    __asm__(".syntax unified\n\t"
+            M0_D8_PRO
+            "cmp r0, r12\n\t"
+            "beq 2f\n"
+            "1:\n\t"
+            "ldm r0!, {r1, r3}\n\t"
+            "adds r2, r2, r3\n\t"
+            M0_D8W(0)
+            "cmp r0, r12\n\t"
+            "bne 1b\n"
+            M0_D8_EPI
+            ".syntax divided");
+}
+#undef M0_D8
+#undef M0_D8W
+#undef M0_D8_PRO
+#undef M0_D8_EPI
 #endif
 
 /* m0_group for eight channels (weights: eight bytes per column value). */
@@ -620,27 +656,273 @@ static void m0_group8(const int32_t *c, int32_t K, const uint8_t *w, int32_t *ac
     }
 }
 
-/* One output pixel's accumulators for the group at stream s (width G, 4 or 8): bias plus
- * the correction, then the inner product with the column. */
-static inline void m0_acc(const int32_t *s, int32_t G, int32_t K, int32_t corr,
+/* A pixel's column col[0..K) (K a multiple of 4) as pairs {c, 8 (k - k')} of its non-zero
+ * values (k' the previous pair's position, 0 first) at p; returns the end of the pairs. */
+#if KML_M0_ASM
+/* Four values per pass: LDM, ADDS (the step), CMP, BEQ per value, then STM of the pair. */
+__attribute__((naked, noinline))
+static int32_t *m0_pairs_nz(const int32_t *col __attribute__((unused)),
+                            const int32_t *cend __attribute__((unused)),
+                            int32_t *p __attribute__((unused)))
+{
+#define M0_PV(n) \
+    "ldm r0!, {r3}\n\t" "adds r4, #8\n\t" "cmp r3, #0\n\t" "beq " #n "f\n\t" \
+    "stm r2!, {r3, r4}\n\t" "movs r4, #0\n" #n ":\n\t"
+    __asm__(".syntax unified\n\t"
+            "push {r4, lr}\n\t"
+            "movs r4, #8\n\t"
+            "rsbs r4, r4, #0\n"                  /* the step before the first value */
+            "1:\n\t"
+            M0_PV(2) M0_PV(3) M0_PV(4) M0_PV(5)
+            "cmp r0, r1\n\t"
+            "bne 1b\n\t"
+            "movs r0, r2\n\t"
+            "pop {r4, pc}\n\t"
+            ".syntax divided");
+#undef M0_PV
+}
+#endif
+
+static int32_t *m0_pairs(const int32_t *col, int32_t K, int32_t *p)
+{
+#if KML_M0_ASM
+    return m0_pairs_nz(col, col + K, p);
+#else
+    int32_t k, prev = 0;
+    for (k = 0; k < K; ++k) {
+        const int32_t v = col[k];
+        if (v != 0) {
+            p[0] = v;
+            p[1] = 8 * (k - prev);
+            prev = k;
+            p += 2;
+        }
+    }
+    return p;
+#endif
+}
+
+/* The pairs of a pixel's column (pend: their end) are worth the sparse loop (28 instructions
+ * per pair and group of eight channels) over the dense one (26 per value) where
+ * 14 pairs < 13 K; else 0 (the dense loop). */
+static inline const int32_t *m0_sparse_or_dense(const int32_t *pbuf, const int32_t *pend,
+                                                int32_t K)
+{
+    return 7 * (int32_t)(pend - pbuf) < 13 * K ? pbuf : 0;
+}
+
+/* Whether a pixel's pairs (n of them, K values) paid for themselves: building them costs
+ * 4.5 instructions per zero value and 6.5 per other (m0_pairs_nz), and each of the g8 groups
+ * of eight channels saves 26 K - 28 n (dense loop: 26 per value; sparse: 28 per pair). After
+ * a pixel where they did not (the dense loop taken, or a saving below their cost), the next
+ * M0_DENSE_RUN pixels take the dense loop without building pairs: in every run of
+ * M0_DENSE_RUN + 1 pixels at most one costs more than the dense loop, by at most the pairs'
+ * cost, which bounds the worst case (measured with mode {2}: no pixel pays). */
+#define M0_DENSE_RUN 7
+static inline int m0_pairs_paid(const int32_t *pbuf, const int32_t *pend, int32_t K,
+                                int32_t g8)
+{
+    const int32_t n = (int32_t)(pend - pbuf) / 2;
+    return 2 * g8 * (26 * K - 28 * n) >= 9 * K + 4 * n;
+}
+
+/* Mode {2} (measurements only): the cost of a column without zero values, whatever the
+ * input: the pairs of K ones (``ones``, filled once per call), then the dense loop. */
+static const int32_t *m0_pixel_pairs(const int32_t *col, int32_t K, int32_t *pbuf,
+                                     const int32_t *ones, const int32_t **pend)
+{
+    *pend = m0_pairs(ones ? ones : col, K, pbuf);    /* ones: K pairs, the dense loop */
+    return m0_sparse_or_dense(pbuf, *pend, K);
+}
+
+/* One output pixel's accumulators for the group at stream s (width G, 4 or 8; hdr words per
+ * channel before the weights: 4 with the group's records, 1 without): bias plus the
+ * correction, then the inner product with the column. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void m0_acc(const int32_t *s, int32_t G, int32_t hdr, int32_t K, int32_t corr,
                           const int32_t *col, int32_t *a)
 {
     int32_t i;
+    const uint8_t *w = (const uint8_t *)(s + G * hdr);
     if (G == 8) {
 #if KML_M0_ASM
-        a[0] = corr;     /* m0_dot8 adds the biases */
+        a[0] = corr;     /* m0_dot8 adds the biases, at the address in a[1] */
+        a[1] = (int32_t)(intptr_t)s;
 #else
         for (i = 0; i < 8; ++i) {
             a[i] = s[i] + corr;
         }
 #endif
-        m0_group8(col, K, (const uint8_t *)(s + 32), a);
+        m0_group8(col, K, w, a);
     } else {
         for (i = 0; i < 4; ++i) {
             a[i] = s[i] + corr;
         }
-        m0_group(col, K, (const uint8_t *)(s + 16), a);
+        m0_group(col, K, w, a);
     }
+}
+
+/* m0_acc with the column's non-zero values: the pairs from pairs to pend (m0_pairs); a
+ * group of four (the last of a layer) takes the dense loop in the Thumb-1 builds. */
+static void m0_acc_sparse(const int32_t *s, int32_t G, int32_t hdr, int32_t K, int32_t corr,
+                          const int32_t *col, int32_t *a, const int32_t *pairs,
+                          const int32_t *pend)
+{
+    int32_t i, j;
+    const uint8_t *w = (const uint8_t *)(s + G * hdr);
+#if KML_M0_ASM
+    if (G == 8) {
+        a[0] = corr;
+        a[1] = (int32_t)(intptr_t)s;
+        m0_dot8s(pairs, pend, w, a);
+    } else {
+        m0_acc(s, G, hdr, K, corr, col, a);
+    }
+    (void)i;
+    (void)j;
+    return;
+#else
+    (void)K;
+    (void)col;
+#endif
+    for (i = 0; i < G; ++i) {
+        a[i] = s[i] + corr;
+    }
+    for (; pairs != pend; pairs += 2) {   /* weights: G bytes per window position */
+        const int32_t v = pairs[0];
+        w += pairs[1] / (8 / G);
+        for (j = 0; j < G; ++j) {
+            a[j] += v * w[j];
+        }
+    }
+}
+
+/* Bounded requantization, for layers where the generator proved at compile time that every
+ * channel's accumulator satisfies |acc| < 2^21 (its range over every int8 input, from the
+ * weights and the bias), with a multiplier M > 0 and a right shift s <= 22 (channels whose
+ * output is constant are rewritten to a small bias). Per channel a record of four words
+ * {m0, m1, m2, W}: M = m2 2^22 + m1 2^11 + m0 (m0 >= 1), W = c2 + sh with the nudge
+ * c2 = (2^30 + rnd 2^31) / 2^22 (rnd = 2^s / 2, so c2 is a multiple of 2^8) and the shift
+ * sh = 9 + s (< 2^8) in its low byte. m0_rq's two roundings in one, on u = |acc| < 2^21 and
+ * n = [acc < 0]: kml_mbqm's magnitude is floor((u M + 2^30 - n + rnd 2^31) / 2^(31 + s)),
+ * and with three 32-bit products (no carries between words):
+ *     P0 = u m0 - n, P1 = u m1 + (P0 >> 11), P2 = u m2 + (P1 >> 11),
+ *     v = floor((P2 + c2) / 2^sh) = ((P2 >> 8 << 8) + W) >> (W mod 2^8)
+ * (u m0 <= (2^21 - 1) 2^11 and P1 <= (2^21 - 1) 2^11 < 2^32, P2 < 2^30 + 2^21; P2's low
+ * byte cannot change the quotient since c2 and 2^sh are multiples of 2^8, and sh < 2^8 in
+ * the low byte cannot carry). Then the output offset and the clamp: off + v for acc >= 0,
+ * off - v below. */
+#if !KML_M0_ASM
+static void m0_rqb_c(const int32_t *acc, const int32_t *rec, int8_t *out, int32_t n,
+                     int32_t off, int32_t lo, int32_t hi)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i, rec += 4) {
+        const int32_t a = acc[i];
+        const uint32_t neg = a < 0 ? 1u : 0u;
+        const uint32_t u = neg ? (uint32_t)0 - (uint32_t)a : (uint32_t)a;
+        const uint32_t w = (uint32_t)rec[3];
+        uint32_t t = u * (uint32_t)rec[0] - neg;
+        t = u * (uint32_t)rec[1] + (t >> 11);
+        t = u * (uint32_t)rec[2] + (t >> 11);
+        t = (((t >> 8) << 8) + w) >> (w & 0xFFu);
+        out[i] = (int8_t)kml_clamp(neg ? off - (int32_t)t : off + (int32_t)t, lo, hi);
+    }
+}
+#endif
+
+#if KML_M0_ASM
+/* m0_rqb_c in Thumb-1: par = {n, off, lo, hi}. One LDM loads a record; where lo == off (a
+ * fused ReLU, ReLU6 or ReLU-N clamp starting at the offset) acc <= 0 gives lo without the
+ * products. 22 instructions per output above 0, 10 at or below (ReLU). */
+#define M0_RQB_CHAIN(neg) \
+    "ldm r1!, {r4, r5, r6, r7}\n\t" \
+    "muls r4, r3, r4\n\t" neg "lsrs r4, r4, #11\n\t" \
+    "muls r5, r3, r5\n\t" "adds r4, r4, r5\n\t" "lsrs r4, r4, #11\n\t" \
+    "muls r6, r3, r6\n\t" "adds r4, r4, r6\n\t" \
+    "lsrs r4, r4, #8\n\t" "lsls r4, r4, #8\n\t" "adds r4, r4, r7\n\t" "lsrs r4, r4, r7\n\t"
+__attribute__((naked, noinline))
+static void m0_rqb(const int32_t *acc __attribute__((unused)),
+                   const int32_t *rec __attribute__((unused)),
+                   int8_t *out __attribute__((unused)),
+                   const int32_t *par __attribute__((unused)))
+{
+    __asm__(".syntax unified\n\t"
+            "push {r4, r5, r6, r7, lr}\n\t"
+            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
+            "push {r4, r5, r6, r7}\n\t"
+            "ldm r3!, {r4, r5, r6, r7}\n\t"          /* n, off, lo, hi */
+            "adds r4, r2, r4\n\t"
+            "mov r11, r4\n\t"                        /* the end of the output */
+            "mov r8, r5\n\t" "mov r9, r6\n\t" "mov r10, r7\n\t"
+            "cmp r5, r6\n\t"
+            "bne 5f\n"
+            "1:\n\t"                                 /* lo == off */
+            "ldm r0!, {r3}\n\t"
+            "cmp r3, #0\n\t"
+            "ble 4f\n\t"
+            M0_RQB_CHAIN("")
+            "add r4, r8\n\t"
+            "cmp r4, r10\n\t"
+            "ble 2f\n\t"
+            "mov r4, r10\n"
+            "2:\n\t"
+            "strb r4, [r2, #0]\n\t"
+            "adds r2, #1\n\t"
+            "cmp r2, r11\n\t"
+            "bne 1b\n\t"
+            "b 9f\n"
+            "4:\n\t"                                 /* acc <= 0: lo */
+            "mov r4, r9\n\t"
+            "adds r1, #16\n\t"
+            "b 2b\n"
+            "5:\n\t"                                 /* any clamp: both signs */
+            "ldm r0!, {r3}\n\t"
+            "cmp r3, #0\n\t"
+            "blt 7f\n\t"
+            M0_RQB_CHAIN("")
+            "add r4, r8\n"                           /* off + v */
+            "6:\n\t"
+            "cmp r4, r10\n\t"
+            "ble 8f\n\t"
+            "mov r4, r10\n"
+            "8:\n\t"
+            "cmp r4, r9\n\t"
+            "bge 3f\n\t"
+            "mov r4, r9\n"
+            "3:\n\t"
+            "strb r4, [r2, #0]\n\t"
+            "adds r2, #1\n\t"
+            "cmp r2, r11\n\t"
+            "bne 5b\n\t"
+            "b 9f\n"
+            "7:\n\t"                                 /* acc < 0 */
+            "rsbs r3, r3, #0\n\t"
+            M0_RQB_CHAIN("subs r4, #1\n\t")
+            "mov r5, r8\n\t"
+            "subs r4, r5, r4\n\t"                    /* off - v */
+            "b 6b\n"
+            "9:\n\t"
+            "pop {r4, r5, r6, r7}\n\t"
+            "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
+            "pop {r4, r5, r6, r7, pc}\n\t"
+            ".syntax divided");
+}
+#undef M0_RQB_CHAIN
+#endif
+
+/* One output pixel's n accumulators -> n int8 outputs with the bounded records rec;
+ * par = {n, off, lo, hi}. */
+static inline void m0_rqb_run(const int32_t *acc, const int32_t *rec, int8_t *out,
+                              const int32_t *par)
+{
+#if KML_M0_ASM
+    m0_rqb(acc, rec, out, par);
+#else
+    m0_rqb_c(acc, rec, out, par[0], par[1], par[2], par[3]);
+#endif
 }
 
 void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_t *filter,
@@ -651,13 +933,24 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
     const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
     const int pw = m0_pointwise(p);
     const int8_t *px = input;
+    const int32_t *const rq = mult;    /* the bounded records, or 0 */
+    int32_t *const acc = scratch + K;  /* with rq: one pixel's accumulators */
+    const int32_t par[4] = {out_c, out_off, lo, hi};
+    /* shift = {1}: the column's non-zero values as pairs, after the accumulators ({2}: all
+     * its values, the worst case of {1}) */
+    int32_t *const pbuf = shift && shift[0] != 0 ? acc + (rq ? (out_c + 7) & ~7 : 0) : 0;
+    int32_t *const ones = shift && shift[0] == 2 ? pbuf + 2 * K : 0;
+    const int32_t *pairs = 0, *pend = 0;
+    int32_t rest = 0;   /* pixels left to run dense without building their pairs */
+    const int32_t g8 = (out_c + 3) / 8;   /* groups of eight channels */
     int32_t b, oy, ox, oc, i;
     (void)filter;
     (void)bias;
-    (void)mult;
-    (void)shift;
     for (i = Kw; i < K; ++i) {    /* the window padded to a multiple of 4: weights 0 */
         scratch[i] = 0;
+    }
+    for (i = 0; ones && i < K; ++i) {
+        ones[i] = 1;
     }
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < p->out_h; ++oy) {
@@ -669,12 +962,38 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                 } else {
                     corr = -128 * m0_column(p, input, b, oy, ox, scratch);
                 }
+                if (pbuf && rest == 0) {
+                    pairs = m0_pixel_pairs(scratch, K, pbuf, ones, &pend);
+                    rest = m0_pairs_paid(pbuf, pend, K, g8) ? 0 : M0_DENSE_RUN;
+                } else if (pbuf) {
+                    pairs = 0;
+                    --rest;
+                }
                 const int32_t *s = packed;
+                if (rq) {   /* the stream without records, then the pixel's requantization */
+                    for (oc = 0; oc < out_c;) {
+                        const int32_t G = out_c - oc > 4 ? 8 : 4;
+                        if (pairs) {
+                            m0_acc_sparse(s, G, 1, K, corr, scratch, acc + oc, pairs, pend);
+                        } else {
+                            m0_acc(s, G, 1, K, corr, scratch, acc + oc);
+                        }
+                        oc += G;
+                        s += G + K * (G / 4);
+                    }
+                    m0_rqb_run(acc, rq, output, par);
+                    output += out_c;
+                    continue;
+                }
                 for (oc = 0; oc < out_c;) {
                     const int32_t G = out_c - oc > 4 ? 8 : 4;
                     const int32_t n = out_c - oc < G ? out_c - oc : G;
                     int32_t a[8];
-                    m0_acc(s, G, K, corr, scratch, a);
+                    if (pairs) {
+                        m0_acc_sparse(s, G, 4, K, corr, scratch, a, pairs, pend);
+                    } else {
+                        m0_acc(s, G, 4, K, corr, scratch, a);
+                    }
                     if (s[G + 2] >= 0) {   /* the layer takes m0_rq (all channels or none) */
                         m0_store(a, s + G, n, output, out_off, lo, hi);
                     } else {
@@ -722,8 +1041,13 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
     (void)filter;
     (void)bias;
     (void)mult;
-    (void)shift;
     int32_t *const tc = scratch + K, *const tr = tc + 256;
+    /* shift = {1}: the column's non-zero values as pairs, after the two tables ({2}: all) */
+    int32_t *const pbuf = shift && shift[0] != 0 ? tr + 256 : 0;
+    int32_t *const ones = shift && shift[0] == 2 ? pbuf + 2 * K : 0;
+    const int32_t *pairs = 0, *pend = 0;
+    int32_t rest = 0;   /* pixels left to run dense without building their pairs */
+    const int32_t g8 = (out_c + 3) / 8;   /* groups of eight channels */
     int relu;
     m0_record(ep->conv_mult, ep->conv_shift, rc);
     m0_record(ep->res_mult, ep->res_shift, rr);
@@ -733,6 +1057,9 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
     relu = ep->act_min >= ep->out_offset && ep->out_mult >= 0;
     for (i = Kw; i < K; ++i) {    /* the window padded to a multiple of 4: weights 0 */
         scratch[i] = 0;
+    }
+    for (i = 0; ones && i < K; ++i) {
+        ones[i] = 1;
     }
     for (i = 0; i < 256; ++i) {   /* the two int8 operands of the ADD, rescaled: 256 values each */
         tc[i] = m0_mbqm_r((i - 128 + ep->conv_offset) * (1 << lshift), rc);
@@ -748,12 +1075,23 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                 } else {
                     corr = -128 * m0_column(p, input, b, oy, ox, scratch);
                 }
+                if (pbuf && rest == 0) {
+                    pairs = m0_pixel_pairs(scratch, K, pbuf, ones, &pend);
+                    rest = m0_pairs_paid(pbuf, pend, K, g8) ? 0 : M0_DENSE_RUN;
+                } else if (pbuf) {
+                    pairs = 0;
+                    --rest;
+                }
                 const int32_t *s = packed;
                 for (oc = 0; oc < out_c;) {
                     const int32_t G = out_c - oc > 4 ? 8 : 4;
                     const int32_t n = out_c - oc < G ? out_c - oc : G;
                     int32_t a[8];
-                    m0_acc(s, G, K, corr, scratch, a);
+                    if (pairs) {
+                        m0_acc_sparse(s, G, 4, K, corr, scratch, a, pairs, pend);
+                    } else {
+                        m0_acc(s, G, 4, K, corr, scratch, a);
+                    }
                     for (i = 0; i < n; ++i, ++at) {
                         const int32_t c = m0_out(a[i], s + G + 3 * i, out_off, lo, hi);
                         const int32_t sc = tc[c + 128];
@@ -775,9 +1113,9 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
 }
 
 #if KML_M0_ASM
-/* A 3x3 depthwise window for four channels: acc[0..3] = bias[0..3] (the four words 64 bytes
- * before w, the group's stream) + the nine taps x (int8, channels adjacent; x += xstep
- * between taps of a row, x += acc[0] (on entry: ystep - 3 xstep) between rows) times the
+/* A 3x3 depthwise window for four channels: acc[0..3] = bias[0..3] (the four words at the
+ * address in acc[1] on entry, the group's stream) + the nine taps x (int8, channels
+ * adjacent; x += xstep between taps of a row, x += acc[0] (on entry: ystep - 3 xstep) between rows) times the
  * int32 weights w (four per tap). LDRSB with the offsets 0..3 kept in r4-r7, the
  * accumulators in r8-r11: LDRSB + LDR + MULS + ADD per MAC, 17 instructions per tap. */
 __attribute__((naked, noinline))
@@ -802,8 +1140,7 @@ static void m0_dw3x3(const int8_t *x __attribute__((unused)),
             "mov r12, r2\n\t"                      /* xstep */
             "ldr r2, [r3, #0]\n\t"
             "mov lr, r2\n\t"                       /* ystep - 3 xstep */
-            "movs r2, r1\n\t"
-            "subs r2, #64\n\t"
+            "ldr r2, [r3, #4]\n\t"
             "ldm r2!, {r4, r5, r6, r7}\n\t"        /* bias */
             "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
             "movs r4, #0\n\t" "movs r5, #1\n\t" "movs r6, #2\n\t" "movs r7, #3\n\t"
@@ -820,8 +1157,56 @@ static void m0_dw3x3(const int8_t *x __attribute__((unused)),
             "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
             "pop {r4, r5, r6, r7, pc}\n\t"
             ".syntax divided");
-#undef M0_DWT
 }
+
+/* m0_dw3x3 for every group of four channels of a pixel of a layer with bounded records (the
+ * stream's groups: bias[4] then the nine taps' weights, 40 words): the accumulators of the
+ * whole pixel to acc, in one call. par = {xstep, ystep - 3 xstep, back, acc end}, back =
+ * 2 ystep + 2 xstep - 4 (x after a group's taps, less the next group's x). */
+__attribute__((naked, noinline))
+static void m0_dw3x3_all(const int8_t *x __attribute__((unused)),
+                         const int32_t *s __attribute__((unused)),
+                         int32_t *acc __attribute__((unused)),
+                         const int32_t *par __attribute__((unused)))
+{
+    __asm__(".syntax unified\n\t"
+            "push {r4, r5, r6, r7, lr}\n\t"
+            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
+            "push {r4, r5, r6, r7}\n\t"
+            "ldm r3!, {r4, r5, r6, r7}\n\t"
+            "mov r12, r4\n\t"                      /* xstep */
+            "mov lr, r5\n\t"                       /* ystep - 3 xstep */
+            "push {r2, r6, r7}\n\t"                /* [sp] acc, [sp, 4] back, [sp, 8] end */
+            "1:\n\t"
+            "ldm r1!, {r4, r5, r6, r7}\n\t"        /* bias */
+            "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
+            "movs r4, #0\n\t" "movs r5, #1\n\t" "movs r6, #2\n\t" "movs r7, #3\n\t"
+            M0_DWT(0) "add r0, r12\n\t" M0_DWT(16) "add r0, r12\n\t" M0_DWT(32)
+            "add r0, r12\n\t" "add r0, lr\n\t"
+            M0_DWT(48) "add r0, r12\n\t" M0_DWT(64) "add r0, r12\n\t" M0_DWT(80)
+            "add r0, r12\n\t" "add r0, lr\n\t"
+            M0_DWT(96) "add r0, r12\n\t" M0_DWT(112) "add r0, r12\n\t"
+            "adds r1, #128\n\t" M0_DWT(0)
+            "adds r1, #16\n\t"                     /* the next group */
+            "ldr r2, [sp, #4]\n\t"
+            "subs r0, r0, r2\n\t"                  /* its x */
+            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
+            "ldr r2, [sp, #0]\n\t"
+            "stm r2!, {r4, r5, r6, r7}\n\t"
+            "str r2, [sp, #0]\n\t"
+            "ldr r3, [sp, #8]\n\t"
+            "cmp r2, r3\n\t"
+            "beq 2f\n\t"
+            "b 1b\n"
+            "2:\n\t"
+            "add sp, #12\n\t"
+            "pop {r4, r5, r6, r7}\n\t"
+            "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
+            "pop {r4, r5, r6, r7, pc}\n\t"
+            ".syntax divided");
+}
+#undef M0_DWT
+
 #endif
 
 #if KML_M0_ASM
@@ -837,6 +1222,7 @@ static void m0_dw3x3_pixel(const int8_t *x, const int32_t *s, const int32_t *end
     if (lo >= off) {
         for (; s != end; s += words, x += 4, out += 4) {
             a[0] = yadj;
+            a[1] = (int32_t)(intptr_t)s;
             m0_dw3x3(x, s + 16, xstep, a);
             out[0] = (int8_t)m0_rqcz(a[0], s + 4, off, lo, hi);
             out[1] = (int8_t)m0_rqcz(a[1], s + 7, off, lo, hi);
@@ -847,6 +1233,7 @@ static void m0_dw3x3_pixel(const int8_t *x, const int32_t *s, const int32_t *end
     }
     for (; s != end; s += words, x += 4, out += 4) {
         a[0] = yadj;
+        a[1] = (int32_t)(intptr_t)s;
         m0_dw3x3(x, s + 16, xstep, a);
         out[0] = (int8_t)m0_rqc(a[0], s + 4, off, lo, hi);
         out[1] = (int8_t)m0_rqc(a[1], s + 7, off, lo, hi);
@@ -855,6 +1242,7 @@ static void m0_dw3x3_pixel(const int8_t *x, const int32_t *s, const int32_t *end
     }
 }
 #endif
+
 
 /* The window of a depthwise output pixel at the border, k_h x k_w x C bytes in win: the
  * input where the tap is inside the image, the input zero point (-in_offset, whose x + offset
@@ -889,10 +1277,14 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
     const int32_t in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w;
     const int32_t out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
     int8_t *win = (int8_t *)scratch;
+    const int32_t *const rq = mult;          /* the bounded records, or 0 */
+    const int32_t hdr = rq ? 1 : 4;          /* words per channel before the taps */
+    const int32_t words = 4 * hdr + 4 * taps;
+    int32_t *const acc = scratch + (taps * C + 3) / 4;   /* with rq: one pixel's */
+    const int32_t par[4] = {C, out_off, lo, hi};
     int32_t b, oy, ox, ch, ky, kx;
     (void)filter;
     (void)bias;
-    (void)mult;
     (void)shift;
     for (b = 0; b < p->batches; ++b) {
         for (oy = 0; oy < out_h; ++oy) {
@@ -916,8 +1308,16 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                     ystep = (size_t)kw * (size_t)C;
                 }
 #if KML_M0_ASM
+                if (kw == 3 && kh == 3 && rq) {   /* 3x3, bounded: two calls */
+                    const int32_t xs = (int32_t)xstep, ys = (int32_t)ystep;
+                    const int32_t dpar[4] = {xs, ys - 3 * xs, 2 * ys + 2 * xs - 4,
+                                             (int32_t)(intptr_t)(acc + C)};
+                    m0_dw3x3_all(base, packed, acc, dpar);
+                    m0_rqb(acc, rq, output, par);
+                    output += C;
+                    continue;
+                }
                 if (kw == 3 && kh == 3 && packed[6] >= 0) {   /* 3x3, m0_rq: one call */
-                    const int32_t words = 16 + 4 * taps;
                     m0_dw3x3_pixel(base, packed, packed + (C / 4) * words, words,
                                    (int32_t)xstep, (int32_t)ystep - 3 * (int32_t)xstep,
                                    output, out_off, lo, hi);
@@ -926,13 +1326,14 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                 }
 #endif
                 for (ch = 0; ch < C; ch += 4) {
-                    const int32_t *w = s + 16;
+                    const int32_t *w = s + 4 * hdr;
                     const int8_t *xr = base + ch;
                     int32_t a0 = s[0], a1 = s[1], a2 = s[2], a3 = s[3];
 #if KML_M0_ASM
                     if (kw == 3 && kh == 3) {   /* the usual window: one call */
                         int32_t a[4];
                         a[0] = (int32_t)ystep - 3 * (int32_t)xstep;
+                        a[1] = (int32_t)(intptr_t)s;
                         m0_dw3x3(xr, w, (int32_t)xstep, a);
                         a0 = a[0]; a1 = a[1]; a2 = a[2]; a3 = a[3];
                     } else if (kw == 3) {      /* 3-wide: no tap loop */
@@ -957,7 +1358,12 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                         }
                         xr += ystep;
                     }
-                    if (s[6] >= 0 && lo >= out_off) {   /* m0_rq and a fused ReLU */
+                    if (rq) {                           /* requantized per pixel */
+                        acc[ch] = a0;
+                        acc[ch + 1] = a1;
+                        acc[ch + 2] = a2;
+                        acc[ch + 3] = a3;
+                    } else if (s[6] >= 0 && lo >= out_off) {   /* m0_rq and a fused ReLU */
                         output[0] = (int8_t)m0_rqcz(a0, s + 4, out_off, lo, hi);
                         output[1] = (int8_t)m0_rqcz(a1, s + 7, out_off, lo, hi);
                         output[2] = (int8_t)m0_rqcz(a2, s + 10, out_off, lo, hi);
@@ -973,8 +1379,14 @@ void kml_depthwise_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input,
                         output[2] = m0_out(a2, s + 10, out_off, lo, hi);
                         output[3] = m0_out(a3, s + 13, out_off, lo, hi);
                     }
-                    output += 4;
-                    s += 16 + 4 * taps;
+                    if (!rq) {
+                        output += 4;
+                    }
+                    s += words;
+                }
+                if (rq) {
+                    m0_rqb_run(acc, rq, output, par);
+                    output += C;
                 }
             }
         }

@@ -2,8 +2,14 @@
  * DEPTHWISE_CONV_2D for cores without the DSP extension (Cortex-M0+). Plain C99, bit-exact
  * with the portable kernels (TFLite's reference arithmetic).
  *
- * The signatures are the portable kernels' (kml_conv.h); ``filter``, ``bias``, ``mult`` and
- * ``shift`` are 0: ``packed`` holds them, arranged by the generator (codegen/armv6m.py).
+ * The signatures are the portable kernels' (kml_conv.h); ``filter`` and ``bias`` are 0:
+ * ``packed`` holds them, arranged by the generator (codegen/armv6m_backend.py). ``mult`` is 0
+ * or, for a layer whose every channel's accumulator the generator bounded by |acc| < 2^21,
+ * the bounded requantization's records, four words per channel (kml_conv_m0.c, m0_rqb);
+ * the stream's groups then carry no records (bias[G], then the weights). ``shift`` is 0 or,
+ * for kml_conv2d_m0_s8 / kml_conv2d_add_m0_s8 on a layer fed by a fused ReLU, {1}: a pixel's
+ * zero column values are skipped (the pairs after the scratch's other parts; {2}: the cost of
+ * a column without zeros, for measurements).
  *
  * kml_conv2d_m0_s8: per output pixel, the window is copied once into ``scratch`` as int32
  * values x + input offset (0 for padding) with their sum S; then groups of four output
