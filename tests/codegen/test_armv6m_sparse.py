@@ -158,3 +158,21 @@ def test_debug_and_size_builds_bit_exact(tmp_path, opt):
     for s, want in zip(outs, Interpreter(g).run(*x)):
         got = np.frombuffer(emu.memory[f"kml_profile_{s.name}"], DTYPES[s.tensor.dtype])
         assert np.array_equal(got.reshape(s.tensor.shape), want)
+
+
+def test_prefer_size_drops_the_memory_for_speed_choices():
+    """``--prefer size`` on a Cortex-M0+: no zero skipping (its column pairs live in the arena)
+    and no bounded requantization (its records cost flash per channel), so the arena and the
+    weights' flash shrink, the layers run the dense loop (more instructions on a layer fed
+    only zero values), and every layer stays bit-exact in the emulator."""
+    g = sparse_graph(-np.inf)
+    bal = profile_graph(g, "pico", runtime="armv6m", prefer="balanced")
+    size = profile_graph(g, "pico", runtime="armv6m", prefer="size")
+    for r in (bal, size):
+        assert r["output_matches_reference"] is True and r["layers_match_reference"] is True
+    assert size["arena_bytes"] < bal["arena_bytes"]
+    assert size["flash_bytes"] < bal["flash_bytes"]
+    b = {la["node"]: la["instructions"] for la in bal["layers"]}
+    s = {la["node"]: la["instructions"] for la in size["layers"]}
+    for i in _sparse_nodes(g)[:4]:
+        assert s[i] > b[i]

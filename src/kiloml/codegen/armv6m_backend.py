@@ -196,6 +196,11 @@ class Armv6mBackend(PortableBackend):
     # (the worst case of "skip", for benchmarks/profile_m0_sparse.py)
     sparse_columns = "skip"
 
+    def __init__(self, prefer: str = "balanced") -> None:
+        # prefer "size": neither of the two speed-for-memory choices (the bounded records'
+        # extra flash per channel, the zero skipping's column pairs in the arena)
+        self.prefer = prefer
+
     def scratch_bytes(self, g: Graph, node: Node) -> int:
         # bounded requantization: one output pixel's accumulators (out_c rounded up to 8)
         acc = 0
@@ -216,7 +221,8 @@ class Armv6mBackend(PortableBackend):
         return 0
 
     def _sparse(self, g: Graph, node: Node) -> bool:
-        return self.sparse_columns != "off" and sparse_input(g, node)
+        return self.sparse_columns != "off" and self.prefer != "size" \
+            and sparse_input(g, node)
 
     def _mode(self, g: Graph, node: Node, ctx: "EmitContext") -> str:
         """The conv kernels' ``shift`` argument: {1} (skip zero column values), {2} (the cost
@@ -235,7 +241,7 @@ class Armv6mBackend(PortableBackend):
             rows = w.reshape(-1, w.shape[3]).T
         else:
             rows = w.reshape(w.shape[0], -1)
-        if not self.bounded_requant:
+        if not self.bounded_requant or self.prefer == "size":
             return None
         return bounded(rows, _bias(g, node), p.mult, p.shift, p.in_offset, p.out_offset,
                        p.act_min, p.act_max)

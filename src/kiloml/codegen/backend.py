@@ -47,8 +47,9 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (PortableBackend(), Armv7emBa
 def get_backend(runtime: str, prefer: str = "balanced",
                 options: dict[int, str] | None = None) -> Backend:
     """The backend of ``runtime``, making the flash-for-speed choices ``prefer`` asks for
-    (``armv7em_choice.PREFERENCES``; only the armv7em kernels have such choices: a fresh
-    backend per model, which ``plan`` tells its choices; ``options`` pins some, see
+    (``armv7em_choice.PREFERENCES``; the armv7em kernels choose per node, a fresh backend
+    per model, which ``plan`` tells its choices; the armv6m kernels drop their bounded
+    requantization and zero skipping under "size"; ``options`` pins some, see
     ``generate_c``); an unknown name is a ``KilomlError`` naming the choices."""
     from kiloml.codegen.armv7em_choice import PREFERENCES
 
@@ -60,4 +61,6 @@ def get_backend(runtime: str, prefer: str = "balanced",
                           f"{', '.join(PREFERENCES)})")
     if runtime == "armv7em":
         return Armv7emBackend(prefer, options)
+    if runtime == "armv6m":
+        return Armv6mBackend(prefer)
     return BACKENDS[runtime]
