@@ -350,7 +350,8 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
 
     Word 0 is 0 when every unit takes the fast requantization (``fast_params``: the shifts are
     kml_rq's right shifts, k is computed from them), 1 when some unit does not (the whole layer
-    then takes TFLite's: its multipliers and shifts). Units are padded to a multiple of 4 with
+    then takes TFLite's: its multipliers and shifts; also when a multiplier is negative, which
+    the kernel's ReLU shortcut does not allow and TFLite's converter never makes). Units are padded to a multiple of 4 with
     zero rows, depth to a multiple of 8 with zero weights. Per group of four units: the four
     biases with the input offset folded in (bias + in_offset x the sum of the unit's weights:
     the kernel multiplies the raw inputs); per group of four inputs the four units' weight
@@ -371,7 +372,8 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
     s0[:units] = np.broadcast_to(np.asarray(shift, np.int64), (units,))
     fb, fm, fr, ok = fast_params(m0, s0, np.abs(rows).sum(axis=1), b, in_offset, out_offset,
                                  act_min, act_max)
-    fast = bool(np.all(ok))
+    # the kernel's ReLU shortcut (an accumulator <= 0 gives act_min) needs multipliers >= 0
+    fast = bool(np.all(ok)) and bool(np.all(np.asarray(fm, np.int64) >= 0))
     sums = in_offset * rows.sum(axis=1)
     bias_f, mult_f, shift_f = (np.asarray(fb, np.int64) + sums, fm, fr) if fast else \
         (b + sums, m0, s0)

@@ -73,7 +73,7 @@ static KML_SMALL __attribute__((noinline)) void fc_group_out(const kml_fc_params
 }
 
 /* kml_rq of accumulator A with multiplier M, unit I of the group (right shift in byte I of
- * sw, kml_rq_k from c2 = 2 out_offset + 1), clamped to [lo, hi] and stored to out[I]. */
+ * sw, kml_rq_k from c2 = 2 out_offset + 1), into t (out_offset included, not clamped). */
 #define FC_RQ(A, M, I)                                                                       \
     "ubfx %[r], %[sw], #" #I " * 8, #8\n\t"                                                   \
     "lsl %[k], %[c2], %[r]\n\t"                                                              \
@@ -81,24 +81,77 @@ static KML_SMALL __attribute__((noinline)) void fc_group_out(const kml_fc_params
     "lsl %[t], %[" A "], #1\n\t"                                                             \
     "smmlar %[t], %[t], %[" M "], %[k]\n\t"                                                  \
     "sub %[t], %[t], %[" A "], lsr #31\n\t"                                                  \
-    "asr %[t], %[t], %[r]\n\t"                                                               \
+    "asr %[t], %[t], %[r]\n\t"
+
+/* The activation clamps of t, and t stored to out[I]. */
+#define FC_LO                                                                                \
     "cmp %[t], %[lo]\n\t"                                                                    \
     "it lt\n\t"                                                                              \
-    "movlt %[t], %[lo]\n\t"                                                                  \
+    "movlt %[t], %[lo]\n\t"
+#define FC_HI                                                                                \
     "cmp %[t], %[hi]\n\t"                                                                    \
     "it gt\n\t"                                                                              \
-    "movgt %[t], %[hi]\n\t"                                                                  \
-    "strb %[t], [%[out], #" #I "]\n\t"
+    "movgt %[t], %[hi]\n\t"
+#define FC_ST(I) "strb %[t], [%[out], #" #I "]\n\t"
 
-/* Units I0 and I0 + 1 (accumulators A0, A1): one LDRD of their multipliers. */
-#define FC_RQ2(A0, A1, I0, I1)                                                               \
-    __asm__ volatile("ldrd %[m0], %[m1], [%[w], #" #I0 " * 4]\n\t"                          \
-                     FC_RQ("a0", "m0", I0) FC_RQ("a1", "m1", I1)                             \
+/* ReLU shortcut (act_min == out_offset, multipliers >= 0): an accumulator A <= 0 requantizes
+ * to at most out_offset, so its output is act_min (stored out of line at label 1I), and one
+ * > 0 to at least out_offset (no lower clamp). Resumes at label 2I. */
+#define FC_SKIP(A, I)                                                                        \
+    "cmp %[" A "], #0\n\t"                                                                   \
+    "ble 1" #I "f\n\t"
+#define FC_DEAD(I) "1" #I ":\n\t" "strb %[lo], [%[out], #" #I "]\n\t"
+
+/* Units I0 and I0 + 1 (accumulators A0, A1): one LDRD of their multipliers; BODY is the asm. */
+#define FC_RQ2(A0, A1, I0, BODY)                                                             \
+    __asm__ volatile("ldrd %[m0], %[m1], [%[w], #" #I0 " * 4]\n\t" BODY                    \
                      : [m0] "=&r"(m0), [m1] "=&r"(m1), [k] "=&r"(k), [r] "=&r"(r),           \
                        [t] "=&r"(t)                                                          \
                      : [a0] "r"(A0), [a1] "r"(A1), [w] "r"(w), [out] "r"(o),                 \
                        [sw] "r"(sw), [c2] "r"(c2), [lo] "r"(lo), [hi] "r"(hi)                \
                      : "cc", "memory")
+
+/* The four bodies: clamps to [lo, hi] or SSAT #8 (lo = -128, hi = 127), with or without the
+ * ReLU shortcut; units I and I + 1. */
+#define FC_CLAMP(I, J) FC_RQ("a0", "m0", I) FC_LO FC_HI FC_ST(I)                             \
+                       FC_RQ("a1", "m1", J) FC_LO FC_HI FC_ST(J)
+#define FC_SAT(I, J) FC_RQ("a0", "m0", I) "ssat %[t], #8, %[t]\n\t" FC_ST(I)                 \
+                     FC_RQ("a1", "m1", J) "ssat %[t], #8, %[t]\n\t" FC_ST(J)
+#define FC_CLAMP_RELU(I, J)                                                                  \
+    FC_SKIP("a0", I) FC_RQ("a0", "m0", I) FC_HI FC_ST(I) "2" #I ":\n\t"                      \
+    FC_SKIP("a1", J) FC_RQ("a1", "m1", J) FC_HI FC_ST(J) "b 2" #J "f\n\t"                    \
+    FC_DEAD(I) "b 2" #I "b\n\t" FC_DEAD(J) "2" #J ":\n\t"
+#define FC_SAT_RELU(I, J)                                                                    \
+    FC_SKIP("a0", I) FC_RQ("a0", "m0", I) "ssat %[t], #8, %[t]\n\t" FC_ST(I) "2" #I ":\n\t"  \
+    FC_SKIP("a1", J) FC_RQ("a1", "m1", J) "ssat %[t], #8, %[t]\n\t" FC_ST(J) "b 2" #J "f\n\t"\
+    FC_DEAD(I) "b 2" #I "b\n\t" FC_DEAD(J) "2" #J ":\n\t"
+
+/* The fast requantization of one full group of four units (multipliers at w[0..3], shift
+ * bytes in w[4]); mode: bit 0 SSAT (lo = -128, hi = 127), bit 1 the ReLU shortcut. */
+static inline void fc_rq4(const int32_t *w, int8_t *o, int32_t a0, int32_t a1, int32_t a2,
+                          int32_t a3, int32_t c2, int32_t lo, int32_t hi, int32_t mode)
+{
+    const int32_t sw = w[4];
+    int32_t m0, m1, k, r, t;
+    switch (mode) {
+    case 0:
+        FC_RQ2(a0, a1, 0, FC_CLAMP(0, 1));
+        FC_RQ2(a2, a3, 2, FC_CLAMP(2, 3));
+        break;
+    case 1:
+        FC_RQ2(a0, a1, 0, FC_SAT(0, 1));
+        FC_RQ2(a2, a3, 2, FC_SAT(2, 3));
+        break;
+    case 2:
+        FC_RQ2(a0, a1, 0, FC_CLAMP_RELU(0, 1));
+        FC_RQ2(a2, a3, 2, FC_CLAMP_RELU(2, 3));
+        break;
+    default:
+        FC_RQ2(a0, a1, 0, FC_SAT_RELU(0, 1));
+        FC_RQ2(a2, a3, 2, FC_SAT_RELU(2, 3));
+        break;
+    }
+}
 
 void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const int8_t *weights,
                             const int32_t *bias, const int32_t *mult, const int32_t *shift,
@@ -107,6 +160,8 @@ void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const i
     const int32_t n8 = (p->depth + 7) & ~7;
     const int32_t units = p->units, lo = p->act_min, hi = p->act_max;
     const int32_t c2 = 2 * p->out_offset + 1, generic = packed[0];
+    /* fc_rq4's mode; the stream sends layers with a negative multiplier to the general path */
+    const int32_t mode = (lo == -128 && hi == 127 ? 1 : 0) | (lo == p->out_offset ? 2 : 0);
     const int32_t *const end = scratch + n8 / 2;
     int32_t b;
     (void)weights;
@@ -141,10 +196,7 @@ void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const i
                              : "cc", "memory");
             w = pw; /* 4 multipliers, the shift bytes */
             if (!generic && o_end - o >= 4) {
-                const int32_t sw = w[4];
-                int32_t m0, m1, k, r;
-                FC_RQ2(a0, a1, 0, 1);
-                FC_RQ2(a2, a3, 2, 3);
+                fc_rq4(w, o, a0, a1, a2, a3, c2, lo, hi, mode);
             } else {
                 const int32_t acc[4] = {a0, a1, a2, a3};
                 fc_group_out(p, acc, w, o, o_end - o < 4 ? (int32_t)(o_end - o) : 4, generic);
