@@ -35,6 +35,25 @@
     "ldrd %[w2], %[w3], [%[pw]], #8\n\t"                                                     \
     FC_UNIT("a0", "w0") FC_UNIT("a1", "w1") FC_UNIT("a2", "w2") FC_UNIT("a3", "w3")
 
+/* int16 weights (flag bit 1): four inputs for the four units, per unit one LDRD of its words
+ * (w0, w2), (w1, w3) and two SMLAD, two units per load burst: 5 LDRD and 8 SMLAD per 16 MACs. */
+#define FCX_PAIR(A, B)                                                                       \
+    "ldrd %[w0], %[w1], [%[pw]], #8\n\t"                                                     \
+    "ldrd %[w2], %[w3], [%[pw]], #8\n\t"                                                     \
+    "smlad %[" A "], %[x0], %[w0], %[" A "]\n\t"                                             \
+    "smlad %[" A "], %[x1], %[w1], %[" A "]\n\t"                                             \
+    "smlad %[" B "], %[x0], %[w2], %[" B "]\n\t"                                             \
+    "smlad %[" B "], %[x1], %[w3], %[" B "]\n\t"
+#define FCX_STEP "ldrd %[x0], %[x1], [%[px]], #8\n\t" FCX_PAIR("a0", "a1") FCX_PAIR("a2", "a3")
+
+/* GCC allocates the asm blocks' 13 operands only when optimizing (at -O0 r7 is the frame
+ * pointer): -O0 builds take C loops with the same arithmetic. */
+#if defined(__OPTIMIZE__)
+#define FC_ASM 1
+#else
+#define FC_ASM 0
+#endif
+
 /* Widen ``n`` int8 inputs to the scratch's int16 words, zero padded to ``n8`` inputs. */
 static KML_SMALL void fc_widen(const int8_t *x, int32_t n, int32_t n8, int32_t *s)
 {
@@ -159,7 +178,7 @@ void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const i
 {
     const int32_t n8 = (p->depth + 7) & ~7;
     const int32_t units = p->units, lo = p->act_min, hi = p->act_max;
-    const int32_t c2 = 2 * p->out_offset + 1, generic = packed[0];
+    const int32_t c2 = 2 * p->out_offset + 1, generic = packed[0] & 1, wide = packed[0] & 2;
     /* fc_rq4's mode; the stream sends layers with a negative multiplier to the general path */
     const int32_t mode = (lo == -128 && hi == 127 ? 1 : 0) | (lo == p->out_offset ? 2 : 0);
     const int32_t *const end = scratch + n8 / 2;
@@ -179,23 +198,62 @@ void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const i
             int32_t x0, x1, w0, w1, w2, w3, t;
             const int32_t *px = scratch;
             const int32_t *pw = w + 4;
+#if FC_ASM
             /* 4 steps (16 inputs) per iteration; an odd number of 8-input halves enters at
              * the second half (bit 4 of the scratch's byte length) */
-            __asm__ volatile("sub %[t], %[end], %[px]\n\t"
-                             "tst %[t], #16\n\t"
-                             "bne 2f\n"
-                             "1:\n\t" FC_STEP FC_STEP
-                             "2:\n\t" FC_STEP FC_STEP
-                             "cmp %[px], %[end]\n\t"
-                             "bne 1b"
-                             : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
-                               [x0] "=&r"(x0), [x1] "=&r"(x1), [w0] "=&r"(w0), [w1] "=&r"(w1),
-                               [w2] "=&r"(w2), [w3] "=&r"(w3), [t] "=&r"(t), [px] "+r"(px),
-                               [pw] "+r"(pw)
-                             : [end] "r"(end)
-                             : "cc", "memory");
+            if (wide) {
+                __asm__ volatile("sub %[t], %[end], %[px]\n\t"
+                                 "tst %[t], #16\n\t"
+                                 "bne 2f\n"
+                                 "1:\n\t" FCX_STEP FCX_STEP
+                                 "2:\n\t" FCX_STEP FCX_STEP
+                                 "cmp %[px], %[end]\n\t"
+                                 "bne 1b"
+                                 : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
+                                   [x0] "=&r"(x0), [x1] "=&r"(x1), [w0] "=&r"(w0),
+                                   [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3),
+                                   [t] "=&r"(t), [px] "+r"(px), [pw] "+r"(pw)
+                                 : [end] "r"(end)
+                                 : "cc", "memory");
+            } else {
+                __asm__ volatile("sub %[t], %[end], %[px]\n\t"
+                                 "tst %[t], #16\n\t"
+                                 "bne 2f\n"
+                                 "1:\n\t" FC_STEP FC_STEP
+                                 "2:\n\t" FC_STEP FC_STEP
+                                 "cmp %[px], %[end]\n\t"
+                                 "bne 1b"
+                                 : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
+                                   [x0] "=&r"(x0), [x1] "=&r"(x1), [w0] "=&r"(w0),
+                                   [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3),
+                                   [t] "=&r"(t), [px] "+r"(px), [pw] "+r"(pw)
+                                 : [end] "r"(end)
+                                 : "cc", "memory");
+            }
+#else
+            for (; px < end; px += 2) {
+                int32_t u;
+                int32_t *const acc[4] = {&a0, &a1, &a2, &a3};
+                x0 = px[0];
+                x1 = px[1];
+                for (u = 0; u < 4; ++u) {
+                    if (wide) {
+                        w0 = pw[2 * u];
+                        w1 = pw[2 * u + 1];
+                    } else {
+                        w0 = __sxtb16(pw[u]);
+                        w1 = kml_sxtb16_ror8(pw[u]);
+                    }
+                    *acc[u] = __smlad(x1, w1, __smlad(x0, w0, *acc[u]));
+                }
+                pw += wide ? 8 : 4;
+            }
+            (void)w2;
+            (void)w3;
+            (void)t;
+#endif
             w = pw; /* 4 multipliers, the shift bytes */
-            if (!generic && o_end - o >= 4) {
+            if (FC_ASM && !generic && o_end - o >= 4) {
                 fc_rq4(w, o, a0, a1, a2, a3, c2, lo, hi, mode);
             } else {
                 const int32_t acc[4] = {a0, a1, a2, a3};
