@@ -51,19 +51,19 @@ def _mode(p) -> int:
         (2 if p.act_min == p.out_offset else 0)
 
 
-def _run(g, inputs, workdir, opt="-O2", options=None):
-    b = build_elf(g, "cortex-m4", inputs, workdir, "armv7em", opt=opt, options=options)
+def _run(g, inputs, workdir, opt="-O2", options=None, core="cortex-m4"):
+    b = build_elf(g, core, inputs, workdir, "armv7em", opt=opt, options=options)
     outs = io_specs(b.result.graph)[1]
-    emu = emulate(b.elf, "cortex-m4", None,
+    emu = emulate(b.elf, core, None,
                   {f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})
     return b, [np.frombuffer(emu.memory[f"kml_profile_{s.name}"], DTYPES[s.tensor.dtype])
                .reshape(s.tensor.shape) for s in outs]
 
 
-def _check(g, seed, workdir, opt="-O2", options=None):
+def _check(g, seed, workdir, opt="-O2", options=None, core="cortex-m4"):
     inputs = ob.random_inputs(np.random.default_rng(seed), g)
     want = Interpreter(g).run(*inputs)
-    b, got = _run(g, inputs, workdir, opt, options)
+    b, got = _run(g, inputs, workdir, opt, options, core)
     for k, (w, o) in enumerate(zip(want, got)):
         assert np.array_equal(o, w), f"output {k}: {np.count_nonzero(o != w)} differ"
         assert len(np.unique(w)) > 1
@@ -94,10 +94,12 @@ def test_requantization_modes_and_relu_shortcut(tmp_path):
         assert np.count_nonzero(above) >= 3, k
 
 
-def test_int16_weights_bit_exact(tmp_path):
+@pytest.mark.parametrize("core", ["cortex-m4", "cortex-m7", "cortex-m33"])
+def test_int16_weights_bit_exact(tmp_path, core):
     """The int16-weight layout (option fc-int16, every node forced) in every mode."""
     g = _graph(63)
-    b, _, _ = _check(g, 64, tmp_path, options={n: "fc-int16" for n in range(len(g.nodes))})
+    b, _, _ = _check(g, 64, tmp_path, options={n: "fc-int16" for n in range(len(g.nodes))},
+                     core=core)
     assert [c["option"] for c in b.result.choices] == ["fc-int16"] * len(g.nodes)
 
 

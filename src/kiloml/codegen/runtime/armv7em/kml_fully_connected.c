@@ -192,6 +192,8 @@ void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const i
         const int32_t *w = packed + 1; /* past the layer's flag */
         int8_t *o;
         int8_t *const o_end = out + units;
+        /* groups before o_fast: four units on the fast requantization in asm */
+        int8_t *const o_fast = FC_ASM && !generic ? out + (units & ~3) : out;
         fc_widen(input + (size_t)b * (size_t)p->depth, p->depth, n8, scratch);
         for (o = out; o < o_end; o += 4) {
             int32_t a0 = w[0], a1 = w[1], a2 = w[2], a3 = w[3];
@@ -253,7 +255,7 @@ void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const i
             (void)t;
 #endif
             w = pw; /* 4 multipliers, the shift bytes */
-            if (FC_ASM && !generic && o_end - o >= 4) {
+            if (o < o_fast) {
                 fc_rq4(w, o, a0, a1, a2, a3, c2, lo, hi, mode);
             } else {
                 const int32_t acc[4] = {a0, a1, a2, a3};
