@@ -194,3 +194,25 @@ def test_relu_shortcut_boundary(tmp_path):
     for a in (2, 3, 4):
         assert np.any((acc == a) & (y > p.act_min)), a
     assert np.any(acc <= 0)
+
+
+def test_ad_autoencoder_speed_bit_exact(tmp_path):
+    """The MLPerf AD autoencoder with --prefer speed (int16 weights in all ten layers) on the
+    Cortex-M4, against the reference interpreter."""
+    import os
+    from pathlib import Path
+
+    from kiloml.io.tflite_reader import read_tflite
+
+    shared = Path(os.environ.get("KILOML_SHARED",
+                                 Path(__file__).resolve().parents[3] / "shared"))
+    g = read_tflite(shared / "models" / "mlperf_tiny" / "ad01_int8.tflite")
+    inputs = ob.random_inputs(np.random.default_rng(81), g)
+    b = build_elf(g, "cortex-m4", inputs, tmp_path, "armv7em", prefer="speed")
+    assert {c["option"] for c in b.result.choices} == {"fc-int16"}
+    outs = io_specs(b.result.graph)[1]
+    emu = emulate(b.elf, "cortex-m4", None,
+                  {f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})
+    for s, want in zip(outs, Interpreter(g).run(*inputs)):
+        got = np.frombuffer(emu.memory[f"kml_profile_{s.name}"], DTYPES[s.tensor.dtype])
+        assert np.array_equal(got.reshape(s.tensor.shape), want)
