@@ -17,7 +17,8 @@ described in ``runtime/armv7em/kml_arm.h``:
 * ``fc_stream`` (FULLY_CONNECTED in models without convolutions, kml_fully_connected_s8):
   groups of four units, the input offset folded into the biases, weight words interleaved per
   group of four inputs, then the group's multipliers and shifts (5 bytes per unit over the int8
-  weights and biases, plus padding to 4 units and 8 inputs).
+  weights and biases, plus padding to 4 units and 8 inputs); ``extended`` (--prefer speed,
+  kml_fully_connected_x_s8): the weights as int16.
 * ``armv7em_dw``: the depthwise kernels' records (18 bytes per channel; 40 for the _g6 entries).
 * ``fast_params``: per-channel (bias, multiplier, right shift) of the exact SMMLAR
   requantization (``kml_rq`` in kml_arm.h); channels it cannot take (left shift, accumulator
@@ -349,10 +350,11 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
     """The ``packed`` argument of kml_fully_connected_s8 (runtime/armv7em/kml_fully_connected.c)
     for int8 weights ``w`` [units, depth], as int32 words.
 
-    Word 0 is 0 when every unit takes the fast requantization (``fast_params``: the shifts are
-    kml_rq's right shifts, k is computed from them), 1 when some unit does not (the whole layer
-    then takes TFLite's: its multipliers and shifts; also when a multiplier is negative, which
-    the kernel's ReLU shortcut does not allow and TFLite's converter never makes). Units are padded to a multiple of 4 with
+    Bit 0 of word 0 is 0 when every unit takes the fast requantization (``fast_params``: the
+    shifts are kml_rq's right shifts, k is computed from them), 1 when some unit does not (the
+    whole layer then takes TFLite's: its multipliers and shifts; also when a multiplier is
+    negative, which the kernel's ReLU shortcut does not allow and TFLite's converter never
+    makes); bit 1: ``extended`` (below). Units are padded to a multiple of 4 with
     zero rows, depth to a multiple of 8 with zero weights. Per group of four units: the four
     biases with the input offset folded in (bias + in_offset x the sum of the unit's weights:
     the kernel multiplies the raw inputs); per group of four inputs the four units' weight
@@ -361,9 +363,9 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
     (+1 per unit, + padding). The fold is exact modulo 2^32 and the accumulator's true value
     is unchanged, so the bound checks of ``fast_params`` hold.
 
-    ``extended`` (``--prefer speed``, armv7em_choice option "fc-int16"): bit 1 of word 0 is
-    set and the weights are sign-extended: per group of four inputs (w0..w3), for each of the
-    four units the words (w0 | w2 << 16, w1 | w3 << 16) (what SXTB16 and SXTB16 ROR #8 make of
+    ``extended`` (kml_fully_connected_x_s8, armv7em_choice option "fc-int16", taken by
+    ``--prefer speed``): bit 1 of word 0 is set and the weights are sign-extended: per group
+    of four inputs (w0..w3), for each of the four units the words (w0 | w2 << 16, w1 | w3 << 16) (what SXTB16 and SXTB16 ROR #8 make of
     the packed word): twice the weight bytes, no SXTB16 in the kernel's loop."""
     units, depth = w.shape
     u4, d8 = (units + 3) // 4 * 4, (depth + 7) // 8 * 8

@@ -147,8 +147,10 @@ static KML_SMALL __attribute__((noinline)) void fc_group_out(const kml_fc_params
 
 /* The fast requantization of one full group of four units (multipliers at w[0..3], shift
  * bytes in w[4]); mode: bit 0 SSAT (lo = -128, hi = 127), bit 1 the ReLU shortcut. */
-static inline void fc_rq4(const int32_t *w, int8_t *o, int32_t a0, int32_t a1, int32_t a2,
-                          int32_t a3, int32_t c2, int32_t lo, int32_t hi, int32_t mode)
+static inline __attribute__((always_inline)) void fc_rq4(const int32_t *w, int8_t *o,
+                                                         int32_t a0, int32_t a1, int32_t a2,
+                                                         int32_t a3, int32_t c2, int32_t lo,
+                                                         int32_t hi, int32_t mode)
 {
     const int32_t sw = w[4];
     int32_t m0, m1, k, r, t;
@@ -172,21 +174,19 @@ static inline void fc_rq4(const int32_t *w, int8_t *o, int32_t a0, int32_t a1, i
     }
 }
 
-void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const int8_t *weights,
-                            const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                            int8_t *output, const int32_t *packed, int32_t *scratch)
+/* The kernel; ``wide`` (a constant in each entry point): the int16-weight stream. */
+static inline __attribute__((always_inline)) void fc_run(const kml_fc_params *p,
+                                                         const int8_t *input, int8_t *output,
+                                                         const int32_t *packed,
+                                                         int32_t *scratch, const int32_t wide)
 {
     const int32_t n8 = (p->depth + 7) & ~7;
     const int32_t units = p->units, lo = p->act_min, hi = p->act_max;
-    const int32_t c2 = 2 * p->out_offset + 1, generic = packed[0] & 1, wide = packed[0] & 2;
+    const int32_t c2 = 2 * p->out_offset + 1, generic = packed[0] & 1;
     /* fc_rq4's mode; the stream sends layers with a negative multiplier to the general path */
     const int32_t mode = (lo == -128 && hi == 127 ? 1 : 0) | (lo == p->out_offset ? 2 : 0);
     const int32_t *const end = scratch + n8 / 2;
     int32_t b;
-    (void)weights;
-    (void)bias;
-    (void)mult;
-    (void)shift;
     for (b = 0; b < p->batches; ++b) {
         int8_t *out = output + (size_t)b * (size_t)units;
         const int32_t *w = packed + 1; /* past the layer's flag */
@@ -264,4 +264,29 @@ void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const i
             w += 5;
         }
     }
+}
+
+void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const int8_t *weights,
+                            const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                            int8_t *output, const int32_t *packed, int32_t *scratch)
+{
+    (void)weights;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    fc_run(p, input, output, packed, scratch, 0);
+}
+
+/* The int16-weight stream (fc_stream extended: flag bit 1): a separate entry point, so that
+ * models without it link no int16 loop. */
+void kml_fully_connected_x_s8(const kml_fc_params *p, const int8_t *input,
+                              const int8_t *weights, const int32_t *bias, const int32_t *mult,
+                              const int32_t *shift, int8_t *output, const int32_t *packed,
+                              int32_t *scratch)
+{
+    (void)weights;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    fc_run(p, input, output, packed, scratch, 1);
 }
