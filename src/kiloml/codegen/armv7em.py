@@ -365,8 +365,9 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
 
     ``extended`` (kml_fully_connected_x_s8, armv7em_choice option "fc-int16", taken by
     ``--prefer speed``): bit 1 of word 0 is set and the weights are sign-extended: per group
-    of four inputs (w0..w3), for each of the four units the words (w0 | w2 << 16, w1 | w3 << 16) (what SXTB16 and SXTB16 ROR #8 make of
-    the packed word): twice the weight bytes, no SXTB16 in the kernel's loop."""
+    of four inputs (w0..w3), for each of the four units the words (w0 | w2 << 16,
+    w1 | w3 << 16) (what SXTB16 and SXTB16 ROR #8 make of the packed word): twice the weight
+    bytes, no SXTB16 in the kernel's loop."""
     units, depth = w.shape
     u4, d8 = (units + 3) // 4 * 4, (depth + 7) // 8 * 8
     rows = np.zeros((u4, d8), np.int64)
