@@ -6,16 +6,22 @@
  * (armv7em.py, fc_stream). Then per group of four units one asm loop over the row: per four
  * inputs one LDRD of the input pair and two LDRD of the four units' weight words back to back
  * (14 registers in all), 8 SXTB16 and 8 SMLAD (16 MACs), unrolled four times (entered in the
- * middle for an odd number of 8-input halves); the four accumulators are requantized in asm
- * (kml_rq with its k computed from the shift, and the activation clamp), or in C by TFLite's
- * general path in layers that need it.
+ * middle for an odd number of 8-input halves). kml_fully_connected_x_s8 takes int16 weights
+ * (flash x2): per four inputs 5 LDRD and 8 SMLAD, no SXTB16.
  *
- * ``packed`` (fc_stream): a flag word (1: the layer takes TFLite's requantization, the shifts
- * are TFLite's), then per group of four units (units padded to a multiple of 4 with zero
- * rows): 4 biases (offset folded in); per group of four inputs the four units' weight words
- * (int8, natural order); 4 multipliers; a word of the four shifts (bytes, unit 0 lowest).
- * ``weights``, ``bias``, ``mult`` and ``shift`` are then 0; ``scratch`` holds 2 x depth
- * (rounded up to 8) bytes.
+ * The four accumulators are requantized in asm (fc_rq4: kml_rq with its k computed from the
+ * shift; SSAT #8 when the activation range is [-128, 127], else the two clamps; with
+ * act_min == out_offset (ReLU, ReLU6) an accumulator <= 0 stores act_min without
+ * requantizing, one > 0 skips the lower clamp), or in C by TFLite's general path in layers
+ * that need it. At -O0 (no register allocation for the asm blocks) C loops do the same
+ * arithmetic.
+ *
+ * ``packed`` (fc_stream): a flag word (bit 0: the layer takes TFLite's requantization, the
+ * shifts are TFLite's; bit 1: int16 weights), then per group of four units (units padded to a
+ * multiple of 4 with zero rows): 4 biases (offset folded in); per group of four inputs the four
+ * units' weight words (int8, natural order; int16: per unit (w0, w2), (w1, w3)); 4
+ * multipliers; a word of the four shifts (bytes, unit 0 lowest). ``weights``, ``bias``,
+ * ``mult`` and ``shift`` are then 0; ``scratch`` holds 2 x depth (rounded up to 8) bytes.
  */
 #include "kml_fully_connected.h"
 
