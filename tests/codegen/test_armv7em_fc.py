@@ -216,3 +216,28 @@ def test_ad_autoencoder_speed_bit_exact(tmp_path):
     for s, want in zip(outs, Interpreter(g).run(*inputs)):
         got = np.frombuffer(emu.memory[f"kml_profile_{s.name}"], DTYPES[s.tensor.dtype])
         assert np.array_equal(got.reshape(s.tensor.shape), want)
+
+
+def test_int16_weights_general_requantization(tmp_path):
+    """Layers on TFLite's general requantization (a unit with a left shift: flag bits 0 and 1)
+    with int16 weights, next to a fast one; a partial last group."""
+    from kiloml.codegen.armv7em import fc_stream
+
+    m = ob.ModelBuilder(np.random.default_rng(91), "fc_generic16")
+    g = m.build([m.fully_connected(m.input((1, 24)), 14),
+                 m.fully_connected(m.input((2, 37)), 10, activation="RELU"),
+                 m.fully_connected(m.input((1, 16)), 6, activation="RELU6")])
+    for node in g.nodes[:2]:
+        w = g.tensors[node.inputs[1]]
+        scale = np.array(np.broadcast_to(w.quant.scale, (w.shape[0],)), np.float32)
+        scale[1] *= 1e5  # left shift: the whole layer takes the general path
+        w.quant = type(w.quant)(scale, np.zeros(scale.size, np.int64), 0)
+    flags = []
+    for node in g.nodes:
+        p = REGISTRY["FULLY_CONNECTED"].prepare(g, node)
+        flags.append(int(fc_stream(g.tensors[node.inputs[1]].data,
+                                   g.tensors[node.inputs[2]].data, p.mult, p.shift,
+                                   p.in_offset, p.out_offset, p.act_min, p.act_max,
+                                   extended=True)[0]))
+    assert flags == [3, 3, 2]
+    _check(g, 92, tmp_path, options={n: "fc-int16" for n in range(len(g.nodes))})
