@@ -22,7 +22,10 @@ layer compared with the reference interpreter. ``x TFLM``: instructions / TFLM +
 for the same model on the Cortex-M4 (issue 17: AD 0.58 M; none for the zoo models).
 ``--layers`` prints each layer too.
 
-Run: .venv/bin/python benchmarks/profile_zoo.py [--board ID] [--layers] [--json]
+``--prefer speed|size|balanced``: the kernels' flash-for-speed choice (default balanced; speed
+gives FULLY_CONNECTED its int16-weight layout).
+
+Run: .venv/bin/python benchmarks/profile_zoo.py [--board ID] [--prefer P] [--layers] [--json]
 """
 
 from __future__ import annotations
@@ -81,10 +84,11 @@ def main() -> None:
     from kiloml.targets.profile import profile_graph
 
     board = sys.argv[sys.argv.index("--board") + 1] if "--board" in sys.argv else BOARD
+    prefer = sys.argv[sys.argv.index("--prefer") + 1] if "--prefer" in sys.argv else "balanced"
     rows = []
     for name, g in models():
         t0 = time.time()
-        r = profile_graph(g, board)
+        r = profile_graph(g, board, prefer=prefer)
         r["emulation_s"] = round(time.time() - t0, 1)
         r["model"] = name
         tflm = TFLM_M4.get(name) if r["core"] == "cortex-m4" else None
@@ -96,7 +100,8 @@ def main() -> None:
     head = (f"{'model':20s} {'kernels':8s} {'MACs':>9s} {'instr':>10s} {'x TFLM':>6s} "
             f"{'cycles(est)':>11s} {'MAC/cyc':>7s} {'ms':>7s} {'flash':>8s} {'RAM':>6s} "
             f"{'match':>5s} {'layers':>6s}")
-    print(f"board {board} ({rows[0]['core']}, {rows[0]['clock_hz'] / 1e6:.0f} MHz)")
+    print(f"board {board} ({rows[0]['core']}, {rows[0]['clock_hz'] / 1e6:.0f} MHz), "
+          f"prefer {prefer}")
     print(head)
     print("-" * len(head))
     for r in rows:

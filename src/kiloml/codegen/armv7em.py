@@ -17,7 +17,8 @@ described in ``runtime/armv7em/kml_arm.h``:
 * ``fc_stream`` (FULLY_CONNECTED in models without convolutions, kml_fully_connected_s8):
   groups of four units, the input offset folded into the biases, weight words interleaved per
   group of four inputs, then the group's multipliers and shifts (5 bytes per unit over the int8
-  weights and biases, plus padding to 4 units and 8 inputs).
+  weights and biases, plus padding to 4 units and 8 inputs); ``extended`` (--prefer speed,
+  kml_fully_connected_x_s8): the weights as int16.
 * ``armv7em_dw``: the depthwise kernels' records (18 bytes per channel; 40 for the _g6 entries).
 * ``fast_params``: per-channel (bias, multiplier, right shift) of the exact SMMLAR
   requantization (``kml_rq`` in kml_arm.h); channels it cannot take (left shift, accumulator
@@ -344,20 +345,29 @@ def add_table(conv_offset: int, res_offset: int, left_shift: int, conv_mult: int
 
 
 def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: np.ndarray,
-              in_offset: int, out_offset: int, act_min: int, act_max: int) -> np.ndarray:
+              in_offset: int, out_offset: int, act_min: int, act_max: int,
+              extended: bool = False) -> np.ndarray:
     """The ``packed`` argument of kml_fully_connected_s8 (runtime/armv7em/kml_fully_connected.c)
     for int8 weights ``w`` [units, depth], as int32 words.
 
-    Word 0 is 0 when every unit takes the fast requantization (``fast_params``: the shifts are
-    kml_rq's right shifts, k is computed from them), 1 when some unit does not (the whole layer
-    then takes TFLite's: its multipliers and shifts). Units are padded to a multiple of 4 with
+    Bit 0 of word 0 is 0 when every unit takes the fast requantization (``fast_params``: the
+    shifts are kml_rq's right shifts, k is computed from them), 1 when some unit does not (the
+    whole layer then takes TFLite's: its multipliers and shifts; also when a multiplier is
+    negative, which the kernel's ReLU shortcut does not allow and TFLite's converter never
+    makes); bit 1: ``extended`` (below). Units are padded to a multiple of 4 with
     zero rows, depth to a multiple of 8 with zero weights. Per group of four units: the four
     biases with the input offset folded in (bias + in_offset x the sum of the unit's weights:
     the kernel multiplies the raw inputs); per group of four inputs the four units' weight
     words (four int8 weights, natural order); the four multipliers; a word of the four shifts
     as bytes (unit 0 in bits 0-7). Flash: 4 bytes per unit over the int8 weights and biases
     (+1 per unit, + padding). The fold is exact modulo 2^32 and the accumulator's true value
-    is unchanged, so the bound checks of ``fast_params`` hold."""
+    is unchanged, so the bound checks of ``fast_params`` hold.
+
+    ``extended`` (kml_fully_connected_x_s8, armv7em_choice option "fc-int16", taken by
+    ``--prefer speed``): bit 1 of word 0 is set and the weights are sign-extended: per group
+    of four inputs (w0..w3), for each of the four units the words (w0 | w2 << 16,
+    w1 | w3 << 16) (what SXTB16 and SXTB16 ROR #8 make of the packed word): twice the weight
+    bytes, no SXTB16 in the kernel's loop."""
     units, depth = w.shape
     u4, d8 = (units + 3) // 4 * 4, (depth + 7) // 8 * 8
     rows = np.zeros((u4, d8), np.int64)
@@ -371,18 +381,31 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
     s0[:units] = np.broadcast_to(np.asarray(shift, np.int64), (units,))
     fb, fm, fr, ok = fast_params(m0, s0, np.abs(rows).sum(axis=1), b, in_offset, out_offset,
                                  act_min, act_max)
-    fast = bool(np.all(ok))
+    # the kernel's ReLU shortcut (an accumulator <= 0 gives act_min) needs multipliers >= 0
+    fast = bool(np.all(ok)) and bool(np.all(np.asarray(fm, np.int64) >= 0))
     sums = in_offset * rows.sum(axis=1)
     bias_f, mult_f, shift_f = (np.asarray(fb, np.int64) + sums, fm, fr) if fast else \
         (b + sums, m0, s0)
-    wwords = words(rows.astype(np.int8).reshape(-1)).reshape(u4, d8 // 4)
-    out = [np.array([0 if fast else 1], np.int64)]
+    if extended:
+        h = (rows.reshape(u4, d8 // 4, 4) & 0xFFFF)
+        wwords = np.stack([h[:, :, 0] | h[:, :, 2] << 16, h[:, :, 1] | h[:, :, 3] << 16],
+                          axis=2)  # unit, input group, word
+    else:
+        wwords = words(rows.astype(np.int8).reshape(-1)).reshape(u4, d8 // 4, 1)
+    out = [np.array([(0 if fast else 1) | (2 if extended else 0)], np.int64)]
     for g in range(0, u4, 4):
         sl = slice(g, g + 4)
-        out += [bias_f[sl], wwords[sl].T.reshape(-1), mult_f[sl],  # input group, then unit
+        out += [bias_f[sl], wwords[sl].transpose(1, 0, 2).reshape(-1),  # input group, unit
+                mult_f[sl],
                 np.array([sum(_byte(int(r)) << (8 * j) for j, r in enumerate(shift_f[sl]))],
                          np.int64)]
     return np.array([_signed32(int(v)) for v in np.concatenate(out)], np.int64)
+
+
+def fc_words(units: int, depth: int, extended: bool = False) -> int:
+    """The number of int32 words of ``fc_stream`` for a [units, depth] weight matrix."""
+    u4, d8 = (units + 3) // 4 * 4, (depth + 7) // 8 * 8
+    return 1 + u4 // 4 * (4 + 4 * (d8 // 4) * (2 if extended else 1) + 5)
 
 
 def fc_scratch_bytes(depth: int) -> int:

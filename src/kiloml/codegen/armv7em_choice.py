@@ -9,7 +9,10 @@ one stream layout; the faster one costs flash (straight-line code, wider records
 * the RGB first layer (``conv_rgb``): the column kernel, ``kml_conv2d_rgb_s8`` with int8 or
   int16 weights;
 * a 3x3 DEPTHWISE_CONV_2D that fits the _g6 entries (``depthwise_g6``): the 18-byte records
-  (``_h``, ``_s2``, ... entries) or the 40-byte records of the _g6 entries.
+  (``_h``, ``_s2``, ... entries) or the 40-byte records of the _g6 entries;
+* a FULLY_CONNECTED in a model without convolutions: ``kml_fully_connected_s8`` (int8
+  weights) or ``kml_fully_connected_x_s8`` (int16 weights, ``fc_stream`` extended: twice the
+  weight bytes, 13 instead of 19 instructions per 16 MACs).
 
 ``node_options`` lists a node's options with their exact data bytes (the size of the stream the
 backend emits for it) and estimated cycles; ``choose`` picks one per node.
@@ -38,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kiloml.codegen.armv7em import (_bias, _conv_1x1_fits, conv_kernel, conv_rgb, conv_rows,
-                                    matrix_stream, windows_inside)
+                                    fc_words, matrix_stream, windows_inside)
 from kiloml.codegen.armv7em_dw import (depthwise_eligible, depthwise_g6, depthwise_h,
                                        depthwise_stream, depthwise_stream_g6, depthwise_w5)
 from kiloml.ir.ops import REGISTRY
@@ -61,6 +64,14 @@ RATES = {"speed": 0.0, "balanced": BALANCED_RATE, "size": SIZE_RATE}
 CONV_1X1 = "kml_conv2d_1x1_s8"
 CONV_1X1X = "kml_conv2d_1x1x_s8"  # int16 weights
 CONV_RGB = "kml_conv2d_rgb_s8"
+FC = "kml_fully_connected_s8"  # int8 weights
+FCX = "kml_fully_connected_x_s8"  # int16 weights
+
+# FULLY_CONNECTED: cycles = a x padded MACs (units to 4, depth to 8, batches) + b x padded
+# outputs + c x padded inputs + d per call: Cortex-M4 cycles in the emulator, least squares
+# over the AD and zoo dense layers with each layout forced (benchmarks/fc_cycles_fit.py:
+# 19 layers per layout, max error 4.5% / 5.1%)
+FC_CYCLES = {"int8": (1.319, 20.319, 2.871, 219.14), "int16": (1.007, 20.319, 2.871, 219.14)}
 
 # Code bytes of each kernel function with everything it calls (Cortex-M4, -O2,
 # arm-none-eabi-gcc 12.2; benchmarks/prefer_calibrate.py: the runtime linked with
@@ -81,6 +92,8 @@ CODE_BYTES: dict[str, int] = {
     'kml_conv2d_pairs_inside_s8': 2256,
     'kml_conv2d_pairs_s8': 2632,
     'kml_conv2d_s8': 3592,
+    # its entry alone (its helpers are kml_fully_connected_s8's; size -A of the -O2 object)
+    'kml_fully_connected_x_s8': 1348,
 }
 
 # per kernel function: cycles = a MACs + b outputs + c output pixels + d (out_h x out_c) + e
@@ -214,8 +227,25 @@ def _depthwise_options(g, node, p) -> list[Option]:
             Option("dw40", k40, "40-byte records", _stream_bytes(s40), estimate(k40, p))]
 
 
+def _fc_options(g, node, p) -> list[Option]:
+    if any(n.op in ("CONV_2D", "CONV_2D_ADD") for n in g.nodes):
+        return []  # FULLY_CONNECTED runs on the convolution kernel (armv7em_backend)
+    units, depth = g.tensors[node.inputs[1]].shape
+    u4, d8 = (units + 3) // 4 * 4, (depth + 7) // 8 * 8
+    opts = []
+    for ext in (False, True):
+        a, b, c, d = FC_CYCLES["int16" if ext else "int8"]
+        cyc = p.batches * (a * u4 * d8 + b * u4 + c * d8) + d
+        opts.append(Option("fc-int16" if ext else "fc", FCX if ext else FC,
+                           "int16 weights" if ext else "int8 stream",
+                           4 * fc_words(units, depth, ext), cyc))
+    return opts
+
+
 def node_options(g, node) -> list[Option]:
     """The options of a node that has a choice (empty: it has none)."""
+    if node.op == "FULLY_CONNECTED":
+        return _fc_options(g, node, REGISTRY["FULLY_CONNECTED"].prepare(g, node))
     if node.op == "CONV_2D":
         return _conv_options(g, node, REGISTRY["CONV_2D"].prepare(g, node))
     if node.op == "DEPTHWISE_CONV_2D":
@@ -224,6 +254,7 @@ def node_options(g, node) -> list[Option]:
 
 
 COLUMN = ("kml_conv2d_s8", "kml_conv2d_pairs_s8", "kml_conv2d_pairs_inside_s8")
+ALWAYS = COLUMN + (FC,)  # kernel functions every set of choose_at may use
 MAX_OPTIONAL = 10  # kernel functions whose subsets choose tries (more: all are allowed)
 
 
@@ -253,7 +284,7 @@ def choose_at(opts: dict[int, list[Option]], rate: float,
                 chosen[n] = pick
                 continue
         free[n] = os_
-    optional = sorted({o.kernel for os_ in free.values() for o in os_} - set(COLUMN))
+    optional = sorted({o.kernel for os_ in free.values() for o in os_} - set(ALWAYS))
     subsets = ([optional] if len(optional) > MAX_OPTIONAL else
                [list(c) for k in range(len(optional) + 1)
                 for c in itertools.combinations(optional, k)])
@@ -261,7 +292,7 @@ def choose_at(opts: dict[int, list[Option]], rate: float,
     for allowed in subsets:
         pick = {}
         for n, os_ in free.items():
-            ok = [o for o in os_ if o.kernel in allowed or o.kernel in COLUMN]
+            ok = [o for o in os_ if o.kernel in allowed or o.kernel in ALWAYS]
             if not ok:
                 break
             pick[n] = min(ok, key=lambda o: (o.cycles + rate * o.data_bytes, o.data_bytes))

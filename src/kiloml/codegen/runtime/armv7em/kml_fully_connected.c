@@ -6,16 +6,22 @@
  * (armv7em.py, fc_stream). Then per group of four units one asm loop over the row: per four
  * inputs one LDRD of the input pair and two LDRD of the four units' weight words back to back
  * (14 registers in all), 8 SXTB16 and 8 SMLAD (16 MACs), unrolled four times (entered in the
- * middle for an odd number of 8-input halves); the four accumulators are requantized in asm
- * (kml_rq with its k computed from the shift, and the activation clamp), or in C by TFLite's
- * general path in layers that need it.
+ * middle for an odd number of 8-input halves). kml_fully_connected_x_s8 takes int16 weights
+ * (flash x2): per four inputs 5 LDRD and 8 SMLAD, no SXTB16.
  *
- * ``packed`` (fc_stream): a flag word (1: the layer takes TFLite's requantization, the shifts
- * are TFLite's), then per group of four units (units padded to a multiple of 4 with zero
- * rows): 4 biases (offset folded in); per group of four inputs the four units' weight words
- * (int8, natural order); 4 multipliers; a word of the four shifts (bytes, unit 0 lowest).
- * ``weights``, ``bias``, ``mult`` and ``shift`` are then 0; ``scratch`` holds 2 x depth
- * (rounded up to 8) bytes.
+ * The four accumulators are requantized in asm (fc_rq4: kml_rq with its k computed from the
+ * shift; SSAT #8 when the activation range is [-128, 127], else the two clamps; with
+ * act_min == out_offset (ReLU, ReLU6) an accumulator <= 0 stores act_min without
+ * requantizing, one > 0 skips the lower clamp), or in C by TFLite's general path in layers
+ * that need it. At -O0 (no register allocation for the asm blocks) C loops do the same
+ * arithmetic.
+ *
+ * ``packed`` (fc_stream): a flag word (bit 0: the layer takes TFLite's requantization, the
+ * shifts are TFLite's; bit 1: int16 weights), then per group of four units (units padded to a
+ * multiple of 4 with zero rows): 4 biases (offset folded in); per group of four inputs the four
+ * units' weight words (int8, natural order; int16: per unit (w0, w2), (w1, w3)); 4
+ * multipliers; a word of the four shifts (bytes, unit 0 lowest). ``weights``, ``bias``,
+ * ``mult`` and ``shift`` are then 0; ``scratch`` holds 2 x depth (rounded up to 8) bytes.
  */
 #include "kml_fully_connected.h"
 
@@ -34,6 +40,25 @@
     "ldrd %[w0], %[w1], [%[pw]], #8\n\t"                                                     \
     "ldrd %[w2], %[w3], [%[pw]], #8\n\t"                                                     \
     FC_UNIT("a0", "w0") FC_UNIT("a1", "w1") FC_UNIT("a2", "w2") FC_UNIT("a3", "w3")
+
+/* int16 weights (flag bit 1): four inputs for the four units, per unit one LDRD of its words
+ * (w0, w2), (w1, w3) and two SMLAD, two units per load burst: 5 LDRD and 8 SMLAD per 16 MACs. */
+#define FCX_PAIR(A, B)                                                                       \
+    "ldrd %[w0], %[w1], [%[pw]], #8\n\t"                                                     \
+    "ldrd %[w2], %[w3], [%[pw]], #8\n\t"                                                     \
+    "smlad %[" A "], %[x0], %[w0], %[" A "]\n\t"                                             \
+    "smlad %[" A "], %[x1], %[w1], %[" A "]\n\t"                                             \
+    "smlad %[" B "], %[x0], %[w2], %[" B "]\n\t"                                             \
+    "smlad %[" B "], %[x1], %[w3], %[" B "]\n\t"
+#define FCX_STEP "ldrd %[x0], %[x1], [%[px]], #8\n\t" FCX_PAIR("a0", "a1") FCX_PAIR("a2", "a3")
+
+/* GCC allocates the asm blocks' 13 operands only when optimizing (at -O0 r7 is the frame
+ * pointer): -O0 builds take C loops with the same arithmetic. */
+#if defined(__OPTIMIZE__)
+#define FC_ASM 1
+#else
+#define FC_ASM 0
+#endif
 
 /* Widen ``n`` int8 inputs to the scratch's int16 words, zero padded to ``n8`` inputs. */
 static KML_SMALL void fc_widen(const int8_t *x, int32_t n, int32_t n8, int32_t *s)
@@ -73,7 +98,7 @@ static KML_SMALL __attribute__((noinline)) void fc_group_out(const kml_fc_params
 }
 
 /* kml_rq of accumulator A with multiplier M, unit I of the group (right shift in byte I of
- * sw, kml_rq_k from c2 = 2 out_offset + 1), clamped to [lo, hi] and stored to out[I]. */
+ * sw, kml_rq_k from c2 = 2 out_offset + 1), into t (out_offset included, not clamped). */
 #define FC_RQ(A, M, I)                                                                       \
     "ubfx %[r], %[sw], #" #I " * 8, #8\n\t"                                                   \
     "lsl %[k], %[c2], %[r]\n\t"                                                              \
@@ -81,70 +106,163 @@ static KML_SMALL __attribute__((noinline)) void fc_group_out(const kml_fc_params
     "lsl %[t], %[" A "], #1\n\t"                                                             \
     "smmlar %[t], %[t], %[" M "], %[k]\n\t"                                                  \
     "sub %[t], %[t], %[" A "], lsr #31\n\t"                                                  \
-    "asr %[t], %[t], %[r]\n\t"                                                               \
+    "asr %[t], %[t], %[r]\n\t"
+
+/* The activation clamps of t, and t stored to out[I]. */
+#define FC_LO                                                                                \
     "cmp %[t], %[lo]\n\t"                                                                    \
     "it lt\n\t"                                                                              \
-    "movlt %[t], %[lo]\n\t"                                                                  \
+    "movlt %[t], %[lo]\n\t"
+#define FC_HI                                                                                \
     "cmp %[t], %[hi]\n\t"                                                                    \
     "it gt\n\t"                                                                              \
-    "movgt %[t], %[hi]\n\t"                                                                  \
-    "strb %[t], [%[out], #" #I "]\n\t"
+    "movgt %[t], %[hi]\n\t"
+#define FC_ST(I) "strb %[t], [%[out], #" #I "]\n\t"
 
-/* Units I0 and I0 + 1 (accumulators A0, A1): one LDRD of their multipliers. */
-#define FC_RQ2(A0, A1, I0, I1)                                                               \
-    __asm__ volatile("ldrd %[m0], %[m1], [%[w], #" #I0 " * 4]\n\t"                          \
-                     FC_RQ("a0", "m0", I0) FC_RQ("a1", "m1", I1)                             \
+/* ReLU shortcut (act_min == out_offset, multipliers >= 0): an accumulator A <= 0 requantizes
+ * to at most out_offset, so its output is act_min (stored out of line at label 1I), and one
+ * > 0 to at least out_offset (no lower clamp). Resumes at label 2I. */
+#define FC_SKIP(A, I)                                                                        \
+    "cmp %[" A "], #0\n\t"                                                                   \
+    "ble 1" #I "f\n\t"
+#define FC_DEAD(I) "1" #I ":\n\t" "strb %[lo], [%[out], #" #I "]\n\t"
+
+/* Units I0 and I0 + 1 (accumulators A0, A1): one LDRD of their multipliers; BODY is the asm. */
+#define FC_RQ2(A0, A1, I0, BODY)                                                             \
+    __asm__ volatile("ldrd %[m0], %[m1], [%[w], #" #I0 " * 4]\n\t" BODY                    \
                      : [m0] "=&r"(m0), [m1] "=&r"(m1), [k] "=&r"(k), [r] "=&r"(r),           \
                        [t] "=&r"(t)                                                          \
                      : [a0] "r"(A0), [a1] "r"(A1), [w] "r"(w), [out] "r"(o),                 \
                        [sw] "r"(sw), [c2] "r"(c2), [lo] "r"(lo), [hi] "r"(hi)                \
                      : "cc", "memory")
 
-void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const int8_t *weights,
-                            const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                            int8_t *output, const int32_t *packed, int32_t *scratch)
+/* The four bodies: clamps to [lo, hi] or SSAT #8 (lo = -128, hi = 127), with or without the
+ * ReLU shortcut; units I and I + 1. */
+#define FC_CLAMP(I, J) FC_RQ("a0", "m0", I) FC_LO FC_HI FC_ST(I)                             \
+                       FC_RQ("a1", "m1", J) FC_LO FC_HI FC_ST(J)
+#define FC_SAT(I, J) FC_RQ("a0", "m0", I) "ssat %[t], #8, %[t]\n\t" FC_ST(I)                 \
+                     FC_RQ("a1", "m1", J) "ssat %[t], #8, %[t]\n\t" FC_ST(J)
+#define FC_CLAMP_RELU(I, J)                                                                  \
+    FC_SKIP("a0", I) FC_RQ("a0", "m0", I) FC_HI FC_ST(I) "2" #I ":\n\t"                      \
+    FC_SKIP("a1", J) FC_RQ("a1", "m1", J) FC_HI FC_ST(J) "b 2" #J "f\n\t"                    \
+    FC_DEAD(I) "b 2" #I "b\n\t" FC_DEAD(J) "2" #J ":\n\t"
+#define FC_SAT_RELU(I, J)                                                                    \
+    FC_SKIP("a0", I) FC_RQ("a0", "m0", I) "ssat %[t], #8, %[t]\n\t" FC_ST(I) "2" #I ":\n\t"  \
+    FC_SKIP("a1", J) FC_RQ("a1", "m1", J) "ssat %[t], #8, %[t]\n\t" FC_ST(J) "b 2" #J "f\n\t"\
+    FC_DEAD(I) "b 2" #I "b\n\t" FC_DEAD(J) "2" #J ":\n\t"
+
+/* The fast requantization of one full group of four units (multipliers at w[0..3], shift
+ * bytes in w[4]); mode: bit 0 SSAT (lo = -128, hi = 127), bit 1 the ReLU shortcut. */
+static inline __attribute__((always_inline)) void fc_rq4(const int32_t *w, int8_t *o,
+                                                         int32_t a0, int32_t a1, int32_t a2,
+                                                         int32_t a3, int32_t c2, int32_t lo,
+                                                         int32_t hi, int32_t mode)
+{
+    const int32_t sw = w[4];
+    int32_t m0, m1, k, r, t;
+    switch (mode) {
+    case 0:
+        FC_RQ2(a0, a1, 0, FC_CLAMP(0, 1));
+        FC_RQ2(a2, a3, 2, FC_CLAMP(2, 3));
+        break;
+    case 1:
+        FC_RQ2(a0, a1, 0, FC_SAT(0, 1));
+        FC_RQ2(a2, a3, 2, FC_SAT(2, 3));
+        break;
+    case 2:
+        FC_RQ2(a0, a1, 0, FC_CLAMP_RELU(0, 1));
+        FC_RQ2(a2, a3, 2, FC_CLAMP_RELU(2, 3));
+        break;
+    default:
+        FC_RQ2(a0, a1, 0, FC_SAT_RELU(0, 1));
+        FC_RQ2(a2, a3, 2, FC_SAT_RELU(2, 3));
+        break;
+    }
+}
+
+/* The kernel; ``wide`` (a constant in each entry point): the int16-weight stream. */
+static inline __attribute__((always_inline)) void fc_run(const kml_fc_params *p,
+                                                         const int8_t *input, int8_t *output,
+                                                         const int32_t *packed,
+                                                         int32_t *scratch, const int32_t wide)
 {
     const int32_t n8 = (p->depth + 7) & ~7;
     const int32_t units = p->units, lo = p->act_min, hi = p->act_max;
-    const int32_t c2 = 2 * p->out_offset + 1, generic = packed[0];
+    const int32_t c2 = 2 * p->out_offset + 1, generic = packed[0] & 1;
+    /* fc_rq4's mode; the stream sends layers with a negative multiplier to the general path */
+    const int32_t mode = (lo == -128 && hi == 127 ? 1 : 0) | (lo == p->out_offset ? 2 : 0);
     const int32_t *const end = scratch + n8 / 2;
     int32_t b;
-    (void)weights;
-    (void)bias;
-    (void)mult;
-    (void)shift;
     for (b = 0; b < p->batches; ++b) {
         int8_t *out = output + (size_t)b * (size_t)units;
         const int32_t *w = packed + 1; /* past the layer's flag */
         int8_t *o;
         int8_t *const o_end = out + units;
+        /* groups before o_fast: four units on the fast requantization in asm */
+        int8_t *const o_fast = FC_ASM && !generic ? out + (units & ~3) : out;
         fc_widen(input + (size_t)b * (size_t)p->depth, p->depth, n8, scratch);
         for (o = out; o < o_end; o += 4) {
             int32_t a0 = w[0], a1 = w[1], a2 = w[2], a3 = w[3];
             int32_t x0, x1, w0, w1, w2, w3, t;
             const int32_t *px = scratch;
             const int32_t *pw = w + 4;
+#if FC_ASM
             /* 4 steps (16 inputs) per iteration; an odd number of 8-input halves enters at
              * the second half (bit 4 of the scratch's byte length) */
-            __asm__ volatile("sub %[t], %[end], %[px]\n\t"
-                             "tst %[t], #16\n\t"
-                             "bne 2f\n"
-                             "1:\n\t" FC_STEP FC_STEP
-                             "2:\n\t" FC_STEP FC_STEP
-                             "cmp %[px], %[end]\n\t"
-                             "bne 1b"
-                             : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
-                               [x0] "=&r"(x0), [x1] "=&r"(x1), [w0] "=&r"(w0), [w1] "=&r"(w1),
-                               [w2] "=&r"(w2), [w3] "=&r"(w3), [t] "=&r"(t), [px] "+r"(px),
-                               [pw] "+r"(pw)
-                             : [end] "r"(end)
-                             : "cc", "memory");
+            if (wide) {
+                __asm__ volatile("sub %[t], %[end], %[px]\n\t"
+                                 "tst %[t], #16\n\t"
+                                 "bne 2f\n"
+                                 "1:\n\t" FCX_STEP FCX_STEP
+                                 "2:\n\t" FCX_STEP FCX_STEP
+                                 "cmp %[px], %[end]\n\t"
+                                 "bne 1b"
+                                 : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
+                                   [x0] "=&r"(x0), [x1] "=&r"(x1), [w0] "=&r"(w0),
+                                   [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3),
+                                   [t] "=&r"(t), [px] "+r"(px), [pw] "+r"(pw)
+                                 : [end] "r"(end)
+                                 : "cc", "memory");
+            } else {
+                __asm__ volatile("sub %[t], %[end], %[px]\n\t"
+                                 "tst %[t], #16\n\t"
+                                 "bne 2f\n"
+                                 "1:\n\t" FC_STEP FC_STEP
+                                 "2:\n\t" FC_STEP FC_STEP
+                                 "cmp %[px], %[end]\n\t"
+                                 "bne 1b"
+                                 : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
+                                   [x0] "=&r"(x0), [x1] "=&r"(x1), [w0] "=&r"(w0),
+                                   [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3),
+                                   [t] "=&r"(t), [px] "+r"(px), [pw] "+r"(pw)
+                                 : [end] "r"(end)
+                                 : "cc", "memory");
+            }
+#else
+            for (; px < end; px += 2) {
+                int32_t u;
+                int32_t *const acc[4] = {&a0, &a1, &a2, &a3};
+                x0 = px[0];
+                x1 = px[1];
+                for (u = 0; u < 4; ++u) {
+                    if (wide) {
+                        w0 = pw[2 * u];
+                        w1 = pw[2 * u + 1];
+                    } else {
+                        w0 = __sxtb16(pw[u]);
+                        w1 = kml_sxtb16_ror8(pw[u]);
+                    }
+                    *acc[u] = __smlad(x1, w1, __smlad(x0, w0, *acc[u]));
+                }
+                pw += wide ? 8 : 4;
+            }
+            (void)w2;
+            (void)w3;
+            (void)t;
+#endif
             w = pw; /* 4 multipliers, the shift bytes */
-            if (!generic && o_end - o >= 4) {
-                const int32_t sw = w[4];
-                int32_t m0, m1, k, r;
-                FC_RQ2(a0, a1, 0, 1);
-                FC_RQ2(a2, a3, 2, 3);
+            if (o < o_fast) {
+                fc_rq4(w, o, a0, a1, a2, a3, c2, lo, hi, mode);
             } else {
                 const int32_t acc[4] = {a0, a1, a2, a3};
                 fc_group_out(p, acc, w, o, o_end - o < 4 ? (int32_t)(o_end - o) : 4, generic);
@@ -152,4 +270,29 @@ void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const i
             w += 5;
         }
     }
+}
+
+void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const int8_t *weights,
+                            const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                            int8_t *output, const int32_t *packed, int32_t *scratch)
+{
+    (void)weights;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    fc_run(p, input, output, packed, scratch, 0);
+}
+
+/* The int16-weight stream (fc_stream extended: flag bit 1): a separate entry point, so that
+ * models without it link no int16 loop. */
+void kml_fully_connected_x_s8(const kml_fc_params *p, const int8_t *input,
+                              const int8_t *weights, const int32_t *bias, const int32_t *mult,
+                              const int32_t *shift, int8_t *output, const int32_t *packed,
+                              int32_t *scratch)
+{
+    (void)weights;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    fc_run(p, input, output, packed, scratch, 1);
 }

@@ -1,0 +1,243 @@
+"""kml_fully_connected_s8 (armv7em, models without convolutions): the requantization modes
+(clamps or SSAT, with or without the ReLU shortcut for accumulators <= 0), the int16-weight
+layout (``--prefer speed``) and the -O0 / -Os builds, each in the emulator against the
+reference interpreter (kiloml.ir.interpreter, bit-exact with TFLite Micro)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from importlib import resources
+
+import numpy as np
+import pytest
+
+import opbuilder as ob
+from kiloml.codegen.c import io_specs
+from kiloml.ir.graph import DTYPES
+from kiloml.ir.interpreter import Interpreter
+from kiloml.ir.ops.base import REGISTRY
+from kiloml.targets.emulator import emulate
+from kiloml.targets.profile import build_elf
+
+pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                                reason="arm-none-eabi-gcc not installed")
+
+CASES = [  # in_shape, units, activation; depths hit the mid-loop entry and the padding
+    ((1, 40), 12, "RELU"),     # 5 halves of 8: odd, enters mid-loop
+    ((1, 64), 16, "RELU"),     # zero point -128 below: SSAT and the shortcut
+    ((1, 33), 8, "NONE"),      # SSAT, no shortcut
+    ((2, 24), 7, "RELU6"),     # clamps, a partial last group, 2 rows
+    ((1, 17), 9, "RELU_N1_TO_1"),
+    ((3, 8), 4, "RELU"),       # one half, 3 rows
+]
+
+
+def _graph(seed: int):
+    m = ob.ModelBuilder(np.random.default_rng(seed), "fc_modes")
+    outs = [m.fully_connected(m.input(s), u, activation=a) for s, u, a in CASES]
+    g = m.build(outs)
+    # the second layer: output zero point -128 (a ReLU output range [0, max]) -> act_min -128
+    t = g.tensors[g.nodes[1].outputs[0]]
+    t.quant = type(t.quant)(np.asarray(t.quant.scale, np.float32),
+                            np.full(np.asarray(t.quant.zero_point).shape, -128, np.int64),
+                            t.quant.axis)
+    return g
+
+
+def _mode(p) -> int:
+    """fc_rq4's mode in kml_fully_connected_s8: bit 0 SSAT, bit 1 the ReLU shortcut."""
+    return (1 if (p.act_min, p.act_max) == (-128, 127) else 0) | \
+        (2 if p.act_min == p.out_offset else 0)
+
+
+def _run(g, inputs, workdir, opt="-O2", options=None, core="cortex-m4"):
+    b = build_elf(g, core, inputs, workdir, "armv7em", opt=opt, options=options)
+    outs = io_specs(b.result.graph)[1]
+    emu = emulate(b.elf, core, None,
+                  {f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})
+    return b, [np.frombuffer(emu.memory[f"kml_profile_{s.name}"], DTYPES[s.tensor.dtype])
+               .reshape(s.tensor.shape) for s in outs]
+
+
+def _check(g, seed, workdir, opt="-O2", options=None, core="cortex-m4"):
+    inputs = ob.random_inputs(np.random.default_rng(seed), g)
+    want = Interpreter(g).run(*inputs)
+    b, got = _run(g, inputs, workdir, opt, options, core)
+    for k, (w, o) in enumerate(zip(want, got)):
+        assert np.array_equal(o, w), f"output {k}: {np.count_nonzero(o != w)} differ"
+        assert len(np.unique(w)) > 1
+    return b, inputs, want
+
+
+def test_requantization_modes_and_relu_shortcut(tmp_path):
+    """Every mode of fc_rq4 runs bit-exact; in the ReLU layers both kinds of accumulator occur:
+    <= 0 (the shortcut: output act_min) and > 0 with an output above act_min, which a
+    shortcut taken for an accumulator > 0 would turn into act_min (so this test fails then).
+    The accumulators are computed here with numpy from the graph's tensors."""
+    g = _graph(61)
+    modes = [_mode(REGISTRY["FULLY_CONNECTED"].prepare(g, n)) for n in g.nodes]
+    assert sorted(set(modes)) == [0, 1, 2, 3], modes
+    _, inputs, want = _check(g, 62, tmp_path)
+    for k, node in enumerate(g.nodes):
+        p = REGISTRY["FULLY_CONNECTED"].prepare(g, node)
+        if not modes[k] & 2:
+            continue
+        w = g.tensors[node.inputs[1]].data.astype(np.int64)
+        bias = g.tensors[node.inputs[2]].data.astype(np.int64)
+        x = inputs[k].reshape(-1, w.shape[1]).astype(np.int64) + p.in_offset
+        acc = x @ w.T + bias
+        y = want[k].reshape(acc.shape)
+        assert np.all(y[acc <= 0] == p.act_min)
+        assert np.count_nonzero(acc <= 0) >= 3, k
+        above = (acc > 0) & (y > p.act_min)
+        assert np.count_nonzero(above) >= 3, k
+
+
+@pytest.mark.parametrize("core", ["cortex-m4", "cortex-m7", "cortex-m33"])
+def test_int16_weights_bit_exact(tmp_path, core):
+    """The int16-weight layout (option fc-int16, every node forced) in every mode."""
+    g = _graph(63)
+    b, _, _ = _check(g, 64, tmp_path, options={n: "fc-int16" for n in range(len(g.nodes))},
+                     core=core)
+    assert [c["option"] for c in b.result.choices] == ["fc-int16"] * len(g.nodes)
+
+
+@pytest.mark.parametrize("opt", ["-O0", "-Os"])
+def test_debug_and_size_builds_bit_exact(tmp_path, opt):
+    """-O0 (C loops: GCC cannot allocate the asm blocks' registers with r7 the frame pointer)
+    and -Os, both layouts."""
+    g = _graph(65)
+    _check(g, 66, tmp_path / "int8", opt=opt)
+    _check(g, 67, tmp_path / "int16", opt=opt,
+           options={n: "fc-int16" for n in range(len(g.nodes))})
+
+
+@pytest.mark.parametrize("opt", ["-O0", "-O1", "-O2", "-O3", "-Os"])
+def test_kernel_compiles_warning_free(tmp_path, opt):
+    rt = resources.files("kiloml.codegen") / "runtime"
+    r = subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", opt, "-std=c99",
+                        "-Wall", "-Wextra", "-Wconversion", "-Werror", "-I", str(rt / "armv7em"),
+                        "-I", str(rt / "portable"), "-c",
+                        str(rt / "armv7em" / "kml_fully_connected.c"),
+                        "-o", str(tmp_path / "k.o")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_int16_stream_layout():
+    """fc_stream extended: flag bit 1, per input group and unit the sign-extended words
+    (w0, w2), (w1, w3); the same biases, multipliers and shifts as the int8 stream; its size
+    is fc_words' (the data bytes armv7em_choice charges)."""
+    from kiloml.codegen.armv7em import fc_stream, fc_words
+
+    rng = np.random.default_rng(7)
+    w = rng.integers(-128, 128, (6, 13)).astype(np.int8)
+    bias = rng.integers(-1000, 1000, 6)
+    args = (w, bias, np.full(6, 1 << 30), np.full(6, -8), 5, -3, -128, 127)
+    s8, s16 = fc_stream(*args), fc_stream(*args, extended=True)
+    assert s8.size == fc_words(6, 13) and s16.size == fc_words(6, 13, True)
+    assert s8[0] == 0 and s16[0] == 2
+    d8, g8, g16 = 16, 4 + 16 // 4 * 4 + 5, 4 + 16 // 4 * 8 + 5
+    assert list(s16[1:5]) == list(s8[1:5])                      # biases
+    assert list(s16[1 + g16 - 5:1 + g16]) == list(s8[1 + g8 - 5:1 + g8])  # mults, shifts
+    pad = np.zeros((8, d8), np.int64)
+    pad[:6, :13] = w
+    halves = np.array(s16[5:5 + 8 * 4], "<i4").view("<i2").reshape(4, 4, 2, 2)  # grp, unit
+    for grp in range(4):
+        for u in range(4):
+            v = pad[u, 4 * grp:4 * grp + 4]
+            assert halves[grp, u].tolist() == [[v[0], v[2]], [v[1], v[3]]]
+
+
+def test_prefer_picks_the_layout():
+    """speed: int16 weights for every FULLY_CONNECTED of the AD autoencoder; balanced and
+    size: int8 (the int16 layout costs a byte per weight for < 1 cycle per 3 MACs)."""
+    from pathlib import Path
+    import os
+
+    from kiloml.codegen.armv7em_choice import choose
+    from kiloml.io.tflite_reader import read_tflite
+
+    shared = Path(os.environ.get("KILOML_SHARED",
+                                 Path(__file__).resolve().parents[3] / "shared"))
+    g = read_tflite(shared / "models" / "mlperf_tiny" / "ad01_int8.tflite")
+    for prefer, name in (("speed", "fc-int16"), ("balanced", "fc"), ("size", "fc")):
+        picks = choose(g, prefer)
+        assert len(picks) == 10
+        assert {o.name for o, _ in picks.values()} == {name}, prefer
+
+
+def test_relu_shortcut_boundary(tmp_path):
+    """The smallest accumulators above 0 whose output is above act_min: a ReLU layer with an
+    effective scale of 0.45 (multiplier 0.9 x 2^31, right shift 1: the fast path) and units
+    whose accumulator is one input (+ offset), so accumulators 2, 3, 4... occur over 64 rows
+    and requantize to act_min + 1, + 1, + 2... A shortcut taken for any accumulator >= 2
+    fails here (1 requantizes to act_min either way)."""
+    m = ob.ModelBuilder(np.random.default_rng(71), "fc_edge")
+    g = m.build([m.fully_connected(m.input((64, 8)), 8, activation="RELU")])
+    node = g.nodes[0]
+    x_t, w_t, b_t, y_t = (g.tensors[i] for i in (*node.inputs[:3], node.outputs[0]))
+    w = w_t.data.copy()
+    w[:4] = 0
+    w[0, 0], w[1, 1], w[2, 2], w[3, 3] = 1, -1, 1, 2
+    b = b_t.data.copy()
+    b[:4] = 0
+    w_t.data, b_t.data = w, b
+    eff = float(np.float32(x_t.quant.scale).ravel()[0] * np.float32(w_t.quant.scale).ravel()[0])
+    y_t.quant = type(y_t.quant)(np.array([eff / 0.45], np.float32),
+                                np.array(y_t.quant.zero_point).reshape(-1), y_t.quant.axis)
+    p = REGISTRY["FULLY_CONNECTED"].prepare(g, node)
+    assert _mode(p) & 2 and np.all(-np.asarray(p.shift) == 1)  # shortcut; right shift 1
+    _, inputs, want = _check(g, 72, tmp_path)
+    acc = (inputs[0].reshape(64, 8).astype(np.int64) + p.in_offset) @ w.T.astype(np.int64) + b
+    y = want[0].reshape(acc.shape)
+    for a in (2, 3, 4):
+        assert np.any((acc == a) & (y > p.act_min)), a
+    assert np.any(acc <= 0)
+
+
+def test_ad_autoencoder_speed_bit_exact(tmp_path):
+    """The MLPerf AD autoencoder with --prefer speed (int16 weights in all ten layers) on the
+    Cortex-M4, against the reference interpreter."""
+    import os
+    from pathlib import Path
+
+    from kiloml.io.tflite_reader import read_tflite
+
+    shared = Path(os.environ.get("KILOML_SHARED",
+                                 Path(__file__).resolve().parents[3] / "shared"))
+    g = read_tflite(shared / "models" / "mlperf_tiny" / "ad01_int8.tflite")
+    inputs = ob.random_inputs(np.random.default_rng(81), g)
+    b = build_elf(g, "cortex-m4", inputs, tmp_path, "armv7em", prefer="speed")
+    assert {c["option"] for c in b.result.choices} == {"fc-int16"}
+    outs = io_specs(b.result.graph)[1]
+    emu = emulate(b.elf, "cortex-m4", None,
+                  {f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})
+    for s, want in zip(outs, Interpreter(g).run(*inputs)):
+        got = np.frombuffer(emu.memory[f"kml_profile_{s.name}"], DTYPES[s.tensor.dtype])
+        assert np.array_equal(got.reshape(s.tensor.shape), want)
+
+
+def test_int16_weights_general_requantization(tmp_path):
+    """Layers on TFLite's general requantization (a unit with a left shift: flag bits 0 and 1)
+    with int16 weights, next to a fast one; a partial last group."""
+    from kiloml.codegen.armv7em import fc_stream
+
+    m = ob.ModelBuilder(np.random.default_rng(91), "fc_generic16")
+    g = m.build([m.fully_connected(m.input((1, 24)), 14),
+                 m.fully_connected(m.input((2, 37)), 10, activation="RELU"),
+                 m.fully_connected(m.input((1, 16)), 6, activation="RELU6")])
+    for node in g.nodes[:2]:
+        w = g.tensors[node.inputs[1]]
+        scale = np.array(np.broadcast_to(w.quant.scale, (w.shape[0],)), np.float32)
+        scale[1] *= 1e5  # left shift: the whole layer takes the general path
+        w.quant = type(w.quant)(scale, np.zeros(scale.size, np.int64), 0)
+    flags = []
+    for node in g.nodes:
+        p = REGISTRY["FULLY_CONNECTED"].prepare(g, node)
+        flags.append(int(fc_stream(g.tensors[node.inputs[1]].data,
+                                   g.tensors[node.inputs[2]].data, p.mult, p.shift,
+                                   p.in_offset, p.out_offset, p.act_min, p.act_max,
+                                   extended=True)[0]))
+    assert flags == [3, 3, 2]
+    _check(g, 92, tmp_path, options={n: "fc-int16" for n in range(len(g.nodes))})
