@@ -20,6 +20,7 @@ failed step's record is removed so the next run tries it again.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -81,6 +82,21 @@ def _listing(path: Path) -> list:
             st = p.stat()
             out.append([str(p.relative_to(path)), st.st_size, st.st_mtime_ns])
     return out
+
+
+# kiloml's packages whose code turns a trained model into C and measures it: a compile,
+# profile or deploy result made by other code (an upgrade, a kernel change) is out of date
+_CODE_PACKAGES = ("codegen", "deploy", "dsp", "io", "ir", "targets")
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """A hash of the sources (Python, C, headers, linker scripts, board tables) of
+    ``_CODE_PACKAGES``, read once per process; part of the compile, profile and deploy keys."""
+    root = Path(__file__).resolve().parent.parent
+    files = sorted(f for d in _CODE_PACKAGES for f in (root / d).rglob("*")
+                   if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc")
+    return content_hash(*[[str(f.relative_to(root)), f.read_bytes()] for f in files])
 
 
 def _file_digest(*paths: Path) -> str:
@@ -221,7 +237,7 @@ def _board(p: Project) -> Board:
 def _compile_key(p: Project, ctx: Context) -> list:
     b = _board(p)
     return [ctx.digests["train"], p.config.board.name, b.core, bool(b.dsp),
-            p.config.deploy.prefer]
+            p.config.deploy.prefer, code_digest()]
 
 
 def _c_prefix(p: Project) -> str:
@@ -254,7 +270,7 @@ def _profile_boards(p: Project) -> list[str]:
 def _profile_key(p: Project, ctx: Context) -> list:
     _board(p)
     return [ctx.digests["compile"], ctx.digests["features"], _profile_boards(p),
-            p.config.deploy.prefer]
+            p.config.deploy.prefer, code_digest()]
 
 
 def _profile_run(p: Project, ctx: Context) -> None:
@@ -285,7 +301,7 @@ def _deploy_key(p: Project, ctx: Context) -> list:
     _board(p)
     return [ctx.digests["train"], ctx.digests["features"], p.config.board.name,
             p.config.deploy.formats, p.config.deploy.dsp_variant, p.config.project.name,
-            p.config.deploy.prefer]
+            p.config.deploy.prefer, code_digest()]
 
 
 def _deploy_run(p: Project, ctx: Context) -> None:
