@@ -10,7 +10,8 @@ Through the command line, as docs/streaming.md's default recipe does it:
 
 1. ``kiloml init WORKDIR/seed<S>_neg<F> --task kws``; kiloml.toml then gets ``[source] path``
    = the speech_commands folder, ``[train] seed = S`` and, when F > 0 (F differs from the
-   task's default), ``[data.augment] stream_negatives = F`` (nothing else changes: 80 epochs, 20 banks, DS-CNN, mlperf-kws);
+   task's default), ``[data.augment] stream_negatives = F`` (nothing else changes: 80
+   epochs, 20 banks, DS-CNN, mlperf-kws);
 2. ``kiloml run --until train`` (import, features, train; an existing project folder is
    reused, so a finished step is cached; ``--fresh`` starts from an empty folder);
 3. ``benchmarks/stream_calibrated.py PROJECT --det`` (calibration at ``--fa`` FA/h on the
