@@ -118,7 +118,7 @@ def det_points(root: Path, wav: Path, csv: Path):
     truth = load_truth(csv, len(x) / rate)
     starts, scores, _, pipe = window_scores(spec, base, x)
     out = []
-    for t in (100, 115, 130, 145, 160, 180, 200, 220):
+    for t in (70, 85, 100, 115, 130, 145, 160, 180, 200, 220):
         st = base.model_copy(update={"detection_threshold": t})
         r = score_stream(truth, decide(spec, st, starts, scores, pipe.window, rate),
                          len(x) / rate)

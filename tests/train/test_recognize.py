@@ -81,7 +81,7 @@ def test_calibration_sweep_and_choice_by_hand():
         rows.append([20 if yes else 255, yes])
     truth = [TruthEvent("yes", 1.8, 2.6), TruthEvent("_unknown_", 20.0, 21.0)]
     pts = sweep_settings(labels, [t / 1000 for t in ends_ms], ends_ms, rows, truth, 60.0)
-    assert len(pts) == len(CALIBRATION_GRID) == 48
+    assert len(pts) == len(CALIBRATION_GRID) == 108
     at = {(q["average_window_ms"], q["detection_threshold"], q["suppression_ms"],
            q["minimum_count"]): q for q in pts}
     # 500 ms (3 results), min count 1: the 150 burst averages 150 at 2.5 s (> 100, > 130,
