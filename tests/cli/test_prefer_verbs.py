@@ -89,9 +89,10 @@ def test_deploy_and_run_prefer_from_the_project_and_the_flag(tmp_path):
     """``kiloml init`` records ``prefer = "balanced"``; ``kiloml run``'s deploy step and
     ``kiloml deploy`` and ``kiloml profile -p`` follow the project's value, ``--prefer``
     overrides it; an invalid value
-    in kiloml.toml is one line naming the file. (The gesture model is dense: no layer has a
-    kernel choice, so ``kernel_choices`` is empty; the choice itself: test_compile_prefer,
-    tests/deploy/test_deploy_prefer.py.)"""
+    in kiloml.toml is one line naming the file. (The gesture model is dense: its
+    FULLY_CONNECTED layers choose between int8 weights, ``fc``, under size and int16 weights,
+    ``fc-int16``, under speed; the choice itself: test_compile_prefer,
+    tests/deploy/test_deploy_prefer.py, tests/codegen/test_armv7em_fc.py.)"""
     root = wand_project(tmp_path)
     cfg = root / "kiloml.toml"
     assert 'prefer = "balanced"' in cfg.read_text()
@@ -104,12 +105,15 @@ def test_deploy_and_run_prefer_from_the_project_and_the_flag(tmp_path):
     r = kiloml("run", "-q", "--until", "deploy", cwd=root)
     assert r.returncode == 0, r.stderr
     meta = json.loads(next((root / "build" / "deploy" / "c").rglob("*.json")).read_text())
-    assert meta["model"]["prefer"] == "size" and meta["model"]["kernel_choices"] == []
+    assert meta["model"]["prefer"] == "size" and meta["model"]["kernel_choices"]
+    assert {c["option"] for c in meta["model"]["kernel_choices"]} == {"fc"}
     for flag, want in [([], "size"), (["--prefer", "speed"], "speed")]:
         r = kiloml("deploy", "-o", tmp_path / want, "--json", *flag, cwd=root)
         assert r.returncode == 0, r.stderr
         res = json.loads(r.stdout)
-        assert res["prefer"] == want and res["kernel_choices"] == []
+        assert res["prefer"] == want and res["kernel_choices"]
+        options = {c["option"] for c in res["kernel_choices"]}
+        assert options == {"fc"} if want == "size" else "fc-int16" in options
     for flag, want in [([], "size"), (["--prefer", "balanced"], "balanced")]:
         r = kiloml("profile", "-p", root, "--json", *flag)
         assert r.returncode == 0, r.stderr

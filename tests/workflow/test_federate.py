@@ -21,6 +21,12 @@ from kiloml.deploy.personalize import (Settings, decode_head, dequantize_head, e
                                        find_head, requantize_head, train_head)
 from kiloml.errors import KilomlError
 
+# one xdist worker runs this module (`make test` distributes with --dist loadgroup): the
+# module-scoped `run` fixture starts one private Ray instance and checks that its temp folder
+# and processes are gone, which another worker's concurrent run of the same fixture would
+# break (and the run is the module's costly part: once is enough)
+pytestmark = pytest.mark.xdist_group("federate")
+
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
