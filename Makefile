@@ -33,7 +33,7 @@ demo: $(VENV)/.base toolchain
 	$(VENV)/bin/kiloml demo --out demo_out --data examples/magic_wand
 
 test: $(VENV)/.test toolchain
-	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup
+	$(PY) -m pytest -q -n auto --maxprocesses 4
 
 bench: $(VENV)/.test toolchain
 	$(PY) benchmarks/compare_tflm.py

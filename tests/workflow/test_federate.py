@@ -21,12 +21,6 @@ from kiloml.deploy.personalize import (Settings, decode_head, dequantize_head, e
                                        find_head, requantize_head, train_head)
 from kiloml.errors import KilomlError
 
-# one xdist worker runs this module (`make test` distributes with --dist loadgroup): the
-# module-scoped `run` fixture starts one private Ray instance and checks that its temp folder
-# and processes are gone, which another worker's concurrent run of the same fixture would
-# break (and the run is the module's costly part: once is enough)
-pytestmark = pytest.mark.xdist_group("federate")
-
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
@@ -49,14 +43,17 @@ def _ray_processes(tag: str) -> list[str]:
 @pytest.fixture(scope="module")
 def run(fleet):
     root, clients = fleet
-    before = set(Path("/tmp").glob("kml_ray_*"))
     r = kiloml("federate", "--clients", clients, "--strategy", "fedprox", "--rounds", "5",
                "--json", cwd=root)
     assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
     # the private Ray instance is gone: its temp folder and every process started in it
-    assert set(Path("/tmp").glob("kml_ray_*")) == before
-    assert not _ray_processes("kml_ray_")
-    return json.loads(r.stdout)
+    # (this run's own folder: under xdist another worker may be running this fixture too)
+    tmp = out["ray_temp_dir"]
+    assert Path(tmp).name.startswith("kml_ray_") and Path(tmp).parent == Path("/tmp")
+    assert not Path(tmp).exists()
+    assert not _ray_processes(tmp)
+    return out
 
 
 def test_federated_run_improves_held_out_clients_within_two_points_of_centralized(run):

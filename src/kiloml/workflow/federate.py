@@ -280,6 +280,7 @@ def run_flower(head: Head, train: list[Client], s: FederateSettings, evaluate,
     level = flwr_log.level
     flwr_log.setLevel(logging.ERROR)
     tmp = tempfile.mkdtemp(prefix="kml_ray_", dir="/tmp")
+    out["ray_temp_dir"] = tmp      # removed below with the instance; reported for checks
     started = False
     try:
         started = _ray_start(address, tmp)
@@ -420,6 +421,7 @@ def federate_project(project, clients_dir, s: FederateSettings = FederateSetting
         "held_out_samples": int(sum(len(c.labels) for c in held)),
         "trainable": f"classifier head {head.units}x{head.depth} (int8 weights, int32 bias)",
         "ray": address or "local (127.0.0.1, 2 CPUs)",
+        "ray_temp_dir": fl["ray_temp_dir"],
         "per_round": rounds,
         "accuracy_start": round(acc_0, 6),
         "accuracy_federated": round(acc_fin, 6),
