@@ -22,11 +22,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent / "deploy"))
 import deployhelp as H  # noqa: E402
 
-from kiloml.codegen.host import SANITIZE, find_cc  # noqa: E402
 from kiloml.compress.quantize import quantize_ptq  # noqa: E402
 from kiloml.deploy import DeploySpec  # noqa: E402
 from kiloml.deploy.c import deploy_c  # noqa: E402
-from kiloml.deploy.run import run_python  # noqa: E402
+from kiloml.deploy.run import build_host_exe, load_manifest, run_python  # noqa: E402
 from kiloml.deploy.spec import head_for_missing  # noqa: E402
 from kiloml.dsp import make_block  # noqa: E402
 from kiloml.dsp.apply import apply_block  # noqa: E402
@@ -182,13 +181,7 @@ def test_c_and_twin_choose_the_same_head_for_every_mask(trained, tmp_path):
     deploy_c(spec, pkg)
     meta = json.loads((pkg / "fus.json").read_text())
     assert meta["model"]["heads"] == ["fusion", "phone", "watch"]
-    sources, includes = H.package_sources(pkg, "portable")
-    (tmp_path / "main.c").write_text(HARNESS)
-    exe = tmp_path / "fus"
-    cmd = [find_cc(), *H.WARN, *SANITIZE, *[f"-I{i}" for i in [pkg, *includes]],
-           *map(str, sources), str(tmp_path / "main.c"), "-o", str(exe), "-lm"]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+    exe = build_host_exe(pkg, load_manifest(pkg), tmp_path / "main.c", HARNESS, sanitize=True)
     test.tofile(tmp_path / "in.bin")
     r = subprocess.run([str(exe), str(tmp_path / "in.bin"), str(len(test))],
                        capture_output=True, text=True)

@@ -14,10 +14,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import deployhelp as H  # noqa: E402
 
-from kiloml.codegen.host import SANITIZE, find_cc  # noqa: E402
 from kiloml.deploy import DeploySpec  # noqa: E402
 from kiloml.deploy.c import deploy_c  # noqa: E402
-from kiloml.deploy.run import run_python  # noqa: E402
+from kiloml.deploy.run import build_host_exe, load_manifest, run_python  # noqa: E402
 from kiloml.dsp import make_block  # noqa: E402
 from kiloml.dsp.apply import apply_block  # noqa: E402
 from kiloml.errors import KilomlError  # noqa: E402
@@ -92,13 +91,7 @@ def test_classify_sensors_matches_python_and_zeroes_missing_sensors(tmp_path):
     header = (pkg / "fus.h").read_text()
     assert "int fus_classify_sensors(const fus_sample_t *phone, const fus_sample_t *watch, " \
         "float *scores, uint32_t *missing);" in header
-    sources, includes = H.package_sources(pkg, "portable")
-    (tmp_path / "main.c").write_text(HARNESS)
-    exe = tmp_path / "fus"
-    cmd = [find_cc(), *H.WARN, *SANITIZE, *[f"-I{i}" for i in [pkg, *includes]],
-           *map(str, sources), str(tmp_path / "main.c"), "-o", str(exe), "-lm"]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+    exe = build_host_exe(pkg, load_manifest(pkg), tmp_path / "main.c", HARNESS, sanitize=True)
     x.tofile(tmp_path / "in.bin")
     r = subprocess.run([str(exe), str(tmp_path / "in.bin"), str(len(x))], capture_output=True,
                        text=True)
@@ -252,7 +245,6 @@ def test_stream_push_sensors_detects_as_the_python_stream(tmp_path):
     # recording, and with the watch NULL those of the recording with the watch zeroed
     from dataclasses import replace
 
-    from kiloml.deploy.run import build_host_exe, load_manifest
     from kiloml.deploy.stream import run_stream
     from kiloml.train.streaming import StreamSettings
 
