@@ -23,6 +23,18 @@
 #error "kiloml armv7em kernels need a core with the DSP extension (Cortex-M4, M7, M33): generate this model with the portable kernels (--kernels portable) for this core"
 #endif
 
+/* Debug builds (-O0, what STM32CubeIDE's and most IDEs' Debug configurations use): at -O0 GCC
+ * keeps r7 as the frame pointer and does not allocate registers for the asm blocks' operands
+ * ("'asm' operand has impossible constraints"). The kernels after this point are compiled
+ * optimized whatever the command line says (GCC's optimize pragma, this translation unit
+ * only): the application stays debuggable, the model runs at speed, and the arithmetic is the
+ * same as at -O2 (tests/codegen/test_armv7em_debug_build.py runs a -O0 build in the emulator).
+ * Every armv7em source includes this header first, before any other: with one function
+ * defined ahead of the pragma, GCC still refuses the asm blocks (arm-none-eabi-gcc 12). */
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__OPTIMIZE__)
+#pragma GCC optimize("O2")
+#endif
+
 #include <arm_acle.h>
 #include <string.h>
 

@@ -32,9 +32,8 @@
  *
  * The innermost loops are asm blocks (see kml_conv.c for why).
  */
-#include "kml_conv.h"
-
 #include "kml_arm.h"
+#include "kml_conv.h"
 
 /* UXTB16 of x rotated right by 8: bytes 1 and 3 zero-extended into the two halfwords. */
 static inline uint32_t dw_uxtb16_ror8(uint32_t x)

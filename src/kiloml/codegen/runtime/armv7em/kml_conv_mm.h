@@ -11,9 +11,8 @@
 #ifndef KML_CONV_MM_H
 #define KML_CONV_MM_H
 
-#include "kml_conv.h"
-
 #include "kml_arm.h"
+#include "kml_conv.h"
 
 /* One group of four inputs for 2 columns x 2 channels: the three loads are issued back to
  * back (they pipeline), then 4 SXTB16 and 8 SMLAD. */

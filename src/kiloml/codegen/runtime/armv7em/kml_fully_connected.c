@@ -23,9 +23,8 @@
  * multipliers; a word of the four shifts (bytes, unit 0 lowest). ``weights``, ``bias``,
  * ``mult`` and ``shift`` are then 0; ``scratch`` holds 2 x depth (rounded up to 8) bytes.
  */
-#include "kml_fully_connected.h"
-
 #include "kml_arm.h"
+#include "kml_fully_connected.h"
 
 /* Four inputs (the int16 words x0, x1) for unit A of weight word W. */
 #define FC_UNIT(A, W)                                                                        \

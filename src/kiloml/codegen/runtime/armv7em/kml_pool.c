@@ -8,9 +8,8 @@
  * [act_min, act_max] replicated in the four lanes; layers whose channel count is not a
  * multiple of 4 take the one-channel path (as portable). Output pixels are written in
  * increasing order after their window is read (in place as the portable kernel). */
-#include "kml_pool.h"
-
 #include "kml_arm.h"
+#include "kml_pool.h"
 
 /* Per byte lane (signed): the larger of m and v. */
 static inline int32_t max8x4(int32_t m, int32_t v)
