@@ -211,14 +211,74 @@ def test_c_and_twin_choose_the_same_head_for_every_mask(trained, tmp_path):
         [[float(v) for v in row[3:]] for row in rows if row[0] == "0"]
 
 
-def test_branch_heads_cross_compile_for_the_nano33ble(trained, tmp_path):
-    spec, *_ = trained
+EMU_HARNESS = r"""
+#include <stdint.h>
+#include "fus.h"
+
+#define N_WIN %(n)d
+static float phone[FUS_WINDOW_SAMPLES * FUS_PHONE_AXES];
+static float watch[FUS_WINDOW_SAMPLES * FUS_WATCH_AXES];
+float kml_scores[N_WIN * 4 * FUS_NUM_CLASSES];
+uint32_t kml_missing[N_WIN * 4];
+int32_t kml_top[N_WIN * 4];
+
+__attribute__((noinline)) void kml_batch_end(void);
+void kml_batch_end(void) { __asm volatile ("" ::: "memory"); }
+
+int main(void)
+{
+    const float *raw = (const float *)0x60000000u;
+    uint32_t i, f, a, mask;
+    for (i = 0; i < (uint32_t)N_WIN; ++i, raw += FUS_INPUT_SIZE) {
+        for (f = 0; f < FUS_WINDOW_SAMPLES; ++f) {
+            for (a = 0; a < 3u; ++a) {
+                phone[f * 3u + a] = raw[f * FUS_CHANNELS + FUS_PHONE_FIRST_CHANNEL + a];
+                watch[f * 3u + a] = raw[f * FUS_CHANNELS + FUS_WATCH_FIRST_CHANNEL + a];
+            }
+        }
+        for (mask = 0; mask < 4u; ++mask) {
+            const uint32_t k = i * 4u + mask;
+            kml_top[k] = fus_classify_sensors((mask & 1u) ? 0 : phone, (mask & 2u) ? 0 : watch,
+                                              &kml_scores[k * FUS_NUM_CLASSES], &kml_missing[k]);
+        }
+    }
+    kml_batch_end();
+    for (;;) { }
+}
+"""
+
+
+def test_branch_heads_on_the_nano33ble_in_the_emulator(trained, tmp_path):
+    """The nano33ble build (Cortex-M4F, softfp, armv7em kernels) in the emulator: for every
+    window and every mask of missing sensors, the head it chose, its prediction and its
+    scores equal the Python twin's bit for bit (the host test above checks the same C
+    against the float model's heads)."""
+    from kiloml.targets.batch import build_image, run_image
+
+    spec, _, _, test = trained
     pkg = tmp_path / "pkg"
     deploy_c(spec, pkg)
     flags, kernels = H.CORES["cortex-m4f-softfp"]
     sources, includes = H.package_sources(pkg, kernels)
-    H.compile_objects(H.need("arm-none-eabi-gcc"), flags, sources, [pkg, *includes],
-                      tmp_path / "o")
+    n = len(test)
+    (tmp_path / "main.c").write_text(EMU_HARNESS % {"n": n})
+    image = build_image([*sources, tmp_path / "main.c"], [pkg, *includes], flags,
+                        tmp_path / "elf")
+    classes = len(spec.labels)
+    got = run_image(image, "cortex-m4", {"kml_scores": n * 4 * classes * 4,
+                                         "kml_missing": n * 4 * 4, "kml_top": n * 4 * 4},
+                    fpu=True, input_data=test.astype(np.float32).tobytes())
+    scores = np.frombuffer(got["kml_scores"], np.float32).reshape(n, 4, classes)
+    missing = np.frombuffer(got["kml_missing"], np.uint32).reshape(n, 4)
+    top = np.frombuffer(got["kml_top"], np.int32).reshape(n, 4)
+    for mask in range(4):
+        twin = run_python(spec, test, missing=mask)
+        assert (missing[:, mask] == mask).all()
+        assert list(top[:, mask]) == list(twin.predictions)
+        np.testing.assert_array_equal(scores[:, mask], twin.scores)
+    # the heads differ: with one sensor missing the answer is not the fused head's
+    assert np.abs(scores[:, 1] - scores[:, 0]).max() > 16 * LSB
+    assert np.abs(scores[:, 2] - scores[:, 0]).max() > 16 * LSB
 
 
 def test_deploy_refuses_heads_that_do_not_fit(trained, tmp_path):
