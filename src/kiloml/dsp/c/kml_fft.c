@@ -31,24 +31,96 @@ static void bit_reverse(float *b, uint32_t m)
 
 /* ------------------------------------------------------------------ float32 */
 
+/* The first two radix-2 stages in one pass over groups of four (twiddles 1 and -i: no
+ * multiplies). */
+static void first_two_stages(float *b, uint32_t m)
+{
+    uint32_t i;
+    for (i = 0; i < m; i += 4u, b += 8) {
+        const float a0r = b[0] + b[2], a0i = b[1] + b[3];
+        const float a1r = b[0] - b[2], a1i = b[1] - b[3];
+        const float a2r = b[4] + b[6], a2i = b[5] + b[7];
+        const float a3r = b[4] - b[6], a3i = b[5] - b[7];
+        /* a3 W^1 with W^1 = -i: (a3i, -a3r) */
+        b[0] = a0r + a2r;
+        b[1] = a0i + a2i;
+        b[4] = a0r - a2r;
+        b[5] = a0i - a2i;
+        b[2] = a1r + a3i;
+        b[3] = a1i - a3r;
+        b[6] = a1r - a3i;
+        b[7] = a1i + a3r;
+    }
+}
+
+/* b * W with W = c - i s, then (a, b) <- (a + bW, a - bW): one radix-2 butterfly. */
+#define KML_BFLY(ar, ai, br, bi, c, s)                                                        \
+    do {                                                                                      \
+        const float wr_ = (br) * (c) + (bi) * (s), wi_ = (bi) * (c) - (br) * (s);             \
+        (br) = (ar) - wr_;                                                                    \
+        (bi) = (ai) - wi_;                                                                    \
+        (ar) = (ar) + wr_;                                                                    \
+        (ai) = (ai) + wi_;                                                                    \
+    } while (0)
+
+/* Radix-2 stages of span len and 2 len in one pass: the four points t, t + len/2, t + len,
+ * t + 3 len/2 of a group of 2 len are closed under both stages, so each is loaded and stored
+ * once for the two stages, with the same arithmetic (and results) as two radix-2 passes. */
+static void two_stages(float *buf, uint32_t n, uint32_t m, uint32_t len, const float *tw)
+{
+    const uint32_t q = len / 2u, stepa = n / len, stepb = stepa / 2u;
+    uint32_t t, i;
+    for (t = 0; t < q; ++t) {
+        const float ca = tw[2u * t * stepa], sa = tw[2u * t * stepa + 1u];
+        const float c0 = tw[2u * t * stepb], s0 = tw[2u * t * stepb + 1u];
+        const float c1 = tw[2u * (t + q) * stepb], s1 = tw[2u * (t + q) * stepb + 1u];
+        float *p = &buf[2u * t];
+        for (i = 0; i < m; i += 2u * len, p += 4u * len) {
+            float *p1 = p + 2u * q, *p2 = p + 2u * len, *p3 = p2 + 2u * q;
+            float x0r = p[0], x0i = p[1], x1r = p1[0], x1i = p1[1];
+            float x2r = p2[0], x2i = p2[1], x3r = p3[0], x3i = p3[1];
+            KML_BFLY(x0r, x0i, x1r, x1i, ca, sa);      /* stage len */
+            KML_BFLY(x2r, x2i, x3r, x3i, ca, sa);
+            KML_BFLY(x0r, x0i, x2r, x2i, c0, s0);      /* stage 2 len */
+            KML_BFLY(x1r, x1i, x3r, x3i, c1, s1);
+            p[0] = x0r;
+            p[1] = x0i;
+            p1[0] = x1r;
+            p1[1] = x1i;
+            p2[0] = x2r;
+            p2[1] = x2i;
+            p3[0] = x3r;
+            p3[1] = x3i;
+        }
+    }
+}
+
 void kml_rfft_f32(float *buf, uint32_t n, const float *tw)
 {
     const uint32_t m = n / 2u;
     uint32_t len, i, t, k;
     float z0r, z0i;
     bit_reverse(buf, m);
-    for (len = 2u; len <= m; len <<= 1) {
+    len = 2u;
+    if (m >= 4u) {
+        first_two_stages(buf, m);
+        len = 8u;
+    }
+    for (; 2u * len <= m; len <<= 2) {
+        two_stages(buf, n, m, len, tw);
+    }
+    for (; len <= m; len <<= 1) {   /* a last single stage (or all of them for m < 4) */
         const uint32_t half = len / 2u, step = n / len;
-        for (i = 0; i < m; i += len) {
-            for (t = 0; t < half; ++t) {
-                const float c = tw[2u * t * step], s = tw[2u * t * step + 1u];
-                float *a = &buf[2u * (i + t)], *b = &buf[2u * (i + t + half)];
-                /* b * W^t with W^t = c - i s */
-                const float wr = b[0] * c + b[1] * s, wi = b[1] * c - b[0] * s;
-                b[0] = a[0] - wr;
-                b[1] = a[1] - wi;
-                a[0] += wr;
-                a[1] += wi;
+        for (t = 0; t < half; ++t) {
+            const float c = tw[2u * t * step], s = tw[2u * t * step + 1u];
+            float *a = &buf[2u * t], *b = &buf[2u * (t + half)];
+            for (i = 0; i < m; i += len, a += 2u * len, b += 2u * len) {
+                float ar = a[0], ai = a[1], br = b[0], bi = b[1];
+                KML_BFLY(ar, ai, br, bi, c, s);
+                a[0] = ar;
+                a[1] = ai;
+                b[0] = br;
+                b[1] = bi;
             }
         }
     }

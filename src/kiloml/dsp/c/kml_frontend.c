@@ -83,10 +83,14 @@ int kml_frontend_f32(const kml_frontend_f32_cfg *c, const float *x, float *scrat
 
     if (c->normalize != KML_NORM_NONE && n > 0u) {
         float m = c->normalize == KML_NORM_PEAK ? x[0] : fabsf(x[0]);
-        for (i = 1; i < n; ++i) {
-            const float v = c->normalize == KML_NORM_PEAK ? x[i] : fabsf(x[i]);
-            if (v > m) {
-                m = v;
+        if (c->normalize == KML_NORM_PEAK) {   /* one loop per kind: no test per sample */
+            for (i = 1; i < n; ++i) {
+                m = x[i] > m ? x[i] : m;
+            }
+        } else {
+            for (i = 1; i < n; ++i) {
+                const float v = fabsf(x[i]);
+                m = v > m ? v : m;
             }
         }
         if (m > 0.0f) {
@@ -95,17 +99,31 @@ int kml_frontend_f32(const kml_frontend_f32_cfg *c, const float *x, float *scrat
     }
     for (f = 0; f < c->num_frames; ++f) {
         const uint32_t t0 = f * c->frame_step;
-        for (i = 0; i < c->frame_length; ++i) {
-            fft[i] = sample_at(c, x, n, t0 + i, gain) * c->window[i];
+        if (c->pre_emphasis == 0.0f && t0 + c->frame_length <= n
+            && t0 + c->frame_length <= c->used_samples) {
+            /* the frame lies inside the signal: sample_at's arithmetic without its tests */
+            const float *xs = x + t0;
+            for (i = 0; i < c->frame_length; ++i) {
+                fft[i] = (xs[i] * gain) * c->window[i];
+            }
+        } else {
+            for (i = 0; i < c->frame_length; ++i) {
+                fft[i] = sample_at(c, x, n, t0 + i, gain) * c->window[i];
+            }
         }
         for (; i < c->fft_length; ++i) {
             fft[i] = 0.0f;
         }
         kml_rfft_f32(fft, c->fft_length, c->twiddle);
-        spec[0] = fft[0] * fft[0];
-        spec[nbins - 1u] = fft[1] * fft[1];
-        for (k = 1; k + 1u < nbins; ++k) {
-            spec[k] = fft[2u * k] * fft[2u * k] + fft[2u * k + 1u] * fft[2u * k + 1u];
+        /* |X|^2 of the bins some filter or the bin range uses ([bin_lo, bin_hi)) */
+        for (k = bin_lo; k < bin_hi; ++k) {
+            if (k == 0u) {
+                spec[0] = fft[0] * fft[0];
+            } else if (k + 1u == nbins) {
+                spec[k] = fft[1] * fft[1];
+            } else {
+                spec[k] = fft[2u * k] * fft[2u * k] + fft[2u * k + 1u] * fft[2u * k + 1u];
+            }
         }
         if (c->power == 1u) {
             for (k = bin_lo; k < bin_hi; ++k) {
