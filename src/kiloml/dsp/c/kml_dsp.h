@@ -23,6 +23,9 @@ void kml_rfft_f32(float *buf, uint32_t n, const float *twiddle);
 void kml_rfft_q31(int32_t *buf, uint32_t n, const int32_t *twiddle);
 void kml_rfft_q15(int16_t *buf, uint32_t n, const int16_t *twiddle);
 
+/* Natural logarithm of a float, within 1 ulp of the C library's logf (kml_frontend.c). */
+float kml_logf(float x);
+
 /* Integer helpers shared by the fixed-point pipelines. */
 uint32_t kml_isqrt64(uint64_t v);          /* round(sqrt(v)) */
 

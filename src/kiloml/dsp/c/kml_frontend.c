@@ -20,6 +20,42 @@ static float sample_at(const kml_frontend_f32_cfg *c, const float *x, uint32_t n
     return v;
 }
 
+/* Natural logarithm, float32, for the log of the filter energies: newlib's logf costs ~90
+ * instructions on a Cortex-M4F, this ~30. x = 2^e (1 + s) with 1 + s in [sqrt(1/2), sqrt(2));
+ * with f = s / (2 + s) (|f| <= 0.1716), ln(1 + s) = 2 atanh(f) = 2f + f R, R = f^2 (2/3 +
+ * 2/5 f^2 + 2/7 f^4 + 2/9 f^6) (the next term is below 3e-9 relative), and 2f = s - f s is
+ * rearranged as s - (s^2/2 - f (s^2/2 + R)) so that s, exact, carries the result; e ln 2 in
+ * two parts (the first exact in float). Error measured against the exact logarithm on every
+ * float in [0.5, 2) and 4 M random positive floats: tests/dsp/test_dsp_fastlog.py. */
+float kml_logf(float x)
+{
+    union { float f; uint32_t u; } v;
+    int32_t e;
+    float s, f, z, r, hfsq, fe;
+    v.f = x;
+    if (!(x > 0.0f) || v.u >= 0x7f800000u) {   /* 0, negative, NaN, +inf: as logf */
+        return x == 0.0f ? -HUGE_VALF : (x > 0.0f ? x : (x - x) / (x - x));
+    }
+    e = 0;
+    if (v.u < 0x00800000u) {                     /* subnormal: scale by 2^25 */
+        v.f = x * 33554432.0f;
+        e = -25;
+    }
+    e += (int32_t)(v.u >> 23) - 127;
+    v.u = (v.u & 0x007fffffu) | 0x3f800000u;     /* 1 + s in [1, 2) */
+    if (v.f > 1.41421356f) {
+        v.f *= 0.5f;
+        ++e;
+    }
+    s = v.f - 1.0f;
+    f = s / (2.0f + s);
+    z = f * f;
+    r = z * (0.66666669f + z * (0.40000001f + z * (0.28571430f + z * 0.22222222f)));
+    hfsq = 0.5f * s * s;
+    fe = (float)e;
+    return fe * 0.693145752f - ((hfsq - (f * (hfsq + r) + fe * 1.42860677e-06f)) - s);
+}
+
 static float apply_log(const kml_frontend_f32_cfg *c, float v)
 {
     float y;
@@ -29,7 +65,7 @@ static float apply_log(const kml_frontend_f32_cfg *c, float v)
     y = c->log_mode == KML_LOGMODE_ADD ? v + c->log_offset
                                       : (v > c->log_offset ? v : c->log_offset);
     if (c->log_kind == KML_LOG_LN) {
-        return logf(y);
+        return kml_logf(y);
     }
     if (c->log_kind == KML_LOG_LOG10) {
         return log10f(y);
