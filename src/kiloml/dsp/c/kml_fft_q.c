@@ -113,25 +113,72 @@ void kml_rfft_q31(int32_t *buf, uint32_t n, const int32_t *tw)
 
 /* ------------------------------------------------------------------ q15 */
 
+/* One q15 butterfly on int32 locals holding int16 values: (a, b) <- (a/2 + bW/2, a/2 - bW/2),
+ * bW/2 rounded once, each result cut to 16 bits as a store to the buffer would. */
+#define KML_BFLY_Q15(ar, ai, br, bi, c, s)                                                    \
+    do {                                                                                      \
+        const int32_t wr_ = ((br) * (c) + (bi) * (s) + (1 << 15)) >> 16;                     \
+        const int32_t wi_ = ((bi) * (c) - (br) * (s) + (1 << 15)) >> 16;                      \
+        const int32_t hr_ = (ar) >> 1, hi_ = (ai) >> 1;                                       \
+        (ar) = (int16_t)(hr_ + wr_);                                                          \
+        (ai) = (int16_t)(hi_ + wi_);                                                          \
+        (br) = (int16_t)(hr_ - wr_);                                                          \
+        (bi) = (int16_t)(hi_ - wi_);                                                          \
+    } while (0)
+
+/* Stages of span len and 2 len in one pass (see kml_fft.c's two_stages): the same
+ * butterflies, each point loaded and stored once for the two. */
+static void two_stages_q15(int16_t *buf, uint32_t n, uint32_t m, uint32_t len,
+                           const int16_t *tw)
+{
+    const uint32_t q = len / 2u, stepa = n / len, stepb = stepa / 2u;
+    uint32_t t, i;
+    for (t = 0; t < q; ++t) {
+        const int32_t ca = tw[2u * t * stepa], sa = tw[2u * t * stepa + 1u];
+        const int32_t c0 = tw[2u * t * stepb], s0 = tw[2u * t * stepb + 1u];
+        const int32_t c1 = tw[2u * (t + q) * stepb], s1 = tw[2u * (t + q) * stepb + 1u];
+        int16_t *p = &buf[2u * t];
+        for (i = 0; i < m; i += 2u * len, p += 4u * len) {
+            int16_t *p1 = p + 2u * q, *p2 = p + 2u * len, *p3 = p2 + 2u * q;
+            int32_t x0r = p[0], x0i = p[1], x1r = p1[0], x1i = p1[1];
+            int32_t x2r = p2[0], x2i = p2[1], x3r = p3[0], x3i = p3[1];
+            KML_BFLY_Q15(x0r, x0i, x1r, x1i, ca, sa);
+            KML_BFLY_Q15(x2r, x2i, x3r, x3i, ca, sa);
+            KML_BFLY_Q15(x0r, x0i, x2r, x2i, c0, s0);
+            KML_BFLY_Q15(x1r, x1i, x3r, x3i, c1, s1);
+            p[0] = (int16_t)x0r;
+            p[1] = (int16_t)x0i;
+            p1[0] = (int16_t)x1r;
+            p1[1] = (int16_t)x1i;
+            p2[0] = (int16_t)x2r;
+            p2[1] = (int16_t)x2i;
+            p3[0] = (int16_t)x3r;
+            p3[1] = (int16_t)x3i;
+        }
+    }
+}
+
 void kml_rfft_q15(int16_t *buf, uint32_t n, const int16_t *tw)
 {
     const uint32_t m = n / 2u;
     uint32_t len, i, t, k;
     int32_t z0r, z0i;
     bit_reverse_q15(buf, m);
-    for (len = 2u; len <= m; len <<= 1) {
+    for (len = 2u; 2u * len <= m; len <<= 2) {
+        two_stages_q15(buf, n, m, len, tw);
+    }
+    for (; len <= m; len <<= 1) {     /* a last single stage when log2(m) is odd */
         const uint32_t half = len / 2u, step = n / len;
-        for (i = 0; i < m; i += len) {
-            for (t = 0; t < half; ++t) {
-                const int32_t c = tw[2u * t * step], s = tw[2u * t * step + 1u];
-                int16_t *a = &buf[2u * (i + t)], *b = &buf[2u * (i + t + half)];
-                const int32_t wr = (b[0] * c + b[1] * s + (1 << 15)) >> 16;
-                const int32_t wi = (b[1] * c - b[0] * s + (1 << 15)) >> 16;
-                const int32_t ar = a[0] >> 1, ai = a[1] >> 1;
-                a[0] = (int16_t)(ar + wr);
-                a[1] = (int16_t)(ai + wi);
-                b[0] = (int16_t)(ar - wr);
-                b[1] = (int16_t)(ai - wi);
+        for (t = 0; t < half; ++t) {
+            const int32_t c = tw[2u * t * step], s = tw[2u * t * step + 1u];
+            int16_t *a = &buf[2u * t], *b = &buf[2u * (t + half)];
+            for (i = 0; i < m; i += len, a += 2u * len, b += 2u * len) {
+                int32_t ar = a[0], ai = a[1], br = b[0], bi = b[1];
+                KML_BFLY_Q15(ar, ai, br, bi, c, s);
+                a[0] = (int16_t)ar;
+                a[1] = (int16_t)ai;
+                b[0] = (int16_t)br;
+                b[1] = (int16_t)bi;
             }
         }
     }

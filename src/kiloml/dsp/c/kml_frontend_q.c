@@ -29,6 +29,87 @@ static int32_t bit_length(uint64_t v)
     return n + (int32_t)v;
 }
 
+/* a * b of two 32-bit unsigned values as a 64-bit product: one UMULL where the core has it,
+ * four 16-bit products on Armv6-M (Cortex-M0/M0+), whose 64 x 64-bit multiply is a library
+ * call (__aeabi_lmul) of about 40 cycles. The same value either way. */
+static inline uint64_t umul32(uint32_t a, uint32_t b)
+{
+#if defined(__ARM_ARCH_6M__)
+    const uint32_t al = a & 0xFFFFu, ah = a >> 16, bl = b & 0xFFFFu, bh = b >> 16;
+    const uint32_t ll = al * bl, lh = al * bh, hl = ah * bl, hh = ah * bh;
+    const uint32_t mid = (ll >> 16) + (lh & 0xFFFFu) + (hl & 0xFFFFu);    /* < 2^18 */
+    return ((uint64_t)(hh + (lh >> 16) + (hl >> 16) + (mid >> 16)) << 32)
+           | (uint64_t)((mid << 16) | (ll & 0xFFFFu));
+#else
+    return (uint64_t)a * b;
+#endif
+}
+
+/* s * w for s < 2^16: two 16-bit products on Armv6-M, umul32 elsewhere (the same value). */
+static inline uint64_t umul16x32(uint32_t s, uint32_t w)
+{
+#if defined(__ARM_ARCH_6M__)
+    return ((uint64_t)(s * (w >> 16)) << 16) + (uint64_t)(s * (w & 0xFFFFu));
+#else
+    return umul32(s, w);
+#endif
+}
+
+/* sum of a[i] * b[i] over int32 values as an int64 (wrapping as the int64 sum would). On
+ * Armv6-M each product is split into 16-bit halves, a = ah 2^16 + al with ah = a >> 16
+ * (arithmetic) and al = a & 0xFFFF: a b = ah bh 2^32 + (ah bl + al bh) 2^16 + al bl, each
+ * partial product within 32 bits, added into one 64-bit sum modulo 2^64 (one accumulator:
+ * the core has eight low registers). */
+static int64_t dot32(const int32_t *a, const int32_t *b, uint32_t n)
+{
+    uint32_t i;
+#if defined(__ARM_ARCH_6M__)
+    uint64_t acc = 0;
+    for (i = 0; i < n; ++i) {
+        const int32_t ah = a[i] >> 16, bh = b[i] >> 16;
+        const uint32_t al = (uint32_t)a[i] & 0xFFFFu, bl = (uint32_t)b[i] & 0xFFFFu;
+        acc += (uint64_t)(uint32_t)(ah * bh) << 32;
+        acc += (uint64_t)(int64_t)(ah * (int32_t)bl) << 16;
+        acc += (uint64_t)(int64_t)((int32_t)al * bh) << 16;
+        acc += al * bl;
+    }
+    return (int64_t)acc;
+#else
+    int64_t acc = 0;
+    for (i = 0; i < n; ++i) {
+        acc += (int64_t)a[i] * b[i];
+    }
+    return acc;
+#endif
+}
+
+/* round(sqrt(v)) for v < 2^32: kml_isqrt64's steps in 32-bit words (the same result). */
+static uint32_t isqrt32(uint32_t v)
+{
+    uint32_t res = 0, bit;
+    if (v == 0u) {
+        return 0;
+    }
+    bit = (uint32_t)1 << ((bit_length(v) - 1) & ~1);
+    while (bit != 0u) {
+        if (v >= res + bit) {
+            v -= res + bit;
+            res = (res >> 1) + bit;
+        } else {
+            res >>= 1;
+        }
+        bit >>= 2;
+    }
+    return v > res ? res + 1u : res;
+}
+
+/* round_shift (below) of an int32 whose magnitude stays below 2^31 - 2^(sh-1), in 32 bits. */
+static int32_t round_shift32(int32_t v, int32_t sh)
+{
+    const int32_t half = (int32_t)1 << (sh - 1);
+    return v >= 0 ? (v + half) >> sh : -((-v + half) >> sh);
+}
+
 uint32_t kml_isqrt64(uint64_t v)
 {
     uint64_t res = 0, bit;
@@ -64,7 +145,7 @@ static int32_t log2_q24(uint64_t v)
     ip = bit_length(v) - 1;
     m = ip >= 30 ? (v >> (ip - 30)) : (v << (30 - ip));     /* Q30 in [1, 2) */
     for (i = 0; i < 24; ++i) {
-        m = (m * m + ((uint64_t)1 << 29)) >> 30;
+        m = (umul32((uint32_t)m, (uint32_t)m) + ((uint64_t)1 << 29)) >> 30;   /* m < 2^31 */
         frac <<= 1;
         if (m >= ((uint64_t)1 << 31)) {
             frac |= 1;
@@ -177,7 +258,19 @@ int32_t kml_frontend_q_frame(const kml_frontend_q_cfg *c, const int16_t *pcm, ui
             --S;
         }
     }
-    for (i = 0; i < c->frame_length; ++i) {
+    if (!is_q31 && c->pre_emphasis_q15 == 0) {
+        /* q15 without pre-emphasis in 32 bits: |pcm 2^S| < 2^30 (S above), |y16| <= 2^14,
+         * |y16 win| <= 2^29; the same roundings as the general loop below */
+        const int16_t *win = (const int16_t *)c->window;
+        for (i = 0; i < c->frame_length; ++i) {
+            const uint32_t t = t0 + i;
+            const int32_t y = t < c->used_samples && t < n ? (int32_t)pcm[t] * ((int32_t)1 << S)
+                                                           : 0;
+            buf16[i] = (int16_t)round_shift32(round_shift32(y, 16) * win[i], 15);
+        }
+    }
+    for (i = (!is_q31 && c->pre_emphasis_q15 == 0) ? c->frame_length : 0u;
+         i < c->frame_length; ++i) {
         const uint32_t t = t0 + i;
         int64_t y = 0;
         if (t < c->used_samples) {
@@ -218,18 +311,45 @@ int32_t kml_frontend_q_frame(const kml_frontend_q_cfg *c, const int16_t *pcm, ui
             re = is_q31 ? buf32[2u * k] : buf16[2u * k];
             im = is_q31 ? buf32[2u * k + 1u] : buf16[2u * k + 1u];
         }
-        m2 = (uint64_t)(re * re) + (uint64_t)(im * im);
+        {
+            const uint32_t ar = re < 0 ? (uint32_t)-re : (uint32_t)re;
+            const uint32_t ai = im < 0 ? (uint32_t)-im : (uint32_t)im;
+            if (!is_q31) {      /* |re|, |im| <= 2^15: the sum of squares fits 32 bits */
+                const uint32_t s2 = ar * ar + ai * ai;
+                spec[k] = p == 1 ? isqrt32(s2) : s2;
+                continue;
+            }
+            m2 = umul32(ar, ar) + umul32(ai, ai);
+        }
         spec[k] = p == 1 ? kml_isqrt64(m2) : m2;
     }
     for (k = 0; k < c->num_filters; ++k) {
         const uint64_t *s = spec + c->filter_start[k];
         uint64_t hi = 0, lo = 0;       /* 96-bit accumulator: hi * 2^32 + lo */
-        for (i = 0; i < c->filter_len[k]; ++i) {
-            const uint64_t plo = (s[i] & 0xFFFFFFFFu) * w[i];
-            hi += (s[i] >> 32) * w[i];
-            lo += plo;
-            if (lo < plo) {
-                hi += (uint64_t)1 << 32;
+        if (is_q31 && p == 2) {        /* power spectrum of q31: bins up to 63 bits */
+            for (i = 0; i < c->filter_len[k]; ++i) {
+                const uint64_t plo = umul32((uint32_t)(s[i] & 0xFFFFFFFFu), w[i]);
+                hi += umul32((uint32_t)(s[i] >> 32), w[i]);
+                lo += plo;
+                if (lo < plo) {
+                    hi += (uint64_t)1 << 32;
+                }
+            }
+        } else if (!is_q31 && p == 1) {   /* q15 magnitudes: every bin below 2^16 */
+            for (i = 0; i < c->filter_len[k]; ++i) {
+                const uint64_t plo = umul16x32((uint32_t)s[i], w[i]);
+                lo += plo;
+                if (lo < plo) {
+                    hi += (uint64_t)1 << 32;
+                }
+            }
+        } else {                       /* every bin below 2^32: no high product */
+            for (i = 0; i < c->filter_len[k]; ++i) {
+                const uint64_t plo = umul32((uint32_t)s[i], w[i]);
+                lo += plo;
+                if (lo < plo) {
+                    hi += (uint64_t)1 << 32;
+                }
             }
         }
         w += c->filter_len[k];
@@ -248,7 +368,7 @@ void kml_frontend_q_finish(const kml_frontend_q_cfg *c, const uint64_t *mel_hi,
     const int32_t G = -c->filter_frac_bits + p * (int32_t)c->log2_fft - p * Sb;
     const int64_t log2_d = log2_q24((uint64_t)D);
     uint64_t off_hi = 0, off_lo = 0;
-    uint32_t i, k;
+    uint32_t k;
     if (c->log_mode == KML_LOGMODE_ADD) {
         /* offset * D^p * 2^(p S' - G0) = v * 2^sh as a 96-bit off_hi * 2^32 + off_lo */
         uint64_t v = (uint64_t)c->log_off_mant * (uint64_t)D;
@@ -289,12 +409,8 @@ void kml_frontend_q_finish(const kml_frontend_q_cfg *c, const uint64_t *mel_hi,
     for (k = 0; k < width; ++k) {
         int32_t v;
         if (c->num_coeffs) {
-            const int32_t *row = c->dct_q29 + k * c->num_filters;
-            int64_t acc = 0;
-            for (i = 0; i < c->num_filters; ++i) {
-                acc += (int64_t)row[i] * mel[i];
-            }
-            v = (int32_t)round_shift(acc, 29);
+            v = (int32_t)round_shift(dot32(c->dct_q29 + k * c->num_filters, mel,
+                                           c->num_filters), 29);
         } else {
             v = mel[k];
         }
