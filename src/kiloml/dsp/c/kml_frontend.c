@@ -120,9 +120,15 @@ int kml_frontend_f32(const kml_frontend_f32_cfg *c, const float *x, float *scrat
     if (c->normalize != KML_NORM_NONE && n > 0u) {
         float m = c->normalize == KML_NORM_PEAK ? x[0] : fabsf(x[0]);
         if (c->normalize == KML_NORM_PEAK) {   /* one loop per kind: no test per sample */
-            for (i = 1; i < n; ++i) {
+            float m1 = m;
+            for (i = 1; i + 2u <= n; i += 2u) {   /* two running maxima */
+                m = x[i] > m ? x[i] : m;
+                m1 = x[i + 1u] > m1 ? x[i + 1u] : m1;
+            }
+            for (; i < n; ++i) {
                 m = x[i] > m ? x[i] : m;
             }
+            m = m1 > m ? m1 : m;
         } else {
             for (i = 1; i < n; ++i) {
                 const float v = fabsf(x[i]);
@@ -138,9 +144,17 @@ int kml_frontend_f32(const kml_frontend_f32_cfg *c, const float *x, float *scrat
         if (c->pre_emphasis == 0.0f && t0 + c->frame_length <= n
             && t0 + c->frame_length <= c->used_samples) {
             /* the frame lies inside the signal: sample_at's arithmetic without its tests */
-            const float *xs = x + t0;
-            for (i = 0; i < c->frame_length; ++i) {
-                fft[i] = (xs[i] * gain) * c->window[i];
+            const float *xs = x + t0, *win = c->window;
+            for (i = 0; i + 4u <= c->frame_length; i += 4u) {   /* four per pass */
+                const float a = xs[i], b = xs[i + 1u], d = xs[i + 2u], e = xs[i + 3u];
+                const float wa = win[i], wb = win[i + 1u], wd = win[i + 2u], we = win[i + 3u];
+                fft[i] = (a * gain) * wa;
+                fft[i + 1u] = (b * gain) * wb;
+                fft[i + 2u] = (d * gain) * wd;
+                fft[i + 3u] = (e * gain) * we;
+            }
+            for (; i < c->frame_length; ++i) {
+                fft[i] = (xs[i] * gain) * win[i];
             }
         } else {
             for (i = 0; i < c->frame_length; ++i) {
