@@ -1531,21 +1531,80 @@ static void m0_dw3x3_pixel(const int8_t *x, const int32_t *s, const int32_t *end
 /* The window of a depthwise output pixel at the border, k_h x k_w x C bytes in win: the
  * input where the tap is inside the image, the input zero point (-in_offset, whose x + offset
  * is 0: TFLite's padding) where it is not. */
+#if KML_M0_ASM
+/* n bytes (a multiple of 16, > 0) from src to dst, both word-aligned: LDM / STM of four
+ * words per pass. */
+__attribute__((naked, noinline))
+static void m0_copy16(int8_t *dst __attribute__((unused)),
+                      const int8_t *src __attribute__((unused)),
+                      int32_t n __attribute__((unused)))
+{
+    __asm__(".syntax unified\n\t"
+            "push {r4, r5, r6, lr}\n"
+            "1:\n\t"
+            "ldm r1!, {r3, r4, r5, r6}\n\t"
+            "stm r0!, {r3, r4, r5, r6}\n\t"
+            "subs r2, #16\n\t"
+            "bne 1b\n\t"
+            "pop {r4, r5, r6, pc}\n\t"
+            ".syntax divided");
+}
+
+/* n bytes (a multiple of 16, > 0) at dst (word-aligned) set to the word v: STM of four
+ * words per pass. */
+__attribute__((naked, noinline))
+static void m0_fill16(int8_t *dst __attribute__((unused)),
+                      int32_t v __attribute__((unused)),
+                      int32_t n __attribute__((unused)))
+{
+    __asm__(".syntax unified\n\t"
+            "push {r4, r5, lr}\n\t"
+            "movs r3, r1\n\t"
+            "movs r4, r1\n\t"
+            "movs r5, r1\n"
+            "1:\n\t"
+            "stm r0!, {r1, r3, r4, r5}\n\t"
+            "subs r2, #16\n\t"
+            "bne 1b\n\t"
+            "pop {r4, r5, pc}\n\t"
+            ".syntax divided");
+}
+#endif
+
 static void m0_window(const kml_conv_params *p, const int8_t *input, int32_t b, int32_t y0,
                       int32_t x0, int8_t *win)
 {
     const int32_t C = p->in_c;
     const int zp = (int)-p->in_offset;
     int32_t ky, kx;
+#if KML_M0_ASM
+    /* channels a multiple of 16 and the input word-aligned (win is): every tap's C bytes
+     * by words */
+    const int words = (C & 15) == 0 && ((uintptr_t)input & 3u) == 0;
+    const int32_t zw = (int32_t)((uint32_t)(uint8_t)zp * 0x01010101u);
+#endif
     for (ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = y0 + ky * p->dil_h;
         for (kx = 0; kx < p->k_w; ++kx, win += C) {
             const int32_t ix = x0 + kx * p->dil_w;
             if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+#if KML_M0_ASM
+                if (words) {
+                    m0_fill16(win, zw, C);
+                    continue;
+                }
+#endif
                 memset(win, zp, (size_t)C);
             } else {
-                memcpy(win, input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
-                                     + (size_t)ix) * (size_t)C, (size_t)C);
+                const int8_t *src = input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
+                                             + (size_t)ix) * (size_t)C;
+#if KML_M0_ASM
+                if (words) {
+                    m0_copy16(win, src, C);
+                    continue;
+                }
+#endif
+                memcpy(win, src, (size_t)C);
             }
         }
     }
