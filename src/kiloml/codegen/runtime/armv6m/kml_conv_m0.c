@@ -464,6 +464,35 @@ static int32_t m0_column(const kml_conv_params *p, const int8_t *input, int32_t 
     int32_t ky, kx, ic, sum = 0;
     for (ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = y0 + ky * p->dil_h;
+        if ((iy < 0 || iy >= p->in_h || !row_inside) && dw == 1) {
+            /* a row at the border: the padding before and after one run inside */
+            const int32_t n = kw * in_c;
+            int32_t a = x0 < 0 ? -x0 : 0, e = p->in_w - x0 < kw ? p->in_w - x0 : kw;
+            int32_t i;
+            if (iy < 0 || iy >= p->in_h || e <= a) {
+                a = e = 0;
+            }
+            a *= in_c;
+            e *= in_c;
+            for (i = 0; i < a; ++i) {
+                col[i] = pad;
+            }
+            if (e > a) {
+                const int8_t *x = input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
+                                           + (size_t)(x0 + a / in_c)) * (size_t)in_c;
+                for (i = a; i < e; ++i) {
+                    const int32_t v = (int32_t)*x++ + off;
+                    sum += v;
+                    col[i] = v;
+                }
+            }
+            for (i = e; i < n; ++i) {
+                col[i] = pad;
+            }
+            sum += pad * (n - (e - a));
+            col += n;
+            continue;
+        }
         if (iy >= 0 && iy < p->in_h && row_inside && dw == 1) {
             const int8_t *x = input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
                                        + (size_t)x0) * (size_t)in_c;
