@@ -873,6 +873,19 @@ static void m0_rqb_c(const int32_t *acc, const int32_t *rec, int8_t *out, int32_
     "muls r5, r3, r5\n\t" "adds r4, r4, r5\n\t" "lsrs r4, r4, #11\n\t" \
     "muls r6, r3, r6\n\t" "adds r4, r4, r6\n\t" \
     "lsrs r4, r4, #8\n\t" "lsls r4, r4, #8\n\t" "adds r4, r4, r7\n\t" "lsrs r4, r4, r7\n\t"
+/* Output k of four (lo == off): acc <= 0 goes to label z (lo, the record skipped), which
+ * comes back to label st, the store. */
+#define M0_RQB4(k, z, st) \
+    "ldr r3, [r0, #4 * " k "]\n\t" \
+    "cmp r3, #0\n\t" \
+    "ble " z "f\n\t" \
+    M0_RQB_CHAIN("") \
+    "add r4, r8\n\t" \
+    "cmp r4, r10\n\t" \
+    "ble " st "f\n\t" \
+    "mov r4, r10\n" \
+    st ":\n\t" \
+    "strb r4, [r2, #" k "]\n\t"
 __attribute__((naked, noinline))
 static void m0_rqb(const int32_t *acc __attribute__((unused)),
                    const int32_t *rec __attribute__((unused)),
@@ -884,11 +897,13 @@ static void m0_rqb(const int32_t *acc __attribute__((unused)),
             "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
             "push {r4, r5, r6, r7}\n\t"
             "ldm r3!, {r4, r5, r6, r7}\n\t"          /* n, off, lo, hi */
-            "adds r4, r2, r4\n\t"
-            "mov r11, r4\n\t"                        /* the end of the output */
+            "adds r3, r2, r4\n\t"
+            "mov r11, r3\n\t"                        /* the end of the output */
             "mov r8, r5\n\t" "mov r9, r6\n\t" "mov r10, r7\n\t"
             "cmp r5, r6\n\t"
-            "bne 5f\n"
+            "bne 5f\n\t"
+            "lsls r4, r4, #30\n\t"
+            "beq 10f\n"                              /* n a multiple of 4: unrolled */
             "1:\n\t"                                 /* lo == off */
             "ldm r0!, {r3}\n\t"
             "cmp r3, #0\n\t"
@@ -934,12 +949,25 @@ static void m0_rqb(const int32_t *acc __attribute__((unused)),
             "mov r5, r8\n\t"
             "subs r4, r5, r4\n\t"                    /* off - v */
             "b 6b\n"
+            "10:\n\t"                                /* lo == off, four per pass */
+            M0_RQB4("0", "20", "30") M0_RQB4("1", "21", "31")
+            M0_RQB4("2", "22", "32") M0_RQB4("3", "23", "33")
+            "adds r0, #16\n\t"
+            "adds r2, #4\n\t"
+            "cmp r2, r11\n\t"
+            "bne 10b\n\t"
+            "b 9f\n"
+            "20:\n\t" "mov r4, r9\n\t" "adds r1, #16\n\t" "b 30b\n"
+            "21:\n\t" "mov r4, r9\n\t" "adds r1, #16\n\t" "b 31b\n"
+            "22:\n\t" "mov r4, r9\n\t" "adds r1, #16\n\t" "b 32b\n"
+            "23:\n\t" "mov r4, r9\n\t" "adds r1, #16\n\t" "b 33b\n"
             "9:\n\t"
             "pop {r4, r5, r6, r7}\n\t"
             "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
             "pop {r4, r5, r6, r7, pc}\n\t"
             ".syntax divided");
 }
+#undef M0_RQB4
 #undef M0_RQB_CHAIN
 #endif
 
