@@ -6,9 +6,11 @@ input is a fused ReLU's output (column values 0..255), or on the whole column of
 (values x + 128, padding 128 - input offset, the bias corrected at compile time). The lanes
 are exact while c (w + 128) < 2^16, i.e. for column values 0..255. These tests check
 
-* layers on every path: a ReLU-fed pointwise conv with 20 outputs (a padded group) over 15
+* layers on every path (the pointwise ones with K a multiple of 4 build their pairs from the
+  int8 input in one pass, m0_pairs16_x; built with --prefer speed: these small layers save too few cycles per
+  extra flash byte for balanced): a ReLU-fed pointwise conv with 20 outputs (a padded group) over 15
   pixels and a 10-value window (K padded to 12), a ReLU-fed 3x3 SAME conv (im2col padding),
-  a ReLU-fed FULLY_CONNECTED (2 batches), dense 3x3 SAME convs fed by model inputs with zero
+  a ReLU-fed pointwise conv with K = 8 over 9 pixels, a ReLU-fed FULLY_CONNECTED (2 batches), dense 3x3 SAME convs fed by model inputs with zero
   points -128 and 127 (padding values 0 and 255) and 3 input channels, with every ReLU output
   at the zero point (only the pairs' end marker), about half, or none; bit-exact in the
   emulator (Thumb-1 asm) and on the host under ASan/UBSan (the C form of the same lanes);
@@ -32,6 +34,7 @@ import opbuilder as ob
 from kiloml.codegen import armv6m_backend as m0b
 from kiloml.codegen.c import generate_c
 from kiloml.codegen.host import HostBuild
+from kiloml.ir.graph import QuantParams
 from kiloml.ir.interpreter import Interpreter
 from kiloml.ir.passes import pipeline
 from kiloml.targets.profile import profile_graph
@@ -55,6 +58,8 @@ def packed_graph(shift: float):
     outs.append(m.conv2d(x, 20, kernel=1))                 # 20 outputs: 8 + 8 + 4 (padded)
     x = relu(m.input((1, 6, 5, 4)), 8)
     outs.append(m.conv2d(x, 16, kernel=3, padding="SAME", activation="RELU6"))
+    x = relu(m.input((1, 3, 3, 4)), 8)                     # 9 pixels, K = 8: one pass
+    outs.append(m.conv2d(x, 24, kernel=1))
     f = m.fully_connected(m.input((2, 12)), units=24, activation="RELU")
     relus.append(m.nodes[-1])
     outs.append(m.fully_connected(f, units=16))
@@ -72,7 +77,7 @@ def packed_graph(shift: float):
     return g
 
 
-def _modes(g, prefer="balanced") -> dict[int, int]:
+def _modes(g, prefer="speed") -> dict[int, int]:
     """Node index -> the conv kernel's mode (0: none) in the generated C."""
     r = generate_c(g, "m", runtime="armv6m", prefer=prefer)
     src = "\n".join(v for k, v in r.files.items() if k.endswith(".c"))
@@ -82,11 +87,11 @@ def _modes(g, prefer="balanced") -> dict[int, int]:
 
 
 def _host_and_emulator(g, seed):
-    r = profile_graph(g, "pico", runtime="armv6m")
+    r = profile_graph(g, "pico", runtime="armv6m", prefer="speed")
     assert r["output_matches_reference"] is True and r["layers_match_reference"] is True
     assert r["layers_checked"] == len(pipeline(g).nodes)
     xs = ob.random_inputs(np.random.default_rng(seed), g)
-    got = HostBuild(generate_c(g, "m", runtime="armv6m"), sanitize=True).run(
+    got = HostBuild(generate_c(g, "m", runtime="armv6m", prefer="speed"), sanitize=True).run(
         *[x[None] for x in xs])
     for o, w in zip(got, Interpreter(g).run(*xs)):
         assert np.array_equal(o[0], w)
@@ -97,9 +102,9 @@ def _host_and_emulator(g, seed):
 def test_packed_pairs_bit_exact(shift):
     g = packed_graph(shift)
     modes = _modes(g)
-    # the layers under test: three fed by ReLUs (zero skipping, 3), two dense (5); the ReLU
-    # layers themselves have fewer than 16 outputs, or a model input (24 outputs: dense)
-    assert sorted(modes.values()).count(3) == 3 and sorted(modes.values()).count(5) >= 2
+    # the layers under test: four fed by ReLUs (zero skipping, 3), three dense (5); the ReLU
+    # layers themselves have fewer than 16 outputs, or a model input (the FC's 24: dense)
+    assert list(modes.values()).count(3) == 4 and list(modes.values()).count(5) == 3
     _host_and_emulator(g, 5)
 
 
@@ -113,6 +118,8 @@ def test_packed_lanes_at_their_limit():
     last = m.nodes[-1]
     g = m.build([y])
     g.tensors[relu.inputs[2]].data = np.full(12, 1 << 28, np.int32)      # saturated
+    q = g.tensors[relu.outputs[0]].quant                                # zero point -128
+    g.tensors[relu.outputs[0]].quant = QuantParams(q.scale, np.array([-128]))
     w = g.tensors[last.inputs[1]]
     data = np.full(w.shape, 127, np.int8)
     data[1::2] = -128
@@ -132,10 +139,10 @@ def test_packed_pairs_choice_flash_and_speed(monkeypatch):
     """The packed layers: a byte more flash per weight, fewer instructions (per layer, in the
     emulator) than the byte stream, both bit-exact."""
     g = packed_graph(0.0)
-    on = profile_graph(g, "pico", runtime="armv6m")
+    on = profile_graph(g, "pico", runtime="armv6m", prefer="speed")
     monkeypatch.setattr(m0b.Armv6mBackend, "packed_pairs", False)
     assert set(_modes(g).values()) <= {0, 1}
-    off = profile_graph(g, "pico", runtime="armv6m")
+    off = profile_graph(g, "pico", runtime="armv6m", prefer="speed")
     monkeypatch.undo()
     for r in (on, off):
         assert r["output_matches_reference"] is True and r["layers_match_reference"] is True
@@ -148,20 +155,23 @@ def test_packed_pairs_choice_flash_and_speed(monkeypatch):
 
 
 def test_packed_pairs_by_preference():
-    """A one-pixel FC (64 -> 32, fed by a ReLU): the packed pairs save about a cycle per
-    zero-free MAC for a byte per weight, below balanced's rate: speed only. A 15-pixel
-    pointwise layer: balanced and speed. Size: neither (no bounded records either)."""
+    """Fed by ReLUs (an estimated half a cycle saved per MAC for a byte per weight: pixels / 2
+    cycles per byte, balanced's rate 48): a one-pixel FC (20 -> 64 -> 32) and a 15-pixel
+    pointwise layer take the packed pairs under speed only, a 100-pixel one under balanced
+    too; size: none (no bounded records either)."""
     m = ob.ModelBuilder(np.random.default_rng(63), "m0c")
     f = m.fully_connected(m.input((1, 20)), units=64, activation="RELU")
     fc = m.fully_connected(f, units=32)
-    x = m.conv2d(m.input((1, 5, 3, 6)), 64, kernel=1, activation="RELU")
-    pw = m.conv2d(x, 64, kernel=1)
-    g = m.build([fc, pw])
+    x = m.conv2d(m.input((1, 5, 3, 6)), 12, kernel=1, activation="RELU")
+    pw = m.conv2d(x, 16, kernel=1)
+    x = m.conv2d(m.input((1, 10, 10, 6)), 12, kernel=1, activation="RELU")
+    pw2 = m.conv2d(x, 16, kernel=1)
+    g = m.build([fc, pw, pw2])
     lg = pipeline(g)
-    ifc = next(i for i, n in enumerate(lg.nodes) if fc in n.outputs)
-    ipw = next(i for i, n in enumerate(lg.nodes) if pw in n.outputs)
+    idx = [next(i for i, n in enumerate(lg.nodes) if t in n.outputs) for t in (fc, pw, pw2)]
     bal, speed, size = (_modes(g, p) for p in ("balanced", "speed", "size"))
-    assert bal[ifc] == 1 and speed[ifc] == 3 and size[ifc] == 0
-    assert bal[ipw] == 3 and speed[ipw] == 3 and size[ipw] == 0
+    assert [bal[i] for i in idx] == [1, 1, 3]
+    assert [speed[i] for i in idx] == [3, 3, 3]
+    assert [size[i] for i in idx] == [0, 0, 0]
     r = profile_graph(g, "pico", runtime="armv6m", prefer="speed")
     assert r["output_matches_reference"] is True and r["layers_match_reference"] is True

@@ -1062,6 +1062,40 @@ static int32_t *m0_pairs16_all(const int32_t *col __attribute__((unused)),
 #undef M0_P16
 #undef M0_P16V
 
+/* m0_column1 and m0_pairs16_nz in one pass for a pointwise layer (n = xend - x a multiple
+ * of 4): the pairs of the non-zero values x + off from the int8 input; returns their sum
+ * (the zero values add nothing). */
+#define M0_PX(k, n) \
+    "ldrb r4, [r0, #" #k "]\n\t" "sxtb r4, r4\n\t" "adds r6, #16\n\t" \
+    "adds r4, r4, r3\n\t" "beq " #n "f\n\t" \
+    "stm r2!, {r4, r6}\n\t" "adds r7, r7, r4\n\t" "mov r6, r5\n" #n ":\n\t"
+__attribute__((naked, noinline))
+static int32_t m0_pairs16_x(const int8_t *x __attribute__((unused)),
+                            const int8_t *xend __attribute__((unused)),
+                            int32_t *p __attribute__((unused)),
+                            int32_t off __attribute__((unused)))
+{
+    __asm__(".syntax unified\n\t"
+            "push {r4, r5, r6, r7, lr}\n\t"
+            "movs r5, #16\n\t"
+            "rsbs r5, r5, #0\n\t"
+            "mov r6, r5\n\t"
+            "movs r7, #0\n"
+            "1:\n\t"
+            M0_PX(0, 2) M0_PX(1, 3) M0_PX(2, 4) M0_PX(3, 5)
+            "adds r0, #4\n\t"
+            "cmp r0, r1\n\t"
+            "bne 1b\n\t"
+            "movs r3, #0\n\t"
+            "movs r6, #1\n\t"
+            "lsls r6, r6, #31\n\t"
+            "stm r2!, {r3, r6}\n\t"
+            "movs r0, r7\n\t"
+            "pop {r4, r5, r6, r7, pc}\n\t"
+            ".syntax divided");
+}
+#undef M0_PX
+
 /* Every group of a pixel: acc[0 .. 8 groups) from the pairs. The pair loop holds the pointer
  * to the pairs (r0), c (r1), the weight pointer (r2), two weight words (r3, r4) and the eight
  * accumulators (r5, r6, r8-r12, lr: low lanes r5, r6, r10, r12 of channels 0, 2, 4, 6); the
@@ -1282,6 +1316,17 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
         for (oy = 0; oy < p->out_h; ++oy) {
             for (ox = 0; ox < p->out_w; ++ox) {
                 int32_t corr;
+#if KML_M0_ASM
+                if (pw && packed2 && shift[0] == 3 && (Kw & 3) == 0) {   /* one pass */
+                    int32_t dpar[4] = {0, dpar0[1], dpar0[2], 0};
+                    dpar[0] = -128 * m0_pairs16_x(px, px + Kw, pbuf, coff);
+                    px += Kw;
+                    m0_dot8p_run(pbuf, packed, acc, dpar);
+                    m0_rqb_run(acc, rq, output, par);
+                    output += out_c;
+                    continue;
+                }
+#endif
                 if (pw) {
                     corr = -128 * m0_column1(px, Kw, coff, scratch);
                     px += Kw;
