@@ -6,7 +6,9 @@ the kernels of ``codegen/runtime/armv6m/kml_conv_m0.c`` with a packed stream thi
 builds (layout in kml_conv_m0.h); every other node, and depthwise layers those kernels do not
 take, run the portable kernels (``PortableBackend``). Layers whose accumulators the weights
 bound by |acc| < 2^21 take the bounded requantization (``bounded``); conv / FC layers fed by
-a fused ReLU skip zero column values (``sparse_input``).
+a fused ReLU skip zero column values (``sparse_input``). Bounded conv / FC layers with at
+least 16 outputs whose saving pays for its flash under the preference take the packed weight
+pairs (``packed_stream``: two bytes per weight, one MULS per two MACs).
 """
 
 from __future__ import annotations
