@@ -175,3 +175,23 @@ def test_packed_pairs_by_preference():
     assert [size[i] for i in idx] == [0, 0, 0]
     r = profile_graph(g, "pico", runtime="armv6m", prefer="speed")
     assert r["output_matches_reference"] is True and r["layers_match_reference"] is True
+
+
+@pytest.mark.parametrize("opt", ["-O0", "-Os"])
+def test_packed_pairs_c_steps_in_the_emulator(tmp_path, opt):
+    """At -O0 / -Os the packed layers take the C form of the lanes (m0_dot8p_c,
+    m0_pairs16_c) on the Cortex-M0+: the outputs in the emulator equal the interpreter's."""
+    from kiloml.codegen.c import io_specs
+    from kiloml.ir.graph import DTYPES
+    from kiloml.targets.emulator import emulate
+    from kiloml.targets.profile import build_elf
+
+    g = packed_graph(0.0)
+    x = ob.random_inputs(np.random.default_rng(9), g)
+    b = build_elf(g, "cortex-m0plus", x, tmp_path, "armv6m", opt=opt, prefer="speed")
+    _, outs = io_specs(b.result.graph)
+    emu = emulate(b.elf, "cortex-m0plus",
+                  read_back={f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})
+    for s, want in zip(outs, Interpreter(g).run(*x)):
+        got = np.frombuffer(emu.memory[f"kml_profile_{s.name}"], DTYPES[s.tensor.dtype])
+        assert np.array_equal(got.reshape(s.tensor.shape), want)

@@ -1063,14 +1063,15 @@ static int32_t *m0_pairs16_all(const int32_t *col __attribute__((unused)),
 #undef M0_P16V
 
 /* m0_column1 and m0_pairs16_nz in one pass for a pointwise layer (n = xend - x a multiple
- * of 4): the pairs of the non-zero values x + off from the int8 input; returns their sum
- * (the zero values add nothing). */
+ * of 4): the pairs of the non-zero values x + off from the int8 input; returns the end of the
+ * pairs, their sum (the zero values add nothing) in the end marker's value (which m0_dot8p
+ * does not read). */
 #define M0_PX(k, n) \
     "ldrb r4, [r0, #" #k "]\n\t" "sxtb r4, r4\n\t" "adds r6, #16\n\t" \
     "adds r4, r4, r3\n\t" "beq " #n "f\n\t" \
     "stm r2!, {r4, r6}\n\t" "adds r7, r7, r4\n\t" "mov r6, r5\n" #n ":\n\t"
 __attribute__((naked, noinline))
-static int32_t m0_pairs16_x(const int8_t *x __attribute__((unused)),
+static int32_t *m0_pairs16_x(const int8_t *x __attribute__((unused)),
                             const int8_t *xend __attribute__((unused)),
                             int32_t *p __attribute__((unused)),
                             int32_t off __attribute__((unused)))
@@ -1086,11 +1087,11 @@ static int32_t m0_pairs16_x(const int8_t *x __attribute__((unused)),
             "adds r0, #4\n\t"
             "cmp r0, r1\n\t"
             "bne 1b\n\t"
-            "movs r3, #0\n\t"
+            "movs r3, r7\n\t"
             "movs r6, #1\n\t"
             "lsls r6, r6, #31\n\t"
             "stm r2!, {r3, r6}\n\t"
-            "movs r0, r7\n\t"
+            "movs r0, r2\n\t"
             "pop {r4, r5, r6, r7, pc}\n\t"
             ".syntax divided");
 }
@@ -1254,18 +1255,25 @@ static void m0_dot8p_c(const int32_t *pairs, const int32_t *s, int32_t *acc,
 }
 #endif
 
-/* The pixel's pairs for m0_dot8p (all: every value kept, the measurements' worst case). */
-static inline void m0_pairs16(const int32_t *col, int32_t K, int32_t *p, int all)
+/* The pixel's pairs for m0_dot8p (all: every value kept, the measurements' worst case);
+ * returns their end (after the end marker). */
+static inline const int32_t *m0_pairs16(const int32_t *col, int32_t K, int32_t *p, int all)
 {
 #if KML_M0_ASM
-    if (all) {
-        (void)m0_pairs16_all(col, col + K, p);
-    } else {
-        (void)m0_pairs16_nz(col, col + K, p);
-    }
+    return all ? m0_pairs16_all(col, col + K, p) : m0_pairs16_nz(col, col + K, p);
 #else
-    (void)m0_pairs16_c(col, K, p, all);
+    return m0_pairs16_c(col, K, p, all);
 #endif
+}
+
+/* Whether a pixel's pairs (from p to pend, with the end marker) beat m0_dot8p's dense loop:
+ * per value and group of eight channels 31 cycles per pair against 27 per column value (the
+ * cycle model). Otherwise the next M0_DENSE_RUN pixels take the dense loop without pairs (as
+ * m0_pairs_paid): an input without zero values then costs about the dense loop plus an
+ * eighth of the pairs. */
+static inline int m0_packed_paid(const int32_t *p, const int32_t *pend, int32_t K)
+{
+    return 31 * ((int32_t)(pend - p) / 2 - 1) <= 27 * K;
 }
 
 static inline void m0_dot8p_run(const int32_t *pairs, const int32_t *s, int32_t *acc,
@@ -1317,11 +1325,14 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
             for (ox = 0; ox < p->out_w; ++ox) {
                 int32_t corr;
 #if KML_M0_ASM
-                if (pw && packed2 && shift[0] == 3 && (Kw & 3) == 0) {   /* one pass */
+                if (pw && packed2 && shift[0] == 3 && (Kw & 3) == 0 && rest == 0) {
+                    /* the pairs straight from the input, in one pass */
                     int32_t dpar[4] = {0, dpar0[1], dpar0[2], 0};
-                    dpar[0] = -128 * m0_pairs16_x(px, px + Kw, pbuf, coff);
+                    const int32_t *e = m0_pairs16_x(px, px + Kw, pbuf, coff);
+                    dpar[0] = -128 * e[-2];
                     px += Kw;
                     m0_dot8p_run(pbuf, packed, acc, dpar);
+                    rest = m0_packed_paid(pbuf, e, K) ? 0 : M0_DENSE_RUN;
                     m0_rqb_run(acc, rq, output, par);
                     output += out_c;
                     continue;
@@ -1333,8 +1344,9 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                 } else {
                     corr = -128 * m0_column(p, input, b, oy, ox, scratch, coff, cpad);
                 }
-                if (dense2) {    /* the packed weight pairs over the whole column */
+                if (dense2 || (packed2 && rest > 0)) {   /* the packed dense loop */
                     const int32_t dpar[4] = {corr, dpar0[1], dpar0[2], 1};
+                    rest -= packed2 ? 1 : 0;
                     m0_dot8p_run(scratch, packed, acc, dpar);
                     m0_rqb_run(acc, rq, output, par);
                     output += out_c;
@@ -1342,8 +1354,9 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
                 }
                 if (packed2) {   /* every pixel: the pairs, then all groups in one call */
                     const int32_t dpar[4] = {corr, dpar0[1], dpar0[2], 0};
-                    m0_pairs16(scratch, K, pbuf, shift[0] == 4);
+                    const int32_t *e = m0_pairs16(scratch, K, pbuf, shift[0] == 4);
                     m0_dot8p_run(pbuf, packed, acc, dpar);
+                    rest = m0_packed_paid(pbuf, e, K) ? 0 : M0_DENSE_RUN;
                     m0_rqb_run(acc, rq, output, par);
                     output += out_c;
                     continue;
