@@ -999,7 +999,8 @@ static inline void m0_rqb_run(const int32_t *acc, const int32_t *rec, int8_t *ou
  * (4, 5), (6, 7) of window position k. The pixel's pairs {c, 16 (k - k') - 16} (k' the
  * previous pair's position, -1 first: the byte step from the weights after the previous
  * position's to position k's), ended by {0, INT32_MIN} (the step that makes the weight
- * pointer negative). par = {corr, 32 x groups (bytes of accumulators), 16 K (the bytes of a
+ * pointer negative: the weights lie below 0x80000000, as every Cortex-M0+ flash and SRAM
+ * region does). par = {corr, 32 x groups (bytes of accumulators), 16 K (the bytes of a
  * group's weights)}. */
 #if !KML_M0_ASM
 static int32_t *m0_pairs16_c(const int32_t *col, int32_t K, int32_t *p, int all)
