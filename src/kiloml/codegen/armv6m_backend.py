@@ -156,8 +156,8 @@ PACKED_SAVED = {"dense": 1.0, "sparse": 0.5}
 
 
 def packed_stream(rows: np.ndarray, bias) -> np.ndarray:
-    """m0_dot8p's stream (a bounded layer fed by a ReLU: column values 0..255) for int8
-    weights ``rows`` [out_c, K]: per group of eight channels (out_c padded to 8, weights 0)
+    """m0_dot8p's stream (a bounded layer whose column values are 0..255: fed by a ReLU, or
+    dense with x + 128 and ``packed_bias``) for int8 weights ``rows`` [out_c, K]: per group of eight channels (out_c padded to 8, weights 0)
     eight init words {A4, B5, A6, B7, B1, B3, A0, A2} (Bj = bias[j], Aj = bias[j] + bias[j+1]
     2^16 modulo 2^32), then per window position (K padded to 4) four words, the unsigned
     weights w + 128 of channels (0, 1), (2, 3), (4, 5), (6, 7) as 16-bit lanes (layout in
@@ -257,8 +257,9 @@ class Armv6mBackend(PortableBackend):
     # dense loop everywhere; "all": their cost for a column without zeros, whatever the input
     # (the worst case of "skip", for benchmarks/profile_m0_sparse.py)
     sparse_columns = "skip"
-    # bounded layers fed by a ReLU (column values 0..255) with >= 16 outputs take the packed
-    # weight pairs (two bytes per weight, m0_dot8p); False: the byte stream (tests compare)
+    # bounded conv / FC layers with >= 16 outputs (fed by a ReLU, or dense) take the packed
+    # weight pairs where --prefer's rate allows (two bytes per weight, m0_dot8p); False: the
+    # byte stream (tests compare)
     packed_pairs = True
 
     def __init__(self, prefer: str = "balanced") -> None:
