@@ -16,6 +16,7 @@ are exact while c (w + 128) < 2^16, i.e. for column values 0..255. These tests c
   emulator (Thumb-1 asm) and on the host under ASan/UBSan (the C form of the same lanes);
 * the lanes at their limit: every column value 255 times weights 127 (c W = 65025 (1 +
   2^16), the largest product) and -128 (lane 0), exact;
+* depthwise border windows by words (channels a multiple of 16, zero points -128 / 127 / 5);
 * the choice: the layers take the packed pairs (the generated mode), their flash grows by a
   byte per weight and their instructions drop against ``packed_pairs`` off; a one-pixel FC
   takes them under --prefer speed only (balanced: the flash costs more than it saves);
@@ -195,3 +196,22 @@ def test_packed_pairs_c_steps_in_the_emulator(tmp_path, opt):
     for s, want in zip(outs, Interpreter(g).run(*x)):
         got = np.frombuffer(emu.memory[f"kml_profile_{s.name}"], DTYPES[s.tensor.dtype])
         assert np.array_equal(got.reshape(s.tensor.shape), want)
+
+
+def test_depthwise_border_windows_by_words():
+    """Depthwise layers with channels a multiple of 16 copy / fill their border windows by
+    words (m0_copy16 / m0_fill16): 3x3 SAME layers with 16 and 32 channels, stride 1 and 2,
+    2 batches, input zero points -128, 127 and 5 (the fill word's bytes); bit-exact in the
+    emulator and on the host (memcpy / memset there)."""
+    m = ob.ModelBuilder(np.random.default_rng(64), "m0w")
+    outs = [m.depthwise_conv2d(m.input((1, 6, 5, 16), zero_point=-128), kernel=3,
+                               padding="SAME"),
+            m.depthwise_conv2d(m.input((2, 5, 4, 32), zero_point=127), kernel=3, stride=2,
+                               padding="SAME", activation="RELU"),
+            m.depthwise_conv2d(m.input((1, 4, 7, 16), zero_point=5), kernel=3,
+                               padding="SAME", activation="RELU6")]
+    g = m.build(outs)
+    r = generate_c(g, "m", runtime="armv6m")
+    src = "\n".join(v for k, v in r.files.items() if k.endswith(".c"))
+    assert src.count("kml_depthwise_conv2d_m0_s8(&") == 3
+    _host_and_emulator(g, 6)
