@@ -22,6 +22,7 @@ import capstone
 import numpy as np
 
 from kiloml.io.tflite_reader import read_tflite
+from kiloml.targets.cycles import block_cost
 from kiloml.targets.emulator import emulate
 from kiloml.targets.profile import build_elf, load_boards
 
@@ -52,23 +53,31 @@ def main() -> None:
     md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
     code = {a: d for a, d in b.elf.segments}
     per_fn: dict[str, int] = {}
+    per_fn_cyc: dict[str, float] = {}
     per_block: list[tuple[int, int, int, str]] = []
     for seg in emu.segments:
         for (addr, size), n in seg.blocks.items():
             if n == 0:
                 continue
             base = max(a for a in code if a <= addr)
-            ins = len(list(md.disasm(code[base][addr - base: addr - base + size], addr)))
+            dis = list(md.disasm(code[base][addr - base: addr - base + size], addr))
+            ins = len(dis)
+            cyc = block_cost(dis, core).cycles * n
             i = bisect.bisect_right(starts, addr) - 1
             name = funcs[i][2] if i >= 0 and addr < funcs[i][0] + funcs[i][1] else "?"
             per_fn[name] = per_fn.get(name, 0) + ins * n
+            per_fn_cyc[name] = per_fn_cyc.get(name, 0.0) + cyc
             per_block.append((ins * n, addr, n, name))
     total = sum(per_fn.values())
     print(f"{path.stem} on {board} ({core}): {emu.instructions:,} instructions "
           f"(blocks attributed: {total:,})")
-    print(f"{'function':40s} {'instructions':>13s} {'share':>6s}")
+    ctot = sum(per_fn_cyc.values())
+    print(f"(cycles: the cycle model per block, without the pipelining carried across block "
+          f"splits: {ctot:,.0f})")
+    print(f"{'function':40s} {'instructions':>13s} {'share':>6s} {'cycles(est)':>12s} {'share':>6s}")
     for name, v in sorted(per_fn.items(), key=lambda kv: -kv[1])[:top]:
-        print(f"{name:40s} {v:>13,} {v / total:6.1%}")
+        c = per_fn_cyc[name]
+        print(f"{name:40s} {v:>13,} {v / total:6.1%} {c:>12,.0f} {c / ctot:6.1%}")
     print(f"\n{'block':>10s} {'runs':>9s} {'instructions':>13s}  function")
     for v, addr, n, name in sorted(per_block, reverse=True)[:top]:
         print(f"{addr:>#10x} {n:>9,} {v:>13,}  {name}")

@@ -7,7 +7,8 @@ how many instructions that saves depends on the data. Per MLPerf Tiny model, one
 on seeded random inputs (as benchmarks/profile_mlperf.py), three builds:
 
 * skip: the default kernels (pairs of the non-zero values only);
-* off: the dense loop everywhere (no zero skipping, the kernels before it);
+* off: the dense loop everywhere (no zero skipping; the layers that pass --prefer's rate take
+  the packed weight pairs over the whole column);
 * all: the sparse loop with a pair for every value, zeros too: the skipping kernels' worst
   case (an input for which no value of those layers is at the zero point).
 

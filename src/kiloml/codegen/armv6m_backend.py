@@ -6,7 +6,9 @@ the kernels of ``codegen/runtime/armv6m/kml_conv_m0.c`` with a packed stream thi
 builds (layout in kml_conv_m0.h); every other node, and depthwise layers those kernels do not
 take, run the portable kernels (``PortableBackend``). Layers whose accumulators the weights
 bound by |acc| < 2^21 take the bounded requantization (``bounded``); conv / FC layers fed by
-a fused ReLU skip zero column values (``sparse_input``).
+a fused ReLU skip zero column values (``sparse_input``). Bounded conv / FC layers with at
+least 16 outputs whose saving pays for its flash under the preference take the packed weight
+pairs (``packed_stream``: two bytes per weight, one MULS per two MACs).
 """
 
 from __future__ import annotations
@@ -144,6 +146,66 @@ def conv_stream(rows: np.ndarray, bias, mult, shift, with_records: bool = True) 
     return np.concatenate(out)
 
 
+PACKED_MIN_CHANNELS = 16   # the packed weight pairs for layers with at least 16 outputs
+# Cycles the packed weight pairs save per MAC (Cortex-M0+ cycle model, KWS): dense loop
+# 27 instead of ~35 cycles per column value and group of eight channels; zero skipping 31
+# instead of 39 per non-zero value (about half the values of a ReLU output: 0.5 per MAC),
+# plus one call per pixel. Taken where the saving per extra flash byte (one per weight)
+# reaches the preference's rate (armv7em_choice.RATES: speed 0, balanced 48, size never).
+PACKED_SAVED = {"dense": 1.0, "sparse": 0.5}
+
+
+def packed_stream(rows: np.ndarray, bias) -> np.ndarray:
+    """m0_dot8p's stream (a bounded layer whose column values are 0..255: fed by a ReLU, or
+    dense with x + 128 and ``packed_bias``) for int8 weights ``rows`` [out_c, K]: per group of eight channels (out_c padded to 8, weights 0)
+    eight init words {A4, B5, A6, B7, B1, B3, A0, A2} (Bj = bias[j], Aj = bias[j] + bias[j+1]
+    2^16 modulo 2^32), then per window position (K padded to 4) four words, the unsigned
+    weights w + 128 of channels (0, 1), (2, 3), (4, 5), (6, 7) as 16-bit lanes (layout in
+    kml_conv_m0.c)."""
+    co, k = rows.shape
+    total, k4 = (co + 7) // 8 * 8, (k + 3) // 4 * 4
+    w = np.zeros((total, k4), np.int64)
+    w[:co, :k] = rows.astype(np.int64)
+    b = np.zeros(total, np.int64)
+    if bias is not None:
+        b[:co] = np.asarray(bias, np.int64)
+    u = w + 128
+    out = []
+    for g in range(total // 8):
+        bg = b[8 * g: 8 * g + 8]
+        a = [(int(bg[j]) + (int(bg[j + 1]) << 16)) & 0xFFFFFFFF for j in range(0, 8, 2)]
+        init = [a[2], bg[5], a[3], bg[7], bg[1], bg[3], a[0], a[1]]
+        init = [((int(v) + (1 << 31)) % (1 << 32)) - (1 << 31) for v in init]
+        ug = u[8 * g: 8 * g + 8]                      # [8, k4]
+        lanes = ug[0::2] + (ug[1::2] << 16)           # [4, k4]: pairs (0,1) .. (6,7)
+        lanes = ((lanes.T.reshape(-1) + (1 << 31)) % (1 << 32)) - (1 << 31)
+        out += [np.asarray(init, np.int64), lanes.astype(np.int64)]
+    return np.concatenate(out)
+
+
+def packed_bias(rows: np.ndarray, bias, in_offset: int) -> np.ndarray:
+    """The bias of a dense layer on the packed weight pairs, whose column values are x + 128
+    (padding 128 - in_offset, i.e. x = the zero point): bias - (128 - in_offset) sum_k w_k,
+    so that the accumulator is unchanged."""
+    rows = np.asarray(rows, np.int64)
+    b = np.zeros(rows.shape[0], np.int64) if bias is None else np.asarray(bias, np.int64)
+    return b - (128 - int(in_offset)) * rows.sum(axis=1)
+
+
+def input_floor(g: Graph, node: Node) -> int | None:
+    """The least value of the node's input: its producer's clamp minimum (None: unknown)."""
+    t = node.inputs[0]
+    for n in g.nodes:
+        if t in n.outputs:
+            try:
+                p = REGISTRY[n.op].prepare(g, n)
+            except Exception:   # noqa: BLE001 - a producer without prepared params
+                return None
+            p = p[-1] if isinstance(p, tuple) else p
+            return getattr(p, "act_min", None)
+    return None
+
+
 def depthwise_stream(filt: np.ndarray, bias, mult, shift, in_offset: int,
                      with_records: bool = True) -> np.ndarray:
     """kml_depthwise_conv2d_m0_s8's stream for a [1, k_h, k_w, C] filter (C % 4 == 0); without
@@ -195,6 +257,10 @@ class Armv6mBackend(PortableBackend):
     # dense loop everywhere; "all": their cost for a column without zeros, whatever the input
     # (the worst case of "skip", for benchmarks/profile_m0_sparse.py)
     sparse_columns = "skip"
+    # bounded conv / FC layers with >= 16 outputs (fed by a ReLU, or dense) take the packed
+    # weight pairs where --prefer's rate allows (two bytes per weight, m0_dot8p); False: the
+    # byte stream (tests compare)
+    packed_pairs = True
 
     def __init__(self, prefer: str = "balanced") -> None:
         # prefer "size": neither of the two speed-for-memory choices (the bounded records'
@@ -210,8 +276,10 @@ class Armv6mBackend(PortableBackend):
         if node.op in ("CONV_2D", "CONV_2D_ADD", "FULLY_CONNECTED"):
             w = g.tensors[node.inputs[1]]
             window = 4 * ((int(np.prod(w.shape[1:])) + 3) // 4 * 4)   # padded to 4
-            # the sparse column: a pair of words per window value (+ the ones of "all")
-            pairs = (2 + (self.sparse_columns == "all")) * window if self._sparse(g, node) else 0
+            # the sparse column: a pair of words per window value (+ the ones of "all"), and
+            # the packed pairs' end marker
+            pairs = (2 + (self.sparse_columns == "all")) * window + 8 \
+                if self._sparse(g, node) else 0
             # CONV_2D_ADD: two 256-entry tables (the rescaled conv output and residual)
             return window + (2 * 256 * 4 if node.op == "CONV_2D_ADD" else acc) + pairs
         if node.op == "DEPTHWISE_CONV_2D":   # a border pixel's zero-point padded window
@@ -224,12 +292,42 @@ class Armv6mBackend(PortableBackend):
         return self.sparse_columns != "off" and self.prefer != "size" \
             and sparse_input(g, node)
 
-    def _mode(self, g: Graph, node: Node, ctx: "EmitContext") -> str:
+    def _mode(self, g: Graph, node: Node, ctx: "EmitContext", packed: bool = False) -> str:
         """The conv kernels' ``shift`` argument: {1} (skip zero column values), {2} (the cost
-        of a column without zeros: measurements) or 0 (dense)."""
+        of a column without zeros: measurements), {3} / {4} the same with the packed weight
+        pairs, {5} the packed weight pairs on a dense layer, or 0 (dense)."""
         if not self._sparse(g, node):
-            return "0"
-        return ctx.array("mode", "int32_t", np.array([2 if self.sparse_columns == "all" else 1]))
+            return ctx.array("mode", "int32_t", np.array([5])) if packed else "0"
+        v = (2 if self.sparse_columns == "all" else 1) + (2 if packed else 0)
+        return ctx.array("mode", "int32_t", np.array([v]))
+
+    def _packed(self, g: Graph, node: Node, params: Any, rq) -> bool:
+        """Whether a bounded CONV_2D / FULLY_CONNECTED layer takes the packed weight pairs
+        (two bytes per weight): at least PACKED_MIN_CHANNELS outputs, column values in
+        0..255 (zero skipping: its input's clamp starts at or above the zero point; dense:
+        x + 128), and PACKED_SAVED x MACs >= the preference's rate x the extra bytes."""
+        from kiloml.codegen.armv7em_choice import RATES
+
+        if rq is None or not self.packed_pairs or self.prefer == "size":
+            return False
+        fc = node.op == "FULLY_CONNECTED"
+        co = params.units if fc else params.out_c
+        if co < PACKED_MIN_CHANNELS:
+            return False
+        sparse = self._sparse(g, node)
+        if sparse:
+            lo = input_floor(g, node)
+            if lo is None or lo + params.in_offset < 0 or 127 + params.in_offset > 255:
+                return False
+        k = int(np.prod(g.tensors[node.inputs[1]].shape[1:]))
+        pixels = params.batches if fc else params.batches * params.out_h * params.out_w
+        extra = (co + 7) // 8 * 8 * ((k + 3) // 4 * 4)
+        saved = PACKED_SAVED["sparse" if sparse else "dense"] * pixels * co * k
+        return saved >= RATES.get(self.prefer, RATES["balanced"]) * extra
+
+    def _pbias(self, g: Graph, node: Node, rows, bias, params):
+        """The packed stream's bias: as is with zero skipping, else packed_bias."""
+        return bias if self._sparse(g, node) else packed_bias(rows, bias, params.in_offset)
 
     def _bounded(self, g: Graph, node: Node, params: Any = None):
         """``bounded`` for a CONV_2D, FULLY_CONNECTED or (taken) DEPTHWISE_CONV_2D node."""
@@ -263,15 +361,18 @@ class Armv6mBackend(PortableBackend):
         rq = self._bounded(g, node, params) if node.op in (
             "CONV_2D", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D") else None
         bias = _bias(g, node) if rq is None else rq[2]
+        pk = node.op in ("CONV_2D", "FULLY_CONNECTED") and self._packed(g, node, params, rq)
         if node.op == "CONV_2D":
             w = g.tensors[node.inputs[1]].data
             rows = w.reshape(w.shape[0], -1) if rq is None else rq[1]
-            stream = conv_stream(rows, bias, params.mult, params.shift, rq is None)
+            stream = packed_stream(rows, self._pbias(g, node, rows, bias, params)) if pk \
+                else conv_stream(rows, bias, params.mult, params.shift, rq is None)
             fields = conv_struct_fields(params)
         elif node.op == "FULLY_CONNECTED":
             p = params
             rows = g.tensors[node.inputs[1]].data if rq is None else rq[1]
-            stream = conv_stream(rows, bias, p.mult, p.shift, rq is None)
+            stream = packed_stream(rows, self._pbias(g, node, rows, bias, p)) if pk \
+                else conv_stream(rows, bias, p.mult, p.shift, rq is None)
             fields = {"batches": 1, "in_h": 1, "in_w": p.batches, "in_c": p.depth, "out_h": 1,
                       "out_w": p.batches, "out_c": p.units, "k_h": 1, "k_w": 1, "stride_h": 1,
                       "stride_w": 1, "dil_h": 1, "dil_w": 1, "pad_top": 0, "pad_left": 0,
@@ -292,6 +393,6 @@ class Armv6mBackend(PortableBackend):
         packed = ctx.array("packed", "int32_t", stream)
         # the bounded requantization's records travel in ``mult`` (0: the stream's records)
         recs = "0" if rq is None else ctx.array("rq", "int32_t", rq[0])
-        mode = self._mode(g, node, ctx) if fn == CONV else "0"
+        mode = self._mode(g, node, ctx, pk) if fn == CONV else "0"
         return [ctx.call(fn, f"&{st}", ctx.ptr(node.inputs[0]), "0", "0", recs, mode,
                          ctx.ptr(node.outputs[0]), packed, ctx.scratch("int32_t"))]

@@ -452,18 +452,47 @@ static inline int32_t m0_column1(const int8_t *x, int32_t n, int32_t off, int32_
     return sum;
 }
 
-/* The window of output pixel (b, oy, ox) as int32 x + offset (0 outside the image);
- * returns their sum. A window row inside the image without dilation is one run of
+/* The window of output pixel (b, oy, ox) as int32 x + off (pad outside the image: 0 with
+ * off the input offset; the packed dense layers shift both, off = 128); returns their sum. A window row inside the image without dilation is one run of
  * k_w x in_c bytes. */
 static int32_t m0_column(const kml_conv_params *p, const int8_t *input, int32_t b,
-                         int32_t oy, int32_t ox, int32_t *col)
+                         int32_t oy, int32_t ox, int32_t *col, int32_t off, int32_t pad)
 {
-    const int32_t in_c = p->in_c, off = p->in_offset, kw = p->k_w, dw = p->dil_w;
+    const int32_t in_c = p->in_c, kw = p->k_w, dw = p->dil_w;
     const int32_t y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
     const int row_inside = x0 >= 0 && x0 + (kw - 1) * dw < p->in_w;
     int32_t ky, kx, ic, sum = 0;
     for (ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = y0 + ky * p->dil_h;
+        if ((iy < 0 || iy >= p->in_h || !row_inside) && dw == 1) {
+            /* a row at the border: the padding before and after one run inside */
+            const int32_t n = kw * in_c;
+            int32_t a = x0 < 0 ? -x0 : 0, e = p->in_w - x0 < kw ? p->in_w - x0 : kw;
+            int32_t i;
+            if (iy < 0 || iy >= p->in_h || e <= a) {
+                a = e = 0;
+            }
+            a *= in_c;
+            e *= in_c;
+            for (i = 0; i < a; ++i) {
+                col[i] = pad;
+            }
+            if (e > a) {
+                const int8_t *x = input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
+                                           + (size_t)(x0 + a / in_c)) * (size_t)in_c;
+                for (i = a; i < e; ++i) {
+                    const int32_t v = (int32_t)*x++ + off;
+                    sum += v;
+                    col[i] = v;
+                }
+            }
+            for (i = e; i < n; ++i) {
+                col[i] = pad;
+            }
+            sum += pad * (n - (e - a));
+            col += n;
+            continue;
+        }
         if (iy >= 0 && iy < p->in_h && row_inside && dw == 1) {
             const int8_t *x = input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
                                        + (size_t)x0) * (size_t)in_c;
@@ -485,8 +514,9 @@ static int32_t m0_column(const kml_conv_params *p, const int8_t *input, int32_t 
             const int32_t ix = x0 + kx * dw;
             if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
                 for (ic = 0; ic < in_c; ++ic) {
-                    *col++ = 0;
+                    *col++ = pad;
                 }
+                sum += pad * in_c;
             } else {
                 const int8_t *x = input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
                                            + (size_t)ix) * (size_t)in_c;
@@ -843,6 +873,19 @@ static void m0_rqb_c(const int32_t *acc, const int32_t *rec, int8_t *out, int32_
     "muls r5, r3, r5\n\t" "adds r4, r4, r5\n\t" "lsrs r4, r4, #11\n\t" \
     "muls r6, r3, r6\n\t" "adds r4, r4, r6\n\t" \
     "lsrs r4, r4, #8\n\t" "lsls r4, r4, #8\n\t" "adds r4, r4, r7\n\t" "lsrs r4, r4, r7\n\t"
+/* Output k of four (lo == off): acc <= 0 goes to label z (lo, the record skipped), which
+ * comes back to label st, the store. */
+#define M0_RQB4(k, z, st) \
+    "ldr r3, [r0, #4 * " k "]\n\t" \
+    "cmp r3, #0\n\t" \
+    "ble " z "f\n\t" \
+    M0_RQB_CHAIN("") \
+    "add r4, r8\n\t" \
+    "cmp r4, r10\n\t" \
+    "ble " st "f\n\t" \
+    "mov r4, r10\n" \
+    st ":\n\t" \
+    "strb r4, [r2, #" k "]\n\t"
 __attribute__((naked, noinline))
 static void m0_rqb(const int32_t *acc __attribute__((unused)),
                    const int32_t *rec __attribute__((unused)),
@@ -854,11 +897,13 @@ static void m0_rqb(const int32_t *acc __attribute__((unused)),
             "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
             "push {r4, r5, r6, r7}\n\t"
             "ldm r3!, {r4, r5, r6, r7}\n\t"          /* n, off, lo, hi */
-            "adds r4, r2, r4\n\t"
-            "mov r11, r4\n\t"                        /* the end of the output */
+            "adds r3, r2, r4\n\t"
+            "mov r11, r3\n\t"                        /* the end of the output */
             "mov r8, r5\n\t" "mov r9, r6\n\t" "mov r10, r7\n\t"
             "cmp r5, r6\n\t"
-            "bne 5f\n"
+            "bne 5f\n\t"
+            "lsls r4, r4, #30\n\t"
+            "beq 10f\n"                              /* n a multiple of 4: unrolled */
             "1:\n\t"                                 /* lo == off */
             "ldm r0!, {r3}\n\t"
             "cmp r3, #0\n\t"
@@ -904,12 +949,25 @@ static void m0_rqb(const int32_t *acc __attribute__((unused)),
             "mov r5, r8\n\t"
             "subs r4, r5, r4\n\t"                    /* off - v */
             "b 6b\n"
+            "10:\n\t"                                /* lo == off, four per pass */
+            M0_RQB4("0", "20", "30") M0_RQB4("1", "21", "31")
+            M0_RQB4("2", "22", "32") M0_RQB4("3", "23", "33")
+            "adds r0, #16\n\t"
+            "adds r2, #4\n\t"
+            "cmp r2, r11\n\t"
+            "bne 10b\n\t"
+            "b 9f\n"
+            "20:\n\t" "mov r4, r9\n\t" "adds r1, #16\n\t" "b 30b\n"
+            "21:\n\t" "mov r4, r9\n\t" "adds r1, #16\n\t" "b 31b\n"
+            "22:\n\t" "mov r4, r9\n\t" "adds r1, #16\n\t" "b 32b\n"
+            "23:\n\t" "mov r4, r9\n\t" "adds r1, #16\n\t" "b 33b\n"
             "9:\n\t"
             "pop {r4, r5, r6, r7}\n\t"
             "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
             "pop {r4, r5, r6, r7, pc}\n\t"
             ".syntax divided");
 }
+#undef M0_RQB4
 #undef M0_RQB_CHAIN
 #endif
 
@@ -922,6 +980,310 @@ static inline void m0_rqb_run(const int32_t *acc, const int32_t *rec, int8_t *ou
     m0_rqb(acc, rec, out, par);
 #else
     m0_rqb_c(acc, rec, out, par[0], par[1], par[2], par[3]);
+#endif
+}
+
+/* Packed weight pairs, for a bounded layer fed by a fused ReLU or ReLU6 (every column value
+ * c = x + offset in 0..255: the clamp starts at the input's zero point) with at least 16
+ * output channels. Two channels' unsigned weights share a word: W = lo + hi 2^16 (lo, hi =
+ * w + 128 in 0..255), so one MULS gives both products, c W = c lo + c hi 2^16 with
+ * c lo < 2^16 and c W < 2^32: no carry between the lanes. The accumulator of the low lane
+ * adds all of c W (one ADD), LSRS #16 leaves c hi for the high lane's; at the end of the
+ * group the low lane subtracts the high lane's sum x 2^16 (exact modulo 2^32). Per non-zero
+ * column value and group of eight channels: LDM of the pair, the step, two LDMs of two words,
+ * four MULS, twelve ALU steps: 28 cycles for 8 MACs (m0_dot8s: 39).
+ *
+ * Stream per group of eight channels (out_c padded to 8, weights 0 for the padding): eight
+ * init words {A4, B5, A6, B7, B1, B3, A0, A2}, Bj = bias[j] (j odd), Aj = bias[j] +
+ * bias[j + 1] 2^16 mod 2^32 (j even), then K x 4 words: the lane pairs (0, 1), (2, 3),
+ * (4, 5), (6, 7) of window position k. The pixel's pairs {c, 16 (k - k') - 16} (k' the
+ * previous pair's position, -1 first: the byte step from the weights after the previous
+ * position's to position k's), ended by {0, INT32_MIN} (the step that makes the weight
+ * pointer negative: the weights lie below 0x80000000, as every Cortex-M0+ flash and SRAM
+ * region does). par = {corr, 32 x groups (bytes of accumulators), 16 K (the bytes of a
+ * group's weights)}. */
+#if !KML_M0_ASM
+static int32_t *m0_pairs16_c(const int32_t *col, int32_t K, int32_t *p, int all)
+{
+    int32_t k, prev = -1;
+    for (k = 0; k < K; ++k) {
+        const int32_t v = col[k];
+        if (v != 0 || all) {
+            p[0] = v;
+            p[1] = 16 * (k - prev) - 16;
+            prev = k;
+            p += 2;
+        }
+    }
+    p[0] = 0;
+    p[1] = INT32_MIN;
+    return p + 2;
+}
+#endif
+
+#if KML_M0_ASM
+/* m0_pairs16_c in Thumb-1: four values per pass (LDM, ADDS, CMP, BEQ per value, then STM of
+ * the pair); the "all" variant compares the column pointer (never 0) instead of the value:
+ * the same instructions, every value kept. */
+#define M0_P16V(reg, n) \
+    "ldm r0!, {r3}\n\t" "adds r4, #16\n\t" "cmp " reg ", #0\n\t" "beq " #n "f\n\t" \
+    "stm r2!, {r3, r4}\n\t" "mov r4, r5\n" #n ":\n\t"
+#define M0_P16(reg) \
+    __asm__(".syntax unified\n\t" \
+            "push {r4, r5, lr}\n\t" \
+            "movs r5, #16\n\t" \
+            "rsbs r5, r5, #0\n\t" \
+            "mov r4, r5\n" \
+            "1:\n\t" \
+            M0_P16V(reg, 2) M0_P16V(reg, 3) M0_P16V(reg, 4) M0_P16V(reg, 5) \
+            "cmp r0, r1\n\t" \
+            "bne 1b\n\t" \
+            "movs r3, #0\n\t" \
+            "movs r4, #1\n\t" \
+            "lsls r4, r4, #31\n\t" \
+            "stm r2!, {r3, r4}\n\t" \
+            "movs r0, r2\n\t" \
+            "pop {r4, r5, pc}\n\t" \
+            ".syntax divided")
+__attribute__((naked, noinline))
+static int32_t *m0_pairs16_nz(const int32_t *col __attribute__((unused)),
+                              const int32_t *cend __attribute__((unused)),
+                              int32_t *p __attribute__((unused)))
+{
+    M0_P16("r3");
+}
+
+__attribute__((naked, noinline))
+static int32_t *m0_pairs16_all(const int32_t *col __attribute__((unused)),
+                               const int32_t *cend __attribute__((unused)),
+                               int32_t *p __attribute__((unused)))
+{
+    M0_P16("r0");
+}
+#undef M0_P16
+#undef M0_P16V
+
+/* m0_column1 and m0_pairs16_nz in one pass for a pointwise layer (n = xend - x a multiple
+ * of 4): the pairs of the non-zero values x + off from the int8 input; returns the end of the
+ * pairs, their sum (the zero values add nothing) in the end marker's value (which m0_dot8p
+ * does not read). */
+#define M0_PX(k, n) \
+    "ldrb r4, [r0, #" #k "]\n\t" "sxtb r4, r4\n\t" "adds r6, #16\n\t" \
+    "adds r4, r4, r3\n\t" "beq " #n "f\n\t" \
+    "stm r2!, {r4, r6}\n\t" "adds r7, r7, r4\n\t" "mov r6, r5\n" #n ":\n\t"
+__attribute__((naked, noinline))
+static int32_t *m0_pairs16_x(const int8_t *x __attribute__((unused)),
+                            const int8_t *xend __attribute__((unused)),
+                            int32_t *p __attribute__((unused)),
+                            int32_t off __attribute__((unused)))
+{
+    __asm__(".syntax unified\n\t"
+            "push {r4, r5, r6, r7, lr}\n\t"
+            "movs r5, #16\n\t"
+            "rsbs r5, r5, #0\n\t"
+            "mov r6, r5\n\t"
+            "movs r7, #0\n"
+            "1:\n\t"
+            M0_PX(0, 2) M0_PX(1, 3) M0_PX(2, 4) M0_PX(3, 5)
+            "adds r0, #4\n\t"
+            "cmp r0, r1\n\t"
+            "bne 1b\n\t"
+            "movs r3, r7\n\t"
+            "movs r6, #1\n\t"
+            "lsls r6, r6, #31\n\t"
+            "stm r2!, {r3, r6}\n\t"
+            "movs r0, r2\n\t"
+            "pop {r4, r5, r6, r7, pc}\n\t"
+            ".syntax divided");
+}
+#undef M0_PX
+
+/* Every group of a pixel: acc[0 .. 8 groups) from the pairs. The pair loop holds the pointer
+ * to the pairs (r0), c (r1), the weight pointer (r2), two weight words (r3, r4) and the eight
+ * accumulators (r5, r6, r8-r12, lr: low lanes r5, r6, r10, r12 of channels 0, 2, 4, 6); the
+ * frame: [sp] pairs, [4] corr, [8] corr x 65537, [12] acc, [16] acc end, [20] 16 K,
+ * [24] the group's weights. */
+#define M0_P8(n) \
+    "ldm r0!, {r1, r3}\n\t" \
+    "adds r2, r2, r3\n\t" \
+    "bmi 9f\n\t" M0_P8B
+#define M0_P8B \
+    "ldm r2!, {r3, r4}\n\t" \
+    "muls r3, r1, r3\n\t" "muls r4, r1, r4\n\t" \
+    "adds r5, r5, r3\n\t" "lsrs r3, r3, #16\n\t" "add r8, r3\n\t" \
+    "adds r6, r6, r4\n\t" "lsrs r4, r4, #16\n\t" "add r9, r4\n\t" \
+    "ldm r2!, {r3, r4}\n\t" \
+    "muls r3, r1, r3\n\t" "muls r4, r1, r4\n\t" \
+    "add r10, r3\n\t" "lsrs r3, r3, #16\n\t" "add r11, r3\n\t" \
+    "add r12, r4\n\t" "lsrs r4, r4, #16\n\t" "add lr, r4\n\t"
+__attribute__((naked, noinline))
+static void m0_dot8p(const int32_t *pairs __attribute__((unused)),
+                     const int32_t *s __attribute__((unused)),
+                     int32_t *acc __attribute__((unused)),
+                     const int32_t *par __attribute__((unused)))
+{
+    __asm__(".syntax unified\n\t"
+            "push {r4, r5, r6, r7, lr}\n\t"
+            "mov r4, r8\n\t" "mov r5, r9\n\t" "mov r6, r10\n\t" "mov r7, r11\n\t"
+            "push {r4, r5, r6, r7}\n\t"
+            "sub sp, #32\n\t"
+            "str r0, [sp, #0]\n\t"
+            "ldm r3!, {r4, r5, r6, r7}\n\t"        /* corr, bytes of acc, 16 K, dense */
+            "cmp r7, #0\n\t"
+            "beq 6f\n\t"
+            "lsrs r7, r6, #2\n\t"
+            "adds r7, r0, r7\n"                   /* dense: the column's end */
+            "6:\n\t"
+            "str r7, [sp, #28]\n\t"
+            "str r4, [sp, #4]\n\t"
+            "lsls r7, r4, #16\n\t"
+            "adds r7, r7, r4\n\t"
+            "str r7, [sp, #8]\n\t"
+            "str r2, [sp, #12]\n\t"
+            "adds r5, r2, r5\n\t"
+            "str r5, [sp, #16]\n\t"
+            "str r6, [sp, #20]\n\t"
+            "movs r2, r1\n"
+            "7:\n\t"                               /* a group: the accumulators */
+            "ldr r1, [sp, #8]\n\t"
+            "ldr r0, [sp, #4]\n\t"
+            "ldm r2!, {r3, r4, r5, r6}\n\t"        /* A4 B5 A6 B7 */
+            "adds r3, r3, r1\n\t" "mov r10, r3\n\t"
+            "adds r4, r4, r0\n\t" "mov r11, r4\n\t"
+            "adds r5, r5, r1\n\t" "mov r12, r5\n\t"
+            "adds r6, r6, r0\n\t" "mov lr, r6\n\t"
+            "ldm r2!, {r3, r4, r5, r6}\n\t"        /* B1 B3 A0 A2 */
+            "adds r3, r3, r0\n\t" "mov r8, r3\n\t"
+            "adds r4, r4, r0\n\t" "mov r9, r4\n\t"
+            "adds r5, r5, r1\n\t"
+            "adds r6, r6, r1\n\t"
+            "str r2, [sp, #24]\n\t"
+            "ldr r0, [sp, #0]\n\t"
+            "ldr r7, [sp, #28]\n\t"
+            "cmp r7, #0\n\t"
+            "bne 5f\n"
+            "1:\n\t"
+            M0_P8(0) M0_P8(1)
+            "b 1b\n"
+            "5:\n\t"                               /* dense: four positions per pass */
+            "ldr r1, [r0, #0]\n\t" M0_P8B
+            "ldr r1, [r0, #4]\n\t" M0_P8B
+            "ldr r1, [r0, #8]\n\t" M0_P8B
+            "ldr r1, [r0, #12]\n\t" M0_P8B
+            "adds r0, #16\n\t"
+            "cmp r0, r7\n\t"
+            "bne 5b\n"
+            "9:\n\t"                               /* the sentinel: store the group */
+            "ldr r7, [sp, #12]\n\t"
+            "mov r3, r8\n\t"
+            "lsls r1, r3, #16\n\t"
+            "subs r1, r5, r1\n\t"
+            "mov r5, r9\n\t"
+            "lsls r4, r5, #16\n\t"
+            "subs r4, r6, r4\n\t"
+            "stm r7!, {r1, r3, r4, r5}\n\t"
+            "mov r3, r11\n\t"
+            "mov r1, r10\n\t"
+            "lsls r4, r3, #16\n\t"
+            "subs r1, r1, r4\n\t"
+            "mov r5, lr\n\t"
+            "mov r6, r12\n\t"
+            "lsls r4, r5, #16\n\t"
+            "subs r4, r6, r4\n\t"
+            "stm r7!, {r1, r3, r4, r5}\n\t"
+            "str r7, [sp, #12]\n\t"
+            "ldr r3, [sp, #16]\n\t"
+            "cmp r7, r3\n\t"
+            "beq 8f\n\t"
+            "ldr r2, [sp, #24]\n\t"
+            "ldr r3, [sp, #20]\n\t"
+            "adds r2, r2, r3\n\t"
+            "b 7b\n"
+            "8:\n\t"
+            "add sp, #32\n\t"
+            "pop {r4, r5, r6, r7}\n\t"
+            "mov r8, r4\n\t" "mov r9, r5\n\t" "mov r10, r6\n\t" "mov r11, r7\n\t"
+            "pop {r4, r5, r6, r7, pc}\n\t"
+            ".syntax divided");
+}
+#undef M0_P8
+#undef M0_P8B
+#else
+/* m0_dot8p's arithmetic in C (the same lanes, modulo 2^32). */
+static void m0_dot8p_c(const int32_t *pairs, const int32_t *s, int32_t *acc,
+                       const int32_t *par)
+{
+    const uint32_t corr = (uint32_t)par[0], corr2 = corr + (corr << 16);
+    const int32_t groups = par[1] / 32, words = par[2] / 4;
+    int32_t g, j, k;
+    for (g = 0; g < groups; ++g, s += 8 + words, acc += 8) {
+        const uint32_t *w = (const uint32_t *)(s + 8);
+        const int32_t *q;
+        uint32_t a[8];
+        a[4] = (uint32_t)s[0] + corr2;
+        a[5] = (uint32_t)s[1] + corr;
+        a[6] = (uint32_t)s[2] + corr2;
+        a[7] = (uint32_t)s[3] + corr;
+        a[1] = (uint32_t)s[4] + corr;
+        a[3] = (uint32_t)s[5] + corr;
+        a[0] = (uint32_t)s[6] + corr2;
+        a[2] = (uint32_t)s[7] + corr2;
+        for (k = 0; par[3] && k < words / 4; ++k, w += 4) {   /* dense: the column */
+            const uint32_t c = (uint32_t)pairs[k];
+            for (j = 0; j < 4; ++j) {
+                const uint32_t t = c * w[j];
+                a[2 * j] += t;
+                a[2 * j + 1] += t >> 16;
+            }
+        }
+        for (q = pairs; !par[3] && q[1] != INT32_MIN; q += 2) {
+            const uint32_t c = (uint32_t)q[0];
+            w += q[1] / 4;
+            for (j = 0; j < 4; ++j) {
+                const uint32_t t = c * w[j];
+                a[2 * j] += t;
+                a[2 * j + 1] += t >> 16;
+            }
+            w += 4;
+        }
+        for (j = 0; j < 4; ++j) {
+            a[2 * j] -= a[2 * j + 1] << 16;
+        }
+        for (j = 0; j < 8; ++j) {
+            acc[j] = (int32_t)a[j];
+        }
+    }
+}
+#endif
+
+/* The pixel's pairs for m0_dot8p (all: every value kept, the measurements' worst case);
+ * returns their end (after the end marker). */
+static inline const int32_t *m0_pairs16(const int32_t *col, int32_t K, int32_t *p, int all)
+{
+#if KML_M0_ASM
+    return all ? m0_pairs16_all(col, col + K, p) : m0_pairs16_nz(col, col + K, p);
+#else
+    return m0_pairs16_c(col, K, p, all);
+#endif
+}
+
+/* Whether a pixel's pairs (from p to pend, with the end marker) beat m0_dot8p's dense loop:
+ * per value and group of eight channels 31 cycles per pair against 27 per column value (the
+ * cycle model). Otherwise the next M0_DENSE_RUN pixels take the dense loop without pairs (as
+ * m0_pairs_paid): an input without zero values then costs about the dense loop plus an
+ * eighth of the pairs. */
+static inline int m0_packed_paid(const int32_t *p, const int32_t *pend, int32_t K)
+{
+    return 31 * ((int32_t)(pend - p) / 2 - 1) <= 27 * K;
+}
+
+static inline void m0_dot8p_run(const int32_t *pairs, const int32_t *s, int32_t *acc,
+                                const int32_t *par)
+{
+#if KML_M0_ASM
+    m0_dot8p(pairs, s, acc, par);
+#else
+    m0_dot8p_c(pairs, s, acc, par);
 #endif
 }
 
@@ -938,8 +1300,15 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
     const int32_t par[4] = {out_c, out_off, lo, hi};
     /* shift = {1}: the column's non-zero values as pairs, after the accumulators ({2}: all
      * its values, the worst case of {1}) */
-    int32_t *const pbuf = shift && shift[0] != 0 ? acc + (rq ? (out_c + 7) & ~7 : 0) : 0;
+    int32_t *const pbuf = shift && shift[0] != 0 && shift[0] != 5 ? acc + (rq ? (out_c + 7) & ~7 : 0) : 0;
     int32_t *const ones = shift && shift[0] == 2 ? pbuf + 2 * K : 0;
+    /* {3}: the packed weight pairs (m0_dot8p, rq only; {4}: every value kept) */
+    const int packed2 = shift && shift[0] >= 3 && shift[0] <= 4 && rq;
+    /* {5}: the packed weight pairs on a dense layer: column values x + 128 (0..255), padding
+     * 128 - input offset (x = the zero point), the bias corrected at compile time */
+    const int dense2 = shift && shift[0] == 5 && rq;
+    const int32_t coff = dense2 ? 128 : p->in_offset, cpad = dense2 ? 128 - p->in_offset : 0;
+    const int32_t dpar0[3] = {0, 32 * ((out_c + 7) / 8), 16 * K};
     const int32_t *pairs = 0, *pend = 0;
     int32_t rest = 0;   /* pixels left to run dense without building their pairs */
     const int32_t g8 = (out_c + 3) / 8;   /* groups of eight channels */
@@ -956,11 +1325,42 @@ void kml_conv2d_m0_s8(const kml_conv_params *p, const int8_t *input, const int8_
         for (oy = 0; oy < p->out_h; ++oy) {
             for (ox = 0; ox < p->out_w; ++ox) {
                 int32_t corr;
+#if KML_M0_ASM
+                if (pw && packed2 && shift[0] == 3 && (Kw & 3) == 0 && rest == 0) {
+                    /* the pairs straight from the input, in one pass */
+                    int32_t dpar[4] = {0, dpar0[1], dpar0[2], 0};
+                    const int32_t *e = m0_pairs16_x(px, px + Kw, pbuf, coff);
+                    dpar[0] = -128 * e[-2];
+                    px += Kw;
+                    m0_dot8p_run(pbuf, packed, acc, dpar);
+                    rest = m0_packed_paid(pbuf, e, K) ? 0 : M0_DENSE_RUN;
+                    m0_rqb_run(acc, rq, output, par);
+                    output += out_c;
+                    continue;
+                }
+#endif
                 if (pw) {
-                    corr = -128 * m0_column1(px, Kw, p->in_offset, scratch);
+                    corr = -128 * m0_column1(px, Kw, coff, scratch);
                     px += Kw;
                 } else {
-                    corr = -128 * m0_column(p, input, b, oy, ox, scratch);
+                    corr = -128 * m0_column(p, input, b, oy, ox, scratch, coff, cpad);
+                }
+                if (dense2 || (packed2 && rest > 0)) {   /* the packed dense loop */
+                    const int32_t dpar[4] = {corr, dpar0[1], dpar0[2], 1};
+                    rest -= packed2 ? 1 : 0;
+                    m0_dot8p_run(scratch, packed, acc, dpar);
+                    m0_rqb_run(acc, rq, output, par);
+                    output += out_c;
+                    continue;
+                }
+                if (packed2) {   /* every pixel: the pairs, then all groups in one call */
+                    const int32_t dpar[4] = {corr, dpar0[1], dpar0[2], 0};
+                    const int32_t *e = m0_pairs16(scratch, K, pbuf, shift[0] == 4);
+                    m0_dot8p_run(pbuf, packed, acc, dpar);
+                    rest = m0_packed_paid(pbuf, e, K) ? 0 : M0_DENSE_RUN;
+                    m0_rqb_run(acc, rq, output, par);
+                    output += out_c;
+                    continue;
                 }
                 if (pbuf && rest == 0) {
                     pairs = m0_pixel_pairs(scratch, K, pbuf, ones, &pend);
@@ -1073,7 +1473,7 @@ void kml_conv2d_add_m0_s8(const kml_conv_params *p, const int8_t *input,
                     corr = -128 * m0_column1(px, Kw, p->in_offset, scratch);
                     px += Kw;
                 } else {
-                    corr = -128 * m0_column(p, input, b, oy, ox, scratch);
+                    corr = -128 * m0_column(p, input, b, oy, ox, scratch, p->in_offset, 0);
                 }
                 if (pbuf && rest == 0) {
                     pairs = m0_pixel_pairs(scratch, K, pbuf, ones, &pend);
@@ -1247,21 +1647,80 @@ static void m0_dw3x3_pixel(const int8_t *x, const int32_t *s, const int32_t *end
 /* The window of a depthwise output pixel at the border, k_h x k_w x C bytes in win: the
  * input where the tap is inside the image, the input zero point (-in_offset, whose x + offset
  * is 0: TFLite's padding) where it is not. */
+#if KML_M0_ASM
+/* n bytes (a multiple of 16, > 0) from src to dst, both word-aligned: LDM / STM of four
+ * words per pass. */
+__attribute__((naked, noinline))
+static void m0_copy16(int8_t *dst __attribute__((unused)),
+                      const int8_t *src __attribute__((unused)),
+                      int32_t n __attribute__((unused)))
+{
+    __asm__(".syntax unified\n\t"
+            "push {r4, r5, r6, lr}\n"
+            "1:\n\t"
+            "ldm r1!, {r3, r4, r5, r6}\n\t"
+            "stm r0!, {r3, r4, r5, r6}\n\t"
+            "subs r2, #16\n\t"
+            "bne 1b\n\t"
+            "pop {r4, r5, r6, pc}\n\t"
+            ".syntax divided");
+}
+
+/* n bytes (a multiple of 16, > 0) at dst (word-aligned) set to the word v: STM of four
+ * words per pass. */
+__attribute__((naked, noinline))
+static void m0_fill16(int8_t *dst __attribute__((unused)),
+                      int32_t v __attribute__((unused)),
+                      int32_t n __attribute__((unused)))
+{
+    __asm__(".syntax unified\n\t"
+            "push {r4, r5, lr}\n\t"
+            "movs r3, r1\n\t"
+            "movs r4, r1\n\t"
+            "movs r5, r1\n"
+            "1:\n\t"
+            "stm r0!, {r1, r3, r4, r5}\n\t"
+            "subs r2, #16\n\t"
+            "bne 1b\n\t"
+            "pop {r4, r5, pc}\n\t"
+            ".syntax divided");
+}
+#endif
+
 static void m0_window(const kml_conv_params *p, const int8_t *input, int32_t b, int32_t y0,
                       int32_t x0, int8_t *win)
 {
     const int32_t C = p->in_c;
     const int zp = (int)-p->in_offset;
     int32_t ky, kx;
+#if KML_M0_ASM
+    /* channels a multiple of 16 and the input word-aligned (win is): every tap's C bytes
+     * by words */
+    const int words = (C & 15) == 0 && ((uintptr_t)input & 3u) == 0;
+    const int32_t zw = (int32_t)((uint32_t)(uint8_t)zp * 0x01010101u);
+#endif
     for (ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = y0 + ky * p->dil_h;
         for (kx = 0; kx < p->k_w; ++kx, win += C) {
             const int32_t ix = x0 + kx * p->dil_w;
             if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+#if KML_M0_ASM
+                if (words) {
+                    m0_fill16(win, zw, C);
+                    continue;
+                }
+#endif
                 memset(win, zp, (size_t)C);
             } else {
-                memcpy(win, input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
-                                     + (size_t)ix) * (size_t)C, (size_t)C);
+                const int8_t *src = input + ((size_t)(b * p->in_h + iy) * (size_t)p->in_w
+                                             + (size_t)ix) * (size_t)C;
+#if KML_M0_ASM
+                if (words) {
+                    m0_copy16(win, src, C);
+                    continue;
+                }
+#endif
+                memcpy(win, src, (size_t)C);
             }
         }
     }

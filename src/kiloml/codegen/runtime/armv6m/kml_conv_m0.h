@@ -9,7 +9,11 @@
  * the stream's groups then carry no records (bias[G], then the weights). ``shift`` is 0 or,
  * for kml_conv2d_m0_s8 / kml_conv2d_add_m0_s8 on a layer fed by a fused ReLU, {1}: a pixel's
  * zero column values are skipped (the pairs after the scratch's other parts; {2}: the cost of
- * a column without zeros, for measurements).
+ * a column without zeros, for measurements); with bounded records, {3} / {4}: the same on the
+ * packed weight pairs (m0_dot8p: two unsigned weights per word as 16-bit lanes, one MULS per
+ * two MACs; {4} keeps every value), {5}: the packed weight pairs on a dense layer (column
+ * values x + 128, padding 128 - input offset, the bias corrected by the generator). The
+ * packed stream's layout is in kml_conv_m0.c (m0_dot8p).
  *
  * kml_conv2d_m0_s8: per output pixel, the window is copied once into ``scratch`` as int32
  * values x + input offset (0 for padding) with their sum S; then groups of four output
