@@ -119,14 +119,18 @@ int main(int argc, char **argv)
         show("nophone", fus_classify_sensors(0, watch, scores, 0));
         show("grid", fus_classify(raw, scores));
         for (f = 0; f < FUS_WINDOW_SAMPLES; ++f) {
-            for (a = 0; a < 3u; ++a) { raw[f * FUS_CHANNELS + FUS_WATCH_FIRST_CHANNEL + a] = 0.0f; }
+            for (a = 0; a < FUS_WATCH_AXES; ++a) {
+                raw[f * FUS_CHANNELS + FUS_WATCH_FIRST_CHANNEL + a] = 0.0f;
+            }
         }
         show("gridnowatch", fus_classify(raw, scores));
         for (f = 0; f < FUS_WINDOW_SAMPLES; ++f) {
-            for (a = 0; a < 3u; ++a) {
+            for (a = 0; a < FUS_PHONE_AXES; ++a) {
                 raw[f * FUS_CHANNELS + FUS_PHONE_FIRST_CHANNEL + a] = 0.0f;
+            }
+            for (a = 0; a < FUS_WATCH_AXES; ++a) {
                 raw[f * FUS_CHANNELS + FUS_WATCH_FIRST_CHANNEL + a] =
-                    watch[f / 2u * 3u + a];
+                    watch[f / FUS_WATCH_DECIMATION * FUS_WATCH_AXES + a];
             }
         }
         show("gridnophone", fus_classify(raw, scores));
@@ -137,32 +141,23 @@ int main(int argc, char **argv)
 """
 
 
-@pytest.mark.parametrize("watch_block", ["spectral", "raw"])
-def test_classify_sensors_takes_each_sensor_at_its_rate(tmp_path, watch_block):
-    # native-rate buffers through the host build under ASan/UBSan: _classify_sensors equals,
-    # bit for bit, <name>_classify (what verify feeds) on the grid window whose every other
-    # frame is the watch's buffer (both sensors, watch NULL, phone NULL); the Python twin of
-    # the native buffers (sensors_to_grid) equals the twin of the grid window bit for bit,
-    # and the C's scores are the twin's within one int8 output step (f32 DSP: C and numpy
-    # features differ within the blocks' tolerances, so a window's int8 input can round the
-    # other way), with the same top class wherever the scores are identical
-    spec, x = _spec(watch_block)
-    pkg = tmp_path / "pkg"
-    deploy_c(spec, pkg)
-    header = (pkg / "fus.h").read_text()
-    assert "#define FUS_WATCH_WINDOW_SAMPLES 50" in header
-    assert "#define FUS_PHONE_WINDOW_SAMPLES 100" in header
-    assert "#define FUS_WATCH_DECIMATION 2" in header
-    meta = load_manifest(pkg)
-    assert [(s["name"], s["rate_hz"], s["window_samples"]) for s in meta["sensors"]] == \
-        [("phone", 50.0, 100), ("watch", 25.0, 50)]
-    phone, watch = x[:, :, :3], x[:, ::2, 3:]
-    exe = build_host_exe(pkg, meta, tmp_path / "h.c", HARNESS, sanitize=True)
-    with open(tmp_path / "in.bin", "wb") as f:
+def native_rates_against_the_twin(pkg: Path, spec: DeploySpec, x: np.ndarray, tmp: Path):
+    """Windows ``x`` (N, frames, channels) on the grid of a phone + watch package, the watch
+    at the grid's rate / its decimation: the host build (ASan/UBSan) of ``HARNESS`` fed the
+    sensors' native buffers (the watch's: one grid frame in its decimation) and the grid
+    windows, checked as the test below says; the twin on the grid and the C's scores."""
+    n = spec.name
+    d = spec.block.decimate["watch"]
+    a = spec.sensors[0][1]
+    phone, watch = x[:, :, :a], x[:, ::d, a:]
+    text = HARNESS.replace("fus_", f"{n}_").replace("FUS_", f"{n.upper()}_") \
+        .replace('"fus.h"', f'"{n}.h"')
+    exe = build_host_exe(pkg, load_manifest(pkg), tmp / "h.c", text, sanitize=True)
+    with open(tmp / "in.bin", "wb") as f:
         for i in range(len(x)):
-            for a in (phone[i], watch[i], x[i]):
-                f.write(np.ascontiguousarray(a, "<f4").tobytes())
-    r = subprocess.run([str(exe), str(tmp_path / "in.bin"), str(len(x))], capture_output=True,
+            for b in (phone[i], watch[i], x[i]):
+                f.write(np.ascontiguousarray(b, "<f4").tobytes())
+    r = subprocess.run([str(exe), str(tmp / "in.bin"), str(len(x))], capture_output=True,
                        text=True)
     assert r.returncode == 0, (r.returncode, r.stderr)
     rows = {}
@@ -188,6 +183,29 @@ def test_classify_sensors_takes_each_sensor_at_its_rate(tmp_path, watch_block):
         exact = (sc[what] == ref.scores).all(axis=1)
         assert exact.mean() >= 0.9, what
         assert (np.array(top[what])[exact] == ref.predictions[exact]).all(), what
+    return grid, sc
+
+
+@pytest.mark.parametrize("watch_block", ["spectral", "raw"])
+def test_classify_sensors_takes_each_sensor_at_its_rate(tmp_path, watch_block):
+    # native-rate buffers through the host build under ASan/UBSan: _classify_sensors equals,
+    # bit for bit, <name>_classify (what verify feeds) on the grid window whose every other
+    # frame is the watch's buffer (both sensors, watch NULL, phone NULL); the Python twin of
+    # the native buffers (sensors_to_grid) equals the twin of the grid window bit for bit,
+    # and the C's scores are the twin's within one int8 output step (f32 DSP: C and numpy
+    # features differ within the blocks' tolerances, so a window's int8 input can round the
+    # other way), with the same top class wherever the scores are identical
+    spec, x = _spec(watch_block)
+    pkg = tmp_path / "pkg"
+    deploy_c(spec, pkg)
+    header = (pkg / "fus.h").read_text()
+    assert "#define FUS_WATCH_WINDOW_SAMPLES 50" in header
+    assert "#define FUS_PHONE_WINDOW_SAMPLES 100" in header
+    assert "#define FUS_WATCH_DECIMATION 2" in header
+    meta = load_manifest(pkg)
+    assert [(s["name"], s["rate_hz"], s["window_samples"]) for s in meta["sensors"]] == \
+        [("phone", 50.0, 100), ("watch", 25.0, 50)]
+    grid, sc = native_rates_against_the_twin(pkg, spec, x, tmp_path)
     assert len(set(grid.predictions.tolist())) > 1
     # the watch matters: the phone-only answers differ somewhere
     assert not np.array_equal(sc["nowatch"], sc["both"])
