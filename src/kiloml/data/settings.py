@@ -51,7 +51,8 @@ class AugmentSettings(_Strict):
 
 class SensorDSPSettings(_Strict):
     """A sensor's own DSP block (``[data.sensors.dsp]``): ``spectral`` or ``raw`` and its
-    parameters (kiloml.dsp; ``sample_rate`` comes from ``data.sample_rate``). Sensors without
+    parameters (kiloml.dsp; ``sample_rate`` comes from ``data.sample_rate``, or the sensor's
+    ``rate`` when it has its own). Sensors without
     one use the project's ``[dsp]`` block; the features are concatenated sensor by sensor
     (kiloml.dsp.sensors)."""
 

@@ -89,7 +89,8 @@ class DeploySpec:
     model_slot: bool = False     # C package: weights in an A/B flash slot (kiloml.deploy.slot)
     personalize: Any = None      # kiloml.deploy.personalize.Settings: add personalize/ (C)
     # multi-sensor projects: (sensor name, axes) in channel order; the C API then also takes
-    # one buffer per sensor (<name>_classify_sensors)
+    # one buffer per sensor (<name>_classify_sensors), each at the sensor's rate when the
+    # per-sensor DSP block decimates it (sensor_decimation)
     sensors: tuple[tuple[str, int], ...] = ()
     stream: Any = None  # kiloml.train.streaming.StreamSettings (None: the defaults)
     prefer: str = "balanced"  # the model kernels' flash-for-speed choice (armv7em_choice)
