@@ -20,7 +20,9 @@ from kiloml.train.streaming import StreamSettings
 out = Path(sys.argv[1])
 spec, x = T._spec()
 deploy_c(spec, out / "plain")
-deploy_c(replace(spec, stream=StreamSettings(detection_threshold=100, minimum_count=1, suppression_ms=0.0, average_window_ms=500.0)), out / "stream")
+deploy_c(replace(spec, stream=StreamSettings(detection_threshold=100, minimum_count=1,
+                                             suppression_ms=0.0, average_window_ms=500.0)),
+         out / "stream")
 block = make_block("sensors", params={"sensors": [
     {"name": "phone", "axes": 3, "block": "spectral",
      "params": dict(sample_rate=25.0, fft_length=32, band_edges_hz=[0.0, 1.0, 3.0, 6.0, 12.5])},

@@ -20,7 +20,8 @@ import deployhelp as H  # noqa: E402
 
 from kiloml.deploy import DeploySpec  # noqa: E402
 from kiloml.deploy.c import deploy_c  # noqa: E402
-from kiloml.deploy.run import build_host_exe, load_manifest, run_python, sensors_to_grid  # noqa: E402,E501
+from kiloml.deploy.run import (build_host_exe, load_manifest, run_python,  # noqa: E402
+                               sensors_to_grid)
 from kiloml.dsp import make_block  # noqa: E402
 from kiloml.dsp.apply import apply_block  # noqa: E402
 from kiloml.errors import KilomlError  # noqa: E402
