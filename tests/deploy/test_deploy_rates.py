@@ -348,3 +348,51 @@ def test_single_rate_packages_have_no_rate_api(tmp_path):
     header = (tmp_path / "p" / "fus.h").read_text()
     assert "DECIMATION" not in header and "_PHONE_WINDOW_SAMPLES" not in header
     assert "sensors" not in load_manifest(tmp_path / "p")
+
+
+def test_imu_sketch_fills_a_slower_sensor_one_frame_in_its_decimation(tmp_path):
+    """The Arduino IMU sketch in the simulated board (tests/deploy/test_deploy_arduino.py)
+    with the accelerometer at half the 25 Hz grid (12.5 Hz, its spectral block on 25
+    samples) and the gyroscope at 25 Hz (silent on the board: missing): each window printed
+    is the host library's answer for the accelerometer's last 25 frames of even index (the
+    sketch's tick), i.e. _classify_sensors with the accelerometer at its own rate."""
+    from test_deploy_arduino import _simulate, _sketch
+
+    from kiloml.deploy.arduino import deploy_arduino
+    from kiloml.deploy.run import run_host
+
+    block = make_block("sensors", params={"sensors": [
+        {"name": "accel", "axes": 3, "block": "spectral", "decimate": 2,
+         "params": dict(sample_rate=12.5, fft_length=32, band_edges_hz=[0.0, 1.0, 3.0, 6.25])},
+        {"name": "gyro", "axes": 3, "block": "raw", "params": {"scale": 0.01}}]})
+    x = H.imu_windows(per_label=6)
+    x6 = np.concatenate([x, x[:, :, ::-1] * 0.5], axis=2)
+    norm = Normalizer.fit("feature", apply_block(block, x6))
+    g = H.dense_graph(norm(apply_block(block, x6)), len(H.IMU_LABELS))
+    spec = replace(H.imu_spec(board="pico"), graph=g, block=block, channels=6,
+                   normalizer=norm.state(), sensors=(("accel", 3), ("gyro", 3)))
+    lib = deploy_arduino(spec, tmp_path / "Fused").path
+    sketch = _sketch(lib).read_text()
+    assert "if (tick % WAND_ACCEL_DECIMATION == 0u) {" in sketch
+    frames = H.imu_windows().reshape(-1, 3)[:160]
+    printed = _simulate(lib, frames, "imu", 40000, tmp_path)
+    natives, since = [], 0
+    for k in range(1, len(frames) + 1):
+        since += 1
+        if since >= 12 and k >= H.IMU_FRAMES:
+            since = 0
+            natives.append(frames[:k][0::2][-(H.IMU_FRAMES // 2):])
+    windows = sensors_to_grid(spec, [np.stack(natives), None])
+    want = run_host(lib, windows, features=False)
+    results = printed[0::2]
+    assert len(results) == len(windows) >= 5
+    assert all(" ".join(m) == "(gyro missing: classified with its channels as zeros)"
+               for m in printed[1::2])
+    assert [p[0] for p in results] == [H.IMU_LABELS[k] for k in want.predictions]
+    assert [p[1] for p in results] == [f"{want.scores[i, k]:.3f}"
+                                       for i, k in enumerate(want.predictions)]
+    # the odd frames would give other answers somewhere (the test can tell)
+    odd = sensors_to_grid(spec, [np.stack([frames[:k][1::2][-(H.IMU_FRAMES // 2):] for k in
+                                           range(H.IMU_FRAMES, 161, 12)]), None])
+    assert len(odd) == len(windows)
+    assert not np.array_equal(run_host(lib, odd, features=False).scores, want.scores)
