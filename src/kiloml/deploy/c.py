@@ -211,8 +211,8 @@ def _rates_header(p: Pipeline, dec: tuple[int, ...]) -> list[str]:
     rate = float(p.spec.sample_rate)
     for (nm, axes), d in zip(p.spec.sensors, dec):
         S = f"{M}_{nm.upper()}"
-        out += [f"/* {nm}: {rate / d:g} Hz, one sample every {d} frame{'s' if d > 1 else ''} "
-                "of the window */",
+        every = f"every {d} frames" if d > 1 else "every frame"
+        out += [f"/* {nm}: {rate / d:g} Hz, one sample {every} of the window */",
                 f"#define {S}_FIRST_CHANNEL {first}", f"#define {S}_AXES {axes}",
                 f"#define {S}_DECIMATION {d}", f"#define {S}_WINDOW_SAMPLES {p.frames // d}"]
         first += axes
