@@ -195,10 +195,13 @@ def data_info(
                       f" ms, end {al['end_spread_ms']['median']:g} / "
                       f"{al['end_spread_ms']['max']:g} ms; labels agree on "
                       f"{al['label_agreement']['mean']:.1%})",
-                      [("sensor", "l"), ("rows", "r"), ("rate Hz", "r"), ("duplicated", "r"),
+                      [("sensor", "l"), ("rows", "r"), ("nominal Hz", "r"),
+                       ("rate Hz", "r"), ("duplicated", "r"),
                        ("dropped", "r"), ("max gap ms", "r"), ("lag ms med/max", "r")])
             for n, x in al["sensors"].items():
-                a.add_row(n, f"{x['rows']:,}", f"{x['rate_hz_median']:g}",
+                nominal = x.get("nominal_rate_hz")
+                a.add_row(n, f"{x['rows']:,}", "?" if nominal is None else f"{nominal:g}",
+                          f"{x['rate_hz_median']:g}",
                           f"{x['duplicated']:,}", f"{x['dropped']:,}", f"{x['max_gap_ms']:g}",
                           f"{x['lag_ms_median']:g} / {x['lag_ms_max_abs']:g}")
             out.print(a)

@@ -169,8 +169,12 @@ def _magnitude(x: np.ndarray) -> np.ndarray:
 
 
 def align(streams: list[tuple[str, SensorStream]], rate: float,
-          tolerance_ms: float) -> Aligned:
-    """Align and resample the sensors (see the module doc) to one (N, sum of axes) array."""
+          tolerance_ms: float, rates: dict[str, float] | None = None) -> Aligned:
+    """Align and resample the sensors (see the module doc) to one (N, sum of axes) array.
+    ``rates``: a sensor's nominal rate when it is not ``rate`` (``[[data.sensors]] rate``,
+    ``rate / k``): its dropped samples count its own periods. Every sensor is interpolated
+    at the grid times, so for a sensor at ``rate / k`` every k-th grid point from a window's
+    first frame is that sensor resampled to its own rate."""
     starts = [float(s.t_ms[0]) for _, s in streams]
     ends = [float(s.t_ms[-1]) for _, s in streams]
     for what, xs in (("starts", starts), ("ends", ends)):
@@ -204,7 +208,8 @@ def align(streams: list[tuple[str, SensorStream]], rate: float,
         "frames": n,
         "lag_ms": {k: round(v, 3) for k, v in lags.items()},
         "label_agreement": round(agree, 4),
-        "sensors": {name: stream_stats(s, rate) for name, s in streams},
+        "sensors": {name: stream_stats(s, (rates or {}).get(name, rate))
+                    for name, s in streams},
     }
     return Aligned(np.concatenate(parts, axis=1).astype(np.float32), labels, start, stats)
 

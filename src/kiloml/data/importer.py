@@ -381,7 +381,8 @@ def _import_sensors_locked(dataset: Dataset, cfg: DataSettings, path: Path,
             streams = _read_streams(cfg, got)
             if all(st.labels is None for _, st in streams):
                 raise DataError(f"{first}: no {cfg.label_column!r} column in any sensor file")
-            al = align(streams, rate, cfg.align_tolerance_ms)
+            al = align(streams, rate, cfg.align_tolerance_ms,
+                       {s.name: cfg.sensor_rate(s.name) for s in cfg.sensors})
             runs, relabelled = label_runs(al.labels, min_run)
             if group_rx is not None:
                 grp = _match(group_rx, key, "group")

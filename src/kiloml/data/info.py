@@ -130,6 +130,17 @@ def dataset_info(dataset: Dataset, settings: DataSettings, verify: bool = True) 
         "noise": {"clips": len(noise), "duration_s": round(sum(s.duration_s for s in noise), 3)},
         "sources": len({s.source for s in idx}),
         "dropped_lines": sum(dropped.values()),
-        "alignment": alignment_summary(samples),
+        "alignment": _nominal_rates(alignment_summary(samples), settings),
         "problems": problems,
     }
+
+
+def _nominal_rates(alignment: dict, settings: DataSettings) -> dict:
+    """Each aligned sensor's nominal rate (``[[data.sensors]] rate``, else
+    ``data.sample_rate``) next to its measured one."""
+    names = {s.name for s in settings.sensors}
+    if settings.sample_rate is not None:
+        for n, x in alignment.get("sensors", {}).items():
+            if n in names:
+                x["nominal_rate_hz"] = settings.sensor_rate(n)
+    return alignment

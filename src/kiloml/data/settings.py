@@ -51,7 +51,8 @@ class AugmentSettings(_Strict):
 
 class SensorDSPSettings(_Strict):
     """A sensor's own DSP block (``[data.sensors.dsp]``): ``spectral`` or ``raw`` and its
-    parameters (kiloml.dsp; ``sample_rate`` comes from ``data.sample_rate``). Sensors without
+    parameters (kiloml.dsp; ``sample_rate`` comes from ``data.sample_rate``, or the sensor's
+    ``rate`` when it has its own). Sensors without
     one use the project's ``[dsp]`` block; the features are concatenated sensor by sensor
     (kiloml.dsp.sensors)."""
 
@@ -67,9 +68,12 @@ class SensorSettings(_Strict):
     timestamp column (ms), the ``axes`` columns and optionally a per-sample label column.
     Sensors with the same ``suffix`` share one file (one device logging several sensors:
     ``ax, ay, az, gx, gy, gz``), each taking its own ``axes`` columns; an empty suffix makes
-    every CSV file a recording. The sensor is resampled to ``rate`` (default:
-    ``data.sample_rate``) on a grid shared by all sensors, and its axes take the next
-    ``len(axes)`` channels, in declaration order."""
+    every CSV file a recording. Every sensor is resampled to the grid at ``data.sample_rate``,
+    shared by all sensors, and its axes take the next ``len(axes)`` channels, in declaration
+    order. ``rate`` (default ``data.sample_rate``) is the sensor's nominal rate: it must be
+    ``data.sample_rate / k`` for a whole k, and such a sensor's samples are every k-th grid
+    frame of a window (its own DSP block runs on them; the deployed C takes its buffer at
+    its rate; docs/fusion.md, "Sensors at their own rates")."""
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=32)
     suffix: str = Field(description="file name ending before .csv (shared: one file)")
@@ -134,14 +138,44 @@ class DataSettings(_Strict):
         if self.sample_rate is None:
             raise ValueError("sensors: data.sample_rate is required (the shared grid's rate)")
         for s in self.sensors:
-            if s.rate is not None and abs(s.rate - self.sample_rate) > 1e-9 * self.sample_rate:
-                raise ValueError(f"sensor {s.name!r}: rate {s.rate:g} Hz; all sensors are "
-                                 f"resampled to data.sample_rate {self.sample_rate:g} Hz "
-                                 "(sensors at different rates are not supported yet)")
+            self._check_rate(s)
         total = sum(len(s.axes) for s in self.sensors)
         if self.channels is not None and self.channels != total:
             raise ValueError(f"channels {self.channels} != {total}, the sensors' axes")
         return self
+
+    def _check_rate(self, s: SensorSettings) -> None:
+        """A sensor at its own rate: a whole divisor of the grid's rate, whole samples per
+        window and stride, and its own DSP block (run at its rate)."""
+        if s.rate is None or abs(s.rate - self.sample_rate) <= 1e-9 * self.sample_rate:
+            return
+        k = self.sample_rate / s.rate
+        if s.rate > self.sample_rate or abs(k - round(k)) > 1e-9 * k:
+            raise ValueError(f"sensor {s.name!r}: rate {s.rate:g} Hz does not divide "
+                             f"data.sample_rate {self.sample_rate:g} Hz (the shared grid): a "
+                             "sensor's rate must be data.sample_rate / k for a whole k")
+        for what, ms in (("window_ms", self.window_ms), ("stride_ms", self.stride_ms)):
+            n = ms * s.rate / 1000.0
+            if abs(n - round(n)) > 1e-6:
+                raise ValueError(f"sensor {s.name!r}: data.{what} {ms:g} ms at its rate "
+                                 f"{s.rate:g} Hz is {n:g} samples, not a whole number")
+        if s.dsp is None:
+            raise ValueError(f"sensor {s.name!r}: rate {s.rate:g} Hz differs from "
+                             f"data.sample_rate {self.sample_rate:g} Hz, so it needs its own "
+                             "DSP block ([data.sensors.dsp]): the shared [dsp] block cannot "
+                             "span sensors at different rates")
+
+    def sensor_decimation(self) -> dict[str, int]:
+        """Each sensor's grid frames per sample of its own: k = data.sample_rate / rate (1
+        for a sensor at the grid's rate). Its samples are every k-th grid frame of a window
+        from the window's first frame."""
+        return {s.name: 1 if s.rate is None else max(1, int(round(self.sample_rate / s.rate)))
+                for s in self.sensors}
+
+    def sensor_rate(self, name: str) -> float:
+        """A sensor's nominal rate in Hz (data.sample_rate when it states none)."""
+        s = next(x for x in self.sensors if x.name == name)
+        return float(self.sample_rate if s.rate is None else s.rate)
 
     def sensor_channels(self) -> dict[str, tuple[int, int]]:
         """Each sensor's [first, end) channel range in the aligned frames."""

@@ -29,7 +29,7 @@ from kiloml.deploy.c import arduino_library, build_manifest, frontmatter, readme
 from kiloml.deploy.package import Package, check_output, to_json, write_tree
 from kiloml.deploy import cstream
 from kiloml.deploy.spec import (ARDUINO_ARCHITECTURES, DeploySpec, Pipeline, metadata,
-                                model_kernels, resolve)
+                                model_kernels, resolve, sensor_decimation)
 from kiloml.errors import KilomlError
 from kiloml.targets.profile import RUNTIME_CORES
 
@@ -225,6 +225,11 @@ def imu_sketch(p: Pipeline, sketch: str) -> str:
     fused = ch == 6 and [k for _, k in p.spec.sensors] == [3, 3]
     gname = p.spec.sensors[1][0] if fused else ""
     a, g = (f"{p.spec.sensors[0][0]}_frames", f"{gname}_frames") if fused else ("", "")
+    # sensors at their own rates: a sensor's buffer takes one frame in its DECIMATION
+    dec = sensor_decimation(p.spec) if fused else ()
+    rated = any(d > 1 for d in dec)
+    wsz = ([f"{M}_{nm.upper()}_WINDOW_SAMPLES" for nm, _ in p.spec.sensors] if rated else
+           [f"{M}_WINDOW_SAMPLES"] * 2)
     values = [f"{v} * {'GYRO' if v[0] == 'g' else 'ACCEL'}_SCALE" for v in names]
     lines = _sketch_head(p, sketch, "classifies the IMU continuously") + [
         "#include <Arduino.h>", "#include <Arduino_LSM9DS1.h>", "#include <string.h>", "",
@@ -246,8 +251,10 @@ def imu_sketch(p: Pipeline, sketch: str) -> str:
         *([f"static float window[{M}_INPUT_SIZE];  // oldest frame first, channels "
            "interleaved"] if not fused else [
             "// one buffer per sensor, oldest frame first, axes interleaved",
-            f"static float {a}[{M}_WINDOW_SAMPLES * 3];",
-            f"static float {g}[{M}_WINDOW_SAMPLES * 3];",
+            f"static float {a}[{wsz[0]} * 3];",
+            f"static float {g}[{wsz[1]} * 3];",
+            *([f"// grid frames modulo every sensor's DECIMATION ({M}_STREAM_SENSORS_MULTIPLE)",
+               "static uint32_t tick = 0;"] if rated else []),
             f"// frames since the last {gname} reading: none for a whole window = missing",
             f"static uint32_t {g}_age = {M}_WINDOW_SAMPLES;",
             "static uint32_t missing = 0;"]),
@@ -291,7 +298,17 @@ def imu_sketch(p: Pipeline, sketch: str) -> str:
         "    next_us = now;  // fell behind (a classification took longer): resynchronize",
         "  }",
     ]
-    if fused:
+    if fused and rated:
+        for (nm, _), buf, vals, w, d in zip(p.spec.sensors, (a, g), (values[:3], values[3:]),
+                                            wsz, dec):
+            ind = "    " if d > 1 else "  "
+            lines += ([f"  if (tick % {M}_{nm.upper()}_DECIMATION == 0u) {{  // its own rate"]
+                      if d > 1 else [])
+            lines += [f"{ind}memmove({buf}, {buf} + 3, sizeof(float) * ({w} - 1) * 3);"]
+            lines += [f"{ind}{buf}[({w} - 1) * 3 + {i}] = {v};" for i, v in enumerate(vals)]
+            lines += ["  }"] if d > 1 else []
+        lines += [f"  tick = (tick + 1u) % {M}_STREAM_SENSORS_MULTIPLE;"]
+    elif fused:
         for buf, vals in ((a, values[:3]), (g, values[3:])):
             lines += [f"  memmove({buf}, {buf} + 3, sizeof(float) * ({M}_WINDOW_SAMPLES - 1) "
                       "* 3);"]

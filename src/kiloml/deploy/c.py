@@ -27,6 +27,7 @@ outputs dequantized in float32: ``(q - zero_point) * scale``.
 
 from __future__ import annotations
 
+import math
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -40,7 +41,7 @@ from kiloml.deploy.package import (Package, c_string, check_output, comment_text
                                    to_json, write_tree)
 from kiloml.deploy import slot
 from kiloml.deploy.spec import (CFLAGS, DeploySpec, Pipeline, head_for_missing, metadata,
-                                model_kernels, raw_units, resolve)
+                                model_kernels, raw_units, resolve, sensor_decimation)
 from kiloml.errors import KilomlError
 from kiloml.targets.profile import RUNTIME_CORES
 
@@ -167,6 +168,9 @@ def _sensors_header(p: Pipeline) -> list[str]:
     if not p.spec.sensors:
         return []
     M, n = p.macro, p.name
+    dec = sensor_decimation(p.spec)
+    if any(d > 1 for d in dec):
+        return _rates_header(p, dec)
     out, first = [], 0
     for nm, axes in p.spec.sensors:
         out += [f"#define {M}_{nm.upper()}_FIRST_CHANNEL {first}",
@@ -200,6 +204,56 @@ def _sensors_header(p: Pipeline) -> list[str]:
         + ["/* Each sensor's channels in the raw window */", *out, ""]
 
 
+def _rates_header(p: Pipeline, dec: tuple[int, ...]) -> list[str]:
+    """The one-buffer-per-sensor API of a project whose sensors have their own rates."""
+    M, n = p.macro, p.name
+    out, first = [], 0
+    rate = float(p.spec.sample_rate)
+    for (nm, axes), d in zip(p.spec.sensors, dec):
+        S = f"{M}_{nm.upper()}"
+        every = f"every {d} frames" if d > 1 else "every frame"
+        out += [f"/* {nm}: {rate / d:g} Hz, one sample {every} of the window */",
+                f"#define {S}_FIRST_CHANNEL {first}", f"#define {S}_AXES {axes}",
+                f"#define {S}_DECIMATION {d}", f"#define {S}_WINDOW_SAMPLES {p.frames // d}"]
+        first += axes
+    lcm = math.lcm(*dec)
+    args = ", ".join(f"const {n}_sample_t *{nm}" for nm, _ in p.spec.sensors)
+    names = ", ".join(nm for nm, _ in p.spec.sensors)
+    policy = ([" * (out of range): its channels are zeros, as the model saw in training with",
+               " * sensor dropout; *missing receives a bit per NULL sensor (bit k: sensor k, in",
+               " * the order above) when missing is not NULL. Returns as "
+               f"{n}_classify. */"] if not branch_heads(p) else
+              [" * (out of range): its channels are zeros and bit k of *missing is set (sensor",
+               " * k, in the order above; when missing is not NULL). The answer: when exactly",
+               " * one sensor remains, the scores of that sensor's own head (its branch's",
+               " * classifier, part of the model); otherwise the fused head's, as "
+               f"{n}_classify.",
+               f" * Returns the top class of those scores, or as {n}_classify on an error. */"])
+    return ["", "/* The sensors run at their own rates: each rate is the window's (the grid's) "
+            f"{rate:g} Hz", f" * divided by {M}_<SENSOR>_DECIMATION. {n}_classify and "
+            f"{n}_stream_push take the", " * grid (every sensor's channels at every frame; a "
+            "slower sensor's samples are read at", " * frames 0, k, 2k, ... of each window); "
+            "the _sensors functions take each sensor at its", " * own rate. */", *out, "",
+            "/* Classifies one window given one buffer per sensor (" + names + "):",
+            f" * {M}_<SENSOR>_WINDOW_SAMPLES frames of that sensor's axes at its own rate, "
+            "oldest", " * first, frames interleaved. A NULL buffer is a missing sensor",
+            *policy,
+            f"int {n}_classify_sensors({args}, float *scores, uint32_t *missing);", "",
+            f"/* The frames a {n}_stream_push_sensors call takes are a multiple of this */",
+            f"#define {M}_STREAM_SENSORS_MULTIPLE {lcm}u", "",
+            "/* Continuous inference with one buffer per sensor: n is the number of grid "
+            f"frames ({rate:g} Hz),", f" * a multiple of {M}_STREAM_SENSORS_MULTIPLE; each "
+            f"sensor's buffer holds n / {M}_<SENSOR>_DECIMATION", " * frames of its axes, "
+            "interleaved, at its own rate. A NULL buffer is a missing sensor (zeros;",
+            " * bit k of *missing, when not NULL). Each sample stands for its DECIMATION grid "
+            "frames;", f" * then exactly {n}_stream_push on those frames: same detections, "
+            "same return value", " * and events. Returns -2 (nothing pushed) when n is not a "
+            "multiple. */",
+            f"int32_t {n}_stream_push_sensors({args}, uint32_t n,",
+            f"                                {n}_event_t *events, uint32_t max_events, "
+            "uint32_t *missing);", ""]
+
+
 STAGE_FRAMES = 16   # frames per chunk of <name>_stream_push_sensors' interleaving buffer
 
 
@@ -207,6 +261,11 @@ def _sensors_source(p: Pipeline) -> list[str]:
     if not p.spec.sensors:
         return []
     M, n = p.macro, p.name
+    dec = sensor_decimation(p.spec)
+    # a sensor at its own rate: its sample f / d stands for grid frame f (held d frames; the
+    # DSP reads one frame in d, so it sees the sensor's own samples)
+    src = [("f" if d == 1 else f"(f / {d}u)", "(done + f)" if d == 1 else f"((done + f) / {d}u)")
+           for d in dec]
     args = ", ".join(f"const {n}_sample_t *{nm}" for nm, _ in p.spec.sensors)
     body = ["/* the interleaved window assembled from the sensors' buffers */",
             f"static {n}_sample_t {n}_window[{M}_INPUT_SIZE];", "",
@@ -218,7 +277,7 @@ def _sensors_source(p: Pipeline) -> list[str]:
                  f"    for (f = 0; f < {M}_WINDOW_SAMPLES; ++f) {{",
                  f"        for (a = 0; a < {axes}u; ++a) {{",
                  f"            {n}_window[f * {M}_CHANNELS + {first}u + a] = "
-                 f"{nm} == 0 ? ({n}_sample_t)0 : {nm}[f * {axes}u + a];",
+                 f"{nm} == 0 ? ({n}_sample_t)0 : {nm}[{src[k][0]} * {axes}u + a];",
                  "        }", "    }"]
         first += axes
     body += ["    if (missing != 0) {", "        *missing = gone;", "    }"]
@@ -233,6 +292,9 @@ def _sensors_source(p: Pipeline) -> list[str]:
              "uint32_t *missing)", "{",
              "    uint32_t done = 0u;", "    uint32_t f;", "    uint32_t a;",
              "    uint32_t gone = 0u;", "    int32_t found = 0;"]
+    if any(d > 1 for d in dec):
+        body += [f"    if (n % {M}_STREAM_SENSORS_MULTIPLE != 0u) {{", "        return -2;",
+                 "    }"]
     for k, (nm, _) in enumerate(p.spec.sensors):
         body += [f"    if ({nm} == 0) {{", f"        gone |= {1 << k}u;", "    }"]
     body += ["    if (missing != 0) {", "        *missing = gone;", "    }",
@@ -243,11 +305,11 @@ def _sensors_source(p: Pipeline) -> list[str]:
              "        int32_t k;",
              "        for (f = 0; f < take; ++f) {"]
     first = 0
-    for nm, axes in p.spec.sensors:
+    for k, (nm, axes) in enumerate(p.spec.sensors):
         body += [f"            for (a = 0; a < {axes}u; ++a) {{",
                  f"                {n}_stage[f * {M}_CHANNELS + {first}u + a] = {nm} == 0 ? "
                  f"({n}_sample_t)0 :",
-                 f"                    {nm}[(done + f) * {axes}u + a];", "            }"]
+                 f"                    {nm}[{src[k][1]} * {axes}u + a];", "            }"]
         first += axes
     body += ["        }",
              f"        k = {n}_stream_push({n}_stage, take, room > 0u ? events + found : events,"

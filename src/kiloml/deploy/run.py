@@ -421,6 +421,35 @@ def run_python(spec: DeploySpec, raw_windows, missing: int = 0) -> RunResult:
     return classify_features(spec, feats, missing)
 
 
+def sensors_to_grid(spec: DeploySpec, buffers) -> np.ndarray:
+    """The twin of ``<name>_classify_sensors`` / ``_stream_push_sensors`` on buffers at the
+    sensors' own rates: ``buffers`` (one per sensor of ``spec.sensors``, in order) of shape
+    (..., frames / k, axes) for a sensor at ``sample_rate / k``, None for a missing one ->
+    the (..., frames, channels) grid frames the C assembles: each sample held for its k grid
+    frames (the DSP reads one frame in k, from the window's first), a missing sensor's
+    channels zeros. Run ``run_python`` (with the missing mask) or the stream twin on them."""
+    from kiloml.deploy.spec import sensor_decimation
+
+    dec = sensor_decimation(spec)
+    if len(buffers) != len(spec.sensors):
+        raise KilomlError(f"{len(buffers)} buffers for the sensors "
+                          f"{[nm for nm, _ in spec.sensors]}")
+    ref = next(np.asarray(b) for b in buffers if b is not None)
+    d0 = dec[next(k for k, b in enumerate(buffers) if b is not None)]
+    lead, frames = ref.shape[:-2], ref.shape[-2] * d0
+    parts = []
+    for (nm, axes), d, b in zip(spec.sensors, dec, buffers):
+        if b is None:
+            parts.append(np.zeros(lead + (frames, axes), np.float32))
+            continue
+        b = np.asarray(b, np.float32)
+        if b.shape[:-2] != lead or b.shape[-2] * d != frames or b.shape[-1] != axes:
+            raise KilomlError(f"sensor {nm}: buffer {b.shape}, expected "
+                              f"{lead + (frames // d, axes)}")
+        parts.append(np.repeat(b, d, axis=-2))
+    return np.concatenate(parts, axis=-1)
+
+
 def zero_sensors(spec: DeploySpec, raw_windows, missing: int) -> np.ndarray:
     """Raw windows (N, frames, channels) or (N, frames x channels) with the channels of the
     sensors in the bit mask ``missing`` set to zeros, as ``<name>_classify_sensors`` does for

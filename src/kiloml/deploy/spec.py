@@ -89,7 +89,8 @@ class DeploySpec:
     model_slot: bool = False     # C package: weights in an A/B flash slot (kiloml.deploy.slot)
     personalize: Any = None      # kiloml.deploy.personalize.Settings: add personalize/ (C)
     # multi-sensor projects: (sensor name, axes) in channel order; the C API then also takes
-    # one buffer per sensor (<name>_classify_sensors)
+    # one buffer per sensor (<name>_classify_sensors), each at the sensor's rate when the
+    # per-sensor DSP block decimates it (sensor_decimation)
     sensors: tuple[tuple[str, int], ...] = ()
     stream: Any = None  # kiloml.train.streaming.StreamSettings (None: the defaults)
     prefer: str = "balanced"  # the model kernels' flash-for-speed choice (armv7em_choice)
@@ -295,6 +296,7 @@ def resolve(spec: DeploySpec, portable_too: bool = False, model_c: bool = True) 
                          or not all(NAME_RE.fullmatch(nm) for nm, _ in spec.sensors)):
         raise KilomlError(f"sensors {list(spec.sensors)}: need unique C-identifier names and "
                           f"axes adding up to the {channels} channels")
+    sensor_decimation(spec, frames)
     rate = float(spec.sample_rate)
     if not rate > 0:
         raise KilomlError(f"sample_rate {spec.sample_rate!r} must be > 0 Hz")
@@ -365,6 +367,32 @@ def resolve(spec: DeploySpec, portable_too: bool = False, model_c: bool = True) 
         version=str(spec.version))
 
 
+def sensor_decimation(spec: DeploySpec, frames: Optional[int] = None) -> tuple[int, ...]:
+    """Each sensor's grid frames per sample of its own (``spec.sensors`` order): k for a
+    sensor at ``sample_rate / k``, taken from the per-sensor DSP block's parts
+    (kiloml.dsp.sensors ``decimate``); all 1 for a single-rate project. A block with parts at
+    their own rates needs ``spec.sensors`` to name the same sensors with the same axes."""
+    dec = getattr(spec.block, "decimate", None)
+    if not spec.sensors or not dec or all(d == 1 for d in dec.values()):
+        return tuple(1 for _ in spec.sensors)
+    parts = [(nm, e - a) for nm, a, e, _ in spec.block.parts]
+    if list(spec.sensors) != parts:
+        raise KilomlError(f"sensors {list(spec.sensors)}: the DSP block's sensors {parts} run "
+                          "at their own rates; the package's sensors must be the same")
+    out = tuple(int(dec[nm]) for nm, _ in spec.sensors)
+    f = int(spec.frames if frames is None else frames)
+    for (nm, _), d in zip(spec.sensors, out):
+        if f % d:
+            raise KilomlError(f"sensor {nm}: a window of {f} frames is not a whole number of "
+                              f"its samples (one every {d} frames)")
+    return out
+
+
+def multi_rate(spec: DeploySpec) -> bool:
+    """Whether some sensor runs at a rate other than ``spec.sample_rate``."""
+    return any(d > 1 for d in sensor_decimation(spec))
+
+
 def _check_heads(spec: DeploySpec) -> int:
     """The number of graph outputs the missing-sensor policy needs (1 for ``zero``)."""
     if spec.missing == "zero":
@@ -430,7 +458,21 @@ def metadata(p: Pipeline) -> dict:
                   "kernels": p.runtime, **model_kernels(p)},
         "board": {"id": p.board_id, "name": p.board.get("name", p.board_id), "core": p.core,
                   "flags": p.flags},
+        **({"sensors": sensors_manifest(p)} if multi_rate(spec) else {}),
     }
+
+
+def sensors_manifest(p: Pipeline) -> list[dict]:
+    """Each sensor of a multi-rate package: its channels in the shared-grid window
+    (``<name>_classify``), its rate and its window in its own samples
+    (``<name>_classify_sensors``)."""
+    out, first = [], 0
+    for (nm, axes), d in zip(p.spec.sensors, sensor_decimation(p.spec)):
+        out.append({"name": nm, "axes": axes, "first_channel": first,
+                    "rate_hz": float(p.spec.sample_rate) / d, "decimation": d,
+                    "window_samples": p.frames // d})
+        first += axes
+    return out
 
 
 def model_kernels(p: Pipeline) -> dict:

@@ -386,27 +386,34 @@ def emit_sensors(block, prefix: str, frames: int,
     ch = block.channels
     buf = block._buffer(frames)
     files: dict[str, str] = {}
-    for nm, a, e, b in block.parts:
-        for fname, text in b.c_sources(f"{P}_{nm}", frames, e - a, "f32",
+    pframes = block.part_frames(frames)
+    for (nm, a, e, b), pf in zip(block.parts, pframes):
+        for fname, text in b.c_sources(f"{P}_{nm}", pf, e - a, "f32",
                                        command=command).items():
             if fname in files and files[fname] != text:
                 raise DSPError(f"sensors: two parts generate different {fname}")
             files[fname] = text
     source = ["block: sensors (f32), one block per sensor, outputs concatenated:"]
     for (nm, a, e, b), n in zip(block.parts, block.part_sizes(frames)):
+        d = block.decimate[nm]
         source.append(f"  {nm}: channels [{a}, {e}), block {b.name} ({P}_{nm}.h), "
-                      f"{n} outputs")
+                      f"{n} outputs" + (f", one frame in {d} (its own rate)" if d > 1 else ""))
     front = cwriter.frontmatter(command, source)
     sig = f"int {P}_features(const float *input, float *output)"
     body = [front, f'#include "{P}.h"', *[f'#include "{P}_{nm}.h"' for nm, *_ in block.parts],
             "", comment("one sensor's channels, de-interleaved from the window"),
             f"static float {P}_part[{buf}];", "", sig, "{", "    uint32_t i, c;", "    int r;"]
     off = 0
-    for (nm, a, e, b), n in zip(block.parts, block.part_sizes(frames)):
-        axes = e - a
-        body += [f"    /* {nm}: channels [{a}, {e}) -> output [{off}, {off + n}) */",
-                 f"    for (i = 0; i < {frames}u; ++i) {{",
+    for (nm, a, e, b), n, pf in zip(block.parts, block.part_sizes(frames), pframes):
+        axes, d = e - a, block.decimate[nm]
+        row = "i" if d == 1 else f"i * {d}u"   # a sensor at its own rate: every d-th frame
+        body += [f"    /* {nm}: channels [{a}, {e}) -> output [{off}, {off + n}) */"
+                 if d == 1 else f"    /* {nm}: channels [{a}, {e}) of one frame in {d} -> "
+                 f"output [{off}, {off + n}) */",
+                 f"    for (i = 0; i < {pf}u; ++i) {{",
                  f"        for (c = 0; c < {axes}u; ++c) {{",
+                 f"            {P}_part[i * {axes}u + c] = input[({row}) * {ch}u + {a}u + c];"
+                 if d > 1 else
                  f"            {P}_part[i * {axes}u + c] = input[i * {ch}u + {a}u + c];",
                  "        }", "    }",
                  f"    r = {P}_{nm}_features({P}_part, output + {off});",

@@ -14,6 +14,10 @@ out of the interleaved window into one static buffer (frames x the largest senso
 calls that sensor's ``_features`` on it, writing its output at the sensor's offset. The
 output is therefore the parts' own C outputs, bit for bit, and each part keeps its block's
 stated tolerance against ``forward``.
+
+A sensor at its own rate (``data.sample_rate / k``, ``"decimate": k``; docs/fusion.md) has
+one sample every k frames of the window: its block (at the sensor's rate) runs on frames 0,
+k, 2k, ... of its channels, in numpy and in C.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_serializer
 
 from kiloml.dsp.base import Block, BlockParams, Cost
 
@@ -33,6 +37,16 @@ class SensorPart(BlockParams):
     axes: int = Field(ge=1, le=64)
     block: str
     params: dict[str, Any] = {}
+    # a sensor at its own rate, data.sample_rate / decimate: its block runs on every
+    # decimate-th frame of the window, from the first (written only when > 1)
+    decimate: int = Field(1, ge=1, le=1000)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        out = handler(self)
+        if isinstance(out, dict) and out.get("decimate") == 1:
+            del out["decimate"]   # single-rate parts dump as before
+        return out
 
     @field_validator("block")
     @classmethod
@@ -67,6 +81,7 @@ class Sensors(Block):
         from kiloml.errors import DSPError
 
         self.parts: list[tuple[str, int, int, Block]] = []
+        self.decimate: dict[str, int] = {s.name: s.decimate for s in self.params.sensors}
         first = 0
         for s in self.params.sensors:
             try:
@@ -84,9 +99,24 @@ class Sensors(Block):
             raise DSPError(f"sensors: the window has {channels} channels, the sensors' axes "
                            f"add up to {self.channels}")
 
+    def part_frames(self, frames: int) -> list[int]:
+        """Each part's input frames for a window of ``frames`` grid frames (a sensor at its
+        own rate: every ``decimate``-th frame)."""
+        out = []
+        for nm, *_ in self.parts:
+            d = self.decimate[nm]
+            if frames % d:
+                from kiloml.errors import DSPError
+
+                raise DSPError(f"sensors: {nm}: a window of {frames} frames is not a whole "
+                               f"number of its samples (one every {d} frames)")
+            out.append(frames // d)
+        return out
+
     def part_sizes(self, frames: int) -> list[int]:
         """Each part's number of output values, in order."""
-        return [int(np.prod(b.output_shape(frames, e - a))) for _, a, e, b in self.parts]
+        return [int(np.prod(b.output_shape(f, e - a)))
+                for (_, a, e, b), f in zip(self.parts, self.part_frames(frames))]
 
     def part_slices(self, frames: int) -> dict[str, slice]:
         """Each sensor's range in the output vector."""
@@ -104,19 +134,21 @@ class Sensors(Block):
         x = self.check_input(x)
         self._check_channels(x.shape[-1])
         lead = x.shape[:-2]
-        outs = [b.forward(x[..., a:e]).reshape(lead + (-1,)) for _, a, e, b in self.parts]
+        self.part_frames(x.shape[-2])
+        outs = [b.forward(x[..., ::self.decimate[nm], a:e]).reshape(lead + (-1,))
+                for nm, a, e, b in self.parts]
         return np.concatenate(outs, axis=-1).astype(np.float32)
 
     def _buffer(self, frames: int) -> int:
         """Floats of the static per-sensor input buffer."""
-        return frames * max(e - a for _, a, e, _ in self.parts)
+        return max(f * (e - a) for (_, a, e, _), f in zip(self.parts, self.part_frames(frames)))
 
     def cost(self, frames: int, channels: int = 1, variant: str = "f32") -> Cost:
         self.check_variant(variant)
         self._check_channels(channels)
         ram, flash, ops = 4 * self._buffer(frames), 0, {}
-        for _, a, e, b in self.parts:
-            c = b.cost(frames, e - a, variant)
+        for (_, a, e, b), f in zip(self.parts, self.part_frames(frames)):
+            c = b.cost(f, e - a, variant)
             ram += c.ram_bytes
             flash += c.flash_bytes
             for k, v in c.ops.items():

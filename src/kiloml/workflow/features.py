@@ -88,6 +88,11 @@ class SensorView:
             return full
         parts = getattr(full, "parts", None)
         if parts:
+            if full.decimate[self.sensor] > 1:   # at its own rate: the composite decimates
+                from kiloml.dsp import make_block
+
+                part = next(p for p in full.params.sensors if p.name == self.sensor)
+                return make_block("sensors", params={"sensors": [part.model_dump()]})
             return next(b for nm, _, _, b in parts if nm == self.sensor)
         return full
 

@@ -67,12 +67,17 @@ class DSPSection(_Strict):
     params: dict[str, Any] = {}
 
 
-def dsp_params(data: DataSection, dsp: DSPSection) -> dict[str, Any]:
+def dsp_params(data: DataSection, dsp: DSPSection, sensor: Optional[str] = None
+               ) -> dict[str, Any]:
     """The block's parameters with the one sample rate of the project: ``[data] sample_rate``
     is stated once and the block takes it; a block rate (in ``[dsp.params]`` or its preset)
     that differs from it is an error, never silently used on data of another rate."""
     params = dict(dsp.params)
     rate = data.sample_rate
+    where = "data.sample_rate"
+    if sensor is not None and data.sensor_decimation()[sensor] > 1:
+        # a sensor at its own rate: its block runs at that rate
+        rate, where = data.sensor_rate(sensor), f"sensor {sensor!r}'s rate"
     if rate is None or "sample_rate" not in block_class(dsp.block).Params.model_fields:
         return params
     stated = params.get("sample_rate")
@@ -80,7 +85,7 @@ def dsp_params(data: DataSection, dsp: DSPSection) -> dict[str, Any]:
         stated = presets().get(dsp.preset, (None, {}))[1].get("sample_rate")
     if stated is not None and abs(float(stated) - rate) > 1e-9 * rate:
         raise ValueError(f"the DSP block's sample_rate {float(stated):g} Hz differs from "
-                         f"data.sample_rate {rate:g} Hz (state the rate once, in [data])")
+                         f"{where} {rate:g} Hz (state the rate once, in [data])")
     params["sample_rate"] = float(rate)
     return params
 
@@ -98,9 +103,12 @@ def block_spec(data: DataSection, dsp: DSPSection) -> tuple[str, Optional[str], 
             raise ValueError(f"sensor {s.name!r} has no data.sensors.dsp table and the dsp "
                              f"block ({dsp.preset or dsp.block}) cannot run per sensor: give "
                              "it one (spectral or raw)")
-        params = dsp_params(data, DSPSection(block=own.block, params=own.params))
-        parts.append({"name": s.name, "axes": len(s.axes), "block": own.block,
-                      "params": params})
+        step = data.sensor_decimation()[s.name]
+        params = dsp_params(data, DSPSection(block=own.block, params=own.params), s.name)
+        part = {"name": s.name, "axes": len(s.axes), "block": own.block, "params": params}
+        if step > 1:   # a sensor at its own rate: every step-th grid frame
+            part["decimate"] = step
+        parts.append(part)
     return "sensors", None, {"sensors": parts}
 
 
