@@ -17,6 +17,9 @@ accuracy per held-out person, mean and worst, per recipe:
 
     mid, strong-mixup (mixup 0.2), strong-long (120 epochs), strong-wide (channels 24/48/96),
     mid-long   the candidates of docs/wand_lopo.md
+    strong-ema (exponential moving average of the weights, decay 0.995), strong-ema-mixup
+    (the same + mixup 0.2), strong-drop (dropout 0.4 before the pool, was 0.2), strong-ls0
+    (no label smoothing, was 0.1)
 
 ``--seed S`` trains every fold with seed S. ``--people N`` holds out only the first N people
 (a quicker, partial run: say so when quoting it).
@@ -53,7 +56,11 @@ RECIPES = {"defaults": {},
            "strong-mixup": {**_STRONG, "train.mixup": 0.2},
            "strong-wide": {**_STRONG, "model.channels": [24, 48, 96]},
            "mid-long": {"jitter_std": 0.02, "scale_range": 0.15, "rotate_deg": 25.0,
-                        "speed_range": 0.1, "train.epochs": 120}}
+                        "speed_range": 0.1, "train.epochs": 120},
+           "strong-ema": {**_STRONG, "train.ema": 0.995},
+           "strong-ema-mixup": {**_STRONG, "train.ema": 0.995, "train.mixup": 0.2},
+           "strong-drop": {**_STRONG, "model.dropout": 0.4},
+           "strong-ls0": {**_STRONG, "train.label_smoothing": 0.0}}
 
 out = Console(width=160)  # whole tables when not on a terminal
 
