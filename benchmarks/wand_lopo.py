@@ -19,7 +19,8 @@ accuracy per held-out person, mean and worst, per recipe:
     mid-long   the candidates of docs/wand_lopo.md
     strong-ema (exponential moving average of the weights, decay 0.995), strong-ema-mixup
     (the same + mixup 0.2), strong-drop (dropout 0.4 before the pool, was 0.2), strong-ls0
-    (no label smoothing, was 0.1)
+    (no label smoothing, was 0.1), strong-center (the raw block subtracts each axis's mean
+    over the window: gravity and how the wand is held leave the input)
 
 ``--seed S`` trains every fold with seed S. ``--people N`` holds out only the first N people
 (a quicker, partial run: say so when quoting it).
@@ -45,7 +46,8 @@ from train import resplit_wand, setup_wand, wand_people  # noqa: E402
 
 _STRONG = {"jitter_std": 0.03, "scale_range": 0.2, "rotate_deg": 30.0, "speed_range": 0.1,
            "gain_db": 1.0}
-# [data.augment] settings; "train.*" keys set [train], "model.*" keys [model.params]
+# [data.augment] settings; "train.*" keys set [train], "model.*" keys [model.params],
+# "dsp.*" keys [dsp.params]
 RECIPES = {"defaults": {},
            "before": {"jitter_std": 0.01, "scale_range": 0.1, "rotate_deg": 15.0,
                       "speed_range": 0.0, "gain_db": 0.0},
@@ -60,7 +62,8 @@ RECIPES = {"defaults": {},
            "strong-ema": {**_STRONG, "train.ema": 0.995},
            "strong-ema-mixup": {**_STRONG, "train.ema": 0.995, "train.mixup": 0.2},
            "strong-drop": {**_STRONG, "model.dropout": 0.4},
-           "strong-ls0": {**_STRONG, "train.label_smoothing": 0.0}}
+           "strong-ls0": {**_STRONG, "train.label_smoothing": 0.0},
+           "strong-center": {**_STRONG, "dsp.center": True}}
 
 out = Console(width=160)  # whole tables when not on a terminal
 
@@ -78,6 +81,8 @@ def run(workdir: Path, recipe: str, people_n: int | None, seed: int = 0) -> dict
             setattr(p.config.train, k[6:], v)
         elif k.startswith("model."):
             p.config.model.params = {**p.config.model.params, k[6:]: v}
+        elif k.startswith("dsp."):
+            p.config.dsp.params = {**p.config.dsp.params, k[4:]: v}
         else:
             setattr(p.config.data.augment, k, v)
     p.save()
