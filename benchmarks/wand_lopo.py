@@ -20,7 +20,8 @@ accuracy per held-out person, mean and worst, per recipe:
     strong-ema (exponential moving average of the weights, decay 0.995), strong-ema-mixup
     (the same + mixup 0.2), strong-drop (dropout 0.4 before the pool, was 0.2), strong-ls0
     (no label smoothing, was 0.1), strong-center (the raw block subtracts each axis's mean
-    over the window: gravity and how the wand is held leave the input)
+    over the window: gravity and how the wand is held leave the input), strong-center-drop
+    (both)
 
 ``--seed S`` trains every fold with seed S. ``--people N`` holds out only the first N people
 (a quicker, partial run: say so when quoting it).
@@ -63,7 +64,8 @@ RECIPES = {"defaults": {},
            "strong-ema-mixup": {**_STRONG, "train.ema": 0.995, "train.mixup": 0.2},
            "strong-drop": {**_STRONG, "model.dropout": 0.4},
            "strong-ls0": {**_STRONG, "train.label_smoothing": 0.0},
-           "strong-center": {**_STRONG, "dsp.center": True}}
+           "strong-center": {**_STRONG, "dsp.center": True},
+           "strong-center-drop": {**_STRONG, "dsp.center": True, "model.dropout": 0.4}}
 
 out = Console(width=160)  # whole tables when not on a terminal
 
