@@ -23,7 +23,9 @@ accuracy per held-out person, mean and worst, per recipe:
     over the window: gravity and how the wand is held leave the input), strong-center-drop
     (both)
 
-``--seed S`` trains every fold with seed S. ``--people N`` holds out only the first N people
+``--seed S`` trains every fold with seed S. ``--json F`` also writes the rows to F;
+``--summarize F...`` prints, without training, one row per recipe and seed of such files and
+each recipe's means over its seeds (the tables of docs/wand_lopo.md). ``--people N`` holds out only the first N people
 (a quicker, partial run: say so when quoting it).
 """
 
@@ -102,7 +104,44 @@ def run(workdir: Path, recipe: str, people_n: int | None, seed: int = 0) -> dict
                      "val": meta["float_train"]["best_metric"]})
         print(f"{recipe} {person}: {100 * s['int8_accuracy']:.2f} % "
               f"({time.time() - t0:.0f} s)", file=sys.stderr)
-    return {"recipe": recipe, "rows": rows, "wall_s": round(time.time() - t0)}
+    return {"recipe": recipe, "seed": seed, "rows": rows, "wall_s": round(time.time() - t0)}
+
+
+def summarize(files: list[Path]) -> None:
+    """One row per recipe and seed from --json files (a file without a ``seed`` key takes it
+    from its name, ``seed<N>_...``), then each recipe's means over its seeds."""
+    import re
+
+    runs = {}
+    for f in files:
+        for r in json.loads(f.read_text()):
+            seed = r.get("seed")
+            if seed is None:
+                seed = int(re.match(r"seed(\d+)_", f.name).group(1))
+            runs[(r["recipe"], seed)] = r
+    t = Table(title="magic_wand leave-one-person-out, int8, per recipe and seed (val mean: "
+                    "the float model's best accuracy on each fold's validation person)")
+    for c in ("recipe", "seed", "val mean", "test mean", "test worst (person)"):
+        t.add_column(c, justify="left" if c == "recipe" else "right")
+    agg: dict[str, list] = {}
+    for (recipe, seed), r in sorted(runs.items()):
+        rows = r["rows"]
+        val = 100 * sum(x["val"] for x in rows) / len(rows)
+        test = 100 * sum(x["int8"] for x in rows) / len(rows)
+        worst = min(rows, key=lambda x: x["int8"])
+        t.add_row(recipe, str(seed), f"{val:.2f}", f"{test:.2f}",
+                  f"{100 * worst['int8']:.2f} ({worst['person']})")
+        agg.setdefault(recipe, []).append((seed, val, test, 100 * worst["int8"]))
+    out.print(t)
+    t = Table(title="means over the seeds each recipe was run with")
+    for c in ("recipe", "seeds", "val mean", "test mean", "lowest worst", "seeds >= 95 / 88"):
+        t.add_column(c, justify="left" if c == "recipe" else "right")
+    for recipe, v in sorted(agg.items(), key=lambda kv: -sum(x[1] for x in kv[1]) / len(kv[1])):
+        t.add_row(recipe, ",".join(str(x[0]) for x in v),
+                  f"{sum(x[1] for x in v) / len(v):.2f}", f"{sum(x[2] for x in v) / len(v):.2f}",
+                  f"{min(x[3] for x in v):.2f}",
+                  f"{sum(x[2] >= 95 and x[3] >= 88 for x in v)} of {len(v)}")
+    out.print(t)
 
 
 def main() -> int:
@@ -112,7 +151,12 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/kiloml-bench-wand-lopo"))
     ap.add_argument("--seed", type=int, default=0, help="the training seed of every fold")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--summarize", type=Path, nargs="+", default=None,
+                    help="print the per-seed table of earlier --json files (no training)")
     a = ap.parse_args()
+    if a.summarize:
+        summarize(a.summarize)
+        return 0
     res = [run(a.workdir, r, a.people, a.seed) for r in a.recipes.split(",")]
     if a.json:
         (a.json).write_text(json.dumps(res, indent=1))
