@@ -9,7 +9,9 @@ for each person: that person's gestures are the test split, the next person's va
 other six train (the person-less negative streams keep their fixed splits). The int8 test
 accuracy per held-out person, mean and worst, per recipe:
 
-    defaults   [data.augment] as the motion task sets it (since this comparison: ``strong``)
+    defaults   the example's settings as they are now: ``strong`` augmentation and (since
+               the seed 0-3 comparison) cnn1d dropout 0.4, i.e. ``strong-drop``; every other
+               recipe runs with the former dropout 0.2 unless it sets its own
     before     the motion task's former augmentation: jitter 0.01, scale +-10 %, rotation
                up to 15 degrees
     strong     jitter 0.03, scale +-20 %, rotation up to 30 degrees, speed +-10 % (each
@@ -47,6 +49,9 @@ from rich.table import Table  # noqa: E402
 
 from train import resplit_wand, setup_wand, wand_people  # noqa: E402
 
+# every recipe but ``defaults`` is stated against the example as it was before the dropout
+# change (cnn1d dropout 0.2), so its figures stay the ones measured before
+FORMER = {"model.dropout": 0.2}
 _STRONG = {"jitter_std": 0.03, "scale_range": 0.2, "rotate_deg": 30.0, "speed_range": 0.1,
            "gain_db": 1.0}
 # [data.augment] settings; "train.*" keys set [train], "model.*" keys [model.params],
@@ -80,7 +85,7 @@ def run(workdir: Path, recipe: str, people_n: int | None, seed: int = 0) -> dict
     setup_wand(root)
     p = Project.load(root)
     p.config.train.seed = seed
-    for k, v in RECIPES[recipe].items():
+    for k, v in {**({} if recipe == "defaults" else FORMER), **RECIPES[recipe]}.items():
         if k.startswith("train."):
             setattr(p.config.train, k[6:], v)
         elif k.startswith("model."):
