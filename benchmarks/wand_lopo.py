@@ -23,12 +23,12 @@ accuracy per held-out person, mean and worst, per recipe:
     (the same + mixup 0.2), strong-drop (dropout 0.4 before the pool, was 0.2), strong-ls0
     (no label smoothing, was 0.1), strong-center (the raw block subtracts each axis's mean
     over the window: gravity and how the wand is held leave the input), strong-center-drop
-    (both)
+    (both; strong-ema-mixup and strong-center-drop were not run)
 
 ``--seed S`` trains every fold with seed S. ``--json F`` also writes the rows to F;
 ``--summarize F...`` prints, without training, one row per recipe and seed of such files and
-each recipe's means over its seeds (the tables of docs/wand_lopo.md). ``--people N`` holds out only the first N people
-(a quicker, partial run: say so when quoting it).
+each recipe's means over its seeds (the tables of docs/wand_lopo.md). ``--people N`` holds
+out only the first N people (a quicker, partial run: say so when quoting it).
 """
 
 from __future__ import annotations
