@@ -249,6 +249,25 @@ def test_raw_scale_offset_and_c():
     assert make_block("raw", params=dict(flatten=True)).output_shape(50, 3) == (150,)
 
 
+def test_raw_center_removes_each_axis_mean_and_c_is_bit_exact():
+    """``center``: each axis minus its mean over the window (an accelerometer's gravity); the
+    C sums in frame order in float32 like the numpy spec, so the outputs are equal to the bit
+    (milli-g integers as magic_wand logs them and arbitrary float32 values)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((30, 100, 3)) * [30, 300, 100] + [5, -200, 1000]
+    b = make_block("raw", params=dict(center=True, scale=0.5, offset=7.0))
+    y = b(x)
+    want = ((x - x.mean(axis=1, keepdims=True) - 7.0) * 0.5).astype(np.float32)
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-6 * np.abs(want).max())
+    plain = make_block("raw", params=dict(center=True))
+    assert np.abs(plain(x).mean(axis=1)).max() < 1e-3   # the gravity offset (1000) is gone
+    assert not np.allclose(make_block("raw")(x).mean(axis=1), 0, atol=1)
+    for xx in (np.round(x).astype(np.float32), x.astype(np.float32)):
+        np.testing.assert_array_equal(DSPHostBuild(plain, 100, 3, sanitize=True).run(xx),
+                                      plain(xx))
+    assert b.cost(100, 3).ops["add"] == 600 and "add" not in make_block("raw").cost(100, 3).ops
+
+
 # ---------------------------------------------------------------- parameters, shapes, costs
 
 

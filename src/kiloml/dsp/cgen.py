@@ -367,12 +367,22 @@ def emit_raw(block, prefix: str, frames: int, channels: int,
     body = [frontmatter(block, command, "f32"), f'#include "{P}.h"', "",
             table(f"{P}_gain", "float", a.astype(np.float32)),
             table(f"{P}_bias", "float", b.astype(np.float32)), "", sig, "{",
-            "    uint32_t i, c;",
-            f"    for (i = 0; i < {frames}u; ++i) {{",
-            f"        for (c = 0; c < {channels}u; ++c) {{",
-            f"            output[i * {channels}u + c] = input[i * {channels}u + c] * {P}_gain[c] + "
-            f"{P}_bias[c];",
-            "        }", "    }", "    return 0;", "}", ""]
+            "    uint32_t i, c;"]
+    x = f"input[i * {channels}u + c]"
+    if block.params.center:       # each axis's mean over the window, summed in frame order
+        body += [f"    float mean[{channels}u];", "    float s;",
+                 f"    for (c = 0; c < {channels}u; ++c) {{",
+                 "        s = 0.0f;",
+                 f"        for (i = 0; i < {frames}u; ++i) {{",
+                 f"            s += {x};",
+                 "        }",
+                 f"        mean[c] = s / {float_literal(float(frames))};",
+                 "    }"]
+        x = f"({x} - mean[c])"
+    body += [f"    for (i = 0; i < {frames}u; ++i) {{",
+             f"        for (c = 0; c < {channels}u; ++c) {{",
+             f"            output[i * {channels}u + c] = {x} * {P}_gain[c] + {P}_bias[c];",
+             "        }", "    }", "    return 0;", "}", ""]
     n_out = frames * channels
     defines = {"INPUT_FRAMES": frames, "INPUT_AXES": channels, "OUTPUT_SIZE": n_out}
     return {f"{P}.h": _header(P, block, command, "f32", defines, sig), f"{P}.c": "\n".join(body)}

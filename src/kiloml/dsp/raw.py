@@ -1,6 +1,11 @@
 """Raw: the window itself, per axis ``(x - offset) * scale``; output (frames, axes), flattened
 to (frames * axes,) when ``flatten``.
 
+``center``: each axis's mean over the window is subtracted first (for an accelerometer: the
+gravity vector, i.e. how the device is held, leaves the window). The mean is the float32 sum
+of the frames in order divided by the frame count in float32, as the C computes it, so C and
+numpy agree to the last bit before the affine step.
+
 Standardization fitted on training data is not the block's job: training fits it once for
 every block (kiloml.train.normalize, recorded in the model's meta.json), so the block has no
 fitted state.
@@ -19,6 +24,7 @@ class RawParams(BlockParams):
     scale: float = Field(1.0, description="multiplies (x - offset)")
     offset: float = 0.0
     flatten: bool = False
+    center: bool = Field(False, description="subtract each axis's mean over the window")
 
 
 class Raw(Block):
@@ -44,6 +50,8 @@ class Raw(Block):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self.check_input(x)
+        if self.params.center:
+            x = center_frames(x)
         a, b = self._affine(x.shape[-1])
         y = x * a + b
         if self.params.flatten:
@@ -52,7 +60,10 @@ class Raw(Block):
 
     def cost(self, frames: int, channels: int = 1, variant: str = "f32") -> Cost:
         self.check_variant(variant)
-        return Cost(0, 8 * channels, {"mac": frames * channels})
+        ops = {"mac": frames * channels}
+        if self.params.center:
+            ops.update(add=2 * frames * channels, div=channels)
+        return Cost(0, 8 * channels, ops)
 
     def c_sources(self, prefix: str, frames: int, channels: int = 1, variant: str = "f32",
                   command: str = "kiloml dsp") -> dict[str, str]:
@@ -60,3 +71,14 @@ class Raw(Block):
 
         self.check_variant(variant)
         return emit_raw(self, prefix, frames, channels, command=command)
+
+
+def center_frames(x: np.ndarray) -> np.ndarray:
+    """(..., frames, axes) minus each axis's mean over the frames, in float32 as the C does
+    it: the frames summed in order, the sum divided by the frame count, the difference."""
+    x32 = np.asarray(x, np.float32)
+    s = np.zeros(x32.shape[:-2] + x32.shape[-1:], np.float32)
+    for i in range(x32.shape[-2]):
+        s += x32[..., i, :]
+    m = s / np.float32(x32.shape[-2])
+    return (x32 - m[..., None, :]).astype(np.float64)
