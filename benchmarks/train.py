@@ -86,7 +86,6 @@ def setup_kws(root: Path):
 
 def setup_wand(root: Path):
     from kiloml.data import Dataset, import_data
-    from kiloml.workflow.examples import WAND_EPOCHS
     from kiloml.workflow.project import DSPSection, ModelSection, Project, init_project
 
     p = init_project(root, "motion", force=True)
@@ -95,7 +94,6 @@ def setup_wand(root: Path):
     p.config.data.stride_ms = 2000
     p.config.dsp = DSPSection(block="raw")
     p.config.model = ModelSection(arch="cnn1d")
-    p.config.train.epochs = WAND_EPOCHS
     p.save()
     p = Project.load(root)
     w = DATA / "magic_wand"

@@ -35,9 +35,6 @@ EXAMPLES = ("kws", "magic_wand", "cwru", "sp_sw_har")
 _TASK = {"kws": "kws", "magic_wand": "motion", "cwru": "vibration", "sp_sw_har": "motion"}
 _MARKERS = {"kws": ("yes", "no"), "magic_wand": ("ring", "wing"), "cwru": (), "sp_sw_har": ()}
 SP_SW_HAR_AXES = ["x_acc", "y_acc", "z_acc", "x_gyro", "y_gyro", "z_gyro"]
-# magic_wand trains for 120 epochs (the motion default is 60), chosen on the validation
-# people of leave-one-person-out over training seeds 0-3 (docs/wand_lopo.md)
-WAND_EPOCHS = 120
 
 
 def _check_layout(example: str, data: Path) -> None:
@@ -107,7 +104,6 @@ def _init_example(root: str | Path, example: str, data: str | Path, name: str | 
         c.data.stride_ms = 2000
         c.dsp = DSPSection(block="raw")
         c.model = ModelSection(arch="cnn1d")
-        c.train.epochs = WAND_EPOCHS
         c.source = ImportSection(path=rel)
     elif example == "sp_sw_har":
         sp_sw_har_settings(c)
