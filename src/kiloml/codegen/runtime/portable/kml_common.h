@@ -14,17 +14,18 @@
 #define KML_SMALL
 #endif
 
-/* gemmlowp SaturatingRoundingDoublingHighMul: (a * b * 2) >> 32, rounded. */
+/* gemmlowp SaturatingRoundingDoublingHighMul: (a * b * 2) >> 32, rounded. gemmlowp writes
+ * it as (ab + nudge) / 2^31 truncated, nudge = 2^30 for ab >= 0 and 1 - 2^30 below; both
+ * cases equal floor((ab + 2^30) / 2^31), an arithmetic shift (for ab < 0, trunc((ab + 1 -
+ * 2^30) / 2^31) = floor((ab + 1 - 2^30 + 2^31 - 1) / 2^31)), which compiles to a multiply,
+ * an add with carry and a funnel shift instead of a 64-bit division's sign fix-up.
+ * tests/codegen/test_srdhm.py checks it against the gemmlowp form. */
 static inline int32_t kml_srdhm(int32_t a, int32_t b)
 {
-    int64_t ab;
-    int64_t nudge;
     if (a == b && a == INT32_MIN) {
         return INT32_MAX;
     }
-    ab = (int64_t)a * (int64_t)b;
-    nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 /* gemmlowp RoundingDivideByPOT: x / 2^exponent rounded half away from zero. */
