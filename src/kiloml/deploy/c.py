@@ -178,16 +178,7 @@ def _sensors_header(p: Pipeline) -> list[str]:
         first += axes
     args = ", ".join(f"const {n}_sample_t *{nm}" for nm, _ in p.spec.sensors)
     names = ", ".join(nm for nm, _ in p.spec.sensors)
-    policy = ([" * (out of range): its channels are zeros, as the model saw in training with",
-               " * sensor dropout; *missing receives a bit per NULL sensor (bit k: sensor k, in",
-               " * the order above) when missing is not NULL. Returns as "
-               f"{n}_classify. */"] if not branch_heads(p) else
-              [" * (out of range): its channels are zeros and bit k of *missing is set (sensor",
-               " * k, in the order above; when missing is not NULL). The answer: when exactly",
-               " * one sensor remains, the scores of that sensor's own head (its branch's",
-               " * classifier, part of the model); otherwise the fused head's, as "
-               f"{n}_classify.",
-               f" * Returns the top class of those scores, or as {n}_classify on an error. */"])
+    policy = _missing_policy_doc(p)
     return ["", "/* Classifies one window given one buffer per sensor (" + names + "):",
             f" * each {M}_WINDOW_SAMPLES frames of that sensor's axes, oldest first, frames",
             " * interleaved, at the window's sample rate. A NULL buffer is a missing sensor",
@@ -202,6 +193,22 @@ def _sensors_header(p: Pipeline) -> list[str]:
             f"                                {n}_event_t *events, uint32_t max_events, "
             "uint32_t *missing);", ""] \
         + ["/* Each sensor's channels in the raw window */", *out, ""]
+
+
+def _missing_policy_doc(p: Pipeline) -> list[str]:
+    """The header comment lines on a NULL (missing) sensor buffer of the per-sensor API."""
+    n = p.name
+    if not branch_heads(p):
+        return [" * (out of range): its channels are zeros, as the model saw in training with",
+                " * sensor dropout; *missing receives a bit per NULL sensor (bit k: sensor k, in",
+                " * the order above) when missing is not NULL. Returns as "
+                f"{n}_classify. */"]
+    return [" * (out of range): its channels are zeros and bit k of *missing is set (sensor",
+            " * k, in the order above; when missing is not NULL). The answer: when exactly",
+            " * one sensor remains, the scores of that sensor's own head (its branch's",
+            " * classifier, part of the model); otherwise the fused head's, as "
+            f"{n}_classify.",
+            f" * Returns the top class of those scores, or as {n}_classify on an error. */"]
 
 
 def _rates_header(p: Pipeline, dec: tuple[int, ...]) -> list[str]:
@@ -219,16 +226,7 @@ def _rates_header(p: Pipeline, dec: tuple[int, ...]) -> list[str]:
     lcm = math.lcm(*dec)
     args = ", ".join(f"const {n}_sample_t *{nm}" for nm, _ in p.spec.sensors)
     names = ", ".join(nm for nm, _ in p.spec.sensors)
-    policy = ([" * (out of range): its channels are zeros, as the model saw in training with",
-               " * sensor dropout; *missing receives a bit per NULL sensor (bit k: sensor k, in",
-               " * the order above) when missing is not NULL. Returns as "
-               f"{n}_classify. */"] if not branch_heads(p) else
-              [" * (out of range): its channels are zeros and bit k of *missing is set (sensor",
-               " * k, in the order above; when missing is not NULL). The answer: when exactly",
-               " * one sensor remains, the scores of that sensor's own head (its branch's",
-               " * classifier, part of the model); otherwise the fused head's, as "
-               f"{n}_classify.",
-               f" * Returns the top class of those scores, or as {n}_classify on an error. */"])
+    policy = _missing_policy_doc(p)
     return ["", "/* The sensors run at their own rates: each rate is the window's (the grid's) "
             f"{rate:g} Hz", f" * divided by {M}_<SENSOR>_DECIMATION. {n}_classify and "
             f"{n}_stream_push take the", " * grid (every sensor's channels at every frame; a "
