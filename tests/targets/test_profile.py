@@ -140,6 +140,25 @@ def test_cycle_model_classes():
     assert np.isclose(block_cost(insns, "cortex-m7").cycles, 1 + 1 + 1 + 0.5)
 
 
+def test_cycle_model_counts_the_registers_an_ldm_moves():
+    """LDM/STM/PUSH/POP cost 1 + N, N the registers in the list (Cortex-M4 TRM 3.3.1,
+    Cortex-M0+ TRM 3.3): the base register of ``ldm r0!, {...}`` and its writeback are not
+    registers moved (the model once charged them as one more)."""
+    import capstone
+
+    md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
+    # ldm r0!, {r1, r2, r3} ; push {r4, r5, lr} ; pop {r4, pc} ; stm r1!, {r2, r3} ;
+    # ldm.w r0, {r1, r2, r4, r5}
+    code = bytes.fromhex("0ec8" "30b5" "10bd" "0cc1" "90e83600")
+    insns = list(md.disasm(code, 0x1000))
+    assert [i.mnemonic for i in insns] == ["ldm", "push", "pop", "stm", "ldm.w"]
+    expected = {"cortex-m4": [4, 4, 5, 3, 5], "cortex-m0plus": [4, 4, 5, 3, 5],
+                "cortex-m7": [2.5, 2.5, 4, 2, 3]}
+    for core, cycles in expected.items():
+        got = [block_cost([ins], core).cycles for ins in insns]
+        assert np.allclose(got, cycles), (core, got)
+
+
 def test_every_layer_is_checked_and_a_wrong_layer_is_caught(monkeypatch):
     """The emulated arena is read after each kernel call and compared with the reference
     interpreter's tensor; a layer whose generated code is deliberately broken (its ReLU

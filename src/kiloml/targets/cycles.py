@@ -111,8 +111,7 @@ def block_cost(insns: list, core: str) -> BlockCost:
             if "pc" in ins.op_str.split(",")[0]:
                 cycles += 2
         elif cls == "ldm":
-            nregs = ins.op_str.count(",") + 1 if "{" in ins.op_str else 1
-            cycles += t["ldm_base"] + t["ldm_reg"] * nregs
+            cycles += t["ldm_base"] + t["ldm_reg"] * _core_regs(ins.op_str)
             if "pc" in ins.op_str:
                 cycles += 2
         elif cls == "branch":
@@ -173,6 +172,19 @@ def carried(blocks: dict[tuple[int, int], int], costs: dict[tuple[int, int], Blo
             if ins is not None:
                 saved += n * first_ls_saving(ins, core)
     return saved
+
+
+def _core_regs(op_str: str) -> int:
+    """Registers moved by LDM/STM/PUSH/POP: the list in braces (the base register of
+    ``ldm r0!, {r1, r2}`` is not moved, and its writeback costs no cycle)."""
+    if "{" not in op_str:
+        return 1
+    regs = op_str[op_str.find("{") + 1:op_str.rfind("}")].replace(" ", "").split(",")
+    n = 0
+    for r in regs:
+        lo, _, hi = r.partition("-")
+        n += int(hi[1:]) - int(lo[1:]) + 1 if hi and lo[1:].isdigit() and hi[1:].isdigit() else 1
+    return max(n, 1)
 
 
 def _fp_words(op_str: str) -> int:
