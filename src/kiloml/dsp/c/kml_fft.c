@@ -199,11 +199,16 @@ static uint32_t kml_brev(uint32_t k, uint32_t bits)
 
 /* The butterflies t in [t0, t1) of a pass with one group (len = m, the first pass): the
  * points and the three twiddles walk by pointer; w3 points at W^(3 t0) stored with the sign
- * sg (-1 past the table's end, see dif_radix4). */
-static inline __attribute__((always_inline)) void dif_first(float *p0, uint32_t q,
-                                                            const float *w1, const float *w2,
-                                                            const float *w3, uint32_t step,
-                                                            uint32_t t0, uint32_t t1, float sg)
+ * sg (-1 past the table's end, see dif_radix4); inlined, so sg is a constant. */
+#if defined(__GNUC__)
+#define KML_FFT_INLINE static inline __attribute__((always_inline))
+#else
+#define KML_FFT_INLINE static inline
+#endif
+
+KML_FFT_INLINE void dif_first(float *p0, uint32_t q, const float *w1, const float *w2,
+                              const float *w3, uint32_t step, uint32_t t0, uint32_t t1,
+                              float sg)
 {
     uint32_t t;
     for (t = t0; t < t1; ++t) {
