@@ -126,7 +126,7 @@ def test_kernel_compiles_warning_free(tmp_path, opt):
 
 def test_int16_stream_layout():
     """fc_stream extended: flag bit 1, per input group and unit the sign-extended words
-    (w0, w2), (w1, w3); the same biases, multipliers and shifts as the int8 stream; its size
+    (w0, w1), (w2, w3) (the inputs' int16 pairs); the same biases, multipliers and shifts as the int8 stream; its size
     is fc_words' (the data bytes armv7em_choice charges)."""
     from kiloml.codegen.armv7em import fc_stream, fc_words
 
@@ -138,7 +138,8 @@ def test_int16_stream_layout():
     assert s8.size == fc_words(6, 13) and s16.size == fc_words(6, 13, True)
     assert s8[0] == 0 and s16[0] == 2
     d8, g8, g16 = 16, 4 + 16 // 4 * 4 + 5, 4 + 16 // 4 * 8 + 5
-    assert list(s16[1:5]) == list(s8[1:5])                      # biases
+    fb = bias + 5 * w.astype(np.int64).sum(axis=1)
+    assert list(s16[1:5]) == list(fb[:4])                      # biases, not paired
     assert list(s16[1 + g16 - 5:1 + g16]) == list(s8[1 + g8 - 5:1 + g8])  # mults, shifts
     pad = np.zeros((8, d8), np.int64)
     pad[:6, :13] = w
@@ -146,7 +147,7 @@ def test_int16_stream_layout():
     for grp in range(4):
         for u in range(4):
             v = pad[u, 4 * grp:4 * grp + 4]
-            assert halves[grp, u].tolist() == [[v[0], v[2]], [v[1], v[3]]]
+            assert halves[grp, u].tolist() == [[v[0], v[1]], [v[2], v[3]]]
 
 
 def test_prefer_picks_the_layout():

@@ -387,19 +387,40 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
     bias_f, mult_f, shift_f = (np.asarray(fb, np.int64) + sums, fm, fr) if fast else \
         (b + sums, m0, s0)
     if extended:
-        h = (rows.reshape(u4, d8 // 4, 4) & 0xFFFF)
-        wwords = np.stack([h[:, :, 0] | h[:, :, 2] << 16, h[:, :, 1] | h[:, :, 3] << 16],
+        h = rows.reshape(u4, d8 // 4, 4) & 0xFFFF
+        wwords = np.stack([h[:, :, 0] | h[:, :, 1] << 16, h[:, :, 2] | h[:, :, 3] << 16],
                           axis=2)  # unit, input group, word
+        init = bias_f
     else:
-        wwords = words(rows.astype(np.int8).reshape(-1)).reshape(u4, d8 // 4, 1)
+        wwords = fc_pair_words(rows)
+        # unit pairs (p, q): p's accumulator starts at b_p + 256 b_q (see fc_pair_words)
+        init = bias_f.copy()
+        init[0::2] = bias_f[0::2] + 256 * bias_f[1::2]
     out = [np.array([(0 if fast else 1) | (2 if extended else 0)], np.int64)]
     for g in range(0, u4, 4):
         sl = slice(g, g + 4)
-        out += [bias_f[sl], wwords[sl].transpose(1, 0, 2).reshape(-1),  # input group, unit
+        out += [init[sl], wwords[sl].transpose(1, 0, 2).reshape(-1),  # input group, unit
                 mult_f[sl],
                 np.array([sum(_byte(int(r)) << (8 * j) for j, r in enumerate(shift_f[sl]))],
                          np.int64)]
     return np.array([_signed32(int(v)) for v in np.concatenate(out)], np.int64)
+
+
+def fc_pair_words(rows: np.ndarray) -> np.ndarray:
+    """int8 weights [units, depth] (units a multiple of 2, depth of 4) -> the int8 stream's
+    words as [units, depth // 4, 1]: per unit pair (p, q) and input pair (i, i + 1) one word of
+    the bytes (w_p,i + 128, w_q,i, w_p,i+1 + 128, w_q,i+1), at the place of unit p for inputs
+    i = 4g and of unit q for i = 4g + 2. Its halfwords are 256 w_q + w_p + 128 (int16), so with
+    the input pair (x_i, x_i+1) SMLAD accumulates 256 S_q + S_p + 128 Sx, and SMLAD of its
+    SXTB16 ROR #8 (the high bytes) S_q: the kernel recovers S_p = acc - 256 S_q - 128 Sx
+    modulo 2^32 (Sx: the row's input sum), the true accumulator fitting int32."""
+    units, depth = rows.shape
+    r = rows.reshape(units // 2, 2, depth // 4, 2, 2)  # pair, unit in pair, group, half, input
+    lo = (r[:, 0] + 128) & 0xFF                      # pair, group, half, input
+    hi = r[:, 1] & 0xFF
+    word = lo[..., 0] | hi[..., 0] << 8 | lo[..., 1] << 16 | hi[..., 1] << 24  # pair, grp, half
+    return np.array([_signed32(int(v)) for v in word.transpose(0, 2, 1).reshape(-1)],
+                    np.int64).reshape(units, depth // 4, 1)
 
 
 def fc_words(units: int, depth: int, extended: bool = False) -> int:

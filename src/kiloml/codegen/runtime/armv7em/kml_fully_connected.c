@@ -26,22 +26,24 @@
 #include "kml_arm.h"
 #include "kml_fully_connected.h"
 
-/* Four inputs (the int16 words x0, x1) for unit A of weight word W. */
-#define FC_UNIT(A, W)                                                                        \
-    "sxtb16 %[t], %[" W "]\n\t"                                                              \
-    "smlad %[" A "], %[x0], %[t], %[" A "]\n\t"                                              \
+/* Inputs i, i + 1 (the int16 pair X) for the unit pair (p, q) of weight word W: the pair's
+ * accumulators A (256 S_q + S_p + 128 Sx) and B (S_q); fc_pair_words in armv7em.py. */
+#define FC_PAIR(A, B, X, W)                                                                  \
+    "smlad %[" A "], %[" X "], %[" W "], %[" A "]\n\t"                                        \
     "sxtb16 %[" W "], %[" W "], ror #8\n\t"                                                  \
-    "smlad %[" A "], %[x1], %[" W "], %[" A "]\n\t"
+    "smlad %[" B "], %[" X "], %[" W "], %[" B "]\n\t"
 
-/* Four inputs for the four units: the three loads back to back (they pipeline). */
+/* Four inputs for the four units: the three loads back to back (they pipeline), then per
+ * weight word 1 SXTB16 and 2 SMLAD: 15 instructions per 16 MACs. */
 #define FC_STEP                                                                              \
     "ldrd %[x0], %[x1], [%[px]], #8\n\t"                                                     \
     "ldrd %[w0], %[w1], [%[pw]], #8\n\t"                                                     \
     "ldrd %[w2], %[w3], [%[pw]], #8\n\t"                                                     \
-    FC_UNIT("a0", "w0") FC_UNIT("a1", "w1") FC_UNIT("a2", "w2") FC_UNIT("a3", "w3")
+    FC_PAIR("a0", "a1", "x0", "w0") FC_PAIR("a0", "a1", "x1", "w1")                          \
+    FC_PAIR("a2", "a3", "x0", "w2") FC_PAIR("a2", "a3", "x1", "w3")
 
 /* int16 weights (flag bit 1): four inputs for the four units, per unit one LDRD of its words
- * (w0, w2), (w1, w3) and two SMLAD, two units per load burst: 5 LDRD and 8 SMLAD per 16 MACs. */
+ * (w0, w1), (w2, w3) and two SMLAD, two units per load burst: 5 LDRD and 8 SMLAD per 16 MACs. */
 #define FCX_PAIR(A, B)                                                                       \
     "ldrd %[w0], %[w1], [%[pw]], #8\n\t"                                                     \
     "ldrd %[w2], %[w3], [%[pw]], #8\n\t"                                                     \
@@ -59,25 +61,31 @@
 #define FC_ASM 0
 #endif
 
-/* Widen ``n`` int8 inputs to the scratch's int16 words, zero padded to ``n8`` inputs. */
-static KML_SMALL void fc_widen(const int8_t *x, int32_t n, int32_t n8, int32_t *s)
+/* Widen ``n`` int8 inputs to the scratch's int16 pairs (x0, x1), (x2, x3), zero padded to
+ * ``n8`` inputs; returns 128 x the inputs' sum (what the int8 stream's pair accumulators
+ * carry beside their units' sums). */
+static KML_SMALL int32_t fc_widen(const int8_t *x, int32_t n, int32_t n8, int32_t *s)
 {
-    int32_t i;
-    for (i = 0; i + 4 <= n; i += 4, s += 2) {
-        const int32_t v = kml_ld32(x + i);
-        s[0] = __sxtb16(v);
-        s[1] = kml_sxtb16_ror8(v);
-    }
-    for (; i < n8; i += 4, s += 2) {
-        int8_t tail[4] = {0, 0, 0, 0};
-        int32_t j, v;
-        for (j = 0; j < 4 && i + j < n; ++j) {
-            tail[j] = x[i + j];
+    int32_t i, sum = 0;
+    for (i = 0; i < n8; i += 4, s += 2) {
+        int32_t v, e, o;
+        if (i + 4 <= n) {
+            v = kml_ld32(x + i);
+        } else {
+            int8_t tail[4] = {0, 0, 0, 0};
+            int32_t j;
+            for (j = 0; j < 4 && i + j < n; ++j) {
+                tail[j] = x[i + j];
+            }
+            v = kml_ld32(tail);
         }
-        v = kml_ld32(tail);
-        s[0] = __sxtb16(v);
-        s[1] = kml_sxtb16_ror8(v);
+        e = __sxtb16(v);         /* (x0, x2) */
+        o = kml_sxtb16_ror8(v);  /* (x1, x3) */
+        s[0] = (int32_t)(((uint32_t)e & 0xFFFFu) | ((uint32_t)o << 16));
+        s[1] = (int32_t)(((uint32_t)e >> 16) | ((uint32_t)o & 0xFFFF0000u));
+        sum = __smlad(__sadd16(e, o), 0x10001, sum);
     }
+    return (int32_t)((uint32_t)sum << 7);
 }
 
 /* The general path for one group (TFLite's requantization when ``generic``, or fewer than
@@ -199,18 +207,19 @@ static inline __attribute__((always_inline)) void fc_run(const kml_fc_params *p,
         int8_t *const o_end = out + units;
         /* groups before o_fast: four units on the fast requantization in asm */
         int8_t *const o_fast = FC_ASM && !generic ? out + (units & ~3) : out;
-        fc_widen(input + (size_t)b * (size_t)p->depth, p->depth, n8, scratch);
+        const int32_t sx = fc_widen(input + (size_t)b * (size_t)p->depth, p->depth, n8,
+                                    scratch);
         for (o = out; o < o_end; o += 4) {
             int32_t a0 = w[0], a1 = w[1], a2 = w[2], a3 = w[3];
-            int32_t x0, x1, w0, w1, w2, w3, t;
+            int32_t x0, x1, w0, w1, w2, w3;
             const int32_t *px = scratch;
             const int32_t *pw = w + 4;
 #if FC_ASM
             /* 4 steps (16 inputs) per iteration; an odd number of 8-input halves enters at
              * the second half (bit 4 of the scratch's byte length) */
             if (wide) {
-                __asm__ volatile("sub %[t], %[end], %[px]\n\t"
-                                 "tst %[t], #16\n\t"
+                __asm__ volatile("sub %[w0], %[end], %[px]\n\t"
+                                 "tst %[w0], #16\n\t"
                                  "bne 2f\n"
                                  "1:\n\t" FCX_STEP FCX_STEP
                                  "2:\n\t" FCX_STEP FCX_STEP
@@ -219,12 +228,12 @@ static inline __attribute__((always_inline)) void fc_run(const kml_fc_params *p,
                                  : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
                                    [x0] "=&r"(x0), [x1] "=&r"(x1), [w0] "=&r"(w0),
                                    [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3),
-                                   [t] "=&r"(t), [px] "+r"(px), [pw] "+r"(pw)
+                                   [px] "+r"(px), [pw] "+r"(pw)
                                  : [end] "r"(end)
                                  : "cc", "memory");
             } else {
-                __asm__ volatile("sub %[t], %[end], %[px]\n\t"
-                                 "tst %[t], #16\n\t"
+                __asm__ volatile("sub %[w0], %[end], %[px]\n\t"
+                                 "tst %[w0], #16\n\t"
                                  "bne 2f\n"
                                  "1:\n\t" FC_STEP FC_STEP
                                  "2:\n\t" FC_STEP FC_STEP
@@ -233,7 +242,7 @@ static inline __attribute__((always_inline)) void fc_run(const kml_fc_params *p,
                                  : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
                                    [x0] "=&r"(x0), [x1] "=&r"(x1), [w0] "=&r"(w0),
                                    [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3),
-                                   [t] "=&r"(t), [px] "+r"(px), [pw] "+r"(pw)
+                                   [px] "+r"(px), [pw] "+r"(pw)
                                  : [end] "r"(end)
                                  : "cc", "memory");
             }
@@ -243,22 +252,28 @@ static inline __attribute__((always_inline)) void fc_run(const kml_fc_params *p,
                 int32_t *const acc[4] = {&a0, &a1, &a2, &a3};
                 x0 = px[0];
                 x1 = px[1];
-                for (u = 0; u < 4; ++u) {
+                for (u = 0; u < 4; u += 2) {
+                    w0 = pw[wide ? 2 * u : u];
+                    w1 = pw[wide ? 2 * u + 1 : u + 1];
                     if (wide) {
-                        w0 = pw[2 * u];
-                        w1 = pw[2 * u + 1];
+                        w2 = pw[2 * u + 2];
+                        w3 = pw[2 * u + 3];
+                        *acc[u] = __smlad(x1, w1, __smlad(x0, w0, *acc[u]));
+                        *acc[u + 1] = __smlad(x1, w3, __smlad(x0, w2, *acc[u + 1]));
                     } else {
-                        w0 = __sxtb16(pw[u]);
-                        w1 = kml_sxtb16_ror8(pw[u]);
+                        *acc[u] = __smlad(x1, w1, __smlad(x0, w0, *acc[u]));
+                        *acc[u + 1] = __smlad(x1, kml_sxtb16_ror8(w1),
+                                              __smlad(x0, kml_sxtb16_ror8(w0), *acc[u + 1]));
                     }
-                    *acc[u] = __smlad(x1, w1, __smlad(x0, w0, *acc[u]));
                 }
                 pw += wide ? 8 : 4;
             }
-            (void)w2;
-            (void)w3;
-            (void)t;
 #endif
+            if (!wide) {
+                /* the pair accumulators hold 256 S_q + S_p + 128 Sx (modulo 2^32) */
+                a0 = (int32_t)((uint32_t)a0 - ((uint32_t)a1 << 8) - (uint32_t)sx);
+                a2 = (int32_t)((uint32_t)a2 - ((uint32_t)a3 << 8) - (uint32_t)sx);
+            }
             w = pw; /* 4 multipliers, the shift bytes */
             if (o < o_fast) {
                 fc_rq4(w, o, a0, a1, a2, a3, c2, lo, hi, mode);
