@@ -138,7 +138,7 @@ def test_int16_stream_layout():
     assert s8.size == fc_words(6, 13) and s16.size == fc_words(6, 13, True)
     assert s8[0] == 0 and s16[0] == 2
     d8, g8, g16 = 16, 4 + 16 // 4 * 4 + 5, 4 + 16 // 4 * 8 + 5
-    fb = bias + 5 * w.astype(np.int64).sum(axis=1)
+    fb = 2 * (bias + 5 * w.astype(np.int64).sum(axis=1))  # doubled: a fast layer
     assert list(s16[1:5]) == list(fb[:4])                      # biases, not paired
     assert list(s16[1 + g16 - 5:1 + g16]) == list(s8[1 + g8 - 5:1 + g8])  # mults, shifts
     pad = np.zeros((8, d8), np.int64)

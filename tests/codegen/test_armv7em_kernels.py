@@ -414,8 +414,9 @@ def test_fully_connected_options(tmp_path):
 
 
 def test_fully_connected_stream_folds_the_input_offset():
-    """fc_stream's biases are bias + in_offset x row sum (the kernel multiplies raw inputs),
-    its weight words per input group in unit order, units padded to 4 and depth to 8."""
+    """fc_stream's biases are 2 (bias + in_offset x row sum) (the kernel multiplies the raw
+    inputs, doubled), paired per two units; its weight words per input group in unit order,
+    units padded to 4 and depth to 8."""
     from kiloml.codegen.armv7em import fc_stream
 
     rng = np.random.default_rng(5)
@@ -426,7 +427,8 @@ def test_fully_connected_stream_folds_the_input_offset():
     group = 4 + 4 * d8 // 4 + 5
     assert s.size == 1 + 2 * group
     assert s[0] == 0  # every unit on the fast requantization
-    fb = bias + 37 * w.astype(np.int64).sum(axis=1)  # folded biases
+    # folded biases, doubled (fast layers: the kernel doubles the inputs for kml_rq)
+    fb = 2 * (bias + 37 * w.astype(np.int64).sum(axis=1))
     # unit pairs (0, 1), (2, 3): the first unit's accumulator starts at b_p + 256 b_q (int32)
     wrap = [int(np.int64(v).astype(np.int32)) for v in (fb[0] + 256 * fb[1], fb[2] + 256 * fb[3])]
     assert list(s[1:5]) == [wrap[0], fb[1], wrap[1], fb[3]]

@@ -390,12 +390,14 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
         h = rows.reshape(u4, d8 // 4, 4) & 0xFFFF
         wwords = np.stack([h[:, :, 0] | h[:, :, 1] << 16, h[:, :, 2] | h[:, :, 3] << 16],
                           axis=2)  # unit, input group, word
-        init = bias_f
+        init = bias_f.copy()
     else:
         wwords = fc_pair_words(rows)
         # unit pairs (p, q): p's accumulator starts at b_p + 256 b_q (see fc_pair_words)
         init = bias_f.copy()
         init[0::2] = bias_f[0::2] + 256 * bias_f[1::2]
+    if fast:
+        init = 2 * init  # the kernel doubles the inputs: accumulators 2 acc for kml_rq
     out = [np.array([(0 if fast else 1) | (2 if extended else 0)], np.int64)]
     for g in range(0, u4, 4):
         sl = slice(g, g + 4)

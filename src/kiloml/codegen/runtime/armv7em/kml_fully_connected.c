@@ -53,6 +53,17 @@
     "smlad %[" B "], %[x1], %[w3], %[" B "]\n\t"
 #define FCX_STEP "ldrd %[x0], %[x1], [%[px]], #8\n\t" FCX_PAIR("a0", "a1") FCX_PAIR("a2", "a3")
 
+/* The loops' entry: 2 steps (8 inputs, 16 scratch bytes) per label 1-4; bytes left mod 64
+ * (bit 5 -> C, bit 4 -> N): 0 -> 1, 48 -> 2, 32 -> 3, 16 -> 4. */
+#define FC_ENTRY                                                                             \
+    "sub %[w0], %[end], %[px]\n\t"                                                           \
+    "lsls %[w0], %[w0], #27\n\t"                                                             \
+    "bcc 5f\n\t"                                                                             \
+    "bmi 2f\n\t"                                                                             \
+    "b 3f\n"                                                                                 \
+    "5:\n\t"                                                                                 \
+    "bmi 4f\n"
+
 /* GCC allocates the asm blocks' 13 operands only when optimizing (at -O0 r7 is the frame
  * pointer): -O0 builds take C loops with the same arithmetic. */
 #if defined(__OPTIMIZE__)
@@ -62,9 +73,11 @@
 #endif
 
 /* Widen ``n`` int8 inputs to the scratch's int16 pairs (x0, x1), (x2, x3), zero padded to
- * ``n8`` inputs; returns 128 x the inputs' sum (what the int8 stream's pair accumulators
- * carry beside their units' sums). */
-static KML_SMALL int32_t fc_widen(const int8_t *x, int32_t n, int32_t n8, int32_t *s)
+ * ``n8`` inputs, doubled when ``dbl`` (layers on the fast requantization: the accumulators
+ * are then 2 acc, what kml_rq's SMMLAR takes); returns 128 x the sum of the stored values
+ * (what the int8 stream's pair accumulators carry beside their units' sums). */
+static KML_SMALL int32_t fc_widen(const int8_t *x, int32_t n, int32_t n8, int32_t *s,
+                                  int32_t dbl)
 {
     int32_t i, sum = 0;
     for (i = 0; i < n8; i += 4, s += 2) {
@@ -81,6 +94,10 @@ static KML_SMALL int32_t fc_widen(const int8_t *x, int32_t n, int32_t n8, int32_
         }
         e = __sxtb16(v);         /* (x0, x2) */
         o = kml_sxtb16_ror8(v);  /* (x1, x3) */
+        if (dbl) {
+            e = __sadd16(e, e);
+            o = __sadd16(o, o);
+        }
         s[0] = (int32_t)(((uint32_t)e & 0xFFFFu) | ((uint32_t)o << 16));
         s[1] = (int32_t)(((uint32_t)e >> 16) | ((uint32_t)o & 0xFFFF0000u));
         sum = __smlad(__sadd16(e, o), 0x10001, sum);
@@ -89,7 +106,8 @@ static KML_SMALL int32_t fc_widen(const int8_t *x, int32_t n, int32_t n8, int32_
 }
 
 /* The general path for one group (TFLite's requantization when ``generic``, or fewer than
- * four units left): multipliers at w[0..3], the shift bytes in w[4]. */
+ * four units left, or -O0): multipliers at w[0..3], the shift bytes in w[4]; the
+ * accumulators are doubled unless ``generic``. */
 static KML_SMALL __attribute__((noinline)) void fc_group_out(const kml_fc_params *p,
                                                              const int32_t *acc,
                                                              const int32_t *w, int8_t *out,
@@ -99,19 +117,20 @@ static KML_SMALL __attribute__((noinline)) void fc_group_out(const kml_fc_params
     for (i = 0; i < n; ++i) {
         const int32_t r = (int8_t)(w[4] >> (8 * i));
         const int32_t o = generic ? kml_mbqm(acc[i], w[i], r) + p->out_offset
-                                  : kml_rq(acc[i], w[i], r, kml_rq_k(2 * p->out_offset + 1, r));
+                                  : kml_rq(acc[i] >> 1, w[i], r,
+                                           kml_rq_k(2 * p->out_offset + 1, r));
         out[i] = kml_clamp8(o, p->act_min, p->act_max);
     }
 }
 
-/* kml_rq of accumulator A with multiplier M, unit I of the group (right shift in byte I of
- * sw, kml_rq_k from c2 = 2 out_offset + 1), into t (out_offset included, not clamped). */
+/* kml_rq of the doubled accumulator A (2 acc) with multiplier M, unit I of the group (right
+ * shift in byte I of sw, kml_rq_k from c2 = 2 out_offset + 1), into t (out_offset included,
+ * not clamped). */
 #define FC_RQ(A, M, I)                                                                       \
     "ubfx %[r], %[sw], #" #I " * 8, #8\n\t"                                                   \
     "lsl %[k], %[c2], %[r]\n\t"                                                              \
     "asr %[k], %[k], #1\n\t"                                                                 \
-    "lsl %[t], %[" A "], #1\n\t"                                                             \
-    "smmlar %[t], %[t], %[" M "], %[k]\n\t"                                                  \
+    "smmlar %[t], %[" A "], %[" M "], %[k]\n\t"                                              \
     "sub %[t], %[t], %[" A "], lsr #31\n\t"                                                  \
     "asr %[t], %[t], %[r]\n\t"
 
@@ -208,21 +227,18 @@ static inline __attribute__((always_inline)) void fc_run(const kml_fc_params *p,
         /* groups before o_fast: four units on the fast requantization in asm */
         int8_t *const o_fast = FC_ASM && !generic ? out + (units & ~3) : out;
         const int32_t sx = fc_widen(input + (size_t)b * (size_t)p->depth, p->depth, n8,
-                                    scratch);
+                                    scratch, !generic);
         for (o = out; o < o_end; o += 4) {
             int32_t a0 = w[0], a1 = w[1], a2 = w[2], a3 = w[3];
             int32_t x0, x1, w0, w1, w2, w3;
             const int32_t *px = scratch;
             const int32_t *pw = w + 4;
 #if FC_ASM
-            /* 4 steps (16 inputs) per iteration; an odd number of 8-input halves enters at
-             * the second half (bit 4 of the scratch's byte length) */
+            /* 8 steps (32 inputs) per iteration, entered at step 8 - (steps left mod 8) */
             if (wide) {
-                __asm__ volatile("sub %[w0], %[end], %[px]\n\t"
-                                 "tst %[w0], #16\n\t"
-                                 "bne 2f\n"
-                                 "1:\n\t" FCX_STEP FCX_STEP
-                                 "2:\n\t" FCX_STEP FCX_STEP
+                __asm__ volatile(FC_ENTRY
+                                 "1:\n\t" FCX_STEP FCX_STEP "2:\n\t" FCX_STEP FCX_STEP
+                                 "3:\n\t" FCX_STEP FCX_STEP "4:\n\t" FCX_STEP FCX_STEP
                                  "cmp %[px], %[end]\n\t"
                                  "bne 1b"
                                  : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
@@ -232,11 +248,9 @@ static inline __attribute__((always_inline)) void fc_run(const kml_fc_params *p,
                                  : [end] "r"(end)
                                  : "cc", "memory");
             } else {
-                __asm__ volatile("sub %[w0], %[end], %[px]\n\t"
-                                 "tst %[w0], #16\n\t"
-                                 "bne 2f\n"
-                                 "1:\n\t" FC_STEP FC_STEP
-                                 "2:\n\t" FC_STEP FC_STEP
+                __asm__ volatile(FC_ENTRY
+                                 "1:\n\t" FC_STEP FC_STEP "2:\n\t" FC_STEP FC_STEP
+                                 "3:\n\t" FC_STEP FC_STEP "4:\n\t" FC_STEP FC_STEP
                                  "cmp %[px], %[end]\n\t"
                                  "bne 1b"
                                  : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
