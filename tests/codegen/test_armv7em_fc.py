@@ -242,3 +242,103 @@ def test_int16_weights_general_requantization(tmp_path):
                                    extended=True)[0]))
     assert flags == [3, 3, 2]
     _check(g, 92, tmp_path, options={n: "fc-int16" for n in range(len(g.nodes))})
+
+
+DEPTHS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 40, 48, 56, 63, 64, 65, 96, 127,
+          128, 129, 200, 640]
+UNITS = [1, 2, 3, 4, 5, 6, 7, 9, 13]
+ACTS = ["NONE", "RELU", "RELU6", "RELU_N1_TO_1"]
+
+
+def _sweep_graph(seed: int):
+    """One FULLY_CONNECTED per depth: every entry of the 32-input loop (depth padded to 8,
+    0 / 8 / 16 / 24 left mod 32), odd unit counts (partial last groups, a lone unit of a
+    pair), per-channel and per-tensor weights, every activation, 1 to 3 rows."""
+    m = ob.ModelBuilder(np.random.default_rng(seed), "fc_sweep")
+    outs = []
+    for k, d in enumerate(DEPTHS):
+        x = m.input((1 + k % 3, d))
+        outs.append(m.fully_connected(x, UNITS[k % len(UNITS)], activation=ACTS[k % 4],
+                                      per_channel=bool(k % 2)))
+    return m.build(outs)
+
+
+@pytest.mark.parametrize("core,opt", [("cortex-m4", "-O2"), ("cortex-m7", "-O2"),
+                                      ("cortex-m33", "-O2"), ("cortex-m4", "-O0"),
+                                      ("cortex-m4", "-Os")])
+def test_depth_sweep_bit_exact(tmp_path, core, opt):
+    """Depths 1 to 640 (every loop entry and padding), unit counts 1 to 13, both weight
+    scalings and every activation, int8 weights (the unit-pair stream), on each core and at
+    -O0 (C loops) / -Os, against the reference interpreter."""
+    g = _sweep_graph(101)
+    inputs = ob.random_inputs(np.random.default_rng(102), g)
+    want = Interpreter(g).run(*inputs)
+    b, got = _run(g, inputs, tmp_path, opt, None, core)
+    assert {c["option"] for c in b.result.choices} == {"fc"}
+    for k, (w, o) in enumerate(zip(want, got)):
+        assert np.array_equal(o, w), f"depth {DEPTHS[k]}: {np.count_nonzero(o != w)} differ"
+    assert sum(len(np.unique(w)) > 1 for w in want) >= len(want) - 4  # 1-output layers
+
+
+def _set_output_scale(g, node, acc: np.ndarray) -> None:
+    """Output scale of a per-tensor layer such that its accumulators span ~[-120, 120]."""
+    x_t, w_t, y_t = g.tensors[node.inputs[0]], g.tensors[node.inputs[1]], \
+        g.tensors[node.outputs[0]]
+    eff = float(np.float32(x_t.quant.scale).ravel()[0] * np.float32(w_t.quant.scale).ravel()[0])
+    y_t.quant = type(y_t.quant)(np.array([eff * float(np.abs(acc).max()) / 120], np.float32),
+                                np.array([0], np.int64), y_t.quant.axis)
+
+
+def test_pair_accumulators_wrap(tmp_path):
+    """The unit-pair accumulators (2 (256 S_q + S_p + 128 Sx) on the fast path) wrap modulo
+    2^32 while the true accumulators stay far below 2^30: units q of extreme weights (127,
+    -128) over 640 inputs of extreme values. A second layer takes TFLite's general path (a
+    bias near 2^31 - 2^24: accumulator bound >= 2^30), whose accumulators the kernel must not
+    double. Both against the reference interpreter; the wrap is checked here with numpy."""
+    from kiloml.codegen.armv7em import fc_stream
+
+    m = ob.ModelBuilder(np.random.default_rng(111), "fc_wrap")
+    g = m.build([m.fully_connected(m.input((4, 640)), 8),
+                 m.fully_connected(m.input((3, 64)), 6, activation="RELU")])
+    rng = np.random.default_rng(112)
+    inputs = ob.random_inputs(rng, g)
+    x0 = inputs[0].reshape(4, 640)
+    x0[0], x0[1] = 127, -128          # rows of extreme inputs
+    x0[2, ::2], x0[2, 1::2] = 127, -128
+    node = g.nodes[0]
+    w_t, b_t = g.tensors[node.inputs[1]], g.tensors[node.inputs[2]]
+    w = w_t.data.copy()
+    w[1], w[3], w[5] = 127, -128, 127
+    w[7, ::2], w[7, 1::2] = -128, 127
+    w_t.data = w
+    p = REGISTRY["FULLY_CONNECTED"].prepare(g, node)
+    ww = w.astype(np.int64)
+    xx = x0.astype(np.int64)
+    acc = (xx + p.in_offset) @ ww.T + b_t.data.astype(np.int64)
+    _set_output_scale(g, node, acc)
+    p = REGISTRY["FULLY_CONNECTED"].prepare(g, node)
+    assert np.abs(acc).max() < 1 << 29
+    s = fc_stream(w, b_t.data, p.mult, p.shift, p.in_offset, p.out_offset, p.act_min,
+                  p.act_max)
+    assert s[0] == 0  # fast path: inputs doubled
+    pair = 2 * (256 * (xx @ ww[1::2].T) + xx @ ww[0::2].T + 128 * xx.sum(axis=1)[:, None])
+    assert np.abs(pair).max() >= 1 << 31  # the pair accumulators wrap
+
+    node = g.nodes[1]
+    b_t = g.tensors[node.inputs[2]]
+    b = b_t.data.copy()
+    b[2] = (1 << 31) - (1 << 24)
+    b[3] = -(1 << 31) + (1 << 24)
+    b_t.data = b
+    p = REGISTRY["FULLY_CONNECTED"].prepare(g, node)
+    s = fc_stream(g.tensors[node.inputs[1]].data, b, p.mult, p.shift, p.in_offset,
+                  p.out_offset, p.act_min, p.act_max)
+    assert s[0] == 1  # general path: not doubled
+
+    want = Interpreter(g).run(*inputs)
+    _, got = _run(g, inputs, tmp_path)
+    for k, (wv, o) in enumerate(zip(want, got)):
+        assert np.array_equal(o, wv), f"output {k}: {np.count_nonzero(o != wv)} differ"
+    assert len(np.unique(want[0])) > 10
+    y1 = want[1].reshape(3, 6)
+    assert np.all(y1[:, 2] == 127) and np.all(y1[:, 3] == p.act_min)  # no wrap of +-2^31
