@@ -26,7 +26,7 @@ int main(int argc, char **argv)
     if (argc != 6) { return 2; }
     f = fopen(argv[1], "rb"); o = fopen(argv[2], "wb");
     uint32_t n = (uint32_t)atol(argv[3]);
-    int kind = atoi(argv[4]);
+    int kind = atoi(argv[4]);   /* 0 f32, 1 q31, 2 q15, 3 f32 power spectrum */
     long reps = atol(argv[5]), r;
     size_t es = kind == 2 ? 2u : 4u;
     void *tw = malloc(n * es), *buf = malloc(n * es);
@@ -35,7 +35,16 @@ int main(int argc, char **argv)
         if (fread(buf, es, n, f) != n) { return 4; }
         if (kind == 0) { kml_rfft_f32((float *)buf, n, (const float *)tw); }
         else if (kind == 1) { kml_rfft_q31((int32_t *)buf, n, (const int32_t *)tw); }
-        else { kml_rfft_q15((int16_t *)buf, n, (const int16_t *)tw); }
+        else if (kind == 2) { kml_rfft_q15((int16_t *)buf, n, (const int16_t *)tw); }
+        else {   /* kind 3: |X|^2 of bins [lo, hi) = [n/8, n/2 + 1 - n/8) into a field of 7s */
+            float pw[4098];
+            uint32_t k, lo = 0, hi = n / 2u + 1u;
+            if (r == 1 && n >= 8u) { lo = n / 8u; hi = n / 2u + 1u - n / 8u; }
+            for (k = 0; k < n / 2u + 1u; ++k) { pw[k] = 7.0f; }
+            kml_rfft_power_f32((float *)buf, n, (const float *)tw, pw, lo, hi);
+            fwrite(pw, 4, n / 2u + 1u, o);
+            continue;
+        }
         fwrite(buf, es, n, o);
     }
     fclose(f); fclose(o); free(tw); free(buf);
@@ -47,12 +56,16 @@ int main(int argc, char **argv)
 def c_rfft(x: np.ndarray, variant: str, tmp_path) -> np.ndarray:
     """Run the C rfft on each row of x; returns complex (rows, n/2+1) unpacked."""
     n = x.shape[1]
-    dt = {"f32": np.float32, "q31": np.int32, "q15": np.int16}[variant]
-    kind = {"f32": 0, "q31": 1, "q15": 2}[variant]
-    (tmp_path / "in.bin").write_bytes(twiddles(n, variant).astype(dt).tobytes()
+    dt = {"f32": np.float32, "q31": np.int32, "q15": np.int16, "power": np.float32}[variant]
+    kind = {"f32": 0, "q31": 1, "q15": 2, "power": 3}[variant]
+    (tmp_path / "in.bin").write_bytes(twiddles(n, "f32" if variant == "power" else variant)
+                                      .astype(dt).tobytes()
                                       + x.astype(dt).tobytes())
     run_c([C_DIR / "kml_fft.c", C_DIR / "kml_fft_q.c"], HARNESS,
           [str(tmp_path / "in.bin"), str(tmp_path / "out.bin"), str(n), str(kind), str(len(x))])
+    if variant == "power":   # |X|^2 per bin, rows as written
+        return np.fromfile(tmp_path / "out.bin", dtype=dt).astype(np.float64).reshape(
+            len(x), n // 2 + 1)
     b = np.fromfile(tmp_path / "out.bin", dtype=dt).astype(np.float64).reshape(len(x), n)
     out = np.zeros((len(x), n // 2 + 1), complex)
     out[:, 0] = b[:, 0]
@@ -81,6 +94,27 @@ def test_float32_matches_numpy_and_cmsis(n, tmp_path):
     b[0], b[1], b[2::2], b[3::2] = got[0, 0].real, got[0, -1].real, got[0, 1:-1].real, \
         got[0, 1:-1].imag
     assert np.abs(b - cm).max() < 1e-5 * np.abs(cm).max()
+
+
+@pytest.mark.parametrize("n", [4, 8] + SIZES)
+def test_float32_power_spectrum_matches_numpy(n, tmp_path):
+    """kml_rfft_power_f32 (decimation in frequency, bit-reversed order, the split step fused
+    with |X|^2): every bin against numpy's float64 |rfft|^2; the second row asks for the bins
+    [n/8, n/2 + 1 - n/8) only and must leave the others as they were (7.0)."""
+    rng = np.random.default_rng(n + 1)
+    x = np.concatenate([rng.standard_normal((2, n)), np.ones((1, n)),
+                        np.sin(2 * np.pi * 3 * np.arange(n) / n)[None],
+                        rng.uniform(-1, 1, (1, n)) * 1e-3]).astype(np.float32)
+    got = c_rfft(x, "power", tmp_path)
+    want = np.abs(np.fft.rfft(x.astype(np.float64), axis=1)) ** 2
+    scale = want.max(axis=1, keepdims=True)
+    lo, hi = (n // 8, n // 2 + 1 - n // 8) if n >= 8 else (0, n // 2 + 1)
+    inside = np.zeros(n // 2 + 1, bool)
+    inside[lo:hi] = True
+    rows = [0, 2, 3, 4]
+    assert (np.abs(got[rows] - want[rows]) / scale[rows]).max() < 2e-6 * np.log2(n)
+    assert (np.abs(got[1, inside] - want[1, inside]) / scale[1]).max() < 2e-6 * np.log2(n)
+    assert np.all(got[1, ~inside] == 7.0)
 
 
 @pytest.mark.parametrize("n", SIZES)

@@ -22,6 +22,10 @@ extern "C" {
 void kml_rfft_f32(float *buf, uint32_t n, const float *twiddle);
 void kml_rfft_q31(int32_t *buf, uint32_t n, const int32_t *twiddle);
 void kml_rfft_q15(int16_t *buf, uint32_t n, const int16_t *twiddle);
+/* |X[k]|^2 of the real FFT of buf (n points, n >= 4) into power[k] for k in [lo, hi)
+ * (hi <= n/2 + 1); buf is overwritten (with the half-length complex FFT, bit-reversed). */
+void kml_rfft_power_f32(float *buf, uint32_t n, const float *twiddle, float *power,
+                        uint32_t lo, uint32_t hi);
 
 /* Natural logarithm of a float, within 1 ulp of the C library's logf (kml_frontend.c). */
 float kml_logf(float x);

@@ -164,17 +164,8 @@ int kml_frontend_f32(const kml_frontend_f32_cfg *c, const float *x, float *scrat
         for (; i < c->fft_length; ++i) {
             fft[i] = 0.0f;
         }
-        kml_rfft_f32(fft, c->fft_length, c->twiddle);
         /* |X|^2 of the bins some filter or the bin range uses ([bin_lo, bin_hi)) */
-        for (k = bin_lo; k < bin_hi; ++k) {
-            if (k == 0u) {
-                spec[0] = fft[0] * fft[0];
-            } else if (k + 1u == nbins) {
-                spec[k] = fft[1] * fft[1];
-            } else {
-                spec[k] = fft[2u * k] * fft[2u * k] + fft[2u * k + 1u] * fft[2u * k + 1u];
-            }
-        }
+        kml_rfft_power_f32(fft, c->fft_length, c->twiddle, spec, bin_lo, bin_hi);
         if (c->power == 1u) {
             for (k = bin_lo; k < bin_hi; ++k) {
                 spec[k] = sqrtf(spec[k]);
