@@ -202,8 +202,8 @@ static inline __attribute__((always_inline)) void fc_rq4(const int32_t *w, int8_
     const int32_t sw = w[4];
     int32_t m0, m1, k, r, t;
     /* the most frequent mode first: ReLU into output zero point -128, the converter's usual
-     * hidden layer (a switch tested it last, after three compares) */
-    if (mode == 3) {
+     * hidden layer (a switch tested it last, after three compares), laid out in line */
+    if (__builtin_expect(mode == 3, 1)) {
         FC_RQ2(a0, a1, 0, FC_SAT_RELU(0, 1));
         FC_RQ2(a2, a3, 2, FC_SAT_RELU(2, 3));
     } else if (mode == 1) {
