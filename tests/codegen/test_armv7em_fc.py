@@ -134,7 +134,7 @@ def test_int16_stream_layout():
     w = rng.integers(-128, 128, (6, 13)).astype(np.int8)
     bias = rng.integers(-1000, 1000, 6)
     args = (w, bias, np.full(6, 1 << 30), np.full(6, -8), 5, -3, -128, 127)
-    s8, s16 = fc_stream(*args), fc_stream(*args, extended=True)
+    s8, s16 = fc_stream(*args, uniform=False), fc_stream(*args, extended=True, uniform=False)
     assert s8.size == fc_words(6, 13) and s16.size == fc_words(6, 13, True)
     assert s8[0] == 0 and s16[0] == 2
     d8, g8, g16 = 16, 4 + 16 // 4 * 4 + 5, 4 + 16 // 4 * 8 + 5
@@ -240,7 +240,7 @@ def test_int16_weights_general_requantization(tmp_path):
                                    g.tensors[node.inputs[2]].data, p.mult, p.shift,
                                    p.in_offset, p.out_offset, p.act_min, p.act_max,
                                    extended=True)[0]))
-    assert flags == [3, 3, 2]
+    assert flags == [3, 3, 6]  # the third: per-tensor, uniform (bit 2)
     _check(g, 92, tmp_path, options={n: "fc-int16" for n in range(len(g.nodes))})
 
 
@@ -320,7 +320,7 @@ def test_pair_accumulators_wrap(tmp_path):
     assert np.abs(acc).max() < 1 << 29
     s = fc_stream(w, b_t.data, p.mult, p.shift, p.in_offset, p.out_offset, p.act_min,
                   p.act_max)
-    assert s[0] == 0  # fast path: inputs doubled
+    assert s[0] & 1 == 0  # fast path: inputs doubled
     pair = 2 * (256 * (xx @ ww[1::2].T) + xx @ ww[0::2].T + 128 * xx.sum(axis=1)[:, None])
     assert np.abs(pair).max() >= 1 << 31  # the pair accumulators wrap
 
@@ -333,7 +333,7 @@ def test_pair_accumulators_wrap(tmp_path):
     p = REGISTRY["FULLY_CONNECTED"].prepare(g, node)
     s = fc_stream(g.tensors[node.inputs[1]].data, b, p.mult, p.shift, p.in_offset,
                   p.out_offset, p.act_min, p.act_max)
-    assert s[0] == 1  # general path: not doubled
+    assert s[0] & 1 == 1  # general path: not doubled
 
     want = Interpreter(g).run(*inputs)
     _, got = _run(g, inputs, tmp_path)
@@ -342,3 +342,109 @@ def test_pair_accumulators_wrap(tmp_path):
     assert len(np.unique(want[0])) > 10
     y1 = want[1].reshape(3, 6)
     assert np.all(y1[:, 2] == 127) and np.all(y1[:, 3] == p.act_min)  # no wrap of +-2^31
+
+
+def test_uniform_stream_layout():
+    """fc_stream's uniform layout (flag bit 2: one fast multiplier and right shift for the
+    layer, per-tensor weights): words 1-2 hold them, the groups only biases and weights (the
+    per-unit layout's words less the multipliers and shift word), sizes as fc_words; not
+    uniform with per-channel multipliers, a pruned unit (its constant output takes its own
+    multiplier) or on TFLite's general path."""
+    from kiloml.codegen.armv7em import fc_stream, fc_words
+
+    rng = np.random.default_rng(121)
+    w = rng.integers(-128, 128, (10, 21)).astype(np.int8)
+    bias = rng.integers(-1000, 1000, 10)
+    args = (w, bias, np.full(10, 1_500_000_000), np.full(10, -9), 5, -3, -128, 127)
+    for ext in (False, True):
+        u, n = fc_stream(*args, extended=ext), fc_stream(*args, extended=ext, uniform=False)
+        assert u[0] == (4 | (2 if ext else 0)) and n[0] == (2 if ext else 0)
+        assert u.size == fc_words(10, 21, ext, True) and n.size == fc_words(10, 21, ext)
+        assert list(u[1:3]) == [1_500_000_000, 9]
+        per = 4 + 24 // 4 * 4 * (2 if ext else 1)  # a group's biases and weight words
+        ug = u[3:].reshape(3, per)
+        ng = n[1:].reshape(3, per + 5)
+        assert np.array_equal(ug, ng[:, :per])
+        assert np.all(ng[:, per:per + 4].reshape(-1)[:10] == 1_500_000_000)  # real units
+    mult = np.full(10, 1_500_000_000)
+    mult[3] += 1
+    assert fc_stream(w, bias, mult, np.full(10, -9), 5, -3, -128, 127)[0] == 0
+    w0 = w.copy()
+    w0[4] = 0
+    assert fc_stream(w0, bias, np.full(10, 1_500_000_000), np.full(10, -9), 5, -3, -128,
+                     127)[0] == 0
+    assert fc_stream(w, bias, np.full(10, 1_500_000_000), np.full(10, 2), 5, -3, -128,
+                     127)[0] == 1
+
+
+@pytest.mark.parametrize("opt", ["-O2", "-O0"])
+def test_uniform_and_per_unit_layers_bit_exact(tmp_path, opt):
+    """Per-tensor layers (uniform stream) in every requantization mode beside per-channel
+    ones and a per-tensor layer with a pruned unit (per-unit stream), and the int16 layout of
+    both; the flags are checked, the outputs against the reference interpreter."""
+    from kiloml.codegen.armv7em import fc_stream
+
+    m = ob.ModelBuilder(np.random.default_rng(131), "fc_uniform")
+    outs = [m.fully_connected(m.input((2, 40)), 12, activation=a, per_channel=pc)
+            for a in ACTS for pc in (False, True)]
+    outs.append(m.fully_connected(m.input((1, 24)), 9, activation="RELU"))
+    g = m.build(outs)
+    node = g.nodes[-1]
+    wt = g.tensors[node.inputs[1]]
+    wd = wt.data.copy()
+    wd[5] = 0  # pruned unit: its constant output needs its own multiplier
+    wt.data = wd
+    flags = []
+    for n in g.nodes:
+        p = REGISTRY["FULLY_CONNECTED"].prepare(g, n)
+        flags.append(int(fc_stream(g.tensors[n.inputs[1]].data, g.tensors[n.inputs[2]].data,
+                                   p.mult, p.shift, p.in_offset, p.out_offset, p.act_min,
+                                   p.act_max)[0]))
+    assert flags[0:8:2] == [4] * 4 and flags[1:8:2] == [0] * 4 and flags[8] == 0, flags
+    _check(g, 132, tmp_path / "int8", opt=opt)
+    _check(g, 133, tmp_path / "int16", opt=opt,
+           options={n: "fc-int16" for n in range(len(g.nodes))})
+
+
+@pytest.mark.parametrize("act", ["NONE", "RELU_N1_TO_1"])
+def test_requantization_ties(tmp_path, act):
+    """Power-of-two scales (effective scale 1/4 or 1/8: multiplier 2^30, right shift 1 or 2)
+    make exact halves frequent, where TFLite rounds away from zero: negative accumulators
+    whose requantization ties, in a uniform layer (per-tensor) and a per-unit one (per-channel
+    scales 2^-6 / 2^-7), checked against the reference interpreter and counted with numpy
+    (a kernel without the sign correction of kml_rq fails here)."""
+    from kiloml.codegen.armv7em import fc_stream
+    from kiloml.ir.graph import QuantParams
+
+    m = ob.ModelBuilder(np.random.default_rng(141), "fc_ties")
+    g = m.build([m.fully_connected(m.input((64, 8)), 8, activation=act),
+                 m.fully_connected(m.input((64, 8)), 8, activation=act, per_channel=True)])
+    rng = np.random.default_rng(142)
+    for k, node in enumerate(g.nodes):
+        x_t, w_t, b_t, y_t = (g.tensors[i] for i in (*node.inputs[:3], node.outputs[0]))
+        x_t.quant = QuantParams(np.array([2.0 ** -4], np.float32), np.array([0], np.int64))
+        ws = np.full(8, 2.0 ** -6, np.float32) if k == 0 else \
+            np.array([2.0 ** -6, 2.0 ** -7] * 4, np.float32)
+        w_t.quant = QuantParams(ws if k else ws[:1], np.zeros(8 if k else 1, np.int64),
+                                0 if k else None)
+        b_t.quant = QuantParams(ws * np.float32(2.0 ** -4) if k else ws[:1] * np.float32(
+            2.0 ** -4), np.zeros(8 if k else 1, np.int64), 0 if k else None)
+        y_t.quant = QuantParams(np.array([2.0 ** -8], np.float32), np.array([3], np.int64))
+        w_t.data = rng.integers(-1, 2, (8, 8)).astype(np.int8)
+        b_t.data = rng.integers(-40, 40, 8).astype(np.int32)
+        p = REGISTRY["FULLY_CONNECTED"].prepare(g, node)
+        s = fc_stream(w_t.data, b_t.data, p.mult, p.shift, p.in_offset, p.out_offset,
+                      p.act_min, p.act_max)
+        assert s[0] == (4 if k == 0 else 0)
+        assert set(np.asarray(p.mult).ravel().tolist()) == {1 << 30}
+    inputs = [rng.integers(-128, 128, (64, 8)).astype(np.int8) for _ in range(2)]
+    want = Interpreter(g).run(*inputs)
+    _, got = _run(g, inputs, tmp_path)
+    for k, node in enumerate(g.nodes):
+        assert np.array_equal(got[k], want[k]), k
+        w = g.tensors[node.inputs[1]].data.astype(np.int64)
+        acc = inputs[k].astype(np.int64) @ w.T + g.tensors[node.inputs[2]].data
+        r = 1 + np.array([0, 1] * 4 if k else [0] * 8)  # right shifts
+        half = (acc + 1) // 2   # SRDHM by 2^30 (rounds ties up)
+        tie = (acc < 0) & (half % (1 << r) == (1 << r) // 2)
+        assert np.count_nonzero(tie) >= 20, k

@@ -422,7 +422,8 @@ def test_fully_connected_stream_folds_the_input_offset():
     rng = np.random.default_rng(5)
     w = rng.integers(-127, 128, (5, 11)).astype(np.int8)
     bias = rng.integers(-1000, 1000, 5)
-    s = fc_stream(w, bias, np.full(5, 1 << 30), np.full(5, -8), 37, -3, -128, 127)
+    s = fc_stream(w, bias, np.full(5, 1 << 30), np.full(5, -8), 37, -3, -128, 127,
+                  uniform=False)  # the per-unit layout (uniform: test_armv7em_fc.py)
     d8 = 16
     group = 4 + 4 * d8 // 4 + 5
     assert s.size == 1 + 2 * group

@@ -346,7 +346,7 @@ def add_table(conv_offset: int, res_offset: int, left_shift: int, conv_mult: int
 
 def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: np.ndarray,
               in_offset: int, out_offset: int, act_min: int, act_max: int,
-              extended: bool = False) -> np.ndarray:
+              extended: bool = False, uniform: bool | None = None) -> np.ndarray:
     """The ``packed`` argument of kml_fully_connected_s8 (runtime/armv7em/kml_fully_connected.c)
     for int8 weights ``w`` [units, depth], as int32 words.
 
@@ -367,7 +367,12 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
     ``--prefer speed``): bit 1 of word 0 is set and the weights are sign-extended: per group
     of four inputs (w0..w3), for each of the four units the words (w0 | w2 << 16,
     w1 | w3 << 16) (what SXTB16 and SXTB16 ROR #8 make of the packed word): twice the weight
-    bytes, no SXTB16 in the kernel's loop."""
+    bytes, no SXTB16 in the kernel's loop.
+
+    Bit 2 (``uniform``; None: whenever it applies): every unit on the fast requantization
+    with one multiplier and right shift (per-tensor weights, TFLite's usual FULLY_CONNECTED):
+    words 1 and 2 hold them, and the groups carry no multipliers and shift word (5 bytes per
+    unit less; the kernel keeps k and the shift in registers)."""
     units, depth = w.shape
     u4, d8 = (units + 3) // 4 * 4, (depth + 7) // 8 * 8
     rows = np.zeros((u4, d8), np.int64)
@@ -398,13 +403,21 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
         init[0::2] = bias_f[0::2] + 256 * bias_f[1::2]
     if fast:
         init = 2 * init  # the kernel doubles the inputs: accumulators 2 acc for kml_rq
-    out = [np.array([(0 if fast else 1) | (2 if extended else 0)], np.int64)]
+    same = fast and len({(int(a), int(c)) for a, c in zip(fm[:units], fr[:units])}) == 1
+    if uniform is None:
+        uniform = same
+    assert same or not uniform, "uniform needs one fast multiplier and shift"
+    out = [np.array([(0 if fast else 1) | (2 if extended else 0) | (4 if uniform else 0)],
+                    np.int64)]
+    if uniform:
+        out.append(np.array([int(fm[0]), int(fr[0])], np.int64))
     for g in range(0, u4, 4):
         sl = slice(g, g + 4)
-        out += [init[sl], wwords[sl].transpose(1, 0, 2).reshape(-1),  # input group, unit
-                mult_f[sl],
-                np.array([sum(_byte(int(r)) << (8 * j) for j, r in enumerate(shift_f[sl]))],
-                         np.int64)]
+        out += [init[sl], wwords[sl].transpose(1, 0, 2).reshape(-1)]  # input group, unit
+        if not uniform:
+            out += [mult_f[sl],
+                    np.array([sum(_byte(int(r)) << (8 * j) for j, r in enumerate(shift_f[sl]))],
+                             np.int64)]
     return np.array([_signed32(int(v)) for v in np.concatenate(out)], np.int64)
 
 
@@ -425,10 +438,11 @@ def fc_pair_words(rows: np.ndarray) -> np.ndarray:
                     np.int64).reshape(units, depth // 4, 1)
 
 
-def fc_words(units: int, depth: int, extended: bool = False) -> int:
+def fc_words(units: int, depth: int, extended: bool = False, uniform: bool = False) -> int:
     """The number of int32 words of ``fc_stream`` for a [units, depth] weight matrix."""
     u4, d8 = (units + 3) // 4 * 4, (depth + 7) // 8 * 8
-    return 1 + u4 // 4 * (4 + 4 * (d8 // 4) * (2 if extended else 1) + 5)
+    return (3 if uniform else 1) + u4 // 4 * (4 + 4 * (d8 // 4) * (2 if extended else 1)
+                                              + (0 if uniform else 5))
 
 
 def fc_scratch_bytes(depth: int) -> int:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kiloml.codegen.armv7em import (_bias, _conv_1x1_fits, conv_kernel, conv_rgb, conv_rows,
-                                    fc_words, matrix_stream, windows_inside)
+                                    fc_stream, matrix_stream, windows_inside)
 from kiloml.codegen.armv7em_dw import (depthwise_eligible, depthwise_g6, depthwise_h,
                                        depthwise_stream, depthwise_stream_g6, depthwise_w5)
 from kiloml.ir.ops import REGISTRY
@@ -237,9 +237,10 @@ def _fc_options(g, node, p) -> list[Option]:
     for ext in (False, True):
         a, b, c, d = FC_CYCLES["int16" if ext else "int8"]
         cyc = p.batches * (a * u4 * d8 + b * u4 + c * d8) + d
+        stream = fc_stream(g.tensors[node.inputs[1]].data, _bias(g, node), p.mult, p.shift,
+                           p.in_offset, p.out_offset, p.act_min, p.act_max, extended=ext)
         opts.append(Option("fc-int16" if ext else "fc", FCX if ext else FC,
-                           "int16 weights" if ext else "int8 stream",
-                           4 * fc_words(units, depth, ext), cyc))
+                           "int16 weights" if ext else "int8 stream", 4 * stream.size, cyc))
     return opts
 
 

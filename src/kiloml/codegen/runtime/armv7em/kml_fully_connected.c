@@ -17,7 +17,8 @@
  * arithmetic.
  *
  * ``packed`` (fc_stream): a flag word (bit 0: the layer takes TFLite's requantization, the
- * shifts are TFLite's; bit 1: int16 weights), then per group of four units (units padded to a
+ * shifts are TFLite's; bit 1: int16 weights; bit 2: uniform, one multiplier and right shift
+ * for the layer in words 1 and 2, and no multipliers or shift word in the groups), then per group of four units (units padded to a
  * multiple of 4 with zero rows): 4 biases (offset folded in); per group of four inputs the four
  * units' weight words (int8, natural order; int16: per unit (w0, w2), (w1, w3)); 4
  * multipliers; a word of the four shifts (bytes, unit 0 lowest). ``weights``, ``bias``,
@@ -178,19 +179,57 @@ static KML_SMALL __attribute__((noinline)) void fc_group_out(const kml_fc_params
                      : "cc", "memory")
 
 /* The four bodies: clamps to [lo, hi] or SSAT #8 (lo = -128, hi = 127), with or without the
- * ReLU shortcut; units I and I + 1. */
-#define FC_CLAMP(I, J) FC_RQ("a0", "m0", I) FC_LO FC_HI FC_ST(I)                             \
-                       FC_RQ("a1", "m1", J) FC_LO FC_HI FC_ST(J)
-#define FC_SAT(I, J) FC_RQ("a0", "m0", I) "ssat %[t], #8, %[t]\n\t" FC_ST(I)                 \
-                     FC_RQ("a1", "m1", J) "ssat %[t], #8, %[t]\n\t" FC_ST(J)
-#define FC_CLAMP_RELU(I, J)                                                                  \
-    FC_SKIP("a0", I) FC_RQ("a0", "m0", I) FC_HI FC_ST(I) "2" #I ":\n\t"                      \
-    FC_SKIP("a1", J) FC_RQ("a1", "m1", J) FC_HI FC_ST(J) "b 2" #J "f\n\t"                    \
+ * ReLU shortcut; units I and I + 1 requantized by R0 and R1 (FC_RQ or FC_RQU). */
+#define FC_CLAMP_B(R0, R1, I, J) R0 FC_LO FC_HI FC_ST(I) R1 FC_LO FC_HI FC_ST(J)
+#define FC_SAT_B(R0, R1, I, J)                                                               \
+    R0 "ssat %[t], #8, %[t]\n\t" FC_ST(I) R1 "ssat %[t], #8, %[t]\n\t" FC_ST(J)
+#define FC_CLAMP_RELU_B(R0, R1, I, J)                                                        \
+    FC_SKIP("a0", I) R0 FC_HI FC_ST(I) "2" #I ":\n\t"                                        \
+    FC_SKIP("a1", J) R1 FC_HI FC_ST(J) "b 2" #J "f\n\t"                                      \
     FC_DEAD(I) "b 2" #I "b\n\t" FC_DEAD(J) "2" #J ":\n\t"
-#define FC_SAT_RELU(I, J)                                                                    \
-    FC_SKIP("a0", I) FC_RQ("a0", "m0", I) "ssat %[t], #8, %[t]\n\t" FC_ST(I) "2" #I ":\n\t"  \
-    FC_SKIP("a1", J) FC_RQ("a1", "m1", J) "ssat %[t], #8, %[t]\n\t" FC_ST(J) "b 2" #J "f\n\t"\
+#define FC_SAT_RELU_B(R0, R1, I, J)                                                          \
+    FC_SKIP("a0", I) R0 "ssat %[t], #8, %[t]\n\t" FC_ST(I) "2" #I ":\n\t"                   \
+    FC_SKIP("a1", J) R1 "ssat %[t], #8, %[t]\n\t" FC_ST(J) "b 2" #J "f\n\t"                 \
     FC_DEAD(I) "b 2" #I "b\n\t" FC_DEAD(J) "2" #J ":\n\t"
+#define FC_CLAMP(I, J) FC_CLAMP_B(FC_RQ("a0", "m0", I), FC_RQ("a1", "m1", J), I, J)
+#define FC_SAT(I, J) FC_SAT_B(FC_RQ("a0", "m0", I), FC_RQ("a1", "m1", J), I, J)
+#define FC_CLAMP_RELU(I, J) FC_CLAMP_RELU_B(FC_RQ("a0", "m0", I), FC_RQ("a1", "m1", J), I, J)
+#define FC_SAT_RELU(I, J) FC_SAT_RELU_B(FC_RQ("a0", "m0", I), FC_RQ("a1", "m1", J), I, J)
+
+/* A uniform layer (flag bit 2: one multiplier m and right shift r, k = kml_rq_k): kml_rq
+ * of the doubled accumulator A into t with m, k and r in registers. */
+#define FC_RQU(A)                                                                            \
+    "smmlar %[t], %[" A "], %[m], %[k]\n\t"                                                  \
+    "sub %[t], %[t], %[" A "], lsr #31\n\t"                                                  \
+    "asr %[t], %[t], %[r]\n\t"
+#define FC_RQ2U(A0, A1, BODY)                                                                \
+    __asm__ volatile(BODY                                                                    \
+                     : [t] "=&r"(t)                                                          \
+                     : [a0] "r"(A0), [a1] "r"(A1), [m] "r"(m), [k] "r"(k), [r] "r"(r),       \
+                       [out] "r"(o), [lo] "r"(lo), [hi] "r"(hi)                              \
+                     : "cc", "memory")
+
+/* fc_rq4 for a uniform layer. */
+static inline __attribute__((always_inline)) void fc_rq4u(int8_t *o, int32_t a0, int32_t a1,
+                                                          int32_t a2, int32_t a3, int32_t m,
+                                                          int32_t k, int32_t r, int32_t lo,
+                                                          int32_t hi, int32_t mode)
+{
+    int32_t t;
+    if (__builtin_expect(mode == 3, 1)) {
+        FC_RQ2U(a0, a1, FC_SAT_RELU_B(FC_RQU("a0"), FC_RQU("a1"), 0, 1));
+        FC_RQ2U(a2, a3, FC_SAT_RELU_B(FC_RQU("a0"), FC_RQU("a1"), 2, 3));
+    } else if (mode == 1) {
+        FC_RQ2U(a0, a1, FC_SAT_B(FC_RQU("a0"), FC_RQU("a1"), 0, 1));
+        FC_RQ2U(a2, a3, FC_SAT_B(FC_RQU("a0"), FC_RQU("a1"), 2, 3));
+    } else if (mode == 2) {
+        FC_RQ2U(a0, a1, FC_CLAMP_RELU_B(FC_RQU("a0"), FC_RQU("a1"), 0, 1));
+        FC_RQ2U(a2, a3, FC_CLAMP_RELU_B(FC_RQU("a0"), FC_RQU("a1"), 2, 3));
+    } else {
+        FC_RQ2U(a0, a1, FC_CLAMP_B(FC_RQU("a0"), FC_RQU("a1"), 0, 1));
+        FC_RQ2U(a2, a3, FC_CLAMP_B(FC_RQU("a0"), FC_RQU("a1"), 2, 3));
+    }
+}
 
 /* The fast requantization of one full group of four units (multipliers at w[0..3], shift
  * bytes in w[4]); mode: bit 0 SSAT (lo = -128, hi = 127), bit 1 the ReLU shortcut. */
@@ -227,13 +266,18 @@ static inline __attribute__((always_inline)) void fc_run(const kml_fc_params *p,
     const int32_t n8 = (p->depth + 7) & ~7;
     const int32_t units = p->units, lo = p->act_min, hi = p->act_max;
     const int32_t c2 = 2 * p->out_offset + 1, generic = packed[0] & 1;
+    /* flag bit 2: one multiplier and right shift for the layer (words 1 and 2) */
+    const int32_t uniform = (packed[0] >> 2) & 1;
+    const int32_t um = uniform ? packed[1] : 0, ur = uniform ? packed[2] : 1;
+    const int32_t uk = kml_rq_k(c2, ur);
+    const int32_t uw[5] = {um, um, um, um, (int32_t)((uint32_t)ur * 0x01010101u)};
     /* fc_rq4's mode; the stream sends layers with a negative multiplier to the general path */
     const int32_t mode = (lo == -128 && hi == 127 ? 1 : 0) | (lo == p->out_offset ? 2 : 0);
     const int32_t *const end = scratch + n8 / 2;
     int32_t b;
     for (b = 0; b < p->batches; ++b) {
         int8_t *out = output + (size_t)b * (size_t)units;
-        const int32_t *w = packed + 1; /* past the layer's flag */
+        const int32_t *w = packed + (uniform ? 3 : 1); /* past the layer's header */
         int8_t *o;
         int8_t *const o_end = out + units;
         /* groups before o_fast: four units on the fast requantization in asm */
@@ -300,14 +344,19 @@ static inline __attribute__((always_inline)) void fc_run(const kml_fc_params *p,
                 a0 = (int32_t)((uint32_t)a0 - ((uint32_t)a1 << 8) - (uint32_t)sx);
                 a2 = (int32_t)((uint32_t)a2 - ((uint32_t)a3 << 8) - (uint32_t)sx);
             }
-            w = pw; /* 4 multipliers, the shift bytes */
+            w = pw; /* 4 multipliers, the shift bytes (none when uniform) */
             if (o < o_fast) {
-                fc_rq4(w, o, a0, a1, a2, a3, c2, lo, hi, mode);
+                if (uniform) {
+                    fc_rq4u(o, a0, a1, a2, a3, um, uk, ur, lo, hi, mode);
+                } else {
+                    fc_rq4(w, o, a0, a1, a2, a3, c2, lo, hi, mode);
+                }
             } else {
                 const int32_t acc[4] = {a0, a1, a2, a3};
-                fc_group_out(p, acc, w, o, o_end - o < 4 ? (int32_t)(o_end - o) : 4, generic);
+                fc_group_out(p, acc, uniform ? uw : w, o,
+                             o_end - o < 4 ? (int32_t)(o_end - o) : 4, generic);
             }
-            w += 5;
+            w += uniform ? 0 : 5;
         }
     }
 }
