@@ -206,28 +206,23 @@ static KML_SMALL __attribute__((noinline)) void fc_group_out(const kml_fc_params
     __asm__ volatile(BODY                                                                    \
                      : [t] "=&r"(t)                                                          \
                      : [a0] "r"(A0), [a1] "r"(A1), [m] "r"(m), [k] "r"(k), [r] "r"(r),       \
-                       [out] "r"(o), [lo] "r"(lo), [hi] "r"(hi)                              \
+                       [out] "r"(o), [lo] "r"(lo)                                            \
                      : "cc", "memory")
 
-/* fc_rq4 for a uniform layer. */
+/* fc_rq4 for a uniform layer in the SSAT modes (1, 3: no activation, or ReLU into output
+ * zero point -128, the usual ones); the clamp modes take fc_rq4 (less code). */
 static inline __attribute__((always_inline)) void fc_rq4u(int8_t *o, int32_t a0, int32_t a1,
                                                           int32_t a2, int32_t a3, int32_t m,
                                                           int32_t k, int32_t r, int32_t lo,
-                                                          int32_t hi, int32_t mode)
+                                                          int32_t mode)
 {
     int32_t t;
     if (__builtin_expect(mode == 3, 1)) {
         FC_RQ2U(a0, a1, FC_SAT_RELU_B(FC_RQU("a0"), FC_RQU("a1"), 0, 1));
         FC_RQ2U(a2, a3, FC_SAT_RELU_B(FC_RQU("a0"), FC_RQU("a1"), 2, 3));
-    } else if (mode == 1) {
+    } else {
         FC_RQ2U(a0, a1, FC_SAT_B(FC_RQU("a0"), FC_RQU("a1"), 0, 1));
         FC_RQ2U(a2, a3, FC_SAT_B(FC_RQU("a0"), FC_RQU("a1"), 2, 3));
-    } else if (mode == 2) {
-        FC_RQ2U(a0, a1, FC_CLAMP_RELU_B(FC_RQU("a0"), FC_RQU("a1"), 0, 1));
-        FC_RQ2U(a2, a3, FC_CLAMP_RELU_B(FC_RQU("a0"), FC_RQU("a1"), 2, 3));
-    } else {
-        FC_RQ2U(a0, a1, FC_CLAMP_B(FC_RQU("a0"), FC_RQU("a1"), 0, 1));
-        FC_RQ2U(a2, a3, FC_CLAMP_B(FC_RQU("a0"), FC_RQU("a1"), 2, 3));
     }
 }
 
@@ -346,10 +341,10 @@ static inline __attribute__((always_inline)) void fc_run(const kml_fc_params *p,
             }
             w = pw; /* 4 multipliers, the shift bytes (none when uniform) */
             if (o < o_fast) {
-                if (uniform) {
-                    fc_rq4u(o, a0, a1, a2, a3, um, uk, ur, lo, hi, mode);
+                if (uniform && (mode & 1)) {
+                    fc_rq4u(o, a0, a1, a2, a3, um, uk, ur, lo, mode);
                 } else {
-                    fc_rq4(w, o, a0, a1, a2, a3, c2, lo, hi, mode);
+                    fc_rq4(uniform ? uw : w, o, a0, a1, a2, a3, c2, lo, hi, mode);
                 }
             } else {
                 const int32_t acc[4] = {a0, a1, a2, a3};
