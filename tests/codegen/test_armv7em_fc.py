@@ -240,7 +240,7 @@ def test_int16_weights_general_requantization(tmp_path):
                                    g.tensors[node.inputs[2]].data, p.mult, p.shift,
                                    p.in_offset, p.out_offset, p.act_min, p.act_max,
                                    extended=True)[0]))
-    assert flags == [3, 3, 6]  # the third: per-tensor, uniform (bit 2)
+    assert flags == [3, 3, 2]  # int16 streams are never uniform (bit 2)
     _check(g, 92, tmp_path, options={n: "fc-int16" for n in range(len(g.nodes))})
 
 
@@ -356,16 +356,16 @@ def test_uniform_stream_layout():
     w = rng.integers(-128, 128, (10, 21)).astype(np.int8)
     bias = rng.integers(-1000, 1000, 10)
     args = (w, bias, np.full(10, 1_500_000_000), np.full(10, -9), 5, -3, -128, 127)
-    for ext in (False, True):
-        u, n = fc_stream(*args, extended=ext), fc_stream(*args, extended=ext, uniform=False)
-        assert u[0] == (4 | (2 if ext else 0)) and n[0] == (2 if ext else 0)
-        assert u.size == fc_words(10, 21, ext, True) and n.size == fc_words(10, 21, ext)
-        assert list(u[1:3]) == [1_500_000_000, 9]
-        per = 4 + 24 // 4 * 4 * (2 if ext else 1)  # a group's biases and weight words
-        ug = u[3:].reshape(3, per)
-        ng = n[1:].reshape(3, per + 5)
-        assert np.array_equal(ug, ng[:, :per])
-        assert np.all(ng[:, per:per + 4].reshape(-1)[:10] == 1_500_000_000)  # real units
+    u, n = fc_stream(*args), fc_stream(*args, uniform=False)
+    assert u[0] == 4 and n[0] == 0
+    assert u.size == fc_words(10, 21, False, True) and n.size == fc_words(10, 21)
+    assert list(u[1:3]) == [1_500_000_000, 9]
+    per = 4 + 24 // 4 * 4  # a group's biases and weight words
+    ug = u[3:].reshape(3, per)
+    ng = n[1:].reshape(3, per + 5)
+    assert np.array_equal(ug, ng[:, :per])
+    assert np.all(ng[:, per:per + 4].reshape(-1)[:10] == 1_500_000_000)  # real units
+    assert fc_stream(*args, extended=True)[0] == 2  # int16 streams: never uniform
     mult = np.full(10, 1_500_000_000)
     mult[3] += 1
     assert fc_stream(w, bias, mult, np.full(10, -9), 5, -3, -128, 127)[0] == 0
@@ -401,7 +401,10 @@ def test_uniform_and_per_unit_layers_bit_exact(tmp_path, opt):
                                    p.mult, p.shift, p.in_offset, p.out_offset, p.act_min,
                                    p.act_max)[0]))
     assert flags[0:8:2] == [4] * 4 and flags[1:8:2] == [0] * 4 and flags[8] == 0, flags
-    _check(g, 132, tmp_path / "int8", opt=opt)
+    b, _, _ = _check(g, 132, tmp_path / "int8", opt=opt)
+    kernels = [c["kernel"] for c in b.result.choices]
+    assert kernels == ["kml_fully_connected_u_s8", "kml_fully_connected_s8"] * 4 + \
+        ["kml_fully_connected_s8"], kernels
     _check(g, 133, tmp_path / "int16", opt=opt,
            options={n: "fc-int16" for n in range(len(g.nodes))})
 

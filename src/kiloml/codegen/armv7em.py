@@ -369,10 +369,11 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
     w1 | w3 << 16) (what SXTB16 and SXTB16 ROR #8 make of the packed word): twice the weight
     bytes, no SXTB16 in the kernel's loop.
 
-    Bit 2 (``uniform``; None: whenever it applies): every unit on the fast requantization
-    with one multiplier and right shift (per-tensor weights, TFLite's usual FULLY_CONNECTED):
-    words 1 and 2 hold them, and the groups carry no multipliers and shift word (5 bytes per
-    unit less; the kernel keeps k and the shift in registers)."""
+    Bit 2 (``uniform``; None: whenever it applies, int8 weights): every unit on the fast
+    requantization with one multiplier and right shift (per-tensor weights, TFLite's usual
+    FULLY_CONNECTED): words 1 and 2 hold them, and the groups carry no multipliers and shift
+    word (5 bytes per unit less; kml_fully_connected_u_s8 keeps k and the shift in registers
+    in the SSAT modes)."""
     units, depth = w.shape
     u4, d8 = (units + 3) // 4 * 4, (depth + 7) // 8 * 8
     rows = np.zeros((u4, d8), np.int64)
@@ -405,8 +406,9 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
         init = 2 * init  # the kernel doubles the inputs: accumulators 2 acc for kml_rq
     same = fast and len({(int(a), int(c)) for a, c in zip(fm[:units], fr[:units])}) == 1
     if uniform is None:
-        uniform = same
+        uniform = same and not extended
     assert same or not uniform, "uniform needs one fast multiplier and shift"
+    assert not (uniform and extended), "kml_fully_connected_x_s8 takes no uniform stream"
     out = [np.array([(0 if fast else 1) | (2 if extended else 0) | (4 if uniform else 0)],
                     np.int64)]
     if uniform:

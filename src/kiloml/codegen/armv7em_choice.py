@@ -66,6 +66,7 @@ CONV_1X1X = "kml_conv2d_1x1x_s8"  # int16 weights
 CONV_RGB = "kml_conv2d_rgb_s8"
 FC = "kml_fully_connected_s8"  # int8 weights
 FCX = "kml_fully_connected_x_s8"  # int16 weights
+FCU = "kml_fully_connected_u_s8"  # int8 weights, a uniform stream (one multiplier and shift)
 
 # FULLY_CONNECTED: cycles = a x padded MACs (units to 4, depth to 8, batches) + b x padded
 # outputs + c x padded inputs + d per call: Cortex-M4 cycles in the emulator, least squares
@@ -95,7 +96,8 @@ CODE_BYTES: dict[str, int] = {
     'kml_conv2d_pairs_s8': 2632,
     'kml_conv2d_s8': 3592,
     # its entry alone (its helpers are kml_fully_connected_s8's; size -A of the -O2 object)
-    'kml_fully_connected_x_s8': 1876,
+    'kml_fully_connected_x_s8': 1516,
+    'kml_fully_connected_u_s8': 1874,
 }
 
 # per kernel function: cycles = a MACs + b outputs + c output pixels + d (out_h x out_c) + e
@@ -240,7 +242,8 @@ def _fc_options(g, node, p) -> list[Option]:
         cyc = p.batches * (a * u4 * d8 + b * u4 + c * d8) + d
         stream = fc_stream(g.tensors[node.inputs[1]].data, _bias(g, node), p.mult, p.shift,
                            p.in_offset, p.out_offset, p.act_min, p.act_max, extended=ext)
-        opts.append(Option("fc-int16" if ext else "fc", FCX if ext else FC,
+        opts.append(Option("fc-int16" if ext else "fc",
+                           FCX if ext else (FCU if int(stream[0]) & 4 else FC),
                            "int16 weights" if ext else "int8 stream", 4 * stream.size, cyc))
     return opts
 

@@ -252,17 +252,18 @@ static inline __attribute__((always_inline)) void fc_rq4(const int32_t *w, int8_
     }
 }
 
-/* The kernel; ``wide`` (a constant in each entry point): the int16-weight stream. */
+/* The kernel; ``wide`` and ``uniform`` (constants in each entry point): the int16-weight
+ * stream; a uniform stream (flag bit 2). */
 static inline __attribute__((always_inline)) void fc_run(const kml_fc_params *p,
                                                          const int8_t *input, int8_t *output,
                                                          const int32_t *packed,
-                                                         int32_t *scratch, const int32_t wide)
+                                                         int32_t *scratch, const int32_t wide,
+                                                         const int32_t uniform)
 {
     const int32_t n8 = (p->depth + 7) & ~7;
     const int32_t units = p->units, lo = p->act_min, hi = p->act_max;
     const int32_t c2 = 2 * p->out_offset + 1, generic = packed[0] & 1;
-    /* flag bit 2: one multiplier and right shift for the layer (words 1 and 2) */
-    const int32_t uniform = (packed[0] >> 2) & 1;
+    /* uniform (flag bit 2): one multiplier and right shift for the layer (words 1 and 2) */
     const int32_t um = uniform ? packed[1] : 0, ur = uniform ? packed[2] : 1;
     const int32_t uk = kml_rq_k(c2, ur);
     const int32_t uw[5] = {um, um, um, um, (int32_t)((uint32_t)ur * 0x01010101u)};
@@ -364,7 +365,21 @@ void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const i
     (void)bias;
     (void)mult;
     (void)shift;
-    fc_run(p, input, output, packed, scratch, 0);
+    fc_run(p, input, output, packed, scratch, 0, 0);
+}
+
+/* A uniform int8 stream (flag bit 2: per-tensor weights): its own entry point, so that models
+ * without such layers link no uniform requantization. */
+void kml_fully_connected_u_s8(const kml_fc_params *p, const int8_t *input,
+                              const int8_t *weights, const int32_t *bias, const int32_t *mult,
+                              const int32_t *shift, int8_t *output, const int32_t *packed,
+                              int32_t *scratch)
+{
+    (void)weights;
+    (void)bias;
+    (void)mult;
+    (void)shift;
+    fc_run(p, input, output, packed, scratch, 0, 1);
 }
 
 /* The int16-weight stream (fc_stream extended: flag bit 1): a separate entry point, so that
@@ -378,5 +393,5 @@ void kml_fully_connected_x_s8(const kml_fc_params *p, const int8_t *input,
     (void)bias;
     (void)mult;
     (void)shift;
-    fc_run(p, input, output, packed, scratch, 1);
+    fc_run(p, input, output, packed, scratch, 1, 0);
 }
