@@ -15,9 +15,10 @@ described in ``runtime/armv7em/kml_arm.h``:
   stores the weights as int16. Whether a layer takes these kernels and layouts is a
   flash-for-speed choice: ``armv7em_choice``.
 * ``fc_stream`` (FULLY_CONNECTED in models without convolutions, kml_fully_connected_s8):
-  groups of four units, the input offset folded into the biases, weight words interleaved per
-  group of four inputs, then the group's multipliers and shifts (5 bytes per unit over the int8
-  weights and biases, plus padding to 4 units and 8 inputs); ``extended`` (--prefer speed,
+  groups of four units, the input offset folded into the biases, int8 weights as unit pairs
+  (``fc_pair_words``) interleaved per group of four inputs, then the group's multipliers and
+  shifts (5 bytes per unit over the int8 weights and biases, plus padding to 4 units and 8
+  inputs; none in a uniform stream, kml_fully_connected_u_s8); ``extended`` (--prefer speed,
   kml_fully_connected_x_s8): the weights as int16.
 * ``armv7em_dw``: the depthwise kernels' records (18 bytes per channel; 40 for the _g6 entries).
 * ``fast_params``: per-channel (bias, multiplier, right shift) of the exact SMMLAR
@@ -356,18 +357,21 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
     negative, which the kernel's ReLU shortcut does not allow and TFLite's converter never
     makes); bit 1: ``extended`` (below). Units are padded to a multiple of 4 with
     zero rows, depth to a multiple of 8 with zero weights. Per group of four units: the four
-    biases with the input offset folded in (bias + in_offset x the sum of the unit's weights:
-    the kernel multiplies the raw inputs); per group of four inputs the four units' weight
-    words (four int8 weights, natural order); the four multipliers; a word of the four shifts
-    as bytes (unit 0 in bits 0-7). Flash: 4 bytes per unit over the int8 weights and biases
-    (+1 per unit, + padding). The fold is exact modulo 2^32 and the accumulator's true value
-    is unchanged, so the bound checks of ``fast_params`` hold.
+    initial accumulators, biases with the input offset folded in (bias + in_offset x the sum
+    of the unit's weights: the kernel multiplies the raw inputs), for int8 weights the first
+    unit of each pair (p, q) b_p + 256 b_q (``fc_pair_words``), all doubled on the fast path
+    (the kernel doubles the inputs: kml_rq takes 2 acc); per group of four inputs the four
+    weight words (int8: ``fc_pair_words``, pair (0, 1) inputs 0-1 and 2-3, then pair (2, 3));
+    the four multipliers; a word of the four shifts as bytes (unit 0 in bits 0-7). Flash:
+    4 bytes per unit over the int8 weights and biases (+1 per unit, + padding). The fold is
+    exact modulo 2^32 and the accumulator's true value is unchanged, so the bound checks of
+    ``fast_params`` hold.
 
     ``extended`` (kml_fully_connected_x_s8, armv7em_choice option "fc-int16", taken by
     ``--prefer speed``): bit 1 of word 0 is set and the weights are sign-extended: per group
-    of four inputs (w0..w3), for each of the four units the words (w0 | w2 << 16,
-    w1 | w3 << 16) (what SXTB16 and SXTB16 ROR #8 make of the packed word): twice the weight
-    bytes, no SXTB16 in the kernel's loop.
+    of four inputs (w0..w3), for each of the four units the words (w0 | w1 << 16,
+    w2 | w3 << 16) (the widened inputs' pairs): twice the weight bytes, no SXTB16 in the
+    kernel's loop.
 
     Bit 2 (``uniform``; None: whenever it applies, int8 weights): every unit on the fast
     requantization with one multiplier and right shift (per-tensor weights, TFLite's usual

@@ -1,28 +1,35 @@
 /* kiloml runtime (armv7em): FULLY_CONNECTED, four output units per pass over the input.
  *
- * Each input row is widened once to int16 in ``scratch`` (SXTB16: per group of four inputs
- * the words (x0, x2) and (x1, x3), zero padded to a multiple of 8 inputs); the input offset is
- * not added: the code generator folds in_offset x (sum of the unit's weights) into the bias
- * (armv7em.py, fc_stream). Then per group of four units one asm loop over the row: per four
- * inputs one LDRD of the input pair and two LDRD of the four units' weight words back to back
- * (14 registers in all), 8 SXTB16 and 8 SMLAD (16 MACs), unrolled four times (entered in the
- * middle for an odd number of 8-input halves). kml_fully_connected_x_s8 takes int16 weights
- * (flash x2): per four inputs 5 LDRD and 8 SMLAD, no SXTB16.
+ * Each input row is widened once to int16 in ``scratch`` (per group of four inputs the pairs
+ * (x0, x1) and (x2, x3), zero padded to a multiple of 8 inputs; doubled on the fast path,
+ * where kml_rq's SMMLAR takes 2 acc); the input offset is not added: the code generator folds
+ * in_offset x (sum of the unit's weights) into the bias (armv7em.py, fc_stream). Then per
+ * group of four units one asm loop over the row. int8 weights: two unit pairs (p, q), each
+ * weight word holding for inputs i, i + 1 the halfwords 256 w_q + (w_p + 128): SMLAD with the
+ * input pair accumulates 256 S_q + S_p + 128 Sx, SMLAD with its SXTB16 ROR #8 S_q, and after
+ * the row S_p = acc - 256 S_q - 128 Sx modulo 2^32 (armv7em.py, fc_pair_words). Per four
+ * inputs one LDRD of the input pairs and two LDRD of the weight words back to back, 4 SXTB16
+ * and 8 SMLAD (16 MACs, 13 registers), 8 steps per iteration (entered at one of four steps).
+ * kml_fully_connected_x_s8 takes int16 weights (flash x2): per four inputs 5 LDRD and 8
+ * SMLAD, no SXTB16.
  *
  * The four accumulators are requantized in asm (fc_rq4: kml_rq with its k computed from the
  * shift; SSAT #8 when the activation range is [-128, 127], else the two clamps; with
  * act_min == out_offset (ReLU, ReLU6) an accumulator <= 0 stores act_min without
- * requantizing, one > 0 skips the lower clamp), or in C by TFLite's general path in layers
- * that need it. At -O0 (no register allocation for the asm blocks) C loops do the same
- * arithmetic.
+ * requantizing, one > 0 skips the lower clamp; kml_fully_connected_u_s8, a uniform stream:
+ * fc_rq4u with the layer's multiplier, k and shift in registers in the SSAT modes), or in C
+ * by TFLite's general path in layers that need it. At -O0 (no register allocation for the asm
+ * blocks) C loops do the same arithmetic.
  *
  * ``packed`` (fc_stream): a flag word (bit 0: the layer takes TFLite's requantization, the
- * shifts are TFLite's; bit 1: int16 weights; bit 2: uniform, one multiplier and right shift
- * for the layer in words 1 and 2, and no multipliers or shift word in the groups), then per group of four units (units padded to a
- * multiple of 4 with zero rows): 4 biases (offset folded in); per group of four inputs the four
- * units' weight words (int8, natural order; int16: per unit (w0, w2), (w1, w3)); 4
- * multipliers; a word of the four shifts (bytes, unit 0 lowest). ``weights``, ``bias``,
- * ``mult`` and ``shift`` are then 0; ``scratch`` holds 2 x depth (rounded up to 8) bytes.
+ * shifts are TFLite's, the inputs are not doubled; bit 1: int16 weights; bit 2: uniform, one
+ * multiplier and right shift for the layer in words 1 and 2), then per group of four units
+ * (units padded to a multiple of 4 with zero rows): 4 initial accumulators (biases with the
+ * offset folded in; int8: p's is b_p + 256 b_q; doubled on the fast path); per group of four
+ * inputs the weight words (int8: pair (0, 1) inputs 0-1, 2-3, pair (2, 3) the same; int16:
+ * per unit (w0, w1), (w2, w3)); unless uniform, 4 multipliers and a word of the four shifts
+ * (bytes, unit 0 lowest). ``weights``, ``bias``, ``mult`` and ``shift`` are then 0;
+ * ``scratch`` holds 2 x depth (rounded up to 8) bytes.
  */
 #include "kml_arm.h"
 #include "kml_fully_connected.h"
