@@ -126,8 +126,8 @@ def test_kernel_compiles_warning_free(tmp_path, opt):
 
 def test_int16_stream_layout():
     """fc_stream extended: flag bit 1, per input group and unit the sign-extended words
-    (w0, w1), (w2, w3) (the inputs' int16 pairs); the same biases, multipliers and shifts as the int8 stream; its size
-    is fc_words' (the data bytes armv7em_choice charges)."""
+    (w0, w1), (w2, w3) (the inputs' int16 pairs); the folded biases (doubled, not paired), the
+    multipliers and shifts of the int8 stream; its size is fc_words'."""
     from kiloml.codegen.armv7em import fc_stream, fc_words
 
     rng = np.random.default_rng(7)
