@@ -99,5 +99,6 @@ def test_every_kernel_family_debug_build_bit_exact(tmp_path):
 
     m = ob.ModelBuilder(np.random.default_rng(7), "dense_O0")
     g = m.build([m.fully_connected(m.input((1, 40)), 12, activation="RELU"),
-                 m.fully_connected(m.input((2, 24)), 7, activation="RELU6")])
-    assert "kml_fully_connected_s8" in _check_O0(g, 8, tmp_path / "dense")
+                 m.fully_connected(m.input((2, 24)), 7, activation="RELU6", per_channel=True)])
+    assert {"kml_fully_connected_s8", "kml_fully_connected_u_s8"} <= \
+        _check_O0(g, 8, tmp_path / "dense")  # per-channel / per-tensor (uniform) layers

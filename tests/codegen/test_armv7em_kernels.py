@@ -414,22 +414,33 @@ def test_fully_connected_options(tmp_path):
 
 
 def test_fully_connected_stream_folds_the_input_offset():
-    """fc_stream's biases are bias + in_offset x row sum (the kernel multiplies raw inputs),
-    its weight words per input group in unit order, units padded to 4 and depth to 8."""
+    """fc_stream's biases are 2 (bias + in_offset x row sum) (the kernel multiplies the raw
+    inputs, doubled), paired per two units; its weight words per input group in unit order,
+    units padded to 4 and depth to 8."""
     from kiloml.codegen.armv7em import fc_stream
 
     rng = np.random.default_rng(5)
     w = rng.integers(-127, 128, (5, 11)).astype(np.int8)
     bias = rng.integers(-1000, 1000, 5)
-    s = fc_stream(w, bias, np.full(5, 1 << 30), np.full(5, -8), 37, -3, -128, 127)
+    s = fc_stream(w, bias, np.full(5, 1 << 30), np.full(5, -8), 37, -3, -128, 127,
+                  uniform=False)  # the per-unit layout (uniform: test_armv7em_fc.py)
     d8 = 16
     group = 4 + 4 * d8 // 4 + 5
     assert s.size == 1 + 2 * group
     assert s[0] == 0  # every unit on the fast requantization
-    assert list(s[1:5]) == list(bias[:4] + 37 * w[:4].astype(np.int64).sum(axis=1))
-    assert s[1 + group] == bias[4] + 37 * int(w[4].astype(np.int64).sum())
-    first = np.array(s[5:9], "<i4").view(np.int8).reshape(4, 4)  # inputs 0-3 of units 0-3
-    assert np.array_equal(first, w[:4, :4])
+    # folded biases, doubled (fast layers: the kernel doubles the inputs for kml_rq)
+    fb = 2 * (bias + 37 * w.astype(np.int64).sum(axis=1))
+    # unit pairs (0, 1), (2, 3): the first unit's accumulator starts at b_p + 256 b_q (int32)
+    wrap = [int(np.int64(v).astype(np.int32)) for v in (fb[0] + 256 * fb[1], fb[2] + 256 * fb[3])]
+    assert list(s[1:5]) == [wrap[0], fb[1], wrap[1], fb[3]]
+    assert s[1 + group] == fb[4]  # unit 4 with a zero unit
+    # inputs 0-3 of units 0-3: per pair and input pair (i, i + 1) a word whose int16 halves
+    # are 256 w_q + w_p + 128 (an SMLAD with (x_i, x_i+1) sums 256 S_q + S_p + 128 Sx)
+    halves = np.array(s[5:9], "<i4").view("<i2").reshape(2, 2, 2)  # pair, input pair, half
+    ww = w.astype(np.int64)
+    for pair in range(2):
+        p, q = 2 * pair, 2 * pair + 1
+        assert halves[pair].reshape(-1).tolist() == (256 * ww[q, :4] + ww[p, :4] + 128).tolist()
     assert s[group] == 8 | 8 << 8 | 8 << 16 | 8 << 24  # right shifts 8 as bytes
 
 

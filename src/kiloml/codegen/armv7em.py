@@ -15,9 +15,10 @@ described in ``runtime/armv7em/kml_arm.h``:
   stores the weights as int16. Whether a layer takes these kernels and layouts is a
   flash-for-speed choice: ``armv7em_choice``.
 * ``fc_stream`` (FULLY_CONNECTED in models without convolutions, kml_fully_connected_s8):
-  groups of four units, the input offset folded into the biases, weight words interleaved per
-  group of four inputs, then the group's multipliers and shifts (5 bytes per unit over the int8
-  weights and biases, plus padding to 4 units and 8 inputs); ``extended`` (--prefer speed,
+  groups of four units, the input offset folded into the biases, int8 weights as unit pairs
+  (``fc_pair_words``) interleaved per group of four inputs, then the group's multipliers and
+  shifts (5 bytes per unit over the int8 weights and biases, plus padding to 4 units and 8
+  inputs; none in a uniform stream, kml_fully_connected_u_s8); ``extended`` (--prefer speed,
   kml_fully_connected_x_s8): the weights as int16.
 * ``armv7em_dw``: the depthwise kernels' records (18 bytes per channel; 40 for the _g6 entries).
 * ``fast_params``: per-channel (bias, multiplier, right shift) of the exact SMMLAR
@@ -346,7 +347,7 @@ def add_table(conv_offset: int, res_offset: int, left_shift: int, conv_mult: int
 
 def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: np.ndarray,
               in_offset: int, out_offset: int, act_min: int, act_max: int,
-              extended: bool = False) -> np.ndarray:
+              extended: bool = False, uniform: bool | None = None) -> np.ndarray:
     """The ``packed`` argument of kml_fully_connected_s8 (runtime/armv7em/kml_fully_connected.c)
     for int8 weights ``w`` [units, depth], as int32 words.
 
@@ -356,18 +357,27 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
     negative, which the kernel's ReLU shortcut does not allow and TFLite's converter never
     makes); bit 1: ``extended`` (below). Units are padded to a multiple of 4 with
     zero rows, depth to a multiple of 8 with zero weights. Per group of four units: the four
-    biases with the input offset folded in (bias + in_offset x the sum of the unit's weights:
-    the kernel multiplies the raw inputs); per group of four inputs the four units' weight
-    words (four int8 weights, natural order); the four multipliers; a word of the four shifts
-    as bytes (unit 0 in bits 0-7). Flash: 4 bytes per unit over the int8 weights and biases
-    (+1 per unit, + padding). The fold is exact modulo 2^32 and the accumulator's true value
-    is unchanged, so the bound checks of ``fast_params`` hold.
+    initial accumulators, biases with the input offset folded in (bias + in_offset x the sum
+    of the unit's weights: the kernel multiplies the raw inputs), for int8 weights the first
+    unit of each pair (p, q) b_p + 256 b_q (``fc_pair_words``), all doubled on the fast path
+    (the kernel doubles the inputs: kml_rq takes 2 acc); per group of four inputs the four
+    weight words (int8: ``fc_pair_words``, pair (0, 1) inputs 0-1 and 2-3, then pair (2, 3));
+    the four multipliers; a word of the four shifts as bytes (unit 0 in bits 0-7). Flash:
+    4 bytes per unit over the int8 weights and biases (+1 per unit, + padding). The fold is
+    exact modulo 2^32 and the accumulator's true value is unchanged, so the bound checks of
+    ``fast_params`` hold.
 
     ``extended`` (kml_fully_connected_x_s8, armv7em_choice option "fc-int16", taken by
     ``--prefer speed``): bit 1 of word 0 is set and the weights are sign-extended: per group
-    of four inputs (w0..w3), for each of the four units the words (w0 | w2 << 16,
-    w1 | w3 << 16) (what SXTB16 and SXTB16 ROR #8 make of the packed word): twice the weight
-    bytes, no SXTB16 in the kernel's loop."""
+    of four inputs (w0..w3), for each of the four units the words (w0 | w1 << 16,
+    w2 | w3 << 16) (the widened inputs' pairs): twice the weight bytes, no SXTB16 in the
+    kernel's loop.
+
+    Bit 2 (``uniform``; None: whenever it applies, int8 weights): every unit on the fast
+    requantization with one multiplier and right shift (per-tensor weights, TFLite's usual
+    FULLY_CONNECTED): words 1 and 2 hold them, and the groups carry no multipliers and shift
+    word (5 bytes per unit less; kml_fully_connected_u_s8 keeps k and the shift in registers
+    in the SSAT modes)."""
     units, depth = w.shape
     u4, d8 = (units + 3) // 4 * 4, (depth + 7) // 8 * 8
     rows = np.zeros((u4, d8), np.int64)
@@ -387,25 +397,58 @@ def fc_stream(w: np.ndarray, bias: np.ndarray | None, mult: np.ndarray, shift: n
     bias_f, mult_f, shift_f = (np.asarray(fb, np.int64) + sums, fm, fr) if fast else \
         (b + sums, m0, s0)
     if extended:
-        h = (rows.reshape(u4, d8 // 4, 4) & 0xFFFF)
-        wwords = np.stack([h[:, :, 0] | h[:, :, 2] << 16, h[:, :, 1] | h[:, :, 3] << 16],
+        h = rows.reshape(u4, d8 // 4, 4) & 0xFFFF
+        wwords = np.stack([h[:, :, 0] | h[:, :, 1] << 16, h[:, :, 2] | h[:, :, 3] << 16],
                           axis=2)  # unit, input group, word
+        init = bias_f.copy()
     else:
-        wwords = words(rows.astype(np.int8).reshape(-1)).reshape(u4, d8 // 4, 1)
-    out = [np.array([(0 if fast else 1) | (2 if extended else 0)], np.int64)]
+        wwords = fc_pair_words(rows)
+        # unit pairs (p, q): p's accumulator starts at b_p + 256 b_q (see fc_pair_words)
+        init = bias_f.copy()
+        init[0::2] = bias_f[0::2] + 256 * bias_f[1::2]
+    if fast:
+        init = 2 * init  # the kernel doubles the inputs: accumulators 2 acc for kml_rq
+    same = fast and len({(int(a), int(c)) for a, c in zip(fm[:units], fr[:units])}) == 1
+    if uniform is None:
+        uniform = same and not extended
+    assert same or not uniform, "uniform needs one fast multiplier and shift"
+    assert not (uniform and extended), "kml_fully_connected_x_s8 takes no uniform stream"
+    out = [np.array([(0 if fast else 1) | (2 if extended else 0) | (4 if uniform else 0)],
+                    np.int64)]
+    if uniform:
+        out.append(np.array([int(fm[0]), int(fr[0])], np.int64))
     for g in range(0, u4, 4):
         sl = slice(g, g + 4)
-        out += [bias_f[sl], wwords[sl].transpose(1, 0, 2).reshape(-1),  # input group, unit
-                mult_f[sl],
-                np.array([sum(_byte(int(r)) << (8 * j) for j, r in enumerate(shift_f[sl]))],
-                         np.int64)]
+        out += [init[sl], wwords[sl].transpose(1, 0, 2).reshape(-1)]  # input group, unit
+        if not uniform:
+            out += [mult_f[sl],
+                    np.array([sum(_byte(int(r)) << (8 * j) for j, r in enumerate(shift_f[sl]))],
+                             np.int64)]
     return np.array([_signed32(int(v)) for v in np.concatenate(out)], np.int64)
 
 
-def fc_words(units: int, depth: int, extended: bool = False) -> int:
+def fc_pair_words(rows: np.ndarray) -> np.ndarray:
+    """int8 weights [units, depth] (units a multiple of 2, depth of 4) -> the int8 stream's
+    words as [units, depth // 4, 1]: per unit pair (p, q) and input pair (i, i + 1) one word of
+    the bytes (w_p,i + 128, w_q,i, w_p,i+1 + 128, w_q,i+1), at the place of unit p for inputs
+    i = 4g and of unit q for i = 4g + 2. Its halfwords are 256 w_q + w_p + 128 (int16), so with
+    the input pair (x_i, x_i+1) SMLAD accumulates 256 S_q + S_p + 128 Sx, and SMLAD of its
+    SXTB16 ROR #8 (the high bytes) S_q: the kernel recovers S_p = acc - 256 S_q - 128 Sx
+    modulo 2^32 (Sx: the row's input sum), the true accumulator fitting int32."""
+    units, depth = rows.shape
+    r = rows.reshape(units // 2, 2, depth // 4, 2, 2)  # pair, unit in pair, group, half, input
+    lo = (r[:, 0] + 128) & 0xFF                      # pair, group, half, input
+    hi = r[:, 1] & 0xFF
+    word = lo[..., 0] | hi[..., 0] << 8 | lo[..., 1] << 16 | hi[..., 1] << 24  # pair, grp, half
+    return np.array([_signed32(int(v)) for v in word.transpose(0, 2, 1).reshape(-1)],
+                    np.int64).reshape(units, depth // 4, 1)
+
+
+def fc_words(units: int, depth: int, extended: bool = False, uniform: bool = False) -> int:
     """The number of int32 words of ``fc_stream`` for a [units, depth] weight matrix."""
     u4, d8 = (units + 3) // 4 * 4, (depth + 7) // 8 * 8
-    return 1 + u4 // 4 * (4 + 4 * (d8 // 4) * (2 if extended else 1) + 5)
+    return (3 if uniform else 1) + u4 // 4 * (4 + 4 * (d8 // 4) * (2 if extended else 1)
+                                              + (0 if uniform else 5))
 
 
 def fc_scratch_bytes(depth: int) -> int:

@@ -192,9 +192,10 @@ class Armv7emBackend(PortableBackend):
         params = ctx.struct("kml_fc_params", "p", fc_struct_fields(p))
         opt = self.chosen.get(ctx.node_index)  # armv7em_choice: int8 or int16 weights
         wide = opt is not None and opt.layout == "int16 weights"
-        packed = ctx.array("packed", "int32_t", fc_stream(
-            w, _bias(g, node), p.mult, p.shift, p.in_offset, p.out_offset, p.act_min,
-            p.act_max, extended=wide))
-        fn = "kml_fully_connected_x_s8" if wide else "kml_fully_connected_s8"
+        stream = fc_stream(w, _bias(g, node), p.mult, p.shift, p.in_offset, p.out_offset,
+                           p.act_min, p.act_max, extended=wide)
+        packed = ctx.array("packed", "int32_t", stream)
+        fn = "kml_fully_connected_x_s8" if wide else (
+            "kml_fully_connected_u_s8" if int(stream[0]) & 4 else "kml_fully_connected_s8")
         return [ctx.call(fn, f"&{params}", x, "0", "0", "0", "0", y, packed,
                          ctx.scratch("int32_t"))]

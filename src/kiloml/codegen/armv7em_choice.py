@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kiloml.codegen.armv7em import (_bias, _conv_1x1_fits, conv_kernel, conv_rgb, conv_rows,
-                                    fc_words, matrix_stream, windows_inside)
+                                    fc_stream, matrix_stream, windows_inside)
 from kiloml.codegen.armv7em_dw import (depthwise_eligible, depthwise_g6, depthwise_h,
                                        depthwise_stream, depthwise_stream_g6, depthwise_w5)
 from kiloml.ir.ops import REGISTRY
@@ -66,12 +66,15 @@ CONV_1X1X = "kml_conv2d_1x1x_s8"  # int16 weights
 CONV_RGB = "kml_conv2d_rgb_s8"
 FC = "kml_fully_connected_s8"  # int8 weights
 FCX = "kml_fully_connected_x_s8"  # int16 weights
+FCU = "kml_fully_connected_u_s8"  # int8 weights, a uniform stream (one multiplier and shift)
 
 # FULLY_CONNECTED: cycles = a x padded MACs (units to 4, depth to 8, batches) + b x padded
 # outputs + c x padded inputs + d per call: Cortex-M4 cycles in the emulator, least squares
 # over the AD and zoo dense layers with each layout forced (benchmarks/fc_cycles_fit.py:
-# 19 layers per layout, max error 4.5% / 5.1%)
-FC_CYCLES = {"int8": (1.319, 20.319, 2.871, 219.14), "int16": (1.007, 20.319, 2.871, 219.14)}
+# 19 layers per layout, max error 4.5% / 11.6%: the unit-pair int8 loop and uniform streams
+# on kml_fully_connected_u_s8, 2026-12-06)
+FC_CYCLES = {"int8": (1.032, 18.256, 5.033, 230.427),
+             "int16": (0.989, 17.761, 2.523, 314.163)}
 
 # Code bytes of each kernel function with everything it calls (Cortex-M4, -O2,
 # arm-none-eabi-gcc 12.2; benchmarks/prefer_calibrate.py: the runtime linked with
@@ -93,7 +96,8 @@ CODE_BYTES: dict[str, int] = {
     'kml_conv2d_pairs_s8': 2632,
     'kml_conv2d_s8': 3592,
     # its entry alone (its helpers are kml_fully_connected_s8's; size -A of the -O2 object)
-    'kml_fully_connected_x_s8': 1348,
+    'kml_fully_connected_x_s8': 1516,
+    'kml_fully_connected_u_s8': 1874,
 }
 
 # per kernel function: cycles = a MACs + b outputs + c output pixels + d (out_h x out_c) + e
@@ -236,9 +240,11 @@ def _fc_options(g, node, p) -> list[Option]:
     for ext in (False, True):
         a, b, c, d = FC_CYCLES["int16" if ext else "int8"]
         cyc = p.batches * (a * u4 * d8 + b * u4 + c * d8) + d
-        opts.append(Option("fc-int16" if ext else "fc", FCX if ext else FC,
-                           "int16 weights" if ext else "int8 stream",
-                           4 * fc_words(units, depth, ext), cyc))
+        stream = fc_stream(g.tensors[node.inputs[1]].data, _bias(g, node), p.mult, p.shift,
+                           p.in_offset, p.out_offset, p.act_min, p.act_max, extended=ext)
+        opts.append(Option("fc-int16" if ext else "fc",
+                           FCX if ext else (FCU if int(stream[0]) & 4 else FC),
+                           "int16 weights" if ext else "int8 stream", 4 * stream.size, cyc))
     return opts
 
 

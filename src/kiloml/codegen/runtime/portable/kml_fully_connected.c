@@ -25,9 +25,17 @@ void kml_fully_connected_s8(const kml_fc_params *p, const int8_t *input, const i
     }
 }
 
-/* The specialised entry point of the armv7em runtime (int16 weights) is the general kernel
- * here (as kml_conv.c's entries). */
+/* The specialised entry points of the armv7em runtime (int16 weights, uniform streams) are
+ * the general kernel here (as kml_conv.c's entries). */
 void kml_fully_connected_x_s8(const kml_fc_params *p, const int8_t *input,
+                              const int8_t *weights, const int32_t *bias, const int32_t *mult,
+                              const int32_t *shift, int8_t *output, const int32_t *packed,
+                              int32_t *scratch)
+{
+    kml_fully_connected_s8(p, input, weights, bias, mult, shift, output, packed, scratch);
+}
+
+void kml_fully_connected_u_s8(const kml_fc_params *p, const int8_t *input,
                               const int8_t *weights, const int32_t *bias, const int32_t *mult,
                               const int32_t *shift, int8_t *output, const int32_t *packed,
                               int32_t *scratch)

@@ -20,4 +20,11 @@ void kml_fully_connected_x_s8(const kml_fc_params *p, const int8_t *input,
                               const int32_t *shift, int8_t *output, const int32_t *packed,
                               int32_t *scratch);
 
+/* armv7em: a uniform int8 stream (one multiplier and shift per layer); elsewhere the general
+ * kernel. */
+void kml_fully_connected_u_s8(const kml_fc_params *p, const int8_t *input,
+                              const int8_t *weights, const int32_t *bias, const int32_t *mult,
+                              const int32_t *shift, int8_t *output, const int32_t *packed,
+                              int32_t *scratch);
+
 #endif /* KML_FULLY_CONNECTED_H */
