@@ -42,6 +42,7 @@ flash, RAM, arena and latency (DSP + model) come from ``kiloml run``'s nano33ble
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -98,7 +99,8 @@ def base_project(work: Path, setup: str, data: Path, dropout: float = DROPOUT,
                  model_params: dict | None = None, missing: str = "zero") -> Path:
     sensor_dsp = sensor_dsp or {}
     tag = setup_name(setup, dropout, sensor_dsp, model_params, missing).replace(", ", "_") \
-        .replace("intermediate", "im").replace("branch ", "b").replace("hidden ", "h") \
+        .replace("intermediate", "im").replace("branch ", "b").replace("head_hidden ", "hh") \
+        .replace("hidden ", "h").replace("aux ", "a") \
         .replace("branch-head", "bh").replace(" ", "-")   # short: the C prefix (project
     # name) has at most 32 characters
     root = work / f"base_{tag}"
@@ -140,7 +142,10 @@ def fold_project(work: Path, base: Path, setup: str, fold: int, test: set, val: 
     shutil.copytree(base, root, ignore=shutil.ignore_patterns("build", ".kiloml"))
     p = Project.load(root)
     p.config.source = ImportSection()
-    p.config.project.name = root.name.replace("dropout-", "d")   # the C prefix: <= 32 chars
+    name = root.name.replace("dropout-", "d")   # the C prefix: <= 32 chars
+    if len(name) > 32:
+        name = f"{name[:20]}_{hashlib.sha1(name.encode()).hexdigest()[:7]}_f{fold}"
+    p.config.project.name = name
     p.save()
     idx = DatasetIndex.load(p.index_path)
     DatasetIndex([s.with_(split="test" if s.group in test else "validation" if s.group in val
