@@ -3,7 +3,7 @@
     python benchmarks/fusion.py [--data DIR] [--folds 4] [--workdir DIR] [--json FILE]
         [--setups phone,watch,fusion,intermediate] [--dropout 0.25]
         [--sensor-dsp SENSOR=raw|spectral ...] [--compare-only] [--model-params JSON]
-        [--missing zero|branch-head]
+        [--missing zero|branch-head] [--seed N]
 
 Data: the sp_sw_har recordings (../shared/data/sp_sw_har/DATA, 16 people; Matey-Sanz,
 Casteleyn & Granell 2023, CC BY 4.0). Each setup is the ``kiloml init --example sp_sw_har``
@@ -20,6 +20,12 @@ features, dense model, int8) with only the phone, only the watch, or both:
 
 ``--model-params '{"branch": [32]}'`` sets the intermediate model's ``[model.params]`` (the row
 is named by them; ``"aux": 1`` adds each branch's own classifier to the loss).
+Other model params go the same way, e.g. ``"head_hidden": [32]`` (a hidden layer in each
+branch's own classifier), ``"head_from": "features"`` (each sensor's classifier a network of
+its own on that sensor's features), ``"aux_skip_missing": true`` (a branch's aux term leaves
+out the windows whose sensor dropout zeroed that sensor). ``--seed N`` trains every fold with
+``[train] seed = N`` (row names end in ", seed N"; compared with the seed-0 single-sensor
+rows).
 ``--missing branch-head`` (with ``aux`` > 0) sets the intermediate model's ``[model] missing``:
 the deployed model keeps the branches' classifiers as extra heads and a device without one
 sensor answers with the other sensor's head (the Python twin of ``_classify_sensors`` with that
@@ -42,6 +48,7 @@ flash, RAM, arena and latency (DSP + model) come from ``kiloml run``'s nano33ble
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -77,7 +84,7 @@ SENSOR_DSP = {"raw": {"flatten": True},
 
 
 def setup_name(setup: str, dropout: float, sensor_dsp: dict[str, str],
-               model_params: dict | None = None, missing: str = "zero") -> str:
+               model_params: dict | None = None, missing: str = "zero", seed: int = 0) -> str:
     """The row name: the setup and the options that differ from the defaults."""
     name = setup
     if setup in FUSIONS and dropout != DROPOUT:
@@ -90,15 +97,20 @@ def setup_name(setup: str, dropout: float, sensor_dsp: dict[str, str],
     for s, blk in sorted(sensor_dsp.items()):
         if setup in (*FUSIONS, s):
             name += f", {s} {blk}"
+    if seed:
+        name += f", seed {seed}"
     return name
 
 
 def base_project(work: Path, setup: str, data: Path, dropout: float = DROPOUT,
                  sensor_dsp: dict[str, str] | None = None,
-                 model_params: dict | None = None, missing: str = "zero") -> Path:
+                 model_params: dict | None = None, missing: str = "zero",
+                 seed: int = 0) -> Path:
     sensor_dsp = sensor_dsp or {}
-    tag = setup_name(setup, dropout, sensor_dsp, model_params, missing).replace(", ", "_") \
-        .replace("intermediate", "im").replace("branch ", "b").replace("hidden ", "h") \
+    tag = setup_name(setup, dropout, sensor_dsp, model_params, missing, seed) \
+        .replace(", ", "_") \
+        .replace("intermediate", "im").replace("branch ", "b").replace("head_hidden ", "hh") \
+        .replace("hidden ", "h").replace("aux ", "a") \
         .replace("branch-head", "bh").replace(" ", "-")   # short: the C prefix (project
     # name) has at most 32 characters
     root = work / f"base_{tag}"
@@ -134,13 +146,19 @@ def base_project(work: Path, setup: str, data: Path, dropout: float = DROPOUT,
     return root
 
 
-def fold_project(work: Path, base: Path, setup: str, fold: int, test: set, val: set) -> Path:
+def fold_project(work: Path, base: Path, setup: str, fold: int, test: set, val: set,
+                 seed: int = 0) -> Path:
     root = work / f"{base.name.removeprefix('base_')}_f{fold}"
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(base, root, ignore=shutil.ignore_patterns("build", ".kiloml"))
     p = Project.load(root)
     p.config.source = ImportSection()
-    p.config.project.name = root.name.replace("dropout-", "d")   # the C prefix: <= 32 chars
+    name = root.name.replace("dropout-", "d")   # the C prefix: <= 32 chars
+    if len(name) > 32:
+        name = f"{name[:20]}_{hashlib.sha1(name.encode()).hexdigest()[:7]}_f{fold}"
+    p.config.project.name = name
+    if seed:
+        p.config.train.seed = seed      # the training seed ([train] seed; default 0)
     p.save()
     idx = DatasetIndex.load(p.index_path)
     DatasetIndex([s.with_(split="test" if s.group in test else "validation" if s.group in val
@@ -180,6 +198,9 @@ def main() -> None:
                     help="the intermediate model's [model.params] as JSON")
     ap.add_argument("--missing", choices=("zero", "branch-head"), default="zero",
                     help="the intermediate model's [model] missing (with aux > 0)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the training seed ([train] seed) of every fold; rows are named by "
+                         "it when not 0")
     ap.add_argument("--compare-only", action="store_true",
                     help="run nothing: print the targets table of the fusion rows of these "
                          "options (--setups) against the single-sensor rows in --json")
@@ -198,14 +219,14 @@ def main() -> None:
         if not (a.json and a.json.is_file()):
             ap.error("--compare-only needs --json FILE with the measured rows")
         compare(con, json.loads(a.json.read_text()),
-                [setup_name(x, a.dropout, sensor_dsp, a.model_params, a.missing)
+                [setup_name(x, a.dropout, sensor_dsp, a.model_params, a.missing, a.seed)
                  for x in setups if x in FUSIONS], sensor_dsp)
         return
     a.workdir.mkdir(parents=True, exist_ok=True)
     people = sorted(d.name for d in a.data.iterdir() if d.is_dir())
     if a.missing != "zero" and not float(a.model_params.get("aux", 0) or 0) > 0:
         ap.error("--missing branch-head needs --model-params with \"aux\" > 0")
-    names = {x: setup_name(x, a.dropout, sensor_dsp, a.model_params, a.missing)
+    names = {x: setup_name(x, a.dropout, sensor_dsp, a.model_params, a.missing, a.seed)
              for x in setups}
     heads = a.missing == "branch-head"
     rows: dict[str, list] = {}
@@ -222,12 +243,12 @@ def main() -> None:
     for setup in setups:
         name = names[setup]
         base = base_project(a.workdir, setup, a.data, a.dropout, sensor_dsp, a.model_params,
-                            a.missing)
+                            a.missing, a.seed)
         for f in range(a.folds):
             test = set(people[f::a.folds])
             nxt = [x for x in people[(f + 1) % a.folds::a.folds] if x not in test]
             val = set(nxt[:2])
-            root = fold_project(a.workdir, base, setup, f, test, val)
+            root = fold_project(a.workdir, base, setup, f, test, val, a.seed)
             r = run_project(Project.load(root), until="profile", progress=False)
             if r["error"]:
                 sys.exit(f"{setup} fold {f}: {r['error']}")

@@ -82,3 +82,81 @@ def test_aux_one_sensor_or_negative():
     assert build_model("fusion", (10,), 3, aux=1.0).aux_heads is None
     with pytest.raises(ModelError, match="aux must be >= 0"):
         build_model("fusion", (10,), 3, sizes=[6, 4], aux=-1.0)
+
+
+def test_aux_skip_missing_leaves_out_the_windows_whose_sensor_was_dropped():
+    """``aux_skip_missing``: branch k's term is the cross-entropy of its classifier over the
+    windows whose slice k differs from the missing-sensor input (the DSP of zeros), computed
+    here by hand on the kept rows only."""
+    torch.manual_seed(0)
+    m = build_model("fusion", (10,), 3, sizes=[6, 4], branch=[8], hidden=[12], aux=0.5,
+                    aux_skip_missing=True)
+    z = torch.linspace(-1, 1, 10)                # what a zeroed sensor's features become
+    m.set_missing_input(z)
+    m.train()
+    torch.manual_seed(1)
+    x, y = torch.randn(16, 10), torch.randint(0, 3, (16,))
+    x[:5, :6] = z[:6]                            # the phone dropped in windows 0-4
+    x[5:7, 6:] = z[6:]                           # the watch in windows 5-6
+    torch.manual_seed(2)
+    m(x)
+    got = m.extra_loss(y)
+    torch.manual_seed(2)
+    h0 = m.branches[0](x[:, :6])
+    h1 = m.branches[1](x[:, 6:])
+    want = 0.5 * (F.cross_entropy(m.aux_heads[0](h0)[5:], y[5:])
+                  + F.cross_entropy(m.aux_heads[1](h1)[np.r_[0:5, 7:16]],
+                                    y[np.r_[0:5, 7:16]])) / 2
+    assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-6)
+    # without the setting every window counts (the term differs)
+    every = 0.5 * (F.cross_entropy(m.aux_heads[0](h0), y)
+                   + F.cross_entropy(m.aux_heads[1](h1), y)) / 2
+    assert abs(float(every.detach()) - float(got.detach())) > 1e-3
+    # a branch whose sensor was dropped in every window adds nothing
+    x[:, 6:] = z[6:]
+    torch.manual_seed(2)
+    m(x)
+    got = m.extra_loss(y)
+    torch.manual_seed(2)
+    want = 0.5 * F.cross_entropy(m.aux_heads[0](m.branches[0](x[:, :6]))[5:], y[5:]) / 2
+    assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-6)
+    with pytest.raises(ModelError, match="9 values"):
+        m.set_missing_input(np.zeros(9))
+
+
+def test_head_hidden_gives_each_branch_classifier_its_own_hidden_layer():
+    torch.manual_seed(0)
+    m = build_model("fusion", (10,), 3, sizes=[6, 4], branch=[8], hidden=[12], aux=1.0,
+                    head_hidden=[5])
+    widths = [[mod.out_features for mod in h.modules() if isinstance(mod, torch.nn.Linear)]
+              for h in m.aux_heads]
+    assert widths == [[5, 3], [5, 3]]
+    # the default stays one linear layer (same parameter names as before)
+    plain = build_model("fusion", (10,), 3, sizes=[6, 4], branch=[8], hidden=[12], aux=1.0)
+    assert isinstance(plain.aux_heads[0], torch.nn.Linear)
+    with pytest.raises(ModelError, match="head_hidden"):
+        build_model("fusion", (10,), 3, sizes=[6, 4], aux=1.0, head_hidden=[0])
+
+
+def test_head_from_features_is_a_network_of_its_own():
+    """``head_from = "features"``: each sensor's own classifier reads that sensor's slice of
+    the input, not its branch; its loss trains nothing of the fused path, and its output is
+    the head applied to the slice."""
+    torch.manual_seed(0)
+    m = build_model("fusion", (10,), 3, sizes=[6, 4], branch=[8], hidden=[12], aux=1.0,
+                    head_hidden=[5], head_from="features")
+    assert [h[0].in_features for h in m.aux_heads] == [6, 4]
+    m.train()
+    x, y = torch.randn(16, 10), torch.randint(0, 3, (16,))
+    m(x)
+    m.extra_loss(y).backward()
+    assert all(p.grad is None for p in [*m.branches.parameters(), *m.head.parameters(),
+                                        *m.classifier.parameters()])
+    assert all(p.grad is not None for p in m.aux_heads.parameters())
+    m.eval()
+    heads = m.all_heads(x)
+    assert torch.equal(heads[1], m.aux_heads[0](x[:, :6]))
+    assert torch.equal(heads[2], m.aux_heads[1](x[:, 6:]))
+    assert torch.equal(heads[0], m(x))
+    with pytest.raises(ModelError, match="head_from"):
+        build_model("fusion", (10,), 3, sizes=[6, 4], aux=1.0, head_from="input")

@@ -60,10 +60,12 @@ def _windows(seed: int, n: int = 60) -> tuple[np.ndarray, np.ndarray]:
     return np.array(x, np.float32), np.array(y)
 
 
-def _trained() -> tuple[DeploySpec, torch.nn.Module, Normalizer, np.ndarray]:
-    """A small intermediate-fusion model with aux heads, trained with sensor dropout (each
-    window also with the phone and with the watch zeroed), its int8 graph of every head, and
-    the deploy spec of the pipeline; plus test windows."""
+def _trained(head_hidden=(), head_from="branch") -> tuple[DeploySpec, torch.nn.Module,
+                                                          Normalizer, np.ndarray]:
+    """A small intermediate-fusion model with aux heads (``head_hidden``: each with hidden
+    layers of those widths; ``head_from``: on the branch or on the sensor's features), trained with sensor dropout (each window also with the phone and
+    with the watch zeroed), its int8 graph of every head, and the deploy spec of the
+    pipeline; plus test windows."""
     block = make_block("spectral", params=dict(sample_rate=25.0, fft_length=32,
                                                band_edges_hz=[0.0, 1.0, 3.0, 6.0, 12.5]))
     x, y = _windows(0, 90)
@@ -78,7 +80,7 @@ def _trained() -> tuple[DeploySpec, torch.nn.Module, Normalizer, np.ndarray]:
     half = f.shape[1] // 2                 # spectral: axis by axis, so the phone's come first
     torch.manual_seed(0)
     m = build_model("fusion", (f.shape[1],), 3, sizes=[half, half], branch=[16], hidden=[16],
-                    aux=1.0)
+                    aux=1.0, head_hidden=list(head_hidden), head_from=head_from)
     fit(m, lambda e: EpochData(torch.as_tensor(f), torch.as_tensor(ty)),
         TrainConfig(epochs=30, batch_size=32, lr=3e-3, seed=0), progress=False)
     m.eval()
@@ -95,6 +97,22 @@ def trained():
     return _trained()
 
 
+@pytest.fixture(scope="module")
+def trained_deep():
+    """The same with a hidden layer of 8 in each branch's own classifier (``head_hidden``)."""
+    return _trained(head_hidden=(8,))
+
+
+@pytest.fixture(scope="module")
+def trained_own():
+    """Each sensor's classifier a network of its own on that sensor's features
+    (``head_from = "features"``, hidden layer of 8)."""
+    return _trained(head_hidden=(8,), head_from="features")
+
+
+BOTH = pytest.mark.parametrize("which", ["trained", "trained_deep", "trained_own"])
+
+
 def _float_heads(m, norm, block, windows) -> list[np.ndarray]:
     """Softmax of every head of the float model, computed by PyTorch (the oracle)."""
     f = norm(apply_block(block, windows)).reshape(len(windows), -1).astype(np.float32)
@@ -108,11 +126,26 @@ def test_the_rule_for_every_mask():
     assert [head_for_missing(3, k) for k in range(8)] == [0, 0, 0, 3, 0, 2, 1, 0]
 
 
-def test_exported_model_has_the_fused_head_then_a_head_per_sensor(trained):
-    spec, m, norm, test = trained
+@BOTH
+def test_exported_model_has_the_fused_head_then_a_head_per_sensor(which, request):
+    spec, m, norm, test = request.getfixturevalue(which)
     g = spec.graph
     assert len(g.inputs) == 1 and len(g.outputs) == 3
-    assert [n.op for n in g.nodes].count("SOFTMAX") == 3
+    ops = [n.op for n in g.nodes]
+    assert ops.count("SOFTMAX") == 3
+    # every linear layer of the float model is one 1 x 1 CONV_2D or FULLY_CONNECTED (batch
+    # norms folded); with head_hidden each branch's own classifier is two of them
+    per_head = 1 if which == "trained" else 2
+    assert [sum(isinstance(x, torch.nn.Linear) for x in h.modules()) for h in m.aux_heads] \
+        == [per_head, per_head]
+    linear = [n for n in g.nodes if n.op in ("CONV_2D", "FULLY_CONNECTED")]
+    assert len(linear) == \
+        sum(isinstance(x, torch.nn.Linear) for x in m.modules()) == 4 + 2 * per_head
+    assert ops.count("SLICE") == 2        # one per sensor, read by its branch (and head)
+    # what reads a sensor's features: its branch, and with head_from = "features" its head
+    half = m.bounds[0][1]
+    reads = [g.tensors[n.inputs[1]].shape[-1] for n in linear]
+    assert reads.count(half) == (4 if which == "trained_own" else 2)
     # each output is that head of the float model, within int8 tolerance
     q = Model(g).predict(H.model_input(spec, apply_block(spec.block, test)))
     want = _float_heads(m, norm, spec.block, test)
@@ -175,8 +208,9 @@ int main(int argc, char **argv)
 """
 
 
-def test_c_and_twin_choose_the_same_head_for_every_mask(trained, tmp_path):
-    spec, m, norm, test = trained
+@BOTH
+def test_c_and_twin_choose_the_same_head_for_every_mask(which, request, tmp_path):
+    spec, m, norm, test = request.getfixturevalue(which)
     pkg = tmp_path / "pkg"
     deploy_c(spec, pkg)
     meta = json.loads((pkg / "fus.json").read_text())
@@ -324,9 +358,11 @@ def test_missing_setting_needs_intermediate_fusion_with_aux(tmp_path):
 
 def test_project_with_branch_heads_runs_deploys_and_verifies(tmp_path):
     """``kiloml run`` on the synthetic phone + watch project (only the phone tells the classes
-    apart) with intermediate fusion, aux 1, QAT and the default policy: the model has three
-    heads, verify in the emulator is bit-exact, and the deployed pipeline with the watch
-    missing answers with the phone's head (the twin, as the C above)."""
+    apart) with intermediate fusion, aux 1 with a hidden layer in each branch's classifier
+    (``head_hidden``) and the dropped sensor's windows left out of its term
+    (``aux_skip_missing``, the example's sensor dropout 0.25), QAT and the default policy:
+    the model has three heads, verify in the emulator is bit-exact, and the deployed pipeline
+    with the watch missing answers with the phone's head (the twin, as the C above)."""
     from test_fusion_optimize import _data
 
     from kiloml.io.tflite_reader import read_tflite
@@ -340,7 +376,8 @@ def test_project_with_branch_heads_runs_deploys_and_verifies(tmp_path):
     cfg = root / "kiloml.toml"
     text = cfg.read_text().replace('arch = "dense"', 'arch = "fusion"')
     assert text.count("[model.params]\n\n") == 1
-    text = text.replace("[model.params]\n\n", "[model.params]\naux = 1.0\n\n")
+    text = text.replace("[model.params]\n\n", "[model.params]\naux = 1.0\nhead_hidden = [8]\n"
+                        "aux_skip_missing = true\n\n")
     # QAT too: the fake-quant network trains with the extra heads in it
     cfg.write_text(text.replace("[train]\n", "[train]\nepochs = 6\nqat_epochs = 2\n"))
     r = kiloml("run", "--project", root, "--json")
@@ -350,6 +387,8 @@ def test_project_with_branch_heads_runs_deploys_and_verifies(tmp_path):
     assert meta["qat_train"]["epochs_run"] == 2
     g = read_tflite(root / "model" / "model.tflite")
     assert len(g.outputs) == 3
+    # 2 branches, the fused head's hidden layer and classifier, 2 x (hidden + classifier)
+    assert sum(n.op in ("CONV_2D", "FULLY_CONNECTED") for n in g.nodes) == 8
     v = json.loads((root / "build" / "verify.json").read_text())
     assert v["ok"] and v["scores_bit_exact"] and v["predictions_equal"] == v["clips"] > 0
     header = next((root / "build" / "deploy" / "c").glob("*.h")).read_text()
@@ -362,6 +401,28 @@ def test_project_with_branch_heads_runs_deploys_and_verifies(tmp_path):
     assert (watchless.predictions == y).mean() >= 0.9      # the phone's head: it can tell
     r = kiloml("test", "--project", root, "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["accuracy"] >= 0.9, r.stderr
+    # aux_skip_missing recognises a dropped sensor by its slice of the model input: that of
+    # an all-zeros window (missing_input), equal bit for bit to a real window's slice with
+    # that sensor zeroed, and far from every window's slice with the sensor present
+    from kiloml.dsp.apply import apply_block
+    from kiloml.workflow.features import view_block
+    from kiloml.workflow.train import missing_input, prepare
+
+    prep = prepare(p)
+    z = missing_input(prep)
+    block = view_block(p, None)
+    cut = prep.params["sizes"][0]
+    chans = p.config.data.sensor_channels()
+    for name, part in (("phone", slice(0, cut)), ("watch", slice(cut, None))):
+        a, b = chans[name]
+        gone = frames.copy()
+        gone[:, :, a:b] = 0.0
+        other = slice(cut, None) if part.start == 0 else slice(0, cut)
+        xg = prep.model_input(apply_block(block, gone))
+        x = prep.model_input(apply_block(block, frames))
+        assert (xg[:, part] == z[part]).all(), name
+        assert (np.abs(x[:, part] - z[part]).max(axis=1) > 1e-2).all(), name
+        assert (np.abs(xg[:, other] - z[other]).max(axis=1) > 1e-2).all(), name
 
 
 def test_arduino_imu_sketch_says_which_head_answered(trained, tmp_path):

@@ -134,8 +134,10 @@ class FusionBranches(nn.Module):
     ``branch``) reads ``x[:, a_k:b_k]``, the branches' outputs are concatenated and a dense
     head (``hidden``) classifies. With one size it is a dense network with one more layer.
 
-    ``aux`` > 0 (several sensors): in training only, each branch also has its own linear
-    classifier and the loss adds ``aux`` x the mean of their cross-entropies (``extra_loss``),
+    ``aux`` > 0 (several sensors): in training only, each branch also has its own
+    classifier (linear, or with the hidden layers ``head_hidden`` first; it reads the
+    branch's output, or with ``head_from = "features"`` the sensor's features directly, a
+    separate network) and the loss adds ``aux`` x the mean of their cross-entropies (``extra_loss``),
     so that each branch alone tells the classes apart and the head, trained with sensor
     dropout, keeps a good answer when a sensor is zeroed. Evaluation mode runs only the fused
     path, so by default the auxiliary classifiers are not part of the exported model;
@@ -143,7 +145,9 @@ class FusionBranches(nn.Module):
     "branch-head"``: the deployed model answers with the remaining sensor's own head)."""
 
     def __init__(self, in_features: int, num_classes: int, sizes=None, branch=(16,),
-                 hidden=(32,), dropout: float = 0.2, aux: float = 0.0) -> None:
+                 hidden=(32,), dropout: float = 0.2, aux: float = 0.0,
+                 head_hidden=(), aux_skip_missing: bool = False,
+                 head_from: str = "branch") -> None:
         super().__init__()
         sizes = [int(in_features)] if sizes is None else [int(v) for v in sizes]
         if not sizes or min(sizes) < 1 or sum(sizes) != in_features:
@@ -171,42 +175,99 @@ class FusionBranches(nn.Module):
         self.head = nn.Sequential(*layers)
         self.classifier = nn.Linear(cin, num_classes)
         self.aux = float(aux) if len(sizes) > 1 else 0.0
-        self.aux_heads = nn.ModuleList([nn.Linear(o, num_classes) for o in outs]) \
-            if self.aux > 0 else None
+        head_hidden = [int(h) for h in (head_hidden or ())]
+        if head_hidden and min(head_hidden) < 1:
+            raise ModelError(f"fusion: head_hidden widths must be >= 1, not {head_hidden}")
+        if head_from not in ("branch", "features"):
+            raise ModelError(f"fusion: head_from must be 'branch' or 'features', not "
+                             f"{head_from!r}")
+        self.head_from = head_from
+        ins = outs if head_from == "branch" else sizes
+        self.aux_heads = nn.ModuleList([self._aux_head(o, head_hidden, num_classes, dropout)
+                                        for o in ins]) if self.aux > 0 else None
         self._aux_out: list[torch.Tensor] | None = None
+        self.aux_skip_missing = bool(aux_skip_missing)
+        self.missing_input: torch.Tensor | None = None   # set_missing_input
+        self._aux_keep: list[torch.Tensor] | None = None
+
+    def set_missing_input(self, x: torch.Tensor | np.ndarray) -> None:
+        """The model input (features) of a window whose sensors' channels are all zeros:
+        with ``aux_skip_missing``, a training window whose sensor k's slice equals this one's
+        had that sensor dropped (sensor dropout zeroes the raw channels before the DSP), and
+        branch k's own classifier is not trained on it. Not part of the state (a training
+        aid; the exported model is unchanged)."""
+        z = torch.as_tensor(np.asarray(x, np.float32)).reshape(-1)
+        if z.numel() != self.bounds[-1][1]:
+            raise ModelError(f"fusion: the missing-sensor input has {z.numel()} values, the "
+                             f"model reads {self.bounds[-1][1]}")
+        self.missing_input = z
+
+    @staticmethod
+    def _aux_head(cin: int, head_hidden: list[int], num_classes: int,
+                  dropout: float) -> nn.Module:
+        """A branch's own classifier: one linear layer (``head_hidden`` empty, the default),
+        or dense + BN + ReLU layers of those widths and then the linear layer."""
+        if not head_hidden:
+            return nn.Linear(cin, num_classes)
+        layers, cin = _dense_bn(cin, head_hidden, dropout)
+        return nn.Sequential(*layers, nn.Linear(cin, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.bounds) == 1:
             return self.classifier(self.head(self.branches[0](x)))
-        parts = [br(x[:, a:b]) for (a, b), br in zip(self.bounds, self.branches)]
+        xs = [x[:, a:b] for a, b in self.bounds]
+        parts = [br(v) for v, br in zip(xs, self.branches)]
         if self.training and self.aux_heads is not None:
-            self._aux_out = [h(y) for h, y in zip(self.aux_heads, parts)]
+            self._aux_out = [h(y) for h, y in zip(self.aux_heads, self._head_inputs(xs, parts))]
+            self._aux_keep = None
+            if self.aux_skip_missing and self.missing_input is not None:
+                z = self.missing_input.to(x.device, x.dtype)
+                # a dropped sensor's slice is the DSP of zeros, bit for bit: compare with a
+                # margin far below the features' spread (normalized, ~1)
+                self._aux_keep = [(x[:, a:b] - z[a:b]).abs().amax(dim=1) > 1e-4
+                                  for a, b in self.bounds]
         return self.classifier(self.head(torch.cat(parts, dim=1)))
 
     def extra_loss(self, y: torch.Tensor, mix=None) -> torch.Tensor | float:
         """``aux`` x the mean cross-entropy of the branches' own classifiers on the last
-        training forward (``mix``: (lambda, permutation) of a mixup batch); 0 without."""
+        training forward (``mix``: (lambda, permutation) of a mixup batch); 0 without.
+        With ``aux_skip_missing`` (and ``set_missing_input``) branch k's term is the mean
+        over the windows whose sensor k was not dropped (0 when all were)."""
         outs, self._aux_out = self._aux_out, None
+        keeps, self._aux_keep = self._aux_keep, None
         if not outs or y is None:
             return 0.0
 
-        def ce(o):
+        def ce(o, keep):
+            def one(t):
+                if keep is None:
+                    return nn.functional.cross_entropy(o, t)
+                per = nn.functional.cross_entropy(o, t, reduction="none")
+                return (per * keep).sum() / keep.sum().clamp(min=1)
             if mix is None:
-                return nn.functional.cross_entropy(o, y)
+                return one(y)
             lam, perm = mix
-            return lam * nn.functional.cross_entropy(o, y) + \
-                (1 - lam) * nn.functional.cross_entropy(o, y[perm])
+            return lam * one(y) + (1 - lam) * one(y[perm])
 
-        return self.aux * sum(ce(o) for o in outs) / len(outs)
+        keeps = keeps or [None] * len(outs)
+        return self.aux * sum(ce(o, k) for o, k in zip(outs, keeps)) / len(outs)
 
     def all_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(fused logits, branch 0's own classifier's logits, branch 1's, ...) of one batch;
         the fused head is computed last, so it is the last operation of a lowered model."""
         if self.aux_heads is None:
             raise ModelError("fusion: the branch heads need aux > 0 and several sensors")
-        parts = [br(x[:, a:b]) for (a, b), br in zip(self.bounds, self.branches)]
-        own = [h(y) for h, y in zip(self.aux_heads, parts)]
+        xs = [x[:, a:b] for a, b in self.bounds]
+        parts = [br(v) for v, br in zip(xs, self.branches)]
+        own = [h(y) for h, y in zip(self.aux_heads, self._head_inputs(xs, parts))]
         return (self.classifier(self.head(torch.cat(parts, dim=1))), *own)
+
+    def _head_inputs(self, xs: list[torch.Tensor],
+                     parts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """What each sensor's own classifier reads: its branch's output (``head_from =
+        "branch"``) or its slice of the features (``"features"``: a network of its own that
+        shares nothing with the fused path)."""
+        return parts if self.head_from == "branch" else xs
 
 
 class BranchHeads(nn.Module):

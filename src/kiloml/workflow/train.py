@@ -53,8 +53,8 @@ from kiloml.train.models import (ARCHS, BranchHeads, KMeansScorer, build_model, 
 from kiloml.train.normalize import Normalizer
 from kiloml.train.settings import ANOMALY_ARCHS, TrainSettings
 from kiloml.workflow.cache import cache_path, content_hash, load_arrays, save_arrays
-from kiloml.workflow.features import (AugmentedBanks, FeatureData, SensorView, block_quant,
-                                      class_list, load_split, view_block)
+from kiloml.workflow.features import (AugmentedBanks, FeatureData, SensorView, apply_block,
+                                      block_quant, class_list, load_split, view_block)
 from kiloml.workflow.project import Project, as_project
 
 MODEL_DIR = "model"
@@ -197,6 +197,21 @@ def sensor_feature_sizes(project: Project, block, feature_shape,
     return sizes
 
 
+def missing_input(prep: Prepared) -> np.ndarray:
+    """The model input of one window whose channels are all zeros (the DSP block on zeros,
+    normalized): what a branch of intermediate fusion reads for a sensor that sensor dropout
+    zeroed (``model.params.aux_skip_missing``)."""
+    cfg = prep.project.config.data
+    wins = make_windows(prep.project.dataset.load_index().of_role("sample"), cfg.window_ms,
+                        cfg.stride_ms, cfg.pad)
+    if not wins:
+        raise PipelineError(f"{prep.project.index_path}: no windows")
+    channels = sum(e - a for a, e in cfg.sensor_channels().values())
+    x = apply_block(view_block(prep.project, prep.view),
+                    np.zeros((1, wins[0].length, channels), np.float32))
+    return prep.model_input(x)[0]
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -303,6 +318,8 @@ def train_float(prep: Prepared, model=None, checkpoint_dir=None, progress: bool 
     torch.manual_seed(r.seed)
     if model is None:
         model = build_model(prep.arch, prep.feature_shape, len(prep.labels), **prep.params)
+    if getattr(model, "aux_skip_missing", False) and model.aux_heads is not None:
+        model.set_missing_input(missing_input(prep))
     epochs = epochs or (r.distill_epochs if distill and r.distill_epochs else r.epochs)
     mixup = r.distill_mixup if distill and r.distill_mixup is not None else r.mixup
     cfg = TrainConfig(epochs=epochs, batch_size=r.batch_size, lr=r.lr,
