@@ -69,6 +69,8 @@ def main() -> None:
           f"{c['detection_threshold']}, suppression {c['suppression_ms']:g} ms, minimum count "
           f"{c['minimum_count']} (validation: {q['misses']}/{q['targets']} missed, "
           f"{q['fa_per_hour']:.1f} FA/h)")
+    for note in cal.get("stream_notes", []):
+        print(f"validation stream: {note}")
     print()
     print("validation DET points (misses, FA/h; threshold, average window ms, suppression ms, "
           "minimum count):")
