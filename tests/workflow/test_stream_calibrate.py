@@ -156,26 +156,3 @@ def test_simulate_duty_cycle(kws, tmp_path):
     sec = sec[:sec.index("</section>")]
     assert "duty cycle" in sec.lower() and f"{d['always_on']['battery_days']:,.1f}" in sec
     assert 'data-plot="stream-det"' in sec        # the calibration's DET curve
-
-
-def test_calibrate_defaults_to_a_60_minute_validation_stream(monkeypatch, tmp_path):
-    """Without --minutes the CLI asks for 60 minutes (150 keywords); --minutes overrides."""
-    from typer.testing import CliRunner
-
-    import kiloml.workflow.stream as ws
-    from kiloml.cli import app
-
-    asked = []
-
-    def fake(project, target, **kw):
-        asked.append(kw["minutes"])
-        raise ws.UsageError("stop here")
-
-    monkeypatch.setattr(ws, "calibrate_stream", fake)
-    root = tmp_path / "p"
-    assert CliRunner().invoke(app, ["init", str(root), "--task", "kws"]).exit_code == 0
-    for extra in ([], ["--minutes", "20"]):
-        r = CliRunner().invoke(app, ["simulate", "--calibrate", "--target-fa-per-hour", "24",
-                                     "-p", str(root), *extra])
-        assert r.exit_code == 2, r.output
-    assert asked == [ws.CALIBRATION_MINUTES, 20.0] and ws.CALIBRATION_MINUTES == 60.0

@@ -36,9 +36,8 @@ def simulate(
                                    "into kiloml.toml."),
     target_fa: Optional[float] = typer.Option(
         None, "--target-fa-per-hour", help="--calibrate: the false accepts per hour allowed."),
-    minutes: Optional[float] = typer.Option(
-        None, "--minutes", help="--calibrate: the validation stream's length (default 60: "
-                                "150 keywords and 150 unknown words)."),
+    minutes: float = typer.Option(20.0, "--minutes", help="--calibrate: the validation "
+                                                          "stream's length."),
     snr: float = typer.Option(10.0, "--snr", help="--calibrate: its SNR in dB."),
     seed: int = typer.Option(1, "--seed", help="--calibrate: its seed."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON on stdout."),
@@ -137,10 +136,9 @@ def print_duty(d: dict) -> None:
 
 def _calibrate(project, target, minutes, snr, seed, board, dsp_variant, as_json) -> None:
     from kiloml.workflow.project import load_project
-    from kiloml.workflow.stream import CALIBRATION_MINUTES, calibrate_stream
+    from kiloml.workflow.stream import calibrate_stream
 
-    res = calibrate_stream(load_project(project_dir(project)), target,
-                           minutes=CALIBRATION_MINUTES if minutes is None else minutes,
+    res = calibrate_stream(load_project(project_dir(project)), target, minutes=minutes,
                            snr_db=snr, seed=seed, board=board, dsp_variant=dsp_variant,
                            command=command_line())
     if as_json:

@@ -196,13 +196,10 @@ def c_stream(spec, x, stats: Optional[dict] = None) -> list:
 
 CALIBRATION = "build/calibrate.json"     # the last kiloml simulate --calibrate (the report)
 CALIBRATION_STREAM = "build/calibrate"   # its validation stream and truth
-# the validation stream's default length: 150 keywords, one 0.67 % of the miss rate
-# (docs/streaming.md, "A 60-minute validation stream for the calibration")
-CALIBRATION_MINUTES = 60.0
 
 
 def calibrate_stream(project: Project | str | Path | None, target_fa_per_hour: float, *,
-                     minutes: float = CALIBRATION_MINUTES, snr_db: float = 10.0, seed: int = 1,
+                     minutes: float = DEFAULT_MINUTES, snr_db: float = 10.0, seed: int = 1,
                      board: Optional[str] = None, dsp_variant: Optional[str] = None,
                      command: str = "kiloml simulate --calibrate") -> dict:
     """Choose RecognizeCommands' settings for the project like Edge Impulse's performance
