@@ -10,7 +10,10 @@ thresholds (the Python twin's window scores, decided again per threshold: for re
 nothing is chosen on the test streams).
 
     PYTHONPATH=src .venv/bin/python benchmarks/stream_calibrated.py PROJECT [--fa 24]
-        [--minutes 20] [--snr 0 10 20] [--engine python] [--det]
+        [--minutes 20] [--cal-minutes M] [--snr 0 10 20] [--engine python] [--det]
+
+``--minutes`` is the test streams' length and, unless ``--cal-minutes`` is given, the
+validation stream's (``kiloml simulate --calibrate --minutes M``).
 
 Writes kiloml.toml's [stream] (the calibration's choice) and build/calibrate.json,
 build/simulate.json of PROJECT; the streams go to a temporary folder.
@@ -46,15 +49,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("project", type=Path)
     ap.add_argument("--fa", type=float, default=24.0, help="target FA/h (8 in 20 minutes)")
-    ap.add_argument("--minutes", type=float, default=20.0)
+    ap.add_argument("--minutes", type=float, default=20.0, help="the test streams' length")
+    ap.add_argument("--cal-minutes", type=float, default=None,
+                    help="the validation stream's length (default: --minutes)")
     ap.add_argument("--snr", type=float, nargs="+", default=[0.0, 10.0, 20.0])
     ap.add_argument("--engine", default="python")
     ap.add_argument("--det", action="store_true", help="DET points of every test stream")
     a = ap.parse_args()
     root = a.project.resolve()
     t = time.perf_counter()
+    cal_minutes = a.minutes if a.cal_minutes is None else a.cal_minutes
     cal = kiloml("simulate", "--calibrate", "--target-fa-per-hour", a.fa, "--minutes",
-                 a.minutes, "--json", cwd=root)
+                 cal_minutes, "--json", cwd=root)
     c, q = cal["chosen"], cal["chosen_point"]
     print(f"[stream] wake = {str(cal_wake(root)).lower()}")
     print(f"calibrated on {cal['duration_s'] / 60:.0f} min of the validation split at "
@@ -63,6 +69,8 @@ def main() -> None:
           f"{c['detection_threshold']}, suppression {c['suppression_ms']:g} ms, minimum count "
           f"{c['minimum_count']} (validation: {q['misses']}/{q['targets']} missed, "
           f"{q['fa_per_hour']:.1f} FA/h)")
+    for note in cal.get("stream_notes", []):
+        print(f"validation stream: {note}")
     print()
     print("validation DET points (misses, FA/h; threshold, average window ms, suppression ms, "
           "minimum count):")

@@ -4,18 +4,21 @@ stream_negatives``: one training seed per run, scored on the calibrated streams.
 
     PYTHONPATH=src .venv/bin/python benchmarks/stream_full.py WORKDIR --seed S
         [--negatives F] [--data DIR] [--results FILE] [--fa 24] [--minutes 20]
-        [--snr 0 10 20] [--fresh]
+        [--snr 0 10 20] [--cal-minutes M] [--no-det] [--fresh]
 
 Through the command line, as docs/streaming.md's default recipe does it:
 
 1. ``kiloml init WORKDIR/seed<S>_neg<F> --task kws``; kiloml.toml then gets ``[source] path``
-   = the speech_commands folder, ``[train] seed = S`` and, when F > 0 (F differs from the
-   task's default), ``[data.augment] stream_negatives = F`` (nothing else changes: 80
-   epochs, 20 banks, DS-CNN, mlperf-kws);
+   = the speech_commands folder, ``[train] seed = S`` and ``[data.augment]
+   stream_negatives = F`` (set even when 0: unset, a kws project with an unknown class and
+   background audio trains with 0.4; nothing else changes: 80 epochs, 20 banks, DS-CNN,
+   mlperf-kws);
 2. ``kiloml run --until train`` (import, features, train; an existing project folder is
    reused, so a finished step is cached; ``--fresh`` starts from an empty folder);
 3. ``benchmarks/stream_calibrated.py PROJECT --det`` (calibration at ``--fa`` FA/h on the
-   validation stream, then the test streams at each SNR and their DET points).
+   validation stream, ``--cal-minutes`` long (default ``--minutes``), then the test streams
+   at each SNR and their DET points; ``--no-det``: without the DET points, a twin pass per
+   stream less).
 
 The block appended to ``--results`` (default benchmarks/stream_full_results.txt) holds the
 seed, F, the float and int8 accuracy on the test clips, the training and scoring wall times
@@ -59,8 +62,9 @@ def make_project(root: Path, seed: int, negatives: float, data: Path, fresh: boo
     p = Project.load(root)
     p.config.source.path = str(data)
     p.config.train.seed = seed
-    if p.config.data.augment.stream_negatives != negatives:   # F > 0 (or a changed default)
-        p.config.data.augment.stream_negatives = negatives
+    # set explicitly, 0 included: the kws default (0.4 with an unknown or silence class and
+    # background audio, unset in kiloml.toml) is not what a baseline run measures
+    p.config.data.augment.stream_negatives = negatives
     p.save()
     # what the run trains on, checked rather than assumed
     q = Project.load(root)
@@ -74,12 +78,15 @@ def main() -> None:
     ap.add_argument("workdir", type=Path)
     ap.add_argument("--seed", type=int, required=True, help="[train] seed")
     ap.add_argument("--negatives", type=float, default=0.0,
-                    help="[data.augment] stream_negatives (0: the task's default, not set)")
+                    help="[data.augment] stream_negatives (set explicitly, 0 included)")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--results", type=Path, default=HERE / "stream_full_results.txt")
     ap.add_argument("--fa", type=float, default=24.0)
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--snr", type=float, nargs="+", default=[0.0, 10.0, 20.0])
+    ap.add_argument("--cal-minutes", type=float, default=None,
+                    help="the validation stream's length (default: --minutes)")
+    ap.add_argument("--no-det", action="store_true", help="no test-stream DET points")
     ap.add_argument("--fresh", action="store_true", help="delete the project folder first")
     a = ap.parse_args()
     if a.negatives < 0:
@@ -108,7 +115,9 @@ def main() -> None:
     print(head, flush=True)
 
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, str(HERE / "stream_calibrated.py"), str(root), "--det",
+    extra = ([] if a.no_det else ["--det"]) + ([] if a.cal_minutes is None else
+                                                ["--cal-minutes", f"{a.cal_minutes:g}"])
+    r = subprocess.run([sys.executable, str(HERE / "stream_calibrated.py"), str(root), *extra,
                         "--fa", str(a.fa), "--minutes", str(a.minutes),
                         "--snr", *map(str, a.snr)], capture_output=True, text=True)
     if r.returncode != 0:
@@ -118,7 +127,8 @@ def main() -> None:
 
     block = [f"## seed {a.seed}, stream_negatives = {a.negatives:g} (started {started}; "
              f"project {root})", "", head, "",
-             f"benchmarks/stream_calibrated.py {root} --det --fa {a.fa:g} --minutes "
+             f"benchmarks/stream_calibrated.py {' '.join([str(root), *extra])} --fa {a.fa:g} "
+             f"--minutes "
              f"{a.minutes:g} --snr {' '.join(f'{s:g}' for s in a.snr)} "
              f"({t_score / 60:.1f} min):", "", r.stdout.rstrip(), "", ""]
     new = not a.results.exists()

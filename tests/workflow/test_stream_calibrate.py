@@ -67,6 +67,7 @@ def test_calibrate_chooses_the_fewest_misses_under_the_target(kws):
     assert res["windows"] == res["windows_scored"] > 200       # 1 minute, 250 ms stride
     stored = json.loads((kws / "build" / "calibrate.json").read_text())
     assert stored["points"] == pts
+    assert res["stream_notes"] == []           # 1 minute: 2 + 2 words, none repeated
     after = cfg.read_text()
     assert after != before
     c = res["chosen"]
@@ -77,6 +78,11 @@ def test_calibrate_chooses_the_fewest_misses_under_the_target(kws):
     for args, words in ((["--target-fa-per-hour", "-1"], "--target-fa-per-hour"),
                         ([], "needs --target-fa-per-hour"),
                         (["--target-fa-per-hour", "5", "--minutes", "0"], "--minutes"),
+                        (["--target-fa-per-hour", "5", "--minutes", "-60"], "--minutes"),
+                        (["--target-fa-per-hour", "5", "--minutes", "nan"], "--minutes"),
+                        (["--target-fa-per-hour", "5", "--minutes", "inf"], "--minutes"),
+                        (["--target-fa-per-hour", "5", "--snr", "nan"], "--snr"),
+                        (["--target-fa-per-hour", "5", "--seed", "-1"], "--seed"),
                         (["--target-fa-per-hour", "5", "--stream", cfg], "no --stream")):
         r = kiloml("simulate", "--calibrate", *args, cwd=kws)
         assert r.returncode == 2 and words in r.stderr, (args, r.stderr)
@@ -90,6 +96,40 @@ def test_calibrate_chooses_the_fewest_misses_under_the_target(kws):
         assert cfg.read_text() == after
     else:            # every point had no false accept: the choice is written
         assert r.returncode == 0, r.stderr
+
+
+def test_calibrate_on_a_stream_longer_than_the_validation_split(kws, monkeypatch):
+    """A validation stream that needs more clips than the split has (4 minutes: 10 keywords
+    and 10 unknown words; the split holds 4 clips a label) repeats validation clips, says so,
+    and never reads a clip of another split."""
+    from kiloml.data.loader import SourceCache
+    from kiloml.data.stream import read_truth
+    from kiloml.workflow.stream import calibrate_stream
+
+    read = []
+    load = SourceCache.load
+
+    def spy(self, s, *a, **k):
+        read.append(s)
+        return load(self, s, *a, **k)
+
+    monkeypatch.setattr(SourceCache, "load", spy)
+    res = calibrate_stream(kws, 100000, minutes=4)
+    from kiloml.data.index import DatasetIndex
+    from kiloml.workflow.project import load_project
+
+    val = [s for s in DatasetIndex.load(load_project(kws).index_path).of_role("sample")
+           if s.split == "validation"]
+    n_unk = sum(s.label == "_unknown_" for s in val)
+    assert 0 < n_unk < 10 and len(val) < 20        # the fixture's split: too few clips
+    clips = [s for s in read if s.role == "sample"]
+    assert clips and {s.split for s in clips} == {"validation"}
+    assert {s.id for s in clips} <= {s.id for s in val}
+    truth = read_truth(res["truth"])
+    assert sum(e.label == "_unknown_" for e in truth) == 10 and len(truth) == 20
+    assert res["duration_s"] == pytest.approx(240)
+    assert f"unknown words: 10 clips from {n_unk} in the split (some repeat)" in \
+        res["stream_notes"]
 
 
 def test_simulate_duty_cycle(kws, tmp_path):

@@ -154,6 +154,8 @@ def _calibrate(project, target, minutes, snr, seed, board, dsp_variant, as_json)
                   str(q["misses"]), str(q["false_accepts"]), f"{q['fa_per_hour']:.1f}",
                   "chosen" if i == res["chosen_index"] else "")
     out.print(t)
+    for note in res["stream_notes"]:
+        out.print(f"validation stream: {note}")
     c, q = res["chosen"], res["chosen_point"]
     out.print(f"chosen for <= {res['target_fa_per_hour']:g} FA/h: average window "
               f"{c['average_window_ms']:g} ms, threshold {c['detection_threshold']}, "

@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from kiloml.data.windowing import load_windows
+from kiloml.data.windowing import make_windows
 from kiloml.deploy import DeploySpec, deploy_arduino, deploy_c, deploy_tflite
 from kiloml.deploy.package import Package
 from kiloml.dsp.base import Block
-from kiloml.errors import KilomlError, UsageError
+from kiloml.errors import DataError, KilomlError, UsageError
 from kiloml.io.tflite_reader import read_tflite
 from kiloml.targets.boards import load_boards
 from kiloml.workflow.compile import check_prefer
@@ -35,11 +35,20 @@ def default_variant(block: Block, board_id: str) -> str:
 
 
 def window_frames(project: Project) -> tuple[int, int]:
-    """(frames, channels) of the project's windows, as the data stage cuts them."""
+    """(frames, channels) of the project's windows, as the data stage cuts them
+    (kiloml.data.windowing.load_windows' shape), from the dataset index alone: no recording
+    is read (``kiloml simulate --calibrate`` then reads validation clips only)."""
+    d = project.config.data
+    samples = project.dataset.load_index().of_role("sample")
     for split in ("test", "validation", "train"):
-        frames, wins = load_windows(project.dataset, project.config.data, split=split)
-        if len(wins):
-            return int(frames.shape[1]), int(frames.shape[2])
+        part = [s for s in samples if s.split == split]
+        wins = make_windows(part, d.window_ms, d.stride_ms, d.pad)
+        if wins:
+            if len({w.length for w in wins}) > 1:
+                raise DataError("samples have different sample rates: windows differ in "
+                                "length")
+            first = next(s for s in part if s.id == wins[0].sample_id)
+            return int(wins[0].length), int(first.channels)
     raise KilomlError(f"{project.index_path}: no windows: import data first")
 
 

@@ -210,7 +210,9 @@ def calibrate_stream(project: Project | str | Path | None, target_fa_per_hour: f
     and wake gate), every point of kiloml.train.streaming.CALIBRATION_GRID scored on them,
     and the point with the fewest misses at or under ``target_fa_per_hour`` written into
     kiloml.toml's ``[stream]``. Writes ``build/calibrate.json`` (every DET point, the choice)
-    either way; kiloml.toml only when a point reaches the target."""
+    either way; kiloml.toml only when a point reaches the target. The stream draws only
+    validation clips; a stream longer than the split can fill repeats them (each repeat at
+    another time, over another stretch of noise) and ``stream_notes`` says so."""
     from kiloml.deploy.stream import StreamPipeline
     from kiloml.errors import KilomlError
     from kiloml.train.streaming import CALIBRATION_GRID, choose_setting, sweep_settings
@@ -220,6 +222,10 @@ def calibrate_stream(project: Project | str | Path | None, target_fa_per_hour: f
         raise UsageError(f"--target-fa-per-hour must be a rate >= 0, not {target_fa_per_hour:g}")
     if not (minutes > 0 and math.isfinite(minutes)):
         raise UsageError(f"--minutes must be > 0, not {minutes:g}")
+    if not math.isfinite(snr_db):
+        raise UsageError(f"--snr must be a number of dB, not {snr_db:g}")
+    if seed < 0:
+        raise UsageError(f"--seed must be >= 0, not {seed}")
     p = as_project(project)
     block = dsp_block(p)
     if not block.audio:
@@ -248,7 +254,7 @@ def calibrate_stream(project: Project | str | Path | None, target_fa_per_hour: f
     res = {"command": command, "target_fa_per_hour": target_fa_per_hour,
            "split": "validation", "stream": str(wav), "truth": str(csv), "seed": seed,
            "snr_db": snr_db, "minutes": minutes, "duration_s": duration,
-           "labels": made["labels"], "board": spec.board,
+           "labels": made["labels"], "stream_notes": made["notes"], "board": spec.board,
            "dsp_variant": spec.dsp_variant, "windows": pipe.windows,
            "windows_scored": int(len(ends)),
            "previous": {k: base.model_dump(mode="json")[k] for k in keys},
