@@ -9,10 +9,9 @@ stream_negatives``: one training seed per run, scored on the calibrated streams.
 Through the command line, as docs/streaming.md's default recipe does it:
 
 1. ``kiloml init WORKDIR/seed<S>_neg<F> --task kws``; kiloml.toml then gets ``[source] path``
-   = the speech_commands folder, ``[train] seed = S`` and ``[data.augment]
-   stream_negatives = F`` (set even when 0: unset, a kws project with an unknown class and
-   background audio trains with 0.4; nothing else changes: 80 epochs, 20 banks, DS-CNN,
-   mlperf-kws);
+   = the speech_commands folder, ``[train] seed = S`` and, when F > 0 (F differs from the
+   task's default), ``[data.augment] stream_negatives = F`` (nothing else changes: 80
+   epochs, 20 banks, DS-CNN, mlperf-kws);
 2. ``kiloml run --until train`` (import, features, train; an existing project folder is
    reused, so a finished step is cached; ``--fresh`` starts from an empty folder);
 3. ``benchmarks/stream_calibrated.py PROJECT --det`` (calibration at ``--fa`` FA/h on the
@@ -62,9 +61,8 @@ def make_project(root: Path, seed: int, negatives: float, data: Path, fresh: boo
     p = Project.load(root)
     p.config.source.path = str(data)
     p.config.train.seed = seed
-    # set explicitly, 0 included: the kws default (0.4 with an unknown or silence class and
-    # background audio, unset in kiloml.toml) is not what a baseline run measures
-    p.config.data.augment.stream_negatives = negatives
+    if p.config.data.augment.stream_negatives != negatives:   # F > 0 (or a changed default)
+        p.config.data.augment.stream_negatives = negatives
     p.save()
     # what the run trains on, checked rather than assumed
     q = Project.load(root)
@@ -78,7 +76,7 @@ def main() -> None:
     ap.add_argument("workdir", type=Path)
     ap.add_argument("--seed", type=int, required=True, help="[train] seed")
     ap.add_argument("--negatives", type=float, default=0.0,
-                    help="[data.augment] stream_negatives (set explicitly, 0 included)")
+                    help="[data.augment] stream_negatives (0: the task's default, not set)")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--results", type=Path, default=HERE / "stream_full_results.txt")
     ap.add_argument("--fa", type=float, default=24.0)
@@ -127,8 +125,7 @@ def main() -> None:
 
     block = [f"## seed {a.seed}, stream_negatives = {a.negatives:g} (started {started}; "
              f"project {root})", "", head, "",
-             f"benchmarks/stream_calibrated.py {' '.join([str(root), *extra])} --fa {a.fa:g} "
-             f"--minutes "
+             f"benchmarks/stream_calibrated.py {root} {' '.join(extra)} --fa {a.fa:g} --minutes "
              f"{a.minutes:g} --snr {' '.join(f'{s:g}' for s in a.snr)} "
              f"({t_score / 60:.1f} min):", "", r.stdout.rstrip(), "", ""]
     new = not a.results.exists()

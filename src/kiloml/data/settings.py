@@ -36,12 +36,10 @@ class AugmentSettings(_Strict):
     rotate_deg: float = Field(0.0, ge=0, le=180)
     sensor_dropout: float = Field(0.0, ge=0, le=1, description="multi-sensor: probability "
                                   "that a training window loses one random sensor (zeros)")
-    stream_negatives: Optional[float] = Field(
-        None, ge=0, le=4, description="audio with unknown/silence classes: extra training "
-        "windows per augmented bank, as a fraction of the training split, that look like an "
-        "always-on stream's negatives (kiloml.train.augment.stream_negatives); unset: the "
-        "task's default (kiloml.workflow.features.stream_negatives_fraction: kws 0.4 when the "
-        "project has an _unknown_ or _silence_ class and background-noise audio, else 0)")
+    stream_negatives: float = Field(0.0, ge=0, le=4, description="audio with unknown/silence "
+                                    "classes: extra training windows per augmented bank, as a "
+                                    "fraction of the training split, that look like an always-on"
+                                    " stream's negatives (kiloml.train.augment.stream_negatives)")
 
     @field_validator("noise_snr_db")
     @classmethod

@@ -12,10 +12,7 @@ expensive; ``AugmentedBanks`` computes ``banks`` augmented copies of the trainin
 are drawn fresh every epoch on top). Motion augmentation is cheap and drawn per epoch.
 With ``stream_negatives`` (audio), every bank is the training windows followed by the same
 number of stream-like negative windows (kiloml.train.augment.stream_negatives), whose labels
-``AugmentedBanks.extra_y`` are the same for every bank. Unset, it is the task's default
-(``stream_negatives_fraction``): 0.4 for a kws project with an ``_unknown_`` or ``_silence_``
-class and background-noise clips (docs/streaming.md: fewer false accepts on always-on
-streams), 0 otherwise (a keyword-only kws project trains as before).
+``AugmentedBanks.extra_y`` are the same for every bank.
 
 Cache: ``<project>/.kiloml/cache/*.npz`` (kiloml.workflow.cache), keyed by a hash of the
 dataset index, the data, DSP and augmentation settings and the seed; delete the folder to
@@ -39,12 +36,7 @@ from kiloml.workflow.cache import cache_path, content_hash, load_arrays, save_ar
 from kiloml.workflow.project import Project, block_spec
 
 __all__ = ["FeatureData", "AugmentedBanks", "SensorView", "apply_block", "block_quant",
-           "class_list", "dsp_block", "fingerprint", "load_split", "noise_clips",
-           "stream_negatives_fraction", "view_block"]
-
-# [data.augment] stream_negatives of a kws project with an unknown or silence class and
-# background audio when unset (docs/streaming.md, "Training for the stream")
-KWS_STREAM_NEGATIVES = 0.4
+           "class_list", "dsp_block", "fingerprint", "load_split", "noise_clips", "view_block"]
 
 
 @dataclass
@@ -170,24 +162,6 @@ def noise_clips(project) -> list[np.ndarray]:
             for s in DatasetIndex.load(project.index_path).of_role("noise")]
 
 
-def stream_negatives_fraction(project, labels) -> tuple[float, str]:
-    """``[data.augment] stream_negatives`` as training applies it, and where it comes from:
-    the value set in kiloml.toml (``"set"``); unset, the task's default: KWS_STREAM_NEGATIVES
-    for a kws project whose ``labels`` include ``_unknown_`` / ``_silence_`` (or ``unknown``
-    / ``silence``) and whose index holds background-noise clips (``"kws default"``), else 0
-    (``"default"``)."""
-    set_to = project.config.data.augment.stream_negatives
-    if set_to is not None:
-        return float(set_to), "set"
-    if project.config.project.task != "kws" or not any(
-            lab in ("_unknown_", "unknown", "_silence_", "silence") for lab in labels):
-        return 0.0, "default"
-    if not project.index_path.is_file() or not DatasetIndex.load(project.index_path).of_role(
-            "noise"):
-        return 0.0, "default"
-    return KWS_STREAM_NEGATIVES, "kws default"
-
-
 class AugmentedBanks:
     """``banks`` augmented copies of the training split's features (see the module doc)."""
 
@@ -201,10 +175,7 @@ class AugmentedBanks:
         self.view = view
         self.aug = project.config.data.augment
         self.block = view_block(project, view)
-        self.negatives, self.negatives_source = stream_negatives_fraction(project, labels) \
-            if self.block.audio and train_y is not None else \
-            (float(self.aug.stream_negatives or 0.0), "set")
-        self.audio = self.block.audio and (A.audio_enabled(self.aug) or self.negatives > 0)
+        self.audio = self.block.audio and A.audio_enabled(self.aug)
         self.motion = (not self.block.audio) and A.motion_enabled(self.aug)
         self.progress = progress
         self.train_y = None if train_y is None else np.asarray(train_y)
@@ -213,11 +184,10 @@ class AugmentedBanks:
         self._wins = None
         self._noise = None
         self._mem: dict[int, np.ndarray] = {}
-        aug = self.aug.model_dump(mode="json")
-        aug["stream_negatives"] = self.negatives      # as applied: set or the default
-        if not self.negatives:
-            del aug["stream_negatives"]
-        self.key = content_hash(*fingerprint(project), "train", labels, seed, aug,
+        self.key = content_hash(*fingerprint(project), "train", labels, seed,
+                                self.aug.model_dump(mode="json", exclude=None
+                                                    if self.aug.stream_negatives
+                                                    else {"stream_negatives"}),
                                 *([] if view is None else [view.sensor, view.mode]),
                                 *(["negatives", len(self.extra_y)] if len(self.extra_y)
                                   else []))
@@ -229,7 +199,7 @@ class AugmentedBanks:
     def _negatives(self):
         """Label ids of the extra stream-negative windows of every bank, and what
         kiloml.train.augment.stream_negatives needs to draw them (None: no extras)."""
-        frac = self.negatives
+        frac = getattr(self.aug, "stream_negatives", 0.0)
         none = np.zeros(0, np.int64), None
         if not (frac and self.train_y is not None and len(self.train_y)):
             return none

@@ -189,9 +189,8 @@ def _train_key(p: Project, ctx: Context) -> list:
 def _train_run(p: Project, ctx: Context) -> None:
     s = train_project(p, progress=ctx.progress, fresh=not ctx.resume, command=ctx.command)
     acc = s.get("int8_accuracy")
-    neg = f"; stream_negatives {s['stream_negatives']}" if "stream_negatives" in s else ""
     if acc is not None:
-        ctx.log(f"trained {s['arch']}: int8 accuracy {100 * acc:.2f} % on the test split{neg}")
+        ctx.log(f"trained {s['arch']}: int8 accuracy {100 * acc:.2f} % on the test split")
     elif "int8_accuracy" in s:      # no test windows: say so, never another split's figure
         val = s.get("validation_int8_accuracy")
         ctx.log(f"trained {s['arch']}: int8 test accuracy n/a (the test split has no "

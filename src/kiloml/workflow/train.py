@@ -54,8 +54,7 @@ from kiloml.train.normalize import Normalizer
 from kiloml.train.settings import ANOMALY_ARCHS, TrainSettings
 from kiloml.workflow.cache import cache_path, content_hash, load_arrays, save_arrays
 from kiloml.workflow.features import (AugmentedBanks, FeatureData, SensorView, apply_block,
-                                      block_quant, class_list, load_split,
-                                      stream_negatives_fraction, view_block)
+                                      block_quant, class_list, load_split, view_block)
 from kiloml.workflow.project import Project, as_project
 
 MODEL_DIR = "model"
@@ -468,9 +467,6 @@ def train_project(project: Project | str | Path | None = None, progress: bool = 
         "recipe": recipe.model_dump(mode="json"), "features_seconds": round(t_feat, 2),
         "missing": prep.missing,
     }
-    if view_block(project, prep.view).audio and not prep.anomaly:
-        frac, source = stream_negatives_fraction(project, prep.labels)
-        meta["stream_negatives"] = {"fraction": frac, "source": source}
     if prep.missing == "branch-head":   # the graph's outputs, in order
         meta["heads"] = ["fusion"] + [s.name for s in project.config.data.sensors]
     if prep.arch == "kmeans":
@@ -564,9 +560,6 @@ def _summary(meta: dict, out: Path) -> dict:
     for k in ("arena_bytes", "weights_bytes", "macs", "threshold"):
         if k in meta:
             s[k] = meta[k]
-    if meta.get("stream_negatives"):    # audio: what training applied, and why
-        n = meta["stream_negatives"]
-        s["stream_negatives"] = f"{n['fraction']:g} ({n['source']})"
     resumed = {k: v["resumed_from"] for k in ("float_train", "distill_train", "qat_train")
                if (v := meta.get(k)) and v.get("resumed_from")}
     if resumed:
