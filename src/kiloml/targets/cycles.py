@@ -174,28 +174,29 @@ def carried(blocks: dict[tuple[int, int], int], costs: dict[tuple[int, int], Blo
     return saved
 
 
+def _reg_list(op_str: str) -> list[tuple[str, int]]:
+    """The register list in braces of LDM/STM/PUSH/POP/VLDM/...: (first register, count) per
+    item, a range such as ``d8-d11`` counting its registers."""
+    items = op_str[op_str.find("{") + 1:op_str.rfind("}")].replace(" ", "").split(",")
+    out = []
+    for r in items:
+        lo, _, hi = r.partition("-")
+        ranged = hi and lo[1:].isdigit() and hi[1:].isdigit()
+        out.append((lo, int(hi[1:]) - int(lo[1:]) + 1 if ranged else 1))
+    return out
+
+
 def _core_regs(op_str: str) -> int:
     """Registers moved by LDM/STM/PUSH/POP: the list in braces (the base register of
     ``ldm r0!, {r1, r2}`` is not moved, and its writeback costs no cycle)."""
     if "{" not in op_str:
         return 1
-    regs = op_str[op_str.find("{") + 1:op_str.rfind("}")].replace(" ", "").split(",")
-    n = 0
-    for r in regs:
-        lo, _, hi = r.partition("-")
-        n += int(hi[1:]) - int(lo[1:]) + 1 if hi and lo[1:].isdigit() and hi[1:].isdigit() else 1
-    return max(n, 1)
+    return max(sum(n for _, n in _reg_list(op_str)), 1)
 
 
 def _fp_words(op_str: str) -> int:
     """Words moved by VLDM/VSTM/VPUSH/VPOP: N single or 2N double registers in the list."""
-    regs = op_str[op_str.find("{") + 1:op_str.rfind("}")].replace(" ", "").split(",")
-    words = 0
-    for r in regs:
-        lo, _, hi = r.partition("-")
-        n = int(hi[1:]) - int(lo[1:]) + 1 if hi else 1
-        words += 2 * n if lo.startswith("d") else n
-    return max(words, 1)
+    return max(sum(2 * n if lo.startswith("d") else n for lo, n in _reg_list(op_str)), 1)
 
 
 def _branch_target(ins) -> int | None:
