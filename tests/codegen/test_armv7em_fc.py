@@ -151,8 +151,10 @@ def test_int16_stream_layout():
 
 
 def test_prefer_picks_the_layout():
-    """speed: int16 weights for every FULLY_CONNECTED of the AD autoencoder; balanced and
-    size: int8 (the int16 layout costs a byte per weight for < 1 cycle per 3 MACs)."""
+    """speed: int16 weights for every FULLY_CONNECTED of the AD autoencoder but the 128 x 8
+    layer (node 5: its int8 uniform stream runs faster, measured 3,044 against 3,573 cycles
+    when FC_CYCLES was fitted); balanced and size: int8 (the int16 layout costs a byte per
+    weight for < 1 cycle per 3 MACs)."""
     from pathlib import Path
     import os
 
@@ -162,10 +164,11 @@ def test_prefer_picks_the_layout():
     shared = Path(os.environ.get("KILOML_SHARED",
                                  Path(__file__).resolve().parents[3] / "shared"))
     g = read_tflite(shared / "models" / "mlperf_tiny" / "ad01_int8.tflite")
-    for prefer, name in (("speed", "fc-int16"), ("balanced", "fc"), ("size", "fc")):
+    speed = {n: "fc" if n == 5 else "fc-int16" for n in range(10)}
+    for prefer, names in (("speed", speed), ("balanced", dict.fromkeys(range(10), "fc")),
+                          ("size", dict.fromkeys(range(10), "fc"))):
         picks = choose(g, prefer)
-        assert len(picks) == 10
-        assert {o.name for o, _ in picks.values()} == {name}, prefer
+        assert {n: o.name for n, (o, _) in picks.items()} == names, prefer
 
 
 def test_relu_shortcut_boundary(tmp_path):
@@ -198,8 +201,9 @@ def test_relu_shortcut_boundary(tmp_path):
 
 
 def test_ad_autoencoder_speed_bit_exact(tmp_path):
-    """The MLPerf AD autoencoder with --prefer speed (int16 weights in all ten layers) on the
-    Cortex-M4, against the reference interpreter."""
+    """The MLPerf AD autoencoder with --prefer speed (int16 weights in nine layers, the int8
+    uniform stream in the 128 x 8 one: both entry points in one model) on the Cortex-M4,
+    against the reference interpreter."""
     import os
     from pathlib import Path
 
@@ -210,7 +214,8 @@ def test_ad_autoencoder_speed_bit_exact(tmp_path):
     g = read_tflite(shared / "models" / "mlperf_tiny" / "ad01_int8.tflite")
     inputs = ob.random_inputs(np.random.default_rng(81), g)
     b = build_elf(g, "cortex-m4", inputs, tmp_path, "armv7em", prefer="speed")
-    assert {c["option"] for c in b.result.choices} == {"fc-int16"}
+    picked = [c["option"] for c in b.result.choices]
+    assert picked == ["fc-int16"] * 5 + ["fc"] + ["fc-int16"] * 4
     outs = io_specs(b.result.graph)[1]
     emu = emulate(b.elf, "cortex-m4", None,
                   {f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})

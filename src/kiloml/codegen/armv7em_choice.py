@@ -71,10 +71,10 @@ FCU = "kml_fully_connected_u_s8"  # int8 weights, a uniform stream (one multipli
 # FULLY_CONNECTED: cycles = a x padded MACs (units to 4, depth to 8, batches) + b x padded
 # outputs + c x padded inputs + d per call: Cortex-M4 cycles in the emulator, least squares
 # over the AD and zoo dense layers with each layout forced (benchmarks/fc_cycles_fit.py:
-# 19 layers per layout, max error 4.5% / 11.6%: the unit-pair int8 loop and uniform streams
-# on kml_fully_connected_u_s8, 2026-12-06)
-FC_CYCLES = {"int8": (1.032, 18.256, 5.033, 230.427),
-             "int16": (0.989, 17.761, 2.523, 314.163)}
+# 19 layers per layout, max error 7.9% / 13.1%: the uniform streams' groups loop in asm
+# (fc_groups_u) and the widening in asm, 2026-12-07)
+FC_CYCLES = {"int8": (1.036, 13.018, 2.707, 256.205),
+             "int16": (0.989, 17.731, 0.738, 313.956)}
 
 # Code bytes of each kernel function with everything it calls (Cortex-M4, -O2,
 # arm-none-eabi-gcc 12.2; benchmarks/prefer_calibrate.py: the runtime linked with
@@ -95,9 +95,10 @@ CODE_BYTES: dict[str, int] = {
     'kml_conv2d_pairs_inside_s8': 2256,
     'kml_conv2d_pairs_s8': 2632,
     'kml_conv2d_s8': 3592,
-    # its entry alone (its helpers are kml_fully_connected_s8's; size -A of the -O2 object)
+    # its entry alone (x: its helpers are kml_fully_connected_s8's; u: with fc_groups_u, which
+    # only it calls; symbol sizes of the -O2 object, 2026-12-07)
     'kml_fully_connected_x_s8': 1516,
-    'kml_fully_connected_u_s8': 1874,
+    'kml_fully_connected_u_s8': 1358,
 }
 
 # per kernel function: cycles = a MACs + b outputs + c output pixels + d (out_h x out_c) + e

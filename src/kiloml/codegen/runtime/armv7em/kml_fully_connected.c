@@ -16,10 +16,11 @@
  * The four accumulators are requantized in asm (fc_rq4: kml_rq with its k computed from the
  * shift; SSAT #8 when the activation range is [-128, 127], else the two clamps; with
  * act_min == out_offset (ReLU, ReLU6) an accumulator <= 0 stores act_min without
- * requantizing, one > 0 skips the lower clamp; kml_fully_connected_u_s8, a uniform stream:
- * fc_rq4u with the layer's multiplier, k and shift in registers in the SSAT modes), or in C
- * by TFLite's general path in layers that need it. At -O0 (no register allocation for the asm
- * blocks) C loops do the same arithmetic.
+ * requantizing, one > 0 skips the lower clamp), or in C by TFLite's general path in layers
+ * that need it. kml_fully_connected_u_s8 (a uniform stream, every unit on the fast path) runs
+ * the whole loop over the groups in one asm block (fc_groups_u: the layer's multiplier, k and
+ * shift reloaded from the stack per group, SSAT #8 or the two clamps). At -O0 (no register
+ * allocation for the asm blocks) C loops do the same arithmetic.
  *
  * ``packed`` (fc_stream): a flag word (bit 0: the layer takes TFLite's requantization, the
  * shifts are TFLite's, the inputs are not doubled; bit 1: int16 weights; bit 2: uniform, one
@@ -99,14 +100,64 @@ static inline __attribute__((always_inline)) int32_t fc_widen4(int32_t v, int32_
     return __smlad(__sadd16(e, o), 0x10001, sum);
 }
 
+/* fc_widen4 of the next input word (at px, unaligned) into the scratch at ps, in asm: DBL
+ * doubles (x0, x2) and (x1, x3). */
+#define FC_WIDEN_WORD(DBL)                                                                   \
+    "ldr %[v], [%[px]], #4\n\t"                                                              \
+    "sxtb16 %[e], %[v]\n\t"                                                                  \
+    "sxtb16 %[o], %[v], ror #8\n\t"                                                          \
+    DBL                                                                                      \
+    "pkhbt %[s0], %[e], %[o], lsl #16\n\t"                                                   \
+    "pkhtb %[s1], %[o], %[e], asr #16\n\t"                                                   \
+    "sadd16 %[v], %[e], %[o]\n\t"                                                            \
+    "strd %[s0], %[s1], [%[ps]], #8\n\t"                                                     \
+    "smlad %[sum], %[v], %[one], %[sum]\n\t"
+/* The whole words from px to xe: an odd one first, then two per iteration. */
+#define FC_WIDEN_LOOP(DBL)                                                                   \
+    "sub %[v], %[xe], %[px]\n\t"                                                             \
+    "tst %[v], #4\n\t"                                                                       \
+    "beq 2f\n\t"                                                                             \
+    FC_WIDEN_WORD(DBL)                                                                       \
+    "cmp %[px], %[xe]\n\t"                                                                   \
+    "beq 3f\n"                                                                              \
+    "2:\n\t"                                                                                \
+    FC_WIDEN_WORD(DBL) FC_WIDEN_WORD(DBL)                                                    \
+    "cmp %[px], %[xe]\n\t"                                                                   \
+    "bne 2b\n"                                                                              \
+    "3:\n\t"
+
 static inline __attribute__((always_inline)) int32_t fc_widen_rows(const int8_t *x, int32_t n,
                                                                    int32_t n8, int32_t *s,
                                                                    const int32_t dbl)
 {
-    int32_t i, sum = 0;
-    for (i = 0; i + 4 <= n; i += 4, s += 2) {
+    int32_t i = 0, sum = 0;
+#if FC_ASM
+    /* the whole words in asm, two per iteration: GCC's loop took ~21 cycles a word */
+    if (n >= 4) {
+        const int8_t *px = x;
+        const int8_t *const xe = x + (n & ~3);
+        int32_t v, e, o, s0, s1;
+        if (dbl) {
+            __asm__ volatile(FC_WIDEN_LOOP("sadd16 %[e], %[e], %[e]\n\t"
+                                           "sadd16 %[o], %[o], %[o]\n\t")
+                             : [v] "=&r"(v), [e] "=&r"(e), [o] "=&r"(o), [s0] "=&r"(s0),
+                               [s1] "=&r"(s1), [px] "+&r"(px), [ps] "+&r"(s), [sum] "+&r"(sum)
+                             : [xe] "r"(xe), [one] "r"(0x10001)
+                             : "cc", "memory");
+        } else {
+            __asm__ volatile(FC_WIDEN_LOOP("")
+                             : [v] "=&r"(v), [e] "=&r"(e), [o] "=&r"(o), [s0] "=&r"(s0),
+                               [s1] "=&r"(s1), [px] "+&r"(px), [ps] "+&r"(s), [sum] "+&r"(sum)
+                             : [xe] "r"(xe), [one] "r"(0x10001)
+                             : "cc", "memory");
+        }
+        i = n & ~3;
+    }
+#else
+    for (; i + 4 <= n; i += 4, s += 2) {
         sum = fc_widen4(kml_ld32(x + i), s, sum, dbl);
     }
+#endif
     for (; i < n8; i += 4, s += 2) {
         int8_t tail[4] = {0, 0, 0, 0};
         int32_t j;
@@ -204,36 +255,6 @@ static KML_SMALL __attribute__((noinline)) void fc_group_out(const kml_fc_params
 #define FC_CLAMP_RELU(I, J) FC_CLAMP_RELU_B(FC_RQ("a0", "m0", I), FC_RQ("a1", "m1", J), I, J)
 #define FC_SAT_RELU(I, J) FC_SAT_RELU_B(FC_RQ("a0", "m0", I), FC_RQ("a1", "m1", J), I, J)
 
-/* A uniform layer (flag bit 2: one multiplier m and right shift r, k = kml_rq_k): kml_rq
- * of the doubled accumulator A into t with m, k and r in registers. */
-#define FC_RQU(A)                                                                            \
-    "smmlar %[t], %[" A "], %[m], %[k]\n\t"                                                  \
-    "sub %[t], %[t], %[" A "], lsr #31\n\t"                                                  \
-    "asr %[t], %[t], %[r]\n\t"
-#define FC_RQ2U(A0, A1, BODY)                                                                \
-    __asm__ volatile(BODY                                                                    \
-                     : [t] "=&r"(t)                                                          \
-                     : [a0] "r"(A0), [a1] "r"(A1), [m] "r"(m), [k] "r"(k), [r] "r"(r),       \
-                       [out] "r"(o), [lo] "r"(lo)                                            \
-                     : "cc", "memory")
-
-/* fc_rq4 for a uniform layer in the SSAT modes (1, 3: no activation, or ReLU into output
- * zero point -128, the usual ones); the clamp modes take fc_rq4 (less code). */
-static inline __attribute__((always_inline)) void fc_rq4u(int8_t *o, int32_t a0, int32_t a1,
-                                                          int32_t a2, int32_t a3, int32_t m,
-                                                          int32_t k, int32_t r, int32_t lo,
-                                                          int32_t mode)
-{
-    int32_t t;
-    if (__builtin_expect(mode == 3, 1)) {
-        FC_RQ2U(a0, a1, FC_SAT_RELU_B(FC_RQU("a0"), FC_RQU("a1"), 0, 1));
-        FC_RQ2U(a2, a3, FC_SAT_RELU_B(FC_RQU("a0"), FC_RQU("a1"), 2, 3));
-    } else {
-        FC_RQ2U(a0, a1, FC_SAT_B(FC_RQU("a0"), FC_RQU("a1"), 0, 1));
-        FC_RQ2U(a2, a3, FC_SAT_B(FC_RQU("a0"), FC_RQU("a1"), 2, 3));
-    }
-}
-
 /* The fast requantization of one full group of four units (multipliers at w[0..3], shift
  * bytes in w[4]); mode: bit 0 SSAT (lo = -128, hi = 127), bit 1 the ReLU shortcut. */
 static inline __attribute__((always_inline)) void fc_rq4(const int32_t *w, int8_t *o,
@@ -260,6 +281,97 @@ static inline __attribute__((always_inline)) void fc_rq4(const int32_t *w, int8_
     }
 }
 
+/* One unit's output in the uniform groups' loop: kml_rq of the doubled accumulator A into
+ * x0 (m, k, r in w0, w1, w2), then SSAT #8 (CLAMP: and the clamps to w3, px), stored to byte
+ * I of the group's output x1. */
+#define FCU_RQ(A)                                                                            \
+    "smmlar %[x0], %[" A "], %[w0], %[w1]\n\t"                                               \
+    "sub %[x0], %[x0], %[" A "], lsr #31\n\t"                                                \
+    "asr %[x0], %[x0], %[w2]\n\t"                                                            \
+    "ssat %[x0], #8, %[x0]\n\t"
+#define FCU_CLAMP                                                                            \
+    "cmp %[x0], %[w3]\n\t"                                                                   \
+    "it lt\n\t"                                                                              \
+    "movlt %[x0], %[w3]\n\t"                                                                 \
+    "cmp %[x0], %[px]\n\t"                                                                   \
+    "it gt\n\t"                                                                              \
+    "movgt %[x0], %[px]\n\t"
+#define FCU_ST(I) "strb %[x0], [%[x1], #" #I "]\n\t"
+/* The next group while the output is below its end (st[6]). */
+#define FCU_NEXT                                                                             \
+    "ldr %[w3], [sp, #24]\n\t"                                                              \
+    "add %[x1], %[x1], #4\n\t"                                                              \
+    "str %[x1], [sp, #20]\n\t"                                                              \
+    "cmp %[x1], %[w3]\n\t"                                                                  \
+    "blo 0b\n\t"
+
+/* The groups of four units of a uniform int8 layer (kml_fully_connected_u_s8, every unit on
+ * the fast requantization), from the output st[5] to st[6], the groups' loop in one asm block:
+ * around the MAC loop's 13 registers GCC spilled and reloaded its state per group (~85 cycles
+ * a group beside the MACs; here ~50). st: [0] the scratch (first input pair), [1] m, [2] k,
+ * [3] r, [4] 128 Sx, [5] the output, [6] its end (a multiple of 4 bytes past [5]), [7] act_min,
+ * [8] act_max, [9] 1 when SSAT #8 is the whole clamp (act_min -128 and act_max 127; with
+ * ReLU into output zero point -128 an accumulator <= 0 requantizes to at most -128), copied
+ * below sp for the block. Per group: the 4 initial accumulators, the loop (FC_ENTRY, 8 steps
+ * per iteration), the pair correction, then per unit kml_rq and the clamps. Returns the
+ * stream past the last group. Not in line: the kernel calls it for its full groups and for a
+ * partial last one (into a 4-byte buffer), one copy of the code. */
+static __attribute__((noinline)) const int32_t *fc_groups_u(const int32_t *w, const int32_t *end,
+                                                           const int32_t *st)
+{
+    int32_t a0, a1, a2, a3, x0, x1, w0, w1, w2, w3;
+    const int32_t *px = st;
+    const int32_t *pw = w;
+    __asm__ volatile("sub sp, sp, #40\n\t"
+                     "ldrd %[a0], %[a1], [%[px], #0]\n\t"
+                     "ldrd %[a2], %[a3], [%[px], #8]\n\t"
+                     "ldrd %[x0], %[x1], [%[px], #16]\n\t"
+                     "ldrd %[w0], %[w1], [%[px], #24]\n\t"
+                     "ldrd %[w2], %[w3], [%[px], #32]\n\t"
+                     "strd %[a0], %[a1], [sp, #0]\n\t"
+                     "strd %[a2], %[a3], [sp, #8]\n\t"
+                     "strd %[x0], %[x1], [sp, #16]\n\t"
+                     "strd %[w0], %[w1], [sp, #24]\n\t"
+                     "strd %[w2], %[w3], [sp, #32]\n"
+                     "0:\n\t"
+                     "ldrd %[a0], %[a1], [%[pw]], #8\n\t"
+                     "ldrd %[a2], %[a3], [%[pw]], #8\n\t"
+                     "ldr %[px], [sp, #0]\n\t"
+                     FC_ENTRY
+                     "1:\n\t" FC_STEP FC_STEP "2:\n\t" FC_STEP FC_STEP
+                     "3:\n\t" FC_STEP FC_STEP "4:\n\t" FC_STEP FC_STEP
+                     "cmp %[px], %[end]\n\t"
+                     "bne 1b\n\t"
+                     /* the pair accumulators hold 256 S_q + S_p + 128 Sx (modulo 2^32) */
+                     "ldr %[x0], [sp, #16]\n\t"
+                     "sub %[a0], %[a0], %[a1], lsl #8\n\t"
+                     "sub %[a2], %[a2], %[a3], lsl #8\n\t"
+                     "sub %[a0], %[a0], %[x0]\n\t"
+                     "sub %[a2], %[a2], %[x0]\n\t"
+                     "ldrd %[w0], %[w1], [sp, #4]\n\t"
+                     "ldr %[w2], [sp, #12]\n\t"
+                     "ldr %[x1], [sp, #20]\n\t"
+                     "ldr %[x0], [sp, #36]\n\t"
+                     "cbz %[x0], 6f\n\t"
+                     FCU_RQ("a0") FCU_ST(0) FCU_RQ("a1") FCU_ST(1)
+                     FCU_RQ("a2") FCU_ST(2) FCU_RQ("a3") FCU_ST(3)
+                     FCU_NEXT
+                     "b 7f\n"
+                     "6:\n\t"
+                     "ldrd %[w3], %[px], [sp, #28]\n\t"
+                     FCU_RQ("a0") FCU_CLAMP FCU_ST(0) FCU_RQ("a1") FCU_CLAMP FCU_ST(1)
+                     FCU_RQ("a2") FCU_CLAMP FCU_ST(2) FCU_RQ("a3") FCU_CLAMP FCU_ST(3)
+                     FCU_NEXT
+                     "7:\n\t"
+                     "add sp, sp, #40"
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3),
+                       [x0] "=&r"(x0), [x1] "=&r"(x1), [w0] "=&r"(w0), [w1] "=&r"(w1),
+                       [w2] "=&r"(w2), [w3] "=&r"(w3), [px] "+&r"(px), [pw] "+&r"(pw)
+                     : [end] "r"(end)
+                     : "cc", "memory");
+    return pw;
+}
+
 /* The kernel; ``wide`` and ``uniform`` (constants in each entry point): the int16-weight
  * stream; a uniform stream (flag bit 2). */
 static inline __attribute__((always_inline)) void fc_run(const kml_fc_params *p,
@@ -273,7 +385,6 @@ static inline __attribute__((always_inline)) void fc_run(const kml_fc_params *p,
     const int32_t c2 = 2 * p->out_offset + 1, generic = packed[0] & 1;
     /* uniform (flag bit 2): one multiplier and right shift for the layer (words 1 and 2) */
     const int32_t um = uniform ? packed[1] : 0, ur = uniform ? packed[2] : 1;
-    const int32_t uk = kml_rq_k(c2, ur);
     const int32_t uw[5] = {um, um, um, um, (int32_t)((uint32_t)ur * 0x01010101u)};
     /* fc_rq4's mode; the stream sends layers with a negative multiplier to the general path */
     const int32_t mode = (lo == -128 && hi == 127 ? 1 : 0) | (lo == p->out_offset ? 2 : 0);
@@ -350,11 +461,7 @@ static inline __attribute__((always_inline)) void fc_run(const kml_fc_params *p,
             }
             w = pw; /* 4 multipliers, the shift bytes (none when uniform) */
             if (o < o_fast) {
-                if (uniform && (mode & 1)) {
-                    fc_rq4u(o, a0, a1, a2, a3, um, uk, ur, lo, mode);
-                } else {
-                    fc_rq4(uniform ? uw : w, o, a0, a1, a2, a3, c2, lo, hi, mode);
-                }
+                fc_rq4(uniform ? uw : w, o, a0, a1, a2, a3, c2, lo, hi, mode);
             } else {
                 const int32_t acc[4] = {a0, a1, a2, a3};
                 fc_group_out(p, acc, uniform ? uw : w, o,
@@ -387,7 +494,42 @@ void kml_fully_connected_u_s8(const kml_fc_params *p, const int8_t *input,
     (void)bias;
     (void)mult;
     (void)shift;
+#if FC_ASM
+    {
+        /* the groups' loop in asm (fc_groups_u); a partial last group into a buffer */
+        const int32_t depth = p->depth, units = p->units, lo = p->act_min, hi = p->act_max;
+        const int32_t n8 = (depth + 7) & ~7, full = units & ~3;
+        const int32_t *const end = scratch + n8 / 2;
+        int32_t st[10];
+        int32_t b;
+        st[0] = (int32_t)(uintptr_t)scratch;
+        st[1] = packed[1];
+        st[2] = kml_rq_k(2 * p->out_offset + 1, packed[2]);
+        st[3] = packed[2];
+        st[7] = lo;
+        st[8] = hi;
+        st[9] = lo == -128 && hi == 127;
+        for (b = 0; b < p->batches; ++b) {
+            int8_t *const out = output + (size_t)b * (size_t)units;
+            const int32_t *w = packed + 3; /* past the layer's header */
+            st[4] = fc_widen_rows(input + (size_t)b * (size_t)depth, depth, n8, scratch, 1);
+            if (full > 0) {
+                st[5] = (int32_t)(uintptr_t)out;
+                st[6] = (int32_t)(uintptr_t)(out + full);
+                w = fc_groups_u(w, end, st);
+            }
+            if (units > full) {
+                int8_t last[4];
+                st[5] = (int32_t)(uintptr_t)last;
+                st[6] = (int32_t)(uintptr_t)(last + 4);
+                (void)fc_groups_u(w, end, st);
+                memcpy(out + full, last, (size_t)(units - full));
+            }
+        }
+    }
+#else
     fc_run(p, input, output, packed, scratch, 0, 1);
+#endif
 }
 
 /* The int16-weight stream (fc_stream extended: flag bit 1): a separate entry point, so that

@@ -128,15 +128,22 @@ static inline int32_t kml_tanh(int32_t a, int32_t ib)
 
 static inline int32_t kml_clz32(uint32_t x)
 {
-    int32_t n = 0;
     if (x == 0) {
         return 32;
     }
-    while ((x & 0x80000000u) == 0) {
-        x <<= 1;
-        ++n;
+#if defined(__ARM_FEATURE_CLZ) && defined(__GNUC__)
+    /* one CLZ instruction (Armv7-M, Armv8-M Mainline) */
+    return (int32_t)__builtin_clz(x);
+#else
+    {
+        int32_t n = 0;
+        while ((x & 0x80000000u) == 0) {
+            x <<= 1;
+            ++n;
+        }
+        return n;
     }
-    return n;
+#endif
 }
 
 #endif /* KML_FIXEDPOINT_H */
