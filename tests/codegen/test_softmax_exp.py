@@ -13,38 +13,16 @@ form on the host when it was written: no difference; 27 s, too slow for the suit
 from __future__ import annotations
 
 import shutil
-import subprocess
 from importlib import resources
 
 import numpy as np
 import pytest
 
-from kiloml.codegen.host import SANITIZE, WARNINGS, find_cc
+from cmap import emulator_map, host_map
 from kiloml.ir.fixedpoint import exp_on_negative_values
 
 RT = resources.files("kiloml.codegen") / "runtime" / "portable"
-
-HOST = r"""
-#include <stdio.h>
-#include "kml_softmax.c"
-static int32_t a[65536], r[65536];
-int main(int argc, char **argv)
-{
-    FILE *f, *o;
-    size_t n, i;
-    if (argc != 3) { return 2; }
-    f = fopen(argv[1], "rb");
-    o = fopen(argv[2], "wb");
-    if (!f || !o) { return 3; }
-    while ((n = fread(a, 4, 65536, f)) > 0) {
-        for (i = 0; i < n; ++i) { r[i] = exp_neg5(a[i]); }
-        fwrite(r, 4, n, o);
-    }
-    fclose(f);
-    fclose(o);
-    return 0;
-}
-"""
+INCLUDES = '#include "kml_softmax.c"'
 
 
 def _patterns(rng: np.random.Generator, per: int) -> np.ndarray:
@@ -73,16 +51,7 @@ def _inputs() -> np.ndarray:
 
 def test_exp_matches_the_reference_on_the_host(tmp_path):
     a = _inputs()
-    (tmp_path / "main.c").write_text(HOST)
-    exe = tmp_path / "exp"
-    r = subprocess.run([find_cc(), *WARNINGS, "-O2", *SANITIZE, "-I", str(RT),
-                        str(tmp_path / "main.c"), "-o", str(exe)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    a.tofile(tmp_path / "in.bin")
-    r = subprocess.run([str(exe), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")],
-                       capture_output=True, text=True)
-    assert r.returncode == 0 and not r.stderr, r.stderr
-    got = np.fromfile(tmp_path / "out.bin", np.int32)
+    got = host_map(tmp_path, "exp_neg5(x[0])", a, np.int32, INCLUDES, [RT])
     want = exp_on_negative_values(a, 5)
     bad = np.flatnonzero(got != want)
     assert bad.size == 0, (a[bad[:3]], got[bad[:3]], want[bad[:3]])
@@ -94,27 +63,6 @@ def test_exp_matches_the_reference_on_the_host(tmp_path):
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no arm-none-eabi-gcc")
 @pytest.mark.parametrize("core", ["cortex-m0plus", "cortex-m4"])
 def test_exp_matches_the_reference_in_the_emulator(core, tmp_path):
-    from kiloml.targets.batch import build_image, run_image
-    from kiloml.targets.profile import PROFILE_FLAGS
-
     a = _patterns(np.random.default_rng(1), 8).astype(np.int32)
-    n = len(a)
-    src = tmp_path / "main.c"
-    src.write_text(f"""
-#include "kml_softmax.c"
-int32_t kml_r[{n}];
-__attribute__((noinline)) void kml_batch_end(void);
-void kml_batch_end(void) {{ __asm volatile ("" ::: "memory"); }}
-int main(void)
-{{
-    const int32_t *in = (const int32_t *)0x60000000u;
-    uint32_t i;
-    for (i = 0; i < {n}u; ++i) {{ kml_r[i] = exp_neg5(in[i]); }}
-    kml_batch_end();
-    for (;;) {{ }}
-}}
-""")
-    image = build_image([src], [RT], PROFILE_FLAGS[core], tmp_path / "elf")
-    got = run_image(image, core, {"kml_r": 4 * n}, input_data=a.tobytes())
-    np.testing.assert_array_equal(np.frombuffer(got["kml_r"], np.int32),
-                                  exp_on_negative_values(a, 5))
+    got = emulator_map(tmp_path, "exp_neg5(x[0])", a, np.int32, core, INCLUDES, [RT])
+    np.testing.assert_array_equal(got, exp_on_negative_values(a, 5))

@@ -9,38 +9,16 @@ edge pairs."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from importlib import resources
 
 import numpy as np
 import pytest
 
-from kiloml.codegen.host import SANITIZE, WARNINGS, find_cc
+from cmap import emulator_map, host_map
 from kiloml.ir.quant import srdhm
 
 RT = resources.files("kiloml.codegen") / "runtime" / "portable"
-
-HARNESS = r"""
-#include <stdio.h>
-#include "kml_common.h"
-static int32_t ab[2 * 65536], r[65536];
-int main(int argc, char **argv)
-{
-    FILE *f, *o;
-    size_t n, i;
-    if (argc != 3) { return 2; }
-    f = fopen(argv[1], "rb");
-    o = fopen(argv[2], "wb");
-    if (!f || !o) { return 3; }
-    while ((n = fread(ab, 8, 65536, f)) > 0) {     /* pairs (a, b) */
-        for (i = 0; i < n; ++i) { r[i] = kml_srdhm(ab[2 * i], ab[2 * i + 1]); }
-        fwrite(r, 4, n, o);
-    }
-    fclose(f);
-    fclose(o);
-    return 0;
-}
-"""
+INCLUDES = '#include "kml_common.h"'
 
 EDGES = np.array([0, 1, -1, 2, -2, 3, (1 << 15) - 1, -(1 << 15), 1 << 15, (1 << 30) - 1,
                   1 << 30, -(1 << 30), -(1 << 30) - 1, (1 << 31) - 1, -(1 << 31),
@@ -69,16 +47,8 @@ def test_matches_gemmlowp_on_the_host(tmp_path):
     a, b = _pairs()
     keep = (a >= -(1 << 31)) & (a < (1 << 31))
     a, b = a[keep].astype(np.int32), b[keep].astype(np.int32)
-    (tmp_path / "main.c").write_text(HARNESS)
-    exe = tmp_path / "srdhm"
-    r = subprocess.run([find_cc(), *WARNINGS, "-O2", *SANITIZE, "-I", str(RT),
-                        str(tmp_path / "main.c"), "-o", str(exe)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    np.stack([a, b], axis=1).tofile(tmp_path / "in.bin")
-    r = subprocess.run([str(exe), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")],
-                       capture_output=True, text=True)
-    assert r.returncode == 0 and not r.stderr, r.stderr
-    got = np.fromfile(tmp_path / "out.bin", np.int32)
+    got = host_map(tmp_path, "kml_srdhm(x[0], x[1])", np.stack([a, b], axis=1), np.int32,
+                   INCLUDES, [RT])
     want = srdhm(a, b)
     bad = np.flatnonzero(got != want)
     assert bad.size == 0, (a[bad[:3]], b[bad[:3]], got[bad[:3]], want[bad[:3]])
@@ -90,27 +60,8 @@ def test_matches_gemmlowp_on_the_host(tmp_path):
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no arm-none-eabi-gcc")
 @pytest.mark.parametrize("core", ["cortex-m0plus", "cortex-m4"])
 def test_matches_gemmlowp_in_the_emulator(core, tmp_path):
-    from kiloml.targets.batch import build_image, run_image
-    from kiloml.targets.profile import PROFILE_FLAGS
-
     ea, eb = np.meshgrid(EDGES, EDGES)
     a, b = ea.ravel().astype(np.int32), eb.ravel().astype(np.int32)
-    n = len(a)
-    src = tmp_path / "main.c"
-    src.write_text(f"""
-#include "kml_common.h"
-int32_t kml_r[{n}];
-__attribute__((noinline)) void kml_batch_end(void);
-void kml_batch_end(void) {{ __asm volatile ("" ::: "memory"); }}
-int main(void)
-{{
-    const int32_t *in = (const int32_t *)0x60000000u;
-    uint32_t i;
-    for (i = 0; i < {n}u; ++i) {{ kml_r[i] = kml_srdhm(in[i], in[{n}u + i]); }}
-    kml_batch_end();
-    for (;;) {{ }}
-}}
-""")
-    image = build_image([src], [RT], PROFILE_FLAGS[core], tmp_path / "elf")
-    got = run_image(image, core, {"kml_r": 4 * n}, input_data=a.tobytes() + b.tobytes())
-    np.testing.assert_array_equal(np.frombuffer(got["kml_r"], np.int32), srdhm(a, b))
+    got = emulator_map(tmp_path, "kml_srdhm(x[0], x[1])", np.stack([a, b], axis=1), np.int32,
+                       core, INCLUDES, [RT])
+    np.testing.assert_array_equal(got, srdhm(a, b))

@@ -9,36 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from dsphelp import C_DIR, run_c
-
-HARNESS = r"""
-#include <stdio.h>
-#include "kml_dsp.h"
-static float buf[65536], out[65536];
-int main(int argc, char **argv)
-{
-    FILE *f, *o;
-    size_t n, i;
-    if (argc != 3) { return 2; }
-    f = fopen(argv[1], "rb");
-    o = fopen(argv[2], "wb");
-    if (!f || !o) { return 3; }
-    while ((n = fread(buf, 4, 65536, f)) > 0) {
-        for (i = 0; i < n; ++i) { out[i] = kml_logf(buf[i]); }
-        fwrite(out, 4, n, o);
-    }
-    fclose(f);
-    fclose(o);
-    return 0;
-}
-"""
+from cmap import host_map
+from dsphelp import C_DIR
 
 
 def _c_log(x: np.ndarray, tmp_path) -> np.ndarray:
-    x.astype(np.float32).tofile(tmp_path / "in.bin")
-    run_c([C_DIR / "kml_frontend.c", C_DIR / "kml_fft.c"], HARNESS,
-          [str(tmp_path / "in.bin"), str(tmp_path / "out.bin")], sanitize=False)
-    return np.fromfile(tmp_path / "out.bin", np.float32)
+    return host_map(tmp_path, "kml_logf(x[0])", x.astype(np.float32), np.float32,
+                    '#include "kml_dsp.h"', [C_DIR],
+                    [C_DIR / "kml_frontend.c", C_DIR / "kml_fft.c"], sanitize=False, opt="-O1")
 
 
 def test_within_one_ulp_of_the_exact_logarithm(tmp_path):
