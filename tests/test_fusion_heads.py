@@ -245,6 +245,97 @@ def test_c_and_twin_choose_the_same_head_for_every_mask(which, request, tmp_path
         [[float(v) for v in row[3:]] for row in rows if row[0] == "0"]
 
 
+STREAM_HARNESS = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fus.h"
+
+#define CHUNK 37u
+static float raw[CHUNK * FUS_CHANNELS];
+static float phone[CHUNK * 3u];
+static float watch[CHUNK * 3u];
+static fus_event_t events[8];
+
+int main(int argc, char **argv)
+{
+    FILE *fi = fopen(argv[1], "rb");
+    const char *masks = argv[2];        /* one digit per chunk: the sensors it lacks */
+    size_t got, chunk = 0;
+    uint32_t f, a, missing;
+    int32_t k, i;
+    (void)argc;
+    fus_stream_init();
+    while ((got = fread(raw, sizeof raw[0] * FUS_CHANNELS, CHUNK, fi)) > 0) {
+        uint32_t mask = chunk < strlen(masks) ? (uint32_t)(masks[chunk] - '0') : 0u;
+        for (f = 0; f < (uint32_t)got; ++f) {
+            for (a = 0; a < 3u; ++a) {
+                phone[f * 3u + a] = raw[f * FUS_CHANNELS + FUS_PHONE_FIRST_CHANNEL + a];
+                watch[f * 3u + a] = raw[f * FUS_CHANNELS + FUS_WATCH_FIRST_CHANNEL + a];
+            }
+        }
+        k = fus_stream_push_sensors((mask & 1u) ? 0 : phone, (mask & 2u) ? 0 : watch,
+                                    (uint32_t)got, events, 8u, &missing);
+        if (k < 0 || k > 8 || missing != mask) { return 5; }
+        for (i = 0; i < k; ++i) {
+            printf("event %d %d %llu\n", (int)events[i].label, (int)events[i].score,
+                   (unsigned long long)events[i].sample);
+        }
+        ++chunk;
+    }
+    fclose(fi);
+    return 0;
+}
+"""
+
+
+def test_stream_push_sensors_answers_with_the_remaining_sensors_head(trained, tmp_path):
+    # <name>_stream_push_sensors with NULL buffers in some pushes: a window that lacked a
+    # sensor in any of its frames is scored by the remaining sensor's head (as
+    # _classify_sensors), the others by the fused head; detections event for event equal to
+    # the Python stream twin's pushes with the same masks (StreamPipeline.push(missing=))
+    from kiloml.deploy.stream import StreamPipeline
+    from kiloml.train.streaming import StreamSettings
+
+    spec, _, _, test = trained
+    spec = replace(spec, stream=StreamSettings(detection_threshold=100, minimum_count=1,
+                                               suppression_ms=0.0, average_window_ms=1000.0))
+    pkg = tmp_path / "pkg"
+    deploy_c(spec, pkg)
+    assert "fus_stream_head" in (pkg / "fus.c").read_text()
+    rec = test.reshape(-1, 6)
+    chunks = [rec[a:a + 37] for a in range(0, len(rec), 37)]
+    # pushes without the watch or the phone here and there: windows lacking a sensor at their
+    # first frames, their last, in between, and windows with everything
+    masks = np.random.default_rng(5).choice([0, 0, 0, 0, 0, 0, 0, 1, 2], len(chunks)).tolist()
+    exe = build_host_exe(pkg, load_manifest(pkg), tmp_path / "h.c", STREAM_HARNESS,
+                         sanitize=True)
+    rec.astype("<f4").tofile(tmp_path / "in.bin")
+    r = subprocess.run([str(exe), str(tmp_path / "in.bin"), "".join(map(str, masks))],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+    got = [tuple(int(v) for v in ln.split()[1:]) for ln in r.stdout.splitlines()]
+    pipe = StreamPipeline(spec, spec.stream)
+    want = [d for c, m in zip(chunks, masks) for d in pipe.push(c, missing=m)]
+    assert got == [(LABELS.index(d.label), d.score, d.sample) for d in want]
+    assert len(want) > 10
+    # the heads answered: the same pushes with the fused head on zeros (the zero policy)
+    # score the windows that lacked a sensor otherwise, and only those
+    lacked, heads, fused = [], [], []
+    pipes = (StreamPipeline(spec, spec.stream),
+             StreamPipeline(replace(spec, missing="zero"), spec.stream))
+    for c, m in zip(chunks, masks):
+        e, sh = pipes[0].window_scores(c, missing=m)
+        _, sz = pipes[1].window_scores(c, missing=m)
+        lacked += [pipes[0].window_missing(int(end) - FRAMES) != 0 for end in e]
+        heads.append(sh)
+        fused.append(sz)
+    heads, fused, lacked = np.concatenate(heads), np.concatenate(fused), np.array(lacked)
+    differ = np.any(heads != fused, axis=1)
+    assert 10 < lacked.sum() < len(lacked) - 10 and differ.sum() > 5
+    assert not np.any(differ & ~lacked)
+
+
 EMU_HARNESS = r"""
 #include <stdint.h>
 #include "fus.h"

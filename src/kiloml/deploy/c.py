@@ -188,11 +188,21 @@ def _sensors_header(p: Pipeline) -> list[str]:
             " * (that sensor's axes, interleaved), the same n for all, at the window's sample",
             " * rate; a NULL buffer is a missing sensor (zeros; bit k of *missing, when not",
             f" * NULL). Exactly {n}_stream_push on the interleaved frames: same detections,",
-            " * same return value and events. */",
+            " * same return value and events" + _stream_heads_doc(p) + " */",
             f"int32_t {n}_stream_push_sensors({args}, uint32_t n,",
             f"                                {n}_event_t *events, uint32_t max_events, "
             "uint32_t *missing);", ""] \
         + ["/* Each sensor's channels in the raw window */", *out, ""]
+
+
+def _stream_heads_doc(p: Pipeline) -> str:
+    """With a head per sensor: what the per-sensor stream answers for windows that lacked a
+    sensor (cstream._head_lines)."""
+    if not branch_heads(p):
+        return "."
+    return (",\n * except that a window in which a sensor was missing (a NULL buffer in any push"
+            f"\n * it spans) is answered as {p.name}_classify_sensors answers: by the remaining"
+            "\n * sensor's own head when exactly one sensor was there all along.")
 
 
 def _missing_policy_doc(p: Pipeline) -> list[str]:
@@ -245,8 +255,8 @@ def _rates_header(p: Pipeline, dec: tuple[int, ...]) -> list[str]:
             "interleaved, at its own rate. A NULL buffer is a missing sensor (zeros;",
             " * bit k of *missing, when not NULL). Each sample stands for its DECIMATION grid "
             "frames;", f" * then exactly {n}_stream_push on those frames: same detections, "
-            "same return value", " * and events. Returns -2 (nothing pushed) when n is not a "
-            "multiple. */",
+            "same return value", " * and events" + _stream_heads_doc(p),
+            " * Returns -2 (nothing pushed) when n is not a multiple. */",
             f"int32_t {n}_stream_push_sensors({args}, uint32_t n,",
             f"                                {n}_event_t *events, uint32_t max_events, "
             "uint32_t *missing);", ""]
@@ -310,6 +320,7 @@ def _sensors_source(p: Pipeline) -> list[str]:
                  f"                    {nm}[{src[k][1]} * {axes}u + a];", "            }"]
         first += axes
     body += ["        }",
+             *([f"        {n}_stream_gone(gone, take);"] if branch_heads(p) else []),
              f"        k = {n}_stream_push({n}_stage, take, room > 0u ? events + found : events,"
              " room);",
              "        if (k < 0) {", "            return k;", "        }",

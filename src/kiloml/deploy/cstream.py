@@ -42,7 +42,7 @@ import math
 
 import numpy as np
 
-from kiloml.deploy.spec import Pipeline
+from kiloml.deploy.spec import Pipeline, has_heads, head_for_missing
 from kiloml.dsp.cgen import table
 from kiloml.train.streaming import (IMU_CLAMP, StreamSettings, is_keyword,
                                     wake_hold_strides, wake_ratio_q8)
@@ -373,6 +373,39 @@ def _wake_lines(p: Pipeline) -> list[str]:
         "    return ok;", "}", ""]
 
 
+def _head_lines(p: Pipeline) -> list[str]:
+    """A model with a head per sensor (``[model] missing`` branch-head or fallback): which
+    sensors were missing in each window and the head that answers for it, as
+    ``<name>_classify_sensors`` answers (kiloml.deploy.spec.head_for_missing)."""
+    n, M = p.name, p.macro
+    count = len(p.spec.sensors)
+    out = ["/* per sensor: the stream position just past the last frame pushed without it",
+           f" * ({n}_stream_push_sensors with a NULL buffer); a window that starts before it",
+           " * lacked that sensor */",
+           f"static uint64_t {n}_gone_until[{count}];", "",
+           f"/* {n}_stream_push_sensors: the next take frames lack the sensors of mask gone */",
+           f"static void {n}_stream_gone(uint32_t gone, uint32_t take)", "{",
+           "    uint32_t k;",
+           f"    for (k = 0; k < {count}u; ++k) {{",
+           "        if (gone >> k & 1u) {",
+           f"            {n}_gone_until[k] = {n}_position + take;", "        }", "    }", "}", "",
+           "/* The output of the head that answers for the window starting at start: the",
+           " * remaining sensor's own head when exactly one sensor was there all along, else the",
+           " * fused head */",
+           f"static const int8_t *{n}_stream_head(uint64_t start)", "{",
+           "    uint32_t k;", "    uint32_t gone = 0u;",
+           f"    for (k = 0; k < {count}u; ++k) {{",
+           f"        if ({n}_gone_until[k] > start) {{", "            gone |= 1u << k;",
+           "        }", "    }"]
+    for mask in range(1 << count):
+        h = head_for_missing(count, mask)
+        if h:
+            nm = p.spec.sensors[h - 1][0]
+            out += [f"    if (gone == {mask}u) {{", f"        return {n}_head_{nm};", "    }"]
+    out += [f"    return {n}_output;", "}", ""]
+    return out
+
+
 def source_lines(p: Pipeline) -> list[str]:
     """The streaming part of ``<name>.c`` (after ``<name>_run`` and ``<name>_infer``)."""
     n, M = p.name, p.macro
@@ -389,6 +422,9 @@ def source_lines(p: Pipeline) -> list[str]:
     C = p.channels
     call = (f"{n}_stream_window({n}_window, end - {M}_WINDOW_SAMPLES)" if frame_slots(p)
             else f"{n}_run({n}_window)")
+    # a head per sensor: the window's answer from the head of the sensors it had
+    heads = has_heads(p.spec)
+    out = "out" if heads else f"{n}_output"
     lines = [
         "", "/* ---- continuous inference: ring buffer, windows, RecognizeCommands ---- */",
         f"static {n}_sample_t {n}_ring[{M}_INPUT_SIZE];   /* the last window, circular */",
@@ -414,6 +450,7 @@ def source_lines(p: Pipeline) -> list[str]:
         "/* int8 model output q -> 0..255 score, at [q + 128] (as the Python twin rounds) */",
         table(f"{n}_u8", "uint8_t", u8_table(p)), "",
         *(_incremental_lines(p) if frame_slots(p) else []),
+        *(_head_lines(p) if heads else []),
         f"void {n}_stream_init(void)", "{",
         "    uint32_t i;",
         f"    for (i = 0; i < {M}_INPUT_SIZE; ++i) {{",
@@ -426,6 +463,8 @@ def source_lines(p: Pipeline) -> list[str]:
         f"    {n}_rc_prev_top = -1;", f"    {n}_rc_prev_time = 0;",
         f"    {n}_wake_seen = 0u;", f"    {n}_wake_passed = 0u;",
         *([f"    {n}_wake_floor = 0u;", f"    {n}_wake_hold = 0u;"] if wake(p) else []),
+        *([f"    for (i = 0; i < {len(p.spec.sensors)}u; ++i) {{",
+           f"        {n}_gone_until[i] = 0u;", "    }"] if heads else []),
         *([f"    for (i = 0; i < {M}_STREAM_FRAME_SLOTS; ++i) {{",
            f"        {n}_fc_used[i] = 0u;", "    }", f"    {n}_frames_computed = 0u;"]
           if frame_slots(p) else []), "}", "",
@@ -489,6 +528,7 @@ def source_lines(p: Pipeline) -> list[str]:
         f"        if ({n}_position == {n}_next_end) {{",
         f"            uint64_t end = {n}_next_end;",
         f"            uint8_t scores[{M}_NUM_CLASSES];",
+        *([f"            const int8_t *out;"] if heads else []),
         "            int32_t label, score;",
         f"            {n}_next_end += {M}_STREAM_STRIDE_SAMPLES;",
         *([f"            if (!{n}_wake()) {{",
@@ -500,8 +540,9 @@ def source_lines(p: Pipeline) -> list[str]:
         f"                if (++j == {M}_INPUT_SIZE) {{", "                    j = 0u;",
         "                }", "            }",
         f"            if ({call} != 0) {{", "                return -1;", "            }",
+        *([f"            out = {n}_stream_head(end - {M}_WINDOW_SAMPLES);"] if heads else []),
         f"            for (v = 0; v < {M}_NUM_CLASSES; ++v) {{",
-        f"                scores[v] = {n}_u8[(int32_t){n}_output[v] + 128];", "            }",
+        f"                scores[v] = {n}_u8[(int32_t){out}[v] + 128];", "            }",
         f"            if ({n}_recognize(scores, {time_ms}, &label, &score)) {{",
         "                if ((uint32_t)found < max_events) {",
         "                    events[found].label = label;",

@@ -393,6 +393,15 @@ def multi_rate(spec: DeploySpec) -> bool:
     return any(d > 1 for d in sensor_decimation(spec))
 
 
+# the policies whose graph has a head per sensor after the fused one (outputs 1, 2, ...)
+HEAD_POLICIES = ("branch-head",)
+
+
+def has_heads(spec: DeploySpec) -> bool:
+    """Whether the model has a head per sensor besides the fused one (HEAD_POLICIES)."""
+    return spec.missing in HEAD_POLICIES
+
+
 def _check_heads(spec: DeploySpec) -> int:
     """The number of graph outputs the missing-sensor policy needs (1 for ``zero``)."""
     if spec.missing == "zero":

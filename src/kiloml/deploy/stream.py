@@ -31,7 +31,7 @@ import numpy as np
 
 from kiloml.deploy.cstream import EVENT_BYTES
 from kiloml.deploy.run import block_output_features, classify_features
-from kiloml.deploy.spec import DeploySpec
+from kiloml.deploy.spec import DeploySpec, has_heads
 from kiloml.dsp.apply import apply_block, block_quant
 from kiloml.dsp.stream import WindowFeatures
 from kiloml.errors import KilomlError
@@ -86,6 +86,9 @@ class StreamPipeline:
         self._buf_start = 0              # stream position of _buf[0]
         self._next = 0                   # start of the next window
         self.windows = 0
+        # per sensor: the stream position just past the last sample pushed without it
+        # (``push(..., missing=mask)``); the C's <name>_gone_until
+        self._gone_until = [0] * len(spec.sensors)
 
     def _gated(self, starts: list[int]) -> list[int]:
         """Count the windows ``starts`` and keep those the wake gate lets through."""
@@ -130,9 +133,35 @@ class StreamPipeline:
             raise KilomlError(f"stream: IMU data is pushed as (n, {self.spec.channels}) frames")
         return x.astype(np.float32)
 
-    def push(self, samples) -> list[Detection]:
-        """Append ``samples``; the detections of the windows they complete, in time order."""
-        x = self._check(samples)
+    def _missing(self, x: np.ndarray, missing: int) -> np.ndarray:
+        """``x`` with the channels of the sensors in the bit mask ``missing`` zeroed, and the
+        mask noted for the windows that span these samples (the twin of
+        ``<name>_stream_push_sensors`` with those buffers NULL)."""
+        if not missing:
+            return x
+        sensors = self.spec.sensors
+        if self.audio or not 0 < int(missing) < (1 << len(sensors)):
+            raise KilomlError(f"stream: missing mask {missing}: the model has sensors "
+                              f"{[nm for nm, _ in sensors]}")
+        x = x.copy()
+        end, first = self.position + len(x), 0
+        for k, (_, axes) in enumerate(sensors):
+            if int(missing) >> k & 1:
+                x[:, first:first + axes] = 0
+                self._gone_until[k] = end
+            first += axes
+        return x
+
+    def window_missing(self, start: int) -> int:
+        """The bit mask of the sensors missing in some sample of the window at ``start``."""
+        return sum(1 << k for k, g in enumerate(self._gone_until) if g > start)
+
+    def push(self, samples, missing: int = 0) -> list[Detection]:
+        """Append ``samples``; the detections of the windows they complete, in time order.
+        ``missing`` (multi-sensor): a bit mask of sensors these samples lack (their channels
+        are zeroed; a model with a head per sensor answers such windows with the remaining
+        sensor's head, as ``<name>_stream_push_sensors`` with NULL buffers)."""
+        x = self._missing(self._check(samples), missing)
         self._buf = np.concatenate([self._buf, x])
         end = self.position
         starts = self._gated(list(range(self._next, end - self.window + 1, self.stride)))
@@ -142,11 +171,11 @@ class StreamPipeline:
         self._drop(end)
         return events
 
-    def window_scores(self, samples) -> tuple[np.ndarray, np.ndarray]:
+    def window_scores(self, samples, missing: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Like ``push`` but without the smoothing: the end (sample) and the 0..255 scores
         of every window that ``samples`` complete and the wake gate lets through (the
         calibration sweeps RecognizeCommands' settings over them)."""
-        x = self._check(samples)
+        x = self._missing(self._check(samples), missing)
         self._buf = np.concatenate([self._buf, x])
         end = self.position
         starts = self._gated(list(range(self._next, end - self.window + 1, self.stride)))
@@ -170,7 +199,15 @@ class StreamPipeline:
         else:
             idx = np.asarray(starts)[:, None] - self._buf_start + np.arange(self.window)[None]
             feats = apply_block(spec.block, self._buf[idx])
-        return u8_scores(classify_features(spec, feats).scores)
+        if not has_heads(spec):
+            return u8_scores(classify_features(spec, feats).scores)
+        # a head per sensor: each window answered by the head of the sensors it had
+        masks = np.array([self.window_missing(s) for s in starts])
+        out = np.zeros((len(starts), len(spec.labels)), np.int64)
+        for m in np.unique(masks):
+            rows = masks == m
+            out[rows] = u8_scores(classify_features(spec, feats[rows], int(m)).scores)
+        return out
 
     def _windows(self, starts: list[int]) -> list[Detection]:
         spec = self.spec
