@@ -9,9 +9,9 @@ for each person: that person's gestures are the test split, the next person's va
 other six train (the person-less negative streams keep their fixed splits). The int8 test
 accuracy per held-out person, mean and worst, per recipe:
 
-    defaults   the example's settings as they are now: ``strong`` augmentation and (since
-               the seed 0-3 comparison) 120 epochs, i.e. ``strong-long``; every other
-               recipe runs with the former 60 epochs unless it sets its own
+    defaults   the example's settings as they are now (``strong`` augmentation, the motion
+               task's 60 epochs); every other recipe pins the 60 epochs (FORMER) unless it
+               sets its own
     before     the motion task's former augmentation: jitter 0.01, scale +-10 %, rotation
                up to 15 degrees
     strong     jitter 0.03, scale +-20 %, rotation up to 30 degrees, speed +-10 % (each
@@ -24,11 +24,25 @@ accuracy per held-out person, mean and worst, per recipe:
     (no label smoothing, was 0.1), strong-center (the raw block subtracts each axis's mean
     over the window: gravity and how the wand is held leave the input), strong-center-drop
     (both; strong-ema-mixup and strong-center-drop were not run)
+    strong-distill, strong-distill-mix, strong-distill-wide (issue 15): the student (the
+    example's model) trained as ``strong``, then distilled from the int8 models of the same
+    fold of ``strong`` (``strong-wide`` for -wide: 1-D CNN channels 24/48/96) trained with
+    the other three of seeds 0-3, the teachers seeing every batch as the student does (-mix:
+    mixup 0.2 while distilling). They need those runs first, with the same --workdir (kept
+    under DIR/models/RECIPE-SEED/PERSON/); the student's first phase resumes the stored
+    ``strong`` checkpoint of its seed and fold instead of training it again
 
 ``--seed S`` trains every fold with seed S. ``--json F`` also writes the rows to F;
 ``--summarize F...`` prints, without training, one row per recipe and seed of such files and
 each recipe's means over its seeds (the tables of docs/wand_lopo.md). ``--people N`` holds
-out only the first N people (a quicker, partial run: say so when quoting it).
+out only the first N people (a quicker, partial run: say so when quoting it). ``--threads T``:
+torch threads of training (issue 15's runs: 1; figures differ from 2 threads' in the last
+digits of the weights, so compare recipes at one setting). Each fold's row holds ``val`` (the
+best epoch's validation accuracy), ``val_last`` (the mean of the last LAST_N epochs': issue
+15's figure for choosing), ``val_int8`` (the deployed model on the validation split),
+``float`` (the float model on the test person) and ``val_hist`` (every epoch's), of the
+training phase that made the deployed model (the distillation phase for a student).
+``--summarize F... --per-person R1,R2``: also each named recipe's per-person table.
 """
 
 from __future__ import annotations
@@ -206,10 +220,11 @@ def _pct(rows: list[dict], key: str) -> str:
     return f"{100 * sum(x[key] for x in rows) / len(rows):.2f}"
 
 
-def summarize(files: list[Path]) -> None:
+def summarize(files: list[Path], per_person: tuple[str, ...] = ()) -> None:
     """One row per recipe and seed from --json files (a file without a ``seed`` key takes it
     from its name, ``seed<N>_...``), then each recipe's means over its seeds. ``val last``:
-    the mean validation accuracy of the last LAST_N epochs (runs made since issue 15)."""
+    the mean validation accuracy of the last LAST_N epochs (runs made since issue 15).
+    ``per_person``: recipes whose per-person table over their seeds is printed too."""
     import re
 
     runs = {}
@@ -248,6 +263,26 @@ def summarize(files: list[Path]) -> None:
                   f"{min(x[3] for x in v):.2f}",
                   f"{sum(x[2] >= 95 and x[3] >= 88 for x in v)} of {len(v)}")
     out.print(t)
+    for recipe in per_person:
+        seeds = sorted(s for (r, s) in runs if r == recipe)
+        if not seeds:
+            raise SystemExit(f"error: --per-person: no run of recipe {recipe!r} in the files")
+        t = Table(title=f"{recipe}: int8 test accuracy (%) per held-out person and seed")
+        for c in ("person", "windows", *(f"seed {s}" for s in seeds), "mean"):
+            t.add_column(c, justify="left" if c == "person" else "right")
+        first = runs[(recipe, seeds[0])]["rows"]
+        for i, row in enumerate(first):
+            accs = [100 * runs[(recipe, s)]["rows"][i]["int8"] for s in seeds]
+            t.add_row(row["person"], str(row["n"]), *(f"{a:.2f}" for a in accs),
+                      f"{sum(accs) / len(accs):.2f}")
+        means = [100 * sum(x["int8"] for x in runs[(recipe, s)]["rows"]) / len(first)
+                 for s in seeds]
+        worst = [100 * min(x["int8"] for x in runs[(recipe, s)]["rows"]) for s in seeds]
+        t.add_row("mean", "", *(f"{m:.2f}" for m in means), f"{sum(means) / len(means):.2f}")
+        t.add_row("worst", "", *(f"{w:.2f}" for w in worst), "")
+        t.add_row(f"val last {LAST_N}", "", *(_pct(runs[(recipe, s)]["rows"], "val_last")
+                                              for s in seeds), "")
+        out.print(t)
 
 
 def main() -> int:
@@ -261,9 +296,12 @@ def main() -> int:
                     help="torch threads for training (default: the recipe's, 2)")
     ap.add_argument("--summarize", type=Path, nargs="+", default=None,
                     help="print the per-seed table of earlier --json files (no training)")
+    ap.add_argument("--per-person", default="",
+                    help="with --summarize: recipes (comma-separated) whose per-person table "
+                         "over their seeds is printed too")
     a = ap.parse_args()
     if a.summarize:
-        summarize(a.summarize)
+        summarize(a.summarize, tuple(r for r in a.per_person.split(",") if r))
         return 0
     res = [run(a.workdir, r, a.people, a.seed, a.threads) for r in a.recipes.split(",")]
     if a.json:

@@ -98,3 +98,26 @@ def test_a_distilled_fold_end_to_end(tmp_path, monkeypatch):
     assert row["val_last"] == round(bench.val_last(hist), 5)
     assert row["int8"] == meta["test"]["int8"]["accuracy"] and row["n"] == 100
     assert 0.0 <= row["val_int8"] <= 1.0
+
+
+def test_summarize_per_person(tmp_path, capsys):
+    bench = _bench()
+    rows = lambda a, b: [{"person": "ann", "n": 4, "int8": a, "val": 1.0, "val_last": 0.5},  # noqa: E731
+                         {"person": "bob", "n": 2, "int8": b, "val": 1.0, "val_last": 0.7}]
+    f = tmp_path / "runs.json"
+    f.write_text(json.dumps([{"recipe": "r", "seed": 0, "rows": rows(0.75, 1.0)},
+                             {"recipe": "r", "seed": 1, "rows": rows(1.0, 0.5)}]))
+    bench.out.width = 200
+    bench.summarize([f], ("r",))
+    text = capsys.readouterr().out
+    # ann 75 / 100 (mean 87.50), bob 100 / 50 (75.00); seed means 87.50 / 75.00 (81.25);
+    # worst 75.00 / 50.00; val last (0.5 + 0.7) / 2 = 60.00 on both seeds
+    lines = {ln.split("│")[1].strip(): [c.strip() for c in ln.split("│")[2:-1]]
+             for ln in text.splitlines() if ln.startswith("│")}
+    assert lines["ann"] == ["4", "75.00", "100.00", "87.50"]
+    assert lines["bob"] == ["2", "100.00", "50.00", "75.00"]
+    assert lines["mean"] == ["", "87.50", "75.00", "81.25"]
+    assert lines["worst"] == ["", "75.00", "50.00", ""]
+    assert lines["val last 10"] == ["", "60.00", "60.00", ""]
+    with pytest.raises(SystemExit, match="no run of recipe 'nope'"):
+        bench.summarize([f], ("nope",))
