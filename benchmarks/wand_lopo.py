@@ -36,8 +36,9 @@ accuracy per held-out person, mean and worst, per recipe:
 ``--summarize F...`` prints, without training, one row per recipe and seed of such files and
 each recipe's means over its seeds (the tables of docs/wand_lopo.md). ``--people N`` holds
 out only the first N people (a quicker, partial run: say so when quoting it). ``--threads T``:
-torch threads of training (issue 15's runs: 1; figures differ from 2 threads' in the last
-digits of the weights, so compare recipes at one setting). Each fold's row holds ``val`` (the
+torch threads of training (issue 15's runs: 1; the figures are not those of 2 threads,
+``strong`` seed 0: 92.33 vs 92.14 %, one person 4.8 points apart, so compare recipes at one
+setting). Each fold's row holds ``val`` (the
 best epoch's validation accuracy), ``val_last`` (the mean of the last LAST_N epochs': issue
 15's figure for choosing), ``val_int8`` (the deployed model on the validation split),
 ``float`` (the float model on the test person) and ``val_hist`` (every epoch's), of the

@@ -102,8 +102,10 @@ def test_a_distilled_fold_end_to_end(tmp_path, monkeypatch):
 
 def test_summarize_per_person(tmp_path, capsys):
     bench = _bench()
-    rows = lambda a, b: [{"person": "ann", "n": 4, "int8": a, "val": 1.0, "val_last": 0.5},  # noqa: E731
-                         {"person": "bob", "n": 2, "int8": b, "val": 1.0, "val_last": 0.7}]
+    def rows(a, b):
+        return [{"person": "ann", "n": 4, "int8": a, "val": 1.0, "val_last": 0.5},
+                {"person": "bob", "n": 2, "int8": b, "val": 1.0, "val_last": 0.7}]
+
     f = tmp_path / "runs.json"
     f.write_text(json.dumps([{"recipe": "r", "seed": 0, "rows": rows(0.75, 1.0)},
                              {"recipe": "r", "seed": 1, "rows": rows(1.0, 0.5)}]))
