@@ -30,7 +30,8 @@ accuracy per held-out person, mean and worst, per recipe:
     the other three of seeds 0-3, the teachers seeing every batch as the student does (-mix:
     mixup 0.2 while distilling). They need those runs first, with the same --workdir (kept
     under DIR/models/RECIPE-SEED/PERSON/); the student's first phase resumes the stored
-    ``strong`` checkpoint of its seed and fold instead of training it again
+    ``strong`` checkpoint of its seed and fold instead of training it again;
+    strong-restart (a control): the same two phases with distill_alpha 0 (no teacher signal)
 
 ``--seed S`` trains every fold with seed S. ``--json F`` also writes the rows to F;
 ``--summarize F...`` prints, without training, one row per recipe and seed of such files and
@@ -100,7 +101,11 @@ RECIPES = {"defaults": {},
            "strong-distill-mix": {**_STRONG, "teachers": "strong", "first": "strong",
                                   "train.teacher_sees": "batch", "train.distill_mixup": 0.2},
            "strong-distill-wide": {**_STRONG, "teachers": "strong-wide", "first": "strong",
-                                   "train.teacher_sees": "batch"}}
+                                   "train.teacher_sees": "batch"},
+           # control: the students' two 60-epoch phases without the teachers' signal
+           # (distill_alpha 0: the second phase is plain cross-entropy on the labels)
+           "strong-restart": {**_STRONG, "teachers": "strong", "first": "strong",
+                              "train.teacher_sees": "batch", "train.distill_alpha": 0.0}}
 # the seeds whose ``strong`` models teach a student of seed s: the other three of 0-3
 TEACHER_SEEDS = (0, 1, 2, 3)
 # the validation figure of the seed 0-3 comparison of issue 15: the mean of the last LAST_N
