@@ -110,6 +110,8 @@ def prepare(project: Project, recipe: TrainSettings | None = None,
     if arch not in ARCHS:
         raise PipelineError(f"{project.config_path}: model.arch {arch!r} is not in the zoo "
                             f"(have: {', '.join(ARCHS)})")
+    if view is None and project.config.model.missing == "fallback":
+        check_fallback(project, arch)
     labels = class_list(project)
     tr = load_split(project, "train", labels, view=view)
     va = load_split(project, "validation", labels, view=view)
@@ -162,14 +164,7 @@ def missing_policy(project: Project, arch: str, params: dict) -> str:
     else ``zero`` (what every other model does)."""
     chosen = project.config.model.missing
     if chosen == "fallback":
-        n = len(project.config.data.sensors)
-        why = (f"the project has {n} sensor{'' if n == 1 else 's'} ([[data.sensors]])"
-               if n < 2 else f"arch is {arch}" if arch not in FALLBACK_ARCHS else None)
-        if why:
-            raise PipelineError(f"{project.config_path}: model.missing = 'fallback' applies "
-                                f"only to a classifier on the features of two or more sensors"
-                                f" (arch {' or '.join(FALLBACK_ARCHS)}); here {why} (remove "
-                                f"the setting)")
+        check_fallback(project, arch)
         return chosen
     sizes = params.get("sizes") or []
     try:
@@ -186,6 +181,20 @@ def missing_policy(project: Project, arch: str, params: dict) -> str:
                             f"to intermediate fusion (arch \"fusion\") with model.params.aux "
                             f"> 0 and several sensors; here {why} (remove the setting)")
     return chosen
+
+
+def check_fallback(project: Project, arch: str) -> None:
+    """``[model] missing = "fallback"`` needs two or more sensors and a classifier on one
+    feature vector (FALLBACK_ARCHS); anything else is one PipelineError line naming
+    kiloml.toml (checked before any feature is computed)."""
+    n = len(project.config.data.sensors)
+    why = (f"the project has {n} sensor{'' if n == 1 else 's'} ([[data.sensors]])"
+           if n < 2 else f"arch is {arch}" if arch not in FALLBACK_ARCHS else None)
+    if why:
+        raise PipelineError(f"{project.config_path}: model.missing = 'fallback' applies only "
+                            f"to a classifier on the features of two or more sensors (arch "
+                            f"{' or '.join(FALLBACK_ARCHS)}); here {why} (remove the "
+                            f"setting)")
 
 
 def sensor_feature_sizes(project: Project, block, feature_shape,
