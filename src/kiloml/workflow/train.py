@@ -371,12 +371,15 @@ class Fallback:
     sensor's features and folded to read the fused model's normalized slice ``bounds``."""
 
     sensor: str
-    model: Any
+    model: Any               # folded: reads the fused model's normalized slice
     bounds: tuple[int, int]
     arch: str
     params: dict
     normalizer: str          # the kind of its own normalizer (folded into its first layer)
     result: Any = None       # kiloml.train.loop's TrainResult of its training
+    own: Any = None          # the model as trained (reads its own normalizer's features)
+    scale: Any = None        # the fold: own input = fused slice x scale + shift
+    shift: Any = None
 
 
 def fallback_recipe(prep: Prepared) -> tuple[str, dict]:
@@ -417,8 +420,10 @@ def train_fallbacks(prep: Prepared, checkpoint_dir=None, progress: bool = True,
         fused, own = prep.normalizer, ps.normalizer
         mf, sf = _flat(fused.mean, n)[a:b], _flat(fused.std, n)[a:b]
         mo, so = _flat(own.mean, b - a), _flat(own.std, b - a)
-        folded = fold_input_affine(model, sf / so, (mf - mo) / so)
-        out.append(Fallback(s.name, folded.eval(), (a, b), arch, dict(params), own.kind, res))
+        scale, shift = sf / so, (mf - mo) / so
+        folded = fold_input_affine(model, scale, shift)
+        out.append(Fallback(s.name, folded.eval(), (a, b), arch, dict(params), own.kind, res,
+                            model, scale, shift))
     return out
 
 
@@ -647,8 +652,11 @@ def train_project(project: Project | str | Path | None = None, progress: bool = 
     save_tflite(graph, out / "model.tflite")
     torch.save({"arch": prep.arch, "params": prep.params, "state": model.state_dict(),
                 "feature_shape": list(prep.feature_shape), "num_classes": len(prep.labels),
+                # each sensor's model as trained, and the fold to the fused input
                 **({"fallback": [{"sensor": f.sensor, "arch": f.arch, "params": f.params,
-                                  "bounds": list(f.bounds), "state": f.model.state_dict()}
+                                  "bounds": list(f.bounds), "state": f.own.state_dict(),
+                                  "input_scale": np.asarray(f.scale, np.float32).tolist(),
+                                  "input_shift": np.asarray(f.shift, np.float32).tolist()}
                                  for f in fallbacks]} if fallbacks else {})},
                out / "float.pt")
     torch.save(net.state_dict(), out / "qnet.pt")
