@@ -17,7 +17,9 @@ R10 = ("intermediate, dropout 0.75, aux 1 aux_skip_missing True branch 32 head_f
 SETUPS = {"R10 sensors (phone spectral, watch raw), R10's fused model": (R10, "phone",
                                                                         "watch, watch raw"),
           "the example's default (both spectral, early fusion, dropout 0.25)": (
-              "fusion, fallback", "phone", "watch")}
+              "fusion, fallback", "phone", "watch"),
+          "the example's sensors and model without sensor dropout (early fusion, dropout 0)": (
+              "fusion, dropout 0, fallback", "phone", "watch")}
 
 
 def seeded(name: str, seed: int) -> str:
