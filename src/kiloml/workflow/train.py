@@ -673,16 +673,17 @@ def train_project(project: Project | str | Path | None = None, progress: bool = 
             meta["threshold"] = thr_q
         test = {"float": report(prep, predict_float(prep, model, ev.x), ev, thr_f),
                 "int8": report(prep, predict_int8(prep, graph, ev.x), ev, thr_q)}
-        if fallbacks:   # each sensor's own model alone (float), on the same windows
-            meta["fallback"] = [
-                {"sensor": f.sensor, "arch": f.arch, "params": f.params,
-                 "features": list(f.bounds), "normalizer": f.normalizer,
-                 "float_train": _res_dict(f.result) | {"history": None},
-                 "test_float": report(prep, predict_fallback(prep, f, ev.x), ev)}
-                for f in fallbacks]
         if qres is not None and not prep.anomaly:
             fk = run_fake(net, prep.model_input(ev.x), logits=True)
             test["qat_eval"] = report(prep, fk, ev)
+    if fallbacks:   # each sensor's own model alone (float), on the same windows
+        meta["fallback"] = [
+            {"sensor": f.sensor, "arch": f.arch, "params": f.params,
+             "features": list(f.bounds), "normalizer": f.normalizer,
+             "float_train": _res_dict(f.result) | {"history": None},
+             "test_float": report(prep, predict_fallback(prep, f, ev.x), ev)
+             if len(ev.x) else None}
+            for f in fallbacks]
     meta["evaluated_on"] = ev_name if len(ev.x) else None
     meta.update({
         "test": test, "float_train": _res_dict(res), "distill_train": _res_dict(dres),
