@@ -3,7 +3,7 @@
     python benchmarks/fusion.py [--data DIR] [--folds 4] [--workdir DIR] [--json FILE]
         [--setups phone,watch,fusion,intermediate] [--dropout 0.25]
         [--sensor-dsp SENSOR=raw|spectral ...] [--compare-only] [--model-params JSON]
-        [--missing zero|branch-head] [--seed N]
+        [--missing zero|branch-head|fallback] [--seed N] [--threads N]
 
 Data: the sp_sw_har recordings (../shared/data/sp_sw_har/DATA, 16 people; Matey-Sanz,
 Casteleyn & Granell 2023, CC BY 4.0). Each setup is the ``kiloml init --example sp_sw_har``
@@ -30,8 +30,13 @@ rows).
 the deployed model keeps the branches' classifiers as extra heads and a device without one
 sensor answers with the other sensor's head (the Python twin of ``_classify_sensors`` with that
 sensor NULL); the rows "..., fused head on zeros" score the same models' fused head with the
-sensor's channels zeroed (the ``zero`` policy), a paired comparison. ``--missing zero`` (the
-default; what the earlier rows used) zeroes the channels. ``--setups`` runs a subset;
+sensor's channels zeroed (the ``zero`` policy), a paired comparison. ``--missing fallback`` sets ``[model] missing = "fallback"`` on the fusion and intermediate
+setups: each sensor also gets a dense model of its own, trained apart on its features with
+the single-sensor recipe and shipped in the same graph, which answers when it is the sensor
+that remains; the "..., fused head on zeros" rows are scored as with branch-head.
+``--missing zero`` (the
+default; what the earlier rows used) zeroes the channels. ``--threads N`` sets ``[train]
+threads`` (torch threads) of every fold. ``--setups`` runs a subset;
 ``--sensor-dsp watch=raw`` gives that sensor its own block (``[data.sensors.dsp]``: ``raw``
 flattened, or ``spectral`` with the example's parameters) in the setups that include it.
 Rows are named by the setup and the options that differ from the defaults (``fusion, dropout
@@ -92,7 +97,8 @@ def setup_name(setup: str, dropout: float, sensor_dsp: dict[str, str],
     if setup == "intermediate" and model_params:
         name += ", " + " ".join(f"{k} {'-'.join(map(str, v)) if isinstance(v, list) else v}"
                                for k, v in sorted(model_params.items()))
-    if setup == "intermediate" and missing != "zero":
+    if (setup == "intermediate" and missing == "branch-head") or \
+            (setup in FUSIONS and missing == "fallback"):
         name += f", {missing}"
     for s, blk in sorted(sensor_dsp.items()):
         if setup in (*FUSIONS, s):
@@ -111,7 +117,7 @@ def base_project(work: Path, setup: str, data: Path, dropout: float = DROPOUT,
         .replace(", ", "_") \
         .replace("intermediate", "im").replace("branch ", "b").replace("head_hidden ", "hh") \
         .replace("hidden ", "h").replace("aux ", "a") \
-        .replace("branch-head", "bh").replace(" ", "-")   # short: the C prefix (project
+        .replace("branch-head", "bh").replace("fallback", "fb").replace(" ", "-")   # short: the C prefix (project
     # name) has at most 32 characters
     root = work / f"base_{tag}"
     if (root / "dataset" / "index.csv").is_file():
@@ -123,12 +129,15 @@ def base_project(work: Path, setup: str, data: Path, dropout: float = DROPOUT,
         p = Project.load(root)
         aux = float((model_params or {}).get("aux", 0) or 0)
         p.config.model = ModelSection(arch="fusion", params=dict(model_params or {}),
-                                      missing=missing if aux > 0 else None)
+                                      missing=missing if aux > 0 or missing == "fallback"
+                                      else None)
         p.save()
         return root
     # the example project, then narrowed to one sensor and re-imported
     p = init_example(root, "sp_sw_har", data)
     c = p.config
+    if setup == "fusion" and missing == "fallback":
+        c.model.missing = "fallback"
     if setup not in FUSIONS:
         c.data.channels = None
         c.data.sensors = [s for s in c.data.sensors if s.name == setup]
@@ -147,7 +156,7 @@ def base_project(work: Path, setup: str, data: Path, dropout: float = DROPOUT,
 
 
 def fold_project(work: Path, base: Path, setup: str, fold: int, test: set, val: set,
-                 seed: int = 0) -> Path:
+                 seed: int = 0, threads: int | None = None) -> Path:
     root = work / f"{base.name.removeprefix('base_')}_f{fold}"
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(base, root, ignore=shutil.ignore_patterns("build", ".kiloml"))
@@ -159,6 +168,8 @@ def fold_project(work: Path, base: Path, setup: str, fold: int, test: set, val: 
     p.config.project.name = name
     if seed:
         p.config.train.seed = seed      # the training seed ([train] seed; default 0)
+    if threads:
+        p.config.train.threads = threads
     p.save()
     idx = DatasetIndex.load(p.index_path)
     DatasetIndex([s.with_(split="test" if s.group in test else "validation" if s.group in val
@@ -196,8 +207,11 @@ def main() -> None:
                     help="a sensor's own DSP block: raw or spectral (repeatable)")
     ap.add_argument("--model-params", type=json.loads, default={},
                     help="the intermediate model's [model.params] as JSON")
-    ap.add_argument("--missing", choices=("zero", "branch-head"), default="zero",
-                    help="the intermediate model's [model] missing (with aux > 0)")
+    ap.add_argument("--missing", choices=("zero", "branch-head", "fallback"), default="zero",
+                    help="[model] missing: branch-head (intermediate, aux > 0) or fallback "
+                         "(fusion and intermediate)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="[train] threads of every fold (default: the project's)")
     ap.add_argument("--seed", type=int, default=0,
                     help="the training seed ([train] seed) of every fold; rows are named by "
                          "it when not 0")
@@ -224,18 +238,22 @@ def main() -> None:
         return
     a.workdir.mkdir(parents=True, exist_ok=True)
     people = sorted(d.name for d in a.data.iterdir() if d.is_dir())
-    if a.missing != "zero" and not float(a.model_params.get("aux", 0) or 0) > 0:
+    if a.missing == "branch-head" and not float(a.model_params.get("aux", 0) or 0) > 0:
         ap.error("--missing branch-head needs --model-params with \"aux\" > 0")
     names = {x: setup_name(x, a.dropout, sensor_dsp, a.model_params, a.missing, a.seed)
              for x in setups}
-    heads = a.missing == "branch-head"
+    heads = a.missing != "zero"
+
+    def has_heads(setup: str) -> bool:
+        return heads and (setup == "intermediate" or a.missing == "fallback")
+
     rows: dict[str, list] = {}
     for x in setups:
         rows[names[x]] = []
         if x in FUSIONS:
             rows[names[x] + ", watch missing"] = []
             rows[names[x] + ", phone missing"] = []
-            if heads and x == "intermediate":
+            if has_heads(x):
                 rows[names[x] + ", watch missing, fused head on zeros"] = []
                 rows[names[x] + ", phone missing, fused head on zeros"] = []
     cost: dict[str, dict] = {}
@@ -243,12 +261,12 @@ def main() -> None:
     for setup in setups:
         name = names[setup]
         base = base_project(a.workdir, setup, a.data, a.dropout, sensor_dsp, a.model_params,
-                            a.missing, a.seed)
+                            a.missing if setup in FUSIONS else "zero", a.seed)
         for f in range(a.folds):
             test = set(people[f::a.folds])
             nxt = [x for x in people[(f + 1) % a.folds::a.folds] if x not in test]
             val = set(nxt[:2])
-            root = fold_project(a.workdir, base, setup, f, test, val, a.seed)
+            root = fold_project(a.workdir, base, setup, f, test, val, a.seed, a.threads)
             r = run_project(Project.load(root), until="profile", progress=False)
             if r["error"]:
                 sys.exit(f"{setup} fold {f}: {r['error']}")
@@ -257,7 +275,7 @@ def main() -> None:
             if setup in FUSIONS:
                 for gone in ("watch", "phone"):
                     rows[f"{name}, {gone} missing"].append(score(p, gone))
-                    if heads and setup == "intermediate":
+                    if has_heads(setup):
                         rows[f"{name}, {gone} missing, fused head on zeros"].append(
                             score(p, gone, fused=True))
             prof = json.loads((root / "build" / "profile.json").read_text())["boards"][0]

@@ -413,7 +413,7 @@ def test_deploy_refuses_heads_that_do_not_fit(trained, tmp_path):
     with pytest.raises(KilomlError, match="needs a multi-sensor model"):
         deploy_c(replace(spec, sensors=(), missing="branch-head"), tmp_path / "b")
     with pytest.raises(KilomlError, match="not a policy"):
-        deploy_c(replace(spec, missing="fallback"), tmp_path / "c")
+        deploy_c(replace(spec, missing="drop"), tmp_path / "c")
     assert not any((tmp_path / d).exists() for d in "abc")
 
 
@@ -444,7 +444,7 @@ def test_missing_setting_needs_intermediate_fusion_with_aux(tmp_path):
     r = kiloml("train", "--project", root, "-q")
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1 and "kiloml.toml: model.missing" in lines[0] \
-        and "'zero' or 'branch-head'" in lines[0], r.stderr
+        and "'zero', 'branch-head' or 'fallback'" in lines[0], r.stderr
 
 
 def test_project_with_branch_heads_runs_deploys_and_verifies(tmp_path):

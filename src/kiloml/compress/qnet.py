@@ -378,6 +378,22 @@ class QNet(nn.Module):
             vals[op.output] = self._quant(op.output, y, op.act, op)
         return vals[self.output]
 
+    def outputs(self, x: torch.Tensor, logits: bool = False) -> list[torch.Tensor]:
+        """Every output: ``output`` then ``extra_outputs`` (several heads); ``logits``: for
+        an output made by a softmax, that softmax's input (for training each head)."""
+        vals: dict[int, torch.Tensor] = {0: self._quant(0, self.to_internal(x), "NONE")}
+        made: dict[int, QOp] = {}
+        for op in self.ops:
+            y = op.run(self, [vals[i] for i in op.inputs])
+            vals[op.output] = self._quant(op.output, y, op.act, op)
+            made[op.output] = op
+        res = []
+        for v in [self.output, *self.extra_outputs]:
+            op = made.get(v)
+            res.append(vals[op.inputs[0]] if logits and op is not None and op.kind == "softmax"
+                       else vals[v])
+        return res
+
     def _quant(self, value: int, y: torch.Tensor, act: str, op: QOp | None = None) -> torch.Tensor:
         ob = self.observers[self.quant_of[value]]
         if self.mode == "float":

@@ -339,9 +339,9 @@ def imu_sketch(p: Pipeline, sketch: str) -> str:
         *([] if not fused else [
             "    if (missing != 0) {",
             f'      Serial.println("({gname} missing: classified with its channels as zeros)");'
-            if p.spec.missing != "branch-head" else
+            if p.spec.missing not in ("branch-head", "fallback") else
             f'      Serial.println("({gname} missing: classified by the {p.spec.sensors[0][0]} '
-            'head)");',
+            f'{"head" if p.spec.missing == "branch-head" else "model"})");',
             "    }"]),
         "  }",
         "}", ""]

@@ -40,7 +40,8 @@ from kiloml.dsp.cgen import table
 from kiloml.deploy.package import (Package, c_string, check_output, comment_text, provenance,
                                    to_json, write_tree)
 from kiloml.deploy import slot
-from kiloml.deploy.spec import (CFLAGS, DeploySpec, Pipeline, head_for_missing, metadata,
+from kiloml.deploy.spec import (CFLAGS, DeploySpec, Pipeline, has_heads, head_for_missing,
+                                metadata,
                                 model_kernels, raw_units, resolve, sensor_decimation)
 from kiloml.errors import KilomlError
 from kiloml.targets.profile import RUNTIME_CORES
@@ -213,11 +214,15 @@ def _missing_policy_doc(p: Pipeline) -> list[str]:
                 " * sensor dropout; *missing receives a bit per NULL sensor (bit k: sensor k, in",
                 " * the order above) when missing is not NULL. Returns as "
                 f"{n}_classify. */"]
+    own = ([" * one sensor remains, the scores of that sensor's own head (its branch's",
+            " * classifier, part of the model); otherwise the fused head's, as "
+            f"{n}_classify."] if p.spec.missing == "branch-head" else
+           [" * one sensor remains, the scores of that sensor's own model (trained apart on",
+            " * its features alone, part of the model); otherwise the fused head's, as "
+            f"{n}_classify."])
     return [" * (out of range): its channels are zeros and bit k of *missing is set (sensor",
             " * k, in the order above; when missing is not NULL). The answer: when exactly",
-            " * one sensor remains, the scores of that sensor's own head (its branch's",
-            " * classifier, part of the model); otherwise the fused head's, as "
-            f"{n}_classify.",
+            *own,
             f" * Returns the top class of those scores, or as {n}_classify on an error. */"]
 
 
@@ -398,8 +403,8 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str,
         lines += ["/* the model's int8 input */", f"static int8_t {n}_input[{F}];"]
     lines += ["/* the model's int8 output */", f"static int8_t {n}_output[{M}_NUM_CLASSES];", ""]
     if branch_heads(p):
-        lines += ["/* each sensor branch's own head (model outputs 1, 2, ...: missing = "
-                  "branch-head) */"]
+        lines += ["/* each sensor's own head (model outputs 1, 2, ...: missing = "
+                  f"{p.spec.missing}) */"]
         lines += [f"static int8_t {n}_head_{nm}[{M}_NUM_CLASSES];" for nm, _ in p.spec.sensors]
         lines += [""]
     if p.convert == "lut":
@@ -467,8 +472,8 @@ def pipeline_source(p: Pipeline, dsp_include: str, model_include: str,
 
 def branch_heads(p: Pipeline) -> bool:
     """The model has a head per sensor besides the fused one ([model] missing =
-    "branch-head")."""
-    return p.spec.missing == "branch-head"
+    "branch-head" or "fallback")."""
+    return has_heads(p.spec)
 
 
 def _head_args(p: Pipeline) -> str:
@@ -630,7 +635,7 @@ def readme(p: Pipeline, build_lines: list[str], layout_lines: list[str]) -> str:
         + ("" if p.convert == "direct" else f", {p.feature_size} bytes of model input")
         + f", {p.num_classes} bytes of model output"
         + (f" and {p.num_classes} per sensor head ({len(p.spec.sensors)} heads: missing = "
-           "branch-head)" if branch_heads(p) else ""), "",
+           f"{p.spec.missing})" if branch_heads(p) else ""), "",
         "## Notes", "",
         "- The kernels (`kml_*`) are shared by every kiloml library: link one kiloml "
         "library per firmware image.",

@@ -29,7 +29,8 @@ import numpy as np
 
 from kiloml.codegen.host import SANITIZE, WARNINGS, find_cc
 from kiloml.compress.quantize import run_int8
-from kiloml.deploy.spec import Q20, DeploySpec, board_flags, find_board, head_for_missing
+from kiloml.deploy.spec import (Q20, DeploySpec, board_flags, find_board, has_heads,
+                                head_for_missing)
 from kiloml.dsp.apply import apply_block, block_quant
 from kiloml.dsp.cgen import c_array
 from kiloml.errors import KilomlError, ToolchainError
@@ -477,13 +478,13 @@ def block_output_features(spec: DeploySpec, q: np.ndarray) -> np.ndarray:
 def classify_features(spec: DeploySpec, feats: np.ndarray, missing: int = 0) -> RunResult:
     """Float32 features (N, *shape) through the normalizer, the layout and the int8 model
     (reference interpreter): the second half of ``run_python``. A model with a head per
-    sensor (``spec.missing`` = ``branch-head``) answers with the head that
+    sensor (``spec.missing`` = ``branch-head`` or ``fallback``) answers with the head that
     ``head_for_missing`` picks for the bit mask ``missing`` (the fused head for 0)."""
     n = len(feats)
     norm = spec.normalizer if isinstance(spec.normalizer, Normalizer) else \
         Normalizer.from_state({"mean": 0.0, "std": 1.0, **spec.normalizer})
     q = run_int8(spec.graph, to_model_input(norm(feats), spec.layout), dequantize=False)
-    h = head_for_missing(len(spec.sensors), missing) if spec.missing == "branch-head" else 0
+    h = head_for_missing(len(spec.sensors), missing) if has_heads(spec) else 0
     if isinstance(q, list):     # several outputs: the heads, the fused one first
         q = q[h]
     q = q.reshape(n, -1)

@@ -94,9 +94,10 @@ class DeploySpec:
     sensors: tuple[tuple[str, int], ...] = ()
     stream: Any = None  # kiloml.train.streaming.StreamSettings (None: the defaults)
     prefer: str = "balanced"  # the model kernels' flash-for-speed choice (armv7em_choice)
-    # the missing-sensor policy (multi-sensor): "zero" (the fused head answers on zeros) or
-    # "branch-head": the graph's outputs are the fused head then each sensor's own head, and
-    # <name>_classify_sensors answers with the remaining sensor's head (head_for_missing)
+    # the missing-sensor policy (multi-sensor): "zero" (the fused head answers on zeros),
+    # "branch-head" or "fallback" (HEAD_POLICIES): the graph's outputs are the fused head then
+    # each sensor's own head (its branch's classifier, or a model of its own trained apart),
+    # and <name>_classify_sensors answers with the remaining sensor's head (head_for_missing)
     missing: str = "zero"
 
 
@@ -394,7 +395,7 @@ def multi_rate(spec: DeploySpec) -> bool:
 
 
 # the policies whose graph has a head per sensor after the fused one (outputs 1, 2, ...)
-HEAD_POLICIES = ("branch-head",)
+HEAD_POLICIES = ("branch-head", "fallback")
 
 
 def has_heads(spec: DeploySpec) -> bool:
@@ -406,20 +407,22 @@ def _check_heads(spec: DeploySpec) -> int:
     """The number of graph outputs the missing-sensor policy needs (1 for ``zero``)."""
     if spec.missing == "zero":
         return 1
-    if spec.missing != "branch-head":
-        raise KilomlError(f"missing: {spec.missing!r} is not a policy (zero, branch-head)")
+    if spec.missing not in HEAD_POLICIES:
+        raise KilomlError(f"missing: {spec.missing!r} is not a policy (zero, "
+                          f"{', '.join(HEAD_POLICIES)})")
     if len(spec.sensors) < 2:
-        raise KilomlError("missing = branch-head: needs a multi-sensor model (a head per "
+        raise KilomlError(f"missing = {spec.missing}: needs a multi-sensor model (a head per "
                           "sensor), this one has "
                           f"{len(spec.sensors)} sensor{'s' if len(spec.sensors) != 1 else ''}")
     if spec.model_slot or spec.personalize is not None:
-        raise KilomlError("missing = branch-head cannot be deployed with [deploy] model_slot "
-                          "or [personalize] yet (they run a single-output model)")
+        raise KilomlError(f"missing = {spec.missing} cannot be deployed with [deploy] "
+                          "model_slot or [personalize] yet (they run a single-output model)")
     return 1 + len(spec.sensors)
 
 
 def head_for_missing(sensors: int, missing: int) -> int:
-    """The graph output that answers under the branch-head policy for the bit mask of
+    """The graph output that answers under the branch-head and fallback policies for the
+    bit mask of
     missing sensors (bit k: sensor k): the head of the one remaining sensor (output 1 + k)
     when exactly one remains, else the fused head (output 0: nothing missing, or with more
     than two sensors several still present, or none left, where the missing channels are
@@ -460,9 +463,9 @@ def metadata(p: Pipeline) -> dict:
                             "scale": p.input_scale, "zero_point": p.input_zero_point,
                             "rounding": "half away from zero"},
                   "output": {"scale": p.output_scale, "zero_point": p.output_zero_point},
-                  **({"missing": "branch-head",
+                  **({"missing": spec.missing,
                       "heads": ["fusion"] + [nm for nm, _ in spec.sensors]}
-                     if spec.missing == "branch-head" else {}),
+                     if has_heads(spec) else {}),
                   "arena_bytes": p.arena_bytes_by_kernels,
                   "kernels": p.runtime, **model_kernels(p)},
         "board": {"id": p.board_id, "name": p.board.get("name", p.board_id), "core": p.core,

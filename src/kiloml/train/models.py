@@ -128,6 +128,26 @@ def _dense_bn(cin: int, hidden, dropout: float) -> tuple[list[nn.Module], int]:
     return layers, cin
 
 
+def heads_ce(outs, keeps, y: torch.Tensor, mix=None) -> list[torch.Tensor]:
+    """The cross-entropy of each head's logits in ``outs`` against ``y`` (``mix``: (lambda,
+    permutation) of a mixup batch), each the mean over the windows its ``keeps`` mask keeps
+    (0 when none; ``keeps`` None or a None mask: every window)."""
+
+    def ce(o, keep):
+        def one(t):
+            if keep is None:
+                return nn.functional.cross_entropy(o, t)
+            per = nn.functional.cross_entropy(o, t, reduction="none")
+            return (per * keep).sum() / keep.sum().clamp(min=1)
+        if mix is None:
+            return one(y)
+        lam, perm = mix
+        return lam * one(y) + (1 - lam) * one(y[perm])
+
+    keeps = keeps or [None] * len(outs)
+    return [ce(o, k) for o, k in zip(outs, keeps)]
+
+
 class FusionBranches(nn.Module):
     """Intermediate fusion on (N, features) where the features are the sensors' own, back to
     back (``sizes[k]`` values of sensor k): branch k (dense + BN + ReLU layers of widths
@@ -237,20 +257,7 @@ class FusionBranches(nn.Module):
         keeps, self._aux_keep = self._aux_keep, None
         if not outs or y is None:
             return 0.0
-
-        def ce(o, keep):
-            def one(t):
-                if keep is None:
-                    return nn.functional.cross_entropy(o, t)
-                per = nn.functional.cross_entropy(o, t, reduction="none")
-                return (per * keep).sum() / keep.sum().clamp(min=1)
-            if mix is None:
-                return one(y)
-            lam, perm = mix
-            return lam * one(y) + (1 - lam) * one(y[perm])
-
-        keeps = keeps or [None] * len(outs)
-        return self.aux * sum(ce(o, k) for o, k in zip(outs, keeps)) / len(outs)
+        return self.aux * sum(heads_ce(outs, keeps, y, mix)) / len(outs)
 
     def all_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(fused logits, branch 0's own classifier's logits, branch 1's, ...) of one batch;
@@ -284,6 +291,66 @@ class BranchHeads(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.model.all_heads(x)
+
+
+class FallbackHeads(nn.Module):
+    """A trained fused model and, for each sensor, a model of its own trained apart on that
+    sensor's slice of the features (``[model] missing = "fallback"``), as one module whose
+    forward returns (fused(x), m_0(x[:, a_0:b_0]), m_1(x[:, a_1:b_1]), ...): lowering it
+    (kiloml.compress.lowering.lower) gives one int8 graph with one output per head, the
+    same shape of graph as ``BranchHeads``. The sensors' models share nothing with the fused
+    path but the graph's input (its quantization).
+
+    ``fallbacks``: (model, (a, b)) per sensor, in sensor order; each model reads its slice
+    as the fused model's normalizer gives it (``fold_input_affine`` first when its own
+    normalizer differs). The fused head is computed last (the lowering's convention)."""
+
+    def __init__(self, fused: nn.Module, fallbacks) -> None:
+        super().__init__()
+        if len(fallbacks) < 2:
+            raise ModelError("fallback heads: needs a model per sensor for two or more sensors")
+        self.fused = fused
+        self.sensor_models = nn.ModuleList([m for m, _ in fallbacks])
+        self.bounds = [(int(a), int(b)) for _, (a, b) in fallbacks]
+        if any(a < 0 or b <= a for a, b in self.bounds):
+            raise ModelError(f"fallback heads: bad feature ranges {self.bounds}")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        own = [m(x[:, a:b]) for m, (a, b) in zip(self.sensor_models, self.bounds)]
+        return (self.fused(x), *own)
+
+
+def fold_input_affine(model: nn.Module, scale: np.ndarray, shift: np.ndarray) -> nn.Module:
+    """A copy of ``model`` (a ``Dense``) that reads ``u`` where it read ``u * scale + shift``
+    (per feature): folded into its first linear layer (W' = W diag(scale), bias' = bias +
+    W shift). This is how a sensor's model trained with its own normalizer reads the fused
+    model's normalized features: x_own = (f - m_own) / s_own = u * s_fused / s_own +
+    (m_fused - m_own) / s_own for u = (f - m_fused) / s_fused. Exact in real arithmetic;
+    identity when the two normalizers agree."""
+    import copy
+
+    if not isinstance(model, Dense):
+        raise ModelError("fallback heads: a sensor's model must be dense (a feature vector)")
+    m = copy.deepcopy(model)
+    lin = m.features[0] if len(m.features) else m.classifier
+    scale = torch.as_tensor(np.asarray(scale, np.float32)).reshape(-1)
+    shift = torch.as_tensor(np.asarray(shift, np.float32)).reshape(-1)
+    n = lin.weight.shape[1]
+    scale = scale.expand(n) if scale.numel() == 1 else scale
+    shift = shift.expand(n) if shift.numel() == 1 else shift
+    if scale.numel() != n or shift.numel() != n:
+        raise ModelError(f"fallback heads: {scale.numel()} scales for {n} inputs")
+    if bool((scale == 1).all()) and bool((shift == 0).all()):
+        return m
+    with torch.no_grad():
+        w = lin.weight.detach().clone()
+        extra = w.double() @ shift.double()
+        lin.weight.copy_(w * scale[None, :])
+        if lin.bias is None:
+            lin.bias = nn.Parameter(extra.float())
+        else:
+            lin.bias.add_(extra.float())
+    return m
 
 
 class AutoEncoder(nn.Module):

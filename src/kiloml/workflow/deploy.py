@@ -95,10 +95,11 @@ def project_spec(project: Project | str | Path | None, board: Optional[str] = No
 
 
 def _missing_of(meta: dict, graph) -> str:
-    """The policy of another .tflite of the project (a variant): branch-head only when it
-    has the trained model's heads."""
+    """The policy of another .tflite of the project (a variant): the trained model's
+    (branch-head or fallback) only when it has the trained model's heads."""
     heads = meta.get("heads") or []
-    return "branch-head" if heads and len(graph.outputs) == len(heads) else "zero"
+    return meta.get("missing", "branch-head") if heads and len(graph.outputs) == len(heads) \
+        else "zero"
 
 
 def _personalize(p: Project):

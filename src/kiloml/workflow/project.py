@@ -113,14 +113,16 @@ def block_spec(data: DataSection, dsp: DSPSection) -> tuple[str, Optional[str], 
 
 
 class ModelSection(_Strict):
-    """``missing``: what the deployed model answers when a sensor is missing (intermediate
-    fusion with ``params.aux`` > 0 only; kiloml.workflow.train.missing_policy): ``zero`` (its
-    channels are zeros, the fused head answers) or ``branch-head`` (the remaining sensor's
-    own head answers); unset: the default (docs/fusion.md)."""
+    """``missing``: what the deployed model answers when a sensor is missing
+    (kiloml.workflow.train.missing_policy): ``zero`` (its channels are zeros, the fused head
+    answers), ``branch-head`` (intermediate fusion with ``params.aux`` > 0: the remaining
+    sensor's branch classifier answers) or ``fallback`` (a dense or fusion model of several
+    sensors: each sensor also gets a model of its own, trained apart and shipped in the same
+    graph, which answers when it is the one remaining); unset: the default (docs/fusion.md)."""
 
     arch: str = Field(min_length=1)
     params: dict[str, Any] = {}
-    missing: Optional[Literal["zero", "branch-head"]] = None
+    missing: Optional[Literal["zero", "branch-head", "fallback"]] = None
 
 
 BOARD_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"

@@ -28,7 +28,7 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -48,8 +48,8 @@ from kiloml.ir.planner import plan_memory
 from kiloml.train import augment as A
 from kiloml.train.loop import EpochData, TrainConfig, fit
 from kiloml.train.metrics import classification_report, roc_auc
-from kiloml.train.models import (ARCHS, BranchHeads, KMeansScorer, build_model, input_layout,
-                                 to_model_input)
+from kiloml.train.models import (ARCHS, BranchHeads, FallbackHeads, KMeansScorer, build_model,
+                                 fold_input_affine, heads_ce, input_layout, to_model_input)
 from kiloml.train.normalize import Normalizer
 from kiloml.train.settings import ANOMALY_ARCHS, TrainSettings
 from kiloml.workflow.cache import cache_path, content_hash, load_arrays, save_arrays
@@ -85,6 +85,8 @@ class Prepared:
     view: Optional[SensorView] = None   # one sensor's features (kiloml optimize's sensors)
     ensemble: Optional[TeacherEnsemble] = None   # the checked teachers (teacher_ensemble)
     missing: str = "zero"               # the missing-sensor policy (missing_policy)
+    # missing = "fallback": each sensor's [a, b) range of the flattened features, in order
+    fallback_bounds: list = field(default_factory=list)
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
@@ -108,6 +110,8 @@ def prepare(project: Project, recipe: TrainSettings | None = None,
     if arch not in ARCHS:
         raise PipelineError(f"{project.config_path}: model.arch {arch!r} is not in the zoo "
                             f"(have: {', '.join(ARCHS)})")
+    if view is None and project.config.model.missing == "fallback":
+        check_fallback(project, arch)
     labels = class_list(project)
     tr = load_split(project, "train", labels, view=view)
     va = load_split(project, "validation", labels, view=view)
@@ -132,15 +136,22 @@ def prepare(project: Project, recipe: TrainSettings | None = None,
     if arch == "fusion" and "sizes" not in params:
         params["sizes"] = sensor_feature_sizes(project, block, tr.feature_shape, view)
     missing = missing_policy(project, arch, params) if view is None else "zero"
+    bounds = []
+    if missing == "fallback":
+        sizes = params.get("sizes") or sensor_feature_sizes(project, block, tr.feature_shape)
+        bounds = [(int(sum(sizes[:k])), int(sum(sizes[:k + 1]))) for k in range(len(sizes))]
     return Prepared(project, recipe, arch, params, labels,
                     input_layout(arch, tr.feature_shape), iq, norm, tr, va, te, anomaly,
-                    normal_ids, view, missing=missing)
+                    normal_ids, view, missing=missing, fallback_bounds=bounds)
 
 
 # The policy of an intermediate-fusion model with auxiliary branch classifiers when
 # ``[model] missing`` is unset (docs/fusion.md, "Run-time head selection": measured on
 # sp_sw_har, 4 person-disjoint folds).
 DEFAULT_MISSING = "branch-head"
+# ``[model] missing = "fallback"``: the models that read one flat feature vector (a sensor's
+# slice is ``x[:, a:b]``, the one slicing form the lowering takes)
+FALLBACK_ARCHS = ("dense", "fusion")
 
 
 def missing_policy(project: Project, arch: str, params: dict) -> str:
@@ -152,6 +163,9 @@ def missing_policy(project: Project, arch: str, params: dict) -> str:
     refused with one line naming kiloml.toml. Unset: ``DEFAULT_MISSING`` where it applies,
     else ``zero`` (what every other model does)."""
     chosen = project.config.model.missing
+    if chosen == "fallback":
+        check_fallback(project, arch)
+        return chosen
     sizes = params.get("sizes") or []
     try:
         aux = float(params.get("aux", 0.0) or 0.0)
@@ -167,6 +181,20 @@ def missing_policy(project: Project, arch: str, params: dict) -> str:
                             f"to intermediate fusion (arch \"fusion\") with model.params.aux "
                             f"> 0 and several sensors; here {why} (remove the setting)")
     return chosen
+
+
+def check_fallback(project: Project, arch: str) -> None:
+    """``[model] missing = "fallback"`` needs two or more sensors and a classifier on one
+    feature vector (FALLBACK_ARCHS); anything else is one PipelineError line naming
+    kiloml.toml (checked before any feature is computed)."""
+    n = len(project.config.data.sensors)
+    why = (f"the project has {n} sensor{'' if n == 1 else 's'} ([[data.sensors]])"
+           if n < 2 else f"arch is {arch}" if arch not in FALLBACK_ARCHS else None)
+    if why:
+        raise PipelineError(f"{project.config_path}: model.missing = 'fallback' applies only "
+                            f"to a classifier on the features of two or more sensors (arch "
+                            f"{' or '.join(FALLBACK_ARCHS)}); here {why} (remove the "
+                            f"setting)")
 
 
 def sensor_feature_sizes(project: Project, block, feature_shape,
@@ -337,8 +365,107 @@ def train_float(prep: Prepared, model=None, checkpoint_dir=None, progress: bool 
     return model, res
 
 
-def quantize(prep: Prepared, model, method: str | None = None):
-    """PTQ of a float model on (at most 2,000) training windows: (QNet, Graph)."""
+@dataclass
+class Fallback:
+    """One sensor's own model (``[model] missing = "fallback"``): trained apart on that
+    sensor's features and folded to read the fused model's normalized slice ``bounds``."""
+
+    sensor: str
+    model: Any               # folded: reads the fused model's normalized slice
+    bounds: tuple[int, int]
+    arch: str
+    params: dict
+    normalizer: str          # the kind of its own normalizer (folded into its first layer)
+    result: Any = None       # kiloml.train.loop's TrainResult of its training
+    own: Any = None          # the model as trained (reads its own normalizer's features)
+    scale: Any = None        # the fold: own input = fused slice x scale + shift
+    shift: Any = None
+
+
+def fallback_recipe(prep: Prepared) -> tuple[str, dict]:
+    """The arch and params of each sensor's own model: the project's for a ``dense`` model
+    (exactly the single-sensor project's model); for intermediate fusion (``fusion``, whose
+    single-sensor form is not the single-sensor project's model) the zoo's ``dense``."""
+    return ("dense", dict(prep.params)) if prep.arch == "dense" else ("dense", {})
+
+
+def _flat(v: np.ndarray, n: int) -> np.ndarray:
+    v = np.asarray(v, np.float64).reshape(-1)
+    return np.broadcast_to(v, (n,)) if v.size == 1 else v
+
+
+def train_fallbacks(prep: Prepared, checkpoint_dir=None, progress: bool = True,
+                    on_validated=None) -> list[Fallback]:
+    """``[model] missing = "fallback"``: for every sensor, the project's recipe (the same
+    ``prepare`` / ``train_float`` as ``kiloml optimize``'s "<sensor> only" and a
+    single-sensor project: that sensor's own DSP block, its own normalizer, no sensor
+    dropout) on that sensor's features of the same windows, trained apart from the fused
+    model (labels only: no teacher); then its own normalizer folded into its first layer so
+    that it reads the fused model's normalized slice ``x[:, a:b]`` (fold_input_affine)."""
+    arch, params = fallback_recipe(prep)
+    n = int(np.prod(prep.feature_shape))
+    recipe = prep.recipe.model_copy(update={"teacher": None})
+    out = []
+    for s, (a, b) in zip(prep.project.config.data.sensors, prep.fallback_bounds):
+        ps = prepare(prep.project, recipe, view=SensorView(s.name, "only"))
+        if int(np.prod(ps.feature_shape)) != b - a:
+            raise PipelineError(f"{prep.project.config_path}: sensor {s.name!r} alone has "
+                                f"{int(np.prod(ps.feature_shape))} features, its slice of the "
+                                f"fused features {b - a}")
+        ps = replace(ps, arch=arch, params=dict(params), layout="flat")
+        model, res = train_float(ps, checkpoint_dir=None if checkpoint_dir is None else
+                                 Path(checkpoint_dir) / s.name, progress=progress,
+                                 title=f"{s.name} alone", on_validated=on_validated)
+        model.eval()
+        fused, own = prep.normalizer, ps.normalizer
+        mf, sf = _flat(fused.mean, n)[a:b], _flat(fused.std, n)[a:b]
+        mo, so = _flat(own.mean, b - a), _flat(own.std, b - a)
+        scale, shift = sf / so, (mf - mo) / so
+        folded = fold_input_affine(model, scale, shift)
+        out.append(Fallback(s.name, folded.eval(), (a, b), arch, dict(params), own.kind, res,
+                            model, scale, shift))
+    return out
+
+
+class HeadsQAT(torch.nn.Module):
+    """Quantization-aware fine-tuning of a QNet with the sensors' own models as extra outputs
+    (``missing = "fallback"``): forward gives the fused logits (what ``fit`` scores and
+    validates); ``extra_loss`` adds each sensor model's cross-entropy over the training
+    windows in which sensor dropout did not zero that sensor (recognised as
+    ``aux_skip_missing`` does: its slice equals ``missing_input``'s), so each head gets the
+    fine-tuning it would get alone. The heads share no weight with the fused path."""
+
+    def __init__(self, net, bounds, missing_x: np.ndarray | None) -> None:
+        super().__init__()
+        self.net = net
+        self.bounds = list(bounds)
+        self.missing_x = None if missing_x is None else \
+            torch.as_tensor(np.asarray(missing_x, np.float32)).reshape(-1)
+        self._extra = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = self.net.outputs(x, logits=True)
+        if self.training:
+            keeps = None
+            if self.missing_x is not None:
+                z = self.missing_x.to(x.device, x.dtype)
+                keeps = [(x[:, a:b] - z[a:b]).abs().amax(dim=1) > 1e-4 for a, b in self.bounds]
+            self._extra = (outs[1:], keeps)
+        return outs[0].reshape(len(x), -1)
+
+    def extra_loss(self, y: torch.Tensor, mix=None):
+        extra, self._extra = self._extra, None
+        if not extra or y is None:
+            return 0.0
+        outs, keeps = extra
+        return sum(heads_ce([o.reshape(len(y), -1) for o in outs], keeps, y, mix))
+
+
+def quantize(prep: Prepared, model, method: str | None = None, fallbacks=None):
+    """PTQ of a float model on (at most 2,000) training windows: (QNet, Graph).
+    ``fallbacks`` (``missing = "fallback"``, from ``train_fallbacks``): the sensors' own
+    models become outputs 1, 2, ... of the same graph (without them: the fused model
+    alone)."""
     x = prep.model_input(prep.train.x)
     if prep.anomaly:
         x = x[np.isin(prep.train.y, prep.normal_ids)]
@@ -347,7 +474,10 @@ def quantize(prep: Prepared, model, method: str | None = None):
         x = x[np.sort(rng.choice(len(x), 2000, replace=False))]
     xt = torch.as_tensor(x)
     # branch-head policy: one graph with every head (fused first, then each sensor's own)
-    traced = BranchHeads(model) if prep.missing == "branch-head" else model
+    # fallback policy: the same shape of graph, each sensor's head a model trained apart
+    traced = BranchHeads(model) if prep.missing == "branch-head" else \
+        FallbackHeads(model, [(f.model, f.bounds) for f in fallbacks]) \
+        if prep.missing == "fallback" and fallbacks else model
     net = lower(traced, xt[:1], append_softmax=not prep.anomaly,
                 name=f"{prep.project.config.project.name}")
     calibrate(net, (xt[i:i + 256] for i in range(0, len(xt), 256)),
@@ -379,9 +509,13 @@ def qat(prep: Prepared, net, epochs: int, checkpoint_dir=None, progress: bool = 
     def fwd(x):
         return net(x, logits=True)
 
+    trained, fwd_ = net, fwd
+    if prep.missing == "fallback" and net.extra_outputs:   # each head trains on its loss
+        trained = fwd_ = HeadsQAT(net, prep.fallback_bounds, missing_input(prep)
+                                  if prep.project.config.data.augment.sensor_dropout else None)
     tfn = batch_teacher(prep) if distill and r.teacher_sees == "batch" else None
-    res = fit(net, epoch_source(prep, distill), cfg, val=val_data(prep),
-              checkpoint_dir=checkpoint_dir, forward=fwd, progress=progress, title="QAT",
+    res = fit(trained, epoch_source(prep, distill), cfg, val=val_data(prep),
+              checkpoint_dir=checkpoint_dir, forward=fwd_, progress=progress, title="QAT",
               on_epoch_end=on_end, teacher_fn=tfn)
     net.freeze_observers(True)
     net.set_mode("fake").eval()
@@ -396,6 +530,16 @@ def predict_float(prep: Prepared, model, x: np.ndarray) -> np.ndarray:
     xt = torch.as_tensor(prep.model_input(x))
     with torch.no_grad():
         return torch.cat([model(xt[i:i + 256]) for i in range(0, len(xt), 256)]).numpy() \
+            if len(xt) else np.zeros((0, len(prep.labels)))
+
+
+def predict_fallback(prep: Prepared, f: Fallback, x: np.ndarray) -> np.ndarray:
+    """Logits of one sensor's own float model (``Fallback``) on windows of the project."""
+    a, b = f.bounds
+    xt = torch.as_tensor(prep.model_input(x))[:, a:b]
+    f.model.eval()
+    with torch.no_grad():
+        return torch.cat([f.model(xt[i:i + 256]) for i in range(0, len(xt), 256)]).numpy() \
             if len(xt) else np.zeros((0, len(prep.labels)))
 
 
@@ -467,7 +611,7 @@ def train_project(project: Project | str | Path | None = None, progress: bool = 
         "recipe": recipe.model_dump(mode="json"), "features_seconds": round(t_feat, 2),
         "missing": prep.missing,
     }
-    if prep.missing == "branch-head":   # the graph's outputs, in order
+    if prep.missing in ("branch-head", "fallback"):   # the graph's outputs, in order
         meta["heads"] = ["fusion"] + [s.name for s in project.config.data.sensors]
     if prep.arch == "kmeans":
         t1 = time.time()
@@ -492,7 +636,11 @@ def train_project(project: Project | str | Path | None = None, progress: bool = 
         model, dres = train_float(prep, model, checkpoint_dir=out / "checkpoints" / "distill",
                                   progress=progress, distill=True, title="distill")
         t_float += dres.seconds
-    net, graph = quantize(prep, model)
+    fallbacks = None
+    if prep.missing == "fallback":
+        fallbacks = train_fallbacks(prep, out / "checkpoints" / "fallback", progress)
+        t_float += sum(f.result.seconds for f in fallbacks)
+    net, graph = quantize(prep, model, fallbacks=fallbacks)
     qres = None
     if recipe.qat_epochs:
         net, qres = qat(prep, net, recipe.qat_epochs, out / "checkpoints" / "qat", progress,
@@ -503,7 +651,13 @@ def train_project(project: Project | str | Path | None = None, progress: bool = 
         graph.meta["heads"] = ",".join(meta["heads"])
     save_tflite(graph, out / "model.tflite")
     torch.save({"arch": prep.arch, "params": prep.params, "state": model.state_dict(),
-                "feature_shape": list(prep.feature_shape), "num_classes": len(prep.labels)},
+                "feature_shape": list(prep.feature_shape), "num_classes": len(prep.labels),
+                # each sensor's model as trained, and the fold to the fused input
+                **({"fallback": [{"sensor": f.sensor, "arch": f.arch, "params": f.params,
+                                  "bounds": list(f.bounds), "state": f.own.state_dict(),
+                                  "input_scale": np.asarray(f.scale, np.float32).tolist(),
+                                  "input_shift": np.asarray(f.shift, np.float32).tolist()}
+                                 for f in fallbacks]} if fallbacks else {})},
                out / "float.pt")
     torch.save(net.state_dict(), out / "qnet.pt")
 
@@ -522,6 +676,14 @@ def train_project(project: Project | str | Path | None = None, progress: bool = 
         if qres is not None and not prep.anomaly:
             fk = run_fake(net, prep.model_input(ev.x), logits=True)
             test["qat_eval"] = report(prep, fk, ev)
+    if fallbacks:   # each sensor's own model alone (float), on the same windows
+        meta["fallback"] = [
+            {"sensor": f.sensor, "arch": f.arch, "params": f.params,
+             "features": list(f.bounds), "normalizer": f.normalizer,
+             "float_train": _res_dict(f.result) | {"history": None},
+             "test_float": report(prep, predict_fallback(prep, f, ev.x), ev)
+             if len(ev.x) else None}
+            for f in fallbacks]
     meta["evaluated_on"] = ev_name if len(ev.x) else None
     meta.update({
         "test": test, "float_train": _res_dict(res), "distill_train": _res_dict(dres),
