@@ -136,8 +136,8 @@ def base_project(work: Path, setup: str, data: Path, dropout: float = DROPOUT,
     # the example project, then narrowed to one sensor and re-imported
     p = init_example(root, "sp_sw_har", data)
     c = p.config
-    if setup == "fusion" and missing == "fallback":
-        c.model.missing = "fallback"
+    # the policy the row asks for (the example writes "fallback"; a single sensor has none)
+    c.model.missing = "fallback" if setup == "fusion" and missing == "fallback" else None
     if setup not in FUSIONS:
         c.data.channels = None
         c.data.sensors = [s for s in c.data.sensors if s.name == setup]

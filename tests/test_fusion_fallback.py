@@ -243,8 +243,8 @@ def test_qat_trains_each_head_on_its_own_windows():
 
 def test_project_with_fallback_runs_deploys_and_verifies(tmp_path):
     """``kiloml run`` on the synthetic phone + watch project (only the phone tells the classes
-    apart), the example's early fusion (dense, sensor dropout 0.25) with ``missing =
-    "fallback"`` and QAT: three heads, each sensor's model recorded in meta.json, verify in
+    apart), the example's early fusion (dense, sensor dropout 0.25, ``missing = "fallback"``)
+    with QAT: three heads, each sensor's model recorded in meta.json, verify in
     the emulator bit-exact, and the watch-less twin answers with the phone's own model."""
     from test_fusion_optimize import _data
 
@@ -258,8 +258,7 @@ def test_project_with_fallback_runs_deploys_and_verifies(tmp_path):
     assert kiloml("init", root, "--example", "sp_sw_har", "--data", data).returncode == 0
     cfg = root / "kiloml.toml"
     text = cfg.read_text()
-    assert text.count("[model]\n") == 1
-    text = text.replace("[model]\n", '[model]\nmissing = "fallback"\n')
+    assert 'missing = "fallback"' in text     # the example's policy
     cfg.write_text(text.replace("[train]\n", "[train]\nepochs = 6\nqat_epochs = 2\n"))
     r = kiloml("run", "--project", root, "--json")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -298,7 +297,8 @@ def test_fallback_refusals_name_kiloml_toml(tmp_path):
     root = tmp_path / "p"
     assert kiloml("init", root, "--example", "sp_sw_har", "--data", data).returncode == 0
     cfg = root / "kiloml.toml"
-    text = cfg.read_text().replace("[model]\n", '[model]\nmissing = "fallback"\n')
+    text = cfg.read_text()
+    assert 'missing = "fallback"' in text     # the example's policy
     cfg.write_text(text.replace('arch = "dense"', 'arch = "cnn1d"'))
     r = kiloml("train", "--project", root, "-q")
     lines = r.stderr.strip().splitlines()

@@ -426,7 +426,7 @@ def test_missing_setting_needs_intermediate_fusion_with_aux(tmp_path):
     root = tmp_path / "p"
     assert kiloml("init", root, "--example", "sp_sw_har", "--data", data).returncode == 0
     cfg = root / "kiloml.toml"
-    text = cfg.read_text()
+    text = cfg.read_text().replace('missing = "fallback"\n', '')   # the example's policy
     assert 'arch = "dense"\n' in text
     cfg.write_text(text.replace('arch = "dense"\n', 'arch = "dense"\nmissing = "branch-head"\n'))
     r = kiloml("train", "--project", root, "-q")
@@ -465,7 +465,9 @@ def test_project_with_branch_heads_runs_deploys_and_verifies(tmp_path):
     root = tmp_path / "p"
     assert kiloml("init", root, "--example", "sp_sw_har", "--data", data).returncode == 0
     cfg = root / "kiloml.toml"
-    text = cfg.read_text().replace('arch = "dense"', 'arch = "fusion"')
+    # intermediate fusion with branch heads instead of the example's fallback models
+    text = cfg.read_text().replace('arch = "dense"', 'arch = "fusion"') \
+        .replace('missing = "fallback"\n', '')
     assert text.count("[model.params]\n\n") == 1
     text = text.replace("[model.params]\n\n", "[model.params]\naux = 1.0\nhead_hidden = [8]\n"
                         "aux_skip_missing = true\n\n")

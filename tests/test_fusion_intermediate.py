@@ -40,7 +40,8 @@ def test_fusion_branches_train_deploy_and_verify_in_the_emulator(tmp_path, dsp):
     cfg = root / "kiloml.toml"
     text = cfg.read_text()
     assert 'arch = "dense"' in text
-    text = text.replace('arch = "dense"', 'arch = "fusion"')
+    # intermediate fusion with the zero policy (the example's fallback models off)
+    text = text.replace('arch = "dense"', 'arch = "fusion"').replace('missing = "fallback"\n', '')
     if dsp == "watch raw":   # the last sensor table (the watch) gets its own block
         head, tail = text.rsplit('units = "m/s2, rad/s"\n\n[dsp]', 1)
         text = head + WATCH_RAW + tail
@@ -89,7 +90,8 @@ def test_fusion_needs_each_sensors_features_apart(tmp_path):
     root = tmp_path / "p"
     assert kiloml("init", root, "--example", "sp_sw_har", "--data", data).returncode == 0
     cfg = root / "kiloml.toml"
-    text = cfg.read_text().replace('arch = "dense"', 'arch = "fusion"')
+    text = cfg.read_text().replace('arch = "dense"', 'arch = "fusion"') \
+        .replace('missing = "fallback"\n', '')
     head, tail = text.split("[dsp]\n", 1)
     tail = tail.split("[model]", 1)[1]
     cfg.write_text(head + '[dsp]\nblock = "raw"\n\n[model]' + tail)
