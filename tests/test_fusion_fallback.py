@@ -13,7 +13,6 @@ interpreter on the int8 graph through the twin."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +27,7 @@ import deployhelp as H  # noqa: E402
 from kiloml.compress.quantize import calibrate, lower, quantize_ptq  # noqa: E402
 from kiloml.deploy import DeploySpec  # noqa: E402
 from kiloml.deploy.c import deploy_c  # noqa: E402
-from kiloml.deploy.run import build_host_exe, load_manifest, run_python  # noqa: E402
+from kiloml.deploy.run import run_python  # noqa: E402
 from kiloml.dsp import make_block  # noqa: E402
 from kiloml.dsp.apply import apply_block  # noqa: E402
 from kiloml.errors import KilomlError  # noqa: E402
@@ -39,7 +38,7 @@ from kiloml.train.models import (FallbackHeads, ModelError, build_model,  # noqa
 from kiloml.train.normalize import Normalizer  # noqa: E402
 
 from projhelp import kiloml  # noqa: E402
-from test_fusion_heads import HARNESS, _windows  # noqa: E402
+from test_fusion_heads import _windows, c_against_twin_per_mask  # noqa: E402
 
 FRAMES = 50
 LABELS = ["still", "walk", "turn"]
@@ -164,35 +163,19 @@ def test_c_and_twin_answer_with_each_sensors_model_for_every_mask(trained, tmp_p
     are the other sensor's own model (within TOL of its float oracle) and not the fused head
     on zeros; masks 0 and 3 are the fused head."""
     spec, fused, norm, own, test, _ = trained
+    c_scores, fused_zeroed = c_against_twin_per_mask(spec, test, tmp_path)
     pkg = tmp_path / "pkg"
-    deploy_c(spec, pkg)
     meta = json.loads((pkg / "fus.json").read_text())
     assert meta["model"]["missing"] == "fallback"
     assert meta["model"]["heads"] == ["fusion", "phone", "watch"]
     assert "own model (trained apart" in (pkg / "fus.h").read_text()
-    exe = build_host_exe(pkg, load_manifest(pkg), tmp_path / "main.c", HARNESS, sanitize=True)
-    test.tofile(tmp_path / "in.bin")
-    r = subprocess.run([str(exe), str(tmp_path / "in.bin"), str(len(test))],
-                       capture_output=True, text=True)
-    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
-    rows = [ln.split() for ln in r.stdout.splitlines()]
     want = _oracle(fused, norm, own, spec.block, test)
     for mask in range(4):
-        got = [row for row in rows if row[0] == str(mask)]
-        assert len(got) == len(test) and {row[1] for row in got} == {str(mask)}
-        c_scores = np.array([[float(v) for v in row[3:]] for row in got], np.float32)
-        twin = run_python(spec, test, missing=mask)
-        assert [int(row[2]) for row in got] == list(twin.predictions)
-        np.testing.assert_array_equal(c_scores, twin.scores)
-        zero = run_python(replace(spec, missing="zero"), test, missing=mask)
         if mask in (1, 2):   # one sensor remains: its own model
-            assert np.abs(c_scores - want[1 + (mask == 1)]).max() <= TOL
-            assert np.abs(c_scores - zero.scores).max() > 16 * LSB
+            assert np.abs(c_scores[mask] - want[1 + (mask == 1)]).max() <= TOL
+            assert np.abs(c_scores[mask] - fused_zeroed[mask]).max() > 16 * LSB
         else:
-            np.testing.assert_array_equal(c_scores, zero.scores)
-    plain = [row for row in rows if row[0] == "classify"]
-    assert [[float(v) for v in row[2:]] for row in plain] == \
-        [[float(v) for v in row[3:]] for row in rows if row[0] == "0"]
+            np.testing.assert_array_equal(c_scores[mask], fused_zeroed[mask])
 
 
 def test_deploy_refuses_fallback_heads_that_do_not_fit(trained, tmp_path):
@@ -241,24 +224,32 @@ def test_qat_trains_each_head_on_its_own_windows():
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in last.parameters())
 
 
+def _example(tmp_path: Path) -> tuple[Path, Path, str]:
+    """``kiloml init --example sp_sw_har`` on the synthetic phone + watch data (only the phone
+    tells the classes apart): the project, its kiloml.toml and that file's text, which has
+    the example's policy."""
+    from test_fusion_optimize import _data
+
+    root = tmp_path / "p"
+    assert kiloml("init", root, "--example", "sp_sw_har", "--data",
+                  _data(tmp_path / "d")).returncode == 0
+    cfg = root / "kiloml.toml"
+    text = cfg.read_text()
+    assert 'missing = "fallback"' in text
+    return root, cfg, text
+
+
 def test_project_with_fallback_runs_deploys_and_verifies(tmp_path):
     """``kiloml run`` on the synthetic phone + watch project (only the phone tells the classes
     apart), the example's early fusion (dense, sensor dropout 0.25, ``missing = "fallback"``)
     with QAT: three heads, each sensor's model recorded in meta.json, verify in
     the emulator bit-exact, and the watch-less twin answers with the phone's own model."""
-    from test_fusion_optimize import _data
-
     from kiloml.data.windowing import load_windows
     from kiloml.io.tflite_reader import read_tflite
     from kiloml.workflow.deploy import project_spec
     from kiloml.workflow.project import Project
 
-    data = _data(tmp_path / "d")
-    root = tmp_path / "p"
-    assert kiloml("init", root, "--example", "sp_sw_har", "--data", data).returncode == 0
-    cfg = root / "kiloml.toml"
-    text = cfg.read_text()
-    assert 'missing = "fallback"' in text     # the example's policy
+    root, cfg, text = _example(tmp_path)
     cfg.write_text(text.replace("[train]\n", "[train]\nepochs = 6\nqat_epochs = 2\n"))
     r = kiloml("run", "--project", root, "--json")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -291,14 +282,7 @@ def test_project_with_fallback_runs_deploys_and_verifies(tmp_path):
 def test_fallback_refusals_name_kiloml_toml(tmp_path):
     """One sensor, or a model that does not read one feature vector: one line naming
     kiloml.toml, exit 1, no model written."""
-    from test_fusion_optimize import _data
-
-    data = _data(tmp_path / "d")
-    root = tmp_path / "p"
-    assert kiloml("init", root, "--example", "sp_sw_har", "--data", data).returncode == 0
-    cfg = root / "kiloml.toml"
-    text = cfg.read_text()
-    assert 'missing = "fallback"' in text     # the example's policy
+    root, cfg, text = _example(tmp_path)
     cfg.write_text(text.replace('arch = "dense"', 'arch = "cnn1d"'))
     r = kiloml("train", "--project", root, "-q")
     lines = r.stderr.strip().splitlines()

@@ -208,41 +208,51 @@ int main(int argc, char **argv)
 """
 
 
-@BOTH
-def test_c_and_twin_choose_the_same_head_for_every_mask(which, request, tmp_path):
-    spec, m, norm, test = request.getfixturevalue(which)
+def c_against_twin_per_mask(spec, test, tmp_path) -> tuple[dict, dict]:
+    """The package of ``spec`` built for the host (ASan/UBSan, warnings as errors) with
+    HARNESS, run on the windows ``test``: for masks 0-3 the C's missing flag, top class and
+    scores are checked equal to the twin's (run_python with that mask) bit for bit, and
+    ``_classify`` to mask 0. Returns per mask the C's scores and the fused head's scores on
+    the zeroed windows (the zero policy on the same graph)."""
     pkg = tmp_path / "pkg"
     deploy_c(spec, pkg)
-    meta = json.loads((pkg / "fus.json").read_text())
-    assert meta["model"]["heads"] == ["fusion", "phone", "watch"]
     exe = build_host_exe(pkg, load_manifest(pkg), tmp_path / "main.c", HARNESS, sanitize=True)
     test.tofile(tmp_path / "in.bin")
     r = subprocess.run([str(exe), str(tmp_path / "in.bin"), str(len(test))],
                        capture_output=True, text=True)
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
     rows = [ln.split() for ln in r.stdout.splitlines()]
-    want = _float_heads(m, norm, spec.block, test)
-    fused_zeroed = {}
+    c_scores, fused_zeroed = {}, {}
     for mask in range(4):
         got = [row for row in rows if row[0] == str(mask)]
         assert len(got) == len(test) and {row[1] for row in got} == {str(mask)}
-        c_scores = np.array([[float(v) for v in row[3:]] for row in got], np.float32)
+        c_scores[mask] = np.array([[float(v) for v in row[3:]] for row in got], np.float32)
         twin = run_python(spec, test, missing=mask)
         assert [int(row[2]) for row in got] == list(twin.predictions)
-        np.testing.assert_array_equal(c_scores, twin.scores)
-        # the zero policy on the same graph: the fused head on the zeroed windows
-        zero = run_python(replace(spec, missing="zero"), test, missing=mask)
-        fused_zeroed[mask] = zero.scores
-        if mask in (1, 2):   # one sensor remains: its own head, not the zeroed fusion
-            own = want[1 + (mask == 1)]          # phone missing -> the watch's head
-            assert np.abs(c_scores - own).max() <= 8 * LSB
-            assert np.abs(c_scores - zero.scores).max() > 16 * LSB
-        else:                # nothing missing, or nothing left: the fused head
-            np.testing.assert_array_equal(c_scores, zero.scores)
-    np.testing.assert_allclose(fused_zeroed[0], want[0], atol=8 * LSB)
+        np.testing.assert_array_equal(c_scores[mask], twin.scores)
+        fused_zeroed[mask] = run_python(replace(spec, missing="zero"), test,
+                                        missing=mask).scores
     plain = [row for row in rows if row[0] == "classify"]
     assert [[float(v) for v in row[2:]] for row in plain] == \
         [[float(v) for v in row[3:]] for row in rows if row[0] == "0"]
+    return c_scores, fused_zeroed
+
+
+@BOTH
+def test_c_and_twin_choose_the_same_head_for_every_mask(which, request, tmp_path):
+    spec, m, norm, test = request.getfixturevalue(which)
+    c_scores, fused_zeroed = c_against_twin_per_mask(spec, test, tmp_path)
+    meta = json.loads((tmp_path / "pkg" / "fus.json").read_text())
+    assert meta["model"]["heads"] == ["fusion", "phone", "watch"]
+    want = _float_heads(m, norm, spec.block, test)
+    for mask in range(4):
+        if mask in (1, 2):   # one sensor remains: its own head, not the zeroed fusion
+            own = want[1 + (mask == 1)]          # phone missing -> the watch's head
+            assert np.abs(c_scores[mask] - own).max() <= 8 * LSB
+            assert np.abs(c_scores[mask] - fused_zeroed[mask]).max() > 16 * LSB
+        else:                # nothing missing, or nothing left: the fused head
+            np.testing.assert_array_equal(c_scores[mask], fused_zeroed[mask])
+    np.testing.assert_allclose(fused_zeroed[0], want[0], atol=8 * LSB)
 
 
 STREAM_HARNESS = r"""
