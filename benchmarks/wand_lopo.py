@@ -105,7 +105,14 @@ RECIPES = {"defaults": {},
            # control: the students' two 60-epoch phases without the teachers' signal
            # (distill_alpha 0: the second phase is plain cross-entropy on the labels)
            "strong-restart": {**_STRONG, "teachers": "strong", "first": "strong",
-                              "train.teacher_sees": "batch", "train.distill_alpha": 0.0}}
+                              "train.teacher_sees": "batch", "train.distill_alpha": 0.0},
+           # strong-distill-wide as one `kiloml train` (the magic_wand example's default since
+           # 2026-12-07): the project trains its three teachers itself ([train]
+           # self_teachers; seeds: the first three >= 0 other than the student's, for seeds
+           # 0-3 the same teachers as strong-distill-wide's)
+           "self-distill-wide": {**_STRONG, "train.self_teachers": 3,
+                                 "train.self_teacher_params": {"channels": [24, 48, 96]},
+                                 "train.teacher_sees": "batch"}}
 # the seeds whose ``strong`` models teach a student of seed s: the other three of 0-3
 TEACHER_SEEDS = (0, 1, 2, 3)
 # the validation figure of the seed 0-3 comparison of issue 15: the mean of the last LAST_N

@@ -19,7 +19,8 @@ ANOMALY_ARCHS = ("autoencoder", "kmeans")
 _COMMON: dict[str, Any] = dict(batch_size=32, lr=3e-3, weight_decay=1e-2, label_smoothing=0.1,
                                patience=0, ema=0.0, mixup=0.0, augment_banks=1,
                                calibration="minmax", qat_epochs=0, distill_alpha=0.7,
-                               temperature=4.0, teacher_sees="clean", threads=2)
+                               temperature=4.0, teacher_sees="clean", threads=2,
+                               self_teachers=0)
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # distilling (a teacher configured): the model trained on the labels is then taught by
     # the teacher for distill_epochs; the teacher labels every batch as the student sees it,
@@ -69,6 +70,14 @@ class TrainSettings(BaseModel):
     teacher_sees: Optional[Literal["clean", "augmented", "batch"]] = Field(
         None, description="teacher logits from the un-augmented windows, the augmented ones, "
                           "or every training batch as the student sees it")
+    self_teachers: Optional[int] = Field(
+        None, ge=0, le=8, description="teachers trained in the project before the model: the "
+        "project's recipe with other seeds (the first K seeds >= 0 other than ``seed``) and "
+        "``self_teacher_params``; the model is then distilled from them (with ``teacher``, "
+        "if set, in one ensemble); 0 = none")
+    self_teacher_params: Optional[dict[str, Any]] = Field(
+        None, description="[model.params] of the self-teachers over the model's (e.g. a "
+                          "wider model: channels = [24, 48, 96]); default: the model's")
     distill_alpha: Optional[float] = Field(None, ge=0, le=1)
     temperature: Optional[float] = Field(None, gt=0)
     distill_epochs: Optional[int] = Field(None, ge=1, description="epochs when a teacher "

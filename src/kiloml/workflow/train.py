@@ -7,7 +7,8 @@ Steps of ``train_project``
     2. float training (kiloml.train.loop; augmented banks for audio, per-epoch motion
        augmentation, SpecAugment; distillation when ``train.teacher`` is set: one int8
        .tflite, or a list of them taught as an ensemble, kiloml.compress.ensemble; every
-       teacher is checked before anything is trained)
+       teacher is checked before anything is trained; ``train.self_teachers``: teachers of
+       the project's own recipe with other seeds, trained first, ``train_self_teachers``)
     3. post-training quantization (calibration on training features), then optional
        quantization-aware fine-tuning (``train.qat_epochs``)
     4. ``model/model.tflite`` (the deployed int8 model), ``model/float.pt``, ``model/qnet.pt``,
@@ -585,6 +586,72 @@ def model_dir(project) -> Path:
     return Path(project.root) / MODEL_DIR
 
 
+def self_teacher_seeds(seed: int, k: int) -> list[int]:
+    """The training seeds of ``train.self_teachers = k``: the first k seeds >= 0 other than the
+    model's (seed 0 -> 1, 2, 3; seed 2 -> 0, 1, 3), so the teachers of the students of seeds
+    0-3 are the other three of them, as the measured recipes (docs/wand_lopo.md) had it."""
+    return [s for s in range(k + 1) if s != seed][:k]
+
+
+def check_self_teachers(prep: Prepared) -> None:
+    """``train.self_teachers`` needs a classifier with one output (a teacher's int8 model is
+    read back as an ensemble member)."""
+    where = f"{prep.project.config_path}: train.self_teachers"
+    if prep.anomaly:
+        raise PipelineError(f"{where}: anomaly models ({prep.arch}) are not distilled")
+    if prep.missing in ("branch-head", "fallback"):
+        raise PipelineError(f"{where}: not with model.missing = {prep.missing!r} (a model of "
+                            "several heads cannot teach as one output)")
+    params = {**prep.params, **(prep.recipe.self_teacher_params or {})}
+    try:
+        build_model(prep.arch, prep.feature_shape, len(prep.labels), **params)
+    except KilomlError as e:
+        raise PipelineError(f"{where[:-len('self_teachers')]}self_teacher_params: {e}") from None
+
+
+def train_self_teachers(prep: Prepared, out: Path, progress: bool = True,
+                        command: str = "kiloml train") -> list[dict]:
+    """``train.self_teachers = K``: K int8 models of the project's own recipe (its features,
+    augmentation, schedule, quantization, QAT) trained with the seeds ``self_teacher_seeds``
+    and the model parameters ``self_teacher_params`` over the model's, written to
+    ``model/teachers/seed<S>.tflite``; each is exactly the model ``kiloml train`` makes for the
+    project with that seed and those parameters (tests/workflow/test_self_teachers.py).
+    Checkpoints per seed and parameters, so an interrupted run resumes."""
+    r = prep.recipe
+    params = {**prep.params, **(r.self_teacher_params or {})}
+    tag = content_hash(params)[:8]
+    (out / "teachers").mkdir(parents=True, exist_ok=True)
+    made = []
+    for s in self_teacher_seeds(r.seed, r.self_teachers or 0):
+        tr = r.model_copy(update={"seed": s, "teacher": None, "teacher_labels": None,
+                                  "self_teachers": 0, "self_teacher_params": None})
+        tp = replace(prep, recipe=tr, params=params, ensemble=None)
+        ck = out / "checkpoints" / f"teacher-{s}-{tag}"
+        model, res = train_float(tp, checkpoint_dir=ck, progress=progress, title=f"teacher {s}")
+        net, graph = quantize(tp, model)
+        if tr.qat_epochs:
+            net, _ = qat(tp, net, tr.qat_epochs, ck / "qat", progress)
+            graph = to_graph(net)
+        graph.meta = {"labels": ",".join(prep.labels), "command": command}
+        path = out / "teachers" / f"seed{s}.tflite"
+        save_tflite(graph, path)
+        row: dict[str, Any] = {"seed": s, "file": f"{MODEL_DIR}/teachers/seed{s}.tflite",
+                               "params": params, "train_seconds": round(res.seconds, 2)}
+        if len(prep.val.x):
+            row["val_int8"] = report(prep, predict_int8(prep, graph, prep.val.x),
+                                     prep.val)["accuracy"]
+        made.append(row)
+    return made
+
+
+def with_self_teachers(recipe: TrainSettings, made: list[dict]) -> TrainSettings:
+    """The recipe whose ``teacher`` list is the configured teachers followed by the
+    self-teachers (in the project's class order)."""
+    lists = [x or [] for x in recipe.teacher_label_lists()] + [[] for _ in made]
+    return recipe.model_copy(update={"teacher": recipe.teachers() + [m["file"] for m in made],
+                                     "teacher_labels": lists})
+
+
 def train_project(project: Project | str | Path | None = None, progress: bool = True, fresh: bool = False,
                   epochs: int | None = None, qat_epochs: int | None = None,
                   command: str = "kiloml train") -> dict:
@@ -593,8 +660,10 @@ def train_project(project: Project | str | Path | None = None, progress: bool = 
     recipe = resolve_settings(project, epochs=epochs, qat_epochs=qat_epochs)
     t0 = time.time()
     prep = prepare(project, recipe)
-    distill = bool(recipe.teachers()) and prep.arch != "kmeans"
-    if distill:
+    if recipe.self_teachers:
+        check_self_teachers(prep)
+    distill = bool(recipe.teachers() or recipe.self_teachers) and prep.arch != "kmeans"
+    if recipe.teachers() and prep.arch != "kmeans":
         teacher_ensemble(prep)       # every teacher checked before anything is trained
     out = model_dir(project)
     if fresh and (out / "checkpoints").exists():
@@ -627,6 +696,11 @@ def train_project(project: Project | str | Path | None = None, progress: bool = 
         (out / "meta.json").write_text(json.dumps(meta, indent=1))
         return _summary(meta, out)
 
+    if recipe.self_teachers:         # the teachers first, then the model as with `teacher`
+        meta["self_teachers"] = train_self_teachers(prep, out, progress, command)
+        prep.recipe = with_self_teachers(recipe, meta["self_teachers"])
+        prep.ensemble = None
+        teacher_ensemble(prep, "train.self_teachers")
     # with a teacher: first on the labels, then the teacher teaches that model
     model, res = train_float(prep, checkpoint_dir=out / "checkpoints" / "float",
                              progress=progress)
