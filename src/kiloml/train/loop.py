@@ -156,6 +156,7 @@ class _Progress:
 
     def __init__(self, enabled: bool, epochs: int, title: str) -> None:
         self.enabled = enabled
+        self.title = title
         self.rich = None
         if not enabled:
             return
@@ -195,7 +196,9 @@ class _Progress:
         if self.rich:
             self.rich.update(self.epoch_task, completed=epoch + 1, info=info)
         elif self.enabled:
-            self.console.print(f"epoch {epoch + 1}: {info}", highlight=False)
+            # the phase named when it is not the model's own training ("teacher 1 epoch 3")
+            lead = "" if self.title in ("training", "float") else f"{self.title} "
+            self.console.print(f"{lead}epoch {epoch + 1}: {info}", highlight=False)
 
     def close(self) -> None:
         if self.rich:
