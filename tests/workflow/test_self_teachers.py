@@ -74,6 +74,9 @@ def test_self_teachers_are_the_project_trained_alone_and_teach_as_an_ensemble(pr
     assert r.returncode == 0, r.stderr
     meta = json.loads((root / "model" / "meta.json").read_text())
     assert [t["seed"] for t in meta["self_teachers"]] == [1, 2]
+    summary = json.loads(r.stdout)
+    assert set(summary["self_teachers_val_int8"]) == {"1", "2"}
+    assert summary["self_teachers_seconds"] > 0
     assert all(t["params"]["hidden"] == [96, 48] for t in meta["self_teachers"])
     assert meta["distill_train"]["epochs_run"] == 1
     for s, oracle in ((1, a), (2, b)):
@@ -99,6 +102,8 @@ def test_a_configured_teacher_joins_the_self_teachers(project):
     _train_section(root, 'seed = 1\nself_teachers = 1\nteacher = "oracle/seed2.tflite"\n')
     r = kiloml("train", "--project", root, "-q", "--fresh")
     assert r.returncode == 0, r.stderr
+    row, = [ln for ln in r.stdout.splitlines() if "self_teachers_val_int8" in ln]
+    assert "seed 0 " in row and " %" in row, row
     meta = json.loads((root / "model" / "meta.json").read_text())
     assert [t["seed"] for t in meta["self_teachers"]] == [0]
     student = (root / "model" / "model.tflite").read_bytes()

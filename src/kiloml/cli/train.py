@@ -40,6 +40,9 @@ def train(
         for k, v in s.items():
             if k in ("model_dir", "arch", "task", "labels"):
                 continue
+            if k == "self_teachers_val_int8":     # {seed: validation int8 accuracy}
+                t.add_row(k, ", ".join(f"seed {a} {pct(b)}" for a, b in v.items()))
+                continue
             t.add_row(k, pct(v) if k.endswith("accuracy") else fmt(v))
         out.print(t)
 

@@ -796,6 +796,11 @@ def _summary(meta: dict, out: Path) -> dict:
     for k in ("arena_bytes", "weights_bytes", "macs", "threshold"):
         if k in meta:
             s[k] = meta[k]
+    if meta.get("self_teachers"):     # the teachers trained first, and their time
+        s["self_teachers_val_int8"] = {str(t["seed"]): t.get("val_int8")
+                                       for t in meta["self_teachers"]}
+        s["self_teachers_seconds"] = round(sum(t["train_seconds"]
+                                               for t in meta["self_teachers"]), 2)
     resumed = {k: v["resumed_from"] for k in ("float_train", "distill_train", "qat_train")
                if (v := meta.get(k)) and v.get("resumed_from")}
     if resumed:
