@@ -19,8 +19,10 @@ def test_demo_runs_the_main_job_and_reuses_it(tmp_path):
                                                                    ("features", "ran")]
     assert [s["status"] for s in res["steps"][1:]] == ["ran"] * 7
     assert res["labels"] == ["negative", "ring", "slope", "wing"]
-    # held-out people: training seeds 0-7 gave 76.8-98.6 % int8 accuracy on this split (seed
-    # 0, the demo's: 89.9 %), so the bound leaves room for another machine's floating point
+    # held-out people: before the example distilled from its own teachers, training seeds 0-7
+    # gave 76.8-98.6 % int8 accuracy on this split; with them (2026-12-07) seeds 0 and 1 gave
+    # 95.65 % (the demo's) and 92.75 %, so the bound leaves room for another machine's
+    # floating point
     assert res["test_windows"] == 69 and res["accuracy_int8"] >= 0.70
     assert [b["board"] for b in res["boards"]] == ["nano33ble", "pico", "stm32h743"]
     assert all(b["fits"] and b["latency_ms"] > 0 for b in res["boards"])
