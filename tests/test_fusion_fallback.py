@@ -38,7 +38,8 @@ from kiloml.train.models import (FallbackHeads, ModelError, build_model,  # noqa
 from kiloml.train.normalize import Normalizer  # noqa: E402
 
 from projhelp import kiloml  # noqa: E402
-from test_fusion_heads import _windows, c_against_twin_per_mask  # noqa: E402
+from test_fusion_heads import (_windows, c_against_twin_per_mask,  # noqa: E402
+                               run_with_three_heads)
 
 FRAMES = 50
 LABELS = ["still", "walk", "turn"]
@@ -244,34 +245,15 @@ def test_project_with_fallback_runs_deploys_and_verifies(tmp_path):
     apart), the example's early fusion (dense, sensor dropout 0.25, ``missing = "fallback"``)
     with QAT: three heads, each sensor's model recorded in meta.json, verify in
     the emulator bit-exact, and the watch-less twin answers with the phone's own model."""
-    from kiloml.data.windowing import load_windows
-    from kiloml.io.tflite_reader import read_tflite
-    from kiloml.workflow.deploy import project_spec
-    from kiloml.workflow.project import Project
-
     root, cfg, text = _example(tmp_path)
     cfg.write_text(text.replace("[train]\n", "[train]\nepochs = 6\nqat_epochs = 2\n"))
-    r = kiloml("run", "--project", root, "--json")
-    assert r.returncode == 0, r.stderr[-2000:]
-    meta = json.loads((root / "model" / "meta.json").read_text())
-    assert meta["missing"] == "fallback" and meta["heads"] == ["fusion", "phone", "watch"]
+    # fused dense 64-32 + classifier, and the same per sensor
+    meta, p, spec, frames, y = run_with_three_heads(root, "fallback", layers=9)
     assert [f["sensor"] for f in meta["fallback"]] == ["phone", "watch"]
     assert meta["fallback"][0]["features"] == [0, meta["fallback"][1]["features"][0]]
     assert meta["fallback"][1]["features"][1] == meta["feature_shape"][0]
-    assert meta["qat_train"]["epochs_run"] == 2
-    g = read_tflite(root / "model" / "model.tflite")
-    assert len(g.outputs) == 3
-    # fused dense 64-32 + classifier, and the same per sensor
-    assert sum(n.op in ("CONV_2D", "FULLY_CONNECTED") for n in g.nodes) == 9
-    v = json.loads((root / "build" / "verify.json").read_text())
-    assert v["ok"] and v["scores_bit_exact"] and v["predictions_equal"] == v["clips"] > 0
     pkg = json.loads(next((root / "build" / "deploy" / "c").glob("*.json")).read_text())
     assert pkg["model"]["missing"] == "fallback"
-    p = Project.load(root)
-    spec = project_spec(p)
-    assert spec.missing == "fallback"
-    frames, wins = load_windows(p.dataset, p.config.data, split="test")
-    y = np.array([spec.labels.index(w.label) for w in wins])
     watchless = run_python(spec, frames, missing=2)
     assert (watchless.predictions == y).mean() >= 0.9      # the phone's own model
     phoneless = run_python(spec, frames, missing=1)

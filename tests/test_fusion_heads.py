@@ -287,10 +287,7 @@ int main(int argc, char **argv)
         k = fus_stream_push_sensors((mask & 1u) ? 0 : phone, (mask & 2u) ? 0 : watch,
                                     (uint32_t)got, events, 8u, &missing);
         if (k < 0 || k > 8 || missing != mask) { return 5; }
-        for (i = 0; i < k; ++i) {
-            printf("event %d %d %llu\n", (int)events[i].label, (int)events[i].score,
-                   (unsigned long long)events[i].sample);
-        }
+""" + H.PRINT_EVENTS + r"""
         ++chunk;
     }
     fclose(fi);
@@ -305,11 +302,9 @@ def test_stream_push_sensors_answers_with_the_remaining_sensors_head(trained, tm
     # _classify_sensors), the others by the fused head; detections event for event equal to
     # the Python stream twin's pushes with the same masks (StreamPipeline.push(missing=))
     from kiloml.deploy.stream import StreamPipeline
-    from kiloml.train.streaming import StreamSettings
 
     spec, _, _, test = trained
-    spec = replace(spec, stream=StreamSettings(detection_threshold=100, minimum_count=1,
-                                               suppression_ms=0.0, average_window_ms=1000.0))
+    spec = H.fixed_stream(spec, 1000.0)
     pkg = tmp_path / "pkg"
     deploy_c(spec, pkg)
     assert "fus_stream_head" in (pkg / "fus.c").read_text()
@@ -324,7 +319,7 @@ def test_stream_push_sensors_answers_with_the_remaining_sensors_head(trained, tm
     r = subprocess.run([str(exe), str(tmp_path / "in.bin"), "".join(map(str, masks))],
                        capture_output=True, text=True)
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
-    got = [tuple(int(v) for v in ln.split()[1:]) for ln in r.stdout.splitlines()]
+    got = H.stream_events(r.stdout)
     pipe = StreamPipeline(spec, spec.stream)
     want = [d for c, m in zip(chunks, masks) for d in pipe.push(c, missing=m)]
     assert got == [(LABELS.index(d.label), d.score, d.sample) for d in want]
@@ -457,6 +452,34 @@ def test_missing_setting_needs_intermediate_fusion_with_aux(tmp_path):
         and "'zero', 'branch-head' or 'fallback'" in lines[0], r.stderr
 
 
+def run_with_three_heads(root: Path, missing: str, layers: int):
+    """``kiloml run --json`` on the phone + watch project at ``root`` (configured with 2 QAT
+    epochs): meta.json names the policy and three heads (fusion, phone, watch), the .tflite
+    has three outputs and ``layers`` CONV_2D / FULLY_CONNECTED nodes, and verify is bit-exact
+    in the emulator. Returns meta.json, the project, its deploy spec (with that policy), the
+    test windows and their label indices."""
+    from kiloml.data.windowing import load_windows
+    from kiloml.io.tflite_reader import read_tflite
+    from kiloml.workflow.deploy import project_spec
+    from kiloml.workflow.project import Project
+
+    r = kiloml("run", "--project", root, "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((root / "model" / "meta.json").read_text())
+    assert meta["missing"] == missing and meta["heads"] == ["fusion", "phone", "watch"]
+    assert meta["qat_train"]["epochs_run"] == 2
+    g = read_tflite(root / "model" / "model.tflite")
+    assert len(g.outputs) == 3
+    assert sum(n.op in ("CONV_2D", "FULLY_CONNECTED") for n in g.nodes) == layers
+    v = json.loads((root / "build" / "verify.json").read_text())
+    assert v["ok"] and v["scores_bit_exact"] and v["predictions_equal"] == v["clips"] > 0
+    p = Project.load(root)
+    spec = project_spec(p)
+    assert spec.missing == missing
+    frames, wins = load_windows(p.dataset, p.config.data, split="test")
+    return meta, p, spec, frames, np.array([spec.labels.index(w.label) for w in wins])
+
+
 def test_project_with_branch_heads_runs_deploys_and_verifies(tmp_path):
     """``kiloml run`` on the synthetic phone + watch project (only the phone tells the classes
     apart) with intermediate fusion, aux 1 with a hidden layer in each branch's classifier
@@ -465,11 +488,6 @@ def test_project_with_branch_heads_runs_deploys_and_verifies(tmp_path):
     the model has three heads, verify in the emulator is bit-exact, and the deployed pipeline
     with the watch missing answers with the phone's head (the twin, as the C above)."""
     from test_fusion_optimize import _data
-
-    from kiloml.io.tflite_reader import read_tflite
-    from kiloml.workflow.deploy import project_spec
-    from kiloml.workflow.project import Project
-    from kiloml.data.windowing import load_windows
 
     data = _data(tmp_path / "d")
     root = tmp_path / "p"
@@ -483,23 +501,10 @@ def test_project_with_branch_heads_runs_deploys_and_verifies(tmp_path):
                         "aux_skip_missing = true\n\n")
     # QAT too: the fake-quant network trains with the extra heads in it
     cfg.write_text(text.replace("[train]\n", "[train]\nepochs = 6\nqat_epochs = 2\n"))
-    r = kiloml("run", "--project", root, "--json")
-    assert r.returncode == 0, r.stderr[-2000:]
-    meta = json.loads((root / "model" / "meta.json").read_text())
-    assert meta["missing"] == "branch-head" and meta["heads"] == ["fusion", "phone", "watch"]
-    assert meta["qat_train"]["epochs_run"] == 2
-    g = read_tflite(root / "model" / "model.tflite")
-    assert len(g.outputs) == 3
     # 2 branches, the fused head's hidden layer and classifier, 2 x (hidden + classifier)
-    assert sum(n.op in ("CONV_2D", "FULLY_CONNECTED") for n in g.nodes) == 8
-    v = json.loads((root / "build" / "verify.json").read_text())
-    assert v["ok"] and v["scores_bit_exact"] and v["predictions_equal"] == v["clips"] > 0
+    _, p, spec, frames, y = run_with_three_heads(root, "branch-head", layers=8)
     header = next((root / "build" / "deploy" / "c").glob("*.h")).read_text()
     assert "that sensor's own head" in header
-    p = Project.load(root)
-    spec = project_spec(p)
-    frames, wins = load_windows(p.dataset, p.config.data, split="test")
-    y = np.array([spec.labels.index(w.label) for w in wins])
     watchless = run_python(spec, frames, missing=2)
     assert (watchless.predictions == y).mean() >= 0.9      # the phone's head: it can tell
     r = kiloml("test", "--project", root, "--json")

@@ -263,3 +263,31 @@ def need(tool: str) -> str:
     path = shutil.which(tool)
     assert path, f"{tool} is part of the toolchain (make toolchain)"
     return path
+
+
+# The streaming harnesses' event lines: every C harness of a stream test prints its events
+# with PRINT_EVENTS (inside a loop over pushes, `events` of k entries) and the test reads them
+# back with stream_events.
+PRINT_EVENTS = r"""
+        for (i = 0; i < k; ++i) {
+            printf("event %d %d %llu\n", (int)events[i].label, (int)events[i].score,
+                   (unsigned long long)events[i].sample);
+        }"""
+
+
+def stream_events(stdout: str) -> list[tuple[int, int, int]]:
+    """(label index, score, sample) of every ``event`` line a harness printed."""
+    return [tuple(int(v) for v in ln.split()[1:]) for ln in stdout.splitlines()
+            if ln.startswith("event")]
+
+
+def fixed_stream(spec: DeploySpec, average_window_ms: float) -> DeploySpec:
+    """``spec`` with a stream that fires on every smoothed score >= 100 (minimum count 1,
+    no suppression): many detections, so that the C and the twin are compared often."""
+    from dataclasses import replace
+
+    from kiloml.train.streaming import StreamSettings
+
+    return replace(spec, stream=StreamSettings(detection_threshold=100, minimum_count=1,
+                                               suppression_ms=0.0,
+                                               average_window_ms=average_window_ms))

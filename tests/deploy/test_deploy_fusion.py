@@ -226,10 +226,7 @@ int main(int argc, char **argv)
         k = fus_stream_push_sensors(phone, nowatch ? 0 : watch, (uint32_t)got, events, 8u,
                                     &missing);
         if (k < 0 || k > 8) { return 5; }
-        for (i = 0; i < k; ++i) {
-            printf("event %d %d %llu\n", (int)events[i].label, (int)events[i].score,
-                   (unsigned long long)events[i].sample);
-        }
+""" + H.PRINT_EVENTS + r"""
         total += k;
     }
     printf("missing %u total %d\n", missing, (int)total);
@@ -243,14 +240,10 @@ def test_stream_push_sensors_detects_as_the_python_stream(tmp_path):
     # <name>_stream_push_sensors (one buffer per sensor, pushed in pieces of 37 frames) gives
     # the Python twin's detections (kiloml.deploy.stream.run_stream) on the interleaved
     # recording, and with the watch NULL those of the recording with the watch zeroed
-    from dataclasses import replace
-
     from kiloml.deploy.stream import run_stream
-    from kiloml.train.streaming import StreamSettings
 
     spec, x = _spec()
-    spec = replace(spec, stream=StreamSettings(detection_threshold=100, minimum_count=1,
-                                               suppression_ms=0.0, average_window_ms=500.0))
+    spec = H.fixed_stream(spec, 500.0)
     pkg = tmp_path / "pkg"
     deploy_c(spec, pkg)
     assert "int32_t fus_stream_push_sensors(const fus_sample_t *phone, " in \
@@ -266,7 +259,7 @@ def test_stream_push_sensors_detects_as_the_python_stream(tmp_path):
                            text=True)
         assert r.returncode == 0, r.stderr
         lines = r.stdout.split("\n")
-        got = [tuple(int(v) for v in ln.split()[1:]) for ln in lines if ln.startswith("event")]
+        got = H.stream_events(r.stdout)
         want, _ = run_stream(spec, frames, spec.stream)
         assert got == [(LABELS.index(d.label), d.score, d.sample) for d in want]
         assert len(want) > 3

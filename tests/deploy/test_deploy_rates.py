@@ -242,10 +242,7 @@ int main(int argc, char **argv)
                     : fus_stream_push_sensors(phone, watch, (uint32_t)got, events, 8u,
                                               &missing);
         if (k < 0 || k > 8) { return 5; }
-        for (i = 0; i < k; ++i) {
-            printf("event %d %d %llu\n", (int)events[i].label, (int)events[i].score,
-                   (unsigned long long)events[i].sample);
-        }
+""" + H.PRINT_EVENTS + r"""
         total += k;
     }
     printf("missing %u total %d\n", missing, (int)total);
@@ -264,11 +261,9 @@ def test_stream_push_sensors_takes_each_sensor_at_its_rate(tmp_path):
     # times of every detection; scores within 1 of 255: f32 DSP, see above); a push of 37
     # frames (not a multiple of 2) is refused with -2
     from kiloml.deploy.stream import run_stream
-    from kiloml.train.streaming import StreamSettings
 
     spec, x = _spec()
-    spec = replace(spec, stream=StreamSettings(detection_threshold=100, minimum_count=1,
-                                               suppression_ms=0.0, average_window_ms=500.0))
+    spec = H.fixed_stream(spec, 500.0)
     pkg = tmp_path / "pkg"
     deploy_c(spec, pkg)
     assert "#define FUS_STREAM_SENSORS_MULTIPLE 2u" in (pkg / "fus.h").read_text()
@@ -286,16 +281,14 @@ def test_stream_push_sensors_takes_each_sensor_at_its_rate(tmp_path):
         r = subprocess.run([str(exe), *(str(tmp_path / f) for f in ("p.bin", "w.bin", "g.bin")),
                             mode], capture_output=True, text=True)
         assert r.returncode == 0, (r.returncode, r.stderr)
-        out[mode] = r.stdout.split("\n")
-    got = [tuple(int(v) for v in ln.split()[1:]) for ln in out["sensors"]
-           if ln.startswith("event")]
-    assert got == [tuple(int(v) for v in ln.split()[1:]) for ln in out["grid"]
-                   if ln.startswith("event")]
+        out[mode] = r.stdout
+    got = H.stream_events(out["sensors"])
+    assert got == H.stream_events(out["grid"])
     want, _ = run_stream(spec, held, spec.stream)
     assert [(e[0], e[2]) for e in got] == [(LABELS.index(d.label), d.sample) for d in want]
     assert max(abs(e[1] - d.score) for e, d in zip(got, want)) <= 1
     assert len(want) > 3
-    tail = next(ln for ln in out["sensors"] if ln.startswith("missing")).split()
+    tail = next(ln for ln in out["sensors"].splitlines() if ln.startswith("missing")).split()
     assert tail[1] == "0" and int(tail[3]) == len(want)
 
 
