@@ -131,6 +131,30 @@ def resplit_wand(root: Path, test: str, val: str) -> None:
     DatasetIndex(out).save(idx_path)
 
 
+def thin_training(root: Path, fraction: float) -> dict:
+    """Keep the training samples of a ``fraction`` of the training groups (speakers; a clip
+    without one is its own group), chosen by a fixed hash of the group name, so that the
+    kept groups of a smaller fraction are among those of a larger one; validation, test and
+    background samples are untouched (the learning curve of docs/kws_accuracy.md)."""
+    import hashlib
+
+    from kiloml.data.index import DatasetIndex
+
+    idx_path = root / "dataset" / "index.csv"
+    idx = DatasetIndex.load(idx_path)
+
+    def rank(g: str) -> float:
+        return int(hashlib.sha256(g.encode()).hexdigest()[:12], 16) / 16 ** 12
+
+    train = [x for x in idx.of_role("sample") if x.split == "train"]
+    drop = {x.id for x in train if rank(x.group or x.id) >= fraction}
+    DatasetIndex([x for x in idx if x.id not in drop]).save(idx_path)
+    kept = [x for x in train if x.id not in drop]
+    return {"groups": len({x.group or x.id for x in kept}),
+            "of_groups": len({x.group or x.id for x in train}),
+            "samples": len(kept), "of_samples": len(train)}
+
+
 def run_wand_lopo(workdir: Path) -> dict:
     from kiloml.workflow.train import train_project
 
@@ -503,6 +527,9 @@ def main() -> int:
     ap.add_argument("--teacher-labels", action="append", default=[], metavar="LABELS",
                     help="comma-separated class order of the teachers' outputs or mlperf-kws; "
                          "once for all teachers or once per --teacher ('' = the project's)")
+    ap.add_argument("--train-fraction", type=float, default=None, metavar="F",
+                    help="keep the training samples of this fraction of the training groups "
+                         "(speakers, people) only: a learning curve")
     ap.add_argument("--no-device", action="store_true",
                     help="skip profiling the DSP block and model after training")
     a = ap.parse_args()
@@ -518,6 +545,9 @@ def main() -> int:
     if isinstance(teacher_kw, str):
         print(teacher_kw, file=sys.stderr)
         return 2
+    if a.train_fraction is not None and not 0 < a.train_fraction <= 1:
+        print(f"--train-fraction {a.train_fraction}: expected 0 < F <= 1", file=sys.stderr)
+        return 2
     if not DATA.is_dir():
         print(f"no shared data at {DATA}", file=sys.stderr)
         return 1
@@ -531,6 +561,11 @@ def main() -> int:
             root = fresh_root(a.workdir, task)
             setup(root)
             apply_settings(root, sets.get(task, []))
+            if a.train_fraction is not None:
+                th = thin_training(root, a.train_fraction)
+                out.print(f"{task}: training on {th['samples']:,} of {th['of_samples']:,} "
+                          f"samples ({th['groups']} of {th['of_groups']} groups)",
+                          highlight=False)
             if a.seeds:
                 res = run_seeds(title, root, [int(x) for x in a.seeds.split(",")], variants,
                                 a.board, extra, not a.no_device)
