@@ -19,7 +19,11 @@ median / max over the clips, every output compared with the reference interprete
 
 Each row is a real arm-none-eabi-gcc -O2 build run in the Unicorn emulator (instructions
 counted, cycles from kiloml's cycle model: an estimate).
-Run: .venv/bin/python benchmarks/profile_m0_sparse.py [--clips N] [--models a,b]
+``--prefer speed|size|balanced`` (default balanced, kiloml's default) builds every row with
+that flash-for-speed preference (`kiloml profile --prefer`), e.g. the packed weight pairs on
+every layer under ``speed``.
+
+Run: .venv/bin/python benchmarks/profile_m0_sparse.py [--clips N] [--models a,b] [--prefer P]
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def _arg(flag: str, default: str) -> str:
     return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv else default
 
 
-def _mode_rows(models: list[str]) -> None:
+def _mode_rows(models: list[str], prefer: str) -> None:
     print(f"{'model':24s} {'mode':5s} {'instructions':>13s} {'cycles(est)':>12s} {'MAC/cyc':>8s} "
           f"{'ms@133':>8s} {'RAM':>7s} match")
     for name in models:
@@ -58,7 +62,7 @@ def _mode_rows(models: list[str]) -> None:
         for mode in ("skip", "off", "all"):
             Armv6mBackend.sparse_columns = mode
             try:
-                r = profile_graph(g, "pico")
+                r = profile_graph(g, "pico", prefer=prefer)
             finally:
                 Armv6mBackend.sparse_columns = "skip"
             ok = r["output_matches_reference"] and r["layers_match_reference"]
@@ -86,7 +90,7 @@ def _speech_inputs(g, clips: int) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def _speech_rows(clips: int) -> None:
+def _speech_rows(clips: int, prefer: str) -> None:
     g = read_tflite(SHARED / "models" / "mlperf_tiny" / "kws_ref_model.tflite")
     macs = sum(REGISTRY[n.op].macs(g, n) for n in g.nodes)
     inputs = _speech_inputs(g, clips)
@@ -99,7 +103,7 @@ def _speech_rows(clips: int) -> None:
         try:
             for _, x in inputs:
                 with tempfile.TemporaryDirectory(prefix="kiloml_sparse_") as wd:
-                    b = build_elf(g, "cortex-m0plus", [x], Path(wd))
+                    b = build_elf(g, "cortex-m0plus", [x], Path(wd), prefer=prefer)
                     _, outs = io_specs(b.result.graph)
                     emu = emulate(b.elf, "cortex-m0plus", read_back={
                         f"kml_profile_{s.name}": s.tensor.nbytes for s in outs})
@@ -118,9 +122,11 @@ def _speech_rows(clips: int) -> None:
 
 def main() -> None:
     models = _arg("--models", ",".join(MODELS)).split(",")
-    _mode_rows(models)
-    if "kws_ref_model" in models:
-        _speech_rows(int(_arg("--clips", "2")))
+    prefer = _arg("--prefer", "balanced")
+    print(f"--prefer {prefer}")
+    _mode_rows(models, prefer)
+    if "kws_ref_model" in models and int(_arg("--clips", "2")) > 0:
+        _speech_rows(int(_arg("--clips", "2")), prefer)
 
 
 if __name__ == "__main__":
