@@ -569,7 +569,9 @@ def main() -> int:
             if a.seeds:
                 res = run_seeds(title, root, [int(x) for x in a.seeds.split(",")], variants,
                                 a.board, extra, not a.no_device)
-                print_seeds(res, a.table, sets.get(task, []))
+                print_seeds(res, a.table, sets.get(task, []) + (
+                    [f"--train-fraction {a.train_fraction}"] if a.train_fraction is not None
+                    else []))
                 results.append(res)
                 continue
             res = run_task(title, root, variants, a.board, extra, not a.no_device)
