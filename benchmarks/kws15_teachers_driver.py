@@ -25,7 +25,6 @@ CK.mkdir(exist_ok=True)
 def train(seed, teacher=None, labels=None, resume=None):
     p = Project.load(ROOT)
     p.config.train.seed = seed
-    p.config.train.teacher_labels = None
     p.config.train.teacher = teacher
     p.config.train.teacher_labels = labels
     p.save()
